@@ -1,0 +1,44 @@
+# make run: install, initialise, load the demo, train, serve on 127.0.0.1:8000.
+# make test: the whole suite, on SQLite and then on PostgreSQL.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+PG_URL ?= postgresql+psycopg://postgres@127.0.0.1:5432/test
+export OPENBLAS_NUM_THREADS := 1
+
+.PHONY: run test test-sqlite test-postgres install lint bench clean
+
+$(BIN)/activate:
+	$(PYTHON) -m venv $(VENV)
+
+$(VENV)/.installed: pyproject.toml | $(BIN)/activate
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $@
+
+install: $(VENV)/.installed
+
+run: install
+	$(BIN)/flask --app wsgi init-db
+	$(BIN)/flask --app wsgi demo
+	$(BIN)/flask --app wsgi train
+	@$(BIN)/python -m service.demo_keys
+	$(BIN)/gunicorn -c service/gunicorn_conf.py wsgi:app
+
+lint: install
+	$(BIN)/mypy
+
+test: install lint test-sqlite test-postgres
+
+test-sqlite: install
+	$(BIN)/pytest
+
+test-postgres: install
+	@bash .ci/ensure-postgres
+	DATABASE_URL=$(PG_URL) $(BIN)/pytest
+
+bench: install
+	$(BIN)/python bench/run_all.py
+
+clean:
+	rm -rf $(VENV) instance build *.egg-info

@@ -1,0 +1,112 @@
+"""The in-memory serving index: one trained model plus the ids and popularity it serves with."""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any, Sequence
+
+import numpy as np
+
+from recommender.artifacts import dumps, loads, pack_strings, unpack_strings
+from recommender.base import Recommender
+from recommender.matrix import MatrixSettings, row_for_events
+from recommender.models import make_recommender
+from recommender.training import TrainedModel
+
+UserEvent = tuple[str, str, float]  # (item_id, event type, epoch seconds)
+
+
+@dataclass
+class ServingIndex:
+    """Answers top-n questions for one model version."""
+
+    version: str
+    algorithm: str
+    model: Recommender
+    settings: MatrixSettings
+    item_ids: list[str]
+    user_ids: list[str]
+    popularity: np.ndarray
+
+    def __post_init__(self) -> None:
+        self.item_index = {item: i for i, item in enumerate(self.item_ids)}
+        self.user_index = {user: u for u, user in enumerate(self.user_ids)}
+
+    @property
+    def n_items(self) -> int:
+        """Items the model can score."""
+        return len(self.item_ids)
+
+    def user_scores(self, user_id: str, events: Sequence[UserEvent], now: float) -> tuple[str, np.ndarray]:
+        """("personalized" or "popular", scores over items) for a user and their stored events."""
+        if self.algorithm == "popularity":
+            return "popular", self.popularity
+        known = self.user_index.get(user_id)
+        if known is not None and not self.model.needs_training_matrix:
+            return "personalized", np.asarray(self.model.score_users(np.array([known]), None)[0])  # type: ignore[arg-type]
+        row = row_for_events(self.settings, self.item_index, self.n_items, events, now)
+        if row.nnz:
+            return "personalized", np.asarray(self.model.score_row(row), dtype=np.float32)
+        return "popular", self.popularity
+
+    def item_scores(self, item_id: str) -> np.ndarray | None:
+        """Similarity of every item to `item_id`, or None when the model does not know it."""
+        item = self.item_index.get(item_id)
+        if item is None or self.algorithm == "popularity":
+            return None
+        scores = np.asarray(self.model.similar(item), dtype=np.float32).copy()
+        scores[item] = -np.inf
+        return scores
+
+    def top(self, scores: np.ndarray, allowed: np.ndarray, n: int) -> list[tuple[str, float]]:
+        """The n best allowed items, best first; ties go to the earlier item."""
+        masked = np.where(allowed, scores, -np.inf).astype(np.float32, copy=False)
+        k = int(min(n, np.count_nonzero(np.isfinite(masked))))
+        if k <= 0:
+            return []
+        candidates = np.argpartition(-masked, k - 1)[:k]
+        order = candidates[np.lexsort((candidates, -masked[candidates]))]
+        return [(self.item_ids[i], float(masked[i])) for i in order]
+
+    def to_bytes(self, extra_meta: dict[str, Any] | None = None) -> bytes:
+        """An .npz artifact with no pickled objects."""
+        arrays = {f"model_{k}": v for k, v in self.model.to_arrays().items()}
+        arrays["item_ids"], arrays["item_offsets"] = pack_strings(self.item_ids)
+        arrays["user_ids"], arrays["user_offsets"] = pack_strings(self.user_ids)
+        arrays["popularity"] = self.popularity
+        meta = {
+            "version": self.version,
+            "algorithm": self.algorithm,
+            "params": self.model.describe_params(),
+            "settings": {**asdict(self.settings), "weights": dict(self.settings.weights)},
+            **(extra_meta or {}),
+        }
+        return dumps(arrays, meta)
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> "ServingIndex":
+        """Load an artifact written by to_bytes."""
+        arrays, meta = loads(data)
+        model = make_recommender(meta["algorithm"], meta["params"])
+        model.load_arrays({k[len("model_") :]: v for k, v in arrays.items() if k.startswith("model_")})
+        return cls(
+            version=meta["version"],
+            algorithm=meta["algorithm"],
+            model=model,
+            settings=MatrixSettings(**meta["settings"]),
+            item_ids=unpack_strings(arrays["item_ids"], arrays["item_offsets"]),
+            user_ids=unpack_strings(arrays["user_ids"], arrays["user_offsets"]),
+            popularity=arrays["popularity"],
+        )
+
+    @classmethod
+    def from_trained(cls, version: str, trained: TrainedModel, settings: MatrixSettings) -> "ServingIndex":
+        """Wrap a freshly trained model."""
+        return cls(
+            version=version,
+            algorithm=trained.model.name,
+            model=trained.model,
+            settings=settings,
+            item_ids=trained.matrix.item_ids,
+            user_ids=trained.matrix.user_ids,
+            popularity=trained.popularity,
+        )

@@ -1,0 +1,59 @@
+"""Bayesian personalised ranking (implicit's CPU implementation)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import scipy.sparse as sp
+from implicit.cpu.bpr import BayesianPersonalizedRanking
+
+from recommender.models.factors import FactorModel
+
+
+@dataclass(frozen=True)
+class BPRParams:
+    """BPR settings."""
+
+    factors: int = 64
+    learning_rate: float = 0.01
+    regularization: float = 0.01
+    iterations: int = 100
+    refit_iterations: int = 10
+    random_state: int = 42
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.factors <= 1024:
+            raise ValueError("factors must be between 1 and 1024")
+        if self.learning_rate <= 0:
+            raise ValueError("learning_rate must be positive")
+        if self.regularization < 0:
+            raise ValueError("regularization cannot be negative")
+        if not 1 <= self.iterations <= 5000:
+            raise ValueError("iterations must be between 1 and 5000")
+        if not 0 <= self.refit_iterations <= 1000:
+            raise ValueError("refit_iterations must be between 0 and 1000")
+
+
+class BPR(FactorModel):
+    """BPR; implicit cannot fold users in, so a new user is the confidence-weighted mean of their items' factors."""
+
+    name = "bpr"
+    params_type = BPRParams
+
+    def _new_model(self) -> Any:
+        p = self.params
+        return BayesianPersonalizedRanking(
+            factors=p.factors,
+            learning_rate=p.learning_rate,
+            regularization=p.regularization,
+            iterations=p.iterations,
+            random_state=p.random_state,
+        )
+
+    def score_row(self, row: sp.csr_matrix) -> np.ndarray:
+        """Score from the weighted mean of the row's item factors (the bias column stays 1)."""
+        weights = row.data / row.data.sum()
+        user = weights @ self.item_factors[row.indices]
+        user[-1] = 1.0
+        return self.item_factors @ user

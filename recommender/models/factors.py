@@ -1,0 +1,62 @@
+"""Shared behaviour of latent-factor models: dot-product scores and cosine similarity."""
+from __future__ import annotations
+
+from abc import abstractmethod
+from typing import Any, Mapping
+
+import numpy as np
+import scipy.sparse as sp
+from threadpoolctl import threadpool_limits
+
+from recommender.base import Recommender
+
+
+class FactorModel(Recommender):
+    """A model whose scores are user factors times item factors."""
+
+    _model: Any = None
+
+    @abstractmethod
+    def _new_model(self) -> Any:
+        """A fresh, unfitted implicit model with this model's parameters."""
+
+    def fit(self, user_items: sp.csr_matrix, show_progress: bool = False, warm_start: bool = False) -> None:
+        """Fit with implicit; warm_start keeps the current factors and runs `refit_iterations` more."""
+        if warm_start and self._model is not None:
+            self._model.iterations = self.params.refit_iterations
+        else:
+            self._model = self._new_model()
+        # implicit parallelises itself; a second BLAS thread pool only contends with it.
+        with threadpool_limits(1, "blas"):
+            self._model.fit(user_items, show_progress=show_progress)
+        self._norms = None
+
+    @property
+    def user_factors(self) -> np.ndarray:
+        return np.asarray(self._model.user_factors)
+
+    @property
+    def item_factors(self) -> np.ndarray:
+        return np.asarray(self._model.item_factors)
+
+    def score_users(self, users: np.ndarray, user_items: sp.csr_matrix) -> np.ndarray:
+        """Dot products of the users' factors with every item's."""
+        return self.user_factors[users] @ self.item_factors.T
+
+    def similar(self, item: int) -> np.ndarray:
+        """Cosine similarity of item factors."""
+        if getattr(self, "_norms", None) is None:
+            self._norms = np.linalg.norm(self.item_factors, axis=1) + 1e-12
+        factors = self.item_factors
+        return (factors @ factors[item]) / (self._norms * self._norms[item])
+
+    def to_arrays(self) -> dict[str, np.ndarray]:
+        """User and item factors."""
+        return {"user_factors": self.user_factors, "item_factors": self.item_factors}
+
+    def load_arrays(self, arrays: Mapping[str, np.ndarray]) -> None:
+        """Rebuild the implicit model around saved factors."""
+        self._model = self._new_model()
+        self._model.user_factors = np.ascontiguousarray(arrays["user_factors"], dtype=np.float32)
+        self._model.item_factors = np.ascontiguousarray(arrays["item_factors"], dtype=np.float32)
+        self._norms = None

@@ -1,0 +1,68 @@
+"""Item-item nearest neighbours (implicit's cosine or BM25-weighted similarity)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal, Mapping
+
+import numpy as np
+import scipy.sparse as sp
+from implicit.nearest_neighbours import BM25Recommender, CosineRecommender
+
+from recommender.base import Recommender
+
+
+@dataclass(frozen=True)
+class ItemKNNParams:
+    """Neighbourhood size and similarity."""
+
+    neighbours: int = 100
+    similarity: Literal["cosine", "bm25"] = "bm25"
+    refit_iterations: int = 1
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.neighbours <= 10_000:
+            raise ValueError("neighbours must be between 1 and 10000")
+        if self.similarity not in ("cosine", "bm25"):
+            raise ValueError("similarity must be 'cosine' or 'bm25'")
+
+
+class ItemKNN(Recommender):
+    """Scores are a user's interactions times the item-item similarity matrix."""
+
+    name = "item_knn"
+    params_type = ItemKNNParams
+    _similarity: sp.csr_matrix
+
+    def fit(self, user_items: sp.csr_matrix, show_progress: bool = False, warm_start: bool = False) -> None:
+        """Compute the top-K similarity of every item (a refit simply recomputes it)."""
+        cls = BM25Recommender if self.params.similarity == "bm25" else CosineRecommender
+        model = cls(K=self.params.neighbours)
+        model.fit(user_items, show_progress=show_progress)
+        self._similarity = model.similarity.tocsr().astype(np.float32)
+
+    def score_users(self, users: np.ndarray, user_items: sp.csr_matrix) -> np.ndarray:
+        """Scores of known users from their training rows."""
+        return np.asarray((user_items[users] @ self._similarity).todense())
+
+    def score_row(self, row: sp.csr_matrix) -> np.ndarray:
+        """Scores from a row of interactions: the same computation as for known users."""
+        return np.asarray((row @ self._similarity).todense()).ravel()
+
+    def similar(self, item: int) -> np.ndarray:
+        """The item's row of the similarity matrix."""
+        return np.asarray(self._similarity[item].todense()).ravel()
+
+    def to_arrays(self) -> dict[str, np.ndarray]:
+        """The sparse similarity matrix's parts."""
+        m = self._similarity
+        return {"sim_data": m.data, "sim_indices": m.indices, "sim_indptr": m.indptr, "sim_shape": np.array(m.shape)}
+
+    def load_arrays(self, arrays: Mapping[str, np.ndarray]) -> None:
+        """Rebuild the similarity matrix."""
+        shape = tuple(int(x) for x in arrays["sim_shape"])
+        self._similarity = sp.csr_matrix((arrays["sim_data"], arrays["sim_indices"], arrays["sim_indptr"]), shape=shape)
+
+    @property
+    def needs_training_matrix(self) -> bool:
+        """Known users are scored from their interaction rows."""
+        return True

@@ -1,0 +1,95 @@
+"""Train a model from an interaction matrix: holdout evaluation, then a refit on everything."""
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any, Callable, Mapping
+
+from recommender.base import Recommender
+from recommender.evaluation import evaluate, holdout_split
+from recommender.matrix import InteractionMatrix
+from recommender.models import make_recommender
+from recommender.models.popularity import Popularity, item_popularity
+
+log = logging.getLogger(__name__)
+Progress = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class TrainingSettings:
+    """How a model is evaluated before it is fitted to all the data."""
+
+    evaluate: bool = True
+    test_fraction: float = 0.2
+    eval_users: int = 2000
+    seed: int = 42
+
+    def __post_init__(self) -> None:
+        if not 0 < self.test_fraction < 1:
+            raise ValueError("test_fraction must be between 0 and 1")
+        if self.eval_users < 1:
+            raise ValueError("eval_users must be at least 1")
+
+
+@dataclass
+class TrainedModel:
+    """A fitted model, its evaluation and the timing of each stage."""
+
+    model: Recommender
+    matrix: InteractionMatrix
+    metrics: dict[str, Any] = field(default_factory=dict)
+    timings: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def popularity(self):  # noqa: ANN201 - numpy array
+        """Distinct users per item over all data: the cold-start list."""
+        return item_popularity(self.matrix.confidence)
+
+
+def train(
+    matrix: InteractionMatrix,
+    algorithm: str,
+    params: Mapping[str, Any] | None = None,
+    settings: TrainingSettings = TrainingSettings(),
+    progress: Progress | None = None,
+    show_progress: bool = False,
+) -> TrainedModel:
+    """Evaluate on a seeded holdout split (with the popularity baseline), then fit on everything."""
+    say = progress or (lambda _msg: None)
+    model = make_recommender(algorithm, params)
+    result = TrainedModel(model=model, matrix=matrix)
+    if matrix.confidence.nnz == 0:
+        raise ValueError("there are no events with a positive weight to train on")
+    if settings.evaluate:
+        start = time.perf_counter()
+        split = holdout_split(matrix.confidence, settings.test_fraction, settings.seed)
+        say(f"fitting {algorithm} on the {1 - settings.test_fraction:.0%} training split")
+        model.fit(split.train, show_progress=show_progress)
+        result.timings["fit_split_seconds"] = time.perf_counter() - start
+        start = time.perf_counter()
+        say("evaluating on the holdout split")
+        ours = evaluate(model, split, max_users=settings.eval_users, seed=settings.seed)
+        baseline = Popularity()
+        baseline.fit(split.train)
+        base = evaluate(baseline, split, max_users=settings.eval_users, seed=settings.seed)
+        result.metrics = {
+            **asdict(ours),
+            "popularity_precision_at_10": base.precision_at_10,
+            "popularity_ndcg_at_10": base.ndcg_at_10,
+            "popularity_recall_at_10": base.recall_at_10,
+            "test_fraction": settings.test_fraction,
+            "seed": settings.seed,
+        }
+        result.timings["evaluate_seconds"] = time.perf_counter() - start
+        start = time.perf_counter()
+        say(f"refitting on all {matrix.confidence.nnz} interactions (warm start)")
+        model.fit(matrix.confidence, show_progress=show_progress, warm_start=True)
+        result.timings["refit_seconds"] = time.perf_counter() - start
+    else:
+        start = time.perf_counter()
+        say(f"fitting {algorithm} on all {matrix.confidence.nnz} interactions")
+        model.fit(matrix.confidence, show_progress=show_progress)
+        result.timings["fit_seconds"] = time.perf_counter() - start
+    log.info("model trained", extra={"algorithm": algorithm, "metrics": result.metrics, "timings": result.timings})
+    return result

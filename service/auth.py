@@ -1,0 +1,64 @@
+"""API keys: creation, hashing, lookup and the role matrix."""
+from __future__ import annotations
+
+import hashlib
+import secrets
+import time
+from dataclasses import dataclass
+from typing import Iterable
+
+from sqlalchemy import select, update
+
+from service.db import Database
+from service.models import ApiKey
+
+ROLES = ("storefront", "editor", "analyst", "admin")
+KEY_PREFIX = "sl_"
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Who is calling: the key's id, name and role."""
+
+    key_id: int
+    name: str
+    role: str
+
+
+def hash_key(raw: str) -> str:
+    """The stored form of a key; keys carry 256 random bits, so a fast hash suffices."""
+    return hashlib.sha256(raw.encode("utf-8")).hexdigest()
+
+
+def create_key(db: Database, role: str, name: str | None = None) -> tuple[ApiKey, str]:
+    """Create a key for a role; answer the stored row and the raw key (shown once)."""
+    if role not in ROLES:
+        raise ValueError(f"role must be one of {', '.join(ROLES)}, not {role!r}")
+    raw = KEY_PREFIX + secrets.token_urlsafe(32)
+    row = ApiKey(name=name or f"{role} key", role=role, key_hash=hash_key(raw), prefix=raw[:10], created_at=time.time())
+    with db.write() as session:
+        session.add(row)
+    return row, raw
+
+
+def authenticate(db: Database, raw: str) -> Principal | None:
+    """The principal for a raw key, or None when it is unknown or revoked."""
+    with db.read() as session:
+        row = session.execute(
+            select(ApiKey.id, ApiKey.name, ApiKey.role).where(ApiKey.key_hash == hash_key(raw), ApiKey.revoked_at.is_(None))
+        ).first()
+    return Principal(row.id, row.name, row.role) if row else None
+
+
+def revoke_key(db: Database, key_id: int) -> bool:
+    """Revoke a key; answer whether one was revoked now."""
+    with db.write() as session:
+        result = session.execute(
+            update(ApiKey).where(ApiKey.id == key_id, ApiKey.revoked_at.is_(None)).values(revoked_at=time.time())
+        )
+        return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
+def allowed(role: str, roles: Iterable[str]) -> bool:
+    """Whether a role may call an endpoint open to `roles`; admin may call everything."""
+    return role == "admin" or role in roles

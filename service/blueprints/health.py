@@ -1,0 +1,53 @@
+"""Liveness, readiness, metrics and API documentation."""
+from __future__ import annotations
+
+import logging
+
+from flask import Blueprint, Response, current_app, render_template
+
+from service.api import endpoint
+from service.observability import metrics_response
+from service.openapi import build_openapi
+from service.schemas.system import Health
+from service.state import services
+
+bp = Blueprint("health", __name__)
+log = logging.getLogger(__name__)
+
+
+@bp.get("/healthz")
+@endpoint("Liveness: answers while the process runs", roles=None, tag="system", response=Health)
+def healthz() -> Health:
+    """Answer ok while the process runs."""
+    return Health(status="ok")
+
+
+@bp.get("/readyz")
+@endpoint("Readiness: 200 when the database answers, 503 otherwise", roles=None, tag="system", response=Health, errors=(503,))
+def readyz() -> Response | Health:
+    """Check the database."""
+    try:
+        services().db.ping()
+    except Exception as exc:  # any driver error means "not ready"
+        log.warning("database unreachable", extra={"error": str(exc)})
+        body = Health(status="unavailable", detail="database unreachable").model_dump_json()
+        return Response(body, status=503, mimetype="application/json")
+    return Health(status="ok")
+
+
+@bp.get("/openapi.json")
+def openapi() -> Response:
+    """The OpenAPI document, generated from the endpoint declarations."""
+    return current_app.json.response(build_openapi(current_app))
+
+
+@bp.get("/docs")
+def docs() -> str:
+    """A human-readable page listing every endpoint."""
+    return render_template("docs.html", spec=build_openapi(current_app))
+
+
+@bp.get("/metrics")
+def metrics() -> Response:
+    """Prometheus metrics."""
+    return metrics_response()

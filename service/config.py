@@ -1,0 +1,111 @@
+"""Typed configuration read from the environment."""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any, Mapping
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+INSTANCE_DIR = PROJECT_ROOT / "instance"
+
+DEFAULT_EVENT_WEIGHTS = {"view": 1.0, "click": 2.0, "add_to_cart": 4.0, "purchase": 8.0}
+
+
+def _parse_weights(raw: str) -> dict[str, float]:
+    """Parse `view=1,click=2` into a weight per event type."""
+    weights = dict(DEFAULT_EVENT_WEIGHTS)
+    for part in filter(None, (p.strip() for p in raw.split(","))):
+        name, _, value = part.partition("=")
+        if name not in weights:
+            raise ValueError(f"EVENT_WEIGHTS: unknown event type {name!r}; use one of {sorted(weights)}")
+        weights[name] = float(value)
+        if weights[name] < 0:
+            raise ValueError(f"EVENT_WEIGHTS: weight of {name!r} cannot be negative")
+    return weights
+
+
+def _bool(raw: str) -> bool:
+    """Read the usual spellings of a boolean environment variable."""
+    value = raw.strip().lower()
+    if value in {"1", "true", "yes", "on"}:
+        return True
+    if value in {"0", "false", "no", "off", ""}:
+        return False
+    raise ValueError(f"not a boolean: {raw!r}")
+
+
+@dataclass(frozen=True)
+class Config:
+    """Everything the service reads from its environment, parsed into typed values."""
+
+    database_url: str = f"sqlite:///{INSTANCE_DIR / 'stickyloop.db'}"
+    model_dir: Path = INSTANCE_DIR / "models"
+    log_level: str = "INFO"
+    log_requests: bool = True
+    max_content_length: int = 32 * 1024 * 1024
+    max_batch: int = 10_000
+    event_weights: Mapping[str, float] = field(default_factory=lambda: dict(DEFAULT_EVENT_WEIGHTS))
+    # "subprocess" survives gunicorn recycling the worker that accepted the request.
+    training_runner: str = "subprocess"
+    training_timeout_seconds: float = 6 * 3600
+    sqlite_busy_timeout_ms: int = 30_000
+    pool_size: int = 5
+    testing: bool = False
+
+    _ENV = {
+        "database_url": ("DATABASE_URL", str),
+        "model_dir": ("MODEL_DIR", Path),
+        "log_level": ("LOG_LEVEL", str),
+        "log_requests": ("LOG_REQUESTS", _bool),
+        "max_content_length": ("MAX_CONTENT_LENGTH", int),
+        "event_weights": ("EVENT_WEIGHTS", _parse_weights),
+        "training_runner": ("TRAINING_RUNNER", str),
+        "training_timeout_seconds": ("TRAINING_TIMEOUT_SECONDS", float),
+        "sqlite_busy_timeout_ms": ("SQLITE_BUSY_TIMEOUT_MS", int),
+        "pool_size": ("DB_POOL_SIZE", int),
+    }
+
+    def __post_init__(self) -> None:
+        if self.training_runner not in {"subprocess", "thread"}:
+            raise ValueError("TRAINING_RUNNER must be 'subprocess' or 'thread'")
+        if self.log_level.upper() not in {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}:
+            raise ValueError(f"LOG_LEVEL {self.log_level!r} is not a logging level")
+        if self.max_content_length <= 0:
+            raise ValueError("MAX_CONTENT_LENGTH must be positive")
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> "Config":
+        """Build a config from environment variables, then apply explicit overrides."""
+        env = os.environ if environ is None else environ
+        values: dict[str, Any] = {}
+        for name, (var, parse) in cls._ENV.items():  # type: ignore[attr-defined]
+            if env.get(var):
+                try:
+                    values[name] = parse(env[var])
+                except ValueError as exc:
+                    raise ValueError(f"{var}: {exc}") from exc
+        values.update(overrides)
+        return cls(**values)
+
+    def with_(self, **changes: Any) -> "Config":
+        """Return a copy with some fields changed."""
+        return replace(self, **changes)
+
+    @property
+    def is_sqlite(self) -> bool:
+        """Whether the store is the embedded SQLite database."""
+        return self.database_url.startswith("sqlite")
+
+    def as_env(self) -> dict[str, str]:
+        """Environment variables that reproduce this config in a child process."""
+        weights = ",".join(f"{k}={v}" for k, v in self.event_weights.items())
+        return {
+            "DATABASE_URL": self.database_url,
+            "MODEL_DIR": str(self.model_dir),
+            "LOG_LEVEL": self.log_level,
+            "EVENT_WEIGHTS": weights,
+        }
+
+
+CONFIG_FIELDS = [f.name for f in fields(Config)]

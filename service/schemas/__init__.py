@@ -1,0 +1,1 @@
+"""Pydantic models of the HTTP contract, one module per resource."""

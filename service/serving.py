@@ -1,0 +1,109 @@
+"""Per-process cache of loaded models; what is active is always read from the database.
+
+Every request reads the shared state (active version, catalogue revision) in one
+small query, so all workers on all hosts switch on the next request after an
+activation; only the loaded arrays are cached, keyed by immutable version.
+"""
+from __future__ import annotations
+
+import hashlib
+import logging
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass
+from pathlib import Path
+
+from sqlalchemy import select
+
+from recommender.index import ServingIndex
+from service.db import Database
+from service.models import AppState, ModelArtifact, ModelVersion
+from service.stores.catalogue import CATALOGUE_KEY, CatalogueView, catalogue_view
+
+log = logging.getLogger(__name__)
+ACTIVE_MODEL_KEY = "active_model"
+
+
+@dataclass(frozen=True)
+class SharedState:
+    """What every worker must agree on, read once per request."""
+
+    active_version: str | None
+    catalogue_revision: int
+
+
+def read_shared_state(db: Database) -> SharedState:
+    """The active model version and the catalogue revision, in one query."""
+    with db.read() as session:
+        rows = session.execute(
+            select(AppState.key, AppState.value, AppState.revision).where(AppState.key.in_([ACTIVE_MODEL_KEY, CATALOGUE_KEY]))
+        ).all()
+    state = {r.key: r for r in rows}
+    active = state.get(ACTIVE_MODEL_KEY)
+    catalogue = state.get(CATALOGUE_KEY)
+    return SharedState(active.value if active and active.value else None, int(catalogue.revision) if catalogue else 0)
+
+
+class ModelCache:
+    """Loaded serving indexes by version (the newest few) and their catalogue views."""
+
+    def __init__(self, db: Database, model_dir: Path, keep: int = 2) -> None:
+        self.db = db
+        self.model_dir = Path(model_dir)
+        self.keep = keep
+        self._indexes: OrderedDict[str, ServingIndex] = OrderedDict()
+        self._views: dict[str, CatalogueView] = {}
+        self._lock = threading.Lock()
+
+    def artifact_path(self, version: str) -> Path:
+        """Where this host keeps a version's artifact."""
+        return self.model_dir / f"{version}.npz"
+
+    def index(self, version: str) -> ServingIndex:
+        """The serving index of a version, loading it on first use."""
+        with self._lock:
+            found = self._indexes.get(version)
+            if found is not None:
+                self._indexes.move_to_end(version)
+                return found
+            index = ServingIndex.from_bytes(self._artifact_bytes(version))
+            self._indexes[version] = index
+            while len(self._indexes) > self.keep:
+                old, _ = self._indexes.popitem(last=False)
+                self._views.pop(old, None)
+            log.info("model loaded", extra={"version": version, "items": index.n_items, "users": len(index.user_ids)})
+            return index
+
+    def view(self, index: ServingIndex, revision: int) -> CatalogueView:
+        """Availability of the index's items as of a catalogue revision."""
+        view = self._views.get(index.version)
+        if view is None or view.revision != revision:
+            view = catalogue_view(self.db, index.item_ids, revision)
+            self._views[index.version] = view
+        return view
+
+    def _artifact_bytes(self, version: str) -> bytes:
+        """The artifact from this host's disk when it matches the recorded digest, else from the database."""
+        with self.db.read() as session:
+            digest = session.scalar(select(ModelVersion.artifact_sha256).where(ModelVersion.version == version))
+        if digest is None:
+            raise LookupError(f"model {version} has no artifact")
+        path = self.artifact_path(version)
+        if path.exists():
+            data = path.read_bytes()
+            if hashlib.sha256(data).hexdigest() == digest:
+                return data
+        with self.db.read() as session:
+            data = session.scalar(select(ModelArtifact.data).where(ModelArtifact.version == version))
+        if data is None:
+            raise LookupError(f"model {version} has no artifact")
+        write_artifact_file(path, data)
+        return bytes(data)
+
+
+def write_artifact_file(path: Path, data: bytes) -> None:
+    """Write atomically so that a reader never sees half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(f".{threading.get_ident()}.tmp")
+    tmp.write_bytes(data)
+    tmp.replace(path)

@@ -1,0 +1,1 @@
+"""Database access, one module per aggregate; the blueprints call these."""

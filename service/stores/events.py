@@ -1,0 +1,69 @@
+"""Behaviour events: idempotent batch ingestion and the reads that serving and training need."""
+from __future__ import annotations
+
+import time
+from typing import Any, Iterator, Sequence
+
+from sqlalchemy import func, select
+
+from service.db import Database
+from service.models import Event
+from service.stores.sql import insert
+
+TRAINING_CHUNK = 200_000
+
+
+def insert_events(db: Database, events: Sequence[dict[str, Any]]) -> tuple[int, int]:
+    """Store a batch in one transaction; answer (accepted, duplicates).
+
+    A replayed `event_id`, in this batch or an earlier one, is counted as a
+    duplicate and stored once. ON CONFLICT DO NOTHING keeps the counts exact
+    when two clients send the same events at the same time.
+    """
+    unique: dict[str, dict[str, Any]] = {}
+    for event in events:
+        unique.setdefault(event["event_id"], event)
+    now = time.time()
+    rows = [{**e, "received_at": now} for e in unique.values()]
+    accepted = 0
+    with db.write() as session:
+        if rows:
+            stmt = insert(session, Event).on_conflict_do_nothing(index_elements=["event_id"]).returning(Event.id)
+            accepted = len(session.execute(stmt, rows).all())
+    return accepted, len(events) - accepted
+
+
+def user_events(db: Database, user_id: str, limit: int = 5000) -> list[tuple[str, str, float]]:
+    """The user's most recent events as (item_id, type, ts), newest first."""
+    with db.read() as session:
+        rows = session.execute(
+            select(Event.item_id, Event.type, Event.ts)
+            .where(Event.user_id == user_id)
+            .order_by(Event.ts.desc())
+            .limit(limit)
+        ).all()
+    return [(r[0], r[1], r[2]) for r in rows]
+
+
+def max_event_id(db: Database) -> int:
+    """The newest stored event's row id (0 when there are none)."""
+    with db.read() as session:
+        return int(session.scalar(select(func.coalesce(func.max(Event.id), 0))) or 0)
+
+
+def iter_event_chunks(db: Database, up_to_id: int, chunk: int = TRAINING_CHUNK) -> Iterator[tuple[list[str], list[str], list[str], list[float]]]:
+    """Every event up to a row id, in keyset-paginated chunks of parallel lists."""
+    last = 0
+    while last < up_to_id:
+        with db.read() as session:
+            rows = session.execute(
+                select(Event.id, Event.user_id, Event.item_id, Event.type, Event.ts)
+                .where(Event.id > last, Event.id <= up_to_id)
+                .order_by(Event.id)
+                .limit(chunk)
+            ).all()
+        if not rows:
+            return
+        last = rows[-1][0]
+        ids, users, items, types, ts = zip(*rows)
+        yield list(users), list(items), list(types), list(ts)

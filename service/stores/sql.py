@@ -1,0 +1,36 @@
+"""Dialect helpers: the portable parts of INSERT ... ON CONFLICT."""
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session
+
+from service.models import AppState
+
+
+def insert(session: Session, table: Any) -> Any:
+    """The dialect's INSERT, which knows ON CONFLICT."""
+    dialect = session.get_bind().dialect.name
+    return (postgresql.insert if dialect == "postgresql" else sqlite.insert)(table)
+
+
+def bump_revision(session: Session, key: str) -> int:
+    """Atomically increment a shared revision counter, creating it at 1."""
+    stmt = insert(session, AppState).values(key=key, value="", revision=1)
+    session.execute(stmt.on_conflict_do_update(index_elements=["key"], set_={"revision": AppState.revision + 1}))
+    return int(session.get(AppState, key).revision)  # type: ignore[union-attr]
+
+
+def set_state(session: Session, key: str, value: str) -> None:
+    """Set a shared setting and bump its revision."""
+    stmt = insert(session, AppState).values(key=key, value=value, revision=1)
+    session.execute(
+        stmt.on_conflict_do_update(index_elements=["key"], set_={"value": value, "revision": AppState.revision + 1})
+    )
+
+
+def touch(session: Session, table: Any, where: Any, **values: Any) -> int:
+    """UPDATE rows matching `where`; answer how many changed."""
+    return session.execute(update(table).where(where).values(**values)).rowcount  # type: ignore[attr-defined, no-any-return]
