@@ -29,7 +29,7 @@ def dumps(arrays: Mapping[str, np.ndarray], meta: Mapping[str, Any]) -> bytes:
     out = io.BytesIO()
     payload = dict(arrays)
     payload[_META] = np.frombuffer(json.dumps(meta, sort_keys=True).encode("utf-8"), dtype=np.uint8)
-    np.savez(out, **payload)
+    np.savez(out, **payload)  # type: ignore[arg-type]
     return out.getvalue()
 
 

@@ -60,7 +60,7 @@ class ServingIndex:
     def top(self, scores: np.ndarray, allowed: np.ndarray, n: int) -> list[tuple[str, float]]:
         """The n best allowed items, best first; ties go to the earlier item."""
         masked = np.where(allowed, scores, -np.inf).astype(np.float32, copy=False)
-        k = int(min(n, np.count_nonzero(np.isfinite(masked))))
+        k = min(int(n), int(np.count_nonzero(np.isfinite(masked))))
         if k <= 0:
             return []
         candidates = np.argpartition(-masked, k - 1)[:k]

@@ -4,7 +4,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 INSTANCE_DIR = PROJECT_ROOT / "instance"
@@ -35,6 +35,20 @@ def _bool(raw: str) -> bool:
     raise ValueError(f"not a boolean: {raw!r}")
 
 
+_ENV: dict[str, tuple[str, Callable[[str], Any]]] = {
+    "database_url": ("DATABASE_URL", str),
+    "model_dir": ("MODEL_DIR", Path),
+    "log_level": ("LOG_LEVEL", str),
+    "log_requests": ("LOG_REQUESTS", _bool),
+    "max_content_length": ("MAX_CONTENT_LENGTH", int),
+    "event_weights": ("EVENT_WEIGHTS", _parse_weights),
+    "training_runner": ("TRAINING_RUNNER", str),
+    "training_timeout_seconds": ("TRAINING_TIMEOUT_SECONDS", float),
+    "sqlite_busy_timeout_ms": ("SQLITE_BUSY_TIMEOUT_MS", int),
+    "pool_size": ("DB_POOL_SIZE", int),
+}
+
+
 @dataclass(frozen=True)
 class Config:
     """Everything the service reads from its environment, parsed into typed values."""
@@ -53,18 +67,6 @@ class Config:
     pool_size: int = 5
     testing: bool = False
 
-    _ENV = {
-        "database_url": ("DATABASE_URL", str),
-        "model_dir": ("MODEL_DIR", Path),
-        "log_level": ("LOG_LEVEL", str),
-        "log_requests": ("LOG_REQUESTS", _bool),
-        "max_content_length": ("MAX_CONTENT_LENGTH", int),
-        "event_weights": ("EVENT_WEIGHTS", _parse_weights),
-        "training_runner": ("TRAINING_RUNNER", str),
-        "training_timeout_seconds": ("TRAINING_TIMEOUT_SECONDS", float),
-        "sqlite_busy_timeout_ms": ("SQLITE_BUSY_TIMEOUT_MS", int),
-        "pool_size": ("DB_POOL_SIZE", int),
-    }
 
     def __post_init__(self) -> None:
         if self.training_runner not in {"subprocess", "thread"}:
@@ -79,7 +81,7 @@ class Config:
         """Build a config from environment variables, then apply explicit overrides."""
         env = os.environ if environ is None else environ
         values: dict[str, Any] = {}
-        for name, (var, parse) in cls._ENV.items():  # type: ignore[attr-defined]
+        for name, (var, parse) in _ENV.items():
             if env.get(var):
                 try:
                     values[name] = parse(env[var])

@@ -6,6 +6,7 @@ from typing import Any
 
 from flask import Flask
 from pydantic import BaseModel
+from pydantic.json_schema import JsonSchemaMode as JsonMode
 from pydantic.json_schema import models_json_schema
 
 from service.api import PATH_KINDS, EndpointSpec
@@ -24,11 +25,12 @@ _ERROR_TEXT = {
 }
 
 
-def _models(app: Flask) -> list[tuple[type[BaseModel], str]]:
+def _models(app: Flask) -> list[tuple[type[BaseModel], JsonMode]]:
     """Every model that appears in a declaration, in a stable order."""
-    seen: dict[tuple[str, str], tuple[type[BaseModel], str]] = {}
+    seen: dict[tuple[str, str], tuple[type[BaseModel], JsonMode]] = {}
     for spec in _specs(app).values():
-        for model, mode in ((spec.body, "validation"), (spec.query, "validation"), (spec.response, "serialization")):
+        pairs: tuple[tuple[type[BaseModel] | None, JsonMode], ...] = ((spec.body, "validation"), (spec.query, "validation"), (spec.response, "serialization"))
+        for model, mode in pairs:
             if model is not None:
                 seen[(model.__name__, mode)] = (model, mode)
     seen[("ErrorBody", "serialization")] = (ErrorBody, "serialization")

@@ -94,11 +94,11 @@ class ModelCache:
             if hashlib.sha256(data).hexdigest() == digest:
                 return data
         with self.db.read() as session:
-            data = session.scalar(select(ModelArtifact.data).where(ModelArtifact.version == version))
-        if data is None:
+            stored = session.scalar(select(ModelArtifact.data).where(ModelArtifact.version == version))
+        if stored is None:
             raise LookupError(f"model {version} has no artifact")
-        write_artifact_file(path, data)
-        return bytes(data)
+        write_artifact_file(path, bytes(stored))
+        return bytes(stored)
 
 
 def write_artifact_file(path: Path, data: bytes) -> None:

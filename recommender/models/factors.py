@@ -45,10 +45,11 @@ class FactorModel(Recommender):
 
     def similar(self, item: int) -> np.ndarray:
         """Cosine similarity of item factors."""
-        if getattr(self, "_norms", None) is None:
-            self._norms = np.linalg.norm(self.item_factors, axis=1) + 1e-12
+        norms = getattr(self, "_norms", None)
+        if norms is None:
+            norms = self._norms = np.linalg.norm(self.item_factors, axis=1) + 1e-12
         factors = self.item_factors
-        return (factors @ factors[item]) / (self._norms * self._norms[item])
+        return (factors @ factors[item]) / (norms * norms[item])
 
     def to_arrays(self) -> dict[str, np.ndarray]:
         """User and item factors."""

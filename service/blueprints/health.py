@@ -3,9 +3,10 @@ from __future__ import annotations
 
 import logging
 
-from flask import Blueprint, Response, current_app, render_template
+from flask import Blueprint, Response, current_app, jsonify, render_template
 
 from service.api import endpoint
+from service.errors import error_response
 from service.observability import metrics_response
 from service.openapi import build_openapi
 from service.schemas.system import Health
@@ -30,15 +31,14 @@ def readyz() -> Response | Health:
         services().db.ping()
     except Exception as exc:  # any driver error means "not ready"
         log.warning("database unreachable", extra={"error": str(exc)})
-        body = Health(status="unavailable", detail="database unreachable").model_dump_json()
-        return Response(body, status=503, mimetype="application/json")
+        return error_response(503, "unavailable", "the database is unreachable; check DATABASE_URL and that the server runs")
     return Health(status="ok")
 
 
 @bp.get("/openapi.json")
 def openapi() -> Response:
     """The OpenAPI document, generated from the endpoint declarations."""
-    return current_app.json.response(build_openapi(current_app))
+    return jsonify(build_openapi(current_app))
 
 
 @bp.get("/docs")

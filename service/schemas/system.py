@@ -14,7 +14,6 @@ class Health(Output):
     """Liveness or readiness."""
 
     status: str
-    detail: str | None = None
 
 
 class KeyCreate(Input):

@@ -1,0 +1,1 @@
+"""Multi-armed bandit policies, their state and a regret simulator."""

@@ -1,0 +1,1 @@
+"""Experiment definitions, hash assignment, reward schedules and statistics."""

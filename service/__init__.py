@@ -1,0 +1,1 @@
+"""The HTTP service: app factory, blueprints, storage, auth and the command line."""

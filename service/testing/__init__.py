@@ -1,0 +1,1 @@
+"""Helpers for running the real service in tests and benchmarks."""

@@ -1,0 +1,40 @@
+"""Small builders shared by the HTTP tests."""
+from __future__ import annotations
+
+from typing import Any
+
+from tests.conftest import wait_for_model
+
+
+def post_ok(client, path: str, body: Any, headers: dict[str, str], status: int = 200) -> Any:
+    """POST and insist on the status; answer the JSON."""
+    resp = client.post(path, json=body, headers=headers)
+    assert resp.status_code == status, resp.get_data(as_text=True)
+    return resp.get_json()
+
+
+def get_ok(client, path: str, headers: dict[str, str], status: int = 200) -> Any:
+    """GET and insist on the status; answer the JSON."""
+    resp = client.get(path, headers=headers)
+    assert resp.status_code == status, resp.get_data(as_text=True)
+    return resp.get_json()
+
+
+def two_tribes(client, headers: dict[str, str]) -> None:
+    """Users `ua*` only touch items `a*`, users `ub*` only `b*`; popularity falls with the item number."""
+    items = [{"item_id": f"{c}{i}", "title": f"{c}{i}", "category": c, "available": True} for c in "ab" for i in range(12)]
+    post_ok(client, "/v1/items", {"items": items}, headers)
+    events = []
+    for c in "ab":
+        for u in range(30):
+            for i in range(12):
+                if (u * 7 + i * 3) % 4 != 0 and i < 12 - (u % 5):  # everyone skips some items
+                    events.append({"event_id": f"{c}-{u}-{i}", "user_id": f"u{c}{u}", "item_id": f"{c}{i}", "type": "view" if i % 3 else "click", "timestamp": "2026-11-01T10:00:00Z"})
+    post_ok(client, "/v1/events", {"events": events}, headers)
+
+
+def train(client, headers: dict[str, str], body: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Start training through the API and wait for it to end."""
+    started = post_ok(client, "/v1/models", body or {"params": {"factors": 8, "regularization": 0.1, "iterations": 10}}, headers, status=202)
+    assert started["status"] == "training"
+    return wait_for_model(client, headers, started["version"])

@@ -1,0 +1,76 @@
+"""The role matrix: each role against each endpoint group, and key management."""
+from __future__ import annotations
+
+import pytest
+
+from service.auth import ROLES
+
+# One representative call per endpoint group, with a body that is valid for it.
+GROUPS = {
+    "storefront": [
+        ("POST", "/v1/events", {"events": []}),
+        ("POST", "/v1/items", {"items": []}),
+        ("GET", "/v1/items/popular", None),
+        ("GET", "/v1/users/u1/recommendations", None),
+    ],
+    "editor": [("GET", "/v1/models", None)],
+    "admin": [("GET", "/v1/keys", None)],
+}
+EXTRA_ALLOWED: dict[str, set[str]] = {}
+
+
+def allowed(role: str, group: str) -> bool:
+    return role in ("admin", group) or role in EXTRA_ALLOWED.get(group, set())
+
+
+CASES = [(role, group, call) for group, calls in GROUPS.items() for call in calls for role in ROLES]
+
+
+@pytest.mark.parametrize("role, group, call", CASES, ids=[f"{r}-{c[0]}-{c[1]}" for r, g, c in CASES])
+def test_role_matrix(client, auth, role, group, call):
+    method, path, body = call
+    resp = client.open(path, method=method, json=body, headers=auth(role))
+    expected = 200 if allowed(role, group) else 403
+    assert resp.status_code == expected, resp.get_json()
+    if expected == 403:
+        assert resp.get_json()["error"]["code"] == "forbidden"
+
+
+@pytest.mark.parametrize("method, path, body", [c for calls in GROUPS.values() for c in calls])
+def test_no_key_or_unknown_key_is_401(client, method, path, body):
+    for headers in ({}, {"Authorization": "Bearer sl_nope"}, {"Authorization": "Basic abc"}):
+        resp = client.open(path, method=method, json=body, headers=headers)
+        assert resp.status_code == 401
+        assert resp.get_json()["error"]["code"] == "unauthorized"
+
+
+def test_keys_are_stored_hashed(db, keys):
+    from sqlalchemy import select
+
+    from service.models import ApiKey
+
+    with db.read() as session:
+        stored = session.scalars(select(ApiKey.key_hash)).all()
+    assert stored and not set(stored) & set(keys.values())
+    assert all(len(h) == 64 for h in stored)
+
+
+def test_admin_creates_lists_and_revokes_keys(client, auth):
+    created = client.post("/v1/keys", json={"role": "analyst", "name": "notebook"}, headers=auth("admin"))
+    assert created.status_code == 201
+    new = created.get_json()
+    assert new["key"].startswith("sl_") and new["role"] == "analyst"
+    listed = client.get("/v1/keys", headers=auth("admin")).get_json()["keys"]
+    assert any(k["id"] == new["id"] and "key" not in k for k in listed)
+    analyst = {"Authorization": f"Bearer {new['key']}"}
+    assert client.get("/v1/models", headers=analyst).status_code == 403  # authenticated, wrong role
+    revoked = client.delete(f"/v1/keys/{new['id']}", headers=auth("admin"))
+    assert revoked.status_code == 200 and revoked.get_json()["revoked_at"]
+    assert client.get("/v1/models", headers=analyst).status_code == 401
+    assert client.delete("/v1/keys/999999", headers=auth("admin")).status_code == 404
+
+
+def test_creating_a_key_with_an_unknown_role_is_422(client, auth):
+    resp = client.post("/v1/keys", json={"role": "root"}, headers=auth("admin"))
+    assert resp.status_code == 422
+    assert resp.get_json()["error"]["details"][0]["field"] == "role"

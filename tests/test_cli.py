@@ -1,0 +1,45 @@
+"""The command line: init-db (twice, and concurrently), create-key, train."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from service.auth import authenticate
+from service.schema import current_revision, head_revision
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_init_db_twice_is_harmless(runner, db):
+    first = runner.invoke(args=["init-db"])
+    second = runner.invoke(args=["init-db"])
+    assert first.exit_code == 0 and second.exit_code == 0, second.output
+    assert "already current" in second.output
+    assert current_revision(db) == head_revision()
+
+
+def test_init_db_from_several_processes_at_once(tmp_path):
+    url = os.environ.get("DATABASE_URL") or f"sqlite:///{tmp_path / 'fresh.db'}"
+    env = {**os.environ, "DATABASE_URL": url, "MODEL_DIR": str(tmp_path / "m"), "LOG_LEVEL": "WARNING"}
+    procs = [
+        subprocess.Popen([sys.executable, "-m", "flask", "--app", "wsgi", "init-db"], cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        for _ in range(4)
+    ]
+    outputs = [p.communicate(timeout=120)[0] for p in procs]
+    assert all(p.returncode == 0 for p in procs), outputs
+    assert sum("already current" not in out for out in outputs) <= 1
+
+
+def test_create_key_prints_a_working_key_last(runner, db):
+    result = runner.invoke(args=["create-key", "--role", "editor", "--name", "pm"])
+    assert result.exit_code == 0, result.output
+    raw = result.output.strip().splitlines()[-1]
+    principal = authenticate(db, raw)
+    assert principal is not None and principal.role == "editor" and principal.name == "pm"
+
+
+def test_create_key_refuses_unknown_roles(runner):
+    result = runner.invoke(args=["create-key", "--role", "boss"])
+    assert result.exit_code != 0
