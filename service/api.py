@@ -17,7 +17,7 @@ from service.auth import Principal, allowed, authenticate
 from service.errors import ApiError, invalid, validation_error
 from service.state import services
 
-ID_PATTERN = re.compile(r"^.{1,128}$", re.DOTALL)
+ID_PATTERN = re.compile(r"^[^\x00]{1,128}$")
 KEY_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,63}$")
 PATH_KINDS = {"id": ID_PATTERN, "key": KEY_PATTERN}
 

@@ -47,7 +47,7 @@ def _parameters(spec: EndpointSpec, path_names: list[str], schemas: dict[Any, An
         pattern = PATH_KINDS[spec.path.get(name, "id")].pattern
         schema: dict[str, Any] = {"type": "string", "pattern": pattern}
         if spec.path.get(name, "id") == "id":
-            schema = {"type": "string", "minLength": 1, "maxLength": 128}
+            schema = {"type": "string", "pattern": pattern}
         params.append({"name": name, "in": "path", "required": True, "schema": schema})
     if spec.query is not None:
         query_schema = spec.query.model_json_schema(ref_template=_REF)

@@ -119,3 +119,10 @@ def test_unexpected_exception_is_500_without_internals(app, auth, caplog):
     assert "secret" not in resp.get_data(as_text=True)
     assert err["request_id"] == "req-500"
     assert any(getattr(r, "request_id", None) == "req-500" for r in caplog.records)
+
+
+def test_nul_characters_are_refused_not_stored(client, auth, db):
+    resp = client.post("/v1/events", json={"events": [event(0, user_id="a\x00b")]}, headers=auth("storefront"))
+    assert_error(resp, 422)
+    assert_error(client.get("/v1/users/a%00b/recommendations", headers=auth("storefront")), 422)
+    assert count_events(db) == 0

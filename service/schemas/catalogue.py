@@ -5,7 +5,7 @@ from typing import Any, Literal
 
 from pydantic import Field, field_validator
 
-from service.schemas.common import FiniteFloat, Id, Input, Output, Query, Timestamp
+from service.schemas.common import FiniteFloat, Id, Input, Output, Query, Text, Timestamp
 
 MAX_BATCH = 10_000
 EventType = Literal["view", "click", "add_to_cart", "purchase"]
@@ -15,8 +15,8 @@ class ItemIn(Input):
     """One catalogue entry; fields left out keep their stored values."""
 
     item_id: Id
-    title: str | None = Field(default=None, max_length=512)
-    category: str | None = Field(default=None, min_length=1, max_length=128)
+    title: Text | None = Field(default=None, max_length=512)
+    category: Text | None = Field(default=None, min_length=1, max_length=128)
     available: bool | None = None
     attributes: dict[str, Any] | None = None
 
@@ -110,8 +110,8 @@ class RecommendQuery(Query):
     """Top-n filters."""
 
     n: int = Field(default=10, ge=1, le=100)
-    category: str | None = Field(default=None, min_length=1, max_length=128)
-    exclude: str | None = Field(default=None, max_length=100_000)
+    category: Text | None = Field(default=None, min_length=1, max_length=128)
+    exclude: Text | None = Field(default=None, max_length=100_000)
 
     @field_validator("exclude")
     @classmethod
@@ -129,7 +129,7 @@ class PopularQuery(Query):
     """Top-n popular, optionally in one category."""
 
     n: int = Field(default=10, ge=1, le=100)
-    category: str | None = Field(default=None, min_length=1, max_length=128)
+    category: Text | None = Field(default=None, min_length=1, max_length=128)
 
 
 class SimilarQuery(Query):

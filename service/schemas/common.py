@@ -6,7 +6,9 @@ from typing import Annotated, Any
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
 
-Id = Annotated[str, StringConstraints(min_length=1, max_length=128)]
+# NUL is refused everywhere: PostgreSQL cannot store it in text.
+Id = Annotated[str, StringConstraints(pattern=r"^[^\x00]{1,128}$")]
+Text = Annotated[str, StringConstraints(pattern=r"^[^\x00]*$")]
 Key = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9_.-]{0,63}$")]
 Timestamp = AwareDatetime
 FiniteFloat = Annotated[float, Field(allow_inf_nan=False)]

@@ -5,7 +5,7 @@ from typing import Literal
 
 from pydantic import Field
 
-from service.schemas.common import Input, Output
+from service.schemas.common import Input, Output, Text
 
 Role = Literal["storefront", "editor", "analyst", "admin"]
 
@@ -20,7 +20,7 @@ class KeyCreate(Input):
     """A new key's role and a name to recognise it by."""
 
     role: Role
-    name: str | None = Field(default=None, min_length=1, max_length=128)
+    name: Text | None = Field(default=None, min_length=1, max_length=128)
 
 
 class KeyInfo(Output):
