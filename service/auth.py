@@ -43,11 +43,8 @@ def create_key(db: Database, role: str, name: str | None = None) -> tuple[ApiKey
 
 def authenticate(db: Database, raw: str) -> Principal | None:
     """The principal for a raw key, or None when it is unknown or revoked."""
-    with db.read() as session:
-        row = session.execute(
-            select(ApiKey.id, ApiKey.name, ApiKey.role).where(ApiKey.key_hash == hash_key(raw), ApiKey.revoked_at.is_(None))
-        ).first()
-    return Principal(row.id, row.name, row.role) if row else None
+    rows = db.fetch("SELECT id, name, role FROM api_keys WHERE key_hash = ? AND revoked_at IS NULL", (hash_key(raw),))
+    return Principal(*rows[0]) if rows else None
 
 
 def revoke_key(db: Database, key_id: int) -> bool:

@@ -70,6 +70,58 @@ class Database:
         with self._read() as session, session.begin():
             yield session
 
+    def fetch(self, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+        """Run one read-only query on a raw pooled connection; `?` marks parameters.
+
+        The hot read paths (auth, shared state, a user's events) use this to
+        skip ORM session set-up, which costs more than the query itself.
+        """
+        conn = self.read_engine.raw_connection()
+        try:
+            cur = conn.cursor()
+            cur.execute(sql if self.is_sqlite else sql.replace("?", "%s"), params)
+            rows = list(cur.fetchall())
+            cur.close()
+            if not self.is_sqlite:
+                conn.rollback()
+            return rows
+        finally:
+            conn.close()
+
+    def insert_many(self, sql: str, rows: list[tuple[Any, ...]]) -> int:
+        """Run one INSERT for many rows in one transaction; answer how many rows it wrote.
+
+        Used for bulk ingestion, where the ORM's per-row bookkeeping would cost
+        more than the insert. `?` marks parameters.
+        """
+        if not rows:
+            return 0
+        conn = self.engine.raw_connection()
+        try:
+            cur = conn.cursor()
+            if self.is_sqlite:
+                driver = conn.driver_connection
+                cur.execute("BEGIN IMMEDIATE")
+                before = driver.total_changes  # type: ignore[union-attr]
+                cur.executemany(sql, rows)
+                written = driver.total_changes - before  # type: ignore[union-attr]
+                cur.execute("COMMIT")
+            else:
+                cur.executemany(sql.replace("?", "%s"), rows)
+                written = cur.rowcount
+                conn.commit()
+            cur.close()
+            return int(written)
+        except BaseException:
+            if self.is_sqlite:
+                if conn.driver_connection.in_transaction:  # type: ignore[union-attr]
+                    conn.cursor().execute("ROLLBACK")
+            else:
+                conn.rollback()
+            raise
+        finally:
+            conn.close()
+
     def ping(self) -> None:
         """Raise unless the database answers a trivial query."""
         with self.read_engine.connect() as conn:

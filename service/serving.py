@@ -17,7 +17,7 @@ from sqlalchemy import select
 
 from recommender.index import ServingIndex
 from service.db import Database
-from service.models import AppState, ModelArtifact, ModelVersion
+from service.models import ModelArtifact, ModelVersion
 from service.stores.catalogue import CATALOGUE_KEY, CatalogueView, catalogue_view
 
 log = logging.getLogger(__name__)
@@ -34,14 +34,10 @@ class SharedState:
 
 def read_shared_state(db: Database) -> SharedState:
     """The active model version and the catalogue revision, in one query."""
-    with db.read() as session:
-        rows = session.execute(
-            select(AppState.key, AppState.value, AppState.revision).where(AppState.key.in_([ACTIVE_MODEL_KEY, CATALOGUE_KEY]))
-        ).all()
-    state = {r.key: r for r in rows}
-    active = state.get(ACTIVE_MODEL_KEY)
-    catalogue = state.get(CATALOGUE_KEY)
-    return SharedState(active.value if active and active.value else None, int(catalogue.revision) if catalogue else 0)
+    rows = db.fetch("SELECT key, value, revision FROM app_state WHERE key IN (?, ?)", (ACTIVE_MODEL_KEY, CATALOGUE_KEY))
+    state = {key: (value, revision) for key, value, revision in rows}
+    active = state.get(ACTIVE_MODEL_KEY, ("", 0))[0] or None
+    return SharedState(active, int(state.get(CATALOGUE_KEY, ("", 0))[1]))
 
 
 class ModelCache:

@@ -8,9 +8,12 @@ from sqlalchemy import func, select
 
 from service.db import Database
 from service.models import Event
-from service.stores.sql import insert
 
 TRAINING_CHUNK = 200_000
+_INSERT_EVENT = (
+    "INSERT INTO events (event_id, user_id, item_id, type, ts, value, received_at) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (event_id) DO NOTHING"
+)
 
 
 def insert_events(db: Database, events: Sequence[dict[str, Any]]) -> tuple[int, int]:
@@ -24,24 +27,14 @@ def insert_events(db: Database, events: Sequence[dict[str, Any]]) -> tuple[int, 
     for event in events:
         unique.setdefault(event["event_id"], event)
     now = time.time()
-    rows = [{**e, "received_at": now} for e in unique.values()]
-    accepted = 0
-    with db.write() as session:
-        if rows:
-            stmt = insert(session, Event).on_conflict_do_nothing(index_elements=["event_id"]).returning(Event.id)
-            accepted = len(session.execute(stmt, rows).all())
+    rows = [(e["event_id"], e["user_id"], e["item_id"], e["type"], e["ts"], e.get("value"), now) for e in unique.values()]
+    accepted = db.insert_many(_INSERT_EVENT, rows)
     return accepted, len(events) - accepted
 
 
 def user_events(db: Database, user_id: str, limit: int = 5000) -> list[tuple[str, str, float]]:
     """The user's most recent events as (item_id, type, ts), newest first."""
-    with db.read() as session:
-        rows = session.execute(
-            select(Event.item_id, Event.type, Event.ts)
-            .where(Event.user_id == user_id)
-            .order_by(Event.ts.desc())
-            .limit(limit)
-        ).all()
+    rows = db.fetch("SELECT item_id, type, ts FROM events WHERE user_id = ? ORDER BY ts DESC LIMIT ?", (user_id, limit))
     return [(r[0], r[1], r[2]) for r in rows]
 
 

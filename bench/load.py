@@ -1,0 +1,73 @@
+"""A small closed-loop HTTP load generator: N client processes with keep-alive connections."""
+from __future__ import annotations
+
+import http.client
+import multiprocessing as mp
+import time
+from dataclasses import dataclass
+from typing import Callable
+from urllib.parse import urlparse
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class LoadResult:
+    """Throughput and latency of one load run."""
+
+    requests: int
+    errors: int
+    seconds: float
+    p50_ms: float
+    p99_ms: float
+
+    @property
+    def rps(self) -> float:
+        """Requests per second."""
+        return self.requests / self.seconds
+
+
+def _client(base: str, paths: list[str], headers: dict[str, str], seconds: float, out: "mp.Queue[tuple[list[float], int]]") -> None:
+    url = urlparse(base)
+    conn = http.client.HTTPConnection(url.hostname, url.port, timeout=30)
+    latencies: list[float] = []
+    errors = 0
+    deadline = time.perf_counter() + seconds
+    i = 0
+    while time.perf_counter() < deadline:
+        path = paths[i % len(paths)]
+        i += 1
+        start = time.perf_counter()
+        try:
+            conn.request("GET", path, headers=headers)
+            resp = conn.getresponse()
+            resp.read()
+            if resp.status != 200:
+                errors += 1
+        except (OSError, http.client.HTTPException):
+            errors += 1
+            conn.close()
+            conn = http.client.HTTPConnection(url.hostname, url.port, timeout=30)
+        latencies.append(time.perf_counter() - start)
+    out.put((latencies, errors))
+
+
+def run(base: str, paths: list[str], headers: dict[str, str], clients: int = 8, seconds: float = 10.0) -> LoadResult:
+    """Hit `paths` round-robin from `clients` processes for `seconds`."""
+    queue: "mp.Queue[tuple[list[float], int]]" = mp.Queue()
+    procs = [mp.Process(target=_client, args=(base, paths[k::clients] or paths, headers, seconds, queue)) for k in range(clients)]
+    start = time.perf_counter()
+    for p in procs:
+        p.start()
+    results = [queue.get() for _ in procs]
+    for p in procs:
+        p.join()
+    elapsed = time.perf_counter() - start
+    latencies = np.concatenate([np.array(r[0]) for r in results]) * 1000
+    return LoadResult(len(latencies), sum(r[1] for r in results), elapsed, float(np.percentile(latencies, 50)), float(np.percentile(latencies, 99)))
+
+
+def report(name: str, result: LoadResult, baseline: LoadResult | None = None, fmt: Callable[[float], str] = "{:.0f}".format) -> str:
+    """One line of the bench table."""
+    ratio = f"  ratio {result.rps / baseline.rps:.2f}x" if baseline else ""
+    return f"{name:<28} {fmt(result.rps):>8} req/s  p50 {result.p50_ms:6.2f} ms  p99 {result.p99_ms:7.2f} ms  errors {result.errors}{ratio}"

@@ -1,0 +1,51 @@
+"""Recommendation throughput and latency under gunicorn, as a ratio to /healthz on the same server.
+
+    .venv/bin/python bench/recommendations.py [--seconds 10] [--clients 8] [--workers 4]
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench.common import fresh_config, keys, load_synthetic, prepare  # noqa: E402
+from bench.load import report, run  # noqa: E402
+from service.testing.server import gunicorn  # noqa: E402
+from service.training import request_training, run_training  # noqa: E402
+
+
+def main() -> None:
+    """Load data, train, serve, and measure."""
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--clients", type=int, default=8)
+    parser.add_argument("--workers", type=int, default=4)
+    parser.add_argument("--users", type=int, default=20_000)
+    parser.add_argument("--items", type=int, default=10_000)
+    parser.add_argument("--events", type=int, default=500_000)
+    args = parser.parse_args()
+
+    config = fresh_config("recs")
+    svc = prepare(config)
+    print(f"data: {args.users:,} users, {args.items:,} items, {args.events:,} events (power-law popularity)")
+    load_synthetic(svc, args.users, args.items, args.events)
+    row = request_training(svc.db, config, "als", {"evaluate": False}, activate=True)
+    model = run_training(svc.db, config, row.version)
+    print(f"model {model.version}: {model.status} in {model.training_seconds:.1f} s")
+    key = keys(svc)["storefront"]
+    env = {**config.as_env(), "LOG_REQUESTS": "false", "LOG_LEVEL": "WARNING"}
+    users = [f"/v1/users/u{u}/recommendations?n=10" for u in range(0, args.users, max(1, args.users // 2000))]
+    headers = {"Authorization": f"Bearer {key}"}
+    with gunicorn(env, workers=args.workers) as server:
+        run(server.base, users[:50], headers, clients=2, seconds=2)  # warm every worker's model cache
+        health = run(server.base, ["/healthz"], {}, clients=args.clients, seconds=args.seconds)
+        recs = run(server.base, users, headers, clients=args.clients, seconds=args.seconds)
+    print(f"gunicorn: {args.workers} workers, {args.clients} concurrent clients, {args.seconds:.0f} s each")
+    print(report("GET /healthz (baseline)", health))
+    print(report("GET recommendations", recs, health))
+
+
+if __name__ == "__main__":
+    main()

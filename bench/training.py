@@ -1,0 +1,73 @@
+"""End-to-end training time from stored events, as a ratio to a bare implicit fit on the same matrix.
+
+    .venv/bin/python bench/training.py [--users 200000] [--items 50000] [--events 5000000]
+"""
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from threadpoolctl import threadpool_limits  # noqa: E402
+
+from bench.common import fresh_config, prepare  # noqa: E402
+from recommender.matrix import MatrixBuilder, MatrixSettings  # noqa: E402
+from recommender.models.als import ALS  # noqa: E402
+from recommender.synthetic import generate  # noqa: E402
+from service.stores.events import _INSERT_EVENT, iter_event_chunks, max_event_id  # noqa: E402
+from service.training import request_training, run_training  # noqa: E402
+
+
+def main() -> None:
+    """Store synthetic events, train through the service pipeline, then fit bare implicit on the same matrix."""
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--users", type=int, default=200_000)
+    parser.add_argument("--items", type=int, default=50_000)
+    parser.add_argument("--events", type=int, default=5_000_000)
+    args = parser.parse_args()
+    config = fresh_config("training")
+    svc = prepare(config)
+    data = generate(args.users, args.items, args.events, seed=11, exponent=1.0)
+    started = time.perf_counter()
+    for start in range(0, args.events, 50_000):
+        stop = min(start + 50_000, args.events)
+        rows = [
+            (f"e{k}", f"u{data.users[k]}", f"i{data.items[k]}", str(data.types[k]), float(data.timestamps[k]),
+             None if math.isnan(data.values[k]) else float(data.values[k]), 0.0)
+            for k in range(start, stop)
+        ]
+        svc.db.insert_many(_INSERT_EVENT, rows)
+    print(f"stored {args.events:,} events ({args.users:,} users x {args.items:,} items, power law) in {time.perf_counter() - started:.0f} s")
+
+    for evaluate in (True, False):
+        row = request_training(svc.db, config, "als", {"evaluate": evaluate}, activate=True)
+        result = run_training(svc.db, config, row.version)
+        assert result.status == "ready", result.error
+        label = "with holdout evaluation" if evaluate else "evaluation off"
+        print(f"service end to end ({label}): {result.training_seconds:.2f} s  stages {result.data['timings']}")
+        if evaluate:
+            end_to_end_eval = result.training_seconds
+        else:
+            end_to_end = result.training_seconds
+
+    # The same matrix the service built, fitted by implicit alone with the same parameters.
+    settings = MatrixSettings(weights=config.event_weights)
+    builder = MatrixBuilder(settings, now=time.time())
+    for users, items, types, ts in iter_event_chunks(svc.db, max_event_id(svc.db)):
+        builder.add(users, items, types, ts)
+    matrix = builder.build()
+    bare = ALS()._new_model()
+    started = time.perf_counter()
+    with threadpool_limits(1, "blas"):
+        bare.fit(matrix.confidence, show_progress=False)
+    bare_seconds = time.perf_counter() - started
+    print(f"bare implicit ALS fit on the same {matrix.shape[0]:,} x {matrix.shape[1]:,} matrix ({matrix.confidence.nnz:,} nonzeros): {bare_seconds:.2f} s")
+    print(f"ratio, evaluation off: {end_to_end / bare_seconds:.2f}x   with holdout evaluation and refit: {end_to_end_eval / bare_seconds:.2f}x   (aim: at most 1.3x)")
+
+
+if __name__ == "__main__":
+    main()
