@@ -48,15 +48,12 @@ def iter_event_chunks(db: Database, up_to_id: int, chunk: int = TRAINING_CHUNK) 
     """Every event up to a row id, in keyset-paginated chunks of parallel lists."""
     last = 0
     while last < up_to_id:
-        with db.read() as session:
-            rows = session.execute(
-                select(Event.id, Event.user_id, Event.item_id, Event.type, Event.ts)
-                .where(Event.id > last, Event.id <= up_to_id)
-                .order_by(Event.id)
-                .limit(chunk)
-            ).all()
+        rows = db.fetch(
+            "SELECT id, user_id, item_id, type, ts FROM events WHERE id > ? AND id <= ? ORDER BY id LIMIT ?",
+            (last, up_to_id, chunk),
+        )
         if not rows:
             return
         last = rows[-1][0]
-        ids, users, items, types, ts = zip(*rows)
+        _ids, users, items, types, ts = zip(*rows)
         yield list(users), list(items), list(types), list(ts)
