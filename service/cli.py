@@ -66,7 +66,7 @@ def register_commands(app: Flask) -> None:
     @click.option("--items", default=1200, show_default=True)
     @click.option("--events", default=60000, show_default=True)
     def demo_cmd(users: int, items: int, events: int) -> None:
-        """Load a synthetic demo catalogue, events and experiments (once; a second run changes nothing)."""
+        """Load a synthetic demo catalogue and events (once; a second run changes nothing)."""
         from service.demo import load_demo
 
         for line in load_demo(services(), users, items, events):

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
@@ -90,10 +90,6 @@ class Config:
         values.update(overrides)
         return cls(**values)
 
-    def with_(self, **changes: Any) -> "Config":
-        """Return a copy with some fields changed."""
-        return replace(self, **changes)
-
     @property
     def is_sqlite(self) -> bool:
         """Whether the store is the embedded SQLite database."""
@@ -109,5 +105,3 @@ class Config:
             "EVENT_WEIGHTS": weights,
         }
 
-
-CONFIG_FIELDS = [f.name for f in fields(Config)]

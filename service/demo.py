@@ -47,8 +47,3 @@ def load_demo(svc: Services, n_users: int, n_items: int, n_events: int) -> Itera
         a, d = insert_events(svc.db, rows)
         accepted, duplicates = accepted + a, duplicates + d
     yield f"events: {accepted} stored, {duplicates} already there"
-    try:
-        from service.demo_experiments import create_demo_experiments
-    except ImportError:
-        return
-    yield from create_demo_experiments(svc)

@@ -9,7 +9,7 @@ import numpy as np
 from sqlalchemy import select
 
 from service.db import Database
-from service.models import AppState, Item
+from service.models import Item
 from service.stores.sql import bump_revision, insert
 
 CATALOGUE_KEY = "catalogue"
@@ -60,13 +60,6 @@ class CatalogueView:
         if category is None:
             return self.available.copy()
         return self.available & (self.categories == category)
-
-
-def catalogue_revision(db: Database) -> int:
-    """The counter bumped by every catalogue change."""
-    with db.read() as session:
-        row = session.get(AppState, CATALOGUE_KEY)
-        return int(row.revision) if row else 0
 
 
 def catalogue_view(db: Database, item_ids: Iterable[str], revision: int) -> CatalogueView:

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -30,7 +29,3 @@ def set_state(session: Session, key: str, value: str) -> None:
         stmt.on_conflict_do_update(index_elements=["key"], set_={"value": value, "revision": AppState.revision + 1})
     )
 
-
-def touch(session: Session, table: Any, where: Any, **values: Any) -> int:
-    """UPDATE rows matching `where`; answer how many changed."""
-    return session.execute(update(table).where(where).values(**values)).rowcount  # type: ignore[attr-defined, no-any-return]
