@@ -1,0 +1,43 @@
+"""Deterministic assignment: the same (experiment, user) gives the same answer everywhere.
+
+Two independent salted hashes place a user into fine-grained buckets: one
+decides enrolment against `traffic`, the other picks the arm by weight. Keeping
+them independent means ramping traffic up enrols new users without moving
+anyone already enrolled, and the arm split stays the weights at any traffic.
+"""
+from __future__ import annotations
+
+import hashlib
+from bisect import bisect_right
+from itertools import accumulate
+from typing import Sequence
+
+BUCKETS = 100_000
+
+
+def bucket(salt: str, experiment: str, user_id: str, purpose: str) -> int:
+    """The user's bucket in [0, BUCKETS) for one purpose ("traffic" or "arm")."""
+    digest = hashlib.sha256(f"{salt}\x1f{experiment}\x1f{user_id}\x1f{purpose}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") % BUCKETS
+
+
+def unit_draw(salt: str, experiment: str, user_id: str, purpose: str) -> float:
+    """The user's bucket as a number in [0, 1): the midpoint, so it never hits a boundary."""
+    return (bucket(salt, experiment, user_id, purpose) + 0.5) / BUCKETS
+
+
+def enrolled(salt: str, experiment: str, user_id: str, traffic: float) -> bool:
+    """Whether the user falls inside the enrolled share of traffic."""
+    return bucket(salt, experiment, user_id, "traffic") < traffic * BUCKETS
+
+
+def pick(probabilities: Sequence[float], u: float) -> int:
+    """The index whose cumulative probability interval holds `u` (inverse CDF)."""
+    bounds = list(accumulate(probabilities))
+    index = bisect_right(bounds, u * bounds[-1])
+    return min(index, len(probabilities) - 1)
+
+
+def ab_arm(salt: str, experiment: str, user_id: str, weights: Sequence[float]) -> int:
+    """The A/B arm index for a user, split by relative weights."""
+    return pick(weights, unit_draw(salt, experiment, user_id, "arm"))

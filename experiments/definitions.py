@@ -1,0 +1,197 @@
+"""Experiment definitions: validated frozen dataclasses and the lifecycle.
+
+The HTTP layer turns JSON into these and back; nothing here knows about JSON
+or storage. Every refusal is a `DefinitionError` naming the field and the bound.
+"""
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass, field
+from typing import Any, Literal, Mapping
+
+from experiments.schedules import Schedule
+
+KEY_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,63}$")
+ExperimentType = Literal["ab", "bandit"]
+MetricKind = Literal["binary", "continuous"]
+Status = Literal["draft", "running", "paused", "stopped"]
+Algorithm = Literal["thompson", "ucb1", "epsilon_greedy"]
+
+# Metrics computed from /v1/events after each user's exposure; never reported as outcomes.
+BUILTIN_METRICS: dict[str, MetricKind] = {
+    "purchase_conversion": "binary",
+    "revenue": "continuous",
+    "retention_d1": "binary",
+    "retention_d7": "binary",
+    "retention_d30": "binary",
+}
+
+# Which lifecycle moves are allowed: action -> {from status: to status}.
+TRANSITIONS: dict[str, dict[str, Status]] = {
+    "start": {"draft": "running", "paused": "running"},
+    "pause": {"running": "paused"},
+    "stop": {"running": "stopped", "paused": "stopped"},
+}
+
+
+class DefinitionError(ValueError):
+    """An experiment definition that cannot be accepted; `field` names the culprit."""
+
+    def __init__(self, field_name: str, message: str) -> None:
+        super().__init__(f"{field_name}: {message}")
+        self.field = field_name
+        self.message = message
+
+
+class TransitionError(ValueError):
+    """A lifecycle move that the current status does not allow."""
+
+
+def _check_key(field_name: str, key: str) -> None:
+    if not KEY_PATTERN.match(key):
+        raise DefinitionError(field_name, "must match ^[a-z0-9][a-z0-9_.-]{0,63}$")
+
+
+@dataclass(frozen=True)
+class Arm:
+    """One arm: its share of traffic (A/B), what the storefront shows, and its reward schedule."""
+
+    key: str
+    weight: float = 1.0
+    payload: Mapping[str, Any] = field(default_factory=dict)
+    schedule: Schedule | None = None
+
+    def __post_init__(self) -> None:
+        _check_key("key", self.key)
+        if not math.isfinite(self.weight) or self.weight <= 0:
+            raise DefinitionError("weight", f"must be a finite number above 0, got {self.weight}")
+
+
+@dataclass(frozen=True)
+class Metric:
+    """A metric the experiment is judged on."""
+
+    key: str
+    kind: MetricKind = "binary"
+
+    def __post_init__(self) -> None:
+        _check_key("key", self.key)
+        builtin = BUILTIN_METRICS.get(self.key)
+        if builtin is not None and builtin != self.kind:
+            raise DefinitionError("kind", f"the built-in metric {self.key!r} is {builtin}")
+
+    @property
+    def builtin(self) -> bool:
+        """Whether the service derives this metric from events rather than outcomes."""
+        return self.key in BUILTIN_METRICS
+
+
+@dataclass(frozen=True)
+class BanditSettings:
+    """Which policy allocates users, and the least probability any arm keeps."""
+
+    algorithm: Algorithm = "thompson"
+    epsilon: float = 0.1
+    min_probability: float = 0.01
+
+    def __post_init__(self) -> None:
+        if self.algorithm not in ("thompson", "ucb1", "epsilon_greedy"):
+            raise DefinitionError("bandit.algorithm", "must be one of thompson, ucb1, epsilon_greedy")
+        if not 0 <= self.epsilon <= 1:
+            raise DefinitionError("bandit.epsilon", f"must lie in [0, 1], got {self.epsilon}")
+        if not 0 <= self.min_probability < 1:
+            raise DefinitionError("bandit.min_probability", f"must lie in [0, 1), got {self.min_probability}")
+
+
+@dataclass(frozen=True)
+class Experiment:
+    """A whole definition; its checks span arms, metrics and type."""
+
+    key: str
+    name: str
+    type: ExperimentType
+    arms: tuple[Arm, ...]
+    metrics: tuple[Metric, ...]
+    primary_metric: str
+    traffic: float = 1.0
+    description: str = ""
+    bandit: BanditSettings | None = None
+    status: Status = "draft"
+
+    def __post_init__(self) -> None:
+        _check_key("key", self.key)
+        if self.type not in ("ab", "bandit"):
+            raise DefinitionError("type", "must be 'ab' or 'bandit'")
+        if not (0 < self.traffic <= 1):
+            raise DefinitionError("traffic", f"must satisfy 0 < traffic <= 1, got {self.traffic}")
+        if len(self.arms) < 2:
+            raise DefinitionError("arms", "an experiment needs at least 2 arms")
+        if len({a.key for a in self.arms}) != len(self.arms):
+            raise DefinitionError("arms", "arm keys must be unique")
+        if not self.metrics:
+            raise DefinitionError("metrics", "an experiment needs at least 1 metric")
+        if len({m.key for m in self.metrics}) != len(self.metrics):
+            raise DefinitionError("metrics", "metric keys must be unique")
+        if self.primary_metric not in {m.key for m in self.metrics}:
+            raise DefinitionError("primary_metric", f"{self.primary_metric!r} is not one of the experiment's metrics")
+        self._check_bandit()
+
+    def _check_bandit(self) -> None:
+        if self.type == "ab":
+            if self.bandit is not None:
+                raise DefinitionError("bandit", "only bandit experiments take bandit settings")
+            return
+        if self.bandit is None:
+            raise DefinitionError("bandit", "is required for type 'bandit'")
+        if self.metric(self.primary_metric).builtin:
+            raise DefinitionError("primary_metric", "a bandit learns from reported outcomes, so its primary metric cannot be a built-in one")
+        floor = self.bandit.min_probability
+        if floor * len(self.arms) > 1:
+            raise DefinitionError("bandit.min_probability", f"must be at most 1/{len(self.arms)} with {len(self.arms)} arms, got {floor}")
+
+    @property
+    def control(self) -> Arm:
+        """The first arm is the control."""
+        return self.arms[0]
+
+    def arm(self, key: str) -> Arm:
+        """The arm with this key."""
+        for arm in self.arms:
+            if arm.key == key:
+                return arm
+        raise KeyError(key)
+
+    def metric(self, key: str) -> Metric:
+        """The experiment's metric with this key, or a built-in one."""
+        for metric in self.metrics:
+            if metric.key == key:
+                return metric
+        if key in BUILTIN_METRICS:
+            return Metric(key, BUILTIN_METRICS[key])
+        raise KeyError(key)
+
+    def reported_metric(self, key: str) -> Metric | None:
+        """The metric this key names when it is reported through outcomes, else None."""
+        for metric in self.metrics:
+            if metric.key == key and not metric.builtin:
+                return metric
+        return None
+
+
+def transition(status: Status, action: str) -> Status:
+    """The status after a lifecycle action, or a `TransitionError` naming the allowed moves."""
+    moves = TRANSITIONS.get(action)
+    if moves is None:
+        raise TransitionError(f"unknown action {action!r}")
+    if status not in moves:
+        allowed = " or ".join(sorted(moves))
+        raise TransitionError(f"cannot {action} an experiment that is {status}; {action} needs it {allowed}")
+    return moves[status]
+
+
+# Fields that define what users are randomised into and what they are judged on;
+# frozen once the experiment leaves draft. `traffic` stays editable so that a
+# rollout can ramp up: enrolment and arm come from independent hashes, so a new
+# share enrols more users without moving anyone between arms.
+DESIGN_FIELDS = frozenset({"type", "arms", "metrics", "primary_metric", "bandit"})

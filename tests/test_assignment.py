@@ -1,0 +1,43 @@
+"""Hash assignment: weights within a chi-square tolerance, traffic, independence, stability."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scipy import stats as sps
+
+from experiments.assignment import BUCKETS, ab_arm, bucket, enrolled, pick
+
+
+def test_100k_users_split_within_a_chi_square_tolerance_of_the_weights():
+    weights = [1.0, 2.0, 1.5]
+    counts = np.bincount([ab_arm("salt", "exp", f"user-{i}", weights) for i in range(100_000)], minlength=3)
+    expected = 100_000 * np.array(weights) / sum(weights)
+    assert sps.chisquare(counts, expected).pvalue > 0.001
+
+
+def test_traffic_share_is_respected_and_ramping_up_keeps_everyone_enrolled():
+    users = [f"u{i}" for i in range(50_000)]
+    at_20 = {u for u in users if enrolled("s", "exp", u, 0.2)}
+    at_50 = {u for u in users if enrolled("s", "exp", u, 0.5)}
+    assert abs(len(at_20) / len(users) - 0.2) < 4 * np.sqrt(0.2 * 0.8 / len(users))
+    assert at_20 <= at_50
+    assert all(enrolled("s", "exp", u, 1.0) for u in users[:1000])
+
+
+def test_enrolment_and_arm_are_independent():
+    users = [f"u{i}" for i in range(40_000)]
+    inside = [ab_arm("s", "exp", u, [1, 1]) for u in users if enrolled("s", "exp", u, 0.3)]
+    assert abs(np.mean(inside) - 0.5) < 4 * np.sqrt(0.25 / len(inside))
+
+
+def test_assignment_is_a_pure_function_of_salt_experiment_and_user():
+    assert bucket("s", "e", "u", "arm") == bucket("s", "e", "u", "arm")
+    assert len({bucket("s", "e", f"u{i}", "arm") for i in range(2000)}) > 1900
+    assert 0 <= bucket("s", "e", "u", "arm") < BUCKETS
+    reshuffled = sum(ab_arm("s1", "e", f"u{i}", [1, 1]) != ab_arm("s2", "e", f"u{i}", [1, 1]) for i in range(4000))
+    assert 1700 < reshuffled < 2300  # a new salt re-randomises
+
+
+@pytest.mark.parametrize("u, expected", [(0.0, 0), (0.249, 0), (0.25, 1), (0.99, 2), (0.9999999, 2)])
+def test_pick_follows_cumulative_probabilities(u, expected):
+    assert pick([0.25, 0.5, 0.25], u) == expected

@@ -1,0 +1,99 @@
+"""Every policy against the same contract, the exact propensities, and regret on seeded runs."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from bandits.base import ArmStats, with_floor
+from bandits.registry import POLICIES, make_policy
+from bandits.simulation import simulate
+from bandits.thompson import ThompsonSampling
+
+SERVICE_POLICIES = ["thompson", "ucb1", "epsilon_greedy"]
+
+
+@pytest.mark.parametrize("name", list(POLICIES))
+@pytest.mark.parametrize("reward", ["binary", "continuous"])
+def test_probabilities_are_a_distribution_and_depend_only_on_the_statistics(name, reward):
+    policy = make_policy(name, reward)
+    for stats in (ArmStats.of([0, 0, 0], [0, 0, 0]), ArmStats.of([10, 40, 5], [1, 8, 3], [1, 8, 3]), ArmStats.of([500, 500], [50, 75], [70, 90])):
+        p = policy.probabilities(stats)
+        assert p.shape == stats.pulls.shape and np.all(p >= 0) and p.sum() == pytest.approx(1.0)
+        assert np.array_equal(p, policy.probabilities(stats))
+
+
+@pytest.mark.parametrize("name", SERVICE_POLICIES)
+def test_policies_prefer_the_clearly_better_arm(name):
+    stats = ArmStats.of([2000, 2000, 2000], [100, 200, 400])
+    p = make_policy(name).probabilities(stats)
+    assert p.argmax() == 2 and p[2] > 0.85
+
+
+def test_thompson_probability_matching_agrees_with_sampling():
+    stats = ArmStats.of([40, 35, 50], [4, 6, 7])
+    exact = ThompsonSampling().probabilities(stats)
+    rng = np.random.default_rng(3)
+    draws = rng.beta(1 + stats.sums, 1 + stats.pulls - stats.sums, size=(400_000, 3)).argmax(axis=1)
+    sampled = np.bincount(draws, minlength=3) / len(draws)
+    # 400k draws give a standard error below 0.001.
+    assert np.abs(exact - sampled).max() < 0.004
+
+
+def test_thompson_is_symmetric_and_handles_narrow_far_apart_posteriors():
+    p = ThompsonSampling().probabilities(ArmStats.of([100, 100], [30, 30]))
+    assert p == pytest.approx([0.5, 0.5], abs=1e-9)
+    p = ThompsonSampling().probabilities(ArmStats.of([1_000_000, 1_000_000], [50_000, 200_000]))
+    assert p == pytest.approx([0.0, 1.0], abs=1e-12)
+
+
+def test_floor_keeps_every_arm_reachable():
+    p = with_floor(np.array([1.0, 0.0, 0.0]), 0.05)
+    assert p == pytest.approx([0.9, 0.05, 0.05]) and p.sum() == pytest.approx(1.0)
+    with pytest.raises(ValueError, match="floor must lie"):
+        with_floor(np.array([0.5, 0.5]), 0.6)
+
+
+def test_epsilon_greedy_spreads_epsilon():
+    p = make_policy("epsilon_greedy", epsilon=0.3).probabilities(ArmStats.of([10, 10, 10], [1, 5, 2]))
+    assert p == pytest.approx([0.1, 0.8, 0.1])
+
+
+def test_ucb1_tries_every_arm_first():
+    p = make_policy("ucb1").probabilities(ArmStats.of([5, 0, 3], [5, 0, 3]))
+    assert p == pytest.approx([0, 1, 0])
+
+
+def test_invalid_settings_name_the_bound():
+    with pytest.raises(ValueError, match="epsilon must lie in"):
+        make_policy("epsilon_greedy", epsilon=1.5)
+    with pytest.raises(ValueError, match="unknown bandit algorithm"):
+        make_policy("exp3")
+    with pytest.raises(ValueError, match="reward must be"):
+        make_policy("thompson", reward="count")  # type: ignore[arg-type]
+
+
+def test_thompson_beats_uniform_by_a_wide_margin():
+    means = [0.10, 0.12, 0.15]
+    thompson = simulate("thompson", means, rounds=3000, runs=40, seed=7)
+    uniform = simulate("uniform", means, rounds=3000, runs=40, seed=7)
+    # Uniform's regret is exactly 3000 * (0.05 + 0.03) / 3 = 80 in expectation.
+    assert uniform.mean == pytest.approx(80, rel=0.05)
+    assert thompson.mean < 0.5 * uniform.mean
+    assert thompson.final_share_of_best > 0.6
+
+
+@pytest.mark.parametrize("name", ["ucb1", "epsilon_greedy"])
+def test_learning_policies_beat_uniform(name):
+    means = [0.10, 0.12, 0.15]
+    learned = simulate(name, means, rounds=3000, runs=40, seed=11)
+    uniform = simulate("uniform", means, rounds=3000, runs=40, seed=11)
+    assert learned.mean < uniform.mean
+    assert learned.final_share_of_best > 1 / 3
+
+
+def test_simulation_is_reproducible_and_checks_its_input():
+    a = simulate("thompson", [0.2, 0.3], rounds=500, runs=5, seed=1)
+    b = simulate("thompson", [0.2, 0.3], rounds=500, runs=5, seed=1)
+    assert a == b
+    with pytest.raises(ValueError, match="means must list"):
+        simulate("thompson", [1.5, 0.2])
