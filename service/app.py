@@ -18,6 +18,11 @@ BLUEPRINTS = (
     "events",
     "models",
     "recommendations",
+    "experiments",
+    "assignments",
+    "outcomes",
+    "rewards",
+    "results",
 )
 
 
@@ -29,10 +34,11 @@ def create_app(config: Config | None = None) -> Flask:
     app.config.update(MAX_CONTENT_LENGTH=config.max_content_length, TESTING=config.testing, STICKYLOOP=config)
     app.json.sort_keys = False  # type: ignore[attr-defined]
 
+    from service.assigning import DefinitionCache
     from service.serving import ModelCache
 
     db = Database(config.database_url, config.sqlite_busy_timeout_ms, config.pool_size)
-    app.extensions["stickyloop"] = Services(config=config, db=db, models=ModelCache(db, config.model_dir))
+    app.extensions["stickyloop"] = Services(config=config, db=db, models=ModelCache(db, config.model_dir), definitions=DefinitionCache())
 
     register_error_handlers(app)
     init_request_tracking(app, config.log_requests)

@@ -110,6 +110,7 @@ class Experiment(Base):
     bandit: Mapped[Optional[dict[str, Any]]] = mapped_column(JSON, nullable=True)
     status: Mapped[str] = mapped_column(String(16))
     salt: Mapped[str] = mapped_column(String(64))
+    revision: Mapped[int] = mapped_column(BigInteger, default=1, server_default="1")
     created_at: Mapped[float] = mapped_column(Epoch)
     updated_at: Mapped[float] = mapped_column(Epoch)
     started_at: Mapped[Optional[float]] = mapped_column(Epoch, nullable=True)
@@ -151,7 +152,10 @@ class Outcome(Base):
     value: Mapped[float] = mapped_column(Float)
     ts: Mapped[float] = mapped_column(Epoch)
     received_at: Mapped[float] = mapped_column(Epoch)
-    __table_args__ = (Index("ix_outcomes_experiment_metric_ts", "experiment_key", "metric", "ts"),)
+    __table_args__ = (
+        Index("ix_outcomes_experiment_metric_ts", "experiment_key", "metric", "ts"),
+        Index("ix_outcomes_experiment_user", "experiment_key", "user_id"),
+    )
 
 
 class UserMetricTotal(Base):

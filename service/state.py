@@ -10,16 +10,18 @@ from service.config import Config
 from service.db import Database
 
 if TYPE_CHECKING:
+    from service.assigning import DefinitionCache
     from service.serving import ModelCache
 
 
 @dataclass
 class Services:
-    """Long-lived objects of one app: its config, database and model cache."""
+    """Long-lived objects of one app: its config, database and caches keyed by revision."""
 
     config: Config
     db: Database
     models: "ModelCache"
+    definitions: "DefinitionCache"
 
 
 def services() -> Services:

@@ -1,0 +1,343 @@
+"""Experiments, reward schedules, assignment, outcomes and rewards."""
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal, Union
+
+from pydantic import Field
+
+from service.schemas.catalogue import MAX_BATCH
+from service.schemas.common import FiniteFloat, Id, Input, Key, Output, Query, Text, Timestamp
+
+PositiveFloat = Annotated[float, Field(gt=0, allow_inf_nan=False)]
+
+
+class MultiplierIn(Input):
+    """Points times `factor` for actions in [start, end)."""
+
+    factor: PositiveFloat
+    start: Timestamp
+    end: Timestamp
+
+
+class _ScheduleBase(Input):
+    action: Key = "purchase"
+    multiplier: MultiplierIn | None = None
+
+
+class FixedRatioIn(_ScheduleBase):
+    """Every `every`-th qualifying action earns `points`."""
+
+    type: Literal["fixed_ratio"]
+    every: int = Field(ge=1)
+    points: PositiveFloat
+
+
+class VariableRatioIn(_ScheduleBase):
+    """Each qualifying action earns `points` with probability 1/`mean`."""
+
+    type: Literal["variable_ratio"]
+    mean: float = Field(ge=1, allow_inf_nan=False)
+    points: PositiveFloat
+
+
+class FixedIntervalIn(_ScheduleBase):
+    """The first action at least `seconds` after the last reward (or enrolment)."""
+
+    type: Literal["fixed_interval"]
+    seconds: PositiveFloat
+    points: PositiveFloat
+
+
+class VariableIntervalIn(_ScheduleBase):
+    """As fixed_interval, each wait drawn (exponentially) with mean `mean_seconds`."""
+
+    type: Literal["variable_interval"]
+    mean_seconds: PositiveFloat
+    points: PositiveFloat
+
+
+class PerUnitIn(_ScheduleBase):
+    """Points in proportion to the action's value."""
+
+    type: Literal["per_unit"]
+    points_per_unit: PositiveFloat
+
+
+ScheduleIn = Annotated[
+    Union[FixedRatioIn, VariableRatioIn, FixedIntervalIn, VariableIntervalIn, PerUnitIn], Field(discriminator="type")
+]
+
+
+class ArmIn(Input):
+    """One arm; the first arm of an experiment is its control."""
+
+    key: Key
+    weight: PositiveFloat = 1.0
+    payload: dict[str, Any] = Field(default_factory=dict)
+    schedule: ScheduleIn | None = None
+
+
+class MetricIn(Input):
+    """A metric: reported through /v1/outcomes, or one of the built-in event metrics."""
+
+    key: Key
+    kind: Literal["binary", "continuous"] = "binary"
+
+
+class BanditIn(Input):
+    """The bandit policy and the least probability every arm keeps."""
+
+    algorithm: Literal["thompson", "ucb1", "epsilon_greedy"] = "thompson"
+    epsilon: float = Field(default=0.1, ge=0, le=1, allow_inf_nan=False)
+    min_probability: float = Field(default=0.01, ge=0, lt=1, allow_inf_nan=False)
+
+
+class ExperimentIn(Input):
+    """A new experiment (created as draft)."""
+
+    key: Key
+    name: Text = Field(min_length=1, max_length=256)
+    description: Text = Field(default="", max_length=10_000)
+    type: Literal["ab", "bandit"] = "ab"
+    traffic: float = Field(default=1.0, gt=0, le=1, allow_inf_nan=False)
+    arms: list[ArmIn] = Field(min_length=2, max_length=50)
+    metrics: list[MetricIn] = Field(min_length=1, max_length=50)
+    primary_metric: Key | None = None
+    bandit: BanditIn | None = None
+
+
+class ExperimentPatch(Input):
+    """Fields to change; arms, metrics, type, primary metric and bandit only while draft."""
+
+    name: Text | None = Field(default=None, min_length=1, max_length=256)
+    description: Text | None = Field(default=None, max_length=10_000)
+    type: Literal["ab", "bandit"] | None = None
+    traffic: float | None = Field(default=None, gt=0, le=1, allow_inf_nan=False)
+    arms: list[ArmIn] | None = Field(default=None, min_length=2, max_length=50)
+    metrics: list[MetricIn] | None = Field(default=None, min_length=1, max_length=50)
+    primary_metric: Key | None = None
+    bandit: BanditIn | None = None
+
+
+class ExperimentOut(Output):
+    """A stored experiment."""
+
+    key: str
+    name: str
+    description: str
+    type: str
+    status: str
+    traffic: float
+    arms: list[dict[str, Any]]
+    metrics: list[dict[str, Any]]
+    primary_metric: str
+    bandit: dict[str, Any] | None
+    created_at: str
+    updated_at: str
+    started_at: str | None
+    stopped_at: str | None
+
+
+class ExperimentList(Output):
+    """Experiments, newest first."""
+
+    experiments: list[ExperimentOut]
+
+
+class ExperimentFilter(Query):
+    """Optional status filter."""
+
+    status: Literal["draft", "running", "paused", "stopped"] | None = None
+
+
+class AssignmentQuery(Query):
+    """Who is asking, and optionally when the exposure happened (default now)."""
+
+    user_id: Id
+    timestamp: Timestamp | None = None
+
+
+class AssignmentOut(Output):
+    """A user's arm, or why they are not enrolled."""
+
+    experiment: str
+    user_id: str
+    enrolled: bool
+    arm: str | None
+    payload: dict[str, Any] | None = None
+    schedule: dict[str, Any] | None = None
+    probability: float | None = None
+    reason: Literal["traffic", "not_running"] | None = None
+    exposed_at: str | None = None
+
+
+class AssignmentsIn(Input):
+    """One user, many experiments."""
+
+    user_id: Id
+    experiments: list[Key] = Field(min_length=1, max_length=100)
+    timestamp: Timestamp | None = None
+
+
+class AssignmentsOut(Output):
+    """One answer per experiment, in the order asked."""
+
+    assignments: list[AssignmentOut]
+
+
+class OutcomeIn(Input):
+    """One outcome of one user on one metric; `outcome_id` makes it idempotent."""
+
+    outcome_id: Id
+    experiment: Key
+    user_id: Id
+    metric: Key
+    value: FiniteFloat = 1.0
+    timestamp: Timestamp | None = None
+
+
+class OutcomeBatch(Input):
+    """Up to 10,000 outcomes, validated whole and stored in one transaction."""
+
+    outcomes: list[OutcomeIn] = Field(max_length=MAX_BATCH)
+
+
+class OutcomesAccepted(Output):
+    """Exact counts: new, replayed, and outcomes of users never exposed."""
+
+    accepted: int
+    duplicates: int
+    ignored: int
+
+
+class RewardIn(Input):
+    """One reward-earning action; `action_id` makes it idempotent."""
+
+    action_id: Id
+    user_id: Id
+    experiment: Key
+    action: Key = "purchase"
+    value: FiniteFloat | None = None
+    timestamp: Timestamp | None = None
+
+
+class RewardOut(Output):
+    """What the action earned under the user's arm's schedule."""
+
+    action_id: str
+    experiment: str
+    user_id: str
+    arm: str | None
+    enrolled: bool
+    rewarded: bool
+    points: float
+    balance: float
+    sequence: int
+    reason: str
+    duplicate: bool
+    timestamp: str
+
+
+class LedgerOut(Output):
+    """A user's balance and reward history in one experiment, oldest first."""
+
+    experiment: str
+    user_id: str
+    arm: str | None
+    balance: float
+    actions: int
+    rewards: int
+    history: list[RewardOut]
+
+
+class ResultsQuery(Query):
+    """Which metric, at which level, with which correction; `mde` adds a sample-size estimate."""
+
+    metric: Key | None = None
+    alpha: float = Field(default=0.05, gt=0, lt=1, allow_inf_nan=False)
+    correction: Literal["holm", "bh", "none"] = "holm"
+    mde: float | None = Field(default=None, gt=0, allow_inf_nan=False)
+    power: float = Field(default=0.8, gt=0, lt=1, allow_inf_nan=False)
+
+
+class ArmResultOut(Output):
+    """One arm; comparison fields are null for the control."""
+
+    arm: str
+    users: int
+    total: float
+    mean: float | None
+    ci: list[float] | None
+    diff: float | None
+    diff_ci: list[float] | None
+    lift: float | None
+    lift_ci: list[float] | None
+    p_value: float | None
+    p_value_adjusted: float | None
+    significant: bool | None
+    chance_to_beat_control: float | None
+    notes: list[str] = []
+    ipw_mean: float | None = None
+
+
+class SrmOut(Output):
+    """Chi-square of exposures against the weights."""
+
+    p_value: float
+    observed: list[int]
+    expected: list[float]
+    mismatch: bool
+    statistic: float
+
+
+class ResultsOut(Output):
+    """Every arm against the control on one metric."""
+
+    experiment: str
+    status: str
+    type: str
+    metric: str
+    metric_kind: str
+    metric_source: str
+    alpha: float
+    test: str
+    correction: str
+    control: str
+    arms: list[ArmResultOut]
+    srm: SrmOut | None
+    computed_at: str
+    notes: list[str]
+    allocation: dict[str, float] | None = None
+    safe_to_compare: list[str] | None = None
+    sample_size: dict[str, Any] | None = None
+
+
+class DailyQuery(Query):
+    """Which metric (default: the primary one)."""
+
+    metric: Key | None = None
+
+
+class DailyArm(Output):
+    """Cumulative figures of one arm at the end of a day."""
+
+    arm: str
+    users: int
+    total: float
+    mean: float | None
+
+
+class DailyPoint(Output):
+    """One UTC day."""
+
+    date: str
+    arms: list[DailyArm]
+
+
+class DailyOut(Output):
+    """Per-day cumulative users and means, for plotting."""
+
+    experiment: str
+    metric: str
+    metric_kind: str
+    days: list[DailyPoint]

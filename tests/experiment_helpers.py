@@ -1,0 +1,55 @@
+"""Builders for experiment tests."""
+from __future__ import annotations
+
+from typing import Any
+
+from tests.helpers import post_ok
+
+SCHEDULES = {
+    "control": {"type": "per_unit", "points_per_unit": 1},
+    "every5": {"type": "fixed_ratio", "every": 5, "points": 100},
+    "lottery": {"type": "variable_ratio", "mean": 5, "points": 100},
+}
+
+
+def ab_definition(key: str = "points-q4", weights: tuple[float, ...] = (1, 1, 1), **extra: Any) -> dict[str, Any]:
+    """A three-arm A/B test over reward schedules with a binary and a continuous metric."""
+    arms = [{"key": name, "weight": w, "payload": {"label": name}, "schedule": SCHEDULES[name]} for name, w in zip(SCHEDULES, weights)]
+    body = {
+        "key": key,
+        "name": "Q4 points",
+        "type": "ab",
+        "arms": arms,
+        "metrics": [{"key": "conversion", "kind": "binary"}, {"key": "spend", "kind": "continuous"}],
+        "primary_metric": "conversion",
+    }
+    body.update(extra)
+    return body
+
+
+def bandit_definition(key: str = "bonus-bandit", algorithm: str = "thompson", arms: int = 3, **extra: Any) -> dict[str, Any]:
+    """A bandit over `arms` fixed-ratio schedules, learning from binary conversions."""
+    body = {
+        "key": key,
+        "name": "Bonus bandit",
+        "type": "bandit",
+        "arms": [{"key": f"arm{i}", "schedule": {"type": "fixed_ratio", "every": i + 2, "points": 50}} for i in range(arms)],
+        "metrics": [{"key": "conversion", "kind": "binary"}],
+        "primary_metric": "conversion",
+        "bandit": {"algorithm": algorithm, "min_probability": 0.01},
+    }
+    body.update(extra)
+    return body
+
+
+def running(client: Any, editor: dict[str, str], body: dict[str, Any]) -> dict[str, Any]:
+    """Create and start an experiment."""
+    post_ok(client, "/v1/experiments", body, editor, status=201)
+    return post_ok(client, f"/v1/experiments/{body['key']}/start", None, editor)
+
+
+def assign(client: Any, storefront: dict[str, str], key: str, user: str, **params: str) -> dict[str, Any]:
+    """GET the assignment and insist on 200."""
+    resp = client.get(f"/v1/experiments/{key}/assignment", query_string={"user_id": user, **params}, headers=storefront)
+    assert resp.status_code == 200, resp.get_data(as_text=True)
+    return resp.get_json()  # type: ignore[no-any-return]
