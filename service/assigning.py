@@ -34,7 +34,8 @@ _STATS = "SELECT arm, pulls, reward_sum, reward_sumsq FROM bandit_arm_stats WHER
 # The status check inside the insert closes the race with a concurrent pause or stop.
 _EXPOSE = text(
     "INSERT INTO exposures (experiment_key, user_id, arm, probability, exposed_at) "
-    "SELECT :key, :user, :arm, :p, :ts WHERE EXISTS "
+    "SELECT CAST(:key AS VARCHAR(64)), CAST(:user AS VARCHAR(128)), CAST(:arm AS VARCHAR(64)), "
+    "CAST(:p AS DOUBLE PRECISION), CAST(:ts AS DOUBLE PRECISION) WHERE EXISTS "
     "(SELECT 1 FROM experiments WHERE key = :key AND status = 'running') "
     "ON CONFLICT (experiment_key, user_id) DO NOTHING"
 )

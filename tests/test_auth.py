@@ -12,11 +12,14 @@ GROUPS = {
         ("POST", "/v1/items", {"items": []}),
         ("GET", "/v1/items/popular", None),
         ("GET", "/v1/users/u1/recommendations", None),
+        ("POST", "/v1/outcomes", {"outcomes": []}),
     ],
     "editor": [("GET", "/v1/models", None)],
+    "experiments-read": [("GET", "/v1/experiments", None)],
     "admin": [("GET", "/v1/keys", None)],
 }
-EXTRA_ALLOWED: dict[str, set[str]] = {}
+# Editors write experiments and analysts read them; both may read.
+EXTRA_ALLOWED: dict[str, set[str]] = {"experiments-read": {"editor", "analyst"}}
 
 
 def allowed(role: str, group: str) -> bool:

@@ -57,3 +57,38 @@ def test_activation_switches_both_workers_with_no_failed_request(server, client,
         stop.set()
         thread.join()
     assert statuses and set(statuses) == {200}
+
+
+def test_same_arm_from_every_worker_and_after_a_restart(config, app, client, auth, keys, db):
+    from concurrent.futures import ThreadPoolExecutor
+
+    from sqlalchemy import func, select
+
+    from service.models import Exposure
+    from tests.experiment_helpers import ab_definition, bandit_definition, running
+
+    running(client, auth("editor"), ab_definition())
+    running(client, auth("editor"), bandit_definition())
+    env = {"DATABASE_URL": config.database_url, "MODEL_DIR": str(config.model_dir), "LOG_LEVEL": "WARNING", "LOG_REQUESTS": "false"}
+    calls = [(key, f"u{i % 30}") for key in ("points-q4", "bonus-bandit") for i in range(120)]
+
+    def answers(srv) -> dict[tuple[str, str], set[str]]:
+        def ask(call: tuple[str, str]) -> tuple[tuple[str, str], str]:
+            status, body = srv.request("GET", f"/v1/experiments/{call[0]}/assignment?user_id={call[1]}", key=keys["storefront"])
+            assert status == 200, body
+            return call, body["arm"]
+
+        seen: dict[tuple[str, str], set[str]] = {}
+        with ThreadPoolExecutor(8) as pool:  # concurrent first requests land on both workers
+            for call, arm in pool.map(ask, calls):
+                seen.setdefault(call, set()).add(arm)
+        return seen
+
+    with gunicorn(env, workers=2) as srv:
+        before = answers(srv)
+    assert all(len(arms) == 1 for arms in before.values())
+    with gunicorn(env, workers=2) as srv:
+        after = answers(srv)
+    assert after == before
+    with db.read() as session:
+        assert session.scalar(select(func.count()).select_from(Exposure)) == 60

@@ -39,8 +39,8 @@ def create(db: Database, fields: dict[str, Any]) -> ExperimentRow:
     now = time.time()
     values = {**fields, "primary_metric": exp.primary_metric, "status": "draft", "salt": secrets.token_hex(8), "created_at": now, "updated_at": now, "revision": 1}
     with db.write() as session:
-        stmt = insert(session, ExperimentRow).values(**values).on_conflict_do_nothing(index_elements=["key"])
-        if session.execute(stmt).rowcount == 0:
+        stmt = insert(session, ExperimentRow).values(**values).on_conflict_do_nothing(index_elements=["key"]).returning(ExperimentRow.key)
+        if session.execute(stmt).first() is None:
             raise conflict(f"an experiment with key {fields['key']!r} already exists")
         return session.get(ExperimentRow, fields["key"])  # type: ignore[return-value]
 

@@ -1,0 +1,177 @@
+"""Results end to end: HTTP exposures and outcomes give the reference statistics, in JSON and CSV."""
+from __future__ import annotations
+
+import csv
+import io
+from datetime import datetime, timedelta, timezone
+
+import numpy as np
+import pytest
+from scipy import stats as sps
+from statsmodels.stats.multitest import multipletests
+from statsmodels.stats.proportion import confint_proportions_2indep, proportion_confint, proportions_ztest
+
+from tests.experiment_helpers import ab_definition, assign, bandit_definition, running
+from tests.helpers import get_ok, post_ok
+
+T0 = datetime(2026, 10, 1, 12, 0, tzinfo=timezone.utc)
+
+
+def iso(t: datetime) -> str:
+    return t.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+@pytest.fixture
+def populated(client, auth):
+    """600 users over three arms; known conversions and spend per user."""
+    shop = auth("storefront")
+    running(client, auth("editor"), ab_definition())
+    rng = np.random.default_rng(42)
+    rate = {"control": 0.10, "every5": 0.16, "lottery": 0.13}
+    arms, converted, spend, outcomes = {}, {}, {}, []
+    for i in range(600):
+        user = f"user-{i}"
+        arms[user] = assign(client, shop, "points-q4", user, timestamp=iso(T0 + timedelta(hours=i % 72)))["arm"]
+        converted[user] = bool(rng.random() < rate[arms[user]])
+        spend[user] = 0.0
+        if converted[user]:
+            outcomes.append({"outcome_id": f"c-{i}", "experiment": "points-q4", "user_id": user, "metric": "conversion", "value": 1, "timestamp": iso(T0 + timedelta(days=3))})
+            for j in range(int(rng.integers(1, 3))):
+                value = round(float(rng.exponential(30)), 2)
+                spend[user] += value
+                outcomes.append({"outcome_id": f"s-{i}-{j}", "experiment": "points-q4", "user_id": user, "metric": "spend", "value": value, "timestamp": iso(T0 + timedelta(days=4))})
+    post_ok(client, "/v1/outcomes", {"outcomes": outcomes}, shop)
+    return arms, converted, spend
+
+
+def test_binary_results_match_statsmodels(client, auth, populated):
+    arms, converted, _ = populated
+    body = get_ok(client, "/v1/experiments/points-q4/results?metric=conversion&alpha=0.05", auth("analyst"))
+    assert (body["test"], body["correction"], body["metric_kind"], body["type"]) == ("two_proportion_z", "holm", "binary", "ab")
+    n = {a: sum(1 for u in arms if arms[u] == a) for a in ("control", "every5", "lottery")}
+    x = {a: sum(1 for u in arms if arms[u] == a and converted[u]) for a in n}
+    rows = {r["arm"]: r for r in body["arms"]}
+    raw = []
+    for arm in n:
+        r = rows[arm]
+        assert (r["users"], r["total"]) == (n[arm], x[arm])
+        assert r["mean"] == pytest.approx(x[arm] / n[arm], rel=1e-12)
+        assert r["ci"] == pytest.approx(list(proportion_confint(x[arm], n[arm], 0.05, "wilson")), rel=1e-9)
+        if arm == "control":
+            assert all(r[k] is None for k in ("diff", "diff_ci", "lift", "lift_ci", "p_value", "p_value_adjusted", "significant", "chance_to_beat_control"))
+            continue
+        _, p = proportions_ztest([x[arm], x["control"]], [n[arm], n["control"]])
+        raw.append(p)
+        assert r["p_value"] == pytest.approx(p, rel=1e-9)
+        lo, hi = confint_proportions_2indep(x[arm], n[arm], x["control"], n["control"], method="wald", compare="diff")
+        assert r["diff_ci"] == pytest.approx([lo, hi], rel=1e-9)
+        assert 0 <= r["chance_to_beat_control"] <= 1
+    _, holm, _, _ = multipletests(raw, method="holm")
+    assert [rows[a]["p_value_adjusted"] for a in ("every5", "lottery")] == pytest.approx(list(holm), rel=1e-9)
+    assert body["srm"]["observed"] == [n["control"], n["every5"], n["lottery"]]
+    assert body["srm"]["p_value"] == pytest.approx(sps.chisquare(list(n.values())).pvalue, rel=1e-9)
+
+
+def test_continuous_results_match_scipy_welch(client, auth, populated):
+    arms, _, spend = populated
+    body = get_ok(client, "/v1/experiments/points-q4/results?metric=spend&alpha=0.1&correction=bh", auth("analyst"))
+    assert body["test"] == "welch_t" and body["correction"] == "bh"
+    values = {a: np.array([spend[u] for u in arms if arms[u] == a]) for a in ("control", "every5", "lottery")}
+    rows = {r["arm"]: r for r in body["arms"]}
+    for arm in ("every5", "lottery"):
+        ref = sps.ttest_ind(values[arm], values["control"], equal_var=False)
+        assert rows[arm]["p_value"] == pytest.approx(ref.pvalue, rel=1e-6)
+        assert rows[arm]["diff_ci"] == pytest.approx(list(ref.confidence_interval(0.9)), rel=1e-6)
+        assert rows[arm]["total"] == pytest.approx(values[arm].sum(), rel=1e-9)
+    lo, hi = sps.t.interval(0.9, len(values["control"]) - 1, values["control"].mean(), sps.sem(values["control"]))
+    assert rows["control"]["ci"] == pytest.approx([lo, hi], rel=1e-6)
+
+
+def test_csv_has_the_same_rows(client, auth, populated):
+    body = get_ok(client, "/v1/experiments/points-q4/results?metric=conversion", auth("analyst"))
+    resp = client.get("/v1/experiments/points-q4/results.csv?metric=conversion", headers=auth("analyst"))
+    assert resp.status_code == 200 and resp.mimetype == "text/csv"
+    rows = list(csv.DictReader(io.StringIO(resp.get_data(as_text=True))))
+    assert [r["arm"] for r in rows] == [a["arm"] for a in body["arms"]]
+    for row, arm in zip(rows, body["arms"]):
+        assert int(row["users"]) == arm["users"]
+        for name in ("mean", "p_value", "p_value_adjusted", "chance_to_beat_control", "lift"):
+            assert (row[name] == "" and arm[name] is None) or float(row[name]) == arm[name]
+        if arm["diff_ci"]:
+            assert [float(row["diff_ci_low"]), float(row["diff_ci_high"])] == arm["diff_ci"]
+
+
+def test_daily_series_is_cumulative(client, auth, populated):
+    arms, converted, _ = populated
+    body = get_ok(client, "/v1/experiments/points-q4/results/daily?metric=conversion", auth("analyst"))
+    days = body["days"]
+    assert days[0]["date"] == "2026-10-01"
+    last = {a["arm"]: a for a in days[-1]["arms"]}
+    for arm in ("control", "every5", "lottery"):
+        users = [u for u in arms if arms[u] == arm]
+        assert last[arm]["users"] == len(users)
+        assert last[arm]["total"] == sum(converted[u] for u in users)
+    counts = [sum(a["users"] for a in d["arms"]) for d in days]
+    assert counts == sorted(counts) and counts[-1] == 600
+
+
+def test_retention_and_purchase_metrics_from_events_match_hand_counts(client, auth):
+    shop = auth("storefront")
+    running(client, auth("editor"), ab_definition(weights=(1, 1, 1)))
+    post_ok(client, "/v1/items", {"items": [{"item_id": "i1"}]}, shop)
+    events = []
+    expected = {}
+    for i in range(90):
+        user = f"u{i}"
+        arm = assign(client, shop, "points-q4", user, timestamp=iso(T0))["arm"]
+        pattern = i % 5  # 0: nothing; 1: day-1 visit; 2: day-7 visit and a purchase; 3: day-0 purchase only; 4: event before exposure
+        offsets = {0: [], 1: [1.5], 2: [7.2], 3: [0.1], 4: [-2.0]}[pattern]
+        for j, days in enumerate(offsets):
+            kind = "purchase" if pattern in (2, 3) else "view"
+            events.append({"event_id": f"e-{i}-{j}", "user_id": user, "item_id": "i1", "type": kind, "value": 10.0 if kind == "purchase" else None, "timestamp": iso(T0 + timedelta(days=days))})
+        expected[user] = (arm, pattern)
+    post_ok(client, "/v1/events", {"events": events}, shop)
+
+    def figures(metric: str) -> dict:
+        body = get_ok(client, f"/v1/experiments/points-q4/results?metric={metric}", auth("analyst"))
+        return {r["arm"]: (r["users"], r["total"]) for r in body["arms"]}
+
+    def hand(match) -> dict:
+        out = {}
+        for arm in ("control", "every5", "lottery"):
+            users = [u for u, (a, _) in expected.items() if a == arm]
+            out[arm] = (len(users), sum(match(expected[u][1]) for u in users))
+        return out
+
+    assert figures("retention_d1") == hand(lambda p: p == 1)
+    assert figures("retention_d7") == hand(lambda p: p == 2)
+    assert figures("purchase_conversion") == hand(lambda p: p in (2, 3))
+    assert figures("revenue") == {a: (n, 10.0 * t) for a, (n, t) in hand(lambda p: p in (2, 3)).items()}
+
+
+def test_bandit_results_give_ipw_and_allocation_and_no_srm(client, auth):
+    shop = auth("storefront")
+    running(client, auth("editor"), bandit_definition())
+    for i in range(120):
+        arm = assign(client, shop, "bonus-bandit", f"u{i}")["arm"]
+        if arm == "arm2" or i % 4 == 0:
+            post_ok(client, "/v1/outcomes", {"outcomes": [{"outcome_id": f"o{i}", "experiment": "bonus-bandit", "user_id": f"u{i}", "metric": "conversion"}]}, shop)
+    body = get_ok(client, "/v1/experiments/bonus-bandit/results", auth("analyst"))
+    assert body["srm"] is None and body["safe_to_compare"] == ["ipw_mean"]
+    assert sum(body["allocation"].values()) == pytest.approx(1.0)
+    assert all(r["ipw_mean"] is not None for r in body["arms"] if r["users"])
+    assert any("biased" in n for n in body["notes"])
+
+
+def test_bad_queries_are_422_and_degenerate_data_is_explained(client, auth):
+    analyst = auth("analyst")
+    running(client, auth("editor"), ab_definition())
+    for query in ("metric=nope", "alpha=2", "alpha=abc", "correction=bonferroni"):
+        resp = client.get(f"/v1/experiments/points-q4/results?{query}", headers=analyst)
+        assert resp.status_code == 422, query
+    assert client.get("/v1/experiments/missing/results", headers=analyst).status_code == 404
+    body = get_ok(client, "/v1/experiments/points-q4/results", analyst)
+    assert all(r["users"] == 0 and r["mean"] is None and r["notes"] for r in body["arms"])
+    assert body["srm"] is None
+    sized = get_ok(client, "/v1/experiments/points-q4/results?mde=0.02", analyst)
+    assert sized["sample_size"]["users_per_arm"] is None and "cannot size" in sized["sample_size"]["note"]
