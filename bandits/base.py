@@ -74,7 +74,7 @@ class Policy(ABC):
 def draw_rows(probs: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """One index per row of a (rows, K) probability matrix, by inverse CDF."""
     cdf = np.cumsum(probs, axis=1)
-    u = rng.random(probs.shape[0])[:, None] * cdf[:, -1:]
+    u = np.asarray(rng.random(probs.shape[0]))[:, None] * cdf[:, -1:]
     return np.minimum((u >= cdf).sum(axis=1), probs.shape[1] - 1)
 
 

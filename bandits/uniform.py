@@ -21,4 +21,4 @@ class Uniform(Policy):
     def sample(self, stats: ArmStats, rng: np.random.Generator) -> np.ndarray:
         """Vectorised over rows."""
         rows, k = stats.pulls.shape
-        return rng.integers(0, k, size=rows)
+        return np.asarray(rng.integers(0, k, size=rows))

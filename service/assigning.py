@@ -131,7 +131,7 @@ def assign(db: Database, cache: DefinitionCache, key: str, user_id: str, now: fl
         return _answer(key, user_id, d, None, None, None, "traffic")
     arm, probability = _choose(db, d, user_id)
     with db.write() as session:
-        inserted = session.execute(_EXPOSE, {"key": key, "user": user_id, "arm": arm, "p": probability, "ts": now}).rowcount == 1
+        inserted = session.execute(_EXPOSE, {"key": key, "user": user_id, "arm": arm, "p": probability, "ts": now}).rowcount == 1  # type: ignore[attr-defined]
         if inserted and d.experiment.type == "bandit":
             session.execute(_PULL, {"key": key, "arm": arm})
         if not inserted:

@@ -66,8 +66,11 @@ def register_commands(app: Flask) -> None:
     @click.option("--items", default=1200, show_default=True)
     @click.option("--events", default=60000, show_default=True)
     def demo_cmd(users: int, items: int, events: int) -> None:
-        """Load a synthetic demo catalogue and events (once; a second run changes nothing)."""
+        """Load a synthetic demo catalogue, events and two running experiments (once; a second run changes nothing)."""
         from service.demo import load_demo
+        from service.demo_experiments import load_demo_experiments
 
         for line in load_demo(services(), users, items, events):
+            click.echo(line)
+        for line in load_demo_experiments(services(), users):
             click.echo(line)

@@ -32,7 +32,7 @@ def aggregates(db: Database, exp: Experiment, metric: Metric, now: float) -> dic
     params = {"key": exp.key, "metric": metric.key, "mature_before": now - (RETENTION_DAYS.get(metric.key, -1) + 1) * DAY}
     with db.read() as session:
         if exp.type == "ab" and not metric.builtin:
-            users = dict(session.execute(text(EXPOSED_PER_ARM), params).tuples().all())
+            users: dict[str, int] = dict(session.execute(text(EXPOSED_PER_ARM), params).tuples().all())
             sums = {r[0]: r[1:] for r in session.execute(text(TOTALS_PER_ARM), params)}
             return {
                 arm: ArmAggregate(int(n), float(sums.get(arm, (0, 0, 0))[0] or 0), float(sums.get(arm, (0, 0, 0))[1] or 0), int(sums.get(arm, (0, 0, 0))[2] or 0))

@@ -43,3 +43,18 @@ def test_create_key_prints_a_working_key_last(runner, db):
 def test_create_key_refuses_unknown_roles(runner):
     result = runner.invoke(args=["create-key", "--role", "boss"])
     assert result.exit_code != 0
+
+
+def test_demo_loads_data_and_two_running_experiments_once(runner, client, auth):
+    first = runner.invoke(args=["demo", "--users", "300", "--items", "100", "--events", "3000"])
+    assert first.exit_code == 0, first.output
+    assert "experiment points-q4: 300 users assigned" in first.output
+    listed = client.get("/v1/experiments?status=running", headers=auth("analyst")).get_json()["experiments"]
+    assert sorted(e["key"] for e in listed) == ["bonus-bandit", "points-q4"]
+    results = client.get("/v1/experiments/points-q4/results", headers=auth("analyst")).get_json()
+    assert sum(a["users"] for a in results["arms"]) == 300
+    bandit = client.get("/v1/experiments/bonus-bandit/results", headers=auth("analyst")).get_json()
+    assert max(bandit["allocation"], key=bandit["allocation"].get) in {"bonus-100", "bonus-200"}
+    again = runner.invoke(args=["demo", "--users", "300", "--items", "100", "--events", "3000"])
+    assert "points-q4: already there" in again.output
+    assert client.get("/v1/experiments/points-q4/results", headers=auth("analyst")).get_json()["arms"] == results["arms"]

@@ -100,7 +100,7 @@ def record(db: Database, outcomes: Sequence[dict[str, Any]], definitions: dict[s
             if (o["experiment"], o["user_id"]) not in arms:
                 ignored += 1
                 continue
-            if session.execute(_INSERT, {**o, "now": now}).rowcount == 0:
+            if session.execute(_INSERT, {**o, "now": now}).rowcount == 0:  # type: ignore[attr-defined]
                 duplicates += 1
                 continue
             accepted += 1

@@ -1,0 +1,56 @@
+"""Assignment throughput for a running A/B experiment under gunicorn, as a ratio to /healthz.
+
+Returning users (already exposed) are the steady state of a storefront; new
+users cost one extra write, so both are measured.
+
+    .venv/bin/python bench/assignment.py [--seconds 10] [--clients 8] [--workers 4]
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench.common import fresh_config, keys, prepare  # noqa: E402
+from bench.load import report, run  # noqa: E402
+from service.assigning import assign  # noqa: E402
+from service.demo_experiments import AB  # noqa: E402
+from service.stores import experiments as store  # noqa: E402
+from service.testing.server import gunicorn  # noqa: E402
+
+
+def main() -> None:
+    """Create a running experiment, expose a pool of users, then measure."""
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--clients", type=int, default=8)
+    parser.add_argument("--workers", type=int, default=4)
+    parser.add_argument("--users", type=int, default=5_000)
+    args = parser.parse_args()
+
+    config = fresh_config("assign")
+    svc = prepare(config)
+    store.create(svc.db, dict(AB))
+    store.move(svc.db, AB["key"], "start")
+    for u in range(args.users):  # the returning users' first exposures
+        assign(svc.db, svc.definitions, AB["key"], f"u{u}", time.time())
+    headers = {"Authorization": f"Bearer {keys(svc)['storefront']}"}
+    env = {**config.as_env(), "LOG_REQUESTS": "false", "LOG_LEVEL": "WARNING"}
+    returning = [f"/v1/experiments/{AB['key']}/assignment?user_id=u{u}" for u in range(args.users)]
+    with gunicorn(env, workers=args.workers) as server:
+        run(server.base, returning, headers, clients=args.clients, seconds=2.0)  # warm every worker's definition cache
+        health = run(server.base, ["/healthz"], {}, clients=args.clients, seconds=args.seconds)
+        sticky = run(server.base, returning, headers, clients=args.clients, seconds=args.seconds)
+        fresh = [f"/v1/experiments/{AB['key']}/assignment?user_id=new-{u}" for u in range(400_000)]
+        first = run(server.base, fresh, headers, clients=args.clients, seconds=args.seconds)
+    print(f"database: {svc.db.dialect}; gunicorn: {args.workers} workers, {args.clients} concurrent clients, {args.seconds:.0f} s each")
+    print(report("GET /healthz (baseline)", health))
+    print(report("GET assignment, returning users", sticky, health))
+    print(report("GET assignment, first exposures", first, health))
+
+
+if __name__ == "__main__":
+    main()
