@@ -4,6 +4,7 @@ from __future__ import annotations
 import importlib
 
 from flask import Flask
+from threadpoolctl import threadpool_limits
 
 from service.config import Config
 from service.db import Database
@@ -29,6 +30,10 @@ BLUEPRINTS = (
 def create_app(config: Config | None = None) -> Flask:
     """Build the app from `config`, or from the environment when none is given."""
     config = config or Config.from_env()
+    # Serving multiplies one user's factors by the item factors: a product of tens of
+    # microseconds, which waking a BLAS thread pool between requests turns into
+    # milliseconds. Training runs implicit's own threads and does not need BLAS ones.
+    threadpool_limits(1, "blas")
     configure_logging(config.log_level)
     app = Flask(__name__, instance_path=str(config.model_dir.parent.resolve()))
     app.config.update(MAX_CONTENT_LENGTH=config.max_content_length, TESTING=config.testing, STICKYLOOP=config)
