@@ -152,14 +152,21 @@ def test_retention_and_purchase_metrics_from_events_match_hand_counts(client, au
 def test_bandit_results_give_ipw_and_allocation_and_no_srm(client, auth):
     shop = auth("storefront")
     running(client, auth("editor"), bandit_definition())
+    logged: dict[str, list[tuple[float, int]]] = {}
     for i in range(120):
-        arm = assign(client, shop, "bonus-bandit", f"u{i}")["arm"]
-        if arm == "arm2" or i % 4 == 0:
+        answer = assign(client, shop, "bonus-bandit", f"u{i}")
+        converted = answer["arm"] == "arm2" or i % 4 == 0
+        logged.setdefault(answer["arm"], []).append((answer["probability"], int(converted)))
+        if converted:
             post_ok(client, "/v1/outcomes", {"outcomes": [{"outcome_id": f"o{i}", "experiment": "bonus-bandit", "user_id": f"u{i}", "metric": "conversion"}]}, shop)
     body = get_ok(client, "/v1/experiments/bonus-bandit/results", auth("analyst"))
     assert body["srm"] is None and body["safe_to_compare"] == ["ipw_mean"]
     assert sum(body["allocation"].values()) == pytest.approx(1.0)
-    assert all(r["ipw_mean"] is not None for r in body["arms"] if r["users"])
+    for row in body["arms"]:
+        pairs = logged.get(row["arm"], [])
+        assert row["users"] == len(pairs)
+        if pairs:  # self-normalised IPW from the propensities the assignments reported
+            assert row["ipw_mean"] == pytest.approx(sum(y / p for p, y in pairs) / sum(1 / p for p, _ in pairs), rel=1e-9)
     assert any("biased" in n for n in body["notes"])
 
 
