@@ -80,6 +80,7 @@ def test_bandit_learns_the_best_arm_over_http(client, auth):
         if rng.random() < rates[arm]:
             post_ok(client, "/v1/outcomes", {"outcomes": [outcome(i, f"user-{i}", key="bonus-bandit")]}, shop)
     share = late.count("arm2") / len(late)
+    print(f"best arm share of the last {len(late)} new users: {share:.3f}")
     assert share > 0.6, share
 
 
