@@ -153,3 +153,18 @@ def test_concurrent_rewards_for_one_user_apply_each_action_once(app, auth):
     ledger = get_ok(client, f"/v1/experiments/points-q4/users/{user}/rewards", shop)
     assert ledger["actions"] == 20 and ledger["balance"] == 400
     assert sorted(h["sequence"] for h in ledger["history"]) == list(range(1, 21))
+
+
+def test_every_variable_ratio_reward_can_be_recomputed_from_the_ledger(client, auth):
+    from experiments.schedules import draw
+
+    shop = auth("storefront")
+    running(client, auth("editor"), ab_definition())
+    user = _user_in(client, shop, "points-q4", "lottery")
+    for i in range(40):
+        reward(client, shop, f"l{i}", user, "2026-11-22T10:00:00Z")
+    history = get_ok(client, f"/v1/experiments/points-q4/users/{user}/rewards", shop)["history"]
+    assert [h["sequence"] for h in history] == list(range(1, 41))
+    for entry in history:  # an auditor needs only the ledger and the published draw
+        assert entry["rewarded"] == (draw("points-q4", user, entry["sequence"], "ratio") < 1 / 5)
+    assert any(h["rewarded"] for h in history) and not all(h["rewarded"] for h in history)
