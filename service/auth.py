@@ -7,7 +7,7 @@ import time
 from dataclasses import dataclass
 from typing import Iterable
 
-from sqlalchemy import select, update
+from sqlalchemy import update
 
 from service.db import Database
 from service.models import ApiKey

@@ -11,7 +11,7 @@ from service.api import READ_EXPERIMENTS, endpoint
 from service.assigning import Definition
 from service.errors import invalid
 from service.results import daily, results
-from service.schemas.experiments import DailyOut, DailyQuery, ResultsOut, ResultsQuery
+from service.schemas.results import DailyOut, DailyQuery, ResultsOut, ResultsQuery
 from service.state import services
 from service.stores import experiments as store
 
