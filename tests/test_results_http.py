@@ -102,7 +102,10 @@ def test_csv_has_the_same_rows(client, auth, populated):
 
 
 def test_daily_series_is_cumulative(client, auth, populated):
-    arms, converted, _ = populated
+    arms, converted, spend = populated
+    continuous = get_ok(client, "/v1/experiments/points-q4/results/daily?metric=spend", auth("analyst"))["days"][-1]["arms"]
+    for row in continuous:
+        assert row["total"] == pytest.approx(sum(spend[u] for u in arms if arms[u] == row["arm"]), rel=1e-9)
     body = get_ok(client, "/v1/experiments/points-q4/results/daily?metric=conversion", auth("analyst"))
     days = body["days"]
     assert days[0]["date"] == "2026-10-01"
@@ -147,6 +150,11 @@ def test_retention_and_purchase_metrics_from_events_match_hand_counts(client, au
     assert figures("retention_d7") == hand(lambda p: p == 2)
     assert figures("purchase_conversion") == hand(lambda p: p in (2, 3))
     assert figures("revenue") == {a: (n, 10.0 * t) for a, (n, t) in hand(lambda p: p in (2, 3)).items()}
+    for metric in ("purchase_conversion", "revenue"):  # the daily series ends where the results stand
+        days = get_ok(client, f"/v1/experiments/points-q4/results/daily?metric={metric}", auth("analyst"))["days"]
+        assert {a["arm"]: (a["users"], a["total"]) for a in days[-1]["arms"]} == figures(metric)
+    resp = client.get("/v1/experiments/points-q4/results/daily?metric=retention_d7", headers=auth("analyst"))
+    assert resp.status_code == 422
 
 
 def test_bandit_results_give_ipw_and_allocation_and_no_srm(client, auth):
