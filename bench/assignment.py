@@ -9,16 +9,12 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.common import fresh_config, keys, prepare  # noqa: E402
+from bench.common import fresh_config, keys, prepare, running_ab  # noqa: E402
 from bench.load import report, run  # noqa: E402
-from service.assigning import assign  # noqa: E402
-from service.demo_experiments import AB  # noqa: E402
-from service.stores import experiments as store  # noqa: E402
 from service.testing.server import gunicorn  # noqa: E402
 
 
@@ -33,18 +29,15 @@ def main() -> None:
 
     config = fresh_config("assign")
     svc = prepare(config)
-    store.create(svc.db, dict(AB))
-    store.move(svc.db, AB["key"], "start")
-    for u in range(args.users):  # the returning users' first exposures
-        assign(svc.db, svc.definitions, AB["key"], f"u{u}", time.time())
+    key = running_ab(svc, args.users)  # the returning users' first exposures
     headers = {"Authorization": f"Bearer {keys(svc)['storefront']}"}
     env = {**config.as_env(), "LOG_REQUESTS": "false", "LOG_LEVEL": "WARNING"}
-    returning = [f"/v1/experiments/{AB['key']}/assignment?user_id=u{u}" for u in range(args.users)]
+    returning = [f"/v1/experiments/{key}/assignment?user_id=u{u}" for u in range(args.users)]
     with gunicorn(env, workers=args.workers) as server:
         run(server.base, returning, headers, clients=args.clients, seconds=2.0)  # warm every worker's definition cache
         health = run(server.base, ["/healthz"], {}, clients=args.clients, seconds=args.seconds)
         sticky = run(server.base, returning, headers, clients=args.clients, seconds=args.seconds)
-        fresh = [f"/v1/experiments/{AB['key']}/assignment?user_id=new-{u}" for u in range(400_000)]
+        fresh = [f"/v1/experiments/{key}/assignment?user_id=new-{u}" for u in range(400_000)]
         first = run(server.base, fresh, headers, clients=args.clients, seconds=args.seconds)
     print(f"database: {svc.db.dialect}; gunicorn: {args.workers} workers, {args.clients} concurrent clients, {args.seconds:.0f} s each")
     print(report("GET /healthz (baseline)", health))

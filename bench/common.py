@@ -57,3 +57,16 @@ def load_synthetic(svc, n_users: int, n_items: int, n_events: int, seed: int = 1
 def keys(svc) -> dict[str, str]:  # noqa: ANN001
     """One key per role."""
     return {role: create_key(svc.db, role, f"bench {role}")[1] for role in ("storefront", "editor", "analyst", "admin")}
+
+
+def running_ab(svc, users: int) -> str:  # noqa: ANN001
+    """Create and start the demo A/B experiment and expose `users` users (u0, u1, ...) directly; answer its key."""
+    from service.assigning import assign
+    from service.demo_experiments import AB
+    from service.stores import experiments as store
+
+    store.create(svc.db, dict(AB))
+    store.move(svc.db, AB["key"], "start")
+    for u in range(users):
+        assign(svc.db, svc.definitions, AB["key"], f"u{u}", time.time())
+    return str(AB["key"])

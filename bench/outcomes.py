@@ -18,10 +18,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.common import fresh_config, keys, prepare  # noqa: E402
-from service.assigning import assign  # noqa: E402
+from bench.common import fresh_config, keys, prepare, running_ab  # noqa: E402
 from service.demo_experiments import AB  # noqa: E402
-from service.stores import experiments as store  # noqa: E402
 from service.testing.server import gunicorn  # noqa: E402
 
 BATCH = 10_000
@@ -36,11 +34,8 @@ def main() -> None:
     args = parser.parse_args()
     config = fresh_config("outcomes")
     svc = prepare(config)
-    store.create(svc.db, dict(AB))
-    store.move(svc.db, AB["key"], "start")
     started = time.perf_counter()
-    for u in range(args.users):
-        assign(svc.db, svc.definitions, AB["key"], f"u{u}", time.time())
+    running_ab(svc, args.users)
     print(f"exposed {args.users:,} users directly in {time.perf_counter() - started:.1f} s")
     key = keys(svc)["storefront"]
     outcome_bodies, event_bodies = [], []

@@ -176,8 +176,9 @@ class _Interval(Schedule):
 
     points: float = 0.0
 
+    @abstractmethod
     def _wait(self, experiment: str, user_id: str, sequence: int) -> float:
-        raise NotImplementedError
+        """Seconds from a reward (or enrolment) to the next eligible action."""
 
     def _decide(self, state: RewardState, action: Action) -> tuple[float, str, float | None]:
         eligible_at = state.next_eligible_at

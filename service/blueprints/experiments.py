@@ -1,6 +1,8 @@
 """Experiments: define, change while draft, start, pause, stop (editor; analysts read)."""
 from __future__ import annotations
 
+from typing import Any
+
 from flask import Blueprint, Response
 
 from service.api import EDITOR, READ_EXPERIMENTS, endpoint
@@ -13,9 +15,14 @@ bp = Blueprint("experiments", __name__)
 KEY = {"key": "key"}
 
 
-def _fields(body: ExperimentIn | ExperimentPatch) -> dict[str, object]:
-    """The body as stored JSON, keeping only the fields the client sent."""
-    return body.model_dump(mode="json", exclude_unset=True)
+def _fields(body: ExperimentIn | ExperimentPatch) -> dict[str, Any]:
+    """The body as stored JSON: only the fields the client sent, with every arm complete."""
+    fields = body.model_dump(mode="json", exclude_unset=True)
+    for arm in fields.get("arms") or []:
+        arm.setdefault("weight", 1.0)
+        arm.setdefault("payload", {})
+        arm.setdefault("schedule", None)
+    return fields
 
 
 @bp.post("/v1/experiments")
@@ -23,10 +30,6 @@ def _fields(body: ExperimentIn | ExperimentPatch) -> dict[str, object]:
 def create(body: ExperimentIn) -> ExperimentOut:
     """Validate the whole definition, then store it."""
     fields = {"description": "", "type": "ab", "traffic": 1.0, "bandit": None, **_fields(body)}
-    for arm in fields["arms"]:  # type: ignore[attr-defined]
-        arm.setdefault("weight", 1.0)
-        arm.setdefault("payload", {})
-        arm.setdefault("schedule", None)
     return ExperimentOut.model_validate(to_json(store.create(services().db, fields)))
 
 
@@ -48,12 +51,7 @@ def show(key: str) -> ExperimentOut:
 @endpoint("Change an experiment (arms, weights, metrics, type and bandit only while draft)", roles=EDITOR, tag="experiments", body=ExperimentPatch, response=ExperimentOut, errors=(404, 409), path=KEY)
 def change(key: str, body: ExperimentPatch) -> ExperimentOut:
     """Apply the fields sent."""
-    fields = _fields(body)
-    for arm in fields.get("arms") or []:  # type: ignore[attr-defined]
-        arm.setdefault("weight", 1.0)
-        arm.setdefault("payload", {})
-        arm.setdefault("schedule", None)
-    return ExperimentOut.model_validate(to_json(store.patch(services().db, key, fields)))
+    return ExperimentOut.model_validate(to_json(store.patch(services().db, key, _fields(body))))
 
 
 @bp.delete("/v1/experiments/<key>")
