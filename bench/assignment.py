@@ -13,7 +13,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.common import fresh_config, keys, prepare, running_ab  # noqa: E402
+from bench.common import fresh_config, keys, prepare, running_ab, server_env  # noqa: E402
 from bench.load import report, run  # noqa: E402
 from service.testing.server import gunicorn  # noqa: E402
 
@@ -31,7 +31,7 @@ def main() -> None:
     svc = prepare(config)
     key = running_ab(svc, args.users)  # the returning users' first exposures
     headers = {"Authorization": f"Bearer {keys(svc)['storefront']}"}
-    env = {**config.as_env(), "LOG_REQUESTS": "false", "LOG_LEVEL": "WARNING"}
+    env = server_env(config)
     returning = [f"/v1/experiments/{key}/assignment?user_id=u{u}" for u in range(args.users)]
     with gunicorn(env, workers=args.workers) as server:
         run(server.base, returning, headers, clients=args.clients, seconds=2.0)  # warm every worker's definition cache

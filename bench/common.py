@@ -1,11 +1,13 @@
 """Shared setup for benchmarks: a fresh database, keys and synthetic data loaded fast."""
 from __future__ import annotations
 
+import json
 import math
 import os
 import sys
 import tempfile
 import time
+import urllib.request
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -52,6 +54,19 @@ def load_synthetic(svc, n_users: int, n_items: int, n_events: int, seed: int = 1
         insert_events(svc.db, rows)
         if (stop // 10_000) % 50 == 0 or stop == n_events:
             say(f"  loaded {stop:,} / {n_events:,} events ({stop / (time.perf_counter() - started):,.0f}/s)")
+
+
+def server_env(config: Config) -> dict[str, str]:
+    """The environment of a benchmarked gunicorn: the config, quiet logs."""
+    return {**config.as_env(), "LOG_REQUESTS": "false", "LOG_LEVEL": "WARNING"}
+
+
+def post_json(base: str, path: str, body: bytes, key: str, timeout: float = 300.0) -> dict:
+    """POST an encoded JSON body with a bearer key; answer the decoded reply."""
+    headers = {"Authorization": f"Bearer {key}", "Content-Type": "application/json"}
+    request = urllib.request.Request(base + path, data=body, method="POST", headers=headers)
+    with urllib.request.urlopen(request, timeout=timeout) as resp:
+        return json.loads(resp.read())  # type: ignore[no-any-return]
 
 
 def keys(svc) -> dict[str, str]:  # noqa: ANN001

@@ -8,13 +8,12 @@ import argparse
 import json
 import sys
 import time
-import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.common import fresh_config, keys, prepare  # noqa: E402
+from bench.common import fresh_config, keys, post_json, prepare, server_env  # noqa: E402
 from recommender.synthetic import generate  # noqa: E402
 from service.testing.server import gunicorn  # noqa: E402
 
@@ -41,11 +40,9 @@ def main() -> None:
         bodies.append(json.dumps({"events": events}).encode())
 
     def post(server_base: str, body: bytes) -> dict:
-        req = urllib.request.Request(server_base + "/v1/events", data=body, method="POST", headers={"Authorization": f"Bearer {key}", "Content-Type": "application/json"})
-        with urllib.request.urlopen(req, timeout=120) as resp:
-            return json.loads(resp.read())
+        return post_json(server_base, "/v1/events", body, key)
 
-    env = {**config.as_env(), "LOG_REQUESTS": "false", "LOG_LEVEL": "WARNING"}
+    env = server_env(config)
     with gunicorn(env, workers=args.workers) as server:
         started = time.perf_counter()
         with ThreadPoolExecutor(args.clients) as pool:

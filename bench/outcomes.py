@@ -12,13 +12,12 @@ import argparse
 import json
 import sys
 import time
-import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.common import fresh_config, keys, prepare, running_ab  # noqa: E402
+from bench.common import fresh_config, keys, post_json, prepare, running_ab, server_env  # noqa: E402
 from service.demo_experiments import AB  # noqa: E402
 from service.testing.server import gunicorn  # noqa: E402
 
@@ -44,18 +43,13 @@ def main() -> None:
         outcome_bodies.append(json.dumps({"outcomes": [{"outcome_id": f"o{u}", "experiment": AB["key"], "user_id": f"u{u}", "metric": "spend", "value": 12.5} for u in ids]}).encode())
         event_bodies.append(json.dumps({"events": [{"event_id": f"e{u}", "user_id": f"u{u}", "item_id": "i1", "type": "purchase", "value": 12.5} for u in ids]}).encode())
 
-    def post(base: str, path: str, body: bytes) -> dict:
-        req = urllib.request.Request(base + path, data=body, method="POST", headers={"Authorization": f"Bearer {key}", "Content-Type": "application/json"})
-        with urllib.request.urlopen(req, timeout=300) as resp:
-            return json.loads(resp.read())
-
     def rate(base: str, path: str, bodies: list[bytes], field: str) -> tuple[int, float]:
         began = time.perf_counter()
         with ThreadPoolExecutor(args.clients) as pool:
-            answers = list(pool.map(lambda b: post(base, path, b), bodies))
+            answers = list(pool.map(lambda b: post_json(base, path, b, key), bodies))
         return sum(a[field] for a in answers), time.perf_counter() - began
 
-    env = {**config.as_env(), "LOG_REQUESTS": "false", "LOG_LEVEL": "WARNING"}
+    env = server_env(config)
     with gunicorn(env, workers=args.workers) as server:
         events, events_s = rate(server.base, "/v1/events", event_bodies, "accepted")
         outcomes, outcomes_s = rate(server.base, "/v1/outcomes", outcome_bodies, "accepted")

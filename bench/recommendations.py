@@ -10,7 +10,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.common import fresh_config, keys, load_synthetic, prepare  # noqa: E402
+from bench.common import fresh_config, keys, load_synthetic, prepare, server_env  # noqa: E402
 from bench.load import report, run  # noqa: E402
 from service.testing.server import gunicorn  # noqa: E402
 from service.training import request_training, run_training  # noqa: E402
@@ -35,7 +35,7 @@ def main() -> None:
     model = run_training(svc.db, config, row.version)
     print(f"model {model.version}: {model.status} in {model.training_seconds:.1f} s")
     key = keys(svc)["storefront"]
-    env = {**config.as_env(), "LOG_REQUESTS": "false", "LOG_LEVEL": "WARNING"}
+    env = server_env(config)
     users = [f"/v1/users/u{u}/recommendations?n=10" for u in range(0, args.users, max(1, args.users // 2000))]
     headers = {"Authorization": f"Bearer {key}"}
     with gunicorn(env, workers=args.workers) as server:

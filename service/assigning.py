@@ -61,6 +61,14 @@ class DefinitionCache:
         self._items: dict[str, Definition] = {}
         self._lock = threading.Lock()
 
+    def current(self, db: Database, key: str) -> tuple[Definition, str]:
+        """The experiment's definition at its current revision and its status; 404 if it does not exist."""
+        rows = db.fetch("SELECT status, revision FROM experiments WHERE key = ?", (key,))
+        if not rows:
+            raise not_found("experiment", key)
+        status, revision = rows[0]
+        return self.get(db, key, revision), status
+
     def get(self, db: Database, key: str, revision: int) -> Definition:
         """The definition at `revision`, loading it once per process."""
         cached = self._items.get(key)

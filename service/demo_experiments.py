@@ -67,7 +67,7 @@ def load_demo_experiments(svc: Services, n_users: int) -> Iterator[str]:
         if not _ensure_running(svc, definition):
             yield f"experiment {key}: already there"
             continue
-        exp = svc.definitions.get(svc.db, key, store.get(svc.db, key).revision).experiment
+        exp = svc.definitions.current(svc.db, key)[0].experiment
         outcomes = []
         for u in range(n_users):
             user = f"user-{u}"

@@ -34,10 +34,11 @@ def aggregates(db: Database, exp: Experiment, metric: Metric, now: float) -> dic
         if exp.type == "ab" and not metric.builtin:
             users: dict[str, int] = dict(session.execute(text(EXPOSED_PER_ARM), params).tuples().all())
             sums = {r[0]: r[1:] for r in session.execute(text(TOTALS_PER_ARM), params)}
-            return {
-                arm: ArmAggregate(int(n), float(sums.get(arm, (0, 0, 0))[0] or 0), float(sums.get(arm, (0, 0, 0))[1] or 0), int(sums.get(arm, (0, 0, 0))[2] or 0))
-                for arm, n in users.items()
-            }
+            out = {}
+            for arm, n in users.items():
+                total, sumsq, positives = sums.get(arm, (0, 0, 0))
+                out[arm] = ArmAggregate(int(n), float(total or 0), float(sumsq or 0), int(positives or 0))
+            return out
         rows = session.execute(text(per_arm_joined(metric.key, metric.builtin)), params).all()
     return {r[0]: ArmAggregate(int(r[1]), float(r[2] or 0), float(r[3] or 0), int(r[4] or 0), float(r[5] or 0), float(r[6] or 0), float(r[7] or 0)) for r in rows}
 

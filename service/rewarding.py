@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 from experiments.schedules import Action, RewardState as ScheduleState
 from service.assigning import Definition, DefinitionCache
 from service.db import Database
-from service.errors import conflict, not_found
+from service.errors import conflict
 from service.models import Exposure, RewardLedger, RewardState
 from service.schemas.common import iso
 from service.stores.sql import insert
@@ -119,11 +119,7 @@ def _record(session: Session, d: Definition, status: str, action: dict[str, Any]
 
 def reward(db: Database, cache: DefinitionCache, action: dict[str, Any]) -> dict[str, Any]:
     """Apply one action; a replay of its `action_id` answers the stored result."""
-    rows = db.fetch("SELECT status, revision FROM experiments WHERE key = ?", (action["experiment"],))
-    if not rows:
-        raise not_found("experiment", action["experiment"])
-    status, revision = rows[0]
-    d = cache.get(db, action["experiment"], revision)
+    d, status = cache.current(db, action["experiment"])
     try:
         with db.write() as session:
             return _record(session, d, status, action)

@@ -6,6 +6,7 @@ import time
 from flask import Blueprint
 
 from service.api import STOREFRONT, endpoint
+from service.errors import ApiError
 from service.schemas.experiments import OutcomeBatch, OutcomesAccepted
 from service.state import services
 from service.stores.outcomes import check_batch, record
@@ -22,9 +23,10 @@ def report(body: OutcomeBatch) -> OutcomesAccepted:
     outcomes = [{**o.model_dump(exclude={"timestamp"}), "ts": o.timestamp.timestamp() if o.timestamp else now} for o in body.outcomes]
     definitions = {}
     for key in {o["experiment"] for o in outcomes}:
-        rows = svc.db.fetch("SELECT revision FROM experiments WHERE key = ?", (key,))
-        if rows:
-            definitions[key] = svc.definitions.get(svc.db, key, rows[0][0]).experiment
+        try:
+            definitions[key] = svc.definitions.current(svc.db, key)[0].experiment
+        except ApiError:  # unknown experiments are reported per index by check_batch
+            continue
     check_batch(outcomes, definitions)
     counts = record(svc.db, outcomes, definitions)
     return OutcomesAccepted(accepted=counts.accepted, duplicates=counts.duplicates, ignored=counts.ignored)

@@ -13,7 +13,6 @@ from service.errors import invalid
 from service.results import daily, results
 from service.schemas.results import DailyOut, DailyQuery, ResultsOut, ResultsQuery
 from service.state import services
-from service.stores import experiments as store
 
 bp = Blueprint("results", __name__)
 KEY = {"key": "key"}
@@ -26,15 +25,14 @@ CSV_COLUMNS = (
 
 def _definition(key: str, metric: str | None) -> tuple[Definition, str, str]:
     """The experiment at its current revision, its status, and the metric asked for (422 if unknown)."""
-    row = store.get(services().db, key)
-    d = services().definitions.get(services().db, key, row.revision)
+    d, status = services().definitions.current(services().db, key)
     name = metric or d.experiment.primary_metric
     try:
         d.experiment.metric(name)
     except KeyError:
         known = [m.key for m in d.experiment.metrics]
         raise invalid("query.metric", f"{name!r} is neither a metric of this experiment ({', '.join(known)}) nor a built-in one") from None
-    return d, row.status, name
+    return d, status, name
 
 
 def _compute(key: str, query: ResultsQuery) -> dict[str, Any]:
