@@ -9,6 +9,7 @@ from sqlalchemy import text
 
 from experiments.definitions import Experiment, Metric
 from experiments.stats import ArmSummary, analyse, sample_ratio_mismatch
+from experiments.stats.summary import finite_or_none
 from experiments.stats.corrections import Correction
 from experiments.stats.power import users_per_arm_mean, users_per_arm_proportion
 from service.assigning import Definition, bandit_allocation
@@ -21,10 +22,6 @@ BANDIT_NOTE = (
     "(arms that looked good early got more users). Compare arms by ipw_mean, the inverse-propensity-weighted "
     "mean from the logged assignment probabilities; treat the naive figures as descriptive."
 )
-
-
-def _finite(x: float | None) -> float | None:
-    return x if x is not None and math.isfinite(x) else None
 
 
 def aggregates(db: Database, exp: Experiment, metric: Metric, now: float) -> dict[str, ArmAggregate]:
@@ -80,7 +77,7 @@ def results(db: Database, d: Definition, status: str, metric_key: str, alpha: fl
             "arm": result.arm,
             "users": result.users,
             "total": result.total,
-            "mean": _finite(result.mean),
+            "mean": finite_or_none(result.mean),
             "ci": _interval(result.ci),
             "diff": result.diff,
             "diff_ci": _interval(result.diff_ci),
@@ -94,7 +91,7 @@ def results(db: Database, d: Definition, status: str, metric_key: str, alpha: fl
         }
         if exp.type == "bandit":
             weighted = a.weighted_positives if metric.kind == "binary" else a.weighted_total
-            row["ipw_mean"] = _finite(weighted / a.inverse_p) if a.inverse_p else None
+            row["ipw_mean"] = finite_or_none(weighted / a.inverse_p) if a.inverse_p else None
         arms.append(row)
     out: dict[str, Any] = {
         "experiment": exp.key,

@@ -5,7 +5,6 @@ computed is None and the arm's `notes` say why.
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from typing import Literal, Sequence
 
@@ -14,7 +13,7 @@ from experiments.stats.corrections import Correction, adjust
 from experiments.stats.lift import relative_lift
 from experiments.stats.means import t_interval, welch_difference, welch_t
 from experiments.stats.proportions import two_proportion_z, wald_difference, wilson
-from experiments.stats.summary import ArmSummary, Interval
+from experiments.stats.summary import ArmSummary, Interval, finite_or_none
 
 Kind = Literal["binary", "continuous"]
 TESTS = {"binary": "two_proportion_z", "continuous": "welch_t"}
@@ -50,10 +49,6 @@ class Analysis:
     correction: Correction
     arms: tuple[ArmResult, ...]
     notes: tuple[str, ...] = field(default=())
-
-
-def _finite(value: float | None) -> float | None:
-    return value if value is not None and math.isfinite(value) else None
 
 
 def _arm_alone(arm: ArmSummary, kind: Kind, alpha: float) -> tuple[Interval | None, list[str]]:
@@ -106,7 +101,7 @@ def _compare(control: ArmSummary, treat: ArmSummary, kind: Kind, alpha: float) -
         out.notes.append("lift is undefined while the control's mean is 0")
     else:
         out.lift, out.lift_ci = lift
-    out.p_value = _finite(test.p_value) if test is not None else None
+    out.p_value = finite_or_none(test.p_value) if test is not None else None
     return out
 
 
@@ -132,14 +127,14 @@ def analyse(arms: Sequence[tuple[str, ArmSummary]], kind: Kind, alpha: float = 0
                 total=arm.total,
                 mean=arm.mean,
                 ci=ci,
-                diff=_finite(c.diff),
+                diff=finite_or_none(c.diff),
                 diff_ci=c.diff_ci,
-                lift=_finite(c.lift),
+                lift=finite_or_none(c.lift),
                 lift_ci=c.lift_ci,
                 p_value=c.p_value,
                 p_value_adjusted=p_adj,
                 significant=None if p_adj is None else p_adj < alpha,
-                chance_to_beat_control=_finite(c.chance),
+                chance_to_beat_control=finite_or_none(c.chance),
                 notes=tuple(notes + c.notes),
             )
         )

@@ -5,6 +5,11 @@ import math
 from dataclasses import dataclass
 
 
+def finite_or_none(value: float | None) -> float | None:
+    """The value, or None where it is missing, infinite or NaN (JSON has no NaN)."""
+    return value if value is not None and math.isfinite(value) else None
+
+
 @dataclass(frozen=True)
 class ArmSummary:
     """Users, the sum of their values and the sum of squares; enough for every test here."""
