@@ -1,5 +1,10 @@
 """Recommendation throughput and latency under gunicorn, as a ratio to /healthz on the same server.
 
+Two kinds of request: returning users, whose best items each worker already
+remembers for the active version (a warm-up of the same length comes first),
+and first requests, for users nobody asked about before, which score the
+whole catalogue.
+
     .venv/bin/python bench/recommendations.py [--seconds 10] [--clients 8] [--workers 4]
 """
 from __future__ import annotations
@@ -36,15 +41,21 @@ def main() -> None:
     print(f"model {model.version}: {model.status} in {model.training_seconds:.1f} s")
     key = keys(svc)["storefront"]
     env = server_env(config)
-    users = [f"/v1/users/u{u}/recommendations?n=10" for u in range(0, args.users, max(1, args.users // 2000))]
+    step = max(1, args.users // 2000)
+    returning = [f"/v1/users/u{u}/recommendations?n=10" for u in range(0, args.users, step)]
+    first = [f"/v1/users/u{u}/recommendations?n=10" for u in range(args.users) if u % step]
     headers = {"Authorization": f"Bearer {key}"}
     with gunicorn(env, workers=args.workers) as server:
-        run(server.base, users[:50], headers, clients=2, seconds=2)  # warm every worker's model cache
+        run(server.base, returning, headers, clients=args.clients, seconds=args.seconds)  # load the model, remember these users
         health = run(server.base, ["/healthz"], {}, clients=args.clients, seconds=args.seconds)
-        recs = run(server.base, users, headers, clients=args.clients, seconds=args.seconds)
+        warm = run(server.base, returning, headers, clients=args.clients, seconds=args.seconds)
+        cold = run(server.base, first, headers, clients=args.clients, seconds=args.seconds)
     print(f"gunicorn: {args.workers} workers, {args.clients} concurrent clients, {args.seconds:.0f} s each")
     print(report("GET /healthz (baseline)", health))
-    print(report("GET recommendations", recs, health))
+    print(report(f"recs, {len(returning):,} returning users", warm, health))
+    print(report("recs, first requests", cold, health))
+    if cold.requests > len(first):
+        print(f"  (first requests repeated users: {cold.requests:,} requests over {len(first):,} users)")
 
 
 if __name__ == "__main__":

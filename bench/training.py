@@ -15,10 +15,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from threadpoolctl import threadpool_limits  # noqa: E402
 
 from bench.common import fresh_config, prepare  # noqa: E402
-from recommender.matrix import MatrixBuilder, MatrixSettings  # noqa: E402
+from recommender.matrix import MatrixSettings, build_matrix  # noqa: E402
 from recommender.models.als import ALS  # noqa: E402
 from recommender.synthetic import generate  # noqa: E402
-from service.stores.events import _INSERT_EVENT, iter_event_chunks, max_event_id  # noqa: E402
+from service.stores import event_log  # noqa: E402
+from service.stores.events import insert_events  # noqa: E402
 from service.training import request_training, run_training  # noqa: E402
 
 
@@ -33,14 +34,14 @@ def main() -> None:
     svc = prepare(config)
     data = generate(args.users, args.items, args.events, seed=11, exponent=1.0)
     started = time.perf_counter()
-    for start in range(0, args.events, 50_000):
-        stop = min(start + 50_000, args.events)
-        rows = [
-            (f"e{k}", f"u{data.users[k]}", f"i{data.items[k]}", str(data.types[k]), float(data.timestamps[k]),
-             None if math.isnan(data.values[k]) else float(data.values[k]), 0.0)
+    for start in range(0, args.events, 10_000):
+        stop = min(start + 10_000, args.events)
+        batch = [
+            {"event_id": f"e{k}", "user_id": f"u{data.users[k]}", "item_id": f"i{data.items[k]}", "type": str(data.types[k]),
+             "ts": float(data.timestamps[k]), "value": None if math.isnan(data.values[k]) else float(data.values[k])}
             for k in range(start, stop)
         ]
-        svc.db.insert_many(_INSERT_EVENT, rows)
+        insert_events(svc.db, batch)
     print(f"stored {args.events:,} events ({args.users:,} users x {args.items:,} items, power law) in {time.perf_counter() - started:.0f} s")
 
     for evaluate in (True, False):
@@ -55,18 +56,15 @@ def main() -> None:
             end_to_end = result.training_seconds
 
     # The same matrix the service built, fitted by implicit alone with the same parameters.
-    settings = MatrixSettings(weights=config.event_weights)
-    builder = MatrixBuilder(settings, now=time.time())
-    for users, items, types, ts in iter_event_chunks(svc.db, max_event_id(svc.db)):
-        builder.add(users, items, types, ts)
-    matrix = builder.build()
+    events, _ = event_log.read(svc.db)
+    matrix = build_matrix(events, MatrixSettings(weights=config.event_weights), now=time.time())
     bare = ALS()._new_model()
     started = time.perf_counter()
     with threadpool_limits(1, "blas"):
         bare.fit(matrix.confidence, show_progress=False)
     bare_seconds = time.perf_counter() - started
     print(f"bare implicit ALS fit on the same {matrix.shape[0]:,} x {matrix.shape[1]:,} matrix ({matrix.confidence.nnz:,} nonzeros): {bare_seconds:.2f} s")
-    print(f"ratio, evaluation off: {end_to_end / bare_seconds:.2f}x   with holdout evaluation and refit: {end_to_end_eval / bare_seconds:.2f}x   (aim: at most 1.3x)")
+    print(f"ratio, evaluation off: {end_to_end / bare_seconds:.2f}x   with holdout evaluation: {end_to_end_eval / bare_seconds:.2f}x   (aim: at most 1.3x)")
 
 
 if __name__ == "__main__":

@@ -9,6 +9,14 @@ import numpy as np
 import scipy.sparse as sp
 
 
+def top_k(scores: np.ndarray, k: int) -> np.ndarray:
+    """Indices of the k highest scores of each row, best first (ties: lower index first)."""
+    k = min(k, scores.shape[1])
+    part = np.argpartition(-scores, k - 1, axis=1)[:, :k]
+    order = np.argsort(-np.take_along_axis(scores, part, axis=1), axis=1, kind="stable")
+    return np.take_along_axis(part, order, axis=1)
+
+
 class Recommender(ABC):
     """A model that scores items for users and for other items.
 
@@ -33,9 +41,34 @@ class Recommender(ABC):
     def fit(self, user_items: sp.csr_matrix, show_progress: bool = False, warm_start: bool = False) -> None:
         """Learn from a users x items confidence matrix; warm_start continues from the current state."""
 
+    def absorb(self, user_items: sp.csr_matrix, users: np.ndarray, held_out_share: float) -> None:
+        """Catch up with interactions that were held out for evaluation.
+
+        `users` are the rows that lost interactions, `held_out_share` their
+        share of `user_items`. By default the model continues fitting on
+        everything from where the evaluation fit stopped.
+        """
+        self.fit(user_items, warm_start=True)
+
     @abstractmethod
     def score_users(self, users: np.ndarray, user_items: sp.csr_matrix) -> np.ndarray:
         """Scores over all items for known users (rows of the training matrix)."""
+
+    def top_for_users(self, users: np.ndarray, user_items: sp.csr_matrix, k: int, chunk: int = 256) -> np.ndarray:
+        """Each known user's k best items, best first, leaving out the items of their row in `user_items`.
+
+        Scores a chunk of users at a time so that users x items floats never
+        sit in memory at once; models with a faster way override this.
+        """
+        k = min(k, user_items.shape[1])
+        ranked = []
+        for start in range(0, len(users), chunk):
+            batch = users[start : start + chunk]
+            scores = np.array(self.score_users(batch, user_items), dtype=np.float32, copy=True)
+            seen = user_items[batch]
+            scores[np.repeat(np.arange(len(batch)), np.diff(seen.indptr)), seen.indices] = -np.inf
+            ranked.append(top_k(scores, k))
+        return np.concatenate(ranked) if ranked else np.zeros((0, k), dtype=np.int64)
 
     @abstractmethod
     def score_row(self, row: sp.csr_matrix) -> np.ndarray:

@@ -11,10 +11,21 @@ from recommender.base import Recommender
 
 @dataclass(frozen=True)
 class Split:
-    """Train and test matrices of the same shape; every interaction is in exactly one."""
+    """Train and test matrices of the same shape; every interaction is in exactly one.
+
+    `users` are the rows that lost interactions to the test side: after
+    evaluation, only they need to see their whole history again.
+    """
 
     train: sp.csr_matrix
     test: sp.csr_matrix
+    users: np.ndarray
+
+    @property
+    def held_out_share(self) -> float:
+        """Test interactions as a share of all interactions."""
+        total = self.train.nnz + self.test.nnz
+        return self.test.nnz / total if total else 0.0
 
 
 @dataclass(frozen=True)
@@ -27,25 +38,31 @@ class RankingMetrics:
     users_evaluated: int
 
 
-def holdout_split(matrix: sp.csr_matrix, test_fraction: float, seed: int) -> Split:
-    """Send each (user, item) interaction to the test side with probability `test_fraction`."""
+def holdout_split(matrix: sp.csr_matrix, test_fraction: float, seed: int, max_users: int | None = None) -> Split:
+    """Send each (user, item) interaction to the test side with probability `test_fraction`.
+
+    With `max_users`, only a seeded sample of that many users (among those
+    with two or more interactions) gives up test interactions. Evaluation only
+    ranks for a sample anyway, and holding out nobody else leaves the model
+    fitted on the split almost the model fitted on everything, so training
+    need not fit twice.
+    """
     if not 0 < test_fraction < 1:
         raise ValueError("test_fraction must be between 0 and 1")
+    rng = np.random.default_rng(seed)
     coo = matrix.tocoo()
-    in_test = np.random.default_rng(seed).random(coo.nnz) < test_fraction
+    in_test = rng.random(coo.nnz) < test_fraction
+    if max_users is not None:
+        eligible = np.flatnonzero(np.diff(matrix.indptr) >= 2)
+        if len(eligible) > max_users:
+            sampled = np.zeros(matrix.shape[0], dtype=bool)
+            sampled[rng.choice(eligible, size=max_users, replace=False)] = True
+            in_test &= sampled[coo.row]
 
     def part(mask: np.ndarray) -> sp.csr_matrix:
         return sp.csr_matrix((coo.data[mask], (coo.row[mask], coo.col[mask])), shape=matrix.shape)
 
-    return Split(train=part(~in_test), test=part(in_test))
-
-
-def top_k(scores: np.ndarray, k: int) -> np.ndarray:
-    """Indices of the k highest scores of each row, best first (ties: lower index first)."""
-    k = min(k, scores.shape[1])
-    part = np.argpartition(-scores, k - 1, axis=1)[:, :k]
-    order = np.argsort(-np.take_along_axis(scores, part, axis=1), axis=1, kind="stable")
-    return np.take_along_axis(part, order, axis=1)
+    return Split(train=part(~in_test), test=part(in_test), users=np.unique(coo.row[in_test]))
 
 
 def ranking_metrics(recommended: np.ndarray, relevant: list[np.ndarray], k: int = 10) -> RankingMetrics:
@@ -64,18 +81,11 @@ def ranking_metrics(recommended: np.ndarray, relevant: list[np.ndarray], k: int 
     return RankingMetrics(float(np.mean(precision)), float(np.mean(ndcg)), float(np.mean(recall)), n)
 
 
-def evaluate(model: Recommender, split: Split, k: int = 10, max_users: int | None = 2000, seed: int = 0, chunk: int = 256) -> RankingMetrics:
+def evaluate(model: Recommender, split: Split, k: int = 10, max_users: int | None = 2000, seed: int = 0) -> RankingMetrics:
     """Rank all items the user did not train on, for a seeded sample of users with test items."""
     users = np.flatnonzero(np.diff(split.test.indptr) > 0)
     if max_users is not None and len(users) > max_users:
         users = np.sort(np.random.default_rng(seed).choice(users, size=max_users, replace=False))
-    recommended = []
-    for start in range(0, len(users), chunk):
-        batch = users[start : start + chunk]
-        scores = np.array(model.score_users(batch, split.train), dtype=np.float32, copy=True)
-        seen = split.train[batch]
-        scores[np.repeat(np.arange(len(batch)), np.diff(seen.indptr)), seen.indices] = -np.inf
-        recommended.append(top_k(scores, k))
-    recs = np.concatenate(recommended) if recommended else np.zeros((0, k), dtype=np.int64)
+    recs = model.top_for_users(users, split.train, k)
     relevant = [split.test.indices[split.test.indptr[u] : split.test.indptr[u + 1]] for u in users]
     return ranking_metrics(recs, relevant, k)

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Iterable, Literal, Mapping, Sequence
+from typing import Literal, Mapping, Sequence
 
 import numpy as np
 import scipy.sparse as sp
@@ -70,54 +70,64 @@ class InteractionMatrix:
         return self.confidence.shape  # type: ignore[return-value]
 
 
-class _Indexer:
-    """Assigns dense indices to ids in order of first appearance."""
+@dataclass(frozen=True)
+class CodedEvents:
+    """Events as parallel arrays, users and items as integer codes.
 
-    def __init__(self) -> None:
-        self.index: dict[str, int] = {}
+    `user_ids[code]` names a user code (likewise items); codes need not be
+    dense, since database sequences leave gaps. `types` index EVENT_TYPES.
+    """
 
-    def codes(self, ids: Iterable[str]) -> np.ndarray:
-        index = self.index
-        setdefault = index.setdefault
-        return np.fromiter((setdefault(x, len(index)) for x in ids), dtype=np.int64)
+    users: np.ndarray
+    items: np.ndarray
+    types: np.ndarray
+    ts: np.ndarray
+    user_ids: np.ndarray
+    item_ids: np.ndarray
 
-    def ids(self) -> list[str]:
-        return list(self.index)
+    def __len__(self) -> int:
+        return len(self.users)
+
+    @classmethod
+    def from_ids(cls, users: Sequence[str], items: Sequence[str], types: Sequence[str], ts: Sequence[float]) -> "CodedEvents":
+        """Code plain parallel sequences of ids, in order of first appearance."""
+        user_codes, user_ids = _codes(users)
+        item_codes, item_ids = _codes(items)
+        type_codes = np.fromiter((EVENT_TYPES.index(t) for t in types), dtype=np.uint8, count=len(types))
+        return cls(user_codes, item_codes, type_codes, np.asarray(ts, dtype=np.float64), user_ids, item_ids)
 
 
-class MatrixBuilder:
-    """Accumulates event chunks so that millions of events never sit in Python lists at once."""
+def _codes(ids: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+    index: dict[str, int] = {}
+    codes = np.fromiter((index.setdefault(x, len(index)) for x in ids), dtype=np.int64, count=len(ids))
+    return codes, np.array(list(index), dtype=object)
 
-    def __init__(self, settings: MatrixSettings, now: float) -> None:
-        self.settings = settings
-        self.now = now
-        self._users = _Indexer()
-        self._items = _Indexer()
-        self._rows: list[np.ndarray] = []
-        self._cols: list[np.ndarray] = []
-        self._vals: list[np.ndarray] = []
-        self.events = 0
 
-    def add(self, users: Sequence[str], items: Sequence[str], types: Sequence[str], ts: Sequence[float]) -> None:
-        """Add one chunk of events (parallel sequences)."""
-        weights = self.settings.type_weights(types) * self.settings.decay(np.asarray(ts, dtype=np.float64), self.now)
-        keep = weights > 0
-        self._rows.append(self._users.codes(users)[keep])
-        self._cols.append(self._items.codes(items)[keep])
-        self._vals.append(weights[keep])
-        self.events += len(users)
+def _compact(codes: np.ndarray, ids: np.ndarray) -> tuple[np.ndarray, list[str]]:
+    """Dense row (or column) numbers for the codes present, in code order, and their ids."""
+    present = np.zeros(len(ids), dtype=bool)
+    present[codes] = True
+    position = np.cumsum(present) - 1
+    return position[codes], ids[present].tolist()
 
-    def build(self) -> InteractionMatrix:
-        """The matrix of everything added; duplicate (user, item) pairs sum their strength."""
-        rows = np.concatenate(self._rows) if self._rows else np.zeros(0, dtype=np.int64)
-        cols = np.concatenate(self._cols) if self._cols else np.zeros(0, dtype=np.int64)
-        vals = np.concatenate(self._vals) if self._vals else np.zeros(0)
-        shape = (len(self._users.index), len(self._items.index))
-        strength = sp.csr_matrix((vals, (rows, cols)), shape=shape, dtype=np.float64)
-        strength.sum_duplicates()
-        confidence = strength.copy().astype(np.float32)
-        confidence.data = self.settings.confidence(strength.data)
-        return InteractionMatrix(self._users.ids(), self._items.ids(), confidence.tocsr(), strength.tocsr())
+
+def build_matrix(events: CodedEvents, settings: MatrixSettings, now: float) -> InteractionMatrix:
+    """The confidence matrix of the events; duplicate (user, item) pairs sum their strength.
+
+    Only users and items with a positive-weight event get a row or column, so
+    someone who only did what carries no weight stays unknown to the model
+    (and is folded in) rather than known with nothing learned.
+    """
+    type_weights = np.array([settings.weights.get(t, 0.0) for t in EVENT_TYPES])
+    weights = type_weights[events.types] * settings.decay(events.ts, now)
+    keep = weights > 0
+    rows, user_ids = _compact(events.users[keep], events.user_ids)
+    cols, item_ids = _compact(events.items[keep], events.item_ids)
+    strength = sp.csr_matrix((weights[keep], (rows, cols)), shape=(len(user_ids), len(item_ids)), dtype=np.float64)
+    strength.sum_duplicates()
+    confidence = strength.astype(np.float32)
+    confidence.data = settings.confidence(strength.data)
+    return InteractionMatrix(user_ids, item_ids, confidence, strength)
 
 
 def row_for_events(

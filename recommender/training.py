@@ -1,4 +1,4 @@
-"""Train a model from an interaction matrix: holdout evaluation, then a refit on everything."""
+"""Train a model from an interaction matrix: evaluate on a sampled holdout, then catch up with what was held out."""
 from __future__ import annotations
 
 import logging
@@ -63,7 +63,7 @@ def train(
         raise ValueError("there are no events with a positive weight to train on")
     if settings.evaluate:
         start = time.perf_counter()
-        split = holdout_split(matrix.confidence, settings.test_fraction, settings.seed)
+        split = holdout_split(matrix.confidence, settings.test_fraction, settings.seed, max_users=settings.eval_users)
         say(f"fitting {algorithm} on the {1 - settings.test_fraction:.0%} training split")
         model.fit(split.train, show_progress=show_progress)
         result.timings["fit_split_seconds"] = time.perf_counter() - start
@@ -83,9 +83,9 @@ def train(
         }
         result.timings["evaluate_seconds"] = time.perf_counter() - start
         start = time.perf_counter()
-        say(f"refitting on all {matrix.confidence.nnz} interactions (warm start)")
-        model.fit(matrix.confidence, show_progress=show_progress, warm_start=True)
-        result.timings["refit_seconds"] = time.perf_counter() - start
+        say(f"bringing the {len(split.users):,} evaluated users up to all {matrix.confidence.nnz:,} interactions")
+        model.absorb(matrix.confidence, split.users, split.held_out_share)
+        result.timings["absorb_seconds"] = time.perf_counter() - start
     else:
         start = time.perf_counter()
         say(f"fitting {algorithm} on all {matrix.confidence.nnz} interactions")

@@ -1,6 +1,8 @@
 """Engines, sessions and transactions for SQLite and PostgreSQL."""
 from __future__ import annotations
 
+import os
+import threading
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
@@ -36,6 +38,59 @@ def _sqlite_engine(url: str, busy_timeout_ms: int, begin: str) -> Engine:
     return engine
 
 
+class _ThreadConnections:
+    """One DBAPI connection per thread, kept open, for single-statement reads.
+
+    Checking a connection out of the pool and back in costs more than a small
+    indexed read; a gthread worker's threads live as long as the worker, so
+    each keeps its own connection instead. Detached from the pool, they do not
+    count against its size. A forked child opens its own.
+    """
+
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+        self._local = threading.local()
+        self._opened: list[Any] = []
+        self._lock = threading.Lock()
+
+    def get(self) -> Any:
+        """This thread's connection, opened on first use."""
+        local = self._local
+        if getattr(local, "pid", None) != os.getpid():
+            proxied = self._engine.raw_connection()
+            proxied.detach()
+            local.conn, local.pid = proxied.dbapi_connection, os.getpid()
+            with self._lock:
+                self._opened.append(local.conn)
+        return local.conn
+
+    def discard(self) -> None:
+        """Close this thread's connection (it failed); the next read opens another."""
+        conn, self._local.pid = self._local.conn, None
+        self._forget(conn)
+
+    def close_all(self) -> None:
+        """Close every connection this process opened."""
+        with self._lock:
+            opened, self._opened = self._opened, []
+        for conn in opened:
+            self._close(conn)
+        self._local = threading.local()
+
+    def _forget(self, conn: Any) -> None:
+        with self._lock:
+            if conn in self._opened:
+                self._opened.remove(conn)
+        self._close(conn)
+
+    @staticmethod
+    def _close(conn: Any) -> None:
+        try:
+            conn.close()
+        except Exception:  # noqa: BLE001 - a dead connection may refuse even to close
+            pass
+
+
 class Database:
     """Owns the engines; hands out sessions in explicit read or write transactions."""
 
@@ -56,6 +111,7 @@ class Database:
             self.fetch_engine = create_engine(
                 url, isolation_level="AUTOCOMMIT", pool_reset_on_return=None, pool_size=pool_size, max_overflow=pool_size * 2
             )
+        self._fetch_connections = _ThreadConnections(self.fetch_engine)
         self._write = sessionmaker(bind=self.engine, expire_on_commit=False)
         self._read = sessionmaker(bind=self.read_engine, expire_on_commit=False)
 
@@ -77,27 +133,27 @@ class Database:
             yield session
 
     def fetch(self, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
-        """Run one read-only query on a raw pooled connection; `?` marks parameters.
+        """Run one read-only query on this thread's own connection; `?` marks parameters.
 
         The hot read paths (auth, shared state, a user's events, assignment)
-        use this to skip ORM session set-up, which costs more than the query
-        itself. A read is safe to repeat, so a connection that died while idle
-        in the pool (a database restart) is dropped and the read retried once.
+        use this to skip pool and ORM session set-up, which cost more than the
+        query itself. A read is safe to repeat, so a connection that died while
+        idle (a database restart) is replaced and the read retried once.
         """
+        if not self.is_sqlite:
+            sql = sql.replace("?", "%s")
         for attempt in (1, 2):
-            conn = self.fetch_engine.raw_connection()
+            conn = self._fetch_connections.get()
             try:
                 cur = conn.cursor()
-                cur.execute(sql if self.is_sqlite else sql.replace("?", "%s"), params)
+                cur.execute(sql, params)
                 rows = list(cur.fetchall())
                 cur.close()
                 return rows
             except Exception:
                 if self.is_sqlite or attempt == 2:
                     raise
-                conn.invalidate()
-            finally:
-                conn.close()
+                self._fetch_connections.discard()
         raise AssertionError("unreachable")
 
     def insert_many(self, sql: str, rows: list[tuple[Any, ...]]) -> int:
@@ -140,6 +196,7 @@ class Database:
             conn.execute(text("SELECT 1"))
 
     def dispose(self) -> None:
-        """Close every pooled connection."""
+        """Close every pooled connection and every thread's read connection."""
+        self._fetch_connections.close_all()
         for engine in {self.engine, self.read_engine, self.fetch_engine}:
             engine.dispose()

@@ -65,7 +65,34 @@ class Event(Base):
     ts: Mapped[float] = mapped_column(Epoch)
     value: Mapped[Optional[float]] = mapped_column(Float, nullable=True)
     received_at: Mapped[float] = mapped_column(Epoch)
-    __table_args__ = (Index("ix_events_user_ts", "user_id", "ts"),)
+    # Covers the serving read of a user's recent events, so it never visits the table.
+    __table_args__ = (Index("ix_events_user_recent", "user_id", "ts", "item_id", "type"),)
+
+
+class UserCode(Base):
+    """A dense integer for each user id, so that the training log stores numbers."""
+
+    __tablename__ = "user_codes"
+    code: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    user_id: Mapped[str] = mapped_column(String(128), unique=True)
+
+
+class ItemCode(Base):
+    """A dense integer for each item id that events name (catalogue or not)."""
+
+    __tablename__ = "item_codes"
+    code: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    item_id: Mapped[str] = mapped_column(String(128), unique=True)
+
+
+class EventSegment(Base):
+    """One accepted event batch in columnar form, for training (see service.stores.event_log)."""
+
+    __tablename__ = "event_segments"
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    last_event_id: Mapped[int] = mapped_column(BigInteger)
+    events: Mapped[int] = mapped_column(Integer)
+    data: Mapped[bytes] = mapped_column(LargeBinary)
 
 
 class ModelVersion(Base):

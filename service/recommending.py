@@ -9,8 +9,7 @@ from sqlalchemy import func, or_, select
 
 from service.db import Database
 from service.models import Event, Item
-from service.serving import ModelCache, read_shared_state
-from service.stores.events import user_events
+from service.serving import ModelCache, read_shared_state, read_state_and_user_events
 
 
 @dataclass(frozen=True)
@@ -49,14 +48,16 @@ def live_popular(db: Database, n: int, category: str | None, excluded: set[str])
 
 def for_user(db: Database, cache: ModelCache, user_id: str, n: int, category: str | None, excluded: set[str]) -> Answer:
     """Personalised when the model knows the user or they have events; popular otherwise."""
-    state = read_shared_state(db)
-    events = user_events(db, user_id)
+    state, events = read_state_and_user_events(db, user_id)
     blocked = excluded | {item for item, kind, _ in events if kind == "purchase"}
     if state.active_version is None:
         return Answer("popular", None, live_popular(db, n, category, blocked))
     index = cache.index(state.active_version)
     allowed = cache.view(index, state.catalogue_revision).allowed(category)
     _block(index.item_index, allowed, blocked)
+    remembered = index.top_for_known_user(user_id, allowed, n)
+    if remembered is not None:
+        return Answer("personalized", index.version, remembered)
     strategy, scores = index.user_scores(user_id, events, time.time())
     return Answer(strategy, index.version, index.top(scores, allowed, n))
 

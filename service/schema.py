@@ -69,13 +69,13 @@ def current_revision(db: Database) -> str | None:
         return MigrationContext.configure(conn).get_current_revision()
 
 
-def upgrade(db: Database) -> tuple[str | None, str]:
-    """Bring the schema to the newest revision; answer (before, after)."""
+def upgrade(db: Database, target: str = "head") -> tuple[str | None, str]:
+    """Bring the schema to `target` (the newest revision by default); answer (before, after)."""
     with db.engine.connect() as conn:
         with _migration_lock(db, conn):
             before = MigrationContext.configure(conn).get_current_revision()
             conn.commit()
-            command.upgrade(_alembic_config(conn), "head")
+            command.upgrade(_alembic_config(conn), target)
             conn.commit()
             after = MigrationContext.configure(conn).get_current_revision()
             conn.commit()

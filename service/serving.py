@@ -12,10 +12,11 @@ import threading
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy import select
 
-from recommender.index import ServingIndex
+from recommender.index import ServingIndex, UserEvent
 from service.db import Database
 from service.models import ModelArtifact, ModelVersion
 from service.stores.catalogue import CATALOGUE_KEY, CatalogueView, catalogue_view
@@ -32,12 +33,32 @@ class SharedState:
     catalogue_revision: int
 
 
-def read_shared_state(db: Database) -> SharedState:
-    """The active model version and the catalogue revision, in one query."""
-    rows = db.fetch("SELECT key, value, revision FROM app_state WHERE key IN (?, ?)", (ACTIVE_MODEL_KEY, CATALOGUE_KEY))
+_STATE = "SELECT key, value, revision FROM app_state WHERE key IN (?, ?)"
+# The shared state and a user's recent events in one round trip: a recommendation
+# request needs both, and on the hot path the round trip costs more than either read.
+_STATE_AND_EVENTS = (
+    "SELECT 0, key, value, revision FROM app_state WHERE key IN (?, ?) UNION ALL "
+    "SELECT * FROM (SELECT 1, item_id, type, ts FROM events WHERE user_id = ? ORDER BY ts DESC LIMIT ?) AS recent"
+)
+USER_EVENTS_LIMIT = 5000
+
+
+def _state(rows: list[tuple[Any, ...]]) -> SharedState:
     state = {key: (value, revision) for key, value, revision in rows}
     active = state.get(ACTIVE_MODEL_KEY, ("", 0))[0] or None
     return SharedState(active, int(state.get(CATALOGUE_KEY, ("", 0))[1]))
+
+
+def read_shared_state(db: Database) -> SharedState:
+    """The active model version and the catalogue revision, in one query."""
+    return _state(db.fetch(_STATE, (ACTIVE_MODEL_KEY, CATALOGUE_KEY)))
+
+
+def read_state_and_user_events(db: Database, user_id: str) -> tuple[SharedState, list[UserEvent]]:
+    """The shared state and the user's most recent events as (item_id, type, ts), newest first."""
+    rows = db.fetch(_STATE_AND_EVENTS, (ACTIVE_MODEL_KEY, CATALOGUE_KEY, user_id, USER_EVENTS_LIMIT))
+    state = _state([(r[1], r[2], r[3]) for r in rows if r[0] == 0])
+    return state, [(r[1], r[2], float(r[3])) for r in rows if r[0] == 1]
 
 
 class ModelCache:

@@ -15,14 +15,14 @@ from typing import Any, Callable, Mapping
 from sqlalchemy import select
 
 from recommender.index import ServingIndex
-from recommender.matrix import MatrixBuilder, MatrixSettings
+from recommender.matrix import MatrixSettings, build_matrix
 from recommender.models import make_recommender
 from recommender.training import TrainingSettings, train
 from service.config import Config
 from service.db import Database
 from service.models import ModelArtifact, ModelVersion
 from service.serving import ACTIVE_MODEL_KEY, write_artifact_file
-from service.stores.events import iter_event_chunks, max_event_id
+from service.stores import event_log
 from service.stores.sql import set_state
 
 log = logging.getLogger(__name__)
@@ -79,14 +79,12 @@ def run_training(db: Database, config: Config, version: str, progress: Progress 
     started = time.perf_counter()
     try:
         model_params, settings, evaluation = split_params(row.algorithm, row.params, config.event_weights)
-        up_to = max_event_id(db)
-        builder = MatrixBuilder(settings, now=time.time())
-        for users, items, types, ts in iter_event_chunks(db, up_to):
-            builder.add(users, items, types, ts)
-            say(f"loaded {builder.events:,} events")
+        events, up_to = event_log.read(db)
+        say(f"read {len(events):,} events from the training log")
         load_seconds = time.perf_counter() - started
-        matrix = builder.build()
+        matrix = build_matrix(events, settings, now=time.time())
         say(f"matrix: {matrix.shape[0]:,} users x {matrix.shape[1]:,} items, {matrix.confidence.nnz:,} interactions")
+        matrix_seconds = time.perf_counter() - started - load_seconds
         trained = train(matrix, row.algorithm, model_params, evaluation, progress=say, show_progress=show_progress)
         index = ServingIndex.from_trained(version, trained, settings)
         artifact = index.to_bytes()
@@ -94,12 +92,12 @@ def run_training(db: Database, config: Config, version: str, progress: Progress 
         write_artifact_file(config.model_dir / f"{version}.npz", artifact)
         elapsed = time.perf_counter() - started
         data = {
-            "events": builder.events,
+            "events": len(events),
             "users": matrix.shape[0],
             "items": matrix.shape[1],
             "interactions": int(matrix.confidence.nnz),
             "artifact_bytes": len(artifact),
-            "timings": {"load_seconds": round(load_seconds, 3), **{k: round(v, 3) for k, v in trained.timings.items()}},
+            "timings": {"load_seconds": round(load_seconds, 3), "matrix_seconds": round(matrix_seconds, 3), **{k: round(v, 3) for k, v in trained.timings.items()}},
         }
         with db.write() as session:
             session.add(ModelArtifact(version=version, data=artifact))

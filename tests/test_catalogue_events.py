@@ -5,7 +5,9 @@ import threading
 
 from sqlalchemy import func, select
 
+from recommender.matrix import EVENT_TYPES
 from service.models import Event
+from service.stores import event_log
 from tests.helpers import get_ok, post_ok
 
 
@@ -36,11 +38,21 @@ def stored(db):
         return session.scalar(select(func.count()).select_from(Event))
 
 
+def assert_training_log_matches_events(db):
+    """The training log holds every stored event exactly once, and nothing else."""
+    logged, _ = event_log.read(db)
+    from_log = sorted(zip(logged.user_ids[logged.users], logged.item_ids[logged.items], (EVENT_TYPES[t] for t in logged.types), logged.ts))
+    with db.read() as session:
+        from_table = sorted(session.execute(select(Event.user_id, Event.item_id, Event.type, Event.ts)).tuples().all())
+    assert from_log == from_table
+
+
 def test_replayed_events_are_counted_as_duplicates_and_stored_once(client, auth, db):
     h = auth("storefront")
     assert post_ok(client, "/v1/events", events(range(100)), h) == {"accepted": 100, "duplicates": 0}
     assert post_ok(client, "/v1/events", events(range(50, 150)), h) == {"accepted": 50, "duplicates": 50}
     assert stored(db) == 150
+    assert_training_log_matches_events(db)
 
 
 def test_duplicates_inside_one_batch_are_stored_once(client, auth, db):
@@ -77,6 +89,7 @@ def test_the_same_batch_from_two_clients_at_once_is_counted_exactly(app, auth, d
     assert sum(a["accepted"] for a in answers) == 3000
     assert sum(a["duplicates"] for a in answers) == 3 * 3000
     assert stored(db) == 3000
+    assert_training_log_matches_events(db)
 
 
 def test_events_may_name_items_not_in_the_catalogue(client, auth):

@@ -43,6 +43,13 @@ class FactorModel(Recommender):
         """Dot products of the users' factors with every item's."""
         return self.user_factors[users] @ self.item_factors.T
 
+    def top_for_users(self, users: np.ndarray, user_items: sp.csr_matrix, k: int, chunk: int = 256) -> np.ndarray:
+        """implicit's own top-k: scoring and selection in compiled code, without a users x items array."""
+        if len(users) == 0:
+            return np.zeros((0, k), dtype=np.int64)
+        ids, _scores = self._model.recommend(users, user_items[users], N=k, filter_already_liked_items=True)
+        return np.asarray(ids, dtype=np.int64)
+
     def similar(self, item: int) -> np.ndarray:
         """Cosine similarity of item factors."""
         norms = getattr(self, "_norms", None)

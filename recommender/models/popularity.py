@@ -37,6 +37,17 @@ class Popularity(Recommender):
         """The same scores for every user."""
         return np.broadcast_to(self._scores, (len(users), len(self._scores)))
 
+    def top_for_users(self, users: np.ndarray, user_items: sp.csr_matrix, k: int, chunk: int = 256) -> np.ndarray:
+        """One ranking for all: each user's k first items of it that are not in their row."""
+        lengths = np.diff(user_items.indptr)[users]
+        depth = min(user_items.shape[1], k + int(lengths.max(initial=0)))
+        ranking = np.argsort(-self._scores, kind="stable")[:depth]
+        ranked = np.full((len(users), min(k, user_items.shape[1])), -1, dtype=np.int64)
+        for row, u in enumerate(users):
+            mine = ranking[~np.isin(ranking, user_items.indices[user_items.indptr[u] : user_items.indptr[u + 1]])][: ranked.shape[1]]
+            ranked[row, : len(mine)] = mine
+        return ranked
+
     def score_row(self, row: sp.csr_matrix) -> np.ndarray:
         """The same scores for anyone."""
         return self._scores.copy()

@@ -1,59 +1,38 @@
-"""Behaviour events: idempotent batch ingestion and the reads that serving and training need."""
+"""Behaviour events: idempotent batch ingestion (serving reads them in service.serving, training in service.stores.event_log)."""
 from __future__ import annotations
 
 import time
-from typing import Any, Iterator, Sequence
-
-from sqlalchemy import func, select
+from typing import Any, Sequence
 
 from service.db import Database
-from service.models import Event
+from service.stores import event_log
+from service.stores.sql import chunks, run
 
-TRAINING_CHUNK = 200_000
-_INSERT_EVENT = (
-    "INSERT INTO events (event_id, user_id, item_id, type, ts, value, received_at) "
-    "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (event_id) DO NOTHING"
+_CHUNK = 1000  # rows per statement: 7,000 parameters, under SQLite's 32,766
+_INSERT_EVENTS = (
+    "INSERT INTO events (event_id, user_id, item_id, type, ts, value, received_at) VALUES {rows} "
+    "ON CONFLICT (event_id) DO NOTHING RETURNING id, user_id, item_id, type, ts"
 )
+_EVENT_ROW = "(?, ?, ?, ?, ?, ?, ?)"
 
 
 def insert_events(db: Database, events: Sequence[dict[str, Any]]) -> tuple[int, int]:
     """Store a batch in one transaction; answer (accepted, duplicates).
 
     A replayed `event_id`, in this batch or an earlier one, is counted as a
-    duplicate and stored once. ON CONFLICT DO NOTHING keeps the counts exact
-    when two clients send the same events at the same time.
+    duplicate and stored once. ON CONFLICT DO NOTHING ... RETURNING says
+    exactly which rows this batch wrote, also when two clients send the same
+    events at the same time; those rows, and only those, go to the training log.
     """
     unique: dict[str, dict[str, Any]] = {}
     for event in events:
         unique.setdefault(event["event_id"], event)
     now = time.time()
-    rows = [(e["event_id"], e["user_id"], e["item_id"], e["type"], e["ts"], e.get("value"), now) for e in unique.values()]
-    accepted = db.insert_many(_INSERT_EVENT, rows)
-    return accepted, len(events) - accepted
-
-
-def user_events(db: Database, user_id: str, limit: int = 5000) -> list[tuple[str, str, float]]:
-    """The user's most recent events as (item_id, type, ts), newest first."""
-    rows = db.fetch("SELECT item_id, type, ts FROM events WHERE user_id = ? ORDER BY ts DESC LIMIT ?", (user_id, limit))
-    return [(r[0], r[1], r[2]) for r in rows]
-
-
-def max_event_id(db: Database) -> int:
-    """The newest stored event's row id (0 when there are none)."""
-    with db.read() as session:
-        return int(session.scalar(select(func.coalesce(func.max(Event.id), 0))) or 0)
-
-
-def iter_event_chunks(db: Database, up_to_id: int, chunk: int = TRAINING_CHUNK) -> Iterator[tuple[list[str], list[str], list[str], list[float]]]:
-    """Every event up to a row id, in keyset-paginated chunks of parallel lists."""
-    last = 0
-    while last < up_to_id:
-        rows = db.fetch(
-            "SELECT id, user_id, item_id, type, ts FROM events WHERE id > ? AND id <= ? ORDER BY id LIMIT ?",
-            (last, up_to_id, chunk),
-        )
-        if not rows:
-            return
-        last = rows[-1][0]
-        _ids, users, items, types, ts = zip(*rows)
-        yield list(users), list(items), list(types), list(ts)
+    rows = list(unique.values())
+    accepted: list[tuple[int, str, str, str, float]] = []
+    with db.write() as session:
+        for chunk in chunks(rows, _CHUNK):
+            params = [x for e in chunk for x in (e["event_id"], e["user_id"], e["item_id"], e["type"], e["ts"], e.get("value"), now)]
+            accepted.extend(run(session, _INSERT_EVENTS.format(rows=", ".join([_EVENT_ROW] * len(chunk))), params))
+        event_log.append(session, accepted)
+    return len(accepted), len(events) - len(accepted)

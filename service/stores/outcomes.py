@@ -14,7 +14,7 @@ import math
 import time
 from collections import defaultdict
 from dataclasses import dataclass
-from typing import Any, Iterator, Sequence
+from typing import Any, Sequence
 
 from sqlalchemy import text
 from sqlalchemy.orm import Session
@@ -22,6 +22,7 @@ from sqlalchemy.orm import Session
 from experiments.definitions import Experiment
 from service.db import Database
 from service.errors import ApiError
+from service.stores.sql import chunks, run
 
 # Multi-row statements with RETURNING: one round trip per chunk, and the database
 # says exactly which rows it wrote, also when concurrent batches overlap.
@@ -73,20 +74,6 @@ def check_batch(outcomes: Sequence[dict[str, Any]], definitions: dict[str, Exper
         raise ApiError(422, f"{first['field']}: {first['message']}{more}", details=details)
 
 
-def _chunks(items: list[Any]) -> Iterator[list[Any]]:
-    for start in range(0, len(items), _CHUNK):
-        yield items[start : start + _CHUNK]
-
-
-def _run(session: Session, sql: str, params: list[Any]) -> list[Any]:
-    """Execute on the session's connection through the driver: with thousands of
-    parameters, SQLAlchemy's text() parsing would cost more than the statement."""
-    conn = session.connection()
-    if conn.dialect.name != "sqlite":
-        sql = sql.replace("?", "%s")
-    return list(conn.exec_driver_sql(sql, tuple(params)))
-
-
 def _exposures(session: Session, pairs: set[tuple[str, str]]) -> dict[tuple[str, str], str]:
     """The arm of every exposed (experiment, user) among `pairs`."""
     by_experiment: dict[str, list[str]] = defaultdict(list)
@@ -94,9 +81,9 @@ def _exposures(session: Session, pairs: set[tuple[str, str]]) -> dict[tuple[str,
         by_experiment[experiment].append(user)
     found: dict[tuple[str, str], str] = {}
     for experiment, users in by_experiment.items():
-        for chunk in _chunks(sorted(users)):
+        for chunk in chunks(sorted(users), _CHUNK):
             marks = ", ".join(["?"] * len(chunk))
-            rows = _run(session, f"SELECT user_id, arm FROM exposures WHERE experiment_key = ? AND user_id IN ({marks})", [experiment, *chunk])
+            rows = run(session, f"SELECT user_id, arm FROM exposures WHERE experiment_key = ? AND user_id IN ({marks})", [experiment, *chunk])
             found.update({(experiment, user): arm for user, arm in rows})
     return found
 
@@ -104,18 +91,18 @@ def _exposures(session: Session, pairs: set[tuple[str, str]]) -> dict[tuple[str,
 def _insert_new(session: Session, outcomes: list[dict[str, Any]], now: float) -> set[str]:
     """Insert the outcomes; answer the ids that were new (the rest were already stored)."""
     written: set[str] = set()
-    for chunk in _chunks(outcomes):
+    for chunk in chunks(outcomes, _CHUNK):
         params = [x for o in chunk for x in (o["outcome_id"], o["experiment"], o["user_id"], o["metric"], o["value"], o["ts"], now)]
-        written.update(r[0] for r in _run(session, _INSERT.format(rows=", ".join([_INSERT_ROW] * len(chunk))), params))
+        written.update(r[0] for r in run(session, _INSERT.format(rows=", ".join([_INSERT_ROW] * len(chunk))), params))
     return written
 
 
 def _add_to_totals(session: Session, deltas: list[tuple[tuple[str, str, str], str, float, float | None]]) -> dict[tuple[str, str, str], float]:
     """Add each user's change to their running total; answer the new totals."""
     totals: dict[tuple[str, str, str], float] = {}
-    for chunk in _chunks(deltas):
+    for chunk in chunks(deltas, _CHUNK):
         params = [x for (experiment, metric, user), arm, delta, positive_ts in chunk for x in (experiment, metric, user, arm, delta, positive_ts)]
-        rows = _run(session, _ADD.format(rows=", ".join([_ADD_ROW] * len(chunk))), params)
+        rows = run(session, _ADD.format(rows=", ".join([_ADD_ROW] * len(chunk))), params)
         totals.update({(r[0], r[1], r[2]): float(r[3]) for r in rows})
     return totals
 

@@ -1,12 +1,33 @@
-"""Dialect helpers: the portable parts of INSERT ... ON CONFLICT."""
+"""Dialect helpers: the portable parts of INSERT ... ON CONFLICT, and bulk statements through the driver."""
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Iterator, Sequence, TypeVar
 
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from service.models import AppState
+
+T = TypeVar("T")
+
+
+def run(session: Session, sql: str, params: Sequence[Any]) -> list[Any]:
+    """Execute on the session's connection through the driver; `?` marks parameters.
+
+    With thousands of parameters, SQLAlchemy's text() parsing would cost more
+    than the statement itself.
+    """
+    conn = session.connection()
+    if conn.dialect.name != "sqlite":
+        sql = sql.replace("?", "%s")
+    result = conn.exec_driver_sql(sql, tuple(params))
+    return list(result) if result.returns_rows else []
+
+
+def chunks(values: Sequence[T], size: int) -> Iterator[Sequence[T]]:
+    """Consecutive slices of at most `size`, so that multi-row statements stay under parameter limits."""
+    for start in range(0, len(values), size):
+        yield values[start : start + size]
 
 
 def insert(session: Session, table: Any) -> Any:

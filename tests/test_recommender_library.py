@@ -1,0 +1,117 @@
+"""recommender/ on its own: the matrix, the holdout split, ranking metrics and ALS catching up after evaluation."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+
+from recommender.evaluation import holdout_split, ranking_metrics
+from recommender.matrix import CodedEvents, MatrixSettings, build_matrix
+from recommender.models.als import ALS
+from recommender.synthetic import generate
+
+
+def synthetic_matrix(users: int = 3000, items: int = 400, events: int = 60_000, seed: int = 5) -> sp.csr_matrix:
+    data = generate(users, items, events, seed=seed, exponent=1.0)
+    coded = CodedEvents.from_ids([f"u{u}" for u in data.users], [f"i{i}" for i in data.items], [str(t) for t in data.types], data.timestamps)
+    return build_matrix(coded, MatrixSettings(), now=float(data.timestamps.max())).confidence
+
+
+def test_matrix_sums_weights_per_cell_and_scales_confidence():
+    settings = MatrixSettings(weights={"view": 1.0, "purchase": 8.0}, scaling="log", alpha=2.0, epsilon=4.0)
+    events = CodedEvents.from_ids(["a", "a", "a", "b"], ["x", "x", "y", "x"], ["view", "purchase", "view", "view"], [0, 0, 0, 0])
+    m = build_matrix(events, settings, now=0.0)
+    assert m.user_ids == ["a", "b"] and m.item_ids == ["x", "y"]
+    assert m.strength.toarray().tolist() == [[9.0, 1.0], [1.0, 0.0]]
+    assert m.confidence[0, 0] == pytest.approx(1 + 2.0 * math.log1p(9.0 / 4.0), rel=1e-6)
+
+
+def test_zero_weight_events_leave_their_user_unknown_and_codes_may_have_gaps():
+    # Codes 0 and 2 are unused (gaps a database sequence can leave); "c" only clicked, which weighs nothing.
+    events = CodedEvents(
+        users=np.array([1, 3, 4]), items=np.array([5, 5, 7]), types=np.array([3, 3, 1], dtype=np.uint8), ts=np.zeros(3),
+        user_ids=np.array([None, "a", None, "b", "c"], dtype=object),
+        item_ids=np.array([None] * 5 + ["x", None, "y"], dtype=object),
+    )
+    m = build_matrix(events, MatrixSettings(weights={"purchase": 1.0, "click": 0.0}), now=0.0)
+    assert m.user_ids == ["a", "b"] and m.item_ids == ["x"]
+    assert m.strength.toarray().tolist() == [[1.0], [1.0]]
+
+
+def test_time_decay_halves_a_weight_every_half_life():
+    events = CodedEvents.from_ids(["a", "a"], ["new", "old"], ["purchase", "purchase"], [100 * 86_400.0, 86_400.0 * 93])
+    m = build_matrix(events, MatrixSettings(weights={"purchase": 8.0}, half_life_days=7.0), now=100 * 86_400.0)
+    assert m.strength.toarray()[0].tolist() == pytest.approx([8.0, 4.0])
+
+
+def test_a_full_split_puts_every_interaction_on_exactly_one_side():
+    matrix = synthetic_matrix()
+    split = holdout_split(matrix, 0.2, seed=3)
+    assert (split.train + split.test != matrix).nnz == 0
+    assert split.train.multiply(split.test).nnz == 0
+    assert split.held_out_share == pytest.approx(0.2, abs=0.01)
+
+
+def test_a_sampled_split_holds_out_only_from_the_sampled_users():
+    matrix = synthetic_matrix()
+    split = holdout_split(matrix, 0.2, seed=3, max_users=100)
+    assert (split.train + split.test != matrix).nnz == 0
+    losers = np.flatnonzero(np.diff(split.test.indptr) > 0)
+    assert np.array_equal(losers, split.users)
+    assert 80 <= len(losers) <= 100
+    assert (np.diff(matrix.indptr)[losers] >= 2).all()
+    assert split.held_out_share == pytest.approx(split.test.nnz / matrix.nnz)
+    assert holdout_split(matrix, 0.2, seed=3, max_users=100).users.tolist() == split.users.tolist()
+
+
+def test_ranking_metrics_match_their_definitions():
+    recs = np.array([[1, 2, 3, 4, 5, 6, 7, 8, 9, 10], [11, 12, 13, 14, 15, 16, 17, 18, 19, 20]])
+    relevant = [np.array([2, 10, 99]), np.array([42])]
+    got = ranking_metrics(recs, relevant, k=10)
+    dcg = 1 / math.log2(2 + 1) + 1 / math.log2(10 + 1)  # hits at ranks 2 and 10
+    ideal = 1 + 1 / math.log2(3) + 1 / math.log2(4)
+    assert got.precision_at_10 == pytest.approx((2 / 10 + 0) / 2)
+    assert got.recall_at_10 == pytest.approx((2 / 3 + 0) / 2)
+    assert got.ndcg_at_10 == pytest.approx((dcg / ideal + 0) / 2)
+    assert got.users_evaluated == 2
+
+
+def test_als_catches_up_the_evaluated_users_with_the_normal_equations():
+    matrix = synthetic_matrix()
+    split = holdout_split(matrix, 0.2, seed=3, max_users=20)
+    assert split.held_out_share < ALS.REFIT_SHARE
+    model = ALS({"factors": 8, "regularization": 1.0, "iterations": 5})
+    model.fit(split.train)
+    untouched = np.setdiff1d(np.arange(matrix.shape[0]), split.users)
+    before = model.user_factors[untouched].copy()
+    model.absorb(matrix, split.users, split.held_out_share)
+
+    # Hu, Koren and Volinsky: x_u = (Y'Y + Y'(C_u - I)Y + lambda I)^-1 Y'C_u p_u, solved independently.
+    Y = model.item_factors.astype(np.float64)
+    for u in split.users[:5]:
+        items = matrix.indices[matrix.indptr[u] : matrix.indptr[u + 1]]
+        c = matrix.data[matrix.indptr[u] : matrix.indptr[u + 1]].astype(np.float64)
+        A = Y.T @ Y + (Y[items].T * (c - 1)) @ Y[items] + 1.0 * np.eye(Y.shape[1])
+        expected = np.linalg.solve(A, Y[items].T @ c)
+        assert model.user_factors[u] == pytest.approx(expected, rel=1e-3, abs=1e-4)
+    assert np.array_equal(model.user_factors[untouched], before)
+
+
+@pytest.mark.parametrize("algorithm", ["als", "bpr", "popularity"])
+def test_fast_top_k_paths_agree_with_scoring_everything(algorithm):
+    from recommender.base import Recommender
+    from recommender.models import make_recommender
+
+    matrix = synthetic_matrix()
+    split = holdout_split(matrix, 0.2, seed=3, max_users=300)
+    model = make_recommender(algorithm, {"iterations": 3} if algorithm != "popularity" else {})
+    model.fit(split.train)
+    fast = model.top_for_users(split.users, split.train, 10)
+    reference = Recommender.top_for_users(model, split.users, split.train, 10)
+    assert fast.shape == reference.shape == (len(split.users), 10)
+    # Float ties can order differently; what each user is shown must not.
+    assert (np.sort(fast, axis=1) == np.sort(reference, axis=1)).mean() > 0.99
+    for u, recs in zip(split.users, fast):
+        assert not np.isin(recs, split.train.indices[split.train.indptr[u] : split.train.indptr[u + 1]]).any()
