@@ -115,3 +115,30 @@ def test_fast_top_k_paths_agree_with_scoring_everything(algorithm):
     assert (np.sort(fast, axis=1) == np.sort(reference, axis=1)).mean() > 0.99
     for u, recs in zip(split.users, fast):
         assert not np.isin(recs, split.train.indices[split.train.indptr[u] : split.train.indptr[u + 1]]).any()
+
+
+def test_remembered_best_items_answer_exactly_as_scoring_everything():
+    from recommender.index import RANKED_DEPTH, ServingIndex
+    from recommender.matrix import InteractionMatrix
+    from recommender.training import TrainingSettings, train
+
+    confidence = synthetic_matrix()
+    assert confidence.shape[1] > RANKED_DEPTH  # so that narrow filters must fall back
+    matrix = InteractionMatrix([f"u{u}" for u in range(confidence.shape[0])], [f"i{i}" for i in range(confidence.shape[1])], confidence, confidence)
+    trained = train(matrix, "als", {"factors": 8, "iterations": 3}, TrainingSettings(evaluate=False))
+    index = ServingIndex.from_trained("v1", trained, MatrixSettings())
+    rng = np.random.default_rng(9)
+    answered = fell_back = 0
+    for share in (1.0, 0.5, 0.05, 0.01):
+        for user in rng.choice(confidence.shape[0], size=40, replace=False):
+            allowed = rng.random(confidence.shape[1]) < share
+            n = int(rng.choice([1, 10, 100]))
+            remembered = index.top_for_known_user(f"u{user}", allowed, n)
+            _, scores = index.user_scores(f"u{user}", [], 0.0)
+            if remembered is None:
+                fell_back += 1
+            else:
+                answered += 1
+                assert remembered == index.top(scores, allowed, n)
+    assert answered > 50 and fell_back > 10
+    assert index.top_for_known_user("nobody", np.ones(confidence.shape[1], dtype=bool), 10) is None
