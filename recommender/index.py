@@ -76,6 +76,12 @@ class ServingIndex:
         """Items the model can score."""
         return len(self.item_ids)
 
+    def needs_events(self, user_id: str) -> bool:
+        """Whether scoring this user reads their events (a fold-in or an item-item model), not only learned state."""
+        if self.algorithm == "popularity":
+            return False
+        return user_id not in self.user_index or self.model.needs_training_matrix
+
     def user_scores(self, user_id: str, events: Sequence[UserEvent], now: float) -> tuple[str, np.ndarray]:
         """("personalized" or "popular", scores over items) for a user and their stored events."""
         if self.algorithm == "popularity":

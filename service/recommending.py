@@ -48,7 +48,14 @@ def live_popular(db: Database, n: int, category: str | None, excluded: set[str])
 
 def for_user(db: Database, cache: ModelCache, user_id: str, n: int, category: str | None, excluded: set[str]) -> Answer:
     """Personalised when the model knows the user or they have events; popular otherwise."""
-    state, events = read_state_and_user_events(db, user_id)
+    # A user the model already knows is scored from learned factors, so only their
+    # purchases (to leave out) are read. Which model is active is only known from
+    # the same read, so guess this worker's latest and read again if it changed.
+    guess = cache.latest
+    purchases_only = guess is not None and not guess.needs_events(user_id)
+    state, events = read_state_and_user_events(db, user_id, purchases_only)
+    if purchases_only and guess is not None and state.active_version != guess.version:
+        state, events = read_state_and_user_events(db, user_id)
     blocked = excluded | {item for item, kind, _ in events if kind == "purchase"}
     if state.active_version is None:
         return Answer("popular", None, live_popular(db, n, category, blocked))

@@ -38,8 +38,10 @@ _STATE = "SELECT key, value, revision FROM app_state WHERE key IN (?, ?)"
 # request needs both, and on the hot path the round trip costs more than either read.
 _STATE_AND_EVENTS = (
     "SELECT 0, key, value, revision FROM app_state WHERE key IN (?, ?) UNION ALL "
-    "SELECT * FROM (SELECT 1, item_id, type, ts FROM events WHERE user_id = ? ORDER BY ts DESC LIMIT ?) AS recent"
+    "SELECT * FROM (SELECT 1, item_id, type, ts FROM events WHERE user_id = ? {only} ORDER BY ts DESC LIMIT ?) AS recent"
 )
+_ALL_EVENTS = _STATE_AND_EVENTS.format(only="")
+_PURCHASES = _STATE_AND_EVENTS.format(only="AND type = 'purchase'")
 USER_EVENTS_LIMIT = 5000
 
 
@@ -54,9 +56,9 @@ def read_shared_state(db: Database) -> SharedState:
     return _state(db.fetch(_STATE, (ACTIVE_MODEL_KEY, CATALOGUE_KEY)))
 
 
-def read_state_and_user_events(db: Database, user_id: str) -> tuple[SharedState, list[UserEvent]]:
-    """The shared state and the user's most recent events as (item_id, type, ts), newest first."""
-    rows = db.fetch(_STATE_AND_EVENTS, (ACTIVE_MODEL_KEY, CATALOGUE_KEY, user_id, USER_EVENTS_LIMIT))
+def read_state_and_user_events(db: Database, user_id: str, purchases_only: bool = False) -> tuple[SharedState, list[UserEvent]]:
+    """The shared state and the user's most recent events (or purchases) as (item_id, type, ts), newest first."""
+    rows = db.fetch(_PURCHASES if purchases_only else _ALL_EVENTS, (ACTIVE_MODEL_KEY, CATALOGUE_KEY, user_id, USER_EVENTS_LIMIT))
     state = _state([(r[1], r[2], r[3]) for r in rows if r[0] == 0])
     return state, [(r[1], r[2], float(r[3])) for r in rows if r[0] == 1]
 
@@ -71,6 +73,7 @@ class ModelCache:
         self._indexes: OrderedDict[str, ServingIndex] = OrderedDict()
         self._views: dict[str, CatalogueView] = {}
         self._lock = threading.Lock()
+        self.latest: ServingIndex | None = None  # the index this process served last
 
     def artifact_path(self, version: str) -> Path:
         """Where this host keeps a version's artifact."""
@@ -82,9 +85,11 @@ class ModelCache:
             found = self._indexes.get(version)
             if found is not None:
                 self._indexes.move_to_end(version)
+                self.latest = found
                 return found
             index = ServingIndex.from_bytes(self._artifact_bytes(version))
             self._indexes[version] = index
+            self.latest = index
             while len(self._indexes) > self.keep:
                 old, _ = self._indexes.popitem(last=False)
                 self._views.pop(old, None)

@@ -12,16 +12,20 @@ T = TypeVar("T")
 
 
 def run(session: Session, sql: str, params: Sequence[Any]) -> list[Any]:
-    """Execute on the session's connection through the driver; `?` marks parameters.
+    """Execute on the DBAPI cursor of the session's transaction; `?` marks parameters.
 
-    With thousands of parameters, SQLAlchemy's text() parsing would cost more
-    than the statement itself.
+    With thousands of parameters or rows, SQLAlchemy's statement parsing and
+    row objects would cost more than the statement itself.
     """
     conn = session.connection()
     if conn.dialect.name != "sqlite":
         sql = sql.replace("?", "%s")
-    result = conn.exec_driver_sql(sql, tuple(params))
-    return list(result) if result.returns_rows else []
+    cursor = conn.connection.cursor()
+    try:
+        cursor.execute(sql, tuple(params))
+        return cursor.fetchall() if cursor.description is not None else []
+    finally:
+        cursor.close()
 
 
 def chunks(values: Sequence[T], size: int) -> Iterator[Sequence[T]]:
