@@ -56,7 +56,7 @@ def main() -> None:
             end_to_end = result.training_seconds
 
     # The same matrix the service built, fitted by implicit alone with the same parameters.
-    events, _ = event_log.read(svc.db)
+    events = event_log.read(svc.db).events
     matrix = build_matrix(events, MatrixSettings(weights=config.event_weights), now=time.time())
     bare = ALS()._new_model()
     started = time.perf_counter()

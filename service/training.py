@@ -79,8 +79,12 @@ def run_training(db: Database, config: Config, version: str, progress: Progress 
     started = time.perf_counter()
     try:
         model_params, settings, evaluation = split_params(row.algorithm, row.params, config.event_weights)
-        events, up_to = event_log.read(db)
-        say(f"read {len(events):,} events from the training log")
+        snapshot = event_log.read(db)
+        events, up_to = snapshot.events, snapshot.last_event_id
+        say(f"read {len(events):,} events from {len(snapshot.segment_ids):,} training-log segments")
+        if snapshot.fragmented:
+            replaced = event_log.compact(db, snapshot)
+            say(f"merged {replaced:,} small training-log segments")
         load_seconds = time.perf_counter() - started
         matrix = build_matrix(events, settings, now=time.time())
         say(f"matrix: {matrix.shape[0]:,} users x {matrix.shape[1]:,} items, {matrix.confidence.nnz:,} interactions")

@@ -8,7 +8,7 @@ from sqlalchemy import func, select
 from recommender.matrix import EVENT_TYPES
 from service.models import Event
 from service.stores import event_log
-from tests.helpers import get_ok, post_ok
+from tests.helpers import get_ok, post_ok, train
 
 
 def test_items_upsert_and_partial_updates_keep_other_fields(client, auth):
@@ -40,7 +40,7 @@ def stored(db):
 
 def assert_training_log_matches_events(db):
     """The training log holds every stored event exactly once, and nothing else."""
-    logged, _ = event_log.read(db)
+    logged = event_log.read(db).events
     from_log = sorted(zip(logged.user_ids[logged.users], logged.item_ids[logged.items], (EVENT_TYPES[t] for t in logged.types), logged.ts))
     with db.read() as session:
         from_table = sorted(session.execute(select(Event.user_id, Event.item_id, Event.type, Event.ts)).tuples().all())
@@ -95,3 +95,19 @@ def test_the_same_batch_from_two_clients_at_once_is_counted_exactly(app, auth, d
 def test_events_may_name_items_not_in_the_catalogue(client, auth):
     body = {"events": [{"event_id": "e", "user_id": "u", "item_id": "unknown-sku", "type": "click"}]}
     assert post_ok(client, "/v1/events", body, auth("storefront")) == {"accepted": 1, "duplicates": 0}
+
+
+def test_training_merges_a_log_of_single_event_batches_and_loses_nothing(client, auth, db):
+    h = auth("storefront")
+    for k in range(40):
+        one = {"event_id": f"one-{k}", "user_id": f"u{k % 8}", "item_id": f"sku-{k % 5}", "type": "purchase"}
+        assert post_ok(client, "/v1/events", {"events": [one]}, h)["accepted"] == 1
+    assert len(event_log.read(db).segment_ids) == 40
+    first = train(client, auth("editor"), {"params": {"factors": 4, "iterations": 2, "evaluate": False}})
+    assert first["status"] == "ready" and first["data"]["events"] == 40
+    assert len(event_log.read(db).segment_ids) == 1
+    assert_training_log_matches_events(db)
+    post_ok(client, "/v1/events", events([1, 2]), h)
+    second = train(client, auth("editor"), {"params": {"factors": 4, "iterations": 2, "evaluate": False}})
+    assert second["data"]["events"] == 42
+    assert_training_log_matches_events(db)

@@ -55,7 +55,8 @@ def test_events_stored_before_the_training_log_are_backfilled_into_it(empty_db):
             [{"e": e, "u": u, "i": i, "t": t, "ts": ts} for e, u, i, t, ts in rows],
         )
     upgrade(empty_db)
-    logged, last_id = event_log.read(empty_db)
+    snapshot = event_log.read(empty_db)
+    logged, last_id = snapshot.events, snapshot.last_event_id
     got = list(zip(logged.user_ids[logged.users], logged.item_ids[logged.items], (EVENT_TYPES[t] for t in logged.types), logged.ts))
     assert got == [(u, i, t, ts) for _, u, i, t, ts in rows]
     assert last_id == len(rows)

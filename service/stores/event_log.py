@@ -10,6 +10,7 @@ millions of rows. The `events` table stays the record that serving reads.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Sequence
 
 import numpy as np
@@ -23,6 +24,10 @@ _TYPE_CODES = {t: k for k, t in enumerate(EVENT_TYPES)}
 _CODE_TABLES = {"users": ("user_codes", "user_id"), "items": ("item_codes", "item_id")}
 # Each chunk's parameters stay under SQLite's limit of 32,766 per statement.
 _CHUNK = 1000
+# Below this mean size per segment, training merges the segments it read ...
+COMPACT_BELOW = 1000
+# ... into segments of at most this many events (17 MB each).
+SEGMENT_MAX = 1_000_000
 
 
 def _codes(session: Session, kind: str, ids: set[str]) -> dict[str, int]:
@@ -80,17 +85,56 @@ def _names(session: Session, kind: str) -> np.ndarray:
     return names
 
 
-def read(db: Database) -> tuple[CodedEvents, int]:
-    """Every event in the log, from one consistent snapshot, and the newest event row id it covers."""
+@dataclass(frozen=True)
+class LogSnapshot:
+    """Everything in the log at one moment, and which segments it came from."""
+
+    events: CodedEvents
+    last_event_id: int
+    segment_ids: list[int]
+
+    @property
+    def fragmented(self) -> bool:
+        """Whether segments are so small on average that reading them costs more than their events."""
+        return len(self.segment_ids) > 1 and len(self.events) / len(self.segment_ids) < COMPACT_BELOW
+
+
+def read(db: Database) -> LogSnapshot:
+    """Every event in the log, from one consistent snapshot."""
     with db.read() as session:
-        rows = run(session, "SELECT events, data, last_event_id FROM event_segments ORDER BY id", [])
-        users, items, types, ts = (list(column) for column in zip(*(unpack(bytes(data), n) for n, data, _ in rows))) if rows else ([], [], [], [])
+        rows = run(session, "SELECT id, events, data, last_event_id FROM event_segments ORDER BY id", [])
+        columns = [unpack(bytes(data), n) for _, n, data, _ in rows]
         events = CodedEvents(
-            users=np.concatenate(users) if users else np.zeros(0, dtype=np.int64),
-            items=np.concatenate(items) if items else np.zeros(0, dtype=np.int64),
-            types=np.concatenate(types) if types else np.zeros(0, dtype=np.uint8),
-            ts=np.concatenate(ts) if ts else np.zeros(0),
+            users=_concat([c[0] for c in columns], np.int64),
+            items=_concat([c[1] for c in columns], np.int64),
+            types=_concat([c[2] for c in columns], np.uint8),
+            ts=_concat([c[3] for c in columns], np.float64),
             user_ids=_names(session, "users"),
             item_ids=_names(session, "items"),
         )
-    return events, max((r[2] for r in rows), default=0)
+    return LogSnapshot(events, max((int(r[3]) for r in rows), default=0), [int(r[0]) for r in rows])
+
+
+def _concat(parts: list[np.ndarray], dtype: type) -> np.ndarray:
+    return np.concatenate(parts) if parts else np.zeros(0, dtype=dtype)
+
+
+def compact(db: Database, snapshot: LogSnapshot) -> int:
+    """Replace the snapshot's segments by as few as possible; answer how many it replaced.
+
+    Storefronts that send one event per request leave one segment per event,
+    which would make the log slower to read than the rows it copies. Training
+    calls this when the log is fragmented. It deletes exactly the segments it
+    read (not an id range: on PostgreSQL a lower id can commit later), so an
+    event accepted meanwhile is never lost; a concurrent reader sees the log
+    before or after, never half.
+    """
+    e = snapshot.events
+    with db.write() as session:
+        for ids in chunks(snapshot.segment_ids, _CHUNK):
+            run(session, f"DELETE FROM event_segments WHERE id IN ({', '.join(['?'] * len(ids))})", ids)
+        for start in range(0, len(e), SEGMENT_MAX):
+            stop = min(start + SEGMENT_MAX, len(e))
+            data = pack(e.users[start:stop], e.items[start:stop], e.types[start:stop], e.ts[start:stop])
+            run(session, "INSERT INTO event_segments (last_event_id, events, data) VALUES (?, ?, ?)", [snapshot.last_event_id, stop - start, data])
+    return len(snapshot.segment_ids)

@@ -23,7 +23,7 @@ def run(session: Session, sql: str, params: Sequence[Any]) -> list[Any]:
     cursor = conn.connection.cursor()
     try:
         cursor.execute(sql, tuple(params))
-        return cursor.fetchall() if cursor.description is not None else []
+        return list(cursor.fetchall()) if cursor.description is not None else []
     finally:
         cursor.close()
 
