@@ -28,7 +28,9 @@ def insert_events(db: Database, events: Sequence[dict[str, Any]]) -> tuple[int, 
     for event in events:
         unique.setdefault(event["event_id"], event)
     now = time.time()
-    rows = list(unique.values())
+    # One lock order on the event_id index, so that two batches overlapping in a
+    # different order cannot deadlock on PostgreSQL.
+    rows = sorted(unique.values(), key=lambda e: e["event_id"])
     accepted: list[tuple[int, str, str, str, float]] = []
     with db.write() as session:
         for chunk in chunks(rows, _CHUNK):
