@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Iterable
 
 import numpy as np
@@ -54,12 +54,17 @@ class CatalogueView:
     revision: int
     available: np.ndarray
     categories: np.ndarray
+    _in_category: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
 
     def allowed(self, category: str | None) -> np.ndarray:
-        """Items that may be recommended, optionally in one category only."""
+        """Items that may be recommended, optionally in one category only (a fresh array the caller may change)."""
         if category is None:
             return self.available.copy()
-        return self.available & (self.categories == category)
+        mask = self._in_category.get(category)
+        if mask is None:
+            # Comparing an object array costs far more than the copy; a view is immutable, so keep it.
+            mask = self._in_category[category] = self.available & (self.categories == category)
+        return mask.copy()
 
 
 def catalogue_view(db: Database, item_ids: Iterable[str], revision: int) -> CatalogueView:
