@@ -146,10 +146,11 @@ class Database:
             conn = self._fetch_connections.get()
             try:
                 cur = conn.cursor()
-                cur.execute(sql, params)
-                rows = list(cur.fetchall())
-                cur.close()
-                return rows
+                try:
+                    cur.execute(sql, params)
+                    return list(cur.fetchall())
+                finally:
+                    cur.close()  # an open statement would pin an SQLite read snapshot
             except Exception:
                 if self.is_sqlite or attempt == 2:
                     raise
