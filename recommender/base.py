@@ -17,6 +17,16 @@ def top_k(scores: np.ndarray, k: int) -> np.ndarray:
     return np.take_along_axis(part, order, axis=1)
 
 
+def best_first(scores: np.ndarray, allowed: np.ndarray | None, k: int) -> np.ndarray:
+    """Indices of the k best allowed finite scores of one row, best first; ties go to the earlier item."""
+    masked = scores if allowed is None else np.where(allowed, scores, -np.inf).astype(np.float32, copy=False)
+    k = min(int(k), int(np.count_nonzero(np.isfinite(masked))))
+    if k <= 0:
+        return np.zeros(0, dtype=np.int64)
+    candidates = np.argpartition(-masked, k - 1)[:k]
+    return candidates[np.lexsort((candidates, -masked[candidates]))]
+
+
 class Recommender(ABC):
     """A model that scores items for users and for other items.
 
@@ -69,6 +79,12 @@ class Recommender(ABC):
             scores[np.repeat(np.arange(len(batch)), np.diff(seen.indptr)), seen.indices] = -np.inf
             ranked.append(top_k(scores, k))
         return np.concatenate(ranked) if ranked else np.zeros((0, k), dtype=np.int64)
+
+    def best_for_user(self, user: int, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """A known user's k best items over the whole catalogue and their scores, best first."""
+        scores = np.asarray(self.score_users(np.array([user]), None)[0])  # type: ignore[arg-type]
+        order = best_first(scores, None, k)
+        return order, scores[order]
 
     @abstractmethod
     def score_row(self, row: sp.csr_matrix) -> np.ndarray:

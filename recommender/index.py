@@ -8,7 +8,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from recommender.artifacts import dumps, loads, pack_strings, unpack_strings
-from recommender.base import Recommender
+from recommender.base import Recommender, best_first
 from recommender.matrix import MatrixSettings, row_for_events
 from recommender.models import make_recommender
 from recommender.training import TrainedModel
@@ -20,16 +20,6 @@ UserEvent = tuple[str, str, float]  # (item_id, event type, epoch seconds)
 # (100) after filters in most requests; fewer survivors mean a full scoring pass.
 RANKED_DEPTH = 200
 RANKED_USERS = 10_000
-
-
-def best_first(scores: np.ndarray, allowed: np.ndarray | None, k: int) -> np.ndarray:
-    """Indices of the k best allowed finite scores, best first; ties go to the earlier item."""
-    masked = scores if allowed is None else np.where(allowed, scores, -np.inf).astype(np.float32, copy=False)
-    k = min(int(k), int(np.count_nonzero(np.isfinite(masked))))
-    if k <= 0:
-        return np.zeros(0, dtype=np.int64)
-    candidates = np.argpartition(-masked, k - 1)[:k]
-    return candidates[np.lexsort((candidates, -masked[candidates]))]
 
 
 @dataclass
@@ -50,9 +40,7 @@ class ServingIndex:
         self._ranked = lru_cache(maxsize=RANKED_USERS)(self._rank_known_user)
 
     def _rank_known_user(self, user: int) -> tuple[np.ndarray, np.ndarray]:
-        scores = np.asarray(self.model.score_users(np.array([user]), None)[0])  # type: ignore[arg-type]
-        order = best_first(scores, None, RANKED_DEPTH)
-        return order, scores[order]
+        return self.model.best_for_user(user, RANKED_DEPTH)
 
     def top_for_known_user(self, user_id: str, allowed: np.ndarray, n: int) -> list[tuple[str, float]] | None:
         """The same answer as scoring everything, from the user's remembered best items.

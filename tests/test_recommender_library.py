@@ -139,6 +139,9 @@ def test_remembered_best_items_answer_exactly_as_scoring_everything():
                 fell_back += 1
             else:
                 answered += 1
-                assert remembered == index.top(scores, allowed, n)
+                full = index.top(scores, allowed, n)
+                # The remembered list may come from implicit's compiled top-k: same items, scores to float rounding.
+                assert [i for i, _ in remembered] == [i for i, _ in full]
+                assert [s for _, s in remembered] == pytest.approx([s for _, s in full], rel=1e-5)
     assert answered > 50 and fell_back > 10
     assert index.top_for_known_user("nobody", np.ones(confidence.shape[1], dtype=bool), 10) is None
