@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 from functools import lru_cache
-from typing import Any, Sequence
+from typing import Any, Collection, Sequence
 
 import numpy as np
 
@@ -42,22 +42,27 @@ class ServingIndex:
     def _rank_known_user(self, user: int) -> tuple[np.ndarray, np.ndarray]:
         return self.model.best_for_user(user, RANKED_DEPTH)
 
-    def top_for_known_user(self, user_id: str, allowed: np.ndarray, n: int) -> list[tuple[str, float]] | None:
+    def top_for_known_user(self, user_id: str, allowed: np.ndarray, blocked: Collection[str], n: int) -> list[tuple[str, float]] | None:
         """The same answer as scoring everything, from the user's remembered best items.
 
-        Exact: if n of the user's best RANKED_DEPTH items are allowed, no item
+        `allowed` masks the items (it is only read); `blocked` names items never
+        to show. Exact: if n of the user's best RANKED_DEPTH items pass, no item
         outside them can rank above those n. None when the model does not know
-        the user, or too few remembered items survive the filters.
+        the user, or too few remembered items pass.
         """
         user = self.user_index.get(user_id)
         if user is None or self.algorithm == "popularity" or self.model.needs_training_matrix:
             return None
         order, scores = self._ranked(user)
-        keep = allowed[order]
-        chosen, chosen_scores = order[keep][:n], scores[keep][:n]
-        if len(chosen) < n and len(order) < self.n_items:
-            return None
-        return [(self.item_ids[i], float(s)) for i, s in zip(chosen, chosen_scores)]
+        item_ids = self.item_ids
+        picked: list[tuple[str, float]] = []
+        # A plain loop that stops at n: a handful of steps, where whole-array masks cost more.
+        for i, score in zip(order.tolist(), scores.tolist()):
+            if allowed[i] and item_ids[i] not in blocked:
+                picked.append((item_ids[i], score))
+                if len(picked) == n:
+                    return picked
+        return picked if len(order) == self.n_items else None
 
     @property
     def n_items(self) -> int:

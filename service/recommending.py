@@ -60,11 +60,12 @@ def for_user(db: Database, cache: ModelCache, user_id: str, n: int, category: st
     if state.active_version is None:
         return Answer("popular", None, live_popular(db, n, category, blocked))
     index = cache.index(state.active_version)
-    allowed = cache.view(index, state.catalogue_revision).allowed(category)
-    _block(index.item_index, allowed, blocked)
-    remembered = index.top_for_known_user(user_id, allowed, n)
+    view = cache.view(index, state.catalogue_revision)
+    remembered = index.top_for_known_user(user_id, view.mask(category), blocked, n)
     if remembered is not None:
         return Answer("personalized", index.version, remembered)
+    allowed = view.allowed(category)
+    _block(index.item_index, allowed, blocked)
     strategy, scores = index.user_scores(user_id, events, time.time())
     return Answer(strategy, index.version, index.top(scores, allowed, n))
 

@@ -133,7 +133,9 @@ def test_remembered_best_items_answer_exactly_as_scoring_everything():
         for user in rng.choice(confidence.shape[0], size=40, replace=False):
             allowed = rng.random(confidence.shape[1]) < share
             n = int(rng.choice([1, 10, 100]))
-            remembered = index.top_for_known_user(f"u{user}", allowed, n)
+            blocked = {f"i{i}" for i in rng.choice(confidence.shape[1], size=5, replace=False)}
+            remembered = index.top_for_known_user(f"u{user}", allowed, blocked, n)
+            allowed[[index.item_index[b] for b in blocked]] = False
             _, scores = index.user_scores(f"u{user}", [], 0.0)
             if remembered is None:
                 fell_back += 1
@@ -144,4 +146,4 @@ def test_remembered_best_items_answer_exactly_as_scoring_everything():
                 assert [i for i, _ in remembered] == [i for i, _ in full]
                 assert [s for _, s in remembered] == pytest.approx([s for _, s in full], rel=1e-5)
     assert answered > 50 and fell_back > 10
-    assert index.top_for_known_user("nobody", np.ones(confidence.shape[1], dtype=bool), 10) is None
+    assert index.top_for_known_user("nobody", np.ones(confidence.shape[1], dtype=bool), set(), 10) is None

@@ -56,15 +56,19 @@ class CatalogueView:
     categories: np.ndarray
     _in_category: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
 
-    def allowed(self, category: str | None) -> np.ndarray:
-        """Items that may be recommended, optionally in one category only (a fresh array the caller may change)."""
+    def mask(self, category: str | None) -> np.ndarray:
+        """Items that may be recommended, optionally in one category only; shared, so never to be changed."""
         if category is None:
-            return self.available.copy()
+            return self.available
         mask = self._in_category.get(category)
         if mask is None:
-            # Comparing an object array costs far more than the copy; a view is immutable, so keep it.
+            # Comparing an object array costs far more than a lookup; a view is immutable, so keep it.
             mask = self._in_category[category] = self.available & (self.categories == category)
-        return mask.copy()
+        return mask
+
+    def allowed(self, category: str | None) -> np.ndarray:
+        """A fresh copy of `mask` that the caller may change."""
+        return self.mask(category).copy()
 
 
 def catalogue_view(db: Database, item_ids: Iterable[str], revision: int) -> CatalogueView:
