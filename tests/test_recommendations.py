@@ -74,6 +74,19 @@ def test_new_user_with_events_since_training_is_folded_in(client, auth, trained)
     assert all(i.startswith("b") for i in ids(body))
 
 
+def test_after_a_rollback_a_user_only_the_newer_model_knew_is_folded_in_from_all_their_events(client, auth, trained):
+    h = auth("storefront")
+    clicks = [{"event_id": f"k{i}", "user_id": "late", "item_id": f"b{i}", "type": "click"} for i in range(3)]
+    post_ok(client, "/v1/events", {"events": clicks}, h)
+    newer = train(client, auth("editor"))
+    assert recs(client, auth, "late")["model_version"] == newer["version"]  # this worker now serves the newer model
+    post_ok(client, f"/v1/models/{trained['version']}/activate", None, auth("editor"))
+    # The older model never saw "late": the answer must fold in the clicks, not just the (absent) purchases.
+    body = recs(client, auth, "late", "?n=5")
+    assert body["model_version"] == trained["version"] and body["strategy"] == "personalized"
+    assert all(i.startswith("b") for i in ids(body))
+
+
 def test_popular_by_category(client, auth, trained):
     body = get_ok(client, "/v1/items/popular?n=5&category=a", auth("storefront"))
     assert len(body["items"]) == 5 and all(i.startswith("a") for i in ids(body))
