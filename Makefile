@@ -4,6 +4,8 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 PG_URL ?= postgresql+psycopg://postgres@127.0.0.1:5432/test
+# The SQLite run also checks what only a server can do (dropped connections) on this PostgreSQL.
+export PG_URL
 export OPENBLAS_NUM_THREADS := 1
 
 .PHONY: run test test-sqlite test-postgres install lint bench clean
@@ -31,6 +33,7 @@ lint: install
 test: install lint test-sqlite test-postgres
 
 test-sqlite: install
+	@bash .ci/ensure-postgres
 	$(BIN)/pytest
 
 test-postgres: install
