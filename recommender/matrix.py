@@ -118,8 +118,7 @@ def build_matrix(events: CodedEvents, settings: MatrixSettings, now: float) -> I
     someone who only did what carries no weight stays unknown to the model
     (and is folded in) rather than known with nothing learned.
     """
-    type_weights = np.array([settings.weights.get(t, 0.0) for t in EVENT_TYPES])
-    weights = type_weights[events.types] * settings.decay(events.ts, now)
+    weights = settings.type_weights(EVENT_TYPES)[events.types] * settings.decay(events.ts, now)
     keep = weights > 0
     rows, user_ids = _compact(events.users[keep], events.user_ids)
     cols, item_ids = _compact(events.items[keep], events.item_ids)
