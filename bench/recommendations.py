@@ -1,13 +1,15 @@
 """Recommendation throughput and latency under gunicorn, as a ratio to /healthz on the same server.
 
-Two kinds of request: returning users, whose best items each worker already
-remembers for the active version (a warm-up of the same length comes first),
-and first requests, for users nobody asked about before, which score the
-whole catalogue. On a small shared machine /healthz itself varies by a fifth
-between runs, so returning users are measured in --rounds rounds, each right
-after its own /healthz run, and the median ratio is reported.
+Two kinds of request: returning users, whose best items every worker already
+remembers for the active version, and first requests, for users nobody asked
+about before, which score the whole catalogue. A worker remembers only the
+users it served, and each run's new connections land on any worker, so the
+warm-up is --warmups short runs rather than one. On a small shared machine
+/healthz itself varies by a fifth between runs, so returning users are
+measured in --rounds short rounds, each right after its own /healthz run,
+and the median ratio is reported.
 
-    .venv/bin/python bench/recommendations.py [--seconds 8] [--rounds 3] [--clients 8] [--workers 4]
+    .venv/bin/python bench/recommendations.py [--seconds 4] [--rounds 7] [--warmups 4] [--clients 8] [--workers 4]
 """
 from __future__ import annotations
 
@@ -27,8 +29,9 @@ from service.training import request_training, run_training  # noqa: E402
 def main() -> None:
     """Load data, train, serve, and measure."""
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--seconds", type=float, default=8.0)
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--seconds", type=float, default=4.0)
+    parser.add_argument("--rounds", type=int, default=7)
+    parser.add_argument("--warmups", type=int, default=4)
     parser.add_argument("--clients", type=int, default=8)
     parser.add_argument("--workers", type=int, default=4)
     parser.add_argument("--users", type=int, default=20_000)
@@ -50,14 +53,15 @@ def main() -> None:
     first = [f"/v1/users/u{u}/recommendations?n=10" for u in range(args.users) if u % step]
     headers = {"Authorization": f"Bearer {key}"}
     with gunicorn(env, workers=args.workers) as server:
-        run(server.base, returning, headers, clients=args.clients, seconds=args.seconds)  # load the model, remember these users
+        for _ in range(args.warmups):  # load the model; every worker remembers these users
+            run(server.base, returning, headers, clients=args.clients, seconds=args.seconds)
         rounds = []
         for _ in range(args.rounds):
             health = run(server.base, ["/healthz"], {}, clients=args.clients, seconds=args.seconds)
             rounds.append((health, run(server.base, returning, headers, clients=args.clients, seconds=args.seconds)))
         health = run(server.base, ["/healthz"], {}, clients=args.clients, seconds=args.seconds)
         cold = run(server.base, first, headers, clients=args.clients, seconds=args.seconds)
-    print(f"gunicorn: {args.workers} workers, {args.clients} concurrent clients, {args.seconds:.0f} s each")
+    print(f"gunicorn: {args.workers} workers, {args.clients} concurrent clients, {args.seconds:g} s each")
     for k, (base, warm) in enumerate(rounds, 1):
         print(report(f"round {k}: GET /healthz", base))
         print(report(f"round {k}: {len(returning):,} returning", warm, base))

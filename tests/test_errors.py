@@ -121,6 +121,27 @@ def test_unexpected_exception_is_500_without_internals(app, auth, caplog):
     assert any(getattr(r, "request_id", None) == "req-500" for r in caplog.records)
 
 
+@pytest.mark.parametrize(
+    "answer",
+    [
+        {"model_version": None, "items": [{"item_id": "a", "score": 1.0, "extra": 1}]},
+        {"model_version": None, "items": [{"item_id": "a", "score": "high"}]},
+        {"items": [{"item_id": "a", "score": 1.0}], "model_version": None},
+        {"items": []},
+    ],
+)
+def test_a_plain_answer_that_strays_from_its_declared_model_fails_under_test(app, answer):
+    from service.api import endpoint
+    from service.schemas.catalogue import PopularItems
+
+    exact = {"model_version": "v1", "items": [{"item_id": "a", "score": 0.5}]}
+    app.add_url_rule("/v1/exact", "exact", endpoint("x", roles=None, tag="x", response=PopularItems)(lambda: exact))
+    app.add_url_rule("/v1/stray", "stray", endpoint("x", roles=None, tag="x", response=PopularItems)(lambda: answer))
+    client = app.test_client()
+    assert client.get("/v1/exact").get_json() == exact
+    assert_error(client.get("/v1/stray"), 500, "internal_error")
+
+
 def test_nul_characters_are_refused_not_stored(client, auth, db):
     resp = client.post("/v1/events", json={"events": [event(0, user_id="a\x00b")]}, headers=auth("storefront"))
     assert_error(resp, 422)

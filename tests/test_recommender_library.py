@@ -117,6 +117,21 @@ def test_fast_top_k_paths_agree_with_scoring_everything(algorithm):
         assert not np.isin(recs, split.train.indices[split.train.indptr[u] : split.train.indptr[u + 1]]).any()
 
 
+def test_a_users_best_items_skip_items_whose_scores_are_not_finite():
+    from recommender.base import best_first
+    from recommender.models import make_recommender
+
+    model = make_recommender("als", {"factors": 4, "iterations": 2})
+    model.fit(synthetic_matrix())
+    order, scores = model.best_for_user(3, 20)
+    full = np.asarray(model.score_users(np.array([3]), None)[0])
+    assert list(order) == list(best_first(full, None, 20)) and np.allclose(scores, full[order], rtol=1e-5)
+    model._model.item_factors[order[:2]] = np.nan  # diverged items must never be shown
+    damaged, _ = model.best_for_user(3, 20)
+    assert order[0] not in damaged and order[1] not in damaged and len(damaged) == 20
+    assert list(damaged) == list(order[2:]) + list(damaged[18:])
+
+
 def test_remembered_best_items_answer_exactly_as_scoring_everything():
     from recommender.index import RANKED_DEPTH, ServingIndex
     from recommender.matrix import InteractionMatrix
@@ -142,7 +157,7 @@ def test_remembered_best_items_answer_exactly_as_scoring_everything():
             else:
                 answered += 1
                 full = index.top(scores, allowed, n)
-                # The remembered list may come from implicit's compiled top-k: same items, scores to float rounding.
+                # Remembered lists come from a matrix-vector product, full scoring from a matrix product: same items, scores to float rounding.
                 assert [i for i, _ in remembered] == [i for i, _ in full]
                 assert [s for _, s in remembered] == pytest.approx([s for _, s in full], rel=1e-5)
     assert answered > 50 and fell_back > 10
