@@ -12,12 +12,16 @@ from service.db import Database
 PG_URL = os.environ.get("PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 
 
+def _marker(db: Database) -> tuple[str, str, list]:
+    """(statement setting a per-connection value, statement reading it, what it reads once set)."""
+    if db.is_sqlite:
+        return "PRAGMA cache_size = -4321", "PRAGMA cache_size", [(-4321,)]
+    return "SELECT set_config('stickyloop.marker', 'set', false)", "SELECT current_setting('stickyloop.marker', true)", [("set",)]
+
+
 def test_each_thread_reads_on_its_own_connection_and_keeps_it(db):
     # A per-connection setting, set through one thread's reads, is seen by its next read only.
-    if db.is_sqlite:
-        mark, read, marked = "PRAGMA cache_size = -4321", "PRAGMA cache_size", [(-4321,)]
-    else:
-        mark, read, marked = "SELECT set_config('stickyloop.marker', 'set', false)", "SELECT current_setting('stickyloop.marker', true)", [("set",)]
+    mark, read, marked = _marker(db)
     db.fetch(mark)
     assert db.fetch(read) == marked
     seen: list = []
@@ -25,6 +29,25 @@ def test_each_thread_reads_on_its_own_connection_and_keeps_it(db):
     thread.start()
     thread.join()
     assert len(seen) == 1 and seen[0] != marked
+    assert db.fetch(read) == marked
+
+
+def test_a_forked_child_reads_on_a_connection_of_its_own(db):
+    # A connection shared across fork would interleave two processes' statements on one socket or file handle.
+    mark, read, marked = _marker(db)
+    db.fetch(mark)
+    reader, writer = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child reports what its read saw, then leaves without running any cleanup
+        try:
+            os.write(writer, repr(db.fetch(read)).encode())
+        finally:
+            os._exit(0)
+    os.close(writer)
+    with os.fdopen(reader) as pipe:
+        child_saw = pipe.read()
+    os.waitpid(pid, 0)
+    assert child_saw and child_saw != repr(marked)
     assert db.fetch(read) == marked
 
 
