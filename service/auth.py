@@ -5,7 +5,7 @@ import hashlib
 import secrets
 import time
 from dataclasses import dataclass
-from typing import Iterable
+from typing import Any, Iterable
 
 from sqlalchemy import update
 
@@ -41,10 +41,21 @@ def create_key(db: Database, role: str, name: str | None = None) -> tuple[ApiKey
     return row, raw
 
 
+# The key's row shaped (tag, name, role, id) so that it can lead a UNION ALL with
+# another read whose rows carry a different small-integer tag in front.
+KEY_ROW_SQL = "SELECT 2, name, role, id FROM api_keys WHERE key_hash = ? AND revoked_at IS NULL"
+KEY_ROW_TAG = 2
+
+
+def principal_from_key_row(row: tuple[Any, ...]) -> Principal:
+    """The principal of a row read with KEY_ROW_SQL."""
+    return Principal(key_id=int(row[3]), name=row[1], role=row[2])
+
+
 def authenticate(db: Database, raw: str) -> Principal | None:
     """The principal for a raw key, or None when it is unknown or revoked."""
-    rows = db.fetch("SELECT id, name, role FROM api_keys WHERE key_hash = ? AND revoked_at IS NULL", (hash_key(raw),))
-    return Principal(*rows[0]) if rows else None
+    rows = db.fetch(KEY_ROW_SQL, (hash_key(raw),))
+    return principal_from_key_row(rows[0]) if rows else None
 
 
 def revoke_key(db: Database, key_id: int) -> bool:

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 from sqlalchemy import func, or_, select
 
+from service.api import KeyCheck
 from service.db import Database
 from service.models import Event, Item
 from service.serving import ModelCache, read_shared_state, read_state_and_user_events
@@ -46,14 +47,16 @@ def live_popular(db: Database, n: int, category: str | None, excluded: set[str])
     return [(r[0], float(r[1])) for r in rows if r[0] not in excluded][:n]
 
 
-def for_user(db: Database, cache: ModelCache, user_id: str, n: int, category: str | None, excluded: set[str]) -> Answer:
-    """Personalised when the model knows the user or they have events; popular otherwise."""
+def for_user(
+    db: Database, cache: ModelCache, user_id: str, n: int, category: str | None, excluded: set[str], key: KeyCheck | None = None
+) -> Answer:
+    """Personalised when the model knows the user or they have events; popular otherwise; `key` rides on the first read."""
     # A user the model already knows is scored from learned factors, so only their
     # purchases (to leave out) are read. Which model is active is only known from
     # the same read, so guess this worker's latest and read again if it changed.
     guess = cache.latest
     purchases_only = guess is not None and not guess.needs_events(user_id)
-    state, events = read_state_and_user_events(db, user_id, purchases_only)
+    state, events = read_state_and_user_events(db, user_id, purchases_only, key)
     if purchases_only and guess is not None and state.active_version != guess.version:
         state, events = read_state_and_user_events(db, user_id)
     blocked = excluded | {item for item, kind, _ in events if kind == "purchase"}

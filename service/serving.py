@@ -16,6 +16,8 @@ from typing import Any
 
 from sqlalchemy import select
 
+from service.api import KeyCheck
+
 from recommender.index import ServingIndex, UserEvent
 from service.db import Database
 from service.models import ModelArtifact, ModelVersion
@@ -56,9 +58,18 @@ def read_shared_state(db: Database) -> SharedState:
     return _state(db.fetch(_STATE, (ACTIVE_MODEL_KEY, CATALOGUE_KEY)))
 
 
-def read_state_and_user_events(db: Database, user_id: str, purchases_only: bool = False) -> tuple[SharedState, list[UserEvent]]:
-    """The shared state and the user's most recent events (or purchases) as (item_id, type, ts), newest first."""
-    rows = db.fetch(_PURCHASES if purchases_only else _ALL_EVENTS, (ACTIVE_MODEL_KEY, CATALOGUE_KEY, user_id, USER_EVENTS_LIMIT))
+def read_state_and_user_events(
+    db: Database, user_id: str, purchases_only: bool = False, key: KeyCheck | None = None
+) -> tuple[SharedState, list[UserEvent]]:
+    """The shared state and the user's most recent events (or purchases) as (item_id, type, ts), newest first.
+
+    With `key`, the caller's API key is checked in the same round trip.
+    """
+    sql, params = _PURCHASES if purchases_only else _ALL_EVENTS, (ACTIVE_MODEL_KEY, CATALOGUE_KEY, user_id, USER_EVENTS_LIMIT)
+    if key is None:
+        rows = db.fetch(sql, params)
+    else:
+        rows = key.take(db.fetch(*key.wrap(sql, params)))
     state = _state([(r[1], r[2], r[3]) for r in rows if r[0] == 0])
     return state, [(r[1], r[2], float(r[3])) for r in rows if r[0] == 1]
 

@@ -77,3 +77,50 @@ def test_creating_a_key_with_an_unknown_role_is_422(client, auth):
     resp = client.post("/v1/keys", json={"role": "root"}, headers=auth("admin"))
     assert resp.status_code == 422
     assert resp.get_json()["error"]["details"][0]["field"] == "role"
+
+
+@pytest.mark.parametrize("with_model", [False, True], ids=["no-model", "active-model"])
+def test_the_recommendations_key_check_refuses_before_anything_else(client, auth, with_model):
+    # This endpoint checks the key inside its first read; a bad key must still win over every other answer.
+    from tests.helpers import train, two_tribes
+
+    if with_model:
+        two_tribes(client, auth("storefront"))
+        assert train(client, auth("editor"))["status"] == "ready"
+    created = client.post("/v1/keys", json={"role": "storefront"}, headers=auth("admin")).get_json()
+    fresh = {"Authorization": f"Bearer {created['key']}"}
+    unknown = {"Authorization": "Bearer sl_nope"}
+    path = "/v1/users/u1/recommendations"
+    assert client.get(path, headers=fresh).status_code == 200
+    assert client.get(path, headers=auth("admin")).status_code == 200
+    assert client.get(path + "?n=0", headers=fresh).status_code == 422
+    for url in (path, path + "?n=0", "/v1/users/" + "x" * 200 + "/recommendations"):
+        assert client.get(url, headers=unknown).get_json()["error"]["code"] == "unauthorized"
+        assert client.get(url, headers=auth("editor")).get_json()["error"]["code"] == "forbidden"
+    assert client.delete(f"/v1/keys/{created['id']}", headers=auth("admin")).status_code == 200
+    assert client.get(path, headers=fresh).status_code == 401
+
+
+def test_an_endpoint_that_checks_the_key_in_its_first_read_is_guarded_even_if_it_never_reads(app, auth):
+    from service.api import endpoint
+    from service.errors import not_found
+    from service.schemas.system import Health
+
+    def quiet(key):
+        return Health(status="ok")
+
+    def missing(key):
+        raise not_found("thing", "t1")
+
+    for name, view in (("quiet", quiet), ("missing", missing)):
+        declared = endpoint("x", roles=("storefront",), tag="x", response=Health, key_in_first_read=True)(view)
+        app.add_url_rule(f"/v1/{name}", name, declared)
+    client = app.test_client()
+    assert client.get("/v1/quiet", headers=auth("storefront")).status_code == 200
+    assert client.get("/v1/missing", headers=auth("storefront")).status_code == 404
+    for name in ("quiet", "missing"):
+        assert client.get(f"/v1/{name}", headers={"Authorization": "Bearer sl_nope"}).status_code == 401
+        assert client.get(f"/v1/{name}", headers=auth("analyst")).status_code == 403
+        assert client.get(f"/v1/{name}").status_code == 401
+    with pytest.raises(ValueError, match="needs roles"):
+        endpoint("x", roles=None, tag="x", key_in_first_read=True)

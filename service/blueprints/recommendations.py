@@ -6,7 +6,7 @@ from typing import Any
 from flask import Blueprint
 
 from service import recommending
-from service.api import STOREFRONT, endpoint
+from service.api import STOREFRONT, KeyCheck, endpoint
 from service.errors import not_found
 from service.schemas.catalogue import PopularItems, PopularQuery, Recommendations, RecommendQuery, SimilarItems, SimilarQuery
 from service.state import services
@@ -20,11 +20,11 @@ def _items(pairs: list[tuple[str, float]]) -> list[dict[str, Any]]:
 
 
 @bp.get("/v1/users/<user_id>/recommendations")
-@endpoint("'You may like' for a user", roles=STOREFRONT, tag="recommendations", query=RecommendQuery, response=Recommendations, path={"user_id": "id"})
-def for_user(user_id: str, query: RecommendQuery) -> dict[str, Any]:
+@endpoint("'You may like' for a user", roles=STOREFRONT, tag="recommendations", query=RecommendQuery, response=Recommendations, path={"user_id": "id"}, key_in_first_read=True)
+def for_user(user_id: str, query: RecommendQuery, key: KeyCheck) -> dict[str, Any]:
     """Never a purchased, unavailable or excluded item."""
     svc = services()
-    answer = recommending.for_user(svc.db, svc.models, user_id, query.n, query.category, query.excluded())
+    answer = recommending.for_user(svc.db, svc.models, user_id, query.n, query.category, query.excluded(), key)
     return {"user_id": user_id, "strategy": answer.strategy, "model_version": answer.model_version, "items": _items(answer.items)}
 
 
