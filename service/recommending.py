@@ -73,9 +73,9 @@ def for_user(
     return Answer(strategy, index.version, index.top(scores, allowed, n))
 
 
-def popular(db: Database, cache: ModelCache, n: int, category: str | None) -> Answer:
-    """The most popular available items."""
-    state = read_shared_state(db)
+def popular(db: Database, cache: ModelCache, n: int, category: str | None, key: KeyCheck | None = None) -> Answer:
+    """The most popular available items; `key` rides on the first read."""
+    state = read_shared_state(db, key)
     if state.active_version is None:
         return Answer("popular", None, live_popular(db, n, category, set()))
     index = cache.index(state.active_version)
@@ -83,9 +83,12 @@ def popular(db: Database, cache: ModelCache, n: int, category: str | None) -> An
     return Answer("popular", index.version, index.top(index.popularity, allowed, n))
 
 
-def similar(db: Database, cache: ModelCache, item_id: str, n: int) -> Answer | None:
-    """Items like `item_id`; popular in its category when the model does not know it; None if nobody does."""
-    state = read_shared_state(db)
+def similar(db: Database, cache: ModelCache, item_id: str, n: int, key: KeyCheck | None = None) -> Answer | None:
+    """Items like `item_id`; popular in its category when the model does not know it; None if nobody does.
+
+    `key` rides on the first read.
+    """
+    state = read_shared_state(db, key)
     with db.read() as session:
         item = session.get(Item, item_id)
         seen = item is not None or session.scalar(select(Event.id).where(Event.item_id == item_id).limit(1)) is not None

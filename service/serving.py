@@ -35,11 +35,13 @@ class SharedState:
     catalogue_revision: int
 
 
-_STATE = "SELECT key, value, revision FROM app_state WHERE key IN (?, ?)"
+# Rows carry a tag in front (0 state, 1 events) so that one read can return several
+# kinds, and so that the caller's key row (tag 2, see KeyCheck) can ride along.
+_STATE = "SELECT 0, key, value, revision FROM app_state WHERE key IN (?, ?)"
 # The shared state and a user's recent events in one round trip: a recommendation
 # request needs both, and on the hot path the round trip costs more than either read.
 _STATE_AND_EVENTS = (
-    "SELECT 0, key, value, revision FROM app_state WHERE key IN (?, ?) UNION ALL "
+    _STATE + " UNION ALL "
     "SELECT * FROM (SELECT 1, item_id, type, ts FROM events WHERE user_id = ? {only} ORDER BY ts DESC LIMIT ?) AS recent"
 )
 _ALL_EVENTS = _STATE_AND_EVENTS.format(only="")
@@ -47,15 +49,22 @@ _PURCHASES = _STATE_AND_EVENTS.format(only="AND type = 'purchase'")
 USER_EVENTS_LIMIT = 5000
 
 
+def _fetch(db: Database, sql: str, params: tuple[Any, ...], key: KeyCheck | None) -> list[tuple[Any, ...]]:
+    """Run a read, checking the caller's key in the same round trip when there is one to check."""
+    if key is None:
+        return db.fetch(sql, params)
+    return key.take(db.fetch(*key.wrap(sql, params)))
+
+
 def _state(rows: list[tuple[Any, ...]]) -> SharedState:
-    state = {key: (value, revision) for key, value, revision in rows}
+    state = {r[1]: (r[2], r[3]) for r in rows if r[0] == 0}
     active = state.get(ACTIVE_MODEL_KEY, ("", 0))[0] or None
     return SharedState(active, int(state.get(CATALOGUE_KEY, ("", 0))[1]))
 
 
-def read_shared_state(db: Database) -> SharedState:
-    """The active model version and the catalogue revision, in one query."""
-    return _state(db.fetch(_STATE, (ACTIVE_MODEL_KEY, CATALOGUE_KEY)))
+def read_shared_state(db: Database, key: KeyCheck | None = None) -> SharedState:
+    """The active model version and the catalogue revision, in one query (with `key`, also the caller's key)."""
+    return _state(_fetch(db, _STATE, (ACTIVE_MODEL_KEY, CATALOGUE_KEY), key))
 
 
 def read_state_and_user_events(
@@ -65,13 +74,9 @@ def read_state_and_user_events(
 
     With `key`, the caller's API key is checked in the same round trip.
     """
-    sql, params = _PURCHASES if purchases_only else _ALL_EVENTS, (ACTIVE_MODEL_KEY, CATALOGUE_KEY, user_id, USER_EVENTS_LIMIT)
-    if key is None:
-        rows = db.fetch(sql, params)
-    else:
-        rows = key.take(db.fetch(*key.wrap(sql, params)))
-    state = _state([(r[1], r[2], r[3]) for r in rows if r[0] == 0])
-    return state, [(r[1], r[2], float(r[3])) for r in rows if r[0] == 1]
+    sql = _PURCHASES if purchases_only else _ALL_EVENTS
+    rows = _fetch(db, sql, (ACTIVE_MODEL_KEY, CATALOGUE_KEY, user_id, USER_EVENTS_LIMIT), key)
+    return _state(rows), [(r[1], r[2], float(r[3])) for r in rows if r[0] == 1]
 
 
 class ModelCache:

@@ -79,24 +79,34 @@ def test_creating_a_key_with_an_unknown_role_is_422(client, auth):
     assert resp.get_json()["error"]["details"][0]["field"] == "role"
 
 
+# These endpoints check the key inside their first read; a bad key must still win over every other answer.
+KEY_IN_READ = [
+    ("/v1/users/ua1/recommendations", "/v1/users/" + "x" * 200 + "/recommendations"),
+    ("/v1/items/popular", None),
+    ("/v1/items/a1/similar", "/v1/items/" + "x" * 200 + "/similar"),
+]
+
+
 @pytest.mark.parametrize("with_model", [False, True], ids=["no-model", "active-model"])
-def test_the_recommendations_key_check_refuses_before_anything_else(client, auth, with_model):
-    # This endpoint checks the key inside its first read; a bad key must still win over every other answer.
+@pytest.mark.parametrize("path, bad_path", KEY_IN_READ, ids=["recommendations", "popular", "similar"])
+def test_a_key_checked_inside_the_first_read_is_refused_before_anything_else(client, auth, with_model, path, bad_path):
     from tests.helpers import train, two_tribes
 
+    two_tribes(client, auth("storefront"))
     if with_model:
-        two_tribes(client, auth("storefront"))
         assert train(client, auth("editor"))["status"] == "ready"
     created = client.post("/v1/keys", json={"role": "storefront"}, headers=auth("admin")).get_json()
     fresh = {"Authorization": f"Bearer {created['key']}"}
     unknown = {"Authorization": "Bearer sl_nope"}
-    path = "/v1/users/u1/recommendations"
     assert client.get(path, headers=fresh).status_code == 200
     assert client.get(path, headers=auth("admin")).status_code == 200
     assert client.get(path + "?n=0", headers=fresh).status_code == 422
-    for url in (path, path + "?n=0", "/v1/users/" + "x" * 200 + "/recommendations"):
+    for url in (path, path + "?n=0", bad_path or path + "?n=many"):
         assert client.get(url, headers=unknown).get_json()["error"]["code"] == "unauthorized"
         assert client.get(url, headers=auth("editor")).get_json()["error"]["code"] == "forbidden"
+    if "similar" in path:  # an item nobody knows: 404 for a good key, 401 for a bad one
+        assert client.get("/v1/items/nothing/similar", headers=fresh).status_code == 404
+        assert client.get("/v1/items/nothing/similar", headers=unknown).status_code == 401
     assert client.delete(f"/v1/keys/{created['id']}", headers=auth("admin")).status_code == 200
     assert client.get(path, headers=fresh).status_code == 401
 

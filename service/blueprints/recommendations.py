@@ -20,7 +20,15 @@ def _items(pairs: list[tuple[str, float]]) -> list[dict[str, Any]]:
 
 
 @bp.get("/v1/users/<user_id>/recommendations")
-@endpoint("'You may like' for a user", roles=STOREFRONT, tag="recommendations", query=RecommendQuery, response=Recommendations, path={"user_id": "id"}, key_in_first_read=True)
+@endpoint(
+    "'You may like' for a user",
+    roles=STOREFRONT,
+    tag="recommendations",
+    query=RecommendQuery,
+    response=Recommendations,
+    path={"user_id": "id"},
+    key_in_first_read=True,
+)
 def for_user(user_id: str, query: RecommendQuery, key: KeyCheck) -> dict[str, Any]:
     """Never a purchased, unavailable or excluded item."""
     svc = services()
@@ -29,20 +37,36 @@ def for_user(user_id: str, query: RecommendQuery, key: KeyCheck) -> dict[str, An
 
 
 @bp.get("/v1/items/popular")
-@endpoint("The most popular available items", roles=STOREFRONT, tag="recommendations", query=PopularQuery, response=PopularItems)
-def popular(query: PopularQuery) -> dict[str, Any]:
+@endpoint(
+    "The most popular available items",
+    roles=STOREFRONT,
+    tag="recommendations",
+    query=PopularQuery,
+    response=PopularItems,
+    key_in_first_read=True,
+)
+def popular(query: PopularQuery, key: KeyCheck) -> dict[str, Any]:
     """Distinct users per item, optionally within a category."""
     svc = services()
-    answer = recommending.popular(svc.db, svc.models, query.n, query.category)
+    answer = recommending.popular(svc.db, svc.models, query.n, query.category, key)
     return {"model_version": answer.model_version, "items": _items(answer.items)}
 
 
 @bp.get("/v1/items/<item_id>/similar")
-@endpoint("Items similar to an item", roles=STOREFRONT, tag="recommendations", query=SimilarQuery, response=SimilarItems, errors=(404,), path={"item_id": "id"})
-def similar(item_id: str, query: SimilarQuery) -> dict[str, Any]:
+@endpoint(
+    "Items similar to an item",
+    roles=STOREFRONT,
+    tag="recommendations",
+    query=SimilarQuery,
+    response=SimilarItems,
+    errors=(404,),
+    path={"item_id": "id"},
+    key_in_first_read=True,
+)
+def similar(item_id: str, query: SimilarQuery, key: KeyCheck) -> dict[str, Any]:
     """Nearest items in the active model's space."""
     svc = services()
-    answer = recommending.similar(svc.db, svc.models, item_id, query.n)
+    answer = recommending.similar(svc.db, svc.models, item_id, query.n, key)
     if answer is None:
         raise not_found("item", item_id)
     return {"item_id": item_id, "strategy": answer.strategy, "model_version": answer.model_version, "items": _items(answer.items)}
