@@ -14,7 +14,8 @@ import pydantic_core
 from flask import Response, current_app, g, request
 from pydantic import BaseModel, ValidationError
 
-from service.auth import KEY_ROW_SQL, KEY_ROW_TAG, Principal, allowed, authenticate, hash_key, principal_from_key_row
+from service.auth import KEY_ROW_TAG, Principal, allowed, authenticate, hash_key, key_row_sql, principal_from_key_row
+from service.db import Database
 from service.errors import ApiError, invalid, validation_error
 from service.state import services
 
@@ -85,11 +86,11 @@ class KeyCheck:
         self._roles = roles
         self.settled = False
 
-    def wrap(self, sql: str, params: tuple[Any, ...]) -> tuple[str, tuple[Any, ...]]:
-        """The read with the key's row in front, until the check is settled."""
+    def wrap(self, sql: str, params: tuple[Any, ...], width: int = 4) -> tuple[str, tuple[Any, ...]]:
+        """The read (of `width` columns) with the key's row in front, until the check is settled."""
         if self.settled:
             return sql, params
-        return f"{KEY_ROW_SQL} UNION ALL {sql}", (hash_key(self._raw_key), *params)
+        return f"{key_row_sql(width)} UNION ALL {sql}", (hash_key(self._raw_key), *params)
 
     def take(self, rows: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
         """Settle the check from a wrapped read's rows; answer the read's own rows."""
@@ -105,6 +106,13 @@ class KeyCheck:
         if not self.settled:
             self.settled = True
             _principal(self._roles)
+
+
+def read_with_key(db: Database, sql: str, params: tuple[Any, ...], key: KeyCheck | None, width: int = 4) -> list[tuple[Any, ...]]:
+    """Run a read whose rows start with a tag, checking the caller's key in the same round trip if `key` asks."""
+    if key is None:
+        return db.fetch(sql, params)
+    return key.take(db.fetch(*key.wrap(sql, params, width)))
 
 
 def _parse_body(spec: EndpointSpec) -> BaseModel:
@@ -190,7 +198,7 @@ def endpoint(
 ) -> Callable[[Callable[..., Any]], Callable[..., Response]]:
     """Declare an endpoint; the view receives `body`, `query` and path args already validated.
 
-    With `key_in_first_read` the view also receives `key`, a KeyCheck to pass
+    With `key_in_first_read` the view also receives `api_key`, a KeyCheck to pass
     to its first read, and the decorator makes sure the key was checked.
     """
     if key_in_first_read and roles is None:
@@ -217,7 +225,7 @@ def endpoint(
             key = None
             if spec.roles is not None:
                 if spec.key_in_first_read:
-                    key = args["key"] = KeyCheck(_bearer_token(), spec.roles)
+                    key = args["api_key"] = KeyCheck(_bearer_token(), spec.roles)
                 else:
                     _principal(spec.roles)
             try:

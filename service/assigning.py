@@ -20,14 +20,16 @@ from bandits.base import ArmStats, with_floor
 from bandits.registry import make_policy
 from experiments.assignment import ab_arm, enrolled, pick, unit_draw
 from experiments.definitions import Experiment
+from service.api import KeyCheck, read_with_key
 from service.db import Database
 from service.errors import not_found
 from service.experiment_codec import from_row
 from service.models import Experiment as ExperimentRow
 from service.schemas.common import iso
 
+# Tagged and ordered (tag, text, text, number, ...) so that the caller's key row can ride along.
 _STATE = (
-    "SELECT e.status, e.revision, x.arm, x.probability, x.exposed_at FROM experiments e "
+    "SELECT 0, e.status, x.arm, e.revision, x.probability, x.exposed_at FROM experiments e "
     "LEFT JOIN exposures x ON x.experiment_key = e.key AND x.user_id = ? WHERE e.key = ?"
 )
 _STATS = "SELECT arm, pulls, reward_sum, reward_sumsq FROM bandit_arm_stats WHERE experiment_key = ?"
@@ -122,12 +124,14 @@ def _choose(db: Database, d: Definition, user_id: str) -> tuple[str, float]:
     return exp.arms[index].key, float(probabilities[index])
 
 
-def assign(db: Database, cache: DefinitionCache, key: str, user_id: str, now: float) -> dict[str, Any]:
-    """The user's assignment in one experiment, recording the first exposure at `now`."""
-    rows = db.fetch(_STATE, (user_id, key))
+def assign(
+    db: Database, cache: DefinitionCache, key: str, user_id: str, now: float, api_key: KeyCheck | None = None
+) -> dict[str, Any]:
+    """The user's assignment in one experiment, recording the first exposure at `now`; `api_key` rides on the first read."""
+    rows = read_with_key(db, _STATE, (user_id, key), api_key, width=6)
     if not rows:
         raise not_found("experiment", key)
-    status, revision, arm, probability, exposed_at = rows[0]
+    _, status, arm, revision, probability, exposed_at = rows[0]
     if status in ("draft", "stopped"):
         return _answer(key, user_id, None, None, None, None, "not_running")
     d = cache.get(db, key, revision)

@@ -41,10 +41,19 @@ def create_key(db: Database, role: str, name: str | None = None) -> tuple[ApiKey
     return row, raw
 
 
-# The key's row shaped (tag, name, role, id) so that it can lead a UNION ALL with
-# another read whose rows carry a different small-integer tag in front.
-KEY_ROW_SQL = "SELECT 2, name, role, id FROM api_keys WHERE key_hash = ? AND revoked_at IS NULL"
 KEY_ROW_TAG = 2
+
+
+def key_row_sql(width: int = 4) -> str:
+    """The key's row as (tag, name, role, id), padded with NULLs to `width` columns.
+
+    So shaped, it can lead a UNION ALL with another read whose rows carry a
+    different small-integer tag in front, then text, text and a number.
+    """
+    return f"SELECT {KEY_ROW_TAG}, name, role, id{', NULL' * (width - 4)} FROM api_keys WHERE key_hash = ? AND revoked_at IS NULL"
+
+
+KEY_ROW_SQL = key_row_sql()
 
 
 def principal_from_key_row(row: tuple[Any, ...]) -> Principal:

@@ -16,7 +16,7 @@ from typing import Any
 
 from sqlalchemy import select
 
-from service.api import KeyCheck
+from service.api import KeyCheck, read_with_key
 
 from recommender.index import ServingIndex, UserEvent
 from service.db import Database
@@ -49,13 +49,6 @@ _PURCHASES = _STATE_AND_EVENTS.format(only="AND type = 'purchase'")
 USER_EVENTS_LIMIT = 5000
 
 
-def _fetch(db: Database, sql: str, params: tuple[Any, ...], key: KeyCheck | None) -> list[tuple[Any, ...]]:
-    """Run a read, checking the caller's key in the same round trip when there is one to check."""
-    if key is None:
-        return db.fetch(sql, params)
-    return key.take(db.fetch(*key.wrap(sql, params)))
-
-
 def _state(rows: list[tuple[Any, ...]]) -> SharedState:
     state = {r[1]: (r[2], r[3]) for r in rows if r[0] == 0}
     active = state.get(ACTIVE_MODEL_KEY, ("", 0))[0] or None
@@ -64,7 +57,7 @@ def _state(rows: list[tuple[Any, ...]]) -> SharedState:
 
 def read_shared_state(db: Database, key: KeyCheck | None = None) -> SharedState:
     """The active model version and the catalogue revision, in one query (with `key`, also the caller's key)."""
-    return _state(_fetch(db, _STATE, (ACTIVE_MODEL_KEY, CATALOGUE_KEY), key))
+    return _state(read_with_key(db, _STATE, (ACTIVE_MODEL_KEY, CATALOGUE_KEY), key))
 
 
 def read_state_and_user_events(
@@ -75,7 +68,7 @@ def read_state_and_user_events(
     With `key`, the caller's API key is checked in the same round trip.
     """
     sql = _PURCHASES if purchases_only else _ALL_EVENTS
-    rows = _fetch(db, sql, (ACTIVE_MODEL_KEY, CATALOGUE_KEY, user_id, USER_EVENTS_LIMIT), key)
+    rows = read_with_key(db, sql, (ACTIVE_MODEL_KEY, CATALOGUE_KEY, user_id, USER_EVENTS_LIMIT), key)
     return _state(rows), [(r[1], r[2], float(r[3])) for r in rows if r[0] == 1]
 
 

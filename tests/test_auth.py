@@ -116,10 +116,10 @@ def test_an_endpoint_that_checks_the_key_in_its_first_read_is_guarded_even_if_it
     from service.errors import not_found
     from service.schemas.system import Health
 
-    def quiet(key):
+    def quiet(api_key):
         return Health(status="ok")
 
-    def missing(key):
+    def missing(api_key):
         raise not_found("thing", "t1")
 
     for name, view in (("quiet", quiet), ("missing", missing)):
@@ -134,3 +134,31 @@ def test_an_endpoint_that_checks_the_key_in_its_first_read_is_guarded_even_if_it
         assert client.get(f"/v1/{name}").status_code == 401
     with pytest.raises(ValueError, match="needs roles"):
         endpoint("x", roles=None, tag="x", key_in_first_read=True)
+
+
+@pytest.mark.parametrize("method", ["GET", "POST"])
+def test_assignment_checks_the_key_inside_its_first_read_and_still_refuses_first(client, auth, db, method):
+    from sqlalchemy import func, select
+
+    from service.models import Exposure
+    from tests.experiment_helpers import ab_definition, running
+
+    running(client, auth("editor"), ab_definition())
+    created = client.post("/v1/keys", json={"role": "storefront"}, headers=auth("admin")).get_json()
+    fresh = {"Authorization": f"Bearer {created['key']}"}
+
+    def call(headers, experiment="points-q4", user="u1"):
+        if method == "GET":
+            return client.get(f"/v1/experiments/{experiment}/assignment?user_id={user}", headers=headers)
+        return client.post("/v1/assignments", json={"user_id": user, "experiments": [experiment, experiment]}, headers=headers)
+
+    assert call(fresh).status_code == 200
+    assert call(fresh, experiment="nothing").status_code == 404
+    assert call(fresh, user="").status_code == 422
+    for headers in ({"Authorization": "Bearer sl_nope"}, auth("editor")):
+        for answer in (call(headers), call(headers, experiment="nothing"), call(headers, user="")):
+            assert answer.status_code in (401, 403) and answer.get_json()["error"]["code"] in ("unauthorized", "forbidden")
+    with db.read() as session:
+        assert session.scalar(select(func.count()).select_from(Exposure)) == 1  # refused calls exposed nobody
+    assert client.delete(f"/v1/keys/{created['id']}", headers=auth("admin")).status_code == 200
+    assert call(fresh).status_code == 401

@@ -6,7 +6,7 @@ from datetime import datetime
 
 from flask import Blueprint
 
-from service.api import STOREFRONT, endpoint
+from service.api import STOREFRONT, KeyCheck, endpoint
 from service.assigning import assign
 from service.schemas.experiments import AssignmentOut, AssignmentQuery, AssignmentsIn, AssignmentsOut
 from service.state import services
@@ -19,17 +19,28 @@ def _when(ts: datetime | None) -> float:
 
 
 @bp.get("/v1/experiments/<key>/assignment")
-@endpoint("A user's sticky arm, recording the first exposure", roles=STOREFRONT, tag="assignment", query=AssignmentQuery, response=AssignmentOut, errors=(404,), path={"key": "key"})
-def one(key: str, query: AssignmentQuery) -> AssignmentOut:
+@endpoint(
+    "A user's sticky arm, recording the first exposure",
+    roles=STOREFRONT,
+    tag="assignment",
+    query=AssignmentQuery,
+    response=AssignmentOut,
+    errors=(404,),
+    path={"key": "key"},
+    key_in_first_read=True,
+)
+def one(key: str, query: AssignmentQuery, api_key: KeyCheck) -> AssignmentOut:
     """Assign one user in one experiment."""
     svc = services()
-    return AssignmentOut.model_validate(assign(svc.db, svc.definitions, key, query.user_id, _when(query.timestamp)))
+    return AssignmentOut.model_validate(assign(svc.db, svc.definitions, key, query.user_id, _when(query.timestamp), api_key))
 
 
 @bp.post("/v1/assignments")
-@endpoint("A user's arms in several experiments", roles=STOREFRONT, tag="assignment", body=AssignmentsIn, response=AssignmentsOut, errors=(404,))
-def many(body: AssignmentsIn) -> AssignmentsOut:
-    """Assign one user in each experiment asked for, in order."""
+@endpoint("A user's arms in several experiments", roles=STOREFRONT, tag="assignment", body=AssignmentsIn, response=AssignmentsOut, errors=(404,), key_in_first_read=True)
+def many(body: AssignmentsIn, api_key: KeyCheck) -> AssignmentsOut:
+    """Assign one user in each experiment asked for, in order; the first read also checks the API key."""
     svc = services()
     now = _when(body.timestamp)
-    return AssignmentsOut(assignments=[AssignmentOut.model_validate(assign(svc.db, svc.definitions, key, body.user_id, now)) for key in body.experiments])
+    return AssignmentsOut(
+        assignments=[AssignmentOut.model_validate(assign(svc.db, svc.definitions, key, body.user_id, now, api_key)) for key in body.experiments]
+    )

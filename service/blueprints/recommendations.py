@@ -29,10 +29,10 @@ def _items(pairs: list[tuple[str, float]]) -> list[dict[str, Any]]:
     path={"user_id": "id"},
     key_in_first_read=True,
 )
-def for_user(user_id: str, query: RecommendQuery, key: KeyCheck) -> dict[str, Any]:
+def for_user(user_id: str, query: RecommendQuery, api_key: KeyCheck) -> dict[str, Any]:
     """Never a purchased, unavailable or excluded item."""
     svc = services()
-    answer = recommending.for_user(svc.db, svc.models, user_id, query.n, query.category, query.excluded(), key)
+    answer = recommending.for_user(svc.db, svc.models, user_id, query.n, query.category, query.excluded(), api_key)
     return {"user_id": user_id, "strategy": answer.strategy, "model_version": answer.model_version, "items": _items(answer.items)}
 
 
@@ -45,10 +45,10 @@ def for_user(user_id: str, query: RecommendQuery, key: KeyCheck) -> dict[str, An
     response=PopularItems,
     key_in_first_read=True,
 )
-def popular(query: PopularQuery, key: KeyCheck) -> dict[str, Any]:
+def popular(query: PopularQuery, api_key: KeyCheck) -> dict[str, Any]:
     """Distinct users per item, optionally within a category."""
     svc = services()
-    answer = recommending.popular(svc.db, svc.models, query.n, query.category, key)
+    answer = recommending.popular(svc.db, svc.models, query.n, query.category, api_key)
     return {"model_version": answer.model_version, "items": _items(answer.items)}
 
 
@@ -63,10 +63,10 @@ def popular(query: PopularQuery, key: KeyCheck) -> dict[str, Any]:
     path={"item_id": "id"},
     key_in_first_read=True,
 )
-def similar(item_id: str, query: SimilarQuery, key: KeyCheck) -> dict[str, Any]:
+def similar(item_id: str, query: SimilarQuery, api_key: KeyCheck) -> dict[str, Any]:
     """Nearest items in the active model's space."""
     svc = services()
-    answer = recommending.similar(svc.db, svc.models, item_id, query.n, key)
+    answer = recommending.similar(svc.db, svc.models, item_id, query.n, api_key)
     if answer is None:
         raise not_found("item", item_id)
     return {"item_id": item_id, "strategy": answer.strategy, "model_version": answer.model_version, "items": _items(answer.items)}
