@@ -74,11 +74,12 @@ def _principal(roles: tuple[str, ...]) -> Principal:
 class KeyCheck:
     """The caller's key, looked up by the endpoint's first read instead of by a read of its own.
 
-    On the hottest endpoint that round trip is a large share of the request.
-    A read takes part by running `wrap`'s query and passing its rows through
-    `take`, which raises 401 or 403 before the view can use anything it read.
-    Whatever the view does, the decorator settles an unsettled check before
-    any answer or error leaves, so no view can skip authentication.
+    On the storefront's hot reads (recommendations, assignment) that round trip
+    is a large share of a request. A read takes part by running `wrap`'s query
+    and passing its rows through `take`, which raises 401 or 403 before the
+    view can use anything it read. Whatever the view does, the decorator
+    settles an unsettled check before any answer or error leaves, so no answer
+    skips authentication; a view declared this way must read before it writes.
     """
 
     def __init__(self, raw_key: str, roles: tuple[str, ...]) -> None:
@@ -199,7 +200,8 @@ def endpoint(
     """Declare an endpoint; the view receives `body`, `query` and path args already validated.
 
     With `key_in_first_read` the view also receives `api_key`, a KeyCheck to pass
-    to its first read, and the decorator makes sure the key was checked.
+    to its first read, which must come before any write; the decorator makes
+    sure the key was checked before anything leaves.
     """
     if key_in_first_read and roles is None:
         raise ValueError("key_in_first_read needs roles: an open endpoint has no key to check")
