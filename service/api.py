@@ -109,11 +109,11 @@ class KeyCheck:
             _principal(self._roles)
 
 
-def read_with_key(db: Database, sql: str, params: tuple[Any, ...], key: KeyCheck | None, width: int = 4) -> list[tuple[Any, ...]]:
-    """Run a read whose rows start with a tag, checking the caller's key in the same round trip if `key` asks."""
-    if key is None:
+def read_with_key(db: Database, sql: str, params: tuple[Any, ...], api_key: KeyCheck | None, width: int = 4) -> list[tuple[Any, ...]]:
+    """Run a read whose rows start with a tag, checking the caller's key in the same round trip if `api_key` asks."""
+    if api_key is None:
         return db.fetch(sql, params)
-    return key.take(db.fetch(*key.wrap(sql, params, width)))
+    return api_key.take(db.fetch(*api_key.wrap(sql, params, width)))
 
 
 def _parse_body(spec: EndpointSpec) -> BaseModel:

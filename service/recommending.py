@@ -48,15 +48,15 @@ def live_popular(db: Database, n: int, category: str | None, excluded: set[str])
 
 
 def for_user(
-    db: Database, cache: ModelCache, user_id: str, n: int, category: str | None, excluded: set[str], key: KeyCheck | None = None
+    db: Database, cache: ModelCache, user_id: str, n: int, category: str | None, excluded: set[str], api_key: KeyCheck | None = None
 ) -> Answer:
-    """Personalised when the model knows the user or they have events; popular otherwise; `key` rides on the first read."""
+    """Personalised when the model knows the user or they have events; popular otherwise; `api_key` rides on the first read."""
     # A user the model already knows is scored from learned factors, so only their
     # purchases (to leave out) are read. Which model is active is only known from
     # the same read, so guess this worker's latest and read again if it changed.
     guess = cache.latest
     purchases_only = guess is not None and not guess.needs_events(user_id)
-    state, events = read_state_and_user_events(db, user_id, purchases_only, key)
+    state, events = read_state_and_user_events(db, user_id, purchases_only, api_key)
     if purchases_only and guess is not None and state.active_version != guess.version:
         state, events = read_state_and_user_events(db, user_id)
     blocked = excluded | {item for item, kind, _ in events if kind == "purchase"}
@@ -73,9 +73,9 @@ def for_user(
     return Answer(strategy, index.version, index.top(scores, allowed, n))
 
 
-def popular(db: Database, cache: ModelCache, n: int, category: str | None, key: KeyCheck | None = None) -> Answer:
-    """The most popular available items; `key` rides on the first read."""
-    state = read_shared_state(db, key)
+def popular(db: Database, cache: ModelCache, n: int, category: str | None, api_key: KeyCheck | None = None) -> Answer:
+    """The most popular available items; `api_key` rides on the first read."""
+    state = read_shared_state(db, api_key)
     if state.active_version is None:
         return Answer("popular", None, live_popular(db, n, category, set()))
     index = cache.index(state.active_version)
@@ -83,12 +83,12 @@ def popular(db: Database, cache: ModelCache, n: int, category: str | None, key: 
     return Answer("popular", index.version, index.top(index.popularity, allowed, n))
 
 
-def similar(db: Database, cache: ModelCache, item_id: str, n: int, key: KeyCheck | None = None) -> Answer | None:
+def similar(db: Database, cache: ModelCache, item_id: str, n: int, api_key: KeyCheck | None = None) -> Answer | None:
     """Items like `item_id`; popular in its category when the model does not know it; None if nobody does.
 
-    `key` rides on the first read.
+    `api_key` rides on the first read.
     """
-    state = read_shared_state(db, key)
+    state = read_shared_state(db, api_key)
     with db.read() as session:
         item = session.get(Item, item_id)
         seen = item is not None or session.scalar(select(Event.id).where(Event.item_id == item_id).limit(1)) is not None

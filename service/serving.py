@@ -16,9 +16,8 @@ from typing import Any
 
 from sqlalchemy import select
 
-from service.api import KeyCheck, read_with_key
-
 from recommender.index import ServingIndex, UserEvent
+from service.api import KeyCheck, read_with_key
 from service.db import Database
 from service.models import ModelArtifact, ModelVersion
 from service.stores.catalogue import CATALOGUE_KEY, CatalogueView, catalogue_view
@@ -55,20 +54,20 @@ def _state(rows: list[tuple[Any, ...]]) -> SharedState:
     return SharedState(active, int(state.get(CATALOGUE_KEY, ("", 0))[1]))
 
 
-def read_shared_state(db: Database, key: KeyCheck | None = None) -> SharedState:
-    """The active model version and the catalogue revision, in one query (with `key`, also the caller's key)."""
-    return _state(read_with_key(db, _STATE, (ACTIVE_MODEL_KEY, CATALOGUE_KEY), key))
+def read_shared_state(db: Database, api_key: KeyCheck | None = None) -> SharedState:
+    """The active model version and the catalogue revision, in one query (with `api_key`, also the caller's key)."""
+    return _state(read_with_key(db, _STATE, (ACTIVE_MODEL_KEY, CATALOGUE_KEY), api_key))
 
 
 def read_state_and_user_events(
-    db: Database, user_id: str, purchases_only: bool = False, key: KeyCheck | None = None
+    db: Database, user_id: str, purchases_only: bool = False, api_key: KeyCheck | None = None
 ) -> tuple[SharedState, list[UserEvent]]:
     """The shared state and the user's most recent events (or purchases) as (item_id, type, ts), newest first.
 
-    With `key`, the caller's API key is checked in the same round trip.
+    With `api_key`, the caller's API key is checked in the same round trip.
     """
     sql = _PURCHASES if purchases_only else _ALL_EVENTS
-    rows = read_with_key(db, sql, (ACTIVE_MODEL_KEY, CATALOGUE_KEY, user_id, USER_EVENTS_LIMIT), key)
+    rows = read_with_key(db, sql, (ACTIVE_MODEL_KEY, CATALOGUE_KEY, user_id, USER_EVENTS_LIMIT), api_key)
     return _state(rows), [(r[1], r[2], float(r[3])) for r in rows if r[0] == 1]
 
 
