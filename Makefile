@@ -3,8 +3,9 @@
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-PG_URL ?= postgresql+psycopg://postgres@127.0.0.1:5432/test
-# The SQLite run also checks what only a server can do (dropped connections) on this PostgreSQL.
+# The PostgreSQL server the suite runs on; each run creates and drops a database of its own there.
+# The SQLite run also checks what only a server can do (dropped connections) on it.
+PG_URL ?= postgresql+psycopg://postgres@127.0.0.1:5432/postgres
 export PG_URL
 export OPENBLAS_NUM_THREADS := 1
 
@@ -24,11 +25,12 @@ run: install
 	$(BIN)/flask --app wsgi init-db
 	$(BIN)/flask --app wsgi demo
 	$(BIN)/flask --app wsgi train
-	@$(BIN)/python -m service.demo_keys
+	@$(BIN)/flask --app wsgi demo-keys
 	$(BIN)/gunicorn -c service/gunicorn_conf.py wsgi:app
 
 lint: install
 	$(BIN)/mypy
+	$(BIN)/lint-imports --no-cache
 
 test: install lint test-sqlite test-postgres
 

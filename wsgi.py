@@ -1,4 +1,4 @@
 """WSGI entry point: `gunicorn wsgi:app` and `flask --app wsgi ...`."""
-from service.app import create_app
+from service.http.app import create_app
 
 app = create_app()

@@ -14,12 +14,12 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from recommender.synthetic import generate  # noqa: E402
-from service.app import create_app  # noqa: E402
-from service.auth import create_key  # noqa: E402
+from service.http.app import create_app  # noqa: E402
+from service.usecases.keys import create_key  # noqa: E402
 from service.config import Config  # noqa: E402
-from service.schema import upgrade  # noqa: E402
-from service.stores.catalogue import upsert_items  # noqa: E402
-from service.stores.events import insert_events  # noqa: E402
+from service.store.migrate import upgrade  # noqa: E402
+from service.store.catalogue import upsert_items  # noqa: E402
+from service.store.events import insert_events  # noqa: E402
 
 
 def fresh_config(name: str) -> Config:
@@ -76,9 +76,9 @@ def keys(svc) -> dict[str, str]:  # noqa: ANN001
 
 def running_ab(svc, users: int) -> str:  # noqa: ANN001
     """Create and start the demo A/B experiment and expose `users` users (u0, u1, ...) directly; answer its key."""
-    from service.assigning import assign
-    from service.demo_experiments import AB
-    from service.stores import experiments as store
+    from service.usecases.assignment import assign
+    from service.usecases.demo_experiments import AB
+    from service.store import experiments as store
 
     store.create(svc.db, dict(AB))
     store.move(svc.db, AB["key"], "start")

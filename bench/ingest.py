@@ -15,7 +15,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.common import fresh_config, keys, post_json, prepare, server_env  # noqa: E402
 from recommender.synthetic import generate  # noqa: E402
-from service.testing.server import gunicorn  # noqa: E402
+from tests.server import gunicorn  # noqa: E402
 
 BATCH = 10_000
 

@@ -18,8 +18,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.common import fresh_config, keys, post_json, prepare, running_ab, server_env  # noqa: E402
-from service.demo_experiments import AB  # noqa: E402
-from service.testing.server import gunicorn  # noqa: E402
+from service.usecases.demo_experiments import AB  # noqa: E402
+from tests.server import gunicorn  # noqa: E402
 
 BATCH = 10_000
 

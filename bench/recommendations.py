@@ -22,8 +22,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.common import fresh_config, keys, load_synthetic, prepare, server_env  # noqa: E402
 from bench.load import report, run  # noqa: E402
-from service.testing.server import gunicorn  # noqa: E402
-from service.training import request_training, run_training  # noqa: E402
+from tests.server import gunicorn  # noqa: E402
+from service.usecases.model_training import request_training, run_training  # noqa: E402
 
 
 def main() -> None:
@@ -43,7 +43,7 @@ def main() -> None:
     svc = prepare(config)
     print(f"data: {args.users:,} users, {args.items:,} items, {args.events:,} events (power-law popularity)")
     load_synthetic(svc, args.users, args.items, args.events)
-    row = request_training(svc.db, config, "als", {"evaluate": False}, activate=True)
+    row = request_training(svc.db, config, "als", {}, activate=True, evaluation={"evaluate": False})
     model = run_training(svc.db, config, row.version)
     print(f"model {model.version}: {model.status} in {model.training_seconds:.1f} s")
     key = keys(svc)["storefront"]

@@ -22,8 +22,8 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.common import fresh_config, keys, prepare  # noqa: E402
-from service.demo_experiments import AB  # noqa: E402
-from service.stores import experiments as store  # noqa: E402
+from service.usecases.demo_experiments import AB  # noqa: E402
+from service.store import experiments as store  # noqa: E402
 
 RAW = (
     "SELECT arm, COUNT(*), SUM(v), SUM(v * v) FROM ("
@@ -81,7 +81,7 @@ def main() -> None:
     store.create(svc.db, dict(AB))
     store.move(svc.db, AB["key"], "start")
     load(svc, AB["key"], args.users)
-    from service.app import create_app
+    from service.http.app import create_app
 
     client = create_app(config).test_client()
     headers = {"Authorization": f"Bearer {keys(svc)['analyst']}"}

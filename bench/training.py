@@ -18,9 +18,9 @@ from bench.common import fresh_config, prepare  # noqa: E402
 from recommender.matrix import MatrixSettings, build_matrix  # noqa: E402
 from recommender.models.als import ALS  # noqa: E402
 from recommender.synthetic import generate  # noqa: E402
-from service.stores import event_log  # noqa: E402
-from service.stores.events import insert_events  # noqa: E402
-from service.training import request_training, run_training  # noqa: E402
+from service.store import event_log  # noqa: E402
+from service.store.events import insert_events  # noqa: E402
+from service.usecases.model_training import request_training, run_training  # noqa: E402
 
 
 def main() -> None:
@@ -45,7 +45,7 @@ def main() -> None:
     print(f"stored {args.events:,} events ({args.users:,} users x {args.items:,} items, power law) in {time.perf_counter() - started:.0f} s")
 
     for evaluate in (True, False):
-        row = request_training(svc.db, config, "als", {"evaluate": evaluate}, activate=True)
+        row = request_training(svc.db, config, "als", {}, activate=True, evaluation={"evaluate": evaluate})
         result = run_training(svc.db, config, row.version)
         assert result.status == "ready", result.error
         label = "with holdout evaluation" if evaluate else "evaluation off"

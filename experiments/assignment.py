@@ -7,18 +7,18 @@ anyone already enrolled, and the arm split stays the weights at any traffic.
 """
 from __future__ import annotations
 
-import hashlib
 from bisect import bisect_right
 from itertools import accumulate
 from typing import Sequence
+
+from experiments.hashing import hash64
 
 BUCKETS = 100_000
 
 
 def bucket(salt: str, experiment: str, user_id: str, purpose: str) -> int:
     """The user's bucket in [0, BUCKETS) for one purpose ("traffic" or "arm")."""
-    digest = hashlib.sha256(f"{salt}\x1f{experiment}\x1f{user_id}\x1f{purpose}".encode()).digest()
-    return int.from_bytes(digest[:8], "big") % BUCKETS
+    return hash64(salt, experiment, user_id, purpose) % BUCKETS
 
 
 def unit_draw(salt: str, experiment: str, user_id: str, purpose: str) -> float:

@@ -16,7 +16,6 @@ KEY_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,63}$")
 ExperimentType = Literal["ab", "bandit"]
 MetricKind = Literal["binary", "continuous"]
 Status = Literal["draft", "running", "paused", "stopped"]
-Algorithm = Literal["thompson", "ucb1", "epsilon_greedy"]
 
 # Metrics computed from /v1/events after each user's exposure; never reported as outcomes.
 BUILTIN_METRICS: dict[str, MetricKind] = {
@@ -80,6 +79,8 @@ class Metric:
         builtin = BUILTIN_METRICS.get(self.key)
         if builtin is not None and builtin != self.kind:
             raise DefinitionError("kind", f"the built-in metric {self.key!r} is {builtin}")
+        if self.kind not in ("binary", "continuous"):
+            raise DefinitionError("kind", "must be 'binary' or 'continuous'")
 
     @property
     def builtin(self) -> bool:
@@ -89,15 +90,19 @@ class Metric:
 
 @dataclass(frozen=True)
 class BanditSettings:
-    """Which policy allocates users, and the least probability any arm keeps."""
+    """Which policy allocates users, and the least probability any arm keeps.
 
-    algorithm: Algorithm = "thompson"
+    The policy is named, not checked here: the bandit registry that runs it is
+    another package, and whoever runs the experiment checks the name against it.
+    """
+
+    algorithm: str = "thompson"
     epsilon: float = 0.1
     min_probability: float = 0.01
 
     def __post_init__(self) -> None:
-        if self.algorithm not in ("thompson", "ucb1", "epsilon_greedy"):
-            raise DefinitionError("bandit.algorithm", "must be one of thompson, ucb1, epsilon_greedy")
+        if not self.algorithm:
+            raise DefinitionError("bandit.algorithm", "must name a policy")
         if not 0 <= self.epsilon <= 1:
             raise DefinitionError("bandit.epsilon", f"must lie in [0, 1], got {self.epsilon}")
         if not 0 <= self.min_probability < 1:
@@ -129,12 +134,15 @@ class Experiment:
             raise DefinitionError("arms", "an experiment needs at least 2 arms")
         if len({a.key for a in self.arms}) != len(self.arms):
             raise DefinitionError("arms", "arm keys must be unique")
-        if not self.metrics:
-            raise DefinitionError("metrics", "an experiment needs at least 1 metric")
+        for i, metric in enumerate(self.metrics):
+            if metric.builtin:
+                raise DefinitionError(
+                    f"metrics.{i}.key", f"{metric.key!r} is a built-in metric derived from events; it is always available without declaring it"
+                )
         if len({m.key for m in self.metrics}) != len(self.metrics):
             raise DefinitionError("metrics", "metric keys must be unique")
-        if self.primary_metric not in {m.key for m in self.metrics}:
-            raise DefinitionError("primary_metric", f"{self.primary_metric!r} is not one of the experiment's metrics")
+        if self.primary_metric not in {m.key for m in self.metrics} | set(BUILTIN_METRICS):
+            raise DefinitionError("primary_metric", f"{self.primary_metric!r} is neither a declared metric nor a built-in one")
         self._check_bandit()
 
     def _check_bandit(self) -> None:

@@ -7,13 +7,15 @@ the ledger alone, on any machine and with any library version.
 """
 from __future__ import annotations
 
-import hashlib
 import math
 from abc import ABC, abstractmethod
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, fields, replace
 from typing import Any, ClassVar, Mapping
 
-_TWO_64 = float(2**64)
+from experiments.hashing import unit_hash
+
+# Points, values and durations stay within this magnitude, so balances stay finite.
+MAX_MAGNITUDE = 1e12
 
 
 class ScheduleError(ValueError):
@@ -27,8 +29,26 @@ class ScheduleError(ValueError):
 
 def draw(experiment: str, user_id: str, sequence: int, purpose: str) -> float:
     """A uniform number in [0, 1) fixed by (experiment, user, action sequence, purpose)."""
-    digest = hashlib.sha256(f"{experiment}\x1f{user_id}\x1f{sequence}\x1f{purpose}".encode()).digest()
-    return int.from_bytes(digest[:8], "big") / _TWO_64
+    return unit_hash(experiment, user_id, str(sequence), purpose)
+
+
+def parameter(*, gt: float | None = None, ge: float | None = None, le: float = MAX_MAGNITUDE, integer: bool = False, doc: str = "") -> Any:
+    """A schedule parameter with its bounds: the one place they are written, for checks and for request schemas."""
+    default = 1 if integer else 1.0
+    return field(default=default, metadata={"gt": gt, "ge": ge, "le": le, "integer": integer, "doc": doc})
+
+
+def check_bounds(name: str, value: Any, meta: Mapping[str, Any]) -> None:
+    """Refuse a value outside its parameter's bounds with a message that names them."""
+    kind = "a whole number" if meta["integer"] else "a finite number"
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or (meta["integer"] and not float(value).is_integer()):
+        raise ScheduleError(name, f"must be {kind}, got {value!r}")
+    low = f"above {meta['gt']:g}" if meta["gt"] is not None else f"at least {meta['ge']:g}"
+    bound = f"{low} and at most {meta['le']:g}"
+    if not math.isfinite(value) or value > meta["le"]:
+        raise ScheduleError(name, f"must be {kind} {bound}, got {value}")
+    if (meta["gt"] is not None and value <= meta["gt"]) or (meta["ge"] is not None and value < meta["ge"]):
+        raise ScheduleError(name, f"must be {kind} {bound}, got {value}")
 
 
 @dataclass(frozen=True)
@@ -40,8 +60,8 @@ class Multiplier:
     end: float
 
     def __post_init__(self) -> None:
-        if not math.isfinite(self.factor) or self.factor <= 0:
-            raise ScheduleError("multiplier.factor", f"must be a finite number above 0, got {self.factor}")
+        if not math.isfinite(self.factor) or self.factor <= 0 or self.factor > MAX_MAGNITUDE:
+            raise ScheduleError("multiplier.factor", f"must be a finite number above 0 and at most {MAX_MAGNITUDE:g}, got {self.factor}")
         if not self.start < self.end:
             raise ScheduleError("multiplier.end", "must be after multiplier.start")
 
@@ -91,6 +111,15 @@ class Schedule(ABC):
     action: str = "purchase"
     multiplier: Multiplier | None = None
 
+    def __post_init__(self) -> None:
+        for f in self.parameters():
+            check_bounds(f.name, getattr(self, f.name), f.metadata)
+
+    @classmethod
+    def parameters(cls) -> list[Any]:
+        """The schedule's own parameters (dataclass fields with bounds), in declaration order."""
+        return [f for f in fields(cls) if "le" in f.metadata]
+
     def apply(self, state: RewardState, action: Action) -> Decision:
         """Count the action, decide its points, apply any multiplier, update the state."""
         counted = replace(state, actions=state.actions + 1)
@@ -126,23 +155,13 @@ class Schedule(ABC):
         return out
 
 
-def _positive(field_name: str, value: float) -> None:
-    if not math.isfinite(value) or value <= 0:
-        raise ScheduleError(field_name, f"must be a finite number above 0, got {value}")
-
-
 @dataclass(frozen=True)
 class FixedRatio(Schedule):
     """Every `every`-th qualifying action earns `points`."""
 
     type: ClassVar[str] = "fixed_ratio"
-    every: int = 1
-    points: float = 0.0
-
-    def __post_init__(self) -> None:
-        if self.every < 1:
-            raise ScheduleError("every", f"must be at least 1, got {self.every}")
-        _positive("points", self.points)
+    every: int = parameter(ge=1, integer=True, doc="reward every this many qualifying actions")
+    points: float = parameter(gt=0, doc="points per reward")
 
     def _decide(self, state: RewardState, action: Action) -> tuple[float, str, float | None]:
         if state.actions % self.every == 0:
@@ -155,13 +174,8 @@ class VariableRatio(Schedule):
     """Each qualifying action earns `points` with probability 1/`mean`."""
 
     type: ClassVar[str] = "variable_ratio"
-    mean: float = 1.0
-    points: float = 0.0
-
-    def __post_init__(self) -> None:
-        if not math.isfinite(self.mean) or self.mean < 1:
-            raise ScheduleError("mean", f"must be at least 1, got {self.mean}")
-        _positive("points", self.points)
+    mean: float = parameter(ge=1, doc="a reward with probability 1/mean per qualifying action")
+    points: float = parameter(gt=0, doc="points per reward")
 
     def _decide(self, state: RewardState, action: Action) -> tuple[float, str, float | None]:
         u = draw(action.experiment, action.user_id, action.sequence, "ratio")
@@ -174,7 +188,7 @@ class VariableRatio(Schedule):
 class _Interval(Schedule):
     """The first action once the current wait has passed since the last reward (or enrolment)."""
 
-    points: float = 0.0
+    points: float = parameter(gt=0, doc="points per reward")
 
     @abstractmethod
     def _wait(self, experiment: str, user_id: str, sequence: int) -> float:
@@ -195,11 +209,7 @@ class FixedInterval(_Interval):
     """The first qualifying action at least `seconds` after the last reward earns `points`."""
 
     type: ClassVar[str] = "fixed_interval"
-    seconds: float = 0.0
-
-    def __post_init__(self) -> None:
-        _positive("seconds", self.seconds)
-        _positive("points", self.points)
+    seconds: float = parameter(gt=0, doc="seconds from a reward (or enrolment) to the next eligible action")
 
     def _wait(self, experiment: str, user_id: str, sequence: int) -> float:
         return self.seconds
@@ -210,11 +220,7 @@ class VariableInterval(_Interval):
     """As fixed interval, with each wait drawn from an exponential distribution of mean `mean_seconds`."""
 
     type: ClassVar[str] = "variable_interval"
-    mean_seconds: float = 0.0
-
-    def __post_init__(self) -> None:
-        _positive("mean_seconds", self.mean_seconds)
-        _positive("points", self.points)
+    mean_seconds: float = parameter(gt=0, doc="mean of the exponentially drawn wait, in seconds")
 
     def _wait(self, experiment: str, user_id: str, sequence: int) -> float:
         # Inverse-CDF of the exponential; 1 - u lies in (0, 1], so the log is finite.
@@ -226,10 +232,7 @@ class PerUnit(Schedule):
     """Points in proportion to the action's value (for example, 1 point per unit spent)."""
 
     type: ClassVar[str] = "per_unit"
-    points_per_unit: float = 1.0
-
-    def __post_init__(self) -> None:
-        _positive("points_per_unit", self.points_per_unit)
+    points_per_unit: float = parameter(gt=0, doc="points per unit of the action's value")
 
     def _decide(self, state: RewardState, action: Action) -> tuple[float, str, float | None]:
         if action.value is None or action.value <= 0:

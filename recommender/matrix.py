@@ -8,7 +8,9 @@ from typing import Literal, Mapping, Sequence
 import numpy as np
 import scipy.sparse as sp
 
-EVENT_TYPES = ("view", "click", "add_to_cart", "purchase")
+# The event types, and how strongly each signals interest by default; the one list of both.
+DEFAULT_WEIGHTS: Mapping[str, float] = {"view": 1.0, "click": 2.0, "add_to_cart": 4.0, "purchase": 8.0}
+EVENT_TYPES = tuple(DEFAULT_WEIGHTS)
 SECONDS_PER_DAY = 86_400.0
 
 
@@ -16,7 +18,7 @@ SECONDS_PER_DAY = 86_400.0
 class MatrixSettings:
     """How events turn into confidence: per-type weights, time decay and scaling."""
 
-    weights: Mapping[str, float] = field(default_factory=lambda: {"view": 1.0, "click": 2.0, "add_to_cart": 4.0, "purchase": 8.0})
+    weights: Mapping[str, float] = field(default_factory=lambda: dict(DEFAULT_WEIGHTS))
     half_life_days: float | None = None
     scaling: Literal["linear", "log"] = "log"
     alpha: float = 1.0

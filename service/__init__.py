@@ -1,1 +1,1 @@
-"""The HTTP service: app factory, blueprints, storage, auth and the command line."""
+"""Stickyloop's web service: HTTP -> use cases -> store -> the domain packages."""

@@ -6,10 +6,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
+from recommender.matrix import DEFAULT_WEIGHTS
+
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 INSTANCE_DIR = PROJECT_ROOT / "instance"
 
-DEFAULT_EVENT_WEIGHTS = {"view": 1.0, "click": 2.0, "add_to_cart": 4.0, "purchase": 8.0}
+DEFAULT_EVENT_WEIGHTS = dict(DEFAULT_WEIGHTS)
 
 
 def _parse_weights(raw: str) -> dict[str, float]:
@@ -20,7 +22,7 @@ def _parse_weights(raw: str) -> dict[str, float]:
         if name not in weights:
             raise ValueError(f"EVENT_WEIGHTS: unknown event type {name!r}; use one of {sorted(weights)}")
         weights[name] = float(value)
-        if weights[name] < 0:
+        if not 0 <= weights[name] < float("inf"):
             raise ValueError(f"EVENT_WEIGHTS: weight of {name!r} cannot be negative")
     return weights
 
@@ -58,7 +60,6 @@ class Config:
     log_level: str = "INFO"
     log_requests: bool = True
     max_content_length: int = 32 * 1024 * 1024
-    max_batch: int = 10_000
     event_weights: Mapping[str, float] = field(default_factory=lambda: dict(DEFAULT_EVENT_WEIGHTS))
     # "subprocess" survives gunicorn recycling the worker that accepted the request.
     training_runner: str = "subprocess"

@@ -2,43 +2,75 @@
 from __future__ import annotations
 
 import os
+import secrets
 import time
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
-from sqlalchemy import text
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
 
-from service.app import create_app
-from service.auth import ROLES, create_key
+from service.http.app import create_app
+from service.usecases.keys import ROLES, create_key
 from service.config import Config
-from service.db import Database
-from service.models import Base
-from service.schema import upgrade
+from service.store.database import Database
+from service.store.tables import Base
+from service.store.migrate import upgrade
 
 MOVIELENS = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "movielens-small"
 if not MOVIELENS.exists():
     MOVIELENS = Path(__file__).resolve().parents[1].parent / "shared" / "datasets" / "movielens-small"
 
 
-def _database_url(tmp_root: Path) -> str:
-    return os.environ.get("DATABASE_URL") or f"sqlite:///{tmp_root / 'test.db'}"
+@contextmanager
+def own_postgres_database(server_url: str) -> Iterator[str]:
+    """A new, uniquely named database on the server of `server_url`, dropped afterwards.
+
+    So that two suites on one machine (or one suite's PostgreSQL run and another's
+    SQLite run, which also uses this server) never share data.
+    """
+    admin = create_engine(make_url(server_url).set(database="postgres"), isolation_level="AUTOCOMMIT")
+    name = f"stickyloop_test_{os.getpid()}_{secrets.token_hex(4)}"
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    try:
+        yield make_url(server_url).set(database=name).render_as_string(hide_password=False)
+    finally:
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
 
 
 @pytest.fixture(scope="session")
-def database_url(tmp_path_factory: pytest.TempPathFactory) -> str:
-    """One database for the session, migrated from empty."""
-    url = _database_url(tmp_path_factory.mktemp("db"))
-    db = Database(url)
-    if not db.is_sqlite:
-        with db.engine.begin() as conn:
-            Base.metadata.drop_all(conn)
-            conn.execute(text("DROP TABLE IF EXISTS alembic_version"))
-    upgrade(db)
-    db.dispose()
-    return url
+def database_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """One database for the session, migrated from empty: SQLite in a temporary folder, or a PostgreSQL database of its own.
+
+    DATABASE_URL names the PostgreSQL server to use; the suite never touches the database it names.
+    Subprocesses the tests start (gunicorn, the CLI) inherit the session's own URL.
+    """
+    requested = os.environ.get("DATABASE_URL")
+    with own_postgres_database(requested) if requested else _sqlite(tmp_path_factory.mktemp("db")) as url:
+        previous = os.environ.get("DATABASE_URL")
+        os.environ["DATABASE_URL"] = url
+        db = Database(url)
+        upgrade(db)
+        db.dispose()
+        try:
+            yield url
+        finally:
+            if previous is None:
+                os.environ.pop("DATABASE_URL", None)
+            else:
+                os.environ["DATABASE_URL"] = previous
+
+
+@contextmanager
+def _sqlite(folder: Path) -> Iterator[str]:
+    yield f"sqlite:///{folder / 'test.db'}"
 
 
 def _wipe(db: Database) -> None:

@@ -1,0 +1,1 @@
+"""The HTTP layer: app factory, endpoint decorator, views, schemas, error mapping, OpenAPI and the CLI."""

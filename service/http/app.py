@@ -1,0 +1,36 @@
+"""The Flask application factory."""
+from __future__ import annotations
+
+import importlib
+
+from flask import Flask
+from threadpoolctl import threadpool_limits
+
+from service.config import Config
+from service.http.cli import register_commands
+from service.http.errors import register_error_handlers
+from service.http.observability import init_request_tracking
+from service.logs import configure_logging
+from service.usecases.context import Services
+
+VIEWS = ("health", "keys", "items", "events", "models", "recommendations", "experiments", "assignments", "outcomes", "rewards", "results")
+
+
+def create_app(config: Config | None = None) -> Flask:
+    """Build the app from `config`, or from the environment when none is given."""
+    config = config or Config.from_env()
+    # Serving multiplies one user's factors by the item factors: a product of tens of
+    # microseconds, which waking a BLAS thread pool between requests turns into
+    # milliseconds. Training runs implicit's own threads and does not need BLAS ones.
+    threadpool_limits(1, "blas")
+    configure_logging(config.log_level)
+    app = Flask(__name__, instance_path=str(config.model_dir.parent.resolve()))
+    app.config.update(MAX_CONTENT_LENGTH=config.max_content_length, TESTING=config.testing, STICKYLOOP=config)
+    app.json.sort_keys = False  # type: ignore[attr-defined]
+    app.extensions["stickyloop"] = Services.build(config)
+    register_error_handlers(app)
+    init_request_tracking(app, config.log_requests)
+    for name in VIEWS:
+        app.register_blueprint(importlib.import_module(f"service.http.views.{name}").bp)
+    register_commands(app)
+    return app

@@ -1,0 +1,189 @@
+"""The endpoint decorator: auth, request parsing, serialisation, and OpenAPI metadata.
+
+Every view is declared with the roles it admits and the pydantic models of its
+input and output; the same declaration drives validation and `/openapi.json`.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from functools import wraps
+from typing import Any, Callable, Iterable
+
+import pydantic_core
+from flask import Response, current_app, g, request
+from pydantic import BaseModel, ValidationError
+
+from service.errors import Invalid
+from service.http.schemas.common import MAX_BATCH
+from service.http.errors import ApiError, validation_error
+from service.usecases.context import Services
+from service.usecases.keys import Principal, allowed
+
+def services() -> Services:
+    """The services of the app handling the current request."""
+    return current_app.extensions["stickyloop"]  # type: ignore[no-any-return]
+
+
+ID_PATTERN = re.compile(r"^[^\x00]{1,128}$")
+KEY_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,63}$")
+PATH_KINDS = {"id": ID_PATTERN, "key": KEY_PATTERN}
+
+STOREFRONT = ("storefront",)
+EDITOR = ("editor",)
+ANALYST = ("analyst",)
+ADMIN = ("admin",)
+READ_EXPERIMENTS = ("editor", "analyst")
+
+
+@dataclass(frozen=True)
+class EndpointSpec:
+    """What an endpoint accepts and answers, for validation and documentation."""
+
+    summary: str
+    roles: tuple[str, ...] | None
+    tag: str
+    body: type[BaseModel] | None = None
+    body_optional: bool = False
+    query: type[BaseModel] | None = None
+    response: type[BaseModel] | None = None
+    media_type: str = "application/json"
+    status: int = 200
+    errors: tuple[int, ...] = ()
+    path: dict[str, str] = field(default_factory=dict)
+    batch_field: str | None = None
+
+
+def _bearer_token() -> str:
+    scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise ApiError(401, "send an API key as 'Authorization: Bearer <key>'")
+    return token.strip()
+
+
+def _admit(principal: Principal | None, roles: tuple[str, ...]) -> Principal:
+    """The principal if it may call an endpoint open to `roles`; 401 or 403 otherwise."""
+    if principal is None:
+        raise ApiError(401, "the API key is unknown or revoked")
+    if not allowed(principal.role, roles):
+        raise ApiError(403, f"a {principal.role} key cannot call this endpoint; it needs one of: {', '.join(roles)}")
+    g.principal = principal
+    return principal
+
+
+def _principal(roles: tuple[str, ...]) -> Principal:
+    """Authenticate the bearer key and check its role."""
+    return _admit(services().keys.principal(_bearer_token()), roles)
+
+
+def _parse_body(spec: EndpointSpec) -> BaseModel:
+    """Parse and validate the JSON body whole, before anything is stored."""
+    assert spec.body is not None
+    raw = request.get_data(cache=False)
+    if not raw.strip():
+        if spec.body_optional:
+            raw = b"{}"
+        else:
+            raise ApiError(400, "the request needs a JSON body")
+    try:
+        return spec.body.model_validate_json(raw)
+    except ValidationError as exc:
+        kinds = {e["type"] for e in exc.errors()}
+        if "json_invalid" in kinds:
+            raise ApiError(400, "the request body is not valid JSON") from None
+        if spec.batch_field and any(
+            e["type"] == "too_long" and tuple(e["loc"]) == (spec.batch_field,) for e in exc.errors()
+        ):
+            raise ApiError(413, f"a batch holds at most {MAX_BATCH:,} entries", code="batch_too_large") from None
+        raise validation_error(exc) from None
+
+
+def _parse_query(spec: EndpointSpec) -> BaseModel:
+    """Validate the query string."""
+    assert spec.query is not None
+    try:
+        return spec.query.model_validate(request.args.to_dict(flat=True))
+    except ValidationError as exc:
+        raise validation_error(exc, prefix="query") from None
+
+
+def _check_path(spec: EndpointSpec, args: dict[str, Any]) -> None:
+    """Path parameters follow the contract's id and key formats."""
+    for name, kind in spec.path.items():
+        if name in args and not PATH_KINDS[kind].match(args[name]):
+            rule = "1..128 characters" if kind == "id" else "^[a-z0-9][a-z0-9_.-]{0,63}$"
+            raise Invalid.field(name, f"must match {rule}")
+
+
+def _serialise(spec: EndpointSpec, result: Any) -> Response:
+    """Turn a view's result into a JSON response."""
+    if isinstance(result, Response):
+        return result
+    body: str | bytes
+    if isinstance(result, BaseModel):
+        body = result.model_dump_json()
+    elif isinstance(result, dict) and spec.response is not None:
+        # Hot endpoints answer plain dicts: building a model object per item cost
+        # more than the ranking did. Under test, each such answer must be exactly
+        # what its declared model would have written.
+        body = pydantic_core.to_json(result)
+        if current_app.testing:
+            _check_answer(spec.response, result, body)
+    else:
+        body = current_app.json.dumps(result)
+    return Response(body, status=spec.status, mimetype="application/json")
+
+
+def _check_answer(model: type[BaseModel], result: dict[str, Any], body: bytes) -> None:
+    expected = model.model_validate(result).model_dump_json().encode()
+    if body != expected:
+        raise AssertionError(f"the answer differs from {model.__name__}: {body!r} != {expected!r}")
+
+
+def endpoint(
+    summary: str,
+    *,
+    roles: Iterable[str] | None,
+    tag: str,
+    body: type[BaseModel] | None = None,
+    body_optional: bool = False,
+    query: type[BaseModel] | None = None,
+    response: type[BaseModel] | None = None,
+    media_type: str = "application/json",
+    status: int = 200,
+    errors: Iterable[int] = (),
+    path: dict[str, str] | None = None,
+    batch_field: str | None = None,
+) -> Callable[[Callable[..., Any]], Callable[..., Response]]:
+    """Declare an endpoint; the view receives `body`, `query` and path args already validated, after the key's check."""
+    spec = EndpointSpec(
+        summary=summary,
+        roles=tuple(roles) if roles is not None else None,
+        tag=tag,
+        body=body,
+        body_optional=body_optional,
+        query=query,
+        response=response,
+        media_type=media_type,
+        status=status,
+        errors=tuple(errors),
+        path=path or {},
+        batch_field=batch_field,
+    )
+
+    def decorate(fn: Callable[..., Any]) -> Callable[..., Response]:
+        @wraps(fn)
+        def view(**args: Any) -> Response:
+            if spec.roles is not None:
+                _principal(spec.roles)  # a bad key answers 401 or 403 before any other error
+            _check_path(spec, args)
+            if spec.body is not None:
+                args["body"] = _parse_body(spec)
+            if spec.query is not None:
+                args["query"] = _parse_query(spec)
+            return _serialise(spec, fn(**args))
+
+        view.__api__ = spec  # type: ignore[attr-defined]
+        return view
+
+    return decorate

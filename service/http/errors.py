@@ -1,0 +1,106 @@
+"""One place that turns every failure into the contract's JSON error shape and status code."""
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from flask import Flask, Response, g, jsonify
+from pydantic import ValidationError
+from werkzeug.exceptions import HTTPException
+
+from service.errors import Conflict, Invalid, NotFound, ServiceError, Unavailable, detail
+
+log = logging.getLogger(__name__)
+
+_HTTP_CODES = {
+    400: "bad_request",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    409: "conflict",
+    413: "payload_too_large",
+    414: "uri_too_long",
+    415: "unsupported_media_type",
+    422: "validation_error",
+    431: "headers_too_large",
+    500: "internal_error",
+    503: "unavailable",
+}
+# The domain's errors and the status each answers with; the first match wins.
+_STATUS: tuple[tuple[type[ServiceError], int], ...] = ((NotFound, 404), (Conflict, 409), (Invalid, 422), (Unavailable, 503))
+
+
+class ApiError(Exception):
+    """An error only HTTP knows of (a bad key, malformed JSON, a batch too large)."""
+
+    def __init__(self, status: int, message: str, code: str | None = None, details: list[Any] | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.code = code or _HTTP_CODES.get(status, "error")
+        self.details = details or []
+
+
+def status_of(exc: ServiceError) -> int:
+    """The status code a domain error answers with."""
+    return next(status for kind, status in _STATUS if isinstance(exc, kind))
+
+
+def details_from_pydantic(exc: ValidationError, prefix: str = "") -> list[dict[str, Any]]:
+    """Name each bad field, with its index when it sits in a batch."""
+    details = []
+    for err in exc.errors(include_url=False, include_input=False):
+        loc = [str(p) for p in err["loc"]]
+        if prefix:
+            loc.insert(0, prefix)
+        index = next((int(p) for p in loc if p.isdigit()), None)
+        details.append(detail(".".join(loc) or "body", err["msg"], index))
+    return details
+
+
+def validation_error(exc: ValidationError, prefix: str = "") -> Invalid:
+    """A 422 from a pydantic validation failure."""
+    return Invalid.many(details_from_pydantic(exc, prefix))
+
+
+def error_response(status: int, code: str, message: str, details: list[Any] | None = None) -> Response:
+    """Serialise an error in the contract's shape."""
+    body = {"error": {"code": code, "message": message, "details": details or []}}
+    rid = getattr(g, "request_id", None)
+    if rid:
+        body["error"]["request_id"] = rid
+    response = jsonify(body)
+    response.status_code = status
+    return response
+
+
+def register_error_handlers(app: Flask) -> None:
+    """Install handlers so that no failure escapes in another shape."""
+
+    @app.errorhandler(ApiError)
+    def _api_error(exc: ApiError) -> Response:
+        return error_response(exc.status, exc.code, exc.message, exc.details)
+
+    @app.errorhandler(ServiceError)
+    def _service_error(exc: ServiceError) -> Response:
+        status = status_of(exc)
+        if status == 503:
+            log.warning("dependency unavailable", extra={"error": exc.message})
+        return error_response(status, _HTTP_CODES[status], exc.message, exc.details)
+
+    @app.errorhandler(HTTPException)
+    def _http_error(exc: HTTPException) -> Response:
+        status = exc.code or 500
+        message = exc.description or exc.name
+        if status == 413:
+            message = "request body is larger than this service accepts"
+        response = error_response(status, _HTTP_CODES.get(status, "error"), message)
+        if status == 405 and exc.valid_methods:  # type: ignore[attr-defined]
+            response.headers["Allow"] = ", ".join(exc.valid_methods)  # type: ignore[attr-defined]
+        return response
+
+    @app.errorhandler(Exception)
+    def _unexpected(exc: Exception) -> Response:
+        log.exception("unhandled error", extra={"request_id": getattr(g, "request_id", None)})
+        return error_response(500, "internal_error", "the service failed to answer; quote the request_id when reporting it")

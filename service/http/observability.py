@@ -1,0 +1,64 @@
+"""Request ids, one structured log line per request, and Prometheus metrics per endpoint."""
+from __future__ import annotations
+
+import logging
+import os
+import re
+import time
+import uuid
+from typing import Any
+
+from flask import Flask, Response, g, request
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest, multiprocess
+
+log = logging.getLogger("stickyloop.request")
+_RID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+
+REQUESTS = Counter("stickyloop_http_requests_total", "HTTP requests answered", ["method", "endpoint", "status"])
+LATENCY = Histogram(
+    "stickyloop_http_request_duration_seconds",
+    "Time to answer an HTTP request",
+    ["method", "endpoint"],
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+)
+
+
+def init_request_tracking(app: Flask, log_requests: bool) -> None:
+    """Give every request an id, log it once answered and count it."""
+
+    @app.before_request
+    def _start() -> None:
+        incoming = request.headers.get("X-Request-ID", "")
+        g.request_id = incoming if _RID.match(incoming) else uuid.uuid4().hex
+        g.started = time.perf_counter()
+
+    @app.after_request
+    def _finish(response: Response) -> Response:
+        elapsed = time.perf_counter() - g.get("started", time.perf_counter())
+        endpoint = request.url_rule.rule if request.url_rule is not None else "unmatched"
+        REQUESTS.labels(request.method, endpoint, str(response.status_code)).inc()
+        LATENCY.labels(request.method, endpoint).observe(elapsed)
+        response.headers["X-Request-ID"] = g.get("request_id", "")
+        if log_requests:
+            log.info(
+                "request",
+                extra={
+                    "request_id": g.get("request_id"),
+                    "method": request.method,
+                    "path": request.path,
+                    "status": response.status_code,
+                    "duration_ms": round(elapsed * 1000, 3),
+                },
+            )
+        return response
+
+
+def metrics_response() -> Response:
+    """Prometheus text, merged across gunicorn workers when multiprocess mode is on."""
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)
+        data = generate_latest(registry)
+    else:
+        data = generate_latest()
+    return Response(data, content_type=CONTENT_TYPE_LATEST)

@@ -1,0 +1,180 @@
+"""Items, events, models and recommendations."""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Literal
+
+from pydantic import Field, field_validator
+
+from recommender.matrix import EVENT_TYPES
+from recommender.models import ALGORITHMS
+from service.http.schemas.common import MAX_BATCH, FiniteFloat, Id, Input, Output, Query, Text, Timestamp
+
+if TYPE_CHECKING:
+    EventType = str
+    Algorithm = str
+else:  # the registries' names, so that a new event type or algorithm needs no change here
+    EventType = Literal[EVENT_TYPES]
+    Algorithm = Literal[tuple(ALGORITHMS)]
+
+
+class ItemIn(Input):
+    """One catalogue entry; fields left out keep their stored values."""
+
+    item_id: Id
+    title: Text | None = Field(default=None, max_length=512)
+    category: Text | None = Field(default=None, min_length=1, max_length=128)
+    available: bool | None = None
+    attributes: dict[str, Any] | None = None
+
+
+class ItemBatch(Input):
+    """Up to 10,000 items."""
+
+    items: list[ItemIn] = Field(max_length=MAX_BATCH)
+
+
+class Upserted(Output):
+    """How many distinct items were written."""
+
+    upserted: int
+
+
+class ItemOut(Output):
+    """A stored item."""
+
+    item_id: str
+    title: str | None
+    category: str | None
+    available: bool
+    attributes: dict[str, Any]
+    updated_at: str
+
+
+class EventIn(Input):
+    """One behaviour event; `event_id` makes it idempotent."""
+
+    event_id: Id
+    user_id: Id
+    item_id: Id
+    type: EventType
+    timestamp: Timestamp | None = None
+    value: FiniteFloat | None = None
+
+
+class EventBatch(Input):
+    """Up to 10,000 events, stored all or nothing."""
+
+    events: list[EventIn] = Field(max_length=MAX_BATCH)
+
+
+class EventsAccepted(Output):
+    """Exact counts: new events and replays."""
+
+    accepted: int
+    duplicates: int
+
+
+class TrainRequest(Input):
+    """What to train; everything is optional."""
+
+    algorithm: Algorithm = "als"
+    params: dict[str, Any] = Field(default_factory=dict, description="the model's own parameters (factors, regularization, ...)")
+    matrix: dict[str, Any] = Field(default_factory=dict, description="how events become confidence: weights, half_life_days, scaling, alpha, epsilon")
+    evaluation: dict[str, Any] = Field(default_factory=dict, description="the holdout evaluation: evaluate, test_fraction, eval_users, seed")
+    activate: bool = True
+
+
+class TrainAccepted(Output):
+    """A training run that has started."""
+
+    version: str
+    status: str
+
+
+class ModelOut(Output):
+    """A model version."""
+
+    version: str
+    status: Literal["training", "ready", "failed"]
+    algorithm: str
+    params: dict[str, Any]
+    matrix: dict[str, Any] = {}
+    evaluation: dict[str, Any] = {}
+    metrics: dict[str, Any]
+    data: dict[str, Any]
+    error: str | None
+    created_at: str
+    finished_at: str | None
+    training_seconds: float | None
+    active: bool
+
+
+class ModelList(Output):
+    """Every version, newest first."""
+
+    models: list[ModelOut]
+    active_version: str | None
+
+
+class RecommendQuery(Query):
+    """Top-n filters."""
+
+    n: int = Field(default=10, ge=1, le=100)
+    category: Text | None = Field(default=None, min_length=1, max_length=128)
+    exclude: Text | None = Field(default=None, max_length=100_000)
+
+    @field_validator("exclude")
+    @classmethod
+    def _ids(cls, value: str | None) -> str | None:
+        if value is not None and any(len(part) > 128 for part in value.split(",")):
+            raise ValueError("each excluded id is at most 128 characters")
+        return value
+
+    def excluded(self) -> set[str]:
+        """The excluded item ids."""
+        return {p for p in (self.exclude or "").split(",") if p}
+
+
+class PopularQuery(Query):
+    """Top-n popular, optionally in one category."""
+
+    n: int = Field(default=10, ge=1, le=100)
+    category: Text | None = Field(default=None, min_length=1, max_length=128)
+
+
+class SimilarQuery(Query):
+    """Top-n similar."""
+
+    n: int = Field(default=10, ge=1, le=100)
+
+
+class ScoredItem(Output):
+    """An item and its score; higher is better."""
+
+    item_id: str
+    score: float
+
+
+class Recommendations(Output):
+    """A user's list."""
+
+    user_id: str
+    strategy: Literal["personalized", "popular"]
+    model_version: str | None
+    items: list[ScoredItem]
+
+
+class SimilarItems(Output):
+    """Items like one item."""
+
+    item_id: str
+    strategy: str
+    model_version: str | None
+    items: list[ScoredItem]
+
+
+class PopularItems(Output):
+    """The most popular items."""
+
+    model_version: str | None
+    items: list[ScoredItem]

@@ -1,0 +1,65 @@
+"""Shared field types, the request base classes and the error body."""
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any
+
+from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
+
+from service.timestamps import window_error
+
+MAX_BATCH = 10_000
+# Every number a client sends stays within this magnitude unless its field says otherwise,
+# so that sums, sums of squares and their products stay finite in every aggregate.
+MAX_MAGNITUDE = 1e12
+
+# NUL is refused everywhere: PostgreSQL cannot store it in text.
+Id = Annotated[str, StringConstraints(pattern=r"^[^\x00]{1,128}$")]
+Text = Annotated[str, StringConstraints(pattern=r"^[^\x00]*$")]
+Key = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9_.-]{0,63}$")]
+FiniteFloat = Annotated[float, Field(allow_inf_nan=False, ge=-MAX_MAGNITUDE, le=MAX_MAGNITUDE)]
+PositiveFloat = Annotated[float, Field(gt=0, le=MAX_MAGNITUDE, allow_inf_nan=False)]
+
+
+def _in_window(value: datetime) -> datetime:
+    problem = window_error(value.timestamp())
+    if problem is not None:
+        raise ValueError(problem)
+    return value
+
+
+# ISO 8601 with a zone, from 2000-01-01T00:00:00Z to 100 years after the server's now.
+Timestamp = Annotated[AwareDatetime, AfterValidator(_in_window)]
+
+
+class Input(BaseModel):
+    """Request bodies: unknown fields and type coercion are refused, so typos surface."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+
+class Query(BaseModel):
+    """Query strings: values arrive as text, so numbers are parsed from it; unknown parameters are refused."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class Output(BaseModel):
+    """Response bodies."""
+
+    model_config = ConfigDict()
+
+
+class ErrorInfo(Output):
+    """The error object."""
+
+    code: str
+    message: str
+    details: list[Any] = []
+    request_id: str | None = None
+
+
+class ErrorBody(Output):
+    """Every error answer has this shape."""
+
+    error: ErrorInfo

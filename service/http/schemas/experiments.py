@@ -1,0 +1,238 @@
+"""Experiments, reward schedules, assignment, outcomes and rewards."""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Annotated, Any, Literal, Union
+
+from pydantic import Field, create_model, field_validator
+
+from bandits.registry import POLICIES
+from experiments.schedules import SCHEDULES, Schedule
+from service.http.schemas.common import MAX_BATCH, FiniteFloat, Id, Input, Key, Output, PositiveFloat, Query, Text, Timestamp
+
+
+
+class MultiplierIn(Input):
+    """Points times `factor` for actions in [start, end)."""
+
+    factor: PositiveFloat
+    start: Timestamp
+    end: Timestamp
+
+
+class _ScheduleBase(Input):
+    action: Key = "purchase"
+    multiplier: MultiplierIn | None = None
+
+
+def _schedule_model(cls: type[Schedule]) -> type[Input]:
+    """The request schema of one schedule type, from the bounds its dataclass declares."""
+    fields: dict[str, Any] = {"type": (Literal[cls.type], ...)}  # type: ignore[valid-type]
+    for f in cls.parameters():
+        meta = f.metadata
+        bounds = {k: meta[k] for k in ("gt", "ge", "le") if meta[k] is not None}
+        kind = int if meta["integer"] else float
+        fields[f.name] = (Annotated[kind, Field(allow_inf_nan=False, description=meta["doc"], **bounds)], ...)  # type: ignore[valid-type]
+    name = "".join(part.title() for part in cls.type.split("_")) + "In"
+    return create_model(name, __base__=_ScheduleBase, __doc__=cls.__doc__, **fields)  # type: ignore[no-any-return, call-overload]
+
+
+# One request schema per registered schedule type: adding a type to SCHEDULES adds it here.
+SCHEDULE_MODELS = tuple(_schedule_model(cls) for cls in SCHEDULES.values())
+ScheduleIn = Annotated[Union[SCHEDULE_MODELS], Field(discriminator="type")]  # type: ignore[valid-type]
+if TYPE_CHECKING:
+    BanditAlgorithm = str
+else:  # the registry's names, so that a new policy needs no change here
+    BanditAlgorithm = Literal[tuple(POLICIES)]
+
+
+class ArmIn(Input):
+    """One arm; the first arm of an experiment is its control."""
+
+    key: Key
+    weight: PositiveFloat = 1.0
+    payload: dict[str, Any] = Field(default_factory=dict)
+    schedule: ScheduleIn | None = None
+
+
+class MetricIn(Input):
+    """A metric reported through /v1/outcomes; the built-in event metrics need no declaring."""
+
+    key: Key
+    kind: Literal["binary", "continuous"] = "binary"
+
+
+class BanditIn(Input):
+    """The bandit policy and the least probability every arm keeps."""
+
+    algorithm: BanditAlgorithm = "thompson"
+    epsilon: float = Field(default=0.1, ge=0, le=1, allow_inf_nan=False)
+    min_probability: float = Field(default=0.01, ge=0, lt=1, allow_inf_nan=False)
+
+
+class ExperimentIn(Input):
+    """A new experiment (created as draft)."""
+
+    key: Key
+    name: Text = Field(min_length=1, max_length=256)
+    description: Text = Field(default="", max_length=10_000)
+    type: Literal["ab", "bandit"] = "ab"
+    traffic: float = Field(default=1.0, gt=0, le=1, allow_inf_nan=False)
+    arms: list[ArmIn] = Field(min_length=2, max_length=50)
+    metrics: list[MetricIn] = Field(default_factory=list, max_length=50)
+    primary_metric: Key | None = None
+    bandit: BanditIn | None = None
+
+
+class ExperimentPatch(Input):
+    """Fields to change; arms, metrics, type, primary metric and bandit only while draft.
+
+    A field left out keeps its value; only `bandit` may be set to null (to drop it).
+    """
+
+    name: Text | None = Field(default=None, min_length=1, max_length=256)
+    description: Text | None = Field(default=None, max_length=10_000)
+    type: Literal["ab", "bandit"] | None = None
+    traffic: float | None = Field(default=None, gt=0, le=1, allow_inf_nan=False)
+    arms: list[ArmIn] | None = Field(default=None, min_length=2, max_length=50)
+    metrics: list[MetricIn] | None = Field(default=None, max_length=50)
+    primary_metric: Key | None = None
+    bandit: BanditIn | None = None
+
+    @field_validator("name", "description", "type", "traffic", "arms", "metrics", "primary_metric", mode="before")
+    @classmethod
+    def _not_null(cls, value: Any) -> Any:
+        if value is None:
+            raise ValueError("may be left out, but not null")
+        return value
+
+
+class ExperimentOut(Output):
+    """A stored experiment."""
+
+    key: str
+    name: str
+    description: str
+    type: str
+    status: str
+    traffic: float
+    arms: list[dict[str, Any]]
+    metrics: list[dict[str, Any]]
+    primary_metric: str
+    bandit: dict[str, Any] | None
+    created_at: str
+    updated_at: str
+    started_at: str | None
+    stopped_at: str | None
+
+
+class ExperimentList(Output):
+    """Experiments, newest first."""
+
+    experiments: list[ExperimentOut]
+
+
+class ExperimentFilter(Query):
+    """Optional status filter."""
+
+    status: Literal["draft", "running", "paused", "stopped"] | None = None
+
+
+class AssignmentQuery(Query):
+    """Who is asking, and optionally when the exposure happened (default now)."""
+
+    user_id: Id
+    timestamp: Timestamp | None = None
+
+
+class AssignmentOut(Output):
+    """A user's arm, or why they are not enrolled."""
+
+    experiment: str
+    user_id: str
+    enrolled: bool
+    arm: str | None
+    payload: dict[str, Any] | None = None
+    schedule: dict[str, Any] | None = None
+    probability: float | None = None
+    reason: Literal["traffic", "not_running"] | None = None
+    exposed_at: str | None = None
+
+
+class AssignmentsIn(Input):
+    """One user, many experiments."""
+
+    user_id: Id
+    experiments: list[Key] = Field(min_length=1, max_length=100)
+    timestamp: Timestamp | None = None
+
+
+class AssignmentsOut(Output):
+    """One answer per experiment, in the order asked."""
+
+    assignments: list[AssignmentOut]
+
+
+class OutcomeIn(Input):
+    """One outcome of one user on one metric; `outcome_id` makes it idempotent."""
+
+    outcome_id: Id
+    experiment: Key
+    user_id: Id
+    metric: Key
+    value: FiniteFloat = 1.0
+    timestamp: Timestamp | None = None
+
+
+class OutcomeBatch(Input):
+    """Up to 10,000 outcomes, validated whole and stored in one transaction."""
+
+    outcomes: list[OutcomeIn] = Field(max_length=MAX_BATCH)
+
+
+class OutcomesAccepted(Output):
+    """Exact counts: new, replayed, and outcomes of users never exposed."""
+
+    accepted: int
+    duplicates: int
+    ignored: int
+
+
+class RewardIn(Input):
+    """One reward-earning action; `action_id` makes it idempotent."""
+
+    action_id: Id
+    user_id: Id
+    experiment: Key
+    action: Key = "purchase"
+    value: FiniteFloat | None = None
+    timestamp: Timestamp | None = None
+
+
+class RewardOut(Output):
+    """What the action earned under the user's arm's schedule."""
+
+    action_id: str
+    experiment: str
+    user_id: str
+    arm: str | None
+    enrolled: bool
+    rewarded: bool
+    points: float
+    balance: float
+    sequence: int
+    reason: str
+    duplicate: bool
+    timestamp: str
+
+
+class LedgerOut(Output):
+    """A user's balance and reward history in one experiment, oldest first."""
+
+    experiment: str
+    user_id: str
+    arm: str | None
+    balance: float
+    actions: int
+    rewards: int
+    history: list[RewardOut]
+

@@ -1,0 +1,34 @@
+"""Assignment: which arm a user is in (storefront)."""
+from __future__ import annotations
+
+import time
+from datetime import datetime
+
+from flask import Blueprint
+
+from service.http.endpoint import STOREFRONT, endpoint, services
+from service.http.schemas.experiments import AssignmentOut, AssignmentQuery, AssignmentsIn, AssignmentsOut
+from service.usecases.assignment import assign
+
+bp = Blueprint("assignments", __name__)
+
+
+def _when(ts: datetime | None) -> float:
+    return ts.timestamp() if ts is not None else time.time()
+
+
+@bp.get("/v1/experiments/<key>/assignment")
+@endpoint("A user's sticky arm, recording the first exposure", roles=STOREFRONT, tag="assignment", query=AssignmentQuery, response=AssignmentOut, errors=(404,), path={"key": "key"})
+def one(key: str, query: AssignmentQuery) -> AssignmentOut:
+    """Assign one user in one experiment."""
+    svc = services()
+    return AssignmentOut.model_validate(assign(svc.db, svc.definitions, key, query.user_id, _when(query.timestamp)))
+
+
+@bp.post("/v1/assignments")
+@endpoint("A user's arms in several experiments", roles=STOREFRONT, tag="assignment", body=AssignmentsIn, response=AssignmentsOut, errors=(404,))
+def many(body: AssignmentsIn) -> AssignmentsOut:
+    """Assign one user in each experiment asked for, in order."""
+    svc = services()
+    now = _when(body.timestamp)
+    return AssignmentsOut(assignments=[AssignmentOut.model_validate(assign(svc.db, svc.definitions, key, body.user_id, now)) for key in body.experiments])

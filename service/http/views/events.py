@@ -1,0 +1,25 @@
+"""Behaviour events (storefront)."""
+from __future__ import annotations
+
+import time
+
+from flask import Blueprint
+
+from service.http.endpoint import STOREFRONT, endpoint, services
+from service.http.schemas.catalogue import EventBatch, EventsAccepted
+from service.usecases.catalogue import record_events
+
+bp = Blueprint("events", __name__)
+
+
+@bp.post("/v1/events")
+@endpoint("Record behaviour events, idempotent by event_id", roles=STOREFRONT, tag="catalogue", body=EventBatch, response=EventsAccepted, batch_field="events")
+def record(body: EventBatch) -> EventsAccepted:
+    """Validate the whole batch, then store it in one transaction."""
+    now = time.time()
+    rows = [
+        {"event_id": e.event_id, "user_id": e.user_id, "item_id": e.item_id, "type": e.type, "ts": e.timestamp.timestamp() if e.timestamp else now, "value": e.value}
+        for e in body.events
+    ]
+    accepted, duplicates = record_events(services().db, rows)
+    return EventsAccepted(accepted=accepted, duplicates=duplicates)

@@ -1,0 +1,51 @@
+"""Liveness, readiness, metrics and API documentation."""
+from __future__ import annotations
+
+import logging
+
+from flask import Blueprint, Response, current_app, jsonify, render_template
+
+from service.http.endpoint import endpoint, services
+from service.http.errors import error_response
+from service.http.observability import metrics_response
+from service.http.openapi import build_openapi
+from service.http.schemas.system import Health
+
+bp = Blueprint("health", __name__)
+log = logging.getLogger(__name__)
+
+
+@bp.get("/healthz")
+@endpoint("Liveness: answers while the process runs", roles=None, tag="system", response=Health)
+def healthz() -> Health:
+    """Answer ok while the process runs."""
+    return Health(status="ok")
+
+
+@bp.get("/readyz")
+@endpoint("Readiness: 200 when the database answers, 503 otherwise", roles=None, tag="system", response=Health, errors=(503,))
+def readyz() -> Response | Health:
+    """Check the database."""
+    problem = services().unreachable()
+    if problem is not None:
+        log.warning("database unreachable", extra={"error": problem})
+        return error_response(503, "unavailable", "the database is unreachable; check DATABASE_URL and that the server runs")
+    return Health(status="ok")
+
+
+@bp.get("/openapi.json")
+def openapi() -> Response:
+    """The OpenAPI document, generated from the endpoint declarations."""
+    return jsonify(build_openapi(current_app))
+
+
+@bp.get("/docs")
+def docs() -> str:
+    """A human-readable page listing every endpoint."""
+    return render_template("docs.html", spec=build_openapi(current_app))
+
+
+@bp.get("/metrics")
+def metrics() -> Response:
+    """Prometheus metrics."""
+    return metrics_response()

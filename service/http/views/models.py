@@ -1,0 +1,65 @@
+"""Model versions: train, inspect, activate and roll back (editor)."""
+from __future__ import annotations
+
+from flask import Blueprint
+
+from service.http.endpoint import EDITOR, endpoint, services
+from service.http.schemas.catalogue import ModelList, ModelOut, TrainAccepted, TrainRequest
+from service.timestamps import iso
+from service.usecases import model_training as training
+from service.usecases.model_training import ModelRecord
+
+bp = Blueprint("models", __name__)
+VERSION = {"version": "id"}
+
+
+def _out(record: ModelRecord, active: str | None) -> ModelOut:
+    return ModelOut(
+        version=record.version,
+        status=record.status,  # type: ignore[arg-type]
+        algorithm=record.algorithm,
+        params=record.params,
+        matrix=record.matrix,
+        evaluation=record.evaluation,
+        metrics=record.metrics,
+        data=record.data,
+        error=record.error,
+        created_at=iso(record.created_at) or "",
+        finished_at=iso(record.finished_at),
+        training_seconds=record.training_seconds,
+        active=record.version == active,
+    )
+
+
+@bp.post("/v1/models")
+@endpoint("Train a model from the stored events in the background", roles=EDITOR, tag="models", body=TrainRequest, body_optional=True, response=TrainAccepted, status=202)
+def train(body: TrainRequest) -> TrainAccepted:
+    """Record the run, start it, answer at once."""
+    svc = services()
+    record = training.request_training(svc.db, svc.config, body.algorithm, body.params, body.activate, body.matrix, body.evaluation)
+    training.start_training(svc.db, svc.config, record.version)
+    return TrainAccepted(version=record.version, status="training")
+
+
+@bp.get("/v1/models")
+@endpoint("List model versions, newest first", roles=EDITOR, tag="models", response=ModelList)
+def index() -> ModelList:
+    """List versions."""
+    svc = services()
+    active = training.active_version(svc.db)
+    return ModelList(models=[_out(r, active) for r in training.list_versions(svc.db, svc.config)], active_version=active)
+
+
+@bp.get("/v1/models/<version>")
+@endpoint("One model version with its metrics", roles=EDITOR, tag="models", response=ModelOut, errors=(404,), path=VERSION)
+def show(version: str) -> ModelOut:
+    """Show one version."""
+    svc = services()
+    return _out(training.get_version(svc.db, svc.config, version), training.active_version(svc.db))
+
+
+@bp.post("/v1/models/<version>/activate")
+@endpoint("Serve this version from every worker (also a rollback)", roles=EDITOR, tag="models", response=ModelOut, errors=(404, 409), path=VERSION)
+def make_active(version: str) -> ModelOut:
+    """Switch every worker to a ready version."""
+    return _out(training.activate(services().db, version), version)

@@ -1,0 +1,47 @@
+"""Recommendations, similar items and popular items (storefront)."""
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Blueprint
+
+from service.errors import NotFound
+from service.http.endpoint import STOREFRONT, endpoint, services
+from service.http.schemas.catalogue import PopularItems, PopularQuery, Recommendations, RecommendQuery, SimilarItems, SimilarQuery
+from service.usecases import recommendations
+
+bp = Blueprint("recommendations", __name__)
+
+
+# These answer plain dicts in their declared models' shape (see endpoint._serialise).
+def _items(pairs: list[tuple[str, float]]) -> list[dict[str, Any]]:
+    return [{"item_id": i, "score": s} for i, s in pairs]
+
+
+@bp.get("/v1/users/<user_id>/recommendations")
+@endpoint("'You may like' for a user", roles=STOREFRONT, tag="recommendations", query=RecommendQuery, response=Recommendations, path={"user_id": "id"})
+def for_user(user_id: str, query: RecommendQuery) -> dict[str, Any]:
+    """Never a purchased, unavailable or excluded item."""
+    svc = services()
+    answer = recommendations.for_user(svc.db, svc.models, user_id, query.n, query.category, query.excluded())
+    return {"user_id": user_id, "strategy": answer.strategy, "model_version": answer.model_version, "items": _items(answer.items)}
+
+
+@bp.get("/v1/items/popular")
+@endpoint("The most popular available items", roles=STOREFRONT, tag="recommendations", query=PopularQuery, response=PopularItems)
+def popular(query: PopularQuery) -> dict[str, Any]:
+    """Distinct users per item, optionally within a category."""
+    svc = services()
+    answer = recommendations.popular(svc.db, svc.models, query.n, query.category)
+    return {"model_version": answer.model_version, "items": _items(answer.items)}
+
+
+@bp.get("/v1/items/<item_id>/similar")
+@endpoint("Items similar to an item", roles=STOREFRONT, tag="recommendations", query=SimilarQuery, response=SimilarItems, errors=(404,), path={"item_id": "id"})
+def similar(item_id: str, query: SimilarQuery) -> dict[str, Any]:
+    """Nearest items in the active model's space."""
+    svc = services()
+    answer = recommendations.similar(svc.db, svc.models, item_id, query.n)
+    if answer is None:
+        raise NotFound("item", item_id)
+    return {"item_id": item_id, "strategy": answer.strategy, "model_version": answer.model_version, "items": _items(answer.items)}

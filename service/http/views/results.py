@@ -1,0 +1,65 @@
+"""Results for analysts: statistics per arm, CSV, and per-day series."""
+from __future__ import annotations
+
+import csv
+import io
+from typing import Any
+
+from flask import Blueprint, Response
+
+from service.http.endpoint import READ_EXPERIMENTS, endpoint, services
+from service.http.schemas.results import DailyOut, DailyQuery, ResultsOut, ResultsQuery
+from service.usecases import results
+
+bp = Blueprint("results", __name__)
+KEY = {"key": "key"}
+CSV_COLUMNS = (
+    "experiment", "metric", "metric_kind", "test", "correction", "alpha", "arm", "users", "total", "mean",
+    "ci_low", "ci_high", "diff", "diff_ci_low", "diff_ci_high", "lift", "lift_ci_low", "lift_ci_high",
+    "p_value", "p_value_adjusted", "significant", "chance_to_beat_control", "ipw_mean",
+)
+
+
+def _compute(key: str, query: ResultsQuery) -> dict[str, Any]:
+    svc = services()
+    return results.results(svc.db, svc.definitions, key, query.metric, query.alpha, query.correction, query.mde, query.power)
+
+
+@bp.get("/v1/experiments/<key>/results")
+@endpoint("Per-arm figures, intervals, corrected p-values, chance to beat control, SRM", roles=READ_EXPERIMENTS, tag="results", query=ResultsQuery, response=ResultsOut, errors=(404,), path=KEY)
+def show(key: str, query: ResultsQuery) -> ResultsOut:
+    """Compute the results now, from aggregate queries."""
+    return ResultsOut.model_validate(_compute(key, query))
+
+
+def _cell(value: Any) -> Any:
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float):
+        return repr(value)  # every digit, so the CSV matches the JSON exactly
+    return value
+
+
+@bp.get("/v1/experiments/<key>/results.csv")
+@endpoint("The same rows as /results, as CSV", roles=READ_EXPERIMENTS, tag="results", query=ResultsQuery, media_type="text/csv", errors=(404,), path=KEY)
+def as_csv(key: str, query: ResultsQuery) -> Response:
+    """One row per arm."""
+    body = ResultsOut.model_validate(_compute(key, query)).model_dump()
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(CSV_COLUMNS)
+    for arm in body["arms"]:
+        pairs = {f"{name}_{end}": (arm[name] or [None, None])[i] for name in ("ci", "diff_ci", "lift_ci") for i, end in enumerate(("low", "high"))}
+        row = {**{k: body[k] for k in ("experiment", "metric", "metric_kind", "test", "correction", "alpha")}, **arm, **pairs}
+        writer.writerow([_cell(row.get(c)) for c in CSV_COLUMNS])
+    return Response(out.getvalue(), mimetype="text/csv", headers={"Content-Disposition": f'attachment; filename="{key}-{body["metric"]}-results.csv"'})
+
+
+@bp.get("/v1/experiments/<key>/results/daily")
+@endpoint("Per-day cumulative users and mean per arm, for plotting", roles=READ_EXPERIMENTS, tag="results", query=DailyQuery, response=DailyOut, errors=(404,), path=KEY)
+def per_day(key: str, query: DailyQuery) -> DailyOut:
+    """Cumulative series by UTC day."""
+    svc = services()
+    return DailyOut.model_validate(results.daily(svc.db, svc.definitions, key, query.metric))

@@ -1,0 +1,112 @@
+"""Catalogue items: upsert, lookup, and the availability view used when serving."""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any, Iterable
+
+import numpy as np
+from sqlalchemy import func, or_, select
+
+from service.store.database import Database
+from service.store.sql import bump_revision, insert
+from service.store.state import CATALOGUE_KEY
+from service.store.tables import EventRow, ItemRow
+ITEM_FIELDS = ("title", "category", "available", "attributes")
+
+
+def upsert_items(db: Database, entries: list[dict[str, Any]]) -> int:
+    """Insert or update items; fields an entry leaves out keep their stored values."""
+    latest: dict[str, dict[str, Any]] = {}
+    for entry in entries:  # the last entry for an id wins, as if sent one by one
+        latest.setdefault(entry["item_id"], {}).update(entry)
+    now = time.time()
+    with db.write() as session:
+        found = session.scalars(select(ItemRow).where(ItemRow.item_id.in_(list(latest)))).all()
+        stored = {row.item_id: row for row in found}
+        rows = []
+        for item_id, entry in latest.items():
+            old = stored.get(item_id)
+            base = {f: getattr(old, f) for f in ITEM_FIELDS} if old else {"title": None, "category": None, "available": True, "attributes": {}}
+            base.update({k: v for k, v in entry.items() if k in ITEM_FIELDS})
+            rows.append({"item_id": item_id, **base, "updated_at": now})
+        stmt = insert(session, ItemRow)
+        stmt = stmt.on_conflict_do_update(
+            index_elements=["item_id"], set_={f: getattr(stmt.excluded, f) for f in (*ITEM_FIELDS, "updated_at")}
+        )
+        if rows:
+            session.execute(stmt, rows)
+        bump_revision(session, CATALOGUE_KEY)
+    return len(rows)
+
+
+def get_item(db: Database, item_id: str) -> ItemRow | None:
+    """One item, or None."""
+    with db.read() as session:
+        return session.get(ItemRow, item_id)
+
+
+def item_seen(db: Database, item_id: str) -> tuple[bool, str | None]:
+    """Whether the catalogue or any event names the item, and its category."""
+    with db.read() as session:
+        item = session.get(ItemRow, item_id)
+        if item is not None:
+            return True, item.category
+        return session.scalar(select(EventRow.id).where(EventRow.item_id == item_id).limit(1)) is not None, None
+
+
+def live_popular(db: Database, n: int, category: str | None, excluded: set[str]) -> list[tuple[str, float]]:
+    """Distinct users per item straight from the events, for when no model is active."""
+    users = func.count(func.distinct(EventRow.user_id))
+    stmt = (
+        select(EventRow.item_id, users.label("users"))
+        .outerjoin(ItemRow, ItemRow.item_id == EventRow.item_id)
+        .where(or_(ItemRow.available.is_(None), ItemRow.available.is_(True)))
+        .group_by(EventRow.item_id)
+        .order_by(users.desc(), EventRow.item_id)
+        .limit(n + len(excluded))
+    )
+    if category is not None:
+        stmt = stmt.where(ItemRow.category == category)
+    with db.read() as session:
+        rows = session.execute(stmt).all()
+    return [(r[0], float(r[1])) for r in rows if r[0] not in excluded][:n]
+
+
+@dataclass(frozen=True)
+class CatalogueView:
+    """Availability and category of a model's items, aligned to its item indices."""
+
+    revision: int
+    available: np.ndarray
+    categories: np.ndarray
+    _in_category: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
+
+    def mask(self, category: str | None) -> np.ndarray:
+        """Items that may be recommended, optionally in one category only; shared, so never to be changed."""
+        if category is None:
+            return self.available
+        mask = self._in_category.get(category)
+        if mask is None:
+            # Comparing an object array costs far more than a lookup; a view is immutable, so keep it.
+            mask = self._in_category[category] = self.available & (self.categories == category)
+        return mask
+
+    def allowed(self, category: str | None) -> np.ndarray:
+        """A fresh copy of `mask` that the caller may change."""
+        return self.mask(category).copy()
+
+
+def catalogue_view(db: Database, item_ids: Iterable[str], revision: int) -> CatalogueView:
+    """Items the catalogue marks unavailable are off; items it has never heard of stay on."""
+    item_ids = list(item_ids)
+    position = {item: i for i, item in enumerate(item_ids)}
+    available = np.ones(len(item_ids), dtype=bool)
+    categories = np.full(len(item_ids), None, dtype=object)
+    with db.read() as session:
+        for item_id, is_available, category in session.execute(select(ItemRow.item_id, ItemRow.available, ItemRow.category)):
+            i = position.get(item_id)
+            if i is not None:
+                available[i] = bool(is_available)
+                categories[i] = category
+    return CatalogueView(revision, available, categories)

@@ -1,0 +1,234 @@
+"""Engines, sessions and transactions for SQLite and PostgreSQL."""
+from __future__ import annotations
+
+import os
+import threading
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Iterator
+
+from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import InterfaceError
+from sqlalchemy.orm import Session, sessionmaker
+
+from service.errors import Unavailable
+
+# What the drivers raise when the server is down, the connection was lost or a lock timed out.
+_DRIVER_DOWN: tuple[type[BaseException], ...] = (OperationalError, InterfaceError)
+try:
+    import psycopg
+
+    _DRIVER_DOWN += (psycopg.OperationalError, psycopg.InterfaceError)
+except ImportError:  # SQLite-only installs
+    pass
+
+
+@contextmanager
+def _unavailable_on_failure() -> Iterator[None]:
+    """Turn a driver's connection failure into the domain's Unavailable, in one clear line."""
+    try:
+        yield
+    except _DRIVER_DOWN as exc:
+        first = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise Unavailable(f"the database is unavailable ({first}); try again shortly") from exc
+
+
+def _sqlite_engine(url: str, busy_timeout_ms: int, begin: str) -> Engine:
+    """An SQLite engine in WAL mode whose transactions start with `begin`."""
+    parsed = make_url(url)
+    if parsed.database and parsed.database != ":memory:":
+        Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+    engine = create_engine(url, connect_args={"timeout": busy_timeout_ms / 1000})
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_conn: Any, _record: Any) -> None:
+        # Let SQLAlchemy's "begin" hook own transaction start; pysqlite's own
+        # implicit BEGIN is deferred and would fail with SQLITE_BUSY on upgrade.
+        dbapi_conn.isolation_level = None
+        cur = dbapi_conn.cursor()
+        cur.execute("PRAGMA journal_mode=WAL")
+        cur.execute("PRAGMA synchronous=NORMAL")
+        cur.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")
+        cur.execute("PRAGMA foreign_keys=ON")
+        cur.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn: Any) -> None:
+        conn.exec_driver_sql(begin)
+
+    return engine
+
+
+class _ThreadConnections:
+    """One DBAPI connection per thread, kept open, for single-statement reads.
+
+    Checking a connection out of the pool and back in costs more than a small
+    indexed read; a gthread worker's threads live as long as the worker, so
+    each keeps its own connection instead. Detached from the pool, they do not
+    count against its size. A forked child opens its own.
+    """
+
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+        self._local = threading.local()
+        self._opened: list[Any] = []
+        self._lock = threading.Lock()
+
+    def get(self) -> Any:
+        """This thread's connection, opened on first use."""
+        local = self._local
+        if getattr(local, "pid", None) != os.getpid():
+            proxied = self._engine.raw_connection()
+            proxied.detach()
+            local.conn, local.pid = proxied.dbapi_connection, os.getpid()
+            with self._lock:
+                self._opened.append(local.conn)
+        return local.conn
+
+    def discard(self) -> None:
+        """Close this thread's connection (it failed); the next read opens another."""
+        conn, self._local.pid = self._local.conn, None
+        self._forget(conn)
+
+    def close_all(self) -> None:
+        """Close every connection this process opened."""
+        with self._lock:
+            opened, self._opened = self._opened, []
+        for conn in opened:
+            self._close(conn)
+        self._local = threading.local()
+
+    def _forget(self, conn: Any) -> None:
+        with self._lock:
+            if conn in self._opened:
+                self._opened.remove(conn)
+        self._close(conn)
+
+    @staticmethod
+    def _close(conn: Any) -> None:
+        try:
+            conn.close()
+        except Exception:  # noqa: BLE001 - a dead connection may refuse even to close
+            pass
+
+
+class Database:
+    """Owns the engines; hands out sessions in explicit read or write transactions."""
+
+    def __init__(self, url: str, busy_timeout_ms: int = 30_000, pool_size: int = 5) -> None:
+        self.url = url
+        self.dialect = make_url(url).get_backend_name()
+        if self.dialect == "sqlite":
+            # Writers take the lock up front (BEGIN IMMEDIATE) so that the busy
+            # timeout applies; readers stay deferred so they never block writers.
+            self.engine = _sqlite_engine(url, busy_timeout_ms, "BEGIN IMMEDIATE")
+            self.read_engine = _sqlite_engine(url, busy_timeout_ms, "BEGIN")
+            self.fetch_engine = self.read_engine
+        else:
+            self.engine = create_engine(url, pool_pre_ping=True, pool_size=pool_size, max_overflow=pool_size * 2)
+            self.read_engine = self.engine
+            # Single-statement reads need no transaction: autocommit saves the BEGIN and
+            # ROLLBACK round trips that would otherwise double the cost of a hot-path read.
+            self.fetch_engine = create_engine(
+                url, isolation_level="AUTOCOMMIT", pool_reset_on_return=None, pool_size=pool_size, max_overflow=pool_size * 2
+            )
+        self._fetch_connections = _ThreadConnections(self.fetch_engine)
+        self._write = sessionmaker(bind=self.engine, expire_on_commit=False)
+        self._read = sessionmaker(bind=self.read_engine, expire_on_commit=False)
+
+    @property
+    def is_sqlite(self) -> bool:
+        """Whether this is the embedded SQLite store."""
+        return self.dialect == "sqlite"
+
+    @contextmanager
+    def write(self) -> Iterator[Session]:
+        """A session in one write transaction, committed on success and rolled back on error."""
+        with _unavailable_on_failure(), self._write() as session, session.begin():
+            yield session
+
+    @contextmanager
+    def read(self) -> Iterator[Session]:
+        """A session for reading; it never holds the write lock."""
+        with _unavailable_on_failure(), self._read() as session, session.begin():
+            yield session
+
+    def fetch(self, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+        """Run one read-only query on this thread's own connection; `?` marks parameters.
+
+        The hot read paths (auth, shared state, a user's events, assignment)
+        use this to skip pool and ORM session set-up, which cost more than the
+        query itself. A read is safe to repeat, so a connection that died while
+        idle (a database restart) is replaced and the read retried once.
+        """
+        if not self.is_sqlite:
+            sql = sql.replace("?", "%s")
+        with _unavailable_on_failure():
+            return self._fetch(sql, params)
+
+    def _fetch(self, sql: str, params: tuple[Any, ...]) -> list[tuple[Any, ...]]:
+        for attempt in (1, 2):
+            conn = self._fetch_connections.get()
+            try:
+                cur = conn.cursor()
+                try:
+                    cur.execute(sql, params)
+                    return list(cur.fetchall())
+                finally:
+                    cur.close()  # an open statement would pin an SQLite read snapshot
+            except Exception:
+                if self.is_sqlite or attempt == 2:
+                    raise
+                self._fetch_connections.discard()
+        raise AssertionError("unreachable")
+
+    def insert_many(self, sql: str, rows: list[tuple[Any, ...]]) -> int:
+        """Run one INSERT for many rows in one transaction; answer how many rows it wrote.
+
+        Used for bulk ingestion, where the ORM's per-row bookkeeping would cost
+        more than the insert. `?` marks parameters.
+        """
+        if not rows:
+            return 0
+        with _unavailable_on_failure():
+            return self._insert_many(sql, rows)
+
+    def _insert_many(self, sql: str, rows: list[tuple[Any, ...]]) -> int:
+        conn = self.engine.raw_connection()
+        try:
+            cur = conn.cursor()
+            if self.is_sqlite:
+                driver = conn.driver_connection
+                cur.execute("BEGIN IMMEDIATE")
+                before = driver.total_changes  # type: ignore[union-attr]
+                cur.executemany(sql, rows)
+                written = driver.total_changes - before  # type: ignore[union-attr]
+                cur.execute("COMMIT")
+            else:
+                cur.executemany(sql.replace("?", "%s"), rows)
+                written = cur.rowcount
+                conn.commit()
+            cur.close()
+            return int(written)
+        except BaseException:
+            if self.is_sqlite:
+                if conn.driver_connection.in_transaction:  # type: ignore[union-attr]
+                    conn.cursor().execute("ROLLBACK")
+            else:
+                conn.rollback()
+            raise
+        finally:
+            conn.close()
+
+    def ping(self) -> None:
+        """Raise unless the database answers a trivial query."""
+        with self.read_engine.connect() as conn:
+            conn.execute(text("SELECT 1"))
+
+    def dispose(self) -> None:
+        """Close every pooled connection and every thread's read connection."""
+        self._fetch_connections.close_all()
+        for engine in {self.engine, self.read_engine, self.fetch_engine}:
+            engine.dispose()

@@ -1,0 +1,107 @@
+"""Between the API's JSON (also how definitions are stored) and `experiments` dataclasses."""
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Mapping
+
+from experiments.definitions import BUILTIN_METRICS, Arm, BanditSettings, DefinitionError, Experiment, Metric
+from experiments.schedules import Schedule, ScheduleError, parse_schedule
+from service.errors import Invalid
+from service.store.tables import ExperimentRow
+from service.timestamps import iso
+
+
+def _epoch(value: Any) -> float:
+    if isinstance(value, datetime):
+        return value.timestamp()
+    return datetime.fromisoformat(str(value).replace("Z", "+00:00")).timestamp()
+
+
+def schedule_from_json(spec: Mapping[str, Any] | None) -> Schedule | None:
+    """A stored schedule (ISO multiplier window) as a domain schedule."""
+    if spec is None:
+        return None
+    plain = dict(spec)
+    if plain.get("multiplier"):
+        m = plain["multiplier"]
+        plain["multiplier"] = {"factor": m["factor"], "start": _epoch(m["start"]), "end": _epoch(m["end"])}
+    else:
+        plain.pop("multiplier", None)
+    return parse_schedule(plain)
+
+
+def definition(fields: Mapping[str, Any]) -> Experiment:
+    """Build and validate a definition from API-shaped fields; 422 names the bad field."""
+    try:
+        arms = []
+        for i, arm in enumerate(fields["arms"]):
+            try:
+                schedule = schedule_from_json(arm.get("schedule"))
+            except ScheduleError as exc:
+                raise DefinitionError(f"arms.{i}.schedule.{exc.field}", exc.message) from None
+            try:
+                arms.append(Arm(arm["key"], float(arm.get("weight", 1.0)), arm.get("payload") or {}, schedule))
+            except DefinitionError as exc:
+                raise DefinitionError(f"arms.{i}.{exc.field}", exc.message) from None
+        metrics = []
+        for i, m in enumerate(fields["metrics"]):
+            try:
+                metrics.append(Metric(m["key"], m.get("kind", "binary")))
+            except DefinitionError as exc:
+                raise DefinitionError(f"metrics.{i}.{exc.field}", exc.message) from None
+        bandit = fields.get("bandit")
+        primary = fields.get("primary_metric") or (metrics[0].key if metrics else None)
+        if primary is None:
+            raise DefinitionError("primary_metric", "is required when the experiment declares no metric of its own")
+        return Experiment(
+            key=fields["key"],
+            name=fields["name"],
+            type=fields["type"],
+            arms=tuple(arms),
+            metrics=tuple(metrics),
+            primary_metric=primary,
+            traffic=float(fields["traffic"]),
+            description=fields.get("description", ""),
+            bandit=BanditSettings(**bandit) if bandit is not None else None,
+            status=fields.get("status", "draft"),
+        )
+    except DefinitionError as exc:
+        raise Invalid.field(exc.field, exc.message) from None
+
+
+def row_fields(row: ExperimentRow) -> dict[str, Any]:
+    """A stored row as API-shaped definition fields."""
+    return {
+        "key": row.key,
+        "name": row.name,
+        "description": row.description,
+        "type": row.type,
+        "traffic": row.traffic,
+        "arms": row.arms,
+        "metrics": row.metrics,
+        "primary_metric": row.primary_metric,
+        "bandit": row.bandit,
+        "status": row.status,
+    }
+
+
+def from_row(row: ExperimentRow) -> Experiment:
+    """A stored row as a domain definition (it was validated when stored).
+
+    Rows stored before built-in metrics were refused in `metrics` may still list
+    them; they are always available, so reading such a row drops them.
+    """
+    fields = row_fields(row)
+    fields["metrics"] = [m for m in fields["metrics"] if m["key"] not in BUILTIN_METRICS]
+    return definition(fields)
+
+
+def to_json(row: ExperimentRow) -> dict[str, Any]:
+    """A stored row as the API's experiment object."""
+    return {
+        **row_fields(row),
+        "created_at": iso(row.created_at),
+        "updated_at": iso(row.updated_at),
+        "started_at": iso(row.started_at),
+        "stopped_at": iso(row.stopped_at),
+    }

@@ -1,0 +1,137 @@
+"""Experiment definitions and their lifecycle in the database."""
+from __future__ import annotations
+
+import secrets
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import delete, select, update
+
+from experiments.definitions import BUILTIN_METRICS, DESIGN_FIELDS, Experiment, TransitionError, transition
+from service.errors import Conflict, NotFound
+from service.store.experiment_codec import definition, from_row
+from service.store.database import Database
+from service.store.sql import insert
+from service.store.tables import BanditArmStatsRow, ExperimentRow
+
+
+@dataclass(frozen=True)
+class StoredDefinition:
+    """An experiment as assignment and analysis need it: parsed at one revision, with its salt."""
+
+    revision: int
+    status: str
+    experiment: Experiment
+    salt: str
+    arms_json: dict[str, dict[str, Any]]
+
+
+def status_and_revision(db: Database, key: str) -> tuple[str, int]:
+    """The experiment's status and revision in one small read; NotFound if it does not exist."""
+    rows = db.fetch("SELECT status, revision FROM experiments WHERE key = ?", (key,))
+    if not rows:
+        raise NotFound("experiment", key)
+    return rows[0][0], int(rows[0][1])
+
+
+def load_definition(db: Database, key: str) -> StoredDefinition:
+    """The experiment's current definition, parsed; NotFound if it does not exist."""
+    row = get(db, key)
+    return StoredDefinition(row.revision, row.status, from_row(row), row.salt, {a["key"]: a for a in row.arms})
+
+
+def get(db: Database, key: str) -> ExperimentRow:
+    """The stored experiment, or a 404."""
+    with db.read() as session:
+        row = session.get(ExperimentRow, key)
+    if row is None:
+        raise NotFound("experiment", key)
+    return row
+
+
+def list_all(db: Database, status: str | None) -> list[ExperimentRow]:
+    """Experiments, newest first, optionally of one status."""
+    stmt = select(ExperimentRow).order_by(ExperimentRow.created_at.desc(), ExperimentRow.key)
+    if status:
+        stmt = stmt.where(ExperimentRow.status == status)
+    with db.read() as session:
+        return list(session.scalars(stmt).all())
+
+
+def create(db: Database, fields: dict[str, Any]) -> ExperimentRow:
+    """Validate and store a new draft; 409 if the key is taken."""
+    exp = definition({**fields, "status": "draft"})
+    now = time.time()
+    values = {**fields, "primary_metric": exp.primary_metric, "status": "draft", "salt": secrets.token_hex(8), "created_at": now, "updated_at": now, "revision": 1}
+    with db.write() as session:
+        stmt = insert(session, ExperimentRow).values(**values).on_conflict_do_nothing(index_elements=["key"]).returning(ExperimentRow.key)
+        if session.execute(stmt).first() is None:
+            raise Conflict(f"an experiment with key {fields['key']!r} already exists")
+        return session.get(ExperimentRow, fields["key"])  # type: ignore[return-value]
+
+
+def patch(db: Database, key: str, changes: dict[str, Any]) -> ExperimentRow:
+    """Apply changes; design fields only while draft (409), and the result must validate (422)."""
+    with db.write() as session:
+        row = session.get(ExperimentRow, key, with_for_update=True)
+        if row is None:
+            raise NotFound("experiment", key)
+        frozen = sorted(set(changes) & DESIGN_FIELDS)
+        if frozen and row.status != "draft":
+            raise Conflict(f"{', '.join(frozen)} can only change while the experiment is a draft; it is {row.status}")
+        merged = {c: getattr(row, c) for c in ("key", "name", "description", "type", "traffic", "arms", "metrics", "primary_metric", "bandit", "status")}
+        merged.update(changes)
+        if "type" in changes and changes["type"] == "ab" and "bandit" not in changes:
+            merged["bandit"] = None
+        if "metrics" in changes and "primary_metric" not in changes:
+            keys = [m["key"] for m in changes["metrics"]]
+            if merged["primary_metric"] not in keys and merged["primary_metric"] not in BUILTIN_METRICS:
+                merged["primary_metric"] = keys[0] if keys else None
+        exp = definition(merged)
+        merged["primary_metric"] = exp.primary_metric
+        for name, value in merged.items():
+            setattr(row, name, value)
+        row.updated_at = time.time()
+        row.revision = row.revision + 1
+        return row
+
+
+def remove(db: Database, key: str) -> None:
+    """Delete a draft; 409 for any other status."""
+    with db.write() as session:
+        row = session.get(ExperimentRow, key, with_for_update=True)
+        if row is None:
+            raise NotFound("experiment", key)
+        if row.status != "draft":
+            raise Conflict(f"only a draft can be deleted; {key!r} is {row.status} (stop it instead)")
+        session.execute(delete(ExperimentRow).where(ExperimentRow.key == key))
+
+
+def move(db: Database, key: str, action: str) -> ExperimentRow:
+    """Start, pause or stop: an atomic compare-and-set on the status, 409 if it does not allow the move."""
+    with db.write() as session:
+        row = session.get(ExperimentRow, key, with_for_update=True)
+        if row is None:
+            raise NotFound("experiment", key)
+        try:
+            new = transition(row.status, action)  # type: ignore[arg-type]
+        except TransitionError as exc:
+            raise Conflict(str(exc)) from None
+        now = time.time()
+        values: dict[str, Any] = {"status": new, "updated_at": now, "revision": row.revision + 1}
+        if action == "start" and row.started_at is None:
+            values["started_at"] = now
+        if action == "stop":
+            values["stopped_at"] = now
+        done = session.execute(
+            update(ExperimentRow).where(ExperimentRow.key == key, ExperimentRow.status == row.status).values(**values)
+        )
+        if done.rowcount != 1:  # type: ignore[attr-defined]  # the row lock makes this unreachable
+            raise Conflict("the experiment changed while moving it; try again")
+        if row.type == "bandit":
+            stats = insert(session, BanditArmStatsRow).on_conflict_do_nothing(index_elements=["experiment_key", "arm"])
+            session.execute(stats, [{"experiment_key": key, "arm": a["key"], "pulls": 0, "reward_sum": 0.0, "reward_sumsq": 0.0} for a in row.arms])
+        session.flush()
+        session.refresh(row)
+        return row

@@ -1,0 +1,76 @@
+"""Exposures (a user's first assignment) and the bandit arms' statistics.
+
+The hot read is one query: the experiment's status and revision joined with the
+user's exposure. The exposure is written with INSERT ... ON CONFLICT DO NOTHING,
+and the status check inside the insert closes the race with a concurrent pause
+or stop; when two workers race on a user's first request, the loser reads the
+winner's row, so both answer the same arm.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy import text
+
+from service.store.database import Database
+
+_STATE = (
+    "SELECT e.status, e.revision, x.arm, x.probability, x.exposed_at FROM experiments e "
+    "LEFT JOIN exposures x ON x.experiment_key = e.key AND x.user_id = ? WHERE e.key = ?"
+)
+_STATS = "SELECT arm, pulls, reward_sum, reward_sumsq FROM bandit_arm_stats WHERE experiment_key = ?"
+_EXPOSE = text(
+    "INSERT INTO exposures (experiment_key, user_id, arm, probability, exposed_at) "
+    "SELECT CAST(:key AS VARCHAR(64)), CAST(:user AS VARCHAR(128)), CAST(:arm AS VARCHAR(64)), "
+    "CAST(:p AS DOUBLE PRECISION), CAST(:ts AS DOUBLE PRECISION) WHERE EXISTS "
+    "(SELECT 1 FROM experiments WHERE key = :key AND status = 'running') "
+    "ON CONFLICT (experiment_key, user_id) DO NOTHING"
+)
+_PULL = text("UPDATE bandit_arm_stats SET pulls = pulls + 1 WHERE experiment_key = :key AND arm = :arm")
+_EXPOSED = text("SELECT arm, probability, exposed_at FROM exposures WHERE experiment_key = :key AND user_id = :user")
+
+
+@dataclass(frozen=True)
+class Exposure:
+    """A user's arm, its propensity and when they were first exposed."""
+
+    arm: str
+    probability: float
+    exposed_at: float
+
+
+@dataclass(frozen=True)
+class ExposureState:
+    """An experiment's status and revision, and the user's exposure if any."""
+
+    status: str
+    revision: int
+    exposure: Exposure | None
+
+
+def state(db: Database, key: str, user_id: str) -> ExposureState | None:
+    """The experiment's status and revision with the user's exposure; None when the experiment does not exist."""
+    rows = db.fetch(_STATE, (user_id, key))
+    if not rows:
+        return None
+    status, revision, arm, probability, exposed_at = rows[0]
+    exposure = Exposure(arm, float(probability), float(exposed_at)) if arm is not None else None
+    return ExposureState(status, int(revision), exposure)
+
+
+def arm_stats(db: Database, key: str) -> dict[str, tuple[int, float, float]]:
+    """Each bandit arm's (pulls, reward sum, reward sum of squares)."""
+    return {r[0]: (int(r[1]), float(r[2]), float(r[3])) for r in db.fetch(_STATS, (key,))}
+
+
+def expose(db: Database, key: str, user_id: str, arm: str, probability: float, now: float, counts_pull: bool) -> Exposure | None:
+    """Record the first exposure, or answer the one already stored; None when the experiment stopped running meanwhile."""
+    with db.write() as session:
+        params = {"key": key, "user": user_id, "arm": arm, "p": probability, "ts": now}
+        inserted = session.execute(_EXPOSE, params).rowcount == 1  # type: ignore[attr-defined]
+        if inserted:
+            if counts_pull:
+                session.execute(_PULL, {"key": key, "arm": arm})
+            return Exposure(arm, probability, now)
+        stored = session.execute(_EXPOSED, {"key": key, "user": user_id}).first()
+    return Exposure(stored[0], float(stored[1]), float(stored[2])) if stored is not None else None

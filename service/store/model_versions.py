@@ -1,0 +1,131 @@
+"""Model versions: training runs, their outcome, and which one every worker serves."""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import select
+
+from service.errors import Conflict
+from service.store.database import Database
+from service.store.state import set_active_model
+from service.store.tables import ModelArtifactRow, ModelVersionRow
+
+
+@dataclass(frozen=True)
+class ModelRecord:
+    """A stored version: what was asked for and, once finished, what came of it."""
+
+    version: str
+    status: str
+    algorithm: str
+    params: dict[str, Any]
+    matrix: dict[str, Any]
+    evaluation: dict[str, Any]
+    created_at: float
+    activate_when_ready: bool = False
+    metrics: dict[str, Any] = field(default_factory=dict)
+    data: dict[str, Any] = field(default_factory=dict)
+    error: str | None = None
+    finished_at: float | None = None
+    training_seconds: float | None = None
+    runner: str | None = None
+    heartbeat_at: float | None = None
+
+
+def _record(row: ModelVersionRow) -> ModelRecord:
+    return ModelRecord(
+        version=row.version,
+        status=row.status,
+        algorithm=row.algorithm,
+        params=dict(row.params or {}),
+        matrix=dict(row.matrix or {}),
+        evaluation=dict(row.evaluation or {}),
+        created_at=row.created_at,
+        activate_when_ready=bool(row.activate_when_ready),
+        metrics=dict(row.metrics or {}),
+        data=dict(row.data or {}),
+        error=row.error,
+        finished_at=row.finished_at,
+        training_seconds=row.training_seconds,
+        runner=row.runner,
+        heartbeat_at=row.heartbeat_at,
+    )
+
+
+def insert(db: Database, version: str, algorithm: str, params: dict[str, Any], matrix: dict[str, Any], evaluation: dict[str, Any], activate: bool) -> ModelRecord:
+    """Record a training run in status `training`."""
+    row = ModelVersionRow(
+        version=version,
+        status="training",
+        algorithm=algorithm,
+        params=params,
+        matrix=matrix,
+        evaluation=evaluation,
+        metrics={},
+        data={},
+        activate_when_ready=activate,
+        created_at=time.time(),
+    )
+    with db.write() as session:
+        session.add(row)
+        session.flush()
+        return _record(row)
+
+
+def get(db: Database, version: str) -> ModelRecord | None:
+    """One version, or None."""
+    with db.read() as session:
+        row = session.get(ModelVersionRow, version)
+        return _record(row) if row is not None else None
+
+
+def list_all(db: Database) -> list[ModelRecord]:
+    """Every version, newest first."""
+    with db.read() as session:
+        return [_record(r) for r in session.scalars(select(ModelVersionRow).order_by(ModelVersionRow.created_at.desc()))]
+
+
+def finish(db: Database, version: str, artifact: bytes, digest: str, metrics: dict[str, Any], data: dict[str, Any], seconds: float, max_event_id: int) -> bool:
+    """Store a finished run's artifact and mark it ready (and active if asked); False if it is no longer `training`."""
+    with db.write() as session:
+        stored = session.get(ModelVersionRow, version, with_for_update=True)
+        if stored is None or stored.status != "training":
+            return False
+        session.add(ModelArtifactRow(version=version, data=artifact))
+        stored.status = "ready"
+        stored.metrics = metrics
+        stored.data = data
+        stored.training_seconds = seconds
+        stored.finished_at = time.time()
+        stored.max_event_id = max_event_id
+        stored.artifact_sha256 = digest
+        if stored.activate_when_ready:
+            set_active_model(session, version)
+        return True
+
+
+def fail(db: Database, version: str, error: str, seconds: float | None = None) -> bool:
+    """Mark a run failed with its reason; False if it had already finished one way or the other."""
+    with db.write() as session:
+        stored = session.get(ModelVersionRow, version, with_for_update=True)
+        if stored is None or stored.status != "training":
+            return False
+        stored.status = "failed"
+        stored.error = error
+        stored.finished_at = time.time()
+        stored.training_seconds = seconds if seconds is not None else stored.finished_at - stored.created_at
+        return True
+
+
+def activate(db: Database, version: str) -> ModelRecord | None:
+    """Make a ready version the one every worker serves; None when it does not exist, Conflict unless ready."""
+    with db.write() as session:
+        row = session.get(ModelVersionRow, version)
+        if row is None:
+            return None
+        if row.status != "ready":
+            raise Conflict(f"model {version} is {row.status}; only a ready model can be activated")
+        set_active_model(session, version)
+        return _record(row)

@@ -1,0 +1,153 @@
+"""Outcomes: idempotent batches that keep per-user totals and feed the bandit.
+
+A user's value for a metric is the sum of their outcome values. The batch's
+accepted outcomes are added to the users' running totals with atomic upserts
+that return the new totals, so each total before the batch is known exactly; the bandit's
+statistics then move by the change in the user's value (for binary metrics,
+by one when the user crosses from 0 to converted). Concurrent batches on the
+same users serialise on those rows, so no update is lost on any number of
+workers or hosts.
+"""
+from __future__ import annotations
+
+import math
+import time
+from collections import defaultdict
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+from sqlalchemy import text
+from sqlalchemy.orm import Session
+
+from experiments.definitions import Experiment
+from service.store.database import Database
+from service.errors import Invalid
+from service.store.sql import chunks, run
+
+# Multi-row statements with RETURNING: one round trip per chunk, and the database
+# says exactly which rows it wrote, also when concurrent batches overlap.
+_CHUNK = 500
+_INSERT = (
+    "INSERT INTO outcomes (outcome_id, experiment_key, user_id, metric, value, ts, received_at) VALUES {rows} "
+    "ON CONFLICT (outcome_id) DO NOTHING RETURNING outcome_id"
+)
+_INSERT_ROW = "(?, ?, ?, ?, ?, ?, ?)"
+_ADD = (
+    "INSERT INTO user_metric_totals (experiment_key, metric, user_id, arm, total, first_positive_ts) VALUES {rows} "
+    "ON CONFLICT (experiment_key, metric, user_id) DO UPDATE SET "
+    "total = user_metric_totals.total + excluded.total, "
+    "first_positive_ts = CASE WHEN user_metric_totals.first_positive_ts IS NULL "
+    "AND user_metric_totals.total + excluded.total > 0 THEN excluded.first_positive_ts "
+    "ELSE user_metric_totals.first_positive_ts END "
+    "RETURNING experiment_key, metric, user_id, total"
+)
+_ADD_ROW = "(?, ?, ?, ?, ?, ?)"
+_REWARD = text(
+    "UPDATE bandit_arm_stats SET reward_sum = reward_sum + :sum, reward_sumsq = reward_sumsq + :sumsq "
+    "WHERE experiment_key = :experiment AND arm = :arm"
+)
+
+
+@dataclass(frozen=True)
+class Counts:
+    """What happened to a batch."""
+
+    accepted: int
+    duplicates: int
+    ignored: int
+
+
+def check_batch(outcomes: Sequence[dict[str, Any]], definitions: dict[str, Experiment]) -> None:
+    """Refuse the whole batch (422, naming each index) if any outcome names an unknown experiment or metric."""
+    details = []
+    for i, o in enumerate(outcomes):
+        exp = definitions.get(o["experiment"])
+        if exp is None:
+            details.append({"field": f"outcomes.{i}.experiment", "index": i, "message": f"no experiment {o['experiment']!r}"})
+        elif exp.reported_metric(o["metric"]) is None:
+            known = ", ".join(m.key for m in exp.metrics if not m.builtin)
+            why = "is built in (derived from events)" if o["metric"] in {m.key for m in exp.metrics} else f"is not a metric of this experiment (reported metrics: {known})"
+            details.append({"field": f"outcomes.{i}.metric", "index": i, "message": f"{o['metric']!r} {why}"})
+    if details:
+        raise Invalid.many(details)
+
+
+def _exposures(session: Session, pairs: set[tuple[str, str]]) -> dict[tuple[str, str], str]:
+    """The arm of every exposed (experiment, user) among `pairs`."""
+    by_experiment: dict[str, list[str]] = defaultdict(list)
+    for experiment, user in pairs:
+        by_experiment[experiment].append(user)
+    found: dict[tuple[str, str], str] = {}
+    for experiment, users in by_experiment.items():
+        for chunk in chunks(sorted(users), _CHUNK):
+            marks = ", ".join(["?"] * len(chunk))
+            rows = run(session, f"SELECT user_id, arm FROM exposures WHERE experiment_key = ? AND user_id IN ({marks})", [experiment, *chunk])
+            found.update({(experiment, user): arm for user, arm in rows})
+    return found
+
+
+def _insert_new(session: Session, outcomes: list[dict[str, Any]], now: float) -> set[str]:
+    """Insert the outcomes; answer the ids that were new (the rest were already stored)."""
+    written: set[str] = set()
+    for chunk in chunks(outcomes, _CHUNK):
+        params = [x for o in chunk for x in (o["outcome_id"], o["experiment"], o["user_id"], o["metric"], o["value"], o["ts"], now)]
+        written.update(r[0] for r in run(session, _INSERT.format(rows=", ".join([_INSERT_ROW] * len(chunk))), params))
+    return written
+
+
+def _add_to_totals(session: Session, deltas: list[tuple[tuple[str, str, str], str, float, float | None]]) -> dict[tuple[str, str, str], float]:
+    """Add each user's change to their running total; answer the new totals."""
+    totals: dict[tuple[str, str, str], float] = {}
+    for chunk in chunks(deltas, _CHUNK):
+        params = [x for (experiment, metric, user), arm, delta, positive_ts in chunk for x in (experiment, metric, user, arm, delta, positive_ts)]
+        rows = run(session, _ADD.format(rows=", ".join([_ADD_ROW] * len(chunk))), params)
+        totals.update({(r[0], r[1], r[2]): float(r[3]) for r in rows})
+    return totals
+
+
+def record(db: Database, outcomes: Sequence[dict[str, Any]], definitions: dict[str, Experiment]) -> Counts:
+    """Store a validated batch in one transaction and update totals and bandit statistics."""
+    now = time.time()
+    unique: dict[str, dict[str, Any]] = {}
+    for o in outcomes:  # the first of repeated ids in one batch wins
+        unique.setdefault(o["outcome_id"], o)
+    with db.write() as session:
+        arms = _exposures(session, {(o["experiment"], o["user_id"]) for o in unique.values()})
+        # Sorted by id: concurrent batches take row locks in one order (no deadlocks on PostgreSQL).
+        exposed = [o for _, o in sorted(unique.items()) if (o["experiment"], o["user_id"]) in arms]
+        written = _insert_new(session, exposed, now)
+        sums: dict[tuple[str, str, str], list[float]] = {}
+        for o in exposed:
+            if o["outcome_id"] in written:
+                entry = sums.setdefault((o["experiment"], o["metric"], o["user_id"]), [0.0, math.inf])
+                entry[0] += o["value"]
+                if o["value"] > 0:
+                    entry[1] = min(entry[1], o["ts"])
+        deltas = [(k, arms[(k[0], k[2])], d, ts if ts != math.inf else None) for k, (d, ts) in sorted(sums.items())]
+        totals = _add_to_totals(session, deltas)
+        _update_bandits(session, definitions, deltas, totals)
+    accepted = len(written)
+    ignored = len(unique) - len(exposed)
+    return Counts(accepted, len(outcomes) - accepted - ignored, ignored)
+
+
+def _update_bandits(session: Session, definitions: dict[str, Experiment], deltas: list[tuple[tuple[str, str, str], str, float, float | None]], totals: dict[tuple[str, str, str], float]) -> None:
+    """Move each bandit arm's sums by the change in its users' values of the primary metric."""
+    bandit: dict[tuple[str, str], list[float]] = defaultdict(lambda: [0.0, 0.0])
+    for key, arm, delta, _ in deltas:
+        experiment, metric, _user = key
+        exp = definitions[experiment]
+        if exp.type != "bandit" or metric != exp.primary_metric:
+            continue
+        new = totals[key]
+        old = new - delta
+        if exp.metric(metric).kind == "binary":
+            change = float(new > 0) - float(old > 0)
+            bandit[(experiment, arm)][0] += change
+            bandit[(experiment, arm)][1] += change
+        else:
+            bandit[(experiment, arm)][0] += delta
+            bandit[(experiment, arm)][1] += new * new - old * old
+    for (experiment, arm), (total, sumsq) in sorted(bandit.items()):
+        if total or sumsq:
+            session.execute(_REWARD, {"experiment": experiment, "arm": arm, "sum": total, "sumsq": sumsq})

@@ -1,0 +1,58 @@
+"""The shared state every worker reads per request (active model, catalogue revision) and a user's recent events.
+
+Rows carry a tag in front (0 state, 1 events) so that one round trip returns
+both: on the hot path the round trip costs more than either read.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from recommender.index import UserEvent
+from service.store.database import Database
+from service.store.sql import set_state
+
+ACTIVE_MODEL_KEY = "active_model"
+CATALOGUE_KEY = "catalogue"
+USER_EVENTS_LIMIT = 5000
+
+_STATE = "SELECT 0, key, value, revision FROM app_state WHERE key IN (?, ?)"
+_STATE_AND_EVENTS = (
+    _STATE + " UNION ALL "
+    "SELECT * FROM (SELECT 1, item_id, type, ts FROM events WHERE user_id = ? {only} ORDER BY ts DESC LIMIT ?) AS recent"
+)
+_ALL_EVENTS = _STATE_AND_EVENTS.format(only="")
+_PURCHASES = _STATE_AND_EVENTS.format(only="AND type = 'purchase'")
+
+
+@dataclass(frozen=True)
+class SharedState:
+    """What every worker must agree on, read once per request."""
+
+    active_version: str | None
+    catalogue_revision: int
+
+
+def _state(rows: list[tuple[Any, ...]]) -> SharedState:
+    state = {r[1]: (r[2], r[3]) for r in rows if r[0] == 0}
+    active = state.get(ACTIVE_MODEL_KEY, ("", 0))[0] or None
+    return SharedState(active, int(state.get(CATALOGUE_KEY, ("", 0))[1]))
+
+
+def shared_state(db: Database) -> SharedState:
+    """The active model version and the catalogue revision, in one query."""
+    return _state(db.fetch(_STATE, (ACTIVE_MODEL_KEY, CATALOGUE_KEY)))
+
+
+def state_and_user_events(db: Database, user_id: str, purchases_only: bool = False) -> tuple[SharedState, list[UserEvent]]:
+    """The shared state and the user's most recent events (or purchases) as (item_id, type, ts), newest first."""
+    sql = _PURCHASES if purchases_only else _ALL_EVENTS
+    rows = db.fetch(sql, (ACTIVE_MODEL_KEY, CATALOGUE_KEY, user_id, USER_EVENTS_LIMIT))
+    return _state(rows), [(r[1], r[2], float(r[3])) for r in rows if r[0] == 1]
+
+
+def set_active_model(session: Session, version: str) -> None:
+    """Make `version` the one every worker serves, in the caller's transaction."""
+    set_state(session, ACTIVE_MODEL_KEY, version)

@@ -1,0 +1,237 @@
+"""SQLAlchemy 2 tables: the whole persistent schema, one `...Row` class per table.
+
+Timestamps are stored as epoch seconds (double precision) so that day arithmetic
+for retention is the same plain SQL on SQLite and PostgreSQL.
+"""
+from __future__ import annotations
+
+from typing import Any, Optional
+
+from sqlalchemy import JSON, BigInteger, Boolean, Float, ForeignKey, Index, Integer, LargeBinary, String, Text
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+# SQLite only auto-increments an INTEGER PRIMARY KEY, not a BIGINT one.
+BigId = BigInteger().with_variant(Integer(), "sqlite")
+Epoch = Float(precision=53)
+
+
+class Base(DeclarativeBase):
+    """Declarative base for every table."""
+
+
+class ApiKeyRow(Base):
+    """An API key; only its SHA-256 is stored."""
+
+    __tablename__ = "api_keys"
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(String(128))
+    role: Mapped[str] = mapped_column(String(16))
+    key_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    prefix: Mapped[str] = mapped_column(String(16))
+    created_at: Mapped[float] = mapped_column(Epoch)
+    revoked_at: Mapped[Optional[float]] = mapped_column(Epoch, nullable=True)
+
+
+class AppStateRow(Base):
+    """Small shared settings every worker reads, such as the active model version."""
+
+    __tablename__ = "app_state"
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[str] = mapped_column(String(256))
+    revision: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
+class ItemRow(Base):
+    """A catalogue item."""
+
+    __tablename__ = "items"
+    item_id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    title: Mapped[Optional[str]] = mapped_column(String(512), nullable=True)
+    category: Mapped[Optional[str]] = mapped_column(String(128), nullable=True, index=True)
+    available: Mapped[bool] = mapped_column(Boolean, default=True)
+    attributes: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    updated_at: Mapped[float] = mapped_column(Epoch)
+
+
+class EventRow(Base):
+    """A behaviour event; `event_id` makes ingestion idempotent."""
+
+    __tablename__ = "events"
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    event_id: Mapped[str] = mapped_column(String(128), unique=True)
+    user_id: Mapped[str] = mapped_column(String(128))
+    item_id: Mapped[str] = mapped_column(String(128))
+    type: Mapped[str] = mapped_column(String(16))
+    ts: Mapped[float] = mapped_column(Epoch)
+    value: Mapped[Optional[float]] = mapped_column(Float, nullable=True)
+    received_at: Mapped[float] = mapped_column(Epoch)
+    # Covers the serving read of a user's recent events, so it never visits the table.
+    __table_args__ = (Index("ix_events_user_recent", "user_id", "ts", "item_id", "type"),)
+
+
+class UserCodeRow(Base):
+    """A dense integer for each user id, so that the training log stores numbers."""
+
+    __tablename__ = "user_codes"
+    code: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    user_id: Mapped[str] = mapped_column(String(128), unique=True)
+
+
+class ItemCodeRow(Base):
+    """A dense integer for each item id that events name (catalogue or not)."""
+
+    __tablename__ = "item_codes"
+    code: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    item_id: Mapped[str] = mapped_column(String(128), unique=True)
+
+
+class EventSegmentRow(Base):
+    """One accepted event batch in columnar form, for training (see service.stores.event_log)."""
+
+    __tablename__ = "event_segments"
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    last_event_id: Mapped[int] = mapped_column(BigInteger)
+    events: Mapped[int] = mapped_column(Integer)
+    data: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+class ModelVersionRow(Base):
+    """One training run and, once ready, its servable artifact's metadata."""
+
+    __tablename__ = "model_versions"
+    version: Mapped[str] = mapped_column(String(64), primary_key=True)
+    status: Mapped[str] = mapped_column(String(16))
+    algorithm: Mapped[str] = mapped_column(String(32))
+    params: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    matrix: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    evaluation: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    metrics: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    data: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    error: Mapped[Optional[str]] = mapped_column(Text, nullable=True)
+    # Who runs a training run, and when it last said it was alive (see usecases.model_training).
+    runner: Mapped[Optional[str]] = mapped_column(String(128), nullable=True)
+    heartbeat_at: Mapped[Optional[float]] = mapped_column(Epoch, nullable=True)
+    activate_when_ready: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[float] = mapped_column(Epoch)
+    finished_at: Mapped[Optional[float]] = mapped_column(Epoch, nullable=True)
+    training_seconds: Mapped[Optional[float]] = mapped_column(Float, nullable=True)
+    max_event_id: Mapped[Optional[int]] = mapped_column(BigInteger, nullable=True)
+    artifact_sha256: Mapped[Optional[str]] = mapped_column(String(64), nullable=True)
+
+
+class ModelArtifactRow(Base):
+    """The artifact bytes, so that every host sharing the database can load a version."""
+
+    __tablename__ = "model_artifacts"
+    version: Mapped[str] = mapped_column(String(64), ForeignKey("model_versions.version"), primary_key=True)
+    data: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+class ExperimentRow(Base):
+    """An experiment definition and its lifecycle status."""
+
+    __tablename__ = "experiments"
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    name: Mapped[str] = mapped_column(String(256))
+    description: Mapped[str] = mapped_column(Text, default="")
+    type: Mapped[str] = mapped_column(String(16))
+    traffic: Mapped[float] = mapped_column(Float)
+    arms: Mapped[list[dict[str, Any]]] = mapped_column(JSON)
+    metrics: Mapped[list[dict[str, Any]]] = mapped_column(JSON)
+    primary_metric: Mapped[str] = mapped_column(String(64))
+    bandit: Mapped[Optional[dict[str, Any]]] = mapped_column(JSON, nullable=True)
+    status: Mapped[str] = mapped_column(String(16))
+    salt: Mapped[str] = mapped_column(String(64))
+    revision: Mapped[int] = mapped_column(BigInteger, default=1, server_default="1")
+    created_at: Mapped[float] = mapped_column(Epoch)
+    updated_at: Mapped[float] = mapped_column(Epoch)
+    started_at: Mapped[Optional[float]] = mapped_column(Epoch, nullable=True)
+    stopped_at: Mapped[Optional[float]] = mapped_column(Epoch, nullable=True)
+
+
+class ExposureRow(Base):
+    """A user's first assignment to an experiment: arm, propensity and time."""
+
+    __tablename__ = "exposures"
+    experiment_key: Mapped[str] = mapped_column(String(64), ForeignKey("experiments.key", ondelete="CASCADE"), primary_key=True)
+    user_id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    arm: Mapped[str] = mapped_column(String(64))
+    probability: Mapped[float] = mapped_column(Float)
+    exposed_at: Mapped[float] = mapped_column(Epoch)
+    __table_args__ = (Index("ix_exposures_arm", "experiment_key", "arm"),)
+
+
+class BanditArmStatsRow(Base):
+    """Sufficient statistics of one bandit arm, updated with atomic increments."""
+
+    __tablename__ = "bandit_arm_stats"
+    experiment_key: Mapped[str] = mapped_column(String(64), ForeignKey("experiments.key", ondelete="CASCADE"), primary_key=True)
+    arm: Mapped[str] = mapped_column(String(64), primary_key=True)
+    pulls: Mapped[int] = mapped_column(BigInteger, default=0)
+    reward_sum: Mapped[float] = mapped_column(Float, default=0.0)
+    reward_sumsq: Mapped[float] = mapped_column(Float, default=0.0)
+
+
+class OutcomeRow(Base):
+    """A reported outcome; `outcome_id` makes reporting idempotent."""
+
+    __tablename__ = "outcomes"
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    outcome_id: Mapped[str] = mapped_column(String(128), unique=True)
+    experiment_key: Mapped[str] = mapped_column(String(64))
+    user_id: Mapped[str] = mapped_column(String(128))
+    metric: Mapped[str] = mapped_column(String(64))
+    value: Mapped[float] = mapped_column(Float)
+    ts: Mapped[float] = mapped_column(Epoch)
+    received_at: Mapped[float] = mapped_column(Epoch)
+    __table_args__ = (
+        Index("ix_outcomes_experiment_metric_ts", "experiment_key", "metric", "ts"),
+        Index("ix_outcomes_experiment_user", "experiment_key", "user_id"),
+    )
+
+
+class UserMetricTotalRow(Base):
+    """A user's running total of one metric in one experiment (the analysed unit)."""
+
+    __tablename__ = "user_metric_totals"
+    experiment_key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    metric: Mapped[str] = mapped_column(String(64), primary_key=True)
+    user_id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    arm: Mapped[str] = mapped_column(String(64))
+    total: Mapped[float] = mapped_column(Float, default=0.0)
+    first_positive_ts: Mapped[Optional[float]] = mapped_column(Epoch, nullable=True)
+
+
+class RewardStateRow(Base):
+    """Where a user stands in their arm's reward schedule, and their points balance."""
+
+    __tablename__ = "reward_states"
+    experiment_key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    user_id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    arm: Mapped[str] = mapped_column(String(64))
+    actions: Mapped[int] = mapped_column(BigInteger, default=0)
+    rewards: Mapped[int] = mapped_column(BigInteger, default=0)
+    balance: Mapped[float] = mapped_column(Float, default=0.0)
+    last_reward_at: Mapped[Optional[float]] = mapped_column(Epoch, nullable=True)
+    next_eligible_at: Mapped[Optional[float]] = mapped_column(Epoch, nullable=True)
+
+
+class RewardLedgerRow(Base):
+    """Every reward-earning action and what it earned; `action_id` makes it idempotent."""
+
+    __tablename__ = "reward_ledger"
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    action_id: Mapped[str] = mapped_column(String(128), unique=True)
+    experiment_key: Mapped[str] = mapped_column(String(64))
+    user_id: Mapped[str] = mapped_column(String(128))
+    arm: Mapped[Optional[str]] = mapped_column(String(64), nullable=True)
+    action: Mapped[str] = mapped_column(String(64))
+    value: Mapped[Optional[float]] = mapped_column(Float, nullable=True)
+    ts: Mapped[float] = mapped_column(Epoch)
+    sequence: Mapped[int] = mapped_column(BigInteger)
+    rewarded: Mapped[bool] = mapped_column(Boolean)
+    points: Mapped[float] = mapped_column(Float)
+    balance_after: Mapped[float] = mapped_column(Float)
+    reason: Mapped[Optional[str]] = mapped_column(String(64), nullable=True)
+    created_at: Mapped[float] = mapped_column(Epoch)
+    __table_args__ = (Index("ix_reward_ledger_user", "experiment_key", "user_id", "id"),)

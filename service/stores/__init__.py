@@ -1,1 +1,0 @@
-"""Database access, one module per aggregate; the blueprints call these."""

@@ -1,1 +1,0 @@
-"""Helpers for running the real service in tests and benchmarks."""

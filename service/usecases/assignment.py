@@ -1,0 +1,104 @@
+"""Assignment: sticky arms from a hash (A/B) or a bandit policy, and exposures recorded once.
+
+A returning user costs one read (`store.exposures.state`). A new user is placed
+by hash (A/B) or by the policy over the arms' current statistics (bandit), and
+the exposure is written once, whatever the races between workers and hosts.
+"""
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+import numpy as np
+
+from bandits.base import ArmStats, with_floor
+from bandits.registry import make_policy
+from experiments.assignment import ab_arm, enrolled, pick, unit_draw
+from service.errors import NotFound
+from service.store import experiments as experiment_store
+from service.store import exposures
+from service.store.database import Database
+from service.store.experiments import StoredDefinition
+from service.timestamps import iso
+
+
+class DefinitionCache:
+    """Parsed definitions keyed by (key, revision): a revision never changes, so neither do answers."""
+
+    def __init__(self) -> None:
+        self._items: dict[str, StoredDefinition] = {}
+        self._lock = threading.Lock()
+
+    def current(self, db: Database, key: str) -> tuple[StoredDefinition, str]:
+        """The experiment's definition at its current revision and its status; NotFound if it does not exist."""
+        status, revision = experiment_store.status_and_revision(db, key)
+        return self.get(db, key, revision), status
+
+    def get(self, db: Database, key: str, revision: int) -> StoredDefinition:
+        """The definition at `revision`, loading it once per process."""
+        cached = self._items.get(key)
+        if cached is not None and cached.revision == revision:
+            return cached
+        loaded = experiment_store.load_definition(db, key)
+        with self._lock:
+            self._items[key] = loaded
+        return loaded
+
+
+def _answer(
+    key: str, user_id: str, d: StoredDefinition | None, exposure: exposures.Exposure | None, reason: str | None = None
+) -> dict[str, Any]:
+    if exposure is None or d is None:
+        return {"experiment": key, "user_id": user_id, "enrolled": False, "arm": None, "reason": reason}
+    spec = d.arms_json[exposure.arm]
+    return {
+        "experiment": key,
+        "user_id": user_id,
+        "enrolled": True,
+        "arm": exposure.arm,
+        "payload": spec.get("payload") or {},
+        "schedule": spec.get("schedule"),
+        "probability": exposure.probability,
+        "exposed_at": iso(exposure.exposed_at),
+    }
+
+
+def bandit_allocation(db: Database, d: StoredDefinition) -> np.ndarray:
+    """The bandit's probabilities for the next new user, floor included."""
+    exp = d.experiment
+    assert exp.bandit is not None
+    rows = exposures.arm_stats(db, exp.key)
+    zero = (0, 0.0, 0.0)
+    stats = ArmStats.of(*(list(col) for col in zip(*(rows.get(a.key, zero) for a in exp.arms))))
+    policy = make_policy(exp.bandit.algorithm, exp.metric(exp.primary_metric).kind, exp.bandit.epsilon)
+    return with_floor(policy.probabilities(stats), exp.bandit.min_probability)
+
+
+def _choose(db: Database, d: StoredDefinition, user_id: str) -> tuple[str, float]:
+    exp = d.experiment
+    weights = [a.weight for a in exp.arms]
+    if exp.type == "ab":
+        index = ab_arm(d.salt, exp.key, user_id, weights)
+        return exp.arms[index].key, weights[index] / sum(weights)
+    probabilities = bandit_allocation(db, d)
+    index = pick(list(probabilities), unit_draw(d.salt, exp.key, user_id, "arm"))
+    return exp.arms[index].key, float(probabilities[index])
+
+
+def assign(db: Database, cache: DefinitionCache, key: str, user_id: str, now: float) -> dict[str, Any]:
+    """The user's assignment in one experiment, recording the first exposure at `now`."""
+    found = exposures.state(db, key, user_id)
+    if found is None:
+        raise NotFound("experiment", key)
+    if found.status in ("draft", "stopped"):
+        return _answer(key, user_id, None, None, "not_running")
+    d = cache.get(db, key, found.revision)
+    if found.exposure is not None:
+        return _answer(key, user_id, d, found.exposure)
+    if found.status != "running":
+        return _answer(key, user_id, d, None, "not_running")
+    if not enrolled(d.salt, key, user_id, d.experiment.traffic):
+        return _answer(key, user_id, d, None, "traffic")
+    arm, probability = _choose(db, d, user_id)
+    exposure = exposures.expose(db, key, user_id, arm, probability, now, counts_pull=d.experiment.type == "bandit")
+    return _answer(key, user_id, d, exposure, None if exposure is not None else "not_running")

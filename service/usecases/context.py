@@ -1,0 +1,44 @@
+"""The long-lived objects one process's use cases share: config, database and bounded caches."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from service.config import Config
+from service.store.database import Database
+from service.store.migrate import upgrade
+from service.usecases.assignment import DefinitionCache
+from service.usecases.keys import KeyVerifier
+from service.usecases.serving import ModelCache
+
+
+@dataclass
+class Services:
+    """One app's config, database and caches; every cache is keyed by an immutable revision or bounded in time."""
+
+    config: Config
+    db: Database
+    models: ModelCache
+    definitions: DefinitionCache
+    keys: KeyVerifier
+
+    @classmethod
+    def build(cls, config: Config) -> "Services":
+        """Open the database and create empty caches."""
+        db = Database(config.database_url, config.sqlite_busy_timeout_ms, config.pool_size)
+        return cls(config=config, db=db, models=ModelCache(db, config.model_dir), definitions=DefinitionCache(), keys=KeyVerifier(db))
+
+    def unreachable(self) -> str | None:
+        """Why the database cannot be reached, or None when it answers."""
+        try:
+            self.db.ping()
+        except Exception as exc:  # any driver error means "not ready"
+            return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        return None
+
+    def upgrade_schema(self) -> tuple[str | None, str]:
+        """Create or upgrade the schema; answer the revisions (before, after)."""
+        return upgrade(self.db)
+
+    def close(self) -> None:
+        """Close every database connection this process holds."""
+        self.db.dispose()

@@ -1,0 +1,105 @@
+"""API keys: creation, revocation, and who a raw key belongs to, with the role matrix.
+
+Checking a key is an ordinary read. So that a hot endpoint does not pay a round
+trip for it on every request, each worker remembers a verified key for at most
+`KEY_CACHE_SECONDS`: a revoked key fails on every worker and host within that
+bound. Unknown keys are never remembered, so a new key works at once.
+"""
+from __future__ import annotations
+
+import hashlib
+import secrets
+import threading
+import time
+from dataclasses import dataclass
+from typing import Iterable
+
+from service.errors import NotFound
+from service.store import keys as store
+from service.store.database import Database
+from service.store.keys import KeyRecord
+
+ROLES = ("storefront", "editor", "analyst", "admin")
+KEY_PREFIX = "sl_"
+KEY_CACHE_SECONDS = 1.0
+# The largest key id a client can name: ids are 64-bit in the database.
+MAX_KEY_ID = 2**63 - 1
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Who is calling: the key's id, name and role."""
+
+    key_id: int
+    name: str
+    role: str
+
+
+def hash_key(raw: str) -> str:
+    """The stored form of a key; keys carry 256 random bits, so a fast hash suffices."""
+    return hashlib.sha256(raw.encode("utf-8")).hexdigest()
+
+
+def allowed(role: str, roles: Iterable[str]) -> bool:
+    """Whether a role may call an endpoint open to `roles`; admin may call everything."""
+    return role == "admin" or role in roles
+
+
+class KeyVerifier:
+    """Who a raw key belongs to; verified keys are remembered for at most `ttl` seconds."""
+
+    def __init__(self, db: Database, ttl: float = KEY_CACHE_SECONDS) -> None:
+        self._db = db
+        self._ttl = ttl
+        self._known: dict[str, tuple[float, Principal]] = {}
+        self._lock = threading.Lock()
+
+    def principal(self, raw: str) -> Principal | None:
+        """The key's principal, or None when it is unknown or revoked."""
+        digest = hash_key(raw)
+        now = time.monotonic()
+        hit = self._known.get(digest)
+        if hit is not None and hit[0] > now:
+            return hit[1]
+        found = store.active_by_hash(self._db, digest)
+        if found is None:
+            self._known.pop(digest, None)
+            return None
+        principal = Principal(*found)
+        with self._lock:
+            if len(self._known) > 10_000:  # keys are few; this only bounds a flood of distinct ones
+                self._known.clear()
+            self._known[digest] = (now + self._ttl, principal)
+        return principal
+
+    def forget(self, key_id: int) -> None:
+        """Drop a key from this worker's memory at once (the worker that revoked it need not wait)."""
+        with self._lock:
+            self._known = {d: hit for d, hit in self._known.items() if hit[1].key_id != key_id}
+
+
+def create_key(db: Database, role: str, name: str | None = None) -> tuple[KeyRecord, str]:
+    """Create a key for a role; answer the stored record and the raw key (shown once)."""
+    if role not in ROLES:
+        raise ValueError(f"role must be one of {', '.join(ROLES)}, not {role!r}")
+    raw = KEY_PREFIX + secrets.token_urlsafe(32)
+    return store.insert(db, name or f"{role} key", role, hash_key(raw), raw[:10]), raw
+
+
+def revoke_key(db: Database, verifier: KeyVerifier, key_id: str) -> KeyRecord:
+    """Revoke a key by its id as a client wrote it; NotFound when no key has that id.
+
+    Other workers and hosts stop accepting it within KEY_CACHE_SECONDS.
+    """
+    if not key_id.isdigit() or int(key_id) > MAX_KEY_ID:
+        raise NotFound("key", key_id)
+    record = store.revoke(db, int(key_id))
+    if record is None:
+        raise NotFound("key", key_id)
+    verifier.forget(record.id)
+    return record
+
+
+def list_keys(db: Database) -> list[KeyRecord]:
+    """Every key, oldest first, without secrets."""
+    return store.list_all(db)

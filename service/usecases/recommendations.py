@@ -1,0 +1,80 @@
+"""Answering recommendation requests from the active model, the catalogue and the user's events."""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+from service.store import catalogue
+from service.store.database import Database
+from service.store.state import shared_state, state_and_user_events
+from service.usecases.serving import ModelCache
+
+
+@dataclass(frozen=True)
+class Answer:
+    """A ranked list and how it was made."""
+
+    strategy: str
+    model_version: str | None
+    items: list[tuple[str, float]]
+
+
+def _block(index_of: dict[str, int], allowed: np.ndarray, item_ids: set[str]) -> None:
+    for item_id in item_ids:
+        i = index_of.get(item_id)
+        if i is not None:
+            allowed[i] = False
+
+
+def for_user(db: Database, cache: ModelCache, user_id: str, n: int, category: str | None, excluded: set[str]) -> Answer:
+    """Personalised when the model knows the user or they have events; popular otherwise."""
+    # A user the model already knows is scored from learned factors, so only their
+    # purchases (to leave out) are read. Which model is active is only known from
+    # the same read, so guess this worker's latest and read again if it changed.
+    guess = cache.latest
+    purchases_only = guess is not None and not guess.needs_events(user_id)
+    state, events = state_and_user_events(db, user_id, purchases_only)
+    if purchases_only and guess is not None and state.active_version != guess.version:
+        state, events = state_and_user_events(db, user_id)
+    blocked = excluded | {item for item, kind, _ in events if kind == "purchase"}
+    if state.active_version is None:
+        return Answer("popular", None, catalogue.live_popular(db, n, category, blocked))
+    index = cache.index(state.active_version)
+    view = cache.view(index, state.catalogue_revision)
+    remembered = index.top_for_known_user(user_id, view.mask(category), blocked, n)
+    if remembered is not None:
+        return Answer("personalized", index.version, remembered)
+    allowed = view.allowed(category)
+    _block(index.item_index, allowed, blocked)
+    strategy, scores = index.user_scores(user_id, events, time.time())
+    return Answer(strategy, index.version, index.top(scores, allowed, n))
+
+
+def popular(db: Database, cache: ModelCache, n: int, category: str | None) -> Answer:
+    """The most popular available items."""
+    state = shared_state(db)
+    if state.active_version is None:
+        return Answer("popular", None, catalogue.live_popular(db, n, category, set()))
+    index = cache.index(state.active_version)
+    allowed = cache.view(index, state.catalogue_revision).allowed(category)
+    return Answer("popular", index.version, index.top(index.popularity, allowed, n))
+
+
+def similar(db: Database, cache: ModelCache, item_id: str, n: int) -> Answer | None:
+    """Items like `item_id`; popular in its category when the model does not know it; None if nobody does."""
+    state = shared_state(db)
+    seen, category = catalogue.item_seen(db, item_id)
+    if not seen:
+        return None
+    if state.active_version is None:
+        return Answer("popular", None, catalogue.live_popular(db, n, category, {item_id}))
+    index = cache.index(state.active_version)
+    view = cache.view(index, state.catalogue_revision)
+    scores = index.item_scores(item_id)
+    if scores is None:
+        allowed = view.allowed(category)
+        _block(index.item_index, allowed, {item_id})
+        return Answer("popular", index.version, index.top(index.popularity, allowed, n))
+    return Answer("similar", index.version, index.top(scores, view.allowed(None), n))

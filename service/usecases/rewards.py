@@ -1,0 +1,33 @@
+"""Rewards: apply the user's arm's reward schedule to an action, idempotently (see `service.store.rewards`)."""
+from __future__ import annotations
+
+from typing import Any
+
+from experiments.schedules import Action, Decision, RewardState
+from service.store import experiments as experiment_store
+from service.store import rewards as store
+from service.store.database import Database
+from service.store.rewards import ActionIn
+from service.usecases.assignment import DefinitionCache
+
+
+def reward(db: Database, cache: DefinitionCache, action: ActionIn) -> dict[str, Any]:
+    """Apply one action under the user's arm's schedule; a replay of its `action_id` answers the stored result."""
+    d, status = cache.current(db, action.experiment)
+    exp = d.experiment
+
+    def decide(arm: str, before: RewardState) -> tuple[Decision | None, str]:
+        schedule = exp.arm(arm).schedule
+        if schedule is None:
+            return None, "the arm has no reward schedule"
+        if schedule.action != action.action:
+            return None, f"not a qualifying action (this schedule rewards {schedule.action!r})"
+        return schedule.apply(before, Action(exp.key, action.user_id, before.actions + 1, action.ts, action.value)), ""
+
+    return store.record(db, action, status == "stopped", decide)
+
+
+def ledger(db: Database, key: str, user_id: str) -> dict[str, Any]:
+    """A user's balance and reward history in one experiment; NotFound for an unknown experiment."""
+    experiment_store.status_and_revision(db, key)
+    return store.ledger(db, key, user_id)

@@ -1,0 +1,62 @@
+"""Per-process cache of loaded models; what is active is always read from the database.
+
+Every request reads the shared state (active version, catalogue revision) in one
+small query (`service.store.state`), so all workers on all hosts switch on the
+next request after an activation; only the loaded arrays are cached, keyed by
+immutable version.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+from collections import OrderedDict
+from pathlib import Path
+
+from recommender.index import ServingIndex
+from service.store.artifacts import artifact_bytes
+from service.store.catalogue import CatalogueView, catalogue_view
+from service.store.database import Database
+
+log = logging.getLogger(__name__)
+
+
+class ModelCache:
+    """Loaded serving indexes by version (the newest few) and their catalogue views."""
+
+    def __init__(self, db: Database, model_dir: Path, keep: int = 2) -> None:
+        self.db = db
+        self.model_dir = Path(model_dir)
+        self.keep = keep
+        self._indexes: OrderedDict[str, ServingIndex] = OrderedDict()
+        self._views: dict[str, CatalogueView] = {}
+        self._lock = threading.Lock()
+        self.latest: ServingIndex | None = None  # the index this process served last
+
+    def artifact_path(self, version: str) -> Path:
+        """Where this host keeps a version's artifact."""
+        return self.model_dir / f"{version}.npz"
+
+    def index(self, version: str) -> ServingIndex:
+        """The serving index of a version, loading it on first use."""
+        with self._lock:
+            found = self._indexes.get(version)
+            if found is not None:
+                self._indexes.move_to_end(version)
+                self.latest = found
+                return found
+            index = ServingIndex.from_bytes(artifact_bytes(self.db, version, self.artifact_path(version)))
+            self._indexes[version] = index
+            self.latest = index
+            while len(self._indexes) > self.keep:
+                old, _ = self._indexes.popitem(last=False)
+                self._views.pop(old, None)
+            log.info("model loaded", extra={"version": version, "items": index.n_items, "users": len(index.user_ids)})
+            return index
+
+    def view(self, index: ServingIndex, revision: int) -> CatalogueView:
+        """Availability of the index's items as of a catalogue revision."""
+        view = self._views.get(index.version)
+        if view is None or view.revision != revision:
+            view = catalogue_view(self.db, index.item_ids, revision)
+            self._views[index.version] = view
+        return view

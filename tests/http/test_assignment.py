@@ -1,0 +1,103 @@
+"""Assignment through HTTP: stickiness, traffic, lifecycle, concurrent first exposures, bandits."""
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+from sqlalchemy import func, select
+
+from service.store.tables import BanditArmStatsRow, ExposureRow
+from tests.experiment_helpers import ab_definition, assign, bandit_definition, running
+from tests.helpers import post_ok
+
+
+def test_assignment_is_sticky_and_records_one_exposure(client, auth, db):
+    running(client, auth("editor"), ab_definition())
+    first = assign(client, auth("storefront"), "points-q4", "u1")
+    assert first["enrolled"] and first["arm"] in ("control", "every5", "lottery")
+    assert first["payload"] == {"label": first["arm"]} and first["schedule"]["type"]
+    assert first["probability"] == 1 / 3 and first["exposed_at"].endswith("Z")
+    for _ in range(3):
+        assert assign(client, auth("storefront"), "points-q4", "u1") == first
+    with db.read() as session:
+        rows = session.scalars(select(ExposureRow)).all()
+    assert [(r.user_id, r.arm) for r in rows] == [("u1", first["arm"])]
+
+
+def test_arms_follow_the_weights_over_http(client, auth, db):
+    running(client, auth("editor"), ab_definition(weights=(2, 1, 1)))
+    arms = [assign(client, auth("storefront"), "points-q4", f"user-{i}")["arm"] for i in range(1200)]
+    shares = {a: arms.count(a) / len(arms) for a in set(arms)}
+    # Each experiment draws a fresh salt, so allow 5 standard errors (a flake rate below 1e-6).
+    assert abs(shares["control"] - 0.5) < 5 * (0.25 / 1200) ** 0.5
+    assert abs(shares["every5"] - 0.25) < 5 * (0.1875 / 1200) ** 0.5
+
+
+def test_traffic_share_is_respected(client, auth):
+    running(client, auth("editor"), ab_definition(traffic=0.3))
+    answers = [assign(client, auth("storefront"), "points-q4", f"u{i}") for i in range(1000)]
+    inside = [a for a in answers if a["enrolled"]]
+    assert abs(len(inside) / len(answers) - 0.3) < 5 * (0.21 / 1000) ** 0.5  # fresh salt: 5 standard errors
+    outside = next(a for a in answers if not a["enrolled"])
+    assert outside["arm"] is None and outside["reason"] == "traffic"
+
+
+def test_paused_keeps_exposed_users_and_stopped_enrols_nobody(client, auth):
+    editor, shop = auth("editor"), auth("storefront")
+    post_ok(client, "/v1/experiments", ab_definition(), editor, status=201)
+    assert assign(client, shop, "points-q4", "early") == {"experiment": "points-q4", "user_id": "early", "enrolled": False, "arm": None, "payload": None, "schedule": None, "probability": None, "reason": "not_running", "exposed_at": None}
+    post_ok(client, "/v1/experiments/points-q4/start", None, editor)
+    exposed = assign(client, shop, "points-q4", "u1")
+    post_ok(client, "/v1/experiments/points-q4/pause", None, editor)
+    assert assign(client, shop, "points-q4", "u1")["arm"] == exposed["arm"]
+    assert assign(client, shop, "points-q4", "newcomer")["reason"] == "not_running"
+    post_ok(client, "/v1/experiments/points-q4/stop", None, editor)
+    stopped = assign(client, shop, "points-q4", "u1")
+    assert not stopped["enrolled"] and stopped["reason"] == "not_running"
+
+
+def test_unknown_experiment_is_404_and_bad_query_is_422(client, auth):
+    shop = auth("storefront")
+    assert client.get("/v1/experiments/nope/assignment?user_id=u1", headers=shop).status_code == 404
+    running(client, auth("editor"), ab_definition())
+    resp = client.get("/v1/experiments/points-q4/assignment", headers=shop)
+    assert resp.status_code == 422 and resp.get_json()["error"]["details"][0]["field"] == "query.user_id"
+    resp = client.get("/v1/experiments/points-q4/assignment?user_id=u1&timestamp=2026-11-22T10:00:00", headers=shop)
+    assert resp.status_code == 422
+
+
+def test_batch_assignment_answers_in_order(client, auth):
+    editor, shop = auth("editor"), auth("storefront")
+    running(client, editor, ab_definition())
+    post_ok(client, "/v1/experiments", ab_definition(key="draft-one"), editor, status=201)
+    body = post_ok(client, "/v1/assignments", {"user_id": "u7", "experiments": ["points-q4", "draft-one"]}, shop)
+    assert [a["experiment"] for a in body["assignments"]] == ["points-q4", "draft-one"]
+    assert body["assignments"][0]["arm"] == assign(client, shop, "points-q4", "u7")["arm"]
+    assert body["assignments"][1]["reason"] == "not_running"
+    assert client.post("/v1/assignments", json={"user_id": "u7", "experiments": ["points-q4", "missing"]}, headers=shop).status_code == 404
+
+
+def test_concurrent_first_exposures_are_recorded_once(app, auth, db):
+    client = app.test_client()
+    running(client, auth("editor"), bandit_definition())
+    shop = auth("storefront")
+
+    def ask(i: int) -> str:
+        return app.test_client().get(f"/v1/experiments/bonus-bandit/assignment?user_id=u{i % 25}", headers=shop).get_json()["arm"]
+
+    with ThreadPoolExecutor(8) as pool:
+        arms = list(pool.map(ask, range(200)))
+    by_user: dict[str, set[str]] = {}
+    for i, arm in enumerate(arms):
+        by_user.setdefault(f"u{i % 25}", set()).add(arm)
+    assert all(len(s) == 1 for s in by_user.values())
+    with db.read() as session:
+        assert session.scalar(select(func.count()).select_from(ExposureRow)) == 25
+        assert session.scalar(select(func.sum(BanditArmStatsRow.pulls))) == 25
+
+
+def test_bandit_assignment_gives_the_propensity(client, auth):
+    running(client, auth("editor"), bandit_definition(algorithm="epsilon_greedy", bandit={"algorithm": "epsilon_greedy", "epsilon": 0.3, "min_probability": 0.0}))
+    answer = assign(client, auth("storefront"), "bonus-bandit", "u1")
+    # No data: every arm is untried, so all are "best" and the allocation is uniform.
+    assert answer["probability"] == np.float64(1 / 3)

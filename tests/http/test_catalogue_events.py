@@ -1,0 +1,115 @@
+"""Catalogue upserts and idempotent event ingestion."""
+from __future__ import annotations
+
+import threading
+
+from sqlalchemy import func, select
+
+from recommender.matrix import EVENT_TYPES
+from service.store.tables import EventRow
+from service.store import event_log
+from tests.helpers import get_ok, post_ok, train
+
+
+def test_items_upsert_and_partial_updates_keep_other_fields(client, auth):
+    h = auth("storefront")
+    body = {"items": [{"item_id": "sku-1", "title": "Dune", "category": "books", "attributes": {"price": 9.5}}]}
+    assert post_ok(client, "/v1/items", body, h) == {"upserted": 1}
+    item = get_ok(client, "/v1/items/sku-1", h)
+    assert item["title"] == "Dune" and item["available"] is True and item["attributes"] == {"price": 9.5}
+    assert post_ok(client, "/v1/items", {"items": [{"item_id": "sku-1", "available": False}]}, h) == {"upserted": 1}
+    item = get_ok(client, "/v1/items/sku-1", h)
+    assert item["available"] is False and item["title"] == "Dune" and item["category"] == "books"
+
+
+def test_the_last_entry_for_an_item_in_a_batch_wins(client, auth):
+    h = auth("storefront")
+    body = {"items": [{"item_id": "x", "title": "first"}, {"item_id": "x", "title": "second"}]}
+    assert post_ok(client, "/v1/items", body, h) == {"upserted": 1}
+    assert get_ok(client, "/v1/items/x", h)["title"] == "second"
+
+
+def events(ids, user="u1"):
+    return {"events": [{"event_id": f"e-{i}", "user_id": user, "item_id": f"sku-{i % 7}", "type": "purchase", "value": 12.5, "timestamp": "2026-11-22T10:00:00+01:00"} for i in ids]}
+
+
+def stored(db):
+    with db.read() as session:
+        return session.scalar(select(func.count()).select_from(EventRow))
+
+
+def assert_training_log_matches_events(db):
+    """The training log holds every stored event exactly once, and nothing else."""
+    logged = event_log.read(db).events
+    from_log = sorted(zip(logged.user_ids[logged.users], logged.item_ids[logged.items], (EVENT_TYPES[t] for t in logged.types), logged.ts))
+    with db.read() as session:
+        from_table = sorted(session.execute(select(EventRow.user_id, EventRow.item_id, EventRow.type, EventRow.ts)).tuples().all())
+    assert from_log == from_table
+
+
+def test_replayed_events_are_counted_as_duplicates_and_stored_once(client, auth, db):
+    h = auth("storefront")
+    assert post_ok(client, "/v1/events", events(range(100)), h) == {"accepted": 100, "duplicates": 0}
+    assert post_ok(client, "/v1/events", events(range(50, 150)), h) == {"accepted": 50, "duplicates": 50}
+    assert stored(db) == 150
+    assert_training_log_matches_events(db)
+
+
+def test_duplicates_inside_one_batch_are_stored_once(client, auth, db):
+    body = events([1, 2, 2, 3, 3, 3])
+    assert post_ok(client, "/v1/events", body, auth("storefront")) == {"accepted": 3, "duplicates": 3}
+    assert stored(db) == 3
+
+
+def test_timestamps_keep_their_zone_and_omitted_means_now(client, auth, db):
+    import time
+
+    h = auth("storefront")
+    post_ok(client, "/v1/events", events([1]), h)
+    post_ok(client, "/v1/events", {"events": [{"event_id": "now", "user_id": "u", "item_id": "i", "type": "view"}]}, h)
+    with db.read() as session:
+        ts = dict(session.execute(select(EventRow.event_id, EventRow.ts)).all())
+    assert ts["e-1"] == 1795338000.0  # 2026-11-22T09:00:00Z
+    assert abs(ts["now"] - time.time()) < 60
+
+
+def test_the_same_batch_from_two_clients_at_once_is_counted_exactly(app, auth, db):
+    h = auth("storefront")
+    body = events(range(3000))
+    # Half the clients send it backwards: overlapping batches in another order must not deadlock.
+    backwards = {"events": list(reversed(body["events"]))}
+    answers = []
+
+    def send(payload):
+        answers.append(app.test_client().post("/v1/events", json=payload, headers=h).get_json())
+
+    threads = [threading.Thread(target=send, args=(backwards if k % 2 else body,)) for k in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sum(a["accepted"] for a in answers) == 3000
+    assert sum(a["duplicates"] for a in answers) == 3 * 3000
+    assert stored(db) == 3000
+    assert_training_log_matches_events(db)
+
+
+def test_events_may_name_items_not_in_the_catalogue(client, auth):
+    body = {"events": [{"event_id": "e", "user_id": "u", "item_id": "unknown-sku", "type": "click"}]}
+    assert post_ok(client, "/v1/events", body, auth("storefront")) == {"accepted": 1, "duplicates": 0}
+
+
+def test_training_merges_a_log_of_single_event_batches_and_loses_nothing(client, auth, db):
+    h = auth("storefront")
+    for k in range(40):
+        one = {"event_id": f"one-{k}", "user_id": f"u{k % 8}", "item_id": f"sku-{k % 5}", "type": "purchase"}
+        assert post_ok(client, "/v1/events", {"events": [one]}, h)["accepted"] == 1
+    assert len(event_log.read(db).segment_ids) == 40
+    first = train(client, auth("editor"), {"params": {"factors": 4, "iterations": 2}, "evaluation": {"evaluate": False}})
+    assert first["status"] == "ready" and first["data"]["events"] == 40
+    assert len(event_log.read(db).segment_ids) == 1
+    assert_training_log_matches_events(db)
+    post_ok(client, "/v1/events", events([1, 2]), h)
+    second = train(client, auth("editor"), {"params": {"factors": 4, "iterations": 2}, "evaluation": {"evaluate": False}})
+    assert second["data"]["events"] == 42
+    assert_training_log_matches_events(db)

@@ -1,0 +1,62 @@
+"""The command line: init-db (twice, and concurrently), create-key, train."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from service.usecases.keys import KeyVerifier
+from service.store.migrate import current_revision, head_revision
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_init_db_twice_is_harmless(runner, db):
+    first = runner.invoke(args=["init-db"])
+    second = runner.invoke(args=["init-db"])
+    assert first.exit_code == 0 and second.exit_code == 0, second.output
+    assert "already current" in second.output
+    assert current_revision(db) == head_revision()
+
+
+def test_init_db_from_several_processes_at_once(tmp_path):
+    url = os.environ.get("DATABASE_URL") or f"sqlite:///{tmp_path / 'fresh.db'}"
+    env = {**os.environ, "DATABASE_URL": url, "MODEL_DIR": str(tmp_path / "m"), "LOG_LEVEL": "WARNING"}
+    procs = [
+        subprocess.Popen([sys.executable, "-m", "flask", "--app", "wsgi", "init-db"], cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        for _ in range(4)
+    ]
+    outputs = [p.communicate(timeout=120)[0] for p in procs]
+    assert all(p.returncode == 0 for p in procs), outputs
+    assert sum("already current" not in out for out in outputs) <= 1
+
+
+def test_create_key_prints_a_working_key_last(runner, db):
+    result = runner.invoke(args=["create-key", "--role", "editor", "--name", "pm"])
+    assert result.exit_code == 0, result.output
+    raw = result.output.strip().splitlines()[-1]
+    principal = KeyVerifier(db).principal(raw)
+    assert principal is not None and principal.role == "editor" and principal.name == "pm"
+
+
+def test_create_key_refuses_unknown_roles(runner):
+    result = runner.invoke(args=["create-key", "--role", "boss"])
+    assert result.exit_code != 0
+
+
+def test_demo_loads_data_and_two_running_experiments_once(runner, client, auth):
+    first = runner.invoke(args=["demo", "--users", "300", "--items", "100", "--events", "3000"])
+    assert first.exit_code == 0, first.output
+    assert "experiment points-q4: 300 users assigned" in first.output
+    listed = client.get("/v1/experiments?status=running", headers=auth("analyst")).get_json()["experiments"]
+    assert sorted(e["key"] for e in listed) == ["bonus-bandit", "points-q4"]
+    results = client.get("/v1/experiments/points-q4/results", headers=auth("analyst")).get_json()
+    assert sum(a["users"] for a in results["arms"]) == 300
+    bandit = client.get("/v1/experiments/bonus-bandit/results", headers=auth("analyst")).get_json()
+    assert sum(a["users"] for a in bandit["arms"]) == 300 and sum(bandit["allocation"].values()) == pytest.approx(1.0)
+    again = runner.invoke(args=["demo", "--users", "300", "--items", "100", "--events", "3000"])
+    assert "points-q4: already there" in again.output
+    assert client.get("/v1/experiments/points-q4/results", headers=auth("analyst")).get_json()["arms"] == results["arms"]

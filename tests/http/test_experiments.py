@@ -1,0 +1,128 @@
+"""Experiment definitions and lifecycle through HTTP: every move, every refusal."""
+from __future__ import annotations
+
+import pytest
+
+from tests.experiment_helpers import ab_definition, bandit_definition, running
+from tests.helpers import get_ok, post_ok
+
+
+def test_create_answers_201_with_a_draft_and_reads_back(client, auth):
+    created = post_ok(client, "/v1/experiments", ab_definition(), auth("editor"), status=201)
+    assert created["status"] == "draft" and created["traffic"] == 1.0
+    assert [a["key"] for a in created["arms"]] == ["control", "every5", "lottery"]
+    assert created["arms"][1]["schedule"]["every"] == 5
+    assert get_ok(client, "/v1/experiments/points-q4", auth("analyst")) == created
+    listed = get_ok(client, "/v1/experiments", auth("analyst"))["experiments"]
+    assert [e["key"] for e in listed] == ["points-q4"]
+    assert get_ok(client, "/v1/experiments?status=running", auth("analyst"))["experiments"] == []
+
+
+def test_duplicate_key_is_409(client, auth):
+    post_ok(client, "/v1/experiments", ab_definition(), auth("editor"), status=201)
+    resp = client.post("/v1/experiments", json=ab_definition(), headers=auth("editor"))
+    assert resp.status_code == 409 and resp.get_json()["error"]["code"] == "conflict"
+
+
+@pytest.mark.parametrize(
+    "change, field",
+    [
+        ({"arms": [{"key": "only"}]}, "arms"),
+        ({"arms": [{"key": "a"}, {"key": "a"}]}, "arms"),
+        ({"arms": [{"key": "a", "weight": 0}, {"key": "b"}]}, "arms.0.weight"),
+        ({"arms": [{"key": "Bad Key"}, {"key": "b"}]}, "arms.0.key"),
+        ({"traffic": 0}, "traffic"),
+        ({"traffic": 1.5}, "traffic"),
+        ({"primary_metric": "nope"}, "primary_metric"),
+        ({"type": "bandit"}, "bandit"),
+        ({"bandit": {"algorithm": "thompson"}}, "bandit"),
+        ({"metrics": [{"key": "revenue", "kind": "binary"}]}, "metrics.0.kind"),
+        ({"metrics": [{"key": "revenue", "kind": "continuous"}], "primary_metric": "revenue"}, "metrics.0.key"),
+        ({"metrics": [{"key": "conversion"}, {"key": "retention_d7"}]}, "metrics.1.key"),
+        ({"arms": [{"key": "a", "schedule": {"type": "fixed_ratio", "every": 0, "points": 5}}, {"key": "b"}]}, "arms.0.schedule.fixed_ratio.every"),
+        ({"arms": [{"key": "a", "schedule": {"type": "lottery"}}, {"key": "b"}]}, "arms.0.schedule"),
+        ({"arms": [{"key": "a", "schedule": {"type": "per_unit", "points_per_unit": 1, "multiplier": {"factor": 2, "start": "2026-12-02T00:00:00Z", "end": "2026-12-01T00:00:00Z"}}}, {"key": "b"}]}, "arms.0.schedule.multiplier.end"),
+        ({"arms": [{"key": "a", "schedule": {"type": "per_unit", "points_per_unit": 1, "multiplier": {"factor": 2, "start": "2026-12-01T00:00:00", "end": "2026-12-02T00:00:00Z"}}}, {"key": "b"}]}, "arms.0.schedule.per_unit.multiplier.start"),
+        ({"colour": "red"}, "colour"),
+    ],
+)
+def test_invalid_definitions_are_422_naming_the_field_and_store_nothing(client, auth, change, field):
+    body = ab_definition()
+    body.update(change)
+    resp = client.post("/v1/experiments", json=body, headers=auth("editor"))
+    assert resp.status_code == 422, resp.get_json()
+    fields = [d["field"] for d in resp.get_json()["error"]["details"]]
+    assert any(f == field or f.startswith(field) for f in fields), fields
+    assert get_ok(client, "/v1/experiments", auth("editor"))["experiments"] == []
+
+
+def test_bandit_needs_settings_and_a_reported_primary_metric(client, auth):
+    body = bandit_definition(primary_metric="purchase_conversion")
+    resp = client.post("/v1/experiments", json=body, headers=auth("editor"))
+    assert resp.status_code == 422 and resp.get_json()["error"]["details"][0]["field"] == "primary_metric"
+    body = bandit_definition(arms=3, bandit={"algorithm": "ucb1", "min_probability": 0.4})
+    resp = client.post("/v1/experiments", json=body, headers=auth("editor"))
+    assert resp.status_code == 422 and resp.get_json()["error"]["details"][0]["field"] == "bandit.min_probability"
+
+
+LIFECYCLE = [
+    ("draft", "start", "running"),
+    ("draft", "pause", None),
+    ("draft", "stop", None),
+    ("running", "start", None),
+    ("running", "pause", "paused"),
+    ("running", "stop", "stopped"),
+    ("paused", "start", "running"),
+    ("paused", "pause", None),
+    ("paused", "stop", "stopped"),
+    ("stopped", "start", None),
+    ("stopped", "pause", None),
+    ("stopped", "stop", None),
+]
+REACH = {"draft": [], "running": ["start"], "paused": ["start", "pause"], "stopped": ["start", "stop"]}
+
+
+@pytest.mark.parametrize("status, action, after", LIFECYCLE, ids=[f"{s}-{a}" for s, a, _ in LIFECYCLE])
+def test_every_lifecycle_move_and_every_refused_one(client, auth, status, action, after):
+    editor = auth("editor")
+    post_ok(client, "/v1/experiments", ab_definition(), editor, status=201)
+    for step in REACH[status]:
+        post_ok(client, f"/v1/experiments/points-q4/{step}", None, editor)
+    resp = client.post(f"/v1/experiments/points-q4/{action}", headers=editor)
+    if after is None:
+        assert resp.status_code == 409, resp.get_json()
+        assert status in resp.get_json()["error"]["message"]
+        assert get_ok(client, "/v1/experiments/points-q4", editor)["status"] == status
+    else:
+        assert resp.status_code == 200 and resp.get_json()["status"] == after
+
+
+def test_design_is_frozen_outside_draft_but_name_and_traffic_may_change(client, auth):
+    editor = auth("editor")
+    running(client, editor, ab_definition())
+    for change in ({"arms": ab_definition()["arms"][:2]}, {"metrics": [{"key": "x"}]}, {"type": "bandit"}, {"primary_metric": "spend"}):
+        resp = client.patch("/v1/experiments/points-q4", json=change, headers=editor)
+        assert resp.status_code == 409, change
+    assert [a["key"] for a in get_ok(client, "/v1/experiments/points-q4", editor)["arms"]] == ["control", "every5", "lottery"]
+    changed = client.patch("/v1/experiments/points-q4", json={"name": "Renamed", "traffic": 0.5}, headers=editor)
+    assert changed.status_code == 200 and changed.get_json()["name"] == "Renamed" and changed.get_json()["traffic"] == 0.5
+
+
+def test_draft_can_change_anything_and_be_deleted(client, auth):
+    editor = auth("editor")
+    post_ok(client, "/v1/experiments", ab_definition(), editor, status=201)
+    resp = client.patch("/v1/experiments/points-q4", json={"arms": [{"key": "a", "weight": 3}, {"key": "b"}], "metrics": [{"key": "clicks", "kind": "continuous"}]}, headers=editor)
+    body = resp.get_json()
+    assert resp.status_code == 200, body
+    assert [a["weight"] for a in body["arms"]] == [3, 1.0] and body["primary_metric"] == "clicks"
+    assert client.delete("/v1/experiments/points-q4", headers=editor).status_code == 204
+    assert client.get("/v1/experiments/points-q4", headers=editor).status_code == 404
+
+
+def test_only_drafts_can_be_deleted_and_unknown_keys_are_404(client, auth):
+    editor = auth("editor")
+    running(client, editor, ab_definition())
+    assert client.delete("/v1/experiments/points-q4", headers=editor).status_code == 409
+    for method, path in (("GET", "/v1/experiments/nope"), ("POST", "/v1/experiments/nope/start"), ("PATCH", "/v1/experiments/nope"), ("DELETE", "/v1/experiments/nope")):
+        resp = client.open(path, method=method, json={} if method == "PATCH" else None, headers=editor)
+        assert resp.status_code == 404, (method, path)

@@ -1,0 +1,54 @@
+"""Liveness, readiness, OpenAPI, docs and metrics."""
+from __future__ import annotations
+
+from service.http.app import create_app
+from service.config import Config
+
+
+def test_healthz_needs_no_key(client):
+    resp = client.get("/healthz")
+    assert resp.status_code == 200
+    assert resp.get_json() == {"status": "ok"}
+    assert resp.headers["X-Request-ID"]
+
+
+def test_readyz_answers_200_when_the_database_answers(client):
+    assert client.get("/readyz").status_code == 200
+
+
+def test_readyz_answers_503_when_the_database_is_unreachable(tmp_path):
+    config = Config(database_url="postgresql+psycopg://nobody@127.0.0.1:1/none", model_dir=tmp_path, log_level="CRITICAL", testing=True)
+    resp = create_app(config).test_client().get("/readyz")
+    assert resp.status_code == 503
+    assert resp.get_json()["error"]["code"] == "unavailable"
+
+
+def test_request_id_is_echoed_when_sane(client):
+    assert client.get("/healthz", headers={"X-Request-ID": "abc-123"}).headers["X-Request-ID"] == "abc-123"
+    assert client.get("/healthz", headers={"X-Request-ID": "bad id!"}).headers["X-Request-ID"] != "bad id!"
+
+
+def test_openapi_describes_every_v1_route(app, client):
+    spec = client.get("/openapi.json").get_json()
+    assert spec["openapi"].startswith("3.")
+    documented = {(path, method) for path, ops in spec["paths"].items() for method in ops}
+    for rule in app.url_map.iter_rules():
+        if rule.rule.startswith("/v1"):
+            path = rule.rule.replace("<", "{").replace(">", "}")
+            for method in rule.methods - {"HEAD", "OPTIONS"}:
+                assert (path, method.lower()) in documented, (path, method)
+    recs = spec["paths"]["/v1/users/{user_id}/recommendations"]["get"]
+    assert {p["name"] for p in recs["parameters"]} >= {"user_id", "n", "category", "exclude"}
+    assert {"200", "401", "403", "422"} <= set(recs["responses"])
+
+
+def test_docs_page_lists_endpoints(client):
+    page = client.get("/docs").get_data(as_text=True)
+    assert "/v1/events" in page and "/v1/users/{user_id}/recommendations" in page
+
+
+def test_metrics_count_requests_per_endpoint(client):
+    client.get("/healthz")
+    text = client.get("/metrics").get_data(as_text=True)
+    assert 'stickyloop_http_requests_total{endpoint="/healthz",method="GET",status="200"}' in text
+    assert "stickyloop_http_request_duration_seconds_bucket" in text

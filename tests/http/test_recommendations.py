@@ -1,0 +1,156 @@
+"""Recommendations, similar and popular items through the HTTP API."""
+from __future__ import annotations
+
+import pytest
+
+from tests.helpers import get_ok, post_ok, train, two_tribes
+
+
+@pytest.fixture
+def trained(client, auth):
+    two_tribes(client, auth("storefront"))
+    model = train(client, auth("editor"))
+    assert model["status"] == "ready", model
+    return model
+
+
+def recs(client, auth, user, query=""):
+    return get_ok(client, f"/v1/users/{user}/recommendations{query}", auth("storefront"))
+
+
+def ids(body):
+    return [i["item_id"] for i in body["items"]]
+
+
+def test_model_records_metrics_data_and_is_active(client, auth, trained):
+    assert trained["active"] is True and trained["algorithm"] == "als"
+    assert {"precision_at_10", "ndcg_at_10", "popularity_precision_at_10"} <= set(trained["metrics"])
+    assert trained["data"]["users"] == 60 and trained["data"]["items"] == 24
+    assert trained["training_seconds"] > 0
+    listed = get_ok(client, "/v1/models", auth("editor"))
+    assert listed["active_version"] == trained["version"]
+
+
+def test_known_users_get_their_own_tribe_best_first(client, auth, trained):
+    body = recs(client, auth, "ua3", "?n=5")
+    assert body["strategy"] == "personalized" and body["model_version"] == trained["version"]
+    assert len(body["items"]) == 5 and all(i.startswith("a") for i in ids(body))
+    scores = [i["score"] for i in body["items"]]
+    assert scores == sorted(scores, reverse=True)
+
+
+def test_purchased_unavailable_and_excluded_items_never_appear(client, auth, trained):
+    h = auth("storefront")
+    before = ids(recs(client, auth, "ua3", "?n=24"))
+    purchased, unavailable, excluded = before[0], before[1], before[2]
+    post_ok(client, "/v1/events", {"events": [{"event_id": "p1", "user_id": "ua3", "item_id": purchased, "type": "purchase", "value": 5}]}, h)
+    post_ok(client, "/v1/items", {"items": [{"item_id": unavailable, "available": False}]}, h)
+    after = ids(recs(client, auth, "ua3", f"?n=24&exclude={excluded},nonexistent"))
+    assert not {purchased, unavailable, excluded} & set(after)
+    assert unavailable not in ids(get_ok(client, "/v1/items/popular?n=24", h))
+    assert unavailable not in ids(get_ok(client, f"/v1/items/{before[5]}/similar?n=24", h))
+
+
+def test_category_filter(client, auth, trained):
+    body = recs(client, auth, "ua3", "?category=b&n=4")
+    assert len(body["items"]) == 4 and all(i.startswith("b") for i in ids(body))
+    assert recs(client, auth, "ua3", "?category=none")["items"] == []
+
+
+def test_unknown_user_without_events_gets_popular(client, auth, trained):
+    body = recs(client, auth, "stranger", "?n=3")
+    popular = get_ok(client, "/v1/items/popular?n=3", auth("storefront"))
+    assert body["strategy"] == "popular"
+    assert ids(body) == ids(popular)
+    assert [i["score"] for i in popular["items"]] == sorted([i["score"] for i in popular["items"]], reverse=True)
+
+
+def test_new_user_with_events_since_training_is_folded_in(client, auth, trained):
+    h = auth("storefront")
+    events = [{"event_id": f"n{i}", "user_id": "newcomer", "item_id": f"b{i}", "type": "click"} for i in range(3)]
+    post_ok(client, "/v1/events", {"events": events}, h)
+    body = recs(client, auth, "newcomer", "?n=5")
+    assert body["strategy"] == "personalized"
+    assert all(i.startswith("b") for i in ids(body))
+
+
+def test_after_a_rollback_a_user_only_the_newer_model_knew_is_folded_in_from_all_their_events(client, auth, trained):
+    h = auth("storefront")
+    clicks = [{"event_id": f"k{i}", "user_id": "late", "item_id": f"b{i}", "type": "click"} for i in range(3)]
+    post_ok(client, "/v1/events", {"events": clicks}, h)
+    newer = train(client, auth("editor"))
+    assert recs(client, auth, "late")["model_version"] == newer["version"]  # this worker now serves the newer model
+    post_ok(client, f"/v1/models/{trained['version']}/activate", None, auth("editor"))
+    # The older model never saw "late": the answer must fold in the clicks, not just the (absent) purchases.
+    body = recs(client, auth, "late", "?n=5")
+    assert body["model_version"] == trained["version"] and body["strategy"] == "personalized"
+    assert all(i.startswith("b") for i in ids(body))
+
+
+def test_popular_by_category(client, auth, trained):
+    body = get_ok(client, "/v1/items/popular?n=5&category=a", auth("storefront"))
+    assert len(body["items"]) == 5 and all(i.startswith("a") for i in ids(body))
+
+
+def test_similar_items_come_from_the_same_tribe(client, auth, trained):
+    body = get_ok(client, "/v1/items/a1/similar?n=5", auth("storefront"))
+    assert body["item_id"] == "a1" and body["strategy"] == "similar"
+    assert "a1" not in ids(body) and all(i.startswith("a") for i in ids(body))
+    get_ok(client, "/v1/items/never-seen/similar", auth("storefront"), status=404)
+
+
+def test_without_any_model_popular_comes_from_the_events(client, auth):
+    two_tribes(client, auth("storefront"))
+    body = recs(client, auth, "ua1", "?n=3")
+    assert body["strategy"] == "popular" and body["model_version"] is None and len(body["items"]) == 3
+
+
+def test_activation_and_rollback_switch_the_served_version(client, auth, trained):
+    second = train(client, auth("editor"), {"algorithm": "item_knn", "activate": False})
+    assert second["status"] == "ready" and second["active"] is False
+    assert recs(client, auth, "ua1")["model_version"] == trained["version"]
+    assert post_ok(client, f"/v1/models/{second['version']}/activate", None, auth("editor"))["active"] is True
+    assert recs(client, auth, "ua1")["model_version"] == second["version"]
+    post_ok(client, f"/v1/models/{trained['version']}/activate", None, auth("editor"))
+    assert recs(client, auth, "ua1")["model_version"] == trained["version"]
+    get_ok(client, "/v1/models/nope", auth("editor"), status=404)
+    assert client.post("/v1/models/nope/activate", headers=auth("editor")).status_code == 404
+
+
+def test_a_failed_training_leaves_the_active_model_serving(client, auth, trained):
+    # Weighting every event type zero leaves nothing to learn from: the run fails after it started.
+    nothing = {"matrix": {"weights": {"view": 0, "click": 0, "add_to_cart": 0, "purchase": 0}}}
+    failed = train(client, auth("editor"), nothing)
+    assert failed["status"] == "failed" and "no events" in failed["error"]
+    assert failed["active"] is False
+    assert recs(client, auth, "ua1")["model_version"] == trained["version"]
+
+
+@pytest.mark.parametrize(
+    "body, field",
+    [
+        ({"algorithm": "svd"}, "algorithm"),
+        ({"params": {"factors": 0}}, "params"),
+        ({"params": {"colour": "red"}}, "params"),
+        ({"matrix": {"half_life_days": -1}}, "matrix"),
+        ({"params": {"half_life_days": 30}}, "params"),
+    ],
+)
+def test_bad_training_requests_are_422(client, auth, body, field):
+    resp = client.post("/v1/models", json=body, headers=auth("editor"))
+    assert resp.status_code == 422
+    assert resp.get_json()["error"]["details"][0]["field"] == field
+
+
+@pytest.mark.parametrize("algorithm", ["bpr", "item_knn", "popularity"])
+def test_every_algorithm_trains_and_serves(client, auth, algorithm):
+    two_tribes(client, auth("storefront"))
+    params = {"iterations": 200, "factors": 8, "learning_rate": 0.05} if algorithm == "bpr" else {}
+    model = train(client, auth("editor"), {"algorithm": algorithm, "params": params})
+    assert model["status"] == "ready", model
+    body = recs(client, auth, "ua2", "?n=4")
+    assert len(body["items"]) == 4
+    if algorithm == "popularity":
+        assert body["strategy"] == "popular"
+    else:
+        assert body["strategy"] == "personalized" and all(i.startswith("a") for i in ids(body))

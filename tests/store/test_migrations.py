@@ -1,0 +1,62 @@
+"""Migrations: the models match the migrated schema, and events stored before the training log are backfilled into it."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
+
+from recommender.matrix import EVENT_TYPES
+from service.store.database import Database
+from service.store.tables import Base
+from service.store.migrate import upgrade
+from service.store import event_log
+
+
+@pytest.fixture
+def empty_db(database_url: str, tmp_path: Path) -> Iterator[Database]:
+    """A database of its own, with no tables, on the suite's engine (a sibling database on PostgreSQL)."""
+    url = make_url(database_url)
+    if url.get_backend_name() == "sqlite":
+        db = Database(f"sqlite:///{tmp_path / 'migrations.db'}")
+        yield db
+        db.dispose()
+        return
+    name = f"{url.database}_migrations"
+    admin = create_engine(url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}"'))
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    db = Database(url.set(database=name).render_as_string(hide_password=False))
+    yield db
+    db.dispose()
+    with admin.connect() as conn:
+        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}"'))
+    admin.dispose()
+
+
+def test_the_models_describe_the_migrated_schema(empty_db):
+    upgrade(empty_db)
+    with empty_db.engine.connect() as conn:
+        differences = compare_metadata(MigrationContext.configure(conn), Base.metadata)
+    assert differences == []
+
+
+def test_events_stored_before_the_training_log_are_backfilled_into_it(empty_db):
+    upgrade(empty_db, "0002")
+    rows = [(f"e{k}", f"u{k % 7}", f"i{k % 5}", EVENT_TYPES[k % 4], 1000.0 + k) for k in range(23_456)]
+    with empty_db.engine.begin() as conn:
+        conn.execute(
+            text("INSERT INTO events (event_id, user_id, item_id, type, ts, received_at) VALUES (:e, :u, :i, :t, :ts, 0)"),
+            [{"e": e, "u": u, "i": i, "t": t, "ts": ts} for e, u, i, t, ts in rows],
+        )
+    upgrade(empty_db)
+    snapshot = event_log.read(empty_db)
+    logged, last_id = snapshot.events, snapshot.last_event_id
+    got = list(zip(logged.user_ids[logged.users], logged.item_ids[logged.items], (EVENT_TYPES[t] for t in logged.types), logged.ts))
+    assert got == [(u, i, t, ts) for _, u, i, t, ts in rows]
+    assert last_id == len(rows)

@@ -1,0 +1,94 @@
+"""A real gunicorn with two workers, sharing the test database."""
+from __future__ import annotations
+
+import pytest
+
+from tests.server import gunicorn
+
+
+@pytest.fixture
+def server(config, app, keys):
+    env = {"DATABASE_URL": config.database_url, "MODEL_DIR": str(config.model_dir), "LOG_LEVEL": "WARNING", "LOG_REQUESTS": "false"}
+    with gunicorn(env, workers=2) as srv:
+        yield srv
+
+
+def test_two_workers_answer_health_and_authenticated_calls(server, keys):
+    assert len(server.worker_pids()) == 2
+    for _ in range(20):
+        assert server.request("GET", "/healthz") == (200, {"status": "ok"})
+    assert server.request("GET", "/readyz")[0] == 200
+    status, body = server.request("POST", "/v1/items", {"items": [{"item_id": "g-1", "category": "books"}]}, key=keys["storefront"])
+    assert (status, body) == (200, {"upserted": 1})
+    assert server.request("GET", "/v1/items/g-1", key=keys["storefront"])[1]["category"] == "books"
+    assert server.request("GET", "/v1/items/g-1")[0] == 401
+    assert server.request("GET", "/v1/keys", key=keys["storefront"])[0] == 403
+
+
+def test_activation_switches_both_workers_with_no_failed_request(server, client, auth, keys):
+    import threading
+
+    from tests.helpers import train, two_tribes
+
+    two_tribes(client, auth("storefront"))
+    first = train(client, auth("editor"))
+    second = train(client, auth("editor"), {"algorithm": "item_knn", "activate": False})
+    assert first["status"] == second["status"] == "ready"
+    path = "/v1/users/ua1/recommendations?n=5"
+    assert {server.request("GET", path, key=keys["storefront"])[1]["model_version"] for _ in range(20)} == {first["version"]}
+
+    statuses: list[int] = []
+    stop = threading.Event()
+
+    def hammer():
+        while not stop.is_set():
+            statuses.append(server.request("GET", path, key=keys["storefront"])[0])
+
+    thread = threading.Thread(target=hammer)
+    thread.start()
+    try:
+        for target in (second, first, second):
+            status, body = server.request("POST", f"/v1/models/{target['version']}/activate", key=keys["editor"])
+            assert status == 200 and body["active"] is True
+            # Every later request, whichever worker takes it, serves the new version.
+            versions = {server.request("GET", path, key=keys["storefront"])[1]["model_version"] for _ in range(30)}
+            assert versions == {target["version"]}
+    finally:
+        stop.set()
+        thread.join()
+    assert statuses and set(statuses) == {200}
+
+
+def test_same_arm_from_every_worker_and_after_a_restart(config, app, client, auth, keys, db):
+    from concurrent.futures import ThreadPoolExecutor
+
+    from sqlalchemy import func, select
+
+    from service.store.tables import ExposureRow
+    from tests.experiment_helpers import ab_definition, bandit_definition, running
+
+    running(client, auth("editor"), ab_definition())
+    running(client, auth("editor"), bandit_definition())
+    env = {"DATABASE_URL": config.database_url, "MODEL_DIR": str(config.model_dir), "LOG_LEVEL": "WARNING", "LOG_REQUESTS": "false"}
+    calls = [(key, f"u{i % 30}") for key in ("points-q4", "bonus-bandit") for i in range(120)]
+
+    def answers(srv) -> dict[tuple[str, str], set[str]]:
+        def ask(call: tuple[str, str]) -> tuple[tuple[str, str], str]:
+            status, body = srv.request("GET", f"/v1/experiments/{call[0]}/assignment?user_id={call[1]}", key=keys["storefront"])
+            assert status == 200, body
+            return call, body["arm"]
+
+        seen: dict[tuple[str, str], set[str]] = {}
+        with ThreadPoolExecutor(8) as pool:  # concurrent first requests land on both workers
+            for call, arm in pool.map(ask, calls):
+                seen.setdefault(call, set()).add(arm)
+        return seen
+
+    with gunicorn(env, workers=2) as srv:
+        before = answers(srv)
+    assert all(len(arms) == 1 for arms in before.values())
+    with gunicorn(env, workers=2) as srv:
+        after = answers(srv)
+    assert after == before
+    with db.read() as session:
+        assert session.scalar(select(func.count()).select_from(ExposureRow)) == 60
