@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, Mapping
 
 from experiments.schedules import Schedule
+from experiments.targeting import Group
 
 KEY_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,63}$")
 ExperimentType = Literal["ab", "bandit"]
@@ -123,9 +124,13 @@ class Experiment:
     description: str = ""
     bandit: BanditSettings | None = None
     status: Status = "draft"
+    layer: str | None = None
+    targeting: Group | None = None
 
     def __post_init__(self) -> None:
         _check_key("key", self.key)
+        if self.layer is not None:
+            _check_key("layer", self.layer)
         if self.type not in ("ab", "bandit"):
             raise DefinitionError("type", "must be 'ab' or 'bandit'")
         if not (0 < self.traffic <= 1):
@@ -202,4 +207,5 @@ def transition(status: Status, action: str) -> Status:
 # frozen once the experiment leaves draft. `traffic` stays editable so that a
 # rollout can ramp up: enrolment and arm come from independent hashes, so a new
 # share enrols more users without moving anyone between arms.
-DESIGN_FIELDS = frozenset({"type", "arms", "metrics", "primary_metric", "bandit"})
+# `layer` and `targeting` decide who may be enrolled, so they are frozen too.
+DESIGN_FIELDS = frozenset({"type", "arms", "metrics", "primary_metric", "bandit", "layer", "targeting"})

@@ -34,7 +34,10 @@ def wilson(x: int, n: int, alpha: float) -> Interval | None:
     denom = 1 + z * z / n
     centre = (p + z * z / (2 * n)) / denom
     half = z / denom * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
-    return Interval(centre - half, centre + half)
+    # At 0 or n successes the bound is exactly 0 or 1; rounding would put it a hair outside.
+    low = 0.0 if x == 0 else max(0.0, centre - half)
+    high = 1.0 if x == n else min(1.0, centre + half)
+    return Interval(low, high)
 
 
 def wald_difference(x_control: int, n_control: int, x_treat: int, n_treat: int, alpha: float) -> Interval | None:

@@ -13,7 +13,7 @@ from service.http.observability import init_request_tracking
 from service.logs import configure_logging
 from service.usecases.context import Services
 
-VIEWS = ("health", "keys", "items", "events", "models", "recommendations", "experiments", "assignments", "outcomes", "rewards", "results")
+VIEWS = ("health", "keys", "items", "events", "models", "recommendations", "experiments", "layers", "assignments", "outcomes", "rewards", "results", "users")
 
 
 def create_app(config: Config | None = None) -> Flask:

@@ -52,6 +52,7 @@ class EndpointSpec:
     errors: tuple[int, ...] = ()
     path: dict[str, str] = field(default_factory=dict)
     batch_field: str | None = None
+    query_attributes: bool = False
 
 
 def _bearer_token() -> str:
@@ -98,11 +99,28 @@ def _parse_body(spec: EndpointSpec) -> BaseModel:
         raise validation_error(exc) from None
 
 
+ATTRIBUTE_PREFIX = "attr."
+
+
+def _query_attributes() -> dict[str, str]:
+    """`attr.NAME=value` parameters, the GET form of targeting attributes."""
+    found = {k[len(ATTRIBUTE_PREFIX):]: v for k, v in request.args.items() if k.startswith(ATTRIBUTE_PREFIX)}
+    for name, value in found.items():
+        if not 1 <= len(name) <= 128 or len(value) > 1000 or "\x00" in name + value:
+            raise Invalid.field(f"query.{ATTRIBUTE_PREFIX}{name[:128]}", "an attribute name is 1..128 characters and its value at most 1000")
+    if len(found) > 50:
+        raise Invalid.field("query", "at most 50 attr. parameters")
+    return found
+
+
 def _parse_query(spec: EndpointSpec) -> BaseModel:
     """Validate the query string."""
     assert spec.query is not None
+    args = request.args.to_dict(flat=True)
+    if spec.query_attributes:
+        args = {k: v for k, v in args.items() if not k.startswith(ATTRIBUTE_PREFIX)}
     try:
-        return spec.query.model_validate(request.args.to_dict(flat=True))
+        return spec.query.model_validate(args)
     except ValidationError as exc:
         raise validation_error(exc, prefix="query") from None
 
@@ -154,6 +172,7 @@ def endpoint(
     errors: Iterable[int] = (),
     path: dict[str, str] | None = None,
     batch_field: str | None = None,
+    query_attributes: bool = False,
 ) -> Callable[[Callable[..., Any]], Callable[..., Response]]:
     """Declare an endpoint; the view receives `body`, `query` and path args already validated, after the key's check."""
     spec = EndpointSpec(
@@ -169,6 +188,7 @@ def endpoint(
         errors=tuple(errors),
         path=path or {},
         batch_field=batch_field,
+        query_attributes=query_attributes,
     )
 
     def decorate(fn: Callable[..., Any]) -> Callable[..., Response]:
@@ -181,6 +201,8 @@ def endpoint(
                 args["body"] = _parse_body(spec)
             if spec.query is not None:
                 args["query"] = _parse_query(spec)
+            if spec.query_attributes:
+                args["attributes"] = _query_attributes()
             return _serialise(spec, fn(**args))
 
         view.__api__ = spec  # type: ignore[attr-defined]

@@ -6,6 +6,7 @@ from typing import Any, Mapping
 
 from experiments.definitions import BUILTIN_METRICS, Arm, BanditSettings, DefinitionError, Experiment, Metric
 from experiments.schedules import Schedule, ScheduleError, parse_schedule
+from experiments.targeting import TargetingError, parse_rule
 from service.errors import Invalid
 from service.store.tables import ExperimentRow
 from service.timestamps import iso
@@ -50,6 +51,12 @@ def definition(fields: Mapping[str, Any]) -> Experiment:
             except DefinitionError as exc:
                 raise DefinitionError(f"metrics.{i}.{exc.field}", exc.message) from None
         bandit = fields.get("bandit")
+        targeting = None
+        if fields.get("targeting") is not None:
+            try:
+                targeting = parse_rule(fields["targeting"])
+            except TargetingError as exc:
+                raise DefinitionError(exc.field, exc.message) from None
         primary = fields.get("primary_metric") or (metrics[0].key if metrics else None)
         if primary is None:
             raise DefinitionError("primary_metric", "is required when the experiment declares no metric of its own")
@@ -64,6 +71,8 @@ def definition(fields: Mapping[str, Any]) -> Experiment:
             description=fields.get("description", ""),
             bandit=BanditSettings(**bandit) if bandit is not None else None,
             status=fields.get("status", "draft"),
+            layer=fields.get("layer"),
+            targeting=targeting,
         )
     except DefinitionError as exc:
         raise Invalid.field(exc.field, exc.message) from None
@@ -82,6 +91,8 @@ def row_fields(row: ExperimentRow) -> dict[str, Any]:
         "primary_metric": row.primary_metric,
         "bandit": row.bandit,
         "status": row.status,
+        "layer": row.layer,
+        "targeting": row.targeting,
     }
 
 
@@ -104,4 +115,5 @@ def to_json(row: ExperimentRow) -> dict[str, Any]:
         "updated_at": iso(row.updated_at),
         "started_at": iso(row.started_at),
         "stopped_at": iso(row.stopped_at),
+        "layer_range": {"start": row.layer_start, "end": row.layer_end} if row.layer_start is not None else None,
     }

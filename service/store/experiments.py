@@ -6,9 +6,11 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import delete, select, text, update
+from sqlalchemy.orm import Session
 
 from experiments.definitions import BUILTIN_METRICS, DESIGN_FIELDS, Experiment, TransitionError, transition
+from experiments.layers import Range, first_fit, free_share, largest_gap
 from service.errors import Conflict, NotFound
 from service.store.experiment_codec import definition, from_row
 from service.store.database import Database
@@ -25,6 +27,7 @@ class StoredDefinition:
     experiment: Experiment
     salt: str
     arms_json: dict[str, dict[str, Any]]
+    layer_range: Range | None = None
 
 
 def status_and_revision(db: Database, key: str) -> tuple[str, int]:
@@ -38,7 +41,8 @@ def status_and_revision(db: Database, key: str) -> tuple[str, int]:
 def load_definition(db: Database, key: str) -> StoredDefinition:
     """The experiment's current definition, parsed; NotFound if it does not exist."""
     row = get(db, key)
-    return StoredDefinition(row.revision, row.status, from_row(row), row.salt, {a["key"]: a for a in row.arms})
+    owned = Range(row.key, row.layer_start, row.layer_end) if row.layer_start is not None and row.layer_end is not None else None
+    return StoredDefinition(row.revision, row.status, from_row(row), row.salt, {a["key"]: a for a in row.arms}, owned)
 
 
 def get(db: Database, key: str) -> ExperimentRow:
@@ -80,7 +84,9 @@ def patch(db: Database, key: str, changes: dict[str, Any]) -> ExperimentRow:
         frozen = sorted(set(changes) & DESIGN_FIELDS)
         if frozen and row.status != "draft":
             raise Conflict(f"{', '.join(frozen)} can only change while the experiment is a draft; it is {row.status}")
-        merged = {c: getattr(row, c) for c in ("key", "name", "description", "type", "traffic", "arms", "metrics", "primary_metric", "bandit", "status")}
+        if "traffic" in changes and row.layer is not None and row.status != "draft":
+            raise Conflict(f"the traffic of a layered experiment owns a range of its layer from start to stop; it can only change while a draft (it is {row.status})")
+        merged = {c: getattr(row, c) for c in ("key", "name", "description", "type", "traffic", "arms", "metrics", "primary_metric", "bandit", "status", "layer", "targeting")}
         merged.update(changes)
         if "type" in changes and changes["type"] == "ab" and "bandit" not in changes:
             merged["bandit"] = None
@@ -95,6 +101,38 @@ def patch(db: Database, key: str, changes: dict[str, Any]) -> ExperimentRow:
         row.updated_at = time.time()
         row.revision = row.revision + 1
         return row
+
+
+def _owned(session: Session, layer: str, but: str | None = None) -> list[Range]:
+    """The ranges that running and paused experiments own in a layer."""
+    rows = session.execute(
+        select(ExperimentRow.key, ExperimentRow.layer_start, ExperimentRow.layer_end).where(
+            ExperimentRow.layer == layer, ExperimentRow.status.in_(("running", "paused")), ExperimentRow.layer_start.is_not(None)
+        )
+    ).all()
+    return [Range(k, float(a), float(b)) for k, a, b in rows if k != but and a is not None and b is not None]
+
+
+def _claim(session: Session, row: ExperimentRow) -> tuple[float, float]:
+    """The first free range of the experiment's layer as wide as its traffic; Conflict naming the free share if none fits."""
+    assert row.layer is not None
+    if session.get_bind().dialect.name == "postgresql":
+        # Two starts in one layer must not both take the same gap; SQLite already serialises writers.
+        session.execute(text("SELECT pg_advisory_xact_lock(hashtextextended(:layer, 7))"), {"layer": f"layer:{row.layer}"})
+    taken = _owned(session, row.layer, but=row.key)
+    start = first_fit(taken, row.traffic)
+    if start is None:
+        raise Conflict(
+            f"layer {row.layer!r} has no free range of width {row.traffic:g}: {free_share(taken):g} of it is free, "
+            f"the widest gap is {largest_gap(taken):g}; stop an experiment in the layer or lower this one's traffic"
+        )
+    return start, min(1.0, start + row.traffic)
+
+
+def layer_ranges(db: Database, layer: str) -> list[Range]:
+    """The ranges running and paused experiments own in a layer, in position order."""
+    with db.read() as session:
+        return sorted(_owned(session, layer), key=lambda r: r.start)
 
 
 def remove(db: Database, key: str) -> None:
@@ -122,6 +160,8 @@ def move(db: Database, key: str, action: str) -> ExperimentRow:
         values: dict[str, Any] = {"status": new, "updated_at": now, "revision": row.revision + 1}
         if action == "start" and row.started_at is None:
             values["started_at"] = now
+        if action == "start" and row.layer is not None and row.layer_start is None:
+            values["layer_start"], values["layer_end"] = _claim(session, row)
         if action == "stop":
             values["stopped_at"] = now
         done = session.execute(

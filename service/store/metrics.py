@@ -135,3 +135,18 @@ def daily_rows(db: Database, key: str, metric: Metric) -> tuple[list[Any], list[
         exposed = list(session.execute(text(daily_exposures(db.dialect)), params).all())
         gained = list(session.execute(text(daily_values(metric.key, metric.kind, metric.builtin, db.dialect)), params).all())
     return exposed, gained
+
+
+def retention_rows(db: Database, key: str, days: int, now: float) -> tuple[list[Any], list[Any]]:
+    """(arm, whole days since exposure, users) and (arm, day k, users active on day k whose day k has ended) for k in 1..days."""
+    age = day_of(f"(:now - exposed_at)", db.dialect)
+    k = day_of("(e.ts - x.exposed_at)", db.dialect)
+    exposed = f"SELECT arm, {age} AS age, COUNT(*) FROM exposures WHERE experiment_key = :key GROUP BY arm, age"
+    active = (
+        f"SELECT arm, k, COUNT(DISTINCT user_id) FROM (SELECT x.arm AS arm, x.user_id AS user_id, x.exposed_at AS exposed_at, {k} AS k "
+        "FROM exposures x JOIN events e ON e.user_id = x.user_id AND e.ts >= x.exposed_at + :day AND e.ts < x.exposed_at + :horizon "
+        "WHERE x.experiment_key = :key) t WHERE t.exposed_at + (t.k + 1) * :day <= :now GROUP BY arm, k"
+    )
+    params = {"key": key, "now": now, "day": DAY, "horizon": (days + 1) * DAY}
+    with db.read() as session:
+        return list(session.execute(text(exposed), params).all()), list(session.execute(text(active), params).all())

@@ -145,6 +145,12 @@ def record(db: Database, action: ActionIn, stopped: bool, decide: Decide) -> dic
         return replay
 
 
+def balance(db: Database, key: str, user_id: str) -> float:
+    """The user's points balance in one experiment (0 before any reward)."""
+    rows = db.fetch("SELECT balance FROM reward_states WHERE experiment_key = ? AND user_id = ?", (key, user_id))
+    return float(rows[0][0]) if rows else 0.0
+
+
 def ledger(db: Database, key: str, user_id: str, limit: int = 1000) -> dict[str, Any]:
     """A user's balance and newest `limit` ledger entries, oldest first."""
     with db.read() as session:

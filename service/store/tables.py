@@ -69,6 +69,19 @@ class EventRow(Base):
     __table_args__ = (Index("ix_events_user_recent", "user_id", "ts", "item_id", "type"),)
 
 
+class UserActivityRow(Base):
+    """Each user's behaviour so far, kept up to date as events arrive: targeting and at-risk lists read it."""
+
+    __tablename__ = "user_activity"
+    user_id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    first_seen: Mapped[float] = mapped_column(Epoch)
+    last_seen: Mapped[float] = mapped_column(Epoch)
+    purchases: Mapped[int] = mapped_column(BigInteger, default=0)
+    revenue: Mapped[float] = mapped_column(Float, default=0.0)
+    # The at-risk list's order, so that a page is an index range scan.
+    __table_args__ = (Index("ix_user_activity_value", revenue.desc(), purchases.desc(), "user_id"),)
+
+
 class UserCodeRow(Base):
     """A dense integer for each user id, so that the training log stores numbers."""
 
@@ -147,6 +160,11 @@ class ExperimentRow(Base):
     updated_at: Mapped[float] = mapped_column(Epoch)
     started_at: Mapped[Optional[float]] = mapped_column(Epoch, nullable=True)
     stopped_at: Mapped[Optional[float]] = mapped_column(Epoch, nullable=True)
+    targeting: Mapped[Optional[dict[str, Any]]] = mapped_column(JSON, nullable=True)
+    # The layer the experiment shares with others, and the positions it owns there from start to stop.
+    layer: Mapped[Optional[str]] = mapped_column(String(64), nullable=True, index=True)
+    layer_start: Mapped[Optional[float]] = mapped_column(Float, nullable=True)
+    layer_end: Mapped[Optional[float]] = mapped_column(Float, nullable=True)
 
 
 class ExposureRow(Base):

@@ -7,19 +7,21 @@ the exposure is written once, whatever the races between workers and hosts.
 from __future__ import annotations
 
 import threading
-from typing import Any
+from typing import Any, Mapping
 
 import numpy as np
 
 from bandits.base import ArmStats, with_floor
 from bandits.registry import make_policy
 from experiments.assignment import ab_arm, enrolled, pick, unit_draw
+from experiments.layers import position
 from service.errors import NotFound
 from service.store import experiments as experiment_store
 from service.store import exposures
 from service.store.database import Database
 from service.store.experiments import StoredDefinition
 from service.timestamps import iso
+from service.usecases.attributes import user_attributes
 
 
 class DefinitionCache:
@@ -85,8 +87,24 @@ def _choose(db: Database, d: StoredDefinition, user_id: str) -> tuple[str, float
     return exp.arms[index].key, float(probabilities[index])
 
 
-def assign(db: Database, cache: DefinitionCache, key: str, user_id: str, now: float) -> dict[str, Any]:
-    """The user's assignment in one experiment, recording the first exposure at `now`."""
+def _eligible(db: Database, d: StoredDefinition, user_id: str, now: float, attributes: Mapping[str, Any]) -> str | None:
+    """Why a new user may not be enrolled (layer, traffic, targeting), or None when they may."""
+    exp = d.experiment
+    if exp.layer is not None:
+        if d.layer_range is None or not d.layer_range.holds(position(exp.layer, user_id)):
+            return "layer"
+    elif not enrolled(d.salt, exp.key, user_id, exp.traffic):
+        return "traffic"
+    if exp.targeting is not None and not exp.targeting.matches(user_attributes(db, user_id, now, attributes, exp.targeting.attributes())):
+        return "targeting"
+    return None
+
+
+def assign(db: Database, cache: DefinitionCache, key: str, user_id: str, now: float, attributes: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """The user's assignment in one experiment, recording the first exposure at `now`.
+
+    An exposed user keeps their arm whatever their attributes say later: stickiness wins over targeting.
+    """
     found = exposures.state(db, key, user_id)
     if found is None:
         raise NotFound("experiment", key)
@@ -97,8 +115,9 @@ def assign(db: Database, cache: DefinitionCache, key: str, user_id: str, now: fl
         return _answer(key, user_id, d, found.exposure)
     if found.status != "running":
         return _answer(key, user_id, d, None, "not_running")
-    if not enrolled(d.salt, key, user_id, d.experiment.traffic):
-        return _answer(key, user_id, d, None, "traffic")
+    refused = _eligible(db, d, user_id, now, attributes or {})
+    if refused is not None:
+        return _answer(key, user_id, d, None, refused)
     arm, probability = _choose(db, d, user_id)
     exposure = exposures.expose(db, key, user_id, arm, probability, now, counts_pull=d.experiment.type == "bandit")
     return _answer(key, user_id, d, exposure, None if exposure is not None else "not_running")

@@ -12,6 +12,8 @@ from service.store.events import insert_events
 
 CATEGORIES = ["books", "music", "games", "garden", "kitchen", "toys", "sports", "beauty"]
 BATCH = 10_000
+# Customers who bought 5 to 8 weeks ago and not since: the audience of the win-back experiment.
+LAPSED = 200
 
 
 def load_demo(svc: Services, n_users: int, n_items: int, n_events: int) -> Iterator[str]:
@@ -46,4 +48,17 @@ def load_demo(svc: Services, n_users: int, n_items: int, n_events: int) -> Itera
         ]
         a, d = insert_events(svc.db, rows)
         accepted, duplicates = accepted + a, duplicates + d
-    yield f"events: {accepted} stored, {duplicates} already there"
+    lapsed = _lapsed_events(n_users, n_items, time.time())
+    a, d = insert_events(svc.db, lapsed)
+    yield f"events: {accepted + a} stored, {duplicates + d} already there (including {LAPSED} lapsed customers)"
+
+
+def _lapsed_events(n_users: int, n_items: int, now: float) -> list[dict[str, object]]:
+    """One to three purchases each, 35 to 58 days ago, for users numbered after the synthetic ones."""
+    events: list[dict[str, object]] = []
+    for i in range(LAPSED):
+        for j in range(1 + i % 3):
+            ts = now - (35 + (i * 7 + j * 5) % 24) * 86_400
+            item = (i * 31 + j * 17) % n_items
+            events.append({"event_id": f"demo-lapsed-{i}-{j}", "user_id": f"user-{n_users + i}", "item_id": f"sku-{item}", "type": "purchase", "ts": ts, "value": 20.0 + (i % 5) * 10})
+    return events

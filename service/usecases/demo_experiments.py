@@ -9,6 +9,7 @@ import numpy as np
 from service.usecases.assignment import assign
 from service.errors import Conflict
 from service.usecases.context import Services
+from service.usecases.demo import LAPSED
 from service.usecases import experiments
 from service.store.outcomes import record
 
@@ -42,8 +43,48 @@ BANDIT: dict[str, Any] = {
     "primary_metric": "conversion",
     "bandit": {"algorithm": "thompson", "epsilon": 0.1, "min_probability": 0.02},
 }
-# The simulated truth: conversion rates per arm.
-RATES = {"control": 0.10, "every-5th": 0.13, "lottery": 0.12, "bonus-50": 0.05, "bonus-100": 0.10, "bonus-200": 0.20}
+PLAIN = {"type": "per_unit", "points_per_unit": 1}
+
+
+def _layered(key: str, name: str, treatment: str, schedule: dict[str, Any]) -> dict[str, Any]:
+    """One half of the checkout layer: a plain control against one schedule."""
+    return {
+        "key": key,
+        "name": name,
+        "description": "Demo: shares the checkout layer with the other checkout test, so no user sees both.",
+        "type": "ab",
+        "traffic": 0.5,
+        "layer": "checkout",
+        "arms": [{"key": "control", "payload": {}, "schedule": PLAIN}, {"key": treatment, "payload": {}, "schedule": schedule}],
+        "metrics": [{"key": "conversion", "kind": "binary"}],
+        "primary_metric": "conversion",
+        "bandit": None,
+    }
+
+
+WEEK = 7 * DAY
+CHECKOUT_DOUBLE = _layered("checkout-double", "Double points at checkout this week", "double", {**PLAIN, "multiplier": {"factor": 2, "start": "2026-01-01T00:00:00Z", "end": "2036-01-01T00:00:00Z"}})
+CHECKOUT_STREAK = _layered("checkout-streak", "A bonus on every 3rd checkout", "every-3rd", {"type": "fixed_ratio", "every": 3, "points": 50})
+WIN_BACK: dict[str, Any] = {
+    "key": "win-back",
+    "name": "Win back customers idle for 30 days with a 1-in-3 bonus",
+    "description": "Demo: targets users who bought before and have been idle for at least 30 days.",
+    "type": "ab",
+    "traffic": 1.0,
+    "targeting": {"all": [{"attribute": "idle_days", "op": "gte", "value": 30}, {"attribute": "purchases", "op": "gte", "value": 1}]},
+    "arms": [{"key": "control", "payload": {}, "schedule": None}, {"key": "comeback", "payload": {"banner": "1 in 3 orders wins 200 points"}, "schedule": {"type": "variable_ratio", "mean": 3, "points": 200}}],
+    "metrics": [{"key": "conversion", "kind": "binary"}],
+    "primary_metric": "conversion",
+    "bandit": None,
+}
+# The simulated truth: conversion rates per experiment and arm.
+RATES = {
+    "points-q4": {"control": 0.10, "every-5th": 0.13, "lottery": 0.12},
+    "bonus-bandit": {"bonus-50": 0.05, "bonus-100": 0.10, "bonus-200": 0.20},
+    "checkout-double": {"control": 0.10, "double": 0.14},
+    "checkout-streak": {"control": 0.10, "every-3rd": 0.11},
+    "win-back": {"control": 0.03, "comeback": 0.06},
+}
 
 
 def _ensure_running(svc: Services, definition: dict[str, Any]) -> bool:
@@ -57,28 +98,35 @@ def _ensure_running(svc: Services, definition: dict[str, Any]) -> bool:
 
 
 def load_demo_experiments(svc: Services, n_users: int) -> Iterator[str]:
-    """Create both experiments and simulate their users once; yield progress lines."""
+    """Create the experiments and simulate their users once; yield progress lines."""
     rng = np.random.default_rng(11)
     now = time.time()
-    for definition in (AB, BANDIT):
+    for definition in (AB, BANDIT, CHECKOUT_DOUBLE, CHECKOUT_STREAK, WIN_BACK):
         key = str(definition["key"])
         if not _ensure_running(svc, definition):
             yield f"experiment {key}: already there"
             continue
         exp = svc.definitions.current(svc.db, key)[0].experiment
         outcomes = []
-        for u in range(n_users):
+        enrolled = 0
+        targeted = "targeting" in definition
+        audience = n_users + LAPSED if targeted else n_users
+        for u in range(audience):
             user = f"user-{u}"
-            exposed = now - 30 * DAY + 30 * DAY * u / n_users
+            # Targeting reads behaviour as of the exposure, so targeted users arrive now.
+            exposed = now - DAY if targeted else now - 30 * DAY + 30 * DAY * u / n_users
             arm = assign(svc.db, svc.definitions, key, user, exposed)["arm"]
-            if rng.random() < RATES[arm]:
+            if arm is None:  # outside its layer range, or not targeted
+                continue
+            enrolled += 1
+            if rng.random() < RATES[key][arm]:
                 outcome = {"outcome_id": f"demo-{key}-{u}", "experiment": key, "user_id": user, "metric": "conversion", "value": 1.0, "ts": exposed + DAY}
                 outcomes.append(outcome)
                 if exp.type == "bandit":  # the bandit learns as users arrive
                     record(svc.db, [outcome], {key: exp})
-                else:
+                elif any(m.key == "spend" for m in exp.metrics):
                     spend = round(float(rng.gamma(2.0, 20.0)), 2)
                     outcomes.append({**outcome, "outcome_id": f"demo-{key}-{u}-spend", "metric": "spend", "value": spend})
         if exp.type == "ab":
             record(svc.db, outcomes, {key: exp})
-        yield f"experiment {key}: {n_users} users assigned, {sum(1 for o in outcomes if o['metric'] == 'conversion')} conversions reported"
+        yield f"experiment {key}: {enrolled} of {audience} users enrolled, {sum(1 for o in outcomes if o['metric'] == 'conversion')} conversions reported"

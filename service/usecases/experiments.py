@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from experiments.layers import free_share
 from service.store import experiments as store
 from service.store.database import Database
 from service.store.experiment_codec import to_json
@@ -46,3 +47,9 @@ def remove(db: Database, key: str) -> None:
 def move(db: Database, key: str, action: str) -> dict[str, Any]:
     """Start, pause or stop."""
     return to_json(store.move(db, key, action))
+
+
+def layer(db: Database, name: str) -> dict[str, Any]:
+    """The ranges running and paused experiments own in a layer, and the share still free."""
+    ranges = store.layer_ranges(db, name)
+    return {"layer": name, "ranges": [{"experiment": r.experiment, "start": r.start, "end": r.end} for r in ranges], "free": free_share(ranges)}

@@ -9,10 +9,11 @@ from experiments.definitions import Metric
 from experiments.stats import ArmSummary, analyse, sample_ratio_mismatch
 from experiments.stats.summary import finite_or_none
 from experiments.stats.corrections import Correction
+from experiments.stats.proportions import wilson
 from experiments.stats.power import users_per_arm_mean, users_per_arm_proportion
 from service.store.database import Database
 from service.store.experiments import StoredDefinition
-from service.store.metrics import DAY, RETENTION_DAYS, ArmAggregate, arm_aggregates, daily_rows
+from service.store.metrics import DAY, RETENTION_DAYS, ArmAggregate, arm_aggregates, daily_rows, retention_rows
 from service.errors import Invalid
 from service.usecases.assignment import DefinitionCache, bandit_allocation
 from service.timestamps import iso
@@ -149,3 +150,25 @@ def daily(db: Database, cache: DefinitionCache, key: str, metric_key: str | None
             arms.append({"arm": a.key, "users": users[a.key], "total": totals[a.key], "mean": mean})
         days.append({"date": iso(day * DAY)[:10], "arms": arms})  # type: ignore[index]
     return {"experiment": exp.key, "metric": metric.key, "metric_kind": metric.kind, "days": days}
+
+
+def retention(db: Database, cache: DefinitionCache, key: str, days: int, alpha: float, now: float | None = None) -> dict[str, Any]:
+    """Per arm and day k = 1..days after exposure, the share of users active that day among those whose day k has ended."""
+    d, _ = cache.current(db, key)
+    now = time.time() if now is None else now
+    exposed, active = retention_rows(db, key, days, now)
+    by_age: dict[tuple[str, int], int] = {}
+    for arm, age, users in exposed:
+        by_age[(arm, int(age))] = by_age.get((arm, int(age)), 0) + int(users)
+    active_on = {(arm, int(k)): int(users) for arm, k, users in active}
+    arms = []
+    for a in d.experiment.arms:
+        series = []
+        for k in range(1, days + 1):
+            # Day k of a user exposed at t is [t + k days, t + (k + 1) days): it has ended once they are k + 1 whole days old.
+            eligible = sum(n for (arm, age), n in by_age.items() if arm == a.key and age >= k + 1)
+            hits = active_on.get((a.key, k), 0)
+            interval = wilson(hits, eligible, alpha)
+            series.append({"day": k, "eligible": eligible, "active": hits, "rate": hits / eligible if eligible else None, "ci": _interval(interval)})
+        arms.append({"arm": a.key, "days": series})
+    return {"experiment": key, "alpha": alpha, "computed_at": iso(now), "arms": arms}

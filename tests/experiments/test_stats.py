@@ -213,3 +213,10 @@ def test_degenerate_data_gives_notes_not_errors_or_nan(arms, kind):
         value = getattr(treat, name)
         assert value is None or math.isfinite(value)
     assert treat.notes, "an undefined figure must say why"
+
+
+@pytest.mark.parametrize("n", [1, 7, 40, 1000, 123457])
+def test_wilson_bounds_are_exact_at_zero_and_all_successes(n):
+    none, every = wilson(0, n, 0.05), wilson(n, n, 0.05)
+    assert none.low == 0.0 and every.high == 1.0
+    assert 0.0 < none.high < 1.0 and 0.0 < every.low < 1.0

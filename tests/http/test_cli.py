@@ -47,12 +47,18 @@ def test_create_key_refuses_unknown_roles(runner):
     assert result.exit_code != 0
 
 
-def test_demo_loads_data_and_two_running_experiments_once(runner, client, auth):
+def test_demo_loads_data_and_its_running_experiments_once(runner, client, auth):
     first = runner.invoke(args=["demo", "--users", "300", "--items", "100", "--events", "3000"])
     assert first.exit_code == 0, first.output
-    assert "experiment points-q4: 300 users assigned" in first.output
+    assert "experiment points-q4: 300 of 300 users enrolled" in first.output
     listed = client.get("/v1/experiments?status=running", headers=auth("analyst")).get_json()["experiments"]
-    assert sorted(e["key"] for e in listed) == ["bonus-bandit", "points-q4"]
+    assert sorted(e["key"] for e in listed) == ["bonus-bandit", "checkout-double", "checkout-streak", "points-q4", "win-back"]
+    layer = client.get("/v1/layers/checkout", headers=auth("analyst")).get_json()
+    assert [r["experiment"] for r in layer["ranges"]] == ["checkout-double", "checkout-streak"] and layer["free"] == 0.0
+    halves = [client.get(f"/v1/experiments/{k}/results", headers=auth("analyst")).get_json() for k in ("checkout-double", "checkout-streak")]
+    assert sum(a["users"] for r in halves for a in r["arms"]) == 300  # every user in exactly one half
+    win_back = client.get("/v1/experiments/win-back/results", headers=auth("analyst")).get_json()
+    assert 200 <= sum(a["users"] for a in win_back["arms"]) < 300  # the lapsed customers, and few others
     results = client.get("/v1/experiments/points-q4/results", headers=auth("analyst")).get_json()
     assert sum(a["users"] for a in results["arms"]) == 300
     bandit = client.get("/v1/experiments/bonus-bandit/results", headers=auth("analyst")).get_json()

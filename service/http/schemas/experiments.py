@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Annotated, Any, Literal, Union
 
-from pydantic import Field, create_model, field_validator
+from pydantic import Field, StringConstraints, create_model, field_validator
 
 from bandits.registry import POLICIES
 from experiments.schedules import SCHEDULES, Schedule
@@ -81,6 +81,8 @@ class ExperimentIn(Input):
     metrics: list[MetricIn] = Field(default_factory=list, max_length=50)
     primary_metric: Key | None = None
     bandit: BanditIn | None = None
+    layer: Key | None = Field(default=None, description="a layer shared with other experiments: a user is in at most one of them")
+    targeting: dict[str, Any] | None = Field(default=None, description='{"all" | "any": [{"attribute", "op", "value"} | group]}, at most 3 groups deep')
 
 
 class ExperimentPatch(Input):
@@ -97,6 +99,8 @@ class ExperimentPatch(Input):
     metrics: list[MetricIn] | None = Field(default=None, max_length=50)
     primary_metric: Key | None = None
     bandit: BanditIn | None = None
+    layer: Key | None = None
+    targeting: dict[str, Any] | None = None
 
     @field_validator("name", "description", "type", "traffic", "arms", "metrics", "primary_metric", mode="before")
     @classmethod
@@ -123,6 +127,9 @@ class ExperimentOut(Output):
     updated_at: str
     started_at: str | None
     stopped_at: str | None
+    layer: str | None = None
+    targeting: dict[str, Any] | None = None
+    layer_range: dict[str, float] | None = None
 
 
 class ExperimentList(Output):
@@ -154,16 +161,21 @@ class AssignmentOut(Output):
     payload: dict[str, Any] | None = None
     schedule: dict[str, Any] | None = None
     probability: float | None = None
-    reason: Literal["traffic", "not_running"] | None = None
+    reason: Literal["traffic", "not_running", "layer", "targeting"] | None = None
     exposed_at: str | None = None
 
 
+AttributeName = Annotated[str, StringConstraints(pattern=r"^[^\x00]{1,128}$")]
+AttributeValue = Union[bool, FiniteFloat, Annotated[str, StringConstraints(pattern=r"^[^\x00]{0,1000}$")]]
+
+
 class AssignmentsIn(Input):
-    """One user, many experiments."""
+    """One user, many experiments, and attributes for targeting rules."""
 
     user_id: Id
     experiments: list[Key] = Field(min_length=1, max_length=100)
     timestamp: Timestamp | None = None
+    attributes: dict[AttributeName, AttributeValue] = Field(default_factory=dict, max_length=50)
 
 
 class AssignmentsOut(Output):

@@ -5,7 +5,7 @@ from typing import Any, Literal
 
 from pydantic import Field
 
-from service.http.schemas.common import Key, Output, Query
+from service.http.schemas.common import MAX_MAGNITUDE, Key, Output, Query
 
 
 class ResultsQuery(Query):
@@ -14,7 +14,7 @@ class ResultsQuery(Query):
     metric: Key | None = None
     alpha: float = Field(default=0.05, gt=0, lt=1, allow_inf_nan=False)
     correction: Literal["holm", "bh", "none"] = "holm"
-    mde: float | None = Field(default=None, gt=0, allow_inf_nan=False)
+    mde: float | None = Field(default=None, gt=0, le=MAX_MAGNITUDE, allow_inf_nan=False)
     power: float = Field(default=0.8, gt=0, lt=1, allow_inf_nan=False)
 
 
@@ -45,7 +45,7 @@ class SrmOut(Output):
     observed: list[int]
     expected: list[float]
     mismatch: bool
-    statistic: float
+    statistic: float | None = Field(description="null when infinite: an arm expected to get no one got someone")
 
 
 class ResultsOut(Output):
@@ -99,3 +99,36 @@ class DailyOut(Output):
     metric: str
     metric_kind: str
     days: list[DailyPoint]
+
+
+class RetentionQuery(Query):
+    """How many days after exposure, at which level."""
+
+    days: int = Field(default=30, ge=1, le=365)
+    alpha: float = Field(default=0.05, gt=0, lt=1, allow_inf_nan=False)
+
+
+class RetentionDay(Output):
+    """Day k after exposure: users whose day k has ended, how many were active, the rate with its Wilson interval."""
+
+    day: int
+    eligible: int
+    active: int
+    rate: float | None
+    ci: list[float] | None
+
+
+class RetentionArm(Output):
+    """One arm's curve."""
+
+    arm: str
+    days: list[RetentionDay]
+
+
+class RetentionOut(Output):
+    """The stickiness curve of each arm."""
+
+    experiment: str
+    alpha: float
+    computed_at: str
+    arms: list[RetentionArm]

@@ -18,11 +18,20 @@ def _when(ts: datetime | None) -> float:
 
 
 @bp.get("/v1/experiments/<key>/assignment")
-@endpoint("A user's sticky arm, recording the first exposure", roles=STOREFRONT, tag="assignment", query=AssignmentQuery, response=AssignmentOut, errors=(404,), path={"key": "key"})
-def one(key: str, query: AssignmentQuery) -> AssignmentOut:
+@endpoint(
+    "A user's sticky arm, recording the first exposure; attr.NAME=value parameters feed targeting",
+    roles=STOREFRONT,
+    tag="assignment",
+    query=AssignmentQuery,
+    response=AssignmentOut,
+    errors=(404,),
+    path={"key": "key"},
+    query_attributes=True,
+)
+def one(key: str, query: AssignmentQuery, attributes: dict[str, str]) -> AssignmentOut:
     """Assign one user in one experiment."""
     svc = services()
-    return AssignmentOut.model_validate(assign(svc.db, svc.definitions, key, query.user_id, _when(query.timestamp)))
+    return AssignmentOut.model_validate(assign(svc.db, svc.definitions, key, query.user_id, _when(query.timestamp), attributes))
 
 
 @bp.post("/v1/assignments")
@@ -31,4 +40,5 @@ def many(body: AssignmentsIn) -> AssignmentsOut:
     """Assign one user in each experiment asked for, in order."""
     svc = services()
     now = _when(body.timestamp)
-    return AssignmentsOut(assignments=[AssignmentOut.model_validate(assign(svc.db, svc.definitions, key, body.user_id, now)) for key in body.experiments])
+    answers = [assign(svc.db, svc.definitions, key, body.user_id, now, body.attributes) for key in body.experiments]
+    return AssignmentsOut(assignments=[AssignmentOut.model_validate(a) for a in answers])

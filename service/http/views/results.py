@@ -8,7 +8,7 @@ from typing import Any
 from flask import Blueprint, Response
 
 from service.http.endpoint import READ_EXPERIMENTS, endpoint, services
-from service.http.schemas.results import DailyOut, DailyQuery, ResultsOut, ResultsQuery
+from service.http.schemas.results import DailyOut, DailyQuery, ResultsOut, ResultsQuery, RetentionOut, RetentionQuery
 from service.usecases import results
 
 bp = Blueprint("results", __name__)
@@ -63,3 +63,11 @@ def per_day(key: str, query: DailyQuery) -> DailyOut:
     """Cumulative series by UTC day."""
     svc = services()
     return DailyOut.model_validate(results.daily(svc.db, svc.definitions, key, query.metric))
+
+
+@bp.get("/v1/experiments/<key>/results/retention")
+@endpoint("Retention curve per arm: the share of exposed users active on each day after exposure", roles=READ_EXPERIMENTS, tag="results", query=RetentionQuery, response=RetentionOut, errors=(404,), path=KEY)
+def retention(key: str, query: RetentionQuery) -> RetentionOut:
+    """Day k = 1..days, counting only users whose day k has ended."""
+    svc = services()
+    return RetentionOut.model_validate(results.retention(svc.db, svc.definitions, key, query.days, query.alpha))

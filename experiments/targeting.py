@@ -1,0 +1,162 @@
+"""Targeting rules: which users an experiment may enrol, from attributes of the request and of their behaviour.
+
+A rule is `{"all": [...]}` or `{"any": [...]}` of conditions `{"attribute", "op", "value"}`
+and nested groups, at most `MAX_DEPTH` groups deep. Rules are parsed once into
+frozen objects; matching is pure, so any decision can be replayed from the
+attributes it saw. A condition on an attribute the user does not have is false
+(`exists` asks exactly that), so a missing value never enrols anyone by accident.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, Callable, Mapping, Union
+
+MAX_DEPTH = 3
+MAX_CONDITIONS = 100
+Value = Union[str, float, bool, None]
+
+
+class TargetingError(ValueError):
+    """A rule that cannot be accepted; `field` is the path of the bad part, as targeting.all.1.op."""
+
+    def __init__(self, field_name: str, message: str) -> None:
+        super().__init__(f"{field_name}: {message}")
+        self.field = field_name
+        self.message = message
+
+
+def _number(value: Any) -> float | None:
+    """A comparable number from a JSON number or numeric text (query parameters arrive as text)."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, (int, float)):
+        return float(value) if math.isfinite(value) else None
+    if isinstance(value, str):
+        try:
+            parsed = float(value)
+        except ValueError:
+            return None
+        return parsed if math.isfinite(parsed) else None
+    return None
+
+
+def _equal(a: Any, b: Any) -> bool:
+    """Equality that lets numeric text equal the number it spells ("3" == 3)."""
+    if isinstance(a, bool) or isinstance(b, bool):
+        return a is b
+    x, y = _number(a), _number(b)
+    if x is not None and y is not None:
+        return x == y
+    return a == b
+
+
+def _ordered(compare: Callable[[float, float], bool]) -> Callable[[Any, Any], bool]:
+    def test(actual: Any, wanted: Any) -> bool:
+        x, y = _number(actual), _number(wanted)
+        return x is not None and y is not None and compare(x, y)
+
+    return test
+
+
+# op -> (test of the user's value against the rule's value, what the rule's value must be)
+OPERATORS: dict[str, tuple[Callable[[Any, Any], bool], str]] = {
+    "eq": (_equal, "scalar"),
+    "ne": (lambda a, b: not _equal(a, b), "scalar"),
+    "in": (lambda a, b: any(_equal(a, v) for v in b), "list"),
+    "not_in": (lambda a, b: not any(_equal(a, v) for v in b), "list"),
+    "lt": (_ordered(lambda a, b: a < b), "number"),
+    "lte": (_ordered(lambda a, b: a <= b), "number"),
+    "gt": (_ordered(lambda a, b: a > b), "number"),
+    "gte": (_ordered(lambda a, b: a >= b), "number"),
+    "exists": (lambda a, b: True, "none"),
+}
+
+
+@dataclass(frozen=True)
+class Condition:
+    """One test of one attribute."""
+
+    attribute: str
+    op: str
+    value: Any = None
+
+    def matches(self, attributes: Mapping[str, Any]) -> bool:
+        """Whether the user's attributes pass; an absent (or null) attribute fails every operator, `ne` and `not_in` too."""
+        if self.attribute not in attributes or attributes[self.attribute] is None:
+            return False
+        return OPERATORS[self.op][0](attributes[self.attribute], self.value)
+
+
+@dataclass(frozen=True)
+class Group:
+    """All or any of its parts."""
+
+    mode: str
+    parts: tuple[Union["Condition", "Group"], ...]
+
+    def matches(self, attributes: Mapping[str, Any]) -> bool:
+        """Whether the user's attributes pass the group."""
+        results = (part.matches(attributes) for part in self.parts)
+        return all(results) if self.mode == "all" else any(results)
+
+    def attributes(self) -> set[str]:
+        """Every attribute the rule reads."""
+        found: set[str] = set()
+        for part in self.parts:
+            found |= part.attributes() if isinstance(part, Group) else {part.attribute}
+        return found
+
+
+def _scalar(value: Any) -> bool:
+    return value is None or isinstance(value, (str, bool)) or (isinstance(value, (int, float)) and math.isfinite(value))
+
+
+def _condition(spec: Mapping[str, Any], path: str) -> Condition:
+    unknown = set(spec) - {"attribute", "op", "value"}
+    if unknown:
+        raise TargetingError(f"{path}.{sorted(unknown)[0]}", "is not a field of a condition (attribute, op, value)")
+    attribute, op = spec.get("attribute"), spec.get("op")
+    if not isinstance(attribute, str) or not 1 <= len(attribute) <= 128:
+        raise TargetingError(f"{path}.attribute", "must be a name of 1 to 128 characters")
+    if op not in OPERATORS:
+        raise TargetingError(f"{path}.op", f"must be one of {', '.join(OPERATORS)}, got {op!r}")
+    value = spec.get("value")
+    kind = OPERATORS[op][1]
+    if kind == "list" and not (isinstance(value, list) and 1 <= len(value) <= 1000 and all(_scalar(v) for v in value)):
+        raise TargetingError(f"{path}.value", f"{op} needs a list of 1 to 1000 strings, numbers or booleans")
+    if kind == "number" and _number(value) is None:
+        raise TargetingError(f"{path}.value", f"{op} needs a finite number")
+    if kind == "scalar" and not _scalar(value):
+        raise TargetingError(f"{path}.value", f"{op} needs a string, number or boolean")
+    if kind == "none" and value is not None:
+        raise TargetingError(f"{path}.value", "exists takes no value")
+    return Condition(attribute, op, tuple(value) if isinstance(value, list) else value)
+
+
+def _group(spec: Any, path: str, depth: int, budget: list[int]) -> Group:
+    if not isinstance(spec, Mapping) or len(spec) != 1 or next(iter(spec)) not in ("all", "any"):
+        raise TargetingError(path, 'must be {"all": [...]} or {"any": [...]}')
+    if depth > MAX_DEPTH:
+        raise TargetingError(path, f"groups nest at most {MAX_DEPTH} deep")
+    mode, parts = next(iter(spec.items()))
+    if not isinstance(parts, list) or not parts:
+        raise TargetingError(f"{path}.{mode}", "must be a non-empty list of conditions or groups")
+    parsed: list[Condition | Group] = []
+    for i, part in enumerate(parts):
+        where = f"{path}.{mode}.{i}"
+        budget[0] -= 1
+        if budget[0] < 0:
+            raise TargetingError(where, f"a rule holds at most {MAX_CONDITIONS} conditions and groups")
+        if isinstance(part, Mapping) and ("all" in part or "any" in part):
+            parsed.append(_group(part, where, depth + 1, budget))
+        elif isinstance(part, Mapping):
+            parsed.append(_condition(part, where))
+        else:
+            raise TargetingError(where, "must be a condition or a group")
+    return Group(mode, tuple(parsed))
+
+
+def parse_rule(spec: Any, path: str = "targeting") -> Group:
+    """A validated rule; TargetingError names the path of the first bad part."""
+    return _group(spec, path, 1, [MAX_CONDITIONS])

@@ -1,0 +1,37 @@
+"""Users drifting away (editor, analyst)."""
+from __future__ import annotations
+
+import csv
+import io
+
+from flask import Blueprint, Response
+
+from service.http.endpoint import READ_EXPERIMENTS, endpoint, services
+from service.http.schemas.users import AtRiskOut, AtRiskQuery
+from service.usecases import users
+
+bp = Blueprint("users", __name__)
+CSV_COLUMNS = ("user_id", "last_seen", "idle_days", "purchases", "revenue")
+
+
+@bp.get("/v1/users/at-risk")
+@endpoint("Valuable users who have gone quiet, most valuable first, a page at a time", roles=READ_EXPERIMENTS, tag="users", query=AtRiskQuery, response=AtRiskOut)
+def at_risk(query: AtRiskQuery) -> AtRiskOut:
+    """One page of the at-risk list."""
+    return AtRiskOut.model_validate(users.at_risk(services().db, query.idle_days, query.min_purchases, query.limit, query.cursor))
+
+
+@bp.get("/v1/users/at-risk.csv")
+@endpoint("The same page as CSV; the next page's cursor is in the X-Next-Cursor header", roles=READ_EXPERIMENTS, tag="users", query=AtRiskQuery, media_type="text/csv")
+def at_risk_csv(query: AtRiskQuery) -> Response:
+    """One page of the at-risk list as CSV."""
+    page = users.at_risk(services().db, query.idle_days, query.min_purchases, query.limit, query.cursor)
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(CSV_COLUMNS)
+    for user in page["users"]:
+        writer.writerow([repr(v) if isinstance(v, float) else v for v in (user[c] for c in CSV_COLUMNS)])
+    headers = {"Content-Disposition": 'attachment; filename="at-risk.csv"'}
+    if page["next_cursor"]:
+        headers["X-Next-Cursor"] = page["next_cursor"]
+    return Response(out.getvalue(), mimetype="text/csv", headers=headers)

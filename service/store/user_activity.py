@@ -1,0 +1,91 @@
+"""Each user's behaviour so far (first and last event, purchases, revenue), kept up to date as events arrive.
+
+Targeting on behaviour and the at-risk list read one row per user here instead
+of aggregating the user's events on every request. The upsert adds a batch's
+counts atomically, so concurrent batches for the same user never lose one.
+"""
+from __future__ import annotations
+
+import base64
+import json
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+from sqlalchemy.orm import Session
+
+from service.store.database import Database
+from service.store.sql import chunks, run
+
+_CHUNK = 1000  # 5 parameters a row, well under SQLite's 32,766 a statement
+_UPSERT = (
+    "INSERT INTO user_activity (user_id, first_seen, last_seen, purchases, revenue) VALUES {rows} "
+    "ON CONFLICT (user_id) DO UPDATE SET "
+    "first_seen = CASE WHEN excluded.first_seen < user_activity.first_seen THEN excluded.first_seen ELSE user_activity.first_seen END, "
+    "last_seen = CASE WHEN excluded.last_seen > user_activity.last_seen THEN excluded.last_seen ELSE user_activity.last_seen END, "
+    "purchases = user_activity.purchases + excluded.purchases, revenue = user_activity.revenue + excluded.revenue"
+)
+_ONE = "SELECT first_seen, last_seen, purchases, revenue FROM user_activity WHERE user_id = ?"
+_AT_RISK = (
+    "SELECT user_id, last_seen, purchases, revenue FROM user_activity "
+    "WHERE last_seen <= ? AND purchases >= ? {after} ORDER BY revenue DESC, purchases DESC, user_id LIMIT ?"
+)
+_AFTER = "AND (revenue < ? OR (revenue = ? AND (purchases < ? OR (purchases = ? AND user_id > ?))))"
+
+
+@dataclass(frozen=True)
+class Activity:
+    """What a user has done so far."""
+
+    user_id: str
+    first_seen: float
+    last_seen: float
+    purchases: int
+    revenue: float
+
+
+def record(session: Session, accepted: Sequence[tuple[Any, ...]]) -> None:
+    """Add accepted events, as (id, user, item, type, ts, value), to their users' activity in the caller's transaction."""
+    per_user: dict[str, list[Any]] = {}
+    for _, user, _, kind, ts, value in accepted:
+        entry = per_user.setdefault(user, [ts, ts, 0, 0.0])
+        entry[0], entry[1] = min(entry[0], ts), max(entry[1], ts)
+        if kind == "purchase":
+            entry[2] += 1
+            entry[3] += value or 0.0
+    rows = sorted(per_user.items())  # one lock order, so that concurrent batches cannot deadlock on PostgreSQL
+    for chunk in chunks(rows, _CHUNK):
+        params = [x for user, (first, last, purchases, revenue) in chunk for x in (user, first, last, purchases, revenue)]
+        run(session, _UPSERT.format(rows=", ".join(["(?, ?, ?, ?, ?)"] * len(chunk))), params)
+
+
+def of_user(db: Database, user_id: str) -> Activity | None:
+    """One user's activity, or None for a user without events."""
+    rows = db.fetch(_ONE, (user_id,))
+    return Activity(user_id, float(rows[0][0]), float(rows[0][1]), int(rows[0][2]), float(rows[0][3])) if rows else None
+
+
+def encode_cursor(activity: Activity) -> str:
+    """An opaque cursor that resumes the at-risk list after this user."""
+    raw = json.dumps([activity.revenue, activity.purchases, activity.user_id], separators=(",", ":")).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> tuple[float, int, str] | None:
+    """The position a cursor resumes after; None when it is not one this service wrote."""
+    try:
+        revenue, purchases, user_id = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+        if isinstance(revenue, (int, float)) and isinstance(purchases, int) and isinstance(user_id, str):
+            return float(revenue), purchases, user_id
+    except (ValueError, TypeError):
+        pass
+    return None
+
+
+def at_risk(db: Database, idle_since: float, min_purchases: int, limit: int, after: tuple[float, int, str] | None) -> list[Activity]:
+    """Users idle since `idle_since` with at least `min_purchases`, most valuable first (revenue, purchases, then id)."""
+    params: list[Any] = [idle_since, min_purchases]
+    if after is not None:
+        revenue, purchases, user_id = after
+        params += [revenue, revenue, purchases, purchases, user_id]
+    rows = db.fetch(_AT_RISK.format(after=_AFTER if after is not None else ""), (*params, limit))
+    return [Activity(r[0], 0.0, float(r[1]), int(r[2]), float(r[3])) for r in rows]

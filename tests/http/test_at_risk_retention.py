@@ -1,0 +1,99 @@
+"""Users drifting away, and the retention curve of each arm, against counts made by hand."""
+from __future__ import annotations
+
+import csv
+import io
+import random
+from datetime import datetime, timedelta, timezone
+
+import pytest
+
+from tests.experiment_helpers import ab_definition, assign, running
+from tests.helpers import get_ok, post_ok
+
+DAY = 86_400.0
+
+
+def iso(t: datetime) -> str:
+    return t.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+@pytest.fixture
+def shoppers(client, auth):
+    """60 users with seeded purchases and last visits; answer each user's (last_seen, purchases, revenue)."""
+    rng = random.Random(5)
+    now = datetime.now(timezone.utc)
+    truth, events = {}, []
+    for u in range(60):
+        purchases = rng.choice([0, 1, 2, 2, 3])
+        last_days_ago = rng.choice([1, 10, 31, 45, 90])
+        revenue = 0.0
+        for p in range(purchases):
+            value = float(rng.choice([10, 20, 20, 35]))  # ties in revenue and purchases exercise the order
+            revenue += value
+            events.append({"event_id": f"p-{u}-{p}", "user_id": f"s{u:02d}", "item_id": "i1", "type": "purchase", "value": value, "timestamp": iso(now - timedelta(days=last_days_ago + 5 + p))})
+        events.append({"event_id": f"v-{u}", "user_id": f"s{u:02d}", "item_id": "i2", "type": "view", "timestamp": iso(now - timedelta(days=last_days_ago))})
+        truth[f"s{u:02d}"] = (last_days_ago, purchases, revenue)
+    # Events arrive in two batches, and one of them again: counts must not double.
+    post_ok(client, "/v1/events", {"events": events[: len(events) // 2]}, auth("storefront"))
+    post_ok(client, "/v1/events", {"events": events}, auth("storefront"))
+    return truth
+
+
+def test_at_risk_order_and_pages_match_a_hand_count(client, auth, shoppers):
+    expected = sorted(
+        ((u, p, r) for u, (days, p, r) in shoppers.items() if days >= 30 and p >= 2),
+        key=lambda t: (-t[2], -t[1], t[0]),
+    )
+    seen, cursor, pages = [], None, 0
+    while True:
+        query = "/v1/users/at-risk?idle_days=30&min_purchases=2&limit=4" + (f"&cursor={cursor}" if cursor else "")
+        page = get_ok(client, query, auth("analyst"))
+        seen += [(x["user_id"], x["purchases"], x["revenue"]) for x in page["users"]]
+        assert all(x["idle_days"] >= 30 for x in page["users"])
+        pages += 1
+        cursor = page["next_cursor"]
+        if cursor is None:
+            break
+    assert seen == expected and pages == -(-len(expected) // 4)
+    resp = client.get("/v1/users/at-risk.csv?idle_days=30&min_purchases=2&limit=1000", headers=auth("editor"))
+    rows = list(csv.DictReader(io.StringIO(resp.get_data(as_text=True))))
+    assert [(r["user_id"], int(r["purchases"]), float(r["revenue"])) for r in rows] == expected
+    assert "X-Next-Cursor" not in resp.headers
+    assert client.get("/v1/users/at-risk?cursor=garbage", headers=auth("analyst")).status_code == 422
+    assert client.get("/v1/users/at-risk", headers=auth("storefront")).status_code == 403
+
+
+def test_retention_curve_matches_a_hand_count(client, auth):
+    running(client, auth("editor"), ab_definition())
+    shop = auth("storefront")
+    now = datetime.now(timezone.utc)
+    rng = random.Random(9)
+    exposed, events = {}, []
+    for u in range(120):
+        user = f"r{u}"
+        at = now - timedelta(days=rng.uniform(0.5, 12))
+        arm = assign(client, shop, "points-q4", user, timestamp=iso(at))["arm"]
+        exposed[user] = (arm, at.timestamp())
+        for e in range(rng.randint(0, 6)):
+            ts = at + timedelta(days=rng.uniform(0, 14))
+            if ts < now:
+                events.append({"event_id": f"r-{u}-{e}", "user_id": user, "item_id": "i1", "type": "view", "timestamp": iso(ts)})
+    post_ok(client, "/v1/events", {"events": events}, shop)
+    body = get_ok(client, "/v1/experiments/points-q4/results/retention?days=7", auth("analyst"))
+    clock = now.timestamp()
+    by_user: dict[str, list[float]] = {}
+    for e in events:
+        by_user.setdefault(e["user_id"], []).append(datetime.strptime(e["timestamp"], "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=timezone.utc).timestamp())
+    for arm in body["arms"]:
+        assert [d["day"] for d in arm["days"]] == list(range(1, 8))
+        for day in arm["days"]:
+            k = day["day"]
+            eligible = [u for u, (a, t) in exposed.items() if a == arm["arm"] and t + (k + 1) * DAY <= clock]
+            active = [u for u in eligible if any(exposed[u][1] + k * DAY <= ts < exposed[u][1] + (k + 1) * DAY for ts in by_user.get(u, []))]
+            assert (day["eligible"], day["active"]) == (len(eligible), len(active)), (arm["arm"], k)
+            if eligible:
+                assert day["rate"] == pytest.approx(len(active) / len(eligible))
+                assert 0 <= day["ci"][0] <= day["rate"] <= day["ci"][1] <= 1
+            else:
+                assert day["rate"] is None and day["ci"] is None

@@ -1,0 +1,118 @@
+"""Layers keep experiments apart, targeting aims them, and an exposed user keeps their arm."""
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+
+import pytest
+
+from experiments.layers import position
+from tests.experiment_helpers import ab_definition, assign, running
+from tests.helpers import get_ok, post_ok
+
+
+def layered(key: str, traffic: float, layer: str = "checkout", **extra):
+    return ab_definition(key=key, layer=layer, traffic=traffic, **extra)
+
+
+def iso(t: datetime) -> str:
+    return t.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def test_ranges_are_given_at_start_and_a_start_that_does_not_fit_is_409(client, auth):
+    editor = auth("editor")
+    running(client, editor, layered("left", 0.5))
+    running(client, editor, layered("right", 0.5))
+    layer = get_ok(client, "/v1/layers/checkout", auth("analyst"))
+    assert layer == {"layer": "checkout", "ranges": [{"experiment": "left", "start": 0.0, "end": 0.5}, {"experiment": "right", "start": 0.5, "end": 1.0}], "free": 0.0}
+    post_ok(client, "/v1/experiments", layered("third", 0.2), editor, status=201)
+    refused = client.post("/v1/experiments/third/start", headers=editor)
+    assert refused.status_code == 409 and "0 of it is free" in refused.get_json()["error"]["message"]
+    assert get_ok(client, "/v1/experiments/third", editor)["status"] == "draft"
+    # Pausing keeps a range; stopping releases it, and the next start takes the first gap.
+    post_ok(client, "/v1/experiments/left/pause", None, editor)
+    assert client.post("/v1/experiments/third/start", headers=editor).status_code == 409
+    post_ok(client, "/v1/experiments/left/stop", None, editor)
+    started = post_ok(client, "/v1/experiments/third/start", None, editor)
+    assert started["layer_range"] == {"start": 0.0, "end": 0.2}
+    assert get_ok(client, "/v1/layers/checkout", editor)["free"] == pytest.approx(0.3)
+    # A running layered experiment's traffic cannot move out of its range.
+    assert client.patch("/v1/experiments/third", json={"traffic": 0.3}, headers=editor).status_code == 409
+
+
+def test_a_layered_experiment_enrols_exactly_the_users_in_its_range(client, auth):
+    running(client, auth("editor"), layered("left", 0.3))
+    running(client, auth("editor"), layered("right", 0.7))
+    shop = auth("storefront")
+    for u in range(300):
+        user = f"u{u}"
+        answers = post_ok(client, "/v1/assignments", {"user_id": user, "experiments": ["left", "right"]}, shop)["assignments"]
+        pos = position("checkout", user)
+        assert [a["enrolled"] for a in answers] == [pos < 0.3, pos >= 0.3]
+        assert {a["reason"] for a in answers if not a["enrolled"]} == {"layer"}
+
+
+def test_targeting_by_request_attributes_and_stickiness(client, auth):
+    rule = {"all": [{"attribute": "country", "op": "in", "value": ["nl", "be"]}, {"attribute": "age", "op": "gte", "value": 18}]}
+    running(client, auth("editor"), ab_definition(key="benelux", targeting=rule))
+    shop = auth("storefront")
+    assert assign(client, shop, "benelux", "u1", **{"attr.country": "nl", "attr.age": "30"})["enrolled"] is True
+    assert assign(client, shop, "benelux", "u2", **{"attr.country": "de", "attr.age": "30"})["reason"] == "targeting"
+    assert assign(client, shop, "benelux", "u3", **{"attr.country": "nl"})["reason"] == "targeting"  # a missing attribute fails
+    body = {"user_id": "u4", "experiments": ["benelux"], "attributes": {"country": "be", "age": 40}}
+    first = post_ok(client, "/v1/assignments", body, shop)["assignments"][0]
+    assert first["enrolled"] is True
+    # Once exposed, a user keeps their arm whatever their attributes say now.
+    later = post_ok(client, "/v1/assignments", {**body, "attributes": {"country": "de"}}, shop)["assignments"][0]
+    assert later["arm"] == first["arm"] and later["enrolled"] is True
+    assert assign(client, shop, "benelux", "u1")["enrolled"] is True
+    # A refused user was not exposed: they enrol once they match.
+    assert assign(client, shop, "benelux", "u2", **{"attr.country": "be", "attr.age": "30"})["enrolled"] is True
+
+
+def test_targeting_on_behaviour_the_service_stored(client, auth):
+    shop = auth("storefront")
+    now = datetime.now(timezone.utc)
+    events = [
+        {"event_id": "q-1", "user_id": "quiet", "item_id": "i1", "type": "purchase", "value": 40.0, "timestamp": iso(now - timedelta(days=45))},
+        {"event_id": "q-2", "user_id": "quiet", "item_id": "i2", "type": "view", "timestamp": iso(now - timedelta(days=40))},
+        {"event_id": "a-1", "user_id": "active", "item_id": "i1", "type": "purchase", "value": 10.0, "timestamp": iso(now - timedelta(days=2))},
+    ]
+    post_ok(client, "/v1/events", {"events": events}, shop)
+    win_back = {"all": [{"attribute": "idle_days", "op": "gte", "value": 30}, {"attribute": "purchases", "op": "gte", "value": 1}]}
+    running(client, auth("editor"), ab_definition(key="win-back", targeting=win_back))
+    assert assign(client, shop, "win-back", "quiet")["enrolled"] is True
+    assert assign(client, shop, "win-back", "active")["reason"] == "targeting"
+    assert assign(client, shop, "win-back", "stranger")["reason"] == "targeting"  # no events: no idle_days
+    big = {"any": [{"attribute": "revenue", "op": "gt", "value": 20}, {"attribute": "days_since_first_seen", "op": "lt", "value": 1}]}
+    running(client, auth("editor"), ab_definition(key="big-spenders", targeting=big))
+    assert [assign(client, shop, "big-spenders", u)["enrolled"] for u in ("quiet", "active")] == [True, False]
+
+
+def test_targeting_on_a_points_balance(client, auth):
+    shop = auth("storefront")
+    running(client, auth("editor"), ab_definition(key="points-q4", weights=(1, 0.000001, 0.000001)))
+    assign(client, shop, "points-q4", "rich")
+    post_ok(client, "/v1/rewards", {"action_id": "r1", "user_id": "rich", "experiment": "points-q4", "value": 250.0}, shop)
+    rule = {"all": [{"attribute": "points_balance.points-q4", "op": "gte", "value": 200}]}
+    running(client, auth("editor"), ab_definition(key="vip", targeting=rule))
+    assert assign(client, shop, "vip", "rich")["enrolled"] is True
+    assert assign(client, shop, "vip", "poor")["reason"] == "targeting"
+
+
+@pytest.mark.parametrize(
+    "rule, field",
+    [
+        ({"all": [{"attribute": "x", "op": "like", "value": 1}]}, "targeting.all.0.op"),
+        ({"any": [{"attribute": "x", "op": "eq", "value": 1}, {"attribute": "x", "op": "in", "value": 3}]}, "targeting.any.1.value"),
+        ({"all": [{"all": [{"all": [{"all": [{"attribute": "x", "op": "exists"}]}]}]}]}, "targeting.all.0.all.0.all.0"),
+        ({"both": []}, "targeting"),
+        ({"all": []}, "targeting.all"),
+        ({"all": [{"attribute": "x", "op": "gt", "value": "many"}]}, "targeting.all.0.value"),
+        ({"all": [{"attribute": "x", "op": "exists", "value": 1}]}, "targeting.all.0.value"),
+        ({"all": [{"attribute": "x", "op": "eq", "value": 1, "extra": 2}]}, "targeting.all.0.extra"),
+    ],
+)
+def test_bad_rules_are_422_naming_the_path(client, auth, rule, field):
+    resp = client.post("/v1/experiments", json=ab_definition(targeting=rule), headers=auth("editor"))
+    assert resp.status_code == 422, resp.get_json()
+    assert resp.get_json()["error"]["details"][0]["field"] == field
