@@ -9,7 +9,7 @@ PG_URL ?= postgresql+psycopg://postgres@127.0.0.1:5432/postgres
 export PG_URL
 export OPENBLAS_NUM_THREADS := 1
 
-.PHONY: run test test-sqlite test-postgres install lint bench clean
+.PHONY: run test test-sqlite test-postgres install lint bench docs clean
 
 $(BIN)/activate:
 	$(PYTHON) -m venv $(VENV)
@@ -44,6 +44,10 @@ test-postgres: install
 
 bench: install
 	$(BIN)/python bench/run_all.py
+
+# docs/http-reference.md, generated from the OpenAPI document (tests/http/test_docs.py checks it is current).
+docs: install
+	$(BIN)/python docs/generate_reference.py
 
 clean:
 	rm -rf $(VENV) instance build *.egg-info

@@ -1,0 +1,398 @@
+"""Render docs/http-reference.md from the service's own OpenAPI document (`make docs`).
+
+The reference is generated, never written by hand, so it cannot drift from the
+endpoint declarations: `tests/http/test_docs.py` renders it again and compares.
+
+    .venv/bin/python docs/generate_reference.py          # write docs/http-reference.md
+    .venv/bin/python docs/generate_reference.py --check  # exit 1 if the file is out of date
+"""
+from __future__ import annotations
+
+import json
+import re
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any, Iterable
+
+ROOT = Path(__file__).resolve().parents[1]
+OUTPUT = ROOT / "docs" / "http-reference.md"
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from service.config import Config  # noqa: E402
+from service.http.app import create_app  # noqa: E402
+from service.http.openapi import build_openapi  # noqa: E402
+from service.http.schemas.common import MAX_BATCH, MAX_MAGNITUDE  # noqa: E402
+from service.usecases.keys import KEY_CACHE_SECONDS, ROLES  # noqa: E402
+
+Schema = dict[str, Any]
+
+# Sections in the order a new reader meets them; a tag not listed here follows, in document order.
+TAG_TITLES = {
+    "system": "System",
+    "keys": "API keys",
+    "catalogue": "Catalogue and events",
+    "recommendations": "Recommendations",
+    "models": "Model versions",
+    "experiments": "Experiments",
+    "assignment": "Assignment",
+    "outcomes": "Outcomes",
+    "rewards": "Rewards",
+    "results": "Results",
+}
+# Patterns the schemas share, said in words.
+PATTERNS = {
+    r"^[^\x00]{1,128}$": "1-128 characters, no NUL",
+    r"^[^\x00]*$": "no NUL",
+    r"^[a-z0-9][a-z0-9_.-]{0,63}$": "key: `^[a-z0-9][a-z0-9_.-]{0,63}$`",
+}
+_REF = "#/components/schemas/"
+STATUS_TEXT = {"503": "The database cannot be reached", "500": "A bug; quote the request_id"}
+
+
+def _number(value: float) -> str:
+    """A bound or default as people write it: 1e12, 10,000, 0.05."""
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    if isinstance(value, int) and abs(value) >= 1_000_000 and str(abs(value)).rstrip("0") == "1":
+        return f"{'-' if value < 0 else ''}1e{len(str(abs(value))) - 1}"
+    if isinstance(value, int) and abs(value) >= 10_000:
+        return f"{value:,}"
+    return repr(value)
+
+
+CONVENTIONS = f"""\
+# HTTP reference
+
+Generated from the service's OpenAPI document (`GET /openapi.json`) by
+`docs/generate_reference.py`. Do not edit it by hand: after changing an endpoint or a schema, run
+`make docs`. `tests/http/test_docs.py` fails whenever this file and the code disagree.
+
+## Conventions
+
+These hold for every endpoint below.
+
+- **Format.** Requests and answers are JSON in UTF-8. The exceptions are
+  `GET /v1/experiments/{{key}}/results.csv` (CSV) and the three endpoints that are not part of
+  the API proper and so are not listed below: `GET /openapi.json` (this document as JSON),
+  `GET /docs` (an HTML page listing the endpoints) and `GET /metrics` (Prometheus text).
+- **Authentication.** Every `/v1` call sends `Authorization: Bearer <key>`. A key is created with
+  `flask --app wsgi create-key --role ROLE` (the key is the last line printed) or with
+  `POST /v1/keys`, and is stored only as its SHA-256 digest, so it is shown once. A revoked key
+  fails on every worker and every host within {_number(KEY_CACHE_SECONDS)} second: each worker remembers a key it has
+  verified for at most that long, and never remembers an unknown one.
+- **Roles.** A key has one role: `storefront` for the shop's own calls, `editor` for those who
+  design experiments and manage models, `analyst` for those who read results, `admin` for
+  everything including keys. Each operation below lists the roles it admits; in sum:
+
+ROLE_TABLE
+
+- **Errors.** Every failure the service answers, whatever its status, has one shape:
+  `{{"error": {{"code": "validation_error", "message": "a sentence", "details": [...], "request_id": "..."}}}}`.
+  Each entry of `details` names a bad field (`{{"field": "events.3.timestamp", "message": "...",
+  "index": 3}}`; `index` is the entry's position when the field sits in a batch). `request_id`
+  is the request's `X-Request-ID` header when the client sent a usable one, a fresh id
+  otherwise; it is also sent back as the `X-Request-ID` response header and appears in the logs.
+- **Status codes.**
+
+  | status | when |
+  | --- | --- |
+  | 400 | the body is not valid JSON, or a required body is missing |
+  | 401 | no key, or an unknown or revoked key |
+  | 403 | the key's role may not call the operation |
+  | 404 | the named resource (or path) does not exist |
+  | 405 | the path exists but not with this method (the `Allow` header lists the methods) |
+  | 409 | the resource's state forbids the change (e.g. changing the arms of a running experiment) |
+  | 413 | a batch holds more than {MAX_BATCH:,} entries (`batch_too_large`), or the body is larger than `MAX_CONTENT_LENGTH` |
+  | 422 | validation failed; `details` names each bad field |
+  | 503 | the database cannot be reached (any operation that reads or writes it) |
+  | 500 | a bug; the message asks to quote the `request_id` |
+
+  A bad key is answered with 401 or 403 before the path, query or body is validated. A request
+  line or header too long for gunicorn never reaches the service: gunicorn refuses it itself, in
+  its own HTML.
+- **Validation.** A request is validated whole before anything is stored, and a batch is then
+  stored in one transaction: bad input never stores anything partially and never causes a 500.
+  Bodies refuse unknown fields and do not coerce types (`"value": "12"` is a 422). Query
+  parameters are read from text (`n=5` is a number), and unknown query parameters are a 422 too.
+- **Limits.**
+  - Batches (`items`, `events`, `outcomes`) hold at most {MAX_BATCH:,} entries; request bodies are at
+    most `MAX_CONTENT_LENGTH` bytes (32 MiB unless configured).
+  - Ids (`user_id`, `item_id`, `event_id`, ...) are 1-128 characters without NUL; experiment, arm
+    and metric keys match `^[a-z0-9][a-z0-9_.-]{{0,63}}$`.
+  - Timestamps are ISO 8601 with a time zone (`2026-11-22T10:00:00Z`); one without a zone is a 422.
+    They must lie between 2000-01-01T00:00:00Z and 100 years after the server's clock. A timestamp
+    left out means "now" on the server.
+  - Numbers are finite and at most {_number(MAX_MAGNITUDE)} in magnitude unless a field states other bounds.
+- **Idempotency.** `event_id`, `outcome_id` and `action_id` identify an entry: sending it again is
+  counted as a duplicate (or, for rewards, answers the first result) and stores nothing new.
+
+In the tables below, a type named in a link is described under [Schemas](#schemas). Request
+schemas list each field's bounds (*constraints*) and default; answer schemas list the fields an
+answer carries (a type ending in "or null" may be null).
+"""
+
+
+def _admitted(op: Schema) -> set[str]:
+    """The roles an operation's description admits ("Roles: admin, editor")."""
+    found = re.match(r"Roles: (.*)", op.get("description", ""))
+    return {r.strip() for r in found.group(1).split(",")} if found else set()
+
+
+def role_table(by_tag: dict[str, list[tuple[str, str, Schema]]], titles: dict[str, str]) -> list[str]:
+    """Which sections (or which operations of a section) each role may call."""
+    rows = ["  | role | may call |", "  | --- | --- |"]
+    for role in ROLES:
+        parts = []
+        for tag, title in titles.items():
+            mine = [f"`{m.upper()} {p}`" for p, m, op in by_tag[tag] if role in _admitted(op)]
+            if mine:
+                parts.append(title if len(mine) == len(by_tag[tag]) else f"{title} ({', '.join(mine)})")
+        rows.append(f"  | `{role}` | {_cell('; '.join(parts) or 'nothing')} |")
+    return rows
+
+
+def _slug(text: str) -> str:
+    """The anchor GitHub gives a heading."""
+    return re.sub(r"[^a-z0-9 _-]", "", text.lower()).replace(" ", "-")
+
+
+def _cell(text: str) -> str:
+    """Text that is safe inside a Markdown table cell."""
+    return text.replace("|", "\\|").replace("\n", " ")
+
+
+def _model_link(name: str) -> str:
+    return f"[{name}](#{_slug('Schema: ' + name)})"
+
+
+def _without_null(schema: Schema) -> tuple[list[Schema], bool]:
+    """The alternatives of a schema other than null, and whether null is allowed."""
+    options = schema.get("anyOf") or schema.get("oneOf")
+    if options is None:
+        return [schema], False
+    return [o for o in options if o.get("type") != "null"], any(o.get("type") == "null" for o in options)
+
+
+def type_of(schema: Schema) -> str:
+    """A schema's type in words, with links to named models."""
+    if "$ref" in schema:
+        return _model_link(schema["$ref"].removeprefix(_REF))
+    if "const" in schema:
+        return f"`{json.dumps(schema['const'])}`"
+    if "enum" in schema:
+        return " | ".join(f"`{json.dumps(v)}`" for v in schema["enum"])
+    if "anyOf" in schema or "oneOf" in schema:
+        options, nullable = _without_null(schema)
+        text = " or ".join(type_of(o) for o in options)
+        if "discriminator" in schema:
+            text = f"one of {text} (chosen by `{schema['discriminator']['propertyName']}`)"
+        return text + (" or null" if nullable else "")
+    kind = schema.get("type")
+    if kind == "array":
+        return f"list of {type_of(schema.get('items', {}))}"
+    if kind == "object":
+        extra = schema.get("additionalProperties")
+        return f"object of {type_of(extra)}" if isinstance(extra, dict) and extra else "object"
+    if kind == "string" and schema.get("format") == "date-time":
+        return "timestamp"
+    return str(kind) if kind else "any"
+
+
+def _range(schema: Schema) -> str | None:
+    low = ("<", schema["exclusiveMinimum"]) if "exclusiveMinimum" in schema else ("<=", schema["minimum"]) if "minimum" in schema else None
+    high = ("<", schema["exclusiveMaximum"]) if "exclusiveMaximum" in schema else ("<=", schema["maximum"]) if "maximum" in schema else None
+    if low and high:
+        return f"{_number(low[1])} {low[0]} x {high[0]} {_number(high[1])}"
+    if low:
+        return f"x {'>' if low[0] == '<' else '>='} {_number(low[1])}"
+    if high:
+        return f"x {high[0]} {_number(high[1])}"
+    return None
+
+
+def _sized(schema: Schema, low_key: str, high_key: str, unit: str) -> str | None:
+    low, high = schema.get(low_key), schema.get(high_key)
+    if low is not None and high is not None:
+        return f"{_number(low)}-{_number(high)} {unit}"
+    if high is not None:
+        return f"at most {_number(high)} {unit}"
+    if low is not None:
+        return f"at least {_number(low)} {unit}"
+    return None
+
+
+def constraints(schema: Schema) -> str:
+    """The bounds a schema enforces, in words."""
+    parts: list[str] = []
+    for option in _without_null(schema)[0]:
+        if option.get("format") == "date-time":
+            parts.append("ISO 8601 with a zone")
+        for part in (_range(option), _sized(option, "minLength", "maxLength", "characters"), _sized(option, "minItems", "maxItems", "entries")):
+            if part:
+                parts.append(part)
+        pattern = option.get("pattern")
+        if pattern:
+            parts.append(PATTERNS.get(pattern, f"pattern `{pattern}`"))
+        items = option.get("items")
+        if isinstance(items, dict) and "$ref" not in items and constraints(items):
+            parts.append(f"each: {constraints(items)}")
+    return "; ".join(dict.fromkeys(parts))
+
+
+def _default(schema: Schema) -> str:
+    return f"`{json.dumps(schema['default'])}`" if "default" in schema else ""
+
+
+def field_table(model: Schema) -> list[str]:
+    """One row per property: with bounds and defaults for a request schema, name and type for an answer."""
+    properties = model.get("properties", {})
+    if not properties:
+        return ["No fields."]
+    described = any("description" in p for p in properties.values())
+    is_request = model.get("additionalProperties") is False  # request schemas refuse unknown fields
+    head = ["field", "type", "required", "constraints", "default"] if is_request else ["field", "type"]
+    head += ["description"] if described else []
+    rows = ["| " + " | ".join(head) + " |", "|" + " --- |" * len(head)]
+    required = set(model.get("required", []))
+    for name, prop in properties.items():
+        cells = [f"`{name}`", type_of(prop)]
+        if is_request:
+            cells += ["yes" if name in required else "no", constraints(prop), _default(prop)]
+        cells += [prop.get("description", "")] if described else []
+        rows.append("| " + " | ".join(_cell(c) for c in cells) + " |")
+    return rows
+
+
+def _refs(schema: Any) -> Iterable[str]:
+    """Every model a schema names, at any depth."""
+    if isinstance(schema, dict):
+        if "$ref" in schema:
+            yield schema["$ref"].removeprefix(_REF)
+        for value in schema.values():
+            yield from _refs(value)
+    elif isinstance(schema, list):
+        for value in schema:
+            yield from _refs(value)
+
+
+def _body_model(op: Schema, schemas: dict[str, Schema]) -> tuple[str, Schema] | None:
+    body = op.get("requestBody")
+    if body is None:
+        return None
+    name = body["content"]["application/json"]["schema"]["$ref"].removeprefix(_REF)
+    return name, schemas[name]
+
+
+def operation(path: str, method: str, op: Schema, schemas: dict[str, Schema]) -> list[str]:
+    """One operation: summary, roles, parameters, body fields and responses."""
+    lines = [f"### `{method.upper()} {path}`", "", op["summary"] + "."]
+    lines += ["", "No authentication." if op.get("security") == [] else op.get("description", "") + "."]
+    params = op.get("parameters", [])
+    if params:
+        lines += ["", "| parameter | in | type | required | constraints | default |", "| --- | --- | --- | --- | --- | --- |"]
+        for p in params:
+            s = p["schema"]
+            cells = (f"`{p['name']}`", p["in"], type_of(s), "yes" if p.get("required") else "no", constraints(s), _default(s))
+            lines.append("| " + " | ".join(_cell(c) for c in cells) + " |")
+    found = _body_model(op, schemas)
+    if found is not None:
+        name, model = found
+        required = "required" if op["requestBody"].get("required") else "optional; an empty body means every default"
+        lines += ["", f"Request body (JSON, {required}): `{name}`. {model.get('description', '')}", ""]
+        lines += field_table(model)
+    lines += ["", "| status | meaning | body |", "| --- | --- | --- |"]
+    for status, response in op["responses"].items():
+        meaning = "success" if status.startswith("2") else response["description"]
+        if meaning == "Error":  # a status the document gives no words for
+            meaning = STATUS_TEXT.get(status, meaning)
+        body = ""
+        for media, content in response.get("content", {}).items():
+            schema = content.get("schema", {})
+            body = type_of(schema) if "$ref" in schema else f"{type_of(schema)} (`{media}`)"
+        lines.append(f"| {status} | {_cell(meaning)} | {_cell(body)} |")
+    return lines + [""]
+
+
+def _models_shown(paths: dict[str, Any], schemas: dict[str, Schema]) -> list[str]:
+    """Models that operations link to (responses, and fields inside request bodies), with everything they name."""
+    pending: list[str] = []
+    for ops in paths.values():
+        for op in ops.values():
+            pending += list(_refs(op["responses"]))
+            found = _body_model(op, schemas)
+            if found is not None:
+                pending += list(_refs(found[1]))
+    shown: set[str] = set()
+    while pending:
+        name = pending.pop()
+        if name not in shown:
+            shown.add(name)
+            pending += list(_refs(schemas[name]))
+    return sorted(shown)
+
+
+def render(doc: dict[str, Any]) -> str:
+    """The whole reference as Markdown."""
+    schemas: dict[str, Schema] = doc["components"]["schemas"]
+    by_tag: dict[str, list[tuple[str, str, Schema]]] = {}
+    for path, ops in doc["paths"].items():
+        for method, op in ops.items():
+            by_tag.setdefault(op["tags"][0], []).append((path, method, op))
+    tags = [t for t in TAG_TITLES if t in by_tag] + [t for t in by_tag if t not in TAG_TITLES]
+    titles = {t: TAG_TITLES.get(t, t.capitalize()) for t in tags}
+    conventions = CONVENTIONS.replace("ROLE_TABLE", "\n".join(role_table(by_tag, titles)))
+    lines = [conventions, "## Contents", ""]
+    for tag in tags:
+        listed = ", ".join(f"`{m.upper()} {p}`" for p, m, _ in by_tag[tag])
+        lines.append(f"- [{titles[tag]}](#{_slug(titles[tag])}): {listed}")
+    lines.append("- [Schemas](#schemas)")
+    for tag in tags:
+        lines += ["", f"## {titles[tag]}", ""]
+        for path, method, op in by_tag[tag]:
+            lines += operation(path, method, op, schemas)
+    lines += ["", "## Schemas", ""]
+    for name in _models_shown(doc["paths"], schemas):
+        model = schemas[name]
+        lines += [f"### Schema: {name}", ""]
+        if model.get("description"):
+            lines += [model["description"], ""]
+        lines += field_table(model) + [""]
+    text = "\n".join(lines)
+    return re.sub(r"\n{3,}", "\n\n", text).rstrip("\n") + "\n"
+
+
+def openapi_document(folder: Path) -> dict[str, Any]:
+    """The OpenAPI document of an app built on a throwaway SQLite config under `folder` (never opened)."""
+    config = Config(
+        database_url=f"sqlite:///{folder / 'reference.db'}",
+        model_dir=folder / "models",
+        log_requests=False,
+        log_level="WARNING",
+        testing=True,
+    )
+    app = create_app(config)
+    try:
+        return build_openapi(app)
+    finally:
+        app.extensions["stickyloop"].close()
+
+
+def main(argv: list[str]) -> int:
+    """Write the reference, or with --check report whether it is current."""
+    with tempfile.TemporaryDirectory(prefix="stickyloop-docs-") as folder:
+        text = render(openapi_document(Path(folder)))
+    if "--check" in argv:
+        current = OUTPUT.read_text(encoding="utf-8") if OUTPUT.exists() else ""
+        if current != text:
+            print(f"{OUTPUT.relative_to(ROOT)} is out of date; run `make docs`", file=sys.stderr)
+            return 1
+        return 0
+    OUTPUT.write_text(text, encoding="utf-8")
+    print(f"wrote {OUTPUT.relative_to(ROOT)} ({text.count(chr(10))} lines)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
