@@ -21,12 +21,15 @@ $(VENV)/.installed: pyproject.toml | $(BIN)/activate
 
 install: $(VENV)/.installed
 
+# The console's session cookies are signed with SECRET_KEY: made once, kept in instance/ (git-ignored)
+# and shared by every worker, so sign-ins survive restarts; the echoed command names the file, not the key.
 run: install
 	$(BIN)/flask --app wsgi init-db
 	$(BIN)/flask --app wsgi demo
 	$(BIN)/flask --app wsgi train
+	@mkdir -p instance && test -s instance/secret_key || (umask 077 && $(BIN)/python -c 'import secrets; print(secrets.token_hex(32))' > instance/secret_key)
 	@$(BIN)/flask --app wsgi demo-keys
-	$(BIN)/gunicorn -c service/gunicorn_conf.py wsgi:app
+	SECRET_KEY=$$(cat instance/secret_key) $(BIN)/gunicorn -c service/gunicorn_conf.py wsgi:app
 
 lint: install
 	$(BIN)/mypy
@@ -43,7 +46,7 @@ test-postgres: install
 	DATABASE_URL=$(PG_URL) $(BIN)/pytest
 
 bench: install
-	$(BIN)/python bench/run_all.py
+	$(BIN)/python bench/run_all.py --database both
 
 # docs/http-reference.md, generated from the OpenAPI document (tests/http/test_docs.py checks it is current).
 docs: install

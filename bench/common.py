@@ -1,6 +1,7 @@
 """Shared setup for benchmarks: a fresh database, keys and synthetic data loaded fast."""
 from __future__ import annotations
 
+import atexit
 import json
 import math
 import os
@@ -23,10 +24,29 @@ from service.store.events import insert_events  # noqa: E402
 
 
 def fresh_config(name: str) -> Config:
-    """A new SQLite database (or BENCH_DATABASE_URL) under a temp folder."""
+    """A new SQLite database under a temp folder, or a new database on the PostgreSQL server BENCH_DATABASE_URL names."""
     folder = Path(tempfile.mkdtemp(prefix=f"stickyloop-bench-{name}-"))
-    url = os.environ.get("BENCH_DATABASE_URL") or f"sqlite:///{folder / 'bench.db'}"
+    server = os.environ.get("BENCH_DATABASE_URL")
+    url = _own_postgres_database(server, name) if server else f"sqlite:///{folder / 'bench.db'}"
     return Config(database_url=url, model_dir=folder / "models", log_level="WARNING", log_requests=False, training_runner="thread")
+
+
+def _own_postgres_database(server: str, name: str) -> str:
+    """A database of this run's own on the server, dropped when the benchmark exits."""
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.engine import make_url
+
+    admin = create_engine(make_url(server).set(database="postgres"), isolation_level="AUTOCOMMIT")
+    database = f"stickyloop_bench_{name.replace('-', '_')}_{os.getpid()}"
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{database}"'))
+
+    def drop() -> None:
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)'))
+
+    atexit.register(drop)
+    return make_url(server).set(database=database).render_as_string(hide_password=False)
 
 
 def prepare(config: Config):  # noqa: ANN201 - returns the app's services
@@ -74,14 +94,20 @@ def keys(svc) -> dict[str, str]:  # noqa: ANN001
     return {role: create_key(svc.db, role, f"bench {role}")[1] for role in ("storefront", "editor", "analyst", "admin")}
 
 
-def running_ab(svc, users: int) -> str:  # noqa: ANN001
-    """Create and start the demo A/B experiment and expose `users` users (u0, u1, ...) directly; answer its key."""
+def running_ab(svc, users: int, **changes) -> str:  # noqa: ANN001, ANN003
+    """Create and start the demo A/B experiment (with `changes`) and expose `users` users (u0, u1, ...) directly; answer its key."""
+    from service.usecases import experiments
     from service.usecases.assignment import assign
     from service.usecases.demo_experiments import AB
-    from service.store import experiments as store
 
-    store.create(svc.db, dict(AB))
-    store.move(svc.db, AB["key"], "start")
+    definition = {**AB, **changes}
+    experiments.create(svc.db, definition)
+    experiments.move(svc.db, definition["key"], "start")
     for u in range(users):
-        assign(svc.db, svc.definitions, AB["key"], f"u{u}", time.time())
-    return str(AB["key"])
+        assign(svc.db, svc.definitions, definition["key"], f"u{u}", time.time())
+    return str(definition["key"])
+
+
+def summary(**figures: float) -> None:
+    """A last line that `bench/run_all.py` gathers into its table across databases."""
+    print("summary: " + json.dumps({k: round(v, 3) for k, v in figures.items()}), flush=True)

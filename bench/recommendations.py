@@ -20,7 +20,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.common import fresh_config, keys, load_synthetic, prepare, server_env  # noqa: E402
+from bench.common import fresh_config, keys, load_synthetic, prepare, server_env, summary  # noqa: E402
 from bench.load import report, run  # noqa: E402
 from tests.server import gunicorn  # noqa: E402
 from service.usecases.model_training import request_training, run_training  # noqa: E402
@@ -69,6 +69,7 @@ def main() -> None:
     print(f"returning users, median of {len(ratios)} rounds: {statistics.median(ratios):.2f}x of /healthz (aim 0.7x)")
     print(report("GET /healthz", health))
     print(report("recs, first requests", cold, health))
+    summary(recommendations_returning=statistics.median(ratios), recommendations_first=cold.rps / health.rps)
     if cold.requests > len(first):
         print(f"  (first requests repeated users: {cold.requests:,} requests over {len(first):,} users)")
 

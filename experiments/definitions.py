@@ -111,6 +111,22 @@ class BanditSettings:
 
 
 @dataclass(frozen=True)
+class AnalysisSettings:
+    """How results are computed unless a request overrides it."""
+
+    sequential: bool = False
+    sequential_tuning: float = 5000.0
+    cuped: bool = True
+    cuped_days: int = 14
+
+    def __post_init__(self) -> None:
+        if not (math.isfinite(self.sequential_tuning) and 1 <= self.sequential_tuning <= 1e9):
+            raise DefinitionError("analysis.sequential_tuning", f"must lie in [1, 1e9], got {self.sequential_tuning}")
+        if not 1 <= self.cuped_days <= 365:
+            raise DefinitionError("analysis.cuped_days", f"must lie in [1, 365], got {self.cuped_days}")
+
+
+@dataclass(frozen=True)
 class Experiment:
     """A whole definition; its checks span arms, metrics and type."""
 
@@ -126,6 +142,8 @@ class Experiment:
     status: Status = "draft"
     layer: str | None = None
     targeting: Group | None = None
+    analysis: AnalysisSettings = AnalysisSettings()
+    guardrails: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         _check_key("key", self.key)
@@ -149,6 +167,12 @@ class Experiment:
         if self.primary_metric not in {m.key for m in self.metrics} | set(BUILTIN_METRICS):
             raise DefinitionError("primary_metric", f"{self.primary_metric!r} is neither a declared metric nor a built-in one")
         self._check_bandit()
+        known = {m.key for m in self.metrics} | set(BUILTIN_METRICS)
+        for i, name in enumerate(self.guardrails):
+            if name not in known:
+                raise DefinitionError(f"guardrails.{i}", f"{name!r} is neither a declared metric nor a built-in one")
+        if len(set(self.guardrails)) != len(self.guardrails):
+            raise DefinitionError("guardrails", "guardrail metrics must be unique")
 
     def _check_bandit(self) -> None:
         if self.type == "ab":

@@ -8,6 +8,8 @@ from typing import Any, ClassVar, Mapping
 import numpy as np
 import scipy.sparse as sp
 
+from recommender.search_space import Dimension
+
 
 def top_k(scores: np.ndarray, k: int) -> np.ndarray:
     """Indices of the k highest scores of each row, best first (ties: lower index first)."""
@@ -36,6 +38,8 @@ class Recommender(ABC):
 
     name: ClassVar[str]
     params_type: ClassVar[type]
+    # Where tuning searches by default, parameter by parameter; a request may override any range.
+    SEARCH_SPACE: ClassVar[Mapping[str, Dimension]] = {}
 
     def __init__(self, params: Mapping[str, Any] | None = None) -> None:
         try:
@@ -50,6 +54,10 @@ class Recommender(ABC):
     @abstractmethod
     def fit(self, user_items: sp.csr_matrix, show_progress: bool = False, warm_start: bool = False) -> None:
         """Learn from a users x items confidence matrix; warm_start continues from the current state."""
+
+    def fit_report(self) -> dict[str, Any]:
+        """Facts about the last fit worth recording with the version (none by default)."""
+        return {}
 
     def absorb(self, user_items: sp.csr_matrix, users: np.ndarray, held_out_share: float) -> None:
         """Catch up with interactions that were held out for evaluation.

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping
@@ -20,10 +21,13 @@ def _parse_weights(raw: str) -> dict[str, float]:
     for part in filter(None, (p.strip() for p in raw.split(","))):
         name, _, value = part.partition("=")
         if name not in weights:
-            raise ValueError(f"EVENT_WEIGHTS: unknown event type {name!r}; use one of {sorted(weights)}")
-        weights[name] = float(value)
+            raise ValueError(f"unknown event type {name!r}; use one of {sorted(weights)}")
+        try:
+            weights[name] = float(value)
+        except ValueError:
+            raise ValueError(f"the weight of {name!r} must be a number, got {value!r}") from None
         if not 0 <= weights[name] < float("inf"):
-            raise ValueError(f"EVENT_WEIGHTS: weight of {name!r} cannot be negative")
+            raise ValueError(f"the weight of {name!r} cannot be negative")
     return weights
 
 
@@ -46,9 +50,16 @@ _ENV: dict[str, tuple[str, Callable[[str], Any]]] = {
     "event_weights": ("EVENT_WEIGHTS", _parse_weights),
     "training_runner": ("TRAINING_RUNNER", str),
     "training_timeout_seconds": ("TRAINING_TIMEOUT_SECONDS", float),
+    "training_heartbeat_seconds": ("TRAINING_HEARTBEAT_SECONDS", float),
+    "training_stale_seconds": ("TRAINING_STALE_SECONDS", float),
     "sqlite_busy_timeout_ms": ("SQLITE_BUSY_TIMEOUT_MS", int),
     "pool_size": ("DB_POOL_SIZE", int),
+    "secret_key": ("SECRET_KEY", str),
 }
+
+
+_KINDS: dict[Callable[[str], Any], str] = {int: "an integer", float: "a number"}
+_DATABASE_URL = re.compile(r"^(sqlite|postgresql)(\+\w+)?://")
 
 
 @dataclass(frozen=True)
@@ -64,8 +75,14 @@ class Config:
     # "subprocess" survives gunicorn recycling the worker that accepted the request.
     training_runner: str = "subprocess"
     training_timeout_seconds: float = 6 * 3600
+    # A run refreshes its heartbeat this often; any reader fails a run silent for longer than the stale bound.
+    training_heartbeat_seconds: float = 5.0
+    training_stale_seconds: float = 30.0
     sqlite_busy_timeout_ms: int = 30_000
     pool_size: int = 5
+    # Signs the console's session cookie; every worker and host must share it. Empty: the
+    # console makes a random one per process (tests and dev only: sessions then break across workers).
+    secret_key: str = field(default="", repr=False)
     testing: bool = False
 
 
@@ -73,9 +90,21 @@ class Config:
         if self.training_runner not in {"subprocess", "thread"}:
             raise ValueError("TRAINING_RUNNER must be 'subprocess' or 'thread'")
         if self.log_level.upper() not in {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}:
-            raise ValueError(f"LOG_LEVEL {self.log_level!r} is not a logging level")
+            raise ValueError(f"LOG_LEVEL {self.log_level!r} is not a logging level; use DEBUG, INFO, WARNING, ERROR or CRITICAL")
         if self.max_content_length <= 0:
             raise ValueError("MAX_CONTENT_LENGTH must be positive")
+        if not _DATABASE_URL.match(self.database_url):  # the URL may hold a password: name only what is wrong
+            raise ValueError("DATABASE_URL must be an SQLAlchemy URL of SQLite or PostgreSQL: sqlite:///PATH or postgresql+psycopg://USER@HOST/NAME")
+        if self.pool_size < 1:
+            raise ValueError("DB_POOL_SIZE must be at least 1")
+        if self.secret_key and len(self.secret_key) < 32:
+            raise ValueError("SECRET_KEY must be at least 32 characters; make one with: python3 -c 'import secrets; print(secrets.token_hex(32))'")
+        if self.sqlite_busy_timeout_ms < 0:
+            raise ValueError("SQLITE_BUSY_TIMEOUT_MS cannot be negative")
+        if not 0 < self.training_timeout_seconds < float("inf"):
+            raise ValueError("TRAINING_TIMEOUT_SECONDS must be a positive number of seconds")
+        if not 0 < self.training_heartbeat_seconds < self.training_stale_seconds / 2:
+            raise ValueError("TRAINING_HEARTBEAT_SECONDS must be positive and less than half of TRAINING_STALE_SECONDS, so that one late heartbeat does not fail a live run")
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> "Config":
@@ -87,7 +116,9 @@ class Config:
                 try:
                     values[name] = parse(env[var])
                 except ValueError as exc:
-                    raise ValueError(f"{var}: {exc}") from exc
+                    if parse in _KINDS:  # int() and float() would quote only the value, not the variable
+                        raise ValueError(f"{var} must be {_KINDS[parse]}, got {env[var]!r}") from None
+                    raise ValueError(f"{var}: {exc}") from None
         values.update(overrides)
         return cls(**values)
 
@@ -104,5 +135,7 @@ class Config:
             "MODEL_DIR": str(self.model_dir),
             "LOG_LEVEL": self.log_level,
             "EVENT_WEIGHTS": weights,
+            "TRAINING_HEARTBEAT_SECONDS": repr(self.training_heartbeat_seconds),
+            "TRAINING_STALE_SECONDS": repr(self.training_stale_seconds),
         }
 

@@ -1,6 +1,26 @@
 """Gunicorn settings, read from the environment: `gunicorn -c service/gunicorn_conf.py wsgi:app`."""
 import os
+import secrets
+import sys
 import tempfile
+import threading
+from typing import Any
+
+from service.config import Config
+
+# A bad environment variable stops the master with one line before any worker starts:
+# a worker that failed on it would print a traceback, once per worker.
+try:
+    Config.from_env()
+except ValueError as exc:
+    print(f"stickyloop: {exc}", file=sys.stderr)
+    raise SystemExit(2) from None
+
+# Console sessions are signed with SECRET_KEY and any worker may serve the next page; a key
+# made here is inherited by every forked worker, so sign-ins last until this server restarts.
+if not os.environ.get("SECRET_KEY"):
+    os.environ["SECRET_KEY"] = secrets.token_hex(32)
+    print("stickyloop: SECRET_KEY is not set; console sign-ins last until this server restarts (make run keeps one in instance/secret_key)", file=sys.stderr)
 
 bind = os.environ.get("BIND", "127.0.0.1:8000")
 workers = int(os.environ.get("WEB_CONCURRENCY", "4"))
@@ -18,6 +38,12 @@ access_log_format = '{"remote": "%(h)s", "request": "%(r)s", "status": %(s)s, "b
 errorlog = "-"
 loglevel = os.environ.get("LOG_LEVEL", "info").lower()
 raw_env = ["OPENBLAS_NUM_THREADS=1"]
+# gunicorn caps the request line at 8,190 bytes (0 would lift the cap, and with it any bound
+# on what one client makes a worker buffer); every documented query parameter fits in it,
+# which is why RecommendQuery bounds `exclude`. Header fields keep the same size: the only
+# header the API reads is a short bearer key. Longer ones get gunicorn's own 414 or 431.
+limit_request_line = 8190
+limit_request_field_size = 8190
 
 # Prometheus counters from every worker are merged through files in this folder.
 if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
@@ -29,3 +55,35 @@ def child_exit(server, worker):  # noqa: ANN001, ANN201 - gunicorn hook signatur
     from prometheus_client import multiprocess
 
     multiprocess.mark_process_dead(worker.pid)
+
+
+# How long startup waits for the database before serving anyway (requests then answer 503).
+DATABASE_CHECK_SECONDS = 3.0
+
+
+def when_ready(server: Any) -> None:
+    """Say in one line at startup when the database cannot be reached; /readyz answers 503 until it can."""
+    from service.errors import Unavailable
+    from service.store.database import Database, unavailable_on_failure
+
+    config = Config.from_env()
+    db = Database(config.database_url, config.sqlite_busy_timeout_ms, pool_size=1)
+    problems: list[str] = []
+
+    def ping() -> None:
+        try:
+            with unavailable_on_failure():
+                db.ping()
+        except Unavailable as exc:
+            problems.append(exc.message)
+        finally:
+            db.dispose()
+
+    # A database host that drops packets would hold the connection attempt for minutes.
+    check = threading.Thread(target=ping, daemon=True)
+    check.start()
+    check.join(DATABASE_CHECK_SECONDS)
+    if check.is_alive():
+        problems.append(f"the database has not answered within {DATABASE_CHECK_SECONDS:.0f} s")
+    if problems:
+        server.log.warning("stickyloop: serving without the database for now: %s", problems[0])

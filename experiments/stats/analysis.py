@@ -2,17 +2,24 @@
 
 Degenerate data never raises and never yields NaN: a figure that cannot be
 computed is None and the arm's `notes` say why.
+
+Options stack: with CUPED every figure comes from the adjusted y' with the
+continuous (Welch) formulas; with sequential testing the difference's and the
+lift's intervals are confidence sequences and the p-value is always valid.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Literal, Sequence
 
 from experiments.stats.bayes import beta_chance_to_beat, normal_chance_to_beat
 from experiments.stats.corrections import Correction, adjust
-from experiments.stats.lift import relative_lift
+from experiments.stats.cuped import CupedResult
+from experiments.stats.lift import Lift, lift_estimate, mean_variance
 from experiments.stats.means import t_interval, welch_difference, welch_t
-from experiments.stats.proportions import two_proportion_z, wald_difference, wilson
+from experiments.stats.proportions import two_proportion_z, wald_difference, wilson, z_quantile
+from experiments.stats.sequential import always_valid_p_value, confidence_sequence
 from experiments.stats.summary import ArmSummary, Interval, finite_or_none
 
 Kind = Literal["binary", "continuous"]
@@ -77,54 +84,133 @@ class _Comparison:
     notes: list[str] = field(default_factory=list)
 
 
-def _compare(control: ArmSummary, treat: ArmSummary, kind: Kind, alpha: float) -> _Comparison:
+@dataclass(frozen=True)
+class _Options:
+    """How to compare: the formulas' kind, the level, and whether intervals are confidence sequences."""
+
+    kind: Kind
+    alpha: float
+    sequential: bool
+    tuning: float
+
+
+def _finite(interval: Interval | None) -> Interval | None:
+    if interval is None or not (math.isfinite(interval.low) and math.isfinite(interval.high)):
+        return None
+    return interval
+
+
+def _fixed(control: ArmSummary, treat: ArmSummary, opt: _Options, out: _Comparison) -> None:
+    """The fixed-horizon test and interval of the difference."""
+    if opt.kind == "binary":
+        xc, xt = int(control.total), int(treat.total)
+        test = two_proportion_z(xc, control.users, xt, treat.users)
+        out.diff_ci = wald_difference(xc, control.users, xt, treat.users, opt.alpha)
+        if test is None:
+            out.notes.append("no variation: every user in both arms has the same outcome, so the z-test is undefined")
+    else:
+        test = welch_t(control, treat)
+        out.diff_ci = welch_difference(control, treat, opt.alpha)
+        if test is None:
+            out.notes.append("Welch's t-test needs at least 2 users per arm and some variation in the values")
+    out.p_value = finite_or_none(test.p_value) if test is not None else None
+
+
+def _sequential(control: ArmSummary, treat: ArmSummary, opt: _Options, out: _Comparison) -> None:
+    """The confidence sequence of the difference and its always-valid p-value, from the unpooled standard error."""
+    # sqrt(v_c/n_c + v_t/n_t) is Wald's for binary metrics (the pooled z-test's holds only under
+    # the null, and a sequence must cover every difference) and Welch's for continuous ones.
+    vc, vt = mean_variance(control, opt.kind == "binary"), mean_variance(treat, opt.kind == "binary")
+    se = math.sqrt(vc + vt) if vc is not None and vt is not None else None
+    if out.diff is None or not math.isfinite(out.diff):
+        out.notes.append("the difference is not a finite number")
+        return
+    if se is None or not 0 < se < math.inf:
+        out.notes.append("the confidence sequence needs some variation in the values (and 2 users per arm for a continuous metric)")
+        return
+    n = control.users + treat.users
+    out.diff_ci = _finite(confidence_sequence(out.diff, se, n, opt.alpha, opt.tuning))
+    out.p_value = finite_or_none(always_valid_p_value(out.diff, se, n, opt.tuning))
+
+
+def _lift(control: ArmSummary, treat: ArmSummary, opt: _Options, out: _Comparison) -> None:
+    lift: Lift = lift_estimate(control, treat, binary=opt.kind == "binary")
+    if lift.value is None or lift.se is None:
+        out.notes.append(lift.note or "lift is undefined")
+        return
+    out.lift = lift.value
+    if opt.sequential:
+        out.lift_ci = _finite(confidence_sequence(lift.value, lift.se, control.users + treat.users, opt.alpha, opt.tuning))
+    else:
+        half = z_quantile(opt.alpha) * lift.se
+        out.lift_ci = _finite(Interval(lift.value - half, lift.value + half))
+    if out.lift_ci is None:
+        out.notes.append("the lift's interval is not finite")
+
+
+def _compare(control: ArmSummary, treat: ArmSummary, opt: _Options) -> _Comparison:
     out = _Comparison()
     if control.mean is None or treat.mean is None:
         out.notes.append("the arm or the control has no exposed users yet, so there is nothing to compare")
         return out
     out.diff = treat.mean - control.mean
-    if kind == "binary":
-        xc, xt = int(control.total), int(treat.total)
-        test = two_proportion_z(xc, control.users, xt, treat.users)
-        out.diff_ci = wald_difference(xc, control.users, xt, treat.users, alpha)
-        out.chance = beta_chance_to_beat(xc, control.users, xt, treat.users)
-        if test is None:
-            out.notes.append("no variation: every user in both arms has the same outcome, so the z-test is undefined")
+    (_sequential if opt.sequential else _fixed)(control, treat, opt, out)
+    if opt.kind == "binary":
+        out.chance = beta_chance_to_beat(int(control.total), control.users, int(treat.total), treat.users)
     else:
-        test = welch_t(control, treat)
-        out.diff_ci = welch_difference(control, treat, alpha)
         out.chance = normal_chance_to_beat(control, treat)
-        if test is None:
-            out.notes.append("Welch's t-test needs at least 2 users per arm and some variation in the values")
-    lift = relative_lift(control, treat, alpha, binary=kind == "binary")
-    if lift is None:
-        out.notes.append("lift is undefined while the control's mean is 0")
-    else:
-        out.lift, out.lift_ci = lift
-    out.p_value = finite_or_none(test.p_value) if test is not None else None
+    _lift(control, treat, opt, out)
     return out
 
 
-def analyse(arms: Sequence[tuple[str, ArmSummary]], kind: Kind, alpha: float = 0.05, correction: Correction = "holm") -> Analysis:
-    """Compare every arm after the first (the control) with the first."""
+def _summaries(arms: Sequence[tuple[str, ArmSummary]], cuped: CupedResult | None) -> list[ArmSummary]:
+    """The summaries every figure comes from: the arms', or CUPED's adjusted ones."""
+    if cuped is None or cuped.theta is None:
+        return [a for _, a in arms]
+    if [a.users for a in cuped.adjusted] != [a.users for _, a in arms]:
+        raise ValueError("cuped: the adjusted summaries must be of the same arms, in the same order, with the same users")
+    return list(cuped.adjusted)
+
+
+def analyse(
+    arms: Sequence[tuple[str, ArmSummary]],
+    kind: Kind,
+    alpha: float = 0.05,
+    correction: Correction = "holm",
+    *,
+    sequential: bool = False,
+    tuning: float = 5000.0,
+    cuped: CupedResult | None = None,
+) -> Analysis:
+    """Compare every arm after the first (the control) with the first, with CUPED and sequential options."""
+    # `cuped` with a theta replaces each arm by its adjusted y' and switches to Welch's formulas, even
+    # for binary metrics; `sequential` reports confidence sequences and always-valid p-values, both
+    # from the unpooled standard error of the difference (see _sequential).
     if not 0 < alpha < 1:
         raise ValueError(f"alpha must lie in (0, 1), got {alpha}")
     if kind not in TESTS:
         raise ValueError(f"kind must be binary or continuous, got {kind!r}")
-    control_name, control = arms[0]
-    ci, notes = _arm_alone(control, kind, alpha)
-    results = [ArmResult(control_name, control.users, control.total, control.mean, ci, notes=tuple(notes))]
+    if sequential and not (math.isfinite(tuning) and tuning > 0):
+        raise ValueError(f"tuning must be a finite number above 0, got {tuning}")
+    summaries = _summaries(arms, cuped)
+    adjusted = cuped is not None and cuped.theta is not None
+    opt = _Options("continuous" if adjusted else kind, alpha, sequential, tuning)
+    test = TESTS[opt.kind] + ("_cuped" if adjusted else "") + ("_sequential" if sequential else "")
+    notes = (f"CUPED not applied: {cuped.note}",) if cuped is not None and not adjusted and cuped.note else ()
+    (control_name, raw_control), control = arms[0], summaries[0]
+    ci, arm_notes = _arm_alone(control, opt.kind, alpha)
+    results = [ArmResult(control_name, raw_control.users, raw_control.total, control.mean, ci, notes=tuple(arm_notes))]
     comparisons = []
-    for name, arm in arms[1:]:
-        ci, notes = _arm_alone(arm, kind, alpha)
-        comparisons.append((name, arm, ci, notes, _compare(control, arm, kind, alpha)))
-    adjusted = adjust([c.p_value for *_, c in comparisons], correction)
-    for (name, arm, ci, notes, c), p_adj in zip(comparisons, adjusted):
+    for (name, raw), arm in zip(arms[1:], summaries[1:]):
+        ci, arm_notes = _arm_alone(arm, opt.kind, alpha)
+        comparisons.append((name, raw, arm, ci, arm_notes, _compare(control, arm, opt)))
+    adjusted_p = adjust([c.p_value for *_, c in comparisons], correction)
+    for (name, raw, arm, ci, arm_notes, c), p_adj in zip(comparisons, adjusted_p):
         results.append(
             ArmResult(
                 arm=name,
-                users=arm.users,
-                total=arm.total,
+                users=raw.users,
+                total=raw.total,
                 mean=arm.mean,
                 ci=ci,
                 diff=finite_or_none(c.diff),
@@ -135,7 +221,7 @@ def analyse(arms: Sequence[tuple[str, ArmSummary]], kind: Kind, alpha: float = 0
                 p_value_adjusted=p_adj,
                 significant=None if p_adj is None else p_adj < alpha,
                 chance_to_beat_control=finite_or_none(c.chance),
-                notes=tuple(notes + c.notes),
+                notes=tuple(arm_notes + c.notes),
             )
         )
-    return Analysis(kind, TESTS[kind], alpha, correction, tuple(results))
+    return Analysis(kind, test, alpha, correction, tuple(results), notes)

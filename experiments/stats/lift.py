@@ -2,9 +2,19 @@
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 from experiments.stats.proportions import z_quantile
 from experiments.stats.summary import ArmSummary, Interval
+
+
+@dataclass(frozen=True)
+class Lift:
+    """The relative lift and its delta-method standard error, or None and why."""
+
+    value: float | None
+    se: float | None
+    note: str | None = None
 
 
 def mean_variance(arm: ArmSummary, binary: bool) -> float | None:
@@ -17,13 +27,29 @@ def mean_variance(arm: ArmSummary, binary: bool) -> float | None:
     return None if var is None else var / arm.users
 
 
-def relative_lift(control: ArmSummary, treat: ArmSummary, alpha: float, binary: bool) -> tuple[float, Interval] | None:
-    """(lift, interval) with Var(lift) ~ var_t / m_c^2 + m_t^2 var_c / m_c^4; None if undefined."""
+def lift_estimate(control: ArmSummary, treat: ArmSummary, binary: bool) -> Lift:
+    """m_t / m_c - 1 with Var ~ (v_t + (m_t/m_c)^2 v_c) / m_c^2, which never forms m_c^4."""
     mc, mt = control.mean, treat.mean
     vc, vt = mean_variance(control, binary), mean_variance(treat, binary)
-    if mc is None or mt is None or vc is None or vt is None or mc == 0:
+    if mc is None or mt is None or vc is None or vt is None:
+        return Lift(None, None, "lift needs a mean and its variance in both arms")
+    if mc == 0:
+        return Lift(None, None, "lift is undefined while the control's mean is 0")
+    ratio = mt / mc
+    # hypot and one division by |m_c| keep every step finite wherever the answer is.
+    se = math.hypot(math.sqrt(vt), ratio * math.sqrt(vc)) / abs(mc)
+    if not (math.isfinite(ratio) and math.isfinite(se)):
+        return Lift(None, None, "lift is not a finite number: the control's mean is too close to 0 next to the treatment's")
+    return Lift(ratio - 1, se)
+
+
+def relative_lift(control: ArmSummary, treat: ArmSummary, alpha: float, binary: bool) -> tuple[float, Interval] | None:
+    """(lift, normal interval at level 1 - alpha); None if undefined or not finite."""
+    lift = lift_estimate(control, treat, binary)
+    if lift.value is None or lift.se is None:
         return None
-    lift = mt / mc - 1
-    se = math.sqrt(vt / mc**2 + mt**2 * vc / mc**4)
-    z = z_quantile(alpha)
-    return lift, Interval(lift - z * se, lift + z * se)
+    half = z_quantile(alpha) * lift.se
+    interval = Interval(lift.value - half, lift.value + half)
+    if not (math.isfinite(interval.low) and math.isfinite(interval.high)):
+        return None
+    return lift.value, interval

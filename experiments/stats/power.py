@@ -1,9 +1,13 @@
-"""Required users per arm to detect a given absolute effect with a two-sided test."""
+"""Required users per arm to detect a given effect with a two-sided test, and the planner built on it."""
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 from scipy import stats as sps
+
+# No experiment enrols more people than there are; a larger answer means the effect is undetectable.
+MAX_USERS_PER_ARM = 10**12
 
 
 def _check(alpha: float, power: float, mde: float) -> None:
@@ -15,16 +19,31 @@ def _check(alpha: float, power: float, mde: float) -> None:
         raise ValueError(f"the minimum detectable effect must be above 0, got {mde}")
 
 
+def _quantiles(alpha: float, power: float) -> tuple[float, float]:
+    """z(1 - alpha/2) and z(power) as plain floats, so that overflow shows as inf rather than a warning."""
+    return float(sps.norm.isf(alpha / 2)), float(sps.norm.isf(1 - power))
+
+
+def _users(spread: float, mde: float, alpha: float, power: float, scale: float = 1.0) -> int:
+    """ceil(scale (spread / mde)^2), refusing answers that are meaningless or beyond any population."""
+    if not spread > 0:  # the test reaches that power with no users at all; NaN when both quantiles are infinite
+        raise ValueError(f"power must exceed alpha / 2 ({alpha / 2:g}), got {power}")
+    ratio = spread / mde  # a float division overflows to inf, where ** would raise
+    n = scale * ratio * ratio
+    if not n <= MAX_USERS_PER_ARM:
+        raise ValueError(f"more than {MAX_USERS_PER_ARM:.0e} users per arm would be needed; the effect {mde} is too small to detect")
+    return math.ceil(n)
+
+
 def users_per_arm_proportion(baseline: float, mde: float, alpha: float = 0.05, power: float = 0.8) -> int:
     """Users per arm to detect baseline -> baseline + mde with the pooled z-test."""
     _check(alpha, power, mde)
     p1, p2 = baseline, baseline + mde
     if not (0 < p1 < 1 and 0 < p2 < 1):
         raise ValueError(f"baseline and baseline + mde must lie in (0, 1), got {p1} and {p2}")
-    za, zb = sps.norm.isf(alpha / 2), sps.norm.isf(1 - power)
+    za, zb = _quantiles(alpha, power)
     pbar = (p1 + p2) / 2
-    n = (za * math.sqrt(2 * pbar * (1 - pbar)) + zb * math.sqrt(p1 * (1 - p1) + p2 * (1 - p2))) ** 2 / mde**2
-    return math.ceil(n)
+    return _users(za * math.sqrt(2 * pbar * (1 - pbar)) + zb * math.sqrt(p1 * (1 - p1) + p2 * (1 - p2)), mde, alpha, power)
 
 
 def users_per_arm_mean(std: float, mde: float, alpha: float = 0.05, power: float = 0.8) -> int:
@@ -32,5 +51,115 @@ def users_per_arm_mean(std: float, mde: float, alpha: float = 0.05, power: float
     _check(alpha, power, mde)
     if not std > 0:
         raise ValueError(f"the standard deviation must be above 0, got {std}")
-    za, zb = sps.norm.isf(alpha / 2), sps.norm.isf(1 - power)
-    return math.ceil(2 * (std * (za + zb) / mde) ** 2)
+    za, zb = _quantiles(alpha, power)
+    return _users(std * (za + zb), mde, alpha, power, scale=2.0)
+
+
+# The planner's ceiling on total users: far beyond any population, still exact as a JSON number.
+MAX_PLAN_USERS = 10**15
+# The options, checked at run time: the planner takes plain strings straight from a request.
+METRIC_KINDS = ("binary", "continuous")
+MDE_TYPES = ("absolute", "relative")
+PLAN_CORRECTIONS = ("holm", "bonferroni", "none")
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Users per arm and in all, days at the given traffic, and the alpha each comparison is sized at."""
+
+    users_per_arm: int
+    total_users: int
+    days: int | None
+    alpha_per_test: float
+    note: str | None = None
+
+
+def _number(name: str, value: object) -> float:
+    """A finite float, or ValueError naming the field."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise ValueError(f"{name}: must be a finite number, got {value!r}")
+    return float(value)
+
+
+def _one_of(name: str, value: object, options: tuple[str, ...]) -> None:
+    if value not in options:
+        raise ValueError(f"{name}: must be one of {', '.join(options)}, got {value!r}")
+
+
+def _plan_users(spread: float, effect: float, scale: float, power: float, a: float) -> int:
+    """ceil(scale (spread / effect)^2), refusing what no population could supply."""
+    if not spread > 0:
+        raise ValueError(f"power: must exceed alpha_per_test / 2 ({a / 2:g}), got {power}")
+    if not effect > 0:  # an mde so small that baseline + mde rounds to the baseline
+        raise ValueError(f"mde: more than {MAX_PLAN_USERS:.0e} users per arm would be needed; the effect is too small to detect")
+    ratio = spread / effect
+    n = scale * ratio * ratio
+    if not n <= MAX_PLAN_USERS:
+        raise ValueError(f"mde: more than {MAX_PLAN_USERS:.0e} users per arm would be needed; the effect is too small to detect")
+    return max(math.ceil(n), 1)
+
+
+def plan_sample_size(
+    metric_kind: str,
+    baseline: float,
+    sd: float | None,
+    mde: float,
+    mde_type: str,
+    alpha: float,
+    power: float,
+    arms: int,
+    correction: str,
+    daily_users: float | None,
+) -> Plan:
+    """Users per arm for a two-sided test of each treatment against the control; ValueError names an impossible field."""
+    _one_of("metric_kind", metric_kind, METRIC_KINDS)
+    _one_of("mde_type", mde_type, MDE_TYPES)
+    _one_of("correction", correction, PLAN_CORRECTIONS)
+    mde, alpha, power = (_number(n, v) for n, v in (("mde", mde), ("alpha", alpha), ("power", power)))
+    if not 0 < alpha < 1:
+        raise ValueError(f"alpha: must lie in (0, 1), got {alpha}")
+    if not 0 < power < 1:
+        raise ValueError(f"power: must lie in (0, 1), got {power}")
+    if not mde > 0:
+        raise ValueError(f"mde: must be above 0, got {mde}")
+    if isinstance(arms, bool) or not isinstance(arms, (int, float)) or not float(arms).is_integer() or arms < 2:
+        raise ValueError(f"arms: must be a whole number of at least 2, got {arms!r}")
+    arms = int(arms)
+    if daily_users is not None and not _number("daily_users", daily_users) > 0:
+        raise ValueError(f"daily_users: must be above 0, got {daily_users}")
+    comparisons = arms - 1
+    split = comparisons > 1 and correction != "none"
+    # Holm is sized as Bonferroni: its first step tests at alpha / k, so this is the conservative answer.
+    a = alpha / comparisons if split else alpha
+    za, zb = _quantiles(a, power)
+    if metric_kind == "binary" or mde_type == "relative":
+        baseline = _number("baseline", baseline)
+    effect = mde * baseline if mde_type == "relative" else mde
+    if metric_kind == "binary":
+        p1, p2 = baseline, baseline + effect
+        if not 0 < p1 < 1:
+            raise ValueError(f"baseline: a rate must lie in (0, 1), got {p1}")
+        if not 0 < p2 < 1:
+            raise ValueError(f"mde: baseline + mde must lie in (0, 1), got {p2}")
+        pbar = (p1 + p2) / 2
+        spread = za * math.sqrt(2 * pbar * (1 - pbar)) + zb * math.sqrt(p1 * (1 - p1) + p2 * (1 - p2))
+        per_arm = _plan_users(spread, p2 - p1, 1.0, power, a)
+    else:
+        if sd is None:
+            raise ValueError("sd: the standard deviation is required for a continuous metric")
+        if not _number("sd", sd) > 0:
+            raise ValueError(f"sd: must be above 0, got {sd}")
+        if not abs(effect) > 0:
+            raise ValueError(f"baseline: a relative mde needs a baseline other than 0, got {baseline}")
+        per_arm = _plan_users(sd * (za + zb), abs(effect), 2.0, power, a)
+    total = per_arm * arms
+    if total > MAX_PLAN_USERS:
+        raise ValueError(f"mde: {total} users in all would be needed, more than {MAX_PLAN_USERS:.0e}; the effect is too small to detect")
+    days = None
+    if daily_users is not None:
+        span = total / daily_users
+        if not span <= MAX_PLAN_USERS:
+            raise ValueError(f"daily_users: {daily_users} a day would take more than {MAX_PLAN_USERS:.0e} days")
+        days = math.ceil(span)
+    note = f"alpha {alpha:g} split over {comparisons} comparisons ({correction}): each is sized at {a:g}" if split else None
+    return Plan(per_arm, total, days, a, note)

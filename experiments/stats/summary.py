@@ -4,6 +4,9 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+import numpy as np
+import numpy.typing as npt
+
 
 def finite_or_none(value: float | None) -> float | None:
     """The value, or None where it is missing, infinite or NaN (JSON has no NaN)."""
@@ -12,34 +15,64 @@ def finite_or_none(value: float | None) -> float | None:
 
 @dataclass(frozen=True)
 class ArmSummary:
-    """Users, the sum of their values and the sum of squares; enough for every test here."""
+    """Users, the sum of their values and the sum of squares, with the centred moments when known."""
 
+    # `ArmSummary(users, total, sumsq)` keeps its meaning, but sumsq - total^2/n cancels catastrophically
+    # far from zero (1e9 + a spread of 10 loses every digit), so `of_moments` and `of_values` also carry
+    # m2 = sum((v - mean)^2) and the mean itself, and `mean` and `variance` prefer them.
     users: int
     total: float
     sumsq: float
+    m2: float | None = None
+    centre: float | None = None  # the mean as measured; total / users would round it once more
 
     def __post_init__(self) -> None:
         if self.users < 0:
             raise ValueError(f"users cannot be negative, got {self.users}")
 
     @classmethod
-    def binary(cls, users: int, conversions: int) -> "ArmSummary":
+    def binary(cls, users: int, conversions: int) -> ArmSummary:
         """An arm of a binary metric: each converted user has value 1."""
         if not 0 <= conversions <= users:
             raise ValueError(f"conversions must lie in [0, users], got {conversions} of {users}")
-        return cls(users, float(conversions), float(conversions))
+        # x (n - x) / n is exact enough; x - x^2/n loses digits when nearly everyone converts.
+        m2 = conversions * (users - conversions) / users if users else 0.0
+        return cls(users, float(conversions), float(conversions), m2)
+
+    @classmethod
+    def of_moments(cls, users: int, mean: float, m2: float) -> ArmSummary:
+        """An arm from its users, mean and m2 = sum((v - mean)^2), as a two-pass query computes them."""
+        if users == 0:
+            return cls(0, 0.0, 0.0, 0.0)
+        return cls(users, users * mean, m2 + users * mean * mean, m2, mean)
+
+    @classmethod
+    def of_values(cls, values: npt.ArrayLike) -> ArmSummary:
+        """An arm from per-user values, in two passes with an exactly rounded sum."""
+        v = np.asarray(values, dtype=float).ravel()
+        n = len(v)
+        if n == 0:
+            return cls(0, 0.0, 0.0, 0.0)
+        mean = math.fsum(v) / n
+        d = v - mean
+        # The corrected two-pass sum: subtracting (sum d)^2 / n removes the error of the rounded mean.
+        s = math.fsum(d)
+        m2 = max(math.fsum(d * d) - s * s / n, 0.0)
+        return cls.of_moments(n, mean, m2)
 
     @property
     def mean(self) -> float | None:
         """Mean per user, None without users."""
-        return self.total / self.users if self.users else None
+        if not self.users:
+            return None
+        return self.centre if self.centre is not None else self.total / self.users
 
     @property
     def variance(self) -> float | None:
         """Unbiased sample variance of per-user values, None below two users."""
         if self.users < 2:
             return None
-        centred = self.sumsq - self.total * self.total / self.users
+        centred = self.m2 if self.m2 is not None else self.sumsq - self.total * self.total / self.users
         return max(centred, 0.0) / (self.users - 1)
 
 

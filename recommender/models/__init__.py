@@ -6,12 +6,14 @@ from typing import Any, Mapping
 from recommender.base import Recommender
 from recommender.models.als import ALS
 from recommender.models.bpr import BPR
+from recommender.models.ease import EASE
 from recommender.models.item_knn import ItemKNN
 from recommender.models.popularity import Popularity
 
 ALGORITHMS: dict[str, type[Recommender]] = {
     "als": ALS,
     "bpr": BPR,
+    "ease": EASE,
     "item_knn": ItemKNN,
     "popularity": Popularity,
 }

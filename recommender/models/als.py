@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar, Mapping
 
 import numpy as np
 import scipy.sparse as sp
@@ -10,6 +10,7 @@ from implicit.cpu.als import AlternatingLeastSquares
 from threadpoolctl import threadpool_limits
 
 from recommender.models.factors import FactorModel
+from recommender.search_space import Dimension, Range
 
 
 @dataclass(frozen=True)
@@ -21,6 +22,9 @@ class ALSParams:
     iterations: int = 15
     refit_iterations: int = 2
     random_state: int = 42
+    # implicit's `alpha`: every confidence is multiplied by it, so it sets how much more
+    # an observed cell counts than an unobserved one; often the setting that matters most.
+    confidence_scale: float = 1.0
 
     def __post_init__(self) -> None:
         if not 1 <= self.factors <= 1024:
@@ -31,6 +35,8 @@ class ALSParams:
             raise ValueError("iterations must be between 1 and 500")
         if not 0 <= self.refit_iterations <= 100:
             raise ValueError("refit_iterations must be between 0 and 100")
+        if not 0 < self.confidence_scale <= 1000:
+            raise ValueError("confidence_scale must be positive and at most 1000")
 
 
 class ALS(FactorModel):
@@ -38,6 +44,12 @@ class ALS(FactorModel):
 
     name = "als"
     params_type = ALSParams
+    SEARCH_SPACE: ClassVar[Mapping[str, Dimension]] = {
+        "factors": Range(16, 256, log=True),
+        "regularization": Range(0.01, 100.0, log=True),
+        "iterations": Range(5, 30),
+        "confidence_scale": Range(0.1, 10.0, log=True),
+    }
     REFIT_SHARE = 0.01
 
     def _new_model(self) -> Any:
@@ -47,6 +59,7 @@ class ALS(FactorModel):
             regularization=p.regularization,
             iterations=p.iterations,
             random_state=p.random_state,
+            alpha=p.confidence_scale,
             calculate_training_loss=False,
         )
 

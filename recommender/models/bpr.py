@@ -2,13 +2,14 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar, Mapping
 
 import numpy as np
 import scipy.sparse as sp
 from implicit.cpu.bpr import BayesianPersonalizedRanking
 
 from recommender.models.factors import FactorModel
+from recommender.search_space import Dimension, Range
 
 
 @dataclass(frozen=True)
@@ -40,6 +41,12 @@ class BPR(FactorModel):
 
     name = "bpr"
     params_type = BPRParams
+    SEARCH_SPACE: ClassVar[Mapping[str, Dimension]] = {
+        "factors": Range(16, 256, log=True),
+        "learning_rate": Range(0.001, 0.1, log=True),
+        "regularization": Range(0.0001, 0.1, log=True),
+        "iterations": Range(20, 300, log=True),
+    }
 
     def _new_model(self) -> Any:
         p = self.params

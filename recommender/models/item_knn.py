@@ -2,13 +2,14 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal, Mapping
+from typing import ClassVar, Literal, Mapping
 
 import numpy as np
 import scipy.sparse as sp
 from implicit.nearest_neighbours import BM25Recommender, CosineRecommender
 
 from recommender.base import Recommender
+from recommender.search_space import Choice, Dimension, Range
 
 
 @dataclass(frozen=True)
@@ -31,6 +32,7 @@ class ItemKNN(Recommender):
 
     name = "item_knn"
     params_type = ItemKNNParams
+    SEARCH_SPACE: ClassVar[Mapping[str, Dimension]] = {"neighbours": Range(10, 1000, log=True), "similarity": Choice(("bm25", "cosine"))}
     _similarity: sp.csr_matrix
 
     def fit(self, user_items: sp.csr_matrix, show_progress: bool = False, warm_start: bool = False) -> None:

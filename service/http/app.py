@@ -8,12 +8,13 @@ from threadpoolctl import threadpool_limits
 
 from service.config import Config
 from service.http.cli import register_commands
+from service.http.console import init_console
 from service.http.errors import register_error_handlers
 from service.http.observability import init_request_tracking
 from service.logs import configure_logging
 from service.usecases.context import Services
 
-VIEWS = ("health", "keys", "items", "events", "models", "recommendations", "experiments", "layers", "assignments", "outcomes", "rewards", "results", "users")
+VIEWS = ("health", "keys", "items", "events", "models", "recommendations", "experiments", "layers", "assignments", "outcomes", "rewards", "results", "plans", "users")
 
 
 def create_app(config: Config | None = None) -> Flask:
@@ -32,5 +33,6 @@ def create_app(config: Config | None = None) -> Flask:
     init_request_tracking(app, config.log_requests)
     for name in VIEWS:
         app.register_blueprint(importlib.import_module(f"service.http.views.{name}").bp)
+    init_console(app)
     register_commands(app)
     return app

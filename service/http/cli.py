@@ -1,20 +1,47 @@
 """The command line: `flask --app wsgi init-db | create-key | train | demo | demo-keys`."""
 from __future__ import annotations
 
+import contextlib
+import functools
 import json
-from typing import Any
+import sys
+from typing import Any, Callable, TypeVar
 
 import click
 from flask import Flask, current_app
 
-from service.errors import Invalid
+from service.errors import ServiceError
 from service.usecases import model_training as training
 from service.usecases.context import Services
 from service.usecases.keys import ROLES, create_key
 
 
+F = TypeVar("F", bound=Callable[..., Any])
+
+
 def _services() -> Services:
     return current_app.extensions["stickyloop"]  # type: ignore[no-any-return]
+
+
+class _Failed(click.ClickException):
+    """A command stopped by the domain (the database down, a bad value): one line on stderr."""
+
+    def show(self, file: Any = None) -> None:
+        """Print `stickyloop: <message>`, as the entry points do for a bad environment variable."""
+        click.echo(f"stickyloop: {self.message}", err=True)
+
+
+def _one_line(command: F) -> F:
+    """Report a domain error in one line instead of a traceback."""
+
+    @functools.wraps(command)
+    def run(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return command(*args, **kwargs)
+        except ServiceError as exc:
+            raise _Failed(exc.message) from None
+
+    return run  # type: ignore[return-value]
 
 
 def _pairs(option: str, values: tuple[str, ...]) -> dict[str, Any]:
@@ -35,6 +62,7 @@ def register_commands(app: Flask) -> None:
     """Attach the commands to the app's CLI."""
 
     @app.cli.command("init-db")
+    @_one_line
     def init_db() -> None:
         """Create or upgrade the schema (safe to run again, and from several processes)."""
         before, after = _services().upgrade_schema()
@@ -43,6 +71,7 @@ def register_commands(app: Flask) -> None:
     @app.cli.command("create-key")
     @click.option("--role", type=click.Choice(ROLES), required=True)
     @click.option("--name", default=None, help="A label to recognise the key by.")
+    @_one_line
     def create_key_cmd(role: str, name: str | None) -> None:
         """Create an API key; the key itself is the last line printed."""
         record, raw = create_key(_services().db, role, name)
@@ -51,6 +80,7 @@ def register_commands(app: Flask) -> None:
 
     @app.cli.command("demo-keys")
     @click.option("--base-url", default="http://127.0.0.1:8000", show_default=True)
+    @_one_line
     def demo_keys_cmd(base_url: str) -> None:
         """Create one key per role and print them as shell exports, with a first request to try."""
         keys = {role: create_key(_services().db, role, f"demo {role}")[1] for role in ROLES}
@@ -59,7 +89,8 @@ def register_commands(app: Flask) -> None:
             click.echo(f"  export {role.upper()}_KEY={raw}")
         click.echo("\nTry:")
         click.echo(f"  curl -H \"Authorization: Bearer $STOREFRONT_KEY\" {base_url}/v1/users/user-1/recommendations")
-        click.echo(f"  open {base_url}/docs for every endpoint\n")
+        click.echo(f"  open {base_url}/docs for every endpoint")
+        click.echo(f"  open {base_url}/ui for the console (sign in with the EDITOR_KEY or ANALYST_KEY above)\n")
 
     @app.cli.command("train")
     @click.option("--algorithm", default="als", show_default=True, type=click.Choice(sorted(training.ALGORITHMS)))
@@ -67,23 +98,37 @@ def register_commands(app: Flask) -> None:
     @click.option("--matrix", "matrix", multiple=True, help="A matrix setting, e.g. --matrix half_life_days=30")
     @click.option("--evaluation", "evaluation", multiple=True, help="An evaluation setting, e.g. --evaluation test_fraction=0.1")
     @click.option("--activate/--no-activate", default=True, show_default=True)
-    def train_cmd(algorithm: str, params: tuple[str, ...], matrix: tuple[str, ...], evaluation: tuple[str, ...], activate: bool) -> None:
-        """Train a model from the stored events, activate it, and print its version and metrics."""
+    @click.option("--tune-trials", type=click.IntRange(1), default=None, help="Search the parameters first, with this many trials.")
+    @click.option("--tune-metric", type=click.Choice(["ndcg_at_10", "precision_at_10"]), default="ndcg_at_10", show_default=True)
+    @click.option("--tune-seed", type=int, default=1, show_default=True)
+    @click.option("--tune-space", "space", multiple=True, help='A range to search, NAME=JSON, e.g. --tune-space \'factors=[16, 128]\'')
+    @_one_line
+    def train_cmd(
+        algorithm: str, params: tuple[str, ...], matrix: tuple[str, ...], evaluation: tuple[str, ...], activate: bool,
+        tune_trials: int | None, tune_metric: str, tune_seed: int, space: tuple[str, ...],
+    ) -> None:
+        """Train a model from the stored events (tuning it first if asked), activate it, and print its version and metrics."""
         svc = _services()
-        try:
-            record = training.request_training(
-                svc.db, svc.config, algorithm, _pairs("--param", params), activate, _pairs("--matrix", matrix), _pairs("--evaluation", evaluation)
-            )
-        except Invalid as exc:
-            raise click.ClickException(exc.message) from None
+        tune = {"trials": tune_trials, "metric": tune_metric, "seed": tune_seed, "space": _pairs("--tune-space", space)} if tune_trials else None
+        record = training.request_training(
+            svc.db, svc.config, algorithm, _pairs("--param", params), activate, _pairs("--matrix", matrix), _pairs("--evaluation", evaluation), tune
+        )
         click.echo(f"training {record.version} ({algorithm})", err=True)
-        result = training.run_training(svc.db, svc.config, record.version, progress=lambda m: click.echo(f"  {m}", err=True), show_progress=True)
+        bar = click.progressbar(length=tune_trials, label="tuning", file=sys.stderr) if tune_trials else None
+        with bar if bar is not None else contextlib.nullcontext():
+            result = training.run_training(
+                svc.db, svc.config, record.version, progress=lambda m: click.echo(f"  {m}", err=True), show_progress=True,
+                on_trial=(lambda _done, _total: bar.update(1)) if bar is not None else None,
+            )
         if result.status != "ready":
-            raise click.ClickException(f"training {result.version} failed: {result.error}")
+            raise click.ClickException(f"training {result.version} {result.status}: {result.error}")
         click.echo(f"version: {result.version}")
         click.echo(f"active: {'yes' if activate else 'no'}")
         click.echo(f"training seconds: {result.training_seconds:.2f}")
         click.echo(f"data: {json.dumps({k: v for k, v in result.data.items() if k != 'timings'})}")
+        if result.tuning is not None:
+            click.echo(f"params: {json.dumps(result.params, sort_keys=True)}")
+            click.echo(f"tuning: {len(result.tuning)} trials, best {tune_metric} {max(t['metric'] for t in result.tuning):.4f}")
         for name, value in sorted(result.metrics.items()):
             click.echo(f"{name}: {value:.4f}" if isinstance(value, float) else f"{name}: {value}")
 
@@ -91,6 +136,7 @@ def register_commands(app: Flask) -> None:
     @click.option("--users", default=1500, show_default=True)
     @click.option("--items", default=1200, show_default=True)
     @click.option("--events", default=60000, show_default=True)
+    @_one_line
     def demo_cmd(users: int, items: int, events: int) -> None:
         """Load a synthetic demo catalogue, events and two running experiments (once; a second run changes nothing)."""
         from service.usecases.demo import load_demo

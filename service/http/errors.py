@@ -55,7 +55,8 @@ def details_from_pydantic(exc: ValidationError, prefix: str = "") -> list[dict[s
         if prefix:
             loc.insert(0, prefix)
         index = next((int(p) for p in loc if p.isdigit()), None)
-        details.append(detail(".".join(loc) or "body", err["msg"], index))
+        # Our validators' own sentences, without pydantic's "Value error, " in front.
+        details.append(detail(".".join(loc) or "body", err["msg"].removeprefix("Value error, "), index))
     return details
 
 

@@ -21,8 +21,13 @@ _ERROR_TEXT = {
     404: "Unknown resource",
     409: "Wrong state for this change",
     413: "Batch or body too large",
+    414: "Request line over 8,190 bytes; answered by the HTTP server (gunicorn) as HTML, not in the error shape",
     422: "Failed validation; details name each bad field",
+    431: "A header over 8,190 bytes or over 100 headers; answered by the HTTP server (gunicorn) as HTML, not in the error shape",
+    503: "The database is unreachable; try again shortly",
 }
+# Refused by gunicorn before the request reaches the app; any request may meet them.
+_SERVER_ERRORS = (414, 431)
 
 
 def _models(app: Flask) -> list[tuple[type[BaseModel], JsonMode]]:
@@ -65,16 +70,17 @@ def _responses(spec: EndpointSpec, schemas: dict[Any, Any]) -> dict[str, Any]:
     elif spec.media_type != "application/json":
         ok["content"] = {spec.media_type: {"schema": {"type": "string"}}}
     responses: dict[str, Any] = {str(spec.status): ok}
-    codes = set(spec.errors)
+    codes = set(spec.errors) | set(_SERVER_ERRORS)
     if spec.roles is not None:
-        codes |= {401, 403}
+        codes |= {401, 403, 503}  # the key is checked against the database
     if spec.body is not None:
         codes |= {400, 413, 422}
     if spec.query is not None or spec.path:
         codes.add(422)
     error = {"application/json": {"schema": {"$ref": _REF.format(model="ErrorBody")}}}
+    html = {"text/html": {"schema": {"type": "string"}}}
     for code in sorted(codes):
-        responses[str(code)] = {"description": _ERROR_TEXT.get(code, "Error"), "content": error}
+        responses[str(code)] = {"description": _ERROR_TEXT.get(code, "Error"), "content": html if code in _SERVER_ERRORS else error}
     return responses
 
 

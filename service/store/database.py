@@ -26,12 +26,14 @@ except ImportError:  # SQLite-only installs
 
 
 @contextmanager
-def _unavailable_on_failure() -> Iterator[None]:
+def unavailable_on_failure() -> Iterator[None]:
     """Turn a driver's connection failure into the domain's Unavailable, in one clear line."""
     try:
         yield
     except _DRIVER_DOWN as exc:
-        first = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        # The driver's own text: SQLAlchemy's wrapper adds the statement and a link on further lines.
+        lines = str(getattr(exc, "orig", None) or exc).strip().splitlines()
+        first = lines[0].strip() if lines else type(exc).__name__
         raise Unavailable(f"the database is unavailable ({first}); try again shortly") from exc
 
 
@@ -146,13 +148,13 @@ class Database:
     @contextmanager
     def write(self) -> Iterator[Session]:
         """A session in one write transaction, committed on success and rolled back on error."""
-        with _unavailable_on_failure(), self._write() as session, session.begin():
+        with unavailable_on_failure(), self._write() as session, session.begin():
             yield session
 
     @contextmanager
     def read(self) -> Iterator[Session]:
         """A session for reading; it never holds the write lock."""
-        with _unavailable_on_failure(), self._read() as session, session.begin():
+        with unavailable_on_failure(), self._read() as session, session.begin():
             yield session
 
     def fetch(self, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
@@ -165,7 +167,7 @@ class Database:
         """
         if not self.is_sqlite:
             sql = sql.replace("?", "%s")
-        with _unavailable_on_failure():
+        with unavailable_on_failure():
             return self._fetch(sql, params)
 
     def _fetch(self, sql: str, params: tuple[Any, ...]) -> list[tuple[Any, ...]]:
@@ -184,6 +186,18 @@ class Database:
                 self._fetch_connections.discard()
         raise AssertionError("unreachable")
 
+    def write_one(self, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+        """Run one statement that writes, as its own transaction on this thread's PostgreSQL connection; `?` marks parameters.
+
+        One round trip instead of a pooled session's checkout, BEGIN, statement and
+        COMMIT. Only for statements that are atomic and safe to repeat on their own
+        (INSERT ... ON CONFLICT DO NOTHING and what depends on its rows), because a
+        statement whose answer was lost with the connection is retried once.
+        """
+        if self.is_sqlite:
+            raise RuntimeError("write_one is for PostgreSQL; SQLite writes go through write()")
+        return self.fetch(sql, params)
+
     def insert_many(self, sql: str, rows: list[tuple[Any, ...]]) -> int:
         """Run one INSERT for many rows in one transaction; answer how many rows it wrote.
 
@@ -192,7 +206,7 @@ class Database:
         """
         if not rows:
             return 0
-        with _unavailable_on_failure():
+        with unavailable_on_failure():
             return self._insert_many(sql, rows)
 
     def _insert_many(self, sql: str, rows: list[tuple[Any, ...]]) -> int:

@@ -65,13 +65,25 @@ def append(session: Session, events: Sequence[tuple[int, str, str, str, float]])
         return
     users = _codes(session, "users", {e[1] for e in events})
     items = _codes(session, "items", {e[2] for e in events})
-    data = pack(
+    append_coded(
+        session,
+        max(e[0] for e in events),
         np.fromiter((users[e[1]] for e in events), dtype=np.int64, count=len(events)),
         np.fromiter((items[e[2]] for e in events), dtype=np.int64, count=len(events)),
-        np.fromiter((_TYPE_CODES[e[3]] for e in events), dtype=np.uint8, count=len(events)),
+        type_codes([e[3] for e in events]),
         np.fromiter((e[4] for e in events), dtype=np.float64, count=len(events)),
     )
-    run(session, "INSERT INTO event_segments (last_event_id, events, data) VALUES (?, ?, ?)", [max(e[0] for e in events), len(events), data])
+
+
+def type_codes(types: Sequence[str]) -> np.ndarray:
+    """Each event type as its position in EVENT_TYPES."""
+    return np.fromiter((_TYPE_CODES[t] for t in types), dtype=np.uint8, count=len(types))
+
+
+def append_coded(session: Session, last_event_id: int, users: np.ndarray, items: np.ndarray, types: np.ndarray, ts: np.ndarray) -> None:
+    """Write events already turned into codes as one segment, in the caller's transaction."""
+    if len(users):
+        run(session, "INSERT INTO event_segments (last_event_id, events, data) VALUES (?, ?, ?)", [int(last_event_id), len(users), pack(users, items, types, ts)])
 
 
 def _names(session: Session, kind: str) -> np.ndarray:
@@ -119,8 +131,12 @@ def _concat(parts: list[np.ndarray], dtype: type) -> np.ndarray:
     return np.concatenate(parts) if parts else np.zeros(0, dtype=dtype)
 
 
+class _Overtaken(Exception):
+    """Another run compacted some of the snapshot's segments first."""
+
+
 def compact(db: Database, snapshot: LogSnapshot) -> int:
-    """Replace the snapshot's segments by as few as possible; answer how many it replaced.
+    """Replace the snapshot's segments by as few as possible; answer how many it replaced (0 if it was overtaken).
 
     Storefronts that send one event per request leave one segment per event,
     which would make the log slower to read than the rows it copies. Training
@@ -128,13 +144,25 @@ def compact(db: Database, snapshot: LogSnapshot) -> int:
     read (not an id range: on PostgreSQL a lower id can commit later), so an
     event accepted meanwhile is never lost; a concurrent reader sees the log
     before or after, never half.
+
+    Two runs may read the same segments and both try. The second one's DELETE
+    waits for the first to commit (PostgreSQL's row locks, SQLite's write
+    lock) and then finds some of its segments gone; writing its merged copy
+    would log those events twice, so it rolls back and leaves the log as the
+    first one left it. Its snapshot is still right for its own training.
     """
     e = snapshot.events
-    with db.write() as session:
-        for ids in chunks(snapshot.segment_ids, _CHUNK):
-            run(session, f"DELETE FROM event_segments WHERE id IN ({', '.join(['?'] * len(ids))})", ids)
-        for start in range(0, len(e), SEGMENT_MAX):
-            stop = min(start + SEGMENT_MAX, len(e))
-            data = pack(e.users[start:stop], e.items[start:stop], e.types[start:stop], e.ts[start:stop])
-            run(session, "INSERT INTO event_segments (last_event_id, events, data) VALUES (?, ?, ?)", [snapshot.last_event_id, stop - start, data])
+    try:
+        with db.write() as session:
+            deleted = 0
+            for ids in chunks(snapshot.segment_ids, _CHUNK):
+                deleted += len(run(session, f"DELETE FROM event_segments WHERE id IN ({', '.join(['?'] * len(ids))}) RETURNING id", ids))
+            if deleted != len(snapshot.segment_ids):
+                raise _Overtaken
+            for start in range(0, len(e), SEGMENT_MAX):
+                stop = min(start + SEGMENT_MAX, len(e))
+                data = pack(e.users[start:stop], e.items[start:stop], e.types[start:stop], e.ts[start:stop])
+                run(session, "INSERT INTO event_segments (last_event_id, events, data) VALUES (?, ?, ?)", [snapshot.last_event_id, stop - start, data])
+    except _Overtaken:
+        return 0
     return len(snapshot.segment_ids)

@@ -1,15 +1,19 @@
 """Between the API's JSON (also how definitions are stored) and `experiments` dataclasses."""
 from __future__ import annotations
 
+from dataclasses import asdict
 from datetime import datetime
 from typing import Any, Mapping
 
-from experiments.definitions import BUILTIN_METRICS, Arm, BanditSettings, DefinitionError, Experiment, Metric
+from experiments.definitions import BUILTIN_METRICS, AnalysisSettings, Arm, BanditSettings, DefinitionError, Experiment, Metric
 from experiments.schedules import Schedule, ScheduleError, parse_schedule
 from experiments.targeting import TargetingError, parse_rule
 from service.errors import Invalid
 from service.store.tables import ExperimentRow
 from service.timestamps import iso
+
+
+ANALYSIS_DEFAULTS = asdict(AnalysisSettings())
 
 
 def _epoch(value: Any) -> float:
@@ -73,6 +77,8 @@ def definition(fields: Mapping[str, Any]) -> Experiment:
             status=fields.get("status", "draft"),
             layer=fields.get("layer"),
             targeting=targeting,
+            analysis=AnalysisSettings(**(fields.get("analysis") or {})),
+            guardrails=tuple(fields.get("guardrails") or ()),
         )
     except DefinitionError as exc:
         raise Invalid.field(exc.field, exc.message) from None
@@ -93,6 +99,8 @@ def row_fields(row: ExperimentRow) -> dict[str, Any]:
         "status": row.status,
         "layer": row.layer,
         "targeting": row.targeting,
+        "analysis": {**ANALYSIS_DEFAULTS, **(row.analysis or {})},
+        "guardrails": list(row.guardrails or []),
     }
 
 

@@ -86,7 +86,7 @@ def patch(db: Database, key: str, changes: dict[str, Any]) -> ExperimentRow:
             raise Conflict(f"{', '.join(frozen)} can only change while the experiment is a draft; it is {row.status}")
         if "traffic" in changes and row.layer is not None and row.status != "draft":
             raise Conflict(f"the traffic of a layered experiment owns a range of its layer from start to stop; it can only change while a draft (it is {row.status})")
-        merged = {c: getattr(row, c) for c in ("key", "name", "description", "type", "traffic", "arms", "metrics", "primary_metric", "bandit", "status", "layer", "targeting")}
+        merged = {c: getattr(row, c) for c in ("key", "name", "description", "type", "traffic", "arms", "metrics", "primary_metric", "bandit", "status", "layer", "targeting", "analysis", "guardrails")}
         merged.update(changes)
         if "type" in changes and changes["type"] == "ab" and "bandit" not in changes:
             merged["bandit"] = None

@@ -63,8 +63,25 @@ def arm_stats(db: Database, key: str) -> dict[str, tuple[int, float, float]]:
     return {r[0]: (int(r[1]), float(r[2]), float(r[3])) for r in db.fetch(_STATS, (key,))}
 
 
+# PostgreSQL: the exposure, the bandit pull and the answer in one autocommit statement. When the
+# insert conflicts, the stored row comes from a second read (a concurrent winner's row may be newer
+# than this statement's snapshot).
+_EXPOSE_ONE = (
+    "WITH inserted AS (INSERT INTO exposures (experiment_key, user_id, arm, probability, exposed_at) "
+    "SELECT ?, ?, ?, ?, ? WHERE EXISTS (SELECT 1 FROM experiments WHERE key = ? AND status = 'running') "
+    "ON CONFLICT (experiment_key, user_id) DO NOTHING RETURNING arm, probability, exposed_at), "
+    "pulled AS (UPDATE bandit_arm_stats SET pulls = pulls + 1 WHERE ? AND experiment_key = ? AND arm IN (SELECT arm FROM inserted)) "
+    "SELECT arm, probability, exposed_at FROM inserted"
+)
+_EXPOSED_ONE = "SELECT arm, probability, exposed_at FROM exposures WHERE experiment_key = ? AND user_id = ?"
+
+
 def expose(db: Database, key: str, user_id: str, arm: str, probability: float, now: float, counts_pull: bool) -> Exposure | None:
     """Record the first exposure, or answer the one already stored; None when the experiment stopped running meanwhile."""
+    if not db.is_sqlite:
+        rows = db.write_one(_EXPOSE_ONE, (key, user_id, arm, probability, now, key, counts_pull, key))
+        rows = rows or db.fetch(_EXPOSED_ONE, (key, user_id))
+        return Exposure(rows[0][0], float(rows[0][1]), float(rows[0][2])) if rows else None
     with db.write() as session:
         params = {"key": key, "user": user_id, "arm": arm, "p": probability, "ts": now}
         inserted = session.execute(_EXPOSE, params).rowcount == 1  # type: ignore[attr-defined]

@@ -14,7 +14,7 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, text
 from sqlalchemy.engine import make_url
 
-from service.store.database import Database
+from service.store.database import Database, unavailable_on_failure
 
 log = logging.getLogger(__name__)
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
@@ -70,8 +70,8 @@ def current_revision(db: Database) -> str | None:
 
 
 def upgrade(db: Database, target: str = "head") -> tuple[str | None, str]:
-    """Bring the schema to `target` (the newest revision by default); answer (before, after)."""
-    with db.engine.connect() as conn:
+    """Bring the schema to `target` (the newest revision by default); answer (before, after); Unavailable when the database is."""
+    with unavailable_on_failure(), db.engine.connect() as conn:
         with _migration_lock(db, conn):
             before = MigrationContext.configure(conn).get_current_revision()
             conn.commit()

@@ -32,6 +32,8 @@ class ModelRecord:
     training_seconds: float | None = None
     runner: str | None = None
     heartbeat_at: float | None = None
+    tune: dict[str, Any] | None = None
+    tuning: list[dict[str, Any]] | None = None
 
 
 def _record(row: ModelVersionRow) -> ModelRecord:
@@ -51,11 +53,16 @@ def _record(row: ModelVersionRow) -> ModelRecord:
         training_seconds=row.training_seconds,
         runner=row.runner,
         heartbeat_at=row.heartbeat_at,
+        tune=dict(row.tune) if row.tune is not None else None,
+        tuning=list(row.tuning) if row.tuning is not None else None,
     )
 
 
-def insert(db: Database, version: str, algorithm: str, params: dict[str, Any], matrix: dict[str, Any], evaluation: dict[str, Any], activate: bool) -> ModelRecord:
-    """Record a training run in status `training`."""
+def insert(
+    db: Database, version: str, algorithm: str, params: dict[str, Any], matrix: dict[str, Any], evaluation: dict[str, Any], activate: bool,
+    tune: dict[str, Any] | None = None,
+) -> ModelRecord:
+    """Record a training run in status `training` (with its tuning settings, when tuned)."""
     row = ModelVersionRow(
         version=version,
         status="training",
@@ -67,6 +74,8 @@ def insert(db: Database, version: str, algorithm: str, params: dict[str, Any], m
         data={},
         activate_when_ready=activate,
         created_at=time.time(),
+        tune=tune,
+        tuning=[] if tune is not None else None,
     )
     with db.write() as session:
         session.add(row)
@@ -87,14 +96,19 @@ def list_all(db: Database) -> list[ModelRecord]:
         return [_record(r) for r in session.scalars(select(ModelVersionRow).order_by(ModelVersionRow.created_at.desc()))]
 
 
-def finish(db: Database, version: str, artifact: bytes, digest: str, metrics: dict[str, Any], data: dict[str, Any], seconds: float, max_event_id: int) -> bool:
-    """Store a finished run's artifact and mark it ready (and active if asked); False if it is no longer `training`."""
+def finish(
+    db: Database, version: str, artifact: bytes, digest: str, metrics: dict[str, Any], data: dict[str, Any], seconds: float, max_event_id: int,
+    params: dict[str, Any] | None = None,
+) -> bool:
+    """Store a finished run's artifact, mark it ready (and active if asked) with the `params` tuning chose; False if no longer `training`."""
     with db.write() as session:
         stored = session.get(ModelVersionRow, version, with_for_update=True)
         if stored is None or stored.status != "training":
             return False
         session.add(ModelArtifactRow(version=version, data=artifact))
         stored.status = "ready"
+        if params is not None:
+            stored.params = params
         stored.metrics = metrics
         stored.data = data
         stored.training_seconds = seconds
@@ -112,10 +126,68 @@ def fail(db: Database, version: str, error: str, seconds: float | None = None) -
         stored = session.get(ModelVersionRow, version, with_for_update=True)
         if stored is None or stored.status != "training":
             return False
-        stored.status = "failed"
-        stored.error = error
+        _mark_failed(stored, error, seconds)
+        return True
+
+
+def fail_silent(db: Database, version: str, error: str, heartbeat_at: float | None) -> bool:
+    """Mark failed a run judged dead from the heartbeat the caller read; False if it has sent one since, or finished."""
+    with db.write() as session:
+        stored = session.get(ModelVersionRow, version, with_for_update=True)
+        if stored is None or stored.status != "training" or stored.heartbeat_at != heartbeat_at:
+            return False
+        _mark_failed(stored, error, None)
+        return True
+
+
+def _mark_failed(stored: ModelVersionRow, error: str, seconds: float | None) -> None:
+    stored.status = "failed"
+    stored.error = error
+    stored.finished_at = time.time()
+    stored.training_seconds = seconds if seconds is not None else stored.finished_at - stored.created_at
+
+
+def add_trial(db: Database, version: str, trial: dict[str, Any], progress: dict[str, Any]) -> bool:
+    """Append a finished tuning trial and the run's progress; False if the run is no longer `training`."""
+    with db.write() as session:
+        stored = session.get(ModelVersionRow, version, with_for_update=True)
+        if stored is None or stored.status != "training":
+            return False
+        # New objects, not in-place changes: the JSON columns only notice assignment.
+        stored.tuning = [*(stored.tuning or []), trial]
+        stored.data = {**(stored.data or {}), "progress": progress}
+        return True
+
+
+def status(db: Database, version: str) -> str | None:
+    """A version's status alone, or None when it does not exist: what a run polls to learn it was cancelled."""
+    with db.read() as session:
+        return session.scalar(select(ModelVersionRow.status).where(ModelVersionRow.version == version))
+
+
+def cancel(db: Database, version: str) -> ModelRecord | None:
+    """Mark a `training` run cancelled, so that it activates nothing; None when it does not exist, Conflict otherwise."""
+    with db.write() as session:
+        stored = session.get(ModelVersionRow, version, with_for_update=True)
+        if stored is None:
+            return None
+        if stored.status != "training":
+            raise Conflict(f"model {version} is {stored.status}; only a run in progress can be cancelled")
+        stored.status = "cancelled"
         stored.finished_at = time.time()
-        stored.training_seconds = seconds if seconds is not None else stored.finished_at - stored.created_at
+        stored.training_seconds = stored.finished_at - stored.created_at
+        return _record(stored)
+
+
+def beat(db: Database, version: str, runner: str | None = None) -> bool:
+    """Refresh a run's heartbeat (and record its runner, when given); False if it is no longer `training`."""
+    with db.write() as session:
+        stored = session.get(ModelVersionRow, version, with_for_update=True)
+        if stored is None or stored.status != "training":
+            return False
+        stored.heartbeat_at = time.time()
+        if runner is not None:
+            stored.runner = runner
         return True
 
 

@@ -130,6 +130,9 @@ class ModelVersionRow(Base):
     training_seconds: Mapped[Optional[float]] = mapped_column(Float, nullable=True)
     max_event_id: Mapped[Optional[int]] = mapped_column(BigInteger, nullable=True)
     artifact_sha256: Mapped[Optional[str]] = mapped_column(String(64), nullable=True)
+    # A tuned run's settings as requested, and its trials as they finish.
+    tune: Mapped[Optional[dict[str, Any]]] = mapped_column(JSON, nullable=True)
+    tuning: Mapped[Optional[list[dict[str, Any]]]] = mapped_column(JSON, nullable=True)
 
 
 class ModelArtifactRow(Base):
@@ -161,6 +164,8 @@ class ExperimentRow(Base):
     started_at: Mapped[Optional[float]] = mapped_column(Epoch, nullable=True)
     stopped_at: Mapped[Optional[float]] = mapped_column(Epoch, nullable=True)
     targeting: Mapped[Optional[dict[str, Any]]] = mapped_column(JSON, nullable=True)
+    analysis: Mapped[Optional[dict[str, Any]]] = mapped_column(JSON, nullable=True)
+    guardrails: Mapped[Optional[list[str]]] = mapped_column(JSON, nullable=True)
     # The layer the experiment shares with others, and the positions it owns there from start to stop.
     layer: Mapped[Optional[str]] = mapped_column(String(64), nullable=True, index=True)
     layer_start: Mapped[Optional[float]] = mapped_column(Float, nullable=True)

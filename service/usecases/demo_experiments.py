@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import time
+from datetime import datetime
 from typing import Any, Iterator
 
 import numpy as np
@@ -11,7 +12,9 @@ from service.errors import Conflict
 from service.usecases.context import Services
 from service.usecases.demo import LAPSED
 from service.usecases import experiments
+from service.store.events import purchases
 from service.store.outcomes import record
+from service.usecases.rewards import ActionIn, reward
 
 DAY = 86_400.0
 AB: dict[str, Any] = {
@@ -26,7 +29,9 @@ AB: dict[str, Any] = {
         {"key": "lottery", "weight": 1.0, "payload": {"banner": "1 in 5 orders wins 100 points"}, "schedule": {"type": "variable_ratio", "mean": 5, "points": 100}},
     ],
     "metrics": [{"key": "conversion", "kind": "binary"}, {"key": "spend", "kind": "continuous"}],
-    "primary_metric": "conversion",
+    # Judged on purchases from the events the storefront sends: CUPED then uses each user's purchases before exposure.
+    "primary_metric": "purchase_conversion",
+    "guardrails": ["retention_d7"],
     "bandit": None,
 }
 BANDIT: dict[str, Any] = {
@@ -97,6 +102,20 @@ def _ensure_running(svc: Services, definition: dict[str, Any]) -> bool:
     return True
 
 
+def _reward_purchases(svc: Services, key: str, n_users: int) -> int:
+    """Apply each user's purchases after exposure to their arm's schedule, so the ledger shows what each schedule costs."""
+    users = [f"user-{u}" for u in range(n_users)]
+    exposed = {u: assign(svc.db, svc.definitions, key, u, time.time()).get("exposed_at") for u in users}
+    applied = 0
+    for event_id, user, ts, value in purchases(svc.db, users):
+        at = exposed.get(user)
+        if at is None or ts < datetime.fromisoformat(at.replace("Z", "+00:00")).timestamp():
+            continue
+        reward(svc.db, svc.definitions, ActionIn(f"demo-{event_id}", key, user, "purchase", value, ts))
+        applied += 1
+    return applied
+
+
 def load_demo_experiments(svc: Services, n_users: int) -> Iterator[str]:
     """Create the experiments and simulate their users once; yield progress lines."""
     rng = np.random.default_rng(11)
@@ -129,4 +148,6 @@ def load_demo_experiments(svc: Services, n_users: int) -> Iterator[str]:
                     outcomes.append({**outcome, "outcome_id": f"demo-{key}-{u}-spend", "metric": "spend", "value": spend})
         if exp.type == "ab":
             record(svc.db, outcomes, {key: exp})
+        if key == AB["key"]:
+            yield f"experiment {key}: {_reward_purchases(svc, key, n_users)} purchases after exposure sent through the reward schedules"
         yield f"experiment {key}: {enrolled} of {audience} users enrolled, {sum(1 for o in outcomes if o['metric'] == 'conversion')} conversions reported"

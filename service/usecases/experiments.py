@@ -4,9 +4,12 @@ from __future__ import annotations
 from typing import Any
 
 from experiments.layers import free_share
+from service.errors import Conflict, Invalid
 from service.store import experiments as store
+from service.store import model_versions
 from service.store.database import Database
 from service.store.experiment_codec import to_json
+from service.usecases.recommendations import recommender_of
 
 ARM_DEFAULTS: dict[str, Any] = {"weight": 1.0, "payload": {}, "schedule": None}
 NEW_DEFAULTS: dict[str, Any] = {"description": "", "type": "ab", "traffic": 1.0, "metrics": [], "bandit": None}
@@ -19,8 +22,33 @@ def _complete(fields: dict[str, Any]) -> dict[str, Any]:
     return fields
 
 
+def _check_recommenders(fields: dict[str, Any]) -> None:
+    """An arm's payload may name the recommender its users get: one model version, or popularity."""
+    for i, arm in enumerate(fields.get("arms") or []):
+        spec = (arm.get("payload") or {}).get("recommender")
+        if spec is None:
+            continue
+        version = spec.get("model_version") if isinstance(spec, dict) else None
+        by_version = isinstance(version, (str, int)) and not isinstance(version, bool) and 1 <= len(str(version)) <= 64
+        if not isinstance(spec, dict) or len(spec) != 1 or not (by_version or spec.get("algorithm") == "popularity"):
+            raise Invalid.field(f"arms.{i}.payload.recommender", 'must be {"model_version": "<a version>"} or {"algorithm": "popularity"}')
+
+
+def _check_versions(db: Database, key: str) -> None:
+    """Every model version the arms name must be ready before the experiment starts."""
+    for arm in store.get(db, key).arms:
+        version = recommender_of(arm.get("payload")).version
+        if version is None:
+            continue
+        record = model_versions.get(db, version)
+        if record is None or record.status != "ready":
+            state = "does not exist" if record is None else f"is {record.status}"
+            raise Conflict(f"arm {arm['key']!r} serves model version {version!r}, which {state}; only a ready version can serve an experiment")
+
+
 def create(db: Database, fields: dict[str, Any]) -> dict[str, Any]:
     """Validate the whole definition, store it as a draft, answer it."""
+    _check_recommenders(fields)
     return to_json(store.create(db, _complete({**NEW_DEFAULTS, **fields})))
 
 
@@ -36,6 +64,7 @@ def list_all(db: Database, status: str | None = None) -> list[dict[str, Any]]:
 
 def change(db: Database, key: str, changes: dict[str, Any]) -> dict[str, Any]:
     """Apply the fields sent (design fields only while draft)."""
+    _check_recommenders(changes)
     return to_json(store.patch(db, key, _complete(changes)))
 
 
@@ -46,6 +75,8 @@ def remove(db: Database, key: str) -> None:
 
 def move(db: Database, key: str, action: str) -> dict[str, Any]:
     """Start, pause or stop."""
+    if action == "start":
+        _check_versions(db, key)
     return to_json(store.move(db, key, action))
 
 

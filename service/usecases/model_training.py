@@ -1,32 +1,45 @@
-"""Model versions: request a training run, run it (in a thread or a child process), activate, roll back."""
+"""Model versions: request a training run, run it (in a thread or a child process), activate, roll back.
+
+A run's process can die without a word (`kill -9`, the OOM killer, a lost
+host), so the runner records itself as `host:pid` and refreshes a heartbeat;
+any reader fails a `training` run that has gone silent. Hosts sharing one
+database compare their clocks through the heartbeat, so those clocks must
+agree to well within the stale bound (NTP does).
+"""
 from __future__ import annotations
 
 import hashlib
 import logging
 import os
 import secrets
+import socket
 import subprocess
 import sys
 import threading
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, fields
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Iterator, Mapping
 
 from recommender.index import ServingIndex
 from recommender.matrix import MatrixSettings, build_matrix
 from recommender.models import ALGORITHMS, make_recommender
 from recommender.training import TrainingSettings, train
 from service.config import Config
-from service.errors import Invalid, NotFound
+from service.errors import Invalid, NotFound, Unavailable
 from service.store import event_log
 from service.store import model_versions as store
 from service.store.artifacts import write_artifact_file
 from service.store.database import Database
 from service.store.model_versions import ModelRecord
 from service.store.state import shared_state
+from service.timestamps import iso
+from service.usecases.model_tuning import Stopped, TrialProgress, TunePlan, plan_tuning, search
 
 log = logging.getLogger(__name__)
 Progress = Callable[[str], None]
+# A child process may take this long to import its libraries and send its first heartbeat.
+START_GRACE_SECONDS = 30.0
 
 
 # Where each setting that is not a model parameter belongs, for a helpful refusal.
@@ -41,9 +54,13 @@ class TrainingPlan:
     params: dict[str, Any]
     matrix: MatrixSettings
     evaluation: TrainingSettings
+    tune: TunePlan | None = None
 
 
-def plan(algorithm: str, params: Mapping[str, Any], matrix: Mapping[str, Any], evaluation: Mapping[str, Any], default_weights: Mapping[str, float]) -> TrainingPlan:
+def plan(
+    algorithm: str, params: Mapping[str, Any], matrix: Mapping[str, Any], evaluation: Mapping[str, Any], default_weights: Mapping[str, float],
+    tune: Mapping[str, Any] | None = None,
+) -> TrainingPlan:
     """Validate each part of a training request; Invalid names the part and the bad value."""
     try:
         make_recommender(algorithm, params)
@@ -59,7 +76,7 @@ def plan(algorithm: str, params: Mapping[str, Any], matrix: Mapping[str, Any], e
         training = TrainingSettings(**evaluation)
     except (TypeError, ValueError) as exc:
         raise Invalid.field("evaluation", str(exc)) from None
-    return TrainingPlan(algorithm, dict(params), settings, training)
+    return TrainingPlan(algorithm, dict(params), settings, training, plan_tuning(algorithm, params, tune))
 
 
 def new_version() -> str:
@@ -67,25 +84,35 @@ def new_version() -> str:
     return time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()) + "-" + secrets.token_hex(3)
 
 
-def request_training(db: Database, config: Config, algorithm: str, params: Mapping[str, Any], activate: bool, matrix: Mapping[str, Any] | None = None, evaluation: Mapping[str, Any] | None = None) -> ModelRecord:
-    """Validate and record a training run in status `training`."""
-    plan(algorithm, params, matrix or {}, evaluation or {}, config.event_weights)
-    return store.insert(db, new_version(), algorithm, dict(params), dict(matrix or {}), dict(evaluation or {}), activate)
+def request_training(
+    db: Database, config: Config, algorithm: str, params: Mapping[str, Any], activate: bool, matrix: Mapping[str, Any] | None = None,
+    evaluation: Mapping[str, Any] | None = None, tune: Mapping[str, Any] | None = None,
+) -> ModelRecord:
+    """Validate and record a training run in status `training`; with `tune`, a search for its parameters first."""
+    p = plan(algorithm, params, matrix or {}, evaluation or {}, config.event_weights, tune)
+    stored_tune = p.tune.stored() if p.tune is not None else None
+    return store.insert(db, new_version(), algorithm, dict(params), dict(matrix or {}), dict(evaluation or {}), activate, stored_tune)
 
 
-def _train(db: Database, config: Config, record: ModelRecord, say: Progress, show_progress: bool, started: float) -> None:
-    p = plan(record.algorithm, record.params, record.matrix, record.evaluation, config.event_weights)
+def _train(
+    db: Database, config: Config, record: ModelRecord, say: Progress, show_progress: bool, started: float, on_trial: TrialProgress | None
+) -> None:
+    p = plan(record.algorithm, record.params, record.matrix, record.evaluation, config.event_weights, record.tune)
     snapshot = event_log.read(db)
     events = snapshot.events
     say(f"read {len(events):,} events from {len(snapshot.segment_ids):,} training-log segments")
     if snapshot.fragmented:
         replaced = event_log.compact(db, snapshot)
-        say(f"merged {replaced:,} small training-log segments")
+        say(f"merged {replaced:,} small training-log segments" if replaced else "another run merged the training-log segments first")
     load_seconds = time.perf_counter() - started
     matrix = build_matrix(events, p.matrix, now=time.time())
     say(f"matrix: {matrix.shape[0]:,} users x {matrix.shape[1]:,} items, {matrix.confidence.nnz:,} interactions")
     matrix_seconds = time.perf_counter() - started - load_seconds
-    trained = train(matrix, p.algorithm, p.params, p.evaluation, progress=say, show_progress=show_progress)
+    params, tuning_seconds = p.params, 0.0
+    if p.tune is not None:
+        params = search(db, record.version, matrix.confidence, p.algorithm, p.params, p.evaluation, p.tune, say, lambda: _stopped(db, record.version), on_trial)
+        tuning_seconds = time.perf_counter() - started - load_seconds - matrix_seconds
+    trained = train(matrix, p.algorithm, params, p.evaluation, progress=say, show_progress=show_progress)
     index = ServingIndex.from_trained(record.version, trained, p.matrix)
     artifact = index.to_bytes()
     write_artifact_file(config.model_dir / f"{record.version}.npz", artifact)
@@ -96,30 +123,85 @@ def _train(db: Database, config: Config, record: ModelRecord, say: Progress, sho
         "items": matrix.shape[1],
         "interactions": int(matrix.confidence.nnz),
         "artifact_bytes": len(artifact),
+        **trained.model.fit_report(),
         "timings": {"load_seconds": round(load_seconds, 3), "matrix_seconds": round(matrix_seconds, 3), **{k: round(v, 3) for k, v in trained.timings.items()}},
     }
+    if p.tune is not None:
+        data["progress"] = {"trials_done": p.tune.settings.trials, "trials": p.tune.settings.trials}
+        data["timings"]["tuning_seconds"] = round(tuning_seconds, 3)
     digest = hashlib.sha256(artifact).hexdigest()
-    if store.finish(db, record.version, artifact, digest, trained.metrics, data, elapsed, snapshot.last_event_id):
+    chosen = params if p.tune is not None else None
+    if store.finish(db, record.version, artifact, digest, trained.metrics, data, elapsed, snapshot.last_event_id, chosen):
         log.info("training finished", extra={"version": record.version, "seconds": round(elapsed, 3), "metrics": trained.metrics})
     else:
-        log.warning("training finished after the run was reported failed; keeping it failed", extra={"version": record.version})
+        log.warning("training finished after the run was cancelled or reported failed; keeping it so", extra={"version": record.version})
 
 
-def run_training(db: Database, config: Config, version: str, progress: Progress | None = None, show_progress: bool = False) -> ModelRecord:
-    """Train a recorded version from the stored events; a failure marks it failed and activates nothing."""
-    say = progress or (lambda msg: log.info(msg, extra={"version": version}))
+def _stopped(db: Database, version: str) -> bool:
+    """Whether the run has been cancelled or reported failed: read from the database, so that any process can stop it."""
+    try:
+        return store.status(db, version) != "training"
+    except Unavailable:  # a blip must not fail the run; the final write checks the status again
+        return False
+
+
+def runner_name() -> str:
+    """Who runs training in this process, as `host:pid`."""
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def run_training(
+    db: Database, config: Config, version: str, progress: Progress | None = None, show_progress: bool = False, on_trial: TrialProgress | None = None
+) -> ModelRecord:
+    """Train a recorded version from the stored events; a failure marks it failed, and a failed or cancelled run activates nothing."""
+    report = progress or (lambda msg: log.info(msg, extra={"version": version}))
+
+    def say(message: str) -> None:
+        # Every stage reports through here, so a cancelled run stops at its next stage.
+        if _stopped(db, version):
+            raise Stopped
+        report(message)
+
     record = store.get(db, version)
     if record is None:
         raise LookupError(f"model version {version} does not exist")
+    if not store.beat(db, version, runner_name()):
+        log.warning("not training a run that is no longer `training`", extra={"version": version})
+        return store.get(db, version) or record
     started = time.perf_counter()
-    try:
-        _train(db, config, record, say, show_progress, started)
-    except Exception as exc:
-        log.exception("training failed", extra={"version": version})
-        store.fail(db, version, f"{type(exc).__name__}: {exc}", time.perf_counter() - started)
+    with _heartbeats(db, config, version):
+        try:
+            _train(db, config, record, say, show_progress, started, on_trial)
+        except Stopped:
+            log.warning("training stopped: the run was cancelled or reported failed", extra={"version": version})
+        except Exception as exc:
+            log.exception("training failed", extra={"version": version})
+            store.fail(db, version, f"{type(exc).__name__}: {exc}", time.perf_counter() - started)
     final = store.get(db, version)
     assert final is not None
     return final
+
+
+@contextmanager
+def _heartbeats(db: Database, config: Config, version: str) -> Iterator[None]:
+    """Refresh the run's heartbeat from a thread of its own while the block runs."""
+    stop = threading.Event()
+
+    def beat() -> None:
+        while not stop.wait(config.training_heartbeat_seconds):
+            try:
+                if not store.beat(db, version):
+                    return  # reported failed meanwhile; `finish` will keep it so
+            except Unavailable:
+                log.warning("could not send a training heartbeat; trying again", extra={"version": version})
+
+    thread = threading.Thread(target=beat, name=f"heartbeat-{version}", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()
 
 
 def start_training(db: Database, config: Config, version: str) -> None:
@@ -131,7 +213,7 @@ def start_training(db: Database, config: Config, version: str) -> None:
     log_path = config.model_dir / f"{version}.log"
     env = {**os.environ, **config.as_env(), "OPENBLAS_NUM_THREADS": "1"}
     with open(log_path, "ab") as out:
-        subprocess.Popen(
+        child = subprocess.Popen(
             [sys.executable, "-m", "service.usecases.train_job", version],
             env=env,
             stdout=out,
@@ -139,7 +221,26 @@ def start_training(db: Database, config: Config, version: str) -> None:
             stdin=subprocess.DEVNULL,
             start_new_session=True,  # outlives the gunicorn worker that started it
         )
+    threading.Thread(target=_reap, args=(db, version, child), name=f"reap-{version}", daemon=True).start()
     log.info("training started", extra={"version": version, "log": str(log_path)})
+
+
+def _reap(db: Database, version: str, child: subprocess.Popen[bytes]) -> None:
+    """Wait for a training child and fail its run if it died without saying so."""
+    # Unreaped, a killed child stays a zombie, which `_process_gone` cannot tell from a live process.
+    code = child.wait()
+    how = f"was killed by signal {-code}" if code < 0 else f"exited with code {code}"
+    if store.fail(db, version, f"its training process {how} before finishing (runner {socket.gethostname()}:{child.pid})"):
+        log.error("training process died", extra={"version": version, "exit_code": code})
+
+
+def cancel(db: Database, version: str) -> ModelRecord:
+    """Cancel a run in progress: it activates nothing, and its process stops at its next trial or stage."""
+    record = store.cancel(db, version)
+    if record is None:
+        raise NotFound("model version", version)
+    log.info("training cancelled", extra={"version": version})
+    return record
 
 
 def activate(db: Database, version: str) -> ModelRecord:
@@ -157,10 +258,44 @@ def active_version(db: Database) -> str | None:
 
 def _settled(db: Database, config: Config, record: ModelRecord) -> ModelRecord:
     """The record, marked failed first if its run can no longer be alive."""
-    if record.status != "training" or time.time() - record.created_at <= config.training_timeout_seconds:
+    reason = _why_dead(config, record, time.time()) if record.status == "training" else None
+    if reason is None:
         return record
-    store.fail(db, record.version, f"training did not finish within {config.training_timeout_seconds:.0f} s; its process has gone")
+    if store.fail_silent(db, record.version, reason, record.heartbeat_at):
+        log.warning("training run reported failed: %s", reason, extra={"version": record.version})
     return store.get(db, record.version) or record
+
+
+def _why_dead(config: Config, record: ModelRecord, now: float) -> str | None:
+    """Why a `training` run can no longer be alive, or None while it may be."""
+    if now - record.created_at > config.training_timeout_seconds:
+        return f"training did not finish within {config.training_timeout_seconds:.0f} s"
+    if record.heartbeat_at is None:
+        if now - record.created_at > max(config.training_stale_seconds, START_GRACE_SECONDS):
+            return f"its training process never sent a heartbeat (requested at {iso(record.created_at)})"
+        return None
+    silent = now - record.heartbeat_at
+    if silent > config.training_stale_seconds:
+        return f"its training process stopped sending heartbeats (last at {iso(record.heartbeat_at)}; runner {record.runner})"
+    # Only a late heartbeat makes the pid worth checking: a container with host
+    # networking shares its host's name but not its pids.
+    if silent > 2 * config.training_heartbeat_seconds and _process_gone(record.runner):
+        return f"its training process is gone (last heartbeat at {iso(record.heartbeat_at)}; runner {record.runner})"
+    return None
+
+
+def _process_gone(runner: str | None) -> bool:
+    """Whether `runner` names a process on this host that no longer exists."""
+    host, _, pid = (runner or "").rpartition(":")
+    if host != socket.gethostname() or not pid.isdigit():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:  # it exists, under another user
+        pass
+    return False
 
 
 def get_version(db: Database, config: Config, version: str) -> ModelRecord:

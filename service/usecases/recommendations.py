@@ -3,12 +3,14 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
 from service.store import catalogue
 from service.store.database import Database
 from service.store.state import shared_state, state_and_user_events
+from service.usecases.assignment import DefinitionCache, assign
 from service.usecases.serving import ModelCache
 
 
@@ -28,21 +30,41 @@ def _block(index_of: dict[str, int], allowed: np.ndarray, item_ids: set[str]) ->
             allowed[i] = False
 
 
-def for_user(db: Database, cache: ModelCache, user_id: str, n: int, category: str | None, excluded: set[str]) -> Answer:
+@dataclass(frozen=True)
+class Source:
+    """Which recommender answers: the active model (no version), one version an experiment arm names, or popularity."""
+
+    version: str | None = None
+    popular: bool = False
+
+
+ACTIVE = Source()
+
+
+def for_user(db: Database, cache: ModelCache, user_id: str, n: int, category: str | None, excluded: set[str], source: Source = ACTIVE) -> Answer:
     """Personalised when the model knows the user or they have events; popular otherwise."""
-    # A user the model already knows is scored from learned factors, so only their
-    # purchases (to leave out) are read. Which model is active is only known from
-    # the same read, so guess this worker's latest and read again if it changed.
-    guess = cache.latest
-    purchases_only = guess is not None and not guess.needs_events(user_id)
-    state, events = state_and_user_events(db, user_id, purchases_only)
-    if purchases_only and guess is not None and state.active_version != guess.version:
-        state, events = state_and_user_events(db, user_id)
+    if source.version is not None:
+        pinned = cache.index(source.version, pinned=True)
+        state, events = state_and_user_events(db, user_id, purchases_only=not pinned.needs_events(user_id))
+    else:
+        # A user the model already knows is scored from learned factors, so only their
+        # purchases (to leave out) are read. Which model is active is only known from
+        # the same read, so guess this worker's latest and read again if it changed.
+        guess = cache.latest
+        purchases_only = guess is not None and not guess.needs_events(user_id) and not source.popular
+        state, events = state_and_user_events(db, user_id, purchases_only)
+        if purchases_only and guess is not None and state.active_version != guess.version:
+            state, events = state_and_user_events(db, user_id)
     blocked = excluded | {item for item, kind, _ in events if kind == "purchase"}
-    if state.active_version is None:
+    version = source.version or state.active_version
+    if version is None:
         return Answer("popular", None, catalogue.live_popular(db, n, category, blocked))
-    index = cache.index(state.active_version)
+    index = cache.index(version, pinned=source.version is not None)
     view = cache.view(index, state.catalogue_revision)
+    if source.popular:
+        allowed = view.allowed(category)
+        _block(index.item_index, allowed, blocked)
+        return Answer("popular", index.version, index.top(index.popularity, allowed, n))
     remembered = index.top_for_known_user(user_id, view.mask(category), blocked, n)
     if remembered is not None:
         return Answer("personalized", index.version, remembered)
@@ -78,3 +100,20 @@ def similar(db: Database, cache: ModelCache, item_id: str, n: int) -> Answer | N
         _block(index.item_index, allowed, {item_id})
         return Answer("popular", index.version, index.top(index.popularity, allowed, n))
     return Answer("similar", index.version, index.top(scores, view.allowed(None), n))
+
+
+def recommender_of(payload: dict[str, Any] | None) -> Source:
+    """The source an arm's payload names (`recommender: {model_version}` or `{algorithm: popularity}`); the active model otherwise."""
+    spec = (payload or {}).get("recommender")
+    if not isinstance(spec, dict):
+        return ACTIVE
+    if "model_version" in spec:
+        return Source(version=str(spec["model_version"]))
+    return Source(popular=spec.get("algorithm") == "popularity")
+
+
+def in_experiment(db: Database, cache: ModelCache, definitions: DefinitionCache, key: str, user_id: str, n: int, category: str | None, excluded: set[str], now: float) -> tuple[Answer, str | None]:
+    """Assign the user (recording the exposure) and answer from their arm's recommender; (answer, arm or None)."""
+    assignment = assign(db, definitions, key, user_id, now)
+    source = recommender_of(assignment.get("payload")) if assignment["enrolled"] else ACTIVE
+    return for_user(db, cache, user_id, n, category, excluded, source), assignment["arm"]

@@ -1,49 +1,55 @@
-"""Results: per-arm aggregates from the database, statistics from `experiments.stats`."""
+"""Results: per-arm moments from the store, statistics from `experiments.stats`, assembled into the `/results` answer."""
 from __future__ import annotations
 
 import math
 import time
-from typing import Any
+from dataclasses import dataclass, replace
+from typing import Any, Literal
 
-from experiments.definitions import Metric
+from experiments.definitions import AnalysisSettings, Experiment, Metric
 from experiments.stats import ArmSummary, analyse, sample_ratio_mismatch
-from experiments.stats.summary import finite_or_none
+from experiments.stats.analysis import Analysis
 from experiments.stats.corrections import Correction
-from experiments.stats.proportions import wilson
-from experiments.stats.power import users_per_arm_mean, users_per_arm_proportion
+from experiments.stats.cuped import CupedArm, CupedResult, cuped
+from experiments.stats.ipw import PropensitySums, ipw_arm
+from experiments.stats.power import plan_sample_size
+from experiments.stats.summary import finite_or_none
+from service.errors import Invalid
+from service.store.arm_moments import RETENTION_DAYS, ArmMoments, arm_moments, points_per_arm
 from service.store.database import Database
 from service.store.experiments import StoredDefinition
-from service.store.metrics import DAY, RETENTION_DAYS, ArmAggregate, arm_aggregates, daily_rows, retention_rows
-from service.errors import Invalid
-from service.usecases.assignment import DefinitionCache, bandit_allocation
 from service.timestamps import iso
+from service.usecases.assignment import DefinitionCache, bandit_allocation
 
 BANDIT_NOTE = (
     "Bandit allocation adapts to the data, so naive per-arm means, intervals and p-values are biased "
-    "(arms that looked good early got more users). Compare arms by ipw_mean, the inverse-propensity-weighted "
-    "mean from the logged assignment probabilities; treat the naive figures as descriptive."
+    "(arms that looked good early got more users). Compare arms by ipw_mean or snipw_mean, estimated from the "
+    "logged assignment probabilities; treat the naive figures as descriptive."
 )
+EMPTY = ArmMoments(0, 0.0, 0.0, 0)
 
 
-def _interval(i: Any) -> list[float] | None:
+@dataclass(frozen=True)
+class ResultsRequest:
+    """What an analyst asked for; None means the experiment's own analysis settings."""
+
+    metric: str | None = None
+    alpha: float = 0.05
+    correction: Correction = "holm"
+    mde: float | None = None
+    mde_type: Literal["absolute", "relative"] = "absolute"
+    power: float = 0.8
+    sequential: bool | None = None
+    sequential_tuning: float | None = None
+    cuped: bool | None = None
+
+
+def interval(i: Any) -> list[float] | None:
+    """An interval as [low, high], or None."""
     return None if i is None else [i.low, i.high]
 
 
-def _sample_size(exp_kind: str, control: ArmSummary, mde: float, alpha: float, power: float) -> dict[str, Any]:
-    out: dict[str, Any] = {"mde": mde, "power": power, "alpha": alpha, "users_per_arm": None, "note": None}
-    try:
-        if exp_kind == "binary":
-            out["users_per_arm"] = users_per_arm_proportion(control.mean or 0.0, mde, alpha, power)
-            out["note"] = "two-proportion z-test from the control's observed rate to that rate + mde"
-        else:
-            out["users_per_arm"] = users_per_arm_mean(math.sqrt(control.variance or 0.0), mde, alpha, power)
-            out["note"] = "two-sample test with the control's observed standard deviation"
-    except ValueError as exc:
-        out["note"] = f"cannot size yet: {exc}"
-    return out
-
-
-def _definition(db: Database, cache: DefinitionCache, key: str, metric: str | None) -> tuple[StoredDefinition, str, Metric]:
+def experiment_metric(db: Database, cache: DefinitionCache, key: str, metric: str | None) -> tuple[StoredDefinition, str, Metric]:
     """The experiment at its current revision, its status, and the metric asked for (Invalid if unknown)."""
     d, status = cache.current(db, key)
     name = metric or d.experiment.primary_metric
@@ -54,31 +60,112 @@ def _definition(db: Database, cache: DefinitionCache, key: str, metric: str | No
         raise Invalid.field("query.metric", f"{name!r} is neither a metric of this experiment ({', '.join(known) or 'none declared'}) nor a built-in one") from None
 
 
-def results(db: Database, cache: DefinitionCache, key: str, metric_key: str | None, alpha: float, correction: Correction, mde: float | None = None, power: float = 0.8) -> dict[str, Any]:
+def _settings(exp: Experiment, req: ResultsRequest) -> AnalysisSettings:
+    s = exp.analysis
+    return replace(
+        s,
+        sequential=s.sequential if req.sequential is None else req.sequential,
+        sequential_tuning=s.sequential_tuning if req.sequential_tuning is None else req.sequential_tuning,
+        cuped=s.cuped if req.cuped is None else req.cuped,
+    )
+
+
+def _summary(m: ArmMoments, kind: str) -> ArmSummary:
+    return ArmSummary.binary(m.users, m.positives) if kind == "binary" else ArmSummary.of_moments(m.users, m.mean, m.m2)
+
+
+@dataclass(frozen=True)
+class _Computed:
+    analysis: Analysis
+    per_arm: list[tuple[str, ArmMoments]]
+    cuped: CupedResult | None
+    notes: list[str]
+
+
+def _compute(db: Database, exp: Experiment, metric: Metric, settings: AnalysisSettings, alpha: float, correction: Correction, now: float) -> _Computed:
+    """Moments, CUPED when it applies, and the analysis of one metric."""
+    notes: list[str] = []
+    use_cuped = settings.cuped and metric.builtin
+    if settings.cuped and not metric.builtin:
+        notes.append(f"CUPED not applied: {metric.key} is reported through outcomes, which have no pre-exposure period")
+    moments = arm_moments(db, exp.key, metric.key, metric.builtin, exp.type == "bandit", now, settings.cuped_days if use_cuped else None)
+    per_arm = [(a.key, moments.get(a.key, EMPTY)) for a in exp.arms]
+    adjusted = None
+    if use_cuped:
+        result = cuped([CupedArm(m.users, m.mean_x, m.mean, m.m2_x, m.m2, m.c_xy) for _, m in per_arm])
+        if result.theta is None:
+            notes.append(f"CUPED skipped: {result.note or 'no usable pre-exposure data'}")
+        else:
+            adjusted = result
+    summaries = [(name, _summary(m, metric.kind)) for name, m in per_arm]
+    analysis = analyse(summaries, metric.kind, alpha, correction, sequential=settings.sequential, tuning=settings.sequential_tuning, cuped=adjusted)
+    return _Computed(analysis, per_arm, adjusted, notes)
+
+
+def _guardrails(db: Database, exp: Experiment, settings: AnalysisSettings, alpha: float, correction: Correction, now: float) -> list[dict[str, Any]]:
+    """Each treatment arm on each guardrail metric: fail when the interval lies wholly below 0, warn when the difference is negative."""
+    out = []
+    for name in exp.guardrails:
+        computed = _compute(db, exp, exp.metric(name), settings, alpha, correction, now)
+        for arm in computed.analysis.arms[1:]:
+            status = "ok"
+            if arm.diff_ci is not None and arm.diff_ci.high < 0:
+                status = "fail"
+            elif arm.diff is not None and arm.diff < 0:
+                status = "warn"
+            out.append({"arm": arm.arm, "metric": name, "diff": arm.diff, "diff_ci": interval(arm.diff_ci), "status": status})
+    return out
+
+
+def _costs(rows: list[dict[str, Any]], per_arm: list[tuple[str, ArmMoments]], points: dict[str, float]) -> None:
+    """Points per exposed user and points per incremental conversion (or unit of the metric) against the control."""
+    for row, (name, m) in zip(rows, per_arm):
+        row["points_per_user"] = points.get(name, 0.0) / m.users if m.users else None
+    control = rows[0]["points_per_user"]
+    for i, row in enumerate(rows):
+        diff = row["diff"]
+        usable = i > 0 and control is not None and row["points_per_user"] is not None and diff is not None and diff > 0
+        row["cost_per_incremental"] = finite_or_none((row["points_per_user"] - control) / diff) if usable else None
+
+
+def _sample_size(kind: str, control: ArmSummary, req: ResultsRequest, arms: int) -> dict[str, Any]:
+    """Users per arm to detect `mde` from the control's observed rate (or mean and spread)."""
+    assert req.mde is not None
+    out: dict[str, Any] = {"mde": req.mde, "mde_type": req.mde_type, "power": req.power, "alpha": req.alpha, "users_per_arm": None, "note": None}
+    if control.mean is None:
+        out["note"] = "cannot size yet: the control has no exposed users"
+        return out
+    sd = math.sqrt(control.variance) if control.variance is not None else None
+    try:
+        plan = plan_sample_size(kind, control.mean, sd, req.mde, req.mde_type, req.alpha, req.power, arms, req.correction if req.correction != "bh" else "holm", None)
+    except ValueError as exc:
+        out["note"] = f"cannot size yet: {exc}"
+        return out
+    out["users_per_arm"] = plan.users_per_arm
+    out["note"] = "from the control's observed rate" if kind == "binary" else "from the control's observed standard deviation"
+    return out
+
+
+def results(db: Database, cache: DefinitionCache, key: str, req: ResultsRequest) -> dict[str, Any]:
     """The whole `/results` answer for one metric (the primary one by default)."""
-    d, status, metric = _definition(db, cache, key, metric_key)
+    d, status, metric = experiment_metric(db, cache, key, req.metric)
     exp = d.experiment
+    settings = _settings(exp, req)
     now = time.time()
-    agg = arm_aggregates(db, exp, metric, now)
-    empty = ArmAggregate(0, 0.0, 0.0, 0)
-    per_arm = [(a.key, agg.get(a.key, empty)) for a in exp.arms]
-    summaries = [
-        (name, ArmSummary.binary(a.users, a.positives) if metric.kind == "binary" else ArmSummary(a.users, a.total, a.sumsq))
-        for name, a in per_arm
-    ]
-    analysis = analyse(summaries, metric.kind, alpha, correction)
-    arms = []
-    for result, (name, a) in zip(analysis.arms, per_arm):
+    computed = _compute(db, exp, metric, settings, req.alpha, req.correction, now)
+    total_users = sum(m.users for _, m in computed.per_arm)
+    rows = []
+    for result, (name, m) in zip(computed.analysis.arms, computed.per_arm):
         row: dict[str, Any] = {
             "arm": result.arm,
             "users": result.users,
-            "total": result.total,
+            "total": m.total if metric.kind == "continuous" else float(m.positives),
             "mean": finite_or_none(result.mean),
-            "ci": _interval(result.ci),
+            "ci": interval(result.ci),
             "diff": result.diff,
-            "diff_ci": _interval(result.diff_ci),
+            "diff_ci": interval(result.diff_ci),
             "lift": result.lift,
-            "lift_ci": _interval(result.lift_ci),
+            "lift_ci": interval(result.lift_ci),
             "p_value": result.p_value,
             "p_value_adjusted": result.p_value_adjusted,
             "significant": result.significant,
@@ -86,9 +173,11 @@ def results(db: Database, cache: DefinitionCache, key: str, metric_key: str | No
             "notes": list(result.notes),
         }
         if exp.type == "bandit":
-            weighted = a.weighted_positives if metric.kind == "binary" else a.weighted_total
-            row["ipw_mean"] = finite_or_none(weighted / a.inverse_p) if a.inverse_p else None
-        arms.append(row)
+            est = ipw_arm(PropensitySums(m.users, m.w, m.wy, m.w2, m.w2y, m.w2y2), total_users, req.alpha)
+            row.update({"ipw_mean": est.ipw_mean, "ipw_ci": interval(est.ipw_ci), "snipw_mean": est.snipw_mean, "snipw_ci": interval(est.snipw_ci)})
+        rows.append(row)
+    if any(a.schedule is not None for a in exp.arms):
+        _costs(rows, computed.per_arm, points_per_arm(db, exp.key))
     out: dict[str, Any] = {
         "experiment": exp.key,
         "status": status,
@@ -96,79 +185,29 @@ def results(db: Database, cache: DefinitionCache, key: str, metric_key: str | No
         "metric": metric.key,
         "metric_kind": metric.kind,
         "metric_source": "events" if metric.builtin else "outcomes",
-        "alpha": alpha,
-        "test": analysis.test,
-        "correction": correction,
+        "alpha": req.alpha,
+        "test": computed.analysis.test,
+        "correction": req.correction,
         "control": exp.control.key,
-        "arms": arms,
+        "arms": rows,
         "srm": None,
+        "sequential": {"tuning": settings.sequential_tuning} if settings.sequential else None,
+        "cuped": {"theta": computed.cuped.theta, "days": settings.cuped_days, "variance_reduction": computed.cuped.variance_reduction} if computed.cuped else None,
+        "guardrails": _guardrails(db, exp, settings, req.alpha, req.correction, now),
         "computed_at": iso(now),
-        "notes": [],
+        "notes": computed.notes,
     }
     if metric.key in RETENTION_DAYS:
-        out["notes"].append(
-            f"{metric.key} counts only users exposed at least {RETENTION_DAYS[metric.key] + 1} days ago, whose day-{RETENTION_DAYS[metric.key]} window has closed"
-        )
+        days = RETENTION_DAYS[metric.key]
+        out["notes"].append(f"{metric.key} counts only users exposed at least {days + 1} days ago, whose day-{days} window has closed")
     if exp.type == "ab":
-        srm = sample_ratio_mismatch([a.users for _, a in per_arm], [arm.weight for arm in exp.arms])
+        srm = sample_ratio_mismatch([m.users for _, m in computed.per_arm], [arm.weight for arm in exp.arms])
         if srm is not None:
             out["srm"] = {"p_value": srm.p_value, "observed": srm.observed, "expected": srm.expected, "mismatch": srm.mismatch, "statistic": srm.statistic}
     else:
-        allocation = bandit_allocation(db, d)
-        out["allocation"] = {arm.key: float(p) for arm, p in zip(exp.arms, allocation)}
-        out["safe_to_compare"] = ["ipw_mean"]
+        out["allocation"] = {arm.key: float(p) for arm, p in zip(exp.arms, bandit_allocation(db, d))}
+        out["safe_to_compare"] = ["ipw_mean", "snipw_mean"]
         out["notes"].append(BANDIT_NOTE)
-    if mde is not None:
-        out["sample_size"] = _sample_size(metric.kind, summaries[0][1], mde, alpha, power)
+    if req.mde is not None:
+        out["sample_size"] = _sample_size(metric.kind, _summary(computed.per_arm[0][1], metric.kind), req, len(exp.arms))
     return out
-
-
-def daily(db: Database, cache: DefinitionCache, key: str, metric_key: str | None) -> dict[str, Any]:
-    """Per UTC day, cumulative exposed users and the metric's cumulative mean per arm."""
-    d, _, metric = _definition(db, cache, key, metric_key)
-    exp = d.experiment
-    if metric.key in RETENTION_DAYS:
-        raise Invalid.field("query.metric", "daily series are defined for reported metrics, purchase_conversion and revenue; retention is a property of exposure cohorts")
-    exposed, gained = daily_rows(db, exp.key, metric)
-    if not exposed:
-        return {"experiment": exp.key, "metric": metric.key, "metric_kind": metric.kind, "days": []}
-    first, last = int(min(r[1] for r in exposed)), int(max([r[1] for r in exposed] + [r[1] for r in gained]))
-    new_users = {(r[0], int(r[1])): int(r[2]) for r in exposed}
-    new_value: dict[tuple[str, int], float] = {}
-    for arm, day, value in gained:  # anything dated before the first exposure day counts on that day
-        k = (arm, max(int(day), first))
-        new_value[k] = new_value.get(k, 0.0) + float(value or 0)
-    days = []
-    users = {a.key: 0 for a in exp.arms}
-    totals = {a.key: 0.0 for a in exp.arms}
-    for day in range(first, last + 1):
-        arms = []
-        for a in exp.arms:
-            users[a.key] += new_users.get((a.key, day), 0)
-            totals[a.key] += new_value.get((a.key, day), 0.0)
-            mean = totals[a.key] / users[a.key] if users[a.key] else None
-            arms.append({"arm": a.key, "users": users[a.key], "total": totals[a.key], "mean": mean})
-        days.append({"date": iso(day * DAY)[:10], "arms": arms})  # type: ignore[index]
-    return {"experiment": exp.key, "metric": metric.key, "metric_kind": metric.kind, "days": days}
-
-
-def retention(db: Database, cache: DefinitionCache, key: str, days: int, alpha: float, now: float | None = None) -> dict[str, Any]:
-    """Per arm and day k = 1..days after exposure, the share of users active that day among those whose day k has ended."""
-    d, _ = cache.current(db, key)
-    now = time.time() if now is None else now
-    exposed, active = retention_rows(db, key, days, now)
-    by_age: dict[tuple[str, int], int] = {}
-    for arm, age, users in exposed:
-        by_age[(arm, int(age))] = by_age.get((arm, int(age)), 0) + int(users)
-    active_on = {(arm, int(k)): int(users) for arm, k, users in active}
-    arms = []
-    for a in d.experiment.arms:
-        series = []
-        for k in range(1, days + 1):
-            # Day k of a user exposed at t is [t + k days, t + (k + 1) days): it has ended once they are k + 1 whole days old.
-            eligible = sum(n for (arm, age), n in by_age.items() if arm == a.key and age >= k + 1)
-            hits = active_on.get((a.key, k), 0)
-            interval = wilson(hits, eligible, alpha)
-            series.append({"day": k, "eligible": eligible, "active": hits, "rate": hits / eligible if eligible else None, "ci": _interval(interval)})
-        arms.append({"arm": a.key, "days": series})
-    return {"experiment": key, "alpha": alpha, "computed_at": iso(now), "arms": arms}

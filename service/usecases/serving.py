@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections import OrderedDict
 from pathlib import Path
 
@@ -23,10 +24,13 @@ log = logging.getLogger(__name__)
 class ModelCache:
     """Loaded serving indexes by version (the newest few) and their catalogue views."""
 
-    def __init__(self, db: Database, model_dir: Path, keep: int = 2) -> None:
+    def __init__(self, db: Database, model_dir: Path, keep: int = 2, pin_seconds: float = 600.0) -> None:
         self.db = db
         self.model_dir = Path(model_dir)
         self.keep = keep
+        # Versions an experiment arm serves stay loaded while they are in use, whatever is activated meanwhile.
+        self.pin_seconds = pin_seconds
+        self._pinned: dict[str, float] = {}
         self._indexes: OrderedDict[str, ServingIndex] = OrderedDict()
         self._views: dict[str, CatalogueView] = {}
         self._lock = threading.Lock()
@@ -36,22 +40,33 @@ class ModelCache:
         """Where this host keeps a version's artifact."""
         return self.model_dir / f"{version}.npz"
 
-    def index(self, version: str) -> ServingIndex:
-        """The serving index of a version, loading it on first use."""
+    def index(self, version: str, pinned: bool = False) -> ServingIndex:
+        """The serving index of a version, loading it on first use; `pinned` for a version an experiment arm serves."""
         with self._lock:
+            now = time.monotonic()
+            if pinned:
+                self._pinned[version] = now + self.pin_seconds
             found = self._indexes.get(version)
             if found is not None:
                 self._indexes.move_to_end(version)
-                self.latest = found
+                if not pinned:
+                    self.latest = found
                 return found
             index = ServingIndex.from_bytes(artifact_bytes(self.db, version, self.artifact_path(version)))
             self._indexes[version] = index
-            self.latest = index
-            while len(self._indexes) > self.keep:
-                old, _ = self._indexes.popitem(last=False)
-                self._views.pop(old, None)
+            if not pinned:
+                self.latest = index
+            self._evict(now)
             log.info("model loaded", extra={"version": version, "items": index.n_items, "users": len(index.user_ids)})
             return index
+
+    def _evict(self, now: float) -> None:
+        """Drop the least recently used unpinned versions beyond `keep`."""
+        self._pinned = {v: until for v, until in self._pinned.items() if until > now}
+        unpinned = [v for v in self._indexes if v not in self._pinned]
+        for old in unpinned[: max(0, len(unpinned) - self.keep)]:
+            del self._indexes[old]
+            self._views.pop(old, None)
 
     def view(self, index: ServingIndex, revision: int) -> CatalogueView:
         """Availability of the index's items as of a catalogue revision."""

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import threading
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 
 from recommender.matrix import EVENT_TYPES
 from service.store.tables import EventRow
@@ -113,3 +113,39 @@ def test_training_merges_a_log_of_single_event_batches_and_loses_nothing(client,
     second = train(client, auth("editor"), {"params": {"factors": 4, "iterations": 2}, "evaluation": {"evaluate": False}})
     assert second["data"]["events"] == 42
     assert_training_log_matches_events(db)
+
+
+def test_sixteen_threads_of_overlapping_and_repeated_batches_store_each_event_once(app, auth, db):
+    """PostgreSQL copies batches into a staging table; overlaps, repeats and any order must still count exactly."""
+    import random
+
+    h = auth("storefront")
+    rng = random.Random(16)
+    batches = []
+    for k in range(16):
+        start = rng.randrange(0, 4000)
+        ids = list(range(start, start + 1500)) + [rng.randrange(0, 6000) for _ in range(200)]  # a run plus strays, some repeated
+        rng.shuffle(ids)
+        batches.append(events(ids, user=f"u{k % 5}"))
+    answers: list[dict] = []
+    errors: list[BaseException] = []
+
+    def send(payload):
+        try:
+            answers.append(app.test_client().post("/v1/events", json=payload, headers=h).get_json())
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=send, args=(b,)) for b in batches]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    distinct = {e["event_id"] for b in batches for e in b["events"]}
+    assert sum(a["accepted"] for a in answers) == len(distinct) == stored(db)
+    assert sum(a["accepted"] + a["duplicates"] for a in answers) == sum(len(b["events"]) for b in batches)
+    assert_training_log_matches_events(db)
+    with db.read() as session:
+        purchases = session.execute(text("SELECT SUM(purchases) FROM user_activity")).scalar()
+    assert purchases == len(distinct)  # every accepted event is a purchase, counted once in its user's activity

@@ -168,14 +168,15 @@ def test_bandit_results_give_ipw_and_allocation_and_no_srm(client, auth):
         if converted:
             post_ok(client, "/v1/outcomes", {"outcomes": [{"outcome_id": f"o{i}", "experiment": "bonus-bandit", "user_id": f"u{i}", "metric": "conversion"}]}, shop)
     body = get_ok(client, "/v1/experiments/bonus-bandit/results", auth("analyst"))
-    assert body["srm"] is None and body["safe_to_compare"] == ["ipw_mean"]
+    assert body["srm"] is None and body["safe_to_compare"] == ["ipw_mean", "snipw_mean"]
     assert sum(body["allocation"].values()) == pytest.approx(1.0)
     assert min(body["allocation"].values()) >= 0.01 - 1e-12  # the floor holds even for a clear loser
     for row in body["arms"]:
         pairs = logged.get(row["arm"], [])
         assert row["users"] == len(pairs)
-        if pairs:  # self-normalised IPW from the propensities the assignments reported
-            assert row["ipw_mean"] == pytest.approx(sum(y / p for p, y in pairs) / sum(1 / p for p, _ in pairs), rel=1e-9)
+        if pairs:  # IPW over all exposed users, and its self-normalised form, from the propensities the assignments reported
+            assert row["ipw_mean"] == pytest.approx(sum(y / p for p, y in pairs) / 120, rel=1e-9)
+            assert row["snipw_mean"] == pytest.approx(sum(y / p for p, y in pairs) / sum(1 / p for p, _ in pairs), rel=1e-9)
     assert any("biased" in n for n in body["notes"])
 
 

@@ -7,7 +7,8 @@ from pydantic import Field, field_validator
 
 from recommender.matrix import EVENT_TYPES
 from recommender.models import ALGORITHMS
-from service.http.schemas.common import MAX_BATCH, FiniteFloat, Id, Input, Output, Query, Text, Timestamp
+from recommender.tuning import MAX_TRIALS, Metric
+from service.http.schemas.common import MAX_BATCH, FiniteFloat, Id, Input, Key, Output, Query, Text, Timestamp
 
 if TYPE_CHECKING:
     EventType = str
@@ -74,6 +75,18 @@ class EventsAccepted(Output):
     duplicates: int
 
 
+class TuneRequest(Input):
+    """A seeded search for the model's parameters before the final fit."""
+
+    trials: int = Field(default=30, ge=1, le=MAX_TRIALS, description="candidate parameter sets, each fitted and scored on one holdout split")
+    metric: Metric = Field(default="ndcg_at_10", description="what the search maximises on that split")
+    space: dict[str, Any] = Field(
+        default_factory=dict,
+        description='ranges that replace the algorithm\'s default ones, per parameter: [low, high], [low, high, "log"] or {"choices": [...]}',
+    )
+    seed: int = Field(default=1, ge=0, le=2**32 - 1, description="seeds the sampler and the tuning split")
+
+
 class TrainRequest(Input):
     """What to train; everything is optional."""
 
@@ -82,6 +95,7 @@ class TrainRequest(Input):
     matrix: dict[str, Any] = Field(default_factory=dict, description="how events become confidence: weights, half_life_days, scaling, alpha, epsilon")
     evaluation: dict[str, Any] = Field(default_factory=dict, description="the holdout evaluation: evaluate, test_fraction, eval_users, seed")
     activate: bool = True
+    tune: TuneRequest | None = Field(default=None, description="search for the parameters first; `params` then fixes the ones not searched")
 
 
 class TrainAccepted(Output):
@@ -91,11 +105,19 @@ class TrainAccepted(Output):
     status: str
 
 
+class TrialOut(Output):
+    """One tuning trial: the parameters fitted, their score and the seconds it took."""
+
+    params: dict[str, Any]
+    metric: float
+    seconds: float
+
+
 class ModelOut(Output):
     """A model version."""
 
     version: str
-    status: Literal["training", "ready", "failed"]
+    status: Literal["training", "ready", "failed", "cancelled"]
     algorithm: str
     params: dict[str, Any]
     matrix: dict[str, Any] = {}
@@ -107,6 +129,8 @@ class ModelOut(Output):
     finished_at: str | None
     training_seconds: float | None
     active: bool
+    tune: dict[str, Any] | None = Field(default=None, description="the tuning settings of a tuned run")
+    tuning: list[TrialOut] | None = Field(default=None, description="a tuned run's trials so far, in order; `data.progress` counts them")
 
 
 class ModelList(Output):
@@ -116,17 +140,32 @@ class ModelList(Output):
     active_version: str | None
 
 
+# The server reads request lines of at most 8,190 bytes (gunicorn's ceiling). Even with every
+# byte percent-encoded (3 bytes each) and user_id and category at 128 four-byte characters,
+# an `exclude` of this many UTF-8 bytes keeps the line within it.
+MAX_EXCLUDE_BYTES = 1_500
+
+
 class RecommendQuery(Query):
-    """Top-n filters."""
+    """Top-n filters; `experiment` assigns the user and answers from their arm's recommender."""
 
     n: int = Field(default=10, ge=1, le=100)
     category: Text | None = Field(default=None, min_length=1, max_length=128)
-    exclude: Text | None = Field(default=None, max_length=100_000)
+    exclude: Text | None = Field(
+        default=None,
+        max_length=MAX_EXCLUDE_BYTES,
+        description=f"comma-separated item ids, at most {MAX_EXCLUDE_BYTES:,} bytes of UTF-8 in all",
+    )
+    experiment: Key | None = Field(default=None, description="assign the user in this experiment and answer from their arm's recommender")
 
     @field_validator("exclude")
     @classmethod
     def _ids(cls, value: str | None) -> str | None:
-        if value is not None and any(len(part) > 128 for part in value.split(",")):
+        if value is None:
+            return value
+        if len(value.encode()) > MAX_EXCLUDE_BYTES:
+            raise ValueError(f"at most {MAX_EXCLUDE_BYTES:,} bytes of UTF-8, so that the request line fits the server's limit")
+        if any(len(part) > 128 for part in value.split(",")):
             raise ValueError("each excluded id is at most 128 characters")
         return value
 
@@ -156,12 +195,14 @@ class ScoredItem(Output):
 
 
 class Recommendations(Output):
-    """A user's list."""
+    """A user's list; with ?experiment=, which experiment and arm answered (arm null when not enrolled)."""
 
     user_id: str
     strategy: Literal["personalized", "popular"]
     model_version: str | None
     items: list[ScoredItem]
+    experiment: str | None = None
+    arm: str | None = None
 
 
 class SimilarItems(Output):

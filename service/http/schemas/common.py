@@ -12,6 +12,9 @@ MAX_BATCH = 10_000
 # Every number a client sends stays within this magnitude unless its field says otherwise,
 # so that sums, sums of squares and their products stay finite in every aggregate.
 MAX_MAGNITUDE = 1e12
+# The least significance level accepted: far smaller ones make the quantiles, and with them
+# the intervals, infinite; no analysis needs one below it.
+MIN_ALPHA = 1e-12
 
 # NUL is refused everywhere: PostgreSQL cannot store it in text.
 Id = Annotated[str, StringConstraints(pattern=r"^[^\x00]{1,128}$")]

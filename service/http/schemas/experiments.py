@@ -69,6 +69,15 @@ class BanditIn(Input):
     min_probability: float = Field(default=0.01, ge=0, lt=1, allow_inf_nan=False)
 
 
+class AnalysisIn(Input):
+    """How results are computed unless a request overrides it."""
+
+    sequential: bool = Field(default=False, description="always-valid confidence sequences, safe to check every day")
+    sequential_tuning: float = Field(default=5000, ge=1, le=1e9, allow_inf_nan=False, description="the sample size the sequences are tightest at")
+    cuped: bool = Field(default=True, description="variance reduction from each user's behaviour before exposure (event-derived metrics)")
+    cuped_days: int = Field(default=14, ge=1, le=365)
+
+
 class ExperimentIn(Input):
     """A new experiment (created as draft)."""
 
@@ -82,6 +91,8 @@ class ExperimentIn(Input):
     primary_metric: Key | None = None
     bandit: BanditIn | None = None
     layer: Key | None = Field(default=None, description="a layer shared with other experiments: a user is in at most one of them")
+    analysis: AnalysisIn | None = None
+    guardrails: list[Key] = Field(default_factory=list, max_length=20, description="metrics that must not get worse")
     targeting: dict[str, Any] | None = Field(default=None, description='{"all" | "any": [{"attribute", "op", "value"} | group]}, at most 3 groups deep')
 
 
@@ -101,8 +112,10 @@ class ExperimentPatch(Input):
     bandit: BanditIn | None = None
     layer: Key | None = None
     targeting: dict[str, Any] | None = None
+    analysis: AnalysisIn | None = None
+    guardrails: list[Key] | None = Field(default=None, max_length=20)
 
-    @field_validator("name", "description", "type", "traffic", "arms", "metrics", "primary_metric", mode="before")
+    @field_validator("name", "description", "type", "traffic", "arms", "metrics", "primary_metric", "analysis", "guardrails", mode="before")
     @classmethod
     def _not_null(cls, value: Any) -> Any:
         if value is None:
@@ -130,6 +143,8 @@ class ExperimentOut(Output):
     layer: str | None = None
     targeting: dict[str, Any] | None = None
     layer_range: dict[str, float] | None = None
+    analysis: dict[str, Any] = {}
+    guardrails: list[str] = []
 
 
 class ExperimentList(Output):

@@ -1,21 +1,25 @@
 """Results for analysts: query parameters and answers."""
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import Field
 
-from service.http.schemas.common import MAX_MAGNITUDE, Key, Output, Query
+from service.http.schemas.common import MAX_MAGNITUDE, MIN_ALPHA, Input, Key, Output, Query
 
 
 class ResultsQuery(Query):
     """Which metric, at which level, with which correction; `mde` adds a sample-size estimate."""
 
     metric: Key | None = None
-    alpha: float = Field(default=0.05, gt=0, lt=1, allow_inf_nan=False)
+    alpha: float = Field(default=0.05, ge=MIN_ALPHA, lt=1, allow_inf_nan=False)
     correction: Literal["holm", "bh", "none"] = "holm"
     mde: float | None = Field(default=None, gt=0, le=MAX_MAGNITUDE, allow_inf_nan=False)
+    mde_type: Literal["absolute", "relative"] = "absolute"
     power: float = Field(default=0.8, gt=0, lt=1, allow_inf_nan=False)
+    sequential: bool | None = Field(default=None, description="override the experiment's analysis.sequential")
+    sequential_tuning: float | None = Field(default=None, ge=1, le=1e9, allow_inf_nan=False)
+    cuped: bool | None = Field(default=None, description="override the experiment's analysis.cuped")
 
 
 class ArmResultOut(Output):
@@ -36,6 +40,35 @@ class ArmResultOut(Output):
     chance_to_beat_control: float | None
     notes: list[str] = []
     ipw_mean: float | None = None
+    ipw_ci: list[float] | None = None
+    snipw_mean: float | None = None
+    snipw_ci: list[float] | None = None
+    points_per_user: float | None = None
+    cost_per_incremental: float | None = None
+
+
+class CupedOut(Output):
+    """The CUPED adjustment applied: theta, the pre-exposure window and the share of variance removed."""
+
+    theta: float | None
+    days: int
+    variance_reduction: float | None
+
+
+class SequentialOut(Output):
+    """The confidence sequences' tuning (the sample size they are tightest at)."""
+
+    tuning: float
+
+
+class GuardrailOut(Output):
+    """One treatment arm on one guardrail metric."""
+
+    arm: str
+    metric: str
+    diff: float | None
+    diff_ci: list[float] | None
+    status: Literal["ok", "warn", "fail"]
 
 
 class SrmOut(Output):
@@ -65,6 +98,9 @@ class ResultsOut(Output):
     srm: SrmOut | None
     computed_at: str
     notes: list[str]
+    sequential: SequentialOut | None = None
+    cuped: CupedOut | None = None
+    guardrails: list[GuardrailOut] = []
     allocation: dict[str, float] | None = None
     safe_to_compare: list[str] | None = None
     sample_size: dict[str, Any] | None = None
@@ -105,7 +141,7 @@ class RetentionQuery(Query):
     """How many days after exposure, at which level."""
 
     days: int = Field(default=30, ge=1, le=365)
-    alpha: float = Field(default=0.05, gt=0, lt=1, allow_inf_nan=False)
+    alpha: float = Field(default=0.05, ge=MIN_ALPHA, lt=1, allow_inf_nan=False)
 
 
 class RetentionDay(Output):
@@ -132,3 +168,55 @@ class RetentionOut(Output):
     alpha: float
     computed_at: str
     arms: list[RetentionArm]
+
+
+class PlanIn(Input):
+    """A sample-size question before launch."""
+
+    metric_kind: Literal["binary", "continuous"]
+    baseline: float = Field(allow_inf_nan=False, ge=-MAX_MAGNITUDE, le=MAX_MAGNITUDE, description="the control's rate (binary) or mean (continuous)")
+    sd: float | None = Field(default=None, gt=0, le=MAX_MAGNITUDE, allow_inf_nan=False, description="standard deviation per user (continuous)")
+    mde: float = Field(gt=0, le=MAX_MAGNITUDE, allow_inf_nan=False)
+    mde_type: Literal["absolute", "relative"] = "absolute"
+    alpha: float = Field(default=0.05, ge=MIN_ALPHA, lt=1, allow_inf_nan=False)
+    power: float = Field(default=0.8, gt=0, lt=1, allow_inf_nan=False)
+    arms: int = Field(default=2, ge=2, le=50)
+    correction: Literal["holm", "bonferroni", "none"] = "holm"
+    daily_users: float | None = Field(default=None, gt=0, le=MAX_MAGNITUDE, allow_inf_nan=False)
+
+
+class PlanOut(Output):
+    """Users per arm, in total, and days at the given daily traffic."""
+
+    users_per_arm: int
+    total_users: int
+    days: int | None
+    alpha_per_test: float
+    note: str | None = None
+
+
+class EvaluateIn(Input):
+    """A different allocation to value from the logged assignments: shares per arm, or the best arm."""
+
+    allocation: dict[Key, Annotated[float, Field(ge=0, le=1, allow_inf_nan=False)]] | Literal["best_arm"]
+    metric: Key | None = None
+    alpha: float = Field(default=0.05, ge=MIN_ALPHA, lt=1, allow_inf_nan=False)
+
+
+class Estimate(Output):
+    """A value and its interval."""
+
+    value: float | None
+    ci: list[float] | None
+
+
+class EvaluateOut(Output):
+    """The allocation's estimated value per exposed user."""
+
+    experiment: str
+    metric: str
+    allocation: dict[str, float]
+    ipw: Estimate
+    snipw: Estimate
+    effective_sample_size: float | None
+    users: int

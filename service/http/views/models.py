@@ -4,7 +4,7 @@ from __future__ import annotations
 from flask import Blueprint
 
 from service.http.endpoint import EDITOR, endpoint, services
-from service.http.schemas.catalogue import ModelList, ModelOut, TrainAccepted, TrainRequest
+from service.http.schemas.catalogue import ModelList, ModelOut, TrainAccepted, TrainRequest, TrialOut
 from service.timestamps import iso
 from service.usecases import model_training as training
 from service.usecases.model_training import ModelRecord
@@ -28,6 +28,8 @@ def _out(record: ModelRecord, active: str | None) -> ModelOut:
         finished_at=iso(record.finished_at),
         training_seconds=record.training_seconds,
         active=record.version == active,
+        tune=record.tune,
+        tuning=[TrialOut(**t) for t in record.tuning] if record.tuning is not None else None,
     )
 
 
@@ -36,7 +38,8 @@ def _out(record: ModelRecord, active: str | None) -> ModelOut:
 def train(body: TrainRequest) -> TrainAccepted:
     """Record the run, start it, answer at once."""
     svc = services()
-    record = training.request_training(svc.db, svc.config, body.algorithm, body.params, body.activate, body.matrix, body.evaluation)
+    tune = body.tune.model_dump() if body.tune is not None else None
+    record = training.request_training(svc.db, svc.config, body.algorithm, body.params, body.activate, body.matrix, body.evaluation, tune)
     training.start_training(svc.db, svc.config, record.version)
     return TrainAccepted(version=record.version, status="training")
 
@@ -63,3 +66,11 @@ def show(version: str) -> ModelOut:
 def make_active(version: str) -> ModelOut:
     """Switch every worker to a ready version."""
     return _out(training.activate(services().db, version), version)
+
+
+@bp.post("/v1/models/<version>/cancel")
+@endpoint("Cancel a training run in progress; it activates nothing", roles=EDITOR, tag="models", response=ModelOut, errors=(404, 409), path=VERSION)
+def cancel(version: str) -> ModelOut:
+    """Mark the run cancelled; its process stops at its next trial or stage."""
+    svc = services()
+    return _out(training.cancel(svc.db, version), training.active_version(svc.db))

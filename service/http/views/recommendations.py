@@ -1,6 +1,7 @@
 """Recommendations, similar items and popular items (storefront)."""
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from flask import Blueprint
@@ -19,12 +20,16 @@ def _items(pairs: list[tuple[str, float]]) -> list[dict[str, Any]]:
 
 
 @bp.get("/v1/users/<user_id>/recommendations")
-@endpoint("'You may like' for a user", roles=STOREFRONT, tag="recommendations", query=RecommendQuery, response=Recommendations, path={"user_id": "id"})
+@endpoint("'You may like' for a user", roles=STOREFRONT, tag="recommendations", query=RecommendQuery, response=Recommendations, errors=(404,), path={"user_id": "id"})
 def for_user(user_id: str, query: RecommendQuery) -> dict[str, Any]:
     """Never a purchased, unavailable or excluded item."""
     svc = services()
-    answer = recommendations.for_user(svc.db, svc.models, user_id, query.n, query.category, query.excluded())
-    return {"user_id": user_id, "strategy": answer.strategy, "model_version": answer.model_version, "items": _items(answer.items)}
+    arm = None
+    if query.experiment is None:
+        answer = recommendations.for_user(svc.db, svc.models, user_id, query.n, query.category, query.excluded())
+    else:
+        answer, arm = recommendations.in_experiment(svc.db, svc.models, svc.definitions, query.experiment, user_id, query.n, query.category, query.excluded(), time.time())
+    return {"user_id": user_id, "strategy": answer.strategy, "model_version": answer.model_version, "items": _items(answer.items), "experiment": query.experiment, "arm": arm}
 
 
 @bp.get("/v1/items/popular")

@@ -8,21 +8,22 @@ from typing import Any
 from flask import Blueprint, Response
 
 from service.http.endpoint import READ_EXPERIMENTS, endpoint, services
-from service.http.schemas.results import DailyOut, DailyQuery, ResultsOut, ResultsQuery, RetentionOut, RetentionQuery
-from service.usecases import results
+from service.http.schemas.results import DailyOut, DailyQuery, EvaluateIn, EvaluateOut, ResultsOut, ResultsQuery, RetentionOut, RetentionQuery
+from service.usecases import planning, results, series
 
 bp = Blueprint("results", __name__)
 KEY = {"key": "key"}
 CSV_COLUMNS = (
     "experiment", "metric", "metric_kind", "test", "correction", "alpha", "arm", "users", "total", "mean",
     "ci_low", "ci_high", "diff", "diff_ci_low", "diff_ci_high", "lift", "lift_ci_low", "lift_ci_high",
-    "p_value", "p_value_adjusted", "significant", "chance_to_beat_control", "ipw_mean",
+    "p_value", "p_value_adjusted", "significant", "chance_to_beat_control", "ipw_mean", "ipw_ci_low", "ipw_ci_high",
+    "snipw_mean", "snipw_ci_low", "snipw_ci_high", "points_per_user", "cost_per_incremental",
 )
 
 
 def _compute(key: str, query: ResultsQuery) -> dict[str, Any]:
     svc = services()
-    return results.results(svc.db, svc.definitions, key, query.metric, query.alpha, query.correction, query.mde, query.power)
+    return results.results(svc.db, svc.definitions, key, results.ResultsRequest(**query.model_dump()))
 
 
 @bp.get("/v1/experiments/<key>/results")
@@ -51,7 +52,7 @@ def as_csv(key: str, query: ResultsQuery) -> Response:
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(CSV_COLUMNS)
     for arm in body["arms"]:
-        pairs = {f"{name}_{end}": (arm[name] or [None, None])[i] for name in ("ci", "diff_ci", "lift_ci") for i, end in enumerate(("low", "high"))}
+        pairs = {f"{name}_{end}": (arm[name] or [None, None])[i] for name in ("ci", "diff_ci", "lift_ci", "ipw_ci", "snipw_ci") for i, end in enumerate(("low", "high"))}
         row = {**{k: body[k] for k in ("experiment", "metric", "metric_kind", "test", "correction", "alpha")}, **arm, **pairs}
         writer.writerow([_cell(row.get(c)) for c in CSV_COLUMNS])
     return Response(out.getvalue(), mimetype="text/csv", headers={"Content-Disposition": f'attachment; filename="{key}-{body["metric"]}-results.csv"'})
@@ -62,7 +63,7 @@ def as_csv(key: str, query: ResultsQuery) -> Response:
 def per_day(key: str, query: DailyQuery) -> DailyOut:
     """Cumulative series by UTC day."""
     svc = services()
-    return DailyOut.model_validate(results.daily(svc.db, svc.definitions, key, query.metric))
+    return DailyOut.model_validate(series.daily(svc.db, svc.definitions, key, query.metric))
 
 
 @bp.get("/v1/experiments/<key>/results/retention")
@@ -70,4 +71,12 @@ def per_day(key: str, query: DailyQuery) -> DailyOut:
 def retention(key: str, query: RetentionQuery) -> RetentionOut:
     """Day k = 1..days, counting only users whose day k has ended."""
     svc = services()
-    return RetentionOut.model_validate(results.retention(svc.db, svc.definitions, key, query.days, query.alpha))
+    return RetentionOut.model_validate(series.retention(svc.db, svc.definitions, key, query.days, query.alpha))
+
+
+@bp.post("/v1/experiments/<key>/evaluate")
+@endpoint("Value another allocation offline from the logged assignments (IPW and self-normalised IPW)", roles=READ_EXPERIMENTS, tag="results", body=EvaluateIn, response=EvaluateOut, errors=(404,), path=KEY)
+def evaluate(key: str, body: EvaluateIn) -> EvaluateOut:
+    """Estimate the metric per user had users been allocated by `allocation`."""
+    svc = services()
+    return EvaluateOut.model_validate(planning.evaluate(svc.db, svc.definitions, key, body.allocation, body.metric, body.alpha))

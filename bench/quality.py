@@ -1,0 +1,112 @@
+"""Recommendation quality on MovieLens latest-small through the service, per algorithm, default and tuned.
+
+The protocol of tests/http/test_movielens_quality.py: every rating is a purchase, a seeded 80/20
+split of the ratings (numpy seed 2026), the 80 % sent through POST /v1/events, each model trained
+through POST /v1/models and every test user's top 10 read from GET /v1/users/{id}/recommendations.
+Tuning searches on a holdout of the 80 % only, so the 20 % stays unseen until it is scored.
+
+    .venv/bin/python bench/quality.py [--trials 30] [--ease-trials 10] [--only als,ease]
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench.common import fresh_config, keys  # noqa: E402
+from recommender.evaluation import ranking_metrics  # noqa: E402
+from service.http.app import create_app  # noqa: E402
+from service.store.migrate import upgrade  # noqa: E402
+
+MOVIELENS = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "movielens-small"
+
+
+def runs(trials: int, ease_trials: int) -> list[tuple[str, dict[str, Any]]]:
+    """(label, POST /v1/models body) of every configuration measured."""
+    return [
+        ("popularity", {"algorithm": "popularity"}),
+        ("als (default)", {"algorithm": "als"}),
+        (f"als (tuned, {trials} trials)", {"algorithm": "als", "tune": {"trials": trials, "metric": "precision_at_10", "seed": 1}}),
+        ("ease (default)", {"algorithm": "ease"}),
+        (f"ease (tuned, {ease_trials} trials)", {"algorithm": "ease", "tune": {"trials": ease_trials, "metric": "precision_at_10", "seed": 1}}),
+    ]
+
+
+def load_split() -> tuple[list[tuple[str, str]], dict[str, set[str]]]:
+    """Training (user, item) pairs and each test user's held-out items."""
+    with open(MOVIELENS / "ratings.csv") as f:
+        ratings = [(f"u{r['userId']}", f"m{r['movieId']}") for r in csv.DictReader(f)]
+    in_test = np.random.default_rng(2026).random(len(ratings)) < 0.2
+    relevant: dict[str, set[str]] = {}
+    for (user, item), test in zip(ratings, in_test):
+        if test:
+            relevant.setdefault(user, set()).add(item)
+    return [r for r, test in zip(ratings, in_test) if not test], relevant
+
+
+def scored(client: Any, headers: dict[str, str], relevant: dict[str, set[str]]) -> tuple[float, float]:
+    """Precision and NDCG at 10 of what the service answers every test user."""
+    users = sorted(relevant)
+    served = [[i["item_id"] for i in client.get(f"/v1/users/{u}/recommendations?n=10", headers=headers).get_json()["items"]] for u in users]
+    codes: dict[str, int] = {}
+    recs = np.array([[codes.setdefault(i, len(codes)) for i in row] + [-1] * (10 - len(row)) for row in served])
+    rel = [np.array([codes.setdefault(i, len(codes)) for i in relevant[u]]) for u in users]
+    metrics = ranking_metrics(recs, rel, 10)
+    return metrics.precision_at_10, metrics.ndcg_at_10
+
+
+def main() -> None:
+    """Load the training ratings once, then train, serve and score each configuration in turn."""
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--trials", type=int, default=30, help="trials of the tuned ALS")
+    parser.add_argument("--ease-trials", type=int, default=10, help="trials of the tuned EASE (each fit inverts an items x items matrix)")
+    parser.add_argument("--only", default="", help="comma-separated algorithms to run (popularity and default ALS always run)")
+    args = parser.parse_args()
+    if not (MOVIELENS / "ratings.csv").exists():
+        sys.exit(f"needs {MOVIELENS}")
+    config = fresh_config("quality")
+    app = create_app(config)
+    svc = app.extensions["stickyloop"]
+    upgrade(svc.db)
+    key = keys(svc)
+    storefront, editor = ({"Authorization": f"Bearer {key[r]}"} for r in ("storefront", "editor"))
+    client = app.test_client()
+    train_pairs, relevant = load_split()
+    for start in range(0, len(train_pairs), 10_000):
+        batch = [{"event_id": f"r{start + k}", "user_id": u, "item_id": i, "type": "purchase"} for k, (u, i) in enumerate(train_pairs[start : start + 10_000])]
+        assert client.post("/v1/events", json={"events": batch}, headers=storefront).status_code == 200
+    print(f"loaded {len(train_pairs):,} training ratings; {len(relevant):,} users to score", file=sys.stderr)
+
+    only = {a for a in args.only.split(",") if a}
+    rows = []
+    for label, body in runs(args.trials, args.ease_trials):
+        if only and body["algorithm"] not in only and label not in ("popularity", "als (default)"):
+            continue
+        started = time.perf_counter()
+        version = client.post("/v1/models", json=body, headers=editor).get_json()["version"]
+        while (record := client.get(f"/v1/models/{version}", headers=editor).get_json())["status"] == "training":
+            time.sleep(0.5)
+        if record["status"] != "ready":
+            sys.exit(f"{label}: {record['status']}: {record['error']}")
+        precision, ndcg = scored(client, storefront, relevant)
+        rows.append((label, record["params"], precision, ndcg, time.perf_counter() - started))
+        print(f"{label}: precision@10 {precision:.4f}, ndcg@10 {ndcg:.4f} in {rows[-1][4]:.0f} s with {json.dumps(record['params'])}", file=sys.stderr)
+
+    baseline = next(r[2] for r in rows if r[0] == "als (default)")
+    print("| model | params | precision@10 | vs default ALS | ndcg@10 | seconds |")
+    print("| --- | --- | --- | --- | --- | --- |")
+    for label, params, precision, ndcg, seconds in rows:
+        shown = ", ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in sorted(params.items())) or "defaults"
+        print(f"| {label} | {shown} | {precision:.4f} | {precision / baseline - 1:+.1%} | {ndcg:.4f} | {seconds:.0f} |")
+
+
+if __name__ == "__main__":
+    main()

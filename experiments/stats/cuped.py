@@ -1,0 +1,121 @@
+"""CUPED: subtract what each user's pre-exposure behaviour predicts, from per-arm centred moments.
+
+theta = sum((x - xbar)(y - ybar)) / sum((x - xbar)^2) over all users of all arms,
+and y' = y - theta (x - xbar) with xbar over all users. The pooled sums come
+from the within-arm ones plus the between-arm terms (the parallel-axis
+theorem), so no sum is ever taken around zero.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+import numpy.typing as npt
+
+from experiments.stats.summary import ArmSummary
+
+
+@dataclass(frozen=True)
+class CupedArm:
+    """One arm's users, the means of x (pre-period) and y, and sums centred on the arm's own means."""
+
+    users: int
+    mean_x: float
+    mean_y: float
+    m2_x: float  # sum((x - xbar_a)^2)
+    m2_y: float  # sum((y - ybar_a)^2)
+    c_xy: float  # sum((x - xbar_a)(y - ybar_a))
+
+    def __post_init__(self) -> None:
+        if self.users < 0:
+            raise ValueError(f"users cannot be negative, got {self.users}")
+
+    @classmethod
+    def of_values(cls, x: npt.ArrayLike, y: npt.ArrayLike) -> CupedArm:
+        """An arm from per-user covariates and outcomes, in two passes."""
+        xs, ys = np.asarray(x, dtype=float).ravel(), np.asarray(y, dtype=float).ravel()
+        if len(xs) != len(ys):
+            raise ValueError(f"x and y must have one value per user, got {len(xs)} and {len(ys)}")
+        n = len(xs)
+        if n == 0:
+            return cls(0, 0.0, 0.0, 0.0, 0.0, 0.0)
+        mx, my = math.fsum(xs) / n, math.fsum(ys) / n
+        dx, dy = xs - mx, ys - my
+        # Corrected two-pass sums: the second term removes the error of each rounded mean.
+        sx, sy = math.fsum(dx), math.fsum(dy)
+        return cls(n, mx, my, max(math.fsum(dx * dx) - sx * sx / n, 0.0), max(math.fsum(dy * dy) - sy * sy / n, 0.0), math.fsum(dx * dy) - sx * sy / n)
+
+
+@dataclass(frozen=True)
+class CupedResult:
+    """theta, the share of the outcome's variance removed, and each arm's adjusted y' as centred moments."""
+
+    theta: float | None
+    variance_reduction: float | None
+    adjusted: tuple[ArmSummary, ...]
+    note: str | None = None
+
+
+@dataclass(frozen=True)
+class _Pooled:
+    """Sums over all users; each arm's mean of x as an offset from xbar, taken without rounding at the means' scale."""
+
+    sxx: float
+    syy: float
+    sxy: float
+    x_offsets: tuple[float, ...]
+
+
+def _pooled(arms: Sequence[CupedArm]) -> _Pooled:
+    """Within-arm sums plus n_a times the products of each arm's offsets from the pooled means."""
+    # Offsets are taken from the first arm's means first: those differences are exact (the means are
+    # close), so far from zero xbar_a - xbar keeps its digits where n_a * xbar_a, rounded at 1e12, would not.
+    present = [a for a in arms if a.users > 0]
+    total = sum(a.users for a in present)
+    cx, cy = present[0].mean_x, present[0].mean_y
+    dx = [a.mean_x - cx for a in arms]
+    dy = [a.mean_y - cy for a in arms]
+    shift_x = math.fsum(a.users * d for a, d in zip(arms, dx) if a.users) / total
+    shift_y = math.fsum(a.users * d for a, d in zip(arms, dy) if a.users) / total
+    ox = [d - shift_x for d in dx]
+    oy = [d - shift_y for d in dy]
+    live = [(a, x, y) for a, x, y in zip(arms, ox, oy) if a.users]
+    return _Pooled(
+        math.fsum(a.m2_x + a.users * x * x for a, x, _ in live),
+        math.fsum(a.m2_y + a.users * y * y for a, _, y in live),
+        math.fsum(a.c_xy + a.users * x * y for a, x, y in live),
+        tuple(ox),
+    )
+
+
+def _unadjusted(arms: Sequence[CupedArm]) -> tuple[ArmSummary, ...]:
+    return tuple(ArmSummary.of_moments(a.users, a.mean_y, a.m2_y) for a in arms)
+
+
+def cuped(arms: Sequence[CupedArm]) -> CupedResult:
+    """theta over all users, and every arm's y' = y - theta (x - xbar); theta None (and y unchanged) when undefined."""
+    if sum(a.users for a in arms) == 0:
+        return CupedResult(None, None, _unadjusted(arms), "no exposed users yet")
+    pooled = _pooled(arms)
+    sxx, syy, sxy = pooled.sxx, pooled.syy, pooled.sxy
+    if not sxx > 0:
+        return CupedResult(None, None, _unadjusted(arms), "no pre-period variation: every user's covariate is the same")
+    theta = sxy / sxx
+    if not math.isfinite(theta):
+        return CupedResult(None, None, _unadjusted(arms), "theta is not a finite number: the covariate barely varies next to the outcome")
+    adjusted = []
+    for a, offset in zip(arms, pooled.x_offsets):
+        if a.users == 0:
+            adjusted.append(ArmSummary.of_moments(0, 0.0, 0.0))
+            continue
+        m2 = a.m2_y - 2 * theta * a.c_xy + theta * theta * a.m2_x
+        adjusted.append(ArmSummary.of_moments(a.users, a.mean_y - theta * offset, max(m2, 0.0)))
+    # With the pooled least-squares theta, 1 - Syy'/Syy = Sxy^2 / (Sxx Syy): the squared pooled correlation, with no cancellation.
+    if syy > 0:
+        reduction: float | None = min(max((sxy / sxx) * (sxy / syy), 0.0), 1.0)
+        note = None
+    else:
+        reduction, note = None, "the outcome does not vary, so there is no variance to reduce"
+    return CupedResult(theta, reduction, tuple(adjusted), note)

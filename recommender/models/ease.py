@@ -1,0 +1,162 @@
+"""EASE: Steck's embarrassingly shallow autoencoder, an item-item matrix in closed form (Steck 2019)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, ClassVar, Mapping
+
+import numpy as np
+import scipy.linalg
+import scipy.sparse as sp
+
+from recommender.base import Recommender
+from recommender.search_space import Dimension, Range
+
+# B takes 4 * max_items^2 bytes: 0.9 GB at this bound, within PostgreSQL's 1 GB limit on one stored
+# value (the artifact goes into the database), and twice that while it is inverted.
+MAX_ITEMS_CEILING = 15_000
+# Users whose rows are multiplied into the Gram matrix at once; bounds the sparse product's size.
+GRAM_NNZ_PER_BLOCK = 2_000_000
+
+
+@dataclass(frozen=True)
+class EASEParams:
+    """The ridge penalty, and how many of the most interacted items the dense matrix may span."""
+
+    l2: float = 500.0
+    max_items: int = 10_000
+    min_coverage: float = 0.5
+    refit_iterations: int = 1
+
+    def __post_init__(self) -> None:
+        if not 0 < self.l2 <= 1e9:
+            raise ValueError("l2 must be positive and at most 1e9")
+        if not 1 <= self.max_items <= MAX_ITEMS_CEILING:
+            raise ValueError(f"max_items must be between 1 and {MAX_ITEMS_CEILING}: the item-item matrix takes 4 * max_items^2 bytes")
+        if not 0 <= self.min_coverage <= 1:
+            raise ValueError("min_coverage must be between 0 and 1")
+
+
+def gram(user_items: sp.csr_matrix) -> np.ndarray:
+    """X^T X as a dense float32 matrix, summed over blocks of users so that no sparse product grows unbounded."""
+    n = user_items.shape[1]
+    out = np.zeros((n, n), dtype=np.float32)
+    nnz_before = user_items.indptr
+    start = 0
+    while start < user_items.shape[0]:
+        # Enough users for the block to hold about GRAM_NNZ_PER_BLOCK interactions, and at least one.
+        stop = int(np.searchsorted(nnz_before, nnz_before[start] + GRAM_NNZ_PER_BLOCK, side="right"))
+        stop = min(max(stop - 1, start + 1), user_items.shape[0])
+        block = user_items[start:stop]
+        product = (block.T @ block).tocoo()
+        # A product in canonical form has no repeated cells, so plain fancy-index addition is exact.
+        out[product.row, product.col] += product.data
+        start = stop
+    return out
+
+
+def closed_form(g: np.ndarray, l2: float) -> np.ndarray:
+    """B = I - P diag(1/diag(P)) with P = (G + l2 I)^-1 and a zero diagonal; `g` is consumed."""
+    g[np.diag_indices_from(g)] += l2
+    p = scipy.linalg.inv(g, overwrite_a=True, check_finite=False, assume_a="pos")
+    del g
+    p /= -np.diag(p)[np.newaxis, :]
+    p[np.diag_indices_from(p)] = 0.0
+    return p.astype(np.float32, copy=False)
+
+
+class EASE(Recommender):
+    """Scores are a user's confidence row times B, so anyone with events is scored alike, new or known."""
+
+    # B costs 4 * items^2 bytes and O(items^3) time, hence `max_items`: only the most
+    # interacted items enter B and the others are never recommended. If those kept hold
+    # less than `min_coverage` of the interactions the fit is refused, rather than
+    # quietly serving a sliver of the catalogue.
+
+    name = "ease"
+    params_type = EASEParams
+    REFIT_SHARE = 0.01
+    SEARCH_SPACE: ClassVar[Mapping[str, Dimension]] = {"l2": Range(1.0, 10_000.0, log=True)}
+    _weights: np.ndarray  # B over the kept items
+    _kept: np.ndarray  # each kept item's column in the full matrix
+    _popularity: np.ndarray  # distinct users of each kept item: the answer for a row with none of them
+    _n_items: int
+    _report: dict[str, Any]
+
+    def fit(self, user_items: sp.csr_matrix, show_progress: bool = False, warm_start: bool = False) -> None:
+        """Solve for B from scratch (there is nothing to continue: the solution is exact)."""
+        p = self.params
+        n_items = user_items.shape[1]
+        counts = np.bincount(user_items.indices, minlength=n_items)
+        kept = np.arange(n_items)
+        if n_items > p.max_items:
+            kept = np.sort(np.argsort(-counts, kind="stable")[: p.max_items])
+            coverage = counts[kept].sum() / max(counts.sum(), 1)
+            if coverage < p.min_coverage:
+                raise ValueError(
+                    f"ease: the {p.max_items:,} most interacted of {n_items:,} items hold only {coverage:.0%} of the interactions "
+                    f"(min_coverage {p.min_coverage:g}); raise max_items (B takes 4 * max_items^2 bytes) or lower min_coverage"
+                )
+        x = user_items[:, kept].tocsr() if len(kept) < n_items else user_items.tocsr()
+        self._weights = closed_form(gram(x.astype(np.float32)), p.l2)
+        self._kept = kept
+        self._popularity = counts[kept].astype(np.float32)
+        self._n_items = n_items
+        self._report = {
+            "items_used": int(len(kept)),
+            "items_dropped": int(n_items - len(kept)),
+            "interactions_dropped": int(user_items.nnz - x.nnz),
+        }
+
+    def absorb(self, user_items: sp.csr_matrix, users: np.ndarray, held_out_share: float) -> None:
+        """Keep B when what was held out is too little to move it (users are scored from their full rows anyway)."""
+        if held_out_share > self.REFIT_SHARE:
+            self.fit(user_items)
+            return
+        kept_nnz = user_items[:, self._kept].nnz if len(self._kept) < self._n_items else user_items.nnz
+        self._report["interactions_dropped"] = int(user_items.nnz - kept_nnz)
+
+    def fit_report(self) -> dict[str, Any]:
+        """Which items B spans: `items_used`, `items_dropped` and the interactions lost with them."""
+        return dict(self._report)
+
+    def _scores(self, rows: sp.csr_matrix) -> np.ndarray:
+        """x B over the kept items; -inf for the others, which B does not know."""
+        x = rows[:, self._kept] if len(self._kept) < self._n_items else rows
+        kept_scores = np.asarray(x @ self._weights, dtype=np.float32)
+        # Someone whose items all fell outside B has all-zero scores; popularity orders them instead.
+        empty = np.diff(x.tocsr().indptr) == 0
+        kept_scores[empty] = self._popularity
+        if len(self._kept) == self._n_items:
+            return kept_scores
+        out = np.full((rows.shape[0], self._n_items), -np.inf, dtype=np.float32)
+        out[:, self._kept] = kept_scores
+        return out
+
+    def score_users(self, users: np.ndarray, user_items: sp.csr_matrix) -> np.ndarray:
+        """Scores of known users from their training rows."""
+        return self._scores(user_items[users])
+
+    def score_row(self, row: sp.csr_matrix) -> np.ndarray:
+        """Scores from a row of interactions: the same computation as for known users."""
+        return self._scores(sp.csr_matrix(row, dtype=np.float32))[0]
+
+    def similar(self, item: int) -> np.ndarray:
+        """What B predicts for someone who has only this item."""
+        return self.score_row(sp.csr_matrix(([1.0], ([0], [item])), shape=(1, self._n_items), dtype=np.float32))
+
+    def to_arrays(self) -> dict[str, np.ndarray]:
+        """B, the kept items and their popularity."""
+        return {"weights": self._weights, "kept": self._kept, "popularity": self._popularity, "n_items": np.array([self._n_items])}
+
+    def load_arrays(self, arrays: Mapping[str, np.ndarray]) -> None:
+        """Restore B and the kept items."""
+        self._weights = np.ascontiguousarray(arrays["weights"], dtype=np.float32)
+        self._kept = np.asarray(arrays["kept"], dtype=np.int64)
+        self._popularity = np.asarray(arrays["popularity"], dtype=np.float32)
+        self._n_items = int(arrays["n_items"][0])
+        self._report = {}
+
+    @property
+    def needs_training_matrix(self) -> bool:
+        """Everyone, known or new, is scored from their interaction row."""
+        return True

@@ -1,0 +1,53 @@
+"""Signing in and out with an API key, the console's front door, and the API reference."""
+from __future__ import annotations
+
+from typing import Any
+
+from flask import flash, redirect, render_template, request, url_for
+
+from service.http.console import bp
+from service.http.console.forms import back, check_csrf, current_principal, page, safe_next, sign_in, sign_out
+from service.http.endpoint import READ_EXPERIMENTS
+from service.usecases.keys import allowed
+
+
+def _home(role: str) -> str:
+    """Where a role starts: the experiments for the people who read them, the API reference for the others."""
+    return url_for("console.experiment_list") if allowed(role, READ_EXPERIMENTS) else url_for("console.docs")
+
+
+@bp.get("/")
+def index() -> Any:
+    """Send a visitor to their start page, or to sign in."""
+    principal = current_principal()
+    return redirect(_home(principal.role) if principal else url_for("console.sign_in"), 303)
+
+
+@bp.route("/sign-in", methods=["GET", "POST"], endpoint="sign_in")
+def sign_in_page() -> Any:
+    """Sign in with an API key of any role."""
+    target = safe_next(request.values.get("next"))
+    if request.method == "POST":
+        check_csrf()
+        principal = sign_in(request.form.get("api_key", ""))
+        if principal is not None:
+            flash(f"Signed in with the {principal.role} key “{principal.name}”.", "success")
+            return redirect(target or _home(principal.role), 303)
+        return render_template("console/sign_in.html", next=target, error="That key is unknown or has been revoked."), 401
+    return render_template("console/sign_in.html", next=target, error=None)
+
+
+@bp.post("/sign-out")
+@page(None)
+def sign_out_page() -> Any:
+    """Forget the key; the session cookie no longer holds it."""
+    sign_out()
+    flash("Signed out. The key is no longer stored in this browser.", "success")
+    return back("console.sign_in")
+
+
+@bp.get("/docs")
+@page(None)
+def docs() -> str:
+    """The interactive API reference, from /openapi.json, with Swagger UI served from this package."""
+    return render_template("console/docs.html")

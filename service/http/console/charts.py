@@ -1,0 +1,204 @@
+"""Inline SVG charts drawn on the server (a line chart and a forest plot), so pages need no JavaScript.
+
+Every label goes through `escape`; the result is `Markup` that templates insert as it is.
+Series differ by colour (Okabe-Ito, safe for colour-blind readers) and by dash pattern.
+"""
+from __future__ import annotations
+
+import itertools
+import math
+from dataclasses import dataclass
+from typing import Callable, Sequence
+
+from markupsafe import Markup, escape
+
+PALETTE = ("#0072b2", "#d55e00", "#009e73", "#cc79a7", "#8a6d00", "#3a8fc7", "#222222")
+DASHES = ("", "7 4", "2 3", "9 3 2 3", "1 3", "12 4", "4 4")
+AXIS = "#555555"
+GRID = "#dddddd"
+Format = Callable[[float], str]
+_ids = itertools.count(1)
+
+
+@dataclass(frozen=True)
+class Series:
+    """One line: a value per x position (None leaves a gap), with an optional interval band."""
+
+    name: str
+    values: Sequence[float | None]
+    band: Sequence[Sequence[float] | None] | None = None
+
+
+@dataclass(frozen=True)
+class Interval:
+    """One row of a forest plot: an estimate and its interval (None when there is none yet)."""
+
+    label: str
+    estimate: float | None
+    low: float | None
+    high: float | None
+
+
+def number(value: float) -> str:
+    """Three significant digits."""
+    return f"{value:.3g}"
+
+
+def percent(value: float) -> str:
+    """A share as a percentage with a sign, for lifts."""
+    if value == 0:
+        return "0%"
+    return f"{value:+.0%}" if abs(value) >= 0.1 else f"{value:+.1%}"
+
+
+def nice_ticks(low: float, high: float, count: int = 5) -> list[float]:
+    """Round tick values that cover [low, high]."""
+    if not (math.isfinite(low) and math.isfinite(high)):
+        return [0.0, 1.0]
+    if high - low < 1e-12:
+        pad = abs(low) * 0.1 or 1.0
+        low, high = low - pad, high + pad
+    raw = (high - low) / count
+    magnitude = 10 ** math.floor(math.log10(raw))
+    step = next(m * magnitude for m in (1, 2, 2.5, 5, 10) if m * magnitude >= raw * (1 - 1e-9))
+    first, last = math.floor(low / step + 1e-9), math.ceil(high / step - 1e-9)
+    return [round(i * step, 12) for i in range(first, last + 1)]
+
+
+def _svg(width: int, height: int, title: str, summary: str, body: list[str]) -> Markup:
+    n = next(_ids)
+    head = (
+        f'<svg class="chart" xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {width} {height}" width="{width}" height="{height}" '
+        f'role="img" aria-labelledby="chart-{n}-title chart-{n}-desc" font-family="system-ui, sans-serif" font-size="13">'
+        f'<title id="chart-{n}-title">{escape(title)}</title><desc id="chart-{n}-desc">{escape(summary)}</desc>'
+    )
+    return Markup(head + "".join(body) + "</svg>")
+
+
+def _legend(names: Sequence[str], x: float, y: float, width: float) -> tuple[list[str], float]:
+    """Legend entries laid out in rows; answer the markup and the height used."""
+    out, cx, cy = [], x, y
+    for i, name in enumerate(names):
+        w = 48 + 8 * len(name)  # a generous guess at the text's width: the server cannot measure it
+        if cx + w > x + width and cx > x:
+            cx, cy = x, cy + 18
+        colour, dash = PALETTE[i % len(PALETTE)], DASHES[i % len(DASHES)]
+        out.append(f'<line x1="{cx:.1f}" y1="{cy:.1f}" x2="{cx + 22:.1f}" y2="{cy:.1f}" stroke="{colour}" stroke-width="2.5" stroke-dasharray="{dash}"/>')
+        out.append(f'<text x="{cx + 27:.1f}" y="{cy + 4:.1f}" fill="#222">{escape(name)}</text>')
+        cx += w
+    return out, cy - y + 18
+
+
+def line_chart(
+    title: str,
+    x_labels: Sequence[str],
+    series: Sequence[Series],
+    *,
+    y_label: str = "",
+    y_format: Format = number,
+    width: int = 860,
+    height: int = 280,
+) -> Markup:
+    """Lines over categorical x positions (days, versions), with y ticks, x labels and a legend."""
+    left, right, top, bottom = 64, 32, 16, 44
+    plot_w, plot_h = width - left - right, height - top - bottom
+    legend, legend_h = _legend([s.name for s in series], left, height + 4, plot_w)
+    values = [v for s in series for v in s.values if v is not None]
+    values += [b for s in series for pair in (s.band or []) if pair for b in pair]
+    if not x_labels or not values:
+        return _svg(width, 60, title, "no data yet", [f'<text x="{left}" y="34" fill="#222">No data yet.</text>'])
+    ticks = nice_ticks(min(values), max(values))
+    lo, hi = ticks[0], ticks[-1]
+    step = plot_w / max(len(x_labels) - 1, 1)
+
+    def px(i: int) -> float:
+        return left + (i * step if len(x_labels) > 1 else plot_w / 2)
+
+    def py(v: float) -> float:
+        return top + plot_h * (1 - (v - lo) / (hi - lo))
+
+    body = []
+    for t in ticks:
+        body.append(f'<line x1="{left}" y1="{py(t):.1f}" x2="{left + plot_w}" y2="{py(t):.1f}" stroke="{GRID}"/>')
+        body.append(f'<text x="{left - 6}" y="{py(t) + 4:.1f}" text-anchor="end" fill="{AXIS}">{escape(y_format(t))}</text>')
+    every = max(1, math.ceil(len(x_labels) / 8))
+    last = len(x_labels) - 1
+    for i, label in enumerate(x_labels):
+        # The last label too, unless it would overlap the one before it.
+        if i % every == 0 or (i == last and last % every >= every / 2):
+            body.append(f'<text x="{px(i):.1f}" y="{top + plot_h + 16}" text-anchor="middle" fill="{AXIS}">{escape(label)}</text>')
+    if y_label:
+        body.append(f'<text x="12" y="{top + plot_h / 2:.1f}" transform="rotate(-90 12 {top + plot_h / 2:.1f})" text-anchor="middle" fill="{AXIS}">{escape(y_label)}</text>')
+    body.append(f'<line x1="{left}" y1="{top + plot_h}" x2="{left + plot_w}" y2="{top + plot_h}" stroke="{AXIS}"/>')
+    for k, s in enumerate(series):
+        colour, dash = PALETTE[k % len(PALETTE)], DASHES[k % len(DASHES)]
+        if s.band:
+            upper = [(px(i), py(b[1])) for i, b in enumerate(s.band) if b]
+            lower = [(px(i), py(b[0])) for i, b in enumerate(s.band) if b]
+            if len(upper) > 1:
+                points = " ".join(f"{x:.1f},{y:.1f}" for x, y in upper + lower[::-1])
+                body.append(f'<polygon points="{points}" fill="{colour}" fill-opacity="0.12" stroke="none"/>')
+        for run in _runs(s.values):
+            points = " ".join(f"{px(i):.1f},{py(v):.1f}" for i, v in run)
+            if len(run) == 1:
+                body.append(f'<circle cx="{px(run[0][0]):.1f}" cy="{py(run[0][1]):.1f}" r="3" fill="{colour}"/>')
+            else:
+                body.append(f'<polyline points="{points}" fill="none" stroke="{colour}" stroke-width="2.5" stroke-dasharray="{dash}"/>')
+    latest = {s.name: next((v for v in reversed(s.values) if v is not None), None) for s in series}
+    summary = f"{len(x_labels)} points from {x_labels[0]} to {x_labels[-1]}; last values: " + ", ".join(
+        f"{name} {y_format(v) if v is not None else 'none'}" for name, v in latest.items()
+    )
+    body.extend(legend)
+    full = height + int(legend_h) + 4
+    return _svg(width, full, title, summary, body)
+
+
+def _runs(values: Sequence[float | None]) -> list[list[tuple[int, float]]]:
+    """Consecutive non-missing points, so that a gap breaks the line."""
+    runs: list[list[tuple[int, float]]] = [[]]
+    for i, v in enumerate(values):
+        if v is None or not math.isfinite(v):
+            if runs[-1]:
+                runs.append([])
+        else:
+            runs[-1].append((i, v))
+    return [r for r in runs if r]
+
+
+def forest_plot(title: str, rows: Sequence[Interval], *, x_format: Format = percent, width: int = 860) -> Markup:
+    """Each row's interval as a horizontal bar with its estimate, against a line at zero."""
+    label_w, right, top, row_h, bottom = 150, 30, 12, 34, 36
+    plot_w = width - label_w - right
+    height = top + row_h * max(len(rows), 1) + bottom
+    bounds = [v for r in rows for v in (r.low, r.high, r.estimate) if v is not None and math.isfinite(v)]
+    ticks = nice_ticks(min(bounds + [0.0]), max(bounds + [0.0]))
+    lo, hi = ticks[0], ticks[-1]
+
+    def px(v: float) -> float:
+        return label_w + plot_w * (v - lo) / (hi - lo)
+
+    body = []
+    for t in ticks:
+        body.append(f'<line x1="{px(t):.1f}" y1="{top}" x2="{px(t):.1f}" y2="{height - bottom}" stroke="{GRID}"/>')
+        body.append(f'<text x="{px(t):.1f}" y="{height - bottom + 16}" text-anchor="middle" fill="{AXIS}">{escape(x_format(t))}</text>')
+    body.append(f'<line x1="{px(0):.1f}" y1="{top}" x2="{px(0):.1f}" y2="{height - bottom}" stroke="#222" stroke-dasharray="4 3"/>')
+    described = []
+    for i, r in enumerate(rows):
+        y = top + row_h * i + row_h / 2
+        body.append(f'<text x="{label_w - 10}" y="{y + 4:.1f}" text-anchor="end" fill="#222">{escape(r.label)}</text>')
+        if r.estimate is None or r.low is None or r.high is None:
+            body.append(f'<text x="{label_w + 6}" y="{y + 4:.1f}" fill="{AXIS}">no estimate yet</text>')
+            described.append(f"{r.label}: no estimate yet")
+            continue
+        # Colour says which side of zero the whole interval lies on; the text says it too.
+        colour = PALETTE[2] if r.low > 0 else PALETTE[1] if r.high < 0 else PALETTE[0]
+        text = f"{r.label}: {x_format(r.estimate)} [{x_format(r.low)}, {x_format(r.high)}]"
+        described.append(text)
+        body.append(f"<g><title>{escape(text)}</title>")
+        body.append(f'<line x1="{px(r.low):.1f}" y1="{y:.1f}" x2="{px(r.high):.1f}" y2="{y:.1f}" stroke="{colour}" stroke-width="3"/>')
+        for end in (r.low, r.high):
+            body.append(f'<line x1="{px(end):.1f}" y1="{y - 6:.1f}" x2="{px(end):.1f}" y2="{y + 6:.1f}" stroke="{colour}" stroke-width="2"/>')
+        body.append(f'<rect x="{px(r.estimate) - 5:.1f}" y="{y - 5:.1f}" width="10" height="10" fill="{colour}"/></g>')
+    if not rows:
+        body.append(f'<text x="{label_w}" y="{top + 18}" fill="{AXIS}">No treatment arms.</text>')
+    return _svg(width, height, title, "; ".join(described) or "no rows", body)

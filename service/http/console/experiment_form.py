@@ -1,0 +1,210 @@
+"""The experiment form: its schedule fields from the registry, the definition it posts, and errors mapped back to its fields.
+
+Field names follow the API's field paths (`arms.0.schedule.every`), so that an error's
+`field` names the input it belongs to. Each schedule type has its own inputs
+(`arms.0.schedule.fixed_ratio.every`): the type picker shows only the chosen type's.
+"""
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from typing import Any, Mapping
+
+from experiments.schedules import SCHEDULES
+
+MAX_ROWS = 50  # the API's bound on arms and on metrics
+_INTEGER = re.compile(r"^[+-]?\d+$")
+_ROW = re.compile(r"^(arms|metrics)\.(\d{1,2})\.")
+
+
+@dataclass(frozen=True)
+class ParamField:
+    """One parameter input of a schedule type, with its bounds as the dataclass declares them."""
+
+    name: str
+    doc: str
+    integer: bool
+    minimum: float | None
+    exclusive: bool
+    maximum: float
+
+    @property
+    def hint(self) -> str:
+        """The bounds in words."""
+        kind = "a whole number" if self.integer else "a number"
+        if self.minimum is None:
+            return f"{kind} up to {self.maximum:g}"
+        return f"{kind} {'above' if self.exclusive else 'at least'} {self.minimum:g}"
+
+
+def schedule_fields() -> dict[str, list[ParamField]]:
+    """Every registered schedule type and its parameter inputs, in declaration order."""
+    out = {}
+    for kind, cls in SCHEDULES.items():
+        out[kind] = [
+            ParamField(f.name, f.metadata["doc"], f.metadata["integer"], f.metadata["gt"] if f.metadata["gt"] is not None else f.metadata["ge"], f.metadata["gt"] is not None, f.metadata["le"])
+            for f in cls.parameters()
+        ]
+    return out
+
+
+@dataclass
+class Parsed:
+    """What a posted form says: the definition, errors found before validation, and which form row each arm and metric came from."""
+
+    fields: dict[str, Any]
+    errors: dict[str, list[str]] = field(default_factory=dict)
+    arm_rows: list[int] = field(default_factory=list)
+    metric_rows: list[int] = field(default_factory=list)
+
+
+def _number(raw: str) -> Any:
+    """An int or float; text that is neither stays text, for the schema to refuse under the field's name."""
+    try:
+        return int(raw) if _INTEGER.match(raw) else float(raw) if raw.lower() not in ("nan", "inf", "-inf", "infinity", "-infinity") else raw
+    except ValueError:
+        return raw
+
+
+def _timestamp(raw: str) -> str:
+    """A datetime-local value (no zone) read as UTC."""
+    if re.match(r"^\d{4}-\d\d-\d\dT\d\d:\d\d$", raw):
+        return raw + ":00Z"
+    if re.match(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?$", raw):
+        return raw + "Z"
+    return raw
+
+
+def _rows(form: Mapping[str, str], group: str) -> list[int]:
+    found = {int(m.group(2)) for name in form for m in [_ROW.match(name)] if m and m.group(1) == group}
+    return sorted(i for i in found if i < MAX_ROWS + 5)
+
+
+def parse(form: Mapping[str, str]) -> Parsed:
+    """The API-shaped definition a posted form describes (the schema and the use case validate it)."""
+    parsed = Parsed({})
+
+    def text(name: str) -> str:
+        return (form.get(name) or "").strip()
+
+    def put(target: dict[str, Any], key: str, name: str) -> None:
+        if text(name):
+            target[key] = _number(text(name))
+
+    def load_json(name: str) -> Any:
+        try:
+            return json.loads(text(name)) if text(name) else None
+        except ValueError as exc:
+            parsed.errors.setdefault(name, []).append(f"is not valid JSON ({exc})")
+            return None
+
+    f = parsed.fields
+    f["key"], f["name"], f["description"] = text("key"), text("name"), text("description")
+    f["type"] = text("type") or "ab"
+    put(f, "traffic", "traffic")
+    f["layer"] = text("layer") or None
+    f["targeting"] = load_json("targeting")
+    if text("primary_metric"):
+        f["primary_metric"] = text("primary_metric")
+    f["bandit"] = None
+    if f["type"] == "bandit":
+        f["bandit"] = {"algorithm": text("bandit.algorithm") or "thompson"}
+        put(f["bandit"], "epsilon", "bandit.epsilon")
+        put(f["bandit"], "min_probability", "bandit.min_probability")
+    f["arms"] = []
+    for row in _rows(form, "arms"):
+        arm = _arm(form, row, text, put, load_json)
+        if arm is not None:
+            f["arms"].append(arm)
+            parsed.arm_rows.append(row)
+    f["metrics"] = []
+    for row in _rows(form, "metrics"):
+        if text(f"metrics.{row}.key"):
+            f["metrics"].append({"key": text(f"metrics.{row}.key"), "kind": text(f"metrics.{row}.kind") or "binary"})
+            parsed.metric_rows.append(row)
+    return parsed
+
+
+def _arm(form: Mapping[str, str], row: int, text: Any, put: Any, load_json: Any) -> dict[str, Any] | None:
+    """One arm row; None for a row left blank."""
+    p = f"arms.{row}."
+    kind = text(p + "schedule.type")
+    if not text(p + "key") and not kind:
+        return None
+    arm: dict[str, Any] = {"key": text(p + "key"), "payload": load_json(p + "payload") or {}, "schedule": None}
+    put(arm, "weight", p + "weight")
+    if kind:
+        schedule: dict[str, Any] = {"type": kind, "action": text(p + "schedule.action") or "purchase"}
+        for param in schedule_fields().get(kind, []):
+            put(schedule, param.name, f"{p}schedule.{kind}.{param.name}")
+        m = p + "schedule.multiplier."
+        if any(text(m + part) for part in ("factor", "start", "end")):
+            schedule["multiplier"] = {"factor": _number(text(m + "factor")), "start": _timestamp(text(m + "start")), "end": _timestamp(text(m + "end"))}
+        arm["schedule"] = schedule
+    return arm
+
+
+def field_errors(details: list[dict[str, Any]], parsed: Parsed) -> dict[str, list[str]]:
+    """Errors keyed by the form field they name: arm and metric indices become form rows, schedule type tags are dropped."""
+    errors = {k: list(v) for k, v in parsed.errors.items()}
+    for d in details:
+        parts = str(d.get("field", "")).split(".")
+        if parts and parts[0] == "body":
+            parts = parts[1:]
+        if len(parts) > 1 and parts[0] in ("arms", "metrics") and parts[1].isdigit():
+            rows = parsed.arm_rows if parts[0] == "arms" else parsed.metric_rows
+            if int(parts[1]) < len(rows):
+                parts[1] = str(rows[int(parts[1])])
+        if len(parts) > 3 and parts[2] == "schedule" and parts[3] in SCHEDULES:
+            del parts[3]  # the schema's union tag: the form has one input per parameter name
+        errors.setdefault(".".join(parts) or "form", []).append(str(d.get("message", "is not valid")))
+    return errors
+
+
+def input_name(error_field: str, values: Mapping[str, str]) -> str:
+    """The input an error's field names: a schedule parameter's input is under the chosen type (for the summary's links)."""
+    parts = error_field.split(".")
+    if len(parts) == 4 and parts[0] == "arms" and parts[2] == "schedule" and parts[3] not in ("type", "action", "multiplier"):
+        kind = values.get(f"arms.{parts[1]}.schedule.type", "")
+        if kind in SCHEDULES:
+            return f"arms.{parts[1]}.schedule.{kind}.{parts[3]}"
+    return error_field
+
+
+def _datetime_local(iso: str | None) -> str:
+    return (iso or "")[:16]
+
+
+def values_of(exp: Mapping[str, Any]) -> dict[str, str]:
+    """A stored experiment as the form's field values, for the edit form."""
+    v: dict[str, str] = {
+        "key": exp["key"], "name": exp["name"], "description": exp.get("description") or "", "type": exp["type"],
+        "traffic": f"{exp['traffic']:g}", "layer": exp.get("layer") or "", "primary_metric": exp.get("primary_metric") or "",
+        "targeting": json.dumps(exp["targeting"], indent=2) if exp.get("targeting") else "",
+    }
+    for k, value in (exp.get("bandit") or {}).items():
+        v[f"bandit.{k}"] = str(value)
+    for i, arm in enumerate(exp["arms"]):
+        p = f"arms.{i}."
+        v[p + "key"], v[p + "weight"] = arm["key"], f"{arm.get('weight', 1):g}"
+        v[p + "payload"] = json.dumps(arm["payload"]) if arm.get("payload") else ""
+        s = arm.get("schedule")
+        if s:
+            v[p + "schedule.type"], v[p + "schedule.action"] = s["type"], s.get("action", "purchase")
+            for param in schedule_fields().get(s["type"], []):
+                if param.name in s:
+                    v[f"{p}schedule.{s['type']}.{param.name}"] = f"{s[param.name]:g}"
+            if s.get("multiplier"):
+                m = s["multiplier"]
+                v[p + "schedule.multiplier.factor"] = f"{m['factor']:g}"
+                v[p + "schedule.multiplier.start"], v[p + "schedule.multiplier.end"] = _datetime_local(m["start"]), _datetime_local(m["end"])
+    for i, metric in enumerate(exp.get("metrics") or []):
+        v[f"metrics.{i}.key"], v[f"metrics.{i}.kind"] = metric["key"], metric.get("kind", "binary")
+    return v
+
+
+def row_count(values: Mapping[str, str], group: str, minimum: int, extra: int) -> int:
+    """How many rows to draw: those with values, at least `minimum`, plus `extra` blank ones, at most the API's bound."""
+    rows = _rows(values, group)
+    return min(max((rows[-1] + 1) if rows else 0, minimum) + extra, MAX_ROWS)

@@ -1,0 +1,141 @@
+"""Experiment pages: the list, one experiment, the create and edit form, and start, pause and stop with a confirmation."""
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from flask import Response, abort, flash, render_template, request
+from pydantic import BaseModel, ValidationError
+
+from bandits.registry import POLICIES
+from experiments.definitions import BUILTIN_METRICS, TRANSITIONS
+from service.errors import Conflict, Invalid
+from service.http.console import bp
+from service.http.console.experiment_form import field_errors, input_name, parse, row_count, schedule_fields, values_of
+from service.http.console.forms import back, page
+from service.http.endpoint import EDITOR, READ_EXPERIMENTS, services
+from service.http.errors import details_from_pydantic
+from service.http.schemas.experiments import ExperimentIn, ExperimentPatch
+from service.usecases import console, experiments
+
+# What each lifecycle move does, said on its confirmation page.
+CONSEQUENCES = {
+    "start": "Users will be assigned to its arms from now on; its arms, weights and metrics can no longer change.",
+    "pause": "Exposed users keep their arm and their rewards; nobody new is enrolled until it is started again.",
+    "stop": "Nobody is enrolled any more and it cannot be started again. Results stay available.",
+}
+
+
+@bp.get("/experiments")
+@page(READ_EXPERIMENTS)
+def experiment_list() -> str:
+    """Every experiment with its status, users so far and SRM warning."""
+    return render_template("console/experiments.html", experiments=console.experiments_overview(services().db))
+
+
+@bp.get("/experiments/<key>")
+@page(READ_EXPERIMENTS)
+def experiment_detail(key: str) -> str:
+    """One experiment's definition, with the moves its status allows."""
+    exp = experiments.get(services().db, key)
+    moves = [action for action, allowed_from in TRANSITIONS.items() if exp["status"] in allowed_from]
+    return render_template("console/experiment.html", exp=exp, moves=moves)
+
+
+def _form(values: dict[str, str], errors: dict[str, list[str]], exp: dict[str, Any] | None, more: str = "", status: int = 200) -> tuple[str, int]:
+    """The create or edit form, with any errors beside the fields they name."""
+    return render_template(
+        "console/experiment_form.html",
+        values=values,
+        errors=errors,
+        input_name=lambda name: input_name(name, values),
+        exp=exp,
+        schedules=schedule_fields(),
+        policies=list(POLICIES),
+        builtin_metrics=list(BUILTIN_METRICS),
+        arm_rows=row_count(values, "arms", 2, 1 if more == "arm" else 0),
+        metric_rows=row_count(values, "metrics", 1, 1 if more == "metric" else 0),
+    ), status
+
+
+def _validated(schema: type[BaseModel], fields: dict[str, Any]) -> BaseModel:
+    """The same schema check as the API's request body."""
+    return schema.model_validate_json(json.dumps(fields))
+
+
+def _save(exp: dict[str, Any] | None) -> Any:
+    """Validate a posted form like the API does, then create or change the experiment; re-render with errors on failure."""
+    values = request.form.to_dict()
+    values.pop("csrf_token", None)
+    if request.form.get("more") in ("arm", "metric"):  # "add a row" buttons re-draw the form without saving
+        return _form(values, {}, exp, request.form["more"])
+    parsed = parse(values)
+    try:
+        if exp is None:
+            body = _validated(ExperimentIn, parsed.fields)
+            if parsed.errors:
+                return _form(values, parsed.errors, exp, status=422)
+            saved = experiments.create(services().db, body.model_dump(mode="json", exclude_unset=True))
+        else:
+            changes = {k: v for k, v in parsed.fields.items() if k != "key" and not (k == "primary_metric" and not v)}
+            body = _validated(ExperimentPatch, changes)
+            if parsed.errors:
+                return _form(values, parsed.errors, exp, status=422)
+            saved = experiments.change(services().db, exp["key"], body.model_dump(mode="json", exclude_unset=True))
+    except ValidationError as exc:
+        return _form(values, field_errors(details_from_pydantic(exc), parsed), exp, status=422)
+    except Invalid as exc:
+        return _form(values, field_errors(exc.details or [{"field": "form", "message": exc.message}], parsed), exp, status=422)
+    except Conflict as exc:
+        return _form(values, {"form": [exc.message]}, exp, status=409)
+    flash(f"Saved {saved['key']} as a {saved['status']}.", "success")
+    return back("console.experiment_detail", key=saved["key"])
+
+
+@bp.route("/experiments/new", methods=["GET", "POST"])
+@page(EDITOR)
+def experiment_new() -> Any:
+    """The form for a new draft."""
+    if request.method == "POST":
+        return _save(None)
+    return _form({"type": "ab", "traffic": "1", "arms.0.key": "control", "arms.0.weight": "1", "arms.1.key": "", "arms.1.weight": "1"}, {}, None)
+
+
+@bp.route("/experiments/<key>/edit", methods=["GET", "POST"])
+@page(EDITOR)
+def experiment_edit(key: str) -> Any:
+    """The form for a draft; a started experiment's design is frozen."""
+    exp = experiments.get(services().db, key)
+    if exp["status"] != "draft":
+        abort(409, f"Only a draft can be edited; {key} is {exp['status']}, so its arms, weights and metrics are frozen.")
+    if request.method == "POST":
+        return _save(exp)
+    return _form(values_of(exp), {}, exp)
+
+
+@bp.route("/experiments/<key>/<any(start, pause, stop):action>", methods=["GET", "POST"])
+@page(EDITOR)
+def experiment_move(key: str, action: str) -> Any:
+    """Start, pause or stop, after an explicit confirmation."""
+    exp = experiments.get(services().db, key)
+    error, status = None, 200
+    if request.method == "POST":
+        if request.form.get("confirm") != "yes":
+            error, status = "Tick the box to confirm.", 422
+        else:
+            try:
+                moved = experiments.move(services().db, key, action)
+            except Conflict as exc:
+                error, status = exc.message, 409
+            else:
+                flash(f"{key} is now {moved['status']}.", "success")
+                return back("console.experiment_detail", key=key)
+    return render_template("console/confirm.html", exp=exp, action=action, consequence=CONSEQUENCES[action], error=error), status
+
+
+@bp.get("/schedule-fields.css")
+def schedule_css() -> Response:
+    """Show only the chosen schedule type's inputs (CSS :has, no JavaScript), one rule per registered type."""
+    rules = "\n".join(f'  .schedule:has(option[value="{kind}"]:checked) .params-{kind} {{ display: block; }}' for kind in schedule_fields())
+    # Browsers without :has show every type's inputs, each labelled with its type; only the chosen type's are read.
+    return Response(f"@supports selector(:has(*)) {{\n  .schedule .params {{ display: none; }}\n{rules}\n}}\n", mimetype="text/css")

@@ -1,0 +1,87 @@
+"""How figures read on the console's pages; templates reach these as `fmt.<name>`."""
+from __future__ import annotations
+
+import json
+import math
+from datetime import datetime, timezone
+from typing import Any, Sequence
+
+DASH = "–"
+
+
+def _finite(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def num(value: Any, digits: int = 4) -> str:
+    """A number with `digits` significant digits, or a dash."""
+    if not _finite(value):
+        return DASH
+    if isinstance(value, int) or float(value).is_integer() and abs(value) < 1e15:
+        return f"{int(value):,}"
+    return f"{value:,.{digits}g}" if abs(value) < 1e6 else f"{value:,.0f}"
+
+
+def pct(value: Any, signed: bool = False) -> str:
+    """A share as a percentage with one decimal."""
+    if not _finite(value):
+        return DASH
+    return f"{value:+.1%}" if signed else f"{value:.1%}"
+
+
+def mean(value: Any, kind: str) -> str:
+    """A per-user mean: a rate for binary metrics, a number otherwise."""
+    return pct(value) if kind == "binary" else num(value)
+
+
+def interval(bounds: Sequence[float] | None, kind: str = "number", signed: bool = False) -> str:
+    """`[low, high]` in the same form as its estimate."""
+    if not bounds or len(bounds) != 2:
+        return ""
+    show = (lambda v: pct(v, signed)) if kind in ("binary", "percent") else num
+    return f"[{show(bounds[0])}, {show(bounds[1])}]"
+
+
+def pvalue(value: Any) -> str:
+    """A p-value with four decimals; very small ones as an upper bound."""
+    if not _finite(value):
+        return DASH
+    return "< 0.0001" if value < 0.0001 else f"{value:.4f}"
+
+
+def when(iso: str | None) -> str:
+    """An ISO timestamp as `YYYY-MM-DD HH:MM UTC`."""
+    if not iso:
+        return DASH
+    return iso[:16].replace("T", " ") + " UTC"
+
+
+def moment(epoch: float | None) -> str:
+    """Epoch seconds as `YYYY-MM-DD HH:MM UTC`."""
+    if not _finite(epoch):
+        return DASH
+    return datetime.fromtimestamp(float(epoch), timezone.utc).strftime("%Y-%m-%d %H:%M UTC")  # type: ignore[arg-type]
+
+
+def day(iso: str | None) -> str:
+    """An ISO timestamp's date."""
+    return iso[:10] if iso else DASH
+
+
+def json_text(value: Any) -> str:
+    """Indented JSON for a textarea or a <pre>."""
+    return json.dumps(value, indent=2, sort_keys=True) if value not in (None, {}, []) else ""
+
+
+def schedule(spec: dict[str, Any] | None) -> str:
+    """A reward schedule in one line: its type, parameters, action and multiplier window."""
+    if not spec:
+        return "no reward schedule"
+    params = ", ".join(f"{k.replace('_', ' ')} {num(v)}" for k, v in spec.items() if k not in ("type", "action", "multiplier"))
+    text = f"{spec.get('type', '?').replace('_', ' ')}: {params}"
+    if spec.get("action", "purchase") != "purchase":
+        text += f"; on {spec['action']}"
+    m = spec.get("multiplier")
+    if m:
+        text += f"; ×{num(m.get('factor'))} from {when(m.get('start'))} to {when(m.get('end'))}"
+    return text

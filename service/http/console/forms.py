@@ -1,0 +1,107 @@
+"""The console's session: sign-in with an API key, a CSRF token per session, and each page's role check.
+
+The signed session cookie holds the raw API key and the CSRF token; the server keeps no
+session state. Every page verifies the key again through the `KeyVerifier`, so a revoked
+key stops working in the console within the same 1 s as in the API.
+"""
+from __future__ import annotations
+
+import hmac
+import secrets
+from functools import wraps
+from typing import Any, Callable
+
+from flask import abort, g, redirect, request, session, url_for
+from werkzeug.wrappers import Response
+
+from service.http.endpoint import services
+from service.usecases.keys import Principal, allowed
+
+API_KEY = "api_key"
+CSRF = "csrf"
+CSRF_FIELD = "csrf_token"
+
+
+def csrf_token() -> str:
+    """This session's CSRF token, created on first use (the sign-in form needs one too)."""
+    token = session.get(CSRF)
+    if not isinstance(token, str) or not token:
+        token = secrets.token_urlsafe(32)
+        session[CSRF] = token
+    return token
+
+
+def check_csrf() -> None:
+    """Refuse a POST whose form does not carry this session's token (403)."""
+    sent, expected = request.form.get(CSRF_FIELD, ""), session.get(CSRF)
+    if not isinstance(expected, str) or not expected or not hmac.compare_digest(sent.encode(), expected.encode()):
+        abort(403, "This form did not come from your console session (its security token is missing or out of date). Reload the page and try again.")
+
+
+def sign_in(raw: str) -> Principal | None:
+    """Remember the key in the session when it is valid; None when it is unknown or revoked."""
+    principal = services().keys.principal(raw.strip()) if raw.strip() else None
+    if principal is None:
+        return None
+    session.clear()
+    session[API_KEY] = raw.strip()
+    # A fresh token at sign-in, so that a token planted before it is worthless afterwards.
+    session[CSRF] = secrets.token_urlsafe(32)
+    session.permanent = True
+    return principal
+
+
+def sign_out() -> None:
+    """Forget the key: the cookie no longer holds it."""
+    session.clear()
+
+
+def current_principal() -> Principal | None:
+    """Who is signed in, verified again now; None when nobody is or the key was revoked."""
+    raw = session.get(API_KEY)
+    if not isinstance(raw, str) or not raw:
+        return None
+    principal = services().keys.principal(raw)
+    if principal is None:
+        session.pop(API_KEY, None)
+    return principal
+
+
+def safe_next(target: str | None) -> str | None:
+    """A console path to return to after sign-in; anything else (another host, `//evil`) is dropped."""
+    if target and target.startswith("/ui") and not target.startswith("//") and "\\" not in target:
+        return target
+    return None
+
+
+def page(roles: tuple[str, ...] | None) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Guard a page: CSRF on every POST, a signed-in key, and the role the matching API endpoint needs (None: any role)."""
+
+    def decorate(fn: Callable[..., Any]) -> Callable[..., Any]:
+        @wraps(fn)
+        def view(**kwargs: Any) -> Any:
+            if request.method == "POST":
+                check_csrf()
+            principal = current_principal()
+            if principal is None:
+                target = request.full_path.rstrip("?") if request.method == "GET" else None
+                return redirect(url_for("console.sign_in", next=target), 303)
+            if roles is not None and not allowed(principal.role, roles):
+                abort(403, f"A {principal.role} key cannot use this page; it needs one of: {', '.join(roles)} (or admin).")
+            g.principal = principal
+            return fn(**kwargs)
+
+        return view
+
+    return decorate
+
+
+def can(roles: tuple[str, ...]) -> bool:
+    """Whether the signed-in key may use pages open to `roles` (templates hide what it may not)."""
+    principal: Principal | None = g.get("principal")
+    return principal is not None and allowed(principal.role, roles)
+
+
+def back(endpoint: str, **values: Any) -> Response:
+    """Redirect after a successful POST (303, so that a reload does not post again)."""
+    return redirect(url_for(endpoint, **values), 303)

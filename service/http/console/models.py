@@ -1,0 +1,109 @@
+"""Model pages: versions with their data and holdout metrics, a chart of precision@10, training, activation and rollback."""
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from flask import flash, render_template, request
+from pydantic import ValidationError
+
+from service.errors import Conflict, Invalid
+from service.http.console import bp
+from service.http.console.charts import Series, line_chart
+from service.http.console.forms import back, page
+from service.http.endpoint import EDITOR, services
+from service.http.errors import details_from_pydantic
+from service.http.schemas.catalogue import TrainRequest
+from service.usecases import model_training as training
+
+
+def _chart(versions: list[Any]) -> Any:
+    """Holdout precision@10 of each ready version, oldest first, beside the popularity baseline of the same split."""
+    ready = [v for v in reversed(versions) if v.status == "ready" and "precision_at_10" in v.metrics]
+    if not ready:
+        return None
+    return line_chart(
+        "Holdout precision@10 by version, against popularity on the same split",
+        [v.version[-6:] for v in ready],
+        [
+            Series("model", [v.metrics.get("precision_at_10") for v in ready]),
+            Series("popularity", [v.metrics.get("popularity_precision_at_10") for v in ready]),
+        ],
+        y_label="precision@10",
+    )
+
+
+def _page(values: dict[str, str], errors: dict[str, list[str]], status: int = 200) -> tuple[str, int]:
+    svc = services()
+    versions = training.list_versions(svc.db, svc.config)
+    return render_template(
+        "console/models.html",
+        versions=versions,
+        active=training.active_version(svc.db),
+        chart=_chart(versions),
+        training_now=any(v.status == "training" for v in versions),
+        algorithms=sorted(training.ALGORITHMS),
+        values=values,
+        errors=errors,
+    ), status
+
+
+@bp.get("/models")
+@page(EDITOR)
+def model_list() -> tuple[str, int]:
+    """Every version; the page refreshes itself while one is training."""
+    return _page({"algorithm": "als", "params": "", "activate": "yes"}, {})
+
+
+@bp.post("/models")
+@page(EDITOR)
+def model_train() -> Any:
+    """Start a training run from the form, checked like POST /v1/models."""
+    values = {k: request.form.get(k, "") for k in ("algorithm", "params", "activate")}
+    try:
+        params = json.loads(values["params"]) if values["params"].strip() else {}
+    except ValueError as exc:
+        return _page(values, {"params": [f"is not valid JSON ({exc})"]}, 422)
+    try:
+        body = TrainRequest.model_validate_json(json.dumps({"algorithm": values["algorithm"], "params": params, "activate": values["activate"] == "yes"}))
+        svc = services()
+        record = training.request_training(svc.db, svc.config, body.algorithm, body.params, body.activate, body.matrix, body.evaluation)
+        training.start_training(svc.db, svc.config, record.version)
+    except ValidationError as exc:
+        return _page(values, _by_field(details_from_pydantic(exc)), 422)
+    except Invalid as exc:
+        return _page(values, _by_field(exc.details or [{"field": "params", "message": exc.message}]), 422)
+    flash(f"Training {record.version} ({body.algorithm}); this page refreshes until it finishes.", "success")
+    return back("console.model_list")
+
+
+def _by_field(details: list[dict[str, Any]]) -> dict[str, list[str]]:
+    """Errors under the form's two fields: the algorithm, or the parameters (any nested name)."""
+    out: dict[str, list[str]] = {}
+    for d in details:
+        name = str(d.get("field", ""))
+        target = "algorithm" if name == "algorithm" else "params"
+        out.setdefault(target, []).append(f"{name}: {d.get('message')}" if target == "params" and name not in ("params", "") else str(d.get("message")))
+    return out
+
+
+@bp.route("/models/<version>/activate", methods=["GET", "POST"])
+@page(EDITOR)
+def model_activate(version: str) -> Any:
+    """Serve this version from every worker (also a rollback), after an explicit confirmation."""
+    svc = services()
+    record = training.get_version(svc.db, svc.config, version)
+    active = training.active_version(svc.db)
+    error, status = None, 200
+    if request.method == "POST":
+        if request.form.get("confirm") != "yes":
+            error, status = "Tick the box to confirm.", 422
+        else:
+            try:
+                training.activate(svc.db, version)
+            except Conflict as exc:
+                error, status = exc.message, 409
+            else:
+                flash(f"Every worker now serves {version}.", "success")
+                return back("console.model_list")
+    return render_template("console/activate.html", record=record, active=active, error=error), status

@@ -1,0 +1,122 @@
+"""Results pages: the table of arms, a forest plot of lifts, the daily series, the retention curves, SRM, and the CSV."""
+from __future__ import annotations
+
+from typing import Any
+
+from flask import render_template, request
+from pydantic import ValidationError
+from werkzeug.wrappers import Response
+
+from experiments.definitions import BUILTIN_METRICS
+from service.errors import Invalid
+from service.http.console import bp
+from service.http.console.charts import Interval, Series, forest_plot, line_chart, number, percent
+from service.http.console.forms import page
+from service.http.endpoint import READ_EXPERIMENTS, services
+from service.http.errors import details_from_pydantic
+from service.http.schemas.results import ResultsQuery, RetentionQuery
+from service.http.views import results as api_results
+from service.usecases import experiments, results, series
+
+# Two weeks by default: 30 days costs twice the query time on PostgreSQL, and a switch offers it.
+RETENTION_DAYS = 14
+RETENTION_CHOICES = (7, 14, 30, 60)
+SWITCHES = ("metric", "alpha", "correction")
+
+
+def _query() -> tuple[ResultsQuery, dict[str, list[str]]]:
+    """The metric, alpha and correction asked for, checked by the API's own query schema; defaults where they are not valid."""
+    asked = {k: v for k, v in request.args.items() if k in SWITCHES and v != ""}
+    try:
+        return ResultsQuery.model_validate(asked), {}
+    except ValidationError as exc:
+        errors: dict[str, list[str]] = {}
+        for d in details_from_pydantic(exc):
+            errors.setdefault(d["field"], []).append(d["message"])
+        return ResultsQuery.model_validate({k: v for k, v in asked.items() if k not in errors}), errors
+
+
+def _answer(key: str, query: ResultsQuery) -> dict[str, Any]:
+    """The same computation as GET /v1/experiments/{key}/results."""
+    svc = services()
+    return results.results(svc.db, svc.definitions, key, results.ResultsRequest(**query.model_dump()))
+
+
+def _daily_chart(key: str, metric: str, kind: str) -> tuple[Any, str | None]:
+    svc = services()
+    try:
+        daily = series.daily(svc.db, svc.definitions, key, metric)
+    except Invalid as exc:
+        return None, exc.message
+    if not daily["days"]:
+        return None, "No exposures yet."
+    arms = [a["arm"] for a in daily["days"][0]["arms"]]
+    lines = [Series(arm, [d["arms"][i]["mean"] for d in daily["days"]]) for i, arm in enumerate(arms)]
+    fmt = (lambda v: f"{v:.0%}" if v >= 0.1 or v == 0 else f"{v:.1%}") if kind == "binary" else number
+    chart = line_chart(f"Cumulative {metric} per exposed user, by day", [d["date"][5:] for d in daily["days"]], lines, y_label=metric, y_format=fmt)
+    return chart, None
+
+
+def _retention_days(errors: dict[str, list[str]]) -> int:
+    """The retention window asked for, within the API's bounds; the default otherwise."""
+    try:
+        return RetentionQuery.model_validate({"days": request.args.get("days") or RETENTION_DAYS}).days
+    except ValidationError as exc:
+        errors["days"] = [d["message"] for d in details_from_pydantic(exc)]
+        return RETENTION_DAYS
+
+
+def _retention_chart(key: str, days: int, alpha: float) -> tuple[Any, bool]:
+    svc = services()
+    curves = series.retention(svc.db, svc.definitions, key, days, alpha)
+    lines = [Series(a["arm"], [d["rate"] for d in a["days"]], [d["ci"] for d in a["days"]]) for a in curves["arms"]]
+    has_data = any(v is not None for s in lines for v in s.values)
+    chart = line_chart(f"Share of exposed users active on day k after exposure ({1 - alpha:.0%} intervals shaded)", [str(k) for k in range(1, days + 1)], lines, y_label="active", y_format=lambda v: f"{v:.0%}")
+    return chart, has_data
+
+
+@bp.get("/experiments/<key>/results")
+@page(READ_EXPERIMENTS)
+def results_page(key: str) -> tuple[str, int]:
+    """Every arm against the control on one metric, with charts."""
+    exp = experiments.get(services().db, key)
+    query, errors = _query()
+    try:
+        answer = _answer(key, query)
+    except Invalid as exc:
+        errors.setdefault("metric", []).append(exc.message)
+        query = query.model_copy(update={"metric": None})
+        answer = _answer(key, query)
+    lifts = [Interval(a["arm"], a["lift"], *(a["lift_ci"] or (None, None))) for a in answer["arms"][1:]]
+    forest = forest_plot(f"Lift of {answer['metric']} against {answer['control']} ({1 - answer['alpha']:.0%} intervals)", lifts, x_format=percent)
+    daily, daily_note = _daily_chart(key, answer["metric"], answer["metric_kind"])
+    days = _retention_days(errors)
+    retention, retention_has_data = _retention_chart(key, days, answer["alpha"])
+    return render_template(
+        "console/results.html",
+        exp=exp,
+        answer=answer,
+        errors=errors,
+        metrics=[m["key"] for m in exp["metrics"]] + [m for m in BUILTIN_METRICS if m not in {x["key"] for x in exp["metrics"]}],
+        has_points=any(a.get("points_per_user") is not None for a in answer["arms"]),
+        has_cost=any(a.get("cost_per_incremental") is not None for a in answer["arms"]),
+        forest=forest,
+        daily=daily,
+        daily_note=daily_note,
+        retention=retention,
+        retention_has_data=retention_has_data,
+        days=days,
+        day_choices=sorted({*RETENTION_CHOICES, days}),
+        csv_args={k: v for k, v in (("metric", answer["metric"]), ("alpha", answer["alpha"]), ("correction", answer["correction"]))},
+    ), (422 if errors else 200)
+
+
+@bp.get("/experiments/<key>/results.csv")
+@page(READ_EXPERIMENTS)
+def results_csv(key: str) -> Response:
+    """The API's CSV for the signed-in key, which a browser cannot send as a bearer header."""
+    query, errors = _query()
+    if errors:
+        raise Invalid.many([{"field": f, "message": "; ".join(m)} for f, m in errors.items()])
+    # The API view's own body, past its bearer check: the same columns and rows, whatever they become.
+    return api_results.as_csv.__wrapped__(key=key, query=query)  # type: ignore[attr-defined, no-any-return]

@@ -1,0 +1,22 @@
+"""The user page: look up one user's recent events, recommendations, experiment assignments and reward ledgers."""
+from __future__ import annotations
+
+from flask import render_template, request
+
+from service.http.console import bp
+from service.http.console.forms import page
+from service.http.endpoint import ID_PATTERN, READ_EXPERIMENTS, services
+from service.usecases import console
+
+
+@bp.get("/users")
+@page(READ_EXPERIMENTS)
+def user_lookup() -> tuple[str, int]:
+    """The lookup form and, once a user id is given, that user's picture."""
+    user_id = request.args.get("user_id", "").strip()
+    if not user_id:
+        return render_template("console/users.html", user_id="", profile=None, error=None), 200
+    if not ID_PATTERN.match(user_id):
+        return render_template("console/users.html", user_id=user_id[:128], profile=None, error="A user id is 1 to 128 characters."), 422
+    svc = services()
+    return render_template("console/users.html", user_id=user_id, profile=console.user_profile(svc.db, svc.models, user_id), error=None), 200

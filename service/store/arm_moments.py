@@ -1,0 +1,157 @@
+"""Per-arm moments of a metric over every exposed user, computed in the database in two passes.
+
+The first pass counts users and sums values (and, for bandits, the inverse
+propensity sums); the second sums squared deviations from each arm's mean,
+passed back in. Sums of squares taken around zero cancel catastrophically when
+values sit far from zero (1e9 + a small spread loses every digit), so the
+variance is never derived from them. A user without data counts as 0.
+
+With a CUPED window, each user also gets a covariate x: the same metric from
+their events in [exposed_at - window, exposed_at), with its own moments and
+the cross moment with the metric.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import text
+
+from service.store.database import Database
+
+DAY = 86_400.0
+RETENTION_DAYS = {"retention_d1": 1, "retention_d7": 7, "retention_d30": 30}
+_PURCHASE_VALUE = "CASE WHEN e.type = 'purchase' THEN COALESCE(e.value, 0) ELSE 0 END"
+_AFTER = "e.ts >= x.exposed_at"
+_BEFORE = "e.ts < x.exposed_at"
+
+
+def _after_exposure(metric: str) -> str:
+    """A built-in metric's per-user value from the user's events after exposure."""
+    if metric == "purchase_conversion":
+        return f"MAX(CASE WHEN e.type = 'purchase' AND {_AFTER} THEN 1 ELSE 0 END)"
+    if metric == "revenue":
+        return f"SUM(CASE WHEN {_AFTER} THEN {_PURCHASE_VALUE} ELSE 0 END)"
+    n = RETENTION_DAYS[metric]
+    return f"MAX(CASE WHEN e.ts >= x.exposed_at + {n * DAY} AND e.ts < x.exposed_at + {(n + 1) * DAY} THEN 1 ELSE 0 END)"
+
+
+def _before_exposure(metric: str) -> str:
+    """The same metric over the pre-period; for retention, whether the user was active at all before."""
+    if metric == "purchase_conversion":
+        return f"MAX(CASE WHEN e.type = 'purchase' AND {_BEFORE} THEN 1 ELSE 0 END)"
+    if metric == "revenue":
+        return f"SUM(CASE WHEN {_BEFORE} THEN {_PURCHASE_VALUE} ELSE 0 END)"
+    return f"MAX(CASE WHEN {_BEFORE} THEN 1 ELSE 0 END)"
+
+
+def _per_user(metric: str, builtin: bool, cuped: bool) -> str:
+    """Every exposed user as (arm, p, v, x); x is 0 without CUPED."""
+    if builtin:
+        covariate = f"COALESCE({_before_exposure(metric)}, 0)" if cuped else "0"
+        return (
+            f"SELECT x.arm AS arm, x.probability AS p, COALESCE({_after_exposure(metric)}, 0) AS v, {covariate} AS x "
+            "FROM exposures x LEFT JOIN events e ON e.user_id = x.user_id AND e.ts >= x.exposed_at - :pre "
+            "WHERE x.experiment_key = :key AND x.exposed_at <= :mature_before GROUP BY x.arm, x.user_id, x.probability"
+        )
+    return (
+        "SELECT x.arm AS arm, x.probability AS p, COALESCE(t.total, 0) AS v, 0 AS x FROM exposures x "
+        "LEFT JOIN user_metric_totals t ON t.experiment_key = x.experiment_key AND t.metric = :metric "
+        "AND t.user_id = x.user_id WHERE x.experiment_key = :key"
+    )
+
+
+_FIRST = (
+    "SELECT arm, COUNT(*), SUM(v), SUM(x), SUM(CASE WHEN v > 0 THEN 1 ELSE 0 END), "
+    "SUM(1.0 / p), SUM(v / p), SUM(1.0 / (p * p)), SUM(v / (p * p)), SUM(v * v / (p * p)) FROM ({per_user}) u GROUP BY arm"
+)
+_SECOND = (
+    "SELECT arm, SUM((v - mv) * (v - mv)), SUM((x - mx) * (x - mx)), SUM((x - mx) * (v - mv)) FROM "
+    "(SELECT u.arm AS arm, u.v AS v, u.x AS x, {mean_v} AS mv, {mean_x} AS mx FROM ({per_user}) u) c GROUP BY arm"
+)
+# Reported metrics of A/B tests: users come from the exposures, values from the totals, which carry their arm.
+_EXPOSED = "SELECT arm, COUNT(*) FROM exposures WHERE experiment_key = :key GROUP BY arm"
+_TOTALS = (
+    "SELECT arm, COUNT(*), SUM(total), SUM(CASE WHEN total > 0 THEN 1 ELSE 0 END) FROM user_metric_totals "
+    "WHERE experiment_key = :key AND metric = :metric GROUP BY arm"
+)
+_TOTALS_SECOND = "SELECT arm, SUM((total - {mean}) * (total - {mean})) FROM user_metric_totals WHERE experiment_key = :key AND metric = :metric GROUP BY arm"
+
+
+@dataclass(frozen=True)
+class ArmMoments:
+    """One arm's users, mean and centred second moment of the metric, with the covariate's and the propensity sums."""
+
+    users: int
+    total: float
+    m2: float
+    positives: int
+    mean_x: float = 0.0
+    m2_x: float = 0.0
+    c_xy: float = 0.0
+    w: float = 0.0
+    wy: float = 0.0
+    w2: float = 0.0
+    w2y: float = 0.0
+    w2y2: float = 0.0
+
+    @property
+    def mean(self) -> float:
+        """The mean per exposed user (0 without users)."""
+        return self.total / self.users if self.users else 0.0
+
+
+def _by_arm(column: str, means: dict[str, float], params: dict[str, Any], name: str) -> str:
+    """A CASE that maps each arm to its mean, as bound parameters."""
+    if not means:
+        return "0"
+    cases = []
+    for i, (arm, mean) in enumerate(sorted(means.items())):
+        params[f"{name}_arm{i}"], params[f"{name}_mean{i}"] = arm, mean
+        cases.append(f"WHEN :{name}_arm{i} THEN CAST(:{name}_mean{i} AS DOUBLE PRECISION)")
+    return f"CASE {column} {' '.join(cases)} ELSE 0 END"
+
+
+def _reported_ab(db: Database, params: dict[str, Any]) -> dict[str, ArmMoments]:
+    with db.read() as session:
+        users = {arm: int(n) for arm, n in session.execute(text(_EXPOSED), params)}
+        sums = {r[0]: (int(r[1]), float(r[2] or 0), int(r[3] or 0)) for r in session.execute(text(_TOTALS), params)}
+        means = {arm: sums.get(arm, (0, 0.0, 0))[1] / n for arm, n in users.items() if n}
+        second_params = dict(params)
+        spread = {r[0]: float(r[1] or 0) for r in session.execute(text(_TOTALS_SECOND.format(mean=_by_arm("arm", means, second_params, "m"))), second_params)}
+    out = {}
+    for arm, n in users.items():
+        with_data, total, positives = sums.get(arm, (0, 0.0, 0))
+        mean = total / n if n else 0.0
+        # Users with no total are zeros: each adds mean^2 to the squared deviations.
+        out[arm] = ArmMoments(n, total, spread.get(arm, 0.0) + (n - with_data) * mean * mean, positives)
+    return out
+
+
+def arm_moments(db: Database, key: str, metric: str, builtin: bool, bandit: bool, now: float, cuped_days: int | None = None) -> dict[str, ArmMoments]:
+    """Per-arm moments of a metric over the exposed users; a CUPED covariate for built-in metrics when `cuped_days` is given."""
+    mature_before = now - (RETENTION_DAYS.get(metric, -1) + 1) * DAY
+    cuped = builtin and cuped_days is not None
+    params: dict[str, Any] = {"key": key, "metric": metric, "mature_before": mature_before, "pre": (cuped_days or 0) * DAY}
+    if not builtin and not bandit:
+        return _reported_ab(db, params)
+    per_user = _per_user(metric, builtin, cuped)
+    with db.read() as session:
+        first = {r[0]: r[1:] for r in session.execute(text(_FIRST.format(per_user=per_user)), params)}
+        mean_v = {arm: float(r[1] or 0) / int(r[0]) for arm, r in first.items()}
+        mean_x = {arm: float(r[2] or 0) / int(r[0]) for arm, r in first.items()}
+        second_params = dict(params)
+        sql = _SECOND.format(per_user=per_user, mean_v=_by_arm("u.arm", mean_v, second_params, "v"), mean_x=_by_arm("u.arm", mean_x, second_params, "x"))
+        second = {r[0]: r[1:] for r in session.execute(text(sql), second_params)}
+    out = {}
+    for arm, (n, total, _, positives, w, wy, w2, w2y, w2y2) in first.items():
+        m2, m2_x, c_xy = (float(v or 0) for v in second.get(arm, (0, 0, 0)))
+        out[arm] = ArmMoments(int(n), float(total or 0), m2, int(positives or 0), mean_x[arm], m2_x, c_xy, float(w or 0), float(wy or 0), float(w2 or 0), float(w2y or 0), float(w2y2 or 0))
+    return out
+
+
+def points_per_arm(db: Database, key: str) -> dict[str, float]:
+    """Ledger points granted to each arm's exposed users."""
+    sql = "SELECT arm, SUM(points) FROM reward_ledger WHERE experiment_key = :key AND arm IS NOT NULL GROUP BY arm"
+    with db.read() as session:
+        return {arm: float(total or 0) for arm, total in session.execute(text(sql), {"key": key})}

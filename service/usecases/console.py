@@ -1,0 +1,45 @@
+"""What the console shows beyond single API answers: experiments with their users so far, and one user's whole picture."""
+from __future__ import annotations
+
+from typing import Any
+
+from experiments.stats import sample_ratio_mismatch
+from service.store import console as store
+from service.store.database import Database
+from service.timestamps import iso
+from service.usecases import experiments, recommendations, rewards
+from service.usecases.serving import ModelCache
+
+RECENT_EVENTS = 50
+
+
+def experiments_overview(db: Database) -> list[dict[str, Any]]:
+    """Every experiment, newest first, with exposed users so far and, for A/B tests, the SRM check of those exposures."""
+    counts = store.exposure_counts(db)
+    out = []
+    for exp in experiments.list_all(db):
+        per_arm = counts.get(exp["key"], {})
+        srm = None
+        if exp["type"] == "ab":
+            found = sample_ratio_mismatch([per_arm.get(a["key"], 0) for a in exp["arms"]], [float(a["weight"]) for a in exp["arms"]])
+            if found is not None:
+                srm = {"p_value": found.p_value, "mismatch": found.mismatch}
+        out.append({**exp, "users": sum(per_arm.values()), "users_per_arm": per_arm, "srm": srm})
+    return out
+
+
+def user_profile(db: Database, models: ModelCache, user_id: str, n: int = 10) -> dict[str, Any]:
+    """A user's recent events, current recommendations, experiment assignments and reward ledgers."""
+    events = store.recent_events(db, user_id, RECENT_EVENTS)
+    exposures = store.user_exposures(db, user_id)
+    answer = recommendations.for_user(db, models, user_id, n, None, set())
+    return {
+        "user_id": user_id,
+        "events": [{"event_id": e.event_id, "item_id": e.item_id, "type": e.type, "timestamp": iso(e.ts), "value": e.value} for e in events],
+        "recommendations": {"strategy": answer.strategy, "model_version": answer.model_version, "items": [{"item_id": i, "score": s} for i, s in answer.items]},
+        "assignments": [
+            {"experiment": x.experiment, "status": x.status, "arm": x.arm, "probability": x.probability, "exposed_at": iso(x.exposed_at)}
+            for x in exposures
+        ],
+        "ledgers": [rewards.ledger(db, x.experiment, user_id) for x in exposures],
+    }

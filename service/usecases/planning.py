@@ -1,0 +1,60 @@
+"""Before and beside an experiment: how many users a test needs, and what another allocation would have been worth."""
+from __future__ import annotations
+
+import time
+from typing import Any, Mapping
+
+from experiments.stats.ipw import PropensitySums, best_arm_target, evaluate_allocation, ipw_arm
+from experiments.stats.power import plan_sample_size
+from service.errors import Invalid
+from service.store.arm_moments import arm_moments
+from service.store.database import Database
+from service.usecases.assignment import DefinitionCache
+from service.usecases.results import EMPTY, experiment_metric, interval
+
+PLAN_FIELDS = ("metric_kind", "baseline", "sd", "mde", "mde_type", "alpha", "power", "arms", "correction", "daily_users")
+
+
+def plan(question: Mapping[str, Any]) -> dict[str, Any]:
+    """Users per arm, total users and days for a test; Invalid names the input that makes it impossible."""
+    try:
+        q = dict(question)
+        p = plan_sample_size(
+            q["metric_kind"], q["baseline"], q.get("sd"), q["mde"], q.get("mde_type", "absolute"), q.get("alpha", 0.05),
+            q.get("power", 0.8), q.get("arms", 2), q.get("correction", "holm"), q.get("daily_users"),
+        )
+    except ValueError as exc:
+        message = str(exc)
+        field = message.split(":", 1)[0] if message.split(":", 1)[0] in PLAN_FIELDS else "body"
+        raise Invalid.field(field, message.split(": ", 1)[-1] if field != "body" else message) from None
+    return {"users_per_arm": p.users_per_arm, "total_users": p.total_users, "days": p.days, "alpha_per_test": p.alpha_per_test, "note": p.note}
+
+
+def evaluate(db: Database, cache: DefinitionCache, key: str, allocation: Mapping[str, float] | str, metric_key: str | None, alpha: float) -> dict[str, Any]:
+    """IPW and self-normalised IPW estimates of the metric under `allocation`, from the logged assignments and their propensities."""
+    d, _, metric = experiment_metric(db, cache, key, metric_key)
+    exp = d.experiment
+    moments = arm_moments(db, exp.key, metric.key, metric.builtin, True, time.time())
+    sums = [PropensitySums(m.users, m.w, m.wy, m.w2, m.w2y, m.w2y2) for m in (moments.get(a.key, EMPTY) for a in exp.arms)]
+    users = sum(s.users for s in sums)
+    if allocation == "best_arm":
+        target = best_arm_target([ipw_arm(s, users, alpha).snipw_mean for s in sums])
+    else:
+        assert isinstance(allocation, Mapping)
+        arms = {a.key for a in exp.arms}
+        unknown = sorted(set(allocation) - arms)
+        if unknown:
+            raise Invalid.field(f"allocation.{unknown[0]}", f"is not an arm of {exp.key} ({', '.join(a.key for a in exp.arms)})")
+        if abs(sum(allocation.values()) - 1.0) > 1e-9:
+            raise Invalid.field("allocation", f"shares must add up to 1, they add up to {sum(allocation.values()):g}")
+        target = [float(allocation.get(a.key, 0.0)) for a in exp.arms]
+    value = evaluate_allocation(sums, target, users, alpha)
+    return {
+        "experiment": exp.key,
+        "metric": metric.key,
+        "allocation": {a.key: share for a, share in zip(exp.arms, target)},
+        "ipw": {"value": value.ipw, "ci": interval(value.ipw_ci)},
+        "snipw": {"value": value.snipw, "ci": interval(value.snipw_ci)},
+        "effective_sample_size": value.effective_sample_size,
+        "users": users,
+    }

@@ -1,0 +1,64 @@
+"""Results over time: the cumulative daily series and the retention curve of each arm."""
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from experiments.stats.proportions import wilson
+from service.errors import Invalid
+from service.store.database import Database
+from service.store.metrics import DAY, RETENTION_DAYS, daily_rows, retention_rows
+from service.timestamps import iso
+from service.usecases.assignment import DefinitionCache
+from service.usecases.results import experiment_metric, interval
+
+
+def daily(db: Database, cache: DefinitionCache, key: str, metric_key: str | None) -> dict[str, Any]:
+    """Per UTC day, cumulative exposed users and the metric's cumulative mean per arm."""
+    d, _, metric = experiment_metric(db, cache, key, metric_key)
+    exp = d.experiment
+    if metric.key in RETENTION_DAYS:
+        raise Invalid.field("query.metric", "daily series are defined for reported metrics, purchase_conversion and revenue; retention is a property of exposure cohorts")
+    exposed, gained = daily_rows(db, exp.key, metric)
+    if not exposed:
+        return {"experiment": exp.key, "metric": metric.key, "metric_kind": metric.kind, "days": []}
+    first, last = int(min(r[1] for r in exposed)), int(max([r[1] for r in exposed] + [r[1] for r in gained]))
+    new_users = {(r[0], int(r[1])): int(r[2]) for r in exposed}
+    new_value: dict[tuple[str, int], float] = {}
+    for arm, day, value in gained:  # anything dated before the first exposure day counts on that day
+        k = (arm, max(int(day), first))
+        new_value[k] = new_value.get(k, 0.0) + float(value or 0)
+    days = []
+    users = {a.key: 0 for a in exp.arms}
+    totals = {a.key: 0.0 for a in exp.arms}
+    for day in range(first, last + 1):
+        arms = []
+        for a in exp.arms:
+            users[a.key] += new_users.get((a.key, day), 0)
+            totals[a.key] += new_value.get((a.key, day), 0.0)
+            mean = totals[a.key] / users[a.key] if users[a.key] else None
+            arms.append({"arm": a.key, "users": users[a.key], "total": totals[a.key], "mean": mean})
+        days.append({"date": iso(day * DAY)[:10], "arms": arms})  # type: ignore[index]
+    return {"experiment": exp.key, "metric": metric.key, "metric_kind": metric.kind, "days": days}
+
+
+def retention(db: Database, cache: DefinitionCache, key: str, days: int, alpha: float, now: float | None = None) -> dict[str, Any]:
+    """Per arm and day k = 1..days after exposure, the share of users active that day among those whose day k has ended."""
+    d, _ = cache.current(db, key)
+    now = time.time() if now is None else now
+    exposed, active = retention_rows(db, key, days, now)
+    by_age: dict[tuple[str, int], int] = {}
+    for arm, age, users in exposed:
+        by_age[(arm, int(age))] = by_age.get((arm, int(age)), 0) + int(users)
+    active_on = {(arm, int(k)): int(users) for arm, k, users in active}
+    arms = []
+    for a in d.experiment.arms:
+        series = []
+        for k in range(1, days + 1):
+            # Day k of a user exposed at t is [t + k days, t + (k + 1) days): it has ended once they are k + 1 whole days old.
+            eligible = sum(n for (arm, age), n in by_age.items() if arm == a.key and age >= k + 1)
+            hits = active_on.get((a.key, k), 0)
+            ci = wilson(hits, eligible, alpha)
+            series.append({"day": k, "eligible": eligible, "active": hits, "rate": hits / eligible if eligible else None, "ci": interval(ci)})
+        arms.append({"arm": a.key, "days": series})
+    return {"experiment": key, "alpha": alpha, "computed_at": iso(now), "arms": arms}

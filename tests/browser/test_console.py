@@ -1,0 +1,193 @@
+"""The console in a real browser, as a product manager and an analyst use it; the tests run in order, as one story.
+
+An editor creates an A/B test of two reward schedules through the form and starts it;
+shoppers arrive through the API; an analyst reads its results, switches alpha and
+correction, downloads the CSV, is refused the editor's pages and hand-made posts, and
+signs out. Every page's screenshot lands in tests/browser/artifacts/.
+"""
+from __future__ import annotations
+
+import csv
+from typing import Any
+
+import pytest
+
+from tests.browser.conftest import ARTIFACTS, Demo
+
+pytestmark = pytest.mark.usefixtures("demo")
+
+
+@pytest.fixture
+def visit(browser: Any, demo: Demo) -> Any:
+    """Open a fresh browser context (no cookies) and record every request it makes."""
+    contexts = []
+
+    def open_page() -> Any:
+        context = browser.new_context(viewport={"width": 1280, "height": 900}, accept_downloads=True)
+        context.set_default_timeout(15_000)
+        contexts.append(context)
+        page = context.new_page()
+        page.requested = []  # type: ignore[attr-defined]
+        page.on("request", lambda r: page.requested.append(r.url))  # type: ignore[attr-defined]
+        return page
+
+    yield open_page
+    for context in contexts:
+        for page in context.pages:  # the console needs nothing but the service itself
+            assert all(u.startswith((demo.base, "data:")) for u in page.requested), page.requested
+        context.close()
+
+
+def shot(page: Any, name: str) -> None:
+    """Save the whole page as a test artefact."""
+    page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
+
+
+def sign_in(page: Any, demo: Demo, role: str) -> None:
+    """Sign in through the form, with the keyboard."""
+    page.goto(demo.base + "/ui/")
+    assert "/ui/sign-in" in page.url
+    page.keyboard.press("Tab")  # the first stop is the skip link
+    assert page.evaluate("document.activeElement.className") == "skip"
+    page.fill("#api_key", demo.keys[role])
+    page.keyboard.press("Enter")
+    page.wait_for_url("**/ui/" + ("experiments" if role != "storefront" else "docs"))
+    assert page.locator(".who").inner_text().endswith(role) or role in page.locator(".who").inner_text()
+
+
+def test_editor_creates_and_starts_an_ab_experiment(visit, demo):
+    page = visit()
+    sign_in(page, demo, "editor")
+    shot(page, "01-experiments")
+    page.click("text=New experiment")
+    page.fill("#f-key", "console-ab")
+    page.fill("#f-name", "Per-unit points vs 50 points on every 3rd order")
+    page.fill("#f-arms-0-key", "control")
+    page.select_option("#f-arms-0-schedule-type", "per_unit")
+    page.fill("#f-arms-0-schedule-per_unit-points_per_unit", "1")
+    page.fill("#f-arms-1-key", "every-3rd")
+    page.select_option("#f-arms-1-schedule-type", "fixed_ratio")
+    # The type picker shows only the chosen type's fields.
+    assert page.is_visible("#f-arms-1-schedule-fixed_ratio-every")
+    assert not page.is_visible("#f-arms-1-schedule-per_unit-points_per_unit")
+    assert not page.is_visible("#f-arms-0-schedule-fixed_ratio-every")
+    page.fill("#f-arms-1-schedule-fixed_ratio-every", "0")
+    page.fill("#f-arms-1-schedule-fixed_ratio-points", "50")
+    page.fill("#f-metrics-0-key", "conversion")
+    page.click("text=Create draft")
+    error = page.locator("#f-arms-1-schedule-fixed_ratio-every-error")
+    assert "greater than or equal to 1" in error.inner_text()
+    assert page.get_attribute("#f-arms-1-schedule-fixed_ratio-every", "aria-invalid") == "true"
+    assert page.get_attribute(".error-summary a", "href") == "#f-arms-1-schedule-fixed_ratio-every"
+    shot(page, "02-experiment-form-with-error")
+    page.fill("#f-arms-1-schedule-fixed_ratio-every", "3")
+    page.click("text=Create draft")
+    page.wait_for_url("**/ui/experiments/console-ab")
+    assert "draft" in page.locator("dl.facts").inner_text()
+    shot(page, "03-experiment-draft")
+    page.click("text=Start…")
+    shot(page, "04-confirm-start")
+    page.check("#confirm")
+    page.click("button:has-text('Start')")
+    page.wait_for_url("**/ui/experiments/console-ab")
+    assert "running" in page.locator("dl.facts").inner_text()
+    page.click("nav >> text=Experiments")
+    row = page.locator("tr", has=page.locator("a", has_text="console-ab"))
+    assert "running" in row.inner_text()
+    shot(page, "05-experiments-with-new")
+
+
+def _shoppers(demo: Demo) -> None:
+    """Sixty shoppers meet the experiment through the storefront API; some convert and earn points."""
+    store = demo.keys["storefront"]
+    outcomes = []
+    for i in range(60):
+        status, body = demo.server.request("GET", f"/v1/experiments/console-ab/assignment?user_id=shopper-{i}", key=store)
+        assert status == 200 and body["enrolled"], body
+        if i % 3 == 0 or (body["arm"] == "every-3rd" and i % 4 == 0):
+            outcomes.append({"outcome_id": f"o-{i}", "experiment": "console-ab", "user_id": f"shopper-{i}", "metric": "conversion", "value": 1})
+            status, _ = demo.server.request("POST", "/v1/rewards", {"action_id": f"a-{i}", "user_id": f"shopper-{i}", "experiment": "console-ab", "value": 30.0}, key=store)
+            assert status == 200
+    assert demo.server.request("POST", "/v1/outcomes", {"outcomes": outcomes}, key=store)[0] == 200
+
+
+def test_analyst_reads_results_switches_alpha_and_downloads_the_csv(visit, demo):
+    _shoppers(demo)
+    page = visit()
+    sign_in(page, demo, "analyst")
+    assert page.locator("text=New experiment").count() == 0
+    page.click("tr:has(a:text-is('console-ab')) >> text=Results")
+    page.wait_for_url("**/ui/experiments/console-ab/results")
+    assert page.locator("table tbody tr").first.locator("th").inner_text().startswith("control")
+    assert page.locator("svg.chart").count() >= 2  # the forest plot and the daily series at least
+    assert "sample ratio mismatch" in page.locator("#srm-title + p").inner_text().lower()
+    page.fill("#f-alpha", "0.1")
+    page.select_option("#f-correction", "bh")
+    page.click("text=Apply")
+    page.wait_for_url("**correction=bh**")
+    assert "90.0% CI" in page.locator("table thead").inner_text()
+    shot(page, "06-results-console-ab")
+    with page.expect_download() as download:
+        page.click("text=Download CSV")
+    with open(download.value.path(), newline="") as f:
+        rows = list(csv.reader(f))
+    assert rows[0][:4] == ["experiment", "metric", "metric_kind", "test"]
+    assert [r[rows[0].index("arm")] for r in rows[1:]] == ["control", "every-3rd"]
+    assert {r[rows[0].index("alpha")] for r in rows[1:]} == {"0.1"}
+    page.goto(demo.base + "/ui/experiments/points-q4/results")
+    assert page.locator("svg.chart").count() == 3
+    shot(page, "07-results-points-q4")
+
+
+def test_analyst_is_refused_the_editors_pages_and_hand_made_posts(visit, demo):
+    page = visit()
+    sign_in(page, demo, "analyst")
+    for path in ("/ui/experiments/new", "/ui/experiments/console-ab/edit", "/ui/experiments/console-ab/stop", "/ui/models"):
+        response = page.goto(demo.base + path)
+        assert response.status == 403, path
+    assert "analyst key cannot use this page" in page.locator("main").inner_text()
+    shot(page, "08-forbidden")
+    token = page.goto(demo.base + "/ui/experiments") and page.get_attribute("input[name=csrf_token]", "value")
+    without_token = page.request.post(demo.base + "/ui/experiments/console-ab/stop", form={"confirm": "yes"})
+    with_token = page.request.post(demo.base + "/ui/experiments/console-ab/stop", form={"confirm": "yes", "csrf_token": token})
+    assert (without_token.status, with_token.status) == (403, 403)
+    assert demo.server.request("GET", "/v1/experiments/console-ab", key=demo.keys["analyst"])[1]["status"] == "running"
+    page.click("text=Sign out")
+    page.wait_for_url("**/ui/sign-in")
+    page.goto(demo.base + "/ui/experiments/console-ab/results")
+    assert "/ui/sign-in" in page.url
+
+
+def test_editor_trains_activates_and_looks_up_a_user(visit, demo):
+    page = visit()
+    sign_in(page, demo, "editor")
+    page.click("nav >> text=Models")
+    assert page.locator("svg.chart").count() == 1 and page.locator("text=serving").count() == 1
+    page.select_option("#f-algorithm", "item_knn")
+    page.uncheck("#activate")
+    page.click("button:has-text('Train')")
+    page.wait_for_url("**/ui/models")
+    # While it trains the page reloads itself; wait for both versions to be ready.
+    page.locator("tbody tr:has(.status-ready)").nth(1).wait_for(timeout=30_000)
+    shot(page, "09-models")
+    page.click("text=Activate")
+    page.check("#confirm")
+    page.click("button:has-text('Activate')")
+    page.wait_for_url("**/ui/models")
+    assert "item_knn" in page.locator("tr:has(.badge:text-is('serving'))").inner_text()
+    page.click("nav >> text=Users")
+    page.fill("#user_id", "user-1")
+    page.keyboard.press("Enter")
+    page.wait_for_url("**user_id=user-1")
+    assert page.locator("#recs-title + p + ol li").count() == 10
+    assert page.locator("#assign-title + table tbody tr").count() >= 1
+    shot(page, "10-user")
+
+
+def test_api_reference_runs_from_the_vendored_swagger_ui(visit, demo):
+    page = visit()
+    sign_in(page, demo, "storefront")
+    page.locator(".swagger-ui .info .title").wait_for()
+    assert "Stickyloop" in page.locator(".swagger-ui .info .title").inner_text()
+    assert page.locator(".opblock").count() > 20
+    shot(page, "11-api-reference")

@@ -1,0 +1,349 @@
+"""Hostile input: each case answers a clear 4xx (or 503) in the error shape and stores nothing."""
+from __future__ import annotations
+
+import csv
+import http.client
+import io
+import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote, urlencode
+
+import pytest
+from sqlalchemy import func, select
+
+from experiments.stats.power import users_per_arm_mean, users_per_arm_proportion
+from experiments.stats.srm import sample_ratio_mismatch
+from service.config import Config
+from service.http.app import create_app
+from service.http.schemas.catalogue import MAX_EXCLUDE_BYTES
+from service.store.tables import Base
+from tests.experiment_helpers import ab_definition, assign, running
+from tests.helpers import get_ok, post_ok
+from tests.server import gunicorn
+
+ROOT = Path(__file__).resolve().parents[2]
+FAR_TIMESTAMPS = ["0001-01-01T00:00:00+14:00", "9999-12-31T23:59:59-14:00"]
+CLOSED_PORT_URL = "postgresql+psycopg://postgres@127.0.0.1:1/nothing"
+
+
+def stored(db) -> dict[str, int]:
+    """Rows per table: what a refused request must leave as it was."""
+    with db.engine.connect() as conn:
+        return {t.name: conn.execute(select(func.count()).select_from(t)).scalar_one() for t in Base.metadata.sorted_tables}
+
+
+def refused(resp, status: int = 422, field: str | None = None) -> dict[str, Any]:
+    """Insist on an error answer in the contract's shape, naming `field` when given."""
+    assert resp.status_code == status, resp.get_data(as_text=True)
+    error = resp.get_json()["error"]
+    assert set(error) >= {"code", "message", "details"} and isinstance(error["message"], str)
+    if field is not None:
+        assert any(d["field"].endswith(field) for d in error["details"]), error
+    return error
+
+
+def numbers(value: Any) -> list[float]:
+    """Every number inside a JSON value."""
+    if isinstance(value, bool) or value is None or isinstance(value, str):
+        return []
+    if isinstance(value, (int, float)):
+        return [float(value)]
+    items = value.values() if isinstance(value, dict) else value
+    return [n for item in items for n in numbers(item)]
+
+
+def multiplier_definition(key: str, start: str, end: str) -> dict[str, Any]:
+    """An A/B test whose control doubles points in [start, end)."""
+    body = ab_definition(key=key)
+    body["arms"][0]["schedule"] = {"type": "per_unit", "points_per_unit": 1, "multiplier": {"factor": 2, "start": start, "end": end}}
+    return body
+
+
+# --- timestamps -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("far", FAR_TIMESTAMPS)
+def test_timestamps_outside_the_window_are_422_and_store_nothing(client, auth, db, far):
+    shop, editor = auth("storefront"), auth("editor")
+    running(client, editor, ab_definition())
+    before = stored(db)
+    attempts = [
+        ("query.timestamp", client.get("/v1/experiments/points-q4/assignment", query_string={"user_id": "u-far", "timestamp": far}, headers=shop)),
+        ("timestamp", client.post("/v1/assignments", json={"user_id": "u-far", "experiments": ["points-q4"], "timestamp": far}, headers=shop)),
+        ("timestamp", client.post("/v1/rewards", json={"action_id": "a-far", "user_id": "u-far", "experiment": "points-q4", "value": 5, "timestamp": far}, headers=shop)),
+        ("events.0.timestamp", client.post("/v1/events", json={"events": [{"event_id": "e-far", "user_id": "u-far", "item_id": "i", "type": "view", "timestamp": far}]}, headers=shop)),
+        ("outcomes.0.timestamp", client.post("/v1/outcomes", json={"outcomes": [{"outcome_id": "o-far", "experiment": "points-q4", "user_id": "u-far", "metric": "conversion", "timestamp": far}]}, headers=shop)),
+        ("multiplier.start", client.post("/v1/experiments", json=multiplier_definition("far-start", far, "2030-01-01T00:00:00Z"), headers=editor)),
+        ("multiplier.end", client.post("/v1/experiments", json=multiplier_definition("far-end", "2026-01-01T00:00:00Z", far), headers=editor)),
+    ]
+    for field, resp in attempts:
+        error = refused(resp, 422, field)
+        assert "2000-01-01" in error["message"] or "100 years" in error["message"]
+    assert stored(db) == before
+    assert assign(client, shop, "points-q4", "u-far")["enrolled"] is True
+    get_ok(client, "/v1/experiments/points-q4/results/daily", auth("analyst"))
+
+
+def test_the_assignment_query_timestamp_is_parsed_from_text_into_the_same_window(client, auth, db):
+    shop = auth("storefront")
+    running(client, auth("editor"), ab_definition())
+    before = stored(db)
+    for text in ("1999-12-31T23:59:59Z", "2026-11-22T10:00:00", "yesterday"):
+        refused(client.get("/v1/experiments/points-q4/assignment", query_string={"user_id": "u1", "timestamp": text}, headers=shop), 422, "query.timestamp")
+    assert stored(db) == before
+    assert assign(client, shop, "points-q4", "u1", timestamp="2000-01-01T00:00:00Z")["exposed_at"] == "2000-01-01T00:00:00Z"
+
+
+# --- numbers ---------------------------------------------------------------------------------
+
+
+def test_numbers_beyond_1e12_are_422_at_the_door(client, auth, db):
+    shop, editor = auth("storefront"), auth("editor")
+    running(client, editor, ab_definition())
+    assign(client, shop, "points-q4", "u1")
+    before = stored(db)
+    huge = {"outcomes": [{"outcome_id": "o-huge", "experiment": "points-q4", "user_id": "u1", "metric": "spend", "value": 1e200}]}
+    refused(client.post("/v1/outcomes", json=huge, headers=shop), 422, "outcomes.0.value")
+    per_unit = ab_definition(key="rich")
+    per_unit["arms"][0]["schedule"] = {"type": "per_unit", "points_per_unit": 1e300}
+    refused(client.post("/v1/experiments", json=per_unit, headers=editor), 422, "points_per_unit")
+    heavy = ab_definition(key="heavy")
+    heavy["arms"][0]["weight"] = 1e308
+    refused(client.post("/v1/experiments", json=heavy, headers=editor), 422, "arms.0.weight")
+    assert stored(db) == before
+
+
+def test_outcomes_at_the_1e12_bound_keep_results_finite(client, auth):
+    shop, analyst = auth("storefront"), auth("analyst")
+    running(client, auth("editor"), ab_definition())
+    for i in range(12):
+        assign(client, shop, "points-q4", f"u{i}")
+    outcomes = [{"outcome_id": f"big-{i}", "experiment": "points-q4", "user_id": "u0", "metric": "spend", "value": 1e12} for i in range(2)]
+    outcomes += [{"outcome_id": f"s-{i}", "experiment": "points-q4", "user_id": f"u{i}", "metric": "spend", "value": 1e12 - i} for i in range(1, 12)]
+    post_ok(client, "/v1/outcomes", {"outcomes": outcomes}, shop)
+    body = get_ok(client, "/v1/experiments/points-q4/results?metric=spend&mde=1", analyst)
+    assert sum(arm["total"] for arm in body["arms"]) == pytest.approx(2e12 + sum(1e12 - i for i in range(1, 12)))
+    assert all(math.isfinite(n) for n in numbers(body))
+    resp = client.get("/v1/experiments/points-q4/results.csv?metric=spend", headers=analyst)
+    assert resp.status_code == 200
+    cells = [cell for row in list(csv.reader(io.StringIO(resp.get_data(as_text=True))))[1:] for cell in row[7:]]
+    assert all(math.isfinite(float(cell)) for cell in cells if cell not in ("", "true", "false"))
+
+
+@pytest.fixture
+def sized(client, auth):
+    """A running test whose control has both converters and non-converters, and spread-out spend."""
+    shop = auth("storefront")
+    running(client, auth("editor"), ab_definition())
+    arms = {f"u{i}": assign(client, shop, "points-q4", f"u{i}")["arm"] for i in range(40)}
+    control = [u for u, arm in arms.items() if arm == "control"]
+    assert len(control) >= 3
+    outcomes = [{"outcome_id": f"c-{u}", "experiment": "points-q4", "user_id": u, "metric": "conversion"} for u in control[:2]]
+    outcomes += [{"outcome_id": f"s-{u}", "experiment": "points-q4", "user_id": u, "metric": "spend", "value": float(i)} for i, u in enumerate(arms)]
+    post_ok(client, "/v1/outcomes", {"outcomes": outcomes}, shop)
+    return auth("analyst")
+
+
+@pytest.mark.parametrize("metric", ["conversion", "spend"])
+@pytest.mark.parametrize("query", ["mde=1e-300", "mde=0.01&power=1e-40", "mde=5e-324", "mde=1e-9&alpha=1e-12"])
+def test_impossible_sample_sizes_are_a_note_not_a_500(client, sized, metric, query):
+    body = get_ok(client, f"/v1/experiments/points-q4/results?metric={metric}&{query}", sized)
+    assert body["sample_size"]["users_per_arm"] is None and body["sample_size"]["note"].startswith("cannot size yet")
+
+
+def test_sample_size_and_level_bounds(client, sized):
+    assert get_ok(client, "/v1/experiments/points-q4/results?metric=spend&mde=1", sized)["sample_size"]["users_per_arm"] > 0
+    for metric in ("conversion", "spend"):
+        body = get_ok(client, f"/v1/experiments/points-q4/results?metric={metric}&alpha=1e-12", sized)
+        assert all(isinstance(n, float) and math.isfinite(n) for arm in body["arms"][1:] for n in arm["diff_ci"] + arm["ci"])
+    for query in ("mde=1e13", "mde=0", "mde=-1", "mde=nan", "mde=inf", "power=1", "power=0", "alpha=5e-324", "alpha=1e-13"):
+        refused(client.get(f"/v1/experiments/points-q4/results?{query}", headers=sized), 422, "query." + query.partition("=")[0])
+
+
+def test_sample_size_functions_refuse_what_they_cannot_answer():
+    assert users_per_arm_proportion(0.10, 0.02) == 3841
+    for call in (
+        lambda: users_per_arm_proportion(0.2, 1e-300),
+        lambda: users_per_arm_proportion(0.2, 0.01, power=1e-40),
+        lambda: users_per_arm_proportion(0.2, 0.01, alpha=5e-324),
+        lambda: users_per_arm_mean(1e12, 1e-300),
+        lambda: users_per_arm_mean(1.0, 0.01, power=0.01),
+    ):
+        with pytest.raises(ValueError, match="power must exceed|too small to detect"):
+            call()
+
+
+def test_srm_expected_counts_are_always_numbers(client, auth):
+    running(client, auth("editor"), ab_definition(weights=(1e12, 5e-324, 1e12)))
+    for i in range(20):
+        assign(client, auth("storefront"), "points-q4", f"u{i}")
+    srm = get_ok(client, "/v1/experiments/points-q4/results", auth("analyst"))["srm"]
+    assert srm["observed"][1] == 0 and srm["expected"][1] == 0.0
+    assert all(isinstance(e, float) and math.isfinite(e) for e in srm["expected"]) and math.isfinite(srm["statistic"])
+    for weights in ([1e308, 1e308], [5e-324, 5e-324], [1e12, 5e-324]):
+        result = sample_ratio_mismatch([7, 0], weights)
+        assert result is not None and all(math.isfinite(e) for e in result.expected)
+    assert sample_ratio_mismatch([7, 1], [1e12, 5e-324]).mismatch  # an arm expected to get no one got someone
+
+
+# --- resources, patches and parameters -------------------------------------------------------
+
+
+def test_a_key_id_beyond_64_bits_is_404(client, auth, db):
+    before = stored(db)
+    refused(client.delete("/v1/keys/1180591620717411303424", headers=auth("admin")), 404)
+    assert stored(db) == before
+
+
+@pytest.mark.parametrize("field", ["traffic", "name", "description", "arms", "metrics"])
+def test_patching_a_field_to_null_is_422_naming_it(client, auth, field):
+    editor = auth("editor")
+    created = post_ok(client, "/v1/experiments", ab_definition(), editor, status=201)
+    error = refused(client.patch("/v1/experiments/points-q4", json={field: None}, headers=editor), 422, field)
+    assert error["message"].startswith(field)
+    assert get_ok(client, "/v1/experiments/points-q4", editor)["updated_at"] == created["updated_at"]
+
+
+def test_patching_bandit_to_null_drops_it(client, auth):
+    editor = auth("editor")
+    post_ok(client, "/v1/experiments", ab_definition(), editor, status=201)
+    resp = client.patch("/v1/experiments/points-q4", json={"bandit": None}, headers=editor)
+    assert resp.status_code == 200 and resp.get_json()["bandit"] is None
+
+
+def test_unknown_query_parameters_are_422(client, auth):
+    running(client, auth("editor"), ab_definition())
+    refused(client.get("/v1/items/popular?colour=red", headers=auth("storefront")), 422, "query.colour")
+    refused(client.get("/v1/experiments/points-q4/results?foo=1", headers=auth("analyst")), 422, "query.foo")
+
+
+def test_exclude_is_bounded_so_that_the_request_line_fits(client, auth):
+    shop = auth("storefront")
+    at_most = ",".join(["x" * 99] * 16)[:MAX_EXCLUDE_BYTES]
+    assert len(at_most) == MAX_EXCLUDE_BYTES
+    assert client.get("/v1/users/u1/recommendations", query_string={"exclude": at_most}, headers=shop).status_code == 200
+    refused(client.get("/v1/users/u1/recommendations", query_string={"exclude": at_most + "y"}, headers=shop), 422, "query.exclude")
+    wide = "é" * (MAX_EXCLUDE_BYTES // 2 + 1)  # few characters, too many bytes
+    refused(client.get("/v1/users/u1/recommendations", query_string={"exclude": wide}, headers=shop), 422, "query.exclude")
+
+
+def test_metrics_names_its_charset_once(client):
+    content_type = client.get("/metrics").headers["Content-Type"]
+    assert content_type.count("charset=utf-8") == 1 and content_type.startswith("text/plain")
+
+
+def test_openapi_documents_the_server_and_database_errors(client):
+    paths = get_ok(client, "/openapi.json", {})["paths"]
+    for path, methods in paths.items():
+        for method, op in methods.items():
+            assert {"414", "431"} <= set(op["responses"]), (method, path)
+            assert "text/html" in op["responses"]["414"]["content"]
+            if path.startswith("/v1/"):
+                assert "503" in op["responses"], (method, path)
+    exclude = next(p for p in paths["/v1/users/{user_id}/recommendations"]["get"]["parameters"] if p["name"] == "exclude")
+    assert exclude["schema"]["anyOf"][0]["maxLength"] == MAX_EXCLUDE_BYTES
+
+
+# --- the database unreachable ----------------------------------------------------------------
+
+
+def test_every_v1_call_answers_503_when_the_database_is_unreachable(tmp_path):
+    config = Config(database_url=CLOSED_PORT_URL, model_dir=tmp_path / "models", training_runner="thread", log_requests=False, log_level="WARNING", testing=True)
+    app = create_app(config)
+    client = app.test_client()
+    headers = {"Authorization": "Bearer sl_not_checked_because_the_database_is_down"}
+    calls = 0
+    for rule in app.url_map.iter_rules():
+        if not rule.rule.startswith("/v1/"):
+            continue
+        path = rule.rule
+        for name in rule.arguments:
+            path = path.replace(f"<{name}>", "x")
+        for method in sorted((rule.methods or set()) - {"HEAD", "OPTIONS"}):
+            resp = client.open(path, method=method, json={}, headers=headers)
+            error = refused(resp, 503)
+            assert error["code"] == "unavailable" and "\n" not in error["message"], (method, path, error)
+            calls += 1
+    assert calls > 20
+    assert client.get("/readyz").status_code == 503 and client.get("/healthz").status_code == 200
+    app.extensions["stickyloop"].db.dispose()
+
+
+# --- entry points: one line, not a traceback -------------------------------------------------
+
+
+def _run_all(commands: dict[str, tuple[list[str], dict[str, str]]], tmp_path: Path) -> dict[str, subprocess.CompletedProcess[str]]:
+    """Run every command at once (each imports numpy and scipy): answer each one's outcome."""
+    base = {k: v for k, v in os.environ.items() if k not in ("LOG_LEVEL", "DB_POOL_SIZE")}
+    base.update({"MODEL_DIR": str(tmp_path / "models"), "BIND": "127.0.0.1:1", "WEB_CONCURRENCY": "1"})
+    procs = {name: subprocess.Popen(argv, cwd=ROOT, env={**base, **env}, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for name, (argv, env) in commands.items()}
+    done = {}
+    for name, proc in procs.items():
+        out, err = proc.communicate(timeout=120)
+        done[name] = subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
+    return done
+
+
+def test_a_bad_environment_or_an_unreachable_database_is_one_line(tmp_path):
+    flask = [sys.executable, "-m", "flask", "--app", "wsgi", "init-db"]
+    gunicorn_cmd = [sys.executable, "-m", "gunicorn", "-c", "service/gunicorn_conf.py", "wsgi:app"]
+    train = [sys.executable, "-m", "service.usecases.train_job", "v-none"]
+    bad = {"LOG_LEVEL": {"LOG_LEVEL": "loud"}, "DB_POOL_SIZE": {"DB_POOL_SIZE": "abc"}}
+    commands = {(tool, var): (argv, env) for var, env in bad.items() for tool, argv in (("flask", flask), ("gunicorn", gunicorn_cmd), ("train", train))}
+    commands[("flask", "database")] = (flask, {"DATABASE_URL": CLOSED_PORT_URL})
+    results = _run_all(commands, tmp_path)
+    for (tool, var), result in results.items():
+        lines = result.stderr.strip().splitlines()
+        assert result.returncode != 0 and 1 <= len(lines) <= 3 and "Traceback" not in result.stderr, (tool, var, result.stderr)
+        assert lines[-1].startswith("stickyloop: "), (tool, var, lines)
+        if var == "database":
+            assert "database is unavailable" in lines[-1] and result.returncode == 1
+        else:
+            assert var in lines[-1] and result.returncode == 2, (tool, var, result.returncode)
+
+
+def test_gunicorn_starts_with_the_database_unreachable_says_so_once_and_answers_503(tmp_path):
+    env = {"DATABASE_URL": CLOSED_PORT_URL, "MODEL_DIR": str(tmp_path / "models"), "LOG_LEVEL": "WARNING", "LOG_REQUESTS": "false"}
+    with gunicorn(env, workers=1) as server:
+        status, body = server.request("GET", "/v1/items/popular", key="sl_unknown")
+        assert status == 503 and body["error"]["code"] == "unavailable"
+        assert server.request("GET", "/readyz")[0] == 503
+    log = server.log_path.read_text()
+    assert log.count("stickyloop: serving without the database for now: the database is unavailable") == 1 and "Traceback" not in log
+
+
+# --- a real gunicorn: every documented parameter fits its request line -----------------------
+
+
+def _send(base: str, path: str, headers: dict[str, str]) -> tuple[int, str, bytes]:
+    host, port = base.removeprefix("http://").split(":")
+    conn = http.client.HTTPConnection(host, int(port), timeout=60)
+    try:
+        conn.request("GET", path, headers=headers)
+        resp = conn.getresponse()
+        return resp.status, resp.getheader("Content-Type") or "", resp.read()
+    finally:
+        conn.close()
+
+
+def test_gunicorn_reads_the_longest_documented_request_and_refuses_longer_ones(config, app, keys):
+    env = {"DATABASE_URL": config.database_url, "MODEL_DIR": str(config.model_dir), "LOG_LEVEL": "WARNING", "LOG_REQUESTS": "false"}
+    bearer = {"Authorization": f"Bearer {keys['storefront']}"}
+    # Every parameter at its maximum, every byte percent-encoded: four-byte characters in
+    # user_id and category, and ids of characters a client must escape in `exclude`.
+    user = quote("\U0001F600" * 128, safe="")
+    exclude = ",".join([":" * 127] * 12)[:MAX_EXCLUDE_BYTES]
+    query = urlencode({"n": 100, "category": "\U0001F600" * 128, "exclude": exclude}, safe="")
+    longest = f"/v1/users/{user}/recommendations?{query}"
+    assert len(longest) > 4094  # gunicorn's default limit, which refused it before
+    with gunicorn(env, workers=1) as server:
+        status, _, body = _send(server.base, longest, bearer)
+        assert status == 200, body[:300]
+        assert json.loads(body)["user_id"] == "\U0001F600" * 128
+        assert _send(server.base, longest + "&n=1" + "0" * 8190, bearer)[:2] == (414, "text/html")
+        assert _send(server.base, "/v1/items/popular", {**bearer, "X-Padding": "p" * 9000})[:2] == (431, "text/html")

@@ -1,0 +1,171 @@
+"""EASE and tuned, cancellable training runs through the HTTP API and the command line."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+
+from service.usecases.model_training import request_training, run_training
+from tests.conftest import wait_for_model, wait_until
+from tests.helpers import get_ok, post_ok, train, two_tribes
+
+FAST_ALS = {"factors": 8, "iterations": 5}
+
+
+def model(client, auth, version):
+    return get_ok(client, f"/v1/models/{version}", auth("editor"))
+
+
+def join_runner(version: str) -> None:
+    """Wait for a thread-runner run to end, so that it cannot write into the next test's database."""
+    for thread in threading.enumerate():
+        if thread.name == f"train-{version}":
+            thread.join(60)
+            assert not thread.is_alive()
+
+
+def test_ease_serves_a_user_who_is_new_since_training_from_their_events(client, auth):
+    h = auth("storefront")
+    two_tribes(client, h)
+    trained = train(client, auth("editor"), {"algorithm": "ease", "params": {"l2": 10.0}})
+    assert trained["status"] == "ready" and trained["active"], trained
+    assert trained["data"]["items_used"] == 24 and trained["data"]["items_dropped"] == 0
+    assert trained["metrics"]["precision_at_10"] > trained["metrics"]["popularity_precision_at_10"]
+    events = [{"event_id": f"n{i}", "user_id": "newcomer", "item_id": f"b{i}", "type": "click"} for i in range(3)]
+    post_ok(client, "/v1/events", {"events": events}, h)
+    body = get_ok(client, "/v1/users/newcomer/recommendations?n=5", h)
+    assert body["strategy"] == "personalized" and body["model_version"] == trained["version"]
+    assert [i["item_id"][0] for i in body["items"]] == ["b"] * 5
+    known = get_ok(client, "/v1/users/ua3/recommendations?n=5", h)
+    assert known["strategy"] == "personalized" and all(i["item_id"].startswith("a") for i in known["items"])
+    similar = get_ok(client, "/v1/items/a2/similar?n=5", h)
+    assert all(i["item_id"].startswith("a") for i in similar["items"])
+
+
+def test_a_tuned_run_reports_every_trial_and_keeps_the_best(client, auth):
+    two_tribes(client, auth("storefront"))
+    tune = {"trials": 3, "metric": "precision_at_10", "space": {"factors": [4, 16], "regularization": [0.01, 1.0, "log"]}, "seed": 7}
+    done = train(client, auth("editor"), {"algorithm": "als", "params": {"iterations": 5}, "tune": tune})
+    assert done["status"] == "ready", done
+    assert done["tune"] == tune
+    assert len(done["tuning"]) == 3 and done["data"]["progress"] == {"trials_done": 3, "trials": 3}
+    best = max(done["tuning"], key=lambda t: t["metric"])
+    assert done["params"] == best["params"] and done["params"]["iterations"] == 5
+    for trial in done["tuning"]:
+        assert 4 <= trial["params"]["factors"] <= 16 and 0.01 <= trial["params"]["regularization"] <= 1.0 and trial["seconds"] > 0
+    assert done["data"]["timings"]["tuning_seconds"] > 0
+    assert get_ok(client, "/v1/models", auth("editor"))["active_version"] == done["version"]
+
+
+def test_a_cancelled_tuned_run_stops_and_activates_nothing(client, auth):
+    two_tribes(client, auth("storefront"))
+    editor = auth("editor")
+    started = post_ok(client, "/v1/models", {"algorithm": "als", "params": FAST_ALS, "tune": {"trials": 1000}}, editor, status=202)
+    version = started["version"]
+    running = wait_until(lambda: (b := model(client, auth, version))["tuning"] and b, timeout=60)
+    assert running["status"] == "training" and running["data"]["progress"]["trials"] == 1000
+    cancelled = post_ok(client, f"/v1/models/{version}/cancel", None, editor)
+    assert cancelled["status"] == "cancelled" and cancelled["active"] is False and cancelled["finished_at"]
+    join_runner(version)
+    after = model(client, auth, version)
+    assert after["status"] == "cancelled" and len(after["tuning"]) < 1000
+    assert get_ok(client, "/v1/models", editor)["active_version"] is None
+    assert client.post(f"/v1/models/{version}/cancel", headers=editor).status_code == 409
+    assert client.post(f"/v1/models/{version}/activate", headers=editor).status_code == 409
+    assert client.post("/v1/models/nope/cancel", headers=editor).status_code == 404
+    assert get_ok(client, "/v1/users/ua1/recommendations", auth("storefront"))["model_version"] is None
+
+
+def test_a_ready_run_cannot_be_cancelled(client, auth):
+    two_tribes(client, auth("storefront"))
+    done = train(client, auth("editor"))
+    resp = client.post(f"/v1/models/{done['version']}/cancel", headers=auth("editor"))
+    assert resp.status_code == 409 and "ready" in resp.get_json()["error"]["message"]
+
+
+def test_a_run_cancelled_between_stages_does_not_come_back(client, auth, db, config):
+    two_tribes(client, auth("storefront"))
+    record = request_training(db, config, "als", FAST_ALS, True)
+
+    def cancel_on_first_message(message: str) -> None:
+        if not cancel_on_first_message.sent:  # type: ignore[attr-defined]
+            cancel_on_first_message.sent = True  # type: ignore[attr-defined]
+            assert client.post(f"/v1/models/{record.version}/cancel", headers=auth("editor")).status_code == 200
+
+    cancel_on_first_message.sent = False  # type: ignore[attr-defined]
+    final = run_training(db, config, record.version, progress=cancel_on_first_message)
+    assert final.status == "cancelled" and final.metrics == {} and final.error is None
+    assert not (config.model_dir / f"{record.version}.npz").exists()
+    assert get_ok(client, "/v1/models", auth("editor"))["active_version"] is None
+    again = run_training(db, config, record.version)  # a runner that starts late refuses at once
+    assert again.status == "cancelled"
+
+
+def test_a_cancelled_run_in_another_process_stops_at_its_next_trial(client, auth, db, config):
+    two_tribes(client, auth("storefront"))
+    record = request_training(db, config, "als", FAST_ALS, True, tune={"trials": 1000})
+    env = {**os.environ, **config.as_env(), "OPENBLAS_NUM_THREADS": "1"}
+    child = subprocess.Popen([sys.executable, "-m", "service.usecases.train_job", record.version], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_until(lambda: model(client, auth, record.version)["tuning"], timeout=60)
+        post_ok(client, f"/v1/models/{record.version}/cancel", None, auth("editor"))
+        cancelled_at = time.monotonic()
+        assert child.wait(timeout=30) == 0
+        assert time.monotonic() - cancelled_at < 10
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.wait()
+    after = model(client, auth, record.version)
+    assert after["status"] == "cancelled" and len(after["tuning"]) < 1000 and not after["active"]
+
+
+@pytest.mark.parametrize(
+    "tune, field",
+    [
+        ({"trials": 0}, "tune.trials"),
+        ({"trials": "many"}, "tune.trials"),
+        ({"metric": "mrr"}, "tune.metric"),
+        ({"seed": -1}, "tune.seed"),
+        ({"budget": 3}, "tune.budget"),
+        ({"space": {"colour": [1, 2]}}, "tune.space.colour"),
+        ({"space": {"factors": [64, 16]}}, "tune.space.factors"),
+        ({"space": {"factors": [0, 16]}}, "tune.space.factors"),
+        ({"space": {"regularization": [0, 1, "log"]}}, "tune.space.regularization"),
+        ({"space": {"regularization": "wide"}}, "tune.space.regularization"),
+        ({"space": {"iterations": [5, 10]}}, "tune.space.iterations"),  # also fixed in params below
+        ("thirty", "tune"),
+    ],
+)
+def test_bad_tune_requests_are_422_naming_the_field(client, auth, tune, field):
+    resp = client.post("/v1/models", json={"algorithm": "als", "params": {"iterations": 3}, "tune": tune}, headers=auth("editor"))
+    assert resp.status_code == 422, resp.get_json()
+    assert resp.get_json()["error"]["details"][0]["field"] == field
+    assert get_ok(client, "/v1/models", auth("editor"))["models"] == []
+
+
+def test_popularity_has_nothing_to_tune(client, auth):
+    resp = client.post("/v1/models", json={"algorithm": "popularity", "tune": {"trials": 2}}, headers=auth("editor"))
+    assert resp.status_code == 422 and resp.get_json()["error"]["details"][0]["field"] == "tune.space"
+
+
+def test_the_cli_tunes_with_a_progress_bar_and_prints_the_chosen_params(runner, client, auth):
+    two_tribes(client, auth("storefront"))
+    result = runner.invoke(args=["train", "--param", "iterations=3", "--tune-trials", "2", "--tune-metric", "precision_at_10", "--tune-space", "factors=[4, 8]"])
+    assert result.exit_code == 0, result.output
+    assert "tuning" in result.output and "trial 2/2" in result.output
+    assert "params: {" in result.output and "tuning: 2 trials, best precision_at_10" in result.output
+    bad = runner.invoke(args=["train", "--tune-trials", "2", "--tune-space", "colour=[1, 2]"])
+    assert bad.exit_code != 0 and "tune.space.colour" in bad.output
+
+
+def test_ease_beyond_max_items_fails_the_run_with_the_remedy(client, auth):
+    two_tribes(client, auth("storefront"))
+    failed = train(client, auth("editor"), {"algorithm": "ease", "params": {"max_items": 3, "min_coverage": 0.9}})
+    assert failed["status"] == "failed" and "raise max_items" in failed["error"] and not failed["active"]
+    kept = wait_for_model(client, auth("editor"), train(client, auth("editor"), {"algorithm": "ease", "params": {"max_items": 20, "min_coverage": 0.5}})["version"])
+    assert kept["status"] == "ready" and kept["data"]["items_used"] == 20 and kept["data"]["items_dropped"] == 4

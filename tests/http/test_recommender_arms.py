@@ -1,0 +1,84 @@
+"""Recommender variants as experiment arms: each arm's users get its model's answers, exposures included."""
+from __future__ import annotations
+
+import pytest
+
+from tests.helpers import get_ok, post_ok, train, two_tribes
+
+
+def arms_over(versions: dict[str, dict]) -> list[dict]:
+    return [{"key": name, "payload": {"recommender": spec}} for name, spec in versions.items()]
+
+
+def experiment(arms: list[dict], key: str = "recs") -> dict:
+    return {"key": key, "name": "Recommenders", "arms": arms, "metrics": [{"key": "clicked", "kind": "binary"}]}
+
+
+@pytest.fixture
+def two_models(client, auth):
+    two_tribes(client, auth("storefront"))
+    als = train(client, auth("editor"))
+    knn = train(client, auth("editor"), {"algorithm": "item_knn", "activate": False})
+    assert als["status"] == knn["status"] == "ready"
+    return als["version"], knn["version"]
+
+
+def test_each_arm_answers_from_its_model_and_records_the_exposure(client, auth, two_models):
+    als, knn = two_models
+    editor, shop = auth("editor"), auth("storefront")
+    post_ok(client, "/v1/experiments", experiment(arms_over({"als": {"model_version": als}, "knn": {"model_version": knn}, "pop": {"algorithm": "popularity"}})), editor, status=201)
+    post_ok(client, "/v1/experiments/recs/start", None, editor)
+    users = [f"u{t}{i}" for t in "ab" for i in range(15)]
+    answers = {u: get_ok(client, f"/v1/users/{u}/recommendations?n=5&experiment=recs", shop) for u in users}
+    assert {a["experiment"] for a in answers.values()} == {"recs"}
+    plain = {u: get_ok(client, f"/v1/users/{u}/recommendations?n=5", shop) for u in users}  # the active model, als
+    popular = get_ok(client, "/v1/items/popular?n=20", shop)["items"]
+    post_ok(client, f"/v1/models/{knn}/activate", None, editor)
+    by_knn = {u: get_ok(client, f"/v1/users/{u}/recommendations?n=5", shop) for u in users}
+    for u, answer in answers.items():
+        arm = get_ok(client, f"/v1/experiments/recs/assignment?user_id={u}", shop)["arm"]
+        assert answer["arm"] == arm
+        if arm == "als":
+            assert (answer["model_version"], answer["items"]) == (als, plain[u]["items"])
+        elif arm == "knn":
+            assert (answer["model_version"], answer["items"]) == (knn, by_knn[u]["items"])
+        else:
+            assert answer["strategy"] == "popular"
+            ids = [i["item_id"] for i in answer["items"]]
+            assert ids == [i["item_id"] for i in popular if i["item_id"] in ids][: len(ids)]
+    # Activating another version moves nobody's arm off its model (the popularity arm reads the active model's counts).
+    again = {u: get_ok(client, f"/v1/users/{u}/recommendations?n=5&experiment=recs", shop) for u in users}
+    for u, answer in answers.items():
+        same = ("arm", "items") if answer["arm"] == "pop" else ("arm", "items", "model_version")
+        assert [again[u][k] for k in same] == [answer[k] for k in same]
+    results = get_ok(client, "/v1/experiments/recs/results", auth("analyst"))
+    assert sum(a["users"] for a in results["arms"]) == len(users)
+
+
+def test_a_user_outside_the_experiment_gets_the_active_model(client, auth, two_models):
+    als, knn = two_models
+    post_ok(client, "/v1/experiments", {**experiment(arms_over({"als": {"model_version": als}, "knn": {"model_version": knn}})), "traffic": 0.0001}, auth("editor"), status=201)
+    post_ok(client, "/v1/experiments/recs/start", None, auth("editor"))
+    answer = get_ok(client, "/v1/users/ua1/recommendations?experiment=recs", auth("storefront"))
+    assert (answer["arm"], answer["model_version"], answer["experiment"]) == (None, als, "recs")
+    assert client.get("/v1/users/ua1/recommendations?experiment=nope", headers=auth("storefront")).status_code == 404
+
+
+def test_starting_with_a_missing_or_failed_version_is_409(client, auth, two_models, db):
+    import time
+
+    from service.store.tables import ModelVersionRow
+
+    with db.write() as session:
+        session.add(ModelVersionRow(version="v-failed", status="failed", algorithm="als", params={}, matrix={}, evaluation={}, metrics={}, data={}, created_at=time.time()))
+    for bad in ("v-missing", "v-failed"):
+        key = f"recs-{bad}"
+        post_ok(client, "/v1/experiments", experiment(arms_over({"a": {"model_version": two_models[0]}, "b": {"model_version": bad}}), key=key), auth("editor"), status=201)
+        resp = client.post(f"/v1/experiments/{key}/start", headers=auth("editor"))
+        assert resp.status_code == 409 and bad in resp.get_json()["error"]["message"]
+
+
+@pytest.mark.parametrize("spec", [{"model_version": ""}, {"algorithm": "als"}, {"model_version": "v", "algorithm": "popularity"}, "popularity", {"model_version": True}])
+def test_a_bad_recommender_payload_is_422(client, auth, spec):
+    resp = client.post("/v1/experiments", json=experiment(arms_over({"a": {"algorithm": "popularity"}, "b": spec})), headers=auth("editor"))
+    assert resp.status_code == 422 and resp.get_json()["error"]["details"][0]["field"] == "arms.1.payload.recommender"

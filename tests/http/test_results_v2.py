@@ -1,0 +1,218 @@
+"""Results v2 through HTTP, each figure against a reference computed here from raw per-user data."""
+from __future__ import annotations
+
+import math
+from datetime import datetime, timedelta, timezone
+
+import numpy as np
+import pytest
+from scipy import stats as sps
+
+from tests.experiment_helpers import ab_definition, assign, bandit_definition, running
+from tests.helpers import get_ok, post_ok
+
+DAY = 86_400.0
+REL = 1e-9
+
+
+def iso(t: float) -> str:
+    return datetime.fromtimestamp(t, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def welch(y_c: np.ndarray, y_t: np.ndarray, alpha: float) -> tuple[float, float, float, list[float]]:
+    """(diff, se, p, diff_ci) of Welch's test, from scipy."""
+    test = sps.ttest_ind(y_t, y_c, equal_var=False)
+    vc, vt = y_c.var(ddof=1) / len(y_c), y_t.var(ddof=1) / len(y_t)
+    se = math.sqrt(vc + vt)
+    df = (vc + vt) ** 2 / (vc**2 / (len(y_c) - 1) + vt**2 / (len(y_t) - 1))
+    q = sps.t.isf(alpha / 2, df)
+    diff = y_t.mean() - y_c.mean()
+    return diff, se, float(test.pvalue), [diff - q * se, diff + q * se]
+
+
+@pytest.fixture
+def shoppers(client, auth):
+    """An A/B test whose users bought before and after exposure: revenue per user, and the same over the 14 days before."""
+    running(client, auth("editor"), ab_definition(weights=(1, 1, 1), guardrails=["revenue"]))
+    shop = auth("storefront")
+    rng = np.random.default_rng(21)
+    now = datetime.now(timezone.utc).timestamp()
+    users, events = {}, []
+    for u in range(240):
+        user = f"c{u}"
+        exposed = now - rng.uniform(2, 20) * DAY
+        arm = assign(client, shop, "points-q4", user, timestamp=iso(exposed))["arm"]
+        habit = rng.gamma(2.0, 15.0)  # how much this user spends: it drives both periods, so CUPED has something to remove
+        pre = post = 0.0
+        for k in range(int(rng.integers(0, 5))):
+            value = round(float(habit * rng.uniform(0.5, 1.5)), 2)
+            ts = exposed - rng.uniform(0.01, 20) * DAY  # some before the 14-day window: they must not count
+            events.append({"event_id": f"b-{u}-{k}", "user_id": user, "item_id": "i1", "type": "purchase", "value": value, "timestamp": iso(ts)})
+            pre += value if ts >= exposed - 14 * DAY else 0.0
+        for k in range(int(rng.integers(0, 5))):
+            value = round(float(habit * rng.uniform(0.5, 1.5) * (1.3 if arm == "every5" else 1.0)), 2)
+            ts = exposed + rng.uniform(0.0, 1.5) * DAY
+            if ts < now:
+                events.append({"event_id": f"a-{u}-{k}", "user_id": user, "item_id": "i2", "type": "purchase", "value": value, "timestamp": iso(ts)})
+                post += value
+        users[user] = (arm, pre, post)
+    post_ok(client, "/v1/events", {"events": events}, shop)
+    return users
+
+
+def _by_arm(users, arm):
+    rows = [(pre, post) for a, pre, post in users.values() if a == arm]
+    return np.array([r[0] for r in rows]), np.array([r[1] for r in rows])
+
+
+def test_cuped_on_revenue_matches_numpy(client, auth, shoppers):
+    body = get_ok(client, "/v1/experiments/points-q4/results?metric=revenue", auth("analyst"))
+    x = np.array([pre for _, pre, _ in shoppers.values()])
+    y = np.array([post for _, _, post in shoppers.values()])
+    theta = float(np.sum((x - x.mean()) * (y - y.mean())) / np.sum((x - x.mean()) ** 2))
+    adjusted = {a: y_a - theta * (x_a - x.mean()) for a in ("control", "every5", "lottery") for x_a, y_a in [_by_arm(shoppers, a)]}
+    y_all = y - theta * (x - x.mean())
+    assert body["test"].endswith("_cuped")
+    assert body["cuped"]["theta"] == pytest.approx(theta, rel=REL)
+    assert body["cuped"]["days"] == 14
+    assert body["cuped"]["variance_reduction"] == pytest.approx(1 - y_all.var() / y.var(), rel=REL)
+    rows = {r["arm"]: r for r in body["arms"]}
+    for arm in ("every5", "lottery"):
+        diff, _, p, ci = welch(adjusted["control"], adjusted[arm], 0.05)
+        assert rows[arm]["diff"] == pytest.approx(diff, rel=REL)
+        assert rows[arm]["p_value"] == pytest.approx(p, rel=1e-7)
+        assert rows[arm]["diff_ci"] == pytest.approx(ci, rel=REL)
+        assert rows[arm]["mean"] == pytest.approx(adjusted[arm].mean(), rel=REL)
+    off = get_ok(client, "/v1/experiments/points-q4/results?metric=revenue&cuped=false", auth("analyst"))
+    assert off["cuped"] is None and off["test"] == "welch_t"
+    raw_c, raw_t = _by_arm(shoppers, "control")[1], _by_arm(shoppers, "every5")[1]
+    assert {r["arm"]: r for r in off["arms"]}["every5"]["p_value"] == pytest.approx(welch(raw_c, raw_t, 0.05)[2], rel=1e-7)
+
+
+def test_cuped_skipped_with_a_note_for_reported_metrics(client, auth, shoppers):
+    body = get_ok(client, "/v1/experiments/points-q4/results?metric=conversion", auth("analyst"))
+    assert body["cuped"] is None and any("CUPED" in n for n in body["notes"])
+
+
+def test_guardrails_follow_the_revenue_interval(client, auth, shoppers):
+    body = get_ok(client, "/v1/experiments/points-q4/results?metric=conversion", auth("analyst"))
+    x = np.array([pre for _, pre, _ in shoppers.values()])
+    y = np.array([post for _, _, post in shoppers.values()])
+    theta = float(np.sum((x - x.mean()) * (y - y.mean())) / np.sum((x - x.mean()) ** 2))
+    adjusted = {a: y_a - theta * (x_a - x.mean()) for a in ("control", "every5", "lottery") for x_a, y_a in [_by_arm(shoppers, a)]}
+    assert [(g["arm"], g["metric"]) for g in body["guardrails"]] == [("every5", "revenue"), ("lottery", "revenue")]
+    for g in body["guardrails"]:
+        diff, _, _, ci = welch(adjusted["control"], adjusted[g["arm"]], 0.05)
+        assert g["diff"] == pytest.approx(diff, rel=REL) and g["diff_ci"] == pytest.approx(ci, rel=REL)
+        assert g["status"] == ("fail" if ci[1] < 0 else "warn" if diff < 0 else "ok")
+
+
+def test_sequential_intervals_and_p_values_follow_the_formula(client, auth, shoppers):
+    alpha, tuning = 0.05, 2000.0
+    body = get_ok(client, f"/v1/experiments/points-q4/results?metric=revenue&cuped=false&sequential=true&sequential_tuning={tuning}", auth("analyst"))
+    assert body["test"] == "welch_t_sequential" and body["sequential"] == {"tuning": tuning}
+    rho = math.sqrt((-2 * math.log(alpha) + math.log(-2 * math.log(alpha) + 1)) / tuning)
+    y_c = _by_arm(shoppers, "control")[1]
+    for row in body["arms"][1:]:
+        y_t = _by_arm(shoppers, row["arm"])[1]
+        diff, se, _, _ = welch(y_c, y_t, alpha)
+        n = len(y_c) + len(y_t)
+        half = math.sqrt(se * se * n) * math.sqrt(2 * (n * rho**2 + 1) * math.log(math.sqrt(n * rho**2 + 1) / alpha) / (n * rho) ** 2)
+        assert row["diff_ci"] == pytest.approx([diff - half, diff + half], rel=REL)
+        assert 0 <= row["p_value"] <= 1
+
+
+def test_points_per_user_and_cost_per_incremental_conversion(client, auth):
+    running(client, auth("editor"), ab_definition(weights=(1, 1, 1)))
+    shop = auth("storefront")
+    arms, points, converted = {}, {}, {}
+    for u in range(90):
+        user = f"p{u}"
+        arms[user] = assign(client, shop, "points-q4", user)["arm"]
+        points[user] = 0.0
+        for k in range(u % 4):
+            reward = post_ok(client, "/v1/rewards", {"action_id": f"r-{u}-{k}", "user_id": user, "experiment": "points-q4", "value": 10.0 + k}, shop)
+            points[user] += reward["points"]
+        converted[user] = u % 3 == 0 or (arms[user] == "every5" and u % 2 == 0)
+    outcomes = [{"outcome_id": f"o-{u}", "experiment": "points-q4", "user_id": f"p{u}", "metric": "conversion", "value": 1} for u in range(90) if converted[f"p{u}"]]
+    post_ok(client, "/v1/outcomes", {"outcomes": outcomes}, shop)
+    body = get_ok(client, "/v1/experiments/points-q4/results?metric=conversion", auth("analyst"))
+    ppu = {a: sum(points[u] for u in arms if arms[u] == a) / sum(1 for u in arms if arms[u] == a) for a in ("control", "every5", "lottery")}
+    rate = {a: sum(converted[u] for u in arms if arms[u] == a) / sum(1 for u in arms if arms[u] == a) for a in ppu}
+    rows = {r["arm"]: r for r in body["arms"]}
+    for arm in ppu:
+        assert rows[arm]["points_per_user"] == pytest.approx(ppu[arm], rel=REL)
+        diff = rate[arm] - rate["control"]
+        expected = (ppu[arm] - ppu["control"]) / diff if arm != "control" and diff > 0 else None
+        assert rows[arm]["cost_per_incremental"] == (pytest.approx(expected, rel=REL) if expected is not None else None)
+
+
+@pytest.mark.parametrize("offset", [0.0, 1e6, 1e9, 1e12 - 20])
+def test_values_far_from_zero_keep_their_precision(client, auth, offset):
+    running(client, auth("editor"), ab_definition(weights=(1, 1, 0.000001)))
+    shop = auth("storefront")
+    values = {"control": [], "every5": []}
+    outcomes = []
+    for u in range(200):
+        arm = assign(client, shop, "points-q4", f"f{u}")["arm"]
+        if arm not in values:
+            continue
+        value = offset + (u % 10) + (1 if arm == "every5" else 0)
+        values[arm].append(value)
+        outcomes.append({"outcome_id": f"f-{u}", "experiment": "points-q4", "user_id": f"f{u}", "metric": "spend", "value": value})
+    post_ok(client, "/v1/outcomes", {"outcomes": outcomes}, shop)
+    body = get_ok(client, "/v1/experiments/points-q4/results?metric=spend", auth("analyst"))
+    rows = {r["arm"]: r for r in body["arms"]}
+    expected = sps.ttest_ind(np.array(values["every5"]), np.array(values["control"]), equal_var=False).pvalue
+    assert rows["every5"]["p_value"] == pytest.approx(expected, rel=1e-6)
+    assert rows["control"]["ci"][1] - rows["control"]["ci"][0] > 0
+
+
+def test_sample_size_plans_follow_the_formulas(client, auth):
+    body = post_ok(client, "/v1/plans/sample-size", {"metric_kind": "binary", "baseline": 0.1, "mde": 0.02, "alpha": 0.05, "power": 0.8, "arms": 3, "correction": "holm", "daily_users": 1000}, auth("analyst"))
+    a = 0.05 / 2
+    p1, p2 = 0.1, 0.12
+    pbar = (p1 + p2) / 2
+    n = math.ceil((sps.norm.isf(a / 2) * math.sqrt(2 * pbar * (1 - pbar)) + sps.norm.ppf(0.8) * math.sqrt(p1 * (1 - p1) + p2 * (1 - p2))) ** 2 / (p2 - p1) ** 2)
+    assert body["users_per_arm"] == n and body["total_users"] == 3 * n and body["days"] == math.ceil(3 * n / 1000)
+    cont = post_ok(client, "/v1/plans/sample-size", {"metric_kind": "continuous", "baseline": 50, "sd": 20, "mde": 0.1, "mde_type": "relative"}, auth("editor"))
+    assert cont["users_per_arm"] == math.ceil(2 * 20**2 * (sps.norm.isf(0.025) + sps.norm.ppf(0.8)) ** 2 / 5.0**2)
+    for bad in ({"metric_kind": "binary", "baseline": 0.99, "mde": 0.05}, {"metric_kind": "continuous", "baseline": 1, "mde": 1}):
+        resp = client.post("/v1/plans/sample-size", json=bad, headers=auth("analyst"))
+        assert resp.status_code == 422, resp.get_json()
+
+
+def test_bandit_ipw_snipw_and_offline_evaluation_match_numpy(client, auth):
+    running(client, auth("editor"), bandit_definition(arms=3))
+    shop = auth("storefront")
+    rng = np.random.default_rng(4)
+    logged = []
+    for u in range(150):
+        answer = assign(client, shop, "bonus-bandit", f"b{u}")
+        converted = bool(rng.random() < {"arm0": 0.1, "arm1": 0.3, "arm2": 0.2}[answer["arm"]])
+        if converted:
+            post_ok(client, "/v1/outcomes", {"outcomes": [{"outcome_id": f"b-{u}", "experiment": "bonus-bandit", "user_id": f"b{u}", "metric": "conversion"}]}, shop)
+        logged.append((answer["arm"], answer["probability"], float(converted)))
+    arm = np.array([a for a, _, _ in logged])
+    p = np.array([q for _, q, _ in logged])
+    y = np.array([v for _, _, v in logged])
+    n = len(logged)
+    body = get_ok(client, "/v1/experiments/bonus-bandit/results", auth("analyst"))
+    for row in body["arms"]:
+        z = np.where(arm == row["arm"], y / p, 0.0)
+        w = np.where(arm == row["arm"], 1 / p, 0.0)
+        assert row["ipw_mean"] == pytest.approx(z.sum() / n, rel=REL)
+        half = sps.norm.isf(0.025) * z.std(ddof=1) / math.sqrt(n)
+        assert row["ipw_ci"] == pytest.approx([z.mean() - half, z.mean() + half], rel=1e-7)
+        if w.sum() > 0:
+            assert row["snipw_mean"] == pytest.approx((w * y).sum() / w.sum(), rel=REL)
+    target = {"arm0": 0.2, "arm1": 0.5, "arm2": 0.3}
+    value = post_ok(client, "/v1/experiments/bonus-bandit/evaluate", {"allocation": target}, auth("analyst"))
+    w = np.array([target[a] for a in arm]) / p
+    assert value["ipw"]["value"] == pytest.approx((w * y).sum() / n, rel=REL)
+    assert value["snipw"]["value"] == pytest.approx((w * y).sum() / w.sum(), rel=REL)
+    assert value["effective_sample_size"] == pytest.approx(w.sum() ** 2 / (w * w).sum(), rel=REL)
+    best = post_ok(client, "/v1/experiments/bonus-bandit/evaluate", {"allocation": "best_arm"}, auth("analyst"))
+    assert sorted(best["allocation"].values()) == [0.0, 0.0, 1.0]
+    bad = client.post("/v1/experiments/bonus-bandit/evaluate", json={"allocation": {"arm0": 0.5, "nope": 0.5}}, headers=auth("analyst"))
+    assert bad.status_code == 422

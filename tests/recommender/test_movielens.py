@@ -1,0 +1,49 @@
+"""MovieLens latest-small in the library: EASE against popularity, and a short search end to end (bench/quality.py measures the rest)."""
+from __future__ import annotations
+
+import csv
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+
+from recommender.evaluation import evaluate, holdout_split
+from recommender.matrix import CodedEvents, MatrixSettings, build_matrix
+from recommender.models import make_recommender
+from recommender.tuning import TuneSettings, search_space, tune
+from tests.conftest import MOVIELENS
+
+pytestmark = pytest.mark.skipif(not (MOVIELENS / "ratings.csv").exists(), reason="needs ../shared/datasets/movielens-small")
+
+
+@pytest.fixture(scope="module")
+def ratings() -> sp.csr_matrix:
+    """Every rating as a purchase, the way the service's quality test sends them."""
+    with open(MOVIELENS / "ratings.csv") as f:
+        rows = list(csv.DictReader(f))
+    events = CodedEvents.from_ids([r["userId"] for r in rows], [r["movieId"] for r in rows], ["purchase"] * len(rows), [float(r["timestamp"]) for r in rows])
+    return build_matrix(events, MatrixSettings(), now=0.0).confidence
+
+
+def test_ease_beats_popularity_by_far(ratings):
+    split = holdout_split(ratings, 0.2, seed=2026)
+    scores = {}
+    # The 3,000 most rated films hold most ratings and keep B small enough for a quick test.
+    for algorithm, params in (("popularity", {}), ("ease", {"max_items": 3000})):
+        model = make_recommender(algorithm, params)
+        model.fit(split.train)
+        scores[algorithm] = evaluate(model, split, max_users=None).precision_at_10
+        if algorithm == "ease":
+            assert model.fit_report()["items_used"] == 3000 and model.fit_report()["items_dropped"] > 5000
+    assert scores["ease"] >= 1.6 * scores["popularity"], scores
+
+
+def test_a_short_search_keeps_its_best_trial(ratings):
+    fixed = {"iterations": 5}
+    space = search_space("als", fixed, {"factors": [16, 64, "log"]})
+    seen = []
+    result = tune(ratings, "als", fixed, space, TuneSettings(trials=3, metric="ndcg_at_10", seed=2), on_trial=lambda t, done: seen.append(done))
+    assert seen == [1, 2, 3] and not result.stopped
+    assert {tuple(sorted(t.params)) for t in result.trials} == {("confidence_scale", "factors", "iterations", "regularization")}
+    assert all(0 < t.metric < 1 for t in result.trials)
+    assert result.best is not None and result.best.metric == max(t.metric for t in result.trials)
