@@ -18,7 +18,9 @@ from bandits.base import ArmStats, Policy
 _MIN_CONTINUOUS_PULLS = 2
 # Panel edges every half standard deviation out to 9 of every arm, so that each
 # arm's density and each CDF step is resolved even when the posteriors are
-# narrow and far apart; 8-point Gauss-Legendre per panel is then exact to ~1e-12.
+# narrow and far apart; 8-point Gauss-Legendre per panel then agrees with a fine
+# adaptive quadrature to about 1e-13 on typical posteriors, and to no worse than
+# about 2e-7 on the awkward ones reported so far: ample for a propensity.
 _EDGES = np.linspace(-9.0, 9.0, 37)
 _NODES, _WEIGHTS = np.polynomial.legendre.leggauss(8)
 

@@ -112,8 +112,8 @@ def test_create_start_and_list_through_the_forms(as_role, client, auth):
     stored = client.get("/v1/experiments/console-ab", headers=auth("analyst")).get_json()
     assert stored["status"] == "draft"
     assert [a["schedule"] for a in stored["arms"]] == [
-        {"type": "per_unit", "points_per_unit": 1, "action": "purchase"},
-        {"type": "fixed_ratio", "every": 3, "points": 50, "action": "purchase"},
+        {"type": "per_unit", "points_per_unit": 1},
+        {"type": "fixed_ratio", "every": 3, "points": 50},
     ]
     unconfirmed = editor.post("/ui/experiments/console-ab/start", data={"csrf_token": token})
     assert unconfirmed.status_code == 422 and "Tick the box" in unconfirmed.get_data(as_text=True)
@@ -214,3 +214,45 @@ def test_models_page_reloads_itself_while_a_version_trains_and_names_bad_paramet
     assert bad_json.status_code == 422 and 'id="f-params-error"' in bad_json.get_data(as_text=True)
     unknown = editor.post("/ui/models", data={"csrf_token": token, "algorithm": "als", "params": '{"nonsense": 1}'})
     assert unknown.status_code == 422 and "nonsense" in unknown.get_data(as_text=True)
+
+
+def test_edit_a_draft_keeps_what_the_form_shows(as_role, client, auth):
+    from tests.helpers import post_ok
+
+    window = {"factor": 2, "start": "2030-01-01T00:00:00Z", "end": "2030-02-01T00:00:00Z"}
+    body = ab_definition(weights=(1, 2, 1), targeting={"all": [{"attribute": "purchases", "op": "gte", "value": 1}]})
+    body["arms"][1]["schedule"] = {**body["arms"][1]["schedule"], "multiplier": window}
+    post_ok(client, "/v1/experiments", body, auth("editor"), status=201)
+    before = client.get("/v1/experiments/points-q4", headers=auth("analyst")).get_json()
+    editor = as_role("editor")
+    form = editor.get("/ui/experiments/points-q4/edit").get_data(as_text=True)
+    values = dict(re.findall(r'<input id="[^"]*" name="([^"]+)" type="[^"]*" value="([^"]*)"', form))
+    assert values["arms.1.schedule.multiplier.start"] == "2030-01-01T00:00" and values["arms.1.weight"] == "2"
+    # Post back exactly what the form shows, renamed: everything else must stay as it was.
+    posted = {k: v for k, v in values.items() if v != ""}
+    posted.update({"name": "Renamed", "type": "ab", "arms.0.schedule.type": "per_unit", "arms.1.schedule.type": "fixed_ratio",
+                   "arms.2.schedule.type": "variable_ratio", "metrics.0.kind": "binary", "metrics.1.kind": "continuous",
+                   "targeting": json_of(before["targeting"]), "csrf_token": csrf(editor, "/ui/experiments/points-q4/edit")})
+    for i, arm in enumerate(before["arms"]):
+        posted[f"arms.{i}.payload"] = json_of(arm["payload"])
+    resp = editor.post("/ui/experiments/points-q4/edit", data=posted)
+    assert resp.status_code == 303, resp.get_data(as_text=True)
+    after = client.get("/v1/experiments/points-q4", headers=auth("analyst")).get_json()
+    assert after["name"] == "Renamed"
+    assert {k: after[k] for k in ("arms", "metrics", "targeting", "traffic", "primary_metric")} == {k: before[k] for k in ("arms", "metrics", "targeting", "traffic", "primary_metric")}
+
+
+def json_of(value: Any) -> str:
+    """JSON as the form's text areas hold it."""
+    import json
+
+    return json.dumps(value)
+
+
+def test_bandit_settings_come_from_the_form(as_role, client, auth):
+    editor = as_role("editor")
+    form = form_of(type="bandit", **{"bandit.algorithm": "ucb1", "bandit.min_probability": "0.05"})
+    resp = editor.post("/ui/experiments/new", data={**form, "csrf_token": csrf(editor, "/ui/experiments/new")})
+    assert resp.status_code == 303, resp.get_data(as_text=True)
+    stored = client.get("/v1/experiments/console-ab", headers=auth("analyst")).get_json()
+    assert stored["type"] == "bandit" and stored["bandit"]["algorithm"] == "ucb1" and stored["bandit"]["min_probability"] == 0.05

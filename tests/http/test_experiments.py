@@ -126,3 +126,13 @@ def test_only_drafts_can_be_deleted_and_unknown_keys_are_404(client, auth):
     for method, path in (("GET", "/v1/experiments/nope"), ("POST", "/v1/experiments/nope/start"), ("PATCH", "/v1/experiments/nope"), ("DELETE", "/v1/experiments/nope")):
         resp = client.open(path, method=method, json={} if method == "PATCH" else None, headers=editor)
         assert resp.status_code == 404, (method, path)
+
+
+def test_a_draft_with_a_multiplier_window_can_be_patched(client, auth):
+    schedule = {"type": "per_unit", "points_per_unit": 1, "multiplier": {"factor": 2, "start": "2026-12-01T00:00:00Z", "end": "2026-12-08T00:00:00Z"}}
+    post_ok(client, "/v1/experiments", ab_definition(), auth("editor"), status=201)
+    arms = [{"key": "control"}, {"key": "double", "schedule": schedule}]
+    resp = client.patch("/v1/experiments/points-q4", json={"arms": arms}, headers=auth("editor"))
+    assert resp.status_code == 200, resp.get_json()
+    assert resp.get_json()["arms"][1]["schedule"]["multiplier"]["factor"] == 2
+    assert client.patch("/v1/experiments/points-q4", json={"arms": None}, headers=auth("editor")).status_code == 422

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 from experiments.schedules import SCHEDULES
 
@@ -60,9 +60,13 @@ class Parsed:
 
 
 def _number(raw: str) -> Any:
-    """An int or float; text that is neither stays text, for the schema to refuse under the field's name."""
+    """An int or float; text that is neither (or not finite) stays text, for the schema to refuse under the field's name."""
+    if _INTEGER.match(raw):
+        return int(raw)
+    if raw.lower().lstrip("+-") in ("nan", "inf", "infinity"):
+        return raw
     try:
-        return int(raw) if _INTEGER.match(raw) else float(raw) if raw.lower() not in ("nan", "inf", "-inf", "infinity", "-infinity") else raw
+        return float(raw)
     except ValueError:
         return raw
 
@@ -78,7 +82,7 @@ def _timestamp(raw: str) -> str:
 
 def _rows(form: Mapping[str, str], group: str) -> list[int]:
     found = {int(m.group(2)) for name in form for m in [_ROW.match(name)] if m and m.group(1) == group}
-    return sorted(i for i in found if i < MAX_ROWS + 5)
+    return sorted(found)  # at most 100 rows (two digits); the schema refuses more than 50
 
 
 def parse(form: Mapping[str, str]) -> Parsed:
@@ -126,7 +130,9 @@ def parse(form: Mapping[str, str]) -> Parsed:
     return parsed
 
 
-def _arm(form: Mapping[str, str], row: int, text: Any, put: Any, load_json: Any) -> dict[str, Any] | None:
+def _arm(
+    form: Mapping[str, str], row: int, text: Callable[[str], str], put: Callable[[dict[str, Any], str, str], None], load_json: Callable[[str], Any]
+) -> dict[str, Any] | None:
     """One arm row; None for a row left blank."""
     p = f"arms.{row}."
     kind = text(p + "schedule.type")
@@ -135,7 +141,9 @@ def _arm(form: Mapping[str, str], row: int, text: Any, put: Any, load_json: Any)
     arm: dict[str, Any] = {"key": text(p + "key"), "payload": load_json(p + "payload") or {}, "schedule": None}
     put(arm, "weight", p + "weight")
     if kind:
-        schedule: dict[str, Any] = {"type": kind, "action": text(p + "schedule.action") or "purchase"}
+        schedule: dict[str, Any] = {"type": kind}
+        if text(p + "schedule.action"):
+            schedule["action"] = text(p + "schedule.action")
         for param in schedule_fields().get(kind, []):
             put(schedule, param.name, f"{p}schedule.{kind}.{param.name}")
         m = p + "schedule.multiplier."
@@ -176,28 +184,35 @@ def _datetime_local(iso: str | None) -> str:
     return (iso or "")[:16]
 
 
+def _plain(value: Any) -> str:
+    """A stored number as the form shows it: whole numbers without a fraction (so they stay integers), others exactly."""
+    if isinstance(value, float) and value.is_integer() and abs(value) < 1e15:
+        return str(int(value))
+    return str(value)
+
+
 def values_of(exp: Mapping[str, Any]) -> dict[str, str]:
     """A stored experiment as the form's field values, for the edit form."""
     v: dict[str, str] = {
         "key": exp["key"], "name": exp["name"], "description": exp.get("description") or "", "type": exp["type"],
-        "traffic": f"{exp['traffic']:g}", "layer": exp.get("layer") or "", "primary_metric": exp.get("primary_metric") or "",
+        "traffic": _plain(exp["traffic"]), "layer": exp.get("layer") or "", "primary_metric": exp.get("primary_metric") or "",
         "targeting": json.dumps(exp["targeting"], indent=2) if exp.get("targeting") else "",
     }
     for k, value in (exp.get("bandit") or {}).items():
-        v[f"bandit.{k}"] = str(value)
+        v[f"bandit.{k}"] = _plain(value)
     for i, arm in enumerate(exp["arms"]):
         p = f"arms.{i}."
-        v[p + "key"], v[p + "weight"] = arm["key"], f"{arm.get('weight', 1):g}"
+        v[p + "key"], v[p + "weight"] = arm["key"], _plain(arm.get("weight", 1))
         v[p + "payload"] = json.dumps(arm["payload"]) if arm.get("payload") else ""
         s = arm.get("schedule")
         if s:
-            v[p + "schedule.type"], v[p + "schedule.action"] = s["type"], s.get("action", "purchase")
+            v[p + "schedule.type"], v[p + "schedule.action"] = s["type"], s.get("action", "")
             for param in schedule_fields().get(s["type"], []):
                 if param.name in s:
-                    v[f"{p}schedule.{s['type']}.{param.name}"] = f"{s[param.name]:g}"
+                    v[f"{p}schedule.{s['type']}.{param.name}"] = _plain(s[param.name])
             if s.get("multiplier"):
                 m = s["multiplier"]
-                v[p + "schedule.multiplier.factor"] = f"{m['factor']:g}"
+                v[p + "schedule.multiplier.factor"] = _plain(m["factor"])
                 v[p + "schedule.multiplier.start"], v[p + "schedule.multiplier.end"] = _datetime_local(m["start"]), _datetime_local(m["end"])
     for i, metric in enumerate(exp.get("metrics") or []):
         v[f"metrics.{i}.key"], v[f"metrics.{i}.kind"] = metric["key"], metric.get("kind", "binary")

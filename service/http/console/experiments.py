@@ -15,7 +15,7 @@ from service.http.console.experiment_form import field_errors, input_name, parse
 from service.http.console.forms import back, page
 from service.http.endpoint import EDITOR, READ_EXPERIMENTS, services
 from service.http.errors import details_from_pydantic
-from service.http.schemas.experiments import ExperimentIn, ExperimentPatch
+from service.http.schemas.experiments import ExperimentIn
 from service.usecases import console, experiments
 
 # What each lifecycle move does, said on its confirmation page.
@@ -70,18 +70,15 @@ def _save(exp: dict[str, Any] | None) -> Any:
     if request.form.get("more") in ("arm", "metric"):  # "add a row" buttons re-draw the form without saving
         return _form(values, {}, exp, request.form["more"])
     parsed = parse(values)
+    db = services().db
     try:
-        if exp is None:
-            body = _validated(ExperimentIn, parsed.fields)
-            if parsed.errors:
-                return _form(values, parsed.errors, exp, status=422)
-            saved = experiments.create(services().db, body.model_dump(mode="json", exclude_unset=True))
-        else:
-            changes = {k: v for k, v in parsed.fields.items() if k != "key" and not (k == "primary_metric" and not v)}
-            body = _validated(ExperimentPatch, changes)
-            if parsed.errors:
-                return _form(values, parsed.errors, exp, status=422)
-            saved = experiments.change(services().db, exp["key"], body.model_dump(mode="json", exclude_unset=True))
+        # Checked as a whole definition in both cases: the edit form sends the whole draft (and
+        # ExperimentPatch's before-validator on `arms` refuses multiplier timestamps sent as text).
+        body = _validated(ExperimentIn, parsed.fields if exp is None else {**parsed.fields, "key": exp["key"]})
+        if parsed.errors:
+            return _form(values, parsed.errors, exp, status=422)
+        fields = body.model_dump(mode="json", exclude_unset=True)
+        saved = experiments.create(db, fields) if exp is None else experiments.change(db, exp["key"], {k: v for k, v in fields.items() if k != "key"})
     except ValidationError as exc:
         return _form(values, field_errors(details_from_pydantic(exc), parsed), exp, status=422)
     except Invalid as exc:

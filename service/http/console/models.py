@@ -36,10 +36,13 @@ def _chart(versions: list[Any]) -> Any:
 def _page(values: dict[str, str], errors: dict[str, list[str]], status: int = 200) -> tuple[str, int]:
     svc = services()
     versions = training.list_versions(svc.db, svc.config)
+    active = training.active_version(svc.db)
     return render_template(
         "console/models.html",
         versions=versions,
-        active=training.active_version(svc.db),
+        active=active,
+        # Activating a version older than the one serving is a rollback; say so on its link.
+        active_created=next((v.created_at for v in versions if v.version == active), None),
         chart=_chart(versions),
         training_now=any(v.status == "training" for v in versions),
         algorithms=sorted(training.ALGORITHMS),

@@ -115,7 +115,9 @@ class ExperimentPatch(Input):
     analysis: AnalysisIn | None = None
     guardrails: list[Key] | None = Field(default=None, max_length=20)
 
-    @field_validator("name", "description", "type", "traffic", "arms", "metrics", "primary_metric", "analysis", "guardrails", mode="before")
+    # After, not before: a before-validator would make pydantic check the field in strict Python
+    # mode, which refuses the ISO timestamps JSON carries (in a multiplier window, for instance).
+    @field_validator("name", "description", "type", "traffic", "arms", "metrics", "primary_metric", "analysis", "guardrails", mode="after")
     @classmethod
     def _not_null(cls, value: Any) -> Any:
         if value is None:
