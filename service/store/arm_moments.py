@@ -61,13 +61,20 @@ def _per_user(metric: str, builtin: bool, cuped: bool) -> str:
     )
 
 
-_FIRST = (
-    "SELECT arm, COUNT(*), SUM(v), SUM(x), SUM(CASE WHEN v > 0 THEN 1 ELSE 0 END), "
-    "SUM(1.0 / p), SUM(v / p), SUM(1.0 / (p * p)), SUM(v / (p * p)), SUM(v * v / (p * p)) FROM ({per_user}) u GROUP BY arm"
+# One pass of plain sums, enough while the values' spread is not tiny beside their mean.
+_SUMS = (
+    "SELECT u.arm, COUNT(*), SUM(u.v), SUM(u.x), SUM(CASE WHEN u.v > 0 THEN 1 ELSE 0 END), "
+    "SUM(1.0 / u.p), SUM(u.v / u.p), SUM(1.0 / (u.p * u.p)), SUM(u.v / (u.p * u.p)), SUM(u.v * u.v / (u.p * u.p)), "
+    "SUM(u.v * u.v), SUM(u.x * u.x), SUM(u.x * u.v) FROM ({per_user}) u GROUP BY u.arm"
 )
-_SECOND = (
-    "SELECT arm, SUM((v - mv) * (v - mv)), SUM((x - mx) * (x - mx)), SUM((x - mx) * (v - mv)) FROM "
-    "(SELECT u.arm AS arm, u.v AS v, u.x AS x, {mean_v} AS mv, {mean_x} AS mx FROM ({per_user}) u) c GROUP BY arm"
+# Otherwise one statement, two passes: the per-user rows are computed once (MATERIALIZED), the arm
+# means from them, then the deviations around those means.
+_MOMENTS = (
+    "WITH u AS MATERIALIZED ({per_user}), m AS (SELECT arm, AVG(v) AS mv, AVG(x) AS mx FROM u GROUP BY arm) "
+    "SELECT u.arm, COUNT(*), SUM(u.v), SUM(u.x), SUM(CASE WHEN u.v > 0 THEN 1 ELSE 0 END), "
+    "SUM(1.0 / u.p), SUM(u.v / u.p), SUM(1.0 / (u.p * u.p)), SUM(u.v / (u.p * u.p)), SUM(u.v * u.v / (u.p * u.p)), "
+    "SUM((u.v - m.mv) * (u.v - m.mv)), SUM((u.x - m.mx) * (u.x - m.mx)), SUM((u.x - m.mx) * (u.v - m.mv)) "
+    "FROM u JOIN m ON m.arm = u.arm GROUP BY u.arm"
 )
 # Reported metrics of A/B tests: users come from the exposures, values from the totals, which carry their arm.
 _EXPOSED = "SELECT arm, COUNT(*) FROM exposures WHERE experiment_key = :key GROUP BY arm"
@@ -137,17 +144,32 @@ def arm_moments(db: Database, key: str, metric: str, builtin: bool, bandit: bool
         return _reported_ab(db, params)
     per_user = _per_user(metric, builtin, cuped)
     with db.read() as session:
-        first = {r[0]: r[1:] for r in session.execute(text(_FIRST.format(per_user=per_user)), params)}
-        mean_v = {arm: float(r[1] or 0) / int(r[0]) for arm, r in first.items()}
-        mean_x = {arm: float(r[2] or 0) / int(r[0]) for arm, r in first.items()}
-        second_params = dict(params)
-        sql = _SECOND.format(per_user=per_user, mean_v=_by_arm("u.arm", mean_v, second_params, "v"), mean_x=_by_arm("u.arm", mean_x, second_params, "x"))
-        second = {r[0]: r[1:] for r in session.execute(text(sql), second_params)}
+        rows = [_centred(r) for r in session.execute(text(_SUMS.format(per_user=per_user)), params)]
+        if any(r is None for r in rows):
+            rows = list(session.execute(text(_MOMENTS.format(per_user=per_user)), params))
     out = {}
-    for arm, (n, total, _, positives, w, wy, w2, w2y, w2y2) in first.items():
-        m2, m2_x, c_xy = (float(v or 0) for v in second.get(arm, (0, 0, 0)))
-        out[arm] = ArmMoments(int(n), float(total or 0), m2, int(positives or 0), mean_x[arm], m2_x, c_xy, float(w or 0), float(wy or 0), float(w2 or 0), float(w2y or 0), float(w2y2 or 0))
+    for arm, n, total, total_x, positives, w, wy, w2, w2y, w2y2, m2, m2_x, c_xy in rows:  # type: ignore[misc]
+        numbers = [float(v or 0) for v in (total, total_x, w, wy, w2, w2y, w2y2, m2, m2_x, c_xy)]
+        total, total_x, w, wy, w2, w2y, w2y2, m2, m2_x, c_xy = numbers
+        out[arm] = ArmMoments(int(n), total, m2, int(positives or 0), total_x / int(n), m2_x, c_xy, w, wy, w2, w2y, w2y2)
     return out
+
+
+# Centring plain sums loses about log10(mean^2 / variance) of the 16 digits a double holds; up to
+# this ratio the moments keep better than 1e-11 relative precision, beyond it the second pass runs.
+_SAFE_RATIO = 1e4
+
+
+def _centred(row: Any) -> tuple[Any, ...] | None:
+    """One arm's row with centred moments derived from its plain sums, or None when that would lose precision."""
+    arm, n, total, total_x, positives, w, wy, w2, w2y, w2y2, vv, xx, xv = row
+    n = int(n)
+    total, total_x, vv, xx, xv = (float(v or 0) for v in (total, total_x, vv, xx, xv))
+    m2, m2_x = vv - total * total / n, xx - total_x * total_x / n
+    for square, spread in ((total * total / n, m2), (total_x * total_x / n, m2_x)):
+        if square > 0 and (spread <= 0 or square / spread > _SAFE_RATIO):
+            return None
+    return (arm, n, total, total_x, positives, w, wy, w2, w2y, w2y2, max(m2, 0.0), max(m2_x, 0.0), xv - total * total_x / n)
 
 
 def points_per_arm(db: Database, key: str) -> dict[str, float]:
