@@ -10,6 +10,7 @@ import pytest
 
 from tests.experiment_helpers import ab_definition, assign, running
 from tests.helpers import get_ok, post_ok
+from tests.server import gunicorn
 
 DAY = 86_400.0
 
@@ -40,7 +41,17 @@ def shoppers(client, auth):
     return truth
 
 
-def test_at_risk_order_and_pages_match_a_hand_count(client, auth, shoppers):
+def _server_env(config):
+    return {"DATABASE_URL": config.database_url, "MODEL_DIR": str(config.model_dir), "LOG_LEVEL": "WARNING", "LOG_REQUESTS": "false"}
+
+
+def _through_gunicorn(config, keys, paths):
+    """The same requests answered by a real gunicorn with several workers, on the test database."""
+    with gunicorn(_server_env(config), workers=3) as server:
+        return [server.request("GET", path, key=keys["analyst"])[1] for path in paths]
+
+
+def test_at_risk_order_and_pages_match_a_hand_count(client, auth, shoppers, config, keys):
     expected = sorted(
         ((u, p, r) for u, (days, p, r) in shoppers.items() if days >= 30 and p >= 2),
         key=lambda t: (-t[2], -t[1], t[0]),
@@ -56,6 +67,17 @@ def test_at_risk_order_and_pages_match_a_hand_count(client, auth, shoppers):
         if cursor is None:
             break
     assert seen == expected and pages == -(-len(expected) // 4)
+    # Every worker of a real server walks the same pages (their cursors come from any worker).
+    walked, cursor = [], None
+    with gunicorn(_server_env(config), workers=3) as server:
+        while True:
+            path = "/v1/users/at-risk?idle_days=30&min_purchases=2&limit=4" + (f"&cursor={cursor}" if cursor else "")
+            page = server.request("GET", path, key=keys["analyst"])[1]
+            walked += [(x["user_id"], x["purchases"], x["revenue"]) for x in page["users"]]
+            cursor = page["next_cursor"]
+            if cursor is None:
+                break
+    assert walked == expected
     resp = client.get("/v1/users/at-risk.csv?idle_days=30&min_purchases=2&limit=1000", headers=auth("editor"))
     rows = list(csv.DictReader(io.StringIO(resp.get_data(as_text=True))))
     assert [(r["user_id"], int(r["purchases"]), float(r["revenue"])) for r in rows] == expected
@@ -64,7 +86,7 @@ def test_at_risk_order_and_pages_match_a_hand_count(client, auth, shoppers):
     assert client.get("/v1/users/at-risk", headers=auth("storefront")).status_code == 403
 
 
-def test_retention_curve_matches_a_hand_count(client, auth):
+def test_retention_curve_matches_a_hand_count(client, auth, config, keys):
     running(client, auth("editor"), ab_definition())
     shop = auth("storefront")
     now = datetime.now(timezone.utc)
@@ -82,6 +104,8 @@ def test_retention_curve_matches_a_hand_count(client, auth):
     post_ok(client, "/v1/events", {"events": events}, shop)
     body = get_ok(client, "/v1/experiments/points-q4/results/retention?days=7", auth("analyst"))
     clock = now.timestamp()
+    (served,) = _through_gunicorn(config, keys, ["/v1/experiments/points-q4/results/retention?days=7"])
+    assert [a["days"] for a in served["arms"]] == [a["days"] for a in body["arms"]]
     by_user: dict[str, list[float]] = {}
     for e in events:
         by_user.setdefault(e["user_id"], []).append(datetime.strptime(e["timestamp"], "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=timezone.utc).timestamp())
