@@ -18,19 +18,25 @@ RewardKind = Literal["binary", "continuous"]
 
 @dataclass(frozen=True)
 class ArmStats:
-    """Per-arm sufficient statistics; arrays of shape (K,) or (rows, K) for many runs at once."""
+    """Per-arm sufficient statistics; arrays of shape (K,) or (rows, K) for many runs at once.
+
+    `m2`, when given, is each arm's sum of squared deviations from its mean. Rewards far
+    from zero (1e9 plus a small spread) lose every digit of their variance in sumsq -
+    sums^2/n, so a store that keeps m2 up to date passes it and the variance comes from it.
+    """
 
     pulls: np.ndarray
     sums: np.ndarray
     sumsq: np.ndarray
+    m2: np.ndarray | None = None
 
     @classmethod
-    def of(cls, pulls: list[float], sums: list[float], sumsq: list[float] | None = None) -> "ArmStats":
+    def of(cls, pulls: list[float], sums: list[float], sumsq: list[float] | None = None, m2: list[float] | None = None) -> "ArmStats":
         """Build from plain lists."""
         p = np.asarray(pulls, dtype=np.float64)
         s = np.asarray(sums, dtype=np.float64)
         q = np.asarray(sumsq if sumsq is not None else sums, dtype=np.float64)
-        return cls(p, s, q)
+        return cls(p, s, q, None if m2 is None else np.asarray(m2, dtype=np.float64))
 
     @classmethod
     def zeros(cls, rows: int, arms: int) -> "ArmStats":
@@ -44,7 +50,10 @@ class ArmStats:
     def variances(self) -> np.ndarray:
         """Unbiased sample variance per arm (0 below two pulls)."""
         n = self.pulls
-        centred = np.maximum(self.sumsq - np.divide(self.sums**2, n, out=np.zeros_like(n), where=n > 0), 0.0)
+        if self.m2 is not None:
+            centred = np.maximum(self.m2, 0.0)
+        else:
+            centred = np.maximum(self.sumsq - np.divide(self.sums**2, n, out=np.zeros_like(n), where=n > 0), 0.0)
         return np.divide(centred, n - 1, out=np.zeros_like(n), where=n > 1)
 
 
@@ -67,7 +76,8 @@ class Policy(ABC):
 
     def sample(self, stats: ArmStats, rng: np.random.Generator) -> np.ndarray:
         """One arm per row of 2-D statistics, drawn from that row's probabilities."""
-        probs = np.stack([self.probabilities(ArmStats(p, s, q)) for p, s, q in zip(stats.pulls, stats.sums, stats.sumsq)])
+        m2 = stats.m2 if stats.m2 is not None else [None] * len(stats.pulls)
+        probs = np.stack([self.probabilities(ArmStats(p, s, q, m)) for p, s, q, m in zip(stats.pulls, stats.sums, stats.sumsq, m2)])
         return draw_rows(probs, rng)
 
 

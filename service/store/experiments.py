@@ -171,7 +171,7 @@ def move(db: Database, key: str, action: str) -> ExperimentRow:
             raise Conflict("the experiment changed while moving it; try again")
         if row.type == "bandit":
             stats = insert(session, BanditArmStatsRow).on_conflict_do_nothing(index_elements=["experiment_key", "arm"])
-            session.execute(stats, [{"experiment_key": key, "arm": a["key"], "pulls": 0, "reward_sum": 0.0, "reward_sumsq": 0.0} for a in row.arms])
+            session.execute(stats, [{"experiment_key": key, "arm": a["key"], "pulls": 0, "reward_sum": 0.0, "reward_sumsq": 0.0, "reward_m2": 0.0, "reward_count": 0} for a in row.arms])
         session.flush()
         session.refresh(row)
         return row

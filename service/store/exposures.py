@@ -18,7 +18,7 @@ _STATE = (
     "SELECT e.status, e.revision, x.arm, x.probability, x.exposed_at FROM experiments e "
     "LEFT JOIN exposures x ON x.experiment_key = e.key AND x.user_id = ? WHERE e.key = ?"
 )
-_STATS = "SELECT arm, pulls, reward_sum, reward_sumsq FROM bandit_arm_stats WHERE experiment_key = ?"
+_STATS = "SELECT arm, pulls, reward_sum, reward_sumsq, reward_m2, reward_count FROM bandit_arm_stats WHERE experiment_key = ?"
 _EXPOSE = text(
     "INSERT INTO exposures (experiment_key, user_id, arm, probability, exposed_at) "
     "SELECT CAST(:key AS VARCHAR(64)), CAST(:user AS VARCHAR(128)), CAST(:arm AS VARCHAR(64)), "
@@ -58,9 +58,18 @@ def state(db: Database, key: str, user_id: str) -> ExposureState | None:
     return ExposureState(status, int(revision), exposure)
 
 
-def arm_stats(db: Database, key: str) -> dict[str, tuple[int, float, float]]:
-    """Each bandit arm's (pulls, reward sum, reward sum of squares)."""
-    return {r[0]: (int(r[1]), float(r[2]), float(r[3])) for r in db.fetch(_STATS, (key,))}
+def arm_stats(db: Database, key: str) -> dict[str, tuple[int, float, float, float]]:
+    """Each bandit arm's (pulls, reward sum, reward sum of squares, sum of squared deviations from its mean)."""
+    return {r[0]: (int(r[1]), float(r[2]), float(r[3]), _with_zeros(int(r[1]), float(r[2]), float(r[4]), int(r[5]))) for r in db.fetch(_STATS, (key,))}
+
+
+def _with_zeros(pulls: int, total: float, m2: float, rewarded: int) -> float:
+    """The centred second moment over every pull: the rewarded users' own, merged with the zeros of the rest."""
+    zeros = pulls - rewarded
+    if rewarded <= 0 or zeros <= 0:
+        return m2
+    mean = total / rewarded
+    return m2 + mean * mean * rewarded * zeros / pulls
 
 
 # PostgreSQL: the exposure, the bandit pull and the answer in one autocommit statement. When the

@@ -42,6 +42,10 @@ _ADD = (
     "RETURNING experiment_key, metric, user_id, total"
 )
 _ADD_ROW = "(?, ?, ?, ?, ?, ?)"
+_MOMENTS = text(
+    "UPDATE bandit_arm_stats SET reward_sum = reward_sum + :sum, reward_sumsq = reward_sumsq + :sumsq, reward_m2 = :m2, reward_count = :count "
+    "WHERE experiment_key = :experiment AND arm = :arm"
+)
 _REWARD = text(
     "UPDATE bandit_arm_stats SET reward_sum = reward_sum + :sum, reward_sumsq = reward_sumsq + :sumsq "
     "WHERE experiment_key = :experiment AND arm = :arm"
@@ -132,8 +136,9 @@ def record(db: Database, outcomes: Sequence[dict[str, Any]], definitions: dict[s
 
 
 def _update_bandits(session: Session, definitions: dict[str, Experiment], deltas: list[tuple[tuple[str, str, str], str, float, float | None]], totals: dict[tuple[str, str, str], float]) -> None:
-    """Move each bandit arm's sums by the change in its users' values of the primary metric."""
-    bandit: dict[tuple[str, str], list[float]] = defaultdict(lambda: [0.0, 0.0])
+    """Move each bandit arm's statistics by the change in its users' values of the primary metric."""
+    changes: dict[tuple[str, str], list[tuple[float, float]]] = defaultdict(list)
+    binary: dict[tuple[str, str], float] = defaultdict(float)
     for key, arm, delta, _ in deltas:
         experiment, metric, _user = key
         exp = definitions[experiment]
@@ -142,12 +147,54 @@ def _update_bandits(session: Session, definitions: dict[str, Experiment], deltas
         new = totals[key]
         old = new - delta
         if exp.metric(metric).kind == "binary":
-            change = float(new > 0) - float(old > 0)
-            bandit[(experiment, arm)][0] += change
-            bandit[(experiment, arm)][1] += change
+            binary[(experiment, arm)] += float(new > 0) - float(old > 0)
         else:
-            bandit[(experiment, arm)][0] += delta
-            bandit[(experiment, arm)][1] += new * new - old * old
-    for (experiment, arm), (total, sumsq) in sorted(bandit.items()):
-        if total or sumsq:
-            session.execute(_REWARD, {"experiment": experiment, "arm": arm, "sum": total, "sumsq": sumsq})
+            changes[(experiment, arm)].append((old, new))
+    for (experiment, arm), change in sorted(binary.items()):
+        if change:
+            session.execute(_REWARD, {"experiment": experiment, "arm": arm, "sum": change, "sumsq": change})
+    for (experiment, arm), pairs in sorted(changes.items()):
+        _move_moments(session, experiment, arm, pairs)
+
+
+def _move_moments(session: Session, experiment: str, arm: str, pairs: list[tuple[float, float]]) -> None:
+    """Apply users' value changes (old, new) to an arm's sums and to the moments of its non-zero rewards, under the row's lock.
+
+    A pull waiting for its reward is a zero. Zeros are kept out of `reward_m2` (the rewarded
+    users' squared deviations from their own mean) and merged back when the arm is read: a
+    user's first reward then joins that group by a Welford step instead of turning a zero into
+    1e9, which would cancel terms of 1e18 and lose the variance of rewards far from zero.
+    """
+    lock = "" if session.get_bind().dialect.name == "sqlite" else " FOR UPDATE"  # SQLite already holds the write lock
+    row = session.execute(
+        text(f"SELECT reward_sum, reward_m2, reward_count FROM bandit_arm_stats WHERE experiment_key = :experiment AND arm = :arm{lock}"),
+        {"experiment": experiment, "arm": arm},
+    ).first()
+    if row is None:
+        return
+    total, m2, count = float(row[0]), float(row[1]), int(row[2])
+    mean = total / count if count else 0.0
+    for old, new in pairs:
+        if old != 0:  # Welford removal, in the form that keeps the mean's digits
+            if count <= 1:
+                count, mean, m2 = 0, 0.0, 0.0
+            else:
+                before, count = mean, count - 1
+                mean = before - (old - before) / count
+                m2 -= (old - mean) * (old - before)
+        if new != 0:
+            count += 1
+            before = mean
+            mean = before + (new - before) / count
+            m2 += (new - before) * (new - mean)
+    session.execute(
+        _MOMENTS,
+        {
+            "experiment": experiment,
+            "arm": arm,
+            "sum": sum(new - old for old, new in pairs),
+            "sumsq": sum(new * new - old * old for old, new in pairs),
+            "m2": max(m2, 0.0),
+            "count": count,
+        },
+    )

@@ -193,6 +193,11 @@ class BanditArmStatsRow(Base):
     pulls: Mapped[int] = mapped_column(BigInteger, default=0)
     reward_sum: Mapped[float] = mapped_column(Float, default=0.0)
     reward_sumsq: Mapped[float] = mapped_column(Float, default=0.0)
+    # The users with a non-zero reward, and their squared deviations from their own mean: kept up
+    # to date so that the arm's variance stays exact when rewards sit far from zero (pulls still
+    # waiting for a reward are zeros, merged back in by service.store.exposures.arm_stats).
+    reward_m2: Mapped[float] = mapped_column(Float, default=0.0, server_default="0")
+    reward_count: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
 
 
 class OutcomeRow(Base):

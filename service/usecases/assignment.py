@@ -70,8 +70,9 @@ def bandit_allocation(db: Database, d: StoredDefinition) -> np.ndarray:
     exp = d.experiment
     assert exp.bandit is not None
     rows = exposures.arm_stats(db, exp.key)
-    zero = (0, 0.0, 0.0)
-    stats = ArmStats.of(*(list(col) for col in zip(*(rows.get(a.key, zero) for a in exp.arms))))
+    zero = (0, 0.0, 0.0, 0.0)
+    pulls, sums, sumsq, m2 = (list(col) for col in zip(*(rows.get(a.key, zero) for a in exp.arms)))
+    stats = ArmStats.of(pulls, sums, sumsq, m2)
     policy = make_policy(exp.bandit.algorithm, exp.metric(exp.primary_metric).kind, exp.bandit.epsilon)
     return with_floor(policy.probabilities(stats), exp.bandit.min_probability)
 

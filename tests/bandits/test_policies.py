@@ -97,3 +97,27 @@ def test_simulation_is_reproducible_and_checks_its_input():
     assert a == b
     with pytest.raises(ValueError, match="means must list"):
         simulate("thompson", [1.5, 0.2])
+
+
+@pytest.mark.parametrize("offset", [0.0, 1e6, 1e9, 1e12])
+def test_continuous_thompson_is_unmoved_by_an_offset_when_given_centred_moments(offset):
+    from bandits.base import ArmStats
+    from bandits.thompson import ThompsonSampling
+
+    rng = np.random.default_rng(8)
+    arms = [rng.normal(0.0, 1.0, 300), rng.normal(0.15, 1.0, 300)]
+
+    def stats(shift: float) -> ArmStats:
+        values = [a + shift for a in arms]
+        return ArmStats.of(
+            [len(v) for v in values], [float(v.sum()) for v in values], [float((v * v).sum()) for v in values],
+            [float(((a - a.mean()) ** 2).sum()) for a in arms],
+        )
+
+    policy = ThompsonSampling(reward="continuous")
+    # The means themselves can be no more precise than the offset's rounding (about offset x 1e-16 per value).
+    tolerance = max(1e-9, offset * 1e-15)
+    assert policy.probabilities(stats(offset)) == pytest.approx(policy.probabilities(stats(0.0)), abs=tolerance)
+    if offset:  # from the sums alone the variance is lost at these offsets, which moves the allocation
+        naive = ArmStats(stats(offset).pulls, stats(offset).sums, stats(offset).sumsq)
+        assert offset < 1e9 or abs(policy.probabilities(naive)[0] - policy.probabilities(stats(0.0))[0]) > 1e-3

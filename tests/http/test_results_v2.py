@@ -216,3 +216,23 @@ def test_bandit_ipw_snipw_and_offline_evaluation_match_numpy(client, auth):
     assert sorted(best["allocation"].values()) == [0.0, 0.0, 1.0]
     bad = client.post("/v1/experiments/bonus-bandit/evaluate", json={"allocation": {"arm0": 0.5, "nope": 0.5}}, headers=auth("analyst"))
     assert bad.status_code == 422
+
+
+def test_a_continuous_bandit_far_from_zero_allocates_as_its_exact_moments_say(client, auth):
+    from bandits.base import ArmStats, with_floor
+    from bandits.thompson import ThompsonSampling
+
+    body = bandit_definition(arms=2, metrics=[{"key": "spend", "kind": "continuous"}], primary_metric="spend")
+    running(client, auth("editor"), body)
+    shop = auth("storefront")
+    values: dict[str, list[float]] = {"arm0": [], "arm1": []}
+    for u in range(80):
+        arm = assign(client, shop, "bonus-bandit", f"s{u}")["arm"]
+        value = 1e9 + (u % 7) * 0.5 + (0.4 if arm == "arm1" else 0.0)
+        values[arm].append(value)
+        post_ok(client, "/v1/outcomes", {"outcomes": [{"outcome_id": f"s-{u}", "experiment": "bonus-bandit", "user_id": f"s{u}", "metric": "spend", "value": value}]}, shop)
+    arrays = [np.array(values[a]) for a in ("arm0", "arm1")]
+    exact = ArmStats.of([len(v) for v in arrays], [float(v.sum()) for v in arrays], [float((v * v).sum()) for v in arrays], [float(((v - v.mean()) ** 2).sum()) for v in arrays])
+    expected = with_floor(ThompsonSampling(reward="continuous").probabilities(exact), 0.01)
+    allocation = get_ok(client, "/v1/experiments/bonus-bandit/results", auth("analyst"))["allocation"]
+    assert [allocation["arm0"], allocation["arm1"]] == pytest.approx(list(expected), abs=1e-6)
