@@ -100,10 +100,15 @@ class BanditSettings:
     algorithm: str = "thompson"
     epsilon: float = 0.1
     min_probability: float = 0.01
+    # With a window, a pull counts once its outcome arrived or the window has passed since exposure,
+    # so outcomes that arrive days later do not count as failures meanwhile; without one, at exposure.
+    attribution_hours: float | None = None
 
     def __post_init__(self) -> None:
         if not self.algorithm:
             raise DefinitionError("bandit.algorithm", "must name a policy")
+        if self.attribution_hours is not None and not (math.isfinite(self.attribution_hours) and 0 < self.attribution_hours <= 8760):
+            raise DefinitionError("bandit.attribution_hours", f"must lie in (0, 8760], got {self.attribution_hours}")
         if not 0 <= self.epsilon <= 1:
             raise DefinitionError("bandit.epsilon", f"must lie in [0, 1], got {self.epsilon}")
         if not 0 <= self.min_probability < 1:

@@ -20,9 +20,9 @@ _STATE = (
 )
 _STATS = "SELECT arm, pulls, reward_sum, reward_sumsq, reward_m2, reward_count FROM bandit_arm_stats WHERE experiment_key = ?"
 _EXPOSE = text(
-    "INSERT INTO exposures (experiment_key, user_id, arm, probability, exposed_at) "
+    "INSERT INTO exposures (experiment_key, user_id, arm, probability, exposed_at, counted) "
     "SELECT CAST(:key AS VARCHAR(64)), CAST(:user AS VARCHAR(128)), CAST(:arm AS VARCHAR(64)), "
-    "CAST(:p AS DOUBLE PRECISION), CAST(:ts AS DOUBLE PRECISION) WHERE EXISTS "
+    "CAST(:p AS DOUBLE PRECISION), CAST(:ts AS DOUBLE PRECISION), :counted WHERE EXISTS "
     "(SELECT 1 FROM experiments WHERE key = :key AND status = 'running') "
     "ON CONFLICT (experiment_key, user_id) DO NOTHING"
 )
@@ -76,8 +76,8 @@ def _with_zeros(pulls: int, total: float, m2: float, rewarded: int) -> float:
 # insert conflicts, the stored row comes from a second read (a concurrent winner's row may be newer
 # than this statement's snapshot).
 _EXPOSE_ONE = (
-    "WITH inserted AS (INSERT INTO exposures (experiment_key, user_id, arm, probability, exposed_at) "
-    "SELECT ?, ?, ?, ?, ? WHERE EXISTS (SELECT 1 FROM experiments WHERE key = ? AND status = 'running') "
+    "WITH inserted AS (INSERT INTO exposures (experiment_key, user_id, arm, probability, exposed_at, counted) "
+    "SELECT ?, ?, ?, ?, ?, ? WHERE EXISTS (SELECT 1 FROM experiments WHERE key = ? AND status = 'running') "
     "ON CONFLICT (experiment_key, user_id) DO NOTHING RETURNING arm, probability, exposed_at), "
     "pulled AS (UPDATE bandit_arm_stats SET pulls = pulls + 1 WHERE ? AND experiment_key = ? AND arm IN (SELECT arm FROM inserted)) "
     "SELECT arm, probability, exposed_at FROM inserted"
@@ -85,14 +85,19 @@ _EXPOSE_ONE = (
 _EXPOSED_ONE = "SELECT arm, probability, exposed_at FROM exposures WHERE experiment_key = ? AND user_id = ?"
 
 
-def expose(db: Database, key: str, user_id: str, arm: str, probability: float, now: float, counts_pull: bool) -> Exposure | None:
-    """Record the first exposure, or answer the one already stored; None when the experiment stopped running meanwhile."""
+def expose(db: Database, key: str, user_id: str, arm: str, probability: float, now: float, counts_pull: bool, waits: bool = False) -> Exposure | None:
+    """Record the first exposure, or answer the one already stored; None when the experiment stopped running meanwhile.
+
+    `counts_pull` adds the pull to the bandit arm's statistics now; `waits` leaves it for its
+    outcome or attribution window instead (see `mature` and `service.store.outcomes`).
+    """
+    counts_pull = counts_pull and not waits
     if not db.is_sqlite:
-        rows = db.write_one(_EXPOSE_ONE, (key, user_id, arm, probability, now, key, counts_pull, key))
+        rows = db.write_one(_EXPOSE_ONE, (key, user_id, arm, probability, now, not waits, key, counts_pull, key))
         rows = rows or db.fetch(_EXPOSED_ONE, (key, user_id))
         return Exposure(rows[0][0], float(rows[0][1]), float(rows[0][2])) if rows else None
     with db.write() as session:
-        params = {"key": key, "user": user_id, "arm": arm, "p": probability, "ts": now}
+        params = {"key": key, "user": user_id, "arm": arm, "p": probability, "ts": now, "counted": not waits}
         inserted = session.execute(_EXPOSE, params).rowcount == 1  # type: ignore[attr-defined]
         if inserted:
             if counts_pull:
@@ -100,3 +105,16 @@ def expose(db: Database, key: str, user_id: str, arm: str, probability: float, n
             return Exposure(arm, probability, now)
         stored = session.execute(_EXPOSED, {"key": key, "user": user_id}).first()
     return Exposure(stored[0], float(stored[1]), float(stored[2])) if stored is not None else None
+
+
+_MATURE = text("UPDATE exposures SET counted = :yes WHERE experiment_key = :key AND NOT counted AND exposed_at <= :before RETURNING arm")
+_PULLS = text("UPDATE bandit_arm_stats SET pulls = pulls + :n WHERE experiment_key = :key AND arm = :arm")
+
+
+def mature(db: Database, key: str, before: float) -> int:
+    """Count the waiting pulls of users exposed at or before `before` (their attribution window has passed); answer how many."""
+    with db.write() as session:
+        arms = [r[0] for r in session.execute(_MATURE, {"key": key, "before": before, "yes": True})]
+        for arm in sorted(set(arms)):
+            session.execute(_PULLS, {"key": key, "arm": arm, "n": arms.count(arm)})
+    return len(arms)

@@ -139,22 +139,39 @@ def _update_bandits(session: Session, definitions: dict[str, Experiment], deltas
     """Move each bandit arm's statistics by the change in its users' values of the primary metric."""
     changes: dict[tuple[str, str], list[tuple[float, float]]] = defaultdict(list)
     binary: dict[tuple[str, str], float] = defaultdict(float)
+    arrived: dict[str, list[str]] = defaultdict(list)
     for key, arm, delta, _ in deltas:
-        experiment, metric, _user = key
+        experiment, metric, user = key
         exp = definitions[experiment]
         if exp.type != "bandit" or metric != exp.primary_metric:
             continue
+        if exp.bandit is not None and exp.bandit.attribution_hours is not None:
+            arrived[experiment].append(user)
         new = totals[key]
         old = new - delta
         if exp.metric(metric).kind == "binary":
             binary[(experiment, arm)] += float(new > 0) - float(old > 0)
         else:
             changes[(experiment, arm)].append((old, new))
+    for experiment, users in sorted(arrived.items()):
+        _count_waiting_pulls(session, experiment, users)
     for (experiment, arm), change in sorted(binary.items()):
         if change:
             session.execute(_REWARD, {"experiment": experiment, "arm": arm, "sum": change, "sumsq": change})
     for (experiment, arm), pairs in sorted(changes.items()):
         _move_moments(session, experiment, arm, pairs)
+
+
+def _count_waiting_pulls(session: Session, experiment: str, users: list[str]) -> None:
+    """Pulls that were waiting for their outcome count from now on: the outcome arrived."""
+    per_arm: dict[str, int] = defaultdict(int)
+    for chunk in chunks(sorted(users), _CHUNK):
+        marks = ", ".join(["?"] * len(chunk))
+        sql = f"UPDATE exposures SET counted = ? WHERE experiment_key = ? AND NOT counted AND user_id IN ({marks}) RETURNING arm"
+        for (arm,) in run(session, sql, [True, experiment, *chunk]):
+            per_arm[arm] += 1
+    for arm, n in sorted(per_arm.items()):
+        session.execute(text("UPDATE bandit_arm_stats SET pulls = pulls + :n WHERE experiment_key = :experiment AND arm = :arm"), {"n": n, "experiment": experiment, "arm": arm})
 
 
 def _move_moments(session: Session, experiment: str, arm: str, pairs: list[tuple[float, float]]) -> None:

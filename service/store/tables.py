@@ -7,7 +7,8 @@ from __future__ import annotations
 
 from typing import Any, Optional
 
-from sqlalchemy import JSON, BigInteger, Boolean, Float, ForeignKey, Index, Integer, LargeBinary, String, Text
+from sqlalchemy import JSON, BigInteger, Boolean, Float, ForeignKey, Index, Integer, LargeBinary, String, Text, text
+from sqlalchemy import true as sa_true
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 # SQLite only auto-increments an INTEGER PRIMARY KEY, not a BIGINT one.
@@ -181,7 +182,12 @@ class ExposureRow(Base):
     arm: Mapped[str] = mapped_column(String(64))
     probability: Mapped[float] = mapped_column(Float)
     exposed_at: Mapped[float] = mapped_column(Epoch)
-    __table_args__ = (Index("ix_exposures_arm", "experiment_key", "arm"),)
+    # False while a bandit with an attribution window waits for this pull's outcome or window.
+    counted: Mapped[bool] = mapped_column(Boolean, default=True, server_default=sa_true())
+    __table_args__ = (
+        Index("ix_exposures_arm", "experiment_key", "arm"),
+        Index("ix_exposures_waiting", "experiment_key", "exposed_at", postgresql_where=text("NOT counted"), sqlite_where=text("NOT counted")),
+    )
 
 
 class BanditArmStatsRow(Base):

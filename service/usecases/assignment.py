@@ -7,6 +7,7 @@ the exposure is written once, whatever the races between workers and hosts.
 from __future__ import annotations
 
 import threading
+import time
 from typing import Any, Mapping
 
 import numpy as np
@@ -65,10 +66,12 @@ def _answer(
     }
 
 
-def bandit_allocation(db: Database, d: StoredDefinition) -> np.ndarray:
+def bandit_allocation(db: Database, d: StoredDefinition, now: float | None = None) -> np.ndarray:
     """The bandit's probabilities for the next new user, floor included."""
     exp = d.experiment
     assert exp.bandit is not None
+    if exp.bandit.attribution_hours is not None:  # pulls whose window has passed count now, as failures or zeros
+        exposures.mature(db, exp.key, (time.time() if now is None else now) - exp.bandit.attribution_hours * 3600)
     rows = exposures.arm_stats(db, exp.key)
     zero = (0, 0.0, 0.0, 0.0)
     pulls, sums, sumsq, m2 = (list(col) for col in zip(*(rows.get(a.key, zero) for a in exp.arms)))
@@ -77,13 +80,13 @@ def bandit_allocation(db: Database, d: StoredDefinition) -> np.ndarray:
     return with_floor(policy.probabilities(stats), exp.bandit.min_probability)
 
 
-def _choose(db: Database, d: StoredDefinition, user_id: str) -> tuple[str, float]:
+def _choose(db: Database, d: StoredDefinition, user_id: str, now: float) -> tuple[str, float]:
     exp = d.experiment
     weights = [a.weight for a in exp.arms]
     if exp.type == "ab":
         index = ab_arm(d.salt, exp.key, user_id, weights)
         return exp.arms[index].key, weights[index] / sum(weights)
-    probabilities = bandit_allocation(db, d)
+    probabilities = bandit_allocation(db, d, now)
     index = pick(list(probabilities), unit_draw(d.salt, exp.key, user_id, "arm"))
     return exp.arms[index].key, float(probabilities[index])
 
@@ -119,6 +122,8 @@ def assign(db: Database, cache: DefinitionCache, key: str, user_id: str, now: fl
     refused = _eligible(db, d, user_id, now, attributes or {})
     if refused is not None:
         return _answer(key, user_id, d, None, refused)
-    arm, probability = _choose(db, d, user_id)
-    exposure = exposures.expose(db, key, user_id, arm, probability, now, counts_pull=d.experiment.type == "bandit")
+    arm, probability = _choose(db, d, user_id, now)
+    bandit = d.experiment.bandit
+    waits = bandit is not None and bandit.attribution_hours is not None
+    exposure = exposures.expose(db, key, user_id, arm, probability, now, counts_pull=d.experiment.type == "bandit", waits=waits)
     return _answer(key, user_id, d, exposure, None if exposure is not None else "not_running")

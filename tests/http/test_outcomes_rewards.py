@@ -4,7 +4,7 @@ from __future__ import annotations
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from service.store.tables import BanditArmStatsRow, UserMetricTotalRow
 from tests.experiment_helpers import ab_definition, assign, bandit_definition, running
@@ -168,3 +168,35 @@ def test_every_variable_ratio_reward_can_be_recomputed_from_the_ledger(client, a
     for entry in history:  # an auditor needs only the ledger and the published draw
         assert entry["rewarded"] == (draw("points-q4", user, entry["sequence"], "ratio") < 1 / 5)
     assert any(h["rewarded"] for h in history) and not all(h["rewarded"] for h in history)
+
+
+def test_a_bandit_with_an_attribution_window_counts_a_pull_when_its_outcome_arrives_or_its_window_passes(client, auth, db):
+    from datetime import datetime, timedelta, timezone
+
+    body = bandit_definition(arms=2)
+    body["bandit"]["attribution_hours"] = 24
+    running(client, auth("editor"), body)
+    shop = auth("storefront")
+
+    def pulls() -> int:
+        with db.read() as session:
+            return int(session.scalar(select(func.sum(BanditArmStatsRow.pulls))) or 0)
+
+    now = datetime.now(timezone.utc)
+    for u in range(6):
+        assign(client, shop, "bonus-bandit", f"fresh{u}")
+    assert pulls() == 0  # nobody's outcome or window yet: no pull counts as a failure
+    post_ok(client, "/v1/outcomes", {"outcomes": [{"outcome_id": f"w{u}", "experiment": "bonus-bandit", "user_id": f"fresh{u}", "metric": "conversion"} for u in range(2)]}, shop)
+    assert pulls() == 2
+    with db.read() as session:
+        assert int(session.scalar(select(func.sum(BanditArmStatsRow.reward_sum)))) == 2
+    old = (now - timedelta(days=2)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    for u in range(3):
+        assign(client, shop, "bonus-bandit", f"old{u}", timestamp=old)
+    # The next assignment matures every pull whose 24 hours have passed: the three old users, as failures.
+    assign(client, shop, "bonus-bandit", "later")
+    assert pulls() == 5
+    post_ok(client, "/v1/outcomes", {"outcomes": [{"outcome_id": "late", "experiment": "bonus-bandit", "user_id": "old0", "metric": "conversion"}]}, shop)
+    assert pulls() == 5  # counted once, when its window passed; the late conversion still counts
+    with db.read() as session:
+        assert int(session.scalar(select(func.sum(BanditArmStatsRow.reward_sum)))) == 3

@@ -235,4 +235,5 @@ def test_a_continuous_bandit_far_from_zero_allocates_as_its_exact_moments_say(cl
     exact = ArmStats.of([len(v) for v in arrays], [float(v.sum()) for v in arrays], [float((v * v).sum()) for v in arrays], [float(((v - v.mean()) ** 2).sum()) for v in arrays])
     expected = with_floor(ThompsonSampling(reward="continuous").probabilities(exact), 0.01)
     allocation = get_ok(client, "/v1/experiments/bonus-bandit/results", auth("analyst"))["allocation"]
-    assert [allocation["arm0"], allocation["arm1"]] == pytest.approx(list(expected), abs=1e-6)
+    # Each mean at 1e9 is only known to about 1e-7 (the offset's rounding), which moves the allocation by ~1e-6.
+    assert [allocation["arm0"], allocation["arm1"]] == pytest.approx(list(expected), abs=2e-5)

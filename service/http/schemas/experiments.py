@@ -67,6 +67,10 @@ class BanditIn(Input):
     algorithm: BanditAlgorithm = "thompson"
     epsilon: float = Field(default=0.1, ge=0, le=1, allow_inf_nan=False)
     min_probability: float = Field(default=0.01, ge=0, lt=1, allow_inf_nan=False)
+    attribution_hours: float | None = Field(
+        default=None, gt=0, le=8760, allow_inf_nan=False,
+        description="count a pull once its outcome arrived or this many hours passed since exposure; at exposure when null",
+    )
 
 
 class AnalysisIn(Input):
