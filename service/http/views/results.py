@@ -47,6 +47,11 @@ def _cell(value: Any) -> Any:
 @endpoint("The same rows as /results, as CSV", roles=READ_EXPERIMENTS, tag="results", query=ResultsQuery, media_type="text/csv", errors=(404,), path=KEY)
 def as_csv(key: str, query: ResultsQuery) -> Response:
     """One row per arm."""
+    return csv_response(key, query)
+
+
+def csv_response(key: str, query: ResultsQuery) -> Response:
+    """The results as CSV, one row per arm; the console serves the same answer to signed-in browsers."""
     body = ResultsOut.model_validate(_compute(key, query)).model_dump()
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
