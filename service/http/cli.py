@@ -10,6 +10,7 @@ from typing import Any, Callable, TypeVar
 import click
 from flask import Flask, current_app
 
+from recommender.models import ALGORITHMS
 from service.errors import ServiceError
 from service.usecases import model_training as training
 from service.usecases.context import Services
@@ -93,7 +94,7 @@ def register_commands(app: Flask) -> None:
         click.echo(f"  open {base_url}/ui for the console (sign in with the EDITOR_KEY or ANALYST_KEY above)\n")
 
     @app.cli.command("train")
-    @click.option("--algorithm", default="als", show_default=True, type=click.Choice(sorted(training.ALGORITHMS)))
+    @click.option("--algorithm", default="als", show_default=True, type=click.Choice(sorted(ALGORITHMS)))
     @click.option("--param", "params", multiple=True, help="A model parameter, KEY=JSON_VALUE, e.g. --param factors=32")
     @click.option("--matrix", "matrix", multiple=True, help="A matrix setting, e.g. --matrix half_life_days=30")
     @click.option("--evaluation", "evaluation", multiple=True, help="An evaluation setting, e.g. --evaluation test_fraction=0.1")

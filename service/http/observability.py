@@ -6,7 +6,6 @@ import os
 import re
 import time
 import uuid
-from typing import Any
 
 from flask import Flask, Response, g, request
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest, multiprocess

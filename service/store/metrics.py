@@ -65,7 +65,7 @@ def daily_rows(db: Database, key: str, metric: Metric) -> tuple[list[Any], list[
 
 def retention_rows(db: Database, key: str, days: int, now: float) -> tuple[list[Any], list[Any]]:
     """(arm, whole days since exposure, users) and (arm, day k, users active on day k whose day k has ended) for k in 1..days."""
-    age = day_of(f"(:now - exposed_at)", db.dialect)
+    age = day_of("(:now - exposed_at)", db.dialect)
     k = day_of("(e.ts - x.exposed_at)", db.dialect)
     exposed = f"SELECT arm, {age} AS age, COUNT(*) FROM exposures WHERE experiment_key = :key GROUP BY arm, age"
     active = (

@@ -23,7 +23,7 @@ from typing import Any, Callable, Iterator, Mapping
 
 from recommender.index import ServingIndex
 from recommender.matrix import MatrixSettings, build_matrix
-from recommender.models import ALGORITHMS, make_recommender
+from recommender.models import make_recommender
 from recommender.training import TrainingSettings, train
 from service.config import Config
 from service.errors import Invalid, NotFound, Unavailable

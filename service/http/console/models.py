@@ -7,6 +7,7 @@ from typing import Any
 from flask import flash, render_template, request
 from pydantic import ValidationError
 
+from recommender.models import ALGORITHMS
 from service.errors import Conflict, Invalid
 from service.http.console import bp
 from service.http.console.charts import Series, line_chart
@@ -45,7 +46,7 @@ def _page(values: dict[str, str], errors: dict[str, list[str]], status: int = 20
         active_created=next((v.created_at for v in versions if v.version == active), None),
         chart=_chart(versions),
         training_now=any(v.status == "training" for v in versions),
-        algorithms=sorted(training.ALGORITHMS),
+        algorithms=sorted(ALGORITHMS),
         values=values,
         errors=errors,
     ), status
