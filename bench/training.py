@@ -1,10 +1,14 @@
 """End-to-end training time from stored events, as a ratio to a bare implicit fit on the same matrix.
 
-    .venv/bin/python bench/training.py [--users 200000] [--items 50000] [--events 5000000]
+    .venv/bin/python bench/training.py [--users 200000] [--items 50000] [--events 5000000] [--index]
+
+--index builds the approximate nearest-neighbour index whatever the catalogue's size
+(ANN_MIN_ITEMS=0), to measure what it adds to training.
 """
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import math
 import sys
 import time
@@ -14,7 +18,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from threadpoolctl import threadpool_limits  # noqa: E402
 
-from bench.common import fresh_config, prepare  # noqa: E402
+from bench.common import fresh_config, prepare, summary  # noqa: E402
 from recommender.matrix import MatrixSettings, build_matrix  # noqa: E402
 from recommender.models.als import ALS  # noqa: E402
 from recommender.synthetic import generate  # noqa: E402
@@ -29,8 +33,11 @@ def main() -> None:
     parser.add_argument("--users", type=int, default=200_000)
     parser.add_argument("--items", type=int, default=50_000)
     parser.add_argument("--events", type=int, default=5_000_000)
+    parser.add_argument("--index", action="store_true", help="build the approximate index too, whatever the catalogue's size")
     args = parser.parse_args()
     config = fresh_config("training")
+    if args.index:
+        config = dataclasses.replace(config, ann_min_items=0)
     svc = prepare(config)
     data = generate(args.users, args.items, args.events, seed=11, exponent=1.0)
     started = time.perf_counter()
@@ -64,7 +71,9 @@ def main() -> None:
         bare.fit(matrix.confidence, show_progress=False)
     bare_seconds = time.perf_counter() - started
     print(f"bare implicit ALS fit on the same {matrix.shape[0]:,} x {matrix.shape[1]:,} matrix ({matrix.confidence.nnz:,} nonzeros): {bare_seconds:.2f} s")
-    print(f"ratio, evaluation off: {end_to_end / bare_seconds:.2f}x   with holdout evaluation: {end_to_end_eval / bare_seconds:.2f}x   (aim: at most 1.3x)")
+    aim = "at most 1.5x with the index" if args.index else "at most 1.3x"
+    print(f"ratio, evaluation off: {end_to_end / bare_seconds:.2f}x   with holdout evaluation: {end_to_end_eval / bare_seconds:.2f}x   (aim: {aim})")
+    summary(training_ratio=end_to_end / bare_seconds, training_ratio_evaluated=end_to_end_eval / bare_seconds)
 
 
 if __name__ == "__main__":

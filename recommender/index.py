@@ -1,16 +1,19 @@
 """The in-memory serving index: one trained model plus the ids and popularity it serves with."""
 from __future__ import annotations
 
+import time
 from dataclasses import asdict, dataclass
 from functools import lru_cache
-from typing import Any, Collection, Sequence
+from typing import Any, Callable, Collection, Sequence
 
 import numpy as np
 
+from recommender.ann import AnnSettings, VectorIndex
 from recommender.artifacts import dumps, loads, pack_strings, unpack_strings
 from recommender.base import Recommender, best_first
 from recommender.matrix import MatrixSettings, row_for_events
 from recommender.models import make_recommender
+from recommender.models.factors import FactorModel
 from recommender.training import TrainedModel
 
 UserEvent = tuple[str, str, float]  # (item_id, event type, epoch seconds)
@@ -20,6 +23,13 @@ UserEvent = tuple[str, str, float]  # (item_id, event type, epoch seconds)
 # (100) after filters in most requests; fewer survivors mean a full scoring pass.
 RANKED_DEPTH = 200
 RANKED_USERS = 10_000
+# With an index: below this many eligible items (a narrow category, say) scoring them all costs
+# less than a graph search whose candidates mostly fail the filter.
+EXACT_BELOW = 10_000
+# A filtered search widens fourfold while too few candidates pass, up to this many; past it,
+# every eligible item is scored, so a request still gets n items while the catalogue has them.
+MAX_CANDIDATES = 4_096
+Scorer = Callable[[np.ndarray | None], np.ndarray]  # exact scores of the given rows (None: of every item)
 
 
 @dataclass
@@ -33,14 +43,32 @@ class ServingIndex:
     item_ids: list[str]
     user_ids: list[str]
     popularity: np.ndarray
+    # For factor models over big catalogues: candidates by inner product for users, and by
+    # cosine (an index over unit-length factors) for similar items. None: score exactly.
+    ann: VectorIndex | None = None
+    similar_ann: VectorIndex | None = None
+    ann_seconds: float = 0.0
 
     def __post_init__(self) -> None:
         self.item_index = {item: i for i, item in enumerate(self.item_ids)}
         self.user_index = {user: u for u, user in enumerate(self.user_ids)}
         self._ranked = lru_cache(maxsize=RANKED_USERS)(self._rank_known_user)
+        self._popular_order: np.ndarray | None = None
 
     def _rank_known_user(self, user: int) -> tuple[np.ndarray, np.ndarray]:
-        return self.model.best_for_user(user, RANKED_DEPTH)
+        if self.ann is None:
+            return self.model.best_for_user(user, RANKED_DEPTH)
+        vector = self._factors.user_vector(user)
+        rows = np.sort(self.ann.candidates(vector, RANKED_DEPTH))
+        scores = self._factors.item_factors[rows] @ vector
+        order = best_first(scores, None, len(rows))
+        return rows[order], scores[order]
+
+    @property
+    def _factors(self) -> FactorModel:
+        """The model as a factor model: only those get an index."""
+        assert isinstance(self.model, FactorModel)
+        return self.model
 
     def top_for_known_user(self, user_id: str, allowed: np.ndarray, blocked: Collection[str], n: int) -> list[tuple[str, float]] | None:
         """The same answer as scoring everything, from the user's remembered best items.
@@ -66,6 +94,76 @@ class ServingIndex:
                     if len(picked) == n:
                         return picked
         return picked if len(order) == self.n_items else None
+
+    def top_for_user(self, user_id: str, events: Sequence[UserEvent], now: float, allowed: np.ndarray, n: int) -> tuple[str, list[tuple[str, float]]]:
+        """("personalized" or "popular", the n best allowed items) for a user and their stored events.
+
+        `allowed` must already exclude what the user may not see; with an index, only the
+        candidates it proposes are scored, and the filter still applies to every one.
+        """
+        if self.ann is None:
+            strategy, scores = self.user_scores(user_id, events, now)
+            items = self.top_popular(allowed, n) if strategy == "popular" else self.top(scores, allowed, n)
+            return strategy, items
+        model = self._factors
+        known = self.user_index.get(user_id)
+        if known is not None:
+            vector = model.user_vector(known)
+        else:
+            row = row_for_events(self.settings, self.item_index, self.n_items, events, now)
+            if not row.nnz:
+                return "popular", self.top_popular(allowed, n)
+            vector = model.fold_in(row)
+        factors = model.item_factors
+        return "personalized", self._search(self.ann, vector, lambda rows: factors @ vector if rows is None else factors[rows] @ vector, allowed, n)
+
+    def top_similar(self, item_id: str, allowed: np.ndarray, n: int) -> list[tuple[str, float]] | None:
+        """The n allowed items most similar to `item_id` (never itself); None when the model does not know it. Changes `allowed`."""
+        item = self.item_index.get(item_id)
+        if item is None or self.algorithm == "popularity":
+            return None
+        allowed[item] = False
+        if self.similar_ann is None:
+            scores = self.item_scores(item_id)
+            assert scores is not None
+            return self.top(scores, allowed, n)
+        model = self._factors
+        query = model.item_factors[item] / model.item_norms[item]
+        return self._search(self.similar_ann, query, lambda rows: model.similar_to(item, rows), allowed, n)
+
+    def _search(self, index: VectorIndex, query: np.ndarray, score: Scorer, allowed: np.ndarray, n: int) -> list[tuple[str, float]]:
+        """The n best allowed items among the index's candidates, exactly re-scored; every allowed item when too few pass."""
+        eligible = int(np.count_nonzero(allowed))
+        if eligible > EXACT_BELOW:
+            # Ask for enough candidates that n survive a filter passing eligible / n_items of them.
+            k = min(MAX_CANDIDATES, int(1.5 * n * self.n_items / eligible) + 16)
+            while True:
+                rows = index.candidates(query, k)
+                rows = np.sort(rows[allowed[rows]])
+                if len(rows) >= n:
+                    scores = np.asarray(score(rows), dtype=np.float32)
+                    keep = best_first(scores, None, n)
+                    return [(self.item_ids[rows[i]], float(scores[i])) for i in keep]
+                if k >= MAX_CANDIDATES:
+                    break
+                k = min(MAX_CANDIDATES, 4 * k)
+            return self.top(np.asarray(score(None), dtype=np.float32), allowed, n)
+        rows = np.flatnonzero(allowed)
+        scores = np.asarray(score(rows), dtype=np.float32)
+        return [(self.item_ids[rows[i]], float(scores[i])) for i in best_first(scores, None, n)]
+
+    def top_popular(self, allowed: np.ndarray, n: int) -> list[tuple[str, float]]:
+        """The n most popular allowed items (ties: the earlier item), walking a ranking made once."""
+        if self._popular_order is None:
+            self._popular_order = np.argsort(-self.popularity, kind="stable")
+        order = self._popular_order
+        picked: list[int] = []
+        start, step = 0, 4 * n + 64
+        while len(picked) < n and start < len(order):
+            chunk = order[start : start + step]
+            picked.extend(chunk[allowed[chunk]][: n - len(picked)].tolist())
+            start, step = start + step, step * 4
+        return [(self.item_ids[i], float(self.popularity[i])) for i in picked]
 
     @property
     def n_items(self) -> int:
@@ -106,6 +204,12 @@ class ServingIndex:
     def to_bytes(self, extra_meta: dict[str, Any] | None = None) -> bytes:
         """An .npz artifact with no pickled objects."""
         arrays = {f"model_{k}": v for k, v in self.model.to_arrays().items()}
+        ann_meta = None
+        if self.ann is not None and self.similar_ann is not None:
+            # The inner-product index holds the item factors verbatim: store them once.
+            del arrays["model_item_factors"]
+            arrays["ann_users"], arrays["ann_items"] = self.ann.to_array(), self.similar_ann.to_array()
+            ann_meta = asdict(self.ann.settings)
         arrays["item_ids"], arrays["item_offsets"] = pack_strings(self.item_ids)
         arrays["user_ids"], arrays["user_offsets"] = pack_strings(self.user_ids)
         arrays["popularity"] = self.popularity
@@ -114,6 +218,7 @@ class ServingIndex:
             "algorithm": self.algorithm,
             "params": self.model.describe_params(),
             "settings": {**asdict(self.settings), "weights": dict(self.settings.weights)},
+            "ann": ann_meta,
             **(extra_meta or {}),
         }
         return dumps(arrays, meta)
@@ -123,7 +228,14 @@ class ServingIndex:
         """Load an artifact written by to_bytes."""
         arrays, meta = loads(data)
         model = make_recommender(meta["algorithm"], meta["params"])
-        model.load_arrays({k[len("model_") :]: v for k, v in arrays.items() if k.startswith("model_")})
+        model_arrays = {k[len("model_") :]: v for k, v in arrays.items() if k.startswith("model_")}
+        ann = similar_ann = None
+        if meta.get("ann"):
+            settings = AnnSettings(**meta["ann"])
+            ann = VectorIndex.from_array(arrays["ann_users"], settings)
+            similar_ann = VectorIndex.from_array(arrays["ann_items"], settings)
+            model_arrays["item_factors"] = ann.vectors()
+        model.load_arrays(model_arrays)
         return cls(
             version=meta["version"],
             algorithm=meta["algorithm"],
@@ -132,12 +244,14 @@ class ServingIndex:
             item_ids=unpack_strings(arrays["item_ids"], arrays["item_offsets"]),
             user_ids=unpack_strings(arrays["user_ids"], arrays["user_offsets"]),
             popularity=arrays["popularity"],
+            ann=ann,
+            similar_ann=similar_ann,
         )
 
     @classmethod
-    def from_trained(cls, version: str, trained: TrainedModel, settings: MatrixSettings) -> "ServingIndex":
-        """Wrap a freshly trained model."""
-        return cls(
+    def from_trained(cls, version: str, trained: TrainedModel, settings: MatrixSettings, ann: AnnSettings | None = None) -> "ServingIndex":
+        """Wrap a freshly trained model, indexing its items when it is a factor model over at least `ann.min_items` of them."""
+        index = cls(
             version=version,
             algorithm=trained.model.name,
             model=trained.model,
@@ -146,3 +260,16 @@ class ServingIndex:
             user_ids=trained.matrix.user_ids,
             popularity=trained.popularity,
         )
+        if ann is not None and isinstance(trained.model, FactorModel) and ann.applies_to(index.n_items):
+            started = time.perf_counter()
+            factors = trained.model.item_factors
+            index.ann = VectorIndex.build(factors, ann)
+            index.similar_ann = VectorIndex.build(factors / trained.model.item_norms[:, None], ann, compact=True)
+            index.ann_seconds = time.perf_counter() - started
+        return index
+
+    def ann_report(self) -> dict[str, Any] | None:
+        """What the version's `data` says of its index: None when it scores exactly."""
+        if self.ann is None:
+            return None
+        return {**self.ann.describe(), "build_seconds": round(self.ann_seconds, 3)}

@@ -54,6 +54,7 @@ _ENV: dict[str, tuple[str, Callable[[str], Any]]] = {
     "training_stale_seconds": ("TRAINING_STALE_SECONDS", float),
     "sqlite_busy_timeout_ms": ("SQLITE_BUSY_TIMEOUT_MS", int),
     "pool_size": ("DB_POOL_SIZE", int),
+    "ann_min_items": ("ANN_MIN_ITEMS", int),
     "secret_key": ("SECRET_KEY", str),
 }
 
@@ -80,6 +81,8 @@ class Config:
     training_stale_seconds: float = 30.0
     sqlite_busy_timeout_ms: int = 30_000
     pool_size: int = 5
+    # Factor models over at least this many items serve from an approximate nearest-neighbour index.
+    ann_min_items: int = 200_000
     # Signs the console's session cookie; every worker and host must share it. Empty: the
     # console makes a random one per process (tests and dev only: sessions then break across workers).
     secret_key: str = field(default="", repr=False)
@@ -95,6 +98,8 @@ class Config:
             raise ValueError("MAX_CONTENT_LENGTH must be positive")
         if not _DATABASE_URL.match(self.database_url):  # the URL may hold a password: name only what is wrong
             raise ValueError("DATABASE_URL must be an SQLAlchemy URL of SQLite or PostgreSQL: sqlite:///PATH or postgresql+psycopg://USER@HOST/NAME")
+        if self.ann_min_items < 0:
+            raise ValueError("ANN_MIN_ITEMS cannot be negative")
         if self.pool_size < 1:
             raise ValueError("DB_POOL_SIZE must be at least 1")
         if self.secret_key and len(self.secret_key) < 32:
@@ -137,5 +142,6 @@ class Config:
             "EVENT_WEIGHTS": weights,
             "TRAINING_HEARTBEAT_SECONDS": repr(self.training_heartbeat_seconds),
             "TRAINING_STALE_SECONDS": repr(self.training_stale_seconds),
+            "ANN_MIN_ITEMS": str(self.ann_min_items),
         }
 

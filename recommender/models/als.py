@@ -76,7 +76,6 @@ class ALS(FactorModel):
         with threadpool_limits(1, "blas"):
             self._model.user_factors[users] = self._model.recalculate_user(users, user_items[users])
 
-    def score_row(self, row: sp.csr_matrix) -> np.ndarray:
-        """Solve the user's least-squares problem against fixed item factors, then score."""
-        user = self._model.recalculate_user(0, row)
-        return self.item_factors @ user
+    def fold_in(self, row: sp.csr_matrix) -> np.ndarray:
+        """Solve the user's least-squares problem against fixed item factors."""
+        return np.asarray(self._model.recalculate_user(0, row), dtype=np.float32)

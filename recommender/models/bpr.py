@@ -58,9 +58,9 @@ class BPR(FactorModel):
             random_state=p.random_state,
         )
 
-    def score_row(self, row: sp.csr_matrix) -> np.ndarray:
-        """Score from the weighted mean of the row's item factors (the bias column stays 1)."""
+    def fold_in(self, row: sp.csr_matrix) -> np.ndarray:
+        """The weighted mean of the row's item factors (the bias column stays 1)."""
         weights = row.data / row.data.sum()
-        user = weights @ self.item_factors[row.indices]
+        user = np.asarray(weights @ self.item_factors[row.indices], dtype=np.float32)
         user[-1] = 1.0
-        return self.item_factors @ user
+        return user

@@ -60,13 +60,36 @@ class FactorModel(Recommender):
         order = candidates[np.lexsort((candidates, -scores[candidates]))]
         return order, scores[order]
 
-    def similar(self, item: int) -> np.ndarray:
-        """Cosine similarity of item factors."""
+    @abstractmethod
+    def fold_in(self, row: sp.csr_matrix) -> np.ndarray:
+        """Factors for someone described only by a row of interactions."""
+
+    def score_row(self, row: sp.csr_matrix) -> np.ndarray:
+        """Scores of every item for the folded-in factors of `row`."""
+        return self.item_factors @ self.fold_in(row)
+
+    def user_vector(self, user: int) -> np.ndarray:
+        """A known user's factors."""
+        return self.user_factors[user]
+
+    @property
+    def item_norms(self) -> np.ndarray:
+        """Each item's factor norm (never zero), computed once."""
         norms = getattr(self, "_norms", None)
         if norms is None:
             norms = self._norms = np.linalg.norm(self.item_factors, axis=1) + 1e-12
-        factors = self.item_factors
-        return (factors @ factors[item]) / (norms * norms[item])
+        return norms
+
+    def similar(self, item: int) -> np.ndarray:
+        """Cosine similarity of item factors."""
+        return self.similar_to(item, None)
+
+    def similar_to(self, item: int, rows: np.ndarray | None) -> np.ndarray:
+        """Cosine similarity of `item` to the items in `rows` (all when None)."""
+        factors, norms = self.item_factors, self.item_norms
+        if rows is None:
+            return (factors @ factors[item]) / (norms * norms[item])
+        return (factors[rows] @ factors[item]) / (norms[rows] * norms[item])
 
     def to_arrays(self) -> dict[str, np.ndarray]:
         """User and item factors."""

@@ -21,6 +21,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, fields
 from typing import Any, Callable, Iterator, Mapping
 
+from recommender.ann import AnnSettings
 from recommender.index import ServingIndex
 from recommender.matrix import MatrixSettings, build_matrix
 from recommender.models import make_recommender
@@ -113,7 +114,9 @@ def _train(
         params = search(db, record.version, matrix.confidence, p.algorithm, p.params, p.evaluation, p.tune, say, lambda: _stopped(db, record.version), on_trial)
         tuning_seconds = time.perf_counter() - started - load_seconds - matrix_seconds
     trained = train(matrix, p.algorithm, params, p.evaluation, progress=say, show_progress=show_progress)
-    index = ServingIndex.from_trained(record.version, trained, p.matrix)
+    index = ServingIndex.from_trained(record.version, trained, p.matrix, AnnSettings(min_items=config.ann_min_items))
+    if index.ann is not None:
+        say(f"indexed {index.n_items:,} items for approximate search in {index.ann_seconds:.1f} s")
     artifact = index.to_bytes()
     write_artifact_file(config.model_dir / f"{record.version}.npz", artifact)
     elapsed = time.perf_counter() - started
@@ -125,7 +128,10 @@ def _train(
         "artifact_bytes": len(artifact),
         **trained.model.fit_report(),
         "timings": {"load_seconds": round(load_seconds, 3), "matrix_seconds": round(matrix_seconds, 3), **{k: round(v, 3) for k, v in trained.timings.items()}},
+        "ann": index.ann_report(),
     }
+    if index.ann is not None:
+        data["timings"]["index_seconds"] = round(index.ann_seconds, 3)
     if p.tune is not None:
         data["progress"] = {"trials_done": p.tune.settings.trials, "trials": p.tune.settings.trials}
         data["timings"]["tuning_seconds"] = round(tuning_seconds, 3)

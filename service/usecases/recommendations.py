@@ -64,14 +64,14 @@ def for_user(db: Database, cache: ModelCache, user_id: str, n: int, category: st
     if source.popular:
         allowed = view.allowed(category)
         _block(index.item_index, allowed, blocked)
-        return Answer("popular", index.version, index.top(index.popularity, allowed, n))
+        return Answer("popular", index.version, index.top_popular(allowed, n))
     remembered = index.top_for_known_user(user_id, view.mask(category), blocked, n)
     if remembered is not None:
         return Answer("personalized", index.version, remembered)
     allowed = view.allowed(category)
     _block(index.item_index, allowed, blocked)
-    strategy, scores = index.user_scores(user_id, events, time.time())
-    return Answer(strategy, index.version, index.top(scores, allowed, n))
+    strategy, items = index.top_for_user(user_id, events, time.time(), allowed, n)
+    return Answer(strategy, index.version, items)
 
 
 def popular(db: Database, cache: ModelCache, n: int, category: str | None) -> Answer:
@@ -81,7 +81,7 @@ def popular(db: Database, cache: ModelCache, n: int, category: str | None) -> An
         return Answer("popular", None, catalogue.live_popular(db, n, category, set()))
     index = cache.index(state.active_version)
     allowed = cache.view(index, state.catalogue_revision).allowed(category)
-    return Answer("popular", index.version, index.top(index.popularity, allowed, n))
+    return Answer("popular", index.version, index.top_popular(allowed, n))
 
 
 def similar(db: Database, cache: ModelCache, item_id: str, n: int) -> Answer | None:
@@ -94,12 +94,12 @@ def similar(db: Database, cache: ModelCache, item_id: str, n: int) -> Answer | N
         return Answer("popular", None, catalogue.live_popular(db, n, category, {item_id}))
     index = cache.index(state.active_version)
     view = cache.view(index, state.catalogue_revision)
-    scores = index.item_scores(item_id)
-    if scores is None:
+    items = index.top_similar(item_id, view.allowed(None), n)
+    if items is None:
         allowed = view.allowed(category)
         _block(index.item_index, allowed, {item_id})
-        return Answer("popular", index.version, index.top(index.popularity, allowed, n))
-    return Answer("similar", index.version, index.top(scores, view.allowed(None), n))
+        return Answer("popular", index.version, index.top_popular(allowed, n))
+    return Answer("similar", index.version, items)
 
 
 def recommender_of(payload: dict[str, Any] | None) -> Source:

@@ -31,6 +31,10 @@ def test_model_records_metrics_data_and_is_active(client, auth, trained):
     assert listed["active_version"] == trained["version"]
 
 
+def test_small_catalogues_are_scored_exactly(trained):
+    assert trained["data"]["ann"] is None  # below ANN_MIN_ITEMS (200,000 by default)
+
+
 def test_known_users_get_their_own_tribe_best_first(client, auth, trained):
     body = recs(client, auth, "ua3", "?n=5")
     assert body["strategy"] == "personalized" and body["model_version"] == trained["version"]

@@ -1,0 +1,126 @@
+"""The big-catalogue half of bench/recommendations.py: an approximate index against exact scoring.
+
+Every item gets at least one event (a view by a random user) on top of the power-law
+events, so that the model spans the whole catalogue. The same trained factors are then
+served twice on one gunicorn: as trained, with the index, and as a twin version without it.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import math
+import time
+from argparse import Namespace
+
+import numpy as np
+
+from bench.common import fresh_config, keys, prepare, server_env, summary
+from bench.load import report, run
+from recommender.index import ServingIndex
+from recommender.synthetic import generate
+from service.store import model_versions
+from service.store.artifacts import artifact_bytes
+from service.store.catalogue import upsert_items
+from service.store.events import insert_events
+from service.usecases.model_training import activate, request_training, run_training
+from tests.server import gunicorn
+
+
+def _load(svc, args: Namespace) -> None:  # noqa: ANN001
+    data = generate(args.users, args.items, args.events, seed=1, start=time.time() - 90 * 86_400)
+    for start in range(0, args.items, 10_000):
+        upsert_items(svc.db, [{"item_id": f"i{i}", "category": f"c{data.item_categories[i]}", "available": True} for i in range(start, min(start + 10_000, args.items))])
+    rng = np.random.default_rng(2)
+    users = np.concatenate([data.users, rng.integers(0, args.users, args.items)])
+    items = np.concatenate([data.items, np.arange(args.items)])
+    types = np.concatenate([data.types, np.full(args.items, "view")])
+    stamps = np.concatenate([data.timestamps, np.full(args.items, float(data.timestamps.min()))])
+    total, started = len(users), time.perf_counter()
+    for start in range(0, total, 10_000):
+        stop = min(start + 10_000, total)
+        insert_events(svc.db, [
+            {"event_id": f"e{k}", "user_id": f"u{users[k]}", "item_id": f"i{items[k]}", "type": str(types[k]), "ts": float(stamps[k]),
+             "value": float(data.values[k]) if k < args.events and not math.isnan(data.values[k]) else None}
+            for k in range(start, stop)
+        ])
+        if (stop // 10_000) % 50 == 0 or stop == total:
+            print(f"  loaded {stop:,} / {total:,} events ({stop / (time.perf_counter() - started):,.0f}/s)", flush=True)
+
+
+def _recall(index: ServingIndex, users: int, sample: int = 500) -> tuple[float, float, float]:
+    """Mean recall@10 of the index against scoring every item, and the in-process ms of each per query."""
+    model = index._factors
+    everything = np.ones(index.n_items, dtype=bool)
+    recall, ann_s, exact_s = [], 0.0, 0.0
+    for user in np.random.default_rng(3).choice(min(users, len(index.user_ids)), size=sample, replace=False):
+        user_id = index.user_ids[user]
+        t = time.perf_counter()
+        _, got = index.top_for_user(user_id, [], 0.0, everything.copy(), 10)
+        ann_s += time.perf_counter() - t
+        t = time.perf_counter()
+        exact = index.top(model.item_factors @ model.user_factors[user], everything, 10)
+        exact_s += time.perf_counter() - t
+        recall.append(len({i for i, _ in got} & {i for i, _ in exact}) / 10)
+    return float(np.mean(recall)), 1000 * ann_s / sample, 1000 * exact_s / sample
+
+
+def _exact_twin(svc, config, version: str, index: ServingIndex) -> str:  # noqa: ANN001
+    """The same factors as a ready version without the index."""
+    twin = f"{version}-exact"
+    artifact = dataclasses.replace(index, version=twin, ann=None, similar_ann=None).to_bytes()
+    record = model_versions.get(svc.db, version)
+    assert record is not None
+    model_versions.insert(svc.db, twin, "als", dict(record.params), {}, {"evaluate": False}, activate=False)
+    model_versions.finish(svc.db, twin, artifact, hashlib.sha256(artifact).hexdigest(), {}, {"note": "the factors of " + version + ", scored exactly"}, 0.0, 0)
+    return twin
+
+
+def big_catalogue(args: Namespace) -> None:
+    """Load, train with the index, check its recall, then serve it and its exact twin."""
+    config = fresh_config("recs-ann")
+    svc = prepare(config)
+    print(f"data: {args.users:,} users, {args.items:,} items, {args.events:,} power-law events plus one view of every item")
+    _load(svc, args)
+    row = request_training(svc.db, config, "als", {}, activate=True, evaluation={"evaluate": False})
+    model = run_training(svc.db, config, row.version)
+    assert model.status == "ready", model
+    timings, ann = model.data["timings"], model.data["ann"]
+    fit = timings.get("fit_seconds") or timings.get("training_seconds") or 0.0
+    print(f"model {model.version}: {model.data['items']:,} items; fit {fit:.1f} s, index {timings['index_seconds']:.1f} s "
+          f"({ann['library']}, m {ann['m']}, ef_construction {ann['ef_construction']}, ef_search {ann['ef_search']}); "
+          f"training in all {model.training_seconds:.1f} s; artifact {model.data['artifact_bytes'] / 2**20:,.0f} MiB")
+    print(f"  timings: {timings}")
+    index = ServingIndex.from_bytes(artifact_bytes(svc.db, model.version, config.model_dir / f"{model.version}.npz"))
+    recall, ann_ms, exact_ms = _recall(index, args.users)
+    print(f"recall@10 of the index against exact scoring, 500 users: {recall:.4f} (aim 0.95); in process: index {ann_ms:.2f} ms, exact {exact_ms:.2f} ms per query")
+    twin = _exact_twin(svc, config, model.version, index)
+    del index
+
+    headers = {"Authorization": f"Bearer {keys(svc)['storefront']}"}
+    warm = [f"/v1/users/u{u}/recommendations?n=10" for u in range(0, 400)]
+    half = (args.users - 400) // 2
+    firsts = {"index": [f"/v1/users/u{u}/recommendations?n=10" for u in range(400, 400 + half)],
+              "exact": [f"/v1/users/u{u}/recommendations?n=10" for u in range(400 + half, args.users)]}
+    similar = [f"/v1/items/i{i}/similar?n=10" for i in range(0, args.items, max(1, args.items // 5000))]
+    results = {}
+    with gunicorn(server_env(config), workers=args.workers) as server:
+        for name in ("index", "exact"):
+            if name == "exact":
+                activate(svc.db, twin)
+            for _ in range(args.warmups):  # every worker loads the version (seconds each at this size)
+                run(server.base, warm, headers, clients=args.clients, seconds=args.seconds)
+            health = run(server.base, ["/healthz"], {}, clients=args.clients, seconds=args.seconds)
+            first = run(server.base, firsts[name], headers, clients=args.clients, seconds=args.seconds)
+            returning = run(server.base, warm, headers, clients=args.clients, seconds=args.seconds)
+            alike = run(server.base, similar, headers, clients=args.clients, seconds=args.seconds)
+            results[name] = (health, first, returning, alike)
+    print(f"gunicorn: {args.workers} workers, {args.clients} concurrent clients, {args.seconds:g} s each")
+    for name, (health, first, returning, alike) in results.items():
+        print(report(f"{name}: GET /healthz", health))
+        print(report(f"{name}: first requests", first, health))
+        print(report(f"{name}: returning users", returning, health))
+        print(report(f"{name}: similar items", alike, health))
+    (h1, f1, r1, s1), (h2, f2, r2, s2) = results["index"], results["exact"]
+    print(f"first requests: index {f1.rps / h1.rps:.2f}x of /healthz (aim 0.7x), exact {f2.rps / h2.rps:.2f}x; similar items: index {s1.rps / h1.rps:.2f}x, exact {s2.rps / h2.rps:.2f}x")
+    summary(ann_recall_at_10=recall, ann_first=f1.rps / h1.rps, exact_first=f2.rps / h2.rps, ann_similar=s1.rps / h1.rps, exact_similar=s2.rps / h2.rps,
+            ann_returning=r1.rps / h1.rps, ann_first_p99_ms=f1.p99_ms, index_seconds=timings["index_seconds"], fit_seconds=fit)

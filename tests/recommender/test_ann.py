@@ -1,0 +1,124 @@
+"""The approximate index: its recall against exact scoring, exact filters, and artifacts that round-trip."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import recommender.index
+from recommender.ann import AnnSettings, VectorIndex
+from recommender.artifacts import loads
+from recommender.index import ServingIndex
+from recommender.matrix import InteractionMatrix, MatrixSettings
+from recommender.training import TrainingSettings, train
+from tests.recommender.test_library import synthetic_matrix
+
+ITEMS = 3_000
+
+
+@pytest.fixture(scope="module")
+def indexed() -> ServingIndex:
+    confidence = synthetic_matrix(users=2_000, items=ITEMS, events=60_000, seed=8)
+    matrix = InteractionMatrix([f"u{u}" for u in range(confidence.shape[0])], [f"i{i}" for i in range(confidence.shape[1])], confidence, confidence)
+    trained = train(matrix, "als", {"factors": 16, "iterations": 5}, TrainingSettings(evaluate=False))
+    index = ServingIndex.from_trained("v1", trained, MatrixSettings(), AnnSettings(min_items=1))
+    assert index.ann is not None and index.similar_ann is not None and len(index.ann) == index.n_items
+    return index
+
+
+def exact_top(index: ServingIndex, scores: np.ndarray, allowed: np.ndarray, n: int) -> list[str]:
+    return [item for item, _ in index.top(scores.astype(np.float32), allowed, n)]
+
+
+def test_settings_are_bounded_and_the_threshold_decides():
+    assert AnnSettings().min_items == 200_000 and AnnSettings().applies_to(200_000) and not AnnSettings().applies_to(199_999)
+    for bad in ({"min_items": -1}, {"m": 2}, {"ef_search": 5}, {"ef_construction": 5000}):
+        with pytest.raises(ValueError):
+            AnnSettings(**bad)
+
+
+def test_recall_at_10_against_exact_scoring(indexed):
+    model = indexed._factors
+    users = np.random.default_rng(1).choice(len(indexed.user_ids), size=200, replace=False)
+    everything = np.ones(indexed.n_items, dtype=bool)
+    recall = []
+    for user in users:
+        exact = set(exact_top(indexed, model.item_factors @ model.user_factors[user], everything, 10))
+        _, got = indexed.top_for_user(f"u{user}", [], 0.0, everything.copy(), 10)
+        recall.append(len(exact & {item for item, _ in got}) / 10)
+    assert np.mean(recall) >= 0.95
+
+
+@pytest.mark.parametrize("exact_below", [0, 10_000])
+def test_no_filtered_item_ever_appears_and_n_come_back_while_the_catalogue_has_them(indexed, monkeypatch, exact_below):
+    monkeypatch.setattr(recommender.index, "EXACT_BELOW", exact_below)
+    monkeypatch.setattr(recommender.index, "MAX_CANDIDATES", 64)  # so that sparse filters widen, then fall back
+    model = indexed._factors
+    rng = np.random.default_rng(2)
+    for share in (1.0, 0.3, 0.02, 0.001):
+        for user in rng.choice(len(indexed.user_ids), size=15, replace=False):
+            allowed = rng.random(indexed.n_items) < share
+            n = int(rng.choice([1, 10, 100]))
+            _, got = indexed.top_for_user(f"u{user}", [], 0.0, allowed.copy(), n)
+            rows = [indexed.item_index[item] for item, _ in got]
+            assert all(allowed[rows]) and len(set(rows)) == len(rows)
+            assert len(got) == min(n, int(allowed.sum()))
+            # The scores are the model's own, in order, whichever path chose the items.
+            exact = model.item_factors[rows] @ model.user_factors[user]
+            assert [score for _, score in got] == pytest.approx(exact.tolist(), rel=1e-5, abs=1e-6)
+            assert [score for _, score in got] == sorted((score for _, score in got), reverse=True)
+            if allowed.sum() <= 64:  # scored exactly: the same answer as scoring everything
+                assert [item for item, _ in got] == exact_top(indexed, model.item_factors @ model.user_factors[user], allowed, n)
+
+
+def test_new_users_fold_in_and_users_without_usable_events_get_popular_items(indexed):
+    allowed = np.ones(indexed.n_items, dtype=bool)
+    strategy, got = indexed.top_for_user("newcomer", [("i5", "purchase", 0.0), ("i9", "view", 0.0)], 0.0, allowed.copy(), 10)
+    assert strategy == "personalized" and len(got) == 10
+    strategy, got = indexed.top_for_user("stranger", [("unknown-item", "view", 0.0)], 0.0, allowed.copy(), 10)
+    assert strategy == "popular" and got == indexed.top(indexed.popularity.astype(np.float32), allowed, 10)
+
+
+def test_similar_items_never_include_the_item_and_match_exact_cosine(indexed):
+    model = indexed._factors
+    overlap = []
+    for item in range(0, ITEMS, 150):
+        allowed = np.ones(indexed.n_items, dtype=bool)
+        allowed[::7] = False
+        got = indexed.top_similar(f"i{item}", allowed.copy(), 10)
+        assert got is not None and len(got) == 10 and f"i{item}" not in {i for i, _ in got}
+        assert all(allowed[indexed.item_index[i]] for i, _ in got)
+        cosine = model.similar(item)
+        cosine[item] = -np.inf
+        overlap.append(len({i for i, _ in got} & set(exact_top(indexed, cosine, allowed, 10))) / 10)
+    assert np.mean(overlap) >= 0.95
+    assert indexed.top_similar("unknown", np.ones(indexed.n_items, dtype=bool), 10) is None
+
+
+def test_the_artifact_keeps_the_item_factors_once_and_answers_the_same(indexed):
+    data = indexed.to_bytes()
+    arrays, meta = loads(data)
+    assert "model_item_factors" not in arrays and {"ann_users", "ann_items"} <= set(arrays) and meta["ann"]["m"] == 16
+    loaded = ServingIndex.from_bytes(data)
+    assert np.array_equal(loaded._factors.item_factors, indexed._factors.item_factors)
+    allowed = np.ones(indexed.n_items, dtype=bool)
+    for user in ("u1", "u17", "u400"):
+        assert loaded.top_for_user(user, [], 0.0, allowed.copy(), 20) == indexed.top_for_user(user, [], 0.0, allowed.copy(), 20)
+    assert loaded.top_similar("i3", allowed.copy(), 5) == indexed.top_similar("i3", allowed.copy(), 5)
+
+
+def test_popular_items_are_the_most_popular_allowed_ties_to_the_earlier_item(indexed):
+    rng = np.random.default_rng(3)
+    popularity = indexed.popularity
+    ranking = np.lexsort((np.arange(indexed.n_items), -popularity))
+    for share in (1.0, 0.1, 0.001, 0.0):
+        allowed = rng.random(indexed.n_items) < share
+        for n in (1, 10, 100):
+            expected = [(f"i{i}", float(popularity[i])) for i in ranking[allowed[ranking]][:n]]
+            assert indexed.top_popular(allowed, n) == expected
+
+
+def test_a_compact_index_cannot_give_its_vectors_back():
+    vectors = np.random.default_rng(4).normal(size=(300, 8)).astype(np.float32)
+    assert np.array_equal(VectorIndex.build(vectors, AnnSettings(min_items=0)).vectors(), vectors)
+    with pytest.raises(TypeError):
+        VectorIndex.build(vectors, AnnSettings(min_items=0), compact=True).vectors()
