@@ -29,6 +29,39 @@ def test_weights_match_stecks_closed_form_in_float64():
     assert model.fit_report() == {"items_used": 50, "items_dropped": 0, "interactions_dropped": 0}
 
 
+def edlae_reference(x: sp.csr_matrix, l2: float, dropout: float) -> np.ndarray:
+    """Steck's (2020) full-rank EDLAE in float64 from the raw matrix: L = l2 I + p / (1 - p) diag(X^T X)."""
+    dense = x.toarray().astype(np.float64)
+    g = dense.T @ dense
+    penalty = l2 * np.eye(x.shape[1]) + dropout / (1 - dropout) * np.diag(np.diag(g))
+    p = np.linalg.inv(g + penalty)
+    b = np.eye(x.shape[1]) - p / np.diag(p)
+    np.fill_diagonal(b, 0.0)
+    return b
+
+
+@pytest.mark.parametrize("l2, dropout", [(5.0, 0.1), (5.0, 0.5), (0.5, 0.9), (50.0, 0.25)])
+def test_dropout_weights_match_the_emphasized_denoising_closed_form(l2, dropout):
+    x = random_matrix()
+    model = EASE({"l2": l2, "dropout": dropout})
+    model.fit(x)
+    expected = edlae_reference(x, l2, dropout)
+    assert np.allclose(model._weights, expected, rtol=1e-4, atol=1e-6)
+    assert np.count_nonzero(np.diag(model._weights)) == 0
+    assert np.allclose(model.score_users(np.arange(10), x), x[:10].toarray() @ expected, rtol=1e-4, atol=1e-5)
+
+
+def test_dropout_zero_is_plain_ease_and_dropout_changes_b():
+    x = random_matrix()
+    plain, zero, some = EASE({"l2": 5.0}), EASE({"l2": 5.0, "dropout": 0.0}), EASE({"l2": 5.0, "dropout": 0.3})
+    for model in (plain, zero, some):
+        model.fit(x)
+    assert EASE().params.dropout == 0.0
+    assert np.array_equal(plain._weights, zero._weights)
+    assert np.allclose(zero._weights, edlae_reference(x, 5.0, 0.0), rtol=1e-4, atol=1e-6)
+    assert not np.allclose(some._weights, zero._weights, atol=1e-3)
+
+
 def test_the_gram_matrix_is_the_same_in_blocks(monkeypatch):
     x = random_matrix(users=500)
     monkeypatch.setattr(ease, "GRAM_NNZ_PER_BLOCK", 37)
@@ -65,7 +98,19 @@ def test_a_catalogue_that_max_items_covers_too_little_of_is_refused_with_the_rem
         EASE({"l2": 5.0, "max_items": 5, "min_coverage": 0.5}).fit(random_matrix())
 
 
-@pytest.mark.parametrize("params, bound", [({"l2": 0}, "l2"), ({"max_items": 0}, "max_items"), ({"max_items": 10**6}, "max_items"), ({"min_coverage": 2}, "min_coverage")])
+@pytest.mark.parametrize(
+    "params, bound",
+    [
+        ({"l2": 0}, "l2"),
+        ({"dropout": -0.1}, "dropout"),
+        ({"dropout": 1.0}, "dropout"),
+        ({"dropout": 0.995}, "dropout"),
+        ({"dropout": float("nan")}, "dropout"),
+        ({"max_items": 0}, "max_items"),
+        ({"max_items": 10**6}, "max_items"),
+        ({"min_coverage": 2}, "min_coverage"),
+    ],
+)
 def test_settings_name_the_bound_they_break(params, bound):
     with pytest.raises(ValueError, match=bound):
         EASE(params)
@@ -88,3 +133,17 @@ def test_catching_up_refits_only_when_what_was_held_out_could_move_b():
     full = EASE({"l2": 5.0})
     full.fit(x)
     assert np.allclose(model._weights, full._weights, atol=1e-6)
+
+
+@pytest.mark.parametrize("n, leaf", [(1, 64), (64, 64), (301, 64), (517, 100)])
+def test_the_blocked_inverse_matches_a_float64_inverse(n, leaf):
+    from recommender.models.ease import spd_inverse
+
+    rng = np.random.default_rng(n)
+    a = rng.normal(size=(n, n + 5))
+    g = a @ a.T + 0.5 * np.eye(n)  # symmetric positive definite, condition number in the hundreds
+    inverse = spd_inverse(g.astype(np.float32), leaf)
+    reference = np.linalg.inv(g)
+    assert inverse.dtype == np.float32
+    assert np.abs(inverse - reference).max() <= 1e-4 * np.abs(reference).max()
+    assert np.allclose(inverse, inverse.T, rtol=0, atol=1e-5 * np.abs(reference).max())

@@ -47,6 +47,9 @@ def test_the_default_space_leaves_out_what_params_fix_and_takes_overrides():
     assert space["regularization"] == Range(0.5, 5.0) and space["iterations"] == Range(5, 30)
     assert search_space("item_knn", {}, {})["similarity"] == Choice(("bm25", "cosine"))
     assert isinstance(search_space("ease", {}, {"l2": [10, 100]})["l2"].low, float)
+    assert search_space("ease", {}, {})["dropout"] == Range(0.0, 0.5)
+    assert isinstance(search_space("ease", {}, {"dropout": [0, 0.5]})["dropout"].low, float)
+    assert set(search_space("ease", {"dropout": 0.25}, {})) == {"l2"}
 
 
 @pytest.mark.parametrize(
@@ -61,6 +64,8 @@ def test_the_default_space_leaves_out_what_params_fix_and_takes_overrides():
         ("als", {}, {"regularization": "wide"}, "space.regularization", "expected"),
         ("als", {}, {"regularization": [True, 2]}, "space.regularization", "expected"),
         ("als", {"factors": 8}, {"factors": [4, 16]}, "space.factors", "also fixed"),
+        ("ease", {}, {"dropout": [0, 1]}, "space.dropout", "between 0 and 0.99"),
+        ("ease", {}, {"dropout": [-0.5, 0.5]}, "space.dropout", "between 0 and 0.99"),
         ("item_knn", {}, {"similarity": {"choices": ["bm25", "jaccard"]}}, "space.similarity", "similarity"),
         ("item_knn", {}, {"similarity": {"choices": []}}, "space.similarity", "empty"),
         ("popularity", {}, {}, "space", "no parameter left"),
