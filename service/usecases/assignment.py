@@ -51,8 +51,12 @@ class DefinitionCache:
 def _answer(
     key: str, user_id: str, d: StoredDefinition | None, exposure: exposures.Exposure | None, reason: str | None = None
 ) -> dict[str, Any]:
+    """The answer in the HTTP model's shape and field order, so that it is written as JSON without a model object."""
     if exposure is None or d is None:
-        return {"experiment": key, "user_id": user_id, "enrolled": False, "arm": None, "reason": reason}
+        return {
+            "experiment": key, "user_id": user_id, "enrolled": False, "arm": None,
+            "payload": None, "schedule": None, "probability": None, "reason": reason, "exposed_at": None,
+        }
     spec = d.arms_json[exposure.arm]
     return {
         "experiment": key,
@@ -62,6 +66,7 @@ def _answer(
         "payload": spec.get("payload") or {},
         "schedule": spec.get("schedule"),
         "probability": exposure.probability,
+        "reason": None,
         "exposed_at": iso(exposure.exposed_at),
     }
 

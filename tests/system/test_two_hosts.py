@@ -1,4 +1,7 @@
-"""Two gunicorn servers on one database, as two hosts behind a load balancer: they agree on models and arms."""
+"""Two gunicorn servers on one database, as two hosts behind a load balancer: they agree on models, arms and the experiment's lifecycle.
+
+Key revocation across the same two hosts is in test_key_revocation.py.
+"""
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
@@ -43,5 +46,17 @@ def test_activation_rollback_and_assignment_agree_across_hosts(config, app, clie
         for user, arm in answers:
             arms.setdefault(user, set()).add(arm)
         assert all(len(seen) == 1 for seen in arms.values())
+
+        # A pause on one host reaches every worker of the other at once (each worker caches definitions by revision).
+        def assignment_on(host, user: str) -> set[tuple]:
+            answers = [host.request("GET", f"/v1/experiments/points-q4/assignment?user_id={user}", key=shop)[1] for _ in range(8)]
+            return {(a["enrolled"], a["arm"], a["reason"]) for a in answers}
+
+        racer = users[0]
+        assert host_a.request("POST", "/v1/experiments/points-q4/pause", key=keys["editor"])[0] == 200
+        assert assignment_on(host_b, racer) == assignment_on(host_a, racer) == {(True, arms[racer].pop(), None)}
+        assert assignment_on(host_b, "after-pause") == assignment_on(host_a, "after-pause") == {(False, None, "not_running")}
+        assert host_b.request("POST", "/v1/experiments/points-q4/stop", key=keys["editor"])[0] == 200
+        assert assignment_on(host_a, racer) == assignment_on(host_b, racer) == {(False, None, "not_running")}
     with db.read() as session:
         assert session.scalar(select(func.count()).select_from(ExposureRow).where(ExposureRow.user_id.like("racer-%"))) == len(users)

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import time
 from datetime import datetime
+from typing import Any
 
 from flask import Blueprint
 
@@ -28,17 +29,17 @@ def _when(ts: datetime | None) -> float:
     path={"key": "key"},
     query_attributes=True,
 )
-def one(key: str, query: AssignmentQuery, attributes: dict[str, str]) -> AssignmentOut:
-    """Assign one user in one experiment."""
+def one(key: str, query: AssignmentQuery, attributes: dict[str, str]) -> dict[str, Any]:
+    """Assign one user in one experiment; the use case's dict is already in AssignmentOut's shape (see endpoint._serialise)."""
     svc = services()
-    return AssignmentOut.model_validate(assign(svc.db, svc.definitions, key, query.user_id, _when(query.timestamp), attributes))
+    return assign(svc.db, svc.definitions, key, query.user_id, _when(query.timestamp), attributes)
 
 
 @bp.post("/v1/assignments")
 @endpoint("A user's arms in several experiments", roles=STOREFRONT, tag="assignment", body=AssignmentsIn, response=AssignmentsOut, errors=(404,))
-def many(body: AssignmentsIn) -> AssignmentsOut:
+def many(body: AssignmentsIn) -> dict[str, Any]:
     """Assign one user in each experiment asked for, in order."""
     svc = services()
     now = _when(body.timestamp)
     answers = [assign(svc.db, svc.definitions, key, body.user_id, now, body.attributes) for key in body.experiments]
-    return AssignmentsOut(assignments=[AssignmentOut.model_validate(a) for a in answers])
+    return {"assignments": answers}
