@@ -187,6 +187,7 @@ class Database:
             finally:
                 cur.close()  # an open statement would pin an SQLite read snapshot
         for attempt in (1, 2):
+            self._fetch_connections.get()  # failing to connect is not worth a second try
             try:
                 cur = self._fetch_connections.cursor()
                 cur.execute(sql, params)

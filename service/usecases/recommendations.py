@@ -87,19 +87,21 @@ def popular(db: Database, cache: ModelCache, n: int, category: str | None) -> An
 def similar(db: Database, cache: ModelCache, item_id: str, n: int) -> Answer | None:
     """Items like `item_id`; popular in its category when the model does not know it; None if nobody does."""
     state = shared_state(db)
+    if state.active_version is not None:
+        # An item the model knows was seen: one round trip, and no look for it in the events.
+        index = cache.index(state.active_version)
+        view = cache.view(index, state.catalogue_revision)
+        items = index.top_similar(item_id, view.allowed(None), n)
+        if items is not None:
+            return Answer("similar", index.version, items)
     seen, category = catalogue.item_seen(db, item_id)
     if not seen:
         return None
     if state.active_version is None:
         return Answer("popular", None, catalogue.live_popular(db, n, category, {item_id}))
-    index = cache.index(state.active_version)
-    view = cache.view(index, state.catalogue_revision)
-    items = index.top_similar(item_id, view.allowed(None), n)
-    if items is None:
-        allowed = view.allowed(category)
-        _block(index.item_index, allowed, {item_id})
-        return Answer("popular", index.version, index.top_popular(allowed, n))
-    return Answer("similar", index.version, items)
+    allowed = view.allowed(category)
+    _block(index.item_index, allowed, {item_id})
+    return Answer("popular", index.version, index.top_popular(allowed, n))
 
 
 def recommender_of(payload: dict[str, Any] | None) -> Source:
