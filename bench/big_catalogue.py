@@ -64,7 +64,7 @@ def _recall(index: ServingIndex, users: int, sample: int = 500) -> tuple[float, 
     return float(np.mean(recall)), 1000 * ann_s / sample, 1000 * exact_s / sample
 
 
-def _exact_twin(svc, config, version: str, index: ServingIndex) -> str:  # noqa: ANN001
+def _exact_twin(svc, version: str, index: ServingIndex) -> str:  # noqa: ANN001
     """The same factors as a ready version without the index."""
     twin = f"{version}-exact"
     artifact = dataclasses.replace(index, version=twin, ann=None, similar_ann=None).to_bytes()
@@ -85,7 +85,7 @@ def big_catalogue(args: Namespace) -> None:
     model = run_training(svc.db, config, row.version)
     assert model.status == "ready", model
     timings, ann = model.data["timings"], model.data["ann"]
-    fit = timings.get("fit_seconds") or timings.get("training_seconds") or 0.0
+    fit = timings["fit_seconds"]
     print(f"model {model.version}: {model.data['items']:,} items; fit {fit:.1f} s, index {timings['index_seconds']:.1f} s "
           f"({ann['library']}, m {ann['m']}, ef_construction {ann['ef_construction']}, ef_search {ann['ef_search']}); "
           f"training in all {model.training_seconds:.1f} s; artifact {model.data['artifact_bytes'] / 2**20:,.0f} MiB")
@@ -93,7 +93,7 @@ def big_catalogue(args: Namespace) -> None:
     index = ServingIndex.from_bytes(artifact_bytes(svc.db, model.version, config.model_dir / f"{model.version}.npz"))
     recall, ann_ms, exact_ms = _recall(index, args.users)
     print(f"recall@10 of the index against exact scoring, 500 users: {recall:.4f} (aim 0.95); in process: index {ann_ms:.2f} ms, exact {exact_ms:.2f} ms per query")
-    twin = _exact_twin(svc, config, model.version, index)
+    twin = _exact_twin(svc, model.version, index)
     del index
 
     headers = {"Authorization": f"Bearer {keys(svc)['storefront']}"}
