@@ -13,9 +13,9 @@ import faiss
 import numpy as np
 
 # Inner products of ALS or BPR factors are not a metric, but HNSW searched by inner product
-# recalls 0.99 of the exact top 10 at efSearch 100 on power-law factors (bench/recommendations.py
-# --items 1000000); mapping MIPS to L2 by an extra coordinate collapsed recall to 0.1 there,
-# because the many near-zero long-tail items all sit at the same far point.
+# recalls 0.975 of the exact top 10 at efSearch 100 on power-law factors of a million items
+# (bench/recommendations.py --items 1000000); mapping MIPS to L2 by an extra coordinate collapsed
+# recall to 0.1 on such factors, because the many near-zero long-tail items all sit at the same far point.
 
 
 @dataclass(frozen=True)

@@ -115,7 +115,7 @@ class ServingIndex:
                 return "popular", self.top_popular(allowed, n)
             vector = model.fold_in(row)
         factors = model.item_factors
-        return "personalized", self._search(self.ann, vector, lambda rows: factors @ vector if rows is None else factors[rows] @ vector, allowed, n)
+        return "personalized", self._search(self.ann, vector, lambda rows: factors[slice(None) if rows is None else rows] @ vector, allowed, n)
 
     def top_similar(self, item_id: str, allowed: np.ndarray, n: int) -> list[tuple[str, float]] | None:
         """The n allowed items most similar to `item_id` (never itself); None when the model does not know it. Changes `allowed`."""

@@ -87,9 +87,8 @@ class FactorModel(Recommender):
     def similar_to(self, item: int, rows: np.ndarray | None) -> np.ndarray:
         """Cosine similarity of `item` to the items in `rows` (all when None)."""
         factors, norms = self.item_factors, self.item_norms
-        if rows is None:
-            return (factors @ factors[item]) / (norms * norms[item])
-        return (factors[rows] @ factors[item]) / (norms[rows] * norms[item])
+        pick = slice(None) if rows is None else rows  # a slice is a view: no copy of every factor
+        return (factors[pick] @ factors[item]) / (norms[pick] * norms[item])
 
     def to_arrays(self) -> dict[str, np.ndarray]:
         """User and item factors."""
