@@ -17,9 +17,9 @@ bp = Blueprint("events", __name__)
 def record(body: EventBatch) -> EventsAccepted:
     """Validate the whole batch, then store it in one transaction."""
     now = time.time()
-    rows = [
-        {"event_id": e.event_id, "user_id": e.user_id, "item_id": e.item_id, "type": e.type, "ts": e.timestamp.timestamp() if e.timestamp else now, "value": e.value}
-        for e in body.events
-    ]
+    rows = []
+    for e in body.events:
+        ts = e.get("timestamp")
+        rows.append({"event_id": e["event_id"], "user_id": e["user_id"], "item_id": e["item_id"], "type": e["type"], "ts": now if ts is None else ts, "value": e.get("value")})
     accepted, duplicates = record_events(services().db, rows)
     return EventsAccepted(accepted=accepted, duplicates=duplicates)
