@@ -66,8 +66,12 @@ class EventRow(Base):
     ts: Mapped[float] = mapped_column(Epoch)
     value: Mapped[Optional[float]] = mapped_column(Float, nullable=True)
     received_at: Mapped[float] = mapped_column(Epoch)
-    # Covers the serving read of a user's recent events, so it never visits the table.
-    __table_args__ = (Index("ix_events_user_recent", "user_id", "ts", "item_id", "type"),)
+    # Cover the serving reads of a user's recent events, and of a known user's purchases alone,
+    # so that neither visits the table nor walks events it does not want.
+    __table_args__ = (
+        Index("ix_events_user_recent", "user_id", "ts", "item_id", "type"),
+        Index("ix_events_user_purchases", "user_id", "ts", "item_id", postgresql_where=text("type = 'purchase'"), sqlite_where=text("type = 'purchase'")),
+    )
 
 
 class UserActivityRow(Base):
