@@ -1,7 +1,7 @@
 """Exposures (a user's first assignment) and the bandit arms' statistics.
 
 The hot read is one query: the experiment's status and revision joined with the
-user's exposure (on PostgreSQL, with a new user's A/B exposure written in it). The exposure is written with INSERT ... ON CONFLICT DO NOTHING,
+user's exposure. The exposure is written with INSERT ... ON CONFLICT DO NOTHING,
 and the status check inside the insert closes the race with a concurrent pause
 or stop; when two workers race on a user's first request, the loser reads the
 winner's row, so both answer the same arm.
@@ -40,16 +40,6 @@ class Exposure:
 
 
 @dataclass(frozen=True)
-class Placement:
-    """Where a new user goes if the experiment is still running at `revision`: computed before the read, from a cached definition."""
-
-    revision: int
-    arm: str
-    probability: float
-    exposed_at: float
-
-
-@dataclass(frozen=True)
 class ExposureState:
     """An experiment's status and revision, and the user's exposure if any."""
 
@@ -58,33 +48,9 @@ class ExposureState:
     exposure: Exposure | None
 
 
-# PostgreSQL, given a placement: the same read, and for a new user the exposure's insert, in one
-# autocommit statement. It writes only while the experiment runs at the placement's revision, so a
-# definition edited since the placement was computed writes nothing and the caller places the user
-# again. An empty answer with a running status at that revision is a lost race with a concurrent
-# first request (its row is newer than this statement's snapshot): the caller's expose() reads it.
-_STATE_OR_EXPOSE = (
-    "WITH cur AS (SELECT status, revision FROM experiments WHERE key = ?), "
-    "prior AS (SELECT arm, probability, exposed_at FROM exposures WHERE experiment_key = ? AND user_id = ?), "
-    "placed AS (INSERT INTO exposures (experiment_key, user_id, arm, probability, exposed_at, counted) "
-    "SELECT ?, ?, ?, ?, ?, true FROM cur WHERE status = 'running' AND revision = ? AND NOT EXISTS (SELECT 1 FROM prior) "
-    "ON CONFLICT (experiment_key, user_id) DO NOTHING RETURNING arm, probability, exposed_at) "
-    "SELECT cur.status, cur.revision, COALESCE(p.arm, x.arm), COALESCE(p.probability, x.probability), COALESCE(p.exposed_at, x.exposed_at) "
-    "FROM cur LEFT JOIN prior p ON true LEFT JOIN placed x ON true"
-)
-
-
-def state(db: Database, key: str, user_id: str, placing: Placement | None = None) -> ExposureState | None:
-    """The experiment's status and revision with the user's exposure; None when the experiment does not exist.
-
-    With `placing` (only for a pure A/B placement: no bandit pull, nothing waits), PostgreSQL also
-    records a new user's exposure in the same round trip; SQLite, in process, reads only.
-    """
-    if placing is not None and not db.is_sqlite:
-        p = placing
-        rows = db.write_one(_STATE_OR_EXPOSE, (key, key, user_id, key, user_id, p.arm, p.probability, p.exposed_at, p.revision))
-    else:
-        rows = db.fetch(_STATE, (user_id, key))
+def state(db: Database, key: str, user_id: str) -> ExposureState | None:
+    """The experiment's status and revision with the user's exposure; None when the experiment does not exist."""
+    rows = db.fetch(_STATE, (user_id, key))
     if not rows:
         return None
     status, revision, arm, probability, exposed_at = rows[0]

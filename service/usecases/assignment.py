@@ -2,10 +2,7 @@
 
 A returning user costs one read (`store.exposures.state`). A new user is placed
 by hash (A/B) or by the policy over the arms' current statistics (bandit), and
-the exposure is written once, whatever the races between workers and hosts. On
-PostgreSQL, a pure A/B experiment's new user costs that one round trip too: the
-placement is computed beforehand from the cached definition and written only if
-that definition is still current.
+the exposure is written once, whatever the races between workers and hosts.
 """
 from __future__ import annotations
 
@@ -39,10 +36,6 @@ class DefinitionCache:
         """The experiment's definition at its current revision and its status; NotFound if it does not exist."""
         status, revision = experiment_store.status_and_revision(db, key)
         return self.get(db, key, revision), status
-
-    def latest(self, key: str) -> StoredDefinition | None:
-        """The newest definition this process has loaded, without asking the database whether it is still current."""
-        return self._items.get(key)
 
     def get(self, db: Database, key: str, revision: int) -> StoredDefinition:
         """The definition at `revision`, loading it once per process."""
@@ -116,24 +109,12 @@ def _eligible(db: Database, d: StoredDefinition, user_id: str, now: float, attri
     return None
 
 
-def _placement(db: Database, d: StoredDefinition | None, user_id: str, now: float, attributes: Mapping[str, Any]) -> exposures.Placement | None:
-    """Where a new user would go by the cached definition, when that needs nothing from the database.
-
-    Only a pure A/B experiment qualifies: a bandit's allocation and targeting's attributes are reads of their own.
-    The store writes it only if the definition is still current, so a stale cache costs a second try, never a wrong arm.
-    """
-    if d is None or d.experiment.type != "ab" or d.experiment.targeting is not None or _eligible(db, d, user_id, now, attributes) is not None:
-        return None
-    arm, probability = _choose(db, d, user_id, now)
-    return exposures.Placement(d.revision, arm, probability, now)
-
-
 def assign(db: Database, cache: DefinitionCache, key: str, user_id: str, now: float, attributes: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """The user's assignment in one experiment, recording the first exposure at `now`.
 
     An exposed user keeps their arm whatever their attributes say later: stickiness wins over targeting.
     """
-    found = exposures.state(db, key, user_id, _placement(db, cache.latest(key), user_id, now, attributes or {}))
+    found = exposures.state(db, key, user_id)
     if found is None:
         raise NotFound("experiment", key)
     if found.status in ("draft", "stopped"):
