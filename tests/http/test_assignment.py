@@ -6,8 +6,8 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 from sqlalchemy import func, select
 
-from service.http.app import create_app
 from experiments.assignment import enrolled
+from service.http.app import create_app
 from service.store.tables import BanditArmStatsRow, ExperimentRow, ExposureRow
 from tests.experiment_helpers import ab_definition, assign, bandit_definition, running
 from tests.helpers import post_ok
@@ -63,16 +63,20 @@ def test_a_worker_holding_an_old_revision_never_enrols_by_it(app, client, auth, 
     # the other ramps traffic down to 1 %. New users asked of this one must be placed by 1 %.
     running(client, auth("editor"), ab_definition())
     assert assign(client, auth("storefront"), "points-q4", "warm")["enrolled"]
-    other = create_app(app.extensions["stickyloop"].config).test_client()
-    assert other.patch("/v1/experiments/points-q4", json={"traffic": 0.01}, headers=auth("editor")).status_code == 200
-    answers = [assign(client, auth("storefront"), "points-q4", f"new-{i}") for i in range(200)]
-    with db.read() as session:
-        salt = session.scalar(select(ExperimentRow.salt))
-        stored = set(session.scalars(select(ExposureRow.user_id).where(ExposureRow.user_id.like("new-%"))))
-    expected = {f"new-{i}" for i in range(200) if enrolled(salt, "points-q4", f"new-{i}", 0.01)}
-    assert {a["user_id"] for a in answers if a["enrolled"]} == stored == expected
-    assert all(a["reason"] == "traffic" for a in answers if not a["enrolled"])
-    post_ok(other, "/v1/experiments/points-q4/pause", None, auth("editor"))
+    other_app = create_app(app.extensions["stickyloop"].config)
+    other = other_app.test_client()
+    try:
+        assert other.patch("/v1/experiments/points-q4", json={"traffic": 0.01}, headers=auth("editor")).status_code == 200
+        answers = [assign(client, auth("storefront"), "points-q4", f"new-{i}") for i in range(200)]
+        with db.read() as session:
+            salt = session.scalar(select(ExperimentRow.salt))
+            stored = set(session.scalars(select(ExposureRow.user_id).where(ExposureRow.user_id.like("new-%"))))
+        expected = {f"new-{i}" for i in range(200) if enrolled(salt, "points-q4", f"new-{i}", 0.01)}
+        assert {a["user_id"] for a in answers if a["enrolled"]} == stored == expected
+        assert all(a["reason"] == "traffic" for a in answers if not a["enrolled"])
+        post_ok(other, "/v1/experiments/points-q4/pause", None, auth("editor"))
+    finally:
+        other_app.extensions["stickyloop"].db.dispose()
     assert assign(client, auth("storefront"), "points-q4", "after-pause")["reason"] == "not_running"
     with db.read() as session:
         assert session.scalar(select(func.count()).select_from(ExposureRow).where(ExposureRow.user_id == "after-pause")) == 0

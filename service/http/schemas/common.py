@@ -24,19 +24,17 @@ FiniteFloat = Annotated[float, Field(allow_inf_nan=False, ge=-MAX_MAGNITUDE, le=
 PositiveFloat = Annotated[float, Field(gt=0, le=MAX_MAGNITUDE, allow_inf_nan=False)]
 
 
-def _in_window(value: datetime) -> datetime:
-    problem = window_error(value.timestamp())
-    if problem is not None:
-        raise ValueError(problem)
-    return value
-
-
 def _epoch_in_window(value: datetime) -> float:
     epoch = value.timestamp()
     problem = window_error(epoch)
     if problem is not None:
         raise ValueError(problem)
     return epoch
+
+
+def _in_window(value: datetime) -> datetime:
+    _epoch_in_window(value)
+    return value
 
 
 # ISO 8601 with a zone, from 2000-01-01T00:00:00Z to 100 years after the server's now.
