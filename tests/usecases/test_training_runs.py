@@ -165,8 +165,8 @@ def test_a_run_on_another_host_lives_while_it_beats_and_fails_once_silent(client
     headers = auth("editor")
     until = time.monotonic() + config.training_stale_seconds + 1
     while time.monotonic() < until:  # another host's runner, alive: no pid here to check
+        last = time.monotonic()  # before the beat: its stamp is no earlier, so the bound below holds
         assert store.beat(db, record.version, "elsewhere:4242")
-        last = time.monotonic()
         assert status(client, headers, record.version)["status"] == "training"
         time.sleep(config.training_heartbeat_seconds)
     failed = wait_until(lambda: (b := status(client, headers, record.version))["status"] == "failed" and b, timeout=config.training_stale_seconds + 5)
