@@ -179,8 +179,8 @@ def test_a_run_whose_process_on_this_host_is_gone_fails_before_the_stale_bound(c
     gone = subprocess.Popen([sys.executable, "-c", "pass"])
     gone.wait()
     record = request_training(db, config, "popularity", {}, False)
+    beat = time.monotonic()  # before the beat, as above
     assert store.beat(db, record.version, f"{socket.gethostname()}:{gone.pid}")
-    beat = time.monotonic()
     headers = auth("editor")
     failed = wait_until(lambda: (b := status(client, headers, record.version))["status"] == "failed" and b, timeout=config.training_stale_seconds + 5)
     assert 2 * config.training_heartbeat_seconds <= time.monotonic() - beat < config.training_stale_seconds
