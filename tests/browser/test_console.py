@@ -162,6 +162,8 @@ def test_editor_trains_activates_and_looks_up_a_user(visit, demo):
     page = visit()
     sign_in(page, demo, "editor")
     page.click("nav >> text=Models")
+    page.wait_for_url("**/ui/models")
+    page.wait_for_load_state()  # count() does not wait, and the click waits only for the navigation to commit
     assert page.locator("svg.chart").count() == 1 and page.locator("text=serving").count() == 1
     page.select_option("#f-algorithm", "item_knn")
     page.uncheck("#activate")
@@ -189,5 +191,5 @@ def test_api_reference_runs_from_the_vendored_swagger_ui(visit, demo):
     sign_in(page, demo, "storefront")
     page.locator(".swagger-ui .info .title").wait_for()
     assert "Stickyloop" in page.locator(".swagger-ui .info .title").inner_text()
-    assert page.locator(".opblock").count() > 20
+    page.locator(".opblock").nth(20).wait_for()
     shot(page, "11-api-reference")
