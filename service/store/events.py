@@ -52,9 +52,10 @@ def _insert_values(db: Database, rows: Sequence[dict[str, Any]], now: float) -> 
 # PostgreSQL: the batch is copied into a temporary table, and everything after is set-based SQL,
 # which costs a fraction of binding tens of thousands of parameters.
 _STAGE = (
-    "CREATE TEMP TABLE IF NOT EXISTS incoming_events (event_id text, user_id text, item_id text, type text, ts float8, value float8) "
-    "ON COMMIT DELETE ROWS; "
-    "CREATE TEMP TABLE IF NOT EXISTS accepted_events (id bigint, user_id text, item_id text, type text, ts float8, value float8) "
+    'CREATE TEMP TABLE IF NOT EXISTS incoming_events (event_id text COLLATE "C", user_id text COLLATE "C", item_id text COLLATE "C", '
+    "type text, ts float8, value float8) ON COMMIT DELETE ROWS; "
+    'CREATE TEMP TABLE IF NOT EXISTS accepted_events (id bigint, user_id text COLLATE "C", item_id text COLLATE "C", '
+    "type text, ts float8, value float8) "
     "ON COMMIT DELETE ROWS"
 )
 _COPY = "COPY incoming_events (event_id, user_id, item_id, type, ts, value) FROM STDIN"

@@ -16,6 +16,16 @@ BigId = BigInteger().with_variant(Integer(), "sqlite")
 Epoch = Float(precision=53)
 
 
+def Str(length: int) -> Any:
+    """A string column that compares bytewise on PostgreSQL, as every string does on SQLite.
+
+    A locale's collation costs a strcoll() per comparison in every index an id keys,
+    and equality is bytewise under either; one collation for every column also lets
+    any two be compared (migration 0012 says what it saved).
+    """
+    return String(length).with_variant(String(length, collation="C"), "postgresql")
+
+
 class Base(DeclarativeBase):
     """Declarative base for every table."""
 
@@ -25,10 +35,10 @@ class ApiKeyRow(Base):
 
     __tablename__ = "api_keys"
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
-    name: Mapped[str] = mapped_column(String(128))
-    role: Mapped[str] = mapped_column(String(16))
-    key_hash: Mapped[str] = mapped_column(String(64), unique=True)
-    prefix: Mapped[str] = mapped_column(String(16))
+    name: Mapped[str] = mapped_column(Str(128))
+    role: Mapped[str] = mapped_column(Str(16))
+    key_hash: Mapped[str] = mapped_column(Str(64), unique=True)
+    prefix: Mapped[str] = mapped_column(Str(16))
     created_at: Mapped[float] = mapped_column(Epoch)
     revoked_at: Mapped[Optional[float]] = mapped_column(Epoch, nullable=True)
 
@@ -37,8 +47,8 @@ class AppStateRow(Base):
     """Small shared settings every worker reads, such as the active model version."""
 
     __tablename__ = "app_state"
-    key: Mapped[str] = mapped_column(String(64), primary_key=True)
-    value: Mapped[str] = mapped_column(String(256))
+    key: Mapped[str] = mapped_column(Str(64), primary_key=True)
+    value: Mapped[str] = mapped_column(Str(256))
     revision: Mapped[int] = mapped_column(BigInteger, default=0)
 
 
@@ -46,9 +56,9 @@ class ItemRow(Base):
     """A catalogue item."""
 
     __tablename__ = "items"
-    item_id: Mapped[str] = mapped_column(String(128), primary_key=True)
-    title: Mapped[Optional[str]] = mapped_column(String(512), nullable=True)
-    category: Mapped[Optional[str]] = mapped_column(String(128), nullable=True, index=True)
+    item_id: Mapped[str] = mapped_column(Str(128), primary_key=True)
+    title: Mapped[Optional[str]] = mapped_column(Str(512), nullable=True)
+    category: Mapped[Optional[str]] = mapped_column(Str(128), nullable=True, index=True)
     available: Mapped[bool] = mapped_column(Boolean, default=True)
     attributes: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     updated_at: Mapped[float] = mapped_column(Epoch)
@@ -59,10 +69,10 @@ class EventRow(Base):
 
     __tablename__ = "events"
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
-    event_id: Mapped[str] = mapped_column(String(128), unique=True)
-    user_id: Mapped[str] = mapped_column(String(128))
-    item_id: Mapped[str] = mapped_column(String(128))
-    type: Mapped[str] = mapped_column(String(16))
+    event_id: Mapped[str] = mapped_column(Str(128), unique=True)
+    user_id: Mapped[str] = mapped_column(Str(128))
+    item_id: Mapped[str] = mapped_column(Str(128))
+    type: Mapped[str] = mapped_column(Str(16))
     ts: Mapped[float] = mapped_column(Epoch)
     value: Mapped[Optional[float]] = mapped_column(Float, nullable=True)
     received_at: Mapped[float] = mapped_column(Epoch)
@@ -78,7 +88,7 @@ class UserActivityRow(Base):
     """Each user's behaviour so far, kept up to date as events arrive: targeting and at-risk lists read it."""
 
     __tablename__ = "user_activity"
-    user_id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    user_id: Mapped[str] = mapped_column(Str(128), primary_key=True)
     first_seen: Mapped[float] = mapped_column(Epoch)
     last_seen: Mapped[float] = mapped_column(Epoch)
     purchases: Mapped[int] = mapped_column(BigInteger, default=0)
@@ -92,7 +102,7 @@ class UserCodeRow(Base):
 
     __tablename__ = "user_codes"
     code: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
-    user_id: Mapped[str] = mapped_column(String(128), unique=True)
+    user_id: Mapped[str] = mapped_column(Str(128), unique=True)
 
 
 class ItemCodeRow(Base):
@@ -100,7 +110,7 @@ class ItemCodeRow(Base):
 
     __tablename__ = "item_codes"
     code: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
-    item_id: Mapped[str] = mapped_column(String(128), unique=True)
+    item_id: Mapped[str] = mapped_column(Str(128), unique=True)
 
 
 class EventSegmentRow(Base):
@@ -117,9 +127,9 @@ class ModelVersionRow(Base):
     """One training run and, once ready, its servable artifact's metadata."""
 
     __tablename__ = "model_versions"
-    version: Mapped[str] = mapped_column(String(64), primary_key=True)
-    status: Mapped[str] = mapped_column(String(16))
-    algorithm: Mapped[str] = mapped_column(String(32))
+    version: Mapped[str] = mapped_column(Str(64), primary_key=True)
+    status: Mapped[str] = mapped_column(Str(16))
+    algorithm: Mapped[str] = mapped_column(Str(32))
     params: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     matrix: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     evaluation: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
@@ -127,14 +137,14 @@ class ModelVersionRow(Base):
     data: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     error: Mapped[Optional[str]] = mapped_column(Text, nullable=True)
     # Who runs a training run, and when it last said it was alive (see usecases.model_training).
-    runner: Mapped[Optional[str]] = mapped_column(String(128), nullable=True)
+    runner: Mapped[Optional[str]] = mapped_column(Str(128), nullable=True)
     heartbeat_at: Mapped[Optional[float]] = mapped_column(Epoch, nullable=True)
     activate_when_ready: Mapped[bool] = mapped_column(Boolean, default=False)
     created_at: Mapped[float] = mapped_column(Epoch)
     finished_at: Mapped[Optional[float]] = mapped_column(Epoch, nullable=True)
     training_seconds: Mapped[Optional[float]] = mapped_column(Float, nullable=True)
     max_event_id: Mapped[Optional[int]] = mapped_column(BigInteger, nullable=True)
-    artifact_sha256: Mapped[Optional[str]] = mapped_column(String(64), nullable=True)
+    artifact_sha256: Mapped[Optional[str]] = mapped_column(Str(64), nullable=True)
     # A tuned run's settings as requested, and its trials as they finish.
     tune: Mapped[Optional[dict[str, Any]]] = mapped_column(JSON, nullable=True)
     tuning: Mapped[Optional[list[dict[str, Any]]]] = mapped_column(JSON, nullable=True)
@@ -144,7 +154,7 @@ class ModelArtifactRow(Base):
     """The artifact bytes, so that every host sharing the database can load a version."""
 
     __tablename__ = "model_artifacts"
-    version: Mapped[str] = mapped_column(String(64), ForeignKey("model_versions.version"), primary_key=True)
+    version: Mapped[str] = mapped_column(Str(64), ForeignKey("model_versions.version"), primary_key=True)
     data: Mapped[bytes] = mapped_column(LargeBinary)
 
 
@@ -152,17 +162,17 @@ class ExperimentRow(Base):
     """An experiment definition and its lifecycle status."""
 
     __tablename__ = "experiments"
-    key: Mapped[str] = mapped_column(String(64), primary_key=True)
-    name: Mapped[str] = mapped_column(String(256))
+    key: Mapped[str] = mapped_column(Str(64), primary_key=True)
+    name: Mapped[str] = mapped_column(Str(256))
     description: Mapped[str] = mapped_column(Text, default="")
-    type: Mapped[str] = mapped_column(String(16))
+    type: Mapped[str] = mapped_column(Str(16))
     traffic: Mapped[float] = mapped_column(Float)
     arms: Mapped[list[dict[str, Any]]] = mapped_column(JSON)
     metrics: Mapped[list[dict[str, Any]]] = mapped_column(JSON)
-    primary_metric: Mapped[str] = mapped_column(String(64))
+    primary_metric: Mapped[str] = mapped_column(Str(64))
     bandit: Mapped[Optional[dict[str, Any]]] = mapped_column(JSON, nullable=True)
-    status: Mapped[str] = mapped_column(String(16))
-    salt: Mapped[str] = mapped_column(String(64))
+    status: Mapped[str] = mapped_column(Str(16))
+    salt: Mapped[str] = mapped_column(Str(64))
     revision: Mapped[int] = mapped_column(BigInteger, default=1, server_default="1")
     created_at: Mapped[float] = mapped_column(Epoch)
     updated_at: Mapped[float] = mapped_column(Epoch)
@@ -172,7 +182,7 @@ class ExperimentRow(Base):
     analysis: Mapped[Optional[dict[str, Any]]] = mapped_column(JSON, nullable=True)
     guardrails: Mapped[Optional[list[str]]] = mapped_column(JSON, nullable=True)
     # The layer the experiment shares with others, and the positions it owns there from start to stop.
-    layer: Mapped[Optional[str]] = mapped_column(String(64), nullable=True, index=True)
+    layer: Mapped[Optional[str]] = mapped_column(Str(64), nullable=True, index=True)
     layer_start: Mapped[Optional[float]] = mapped_column(Float, nullable=True)
     layer_end: Mapped[Optional[float]] = mapped_column(Float, nullable=True)
 
@@ -181,9 +191,9 @@ class ExposureRow(Base):
     """A user's first assignment to an experiment: arm, propensity and time."""
 
     __tablename__ = "exposures"
-    experiment_key: Mapped[str] = mapped_column(String(64), ForeignKey("experiments.key", ondelete="CASCADE"), primary_key=True)
-    user_id: Mapped[str] = mapped_column(String(128), primary_key=True)
-    arm: Mapped[str] = mapped_column(String(64))
+    experiment_key: Mapped[str] = mapped_column(Str(64), ForeignKey("experiments.key", ondelete="CASCADE"), primary_key=True)
+    user_id: Mapped[str] = mapped_column(Str(128), primary_key=True)
+    arm: Mapped[str] = mapped_column(Str(64))
     probability: Mapped[float] = mapped_column(Float)
     exposed_at: Mapped[float] = mapped_column(Epoch)
     # False while a bandit with an attribution window waits for this pull's outcome or window.
@@ -198,8 +208,8 @@ class BanditArmStatsRow(Base):
     """Sufficient statistics of one bandit arm, updated with atomic increments."""
 
     __tablename__ = "bandit_arm_stats"
-    experiment_key: Mapped[str] = mapped_column(String(64), ForeignKey("experiments.key", ondelete="CASCADE"), primary_key=True)
-    arm: Mapped[str] = mapped_column(String(64), primary_key=True)
+    experiment_key: Mapped[str] = mapped_column(Str(64), ForeignKey("experiments.key", ondelete="CASCADE"), primary_key=True)
+    arm: Mapped[str] = mapped_column(Str(64), primary_key=True)
     pulls: Mapped[int] = mapped_column(BigInteger, default=0)
     reward_sum: Mapped[float] = mapped_column(Float, default=0.0)
     reward_sumsq: Mapped[float] = mapped_column(Float, default=0.0)
@@ -215,10 +225,10 @@ class OutcomeRow(Base):
 
     __tablename__ = "outcomes"
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
-    outcome_id: Mapped[str] = mapped_column(String(128), unique=True)
-    experiment_key: Mapped[str] = mapped_column(String(64))
-    user_id: Mapped[str] = mapped_column(String(128))
-    metric: Mapped[str] = mapped_column(String(64))
+    outcome_id: Mapped[str] = mapped_column(Str(128), unique=True)
+    experiment_key: Mapped[str] = mapped_column(Str(64))
+    user_id: Mapped[str] = mapped_column(Str(128))
+    metric: Mapped[str] = mapped_column(Str(64))
     value: Mapped[float] = mapped_column(Float)
     ts: Mapped[float] = mapped_column(Epoch)
     received_at: Mapped[float] = mapped_column(Epoch)
@@ -232,10 +242,10 @@ class UserMetricTotalRow(Base):
     """A user's running total of one metric in one experiment (the analysed unit)."""
 
     __tablename__ = "user_metric_totals"
-    experiment_key: Mapped[str] = mapped_column(String(64), primary_key=True)
-    metric: Mapped[str] = mapped_column(String(64), primary_key=True)
-    user_id: Mapped[str] = mapped_column(String(128), primary_key=True)
-    arm: Mapped[str] = mapped_column(String(64))
+    experiment_key: Mapped[str] = mapped_column(Str(64), primary_key=True)
+    metric: Mapped[str] = mapped_column(Str(64), primary_key=True)
+    user_id: Mapped[str] = mapped_column(Str(128), primary_key=True)
+    arm: Mapped[str] = mapped_column(Str(64))
     total: Mapped[float] = mapped_column(Float, default=0.0)
     first_positive_ts: Mapped[Optional[float]] = mapped_column(Epoch, nullable=True)
 
@@ -244,9 +254,9 @@ class RewardStateRow(Base):
     """Where a user stands in their arm's reward schedule, and their points balance."""
 
     __tablename__ = "reward_states"
-    experiment_key: Mapped[str] = mapped_column(String(64), primary_key=True)
-    user_id: Mapped[str] = mapped_column(String(128), primary_key=True)
-    arm: Mapped[str] = mapped_column(String(64))
+    experiment_key: Mapped[str] = mapped_column(Str(64), primary_key=True)
+    user_id: Mapped[str] = mapped_column(Str(128), primary_key=True)
+    arm: Mapped[str] = mapped_column(Str(64))
     actions: Mapped[int] = mapped_column(BigInteger, default=0)
     rewards: Mapped[int] = mapped_column(BigInteger, default=0)
     balance: Mapped[float] = mapped_column(Float, default=0.0)
@@ -259,17 +269,17 @@ class RewardLedgerRow(Base):
 
     __tablename__ = "reward_ledger"
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
-    action_id: Mapped[str] = mapped_column(String(128), unique=True)
-    experiment_key: Mapped[str] = mapped_column(String(64))
-    user_id: Mapped[str] = mapped_column(String(128))
-    arm: Mapped[Optional[str]] = mapped_column(String(64), nullable=True)
-    action: Mapped[str] = mapped_column(String(64))
+    action_id: Mapped[str] = mapped_column(Str(128), unique=True)
+    experiment_key: Mapped[str] = mapped_column(Str(64))
+    user_id: Mapped[str] = mapped_column(Str(128))
+    arm: Mapped[Optional[str]] = mapped_column(Str(64), nullable=True)
+    action: Mapped[str] = mapped_column(Str(64))
     value: Mapped[Optional[float]] = mapped_column(Float, nullable=True)
     ts: Mapped[float] = mapped_column(Epoch)
     sequence: Mapped[int] = mapped_column(BigInteger)
     rewarded: Mapped[bool] = mapped_column(Boolean)
     points: Mapped[float] = mapped_column(Float)
     balance_after: Mapped[float] = mapped_column(Float)
-    reason: Mapped[Optional[str]] = mapped_column(String(64), nullable=True)
+    reason: Mapped[Optional[str]] = mapped_column(Str(64), nullable=True)
     created_at: Mapped[float] = mapped_column(Epoch)
     __table_args__ = (Index("ix_reward_ledger_user", "experiment_key", "user_id", "id"),)

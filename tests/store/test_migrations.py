@@ -74,3 +74,22 @@ def test_the_training_log_reads_back_and_postgresql_compresses_it_with_lz4(empty
     logged = event_log.read(empty_db).events
     got = sorted(zip(logged.ts, logged.user_ids[logged.users], logged.item_ids[logged.items]))
     assert got == [(e["ts"], e["user_id"], e["item_id"]) for e in events]
+
+
+def test_strings_compare_bytewise_and_ids_keep_their_meaning(empty_db):
+    upgrade(empty_db)
+    if not empty_db.is_sqlite:  # SQLite's default collation is bytewise already
+        with empty_db.engine.connect() as conn:
+            collations = conn.execute(text(
+                "SELECT table_name, column_name, collation_name FROM information_schema.columns "
+                "WHERE table_schema = current_schema() AND data_type = 'character varying' AND table_name <> 'alembic_version'"
+            )).all()
+        assert len(collations) > 40 and {c[2] for c in collations} == {"C"}, [c for c in collations if c[2] != "C"]
+    # Ids a locale might fold together or order apart stay distinct, and a replay is still a duplicate.
+    ids = ["e1", "E1", "\u00e91", "e\u03011", "ß", "ss", "a b", "a-b"]
+    events = [{"event_id": i, "user_id": i, "item_id": i, "type": "view", "ts": 1.7e9} for i in ids]
+    assert insert_events(empty_db, events) == (len(ids), 0)
+    assert insert_events(empty_db, events) == (0, len(ids))
+    with empty_db.engine.connect() as conn:
+        users = conn.execute(text("SELECT user_id FROM user_activity ORDER BY user_id")).scalars().all()
+    assert users == sorted(ids)  # bytewise, as Python orders str (code point order is UTF-8 byte order)
