@@ -20,8 +20,8 @@ def Str(length: int) -> Any:
     """A string column that compares bytewise on PostgreSQL, as every string does on SQLite.
 
     A locale's collation costs a strcoll() per comparison in every index an id keys,
-    and equality is bytewise under either; one collation for every column also lets
-    any two be compared (migration 0012 says what it saved).
+    and equality is bytewise under either; one collation for every column gives one
+    order everywhere, the same on both stores (migration 0012 says what it saved).
     """
     return String(length).with_variant(String(length, collation="C"), "postgresql")
 
