@@ -71,3 +71,23 @@ def report(name: str, result: LoadResult, baseline: LoadResult | None = None, fm
     """One line of the bench table."""
     ratio = f"  ratio {result.rps / baseline.rps:.2f}x" if baseline else ""
     return f"{name:<28} {fmt(result.rps):>8} req/s  p50 {result.p50_ms:6.2f} ms  p99 {result.p99_ms:7.2f} ms  errors {result.errors}{ratio}"
+
+
+def rounds(
+    base: str, paths: Callable[[int], list[str]], headers: dict[str, str], count: int, clients: int = 8, seconds: float = 4.0
+) -> list[tuple[LoadResult, LoadResult]]:
+    """`count` pairs of (/healthz, the paths of round k), each baseline measured right before its load.
+
+    A small shared machine's speed drifts by a fifth within a minute, so one baseline for a
+    long run measures the drift as much as the path; the median of paired ratios does not.
+    """
+    pairs = []
+    for k in range(count):
+        health = run(base, ["/healthz"], {}, clients=clients, seconds=seconds)
+        pairs.append((health, run(base, paths(k), headers, clients=clients, seconds=seconds)))
+    return pairs
+
+
+def median_ratio(pairs: list[tuple[LoadResult, LoadResult]]) -> float:
+    """The median over rounds of the path's throughput over its baseline's."""
+    return float(np.median([load.rps / health.rps for health, load in pairs]))

@@ -21,14 +21,13 @@ on the same server), each as a ratio to /healthz.
 from __future__ import annotations
 
 import argparse
-import statistics
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.common import fresh_config, keys, load_synthetic, prepare, server_env, summary  # noqa: E402
-from bench.load import report, run  # noqa: E402
+from bench.load import median_ratio, report, rounds, run  # noqa: E402
 from tests.server import gunicorn  # noqa: E402
 from service.usecases.model_training import request_training, run_training  # noqa: E402
 from bench.big_catalogue import big_catalogue  # noqa: E402
@@ -67,21 +66,17 @@ def main() -> None:
     with gunicorn(env, workers=args.workers) as server:
         for _ in range(args.warmups):  # load the model; every worker remembers these users
             run(server.base, returning, headers, clients=args.clients, seconds=args.seconds)
-        rounds = []
-        for _ in range(args.rounds):
-            health = run(server.base, ["/healthz"], {}, clients=args.clients, seconds=args.seconds)
-            rounds.append((health, run(server.base, returning, headers, clients=args.clients, seconds=args.seconds)))
+        pairs = rounds(server.base, lambda k: returning, headers, args.rounds, clients=args.clients, seconds=args.seconds)
         health = run(server.base, ["/healthz"], {}, clients=args.clients, seconds=args.seconds)
         cold = run(server.base, first, headers, clients=args.clients, seconds=args.seconds)
     print(f"gunicorn: {args.workers} workers, {args.clients} concurrent clients, {args.seconds:g} s each")
-    for k, (base, warm) in enumerate(rounds, 1):
+    for k, (base, warm) in enumerate(pairs, 1):
         print(report(f"round {k}: GET /healthz", base))
         print(report(f"round {k}: {len(returning):,} returning", warm, base))
-    ratios = sorted(warm.rps / base.rps for base, warm in rounds)
-    print(f"returning users, median of {len(ratios)} rounds: {statistics.median(ratios):.2f}x of /healthz (aim 0.7x)")
+    print(f"returning users, median of {len(pairs)} rounds: {median_ratio(pairs):.2f}x of /healthz (aim 0.7x)")
     print(report("GET /healthz", health))
     print(report("recs, first requests", cold, health))
-    summary(recommendations_returning=statistics.median(ratios), recommendations_first=cold.rps / health.rps)
+    summary(recommendations_returning=median_ratio(pairs), recommendations_first=cold.rps / health.rps)
     if cold.requests > len(first):
         print(f"  (first requests repeated users: {cold.requests:,} requests over {len(first):,} users)")
 

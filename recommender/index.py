@@ -48,18 +48,32 @@ class ServingIndex:
     ann: VectorIndex | None = None
     similar_ann: VectorIndex | None = None
     ann_seconds: float = 0.0
+    # With an index: the candidates `ann` gives the users in `ranked_users` (rows of `ranked_rows`,
+    # sorted, -1 padded), searched at training time; the same rows a request would search for.
+    ranked_users: np.ndarray | None = None
+    ranked_rows: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         self.item_index = {item: i for i, item in enumerate(self.item_ids)}
         self.user_index = {user: u for u, user in enumerate(self.user_ids)}
+        self._index_ranked_users()
         self._ranked = lru_cache(maxsize=RANKED_USERS)(self._rank_known_user)
         self._popular_order: np.ndarray | None = None
+
+    def _index_ranked_users(self) -> None:
+        users = self.ranked_users if self.ranked_users is not None else ()
+        self._ranked_slot = {int(user): slot for slot, user in enumerate(users)}
 
     def _rank_known_user(self, user: int) -> tuple[np.ndarray, np.ndarray]:
         if self.ann is None:
             return self.model.best_for_user(user, RANKED_DEPTH)
         vector = self._factors.user_vector(user)
-        rows = np.sort(self.ann.candidates(vector, RANKED_DEPTH))
+        slot = self._ranked_slot.get(user)
+        if slot is not None and self.ranked_rows is not None:
+            rows = self.ranked_rows[slot]
+            rows = rows[rows >= 0].astype(np.int64)
+        else:
+            rows = np.sort(self.ann.candidates(vector, RANKED_DEPTH))
         scores = self._factors.item_factors[rows] @ vector
         order = best_first(scores, None, len(rows))
         return rows[order], scores[order]
@@ -209,7 +223,11 @@ class ServingIndex:
             # The inner-product index holds the item factors verbatim: store them once.
             del arrays["model_item_factors"]
             arrays["ann_users"], arrays["ann_items"] = self.ann.to_array(), self.similar_ann.to_array()
-            ann_meta = asdict(self.ann.settings)
+            # A training-time setting: what it made is in the arrays, and an older worker
+            # reading this artifact during a rolling upgrade would refuse the unknown field.
+            ann_meta = {k: v for k, v in asdict(self.ann.settings).items() if k != "precomputed_users"}
+            if self.ranked_users is not None and self.ranked_rows is not None:
+                arrays["ranked_users"], arrays["ranked_rows"] = self.ranked_users, self.ranked_rows
         arrays["item_ids"], arrays["item_offsets"] = pack_strings(self.item_ids)
         arrays["user_ids"], arrays["user_offsets"] = pack_strings(self.user_ids)
         arrays["popularity"] = self.popularity
@@ -246,6 +264,8 @@ class ServingIndex:
             popularity=arrays["popularity"],
             ann=ann,
             similar_ann=similar_ann,
+            ranked_users=arrays.get("ranked_users"),
+            ranked_rows=arrays.get("ranked_rows"),
         )
 
     @classmethod
@@ -265,11 +285,22 @@ class ServingIndex:
             factors = trained.model.item_factors
             index.ann = VectorIndex.build(factors, ann)
             index.similar_ann = VectorIndex.build(factors / trained.model.item_norms[:, None], ann, compact=True)
+            index.ranked_users = _most_active(trained.matrix.confidence.indptr, ann.precomputed_users)
+            index.ranked_rows = index.ann.candidates_many(trained.model.user_factors[index.ranked_users], RANKED_DEPTH)
             index.ann_seconds = time.perf_counter() - started
+            index._index_ranked_users()
         return index
 
     def ann_report(self) -> dict[str, Any] | None:
         """What the version's `data` says of its index: None when it scores exactly."""
         if self.ann is None:
             return None
-        return {**self.ann.describe(), "build_seconds": round(self.ann_seconds, 3)}
+        users = 0 if self.ranked_users is None else len(self.ranked_users)
+        return {**self.ann.describe(), "build_seconds": round(self.ann_seconds, 3), "precomputed_users": users}
+
+
+def _most_active(indptr: np.ndarray, limit: int) -> np.ndarray:
+    """Up to `limit` users with any interaction, the most interactions first (ties: the earlier user)."""
+    counts = np.diff(indptr)
+    order = np.argsort(-counts, kind="stable")[:limit]
+    return order[counts[order] > 0].astype(np.int32)

@@ -55,6 +55,7 @@ _ENV: dict[str, tuple[str, Callable[[str], Any]]] = {
     "sqlite_busy_timeout_ms": ("SQLITE_BUSY_TIMEOUT_MS", int),
     "pool_size": ("DB_POOL_SIZE", int),
     "ann_min_items": ("ANN_MIN_ITEMS", int),
+    "ann_precomputed_users": ("ANN_PRECOMPUTED_USERS", int),
     "secret_key": ("SECRET_KEY", str),
 }
 
@@ -83,6 +84,8 @@ class Config:
     pool_size: int = 5
     # Factor models over at least this many items serve from an approximate nearest-neighbour index.
     ann_min_items: int = 200_000
+    # With the index: the most active known users whose candidates training searches ahead (800 bytes each per worker).
+    ann_precomputed_users: int = 50_000
     # Signs the console's session cookie; every worker and host must share it. Empty: the
     # console makes a random one per process (tests and dev only: sessions then break across workers).
     secret_key: str = field(default="", repr=False)
@@ -100,6 +103,8 @@ class Config:
             raise ValueError("DATABASE_URL must be an SQLAlchemy URL of SQLite or PostgreSQL: sqlite:///PATH or postgresql+psycopg://USER@HOST/NAME")
         if self.ann_min_items < 0:
             raise ValueError("ANN_MIN_ITEMS cannot be negative")
+        if self.ann_precomputed_users < 0:
+            raise ValueError("ANN_PRECOMPUTED_USERS cannot be negative")
         if self.pool_size < 1:
             raise ValueError("DB_POOL_SIZE must be at least 1")
         if self.secret_key and len(self.secret_key) < 32:
@@ -143,5 +148,6 @@ class Config:
             "TRAINING_HEARTBEAT_SECONDS": repr(self.training_heartbeat_seconds),
             "TRAINING_STALE_SECONDS": repr(self.training_stale_seconds),
             "ANN_MIN_ITEMS": str(self.ann_min_items),
+            "ANN_PRECOMPUTED_USERS": str(self.ann_precomputed_users),
         }
 

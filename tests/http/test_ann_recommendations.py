@@ -32,6 +32,7 @@ def test_the_version_reports_its_index_and_its_build_time(trained):
     ann = trained["data"]["ann"]
     assert ann["kind"] == "hnsw" and ann["items"] == trained["data"]["items"] == 24
     assert ann["library"].startswith("faiss") and ann["build_seconds"] >= 0
+    assert 0 < ann["precomputed_users"] <= trained["data"]["users"]  # every user with events, below the limit
     assert "index_seconds" in trained["data"]["timings"]
 
 

@@ -44,6 +44,8 @@ def test_defaults_use_sqlite_under_instance():
         ({"TRAINING_RUNNER": "cron"}, "TRAINING_RUNNER"),
         ({"LOG_LEVEL": "chatty"}, "LOG_LEVEL"),
         ({"LOG_REQUESTS": "maybe"}, "LOG_REQUESTS"),
+        ({"ANN_PRECOMPUTED_USERS": "-5"}, "ANN_PRECOMPUTED_USERS cannot be negative"),
+        ({"ANN_PRECOMPUTED_USERS": "many"}, "ANN_PRECOMPUTED_USERS must be an integer"),
     ],
 )
 def test_bad_environment_values_name_the_variable(env, message):

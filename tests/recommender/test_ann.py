@@ -1,6 +1,8 @@
 """The approximate index: its recall against exact scoring, exact filters, and artifacts that round-trip."""
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -15,9 +17,13 @@ from tests.recommender.test_library import synthetic_matrix
 ITEMS = 3_000
 
 
+def confidence_matrix():  # noqa: ANN201 - a users x items CSR matrix
+    return synthetic_matrix(users=2_000, items=ITEMS, events=60_000, seed=8)
+
+
 @pytest.fixture(scope="module")
 def indexed() -> ServingIndex:
-    confidence = synthetic_matrix(users=2_000, items=ITEMS, events=60_000, seed=8)
+    confidence = confidence_matrix()
     matrix = InteractionMatrix([f"u{u}" for u in range(confidence.shape[0])], [f"i{i}" for i in range(confidence.shape[1])], confidence, confidence)
     trained = train(matrix, "als", {"factors": 16, "iterations": 5}, TrainingSettings(evaluate=False))
     index = ServingIndex.from_trained("v1", trained, MatrixSettings(), AnnSettings(min_items=1))
@@ -31,7 +37,7 @@ def exact_top(index: ServingIndex, scores: np.ndarray, allowed: np.ndarray, n: i
 
 def test_settings_are_bounded_and_the_threshold_decides():
     assert AnnSettings().min_items == 200_000 and AnnSettings().applies_to(200_000) and not AnnSettings().applies_to(199_999)
-    for bad in ({"min_items": -1}, {"m": 2}, {"ef_search": 5}, {"ef_construction": 5000}):
+    for bad in ({"min_items": -1}, {"m": 2}, {"ef_search": 5}, {"ef_construction": 5000}, {"precomputed_users": -1}):
         with pytest.raises(ValueError):
             AnnSettings(**bad)
 
@@ -104,6 +110,25 @@ def test_the_artifact_keeps_the_item_factors_once_and_answers_the_same(indexed):
     for user in ("u1", "u17", "u400"):
         assert loaded.top_for_user(user, [], 0.0, allowed.copy(), 20) == indexed.top_for_user(user, [], 0.0, allowed.copy(), 20)
     assert loaded.top_similar("i3", allowed.copy(), 5) == indexed.top_similar("i3", allowed.copy(), 5)
+
+
+def test_users_searched_at_training_time_get_what_a_search_per_request_gives(indexed):
+    """The most active users' candidates come from training; everyone's answers are the same as searching on request."""
+    counts = np.diff(confidence_matrix().indptr)
+    assert indexed.ranked_users is not None and indexed.ranked_rows is not None
+    assert len(indexed.ranked_users) == np.count_nonzero(counts)  # fewer users than the default limit: all who have events
+    few = dataclasses.replace(indexed, ranked_users=indexed.ranked_users[:300], ranked_rows=indexed.ranked_rows[:300])
+    assert counts[few.ranked_users].min() >= counts[np.setdiff1d(np.arange(len(counts)), few.ranked_users)].max()
+    searched = dataclasses.replace(indexed, ranked_users=None, ranked_rows=None)
+    loaded = ServingIndex.from_bytes(few.to_bytes())
+    assert np.array_equal(loaded.ranked_rows, few.ranked_rows)
+    rng = np.random.default_rng(5)
+    for user in [*few.ranked_users[:20].tolist(), *rng.choice(len(indexed.user_ids), size=40, replace=False).tolist()]:
+        allowed = rng.random(indexed.n_items) < 0.5
+        expected = searched.top_for_known_user(f"u{user}", allowed, {"i1"}, 10)
+        assert expected is not None
+        assert few.top_for_known_user(f"u{user}", allowed, {"i1"}, 10) == expected
+        assert loaded.top_for_known_user(f"u{user}", allowed, {"i1"}, 10) == expected
 
 
 def test_popular_items_are_the_most_popular_allowed_ties_to_the_earlier_item(indexed):
