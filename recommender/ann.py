@@ -29,9 +29,10 @@ class AnnSettings:
     ef_construction: int = 32
     # Candidates explored per query; a request for more than this explores as many as it asks for.
     ef_search: int = 100
-    # Known users whose best candidates are searched once at training time, the most active first,
-    # so that their first request on any worker is a lookup, not a graph search (about 1 ms of a
-    # worker's CPU at a million items under load). Each costs 800 bytes of every worker's memory.
+    # At most this many known users, the most active first, get their candidates searched at
+    # training time (while a time budget lasts), so that their first request on any worker is a
+    # lookup, not a graph search (over 1 ms of a worker's CPU at a million items under load).
+    # Each costs 800 bytes of every worker's memory.
     precomputed_users: int = 50_000
 
     def __post_init__(self) -> None:

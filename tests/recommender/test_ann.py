@@ -11,7 +11,7 @@ from recommender.ann import AnnSettings, VectorIndex
 from recommender.artifacts import loads
 from recommender.index import ServingIndex
 from recommender.matrix import InteractionMatrix, MatrixSettings
-from recommender.training import TrainingSettings, train
+from recommender.training import TrainedModel, TrainingSettings, train
 from tests.recommender.test_library import synthetic_matrix
 
 ITEMS = 3_000
@@ -22,10 +22,14 @@ def confidence_matrix():  # noqa: ANN201 - a users x items CSR matrix
 
 
 @pytest.fixture(scope="module")
-def indexed() -> ServingIndex:
+def trained() -> TrainedModel:
     confidence = confidence_matrix()
     matrix = InteractionMatrix([f"u{u}" for u in range(confidence.shape[0])], [f"i{i}" for i in range(confidence.shape[1])], confidence, confidence)
-    trained = train(matrix, "als", {"factors": 16, "iterations": 5}, TrainingSettings(evaluate=False))
+    return train(matrix, "als", {"factors": 16, "iterations": 5}, TrainingSettings(evaluate=False))
+
+
+@pytest.fixture(scope="module")
+def indexed(trained) -> ServingIndex:
     index = ServingIndex.from_trained("v1", trained, MatrixSettings(), AnnSettings(min_items=1))
     assert index.ann is not None and index.similar_ann is not None and len(index.ann) == index.n_items
     return index
@@ -112,12 +116,15 @@ def test_the_artifact_keeps_the_item_factors_once_and_answers_the_same(indexed):
     assert loaded.top_similar("i3", allowed.copy(), 5) == indexed.top_similar("i3", allowed.copy(), 5)
 
 
-def test_users_searched_at_training_time_get_what_a_search_per_request_gives(indexed):
+def test_users_searched_at_training_time_get_what_a_search_per_request_gives(indexed, trained, monkeypatch):
     """The most active users' candidates come from training; everyone's answers are the same as searching on request."""
     counts = np.diff(confidence_matrix().indptr)
     assert indexed.ranked_users is not None and indexed.ranked_rows is not None
-    assert len(indexed.ranked_users) == np.count_nonzero(counts)  # fewer users than the default limit: all who have events
-    few = dataclasses.replace(indexed, ranked_users=indexed.ranked_users[:300], ranked_rows=indexed.ranked_rows[:300])
+    assert len(indexed.ranked_users) == np.count_nonzero(counts)  # one batch holds every user with events
+    monkeypatch.setattr(recommender.index, "PRECOMPUTE_BATCH", 300)
+    few = dataclasses.replace(indexed, ranked_users=None, ranked_rows=None)
+    few._search_ahead(trained, limit=10_000, budget_seconds=0.0)  # no time left after the first batch
+    assert few.ranked_users is not None and len(few.ranked_users) == 300
     assert counts[few.ranked_users].min() >= counts[np.setdiff1d(np.arange(len(counts)), few.ranked_users)].max()
     searched = dataclasses.replace(indexed, ranked_users=None, ranked_rows=None)
     loaded = ServingIndex.from_bytes(few.to_bytes())
