@@ -74,7 +74,8 @@ class ServingIndex:
         for start in range(0, len(users), PRECOMPUTE_BATCH):
             if found and time.perf_counter() - started > budget_seconds:
                 break
-            found.append(self.ann.candidates_many(trained.model.user_factors[users[start : start + PRECOMPUTE_BATCH]], RANKED_DEPTH))
+            vectors = np.stack([self._factors.user_vector(int(user)) for user in users[start : start + PRECOMPUTE_BATCH]])
+            found.append(self.ann.candidates_many(vectors, RANKED_DEPTH))
         self.ranked_rows = np.concatenate(found) if found else np.zeros((0, RANKED_DEPTH), dtype=np.int32)
         self.ranked_users = users[: len(self.ranked_rows)]
         self._index_ranked_users()
