@@ -32,7 +32,7 @@ class AnnSettings:
     # At most this many known users, the most active first, get their candidates searched at
     # training time (while a time budget lasts), so that their first request on any worker is a
     # lookup, not a graph search (over 1 ms of a worker's CPU at a million items under load).
-    # Each costs 800 bytes of every worker's memory.
+    # Each costs 800 bytes of the artifact and about 900 of every worker's memory.
     precomputed_users: int = 50_000
 
     def __post_init__(self) -> None:
@@ -44,6 +44,14 @@ class AnnSettings:
             raise ValueError("ef_construction must be between 8 and 1024 and ef_search between 8 and 4096")
         if self.precomputed_users < 0:
             raise ValueError("precomputed_users cannot be negative")
+
+    def stored(self) -> dict[str, Any]:
+        """What an artifact and a version's `data` record: the settings of the graph and its search.
+
+        `precomputed_users` only bounds training; the artifact holds what it made, and a worker
+        still on older code during a rolling upgrade would refuse an unknown field.
+        """
+        return {k: v for k, v in asdict(self).items() if k != "precomputed_users"}
 
     def applies_to(self, n_items: int) -> bool:
         """Whether a catalogue of n_items gets an index."""
@@ -118,4 +126,4 @@ class VectorIndex:
 
     def describe(self) -> dict[str, Any]:
         """What a version's `data` reports about its index."""
-        return {"library": f"faiss {faiss.__version__}", "kind": "hnsw", "items": len(self), **asdict(self.settings)}
+        return {"library": f"faiss {faiss.__version__}", "kind": "hnsw", "items": len(self), **self.settings.stored()}

@@ -243,9 +243,7 @@ class ServingIndex:
             # The inner-product index holds the item factors verbatim: store them once.
             del arrays["model_item_factors"]
             arrays["ann_users"], arrays["ann_items"] = self.ann.to_array(), self.similar_ann.to_array()
-            # A training-time setting: what it made is in the arrays, and an older worker
-            # reading this artifact during a rolling upgrade would refuse the unknown field.
-            ann_meta = {k: v for k, v in asdict(self.ann.settings).items() if k != "precomputed_users"}
+            ann_meta = self.ann.settings.stored()
             if self.ranked_users is not None and self.ranked_rows is not None:
                 arrays["ranked_users"], arrays["ranked_rows"] = self.ranked_users, self.ranked_rows
         arrays["item_ids"], arrays["item_offsets"] = pack_strings(self.item_ids)

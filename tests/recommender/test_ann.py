@@ -126,16 +126,36 @@ def test_users_searched_at_training_time_get_what_a_search_per_request_gives(ind
     few._search_ahead(trained, limit=10_000, budget_seconds=0.0)  # no time left after the first batch
     assert few.ranked_users is not None and len(few.ranked_users) == 300
     assert counts[few.ranked_users].min() >= counts[np.setdiff1d(np.arange(len(counts)), few.ranked_users)].max()
-    searched = dataclasses.replace(indexed, ranked_users=None, ranked_rows=None)
     loaded = ServingIndex.from_bytes(few.to_bytes())
-    assert np.array_equal(loaded.ranked_rows, few.ranked_rows)
-    rng = np.random.default_rng(5)
-    for user in [*few.ranked_users[:20].tolist(), *rng.choice(len(indexed.user_ids), size=40, replace=False).tolist()]:
-        allowed = rng.random(indexed.n_items) < 0.5
-        expected = searched.top_for_known_user(f"u{user}", allowed, {"i1"}, 10)
-        assert expected is not None
-        assert few.top_for_known_user(f"u{user}", allowed, {"i1"}, 10) == expected
-        assert loaded.top_for_known_user(f"u{user}", allowed, {"i1"}, 10) == expected
+    assert np.array_equal(loaded.ranked_rows, few.ranked_rows) and np.array_equal(loaded.ranked_users, few.ranked_users)
+    ahead = few.ranked_users[:20].tolist()
+    others = np.setdiff1d(np.random.default_rng(5).choice(len(indexed.user_ids), size=60, replace=False), few.ranked_users)[:20].tolist()
+    searched = dataclasses.replace(indexed, ranked_users=None, ranked_rows=None)
+    expected = {user: searched._rank_known_user(user) for user in ahead + others}
+    searches = []
+    original = VectorIndex.candidates
+    monkeypatch.setattr(VectorIndex, "candidates", lambda self, query, k: searches.append(k) or original(self, query, k))
+    for index in (few, loaded):
+        for user in ahead:
+            rows, scores = index._rank_known_user(user)
+            assert np.array_equal(rows, expected[user][0]) and np.array_equal(scores, expected[user][1])
+        assert searches == []  # their rows came from training, not from a search
+        for user in others:
+            rows, scores = index._rank_known_user(user)
+            assert np.array_equal(rows, expected[user][0]) and np.array_equal(scores, expected[user][1])
+        assert len(searches) == len(others)
+        searches.clear()
+
+
+def test_a_batch_search_pads_with_minus_one_when_the_graph_is_smaller_than_asked():
+    vectors = np.random.default_rng(6).normal(size=(50, 8)).astype(np.float32)
+    graph = VectorIndex.build(vectors, AnnSettings(min_items=0))
+    queries = np.random.default_rng(7).normal(size=(5, 8)).astype(np.float32)
+    batch = graph.candidates_many(queries, 200)
+    assert batch.shape == (5, 50) and batch.dtype == np.int32  # k is capped at the graph's size
+    for query, row in zip(queries, batch):
+        assert np.array_equal(row[row >= 0], np.sort(graph.candidates(query, 200)))
+    assert graph.candidates_many(queries[:0], 10).shape == (0, 10)
 
 
 def test_popular_items_are_the_most_popular_allowed_ties_to_the_earlier_item(indexed):
