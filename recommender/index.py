@@ -79,6 +79,7 @@ class ServingIndex:
         self.ranked_rows = np.concatenate(found) if found else np.zeros((0, RANKED_DEPTH), dtype=np.int32)
         self.ranked_users = users[: len(self.ranked_rows)]
         self._index_ranked_users()
+        self.precompute_seconds = time.perf_counter() - started
 
     def _index_ranked_users(self) -> None:
         users = self.ranked_users if self.ranked_users is not None else ()
@@ -303,9 +304,7 @@ class ServingIndex:
             factors = trained.model.item_factors
             index.ann = VectorIndex.build(factors, ann)
             index.similar_ann = VectorIndex.build(factors / trained.model.item_norms[:, None], ann, compact=True)
-            built = time.perf_counter()
             index._search_ahead(trained, ann.precomputed_users, PRECOMPUTE_SHARE * _fit_seconds(trained))
-            index.precompute_seconds = time.perf_counter() - built
             index.ann_seconds = time.perf_counter() - started
         return index
 
