@@ -26,6 +26,13 @@ def best_first(scores: np.ndarray, allowed: np.ndarray | None, k: int) -> np.nda
     if k <= 0:
         return np.zeros(0, dtype=np.int64)
     candidates = np.argpartition(-masked, k - 1)[:k]
+    # The partition takes any of the items tied with the k-th score; the earliest ones belong.
+    # Every worker must answer alike, whether from a remembered list or from every score.
+    threshold = masked[candidates].min()
+    tied = np.flatnonzero(masked == threshold)
+    if len(tied) > np.count_nonzero(masked[candidates] == threshold):
+        above = candidates[masked[candidates] > threshold]
+        candidates = np.concatenate([above, tied[: k - len(above)]])
     return candidates[np.lexsort((candidates, -masked[candidates]))]
 
 

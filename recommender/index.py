@@ -23,6 +23,12 @@ UserEvent = tuple[str, str, float]  # (item_id, event type, epoch seconds)
 # (100) after filters in most requests; fewer survivors mean a full scoring pass.
 RANKED_DEPTH = 200
 RANKED_USERS = 10_000
+# An item's most similar items are as fixed as a user's best ones, and product pages follow
+# popularity: each index remembers them for its most recently asked items (1.2 kB an entry, so
+# 12 MB per worker at most; a user's list takes 2.4 kB). Requests for similar items ask for fewer
+# and filter less, and a shorter list keeps an item's first search as cheap as before.
+RANKED_ITEMS = 10_000
+SIMILAR_DEPTH = 100
 # With an index: below this many eligible items (a narrow category, say) scoring them all costs
 # less than a graph search whose candidates mostly fail the filter.
 EXACT_BELOW = 10_000
@@ -63,6 +69,7 @@ class ServingIndex:
         self.user_index = {user: u for u, user in enumerate(self.user_ids)}
         self._index_ranked_users()
         self._ranked = lru_cache(maxsize=RANKED_USERS)(self._rank_known_user)
+        self._ranked_similar = lru_cache(maxsize=RANKED_ITEMS)(self._rank_similar)
         self._popular_order: np.ndarray | None = None
 
     def _search_ahead(self, trained: TrainedModel, limit: int, budget_seconds: float) -> None:
@@ -99,6 +106,20 @@ class ServingIndex:
         order = best_first(scores, None, len(rows))
         return rows[order], scores[order]
 
+    def _rank_similar(self, item: int) -> tuple[np.ndarray, np.ndarray]:
+        """The SIMILAR_DEPTH items most similar to `item` (never itself), best first, with their exact scores."""
+        if self.similar_ann is None:
+            scores = self.item_scores(self.item_ids[item])
+            assert scores is not None
+            order = best_first(scores, None, SIMILAR_DEPTH)
+            return order, scores[order]
+        model = self._factors
+        rows = np.sort(self.similar_ann.candidates(model.item_factors[item] / model.item_norms[item], SIMILAR_DEPTH + 1))
+        rows = rows[rows != item]
+        scores = np.asarray(model.similar_to(item, rows), dtype=np.float32)
+        order = best_first(scores, None, len(rows))
+        return rows[order], scores[order]
+
     @property
     def _factors(self) -> FactorModel:
         """The model as a factor model: only those get an index."""
@@ -117,6 +138,11 @@ class ServingIndex:
         if user is None or self.algorithm == "popularity" or self.model.needs_training_matrix:
             return None
         order, scores = self._ranked(user)
+        picked = self._first_allowed(order, scores, allowed, blocked, n)
+        return picked if len(picked) == n or len(order) == self.n_items else None
+
+    def _first_allowed(self, order: np.ndarray, scores: np.ndarray, allowed: np.ndarray, blocked: Collection[str], n: int) -> list[tuple[str, float]]:
+        """The first n items of a ranked list that `allowed` lets through and `blocked` does not name."""
         item_ids = self.item_ids
         picked: list[tuple[str, float]] = []
         # A plain loop that stops at n: a handful of steps, where whole-array masks cost
@@ -128,7 +154,7 @@ class ServingIndex:
                     picked.append((item_ids[i], score))
                     if len(picked) == n:
                         return picked
-        return picked if len(order) == self.n_items else None
+        return picked
 
     def top_for_user(self, user_id: str, events: Sequence[UserEvent], now: float, allowed: np.ndarray, n: int) -> tuple[str, list[tuple[str, float]]]:
         """("personalized" or "popular", the n best allowed items) for a user and their stored events.
@@ -153,15 +179,24 @@ class ServingIndex:
         return "personalized", self._search(self.ann, vector, lambda rows: factors[slice(None) if rows is None else rows] @ vector, allowed, n)
 
     def top_similar(self, item_id: str, allowed: np.ndarray, n: int) -> list[tuple[str, float]] | None:
-        """The n allowed items most similar to `item_id` (never itself); None when the model does not know it. Changes `allowed`."""
+        """The n allowed items most similar to `item_id` (never itself); None when the model does not know it.
+
+        `allowed` is only read. Exact in the same way as `top_for_known_user`: from the
+        item's remembered most similar items when n of them pass, else a search of its own.
+        """
         item = self.item_index.get(item_id)
         if item is None or self.algorithm == "popularity":
             return None
+        order, scores = self._ranked_similar(item)
+        picked = self._first_allowed(order, scores, allowed, (), n)
+        if len(picked) == n or len(order) == self.n_items - 1:
+            return picked
+        allowed = allowed.copy()
         allowed[item] = False
         if self.similar_ann is None:
-            scores = self.item_scores(item_id)
-            assert scores is not None
-            return self.top(scores, allowed, n)
+            everything = self.item_scores(item_id)
+            assert everything is not None
+            return self.top(everything, allowed, n)
         model = self._factors
         query = model.item_factors[item] / model.item_norms[item]
         return self._search(self.similar_ann, query, lambda rows: model.similar_to(item, rows), allowed, n)

@@ -104,6 +104,20 @@ def test_similar_items_never_include_the_item_and_match_exact_cosine(indexed):
     assert indexed.top_similar("unknown", np.ones(indexed.n_items, dtype=bool), 10) is None
 
 
+def test_similar_items_under_narrow_filters_still_come_n_at_a_time_and_never_filtered(indexed):
+    # Most of the remembered candidates fail these filters, so the answers come from a search of their own.
+    rng = np.random.default_rng(6)
+    for share in (0.2, 0.02, 0.004):
+        for row in rng.choice(indexed.n_items, size=20, replace=False):
+            item = indexed.item_ids[row]
+            allowed = rng.random(indexed.n_items) < share
+            got = indexed.top_similar(item, allowed, 10)
+            assert got is not None and len(got) == min(10, np.count_nonzero(np.delete(allowed, row)))
+            assert all(allowed[indexed.item_index[i]] and i != item for i, _ in got)
+            assert [s for _, s in got] == sorted((s for _, s in got), reverse=True)
+            assert got == indexed.top_similar(item, allowed, 10)
+
+
 def test_the_artifact_keeps_the_item_factors_once_and_answers_the_same(indexed):
     data = indexed.to_bytes()
     arrays, meta = loads(data)

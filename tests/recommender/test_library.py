@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
+from recommender.base import best_first
 from recommender.evaluation import holdout_split, ranking_metrics
 from recommender.matrix import CodedEvents, MatrixSettings, build_matrix
 from recommender.models.als import ALS
@@ -118,7 +119,6 @@ def test_fast_top_k_paths_agree_with_scoring_everything(algorithm):
 
 
 def test_a_users_best_items_skip_items_whose_scores_are_not_finite():
-    from recommender.base import best_first
     from recommender.models import make_recommender
 
     model = make_recommender("als", {"factors": 4, "iterations": 2})
@@ -162,3 +162,43 @@ def test_remembered_best_items_answer_exactly_as_scoring_everything():
                 assert [s for _, s in remembered] == pytest.approx([s for _, s in full], rel=1e-5)
     assert answered > 50 and fell_back > 10
     assert index.top_for_known_user("nobody", np.ones(confidence.shape[1], dtype=bool), set(), 10) is None
+
+
+@pytest.mark.parametrize("algorithm", ["als", "item_knn", "ease"])
+def test_remembered_similar_items_answer_exactly_as_scoring_everything(algorithm):
+    from recommender.index import SIMILAR_DEPTH, ServingIndex
+    from recommender.matrix import InteractionMatrix
+    from recommender.training import TrainingSettings, train
+
+    confidence = synthetic_matrix()
+    assert confidence.shape[1] > SIMILAR_DEPTH + 1  # so that narrow filters must search again
+    matrix = InteractionMatrix([f"u{u}" for u in range(confidence.shape[0])], [f"i{i}" for i in range(confidence.shape[1])], confidence, confidence)
+    params = {"factors": 8, "iterations": 3} if algorithm == "als" else {}
+    index = ServingIndex.from_trained("v1", train(matrix, algorithm, params, TrainingSettings(evaluate=False)), MatrixSettings())
+    rng = np.random.default_rng(4)
+    for share in (1.0, 0.5, 0.05, 0.01):
+        for item in rng.choice(confidence.shape[1], size=30, replace=False):
+            allowed = rng.random(confidence.shape[1]) < share
+            before = allowed.copy()
+            n = int(rng.choice([1, 10, 100]))
+            # Twice: the first call ranks and remembers, the second answers from memory.
+            answers = [index.top_similar(f"i{item}", allowed, n) for _ in range(2)]
+            assert np.array_equal(allowed, before)  # only read
+            scores = index.item_scores(f"i{item}")
+            allowed[item] = False
+            full = index.top(scores, allowed, n)
+            for got in answers:
+                assert [i for i, _ in got] == [i for i, _ in full]
+                assert [s for _, s in got] == pytest.approx([s for _, s in full], rel=1e-6)
+    assert index._ranked_similar.cache_info().hits >= 4 * 30  # every second call at least
+
+
+def test_best_first_breaks_every_tie_by_the_earlier_item_even_at_the_cut():
+    rng = np.random.default_rng(12)
+    for _ in range(200):
+        scores = rng.integers(0, 4, size=int(rng.integers(1, 60))).astype(np.float32)  # ties everywhere
+        scores[rng.random(len(scores)) < 0.1] = -np.inf
+        allowed = rng.random(len(scores)) < 0.8
+        k = int(rng.integers(1, 70))
+        reference = sorted((i for i in range(len(scores)) if allowed[i] and np.isfinite(scores[i])), key=lambda i: (-scores[i], i))[:k]
+        assert best_first(scores, allowed, k).tolist() == reference

@@ -14,7 +14,7 @@ from recommender.matrix import EVENT_TYPES
 from service.store.database import Database
 from service.store.tables import Base
 from service.store.migrate import upgrade
-from service.store import event_log
+from service.store import event_log, state
 from service.store.events import insert_events
 
 
@@ -93,3 +93,18 @@ def test_strings_compare_bytewise_and_ids_keep_their_meaning(empty_db):
     with empty_db.engine.connect() as conn:
         users = conn.execute(text("SELECT user_id FROM user_activity ORDER BY user_id")).scalars().all()
     assert users == sorted(ids)  # bytewise, as Python orders str (code point order is UTF-8 byte order)
+
+
+def test_a_known_users_purchases_are_read_from_the_partial_index_alone(empty_db):
+    # Walking the index of all events instead answers the same rows, only slower: the plan is what can regress.
+    upgrade(empty_db)
+    sql = state._PURCHASES
+    params = ("active_model", "catalogue", "u1", 10)
+    with empty_db.engine.connect() as conn:
+        if empty_db.is_sqlite:
+            plan = " ".join(str(row[-1]) for row in conn.exec_driver_sql("EXPLAIN QUERY PLAN " + sql, params))
+            assert "COVERING INDEX ix_events_user_purchases" in plan
+        else:
+            conn.exec_driver_sql("SET enable_seqscan = off")  # an empty table would be scanned otherwise
+            plan = " ".join(row[0] for row in conn.exec_driver_sql("EXPLAIN " + sql.replace("?", "%s"), params))
+            assert "Index Only Scan Backward using ix_events_user_purchases" in plan
