@@ -4,7 +4,9 @@ Every item gets at least one event (a view by a random user) on top of the power
 events, so that the model spans the whole catalogue. The same trained factors are then
 served three times on one gunicorn: as trained (the index, and the most active users' candidates
 searched at training time), as a twin whose every user is searched on request, and as a twin
-without the index, scored exactly.
+without the index, scored exactly. Similar items are asked for twice: for items spread evenly over
+the catalogue (so that hardly any repeats within a run), and for item pages drawn by popularity,
+as a storefront's visitors open them (the popular ones repeat, as in a shop).
 """
 from __future__ import annotations
 
@@ -101,6 +103,9 @@ def big_catalogue(args: Namespace) -> None:
         "exact": _twin(svc, model.version, index, "exact", "scored exactly", ann=None, similar_ann=None, ranked_users=None, ranked_rows=None),
     }
     ahead = {int(index.user_ids[u][1:]) for u in (index.ranked_users if index.ranked_users is not None else [])}
+    # Product pages are visited as items are popular: item pages drawn by their number of users.
+    share = index.popularity / index.popularity.sum()
+    pages = [f"/v1/items/{index.item_ids[i]}/similar?n=10" for i in np.random.default_rng(5).choice(index.n_items, size=50_000, p=share)]
     del index
 
     headers = {"Authorization": f"Bearer {keys(svc)['storefront']}"}
@@ -122,15 +127,17 @@ def big_catalogue(args: Namespace) -> None:
             first = run(server.base, firsts[name], headers, clients=args.clients, seconds=args.seconds)
             returning = run(server.base, warm, headers, clients=args.clients, seconds=args.seconds)
             alike = run(server.base, similar, headers, clients=args.clients, seconds=args.seconds)
-            results[name] = (health, first, returning, alike)
+            visited = run(server.base, pages, headers, clients=args.clients, seconds=args.seconds)
+            results[name] = (health, first, returning, alike, visited)
     print(f"gunicorn: {args.workers} workers, {args.clients} concurrent clients, {args.seconds:g} s each")
-    for name, (health, first, returning, alike) in results.items():
+    for name, (health, first, returning, alike, visited) in results.items():
         print(report(f"{name}: GET /healthz", health))
         print(report(f"{name}: first requests", first, health))
         print(report(f"{name}: returning users", returning, health))
         print(report(f"{name}: similar items", alike, health))
-    (h1, f1, r1, s1), (h2, f2, r2, s2), (h3, f3, _, _) = results["index"], results["exact"], results["searched"]
+        print(report(f"{name}: similar, by popularity", visited, health))
+    (h1, f1, r1, s1, v1), (h2, f2, r2, s2, v2), (h3, f3, _, _, _) = results["index"], results["exact"], results["searched"]
     print(f"first requests: index {f1.rps / h1.rps:.2f}x of /healthz (aim 0.7x), searched on request {f3.rps / h3.rps:.2f}x, exact {f2.rps / h2.rps:.2f}x; "
-          f"similar items: index {s1.rps / h1.rps:.2f}x, exact {s2.rps / h2.rps:.2f}x")
-    summary(ann_recall_at_10=recall, ann_first=f1.rps / h1.rps, searched_first=f3.rps / h3.rps, exact_first=f2.rps / h2.rps, ann_similar=s1.rps / h1.rps, exact_similar=s2.rps / h2.rps,
+          f"similar items: index {s1.rps / h1.rps:.2f}x, exact {s2.rps / h2.rps:.2f}x; pages visited by popularity: index {v1.rps / h1.rps:.2f}x, exact {v2.rps / h2.rps:.2f}x")
+    summary(ann_recall_at_10=recall, ann_first=f1.rps / h1.rps, searched_first=f3.rps / h3.rps, exact_first=f2.rps / h2.rps, ann_similar=s1.rps / h1.rps, exact_similar=s2.rps / h2.rps, ann_similar_by_popularity=v1.rps / h1.rps,
             ann_returning=r1.rps / h1.rps, ann_first_p99_ms=f1.p99_ms, index_seconds=timings["index_seconds"], fit_seconds=fit)
