@@ -9,10 +9,15 @@ import numpy as np
 import scipy.sparse as sp
 
 from recommender.search_space import Dimension
+from recommender.settings import checked
 
 
 def top_k(scores: np.ndarray, k: int) -> np.ndarray:
-    """Indices of the k highest scores of each row, best first (ties: lower index first)."""
+    """Indices of the k highest scores of each row, best first (ties within them: lower index first).
+
+    For offline evaluation, where which of several items tied at the cut is taken does not
+    matter; serving ranks with `best_first`, which decides those ties too.
+    """
     k = min(k, scores.shape[1])
     part = np.argpartition(-scores, k - 1, axis=1)[:, :k]
     order = np.argsort(-np.take_along_axis(scores, part, axis=1), axis=1, kind="stable")
@@ -50,8 +55,8 @@ class Recommender(ABC):
 
     def __init__(self, params: Mapping[str, Any] | None = None) -> None:
         try:
-            self.params = self.params_type(**(params or {}))
-        except TypeError as exc:
+            self.params: Any = checked(self.params_type, params or {})
+        except (TypeError, ValueError) as exc:
             raise ValueError(f"{self.name}: {exc}") from None
 
     def describe_params(self) -> dict[str, Any]:

@@ -181,15 +181,18 @@ class ServingIndex:
     def top_similar(self, item_id: str, allowed: np.ndarray, n: int) -> list[tuple[str, float]] | None:
         """The n allowed items most similar to `item_id` (never itself); None when the model does not know it.
 
-        `allowed` is only read. Exact in the same way as `top_for_known_user`: from the
-        item's remembered most similar items when n of them pass, else a search of its own.
+        `allowed` is only read. From the item's remembered most similar items when n of them
+        pass, else a search of its own. Without the index that is exact, as for known users; with
+        it, the list comes from one graph search, as a known user's does, so every worker
+        answers alike.
         """
         item = self.item_index.get(item_id)
         if item is None or self.algorithm == "popularity":
             return None
         order, scores = self._ranked_similar(item)
         picked = self._first_allowed(order, scores, allowed, (), n)
-        if len(picked) == n or len(order) == self.n_items - 1:
+        # Without the index, a list shorter than asked for holds every item with a finite score.
+        if len(picked) == n or (self.similar_ann is None and len(order) < SIMILAR_DEPTH):
             return picked
         allowed = allowed.copy()
         allowed[item] = False

@@ -30,6 +30,8 @@ class TrainingSettings:
             raise ValueError("test_fraction must be between 0 and 1")
         if self.eval_users < 1:
             raise ValueError("eval_users must be at least 1")
+        if not 0 <= self.seed < 2**32:
+            raise ValueError("seed must be between 0 and 2**32 - 1")
 
 
 @dataclass

@@ -24,6 +24,8 @@ class BPRParams:
     random_state: int = 42
 
     def __post_init__(self) -> None:
+        if not 0 <= self.random_state < 2**32:
+            raise ValueError("random_state must be between 0 and 2**32 - 1")
         if not 1 <= self.factors <= 1024:
             raise ValueError("factors must be between 1 and 1024")
         if self.learning_rate <= 0:

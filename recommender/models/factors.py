@@ -8,7 +8,7 @@ import numpy as np
 import scipy.sparse as sp
 from threadpoolctl import threadpool_limits
 
-from recommender.base import Recommender
+from recommender.base import Recommender, best_first
 
 
 class FactorModel(Recommender):
@@ -53,11 +53,7 @@ class FactorModel(Recommender):
     def best_for_user(self, user: int, k: int) -> tuple[np.ndarray, np.ndarray]:
         """A matrix-vector product and a partition: for one user, faster than implicit's batched top-k."""
         scores = self.item_factors @ self.user_factors[user]
-        k = min(k, len(scores))
-        if k <= 0 or not np.isfinite(scores).all():
-            return super().best_for_user(user, k)
-        candidates = np.argpartition(scores, len(scores) - k)[len(scores) - k :]
-        order = candidates[np.lexsort((candidates, -scores[candidates]))]
+        order = best_first(scores, None, k)
         return order, scores[order]
 
     @abstractmethod

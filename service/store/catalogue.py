@@ -89,7 +89,9 @@ class CatalogueView:
         mask = self._in_category.get(category)
         if mask is None:
             # Comparing an object array costs far more than a lookup; a view is immutable, so keep it.
-            mask = self._in_category[category] = self.available & (self.categories == category)
+            mask = self.available & (self.categories == category)
+            mask.setflags(write=False)
+            self._in_category[category] = mask
         return mask
 
     def allowed(self, category: str | None) -> np.ndarray:
@@ -109,4 +111,5 @@ def catalogue_view(db: Database, item_ids: Iterable[str], revision: int) -> Cata
             if i is not None:
                 available[i] = bool(is_available)
                 categories[i] = category
+    available.setflags(write=False)  # shared by every request of the worker: a write must fail, not leak
     return CatalogueView(revision, available, categories)

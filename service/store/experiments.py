@@ -38,6 +38,12 @@ def status_and_revision(db: Database, key: str) -> tuple[str, int]:
     return rows[0][0], int(rows[0][1])
 
 
+def first_missing(db: Database, keys: list[str]) -> str | None:
+    """The first of `keys` that names no experiment, or None when they all do."""
+    found = {r[0] for r in db.fetch(f"SELECT key FROM experiments WHERE key IN ({', '.join('?' * len(keys))})", tuple(keys))} if keys else set()
+    return next((key for key in keys if key not in found), None)
+
+
 def load_definition(db: Database, key: str) -> StoredDefinition:
     """The experiment's current definition, parsed; NotFound if it does not exist."""
     row = get(db, key)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import json
+import math
 from dataclasses import dataclass
 from typing import Any, Sequence
 
@@ -70,15 +71,31 @@ def encode_cursor(activity: Activity) -> str:
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 
+_MAX_ID = 128  # the user_id column's length
+
+
 def decode_cursor(cursor: str) -> tuple[float, int, str] | None:
     """The position a cursor resumes after; None when it is not one this service wrote."""
     try:
         revenue, purchases, user_id = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
-        if isinstance(revenue, (int, float)) and isinstance(purchases, int) and isinstance(user_id, str):
+        # What a stored row can hold, and nothing else: the values go to the database as they are.
+        if (
+            isinstance(revenue, (int, float)) and not isinstance(revenue, bool) and math.isfinite(revenue)
+            and isinstance(purchases, int) and not isinstance(purchases, bool) and 0 <= purchases < 2**63
+            and isinstance(user_id, str) and len(user_id) <= _MAX_ID and _encodable(user_id)
+        ):
             return float(revenue), purchases, user_id
-    except (ValueError, TypeError):
+    except (ValueError, TypeError, OverflowError):
         pass
     return None
+
+
+def _encodable(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:  # a lone surrogate
+        return False
+    return True
 
 
 def at_risk(db: Database, idle_since: float, min_purchases: int, limit: int, after: tuple[float, int, str] | None) -> list[Activity]:

@@ -132,3 +132,15 @@ def assign(db: Database, cache: DefinitionCache, key: str, user_id: str, now: fl
     waits = bandit is not None and bandit.attribution_hours is not None
     exposure = exposures.expose(db, key, user_id, arm, probability, now, counts_pull=d.experiment.type == "bandit", waits=waits)
     return _answer(key, user_id, d, exposure, None if exposure is not None else "not_running")
+
+
+def assign_many(db: Database, cache: DefinitionCache, keys: list[str], user_id: str, now: float, attributes: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
+    """The user's assignment in each experiment, in order; NotFound, with nothing recorded, when any key names none.
+
+    Only a draft can be deleted and a draft records no exposure, so checking first leaves no window
+    in which an exposure is written for a request that then fails.
+    """
+    missing = experiment_store.first_missing(db, keys)
+    if missing is not None:
+        raise NotFound("experiment", missing)
+    return [assign(db, cache, key, user_id, now, attributes) for key in keys]

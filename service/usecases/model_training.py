@@ -25,6 +25,7 @@ from recommender.ann import AnnSettings
 from recommender.index import ServingIndex
 from recommender.matrix import MatrixSettings, build_matrix
 from recommender.models import make_recommender
+from recommender.settings import checked
 from recommender.training import TrainingSettings, train
 from service.config import Config
 from service.errors import Invalid, NotFound, Unavailable
@@ -70,11 +71,11 @@ def plan(
         hint = f"; {misplaced[0]!r} is a setting of '{_SETTING_HOMES[misplaced[0]]}', send it there" if misplaced else ""
         raise Invalid.field("params", f"{exc}{hint}") from None
     try:
-        settings = MatrixSettings(**{"weights": dict(default_weights), **matrix})
+        settings = checked(MatrixSettings, {"weights": dict(default_weights), **matrix})
     except (TypeError, ValueError) as exc:
         raise Invalid.field("matrix", str(exc)) from None
     try:
-        training = TrainingSettings(**evaluation)
+        training = checked(TrainingSettings, evaluation)
     except (TypeError, ValueError) as exc:
         raise Invalid.field("evaluation", str(exc)) from None
     return TrainingPlan(algorithm, dict(params), settings, training, plan_tuning(algorithm, params, tune))

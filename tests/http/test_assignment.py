@@ -103,6 +103,16 @@ def test_batch_assignment_answers_in_order(client, auth):
     assert client.post("/v1/assignments", json={"user_id": "u7", "experiments": ["points-q4", "missing"]}, headers=shop).status_code == 404
 
 
+def test_a_batch_naming_an_unknown_experiment_records_nothing(client, auth, db):
+    editor, shop = auth("editor"), auth("storefront")
+    running(client, editor, ab_definition())
+    reply = client.post("/v1/assignments", json={"user_id": "u8", "experiments": ["points-q4", "missing"], "timestamp": "2026-01-01T00:00:00Z"}, headers=shop)
+    assert reply.status_code == 404 and "missing" in reply.get_json()["error"]["message"]
+    with db.read() as session:
+        assert session.scalar(select(func.count()).select_from(ExposureRow).where(ExposureRow.user_id == "u8")) == 0
+    assert assign(client, shop, "points-q4", "u8")["exposed_at"] != "2026-01-01T00:00:00Z"
+
+
 def test_concurrent_first_exposures_are_recorded_once(app, auth, db):
     client = app.test_client()
     running(client, auth("editor"), bandit_definition())

@@ -1,6 +1,7 @@
 """Users drifting away, and the retention curve of each arm, against counts made by hand."""
 from __future__ import annotations
 
+import base64
 import csv
 import io
 import random
@@ -84,6 +85,16 @@ def test_at_risk_order_and_pages_match_a_hand_count(client, auth, shoppers, conf
     assert "X-Next-Cursor" not in resp.headers
     assert client.get("/v1/users/at-risk?cursor=garbage", headers=auth("analyst")).status_code == 422
     assert client.get("/v1/users/at-risk", headers=auth("storefront")).status_code == 403
+
+
+@pytest.mark.parametrize("position", [
+    '[1, 99999999999999999999999, "u1"]', '[1, -9223372036854775809, "u1"]', '[1, -1, "u1"]', '[1, true, "u1"]',
+    '[NaN, 1, "u1"]', '[-Infinity, 1, "u1"]', '[1e999, 1, "u1"]', '[1, 1, "\\ud800"]', '[1, 1, "' + "u" * 129 + '"]', '[1, 1]', '{"a": 1}',
+])
+def test_a_tampered_cursor_is_a_422_not_a_500(client, auth, position):
+    cursor = base64.urlsafe_b64encode(position.encode()).decode().rstrip("=")
+    resp = client.get(f"/v1/users/at-risk?idle_days=0&limit=2&cursor={cursor}", headers=auth("analyst"))
+    assert resp.status_code == 422 and resp.get_json()["error"]["code"], resp.get_data(as_text=True)
 
 
 def test_retention_curve_matches_a_hand_count(client, auth, config, keys):

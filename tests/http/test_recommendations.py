@@ -138,12 +138,27 @@ def test_a_failed_training_leaves_the_active_model_serving(client, auth, trained
         ({"params": {"colour": "red"}}, "params"),
         ({"matrix": {"half_life_days": -1}}, "matrix"),
         ({"params": {"half_life_days": 30}}, "params"),
+        # JSON types are not coerced: each of these was accepted, or failed only once the run started.
+        ({"evaluation": {"evaluate": "no"}}, "evaluation"),
+        ({"evaluation": {"seed": -1}}, "evaluation"),
+        ({"evaluation": {"test_fraction": "0.5"}}, "evaluation"),
+        ({"evaluation": {"bogus": 1}}, "evaluation"),
+        ({"matrix": {"weights": {"view": "1"}}}, "matrix"),
+        ({"matrix": {"alpha": True}}, "matrix"),
+        ({"params": {"factors": 64.5}}, "params"),
+        ({"params": {"factors": True}}, "params"),
+        ({"params": {"factors": "64"}}, "params"),
+        ({"params": {"random_state": -1}}, "params"),
     ],
 )
 def test_bad_training_requests_are_422(client, auth, body, field):
+    before = len(get_ok(client, "/v1/models", auth("editor"))["models"])
     resp = client.post("/v1/models", json=body, headers=auth("editor"))
     assert resp.status_code == 422
-    assert resp.get_json()["error"]["details"][0]["field"] == field
+    error = resp.get_json()["error"]
+    assert error["details"][0]["field"] == field
+    assert "not supported between" not in error["message"] and "__init__" not in error["message"]
+    assert len(get_ok(client, "/v1/models", auth("editor"))["models"]) == before
 
 
 @pytest.mark.parametrize("algorithm", ["bpr", "item_knn", "popularity"])

@@ -132,6 +132,17 @@ def test_a_users_best_items_skip_items_whose_scores_are_not_finite():
     assert list(damaged) == list(order[2:]) + list(damaged[18:])
 
 
+def test_a_users_best_items_tied_at_the_cut_are_the_earliest():
+    # Tail items seen by the same few users end up with the same factors; every worker must cut alike.
+    from recommender.models import make_recommender
+
+    model = make_recommender("als", {"factors": 4, "iterations": 2})
+    model.fit(synthetic_matrix())
+    model._model.item_factors[50:300] = 1000 * model._model.user_factors[3]
+    order, _ = model.best_for_user(3, 20)
+    assert list(order) == list(range(50, 70))
+
+
 def test_remembered_best_items_answer_exactly_as_scoring_everything():
     from recommender.index import RANKED_DEPTH, ServingIndex
     from recommender.matrix import InteractionMatrix

@@ -5,15 +5,16 @@ from pathlib import Path
 from typing import Iterator
 
 import pytest
+from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from sqlalchemy import create_engine, text
+from sqlalchemy import create_engine, inspect, text
 from sqlalchemy.engine import make_url
 
 from recommender.matrix import EVENT_TYPES
 from service.store.database import Database
 from service.store.tables import Base
-from service.store.migrate import upgrade
+from service.store.migrate import _alembic_config, upgrade
 from service.store import event_log, state
 from service.store.events import insert_events
 
@@ -95,16 +96,37 @@ def test_strings_compare_bytewise_and_ids_keep_their_meaning(empty_db):
     assert users == sorted(ids)  # bytewise, as Python orders str (code point order is UTF-8 byte order)
 
 
+def downgrade(db: Database, target: str) -> None:
+    with db.engine.connect() as conn:
+        command.downgrade(_alembic_config(conn), target)
+        conn.commit()
+
+
+def _purchases_plan(db: Database) -> str:
+    params = ("active_model", "catalogue", "u1", 10)
+    with db.engine.connect() as conn:
+        if db.is_sqlite:
+            return " ".join(str(row[-1]) for row in conn.exec_driver_sql("EXPLAIN QUERY PLAN " + state._PURCHASES, params))
+        conn.exec_driver_sql("SET enable_seqscan = off")  # an empty table would be scanned otherwise
+        return " ".join(row[0] for row in conn.exec_driver_sql("EXPLAIN " + state._PURCHASES.replace("?", "%s"), params))
+
+
+def _purchases_index_columns(db: Database) -> list[str]:
+    with db.engine.connect() as conn:
+        return [c["column_names"] for c in inspect(conn).get_indexes("events") if c["name"] == "ix_events_user_purchases"][0]
+
+
 def test_a_known_users_purchases_are_read_from_the_partial_index_alone(empty_db):
     # Walking the index of all events instead answers the same rows, only slower: the plan is what can regress.
+    upgrade(empty_db, "0012")
+    assert _purchases_index_columns(empty_db) == ["user_id", "ts", "item_id"]
+    if empty_db.is_sqlite:
+        assert "COVERING INDEX ix_events_user_recent" in _purchases_plan(empty_db)  # what 0013 mends
     upgrade(empty_db)
-    sql = state._PURCHASES
-    params = ("active_model", "catalogue", "u1", 10)
-    with empty_db.engine.connect() as conn:
-        if empty_db.is_sqlite:
-            plan = " ".join(str(row[-1]) for row in conn.exec_driver_sql("EXPLAIN QUERY PLAN " + sql, params))
-            assert "COVERING INDEX ix_events_user_purchases" in plan
-        else:
-            conn.exec_driver_sql("SET enable_seqscan = off")  # an empty table would be scanned otherwise
-            plan = " ".join(row[0] for row in conn.exec_driver_sql("EXPLAIN " + sql.replace("?", "%s"), params))
-            assert "Index Only Scan Backward using ix_events_user_purchases" in plan
+    assert _purchases_index_columns(empty_db) == ["user_id", "ts", "item_id", "type"]
+    plan = _purchases_plan(empty_db)
+    assert ("COVERING INDEX ix_events_user_purchases" if empty_db.is_sqlite else "Index Only Scan Backward using ix_events_user_purchases") in plan
+    downgrade(empty_db, "0012")
+    assert _purchases_index_columns(empty_db) == ["user_id", "ts", "item_id"]
+    upgrade(empty_db)
+    assert _purchases_index_columns(empty_db) == ["user_id", "ts", "item_id", "type"]

@@ -9,7 +9,7 @@ from flask import Blueprint
 
 from service.http.endpoint import STOREFRONT, endpoint, services
 from service.http.schemas.experiments import AssignmentOut, AssignmentQuery, AssignmentsIn, AssignmentsOut
-from service.usecases.assignment import assign
+from service.usecases.assignment import assign, assign_many
 
 bp = Blueprint("assignments", __name__)
 
@@ -40,6 +40,4 @@ def one(key: str, query: AssignmentQuery, attributes: dict[str, str]) -> dict[st
 def many(body: AssignmentsIn) -> dict[str, Any]:
     """Assign one user in each experiment asked for, in order."""
     svc = services()
-    now = _when(body.timestamp)
-    answers = [assign(svc.db, svc.definitions, key, body.user_id, now, body.attributes) for key in body.experiments]
-    return {"assignments": answers}
+    return {"assignments": assign_many(svc.db, svc.definitions, body.experiments, body.user_id, _when(body.timestamp), body.attributes)}
