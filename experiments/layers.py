@@ -41,14 +41,18 @@ def free_share(taken: Sequence[Range]) -> float:
     return max(0.0, 1.0 - sum(r.end - r.start for r in taken))
 
 
-def first_fit(taken: Sequence[Range], width: float) -> float | None:
-    """The start of the first gap at least `width` wide, or None when no gap is."""
+def first_fit(taken: Sequence[Range], width: float) -> tuple[float, float] | None:
+    """The range to claim in the first gap at least `width` wide, or None when no gap is.
+
+    A gap short of `width` by the slack still fits, and the range then ends where the gap does:
+    it never reaches into a neighbour, and a gap of nothing holds nothing, however narrow the ask.
+    """
     cursor = 0.0
     for r in sorted(taken, key=lambda r: r.start):
-        if r.start - cursor >= width - _EPS:
-            return cursor
+        if r.start > cursor and r.start - cursor >= width - _EPS:
+            return cursor, min(cursor + width, r.start)
         cursor = max(cursor, r.end)
-    return cursor if 1.0 - cursor >= width - _EPS else None
+    return (cursor, min(cursor + width, 1.0)) if 1.0 > cursor and 1.0 - cursor >= width - _EPS else None
 
 
 def largest_gap(taken: Sequence[Range]) -> float:

@@ -126,13 +126,13 @@ def _claim(session: Session, row: ExperimentRow) -> tuple[float, float]:
         # Two starts in one layer must not both take the same gap; SQLite already serialises writers.
         session.execute(text("SELECT pg_advisory_xact_lock(hashtextextended(:layer, 7))"), {"layer": f"layer:{row.layer}"})
     taken = _owned(session, row.layer, but=row.key)
-    start = first_fit(taken, row.traffic)
-    if start is None:
+    claimed = first_fit(taken, row.traffic)
+    if claimed is None:
         raise Conflict(
             f"layer {row.layer!r} has no free range of width {row.traffic:g}: {free_share(taken):g} of it is free, "
             f"the widest gap is {largest_gap(taken):g}; stop an experiment in the layer or lower this one's traffic"
         )
-    return start, min(1.0, start + row.traffic)
+    return claimed
 
 
 def layer_ranges(db: Database, layer: str) -> list[Range]:

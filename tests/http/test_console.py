@@ -142,6 +142,23 @@ def test_validation_errors_sit_beside_the_fields_they_name(as_role):
     assert 'id="f-metrics-0-kind-error"' in html or 'id="f-metrics-0-key-error"' in html
 
 
+@pytest.mark.parametrize("field, value", [
+    ("traffic", "9" * 5000), ("arms.0.weight", "9" * 5000),
+    ("targeting", "[" * 50_000), ("arms.0.payload", '{"a":' * 50_000), ("arms.0.payload", '{"a": 1e400}'), ("arms.0.payload", '{"a": NaN}'),
+])
+def test_hostile_form_values_are_named_on_the_page_not_a_server_error(as_role, field, value):
+    editor = as_role("editor")
+    resp = editor.post("/ui/experiments/new", data={**form_of(**{field: value}), "csrf_token": csrf(editor, "/ui/experiments/new")})
+    assert resp.status_code == 422 and f'id="f-{field.replace(".", "-")}-error"' in resp.get_data(as_text=True)
+
+
+@pytest.mark.parametrize("params", ["[" * 50_000, '{"factors": ' + "9" * 5000 + "}", '{"factors": NaN}'])
+def test_hostile_model_parameters_are_named_on_the_page(as_role, params):
+    editor = as_role("editor")
+    resp = editor.post("/ui/models", data={"csrf_token": csrf(editor, "/ui/models"), "algorithm": "als", "params": params})
+    assert resp.status_code == 422 and 'id="f-params-error"' in resp.get_data(as_text=True)
+
+
 def test_schedule_types_and_fields_come_from_the_registry(as_role):
     from experiments.schedules import SCHEDULES
 

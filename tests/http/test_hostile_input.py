@@ -118,6 +118,18 @@ def test_numbers_beyond_1e12_are_422_at_the_door(client, auth, db):
     assert stored(db) == before
 
 
+@pytest.mark.parametrize("literal", ["NaN", "Infinity", "-Infinity", "1e400"])
+def test_nan_and_infinity_inside_free_form_json_are_422_not_stored_as_null(client, auth, db, literal):
+    editor, shop = auth("editor"), auth("storefront")
+    before = stored(db)
+    item = '{"items": [{"item_id": "nan-item", "attributes": {"size": [1, {"depth": %s}]}}]}' % literal
+    refused(client.post("/v1/items", data=item, headers={**shop, "Content-Type": "application/json"}), 422, "items.0.attributes")
+    arm = json.dumps(ab_definition(key="nan-arm")).replace('"payload": {', '"payload": {"bonus": %s, ' % literal, 1)
+    refused(client.post("/v1/experiments", data=arm, headers={**editor, "Content-Type": "application/json"}), 422, "arms.0.payload")
+    assert stored(db) == before
+    assert client.get("/v1/items/nan-item", headers=shop).status_code == 404
+
+
 def test_outcomes_at_the_1e12_bound_keep_results_finite(client, auth):
     shop, analyst = auth("storefront"), auth("analyst")
     running(client, auth("editor"), ab_definition())

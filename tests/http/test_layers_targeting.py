@@ -39,6 +39,29 @@ def test_ranges_are_given_at_start_and_a_start_that_does_not_fit_is_409(client, 
     assert client.patch("/v1/experiments/third", json={"traffic": 0.3}, headers=editor).status_code == 409
 
 
+@pytest.mark.parametrize("traffic", [5e-324, 1e-17, 1e-12])
+def test_a_full_layer_has_no_room_for_even_the_narrowest_experiment(client, auth, traffic):
+    editor = auth("editor")
+    running(client, editor, layered("left", 0.5))
+    running(client, editor, layered("right", 0.5))
+    post_ok(client, "/v1/experiments", layered("sliver", traffic), editor, status=201)
+    assert client.post("/v1/experiments/sliver/start", headers=editor).status_code == 409
+    assert [r["experiment"] for r in get_ok(client, "/v1/layers/checkout", editor)["ranges"]] == ["left", "right"]
+
+
+def test_ranges_never_overlap_however_the_shares_add_up(client, auth):
+    # 0.1 + 0.2 + 0.7 exceeds 1 in floating point: the last range is cut to what is left, not spilled.
+    editor = auth("editor")
+    for key, traffic in (("a", 0.1), ("b", 0.2), ("c", 0.7)):
+        running(client, editor, layered(key, traffic))
+    ranges = get_ok(client, "/v1/layers/checkout", editor)["ranges"]
+    assert all(left["end"] <= right["start"] for left, right in zip(ranges, ranges[1:])) and ranges[-1]["end"] <= 1.0
+    post_ok(client, "/v1/experiments/b/stop", None, editor)
+    running(client, editor, layered("d", 0.2 + 1e-13))  # short of the gap by less than the slack: fits, cut to the gap
+    ranges = get_ok(client, "/v1/layers/checkout", editor)["ranges"]
+    assert all(left["end"] <= right["start"] for left, right in zip(ranges, ranges[1:]))
+
+
 def test_a_layered_experiment_enrols_exactly_the_users_in_its_range(client, auth):
     running(client, auth("editor"), layered("left", 0.3))
     running(client, auth("editor"), layered("right", 0.7))

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
 
 from experiments.schedules import SCHEDULES
+from service.http.console.forms import json_text
 
 MAX_ROWS = 50  # the API's bound on arms and on metrics
 _INTEGER = re.compile(r"^[+-]?\d+$")
@@ -62,7 +63,10 @@ class Parsed:
 def _number(raw: str) -> Any:
     """An int or float; text that is neither (or not finite) stays text, for the schema to refuse under the field's name."""
     if _INTEGER.match(raw):
-        return int(raw)
+        try:
+            return int(raw)
+        except ValueError:  # past Python's 4,300 digits
+            return raw
     if raw.lower().lstrip("+-") in ("nan", "inf", "infinity"):
         return raw
     try:
@@ -98,7 +102,7 @@ def parse(form: Mapping[str, str]) -> Parsed:
 
     def load_json(name: str) -> Any:
         try:
-            return json.loads(text(name)) if text(name) else None
+            return json_text(text(name)) if text(name) else None
         except ValueError as exc:
             parsed.errors.setdefault(name, []).append(f"is not valid JSON ({exc})")
             return None

@@ -11,6 +11,7 @@ import secrets
 from functools import wraps
 from typing import Any, Callable
 
+import pydantic_core
 from flask import abort, g, redirect, request, session, url_for
 from werkzeug.wrappers import Response
 
@@ -105,3 +106,12 @@ def can(roles: tuple[str, ...]) -> bool:
 def back(endpoint: str, **values: Any) -> Response:
     """Redirect after a successful POST (303, so that a reload does not post again)."""
     return redirect(url_for(endpoint, **values), 303)
+
+
+def json_text(raw: str) -> Any:
+    """JSON typed into a form, parsed as the API parses bodies: nesting and numbers bounded, ValueError saying why.
+
+    The standard library's parser recurses without bound and reads a 5,000-digit number only to
+    fail converting it; neither may reach the page as a server error.
+    """
+    return pydantic_core.from_json(raw, allow_inf_nan=False)

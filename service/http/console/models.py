@@ -11,7 +11,7 @@ from recommender.models import ALGORITHMS
 from service.errors import Conflict, Invalid
 from service.http.console import bp
 from service.http.console.charts import Series, line_chart
-from service.http.console.forms import back, page
+from service.http.console.forms import back, json_text, page
 from service.http.endpoint import EDITOR, services
 from service.http.errors import details_from_pydantic
 from service.http.schemas.catalogue import TrainRequest
@@ -65,7 +65,7 @@ def model_train() -> Any:
     """Start a training run from the form, checked like POST /v1/models."""
     values = {k: request.form.get(k, "") for k in ("algorithm", "params", "activate")}
     try:
-        params = json.loads(values["params"]) if values["params"].strip() else {}
+        params = json_text(values["params"]) if values["params"].strip() else {}
     except ValueError as exc:
         return _page(values, {"params": [f"is not valid JSON ({exc})"]}, 422)
     try:

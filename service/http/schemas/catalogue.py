@@ -9,7 +9,7 @@ from typing_extensions import NotRequired, TypedDict
 from recommender.matrix import EVENT_TYPES
 from recommender.models import ALGORITHMS
 from recommender.tuning import MAX_TRIALS, Metric
-from service.http.schemas.common import MAX_BATCH, EpochTimestamp, FiniteFloat, Id, Input, Key, Output, Query, Text
+from service.http.schemas.common import MAX_BATCH, EpochTimestamp, FiniteFloat, Id, Input, JsonObject, Key, Output, Query, Text
 
 if TYPE_CHECKING:
     EventType = str
@@ -26,7 +26,7 @@ class ItemIn(Input):
     title: Text | None = Field(default=None, max_length=512)
     category: Text | None = Field(default=None, min_length=1, max_length=128)
     available: bool | None = None
-    attributes: dict[str, Any] | None = None
+    attributes: JsonObject | None = None
 
 
 class ItemBatch(Input):
@@ -84,7 +84,7 @@ class TuneRequest(Input):
 
     trials: int = Field(default=30, ge=1, le=MAX_TRIALS, description="candidate parameter sets, each fitted and scored on one holdout split")
     metric: Metric = Field(default="ndcg_at_10", description="what the search maximises on that split")
-    space: dict[str, Any] = Field(
+    space: JsonObject = Field(
         default_factory=dict,
         description='ranges that replace the algorithm\'s default ones, per parameter: [low, high], [low, high, "log"] or {"choices": [...]}',
     )
@@ -95,9 +95,9 @@ class TrainRequest(Input):
     """What to train; everything is optional."""
 
     algorithm: Algorithm = "als"
-    params: dict[str, Any] = Field(default_factory=dict, description="the model's own parameters (factors, regularization, ...)")
-    matrix: dict[str, Any] = Field(default_factory=dict, description="how events become confidence: weights, half_life_days, scaling, alpha, epsilon")
-    evaluation: dict[str, Any] = Field(default_factory=dict, description="the holdout evaluation: evaluate, test_fraction, eval_users, seed")
+    params: JsonObject = Field(default_factory=dict, description="the model's own parameters (factors, regularization, ...)")
+    matrix: JsonObject = Field(default_factory=dict, description="how events become confidence: weights, half_life_days, scaling, alpha, epsilon")
+    evaluation: JsonObject = Field(default_factory=dict, description="the holdout evaluation: evaluate, test_fraction, eval_users, seed")
     activate: bool = True
     tune: TuneRequest | None = Field(default=None, description="search for the parameters first; `params` then fixes the ones not searched")
 

@@ -1,6 +1,7 @@
 """Shared field types, the request base classes and the error body."""
 from __future__ import annotations
 
+import math
 from datetime import datetime
 from typing import Annotated, Any
 
@@ -41,6 +42,23 @@ def _in_window(value: datetime) -> datetime:
 Timestamp = Annotated[AwareDatetime, AfterValidator(_in_window)]
 # The same on the wire, read straight to epoch seconds: a 10,000-event batch skips as many datetimes.
 EpochTimestamp = Annotated[AwareDatetime, AfterValidator(_epoch_in_window)]
+
+
+def _finite_throughout(value: Any) -> Any:
+    """Free-form JSON (attributes, payloads, settings) with no NaN or Infinity anywhere inside: stored, they came back as null."""
+    pending = [value]
+    while pending:
+        item = pending.pop()
+        if isinstance(item, float) and not math.isfinite(item):
+            raise ValueError("numbers must be finite: NaN and Infinity are not JSON")
+        if isinstance(item, dict):
+            pending.extend(item.values())
+        elif isinstance(item, list):
+            pending.extend(item)
+    return value
+
+
+JsonObject = Annotated[dict[str, Any], AfterValidator(_finite_throughout)]
 
 
 class Input(BaseModel):

@@ -7,7 +7,7 @@ from pydantic import Field, StringConstraints, create_model, field_validator
 
 from bandits.registry import POLICIES
 from experiments.schedules import SCHEDULES, Schedule
-from service.http.schemas.common import MAX_BATCH, FiniteFloat, Id, Input, Key, Output, PositiveFloat, Query, Text, Timestamp
+from service.http.schemas.common import MAX_BATCH, FiniteFloat, Id, Input, JsonObject, Key, Output, PositiveFloat, Query, Text, Timestamp
 
 
 
@@ -50,7 +50,7 @@ class ArmIn(Input):
 
     key: Key
     weight: PositiveFloat = 1.0
-    payload: dict[str, Any] = Field(default_factory=dict)
+    payload: JsonObject = Field(default_factory=dict)
     schedule: ScheduleIn | None = None
 
 
@@ -97,7 +97,7 @@ class ExperimentIn(Input):
     layer: Key | None = Field(default=None, description="a layer shared with other experiments: a user is in at most one of them")
     analysis: AnalysisIn | None = None
     guardrails: list[Key] = Field(default_factory=list, max_length=20, description="metrics that must not get worse")
-    targeting: dict[str, Any] | None = Field(default=None, description='{"all" | "any": [{"attribute", "op", "value"} | group]}, at most 3 groups deep')
+    targeting: JsonObject | None = Field(default=None, description='{"all" | "any": [{"attribute", "op", "value"} | group]}, at most 3 groups deep')
 
 
 class ExperimentPatch(Input):
@@ -115,7 +115,7 @@ class ExperimentPatch(Input):
     primary_metric: Key | None = None
     bandit: BanditIn | None = None
     layer: Key | None = None
-    targeting: dict[str, Any] | None = None
+    targeting: JsonObject | None = None
     analysis: AnalysisIn | None = None
     guardrails: list[Key] | None = Field(default=None, max_length=20)
 
