@@ -51,7 +51,8 @@ def details_from_pydantic(exc: ValidationError, prefix: str = "") -> list[dict[s
     """Name each bad field, with its index when it sits in a batch."""
     details = []
     for err in exc.errors(include_url=False, include_input=False):
-        loc = [str(p) for p in err["loc"]]
+        # A union names the member that failed ("dict[constrained-str,constrained-float]"): not a field.
+        loc = [str(p) for p in err["loc"] if not (isinstance(p, str) and ("[" in p or p.startswith(("constrained-", "function-"))))]
         if prefix:
             loc.insert(0, prefix)
         index = next((int(p) for p in loc if p.isdigit()), None)

@@ -32,7 +32,7 @@ def plan(question: Mapping[str, Any]) -> dict[str, Any]:
 
 def evaluate(db: Database, cache: DefinitionCache, key: str, allocation: Mapping[str, float] | str, metric_key: str | None, alpha: float) -> dict[str, Any]:
     """IPW and self-normalised IPW estimates of the metric under `allocation`, from the logged assignments and their propensities."""
-    d, _, metric = experiment_metric(db, cache, key, metric_key)
+    d, _, metric = experiment_metric(db, cache, key, metric_key, field="metric")  # a field of the body here
     exp = d.experiment
     moments = arm_moments(db, exp.key, metric.key, metric.builtin, True, time.time())
     sums = [PropensitySums(m.users, m.w, m.wy, m.w2, m.w2y, m.w2y2) for m in (moments.get(a.key, EMPTY) for a in exp.arms)]

@@ -49,15 +49,15 @@ def interval(i: Any) -> list[float] | None:
     return None if i is None else [i.low, i.high]
 
 
-def experiment_metric(db: Database, cache: DefinitionCache, key: str, metric: str | None) -> tuple[StoredDefinition, str, Metric]:
-    """The experiment at its current revision, its status, and the metric asked for (Invalid if unknown)."""
+def experiment_metric(db: Database, cache: DefinitionCache, key: str, metric: str | None, field: str = "query.metric") -> tuple[StoredDefinition, str, Metric]:
+    """The experiment at its current revision, its status, and the metric asked for (Invalid naming `field` if unknown)."""
     d, status = cache.current(db, key)
     name = metric or d.experiment.primary_metric
     try:
         return d, status, d.experiment.metric(name)
     except KeyError:
         known = [m.key for m in d.experiment.metrics]
-        raise Invalid.field("query.metric", f"{name!r} is neither a metric of this experiment ({', '.join(known) or 'none declared'}) nor a built-in one") from None
+        raise Invalid.field(field, f"{name!r} is neither a metric of this experiment ({', '.join(known) or 'none declared'}) nor a built-in one") from None
 
 
 def _settings(exp: Experiment, req: ResultsRequest) -> AnalysisSettings:

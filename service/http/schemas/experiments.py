@@ -3,9 +3,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Annotated, Any, Literal, Union
 
-from pydantic import Field, StringConstraints, create_model, field_validator
+from pydantic import ConfigDict, Field, StringConstraints, create_model, field_validator
 
 from bandits.registry import POLICIES
+from experiments.definitions import DESIGN_FIELDS
 from experiments.schedules import SCHEDULES, Schedule
 from service.http.schemas.common import MAX_BATCH, FiniteFloat, Id, Input, JsonObject, Key, Output, PositiveFloat, Query, Text, Timestamp
 
@@ -101,10 +102,15 @@ class ExperimentIn(Input):
 
 
 class ExperimentPatch(Input):
-    """Fields to change; arms, metrics, type, primary metric and bandit only while draft.
+    """Fields to change; the design fields only while draft (see below).
 
     A field left out keeps its value; only `bandit` may be set to null (to drop it).
     """
+
+    model_config = ConfigDict(json_schema_extra={
+        "description": "Fields to change. " + ", ".join(f"`{f}`" for f in sorted(DESIGN_FIELDS)) + " can change only while the experiment is a "
+        "draft (409 otherwise), and `traffic` of a layered experiment too. A field left out keeps its value; only `bandit` may be set to null (to drop it).",
+    })
 
     name: Text | None = Field(default=None, min_length=1, max_length=256)
     description: Text | None = Field(default=None, max_length=10_000)
