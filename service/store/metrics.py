@@ -42,16 +42,24 @@ def daily_values(metric: str, kind: str, builtin: bool, dialect: str) -> str:
             f"SELECT x.arm, {day_of('e.ts', dialect)} AS day, SUM(COALESCE(e.value, 0)) FROM exposures x JOIN events e "
             "ON e.user_id = x.user_id AND e.ts >= x.exposed_at AND e.type = 'purchase' WHERE x.experiment_key = :key GROUP BY x.arm, day"
         )
+    # A reported outcome may be dated before its user's exposure: it counts from the day the user
+    # joins the denominator, so no day's mean charges one user's value to others.
     if kind == "binary":
         return (
-            f"SELECT arm, {day_of('first_positive_ts', dialect)} AS day, COUNT(*) FROM user_metric_totals "
-            "WHERE experiment_key = :key AND metric = :metric AND total > 0 GROUP BY arm, day"
+            f"SELECT t.arm, {day_of(_later('t.first_positive_ts', 'x.exposed_at'), dialect)} AS day, COUNT(*) FROM user_metric_totals t "
+            "JOIN exposures x ON x.experiment_key = t.experiment_key AND x.user_id = t.user_id "
+            "WHERE t.experiment_key = :key AND t.metric = :metric AND t.total > 0 GROUP BY t.arm, day"
         )
     return (
-        f"SELECT x.arm, {day_of('o.ts', dialect)} AS day, SUM(o.value) FROM outcomes o JOIN exposures x "
+        f"SELECT x.arm, {day_of(_later('o.ts', 'x.exposed_at'), dialect)} AS day, SUM(o.value) FROM outcomes o JOIN exposures x "
         "ON x.experiment_key = o.experiment_key AND x.user_id = o.user_id "
         "WHERE o.experiment_key = :key AND o.metric = :metric GROUP BY x.arm, day"
     )
+
+
+def _later(a: str, b: str) -> str:
+    """The later of two epoch columns (SQLite has no GREATEST)."""
+    return f"(CASE WHEN {a} > {b} THEN {a} ELSE {b} END)"
 
 
 def daily_rows(db: Database, key: str, metric: Metric) -> tuple[list[Any], list[Any]]:

@@ -118,6 +118,23 @@ def test_daily_series_is_cumulative(client, auth, populated):
     assert counts == sorted(counts) and counts[-1] == 600
 
 
+@pytest.mark.parametrize("metric, value", [("spend", 40.0), ("conversion", 1)])
+def test_an_outcome_dated_before_its_users_exposure_counts_from_that_exposure(client, auth, metric, value):
+    # u-late reports on day 0 but is exposed on day 2: day 0's mean holds u-early alone, with nothing gained.
+    shop = auth("storefront")
+    running(client, auth("editor"), ab_definition())
+    early = assign(client, shop, "points-q4", "u-early", timestamp=iso(T0))["arm"]
+    late = assign(client, shop, "points-q4", "u-late", timestamp=iso(T0 + timedelta(days=2)))["arm"]
+    outcome = {"outcome_id": "o-1", "experiment": "points-q4", "user_id": "u-late", "metric": metric, "value": value, "timestamp": iso(T0)}
+    post_ok(client, "/v1/outcomes", {"outcomes": [outcome]}, shop)
+    days = get_ok(client, f"/v1/experiments/points-q4/results/daily?metric={metric}", auth("analyst"))["days"]
+    assert [d["date"] for d in days] == ["2026-10-01", "2026-10-02", "2026-10-03"]
+    for k, day in enumerate(days):
+        arms = {a["arm"]: (a["users"], a["total"]) for a in day["arms"]}
+        assert arms[late][1] == (value if k == 2 else 0)
+        assert sum(users for users, _ in arms.values()) == (2 if k == 2 else 1) and arms[early][0] >= 1
+
+
 def test_retention_and_purchase_metrics_from_events_match_hand_counts(client, auth):
     shop = auth("storefront")
     running(client, auth("editor"), ab_definition(weights=(1, 1, 1)))
