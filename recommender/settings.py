@@ -6,6 +6,7 @@ comparing str and int, true passes for 1, and 64.5 factors fail only once traini
 from __future__ import annotations
 
 import math
+import types
 from dataclasses import fields
 from typing import Any, Literal, Mapping, TypeVar, Union, get_args, get_origin, get_type_hints
 
@@ -28,7 +29,7 @@ def checked(cls: type[T], values: Mapping[str, Any]) -> T:
 def _problem(hint: Any, value: Any) -> str | None:
     """What `value` should have been for `hint`, or None when it fits."""
     origin, args = get_origin(hint), get_args(hint)
-    if origin is Union:
+    if origin is Union or origin is types.UnionType:  # Optional[X] and X | None
         if value is None and type(None) in args:
             return None
         problems = [_problem(a, value) for a in args if a is not type(None)]

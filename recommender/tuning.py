@@ -10,6 +10,7 @@ import scipy.sparse as sp
 from recommender.evaluation import evaluate, holdout_split
 from recommender.models import ALGORITHMS, make_recommender
 from recommender.search_space import Choice, Dimension, Range, parse_dimension, typed
+from recommender.settings import checked
 
 if TYPE_CHECKING:
     import optuna
@@ -100,7 +101,7 @@ def search_space(algorithm: str, fixed: Mapping[str, Any], overrides: Mapping[st
     for name, dim in space.items():
         for value in dim.ends():
             try:
-                cls.params_type(**{**fixed, name: value})
+                checked(cls.params_type, {**fixed, name: value})  # as each trial's model will check it
             except (TypeError, ValueError) as exc:
                 raise TuneError(f"space.{name}", f"{value!r} is out of bounds: {exc}") from None
     if not space:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import logging
+import re
 from typing import Any
 
 from flask import Flask, Response, g, jsonify
@@ -47,12 +48,16 @@ def status_of(exc: ServiceError) -> int:
     return next(status for kind, status in _STATUS if isinstance(exc, kind))
 
 
+# A union names the member that failed ("dict[constrained-str,constrained-float]", "bool"): not a
+# field. Keys a client chose ("tags[0]") and schedule tags ("fixed_ratio") are kept.
+_UNION_MEMBER = re.compile(r"^(?:(?:dict|list|tuple|set|literal|function-[a-z]+|tagged-union|union|nullable|json-or-python|lax-or-strict|is-instance)\[.*\]|constrained-[a-z]+|str|int|float|bool|none)$")
+
+
 def details_from_pydantic(exc: ValidationError, prefix: str = "") -> list[dict[str, Any]]:
     """Name each bad field, with its index when it sits in a batch."""
     details = []
     for err in exc.errors(include_url=False, include_input=False):
-        # A union names the member that failed ("dict[constrained-str,constrained-float]"): not a field.
-        loc = [str(p) for p in err["loc"] if not (isinstance(p, str) and ("[" in p or p.startswith(("constrained-", "function-"))))]
+        loc = [str(p) for p in err["loc"] if not (isinstance(p, str) and _UNION_MEMBER.match(p))]
         if prefix:
             loc.insert(0, prefix)
         index = next((int(p) for p in loc if p.isdigit()), None)

@@ -82,7 +82,7 @@ def decode_cursor(cursor: str) -> tuple[float, int, str] | None:
         if (
             isinstance(revenue, (int, float)) and not isinstance(revenue, bool) and math.isfinite(revenue)
             and isinstance(purchases, int) and not isinstance(purchases, bool) and 0 <= purchases < 2**63
-            and isinstance(user_id, str) and len(user_id) <= _MAX_ID and _encodable(user_id)
+            and isinstance(user_id, str) and len(user_id) <= _MAX_ID and "\x00" not in user_id and _encodable(user_id)
         ):
             return float(revenue), purchases, user_id
     except (ValueError, TypeError, OverflowError):

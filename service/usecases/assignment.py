@@ -135,12 +135,17 @@ def assign(db: Database, cache: DefinitionCache, key: str, user_id: str, now: fl
 
 
 def assign_many(db: Database, cache: DefinitionCache, keys: list[str], user_id: str, now: float, attributes: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
-    """The user's assignment in each experiment, in order; NotFound, with nothing recorded, when any key names none.
-
-    Only a draft can be deleted and a draft records no exposure, so checking first leaves no window
-    in which an exposure is written for a request that then fails.
-    """
+    """The user's assignment in each experiment, in order; NotFound, with nothing recorded, when any key names none."""
     missing = experiment_store.first_missing(db, keys)
     if missing is not None:
         raise NotFound("experiment", missing)
-    return [assign(db, cache, key, user_id, now, attributes) for key in keys]
+    return [_assign_checked(db, cache, key, user_id, now, attributes) for key in keys]
+
+
+def _assign_checked(db: Database, cache: DefinitionCache, key: str, user_id: str, now: float, attributes: Mapping[str, Any] | None) -> dict[str, Any]:
+    # Only a draft can be deleted, so a key gone since the check named a draft: it would not have
+    # enrolled anyone, and failing now would leave the exposures written before it.
+    try:
+        return assign(db, cache, key, user_id, now, attributes)
+    except NotFound:
+        return _answer(key, user_id, None, None, "not_running")

@@ -89,7 +89,7 @@ def test_at_risk_order_and_pages_match_a_hand_count(client, auth, shoppers, conf
 
 @pytest.mark.parametrize("position", [
     '[1, 99999999999999999999999, "u1"]', '[1, -9223372036854775809, "u1"]', '[1, -1, "u1"]', '[1, true, "u1"]',
-    '[NaN, 1, "u1"]', '[-Infinity, 1, "u1"]', '[1e999, 1, "u1"]', '[1, 1, "\\ud800"]', '[1, 1, "' + "u" * 129 + '"]', '[1, 1]', '{"a": 1}',
+    '[NaN, 1, "u1"]', '[-Infinity, 1, "u1"]', '[1e999, 1, "u1"]', '[1, 1, "\\ud800"]', '[1, 1, "u\\u0000"]', '[1, 1, "' + "u" * 129 + '"]', '[1, 1]', '{"a": 1}',
 ])
 def test_a_tampered_cursor_is_a_422_not_a_500(client, auth, position):
     cursor = base64.urlsafe_b64encode(position.encode()).decode().rstrip("=")

@@ -145,6 +145,8 @@ def test_a_failed_training_leaves_the_active_model_serving(client, auth, trained
         ({"evaluation": {"bogus": 1}}, "evaluation"),
         ({"matrix": {"weights": {"view": "1"}}}, "matrix"),
         ({"matrix": {"alpha": True}}, "matrix"),
+        ({"matrix": {"half_life_days": True}}, "matrix"),
+        ({"matrix": {"half_life_days": "7"}}, "matrix"),
         ({"params": {"factors": 64.5}}, "params"),
         ({"params": {"factors": True}}, "params"),
         ({"params": {"factors": "64"}}, "params"),

@@ -217,7 +217,8 @@ def test_bandit_ipw_snipw_and_offline_evaluation_match_numpy(client, auth):
     bad = client.post("/v1/experiments/bonus-bandit/evaluate", json={"allocation": {"arm0": 0.5, "nope": 0.5}}, headers=auth("analyst"))
     assert bad.status_code == 422
     negative = client.post("/v1/experiments/bonus-bandit/evaluate", json={"allocation": {"arm0": -1}}, headers=auth("analyst"))
-    assert negative.status_code == 422 and {d["field"] for d in negative.get_json()["error"]["details"]} <= {"allocation", "allocation.arm0"}
+    named = {d["field"] for d in negative.get_json()["error"]["details"]}
+    assert negative.status_code == 422 and named and named <= {"allocation", "allocation.arm0"}
     unknown = client.post("/v1/experiments/bonus-bandit/evaluate", json={"allocation": "best_arm", "metric": "nope"}, headers=auth("analyst"))
     assert unknown.status_code == 422 and unknown.get_json()["error"]["details"][0]["field"] == "metric"  # the body's, not the query's
 

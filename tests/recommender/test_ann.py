@@ -115,6 +115,7 @@ def test_similar_items_under_narrow_filters_still_come_n_at_a_time_and_never_fil
             assert got is not None and len(got) == min(10, np.count_nonzero(np.delete(allowed, row)))
             assert all(allowed[indexed.item_index[i]] and i != item for i, _ in got)
             assert [s for _, s in got] == sorted((s for _, s in got), reverse=True)
+            assert got == dataclasses.replace(indexed).top_similar(item, allowed, 10)  # another worker, its memory empty
 
 
 def test_the_artifact_keeps_the_item_factors_once_and_answers_the_same(indexed):

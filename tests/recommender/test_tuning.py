@@ -68,6 +68,8 @@ def test_the_default_space_leaves_out_what_params_fix_and_takes_overrides():
         ("ease", {}, {"dropout": [-0.5, 0.5]}, "space.dropout", "between 0 and 0.99"),
         ("item_knn", {}, {"similarity": {"choices": ["bm25", "jaccard"]}}, "space.similarity", "similarity"),
         ("item_knn", {}, {"similarity": {"choices": []}}, "space.similarity", "empty"),
+        ("als", {}, {"factors": {"choices": [True, 64]}}, "space.factors", "an integer"),
+        ("als", {}, {"factors": {"choices": [32, 64.5]}}, "space.factors", "an integer"),
         ("popularity", {}, {}, "space", "no parameter left"),
     ],
 )
