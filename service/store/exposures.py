@@ -23,7 +23,7 @@ _EXPOSE = text(
     "INSERT INTO exposures (experiment_key, user_id, arm, probability, exposed_at, counted) "
     "SELECT CAST(:key AS VARCHAR(64)), CAST(:user AS VARCHAR(128)), CAST(:arm AS VARCHAR(64)), "
     "CAST(:p AS DOUBLE PRECISION), CAST(:ts AS DOUBLE PRECISION), :counted WHERE EXISTS "
-    "(SELECT 1 FROM experiments WHERE key = :key AND status = 'running') "
+    "(SELECT 1 FROM experiments WHERE key = :key AND status = 'running' AND revision = :revision) "
     "ON CONFLICT (experiment_key, user_id) DO NOTHING"
 )
 _PULL = text("UPDATE bandit_arm_stats SET pulls = pulls + 1 WHERE experiment_key = :key AND arm = :arm")
@@ -72,32 +72,36 @@ def _with_zeros(pulls: int, total: float, m2: float, rewarded: int) -> float:
     return m2 + mean * mean * rewarded * zeros / pulls
 
 
-# PostgreSQL: the exposure, the bandit pull and the answer in one autocommit statement. When the
-# insert conflicts, the stored row comes from a second read (a concurrent winner's row may be newer
-# than this statement's snapshot).
+# PostgreSQL: the exposure, the bandit pull and the answer in one autocommit statement; a row stored
+# before the statement began is its answer too. Only a concurrent winner's row, newer than the
+# statement's snapshot, needs a second read.
 _EXPOSE_ONE = (
     "WITH inserted AS (INSERT INTO exposures (experiment_key, user_id, arm, probability, exposed_at, counted) "
-    "SELECT ?, ?, ?, ?, ?, ? WHERE EXISTS (SELECT 1 FROM experiments WHERE key = ? AND status = 'running') "
+    "SELECT ?, ?, ?, ?, ?, ? WHERE EXISTS (SELECT 1 FROM experiments WHERE key = ? AND status = 'running' AND revision = ?) "
     "ON CONFLICT (experiment_key, user_id) DO NOTHING RETURNING arm, probability, exposed_at), "
     "pulled AS (UPDATE bandit_arm_stats SET pulls = pulls + 1 WHERE ? AND experiment_key = ? AND arm IN (SELECT arm FROM inserted)) "
-    "SELECT arm, probability, exposed_at FROM inserted"
+    "SELECT arm, probability, exposed_at FROM inserted UNION ALL "
+    "SELECT arm, probability, exposed_at FROM exposures WHERE experiment_key = ? AND user_id = ? AND NOT EXISTS (SELECT 1 FROM inserted)"
 )
 _EXPOSED_ONE = "SELECT arm, probability, exposed_at FROM exposures WHERE experiment_key = ? AND user_id = ?"
 
 
-def expose(db: Database, key: str, user_id: str, arm: str, probability: float, now: float, counts_pull: bool, waits: bool = False) -> Exposure | None:
-    """Record the first exposure, or answer the one already stored; None when the experiment stopped running meanwhile.
+def expose(db: Database, key: str, revision: int, user_id: str, arm: str, probability: float, now: float, counts_pull: bool, waits: bool = False) -> Exposure | None:
+    """Record the first exposure, or answer the one already stored.
+
+    None when there is none and the experiment is no longer running at `revision`, the one the arm
+    was chosen by: a paused, stopped or changed experiment never enrols by an older definition.
 
     `counts_pull` adds the pull to the bandit arm's statistics now; `waits` leaves it for its
     outcome or attribution window instead (see `mature` and `service.store.outcomes`).
     """
     counts_pull = counts_pull and not waits
     if not db.is_sqlite:
-        rows = db.write_one(_EXPOSE_ONE, (key, user_id, arm, probability, now, not waits, key, counts_pull, key))
+        rows = db.write_one(_EXPOSE_ONE, (key, user_id, arm, probability, now, not waits, key, revision, counts_pull, key, key, user_id))
         rows = rows or db.fetch(_EXPOSED_ONE, (key, user_id))
         return Exposure(rows[0][0], float(rows[0][1]), float(rows[0][2])) if rows else None
     with db.write() as session:
-        params = {"key": key, "user": user_id, "arm": arm, "p": probability, "ts": now, "counted": not waits}
+        params = {"key": key, "revision": revision, "user": user_id, "arm": arm, "p": probability, "ts": now, "counted": not waits}
         inserted = session.execute(_EXPOSE, params).rowcount == 1  # type: ignore[attr-defined]
         if inserted:
             if counts_pull:

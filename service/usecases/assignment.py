@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections import OrderedDict
 from typing import Any, Mapping
 
 import numpy as np
@@ -25,27 +26,73 @@ from service.timestamps import iso
 from service.usecases.attributes import user_attributes
 
 
-class DefinitionCache:
-    """Parsed definitions keyed by (key, revision): a revision never changes, so neither do answers."""
+STATUS_SECONDS = 1.0  # how long a process trusts an experiment's status: a stop reaches other workers and hosts within it
+REMEMBERED_EXPOSURES = 50_000  # per process: some 20 MB
 
-    def __init__(self) -> None:
-        self._items: dict[str, StoredDefinition] = {}
+
+class ExperimentCache:
+    """What one process remembers about experiments, each part exact or bounded in time.
+
+    - Definitions by (key, revision): a revision never changes, so neither do they.
+    - Each experiment's status and revision, for at most STATUS_SECONDS; this
+      process's own changes (`forget`) take effect at once.
+    - The users' exposures it has answered most recently: an exposure is written
+      once and never changes, so a returning user costs no query at all.
+    """
+
+    def __init__(self, status_seconds: float = STATUS_SECONDS, exposures_kept: int = REMEMBERED_EXPOSURES) -> None:
+        self._definitions: dict[str, StoredDefinition] = {}
+        self._statuses: dict[str, tuple[float, str, int]] = {}
+        self._exposures: OrderedDict[tuple[str, str], exposures.Exposure] = OrderedDict()
+        self._status_seconds = status_seconds
+        self._exposures_kept = exposures_kept
         self._lock = threading.Lock()
 
     def current(self, db: Database, key: str) -> tuple[StoredDefinition, str]:
-        """The experiment's definition at its current revision and its status; NotFound if it does not exist."""
+        """The experiment's definition at its current revision and its status, read now; NotFound if it does not exist."""
         status, revision = experiment_store.status_and_revision(db, key)
+        self.note_status(key, status, revision)
         return self.get(db, key, revision), status
 
     def get(self, db: Database, key: str, revision: int) -> StoredDefinition:
         """The definition at `revision`, loading it once per process."""
-        cached = self._items.get(key)
+        cached = self._definitions.get(key)
         if cached is not None and cached.revision == revision:
             return cached
         loaded = experiment_store.load_definition(db, key)
         with self._lock:
-            self._items[key] = loaded
+            self._definitions[key] = loaded
         return loaded
+
+    def status(self, key: str) -> tuple[str, int] | None:
+        """The experiment's (status, revision) if read less than STATUS_SECONDS ago, else None."""
+        known = self._statuses.get(key)
+        if known is None or known[0] < time.monotonic():
+            return None
+        return known[1], known[2]
+
+    def note_status(self, key: str, status: str, revision: int) -> None:
+        """Remember a status just read from the database."""
+        self._statuses[key] = (time.monotonic() + self._status_seconds, status, revision)
+
+    def forget(self, key: str) -> None:
+        """This process changed the experiment: read its status afresh next time."""
+        self._statuses.pop(key, None)
+
+    def exposure(self, key: str, user_id: str) -> exposures.Exposure | None:
+        """The user's exposure, if this process has seen it recently."""
+        with self._lock:
+            found = self._exposures.get((key, user_id))
+            if found is not None:
+                self._exposures.move_to_end((key, user_id))
+            return found
+
+    def remember(self, key: str, user_id: str, exposure: exposures.Exposure) -> None:
+        """Keep an exposure read or written, forgetting the least recently used beyond the bound."""
+        with self._lock:
+            self._exposures[(key, user_id)] = exposure
+            if len(self._exposures) > self._exposures_kept:
+                self._exposures.popitem(last=False)
 
 
 def _answer(
@@ -109,40 +156,89 @@ def _eligible(db: Database, d: StoredDefinition, user_id: str, now: float, attri
     return None
 
 
-def assign(db: Database, cache: DefinitionCache, key: str, user_id: str, now: float, attributes: Mapping[str, Any] | None = None) -> dict[str, Any]:
+def assign(db: Database, cache: ExperimentCache, key: str, user_id: str, now: float, attributes: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """The user's assignment in one experiment, recording the first exposure at `now`.
 
-    An exposed user keeps their arm whatever their attributes say later: stickiness wins over targeting.
+    An exposed user keeps their arm whatever their attributes or the traffic say later: stickiness wins.
+    A user this process answered before costs no query while the experiment's status is fresh; a user
+    new to an untargeted A/B experiment costs one statement, which also answers an exposure stored before.
     """
+    known = cache.status(key)
+    if known is None:
+        return _assign_read(db, cache, key, user_id, now, attributes)
+    status, revision = known
+    if status in ("draft", "stopped"):
+        return _answer(key, user_id, None, None, "not_running")
+    d = cache.get(db, key, revision)
+    exposure = cache.exposure(key, user_id)
+    if exposure is not None:
+        return _answer(key, user_id, d, exposure)
+    exp = d.experiment
+    if status != "running" or exp.type != "ab" or exp.targeting is not None:
+        # A paused experiment answers only earlier exposures; a bandit's choice or a targeting rule costs reads
+        # that a returning user should not pay for, so both look for the exposure first.
+        return _assign_read(db, cache, key, user_id, now, attributes)
+    if _eligible(db, d, user_id, now, {}) is None:
+        enrolled_now = _enrol(db, cache, d, user_id, now)
+        if enrolled_now is not None:
+            return enrolled_now
+    # Refused (an exposure from before a change of traffic still holds), or the experiment changed since
+    # this process read it: the stored state decides.
+    return _assign_read(db, cache, key, user_id, now, attributes)
+
+
+def _assign_read(
+    db: Database, cache: ExperimentCache, key: str, user_id: str, now: float, attributes: Mapping[str, Any] | None, again: bool = True
+) -> dict[str, Any]:
+    """Assignment from one read of the experiment's status with the user's exposure."""
     found = exposures.state(db, key, user_id)
     if found is None:
         raise NotFound("experiment", key)
+    cache.note_status(key, found.status, found.revision)
     if found.status in ("draft", "stopped"):
         return _answer(key, user_id, None, None, "not_running")
     d = cache.get(db, key, found.revision)
     if found.exposure is not None:
+        cache.remember(key, user_id, found.exposure)
         return _answer(key, user_id, d, found.exposure)
     if found.status != "running":
         return _answer(key, user_id, d, None, "not_running")
     refused = _eligible(db, d, user_id, now, attributes or {})
     if refused is not None:
         return _answer(key, user_id, d, None, refused)
+    enrolled_now = _enrol(db, cache, d, user_id, now)
+    if enrolled_now is not None:
+        return enrolled_now
+    if again:  # changed between the read and the write: once more by what is stored now
+        return _assign_read(db, cache, key, user_id, now, attributes, again=False)
+    return _answer(key, user_id, d, None, "not_running")
+
+
+def _enrol(db: Database, cache: ExperimentCache, d: StoredDefinition, user_id: str, now: float) -> dict[str, Any] | None:
+    """Choose an arm and write the exposure, or answer the one stored first; None if the experiment is no longer running at `d`'s revision."""
+    key = d.experiment.key
     arm, probability = _choose(db, d, user_id, now)
     bandit = d.experiment.bandit
     waits = bandit is not None and bandit.attribution_hours is not None
-    exposure = exposures.expose(db, key, user_id, arm, probability, now, counts_pull=d.experiment.type == "bandit", waits=waits)
-    return _answer(key, user_id, d, exposure, None if exposure is not None else "not_running")
+    exposure = exposures.expose(db, key, d.revision, user_id, arm, probability, now, counts_pull=d.experiment.type == "bandit", waits=waits)
+    if exposure is None:
+        return None
+    cache.remember(key, user_id, exposure)
+    return _answer(key, user_id, d, exposure)
 
 
-def assign_many(db: Database, cache: DefinitionCache, keys: list[str], user_id: str, now: float, attributes: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
-    """The user's assignment in each experiment, in order; NotFound, with nothing recorded, when any key names none."""
-    missing = experiment_store.first_missing(db, keys)
+def assign_many(db: Database, cache: ExperimentCache, keys: list[str], user_id: str, now: float, attributes: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
+    """The user's assignment in each experiment, in order; NotFound, with nothing recorded, when any key names none.
+
+    Keys whose status this process read within STATUS_SECONDS are known to exist without asking again.
+    """
+    missing = None if all(cache.status(key) is not None for key in keys) else experiment_store.first_missing(db, keys)
     if missing is not None:
         raise NotFound("experiment", missing)
     return [_assign_checked(db, cache, key, user_id, now, attributes) for key in keys]
 
 
-def _assign_checked(db: Database, cache: DefinitionCache, key: str, user_id: str, now: float, attributes: Mapping[str, Any] | None) -> dict[str, Any]:
+def _assign_checked(db: Database, cache: ExperimentCache, key: str, user_id: str, now: float, attributes: Mapping[str, Any] | None) -> dict[str, Any]:
     # Only a draft can be deleted, so a key gone since the check named a draft: it would not have
     # enrolled anyone, and failing now would leave the exposures written before it.
     try:

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from service.config import Config
 from service.store.database import Database
 from service.store.migrate import upgrade
-from service.usecases.assignment import DefinitionCache
+from service.usecases.assignment import ExperimentCache
 from service.usecases.keys import KeyVerifier
 from service.usecases.serving import ModelCache
 
@@ -18,14 +18,14 @@ class Services:
     config: Config
     db: Database
     models: ModelCache
-    definitions: DefinitionCache
+    experiment_cache: ExperimentCache
     keys: KeyVerifier
 
     @classmethod
     def build(cls, config: Config) -> "Services":
         """Open the database and create empty caches."""
         db = Database(config.database_url, config.sqlite_busy_timeout_ms, config.pool_size)
-        return cls(config=config, db=db, models=ModelCache(db, config.model_dir), definitions=DefinitionCache(), keys=KeyVerifier(db))
+        return cls(config=config, db=db, models=ModelCache(db, config.model_dir), experiment_cache=ExperimentCache(), keys=KeyVerifier(db))
 
     def unreachable(self) -> str | None:
         """Why the database cannot be reached, or None when it answers."""

@@ -98,20 +98,20 @@ def _ensure_running(svc: Services, definition: dict[str, Any]) -> bool:
         experiments.create(svc.db, dict(definition))
     except Conflict:
         return False
-    experiments.move(svc.db, definition["key"], "start")
+    experiments.move(svc.db, svc.experiment_cache, definition["key"], "start")
     return True
 
 
 def _reward_purchases(svc: Services, key: str, n_users: int) -> int:
     """Apply each user's purchases after exposure to their arm's schedule, so the ledger shows what each schedule costs."""
     users = [f"user-{u}" for u in range(n_users)]
-    exposed = {u: assign(svc.db, svc.definitions, key, u, time.time()).get("exposed_at") for u in users}
+    exposed = {u: assign(svc.db, svc.experiment_cache, key, u, time.time()).get("exposed_at") for u in users}
     applied = 0
     for event_id, user, ts, value in purchases(svc.db, users):
         at = exposed.get(user)
         if at is None or ts < datetime.fromisoformat(at.replace("Z", "+00:00")).timestamp():
             continue
-        reward(svc.db, svc.definitions, ActionIn(f"demo-{event_id}", key, user, "purchase", value, ts))
+        reward(svc.db, svc.experiment_cache, ActionIn(f"demo-{event_id}", key, user, "purchase", value, ts))
         applied += 1
     return applied
 
@@ -125,7 +125,7 @@ def load_demo_experiments(svc: Services, n_users: int) -> Iterator[str]:
         if not _ensure_running(svc, definition):
             yield f"experiment {key}: already there"
             continue
-        exp = svc.definitions.current(svc.db, key)[0].experiment
+        exp = svc.experiment_cache.current(svc.db, key)[0].experiment
         outcomes = []
         enrolled = 0
         targeted = "targeting" in definition
@@ -134,7 +134,7 @@ def load_demo_experiments(svc: Services, n_users: int) -> Iterator[str]:
             user = f"user-{u}"
             # Targeting reads behaviour as of the exposure, so targeted users arrive now.
             exposed = now - DAY if targeted else now - 30 * DAY + 30 * DAY * u / n_users
-            arm = assign(svc.db, svc.definitions, key, user, exposed)["arm"]
+            arm = assign(svc.db, svc.experiment_cache, key, user, exposed)["arm"]
             if arm is None:  # outside its layer range, or not targeted
                 continue
             enrolled += 1

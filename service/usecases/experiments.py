@@ -9,6 +9,7 @@ from service.store import experiments as store
 from service.store import model_versions
 from service.store.database import Database
 from service.store.experiment_codec import to_json
+from service.usecases.assignment import ExperimentCache
 from service.usecases.recommendations import recommender_of
 
 ARM_DEFAULTS: dict[str, Any] = {"weight": 1.0, "payload": {}, "schedule": None}
@@ -62,22 +63,27 @@ def list_all(db: Database, status: str | None = None) -> list[dict[str, Any]]:
     return [to_json(r) for r in store.list_all(db, status)]
 
 
-def change(db: Database, key: str, changes: dict[str, Any]) -> dict[str, Any]:
+def change(db: Database, cache: ExperimentCache, key: str, changes: dict[str, Any]) -> dict[str, Any]:
     """Apply the fields sent (design fields only while draft)."""
     _check_recommenders(changes)
-    return to_json(store.patch(db, key, _complete(changes)))
+    changed = store.patch(db, key, _complete(changes))
+    cache.forget(key)
+    return to_json(changed)
 
 
-def remove(db: Database, key: str) -> None:
+def remove(db: Database, cache: ExperimentCache, key: str) -> None:
     """Delete a draft."""
     store.remove(db, key)
+    cache.forget(key)
 
 
-def move(db: Database, key: str, action: str) -> dict[str, Any]:
-    """Start, pause or stop."""
+def move(db: Database, cache: ExperimentCache, key: str, action: str) -> dict[str, Any]:
+    """Start, pause or stop; this process answers by the new status at once, others within STATUS_SECONDS."""
     if action == "start":
         _check_versions(db, key)
-    return to_json(store.move(db, key, action))
+    moved = store.move(db, key, action)
+    cache.forget(key)
+    return to_json(moved)
 
 
 def layer(db: Database, name: str) -> dict[str, Any]:

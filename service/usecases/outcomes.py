@@ -8,10 +8,10 @@ from service.errors import NotFound
 from service.store import outcomes as store
 from service.store.database import Database
 from service.store.outcomes import Counts
-from service.usecases.assignment import DefinitionCache
+from service.usecases.assignment import ExperimentCache
 
 
-def report(db: Database, cache: DefinitionCache, outcomes: Sequence[dict[str, Any]]) -> Counts:
+def report(db: Database, cache: ExperimentCache, outcomes: Sequence[dict[str, Any]]) -> Counts:
     """Refuse the whole batch if any outcome names an unknown experiment or metric; else store it in one transaction."""
     definitions: dict[str, Experiment] = {}
     for key in {o["experiment"] for o in outcomes}:

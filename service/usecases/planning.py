@@ -9,7 +9,7 @@ from experiments.stats.power import plan_sample_size
 from service.errors import Invalid
 from service.store.arm_moments import arm_moments
 from service.store.database import Database
-from service.usecases.assignment import DefinitionCache
+from service.usecases.assignment import ExperimentCache
 from service.usecases.results import EMPTY, experiment_metric, interval
 
 PLAN_FIELDS = ("metric_kind", "baseline", "sd", "mde", "mde_type", "alpha", "power", "arms", "correction", "daily_users")
@@ -30,7 +30,7 @@ def plan(question: Mapping[str, Any]) -> dict[str, Any]:
     return {"users_per_arm": p.users_per_arm, "total_users": p.total_users, "days": p.days, "alpha_per_test": p.alpha_per_test, "note": p.note}
 
 
-def evaluate(db: Database, cache: DefinitionCache, key: str, allocation: Mapping[str, float] | str, metric_key: str | None, alpha: float) -> dict[str, Any]:
+def evaluate(db: Database, cache: ExperimentCache, key: str, allocation: Mapping[str, float] | str, metric_key: str | None, alpha: float) -> dict[str, Any]:
     """IPW and self-normalised IPW estimates of the metric under `allocation`, from the logged assignments and their propensities."""
     d, _, metric = experiment_metric(db, cache, key, metric_key, field="metric")  # a field of the body here
     exp = d.experiment

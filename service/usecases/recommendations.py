@@ -10,7 +10,7 @@ import numpy as np
 from service.store import catalogue
 from service.store.database import Database
 from service.store.state import shared_state, state_and_user_events
-from service.usecases.assignment import DefinitionCache, assign
+from service.usecases.assignment import ExperimentCache, assign
 from service.usecases.serving import ModelCache
 
 
@@ -114,7 +114,7 @@ def recommender_of(payload: dict[str, Any] | None) -> Source:
     return Source(popular=spec.get("algorithm") == "popularity")
 
 
-def in_experiment(db: Database, cache: ModelCache, definitions: DefinitionCache, key: str, user_id: str, n: int, category: str | None, excluded: set[str], now: float) -> tuple[Answer, str | None]:
+def in_experiment(db: Database, cache: ModelCache, definitions: ExperimentCache, key: str, user_id: str, n: int, category: str | None, excluded: set[str], now: float) -> tuple[Answer, str | None]:
     """Assign the user (recording the exposure) and answer from their arm's recommender; (answer, arm or None)."""
     assignment = assign(db, definitions, key, user_id, now)
     source = recommender_of(assignment.get("payload")) if assignment["enrolled"] else ACTIVE

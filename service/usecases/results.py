@@ -19,7 +19,7 @@ from service.store.arm_moments import RETENTION_DAYS, ArmMoments, arm_moments, p
 from service.store.database import Database
 from service.store.experiments import StoredDefinition
 from service.timestamps import iso
-from service.usecases.assignment import DefinitionCache, bandit_allocation
+from service.usecases.assignment import ExperimentCache, bandit_allocation
 
 BANDIT_NOTE = (
     "Bandit allocation adapts to the data, so naive per-arm means, intervals and p-values are biased "
@@ -49,7 +49,7 @@ def interval(i: Any) -> list[float] | None:
     return None if i is None else [i.low, i.high]
 
 
-def experiment_metric(db: Database, cache: DefinitionCache, key: str, metric: str | None, field: str = "query.metric") -> tuple[StoredDefinition, str, Metric]:
+def experiment_metric(db: Database, cache: ExperimentCache, key: str, metric: str | None, field: str = "query.metric") -> tuple[StoredDefinition, str, Metric]:
     """The experiment at its current revision, its status, and the metric asked for (Invalid naming `field` if unknown)."""
     d, status = cache.current(db, key)
     name = metric or d.experiment.primary_metric
@@ -146,7 +146,7 @@ def _sample_size(kind: str, control: ArmSummary, req: ResultsRequest, arms: int)
     return out
 
 
-def results(db: Database, cache: DefinitionCache, key: str, req: ResultsRequest) -> dict[str, Any]:
+def results(db: Database, cache: ExperimentCache, key: str, req: ResultsRequest) -> dict[str, Any]:
     """The whole `/results` answer for one metric (the primary one by default)."""
     d, status, metric = experiment_metric(db, cache, key, req.metric)
     exp = d.experiment

@@ -8,10 +8,10 @@ from service.store import experiments as experiment_store
 from service.store import rewards as store
 from service.store.database import Database
 from service.store.rewards import ActionIn
-from service.usecases.assignment import DefinitionCache
+from service.usecases.assignment import ExperimentCache
 
 
-def reward(db: Database, cache: DefinitionCache, action: ActionIn) -> dict[str, Any]:
+def reward(db: Database, cache: ExperimentCache, action: ActionIn) -> dict[str, Any]:
     """Apply one action under the user's arm's schedule; a replay of its `action_id` answers the stored result."""
     d, status = cache.current(db, action.experiment)
     exp = d.experiment

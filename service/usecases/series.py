@@ -9,11 +9,11 @@ from service.errors import Invalid
 from service.store.database import Database
 from service.store.metrics import DAY, RETENTION_DAYS, daily_rows, retention_rows
 from service.timestamps import iso
-from service.usecases.assignment import DefinitionCache
+from service.usecases.assignment import ExperimentCache
 from service.usecases.results import experiment_metric, interval
 
 
-def daily(db: Database, cache: DefinitionCache, key: str, metric_key: str | None) -> dict[str, Any]:
+def daily(db: Database, cache: ExperimentCache, key: str, metric_key: str | None) -> dict[str, Any]:
     """Per UTC day, cumulative exposed users and the metric's cumulative mean per arm."""
     d, _, metric = experiment_metric(db, cache, key, metric_key)
     exp = d.experiment
@@ -42,7 +42,7 @@ def daily(db: Database, cache: DefinitionCache, key: str, metric_key: str | None
     return {"experiment": exp.key, "metric": metric.key, "metric_kind": metric.kind, "days": days}
 
 
-def retention(db: Database, cache: DefinitionCache, key: str, days: int, alpha: float, now: float | None = None) -> dict[str, Any]:
+def retention(db: Database, cache: ExperimentCache, key: str, days: int, alpha: float, now: float | None = None) -> dict[str, Any]:
     """Per arm and day k = 1..days after exposure, the share of users active that day among those whose day k has ended."""
     d, _ = cache.current(db, key)
     now = time.time() if now is None else now

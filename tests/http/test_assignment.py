@@ -1,14 +1,18 @@
 """Assignment through HTTP: stickiness, traffic, lifecycle, concurrent first exposures, bandits."""
 from __future__ import annotations
 
+import time
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 
 import numpy as np
 from sqlalchemy import func, select
 
 from experiments.assignment import enrolled
 from service.http.app import create_app
+from service.store.exposures import Exposure
 from service.store.tables import BanditArmStatsRow, ExperimentRow, ExposureRow
+from service.usecases.assignment import STATUS_SECONDS, ExperimentCache
 from tests.experiment_helpers import ab_definition, assign, bandit_definition, running
 from tests.helpers import post_ok
 
@@ -58,14 +62,74 @@ def test_paused_keeps_exposed_users_and_stopped_enrols_nobody(client, auth):
     assert not stopped["enrolled"] and stopped["reason"] == "not_running"
 
 
+@contextmanager
+def second_worker(app):
+    """Another app on the same database: a second worker, with caches of its own."""
+    other_app = create_app(app.extensions["stickyloop"].config)
+    try:
+        yield other_app.test_client()
+    finally:
+        other_app.extensions["stickyloop"].db.dispose()
+
+
+def test_a_user_exposed_by_another_worker_keeps_their_first_exposure(app, client, auth, db):
+    # This worker trusts its recent read of the running experiment and writes a new user's exposure
+    # in one statement; for a user another worker exposed first, that statement answers the stored row.
+    shop = auth("storefront")
+    running(client, auth("editor"), ab_definition())
+    assign(client, shop, "points-q4", "warm")
+    with second_worker(app) as other:
+        first = assign(other, shop, "points-q4", "elsewhere", timestamp="2026-01-05T00:00:00Z")
+    again = assign(client, shop, "points-q4", "elsewhere", timestamp="2026-03-01T00:00:00Z")
+    assert again == first and first["exposed_at"] == "2026-01-05T00:00:00Z"
+    with db.read() as session:
+        assert session.scalar(select(func.count()).select_from(ExposureRow).where(ExposureRow.user_id == "elsewhere")) == 1
+
+
+def test_a_stop_elsewhere_enrols_nobody_at_once_and_ends_every_arm_within_the_bound(app, client, auth, db):
+    shop = auth("storefront")
+    running(client, auth("editor"), ab_definition())
+    exposed = assign(client, shop, "points-q4", "u1")
+    with second_worker(app) as other:
+        post_ok(other, "/v1/experiments/points-q4/stop", None, auth("editor"))
+    stopped_at = time.monotonic()
+    assert [assign(client, shop, "points-q4", f"late-{i}")["reason"] for i in range(20)] == ["not_running"] * 20
+    with db.read() as session:
+        assert set(session.scalars(select(ExposureRow.user_id))) == {"u1"}
+    time.sleep(max(0.0, stopped_at + STATUS_SECONDS - time.monotonic()))
+    assert exposed["enrolled"] and assign(client, shop, "points-q4", "u1")["reason"] == "not_running"
+
+
+def test_an_exposure_outlives_a_ramp_down_on_another_worker(app, client, auth, db):
+    shop = auth("storefront")
+    running(client, auth("editor"), ab_definition())
+    assign(client, shop, "points-q4", "warm")
+    with db.read() as session:
+        salt = session.scalar(select(ExperimentRow.salt))
+    ramped, newcomer = [u for u in (f"user-{i}" for i in range(100)) if not enrolled(salt, "points-q4", u, 0.01)][:2]
+    with second_worker(app) as other:
+        before = assign(other, shop, "points-q4", ramped)
+        assert other.patch("/v1/experiments/points-q4", json={"traffic": 0.01}, headers=auth("editor")).status_code == 200
+    assert assign(client, shop, "points-q4", ramped) == before  # this worker never answered this user before
+    assert assign(client, shop, "points-q4", newcomer)["reason"] == "traffic"
+
+
+def test_the_exposure_memory_keeps_the_most_recently_used():
+    memory = ExperimentCache(exposures_kept=2)
+    seen = {user: Exposure(user, 0.5, 1.0) for user in ("a", "b", "c")}
+    memory.remember("k", "a", seen["a"])
+    memory.remember("k", "b", seen["b"])
+    assert memory.exposure("k", "a") == seen["a"]  # now the most recent
+    memory.remember("k", "c", seen["c"])
+    assert [memory.exposure("k", u) for u in ("a", "b", "c")] == [seen["a"], None, seen["c"]]
+
+
 def test_a_worker_holding_an_old_revision_never_enrols_by_it(app, client, auth, db):
     # Two apps on one database stand for two workers: this one caches the definition at traffic 1.0,
     # the other ramps traffic down to 1 %. New users asked of this one must be placed by 1 %.
     running(client, auth("editor"), ab_definition())
     assert assign(client, auth("storefront"), "points-q4", "warm")["enrolled"]
-    other_app = create_app(app.extensions["stickyloop"].config)
-    other = other_app.test_client()
-    try:
+    with second_worker(app) as other:
         assert other.patch("/v1/experiments/points-q4", json={"traffic": 0.01}, headers=auth("editor")).status_code == 200
         answers = [assign(client, auth("storefront"), "points-q4", f"new-{i}") for i in range(200)]
         with db.read() as session:
@@ -75,8 +139,6 @@ def test_a_worker_holding_an_old_revision_never_enrols_by_it(app, client, auth, 
         assert {a["user_id"] for a in answers if a["enrolled"]} == stored == expected
         assert all(a["reason"] == "traffic" for a in answers if not a["enrolled"])
         post_ok(other, "/v1/experiments/points-q4/pause", None, auth("editor"))
-    finally:
-        other_app.extensions["stickyloop"].db.dispose()
     assert assign(client, auth("storefront"), "points-q4", "after-pause")["reason"] == "not_running"
     with db.read() as session:
         assert session.scalar(select(func.count()).select_from(ExposureRow).where(ExposureRow.user_id == "after-pause")) == 0

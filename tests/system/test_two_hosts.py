@@ -4,11 +4,13 @@ Key revocation across the same two hosts is in test_key_revocation.py.
 """
 from __future__ import annotations
 
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 from sqlalchemy import func, select
 
 from service.store.tables import ExposureRow
+from service.usecases.assignment import STATUS_SECONDS
 from tests.experiment_helpers import ab_definition
 from tests.helpers import post_ok, train, two_tribes
 from tests.server import gunicorn
@@ -47,7 +49,8 @@ def test_activation_rollback_and_assignment_agree_across_hosts(config, app, clie
             arms.setdefault(user, set()).add(arm)
         assert all(len(seen) == 1 for seen in arms.values())
 
-        # A pause on one host reaches every worker of the other at once (each worker caches definitions by revision).
+        # A pause on one host reaches every worker of the other at once: exposed users keep their arm, and the
+        # write that would enrol a new user checks the stored status and revision.
         def assignment_on(host, user: str) -> set[tuple]:
             answers = [host.request("GET", f"/v1/experiments/points-q4/assignment?user_id={user}", key=shop)[1] for _ in range(8)]
             return {(a["enrolled"], a["arm"], a["reason"]) for a in answers}
@@ -56,7 +59,9 @@ def test_activation_rollback_and_assignment_agree_across_hosts(config, app, clie
         assert host_a.request("POST", "/v1/experiments/points-q4/pause", key=keys["editor"])[0] == 200
         assert assignment_on(host_b, racer) == assignment_on(host_a, racer) == {(True, arms[racer].pop(), None)}
         assert assignment_on(host_b, "after-pause") == assignment_on(host_a, "after-pause") == {(False, None, "not_running")}
+        # A stop reaches the workers that remember the user's arm within STATUS_SECONDS (each trusts a status it read that long).
         assert host_b.request("POST", "/v1/experiments/points-q4/stop", key=keys["editor"])[0] == 200
+        time.sleep(STATUS_SECONDS)
         assert assignment_on(host_a, racer) == assignment_on(host_b, racer) == {(False, None, "not_running")}
     with db.read() as session:
         assert session.scalar(select(func.count()).select_from(ExposureRow).where(ExposureRow.user_id.like("racer-%"))) == len(users)

@@ -78,7 +78,7 @@ def _save(exp: dict[str, Any] | None) -> Any:
         if parsed.errors:
             return _form(values, parsed.errors, exp, status=422)
         fields = body.model_dump(mode="json", exclude_unset=True)
-        saved = experiments.create(db, fields) if exp is None else experiments.change(db, exp["key"], {k: v for k, v in fields.items() if k != "key"})
+        saved = experiments.create(db, fields) if exp is None else experiments.change(db, services().experiment_cache, exp["key"], {k: v for k, v in fields.items() if k != "key"})
     except ValidationError as exc:
         return _form(values, field_errors(details_from_pydantic(exc), parsed), exp, status=422)
     except Invalid as exc:
@@ -121,7 +121,7 @@ def experiment_move(key: str, action: str) -> Any:
             error, status = "Tick the box to confirm.", 422
         else:
             try:
-                moved = experiments.move(services().db, key, action)
+                moved = experiments.move(services().db, services().experiment_cache, key, action)
             except Conflict as exc:
                 error, status = exc.message, 409
             else:

@@ -39,13 +39,13 @@ def _query() -> tuple[ResultsQuery, dict[str, list[str]]]:
 def _answer(key: str, query: ResultsQuery) -> dict[str, Any]:
     """The same computation as GET /v1/experiments/{key}/results."""
     svc = services()
-    return results.results(svc.db, svc.definitions, key, results.ResultsRequest(**query.model_dump()))
+    return results.results(svc.db, svc.experiment_cache, key, results.ResultsRequest(**query.model_dump()))
 
 
 def _daily_chart(key: str, metric: str, kind: str) -> tuple[Any, str | None]:
     svc = services()
     try:
-        daily = series.daily(svc.db, svc.definitions, key, metric)
+        daily = series.daily(svc.db, svc.experiment_cache, key, metric)
     except Invalid as exc:
         return None, exc.message
     if not daily["days"]:
@@ -68,7 +68,7 @@ def _retention_days(errors: dict[str, list[str]]) -> int:
 
 def _retention_chart(key: str, days: int, alpha: float) -> tuple[Any, bool]:
     svc = services()
-    curves = series.retention(svc.db, svc.definitions, key, days, alpha)
+    curves = series.retention(svc.db, svc.experiment_cache, key, days, alpha)
     lines = [Series(a["arm"], [d["rate"] for d in a["days"]], [d["ci"] for d in a["days"]]) for a in curves["arms"]]
     has_data = any(v is not None for s in lines for v in s.values)
     chart = line_chart(f"Share of exposed users active on day k after exposure ({1 - alpha:.0%} intervals shaded)", [str(k) for k in range(1, days + 1)], lines, y_label="active", y_format=lambda v: f"{v:.0%}")

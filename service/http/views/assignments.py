@@ -32,7 +32,7 @@ def _when(ts: datetime | None) -> float:
 def one(key: str, query: AssignmentQuery, attributes: dict[str, str]) -> dict[str, Any]:
     """Assign one user in one experiment; the use case's dict is already in AssignmentOut's shape (see endpoint._serialise)."""
     svc = services()
-    return assign(svc.db, svc.definitions, key, query.user_id, _when(query.timestamp), attributes)
+    return assign(svc.db, svc.experiment_cache, key, query.user_id, _when(query.timestamp), attributes)
 
 
 @bp.post("/v1/assignments")
@@ -40,4 +40,4 @@ def one(key: str, query: AssignmentQuery, attributes: dict[str, str]) -> dict[st
 def many(body: AssignmentsIn) -> dict[str, Any]:
     """Assign one user in each experiment asked for, in order."""
     svc = services()
-    return {"assignments": assign_many(svc.db, svc.definitions, body.experiments, body.user_id, _when(body.timestamp), body.attributes)}
+    return {"assignments": assign_many(svc.db, svc.experiment_cache, body.experiments, body.user_id, _when(body.timestamp), body.attributes)}

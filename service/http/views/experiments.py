@@ -36,19 +36,19 @@ def show(key: str) -> ExperimentOut:
 @endpoint("Change an experiment (its design only while draft)", roles=EDITOR, tag="experiments", body=ExperimentPatch, response=ExperimentOut, errors=(404, 409), path=KEY)
 def change(key: str, body: ExperimentPatch) -> ExperimentOut:
     """Apply the fields sent."""
-    return ExperimentOut.model_validate(experiments.change(services().db, key, body.model_dump(mode="json", exclude_unset=True)))
+    return ExperimentOut.model_validate(experiments.change(services().db, services().experiment_cache, key, body.model_dump(mode="json", exclude_unset=True)))
 
 
 @bp.delete("/v1/experiments/<key>")
 @endpoint("Delete a draft", roles=EDITOR, tag="experiments", status=204, errors=(404, 409), path=KEY)
 def remove(key: str) -> Response:
     """Delete a draft experiment."""
-    experiments.remove(services().db, key)
+    experiments.remove(services().db, services().experiment_cache, key)
     return Response(status=204)
 
 
 def _move(key: str, action: str) -> ExperimentOut:
-    return ExperimentOut.model_validate(experiments.move(services().db, key, action))
+    return ExperimentOut.model_validate(experiments.move(services().db, services().experiment_cache, key, action))
 
 
 @bp.post("/v1/experiments/<key>/start")

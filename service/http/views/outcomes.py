@@ -19,5 +19,5 @@ def report(body: OutcomeBatch) -> OutcomesAccepted:
     svc = services()
     now = time.time()
     batch = [{**o.model_dump(exclude={"timestamp"}), "ts": o.timestamp.timestamp() if o.timestamp else now} for o in body.outcomes]
-    counts = outcomes.report(svc.db, svc.definitions, batch)
+    counts = outcomes.report(svc.db, svc.experiment_cache, batch)
     return OutcomesAccepted(accepted=counts.accepted, duplicates=counts.duplicates, ignored=counts.ignored)

@@ -28,7 +28,7 @@ def for_user(user_id: str, query: RecommendQuery) -> dict[str, Any]:
     if query.experiment is None:
         answer = recommendations.for_user(svc.db, svc.models, user_id, query.n, query.category, query.excluded())
     else:
-        answer, arm = recommendations.in_experiment(svc.db, svc.models, svc.definitions, query.experiment, user_id, query.n, query.category, query.excluded(), time.time())
+        answer, arm = recommendations.in_experiment(svc.db, svc.models, svc.experiment_cache, query.experiment, user_id, query.n, query.category, query.excluded(), time.time())
     return {"user_id": user_id, "strategy": answer.strategy, "model_version": answer.model_version, "items": _items(answer.items), "experiment": query.experiment, "arm": arm}
 
 

@@ -23,7 +23,7 @@ CSV_COLUMNS = (
 
 def _compute(key: str, query: ResultsQuery) -> dict[str, Any]:
     svc = services()
-    return results.results(svc.db, svc.definitions, key, results.ResultsRequest(**query.model_dump()))
+    return results.results(svc.db, svc.experiment_cache, key, results.ResultsRequest(**query.model_dump()))
 
 
 @bp.get("/v1/experiments/<key>/results")
@@ -68,7 +68,7 @@ def csv_response(key: str, query: ResultsQuery) -> Response:
 def per_day(key: str, query: DailyQuery) -> DailyOut:
     """Cumulative series by UTC day."""
     svc = services()
-    return DailyOut.model_validate(series.daily(svc.db, svc.definitions, key, query.metric))
+    return DailyOut.model_validate(series.daily(svc.db, svc.experiment_cache, key, query.metric))
 
 
 @bp.get("/v1/experiments/<key>/results/retention")
@@ -76,7 +76,7 @@ def per_day(key: str, query: DailyQuery) -> DailyOut:
 def retention(key: str, query: RetentionQuery) -> RetentionOut:
     """Day k = 1..days, counting only users whose day k has ended."""
     svc = services()
-    return RetentionOut.model_validate(series.retention(svc.db, svc.definitions, key, query.days, query.alpha))
+    return RetentionOut.model_validate(series.retention(svc.db, svc.experiment_cache, key, query.days, query.alpha))
 
 
 @bp.post("/v1/experiments/<key>/evaluate")
@@ -84,4 +84,4 @@ def retention(key: str, query: RetentionQuery) -> RetentionOut:
 def evaluate(key: str, body: EvaluateIn) -> EvaluateOut:
     """Estimate the metric per user had users been allocated by `allocation`."""
     svc = services()
-    return EvaluateOut.model_validate(planning.evaluate(svc.db, svc.definitions, key, body.allocation, body.metric, body.alpha))
+    return EvaluateOut.model_validate(planning.evaluate(svc.db, svc.experiment_cache, key, body.allocation, body.metric, body.alpha))

@@ -20,7 +20,7 @@ def earn(body: RewardIn) -> RewardOut:
     svc = services()
     ts = body.timestamp.timestamp() if body.timestamp else time.time()
     action = ActionIn(body.action_id, body.experiment, body.user_id, body.action, body.value, ts)
-    return RewardOut.model_validate(rewards.reward(svc.db, svc.definitions, action))
+    return RewardOut.model_validate(rewards.reward(svc.db, svc.experiment_cache, action))
 
 
 @bp.get("/v1/experiments/<key>/users/<user_id>/rewards")
