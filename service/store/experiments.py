@@ -30,12 +30,26 @@ class StoredDefinition:
     layer_range: Range | None = None
 
 
-def status_and_revision(db: Database, key: str) -> tuple[str, int]:
-    """The experiment's status and revision in one small read; NotFound if it does not exist."""
-    rows = db.fetch("SELECT status, revision FROM experiments WHERE key = ?", (key,))
+@dataclass(frozen=True)
+class Stamp:
+    """An experiment's status and revision; the salt tells a re-created key from the deleted draft it replaces."""
+
+    status: str
+    revision: int
+    salt: str
+
+    @classmethod
+    def of(cls, row: ExperimentRow) -> "Stamp":
+        """The stamp of a row just written."""
+        return cls(row.status, row.revision, row.salt)
+
+
+def stamp(db: Database, key: str) -> Stamp:
+    """The experiment's stamp in one small read; NotFound if it does not exist."""
+    rows = db.fetch("SELECT status, revision, salt FROM experiments WHERE key = ?", (key,))
     if not rows:
         raise NotFound("experiment", key)
-    return rows[0][0], int(rows[0][1])
+    return Stamp(rows[0][0], int(rows[0][1]), rows[0][2])
 
 
 def first_missing(db: Database, keys: list[str]) -> str | None:

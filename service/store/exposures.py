@@ -1,21 +1,23 @@
 """Exposures (a user's first assignment) and the bandit arms' statistics.
 
-The hot read is one query: the experiment's status and revision joined with the
-user's exposure. The exposure is written with INSERT ... ON CONFLICT DO NOTHING,
-and the status check inside the insert closes the race with a concurrent pause
-or stop; when two workers race on a user's first request, the loser reads the
-winner's row, so both answer the same arm.
+The hot read is one query: the experiment's stamp (status, revision, salt) joined
+with the user's exposure. The exposure is written with INSERT ... ON CONFLICT DO
+NOTHING, and the stamp check inside the insert closes the race with a concurrent
+pause, stop or change; when two workers race on a user's first request, the loser
+reads the winner's row, so both answer the same arm.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any, Sequence
 
 from sqlalchemy import text
 
 from service.store.database import Database
+from service.store.experiments import Stamp
 
 _STATE = (
-    "SELECT e.status, e.revision, x.arm, x.probability, x.exposed_at FROM experiments e "
+    "SELECT e.status, e.revision, e.salt, x.arm, x.probability, x.exposed_at FROM experiments e "
     "LEFT JOIN exposures x ON x.experiment_key = e.key AND x.user_id = ? WHERE e.key = ?"
 )
 _STATS = "SELECT arm, pulls, reward_sum, reward_sumsq, reward_m2, reward_count FROM bandit_arm_stats WHERE experiment_key = ?"
@@ -23,7 +25,7 @@ _EXPOSE = text(
     "INSERT INTO exposures (experiment_key, user_id, arm, probability, exposed_at, counted) "
     "SELECT CAST(:key AS VARCHAR(64)), CAST(:user AS VARCHAR(128)), CAST(:arm AS VARCHAR(64)), "
     "CAST(:p AS DOUBLE PRECISION), CAST(:ts AS DOUBLE PRECISION), :counted WHERE EXISTS "
-    "(SELECT 1 FROM experiments WHERE key = :key AND status = 'running' AND revision = :revision) "
+    "(SELECT 1 FROM experiments WHERE key = :key AND status = 'running' AND revision = :revision AND salt = :salt) "
     "ON CONFLICT (experiment_key, user_id) DO NOTHING"
 )
 _PULL = text("UPDATE bandit_arm_stats SET pulls = pulls + 1 WHERE experiment_key = :key AND arm = :arm")
@@ -41,21 +43,20 @@ class Exposure:
 
 @dataclass(frozen=True)
 class ExposureState:
-    """An experiment's status and revision, and the user's exposure if any."""
+    """An experiment's stamp (status, revision, salt), and the user's exposure if any."""
 
-    status: str
-    revision: int
+    stamp: Stamp
     exposure: Exposure | None
 
 
 def state(db: Database, key: str, user_id: str) -> ExposureState | None:
-    """The experiment's status and revision with the user's exposure; None when the experiment does not exist."""
+    """The experiment's stamp with the user's exposure; None when the experiment does not exist."""
     rows = db.fetch(_STATE, (user_id, key))
     if not rows:
         return None
-    status, revision, arm, probability, exposed_at = rows[0]
+    status, revision, salt, arm, probability, exposed_at = rows[0]
     exposure = Exposure(arm, float(probability), float(exposed_at)) if arm is not None else None
-    return ExposureState(status, int(revision), exposure)
+    return ExposureState(Stamp(status, int(revision), salt), exposure)
 
 
 def arm_stats(db: Database, key: str) -> dict[str, tuple[int, float, float, float]]:
@@ -77,7 +78,7 @@ def _with_zeros(pulls: int, total: float, m2: float, rewarded: int) -> float:
 # statement's snapshot, needs a second read.
 _EXPOSE_ONE = (
     "WITH inserted AS (INSERT INTO exposures (experiment_key, user_id, arm, probability, exposed_at, counted) "
-    "SELECT ?, ?, ?, ?, ?, ? WHERE EXISTS (SELECT 1 FROM experiments WHERE key = ? AND status = 'running' AND revision = ?) "
+    "SELECT ?, ?, ?, ?, ?, ? WHERE EXISTS (SELECT 1 FROM experiments WHERE key = ? AND status = 'running' AND revision = ? AND salt = ?) "
     "ON CONFLICT (experiment_key, user_id) DO NOTHING RETURNING arm, probability, exposed_at), "
     "pulled AS (UPDATE bandit_arm_stats SET pulls = pulls + 1 WHERE ? AND experiment_key = ? AND arm IN (SELECT arm FROM inserted)) "
     "SELECT arm, probability, exposed_at FROM inserted UNION ALL "
@@ -86,29 +87,37 @@ _EXPOSE_ONE = (
 _EXPOSED_ONE = "SELECT arm, probability, exposed_at FROM exposures WHERE experiment_key = ? AND user_id = ?"
 
 
-def expose(db: Database, key: str, revision: int, user_id: str, arm: str, probability: float, now: float, counts_pull: bool, waits: bool = False) -> Exposure | None:
+def expose(db: Database, key: str, chosen_by: Stamp, user_id: str, arm: str, probability: float, now: float, counts_pull: bool, waits: bool = False) -> Exposure | None:
     """Record the first exposure, or answer the one already stored.
 
-    None when there is none and the experiment is no longer running at `revision`, the one the arm
-    was chosen by: a paused, stopped or changed experiment never enrols by an older definition.
+    None when there is none and the experiment is no longer running as `chosen_by`, the stamp of the
+    definition the arm was chosen by: a paused, stopped or changed experiment never enrols by an older one.
 
     `counts_pull` adds the pull to the bandit arm's statistics now; `waits` leaves it for its
     outcome or attribution window instead (see `mature` and `service.store.outcomes`).
     """
     counts_pull = counts_pull and not waits
     if not db.is_sqlite:
-        rows = db.write_one(_EXPOSE_ONE, (key, user_id, arm, probability, now, not waits, key, revision, counts_pull, key, key, user_id))
+        rows = db.write_one(_EXPOSE_ONE, (key, user_id, arm, probability, now, not waits, key, chosen_by.revision, chosen_by.salt, counts_pull, key, key, user_id))
         rows = rows or db.fetch(_EXPOSED_ONE, (key, user_id))
-        return Exposure(rows[0][0], float(rows[0][1]), float(rows[0][2])) if rows else None
+        return _exposure(rows[0]) if rows else None
+    # SQLite serialises writers: a stored exposure is answered from a read, without taking the write lock.
+    stored_rows = db.fetch(_EXPOSED_ONE, (key, user_id))
+    if stored_rows:
+        return _exposure(stored_rows[0])
     with db.write() as session:
-        params = {"key": key, "revision": revision, "user": user_id, "arm": arm, "p": probability, "ts": now, "counted": not waits}
+        params = {"key": key, "revision": chosen_by.revision, "salt": chosen_by.salt, "user": user_id, "arm": arm, "p": probability, "ts": now, "counted": not waits}
         inserted = session.execute(_EXPOSE, params).rowcount == 1  # type: ignore[attr-defined]
         if inserted:
             if counts_pull:
                 session.execute(_PULL, {"key": key, "arm": arm})
             return Exposure(arm, probability, now)
         stored = session.execute(_EXPOSED, {"key": key, "user": user_id}).first()
-    return Exposure(stored[0], float(stored[1]), float(stored[2])) if stored is not None else None
+    return _exposure(stored) if stored is not None else None
+
+
+def _exposure(row: Sequence[Any]) -> Exposure:
+    return Exposure(row[0], float(row[1]), float(row[2]))
 
 
 _MATURE = text("UPDATE exposures SET counted = :yes WHERE experiment_key = :key AND NOT counted AND exposed_at <= :before RETURNING arm")

@@ -1,8 +1,10 @@
 """Assignment: sticky arms from a hash (A/B) or a bandit policy, and exposures recorded once.
 
-A returning user costs one read (`store.exposures.state`). A new user is placed
-by hash (A/B) or by the policy over the arms' current statistics (bandit), and
-the exposure is written once, whatever the races between workers and hosts.
+A user this process answered before costs no query (`ExperimentCache`); any other
+costs one read (`store.exposures.state`), or for an untargeted A/B experiment one
+write that also answers a stored exposure. A new user is placed by hash (A/B) or
+by the policy over the arms' current statistics (bandit), and the exposure is
+written once, whatever the races between workers and hosts.
 """
 from __future__ import annotations
 
@@ -21,7 +23,7 @@ from service.errors import NotFound
 from service.store import experiments as experiment_store
 from service.store import exposures
 from service.store.database import Database
-from service.store.experiments import StoredDefinition
+from service.store.experiments import Stamp, StoredDefinition
 from service.timestamps import iso
 from service.usecases.attributes import user_attributes
 
@@ -33,16 +35,17 @@ REMEMBERED_EXPOSURES = 50_000  # per process: some 20 MB
 class ExperimentCache:
     """What one process remembers about experiments, each part exact or bounded in time.
 
-    - Definitions by (key, revision): a revision never changes, so neither do they.
-    - Each experiment's status and revision, for at most STATUS_SECONDS; this
-      process's own changes (`forget`) take effect at once.
-    - The users' exposures it has answered most recently: an exposure is written
-      once and never changes, so a returning user costs no query at all.
+    - Definitions by stamp (revision and salt): a revision never changes, so neither do they.
+    - Each experiment's stamp, for at most STATUS_SECONDS after the read began; this process's
+      own changes (`changed`) take effect at once. A draft's is never trusted: a draft can
+      be deleted, and its start must be seen at once.
+    - The users' exposures it has answered most recently: an exposure is written once and never
+      changes, so a user this process answered before costs no query at all.
     """
 
     def __init__(self, status_seconds: float = STATUS_SECONDS, exposures_kept: int = REMEMBERED_EXPOSURES) -> None:
         self._definitions: dict[str, StoredDefinition] = {}
-        self._statuses: dict[str, tuple[float, str, int]] = {}
+        self._stamps: dict[str, tuple[float, Stamp]] = {}
         self._exposures: OrderedDict[tuple[str, str], exposures.Exposure] = OrderedDict()
         self._status_seconds = status_seconds
         self._exposures_kept = exposures_kept
@@ -50,34 +53,44 @@ class ExperimentCache:
 
     def current(self, db: Database, key: str) -> tuple[StoredDefinition, str]:
         """The experiment's definition at its current revision and its status, read now; NotFound if it does not exist."""
-        status, revision = experiment_store.status_and_revision(db, key)
-        self.note_status(key, status, revision)
-        return self.get(db, key, revision), status
+        read_at = time.monotonic()
+        stamp = experiment_store.stamp(db, key)
+        self.note(key, stamp, read_at)
+        return self.get(db, key, stamp), stamp.status
 
-    def get(self, db: Database, key: str, revision: int) -> StoredDefinition:
-        """The definition at `revision`, loading it once per process."""
+    def get(self, db: Database, key: str, stamp: Stamp) -> StoredDefinition:
+        """The definition the stamp names (or a newer one), loading it once per process."""
         cached = self._definitions.get(key)
-        if cached is not None and cached.revision == revision:
+        if cached is not None and cached.revision == stamp.revision and cached.salt == stamp.salt:
             return cached
         loaded = experiment_store.load_definition(db, key)
         with self._lock:
             self._definitions[key] = loaded
         return loaded
 
-    def status(self, key: str) -> tuple[str, int] | None:
-        """The experiment's (status, revision) if read less than STATUS_SECONDS ago, else None."""
-        known = self._statuses.get(key)
-        if known is None or known[0] < time.monotonic():
+    def stamp(self, key: str) -> Stamp | None:
+        """The experiment's stamp if its read began less than STATUS_SECONDS ago and it is not a draft, else None."""
+        known = self._stamps.get(key)
+        if known is None or known[0] < time.monotonic() or known[1].status == "draft":
             return None
-        return known[1], known[2]
+        return known[1]
 
-    def note_status(self, key: str, status: str, revision: int) -> None:
-        """Remember a status just read from the database."""
-        self._statuses[key] = (time.monotonic() + self._status_seconds, status, revision)
+    def note(self, key: str, stamp: Stamp, read_at: float) -> None:
+        """Remember a stamp read from the database by a read that began at `read_at` (time.monotonic())."""
+        with self._lock:
+            known = self._stamps.get(key)
+            if known is not None and known[1].salt == stamp.salt and known[1].revision > stamp.revision:
+                return  # a slower read began before a newer one, or before this process's own change
+            self._stamps[key] = (read_at + self._status_seconds, stamp)
 
-    def forget(self, key: str) -> None:
-        """This process changed the experiment: read its status afresh next time."""
-        self._statuses.pop(key, None)
+    def changed(self, key: str, stamp: Stamp | None) -> None:
+        """This process changed the experiment (None: deleted it); its answers follow at once."""
+        if stamp is None:
+            with self._lock:
+                self._stamps.pop(key, None)
+                self._definitions.pop(key, None)
+        else:
+            self.note(key, stamp, time.monotonic())
 
     def exposure(self, key: str, user_id: str) -> exposures.Exposure | None:
         """The user's exposure, if this process has seen it recently."""
@@ -160,21 +173,20 @@ def assign(db: Database, cache: ExperimentCache, key: str, user_id: str, now: fl
     """The user's assignment in one experiment, recording the first exposure at `now`.
 
     An exposed user keeps their arm whatever their attributes or the traffic say later: stickiness wins.
-    A user this process answered before costs no query while the experiment's status is fresh; a user
+    A user this process answered before costs no query while the experiment's stamp is trusted; a user
     new to an untargeted A/B experiment costs one statement, which also answers an exposure stored before.
     """
-    known = cache.status(key)
-    if known is None:
+    stamp = cache.stamp(key)
+    if stamp is None:
         return _assign_read(db, cache, key, user_id, now, attributes)
-    status, revision = known
-    if status in ("draft", "stopped"):
+    if stamp.status == "stopped":
         return _answer(key, user_id, None, None, "not_running")
-    d = cache.get(db, key, revision)
+    d = cache.get(db, key, stamp)
     exposure = cache.exposure(key, user_id)
     if exposure is not None:
         return _answer(key, user_id, d, exposure)
     exp = d.experiment
-    if status != "running" or exp.type != "ab" or exp.targeting is not None:
+    if stamp.status != "running" or exp.type != "ab" or exp.targeting is not None:
         # A paused experiment answers only earlier exposures; a bandit's choice or a targeting rule costs reads
         # that a returning user should not pay for, so both look for the exposure first.
         return _assign_read(db, cache, key, user_id, now, attributes)
@@ -187,21 +199,26 @@ def assign(db: Database, cache: ExperimentCache, key: str, user_id: str, now: fl
     return _assign_read(db, cache, key, user_id, now, attributes)
 
 
+_READS = 3  # reads before answering not_running for an experiment that changed between every read and its write
+
+
 def _assign_read(
-    db: Database, cache: ExperimentCache, key: str, user_id: str, now: float, attributes: Mapping[str, Any] | None, again: bool = True
+    db: Database, cache: ExperimentCache, key: str, user_id: str, now: float, attributes: Mapping[str, Any] | None, reads: int = _READS
 ) -> dict[str, Any]:
-    """Assignment from one read of the experiment's status with the user's exposure."""
+    """Assignment from one read of the experiment's stamp with the user's exposure."""
+    read_at = time.monotonic()
     found = exposures.state(db, key, user_id)
     if found is None:
         raise NotFound("experiment", key)
-    cache.note_status(key, found.status, found.revision)
-    if found.status in ("draft", "stopped"):
+    cache.note(key, found.stamp, read_at)
+    status = found.stamp.status
+    if status in ("draft", "stopped"):
         return _answer(key, user_id, None, None, "not_running")
-    d = cache.get(db, key, found.revision)
+    d = cache.get(db, key, found.stamp)
     if found.exposure is not None:
         cache.remember(key, user_id, found.exposure)
         return _answer(key, user_id, d, found.exposure)
-    if found.status != "running":
+    if status != "running":
         return _answer(key, user_id, d, None, "not_running")
     refused = _eligible(db, d, user_id, now, attributes or {})
     if refused is not None:
@@ -209,18 +226,19 @@ def _assign_read(
     enrolled_now = _enrol(db, cache, d, user_id, now)
     if enrolled_now is not None:
         return enrolled_now
-    if again:  # changed between the read and the write: once more by what is stored now
-        return _assign_read(db, cache, key, user_id, now, attributes, again=False)
+    if reads > 1:  # changed between the read and the write: again by what is stored now
+        return _assign_read(db, cache, key, user_id, now, attributes, reads - 1)
     return _answer(key, user_id, d, None, "not_running")
 
 
 def _enrol(db: Database, cache: ExperimentCache, d: StoredDefinition, user_id: str, now: float) -> dict[str, Any] | None:
-    """Choose an arm and write the exposure, or answer the one stored first; None if the experiment is no longer running at `d`'s revision."""
+    """Choose an arm and write the exposure, or answer the one stored first; None if the experiment no longer runs as `d` says."""
     key = d.experiment.key
     arm, probability = _choose(db, d, user_id, now)
     bandit = d.experiment.bandit
     waits = bandit is not None and bandit.attribution_hours is not None
-    exposure = exposures.expose(db, key, d.revision, user_id, arm, probability, now, counts_pull=d.experiment.type == "bandit", waits=waits)
+    chosen_by = Stamp("running", d.revision, d.salt)
+    exposure = exposures.expose(db, key, chosen_by, user_id, arm, probability, now, counts_pull=d.experiment.type == "bandit", waits=waits)
     if exposure is None:
         return None
     cache.remember(key, user_id, exposure)
@@ -230,9 +248,9 @@ def _enrol(db: Database, cache: ExperimentCache, d: StoredDefinition, user_id: s
 def assign_many(db: Database, cache: ExperimentCache, keys: list[str], user_id: str, now: float, attributes: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
     """The user's assignment in each experiment, in order; NotFound, with nothing recorded, when any key names none.
 
-    Keys whose status this process read within STATUS_SECONDS are known to exist without asking again.
+    Keys whose stamp this process trusts (never a draft's, which can be deleted) exist without asking again.
     """
-    missing = None if all(cache.status(key) is not None for key in keys) else experiment_store.first_missing(db, keys)
+    missing = None if all(cache.stamp(key) is not None for key in keys) else experiment_store.first_missing(db, keys)
     if missing is not None:
         raise NotFound("experiment", missing)
     return [_assign_checked(db, cache, key, user_id, now, attributes) for key in keys]

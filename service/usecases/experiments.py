@@ -9,6 +9,7 @@ from service.store import experiments as store
 from service.store import model_versions
 from service.store.database import Database
 from service.store.experiment_codec import to_json
+from service.store.experiments import Stamp
 from service.usecases.assignment import ExperimentCache
 from service.usecases.recommendations import recommender_of
 
@@ -67,14 +68,14 @@ def change(db: Database, cache: ExperimentCache, key: str, changes: dict[str, An
     """Apply the fields sent (design fields only while draft)."""
     _check_recommenders(changes)
     changed = store.patch(db, key, _complete(changes))
-    cache.forget(key)
+    cache.changed(key, Stamp.of(changed))
     return to_json(changed)
 
 
 def remove(db: Database, cache: ExperimentCache, key: str) -> None:
     """Delete a draft."""
     store.remove(db, key)
-    cache.forget(key)
+    cache.changed(key, None)
 
 
 def move(db: Database, cache: ExperimentCache, key: str, action: str) -> dict[str, Any]:
@@ -82,7 +83,7 @@ def move(db: Database, cache: ExperimentCache, key: str, action: str) -> dict[st
     if action == "start":
         _check_versions(db, key)
     moved = store.move(db, key, action)
-    cache.forget(key)
+    cache.changed(key, Stamp.of(moved))
     return to_json(moved)
 
 

@@ -29,5 +29,5 @@ def reward(db: Database, cache: ExperimentCache, action: ActionIn) -> dict[str, 
 
 def ledger(db: Database, key: str, user_id: str) -> dict[str, Any]:
     """A user's balance and reward history in one experiment; NotFound for an unknown experiment."""
-    experiment_store.status_and_revision(db, key)
+    experiment_store.stamp(db, key)
     return store.ledger(db, key, user_id)

@@ -6,13 +6,15 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 
 import numpy as np
+import pytest
 from sqlalchemy import func, select
 
 from experiments.assignment import enrolled
 from service.http.app import create_app
+from service.store.experiments import Stamp
 from service.store.exposures import Exposure
 from service.store.tables import BanditArmStatsRow, ExperimentRow, ExposureRow
-from service.usecases.assignment import STATUS_SECONDS, ExperimentCache
+from service.usecases.assignment import ExperimentCache
 from tests.experiment_helpers import ab_definition, assign, bandit_definition, running
 from tests.helpers import post_ok
 
@@ -62,6 +64,12 @@ def test_paused_keeps_exposed_users_and_stopped_enrols_nobody(client, auth):
     assert not stopped["enrolled"] and stopped["reason"] == "not_running"
 
 
+@pytest.fixture
+def trusting(app):
+    """This worker trusts every status it reads for the whole test, so the remembered paths run however slow the machine."""
+    app.extensions["stickyloop"].experiment_cache = ExperimentCache(status_seconds=3600)
+
+
 @contextmanager
 def second_worker(app):
     """Another app on the same database: a second worker, with caches of its own."""
@@ -72,7 +80,7 @@ def second_worker(app):
         other_app.extensions["stickyloop"].db.dispose()
 
 
-def test_a_user_exposed_by_another_worker_keeps_their_first_exposure(app, client, auth, db):
+def test_a_user_exposed_by_another_worker_keeps_their_first_exposure(app, trusting, client, auth, db):
     # This worker trusts its recent read of the running experiment and writes a new user's exposure
     # in one statement; for a user another worker exposed first, that statement answers the stored row.
     shop = auth("storefront")
@@ -86,21 +94,69 @@ def test_a_user_exposed_by_another_worker_keeps_their_first_exposure(app, client
         assert session.scalar(select(func.count()).select_from(ExposureRow).where(ExposureRow.user_id == "elsewhere")) == 1
 
 
-def test_a_stop_elsewhere_enrols_nobody_at_once_and_ends_every_arm_within_the_bound(app, client, auth, db):
+def test_a_stop_elsewhere_enrols_nobody_at_once_and_ends_every_arm_within_the_bound(app, trusting, client, auth, db):
     shop = auth("storefront")
     running(client, auth("editor"), ab_definition())
     exposed = assign(client, shop, "points-q4", "u1")
     with second_worker(app) as other:
         post_ok(other, "/v1/experiments/points-q4/stop", None, auth("editor"))
-    stopped_at = time.monotonic()
+    assert assign(client, shop, "points-q4", "u1") == exposed  # within the bound, a remembered arm still answers
     assert [assign(client, shop, "points-q4", f"late-{i}")["reason"] for i in range(20)] == ["not_running"] * 20
     with db.read() as session:
         assert set(session.scalars(select(ExposureRow.user_id))) == {"u1"}
-    time.sleep(max(0.0, stopped_at + STATUS_SECONDS - time.monotonic()))
-    assert exposed["enrolled"] and assign(client, shop, "points-q4", "u1")["reason"] == "not_running"
+    assert assign(client, shop, "points-q4", "u1")["reason"] == "not_running"  # the refused write read the stop
 
 
-def test_an_exposure_outlives_a_ramp_down_on_another_worker(app, client, auth, db):
+def test_a_trusted_status_expires_after_its_bound(app, client, auth):
+    shop = auth("storefront")
+    services = app.extensions["stickyloop"]
+    services.experiment_cache = ExperimentCache(status_seconds=0.2)
+    running(client, auth("editor"), ab_definition())
+    assign(client, shop, "points-q4", "u1")
+    with second_worker(app) as other:
+        post_ok(other, "/v1/experiments/points-q4/stop", None, auth("editor"))
+    time.sleep(0.2)
+    assert assign(client, shop, "points-q4", "u1")["reason"] == "not_running"
+
+
+def test_a_key_re_created_elsewhere_is_served_by_its_new_definition(app, trusting, client, auth, db):
+    # Revisions start again at 1 for a new experiment, so only the salt tells it from the deleted draft.
+    shop, editor = auth("storefront"), auth("editor")
+    post_ok(client, "/v1/experiments", ab_definition(), editor, status=201)
+    assert client.patch("/v1/experiments/points-q4", json={"description": "v2"}, headers=editor).status_code == 200  # revision 2
+    client.get("/v1/experiments/points-q4/results", headers=auth("analyst"))  # this worker parses the draft at revision 2
+    with second_worker(app) as other:
+        assert other.delete("/v1/experiments/points-q4", headers=editor).status_code == 204
+        renamed = ab_definition()
+        renamed["arms"] = [{**arm, "key": f"new-{arm['key']}"} for arm in renamed["arms"]]
+        running(other, editor, renamed)  # created at revision 1, started: revision 2
+    answers = [assign(client, shop, "points-q4", f"user-{i}") for i in range(30)]
+    assert {a["arm"] for a in answers} <= {"new-control", "new-every5", "new-lottery"} and all(a["enrolled"] for a in answers)
+
+
+def test_a_draft_deleted_elsewhere_is_unknown_at_once(app, trusting, client, auth, db):
+    shop, editor = auth("storefront"), auth("editor")
+    running(client, editor, ab_definition())
+    post_ok(client, "/v1/experiments", ab_definition(key="draft-one"), editor, status=201)
+    assert assign(client, shop, "draft-one", "u9")["reason"] == "not_running"
+    with second_worker(app) as other:
+        assert other.delete("/v1/experiments/draft-one", headers=editor).status_code == 204
+    assert client.post("/v1/assignments", json={"user_id": "u9", "experiments": ["points-q4", "draft-one"]}, headers=shop).status_code == 404
+    assert client.get("/v1/experiments/draft-one/assignment", query_string={"user_id": "u9"}, headers=shop).status_code == 404
+    with db.read() as session:
+        assert session.scalar(select(func.count()).select_from(ExposureRow).where(ExposureRow.user_id == "u9")) == 0
+
+
+def test_an_older_read_never_replaces_a_newer_stamp():
+    memory = ExperimentCache()
+    memory.changed("k", Stamp("stopped", 4, "salt"))  # this process stopped it
+    memory.note("k", Stamp("running", 3, "salt"), time.monotonic() - 0.01)  # a read that began before the stop
+    assert memory.stamp("k") == Stamp("stopped", 4, "salt")
+    memory.note("k", Stamp("running", 1, "other salt"), time.monotonic())  # the key re-created
+    assert memory.stamp("k") == Stamp("running", 1, "other salt")
+
+
+def test_an_exposure_outlives_a_ramp_down_on_another_worker(app, trusting, client, auth, db):
     shop = auth("storefront")
     running(client, auth("editor"), ab_definition())
     assign(client, shop, "points-q4", "warm")
@@ -124,7 +180,7 @@ def test_the_exposure_memory_keeps_the_most_recently_used():
     assert [memory.exposure("k", u) for u in ("a", "b", "c")] == [seen["a"], None, seen["c"]]
 
 
-def test_a_worker_holding_an_old_revision_never_enrols_by_it(app, client, auth, db):
+def test_a_worker_holding_an_old_revision_never_enrols_by_it(app, trusting, client, auth, db):
     # Two apps on one database stand for two workers: this one caches the definition at traffic 1.0,
     # the other ramps traffic down to 1 %. New users asked of this one must be placed by 1 %.
     running(client, auth("editor"), ab_definition())
