@@ -29,8 +29,8 @@ from bench.common import fresh_config, keys  # noqa: E402
 from recommender.evaluation import ranking_metrics  # noqa: E402
 from service.http.app import create_app  # noqa: E402
 from service.store.migrate import upgrade  # noqa: E402
+from tests.datasets import MOVIELENS  # noqa: E402
 
-MOVIELENS = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "movielens-small"
 
 
 def runs(trials: int, ease_trials: int) -> list[tuple[str, dict[str, Any]]]:

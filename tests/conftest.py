@@ -21,9 +21,6 @@ from service.store.database import Database
 from service.store.tables import Base
 from service.store.migrate import upgrade
 
-MOVIELENS = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "movielens-small"
-if not MOVIELENS.exists():
-    MOVIELENS = Path(__file__).resolve().parents[1].parent / "shared" / "datasets" / "movielens-small"
 
 
 @contextmanager

@@ -10,11 +10,11 @@ from implicit.cpu.als import AlternatingLeastSquares
 
 from recommender.evaluation import ranking_metrics
 from recommender.matrix import MatrixSettings
-from tests.conftest import MOVIELENS
+from tests.datasets import MOVIELENS
 from tests.helpers import get_ok, post_ok, train
 
 PARAMS = {"factors": 64, "regularization": 10.0, "iterations": 15, "random_state": 42}
-pytestmark = pytest.mark.skipif(not (MOVIELENS / "ratings.csv").exists(), reason="needs ../shared/datasets/movielens-small")
+pytestmark = pytest.mark.skipif(not (MOVIELENS / "ratings.csv").exists(), reason="needs MovieLens latest-small (MOVIELENS_DIR)")
 
 
 def load_ratings():

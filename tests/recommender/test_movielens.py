@@ -11,9 +11,9 @@ from recommender.evaluation import evaluate, holdout_split
 from recommender.matrix import CodedEvents, MatrixSettings, build_matrix
 from recommender.models import make_recommender
 from recommender.tuning import TuneSettings, search_space, tune
-from tests.conftest import MOVIELENS
+from tests.datasets import MOVIELENS
 
-pytestmark = pytest.mark.skipif(not (MOVIELENS / "ratings.csv").exists(), reason="needs ../shared/datasets/movielens-small")
+pytestmark = pytest.mark.skipif(not (MOVIELENS / "ratings.csv").exists(), reason="needs MovieLens latest-small (MOVIELENS_DIR)")
 
 
 @pytest.fixture(scope="module")
