@@ -95,10 +95,15 @@ def create(db: Database, fields: dict[str, Any]) -> ExperimentRow:
         return session.get(ExperimentRow, fields["key"])  # type: ignore[return-value]
 
 
+# Changes lock the experiment's row FOR NO KEY UPDATE on PostgreSQL: an exposure's foreign-key check
+# takes FOR KEY SHARE on the same row, and must not wait behind (or deadlock with) a pause or stop.
+_CHANGE_LOCK = {"key_share": True}
+
+
 def patch(db: Database, key: str, changes: dict[str, Any]) -> ExperimentRow:
     """Apply changes; design fields only while draft (409), and the result must validate (422)."""
     with db.write() as session:
-        row = session.get(ExperimentRow, key, with_for_update=True)
+        row = session.get(ExperimentRow, key, with_for_update=_CHANGE_LOCK)
         if row is None:
             raise NotFound("experiment", key)
         frozen = sorted(set(changes) & DESIGN_FIELDS)
@@ -169,7 +174,7 @@ def remove(db: Database, key: str) -> None:
 def move(db: Database, key: str, action: str) -> ExperimentRow:
     """Start, pause or stop: an atomic compare-and-set on the status, 409 if it does not allow the move."""
     with db.write() as session:
-        row = session.get(ExperimentRow, key, with_for_update=True)
+        row = session.get(ExperimentRow, key, with_for_update=_CHANGE_LOCK)
         if row is None:
             raise NotFound("experiment", key)
         try:
@@ -177,6 +182,7 @@ def move(db: Database, key: str, action: str) -> ExperimentRow:
         except TransitionError as exc:
             raise Conflict(str(exc)) from None
         now = time.time()
+        first_start = row.status == "draft"
         values: dict[str, Any] = {"status": new, "updated_at": now, "revision": row.revision + 1}
         if action == "start" and row.started_at is None:
             values["started_at"] = now
@@ -189,7 +195,7 @@ def move(db: Database, key: str, action: str) -> ExperimentRow:
         )
         if done.rowcount != 1:  # type: ignore[attr-defined]  # the row lock makes this unreachable
             raise Conflict("the experiment changed while moving it; try again")
-        if row.type == "bandit":
+        if row.type == "bandit" and first_start:  # its arms' rows, once: no exposure can be in flight yet
             stats = insert(session, BanditArmStatsRow).on_conflict_do_nothing(index_elements=["experiment_key", "arm"])
             session.execute(stats, [{"experiment_key": key, "arm": a["key"], "pulls": 0, "reward_sum": 0.0, "reward_sumsq": 0.0, "reward_m2": 0.0, "reward_count": 0} for a in row.arms])
         session.flush()

@@ -9,9 +9,10 @@ reads the winner's row, so both answer the same arm.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any, Iterable, Sequence
 
 from sqlalchemy import text
+from sqlalchemy.orm import Session
 
 from service.store.database import Database
 from service.store.experiments import Stamp
@@ -124,9 +125,32 @@ _MATURE = text("UPDATE exposures SET counted = :yes WHERE experiment_key = :key 
 _PULLS = text("UPDATE bandit_arm_stats SET pulls = pulls + :n WHERE experiment_key = :key AND arm = :arm")
 
 
+def counting_lock(session: Session, keys: Iterable[str], wait: bool = True) -> bool:
+    """Hold, until the transaction ends, each bandit's right to count its waiting pulls; False if `wait` is off and one is taken.
+
+    Maturation and outcome batches both move waiting exposures to counted and then add to their
+    arms, each in an order of its own; on PostgreSQL two of them on one bandit could deadlock, so
+    they take this lock first, in one order. SQLite serialises writers already.
+    """
+    if session.get_bind().dialect.name == "sqlite":
+        return True
+    for key in sorted(set(keys)):
+        params = {"key": f"counting:{key}"}
+        if wait:
+            session.execute(text("SELECT pg_advisory_xact_lock(hashtextextended(:key, 7))"), params)
+        elif not session.execute(text("SELECT pg_try_advisory_xact_lock(hashtextextended(:key, 7))"), params).scalar():
+            return False
+    return True
+
+
 def mature(db: Database, key: str, before: float) -> int:
-    """Count the waiting pulls of users exposed at or before `before` (their attribution window has passed); answer how many."""
+    """Count the waiting pulls of users exposed at or before `before` (their attribution window has passed); answer how many.
+
+    Skipped (0) while an outcome batch is counting the same bandit: the next assignment matures them.
+    """
     with db.write() as session:
+        if not counting_lock(session, [key], wait=False):
+            return 0
         arms = [r[0] for r in session.execute(_MATURE, {"key": key, "before": before, "yes": True})]
         for arm in sorted(set(arms)):
             session.execute(_PULLS, {"key": key, "arm": arm, "n": arms.count(arm)})

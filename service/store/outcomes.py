@@ -21,6 +21,7 @@ from sqlalchemy.orm import Session
 
 from experiments.definitions import Experiment
 from service.store.database import Database
+from service.store.exposures import counting_lock
 from service.errors import Invalid
 from service.store.sql import chunks, run
 
@@ -153,6 +154,7 @@ def _update_bandits(session: Session, definitions: dict[str, Experiment], deltas
             binary[(experiment, arm)] += float(new > 0) - float(old > 0)
         else:
             changes[(experiment, arm)].append((old, new))
+    counting_lock(session, {experiment for experiment, _ in [*binary, *changes]} | set(arrived))
     for experiment, users in sorted(arrived.items()):
         _count_waiting_pulls(session, experiment, users)
     for (experiment, arm), change in sorted(binary.items()):

@@ -136,7 +136,9 @@ def bandit_allocation(db: Database, d: StoredDefinition, now: float | None = Non
     exp = d.experiment
     assert exp.bandit is not None
     if exp.bandit.attribution_hours is not None:  # pulls whose window has passed count now, as failures or zeros
-        exposures.mature(db, exp.key, (time.time() if now is None else now) - exp.bandit.attribution_hours * 3600)
+        # By the server's clock: a client's timestamp from the future must not close other users' windows.
+        today = time.time() if now is None else min(now, time.time())
+        exposures.mature(db, exp.key, today - exp.bandit.attribution_hours * 3600)
     rows = exposures.arm_stats(db, exp.key)
     zero = (0, 0.0, 0.0, 0.0)
     pulls, sums, sumsq, m2 = (list(col) for col in zip(*(rows.get(a.key, zero) for a in exp.arms)))

@@ -250,6 +250,29 @@ def test_concurrent_first_exposures_are_recorded_once(app, auth, db):
         assert session.scalar(select(func.sum(BanditArmStatsRow.pulls))) == 25
 
 
+def test_lifecycle_moves_race_new_users_of_bandits_without_a_deadlock(app, auth, db):
+    # On PostgreSQL an enrolment's foreign-key check shares the experiment's row with a pause or a
+    # stop; they used to deadlock (503) when the move also wrote the arms' rows.
+    editor, shop = auth("editor"), auth("storefront")
+    for b in range(3):
+        running(app.test_client(), editor, bandit_definition(key=f"bandit-{b}"))
+
+    def ask(i: int) -> int:
+        return app.test_client().get(f"/v1/experiments/bandit-{i % 3}/assignment?user_id=n{i}", headers=shop).status_code
+
+    def move_all() -> list[int]:
+        moving = app.test_client()
+        return [moving.post(f"/v1/experiments/bandit-{b}/{action}", headers=editor).status_code for action in ("pause", "start", "stop") for b in range(3)]
+
+    with ThreadPoolExecutor(8) as pool:
+        moved = pool.submit(move_all)
+        asked = pool.map(ask, range(600))
+        assert set(asked) == {200} and moved.result() == [200] * 9
+    with db.read() as session:
+        exposures = session.scalar(select(func.count()).select_from(ExposureRow))
+        assert session.scalar(select(func.sum(BanditArmStatsRow.pulls))) == exposures
+
+
 def test_bandit_assignment_gives_the_propensity(client, auth):
     running(client, auth("editor"), bandit_definition(algorithm="epsilon_greedy", bandit={"algorithm": "epsilon_greedy", "epsilon": 0.3, "min_probability": 0.0}))
     answer = assign(client, auth("storefront"), "bonus-bandit", "u1")

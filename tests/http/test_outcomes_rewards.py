@@ -1,12 +1,16 @@
 """Outcomes and rewards through HTTP: idempotency, exact counts under concurrency, schedules."""
 from __future__ import annotations
 
+import random
+import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime, timezone
 
 import numpy as np
 from sqlalchemy import func, select
 
-from service.store.tables import BanditArmStatsRow, UserMetricTotalRow
+from service.store.tables import BanditArmStatsRow, ExposureRow, UserMetricTotalRow
 from tests.experiment_helpers import ab_definition, assign, bandit_definition, running
 from tests.helpers import get_ok, post_ok
 
@@ -198,5 +202,39 @@ def test_a_bandit_with_an_attribution_window_counts_a_pull_when_its_outcome_arri
     assert pulls() == 5
     post_ok(client, "/v1/outcomes", {"outcomes": [{"outcome_id": "late", "experiment": "bonus-bandit", "user_id": "old0", "metric": "conversion"}]}, shop)
     assert pulls() == 5  # counted once, when its window passed; the late conversion still counts
+    assign(client, shop, "bonus-bandit", "from-the-future", timestamp="2120-01-01T00:00:00Z")
+    assert pulls() == 5  # windows close by the server's clock, not by a client's timestamp
     with db.read() as session:
         assert int(session.scalar(select(func.sum(BanditArmStatsRow.reward_sum)))) == 3
+
+
+def test_outcome_batches_race_maturing_assignments_without_a_deadlock(app, auth, db):
+    # Outcome batches and maturation both move waiting pulls to counted and add to the arms; on
+    # PostgreSQL they used to lock the arms in orders of their own and deadlock (503).
+    body = bandit_definition(arms=3)
+    body["bandit"]["attribution_hours"] = 1
+    running(app.test_client(), auth("editor"), body)
+    shop = auth("storefront")
+    now, exposed, lock = time.time(), [], threading.Lock()
+
+    def ask(i: int) -> int:
+        when = datetime.fromtimestamp(now - random.Random(i).uniform(0, 7200), timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+        reply = app.test_client().get(f"/v1/experiments/bonus-bandit/assignment?user_id=r{i}&timestamp={when}", headers=shop)
+        if reply.status_code == 200 and reply.get_json()["enrolled"]:
+            with lock:
+                exposed.append(f"r{i}")
+        return reply.status_code
+
+    def report(b: int) -> int:
+        with lock:
+            users = random.Random(b).sample(exposed, min(20, len(exposed)))
+        batch = [{"outcome_id": f"race-{b}-{u}", "experiment": "bonus-bandit", "user_id": u, "metric": "conversion"} for u in users]
+        return app.test_client().post("/v1/outcomes", json={"outcomes": batch}, headers=shop).status_code if batch else 200
+
+    with ThreadPoolExecutor(8) as pool:
+        asked = list(pool.map(ask, range(100)))
+        statuses = list(pool.map(lambda k: ask(100 + k) if k % 3 else report(k), range(600)))
+    assert set(asked) == set(statuses) == {200}
+    with db.read() as session:
+        counted = session.scalar(select(func.count()).select_from(ExposureRow).where(ExposureRow.counted))
+        assert session.scalar(select(func.sum(BanditArmStatsRow.pulls))) == counted
