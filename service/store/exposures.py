@@ -55,9 +55,8 @@ def state(db: Database, key: str, user_id: str) -> ExposureState | None:
     rows = db.fetch(_STATE, (user_id, key))
     if not rows:
         return None
-    status, revision, salt, arm, probability, exposed_at = rows[0]
-    exposure = Exposure(arm, float(probability), float(exposed_at)) if arm is not None else None
-    return ExposureState(Stamp(status, int(revision), salt), exposure)
+    status, revision, salt, arm = rows[0][:4]
+    return ExposureState(Stamp(status, int(revision), salt), _exposure(rows[0][3:]) if arm is not None else None)
 
 
 def arm_stats(db: Database, key: str) -> dict[str, tuple[int, float, float, float]]:
