@@ -5,7 +5,7 @@ import os
 import threading
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator
+from typing import TYPE_CHECKING, Any, Iterator
 
 from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
@@ -14,6 +14,9 @@ from sqlalchemy.exc import InterfaceError
 from sqlalchemy.orm import Session, sessionmaker
 
 from service.errors import Unavailable
+
+if TYPE_CHECKING:
+    from service.store.prepared import PreparedStatements
 
 # What the drivers raise when the server is down, the connection was lost or a lock timed out.
 _DRIVER_DOWN: tuple[type[BaseException], ...] = (OperationalError, InterfaceError)
@@ -84,7 +87,7 @@ class _ThreadConnections:
         if getattr(local, "pid", None) != os.getpid():
             proxied = self._engine.raw_connection()
             proxied.detach()
-            local.conn, local.pid, local.cursor = proxied.dbapi_connection, os.getpid(), None
+            local.conn, local.pid, local.cursor, local.statements = proxied.dbapi_connection, os.getpid(), None, None
             with self._lock:
                 self._opened.append(local.conn)
         return local.conn
@@ -96,6 +99,16 @@ class _ThreadConnections:
         if local.cursor is None:
             local.cursor = conn.cursor()
         return local.cursor
+
+    def statements(self) -> PreparedStatements | None:
+        """This thread's prepared statements on its PostgreSQL connection (None if its encoding is not UTF-8)."""
+        from service.store.prepared import PreparedStatements  # psycopg: absent from SQLite-only installs
+
+        conn = self.get()
+        local = self._local
+        if local.statements is None:
+            local.statements = PreparedStatements.on(conn) or False
+        return local.statements or None
 
     def discard(self) -> None:
         """Close this thread's connection (it failed); the next read opens another."""
@@ -173,8 +186,6 @@ class Database:
         query itself. A read is safe to repeat, so a connection that died while
         idle (a database restart) is replaced and the read retried once.
         """
-        if not self.is_sqlite:
-            sql = sql.replace("?", "%s")
         with unavailable_on_failure():
             return self._fetch(sql, params)
 
@@ -187,10 +198,13 @@ class Database:
             finally:
                 cur.close()  # an open statement would pin an SQLite read snapshot
         for attempt in (1, 2):
-            self._fetch_connections.get()  # failing to connect is not worth a second try
+            statements = self._fetch_connections.statements()  # failing to connect is not worth a second try
             try:
+                rows = statements.run(sql, params) if statements is not None else None
+                if rows is not None:
+                    return rows
                 cur = self._fetch_connections.cursor()
-                cur.execute(sql, params)
+                cur.execute(sql.replace("?", "%s"), params)
                 return cur.fetchall()  # type: ignore[no-any-return]
             except Exception:
                 if attempt == 2:

@@ -77,3 +77,69 @@ def test_a_read_survives_the_server_dropping_its_connection(postgres):
         conn.commit()
     assert postgres.fetch("SELECT 41 + 1") == [(42,)]
     assert postgres.fetch("SELECT pg_backend_pid()") != [(pid,)]
+
+
+# What psycopg's own cursor answers for each parameter: the hot reads send parameters through
+# libpq directly (service/store/prepared.py) and must not differ from it in any value or type.
+PARAMETERS = [None, True, False, 0, -1, 2**31, -(2**63), 2**63 - 1, 2**63, 10**30, 1.5, -0.0, 1e308, -1e-308,
+              float("inf"), float("-inf"), "", "héllo ✓", "'; DROP TABLE x; --", "x" * 10_000, "?", "$1"]
+
+
+def _cursor_answer(db: Database, sql: str, params: tuple) -> list:
+    with db.engine.connect() as conn:
+        cur = conn.connection.dbapi_connection.cursor()
+        cur.execute(sql.replace("?", "%s"), params)
+        return cur.fetchall()
+
+
+@pytest.mark.parametrize("value", PARAMETERS, ids=[repr(p)[:24] for p in PARAMETERS])
+def test_a_parameter_reads_back_as_the_drivers_cursor_reads_it(postgres, value):
+    statements = ["SELECT ?", "SELECT ?::text IS NULL, ?::text"]
+    if not isinstance(value, str) and value is not None:  # the server infers a string's type from its use
+        statements.append("SELECT pg_typeof(?)::text")
+    for sql in statements:
+        params = (value,) * sql.count("?")
+        expected = _cursor_answer(postgres, sql, params)
+        assert postgres.fetch(sql, params) == expected
+        assert postgres.fetch(sql, params) == expected  # prepared by now
+
+
+def test_not_a_number_reads_back_as_not_a_number(postgres):
+    ((value, kind),) = postgres.fetch("SELECT ?, pg_typeof(?)::text", (float("nan"), float("nan")))
+    assert value != value and kind == "double precision"
+
+
+def test_a_text_parameter_with_a_nul_fails_as_the_cursor_fails_instead_of_being_cut_short(postgres):
+    import psycopg
+
+    with pytest.raises(psycopg.DataError, match="NUL"):
+        postgres.fetch("SELECT ? = 'a'", ("a\x00b",))
+    assert postgres.fetch("SELECT 41 + 1") == [(42,)]
+
+
+def test_errors_are_the_drivers_own_and_leave_the_connection_usable(postgres):
+    import psycopg
+
+    with pytest.raises(psycopg.errors.SyntaxError):
+        postgres.fetch("SELEC 1")
+    with pytest.raises(psycopg.errors.DivisionByZero):
+        postgres.fetch("SELECT 1 / ?", (0,))
+    assert postgres.fetch("SELECT 1 / ?", (1,)) == [(1,)]
+
+
+def test_statements_beyond_those_kept_prepared_still_answer(postgres):
+    from service.store.prepared import MAX_PREPARED
+
+    for k in range(MAX_PREPARED + 10):
+        assert postgres.fetch(f"SELECT ? + {k}", (1,)) == [(1 + k,)]
+
+
+def test_a_statement_prepared_before_a_schema_change_answers_the_new_shape(postgres):
+    postgres.fetch("CREATE TABLE IF NOT EXISTS reshaped (x integer)")
+    try:
+        postgres.fetch("INSERT INTO reshaped VALUES (?)", (1,))
+        assert postgres.fetch("SELECT * FROM reshaped") == [(1,)]
+        postgres.fetch("ALTER TABLE reshaped ADD COLUMN y integer DEFAULT 2")
+        assert postgres.fetch("SELECT * FROM reshaped") == [(1, 2)]
+    finally:
+        postgres.fetch("DROP TABLE reshaped")
