@@ -94,6 +94,8 @@ ROLE_TABLE
   "index": 3}}`; `index` is the entry's position when the field sits in a batch). `request_id`
   is the request's `X-Request-ID` header when the client sent a usable one, a fresh id
   otherwise; it is also sent back as the `X-Request-ID` response header and appears in the logs.
+  Requests the HTTP server refuses before the app reads them (a request line or a header too
+  long, a malformed request line) get the same shape without `request_id`.
 - **Status codes.**
 
   | status | when |

@@ -6,7 +6,10 @@ import tempfile
 import threading
 from typing import Any
 
+from gunicorn import util as gunicorn_util
+
 from service.config import Config
+from service.http.errors import error_body
 
 # A bad environment variable stops the master with one line before any worker starts:
 # a worker that failed on it would print a traceback, once per worker.
@@ -41,9 +44,28 @@ raw_env = ["OPENBLAS_NUM_THREADS=1"]
 # gunicorn caps the request line at 8,190 bytes (0 would lift the cap, and with it any bound
 # on what one client makes a worker buffer); every documented query parameter fits in it,
 # which is why RecommendQuery bounds `exclude`. Header fields keep the same size: the only
-# header the API reads is a short bearer key. Longer ones get gunicorn's own 414 or 431.
+# header the API reads is a short bearer key. Longer ones get a 414 or a 431 from gunicorn
+# itself, before any worker's app sees them, in the contract's error shape (below).
 limit_request_line = 8190
 limit_request_field_size = 8190
+
+_REFUSALS = {
+    414: "the request line (method, path and query string) is over 8,190 bytes",
+    431: "a header is over 8,190 bytes, or the request has over 100 headers",
+}
+
+
+def _write_error(sock: Any, status: int, reason: str, message: str) -> None:
+    """gunicorn's own refusals (request line or header too long, a malformed request) as JSON in the contract's error shape, not HTML."""
+    said = message.strip().splitlines()[0][:200] if message.strip() else reason.lower()
+    body = error_body(status, _REFUSALS.get(status, said))
+    head = f"HTTP/1.1 {status} {reason}\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
+    gunicorn_util.write_nonblock(sock, head.encode("latin-1") + body)
+
+
+# Every worker's error path calls util.write_error at the time of the error, so replacing it
+# here, in the master before it forks, covers every worker class.
+gunicorn_util.write_error = _write_error
 
 # Prometheus counters from every worker are merged through files in this folder.
 if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):

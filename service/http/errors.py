@@ -1,6 +1,7 @@
 """One place that turns every failure into the contract's JSON error shape and status code."""
 from __future__ import annotations
 
+import json
 import logging
 import re
 from typing import Any
@@ -80,6 +81,11 @@ def error_response(status: int, code: str, message: str, details: list[Any] | No
     response = jsonify(body)
     response.status_code = status
     return response
+
+
+def error_body(status: int, message: str) -> bytes:
+    """The contract's error body outside any request context: for the HTTP server's own refusals."""
+    return json.dumps({"error": {"code": _HTTP_CODES.get(status, "error"), "message": message, "details": []}}).encode()
 
 
 def register_error_handlers(app: Flask) -> None:

@@ -21,9 +21,9 @@ _ERROR_TEXT = {
     404: "Unknown resource",
     409: "Wrong state for this change",
     413: "Batch or body too large",
-    414: "Request line over 8,190 bytes; answered by the HTTP server (gunicorn) as HTML, not in the error shape",
+    414: "Request line over 8,190 bytes; refused by the HTTP server before the app, in the same error shape",
     422: "Failed validation; details name each bad field",
-    431: "A header over 8,190 bytes or over 100 headers; answered by the HTTP server (gunicorn) as HTML, not in the error shape",
+    431: "A header over 8,190 bytes or over 100 headers; refused by the HTTP server before the app, in the same error shape",
     503: "The database is unreachable; try again shortly",
 }
 # Refused by gunicorn before the request reaches the app; any request may meet them.
@@ -78,9 +78,8 @@ def _responses(spec: EndpointSpec, schemas: dict[Any, Any]) -> dict[str, Any]:
     if spec.query is not None or spec.path:
         codes.add(422)
     error = {"application/json": {"schema": {"$ref": _REF.format(model="ErrorBody")}}}
-    html = {"text/html": {"schema": {"type": "string"}}}
     for code in sorted(codes):
-        responses[str(code)] = {"description": _ERROR_TEXT.get(code, "Error"), "content": html if code in _SERVER_ERRORS else error}
+        responses[str(code)] = {"description": _ERROR_TEXT.get(code, "Error"), "content": error}
     return responses
 
 
