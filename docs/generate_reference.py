@@ -96,6 +96,9 @@ ROLE_TABLE
   otherwise; it is also sent back as the `X-Request-ID` response header and appears in the logs.
   Requests the HTTP server refuses before the app reads them (a request line or a header too
   long, a malformed request line) get the same shape without `request_id`.
+- **HEAD** is answered wherever GET is, except on the two GETs that can record an exposure
+  (`GET /v1/experiments/{{key}}/assignment`, `GET /v1/users/{{user_id}}/recommendations`): there it is a
+  405 that records nothing.
 - **Status codes.**
 
   | status | when |

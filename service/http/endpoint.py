@@ -13,6 +13,7 @@ from typing import Any, Callable, Iterable
 import pydantic_core
 from flask import Response, current_app, g, request
 from pydantic import BaseModel, ValidationError
+from werkzeug.exceptions import MethodNotAllowed
 
 from service.errors import Invalid
 from service.http.schemas.common import MAX_BATCH
@@ -53,6 +54,7 @@ class EndpointSpec:
     path: dict[str, str] = field(default_factory=dict)
     batch_field: str | None = None
     query_attributes: bool = False
+    records: bool = False
 
 
 def _bearer_token() -> str:
@@ -173,8 +175,13 @@ def endpoint(
     path: dict[str, str] | None = None,
     batch_field: str | None = None,
     query_attributes: bool = False,
+    records: bool = False,
 ) -> Callable[[Callable[..., Any]], Callable[..., Response]]:
-    """Declare an endpoint; the view receives `body`, `query` and path args already validated, after the key's check."""
+    """Declare an endpoint; the view receives `body`, `query` and path args already validated, after the key's check.
+
+    `records` marks a GET that can record something (an exposure): HEAD, which werkzeug
+    answers by running the GET view, is refused there, so that a link checker enrols nobody.
+    """
     spec = EndpointSpec(
         summary=summary,
         roles=tuple(roles) if roles is not None else None,
@@ -189,11 +196,14 @@ def endpoint(
         path=path or {},
         batch_field=batch_field,
         query_attributes=query_attributes,
+        records=records,
     )
 
     def decorate(fn: Callable[..., Any]) -> Callable[..., Response]:
         @wraps(fn)
         def view(**args: Any) -> Response:
+            if spec.records and request.method == "HEAD":
+                raise MethodNotAllowed(valid_methods=["GET"], description="HEAD is not answered here: a GET of this path can record an exposure")
             if spec.roles is not None:
                 _principal(spec.roles)  # a bad key answers 401 or 403 before any other error
             _check_path(spec, args)

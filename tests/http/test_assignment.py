@@ -32,6 +32,17 @@ def test_assignment_is_sticky_and_records_one_exposure(client, auth, db):
     assert [(r.user_id, r.arm) for r in rows] == [("u1", first["arm"])]
 
 
+def test_head_enrols_nobody(client, auth, db):
+    # werkzeug answers HEAD by running the GET view; a link checker must not enrol anyone.
+    running(client, auth("editor"), ab_definition())
+    for path in ("/v1/experiments/points-q4/assignment?user_id=u1", "/v1/users/u1/recommendations?experiment=points-q4"):
+        response = client.head(path, headers=auth("storefront"))
+        assert (response.status_code, response.headers["Allow"]) == (405, "GET")
+    with db.read() as session:
+        assert session.scalar(select(func.count()).select_from(ExposureRow)) == 0
+    assert assign(client, auth("storefront"), "points-q4", "u1")["enrolled"]
+
+
 def test_arms_follow_the_weights_over_http(client, auth, db):
     running(client, auth("editor"), ab_definition(weights=(2, 1, 1)))
     arms = [assign(client, auth("storefront"), "points-q4", f"user-{i}")["arm"] for i in range(1200)]

@@ -28,6 +28,7 @@ def _when(ts: datetime | None) -> float:
     errors=(404,),
     path={"key": "key"},
     query_attributes=True,
+    records=True,
 )
 def one(key: str, query: AssignmentQuery, attributes: dict[str, str]) -> dict[str, Any]:
     """Assign one user in one experiment; the use case's dict is already in AssignmentOut's shape (see endpoint._serialise)."""

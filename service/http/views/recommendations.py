@@ -20,7 +20,7 @@ def _items(pairs: list[tuple[str, float]]) -> list[dict[str, Any]]:
 
 
 @bp.get("/v1/users/<user_id>/recommendations")
-@endpoint("'You may like' for a user", roles=STOREFRONT, tag="recommendations", query=RecommendQuery, response=Recommendations, errors=(404,), path={"user_id": "id"})
+@endpoint("'You may like' for a user", roles=STOREFRONT, tag="recommendations", query=RecommendQuery, response=Recommendations, errors=(404,), path={"user_id": "id"}, records=True)
 def for_user(user_id: str, query: RecommendQuery) -> dict[str, Any]:
     """Never a purchased, unavailable or excluded item."""
     svc = services()
