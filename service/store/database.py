@@ -205,7 +205,7 @@ class Database:
                     return rows
                 cur = self._fetch_connections.cursor()
                 cur.execute(sql.replace("?", "%s"), params)
-                return cur.fetchall()  # type: ignore[no-any-return]
+                return cur.fetchall() if cur.description is not None else []
             except Exception:
                 if attempt == 2:
                     raise

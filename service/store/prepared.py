@@ -10,6 +10,9 @@ loaders, failures as psycopg's exception classes) and drops only that layer.
 from __future__ import annotations
 
 import math
+import re
+from collections import OrderedDict
+from functools import lru_cache
 from typing import Any, Sequence
 
 import psycopg
@@ -22,9 +25,13 @@ from psycopg.errors import error_from_result
 _BOOL, _INT2, _INT4, _INT8, _FLOAT8, _INFER = 16, 21, 23, 20, 701, 0
 _INT_TYPES = ((range(-(2**15), 2**15), _INT2), (range(-(2**31), 2**31), _INT4), (range(-(2**63), 2**63), _INT8))
 _NON_FINITE = {math.inf: b"Infinity", -math.inf: b"-Infinity"}
-# Statements a connection keeps prepared; further distinct texts (an IN list of
-# every length, say) are planned on each run instead, as psycopg would.
+# A statement text is prepared on its second run, so that a one-off (an IN list of some
+# length) costs one round trip and no slot; a connection keeps the 64 most recently used.
+PREPARE_AFTER = 2
 MAX_PREPARED = 64
+_RUNS_KEPT = 1024
+# A quoted literal is matched whole so that a '?' inside it stays text.
+_PLACEHOLDER_OR_LITERAL = re.compile(r"'(?:[^']|'')*'|\?")
 
 
 class _Unsupported(Exception):
@@ -52,20 +59,29 @@ def _encode(value: Any) -> tuple[bytes | None, int]:
     raise _Unsupported
 
 
-def numbered(sql: str) -> str:
-    """`?` placeholders as PostgreSQL's `$1`, `$2`, ..."""
-    parts = sql.split("?")
-    return parts[0] + "".join(f"${k}{part}" for k, part in enumerate(parts[1:], 1))
+@lru_cache(maxsize=512)
+def numbered(sql: str) -> tuple[bytes, int]:
+    """The statement with `?` placeholders as PostgreSQL's `$1`, `$2`, ..., and how many there are."""
+    count = 0
+
+    def number(match: re.Match[str]) -> str:
+        nonlocal count
+        if match.group() != "?":
+            return match.group()
+        count += 1
+        return f"${count}"
+
+    return _PLACEHOLDER_OR_LITERAL.sub(number, sql).encode(), count
 
 
 class PreparedStatements:
     """The statements prepared on one connection, in autocommit mode, used by one thread."""
 
     def __init__(self, conn: psycopg.Connection[Any]) -> None:
-        if conn.info.encoding != "utf-8":
-            raise _Unsupported
         self._conn = conn
-        self._names: dict[tuple[str, tuple[int, ...]], bytes] = {}
+        self._prepared: OrderedDict[tuple[str, tuple[int, ...]], bytes] = OrderedDict()
+        self._runs: dict[tuple[str, tuple[int, ...]], int] = {}
+        self._named = 0
         self._rows = Transformer(conn)
 
     @classmethod
@@ -85,21 +101,40 @@ class PreparedStatements:
             return None
         values = [v for v, _ in encoded]
         types = tuple(t for _, t in encoded)
+        text, placeholders = numbered(sql)
+        if placeholders != len(params):  # as the cursor does: before sending, as a programming error
+            raise psycopg.ProgrammingError(f"the statement has {placeholders} placeholders but {len(params)} parameters were passed")
         pgconn = self._conn.pgconn
-        name = self._names.get((sql, types))
-        if name is None and len(self._names) < MAX_PREPARED:
-            name = f"_stickyloop_{len(self._names)}".encode()
-            self._check(pgconn.prepare(name, numbered(sql).encode(), types))
-            self._names[(sql, types)] = name
-        if name is None:
-            result = pgconn.exec_params(numbered(sql).encode(), values, types)
+        key = (sql, types)
+        name = self._prepared.get(key)
+        if name is not None:
+            self._prepared.move_to_end(key)
+        elif self._runs.get(key, 0) + 1 >= PREPARE_AFTER:
+            name = self._prepare(key, text, types)
         else:
-            result = pgconn.exec_prepared(name, values)  # type: ignore[arg-type]  # a None is sent as NULL, as psycopg itself does
+            if len(self._runs) >= _RUNS_KEPT:
+                self._runs.clear()
+            self._runs[key] = self._runs.get(key, 0) + 1
+            result = pgconn.exec_params(text, values, types)  # type: ignore[arg-type]  # a None is sent as NULL, as psycopg itself does
+        if name is not None:
+            result = pgconn.exec_prepared(name, values)  # type: ignore[arg-type]
         self._check(result)
         if result.status == pq.ExecStatus.COMMAND_OK:
             return []
         self._rows.set_pgresult(result)
         return self._rows.load_rows(0, result.ntuples, tuple)
+
+    def _prepare(self, key: tuple[str, tuple[int, ...]], text: bytes, types: tuple[int, ...]) -> bytes:
+        pgconn = self._conn.pgconn
+        if len(self._prepared) >= MAX_PREPARED:
+            _, oldest = self._prepared.popitem(last=False)
+            self._check(pgconn.exec_(b"DEALLOCATE " + oldest))
+        name = f"_stickyloop_{self._named}".encode()
+        self._named += 1
+        self._check(pgconn.prepare(name, text, types))
+        self._prepared[key] = name
+        self._runs.pop(key, None)
+        return name
 
     def _check(self, result: pq.abc.PGresult) -> None:
         if result.status in (pq.ExecStatus.TUPLES_OK, pq.ExecStatus.COMMAND_OK):

@@ -127,18 +127,54 @@ def test_errors_are_the_drivers_own_and_leave_the_connection_usable(postgres):
     assert postgres.fetch("SELECT 1 / ?", (1,)) == [(1,)]
 
 
-def test_statements_beyond_those_kept_prepared_still_answer(postgres):
+def test_a_connection_keeps_the_most_recently_used_statements_prepared(postgres):
     from service.store.prepared import MAX_PREPARED
 
-    for k in range(MAX_PREPARED + 10):
-        assert postgres.fetch(f"SELECT ? + {k}", (1,)) == [(1 + k,)]
+    def prepared() -> int:
+        return postgres.fetch("SELECT count(*) FROM pg_prepared_statements WHERE name LIKE '\\_stickyloop\\_%'")[0][0]
+
+    postgres.fetch("SELECT 1 WHERE ? = 'one-off'", ("x",))  # a one-off takes no slot
+    before = prepared()
+    for k in range(MAX_PREPARED + 10):  # every IN-list length a client could send, each twice
+        sql = f"SELECT count(*) FROM (VALUES {', '.join(['(?)'] * (k + 1))}) AS v"
+        for _ in range(2):
+            assert postgres.fetch(sql, tuple(range(k + 1))) == [(k + 1,)]
+    assert before <= MAX_PREPARED and prepared() == MAX_PREPARED
+    assert postgres.fetch("SELECT ? + 1", (41,)) == [(42,)] == postgres.fetch("SELECT ? + 1", (41,))  # still prepared, evicting the oldest
+    assert prepared() == MAX_PREPARED
+
+
+def test_a_question_mark_inside_a_literal_stays_text(postgres):
+    assert postgres.fetch("SELECT '?', 'it''s ?', ?::int", (1,)) == [("?", "it's ?", 1)]
+
+
+def test_a_wrong_number_of_parameters_is_a_programming_error_not_an_outage(postgres):
+    import psycopg
+
+    from service.errors import Unavailable
+
+    with pytest.raises(psycopg.ProgrammingError) as raised:
+        postgres.fetch("SELECT ?, ?", (1,))
+    assert not isinstance(raised.value, (psycopg.OperationalError, Unavailable))
+
+
+def test_a_command_answers_no_rows_and_runs_once_on_either_path(postgres):
+    postgres.fetch("CREATE TABLE IF NOT EXISTS commands (n integer)")
+    try:
+        assert postgres.fetch("INSERT INTO commands SELECT length(?)", ("ab",)) == []
+        assert postgres.fetch("INSERT INTO commands SELECT length(?)", (b"abc",)) == []  # bytes: through the cursor
+        assert postgres.fetch("SELECT n FROM commands ORDER BY n") == [(2,), (3,)]
+    finally:
+        postgres.fetch("DROP TABLE commands")
 
 
 def test_a_statement_prepared_before_a_schema_change_answers_the_new_shape(postgres):
+    # The server refuses the old plan ("cached plan must not change result type"); the read is
+    # retried once on a new connection, which prepares the statement afresh.
     postgres.fetch("CREATE TABLE IF NOT EXISTS reshaped (x integer)")
     try:
         postgres.fetch("INSERT INTO reshaped VALUES (?)", (1,))
-        assert postgres.fetch("SELECT * FROM reshaped") == [(1,)]
+        assert postgres.fetch("SELECT * FROM reshaped") == [(1,)] == postgres.fetch("SELECT * FROM reshaped")
         postgres.fetch("ALTER TABLE reshaped ADD COLUMN y integer DEFAULT 2")
         assert postgres.fetch("SELECT * FROM reshaped") == [(1, 2)]
     finally:
