@@ -5,7 +5,13 @@ users cost one extra write, so both are measured. A second experiment targets
 users by behaviour the service stores (purchases and revenue, which everyone
 here passes): its new users also cost the read of their activity.
 
-    .venv/bin/python bench/assignment.py [--rounds 5] [--seconds 4] [--clients 8] [--workers 4]
+Returning users are measured as every worker has answered them before, like
+the recommendations benchmark's: each worker remembers the exposures it has
+answered, and each run's new connections land on any worker, so the warm-up is
+--warmups short runs rather than one. A returning user a worker meets for the
+first time costs it one read, as a targeted experiment's new user does.
+
+    .venv/bin/python bench/assignment.py [--rounds 5] [--seconds 4] [--warmups 4] [--clients 8] [--workers 4]
 """
 from __future__ import annotations
 
@@ -17,6 +23,7 @@ from typing import Callable
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.common import fresh_config, keys, prepare, running_ab, server_env, summary  # noqa: E402
+from bench.cpu import split_line  # noqa: E402
 from bench.load import median_ratio, report, rounds, run  # noqa: E402
 from tests.server import gunicorn  # noqa: E402
 
@@ -26,6 +33,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--seconds", type=float, default=4.0)
     parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--warmups", type=int, default=4)
     parser.add_argument("--clients", type=int, default=8)
     parser.add_argument("--workers", type=int, default=4)
     parser.add_argument("--users", type=int, default=5_000)
@@ -47,8 +55,9 @@ def main() -> None:
 
     measured = {}
     with gunicorn(env, workers=args.workers) as server:
-        for warm in (returning, returning_targeted):  # every worker's definition cache
-            run(server.base, warm, headers, clients=args.clients, seconds=2.0)
+        for _ in range(max(1, args.warmups)):  # every worker reads each definition and each returning user once
+            for warm in (returning, returning_targeted):
+                run(server.base, warm, headers, clients=args.clients, seconds=2.0)
         for name, paths in (
             ("returning", lambda k: returning),
             ("first exposures", fresh(key)),
@@ -56,13 +65,18 @@ def main() -> None:
             ("targeted first", fresh(targeted)),
         ):
             measured[name] = rounds(server.base, paths, headers, args.rounds, clients=args.clients, seconds=args.seconds)
+        pids = [server.process.pid, *server.worker_pids()]
+        splits = [split_line("GET /healthz", server.base, pids, ["/healthz"], {}, args.clients, args.seconds)]
+        for name, paths in (("returning", returning), ("first exposures", fresh(key)(args.rounds)), ("targeted first", fresh(targeted)(args.rounds))):
+            splits.append(split_line(name, server.base, pids, paths, headers, args.clients, args.seconds))
     print(f"database: {svc.db.dialect}; gunicorn: {args.workers} workers, {args.clients} concurrent clients; "
-          f"{args.rounds} rounds of {args.seconds:g} s each, /healthz right before each")
+          f"{args.warmups} warm-up runs, then {args.rounds} rounds of {args.seconds:g} s each, /healthz right before each")
     for name, pairs in measured.items():
         for k, (health, load) in enumerate(pairs, 1):
             print(report(f"round {k}: GET /healthz", health))
             print(report(f"round {k}: {name}", load, health))
         print(f"{name}: median of {len(pairs)} rounds {median_ratio(pairs):.2f}x of /healthz")
+    print("\n".join(line for line in splits if line))
     summary(
         assignment_returning=median_ratio(measured["returning"]),
         assignment_first=median_ratio(measured["first exposures"]),

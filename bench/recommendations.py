@@ -27,6 +27,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.common import fresh_config, keys, load_synthetic, prepare, server_env, summary  # noqa: E402
+from bench.cpu import split_line  # noqa: E402
 from bench.load import median_ratio, report, rounds, run  # noqa: E402
 from tests.server import gunicorn  # noqa: E402
 from service.usecases.model_training import request_training, run_training  # noqa: E402
@@ -69,6 +70,9 @@ def main() -> None:
         pairs = rounds(server.base, lambda k: returning, headers, args.rounds, clients=args.clients, seconds=args.seconds)
         health = run(server.base, ["/healthz"], {}, clients=args.clients, seconds=args.seconds)
         cold = run(server.base, first, headers, clients=args.clients, seconds=args.seconds)
+        pids = [server.process.pid, *server.worker_pids()]
+        splits = [split_line(name, server.base, pids, paths, h, args.clients, args.seconds)
+                  for name, paths, h in (("GET /healthz", ["/healthz"], {}), ("returning", returning, headers))]
     print(f"gunicorn: {args.workers} workers, {args.clients} concurrent clients, {args.seconds:g} s each")
     for k, (base, warm) in enumerate(pairs, 1):
         print(report(f"round {k}: GET /healthz", base))
@@ -76,6 +80,7 @@ def main() -> None:
     print(f"returning users, median of {len(pairs)} rounds: {median_ratio(pairs):.2f}x of /healthz (aim 0.7x)")
     print(report("GET /healthz", health))
     print(report("recs, first requests", cold, health))
+    print("\n".join(line for line in splits if line))
     summary(recommendations_returning=median_ratio(pairs), recommendations_first=cold.rps / health.rps)
     if cold.requests > len(first):
         print(f"  (first requests repeated users: {cold.requests:,} requests over {len(first):,} users)")
