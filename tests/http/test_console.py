@@ -67,6 +67,16 @@ def test_sign_in_refuses_an_unknown_key_and_keeps_the_cookie_safe(client, keys):
     assert "HttpOnly" in cookie and "SameSite=Lax" in cookie and "Path=/ui" in cookie and "Secure" not in cookie
 
 
+def test_a_console_session_does_not_reach_the_api(client, keys):
+    # The session is opened for /ui only: a signed-in browser's cookie grants nothing outside it.
+    token = csrf(client)
+    assert client.post("/ui/sign-in", data={"csrf_token": token, "api_key": keys["admin"]}).status_code == 303
+    client.set_cookie("stickyloop_console", client.get_cookie("stickyloop_console", path="/ui").value, path="/")
+    answer = client.get("/v1/keys")
+    assert answer.status_code == 401 and "Set-Cookie" not in answer.headers
+    assert client.get("/ui/experiments").status_code == 200
+
+
 def test_sign_in_needs_the_csrf_token_and_follows_only_local_next(client, keys):
     assert client.post("/ui/sign-in", data={"api_key": keys["editor"]}).status_code == 403
     token = csrf(client)

@@ -11,7 +11,8 @@ import secrets
 from datetime import timedelta
 from typing import Any
 
-from flask import Blueprint, Flask, current_app, g, render_template
+from flask import Blueprint, Flask, Request, current_app, g, render_template
+from flask.sessions import SecureCookieSession, SecureCookieSessionInterface
 from werkzeug.exceptions import HTTPException
 from werkzeug.wrappers import Response
 
@@ -33,6 +34,21 @@ CSP = (
 _TITLES = {403: "Not allowed", 404: "Not found", 405: "Method not allowed", 409: "Not possible now", 422: "Not valid", 503: "Unavailable"}
 
 
+class ConsoleSessions(SecureCookieSessionInterface):
+    """The signed cookie session, opened for console pages only.
+
+    The cookie's path is /ui, so no other request carries it, and the API authenticates
+    every call by its key: opening an empty session there built a signing serializer on
+    every API request for nothing. Elsewhere the session is Flask's null session, and
+    no answer outside /ui can set the cookie.
+    """
+
+    def open_session(self, app: Flask, request: Request) -> SecureCookieSession | None:
+        if not request.path.startswith(bp.url_prefix or "/ui"):
+            return None
+        return super().open_session(app, request)
+
+
 def init_console(app: Flask) -> None:
     """Configure the signed session cookie and register the console's pages."""
     config: Config = app.config["STICKYLOOP"]
@@ -47,6 +63,7 @@ def init_console(app: Flask) -> None:
         SESSION_COOKIE_SECURE=False,
         PERMANENT_SESSION_LIFETIME=timedelta(hours=8),
     )
+    app.session_interface = ConsoleSessions()
     app.jinja_env.autoescape = True
     app.register_blueprint(bp)
 
