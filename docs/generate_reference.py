@@ -115,8 +115,8 @@ ROLE_TABLE
   | 500 | a bug; the message asks to quote the `request_id` |
 
   A bad key is answered with 401 or 403 before the path, query or body is validated. A request
-  line or header too long for gunicorn never reaches the service: gunicorn refuses it itself, in
-  its own HTML.
+  line or header too long for gunicorn never reaches the service: gunicorn refuses it itself (414
+  or 431), in the same error shape.
 - **Validation.** A request is validated whole before anything is stored, and a batch is then
   stored in one transaction: bad input never stores anything partially and never causes a 500.
   Bodies refuse unknown fields and do not coerce types (`"value": "12"` is a 422). Query

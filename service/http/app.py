@@ -28,6 +28,8 @@ def create_app(config: Config | None = None) -> Flask:
     app = Flask(__name__, instance_path=str(config.model_dir.parent.resolve()))
     app.config.update(MAX_CONTENT_LENGTH=config.max_content_length, TESTING=config.testing, STICKYLOOP=config)
     app.json.sort_keys = False  # type: ignore[attr-defined]
+    # werkzeug would answer /v1/users//x/... with a redirect to /v1/users/x/...: another user.
+    app.url_map.merge_slashes = False
     app.extensions["stickyloop"] = Services.build(config)
     register_error_handlers(app)
     init_request_tracking(app, config.log_requests)

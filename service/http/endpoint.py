@@ -130,7 +130,8 @@ def _parse_query(spec: EndpointSpec) -> BaseModel:
 def _check_path(spec: EndpointSpec, args: dict[str, Any]) -> None:
     """Path parameters follow the contract's id and key formats."""
     for name, kind in spec.path.items():
-        if name in args and not PATH_KINDS[kind].match(args[name]):
+        # fullmatch: with match, '$' also matches before a final newline, letting 129 characters through.
+        if name in args and not PATH_KINDS[kind].fullmatch(args[name]):
             rule = "1..128 characters" if kind == "id" else "^[a-z0-9][a-z0-9_.-]{0,63}$"
             raise Invalid.field(name, f"must match {rule}")
 

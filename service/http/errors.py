@@ -7,6 +7,7 @@ import re
 from typing import Any
 
 from flask import Flask, Response, g, jsonify
+from gunicorn.http.errors import ParseException
 from pydantic import ValidationError
 from werkzeug.exceptions import HTTPException
 
@@ -114,6 +115,11 @@ def register_error_handlers(app: Flask) -> None:
         if status == 405 and exc.valid_methods:  # type: ignore[attr-defined]
             response.headers["Allow"] = ", ".join(exc.valid_methods)  # type: ignore[attr-defined]
         return response
+
+    @app.errorhandler(ParseException)
+    def _unreadable(exc: ParseException) -> Response:
+        # gunicorn parses a chunked body only as the app reads it, so its errors arrive here.
+        return error_response(400, "bad_request", f"the request body could not be read ({str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__})")
 
     @app.errorhandler(Exception)
     def _unexpected(exc: Exception) -> Response:

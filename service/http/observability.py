@@ -28,7 +28,7 @@ def init_request_tracking(app: Flask, log_requests: bool) -> None:
     @app.before_request
     def _start() -> None:
         incoming = request.headers.get("X-Request-ID", "")
-        g.request_id = incoming if _RID.match(incoming) else uuid.uuid4().hex
+        g.request_id = incoming if _RID.fullmatch(incoming) else uuid.uuid4().hex
         g.started = time.perf_counter()
 
     @app.after_request

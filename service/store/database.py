@@ -28,6 +28,15 @@ except ImportError:  # SQLite-only installs
     pass
 
 
+def _lost_or_stale(exc: Exception) -> bool:
+    """Whether a statement failed with its connection (lost, or holding a plan a schema change outdated) rather than on its data.
+
+    Only then is a fresh connection worth a second try; a bad value would fail again, and
+    replacing the connection for it would let hostile input churn connections.
+    """
+    return isinstance(exc, _DRIVER_DOWN) or getattr(exc, "sqlstate", None) == "0A000"  # cached plan must not change result type
+
+
 @contextmanager
 def unavailable_on_failure() -> Iterator[None]:
     """Turn a driver's connection failure into the domain's Unavailable, in one clear line."""
@@ -206,8 +215,8 @@ class Database:
                 cur = self._fetch_connections.cursor()
                 cur.execute(sql.replace("?", "%s"), params)
                 return cur.fetchall() if cur.description is not None else []
-            except Exception:
-                if attempt == 2:
+            except Exception as exc:
+                if attempt == 2 or not _lost_or_stale(exc):
                     raise
                 self._fetch_connections.discard()
         raise AssertionError("unreachable")

@@ -1,7 +1,7 @@
 """The shared state every worker reads per request (active model, catalogue revision) and a user's recent events.
 
-Rows carry a tag in front (0 state, 1 events) so that one round trip returns
-both: on the hot path the round trip costs more than either read.
+Rows carry a tag in front (0 state, 1 recent events, 2 purchased items) so that one
+round trip returns them all: on the hot path the round trip costs more than any read.
 """
 from __future__ import annotations
 
@@ -19,13 +19,12 @@ CATALOGUE_KEY = "catalogue"
 USER_EVENTS_LIMIT = 5000
 
 _STATE = "SELECT 0, key, value, revision FROM app_state WHERE key IN (?, ?)"
-_STATE_AND_EVENTS = (
-    _STATE + " UNION ALL "
-    "SELECT * FROM (SELECT 1, item_id, {kind}, ts FROM events WHERE user_id = ? {only} ORDER BY ts DESC LIMIT ?) AS recent"
-)
-_ALL_EVENTS = _STATE_AND_EVENTS.format(kind="type", only="")
+_RECENT = "SELECT * FROM (SELECT 1, item_id, type, ts FROM events WHERE user_id = ? ORDER BY ts DESC LIMIT ?) AS recent"
+# Every item the user ever bought, however many events came since: none may be recommended.
 # The type as a constant, so that the partial index of purchases answers without visiting the table.
-_PURCHASES = _STATE_AND_EVENTS.format(kind="'purchase'", only="AND type = 'purchase'")
+_PURCHASED = "SELECT DISTINCT 2, item_id, 'purchase', 0.0 FROM events WHERE user_id = ? AND type = 'purchase'"
+_PURCHASES = _STATE + " UNION ALL " + _PURCHASED
+_ALL_EVENTS = _STATE + " UNION ALL " + _RECENT + " UNION ALL " + _PURCHASED
 
 
 @dataclass(frozen=True)
@@ -47,11 +46,15 @@ def shared_state(db: Database) -> SharedState:
     return _state(db.fetch(_STATE, (ACTIVE_MODEL_KEY, CATALOGUE_KEY)))
 
 
-def state_and_user_events(db: Database, user_id: str, purchases_only: bool = False) -> tuple[SharedState, list[UserEvent]]:
-    """The shared state and the user's most recent events (or purchases) as (item_id, type, ts), newest first."""
-    sql = _PURCHASES if purchases_only else _ALL_EVENTS
-    rows = db.fetch(sql, (ACTIVE_MODEL_KEY, CATALOGUE_KEY, user_id, USER_EVENTS_LIMIT))
-    return _state(rows), [(r[1], r[2], float(r[3])) for r in rows if r[0] == 1]
+def state_and_user_events(db: Database, user_id: str, purchases_only: bool = False) -> tuple[SharedState, list[UserEvent], set[str]]:
+    """The shared state, the user's most recent events as (item_id, type, ts), newest first (none when
+    `purchases_only`), and every item the user has purchased."""
+    if purchases_only:
+        rows = db.fetch(_PURCHASES, (ACTIVE_MODEL_KEY, CATALOGUE_KEY, user_id))
+    else:
+        rows = db.fetch(_ALL_EVENTS, (ACTIVE_MODEL_KEY, CATALOGUE_KEY, user_id, USER_EVENTS_LIMIT, user_id))
+    events = [(r[1], r[2], float(r[3])) for r in rows if r[0] == 1]
+    return _state(rows), events, {r[1] for r in rows if r[0] == 2}
 
 
 def set_active_model(session: Session, version: str) -> None:

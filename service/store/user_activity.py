@@ -67,7 +67,8 @@ def of_user(db: Database, user_id: str) -> Activity | None:
 
 def encode_cursor(activity: Activity) -> str:
     """An opaque cursor that resumes the at-risk list after this user."""
-    raw = json.dumps([activity.revenue, activity.purchases, activity.user_id], separators=(",", ":")).encode()
+    # UTF-8 rather than \u escapes: 128 four-byte characters then fit the 1,024 characters a cursor may have.
+    raw = json.dumps([activity.revenue, activity.purchases, activity.user_id], separators=(",", ":"), ensure_ascii=False).encode()
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 

@@ -45,17 +45,17 @@ def for_user(db: Database, cache: ModelCache, user_id: str, n: int, category: st
     """Personalised when the model knows the user or they have events; popular otherwise."""
     if source.version is not None:
         pinned = cache.index(source.version, pinned=True)
-        state, events = state_and_user_events(db, user_id, purchases_only=not pinned.needs_events(user_id))
+        state, events, purchased = state_and_user_events(db, user_id, purchases_only=not pinned.needs_events(user_id))
     else:
-        # A user the model already knows is scored from learned factors, so only their
-        # purchases (to leave out) are read. Which model is active is only known from
+        # A user the model already knows is scored from learned factors, so only the items
+        # they bought (to leave out) are read. Which model is active is only known from
         # the same read, so guess this worker's latest and read again if it changed.
         guess = cache.latest
         purchases_only = guess is not None and not guess.needs_events(user_id) and not source.popular
-        state, events = state_and_user_events(db, user_id, purchases_only)
+        state, events, purchased = state_and_user_events(db, user_id, purchases_only)
         if purchases_only and guess is not None and state.active_version != guess.version:
-            state, events = state_and_user_events(db, user_id)
-    blocked = excluded | {item for item, kind, _ in events if kind == "purchase"}
+            state, events, purchased = state_and_user_events(db, user_id)
+    blocked = excluded | purchased
     version = source.version or state.active_version
     if version is None:
         return Answer("popular", None, catalogue.live_popular(db, n, category, blocked))

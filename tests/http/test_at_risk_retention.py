@@ -87,6 +87,23 @@ def test_at_risk_order_and_pages_match_a_hand_count(client, auth, shoppers, conf
     assert client.get("/v1/users/at-risk", headers=auth("storefront")).status_code == 403
 
 
+def test_pages_continue_past_users_with_the_longest_non_ascii_ids(client, auth):
+    # Each id is 128 characters of four UTF-8 bytes; their cursors must still fit the 1,024 allowed.
+    names = ["\U0001D518" * 128, "\u00e9" * 128, "z" * 128]
+    events = [{"event_id": f"long-{k}", "user_id": name, "item_id": "i1", "type": "purchase", "value": 100.0 - k,
+               "timestamp": "2024-01-01T00:00:00Z"} for k, name in enumerate(names)]
+    post_ok(client, "/v1/events", {"events": events}, auth("storefront"))
+    walked, cursor = [], None
+    while True:
+        page = get_ok(client, "/v1/users/at-risk?idle_days=0&min_purchases=1&limit=1" + (f"&cursor={cursor}" if cursor else ""), auth("analyst"))
+        walked += [u["user_id"] for u in page["users"]]
+        cursor = page["next_cursor"]
+        if cursor is None:
+            break
+        assert len(cursor) <= 1024
+    assert walked == names
+
+
 @pytest.mark.parametrize("position", [
     '[1, 99999999999999999999999, "u1"]', '[1, -9223372036854775809, "u1"]', '[1, -1, "u1"]', '[1, true, "u1"]',
     '[NaN, 1, "u1"]', '[-Infinity, 1, "u1"]', '[1e999, 1, "u1"]', '[1, 1, "\\ud800"]', '[1, 1, "u\\u0000"]', '[1, 1, "' + "u" * 129 + '"]', '[1, 1]', '{"a": 1}',

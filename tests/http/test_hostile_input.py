@@ -213,6 +213,26 @@ def test_a_key_id_beyond_64_bits_is_404(client, auth, db):
     assert stored(db) == before
 
 
+@pytest.mark.parametrize("digits", ["%C2%B2", "%D9%A3", "%EF%BC%91"], ids=["superscript two", "arabic-indic three", "fullwidth one"])
+def test_a_key_id_in_another_scripts_digits_revokes_nothing(client, auth, keys, digits):
+    listed = client.get("/v1/keys", headers=auth("admin")).get_json()
+    refused(client.delete(f"/v1/keys/{digits}", headers=auth("admin")), 404)
+    assert client.get("/v1/keys", headers=auth("admin")).get_json() == listed
+
+
+def test_an_id_of_129_characters_is_422_even_ending_in_a_newline(client, auth, db):
+    before = stored(db)
+    for path in ("/v1/users/" + "u" * 128 + "%0A/recommendations?experiment=points-q4", "/v1/experiments/points-q4%0A/assignment?user_id=u1"):
+        refused(client.get(path, headers=auth("storefront")), 422)
+    assert stored(db) == before
+
+
+def test_doubled_slashes_are_not_redirected_to_another_resource(client, auth):
+    for path in ("/v1/users//victim/recommendations", "/v1//items/popular"):
+        answer = client.get(path, headers=auth("storefront"))
+        assert answer.status_code == 404 and "Location" not in answer.headers and answer.get_json()["error"]["code"] == "not_found"
+
+
 @pytest.mark.parametrize("field", ["traffic", "name", "description", "arms", "metrics"])
 def test_patching_a_field_to_null_is_422_naming_it(client, auth, field):
     editor = auth("editor")
@@ -377,6 +397,9 @@ def test_gunicorn_reads_the_longest_documented_request_and_refuses_longer_ones(c
             (_send(server.base, longest + "&n=1" + "0" * 8190, bearer), 414, "uri_too_long"),
             (_send(server.base, "/v1/items/popular", {**bearer, "X-Padding": "p" * 9000}), 431, "headers_too_large"),
             (_send_raw(server.base, b"NOT A REQUEST\r\n\r\n"), 400, "bad_request"),
+            # A malformed chunked body: gunicorn finds out only as the app reads it.
+            (_send_raw(server.base, b"POST /v1/events HTTP/1.1\r\nHost: x\r\nAuthorization: " + bearer["Authorization"].encode()
+                       + b"\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\nZZ\r\n{}\r\n0\r\n\r\n"), 400, "bad_request"),
         ):
             assert answer[:2] == (status, "application/json")
             error = json.loads(answer[2])["error"]

@@ -55,6 +55,19 @@ def test_purchased_unavailable_and_excluded_items_never_appear(client, auth, tra
     assert unavailable not in ids(get_ok(client, f"/v1/items/{before[5]}/similar?n=24", h))
 
 
+@pytest.mark.parametrize("user", ["ua3", "late-newcomer"], ids=["known to the model", "new since training"])
+def test_an_item_bought_long_ago_never_appears_however_many_events_came_since(client, auth, trained, user):
+    h = auth("storefront")
+    bought = ids(recs(client, auth, "ua3", "?n=1"))[0]
+    old = {"event_id": f"old-{user}", "user_id": user, "item_id": bought, "type": "purchase", "value": 5, "timestamp": "2020-01-01T00:00:00Z"}
+    # More newer events than the 5,000 read for scoring a user (USER_EVENTS_LIMIT), on other items.
+    newer = [{"event_id": f"new-{user}-{k}", "user_id": user, "item_id": f"a{k % 12}" if f"a{k % 12}" != bought else "b0",
+              "type": "purchase", "value": 1, "timestamp": "2024-01-01T00:00:00Z"} for k in range(5_001)]
+    post_ok(client, "/v1/events", {"events": [old, *newer]}, h)
+    for query in ("?n=24", "?n=24&category=" + bought[0]):
+        assert bought not in ids(recs(client, auth, user, query))
+
+
 def test_category_filter(client, auth, trained):
     body = recs(client, auth, "ua3", "?category=b&n=4")
     assert len(body["items"]) == 4 and all(i.startswith("b") for i in ids(body))

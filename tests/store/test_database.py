@@ -122,9 +122,14 @@ def test_errors_are_the_drivers_own_and_leave_the_connection_usable(postgres):
 
     with pytest.raises(psycopg.errors.SyntaxError):
         postgres.fetch("SELEC 1")
+    (pid,), = postgres.fetch("SELECT pg_backend_pid()")
     with pytest.raises(psycopg.errors.DivisionByZero):
         postgres.fetch("SELECT 1 / ?", (0,))
+    postgres.fetch("CREATE TEMPORARY TABLE IF NOT EXISTS short_ids (id varchar(3))")
+    with pytest.raises(psycopg.errors.StringDataRightTruncation):  # an id longer than its column
+        postgres.fetch("INSERT INTO short_ids VALUES (?)", ("abcd",))
     assert postgres.fetch("SELECT 1 / ?", (1,)) == [(1,)]
+    assert postgres.fetch("SELECT pg_backend_pid()") == [(pid,)]  # a bad value is not worth a new connection
 
 
 def test_a_connection_keeps_the_most_recently_used_statements_prepared(postgres):

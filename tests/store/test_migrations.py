@@ -103,7 +103,7 @@ def downgrade(db: Database, target: str) -> None:
 
 
 def _purchases_plan(db: Database) -> str:
-    params = ("active_model", "catalogue", "u1", 10)
+    params = ("active_model", "catalogue", "u1")
     with db.engine.connect() as conn:
         if db.is_sqlite:
             return " ".join(str(row[-1]) for row in conn.exec_driver_sql("EXPLAIN QUERY PLAN " + state._PURCHASES, params))
@@ -125,7 +125,7 @@ def test_a_known_users_purchases_are_read_from_the_partial_index_alone(empty_db)
     upgrade(empty_db)
     assert _purchases_index_columns(empty_db) == ["user_id", "ts", "item_id", "type"]
     plan = _purchases_plan(empty_db)
-    assert ("COVERING INDEX ix_events_user_purchases" if empty_db.is_sqlite else "Index Only Scan Backward using ix_events_user_purchases") in plan
+    assert ("COVERING INDEX ix_events_user_purchases" if empty_db.is_sqlite else "Index Only Scan using ix_events_user_purchases") in plan
     downgrade(empty_db, "0012")
     assert _purchases_index_columns(empty_db) == ["user_id", "ts", "item_id"]
     upgrade(empty_db)

@@ -15,7 +15,7 @@ from experiments.schedules import SCHEDULES
 from service.http.console.forms import json_text
 
 MAX_ROWS = 50  # the API's bound on arms and on metrics
-_INTEGER = re.compile(r"^[+-]?\d+$")
+_INTEGER = re.compile(r"[+-]?[0-9]+")
 _ROW = re.compile(r"^(arms|metrics)\.(\d{1,2})\.")
 
 
@@ -62,7 +62,7 @@ class Parsed:
 
 def _number(raw: str) -> Any:
     """An int or float; text that is neither (or not finite) stays text, for the schema to refuse under the field's name."""
-    if _INTEGER.match(raw):
+    if _INTEGER.fullmatch(raw):
         try:
             return int(raw)
         except ValueError:  # past Python's 4,300 digits
