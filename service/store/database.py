@@ -5,7 +5,7 @@ import os
 import threading
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterator
+from typing import Any, Iterator
 
 from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
@@ -15,13 +15,12 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from service.errors import Unavailable
 
-if TYPE_CHECKING:
-    from service.store.prepared import PreparedStatements
-
 # What the drivers raise when the server is down, the connection was lost or a lock timed out.
 _DRIVER_DOWN: tuple[type[BaseException], ...] = (OperationalError, InterfaceError)
 try:
     import psycopg
+
+    from service.store.prepared import PreparedStatements
 
     _DRIVER_DOWN += (psycopg.OperationalError, psycopg.InterfaceError)
 except ImportError:  # SQLite-only installs
@@ -111,8 +110,6 @@ class _ThreadConnections:
 
     def statements(self) -> PreparedStatements | None:
         """This thread's prepared statements on its PostgreSQL connection (None if its encoding is not UTF-8)."""
-        from service.store.prepared import PreparedStatements  # psycopg: absent from SQLite-only installs
-
         conn = self.get()
         local = self._local
         if local.statements is None:

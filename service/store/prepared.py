@@ -104,19 +104,11 @@ class PreparedStatements:
         text, placeholders = numbered(sql)
         if placeholders != len(params):  # as the cursor does: before sending, as a programming error
             raise psycopg.ProgrammingError(f"the statement has {placeholders} placeholders but {len(params)} parameters were passed")
+        name = self._name_for((sql, types), text)
         pgconn = self._conn.pgconn
-        key = (sql, types)
-        name = self._prepared.get(key)
-        if name is not None:
-            self._prepared.move_to_end(key)
-        elif self._runs.get(key, 0) + 1 >= PREPARE_AFTER:
-            name = self._prepare(key, text, types)
-        else:
-            if len(self._runs) >= _RUNS_KEPT:
-                self._runs.clear()
-            self._runs[key] = self._runs.get(key, 0) + 1
+        if name is None:
             result = pgconn.exec_params(text, values, types)  # type: ignore[arg-type]  # a None is sent as NULL, as psycopg itself does
-        if name is not None:
+        else:
             result = pgconn.exec_prepared(name, values)  # type: ignore[arg-type]
         self._check(result)
         if result.status == pq.ExecStatus.COMMAND_OK:
@@ -124,16 +116,26 @@ class PreparedStatements:
         self._rows.set_pgresult(result)
         return self._rows.load_rows(0, result.ntuples, tuple)
 
-    def _prepare(self, key: tuple[str, tuple[int, ...]], text: bytes, types: tuple[int, ...]) -> bytes:
+    def _name_for(self, key: tuple[str, tuple[int, ...]], text: bytes) -> bytes | None:
+        """The name `key` is prepared under, preparing it on its second run; None while it is still a one-off."""
+        name = self._prepared.get(key)
+        if name is not None:
+            self._prepared.move_to_end(key)
+            return name
+        runs = self._runs.pop(key, 0) + 1
+        if runs < PREPARE_AFTER:
+            if len(self._runs) >= _RUNS_KEPT:
+                self._runs.clear()
+            self._runs[key] = runs
+            return None
         pgconn = self._conn.pgconn
         if len(self._prepared) >= MAX_PREPARED:
             _, oldest = self._prepared.popitem(last=False)
             self._check(pgconn.exec_(b"DEALLOCATE " + oldest))
         name = f"_stickyloop_{self._named}".encode()
         self._named += 1
-        self._check(pgconn.prepare(name, text, types))
+        self._check(pgconn.prepare(name, text, key[1]))
         self._prepared[key] = name
-        self._runs.pop(key, None)
         return name
 
     def _check(self, result: pq.abc.PGresult) -> None:
