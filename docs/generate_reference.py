@@ -98,7 +98,7 @@ ROLE_TABLE
   long, a malformed request line) get the same shape without `request_id`.
 - **HEAD** is answered wherever GET is, except on the two GETs that can record an exposure
   (`GET /v1/experiments/{{key}}/assignment`, `GET /v1/users/{{user_id}}/recommendations`): there it is a
-  405 that records nothing.
+  405 that records nothing, and `Allow` (on any 405 there) lists `GET, OPTIONS`.
 - **Status codes.**
 
   | status | when |

@@ -35,6 +35,19 @@ def create_app(config: Config | None = None) -> Flask:
     init_request_tracking(app, config.log_requests)
     for name in VIEWS:
         app.register_blueprint(importlib.import_module(f"service.http.views.{name}").bp)
+    _refuse_head_where_get_records(app)
     init_console(app)
     register_commands(app)
     return app
+
+
+def _refuse_head_where_get_records(app: Flask) -> None:
+    """werkzeug answers HEAD by running the GET view; where a GET can record an exposure, HEAD is not a method at all.
+
+    Taking it off the rule makes the router refuse it (405) before any view runs, and every
+    405 of the path (a POST as well) lists the same methods in `Allow`.
+    """
+    for rule in app.url_map.iter_rules():
+        spec = getattr(app.view_functions.get(rule.endpoint), "__api__", None)
+        if spec is not None and spec.records and rule.methods is not None:
+            rule.methods.discard("HEAD")

@@ -13,7 +13,6 @@ from typing import Any, Callable, Iterable
 import pydantic_core
 from flask import Response, current_app, g, request
 from pydantic import BaseModel, ValidationError
-from werkzeug.exceptions import MethodNotAllowed
 
 from service.errors import Invalid
 from service.http.schemas.common import MAX_BATCH
@@ -180,8 +179,8 @@ def endpoint(
 ) -> Callable[[Callable[..., Any]], Callable[..., Response]]:
     """Declare an endpoint; the view receives `body`, `query` and path args already validated, after the key's check.
 
-    `records` marks a GET that can record something (an exposure): HEAD, which werkzeug
-    answers by running the GET view, is refused there, so that a link checker enrols nobody.
+    `records` marks a GET that can record something (an exposure): the app takes HEAD off its
+    route (`service.http.app`), so that a link checker enrols nobody.
     """
     spec = EndpointSpec(
         summary=summary,
@@ -203,8 +202,6 @@ def endpoint(
     def decorate(fn: Callable[..., Any]) -> Callable[..., Response]:
         @wraps(fn)
         def view(**args: Any) -> Response:
-            if spec.records and request.method == "HEAD":
-                raise MethodNotAllowed(valid_methods=["GET"], description="HEAD is not answered here: a GET of this path can record an exposure")
             if spec.roles is not None:
                 _principal(spec.roles)  # a bad key answers 401 or 403 before any other error
             _check_path(spec, args)

@@ -36,8 +36,10 @@ def test_head_enrols_nobody(client, auth, db):
     # werkzeug answers HEAD by running the GET view; a link checker must not enrol anyone.
     running(client, auth("editor"), ab_definition())
     for path in ("/v1/experiments/points-q4/assignment?user_id=u1", "/v1/users/u1/recommendations?experiment=points-q4"):
-        response = client.head(path, headers=auth("storefront"))
-        assert (response.status_code, response.headers["Allow"]) == (405, "GET")
+        for refused in (client.head(path, headers=auth("storefront")), client.post(path, headers=auth("storefront"))):
+            assert refused.status_code == 405
+            assert set(refused.headers["Allow"].split(", ")) == {"GET", "OPTIONS"}  # the same on every 405, HEAD never
+        assert client.post(path, headers=auth("storefront")).get_json()["error"]["code"] == "method_not_allowed"
     with db.read() as session:
         assert session.scalar(select(func.count()).select_from(ExposureRow)) == 0
     assert assign(client, auth("storefront"), "points-q4", "u1")["enrolled"]
