@@ -68,12 +68,15 @@ _SUMS = (
     "SUM(u.v * u.v), SUM(u.x * u.x), SUM(u.x * u.v) FROM ({per_user}) u GROUP BY u.arm"
 )
 # Otherwise one statement, two passes: the per-user rows are computed once (MATERIALIZED), the arm
-# means from them, then the deviations around those means.
+# means from them, then the deviations around those means. A plain SUM near 1e15 rounds each value
+# by up to 0.06, so the first pass's mean is only a reference point: the deviations' own sum (small
+# numbers, summed exactly enough) moves it to the mean, and the moments to it (`_recentred`).
 _MOMENTS = (
     "WITH u AS MATERIALIZED ({per_user}), m AS (SELECT arm, AVG(v) AS mv, AVG(x) AS mx FROM u GROUP BY arm) "
-    "SELECT u.arm, COUNT(*), SUM(u.v), SUM(u.x), SUM(CASE WHEN u.v > 0 THEN 1 ELSE 0 END), "
+    "SELECT u.arm, COUNT(*), MAX(m.mv), MAX(m.mx), SUM(CASE WHEN u.v > 0 THEN 1 ELSE 0 END), "
     "SUM(1.0 / u.p), SUM(u.v / u.p), SUM(1.0 / (u.p * u.p)), SUM(u.v / (u.p * u.p)), SUM(u.v * u.v / (u.p * u.p)), "
-    "SUM((u.v - m.mv) * (u.v - m.mv)), SUM((u.x - m.mx) * (u.x - m.mx)), SUM((u.x - m.mx) * (u.v - m.mv)) "
+    "SUM((u.v - m.mv) * (u.v - m.mv)), SUM((u.x - m.mx) * (u.x - m.mx)), SUM((u.x - m.mx) * (u.v - m.mv)), "
+    "SUM(u.v - m.mv), SUM(u.x - m.mx) "
     "FROM u JOIN m ON m.arm = u.arm GROUP BY u.arm"
 )
 # Reported metrics of A/B tests: users come from the exposures, values from the totals, which carry their arm.
@@ -82,7 +85,10 @@ _TOTALS = (
     "SELECT arm, COUNT(*), SUM(total), SUM(CASE WHEN total > 0 THEN 1 ELSE 0 END) FROM user_metric_totals "
     "WHERE experiment_key = :key AND metric = :metric GROUP BY arm"
 )
-_TOTALS_SECOND = "SELECT arm, SUM((total - {mean}) * (total - {mean})) FROM user_metric_totals WHERE experiment_key = :key AND metric = :metric GROUP BY arm"
+_TOTALS_SECOND = (
+    "SELECT arm, SUM((total - {mean}) * (total - {mean})), SUM(total - {mean}) FROM user_metric_totals "
+    "WHERE experiment_key = :key AND metric = :metric GROUP BY arm"
+)
 
 
 @dataclass(frozen=True)
@@ -125,14 +131,31 @@ def _reported_ab(db: Database, params: dict[str, Any]) -> dict[str, ArmMoments]:
         sums = {r[0]: (int(r[1]), float(r[2] or 0), int(r[3] or 0)) for r in session.execute(text(_TOTALS), params)}
         means = {arm: sums.get(arm, (0, 0.0, 0))[1] / n for arm, n in users.items() if n}
         second_params = dict(params)
-        spread = {r[0]: float(r[1] or 0) for r in session.execute(text(_TOTALS_SECOND.format(mean=_by_arm("arm", means, second_params, "m"))), second_params)}
+        second = text(_TOTALS_SECOND.format(mean=_by_arm("arm", means, second_params, "m")))
+        spread = {r[0]: (float(r[1] or 0), float(r[2] or 0)) for r in session.execute(second, second_params)}
     out = {}
     for arm, n in users.items():
         with_data, total, positives = sums.get(arm, (0, 0.0, 0))
-        mean = total / n if n else 0.0
-        # Users with no total are zeros: each adds mean^2 to the squared deviations.
-        out[arm] = ArmMoments(n, total, spread.get(arm, 0.0) + (n - with_data) * mean * mean, positives)
+        if not n:
+            out[arm] = ArmMoments(0, 0.0, 0.0, positives)
+            continue
+        squares, deviations = spread.get(arm, (0.0, 0.0))
+        # Users with no total are zeros: each deviates from the reference mean by -mean.
+        reference = means[arm]
+        users_without = n - with_data
+        mean, m2 = _moved(n, reference, squares + users_without * reference * reference, deviations - users_without * reference)
+        out[arm] = ArmMoments(n, mean * n, m2, positives)
     return out
+
+
+def _moved(n: int, reference: float, squares: float, deviations: float) -> tuple[float, float]:
+    """The mean and the squared deviations from it, given both around a `reference` point near the mean.
+
+    Sum((v - m)^2) = Sum((v - r)^2) - n (m - r)^2, with m - r = Sum(v - r) / n: exact algebra, and
+    the deviations from r are small numbers wherever the values sit.
+    """
+    shift = deviations / n
+    return reference + shift, max(squares - n * shift * shift, 0.0)
 
 
 def arm_moments(db: Database, key: str, metric: str, builtin: bool, bandit: bool, now: float, cuped_days: int | None = None) -> dict[str, ArmMoments]:
@@ -146,7 +169,7 @@ def arm_moments(db: Database, key: str, metric: str, builtin: bool, bandit: bool
     with db.read() as session:
         rows = [_centred(r) for r in session.execute(text(_SUMS.format(per_user=per_user)), params)]
         if any(r is None for r in rows):
-            rows = list(session.execute(text(_MOMENTS.format(per_user=per_user)), params))
+            rows = [_recentred(r) for r in session.execute(text(_MOMENTS.format(per_user=per_user)), params)]
     out = {}
     for arm, n, total, total_x, positives, w, wy, w2, w2y, w2y2, m2, m2_x, c_xy in rows:  # type: ignore[misc]
         numbers = [float(v or 0) for v in (total, total_x, w, wy, w2, w2y, w2y2, m2, m2_x, c_xy)]
@@ -170,6 +193,17 @@ def _centred(row: Any) -> tuple[Any, ...] | None:
         if square > 0 and (spread <= 0 or square / spread > _SAFE_RATIO):
             return None
     return (arm, n, total, total_x, positives, w, wy, w2, w2y, w2y2, max(m2, 0.0), max(m2_x, 0.0), xv - total * total_x / n)
+
+
+def _recentred(row: Any) -> tuple[Any, ...]:
+    """A second-pass row in the first pass's shape: totals and centred moments around the arms' own means."""
+    arm, n, mv, mx, positives, w, wy, w2, w2y, w2y2, vv, xx, xv, dv, dx = row
+    n = int(n)
+    mv, mx, vv, xx, xv, dv, dx = (float(v or 0) for v in (mv, mx, vv, xx, xv, dv, dx))
+    mean_v, m2 = _moved(n, mv, vv, dv)
+    mean_x, m2_x = _moved(n, mx, xx, dx)
+    # Sum((x - mx)(v - mv)) = Sum((x - x̄)(v - v̄)) + n (x̄ - mx)(v̄ - mv)
+    return (arm, n, mean_v * n, mean_x * n, positives, w, wy, w2, w2y, w2y2, m2, m2_x, xv - dx * dv / n)
 
 
 def points_per_arm(db: Database, key: str) -> dict[str, float]:

@@ -131,7 +131,7 @@ def _costs(rows: list[dict[str, Any]], per_arm: list[tuple[str, ArmMoments]], po
 def _sample_size(kind: str, control: ArmSummary, req: ResultsRequest, arms: int) -> dict[str, Any]:
     """Users per arm to detect `mde` from the control's observed rate (or mean and spread)."""
     assert req.mde is not None
-    out: dict[str, Any] = {"mde": req.mde, "mde_type": req.mde_type, "power": req.power, "alpha": req.alpha, "users_per_arm": None, "note": None}
+    out: dict[str, Any] = {"mde": req.mde, "mde_type": req.mde_type, "power": req.power, "alpha": req.alpha, "alpha_per_test": None, "users_per_arm": None, "note": None}
     if control.mean is None:
         out["note"] = "cannot size yet: the control has no exposed users"
         return out
@@ -142,7 +142,10 @@ def _sample_size(kind: str, control: ArmSummary, req: ResultsRequest, arms: int)
         out["note"] = f"cannot size yet: {exc}"
         return out
     out["users_per_arm"] = plan.users_per_arm
-    out["note"] = "from the control's observed rate" if kind == "binary" else "from the control's observed standard deviation"
+    out["alpha_per_test"] = plan.alpha_per_test
+    source = "from the control's observed rate" if kind == "binary" else "from the control's observed standard deviation"
+    split = f"; each of the {arms - 1} comparisons with the control is sized at alpha / {arms - 1} = {plan.alpha_per_test:g}" if plan.alpha_per_test != req.alpha else ""
+    out["note"] = source + split
     return out
 
 

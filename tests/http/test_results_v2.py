@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import math
 from datetime import datetime, timedelta, timezone
+from fractions import Fraction
 
 import numpy as np
 import pytest
@@ -166,6 +167,66 @@ def test_values_far_from_zero_keep_their_precision(client, auth, offset):
     expected = sps.ttest_ind(np.array(values["every5"]), np.array(values["control"]), equal_var=False).pvalue
     assert rows["every5"]["p_value"] == pytest.approx(expected, rel=1e-6)
     assert rows["control"]["ci"][1] - rows["control"]["ci"][0] > 0
+
+
+@pytest.mark.parametrize("metric", ["spend", "revenue"])
+def test_means_near_1e12_with_a_tiny_spread_are_exact_to_the_last_digit_a_double_holds(client, auth, metric):
+    # A plain sum of 200 values near 1e12 rounds each by up to 0.03, more than the spread here: the
+    # means, and the difference between them, must come from deviations around a reference instead.
+    running(client, auth("editor"), ab_definition(weights=(1, 1, 0.000001)))
+    shop = auth("storefront")
+    rng = np.random.default_rng(12)
+    values: dict[str, list[float]] = {"control": [], "every5": []}
+    outcomes, events = [], []
+    for u in range(400):
+        arm = assign(client, shop, "points-q4", f"t{u}")["arm"]
+        if arm not in values:
+            continue
+        value = 1e12 - 0.02 + float(rng.uniform(0, 0.01)) + (0.005 if arm == "every5" else 0.0)
+        values[arm].append(value)
+        outcomes.append({"outcome_id": f"t-{u}", "experiment": "points-q4", "user_id": f"t{u}", "metric": "spend", "value": value})
+        events.append({"event_id": f"t-{u}", "user_id": f"t{u}", "item_id": "sku-1", "type": "purchase", "value": value})
+    if metric == "spend":
+        post_ok(client, "/v1/outcomes", {"outcomes": outcomes}, shop)
+    else:
+        post_ok(client, "/v1/events", {"events": events}, shop)
+    body = get_ok(client, f"/v1/experiments/points-q4/results?metric={metric}&cuped=false", auth("analyst"))
+    rows = {r["arm"]: r for r in body["arms"]}
+    ulp = math.ulp(1e12)
+    exact = {arm: sum(Fraction(v) for v in vs) / len(vs) for arm, vs in values.items()}
+    for arm in values:
+        assert abs(Fraction(rows[arm]["mean"]) - exact[arm]) <= 2 * ulp
+    exact_diff = exact["every5"] - exact["control"]
+    assert abs(Fraction(rows["every5"]["diff"]) - exact_diff) <= 4 * ulp
+    # The interval's width depends on the spread alone, which deviations keep to 1e-9 or better.
+    shifted = {arm: np.array(vs) - 1e12 for arm, vs in values.items()}  # exact: each value lies within 1 of 1e12
+    _, _, _, reference_ci = welch(shifted["control"], shifted["every5"], 0.05)
+    low, high = rows["every5"]["diff_ci"]
+    assert high - low == pytest.approx(reference_ci[1] - reference_ci[0], rel=1e-9)
+    assert low <= exact_diff <= high
+
+
+def test_results_size_each_comparison_at_the_alpha_its_correction_gives_it(client, auth):
+    running(client, auth("editor"), ab_definition(weights=(1, 1, 1)))
+    shop = auth("storefront")
+    converted = {"control": 0, "every5": 0, "lottery": 0}
+    exposed = dict(converted)
+    outcomes = []
+    for u in range(240):
+        arm = assign(client, shop, "points-q4", f"z{u}")["arm"]
+        exposed[arm] += 1
+        if u % 4 == 0:
+            converted[arm] += 1
+            outcomes.append({"outcome_id": f"z-{u}", "experiment": "points-q4", "user_id": f"z{u}", "metric": "conversion", "value": 1})
+    post_ok(client, "/v1/outcomes", {"outcomes": outcomes}, shop)
+    p1 = converted["control"] / exposed["control"]
+    p2 = p1 + 0.05
+    pbar = (p1 + p2) / 2
+    for correction, a in (("holm", 0.05 / 2), ("none", 0.05)):
+        sized = get_ok(client, f"/v1/experiments/points-q4/results?mde=0.05&correction={correction}", auth("analyst"))["sample_size"]
+        n = math.ceil((sps.norm.isf(a / 2) * math.sqrt(2 * pbar * (1 - pbar)) + sps.norm.ppf(0.8) * math.sqrt(p1 * (1 - p1) + p2 * (1 - p2))) ** 2 / 0.05**2)
+        assert (sized["users_per_arm"], sized["alpha"], sized["alpha_per_test"]) == (n, 0.05, pytest.approx(a, rel=1e-12))
+        assert ("alpha / 2" in sized["note"]) == (correction != "none")
 
 
 def test_sample_size_plans_follow_the_formulas(client, auth):
