@@ -9,8 +9,12 @@ from sqlalchemy import select
 
 from service.errors import Conflict
 from service.store.database import Database
-from service.store.state import set_active_model
+from service.store.state import active_model_revision, replace_active_model, set_active_model
 from service.store.tables import ModelArtifactRow, ModelVersionRow
+
+
+# Said in a finished run's `data.activation` when it was asked to activate and did not.
+NOT_ACTIVATED = "not activated: another version was activated while this run trained, and that choice stands"
 
 
 @dataclass(frozen=True)
@@ -78,6 +82,8 @@ def insert(
         tuning=[] if tune is not None else None,
     )
     with db.write() as session:
+        if activate:
+            row.activate_over = active_model_revision(session)
         session.add(row)
         session.flush()
         return _record(row)
@@ -116,7 +122,10 @@ def finish(
         stored.max_event_id = max_event_id
         stored.artifact_sha256 = digest
         if stored.activate_when_ready:
-            set_active_model(session, version)
+            if stored.activate_over is None:  # asked for before runs remembered what they replace
+                set_active_model(session, version)
+            elif not replace_active_model(session, version, stored.activate_over):
+                stored.data = {**data, "activation": NOT_ACTIVATED}
         return True
 
 

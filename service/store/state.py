@@ -8,11 +8,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from sqlalchemy import update
 from sqlalchemy.orm import Session
 
 from recommender.index import UserEvent
 from service.store.database import Database
-from service.store.sql import set_state
+from service.store.sql import insert, set_state
+from service.store.tables import AppStateRow
 
 ACTIVE_MODEL_KEY = "active_model"
 CATALOGUE_KEY = "catalogue"
@@ -60,3 +62,26 @@ def state_and_user_events(db: Database, user_id: str, purchases_only: bool = Fal
 def set_active_model(session: Session, version: str) -> None:
     """Make `version` the one every worker serves, in the caller's transaction."""
     set_state(session, ACTIVE_MODEL_KEY, version)
+
+
+def active_model_revision(session: Session) -> int:
+    """How many activations there have been (0 before the first): what `replace_active_model` compares."""
+    row = session.get(AppStateRow, ACTIVE_MODEL_KEY)
+    return int(row.revision) if row is not None else 0
+
+
+def replace_active_model(session: Session, version: str, over_revision: int) -> bool:
+    """Make `version` the one every worker serves if no activation came after `over_revision`; whether it did.
+
+    One conditional statement, so that an activation committed meanwhile by another worker or
+    host is seen (PostgreSQL re-checks the row it waited for) and wins.
+    """
+    if over_revision == 0:
+        inserted = session.execute(insert(session, AppStateRow).values(key=ACTIVE_MODEL_KEY, value=version, revision=1).on_conflict_do_nothing())
+        return inserted.rowcount == 1  # type: ignore[attr-defined]
+    moved = session.execute(
+        update(AppStateRow)
+        .where(AppStateRow.key == ACTIVE_MODEL_KEY, AppStateRow.revision == over_revision)
+        .values(value=version, revision=AppStateRow.revision + 1)
+    )
+    return moved.rowcount == 1  # type: ignore[attr-defined]

@@ -141,6 +141,8 @@ class ModelVersionRow(Base):
     runner: Mapped[Optional[str]] = mapped_column(Str(128), nullable=True)
     heartbeat_at: Mapped[Optional[float]] = mapped_column(Epoch, nullable=True)
     activate_when_ready: Mapped[bool] = mapped_column(Boolean, default=False)
+    # The active model's revision when the run was asked for: it activates only over that one.
+    activate_over: Mapped[Optional[int]] = mapped_column(BigInteger, nullable=True)
     created_at: Mapped[float] = mapped_column(Epoch)
     finished_at: Mapped[Optional[float]] = mapped_column(Epoch, nullable=True)
     training_seconds: Mapped[Optional[float]] = mapped_column(Float, nullable=True)

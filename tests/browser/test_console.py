@@ -165,8 +165,10 @@ def test_editor_trains_activates_and_looks_up_a_user(visit, demo):
     page.wait_for_url("**/ui/models")
     page.wait_for_load_state()  # count() does not wait, and the click waits only for the navigation to commit
     assert page.locator("svg.chart").count() == 1 and page.locator("text=serving").count() == 1
+    page.click("text=Train a new version")
+    page.wait_for_url("**/ui/models/new")
     page.select_option("#f-algorithm", "item_knn")
-    page.uncheck("#activate")
+    assert not page.is_checked("#activate")  # nothing goes live unless asked
     page.click("button:has-text('Train')")
     page.wait_for_url("**/ui/models")
     # While it trains the page reloads itself; wait for both versions to be ready.

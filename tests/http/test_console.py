@@ -165,7 +165,7 @@ def test_hostile_form_values_are_named_on_the_page_not_a_server_error(as_role, f
 @pytest.mark.parametrize("params", ["[" * 50_000, '{"factors": ' + "9" * 5000 + "}", '{"factors": NaN}'])
 def test_hostile_model_parameters_are_named_on_the_page(as_role, params):
     editor = as_role("editor")
-    resp = editor.post("/ui/models", data={"csrf_token": csrf(editor, "/ui/models"), "algorithm": "als", "params": params})
+    resp = editor.post("/ui/models/new", data={"csrf_token": csrf(editor, "/ui/models/new"), "algorithm": "als", "params": params})
     assert resp.status_code == 422 and 'id="f-params-error"' in resp.get_data(as_text=True)
 
 
@@ -236,11 +236,27 @@ def test_models_page_reloads_itself_while_a_version_trains_and_names_bad_paramet
     assert "http-equiv" not in editor.get("/ui/models").get_data(as_text=True)
     training.request_training(db, config, "als", {}, False)  # recorded as training, never started
     assert '<meta http-equiv="refresh" content="3">' in editor.get("/ui/models").get_data(as_text=True)
-    token = csrf(editor, "/ui/models")
-    bad_json = editor.post("/ui/models", data={"csrf_token": token, "algorithm": "als", "params": "{factors: 8"})
+    # The form has a page of its own, which never reloads: what is typed there stays.
+    form = editor.get("/ui/models/new").get_data(as_text=True)
+    assert "http-equiv" not in form and 'id="activate" name="activate" value="yes" aria-describedby="activate-hint">' in form  # unticked
+    token = csrf(editor, "/ui/models/new")
+    bad_json = editor.post("/ui/models/new", data={"csrf_token": token, "algorithm": "als", "params": "{factors: 8"})
     assert bad_json.status_code == 422 and 'id="f-params-error"' in bad_json.get_data(as_text=True)
-    unknown = editor.post("/ui/models", data={"csrf_token": token, "algorithm": "als", "params": '{"nonsense": 1}'})
+    unknown = editor.post("/ui/models/new", data={"csrf_token": token, "algorithm": "als", "params": '{"nonsense": 1}'})
     assert unknown.status_code == 422 and "nonsense" in unknown.get_data(as_text=True)
+
+
+def test_activating_by_hand_warns_of_the_run_it_keeps_from_going_live(as_role, client, auth, db, config):
+    from service.usecases import model_training as training
+    from tests.helpers import train, two_tribes
+
+    two_tribes(client, auth("storefront"))
+    ready = train(client, auth("editor"), {"algorithm": "item_knn", "activate": False})["version"]
+    editor = as_role("editor")
+    assert "to be served when ready" not in editor.get(f"/ui/models/{ready}/activate").get_data(as_text=True)
+    waiting = training.request_training(db, config, "als", {}, True)  # recorded as training, never started
+    page = editor.get(f"/ui/models/{ready}/activate").get_data(as_text=True)
+    assert f"<code>{waiting.version}</code> is training and was to be served when ready; after this activation it will not be" in page
 
 
 def test_edit_a_draft_keeps_what_the_form_shows(as_role, client, auth):

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import pytest
 
+from service.usecases.model_training import request_training, run_training
 from tests.helpers import get_ok, post_ok, train, two_tribes
 
 
@@ -132,6 +133,23 @@ def test_activation_and_rollback_switch_the_served_version(client, auth, trained
     assert recs(client, auth, "ua1")["model_version"] == trained["version"]
     get_ok(client, "/v1/models/nope", auth("editor"), status=404)
     assert client.post("/v1/models/nope/activate", headers=auth("editor")).status_code == 404
+
+
+def test_a_rollback_made_while_a_run_trains_is_not_undone_when_it_finishes(client, auth, db, config, trained):
+    editor = auth("editor")
+    older = train(client, editor, {"algorithm": "item_knn", "activate": False})
+    # Recorded, not yet run: the run remembers which activation it would replace.
+    waiting = request_training(db, config, "als", {"factors": 8, "iterations": 5}, activate=True)
+    post_ok(client, f"/v1/models/{older['version']}/activate", None, editor)  # the PM's rollback
+    run_training(db, config, waiting.version)
+    finished = get_ok(client, f"/v1/models/{waiting.version}", editor)
+    assert finished["status"] == "ready" and finished["active"] is False
+    assert finished["data"]["activation"].startswith("not activated: another version was activated")
+    assert recs(client, auth, "ua1")["model_version"] == older["version"]
+    # Nothing came between this run's request and its end: it activates as asked.
+    again = train(client, editor, {"params": {"factors": 8, "iterations": 5}, "activate": True})
+    assert again["active"] is True and "activation" not in again["data"]
+    assert recs(client, auth, "ua1")["model_version"] == again["version"]
 
 
 def test_a_failed_training_leaves_the_active_model_serving(client, auth, trained):

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+from datetime import datetime, timezone
 from typing import Any
 
 from flask import flash, render_template, request
@@ -25,7 +26,8 @@ def _chart(versions: list[Any]) -> Any:
         return None
     return line_chart(
         "Holdout precision@10 by version, against popularity on the same split",
-        [v.version[-6:] for v in ready],
+        # When each was asked for, in UTC: a version name's random suffix tells a reader nothing.
+        [datetime.fromtimestamp(v.created_at, timezone.utc).strftime("%m-%d %H:%M") for v in ready],
         [
             Series("model", [v.metrics.get("precision_at_10") for v in ready]),
             Series("popularity", [v.metrics.get("popularity_precision_at_10") for v in ready]),
@@ -34,7 +36,10 @@ def _chart(versions: list[Any]) -> Any:
     )
 
 
-def _page(values: dict[str, str], errors: dict[str, list[str]], status: int = 200) -> tuple[str, int]:
+@bp.get("/models")
+@page(EDITOR)
+def model_list() -> str:
+    """Every version; the page refreshes itself while one is training (which is why the training form has a page of its own)."""
     svc = services()
     versions = training.list_versions(svc.db, svc.config)
     active = training.active_version(svc.db)
@@ -46,37 +51,33 @@ def _page(values: dict[str, str], errors: dict[str, list[str]], status: int = 20
         active_created=next((v.created_at for v in versions if v.version == active), None),
         chart=_chart(versions),
         training_now=any(v.status == "training" for v in versions),
-        algorithms=sorted(ALGORITHMS),
-        values=values,
-        errors=errors,
-    ), status
+    )
 
 
-@bp.get("/models")
+def _form(values: dict[str, str], errors: dict[str, list[str]], status: int = 200) -> tuple[str, int]:
+    return render_template("console/model_train.html", algorithms=sorted(ALGORITHMS), values=values, errors=errors), status
+
+
+@bp.route("/models/new", methods=["GET", "POST"])
 @page(EDITOR)
-def model_list() -> tuple[str, int]:
-    """Every version; the page refreshes itself while one is training."""
-    return _page({"algorithm": "als", "params": "", "activate": "yes"}, {})
-
-
-@bp.post("/models")
-@page(EDITOR)
-def model_train() -> Any:
-    """Start a training run from the form, checked like POST /v1/models."""
+def model_new() -> Any:
+    """The training form, checked like POST /v1/models; nothing goes live unless its box is ticked."""
+    if request.method == "GET":
+        return _form({"algorithm": "als", "params": "", "activate": ""}, {})
     values = {k: request.form.get(k, "") for k in ("algorithm", "params", "activate")}
     try:
         params = json_text(values["params"]) if values["params"].strip() else {}
     except ValueError as exc:
-        return _page(values, {"params": [f"is not valid JSON ({exc})"]}, 422)
+        return _form(values, {"params": [f"is not valid JSON ({exc})"]}, 422)
     try:
         body = TrainRequest.model_validate_json(json.dumps({"algorithm": values["algorithm"], "params": params, "activate": values["activate"] == "yes"}))
         svc = services()
         record = training.request_training(svc.db, svc.config, body.algorithm, body.params, body.activate, body.matrix, body.evaluation)
         training.start_training(svc.db, svc.config, record.version)
     except ValidationError as exc:
-        return _page(values, _by_field(details_from_pydantic(exc)), 422)
+        return _form(values, _by_field(details_from_pydantic(exc)), 422)
     except Invalid as exc:
-        return _page(values, _by_field(exc.details or [{"field": "params", "message": exc.message}]), 422)
+        return _form(values, _by_field(exc.details or [{"field": "params", "message": exc.message}]), 422)
     flash(f"Training {record.version} ({body.algorithm}); this page refreshes until it finishes.", "success")
     return back("console.model_list")
 
@@ -110,4 +111,6 @@ def model_activate(version: str) -> Any:
             else:
                 flash(f"Every worker now serves {version}.", "success")
                 return back("console.model_list")
-    return render_template("console/activate.html", record=record, active=active, error=error), status
+    # A run that was to go live when ready will not, once this activation is made: say so before.
+    pending = [v.version for v in training.list_versions(svc.db, svc.config) if v.status == "training" and v.activate_when_ready]
+    return render_template("console/activate.html", record=record, active=active, error=error, pending=pending), status

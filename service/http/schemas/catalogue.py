@@ -98,7 +98,10 @@ class TrainRequest(Input):
     params: JsonObject = Field(default_factory=dict, description="the model's own parameters (factors, regularization, ...)")
     matrix: JsonObject = Field(default_factory=dict, description="how events become confidence: weights, half_life_days, scaling, alpha, epsilon")
     evaluation: JsonObject = Field(default_factory=dict, description="the holdout evaluation: evaluate, test_fraction, eval_users, seed")
-    activate: bool = True
+    activate: bool = Field(
+        default=True,
+        description="serve it from every worker once ready, unless another version is activated while it trains (a rollback stands; `data.activation` then says why it was not)",
+    )
     tune: TuneRequest | None = Field(default=None, description="search for the parameters first; `params` then fixes the ones not searched")
 
 
