@@ -9,6 +9,7 @@ import pytest
 from flask.testing import FlaskClient
 
 from tests.experiment_helpers import ab_definition, assign, running
+from tests.helpers import get_ok, post_ok
 
 CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
 
@@ -209,6 +210,24 @@ def test_results_page_and_csv_match_the_api(as_role, client, auth):
     assert bad.status_code == 422 and 'id="f-alpha-error"' in bad.get_data(as_text=True)
 
 
+def test_results_page_plots_and_tabulates_each_arms_difference_as_the_api_gives_it(as_role, client, auth):
+    running(client, auth("editor"), ab_definition())
+    shop = auth("storefront")
+    outcomes = []
+    for i in range(60):
+        arm = assign(client, shop, "points-q4", f"u{i}")["arm"]
+        if i % (2 if arm == "every5" else 5) == 0:
+            outcomes.append({"outcome_id": f"o{i}", "experiment": "points-q4", "user_id": f"u{i}", "metric": "conversion", "value": 1})
+    post_ok(client, "/v1/outcomes", {"outcomes": outcomes}, shop)
+    api = {a["arm"]: a for a in get_ok(client, "/v1/experiments/points-q4/results", auth("analyst"))["arms"]}
+    html = as_role("analyst").get("/ui/experiments/points-q4/results").get_data(as_text=True)
+    assert "Difference in conversion (percentage points) from control (95% intervals)" in html
+    for arm in ("every5", "lottery"):
+        low, high = api[arm]["diff_ci"]
+        shown = f"{api[arm]['diff'] * 100:+.1f} pp<br><span class=\"muted\">[{low * 100:+.1f} pp, {high * 100:+.1f} pp]</span>"
+        assert shown in html, arm
+
+
 def test_sign_out_forgets_the_key_and_a_revoked_key_stops_within_a_second(as_role, client, auth, keys):
     editor = as_role("editor")
     token = csrf(editor, "/ui/experiments")
@@ -260,8 +279,6 @@ def test_activating_by_hand_warns_of_the_run_it_keeps_from_going_live(as_role, c
 
 
 def test_edit_a_draft_keeps_what_the_form_shows(as_role, client, auth):
-    from tests.helpers import post_ok
-
     window = {"factor": 2, "start": "2030-01-01T00:00:00Z", "end": "2030-02-01T00:00:00Z"}
     body = ab_definition(weights=(1, 2, 1), targeting={"all": [{"attribute": "purchases", "op": "gte", "value": 1}]})
     body["arms"][1]["schedule"] = {**body["arms"][1]["schedule"], "multiplier": window}

@@ -42,6 +42,23 @@ def interval(bounds: Sequence[float] | None, kind: str = "number", signed: bool 
     return f"[{show(bounds[0])}, {show(bounds[1])}]"
 
 
+def difference(value: Any, kind: str) -> str:
+    """An arm's difference from the control: percentage points for rates, a signed number otherwise."""
+    if not _finite(value):
+        return DASH
+    if kind == "binary":
+        return f"{value * 100:+.1f} pp"
+    text = num(value)
+    return text if value < 0 or text == "0" else "+" + text
+
+
+def difference_interval(bounds: Sequence[float] | None, kind: str) -> str:
+    """`[low, high]` of a difference, in the same form as the difference."""
+    if not bounds or len(bounds) != 2:
+        return ""
+    return f"[{difference(bounds[0], kind)}, {difference(bounds[1], kind)}]"
+
+
 def pvalue(value: Any) -> str:
     """A p-value with four decimals; very small ones as an upper bound."""
     if not _finite(value):

@@ -1,4 +1,4 @@
-"""Results pages: the table of arms, a forest plot of lifts, the daily series, the retention curves, SRM, and the CSV."""
+"""Results pages: the table of arms, a forest plot of differences from the control, the daily series, the retention curves, SRM, and the CSV."""
 from __future__ import annotations
 
 from typing import Any
@@ -10,7 +10,7 @@ from werkzeug.wrappers import Response
 from experiments.definitions import BUILTIN_METRICS
 from service.errors import Invalid
 from service.http.console import bp
-from service.http.console.charts import Interval, Series, forest_plot, line_chart, number, percent
+from service.http.console.charts import Interval, Series, forest_plot, line_chart, number, points, signed
 from service.http.console.forms import page
 from service.http.endpoint import READ_EXPERIMENTS, services
 from service.http.errors import details_from_pydantic
@@ -87,8 +87,13 @@ def results_page(key: str) -> tuple[str, int]:
         errors.setdefault("metric", []).append(exc.message)
         query = query.model_copy(update={"metric": None})
         answer = _answer(key, query)
-    lifts = [Interval(a["arm"], a["lift"], *(a["lift_ci"] or (None, None))) for a in answer["arms"][1:]]
-    forest = forest_plot(f"Lift of {answer['metric']} against {answer['control']} ({1 - answer['alpha']:.0%} intervals)", lifts, x_format=percent)
+    # The difference, not the lift: a lift's interval also carries the control's own uncertainty, and
+    # with a small control it straddled zero beside a significant p-value, telling a reader two things.
+    differences = [Interval(a["arm"], a["diff"], *(a["diff_ci"] or (None, None))) for a in answer["arms"][1:]]
+    binary = answer["metric_kind"] == "binary"
+    unit = " (percentage points)" if binary else ""
+    title = f"Difference in {answer['metric']}{unit} from {answer['control']} ({1 - answer['alpha']:.0%} intervals)"
+    forest = forest_plot(title, differences, x_format=points if binary else signed)
     daily, daily_note = _daily_chart(key, answer["metric"], answer["metric_kind"])
     days = _retention_days(errors)
     retention, retention_has_data = _retention_chart(key, days, answer["alpha"])
