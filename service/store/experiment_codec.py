@@ -14,6 +14,8 @@ from service.timestamps import iso
 
 
 ANALYSIS_DEFAULTS = asdict(AnalysisSettings())
+# A bandit's settings as it runs them: a definition that left one out shows the default it gets.
+BANDIT_DEFAULTS = asdict(BanditSettings())
 
 
 def _epoch(value: Any) -> float:
@@ -95,7 +97,7 @@ def row_fields(row: ExperimentRow) -> dict[str, Any]:
         "arms": row.arms,
         "metrics": row.metrics,
         "primary_metric": row.primary_metric,
-        "bandit": row.bandit,
+        "bandit": {**BANDIT_DEFAULTS, **row.bandit} if row.bandit is not None else None,
         "status": row.status,
         "layer": row.layer,
         "targeting": row.targeting,

@@ -161,10 +161,14 @@ def ledger(db: Database, key: str, user_id: str, limit: int = 1000) -> dict[str,
             .order_by(RewardLedgerRow.id.desc())
             .limit(limit)
         ).all()
+        # The arm is the exposure's: a user enrolled before any reward action has no state row yet.
+        arm = state.arm if state is not None and state.arm is not None else session.scalar(
+            select(ExposureRow.arm).where(ExposureRow.experiment_key == key, ExposureRow.user_id == user_id)
+        )
     return {
         "experiment": key,
         "user_id": user_id,
-        "arm": state.arm if state else None,
+        "arm": arm,
         "balance": state.balance if state else 0.0,
         "actions": state.actions if state else 0,
         "rewards": state.rewards if state else 0,

@@ -133,6 +133,11 @@ def test_create_start_and_list_through_the_forms(as_role, client, auth):
     assert "console-ab" in listing and "running" in listing
     again = editor.post("/ui/experiments/console-ab/start", data={"csrf_token": token, "confirm": "yes"})
     assert again.status_code == 409
+    # A move it cannot make is refused on the page itself, with no box to tick.
+    offered = editor.get("/ui/experiments/console-ab/start")
+    html = offered.get_data(as_text=True)
+    assert offered.status_code == 409 and "It is <strong>running</strong>; start needs it draft or paused." in html and 'name="confirm"' not in html
+    assert 'name="confirm"' in editor.get("/ui/experiments/console-ab/pause").get_data(as_text=True)
     assert editor.get("/ui/experiments/console-ab/edit").status_code == 409
 
 
@@ -221,7 +226,9 @@ def test_results_page_plots_and_tabulates_each_arms_difference_as_the_api_gives_
     post_ok(client, "/v1/outcomes", {"outcomes": outcomes}, shop)
     api = {a["arm"]: a for a in get_ok(client, "/v1/experiments/points-q4/results", auth("analyst"))["arms"]}
     html = as_role("analyst").get("/ui/experiments/points-q4/results").get_data(as_text=True)
-    assert "Difference in conversion (percentage points) from control (95% intervals)" in html
+    assert "Difference in conversion (percentage points) from control (95.0% intervals)" in html
+    tiny = as_role("analyst").get("/ui/experiments/points-q4/results", query_string={"alpha": "0.0000001"}).get_data(as_text=True)
+    assert "Rate [99.99999% CI]" in tiny and "100.0% CI" not in tiny
     for arm in ("every5", "lottery"):
         low, high = api[arm]["diff_ci"]
         shown = f"{api[arm]['diff'] * 100:+.1f} pp<br><span class=\"muted\">[{low * 100:+.1f} pp, {high * 100:+.1f} pp]</span>"
@@ -279,7 +286,7 @@ def test_activating_by_hand_warns_of_the_run_it_keeps_from_going_live(as_role, c
 
 
 def test_edit_a_draft_keeps_what_the_form_shows(as_role, client, auth):
-    window = {"factor": 2, "start": "2030-01-01T00:00:00Z", "end": "2030-02-01T00:00:00Z"}
+    window = {"factor": 2, "start": "2030-01-01T00:00:00Z", "end": "2030-02-01T10:30:45.5Z"}  # a save keeps the seconds
     body = ab_definition(weights=(1, 2, 1), targeting={"all": [{"attribute": "purchases", "op": "gte", "value": 1}]})
     body["arms"][1]["schedule"] = {**body["arms"][1]["schedule"], "multiplier": window}
     post_ok(client, "/v1/experiments", body, auth("editor"), status=201)
@@ -288,6 +295,7 @@ def test_edit_a_draft_keeps_what_the_form_shows(as_role, client, auth):
     form = editor.get("/ui/experiments/points-q4/edit").get_data(as_text=True)
     values = dict(re.findall(r'<input id="[^"]*" name="([^"]+)" type="[^"]*" value="([^"]*)"', form))
     assert values["arms.1.schedule.multiplier.start"] == "2030-01-01T00:00" and values["arms.1.weight"] == "2"
+    assert values["arms.1.schedule.multiplier.end"] == "2030-02-01T10:30:45.5"
     # Post back exactly what the form shows, renamed: everything else must stay as it was.
     posted = {k: v for k, v in values.items() if v != ""}
     posted.update({"name": "Renamed", "type": "ab", "arms.0.schedule.type": "per_unit", "arms.1.schedule.type": "fixed_ratio",

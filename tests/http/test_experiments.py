@@ -63,6 +63,9 @@ def test_bandit_needs_settings_and_a_reported_primary_metric(client, auth):
     body = bandit_definition(arms=3, bandit={"algorithm": "ucb1", "min_probability": 0.4})
     resp = client.post("/v1/experiments", json=body, headers=auth("editor"))
     assert resp.status_code == 422 and resp.get_json()["error"]["details"][0]["field"] == "bandit.min_probability"
+    # Settings left out read back as the defaults the bandit runs with.
+    created = post_ok(client, "/v1/experiments", bandit_definition(bandit={"algorithm": "ucb1"}), auth("editor"), status=201)
+    assert created["bandit"] == {"algorithm": "ucb1", "epsilon": 0.1, "min_probability": 0.01, "attribution_hours": None}
 
 
 LIFECYCLE = [

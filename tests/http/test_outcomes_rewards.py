@@ -141,6 +141,15 @@ def test_rewards_for_users_not_enrolled_get_a_clear_answer(client, auth):
     assert resp.status_code == 409
 
 
+def test_a_ledger_names_the_arm_of_a_user_who_has_earned_nothing_yet(client, auth):
+    shop = auth("storefront")
+    running(client, auth("editor"), ab_definition())
+    arm = assign(client, shop, "points-q4", "fresh")["arm"]
+    fresh = get_ok(client, "/v1/experiments/points-q4/users/fresh/rewards", shop)
+    assert (fresh["arm"], fresh["balance"], fresh["actions"], fresh["history"]) == (arm, 0.0, 0, [])
+    assert get_ok(client, "/v1/experiments/points-q4/users/nobody/rewards", shop)["arm"] is None
+
+
 def test_concurrent_rewards_for_one_user_apply_each_action_once(app, auth):
     client = app.test_client()
     shop = auth("storefront")

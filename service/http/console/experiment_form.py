@@ -185,7 +185,11 @@ def input_name(error_field: str, values: Mapping[str, str]) -> str:
 
 
 def _datetime_local(iso: str | None) -> str:
-    return (iso or "")[:16]
+    """A stored UTC time as a datetime-local value: minutes when that is all it has, else every digit it has, so a save keeps it."""
+    text = (iso or "").removesuffix("Z")
+    if "." in text:
+        text = text.rstrip("0").rstrip(".")
+    return text[:16] if text[16:] in ("", ":00") else text
 
 
 def _plain(value: Any) -> str:

@@ -116,6 +116,9 @@ def experiment_move(key: str, action: str) -> Any:
     """Start, pause or stop, after an explicit confirmation."""
     exp = experiments.get(services().db, key)
     error, status = None, 200
+    if exp["status"] not in TRANSITIONS[action]:  # say so now, not after the box is ticked (a stale link, a second tab)
+        needs = " or ".join(sorted(TRANSITIONS[action]))
+        return render_template("console/confirm.html", exp=exp, action=action, impossible=f"{action} needs it {needs}"), 409
     if request.method == "POST":
         if request.form.get("confirm") != "yes":
             error, status = "Tick the box to confirm.", 422

@@ -29,6 +29,12 @@ def pct(value: Any, signed: bool = False) -> str:
     return f"{value:+.1%}" if signed else f"{value:.1%}"
 
 
+def level(alpha: float) -> str:
+    """An interval's confidence, 1 - alpha, with as many decimals as it takes not to read 100%."""
+    decimals = max(1, math.ceil(-math.log10(alpha)) - 2) if 0 < alpha < 1 else 1
+    return f"{(1 - alpha) * 100:.{decimals}f}%"
+
+
 def mean(value: Any, kind: str) -> str:
     """A per-user mean: a rate for binary metrics, a number otherwise."""
     return pct(value) if kind == "binary" else num(value)

@@ -11,6 +11,7 @@ from experiments.definitions import BUILTIN_METRICS
 from service.errors import Invalid
 from service.http.console import bp
 from service.http.console.charts import Interval, Series, forest_plot, line_chart, number, points, signed
+from service.http.console.formatting import level
 from service.http.console.forms import page
 from service.http.endpoint import READ_EXPERIMENTS, services
 from service.http.errors import details_from_pydantic
@@ -71,7 +72,7 @@ def _retention_chart(key: str, days: int, alpha: float) -> tuple[Any, bool]:
     curves = series.retention(svc.db, svc.experiment_cache, key, days, alpha)
     lines = [Series(a["arm"], [d["rate"] for d in a["days"]], [d["ci"] for d in a["days"]]) for a in curves["arms"]]
     has_data = any(v is not None for s in lines for v in s.values)
-    chart = line_chart(f"Share of exposed users active on day k after exposure ({1 - alpha:.0%} intervals shaded)", [str(k) for k in range(1, days + 1)], lines, y_label="active", y_format=lambda v: f"{v:.0%}")
+    chart = line_chart(f"Share of exposed users active on day k after exposure ({level(alpha)} intervals shaded)", [str(k) for k in range(1, days + 1)], lines, y_label="active", y_format=lambda v: f"{v:.0%}")
     return chart, has_data
 
 
@@ -92,7 +93,7 @@ def results_page(key: str) -> tuple[str, int]:
     differences = [Interval(a["arm"], a["diff"], *(a["diff_ci"] or (None, None))) for a in answer["arms"][1:]]
     binary = answer["metric_kind"] == "binary"
     unit = " (percentage points)" if binary else ""
-    title = f"Difference in {answer['metric']}{unit} from {answer['control']} ({1 - answer['alpha']:.0%} intervals)"
+    title = f"Difference in {answer['metric']}{unit} from {answer['control']} ({level(answer['alpha'])} intervals)"
     forest = forest_plot(title, differences, x_format=points if binary else signed)
     daily, daily_note = _daily_chart(key, answer["metric"], answer["metric_kind"])
     days = _retention_days(errors)

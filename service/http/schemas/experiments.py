@@ -269,7 +269,7 @@ class LedgerOut(Output):
 
     experiment: str
     user_id: str
-    arm: str | None
+    arm: str | None = Field(description="the user's arm, whether or not they have earned anything yet; null when they are not enrolled")
     balance: float
     actions: int
     rewards: int
