@@ -95,7 +95,9 @@ class _Options:
 
 
 def _finite(interval: Interval | None) -> Interval | None:
-    if interval is None or not (math.isfinite(interval.low) and math.isfinite(interval.high)):
+    """The interval, or None when it is not finite or has no width: with no variation at all (every
+    user alike in both arms) the standard error is 0 and no interval is defined, whatever the test."""
+    if interval is None or not (math.isfinite(interval.low) and math.isfinite(interval.high)) or interval.low == interval.high:
         return None
     return interval
 
@@ -105,12 +107,12 @@ def _fixed(control: ArmSummary, treat: ArmSummary, opt: _Options, out: _Comparis
     if opt.kind == "binary":
         xc, xt = int(control.total), int(treat.total)
         test = two_proportion_z(xc, control.users, xt, treat.users)
-        out.diff_ci = wald_difference(xc, control.users, xt, treat.users, opt.alpha)
+        out.diff_ci = _finite(wald_difference(xc, control.users, xt, treat.users, opt.alpha))
         if test is None:
             out.notes.append("no variation: every user in both arms has the same outcome, so the z-test is undefined")
     else:
         test = welch_t(control, treat)
-        out.diff_ci = welch_difference(control, treat, opt.alpha)
+        out.diff_ci = _finite(welch_difference(control, treat, opt.alpha))
         if test is None:
             out.notes.append("Welch's t-test needs at least 2 users per arm and some variation in the values")
     out.p_value = finite_or_none(test.p_value) if test is not None else None
@@ -145,7 +147,7 @@ def _lift(control: ArmSummary, treat: ArmSummary, opt: _Options, out: _Compariso
         half = z_quantile(opt.alpha) * lift.se
         out.lift_ci = _finite(Interval(lift.value - half, lift.value + half))
     if out.lift_ci is None:
-        out.notes.append("the lift's interval is not finite")
+        out.notes.append("the lift has no interval: its standard error is 0 (no variation) or not finite")
 
 
 def _compare(control: ArmSummary, treat: ArmSummary, opt: _Options) -> _Comparison:

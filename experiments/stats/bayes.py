@@ -35,6 +35,6 @@ def normal_chance_to_beat(control: ArmSummary, treat: ArmSummary) -> float | Non
     if vc is None or vt is None or control.mean is None or treat.mean is None:
         return None
     se = math.sqrt(vc + vt)
-    if se == 0:
-        return 1.0 if treat.mean > control.mean else 0.0 if treat.mean < control.mean else 0.5
+    if se == 0:  # no variation: a difference is certain, and no difference leaves the question open
+        return 1.0 if treat.mean > control.mean else 0.0 if treat.mean < control.mean else None
     return float(sps.norm.cdf((treat.mean - control.mean) / se))

@@ -79,6 +79,7 @@ def test_editor_creates_and_starts_an_ab_experiment(visit, demo):
     assert "greater than or equal to 1" in error.inner_text()
     assert page.get_attribute("#f-arms-1-schedule-fixed_ratio-every", "aria-invalid") == "true"
     assert page.get_attribute(".error-summary a", "href") == "#f-arms-1-schedule-fixed_ratio-every"
+    assert page.evaluate("document.activeElement.className") == "error-summary"  # focus goes to what needs attention
     shot(page, "02-experiment-form-with-error")
     page.fill("#f-arms-1-schedule-fixed_ratio-every", "3")
     page.click("text=Create draft")

@@ -191,6 +191,8 @@ def _fixed_reference(binary: bool, offset: float, alpha: float) -> Callable[[lis
                 if 0 < xc + xt < len(c) + len(t):
                     row["p"] = float(proportions_ztest([xt, xc], [len(t), len(c)])[1])
                 row["lo"], row["hi"] = confint_proportions_2indep(xt, len(t), xc, len(c), method="wald", compare="diff", alpha=alpha)
+                if row["lo"] == row["hi"]:  # no variation in either arm: Wald's interval has no width, and none is defined
+                    row["lo"] = row["hi"] = None
             elif len(c) > 1 and len(t) > 1 and c.var() + t.var() > 0:
                 ref = sps.ttest_ind(t, c, equal_var=False)
                 row["p"] = float(ref.pvalue)
@@ -198,7 +200,9 @@ def _fixed_reference(binary: bool, offset: float, alpha: float) -> Callable[[lis
                 se = _unpooled_se(c, t, False)
                 row["chance"] = float(sps.norm.cdf(row["diff"] / se))
             lift = _t_lift(c, t, offset, binary)
-            if lift is not None:
+            if lift is not None and lift[1] == 0:
+                row["lift"] = lift[0]
+            elif lift is not None:
                 row["lift"], row["lift_lo"], row["lift_hi"] = lift[0], lift[0] - z * lift[1], lift[0] + z * lift[1]
             for k in out:
                 out[k].append(row[k])
@@ -331,7 +335,9 @@ def _sequential_reference(binary: bool, offset: float, alpha: float, tuning: flo
                 half = float(_api_half_width(se, n, alpha, tuning))
                 row["lo"], row["hi"], row["p"] = d - half, d + half, _brute_force_p(d, se, n, tuning)
             lift = _t_lift(c, t, offset, binary)
-            if lift is not None:
+            if lift is not None and lift[1] == 0:  # no variation: a lift, but no interval
+                row["lift"] = lift[0]
+            elif lift is not None:
                 half = float(_api_half_width(lift[1], n, alpha, tuning))
                 row["lift"], row["lift_lo"], row["lift_hi"] = lift[0], lift[0] - half, lift[0] + half
             for k in out:
@@ -700,3 +706,16 @@ def test_impossible_plans_name_the_field(kwargs, field):
     question.update(kwargs)
     with pytest.raises(ValueError, match=f"^{field}: "):
         plan_sample_size(**question)
+
+
+@pytest.mark.parametrize("sequential", [False, True])
+def test_without_any_variation_no_interval_is_claimed_fixed_or_sequential(sequential):
+    # Every user alike in both arms: the standard error is 0, so neither the difference nor the lift
+    # has an interval (an interval of no width would claim certainty), and the chance is left open.
+    same = [("a0", ArmSummary.of_values(np.full(20, 7.5))), ("a1", ArmSummary.of_values(np.full(30, 7.5)))]
+    arm = analyse(same, "continuous", 0.05, "holm", sequential=sequential).arms[1]
+    assert (arm.diff, arm.lift, arm.diff_ci, arm.lift_ci, arm.chance_to_beat_control) == (0.0, 0.0, None, None, None)
+    assert arm.notes
+    all_converted = [("a0", ArmSummary.binary(20, 20)), ("a1", ArmSummary.binary(30, 30))]
+    arm = analyse(all_converted, "binary", 0.05, "holm", sequential=sequential).arms[1]
+    assert (arm.diff, arm.lift, arm.diff_ci, arm.lift_ci) == (0.0, 0.0, None, None) and arm.notes

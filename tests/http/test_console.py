@@ -156,6 +156,13 @@ def test_validation_errors_sit_beside_the_fields_they_name(as_role):
     wrong_kind = form_of(**{"metrics.0.key": "revenue", "metrics.0.kind": "binary"})
     html = editor.post("/ui/experiments/new", data={**wrong_kind, "csrf_token": token}).get_data(as_text=True)
     assert 'id="f-metrics-0-kind-error"' in html or 'id="f-metrics-0-key-error"' in html
+    # A fault deep inside the targeting rule is named in the message beside its text area, and the
+    # summary links there: the rule has no input of its own per leaf.
+    for rule, place in (('{"all": [{"attribute": "purchases", "op": "zzz", "value": 1}]}', "all.0"), ('{"any": "nope"}', "any")):
+        html = editor.post("/ui/experiments/new", data={**form_of(targeting=rule), "csrf_token": token}).get_data(as_text=True)
+        beside = re.search(r'<p class="error" id="f-targeting-error">(.*?)</p>', html)
+        assert beside and place in beside.group(1) and 'href="#f-targeting"' in html, rule
+        assert 'aria-invalid="true"' in html.split('id="f-targeting"', 1)[1].split(">", 1)[0]
 
 
 @pytest.mark.parametrize("field, value", [

@@ -170,7 +170,13 @@ def field_errors(details: list[dict[str, Any]], parsed: Parsed) -> dict[str, lis
                 parts[1] = str(rows[int(parts[1])])
         if len(parts) > 3 and parts[2] == "schedule" and parts[3] in SCHEDULES:
             del parts[3]  # the schema's union tag: the form has one input per parameter name
-        errors.setdefault(".".join(parts) or "form", []).append(str(d.get("message", "is not valid")))
+        message = str(d.get("message", "is not valid"))
+        # A place inside a JSON text area (a targeting rule's leaf, a payload's key) is named in the
+        # message, and the error sits beside the text area, the only input there is.
+        inside = 1 if parts[:1] == ["targeting"] else 3 if len(parts) > 2 and parts[0] == "arms" and parts[2] == "payload" else None
+        if inside is not None and len(parts) > inside:
+            parts, message = parts[:inside], f"{'.'.join(parts[inside:])}: {message}"
+        errors.setdefault(".".join(parts) or "form", []).append(message)
     return errors
 
 
