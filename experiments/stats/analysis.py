@@ -95,9 +95,13 @@ class _Options:
 
 
 def _finite(interval: Interval | None) -> Interval | None:
-    """The interval, or None when it is not finite or has no width: with no variation at all (every
-    user alike in both arms) the standard error is 0 and no interval is defined, whatever the test."""
-    if interval is None or not (math.isfinite(interval.low) and math.isfinite(interval.high)) or interval.low == interval.high:
+    """The interval, or None when it is not finite or is the single point 0.
+
+    The point 0 is what every formula gives when every user in both arms is alike: no variation,
+    so no interval is defined, whatever the test. Arms each constant but different (all converted
+    against none) keep the formula's zero-width interval at their difference, as the contract defines it.
+    """
+    if interval is None or not (math.isfinite(interval.low) and math.isfinite(interval.high)) or interval.low == interval.high == 0.0:
         return None
     return interval
 
@@ -147,7 +151,7 @@ def _lift(control: ArmSummary, treat: ArmSummary, opt: _Options, out: _Compariso
         half = z_quantile(opt.alpha) * lift.se
         out.lift_ci = _finite(Interval(lift.value - half, lift.value + half))
     if out.lift_ci is None:
-        out.notes.append("the lift has no interval: its standard error is 0 (no variation) or not finite")
+        out.notes.append("the lift has no interval: every user in both arms is alike, or it is not finite")
 
 
 def _compare(control: ArmSummary, treat: ArmSummary, opt: _Options) -> _Comparison:

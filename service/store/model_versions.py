@@ -9,7 +9,7 @@ from sqlalchemy import select
 
 from service.errors import Conflict
 from service.store.database import Database
-from service.store.state import active_model_revision, replace_active_model, set_active_model
+from service.store.state import active_model, active_model_revision, replace_active_model, set_active_model
 from service.store.tables import ModelArtifactRow, ModelVersionRow
 
 
@@ -208,5 +208,8 @@ def activate(db: Database, version: str) -> ModelRecord | None:
             return None
         if row.status != "ready":
             raise Conflict(f"model {version} is {row.status}; only a ready model can be activated")
-        set_active_model(session, version)
+        # Activating the version already served changes nothing, so it keeps a pending run's turn
+        # (a client retrying its activation must not cancel what was asked to go live when ready).
+        if active_model(session) != version:
+            set_active_model(session, version)
         return _record(row)

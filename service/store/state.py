@@ -64,6 +64,12 @@ def set_active_model(session: Session, version: str) -> None:
     set_state(session, ACTIVE_MODEL_KEY, version)
 
 
+def active_model(session: Session) -> str | None:
+    """The version every worker serves, read in the caller's transaction."""
+    row = session.get(AppStateRow, ACTIVE_MODEL_KEY)
+    return row.value or None if row is not None else None
+
+
 def active_model_revision(session: Session) -> int:
     """How many activations there have been (0 before the first): what `replace_active_model` compares."""
     row = session.get(AppStateRow, ACTIVE_MODEL_KEY)
@@ -76,12 +82,14 @@ def replace_active_model(session: Session, version: str, over_revision: int) -> 
     One conditional statement, so that an activation committed meanwhile by another worker or
     host is seen (PostgreSQL re-checks the row it waited for) and wins.
     """
+    # RETURNING, not a row count: psycopg reports -1 for an INSERT ... ON CONFLICT built this way.
     if over_revision == 0:
-        inserted = session.execute(insert(session, AppStateRow).values(key=ACTIVE_MODEL_KEY, value=version, revision=1).on_conflict_do_nothing())
-        return inserted.rowcount == 1  # type: ignore[attr-defined]
-    moved = session.execute(
+        stmt = insert(session, AppStateRow).values(key=ACTIVE_MODEL_KEY, value=version, revision=1).on_conflict_do_nothing()
+        return session.execute(stmt.returning(AppStateRow.key)).first() is not None
+    moved = (
         update(AppStateRow)
         .where(AppStateRow.key == ACTIVE_MODEL_KEY, AppStateRow.revision == over_revision)
         .values(value=version, revision=AppStateRow.revision + 1)
+        .returning(AppStateRow.key)
     )
-    return moved.rowcount == 1  # type: ignore[attr-defined]
+    return session.execute(moved).first() is not None

@@ -191,7 +191,7 @@ def _fixed_reference(binary: bool, offset: float, alpha: float) -> Callable[[lis
                 if 0 < xc + xt < len(c) + len(t):
                     row["p"] = float(proportions_ztest([xt, xc], [len(t), len(c)])[1])
                 row["lo"], row["hi"] = confint_proportions_2indep(xt, len(t), xc, len(c), method="wald", compare="diff", alpha=alpha)
-                if row["lo"] == row["hi"]:  # no variation in either arm: Wald's interval has no width, and none is defined
+                if row["lo"] == row["hi"] == 0:  # every user alike in both arms: no interval is defined
                     row["lo"] = row["hi"] = None
             elif len(c) > 1 and len(t) > 1 and c.var() + t.var() > 0:
                 ref = sps.ttest_ind(t, c, equal_var=False)
@@ -200,7 +200,7 @@ def _fixed_reference(binary: bool, offset: float, alpha: float) -> Callable[[lis
                 se = _unpooled_se(c, t, False)
                 row["chance"] = float(sps.norm.cdf(row["diff"] / se))
             lift = _t_lift(c, t, offset, binary)
-            if lift is not None and lift[1] == 0:
+            if lift is not None and lift[1] == 0 and lift[0] == 0:
                 row["lift"] = lift[0]
             elif lift is not None:
                 row["lift"], row["lift_lo"], row["lift_hi"] = lift[0], lift[0] - z * lift[1], lift[0] + z * lift[1]
@@ -335,7 +335,7 @@ def _sequential_reference(binary: bool, offset: float, alpha: float, tuning: flo
                 half = float(_api_half_width(se, n, alpha, tuning))
                 row["lo"], row["hi"], row["p"] = d - half, d + half, _brute_force_p(d, se, n, tuning)
             lift = _t_lift(c, t, offset, binary)
-            if lift is not None and lift[1] == 0:  # no variation: a lift, but no interval
+            if lift is not None and lift[1] == 0 and lift[0] == 0:  # every user alike: a lift, but no interval
                 row["lift"] = lift[0]
             elif lift is not None:
                 half = float(_api_half_width(lift[1], n, alpha, tuning))
@@ -719,3 +719,6 @@ def test_without_any_variation_no_interval_is_claimed_fixed_or_sequential(sequen
     all_converted = [("a0", ArmSummary.binary(20, 20)), ("a1", ArmSummary.binary(30, 30))]
     arm = analyse(all_converted, "binary", 0.05, "holm", sequential=sequential).arms[1]
     assert (arm.diff, arm.lift, arm.diff_ci, arm.lift_ci) == (0.0, 0.0, None, None) and arm.notes
+    if not sequential:  # all converted against none: Wald's interval is the point at the difference, as the contract defines it
+        apart = analyse([("a0", ArmSummary.binary(20, 20)), ("a1", ArmSummary.binary(30, 0))], "binary", 0.05, "holm").arms[1]
+        assert (apart.diff_ci.low, apart.diff_ci.high, apart.significant) == (-1.0, -1.0, True)

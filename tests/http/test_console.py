@@ -141,6 +141,25 @@ def test_create_start_and_list_through_the_forms(as_role, client, auth):
     assert editor.get("/ui/experiments/console-ab/edit").status_code == 409
 
 
+def test_a_long_form_posted_with_an_old_token_comes_back_filled_in_not_lost(as_role, client, auth, keys):
+    editor = as_role("editor")
+    old = csrf(editor, "/ui/experiments/new")
+    sign_in(editor, keys["editor"])  # signed in again (another tab): the session, and its token, are new
+    typed = {**form_of(name="Typed with care"), "csrf_token": old}
+    own = {"Origin": "http://localhost"}
+    back = editor.post("/ui/experiments/new", data=typed, headers=own)
+    html = back.get_data(as_text=True)
+    assert back.status_code == 409 and "Nothing was saved" in html and 'value="Typed with care"' in html
+    assert CSRF.search(html).group(1) == csrf(editor, "/ui/experiments/new") != old  # a fresh token, ready to save
+    assert client.get("/v1/experiments/console-ab", headers=auth("analyst")).status_code == 404
+    trained = editor.post("/ui/models/new", data={"csrf_token": old, "algorithm": "item_knn", "params": '{"neighbours": 5}'}, headers={"Referer": "http://localhost/ui/models/new"})
+    assert trained.status_code == 409 and "{&#34;neighbours&#34;: 5}" in trained.get_data(as_text=True)
+    # From anywhere else, or saying nothing of where it came from, an old token is refused as always.
+    for headers in ({"Origin": "https://evil.example"}, {}):
+        assert editor.post("/ui/experiments/new", data=typed, headers=headers).status_code == 403
+    assert editor.post("/ui/experiments/console-ab/start", data={"csrf_token": old, "confirm": "yes"}, headers=own).status_code == 403
+
+
 def test_validation_errors_sit_beside_the_fields_they_name(as_role):
     editor = as_role("editor")
     token = csrf(editor, "/ui/experiments/new")
@@ -302,7 +321,7 @@ def test_edit_a_draft_keeps_what_the_form_shows(as_role, client, auth):
     form = editor.get("/ui/experiments/points-q4/edit").get_data(as_text=True)
     values = dict(re.findall(r'<input id="[^"]*" name="([^"]+)" type="[^"]*" value="([^"]*)"', form))
     assert values["arms.1.schedule.multiplier.start"] == "2030-01-01T00:00" and values["arms.1.weight"] == "2"
-    assert values["arms.1.schedule.multiplier.end"] == "2030-02-01T10:30:45.5"
+    assert values["arms.1.schedule.multiplier.end"] == "2030-02-01T10:30:45.500"
     # Post back exactly what the form shows, renamed: everything else must stay as it was.
     posted = {k: v for k, v in values.items() if v != ""}
     posted.update({"name": "Renamed", "type": "ab", "arms.0.schedule.type": "per_unit", "arms.1.schedule.type": "fixed_ratio",
@@ -317,6 +336,17 @@ def test_edit_a_draft_keeps_what_the_form_shows(as_role, client, auth):
     assert {k: after[k] for k in ("arms", "metrics", "targeting", "traffic", "primary_metric")} == {k: before[k] for k in ("arms", "metrics", "targeting", "traffic", "primary_metric")}
 
 
+@pytest.mark.parametrize("stored, shown", [
+    ("2030-01-01T00:00:00Z", "2030-01-01T00:00"),
+    ("2030-01-01T00:00:07+00:00", "2030-01-01T00:00:07"),
+    ("2030-02-01T12:30:45.120000+02:00", "2030-02-01T10:30:45.120"),  # the same moment in UTC, as the input's label says
+])
+def test_a_window_is_shown_in_utc_to_the_precision_a_datetime_input_holds(stored, shown):
+    from service.http.console.experiment_form import _datetime_local
+
+    assert _datetime_local(stored) == shown
+
+
 def json_of(value: Any) -> str:
     """JSON as the form's text areas hold it."""
     import json
@@ -326,8 +356,11 @@ def json_of(value: Any) -> str:
 
 def test_bandit_settings_come_from_the_form(as_role, client, auth):
     editor = as_role("editor")
-    form = form_of(type="bandit", **{"bandit.algorithm": "ucb1", "bandit.min_probability": "0.05"})
+    form = form_of(type="bandit", **{"bandit.algorithm": "ucb1", "bandit.min_probability": "0.05", "bandit.attribution_hours": "48"})
     resp = editor.post("/ui/experiments/new", data={**form, "csrf_token": csrf(editor, "/ui/experiments/new")})
     assert resp.status_code == 303, resp.get_data(as_text=True)
     stored = client.get("/v1/experiments/console-ab", headers=auth("analyst")).get_json()
-    assert stored["type"] == "bandit" and stored["bandit"]["algorithm"] == "ucb1" and stored["bandit"]["min_probability"] == 0.05
+    assert stored["type"] == "bandit" and stored["bandit"] == {"algorithm": "ucb1", "epsilon": 0.1, "min_probability": 0.05, "attribution_hours": 48}
+    # The edit form shows every setting, so a save keeps them (the window was dropped before).
+    shown = editor.get("/ui/experiments/console-ab/edit").get_data(as_text=True)
+    assert 'name="bandit.attribution_hours" type="number" value="48"' in shown and 'name="bandit.epsilon" type="number" value="0.1"' in shown

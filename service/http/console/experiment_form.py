@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from typing import Any, Callable, Mapping
 
 from experiments.schedules import SCHEDULES
@@ -120,6 +121,7 @@ def parse(form: Mapping[str, str]) -> Parsed:
         f["bandit"] = {"algorithm": text("bandit.algorithm") or "thompson"}
         put(f["bandit"], "epsilon", "bandit.epsilon")
         put(f["bandit"], "min_probability", "bandit.min_probability")
+        put(f["bandit"], "attribution_hours", "bandit.attribution_hours")
     f["arms"] = []
     for row in _rows(form, "arms"):
         arm = _arm(form, row, text, put, load_json)
@@ -191,11 +193,17 @@ def input_name(error_field: str, values: Mapping[str, str]) -> str:
 
 
 def _datetime_local(iso: str | None) -> str:
-    """A stored UTC time as a datetime-local value: minutes when that is all it has, else every digit it has, so a save keeps it."""
-    text = (iso or "").removesuffix("Z")
-    if "." in text:
-        text = text.rstrip("0").rstrip(".")
-    return text[:16] if text[16:] in ("", ":00") else text
+    """A stored time (any UTC offset) as a datetime-local value in UTC: to the minute when that is all
+    it has, else to the second or millisecond (the input's finest), so that a save keeps it."""
+    if not iso:
+        return ""
+    try:
+        moment = datetime.fromisoformat(iso).astimezone(timezone.utc)
+    except ValueError:
+        return iso  # shown as stored; the schema names it if it is saved so
+    if moment.microsecond:
+        return moment.strftime("%Y-%m-%dT%H:%M:%S.%f")[:23]
+    return moment.strftime("%Y-%m-%dT%H:%M:%S" if moment.second else "%Y-%m-%dT%H:%M")
 
 
 def _plain(value: Any) -> str:
@@ -213,7 +221,7 @@ def values_of(exp: Mapping[str, Any]) -> dict[str, str]:
         "targeting": json.dumps(exp["targeting"], indent=2) if exp.get("targeting") else "",
     }
     for k, value in (exp.get("bandit") or {}).items():
-        v[f"bandit.{k}"] = _plain(value)
+        v[f"bandit.{k}"] = "" if value is None else _plain(value)
     for i, arm in enumerate(exp["arms"]):
         p = f"arms.{i}."
         v[p + "key"], v[p + "weight"] = arm["key"], _plain(arm.get("weight", 1))

@@ -12,7 +12,7 @@ from experiments.definitions import BUILTIN_METRICS, TRANSITIONS
 from service.errors import Conflict, Invalid
 from service.http.console import bp
 from service.http.console.experiment_form import field_errors, input_name, parse, row_count, schedule_fields, values_of
-from service.http.console.forms import back, page
+from service.http.console.forms import STALE_FORM, back, page, stale_form
 from service.http.endpoint import EDITOR, READ_EXPERIMENTS, services
 from service.http.errors import details_from_pydantic
 from service.http.schemas.experiments import ExperimentIn
@@ -69,6 +69,8 @@ def _save(exp: dict[str, Any] | None) -> Any:
     values.pop("csrf_token", None)
     if request.form.get("more") in ("arm", "metric"):  # "add a row" buttons re-draw the form without saving
         return _form(values, {}, exp, request.form["more"])
+    if stale_form():
+        return _form(values, {"form": [STALE_FORM]}, exp, status=409)
     parsed = parse(values)
     db = services().db
     try:
@@ -90,7 +92,7 @@ def _save(exp: dict[str, Any] | None) -> Any:
 
 
 @bp.route("/experiments/new", methods=["GET", "POST"])
-@page(EDITOR)
+@page(EDITOR, refills=True)
 def experiment_new() -> Any:
     """The form for a new draft."""
     if request.method == "POST":
@@ -99,7 +101,7 @@ def experiment_new() -> Any:
 
 
 @bp.route("/experiments/<key>/edit", methods=["GET", "POST"])
-@page(EDITOR)
+@page(EDITOR, refills=True)
 def experiment_edit(key: str) -> Any:
     """The form for a draft; a started experiment's design is frozen."""
     exp = experiments.get(services().db, key)

@@ -32,11 +32,33 @@ def csrf_token() -> str:
     return token
 
 
+STALE_FORM = (
+    "Nothing was saved: your console session changed after this page was loaded (a sign-in in another tab, "
+    "for example). The form is as you left it; check it and save again."
+)
+
+
+def _csrf_ok() -> bool:
+    sent, expected = request.form.get(CSRF_FIELD, ""), session.get(CSRF)
+    return isinstance(expected, str) and bool(expected) and hmac.compare_digest(sent.encode(), expected.encode())
+
+
 def check_csrf() -> None:
     """Refuse a POST whose form does not carry this session's token (403)."""
-    sent, expected = request.form.get(CSRF_FIELD, ""), session.get(CSRF)
-    if not isinstance(expected, str) or not expected or not hmac.compare_digest(sent.encode(), expected.encode()):
+    if not _csrf_ok():
         abort(403, "This form did not come from your console session (its security token is missing or out of date). Reload the page and try again.")
+
+
+def _same_origin() -> bool:
+    """Whether the browser says the POST came from one of this console's own pages (Origin, else Referer)."""
+    origin = request.headers.get("Origin") or request.headers.get("Referer") or ""
+    own = request.host_url.rstrip("/")
+    return origin == own or origin.startswith(own + "/")
+
+
+def stale_form() -> bool:
+    """Whether this POST, refused for its token, should come back filled in instead of lost (see `page`)."""
+    return bool(g.get("stale_form"))
 
 
 def sign_in(raw: str) -> Principal | None:
@@ -75,14 +97,23 @@ def safe_next(target: str | None) -> str | None:
     return None
 
 
-def page(roles: tuple[str, ...] | None) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
-    """Guard a page: CSRF on every POST, a signed-in key, and the role the matching API endpoint needs (None: any role)."""
+def page(roles: tuple[str, ...] | None, refills: bool = False) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Guard a page: CSRF on every POST, a signed-in key, and the role the matching API endpoint needs (None: any role).
+
+    A `refills` page (a long form) whose POST carries an out-of-date token, from one of the console's
+    own pages and a session still signed in with the right role, is handed to its view with
+    `stale_form()` true: the view saves nothing and shows the form again, as it was, with a fresh
+    token, rather than losing what was typed to a 403. A POST from anywhere else is refused as always.
+    """
 
     def decorate(fn: Callable[..., Any]) -> Callable[..., Any]:
         @wraps(fn)
         def view(**kwargs: Any) -> Any:
-            if request.method == "POST":
-                check_csrf()
+            g.stale_form = False
+            if request.method == "POST" and not _csrf_ok():
+                if not (refills and _same_origin()):
+                    check_csrf()
+                g.stale_form = True
             principal = current_principal()
             if principal is None:
                 target = request.full_path.rstrip("?") if request.method == "GET" else None

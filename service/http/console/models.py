@@ -12,7 +12,7 @@ from recommender.models import ALGORITHMS
 from service.errors import Conflict, Invalid
 from service.http.console import bp
 from service.http.console.charts import Series, line_chart
-from service.http.console.forms import back, json_text, page
+from service.http.console.forms import STALE_FORM, back, json_text, page, stale_form
 from service.http.endpoint import EDITOR, services
 from service.http.errors import details_from_pydantic
 from service.http.schemas.catalogue import TrainRequest
@@ -59,12 +59,14 @@ def _form(values: dict[str, str], errors: dict[str, list[str]], status: int = 20
 
 
 @bp.route("/models/new", methods=["GET", "POST"])
-@page(EDITOR)
+@page(EDITOR, refills=True)
 def model_new() -> Any:
     """The training form, checked like POST /v1/models; nothing goes live unless its box is ticked."""
     if request.method == "GET":
         return _form({"algorithm": "als", "params": "", "activate": ""}, {})
     values = {k: request.form.get(k, "") for k in ("algorithm", "params", "activate")}
+    if stale_form():
+        return _form(values, {"form": [STALE_FORM]}, 409)
     try:
         params = json_text(values["params"]) if values["params"].strip() else {}
     except ValueError as exc:
