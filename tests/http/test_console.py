@@ -223,6 +223,17 @@ def test_everything_displayed_is_escaped(as_role, client, auth):
     assert "<svg onload" not in page and "&lt;svg onload" in page
 
 
+def test_a_user_is_looked_up_by_exactly_the_id_typed(as_role, client, auth):
+    running(client, auth("editor"), ab_definition())
+    arm = assign(client, auth("storefront"), "points-q4", "u1")["arm"]
+    analyst = as_role("analyst")
+    exact = analyst.get("/ui/users", query_string={"user_id": "u1"}).get_data(as_text=True)
+    spaced = analyst.get("/ui/users", query_string={"user_id": "u1 "}).get_data(as_text=True)
+    assert arm in exact and "matched exactly" not in exact
+    assert "matched exactly" in spaced and arm not in spaced.split("</h2>", 1)[1]  # " u1 " was never enrolled
+    assert 'name="user_id" value=""' in analyst.get("/ui/users", query_string={"user_id": "   "}).get_data(as_text=True)
+
+
 def test_results_page_and_csv_match_the_api(as_role, client, auth):
     running(client, auth("editor"), ab_definition())
     for i in range(30):

@@ -13,8 +13,9 @@ from service.usecases import console
 @page(READ_EXPERIMENTS)
 def user_lookup() -> tuple[str, int]:
     """The lookup form and, once a user id is given, that user's picture."""
-    user_id = request.args.get("user_id", "").strip()
-    if not user_id:
+    # Ids are matched exactly, as the API matches them: " u1" is another user than "u1".
+    user_id = request.args.get("user_id", "")
+    if not user_id.strip():
         return render_template("console/users.html", user_id="", profile=None, error=None), 200
     if not ID_PATTERN.match(user_id):
         return render_template("console/users.html", user_id=user_id[:128], profile=None, error="A user id is 1 to 128 characters."), 422
