@@ -26,7 +26,7 @@ install: $(VENV)/.installed
 run: install
 	$(BIN)/flask --app wsgi init-db
 	$(BIN)/flask --app wsgi demo
-	$(BIN)/flask --app wsgi train
+	$(BIN)/flask --app wsgi train --unless-active
 	@mkdir -p instance && test -s instance/secret_key || (umask 077 && $(BIN)/python -c 'import secrets; print(secrets.token_hex(32))' > instance/secret_key)
 	@$(BIN)/flask --app wsgi demo-keys
 	SECRET_KEY=$$(cat instance/secret_key) $(BIN)/gunicorn -c service/gunicorn_conf.py wsgi:app

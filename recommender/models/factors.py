@@ -92,7 +92,11 @@ class FactorModel(Recommender):
 
     def load_arrays(self, arrays: Mapping[str, np.ndarray]) -> None:
         """Rebuild the implicit model around saved factors."""
-        self._model = self._new_model()
+        # Serving never fits. A worker's request threads see faiss's OpenMP build of OpenBLAS with
+        # the machine's thread count (the limit set at start-up holds only in the thread that set it),
+        # and implicit's constructor warns about it; limited here, as for a fit, it has no cause to.
+        with threadpool_limits(1, "blas"):
+            self._model = self._new_model()
         self._model.user_factors = np.ascontiguousarray(arrays["user_factors"], dtype=np.float32)
         self._model.item_factors = np.ascontiguousarray(arrays["item_factors"], dtype=np.float32)
         self._norms = None

@@ -14,7 +14,7 @@ from recommender.models import ALGORITHMS
 from service.errors import ServiceError
 from service.usecases import model_training as training
 from service.usecases.context import Services
-from service.usecases.keys import ROLES, create_key
+from service.usecases.keys import ROLES, create_key, list_keys, revoke_key
 
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -83,8 +83,18 @@ def register_commands(app: Flask) -> None:
     @click.option("--base-url", default="http://127.0.0.1:8000", show_default=True)
     @_one_line
     def demo_keys_cmd(base_url: str) -> None:
-        """Create one key per role and print them as shell exports, with a first request to try."""
-        keys = {role: create_key(_services().db, role, f"demo {role}")[1] for role in ROLES}
+        """Create one key per role and print them as shell exports, with a first request to try.
+
+        Keys are stored hashed, so they cannot be shown again: each run makes new ones and revokes
+        the demo keys it made before, so that running it again does not pile up live keys.
+        """
+        svc = _services()
+        earlier = [k for k in list_keys(svc.db) if k.revoked_at is None and k.name in {f"demo {role}" for role in ROLES}]
+        keys = {role: create_key(svc.db, role, f"demo {role}")[1] for role in ROLES}
+        for old in earlier:
+            revoke_key(svc.db, svc.keys, str(old.id))
+        if earlier:
+            click.echo(f"revoked the {len(earlier)} demo keys made before", err=True)
         click.echo("\nAPI keys for this demo (shown once; more with `flask --app wsgi create-key --role ROLE`):")
         for role, raw in keys.items():
             click.echo(f"  export {role.upper()}_KEY={raw}")
@@ -103,13 +113,18 @@ def register_commands(app: Flask) -> None:
     @click.option("--tune-metric", type=click.Choice(["ndcg_at_10", "precision_at_10"]), default="ndcg_at_10", show_default=True)
     @click.option("--tune-seed", type=int, default=1, show_default=True)
     @click.option("--tune-space", "space", multiple=True, help='A range to search, NAME=JSON, e.g. --tune-space \'factors=[16, 128]\'')
+    @click.option("--unless-active", is_flag=True, help="Do nothing when a model is already served (make run uses it, so a second run keeps your choice).")
     @_one_line
     def train_cmd(
         algorithm: str, params: tuple[str, ...], matrix: tuple[str, ...], evaluation: tuple[str, ...], activate: bool,
-        tune_trials: int | None, tune_metric: str, tune_seed: int, space: tuple[str, ...],
+        tune_trials: int | None, tune_metric: str, tune_seed: int, space: tuple[str, ...], unless_active: bool,
     ) -> None:
         """Train a model from the stored events (tuning it first if asked), activate it, and print its version and metrics."""
         svc = _services()
+        serving = training.active_version(svc.db)
+        if unless_active and serving is not None:
+            click.echo(f"model {serving} is already served; not training another (without --unless-active, train trains anew)")
+            return
         tune = {"trials": tune_trials, "metric": tune_metric, "seed": tune_seed, "space": _pairs("--tune-space", space)} if tune_trials else None
         record = training.request_training(
             svc.db, svc.config, algorithm, _pairs("--param", params), activate, _pairs("--matrix", matrix), _pairs("--evaluation", evaluation), tune
@@ -124,7 +139,7 @@ def register_commands(app: Flask) -> None:
         if result.status != "ready":
             raise click.ClickException(f"training {result.version} {result.status}: {result.error}")
         click.echo(f"version: {result.version}")
-        click.echo(f"active: {'yes' if activate else 'no'}")
+        click.echo(f"active: {'yes' if training.active_version(svc.db) == result.version else 'no'}")
         click.echo(f"training seconds: {result.training_seconds:.2f}")
         click.echo(f"data: {json.dumps({k: v for k, v in result.data.items() if k != 'timings'})}")
         if result.tuning is not None:
@@ -139,7 +154,7 @@ def register_commands(app: Flask) -> None:
     @click.option("--events", default=60000, show_default=True)
     @_one_line
     def demo_cmd(users: int, items: int, events: int) -> None:
-        """Load a synthetic demo catalogue, events and two running experiments (once; a second run changes nothing)."""
+        """Load a synthetic demo catalogue, events and five running experiments (once; a second run changes nothing)."""
         from service.usecases.demo import load_demo
         from service.usecases.demo_experiments import load_demo_experiments
 

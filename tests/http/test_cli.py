@@ -8,8 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from service.usecases.keys import KeyVerifier
 from service.store.migrate import current_revision, head_revision
+from service.usecases.keys import KeyVerifier, list_keys
+from tests.helpers import two_tribes
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -66,3 +67,19 @@ def test_demo_loads_data_and_its_running_experiments_once(runner, client, auth):
     again = runner.invoke(args=["demo", "--users", "300", "--items", "100", "--events", "3000"])
     assert "points-q4: already there" in again.output
     assert client.get("/v1/experiments/points-q4/results", headers=auth("analyst")).get_json()["arms"] == results["arms"]
+
+
+def test_make_runs_second_time_keeps_the_served_model_and_leaves_one_set_of_demo_keys(runner, client, auth, db):
+    two_tribes(client, auth("storefront"))
+    first = runner.invoke(args=["train", "--unless-active", "--param", "iterations=3"])
+    assert first.exit_code == 0 and "active: yes" in first.output, first.output
+    served = client.get("/v1/models", headers=auth("editor")).get_json()["active_version"]
+    again = runner.invoke(args=["train", "--unless-active"])
+    assert again.exit_code == 0 and f"model {served} is already served; not training another" in again.output
+    assert client.get("/v1/models", headers=auth("editor")).get_json()["active_version"] == served
+    exports = [runner.invoke(args=["demo-keys"]).output for _ in range(2)]
+    demo = [k for k in list_keys(db) if k.name.startswith("demo ") and k.revoked_at is None]
+    assert len(demo) == 4  # one per role: the second run revoked the first run's
+    first_editor = next(line.split("=", 1)[1] for line in exports[0].splitlines() if "EDITOR_KEY=" in line)
+    second_editor = next(line.split("=", 1)[1] for line in exports[1].splitlines() if "EDITOR_KEY=" in line)
+    assert KeyVerifier(db).principal(first_editor) is None and KeyVerifier(db).principal(second_editor) is not None

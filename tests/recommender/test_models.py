@@ -106,3 +106,28 @@ def test_every_default_search_space_is_valid_for_its_model(fitted):
 def test_unknown_parameters_are_refused_with_the_models_name(algorithm):
     with pytest.raises(ValueError, match=algorithm):
         make_recommender(algorithm, {"colour": "red"})
+
+
+def test_loading_factors_in_a_request_thread_raises_no_blas_warning():
+    # A worker loads versions in its request threads, where faiss's OpenMP OpenBLAS reports the
+    # machine's thread count; implicit's constructor warned on every load although serving never fits.
+    import threading
+    import warnings
+
+    import faiss  # noqa: F401  (the library that brings that OpenBLAS)
+
+    from recommender.models.als import ALS
+
+    arrays = {"user_factors": np.ones((3, 4), np.float32), "item_factors": np.ones((5, 4), np.float32)}
+    caught: list[warnings.WarningMessage] = []
+
+    def load() -> None:
+        with warnings.catch_warnings(record=True) as seen:
+            warnings.simplefilter("always")
+            ALS({}).load_arrays(arrays)
+        caught.extend(w for w in seen if "OpenBLAS" in str(w.message))
+
+    thread = threading.Thread(target=load)
+    thread.start()
+    thread.join()
+    assert caught == []
