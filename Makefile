@@ -38,11 +38,11 @@ lint: install
 test: install lint test-sqlite test-postgres
 
 test-sqlite: install
-	@bash .ci/ensure-postgres
+	@PG_URL=$(PG_URL) bash .ci/ensure-postgres
 	$(BIN)/pytest
 
 test-postgres: install
-	@bash .ci/ensure-postgres
+	@PG_URL=$(PG_URL) bash .ci/ensure-postgres
 	DATABASE_URL=$(PG_URL) $(BIN)/pytest
 
 bench: install
