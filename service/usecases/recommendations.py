@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Mapping
 
 import numpy as np
 
@@ -114,8 +114,12 @@ def recommender_of(payload: dict[str, Any] | None) -> Source:
     return Source(popular=spec.get("algorithm") == "popularity")
 
 
-def in_experiment(db: Database, cache: ModelCache, definitions: ExperimentCache, key: str, user_id: str, n: int, category: str | None, excluded: set[str], now: float) -> tuple[Answer, str | None]:
-    """Assign the user (recording the exposure) and answer from their arm's recommender; (answer, arm or None)."""
-    assignment = assign(db, definitions, key, user_id, now)
+def in_experiment(
+    db: Database, cache: ModelCache, definitions: ExperimentCache, key: str, user_id: str, n: int, category: str | None, excluded: set[str], now: float,
+    attributes: Mapping[str, Any] | None = None,
+) -> tuple[Answer, str | None, str | None]:
+    """Assign the user (recording the exposure; `attributes` for its targeting) and answer from their arm's
+    recommender; (answer, arm or None, why not enrolled or None)."""
+    assignment = assign(db, definitions, key, user_id, now, attributes)
     source = recommender_of(assignment.get("payload")) if assignment["enrolled"] else ACTIVE
-    return for_user(db, cache, user_id, n, category, excluded, source), assignment["arm"]
+    return for_user(db, cache, user_id, n, category, excluded, source), assignment["arm"], assignment["reason"]

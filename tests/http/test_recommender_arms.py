@@ -60,8 +60,24 @@ def test_a_user_outside_the_experiment_gets_the_active_model(client, auth, two_m
     post_ok(client, "/v1/experiments", {**experiment(arms_over({"als": {"model_version": als}, "knn": {"model_version": knn}})), "traffic": 0.0001}, auth("editor"), status=201)
     post_ok(client, "/v1/experiments/recs/start", None, auth("editor"))
     answer = get_ok(client, "/v1/users/ua1/recommendations?experiment=recs", auth("storefront"))
-    assert (answer["arm"], answer["model_version"], answer["experiment"]) == (None, als, "recs")
+    assert (answer["arm"], answer["model_version"], answer["experiment"], answer["reason"]) == (None, als, "recs", "traffic")
     assert client.get("/v1/users/ua1/recommendations?experiment=nope", headers=auth("storefront")).status_code == 404
+
+
+def test_request_attributes_target_a_recommender_experiment_as_they_do_an_assignment(client, auth, two_models):
+    als, knn = two_models
+    shop = auth("storefront")
+    rule = {"all": [{"attribute": "country", "op": "eq", "value": "nl"}]}
+    post_ok(client, "/v1/experiments", {**experiment(arms_over({"als": {"model_version": als}, "knn": {"model_version": knn}})), "targeting": rule}, auth("editor"), status=201)
+    post_ok(client, "/v1/experiments/recs/start", None, auth("editor"))
+    outside = get_ok(client, "/v1/users/ua1/recommendations?experiment=recs&attr.country=de", shop)
+    assert (outside["arm"], outside["reason"], outside["model_version"]) == (None, "targeting", als)
+    inside = get_ok(client, "/v1/users/ua2/recommendations?experiment=recs&attr.country=nl", shop)
+    assert inside["arm"] in ("als", "knn") and inside["reason"] is None
+    assert get_ok(client, "/v1/experiments/recs/assignment?user_id=ua2", shop)["arm"] == inside["arm"]  # the same exposure
+    assert get_ok(client, "/v1/users/ua3/recommendations?attr.country=nl", shop)["arm"] is None  # without an experiment: ignored
+    bad = client.get("/v1/users/ua3/recommendations?experiment=recs&attr." + "x" * 200 + "=1", headers=shop)
+    assert bad.status_code == 422 and bad.get_json()["error"]["details"][0]["field"].startswith("query.attr.")
 
 
 def test_starting_with_a_missing_or_failed_version_is_409(client, auth, two_models, db):

@@ -210,6 +210,7 @@ class Recommendations(Output):
     items: list[ScoredItem]
     experiment: str | None = None
     arm: str | None = None
+    reason: str | None = Field(default=None, description="with ?experiment=, why the user is not enrolled (as the assignment endpoint says it: not_running, traffic, layer, targeting); the active model then answered")
 
 
 class SimilarItems(Output):

@@ -20,16 +20,25 @@ def _items(pairs: list[tuple[str, float]]) -> list[dict[str, Any]]:
 
 
 @bp.get("/v1/users/<user_id>/recommendations")
-@endpoint("'You may like' for a user", roles=STOREFRONT, tag="recommendations", query=RecommendQuery, response=Recommendations, errors=(404,), path={"user_id": "id"}, records=True)
-def for_user(user_id: str, query: RecommendQuery) -> dict[str, Any]:
-    """Never a purchased, unavailable or excluded item."""
+@endpoint(
+    "'You may like' for a user", roles=STOREFRONT, tag="recommendations", query=RecommendQuery, response=Recommendations, errors=(404,),
+    path={"user_id": "id"}, records=True, query_attributes=True,
+)
+def for_user(user_id: str, query: RecommendQuery, attributes: dict[str, str]) -> dict[str, Any]:
+    """Never a purchased, unavailable or excluded item. With ?experiment=, `attr.NAME=value` parameters
+    are the request attributes its targeting reads, as on the assignment endpoint (ignored without one)."""
     svc = services()
-    arm = None
+    arm = reason = None
     if query.experiment is None:
         answer = recommendations.for_user(svc.db, svc.models, user_id, query.n, query.category, query.excluded())
     else:
-        answer, arm = recommendations.in_experiment(svc.db, svc.models, svc.experiment_cache, query.experiment, user_id, query.n, query.category, query.excluded(), time.time())
-    return {"user_id": user_id, "strategy": answer.strategy, "model_version": answer.model_version, "items": _items(answer.items), "experiment": query.experiment, "arm": arm}
+        answer, arm, reason = recommendations.in_experiment(
+            svc.db, svc.models, svc.experiment_cache, query.experiment, user_id, query.n, query.category, query.excluded(), time.time(), attributes
+        )
+    return {
+        "user_id": user_id, "strategy": answer.strategy, "model_version": answer.model_version, "items": _items(answer.items),
+        "experiment": query.experiment, "arm": arm, "reason": reason,
+    }
 
 
 @bp.get("/v1/items/popular")
