@@ -166,7 +166,8 @@ class FixedRatio(Schedule):
     def _decide(self, state: RewardState, action: Action) -> tuple[float, str, float | None]:
         if state.actions % self.every == 0:
             return self.points, f"action {state.actions} is a multiple of {self.every}", None
-        return 0.0, f"{self.every - state.actions % self.every} more actions to the next reward", None
+        left = self.every - state.actions % self.every
+        return 0.0, f"{left} more action{'s' if left != 1 else ''} to the next reward", None
 
 
 @dataclass(frozen=True)

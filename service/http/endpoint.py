@@ -68,7 +68,7 @@ def _admit(principal: Principal | None, roles: tuple[str, ...]) -> Principal:
     if principal is None:
         raise ApiError(401, "the API key is unknown or revoked")
     if not allowed(principal.role, roles):
-        raise ApiError(403, f"a {principal.role} key cannot call this endpoint; it needs one of: {', '.join(roles)}")
+        raise ApiError(403, f"a {principal.role} key cannot call this endpoint; it needs one of: {', '.join(roles)} (or admin)")
     g.principal = principal
     return principal
 

@@ -65,9 +65,23 @@ def details_from_pydantic(exc: ValidationError, prefix: str = "") -> list[dict[s
         if prefix:
             loc.insert(0, prefix)
         index = next((int(p) for p in loc if p.isdigit()), None)
-        # Our validators' own sentences, without pydantic's "Value error, " in front.
-        details.append(detail(".".join(loc) or "body", err["msg"].removeprefix("Value error, "), index))
+        details.append(detail(".".join(loc) or "body", _plain_message(err), index))
     return details
+
+
+def _plain_message(err: Any) -> str:
+    """pydantic's message in plain words where its own reads like the library talking; our validators'
+    sentences without its "Value error, " in front."""
+    kind, ctx = err["type"], err.get("ctx") or {}
+    if kind == "missing":
+        return "is required"
+    if kind == "extra_forbidden":
+        return "is not a field here"
+    if kind == "too_short" and "min_length" in ctx:
+        return f"needs at least {ctx['min_length']} {'entries' if ctx['min_length'] != 1 else 'entry'}, got {ctx.get('actual_length', 'fewer')}"
+    if kind == "too_long" and "max_length" in ctx and ctx.get("field_type") == "List":
+        return f"takes at most {ctx['max_length']} entries, got {ctx.get('actual_length', 'more')}"
+    return str(err["msg"]).removeprefix("Value error, ")
 
 
 def validation_error(exc: ValidationError, prefix: str = "") -> Invalid:

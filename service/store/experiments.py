@@ -167,7 +167,8 @@ def remove(db: Database, key: str) -> None:
         if row is None:
             raise NotFound("experiment", key)
         if row.status != "draft":
-            raise Conflict(f"only a draft can be deleted; {key!r} is {row.status} (stop it instead)")
+            keep = "; stop it instead, which keeps its results" if row.status != "stopped" else "; a stopped experiment keeps its results for good"
+            raise Conflict(f"only a draft can be deleted: {key!r} is {row.status}{keep}")
         session.execute(delete(ExperimentRow).where(ExperimentRow.key == key))
 
 

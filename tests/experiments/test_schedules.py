@@ -31,6 +31,13 @@ def test_fixed_ratio_rewards_exactly_every_nth_action():
     points = run({"type": "fixed_ratio", "every": 5, "points": 100}, [T0 + i for i in range(23)])
     assert [i + 1 for i, p in enumerate(points) if p] == [5, 10, 15, 20]
     assert set(points) == {0.0, 100.0}
+    schedule, state = parse_schedule({"type": "fixed_ratio", "every": 3, "points": 1}), RewardState(enrolled_at=T0)
+    reasons = []
+    for seq in (1, 2):
+        decision = schedule.apply(state, Action("exp", "u1", seq, T0 + seq, None))
+        state = decision.state
+        reasons.append(decision.reason)
+    assert reasons == ["2 more actions to the next reward", "1 more action to the next reward"]
 
 
 def test_variable_ratio_rate_is_within_a_binomial_interval_over_many_users():

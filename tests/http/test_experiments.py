@@ -68,6 +68,13 @@ def test_bandit_needs_settings_and_a_reported_primary_metric(client, auth):
     assert created["bandit"] == {"algorithm": "ucb1", "epsilon": 0.1, "min_probability": 0.01, "attribution_hours": None}
 
 
+def test_the_commonest_refusals_read_as_sentences_not_as_the_validation_library(client, auth):
+    one_arm = {**ab_definition(), "arms": [{"key": "only"}], "colour": "red"}
+    del one_arm["name"]
+    details = {d["field"]: d["message"] for d in client.post("/v1/experiments", json=one_arm, headers=auth("editor")).get_json()["error"]["details"]}
+    assert details == {"arms": "needs at least 2 entries, got 1", "name": "is required", "colour": "is not a field here"}
+
+
 LIFECYCLE = [
     ("draft", "start", "running"),
     ("draft", "pause", None),
@@ -125,7 +132,13 @@ def test_draft_can_change_anything_and_be_deleted(client, auth):
 def test_only_drafts_can_be_deleted_and_unknown_keys_are_404(client, auth):
     editor = auth("editor")
     running(client, editor, ab_definition())
-    assert client.delete("/v1/experiments/points-q4", headers=editor).status_code == 409
+    refused = client.delete("/v1/experiments/points-q4", headers=editor)
+    assert refused.status_code == 409 and refused.get_json()["error"]["message"].endswith("is running; stop it instead, which keeps its results")
+    post_ok(client, "/v1/experiments/points-q4/stop", None, editor)
+    stopped = client.delete("/v1/experiments/points-q4", headers=editor).get_json()["error"]["message"]
+    assert stopped.endswith("is stopped; a stopped experiment keeps its results for good")
+    shop = client.get("/v1/experiments", headers=auth("storefront")).get_json()["error"]["message"]
+    assert shop.endswith("(or admin)")
     for method, path in (("GET", "/v1/experiments/nope"), ("POST", "/v1/experiments/nope/start"), ("PATCH", "/v1/experiments/nope"), ("DELETE", "/v1/experiments/nope")):
         resp = client.open(path, method=method, json={} if method == "PATCH" else None, headers=editor)
         assert resp.status_code == 404, (method, path)
