@@ -1,6 +1,7 @@
 """Experiments: define, change while draft, start, pause, stop, list."""
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from experiments.layers import free_share
@@ -12,6 +13,8 @@ from service.store.experiment_codec import to_json
 from service.store.experiments import Stamp
 from service.usecases.assignment import ExperimentCache
 from service.usecases.recommendations import recommender_of
+
+log = logging.getLogger(__name__)
 
 ARM_DEFAULTS: dict[str, Any] = {"weight": 1.0, "payload": {}, "schedule": None}
 NEW_DEFAULTS: dict[str, Any] = {"description": "", "type": "ab", "traffic": 1.0, "metrics": [], "bandit": None}
@@ -51,7 +54,9 @@ def _check_versions(db: Database, key: str) -> None:
 def create(db: Database, fields: dict[str, Any]) -> dict[str, Any]:
     """Validate the whole definition, store it as a draft, answer it."""
     _check_recommenders(fields)
-    return to_json(store.create(db, _complete({**NEW_DEFAULTS, **fields})))
+    created = to_json(store.create(db, _complete({**NEW_DEFAULTS, **fields})))
+    log.info("experiment created", extra={"experiment": created["key"], "type": created["type"]})
+    return created
 
 
 def get(db: Database, key: str) -> dict[str, Any]:
@@ -76,6 +81,7 @@ def remove(db: Database, cache: ExperimentCache, key: str) -> None:
     """Delete a draft."""
     store.remove(db, key)
     cache.changed(key, None)
+    log.info("experiment deleted", extra={"experiment": key})
 
 
 def move(db: Database, cache: ExperimentCache, key: str, action: str) -> dict[str, Any]:
@@ -84,6 +90,7 @@ def move(db: Database, cache: ExperimentCache, key: str, action: str) -> dict[st
         _check_versions(db, key)
     moved = store.move(db, key, action)
     cache.changed(key, Stamp.of(moved))
+    log.info("experiment moved", extra={"experiment": key, "action": action, "status": moved.status, "revision": moved.revision})
     return to_json(moved)
 
 

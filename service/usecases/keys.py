@@ -8,6 +8,7 @@ bound. Unknown keys are never remembered, so a new key works at once.
 from __future__ import annotations
 
 import hashlib
+import logging
 import secrets
 import threading
 import time
@@ -18,6 +19,8 @@ from service.errors import NotFound
 from service.store import keys as store
 from service.store.database import Database
 from service.store.keys import KeyRecord
+
+log = logging.getLogger(__name__)
 
 ROLES = ("storefront", "editor", "analyst", "admin")
 KEY_PREFIX = "sl_"
@@ -83,7 +86,9 @@ def create_key(db: Database, role: str, name: str | None = None) -> tuple[KeyRec
     if role not in ROLES:
         raise ValueError(f"role must be one of {', '.join(ROLES)}, not {role!r}")
     raw = KEY_PREFIX + secrets.token_urlsafe(32)
-    return store.insert(db, name or f"{role} key", role, hash_key(raw), raw[:10]), raw
+    record = store.insert(db, name or f"{role} key", role, hash_key(raw), raw[:10])
+    log.info("key created", extra={"key_id": record.id, "role": role, "key_name": record.name})  # never the key itself
+    return record, raw
 
 
 def revoke_key(db: Database, verifier: KeyVerifier, key_id: str) -> KeyRecord:
@@ -98,6 +103,7 @@ def revoke_key(db: Database, verifier: KeyVerifier, key_id: str) -> KeyRecord:
     if record is None:
         raise NotFound("key", key_id)
     verifier.forget(record.id)
+    log.info("key revoked", extra={"key_id": record.id, "role": record.role, "key_name": record.name})
     return record
 
 

@@ -255,6 +255,7 @@ def activate(db: Database, version: str) -> ModelRecord:
     record = store.activate(db, version)
     if record is None:
         raise NotFound("model version", version)
+    log.info("model activated", extra={"version": version, "algorithm": record.algorithm})
     return record
 
 

@@ -83,3 +83,17 @@ def test_make_runs_second_time_keeps_the_served_model_and_leaves_one_set_of_demo
     first_editor = next(line.split("=", 1)[1] for line in exports[0].splitlines() if "EDITOR_KEY=" in line)
     second_editor = next(line.split("=", 1)[1] for line in exports[1].splitlines() if "EDITOR_KEY=" in line)
     assert KeyVerifier(db).principal(first_editor) is None and KeyVerifier(db).principal(second_editor) is not None
+
+
+def test_keys_made_and_revoked_are_logged_without_the_key(runner, client, auth, caplog):
+    import logging
+
+    caplog.set_level(logging.INFO, logger="service.usecases.keys")
+    result = runner.invoke(args=["create-key", "--role", "analyst", "--name", "ops"])
+    assert result.exit_code == 0, result.output
+    raw = result.output.strip().splitlines()[-1]
+    key_id = next(k.id for k in list_keys(client.application.extensions["stickyloop"].db) if k.name == "ops")
+    assert client.delete(f"/v1/keys/{key_id}", headers=auth("admin")).status_code in (200, 204)
+    lines = [(r.getMessage(), r.key_id, r.key_name) for r in caplog.records if r.name == "service.usecases.keys"]
+    assert lines == [("key created", key_id, "ops"), ("key revoked", key_id, "ops")]
+    assert all(raw not in r.getMessage() and raw not in str(vars(r)) for r in caplog.records)

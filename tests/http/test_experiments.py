@@ -152,3 +152,13 @@ def test_a_draft_with_a_multiplier_window_can_be_patched(client, auth):
     assert resp.status_code == 200, resp.get_json()
     assert resp.get_json()["arms"][1]["schedule"]["multiplier"]["factor"] == 2
     assert client.patch("/v1/experiments/points-q4", json={"arms": None}, headers=auth("editor")).status_code == 422
+
+
+def test_lifecycle_changes_are_logged_as_structured_lines(client, auth, caplog):
+    import logging
+
+    caplog.set_level(logging.INFO, logger="service.usecases")
+    running(client, auth("editor"), ab_definition())
+    post_ok(client, "/v1/experiments/points-q4/stop", None, auth("editor"))
+    moves = [(r.getMessage(), getattr(r, "action", None), getattr(r, "status", None)) for r in caplog.records if r.name == "service.usecases.experiments"]
+    assert moves == [("experiment created", None, None), ("experiment moved", "start", "running"), ("experiment moved", "stop", "stopped")]
