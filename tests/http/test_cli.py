@@ -97,3 +97,11 @@ def test_keys_made_and_revoked_are_logged_without_the_key(runner, client, auth, 
     lines = [(r.getMessage(), r.key_id, r.key_name) for r in caplog.records if r.name == "service.usecases.keys"]
     assert lines == [("key created", key_id, "ops"), ("key revoked", key_id, "ops")]
     assert all(raw not in r.getMessage() and raw not in str(vars(r)) for r in caplog.records)
+
+
+def test_a_new_database_is_one_log_line_not_alembics_narration(tmp_path):
+    env = {**os.environ, "DATABASE_URL": f"sqlite:///{tmp_path / 'new.db'}", "MODEL_DIR": str(tmp_path / "models"), "LOG_LEVEL": "INFO"}
+    done = subprocess.run([sys.executable, "-m", "flask", "--app", "wsgi", "init-db"], cwd=Path(__file__).resolve().parents[2], env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert [line for line in done.stderr.splitlines() if '"logger"' in line and "alembic" in line] == []
+    assert '"msg": "schema upgraded"' in done.stderr
