@@ -138,7 +138,9 @@ def line_chart(
     for i, label in enumerate(x_labels):
         # The last label too, unless it would overlap the one before it.
         if i % every == 0 or (i == last and last % every >= every / 2):
-            body.append(f'<text x="{px(i):.1f}" y="{top + plot_h + 16}" text-anchor="middle" fill="{AXIS}">{escape(label)}</text>')
+            # The ends are anchored inward, so that a long first or last label is not cut by the frame.
+            anchor = "start" if i == 0 and last > 0 else "end" if i == last and last > 0 else "middle"
+            body.append(f'<text x="{px(i):.1f}" y="{top + plot_h + 16}" text-anchor="{anchor}" fill="{AXIS}">{escape(label)}</text>')
     if y_label:
         body.append(f'<text x="12" y="{top + plot_h / 2:.1f}" transform="rotate(-90 12 {top + plot_h / 2:.1f})" text-anchor="middle" fill="{AXIS}">{escape(y_label)}</text>')
     body.append(f'<line x1="{left}" y1="{top + plot_h}" x2="{left + plot_w}" y2="{top + plot_h}" stroke="{AXIS}"/>')

@@ -19,6 +19,15 @@ from service.http.schemas.catalogue import TrainRequest
 from service.usecases import model_training as training
 
 
+def _when(moments: list[float]) -> list[str]:
+    """When each version was asked for, in UTC (a version name's random suffix tells a reader nothing);
+    to the second where two fall in the same minute."""
+    minutes = [datetime.fromtimestamp(t, timezone.utc).strftime("%m-%d %H:%M") for t in moments]
+    if len(set(minutes)) == len(minutes):
+        return minutes
+    return [datetime.fromtimestamp(t, timezone.utc).strftime("%m-%d %H:%M:%S") for t in moments]
+
+
 def _chart(versions: list[Any]) -> Any:
     """Holdout precision@10 of each ready version, oldest first, beside the popularity baseline of the same split."""
     ready = [v for v in reversed(versions) if v.status == "ready" and "precision_at_10" in v.metrics]
@@ -26,8 +35,7 @@ def _chart(versions: list[Any]) -> Any:
         return None
     return line_chart(
         "Holdout precision@10 by version, against popularity on the same split",
-        # When each was asked for, in UTC: a version name's random suffix tells a reader nothing.
-        [datetime.fromtimestamp(v.created_at, timezone.utc).strftime("%m-%d %H:%M") for v in ready],
+        _when([v.created_at for v in ready]),
         [
             Series("model", [v.metrics.get("precision_at_10") for v in ready]),
             Series("popularity", [v.metrics.get("popularity_precision_at_10") for v in ready]),
