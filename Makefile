@@ -38,11 +38,11 @@ lint: install
 test: install lint test-sqlite test-postgres
 
 test-sqlite: install
-	@PG_URL=$(PG_URL) bash .ci/ensure-postgres
+	@bash .ci/ensure-postgres
 	$(BIN)/pytest
 
 test-postgres: install
-	@PG_URL=$(PG_URL) bash .ci/ensure-postgres
+	@bash .ci/ensure-postgres
 	DATABASE_URL=$(PG_URL) $(BIN)/pytest
 
 bench: install

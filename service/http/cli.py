@@ -89,7 +89,7 @@ def register_commands(app: Flask) -> None:
         the demo keys it made before, so that running it again does not pile up live keys.
         """
         svc = _services()
-        earlier = [k for k in list_keys(svc.db) if k.revoked_at is None and k.name in {f"demo {role}" for role in ROLES}]
+        earlier = [k for k in list_keys(svc.db) if k.revoked_at is None and k.name == f"demo {k.role}"]  # the names this command gives
         keys = {role: create_key(svc.db, role, f"demo {role}")[1] for role in ROLES}
         for old in earlier:
             revoke_key(svc.db, svc.keys, str(old.id))

@@ -140,6 +140,9 @@ def _train(
     chosen = params if p.tune is not None else None
     if store.finish(db, record.version, artifact, digest, trained.metrics, data, elapsed, snapshot.last_event_id, chosen):
         log.info("training finished", extra={"version": record.version, "seconds": round(elapsed, 3), "metrics": trained.metrics})
+        if record.activate_when_ready:
+            served = active_version(db) == record.version
+            log.info("model activated" if served else "model not activated", extra={"version": record.version, "by": "training", "algorithm": record.algorithm})
     else:
         log.warning("training finished after the run was cancelled or reported failed; keeping it so", extra={"version": record.version})
 
@@ -252,10 +255,12 @@ def cancel(db: Database, version: str) -> ModelRecord:
 
 def activate(db: Database, version: str) -> ModelRecord:
     """Make a ready version the one every worker serves (also a rollback)."""
+    previous = active_version(db)
     record = store.activate(db, version)
     if record is None:
         raise NotFound("model version", version)
-    log.info("model activated", extra={"version": version, "algorithm": record.algorithm})
+    if previous != version:  # activating the version already served changes nothing
+        log.info("model activated", extra={"version": version, "by": "hand", "algorithm": record.algorithm, "previous": previous})
     return record
 
 

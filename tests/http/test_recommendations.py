@@ -211,3 +211,15 @@ def test_every_algorithm_trains_and_serves(client, auth, algorithm):
         assert body["strategy"] == "popular"
     else:
         assert body["strategy"] == "personalized" and all(i.startswith("a") for i in ids(body))
+
+
+def test_every_change_of_the_served_model_is_logged_once_whoever_makes_it(client, auth, db, config, trained, caplog):
+    import logging
+
+    caplog.set_level(logging.INFO, logger="service.usecases.model_training")
+    editor = auth("editor")
+    post_ok(client, f"/v1/models/{trained['version']}/activate", None, editor)  # already served: nothing changes, nothing logged
+    run = request_training(db, config, "item_knn", {}, activate=True)
+    run_training(db, config, run.version)
+    lines = [(r.getMessage(), getattr(r, "by", None), getattr(r, "version", None)) for r in caplog.records if r.getMessage().startswith("model ")]
+    assert lines == [("model activated", "training", run.version)]

@@ -67,10 +67,10 @@ def _save(exp: dict[str, Any] | None) -> Any:
     """Validate a posted form like the API does, then create or change the experiment; re-render with errors on failure."""
     values = request.form.to_dict()
     values.pop("csrf_token", None)
-    if request.form.get("more") in ("arm", "metric"):  # "add a row" buttons re-draw the form without saving
-        return _form(values, {}, exp, request.form["more"])
     if stale_form():
         return _form(values, {"form": [STALE_FORM]}, exp, status=409)
+    if request.form.get("more") in ("arm", "metric"):  # "add a row" buttons re-draw the form without saving
+        return _form(values, {}, exp, request.form["more"])
     parsed = parse(values)
     db = services().db
     try:

@@ -10,6 +10,7 @@ from recommender.matrix import EVENT_TYPES
 from recommender.models import ALGORITHMS
 from recommender.tuning import MAX_TRIALS, Metric
 from service.http.schemas.common import MAX_BATCH, EpochTimestamp, FiniteFloat, Id, Input, JsonObject, Key, Output, Query, Text
+from service.http.schemas.experiments import NotEnrolled
 
 if TYPE_CHECKING:
     EventType = str
@@ -210,7 +211,7 @@ class Recommendations(Output):
     items: list[ScoredItem]
     experiment: str | None = None
     arm: str | None = None
-    reason: str | None = Field(default=None, description="with ?experiment=, why the user is not enrolled (as the assignment endpoint says it: not_running, traffic, layer, targeting); the active model then answered")
+    reason: NotEnrolled | None = Field(default=None, description="with ?experiment=, why the user is not enrolled, as the assignment endpoint says it; the active model then answered")
 
 
 class SimilarItems(Output):

@@ -178,6 +178,10 @@ class AssignmentQuery(Query):
     timestamp: Timestamp | None = None
 
 
+# Why a user is not enrolled: the assignment's answer, and a recommendation request's with ?experiment=.
+NotEnrolled = Literal["traffic", "not_running", "layer", "targeting"]
+
+
 class AssignmentOut(Output):
     """A user's arm, or why they are not enrolled."""
 
@@ -188,7 +192,7 @@ class AssignmentOut(Output):
     payload: dict[str, Any] | None = None
     schedule: dict[str, Any] | None = None
     probability: float | None = None
-    reason: Literal["traffic", "not_running", "layer", "targeting"] | None = None
+    reason: NotEnrolled | None = None
     exposed_at: str | None = None
 
 

@@ -21,12 +21,13 @@ def _items(pairs: list[tuple[str, float]]) -> list[dict[str, Any]]:
 
 @bp.get("/v1/users/<user_id>/recommendations")
 @endpoint(
-    "'You may like' for a user", roles=STOREFRONT, tag="recommendations", query=RecommendQuery, response=Recommendations, errors=(404,),
+    "'You may like' for a user; with experiment=, from the user's arm, and attr.NAME=value parameters feed its targeting", roles=STOREFRONT, tag="recommendations", query=RecommendQuery, response=Recommendations, errors=(404,),
     path={"user_id": "id"}, records=True, query_attributes=True,
 )
 def for_user(user_id: str, query: RecommendQuery, attributes: dict[str, str]) -> dict[str, Any]:
     """Never a purchased, unavailable or excluded item. With ?experiment=, `attr.NAME=value` parameters
-    are the request attributes its targeting reads, as on the assignment endpoint (ignored without one)."""
+    are the request attributes its targeting reads, as on the assignment endpoint; without one they are
+    checked the same way (bounded names and values) and otherwise unused."""
     svc = services()
     arm = reason = None
     if query.experiment is None:
