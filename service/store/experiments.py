@@ -172,6 +172,13 @@ def remove(db: Database, key: str) -> None:
         session.execute(delete(ExperimentRow).where(ExperimentRow.key == key))
 
 
+def start_from(db: Database, key: str, started_at: float) -> None:
+    """Date a running experiment's start back to `started_at`: for the demo, whose simulated users
+    arrive over the month before it is loaded (the start only moves earlier, never later)."""
+    with db.write() as session:
+        session.execute(update(ExperimentRow).where(ExperimentRow.key == key, ExperimentRow.started_at > started_at).values(started_at=started_at))
+
+
 def move(db: Database, key: str, action: str) -> ExperimentRow:
     """Start, pause or stop: an atomic compare-and-set on the status, 409 if it does not allow the move."""
     with db.write() as session:

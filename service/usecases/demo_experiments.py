@@ -12,6 +12,7 @@ from service.errors import Conflict
 from service.usecases.context import Services
 from service.usecases.demo import LAPSED
 from service.usecases import experiments
+from service.store import experiments as experiment_store
 from service.store.events import purchases
 from service.store.outcomes import record
 from service.usecases.rewards import ActionIn, reward
@@ -128,6 +129,7 @@ def load_demo_experiments(svc: Services, n_users: int) -> Iterator[str]:
         exp = svc.experiment_cache.current(svc.db, key)[0].experiment
         outcomes = []
         enrolled = 0
+        first_exposure = now
         targeted = "targeting" in definition
         audience = n_users + LAPSED if targeted else n_users
         for u in range(audience):
@@ -138,6 +140,7 @@ def load_demo_experiments(svc: Services, n_users: int) -> Iterator[str]:
             if arm is None:  # outside its layer range, or not targeted
                 continue
             enrolled += 1
+            first_exposure = min(first_exposure, exposed)
             if rng.random() < RATES[key][arm]:
                 outcome = {"outcome_id": f"demo-{key}-{u}", "experiment": key, "user_id": user, "metric": "conversion", "value": 1.0, "ts": exposed + DAY}
                 outcomes.append(outcome)
@@ -148,6 +151,7 @@ def load_demo_experiments(svc: Services, n_users: int) -> Iterator[str]:
                     outcomes.append({**outcome, "outcome_id": f"demo-{key}-{u}-spend", "metric": "spend", "value": spend})
         if exp.type == "ab":
             record(svc.db, outcomes, {key: exp})
+        experiment_store.start_from(svc.db, key, first_exposure)  # its simulated users arrived before it was loaded
         if key == AB["key"]:
             yield f"experiment {key}: {_reward_purchases(svc, key, n_users)} purchases after exposure sent through the reward schedules"
         yield f"experiment {key}: {enrolled} of {audience} users enrolled, {sum(1 for o in outcomes if o['metric'] == 'conversion')} conversions reported"

@@ -4,6 +4,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -64,6 +65,13 @@ def test_demo_loads_data_and_its_running_experiments_once(runner, client, auth):
     assert sum(a["users"] for a in results["arms"]) == 300
     bandit = client.get("/v1/experiments/bonus-bandit/results", headers=auth("analyst")).get_json()
     assert sum(a["users"] for a in bandit["arms"]) == 300 and sum(bandit["allocation"].values()) == pytest.approx(1.0)
+    # Its simulated users arrived over the month before it was loaded, and its start says so.
+    from datetime import datetime
+
+    started = {k: datetime.fromisoformat(client.get(f"/v1/experiments/{k}", headers=auth("analyst")).get_json()["started_at"]).timestamp() for k in ("points-q4", "win-back")}
+    first_seen = datetime.fromisoformat(client.get("/v1/experiments/points-q4/assignment?user_id=user-0", headers=auth("storefront")).get_json()["exposed_at"]).timestamp()
+    assert started["points-q4"] == pytest.approx(first_seen, abs=1e-3) and time.time() - started["points-q4"] > 29 * 86_400
+    assert 0.5 * 86_400 < time.time() - started["win-back"] < 2 * 86_400
     again = runner.invoke(args=["demo", "--users", "300", "--items", "100", "--events", "3000"])
     assert "points-q4: already there" in again.output
     assert client.get("/v1/experiments/points-q4/results", headers=auth("analyst")).get_json()["arms"] == results["arms"]
