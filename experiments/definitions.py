@@ -74,6 +74,9 @@ class Metric:
 
     key: str
     kind: MetricKind = "binary"
+    # Complaints, refunds and unsubscribes get worse as they rise: a guardrail on one fails
+    # when its difference lies wholly above 0 instead of below.
+    higher_is_better: bool = True
 
     def __post_init__(self) -> None:
         _check_key("key", self.key)
@@ -186,8 +189,11 @@ class Experiment:
             return
         if self.bandit is None:
             raise DefinitionError("bandit", "is required for type 'bandit'")
-        if self.metric(self.primary_metric).builtin:
+        primary = self.metric(self.primary_metric)
+        if primary.builtin:
             raise DefinitionError("primary_metric", "a bandit learns from reported outcomes, so its primary metric cannot be a built-in one")
+        if not primary.higher_is_better:
+            raise DefinitionError("primary_metric", "a bandit maximises its primary metric, so it must be one where higher is better")
         floor = self.bandit.min_probability
         if floor * len(self.arms) > 1:
             raise DefinitionError("bandit.min_probability", f"must be at most 1/{len(self.arms)} with {len(self.arms)} arms, got {floor}")

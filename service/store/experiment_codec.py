@@ -16,6 +16,7 @@ from service.timestamps import iso
 ANALYSIS_DEFAULTS = asdict(AnalysisSettings())
 # A bandit's settings as it runs them: a definition that left one out shows the default it gets.
 BANDIT_DEFAULTS = asdict(BanditSettings())
+METRIC_DEFAULTS = {"kind": "binary", "higher_is_better": True}
 
 
 def _epoch(value: Any) -> float:
@@ -53,7 +54,7 @@ def definition(fields: Mapping[str, Any]) -> Experiment:
         metrics = []
         for i, m in enumerate(fields["metrics"]):
             try:
-                metrics.append(Metric(m["key"], m.get("kind", "binary")))
+                metrics.append(Metric(m["key"], m.get("kind", "binary"), bool(m.get("higher_is_better", True))))
             except DefinitionError as exc:
                 raise DefinitionError(f"metrics.{i}.{exc.field}", exc.message) from None
         bandit = fields.get("bandit")
@@ -95,7 +96,8 @@ def row_fields(row: ExperimentRow) -> dict[str, Any]:
         "type": row.type,
         "traffic": row.traffic,
         "arms": row.arms,
-        "metrics": row.metrics,
+        # As the service reads them: a metric stored as sent without `kind` is binary.
+        "metrics": [{"key": m["key"], **METRIC_DEFAULTS, **m} for m in row.metrics],
         "primary_metric": row.primary_metric,
         "bandit": {**BANDIT_DEFAULTS, **row.bandit} if row.bandit is not None else None,
         "status": row.status,

@@ -13,7 +13,7 @@ from experiments.stats.corrections import Correction
 from experiments.stats.cuped import CupedArm, CupedResult, cuped
 from experiments.stats.ipw import PropensitySums, ipw_arm
 from experiments.stats.power import plan_sample_size
-from experiments.stats.summary import finite_or_none
+from experiments.stats.summary import Interval, finite_or_none
 from service.errors import Invalid
 from service.store.arm_moments import RETENTION_DAYS, ArmMoments, arm_moments, points_per_arm
 from service.store.database import Database
@@ -102,18 +102,31 @@ def _compute(db: Database, exp: Experiment, metric: Metric, settings: AnalysisSe
     return _Computed(analysis, per_arm, adjusted, notes)
 
 
+def guardrail_status(diff: float | None, diff_ci: Interval | None, higher_is_better: bool) -> Literal["ok", "warn", "fail"]:
+    """fail when the interval lies wholly on the worse side of 0, warn when the difference does; for most
+    metrics the worse side is below 0, for one declared with higher_is_better false above it."""
+    sign = 1.0 if higher_is_better else -1.0
+    if diff_ci is not None and max(sign * diff_ci.low, sign * diff_ci.high) < 0:
+        return "fail"
+    if diff is not None and sign * diff < 0:
+        return "warn"
+    return "ok"
+
+
 def _guardrails(db: Database, exp: Experiment, settings: AnalysisSettings, alpha: float, correction: Correction, now: float) -> list[dict[str, Any]]:
-    """Each treatment arm on each guardrail metric: fail when the interval lies wholly below 0, warn when the difference is negative."""
+    """Each treatment arm on each guardrail metric, with why an `ok` may rest on no evidence yet."""
     out = []
     for name in exp.guardrails:
-        computed = _compute(db, exp, exp.metric(name), settings, alpha, correction, now)
+        metric = exp.metric(name)
+        computed = _compute(db, exp, metric, settings, alpha, correction, now)
         for arm in computed.analysis.arms[1:]:
-            status = "ok"
-            if arm.diff_ci is not None and arm.diff_ci.high < 0:
-                status = "fail"
-            elif arm.diff is not None and arm.diff < 0:
-                status = "warn"
-            out.append({"arm": arm.arm, "metric": name, "diff": arm.diff, "diff_ci": interval(arm.diff_ci), "status": status})
+            note = None
+            if arm.diff is None or arm.diff_ci is None:
+                note = "; ".join(arm.notes) or ("no difference yet" if arm.diff is None else "no interval yet")
+            out.append({
+                "arm": arm.arm, "metric": name, "diff": arm.diff, "diff_ci": interval(arm.diff_ci),
+                "status": guardrail_status(arm.diff, arm.diff_ci, metric.higher_is_better), "higher_is_better": metric.higher_is_better, "note": note,
+            })
     return out
 
 

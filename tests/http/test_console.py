@@ -375,3 +375,24 @@ def test_bandit_settings_come_from_the_form(as_role, client, auth):
     # The edit form shows every setting, so a save keeps them (the window was dropped before).
     shown = editor.get("/ui/experiments/console-ab/edit").get_data(as_text=True)
     assert 'name="bandit.attribution_hours" type="number" value="48"' in shown and 'name="bandit.epsilon" type="number" value="0.1"' in shown
+
+
+def test_guardrails_a_lower_is_better_metric_and_the_analysis_come_from_the_form(as_role, client, auth):
+    editor = as_role("editor")
+    token = csrf(editor, "/ui/experiments/new")
+    fields = form_of(**{"metrics.1.key": "complaints", "metrics.1.kind": "binary", "metrics.1.lower_is_better": "yes",
+                        "guardrails": "complaints, retention_d7", "analysis.sequential": "yes", "analysis.cuped_days": "7"})
+    wrong = editor.post("/ui/experiments/new", data={**fields, "guardrails": "complaints, refunds", "csrf_token": token})
+    html = wrong.get_data(as_text=True)
+    assert wrong.status_code == 422 and 'id="f-guardrails-error"' in html and "&#39;refunds&#39; is neither a declared metric" in html
+    assert editor.post("/ui/experiments/new", data={**fields, "csrf_token": token}).status_code == 303
+    stored = client.get("/v1/experiments/console-ab", headers=auth("analyst")).get_json()
+    assert stored["metrics"][1] == {"key": "complaints", "kind": "binary", "higher_is_better": False}
+    assert stored["guardrails"] == ["complaints", "retention_d7"]
+    assert {k: stored["analysis"][k] for k in ("sequential", "cuped", "cuped_days")} == {"sequential": True, "cuped": False, "cuped_days": 7}
+    detail = editor.get("/ui/experiments/console-ab").get_data(as_text=True)
+    assert "complaints (binary, lower is better)" in detail and "complaints, retention_d7" in detail and "CUPED off" in detail
+    form = editor.get("/ui/experiments/console-ab/edit").get_data(as_text=True)
+    assert re.search(r'name="metrics.1.lower_is_better" value="yes" checked', form)
+    assert re.search(r'name="analysis.sequential" value="yes" checked', form) and not re.search(r'name="analysis.cuped" value="yes" checked', form)
+    assert 'value="complaints, retention_d7"' in form

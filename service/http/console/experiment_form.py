@@ -131,8 +131,13 @@ def parse(form: Mapping[str, str]) -> Parsed:
     f["metrics"] = []
     for row in _rows(form, "metrics"):
         if text(f"metrics.{row}.key"):
-            f["metrics"].append({"key": text(f"metrics.{row}.key"), "kind": text(f"metrics.{row}.kind") or "binary"})
+            f["metrics"].append({"key": text(f"metrics.{row}.key"), "kind": text(f"metrics.{row}.kind") or "binary",
+                                 "higher_is_better": not text(f"metrics.{row}.lower_is_better")})
             parsed.metric_rows.append(row)
+    f["guardrails"] = [name.strip() for name in text("guardrails").split(",") if name.strip()]
+    # Unticked boxes send nothing, so both are always sent: the form shows every setting.
+    f["analysis"] = {"sequential": bool(text("analysis.sequential")), "cuped": bool(text("analysis.cuped"))}
+    put(f["analysis"], "cuped_days", "analysis.cuped_days")
     return parsed
 
 
@@ -170,6 +175,8 @@ def field_errors(details: list[dict[str, Any]], parsed: Parsed) -> dict[str, lis
             rows = parsed.arm_rows if parts[0] == "arms" else parsed.metric_rows
             if int(parts[1]) < len(rows):
                 parts[1] = str(rows[int(parts[1])])
+        if parts[0] == "guardrails":
+            parts = parts[:1]  # one input holds them all, and each message names its metric
         if len(parts) > 3 and parts[2] == "schedule" and parts[3] in SCHEDULES:
             del parts[3]  # the schema's union tag: the form has one input per parameter name
         message = str(d.get("message", "is not valid"))
@@ -238,6 +245,14 @@ def values_of(exp: Mapping[str, Any]) -> dict[str, str]:
                 v[p + "schedule.multiplier.start"], v[p + "schedule.multiplier.end"] = _datetime_local(m["start"]), _datetime_local(m["end"])
     for i, metric in enumerate(exp.get("metrics") or []):
         v[f"metrics.{i}.key"], v[f"metrics.{i}.kind"] = metric["key"], metric.get("kind", "binary")
+        if not metric.get("higher_is_better", True):
+            v[f"metrics.{i}.lower_is_better"] = "yes"
+    v["guardrails"] = ", ".join(exp.get("guardrails") or [])
+    analysis = exp.get("analysis") or {}
+    for name in ("sequential", "cuped"):
+        if analysis.get(name):
+            v[f"analysis.{name}"] = "yes"
+    v["analysis.cuped_days"] = _plain(analysis.get("cuped_days", 14))
     return v
 
 

@@ -97,7 +97,8 @@ def experiment_new() -> Any:
     """The form for a new draft."""
     if request.method == "POST":
         return _save(None)
-    return _form({"type": "ab", "traffic": "1", "arms.0.key": "control", "arms.0.weight": "1", "arms.1.key": "", "arms.1.weight": "1"}, {}, None)
+    return _form({"type": "ab", "traffic": "1", "arms.0.key": "control", "arms.0.weight": "1", "arms.1.key": "", "arms.1.weight": "1",
+                  "analysis.cuped": "yes", "analysis.cuped_days": "14"}, {}, None)
 
 
 @bp.route("/experiments/<key>/edit", methods=["GET", "POST"])

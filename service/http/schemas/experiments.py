@@ -60,6 +60,10 @@ class MetricIn(Input):
 
     key: Key
     kind: Literal["binary", "continuous"] = "binary"
+    higher_is_better: bool = Field(
+        default=True,
+        description="false for a metric that gets worse as it rises (complaints, refunds): a guardrail on it fails when the difference lies wholly above 0; a bandit's primary metric must be true",
+    )
 
 
 class BanditIn(Input):
@@ -97,7 +101,7 @@ class ExperimentIn(Input):
     bandit: BanditIn | None = None
     layer: Key | None = Field(default=None, description="a layer shared with other experiments: a user is in at most one of them")
     analysis: AnalysisIn | None = None
-    guardrails: list[Key] = Field(default_factory=list, max_length=20, description="metrics that must not get worse")
+    guardrails: list[Key] = Field(default_factory=list, max_length=20, description="metrics that must not get worse: lower for most, higher for a metric declared with higher_is_better false")
     targeting: JsonObject | None = Field(default=None, description='{"all" | "any": [{"attribute", "op", "value"} | group]}, at most 3 groups deep')
 
 
