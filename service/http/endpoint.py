@@ -14,11 +14,11 @@ import pydantic_core
 from flask import Response, current_app, g, request
 from pydantic import BaseModel, ValidationError
 
-from service.errors import Invalid
+from service.errors import Invalid, detail
 from service.http.schemas.common import MAX_BATCH
 from service.http.errors import ApiError, validation_error
 from service.usecases.context import Services
-from service.usecases.keys import Principal, allowed
+from service.usecases.keys import Principal, a_key_of, allowed, roles_needed
 
 def services() -> Services:
     """The services of the app handling the current request."""
@@ -68,7 +68,7 @@ def _admit(principal: Principal | None, roles: tuple[str, ...]) -> Principal:
     if principal is None:
         raise ApiError(401, "the API key is unknown or revoked")
     if not allowed(principal.role, roles):
-        raise ApiError(403, f"a {principal.role} key cannot call this endpoint; it needs one of: {', '.join(roles)} (or admin)")
+        raise ApiError(403, f"{a_key_of(principal.role)} cannot call this endpoint; it needs {roles_needed(roles)}")
     g.principal = principal
     return principal
 
@@ -124,6 +124,13 @@ def _parse_query(spec: EndpointSpec) -> BaseModel:
         return spec.query.model_validate(args)
     except ValidationError as exc:
         raise validation_error(exc, prefix="query") from None
+
+
+def _refuse_query(spec: EndpointSpec) -> None:
+    """An endpoint without query parameters refuses any, as the contract has unknown ones refused."""
+    unknown = [name for name in request.args if not (spec.query_attributes and name.startswith(ATTRIBUTE_PREFIX))]
+    if unknown:
+        raise Invalid.many([detail(f"query.{name}", "is not a parameter of this endpoint") for name in unknown])
 
 
 def _check_path(spec: EndpointSpec, args: dict[str, Any]) -> None:
@@ -209,6 +216,8 @@ def endpoint(
                 args["body"] = _parse_body(spec)
             if spec.query is not None:
                 args["query"] = _parse_query(spec)
+            elif request.args:
+                _refuse_query(spec)
             if spec.query_attributes:
                 args["attributes"] = _query_attributes()
             return _serialise(spec, fn(**args))

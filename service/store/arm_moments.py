@@ -107,10 +107,16 @@ class ArmMoments:
     w2: float = 0.0
     w2y: float = 0.0
     w2y2: float = 0.0
+    # The mean moved from a reference by the deviations' sum, where that was computed: `total` stays the
+    # plain sum (exact for whole numbers, as SQL and the daily series give it), which far from zero loses
+    # digits that the mean must keep.
+    centre: float | None = None
 
     @property
     def mean(self) -> float:
         """The mean per exposed user (0 without users)."""
+        if self.centre is not None:
+            return self.centre
         return self.total / self.users if self.users else 0.0
 
 
@@ -144,7 +150,7 @@ def _reported_ab(db: Database, params: dict[str, Any]) -> dict[str, ArmMoments]:
         reference = means[arm]
         users_without = n - with_data
         mean, m2 = _moved(n, reference, squares + users_without * reference * reference, deviations - users_without * reference)
-        out[arm] = ArmMoments(n, mean * n, m2, positives)
+        out[arm] = ArmMoments(n, total, m2, positives, centre=mean)
     return out
 
 

@@ -48,6 +48,17 @@ def allowed(role: str, roles: Iterable[str]) -> bool:
     return role == "admin" or role in roles
 
 
+def a_key_of(role: str) -> str:
+    """'a storefront key', 'an editor key'."""
+    return f"{'an' if role[:1] in ('a', 'e', 'i', 'o', 'u') else 'a'} {role} key"
+
+
+def roles_needed(roles: Iterable[str]) -> str:
+    """The roles that may call an endpoint open to `roles`, as a 403 names them."""
+    others = [r for r in roles if r != "admin"]
+    return f"one of: {', '.join(others)} (or admin)" if others else "an admin key"
+
+
 class KeyVerifier:
     """Who a raw key belongs to; verified keys are remembered for at most `ttl` seconds."""
 

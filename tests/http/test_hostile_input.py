@@ -253,6 +253,12 @@ def test_unknown_query_parameters_are_422(client, auth):
     running(client, auth("editor"), ab_definition())
     refused(client.get("/v1/items/popular?colour=red", headers=auth("storefront")), 422, "query.colour")
     refused(client.get("/v1/experiments/points-q4/results?foo=1", headers=auth("analyst")), 422, "query.foo")
+    # Endpoints that take no query parameters refuse any, and do nothing.
+    refused(client.get("/v1/experiments/points-q4?foo=1", headers=auth("analyst")), 422, "query.foo")
+    refused(client.post("/v1/experiments/points-q4/pause?foo=1&bar=2", headers=auth("editor")), 422, "query.foo")
+    assert get_ok(client, "/v1/experiments/points-q4", auth("analyst"))["status"] == "running"
+    refused(client.post("/v1/events?dry_run=1", json={"events": [{"event_id": "q1", "user_id": "u", "item_id": "i", "type": "view"}]}, headers=auth("storefront")), 422, "query.dry_run")
+    assert client.post("/v1/events", json={"events": [{"event_id": "q1", "user_id": "u", "item_id": "i", "type": "view"}]}, headers=auth("storefront")).get_json()["accepted"] == 1
 
 
 def test_exclude_is_bounded_so_that_the_request_line_fits(client, auth):

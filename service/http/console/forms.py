@@ -16,7 +16,7 @@ from flask import abort, g, redirect, request, session, url_for
 from werkzeug.wrappers import Response
 
 from service.http.endpoint import services
-from service.usecases.keys import Principal, allowed
+from service.usecases.keys import Principal, a_key_of, allowed, roles_needed
 
 API_KEY = "api_key"
 CSRF = "csrf"
@@ -119,7 +119,7 @@ def page(roles: tuple[str, ...] | None, refills: bool = False) -> Callable[[Call
                 target = request.full_path.rstrip("?") if request.method == "GET" else None
                 return redirect(url_for("console.sign_in", next=target), 303)
             if roles is not None and not allowed(principal.role, roles):
-                abort(403, f"A {principal.role} key cannot use this page; it needs one of: {', '.join(roles)} (or admin).")
+                abort(403, f"{a_key_of(principal.role).capitalize()} cannot use this page; it needs {roles_needed(roles)}.")
             g.principal = principal
             return fn(**kwargs)
 
