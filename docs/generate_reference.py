@@ -120,18 +120,28 @@ ROLE_TABLE
 - **Validation.** A request is validated whole before anything is stored, and a batch is then
   stored in one transaction: bad input never stores anything partially and never causes a 500.
   Bodies refuse unknown fields and do not coerce types (`"value": "12"` is a 422). Query
-  parameters are read from text (`n=5` is a number), and unknown query parameters are a 422 too.
+  parameters are read from text (`n=5` is a number), and unknown query parameters are a 422 too,
+  also on an endpoint that takes none. A URL whose %-escapes do not decode to UTF-8 is a 400.
 - **Limits.**
   - Batches (`items`, `events`, `outcomes`) hold at most {MAX_BATCH:,} entries; request bodies are at
     most `MAX_CONTENT_LENGTH` bytes (32 MiB unless configured).
   - Ids (`user_id`, `item_id`, `event_id`, ...) are 1-128 characters without NUL; experiment, arm
-    and metric keys match `^[a-z0-9][a-z0-9_.-]{{0,63}}$`.
-  - Timestamps are ISO 8601 with a time zone (`2026-11-22T10:00:00Z`); one without a zone is a 422.
-    They must lie between 2000-01-01T00:00:00Z and 100 years after the server's clock. A timestamp
-    left out means "now" on the server.
+    and metric keys match `^[a-z0-9][a-z0-9_.-]{{0,63}}$`. Escape an id in a path (`%2F` and all);
+    an id holding `/` is stored but no path can name it (servers and proxies read `%2F` as a
+    separator), so such ids reach only the endpoints that take them in a query or a body. An
+    id holding a comma cannot be listed in `exclude`.
+  - Timestamps are ISO 8601 text with a time zone (`2026-11-22T10:00:00Z`); one without a zone,
+    or epoch seconds, is a 422. They must lie between 2000-01-01T00:00:00Z and 100 calendar years
+    after the server's clock. A timestamp left out means "now" on the server.
   - Numbers are finite and at most {_number(MAX_MAGNITUDE)} in magnitude unless a field states other bounds.
+    Numbers inside free-form objects (an item's `attributes`, an arm's `payload`) need only be
+    finite: they are stored as sent and never summed.
 - **Idempotency.** `event_id`, `outcome_id` and `action_id` identify an entry: sending it again is
-  counted as a duplicate (or, for rewards, answers the first result) and stores nothing new.
+  counted as a duplicate (or, for rewards, answers the first result) and stores nothing new. An
+  outcome or a reward action for a user never exposed to the experiment stores nothing (`ignored`,
+  or `recorded: false`), so it can be sent again once the user has an assignment.
+- **Upserts.** An item field left out or sent as null keeps its stored value (clients that write
+  every field of their record send null for what they do not know).
 
 In the tables below, a type named in a link is described under [Schemas](#schemas). Request
 schemas list each field's bounds (*constraints*) and default; answer schemas list the fields an

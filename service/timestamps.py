@@ -3,17 +3,31 @@ from __future__ import annotations
 
 import time
 from datetime import datetime, timezone
+from functools import lru_cache
 
 # 2000-01-01T00:00:00Z: nothing a storefront reports is older, and every day
 # number, exposure age and retention window stays a small, exact float.
 EARLIEST = 946_684_800.0
-# How far ahead a timestamp may lie (100 years of 365.25 days).
-HORIZON_SECONDS = 100 * 365.25 * 86_400
+# How far ahead a timestamp may lie: 100 calendar years.
+HORIZON_YEARS = 100
+_DAY = 86_400
+
+
+@lru_cache(maxsize=4)
+def _horizon_seconds(day: int) -> float:
+    """Seconds from a moment of this UTC day to the same moment 100 calendar years on (29 February to the 28th)."""
+    start = datetime.fromtimestamp(day * _DAY, timezone.utc)
+    try:
+        ahead = start.replace(year=start.year + HORIZON_YEARS)
+    except ValueError:
+        ahead = start.replace(year=start.year + HORIZON_YEARS, day=28)
+    return ahead.timestamp() - start.timestamp()
 
 
 def latest(now: float | None = None) -> float:
-    """The latest accepted timestamp: 100 years after `now` (the server's clock)."""
-    return (time.time() if now is None else now) + HORIZON_SECONDS
+    """The latest accepted timestamp: 100 calendar years after `now` (the server's clock)."""
+    now = time.time() if now is None else now
+    return now + _horizon_seconds(int(now // _DAY))
 
 
 def window_error(epoch: float, now: float | None = None) -> str | None:

@@ -9,6 +9,7 @@ import re
 from dataclasses import dataclass, field
 from functools import wraps
 from typing import Any, Callable, Iterable
+from urllib.parse import unquote_to_bytes
 
 import pydantic_core
 from flask import Response, current_app, g, request
@@ -126,6 +127,24 @@ def _parse_query(spec: EndpointSpec) -> BaseModel:
         raise validation_error(exc, prefix="query") from None
 
 
+def _check_utf8() -> None:
+    """A URL whose %-escapes decode to bytes that are not UTF-8 is refused, not read with stand-ins.
+
+    werkzeug reads such a path with U+FFFD in place of the bad bytes and leaves a bad query escape
+    as it was, so the same escape named two different users on two endpoints.
+    """
+    environ = request.environ
+    raw = environ.get("RAW_URI")  # the request target as sent (gunicorn, werkzeug); PATH_INFO is decoded already
+    try:
+        if raw is not None:
+            unquote_to_bytes(raw).decode("utf-8")
+        else:
+            environ.get("PATH_INFO", "").encode("latin-1").decode("utf-8")  # WSGI hands the path's bytes as latin-1
+            unquote_to_bytes(environ.get("QUERY_STRING", "")).decode("utf-8")
+    except UnicodeError:
+        raise ApiError(400, "the URL is not valid UTF-8 once its %-escapes are decoded") from None
+
+
 def _refuse_query(spec: EndpointSpec) -> None:
     """An endpoint without query parameters refuses any, as the contract has unknown ones refused."""
     unknown = [name for name in request.args if not (spec.query_attributes and name.startswith(ATTRIBUTE_PREFIX))]
@@ -211,6 +230,7 @@ def endpoint(
         def view(**args: Any) -> Response:
             if spec.roles is not None:
                 _principal(spec.roles)  # a bad key answers 401 or 403 before any other error
+            _check_utf8()
             _check_path(spec, args)
             if spec.body is not None:
                 args["body"] = _parse_body(spec)

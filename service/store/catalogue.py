@@ -16,7 +16,11 @@ ITEM_FIELDS = ("title", "category", "available", "attributes")
 
 
 def upsert_items(db: Database, entries: list[dict[str, Any]]) -> int:
-    """Insert or update items; fields an entry leaves out keep their stored values."""
+    """Insert or update items; fields an entry leaves out or sends as null keep their stored values.
+
+    Null is "left out" because clients that write every field of their own record send null for
+    what they do not know: an item recalled with `available: false` must not come back that way.
+    """
     latest: dict[str, dict[str, Any]] = {}
     for entry in entries:  # the last entry for an id wins, as if sent one by one
         latest.setdefault(entry["item_id"], {}).update(entry)
@@ -28,7 +32,7 @@ def upsert_items(db: Database, entries: list[dict[str, Any]]) -> int:
         for item_id, entry in latest.items():
             old = stored.get(item_id)
             base = {f: getattr(old, f) for f in ITEM_FIELDS} if old else {"title": None, "category": None, "available": True, "attributes": {}}
-            base.update({k: v for k, v in entry.items() if k in ITEM_FIELDS})
+            base.update({k: v for k, v in entry.items() if k in ITEM_FIELDS and v is not None})
             rows.append({"item_id": item_id, **base, "updated_at": now})
         stmt = insert(session, ItemRow)
         stmt = stmt.on_conflict_do_update(

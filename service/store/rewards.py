@@ -54,6 +54,7 @@ def ledger_json(row: RewardLedgerRow, balance: float | None = None, duplicate: b
         "reason": row.reason or "",
         "duplicate": duplicate,
         "timestamp": iso(row.ts),
+        "recorded": True,
     }
 
 
@@ -117,10 +118,14 @@ def _record(session: Session, action: ActionIn, stopped: bool, decide: Decide) -
     if replay is not None:
         return replay
     exposure = session.get(ExposureRow, (action.experiment, action.user_id))
-    if exposure is None or stopped:
-        reason = "not_exposed: ask for an assignment first" if exposure is None else "not_running: the experiment is stopped"
+    if exposure is None:
+        # Nothing is stored, as for an outcome of a user never exposed: a checkout that raced the
+        # user's first assignment earns its points when the storefront sends the action again.
+        entry = _entry(action, None, 0, False, 0.0, 0.0, "not_exposed: nothing was recorded; ask for an assignment, then send the action again")
+        return {**ledger_json(entry), "recorded": False}
+    if stopped:
         state_row = session.get(RewardStateRow, (action.experiment, action.user_id))
-        entry = _entry(action, None, 0, False, 0.0, state_row.balance if state_row else 0.0, reason)
+        entry = _entry(action, None, 0, False, 0.0, state_row.balance if state_row else 0.0, "not_running: the experiment is stopped")
     else:
         applied = _apply(session, action, exposure, decide)
         if isinstance(applied, dict):

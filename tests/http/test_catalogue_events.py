@@ -20,6 +20,13 @@ def test_items_upsert_and_partial_updates_keep_other_fields(client, auth):
     assert post_ok(client, "/v1/items", {"items": [{"item_id": "sku-1", "available": False}]}, h) == {"upserted": 1}
     item = get_ok(client, "/v1/items/sku-1", h)
     assert item["available"] is False and item["title"] == "Dune" and item["category"] == "books"
+    # A client that writes every field of its record sends null for what it does not know: that keeps
+    # the stored value, so a recalled item stays out of every answer.
+    nulls = {"item_id": "sku-1", "title": "Dune (2nd ed.)", "category": None, "available": None, "attributes": None}
+    assert post_ok(client, "/v1/items", {"items": [nulls]}, h) == {"upserted": 1}
+    item = get_ok(client, "/v1/items/sku-1", h)
+    assert (item["title"], item["category"], item["available"], item["attributes"]) == ("Dune (2nd ed.)", "books", False, {"price": 9.5})
+    assert "sku-1" not in [i["item_id"] for i in get_ok(client, "/v1/items/popular?n=100", h)["items"]]
 
 
 def test_the_last_entry_for_an_item_in_a_batch_wins(client, auth):

@@ -11,6 +11,7 @@ import socket
 import subprocess
 import sys
 from pathlib import Path
+from datetime import datetime
 from typing import Any
 from urllib.parse import quote, urlencode
 
@@ -23,6 +24,7 @@ from service.config import Config
 from service.http.app import create_app
 from service.http.schemas.catalogue import MAX_EXCLUDE_BYTES
 from service.store.tables import Base
+from service.timestamps import latest, window_error
 from tests.experiment_helpers import ab_definition, assign, running
 from tests.helpers import get_ok, post_ok
 from tests.server import gunicorn
@@ -94,10 +96,29 @@ def test_the_assignment_query_timestamp_is_parsed_from_text_into_the_same_window
     shop = auth("storefront")
     running(client, auth("editor"), ab_definition())
     before = stored(db)
-    for text in ("1999-12-31T23:59:59Z", "2026-11-22T10:00:00", "yesterday"):
+    for text in ("1999-12-31T23:59:59Z", "2026-11-22T10:00:00", "yesterday", "1700000000"):
         refused(client.get("/v1/experiments/points-q4/assignment", query_string={"user_id": "u1", "timestamp": text}, headers=shop), 422, "query.timestamp")
     assert stored(db) == before
     assert assign(client, shop, "points-q4", "u1", timestamp="2000-01-01T00:00:00Z")["exposed_at"] == "2000-01-01T00:00:00Z"
+
+
+@pytest.mark.parametrize("epoch", ["1700000000", 1700000000, 1700000000.5])
+def test_epoch_seconds_are_not_a_timestamp(client, auth, db, epoch):
+    before = stored(db)
+    event = {"event_id": "e-epoch", "user_id": "u", "item_id": "i", "type": "view", "timestamp": epoch}
+    assert "ISO 8601" in refused(client.post("/v1/events", json={"events": [event]}, headers=auth("storefront")), 422, "events.0.timestamp")["message"]
+    assert stored(db) == before
+
+
+@pytest.mark.parametrize("now, last", [
+    ("2026-12-05T03:33:00Z", "2126-12-05T03:33:00Z"),
+    ("2000-02-29T12:00:00Z", "2100-02-28T12:00:00Z"),  # 2100 is no leap year
+    ("2024-02-29T00:00:00Z", "2124-02-29T00:00:00Z"),
+])
+def test_the_window_ends_100_calendar_years_after_now(now, last):
+    at = datetime.fromisoformat(now.replace("Z", "+00:00")).timestamp()
+    assert latest(at) == datetime.fromisoformat(last.replace("Z", "+00:00")).timestamp()
+    assert window_error(latest(at), at) is None and window_error(latest(at) + 1, at) is not None
 
 
 # --- numbers ---------------------------------------------------------------------------------
@@ -261,6 +282,20 @@ def test_unknown_query_parameters_are_422(client, auth):
     assert client.post("/v1/events", json={"events": [{"event_id": "q1", "user_id": "u", "item_id": "i", "type": "view"}]}, headers=auth("storefront")).get_json()["accepted"] == 1
 
 
+def test_a_url_that_is_not_utf8_once_decoded_is_400_and_records_nothing(client, auth, db):
+    running(client, auth("editor"), ab_definition())
+    shop = auth("storefront")
+    before = stored(db)
+    refused(client.get("/v1/experiments/points-q4/assignment?user_id=%FF", headers=shop), 400)
+    refused(client.get("/v1/users/%ED%A0%80/recommendations", headers=shop), 400)
+    refused(client.get("/v1/experiments/points-q4/users/%FF/rewards", headers=shop), 400)
+    assert stored(db) == before
+    # Escapes of real UTF-8 are ids like any other.
+    assert assign(client, shop, "points-q4", "caf\u00e9")["user_id"] == "caf\u00e9"
+    assert get_ok(client, "/v1/experiments/points-q4/assignment?user_id=%C3%A9t%C3%A9", shop)["user_id"] == "\u00e9t\u00e9"
+    assert get_ok(client, "/v1/users/%C3%A9t%C3%A9/recommendations", shop)["user_id"] == "\u00e9t\u00e9"
+
+
 def test_exclude_is_bounded_so_that_the_request_line_fits(client, auth):
     shop = auth("storefront")
     at_most = ",".join(["x" * 99] * 16)[:MAX_EXCLUDE_BYTES]
@@ -398,6 +433,10 @@ def test_gunicorn_reads_the_longest_documented_request_and_refuses_longer_ones(c
         status, _, body = _send(server.base, longest, bearer)
         assert status == 200, body[:300]
         assert json.loads(body)["user_id"] == "\U0001F600" * 128
+        # A path or query escape that decodes to bytes that are not UTF-8, as gunicorn hands it on.
+        for bad in ("/v1/users/%ED%A0%80/recommendations", "/v1/users/ok/recommendations?category=%FF"):
+            status, content_type, body = _send(server.base, bad, bearer)
+            assert (status, content_type) == (400, "application/json"), body[:300]
         # Refused by gunicorn before any app sees them, still in the contract's error shape.
         for answer, status, code in (
             (_send(server.base, longest + "&n=1" + "0" * 8190, bearer), 414, "uri_too_long"),

@@ -135,8 +135,15 @@ def test_rewards_for_users_not_enrolled_get_a_clear_answer(client, auth):
     running(client, auth("editor"), ab_definition())
     answer = reward(client, shop, "x1", "never-assigned", "2026-11-22T10:00:00Z")
     assert answer["enrolled"] is False and answer["arm"] is None and answer["points"] == 0 and "not_exposed" in answer["reason"]
+    assert answer["recorded"] is False
     resp = client.post("/v1/rewards", json={"action_id": "x2", "user_id": "u", "experiment": "missing"}, headers=shop)
     assert resp.status_code == 404
+    # Nothing was stored, so the action_id is still free: the checkout that raced the user's first
+    # assignment earns its points when it is sent again after it.
+    arm = assign(client, shop, "points-q4", "never-assigned", timestamp="2026-11-22T09:00:00Z")["arm"]
+    again = reward(client, shop, "x1", "never-assigned", "2026-11-22T10:00:00Z")
+    assert (again["arm"], again["enrolled"], again["duplicate"], again["recorded"], again["sequence"]) == (arm, True, False, True, 1)
+    assert [h["action_id"] for h in get_ok(client, "/v1/experiments/points-q4/users/never-assigned/rewards", shop)["history"]] == ["x1"]
     resp = client.post("/v1/rewards", json={"action_id": "x1", "user_id": "someone-else", "experiment": "points-q4"}, headers=shop)
     assert resp.status_code == 409
 

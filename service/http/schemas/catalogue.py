@@ -21,7 +21,7 @@ else:  # the registries' names, so that a new event type or algorithm needs no c
 
 
 class ItemIn(Input):
-    """One catalogue entry; fields left out keep their stored values."""
+    """One catalogue entry; fields left out or sent as null keep their stored values (a new item: no title or category, available, no attributes)."""
 
     item_id: Id
     title: Text | None = Field(default=None, max_length=512)

@@ -2,10 +2,11 @@
 from __future__ import annotations
 
 import math
+import re
 from datetime import datetime
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import AfterValidator, AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Field, Strict, StringConstraints
 
 from service.timestamps import window_error
 
@@ -38,10 +39,22 @@ def _in_window(value: datetime) -> datetime:
     return value
 
 
+# pydantic would also read epoch seconds, as a number or in a string, as a time: the contract's
+# timestamps are ISO 8601 text (the zone is checked by AwareDatetime).
+_ISO_8601 = re.compile(r"\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}")
+
+
+def _iso_text(value: Any) -> Any:
+    if not (isinstance(value, str) and _ISO_8601.match(value)):
+        raise ValueError("must be an ISO 8601 timestamp with a zone, e.g. 2026-11-22T10:00:00Z")
+    return value
+
+
 # ISO 8601 with a zone, from 2000-01-01T00:00:00Z to 100 years after the server's now.
-Timestamp = Annotated[AwareDatetime, AfterValidator(_in_window)]
+# Lax once the text is known to be ISO 8601: strict bodies would refuse text for a datetime after a before-validator.
+Timestamp = Annotated[AwareDatetime, Strict(False), BeforeValidator(_iso_text), AfterValidator(_in_window)]
 # The same on the wire, read straight to epoch seconds: a 10,000-event batch skips as many datetimes.
-EpochTimestamp = Annotated[AwareDatetime, AfterValidator(_epoch_in_window)]
+EpochTimestamp = Annotated[AwareDatetime, Strict(False), BeforeValidator(_iso_text), AfterValidator(_epoch_in_window)]
 
 
 def _finite_throughout(value: Any) -> Any:

@@ -270,6 +270,7 @@ class RewardOut(Output):
     reason: str
     duplicate: bool
     timestamp: str
+    recorded: bool = Field(description="false when nothing was stored (a user never exposed to the experiment): the action_id stays free, so the same action sent after the user's assignment is applied then")
 
 
 class LedgerOut(Output):
