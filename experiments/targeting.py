@@ -160,3 +160,17 @@ def _group(spec: Any, path: str, depth: int, budget: list[int]) -> Group:
 def parse_rule(spec: Any, path: str = "targeting") -> Group:
     """A validated rule; TargetingError names the path of the first bad part."""
     return _group(spec, path, 1, [MAX_CONDITIONS])
+
+
+def require_values(rule: Group, path: str = "targeting") -> None:
+    """Refuse a condition whose value is null or left out, and a null in a list: such a rule matches
+    nobody, so the experiment would enrol no one without a word (`exists` tests presence).
+
+    Checked on rules being written, not on stored ones: a rule stored before this check must still be read.
+    """
+    for i, part in enumerate(rule.parts):
+        where = f"{path}.{rule.mode}.{i}"
+        if isinstance(part, Group):
+            require_values(part, where)
+        elif OPERATORS[part.op][1] in ("scalar", "list") and (part.value is None or (isinstance(part.value, tuple) and None in part.value)):
+            raise TargetingError(f"{where}.value", f"{part.op} needs {'a list of ' if OPERATORS[part.op][1] == 'list' else 'a '}string, number or boolean, not null (exists tests that an attribute is there)")

@@ -14,6 +14,10 @@ EVENT_TYPES = tuple(DEFAULT_WEIGHTS)
 SECONDS_PER_DAY = 86_400.0
 
 
+# Every setting stays within the bound the service puts on numbers, so confidences stay finite.
+MAX_SETTING = 1e12
+
+
 @dataclass(frozen=True)
 class MatrixSettings:
     """How events turn into confidence: per-type weights, time decay and scaling."""
@@ -28,16 +32,16 @@ class MatrixSettings:
         unknown = set(self.weights) - set(EVENT_TYPES)
         if unknown:
             raise ValueError(f"weights: unknown event types {sorted(unknown)}; use {list(EVENT_TYPES)}")
-        if any(w < 0 for w in self.weights.values()):
-            raise ValueError("weights: an event weight cannot be negative")
-        if self.half_life_days is not None and self.half_life_days <= 0:
-            raise ValueError("half_life_days must be positive when set")
+        if not all(0 <= w <= MAX_SETTING for w in self.weights.values()):
+            raise ValueError(f"weights: an event weight lies in [0, {MAX_SETTING:g}]")
+        if self.half_life_days is not None and not 0 < self.half_life_days <= MAX_SETTING:
+            raise ValueError(f"half_life_days must lie in (0, {MAX_SETTING:g}] when set")
         if self.scaling not in ("linear", "log"):
             raise ValueError("scaling must be 'linear' or 'log'")
-        if self.alpha <= 0:
-            raise ValueError("alpha must be positive")
-        if self.epsilon <= 0:
-            raise ValueError("epsilon must be positive")
+        if not 0 < self.alpha <= MAX_SETTING:
+            raise ValueError(f"alpha must lie in (0, {MAX_SETTING:g}]")
+        if not 0 < self.epsilon <= MAX_SETTING:
+            raise ValueError(f"epsilon must lie in (0, {MAX_SETTING:g}]")
 
     def type_weights(self, types: Sequence[str]) -> np.ndarray:
         """The weight of each event type in `types`."""

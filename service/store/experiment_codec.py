@@ -7,7 +7,7 @@ from typing import Any, Mapping
 
 from experiments.definitions import BUILTIN_METRICS, AnalysisSettings, Arm, BanditSettings, DefinitionError, Experiment, Metric
 from experiments.schedules import Schedule, ScheduleError, parse_schedule
-from experiments.targeting import TargetingError, parse_rule
+from experiments.targeting import TargetingError, parse_rule, require_values
 from service.errors import Invalid
 from service.store.tables import ExperimentRow
 from service.timestamps import iso
@@ -38,8 +38,11 @@ def schedule_from_json(spec: Mapping[str, Any] | None) -> Schedule | None:
     return parse_schedule(plain)
 
 
-def definition(fields: Mapping[str, Any]) -> Experiment:
-    """Build and validate a definition from API-shaped fields; 422 names the bad field."""
+def definition(fields: Mapping[str, Any], stored: bool = False) -> Experiment:
+    """Build and validate a definition from API-shaped fields; 422 names the bad field.
+
+    `stored`: the fields were read back, so checks added since they were written are skipped.
+    """
     try:
         arms = []
         for i, arm in enumerate(fields["arms"]):
@@ -62,6 +65,8 @@ def definition(fields: Mapping[str, Any]) -> Experiment:
         if fields.get("targeting") is not None:
             try:
                 targeting = parse_rule(fields["targeting"])
+                if not stored:
+                    require_values(targeting)
             except TargetingError as exc:
                 raise DefinitionError(exc.field, exc.message) from None
         primary = fields.get("primary_metric") or (metrics[0].key if metrics else None)
@@ -116,7 +121,7 @@ def from_row(row: ExperimentRow) -> Experiment:
     """
     fields = row_fields(row)
     fields["metrics"] = [m for m in fields["metrics"] if m["key"] not in BUILTIN_METRICS]
-    return definition(fields)
+    return definition(fields, stored=True)
 
 
 def to_json(row: ExperimentRow) -> dict[str, Any]:

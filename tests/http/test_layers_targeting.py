@@ -1,11 +1,14 @@
 """Layers keep experiments apart, targeting aims them, and an exposed user keeps their arm."""
 from __future__ import annotations
 
+import time
 from datetime import datetime, timedelta, timezone
 
 import pytest
+from sqlalchemy import update
 
 from experiments.layers import position
+from service.store.tables import ExperimentRow
 from tests.experiment_helpers import ab_definition, assign, running
 from tests.helpers import get_ok, post_ok
 
@@ -133,9 +136,23 @@ def test_targeting_on_a_points_balance(client, auth):
         ({"all": [{"attribute": "x", "op": "gt", "value": "many"}]}, "targeting.all.0.value"),
         ({"all": [{"attribute": "x", "op": "exists", "value": 1}]}, "targeting.all.0.value"),
         ({"all": [{"attribute": "x", "op": "eq", "value": 1, "extra": 2}]}, "targeting.all.0.extra"),
+        # A value left out would have matched nobody, and the experiment enrolled no one without a word.
+        ({"all": [{"attribute": "x", "op": "eq"}]}, "targeting.all.0.value"),
+        ({"all": [{"attribute": "x", "op": "ne", "value": None}]}, "targeting.all.0.value"),
+        ({"all": [{"attribute": "x", "op": "in", "value": ["a", None]}]}, "targeting.all.0.value"),
     ],
 )
 def test_bad_rules_are_422_naming_the_path(client, auth, rule, field):
     resp = client.post("/v1/experiments", json=ab_definition(targeting=rule), headers=auth("editor"))
     assert resp.status_code == 422, resp.get_json()
     assert resp.get_json()["error"]["details"][0]["field"] == field
+
+
+def test_a_rule_stored_before_values_were_required_is_still_read(client, auth, db):
+    running(client, auth("editor"), ab_definition(targeting={"all": [{"attribute": "tier", "op": "eq", "value": "gold"}]}))
+    with db.write() as session:  # as an earlier version stored it: a condition without its value
+        session.execute(update(ExperimentRow).where(ExperimentRow.key == "points-q4").values(targeting={"all": [{"attribute": "tier", "op": "eq"}]}))
+    assert get_ok(client, "/v1/experiments/points-q4", auth("analyst"))["targeting"] == {"all": [{"attribute": "tier", "op": "eq"}]}
+    time.sleep(1.1)  # a worker trusts what it read of an experiment for a second
+    answer = assign(client, auth("storefront"), "points-q4", "u1", **{"attr.tier": "gold"})
+    assert (answer["enrolled"], answer["reason"]) == (False, "targeting")

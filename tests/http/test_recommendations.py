@@ -183,6 +183,10 @@ def test_a_failed_training_leaves_the_active_model_serving(client, auth, trained
         ({"matrix": {"alpha": True}}, "matrix"),
         ({"matrix": {"half_life_days": True}}, "matrix"),
         ({"matrix": {"half_life_days": "7"}}, "matrix"),
+        # The contract's bound on numbers: past it the run failed on NaN factors instead.
+        ({"matrix": {"weights": {"view": 1e308}}}, "matrix"),
+        ({"matrix": {"alpha": 1e13}}, "matrix"),
+        ({"matrix": {"epsilon": 1e300}}, "matrix"),
         ({"params": {"factors": 64.5}}, "params"),
         ({"params": {"factors": True}}, "params"),
         ({"params": {"factors": "64"}}, "params"),
