@@ -13,8 +13,12 @@ from service.usecases.assignment import ExperimentCache
 from service.usecases.results import experiment_metric, interval
 
 
-def daily(db: Database, cache: ExperimentCache, key: str, metric_key: str | None) -> dict[str, Any]:
-    """Per UTC day, cumulative exposed users and the metric's cumulative mean per arm."""
+def daily(db: Database, cache: ExperimentCache, key: str, metric_key: str | None, now: float | None = None) -> dict[str, Any]:
+    """Per UTC day up to today, cumulative exposed users and the metric's cumulative mean per arm.
+
+    Whatever is dated after today counts on today: one outcome from a client whose clock is a
+    century ahead would otherwise add 36,000 empty days to every later answer.
+    """
     d, _, metric = experiment_metric(db, cache, key, metric_key)
     exp = d.experiment
     if metric.key in RETENTION_DAYS:
@@ -22,11 +26,16 @@ def daily(db: Database, cache: ExperimentCache, key: str, metric_key: str | None
     exposed, gained = daily_rows(db, exp.key, metric)
     if not exposed:
         return {"experiment": exp.key, "metric": metric.key, "metric_kind": metric.kind, "days": []}
-    first, last = int(min(r[1] for r in exposed)), int(max([r[1] for r in exposed] + [r[1] for r in gained]))
-    new_users = {(r[0], int(r[1])): int(r[2]) for r in exposed}
+    today = int((time.time() if now is None else now) // DAY)
+    first = min(int(min(r[1] for r in exposed)), today)
+    last = min(int(max([r[1] for r in exposed] + [r[1] for r in gained])), today)
+    new_users: dict[tuple[str, int], int] = {}
+    for arm, day, count in exposed:
+        k = (arm, min(int(day), today))
+        new_users[k] = new_users.get(k, 0) + int(count)
     new_value: dict[tuple[str, int], float] = {}
     for arm, day, value in gained:  # anything dated before the first exposure day counts on that day
-        k = (arm, max(int(day), first))
+        k = (arm, min(max(int(day), first), today))
         new_value[k] = new_value.get(k, 0.0) + float(value or 0)
     days = []
     users = {a.key: 0 for a in exp.arms}

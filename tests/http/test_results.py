@@ -229,3 +229,21 @@ def test_whole_number_totals_are_exact_and_agree_with_the_daily_series(client, a
     totals = {r["arm"]: r["total"] for r in get_ok(client, "/v1/experiments/points-q4/results?metric=spend", auth("analyst"))["arms"]}
     daily = {r["arm"]: r["total"] for r in get_ok(client, "/v1/experiments/points-q4/results/daily?metric=spend", auth("analyst"))["days"][-1]["arms"]}
     assert totals == daily == {arm: float(total) for arm, total in sums.items()}
+
+
+def test_the_daily_series_ends_today_and_counts_what_is_dated_later_on_it(client, auth):
+    shop = auth("storefront")
+    running(client, auth("editor"), ab_definition())
+    today = datetime.now(timezone.utc).strftime("%Y-%m-%d")
+    arm = assign(client, shop, "points-q4", "early", timestamp=iso(T0))["arm"]
+    late = assign(client, shop, "points-q4", "late", timestamp="2120-01-01T00:00:00Z")["arm"]
+    post_ok(client, "/v1/outcomes", {"outcomes": [  # a client whose clock is a century ahead
+        {"outcome_id": "far", "experiment": "points-q4", "user_id": "early", "metric": "spend", "value": 7, "timestamp": "2125-06-01T00:00:00Z"},
+    ]}, shop)
+    days = get_ok(client, "/v1/experiments/points-q4/results/daily?metric=spend", auth("analyst"))["days"]
+    assert days[0]["date"] == iso(T0)[:10] and days[-1]["date"] == today
+    assert len(days) == (datetime.now(timezone.utc).date() - T0.date()).days + 1
+    last = {a["arm"]: a for a in days[-1]["arms"]}
+    assert last[arm]["total"] == 7 and sum(a["users"] for a in last.values()) == 2 and last[late]["users"] >= 1
+    totals = {r["arm"]: (r["users"], r["total"]) for r in get_ok(client, "/v1/experiments/points-q4/results?metric=spend", auth("analyst"))["arms"]}
+    assert totals == {a: (row["users"], row["total"]) for a, row in last.items()}
