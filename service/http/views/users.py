@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import csv
 import io
+from typing import Any
 
 from flask import Blueprint, Response
 
@@ -21,8 +22,22 @@ def at_risk(query: AtRiskQuery) -> AtRiskOut:
     return AtRiskOut.model_validate(users.at_risk(services().db, query.idle_days, query.min_purchases, query.limit, query.cursor))
 
 
+# A spreadsheet runs a text cell that starts with one of these as a formula: a user_id such as
+# =HYPERLINK(...) would run on the analyst's machine. Ids are text, never numbers, so the quote
+# that keeps one text changes no value a spreadsheet reads (OWASP's advice for CSV injection).
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def _cell(value: Any) -> Any:
+    if isinstance(value, float):
+        return repr(value)
+    if isinstance(value, str) and value.startswith(_FORMULA_START):
+        return "'" + value
+    return value
+
+
 @bp.get("/v1/users/at-risk.csv")
-@endpoint("The same page as CSV; the next page's cursor is in the X-Next-Cursor header", roles=READ_EXPERIMENTS, tag="users", query=AtRiskQuery, media_type="text/csv")
+@endpoint("The same page as CSV; the next page's cursor is in the X-Next-Cursor header, and an id a spreadsheet would run as a formula (=, +, -, @) starts with a quote", roles=READ_EXPERIMENTS, tag="users", query=AtRiskQuery, media_type="text/csv")
 def at_risk_csv(query: AtRiskQuery) -> Response:
     """One page of the at-risk list as CSV."""
     page = users.at_risk(services().db, query.idle_days, query.min_purchases, query.limit, query.cursor)
@@ -30,7 +45,7 @@ def at_risk_csv(query: AtRiskQuery) -> Response:
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(CSV_COLUMNS)
     for user in page["users"]:
-        writer.writerow([repr(v) if isinstance(v, float) else v for v in (user[c] for c in CSV_COLUMNS)])
+        writer.writerow([_cell(user[c]) for c in CSV_COLUMNS])
     headers = {"Content-Disposition": 'attachment; filename="at-risk.csv"'}
     if page["next_cursor"]:
         headers["X-Next-Cursor"] = page["next_cursor"]
