@@ -120,8 +120,10 @@ ROLE_TABLE
 - **Validation.** A request is validated whole before anything is stored, and a batch is then
   stored in one transaction: bad input never stores anything partially and never causes a 500.
   Bodies refuse unknown fields and do not coerce types (`"value": "12"` is a 422). Query
-  parameters are read from text (`n=5` is a number), and unknown query parameters are a 422 too,
-  also on an endpoint that takes none. A URL whose %-escapes do not decode to UTF-8 is a 400.
+  parameters are read from text: numbers in plain digits (`n=5`, `alpha=0.05`, `alpha=5e-2`; not
+  `5_0`, `+5` or `5.0` for a whole number). A parameter given twice, and an unknown one (also on an
+  endpoint that takes none), is a 422. A URL whose %-escapes do not decode to UTF-8 is a 400; a
+  chunked body over `MAX_CONTENT_LENGTH` is a 413 like any other.
 - **Limits.**
   - Batches (`items`, `events`, `outcomes`) hold at most {MAX_BATCH:,} entries; request bodies are at
     most `MAX_CONTENT_LENGTH` bytes (32 MiB unless configured).

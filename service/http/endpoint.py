@@ -83,6 +83,11 @@ def _parse_body(spec: EndpointSpec) -> BaseModel:
     """Parse and validate the JSON body whole, before anything is stored."""
     assert spec.body is not None
     raw = request.get_data(cache=False)
+    limit = current_app.config.get("MAX_CONTENT_LENGTH")
+    # A chunked body has no length to refuse up front: werkzeug stops reading at the limit, and
+    # the cut text would have been answered as malformed JSON.
+    if request.content_length is None and limit and len(raw) >= limit and request.environ["wsgi.input"].read(1):
+        raise ApiError(413, f"the request body is larger than {limit:,} bytes")
     if not raw.strip():
         if spec.body_optional:
             raw = b"{}"
@@ -118,6 +123,10 @@ def _query_attributes() -> dict[str, str]:
 def _parse_query(spec: EndpointSpec) -> BaseModel:
     """Validate the query string."""
     assert spec.query is not None
+    # The first of two values would win without a word: exclude=a&exclude=b would show b.
+    repeated = [name for name, values in request.args.lists() if len(values) > 1]
+    if repeated:
+        raise Invalid.many([detail(f"query.{name}", "is given more than once; send it once (exclude takes one comma-separated list)") for name in repeated])
     args = request.args.to_dict(flat=True)
     if spec.query_attributes:
         args = {k: v for k, v in args.items() if not k.startswith(ATTRIBUTE_PREFIX)}

@@ -296,6 +296,20 @@ def test_a_url_that_is_not_utf8_once_decoded_is_400_and_records_nothing(client, 
     assert get_ok(client, "/v1/users/%C3%A9t%C3%A9/recommendations", shop)["user_id"] == "\u00e9t\u00e9"
 
 
+@pytest.mark.parametrize("query, field", [
+    ("n=5_0", "query.n"), ("n=%2B5", "query.n"), ("n=%205", "query.n"), ("n=5.0", "query.n"),
+    ("exclude=a&exclude=b", "query.exclude"), ("n=5&n=6", "query.n"),
+])
+def test_query_numbers_are_plain_digits_and_a_parameter_is_given_once(client, auth, query, field):
+    refused(client.get(f"/v1/users/u1/recommendations?{query}", headers=auth("storefront")), 422, field)
+
+
+def test_query_alpha_is_a_plain_number(client, auth):
+    running(client, auth("editor"), ab_definition())
+    refused(client.get("/v1/experiments/points-q4/results?alpha=0.0_5", headers=auth("analyst")), 422, "query.alpha")
+    assert get_ok(client, "/v1/experiments/points-q4/results?alpha=5e-2", auth("analyst"))["alpha"] == 0.05
+
+
 def test_exclude_is_bounded_so_that_the_request_line_fits(client, auth):
     shop = auth("storefront")
     at_most = ",".join(["x" * 99] * 16)[:MAX_EXCLUDE_BYTES]
@@ -419,8 +433,17 @@ def _send_raw(base: str, request: bytes) -> tuple[int, str, bytes]:
     return int(status_line.split()[1]), headers.get("content-type", ""), body
 
 
+def _chunked_events(bearer: dict[str, str], events: int) -> bytes:
+    """A POST /v1/events whose body comes in chunks, with no Content-Length to refuse it by."""
+    body = json.dumps({"events": [{"event_id": f"c{i}", "user_id": "u", "item_id": "i", "type": "view"} for i in range(events)]}).encode()
+    chunks = b"".join(b"%x\r\n%s\r\n" % (len(body[i:i + 4096]), body[i:i + 4096]) for i in range(0, len(body), 4096))
+    return (b"POST /v1/events HTTP/1.1\r\nHost: x\r\nAuthorization: " + bearer["Authorization"].encode()
+            + b"\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n" + chunks + b"0\r\n\r\n")
+
+
 def test_gunicorn_reads_the_longest_documented_request_and_refuses_longer_ones(config, app, keys):
-    env = {"DATABASE_URL": config.database_url, "MODEL_DIR": str(config.model_dir), "LOG_LEVEL": "WARNING", "LOG_REQUESTS": "false"}
+    env = {"DATABASE_URL": config.database_url, "MODEL_DIR": str(config.model_dir), "LOG_LEVEL": "WARNING", "LOG_REQUESTS": "false",
+           "MAX_CONTENT_LENGTH": "100000"}
     bearer = {"Authorization": f"Bearer {keys['storefront']}"}
     # Every parameter at its maximum, every byte percent-encoded: four-byte characters in
     # user_id and category, and ids of characters a client must escape in `exclude`.
@@ -433,6 +456,10 @@ def test_gunicorn_reads_the_longest_documented_request_and_refuses_longer_ones(c
         status, _, body = _send(server.base, longest, bearer)
         assert status == 200, body[:300]
         assert json.loads(body)["user_id"] == "\U0001F600" * 128
+        # A chunked body over the limit is a 413, not JSON cut short at the limit and called malformed.
+        assert _send_raw(server.base, _chunked_events(bearer, 100))[:2] == (200, "application/json")
+        status, _, body = _send_raw(server.base, _chunked_events(bearer, 5000))
+        assert status == 413 and json.loads(body)["error"]["code"] == "payload_too_large"
         # A path or query escape that decodes to bytes that are not UTF-8, as gunicorn hands it on.
         for bad in ("/v1/users/%ED%A0%80/recommendations", "/v1/users/ok/recommendations?category=%FF"):
             status, content_type, body = _send(server.base, bad, bearer)

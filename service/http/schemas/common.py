@@ -4,9 +4,10 @@ from __future__ import annotations
 import math
 import re
 from datetime import datetime
-from typing import Annotated, Any
+from types import UnionType
+from typing import Annotated, Any, Union, get_args, get_origin
 
-from pydantic import AfterValidator, AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Field, Strict, StringConstraints
+from pydantic import AfterValidator, AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Field, Strict, StringConstraints, ValidationInfo, field_validator
 
 from service.timestamps import window_error
 
@@ -80,10 +81,29 @@ class Input(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
 
 
+# How a number is written in a query string. pydantic would also read "5_0" as 50 and " 5" as 5.
+_QUERY_INTEGER = re.compile(r"-?[0-9]+")
+_QUERY_NUMBER = re.compile(r"-?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][-+]?[0-9]+)?")
+
+
+def _number_kind(annotation: Any) -> type | None:
+    """int or float when a field holds that kind of number (or null), else None."""
+    kinds = set(get_args(annotation)) if get_origin(annotation) in (Union, UnionType) else {annotation}
+    return next((k for k in (int, float) if k in kinds), None)
+
+
 class Query(BaseModel):
     """Query strings: values arrive as text, so numbers are parsed from it; unknown parameters are refused."""
 
     model_config = ConfigDict(extra="forbid")
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _plain_numbers(cls, value: Any, info: ValidationInfo) -> Any:
+        kind = _number_kind(cls.model_fields[info.field_name].annotation) if info.field_name else None
+        if isinstance(value, str) and kind is not None and not (_QUERY_INTEGER if kind is int else _QUERY_NUMBER).fullmatch(value):
+            raise ValueError("must be a whole number written in digits" if kind is int else "must be a number written in digits, such as 0.05 or 1e-3")
+        return value
 
 
 class Output(BaseModel):
