@@ -57,4 +57,5 @@ def evaluate(db: Database, cache: ExperimentCache, key: str, allocation: Mapping
         "snipw": {"value": value.snipw, "ci": interval(value.snipw_ci)},
         "effective_sample_size": value.effective_sample_size,
         "users": users,
+        "notes": list(value.notes),
     }

@@ -190,7 +190,9 @@ def results(db: Database, cache: ExperimentCache, key: str, req: ResultsRequest)
         }
         if exp.type == "bandit":
             est = ipw_arm(PropensitySums(m.users, m.w, m.wy, m.w2, m.w2y, m.w2y2), total_users, req.alpha)
-            row.update({"ipw_mean": est.ipw_mean, "ipw_ci": interval(est.ipw_ci), "snipw_mean": est.snipw_mean, "snipw_ci": interval(est.snipw_ci)})
+            row.update({"ipw_mean": est.ipw_mean, "ipw_ci": interval(est.ipw_ci), "snipw_mean": est.snipw_mean, "snipw_ci": interval(est.snipw_ci),
+                        "ipw_effective_users": est.effective_users})
+            row["notes"] += [n for n in est.notes if n not in row["notes"]]
         rows.append(row)
     if any(a.schedule is not None for a in exp.arms):
         _costs(rows, computed.per_arm, points_per_arm(db, exp.key))

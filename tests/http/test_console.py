@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from flask.testing import FlaskClient
 
-from tests.experiment_helpers import ab_definition, assign, running
+from tests.experiment_helpers import ab_definition, assign, bandit_definition, running
 from tests.helpers import get_ok, post_ok
 
 CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
@@ -396,3 +396,18 @@ def test_guardrails_a_lower_is_better_metric_and_the_analysis_come_from_the_form
     assert re.search(r'name="metrics.1.lower_is_better" value="yes" checked', form)
     assert re.search(r'name="analysis.sequential" value="yes" checked', form) and not re.search(r'name="analysis.cuped" value="yes" checked', form)
     assert 'value="complaints, retention_d7"' in form
+
+
+def test_bandit_results_show_weighted_intervals_and_warn_where_few_users_carry_them(as_role, client, auth):
+    running(client, auth("editor"), bandit_definition(arms=3))
+    shop = auth("storefront")
+    for u in range(60):
+        arm = assign(client, shop, "bonus-bandit", f"b{u}")["arm"]
+        if arm == "arm1" or u % 7 == 0:
+            post_ok(client, "/v1/outcomes", {"outcomes": [{"outcome_id": f"b{u}", "experiment": "bonus-bandit", "user_id": f"b{u}", "metric": "conversion"}]}, shop)
+    api = get_ok(client, "/v1/experiments/bonus-bandit/results", auth("analyst"))
+    html = as_role("analyst").get("/ui/experiments/bonus-bandit/results").get_data(as_text=True)
+    assert "p (adjusted), naive" in html and "IPW mean [CI]" in html and ">significant<" not in html
+    few = [a["arm"] for a in api["arms"] if a["ipw_effective_users"] is not None and a["ipw_effective_users"] < 60]
+    assert few and ("effective users" in html) and ("IPW figures rest on fewer than 60 effective users" in html)
+    assert html.count("effective users</span>") == len(few)

@@ -267,12 +267,16 @@ def test_bandit_ipw_snipw_and_offline_evaluation_match_numpy(client, auth):
         assert row["ipw_ci"] == pytest.approx([z.mean() - half, z.mean() + half], rel=1e-7)
         if w.sum() > 0:
             assert row["snipw_mean"] == pytest.approx((w * y).sum() / w.sum(), rel=REL)
+            ess = w.sum() ** 2 / (w * w).sum()  # Kish's effective sample size of the arm's weights
+            assert row["ipw_effective_users"] == pytest.approx(ess, rel=REL)
+            assert any("effective users" in note for note in row["notes"]) == (ess < 60)
     target = {"arm0": 0.2, "arm1": 0.5, "arm2": 0.3}
     value = post_ok(client, "/v1/experiments/bonus-bandit/evaluate", {"allocation": target}, auth("analyst"))
     w = np.array([target[a] for a in arm]) / p
     assert value["ipw"]["value"] == pytest.approx((w * y).sum() / n, rel=REL)
     assert value["snipw"]["value"] == pytest.approx((w * y).sum() / w.sum(), rel=REL)
     assert value["effective_sample_size"] == pytest.approx(w.sum() ** 2 / (w * w).sum(), rel=REL)
+    assert any("effective users" in note for note in value["notes"]) == (value["effective_sample_size"] < 60)
     best = post_ok(client, "/v1/experiments/bonus-bandit/evaluate", {"allocation": "best_arm"}, auth("analyst"))
     assert sorted(best["allocation"].values()) == [0.0, 0.0, 1.0]
     bad = client.post("/v1/experiments/bonus-bandit/evaluate", json={"allocation": {"arm0": 0.5, "nope": 0.5}}, headers=auth("analyst"))

@@ -8,6 +8,7 @@ from pydantic import ValidationError
 from werkzeug.wrappers import Response
 
 from experiments.definitions import BUILTIN_METRICS
+from experiments.stats.ipw import FEW_EFFECTIVE_USERS
 from service.errors import Invalid
 from service.http.console import bp
 from service.http.console.charts import Interval, Series, forest_plot, line_chart, number, points, signed
@@ -114,6 +115,7 @@ def results_page(key: str) -> tuple[str, int]:
         days=days,
         day_choices=sorted({*RETENTION_CHOICES, days}),
         csv_args={k: v for k, v in (("metric", answer["metric"]), ("alpha", answer["alpha"]), ("correction", answer["correction"]))},
+        few_effective_users=FEW_EFFECTIVE_USERS,
     ), (422 if errors else 200)
 
 

@@ -43,6 +43,10 @@ class ArmResultOut(Output):
     ipw_ci: list[float] | None = None
     snipw_mean: float | None = None
     snipw_ci: list[float] | None = None
+    ipw_effective_users: float | None = Field(
+        default=None,
+        description="bandits: Kish's effective sample size of the arm's weights 1/p, (sum w)^2 / sum w^2; under 60, a note warns that the weighted intervals are likely too narrow",
+    )
     points_per_user: float | None = None
     cost_per_incremental: float | None = None
 
@@ -222,3 +226,4 @@ class EvaluateOut(Output):
     snipw: Estimate
     effective_sample_size: float | None
     users: int
+    notes: list[str] = Field(default=[], description="why a figure is missing, or why its interval is likely too narrow (fewer than 60 effective users)")
