@@ -154,6 +154,21 @@ def _lift(control: ArmSummary, treat: ArmSummary, opt: _Options, out: _Compariso
         out.notes.append("the lift has no interval: every user in both arms is alike, or it is not finite")
 
 
+# The normal approximation behind the z-test and Wald's interval is poor when an arm has fewer
+# than this many conversions or non-conversions (the textbook rule of thumb: n p and n (1 - p) >= 5).
+FEW_EVENTS = 5
+
+
+def _few_events(control: ArmSummary, treat: ArmSummary, out: _Comparison) -> None:
+    thin = [f"{name} has {int(s.total)} conversions of {s.users}" for name, s in (("the control", control), ("this arm", treat))
+            if min(s.total, s.users - s.total) < FEW_EVENTS]
+    if thin:
+        out.notes.append(
+            f"{' and '.join(thin)}: with fewer than {FEW_EVENTS} conversions or non-conversions in an arm the normal "
+            "approximation behind the p-value and the intervals is rough; read them as indications until more users arrive"
+        )
+
+
 def _compare(control: ArmSummary, treat: ArmSummary, opt: _Options) -> _Comparison:
     out = _Comparison()
     if control.mean is None or treat.mean is None:
@@ -162,6 +177,7 @@ def _compare(control: ArmSummary, treat: ArmSummary, opt: _Options) -> _Comparis
     out.diff = treat.mean - control.mean
     (_sequential if opt.sequential else _fixed)(control, treat, opt, out)
     if opt.kind == "binary":
+        _few_events(control, treat, out)
         out.chance = beta_chance_to_beat(int(control.total), control.users, int(treat.total), treat.users)
     else:
         out.chance = normal_chance_to_beat(control, treat)

@@ -92,6 +92,14 @@ def test_editor_creates_and_starts_an_ab_experiment(visit, demo):
     page.click("button:has-text('Start')")
     page.wait_for_url("**/ui/experiments/console-ab")
     assert "running" in page.locator("dl.facts").inner_text()
+    # Running, its design is frozen; its guardrails and analysis settings still change, on its settings page.
+    page.click("text=Settings")
+    page.fill("#f-guardrails", "retention_d7")
+    page.check("#f-analysis-sequential")
+    page.click("text=Save settings")
+    page.wait_for_url("**/ui/experiments/console-ab")
+    facts = page.locator("dl.facts").inner_text()
+    assert "retention_d7" in facts and "sequential intervals" in facts
     page.click("nav >> text=Experiments")
     row = page.locator("tr", has=page.locator("a", has_text="console-ab"))
     assert "running" in row.inner_text()

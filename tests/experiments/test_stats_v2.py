@@ -722,3 +722,18 @@ def test_without_any_variation_no_interval_is_claimed_fixed_or_sequential(sequen
     if not sequential:  # all converted against none: Wald's interval is the point at the difference, as the contract defines it
         apart = analyse([("a0", ArmSummary.binary(20, 20)), ("a1", ArmSummary.binary(30, 0))], "binary", 0.05, "holm").arms[1]
         assert (apart.diff_ci.low, apart.diff_ci.high, apart.significant) == (-1.0, -1.0, True)
+
+
+@pytest.mark.parametrize("control, treat, thin", [
+    ((14, 0), (6, 3), "the control has 0 conversions of 14 and this arm has 3 conversions of 6"),
+    ((400, 40), (10, 10), "this arm has 10 conversions of 10"),
+    ((400, 40), (400, 60), None),
+])
+def test_arms_with_few_conversions_or_non_conversions_say_the_normal_approximation_is_rough(control, treat, thin):
+    result = analyse([("c", ArmSummary.binary(*control)), ("t", ArmSummary.binary(*treat))], "binary")
+    notes = [n for n in result.arms[1].notes if "normal approximation" in n]
+    assert notes == ([] if thin is None else [notes[0]]) and (thin is None or notes[0].startswith(thin))
+    # The figures themselves are the contract's, note or not.
+    z = proportions_ztest([treat[1], control[1]], [treat[0], control[0]])[1] if 0 < control[1] + treat[1] < control[0] + treat[0] else None
+    if z is not None:
+        assert result.arms[1].p_value == pytest.approx(z, rel=1e-9)

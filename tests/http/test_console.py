@@ -411,3 +411,42 @@ def test_bandit_results_show_weighted_intervals_and_warn_where_few_users_carry_t
     few = [a["arm"] for a in api["arms"] if a["ipw_effective_users"] is not None and a["ipw_effective_users"] < 60]
     assert few and ("effective users" in html) and ("IPW figures rest on fewer than 60 effective users" in html)
     assert html.count("effective users</span>") == len(few)
+
+
+def test_an_arm_with_few_conversions_is_flagged_on_the_results_page(as_role, client, auth):
+    shop = auth("storefront")
+    running(client, auth("editor"), ab_definition(weights=(1, 1, 0.000001)))
+    users = {"control": [], "every5": []}
+    for u in range(40):
+        users[assign(client, shop, "points-q4", f"t{u}")["arm"]].append(f"t{u}")
+    post_ok(client, "/v1/outcomes", {"outcomes": [{"outcome_id": f"o{k}", "experiment": "points-q4", "user_id": user, "metric": "conversion"}
+                                                  for k, user in enumerate(users["every5"][:3])]}, shop)
+    api = {a["arm"]: a for a in get_ok(client, "/v1/experiments/points-q4/results", auth("analyst"))["arms"]}
+    note = next(n for n in api["every5"]["notes"] if "normal approximation" in n)
+    html = as_role("analyst").get("/ui/experiments/points-q4/results").get_data(as_text=True)
+    assert f"<strong>every5</strong>: {note}" in html.replace("&#39;", "'")
+
+
+def test_a_started_experiment_changes_its_guardrails_and_analysis_from_its_settings_page(as_role, client, auth):
+    running(client, auth("editor"), ab_definition(layer="checkout", traffic=0.5))
+    editor = as_role("editor")
+    assert 'href="/ui/experiments/points-q4/settings"' in editor.get("/ui/experiments/points-q4").get_data(as_text=True)
+    form = editor.get("/ui/experiments/points-q4/settings").get_data(as_text=True)
+    assert 'name="traffic"' not in form  # a layered experiment's share of the layer is fixed once it starts
+    token = csrf(editor, "/ui/experiments/points-q4/settings")
+    posted = {"csrf_token": token, "name": "Q4 points", "description": "", "guardrails": "retention_d7, spend", "analysis.sequential": "yes",
+              "analysis.cuped": "yes", "analysis.cuped_days": "7"}
+    wrong = editor.post("/ui/experiments/points-q4/settings", data={**posted, "guardrails": "refunds"})
+    assert wrong.status_code == 422 and 'id="f-guardrails-error"' in wrong.get_data(as_text=True)
+    assert editor.post("/ui/experiments/points-q4/settings", data=posted).status_code == 303
+    stored = get_ok(client, "/v1/experiments/points-q4", auth("analyst"))
+    assert (stored["status"], stored["traffic"], stored["guardrails"]) == ("running", 0.5, ["retention_d7", "spend"])
+    assert {k: stored["analysis"][k] for k in ("sequential", "cuped", "cuped_days")} == {"sequential": True, "cuped": True, "cuped_days": 7}
+    assert [g["metric"] for g in get_ok(client, "/v1/experiments/points-q4/results", auth("analyst"))["guardrails"]] == ["retention_d7", "retention_d7", "spend", "spend"]
+    running(client, auth("editor"), ab_definition(key="ramp", traffic=0.1))
+    ramp = {**posted, "csrf_token": csrf(editor, "/ui/experiments/ramp/settings"), "name": "Ramp", "traffic": "0.5", "guardrails": ""}
+    assert editor.post("/ui/experiments/ramp/settings", data=ramp).status_code == 303
+    assert get_ok(client, "/v1/experiments/ramp", auth("analyst"))["traffic"] == 0.5
+    post_ok(client, "/v1/experiments", ab_definition(key="a-draft"), auth("editor"), status=201)
+    assert editor.get("/ui/experiments/a-draft/settings").status_code == 409
+    assert as_role("analyst").get("/ui/experiments/points-q4/settings").status_code == 403

@@ -1,0 +1,92 @@
+"""The settings of a started experiment that may still change: name, description, traffic, guardrails and analysis.
+
+Its design (arms, weights, metrics, layer, targeting) is frozen once it leaves draft; the API
+lets the rest change, and so does this page. A guardrail added late is computed over the whole
+experiment, like any other.
+"""
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+from flask import abort, flash, render_template, request
+from pydantic import ValidationError
+
+from service.errors import Conflict, Invalid
+from service.http.console import bp
+from service.http.console.experiment_form import values_of
+from service.http.console.forms import STALE_FORM, back, page, stale_form
+from service.http.endpoint import EDITOR, services
+from service.http.errors import details_from_pydantic
+from service.http.schemas.experiments import ExperimentPatch
+from service.usecases import experiments
+
+FIELDS = ("name", "description", "traffic", "guardrails", "analysis.sequential", "analysis.cuped", "analysis.cuped_days")
+
+
+def _changes(form: Mapping[str, str], exp: Mapping[str, Any]) -> dict[str, Any]:
+    """The PATCH body a posted settings form describes; traffic only while users can still be enrolled."""
+    def text(name: str) -> str:
+        return (form.get(name) or "").strip()
+
+    changes: dict[str, Any] = {"name": text("name"), "description": text("description")}
+    # Sent only when changed: a layered experiment's traffic is frozen, and saving a new guardrail must not touch it.
+    if exp["status"] in ("running", "paused") and text("traffic") and _number(text("traffic")) != exp["traffic"]:
+        changes["traffic"] = _number(text("traffic"))
+    changes["guardrails"] = [name.strip() for name in text("guardrails").split(",") if name.strip()]
+    analysis: dict[str, Any] = {"sequential": bool(text("analysis.sequential")), "cuped": bool(text("analysis.cuped"))}
+    if text("analysis.cuped_days"):
+        analysis["cuped_days"] = _number(text("analysis.cuped_days"))
+    changes["analysis"] = {**exp["analysis"], **analysis}
+    return changes
+
+
+def _number(text: str) -> Any:
+    """A number as typed, or the text itself for the schema to name."""
+    try:
+        return int(text)
+    except ValueError:
+        try:
+            return float(text)
+        except ValueError:
+            return text
+
+
+def _errors(details: list[dict[str, Any]]) -> dict[str, list[str]]:
+    errors: dict[str, list[str]] = {}
+    for d in details:
+        field = str(d.get("field", "form")).removeprefix("body.")
+        if field.startswith("guardrails"):
+            field = "guardrails"
+        errors.setdefault(field if field in FIELDS else "form", []).append(str(d.get("message", "is not valid")))
+    return errors
+
+
+def _page(exp: Mapping[str, Any], values: Mapping[str, str], errors: dict[str, list[str]], status: int = 200) -> tuple[str, int]:
+    return render_template("console/experiment_settings.html", exp=exp, values=values, errors=errors), status
+
+
+@bp.route("/experiments/<key>/settings", methods=["GET", "POST"])
+@page(EDITOR, refills=True)
+def experiment_settings(key: str) -> Any:
+    """Change what a started experiment still allows; a draft has its whole form."""
+    db = services().db
+    exp = experiments.get(db, key)
+    if exp["status"] == "draft":
+        abort(409, f"{key} is a draft: change it, design and all, with its edit form.")
+    if request.method == "GET":
+        return _page(exp, values_of(exp), {})
+    values = {k: v for k, v in request.form.to_dict().items() if k != "csrf_token"}
+    if stale_form():
+        return _page(exp, values, {"form": [STALE_FORM]}, 409)
+    changes = _changes(values, exp)
+    try:
+        body = ExperimentPatch.model_validate(changes)
+        experiments.change(db, services().experiment_cache, key, body.model_dump(mode="json", exclude_unset=True))
+    except ValidationError as exc:
+        return _page(exp, values, _errors(details_from_pydantic(exc)), 422)
+    except Invalid as exc:
+        return _page(exp, values, _errors(exc.details or [{"field": "form", "message": exc.message}]), 422)
+    except Conflict as exc:
+        return _page(exp, values, {"form": [exc.message]}, 409)
+    flash(f"Saved the settings of {key}.", "success")
+    return back("console.experiment_detail", key=key)
