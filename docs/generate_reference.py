@@ -120,9 +120,9 @@ ROLE_TABLE
 - **Validation.** A request is validated whole before anything is stored, and a batch is then
   stored in one transaction: bad input never stores anything partially and never causes a 500.
   Bodies refuse unknown fields and do not coerce types (`"value": "12"` is a 422). Query
-  parameters are read from text: numbers in plain digits (`n=5`, `alpha=0.05`, `alpha=5e-2`; not
-  `5_0`, `+5` or `5.0` for a whole number). A parameter given twice, and an unknown one (also on an
-  endpoint that takes none), is a 422. A URL whose %-escapes do not decode to UTF-8 is a 400; a
+  parameters are read from text: numbers in plain digits (`n=5` or `n=5.0`, `alpha=0.05`, `alpha=5e-2`;
+  not `5_0` or `+5`). A parameter given twice, and an unknown one (also on an
+  endpoint that takes none, except `/healthz` and `/readyz`, which ignore them), is a 422. A URL whose %-escapes do not decode to UTF-8 is a 400; a
   chunked body over `MAX_CONTENT_LENGTH` is a 413 like any other.
 - **Limits.**
   - Batches (`items`, `events`, `outcomes`) hold at most {MAX_BATCH:,} entries; request bodies are at
@@ -143,7 +143,8 @@ ROLE_TABLE
   outcome or a reward action for a user never exposed to the experiment stores nothing (`ignored`,
   or `recorded: false`), so it can be sent again once the user has an assignment.
 - **Upserts.** An item field left out or sent as null keeps its stored value (clients that write
-  every field of their record send null for what they do not know).
+  every field of their record send null for what they do not know); `""` clears a title or a
+  category, `{{}}` the attributes.
 
 In the tables below, a type named in a link is described under [Schemas](#schemas). Request
 schemas list each field's bounds (*constraints*) and default; answer schemas list the fields an

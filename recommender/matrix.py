@@ -32,16 +32,24 @@ class MatrixSettings:
         unknown = set(self.weights) - set(EVENT_TYPES)
         if unknown:
             raise ValueError(f"weights: unknown event types {sorted(unknown)}; use {list(EVENT_TYPES)}")
-        if not all(0 <= w <= MAX_SETTING for w in self.weights.values()):
-            raise ValueError(f"weights: an event weight lies in [0, {MAX_SETTING:g}]")
-        if self.half_life_days is not None and not 0 < self.half_life_days <= MAX_SETTING:
-            raise ValueError(f"half_life_days must lie in (0, {MAX_SETTING:g}] when set")
+        if any(w < 0 for w in self.weights.values()):
+            raise ValueError("weights: an event weight cannot be negative")
+        if self.half_life_days is not None and self.half_life_days <= 0:
+            raise ValueError("half_life_days must be positive when set")
         if self.scaling not in ("linear", "log"):
             raise ValueError("scaling must be 'linear' or 'log'")
-        if not 0 < self.alpha <= MAX_SETTING:
-            raise ValueError(f"alpha must lie in (0, {MAX_SETTING:g}]")
-        if not 0 < self.epsilon <= MAX_SETTING:
-            raise ValueError(f"epsilon must lie in (0, {MAX_SETTING:g}]")
+        if self.alpha <= 0:
+            raise ValueError("alpha must be positive")
+        if self.epsilon <= 0:
+            raise ValueError("epsilon must be positive")
+
+    def check_bounds(self) -> None:
+        """Refuse settings beyond MAX_SETTING, for a new request only: a version trained before the bound
+        was set keeps its settings in its artifact, and must still load."""
+        numbers = {**{f"weights.{k}": w for k, w in self.weights.items()}, "half_life_days": self.half_life_days, "alpha": self.alpha, "epsilon": self.epsilon}
+        for name, value in numbers.items():
+            if value is not None and not value <= MAX_SETTING:
+                raise ValueError(f"{name} must be at most {MAX_SETTING:g}")
 
     def type_weights(self, types: Sequence[str]) -> np.ndarray:
         """The weight of each event type in `types`."""

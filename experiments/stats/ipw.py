@@ -147,12 +147,14 @@ def effective_users(w: float, w2: float) -> float | None:
     return finite_or_none(w / w2 * w) if w2 > 0 else None
 
 
-def _few(ess: float | None, notes: list[str]) -> None:
-    if ess is not None and ess < FEW_EFFECTIVE_USERS:
-        notes.append(
-            f"the weighted estimates rest on about {ess:.0f} effective users (under {FEW_EFFECTIVE_USERS}): a few users with small "
-            "assignment probabilities carry them, so their normal intervals are likely too narrow; wait for more users before deciding"
-        )
+def _few(ess: float | None, users: int, notes: list[str]) -> None:
+    if ess is None or ess >= FEW_EFFECTIVE_USERS:
+        return
+    # Even weights leave as many effective users as users: then the arm is simply small.
+    cause = (f"only {users} users" if ess >= 0.8 * users else
+             f"about {ess:.0f} effective users of {users}, since a few users with small assignment probabilities carry them")
+    notes.append(f"the weighted estimates rest on {cause} (under {FEW_EFFECTIVE_USERS} effective users): their normal intervals are likely "
+                 "too narrow; wait for more users before deciding")
 
 
 def ipw_arm(arm: PropensitySums, total_users: int, alpha: float) -> IpwEstimate:
@@ -162,7 +164,7 @@ def ipw_arm(arm: PropensitySums, total_users: int, alpha: float) -> IpwEstimate:
     ipw, ipw_ci = _ipw(arm, total_users, alpha, notes)
     snipw, snipw_ci = _snipw(arm, alpha, notes)
     ess = effective_users(arm.w, arm.w2)
-    _few(ess, notes)
+    _few(ess, arm.users, notes)
     return IpwEstimate(ipw, ipw_ci, snipw, snipw_ci, tuple(notes), ess)
 
 
@@ -191,7 +193,7 @@ def evaluate_allocation(arms: Sequence[PropensitySums], target: Sequence[float],
     ipw, ipw_ci = _ipw(pooled, total_users, alpha, notes)
     snipw, snipw_ci = _snipw(pooled, alpha, notes)
     ess = effective_users(pooled.w, pooled.w2)
-    _few(ess, notes)
+    _few(ess, pooled.users, notes)
     return PolicyValue(ipw, ipw_ci, snipw, snipw_ci, ess, tuple(notes))
 
 

@@ -245,7 +245,7 @@ def endpoint(
                 args["body"] = _parse_body(spec)
             if spec.query is not None:
                 args["query"] = _parse_query(spec)
-            elif request.args:
+            elif request.args and spec.roles is not None:  # probes may add a cache-buster to /healthz and /readyz
                 _refuse_query(spec)
             if spec.query_attributes:
                 args["attributes"] = _query_attributes()

@@ -20,6 +20,7 @@ def upsert_items(db: Database, entries: list[dict[str, Any]]) -> int:
 
     Null is "left out" because clients that write every field of their own record send null for
     what they do not know: an item recalled with `available: false` must not come back that way.
+    An empty title or category clears it.
     """
     latest: dict[str, dict[str, Any]] = {}
     for entry in entries:  # the last entry for an id wins, as if sent one by one
@@ -33,6 +34,9 @@ def upsert_items(db: Database, entries: list[dict[str, Any]]) -> int:
             old = stored.get(item_id)
             base = {f: getattr(old, f) for f in ITEM_FIELDS} if old else {"title": None, "category": None, "available": True, "attributes": {}}
             base.update({k: v for k, v in entry.items() if k in ITEM_FIELDS and v is not None})
+            for text in ("title", "category"):  # "" is how a client clears one, null meaning "keep"
+                if base.get(text) == "":
+                    base[text] = None
             rows.append({"item_id": item_id, **base, "updated_at": now})
         stmt = insert(session, ItemRow)
         stmt = stmt.on_conflict_do_update(

@@ -128,6 +128,7 @@ def to_json(row: ExperimentRow) -> dict[str, Any]:
     """A stored row as the API's experiment object."""
     return {
         **row_fields(row),
+        "revision": row.revision,
         "created_at": iso(row.created_at),
         "updated_at": iso(row.updated_at),
         "started_at": iso(row.started_at),

@@ -119,7 +119,8 @@ def patch(db: Database, key: str, changes: dict[str, Any]) -> ExperimentRow:
             keys = [m["key"] for m in changes["metrics"]]
             if merged["primary_metric"] not in keys and merged["primary_metric"] not in BUILTIN_METRICS:
                 merged["primary_metric"] = keys[0] if keys else None
-        exp = definition(merged)
+        # A rule stored before a check was added is read as stored, unless this change replaces it.
+        exp = definition(merged, stored="targeting" not in changes)
         merged["primary_metric"] = exp.primary_metric
         for name, value in merged.items():
             setattr(row, name, value)

@@ -1,7 +1,9 @@
 """The reward ledger and each user's reward state, written one user at a time.
 
-Every action, rewarded or not, is written to the ledger with its sequence
-number and reason, so a balance can be audited and any random draw recomputed.
+Every action of an exposed user, rewarded or not, is written to the ledger with
+its sequence number and reason, so a balance can be audited and any random draw
+recomputed. An action of a user never exposed is answered and not stored, so
+that it counts when sent again after the user's assignment.
 A user's state row is locked for the transaction (SQLite serialises writers
 anyway), so concurrent actions of one user apply one after another, and a
 replayed `action_id` answers what it answered the first time.

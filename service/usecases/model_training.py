@@ -72,6 +72,7 @@ def plan(
         raise Invalid.field("params", f"{exc}{hint}") from None
     try:
         settings = checked(MatrixSettings, {"weights": dict(default_weights), **matrix})
+        settings.check_bounds()
     except (TypeError, ValueError) as exc:
         raise Invalid.field("matrix", str(exc)) from None
     try:

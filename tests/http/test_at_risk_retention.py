@@ -152,13 +152,15 @@ def test_retention_curve_matches_a_hand_count(client, auth, config, keys):
 
 
 def test_a_user_id_that_reads_as_a_formula_stays_text_in_the_csv(client, auth):
-    names = ['=HYPERLINK("http://example.com","x")', "+1", "-cmd", "@SUM(A1)", "plain"]
+    names = ['=HYPERLINK("http://example.com","x")', "+1", "-cmd", "@SUM(A1)", "'=1", "plain"]
     events = [{"event_id": f"f-{k}", "user_id": name, "item_id": "i1", "type": "purchase", "value": 10.0 + k,
                "timestamp": "2024-01-01T00:00:00Z"} for k, name in enumerate(names)]
     post_ok(client, "/v1/events", {"events": events}, auth("storefront"))
     resp = client.get("/v1/users/at-risk.csv?idle_days=0&min_purchases=1&limit=100", headers=auth("analyst"))
     rows = {r["revenue"]: r["user_id"] for r in csv.DictReader(io.StringIO(resp.get_data(as_text=True)))}
-    assert [rows[repr(10.0 + k)] for k in range(len(names))] == ["'" + n for n in names[:4]] + ["plain"]
+    assert [rows[repr(10.0 + k)] for k in range(len(names))] == ["'" + n for n in names[:5]] + ["plain"]
+    # Reversible: one leading quote stripped gives every id back, "=1" and "'=1" apart.
+    assert sorted(v[1:] if v.startswith("'") else v for v in rows.values()) == sorted(names)
     # The JSON answer keeps the ids as they are.
     page = get_ok(client, "/v1/users/at-risk?idle_days=0&min_purchases=1&limit=100", auth("analyst"))
     assert {u["user_id"] for u in page["users"]} == set(names)

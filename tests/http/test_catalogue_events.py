@@ -27,6 +27,10 @@ def test_items_upsert_and_partial_updates_keep_other_fields(client, auth):
     item = get_ok(client, "/v1/items/sku-1", h)
     assert (item["title"], item["category"], item["available"], item["attributes"]) == ("Dune (2nd ed.)", "books", False, {"price": 9.5})
     assert "sku-1" not in [i["item_id"] for i in get_ok(client, "/v1/items/popular?n=100", h)["items"]]
+    # "" clears a title or a category, {} the attributes.
+    assert post_ok(client, "/v1/items", {"items": [{"item_id": "sku-1", "category": "", "title": "", "attributes": {}}]}, h) == {"upserted": 1}
+    item = get_ok(client, "/v1/items/sku-1", h)
+    assert (item["title"], item["category"], item["attributes"], item["available"]) == (None, None, {}, False)
 
 
 def test_the_last_entry_for_an_item_in_a_batch_wins(client, auth):

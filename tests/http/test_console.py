@@ -324,7 +324,8 @@ def test_activating_by_hand_warns_of_the_run_it_keeps_from_going_live(as_role, c
 
 def test_edit_a_draft_keeps_what_the_form_shows(as_role, client, auth):
     window = {"factor": 2, "start": "2030-01-01T00:00:00Z", "end": "2030-02-01T10:30:45.5Z"}  # a save keeps the seconds
-    body = ab_definition(weights=(1, 2, 1), targeting={"all": [{"attribute": "purchases", "op": "gte", "value": 1}]})
+    body = ab_definition(weights=(1, 2, 1), targeting={"all": [{"attribute": "purchases", "op": "gte", "value": 1}]},
+                         analysis={"sequential_tuning": 20000})  # a setting the form does not show
     body["arms"][1]["schedule"] = {**body["arms"][1]["schedule"], "multiplier": window}
     post_ok(client, "/v1/experiments", body, auth("editor"), status=201)
     before = client.get("/v1/experiments/points-q4", headers=auth("analyst")).get_json()
@@ -345,6 +346,7 @@ def test_edit_a_draft_keeps_what_the_form_shows(as_role, client, auth):
     after = client.get("/v1/experiments/points-q4", headers=auth("analyst")).get_json()
     assert after["name"] == "Renamed"
     assert {k: after[k] for k in ("arms", "metrics", "targeting", "traffic", "primary_metric")} == {k: before[k] for k in ("arms", "metrics", "targeting", "traffic", "primary_metric")}
+    assert after["analysis"]["sequential_tuning"] == 20000
 
 
 @pytest.mark.parametrize("stored, shown", [
@@ -434,17 +436,23 @@ def test_a_started_experiment_changes_its_guardrails_and_analysis_from_its_setti
     form = editor.get("/ui/experiments/points-q4/settings").get_data(as_text=True)
     assert 'name="traffic"' not in form  # a layered experiment's share of the layer is fixed once it starts
     token = csrf(editor, "/ui/experiments/points-q4/settings")
-    posted = {"csrf_token": token, "name": "Q4 points", "description": "", "guardrails": "retention_d7, spend", "analysis.sequential": "yes",
+    revision = re.search(r'name="revision" value="(\d+)"', form).group(1)
+    posted = {"csrf_token": token, "revision": revision, "name": "Q4 points", "description": "", "guardrails": "retention_d7, spend", "analysis.sequential": "yes",
               "analysis.cuped": "yes", "analysis.cuped_days": "7"}
     wrong = editor.post("/ui/experiments/points-q4/settings", data={**posted, "guardrails": "refunds"})
     assert wrong.status_code == 422 and 'id="f-guardrails-error"' in wrong.get_data(as_text=True)
     assert editor.post("/ui/experiments/points-q4/settings", data=posted).status_code == 303
+    # The same page saved again, after that change: refused, so the first save is not undone unseen.
+    again = editor.post("/ui/experiments/points-q4/settings", data={**posted, "guardrails": "spend"})
+    assert again.status_code == 409 and "It changed since this page was opened" in again.get_data(as_text=True)
     stored = get_ok(client, "/v1/experiments/points-q4", auth("analyst"))
     assert (stored["status"], stored["traffic"], stored["guardrails"]) == ("running", 0.5, ["retention_d7", "spend"])
     assert {k: stored["analysis"][k] for k in ("sequential", "cuped", "cuped_days")} == {"sequential": True, "cuped": True, "cuped_days": 7}
     assert [g["metric"] for g in get_ok(client, "/v1/experiments/points-q4/results", auth("analyst"))["guardrails"]] == ["retention_d7", "retention_d7", "spend", "spend"]
     running(client, auth("editor"), ab_definition(key="ramp", traffic=0.1))
-    ramp = {**posted, "csrf_token": csrf(editor, "/ui/experiments/ramp/settings"), "name": "Ramp", "traffic": "0.5", "guardrails": ""}
+    ramp_form = editor.get("/ui/experiments/ramp/settings").get_data(as_text=True)
+    ramp = {**posted, "csrf_token": csrf(editor, "/ui/experiments/ramp/settings"), "name": "Ramp", "traffic": "0.5", "guardrails": "",
+            "revision": re.search(r'name="revision" value="(\d+)"', ramp_form).group(1)}
     assert editor.post("/ui/experiments/ramp/settings", data=ramp).status_code == 303
     assert get_ok(client, "/v1/experiments/ramp", auth("analyst"))["traffic"] == 0.5
     post_ok(client, "/v1/experiments", ab_definition(key="a-draft"), auth("editor"), status=201)

@@ -156,3 +156,6 @@ def test_a_rule_stored_before_values_were_required_is_still_read(client, auth, d
     time.sleep(1.1)  # a worker trusts what it read of an experiment for a second
     answer = assign(client, auth("storefront"), "points-q4", "u1", **{"attr.tier": "gold"})
     assert (answer["enrolled"], answer["reason"]) == (False, "targeting")
+    # What may still change, does; the old rule is not checked again unless a change replaces it.
+    resp = client.patch("/v1/experiments/points-q4", json={"name": "Renamed", "guardrails": ["revenue"]}, headers=auth("editor"))
+    assert resp.status_code == 200, resp.get_json()

@@ -213,3 +213,18 @@ def test_best_first_breaks_every_tie_by_the_earlier_item_even_at_the_cut():
         k = int(rng.integers(1, 70))
         reference = sorted((i for i in range(len(scores)) if allowed[i] and np.isfinite(scores[i])), key=lambda i: (-scores[i], i))[:k]
         assert best_first(scores, allowed, k).tolist() == reference
+
+
+def test_settings_beyond_the_bound_are_refused_for_new_runs_but_stored_ones_still_load():
+    from recommender.index import ServingIndex
+    from recommender.matrix import InteractionMatrix
+    from recommender.training import TrainingSettings, train
+
+    confidence = synthetic_matrix(users=200, items=50, events=2000)
+    matrix = InteractionMatrix([f"u{u}" for u in range(200)], [f"i{i}" for i in range(50)], confidence, confidence)
+    old = MatrixSettings(alpha=1e13, weights={"view": 1e300})  # accepted before the 1e12 bound
+    with pytest.raises(ValueError, match="at most 1e\\+12"):
+        old.check_bounds()
+    trained = train(matrix, "item_knn", {}, TrainingSettings(evaluate=False))
+    loaded = ServingIndex.from_bytes(ServingIndex.from_trained("v1", trained, old).to_bytes())
+    assert loaded.settings == old

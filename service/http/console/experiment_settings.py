@@ -20,6 +20,7 @@ from service.http.errors import details_from_pydantic
 from service.http.schemas.experiments import ExperimentPatch
 from service.usecases import experiments
 
+CHANGED_MEANWHILE = "It changed since this page was opened (in another tab, or by someone else): here it is as it is now. Nothing was saved; make your change again."
 FIELDS = ("name", "description", "traffic", "guardrails", "analysis.sequential", "analysis.cuped", "analysis.cuped_days")
 
 
@@ -73,11 +74,15 @@ def experiment_settings(key: str) -> Any:
     exp = experiments.get(db, key)
     if exp["status"] == "draft":
         abort(409, f"{key} is a draft: change it, design and all, with its edit form.")
+    current = {**values_of(exp), "revision": str(exp["revision"])}
     if request.method == "GET":
-        return _page(exp, values_of(exp), {})
+        return _page(exp, current, {})
     values = {k: v for k, v in request.form.to_dict().items() if k != "csrf_token"}
     if stale_form():
         return _page(exp, values, {"form": [STALE_FORM]}, 409)
+    if values.get("revision") != current["revision"]:
+        # Saving the whole page over a change made since it was opened would undo that change unseen.
+        return _page(exp, current, {"form": [CHANGED_MEANWHILE]}, 409)
     changes = _changes(values, exp)
     try:
         body = ExperimentPatch.model_validate(changes)

@@ -80,6 +80,8 @@ def _save(exp: dict[str, Any] | None) -> Any:
         if parsed.errors:
             return _form(values, parsed.errors, exp, status=422)
         fields = body.model_dump(mode="json", exclude_unset=True)
+        if exp is not None and "analysis" in fields:  # the form shows some settings; the others (sequential_tuning) stay
+            fields["analysis"] = {**exp["analysis"], **fields["analysis"]}
         saved = experiments.create(db, fields) if exp is None else experiments.change(db, services().experiment_cache, exp["key"], {k: v for k, v in fields.items() if k != "key"})
     except ValidationError as exc:
         return _form(values, field_errors(details_from_pydantic(exc), parsed), exp, status=422)

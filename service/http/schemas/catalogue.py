@@ -21,11 +21,11 @@ else:  # the registries' names, so that a new event type or algorithm needs no c
 
 
 class ItemIn(Input):
-    """One catalogue entry; fields left out or sent as null keep their stored values (a new item: no title or category, available, no attributes)."""
+    """One catalogue entry; fields left out or sent as null keep their stored values (a new item: no title or category, available, no attributes); "" clears a title or a category, {} the attributes."""
 
     item_id: Id
     title: Text | None = Field(default=None, max_length=512)
-    category: Text | None = Field(default=None, min_length=1, max_length=128)
+    category: Text | None = Field(default=None, max_length=128)
     available: bool | None = None
     attributes: JsonObject | None = None
 

@@ -81,8 +81,9 @@ class Input(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
 
 
-# How a number is written in a query string. pydantic would also read "5_0" as 50 and " 5" as 5.
-_QUERY_INTEGER = re.compile(r"-?[0-9]+")
+# How a number is written in a query string. pydantic would also read "5_0" as 50 and " 5" as 5;
+# "10.0", which a client's str() of a float gives, is the whole number it reads as.
+_QUERY_INTEGER = re.compile(r"-?[0-9]+(\.0*)?")
 _QUERY_NUMBER = re.compile(r"-?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][-+]?[0-9]+)?")
 
 

@@ -152,6 +152,7 @@ class ExperimentOut(Output):
     metrics: list[dict[str, Any]]
     primary_metric: str
     bandit: dict[str, Any] | None
+    revision: int = Field(description="goes up by one with every change of the definition or status: compare it to see whether the experiment changed since it was read")
     created_at: str
     updated_at: str
     started_at: str | None

@@ -23,9 +23,10 @@ def at_risk(query: AtRiskQuery) -> AtRiskOut:
 
 
 # A spreadsheet runs a text cell that starts with one of these as a formula: a user_id such as
-# =HYPERLINK(...) would run on the analyst's machine. Ids are text, never numbers, so the quote
-# that keeps one text changes no value a spreadsheet reads (OWASP's advice for CSV injection).
-_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+# =HYPERLINK(...) would run on the analyst's machine. A quote in front keeps it text (OWASP's
+# advice for CSV injection); ids that start with a quote get one too, so that a script reads
+# every id back by stripping one leading quote wherever there is one.
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r", "'")
 
 
 def _cell(value: Any) -> Any:
@@ -37,7 +38,7 @@ def _cell(value: Any) -> Any:
 
 
 @bp.get("/v1/users/at-risk.csv")
-@endpoint("The same page as CSV; the next page's cursor is in the X-Next-Cursor header, and an id a spreadsheet would run as a formula (=, +, -, @) starts with a quote", roles=READ_EXPERIMENTS, tag="users", query=AtRiskQuery, media_type="text/csv")
+@endpoint("The same page as CSV; the next page's cursor is in the X-Next-Cursor header, and an id that a spreadsheet would run as a formula (starting with =, +, -, @, a tab or a carriage return) or that starts with a quote gets one more quote in front: strip one leading quote to read it back", roles=READ_EXPERIMENTS, tag="users", query=AtRiskQuery, media_type="text/csv")
 def at_risk_csv(query: AtRiskQuery) -> Response:
     """One page of the at-risk list as CSV."""
     page = users.at_risk(services().db, query.idle_days, query.min_purchases, query.limit, query.cursor)
