@@ -70,7 +70,12 @@ def ranking_metrics(recommended: np.ndarray, relevant: list[np.ndarray], k: int 
     discounts = 1.0 / np.log2(np.arange(2, k + 2))
     precision, ndcg, recall = [], [], []
     for recs, rel in zip(recommended, relevant):
-        hits = np.isin(recs[:k], rel).astype(float)
+        recs = recs[:k]
+        # An item counts once: a library asked for more items than a small catalogue holds pads
+        # its list with repeats, which were counted as more hits than there are relevant items.
+        first = np.zeros(len(recs), dtype=bool)
+        first[np.unique(recs, return_index=True)[1]] = True
+        hits = (np.isin(recs, rel) & first).astype(float)
         precision.append(hits.sum() / k)
         recall.append(hits.sum() / len(rel))
         ideal = discounts[: min(len(rel), k)].sum()

@@ -45,6 +45,7 @@ class FactorModel(Recommender):
 
     def top_for_users(self, users: np.ndarray, user_items: sp.csr_matrix, k: int, chunk: int = 256) -> np.ndarray:
         """implicit's own top-k: scoring and selection in compiled code, without a users x items array."""
+        k = min(k, user_items.shape[1])  # implicit pads a longer list with item 0
         if len(users) == 0:
             return np.zeros((0, k), dtype=np.int64)
         ids, _scores = self._model.recommend(users, user_items[users], N=k, filter_already_liked_items=True)

@@ -4,7 +4,7 @@ from __future__ import annotations
 import secrets
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable
 
 from sqlalchemy import delete, select, text, update
 from sqlalchemy.orm import Session
@@ -180,8 +180,12 @@ def start_from(db: Database, key: str, started_at: float) -> None:
         session.execute(update(ExperimentRow).where(ExperimentRow.key == key, ExperimentRow.started_at > started_at).values(started_at=started_at))
 
 
-def move(db: Database, key: str, action: str) -> ExperimentRow:
-    """Start, pause or stop: an atomic compare-and-set on the status, 409 if it does not allow the move."""
+def move(db: Database, key: str, action: str, first_start_arms: Callable[[list[dict[str, Any]]], list[dict[str, Any]]] | None = None) -> ExperimentRow:
+    """Start, pause or stop: an atomic compare-and-set on the status, 409 if it does not allow the move.
+
+    `first_start_arms` rewrites the arms when a draft starts, under the row's lock, so that no
+    change to the draft can come between reading its arms and starting it.
+    """
     with db.write() as session:
         row = session.get(ExperimentRow, key, with_for_update=_CHANGE_LOCK)
         if row is None:
@@ -195,6 +199,8 @@ def move(db: Database, key: str, action: str) -> ExperimentRow:
         values: dict[str, Any] = {"status": new, "updated_at": now, "revision": row.revision + 1}
         if action == "start" and row.started_at is None:
             values["started_at"] = now
+        if first_start and first_start_arms is not None:
+            values["arms"] = first_start_arms(list(row.arms))
         if action == "start" and row.layer is not None and row.layer_start is None:
             values["layer_start"], values["layer_end"] = _claim(session, row)
         if action == "stop":

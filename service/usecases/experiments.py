@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import Any, Callable
 
 from experiments.layers import free_share
 from service.errors import Conflict, Invalid
@@ -11,6 +11,7 @@ from service.store import model_versions
 from service.store.database import Database
 from service.store.experiment_codec import to_json
 from service.store.experiments import Stamp
+from service.store.state import shared_state
 from service.usecases.assignment import ExperimentCache
 from service.usecases.recommendations import recommender_of
 
@@ -27,16 +28,45 @@ def _complete(fields: dict[str, Any]) -> dict[str, Any]:
     return fields
 
 
+def _is_version(value: Any) -> bool:
+    return isinstance(value, str) and 1 <= len(value) <= 64
+
+
 def _check_recommenders(fields: dict[str, Any]) -> None:
-    """An arm's payload may name the recommender its users get: one model version, or popularity."""
+    """An arm's payload may name the recommender its users get: one model version, or popularity (of one version)."""
     for i, arm in enumerate(fields.get("arms") or []):
-        spec = (arm.get("payload") or {}).get("recommender")
-        if spec is None:
+        payload = arm.get("payload") or {}
+        if "recommender" not in payload:
             continue
-        version = spec.get("model_version") if isinstance(spec, dict) else None
-        by_version = isinstance(version, (str, int)) and not isinstance(version, bool) and 1 <= len(str(version)) <= 64
-        if not isinstance(spec, dict) or len(spec) != 1 or not (by_version or spec.get("algorithm") == "popularity"):
-            raise Invalid.field(f"arms.{i}.payload.recommender", 'must be {"model_version": "<a version>"} or {"algorithm": "popularity"}')
+        spec = payload["recommender"]
+        by_version = isinstance(spec, dict) and set(spec) == {"model_version"} and _is_version(spec["model_version"])
+        popular = isinstance(spec, dict) and spec.get("algorithm") == "popularity" and set(spec) <= {"algorithm", "model_version"} \
+            and ("model_version" not in spec or _is_version(spec["model_version"]))
+        if not (by_version or popular):
+            raise Invalid.field(
+                f"arms.{i}.payload.recommender",
+                'must be {"model_version": "<a version>"}, {"algorithm": "popularity"} or {"algorithm": "popularity", "model_version": "<a version>"}',
+            )
+
+
+def _pin_popularity(active: str | None) -> Callable[[list[dict[str, Any]]], list[dict[str, Any]]]:
+    """What a first start does to the arms: each `{"algorithm": "popularity"}` gets the version active now.
+
+    Popularity is ranked from a version's training data; left unpinned, an arm's list would change
+    with every activation during the experiment, and with it what the arm is compared by.
+    """
+    def pin(arms: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        if active is None:
+            return arms
+        out = []
+        for arm in arms:
+            source = recommender_of(arm.get("payload"))
+            if source.popular and source.version is None:
+                arm = {**arm, "payload": {**arm["payload"], "recommender": {"algorithm": "popularity", "model_version": active}}}
+            out.append(arm)
+        return out
+
+    return pin
 
 
 def _check_versions(db: Database, key: str) -> None:
@@ -86,9 +116,11 @@ def remove(db: Database, cache: ExperimentCache, key: str) -> None:
 
 def move(db: Database, cache: ExperimentCache, key: str, action: str) -> dict[str, Any]:
     """Start, pause or stop; this process answers by the new status at once, others within STATUS_SECONDS."""
+    pin = None
     if action == "start":
         _check_versions(db, key)
-    moved = store.move(db, key, action)
+        pin = _pin_popularity(shared_state(db).active_version)
+    moved = store.move(db, key, action, first_start_arms=pin)
     cache.changed(key, Stamp.of(moved))
     log.info("experiment moved", extra={"experiment": key, "action": action, "status": moved.status, "revision": moved.revision})
     return to_json(moved)

@@ -45,7 +45,7 @@ def for_user(db: Database, cache: ModelCache, user_id: str, n: int, category: st
     """Personalised when the model knows the user or they have events; popular otherwise."""
     if source.version is not None:
         pinned = cache.index(source.version, pinned=True)
-        state, events, purchased = state_and_user_events(db, user_id, purchases_only=not pinned.needs_events(user_id))
+        state, events, purchased = state_and_user_events(db, user_id, purchases_only=source.popular or not pinned.needs_events(user_id))
     else:
         # A user the model already knows is scored from learned factors, so only the items
         # they bought (to leave out) are read. Which model is active is only known from
@@ -109,9 +109,8 @@ def recommender_of(payload: dict[str, Any] | None) -> Source:
     spec = (payload or {}).get("recommender")
     if not isinstance(spec, dict):
         return ACTIVE
-    if "model_version" in spec:
-        return Source(version=str(spec["model_version"]))
-    return Source(popular=spec.get("algorithm") == "popularity")
+    version = str(spec["model_version"]) if spec.get("model_version") is not None else None
+    return Source(version=version, popular=spec.get("algorithm") == "popularity")
 
 
 def in_experiment(

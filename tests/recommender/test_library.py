@@ -228,3 +228,18 @@ def test_settings_beyond_the_bound_are_refused_for_new_runs_but_stored_ones_stil
     trained = train(matrix, "item_knn", {}, TrainingSettings(evaluate=False))
     loaded = ServingIndex.from_bytes(ServingIndex.from_trained("v1", trained, old).to_bytes())
     assert loaded.settings == old
+
+
+@pytest.mark.parametrize("algorithm", ["als", "bpr", "item_knn", "ease", "popularity"])
+def test_holdout_metrics_stay_within_0_and_1_on_a_catalogue_smaller_than_k(algorithm):
+    from recommender.evaluation import evaluate
+    from recommender.training import TrainingSettings, train
+    from recommender.matrix import InteractionMatrix
+
+    rng = np.random.default_rng(3)
+    confidence = sp.csr_matrix((rng.random((60, 2)) < 0.7).astype(np.float32))
+    matrix = InteractionMatrix([f"u{u}" for u in range(60)], ["i0", "i1"], confidence, confidence)
+    trained = train(matrix, algorithm, {"factors": 2, "iterations": 2} if algorithm in ("als", "bpr") else {}, TrainingSettings(evaluate=True, seed=1))
+    for name in ("precision_at_10", "ndcg_at_10", "recall_at_10"):
+        assert 0.0 <= trained.metrics.get(name, 0.0) <= 1.0, (name, trained.metrics)
+    assert trained.metrics.get("precision_at_10", 0.0) <= 0.2  # two items: at most 2 of 10 slots can hit
