@@ -33,7 +33,8 @@ class ModelCache:
         self._pinned: dict[str, float] = {}
         self._indexes: OrderedDict[str, ServingIndex] = OrderedDict()
         self._views: dict[str, CatalogueView] = {}
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # the dictionaries; never held while an artifact loads
+        self._loading: dict[str, threading.Lock] = {}  # one per version being loaded
         self.latest: ServingIndex | None = None  # the index this process served last
 
     def artifact_path(self, version: str) -> Path:
@@ -41,24 +42,44 @@ class ModelCache:
         return self.model_dir / f"{version}.npz"
 
     def index(self, version: str, pinned: bool = False) -> ServingIndex:
-        """The serving index of a version, loading it on first use; `pinned` for a version an experiment arm serves."""
+        """The serving index of a version, loading it on first use; `pinned` for a version an experiment arm serves.
+
+        A version loads once per process, and the versions already loaded keep answering meanwhile:
+        a million-item artifact takes seconds, which every other request of the worker would wait out.
+        """
         with self._lock:
-            now = time.monotonic()
-            if pinned:
-                self._pinned[version] = now + self.pin_seconds
-            found = self._indexes.get(version)
+            found = self._found(version, pinned)
             if found is not None:
-                self._indexes.move_to_end(version)
-                if not pinned:
-                    self.latest = found
                 return found
-            index = ServingIndex.from_bytes(artifact_bytes(self.db, version, self.artifact_path(version)))
-            self._indexes[version] = index
+            loading = self._loading.setdefault(version, threading.Lock())
+        with loading:
+            with self._lock:
+                found = self._found(version, pinned)  # loaded by another thread while this one waited
+                if found is not None:
+                    return found
+            try:
+                index = ServingIndex.from_bytes(artifact_bytes(self.db, version, self.artifact_path(version)))
+            finally:
+                with self._lock:
+                    self._loading.pop(version, None)
+            with self._lock:
+                self._indexes[version] = index
+                if not pinned:
+                    self.latest = index
+                self._evict(time.monotonic())
+        log.info("model loaded", extra={"version": version, "items": index.n_items, "users": len(index.user_ids)})
+        return index
+
+    def _found(self, version: str, pinned: bool) -> ServingIndex | None:
+        """A loaded version, marked as just used (and pinned for a while when an arm serves it); under `_lock`."""
+        if pinned:
+            self._pinned[version] = time.monotonic() + self.pin_seconds
+        found = self._indexes.get(version)
+        if found is not None:
+            self._indexes.move_to_end(version)
             if not pinned:
-                self.latest = index
-            self._evict(now)
-            log.info("model loaded", extra={"version": version, "items": index.n_items, "users": len(index.user_ids)})
-            return index
+                self.latest = found
+        return found
 
     def _evict(self, now: float) -> None:
         """Drop the least recently used unpinned versions beyond `keep`."""
