@@ -131,11 +131,19 @@ def register_commands(app: Flask) -> None:
         )
         click.echo(f"training {record.version} ({algorithm})", err=True)
         bar = click.progressbar(length=tune_trials, label="tuning", file=sys.stderr) if tune_trials else None
-        with bar if bar is not None else contextlib.nullcontext():
-            result = training.run_training(
-                svc.db, svc.config, record.version, progress=lambda m: click.echo(f"  {m}", err=True), show_progress=True,
-                on_trial=(lambda _done, _total: bar.update(1)) if bar is not None else None,
-            )
+        try:
+            with bar if bar is not None else contextlib.nullcontext():
+                result = training.run_training(
+                    svc.db, svc.config, record.version, progress=lambda m: click.echo(f"  {m}", err=True), show_progress=True,
+                    on_trial=(lambda _done, _total: bar.update(1)) if bar is not None else None,
+                )
+        except KeyboardInterrupt:
+            # Otherwise the version would read `training` until its heartbeat went stale, half a minute on.
+            with contextlib.suppress(ServiceError):
+                training.cancel(svc.db, record.version)
+            raise click.ClickException(f"training {record.version} interrupted: cancelled, nothing activated") from None
+        if result.status == "cancelled":
+            raise click.ClickException(f"training {result.version} was cancelled (through the API or the console); nothing was activated")
         if result.status != "ready":
             raise click.ClickException(f"training {result.version} {result.status}: {result.error}")
         click.echo(f"version: {result.version}")

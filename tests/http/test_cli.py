@@ -113,3 +113,19 @@ def test_a_new_database_is_one_log_line_not_alembics_narration(tmp_path):
     assert done.returncode == 0, done.stderr
     assert [line for line in done.stderr.splitlines() if '"logger"' in line and "alembic" in line] == []
     assert '"msg": "schema upgraded"' in done.stderr
+
+
+def test_an_interrupted_training_run_is_cancelled_at_once_not_left_training(runner, client, auth, monkeypatch):
+    from service.usecases import model_training
+
+    client.post("/v1/events", json={"events": [{"event_id": f"k{i}", "user_id": f"u{i % 7}", "item_id": f"i{i % 5}", "type": "view"} for i in range(40)]},
+                headers=auth("storefront"))
+
+    def interrupted(*_args, **_kwargs):  # noqa: ANN002, ANN003, ANN202 - Ctrl-C while the run trains
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(model_training, "run_training", interrupted)
+    result = runner.invoke(args=["train", "--param", "iterations=3"])
+    assert result.exit_code == 1 and "interrupted: cancelled, nothing activated" in result.output
+    [model] = client.get("/v1/models", headers=auth("editor")).get_json()["models"]
+    assert model["status"] == "cancelled" and model["active"] is False

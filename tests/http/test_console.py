@@ -458,3 +458,26 @@ def test_a_started_experiment_changes_its_guardrails_and_analysis_from_its_setti
     post_ok(client, "/v1/experiments", ab_definition(key="a-draft"), auth("editor"), status=201)
     assert editor.get("/ui/experiments/a-draft/settings").status_code == 409
     assert as_role("analyst").get("/ui/experiments/points-q4/settings").status_code == 403
+
+
+def test_a_run_in_progress_is_cancelled_from_the_models_page_and_only_a_ready_version_is_offered_to_serve(as_role, client, auth, db):
+    import time
+
+    from service.store.tables import ModelVersionRow
+
+    now = time.time()
+    with db.write() as session:
+        session.add(ModelVersionRow(version="v-failed", status="failed", algorithm="als", params={}, matrix={}, evaluation={}, metrics={}, data={}, created_at=now, error="boom"))
+        session.add(ModelVersionRow(version="v-running", status="training", algorithm="als", params={}, matrix={}, evaluation={}, metrics={},
+                                    data={"progress": {"trials_done": 2, "trials": 5}}, created_at=now, heartbeat_at=now))
+    editor = as_role("editor")
+    listing = editor.get("/ui/models").get_data(as_text=True)
+    assert "2 of 5 tuning trials" in listing and 'href="/ui/models/v-running/cancel"' in listing
+    refused = editor.get("/ui/models/v-failed/activate")
+    assert refused.status_code == 409 and "only a ready version can be served" in refused.get_data(as_text=True) and 'name="confirm"' not in refused.get_data(as_text=True)
+    token = csrf(editor, "/ui/models/v-running/cancel")
+    assert editor.post("/ui/models/v-running/cancel", data={"csrf_token": token}).status_code == 422  # the box unticked
+    assert editor.post("/ui/models/v-running/cancel", data={"csrf_token": token, "confirm": "yes"}).status_code == 303
+    assert get_ok(client, "/v1/models/v-running", auth("editor"))["status"] == "cancelled"
+    assert editor.get("/ui/models/v-running/cancel").status_code == 409
+    assert as_role("analyst").get("/ui/models/v-running/cancel").status_code == 403

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import json
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, Callable
 
 from flask import flash, render_template, request
 from pydantic import ValidationError
@@ -109,18 +109,42 @@ def model_activate(version: str) -> Any:
     svc = services()
     record = training.get_version(svc.db, svc.config, version)
     active = training.active_version(svc.db)
-    error, status = None, 200
-    if request.method == "POST":
-        if request.form.get("confirm") != "yes":
-            error, status = "Tick the box to confirm.", 422
-        else:
-            try:
-                training.activate(svc.db, version)
-            except Conflict as exc:
-                error, status = exc.message, 409
-            else:
-                flash(f"Every worker now serves {version}.", "success")
-                return back("console.model_list")
+    if record.status != "ready" or record.version == active:  # say so now, not after the box is ticked
+        impossible = "it already serves" if record.version == active else f"it is {record.status}; only a ready version can be served"
+        return render_template("console/activate.html", record=record, active=active, impossible=impossible), 409
+    outcome = _confirmed(lambda: training.activate(svc.db, version), f"Every worker now serves {version}.")
+    if not isinstance(outcome, tuple):
+        return outcome
+    error, status = outcome
     # A run that was to go live when ready will not, once this activation is made: say so before.
     pending = [v.version for v in training.list_versions(svc.db, svc.config) if v.status == "training" and v.activate_when_ready]
     return render_template("console/activate.html", record=record, active=active, error=error, pending=pending), status
+
+
+@bp.route("/models/<version>/cancel", methods=["GET", "POST"])
+@page(EDITOR)
+def model_cancel(version: str) -> Any:
+    """Stop a run in progress, after an explicit confirmation; it activates nothing."""
+    svc = services()
+    record = training.get_version(svc.db, svc.config, version)
+    if record.status != "training":
+        return render_template("console/model_cancel.html", record=record, impossible=f"it is {record.status}; only a run in progress can be cancelled"), 409
+    outcome = _confirmed(lambda: training.cancel(svc.db, version), f"Cancelled {version}; it will not be served.")
+    if not isinstance(outcome, tuple):
+        return outcome
+    error, status = outcome
+    return render_template("console/model_cancel.html", record=record, error=error), status
+
+
+def _confirmed(act: Callable[[], object], done: str) -> Any:
+    """A confirmation page's POST: with its box ticked, `act` and go back to the list; otherwise (error or None, status) to show."""
+    if request.method != "POST":
+        return None, 200
+    if request.form.get("confirm") != "yes":
+        return "Tick the box to confirm.", 422
+    try:
+        act()
+    except Conflict as exc:  # it changed meanwhile (finished, activated elsewhere)
+        return exc.message, 409
+    flash(done, "success")
+    return back("console.model_list")
