@@ -68,10 +68,13 @@ class Trial:
 
 @dataclass(frozen=True)
 class TuningResult:
-    """Every finished trial in order, and whether the search was told to stop before the last."""
+    """Every finished trial in order, whether the search was told to stop before the last, and the trials
+    that failed (parameters and why: a point of the space the model refuses, such as EASE's max_items
+    below the catalogue), which the search steers away from."""
 
     trials: list[Trial]
     stopped: bool
+    failures: list[tuple[dict[str, Any], str]] = field(default_factory=list)
 
     @property
     def best(self) -> Trial | None:
@@ -141,17 +144,23 @@ def tune(
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = optuna.create_study(direction="maximize", sampler=optuna.samplers.TPESampler(seed=settings.seed))
     done: list[Trial] = []
+    failed: list[tuple[dict[str, Any], str]] = []
     for _ in range(settings.trials):
         if should_stop is not None and should_stop():
-            return TuningResult(done, stopped=True)
+            return TuningResult(done, stopped=True, failures=failed)
         candidate = study.ask()
         params = {**fixed, **{name: _suggest(candidate, name, dim) for name, dim in space.items()}}
         started = time.perf_counter()
-        model = make_recommender(algorithm, params)
-        model.fit(split.train)
+        try:
+            model = make_recommender(algorithm, params)
+            model.fit(split.train)
+        except ValueError as exc:  # one point of the space the model refuses; the others may do
+            study.tell(candidate, state=optuna.trial.TrialState.FAIL)
+            failed.append((params, str(exc)))
+            continue
         score = float(getattr(evaluate(model, split, max_users=eval_users, seed=settings.seed), settings.metric))
         study.tell(candidate, score)
         done.append(Trial(params, score, time.perf_counter() - started))
         if on_trial is not None:
             on_trial(done[-1], len(done))
-    return TuningResult(done, stopped=False)
+    return TuningResult(done, stopped=False, failures=failed)

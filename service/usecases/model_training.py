@@ -113,6 +113,8 @@ def _train(
     matrix_seconds = time.perf_counter() - started - load_seconds
     params, tuning_seconds = p.params, 0.0
     if p.tune is not None:
+        if matrix.confidence.nnz == 0:  # said before the trials, not after them
+            raise ValueError("there are no events with a positive weight to train on")
         params = search(db, record.version, matrix.confidence, p.algorithm, p.params, p.evaluation, p.tune, say, lambda: _stopped(db, record.version), on_trial)
         tuning_seconds = time.perf_counter() - started - load_seconds - matrix_seconds
     trained = train(matrix, p.algorithm, params, p.evaluation, progress=say, show_progress=show_progress)

@@ -73,6 +73,11 @@ def search(
         user_items, algorithm, params, tuning.space, settings, evaluation.test_fraction, evaluation.eval_users, on_trial=finished, should_stop=should_stop
     )
     best = result.best
+    if result.failures:
+        params_of, why = result.failures[0]
+        say(f"{len(result.failures)} of {settings.trials} trials failed; the first, with {params_of}: {why}")
+    if best is None and not result.stopped and result.failures:
+        raise ValueError(f"every tuning trial failed; the first, with {result.failures[0][0]}: {result.failures[0][1]}")
     if result.stopped or best is None or should_stop():
         raise Stopped
     say(f"best of {len(result.trials)} trials: {settings.metric} {best.metric:.4f} with {best.params}")

@@ -88,3 +88,13 @@ def test_bad_settings_name_the_setting(raw, field):
     with pytest.raises(TuneError) as caught:
         TuneSettings.parse(raw)
     assert caught.value.field == field
+
+
+def test_a_trial_the_model_refuses_is_a_failure_and_the_search_goes_on(matrix):
+    # EASE refuses to fit when the items it keeps hold too little of the interactions: small max_items.
+    space = search_space("ease", {"l2": 100.0, "dropout": 0.0}, {"max_items": [1, 120]})
+    result = tune(matrix, "ease", {"l2": 100.0, "dropout": 0.0}, space, TuneSettings(trials=8, metric="precision_at_10", seed=1), eval_users=300)
+    assert result.failures and result.trials and len(result.failures) + len(result.trials) == 8
+    assert all("max_items" in why or "interactions" in why for _, why in result.failures)
+    assert min(t.params["max_items"] for t in result.trials) > max(p["max_items"] for p, _ in result.failures)
+    assert result.best is not None and not result.stopped
