@@ -52,6 +52,9 @@ class Recommender(ABC):
     params_type: ClassVar[type]
     # Where tuning searches by default, parameter by parameter; a request may override any range.
     SEARCH_SPACE: ClassVar[Mapping[str, Dimension]] = {}
+    # Whether `refit_iterations` (warm-started passes over all the data after evaluation) means anything;
+    # the other models keep the field only so that every params type reads alike.
+    REFITS: ClassVar[bool] = False
 
     def __init__(self, params: Mapping[str, Any] | None = None) -> None:
         try:

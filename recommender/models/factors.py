@@ -14,6 +14,7 @@ from recommender.base import Recommender, best_first
 class FactorModel(Recommender):
     """A model whose scores are user factors times item factors."""
 
+    REFITS = True
     _model: Any = None
 
     @abstractmethod

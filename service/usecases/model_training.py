@@ -24,7 +24,7 @@ from typing import Any, Callable, Iterator, Mapping
 from recommender.ann import AnnSettings
 from recommender.index import ServingIndex
 from recommender.matrix import MatrixSettings, build_matrix
-from recommender.models import make_recommender
+from recommender.models import ALGORITHMS, make_recommender
 from recommender.settings import checked
 from recommender.training import TrainingSettings, train
 from service.config import Config
@@ -64,6 +64,10 @@ def plan(
     tune: Mapping[str, Any] | None = None,
 ) -> TrainingPlan:
     """Validate each part of a training request; Invalid names the part and the bad value."""
+    model_type = ALGORITHMS.get(algorithm)
+    if "refit_iterations" in params and model_type is not None and not model_type.REFITS:
+        refitting = ", ".join(name for name, cls in ALGORITHMS.items() if cls.REFITS)
+        raise Invalid.field("params", f"refit_iterations applies to {refitting} only; {algorithm} refits by fitting again")
     try:
         make_recommender(algorithm, params)
     except (TypeError, ValueError) as exc:

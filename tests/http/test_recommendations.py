@@ -191,6 +191,8 @@ def test_a_failed_training_leaves_the_active_model_serving(client, auth, trained
         ({"params": {"factors": True}}, "params"),
         ({"params": {"factors": "64"}}, "params"),
         ({"params": {"random_state": -1}}, "params"),
+        ({"algorithm": "popularity", "params": {"refit_iterations": 1_000_000}}, "params"),
+        ({"algorithm": "ease", "params": {"refit_iterations": 2}}, "params"),
     ],
 )
 def test_bad_training_requests_are_422(client, auth, body, field):
