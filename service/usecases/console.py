@@ -28,6 +28,17 @@ def experiments_overview(db: Database) -> list[dict[str, Any]]:
     return out
 
 
+def _arm_recommender(db: Database, key: str, arm: str) -> str | None:
+    """What an arm's payload has its users' recommendations come from, in words; None when it names nothing."""
+    payload = next((a.get("payload") for a in experiments.get(db, key)["arms"] if a["key"] == arm), None)
+    source = recommendations.recommender_of(payload)
+    if payload is None or "recommender" not in payload:
+        return None
+    if source.popular:
+        return f"popularity of {source.version}" if source.version else "popularity (of the active model)"
+    return f"model {source.version}"
+
+
 def user_profile(db: Database, models: ModelCache, user_id: str, n: int = 10) -> dict[str, Any]:
     """A user's recent events, current recommendations, experiment assignments and reward ledgers."""
     events = store.recent_events(db, user_id, RECENT_EVENTS)
@@ -38,7 +49,8 @@ def user_profile(db: Database, models: ModelCache, user_id: str, n: int = 10) ->
         "events": [{"event_id": e.event_id, "item_id": e.item_id, "type": e.type, "timestamp": iso(e.ts), "value": e.value} for e in events],
         "recommendations": {"strategy": answer.strategy, "model_version": answer.model_version, "items": [{"item_id": i, "score": s} for i, s in answer.items]},
         "assignments": [
-            {"experiment": x.experiment, "status": x.status, "arm": x.arm, "probability": x.probability, "exposed_at": iso(x.exposed_at)}
+            {"experiment": x.experiment, "status": x.status, "arm": x.arm, "probability": x.probability, "exposed_at": iso(x.exposed_at),
+             "recommender": _arm_recommender(db, x.experiment, x.arm)}
             for x in exposures
         ],
         "ledgers": [rewards.ledger(db, x.experiment, user_id) for x in exposures],

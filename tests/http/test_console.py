@@ -481,3 +481,16 @@ def test_a_run_in_progress_is_cancelled_from_the_models_page_and_only_a_ready_ve
     assert get_ok(client, "/v1/models/v-running", auth("editor"))["status"] == "cancelled"
     assert editor.get("/ui/models/v-running/cancel").status_code == 409
     assert as_role("analyst").get("/ui/models/v-running/cancel").status_code == 403
+
+
+def test_the_user_page_names_the_recommender_each_of_the_users_arms_serves(as_role, client, auth):
+    from tests.helpers import train, two_tribes
+
+    two_tribes(client, auth("storefront"))
+    version = train(client, auth("editor"), {"algorithm": "item_knn"})["version"]
+    arms = [{"key": "knn", "payload": {"recommender": {"model_version": version}}}, {"key": "pop", "payload": {"recommender": {"algorithm": "popularity"}}}]
+    running(client, auth("editor"), {"key": "recs", "name": "Recommenders", "arms": arms, "metrics": [{"key": "clicked"}]})
+    arm = get_ok(client, "/v1/users/ua1/recommendations?experiment=recs", auth("storefront"))["arm"]
+    html = as_role("analyst").get("/ui/users?user_id=ua1").get_data(as_text=True)
+    expected = f"model {version}" if arm == "knn" else f"popularity of {version}"  # popularity pinned at the start
+    assert f"recommendations from {expected}" in html
