@@ -132,7 +132,8 @@ def tune(
     on_trial: Callable[[Trial, int], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
 ) -> TuningResult:
-    """Run up to `settings.trials` trials; `on_trial(trial, done)` after each, `should_stop()` before each.
+    """Run up to `settings.trials` trials; `on_trial(trial, run)` after each that finished (`run` counts
+    the trials run so far, failed ones included), `should_stop()` before each.
 
     Every trial is fitted and scored on one holdout split seeded by
     `settings.seed`, so that they differ only in their parameters.
@@ -162,5 +163,5 @@ def tune(
         study.tell(candidate, score)
         done.append(Trial(params, score, time.perf_counter() - started))
         if on_trial is not None:
-            on_trial(done[-1], len(done))
+            on_trial(done[-1], len(done) + len(failed))  # trials run so far, failed ones included
     return TuningResult(done, stopped=False, failures=failed)

@@ -139,8 +139,11 @@ def register_commands(app: Flask) -> None:
                 )
         except KeyboardInterrupt:
             # Otherwise the version would read `training` until its heartbeat went stale, half a minute on.
-            with contextlib.suppress(ServiceError):
+            try:
                 training.cancel(svc.db, record.version)
+            except ServiceError:  # it had finished already: say how
+                now = training.get_version(svc.db, svc.config, record.version)
+                raise click.ClickException(f"training {record.version} interrupted after it ended: it is {now.status}") from None
             raise click.ClickException(f"training {record.version} interrupted: cancelled, nothing activated") from None
         if result.status == "cancelled":
             raise click.ClickException(f"training {result.version} was cancelled (through the API or the console); nothing was activated")

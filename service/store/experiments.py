@@ -180,11 +180,11 @@ def start_from(db: Database, key: str, started_at: float) -> None:
         session.execute(update(ExperimentRow).where(ExperimentRow.key == key, ExperimentRow.started_at > started_at).values(started_at=started_at))
 
 
-def move(db: Database, key: str, action: str, first_start_arms: Callable[[list[dict[str, Any]]], list[dict[str, Any]]] | None = None) -> ExperimentRow:
+def move(db: Database, key: str, action: str, check_start: Callable[[list[dict[str, Any]]], None] | None = None) -> ExperimentRow:
     """Start, pause or stop: an atomic compare-and-set on the status, 409 if it does not allow the move.
 
-    `first_start_arms` rewrites the arms when a draft starts, under the row's lock, so that no
-    change to the draft can come between reading its arms and starting it.
+    `check_start` sees the arms a start starts with, under the row's lock, so that no change to a
+    draft comes between the check and the start; it raises to refuse.
     """
     with db.write() as session:
         row = session.get(ExperimentRow, key, with_for_update=_CHANGE_LOCK)
@@ -199,8 +199,8 @@ def move(db: Database, key: str, action: str, first_start_arms: Callable[[list[d
         values: dict[str, Any] = {"status": new, "updated_at": now, "revision": row.revision + 1}
         if action == "start" and row.started_at is None:
             values["started_at"] = now
-        if first_start and first_start_arms is not None:
-            values["arms"] = first_start_arms(list(row.arms))
+        if action == "start" and check_start is not None:
+            check_start(list(row.arms))
         if action == "start" and row.layer is not None and row.layer_start is None:
             values["layer_start"], values["layer_end"] = _claim(session, row)
         if action == "stop":

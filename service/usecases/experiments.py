@@ -11,7 +11,6 @@ from service.store import model_versions
 from service.store.database import Database
 from service.store.experiment_codec import to_json
 from service.store.experiments import Stamp
-from service.store.state import shared_state
 from service.usecases.assignment import ExperimentCache
 from service.usecases.recommendations import recommender_of
 
@@ -49,36 +48,19 @@ def _check_recommenders(fields: dict[str, Any]) -> None:
             )
 
 
-def _pin_popularity(active: str | None) -> Callable[[list[dict[str, Any]]], list[dict[str, Any]]]:
-    """What a first start does to the arms: each `{"algorithm": "popularity"}` gets the version active now.
-
-    Popularity is ranked from a version's training data; left unpinned, an arm's list would change
-    with every activation during the experiment, and with it what the arm is compared by.
-    """
-    def pin(arms: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        if active is None:
-            return arms
-        out = []
+def _versions_ready(db: Database) -> Callable[[list[dict[str, Any]]], None]:
+    """The check a start makes of the arms it starts with: every model version they name must be ready."""
+    def check(arms: list[dict[str, Any]]) -> None:
         for arm in arms:
-            source = recommender_of(arm.get("payload"))
-            if source.popular and source.version is None:
-                arm = {**arm, "payload": {**arm["payload"], "recommender": {"algorithm": "popularity", "model_version": active}}}
-            out.append(arm)
-        return out
+            version = recommender_of(arm.get("payload")).version
+            if version is None:
+                continue
+            record = model_versions.get(db, version)
+            if record is None or record.status != "ready":
+                state = "does not exist" if record is None else f"is {record.status}"
+                raise Conflict(f"arm {arm['key']!r} serves model version {version!r}, which {state}; only a ready version can serve an experiment")
 
-    return pin
-
-
-def _check_versions(db: Database, key: str) -> None:
-    """Every model version the arms name must be ready before the experiment starts."""
-    for arm in store.get(db, key).arms:
-        version = recommender_of(arm.get("payload")).version
-        if version is None:
-            continue
-        record = model_versions.get(db, version)
-        if record is None or record.status != "ready":
-            state = "does not exist" if record is None else f"is {record.status}"
-            raise Conflict(f"arm {arm['key']!r} serves model version {version!r}, which {state}; only a ready version can serve an experiment")
+    return check
 
 
 def create(db: Database, fields: dict[str, Any]) -> dict[str, Any]:
@@ -116,11 +98,7 @@ def remove(db: Database, cache: ExperimentCache, key: str) -> None:
 
 def move(db: Database, cache: ExperimentCache, key: str, action: str) -> dict[str, Any]:
     """Start, pause or stop; this process answers by the new status at once, others within STATUS_SECONDS."""
-    pin = None
-    if action == "start":
-        _check_versions(db, key)
-        pin = _pin_popularity(shared_state(db).active_version)
-    moved = store.move(db, key, action, first_start_arms=pin)
+    moved = store.move(db, key, action, check_start=_versions_ready(db) if action == "start" else None)
     cache.changed(key, Stamp.of(moved))
     log.info("experiment moved", extra={"experiment": key, "action": action, "status": moved.status, "revision": moved.revision})
     return to_json(moved)

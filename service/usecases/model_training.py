@@ -65,9 +65,12 @@ def plan(
 ) -> TrainingPlan:
     """Validate each part of a training request; Invalid names the part and the bad value."""
     model_type = ALGORITHMS.get(algorithm)
-    if "refit_iterations" in params and model_type is not None and not model_type.REFITS:
-        refitting = ", ".join(name for name, cls in ALGORITHMS.items() if cls.REFITS)
-        raise Invalid.field("params", f"refit_iterations applies to {refitting} only; {algorithm} refits by fitting again")
+    if model_type is not None and not model_type.REFITS:
+        searched = (tune or {}).get("space") or {}
+        for field, names in (("params", params), ("tune.space", searched)):
+            if "refit_iterations" in names:
+                refitting = ", ".join(name for name, cls in ALGORITHMS.items() if cls.REFITS)
+                raise Invalid.field(field, f"refit_iterations applies to {refitting} only; {algorithm} refits by fitting again")
     try:
         make_recommender(algorithm, params)
     except (TypeError, ValueError) as exc:

@@ -35,6 +35,9 @@ class ModelCache:
         self._views: dict[str, CatalogueView] = {}
         self._lock = threading.Lock()  # the dictionaries; never held while an artifact loads
         self._loading: dict[str, threading.Lock] = {}  # one per version being loaded
+        # One load at a time, as before the loads left the lock: an artifact and its arrays take
+        # hundreds of megabytes at a million items, and a fresh worker may need several versions.
+        self._one_load = threading.Lock()
         self.latest: ServingIndex | None = None  # the index this process served last
 
     def artifact_path(self, version: str) -> Path:
@@ -52,18 +55,24 @@ class ModelCache:
             if found is not None:
                 return found
             loading = self._loading.setdefault(version, threading.Lock())
-        with loading:
+        with loading, self._one_load:
             with self._lock:
                 found = self._found(version, pinned)  # loaded by another thread while this one waited
                 if found is not None:
+                    if self._loading.get(version) is loading:
+                        del self._loading[version]
                     return found
             try:
                 index = ServingIndex.from_bytes(artifact_bytes(self.db, version, self.artifact_path(version)))
-            finally:
+            except BaseException:
                 with self._lock:
-                    self._loading.pop(version, None)
-            with self._lock:
+                    if self._loading.get(version) is loading:  # not a newer load's lock
+                        del self._loading[version]
+                raise
+            with self._lock:  # stored and its lock dropped at once: no request can find neither
                 self._indexes[version] = index
+                if self._loading.get(version) is loading:
+                    del self._loading[version]
                 if not pinned:
                     self.latest = index
                 self._evict(time.monotonic())

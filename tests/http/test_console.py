@@ -492,5 +492,5 @@ def test_the_user_page_names_the_recommender_each_of_the_users_arms_serves(as_ro
     running(client, auth("editor"), {"key": "recs", "name": "Recommenders", "arms": arms, "metrics": [{"key": "clicked"}]})
     arm = get_ok(client, "/v1/users/ua1/recommendations?experiment=recs", auth("storefront"))["arm"]
     html = as_role("analyst").get("/ui/users?user_id=ua1").get_data(as_text=True)
-    expected = f"model {version}" if arm == "knn" else f"popularity of {version}"  # popularity pinned at the start
+    expected = f"model {version}" if arm == "knn" else "popularity (of the active model)"
     assert f"recommendations from {expected}" in html

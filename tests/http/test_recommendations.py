@@ -193,6 +193,7 @@ def test_a_failed_training_leaves_the_active_model_serving(client, auth, trained
         ({"params": {"random_state": -1}}, "params"),
         ({"algorithm": "popularity", "params": {"refit_iterations": 1_000_000}}, "params"),
         ({"algorithm": "ease", "params": {"refit_iterations": 2}}, "params"),
+        ({"algorithm": "item_knn", "tune": {"trials": 2, "space": {"refit_iterations": [1, 5]}}}, "tune.space"),
     ],
 )
 def test_bad_training_requests_are_422(client, auth, body, field):
