@@ -22,6 +22,8 @@ def reward(db: Database, cache: ExperimentCache, action: ActionIn) -> dict[str, 
             return None, "the arm has no reward schedule"
         if schedule.action != action.action:
             return None, f"not a qualifying action (this schedule rewards {schedule.action!r})"
+        if action.value is not None and action.value < 0:  # as per_unit already read it: a refund earns nothing
+            return None, "a negative value is a return, not a qualifying action"
         return schedule.apply(before, Action(exp.key, action.user_id, before.actions + 1, action.ts, action.value)), ""
 
     return store.record(db, action, status == "stopped", decide)

@@ -254,3 +254,14 @@ def test_outcome_batches_race_maturing_assignments_without_a_deadlock(app, auth,
     with db.read() as session:
         counted = session.scalar(select(func.count()).select_from(ExposureRow).where(ExposureRow.counted))
         assert session.scalar(select(func.sum(BanditArmStatsRow.pulls))) == counted
+
+
+def test_an_action_with_a_negative_value_is_a_return_and_counts_for_no_schedule(client, auth):
+    shop = auth("storefront")
+    arms = [{"key": "every", "weight": 1, "schedule": {"type": "fixed_ratio", "every": 1, "points": 10}}, {"key": "other", "weight": 0.000001}]
+    running(client, auth("editor"), {**ab_definition(key="orders"), "arms": arms})
+    assert assign(client, shop, "orders", "buyer")["arm"] == "every"
+    refund = reward(client, shop, "r-1", "buyer", "2026-11-22T10:00:00Z", key="orders", value=-5)
+    assert (refund["rewarded"], refund["points"], refund["sequence"]) == (False, 0, 0) and "return" in refund["reason"]
+    order = reward(client, shop, "o-1", "buyer", "2026-11-22T11:00:00Z", key="orders", value=5)
+    assert (order["rewarded"], order["points"], order["sequence"], order["balance"]) == (True, 10, 1, 10)

@@ -252,7 +252,7 @@ class RewardIn(Input):
     user_id: Id
     experiment: Key
     action: Key = "purchase"
-    value: FiniteFloat | None = None
+    value: FiniteFloat | None = Field(default=None, description="money for a purchase; a negative value is a return, which no schedule counts or rewards")
     timestamp: Timestamp | None = None
 
 
