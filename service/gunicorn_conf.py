@@ -1,6 +1,7 @@
 """Gunicorn settings, read from the environment: `gunicorn -c service/gunicorn_conf.py wsgi:app`."""
 import os
 import secrets
+import shutil
 import sys
 import tempfile
 import threading
@@ -25,15 +26,30 @@ if not os.environ.get("SECRET_KEY"):
     os.environ["SECRET_KEY"] = secrets.token_hex(32)
     print("stickyloop: SECRET_KEY is not set; console sign-ins last until this server restarts (make run keeps one in instance/secret_key)", file=sys.stderr)
 
+
+
+def _whole(name: str, default: int) -> int:
+    """A whole-number setting from the environment, or one line naming it and a stop."""
+    text = os.environ.get(name, str(default))
+    try:
+        return int(text)
+    except ValueError:
+        print(f"stickyloop: {name} must be a whole number, got {text!r}", file=sys.stderr)
+        raise SystemExit(2) from None
+
+
 bind = os.environ.get("BIND", "127.0.0.1:8000")
-workers = int(os.environ.get("WEB_CONCURRENCY", "4"))
+workers = _whole("WEB_CONCURRENCY", 4)
 worker_class = os.environ.get("GUNICORN_WORKER_CLASS", "gthread")
-threads = int(os.environ.get("GUNICORN_THREADS", "4"))
-timeout = int(os.environ.get("GUNICORN_TIMEOUT", "60"))
-graceful_timeout = int(os.environ.get("GUNICORN_GRACEFUL_TIMEOUT", "30"))
-keepalive = int(os.environ.get("GUNICORN_KEEPALIVE", "5"))
-max_requests = int(os.environ.get("GUNICORN_MAX_REQUESTS", "0"))
-max_requests_jitter = int(os.environ.get("GUNICORN_MAX_REQUESTS_JITTER", "0"))
+threads = _whole("GUNICORN_THREADS", 4)
+timeout = _whole("GUNICORN_TIMEOUT", 60)
+graceful_timeout = _whole("GUNICORN_GRACEFUL_TIMEOUT", 30)
+keepalive = _whole("GUNICORN_KEEPALIVE", 5)
+max_requests = _whole("GUNICORN_MAX_REQUESTS", 0)
+max_requests_jitter = _whole("GUNICORN_MAX_REQUESTS_JITTER", 0)
+# gunicorn 27's control socket is one path per user (~/.gunicorn/gunicorn.ctl): two servers on a
+# host took it from each other, and stopping one removed the other's. Nothing here uses it.
+control_socket_disable = True
 # The app writes one structured JSON line per request; gunicorn's own access
 # log is off unless asked for, so that each request is logged once.
 accesslog = os.environ.get("GUNICORN_ACCESS_LOG") or None
@@ -67,9 +83,17 @@ def _write_error(sock: Any, status: int, reason: str, message: str) -> None:
 # here, in the master before it forks, covers every worker class.
 gunicorn_util.write_error = _write_error
 
-# Prometheus counters from every worker are merged through files in this folder.
+# Prometheus counters from every worker are merged through files in this folder; one made here
+# is removed when the server stops (they had piled up in /tmp, one per start).
+_OWN_METRICS_DIR: str | None = None
 if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
-    os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="stickyloop-prom-")
+    _OWN_METRICS_DIR = os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="stickyloop-prom-")
+
+
+def on_exit(server: Any) -> None:
+    """Remove the metrics folder this server made."""
+    if _OWN_METRICS_DIR is not None:
+        shutil.rmtree(_OWN_METRICS_DIR, ignore_errors=True)
 
 
 def child_exit(server, worker):  # noqa: ANN001, ANN201 - gunicorn hook signature

@@ -23,12 +23,14 @@ class FactorModel(Recommender):
 
     def fit(self, user_items: sp.csr_matrix, show_progress: bool = False, warm_start: bool = False) -> None:
         """Fit with implicit; warm_start keeps the current factors and runs `refit_iterations` more."""
-        if warm_start and self._model is not None:
-            self._model.iterations = self.params.refit_iterations
-        else:
-            self._model = self._new_model()
-        # implicit parallelises itself; a second BLAS thread pool only contends with it.
+        # implicit parallelises itself; a second BLAS thread pool only contends with it. Its model
+        # checks the BLAS threads when made (faiss brings an OpenMP BLAS that OPENBLAS_NUM_THREADS
+        # does not reach), so the model is made inside the limit too, or its warning fills the log.
         with threadpool_limits(1, "blas"):
+            if warm_start and self._model is not None:
+                self._model.iterations = self.params.refit_iterations
+            else:
+                self._model = self._new_model()
             self._model.fit(user_items, show_progress=show_progress)
         self._norms = None
 

@@ -390,6 +390,8 @@ def test_a_bad_environment_or_an_unreachable_database_is_one_line(tmp_path):
     bad = {"LOG_LEVEL": {"LOG_LEVEL": "loud"}, "DB_POOL_SIZE": {"DB_POOL_SIZE": "abc"}}
     commands = {(tool, var): (argv, env) for var, env in bad.items() for tool, argv in (("flask", flask), ("gunicorn", gunicorn_cmd), ("train", train))}
     commands[("flask", "database")] = (flask, {"DATABASE_URL": CLOSED_PORT_URL})
+    for var in ("GUNICORN_THREADS", "GUNICORN_TIMEOUT"):  # read by the project's gunicorn settings, not the app
+        commands[("gunicorn", var)] = (gunicorn_cmd, {var: "1m"})
     results = _run_all(commands, tmp_path)
     for (tool, var), result in results.items():
         lines = result.stderr.strip().splitlines()
@@ -402,11 +404,16 @@ def test_a_bad_environment_or_an_unreachable_database_is_one_line(tmp_path):
 
 
 def test_gunicorn_starts_with_the_database_unreachable_says_so_once_and_answers_503(tmp_path):
-    env = {"DATABASE_URL": CLOSED_PORT_URL, "MODEL_DIR": str(tmp_path / "models"), "LOG_LEVEL": "WARNING", "LOG_REQUESTS": "false"}
+    env = {"DATABASE_URL": CLOSED_PORT_URL, "MODEL_DIR": str(tmp_path / "models"), "LOG_LEVEL": "WARNING", "LOG_REQUESTS": "false",
+           "TMPDIR": str(tmp_path), "HOME": str(tmp_path)}  # where it makes its metrics folder (removed when it stops), and ~
     with gunicorn(env, workers=1) as server:
         status, body = server.request("GET", "/v1/items/popular", key="sl_unknown")
         assert status == 503 and body["error"]["code"] == "unavailable"
         assert server.request("GET", "/readyz")[0] == 503
+        assert len(list(tmp_path.glob("stickyloop-prom-*"))) == 1
+        # gunicorn 27's control socket is one path per user: two servers on a host took it from each other.
+        assert not (tmp_path / ".gunicorn").exists()
+    assert list(tmp_path.glob("stickyloop-prom-*")) == []  # removed with the server (they had piled up)
     log = server.log_path.read_text()
     assert log.count("stickyloop: serving without the database for now: the database is unavailable") == 1 and "Traceback" not in log
 

@@ -243,3 +243,15 @@ def test_holdout_metrics_stay_within_0_and_1_on_a_catalogue_smaller_than_k(algor
     for name in ("precision_at_10", "ndcg_at_10", "recall_at_10"):
         assert 0.0 <= trained.metrics.get(name, 0.0) <= 1.0, (name, trained.metrics)
     assert trained.metrics.get("precision_at_10", 0.0) <= 0.2  # two items: at most 2 of 10 slots can hit
+
+
+def test_making_and_fitting_a_factor_model_warns_of_no_blas_threads():
+    import warnings
+
+    import recommender.ann  # noqa: F401 - faiss, and with it an OpenMP BLAS that OPENBLAS_NUM_THREADS does not reach
+    from recommender.models.als import ALS
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        ALS({"factors": 4, "iterations": 2}).fit(synthetic_matrix(users=200, items=50, events=2000))
+    assert [str(w.message) for w in caught if "OpenBLAS" in str(w.message)] == []
