@@ -12,6 +12,10 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, H
 
 log = logging.getLogger("stickyloop.request")
 _RID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+# Load balancers and Prometheus call these every few seconds: a line for each answer that all is well
+# buried the requests worth reading (one probe server logged 8,636). They are counted in /metrics,
+# and logged when they fail.
+_PROBES = frozenset({"/healthz", "/readyz", "/metrics"})
 
 REQUESTS = Counter("stickyloop_http_requests_total", "HTTP requests answered", ["method", "endpoint", "status"])
 LATENCY = Histogram(
@@ -38,7 +42,7 @@ def init_request_tracking(app: Flask, log_requests: bool) -> None:
         REQUESTS.labels(request.method, endpoint, str(response.status_code)).inc()
         LATENCY.labels(request.method, endpoint).observe(elapsed)
         response.headers["X-Request-ID"] = g.get("request_id", "")
-        if log_requests:
+        if log_requests and not (request.path in _PROBES and response.status_code < 400):
             log.info(
                 "request",
                 extra={

@@ -52,3 +52,24 @@ def test_metrics_count_requests_per_endpoint(client):
     text = client.get("/metrics").get_data(as_text=True)
     assert 'stickyloop_http_requests_total{endpoint="/healthz",method="GET",status="200"}' in text
     assert "stickyloop_http_request_duration_seconds_bucket" in text
+
+
+def test_each_request_is_logged_once_but_a_passing_probe_is_not(tmp_path, caplog):
+    import logging
+
+    from service.store.migrate import upgrade
+
+    config = Config(database_url=f"sqlite:///{tmp_path / 'db.sqlite'}", model_dir=tmp_path / "models", testing=True, log_requests=True)
+    app = create_app(config)
+    upgrade(app.extensions["stickyloop"].db)
+    client = app.test_client()
+    with caplog.at_level(logging.INFO, logger="stickyloop.request"):
+        for path in ("/healthz", "/readyz", "/metrics", "/v1/items/popular"):
+            client.get(path)
+    logged = [(r.path, r.status) for r in caplog.records if r.name == "stickyloop.request"]
+    assert logged == [("/v1/items/popular", 401)]
+    down = create_app(Config(database_url="postgresql+psycopg://nobody@127.0.0.1:1/none", model_dir=tmp_path, testing=True, log_requests=True))
+    with caplog.at_level(logging.INFO, logger="stickyloop.request"):
+        caplog.clear()
+        assert down.test_client().get("/readyz").status_code == 503
+    assert [(r.path, r.status) for r in caplog.records if r.name == "stickyloop.request"] == [("/readyz", 503)]
