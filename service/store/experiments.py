@@ -175,9 +175,11 @@ def remove(db: Database, key: str) -> None:
 
 def start_from(db: Database, key: str, started_at: float) -> None:
     """Date a running experiment's start back to `started_at`: for the demo, whose simulated users
-    arrive over the month before it is loaded (the start only moves earlier, never later)."""
+    arrive over the month before it is loaded (the start only moves earlier, never later), and its
+    creation with it, so that it was not started before it was made."""
     with db.write() as session:
         session.execute(update(ExperimentRow).where(ExperimentRow.key == key, ExperimentRow.started_at > started_at).values(started_at=started_at))
+        session.execute(update(ExperimentRow).where(ExperimentRow.key == key, ExperimentRow.created_at > started_at).values(created_at=started_at))
 
 
 def move(db: Database, key: str, action: str, check_start: Callable[[list[dict[str, Any]]], None] | None = None) -> ExperimentRow:

@@ -68,7 +68,9 @@ def test_demo_loads_data_and_its_running_experiments_once(runner, client, auth):
     # Its simulated users arrived over the month before it was loaded, and its start says so.
     from datetime import datetime
 
-    started = {k: datetime.fromisoformat(client.get(f"/v1/experiments/{k}", headers=auth("analyst")).get_json()["started_at"]).timestamp() for k in ("points-q4", "win-back")}
+    shown = {k: client.get(f"/v1/experiments/{k}", headers=auth("analyst")).get_json() for k in ("points-q4", "win-back")}
+    started = {k: datetime.fromisoformat(e["started_at"]).timestamp() for k, e in shown.items()}
+    assert all(datetime.fromisoformat(e["created_at"]).timestamp() <= started[k] for k, e in shown.items())  # not started before it was made
     first_seen = datetime.fromisoformat(client.get("/v1/experiments/points-q4/assignment?user_id=user-0", headers=auth("storefront")).get_json()["exposed_at"]).timestamp()
     assert started["points-q4"] == pytest.approx(first_seen, abs=1e-3) and time.time() - started["points-q4"] > 29 * 86_400
     assert 0.5 * 86_400 < time.time() - started["win-back"] < 2 * 86_400
