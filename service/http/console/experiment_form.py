@@ -61,7 +61,7 @@ class Parsed:
     metric_rows: list[int] = field(default_factory=list)
 
 
-def _number(raw: str) -> Any:
+def form_number(raw: str) -> Any:
     """An int or float; text that is neither (or not finite) stays text, for the schema to refuse under the field's name."""
     if _INTEGER.fullmatch(raw):
         try:
@@ -99,7 +99,7 @@ def parse(form: Mapping[str, str]) -> Parsed:
 
     def put(target: dict[str, Any], key: str, name: str) -> None:
         if text(name):
-            target[key] = _number(text(name))
+            target[key] = form_number(text(name))
 
     def load_json(name: str) -> Any:
         try:
@@ -134,11 +134,21 @@ def parse(form: Mapping[str, str]) -> Parsed:
             f["metrics"].append({"key": text(f"metrics.{row}.key"), "kind": text(f"metrics.{row}.kind") or "binary",
                                  "higher_is_better": not text(f"metrics.{row}.lower_is_better")})
             parsed.metric_rows.append(row)
-    f["guardrails"] = [name.strip() for name in text("guardrails").split(",") if name.strip()]
-    # Unticked boxes send nothing, so both are always sent: the form shows every setting.
-    f["analysis"] = {"sequential": bool(text("analysis.sequential")), "cuped": bool(text("analysis.cuped"))}
-    put(f["analysis"], "cuped_days", "analysis.cuped_days")
+    f["guardrails"], f["analysis"] = guardrails_and_analysis(form)
     return parsed
+
+
+def guardrails_and_analysis(form: Mapping[str, str]) -> tuple[list[str], dict[str, Any]]:
+    """The guardrail keys and analysis settings a posted form holds (the draft form's and the settings page's)."""
+    def text(name: str) -> str:
+        return (form.get(name) or "").strip()
+
+    guardrails = [name.strip() for name in text("guardrails").split(",") if name.strip()]
+    # Unticked boxes send nothing, so both are always sent: the form shows every setting.
+    analysis: dict[str, Any] = {"sequential": bool(text("analysis.sequential")), "cuped": bool(text("analysis.cuped"))}
+    if text("analysis.cuped_days"):
+        analysis["cuped_days"] = form_number(text("analysis.cuped_days"))
+    return guardrails, analysis
 
 
 def _arm(
@@ -159,7 +169,7 @@ def _arm(
             put(schedule, param.name, f"{p}schedule.{kind}.{param.name}")
         m = p + "schedule.multiplier."
         if any(text(m + part) for part in ("factor", "start", "end")):
-            schedule["multiplier"] = {"factor": _number(text(m + "factor")), "start": _timestamp(text(m + "start")), "end": _timestamp(text(m + "end"))}
+            schedule["multiplier"] = {"factor": form_number(text(m + "factor")), "start": _timestamp(text(m + "start")), "end": _timestamp(text(m + "end"))}
         arm["schedule"] = schedule
     return arm
 

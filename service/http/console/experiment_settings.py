@@ -13,7 +13,7 @@ from pydantic import ValidationError
 
 from service.errors import Conflict, Invalid
 from service.http.console import bp
-from service.http.console.experiment_form import values_of
+from service.http.console.experiment_form import form_number, guardrails_and_analysis, values_of
 from service.http.console.forms import STALE_FORM, back, page, stale_form
 from service.http.endpoint import EDITOR, services
 from service.http.errors import details_from_pydantic
@@ -31,25 +31,11 @@ def _changes(form: Mapping[str, str], exp: Mapping[str, Any]) -> dict[str, Any]:
 
     changes: dict[str, Any] = {"name": text("name"), "description": text("description")}
     # Sent only when changed: a layered experiment's traffic is frozen, and saving a new guardrail must not touch it.
-    if exp["status"] in ("running", "paused") and text("traffic") and _number(text("traffic")) != exp["traffic"]:
-        changes["traffic"] = _number(text("traffic"))
-    changes["guardrails"] = [name.strip() for name in text("guardrails").split(",") if name.strip()]
-    analysis: dict[str, Any] = {"sequential": bool(text("analysis.sequential")), "cuped": bool(text("analysis.cuped"))}
-    if text("analysis.cuped_days"):
-        analysis["cuped_days"] = _number(text("analysis.cuped_days"))
+    if exp["status"] in ("running", "paused") and text("traffic") and form_number(text("traffic")) != exp["traffic"]:
+        changes["traffic"] = form_number(text("traffic"))
+    changes["guardrails"], analysis = guardrails_and_analysis(form)
     changes["analysis"] = {**exp["analysis"], **analysis}
     return changes
-
-
-def _number(text: str) -> Any:
-    """A number as typed, or the text itself for the schema to name."""
-    try:
-        return int(text)
-    except ValueError:
-        try:
-            return float(text)
-        except ValueError:
-            return text
 
 
 def _errors(details: list[dict[str, Any]]) -> dict[str, list[str]]:
