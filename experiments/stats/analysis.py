@@ -141,10 +141,13 @@ def _sequential(control: ArmSummary, treat: ArmSummary, opt: _Options, out: _Com
 
 def _lift(control: ArmSummary, treat: ArmSummary, opt: _Options, out: _Comparison) -> None:
     lift: Lift = lift_estimate(control, treat, binary=opt.kind == "binary")
+    out.lift = lift.value
     if lift.value is None or lift.se is None:
         out.notes.append(lift.note or "lift is undefined")
         return
-    out.lift = lift.value
+    if lift.se == 0 and opt.kind != "binary":  # as the difference has none: Welch's interval needs variation
+        out.notes.append("the lift has no interval: every user within each arm is alike")
+        return
     if opt.sequential:
         out.lift_ci = _finite(confidence_sequence(lift.value, lift.se, control.users + treat.users, opt.alpha, opt.tuning))
     else:

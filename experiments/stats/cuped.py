@@ -94,6 +94,10 @@ def _unadjusted(arms: Sequence[CupedArm]) -> tuple[ArmSummary, ...]:
     return tuple(ArmSummary.of_moments(a.users, a.mean_y, a.m2_y) for a in arms)
 
 
+# Relative size, against the terms it is computed from, below which an adjusted second moment is rounding.
+_ROUNDING = 1e-12
+
+
 def cuped(arms: Sequence[CupedArm]) -> CupedResult:
     """theta over all users, and every arm's y' = y - theta (x - xbar); theta None (and y unchanged) when undefined."""
     if sum(a.users for a in arms) == 0:
@@ -111,7 +115,11 @@ def cuped(arms: Sequence[CupedArm]) -> CupedResult:
             adjusted.append(ArmSummary.of_moments(0, 0.0, 0.0))
             continue
         m2 = a.m2_y - 2 * theta * a.c_xy + theta * theta * a.m2_x
-        adjusted.append(ArmSummary.of_moments(a.users, a.mean_y - theta * offset, max(m2, 0.0)))
+        # A covariate that predicts y exactly leaves only the rounding of these three terms: no variance,
+        # so no interval, rather than one a few ulps wide.
+        if m2 <= _ROUNDING * (a.m2_y + theta * theta * a.m2_x):
+            m2 = 0.0
+        adjusted.append(ArmSummary.of_moments(a.users, a.mean_y - theta * offset, m2))
     # With the pooled least-squares theta, 1 - Syy'/Syy = Sxy^2 / (Sxx Syy): the squared pooled correlation, with no cancellation.
     if syy > 0:
         reduction: float | None = min(max((sxy / sxx) * (sxy / syy), 0.0), 1.0)

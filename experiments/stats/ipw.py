@@ -110,6 +110,9 @@ def _ipw(s: PropensitySums, total_users: int, alpha: float, notes: list[str]) ->
     if total_users < 2:
         notes.append("one user is not enough for an IPW interval")
         return mean, None
+    if s.users == 0:  # every Z_i is 0: a zero-width interval would claim certainty about an arm nobody has tried
+        notes.append("no logged user was given this arm (or the allocation's arms) yet: the IPW sum is 0 and has no interval")
+        return mean, None
     # sum (Z - mean)^2 = sum Z^2 - mean sum Z. It loses digits only as sum Z^2 / sum (Z - mean)^2 grows
     # (near-equal Z far from zero); the zeros of users off the arm and varying weights keep that small.
     sum_z2 = s.w2y2 + s.shift * (2 * s.w2y + s.shift * s.w2)

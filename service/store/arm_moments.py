@@ -17,6 +17,7 @@ from typing import Any
 
 from sqlalchemy import text
 
+from experiments.stats.ipw import PropensitySums
 from service.store.database import Database
 
 DAY = 86_400.0
@@ -45,8 +46,8 @@ def _before_exposure(metric: str) -> str:
     return f"MAX(CASE WHEN {_BEFORE} THEN 1 ELSE 0 END)"
 
 
-def _per_user(metric: str, builtin: bool, cuped: bool) -> str:
-    """Every exposed user as (arm, p, v, x); x is 0 without CUPED."""
+def _per_user(metric: str, builtin: bool, cuped: bool, binary: bool) -> str:
+    """Every exposed user as (arm, p, v, x); x is 0 without CUPED. A binary reported metric's v is whether the user converted (a total above 0)."""
     if builtin:
         covariate = f"COALESCE({_before_exposure(metric)}, 0)" if cuped else "0"
         return (
@@ -54,8 +55,9 @@ def _per_user(metric: str, builtin: bool, cuped: bool) -> str:
             "FROM exposures x LEFT JOIN events e ON e.user_id = x.user_id AND e.ts >= x.exposed_at - :pre "
             "WHERE x.experiment_key = :key AND x.exposed_at <= :mature_before GROUP BY x.arm, x.user_id, x.probability"
         )
+    value = "CASE WHEN t.total > 0 THEN 1 ELSE 0 END" if binary else "COALESCE(t.total, 0)"
     return (
-        "SELECT x.arm AS arm, x.probability AS p, COALESCE(t.total, 0) AS v, 0 AS x FROM exposures x "
+        f"SELECT x.arm AS arm, x.probability AS p, {value} AS v, 0 AS x FROM exposures x "
         "LEFT JOIN user_metric_totals t ON t.experiment_key = x.experiment_key AND t.metric = :metric "
         "AND t.user_id = x.user_id WHERE x.experiment_key = :key"
     )
@@ -70,11 +72,13 @@ _SUMS = (
 # Otherwise one statement, two passes: the per-user rows are computed once (MATERIALIZED), the arm
 # means from them, then the deviations around those means. A plain SUM near 1e15 rounds each value
 # by up to 0.06, so the first pass's mean is only a reference point: the deviations' own sum (small
-# numbers, summed exactly enough) moves it to the mean, and the moments to it (`_recentred`).
+# numbers, summed exactly enough) moves it to the mean, and the moments to it (`_recentred`). The
+# propensity-weighted sums are taken of v minus that reference point, which becomes their `shift`.
 _MOMENTS = (
     "WITH u AS MATERIALIZED ({per_user}), m AS (SELECT arm, AVG(v) AS mv, AVG(x) AS mx FROM u GROUP BY arm) "
     "SELECT u.arm, COUNT(*), MAX(m.mv), MAX(m.mx), SUM(CASE WHEN u.v > 0 THEN 1 ELSE 0 END), "
-    "SUM(1.0 / u.p), SUM(u.v / u.p), SUM(1.0 / (u.p * u.p)), SUM(u.v / (u.p * u.p)), SUM(u.v * u.v / (u.p * u.p)), "
+    "SUM(1.0 / u.p), SUM((u.v - m.mv) / u.p), SUM(1.0 / (u.p * u.p)), SUM((u.v - m.mv) / (u.p * u.p)), "
+    "SUM((u.v - m.mv) * (u.v - m.mv) / (u.p * u.p)), "
     "SUM((u.v - m.mv) * (u.v - m.mv)), SUM((u.x - m.mx) * (u.x - m.mx)), SUM((u.x - m.mx) * (u.v - m.mv)), "
     "SUM(u.v - m.mv), SUM(u.x - m.mx) "
     "FROM u JOIN m ON m.arm = u.arm GROUP BY u.arm"
@@ -111,6 +115,8 @@ class ArmMoments:
     # plain sum (exact for whole numbers, as SQL and the daily series give it), which far from zero loses
     # digits that the mean must keep.
     centre: float | None = None
+    # The weighted sums wy, w2y and w2y2 are of v - shift (see PropensitySums).
+    shift: float = 0.0
 
     @property
     def mean(self) -> float:
@@ -118,6 +124,10 @@ class ArmMoments:
         if self.centre is not None:
             return self.centre
         return self.total / self.users if self.users else 0.0
+
+    def propensity_sums(self) -> PropensitySums:
+        """The inverse-propensity sums the IPW estimates take."""
+        return PropensitySums(self.users, self.w, self.wy, self.w2, self.w2y, self.w2y2, self.shift)
 
 
 def _by_arm(column: str, means: dict[str, float], params: dict[str, Any], name: str) -> str:
@@ -164,23 +174,28 @@ def _moved(n: int, reference: float, squares: float, deviations: float) -> tuple
     return reference + shift, max(squares - n * shift * shift, 0.0)
 
 
-def arm_moments(db: Database, key: str, metric: str, builtin: bool, bandit: bool, now: float, cuped_days: int | None = None) -> dict[str, ArmMoments]:
-    """Per-arm moments of a metric over the exposed users; a CUPED covariate for built-in metrics when `cuped_days` is given."""
+def arm_moments(
+    db: Database, key: str, metric: str, builtin: bool, bandit: bool, now: float, cuped_days: int | None = None, binary: bool = False
+) -> dict[str, ArmMoments]:
+    """Per-arm moments of a metric over the exposed users; a CUPED covariate for built-in metrics when `cuped_days` is given.
+
+    `bandit` adds the inverse-propensity sums; `binary` reads a reported metric as converted or not.
+    """
     mature_before = now - (RETENTION_DAYS.get(metric, -1) + 1) * DAY
     cuped = builtin and cuped_days is not None
     params: dict[str, Any] = {"key": key, "metric": metric, "mature_before": mature_before, "pre": (cuped_days or 0) * DAY}
     if not builtin and not bandit:
         return _reported_ab(db, params)
-    per_user = _per_user(metric, builtin, cuped)
+    per_user = _per_user(metric, builtin, cuped, binary)
     with db.read() as session:
         rows = [_centred(r) for r in session.execute(text(_SUMS.format(per_user=per_user)), params)]
         if any(r is None for r in rows):
             rows = [_recentred(r) for r in session.execute(text(_MOMENTS.format(per_user=per_user)), params)]
     out = {}
-    for arm, n, total, total_x, positives, w, wy, w2, w2y, w2y2, m2, m2_x, c_xy in rows:  # type: ignore[misc]
+    for arm, n, total, total_x, positives, w, wy, w2, w2y, w2y2, m2, m2_x, c_xy, shift in rows:  # type: ignore[misc]
         numbers = [float(v or 0) for v in (total, total_x, w, wy, w2, w2y, w2y2, m2, m2_x, c_xy)]
         total, total_x, w, wy, w2, w2y, w2y2, m2, m2_x, c_xy = numbers
-        out[arm] = ArmMoments(int(n), total, m2, int(positives or 0), total_x / int(n), m2_x, c_xy, w, wy, w2, w2y, w2y2)
+        out[arm] = ArmMoments(int(n), total, m2, int(positives or 0), total_x / int(n), m2_x, c_xy, w, wy, w2, w2y, w2y2, shift=shift)
     return out
 
 
@@ -195,10 +210,14 @@ def _centred(row: Any) -> tuple[Any, ...] | None:
     n = int(n)
     total, total_x, vv, xx, xv = (float(v or 0) for v in (total, total_x, vv, xx, xv))
     m2, m2_x = vv - total * total / n, xx - total_x * total_x / n
-    for square, spread in ((total * total / n, m2), (total_x * total_x / n, m2_x)):
+    # SNIPW's spread, sum w^2 (v - c)^2 with c its weighted mean, cancels the same way.
+    w, wy, w2, w2y, w2y2 = (float(v or 0) for v in (w, wy, w2, w2y, w2y2))
+    c = wy / w if w > 0 else 0.0
+    weighted = (c * c * w2, w2y2 - 2 * c * w2y + c * c * w2)
+    for square, spread in ((total * total / n, m2), (total_x * total_x / n, m2_x), weighted):
         if square > 0 and (spread <= 0 or square / spread > _SAFE_RATIO):
             return None
-    return (arm, n, total, total_x, positives, w, wy, w2, w2y, w2y2, max(m2, 0.0), max(m2_x, 0.0), xv - total * total_x / n)
+    return (arm, n, total, total_x, positives, w, wy, w2, w2y, w2y2, max(m2, 0.0), max(m2_x, 0.0), xv - total * total_x / n, 0.0)
 
 
 def _recentred(row: Any) -> tuple[Any, ...]:
@@ -209,7 +228,7 @@ def _recentred(row: Any) -> tuple[Any, ...]:
     mean_v, m2 = _moved(n, mv, vv, dv)
     mean_x, m2_x = _moved(n, mx, xx, dx)
     # Sum((x - mx)(v - mv)) = Sum((x - x̄)(v - v̄)) + n (x̄ - mx)(v̄ - mv)
-    return (arm, n, mean_v * n, mean_x * n, positives, w, wy, w2, w2y, w2y2, m2, m2_x, xv - dx * dv / n)
+    return (arm, n, mean_v * n, mean_x * n, positives, w, wy, w2, w2y, w2y2, m2, m2_x, xv - dx * dv / n, mv)
 
 
 def points_per_arm(db: Database, key: str) -> dict[str, float]:

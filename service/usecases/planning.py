@@ -34,8 +34,8 @@ def evaluate(db: Database, cache: ExperimentCache, key: str, allocation: Mapping
     """IPW and self-normalised IPW estimates of the metric under `allocation`, from the logged assignments and their propensities."""
     d, _, metric = experiment_metric(db, cache, key, metric_key, field="metric")  # a field of the body here
     exp = d.experiment
-    moments = arm_moments(db, exp.key, metric.key, metric.builtin, True, time.time())
-    sums = [PropensitySums(m.users, m.w, m.wy, m.w2, m.w2y, m.w2y2) for m in (moments.get(a.key, EMPTY) for a in exp.arms)]
+    moments = arm_moments(db, exp.key, metric.key, metric.builtin, True, time.time(), binary=metric.kind == "binary")
+    sums = [m.propensity_sums() for m in (moments.get(a.key, EMPTY) for a in exp.arms)]
     users = sum(s.users for s in sums)
     if allocation == "best_arm":
         target = best_arm_target([ipw_arm(s, users, alpha).snipw_mean for s in sums])

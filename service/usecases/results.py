@@ -88,7 +88,7 @@ def _compute(db: Database, exp: Experiment, metric: Metric, settings: AnalysisSe
     use_cuped = settings.cuped and metric.builtin
     if settings.cuped and not metric.builtin:
         notes.append(f"CUPED not applied: {metric.key} is reported through outcomes, which have no pre-exposure period")
-    moments = arm_moments(db, exp.key, metric.key, metric.builtin, exp.type == "bandit", now, settings.cuped_days if use_cuped else None)
+    moments = arm_moments(db, exp.key, metric.key, metric.builtin, exp.type == "bandit", now, settings.cuped_days if use_cuped else None, binary=metric.kind == "binary")
     per_arm = [(a.key, moments.get(a.key, EMPTY)) for a in exp.arms]
     adjusted = None
     if use_cuped:
@@ -97,6 +97,8 @@ def _compute(db: Database, exp: Experiment, metric: Metric, settings: AnalysisSe
             notes.append(f"CUPED skipped: {result.note or 'no usable pre-exposure data'}")
         else:
             adjusted = result
+            if result.note:
+                notes.append(f"CUPED's variance_reduction is null: {result.note}")
     summaries = [(name, _summary(m, metric.kind)) for name, m in per_arm]
     analysis = analyse(summaries, metric.kind, alpha, correction, sequential=settings.sequential, tuning=settings.sequential_tuning, cuped=adjusted)
     return _Computed(analysis, per_arm, adjusted, notes)
@@ -189,7 +191,7 @@ def results(db: Database, cache: ExperimentCache, key: str, req: ResultsRequest)
             "notes": list(result.notes),
         }
         if exp.type == "bandit":
-            est = ipw_arm(PropensitySums(m.users, m.w, m.wy, m.w2, m.w2y, m.w2y2), total_users, req.alpha)
+            est = ipw_arm(m.propensity_sums(), total_users, req.alpha)
             row.update({"ipw_mean": est.ipw_mean, "ipw_ci": interval(est.ipw_ci), "snipw_mean": est.snipw_mean, "snipw_ci": interval(est.snipw_ci),
                         "ipw_effective_users": est.effective_users})
             row["notes"] += [n for n in est.notes if n not in row["notes"]]

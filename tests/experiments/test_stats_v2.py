@@ -156,17 +156,22 @@ def test_lift_beyond_float_range_is_none_with_a_note():
 # ---------- analysis references ----------
 
 
-def _t_lift(c: np.ndarray, t: np.ndarray, offset: float, binary: bool) -> tuple[float, float] | None:
+def _t_lift(c: np.ndarray, t: np.ndarray, offset: float, binary: bool) -> tuple[float, float | None] | None:
+    """The lift and its delta-method se; the se is None where no interval is defined (an arm of one user, or no variation in a continuous metric)."""
     mc, mt = c.mean() + offset, t.mean() + offset
+    if mc == 0:
+        return None
+    lift = (t.mean() - c.mean()) / mc
     if binary:
         vc, vt = mc * (1 - mc) / len(c), mt * (1 - mt) / len(t)
     elif len(c) < 2 or len(t) < 2:
-        return None
+        return lift, None
     else:
         vc, vt = c.var(ddof=1) / len(c), t.var(ddof=1) / len(t)
-    if mc == 0:
-        return None
-    return (t.mean() - c.mean()) / mc, math.sqrt(vt / mc**2 + mt**2 * vc / mc**4)
+    se = math.sqrt(vt / mc**2 + mt**2 * vc / mc**4)
+    if se == 0 and (lift == 0 or not binary):
+        return lift, None
+    return lift, se
 
 
 def _unpooled_se(c: np.ndarray, t: np.ndarray, binary: bool) -> float | None:
@@ -200,10 +205,10 @@ def _fixed_reference(binary: bool, offset: float, alpha: float) -> Callable[[lis
                 se = _unpooled_se(c, t, False)
                 row["chance"] = float(sps.norm.cdf(row["diff"] / se))
             lift = _t_lift(c, t, offset, binary)
-            if lift is not None and lift[1] == 0 and lift[0] == 0:
+            if lift is not None:
                 row["lift"] = lift[0]
-            elif lift is not None:
-                row["lift"], row["lift_lo"], row["lift_hi"] = lift[0], lift[0] - z * lift[1], lift[0] + z * lift[1]
+            if lift is not None and lift[1] is not None:
+                row["lift_lo"], row["lift_hi"] = lift[0] - z * lift[1], lift[0] + z * lift[1]
             for k in out:
                 out[k].append(row[k])
         return out
@@ -335,11 +340,11 @@ def _sequential_reference(binary: bool, offset: float, alpha: float, tuning: flo
                 half = float(_api_half_width(se, n, alpha, tuning))
                 row["lo"], row["hi"], row["p"] = d - half, d + half, _brute_force_p(d, se, n, tuning)
             lift = _t_lift(c, t, offset, binary)
-            if lift is not None and lift[1] == 0 and lift[0] == 0:  # every user alike: a lift, but no interval
+            if lift is not None:
                 row["lift"] = lift[0]
-            elif lift is not None:
+            if lift is not None and lift[1] is not None:
                 half = float(_api_half_width(lift[1], n, alpha, tuning))
-                row["lift"], row["lift_lo"], row["lift_hi"] = lift[0], lift[0] - half, lift[0] + half
+                row["lift_lo"], row["lift_hi"] = lift[0] - half, lift[0] + half
             for k in out:
                 out[k].append(row[k])
         return out
@@ -475,6 +480,17 @@ def test_cuped_without_pre_period_variation_leaves_y_alone():
     assert cuped([CupedArm(0, 0.0, 0.0, 0.0, 0.0, 0.0)] * 2).theta is None
 
 
+@pytest.mark.parametrize("scale", [3.0, 7.3, 1e6])
+def test_a_covariate_that_predicts_the_outcome_exactly_leaves_no_variance_and_no_interval(scale):
+    rng = np.random.default_rng(3)
+    xs = [rng.gamma(2.0, 10.0, n) for n in (40, 55)]
+    result = cuped([CupedArm.of_values(x, scale * x) for x in xs])
+    assert result.variance_reduction == 1.0
+    assert [a.variance for a in result.adjusted] == [0.0, 0.0]  # not the few ulps the three-term formula leaves
+    arm = analyse([(f"a{i}", ArmSummary.of_values(scale * x)) for i, x in enumerate(xs)], "continuous", cuped=result).arms[1]
+    assert arm.diff_ci is None and arm.p_value is None and arm.notes
+
+
 @pytest.mark.parametrize("seed", SEEDS[:12])
 @pytest.mark.parametrize("sequential", [False, True])
 def test_analysis_on_cuped_outcomes_is_welch_on_the_adjusted_values(seed, sequential):
@@ -524,7 +540,7 @@ def _ipw_reference(z: np.ndarray, w: np.ndarray, y: np.ndarray, n_total: int, al
     q = sps.norm.isf(alpha / 2)
     out: dict[str, float | None] = dict.fromkeys(("ipw", "ipw_half", "snipw", "snipw_half"))
     out["ipw"] = float(z.sum() / n_total)
-    if n_total > 1:
+    if n_total > 1 and len(w) > 0:  # an arm nobody was given has every Z_i 0: no interval
         out["ipw_half"] = float(q * z.std(ddof=1) / math.sqrt(n_total))
     if w.sum() > 0:
         m = float(w @ y / w.sum())
@@ -561,7 +577,7 @@ def test_ipw_arm_matches_numpy_on_logged_users(seed):
         assert est.ipw_mean == pytest.approx(ref_ipw, rel=REL)
         # Sum Z^2 - N mean^2 cancels by sum Z^2 / sum (Z - mean)^2; that ratio bounds the half-width's error.
         conditioning = float(z @ z / max(np.sum((z - z.mean()) ** 2), 1e-300))
-        ref_half = None if n < 2 else float(sps.norm.isf(0.025) * z.std(ddof=1) / math.sqrt(n))
+        ref_half = None if n < 2 or not mine.any() else float(sps.norm.isf(0.025) * z.std(ddof=1) / math.sqrt(n))
         _check_ipw(est.ipw_mean, est.ipw_ci, ref_ipw, ref_half, offset, ref["ipw"], conditioning)
         _check_ipw(est.snipw_mean, est.snipw_ci, None if ref["snipw"] is None else ref["snipw"] + offset, ref["snipw_half"], offset, ref["snipw"] or 0.0)
         if est.snipw_mean is None or est.snipw_ci is None or est.ipw_ci is None:
@@ -594,7 +610,7 @@ def test_evaluate_allocation_matches_numpy_on_logged_users(seed):
     ref = _ipw_reference(w * y, w[w > 0], y[w > 0], len(arm), 0.05)
     ref_ipw = float(z.sum() / len(arm))
     conditioning = float(z @ z / max(np.sum((z - z.mean()) ** 2), 1e-300))
-    ref_half = None if len(arm) < 2 else float(sps.norm.isf(0.025) * z.std(ddof=1) / math.sqrt(len(arm)))
+    ref_half = None if len(arm) < 2 or not (w > 0).any() else float(sps.norm.isf(0.025) * z.std(ddof=1) / math.sqrt(len(arm)))
     assert value.ipw == pytest.approx(ref_ipw, rel=REL)
     _check_ipw(value.ipw, value.ipw_ci, ref_ipw, ref_half, offset, ref["ipw"], conditioning)
     _check_ipw(value.snipw, value.snipw_ci, None if ref["snipw"] is None else ref["snipw"] + offset, ref["snipw_half"], offset, ref["snipw"] or 0.0)

@@ -99,6 +99,7 @@ def test_csv_has_the_same_rows(client, auth, populated):
             assert (row[name] == "" and arm[name] is None) or float(row[name]) == arm[name]
         if arm["diff_ci"]:
             assert [float(row["diff_ci_low"]), float(row["diff_ci_high"])] == arm["diff_ci"]
+        assert row["notes"] == "; ".join(arm["notes"])  # a warning must not be lost on the way to a spreadsheet
 
 
 def test_daily_series_is_cumulative(client, auth, populated):

@@ -1,6 +1,8 @@
 """Results v2 through HTTP, each figure against a reference computed here from raw per-user data."""
 from __future__ import annotations
 
+import csv
+import io
 import math
 from datetime import datetime, timedelta, timezone
 from fractions import Fraction
@@ -307,3 +309,70 @@ def test_a_continuous_bandit_far_from_zero_allocates_as_its_exact_moments_say(cl
     allocation = get_ok(client, "/v1/experiments/bonus-bandit/results", auth("analyst"))["allocation"]
     # Each mean at 1e9 is only known to about 1e-7 (the offset's rounding), which moves the allocation by ~1e-6.
     assert [allocation["arm0"], allocation["arm1"]] == pytest.approx(list(expected), abs=2e-5)
+
+
+def _snipw_reference(p: np.ndarray, y: np.ndarray, share: float = 1.0) -> tuple[float, list[float]]:
+    """SNIPW and its delta-method 95 % interval over one arm's users, weights share / p."""
+    w = share / p
+    mean = float((w * y).sum() / w.sum())
+    half = float(sps.norm.isf(0.025) * math.sqrt((w * w * (y - mean) ** 2).sum()) / w.sum())
+    return mean, [mean - half, mean + half]
+
+
+def test_ipw_reads_a_binary_metric_as_converted_or_not_whatever_the_values_sum_to(client, auth):
+    running(client, auth("editor"), bandit_definition(arms=2))
+    shop = auth("storefront")
+    patterns = ([1, 1, 1], [1, -1], [0.5], [-2, 3], [], [-1])  # sums 3, 0, 0.5, 1, none, -1: converted 1, 0, 1, 1, 0, 0
+    logged = []
+    for u in range(60):
+        answer = assign(client, shop, "bonus-bandit", f"v{u}")
+        values = patterns[u % len(patterns)]
+        outcomes = [{"outcome_id": f"v-{u}-{k}", "experiment": "bonus-bandit", "user_id": f"v{u}", "metric": "conversion", "value": v} for k, v in enumerate(values)]
+        if outcomes:
+            post_ok(client, "/v1/outcomes", {"outcomes": outcomes}, shop)
+        logged.append((answer["arm"], answer["probability"], float(sum(values) > 0)))
+    arm = np.array([a for a, _, _ in logged])
+    p = np.array([q for _, q, _ in logged])
+    y = np.array([v for _, _, v in logged])
+    body = get_ok(client, "/v1/experiments/bonus-bandit/results", auth("analyst"))
+    for row in body["arms"]:
+        mine = arm == row["arm"]
+        assert row["ipw_mean"] == pytest.approx((y[mine] / p[mine]).sum() / len(y), rel=REL)
+        assert row["snipw_mean"] == pytest.approx(_snipw_reference(p[mine], y[mine])[0], rel=REL)
+        assert 0 <= row["snipw_mean"] <= 1
+    table = client.get("/v1/experiments/bonus-bandit/results.csv", headers=auth("analyst")).get_data(as_text=True)
+    for line, row in zip(csv.DictReader(io.StringIO(table)), body["arms"]):
+        assert float(line["ipw_effective_users"]) == row["ipw_effective_users"] and line["notes"] == "; ".join(row["notes"])
+    value = post_ok(client, "/v1/experiments/bonus-bandit/evaluate", {"allocation": {"arm0": 1.0}}, auth("analyst"))
+    mine = arm == "arm0"
+    assert value["snipw"]["value"] == pytest.approx(_snipw_reference(p[mine], y[mine])[0], rel=REL)
+
+
+@pytest.mark.parametrize("spread", [1.0, 0.0])
+def test_snipw_intervals_far_from_zero_keep_their_width(client, auth, spread):
+    """Weighted sums around zero at 1e9 cancel every digit of SNIPW's spread; around the arm's mean they keep it."""
+    body = bandit_definition(arms=2, metrics=[{"key": "spend", "kind": "continuous"}], primary_metric="spend")
+    running(client, auth("editor"), body)
+    shop = auth("storefront")
+    rng = np.random.default_rng(8)
+    logged = []
+    for u in range(80):
+        answer = assign(client, shop, "bonus-bandit", f"f{u}")
+        value = 1e9 + spread * round(float(rng.normal()), 3)
+        post_ok(client, "/v1/outcomes", {"outcomes": [{"outcome_id": f"f-{u}", "experiment": "bonus-bandit", "user_id": f"f{u}", "metric": "spend", "value": value}]}, shop)
+        logged.append((answer["arm"], answer["probability"], value))
+    arm = np.array([a for a, _, _ in logged])
+    p = np.array([q for _, q, _ in logged])
+    y = np.array([v for _, _, v in logged])
+    rows = get_ok(client, "/v1/experiments/bonus-bandit/results", auth("analyst"))["arms"]
+    value = post_ok(client, "/v1/experiments/bonus-bandit/evaluate", {"allocation": {"arm0": 1.0}}, auth("analyst"))
+    answers = [(row["arm"], row["snipw_mean"], row["snipw_ci"]) for row in rows] + [("arm0", value["snipw"]["value"], value["snipw"]["ci"])]
+    for name, mean, ci in answers:
+        mine = arm == name
+        expected_mean, expected_ci = _snipw_reference(p[mine], y[mine])
+        assert mean == pytest.approx(expected_mean, rel=1e-15, abs=1e-6)
+        width, expected_width = ci[1] - ci[0], expected_ci[1] - expected_ci[0]
+        if spread:
+            assert width == pytest.approx(expected_width, rel=1e-4)  # the bounds sit at 1e9: their difference keeps ~7 digits
+        else:
+            assert width == 0 and mean == 1e9

@@ -17,7 +17,7 @@ CSV_COLUMNS = (
     "experiment", "metric", "metric_kind", "test", "correction", "alpha", "arm", "users", "total", "mean",
     "ci_low", "ci_high", "diff", "diff_ci_low", "diff_ci_high", "lift", "lift_ci_low", "lift_ci_high",
     "p_value", "p_value_adjusted", "significant", "chance_to_beat_control", "ipw_mean", "ipw_ci_low", "ipw_ci_high",
-    "snipw_mean", "snipw_ci_low", "snipw_ci_high", "points_per_user", "cost_per_incremental",
+    "snipw_mean", "snipw_ci_low", "snipw_ci_high", "points_per_user", "cost_per_incremental", "ipw_effective_users", "notes",
 )
 
 
@@ -40,6 +40,8 @@ def _cell(value: Any) -> Any:
         return "true" if value else "false"
     if isinstance(value, float):
         return repr(value)  # every digit, so the CSV matches the JSON exactly
+    if isinstance(value, list):  # an arm's notes, which a spreadsheet should show beside its figures
+        return "; ".join(value)
     return value
 
 
