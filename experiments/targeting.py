@@ -26,12 +26,22 @@ class TargetingError(ValueError):
         self.message = message
 
 
+def finite_number(value: Any) -> bool:
+    """An int or float that a double holds as a finite number: math.isfinite raises on an int past 1e308, which JSON can carry."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return False
+    try:
+        return math.isfinite(value)
+    except OverflowError:
+        return False
+
+
 def _number(value: Any) -> float | None:
     """A comparable number from a JSON number or numeric text (query parameters arrive as text)."""
     if isinstance(value, bool):
         return None
     if isinstance(value, (int, float)):
-        return float(value) if math.isfinite(value) else None
+        return float(value) if finite_number(value) else None
     if isinstance(value, str):
         try:
             parsed = float(value)
@@ -109,7 +119,7 @@ class Group:
 
 
 def _scalar(value: Any) -> bool:
-    return value is None or isinstance(value, (str, bool)) or (isinstance(value, (int, float)) and math.isfinite(value))
+    return value is None or isinstance(value, (str, bool)) or finite_number(value)
 
 
 def _condition(spec: Mapping[str, Any], path: str) -> Condition:

@@ -17,7 +17,11 @@ class Range:
     log: bool = False
 
     def __post_init__(self) -> None:
-        if not (math.isfinite(self.low) and math.isfinite(self.high)):
+        try:
+            finite = math.isfinite(self.low) and math.isfinite(self.high)
+        except OverflowError:  # an int past 1e308, which JSON can carry
+            finite = False
+        if not finite:
             raise ValueError("low and high must be finite numbers")
         if self.low >= self.high:
             raise ValueError(f"low ({self.low:g}) must be below high ({self.high:g})")

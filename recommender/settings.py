@@ -52,4 +52,9 @@ def _problem(hint: Any, value: Any) -> str | None:
 
 
 def _finite(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return False
+    try:
+        return math.isfinite(value)
+    except OverflowError:  # an int past 1e308, which JSON can carry, has no float
+        return False

@@ -137,7 +137,16 @@ class EASE(Recommender):
                     f"(min_coverage {p.min_coverage:g}); raise max_items (B takes 4 * max_items^2 bytes) or lower min_coverage"
                 )
         x = user_items[:, kept].tocsr() if len(kept) < n_items else user_items.tocsr()
-        self._weights = closed_form(gram(x.astype(np.float32)), p.l2, p.dropout)
+        # Confidences near the settings' 1e12 bound overflow float32's Gram matrix: its inverse is then
+        # singular or NaN, and NaN weights would score every item NaN and answer no items at all. A
+        # float64 sum of finite float32 values cannot overflow, so it is non-finite exactly when some weight is.
+        unsolvable = "ease: no finite solution, since the confidence values overflow single precision; lower the event weights or raise l2"
+        try:
+            self._weights = closed_form(gram(x.astype(np.float32)), p.l2, p.dropout)
+        except np.linalg.LinAlgError:
+            raise ValueError(unsolvable) from None
+        if not np.isfinite(self._weights.sum(dtype=np.float64)):
+            raise ValueError(unsolvable)
         self._kept = kept
         self._popularity = counts[kept].astype(np.float32)
         self._n_items = n_items

@@ -2,11 +2,12 @@
 
 A user's value for a metric is the sum of their outcome values. The batch's
 accepted outcomes are added to the users' running totals with atomic upserts
-that return the new totals, so each total before the batch is known exactly; the bandit's
-statistics then move by the change in the user's value (for binary metrics,
-by one when the user crosses from 0 to converted). Concurrent batches on the
-same users serialise on those rows, so no update is lost on any number of
-workers or hosts.
+that return the new totals. A bandit's reward totals are also read before, under
+the bandit's counting lock, so each user's value before the batch is known
+exactly; the bandit's statistics then move by the change in the user's value
+(for binary metrics, by one when the user crosses from 0 to converted).
+Concurrent batches on the same users serialise on those rows, so no update is
+lost on any number of workers or hosts.
 """
 from __future__ import annotations
 
@@ -129,32 +130,57 @@ def record(db: Database, outcomes: Sequence[dict[str, Any]], definitions: dict[s
                 if o["value"] > 0:
                     entry[1] = min(entry[1], o["ts"])
         deltas = [(k, arms[(k[0], k[2])], d, ts if ts != math.inf else None) for k, (d, ts) in sorted(sums.items())]
+        rewarding = [k for k, _, _, _ in deltas if _rewards_bandit(definitions[k[0]], k[1])]
+        counting_lock(session, {k[0] for k in rewarding})
+        before = _totals(session, rewarding)  # under the bandits' locks: nobody else moves these totals meanwhile
         totals = _add_to_totals(session, deltas)
-        _update_bandits(session, definitions, deltas, totals)
+        _update_bandits(session, definitions, deltas, totals, before)
     accepted = len(written)
     ignored = len(unique) - len(exposed)
     return Counts(accepted, len(outcomes) - accepted - ignored, ignored)
 
 
-def _update_bandits(session: Session, definitions: dict[str, Experiment], deltas: list[tuple[tuple[str, str, str], str, float, float | None]], totals: dict[tuple[str, str, str], float]) -> None:
-    """Move each bandit arm's statistics by the change in its users' values of the primary metric."""
+def _rewards_bandit(exp: Experiment, metric: str) -> bool:
+    """Whether this metric is a bandit's reward, whose statistics move by each user's change of value."""
+    return exp.type == "bandit" and metric == exp.primary_metric
+
+
+def _totals(session: Session, keys: list[tuple[str, str, str]]) -> dict[tuple[str, str, str], float]:
+    """The stored totals of these (experiment, metric, user) keys; a user without one has 0.
+
+    Read before the batch adds to them: the new total minus the batch's change is not the total
+    before once rounding swallows it (1e-9 then 1e12 gives back 0, which would make the user's
+    first reward look like a second user's).
+    """
+    found: dict[tuple[str, str, str], float] = {}
+    for chunk in chunks(keys, _CHUNK):
+        marks = ", ".join(["(?, ?, ?)"] * len(chunk))
+        sql = f"SELECT experiment_key, metric, user_id, total FROM user_metric_totals WHERE (experiment_key, metric, user_id) IN (VALUES {marks})"
+        rows = run(session, sql, [x for k in chunk for x in k])
+        found.update({(r[0], r[1], r[2]): float(r[3]) for r in rows})
+    return found
+
+
+def _update_bandits(
+    session: Session, definitions: dict[str, Experiment], deltas: list[tuple[tuple[str, str, str], str, float, float | None]],
+    totals: dict[tuple[str, str, str], float], before: dict[tuple[str, str, str], float],
+) -> None:
+    """Move each bandit arm's statistics by the change in its users' values of the primary metric; the caller holds the bandits' counting locks."""
     changes: dict[tuple[str, str], list[tuple[float, float]]] = defaultdict(list)
     binary: dict[tuple[str, str], float] = defaultdict(float)
     arrived: dict[str, list[str]] = defaultdict(list)
-    for key, arm, delta, _ in deltas:
+    for key, arm, _, _ in deltas:
         experiment, metric, user = key
         exp = definitions[experiment]
-        if exp.type != "bandit" or metric != exp.primary_metric:
+        if not _rewards_bandit(exp, metric):
             continue
         if exp.bandit is not None and exp.bandit.attribution_hours is not None:
             arrived[experiment].append(user)
-        new = totals[key]
-        old = new - delta
+        new, old = totals[key], before.get(key, 0.0)
         if exp.metric(metric).kind == "binary":
             binary[(experiment, arm)] += float(new > 0) - float(old > 0)
         else:
             changes[(experiment, arm)].append((old, new))
-    counting_lock(session, {experiment for experiment, _ in [*binary, *changes]} | set(arrived))
     for experiment, users in sorted(arrived.items()):
         _count_waiting_pulls(session, experiment, users)
     for (experiment, arm), change in sorted(binary.items()):

@@ -489,3 +489,39 @@ def test_gunicorn_reads_the_longest_documented_request_and_refuses_longer_ones(c
             assert answer[:2] == (status, "application/json")
             error = json.loads(answer[2])["error"]
             assert error["code"] == code and error["details"] == [] and error["message"] and "\n" not in error["message"]
+
+
+HUGE = 10**400  # a JSON integer no double holds: math.isfinite raises on it
+
+
+def test_integers_beyond_any_double_are_422_not_500_and_store_nothing(client, auth, db):
+    editor, shop = auth("editor"), auth("storefront")
+    before = stored(db)
+    for op, value in (("gt", HUGE), ("eq", HUGE), ("in", [1, HUGE])):
+        targeted = ab_definition(key=f"huge-{op}")
+        targeted["targeting"] = {"all": [{"attribute": "x", "op": op, "value": value}]}
+        refused(client.post("/v1/experiments", json=targeted, headers=editor), 422, "value")
+    for body, field in (
+        ({"matrix": {"half_life_days": HUGE}}, "matrix"),
+        ({"matrix": {"weights": {"view": HUGE}}}, "matrix"),
+        ({"params": {"regularization": HUGE}}, "params.regularization"),
+        ({"params": {"regularization": 1e13}}, "params.regularization"),
+        ({"tune": {"trials": 2, "space": {"regularization": [0.01, HUGE]}}}, "tune.space.regularization"),
+    ):
+        refused(client.post("/v1/models", json={"algorithm": "als", **body}, headers=editor), 422, field)
+    assert stored(db) == before
+    running(client, editor, ab_definition(key="plain"))
+    with_plain = stored(db)
+    huge_attribute = {"user_id": "u-huge", "experiments": ["plain"], "attributes": {"x": HUGE}}
+    refused(client.post("/v1/assignments", json=huge_attribute, headers=shop), 422, "attributes.x")
+    assert stored(db) == with_plain
+
+
+def test_an_ease_fit_that_overflows_single_precision_fails_instead_of_serving_nothing(client, auth):
+    from tests.helpers import train, two_tribes
+
+    editor = auth("editor")
+    two_tribes(client, auth("storefront"))
+    weights = {"view": 1e12, "click": 1e12, "purchase": 1e12, "add_to_cart": 1e12}
+    body = train(client, editor, {"algorithm": "ease", "matrix": {"scaling": "linear", "alpha": 1e12, "weights": weights}, "activate": False})
+    assert body["status"] == "failed" and "no finite solution" in body["error"], body

@@ -71,6 +71,20 @@ def test_concurrent_outcomes_on_one_bandit_lose_no_update(app, auth, db):
         assert (row.pulls, row.reward_sum, row.reward_sumsq) == (expected, expected, expected)
 
 
+def test_a_reward_that_rounding_swallows_is_still_the_users_value_before(client, auth, db):
+    """1e-9, then 1e12: the new total minus the change is 0, not 1e-9; the user must not become a second rewarded user."""
+    shop = auth("storefront")
+    metrics = [{"key": "conversion", "kind": "binary"}, {"key": "spend", "kind": "continuous"}]
+    running(client, auth("editor"), bandit_definition(metrics=metrics, primary_metric="spend"))
+    arm = assign(client, shop, "bonus-bandit", "u1")["arm"]
+    for i, value in enumerate([1e-9, 1e12, 1e12, 1e12]):
+        post_ok(client, "/v1/outcomes", {"outcomes": [outcome(i, "u1", "spend", value, key="bonus-bandit")]}, shop)
+    with db.read() as session:
+        row = session.scalars(select(BanditArmStatsRow).where(BanditArmStatsRow.arm == arm)).one()
+    assert (row.pulls, row.reward_count, row.reward_m2) == (1, 1, 0.0)
+    assert row.reward_sum == 3e12 + 1e-9
+
+
 def test_bandit_learns_the_best_arm_over_http(client, auth):
     shop = auth("storefront")
     running(client, auth("editor"), bandit_definition())

@@ -98,6 +98,14 @@ def test_a_catalogue_that_max_items_covers_too_little_of_is_refused_with_the_rem
         EASE({"l2": 5.0, "max_items": 5, "min_coverage": 0.5}).fit(random_matrix())
 
 
+@pytest.mark.parametrize("confidence", [1e24, 1e30])
+def test_confidences_that_overflow_single_precision_fail_the_fit_instead_of_scoring_nan(confidence):
+    x = sp.random(300, 120, density=0.05, random_state=0, format="csr")
+    x.data[:] = confidence  # squared, past float32's 3.4e38: a Gram matrix of inf, an inverse of NaN or a singular one
+    with pytest.raises(ValueError, match="no finite solution"):
+        EASE({}).fit(x)
+
+
 @pytest.mark.parametrize(
     "params, bound",
     [
