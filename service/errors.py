@@ -24,6 +24,10 @@ class Conflict(ServiceError):
     """The request does not fit the resource's current state."""
 
 
+class ChangedMeanwhile(Conflict):
+    """The resource has moved past the revision the caller's change was made against."""
+
+
 class Invalid(ServiceError):
     """Input that passed the schema but not the domain's rules."""
 

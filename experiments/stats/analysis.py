@@ -58,10 +58,13 @@ class Analysis:
     notes: tuple[str, ...] = field(default=())
 
 
+NO_ARM_USERS = "no exposed users yet"
+
+
 def _arm_alone(arm: ArmSummary, kind: Kind, alpha: float) -> tuple[Interval | None, list[str]]:
     notes = []
     if arm.users == 0:
-        return None, ["no exposed users yet"]
+        return None, [NO_ARM_USERS]
     if kind == "binary":
         ci = wilson(int(arm.total), arm.users, alpha)
     else:
@@ -163,7 +166,7 @@ FEW_EVENTS = 5
 
 
 def _few_events(control: ArmSummary, treat: ArmSummary, out: _Comparison) -> None:
-    thin = [f"{name} has {int(s.total)} conversions of {s.users}" for name, s in (("the control", control), ("this arm", treat))
+    thin = [f"{name} has {int(s.total)} conversion{'' if int(s.total) == 1 else 's'} of {s.users}" for name, s in (("the control", control), ("this arm", treat))
             if min(s.total, s.users - s.total) < FEW_EVENTS]
     if thin:
         out.notes.append(
@@ -172,10 +175,13 @@ def _few_events(control: ArmSummary, treat: ArmSummary, out: _Comparison) -> Non
         )
 
 
+NO_USERS = "the arm or the control has no exposed users yet, so there is nothing to compare"
+
+
 def _compare(control: ArmSummary, treat: ArmSummary, opt: _Options) -> _Comparison:
     out = _Comparison()
     if control.mean is None or treat.mean is None:
-        out.notes.append("the arm or the control has no exposed users yet, so there is nothing to compare")
+        out.notes.append(NO_USERS)
         return out
     out.diff = treat.mean - control.mean
     (_sequential if opt.sequential else _fixed)(control, treat, opt, out)

@@ -231,6 +231,12 @@ def _recentred(row: Any) -> tuple[Any, ...]:
     return (arm, n, mean_v * n, mean_x * n, positives, w, wy, w2, w2y, w2y2, m2, m2_x, xv - dx * dv / n, mv)
 
 
+def exposures_per_arm(db: Database, key: str) -> dict[str, int]:
+    """How many users each arm was given, whatever any metric counts of them."""
+    with db.read() as session:
+        return {arm: int(n) for arm, n in session.execute(text(_EXPOSED), {"key": key})}
+
+
 def points_per_arm(db: Database, key: str) -> dict[str, float]:
     """Ledger points granted to each arm's exposed users."""
     sql = "SELECT arm, SUM(points) FROM reward_ledger WHERE experiment_key = :key AND arm IS NOT NULL GROUP BY arm"

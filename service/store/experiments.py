@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session
 
 from experiments.definitions import BUILTIN_METRICS, DESIGN_FIELDS, Experiment, TransitionError, transition
 from experiments.layers import Range, first_fit, free_share, largest_gap
-from service.errors import Conflict, NotFound
+from service.errors import ChangedMeanwhile, Conflict, NotFound
 from service.store.experiment_codec import definition, from_row
 from service.store.database import Database
 from service.store.sql import insert
@@ -100,12 +100,17 @@ def create(db: Database, fields: dict[str, Any]) -> ExperimentRow:
 _CHANGE_LOCK = {"key_share": True}
 
 
-def patch(db: Database, key: str, changes: dict[str, Any]) -> ExperimentRow:
-    """Apply changes; design fields only while draft (409), and the result must validate (422)."""
+def patch(db: Database, key: str, changes: dict[str, Any], revision: int | None = None) -> ExperimentRow:
+    """Apply changes; design fields only while draft (409), and the result must validate (422).
+
+    With `revision`, only to the experiment at that revision (ChangedMeanwhile otherwise), checked under the row's lock.
+    """
     with db.write() as session:
         row = session.get(ExperimentRow, key, with_for_update=_CHANGE_LOCK)
         if row is None:
             raise NotFound("experiment", key)
+        if revision is not None and row.revision != revision:
+            raise ChangedMeanwhile(f"{key} is at revision {row.revision}, not {revision}: it changed since")
         frozen = sorted(set(changes) & DESIGN_FIELDS)
         if frozen and row.status != "draft":
             raise Conflict(f"{', '.join(frozen)} can only change while the experiment is a draft; it is {row.status}")

@@ -81,10 +81,10 @@ def list_all(db: Database, status: str | None = None) -> list[dict[str, Any]]:
     return [to_json(r) for r in store.list_all(db, status)]
 
 
-def change(db: Database, cache: ExperimentCache, key: str, changes: dict[str, Any]) -> dict[str, Any]:
-    """Apply the fields sent (design fields only while draft)."""
+def change(db: Database, cache: ExperimentCache, key: str, changes: dict[str, Any], revision: int | None = None) -> dict[str, Any]:
+    """Apply the fields sent (design fields only while draft); with `revision`, only to the experiment as it was at that revision."""
     _check_recommenders(changes)
-    changed = store.patch(db, key, _complete(changes))
+    changed = store.patch(db, key, _complete(changes), revision)
     cache.changed(key, Stamp.of(changed))
     return to_json(changed)
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 import time
 from typing import Any, Mapping
 
-from experiments.stats.ipw import PropensitySums, best_arm_target, evaluate_allocation, ipw_arm
+from experiments.stats.ipw import best_arm_target, evaluate_allocation, ipw_arm
 from experiments.stats.power import plan_sample_size
 from service.errors import Invalid
 from service.store.arm_moments import arm_moments

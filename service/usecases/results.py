@@ -4,18 +4,18 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass, replace
-from typing import Any, Literal
+from typing import Any, Literal, Sequence
 
 from experiments.definitions import AnalysisSettings, Experiment, Metric
 from experiments.stats import ArmSummary, analyse, sample_ratio_mismatch
-from experiments.stats.analysis import Analysis
+from experiments.stats.analysis import NO_ARM_USERS, NO_USERS, Analysis
 from experiments.stats.corrections import Correction
 from experiments.stats.cuped import CupedArm, CupedResult, cuped
-from experiments.stats.ipw import PropensitySums, ipw_arm
+from experiments.stats.ipw import ipw_arm
 from experiments.stats.power import plan_sample_size
 from experiments.stats.summary import Interval, finite_or_none
 from service.errors import Invalid
-from service.store.arm_moments import RETENTION_DAYS, ArmMoments, arm_moments, points_per_arm
+from service.store.arm_moments import RETENTION_DAYS, ArmMoments, arm_moments, exposures_per_arm, points_per_arm
 from service.store.database import Database
 from service.store.experiments import StoredDefinition
 from service.timestamps import iso
@@ -104,6 +104,19 @@ def _compute(db: Database, exp: Experiment, metric: Metric, settings: AnalysisSe
     return _Computed(analysis, per_arm, adjusted, notes)
 
 
+def _arm_notes(notes: Sequence[str], metric: str) -> list[str]:
+    """An arm's notes; for a retention metric, "no exposed users" says that nobody exposed is old enough yet."""
+    if metric not in RETENTION_DAYS:
+        return list(notes)
+    days = RETENTION_DAYS[metric]
+    why = f"{metric} counts a user once their day-{days} window has closed"
+    instead = {
+        NO_ARM_USERS: f"no user of this arm was exposed {days + 1} or more days ago yet: {why}",
+        NO_USERS: f"no user of this arm or of the control was exposed {days + 1} or more days ago: {why}, so there is nothing to compare yet",
+    }
+    return [instead.get(note, note) for note in notes]
+
+
 def guardrail_status(diff: float | None, diff_ci: Interval | None, higher_is_better: bool) -> Literal["ok", "warn", "fail"]:
     """fail when the interval lies wholly on the worse side of 0, warn when the difference does; for most
     metrics the worse side is below 0, for one declared with higher_is_better false above it."""
@@ -124,7 +137,7 @@ def _guardrails(db: Database, exp: Experiment, settings: AnalysisSettings, alpha
         for arm in computed.analysis.arms[1:]:
             note = None
             if arm.diff is None or arm.diff_ci is None:
-                note = "; ".join(arm.notes) or ("no difference yet" if arm.diff is None else "no interval yet")
+                note = "; ".join(_arm_notes(arm.notes, name)) or ("no difference yet" if arm.diff is None else "no interval yet")
             out.append({
                 "arm": arm.arm, "metric": name, "diff": arm.diff, "diff_ci": interval(arm.diff_ci),
                 "status": guardrail_status(arm.diff, arm.diff_ci, metric.higher_is_better), "higher_is_better": metric.higher_is_better, "note": note,
@@ -188,7 +201,7 @@ def results(db: Database, cache: ExperimentCache, key: str, req: ResultsRequest)
             "p_value_adjusted": result.p_value_adjusted,
             "significant": result.significant,
             "chance_to_beat_control": result.chance_to_beat_control,
-            "notes": list(result.notes),
+            "notes": _arm_notes(result.notes, metric.key),
         }
         if exp.type == "bandit":
             est = ipw_arm(m.propensity_sums(), total_users, req.alpha)
@@ -221,7 +234,9 @@ def results(db: Database, cache: ExperimentCache, key: str, req: ResultsRequest)
         days = RETENTION_DAYS[metric.key]
         out["notes"].append(f"{metric.key} counts only users exposed at least {days + 1} days ago, whose day-{days} window has closed")
     if exp.type == "ab":
-        srm = sample_ratio_mismatch([m.users for _, m in computed.per_arm], [arm.weight for arm in exp.arms])
+        # The split is of assignments: a retention metric's users are only those old enough for it.
+        exposed = exposures_per_arm(db, exp.key) if metric.key in RETENTION_DAYS else {name: m.users for name, m in computed.per_arm}
+        srm = sample_ratio_mismatch([exposed.get(arm.key, 0) for arm in exp.arms], [arm.weight for arm in exp.arms])
         if srm is not None:
             out["srm"] = {"p_value": srm.p_value, "observed": srm.observed, "expected": srm.expected, "mismatch": srm.mismatch, "statistic": srm.statistic}
     else:

@@ -99,6 +99,7 @@ def test_roles_as_in_the_api(as_role, client, auth):
         resp = analyst.get(path)
         assert resp.status_code == 403, path
         assert "analyst key cannot use this page" in resp.get_data(as_text=True)
+        assert "Sign out" in resp.get_data(as_text=True) and ">Sign in<" not in resp.get_data(as_text=True)  # still signed in
     # A hand-made POST with a valid token but the wrong role, and one with the right role but no token.
     token = csrf(analyst, "/ui/experiments")
     assert analyst.post("/ui/experiments/points-q4/stop", data={"csrf_token": token, "confirm": "yes"}).status_code == 403
@@ -182,6 +183,19 @@ def test_validation_errors_sit_beside_the_fields_they_name(as_role):
         beside = re.search(r'<p class="error" id="f-targeting-error">(.*?)</p>', html)
         assert beside and place in beside.group(1) and 'href="#f-targeting"' in html, rule
         assert 'aria-invalid="true"' in html.split('id="f-targeting"', 1)[1].split(">", 1)[0]
+
+
+def test_form_errors_read_in_the_forms_own_words(as_role, client, auth):
+    editor = as_role("editor")
+    token = csrf(editor, "/ui/experiments/new")
+    html = editor.post("/ui/experiments/new", data={**form_of(**{"key": "Bad Key", "arms.1.schedule.fixed_ratio.every": ""}), "csrf_token": token}).get_data(as_text=True)
+    assert "String should match pattern" not in html and "use lower-case letters, digits" in html
+    assert ">Arm 2 › schedule › every</a>" in html  # the summary names fields as their labels read, counting from 1
+    post_ok(client, "/v1/experiments", ab_definition(key="taken"), auth("editor"), status=201)
+    taken = editor.post("/ui/experiments/new", data={**form_of(key="taken"), "csrf_token": token})
+    assert taken.status_code == 409 and 'id="f-key-error"' in taken.get_data(as_text=True)  # beside the Key field
+    more = editor.post("/ui/experiments/new", data={**form_of(), "more": "metric", "csrf_token": token}).get_data(as_text=True)
+    assert re.search(r'<input id="f-metrics-1-key" name="metrics.1.key"[^>]* autofocus', more)  # the new row has the focus
 
 
 @pytest.mark.parametrize("field, value", [
@@ -284,6 +298,29 @@ def test_sign_out_forgets_the_key_and_a_revoked_key_stops_within_a_second(as_rol
     assert client.get("/ui/experiments").status_code == 303
 
 
+def test_sign_out_from_a_tab_opened_before_the_last_sign_in_still_signs_out(as_role, client, keys):
+    editor = as_role("editor")
+    old_tab = csrf(editor, "/ui/experiments")
+    sign_in(editor, keys["editor"])  # a second tab signs in again: a new session, a new token
+    origin = {"Origin": "http://localhost"}
+    assert editor.post("/ui/sign-out", data={"csrf_token": old_tab}, headers={"Origin": "https://elsewhere.example"}).status_code == 403
+    assert editor.get("/ui/experiments").status_code == 200  # another site cannot sign the user out
+    assert editor.post("/ui/sign-out", data={"csrf_token": old_tab}, headers=origin).status_code == 303
+    assert editor.get("/ui/experiments").status_code == 303
+
+
+def test_a_mistyped_console_address_gets_the_consoles_page_and_the_api_keeps_json(as_role, client):
+    editor = as_role("editor")
+    for path in ("/ui/nothing", "/ui/experiments/points-q4/frobnicate", "/ui/experiments/a%2Fb", "/ui/models/..%2F..%2Fetc/activate"):
+        resp = editor.get(path)
+        assert resp.status_code == 404 and resp.mimetype == "text/html", path
+        assert "There is no console page at this address" in resp.get_data(as_text=True)
+    missing = editor.get("/ui/experiments/nope")
+    assert missing.status_code == 404 and "nope" in missing.get_data(as_text=True)  # a page's own 404 says what is missing
+    api = client.get("/v1/nothing")
+    assert api.status_code == 404 and api.get_json()["error"]["code"] == "not_found"
+
+
 def test_console_routes_stay_out_of_the_openapi_document_and_send_safety_headers(client):
     paths = client.get("/openapi.json").get_json()["paths"]
     assert not any(p.startswith("/ui") for p in paths)
@@ -338,11 +375,16 @@ def test_edit_a_draft_keeps_what_the_form_shows(as_role, client, auth):
     posted = {k: v for k, v in values.items() if v != ""}
     posted.update({"name": "Renamed", "type": "ab", "arms.0.schedule.type": "per_unit", "arms.1.schedule.type": "fixed_ratio",
                    "arms.2.schedule.type": "variable_ratio", "metrics.0.kind": "binary", "metrics.1.kind": "continuous",
-                   "targeting": json_of(before["targeting"]), "csrf_token": csrf(editor, "/ui/experiments/points-q4/edit")})
+                   "targeting": json_of(before["targeting"]), "csrf_token": csrf(editor, "/ui/experiments/points-q4/edit"),
+                   "revision": re.search(r'name="revision" value="(\d+)"', form).group(1)})
     for i, arm in enumerate(before["arms"]):
         posted[f"arms.{i}.payload"] = json_of(arm["payload"])
     resp = editor.post("/ui/experiments/points-q4/edit", data=posted)
     assert resp.status_code == 303, resp.get_data(as_text=True)
+    # The same form saved again from a second tab opened before that save: refused, not saved over it.
+    stale = editor.post("/ui/experiments/points-q4/edit", data={**posted, "name": "Second tab"})
+    assert stale.status_code == 409 and "It changed since this page was opened" in stale.get_data(as_text=True)
+    assert 'value="Renamed"' in stale.get_data(as_text=True)  # the form now shows the draft as it is
     after = client.get("/v1/experiments/points-q4", headers=auth("analyst")).get_json()
     assert after["name"] == "Renamed"
     assert {k: after[k] for k in ("arms", "metrics", "targeting", "traffic", "primary_metric")} == {k: before[k] for k in ("arms", "metrics", "targeting", "traffic", "primary_metric")}

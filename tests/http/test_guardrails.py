@@ -76,3 +76,14 @@ def test_metrics_read_back_with_their_defaults_and_a_bandit_must_maximise(client
     assert resp.status_code == 422
     assert [d["field"] for d in resp.get_json()["error"]["details"]] == ["primary_metric"]
     assert client.get("/v1/experiments/bonus-bandit", headers=editor).status_code == 404
+
+
+def test_a_retention_guardrail_says_nobody_is_old_enough_yet_and_the_split_counts_every_exposure(client, auth):
+    shop = auth("storefront")
+    running(client, auth("editor"), ab_definition(guardrails=["retention_d7"]))
+    arms = [assign(client, shop, "points-q4", f"r{u}")["arm"] for u in range(90)]  # exposed now: day 7 is a week away
+    body = get_ok(client, "/v1/experiments/points-q4/results?metric=retention_d7", auth("analyst"))
+    assert [a["users"] for a in body["arms"]] == [0, 0, 0]
+    assert body["srm"]["observed"] == [arms.count(a["arm"]) for a in body["arms"]]
+    for note in [g["note"] for g in body["guardrails"]] + [n for a in body["arms"][1:] for n in a["notes"]]:
+        assert "exposed 8 or more days ago" in note and "no exposed users" not in note

@@ -38,9 +38,13 @@ def sign_in_page() -> Any:
 
 
 @bp.post("/sign-out")
-@page(None)
+@page(None, refills=True)
 def sign_out_page() -> Any:
-    """Forget the key; the session cookie no longer holds it."""
+    """Forget the key; the session cookie no longer holds it.
+
+    A tab opened before the last sign-in holds an old token: from this console's own pages its
+    Sign out still signs out, rather than answering 403 and leaving the key in the browser.
+    """
     sign_out()
     flash("Signed out. The key is no longer stored in this browser.", "success")
     return back("console.sign_in")

@@ -16,6 +16,8 @@ PALETTE = ("#0072b2", "#d55e00", "#009e73", "#cc79a7", "#8a6d00", "#3a8fc7", "#2
 DASHES = ("", "7 4", "2 3", "9 3 2 3", "1 3", "12 4", "4 4")
 AXIS = "#555555"
 GRID = "#dddddd"
+# Roughly how wide one character of an axis label is at the charts' 13px font, to keep labels apart.
+_LABEL_CHAR_PX = 7.5
 Format = Callable[[float], str]
 _ids = itertools.count(1)
 
@@ -135,12 +137,18 @@ def line_chart(
         body.append(f'<text x="{left - 6}" y="{py(t) + 4:.1f}" text-anchor="end" fill="{AXIS}">{escape(y_format(t))}</text>')
     every = max(1, math.ceil(len(x_labels) / 8))
     last = len(x_labels) - 1
-    for i, label in enumerate(x_labels):
-        # The last label too, unless it would overlap the one before it.
-        if i % every == 0 or (i == last and last % every >= every / 2):
-            # The ends are anchored inward, so that a long first or last label is not cut by the frame.
-            anchor = "start" if i == 0 and last > 0 else "end" if i == last and last > 0 else "middle"
-            body.append(f'<text x="{px(i):.1f}" y="{top + plot_h + 16}" text-anchor="{anchor}" fill="{AXIS}">{escape(label)}</text>')
+    shown = set(range(0, len(x_labels), every))
+    if last > 0 and last not in shown:
+        # The newest label always shows; the regular one before it goes when the two would overlap
+        # (the last is anchored at its end, the other at its middle: 1.5 labels' width between them).
+        before = last - last % every
+        if (last - before) * step < 1.5 * _LABEL_CHAR_PX * max(len(x_labels[last]), len(x_labels[before])) + 6 and before > 0:
+            shown.discard(before)
+        shown.add(last)
+    for i in sorted(shown):
+        # The ends are anchored inward, so that a long first or last label is not cut by the frame.
+        anchor = "start" if i == 0 and last > 0 else "end" if i == last and last > 0 else "middle"
+        body.append(f'<text x="{px(i):.1f}" y="{top + plot_h + 16}" text-anchor="{anchor}" fill="{AXIS}">{escape(x_labels[i])}</text>')
     if y_label:
         body.append(f'<text x="12" y="{top + plot_h / 2:.1f}" transform="rotate(-90 12 {top + plot_h / 2:.1f})" text-anchor="middle" fill="{AXIS}">{escape(y_label)}</text>')
     body.append(f'<line x1="{left}" y1="{top + plot_h}" x2="{left + plot_w}" y2="{top + plot_h}" stroke="{AXIS}"/>')

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Callable, Mapping
 
+from experiments.definitions import KEY_PATTERN
 from experiments.schedules import SCHEDULES
 from service.http.console.forms import json_text
 
@@ -71,9 +72,12 @@ def form_number(raw: str) -> Any:
     if raw.lower().lstrip("+-") in ("nan", "inf", "infinity"):
         return raw
     try:
-        return float(raw)
+        value = float(raw)
     except ValueError:
         return raw
+    # "1e3" or "3.0" in a whole-number field is that number, as a browser's number input lets it be typed
+    # (a float field takes the int as well).
+    return int(value) if value.is_integer() and abs(value) < 2**53 else value
 
 
 def _timestamp(raw: str) -> str:
@@ -189,7 +193,7 @@ def field_errors(details: list[dict[str, Any]], parsed: Parsed) -> dict[str, lis
             parts = parts[:1]  # one input holds them all, and each message names its metric
         if len(parts) > 3 and parts[2] == "schedule" and parts[3] in SCHEDULES:
             del parts[3]  # the schema's union tag: the form has one input per parameter name
-        message = str(d.get("message", "is not valid"))
+        message = _plain_words(str(d.get("message", "is not valid")))
         # A place inside a JSON text area (a targeting rule's leaf, a payload's key) is named in the
         # message, and the error sits beside the text area, the only input there is.
         inside = 1 if parts[:1] == ["targeting"] else 3 if len(parts) > 2 and parts[0] == "arms" and parts[2] == "payload" else None
@@ -197,6 +201,15 @@ def field_errors(details: list[dict[str, Any]], parsed: Parsed) -> dict[str, lis
             parts, message = parts[:inside], f"{'.'.join(parts[inside:])}: {message}"
         errors.setdefault(".".join(parts) or "form", []).append(message)
     return errors
+
+
+# The schema's own words for a key that breaks the key pattern, and what a person filling a form needs instead.
+_KEY_PATTERN_MESSAGE = f"String should match pattern '{KEY_PATTERN.pattern}'"
+_KEY_RULE = "use lower-case letters, digits, '.', '_' and '-' (starting with a letter or digit, up to 64 characters)"
+
+
+def _plain_words(message: str) -> str:
+    return _KEY_RULE if message == _KEY_PATTERN_MESSAGE else message
 
 
 def input_name(error_field: str, values: Mapping[str, str]) -> str:

@@ -11,16 +11,15 @@ from typing import Any, Mapping
 from flask import abort, flash, render_template, request
 from pydantic import ValidationError
 
-from service.errors import Conflict, Invalid
+from service.errors import ChangedMeanwhile, Conflict, Invalid
 from service.http.console import bp
 from service.http.console.experiment_form import form_number, guardrails_and_analysis, values_of
-from service.http.console.forms import STALE_FORM, back, page, stale_form
+from service.http.console.forms import CHANGED_MEANWHILE, STALE_FORM, back, page, stale_form
 from service.http.endpoint import EDITOR, services
 from service.http.errors import details_from_pydantic
 from service.http.schemas.experiments import ExperimentPatch
 from service.usecases import experiments
 
-CHANGED_MEANWHILE = "It changed since this page was opened (in another tab, or by someone else): here it is as it is now. Nothing was saved; make your change again."
 FIELDS = ("name", "description", "traffic", "guardrails", "analysis.sequential", "analysis.cuped", "analysis.cuped_days")
 
 
@@ -72,7 +71,10 @@ def experiment_settings(key: str) -> Any:
     changes = _changes(values, exp)
     try:
         body = ExperimentPatch.model_validate(changes)
-        experiments.change(db, services().experiment_cache, key, body.model_dump(mode="json", exclude_unset=True))
+        experiments.change(db, services().experiment_cache, key, body.model_dump(mode="json", exclude_unset=True), revision=exp["revision"])
+    except ChangedMeanwhile:  # between this page's check and the save
+        fresh = experiments.get(db, key)
+        return _page(fresh, {**values_of(fresh), "revision": str(fresh["revision"])}, {"form": [CHANGED_MEANWHILE]}, 409)
     except ValidationError as exc:
         return _page(exp, values, _errors(details_from_pydantic(exc)), 422)
     except Invalid as exc:

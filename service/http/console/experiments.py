@@ -2,17 +2,17 @@
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Any, Mapping
 
 from flask import Response, abort, flash, render_template, request
 from pydantic import BaseModel, ValidationError
 
 from bandits.registry import POLICIES
 from experiments.definitions import BUILTIN_METRICS, TRANSITIONS
-from service.errors import Conflict, Invalid
+from service.errors import ChangedMeanwhile, Conflict, Invalid
 from service.http.console import bp
 from service.http.console.experiment_form import field_errors, input_name, parse, row_count, schedule_fields, values_of
-from service.http.console.forms import STALE_FORM, back, page, stale_form
+from service.http.console.forms import CHANGED_MEANWHILE, STALE_FORM, back, page, stale_form
 from service.http.endpoint import EDITOR, READ_EXPERIMENTS, services
 from service.http.errors import details_from_pydantic
 from service.http.schemas.experiments import ExperimentIn
@@ -44,6 +44,8 @@ def experiment_detail(key: str) -> str:
 
 def _form(values: dict[str, str], errors: dict[str, list[str]], exp: dict[str, Any] | None, more: str = "", status: int = 200) -> tuple[str, int]:
     """The create or edit form, with any errors beside the fields they name."""
+    arm_rows = row_count(values, "arms", 2, 1 if more == "arm" else 0)
+    metric_rows = row_count(values, "metrics", 1, 1 if more == "metric" else 0)
     return render_template(
         "console/experiment_form.html",
         values=values,
@@ -53,8 +55,10 @@ def _form(values: dict[str, str], errors: dict[str, list[str]], exp: dict[str, A
         schedules=schedule_fields(),
         policies=list(POLICIES),
         builtin_metrics=list(BUILTIN_METRICS),
-        arm_rows=row_count(values, "arms", 2, 1 if more == "arm" else 0),
-        metric_rows=row_count(values, "metrics", 1, 1 if more == "metric" else 0),
+        arm_rows=arm_rows,
+        metric_rows=metric_rows,
+        # After "add a row", the new row's first input has the focus, not the top of the page.
+        focus=f"arms.{arm_rows - 1}.key" if more == "arm" else f"metrics.{metric_rows - 1}.key" if more == "metric" else None,
     ), status
 
 
@@ -71,6 +75,9 @@ def _save(exp: dict[str, Any] | None) -> Any:
         return _form(values, {"form": [STALE_FORM]}, exp, status=409)
     if request.form.get("more") in ("arm", "metric"):  # "add a row" buttons re-draw the form without saving
         return _form(values, {}, exp, request.form["more"])
+    if exp is not None and values.get("revision") != str(exp["revision"]):
+        # The form sends the whole draft: saving it over a change made since it was opened would undo that change unseen.
+        return _form(_editing(exp), {"form": [CHANGED_MEANWHILE]}, exp, status=409)
     parsed = parse(values)
     db = services().db
     try:
@@ -82,13 +89,21 @@ def _save(exp: dict[str, Any] | None) -> Any:
         fields = body.model_dump(mode="json", exclude_unset=True)
         if exp is not None and "analysis" in fields:  # the form shows some settings; the others (sequential_tuning) stay
             fields["analysis"] = {**exp["analysis"], **fields["analysis"]}
-        saved = experiments.create(db, fields) if exp is None else experiments.change(db, services().experiment_cache, exp["key"], {k: v for k, v in fields.items() if k != "key"})
+        if exp is None:
+            saved = experiments.create(db, fields)
+        else:
+            changes = {k: v for k, v in fields.items() if k != "key"}
+            saved = experiments.change(db, services().experiment_cache, exp["key"], changes, revision=exp["revision"])
+    except ChangedMeanwhile:  # between this page's check and the save (only a change names a revision)
+        assert exp is not None
+        fresh = experiments.get(db, exp["key"])
+        return _form(_editing(fresh), {"form": [CHANGED_MEANWHILE]}, fresh, status=409)
     except ValidationError as exc:
         return _form(values, field_errors(details_from_pydantic(exc), parsed), exp, status=422)
     except Invalid as exc:
         return _form(values, field_errors(exc.details or [{"field": "form", "message": exc.message}], parsed), exp, status=422)
-    except Conflict as exc:
-        return _form(values, {"form": [exc.message]}, exp, status=409)
+    except Conflict as exc:  # on a new draft, the one conflict there is: its key is taken
+        return _form(values, {"key" if exp is None else "form": [exc.message]}, exp, status=409)
     flash(f"Saved {saved['key']} as a {saved['status']}.", "success")
     return back("console.experiment_detail", key=saved["key"])
 
@@ -112,7 +127,12 @@ def experiment_edit(key: str) -> Any:
         abort(409, f"Only a draft can be edited; {key} is {exp['status']}, so its arms, weights and metrics are frozen.")
     if request.method == "POST":
         return _save(exp)
-    return _form(values_of(exp), {}, exp)
+    return _form(_editing(exp), {}, exp)
+
+
+def _editing(exp: Mapping[str, Any]) -> dict[str, str]:
+    """The edit form's values for a draft as stored now, with the revision they are of."""
+    return {**values_of(exp), "revision": str(exp["revision"])}
 
 
 @bp.route("/experiments/<key>/<any(start, pause, stop):action>", methods=["GET", "POST"])

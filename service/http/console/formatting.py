@@ -29,6 +29,29 @@ def pct(value: Any, signed: bool = False) -> str:
     return f"{value:+.1%}" if signed else f"{value:.1%}"
 
 
+def field_label(name: str) -> str:
+    """A form field's path as its labels read: arms.1.schedule.every is "Arm 2 › schedule › every"."""
+    parts = name.split(".")
+    words: list[str] = []
+    for i, part in enumerate(parts):
+        if part.isdigit() and i > 0 and parts[i - 1] in ("arms", "metrics"):
+            words[-1] = f"{'Arm' if parts[i - 1] == 'arms' else 'Metric'} {int(part) + 1}"
+        else:
+            words.append(part.replace("_", " "))
+    return " › ".join(words)[:1].upper() + " › ".join(words)[1:]
+
+
+def chance(value: Any) -> str:
+    """A probability to beat the control: never a rounded 100.0% or 0.0%, which would read as certainty."""
+    if not _finite(value):
+        return DASH
+    if value > 0.999:
+        return ">99.9%"
+    if value < 0.001:
+        return "<0.1%"
+    return f"{value:.1%}"
+
+
 def level(alpha: float) -> str:
     """An interval's confidence, 1 - alpha, with as many decimals as it takes not to read 100%."""
     decimals = max(1, math.ceil(-math.log10(alpha)) - 2) if 0 < alpha < 1 else 1
@@ -93,7 +116,7 @@ def day(iso: str | None) -> str:
 
 def json_text(value: Any) -> str:
     """Indented JSON for a textarea or a <pre>."""
-    return json.dumps(value, indent=2, sort_keys=True) if value not in (None, {}, []) else ""
+    return json.dumps(value, indent=2, sort_keys=True, ensure_ascii=False) if value not in (None, {}, []) else ""
 
 
 def schedule(spec: dict[str, Any] | None) -> str:

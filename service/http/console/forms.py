@@ -32,6 +32,7 @@ def csrf_token() -> str:
     return token
 
 
+CHANGED_MEANWHILE = "It changed since this page was opened (in another tab, or by someone else): here it is as it is now. Nothing was saved; make your change again."
 STALE_FORM = (
     "Nothing was saved: your console session changed after this page was loaded (a sign-in in another tab, "
     "for example). The form is as you left it; check it and save again."
@@ -110,17 +111,17 @@ def page(roles: tuple[str, ...] | None, refills: bool = False) -> Callable[[Call
         @wraps(fn)
         def view(**kwargs: Any) -> Any:
             g.stale_form = False
+            # Known before any refusal, so that a 403 page keeps the signed-in user's navigation and Sign out.
+            g.principal = principal = current_principal()
             if request.method == "POST" and not _csrf_ok():
                 if not (refills and _same_origin()):
                     check_csrf()
                 g.stale_form = True
-            principal = current_principal()
             if principal is None:
                 target = request.full_path.rstrip("?") if request.method == "GET" else None
                 return redirect(url_for("console.sign_in", next=target), 303)
             if roles is not None and not allowed(principal.role, roles):
                 abort(403, f"{a_key_of(principal.role).capitalize()} cannot use this page; it needs {roles_needed(roles)}.")
-            g.principal = principal
             return fn(**kwargs)
 
         return view

@@ -116,7 +116,14 @@ def results_page(key: str) -> tuple[str, int]:
         day_choices=sorted({*RETENTION_CHOICES, days}),
         csv_args={k: v for k, v in (("metric", answer["metric"]), ("alpha", answer["alpha"]), ("correction", answer["correction"]))},
         few_effective_users=FEW_EFFECTIVE_USERS,
+        guardrail_kinds={g: _kind(exp, g) for g in exp["guardrails"]},
     ), (422 if errors else 200)
+
+
+def _kind(exp: dict[str, Any], metric: str) -> str:
+    """A metric's kind, as the experiment declares it or as built in."""
+    declared = {m["key"]: m.get("kind", "binary") for m in exp["metrics"]}
+    return declared.get(metric) or BUILTIN_METRICS.get(metric, "binary")
 
 
 @bp.get("/experiments/<key>/results.csv")
