@@ -321,6 +321,18 @@ def test_a_mistyped_console_address_gets_the_consoles_page_and_the_api_keeps_jso
     assert api.status_code == 404 and api.get_json()["error"]["code"] == "not_found"
 
 
+def test_a_form_posted_after_its_key_was_revoked_says_why_and_leads_back(as_role, client, auth):
+    editor = as_role("editor")
+    token = csrf(editor, "/ui/experiments/new")
+    key_id = next(k["id"] for k in client.get("/v1/keys", headers=auth("admin")).get_json()["keys"] if k["role"] == "editor")
+    assert client.delete(f"/v1/keys/{key_id}", headers=auth("admin")).status_code == 200
+    time.sleep(1.1)  # the key cache's bound
+    resp = editor.post("/ui/experiments/new", data={**form_of(), "csrf_token": token})
+    assert resp.status_code == 303 and resp.headers["Location"].endswith("/ui/sign-in?next=/ui/experiments/new")
+    page = editor.get(resp.headers["Location"]).get_data(as_text=True)
+    assert "Your console session ended" in page and "was not saved" in page
+
+
 def test_console_routes_stay_out_of_the_openapi_document_and_send_safety_headers(client):
     paths = client.get("/openapi.json").get_json()["paths"]
     assert not any(p.startswith("/ui") for p in paths)

@@ -12,7 +12,7 @@ from functools import wraps
 from typing import Any, Callable
 
 import pydantic_core
-from flask import abort, g, redirect, request, session, url_for
+from flask import abort, flash, g, redirect, request, session, url_for
 from werkzeug.wrappers import Response
 
 from service.http.endpoint import services
@@ -119,6 +119,12 @@ def page(roles: tuple[str, ...] | None, refills: bool = False) -> Callable[[Call
                 g.stale_form = True
             if principal is None:
                 target = request.full_path.rstrip("?") if request.method == "GET" else None
+                if request.method == "POST" and request.endpoint != "console.sign_out_page":
+                    # The key was revoked or the session expired while the page was open: say why the
+                    # form went, and lead back to the page it was on.
+                    flash("Your console session ended (its key was revoked, or the session expired), so that form was not saved. "
+                          "Sign in again to go back to the page.", "warn")
+                    target = request.path
                 return redirect(url_for("console.sign_in", next=target), 303)
             if roles is not None and not allowed(principal.role, roles):
                 abort(403, f"{a_key_of(principal.role).capitalize()} cannot use this page; it needs {roles_needed(roles)}.")
