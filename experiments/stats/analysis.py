@@ -148,7 +148,8 @@ def _lift(control: ArmSummary, treat: ArmSummary, opt: _Options, out: _Compariso
     if lift.value is None or lift.se is None:
         out.notes.append(lift.note or "lift is undefined")
         return
-    if lift.se == 0 and opt.kind != "binary":  # as the difference has none: Welch's interval needs variation
+    constant = opt.kind != "binary" and mean_variance(control, False) == 0 and mean_variance(treat, False) == 0
+    if constant:  # as the difference has none: Welch's interval needs variation
         out.notes.append("the lift has no interval: every user within each arm is alike")
         return
     if opt.sequential:

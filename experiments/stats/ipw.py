@@ -97,6 +97,11 @@ def _interval(centre: float, variance: float, alpha: float) -> Interval | None:
     return Interval(low, high) if math.isfinite(low) and math.isfinite(high) else None
 
 
+# The share of sum Z^2 that sum (Z - mean)^2 must keep for the difference to hold digits worth an
+# interval: below it, more than 11 of a double's 16 digits cancelled.
+_DIGITS_KEPT = 1e-11
+
+
 def _ipw(s: PropensitySums, total_users: int, alpha: float, notes: list[str]) -> tuple[float | None, Interval | None]:
     """sum w y / N with the variance of Z_i = w_i y_i (0 off the arm or policy) over all N users."""
     if total_users == 0:
@@ -116,8 +121,14 @@ def _ipw(s: PropensitySums, total_users: int, alpha: float, notes: list[str]) ->
     # sum (Z - mean)^2 = sum Z^2 - mean sum Z. It loses digits only as sum Z^2 / sum (Z - mean)^2 grows
     # (near-equal Z far from zero); the zeros of users off the arm and varying weights keep that small.
     sum_z2 = s.w2y2 + s.shift * (2 * s.w2y + s.shift * s.w2)
-    variance = (sum_z2 - sum_z * mean) / (total_users - 1) / total_users
-    return mean, _interval(mean, variance, alpha)
+    spread = sum_z2 - sum_z * mean
+    if sum_z2 > 0 and spread < _DIGITS_KEPT * sum_z2:
+        # Nearly equal Z far from zero (every user weighted alike, values near 1e9): the difference keeps
+        # no digit worth an interval. The self-normalised interval, taken around the mean, does.
+        notes.append("the IPW interval is left out: the weighted values are nearly equal and far from zero, so their spread "
+                     "cannot be computed from these sums; read the self-normalised (snipw) interval instead")
+        return mean, None
+    return mean, _interval(mean, spread / (total_users - 1) / total_users, alpha)
 
 
 def _snipw(s: PropensitySums, alpha: float, notes: list[str]) -> tuple[float | None, Interval | None]:

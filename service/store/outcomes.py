@@ -152,12 +152,16 @@ def _totals(session: Session, keys: list[tuple[str, str, str]]) -> dict[tuple[st
     before once rounding swallows it (1e-9 then 1e12 gives back 0, which would make the user's
     first reward look like a second user's).
     """
+    users: dict[tuple[str, str], list[str]] = defaultdict(list)
+    for experiment, metric, user in keys:
+        users[(experiment, metric)].append(user)
     found: dict[tuple[str, str, str], float] = {}
-    for chunk in chunks(keys, _CHUNK):
-        marks = ", ".join(["(?, ?, ?)"] * len(chunk))
-        sql = f"SELECT experiment_key, metric, user_id, total FROM user_metric_totals WHERE (experiment_key, metric, user_id) IN (VALUES {marks})"
-        rows = run(session, sql, [x for k in chunk for x in k])
-        found.update({(r[0], r[1], r[2]): float(r[3]) for r in rows})
+    for (experiment, metric), ids in sorted(users.items()):
+        for chunk in chunks(ids, _CHUNK):
+            # A plain IN on the key's last column: SQLite scans the whole table for a row-value IN (VALUES ...).
+            marks = ", ".join(["?"] * len(chunk))
+            sql = f"SELECT user_id, total FROM user_metric_totals WHERE experiment_key = ? AND metric = ? AND user_id IN ({marks})"
+            found.update({(experiment, metric, r[0]): float(r[1]) for r in run(session, sql, [experiment, metric, *chunk])})
     return found
 
 

@@ -94,14 +94,16 @@ def new_version() -> str:
     return time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()) + "-" + secrets.token_hex(3)
 
 
-def _within_bound(part: str, values: Any) -> None:
+def _within_bound(part: str, value: Any) -> None:
     """A new request's numbers stay within MAX_SETTING, as its matrix settings do; versions stored before keep theirs."""
-    if not isinstance(values, Mapping):
-        return  # plan() names what is wrong with its shape
-    for name, value in values.items():
-        for number in value if isinstance(value, list) else [value]:
-            if isinstance(number, (int, float)) and not isinstance(number, bool) and not abs(number) <= MAX_SETTING:
-                raise Invalid.field(f"{part}.{name}", f"must be at most {MAX_SETTING:g} in magnitude")
+    if isinstance(value, Mapping):
+        for name, inner in value.items():
+            _within_bound(f"{part}.{name}", inner)
+    elif isinstance(value, list):  # a range [low, high] or a list of choices: the error names the setting
+        for inner in value:
+            _within_bound(part, inner)
+    elif isinstance(value, (int, float)) and not isinstance(value, bool) and not abs(value) <= MAX_SETTING:
+        raise Invalid.field(part, f"must be at most {MAX_SETTING:g} in magnitude")
 
 
 def request_training(

@@ -201,13 +201,14 @@ def results(db: Database, cache: ExperimentCache, key: str, req: ResultsRequest)
             "p_value_adjusted": result.p_value_adjusted,
             "significant": result.significant,
             "chance_to_beat_control": result.chance_to_beat_control,
-            "notes": _arm_notes(result.notes, metric.key),
+            "notes": list(result.notes),
         }
         if exp.type == "bandit":
             est = ipw_arm(m.propensity_sums(), total_users, req.alpha)
             row.update({"ipw_mean": est.ipw_mean, "ipw_ci": interval(est.ipw_ci), "snipw_mean": est.snipw_mean, "snipw_ci": interval(est.snipw_ci),
                         "ipw_effective_users": est.effective_users})
             row["notes"] += [n for n in est.notes if n not in row["notes"]]
+        row["notes"] = _arm_notes(row["notes"], metric.key)
         rows.append(row)
     if any(a.schedule is not None for a in exp.arms):
         _costs(rows, computed.per_arm, points_per_arm(db, exp.key))

@@ -198,8 +198,15 @@ def test_editor_trains_activates_and_looks_up_a_user(visit, demo):
     page.keyboard.press("Enter")
     page.wait_for_url("**user_id=user-1")
     assert page.locator("#recs-title + p + ol li").count() == 10
-    assert page.locator("#assign-title + table tbody tr").count() >= 1
+    assert page.locator("#assign-title + .scroll table tbody tr").count() >= 1
     shot(page, "10-user")
+    # On a phone's width no page scrolls sideways: a wide table scrolls on its own.
+    page.set_viewport_size({"width": 390, "height": 844})
+    for path in ("/ui/experiments", "/ui/models", "/ui/experiments/points-q4/results", "/ui/users?user_id=user-1"):
+        page.goto(demo.server.base + path)
+        overflowing = page.evaluate("[...document.querySelectorAll('body *')].filter(e => e.getBoundingClientRect().right > 390).map(e => e.tagName + '.' + e.className)")
+        assert page.evaluate("document.documentElement.scrollWidth") <= 390, (path, overflowing[:8])
+    shot(page, "12-narrow-user")
 
 
 def test_api_reference_runs_from_the_vendored_swagger_ui(visit, demo):

@@ -169,7 +169,7 @@ def _t_lift(c: np.ndarray, t: np.ndarray, offset: float, binary: bool) -> tuple[
     else:
         vc, vt = c.var(ddof=1) / len(c), t.var(ddof=1) / len(t)
     se = math.sqrt(vt / mc**2 + mt**2 * vc / mc**4)
-    if se == 0 and (lift == 0 or not binary):
+    if (binary and se == 0 and lift == 0) or (not binary and vc == 0 and vt == 0):  # every user alike, or each arm constant
         return lift, None
     return lift, se
 
@@ -753,3 +753,23 @@ def test_arms_with_few_conversions_or_non_conversions_say_the_normal_approximati
     z = proportions_ztest([treat[1], control[1]], [treat[0], control[0]])[1] if 0 < control[1] + treat[1] < control[0] + treat[0] else None
     if z is not None:
         assert result.arms[1].p_value == pytest.approx(z, rel=1e-9)
+
+
+def test_a_treatment_constant_at_zero_keeps_the_delta_methods_lift_interval():
+    control, treat = ArmSummary.of_values(np.array([1.0, 2.0, 3.0, 4.0])), ArmSummary.of_values(np.zeros(3))
+    arm = analyse([("c", control), ("t", treat)], "continuous").arms[1]
+    assert arm.diff_ci is not None and arm.lift == -1.0
+    assert arm.lift_ci is not None and (arm.lift_ci.low, arm.lift_ci.high) == (-1.0, -1.0)  # se = 0 when m_t = v_t = 0
+    assert not any("alike" in note for note in arm.notes)
+
+
+def test_an_ipw_interval_whose_digits_all_cancel_is_left_out_with_a_note():
+    rng = np.random.default_rng(5)
+    y = 1e9 + rng.normal(size=400)
+    arm = rng.integers(0, 2, 400)
+    sums = [PropensitySums.of_values(np.full((arm == a).sum(), 0.5), y[arm == a]) for a in range(2)]
+    value = evaluate_allocation(sums, [0.5, 0.5], 400, 0.05)  # every weight 1: Z_i = y_i, all near 1e9
+    assert value.ipw == pytest.approx(y.mean(), rel=1e-15) and value.ipw_ci is None
+    assert any("snipw" in note for note in value.notes)
+    half = sps.norm.isf(0.025) * y.std() / math.sqrt(400)  # weights all 1: snipw is the mean, its interval the normal one
+    assert value.snipw_ci is not None and value.snipw_ci.high - value.snipw_ci.low == pytest.approx(2 * half, rel=1e-6)

@@ -315,6 +315,7 @@ def test_a_mistyped_console_address_gets_the_consoles_page_and_the_api_keeps_jso
         resp = editor.get(path)
         assert resp.status_code == 404 and resp.mimetype == "text/html", path
         assert "There is no console page at this address" in resp.get_data(as_text=True)
+        assert "Sign out" in resp.get_data(as_text=True) and "Content-Security-Policy" in resp.headers  # the console's page, whole
     missing = editor.get("/ui/experiments/nope")
     assert missing.status_code == 404 and "nope" in missing.get_data(as_text=True)  # a page's own 404 says what is missing
     api = client.get("/v1/nothing")

@@ -11,7 +11,7 @@ import secrets
 from datetime import timedelta
 from typing import Any
 
-from flask import Blueprint, Flask, Request, current_app, g, render_template, request
+from flask import Blueprint, Flask, Request, current_app, g, render_template
 from flask.sessions import SecureCookieSession, SecureCookieSessionInterface
 from werkzeug.exceptions import HTTPException
 from werkzeug.wrappers import Response
@@ -21,7 +21,7 @@ from service.errors import ServiceError
 from service.http.console import formatting
 from service.http.console.forms import CSRF_FIELD, can, csrf_token
 from service.http.endpoint import ADMIN, EDITOR, READ_EXPERIMENTS
-from service.http.errors import http_error, status_of
+from service.http.errors import status_of
 
 log = logging.getLogger(__name__)
 bp = Blueprint("console", __name__, url_prefix="/ui", template_folder="templates", static_folder="static")
@@ -107,16 +107,6 @@ def error_page(status: int, message: str) -> tuple[str, int]:
 @bp.errorhandler(HTTPException)
 def _http_error(exc: HTTPException) -> tuple[str, int]:
     return error_page(exc.code or 500, exc.description or exc.name)
-
-
-@bp.app_errorhandler(404)
-def _no_such_page(exc: HTTPException) -> Any:
-    """A mistyped console address gets the console's page; any other path the API's JSON answer."""
-    if not (request.path == "/ui" or request.path.startswith("/ui/")):
-        return http_error(exc)
-    if request.url_rule is None:  # no page matched; a page's own 404 says what it could not find
-        return error_page(404, "There is no console page at this address. Check it, or start again from the experiments list.")
-    return error_page(404, exc.description or exc.name)
 
 
 @bp.errorhandler(ServiceError)

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import flash, redirect, render_template, request, url_for
+from flask import abort, flash, redirect, render_template, request, url_for
 
 from service.http.console import bp
 from service.http.console.forms import back, check_csrf, current_principal, page, safe_next, sign_in, sign_out
@@ -55,3 +55,13 @@ def sign_out_page() -> Any:
 def docs() -> str:
     """The interactive API reference, from /openapi.json, with Swagger UI served from this package."""
     return render_template("console/docs.html")
+
+
+@bp.route("/<path:unknown>", methods=["GET", "POST"])
+@page(None)
+def no_such_page(unknown: str) -> Any:
+    """A mistyped console address: the console's own 404 page, with its navigation and headers, not the API's JSON.
+
+    The pattern matches only what no other page does (werkzeug tries a path converter last).
+    """
+    abort(404, "There is no console page at this address. Check it, or start again from the experiments list.")
