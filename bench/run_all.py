@@ -36,7 +36,7 @@ def run(name: str, database: str) -> dict[str, float]:
     env = {k: v for k, v in os.environ.items() if k != "BENCH_DATABASE_URL"}
     if database == "postgres":
         env["BENCH_DATABASE_URL"] = POSTGRES
-    print(f"\n== bench/{name}.py on {database}", flush=True)
+    print(f"\n== bench/{name}.py " + ("(no database)" if name in NO_DATABASE else f"on {database}"), flush=True)
     process = subprocess.Popen([sys.executable, str(HERE / f"{name}.py")], env=env, stdout=subprocess.PIPE, text=True)
     figures: dict[str, float] = {}
     assert process.stdout is not None

@@ -74,7 +74,7 @@ Generated from the service's OpenAPI document (`GET /openapi.json`) by
 These hold for every endpoint below.
 
 - **Format.** Requests and answers are JSON in UTF-8. The exceptions are
-  `GET /v1/experiments/{{key}}/results.csv` (CSV) and the three endpoints that are not part of
+  `GET /v1/experiments/{{key}}/results.csv` and `GET /v1/users/at-risk.csv` (CSV) and the three endpoints that are not part of
   the API proper and so are not listed below: `GET /openapi.json` (this document as JSON),
   `GET /docs` (an HTML page listing the endpoints) and `GET /metrics` (Prometheus text).
 - **Authentication.** Every `/v1` call sends `Authorization: Bearer <key>`. A key is created with

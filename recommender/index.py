@@ -67,6 +67,15 @@ class ServingIndex:
     def __post_init__(self) -> None:
         self.item_index = {item: i for i, item in enumerate(self.item_ids)}
         self.user_index = {user: u for u, user in enumerate(self.user_ids)}
+        # A factor row the fit left at zero (a user, or an item, whose only interactions were with each
+        # other and held out for evaluation) would score every item 0 and answer an arbitrary list: such a
+        # user is served like a newcomer, from their events or popularity, and such an item's similar items
+        # are the popular ones of its category.
+        self._unfitted_items: frozenset[int] = frozenset()
+        if isinstance(self.model, FactorModel):
+            for u in np.flatnonzero(~self.model.user_factors.any(axis=1)).tolist():
+                self.user_index.pop(self.user_ids[u], None)
+            self._unfitted_items = frozenset(np.flatnonzero(~self.model.item_factors.any(axis=1)).tolist())
         self._index_ranked_users()
         self._ranked = lru_cache(maxsize=RANKED_USERS)(self._rank_known_user)
         self._ranked_similar = lru_cache(maxsize=RANKED_ITEMS)(self._rank_similar)
@@ -172,9 +181,9 @@ class ServingIndex:
             vector = model.user_vector(known)
         else:
             row = row_for_events(self.settings, self.item_index, self.n_items, events, now)
-            if not row.nnz:
+            # No events, or only with items the fit could not place (their factors, so the fold-in's, are 0).
+            if not row.nnz or not (vector := model.fold_in(row)).any():
                 return "popular", self.top_popular(allowed, n)
-            vector = model.fold_in(row)
         factors = model.item_factors
         return "personalized", self._search(self.ann, vector, lambda rows: factors[slice(None) if rows is None else rows] @ vector, allowed, n)
 
@@ -187,7 +196,7 @@ class ServingIndex:
         answers alike.
         """
         item = self.item_index.get(item_id)
-        if item is None or self.algorithm == "popularity":
+        if item is None or self.algorithm == "popularity" or item in self._unfitted_items:
             return None
         order, scores = self._ranked_similar(item)
         picked = self._first_allowed(order, scores, allowed, (), n)
@@ -258,7 +267,9 @@ class ServingIndex:
             return "personalized", np.asarray(self.model.score_users(np.array([known]), None)[0])  # type: ignore[arg-type]
         row = row_for_events(self.settings, self.item_index, self.n_items, events, now)
         if row.nnz:
-            return "personalized", np.asarray(self.model.score_row(row), dtype=np.float32)
+            scores = np.asarray(self.model.score_row(row), dtype=np.float32)
+            if scores.any():  # all 0: the user's items tell the model nothing
+                return "personalized", scores
         return "popular", self.popularity
 
     def item_scores(self, item_id: str) -> np.ndarray | None:

@@ -75,8 +75,17 @@ class ALS(FactorModel):
         if held_out_share > self.REFIT_SHARE or self._model is None:
             super().absorb(user_items, users, held_out_share)
             return
+        model = self._model
         with threadpool_limits(1, "blas"):
-            self._model.user_factors[users] = self._model.recalculate_user(users, user_items[users])
+            # Items whose every interaction was held out ended the fit at zero, and the users' step below
+            # would learn nothing from them: solve them first against the users' factors (implicit caches
+            # Y^T Y, so it is reset). An item only users without other interactions touched stays at zero,
+            # where serving falls back to popularity.
+            unfitted = np.flatnonzero(~model.item_factors.any(axis=1) & (np.diff(user_items.tocsc().indptr) > 0))
+            if len(unfitted):
+                model.item_factors[unfitted] = model.recalculate_item(unfitted, user_items.T.tocsr()[unfitted])
+                model._YtY = None
+            model.user_factors[users] = model.recalculate_user(users, user_items[users])
 
     def fold_in(self, row: sp.csr_matrix) -> np.ndarray:
         """Solve the user's least-squares problem against fixed item factors."""

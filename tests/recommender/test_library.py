@@ -255,3 +255,36 @@ def test_making_and_fitting_a_factor_model_warns_of_no_blas_threads():
         warnings.simplefilter("always")
         ALS({"factors": 4, "iterations": 2}).fit(synthetic_matrix(users=200, items=50, events=2000))
     assert [str(w.message) for w in caught if "OpenBLAS" in str(w.message)] == []
+
+
+def test_a_user_and_item_the_fit_could_not_place_are_served_like_newcomers_not_with_zero_scores():
+    """Held out for evaluation, an item's only interactions leave it (and a user who touched only it) at zero factors."""
+    from recommender.index import ServingIndex
+    from recommender.matrix import InteractionMatrix
+    from recommender.models import make_recommender
+    from recommender.training import TrainedModel
+
+    base = synthetic_matrix().tolil()
+    users, items = base.shape
+    full = sp.lil_matrix((users + 2, items + 2), dtype=np.float32)
+    full[:users, :items] = base
+    full[users, items] = 1.0  # a newcomer who viewed only a new item
+    full[3, items + 1] = 1.0  # a known user's view of another new item
+    full = full.tocsr()
+    held = full.tolil()
+    held[users, items] = held[3, items + 1] = 0
+    held = held.tocsr()
+    held.eliminate_zeros()
+    model = make_recommender("als", {"factors": 8, "iterations": 3})
+    model.fit(held)
+    model.absorb(full, np.array([users, 3]), 0.001)  # the small-share path: the users' least-squares step
+    assert model.item_factors[items + 1].any()  # its user has other interactions: the item gets real factors
+    ids = [f"u{u}" for u in range(users + 2)], [f"i{i}" for i in range(items + 2)]
+    index = ServingIndex.from_trained("v1", TrainedModel(model=model, matrix=InteractionMatrix(*ids, full, full)), MatrixSettings())
+    everything = np.ones(items + 2, dtype=bool)
+    assert index.top_for_known_user(f"u{users}", everything, set(), 5) is None
+    assert index.needs_events(f"u{users}")
+    event = [(f"i{items}", "view", 0.0)]
+    assert index.top_for_user(f"u{users}", event, 0.0, everything, 5)[0] == "popular"
+    assert index.top_similar(f"i{items}", everything, 5) is None  # the service answers its category's popular items
+    assert index.top_similar(f"i{items + 1}", everything, 5)

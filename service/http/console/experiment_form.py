@@ -38,7 +38,7 @@ class ParamField:
         kind = "a whole number" if self.integer else "a number"
         if self.minimum is None:
             return f"{kind} up to {self.maximum:g}"
-        return f"{kind} {'above' if self.exclusive else 'at least'} {self.minimum:g}"
+        return f"{kind} {'above' if self.exclusive else 'at least'} {self.minimum:g} and at most {self.maximum:g}"
 
 
 def schedule_fields() -> dict[str, list[ParamField]]:

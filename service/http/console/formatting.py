@@ -23,9 +23,11 @@ def num(value: Any, digits: int = 4) -> str:
 
 
 def pct(value: Any, signed: bool = False) -> str:
-    """A share as a percentage with one decimal."""
+    """A share as a percentage with one decimal; a share above 0 that would round to 0.0% reads "<0.1%"."""
     if not _finite(value):
         return DASH
+    if not signed and 0 < value < 0.0005:
+        return "<0.1%"
     return f"{value:+.1%}" if signed else f"{value:.1%}"
 
 

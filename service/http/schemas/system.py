@@ -20,7 +20,7 @@ class KeyCreate(Input):
     """A new key's role and a name to recognise it by."""
 
     role: Role
-    name: Text | None = Field(default=None, min_length=1, max_length=128)
+    name: Text | None = Field(default=None, min_length=1, max_length=128, description="a label for the key; without one it is named after its role (\"analyst key\")")
 
 
 class KeyInfo(Output):
