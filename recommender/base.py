@@ -129,3 +129,11 @@ class Recommender(ABC):
     def needs_training_matrix(self) -> bool:
         """Whether serving known users needs their training rows (item-item models do)."""
         return False
+
+    def placed_items(self) -> np.ndarray | None:
+        """Which items the fit learned anything about, as a mask; None when every item."""
+        return None
+
+    def placed_users(self) -> np.ndarray | None:
+        """Which known users the fit learned anything about, as a mask; None when every one."""
+        return None

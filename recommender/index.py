@@ -67,15 +67,15 @@ class ServingIndex:
     def __post_init__(self) -> None:
         self.item_index = {item: i for i, item in enumerate(self.item_ids)}
         self.user_index = {user: u for u, user in enumerate(self.user_ids)}
-        # A factor row the fit left at zero (a user, or an item, whose only interactions were with each
-        # other and held out for evaluation) would score every item 0 and answer an arbitrary list: such a
-        # user is served like a newcomer, from their events or popularity, and such an item's similar items
-        # are the popular ones of its category.
-        self._unfitted_items: frozenset[int] = frozenset()
-        if isinstance(self.model, FactorModel):
-            for u in np.flatnonzero(~self.model.user_factors.any(axis=1)).tolist():
+        # What the fit could not place (a factor row left at zero, an item beyond EASE's max_items) would
+        # score as 0 or as a stand-in and answer an arbitrary or global list under a personal label: such
+        # a user is served like a newcomer (from their events, or popular items when none of theirs is
+        # placed), and such an item's similar items are the popular ones of its category.
+        placed_users = self.model.placed_users()
+        if placed_users is not None:
+            for u in np.flatnonzero(~placed_users).tolist():
                 self.user_index.pop(self.user_ids[u], None)
-            self._unfitted_items = frozenset(np.flatnonzero(~self.model.item_factors.any(axis=1)).tolist())
+        self._placed_items = self.model.placed_items()
         self._index_ranked_users()
         self._ranked = lru_cache(maxsize=RANKED_USERS)(self._rank_known_user)
         self._ranked_similar = lru_cache(maxsize=RANKED_ITEMS)(self._rank_similar)
@@ -181,9 +181,9 @@ class ServingIndex:
             vector = model.user_vector(known)
         else:
             row = row_for_events(self.settings, self.item_index, self.n_items, events, now)
-            # No events, or only with items the fit could not place (their factors, so the fold-in's, are 0).
-            if not row.nnz or not (vector := model.fold_in(row)).any():
+            if not self._placed(row.indices):
                 return "popular", self.top_popular(allowed, n)
+            vector = model.fold_in(row)
         factors = model.item_factors
         return "personalized", self._search(self.ann, vector, lambda rows: factors[slice(None) if rows is None else rows] @ vector, allowed, n)
 
@@ -196,7 +196,7 @@ class ServingIndex:
         answers alike.
         """
         item = self.item_index.get(item_id)
-        if item is None or self.algorithm == "popularity" or item in self._unfitted_items:
+        if item is None or self.algorithm == "popularity" or not self._placed(np.array([item])):
             return None
         order, scores = self._ranked_similar(item)
         picked = self._first_allowed(order, scores, allowed, (), n)
@@ -266,11 +266,13 @@ class ServingIndex:
         if known is not None and not self.model.needs_training_matrix:
             return "personalized", np.asarray(self.model.score_users(np.array([known]), None)[0])  # type: ignore[arg-type]
         row = row_for_events(self.settings, self.item_index, self.n_items, events, now)
-        if row.nnz:
-            scores = np.asarray(self.model.score_row(row), dtype=np.float32)
-            if scores.any():  # all 0: the user's items tell the model nothing
-                return "personalized", scores
+        if self._placed(row.indices):
+            return "personalized", np.asarray(self.model.score_row(row), dtype=np.float32)
         return "popular", self.popularity
+
+    def _placed(self, items: np.ndarray) -> bool:
+        """Whether any of these items is one the fit learned about (none: nothing to personalise from)."""
+        return bool(len(items)) and (self._placed_items is None or bool(self._placed_items[items].any()))
 
     def item_scores(self, item_id: str) -> np.ndarray | None:
         """Similarity of every item to `item_id`, or None when the model does not know it."""

@@ -193,6 +193,12 @@ class EASE(Recommender):
         """What B predicts for someone who has only this item."""
         return self.score_row(sp.csr_matrix(([1.0], ([0], [item])), shape=(1, self._n_items), dtype=np.float32))
 
+    def placed_items(self) -> np.ndarray:
+        """The items B covers; the others (beyond max_items) are never scored."""
+        mask = np.zeros(self._n_items, dtype=bool)
+        mask[self._kept] = True
+        return mask
+
     def to_arrays(self) -> dict[str, np.ndarray]:
         """B, the kept items and their popularity."""
         return {"weights": self._weights, "kept": self._kept, "popularity": self._popularity, "n_items": np.array([self._n_items])}

@@ -34,6 +34,14 @@ class FactorModel(Recommender):
             self._model.fit(user_items, show_progress=show_progress)
         self._norms = None
 
+    def placed_items(self) -> np.ndarray:
+        """Items with factors: a row left at zero (its every interaction held out, with users the fit could not place either) scores 0 against anyone."""
+        return np.asarray(self.item_factors.any(axis=1))
+
+    def placed_users(self) -> np.ndarray:
+        """Users with factors (see placed_items)."""
+        return np.asarray(self.user_factors.any(axis=1))
+
     @property
     def user_factors(self) -> np.ndarray:
         return np.asarray(self._model.user_factors)

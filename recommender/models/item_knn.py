@@ -40,7 +40,12 @@ class ItemKNN(Recommender):
         cls = BM25Recommender if self.params.similarity == "bm25" else CosineRecommender
         model = cls(K=self.params.neighbours)
         model.fit(user_items, show_progress=show_progress)
-        self._similarity = model.similarity.tocsr().astype(np.float32)
+        similarity = model.similarity.tocsr().astype(np.float32)
+        # Confidences whose squares overflow single precision leave cosine's norms infinite: every
+        # similarity comes out 0 (or NaN), and the model would answer nothing but ties.
+        if similarity.nnz and not (np.isfinite(similarity.data).all() and similarity.data.any()):
+            raise ValueError("item_knn: no finite similarity, since the confidence values overflow single precision; lower the event weights")
+        self._similarity = similarity
 
     def score_users(self, users: np.ndarray, user_items: sp.csr_matrix) -> np.ndarray:
         """Scores of known users from their training rows."""

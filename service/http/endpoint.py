@@ -161,6 +161,20 @@ def _refuse_query(spec: EndpointSpec) -> None:
         raise Invalid.many([detail(f"query.{name}", "is not a parameter of this endpoint") for name in unknown])
 
 
+def _refuse_body() -> None:
+    """An action without a body (start, activate, cancel) refuses fields it would ignore, as the contract has
+    unknown fields refused and malformed JSON a 400: none, or {}, is what it takes."""
+    raw = request.get_data(cache=True)
+    if not raw.strip():
+        return
+    try:
+        sent = pydantic_core.from_json(raw)
+    except ValueError:
+        raise ApiError(400, "the request body is not valid JSON") from None
+    if sent != {}:
+        raise Invalid.field("body", "this endpoint takes no body; send none, or {}")
+
+
 def _check_path(spec: EndpointSpec, args: dict[str, Any]) -> None:
     """Path parameters follow the contract's id and key formats."""
     for name, kind in spec.path.items():
@@ -243,6 +257,8 @@ def endpoint(
             _check_path(spec, args)
             if spec.body is not None:
                 args["body"] = _parse_body(spec)
+            elif request.method in ("POST", "PUT", "PATCH") and spec.roles is not None:
+                _refuse_body()
             if spec.query is not None:
                 args["query"] = _parse_query(spec)
             elif request.args and spec.roles is not None:  # probes may add a cache-buster to /healthz and /readyz

@@ -27,16 +27,21 @@ def upsert_items(db: Database, entries: list[dict[str, Any]]) -> int:
         latest.setdefault(entry["item_id"], {}).update(entry)
     now = time.time()
     with db.write() as session:
-        found = session.scalars(select(ItemRow).where(ItemRow.item_id.in_(list(latest)))).all()
+        # Locked, in id order, so that what is compared below is what this transaction overwrites
+        # (and two batches sharing items lock them in one order).
+        ids = sorted(latest)
+        found = session.scalars(select(ItemRow).where(ItemRow.item_id.in_(ids)).order_by(ItemRow.item_id).with_for_update()).all()
         stored = {row.item_id: row for row in found}
         rows = []
-        for item_id, entry in latest.items():
+        serving_changed = False
+        for item_id in ids:
             old = stored.get(item_id)
             base = {f: getattr(old, f) for f in ITEM_FIELDS} if old else {"title": None, "category": None, "available": True, "attributes": {}}
-            base.update({k: v for k, v in entry.items() if k in ITEM_FIELDS and v is not None})
+            base.update({k: v for k, v in latest[item_id].items() if k in ITEM_FIELDS and v is not None})
             for text in ("title", "category"):  # "" is how a client clears one, null meaning "keep"
                 if base.get(text) == "":
                     base[text] = None
+            serving_changed = serving_changed or old is None or (old.available, old.category) != (base["available"], base["category"])
             rows.append({"item_id": item_id, **base, "updated_at": now})
         stmt = insert(session, ItemRow)
         stmt = stmt.on_conflict_do_update(
@@ -44,7 +49,10 @@ def upsert_items(db: Database, entries: list[dict[str, Any]]) -> int:
         )
         if rows:
             session.execute(stmt, rows)
-        bump_revision(session, CATALOGUE_KEY)
+        # Every worker rebuilds its view of the catalogue when the revision moves, reading every item:
+        # a sync that re-sends items as they are, or changes only titles, must not make them all do so.
+        if serving_changed:
+            bump_revision(session, CATALOGUE_KEY)
     return len(rows)
 
 

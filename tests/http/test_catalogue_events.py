@@ -33,6 +33,24 @@ def test_items_upsert_and_partial_updates_keep_other_fields(client, auth):
     assert (item["title"], item["category"], item["attributes"], item["available"]) == (None, None, {}, False)
 
 
+def test_only_a_change_that_serving_reads_makes_workers_reread_the_catalogue(client, auth, db):
+    """Every worker rereads every item when the catalogue's revision moves: a sync of unchanged items must not move it."""
+    from service.store.state import shared_state
+
+    shop = auth("storefront")
+    revision = lambda: shared_state(db).catalogue_revision  # noqa: E731
+    item = {"item_id": "sku-1", "title": "Gloves", "category": "garden"}
+    post_ok(client, "/v1/items", {"items": [item]}, shop)
+    before = revision()
+    for unchanged in ({**item}, {"item_id": "sku-1", "title": "Garden gloves"}, {"item_id": "sku-1", "category": None}, {"item_id": "sku-1", "available": True}):
+        post_ok(client, "/v1/items", {"items": [unchanged]}, shop)
+        assert revision() == before, unchanged
+    for change in ({"item_id": "sku-1", "available": False}, {"item_id": "sku-1", "category": "tools"}, {"item_id": "sku-1", "category": ""}, {"item_id": "sku-2"}):
+        post_ok(client, "/v1/items", {"items": [change]}, shop)
+        assert revision() == before + 1, change
+        before += 1
+
+
 def test_the_last_entry_for_an_item_in_a_batch_wins(client, auth):
     h = auth("storefront")
     body = {"items": [{"item_id": "x", "title": "first"}, {"item_id": "x", "title": "second"}]}

@@ -527,3 +527,16 @@ def test_an_ease_fit_that_overflows_single_precision_fails_instead_of_serving_no
     weights = {"view": 1e12, "click": 1e12, "purchase": 1e12, "add_to_cart": 1e12}
     body = train(client, editor, {"algorithm": "ease", "matrix": {"scaling": "linear", "alpha": 1e12, "weights": weights}, "activate": False})
     assert body["status"] == "failed" and "no finite solution" in body["error"], body
+
+
+def test_an_action_without_a_body_refuses_one_instead_of_ignoring_it(client, auth, db):
+    editor = auth("editor")
+    running(client, editor, ab_definition())
+    before = stored(db)
+    json_headers = {**editor, "Content-Type": "application/json"}
+    refused(client.post("/v1/experiments/points-q4/pause", data='{"force": true}', headers=json_headers), 422, "body")
+    refused(client.post("/v1/experiments/points-q4/pause", data="{bad json", headers=json_headers), 400)
+    assert stored(db) == before and get_ok(client, "/v1/experiments/points-q4", editor)["status"] == "running"
+    for empty in ("", "{}", " {} "):
+        assert client.post("/v1/experiments/points-q4/pause", data=empty, headers=json_headers).status_code == 200
+        assert client.post("/v1/experiments/points-q4/start", data=empty, headers=json_headers).status_code == 200

@@ -288,3 +288,19 @@ def test_a_user_and_item_the_fit_could_not_place_are_served_like_newcomers_not_w
     assert index.top_for_user(f"u{users}", event, 0.0, everything, 5)[0] == "popular"
     assert index.top_similar(f"i{items}", everything, 5) is None  # the service answers its category's popular items
     assert index.top_similar(f"i{items + 1}", everything, 5)
+
+
+def test_items_beyond_eases_max_items_are_not_answered_under_a_personal_label():
+    from recommender.index import ServingIndex
+    from recommender.matrix import InteractionMatrix
+    from recommender.training import TrainingSettings, train
+
+    confidence = synthetic_matrix()
+    ids = [f"u{u}" for u in range(confidence.shape[0])], [f"i{i}" for i in range(confidence.shape[1])]
+    trained = train(InteractionMatrix(*ids, confidence, confidence), "ease", {"max_items": 40, "min_coverage": 0.0}, TrainingSettings(evaluate=False))
+    index = ServingIndex.from_trained("v1", trained, MatrixSettings())
+    dropped = next(i for i in range(confidence.shape[1]) if i not in set(trained.model._kept.tolist()))
+    kept = int(trained.model._kept[0])
+    assert index.top_similar(f"i{dropped}", np.ones(confidence.shape[1], dtype=bool), 5) is None  # its category's popular, says the service
+    assert index.user_scores("newcomer", [(f"i{dropped}", "view", 0.0)], 0.0)[0] == "popular"
+    assert index.user_scores("newcomer", [(f"i{dropped}", "view", 0.0), (f"i{kept}", "view", 0.0)], 0.0)[0] == "personalized"

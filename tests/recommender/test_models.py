@@ -131,3 +131,12 @@ def test_loading_factors_in_a_request_thread_raises_no_blas_warning():
     thread.start()
     thread.join()
     assert caught == []
+
+
+def test_item_knn_fails_when_its_confidences_overflow_single_precision():
+    from recommender.models import make_recommender
+
+    x = sp.random(300, 120, density=0.05, random_state=0, format="csr", dtype=np.float32)
+    x.data[:] = 1e24
+    with pytest.raises(ValueError, match="no finite similarity"):
+        make_recommender("item_knn", {"similarity": "cosine"}).fit(x)
