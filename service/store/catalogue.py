@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Any, Iterable
+from typing import Any, Mapping
 
 import numpy as np
 from sqlalchemy import func, or_, select
@@ -32,8 +32,8 @@ def upsert_items(db: Database, entries: list[dict[str, Any]]) -> int:
         ids = sorted(latest)
         found = session.scalars(select(ItemRow).where(ItemRow.item_id.in_(ids)).order_by(ItemRow.item_id).with_for_update()).all()
         stored = {row.item_id: row for row in found}
-        rows = []
-        serving_changed = False
+        rows: list[dict[str, Any]] = []
+        changed: list[int] = []
         for item_id in ids:
             old = stored.get(item_id)
             base = {f: getattr(old, f) for f in ITEM_FIELDS} if old else {"title": None, "category": None, "available": True, "attributes": {}}
@@ -41,18 +41,23 @@ def upsert_items(db: Database, entries: list[dict[str, Any]]) -> int:
             for text in ("title", "category"):  # "" is how a client clears one, null meaning "keep"
                 if base.get(text) == "":
                     base[text] = None
-            serving_changed = serving_changed or old is None or (old.available, old.category) != (base["available"], base["category"])
-            rows.append({"item_id": item_id, **base, "updated_at": now})
+            if old is None or (old.available, old.category) != (base["available"], base["category"]):
+                changed.append(len(rows))
+            rows.append({"item_id": item_id, **base, "updated_at": now, "changed_revision": old.changed_revision if old else 0})
+        # Every worker rebuilds its view of the catalogue when the revision moves: a sync that re-sends
+        # items as they are, or changes only titles, must not move it. When it moves, the revision is
+        # taken first (its row stays locked to the commit, so revisions follow commit order) and marks
+        # the changed items, which is all a worker holding the previous view needs to read.
+        if changed:
+            revision = bump_revision(session, CATALOGUE_KEY)
+            for i in changed:
+                rows[i]["changed_revision"] = revision
         stmt = insert(session, ItemRow)
         stmt = stmt.on_conflict_do_update(
-            index_elements=["item_id"], set_={f: getattr(stmt.excluded, f) for f in (*ITEM_FIELDS, "updated_at")}
+            index_elements=["item_id"], set_={f: getattr(stmt.excluded, f) for f in (*ITEM_FIELDS, "updated_at", "changed_revision")}
         )
         if rows:
             session.execute(stmt, rows)
-        # Every worker rebuilds its view of the catalogue when the revision moves, reading every item:
-        # a sync that re-sends items as they are, or changes only titles, must not make them all do so.
-        if serving_changed:
-            bump_revision(session, CATALOGUE_KEY)
     return len(rows)
 
 
@@ -115,14 +120,21 @@ class CatalogueView:
         return self.mask(category).copy()
 
 
-def catalogue_view(db: Database, item_ids: Iterable[str], revision: int) -> CatalogueView:
-    """Items the catalogue marks unavailable are off; items it has never heard of stay on."""
-    item_ids = list(item_ids)
-    position = {item: i for i, item in enumerate(item_ids)}
-    available = np.ones(len(item_ids), dtype=bool)
-    categories = np.full(len(item_ids), None, dtype=object)
+def catalogue_view(db: Database, position: Mapping[str, int], revision: int, previous: CatalogueView | None = None) -> CatalogueView:
+    """Items the catalogue marks unavailable are off; items it has never heard of stay on.
+
+    `position` maps the model's item ids to their places. From `previous`, a view of the same items
+    at an older revision, only the items changed since are read (an item's `changed_revision`).
+    """
+    if previous is not None and previous.revision <= revision:
+        available, categories = previous.available.copy(), previous.categories.copy()
+        query = select(ItemRow.item_id, ItemRow.available, ItemRow.category).where(ItemRow.changed_revision > previous.revision)
+    else:
+        available = np.ones(len(position), dtype=bool)
+        categories = np.full(len(position), None, dtype=object)
+        query = select(ItemRow.item_id, ItemRow.available, ItemRow.category)
     with db.read() as session:
-        for item_id, is_available, category in session.execute(select(ItemRow.item_id, ItemRow.available, ItemRow.category)):
+        for item_id, is_available, category in session.execute(query):
             i = position.get(item_id)
             if i is not None:
                 available[i] = bool(is_available)

@@ -62,6 +62,9 @@ class ItemRow(Base):
     available: Mapped[bool] = mapped_column(Boolean, default=True)
     attributes: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     updated_at: Mapped[float] = mapped_column(Epoch)
+    # The catalogue revision at which its availability or category last changed (or it was added):
+    # a worker's view of the catalogue rereads only the items changed since the revision it holds.
+    changed_revision: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0", index=True)
 
 
 class EventRow(Base):

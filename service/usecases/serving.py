@@ -102,6 +102,8 @@ class ModelCache:
         """Availability of the index's items as of a catalogue revision."""
         view = self._views.get(index.version)
         if view is None or view.revision != revision:
-            view = catalogue_view(self.db, index.item_ids, revision)
+            # From the view held, only the items changed since are read; several threads that see the
+            # new revision at once may each do so, which costs a few rows, not the catalogue.
+            view = catalogue_view(self.db, index.item_index, revision, previous=view)
             self._views[index.version] = view
         return view
