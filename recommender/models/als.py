@@ -81,10 +81,12 @@ class ALS(FactorModel):
             # would learn nothing from them: solve them first against the users' factors (implicit caches
             # Y^T Y, so it is reset). An item only users without other interactions touched stays at zero,
             # where serving falls back to popularity.
-            unfitted = np.flatnonzero(~model.item_factors.any(axis=1) & (np.diff(user_items.tocsc().indptr) > 0))
+            touched = np.bincount(user_items.indices, minlength=user_items.shape[1]) > 0
+            unfitted = np.flatnonzero(~model.item_factors.any(axis=1) & touched)
             if len(unfitted):
-                model.item_factors[unfitted] = model.recalculate_item(unfitted, user_items.T.tocsr()[unfitted])
+                model.item_factors[unfitted] = model.recalculate_item(unfitted, user_items[:, unfitted].T.tocsr())
                 model._YtY = None
+                self._norms = None
             model.user_factors[users] = model.recalculate_user(users, user_items[users])
 
     def fold_in(self, row: sp.csr_matrix) -> np.ndarray:

@@ -171,8 +171,8 @@ def _refuse_body() -> None:
         sent = pydantic_core.from_json(raw)
     except ValueError:
         raise ApiError(400, "the request body is not valid JSON") from None
-    if sent != {}:
-        raise Invalid.field("body", "this endpoint takes no body; send none, or {}")
+    if sent not in ({}, None):
+        raise Invalid.field("body", "this endpoint takes no body; send none, {} or null")
 
 
 def _check_path(spec: EndpointSpec, args: dict[str, Any]) -> None:

@@ -63,7 +63,7 @@ def _parameters(spec: EndpointSpec, path_names: list[str], schemas: dict[Any, An
     return params
 
 
-def _responses(spec: EndpointSpec, schemas: dict[Any, Any]) -> dict[str, Any]:
+def _responses(spec: EndpointSpec, schemas: dict[Any, Any], method: str) -> dict[str, Any]:
     ok: dict[str, Any] = {"description": spec.summary}
     if spec.response is not None:
         ok["content"] = {spec.media_type: {"schema": schemas[(spec.response, "serialization")]}}
@@ -75,6 +75,8 @@ def _responses(spec: EndpointSpec, schemas: dict[Any, Any]) -> dict[str, Any]:
         codes |= {401, 403, 503}  # the key is checked against the database
     if spec.body is not None:
         codes |= {400, 413, 422}
+    elif method in ("POST", "PUT", "PATCH") and spec.roles is not None:
+        codes |= {400, 422}  # an action without a body refuses one (`endpoint._refuse_body`)
     if spec.query is not None or spec.path:
         codes.add(422)
     error = {"application/json": {"schema": {"$ref": _REF.format(model="ErrorBody")}}}
@@ -100,7 +102,7 @@ def build_openapi(app: Flask) -> dict[str, Any]:
                 "summary": spec.summary,
                 "tags": [spec.tag],
                 "parameters": _parameters(spec, path_names, schemas),
-                "responses": _responses(spec, schemas),
+                "responses": _responses(spec, schemas, method),
             }
             if spec.roles is None:
                 op["security"] = []

@@ -6,12 +6,13 @@ from dataclasses import dataclass, field
 from typing import Any, Mapping
 
 import numpy as np
-from sqlalchemy import func, or_, select
+from sqlalchemy import func, or_, select, update
+from sqlalchemy.orm import Session
 
 from service.store.database import Database
-from service.store.sql import bump_revision, insert
-from service.store.state import CATALOGUE_KEY
-from service.store.tables import EventRow, ItemRow
+from service.store.sql import insert
+from service.store.state import CATALOGUE_KEY, catalogue_stamps
+from service.store.tables import AppStateRow, EventRow, ItemRow
 ITEM_FIELDS = ("title", "category", "available", "attributes")
 
 
@@ -27,11 +28,12 @@ def upsert_items(db: Database, entries: list[dict[str, Any]]) -> int:
         latest.setdefault(entry["item_id"], {}).update(entry)
     now = time.time()
     with db.write() as session:
-        # Locked, in id order, so that what is compared below is what this transaction overwrites
-        # (and two batches sharing items lock them in one order).
+        # Catalogue writers take turns on the catalogue's state row: then what is compared below is
+        # what this transaction overwrites, also for an item that does not exist yet (FOR UPDATE
+        # cannot lock a row that is not there), and writers never wait on each other's items.
+        revision, value = _lock_catalogue(session)
         ids = sorted(latest)
-        found = session.scalars(select(ItemRow).where(ItemRow.item_id.in_(ids)).order_by(ItemRow.item_id).with_for_update()).all()
-        stored = {row.item_id: row for row in found}
+        stored = {row.item_id: row for row in session.scalars(select(ItemRow).where(ItemRow.item_id.in_(ids))).all()}
         rows: list[dict[str, Any]] = []
         changed: list[int] = []
         for item_id in ids:
@@ -44,14 +46,18 @@ def upsert_items(db: Database, entries: list[dict[str, Any]]) -> int:
             if old is None or (old.available, old.category) != (base["available"], base["category"]):
                 changed.append(len(rows))
             rows.append({"item_id": item_id, **base, "updated_at": now, "changed_revision": old.changed_revision if old else 0})
-        # Every worker rebuilds its view of the catalogue when the revision moves: a sync that re-sends
-        # items as they are, or changes only titles, must not move it. When it moves, the revision is
-        # taken first (its row stays locked to the commit, so revisions follow commit order) and marks
-        # the changed items, which is all a worker holding the previous view needs to read.
+        # Every worker refreshes its view of the catalogue when the revision moves: a sync that re-sends
+        # items as they are, or changes only titles, must not move it. When it moves, the changed items
+        # are stamped with the new revision, which is all a worker holding an older view needs to read.
         if changed:
-            revision = bump_revision(session, CATALOGUE_KEY)
+            floor = catalogue_stamps(value, revision)
+            new_revision = revision + 1
+            # An earlier move that stamped nothing (a writer of an older version) bars patching across it.
+            session.execute(
+                update(AppStateRow).where(AppStateRow.key == CATALOGUE_KEY).values(revision=new_revision, value=f"{new_revision}:{revision if floor is None else floor}")
+            )
             for i in changed:
-                rows[i]["changed_revision"] = revision
+                rows[i]["changed_revision"] = new_revision
         stmt = insert(session, ItemRow)
         stmt = stmt.on_conflict_do_update(
             index_elements=["item_id"], set_={f: getattr(stmt.excluded, f) for f in (*ITEM_FIELDS, "updated_at", "changed_revision")}
@@ -59,6 +65,13 @@ def upsert_items(db: Database, entries: list[dict[str, Any]]) -> int:
         if rows:
             session.execute(stmt, rows)
     return len(rows)
+
+
+def _lock_catalogue(session: Session) -> tuple[int, str]:
+    """The catalogue's revision and value, its row locked to the end of the transaction (created at 0 if missing)."""
+    session.execute(insert(session, AppStateRow).values(key=CATALOGUE_KEY, value="", revision=0).on_conflict_do_nothing(index_elements=["key"]))
+    row = session.execute(select(AppStateRow.revision, AppStateRow.value).where(AppStateRow.key == CATALOGUE_KEY).with_for_update()).one()
+    return int(row[0]), row[1] or ""
 
 
 def get_item(db: Database, item_id: str) -> ItemRow | None:

@@ -40,13 +40,6 @@ def insert(session: Session, table: Any) -> Any:
     return (postgresql.insert if dialect == "postgresql" else sqlite.insert)(table)
 
 
-def bump_revision(session: Session, key: str) -> int:
-    """Atomically increment a shared revision counter, creating it at 1."""
-    stmt = insert(session, AppStateRow).values(key=key, value="", revision=1)
-    session.execute(stmt.on_conflict_do_update(index_elements=["key"], set_={"revision": AppStateRow.revision + 1}))
-    return int(session.get(AppStateRow, key).revision)  # type: ignore[union-attr]
-
-
 def set_state(session: Session, key: str, value: str) -> None:
     """Set a shared setting and bump its revision."""
     stmt = insert(session, AppStateRow).values(key=key, value=value, revision=1)

@@ -35,12 +35,30 @@ class SharedState:
 
     active_version: str | None
     catalogue_revision: int
+    # A view of the catalogue at this revision or later may be brought up to `catalogue_revision` by
+    # reading only the items stamped since; None: read it whole (see `catalogue_stamps`).
+    catalogue_patchable_from: int | None = None
+
+
+def catalogue_stamps(value: str, revision: int) -> int | None:
+    """From the catalogue row's value, "STAMPED:FLOOR", the oldest revision a view may be patched from.
+
+    A writer that stamps the items it changes with the new revision (`upsert_items`) records that
+    revision and carries the floor. A writer of an older version of the service moves the revision
+    without stamping or recording anything: the value then names an older revision, and no view
+    may be patched across that move.
+    """
+    stamped, _, floor = value.partition(":")
+    if stamped.isdigit() and floor.isdigit() and int(stamped) == revision:
+        return int(floor)
+    return None
 
 
 def _state(rows: list[tuple[Any, ...]]) -> SharedState:
     state = {r[1]: (r[2], r[3]) for r in rows if r[0] == 0}
     active = state.get(ACTIVE_MODEL_KEY, ("", 0))[0] or None
-    return SharedState(active, int(state.get(CATALOGUE_KEY, ("", 0))[1]))
+    value, revision = state.get(CATALOGUE_KEY, ("", 0))
+    return SharedState(active, int(revision), catalogue_stamps(value or "", int(revision)))
 
 
 def shared_state(db: Database) -> SharedState:

@@ -60,7 +60,7 @@ def for_user(db: Database, cache: ModelCache, user_id: str, n: int, category: st
     if version is None:
         return Answer("popular", None, catalogue.live_popular(db, n, category, blocked))
     index = cache.index(version, pinned=source.version is not None)
-    view = cache.view(index, state.catalogue_revision)
+    view = cache.view(index, state.catalogue_revision, state.catalogue_patchable_from)
     if source.popular:
         allowed = view.allowed(category)
         _block(index.item_index, allowed, blocked)
@@ -80,7 +80,7 @@ def popular(db: Database, cache: ModelCache, n: int, category: str | None) -> An
     if state.active_version is None:
         return Answer("popular", None, catalogue.live_popular(db, n, category, set()))
     index = cache.index(state.active_version)
-    allowed = cache.view(index, state.catalogue_revision).allowed(category)
+    allowed = cache.view(index, state.catalogue_revision, state.catalogue_patchable_from).allowed(category)
     return Answer("popular", index.version, index.top_popular(allowed, n))
 
 
@@ -90,7 +90,7 @@ def similar(db: Database, cache: ModelCache, item_id: str, n: int) -> Answer | N
     if state.active_version is not None:
         # An item the model knows was seen: one round trip, and no look for it in the events.
         index = cache.index(state.active_version)
-        view = cache.view(index, state.catalogue_revision)
+        view = cache.view(index, state.catalogue_revision, state.catalogue_patchable_from)
         items = index.top_similar(item_id, view.mask(None), n)
         if items is not None:
             return Answer("similar", index.version, items)

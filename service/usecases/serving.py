@@ -98,12 +98,17 @@ class ModelCache:
             del self._indexes[old]
             self._views.pop(old, None)
 
-    def view(self, index: ServingIndex, revision: int) -> CatalogueView:
-        """Availability of the index's items as of a catalogue revision."""
+    def view(self, index: ServingIndex, revision: int, patchable_from: int | None = None) -> CatalogueView:
+        """Availability of the index's items as of a catalogue revision, or a later one.
+
+        A view at `patchable_from` or later is brought up to date by reading only the items stamped
+        since (several threads seeing the new revision at once may each do so: a few rows each).
+        A view newer than asked for is answered as it is: it holds every change the request must see.
+        """
         view = self._views.get(index.version)
-        if view is None or view.revision != revision:
-            # From the view held, only the items changed since are read; several threads that see the
-            # new revision at once may each do so, which costs a few rows, not the catalogue.
-            view = catalogue_view(self.db, index.item_index, revision, previous=view)
-            self._views[index.version] = view
+        if view is not None and view.revision >= revision:
+            return view
+        patchable = view is not None and patchable_from is not None and view.revision >= patchable_from
+        view = catalogue_view(self.db, index.item_index, revision, previous=view if patchable else None)
+        self._views[index.version] = view
         return view
