@@ -105,18 +105,6 @@ def error_body(status: int, message: str) -> bytes:
     return json.dumps({"error": {"code": _HTTP_CODES.get(status, "error"), "message": message, "details": []}}).encode()
 
 
-def http_error(exc: HTTPException) -> Response:
-    """An HTTP error (no route, wrong method, body too large) in the contract's error shape."""
-    status = exc.code or 500
-    message = exc.description or exc.name
-    if status == 413:
-        message = "request body is larger than this service accepts"
-    response = error_response(status, _HTTP_CODES.get(status, "error"), message)
-    if status == 405 and exc.valid_methods:  # type: ignore[attr-defined]
-        response.headers["Allow"] = ", ".join(exc.valid_methods)  # type: ignore[attr-defined]
-    return response
-
-
 def register_error_handlers(app: Flask) -> None:
     """Install handlers so that no failure escapes in another shape."""
 
@@ -131,7 +119,16 @@ def register_error_handlers(app: Flask) -> None:
             log.warning("dependency unavailable", extra={"error": exc.message})
         return error_response(status, _HTTP_CODES[status], exc.message, exc.details)
 
-    app.register_error_handler(HTTPException, http_error)
+    @app.errorhandler(HTTPException)
+    def _http_error(exc: HTTPException) -> Response:
+        status = exc.code or 500
+        message = exc.description or exc.name
+        if status == 413:
+            message = "request body is larger than this service accepts"
+        response = error_response(status, _HTTP_CODES.get(status, "error"), message)
+        if status == 405 and exc.valid_methods:  # type: ignore[attr-defined]
+            response.headers["Allow"] = ", ".join(exc.valid_methods)  # type: ignore[attr-defined]
+        return response
 
     @app.errorhandler(ParseException)
     def _unreadable(exc: ParseException) -> Response:
