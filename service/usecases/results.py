@@ -114,6 +114,8 @@ def _arm_notes(notes: Sequence[str], metric: str) -> list[str]:
         NO_ARM_USERS: f"no user of this arm was exposed {days + 1} or more days ago yet: {why}",
         NO_USERS: f"no user of this arm or of the control was exposed {days + 1} or more days ago: {why}, so there is nothing to compare yet",
     }
+    if NO_USERS in notes:  # the comparison's note says it all; the arm's own would repeat it
+        notes = [note for note in notes if note != NO_ARM_USERS]
     return [instead.get(note, note) for note in notes]
 
 

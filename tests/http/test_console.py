@@ -549,3 +549,35 @@ def test_the_user_page_names_the_recommender_each_of_the_users_arms_serves(as_ro
     html = as_role("analyst").get("/ui/users?user_id=ua1").get_data(as_text=True)
     expected = f"model {version}" if arm == "knn" else "popularity (of the active model)"
     assert f"recommendations from {expected}" in html
+
+
+def test_a_lower_is_better_metric_reads_the_right_way_round_on_the_results_page(as_role, client, auth):
+    complaints = {"key": "complaints", "kind": "binary", "higher_is_better": False}
+    running(client, auth("editor"), ab_definition(metrics=[{"key": "conversion"}, complaints]))
+    shop = auth("storefront")
+    outcomes = []
+    for u in range(240):
+        arm = assign(client, shop, "points-q4", f"u{u}")["arm"]
+        if (arm == "every5" and u % 2) or u % 10 == 0:  # every5 complains far more
+            outcomes.append({"outcome_id": f"c{u}", "experiment": "points-q4", "user_id": f"u{u}", "metric": "complaints", "value": 1})
+        if u % 3 == 0:
+            post_ok(client, "/v1/rewards", {"action_id": f"a{u}", "user_id": f"u{u}", "experiment": "points-q4", "value": 30.0}, shop)
+    post_ok(client, "/v1/outcomes", {"outcomes": outcomes}, shop)
+    api = get_ok(client, "/v1/experiments/points-q4/results?metric=complaints", auth("analyst"))
+    every5 = next(a for a in api["arms"] if a["arm"] == "every5")
+    assert every5["chance_to_beat_control"] > 0.999  # the API's figure: the chance of exceeding the control
+    html = as_role("analyst").get("/ui/experiments/points-q4/results?metric=complaints").get_data(as_text=True)
+    assert "Chance to be below control (lower is better)" in html and "left of the dashed zero line are better" in html
+    row = html.split('<th scope="row">every5', 1)[1].split("</tr>", 1)[0]
+    assert "&lt;0.1%" in row and "not established" not in row  # the worse arm: no cost paid for a gain, no near-certain chance
+
+
+def test_a_confirmation_posted_after_signing_out_elsewhere_leads_to_sign_in(as_role, client, auth):
+    running(client, auth("editor"), ab_definition())
+    editor = as_role("editor")
+    token = csrf(editor, "/ui/experiments/points-q4/pause")
+    assert editor.post("/ui/sign-out", data={"csrf_token": token}).status_code == 303  # another tab signs out
+    resp = editor.post("/ui/experiments/points-q4/pause", data={"csrf_token": token, "confirm": "yes"}, headers={"Origin": "http://localhost"})
+    assert resp.status_code == 303 and "/ui/sign-in" in resp.headers["Location"]
+    assert "Your console session ended" in editor.get(resp.headers["Location"]).get_data(as_text=True)
+    assert get_ok(client, "/v1/experiments/points-q4", auth("analyst"))["status"] == "running"

@@ -114,7 +114,9 @@ def page(roles: tuple[str, ...] | None, refills: bool = False) -> Callable[[Call
             # Known before any refusal, so that a 403 page keeps the signed-in user's navigation and Sign out.
             g.principal = principal = current_principal()
             if request.method == "POST" and not _csrf_ok():
-                if not (refills and _same_origin()):
+                # Without a session there is nothing a forged post could do: from this console's own
+                # pages it goes to sign-in, which says why, like any form whose session ended.
+                if not ((refills or principal is None) and _same_origin()):
                     check_csrf()
                 g.stale_form = True
             if principal is None:

@@ -117,6 +117,8 @@ def results_page(key: str) -> tuple[str, int]:
         csv_args={k: v for k, v in (("metric", answer["metric"]), ("alpha", answer["alpha"]), ("correction", answer["correction"]))},
         few_effective_users=FEW_EFFECTIVE_USERS,
         guardrail_kinds={g: _kind(exp, g) for g in exp["guardrails"]},
+        # The API's chance is of exceeding the control; for a metric where lower is better the page reads it the other way.
+        lower_is_better=any(m["key"] == answer["metric"] and m.get("higher_is_better") is False for m in exp["metrics"]),
     ), (422 if errors else 200)
 
 
