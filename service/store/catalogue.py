@@ -24,8 +24,8 @@ def upsert_items(db: Database, entries: list[dict[str, Any]]) -> int:
     An empty title or category clears it.
     """
     latest: dict[str, dict[str, Any]] = {}
-    for entry in entries:  # the last entry for an id wins, as if sent one by one
-        latest.setdefault(entry["item_id"], {}).update(entry)
+    for entry in entries:  # the last entry for an id wins, as if sent one by one: its nulls keep, here too
+        latest.setdefault(entry["item_id"], {}).update({k: v for k, v in entry.items() if v is not None})
     now = time.time()
     with db.write() as session:
         # Catalogue writers take turns on the catalogue's state row: then what is compared below is

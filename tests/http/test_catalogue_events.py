@@ -56,6 +56,10 @@ def test_the_last_entry_for_an_item_in_a_batch_wins(client, auth):
     body = {"items": [{"item_id": "x", "title": "first"}, {"item_id": "x", "title": "second"}]}
     assert post_ok(client, "/v1/items", body, h) == {"upserted": 1}
     assert get_ok(client, "/v1/items/x", h)["title"] == "second"
+    # As if sent one by one: a later entry's null keeps what an earlier one in the batch set (a recall stays recalled).
+    recall = {"items": [{"item_id": "x", "available": False, "category": "toys"}, {"item_id": "x", "available": None, "category": None, "title": "t"}]}
+    post_ok(client, "/v1/items", recall, h)
+    assert {k: get_ok(client, "/v1/items/x", h)[k] for k in ("available", "category", "title")} == {"available": False, "category": "toys", "title": "t"}
 
 
 def events(ids, user="u1"):
