@@ -128,10 +128,12 @@ ROLE_TABLE
   - Batches (`items`, `events`, `outcomes`) hold at most {MAX_BATCH:,} entries; request bodies are at
     most `MAX_CONTENT_LENGTH` bytes (32 MiB unless configured).
   - Ids (`user_id`, `item_id`, `event_id`, ...) are 1-128 characters without NUL; experiment, arm
-    and metric keys match `^[a-z0-9][a-z0-9_.-]{{0,63}}$`. Escape an id in a path (`%2F` and all);
-    an id holding `/` is stored but no path can name it (servers and proxies read `%2F` as a
-    separator), so such ids reach only the endpoints that take them in a query or a body. An
-    id holding a comma cannot be listed in `exclude`.
+    and metric keys match `^[a-z0-9][a-z0-9_.-]{{0,63}}$`. Escape an id in a path (`%` and all). An
+    id holding `/` is named in a path with its slashes as they are, or as `%2F`, which servers read
+    as the same thing: `/v1/users/shop/7/recommendations` is user `shop/7`. Three cases no path can
+    name: an id that starts with `/`, an item id ending in `/similar` on `GET /v1/items/{{item_id}}`,
+    and any id with `//` where a proxy in front merges slashes. An id holding a comma cannot be
+    listed in `exclude`.
   - Timestamps are ISO 8601 text with a time zone (`2026-11-22T10:00:00Z`); one without a zone,
     or epoch seconds, is a 422. They must lie between 2000-01-01T00:00:00Z and 100 calendar years
     after the server's clock. A timestamp left out means "now" on the server.

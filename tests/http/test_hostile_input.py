@@ -255,6 +255,28 @@ def test_doubled_slashes_are_not_redirected_to_another_resource(client, auth):
         assert answer.status_code == 404 and "Location" not in answer.headers and answer.get_json()["error"]["code"] == "not_found"
 
 
+
+def test_an_id_holding_a_slash_is_named_in_a_path_as_it_is_or_escaped(client, auth):
+    """Storefronts use ids like sku/9: every path that takes an id reaches them, with `/` or `%2F`."""
+    shop = auth("storefront")
+    post_ok(client, "/v1/items", {"items": [{"item_id": "sku/9", "category": "c"}, {"item_id": "sku/10", "category": "c"}]}, shop)
+    event = {"event_id": "e/1", "user_id": "shop/7", "item_id": "sku/9", "type": "purchase", "timestamp": "2026-11-22T10:00:00Z"}
+    post_ok(client, "/v1/events", {"events": [event, {**event, "event_id": "e/2", "user_id": "shop/8", "item_id": "sku/10", "type": "view"}]}, shop)
+    for path in ("/v1/items/sku/9", "/v1/items/sku%2F9"):
+        assert get_ok(client, path, shop)["item_id"] == "sku/9"
+    for path in ("/v1/users/shop/7/recommendations", "/v1/users/shop%2F7/recommendations"):
+        answer = get_ok(client, path, shop)
+        assert answer["user_id"] == "shop/7" and [i["item_id"] for i in answer["items"]] == ["sku/10"]  # sku/9 was bought
+    for path in ("/v1/items/sku/9/similar", "/v1/items/sku%2F9/similar"):
+        answer = get_ok(client, path, shop)
+        assert answer["item_id"] == "sku/9" and [i["item_id"] for i in answer["items"]] == ["sku/10"]
+    running(client, auth("editor"), ab_definition())
+    arm = assign(client, shop, "points-q4", "shop/7")["arm"]
+    for path in ("/v1/experiments/points-q4/users/shop/7/rewards", "/v1/experiments/points-q4/users/shop%2F7/rewards"):
+        assert get_ok(client, path, shop)["arm"] == arm
+    # A leading slash stays out of reach rather than naming the user without it.
+    refused(client.get("/v1/users//shop/7/recommendations", headers=shop), 404)
+
 @pytest.mark.parametrize("field", ["traffic", "name", "description", "arms", "metrics"])
 def test_patching_a_field_to_null_is_422_naming_it(client, auth, field):
     editor = auth("editor")

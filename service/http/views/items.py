@@ -17,7 +17,7 @@ def upsert(body: ItemBatch) -> Upserted:
     return Upserted(upserted=catalogue.upsert_items(services().db, [item.model_dump(exclude_unset=True) for item in body.items]))
 
 
-@bp.get("/v1/items/<item_id>")
+@bp.get("/v1/items/<id:item_id>")
 @endpoint("One catalogue item", roles=STOREFRONT, tag="catalogue", response=ItemOut, errors=(404,), path={"item_id": "id"})
 def get(item_id: str) -> ItemOut:
     """Return one item."""

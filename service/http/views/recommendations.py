@@ -19,7 +19,7 @@ def _items(pairs: list[tuple[str, float]]) -> list[dict[str, Any]]:
     return [{"item_id": i, "score": s} for i, s in pairs]
 
 
-@bp.get("/v1/users/<user_id>/recommendations")
+@bp.get("/v1/users/<id:user_id>/recommendations")
 @endpoint(
     "'You may like' for a user; with experiment=, from the user's arm, and attr.NAME=value parameters feed its targeting", roles=STOREFRONT, tag="recommendations", query=RecommendQuery, response=Recommendations, errors=(404,),
     path={"user_id": "id"}, records=True, query_attributes=True,
@@ -51,7 +51,7 @@ def popular(query: PopularQuery) -> dict[str, Any]:
     return {"model_version": answer.model_version, "items": _items(answer.items)}
 
 
-@bp.get("/v1/items/<item_id>/similar")
+@bp.get("/v1/items/<id:item_id>/similar")
 @endpoint("Items similar to an item", roles=STOREFRONT, tag="recommendations", query=SimilarQuery, response=SimilarItems, errors=(404,), path={"item_id": "id"})
 def similar(item_id: str, query: SimilarQuery) -> dict[str, Any]:
     """Nearest items in the active model's space."""

@@ -23,7 +23,7 @@ def earn(body: RewardIn) -> RewardOut:
     return RewardOut.model_validate(rewards.reward(svc.db, svc.experiment_cache, action))
 
 
-@bp.get("/v1/experiments/<key>/users/<user_id>/rewards")
+@bp.get("/v1/experiments/<key>/users/<id:user_id>/rewards")
 @endpoint("A user's points balance and reward history", roles=STOREFRONT, tag="rewards", response=LedgerOut, errors=(404,), path={"key": "key", "user_id": "id"})
 def history(key: str, user_id: str) -> LedgerOut:
     """The ledger, oldest first."""
