@@ -136,20 +136,25 @@ def test_users_searched_at_training_time_get_what_a_search_per_request_gives(ind
     assert indexed.ranked_users is not None and indexed.ranked_rows is not None
     assert len(indexed.ranked_users) == np.count_nonzero(counts)  # one batch holds every user with events
     monkeypatch.setattr(recommender.index, "PRECOMPUTE_BATCH", 300)
-    few = dataclasses.replace(indexed, ranked_users=None, ranked_rows=None)
+    few = dataclasses.replace(indexed, ranked_users=None, ranked_rows=None, ranked_scores=None)
     few._search_ahead(trained, limit=10_000, budget_seconds=0.0)  # no time left after the first batch
     assert few.ranked_users is not None and len(few.ranked_users) == 300
     assert counts[few.ranked_users].min() >= counts[np.setdiff1d(np.arange(len(counts)), few.ranked_users)].max()
     loaded = ServingIndex.from_bytes(few.to_bytes())
     assert np.array_equal(loaded.ranked_rows, few.ranked_rows) and np.array_equal(loaded.ranked_users, few.ranked_users)
+    assert np.array_equal(loaded.ranked_scores, few.ranked_scores, equal_nan=True)
+    # An artifact from before scores were stored holds each user's candidate rows sorted, -1 last.
+    unscored = np.where(few.ranked_rows < 0, np.iinfo(np.int32).max, few.ranked_rows)
+    unscored.sort(axis=1)
+    older = dataclasses.replace(few, ranked_rows=np.where(unscored == np.iinfo(np.int32).max, -1, unscored), ranked_scores=None)
     ahead = few.ranked_users[:20].tolist()
     others = np.setdiff1d(np.random.default_rng(5).choice(len(indexed.user_ids), size=60, replace=False), few.ranked_users)[:20].tolist()
-    searched = dataclasses.replace(indexed, ranked_users=None, ranked_rows=None)
+    searched = dataclasses.replace(indexed, ranked_users=None, ranked_rows=None, ranked_scores=None)
     expected = {user: searched._rank_known_user(user) for user in ahead + others}
     searches = []
     original = VectorIndex.candidates
     monkeypatch.setattr(VectorIndex, "candidates", lambda self, query, k: searches.append(k) or original(self, query, k))
-    for index in (few, loaded):
+    for index in (few, loaded, older):
         for user in ahead:
             rows, scores = index._rank_known_user(user)
             assert np.array_equal(rows, expected[user][0]) and np.array_equal(scores, expected[user][1])
