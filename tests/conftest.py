@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import threading
 import time
 from contextlib import contextmanager
 from pathlib import Path
@@ -151,4 +152,10 @@ def wait_for_model(client: FlaskClient, headers: dict[str, str], version: str, t
         body = client.get(f"/v1/models/{version}", headers=headers).get_json()
         return body if body["status"] != "training" else None
 
-    return wait_until(done, timeout)  # type: ignore[no-any-return]
+    ended = wait_until(done, timeout)
+    # The run's thread logs its activation after the commit that the poll saw: a test that reads the
+    # log next would otherwise catch that line, or not, by timing.
+    for thread in threading.enumerate():
+        if thread.name in (f"train-{version}", f"reap-{version}"):
+            thread.join(timeout)
+    return ended  # type: ignore[no-any-return]
