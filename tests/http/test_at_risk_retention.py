@@ -164,3 +164,15 @@ def test_a_user_id_that_reads_as_a_formula_stays_text_in_the_csv(client, auth):
     # The JSON answer keeps the ids as they are.
     page = get_ok(client, "/v1/users/at-risk?idle_days=0&min_purchases=1&limit=100", auth("analyst"))
     assert {u["user_id"] for u in page["users"]} == set(names)
+
+
+def test_an_id_holding_a_line_break_stays_one_field_of_the_csv(client, auth):
+    """Ids may hold any character but NUL: a carriage return left unquoted split the row in two for any CSV reader."""
+    names = ["mid\rcr", "mid\nlf", "crlf\r\n", "x\r\ry", "plain"]
+    events = [{"event_id": f"b-{k}", "user_id": name, "item_id": "i1", "type": "purchase", "value": 10.0 + k,
+               "timestamp": "2024-01-01T00:00:00Z"} for k, name in enumerate(names)]
+    post_ok(client, "/v1/events", {"events": events}, auth("storefront"))
+    text = client.get("/v1/users/at-risk.csv?idle_days=0&min_purchases=1&limit=100", headers=auth("analyst")).get_data(as_text=True)
+    rows = list(csv.reader(io.StringIO(text, newline="")))
+    assert rows[0] == ["user_id", "last_seen", "idle_days", "purchases", "revenue"] and all(len(row) == 5 for row in rows)
+    assert sorted(row[0] for row in rows[1:]) == sorted(names)

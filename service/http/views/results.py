@@ -56,7 +56,7 @@ def csv_response(key: str, query: ResultsQuery) -> Response:
     """The results as CSV, one row per arm; the console serves the same answer to signed-in browsers."""
     body = ResultsOut.model_validate(_compute(key, query)).model_dump()
     out = io.StringIO()
-    writer = csv.writer(out, lineterminator="\n")
+    writer = csv.writer(out, lineterminator="\r\n")
     writer.writerow(CSV_COLUMNS)
     for arm in body["arms"]:
         pairs = {f"{name}_{end}": (arm[name] or [None, None])[i] for name in ("ci", "diff_ci", "lift_ci", "ipw_ci", "snipw_ci") for i, end in enumerate(("low", "high"))}

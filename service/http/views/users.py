@@ -43,7 +43,7 @@ def at_risk_csv(query: AtRiskQuery) -> Response:
     """One page of the at-risk list as CSV."""
     page = users.at_risk(services().db, query.idle_days, query.min_purchases, query.limit, query.cursor)
     out = io.StringIO()
-    writer = csv.writer(out, lineterminator="\n")
+    writer = csv.writer(out, lineterminator="\r\n")
     writer.writerow(CSV_COLUMNS)
     for user in page["users"]:
         writer.writerow([_cell(user[c]) for c in CSV_COLUMNS])
