@@ -127,6 +127,8 @@ def patch(db: Database, key: str, changes: dict[str, Any], revision: int | None 
         # A rule stored before a check was added is read as stored, unless this change replaces it.
         exp = definition(merged, stored="targeting" not in changes)
         merged["primary_metric"] = exp.primary_metric
+        if all(getattr(row, name) == value for name, value in merged.items()):
+            return row  # nothing changes, so neither do the revision clients compare nor updated_at
         for name, value in merged.items():
             setattr(row, name, value)
         row.updated_at = time.time()

@@ -286,6 +286,19 @@ def test_patching_a_field_to_null_is_422_naming_it(client, auth, field):
     assert get_ok(client, "/v1/experiments/points-q4", editor)["updated_at"] == created["updated_at"]
 
 
+def test_a_patch_that_changes_nothing_leaves_the_revision_as_it_was(client, auth):
+    """The revision is what a client compares to see whether an experiment changed: a no-op must not move it."""
+    editor = auth("editor")
+    created = post_ok(client, "/v1/experiments", ab_definition(), editor, status=201)
+    for change in ({}, {"bandit": None}, {"traffic": created["traffic"]}, {"name": created["name"]}):
+        resp = client.patch("/v1/experiments/points-q4", json=change, headers=editor)
+        assert resp.status_code == 200, resp.get_data(as_text=True)
+        assert (resp.get_json()["revision"], resp.get_json()["updated_at"]) == (created["revision"], created["updated_at"]), change
+    moved = client.patch("/v1/experiments/points-q4", json={"traffic": 0.5}, headers=editor).get_json()
+    assert moved["revision"] == created["revision"] + 1
+    assert client.patch("/v1/experiments/points-q4", json={"traffic": 0.5}, headers=editor).get_json()["revision"] == moved["revision"]
+
+
 def test_patching_bandit_to_null_drops_it(client, auth):
     editor = auth("editor")
     post_ok(client, "/v1/experiments", ab_definition(), editor, status=201)
