@@ -119,8 +119,9 @@ def big_catalogue(args: Namespace) -> None:
     others = sorted(set(range(400, args.users)) - ahead)
     # The twin that ranks on the first request is slower and needs fewer users for its rounds.
     split = len(ahead_pool) * 3 // 5
-    pools = {"index": ahead_pool[:split], "rescored": ahead_pool[split:], "searched": others[: len(others) - 1000], "exact": others[len(others) - 1000 :]}
-    print(f"first requests: {split:,} users searched ahead for index, {len(pools['rescored']):,} for rescored, {len(pools['searched']):,} for searched, 1,000 for exact")
+    exact_users = min(1000, len(others) // 4)
+    pools = {"index": ahead_pool[:split], "rescored": ahead_pool[split:], "searched": others[exact_users:], "exact": others[:exact_users]}
+    print(f"first requests: {split:,} users searched ahead for index, {len(pools['rescored']):,} for rescored, {len(pools['searched']):,} for searched, {exact_users:,} for exact")
     similar = [f"/v1/items/i{i}/similar?n=10" for i in range(0, args.items, max(1, args.items // 5000))]
     # Rounds short enough that no user is asked for twice: a repeat is a returning user, and cheaper.
     first_seconds = max(1.0, args.seconds / 3)

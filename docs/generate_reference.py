@@ -128,12 +128,15 @@ ROLE_TABLE
   - Batches (`items`, `events`, `outcomes`) hold at most {MAX_BATCH:,} entries; request bodies are at
     most `MAX_CONTENT_LENGTH` bytes (32 MiB unless configured).
   - Ids (`user_id`, `item_id`, `event_id`, ...) are 1-128 characters without NUL; experiment, arm
-    and metric keys match `^[a-z0-9][a-z0-9_.-]{{0,63}}$`. Escape an id in a path (`%` and all). An
-    id holding `/` is named in a path with its slashes as they are, or as `%2F`, which servers read
-    as the same thing: `/v1/users/shop/7/recommendations` is user `shop/7`. Three cases no path can
-    name: an id that starts with `/`, an item id ending in `/similar` on `GET /v1/items/{{item_id}}`,
-    and any id with `//` where a proxy in front merges slashes. An id holding a comma cannot be
-    listed in `exclude`.
+    and metric keys match `^[a-z0-9][a-z0-9_.-]{{0,63}}$`. Percent-escape an id in a path, `/` as
+    `%2F` included: `/v1/users/shop%2F7/recommendations` is user `shop/7`. The server reads `%2F` and
+    `/` alike, so `/v1/users/shop/7/recommendations` names the same user, but only escaping is safe
+    in general: HTTP clients (curl, requests) resolve `.` and `..` segments before sending, so
+    `shop/../7` sent unescaped reaches user `7`. What no path can name: an id starting with `/`; on
+    `GET /v1/items/{{item_id}}`, the item `popular` and an item id ending in `/similar`; the ids `.`
+    and `..` from a browser, which resolves even `%2e%2e`; `%2F` behind a proxy that refuses it (Apache
+    by default) and `//` behind one that merges slashes. An id holding a comma cannot be listed in
+    `exclude`.
   - Timestamps are ISO 8601 text with a time zone (`2026-11-22T10:00:00Z`); one without a zone,
     or epoch seconds, is a 422. They must lie between 2000-01-01T00:00:00Z and 100 calendar years
     after the server's clock. A timestamp left out means "now" on the server.

@@ -209,7 +209,7 @@ class ServingIndex:
                 return "popular", self.top_popular(allowed, n)
             vector = model.fold_in(row)
         factors = model.item_factors
-        return "personalized", self._search(self.ann, vector, lambda rows: factors @ vector if rows is None else _inner_products(factors, rows, vector), allowed, n)
+        return "personalized", self._search(self.ann, vector, lambda rows: _inner_products(factors, rows, vector), allowed, n)
 
     def top_similar(self, item_id: str, allowed: np.ndarray, n: int) -> list[tuple[str, float]] | None:
         """The n allowed items most similar to `item_id` (never itself); None when the model does not know it.
@@ -394,14 +394,15 @@ class ServingIndex:
         return {**self.ann.describe(), "build_seconds": round(self.ann_seconds, 3), "precomputed_users": users, "precompute_seconds": round(self.precompute_seconds, 3)}
 
 
-def _inner_products(factors: np.ndarray, rows: np.ndarray, vector: np.ndarray) -> np.ndarray:
-    """The inner products of some rows of `factors` with `vector`, the same bits in any process.
+def _inner_products(factors: np.ndarray, rows: np.ndarray | None, vector: np.ndarray) -> np.ndarray:
+    """The inner products of some rows of `factors` (None: all of them) with `vector`, the same bits wherever computed.
 
-    einsum, not BLAS: a request thread may see a BLAS with several threads and a training process
-    another count, and a candidate's score must not depend on where it was computed (a user's list
-    ranked at training time is the list a request would rank).
+    einsum, not BLAS, whose sums may depend on how many threads a process lets it use (a request
+    thread and a training process differ): a candidate's score must not depend on the path that
+    computed it, a list ranked at training time, a search on request or a pass over every item.
+    The same numpy build is assumed: hosts that mix builds may differ in the last bit.
     """
-    return np.einsum("ij,j->i", factors[rows], vector)
+    return np.einsum("ij,j->i", factors if rows is None else factors[rows], vector)
 
 
 def _fit_seconds(trained: TrainedModel) -> float:

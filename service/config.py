@@ -84,7 +84,7 @@ class Config:
     pool_size: int = 5
     # Factor models over at least this many items serve from an approximate nearest-neighbour index.
     ann_min_items: int = 200_000
-    # With the index: the most active known users whose candidates training searches ahead (about 900 bytes each per worker).
+    # With the index: the most active known users whose candidates training searches ahead (about 1.7 kB each per worker).
     ann_precomputed_users: int = 50_000
     # Signs the console's session cookie; every worker and host must share it. Empty: the
     # console makes a random one per process (tests and dev only: sessions then break across workers).

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from functools import wraps
+from functools import lru_cache, wraps
 from typing import Any, Callable, Iterable
 from urllib.parse import unquote_to_bytes
 
@@ -28,6 +28,9 @@ def services() -> Services:
 
 
 ID_PATTERN = re.compile(r"^[^\x00]{1,128}$")
+KEY_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,63}$")
+PATH_KINDS = {"id": ID_PATTERN, "key": KEY_PATTERN}
+CONVERTER = re.compile(r"<(?:[a-z]+:)?([a-zA-Z_]+)>")
 
 
 class IdConverter(PathConverter):
@@ -36,8 +39,13 @@ class IdConverter(PathConverter):
     It cannot start with `/`, which keeps `//x` from naming `x`."""
 
     regex = r"[^/][\s\S]*?"
-KEY_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,63}$")
-PATH_KINDS = {"id": ID_PATTERN, "key": KEY_PATTERN}
+
+
+@lru_cache(maxsize=None)
+def plain_rule(rule: str) -> str:
+    """A route as clients, logs and dashboards name it, without converters: `/v1/items/<item_id>`."""
+    return CONVERTER.sub(r"<\1>", rule)
+
 
 STOREFRONT = ("storefront",)
 EDITOR = ("editor",)

@@ -10,6 +10,8 @@ import uuid
 from flask import Flask, Response, g, request
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest, multiprocess
 
+from service.http.endpoint import plain_rule
+
 log = logging.getLogger("stickyloop.request")
 _RID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 # Load balancers and Prometheus call these every few seconds: a line for each answer that all is well
@@ -38,7 +40,7 @@ def init_request_tracking(app: Flask, log_requests: bool) -> None:
     @app.after_request
     def _finish(response: Response) -> Response:
         elapsed = time.perf_counter() - g.get("started", time.perf_counter())
-        endpoint = request.url_rule.rule if request.url_rule is not None else "unmatched"
+        endpoint = plain_rule(request.url_rule.rule) if request.url_rule is not None else "unmatched"
         REQUESTS.labels(request.method, endpoint, str(response.status_code)).inc()
         LATENCY.labels(request.method, endpoint).observe(elapsed)
         response.headers["X-Request-ID"] = g.get("request_id", "")

@@ -1,7 +1,6 @@
 """Builds the OpenAPI 3.1 document from the endpoints' own declarations."""
 from __future__ import annotations
 
-import re
 from typing import Any
 
 from flask import Flask
@@ -9,11 +8,10 @@ from pydantic import BaseModel
 from pydantic.json_schema import JsonSchemaMode as JsonMode
 from pydantic.json_schema import models_json_schema
 
-from service.http.endpoint import PATH_KINDS, EndpointSpec
+from service.http.endpoint import CONVERTER, PATH_KINDS, EndpointSpec
 from service.http.schemas.common import ErrorBody
 
 _REF = "#/components/schemas/{model}"
-_CONVERTER = re.compile(r"<(?:[a-z]+:)?([a-zA-Z_]+)>")
 _ERROR_TEXT = {
     400: "Malformed JSON",
     401: "No or unknown API key",
@@ -94,8 +92,8 @@ def build_openapi(app: Flask) -> dict[str, Any]:
         spec = specs.get(rule.endpoint)
         if spec is None:
             continue
-        path = _CONVERTER.sub(r"{\1}", rule.rule)
-        path_names = _CONVERTER.findall(rule.rule)
+        path = CONVERTER.sub(r"{\1}", rule.rule)
+        path_names = CONVERTER.findall(rule.rule)
         for method in sorted((rule.methods or set()) - {"HEAD", "OPTIONS"}):
             op: dict[str, Any] = {
                 "operationId": rule.endpoint.replace(".", "_"),

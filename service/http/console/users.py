@@ -17,7 +17,7 @@ def user_lookup() -> tuple[str, int]:
     user_id = request.args.get("user_id", "")
     if not user_id.strip():
         return render_template("console/users.html", user_id="", profile=None, error=None), 200
-    if not ID_PATTERN.match(user_id):
+    if not ID_PATTERN.fullmatch(user_id):  # match would let a final newline past the 128-character bound
         return render_template("console/users.html", user_id=user_id[:128], profile=None, error="A user id is 1 to 128 characters."), 422
     svc = services()
     return render_template("console/users.html", user_id=user_id, profile=console.user_profile(svc.db, svc.models, user_id), error=None), 200
