@@ -148,6 +148,19 @@ def test_bad_rules_are_422_naming_the_path(client, auth, rule, field):
     assert resp.get_json()["error"]["details"][0]["field"] == field
 
 
+@pytest.mark.parametrize("value", [1e13, -2e12, 10**13, [1, 1e15]])
+def test_a_rules_numbers_are_bounded_as_the_attributes_it_tests(client, auth, value):
+    """Request attributes are at most 1e12 in magnitude: a rule beyond could never, or would always, match."""
+    op = "in" if isinstance(value, list) else "gt"
+    for send in (lambda rule: client.post("/v1/experiments", json=ab_definition(targeting=rule), headers=auth("editor")),
+                 lambda rule: client.patch("/v1/experiments/points-q4", json={"targeting": rule}, headers=auth("editor"))):
+        resp = send({"all": [{"attribute": "spend", "op": op, "value": value}]})
+        assert resp.status_code == 422 and resp.get_json()["error"]["details"][0]["field"] == "targeting", resp.get_json()
+        assert "all.0.value" in resp.get_json()["error"]["message"]
+        if resp.request.method == "POST":
+            post_ok(client, "/v1/experiments", ab_definition(targeting={"all": [{"attribute": "spend", "op": "gt", "value": 1e12}]}), auth("editor"), status=201)
+
+
 def test_a_rule_stored_before_values_were_required_is_still_read(client, auth, db):
     running(client, auth("editor"), ab_definition(targeting={"all": [{"attribute": "tier", "op": "eq", "value": "gold"}]}))
     with db.write() as session:  # as an earlier version stored it: a condition without its value
