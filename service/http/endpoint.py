@@ -220,6 +220,13 @@ def _serialise(spec: EndpointSpec, result: Any) -> Response:
     return Response(body, status=spec.status, mimetype="application/json")
 
 
+def no_content() -> Response:
+    """A 204: no body, so no Content-Type either (werkzeug would call the nothing text/html)."""
+    response = Response(status=204)
+    del response.headers["Content-Type"]
+    return response
+
+
 def _check_answer(model: type[BaseModel], result: dict[str, Any], body: bytes) -> None:
     expected = model.model_validate(result).model_dump_json().encode()
     if body != expected:
@@ -274,7 +281,7 @@ def endpoint(
             _check_path(spec, args)
             if spec.body is not None:
                 args["body"] = _parse_body(spec)
-            elif request.method in ("POST", "PUT", "PATCH") and spec.roles is not None:
+            elif request.method in ("POST", "PUT", "PATCH", "DELETE") and spec.roles is not None:
                 _refuse_body()
             if spec.query is not None:
                 args["query"] = _parse_query(spec)

@@ -73,7 +73,7 @@ def _responses(spec: EndpointSpec, schemas: dict[Any, Any], method: str) -> dict
         codes |= {401, 403, 503}  # the key is checked against the database
     if spec.body is not None:
         codes |= {400, 413, 422}
-    elif method in ("POST", "PUT", "PATCH") and spec.roles is not None:
+    elif method in ("POST", "PUT", "PATCH", "DELETE") and spec.roles is not None:
         codes |= {400, 422}  # an action without a body refuses one (`endpoint._refuse_body`)
     if spec.query is not None or spec.path:
         codes.add(422)

@@ -125,7 +125,11 @@ def test_draft_can_change_anything_and_be_deleted(client, auth):
     body = resp.get_json()
     assert resp.status_code == 200, body
     assert [a["weight"] for a in body["arms"]] == [3, 1.0] and body["primary_metric"] == "clicks"
-    assert client.delete("/v1/experiments/points-q4", headers=editor).status_code == 204
+    # A body a DELETE would ignore is refused, as on the other body-less actions; nothing is deleted.
+    assert client.delete("/v1/experiments/points-q4", data="{not json", headers=editor).status_code == 400
+    assert client.delete("/v1/experiments/points-q4", json={"force": True}, headers=editor).status_code == 422
+    deleted = client.delete("/v1/experiments/points-q4", headers=editor)
+    assert deleted.status_code == 204 and deleted.get_data() == b"" and "Content-Type" not in deleted.headers
     assert client.get("/v1/experiments/points-q4", headers=editor).status_code == 404
 
 

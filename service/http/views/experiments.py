@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from flask import Blueprint, Response
 
-from service.http.endpoint import EDITOR, READ_EXPERIMENTS, endpoint, services
+from service.http.endpoint import EDITOR, READ_EXPERIMENTS, endpoint, no_content, services
 from service.http.schemas.experiments import ExperimentFilter, ExperimentIn, ExperimentList, ExperimentOut, ExperimentPatch
 from service.usecases import experiments
 
@@ -44,7 +44,7 @@ def change(key: str, body: ExperimentPatch) -> ExperimentOut:
 def remove(key: str) -> Response:
     """Delete a draft experiment."""
     experiments.remove(services().db, services().experiment_cache, key)
-    return Response(status=204)
+    return no_content()
 
 
 def _move(key: str, action: str) -> ExperimentOut:
