@@ -30,6 +30,9 @@ def plan(question: Mapping[str, Any]) -> dict[str, Any]:
     return {"users_per_arm": p.users_per_arm, "total_users": p.total_users, "days": p.days, "alpha_per_test": p.alpha_per_test, "note": p.note}
 
 
+NO_BEST_ARM = "no arm has an estimate yet (nobody exposed, or no propensities logged), so best_arm names none and every share is 0"
+
+
 def evaluate(db: Database, cache: ExperimentCache, key: str, allocation: Mapping[str, float] | str, metric_key: str | None, alpha: float) -> dict[str, Any]:
     """IPW and self-normalised IPW estimates of the metric under `allocation`, from the logged assignments and their propensities."""
     d, _, metric = experiment_metric(db, cache, key, metric_key, field="metric")  # a field of the body here
@@ -57,5 +60,5 @@ def evaluate(db: Database, cache: ExperimentCache, key: str, allocation: Mapping
         "snipw": {"value": value.snipw, "ci": interval(value.snipw_ci)},
         "effective_sample_size": value.effective_sample_size,
         "users": users,
-        "notes": list(value.notes),
+        "notes": ([NO_BEST_ARM] if allocation == "best_arm" and not any(target) else []) + list(value.notes),
     }

@@ -290,6 +290,13 @@ def test_bandit_ipw_snipw_and_offline_evaluation_match_numpy(client, auth):
     assert unknown.status_code == 422 and unknown.get_json()["error"]["details"][0]["field"] == "metric"  # the body's, not the query's
 
 
+def test_best_arm_before_anyone_was_exposed_says_it_names_no_arm(client, auth):
+    running(client, auth("editor"), bandit_definition())
+    best = post_ok(client, "/v1/experiments/bonus-bandit/evaluate", {"allocation": "best_arm"}, auth("analyst"))
+    assert set(best["allocation"].values()) == {0.0} and best["users"] == 0
+    assert best["notes"][0].startswith("no arm has an estimate yet")
+
+
 def test_a_continuous_bandit_far_from_zero_allocates_as_its_exact_moments_say(client, auth):
     from bandits.base import ArmStats, with_floor
     from bandits.thompson import ThompsonSampling
