@@ -101,18 +101,20 @@ ROLE_TABLE
   405 that records nothing, and `Allow` (on any 405 there) lists `GET, OPTIONS`.
 - **Status codes.**
 
-  | status | when |
-  | --- | --- |
-  | 400 | the body is not valid JSON, or a required body is missing |
-  | 401 | no key, or an unknown or revoked key |
-  | 403 | the key's role may not call the operation |
-  | 404 | the named resource (or path) does not exist |
-  | 405 | the path exists but not with this method (the `Allow` header lists the methods) |
-  | 409 | the resource's state forbids the change (e.g. changing the arms of a running experiment) |
-  | 413 | a batch holds more than {MAX_BATCH:,} entries (`batch_too_large`), or the body is larger than `MAX_CONTENT_LENGTH` |
-  | 422 | validation failed; `details` names each bad field |
-  | 503 | the database cannot be reached (any operation that reads or writes it) |
-  | 500 | a bug; the message asks to quote the `request_id` |
+  | status | `code` | when |
+  | --- | --- | --- |
+  | 400 | `bad_request` | the body is not valid JSON, or a required body is missing, or a URL's %-escapes are not UTF-8 |
+  | 401 | `unauthorized` | no key, or an unknown or revoked key |
+  | 403 | `forbidden` | the key's role may not call the operation |
+  | 404 | `not_found` | the named resource (or path) does not exist |
+  | 405 | `method_not_allowed` | the path exists but not with this method (the `Allow` header lists the methods); answered before the key is read |
+  | 409 | `conflict` | the resource's state forbids the change (e.g. changing the arms of a running experiment) |
+  | 413 | `batch_too_large`, `payload_too_large` | a batch holds more than {MAX_BATCH:,} entries, or the body is larger than `MAX_CONTENT_LENGTH` |
+  | 414 | `uri_too_long` | the request line is over 8,190 bytes (from gunicorn, without `request_id`) |
+  | 422 | `validation_error` | validation failed; `details` names each bad field |
+  | 431 | `headers_too_large` | a header line, `Name: value` with its line break, is over 8,190 bytes (from gunicorn, without `request_id`) |
+  | 503 | `unavailable` | the database cannot be reached (any operation that reads or writes it) |
+  | 500 | `internal_error` | a bug; the message asks to quote the `request_id` |
 
   A bad key is answered with 401 or 403 before the path, query or body is validated. A request
   line or header too long for gunicorn never reaches the service: gunicorn refuses it itself (414

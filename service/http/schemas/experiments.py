@@ -126,12 +126,14 @@ class ExperimentIn(Input):
 class ExperimentPatch(Input):
     """Fields to change; the design fields only while draft (see below).
 
-    A field left out keeps its value; only `bandit` may be set to null (to drop it).
+    A field left out keeps its value; `bandit`, `layer` and `targeting` may be set to null (to drop them).
+    An object sent (`analysis`, `bandit`) replaces the stored one whole: its fields left out take their defaults.
     """
 
     model_config = ConfigDict(json_schema_extra={
         "description": "Fields to change. " + ", ".join(f"`{f}`" for f in sorted(DESIGN_FIELDS)) + " can change only while the experiment is a "
-        "draft (409 otherwise), and `traffic` of a layered experiment too. A field left out keeps its value; only `bandit` may be set to null (to drop it).",
+        "draft (409 otherwise), and `traffic` of a layered experiment too. A field left out keeps its value; `bandit`, `layer` and `targeting` may be "
+        "set to null (to drop them). An object sent (`analysis`, `bandit`) replaces the stored one whole: its fields left out take their defaults.",
     })
 
     name: Text | None = Field(default=None, min_length=1, max_length=256)
@@ -293,7 +295,7 @@ class RewardOut(Output):
 
 
 class LedgerOut(Output):
-    """A user's balance and reward history in one experiment, oldest first."""
+    """A user's balance and reward history in one experiment, in the order the actions were recorded (`sequence`)."""
 
     experiment: str
     user_id: str

@@ -41,5 +41,6 @@ def create(body: KeyCreate) -> KeyCreated:
 @bp.delete("/v1/keys/<key_id>")
 @endpoint("Revoke an API key; it fails on every worker and host within 1 second", roles=ADMIN, tag="keys", response=KeyInfo, errors=(404,), path={"key_id": "id"})
 def revoke(key_id: str) -> KeyInfo:
-    """Revoke a key."""
+    """Revoke the key whose `id` (a whole number) creating or listing it answered; anything else is a 404.
+    A key revoked before is answered as it is, with its first `revoked_at`."""
     return KeyInfo.model_validate(_info(keys.revoke_key(services().db, services().keys, key_id)))
