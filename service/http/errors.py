@@ -11,6 +11,7 @@ from gunicorn.http.errors import ParseException
 from pydantic import ValidationError
 from werkzeug.exceptions import HTTPException
 
+from experiments.schedules import SCHEDULES
 from service.errors import Conflict, Invalid, NotFound, ServiceError, Unavailable, detail
 
 log = logging.getLogger(__name__)
@@ -57,11 +58,26 @@ def status_of(exc: ServiceError) -> int:
 _UNION_MEMBER = re.compile(r"^(?:(?:dict|list|tuple|set|literal|function-[a-z]+|tagged-union|union|nullable|json-or-python|lax-or-strict|is-instance)\[.*\]|constrained-[a-z]+|str|int|float|bool|none)$")
 
 
+# A tagged union puts its tag in an error's location (`schedule.fixed_ratio.every`), where the
+# request has none: the client sent `schedule: {"type": "fixed_ratio", "every": 0}`.
+_UNION_TAGS = {"schedule": frozenset(SCHEDULES)}
+
+
+def _request_path(loc: tuple[int | str, ...]) -> list[str]:
+    """An error's location as a path in the request: without pydantic's union members and tags."""
+    path: list[str] = []
+    for part in loc:
+        if isinstance(part, str) and (_UNION_MEMBER.match(part) or (path and part in _UNION_TAGS.get(path[-1], ()))):
+            continue
+        path.append(str(part))
+    return path
+
+
 def details_from_pydantic(exc: ValidationError, prefix: str = "") -> list[dict[str, Any]]:
     """Name each bad field, with its index when it sits in a batch."""
     details = []
     for err in exc.errors(include_url=False, include_input=False):
-        loc = [str(p) for p in err["loc"] if not (isinstance(p, str) and _UNION_MEMBER.match(p))]
+        loc = _request_path(err["loc"])
         if prefix:
             loc.insert(0, prefix)
         index = next((int(p) for p in loc if p.isdigit()), None)

@@ -172,6 +172,11 @@ def test_validation_errors_sit_beside_the_fields_they_name(as_role):
     assert every and "greater than or equal to 1" in every.group(1)
     assert 'id="f-arms-1-payload-error"' in html and "not valid JSON" in html
     assert 'id="f-traffic-error"' in html
+    # A double-points window's factor sits in the schedule's multiplier, whatever the schedule's type.
+    window = {"arms.0.schedule.multiplier.factor": "-1", "arms.0.schedule.multiplier.start": "2026-12-01T00:00", "arms.0.schedule.multiplier.end": "2026-12-08T00:00"}
+    html = editor.post("/ui/experiments/new", data={**form_of(**window), "csrf_token": token}).get_data(as_text=True)
+    factor = re.search(r'<p class="error" id="f-arms-0-schedule-multiplier-factor-error">(.*?)</p>', html)
+    assert factor and "greater than 0" in factor.group(1)
     # The domain's own check (a built-in metric declared with the wrong kind) lands on its field too.
     wrong_kind = form_of(**{"metrics.0.key": "revenue", "metrics.0.kind": "binary"})
     html = editor.post("/ui/experiments/new", data={**wrong_kind, "csrf_token": token}).get_data(as_text=True)

@@ -39,10 +39,10 @@ def test_duplicate_key_is_409(client, auth):
         ({"metrics": [{"key": "revenue", "kind": "binary"}]}, "metrics.0.kind"),
         ({"metrics": [{"key": "revenue", "kind": "continuous"}], "primary_metric": "revenue"}, "metrics.0.key"),
         ({"metrics": [{"key": "conversion"}, {"key": "retention_d7"}]}, "metrics.1.key"),
-        ({"arms": [{"key": "a", "schedule": {"type": "fixed_ratio", "every": 0, "points": 5}}, {"key": "b"}]}, "arms.0.schedule.fixed_ratio.every"),
+        ({"arms": [{"key": "a", "schedule": {"type": "fixed_ratio", "every": 0, "points": 5}}, {"key": "b"}]}, "arms.0.schedule.every"),
         ({"arms": [{"key": "a", "schedule": {"type": "lottery"}}, {"key": "b"}]}, "arms.0.schedule"),
         ({"arms": [{"key": "a", "schedule": {"type": "per_unit", "points_per_unit": 1, "multiplier": {"factor": 2, "start": "2026-12-02T00:00:00Z", "end": "2026-12-01T00:00:00Z"}}}, {"key": "b"}]}, "arms.0.schedule.multiplier.end"),
-        ({"arms": [{"key": "a", "schedule": {"type": "per_unit", "points_per_unit": 1, "multiplier": {"factor": 2, "start": "2026-12-01T00:00:00", "end": "2026-12-02T00:00:00Z"}}}, {"key": "b"}]}, "arms.0.schedule.per_unit.multiplier.start"),
+        ({"arms": [{"key": "a", "schedule": {"type": "per_unit", "points_per_unit": 1, "multiplier": {"factor": 2, "start": "2026-12-01T00:00:00", "end": "2026-12-02T00:00:00Z"}}}, {"key": "b"}]}, "arms.0.schedule.multiplier.start"),
         ({"colour": "red"}, "colour"),
     ],
 )
