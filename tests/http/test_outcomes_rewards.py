@@ -279,3 +279,16 @@ def test_an_action_with_a_negative_value_is_a_return_and_counts_for_no_schedule(
     assert (refund["rewarded"], refund["points"], refund["sequence"]) == (False, 0, 0) and "return" in refund["reason"]
     order = reward(client, shop, "o-1", "buyer", "2026-11-22T11:00:00Z", key="orders", value=5)
     assert (order["rewarded"], order["points"], order["sequence"], order["balance"]) == (True, 10, 1, 10)
+
+
+def test_an_action_after_the_stop_is_recorded_under_the_users_arm_and_earns_nothing(client, auth):
+    shop, editor = auth("storefront"), auth("editor")
+    running(client, editor, ab_definition())
+    arm = assign(client, shop, "points-q4", "u-late")["arm"]
+    post_ok(client, "/v1/experiments/points-q4/stop", None, editor)
+    answer = reward(client, shop, "late-1", "u-late", "2026-11-22T10:00:00Z")
+    assert (answer["recorded"], answer["arm"], answer["points"], answer["rewarded"]) == (True, arm, 0, False)
+    assert answer["reason"].startswith("not_running")
+    assert reward(client, shop, "late-1", "u-late", "2026-11-22T10:00:00Z")["duplicate"] is True
+    ledger = get_ok(client, "/v1/experiments/points-q4/users/u-late/rewards", shop)
+    assert ledger["arm"] == arm and [h["arm"] for h in ledger["history"]] == [arm]
