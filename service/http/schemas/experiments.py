@@ -231,7 +231,10 @@ class AssignmentsIn(Input):
     user_id: Id
     experiments: list[Key] = Field(min_length=1, max_length=100)
     timestamp: Timestamp | None = None
-    attributes: dict[AttributeName, AttributeValue] = Field(default_factory=dict, max_length=50)
+    attributes: dict[AttributeName, AttributeValue] = Field(
+        default_factory=dict, max_length=50,
+        description="what targeting rules read besides the built-in attributes: at most 50, names of 1 to 128 characters, values strings of at most 1,000 characters, numbers at most 1e12 in magnitude, or booleans",
+    )
 
 
 class AssignmentsOut(Output):
