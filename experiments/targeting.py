@@ -14,6 +14,9 @@ from typing import Any, Callable, Mapping, Union
 
 MAX_DEPTH = 3
 MAX_CONDITIONS = 100
+# Request attributes are numbers of at most this magnitude (the service's bound on every number it
+# takes), so a rule's own numbers are held to it too.
+VALUE_BOUND = 1e12
 Value = Union[str, float, bool, None]
 
 
@@ -174,7 +177,9 @@ def parse_rule(spec: Any, path: str = "targeting") -> Group:
 
 def require_values(rule: Group, path: str = "targeting") -> None:
     """Refuse a condition whose value is null or left out, and a null in a list: such a rule matches
-    nobody, so the experiment would enrol no one without a word (`exists` tests presence).
+    nobody, so the experiment would enrol no one without a word (`exists` tests presence). Refuse a
+    number beyond VALUE_BOUND too: no attribute reaches it, so the condition could never, or would
+    always, hold.
 
     Checked on rules being written, not on stored ones: a rule stored before this check must still be read.
     """
@@ -182,5 +187,9 @@ def require_values(rule: Group, path: str = "targeting") -> None:
         where = f"{path}.{rule.mode}.{i}"
         if isinstance(part, Group):
             require_values(part, where)
-        elif OPERATORS[part.op][1] in ("scalar", "list") and (part.value is None or (isinstance(part.value, tuple) and None in part.value)):
+            continue
+        values = part.value if isinstance(part.value, tuple) else (part.value,)
+        if OPERATORS[part.op][1] in ("scalar", "list") and None in values:
             raise TargetingError(f"{where}.value", f"{part.op} needs {'a list of ' if OPERATORS[part.op][1] == 'list' else 'a '}string, number or boolean, not null (exists tests that an attribute is there)")
+        if any(isinstance(v, (int, float)) and not isinstance(v, bool) and not -VALUE_BOUND <= v <= VALUE_BOUND for v in values):
+            raise TargetingError(f"{where}.value", f"numbers in a rule are at most {VALUE_BOUND:.0e} in magnitude, as the attributes it tests are")

@@ -155,8 +155,7 @@ def test_a_rules_numbers_are_bounded_as_the_attributes_it_tests(client, auth, va
     for send in (lambda rule: client.post("/v1/experiments", json=ab_definition(targeting=rule), headers=auth("editor")),
                  lambda rule: client.patch("/v1/experiments/points-q4", json={"targeting": rule}, headers=auth("editor"))):
         resp = send({"all": [{"attribute": "spend", "op": op, "value": value}]})
-        assert resp.status_code == 422 and resp.get_json()["error"]["details"][0]["field"] == "targeting", resp.get_json()
-        assert "all.0.value" in resp.get_json()["error"]["message"]
+        assert resp.status_code == 422 and resp.get_json()["error"]["details"][0]["field"] == "targeting.all.0.value", resp.get_json()
         if resp.request.method == "POST":
             post_ok(client, "/v1/experiments", ab_definition(targeting={"all": [{"attribute": "spend", "op": "gt", "value": 1e12}]}), auth("editor"), status=201)
 

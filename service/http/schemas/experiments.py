@@ -3,12 +3,12 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Annotated, Any, Literal, Union
 
-from pydantic import AfterValidator, ConfigDict, Field, StringConstraints, create_model, field_validator
+from pydantic import ConfigDict, Field, StringConstraints, create_model, field_validator
 
 from bandits.registry import POLICIES
 from experiments.definitions import DESIGN_FIELDS
 from experiments.schedules import SCHEDULES, Schedule
-from service.http.schemas.common import MAX_BATCH, MAX_MAGNITUDE, FiniteFloat, Id, Input, JsonObject, Key, Output, PositiveFloat, Query, Text, Timestamp
+from service.http.schemas.common import MAX_BATCH, FiniteFloat, Id, Input, JsonObject, Key, Output, PositiveFloat, Query, Text, Timestamp
 
 
 
@@ -87,24 +87,6 @@ class AnalysisIn(Input):
     cuped_days: int = Field(default=14, ge=1, le=365)
 
 
-
-def _values_within_bound(rule: dict[str, Any]) -> dict[str, Any]:
-    """A rule's numbers are bounded as the attributes it tests are: a value past them could never, or would always, match."""
-    pending: list[tuple[str, Any]] = [("", rule)]
-    while pending:
-        where, item = pending.pop()
-        if isinstance(item, dict):
-            pending.extend((f"{where}.{k}", v) for k, v in item.items())
-        elif isinstance(item, list):
-            pending.extend((f"{where}.{i}", v) for i, v in enumerate(item))
-        elif isinstance(item, (int, float)) and not isinstance(item, bool) and not -MAX_MAGNITUDE <= item <= MAX_MAGNITUDE:
-            raise ValueError(f"{where[1:]} is {item:.3g}: numbers in a rule are at most {MAX_MAGNITUDE:.0e} in magnitude, as request attributes are")
-    return rule
-
-
-TargetingRule = Annotated[JsonObject, AfterValidator(_values_within_bound)]
-
-
 class ExperimentIn(Input):
     """A new experiment (created as draft)."""
 
@@ -120,7 +102,7 @@ class ExperimentIn(Input):
     layer: Key | None = Field(default=None, description="a layer shared with other experiments: a user is in at most one of them")
     analysis: AnalysisIn | None = None
     guardrails: list[Key] = Field(default_factory=list, max_length=20, description="metrics that must not get worse: lower for most, higher for a metric declared with higher_is_better false")
-    targeting: TargetingRule | None = Field(default=None, description='{"all" | "any": [{"attribute", "op", "value"} | group]}, at most 3 groups deep')
+    targeting: JsonObject | None = Field(default=None, description='{"all" | "any": [{"attribute", "op", "value"} | group]}, at most 3 groups deep')
 
 
 class ExperimentPatch(Input):
@@ -145,7 +127,7 @@ class ExperimentPatch(Input):
     primary_metric: Key | None = None
     bandit: BanditIn | None = None
     layer: Key | None = None
-    targeting: TargetingRule | None = None
+    targeting: JsonObject | None = None
     analysis: AnalysisIn | None = None
     guardrails: list[Key] | None = Field(default=None, max_length=20)
 
