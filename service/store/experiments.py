@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session
 
 from experiments.definitions import BUILTIN_METRICS, DESIGN_FIELDS, Experiment, TransitionError, transition
 from experiments.layers import Range, first_fit, free_share, largest_gap
+from experiments.targeting import TargetingError, parse_rule, require_values
 from service.errors import ChangedMeanwhile, Conflict, NotFound
 from service.store.experiment_codec import definition, from_row
 from service.store.database import Database
@@ -189,6 +190,15 @@ def start_from(db: Database, key: str, started_at: float) -> None:
         session.execute(update(ExperimentRow).where(ExperimentRow.key == key, ExperimentRow.created_at > started_at).values(created_at=started_at))
 
 
+def _check_rule_to_start(targeting: dict[str, Any]) -> None:
+    """A draft saved by an older release may hold a rule today's checks refuse (a condition without a
+    value matches nobody): it is read as stored, but its first start is refused until it is changed."""
+    try:
+        require_values(parse_rule(targeting))
+    except TargetingError as exc:
+        raise Conflict(f"the targeting rule cannot start as it is: {exc.field} {exc.message}; change the rule first") from None
+
+
 def move(db: Database, key: str, action: str, check_start: Callable[[list[dict[str, Any]]], None] | None = None) -> ExperimentRow:
     """Start, pause or stop: an atomic compare-and-set on the status, 409 if it does not allow the move.
 
@@ -210,6 +220,8 @@ def move(db: Database, key: str, action: str, check_start: Callable[[list[dict[s
             values["started_at"] = now
         if action == "start" and check_start is not None:
             check_start(list(row.arms))
+        if first_start and row.targeting:
+            _check_rule_to_start(row.targeting)
         if action == "start" and row.layer is not None and row.layer_start is None:
             values["layer_start"], values["layer_end"] = _claim(session, row)
         if action == "stop":

@@ -171,3 +171,16 @@ def test_a_rule_stored_before_values_were_required_is_still_read(client, auth, d
     # What may still change, does; the old rule is not checked again unless a change replaces it.
     resp = client.patch("/v1/experiments/points-q4", json={"name": "Renamed", "guardrails": ["revenue"]}, headers=auth("editor"))
     assert resp.status_code == 200, resp.get_json()
+
+
+def test_a_draft_whose_stored_rule_todays_checks_refuse_cannot_start_until_changed(client, auth, db):
+    """An older release saved drafts with a condition without a value: such a rule would enrol nobody once started."""
+    editor = auth("editor")
+    post_ok(client, "/v1/experiments", ab_definition(targeting={"all": [{"attribute": "tier", "op": "eq", "value": "gold"}]}), editor, status=201)
+    with db.write() as session:
+        session.execute(update(ExperimentRow).where(ExperimentRow.key == "points-q4").values(targeting={"all": [{"attribute": "tier", "op": "eq"}]}))
+    refused = client.post("/v1/experiments/points-q4/start", headers=editor)
+    assert refused.status_code == 409 and "targeting.all.0.value" in refused.get_json()["error"]["message"]
+    assert get_ok(client, "/v1/experiments/points-q4", editor)["status"] == "draft"
+    client.patch("/v1/experiments/points-q4", json={"targeting": {"all": [{"attribute": "tier", "op": "eq", "value": "gold"}]}}, headers=editor)
+    assert post_ok(client, "/v1/experiments/points-q4/start", None, editor)["status"] == "running"
