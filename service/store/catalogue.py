@@ -80,6 +80,12 @@ def get_item(db: Database, item_id: str) -> ItemRow | None:
         return session.get(ItemRow, item_id)
 
 
+def stored_items(db: Database, item_ids: list[str]) -> set[str]:
+    """Which of these items the catalogue holds."""
+    with db.read() as session:
+        return set(session.scalars(select(ItemRow.item_id).where(ItemRow.item_id.in_(item_ids))))
+
+
 def item_seen(db: Database, item_id: str) -> tuple[bool, str | None]:
     """Whether the catalogue or any event names the item, and its category."""
     with db.read() as session:

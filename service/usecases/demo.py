@@ -7,7 +7,7 @@ from typing import Iterator
 
 from recommender.synthetic import generate
 from service.usecases.context import Services
-from service.store.catalogue import upsert_items
+from service.store.catalogue import stored_items, upsert_items
 from service.store.events import insert_events
 
 CATEGORIES = ["books", "music", "games", "garden", "kitchen", "toys", "sports", "beauty"]
@@ -29,9 +29,13 @@ def load_demo(svc: Services, n_users: int, n_items: int, n_events: int) -> Itera
         }
         for i, c in enumerate(data.item_categories)
     ]
+    added = 0
     for start in range(0, len(items), BATCH):
-        upsert_items(svc.db, items[start : start + BATCH])
-    yield f"catalogue: {len(items)} items in {len(CATEGORIES)} categories"
+        # A rerun (make run does one each time) leaves what the API changed since: a recall, a new category.
+        batch = items[start : start + BATCH]
+        kept = stored_items(svc.db, [item["item_id"] for item in batch])
+        added += upsert_items(svc.db, [item for item in batch if item["item_id"] not in kept]) if len(kept) < len(batch) else 0
+    yield f"catalogue: {len(items)} items in {len(CATEGORIES)} categories ({added} new)"
     accepted = duplicates = 0
     for start in range(0, n_events, BATCH):
         stop = min(start + BATCH, n_events)

@@ -74,8 +74,13 @@ def test_demo_loads_data_and_its_running_experiments_once(runner, client, auth):
     first_seen = datetime.fromisoformat(client.get("/v1/experiments/points-q4/assignment?user_id=user-0", headers=auth("storefront")).get_json()["exposed_at"]).timestamp()
     assert started["points-q4"] == pytest.approx(first_seen, abs=1e-3) and time.time() - started["points-q4"] > 29 * 86_400
     assert 0.5 * 86_400 < time.time() - started["win-back"] < 2 * 86_400
+    # What the API changed since (a recall) stays as it is: make run loads the demo each time.
+    shop = auth("storefront")
+    assert client.post("/v1/items", json={"items": [{"item_id": "sku-1", "available": False, "category": "recalled"}]}, headers=shop).status_code == 200
     again = runner.invoke(args=["demo", "--users", "300", "--items", "100", "--events", "3000"])
-    assert "points-q4: already there" in again.output
+    assert "points-q4: already there" in again.output and "(0 new)" in again.output
+    item = client.get("/v1/items/sku-1", headers=shop).get_json()
+    assert (item["available"], item["category"]) == (False, "recalled")
     assert client.get("/v1/experiments/points-q4/results", headers=auth("analyst")).get_json()["arms"] == results["arms"]
 
 
