@@ -73,6 +73,9 @@ def _request_path(loc: tuple[int | str, ...]) -> list[str]:
     return path
 
 
+UNAVAILABLE = "the database is unavailable; try again shortly"
+
+
 def details_from_pydantic(exc: ValidationError, prefix: str = "") -> list[dict[str, Any]]:
     """Name each bad field, with its index when it sits in a batch."""
     details = []
@@ -132,7 +135,11 @@ def register_error_handlers(app: Flask) -> None:
     def _service_error(exc: ServiceError) -> Response:
         status = status_of(exc)
         if status == 503:
+            # The driver's words name the database's host and port: the log keeps them, clients get the gist.
             log.warning("dependency unavailable", extra={"error": exc.message})
+            response = error_response(status, _HTTP_CODES[status], UNAVAILABLE, exc.details)
+            response.headers["Retry-After"] = "1"
+            return response
         return error_response(status, _HTTP_CODES[status], exc.message, exc.details)
 
     @app.errorhandler(HTTPException)

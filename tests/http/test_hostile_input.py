@@ -399,6 +399,8 @@ def test_every_v1_call_answers_503_when_the_database_is_unreachable(tmp_path):
             resp = client.open(path, method=method, json={}, headers=headers)
             error = refused(resp, 503)
             assert error["code"] == "unavailable" and "\n" not in error["message"], (method, path, error)
+            # The driver's words stay in the log: they name the database's host and port.
+            assert "127.0.0.1" not in error["message"] and resp.headers["Retry-After"] == "1", (method, path, error)
             calls += 1
     assert calls > 20
     assert client.get("/readyz").status_code == 503 and client.get("/healthz").status_code == 200
