@@ -123,7 +123,10 @@ ROLE_TABLE
   stored in one transaction: bad input never stores anything partially and never causes a 500.
   Bodies refuse unknown fields and do not coerce types (`"value": "12"` is a 422). Query
   parameters are read from text: numbers in plain digits (`n=5` or `n=5.0`, `alpha=0.05`, `alpha=5e-2`;
-  not `5_0` or `+5`). A parameter given twice, and an unknown one (also on an
+  not `5_0` or `+5`); booleans as `true`/`false` (also `1`/`0`, `yes`/`no`, `on`/`off`); a `+` in a
+  timestamp escaped as `%2B`, since a bare `+` in a query reads as a space. A body is read as UTF-8
+  JSON whatever its `Content-Type` says; a byte-order mark, or nesting deeper than about 190
+  levels, is a 400. A parameter given twice, and an unknown one (also on an
   endpoint that takes none, except `/healthz` and `/readyz`, which ignore them), is a 422. A URL whose %-escapes do not decode to UTF-8 is a 400; a
   chunked body over `MAX_CONTENT_LENGTH` is a 413 like any other.
 - **Limits.**
