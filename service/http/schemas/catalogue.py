@@ -218,7 +218,7 @@ class SimilarItems(Output):
     """Items like one item."""
 
     item_id: str
-    strategy: str
+    strategy: Literal["similar", "popular"] = Field(description="popular: the model does not know the item, so its category's popular items")
     model_version: str | None
     items: list[ScoredItem]
 

@@ -95,9 +95,9 @@ class ResultsOut(Output):
     type: str
     metric: str
     metric_kind: str
-    metric_source: str
+    metric_source: str = Field(description="outcomes (reported through POST /v1/outcomes) or events (a built-in metric)")
     alpha: float
-    test: str
+    test: str = Field(description="two_proportion_z (binary) or welch_t (continuous), with _cuped when CUPED adjusted the figures and _sequential when the intervals are always valid")
     correction: str
     control: str
     arms: list[ArmResultOut]
