@@ -21,7 +21,7 @@ from argparse import Namespace
 
 import numpy as np
 
-from bench.common import fresh_config, keys, prepare, server_env, summary
+from bench.common import fresh_config, keys, prepare, server_env, settle, summary
 from bench.load import median_ratio, report, rounds, run
 from recommender.index import ServingIndex
 from recommender.synthetic import generate
@@ -112,6 +112,7 @@ def big_catalogue(args: Namespace) -> None:
     pages = [f"/v1/items/{index.item_ids[i]}/similar?n=10" for i in np.random.default_rng(5).choice(index.n_items, size=50_000, p=share)]
     del index
 
+    settle(svc)
     headers = {"Authorization": f"Bearer {keys(svc)['storefront']}"}
     warm = [f"/v1/users/u{u}/recommendations?n=10" for u in range(0, 400)]
     # Users searched ahead go to the versions that use them (the index as trained, and its rescored twin).

@@ -122,6 +122,17 @@ def analyze(svc) -> None:  # noqa: ANN001
             conn.exec_driver_sql("VACUUM ANALYZE")
 
 
+def settle(svc) -> None:  # noqa: ANN001
+    """CHECKPOINT on PostgreSQL: write out what a bulk load or large artifacts left in memory before measuring.
+
+    Left to itself, the checkpointer writes them during the next minutes, on the same cores as the
+    server being measured (gigabytes of artifacts at a million items).
+    """
+    if not svc.db.is_sqlite:
+        with svc.db.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+            conn.exec_driver_sql("CHECKPOINT")
+
+
 def summary(**figures: float) -> None:
     """A last line that `bench/run_all.py` gathers into its table across databases."""
     print("summary: " + json.dumps({k: round(v, 3) for k, v in figures.items()}), flush=True)
