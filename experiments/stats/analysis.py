@@ -172,7 +172,7 @@ def _few_events(control: ArmSummary, treat: ArmSummary, out: _Comparison) -> Non
     if thin:
         out.notes.append(
             f"{' and '.join(thin)}: with fewer than {FEW_EVENTS} conversions or non-conversions in an arm the normal "
-            "approximation behind the p-value and the intervals is rough; read them as indications until more users arrive"
+            "approximation behind the p-value and the intervals is rough (an interval can look far narrower than the data allow); read them as indications, not evidence"
         )
 
 

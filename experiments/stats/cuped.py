@@ -96,10 +96,34 @@ def _unadjusted(arms: Sequence[CupedArm]) -> tuple[ArmSummary, ...]:
 
 # Relative size, against the terms it is computed from, below which an adjusted second moment is rounding.
 _ROUNDING = 1e-12
+# The pooled theta minimises the variance of all users together, not of each comparison: one outlier
+# (a single 1e12 purchase) can set a theta that removes almost nothing overall and multiplies the other
+# arms' spread a million-fold. No adjustment that widens a comparison's standard error this many times
+# is worth reporting; on ordinary data the pooled theta changes each one by a few per cent.
+MAX_WIDENING = 10.0
+
+
+def _variance_of_mean(users: int, m2: float) -> float:
+    return m2 / (users * (users - 1)) if users > 1 else 0.0
+
+
+def _widening(arms: Sequence[CupedArm], adjusted: Sequence[ArmSummary]) -> float:
+    """The most that y' multiplies the standard error of a difference from the control (the first arm); inf from zero."""
+    control, adjusted_control = arms[0], adjusted[0]
+    worst = 1.0
+    for arm, new in zip(arms[1:], adjusted[1:]):
+        if arm.users < 2 or control.users < 2:
+            continue  # no standard error either way
+        before = _variance_of_mean(arm.users, arm.m2_y) + _variance_of_mean(control.users, control.m2_y)
+        after = _variance_of_mean(arm.users, new.m2 or 0.0) + _variance_of_mean(control.users, adjusted_control.m2 or 0.0)
+        if after > before:
+            worst = max(worst, math.sqrt(after / before) if before > 0 else math.inf)
+    return worst
 
 
 def cuped(arms: Sequence[CupedArm]) -> CupedResult:
-    """theta over all users, and every arm's y' = y - theta (x - xbar); theta None (and y unchanged) when undefined."""
+    """theta over all users, and every arm's y' = y - theta (x - xbar); theta None (and y unchanged, with a note)
+    when it is undefined, or when it would make a comparison with the first arm (the control) far less precise."""
     if sum(a.users for a in arms) == 0:
         return CupedResult(None, None, _unadjusted(arms), "no exposed users yet")
     pooled = _pooled(arms)
@@ -126,4 +150,13 @@ def cuped(arms: Sequence[CupedArm]) -> CupedResult:
         note = None
     else:
         reduction, note = None, "the outcome does not vary, so there is no variance to reduce"
+    widening = _widening(arms, adjusted)
+    if widening > MAX_WIDENING:
+        removed = "" if reduction is None else f" while removing {reduction:.2%} of the variance overall"
+        factor = "from none" if math.isinf(widening) else f"{widening:,.0f}-fold"
+        return CupedResult(
+            None, None, _unadjusted(arms),
+            f"theta {theta:.4g} would widen the standard error of a difference from the control {factor}{removed}; "
+            "an extreme value in the outcome or its pre-period usually causes this",
+        )
     return CupedResult(theta, reduction, tuple(adjusted), note)

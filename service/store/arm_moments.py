@@ -23,6 +23,9 @@ from service.store.database import Database
 DAY = 86_400.0
 RETENTION_DAYS = {"retention_d1": 1, "retention_d7": 7, "retention_d30": 30}
 _PURCHASE_VALUE = "CASE WHEN e.type = 'purchase' THEN COALESCE(e.value, 0) ELSE 0 END"
+# A purchase with a negative value is a return (as reward actions read it): it nets off revenue, and
+# converts nobody.
+BOUGHT = "e.type = 'purchase' AND (e.value IS NULL OR e.value >= 0)"
 _AFTER = "e.ts >= x.exposed_at"
 _BEFORE = "e.ts < x.exposed_at"
 
@@ -30,7 +33,7 @@ _BEFORE = "e.ts < x.exposed_at"
 def _after_exposure(metric: str) -> str:
     """A built-in metric's per-user value from the user's events after exposure."""
     if metric == "purchase_conversion":
-        return f"MAX(CASE WHEN e.type = 'purchase' AND {_AFTER} THEN 1 ELSE 0 END)"
+        return f"MAX(CASE WHEN {BOUGHT} AND {_AFTER} THEN 1 ELSE 0 END)"
     if metric == "revenue":
         return f"SUM(CASE WHEN {_AFTER} THEN {_PURCHASE_VALUE} ELSE 0 END)"
     n = RETENTION_DAYS[metric]
@@ -40,7 +43,7 @@ def _after_exposure(metric: str) -> str:
 def _before_exposure(metric: str) -> str:
     """The same metric over the pre-period; for retention, whether the user was active at all before."""
     if metric == "purchase_conversion":
-        return f"MAX(CASE WHEN e.type = 'purchase' AND {_BEFORE} THEN 1 ELSE 0 END)"
+        return f"MAX(CASE WHEN {BOUGHT} AND {_BEFORE} THEN 1 ELSE 0 END)"
     if metric == "revenue":
         return f"SUM(CASE WHEN {_BEFORE} THEN {_PURCHASE_VALUE} ELSE 0 END)"
     return f"MAX(CASE WHEN {_BEFORE} THEN 1 ELSE 0 END)"

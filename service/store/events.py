@@ -45,7 +45,7 @@ def _insert_values(db: Database, rows: Sequence[dict[str, Any]], now: float) -> 
             params = [x for e in chunk for x in (e["event_id"], e["user_id"], e["item_id"], e["type"], e["ts"], e.get("value"), now)]
             accepted.extend(run(session, _INSERT_EVENTS.format(rows=", ".join([_EVENT_ROW] * len(chunk))), params))
         event_log.append(session, [e[:5] for e in accepted])
-        user_activity.record(session, accepted)
+        user_activity.record(session, accepted, now)
     return len(accepted)
 
 
@@ -80,7 +80,7 @@ _CODED = (
 )
 _ACTIVITY = (
     "INSERT INTO user_activity (user_id, first_seen, last_seen, purchases, revenue) "
-    "SELECT user_id, MIN(ts), MAX(ts), SUM(CASE WHEN type = 'purchase' THEN 1 ELSE 0 END), "
+    "SELECT user_id, LEAST(MIN(ts), %(now)s), LEAST(MAX(ts), %(now)s), SUM(CASE WHEN type = 'purchase' THEN 1 ELSE 0 END), "
     "SUM(CASE WHEN type = 'purchase' THEN COALESCE(value, 0) ELSE 0 END) FROM accepted_events GROUP BY user_id ORDER BY user_id "
     "ON CONFLICT (user_id) DO UPDATE SET "
     "first_seen = LEAST(user_activity.first_seen, excluded.first_seen), last_seen = GREATEST(user_activity.last_seen, excluded.last_seen), "
@@ -101,7 +101,7 @@ def _insert_copied(db: Database, rows: Sequence[dict[str, Any]], now: float) -> 
             cursor.execute(_NEW_CODES)
             cursor.execute(_CODED)
             coded = cursor.fetchall()
-            cursor.execute(_ACTIVITY)
+            cursor.execute(_ACTIVITY, {"now": now})
         finally:
             cursor.close()
         if coded:

@@ -11,7 +11,7 @@ from typing import Any
 from sqlalchemy import text
 
 from experiments.definitions import Metric
-from service.store.arm_moments import DAY, RETENTION_DAYS
+from service.store.arm_moments import BOUGHT, DAY, RETENTION_DAYS
 from service.store.database import Database
 
 __all__ = ["DAY", "RETENTION_DAYS", "daily_rows", "retention_rows"]
@@ -36,14 +36,12 @@ def daily_exposures(dialect: str, builtin: bool) -> str:
 def daily_values(metric: str, kind: str, builtin: bool, dialect: str) -> str:
     """Per arm and day, what the metric gained: value summed (continuous) or users converted (binary)."""
     if builtin:
-        first = "MIN(e.ts)"
-        value = "SUM(COALESCE(e.value, 0))"
-        per_user = (
-            f"SELECT x.arm AS arm, {first} AS first_ts, {value} AS v FROM exposures x JOIN events e ON e.user_id = x.user_id "
-            f"AND e.ts >= x.exposed_at AND e.type = 'purchase' WHERE x.experiment_key = :key{_EXPOSED_BY_NOW} GROUP BY x.arm, x.user_id"
-        )
-        if metric == "purchase_conversion":
-            return f"SELECT arm, {day_of('first_ts', dialect)} AS day, COUNT(*) FROM ({per_user}) u GROUP BY arm, day"
+        if metric == "purchase_conversion":  # each converted user on the day of their first purchase
+            first_bought = (
+                f"SELECT x.arm AS arm, MIN(e.ts) AS first_ts FROM exposures x JOIN events e ON e.user_id = x.user_id "
+                f"AND e.ts >= x.exposed_at AND {BOUGHT} WHERE x.experiment_key = :key{_EXPOSED_BY_NOW} GROUP BY x.arm, x.user_id"
+            )
+            return f"SELECT arm, {day_of('first_ts', dialect)} AS day, COUNT(*) FROM ({first_bought}) u GROUP BY arm, day"
         return (
             f"SELECT x.arm, {day_of('e.ts', dialect)} AS day, SUM(COALESCE(e.value, 0)) FROM exposures x JOIN events e "
             f"ON e.user_id = x.user_id AND e.ts >= x.exposed_at AND e.type = 'purchase' WHERE x.experiment_key = :key{_EXPOSED_BY_NOW} GROUP BY x.arm, day"

@@ -44,10 +44,16 @@ class Activity:
     revenue: float
 
 
-def record(session: Session, accepted: Sequence[tuple[Any, ...]]) -> None:
-    """Add accepted events, as (id, user, item, type, ts, value), to their users' activity in the caller's transaction."""
+def record(session: Session, accepted: Sequence[tuple[Any, ...]], received_at: float) -> None:
+    """Add accepted events, as (id, user, item, type, ts, value), to their users' activity in the caller's transaction.
+
+    An event dated ahead of `received_at` counts as seen when it arrived: a user cannot have been seen
+    later than that, and one such date (a clock years off) would otherwise keep them off the at-risk
+    list for good.
+    """
     per_user: dict[str, list[Any]] = {}
-    for _, user, _, kind, ts, value in accepted:
+    for _, user, _, kind, when, value in accepted:
+        ts = min(when, received_at)
         entry = per_user.setdefault(user, [ts, ts, 0, 0.0])
         entry[0], entry[1] = min(entry[0], ts), max(entry[1], ts)
         if kind == "purchase":

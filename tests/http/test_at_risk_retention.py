@@ -176,3 +176,18 @@ def test_an_id_holding_a_line_break_stays_one_field_of_the_csv(client, auth):
     rows = list(csv.reader(io.StringIO(text, newline="")))
     assert rows[0] == ["user_id", "last_seen", "idle_days", "purchases", "revenue"] and all(len(row) == 5 for row in rows)
     assert sorted(row[0] for row in rows[1:]) == sorted(names)
+
+
+def test_an_event_dated_years_ahead_counts_as_seen_when_it_arrived(client, auth):
+    now = datetime.now(timezone.utc)
+    events = [
+        {"event_id": "old-buy", "user_id": "ahead", "item_id": "i1", "type": "purchase", "value": 500.0, "timestamp": iso(now - timedelta(days=40))},
+        {"event_id": "far-view", "user_id": "ahead", "item_id": "i1", "type": "view", "timestamp": iso(now + timedelta(days=365 * 99))},
+    ]
+    post_ok(client, "/v1/events", {"events": events}, auth("storefront"))
+    today = get_ok(client, "/v1/users/at-risk?idle_days=0", auth("analyst"))["users"]
+    row = next(u for u in today if u["user_id"] == "ahead")
+    seen = datetime.fromisoformat(row["last_seen"].replace("Z", "+00:00"))
+    assert now - timedelta(minutes=5) <= seen <= datetime.now(timezone.utc) and 0 <= row["idle_days"] < 0.01
+    # Not idle for a day yet: the far date did not move it past today either.
+    assert all(u["user_id"] != "ahead" for u in get_ok(client, "/v1/users/at-risk?idle_days=1", auth("analyst"))["users"])

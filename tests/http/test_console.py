@@ -586,3 +586,103 @@ def test_a_confirmation_posted_after_signing_out_elsewhere_leads_to_sign_in(as_r
     assert resp.status_code == 303 and "/ui/sign-in" in resp.headers["Location"]
     assert "Your console session ended" in editor.get(resp.headers["Location"]).get_data(as_text=True)
     assert get_ok(client, "/v1/experiments/points-q4", auth("analyst"))["status"] == "running"
+
+
+def test_the_results_page_says_when_figures_are_cuped_adjusted_and_switches_cuped_and_sequential(as_role, client, auth):
+    running(client, auth("editor"), ab_definition())
+    shop = auth("storefront")
+    now = time.time()
+
+    def iso(t: float) -> str:
+        return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(t))
+
+    events = []
+    for i in range(60):
+        assign(client, shop, "points-q4", f"u{i}", timestamp=iso(now - 3 * 86_400))
+        if i % 2:  # buyers before exposure tend to buy again: CUPED has a covariate
+            events.append({"event_id": f"pre{i}", "user_id": f"u{i}", "item_id": "i1", "type": "purchase", "value": 10.0, "timestamp": iso(now - 5 * 86_400)})
+        if i % 2 or i % 7 == 0:
+            events.append({"event_id": f"post{i}", "user_id": f"u{i}", "item_id": "i2", "type": "purchase", "value": 10.0, "timestamp": iso(now - 86_400)})
+    post_ok(client, "/v1/events", {"events": events}, shop)
+    analyst = as_role("analyst")
+    api = get_ok(client, "/v1/experiments/points-q4/results?metric=purchase_conversion", auth("analyst"))
+    assert api["cuped"] is not None
+    html = analyst.get("/ui/experiments/points-q4/results", query_string={"metric": "purchase_conversion"}).get_data(as_text=True)
+    assert "Adjusted with CUPED" in html and "Adjusted rate [95.0% CI]" in html and "as the experiment says (on)" in html
+    assert "cuped=false" in html  # the link to the unadjusted figures
+    off = analyst.get("/ui/experiments/points-q4/results", query_string={"metric": "purchase_conversion", "cuped": "false", "sequential": "true"})
+    text = off.get_data(as_text=True)
+    assert off.status_code == 200 and "Adjusted with CUPED" not in text and "Rate [95.0% CI]" in text
+    assert '<option value="false" selected>off</option>' in text and "two proportion z sequential" in text
+    unadjusted = get_ok(client, "/v1/experiments/points-q4/results?metric=purchase_conversion&cuped=false&sequential=true", auth("analyst"))
+    low, high = unadjusted["arms"][1]["diff_ci"]
+    assert f"[{low * 100:+.1f} pp, {high * 100:+.1f} pp]" in text
+    assert 'href="/ui/experiments/points-q4/results.csv?metric=purchase_conversion&amp;alpha=0.05&amp;correction=holm&amp;cuped=false&amp;sequential=true"' in text
+
+
+def test_an_empty_control_row_is_named_rather_than_the_next_arm_becoming_the_control(as_role, client, auth):
+    editor = as_role("editor")
+    token = csrf(editor, "/ui/experiments/new")
+    moved = form_of(**{"arms.0.key": "", "arms.0.schedule.type": "", "arms.2.key": "lottery", "arms.2.schedule.type": "variable_ratio",
+                       "arms.2.schedule.variable_ratio.mean": "5", "arms.2.schedule.variable_ratio.points": "50"})
+    resp = editor.post("/ui/experiments/new", data={**moved, "csrf_token": token})
+    html = resp.get_data(as_text=True)
+    beside = re.search(r'<p class="error" id="f-arms-0-key-error">(.*?)</p>', html)
+    assert resp.status_code == 422 and beside and "control" in beside.group(1)
+    assert 'value="lottery"' in html  # what was typed stays
+    assert client.get("/v1/experiments/console-ab", headers=auth("editor")).status_code == 404
+
+
+def test_a_gain_from_an_arm_where_everyone_converted_is_flagged_and_its_cost_not_called_established(as_role, client, auth):
+    shop = auth("storefront")
+    running(client, auth("editor"), ab_definition(weights=(1, 1, 0.000001)))
+    users = {"control": [], "every5": []}
+    for u in range(60):
+        users[assign(client, shop, "points-q4", f"t{u}")["arm"]].append(f"t{u}")
+    converted = users["every5"] + users["control"][:6]  # all of every5: no non-conversions there
+    post_ok(client, "/v1/outcomes", {"outcomes": [{"outcome_id": f"o-{u}", "experiment": "points-q4", "user_id": u, "metric": "conversion"} for u in converted]}, shop)
+    for u in users["every5"] + users["control"]:
+        for k in range(5):  # every5's fifth action earns 100 points; the control earns 1 a unit
+            post_ok(client, "/v1/rewards", {"action_id": f"a-{u}-{k}", "user_id": u, "experiment": "points-q4", "action": "purchase", "value": 1.0}, shop)
+    every5 = {a["arm"]: a for a in get_ok(client, "/v1/experiments/points-q4/results", auth("analyst"))["arms"]}["every5"]
+    assert every5["significant"] and every5["diff_ci"][0] > 0 and every5["cost_per_incremental"] is not None
+    html = as_role("analyst").get("/ui/experiments/points-q4/results").get_data(as_text=True)
+    row = html.split('<th scope="row">every5', 1)[1].split("</tr>", 1)[0]
+    assert "few conversions" in row and "not established" in row
+
+
+def test_the_results_page_says_in_words_which_arm_wins_and_what_stands_in_the_way(as_role, client, auth):
+    shop = auth("storefront")
+    running(client, auth("editor"), ab_definition(weights=(1, 1, 0.000001)))
+    users = {"control": [], "every5": []}
+    for u in range(200):
+        users[assign(client, shop, "points-q4", f"v{u}")["arm"]].append(f"v{u}")
+    converted = users["every5"][: len(users["every5"]) // 2] + users["control"][: len(users["control"]) // 10]
+    post_ok(client, "/v1/outcomes", {"outcomes": [{"outcome_id": f"o-{u}", "experiment": "points-q4", "user_id": u, "metric": "conversion"} for u in converted]}, shop)
+    html = as_role("analyst").get("/ui/experiments/points-q4/results").get_data(as_text=True)
+    reading = html.split('id="reading-title"', 1)[1].split("</section>", 1)[0]
+    assert "every5 beats control on conversion" in reading and "no guardrail fails" in reading
+    assert "switch on sequential intervals" in reading  # running, and intervals for one look
+    sequential = as_role("analyst").get("/ui/experiments/points-q4/results", query_string={"sequential": "true"}).get_data(as_text=True)
+    assert "switch on sequential intervals" not in sequential.split('id="reading-title"', 1)[1].split("</section>", 1)[0]
+
+
+def test_verdicts_name_a_failing_guardrail_a_mismatch_and_a_stopped_experiment():
+    from service.http.console.verdicts import verdicts
+
+    def arm(name, users, diff=None, ci=None, significant=None, cost=None):
+        return {"arm": name, "users": users, "total": 10, "diff": diff, "diff_ci": ci, "significant": significant,
+                "p_value_adjusted": None if diff is None else 0.001, "cost_per_incremental": cost}
+
+    answer = {
+        "type": "ab", "status": "stopped", "test": "two_proportion_z", "metric": "conversion", "metric_kind": "binary",
+        "arms": [arm("control", 195), arm("every5", 208, 0.109, [0.04, 0.18], True, 4.985), arm("lottery", 194, -0.08, [-0.15, -0.01], True)],
+        "srm": {"mismatch": True},
+        "guardrails": [{"arm": "every5", "metric": "complaints", "diff": 0.047, "diff_ci": [0.01, 0.084], "status": "fail", "note": None}],
+    }
+    said = [(v.tone, v.text) for v in verdicts(answer, False, set(), {"complaints": "binary"})]
+    assert said[0][0] == "warn" and "sample ratio mismatch" in said[0][1]
+    assert any("final figures" in text for _, text in said)
+    assert ("warn", "every5 beats control on conversion (+10.9 pp [+4.0 pp, +18.0 pp]) but fails a guardrail (complaints +4.7 pp): "
+                    "weigh the two before rolling it out. It costs 4.985 points per extra conversion.") in said
+    assert ("warn", "lottery is worse than control on conversion: -8.0 pp [-15.0 pp, -1.0 pp].") in said

@@ -175,6 +175,22 @@ def test_retention_and_purchase_metrics_from_events_match_hand_counts(client, au
     assert resp.status_code == 422
 
 
+def test_a_return_nets_off_revenue_and_converts_nobody(client, auth):
+    shop = auth("storefront")
+    running(client, auth("editor"), ab_definition(weights=(1, 0.001, 0.001), analysis={"cuped": False}))
+    post_ok(client, "/v1/items", {"items": [{"item_id": "i1"}]}, shop)
+    sent = {"returned": [-50.0], "bought-and-returned": [20.0, -20.0], "free": [0.0], "unpriced": [None]}
+    users = [u for u in sent if assign(client, shop, "points-q4", u, timestamp=iso(T0))["arm"] == "control"]
+    events = [{"event_id": f"{u}-{k}", "user_id": u, "item_id": "i1", "type": "purchase", "value": v, "timestamp": iso(T0 + timedelta(hours=1 + k))}
+              for u in users for k, v in enumerate(sent[u])]
+    post_ok(client, "/v1/events", {"events": events}, shop)
+    control = {m: get_ok(client, f"/v1/experiments/points-q4/results?metric={m}", auth("analyst"))["arms"][0] for m in ("purchase_conversion", "revenue")}
+    assert control["purchase_conversion"]["total"] == sum(u != "returned" for u in users)
+    assert control["revenue"]["total"] == sum(v or 0.0 for u in users for v in sent[u])
+    daily = get_ok(client, "/v1/experiments/points-q4/results/daily?metric=purchase_conversion", auth("analyst"))["days"]
+    assert daily[-1]["arms"][0]["total"] == control["purchase_conversion"]["total"]
+
+
 def test_bandit_results_give_ipw_and_allocation_and_no_srm(client, auth):
     shop = auth("storefront")
     running(client, auth("editor"), bandit_definition())

@@ -92,6 +92,29 @@ def test_cuped_on_revenue_matches_numpy(client, auth, shoppers):
     assert {r["arm"]: r for r in off["arms"]}["every5"]["p_value"] == pytest.approx(welch(raw_c, raw_t, 0.05)[2], rel=1e-7)
 
 
+def test_one_extreme_purchase_turns_cuped_off_with_a_note_instead_of_wrecking_every_arm(client, auth, shoppers):
+    shop = auth("storefront")
+    now = datetime.now(timezone.utc).timestamp()
+    arms = {}
+    for k in range(100):  # users until one lands in the lottery arm; those before spend nothing
+        arms[f"w{k}"] = assign(client, shop, "points-q4", f"w{k}", timestamp=iso(now - 3 * DAY))["arm"]
+        if arms[f"w{k}"] == "lottery":
+            whale = f"w{k}"
+            break
+    events = [
+        {"event_id": "w-pre", "user_id": whale, "item_id": "i1", "type": "purchase", "value": 5_000.0, "timestamp": iso(now - 5 * DAY)},
+        {"event_id": "w-post", "user_id": whale, "item_id": "i2", "type": "purchase", "value": 9.99e11, "timestamp": iso(now - 2 * DAY)},
+    ]
+    post_ok(client, "/v1/events", {"events": events}, shop)
+    body = get_ok(client, "/v1/experiments/points-q4/results?metric=revenue", auth("analyst"))
+    off = get_ok(client, "/v1/experiments/points-q4/results?metric=revenue&cuped=false", auth("analyst"))
+    assert body["cuped"] is None and body["test"] == "welch_t"
+    assert any(n.startswith("CUPED skipped: theta") and "would widen" in n for n in body["notes"])
+    assert body["arms"] == off["arms"]
+    control = np.concatenate([_by_arm(shoppers, "control")[1], np.zeros(sum(a == "control" for a in arms.values()))])
+    assert {r["arm"]: r for r in body["arms"]}["control"]["mean"] == pytest.approx(control.mean(), rel=REL)
+
+
 def test_cuped_skipped_with_a_note_for_reported_metrics(client, auth, shoppers):
     body = get_ok(client, "/v1/experiments/points-q4/results?metric=conversion", auth("analyst"))
     assert body["cuped"] is None and any("CUPED" in n for n in body["notes"])

@@ -127,11 +127,17 @@ def parse(form: Mapping[str, str]) -> Parsed:
         put(f["bandit"], "min_probability", "bandit.min_probability")
         put(f["bandit"], "attribution_hours", "bandit.attribution_hours")
     f["arms"] = []
-    for row in _rows(form, "arms"):
+    rows = _rows(form, "arms")
+    for row in rows:
         arm = _arm(form, row, text, put, load_json)
         if arm is not None:
             f["arms"].append(arm)
             parsed.arm_rows.append(row)
+    # Leaving the control's row out would quietly make the next arm the baseline of every comparison and cost.
+    if f["arms"] and rows and parsed.arm_rows[0] != rows[0]:
+        parsed.errors.setdefault(f"arms.{rows[0]}.key", []).append(
+            "is the control's row, and it is empty: fill it in, or move the control's key and schedule here; the first arm is what every other arm is compared with"
+        )
     f["metrics"] = []
     for row in _rows(form, "metrics"):
         if text(f"metrics.{row}.key"):

@@ -8,11 +8,13 @@ from pydantic import ValidationError
 from werkzeug.wrappers import Response
 
 from experiments.definitions import BUILTIN_METRICS
+from experiments.stats.analysis import FEW_EVENTS
 from experiments.stats.ipw import FEW_EFFECTIVE_USERS
 from service.errors import Invalid
 from service.http.console import bp
 from service.http.console.charts import Interval, Series, forest_plot, line_chart, number, points, signed
 from service.http.console.formatting import level
+from service.http.console.verdicts import verdicts
 from service.http.console.forms import page
 from service.http.endpoint import READ_EXPERIMENTS, services
 from service.http.errors import details_from_pydantic
@@ -23,7 +25,7 @@ from service.usecases import experiments, results, series
 # Two weeks by default: 30 days costs twice the query time on PostgreSQL, and a switch offers it.
 RETENTION_DAYS = 14
 RETENTION_CHOICES = (7, 14, 30, 60)
-SWITCHES = ("metric", "alpha", "correction")
+SWITCHES = ("metric", "alpha", "correction", "cuped", "sequential")
 
 
 def _query() -> tuple[ResultsQuery, dict[str, list[str]]]:
@@ -99,6 +101,9 @@ def results_page(key: str) -> tuple[str, int]:
     daily, daily_note = _daily_chart(key, answer["metric"], answer["metric_kind"])
     days = _retention_days(errors)
     retention, retention_has_data = _retention_chart(key, days, answer["alpha"])
+    rough = _rough_comparisons(answer) if binary else set()
+    guardrail_kinds = {g: _kind(exp, g) for g in exp["guardrails"]}
+    lower_is_better = any(m["key"] == answer["metric"] and m.get("higher_is_better") is False for m in exp["metrics"])
     return render_template(
         "console/results.html",
         exp=exp,
@@ -114,12 +119,36 @@ def results_page(key: str) -> tuple[str, int]:
         retention_has_data=retention_has_data,
         days=days,
         day_choices=sorted({*RETENTION_CHOICES, days}),
-        csv_args={k: v for k, v in (("metric", answer["metric"]), ("alpha", answer["alpha"]), ("correction", answer["correction"]))},
+        csv_args={k: v for k, v in (("metric", answer["metric"]), ("alpha", answer["alpha"]), ("correction", answer["correction"]),
+                                    ("cuped", _switch(query.cuped)), ("sequential", _switch(query.sequential))) if v is not None},
+        overrides={"cuped": _switch(query.cuped), "sequential": _switch(query.sequential)},
+        analysis=exp.get("analysis") or {},
         few_effective_users=FEW_EFFECTIVE_USERS,
-        guardrail_kinds={g: _kind(exp, g) for g in exp["guardrails"]},
+        few_events=FEW_EVENTS,
+        rough=rough,
+        guardrail_kinds=guardrail_kinds,
         # The API's chance is of exceeding the control; for a metric where lower is better the page reads it the other way.
-        lower_is_better=any(m["key"] == answer["metric"] and m.get("higher_is_better") is False for m in exp["metrics"]),
+        lower_is_better=lower_is_better,
+        verdicts=verdicts(answer, lower_is_better, rough, guardrail_kinds),
     ), (422 if errors else 200)
+
+
+def _rough_comparisons(answer: dict[str, Any]) -> set[str]:
+    """Arms whose comparison with the control rests on fewer than FEW_EVENTS conversions or non-conversions on a side.
+
+    Wald's interval of the difference then shrinks towards one arm's spread alone (9 of 9 converting has
+    none), so a cost per incremental conversion computed from it would look established when it is not.
+    """
+    def thin(arm: dict[str, Any]) -> bool:
+        return bool(arm["users"]) and min(arm["total"], arm["users"] - arm["total"]) < FEW_EVENTS
+
+    control = answer["arms"][0]
+    return {a["arm"] for a in answer["arms"][1:] if thin(a) or thin(control)}
+
+
+def _switch(value: bool | None) -> str | None:
+    """A query override as the page's select sends it back: 'true', 'false', or None for the experiment's own setting."""
+    return None if value is None else str(value).lower()
 
 
 def _kind(exp: dict[str, Any], metric: str) -> str:

@@ -19,7 +19,7 @@ class AtRiskUser(Output):
     """One user who has gone quiet."""
 
     user_id: str
-    last_seen: str
+    last_seen: str = Field(description="the user's latest event; one dated ahead of the server's clock counts as seen when it arrived")
     idle_days: float
     purchases: int
     revenue: float

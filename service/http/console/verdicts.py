@@ -1,0 +1,75 @@
+"""What a results page says in words: for each arm, what its figures support deciding, and what stands in the way.
+
+Figures alone left a PM to connect a significant primary metric with a failing guardrail, or to notice
+that a winning arm had nine users. These sentences say it once, from the same answer the table shows;
+they never compute a figure of their own.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from service.http.console import formatting as fmt
+
+Tone = Literal["ok", "warn", "info"]
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """One sentence, and how the page marks it."""
+
+    tone: Tone
+    text: str
+
+
+def verdicts(answer: dict[str, Any], lower_is_better: bool, rough: set[str], guardrail_kinds: dict[str, str]) -> list[Verdict]:
+    """The page's reading of `answer`: a warning that overrides everything first, then one sentence per arm."""
+    arms = answer["arms"]
+    if len(arms) < 2 or not any(a["users"] for a in arms[1:]) or not arms[0]["users"]:
+        return [Verdict("info", "Nothing to decide yet: an arm and the control both need exposed users.")]
+    out = _overall(answer)
+    if answer["type"] == "bandit":
+        out.append(Verdict("info", "A bandit moves users to the arms doing best, so its naive comparisons are biased; compare arms by their IPW "
+                                   "figures and watch where the allocation settles."))
+        return out
+    control, kind, metric = arms[0]["arm"], answer["metric_kind"], answer["metric"]
+    for a in arms[1:]:
+        hurt = [f"{g['metric']} {fmt.difference(g['diff'], guardrail_kinds.get(g['metric'], 'number'))}"
+                for g in answer.get("guardrails") or [] if g["arm"] == a["arm"] and g.get("status") == "fail" and not g.get("note")]
+        out.append(_arm(a, control, kind, metric, lower_is_better, a["arm"] in rough, hurt))
+    return out
+
+
+def _overall(answer: dict[str, Any]) -> list[Verdict]:
+    out = []
+    srm = answer.get("srm")
+    if srm and srm.get("mismatch"):
+        out.append(Verdict("warn", "Do not decide on these figures: the arms' sizes do not match their weights (sample ratio mismatch), "
+                                   "so something other than the arm may separate them."))
+    if answer["status"] == "running" and not answer["test"].endswith("_sequential"):
+        out.append(Verdict("info", "These intervals hold for one look at a planned sample size. If you check them every day, switch on "
+                                   "sequential intervals (below), which stay valid however often you look."))
+    if answer["status"] == "stopped":
+        out.append(Verdict("info", "The experiment has stopped: these are its final figures, though outcomes and events that arrive late still count."))
+    return out
+
+
+def _arm(a: dict[str, Any], control: str, kind: str, metric: str, lower_is_better: bool, rough: bool, hurt: list[str]) -> Verdict:
+    name = a["arm"]
+    if not a["users"]:
+        return Verdict("info", f"{name}: no exposed users yet.")
+    shown = f"{fmt.difference(a['diff'], kind)} {fmt.difference_interval(a['diff_ci'], kind)}".strip()
+    if rough:
+        return Verdict("warn", f"{name}: too few conversions or non-conversions (in it or the control) to judge; its interval "
+                               "can be far narrower than the data allow. Wait for more users.")
+    if not a.get("significant"):
+        return Verdict("info", f"{name}: no difference from {control} on {metric} shown yet ({shown}, adjusted p {fmt.pvalue(a['p_value_adjusted'])}).")
+    better = (a["diff"] < 0) if lower_is_better else (a["diff"] > 0)
+    if not better:
+        return Verdict("warn", f"{name} is worse than {control} on {metric}: {shown}.")
+    cost = a.get("cost_per_incremental")
+    unit = "conversion" if kind == "binary" else "unit"
+    priced = f" It costs {fmt.num(cost)} points per extra {unit}." if cost is not None and not lower_is_better and a["diff_ci"] and a["diff_ci"][0] > 0 else ""
+    if hurt:
+        return Verdict("warn", f"{name} beats {control} on {metric} ({shown}) but fails a guardrail ({', '.join(hurt)}): weigh the two before rolling it out.{priced}")
+    return Verdict("ok", f"{name} beats {control} on {metric}: {shown}, significant after correction, and no guardrail fails.{priced}")
