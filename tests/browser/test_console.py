@@ -130,6 +130,7 @@ def test_analyst_reads_results_switches_alpha_and_downloads_the_csv(visit, demo)
     assert page.locator("table tbody tr").first.locator("th").inner_text().startswith("control")
     assert page.locator("svg.chart").count() >= 2  # the forest plot and the daily series at least
     assert "sample ratio mismatch" in page.locator("#srm-title + p").inner_text().lower()
+    assert page.locator(".verdicts li").last.inner_text().startswith("every-3rd: ")  # one sentence for the arm, in words
     page.fill("#f-alpha", "0.1")
     page.select_option("#f-correction", "bh")
     page.click("text=Apply")
@@ -151,6 +152,12 @@ def test_analyst_reads_results_switches_alpha_and_downloads_the_csv(visit, demo)
     page.goto(demo.base + "/ui/experiments/points-q4/results")
     assert page.locator("svg.chart").count() == 3
     shot(page, "07-results-points-q4")
+    # The demo's primary metric is CUPED-adjusted by default; the page says so and switches it off.
+    assert page.locator("text=Adjusted with CUPED").count() == 1
+    page.select_option("#f-cuped", "false")
+    page.click("text=Apply")
+    page.wait_for_url("**cuped=false**")
+    assert page.locator("text=Adjusted with CUPED").count() == 0 and "Rate [" in page.locator("table.arms thead").inner_text()
 
 
 def test_analyst_is_refused_the_editors_pages_and_hand_made_posts(visit, demo):
