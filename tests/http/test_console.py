@@ -663,6 +663,8 @@ def test_the_results_page_says_in_words_which_arm_wins_and_what_stands_in_the_wa
     reading = html.split('id="reading-title"', 1)[1].split("</section>", 1)[0]
     assert "every5 beats control on conversion" in reading and "no guardrail fails" in reading
     assert "switch on sequential intervals" in reading  # running, and intervals for one look
+    retention = as_role("analyst").get("/ui/experiments/points-q4/results", query_string={"metric": "retention_d7"}).get_data(as_text=True)
+    assert "Retention is read by exposure cohort" in retention and "query.metric" not in retention
     sequential = as_role("analyst").get("/ui/experiments/points-q4/results", query_string={"sequential": "true"}).get_data(as_text=True)
     assert "switch on sequential intervals" not in sequential.split('id="reading-title"', 1)[1].split("</section>", 1)[0]
 
@@ -686,3 +688,17 @@ def test_verdicts_name_a_failing_guardrail_a_mismatch_and_a_stopped_experiment()
     assert ("warn", "every5 beats control on conversion (+10.9 pp [+4.0 pp, +18.0 pp]) but fails a guardrail (complaints +4.7 pp): "
                     "weigh the two before rolling it out. It costs 4.985 points per extra conversion.") in said
     assert ("warn", "lottery is worse than control on conversion: -8.0 pp [-15.0 pp, -1.0 pp].") in said
+
+
+def test_a_paused_experiment_is_resumed_not_started_and_a_draft_reads_as_one(as_role, client, auth):
+    client.post("/v1/experiments", json=ab_definition(), headers=auth("editor"))
+    editor = as_role("editor")
+    assert "It is <strong>a draft</strong>." in editor.get("/ui/experiments/points-q4/start").get_data(as_text=True)
+    for action in ("start", "pause"):
+        assert client.post(f"/v1/experiments/points-q4/{action}", headers=auth("editor")).status_code == 200
+    assert "Resume…" in editor.get("/ui/experiments/points-q4").get_data(as_text=True)
+    page = editor.get("/ui/experiments/points-q4/start").get_data(as_text=True)
+    assert "<h1>Resume points-q4?</h1>" in page and "keep their arms" in page and "Yes, resume points-q4" in page
+    token = csrf(editor, "/ui/experiments/points-q4/start")
+    editor.post("/ui/experiments/points-q4/start", data={"confirm": "yes", "csrf_token": token})
+    assert get_ok(client, "/v1/experiments/points-q4", auth("analyst"))["status"] == "running"

@@ -30,6 +30,9 @@ CONSEQUENCES = {
 }
 
 
+RESUME = "Exposed users keep their arms, and new users are enrolled again as before the pause."
+
+
 @bp.get("/experiments")
 @page(READ_EXPERIMENTS)
 def experiment_list() -> str:
@@ -159,7 +162,9 @@ def experiment_move(key: str, action: str) -> Any:
             else:
                 flash(f"{key} is now {moved['status']}.", "success")
                 return back("console.experiment_detail", key=key)
-    return render_template("console/confirm.html", exp=exp, action=action, consequence=CONSEQUENCES[action], error=error), status
+    resuming = action == "start" and exp["status"] == "paused"
+    consequence = RESUME if resuming else CONSEQUENCES[action]
+    return render_template("console/confirm.html", exp=exp, action=action, verb="resume" if resuming else action, consequence=consequence, error=error), status
 
 
 @bp.get("/schedule-fields.css")

@@ -110,7 +110,7 @@ def model_activate(version: str) -> Any:
     record = training.get_version(svc.db, svc.config, version)
     active = training.active_version(svc.db)
     if record.status != "ready" or record.version == active:  # say so now, not after the box is ticked
-        impossible = "it already serves" if record.version == active else f"it is {record.status}; only a ready version can be served"
+        impossible = "it is already the version served" if record.version == active else f"it is {record.status}; only a ready version can be served"
         return render_template("console/activate.html", record=record, active=active, impossible=impossible), 409
     outcome = _confirmed(lambda: training.activate(svc.db, version), f"Every worker now serves {version}.")
     if not isinstance(outcome, tuple):

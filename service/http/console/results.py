@@ -48,6 +48,8 @@ def _answer(key: str, query: ResultsQuery) -> dict[str, Any]:
 
 def _daily_chart(key: str, metric: str, kind: str) -> tuple[Any, str | None]:
     svc = services()
+    if metric in BUILTIN_METRICS and metric.startswith("retention_"):
+        return None, "Retention is read by exposure cohort, not by calendar day: the curves under Retention by arm show it day by day since exposure."
     try:
         daily = series.daily(svc.db, svc.experiment_cache, key, metric)
     except Invalid as exc:
