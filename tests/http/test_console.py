@@ -702,3 +702,21 @@ def test_a_paused_experiment_is_resumed_not_started_and_a_draft_reads_as_one(as_
     token = csrf(editor, "/ui/experiments/points-q4/start")
     editor.post("/ui/experiments/points-q4/start", data={"confirm": "yes", "csrf_token": token})
     assert get_ok(client, "/v1/experiments/points-q4", auth("analyst"))["status"] == "running"
+
+
+def test_the_planner_answers_as_the_api_does_and_names_a_bad_input_beside_it(as_role, client, auth):
+    analyst = as_role("analyst")
+    blank = analyst.get("/ui/plan")
+    assert blank.status_code == 200 and 'name="baseline" value="0.1"' in blank.get_data(as_text=True) and "users per arm" not in blank.get_data(as_text=True)
+    question = {"metric_kind": "binary", "baseline": "0.1", "mde": "0.02", "mde_type": "absolute", "alpha": "0.05", "power": "0.8",
+                "arms": "3", "correction": "holm", "daily_users": "500"}
+    api = post_ok(client, "/v1/plans/sample-size", {"metric_kind": "binary", "baseline": 0.1, "mde": 0.02, "arms": 3, "daily_users": 500}, auth("analyst"))
+    html = analyst.get("/ui/plan", query_string=question).get_data(as_text=True)
+    assert f"{api['users_per_arm']:,} users per arm, {api['total_users']:,} in all: {api['days']:,} days at 500 users a day" in html
+    assert "split by the holm correction" in html
+    bad = analyst.get("/ui/plan", query_string={**question, "mde": "-1", "power": "1e308"})
+    text = bad.get_data(as_text=True)
+    assert bad.status_code == 422 and 'id="f-mde-error"' in text and 'id="f-power-error"' in text and 'value="1e308"' in text
+    continuous = analyst.get("/ui/plan", query_string={**question, "metric_kind": "continuous", "baseline": "30", "sd": "", "mde": "1"})
+    assert continuous.status_code == 422 and 'id="f-sd-error"' in continuous.get_data(as_text=True)
+    assert as_role("storefront").get("/ui/plan").status_code == 403

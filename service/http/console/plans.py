@@ -1,0 +1,42 @@
+"""The sample-size planner: the question a PM asks before defining an experiment, answered as POST /v1/plans/sample-size answers it."""
+from __future__ import annotations
+
+import json
+from flask import render_template, request
+from pydantic import ValidationError
+
+from service.errors import Invalid
+from service.http.console import bp
+from service.http.console.experiment_form import form_number
+from service.http.console.forms import page
+from service.http.endpoint import READ_EXPERIMENTS
+from service.http.errors import details_from_pydantic
+from service.http.schemas.results import PlanIn
+from service.usecases.planning import PLAN_FIELDS, plan
+
+# What the form shows before anything is asked: the API's own defaults, and an example to start from.
+DEFAULTS = {"metric_kind": "binary", "baseline": "0.1", "sd": "", "mde": "0.01", "mde_type": "absolute", "alpha": "0.05",
+            "power": "0.8", "arms": "2", "correction": "holm", "daily_users": ""}
+_CHOICES = ("metric_kind", "mde_type", "correction")
+
+
+@bp.get("/plan")
+@page(READ_EXPERIMENTS)
+def plan_page() -> tuple[str, int]:
+    """A GET form, so that a plan is a link to share; nothing is stored."""
+    asked = {k: request.args.get(k, "").strip() for k in PLAN_FIELDS if k in request.args}
+    values = {**DEFAULTS, **asked}
+    if not asked:
+        return render_template("console/plan.html", values=values, errors={}, answer=None), 200
+    body = {k: v if k in _CHOICES else form_number(v) for k, v in values.items() if v != ""}
+    errors: dict[str, list[str]] = {}
+    answer = None
+    try:
+        answer = plan(PlanIn.model_validate_json(json.dumps(body)).model_dump())
+    except ValidationError as exc:
+        for d in details_from_pydantic(exc):
+            errors.setdefault(d["field"] or "form", []).append(d["message"])
+    except Invalid as exc:
+        for d in exc.details:
+            errors.setdefault(d["field"] if d["field"] in PLAN_FIELDS else "form", []).append(d["message"])
+    return render_template("console/plan.html", values=values, errors=errors, answer=answer), (422 if errors else 200)
