@@ -717,6 +717,7 @@ def test_the_planner_answers_as_the_api_does_and_names_a_bad_input_beside_it(as_
     bad = analyst.get("/ui/plan", query_string={**question, "mde": "-1", "power": "1e308"})
     text = bad.get_data(as_text=True)
     assert bad.status_code == 422 and 'id="f-mde-error"' in text and 'id="f-power-error"' in text and 'value="1e308"' in text
+    assert "must be greater than 0" in text and "Input should" not in text
     continuous = analyst.get("/ui/plan", query_string={**question, "metric_kind": "continuous", "baseline": "30", "sd": "", "mde": "1"})
     assert continuous.status_code == 422 and 'id="f-sd-error"' in continuous.get_data(as_text=True)
     assert as_role("storefront").get("/ui/plan").status_code == 403

@@ -199,7 +199,7 @@ def field_errors(details: list[dict[str, Any]], parsed: Parsed) -> dict[str, lis
             parts = parts[:1]  # one input holds them all, and each message names its metric
         if len(parts) > 3 and parts[2] == "schedule" and parts[3] in SCHEDULES:
             del parts[3]  # the schema's union tag: the form has one input per parameter name
-        message = _plain_words(str(d.get("message", "is not valid")))
+        message = plain_words(str(d.get("message", "is not valid")))
         # A place inside a JSON text area (a targeting rule's leaf, a payload's key) is named in the
         # message, and the error sits beside the text area, the only input there is.
         inside = 1 if parts[:1] == ["targeting"] else 3 if len(parts) > 2 and parts[0] == "arms" and parts[2] == "payload" else None
@@ -214,8 +214,21 @@ _KEY_PATTERN_MESSAGE = f"String should match pattern '{KEY_PATTERN.pattern}'"
 _KEY_RULE = "use lower-case letters, digits, '.', '_' and '-' (starting with a letter or digit, up to 64 characters)"
 
 
-def _plain_words(message: str) -> str:
-    return _KEY_RULE if message == _KEY_PATTERN_MESSAGE else message
+# pydantic speaks of "Input" and "String"; a form's message sits beside the field it is about.
+_WHOLE = {"String should have at least 1 character": "is required", "Field required": "is required"}
+_OPENINGS = (("Input should be ", "must be "), ("String should have ", "must have "), ("Value error, ", ""))
+
+
+def plain_words(message: str) -> str:
+    """A schema message in the form's own words: 'must be greater than 0', not 'Input should be greater than 0'."""
+    if message == _KEY_PATTERN_MESSAGE:
+        return _KEY_RULE
+    if message in _WHOLE:
+        return _WHOLE[message]
+    for opening, plain in _OPENINGS:
+        if message.startswith(opening):
+            return plain + message[len(opening):]
+    return message
 
 
 def input_name(error_field: str, values: Mapping[str, str]) -> str:

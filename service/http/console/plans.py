@@ -7,7 +7,7 @@ from pydantic import ValidationError
 
 from service.errors import Invalid
 from service.http.console import bp
-from service.http.console.experiment_form import form_number
+from service.http.console.experiment_form import form_number, plain_words
 from service.http.console.forms import page
 from service.http.endpoint import READ_EXPERIMENTS
 from service.http.errors import details_from_pydantic
@@ -35,7 +35,7 @@ def plan_page() -> tuple[str, int]:
         answer = plan(PlanIn.model_validate_json(json.dumps(body)).model_dump())
     except ValidationError as exc:
         for d in details_from_pydantic(exc):
-            errors.setdefault(d["field"] or "form", []).append(d["message"])
+            errors.setdefault(d["field"] or "form", []).append(plain_words(d["message"]))
     except Invalid as exc:
         for d in exc.details:
             errors.setdefault(d["field"] if d["field"] in PLAN_FIELDS else "form", []).append(d["message"])
