@@ -48,7 +48,7 @@ def _overall(answer: dict[str, Any]) -> list[Verdict]:
                                    "so something other than the arm may separate them."))
     if answer["status"] == "running" and not answer["test"].endswith("_sequential"):
         out.append(Verdict("info", "These intervals hold for one look at a planned sample size. If you check them every day, switch on "
-                                   "sequential intervals (below), which stay valid however often you look."))
+                                   "sequential intervals (above), which stay valid however often you look."))
     if answer["status"] == "stopped":
         out.append(Verdict("info", "The experiment has stopped: these are its final figures, though outcomes and events that arrive late still count."))
     return out
