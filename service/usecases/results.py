@@ -147,10 +147,16 @@ def _guardrails(db: Database, exp: Experiment, settings: AnalysisSettings, alpha
     return out
 
 
-def _costs(rows: list[dict[str, Any]], per_arm: list[tuple[str, ArmMoments]], points: dict[str, float]) -> None:
-    """Points per exposed user and points per incremental conversion (or unit of the metric) against the control."""
-    for row, (name, m) in zip(rows, per_arm):
-        row["points_per_user"] = points.get(name, 0.0) / m.users if m.users else None
+def _costs(rows: list[dict[str, Any]], per_arm: list[tuple[str, ArmMoments]], points: dict[str, float], exposed: dict[str, int]) -> None:
+    """Points per exposed user and points per incremental conversion (or unit of the metric) against the control.
+
+    Points are over every user the arm was given, whatever the metric counts of them: a retention
+    metric counts only users exposed long enough, and dividing all their points by those alone had
+    made the same arm's points per user triple between one metric and the next.
+    """
+    for row, (name, _) in zip(rows, per_arm):
+        users = exposed.get(name, 0)
+        row["points_per_user"] = points.get(name, 0.0) / users if users else None
     control = rows[0]["points_per_user"]
     for i, row in enumerate(rows):
         diff = row["diff"]
@@ -213,7 +219,7 @@ def results(db: Database, cache: ExperimentCache, key: str, req: ResultsRequest)
         row["notes"] = _arm_notes(row["notes"], metric.key)
         rows.append(row)
     if any(a.schedule is not None for a in exp.arms):
-        _costs(rows, computed.per_arm, points_per_arm(db, exp.key))
+        _costs(rows, computed.per_arm, points_per_arm(db, exp.key), exposures_per_arm(db, exp.key))
     out: dict[str, Any] = {
         "experiment": exp.key,
         "status": status,

@@ -171,6 +171,10 @@ def test_points_per_user_and_cost_per_incremental_conversion(client, auth):
         diff = rate[arm] - rate["control"]
         expected = (ppu[arm] - ppu["control"]) / diff if arm != "control" and diff > 0 else None
         assert rows[arm]["cost_per_incremental"] == (pytest.approx(expected, rel=REL) if expected is not None else None)
+    # A retention metric counts only users whose day has ended (none yet); points are still over everyone exposed.
+    retention = {r["arm"]: r for r in get_ok(client, "/v1/experiments/points-q4/results?metric=retention_d1", auth("analyst"))["arms"]}
+    assert all(retention[a]["users"] == 0 for a in ppu)
+    assert {a: retention[a]["points_per_user"] for a in ppu} == pytest.approx(ppu, rel=REL)
 
 
 @pytest.mark.parametrize("offset", [0.0, 1e6, 1e9, 1e12 - 20])
