@@ -721,3 +721,13 @@ def test_the_planner_answers_as_the_api_does_and_names_a_bad_input_beside_it(as_
     continuous = analyst.get("/ui/plan", query_string={**question, "metric_kind": "continuous", "baseline": "30", "sd": "", "mde": "1"})
     assert continuous.status_code == 422 and 'id="f-sd-error"' in continuous.get_data(as_text=True)
     assert as_role("storefront").get("/ui/plan").status_code == 403
+
+
+def test_a_daily_series_across_a_new_year_labels_its_days_with_the_year(as_role, client, auth):
+    running(client, auth("editor"), ab_definition())
+    shop = auth("storefront")
+    assign(client, shop, "points-q4", "old", timestamp=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() - 400 * 86_400)))
+    assign(client, shop, "points-q4", "new")
+    first = get_ok(client, "/v1/experiments/points-q4/results/daily?metric=conversion", auth("analyst"))["days"][0]["date"]
+    html = as_role("analyst").get("/ui/experiments/points-q4/results").get_data(as_text=True)
+    assert f">{first}<" in html

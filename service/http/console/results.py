@@ -59,7 +59,10 @@ def _daily_chart(key: str, metric: str, kind: str) -> tuple[Any, str | None]:
     arms = [a["arm"] for a in daily["days"][0]["arms"]]
     lines = [Series(arm, [d["arms"][i]["mean"] for d in daily["days"]]) for i, arm in enumerate(arms)]
     fmt = (lambda v: f"{v:.0%}" if v >= 0.1 or v == 0 else f"{v:.1%}") if kind == "binary" else number
-    chart = line_chart(f"Cumulative {metric} per exposed user, by day", [d["date"][5:] for d in daily["days"]], lines, y_label=metric, y_format=fmt)
+    # Month and day read best, unless the series crosses a new year (a backdated exposure can start it years ago).
+    one_year = len({d["date"][:4] for d in daily["days"]}) == 1
+    labels = [d["date"][5:] if one_year else d["date"] for d in daily["days"]]
+    chart = line_chart(f"Cumulative {metric} per exposed user, by day", labels, lines, y_label=metric, y_format=fmt)
     return chart, None
 
 
