@@ -96,26 +96,27 @@ def _unadjusted(arms: Sequence[CupedArm]) -> tuple[ArmSummary, ...]:
 
 # Relative size, against the terms it is computed from, below which an adjusted second moment is rounding.
 _ROUNDING = 1e-12
-# The pooled theta minimises the variance of all users together, not of each comparison: one outlier
-# (a single 1e12 purchase) can set a theta that removes almost nothing overall and multiplies the other
-# arms' spread a million-fold. No adjustment that widens a comparison's standard error this many times
-# is worth reporting; on ordinary data the pooled theta changes each one by a few per cent.
+# The pooled theta minimises the variance of all users together, not of each arm: one outlier (a single
+# 1e12 purchase by a user who had bought before) can set a theta that multiplies every other arm's
+# spread, and shifts its mean, a million-fold. No adjustment that widens an arm's standard error this
+# many times is worth reporting; on ordinary data the pooled theta changes each one by a few per cent.
 MAX_WIDENING = 10.0
 
 
-def _variance_of_mean(users: int, m2: float) -> float:
-    return m2 / (users * (users - 1)) if users > 1 else 0.0
-
-
 def _widening(arms: Sequence[CupedArm], adjusted: Sequence[ArmSummary]) -> float:
-    """The most that y' multiplies the standard error of a difference from the control (the first arm); inf from zero."""
-    control, adjusted_control = arms[0], adjusted[0]
+    """The most that y' multiplies an arm's own standard error; inf when the outcome varies in no arm.
+
+    An arm whose outcome does not vary (no conversions yet) is measured against the least spread among
+    the arms where it does, so that rare conversions early in a test do not switch CUPED off.
+    """
+    spreads = [a.m2_y / (a.users - 1) for a in arms if a.users > 1 and a.m2_y > 0]
+    floor = min(spreads, default=0.0)
     worst = 1.0
-    for arm, new in zip(arms[1:], adjusted[1:]):
-        if arm.users < 2 or control.users < 2:
+    for arm, new in zip(arms, adjusted):
+        if arm.users < 2:
             continue  # no standard error either way
-        before = _variance_of_mean(arm.users, arm.m2_y) + _variance_of_mean(control.users, control.m2_y)
-        after = _variance_of_mean(arm.users, new.m2 or 0.0) + _variance_of_mean(control.users, adjusted_control.m2 or 0.0)
+        before = arm.m2_y / (arm.users - 1) or floor
+        after = (new.m2 or 0.0) / (arm.users - 1)
         if after > before:
             worst = max(worst, math.sqrt(after / before) if before > 0 else math.inf)
     return worst
@@ -123,7 +124,7 @@ def _widening(arms: Sequence[CupedArm], adjusted: Sequence[ArmSummary]) -> float
 
 def cuped(arms: Sequence[CupedArm]) -> CupedResult:
     """theta over all users, and every arm's y' = y - theta (x - xbar); theta None (and y unchanged, with a note)
-    when it is undefined, or when it would make a comparison with the first arm (the control) far less precise."""
+    when it is undefined, or when it would make some arm's figures far less precise."""
     if sum(a.users for a in arms) == 0:
         return CupedResult(None, None, _unadjusted(arms), "no exposed users yet")
     pooled = _pooled(arms)
@@ -153,10 +154,7 @@ def cuped(arms: Sequence[CupedArm]) -> CupedResult:
     widening = _widening(arms, adjusted)
     if widening > MAX_WIDENING:
         removed = "" if reduction is None else f" while removing {reduction:.2%} of the variance overall"
-        factor = "from none" if math.isinf(widening) else f"{widening:,.0f}-fold"
-        return CupedResult(
-            None, None, _unadjusted(arms),
-            f"theta {theta:.4g} would widen the standard error of a difference from the control {factor}{removed}; "
-            "an extreme value in the outcome or its pre-period usually causes this",
-        )
+        why = ("would give spread to arms whose outcome does not vary at all" if math.isinf(widening)
+               else f"would widen an arm's standard error {widening:,.0f}-fold{removed}; an extreme value in the outcome or its pre-period usually causes this")
+        return CupedResult(None, None, _unadjusted(arms), f"theta {theta:.4g} {why}")
     return CupedResult(theta, reduction, tuple(adjusted), note)

@@ -80,7 +80,7 @@ _CODED = (
 )
 _ACTIVITY = (
     "INSERT INTO user_activity (user_id, first_seen, last_seen, purchases, revenue) "
-    "SELECT user_id, LEAST(MIN(ts), %(now)s), LEAST(MAX(ts), %(now)s), SUM(CASE WHEN type = 'purchase' THEN 1 ELSE 0 END), "
+    "SELECT user_id, LEAST(MIN(ts), %(now)s), LEAST(MAX(ts), %(now)s), SUM(CASE WHEN type = 'purchase' AND (value IS NULL OR value >= 0) THEN 1 ELSE 0 END), "
     "SUM(CASE WHEN type = 'purchase' THEN COALESCE(value, 0) ELSE 0 END) FROM accepted_events GROUP BY user_id ORDER BY user_id "
     "ON CONFLICT (user_id) DO UPDATE SET "
     "first_seen = LEAST(user_activity.first_seen, excluded.first_seen), last_seen = GREATEST(user_activity.last_seen, excluded.last_seen), "

@@ -57,7 +57,7 @@ def record(session: Session, accepted: Sequence[tuple[Any, ...]], received_at: f
         entry = per_user.setdefault(user, [ts, ts, 0, 0.0])
         entry[0], entry[1] = min(entry[0], ts), max(entry[1], ts)
         if kind == "purchase":
-            entry[2] += 1
+            entry[2] += value is None or value >= 0  # a negative purchase is a return: it nets off revenue, and buys nothing
             entry[3] += value or 0.0
     rows = sorted(per_user.items())  # one lock order, so that concurrent batches cannot deadlock on PostgreSQL
     for chunk in chunks(rows, _CHUNK):

@@ -21,7 +21,7 @@ from statsmodels.stats.power import NormalIndPower
 from statsmodels.stats.proportion import confint_proportions_2indep, proportions_ztest
 
 from experiments.stats import ArmSummary, analyse
-from experiments.stats.cuped import CupedArm, cuped
+from experiments.stats.cuped import MAX_WIDENING, CupedArm, cuped
 from experiments.stats.ipw import PropensitySums, best_arm_target, evaluate_allocation, ipw_arm
 from experiments.stats.lift import lift_estimate, relative_lift
 from experiments.stats.means import welch_t
@@ -481,41 +481,48 @@ def test_cuped_without_pre_period_variation_leaves_y_alone():
 
 
 def _widening_reference(xs: list[np.ndarray], ys: list[np.ndarray]) -> float:
-    """From raw users: how many times y' = y - theta (x - xbar) widens the worst difference from the first arm."""
+    """From raw users: how many times y' = y - theta (x - xbar) widens the worst arm's own standard error."""
     x, y = np.concatenate(xs), np.concatenate(ys)
     theta = ((x - x.mean()) * (y - y.mean())).sum() / ((x - x.mean()) ** 2).sum()
-    adjusted = [b - theta * (a - x.mean()) for a, b in zip(xs, ys)]
-
-    def se2(values: list[np.ndarray], k: int) -> float:
-        return float(values[k].var(ddof=1) / len(values[k]) + values[0].var(ddof=1) / len(values[0]))
-
-    return max(math.sqrt(se2(adjusted, k) / se2(ys, k)) for k in range(1, len(ys)))
+    floor = min(float(b.var(ddof=1)) for b in ys if b.var() > 0)
+    return max(math.sqrt(float((b - theta * (a - x.mean())).var(ddof=1)) / (float(b.var(ddof=1)) or floor)) for a, b in zip(xs, ys))
 
 
-def test_an_outlier_that_would_widen_a_comparison_many_times_leaves_cuped_off():
+@pytest.mark.parametrize("arms, whale", [(3, 2), (3, 0), (2, 1), (2, 0)])
+def test_an_outlier_that_would_widen_an_arm_many_times_leaves_cuped_off(arms, whale):
     rng = np.random.default_rng(11)
-    xs = [rng.gamma(2.0, 50.0, 200) for _ in range(3)]
+    xs = [rng.gamma(2.0, 50.0, 200) for _ in range(arms)]
     ys = [0.5 * x + rng.gamma(2.0, 20.0, len(x)) for x in xs]
     applied = cuped([CupedArm.of_values(x, y) for x, y in zip(xs, ys)])
     assert applied.theta is not None and _widening_reference(xs, ys) < 1.05
-    # One purchase near the 1e12 bound from a user who had bought before: theta follows that one user.
-    xs[2][0], ys[2][0] = 5_000.0, 9.99e11
+    # One purchase near the 1e12 bound from a user who had bought before, in a treatment arm or the control:
+    # theta follows that one user.
+    xs[whale][0], ys[whale][0] = 5_000.0, 9.99e11
     assert _widening_reference(xs, ys) > 1e4
     skipped = cuped([CupedArm.of_values(x, y) for x, y in zip(xs, ys)])
     assert skipped.theta is None and skipped.variance_reduction is None
-    assert "would widen the standard error of a difference from the control" in skipped.note
+    assert "would widen an arm's standard error" in skipped.note
     assert [a.mean for a in skipped.adjusted] == pytest.approx([float(y.mean()) for y in ys], rel=1e-12)
     summaries = [(f"a{i}", ArmSummary.of_values(y)) for i, y in enumerate(ys)]
     assert analyse(summaries, "continuous", cuped=skipped).arms == analyse(summaries, "continuous").arms
 
 
-def test_cuped_that_gives_a_constant_comparison_spread_is_skipped():
+def test_rare_conversions_leaving_two_arms_without_any_still_get_cuped():
+    rng = np.random.default_rng(1)
+    xs = [(rng.random(300) < 0.3) * 1.0 for _ in range(3)]
+    ys = [np.zeros(300) for _ in range(3)]
+    ys[2][:3], xs[2][:3] = 1.0, 1.0
+    result = cuped([CupedArm.of_values(x, y) for x, y in zip(xs, ys)])
+    assert result.theta is not None and _widening_reference(xs, ys) < MAX_WIDENING
+
+
+def test_cuped_that_would_give_spread_where_no_arm_has_any_is_skipped():
     # Control and treatment each constant (0 and 1 conversions) but pre-periods differ: any theta adds
     # spread where there was none, so the comparison would go from exact to uncertain.
     xs = [np.array([0.0, 1.0, 2.0, 3.0]), np.array([4.0, 5.0, 6.0, 7.0])]
     ys = [np.zeros(4), np.ones(4)]
     result = cuped([CupedArm.of_values(x, y) for x, y in zip(xs, ys)])
-    assert result.theta is None and "from none" in result.note
+    assert result.theta is None and "whose outcome does not vary" in result.note
 
 
 @pytest.mark.parametrize("scale", [3.0, 7.3, 1e6])

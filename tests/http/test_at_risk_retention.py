@@ -191,3 +191,17 @@ def test_an_event_dated_years_ahead_counts_as_seen_when_it_arrived(client, auth)
     assert now - timedelta(minutes=5) <= seen <= datetime.now(timezone.utc) and 0 <= row["idle_days"] < 0.01
     # Not idle for a day yet: the far date did not move it past today either.
     assert all(u["user_id"] != "ahead" for u in get_ok(client, "/v1/users/at-risk?idle_days=1", auth("analyst"))["users"])
+
+
+def test_a_return_nets_off_revenue_and_is_no_purchase_on_the_at_risk_list(client, auth):
+    then = datetime.now(timezone.utc) - timedelta(days=40)
+    events = [
+        {"event_id": "b1", "user_id": "buyer", "item_id": "i1", "type": "purchase", "value": 30.0, "timestamp": iso(then)},
+        {"event_id": "b2", "user_id": "buyer", "item_id": "i1", "type": "purchase", "value": -10.0, "timestamp": iso(then + timedelta(hours=1))},
+        {"event_id": "r1", "user_id": "returner", "item_id": "i1", "type": "purchase", "value": -5.0, "timestamp": iso(then)},
+    ]
+    post_ok(client, "/v1/events", {"events": events}, auth("storefront"))
+    listed = {u["user_id"]: u for u in get_ok(client, "/v1/users/at-risk?idle_days=30&min_purchases=0", auth("analyst"))["users"]}
+    assert (listed["buyer"]["purchases"], listed["buyer"]["revenue"]) == (1, 20.0)
+    assert (listed["returner"]["purchases"], listed["returner"]["revenue"]) == (0, -5.0)
+    assert "returner" not in {u["user_id"] for u in get_ok(client, "/v1/users/at-risk?idle_days=30&min_purchases=1", auth("analyst"))["users"]}

@@ -688,6 +688,14 @@ def test_verdicts_name_a_failing_guardrail_a_mismatch_and_a_stopped_experiment()
     assert ("warn", "every5 beats control on conversion (+10.9 pp [+4.0 pp, +18.0 pp]) but fails a guardrail (complaints +4.7 pp): "
                     "weigh the two before rolling it out. It costs 4.985 points per extra conversion.") in said
     assert ("warn", "lottery is worse than control on conversion: -8.0 pp [-15.0 pp, -1.0 pp].") in said
+    # A failing guardrail is named whatever the primary metric says, and a stopped test is not told to wait.
+    answer["guardrails"] += [{"arm": "lottery", "metric": "complaints", "diff": 0.05, "diff_ci": [0.01, 0.09], "status": "fail", "note": None}]
+    answer["arms"][2].update(diff=0.01, diff_ci=[-0.05, 0.07], significant=False)
+    said = [(v.tone, v.text) for v in verdicts(answer, False, set(), {"complaints": "binary"})]
+    assert ("warn", "lottery: no difference from control on conversion shown (+1.0 pp [-5.0 pp, +7.0 pp], adjusted p 0.0010). "
+                    "It also fails a guardrail (complaints +5.0 pp).") in said
+    bandit = {**answer, "type": "bandit", "status": "running", "srm": None}
+    assert not any("sequential" in v.text for v in verdicts(bandit, False, set(), {}))
 
 
 def test_a_paused_experiment_is_resumed_not_started_and_a_draft_reads_as_one(as_role, client, auth):
@@ -718,6 +726,13 @@ def test_the_planner_answers_as_the_api_does_and_names_a_bad_input_beside_it(as_
     text = bad.get_data(as_text=True)
     assert bad.status_code == 422 and 'id="f-mde-error"' in text and 'id="f-power-error"' in text and 'value="1e308"' in text
     assert "must be greater than 0" in text and "Input should" not in text
+    thousand = analyst.get("/ui/plan", query_string={**question, "daily_users": "1e3"}).get_data(as_text=True)
+    assert "days at 1,000 users a day" in thousand
+    arabic = analyst.get("/ui/plan", query_string={**question, "arms": "\u0663"})
+    assert arabic.status_code == 422 and 'id="f-arms-error"' in arabic.get_data(as_text=True)
+    running(client, auth("editor"), ab_definition())
+    switch = analyst.get("/ui/experiments/points-q4/results", query_string={"cuped": "maybe"})
+    assert switch.status_code == 422 and 'id="f-cuped-error"' in switch.get_data(as_text=True) and "Input should" not in switch.get_data(as_text=True)
     continuous = analyst.get("/ui/plan", query_string={**question, "metric_kind": "continuous", "baseline": "30", "sd": "", "mde": "1"})
     assert continuous.status_code == 422 and 'id="f-sd-error"' in continuous.get_data(as_text=True)
     assert as_role("storefront").get("/ui/plan").status_code == 403

@@ -109,7 +109,7 @@ def test_one_extreme_purchase_turns_cuped_off_with_a_note_instead_of_wrecking_ev
     body = get_ok(client, "/v1/experiments/points-q4/results?metric=revenue", auth("analyst"))
     off = get_ok(client, "/v1/experiments/points-q4/results?metric=revenue&cuped=false", auth("analyst"))
     assert body["cuped"] is None and body["test"] == "welch_t"
-    assert any(n.startswith("CUPED skipped: theta") and "would widen" in n for n in body["notes"])
+    assert any(n.startswith("CUPED skipped: theta") and "would widen an arm's standard error" in n for n in body["notes"])
     assert body["arms"] == off["arms"]
     control = np.concatenate([_by_arm(shoppers, "control")[1], np.zeros(sum(a == "control" for a in arms.values()))])
     assert {r["arm"]: r for r in body["arms"]}["control"]["mean"] == pytest.approx(control.mean(), rel=REL)

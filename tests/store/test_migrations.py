@@ -1,6 +1,7 @@
 """Migrations: the models match the migrated schema, and events stored before the training log are backfilled into it."""
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Iterator
 
@@ -130,3 +131,23 @@ def test_a_known_users_purchases_are_read_from_the_partial_index_alone(empty_db)
     assert _purchases_index_columns(empty_db) == ["user_id", "ts", "item_id"]
     upgrade(empty_db)
     assert _purchases_index_columns(empty_db) == ["user_id", "ts", "item_id", "type"]
+
+
+def test_0016_rebuilds_activity_from_events_dated_ahead_and_returns(empty_db):
+    upgrade(empty_db, "0015")
+    now = time.time()
+    events = [
+        {"event_id": "a1", "user_id": "ahead", "item_id": "i", "type": "purchase", "ts": now - 40 * 86_400, "value": 5.0},
+        {"event_id": "a2", "user_id": "ahead", "item_id": "i", "type": "view", "ts": now + 50 * 365 * 86_400},
+        {"event_id": "r1", "user_id": "returner", "item_id": "i", "type": "purchase", "ts": now - 86_400, "value": -5.0},
+        {"event_id": "p1", "user_id": "plain", "item_id": "i", "type": "purchase", "ts": now - 86_400, "value": 7.0},
+    ]
+    insert_events(empty_db, events)
+    with empty_db.engine.begin() as conn:  # the rows as releases before 0016 wrote them
+        conn.execute(text("UPDATE user_activity SET last_seen = :far WHERE user_id = 'ahead'"), {"far": now + 50 * 365 * 86_400})
+        conn.execute(text("UPDATE user_activity SET purchases = 1 WHERE user_id = 'returner'"))
+    upgrade(empty_db)
+    with empty_db.engine.connect() as conn:
+        rows = {r[0]: r[1:] for r in conn.execute(text("SELECT user_id, first_seen, last_seen, purchases, revenue FROM user_activity"))}
+    assert rows["ahead"][0] == pytest.approx(now - 40 * 86_400) and now - 60 <= rows["ahead"][1] <= time.time()
+    assert rows["ahead"][2:] == (1, 5.0) and rows["returner"][2:] == (0, -5.0) and rows["plain"][2:] == (1, 7.0)

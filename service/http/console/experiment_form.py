@@ -64,6 +64,8 @@ class Parsed:
 
 def form_number(raw: str) -> Any:
     """An int or float; text that is neither (or not finite) stays text, for the schema to refuse under the field's name."""
+    if not raw.isascii():  # Python's int() and float() also read other scripts' digits ("٣٠" as 30)
+        return raw
     if _INTEGER.fullmatch(raw):
         try:
             return int(raw)

@@ -23,9 +23,10 @@ CONSEQUENCES = {
     "start": "Users will be assigned to its arms from now on; its arms, weights and metrics can no longer change.",
     "pause": "Exposed users keep their arm and their rewards; nobody new is enrolled until it is started again.",
     "stop": (
-        "Nobody is enrolled any more, and users already in it leave their arms: their assignment answers not_running, "
-        "and their reward actions earn nothing from its schedules (promised bonuses end here; pause instead to keep them). "
-        "It cannot be started again. Results stay available, and outcomes and events that arrive later still count."
+        "Nobody new is enrolled, and assignment answers not_running for everyone, users already exposed included; their "
+        "reward actions earn nothing more from its schedules (promised bonuses end here; pause instead to keep them). "
+        "It cannot be started again. Results stay available, with exposed users in their arms, and outcomes and events "
+        "that arrive later still count."
     ),
 }
 

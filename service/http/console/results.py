@@ -13,9 +13,10 @@ from experiments.stats.ipw import FEW_EFFECTIVE_USERS
 from service.errors import Invalid
 from service.http.console import bp
 from service.http.console.charts import Interval, Series, forest_plot, line_chart, number, points, signed
+from service.http.console.experiment_form import plain_words
 from service.http.console.formatting import level
-from service.http.console.verdicts import verdicts
 from service.http.console.forms import page
+from service.http.console.verdicts import verdicts
 from service.http.endpoint import READ_EXPERIMENTS, services
 from service.http.errors import details_from_pydantic
 from service.http.schemas.results import ResultsQuery, RetentionQuery
@@ -36,7 +37,7 @@ def _query() -> tuple[ResultsQuery, dict[str, list[str]]]:
     except ValidationError as exc:
         errors: dict[str, list[str]] = {}
         for d in details_from_pydantic(exc):
-            errors.setdefault(d["field"], []).append(d["message"])
+            errors.setdefault(d["field"], []).append(plain_words(d["message"]))
         return ResultsQuery.model_validate({k: v for k, v in asked.items() if k not in errors}), errors
 
 

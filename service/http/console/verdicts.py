@@ -33,10 +33,11 @@ def verdicts(answer: dict[str, Any], lower_is_better: bool, rough: set[str], gua
                                    "figures and watch where the allocation settles."))
         return out
     control, kind, metric = arms[0]["arm"], answer["metric_kind"], answer["metric"]
+    final = answer["status"] == "stopped"
     for a in arms[1:]:
         hurt = [f"{g['metric']} {fmt.difference(g['diff'], guardrail_kinds.get(g['metric'], 'number'))}"
                 for g in answer.get("guardrails") or [] if g["arm"] == a["arm"] and g.get("status") == "fail" and not g.get("note")]
-        out.append(_arm(a, control, kind, metric, lower_is_better, a["arm"] in rough, hurt))
+        out.append(_arm(a, control, kind, metric, lower_is_better, a["arm"] in rough, final, ", ".join(hurt)))
     return out
 
 
@@ -46,7 +47,8 @@ def _overall(answer: dict[str, Any]) -> list[Verdict]:
     if srm and srm.get("mismatch"):
         out.append(Verdict("warn", "Do not decide on these figures: the arms' sizes do not match their weights (sample ratio mismatch), "
                                    "so something other than the arm may separate them."))
-    if answer["status"] == "running" and not answer["test"].endswith("_sequential"):
+    # A bandit's intervals are naive whichever kind they are, so sequential ones would not make them safe to read.
+    if answer["status"] in ("running", "paused") and answer["type"] != "bandit" and not answer["test"].endswith("_sequential"):
         out.append(Verdict("info", "These intervals hold for one look at a planned sample size. If you check them every day, switch on "
                                    "sequential intervals (above), which stay valid however often you look."))
     if answer["status"] == "stopped":
@@ -54,22 +56,25 @@ def _overall(answer: dict[str, Any]) -> list[Verdict]:
     return out
 
 
-def _arm(a: dict[str, Any], control: str, kind: str, metric: str, lower_is_better: bool, rough: bool, hurt: list[str]) -> Verdict:
+def _arm(a: dict[str, Any], control: str, kind: str, metric: str, lower_is_better: bool, rough: bool, final: bool, hurt: str) -> Verdict:
+    """One arm's sentence; `hurt` names the guardrails it fails, which every reading mentions."""
     name = a["arm"]
     if not a["users"]:
-        return Verdict("info", f"{name}: no exposed users yet.")
+        return Verdict("info", f"{name}: no exposed users{'' if final else ' yet'}.")
+    fails = f" It also fails a guardrail ({hurt})." if hurt else ""
     shown = f"{fmt.difference(a['diff'], kind)} {fmt.difference_interval(a['diff_ci'], kind)}".strip()
     if rough:
         return Verdict("warn", f"{name}: too few conversions or non-conversions (in it or the control) to judge; its interval "
-                               "can be far narrower than the data allow. Wait for more users.")
+                               f"can be far narrower than the data allow.{'' if final else ' Wait for more users.'}{fails}")
     if not a.get("significant"):
-        return Verdict("info", f"{name}: no difference from {control} on {metric} shown yet ({shown}, adjusted p {fmt.pvalue(a['p_value_adjusted'])}).")
+        said = f"{name}: no difference from {control} on {metric} shown{'' if final else ' yet'} ({shown}, adjusted p {fmt.pvalue(a['p_value_adjusted'])}).{fails}"
+        return Verdict("warn" if hurt else "info", said)
     better = (a["diff"] < 0) if lower_is_better else (a["diff"] > 0)
     if not better:
-        return Verdict("warn", f"{name} is worse than {control} on {metric}: {shown}.")
+        return Verdict("warn", f"{name} is worse than {control} on {metric}: {shown}.{fails}")
     cost = a.get("cost_per_incremental")
     unit = "conversion" if kind == "binary" else "unit"
     priced = f" It costs {fmt.num(cost)} points per extra {unit}." if cost is not None and not lower_is_better and a["diff_ci"] and a["diff_ci"][0] > 0 else ""
     if hurt:
-        return Verdict("warn", f"{name} beats {control} on {metric} ({shown}) but fails a guardrail ({', '.join(hurt)}): weigh the two before rolling it out.{priced}")
+        return Verdict("warn", f"{name} beats {control} on {metric} ({shown}) but fails a guardrail ({hurt}): weigh the two before rolling it out.{priced}")
     return Verdict("ok", f"{name} beats {control} on {metric}: {shown}, significant after correction, and no guardrail fails.{priced}")
