@@ -746,3 +746,29 @@ def test_a_daily_series_across_a_new_year_labels_its_days_with_the_year(as_role,
     first = get_ok(client, "/v1/experiments/points-q4/results/daily?metric=conversion", auth("analyst"))["days"][0]["date"]
     html = as_role("analyst").get("/ui/experiments/points-q4/results").get_data(as_text=True)
     assert f">{first}<" in html
+
+
+def test_the_at_risk_page_lists_pages_and_downloads_as_the_api_does(as_role, client, auth):
+    old = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() - 60 * 86_400))
+    events = [{"event_id": f"e{u}", "user_id": u, "item_id": "i1", "type": "purchase", "value": v, "timestamp": old}
+              for u, v in (("big", 90.0), ("small", 10.0), ("=cmd", 50.0))]
+    events.append({"event_id": "fresh", "user_id": "active", "item_id": "i1", "type": "purchase", "value": 500.0})
+    post_ok(client, "/v1/events", {"events": events}, auth("storefront"))
+    analyst = as_role("analyst")
+    html = analyst.get("/ui/users/at-risk").get_data(as_text=True)
+    rows = re.findall(r'<th scope="row"><a href="[^"]+"><code>([^<]+)</code>', html)
+    assert rows == ["big", "=cmd", "small"] and "End of the list." in html
+    first = analyst.get("/ui/users/at-risk", query_string={"limit": "1"}).get_data(as_text=True)
+    assert re.findall(r"<code>([^<]+)</code></a></th>", first) == ["big"]
+    following = re.search(r'href="(/ui/users/at-risk\?[^"]*cursor=[^"]+)"', first).group(1).replace("&amp;", "&")
+    assert re.findall(r"<code>([^<]+)</code></a></th>", analyst.get(following).get_data(as_text=True)) == ["=cmd"]
+    csv = analyst.get("/ui/users/at-risk.csv", query_string={"limit": "2"})
+    api = client.get("/v1/users/at-risk.csv?limit=2", headers=auth("analyst"))
+    ours, theirs = ([r.split(",") for r in resp.get_data(as_text=True).splitlines()] for resp in (csv, api))
+    assert [r[:2] + r[3:] for r in ours] == [r[:2] + r[3:] for r in theirs] and ours[1][0] == "big" and ours[2][0] == "'=cmd"  # idle_days moves with the clock
+    assert csv.headers["X-Next-Cursor"] == api.headers["X-Next-Cursor"]
+    bad = analyst.get("/ui/users/at-risk", query_string={"idle_days": "-1", "cursor": "nope"})
+    assert bad.status_code == 422 and 'id="f-idle_days-error"' in bad.get_data(as_text=True)
+    tampered = analyst.get("/ui/users/at-risk", query_string={"cursor": "bm9wZQ"})
+    assert tampered.status_code == 422 and "not a cursor this service gave out" in tampered.get_data(as_text=True)
+    assert as_role("storefront").get("/ui/users/at-risk").status_code == 403

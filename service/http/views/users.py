@@ -41,6 +41,11 @@ def _cell(value: Any) -> Any:
 @endpoint(f"The same page as CSV (RFC 4180, columns {', '.join(CSV_COLUMNS)}); the next page's cursor is in the X-Next-Cursor header, absent on the last page, and an id that a spreadsheet would run as a formula (starting with =, +, -, @, a tab or a carriage return) or that starts with a quote gets one more quote in front: strip one leading quote to read it back", roles=READ_EXPERIMENTS, tag="users", query=AtRiskQuery, media_type="text/csv")
 def at_risk_csv(query: AtRiskQuery) -> Response:
     """One page of the at-risk list as CSV."""
+    return csv_response(query)
+
+
+def csv_response(query: AtRiskQuery) -> Response:
+    """One page of the at-risk list as CSV, for the API and the console alike."""
     page = users.at_risk(services().db, query.idle_days, query.min_purchases, query.limit, query.cursor)
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\r\n")
