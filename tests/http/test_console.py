@@ -772,3 +772,20 @@ def test_the_at_risk_page_lists_pages_and_downloads_as_the_api_does(as_role, cli
     tampered = analyst.get("/ui/users/at-risk", query_string={"cursor": "bm9wZQ"})
     assert tampered.status_code == 422 and "not a cursor this service gave out" in tampered.get_data(as_text=True)
     assert as_role("storefront").get("/ui/users/at-risk").status_code == 403
+
+
+def test_a_draft_is_deleted_after_its_box_is_ticked_and_a_started_one_cannot_be(as_role, client, auth):
+    client.post("/v1/experiments", json=ab_definition(), headers=auth("editor"))
+    editor = as_role("editor")
+    assert "Delete draft…" in editor.get("/ui/experiments/points-q4").get_data(as_text=True)
+    token = csrf(editor, "/ui/experiments/points-q4/delete")
+    unticked = editor.post("/ui/experiments/points-q4/delete", data={"csrf_token": token})
+    assert unticked.status_code == 422 and client.get("/v1/experiments/points-q4", headers=auth("editor")).status_code == 200
+    done = editor.post("/ui/experiments/points-q4/delete", data={"csrf_token": token, "confirm": "yes"})
+    assert done.status_code == 303 and done.headers["Location"].endswith("/ui/experiments")
+    assert client.get("/v1/experiments/points-q4", headers=auth("editor")).status_code == 404
+    running(client, auth("editor"), ab_definition())
+    started = editor.get("/ui/experiments/points-q4/delete")
+    assert started.status_code == 409 and "only a draft can be deleted" in started.get_data(as_text=True)
+    assert "Delete draft" not in editor.get("/ui/experiments/points-q4").get_data(as_text=True)
+    assert as_role("analyst").get("/ui/experiments/points-q4/delete").status_code == 403

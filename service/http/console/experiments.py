@@ -168,6 +168,31 @@ def experiment_move(key: str, action: str) -> Any:
     return render_template("console/confirm.html", exp=exp, action=action, verb="resume" if resuming else action, consequence=consequence, error=error), status
 
 
+DELETE = "The draft goes, definition and all; nobody was ever exposed to it, so no results go with it. This cannot be undone."
+
+
+@bp.route("/experiments/<key>/delete", methods=["GET", "POST"])
+@page(EDITOR)
+def experiment_delete(key: str) -> Any:
+    """Delete a draft, after an explicit confirmation; a started experiment is stopped instead, and keeps its results."""
+    exp = experiments.get(services().db, key)
+    if exp["status"] != "draft":
+        return render_template("console/confirm.html", exp=exp, action="delete", impossible="only a draft can be deleted; stop it instead, and its results stay"), 409
+    error, status = None, 200
+    if request.method == "POST":
+        if request.form.get("confirm") != "yes":
+            error, status = "Tick the box to confirm.", 422
+        else:
+            try:
+                experiments.remove(services().db, services().experiment_cache, key)
+            except Conflict as exc:  # started meanwhile, from another tab or host
+                error, status = exc.message, 409
+            else:
+                flash(f"{key} is deleted.", "success")
+                return back("console.experiment_list")
+    return render_template("console/confirm.html", exp=exp, action="delete", consequence=DELETE, error=error), status
+
+
 @bp.get("/schedule-fields.css")
 def schedule_css() -> Response:
     """Show only the chosen schedule type's inputs (CSS :has, no JavaScript), one rule per registered type."""
