@@ -554,6 +554,9 @@ def test_the_user_page_names_the_recommender_each_of_the_users_arms_serves(as_ro
     html = as_role("analyst").get("/ui/users?user_id=ua1").get_data(as_text=True)
     expected = f"model {version}" if arm == "knn" else "popularity (of the active model)"
     assert f"recommendations from {expected}" in html
+    # The form for the next experiment offers that version to copy into a recommender arm's payload.
+    form = as_role("editor").get("/ui/experiments/new").get_data(as_text=True)
+    assert f"ready versions: {version} (item_knn)" in form
 
 
 def test_a_lower_is_better_metric_reads_the_right_way_round_on_the_results_page(as_role, client, auth):

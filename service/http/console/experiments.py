@@ -17,6 +17,7 @@ from service.http.endpoint import EDITOR, READ_EXPERIMENTS, services
 from service.http.errors import details_from_pydantic
 from service.http.schemas.experiments import ExperimentIn
 from service.usecases import console, experiments
+from service.usecases import model_training as training
 
 # What each lifecycle move does, said on its confirmation page.
 CONSEQUENCES = {
@@ -65,6 +66,8 @@ def _form(values: dict[str, str], errors: dict[str, list[str]], exp: dict[str, A
         builtin_metrics=list(BUILTIN_METRICS),
         arm_rows=arm_rows,
         metric_rows=metric_rows,
+        # An arm that names a recommender names a ready version; the newest few, to copy from.
+        ready_versions=[f"{r.version} ({r.algorithm})" for r in training.list_versions(services().db, services().config) if r.status == "ready"][:5],
         # After "add a row", the new row's first input has the focus, not the top of the page.
         focus=f"arms.{arm_rows - 1}.key" if more == "arm" else f"metrics.{metric_rows - 1}.key" if more == "metric" else None,
     ), status
