@@ -300,7 +300,9 @@ def test_sign_out_forgets_the_key_and_a_revoked_key_stops_within_a_second(as_rol
     key_id = next(k["id"] for k in client.get("/v1/keys", headers=auth("admin")).get_json()["keys"] if k["role"] == "analyst")
     assert client.delete(f"/v1/keys/{key_id}", headers=auth("admin")).status_code == 200
     time.sleep(1.1)
-    assert client.get("/ui/experiments").status_code == 303
+    gone = client.get("/ui/experiments")
+    assert gone.status_code == 303
+    assert "Your console session ended: its key was revoked" in client.get(gone.headers["Location"]).get_data(as_text=True)
 
 
 def test_sign_out_from_a_tab_opened_before_the_last_sign_in_still_signs_out(as_role, client, keys):
@@ -353,7 +355,10 @@ def test_models_page_reloads_itself_while_a_version_trains_and_names_bad_paramet
     editor = as_role("editor")
     assert "http-equiv" not in editor.get("/ui/models").get_data(as_text=True)
     training.request_training(db, config, "als", {}, False)  # recorded as training, never started
-    assert '<meta http-equiv="refresh" content="3">' in editor.get("/ui/models").get_data(as_text=True)
+    assert '<meta http-equiv="refresh" content="5">' in editor.get("/ui/models").get_data(as_text=True)
+    # Someone tabbing to a version's links turns the reload off: it moves the focus back to the top.
+    still = editor.get("/ui/models", query_string={"reload": "off"}).get_data(as_text=True)
+    assert "http-equiv" not in still and "reload it every 5 seconds" in still
     # The form has a page of its own, which never reloads: what is typed there stays.
     form = editor.get("/ui/models/new").get_data(as_text=True)
     assert "http-equiv" not in form and 'id="activate" name="activate" value="yes" aria-describedby="activate-hint">' in form  # unticked
@@ -792,3 +797,27 @@ def test_a_draft_is_deleted_after_its_box_is_ticked_and_a_started_one_cannot_be(
     assert started.status_code == 409 and "only a draft can be deleted" in started.get_data(as_text=True)
     assert "Delete draft" not in editor.get("/ui/experiments/points-q4").get_data(as_text=True)
     assert as_role("analyst").get("/ui/experiments/points-q4/delete").status_code == 403
+
+
+def test_a_nul_in_a_console_path_or_a_line_break_in_next_is_never_a_server_error(as_role, client, auth, keys):
+    running(client, auth("editor"), ab_definition())
+    editor = as_role("editor")
+    for path in ("/ui/experiments/%00", "/ui/experiments/a%00b/results", "/ui/experiments/%00/results.csv", "/ui/experiments/%00/edit",
+                 "/ui/experiments/%00/settings", "/ui/experiments/%00/start", "/ui/models/%00/activate", "/ui/models/%00/cancel"):
+        resp = editor.get(path)
+        assert resp.status_code == 404 and "There is no console page at this address" in resp.get_data(as_text=True), path
+    fresh = client.application.test_client()
+    token = csrf(fresh, "/ui/sign-in?next=/ui/experiments%0d%0aSet-Cookie:x=1")
+    signed = fresh.post("/ui/sign-in?next=/ui/experiments%0d%0aSet-Cookie:x=1", data={"csrf_token": token, "api_key": keys["editor"]})
+    assert signed.status_code == 303 and signed.headers["Location"].endswith("/ui/experiments") and "Set-Cookie:x" not in signed.headers["Location"]
+
+
+def test_settings_errors_read_in_the_forms_words(as_role, client, auth):
+    running(client, auth("editor"), ab_definition())
+    editor = as_role("editor")
+    token = csrf(editor, "/ui/experiments/points-q4/settings")
+    page_ = editor.get("/ui/experiments/points-q4/settings").get_data(as_text=True)
+    revision = re.search(r'name="revision" value="(\d+)"', page_).group(1)
+    resp = editor.post("/ui/experiments/points-q4/settings", data={"csrf_token": token, "revision": revision, "name": "a\x00b", "traffic": "x"})
+    html = resp.get_data(as_text=True)
+    assert resp.status_code == 422 and "may not contain a NUL character" in html and "should match pattern" not in html and "Input should" not in html

@@ -217,7 +217,8 @@ _KEY_RULE = "use lower-case letters, digits, '.', '_' and '-' (starting with a l
 
 
 # pydantic speaks of "Input" and "String"; a form's message sits beside the field it is about.
-_WHOLE = {"String should have at least 1 character": "is required", "Field required": "is required"}
+_WHOLE = {"String should have at least 1 character": "is required", "Field required": "is required",
+          "String should match pattern '^[^\\x00]*$'": "may not contain a NUL character"}
 _OPENINGS = (("Input should be ", "must be "), ("String should have ", "must have "), ("Value error, ", ""))
 
 

@@ -13,7 +13,7 @@ from pydantic import ValidationError
 
 from service.errors import ChangedMeanwhile, Conflict, Invalid
 from service.http.console import bp
-from service.http.console.experiment_form import form_number, guardrails_and_analysis, values_of
+from service.http.console.experiment_form import form_number, guardrails_and_analysis, plain_words, values_of
 from service.http.console.forms import CHANGED_MEANWHILE, STALE_FORM, back, page, stale_form
 from service.http.endpoint import EDITOR, services
 from service.http.errors import details_from_pydantic
@@ -43,7 +43,7 @@ def _errors(details: list[dict[str, Any]]) -> dict[str, list[str]]:
         field = str(d.get("field", "form")).removeprefix("body.")
         if field.startswith("guardrails"):
             field = "guardrails"
-        errors.setdefault(field if field in FIELDS else "form", []).append(str(d.get("message", "is not valid")))
+        errors.setdefault(field if field in FIELDS else "form", []).append(plain_words(str(d.get("message", "is not valid"))))
     return errors
 
 

@@ -88,12 +88,14 @@ def current_principal() -> Principal | None:
     principal = services().keys.principal(raw)
     if principal is None:
         session.pop(API_KEY, None)
+        g.session_ended = True  # a page load says why it went to sign-in, as a form post does
     return principal
 
 
 def safe_next(target: str | None) -> str | None:
     """A console path to return to after sign-in; anything else (another host, `//evil`) is dropped."""
-    if target and target.startswith("/ui") and not target.startswith("//") and "\\" not in target:
+    # A control character (a line break) would end up in the redirect's Location header, which refuses it.
+    if target and target.startswith("/ui") and not target.startswith("//") and "\\" not in target and target.isprintable():
         return target
     return None
 
@@ -119,8 +121,14 @@ def page(roles: tuple[str, ...] | None, refills: bool = False) -> Callable[[Call
                 if not ((refills or principal is None) and _same_origin()):
                     check_csrf()
                 g.stale_form = True
+            # A path no page can name (a NUL, which the database would refuse to compare) is not found, as a
+            # mistyped address is; the API answers such paths with a 422 of its own.
+            if any(isinstance(v, str) and not v.isprintable() for v in kwargs.values()):
+                abort(404, "There is no console page at this address. Check it, or start again from the experiments list.")
             if principal is None:
                 target = request.full_path.rstrip("?") if request.method == "GET" else None
+                if request.method == "GET" and g.get("session_ended"):
+                    flash("Your console session ended: its key was revoked, or the session expired. Sign in again to go back to the page.", "warn")
                 if request.method == "POST" and request.endpoint != "console.sign_out_page":
                     # The key was revoked or the session expired while the page was open: say why the
                     # form went, and lead back to the page it was on.

@@ -59,6 +59,8 @@ def model_list() -> str:
         active_created=next((v.created_at for v in versions if v.version == active), None),
         chart=_chart(versions),
         training_now=any(v.status == "training" for v in versions),
+        # A reload moves keyboard focus back to the top; someone tabbing to a version's links turns it off.
+        reloading=request.args.get("reload") != "off",
     )
 
 
