@@ -25,7 +25,7 @@ from service.store import exposures
 from service.store.database import Database
 from service.store.experiments import Stamp, StoredDefinition
 from service.timestamps import iso
-from service.usecases.attributes import user_attributes
+from service.usecases.attributes import BALANCE_PREFIX, BUILTIN_ATTRIBUTES, user_attributes
 
 
 STATUS_SECONDS = 1.0  # how long a process trusts an experiment's status: a stop reaches other workers and hosts within it
@@ -169,6 +169,15 @@ def _eligible(db: Database, d: StoredDefinition, user_id: str, now: float, attri
     if exp.targeting is not None and not exp.targeting.matches(user_attributes(db, user_id, now, attributes, exp.targeting.attributes())):
         return "targeting"
     return None
+
+
+def why_not_enrolled(db: Database, cache: ExperimentCache, key: str, user_id: str, now: float) -> tuple[str | None, list[str]]:
+    """For a running experiment the user is not in: the reason an assignment now would give (None: they would be
+    enrolled), judged on stored behaviour alone, and the attributes of its rule that only a request can send."""
+    d, _ = cache.current(db, key)
+    targeting = d.experiment.targeting
+    from_request = sorted(a for a in (targeting.attributes() if targeting else set()) if a not in BUILTIN_ATTRIBUTES and not a.startswith(BALANCE_PREFIX))
+    return _eligible(db, d, user_id, now, {}), from_request
 
 
 def assign(db: Database, cache: ExperimentCache, key: str, user_id: str, now: float, attributes: Mapping[str, Any] | None = None) -> dict[str, Any]:

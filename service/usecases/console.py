@@ -1,13 +1,16 @@
 """What the console shows beyond single API answers: experiments with their users so far, and one user's whole picture."""
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from experiments.stats import sample_ratio_mismatch
 from service.store import console as store
 from service.store.database import Database
 from service.timestamps import iso
-from service.usecases import experiments, recommendations, rewards
+from service.usecases import assignment, experiments, recommendations, rewards
+from service.usecases.assignment import ExperimentCache
+from service.usecases.attributes import BUILTIN_ATTRIBUTES, user_attributes
 from service.usecases.serving import ModelCache
 
 RECENT_EVENTS = 50
@@ -39,13 +42,37 @@ def _arm_recommender(db: Database, key: str, arm: str) -> str | None:
     return f"model {source.version}"
 
 
-def user_profile(db: Database, models: ModelCache, user_id: str, n: int = 10) -> dict[str, Any]:
-    """A user's recent events, current recommendations, experiment assignments and reward ledgers."""
+_WHY = {
+    "layer": "their position in layer {layer} falls outside this experiment's range",
+    "traffic": "outside the experiment's traffic share ({traffic:.0%})",
+    "targeting": "its targeting rule does not match what is stored about them",
+}
+
+
+def _not_enrolled(db: Database, cache: ExperimentCache, user_id: str, exposed: set[str], now: float) -> list[dict[str, Any]]:
+    """Each running experiment the user is not in, and what an assignment now would say and why (no exposure is recorded)."""
+    out = []
+    for exp in experiments.list_all(db):
+        if exp["status"] != "running" or exp["key"] in exposed:
+            continue
+        reason, from_request = assignment.why_not_enrolled(db, cache, exp["key"], user_id, now)
+        said = "would be enrolled at their next assignment" if reason is None else _WHY[reason].format(layer=exp.get("layer"), traffic=exp.get("traffic", 1.0))
+        if from_request:
+            said += f"; the rule also reads {', '.join(from_request)}, which only the storefront's request sends, so its answer may differ"
+        out.append({"experiment": exp["key"], "reason": reason, "said": said})
+    return out
+
+
+def user_profile(db: Database, models: ModelCache, cache: ExperimentCache, user_id: str, n: int = 10) -> dict[str, Any]:
+    """A user's recent events, stored behaviour, current recommendations, experiment assignments (and why not), and reward ledgers."""
     events = store.recent_events(db, user_id, RECENT_EVENTS)
     exposures = store.user_exposures(db, user_id)
     answer = recommendations.for_user(db, models, user_id, n, None, set())
+    now = time.time()
     return {
         "user_id": user_id,
+        "behaviour": user_attributes(db, user_id, now, {}, set(BUILTIN_ATTRIBUTES)),
+        "not_enrolled": _not_enrolled(db, cache, user_id, {x.experiment for x in exposures}, now),
         "events": [{"event_id": e.event_id, "item_id": e.item_id, "type": e.type, "timestamp": iso(e.ts), "value": e.value} for e in events],
         "recommendations": {"strategy": answer.strategy, "model_version": answer.model_version, "items": [{"item_id": i, "score": s} for i, s in answer.items]},
         "assignments": [

@@ -821,3 +821,20 @@ def test_settings_errors_read_in_the_forms_words(as_role, client, auth):
     resp = editor.post("/ui/experiments/points-q4/settings", data={"csrf_token": token, "revision": revision, "name": "a\x00b", "traffic": "x"})
     html = resp.get_data(as_text=True)
     assert resp.status_code == 422 and "may not contain a NUL character" in html and "should match pattern" not in html and "Input should" not in html
+
+
+def test_the_user_page_says_why_a_user_is_not_in_a_running_experiment(as_role, client, auth):
+    editor, shop = auth("editor"), auth("storefront")
+    rule = {"all": [{"attribute": "purchases", "op": "gte", "value": 1}, {"attribute": "country", "op": "eq", "value": "nl"}]}
+    running(client, editor, ab_definition(key="buyers-nl", targeting=rule))
+    running(client, editor, ab_definition(key="tiny", traffic=0.000001))
+    running(client, editor, ab_definition(key="open"))
+    post_ok(client, "/v1/events", {"events": [{"event_id": "v1", "user_id": "browser-only", "item_id": "i1", "type": "view"}]}, shop)
+    html = as_role("analyst").get("/ui/users", query_string={"user_id": "browser-only"}).get_data(as_text=True)
+    said = dict(re.findall(r'<li><a href="/ui/experiments/([^"]+)">[^<]+</a>(?: <span class="badge">\w+</span>)?: ([^<]+)\.</li>', html))
+    assert "does not match what is stored" in said["buyers-nl"] and "country" in said["buyers-nl"]
+    assert "traffic share" in said["tiny"] and said["open"] == "would be enrolled at their next assignment"
+    assert "purchases 0 · revenue 0" in html
+    # Nothing was recorded by looking: nobody is exposed until the storefront asks.
+    assert sum(a["users"] for a in get_ok(client, "/v1/experiments/open/results", auth("analyst"))["arms"]) == 0
+    assert get_ok(client, "/v1/experiments/open/assignment?user_id=browser-only", shop)["enrolled"] is True
