@@ -838,3 +838,16 @@ def test_the_user_page_says_why_a_user_is_not_in_a_running_experiment(as_role, c
     # Nothing was recorded by looking: nobody is exposed until the storefront asks.
     assert sum(a["users"] for a in get_ok(client, "/v1/experiments/open/results", auth("analyst"))["arms"]) == 0
     assert get_ok(client, "/v1/experiments/open/assignment?user_id=browser-only", shop)["enrolled"] is True
+
+
+def test_the_models_page_shows_a_tuned_runs_trials_and_its_best(as_role, client, auth):
+    from tests.helpers import train, two_tribes
+
+    two_tribes(client, auth("storefront"))
+    tune = {"trials": 3, "metric": "precision_at_10", "space": {"factors": [4, 16]}, "seed": 7}
+    done = train(client, auth("editor"), {"algorithm": "als", "params": {"iterations": 5}, "tune": tune})
+    html = as_role("editor").get("/ui/models").get_data(as_text=True)
+    best = max(t["metric"] for t in done["tuning"])
+    assert f"tuned on precision_at_10: 3 trials, best {best:.4g}" in html and "the parameters above are the best trial's" in html
+    trials = html.split("<summary>Trials", 1)[1].split("</details>", 1)[0]
+    assert trials.count("<tr><td class=\"num\">") == 3 and all(f'"factors": {t["params"]["factors"]}' in trials for t in done["tuning"])
