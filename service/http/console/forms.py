@@ -125,6 +125,11 @@ def page(roles: tuple[str, ...] | None, refills: bool = False) -> Callable[[Call
             # mistyped address is; the API answers such paths with a 422 of its own.
             if any(isinstance(v, str) and not v.isprintable() for v in kwargs.values()):
                 abort(404, "There is no console page at this address. Check it, or start again from the experiments list.")
+            # The first of two values would win without a word (confirm=yes&confirm=no paused an experiment), as the API refuses too.
+            sent = [*request.args.lists(), *(request.form.lists() if request.method == "POST" else [])]
+            repeated = sorted({name for name, values in sent if len(values) > 1})
+            if repeated:
+                abort(422, f"{', '.join(repeated)} {'is' if len(repeated) == 1 else 'are'} given more than once; the console's links and forms send each once.")
             if principal is None:
                 target = request.full_path.rstrip("?") if request.method == "GET" else None
                 if request.method == "GET" and g.get("session_ended"):
