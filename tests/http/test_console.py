@@ -861,3 +861,8 @@ def test_a_parameter_given_twice_is_refused_not_read_as_its_first_value(as_role,
     token = csrf(editor, "/ui/experiments/points-q4/pause")
     resp = editor.post("/ui/experiments/points-q4/pause", data={"csrf_token": token, "confirm": ["yes", "no"]})
     assert resp.status_code == 422 and get_ok(client, "/v1/experiments/points-q4", auth("editor"))["status"] == "running"
+
+
+def test_a_nul_in_a_looked_up_user_id_is_named(as_role):
+    resp = as_role("analyst").get("/ui/users", query_string={"user_id": "u\x001"})
+    assert resp.status_code == 422 and "cannot contain a NUL character" in resp.get_data(as_text=True)

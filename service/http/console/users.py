@@ -18,6 +18,7 @@ def user_lookup() -> tuple[str, int]:
     if not user_id.strip():
         return render_template("console/users.html", user_id="", profile=None, error=None), 200
     if not ID_PATTERN.fullmatch(user_id):  # match would let a final newline past the 128-character bound
-        return render_template("console/users.html", user_id=user_id[:128], profile=None, error="A user id is 1 to 128 characters."), 422
+        said = "A user id cannot contain a NUL character." if "\x00" in user_id else "A user id is 1 to 128 characters."
+        return render_template("console/users.html", user_id=user_id[:128].replace("\x00", ""), profile=None, error=said), 422
     svc = services()
     return render_template("console/users.html", user_id=user_id, profile=console.user_profile(svc.db, svc.models, svc.experiment_cache, user_id), error=None), 200
