@@ -17,8 +17,8 @@ MAX_CONDITIONS = 100
 # Request attributes are numbers of at most this magnitude (the service's bound on every number it
 # takes), so a rule's own numbers are held to it too.
 VALUE_BOUND = 1e12
-# The longest attribute value a request may send (the service's bound on `attr.*` and body attributes); a rule's
-# text beyond it could never match.
+# The longest attribute value a request may send (the service's bound on `attr.*` and body attributes): a rule's
+# text beyond it could never be equal to one (so eq and in never hold, and ne and not_in always do).
 MAX_TEXT = 1000
 Value = Union[str, float, bool, None]
 
@@ -196,5 +196,7 @@ def require_values(rule: Group, path: str = "targeting") -> None:
             raise TargetingError(f"{where}.value", f"{part.op} needs {'a list of ' if OPERATORS[part.op][1] == 'list' else 'a '}string, number or boolean, not null (exists tests that an attribute is there)")
         if any(isinstance(v, (int, float)) and not isinstance(v, bool) and not -VALUE_BOUND <= v <= VALUE_BOUND for v in values):
             raise TargetingError(f"{where}.value", f"numbers in a rule are at most {VALUE_BOUND:.0e} in magnitude, as the attributes it tests are")
-        if any(isinstance(v, str) and len(v) > MAX_TEXT for v in values):
-            raise TargetingError(f"{where}.value", f"text in a rule is at most {MAX_TEXT:,} characters, as the attribute values a request sends are")
+        if any(isinstance(v, str) and (len(v) > MAX_TEXT or "\x00" in v) for v in values):
+            raise TargetingError(f"{where}.value", f"each text value in a rule is at most {MAX_TEXT:,} characters, without NUL, as the attribute values a request sends are")
+        if "\x00" in part.attribute:
+            raise TargetingError(f"{where}.attribute", "an attribute name cannot contain NUL, as no request can send one")

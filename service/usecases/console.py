@@ -44,7 +44,7 @@ def _arm_recommender(db: Database, key: str, arm: str) -> str | None:
 
 _WHY = {
     "layer": "their position in layer {layer} falls outside this experiment's range",
-    "traffic": "outside the experiment's traffic share ({traffic:.0%})",
+    "traffic": "outside the experiment's traffic share ({traffic})",
     "targeting": "its targeting rule does not match what is stored about them",
 }
 
@@ -52,12 +52,18 @@ _WHY = {
 def _not_enrolled(db: Database, cache: ExperimentCache, user_id: str, exposed: set[str], now: float) -> list[dict[str, Any]]:
     """Each running experiment the user is not in, and what an assignment now would say and why (no exposure is recorded)."""
     out = []
-    for exp in experiments.list_all(db):
-        if exp["status"] != "running" or exp["key"] in exposed:
+    # One read of the experiment's stamp each, and one of the user's behaviour for each targeted one: a page
+    # for one user, not a hot path.
+    for exp in experiments.list_all(db, "running"):
+        if exp["key"] in exposed:
             continue
         reason, from_request = assignment.why_not_enrolled(db, cache, exp["key"], user_id, now)
-        said = "would be enrolled at their next assignment" if reason is None else _WHY[reason].format(layer=exp.get("layer"), traffic=exp.get("traffic", 1.0))
-        if from_request:
+        traffic = exp.get("traffic", 1.0)
+        share = f"{traffic:.0%}" if 0.01 <= traffic <= 0.99 else f"{traffic:.3g}"
+        said = "would be enrolled at their next assignment" if reason is None else _WHY[reason].format(layer=exp.get("layer"), traffic=share)
+        # A missing attribute fails every condition, so what a request sends can only add matches: it matters
+        # only where stored behaviour alone does not match.
+        if from_request and reason == "targeting":
             said += f"; the rule also reads {', '.join(from_request)}, which only the storefront's request sends, so its answer may differ"
         out.append({"experiment": exp["key"], "reason": reason, "said": said})
     return out

@@ -349,3 +349,8 @@ def list_versions(db: Database, config: Config) -> list[ModelRecord]:
     """Every version, newest first."""
     return [_settled(db, config, r) for r in store.list_all(db)]
 
+
+def ready_versions(db: Database, newest: int = 5) -> list[ModelRecord]:
+    """The newest ready versions, as stored: a read only (listing also settles dead runs, which writes)."""
+    return [r for r in store.list_all(db) if r.status == "ready"][:newest]
+

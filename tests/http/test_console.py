@@ -359,6 +359,8 @@ def test_models_page_reloads_itself_while_a_version_trains_and_names_bad_paramet
     # Someone tabbing to a version's links turns the reload off: it moves the focus back to the top.
     still = editor.get("/ui/models", query_string={"reload": "off"}).get_data(as_text=True)
     assert "http-equiv" not in still and "reload it every 5 seconds" in still
+    assert "http-equiv" not in editor.get("/ui/models").get_data(as_text=True)  # remembered for the session
+    assert "http-equiv" in editor.get("/ui/models", query_string={"reload": "on"}).get_data(as_text=True)
     # The form has a page of its own, which never reloads: what is typed there stays.
     form = editor.get("/ui/models/new").get_data(as_text=True)
     assert "http-equiv" not in form and 'id="activate" name="activate" value="yes" aria-describedby="activate-hint">' in form  # unticked
@@ -866,3 +868,20 @@ def test_a_parameter_given_twice_is_refused_not_read_as_its_first_value(as_role,
 def test_a_nul_in_a_looked_up_user_id_is_named(as_role):
     resp = as_role("analyst").get("/ui/users", query_string={"user_id": "u\x001"})
     assert resp.status_code == 422 and "cannot contain a NUL character" in resp.get_data(as_text=True)
+
+
+def test_second_review_details_of_the_new_pages(as_role, client, auth, keys):
+    # A user id with a zero-width joiner survives sign-in's next; only control characters are dropped.
+    fresh = client.application.test_client()
+    token = csrf(fresh, "/ui/sign-in")
+    signed = fresh.post("/ui/sign-in?next=/ui/users?user_id%3Da%E2%80%8Db", data={"csrf_token": token, "api_key": keys["analyst"]})
+    assert signed.status_code == 303 and "/ui/users?user_id=a" in signed.headers["Location"]
+    # An error on the at-risk form is tied to its input, and said in an alert.
+    bad = as_role("analyst").get("/ui/users/at-risk", query_string={"idle_days": "-1"}).get_data(as_text=True)
+    assert 'aria-describedby="idle_days-hint f-idle_days-error"' in bad and 'role="alert"' in bad
+    assert as_role("analyst").get("/ui/users/at-risk.csv").headers["Cache-Control"] == "no-store"
+    # A stopped experiment is not told to stop.
+    running(client, auth("editor"), ab_definition())
+    assert client.post("/v1/experiments/points-q4/stop", headers=auth("editor")).status_code == 200
+    page_ = as_role("editor").get("/ui/experiments/points-q4/delete").get_data(as_text=True)
+    assert "keeps its results for good" in page_ and "stop it instead" not in page_

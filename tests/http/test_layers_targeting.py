@@ -148,7 +148,7 @@ def test_bad_rules_are_422_naming_the_path(client, auth, rule, field):
     assert resp.get_json()["error"]["details"][0]["field"] == field
 
 
-@pytest.mark.parametrize("value", [1e13, -2e12, 10**13, [1, 1e15], "x" * 1001, ["nl", "y" * 1001]])
+@pytest.mark.parametrize("value", [1e13, -2e12, 10**13, [1, 1e15], "x" * 1001, ["nl", "y" * 1001], "n\x00l"])
 def test_a_rules_numbers_are_bounded_as_the_attributes_it_tests(client, auth, value):
     """Request attributes are at most 1e12 in magnitude: a rule beyond could never, or would always, match."""
     op = "in" if isinstance(value, list) else "gt" if not isinstance(value, str) else "eq"

@@ -94,8 +94,8 @@ def _headers(response: Response) -> Response:
     response.headers.setdefault("Content-Security-Policy", CSP)
     response.headers.setdefault("X-Content-Type-Options", "nosniff")
     response.headers.setdefault("Referrer-Policy", "same-origin")
-    if response.mimetype == "text/html":
-        response.headers.setdefault("Cache-Control", "no-store")  # pages show data of one signed-in key
+    if response.mimetype in ("text/html", "text/csv"):
+        response.headers.setdefault("Cache-Control", "no-store")  # pages and downloads show data of one signed-in key
     return response
 
 

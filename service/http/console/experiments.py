@@ -67,7 +67,7 @@ def _form(values: dict[str, str], errors: dict[str, list[str]], exp: dict[str, A
         arm_rows=arm_rows,
         metric_rows=metric_rows,
         # An arm that names a recommender names a ready version; the newest few, to copy from.
-        ready_versions=[f"{r.version} ({r.algorithm})" for r in training.list_versions(services().db, services().config) if r.status == "ready"][:5],
+        ready_versions=[f"{r.version} ({r.algorithm})" for r in training.ready_versions(services().db)],
         # After "add a row", the new row's first input has the focus, not the top of the page.
         focus=f"arms.{arm_rows - 1}.key" if more == "arm" else f"metrics.{metric_rows - 1}.key" if more == "metric" else None,
     ), status
@@ -180,7 +180,8 @@ def experiment_delete(key: str) -> Any:
     """Delete a draft, after an explicit confirmation; a started experiment is stopped instead, and keeps its results."""
     exp = experiments.get(services().db, key)
     if exp["status"] != "draft":
-        return render_template("console/confirm.html", exp=exp, action="delete", impossible="only a draft can be deleted; stop it instead, and its results stay"), 409
+        instead = "it has stopped, and keeps its results for good" if exp["status"] == "stopped" else "stop it instead, and its results stay"
+        return render_template("console/confirm.html", exp=exp, action="delete", impossible=f"only a draft can be deleted; {instead}"), 409
     error, status = None, 200
     if request.method == "POST":
         if request.form.get("confirm") != "yes":

@@ -7,6 +7,7 @@ key stops working in the console within the same 1 s as in the API.
 from __future__ import annotations
 
 import hmac
+import re
 import secrets
 from functools import wraps
 from typing import Any, Callable
@@ -92,10 +93,13 @@ def current_principal() -> Principal | None:
     return principal
 
 
+_BREAKS = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+
+
 def safe_next(target: str | None) -> str | None:
     """A console path to return to after sign-in; anything else (another host, `//evil`) is dropped."""
-    # A control character (a line break) would end up in the redirect's Location header, which refuses it.
-    if target and target.startswith("/ui") and not target.startswith("//") and "\\" not in target and target.isprintable():
+    # A control character or line separator would end up in the redirect's Location header, which refuses it.
+    if target and target.startswith("/ui") and not target.startswith("//") and "\\" not in target and not _BREAKS.search(target):
         return target
     return None
 

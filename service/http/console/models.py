@@ -5,7 +5,7 @@ import json
 from datetime import datetime, timezone
 from typing import Any, Callable
 
-from flask import flash, render_template, request
+from flask import flash, render_template, request, session
 from pydantic import ValidationError
 
 from recommender.models import ALGORITHMS
@@ -59,9 +59,20 @@ def model_list() -> str:
         active_created=next((v.created_at for v in versions if v.version == active), None),
         chart=_chart(versions),
         training_now=any(v.status == "training" for v in versions),
-        # A reload moves keyboard focus back to the top; someone tabbing to a version's links turns it off.
-        reloading=request.args.get("reload") != "off",
+        reloading=_reloading(),
     )
+
+
+def _reloading() -> bool:
+    """Whether the list reloads itself while a run trains. A reload moves keyboard focus back to the top, so
+    someone tabbing to a version's links turns it off, and it stays off for the session (WCAG 2.2.1)."""
+    asked = request.args.get("reload")
+    if asked in ("on", "off"):
+        session[RELOAD] = asked
+    return session.get(RELOAD, "on") != "off"
+
+
+RELOAD = "models_reload"
 
 
 def _form(values: dict[str, str], errors: dict[str, list[str]], status: int = 200) -> tuple[str, int]:
