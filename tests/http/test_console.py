@@ -482,12 +482,18 @@ def test_bandit_results_show_weighted_intervals_and_warn_where_few_users_carry_t
     assert html.count("effective users</span>") == len(few)
 
 
+def _two_arms(client: FlaskClient, auth: Any, count: int, prefix: str) -> dict[str, list[str]]:
+    """A running A/B test whose third arm gets nobody, and `count` users assigned to it, by arm."""
+    running(client, auth("editor"), ab_definition(weights=(1, 1, 0.000001)))
+    users: dict[str, list[str]] = {"control": [], "every5": []}
+    for u in range(count):
+        users[assign(client, auth("storefront"), "points-q4", f"{prefix}{u}")["arm"]].append(f"{prefix}{u}")
+    return users
+
+
 def test_an_arm_with_few_conversions_is_flagged_on_the_results_page(as_role, client, auth):
     shop = auth("storefront")
-    running(client, auth("editor"), ab_definition(weights=(1, 1, 0.000001)))
-    users = {"control": [], "every5": []}
-    for u in range(40):
-        users[assign(client, shop, "points-q4", f"t{u}")["arm"]].append(f"t{u}")
+    users = _two_arms(client, auth, 40, "t")
     post_ok(client, "/v1/outcomes", {"outcomes": [{"outcome_id": f"o{k}", "experiment": "points-q4", "user_id": user, "metric": "conversion"}
                                                   for k, user in enumerate(users["every5"][:3])]}, shop)
     api = {a["arm"]: a for a in get_ok(client, "/v1/experiments/points-q4/results", auth("analyst"))["arms"]}
@@ -645,10 +651,7 @@ def test_an_empty_control_row_is_named_rather_than_the_next_arm_becoming_the_con
 
 def test_a_gain_from_an_arm_where_everyone_converted_is_flagged_and_its_cost_not_called_established(as_role, client, auth):
     shop = auth("storefront")
-    running(client, auth("editor"), ab_definition(weights=(1, 1, 0.000001)))
-    users = {"control": [], "every5": []}
-    for u in range(60):
-        users[assign(client, shop, "points-q4", f"t{u}")["arm"]].append(f"t{u}")
+    users = _two_arms(client, auth, 60, "t")
     converted = users["every5"] + users["control"][:6]  # all of every5: no non-conversions there
     post_ok(client, "/v1/outcomes", {"outcomes": [{"outcome_id": f"o-{u}", "experiment": "points-q4", "user_id": u, "metric": "conversion"} for u in converted]}, shop)
     for u in users["every5"] + users["control"]:
@@ -663,10 +666,7 @@ def test_a_gain_from_an_arm_where_everyone_converted_is_flagged_and_its_cost_not
 
 def test_the_results_page_says_in_words_which_arm_wins_and_what_stands_in_the_way(as_role, client, auth):
     shop = auth("storefront")
-    running(client, auth("editor"), ab_definition(weights=(1, 1, 0.000001)))
-    users = {"control": [], "every5": []}
-    for u in range(200):
-        users[assign(client, shop, "points-q4", f"v{u}")["arm"]].append(f"v{u}")
+    users = _two_arms(client, auth, 200, "v")
     converted = users["every5"][: len(users["every5"]) // 2] + users["control"][: len(users["control"]) // 10]
     post_ok(client, "/v1/outcomes", {"outcomes": [{"outcome_id": f"o-{u}", "experiment": "points-q4", "user_id": u, "metric": "conversion"} for u in converted]}, shop)
     html = as_role("analyst").get("/ui/experiments/points-q4/results").get_data(as_text=True)
