@@ -137,7 +137,7 @@ def _query_attributes() -> dict[str, str]:
     return found
 
 
-def _parse_query(spec: EndpointSpec) -> BaseModel:
+def _validate_query(spec: EndpointSpec) -> BaseModel:
     """Validate the query string."""
     assert spec.query is not None
     # The first of two values would win without a word: exclude=a&exclude=b would show b.
@@ -151,6 +151,29 @@ def _parse_query(spec: EndpointSpec) -> BaseModel:
         return spec.query.model_validate(args)
     except ValidationError as exc:
         raise validation_error(exc, prefix="query") from None
+
+
+# Storefronts send the same few query strings ("n=10") request after request, and validating one
+# cost a recommendation request about a tenth of its time (16 of 158 us in one process). What a
+# string parses to never changes, so each worker keeps the last few hundred short ones it accepted;
+# a refused one is parsed again, and query models are frozen, so a view cannot edit a shared one.
+MEMO_QUERIES = 512
+MEMO_QUERY_BYTES = 256
+_parsed: dict[tuple[type[BaseModel] | None, bool, bytes], tuple[BaseModel | None, dict[str, str]]] = {}
+
+
+def _query_and_attributes(spec: EndpointSpec) -> tuple[BaseModel | None, dict[str, str]]:
+    """The validated query model (None without one) and the `attr.` parameters (empty unless the endpoint reads them)."""
+    raw = request.query_string
+    key = (spec.query, spec.query_attributes, raw)
+    hit = _parsed.get(key)
+    if hit is None:
+        hit = (_validate_query(spec) if spec.query is not None else None, _query_attributes() if spec.query_attributes else {})
+        if len(raw) <= MEMO_QUERY_BYTES:
+            if len(_parsed) >= MEMO_QUERIES:
+                _parsed.clear()
+            _parsed[key] = hit
+    return hit[0], dict(hit[1])
 
 
 def _check_utf8() -> None:
@@ -283,12 +306,14 @@ def endpoint(
                 args["body"] = _parse_body(spec)
             elif request.method in ("POST", "PUT", "PATCH", "DELETE") and spec.roles is not None:
                 _refuse_body()
-            if spec.query is not None:
-                args["query"] = _parse_query(spec)
-            elif request.args and spec.roles is not None:  # probes may add a cache-buster to /healthz and /readyz
+            if spec.query is None and request.args and spec.roles is not None:  # probes may add a cache-buster to /healthz and /readyz
                 _refuse_query(spec)
-            if spec.query_attributes:
-                args["attributes"] = _query_attributes()
+            if spec.query is not None or spec.query_attributes:
+                query, attributes = _query_and_attributes(spec)
+                if spec.query is not None:
+                    args["query"] = query
+                if spec.query_attributes:
+                    args["attributes"] = attributes
             return _serialise(spec, fn(**args))
 
         view.__api__ = spec  # type: ignore[attr-defined]

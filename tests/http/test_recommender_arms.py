@@ -82,6 +82,11 @@ def test_request_attributes_target_a_recommender_experiment_as_they_do_an_assign
     assert get_ok(client, "/v1/users/ua3/recommendations?attr.country=nl", shop)["arm"] is None  # without an experiment: ignored
     bad = client.get("/v1/users/ua3/recommendations?experiment=recs&attr." + "x" * 200 + "=1", headers=shop)
     assert bad.status_code == 422 and bad.get_json()["error"]["details"][0]["field"].startswith("query.attr.")
+    # A worker remembers the query strings it accepted: a repeat reads the same attributes, a refusal is refused again.
+    assert get_ok(client, "/v1/users/ua4/recommendations?experiment=recs&attr.country=de", shop)["reason"] == "targeting"
+    assert get_ok(client, "/v1/users/ua5/recommendations?experiment=recs&attr.country=nl", shop)["reason"] is None
+    again = client.get("/v1/users/ua3/recommendations?experiment=recs&attr." + "x" * 200 + "=1", headers=shop)
+    assert again.status_code == 422 and again.get_json() == {**bad.get_json(), "error": {**bad.get_json()["error"], "request_id": again.get_json()["error"]["request_id"]}}
 
 
 def test_starting_with_a_missing_or_failed_version_is_409(client, auth, two_models, db):

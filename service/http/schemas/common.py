@@ -94,9 +94,10 @@ def _number_kind(annotation: Any) -> type | None:
 
 
 class Query(BaseModel):
-    """Query strings: values arrive as text, so numbers are parsed from it; unknown parameters are refused."""
+    """Query strings: values arrive as text, so numbers are parsed from it; unknown parameters are refused.
+    Frozen: a worker hands the same parsed query to every request that sends the same string."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", frozen=True)
 
     @field_validator("*", mode="before")
     @classmethod
