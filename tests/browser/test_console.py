@@ -202,10 +202,18 @@ def test_editor_trains_activates_and_looks_up_a_user(visit, demo):
     page.wait_for_url("**/ui/models/new")
     page.select_option("#f-algorithm", "item_knn")
     assert not page.is_checked("#activate")  # nothing goes live unless asked
+    page.check("#tune")  # search two parameter sets first
+    page.fill("#f-tune-trials", "2")
+    page.locator("#f-tune details summary").click()
+    shot(page, "09-train-tuned")
     page.click("button:has-text('Train')")
     page.wait_for_url("**/ui/models")
     # While it trains the page reloads itself; wait for both versions to be ready.
     page.locator("tbody tr:has(.status-ready)").nth(1).wait_for(timeout=30_000)
+    tuned = page.locator("tbody tr:has-text('item_knn')")
+    assert "tuned on ndcg_at_10: 2 trials" in tuned.inner_text()
+    tuned.locator("summary").click()
+    assert tuned.locator("table.trials tbody tr").count() == 2
     shot(page, "09-models")
     page.click("text=Activate")
     page.check("#confirm")

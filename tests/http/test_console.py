@@ -220,6 +220,41 @@ def test_hostile_model_parameters_are_named_on_the_page(as_role, params):
     assert resp.status_code == 422 and 'id="f-params-error"' in resp.get_data(as_text=True)
 
 
+def test_a_tuned_run_starts_from_the_training_form_and_its_bad_settings_are_named(as_role, client, auth):
+    from recommender.models import ALGORITHMS
+    from tests.helpers import two_tribes, wait_for_model
+
+    editor, headers = as_role("editor"), auth("editor")
+    form = editor.get("/ui/models/new").get_data(as_text=True)
+    for cls in ALGORITHMS.values():  # each algorithm's default ranges, as its model class declares them
+        assert all(f"<code>{p}</code>" in form for p in cls.SEARCH_SPACE)
+    token = csrf(editor, "/ui/models/new")
+    sent = {"csrf_token": token, "algorithm": "item_knn", "params": "", "tune": "yes", "tune.trials": "2", "tune.metric": "precision_at_10", "tune.seed": "7",
+            "tune.space": '{"neighbours": [5, 50]}'}
+    for name, value, shown_under in [
+        ("tune.trials", "0", "tune.trials"), ("tune.trials", "2.5", "tune.trials"), ("tune.trials", "\u0663", "tune.trials"),
+        ("tune.metric", "recall", "tune.metric"), ("tune.seed", "-1", "tune.seed"),
+        ("tune.space", "{neighbours: [5, 50]}", "tune.space"), ("tune.space", '{"factors": [8, 16]}', "tune.space"), ("tune.space", '{"neighbours": [0, 50]}', "tune.space"),
+        ("params", '{"neighbours": 5}', "tune.space"),  # fixed and searched at once
+    ]:
+        refused = editor.post("/ui/models/new", data={**sent, name: value})
+        html = refused.get_data(as_text=True)
+        assert refused.status_code == 422 and f'id="f-{shown_under.replace(".", "-")}-error"' in html, (name, value)
+        assert 'name="tune" value="yes" aria-describedby="tune-hint" checked' in html  # what was typed stays
+    assert get_ok(client, "/v1/models", headers)["models"] == []
+    two_tribes(client, auth("storefront"))
+    assert editor.post("/ui/models/new", data=sent).status_code == 303
+    assert "searching 2 parameter sets first" in editor.get("/ui/models").get_data(as_text=True)
+    version = get_ok(client, "/v1/models", headers)["models"][0]["version"]
+    tuned = wait_for_model(client, headers, version)
+    assert tuned["status"] == "ready" and tuned["tune"] == {"trials": 2, "metric": "precision_at_10", "space": {"neighbours": [5, 50]}, "seed": 7}
+    assert len(tuned["tuning"]) == 2 and 5 <= tuned["params"]["neighbours"] <= 50
+    # Unticked, the tuning fields are ignored: a plain run.
+    assert editor.post("/ui/models/new", data={**sent, "tune": "", "tune.trials": "0"}).status_code == 303
+    plain = wait_for_model(client, headers, get_ok(client, "/v1/models", headers)["models"][0]["version"])
+    assert plain["status"] == "ready" and plain["tune"] is None
+
+
 def test_schedule_types_and_fields_come_from_the_registry(as_role):
     from experiments.schedules import SCHEDULES
 

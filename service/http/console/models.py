@@ -9,9 +9,12 @@ from flask import flash, render_template, request, session
 from pydantic import ValidationError
 
 from recommender.models import ALGORITHMS
+from recommender.search_space import Choice, Dimension
+from recommender.tuning import MAX_TRIALS, METRICS, TuneSettings
 from service.errors import Conflict, Invalid
 from service.http.console import bp
 from service.http.console.charts import Series, line_chart
+from service.http.console.experiment_form import form_number, plain_words
 from service.http.console.forms import STALE_FORM, back, json_text, page, stale_form
 from service.http.endpoint import EDITOR, services
 from service.http.errors import details_from_pydantic
@@ -75,8 +78,43 @@ def _reloading() -> bool:
 RELOAD = "models_reload"
 
 
+FIELDS = ("algorithm", "params", "activate", "tune", "tune.trials", "tune.metric", "tune.seed", "tune.space")
+BLANK = {"algorithm": "als", "params": "", "activate": "", "tune": "", "tune.trials": str(TuneSettings.trials), "tune.metric": TuneSettings.metric,
+         "tune.seed": str(TuneSettings.seed), "tune.space": ""}
+
+
+def _spelled(dim: Dimension) -> str:
+    if isinstance(dim, Choice):
+        return "one of " + ", ".join(json.dumps(o) for o in dim.options)
+    return f"{dim.low:,g} to {dim.high:,g}" + (", evenly in the logarithm" if dim.log else "")
+
+
+def _default_ranges() -> list[tuple[str, list[tuple[str, str]]]]:
+    """Each algorithm's own search space, as its model class declares it."""
+    return [(name, [(p, _spelled(dim)) for p, dim in cls.SEARCH_SPACE.items()]) for name, cls in sorted(ALGORITHMS.items())]
+
+
+def _metric_label(metric: str) -> str:
+    """ndcg_at_10 as NDCG@10, precision_at_10 as precision@10."""
+    name, _, k = metric.partition("_at_")
+    return f"{'NDCG' if name == 'ndcg' else name}@{k}"
+
+
 def _form(values: dict[str, str], errors: dict[str, list[str]], status: int = 200) -> tuple[str, int]:
-    return render_template("console/model_train.html", algorithms=sorted(ALGORITHMS), values=values, errors=errors), status
+    return render_template(
+        "console/model_train.html", algorithms=sorted(ALGORITHMS), metric_options=[(m, _metric_label(m)) for m in METRICS], ranges=_default_ranges(), max_trials=MAX_TRIALS, values=values, errors=errors,
+    ), status
+
+
+def _tune(values: dict[str, str]) -> dict[str, Any] | None:
+    """The form's tuning settings as POST /v1/models takes them, or None when the box is unticked; ValueError for bad JSON ranges."""
+    if values["tune"] != "yes":
+        return None
+    space = json_text(values["tune.space"]) if values["tune.space"].strip() else {}
+    def number(name: str) -> Any:  # left empty: the default
+        return form_number(values[name].strip() or BLANK[name])
+
+    return {"trials": number("tune.trials"), "metric": values["tune.metric"], "seed": number("tune.seed"), "space": space}
 
 
 @bp.route("/models/new", methods=["GET", "POST"])
@@ -84,8 +122,8 @@ def _form(values: dict[str, str], errors: dict[str, list[str]], status: int = 20
 def model_new() -> Any:
     """The training form, checked like POST /v1/models; nothing goes live unless its box is ticked."""
     if request.method == "GET":
-        return _form({"algorithm": "als", "params": "", "activate": ""}, {})
-    values = {k: request.form.get(k, "") for k in ("algorithm", "params", "activate")}
+        return _form(dict(BLANK), {})
+    values = {k: request.form.get(k, BLANK[k] if k.startswith("tune.") else "") for k in FIELDS}
     if stale_form():
         return _form(values, {"form": [STALE_FORM]}, 409)
     try:
@@ -93,25 +131,40 @@ def model_new() -> Any:
     except ValueError as exc:
         return _form(values, {"params": [f"is not valid JSON ({exc})"]}, 422)
     try:
-        body = TrainRequest.model_validate_json(json.dumps({"algorithm": values["algorithm"], "params": params, "activate": values["activate"] == "yes"}))
+        tune = _tune(values)
+    except ValueError as exc:
+        return _form(values, {"tune.space": [f"is not valid JSON ({exc})"]}, 422)
+    try:
+        sent = {"algorithm": values["algorithm"], "params": params, "activate": values["activate"] == "yes", "tune": tune}
+        body = TrainRequest.model_validate_json(json.dumps(sent))
         svc = services()
-        record = training.request_training(svc.db, svc.config, body.algorithm, body.params, body.activate, body.matrix, body.evaluation)
+        settings = body.tune.model_dump() if body.tune is not None else None
+        record = training.request_training(svc.db, svc.config, body.algorithm, body.params, body.activate, body.matrix, body.evaluation, settings)
         training.start_training(svc.db, svc.config, record.version)
     except ValidationError as exc:
         return _form(values, _by_field(details_from_pydantic(exc)), 422)
     except Invalid as exc:
         return _form(values, _by_field(exc.details or [{"field": "params", "message": exc.message}]), 422)
-    flash(f"Training {record.version} ({body.algorithm}); this page refreshes until it finishes.", "success")
+    searching = f", searching {body.tune.trials} parameter set{'' if body.tune.trials == 1 else 's'} first" if body.tune is not None else ""
+    flash(f"Training {record.version} ({body.algorithm}{searching}); this page refreshes until it finishes.", "success")
     return back("console.model_list")
 
 
+TUNE_FIELDS = ("tune.trials", "tune.metric", "tune.seed", "tune.space")
+
+
 def _by_field(details: list[dict[str, Any]]) -> dict[str, list[str]]:
-    """Errors under the form's two fields: the algorithm, or the parameters (any nested name)."""
+    """Errors under the form's fields: the algorithm, a tuning setting (any range under its box), or the parameters (any nested name)."""
     out: dict[str, list[str]] = {}
     for d in details:
         name = str(d.get("field", ""))
-        target = "algorithm" if name == "algorithm" else "params"
-        out.setdefault(target, []).append(f"{name}: {d.get('message')}" if target == "params" and name not in ("params", "") else str(d.get("message")))
+        target = next((f for f in TUNE_FIELDS if name == f or name.startswith(f + ".")), None) or ("tune" if name == "tune" else None)
+        if target is None:
+            target = "algorithm" if name == "algorithm" else "params"
+        message = plain_words(str(d.get("message", "is not valid")))
+        # A range is named within its box ("factors: ..."), a parameter in full ("params.factors: ...").
+        inner = name[len(target) + 1:] if target.startswith("tune.") and name.startswith(target + ".") else name
+        out.setdefault(target, []).append(f"{inner}: {message}" if name not in (target, "params", "") else message)
     return out
 
 
