@@ -602,9 +602,32 @@ def test_the_user_page_names_the_recommender_each_of_the_users_arms_serves(as_ro
     html = as_role("analyst").get("/ui/users?user_id=ua1").get_data(as_text=True)
     expected = f"model {version}" if arm == "knn" else "popularity (of the active model)"
     assert f"recommendations from {expected}" in html
-    # The form for the next experiment offers that version to copy into a recommender arm's payload.
+    # The form for the next experiment offers that version for a recommender arm.
     form = as_role("editor").get("/ui/experiments/new").get_data(as_text=True)
-    assert f"ready versions: {version} (item_knn)" in form
+    assert f'<option value="{version}">{version} (item_knn)</option>' in form
+
+
+def test_recommender_arms_are_chosen_from_ready_versions_in_the_form(as_role, client, auth):
+    from tests.helpers import train, two_tribes
+
+    two_tribes(client, auth("storefront"))
+    version = train(client, auth("editor"), {"algorithm": "item_knn"})["version"]
+    editor = as_role("editor")
+    arms = {"arms.0.key": "active", "arms.0.schedule.type": "", "arms.1.key": "knn", "arms.1.schedule.type": "", "arms.1.recommender": version,
+            "arms.2.key": "pop", "arms.2.schedule.type": "", "arms.2.recommender": "popularity", "arms.2.payload": '{"banner": "top"}'}
+    both = editor.post("/ui/experiments/new", data={**form_of(**arms, **{"arms.1.payload": '{"recommender": {"algorithm": "popularity"}}'}), "csrf_token": csrf(editor, "/ui/experiments/new")})
+    assert both.status_code == 422 and 'id="f-arms-1-recommender-error"' in both.get_data(as_text=True)
+    long = editor.post("/ui/experiments/new", data={**form_of(**{**arms, "arms.1.recommender": "v" * 65}), "csrf_token": csrf(editor, "/ui/experiments/new")})
+    assert long.status_code == 422 and 'id="f-arms-1-recommender-error"' in long.get_data(as_text=True)
+    assert long.get_data(as_text=True).count("(not a ready version)") == 1  # what was sent stays on the page
+    created = editor.post("/ui/experiments/new", data={**form_of(**arms), "csrf_token": csrf(editor, "/ui/experiments/new")})
+    assert created.status_code == 303
+    stored = {a["key"]: a["payload"] for a in get_ok(client, "/v1/experiments/console-ab", auth("analyst"))["arms"]}
+    assert stored == {"active": {}, "knn": {"recommender": {"model_version": version}}, "pop": {"banner": "top", "recommender": {"algorithm": "popularity"}}}
+    # The edit form shows each choice in its select and the rest of the payload in its text area.
+    edit = editor.get("/ui/experiments/console-ab/edit").get_data(as_text=True)
+    assert f'<option value="{version}" selected>' in edit and '<option value="popularity" selected>' in edit
+    assert '{&#34;banner&#34;: &#34;top&#34;}</textarea>' in edit
 
 
 def test_a_lower_is_better_metric_reads_the_right_way_round_on_the_results_page(as_role, client, auth):

@@ -60,6 +60,7 @@ class Parsed:
     errors: dict[str, list[str]] = field(default_factory=dict)
     arm_rows: list[int] = field(default_factory=list)
     metric_rows: list[int] = field(default_factory=list)
+    chosen_recommenders: set[int] = field(default_factory=set)
 
 
 def form_number(raw: str) -> Any:
@@ -133,6 +134,7 @@ def parse(form: Mapping[str, str]) -> Parsed:
     for row in rows:
         arm = _arm(form, row, text, put, load_json)
         if arm is not None:
+            _choose_recommender(arm, text(f"arms.{row}.recommender"), row, parsed)
             f["arms"].append(arm)
             parsed.arm_rows.append(row)
     # Leaving the control's row out would quietly make the next arm the baseline of every comparison and cost.
@@ -186,6 +188,31 @@ def _arm(
     return arm
 
 
+POPULARITY = "popularity"
+
+
+def recommender_choice(payload: Any) -> str | None:
+    """What an arm's recommender select shows for a stored payload: a version, "popularity", or None when the payload
+    names none, or names one the select cannot (popularity of one version), which then stays in the payload's JSON."""
+    spec = payload.get("recommender") if isinstance(payload, dict) else None
+    if spec == {"algorithm": POPULARITY}:
+        return POPULARITY
+    if isinstance(spec, dict) and set(spec) == {"model_version"} and isinstance(spec["model_version"], str):
+        return str(spec["model_version"])
+    return None
+
+
+def _choose_recommender(arm: dict[str, Any], choice: str, row: int, parsed: Parsed) -> None:
+    """Put the recommender chosen in an arm's select into its payload, as the API spells it."""
+    if not choice or not isinstance(arm["payload"], dict):
+        return  # a payload that is not an object is the schema's to refuse
+    if "recommender" in arm["payload"]:
+        parsed.errors.setdefault(f"arms.{row}.recommender", []).append("the payload names a recommender too: choose it in one place")
+        return
+    arm["payload"] = {**arm["payload"], "recommender": {"algorithm": POPULARITY} if choice == POPULARITY else {"model_version": choice}}
+    parsed.chosen_recommenders.add(row)
+
+
 def field_errors(details: list[dict[str, Any]], parsed: Parsed) -> dict[str, list[str]]:
     """Errors keyed by the form field they name: arm and metric indices become form rows, schedule type tags are dropped."""
     errors = {k: list(v) for k, v in parsed.errors.items()}
@@ -204,6 +231,8 @@ def field_errors(details: list[dict[str, Any]], parsed: Parsed) -> dict[str, lis
         message = plain_words(str(d.get("message", "is not valid")))
         # A place inside a JSON text area (a targeting rule's leaf, a payload's key) is named in the
         # message, and the error sits beside the text area, the only input there is.
+        if parts[:1] == ["arms"] and parts[2:4] == ["payload", "recommender"] and int(parts[1]) in parsed.chosen_recommenders:
+            parts = [*parts[:2], "recommender"]  # the select made it, so the error sits beside the select
         inside = 1 if parts[:1] == ["targeting"] else 3 if len(parts) > 2 and parts[0] == "arms" and parts[2] == "payload" else None
         if inside is not None and len(parts) > inside:
             parts, message = parts[:inside], f"{'.'.join(parts[inside:])}: {message}"
@@ -277,7 +306,12 @@ def values_of(exp: Mapping[str, Any]) -> dict[str, str]:
     for i, arm in enumerate(exp["arms"]):
         p = f"arms.{i}."
         v[p + "key"], v[p + "weight"] = arm["key"], _plain(arm.get("weight", 1))
-        v[p + "payload"] = json.dumps(arm["payload"]) if arm.get("payload") else ""
+        payload = dict(arm.get("payload") or {})
+        choice = recommender_choice(payload)
+        if choice is not None:
+            v[p + "recommender"] = choice
+            del payload["recommender"]
+        v[p + "payload"] = json.dumps(payload) if payload else ""
         s = arm.get("schedule")
         if s:
             v[p + "schedule.type"], v[p + "schedule.action"] = s["type"], s.get("action", "")
