@@ -17,7 +17,7 @@ from pydantic import BaseModel, ValidationError
 from werkzeug.routing import PathConverter
 
 from service.errors import Invalid, detail
-from service.http.schemas.common import MAX_BATCH
+from service.http.schemas.common import MAX_BATCH, Query
 from service.http.errors import ApiError, validation_error
 from service.usecases.context import Services
 from service.usecases.keys import Principal, a_key_of, allowed, roles_needed
@@ -63,7 +63,7 @@ class EndpointSpec:
     tag: str
     body: type[BaseModel] | None = None
     body_optional: bool = False
-    query: type[BaseModel] | None = None
+    query: type[Query] | None = None
     response: type[BaseModel] | None = None
     media_type: str = "application/json"
     status: int = 200
@@ -155,11 +155,12 @@ def _validate_query(spec: EndpointSpec) -> BaseModel:
 
 # Storefronts send the same few query strings ("n=10") request after request, and validating one
 # cost a recommendation request about a tenth of its time (16 of 158 us in one process). What a
-# string parses to never changes, so each worker keeps the last few hundred short ones it accepted;
-# a refused one is parsed again, and query models are frozen, so a view cannot edit a shared one.
+# string parses to never changes, so each worker keeps up to MEMO_QUERIES short ones it accepted
+# and starts afresh when full; a refused one is parsed again, a model whose strings name a user
+# (`recurs`) is not kept, and query models are frozen, so a view cannot edit a shared one.
 MEMO_QUERIES = 512
 MEMO_QUERY_BYTES = 256
-_parsed: dict[tuple[type[BaseModel] | None, bool, bytes], tuple[BaseModel | None, dict[str, str]]] = {}
+_parsed: dict[tuple[type[Query] | None, bool, bytes], tuple[BaseModel | None, dict[str, str]]] = {}
 
 
 def _query_and_attributes(spec: EndpointSpec) -> tuple[BaseModel | None, dict[str, str]]:
@@ -169,7 +170,7 @@ def _query_and_attributes(spec: EndpointSpec) -> tuple[BaseModel | None, dict[st
     hit = _parsed.get(key)
     if hit is None:
         hit = (_validate_query(spec) if spec.query is not None else None, _query_attributes() if spec.query_attributes else {})
-        if len(raw) <= MEMO_QUERY_BYTES:
+        if len(raw) <= MEMO_QUERY_BYTES and (spec.query is None or spec.query.recurs):
             if len(_parsed) >= MEMO_QUERIES:
                 _parsed.clear()
             _parsed[key] = hit
@@ -263,7 +264,7 @@ def endpoint(
     tag: str,
     body: type[BaseModel] | None = None,
     body_optional: bool = False,
-    query: type[BaseModel] | None = None,
+    query: type[Query] | None = None,
     response: type[BaseModel] | None = None,
     media_type: str = "application/json",
     status: int = 200,

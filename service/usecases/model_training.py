@@ -350,7 +350,7 @@ def list_versions(db: Database, config: Config) -> list[ModelRecord]:
     return [_settled(db, config, r) for r in store.list_all(db)]
 
 
-def ready_versions(db: Database, newest: int = 5) -> list[ModelRecord]:
-    """The newest ready versions, as stored: a read only (listing also settles dead runs, which writes)."""
-    return [r for r in store.list_all(db) if r.status == "ready"][:newest]
+def ready_versions(db: Database) -> list[ModelRecord]:
+    """The ready versions, newest first, as stored: a read only (listing also settles dead runs, which writes)."""
+    return [r for r in store.list_all(db) if r.status == "ready"]
 

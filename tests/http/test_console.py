@@ -241,9 +241,13 @@ def test_a_tuned_run_starts_from_the_training_form_and_its_bad_settings_are_name
         html = refused.get_data(as_text=True)
         assert refused.status_code == 422 and f'id="f-{shown_under.replace(".", "-")}-error"' in html, (name, value)
         assert 'name="tune" value="yes" aria-describedby="tune-hint" checked' in html  # what was typed stays
+    assert '<option value="recall" selected>' in editor.post("/ui/models/new", data={**sent, "tune.metric": "recall"}).get_data(as_text=True)
+    both = editor.post("/ui/models/new", data={**sent, "params": "{", "tune.space": "[", "tune.trials": "1_0"}).get_data(as_text=True)
+    assert 'id="f-params-error"' in both and 'id="f-tune-space-error"' in both  # every bad JSON text at once
+    assert 'id="f-tune-trials-error"' in editor.post("/ui/models/new", data={**sent, "tune.trials": "1_0"}).get_data(as_text=True)
     assert get_ok(client, "/v1/models", headers)["models"] == []
     two_tribes(client, auth("storefront"))
-    assert editor.post("/ui/models/new", data=sent).status_code == 303
+    assert editor.post("/ui/models/new", data={**sent, "tune": "on"}).status_code == 303  # any value ticks the box, as browsers send "on"
     assert "searching 2 parameter sets first" in editor.get("/ui/models").get_data(as_text=True)
     version = get_ok(client, "/v1/models", headers)["models"][0]["version"]
     tuned = wait_for_model(client, headers, version)
@@ -604,30 +608,59 @@ def test_the_user_page_names_the_recommender_each_of_the_users_arms_serves(as_ro
     assert f"recommendations from {expected}" in html
     # The form for the next experiment offers that version for a recommender arm.
     form = as_role("editor").get("/ui/experiments/new").get_data(as_text=True)
-    assert f'<option value="{version}">{version} (item_knn)</option>' in form
+    assert f'<option value="version:{version}">{version} (item_knn)</option>' in form
 
 
 def test_recommender_arms_are_chosen_from_ready_versions_in_the_form(as_role, client, auth):
     from tests.helpers import train, two_tribes
 
     two_tribes(client, auth("storefront"))
-    version = train(client, auth("editor"), {"algorithm": "item_knn"})["version"]
+    versions = [train(client, auth("editor"), {"algorithm": "item_knn"})["version"] for _ in range(6)]
+    oldest, version = versions[0], versions[-1]
     editor = as_role("editor")
-    arms = {"arms.0.key": "active", "arms.0.schedule.type": "", "arms.1.key": "knn", "arms.1.schedule.type": "", "arms.1.recommender": version,
+    form = editor.get("/ui/experiments/new").get_data(as_text=True)
+    assert all(f'<option value="version:{v}">{v} (item_knn)</option>' in form for v in versions)  # every ready version, not the newest few
+    arms = {"arms.0.key": "active", "arms.0.schedule.type": "", "arms.1.key": "knn", "arms.1.schedule.type": "", "arms.1.recommender": f"version:{version}",
             "arms.2.key": "pop", "arms.2.schedule.type": "", "arms.2.recommender": "popularity", "arms.2.payload": '{"banner": "top"}'}
-    both = editor.post("/ui/experiments/new", data={**form_of(**arms, **{"arms.1.payload": '{"recommender": {"algorithm": "popularity"}}'}), "csrf_token": csrf(editor, "/ui/experiments/new")})
-    assert both.status_code == 422 and 'id="f-arms-1-recommender-error"' in both.get_data(as_text=True)
-    long = editor.post("/ui/experiments/new", data={**form_of(**{**arms, "arms.1.recommender": "v" * 65}), "csrf_token": csrf(editor, "/ui/experiments/new")})
-    assert long.status_code == 422 and 'id="f-arms-1-recommender-error"' in long.get_data(as_text=True)
-    assert long.get_data(as_text=True).count("(not a ready version)") == 1  # what was sent stays on the page
-    created = editor.post("/ui/experiments/new", data={**form_of(**arms), "csrf_token": csrf(editor, "/ui/experiments/new")})
-    assert created.status_code == 303
+
+    def post(**changes: str) -> Any:
+        return editor.post("/ui/experiments/new", data={**form_of(**{**arms, **changes}), "csrf_token": csrf(editor, "/ui/experiments/new")})
+
+    for changes in ({"arms.1.payload": '{"recommender": {"algorithm": "popularity"}}'}, {"arms.1.recommender": "version:" + "v" * 65}, {"arms.1.recommender": "<b>ghost</b>"}):
+        refused = post(**changes)
+        html = refused.get_data(as_text=True)
+        assert refused.status_code == 422 and 'id="f-arms-1-recommender-error"' in html, changes
+        assert "<b>ghost</b>" not in html
+    assert "(not a ready version)" in post(**{"arms.1.recommender": "version:" + "v" * 65}).get_data(as_text=True)  # what was sent stays on the page
+    assert post().status_code == 303
     stored = {a["key"]: a["payload"] for a in get_ok(client, "/v1/experiments/console-ab", auth("analyst"))["arms"]}
     assert stored == {"active": {}, "knn": {"recommender": {"model_version": version}}, "pop": {"banner": "top", "recommender": {"algorithm": "popularity"}}}
     # The edit form shows each choice in its select and the rest of the payload in its text area.
     edit = editor.get("/ui/experiments/console-ab/edit").get_data(as_text=True)
-    assert f'<option value="{version}" selected>' in edit and '<option value="popularity" selected>' in edit
+    assert f'<option value="version:{version}" selected>' in edit and '<option value="popularity" selected>' in edit
     assert '{&#34;banner&#34;: &#34;top&#34;}</textarea>' in edit
+
+
+@pytest.mark.parametrize("payload", [
+    {"recommender": {"model_version": "popularity"}},  # a version named like the popularity choice
+    {"recommender": {"model_version": " v1 "}},  # spaces are part of a name
+    {"recommender": {"model_version": "v1\nv2"}},  # a browser would send the line break back as \r\n: left in the JSON
+    {"recommender": {"algorithm": "popularity", "model_version": "v1"}},  # a spelling the select cannot show: left in the JSON
+    {"banner": "<i>top</i>", "recommender": {"algorithm": "popularity"}},
+])
+def test_saving_the_edit_form_unchanged_keeps_a_recommender_arm_as_stored(as_role, client, auth, payload):
+    from service.http.console.experiment_form import values_of
+
+    definition = {**ab_definition(), "arms": [{"key": "control", "payload": {}}, {"key": "treatment", "payload": payload}]}
+    post_ok(client, "/v1/experiments", definition, auth("editor"), status=201)
+    editor = as_role("editor")
+    stored = get_ok(client, "/v1/experiments/points-q4", auth("analyst"))
+    values = values_of(stored)  # what the edit form shows, field by field
+    choice = values.get("arms.1.recommender")
+    assert choice is None or f'<option value="{choice}" selected>' in editor.get("/ui/experiments/points-q4/edit").get_data(as_text=True)
+    saved = editor.post("/ui/experiments/points-q4/edit", data={**values, "revision": str(stored["revision"]), "csrf_token": csrf(editor, "/ui/experiments/points-q4/edit")})
+    assert saved.status_code == 303, saved.get_data(as_text=True)[:2000]
+    assert get_ok(client, "/v1/experiments/points-q4", auth("analyst"))["arms"][1]["payload"] == payload
 
 
 def test_a_lower_is_better_metric_reads_the_right_way_round_on_the_results_page(as_role, client, auth):

@@ -12,13 +12,12 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Callable, Mapping
 
-from experiments.definitions import KEY_PATTERN
 from experiments.schedules import SCHEDULES
-from service.http.console.forms import json_text
+from service.http.console.forms import form_number, json_text, plain_words
 
 MAX_ROWS = 50  # the API's bound on arms and on metrics
-_INTEGER = re.compile(r"[+-]?[0-9]+")
 _ROW = re.compile(r"^(arms|metrics)\.(\d{1,2})\.")
+_BREAKS = re.compile(r"[\r\n]")
 
 
 @dataclass(frozen=True)
@@ -61,26 +60,6 @@ class Parsed:
     arm_rows: list[int] = field(default_factory=list)
     metric_rows: list[int] = field(default_factory=list)
     chosen_recommenders: set[int] = field(default_factory=set)
-
-
-def form_number(raw: str) -> Any:
-    """An int or float; text that is neither (or not finite) stays text, for the schema to refuse under the field's name."""
-    if not raw.isascii():  # Python's int() and float() also read other scripts' digits ("٣٠" as 30)
-        return raw
-    if _INTEGER.fullmatch(raw):
-        try:
-            return int(raw)
-        except ValueError:  # past Python's 4,300 digits
-            return raw
-    if raw.lower().lstrip("+-") in ("nan", "inf", "infinity"):
-        return raw
-    try:
-        value = float(raw)
-    except ValueError:
-        return raw
-    # "1e3" or "3.0" in a whole-number field is that number, as a browser's number input lets it be typed
-    # (a float field takes the int as well).
-    return int(value) if value.is_integer() and abs(value) < 2**53 else value
 
 
 def _timestamp(raw: str) -> str:
@@ -134,7 +113,7 @@ def parse(form: Mapping[str, str]) -> Parsed:
     for row in rows:
         arm = _arm(form, row, text, put, load_json)
         if arm is not None:
-            _choose_recommender(arm, text(f"arms.{row}.recommender"), row, parsed)
+            _choose_recommender(arm, form.get(f"arms.{row}.recommender") or "", row, parsed)  # not stripped: a version's name is exact
             f["arms"].append(arm)
             parsed.arm_rows.append(row)
     # Leaving the control's row out would quietly make the next arm the baseline of every comparison and cost.
@@ -188,17 +167,20 @@ def _arm(
     return arm
 
 
+# The recommender select's values: "popularity", or a version behind a prefix, so that no version's name reads as popularity.
 POPULARITY = "popularity"
+VERSION = "version:"
 
 
 def recommender_choice(payload: Any) -> str | None:
-    """What an arm's recommender select shows for a stored payload: a version, "popularity", or None when the payload
-    names none, or names one the select cannot (popularity of one version), which then stays in the payload's JSON."""
+    """What an arm's recommender select shows for a stored payload, or None when the payload names none or names one
+    the select cannot show (popularity of one version; a version with a line break, which a browser would send back
+    changed), which then stays in the payload's JSON."""
     spec = payload.get("recommender") if isinstance(payload, dict) else None
     if spec == {"algorithm": POPULARITY}:
         return POPULARITY
-    if isinstance(spec, dict) and set(spec) == {"model_version"} and isinstance(spec["model_version"], str):
-        return str(spec["model_version"])
+    if isinstance(spec, dict) and set(spec) == {"model_version"} and isinstance(spec["model_version"], str) and not _BREAKS.search(spec["model_version"]):
+        return VERSION + spec["model_version"]
     return None
 
 
@@ -206,11 +188,15 @@ def _choose_recommender(arm: dict[str, Any], choice: str, row: int, parsed: Pars
     """Put the recommender chosen in an arm's select into its payload, as the API spells it."""
     if not choice or not isinstance(arm["payload"], dict):
         return  # a payload that is not an object is the schema's to refuse
-    if "recommender" in arm["payload"]:
-        parsed.errors.setdefault(f"arms.{row}.recommender", []).append("the payload names a recommender too: choose it in one place")
-        return
-    arm["payload"] = {**arm["payload"], "recommender": {"algorithm": POPULARITY} if choice == POPULARITY else {"model_version": choice}}
-    parsed.chosen_recommenders.add(row)
+    name = f"arms.{row}.recommender"
+    if choice != POPULARITY and not choice.startswith(VERSION):
+        parsed.errors.setdefault(name, []).append("is not one of the recommenders offered")
+    elif "recommender" in arm["payload"]:
+        parsed.errors.setdefault(name, []).append("the payload names a recommender too: choose it in one place")
+    else:
+        spec = {"algorithm": POPULARITY} if choice == POPULARITY else {"model_version": choice[len(VERSION):]}
+        arm["payload"] = {**arm["payload"], "recommender": spec}
+        parsed.chosen_recommenders.add(row)
 
 
 def field_errors(details: list[dict[str, Any]], parsed: Parsed) -> dict[str, list[str]]:
@@ -238,29 +224,6 @@ def field_errors(details: list[dict[str, Any]], parsed: Parsed) -> dict[str, lis
             parts, message = parts[:inside], f"{'.'.join(parts[inside:])}: {message}"
         errors.setdefault(".".join(parts) or "form", []).append(message)
     return errors
-
-
-# The schema's own words for a key that breaks the key pattern, and what a person filling a form needs instead.
-_KEY_PATTERN_MESSAGE = f"String should match pattern '{KEY_PATTERN.pattern}'"
-_KEY_RULE = "use lower-case letters, digits, '.', '_' and '-' (starting with a letter or digit, up to 64 characters)"
-
-
-# pydantic speaks of "Input" and "String"; a form's message sits beside the field it is about.
-_WHOLE = {"String should have at least 1 character": "is required", "Field required": "is required",
-          "String should match pattern '^[^\\x00]*$'": "may not contain a NUL character"}
-_OPENINGS = (("Input should be ", "must be "), ("String should have ", "must have "), ("Value error, ", ""))
-
-
-def plain_words(message: str) -> str:
-    """A schema message in the form's own words: 'must be greater than 0', not 'Input should be greater than 0'."""
-    if message == _KEY_PATTERN_MESSAGE:
-        return _KEY_RULE
-    if message in _WHOLE:
-        return _WHOLE[message]
-    for opening, plain in _OPENINGS:
-        if message.startswith(opening):
-            return plain + message[len(opening):]
-    return message
 
 
 def input_name(error_field: str, values: Mapping[str, str]) -> str:
@@ -306,11 +269,11 @@ def values_of(exp: Mapping[str, Any]) -> dict[str, str]:
     for i, arm in enumerate(exp["arms"]):
         p = f"arms.{i}."
         v[p + "key"], v[p + "weight"] = arm["key"], _plain(arm.get("weight", 1))
-        payload = dict(arm.get("payload") or {})
+        payload = arm.get("payload")
         choice = recommender_choice(payload)
         if choice is not None:
             v[p + "recommender"] = choice
-            del payload["recommender"]
+            payload = {k: value for k, value in payload.items() if k != "recommender"}
         v[p + "payload"] = json.dumps(payload) if payload else ""
         s = arm.get("schedule")
         if s:

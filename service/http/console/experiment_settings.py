@@ -13,8 +13,8 @@ from pydantic import ValidationError
 
 from service.errors import ChangedMeanwhile, Conflict, Invalid
 from service.http.console import bp
-from service.http.console.experiment_form import form_number, guardrails_and_analysis, plain_words, values_of
-from service.http.console.forms import CHANGED_MEANWHILE, STALE_FORM, back, page, stale_form
+from service.http.console.experiment_form import guardrails_and_analysis, values_of
+from service.http.console.forms import CHANGED_MEANWHILE, STALE_FORM, back, form_number, page, plain_words, stale_form
 from service.http.endpoint import EDITOR, services
 from service.http.errors import details_from_pydantic
 from service.http.schemas.experiments import ExperimentPatch

@@ -11,7 +11,7 @@ from bandits.registry import POLICIES
 from experiments.definitions import BUILTIN_METRICS, TRANSITIONS
 from service.errors import ChangedMeanwhile, Conflict, Invalid
 from service.http.console import bp
-from service.http.console.experiment_form import POPULARITY, field_errors, input_name, parse, row_count, schedule_fields, values_of
+from service.http.console.experiment_form import POPULARITY, VERSION, field_errors, input_name, parse, row_count, schedule_fields, values_of
 from service.http.console.forms import CHANGED_MEANWHILE, STALE_FORM, back, page, stale_form
 from service.http.endpoint import EDITOR, READ_EXPERIMENTS, services
 from service.http.errors import details_from_pydantic
@@ -66,9 +66,9 @@ def _form(values: dict[str, str], errors: dict[str, list[str]], exp: dict[str, A
         builtin_metrics=list(BUILTIN_METRICS),
         arm_rows=arm_rows,
         metric_rows=metric_rows,
-        # An arm may serve a recommender: the active model (no choice), popularity, or one of the newest ready versions.
-        recommenders=[("", "the active model"), (POPULARITY, "popularity (of the active model)"),
-                      *[(r.version, f"{r.version} ({r.algorithm})") for r in training.ready_versions(services().db)]],
+        # An arm may serve a recommender: the active model (no choice), popularity, or a ready version.
+        recommenders=[("", "the active model, unless the payload names one"), (POPULARITY, "popularity (of the active model)"),
+                      *[(VERSION + r.version, f"{r.version} ({r.algorithm})") for r in training.ready_versions(services().db)]],
         # After "add a row", the new row's first input has the focus, not the top of the page.
         focus=f"arms.{arm_rows - 1}.key" if more == "arm" else f"metrics.{metric_rows - 1}.key" if more == "metric" else None,
     ), status

@@ -2,7 +2,8 @@
 
 The signed session cookie holds the raw API key and the CSRF token; the server keeps no
 session state. Every page verifies the key again through the `KeyVerifier`, so a revoked
-key stops working in the console within the same 1 s as in the API.
+key stops working in the console within the same 1 s as in the API. Also what every form shares:
+reading JSON and numbers typed into a field, and the schema's messages in a form's words.
 """
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ import pydantic_core
 from flask import abort, flash, g, redirect, request, session, url_for
 from werkzeug.wrappers import Response
 
+from experiments.definitions import KEY_PATTERN
 from service.http.endpoint import services
 from service.usecases.keys import Principal, a_key_of, allowed, roles_needed
 
@@ -172,3 +174,50 @@ def json_text(raw: str) -> Any:
     fail converting it; neither may reach the page as a server error.
     """
     return pydantic_core.from_json(raw, allow_inf_nan=False)
+
+
+_INTEGER = re.compile(r"[+-]?[0-9]+")
+
+
+def form_number(raw: str) -> Any:
+    """An int or float; text that is neither (or not finite) stays text, for the schema to refuse under the field's name."""
+    # Python's int() and float() also read other scripts' digits ("٣٠" as 30) and underscores ("1_0" as 10).
+    if not raw.isascii() or "_" in raw:
+        return raw
+    if _INTEGER.fullmatch(raw):
+        try:
+            return int(raw)
+        except ValueError:  # past Python's 4,300 digits
+            return raw
+    if raw.lower().lstrip("+-") in ("nan", "inf", "infinity"):
+        return raw
+    try:
+        value = float(raw)
+    except ValueError:
+        return raw
+    # "1e3" or "3.0" in a whole-number field is that number, as a browser's number input lets it be typed
+    # (a float field takes the int as well).
+    return int(value) if value.is_integer() and abs(value) < 2**53 else value
+
+
+# The schema's own words for a key that breaks the key pattern, and what a person filling a form needs instead.
+_KEY_PATTERN_MESSAGE = f"String should match pattern '{KEY_PATTERN.pattern}'"
+_KEY_RULE = "use lower-case letters, digits, '.', '_' and '-' (starting with a letter or digit, up to 64 characters)"
+
+
+# pydantic speaks of "Input" and "String"; a form's message sits beside the field it is about.
+_WHOLE = {"String should have at least 1 character": "is required", "Field required": "is required",
+          "String should match pattern '^[^\\x00]*$'": "may not contain a NUL character"}
+_OPENINGS = (("Input should be ", "must be "), ("String should have ", "must have "), ("Value error, ", ""))
+
+
+def plain_words(message: str) -> str:
+    """A schema message in the form's own words: 'must be greater than 0', not 'Input should be greater than 0'."""
+    if message == _KEY_PATTERN_MESSAGE:
+        return _KEY_RULE
+    if message in _WHOLE:
+        return _WHOLE[message]
+    for opening, plain in _OPENINGS:
+        if message.startswith(opening):
+            return plain + message[len(opening):]
+    return message

@@ -14,8 +14,7 @@ from recommender.tuning import MAX_TRIALS, METRICS, TuneSettings
 from service.errors import Conflict, Invalid
 from service.http.console import bp
 from service.http.console.charts import Series, line_chart
-from service.http.console.experiment_form import form_number, plain_words
-from service.http.console.forms import STALE_FORM, back, json_text, page, stale_form
+from service.http.console.forms import STALE_FORM, back, form_number, json_text, page, plain_words, stale_form
 from service.http.endpoint import EDITOR, services
 from service.http.errors import details_from_pydantic
 from service.http.schemas.catalogue import TrainRequest
@@ -78,7 +77,9 @@ def _reloading() -> bool:
 RELOAD = "models_reload"
 
 
-FIELDS = ("algorithm", "params", "activate", "tune", "tune.trials", "tune.metric", "tune.seed", "tune.space")
+TUNE_FIELDS = ("tune.trials", "tune.metric", "tune.seed", "tune.space")
+FIELDS = ("algorithm", "params", "activate", "tune", *TUNE_FIELDS)
+# What a new form shows, and what an emptied number stands for: the API's own defaults.
 BLANK = {"algorithm": "als", "params": "", "activate": "", "tune": "", "tune.trials": str(TuneSettings.trials), "tune.metric": TuneSettings.metric,
          "tune.seed": str(TuneSettings.seed), "tune.space": ""}
 
@@ -102,19 +103,22 @@ def _metric_label(metric: str) -> str:
 
 def _form(values: dict[str, str], errors: dict[str, list[str]], status: int = 200) -> tuple[str, int]:
     return render_template(
-        "console/model_train.html", algorithms=sorted(ALGORITHMS), metric_options=[(m, _metric_label(m)) for m in METRICS], ranges=_default_ranges(), max_trials=MAX_TRIALS, values=values, errors=errors,
+        "console/model_train.html", algorithms=sorted(ALGORITHMS), metric_options=[(m, _metric_label(m)) for m in METRICS], ranges=_default_ranges(), max_trials=MAX_TRIALS,
+        max_seed=2**32 - 1, blank=BLANK, values=values, errors=errors,
     ), status
 
 
-def _tune(values: dict[str, str]) -> dict[str, Any] | None:
-    """The form's tuning settings as POST /v1/models takes them, or None when the box is unticked; ValueError for bad JSON ranges."""
-    if values["tune"] != "yes":
-        return None
-    space = json_text(values["tune.space"]) if values["tune.space"].strip() else {}
-    def number(name: str) -> Any:  # left empty: the default
-        return form_number(values[name].strip() or BLANK[name])
+def _number(values: dict[str, str], name: str) -> Any:
+    return form_number(values[name].strip() or BLANK[name])
 
-    return {"trials": number("tune.trials"), "metric": values["tune.metric"], "seed": number("tune.seed"), "space": space}
+
+def _json(values: dict[str, str], name: str, errors: dict[str, list[str]]) -> Any:
+    """A JSON field's object ({} when empty); a parse error is noted under the field, so that every bad text is named at once."""
+    try:
+        return json_text(values[name]) if values[name].strip() else {}
+    except ValueError as exc:
+        errors[name] = [f"is not valid JSON ({exc})"]
+        return {}
 
 
 @bp.route("/models/new", methods=["GET", "POST"])
@@ -124,16 +128,17 @@ def model_new() -> Any:
     if request.method == "GET":
         return _form(dict(BLANK), {})
     values = {k: request.form.get(k, BLANK[k] if k.startswith("tune.") else "") for k in FIELDS}
+    values["tune"] = "yes" if values["tune"] else ""  # any value is a ticked box, as a browser sends it
     if stale_form():
         return _form(values, {"form": [STALE_FORM]}, 409)
-    try:
-        params = json_text(values["params"]) if values["params"].strip() else {}
-    except ValueError as exc:
-        return _form(values, {"params": [f"is not valid JSON ({exc})"]}, 422)
-    try:
-        tune = _tune(values)
-    except ValueError as exc:
-        return _form(values, {"tune.space": [f"is not valid JSON ({exc})"]}, 422)
+    errors: dict[str, list[str]] = {}
+    params = _json(values, "params", errors)
+    tune = None
+    if values["tune"]:
+        space = _json(values, "tune.space", errors)
+        tune = {"trials": _number(values, "tune.trials"), "metric": values["tune.metric"], "seed": _number(values, "tune.seed"), "space": space}
+    if errors:
+        return _form(values, errors, 422)
     try:
         sent = {"algorithm": values["algorithm"], "params": params, "activate": values["activate"] == "yes", "tune": tune}
         body = TrainRequest.model_validate_json(json.dumps(sent))
@@ -149,8 +154,6 @@ def model_new() -> Any:
     flash(f"Training {record.version} ({body.algorithm}{searching}); this page refreshes until it finishes.", "success")
     return back("console.model_list")
 
-
-TUNE_FIELDS = ("tune.trials", "tune.metric", "tune.seed", "tune.space")
 
 
 def _by_field(details: list[dict[str, Any]]) -> dict[str, list[str]]:

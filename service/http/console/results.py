@@ -13,9 +13,8 @@ from experiments.stats.ipw import FEW_EFFECTIVE_USERS
 from service.errors import Invalid
 from service.http.console import bp
 from service.http.console.charts import Interval, Series, forest_plot, line_chart, number, points, signed
-from service.http.console.experiment_form import plain_words
 from service.http.console.formatting import level
-from service.http.console.forms import page
+from service.http.console.forms import page, plain_words
 from service.http.console.verdicts import verdicts
 from service.http.endpoint import READ_EXPERIMENTS, services
 from service.http.errors import details_from_pydantic

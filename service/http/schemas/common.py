@@ -5,7 +5,7 @@ import math
 import re
 from datetime import datetime
 from types import UnionType
-from typing import Annotated, Any, Union, get_args, get_origin
+from typing import Annotated, Any, ClassVar, Union, get_args, get_origin
 
 from pydantic import AfterValidator, AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Field, Strict, StringConstraints, ValidationInfo, field_validator
 
@@ -98,6 +98,8 @@ class Query(BaseModel):
     Frozen: a worker hands the same parsed query to every request that sends the same string."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
+    # False where the string names a user, so each is seen about once: remembering those would only push out the rest.
+    recurs: ClassVar[bool] = True
 
     @field_validator("*", mode="before")
     @classmethod

@@ -1,7 +1,7 @@
 """Experiments, reward schedules, assignment, outcomes and rewards."""
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Annotated, Any, Literal, Union
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal, Union
 
 from pydantic import ConfigDict, Field, StringConstraints, create_model, field_validator
 
@@ -181,6 +181,7 @@ class ExperimentFilter(Query):
 class AssignmentQuery(Query):
     """Who is asking, and optionally when the exposure happened (default now)."""
 
+    recurs: ClassVar[bool] = False
     user_id: Id
     timestamp: Timestamp | None = None
 
