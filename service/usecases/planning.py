@@ -38,7 +38,8 @@ def evaluate(db: Database, cache: ExperimentCache, key: str, allocation: Mapping
     d, _, metric = experiment_metric(db, cache, key, metric_key, field="metric")  # a field of the body here
     exp = d.experiment
     moments = arm_moments(db, exp.key, metric.key, metric.builtin, True, time.time(), binary=metric.kind == "binary")
-    sums = [m.propensity_sums() for m in (moments.get(a.key, EMPTY) for a in exp.arms)]
+    by_arm = [moments.get(a.key, EMPTY) for a in exp.arms]
+    sums = [m.propensity_sums() for m in by_arm]
     users = sum(s.users for s in sums)
     if allocation == "best_arm":
         target = best_arm_target([ipw_arm(s, users, alpha).snipw_mean for s in sums])
@@ -60,5 +61,7 @@ def evaluate(db: Database, cache: ExperimentCache, key: str, allocation: Mapping
         "snipw": {"value": value.snipw, "ci": interval(value.snipw_ci)},
         "effective_sample_size": value.effective_sample_size,
         "users": users,
+        # What the allocation actually used gave, for the estimates to be read against.
+        "as_run": sum(m.mean * m.users for m in by_arm) / users if users else None,
         "notes": ([NO_BEST_ARM] if allocation == "best_arm" and not any(target) else []) + list(value.notes),
     }

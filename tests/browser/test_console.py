@@ -170,6 +170,17 @@ def test_analyst_reads_results_switches_alpha_and_downloads_the_csv(visit, demo)
     page.click("text=Apply")
     page.wait_for_url("**cuped=false**")
     assert page.locator("text=Adjusted with CUPED").count() == 0 and "Rate [" in page.locator("table.arms thead").inner_text()
+    # What if the demo's bandit had sent everyone to one arm, or split them otherwise: valued from its logged assignments.
+    page.goto(demo.base + "/ui/experiments/bonus-bandit/results")
+    page.click("text=What if another split?")
+    page.wait_for_url("**/ui/experiments/bonus-bandit/what-if?metric=conversion")
+    assert page.locator("#answer-title").inner_text().startswith("Serving only bonus-")
+    page.check("#allocation-shares")
+    page.fill("#f-weight-bonus-50", "3")
+    page.click("button:has-text('Estimate')")
+    page.wait_for_url("**allocation=shares**")
+    assert page.locator("#answer-title").inner_text().startswith("Allocating ")
+    shot(page, "07b-what-if")
 
 
 def test_analyst_is_refused_the_editors_pages_and_hand_made_posts(visit, demo):

@@ -663,6 +663,38 @@ def test_saving_the_edit_form_unchanged_keeps_a_recommender_arm_as_stored(as_rol
     assert get_ok(client, "/v1/experiments/points-q4", auth("analyst"))["arms"][1]["payload"] == payload
 
 
+def test_what_if_values_another_split_as_the_api_does_and_names_each_bad_input(as_role, client, auth):
+    from service.http.console import formatting as fmt
+
+    running(client, auth("editor"), bandit_definition())
+    shop = auth("storefront")
+    for u in range(150):
+        if assign(client, shop, "bonus-bandit", f"w{u}")["arm"] != "arm0" and u % 3:
+            post_ok(client, "/v1/outcomes", {"outcomes": [{"outcome_id": f"w{u}", "experiment": "bonus-bandit", "user_id": f"w{u}", "metric": "conversion"}]}, shop)
+    analyst = as_role("analyst")
+    assert "/ui/experiments/bonus-bandit/what-if?metric=conversion" in analyst.get("/ui/experiments/bonus-bandit/results").get_data(as_text=True)
+    best = post_ok(client, "/v1/experiments/bonus-bandit/evaluate", {"allocation": "best_arm"}, auth("analyst"))
+    html = analyst.get("/ui/experiments/bonus-bandit/what-if").get_data(as_text=True)  # the best arm, until asked otherwise
+    chosen = max(best["allocation"], key=best["allocation"].get)
+    assert f"Serving only {chosen}: conversion {fmt.pct(best['snipw']['value'])}" in html
+    assert fmt.interval(best["snipw"]["ci"], "binary") in html and fmt.pct(best["as_run"]) in html
+    # Shares are relative weights: 1, 1, 2 is a quarter, a quarter and a half.
+    split = post_ok(client, "/v1/experiments/bonus-bandit/evaluate", {"allocation": {"arm0": 0.25, "arm1": 0.25, "arm2": 0.5}}, auth("analyst"))
+    html = analyst.get("/ui/experiments/bonus-bandit/what-if", query_string={"allocation": "shares", "weight.arm0": "1", "weight.arm1": "1", "weight.arm2": "2"}).get_data(as_text=True)
+    assert f"Allocating arm0 25.0%, arm1 25.0%, arm2 50.0%: conversion {fmt.pct(split['snipw']['value'])}" in html
+    for query, named in [
+        ({"weight.arm0": "-1"}, ["weight-arm0"]), ({"weight.arm1": "NaN"}, ["weight-arm1"]), ({"weight.arm2": "1e400"}, ["weight-arm2"]),
+        ({"weight.arm0": "0", "weight.arm1": "0", "weight.arm2": "0"}, ["allocation"]), ({"weight.arm0": "x", "alpha": "2"}, ["weight-arm0", "alpha"]),
+        ({"metric": "nope"}, ["metric"]),
+    ]:
+        refused = analyst.get("/ui/experiments/bonus-bandit/what-if", query_string={"allocation": "shares", **query})
+        page_html = refused.get_data(as_text=True)
+        assert refused.status_code == 422 and all(f'id="f-{n}-error"' in page_html for n in named), query
+        assert "answer-title" not in page_html
+    assert analyst.get("/ui/experiments/nope/what-if").status_code == 404
+    assert as_role("storefront").get("/ui/experiments/bonus-bandit/what-if").status_code == 403
+
+
 def test_a_lower_is_better_metric_reads_the_right_way_round_on_the_results_page(as_role, client, auth):
     complaints = {"key": "complaints", "kind": "binary", "higher_is_better": False}
     running(client, auth("editor"), ab_definition(metrics=[{"key": "conversion"}, complaints]))

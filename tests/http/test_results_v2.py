@@ -310,6 +310,7 @@ def test_bandit_ipw_snipw_and_offline_evaluation_match_numpy(client, auth):
     assert value["snipw"]["value"] == pytest.approx((w * y).sum() / w.sum(), rel=REL)
     assert value["effective_sample_size"] == pytest.approx(w.sum() ** 2 / (w * w).sum(), rel=REL)
     assert any("effective users" in note for note in value["notes"]) == (value["effective_sample_size"] < 60)
+    assert value["as_run"] == pytest.approx(y.mean(), rel=REL) and value["users"] == n  # what the bandit's own allocation gave
     best = post_ok(client, "/v1/experiments/bonus-bandit/evaluate", {"allocation": "best_arm"}, auth("analyst"))
     assert sorted(best["allocation"].values()) == [0.0, 0.0, 1.0]
     bad = client.post("/v1/experiments/bonus-bandit/evaluate", json={"allocation": {"arm0": 0.5, "nope": 0.5}}, headers=auth("analyst"))
@@ -324,7 +325,7 @@ def test_bandit_ipw_snipw_and_offline_evaluation_match_numpy(client, auth):
 def test_best_arm_before_anyone_was_exposed_says_it_names_no_arm(client, auth):
     running(client, auth("editor"), bandit_definition())
     best = post_ok(client, "/v1/experiments/bonus-bandit/evaluate", {"allocation": "best_arm"}, auth("analyst"))
-    assert set(best["allocation"].values()) == {0.0} and best["users"] == 0
+    assert set(best["allocation"].values()) == {0.0} and best["users"] == 0 and best["as_run"] is None
     assert best["notes"][0].startswith("no arm has an estimate yet")
 
 

@@ -121,4 +121,4 @@ def _unexpected(exc: Exception) -> tuple[str, int]:
 
 
 # The pages attach their routes to `bp`; imported last because they import it.
-from service.http.console import at_risk, auth, experiment_settings, experiments, models, plans, results, users  # noqa: E402,F401
+from service.http.console import at_risk, auth, experiment_settings, experiments, models, plans, results, users, what_if  # noqa: E402,F401

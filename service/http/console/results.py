@@ -107,14 +107,14 @@ def results_page(key: str) -> tuple[str, int]:
     days = _retention_days(errors)
     retention, retention_has_data = _retention_chart(key, days, answer["alpha"])
     rough = _rough_comparisons(answer) if binary else set()
-    guardrail_kinds = {g: _kind(exp, g) for g in exp["guardrails"]}
+    guardrail_kinds = {g: metric_kind(exp, g) for g in exp["guardrails"]}
     lower_is_better = any(m["key"] == answer["metric"] and m.get("higher_is_better") is False for m in exp["metrics"])
     return render_template(
         "console/results.html",
         exp=exp,
         answer=answer,
         errors=errors,
-        metrics=[m["key"] for m in exp["metrics"]] + [m for m in BUILTIN_METRICS if m not in {x["key"] for x in exp["metrics"]}],
+        metrics=metric_choices(exp),
         has_points=any(a.get("points_per_user") is not None for a in answer["arms"]),
         has_cost=any(a.get("cost_per_incremental") is not None for a in answer["arms"]),
         forest=forest,
@@ -156,7 +156,12 @@ def _switch(value: bool | None) -> str | None:
     return None if value is None else str(value).lower()
 
 
-def _kind(exp: dict[str, Any], metric: str) -> str:
+def metric_choices(exp: dict[str, Any]) -> list[str]:
+    """The metrics an experiment can be read on: its own, then the built-in ones it does not redefine."""
+    return [m["key"] for m in exp["metrics"]] + [m for m in BUILTIN_METRICS if m not in {x["key"] for x in exp["metrics"]}]
+
+
+def metric_kind(exp: dict[str, Any], metric: str) -> str:
     """A metric's kind, as the experiment declares it or as built in."""
     declared = {m["key"]: m.get("kind", "binary") for m in exp["metrics"]}
     return declared.get(metric) or BUILTIN_METRICS.get(metric, "binary")

@@ -226,4 +226,5 @@ class EvaluateOut(Output):
     snipw: Estimate
     effective_sample_size: float | None
     users: int
+    as_run: float | None = Field(default=None, description="the metric per exposed user under the allocation the experiment used, to read the estimates against")
     notes: list[str] = Field(default=[], description="why a figure is missing, or why its interval is likely too narrow (fewer than 60 effective users)")

@@ -1,0 +1,78 @@
+"""What if: another allocation of an experiment's users, valued offline from the logged assignments as POST /v1/experiments/{key}/evaluate values it.
+
+A GET form, so that a question is a link to share. Shares are typed as relative weights, as the experiment
+form's arm weights are ("1, 1, 2"), and divided by their sum, so that three equal arms need no 0.3333...
+"""
+from __future__ import annotations
+
+import json
+import math
+from typing import Any
+
+from flask import render_template, request
+from pydantic import ValidationError
+
+from experiments.stats.ipw import FEW_EFFECTIVE_USERS
+from service.errors import Invalid
+from service.http.console import bp
+from service.http.console.forms import form_number, page, plain_words
+from service.http.console.results import metric_choices, metric_kind
+from service.http.endpoint import READ_EXPERIMENTS, services
+from service.http.errors import details_from_pydantic
+from service.http.schemas.results import EvaluateIn
+from service.usecases import experiments, planning
+
+BEST_ARM = "best_arm"
+SHARES = "shares"
+WEIGHT = "weight."  # weight.<arm>: an arm's relative share
+
+
+def _weights(exp: dict[str, Any], values: dict[str, str], errors: dict[str, list[str]]) -> dict[str, float] | None:
+    """The shares the form's weights give (an empty one is 0), or None with the reasons noted beside the inputs."""
+    weights: dict[str, float] = {}
+    for arm in exp["arms"]:
+        name = WEIGHT + arm["key"]
+        value = form_number(values[name].strip() or "0")
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0 or value > 1e12:
+            errors.setdefault(name, []).append("must be a number from 0 to 1e12")
+        else:
+            weights[arm["key"]] = float(value)
+    if errors:
+        return None
+    total = sum(weights.values())
+    if total <= 0:
+        errors.setdefault("allocation", []).append("give at least one arm a weight above 0")
+        return None
+    return {arm: w / total for arm, w in weights.items()}
+
+
+@bp.get("/experiments/<key>/what-if")
+@page(READ_EXPERIMENTS)
+def what_if_page(key: str) -> tuple[str, int]:
+    """The estimate for the allocation asked for; serving only the best arm when nothing is asked yet."""
+    svc = services()
+    exp = experiments.get(svc.db, key)
+    metrics = metric_choices(exp)
+    values = {"metric": request.args.get("metric", "").strip() or exp.get("primary_metric") or metrics[0],
+              "allocation": SHARES if request.args.get("allocation") == SHARES else BEST_ARM,
+              "alpha": request.args.get("alpha", "").strip() or "0.05"}
+    values.update({WEIGHT + a["key"]: request.args.get(WEIGHT + a["key"], "1") for a in exp["arms"]})  # an even split to start from
+    errors: dict[str, list[str]] = {}
+    allocation = BEST_ARM if values["allocation"] == BEST_ARM else _weights(exp, values, errors)
+    answer = None
+    try:
+        # Bad weights are named already; the rest is checked all the same, so that every error shows at once.
+        body = EvaluateIn.model_validate_json(json.dumps({"allocation": allocation or BEST_ARM, "metric": values["metric"], "alpha": form_number(values["alpha"])}))
+        if not errors:
+            answer = planning.evaluate(svc.db, svc.experiment_cache, key, body.allocation, body.metric, body.alpha)
+    except ValidationError as exc:
+        for d in details_from_pydantic(exc):
+            errors.setdefault(d["field"].split(".")[0] or "form", []).append(plain_words(d["message"]))
+    except Invalid as exc:
+        for d in exc.details:
+            errors.setdefault(str(d["field"]).split(".")[0] or "form", []).append(d["message"])
+    served = [(a["key"], answer["allocation"][a["key"]]) for a in exp["arms"] if answer["allocation"].get(a["key"])] if answer else []
+    return render_template(
+        "console/what_if.html", served=served, exp=exp, metrics=[(m, m) for m in metrics], values=values, errors=errors, answer=answer, kind=metric_kind(exp, values["metric"]),
+        few_effective_users=FEW_EFFECTIVE_USERS, best_arm=BEST_ARM, shares=SHARES, weight=WEIGHT,
+    ), (422 if errors else 200)
