@@ -28,7 +28,8 @@ def _complete(fields: dict[str, Any]) -> dict[str, Any]:
 
 
 def _is_version(value: Any) -> bool:
-    return isinstance(value, str) and 1 <= len(value) <= 64
+    # No NUL: PostgreSQL cannot hold one in text, so the check at start could not even look it up.
+    return isinstance(value, str) and 1 <= len(value) <= 64 and "\x00" not in value
 
 
 def _check_recommenders(fields: dict[str, Any]) -> None:

@@ -33,8 +33,14 @@ def plan(question: Mapping[str, Any]) -> dict[str, Any]:
 NO_BEST_ARM = "no arm has an estimate yet (nobody exposed, or no propensities logged), so best_arm names none and every share is 0"
 
 
-def evaluate(db: Database, cache: ExperimentCache, key: str, allocation: Mapping[str, float] | str, metric_key: str | None, alpha: float) -> dict[str, Any]:
-    """IPW and self-normalised IPW estimates of the metric under `allocation`, from the logged assignments and their propensities."""
+def evaluate(
+    db: Database, cache: ExperimentCache, key: str, allocation: Mapping[str, float] | str, metric_key: str | None, alpha: float, lowest_is_best: bool = False,
+) -> dict[str, Any]:
+    """IPW and self-normalised IPW estimates of the metric under `allocation`, from the logged assignments and their propensities.
+
+    "best_arm" is the arm with the highest SNIPW mean, as the API defines it; `lowest_is_best` makes it the
+    lowest, for a reader of a metric where lower is better (complaints, refunds).
+    """
     d, _, metric = experiment_metric(db, cache, key, metric_key, field="metric")  # a field of the body here
     exp = d.experiment
     moments = arm_moments(db, exp.key, metric.key, metric.builtin, True, time.time(), binary=metric.kind == "binary")
@@ -42,7 +48,8 @@ def evaluate(db: Database, cache: ExperimentCache, key: str, allocation: Mapping
     sums = [m.propensity_sums() for m in by_arm]
     users = sum(s.users for s in sums)
     if allocation == "best_arm":
-        target = best_arm_target([ipw_arm(s, users, alpha).snipw_mean for s in sums])
+        means = [ipw_arm(s, users, alpha).snipw_mean for s in sums]
+        target = best_arm_target([None if m is None else -m for m in means] if lowest_is_best else means)
     else:
         assert isinstance(allocation, Mapping)
         arms = {a.key for a in exp.arms}

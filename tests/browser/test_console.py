@@ -173,7 +173,7 @@ def test_analyst_reads_results_switches_alpha_and_downloads_the_csv(visit, demo)
     # What if the demo's bandit had sent everyone to one arm, or split them otherwise: valued from its logged assignments.
     page.goto(demo.base + "/ui/experiments/bonus-bandit/results")
     page.click("text=What if another split?")
-    page.wait_for_url("**/ui/experiments/bonus-bandit/what-if?metric=conversion")
+    page.wait_for_url("**/ui/experiments/bonus-bandit/what-if?metric=conversion&alpha=0.05")
     assert page.locator("#answer-title").inner_text().startswith("Serving only bonus-")
     page.check("#allocation-shares")
     page.fill("#f-weight-bonus-50", "3")

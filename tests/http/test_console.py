@@ -685,14 +685,40 @@ def test_what_if_values_another_split_as_the_api_does_and_names_each_bad_input(a
     for query, named in [
         ({"weight.arm0": "-1"}, ["weight-arm0"]), ({"weight.arm1": "NaN"}, ["weight-arm1"]), ({"weight.arm2": "1e400"}, ["weight-arm2"]),
         ({"weight.arm0": "0", "weight.arm1": "0", "weight.arm2": "0"}, ["allocation"]), ({"weight.arm0": "x", "alpha": "2"}, ["weight-arm0", "alpha"]),
-        ({"metric": "nope"}, ["metric"]),
+        ({"metric": "nope", "weight.arm0": "x"}, ["metric", "weight-arm0"]), ({"allocation": "bogus"}, ["allocation"]),
     ]:
         refused = analyst.get("/ui/experiments/bonus-bandit/what-if", query_string={"allocation": "shares", **query})
         page_html = refused.get_data(as_text=True)
         assert refused.status_code == 422 and all(f'id="f-{n}-error"' in page_html for n in named), query
         assert "answer-title" not in page_html
+    # An old link naming an arm the experiment no longer has is refused, not read as something else.
+    stale = analyst.get("/ui/experiments/bonus-bandit/what-if", query_string={"allocation": "shares", "weight.gone": "1"})
+    assert stale.status_code == 422 and "weight.gone: not a setting of this page" in stale.get_data(as_text=True)
+    # Once a weight is sent, an arm not named gets none.
+    alone = analyst.get("/ui/experiments/bonus-bandit/what-if", query_string={"allocation": "shares", "weight.arm2": "1"}).get_data(as_text=True)
+    assert "Allocating arm2 100.0%:" in alone
     assert analyst.get("/ui/experiments/nope/what-if").status_code == 404
     assert as_role("storefront").get("/ui/experiments/bonus-bandit/what-if").status_code == 403
+
+
+def test_what_if_serves_the_lowest_arm_of_a_metric_where_lower_is_better(as_role, client, auth):
+    complaints = {"key": "complaints", "kind": "binary", "higher_is_better": False}
+    running(client, auth("editor"), bandit_definition(metrics=[{"key": "conversion", "kind": "binary"}, complaints]))
+    shop = auth("storefront")
+    outcomes = []
+    for u in range(120):
+        arm = assign(client, shop, "bonus-bandit", f"c{u}")["arm"]
+        if u % {"arm0": 20, "arm1": 2, "arm2": 5}[arm] == 0:
+            outcomes.append({"outcome_id": f"c{u}", "experiment": "bonus-bandit", "user_id": f"c{u}", "metric": "complaints", "value": 1})
+    post_ok(client, "/v1/outcomes", {"outcomes": outcomes}, shop)
+    results = get_ok(client, "/v1/experiments/bonus-bandit/results?metric=complaints", auth("analyst"))
+    lowest = min((a for a in results["arms"] if a["snipw_mean"] is not None), key=lambda a: a["snipw_mean"])["arm"]
+    html = as_role("analyst").get("/ui/experiments/bonus-bandit/what-if?metric=complaints").get_data(as_text=True)
+    assert f"Serving only {lowest}: complaints" in html and "the lowest self-normalised estimate, as lower is better" in html
+    # The API's best_arm stays the highest, as the contract defines it.
+    api = post_ok(client, "/v1/experiments/bonus-bandit/evaluate", {"allocation": "best_arm", "metric": "complaints"}, auth("analyst"))
+    highest = max((a for a in results["arms"] if a["snipw_mean"] is not None), key=lambda a: a["snipw_mean"])["arm"]
+    assert api["allocation"][highest] == 1.0
 
 
 def test_a_lower_is_better_metric_reads_the_right_way_round_on_the_results_page(as_role, client, auth):

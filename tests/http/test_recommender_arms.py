@@ -105,7 +105,7 @@ def test_starting_with_a_missing_or_failed_version_is_409(client, auth, two_mode
 
 @pytest.mark.parametrize("spec", [
     {"model_version": ""}, {"algorithm": "als"}, "popularity", {"model_version": True}, {"model_version": 123}, None,
-    {"algorithm": "popularity", "model_version": ""}, {"algorithm": "popularity", "model_version": "v", "extra": 1},
+    {"algorithm": "popularity", "model_version": ""}, {"algorithm": "popularity", "model_version": "v", "extra": 1}, {"model_version": "v\x00"},
 ])
 def test_a_bad_recommender_payload_is_422(client, auth, spec):
     resp = client.post("/v1/experiments", json=experiment(arms_over({"a": {"algorithm": "popularity"}, "b": spec})), headers=auth("editor"))

@@ -46,6 +46,25 @@ def _weights(exp: dict[str, Any], values: dict[str, str], errors: dict[str, list
     return {arm: w / total for arm, w in weights.items()}
 
 
+def _values(exp: dict[str, Any], metrics: list[str], errors: dict[str, list[str]]) -> dict[str, str]:
+    """What the form asks, with the page's defaults; a setting it does not know, an allocation that is neither choice
+    and an unknown metric are noted, so that an old link to a changed experiment is not read as something else."""
+    weights = [WEIGHT + a["key"] for a in exp["arms"]]
+    unknown = sorted(set(request.args) - {"metric", "allocation", "alpha", *weights})
+    if unknown:
+        errors.setdefault("form", []).append(f"{', '.join(unknown)}: not a setting of this page (the arms are {', '.join(a['key'] for a in exp['arms'])})")
+    values = {"metric": request.args.get("metric", "").strip() or exp.get("primary_metric") or metrics[0],
+              "allocation": request.args.get("allocation", BEST_ARM), "alpha": request.args.get("alpha", "").strip() or "0.05"}
+    if values["allocation"] not in (BEST_ARM, SHARES):
+        errors.setdefault("allocation", []).append("choose the best arm or these shares")
+    if values["metric"] not in metrics:
+        errors.setdefault("metric", []).append(f"is not a metric of {exp['key']}")
+    # An even split to start from; once any weight is sent, an arm not named gets none.
+    missing = "0" if any(w in request.args for w in weights) else "1"
+    values.update({w: request.args.get(w, missing) for w in weights})
+    return values
+
+
 @bp.get("/experiments/<key>/what-if")
 @page(READ_EXPERIMENTS)
 def what_if_page(key: str) -> tuple[str, int]:
@@ -53,18 +72,16 @@ def what_if_page(key: str) -> tuple[str, int]:
     svc = services()
     exp = experiments.get(svc.db, key)
     metrics = metric_choices(exp)
-    values = {"metric": request.args.get("metric", "").strip() or exp.get("primary_metric") or metrics[0],
-              "allocation": SHARES if request.args.get("allocation") == SHARES else BEST_ARM,
-              "alpha": request.args.get("alpha", "").strip() or "0.05"}
-    values.update({WEIGHT + a["key"]: request.args.get(WEIGHT + a["key"], "1") for a in exp["arms"]})  # an even split to start from
     errors: dict[str, list[str]] = {}
-    allocation = BEST_ARM if values["allocation"] == BEST_ARM else _weights(exp, values, errors)
+    values = _values(exp, metrics, errors)
+    allocation = _weights(exp, values, errors) if values["allocation"] == SHARES else BEST_ARM
+    lower_is_better = any(m["key"] == values["metric"] and m.get("higher_is_better") is False for m in exp["metrics"])
     answer = None
     try:
         # Bad weights are named already; the rest is checked all the same, so that every error shows at once.
         body = EvaluateIn.model_validate_json(json.dumps({"allocation": allocation or BEST_ARM, "metric": values["metric"], "alpha": form_number(values["alpha"])}))
         if not errors:
-            answer = planning.evaluate(svc.db, svc.experiment_cache, key, body.allocation, body.metric, body.alpha)
+            answer = planning.evaluate(svc.db, svc.experiment_cache, key, body.allocation, body.metric, body.alpha, lowest_is_best=lower_is_better)
     except ValidationError as exc:
         for d in details_from_pydantic(exc):
             errors.setdefault(d["field"].split(".")[0] or "form", []).append(plain_words(d["message"]))
@@ -73,6 +90,6 @@ def what_if_page(key: str) -> tuple[str, int]:
             errors.setdefault(str(d["field"]).split(".")[0] or "form", []).append(d["message"])
     served = [(a["key"], answer["allocation"][a["key"]]) for a in exp["arms"] if answer["allocation"].get(a["key"])] if answer else []
     return render_template(
-        "console/what_if.html", served=served, exp=exp, metrics=[(m, m) for m in metrics], values=values, errors=errors, answer=answer, kind=metric_kind(exp, values["metric"]),
-        few_effective_users=FEW_EFFECTIVE_USERS, best_arm=BEST_ARM, shares=SHARES, weight=WEIGHT,
+        "console/what_if.html", served=served, exp=exp, metrics=[(m, m) for m in metrics], values=values, errors=errors, answer=answer,
+        kind=metric_kind(exp, values["metric"]), lower_is_better=lower_is_better, few_effective_users=FEW_EFFECTIVE_USERS, best_arm=BEST_ARM, shares=SHARES, weight=WEIGHT,
     ), (422 if errors else 200)
