@@ -215,10 +215,10 @@ def field_errors(details: list[dict[str, Any]], parsed: Parsed) -> dict[str, lis
         if len(parts) > 3 and parts[2] == "schedule" and parts[3] in SCHEDULES:
             del parts[3]  # the schema's union tag: the form has one input per parameter name
         message = plain_words(str(d.get("message", "is not valid")))
+        if parts[:1] == ["arms"] and parts[2:4] == ["payload", "recommender"] and parts[1].isdigit() and int(parts[1]) in parsed.chosen_recommenders:
+            parts = [*parts[:2], "recommender"]  # the select made it, so the error sits beside the select
         # A place inside a JSON text area (a targeting rule's leaf, a payload's key) is named in the
         # message, and the error sits beside the text area, the only input there is.
-        if parts[:1] == ["arms"] and parts[2:4] == ["payload", "recommender"] and int(parts[1]) in parsed.chosen_recommenders:
-            parts = [*parts[:2], "recommender"]  # the select made it, so the error sits beside the select
         inside = 1 if parts[:1] == ["targeting"] else 3 if len(parts) > 2 and parts[0] == "arms" and parts[2] == "payload" else None
         if inside is not None and len(parts) > inside:
             parts, message = parts[:inside], f"{'.'.join(parts[inside:])}: {message}"

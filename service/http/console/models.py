@@ -155,7 +155,6 @@ def model_new() -> Any:
     return back("console.model_list")
 
 
-
 def _by_field(details: list[dict[str, Any]]) -> dict[str, list[str]]:
     """Errors under the form's fields: the algorithm, a tuning setting (any range under its box), or the parameters (any nested name)."""
     out: dict[str, list[str]] = {}
