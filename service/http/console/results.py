@@ -108,7 +108,7 @@ def results_page(key: str) -> tuple[str, int]:
     retention, retention_has_data = _retention_chart(key, days, answer["alpha"])
     rough = _rough_comparisons(answer) if binary else set()
     guardrail_kinds = {g: metric_kind(exp, g) for g in exp["guardrails"]}
-    lower_is_better = any(m["key"] == answer["metric"] and m.get("higher_is_better") is False for m in exp["metrics"])
+    lower_is_better = is_lower_better(exp, answer["metric"])
     return render_template(
         "console/results.html",
         exp=exp,
@@ -159,6 +159,11 @@ def _switch(value: bool | None) -> str | None:
 def metric_choices(exp: dict[str, Any]) -> list[str]:
     """The metrics an experiment can be read on: its own, then the built-in ones it does not redefine."""
     return [m["key"] for m in exp["metrics"]] + [m for m in BUILTIN_METRICS if m not in {x["key"] for x in exp["metrics"]}]
+
+
+def is_lower_better(exp: dict[str, Any], metric: str) -> bool:
+    """Whether the experiment declares `metric` one where lower is better (complaints, refunds); built-in ones are not."""
+    return any(m["key"] == metric and m.get("higher_is_better") is False for m in exp["metrics"])
 
 
 def metric_kind(exp: dict[str, Any], metric: str) -> str:

@@ -16,7 +16,7 @@ from experiments.stats.ipw import FEW_EFFECTIVE_USERS
 from service.errors import Invalid
 from service.http.console import bp
 from service.http.console.forms import form_number, page, plain_words
-from service.http.console.results import metric_choices, metric_kind
+from service.http.console.results import is_lower_better, metric_choices, metric_kind
 from service.http.endpoint import READ_EXPERIMENTS, services
 from service.http.errors import details_from_pydantic
 from service.http.schemas.results import EvaluateIn
@@ -75,7 +75,7 @@ def what_if_page(key: str) -> tuple[str, int]:
     errors: dict[str, list[str]] = {}
     values = _values(exp, metrics, errors)
     allocation = _weights(exp, values, errors) if values["allocation"] == SHARES else BEST_ARM
-    lower_is_better = any(m["key"] == values["metric"] and m.get("higher_is_better") is False for m in exp["metrics"])
+    lower_is_better = is_lower_better(exp, values["metric"])
     answer = None
     try:
         # Bad weights are named already; the rest is checked all the same, so that every error shows at once.
