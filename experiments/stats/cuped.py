@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 import numpy.typing as npt
@@ -96,6 +96,12 @@ def _unadjusted(arms: Sequence[CupedArm]) -> tuple[ArmSummary, ...]:
 
 # Relative size, against the terms it is computed from, below which an adjusted second moment is rounding.
 _ROUNDING = 1e-12
+# Below this relative size the adjusted second moment has lost more than 3 of its digits to cancellation:
+# a covariate that predicts y almost exactly (correlation above about 0.9995). Then it is summed anew over
+# the users' own y' when the caller can (`ExactSpread`), and only a spread at the rounding of y' itself is 0.
+_CANCELLING = 1e-3
+# Each arm's sum of (y' - its mean)^2 for a given theta, summed over the users' values themselves.
+ExactSpread = Callable[[float], Sequence[float]]
 # The pooled theta minimises the variance of all users together, not of each arm: one outlier (a single
 # 1e12 purchase by a user who had bought before) can set a theta that multiplies every other arm's
 # spread, and shifts its mean, a million-fold. No adjustment that widens an arm's standard error this
@@ -122,9 +128,37 @@ def _widening(arms: Sequence[CupedArm], adjusted: Sequence[ArmSummary]) -> float
     return worst
 
 
-def cuped(arms: Sequence[CupedArm]) -> CupedResult:
+def _adjusted_m2(arms: Sequence[CupedArm], theta: float, exact_spread: ExactSpread | None) -> list[float]:
+    """Each arm's sum of squared deviations of y' from its mean.
+
+    From the centred moments, m2_y - 2 theta c_xy + theta^2 m2_x, unless that cancels: then from
+    `exact_spread` where given, else 0 when what is left is the rounding of the three terms.
+    """
+    m2s = [a.m2_y - 2 * theta * a.c_xy + theta * theta * a.m2_x for a in arms]
+    scales = [a.m2_y + theta * theta * a.m2_x for a in arms]
+    cancelled = [a.users > 1 and m2 <= _CANCELLING * scale for a, m2, scale in zip(arms, m2s, scales)]
+    if exact_spread is not None and any(cancelled):
+        exact = list(exact_spread(theta))
+        out = []
+        for a, m2, gone, new in zip(arms, m2s, cancelled, exact):
+            if not gone:
+                out.append(m2)
+                continue
+            # y' = y - theta x carries a rounding of about 1e-16 of |y| + |theta x| per user.
+            magnitude = a.m2_y + a.users * a.mean_y**2 + theta * theta * (a.m2_x + a.users * a.mean_x**2)
+            out.append(new if new > _ROUNDING**2 * magnitude else 0.0)
+        return out
+    # A covariate that predicts y exactly leaves only the rounding of these three terms: no variance,
+    # so no interval, rather than one a few ulps wide.
+    return [0.0 if m2 <= _ROUNDING * scale else m2 for m2, scale in zip(m2s, scales)]
+
+
+def cuped(arms: Sequence[CupedArm], exact_spread: ExactSpread | None = None) -> CupedResult:
     """theta over all users, and every arm's y' = y - theta (x - xbar); theta None (and y unchanged, with a note)
-    when it is undefined, or when it would make some arm's figures far less precise."""
+    when it is undefined, or when it would make some arm's figures far less precise.
+
+    `exact_spread` sums an arm's spread of y' over its users when the centred moments cannot give it
+    (see `_adjusted_m2`); without it such a spread is rounded to 0 once it is at the moments' rounding."""
     if sum(a.users for a in arms) == 0:
         return CupedResult(None, None, _unadjusted(arms), "no exposed users yet")
     pooled = _pooled(arms)
@@ -135,15 +169,10 @@ def cuped(arms: Sequence[CupedArm]) -> CupedResult:
     if not math.isfinite(theta):
         return CupedResult(None, None, _unadjusted(arms), "theta is not a finite number: the covariate barely varies next to the outcome")
     adjusted = []
-    for a, offset in zip(arms, pooled.x_offsets):
+    for a, offset, m2 in zip(arms, pooled.x_offsets, _adjusted_m2(arms, theta, exact_spread)):
         if a.users == 0:
             adjusted.append(ArmSummary.of_moments(0, 0.0, 0.0))
             continue
-        m2 = a.m2_y - 2 * theta * a.c_xy + theta * theta * a.m2_x
-        # A covariate that predicts y exactly leaves only the rounding of these three terms: no variance,
-        # so no interval, rather than one a few ulps wide.
-        if m2 <= _ROUNDING * (a.m2_y + theta * theta * a.m2_x):
-            m2 = 0.0
         adjusted.append(ArmSummary.of_moments(a.users, a.mean_y - theta * offset, m2))
     # With the pooled least-squares theta, 1 - Syy'/Syy = Sxy^2 / (Sxx Syy): the squared pooled correlation, with no cancellation.
     if syy > 0:

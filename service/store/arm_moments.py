@@ -184,9 +184,8 @@ def arm_moments(
 
     `bandit` adds the inverse-propensity sums; `binary` reads a reported metric as converted or not.
     """
-    mature_before = now - (RETENTION_DAYS.get(metric, -1) + 1) * DAY
     cuped = builtin and cuped_days is not None
-    params: dict[str, Any] = {"key": key, "metric": metric, "mature_before": mature_before, "pre": (cuped_days or 0) * DAY}
+    params = _params(key, metric, now, cuped_days)
     if not builtin and not bandit:
         return _reported_ab(db, params)
     per_user = _per_user(metric, builtin, cuped, binary)
@@ -200,6 +199,31 @@ def arm_moments(
         total, total_x, w, wy, w2, w2y, w2y2, m2, m2_x, c_xy = numbers
         out[arm] = ArmMoments(int(n), total, m2, int(positives or 0), total_x / int(n), m2_x, c_xy, w, wy, w2, w2y, w2y2, shift=shift)
     return out
+
+
+def _params(key: str, metric: str, now: float, cuped_days: int | None) -> dict[str, Any]:
+    mature_before = now - (RETENTION_DAYS.get(metric, -1) + 1) * DAY
+    return {"key": key, "metric": metric, "mature_before": mature_before, "pre": (cuped_days or 0) * DAY}
+
+
+# y' - c for an arm's reference point c (its mean of y - theta x, as the moments give it); the sum of
+# these deviations moves c to the exact mean (`_moved`).
+_ADJUSTED_DEVIATION = "(u.v - CAST(:theta AS DOUBLE PRECISION) * u.x - {centre})"
+_ADJUSTED = f"SELECT u.arm, COUNT(*), SUM({_ADJUSTED_DEVIATION} * {_ADJUSTED_DEVIATION}), SUM({_ADJUSTED_DEVIATION}) FROM ({{per_user}}) u GROUP BY u.arm"
+
+
+def adjusted_spread(db: Database, key: str, metric: str, now: float, cuped_days: int, theta: float, centres: dict[str, float]) -> dict[str, float]:
+    """Each arm's sum of squared deviations of y - theta x from its mean, over its users' own values.
+
+    CUPED's spread for a covariate that predicts a built-in metric almost exactly, where the moments'
+    m2_y - 2 theta c_xy + theta^2 m2_x would cancel to rounding; `centres` are the arms' means of y - theta x.
+    """
+    params = _params(key, metric, now, cuped_days)
+    params["theta"] = theta
+    sql = _ADJUSTED.format(centre=_by_arm("u.arm", centres, params, "c"), per_user=_per_user(metric, builtin=True, cuped=True, binary=False))
+    with db.read() as session:
+        rows = list(session.execute(text(sql), params))
+    return {arm: _moved(int(n), centres.get(arm, 0.0), float(squares or 0), float(deviations or 0))[1] for arm, n, squares, deviations in rows}
 
 
 # Centring plain sums loses about log10(mean^2 / variance) of the 16 digits a double holds; up to

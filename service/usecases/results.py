@@ -15,7 +15,7 @@ from experiments.stats.ipw import ipw_arm
 from experiments.stats.power import plan_sample_size
 from experiments.stats.summary import Interval, finite_or_none
 from service.errors import Invalid
-from service.store.arm_moments import RETENTION_DAYS, ArmMoments, arm_moments, exposures_per_arm, points_per_arm
+from service.store.arm_moments import RETENTION_DAYS, ArmMoments, adjusted_spread, arm_moments, exposures_per_arm, points_per_arm
 from service.store.database import Database
 from service.store.experiments import StoredDefinition
 from service.timestamps import iso
@@ -92,7 +92,12 @@ def _compute(db: Database, exp: Experiment, metric: Metric, settings: AnalysisSe
     per_arm = [(a.key, moments.get(a.key, EMPTY)) for a in exp.arms]
     adjusted = None
     if use_cuped:
-        result = cuped([CupedArm(m.users, m.mean_x, m.mean, m.m2_x, m.m2, m.c_xy) for _, m in per_arm])
+        def exact_spread(theta: float) -> list[float]:
+            centres = {name: m.mean - theta * m.mean_x for name, m in per_arm if m.users}
+            spread = adjusted_spread(db, exp.key, metric.key, now, settings.cuped_days, theta, centres)
+            return [spread.get(name, 0.0) for name, _ in per_arm]
+
+        result = cuped([CupedArm(m.users, m.mean_x, m.mean, m.m2_x, m.m2, m.c_xy) for _, m in per_arm], exact_spread)
         if result.theta is None:
             notes.append(f"CUPED skipped: {result.note or 'no usable pre-exposure data'}")
         else:

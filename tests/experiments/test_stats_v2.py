@@ -162,10 +162,10 @@ def _t_lift(c: np.ndarray, t: np.ndarray, offset: float, binary: bool) -> tuple[
     if mc == 0:
         return None
     lift = (t.mean() - c.mean()) / mc
+    if len(c) < 2 or len(t) < 2:
+        return lift, None
     if binary:
         vc, vt = mc * (1 - mc) / len(c), mt * (1 - mt) / len(t)
-    elif len(c) < 2 or len(t) < 2:
-        return lift, None
     else:
         vc, vt = c.var(ddof=1) / len(c), t.var(ddof=1) / len(t)
     se = math.sqrt(vt / mc**2 + mt**2 * vc / mc**4)
@@ -342,7 +342,7 @@ def _sequential_reference(binary: bool, offset: float, alpha: float, tuning: flo
             lift = _t_lift(c, t, offset, binary)
             if lift is not None:
                 row["lift"] = lift[0]
-            if lift is not None and lift[1] is not None:
+            if lift is not None and lift[1] is not None and lift[1] > 0:  # a sequence needs some variation
                 half = float(_api_half_width(lift[1], n, alpha, tuning))
                 row["lift_lo"], row["lift_hi"] = lift[0] - half, lift[0] + half
             for k in out:
