@@ -154,7 +154,7 @@ def plan_sample_size(
         per_arm = _plan_users(sd * (za + zb), abs(effect), 2.0, power, a)
     total = per_arm * arms
     if total > MAX_PLAN_USERS:
-        raise ValueError(f"mde: {total} users in all would be needed, more than {MAX_PLAN_USERS:.0e}; the effect is too small to detect")
+        raise ValueError(f"mde: {int(total):,} users in all would be needed, more than {MAX_PLAN_USERS:,}; the effect is too small to detect")
     days = None
     if daily_users is not None:
         span = total / daily_users

@@ -31,9 +31,14 @@ def experiments_overview(db: Database) -> list[dict[str, Any]]:
     return out
 
 
-def _arm_recommender(db: Database, key: str, arm: str) -> str | None:
+def _arm(db: Database, key: str, arm: str) -> dict[str, Any]:
+    """An arm's definition as the API gives it."""
+    return next((a for a in experiments.get(db, key)["arms"] if a["key"] == arm), {})
+
+
+def _arm_recommender(spec: dict[str, Any]) -> str | None:
     """What an arm's payload has its users' recommendations come from, in words; None when it names nothing."""
-    payload = next((a.get("payload") for a in experiments.get(db, key)["arms"] if a["key"] == arm), None)
+    payload = spec.get("payload")
     source = recommendations.recommender_of(payload)
     if payload is None or "recommender" not in payload:
         return None
@@ -75,6 +80,7 @@ def user_profile(db: Database, models: ModelCache, cache: ExperimentCache, user_
     exposures = store.user_exposures(db, user_id)
     answer = recommendations.for_user(db, models, user_id, n, None, set())
     now = time.time()
+    arms = {x.experiment: _arm(db, x.experiment, x.arm) for x in exposures}
     return {
         "user_id": user_id,
         "behaviour": user_attributes(db, user_id, now, {}, set(BUILTIN_ATTRIBUTES)),
@@ -83,8 +89,8 @@ def user_profile(db: Database, models: ModelCache, cache: ExperimentCache, user_
         "recommendations": {"strategy": answer.strategy, "model_version": answer.model_version, "items": [{"item_id": i, "score": s} for i, s in answer.items]},
         "assignments": [
             {"experiment": x.experiment, "status": x.status, "arm": x.arm, "probability": x.probability, "exposed_at": iso(x.exposed_at),
-             "recommender": _arm_recommender(db, x.experiment, x.arm)}
+             "recommender": _arm_recommender(arms[x.experiment])}
             for x in exposures
         ],
-        "ledgers": [rewards.ledger(db, x.experiment, user_id) for x in exposures],
+        "ledgers": [{**rewards.ledger(db, x.experiment, user_id), "rewarding": arms[x.experiment].get("schedule") is not None} for x in exposures],
     }

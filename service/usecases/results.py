@@ -232,6 +232,7 @@ def results(db: Database, cache: ExperimentCache, key: str, req: ResultsRequest)
         "metric": metric.key,
         "metric_kind": metric.kind,
         "metric_source": "events" if metric.builtin else "outcomes",
+        "higher_is_better": metric.higher_is_better,
         "alpha": req.alpha,
         "test": computed.analysis.test,
         "correction": req.correction,

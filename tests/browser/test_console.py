@@ -240,7 +240,8 @@ def test_editor_trains_activates_and_looks_up_a_user(visit, demo):
     shot(page, "10-user")
     # On a phone's width no page scrolls sideways: a wide table scrolls on its own.
     page.set_viewport_size({"width": 390, "height": 844})
-    for path in ("/ui/experiments", "/ui/models", "/ui/experiments/points-q4/results", "/ui/users?user_id=user-1", "/ui/users/at-risk", "/ui/plan?baseline=0.1&mde=0.01"):
+    for path in ("/ui/experiments", "/ui/experiments/new", "/ui/models", "/ui/models/new", "/ui/experiments/points-q4/results", "/ui/users?user_id=user-1",
+                 "/ui/users/at-risk", "/ui/plan?baseline=0.1&mde=0.01", "/ui/experiments/bonus-bandit/what-if"):
         page.goto(demo.server.base + path)
         overflowing = page.evaluate("[...document.querySelectorAll('body *')].filter(e => e.getBoundingClientRect().right > 390).map(e => e.tagName + '.' + e.className)")
         assert page.evaluate("document.documentElement.scrollWidth") <= 390, (path, overflowing[:8])

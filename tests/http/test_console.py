@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import re
 import time
+from datetime import datetime, timezone
 from typing import Any
 
 import pytest
@@ -606,6 +607,9 @@ def test_the_user_page_names_the_recommender_each_of_the_users_arms_serves(as_ro
     html = as_role("analyst").get("/ui/users?user_id=ua1").get_data(as_text=True)
     expected = f"model {version}" if arm == "knn" else "popularity (of the active model)"
     assert f"recommendations from {expected}" in html
+    post_ok(client, "/v1/experiments/recs/stop", None, auth("editor"))  # its users are served by the active model again
+    html = as_role("analyst").get("/ui/users?user_id=ua1").get_data(as_text=True)
+    assert f"recommendations came from {expected} until it stopped; now from the active model" in html
     # The form for the next experiment offers that version for a recommender arm.
     form = as_role("editor").get("/ui/experiments/new").get_data(as_text=True)
     assert f'<option value="version:{version}">{version} (item_knn)</option>' in form
@@ -855,6 +859,11 @@ def test_verdicts_name_a_failing_guardrail_a_mismatch_and_a_stopped_experiment()
                     "It also fails a guardrail (complaints +5.0 pp).") in said
     bandit = {**answer, "type": "bandit", "status": "running", "srm": None}
     assert not any("sequential" in v.text for v in verdicts(bandit, False, set(), {}))
+    # A guardrail without an interval is "ok" in the API; the reading does not call it passed.
+    unread = {**answer, "srm": None, "guardrails": [{"arm": "every5", "metric": "retention_d7", "diff": None, "diff_ci": None, "status": "ok", "note": "no users yet"}]}
+    said = [(v.tone, v.text) for v in verdicts(unread, False, set(), {"retention_d7": "binary"})]
+    assert ("warn", "every5 beats control on conversion: +10.9 pp [+4.0 pp, +18.0 pp], significant after correction, but its guardrail (retention_d7) "
+                    "has no evidence yet either way: wait until it can be read before rolling every5 out. It costs 4.985 points per extra conversion.") in said
 
 
 def test_a_paused_experiment_is_resumed_not_started_and_a_draft_reads_as_one(as_role, client, auth):
@@ -1034,3 +1043,46 @@ def test_second_review_details_of_the_new_pages(as_role, client, auth, keys):
     assert client.post("/v1/experiments/points-q4/stop", headers=auth("editor")).status_code == 200
     page_ = as_role("editor").get("/ui/experiments/points-q4/delete").get_data(as_text=True)
     assert "keeps its results for good" in page_ and "stop it instead" not in page_
+
+
+def test_the_results_page_cuts_a_rate_lift_interval_at_minus_100_percent_and_marks_one_look_figures(as_role, client, auth):
+    shop = auth("storefront")
+    users = _two_arms(client, auth, 60, "cut")
+    converted = users["control"][:1] + users["every5"][:12]  # a control rate of one conversion: the lift's delta-method interval reaches far below -100 %
+    post_ok(client, "/v1/outcomes", {"outcomes": [{"outcome_id": f"o-{u}", "experiment": "points-q4", "user_id": u, "metric": "conversion"} for u in converted]}, shop)
+    every5 = {a["arm"]: a for a in get_ok(client, "/v1/experiments/points-q4/results", auth("analyst"))["arms"]}["every5"]
+    assert every5["lift_ci"][0] < -1  # the API gives the contract's formula as computed
+    html = as_role("analyst").get("/ui/experiments/points-q4/results").get_data(as_text=True)
+    row = html.split('<th scope="row">every5', 1)[1].split("</tr>", 1)[0]
+    assert f"[-100.0%, {every5['lift_ci'][1]:+.1%}]" in row
+    assert "shown cut at that bound" in html and "(one look)" not in html
+    sequential = as_role("analyst").get("/ui/experiments/points-q4/results?sequential=true").get_data(as_text=True)
+    assert "(one look)" in sequential and "Sequential intervals are on" in sequential
+
+
+def test_retention_curves_stop_where_an_arm_has_few_users_old_enough(as_role, client, auth):
+    running(client, auth("editor"), ab_definition(weights=(1, 1, 0.000001)))
+    three_days_ago = time.time() - 3 * 86_400
+    stamp = datetime.fromtimestamp(three_days_ago, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    for u in range(12):
+        assign(client, auth("storefront"), "points-q4", f"old{u}", timestamp=stamp)
+    page = as_role("analyst").get("/ui/experiments/points-q4/results").get_data(as_text=True)
+    assert "No arm has 20 exposed users whose first day has ended yet." in page
+    for u in range(12, 80):
+        assign(client, auth("storefront"), "points-q4", f"old{u}", timestamp=stamp)
+    page = as_role("analyst").get("/ui/experiments/points-q4/results").get_data(as_text=True)
+    assert "A day is drawn for an arm once at least 20 of its users are old enough for it; no arm has that many past day 2 yet." in page
+
+
+def test_the_user_page_shows_points_and_values_as_stored_and_arms_without_a_schedule_grant_none(as_role, client, auth):
+    shop = auth("storefront")
+    running(client, auth("editor"), ab_definition(weights=(1, 0.000001, 0.000001)))  # everyone in control: 1 point per unit
+    assign(client, shop, "points-q4", "u-cents")
+    post_ok(client, "/v1/rewards", {"action_id": "a-1", "user_id": "u-cents", "experiment": "points-q4", "action": "purchase", "value": 150.46}, shop)
+    plain = {"key": "banner", "name": "Banner", "arms": [{"key": "control"}, {"key": "blue"}], "metrics": [{"key": "conversion"}], "primary_metric": "conversion"}
+    running(client, auth("editor"), plain)
+    assign(client, shop, "banner", "u-cents")
+    page = as_role("analyst").get("/ui/users", query_string={"user_id": "u-cents"}).get_data(as_text=True)
+    assert "points-q4: balance 150.46 points" in page and '<td class="num">150.46</td>' in page
+    banner = page.split("<h4>banner:", 1)[1].split("</h4>", 1)[0]
+    assert "the user's arm grants no points (it has no reward schedule)" in banner and "balance" not in banner

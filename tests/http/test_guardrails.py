@@ -1,6 +1,9 @@
 """Guardrails: which side of zero is worse, and an `ok` that rests on no evidence says so."""
 from __future__ import annotations
 
+import csv
+import io
+
 import numpy as np
 import pytest
 from scipy import stats as sps
@@ -87,3 +90,13 @@ def test_a_retention_guardrail_says_nobody_is_old_enough_yet_and_the_split_count
     assert body["srm"]["observed"] == [arms.count(a["arm"]) for a in body["arms"]]
     for note in [g["note"] for g in body["guardrails"]] + [n for a in body["arms"][1:] for n in a["notes"]]:
         assert note.count("exposed 8 or more days ago") == 1 and "no exposed users" not in note
+
+
+def test_results_and_their_csv_say_which_way_a_metric_is_better(client, auth, complaints):
+    body = get_ok(client, "/v1/experiments/points-q4/results?metric=complaints", auth("analyst"))
+    assert body["higher_is_better"] is False
+    assert get_ok(client, "/v1/experiments/points-q4/results?metric=conversion", auth("analyst"))["higher_is_better"] is True
+    table = client.get("/v1/experiments/points-q4/results.csv?metric=complaints", headers=auth("analyst")).get_data(as_text=True)
+    rows = list(csv.DictReader(io.StringIO(table)))
+    assert next(iter(rows[0])) == "experiment" and list(rows[0])[-1] == "higher_is_better"  # added last, so columns keep their positions
+    assert {r["higher_is_better"] for r in rows} == {"false"}

@@ -22,6 +22,18 @@ def num(value: Any, digits: int = 4) -> str:
     return f"{value:,.{digits}g}" if abs(value) < 1e6 else f"{value:,.0f}"
 
 
+def amount(value: Any) -> str:
+    """A stored amount (points, a purchase's value) as given, to the cent and beyond where it has more:
+    rounded to significant digits, a ledger's rows stopped adding up to its balance."""
+    if not _finite(value):
+        return DASH
+    if float(value).is_integer() and abs(value) < 1e15:
+        return f"{int(value):,}"
+    if abs(value) < 1e-6:
+        return num(value)
+    return f"{value:,.6f}".rstrip("0").rstrip(".")
+
+
 def pct(value: Any, signed: bool = False) -> str:
     """A share as a percentage with one decimal; a share above 0 that would round to 0.0% reads "<0.1%"."""
     if not _finite(value):
@@ -71,6 +83,27 @@ def interval(bounds: Sequence[float] | None, kind: str = "number", signed: bool 
         return ""
     show = (lambda v: pct(v, signed)) if kind in ("binary", "percent") else num
     return f"[{show(bounds[0])}, {show(bounds[1])}]"
+
+
+def clamped(bounds: Sequence[float] | None, low: float | None, high: float | None = None) -> list[float] | None:
+    """An interval cut to the values its figure can take (a rate 0 to 1, a rate's lift from -100 %).
+
+    The normal and delta-method intervals the API gives can reach past them on few conversions; the
+    cut one covers the same possible values, so it claims nothing more.
+    """
+    if not bounds or len(bounds) != 2:
+        return None
+    lo, hi = bounds
+    if low is not None:
+        lo, hi = max(lo, low), max(hi, low)
+    if high is not None:
+        lo, hi = min(lo, high), min(hi, high)
+    return [lo, hi]
+
+
+def beyond(bounds: Sequence[float] | None, low: float | None, high: float | None = None) -> bool:
+    """Whether `clamped` would cut the interval."""
+    return bool(bounds) and clamped(bounds, low, high) != list(bounds)  # type: ignore[arg-type]
 
 
 def difference(value: Any, kind: str) -> str:

@@ -13,6 +13,7 @@ from experiments.stats.ipw import FEW_EFFECTIVE_USERS
 from service.errors import Invalid
 from service.http.console import bp
 from service.http.console.charts import Interval, Series, forest_plot, line_chart, number, points, signed
+from service.http.console import formatting as fmt
 from service.http.console.formatting import level
 from service.http.console.forms import page, plain_words
 from service.http.console.verdicts import verdicts
@@ -75,13 +76,24 @@ def _retention_days(errors: dict[str, list[str]]) -> int:
         return RETENTION_DAYS
 
 
-def _retention_chart(key: str, days: int, alpha: float) -> tuple[Any, bool]:
+# A day's share drawn from fewer of an arm's users than this swings from 0 % to 100 % on one user: its
+# curve stops there (the API still gives every day, with its users).
+RETENTION_MIN_USERS = 20
+
+
+def _retention_chart(key: str, days: int, alpha: float) -> tuple[Any, bool, int]:
+    """The curves, whether any point is drawn, and the last day any arm has RETENTION_MIN_USERS users for."""
     svc = services()
     curves = series.retention(svc.db, svc.experiment_cache, key, days, alpha)
-    lines = [Series(a["arm"], [d["rate"] for d in a["days"]], [d["ci"] for d in a["days"]]) for a in curves["arms"]]
+
+    def drawn(day: dict[str, Any]) -> bool:
+        return day["eligible"] >= RETENTION_MIN_USERS
+
+    lines = [Series(a["arm"], [d["rate"] if drawn(d) else None for d in a["days"]], [d["ci"] if drawn(d) else None for d in a["days"]]) for a in curves["arms"]]
     has_data = any(v is not None for s in lines for v in s.values)
+    last = max((d["day"] for a in curves["arms"] for d in a["days"] if drawn(d)), default=0)
     chart = line_chart(f"Share of exposed users active on day k after exposure ({level(alpha)} intervals shaded)", [str(k) for k in range(1, days + 1)], lines, y_label="active", y_format=lambda v: f"{v:.0%}")
-    return chart, has_data
+    return chart, has_data, last
 
 
 @bp.get("/experiments/<key>/results")
@@ -105,8 +117,11 @@ def results_page(key: str) -> tuple[str, int]:
     forest = forest_plot(title, differences, x_format=points if binary else signed)
     daily, daily_note = _daily_chart(key, answer["metric"], answer["metric_kind"])
     days = _retention_days(errors)
-    retention, retention_has_data = _retention_chart(key, days, answer["alpha"])
+    retention, retention_has_data, retention_last = _retention_chart(key, days, answer["alpha"])
     rough = _rough_comparisons(answer) if binary else set()
+    # A rate lies in [0, 1] and its lift at or above -100 %, except after CUPED, whose adjusted rates may not.
+    lift_floor = -1.0 if binary and not answer.get("cuped") else None
+    cut = binary and any(fmt.beyond(a["lift_ci"], lift_floor) or fmt.beyond(a.get("ipw_ci"), 0.0, 1.0) for a in answer["arms"])
     guardrail_kinds = {g: metric_kind(exp, g) for g in exp["guardrails"]}
     lower_is_better = is_lower_better(exp, answer["metric"])
     return render_template(
@@ -122,6 +137,8 @@ def results_page(key: str) -> tuple[str, int]:
         daily_note=daily_note,
         retention=retention,
         retention_has_data=retention_has_data,
+        retention_last=retention_last,
+        retention_min_users=RETENTION_MIN_USERS,
         days=days,
         day_choices=sorted({*RETENTION_CHOICES, days}),
         csv_args={k: v for k, v in (("metric", answer["metric"]), ("alpha", answer["alpha"]), ("correction", answer["correction"]),
@@ -131,6 +148,8 @@ def results_page(key: str) -> tuple[str, int]:
         few_effective_users=FEW_EFFECTIVE_USERS,
         few_events=FEW_EVENTS,
         rough=rough,
+        lift_floor=lift_floor,
+        cut=cut,
         guardrail_kinds=guardrail_kinds,
         # The API's chance is of exceeding the control; for a metric where lower is better the page reads it the other way.
         lower_is_better=lower_is_better,

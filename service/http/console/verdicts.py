@@ -35,9 +35,12 @@ def verdicts(answer: dict[str, Any], lower_is_better: bool, rough: set[str], gua
     control, kind, metric = arms[0]["arm"], answer["metric_kind"], answer["metric"]
     final = answer["status"] == "stopped"
     for a in arms[1:]:
+        own = [g for g in answer.get("guardrails") or [] if g["arm"] == a["arm"]]
         hurt = [f"{g['metric']} {fmt.difference(g['diff'], guardrail_kinds.get(g['metric'], 'number'))}"
-                for g in answer.get("guardrails") or [] if g["arm"] == a["arm"] and g.get("status") == "fail" and not g.get("note")]
-        out.append(_arm(a, control, kind, metric, lower_is_better, a["arm"] in rough, final, ", ".join(hurt)))
+                for g in own if g.get("status") == "fail" and not g.get("note")]
+        # The API calls a guardrail without an interval "ok": nothing shows it failing, and nothing shows it holding.
+        unread = [g["metric"] for g in own if g.get("diff_ci") is None]
+        out.append(_arm(a, control, kind, metric, lower_is_better, a["arm"] in rough, final, ", ".join(hurt), unread))
     return out
 
 
@@ -56,8 +59,8 @@ def _overall(answer: dict[str, Any]) -> list[Verdict]:
     return out
 
 
-def _arm(a: dict[str, Any], control: str, kind: str, metric: str, lower_is_better: bool, rough: bool, final: bool, hurt: str) -> Verdict:
-    """One arm's sentence; `hurt` names the guardrails it fails, which every reading mentions."""
+def _arm(a: dict[str, Any], control: str, kind: str, metric: str, lower_is_better: bool, rough: bool, final: bool, hurt: str, unread: list[str]) -> Verdict:
+    """One arm's sentence; `hurt` names the guardrails it fails, which every reading mentions, and `unread` those without evidence either way."""
     name = a["arm"]
     if not a["users"]:
         return Verdict("info", f"{name}: no exposed users{'' if final else ' yet'}.")
@@ -77,4 +80,9 @@ def _arm(a: dict[str, Any], control: str, kind: str, metric: str, lower_is_bette
     priced = f" It costs {fmt.num(cost)} points per extra {unit}." if cost is not None and not lower_is_better and a["diff_ci"] and a["diff_ci"][0] > 0 else ""
     if hurt:
         return Verdict("warn", f"{name} beats {control} on {metric} ({shown}) but fails a guardrail ({hurt}): weigh the two before rolling it out.{priced}")
+    if unread:
+        several = len(unread) > 1
+        return Verdict("warn", f"{name} beats {control} on {metric}: {shown}, significant after correction, but its guardrail{'s' if several else ''} "
+                               f"({', '.join(unread)}) {'have' if several else 'has'} no evidence yet either way: "
+                               f"wait until {'they' if several else 'it'} can be read before rolling {name} out.{priced}")
     return Verdict("ok", f"{name} beats {control} on {metric}: {shown}, significant after correction, and no guardrail fails.{priced}")

@@ -96,6 +96,10 @@ class ResultsOut(Output):
     metric: str
     metric_kind: str
     metric_source: str = Field(description="outcomes (reported through POST /v1/outcomes) or events (a built-in metric)")
+    higher_is_better: bool = Field(
+        description="false for a metric declared lower-is-better (complaints, refunds): an arm is then better when its diff is below 0, "
+        "and chance_to_beat_control, the chance of exceeding the control, is the chance of being worse"
+    )
     alpha: float
     test: str = Field(description="two_proportion_z (binary) or welch_t (continuous), with _cuped when CUPED adjusted the figures and _sequential when the intervals are always valid")
     correction: str

@@ -18,6 +18,7 @@ CSV_COLUMNS = (
     "ci_low", "ci_high", "diff", "diff_ci_low", "diff_ci_high", "lift", "lift_ci_low", "lift_ci_high",
     "p_value", "p_value_adjusted", "significant", "chance_to_beat_control", "ipw_mean", "ipw_ci_low", "ipw_ci_high",
     "snipw_mean", "snipw_ci_low", "snipw_ci_high", "points_per_user", "cost_per_incremental", "ipw_effective_users", "notes",
+    "higher_is_better",  # last: columns are only ever added at the end, so scripts that read by position keep working
 )
 
 
@@ -60,7 +61,7 @@ def csv_response(key: str, query: ResultsQuery) -> Response:
     writer.writerow(CSV_COLUMNS)
     for arm in body["arms"]:
         pairs = {f"{name}_{end}": (arm[name] or [None, None])[i] for name in ("ci", "diff_ci", "lift_ci", "ipw_ci", "snipw_ci") for i, end in enumerate(("low", "high"))}
-        row = {**{k: body[k] for k in ("experiment", "metric", "metric_kind", "test", "correction", "alpha")}, **arm, **pairs}
+        row = {**{k: body[k] for k in ("experiment", "metric", "metric_kind", "test", "correction", "alpha", "higher_is_better")}, **arm, **pairs}
         writer.writerow([_cell(row.get(c)) for c in CSV_COLUMNS])
     return Response(out.getvalue(), mimetype="text/csv", headers={"Content-Disposition": f'attachment; filename="{key}-{body["metric"]}-results.csv"'})
 
