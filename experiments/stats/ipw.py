@@ -121,6 +121,10 @@ def _ipw(s: PropensitySums, total_users: int, alpha: float, notes: list[str]) ->
     # sum (Z - mean)^2 = sum Z^2 - mean sum Z. It loses digits only as sum Z^2 / sum (Z - mean)^2 grows
     # (near-equal Z far from zero); the zeros of users off the arm and varying weights keep that small.
     sum_z2 = s.w2y2 + s.shift * (2 * s.w2y + s.shift * s.w2)
+    if sum_z2 == 0:  # every outcome 0 (no conversions yet): an interval of no width at 0 would claim certainty
+        notes.append("every logged user given this arm (or the allocation's arms) has an outcome of 0 so far, so the IPW sum "
+                     "is 0 and has no interval")
+        return mean, None
     spread = sum_z2 - sum_z * mean
     if sum_z2 > 0 and spread < _DIGITS_KEPT * sum_z2:
         # Nearly equal Z far from zero (every user weighted alike, values near 1e9): the difference keeps
@@ -146,7 +150,15 @@ def _snipw(s: PropensitySums, alpha: float, notes: list[str]) -> tuple[float | N
         return mean, None
     # sum w^2 (y - m)^2 expanded into the logged sums; divided by (sum w)^2 in two steps to stay finite.
     spread = s.w2y2 - 2 * centred * s.w2y + centred * centred * s.w2
+    if spread <= (_ALIKE * mean) ** 2 * s.w2:  # every outcome the same (none converted, or all): no spread to give an interval
+        notes.append("every logged user given this arm (or the allocation's arms) has the same outcome so far, so the "
+                     "self-normalised mean has no interval")
+        return mean, None
     return mean, _interval(mean, spread / s.w / s.w, alpha)
+
+
+# Outcomes within this fraction of their mean of each other are the same outcome, rounded.
+_ALIKE = 1e-12
 
 
 def _check(total_users: int, alpha: float, users: int) -> None:

@@ -585,12 +585,12 @@ def _ipw_reference(z: np.ndarray, w: np.ndarray, y: np.ndarray, n_total: int, al
     q = sps.norm.isf(alpha / 2)
     out: dict[str, float | None] = dict.fromkeys(("ipw", "ipw_half", "snipw", "snipw_half"))
     out["ipw"] = float(z.sum() / n_total)
-    if n_total > 1 and len(w) > 0:  # an arm nobody was given has every Z_i 0: no interval
+    if n_total > 1 and len(w) > 0 and z.any():  # every Z_i 0 (nobody given the arm, or no outcome yet): no interval
         out["ipw_half"] = float(q * z.std(ddof=1) / math.sqrt(n_total))
     if w.sum() > 0:
         m = float(w @ y / w.sum())
         out["snipw"] = m
-        if len(w) > 1:
+        if len(w) > 1 and np.ptp(y) > 0:  # outcomes all alike: no spread, no interval
             out["snipw_half"] = float(q * math.sqrt(np.sum(w**2 * (y - m) ** 2)) / w.sum())
     return out
 
@@ -622,7 +622,7 @@ def test_ipw_arm_matches_numpy_on_logged_users(seed):
         assert est.ipw_mean == pytest.approx(ref_ipw, rel=REL)
         # Sum Z^2 - N mean^2 cancels by sum Z^2 / sum (Z - mean)^2; that ratio bounds the half-width's error.
         conditioning = float(z @ z / max(np.sum((z - z.mean()) ** 2), 1e-300))
-        ref_half = None if n < 2 or not mine.any() else float(sps.norm.isf(0.025) * z.std(ddof=1) / math.sqrt(n))
+        ref_half = None if n < 2 or not z.any() else float(sps.norm.isf(0.025) * z.std(ddof=1) / math.sqrt(n))
         _check_ipw(est.ipw_mean, est.ipw_ci, ref_ipw, ref_half, offset, ref["ipw"], conditioning)
         _check_ipw(est.snipw_mean, est.snipw_ci, None if ref["snipw"] is None else ref["snipw"] + offset, ref["snipw_half"], offset, ref["snipw"] or 0.0)
         if est.snipw_mean is None or est.snipw_ci is None or est.ipw_ci is None:
@@ -655,7 +655,7 @@ def test_evaluate_allocation_matches_numpy_on_logged_users(seed):
     ref = _ipw_reference(w * y, w[w > 0], y[w > 0], len(arm), 0.05)
     ref_ipw = float(z.sum() / len(arm))
     conditioning = float(z @ z / max(np.sum((z - z.mean()) ** 2), 1e-300))
-    ref_half = None if len(arm) < 2 or not (w > 0).any() else float(sps.norm.isf(0.025) * z.std(ddof=1) / math.sqrt(len(arm)))
+    ref_half = None if len(arm) < 2 or not z.any() else float(sps.norm.isf(0.025) * z.std(ddof=1) / math.sqrt(len(arm)))
     assert value.ipw == pytest.approx(ref_ipw, rel=REL)
     _check_ipw(value.ipw, value.ipw_ci, ref_ipw, ref_half, offset, ref["ipw"], conditioning)
     _check_ipw(value.snipw, value.snipw_ci, None if ref["snipw"] is None else ref["snipw"] + offset, ref["snipw_half"], offset, ref["snipw"] or 0.0)
