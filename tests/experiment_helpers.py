@@ -1,6 +1,7 @@
 """Builders for experiment tests."""
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 from tests.helpers import post_ok
@@ -14,7 +15,8 @@ SCHEDULES = {
 
 def ab_definition(key: str = "points-q4", weights: tuple[float, ...] = (1, 1, 1), **extra: Any) -> dict[str, Any]:
     """A three-arm A/B test over reward schedules with a binary and a continuous metric."""
-    arms = [{"key": name, "weight": w, "payload": {"label": name}, "schedule": SCHEDULES[name]} for name, w in zip(SCHEDULES, weights)]
+    # A copy of each schedule: a test that edits its definition must not edit every later test's.
+    arms = [{"key": name, "weight": w, "payload": {"label": name}, "schedule": copy.deepcopy(SCHEDULES[name])} for name, w in zip(SCHEDULES, weights)]
     body = {
         "key": key,
         "name": "Q4 points",

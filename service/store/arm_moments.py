@@ -49,21 +49,35 @@ def _before_exposure(metric: str) -> str:
     return f"MAX(CASE WHEN {_BEFORE} THEN 1 ELSE 0 END)"
 
 
+# PostgreSQL refuses a product that rounds to 0 ("value out of range: underflow"): the square of one
+# stored purchase of 1e-300 had made an experiment's results fail for good. Values and deviations
+# smaller than this count as 0 wherever they are multiplied, on both stores alike: their squares
+# would lie below the smallest normal double, and their products with each other stay above it.
+_TINY = "1e-154"
+
+
+def _nz(expr: str) -> str:
+    """`expr`, or 0 where its magnitude is below _TINY."""
+    return f"(CASE WHEN ABS({expr}) < {_TINY} THEN CAST(0 AS DOUBLE PRECISION) ELSE {expr} END)"
+
+
 def _per_user(metric: str, builtin: bool, cuped: bool, binary: bool) -> str:
     """Every exposed user as (arm, p, v, x); x is 0 without CUPED. A binary reported metric's v is whether the user converted (a total above 0)."""
     if builtin:
         covariate = f"COALESCE({_before_exposure(metric)}, 0)" if cuped else "0"
-        return (
+        rows = (
             f"SELECT x.arm AS arm, x.probability AS p, COALESCE({_after_exposure(metric)}, 0) AS v, {covariate} AS x "
             "FROM exposures x LEFT JOIN events e ON e.user_id = x.user_id AND e.ts >= x.exposed_at - :pre "
             "WHERE x.experiment_key = :key AND x.exposed_at <= :mature_before GROUP BY x.arm, x.user_id, x.probability"
         )
-    value = "CASE WHEN t.total > 0 THEN 1 ELSE 0 END" if binary else "COALESCE(t.total, 0)"
-    return (
-        f"SELECT x.arm AS arm, x.probability AS p, {value} AS v, 0 AS x FROM exposures x "
-        "LEFT JOIN user_metric_totals t ON t.experiment_key = x.experiment_key AND t.metric = :metric "
-        "AND t.user_id = x.user_id WHERE x.experiment_key = :key"
-    )
+    else:
+        value = "CASE WHEN t.total > 0 THEN 1 ELSE 0 END" if binary else "COALESCE(t.total, 0)"
+        rows = (
+            f"SELECT x.arm AS arm, x.probability AS p, {value} AS v, 0 AS x FROM exposures x "
+            "LEFT JOIN user_metric_totals t ON t.experiment_key = x.experiment_key AND t.metric = :metric "
+            "AND t.user_id = x.user_id WHERE x.experiment_key = :key"
+        )
+    return f"SELECT q.arm AS arm, q.p AS p, {_nz('q.v')} AS v, {_nz('q.x')} AS x FROM ({rows}) q"
 
 
 # One pass of plain sums, enough while the values' spread is not tiny beside their mean.
@@ -72,6 +86,7 @@ _SUMS = (
     "SUM(1.0 / u.p), SUM(u.v / u.p), SUM(1.0 / (u.p * u.p)), SUM(u.v / (u.p * u.p)), SUM(u.v * u.v / (u.p * u.p)), "
     "SUM(u.v * u.v), SUM(u.x * u.x), SUM(u.x * u.v) FROM ({per_user}) u GROUP BY u.arm"
 )
+_DV, _DX = _nz("u.v - m.mv"), _nz("u.x - m.mx")
 # Otherwise one statement, two passes: the per-user rows are computed once (MATERIALIZED), the arm
 # means from them, then the deviations around those means. A plain SUM near 1e15 rounds each value
 # by up to 0.06, so the first pass's mean is only a reference point: the deviations' own sum (small
@@ -80,10 +95,10 @@ _SUMS = (
 _MOMENTS = (
     "WITH u AS MATERIALIZED ({per_user}), m AS (SELECT arm, AVG(v) AS mv, AVG(x) AS mx FROM u GROUP BY arm) "
     "SELECT u.arm, COUNT(*), MAX(m.mv), MAX(m.mx), SUM(CASE WHEN u.v > 0 THEN 1 ELSE 0 END), "
-    "SUM(1.0 / u.p), SUM((u.v - m.mv) / u.p), SUM(1.0 / (u.p * u.p)), SUM((u.v - m.mv) / (u.p * u.p)), "
-    "SUM((u.v - m.mv) * (u.v - m.mv) / (u.p * u.p)), "
-    "SUM((u.v - m.mv) * (u.v - m.mv)), SUM((u.x - m.mx) * (u.x - m.mx)), SUM((u.x - m.mx) * (u.v - m.mv)), "
-    "SUM(u.v - m.mv), SUM(u.x - m.mx) "
+    f"SUM(1.0 / u.p), SUM({_DV} / u.p), SUM(1.0 / (u.p * u.p)), SUM({_DV} / (u.p * u.p)), "
+    f"SUM({_DV} * {_DV} / (u.p * u.p)), "
+    f"SUM({_DV} * {_DV}), SUM({_DX} * {_DX}), SUM({_DX} * {_DV}), "
+    f"SUM({_DV}), SUM({_DX}) "
     "FROM u JOIN m ON m.arm = u.arm GROUP BY u.arm"
 )
 # Reported metrics of A/B tests: users come from the exposures, values from the totals, which carry their arm.
@@ -93,7 +108,7 @@ _TOTALS = (
     "WHERE experiment_key = :key AND metric = :metric GROUP BY arm"
 )
 _TOTALS_SECOND = (
-    "SELECT arm, SUM((total - {mean}) * (total - {mean})), SUM(total - {mean}) FROM user_metric_totals "
+    "SELECT arm, SUM({deviation} * {deviation}), SUM({deviation}) FROM user_metric_totals "
     "WHERE experiment_key = :key AND metric = :metric GROUP BY arm"
 )
 
@@ -150,7 +165,7 @@ def _reported_ab(db: Database, params: dict[str, Any]) -> dict[str, ArmMoments]:
         sums = {r[0]: (int(r[1]), float(r[2] or 0), int(r[3] or 0)) for r in session.execute(text(_TOTALS), params)}
         means = {arm: sums.get(arm, (0, 0.0, 0))[1] / n for arm, n in users.items() if n}
         second_params = dict(params)
-        second = text(_TOTALS_SECOND.format(mean=_by_arm("arm", means, second_params, "m")))
+        second = text(_TOTALS_SECOND.format(deviation=_nz(f"total - {_by_arm('arm', means, second_params, 'm')}")))
         spread = {r[0]: (float(r[1] or 0), float(r[2] or 0)) for r in session.execute(second, second_params)}
     out = {}
     for arm, n in users.items():
@@ -208,7 +223,7 @@ def _params(key: str, metric: str, now: float, cuped_days: int | None) -> dict[s
 
 # y' - c for an arm's reference point c (its mean of y - theta x, as the moments give it); the sum of
 # these deviations moves c to the exact mean (`_moved`).
-_ADJUSTED_DEVIATION = "(u.v - CAST(:theta AS DOUBLE PRECISION) * u.x - {centre})"
+_ADJUSTED_DEVIATION = _nz("u.v - CAST(:theta AS DOUBLE PRECISION) * u.x - {centre}")
 _ADJUSTED = f"SELECT u.arm, COUNT(*), SUM({_ADJUSTED_DEVIATION} * {_ADJUSTED_DEVIATION}), SUM({_ADJUSTED_DEVIATION}) FROM ({{per_user}}) u GROUP BY u.arm"
 
 
@@ -219,7 +234,7 @@ def adjusted_spread(db: Database, key: str, metric: str, now: float, cuped_days:
     m2_y - 2 theta c_xy + theta^2 m2_x would cancel to rounding; `centres` are the arms' means of y - theta x.
     """
     params = _params(key, metric, now, cuped_days)
-    params["theta"] = theta
+    params["theta"] = theta if abs(theta) >= 1e-154 else 0.0  # with x at least _TINY or 0, theta x stays a normal double
     sql = _ADJUSTED.format(centre=_by_arm("u.arm", centres, params, "c"), per_user=_per_user(metric, builtin=True, cuped=True, binary=False))
     with db.read() as session:
         rows = list(session.execute(text(sql), params))

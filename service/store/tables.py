@@ -286,6 +286,6 @@ class RewardLedgerRow(Base):
     rewarded: Mapped[bool] = mapped_column(Boolean)
     points: Mapped[float] = mapped_column(Float)
     balance_after: Mapped[float] = mapped_column(Float)
-    reason: Mapped[Optional[str]] = mapped_column(Str(64), nullable=True)
+    reason: Mapped[Optional[str]] = mapped_column(Str(256), nullable=True)
     created_at: Mapped[float] = mapped_column(Epoch)
     __table_args__ = (Index("ix_reward_ledger_user", "experiment_key", "user_id", "id"),)

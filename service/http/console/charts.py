@@ -69,14 +69,18 @@ def nice_ticks(low: float, high: float, count: int = 5) -> list[float]:
     """Round tick values that cover [low, high]."""
     if not (math.isfinite(low) and math.isfinite(high)):
         return [0.0, 1.0]
-    if high - low < 1e-12:
-        pad = abs(low) * 0.1 or 1.0
+    size = max(abs(low), abs(high))
+    # A range too narrow to divide (one value, or values alike to 12 digits) is padded around it; one of
+    # values so near 0 that a tenth of them would not stay a normal double spans -1 to 1.
+    if not high - low > max(1e-12 * size, 1e-290):
+        pad = size * 0.1 if size > 1e-280 else 1.0
         low, high = low - pad, high + pad
     raw = (high - low) / count
     magnitude = 10 ** math.floor(math.log10(raw))
     step = next(m * magnitude for m in (1, 2, 2.5, 5, 10) if m * magnitude >= raw * (1 - 1e-9))
     first, last = math.floor(low / step + 1e-9), math.ceil(high / step - 1e-9)
-    return [round(i * step, 12) for i in range(first, last + 1)]
+    # 12 significant digits clear the float noise of i * step (0.30000000000000004) at any magnitude.
+    return [float(f"{i * step:.12g}") for i in range(first, last + 1)]
 
 
 def _svg(width: int, height: int, title: str, summary: str, body: list[str]) -> Markup:

@@ -9,7 +9,7 @@ from typing_extensions import NotRequired, TypedDict
 from recommender.matrix import EVENT_TYPES
 from recommender.models import ALGORITHMS
 from recommender.tuning import MAX_TRIALS, Metric
-from service.http.schemas.common import MAX_BATCH, EpochTimestamp, FiniteFloat, Id, Input, JsonObject, Key, Output, Query, Text
+from service.http.schemas.common import MAX_BATCH, EpochTimestamp, FiniteFloat, Id, Input, JsonObject, Key, Output, Query, StoredJsonObject, Text
 from service.http.schemas.experiments import NotEnrolled
 
 if TYPE_CHECKING:
@@ -27,7 +27,7 @@ class ItemIn(Input):
     title: Text | None = Field(default=None, max_length=512)
     category: Text | None = Field(default=None, max_length=128)
     available: bool | None = None
-    attributes: JsonObject | None = None
+    attributes: StoredJsonObject | None = None
 
 
 class ItemBatch(Input):

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import math
 import re
+import sys
 from datetime import datetime
 from types import UnionType
 from typing import Annotated, Any, ClassVar, Union, get_args, get_origin
@@ -58,6 +59,9 @@ Timestamp = Annotated[AwareDatetime, Strict(False), BeforeValidator(_iso_text), 
 EpochTimestamp = Annotated[AwareDatetime, Strict(False), BeforeValidator(_iso_text), AfterValidator(_epoch_in_window)]
 
 
+_LARGEST_DOUBLE = int(sys.float_info.max)
+
+
 def _finite_throughout(value: Any) -> Any:
     """Free-form JSON (attributes, payloads, settings) with no NaN or Infinity anywhere inside: stored, they came back as null."""
     pending = [value]
@@ -73,6 +77,26 @@ def _finite_throughout(value: Any) -> Any:
 
 
 JsonObject = Annotated[dict[str, Any], AfterValidator(_finite_throughout)]
+
+
+def _doubles_throughout(value: Any) -> Any:
+    """Free-form JSON whose integers a double can hold: 10**400 is valid JSON, but JavaScript's JSON.parse, and
+    every client that reads numbers as doubles, reads it as Infinity, as it would 1e400, which is refused."""
+    pending = [value]
+    while pending:
+        item = pending.pop()
+        if isinstance(item, int) and not isinstance(item, bool) and abs(item) > _LARGEST_DOUBLE:
+            raise ValueError("numbers must be finite: an integer this large reads as Infinity wherever numbers are doubles")
+        if isinstance(item, dict):
+            pending.extend(item.values())
+        elif isinstance(item, list):
+            pending.extend(item)
+    return value
+
+
+# Stored as sent and handed back to storefronts (item attributes, arm payloads); the other free-form
+# fields are read by a validator of their own, which refuses such numbers with its own field's name.
+StoredJsonObject = Annotated[dict[str, Any], AfterValidator(_finite_throughout), AfterValidator(_doubles_throughout)]
 
 
 class Input(BaseModel):

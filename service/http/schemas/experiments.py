@@ -8,7 +8,7 @@ from pydantic import ConfigDict, Field, StringConstraints, create_model, field_v
 from bandits.registry import POLICIES
 from experiments.definitions import DESIGN_FIELDS
 from experiments.schedules import SCHEDULES, Schedule
-from service.http.schemas.common import MAX_BATCH, FiniteFloat, Id, Input, JsonObject, Key, Output, PositiveFloat, Query, Text, Timestamp
+from service.http.schemas.common import MAX_BATCH, FiniteFloat, Id, Input, JsonObject, Key, Output, PositiveFloat, Query, StoredJsonObject, Text, Timestamp
 
 
 
@@ -51,7 +51,7 @@ class ArmIn(Input):
 
     key: Key
     weight: PositiveFloat = 1.0
-    payload: JsonObject = Field(default_factory=dict)
+    payload: StoredJsonObject = Field(default_factory=dict)
     schedule: ScheduleIn | None = None
 
 
