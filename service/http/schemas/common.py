@@ -6,7 +6,7 @@ import re
 import sys
 from datetime import datetime
 from types import UnionType
-from typing import Annotated, Any, ClassVar, Union, get_args, get_origin
+from typing import Annotated, Any, ClassVar, Iterator, Union, get_args, get_origin
 
 from pydantic import AfterValidator, AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Field, Strict, StringConstraints, ValidationInfo, field_validator
 
@@ -62,17 +62,23 @@ EpochTimestamp = Annotated[AwareDatetime, Strict(False), BeforeValidator(_iso_te
 _LARGEST_DOUBLE = int(sys.float_info.max)
 
 
-def _finite_throughout(value: Any) -> Any:
-    """Free-form JSON (attributes, payloads, settings) with no NaN or Infinity anywhere inside: stored, they came back as null."""
+def _leaves(value: Any) -> Iterator[Any]:
+    """Every value inside nested JSON objects and arrays that is neither."""
     pending = [value]
     while pending:
         item = pending.pop()
-        if isinstance(item, float) and not math.isfinite(item):
-            raise ValueError("numbers must be finite: NaN and Infinity are not JSON")
         if isinstance(item, dict):
             pending.extend(item.values())
         elif isinstance(item, list):
             pending.extend(item)
+        else:
+            yield item
+
+
+def _finite_throughout(value: Any) -> Any:
+    """Free-form JSON (attributes, payloads, settings) with no NaN or Infinity anywhere inside: stored, they came back as null."""
+    if any(isinstance(item, float) and not math.isfinite(item) for item in _leaves(value)):
+        raise ValueError("numbers must be finite: NaN and Infinity are not JSON")
     return value
 
 
@@ -82,15 +88,8 @@ JsonObject = Annotated[dict[str, Any], AfterValidator(_finite_throughout)]
 def _doubles_throughout(value: Any) -> Any:
     """Free-form JSON whose integers a double can hold: 10**400 is valid JSON, but JavaScript's JSON.parse, and
     every client that reads numbers as doubles, reads it as Infinity, as it would 1e400, which is refused."""
-    pending = [value]
-    while pending:
-        item = pending.pop()
-        if isinstance(item, int) and not isinstance(item, bool) and abs(item) > _LARGEST_DOUBLE:
-            raise ValueError("numbers must be finite: an integer this large reads as Infinity wherever numbers are doubles")
-        if isinstance(item, dict):
-            pending.extend(item.values())
-        elif isinstance(item, list):
-            pending.extend(item)
+    if any(isinstance(item, int) and not isinstance(item, bool) and abs(item) > _LARGEST_DOUBLE for item in _leaves(value)):
+        raise ValueError("numbers must be finite: an integer this large reads as Infinity wherever numbers are doubles")
     return value
 
 
