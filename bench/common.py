@@ -5,6 +5,8 @@ import atexit
 import json
 import math
 import os
+import shutil
+import signal
 import sys
 import tempfile
 import time
@@ -23,9 +25,19 @@ from service.store.catalogue import upsert_items  # noqa: E402
 from service.store.events import insert_events  # noqa: E402
 
 
+def _exit_on_terminate(signum: int, frame: object) -> None:
+    sys.exit(128 + signum)
+
+
 def fresh_config(name: str) -> Config:
-    """A new SQLite database under a temp folder, or a new database on the PostgreSQL server BENCH_DATABASE_URL names."""
+    """A new SQLite database under a temp folder, or a new database on the PostgreSQL server BENCH_DATABASE_URL names.
+
+    Both go when the benchmark exits, stopped (SIGTERM, Ctrl-C) or not: a run's models and
+    database reach gigabytes (1.3 GB for bench/quality.py), and they had piled up in the temp folder.
+    """
     folder = Path(tempfile.mkdtemp(prefix=f"stickyloop-bench-{name}-"))
+    atexit.register(shutil.rmtree, folder, ignore_errors=True)
+    signal.signal(signal.SIGTERM, _exit_on_terminate)  # atexit runs on sys.exit, not on a signal's default death
     server = os.environ.get("BENCH_DATABASE_URL")
     url = _own_postgres_database(server, name) if server else f"sqlite:///{folder / 'bench.db'}"
     return Config(database_url=url, model_dir=folder / "models", log_level="WARNING", log_requests=False, training_runner="thread")

@@ -87,7 +87,7 @@ def main() -> None:
     parser.add_argument("--only", default="", help="comma-separated algorithms to run (popularity and default ALS always run)")
     args = parser.parse_args()
     if not (MOVIELENS / "ratings.csv").exists():
-        sys.exit(f"needs {MOVIELENS}")
+        sys.exit(f"needs MovieLens latest-small: set MOVIELENS_DIR to the folder holding ratings.csv (see the README's Data); {MOVIELENS / 'ratings.csv'} is not there")
     # scipy's inverse holds the GIL, so the run's heartbeat thread waits through each EASE fit; on a
     # loaded shared machine one fit can outlast the default 30 s and the run is reported failed.
     config = dataclasses.replace(fresh_config("quality"), training_stale_seconds=600.0)

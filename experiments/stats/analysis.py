@@ -71,9 +71,6 @@ def _arm_alone(arm: ArmSummary, kind: Kind, alpha: float) -> tuple[Interval | No
         ci = t_interval(arm, alpha)
         if ci is None:
             notes.append("one user is not enough for an interval of the mean")
-        elif ci.low == ci.high:  # every user alike: a t interval of no width would claim the mean is known exactly
-            ci = None
-            notes.append("every user in this arm has the same value so far, so its mean has no interval")
     return ci, notes
 
 

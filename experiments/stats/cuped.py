@@ -136,7 +136,7 @@ def _adjusted_m2(arms: Sequence[CupedArm], theta: float, exact_spread: ExactSpre
     """
     m2s = [a.m2_y - 2 * theta * a.c_xy + theta * theta * a.m2_x for a in arms]
     scales = [a.m2_y + theta * theta * a.m2_x for a in arms]
-    cancelled = [a.users > 1 and m2 <= _CANCELLING * scale for a, m2, scale in zip(arms, m2s, scales)]
+    cancelled = [a.users > 1 and scale > 0 and m2 <= _CANCELLING * scale for a, m2, scale in zip(arms, m2s, scales)]
     if exact_spread is not None and any(cancelled):
         exact = list(exact_spread(theta))
         out = []

@@ -38,9 +38,7 @@ def lift_estimate(control: ArmSummary, treat: ArmSummary, binary: bool) -> Lift:
     if not math.isfinite(ratio):
         return Lift(None, None, "lift is not a finite number: the control's mean is too close to 0 next to the treatment's")
     vc, vt = mean_variance(control, binary), mean_variance(treat, binary)
-    # One user in an arm: the lift is known, its spread is not. A proportion's p(1 - p)/n is 0 for one
-    # user, which would read as certainty about that arm, so it counts as unknown too.
-    if vc is None or vt is None or min(control.users, treat.users) < 2:
+    if vc is None or vt is None:  # one user in an arm of a continuous metric: the lift is known, its spread is not
         return Lift(ratio - 1, None, "the lift has no interval: an arm's variance needs at least 2 users")
     # hypot and one division by |m_c| keep every step finite wherever the answer is.
     se = math.hypot(math.sqrt(vt), ratio * math.sqrt(vc)) / abs(mc)

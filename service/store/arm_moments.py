@@ -51,9 +51,11 @@ def _before_exposure(metric: str) -> str:
 
 # PostgreSQL refuses a product that rounds to 0 ("value out of range: underflow"): the square of one
 # stored purchase of 1e-300 had made an experiment's results fail for good. Values and deviations
-# smaller than this count as 0 wherever they are multiplied, on both stores alike: their squares
-# would lie below the smallest normal double, and their products with each other stay above it.
-_TINY = "1e-154"
+# smaller than this count as 0 where they are multiplied, on both stores alike: the product of two
+# that are not is at least 1e-308, which a double holds, and the square of one that is would add
+# less than that to a sum. Sums and means take the values as stored.
+TINY = 1e-154
+_TINY = repr(TINY)
 
 
 def _nz(expr: str) -> str:
@@ -77,29 +79,28 @@ def _per_user(metric: str, builtin: bool, cuped: bool, binary: bool) -> str:
             "LEFT JOIN user_metric_totals t ON t.experiment_key = x.experiment_key AND t.metric = :metric "
             "AND t.user_id = x.user_id WHERE x.experiment_key = :key"
         )
-    return f"SELECT q.arm AS arm, q.p AS p, {_nz('q.v')} AS v, {_nz('q.x')} AS x FROM ({rows}) q"
+    # nv and nx: v and x as factors of a product (see _TINY).
+    return f"SELECT q.arm AS arm, q.p AS p, q.v AS v, q.x AS x, {_nz('q.v')} AS nv, {_nz('q.x')} AS nx FROM ({rows}) q"
 
 
 # One pass of plain sums, enough while the values' spread is not tiny beside their mean.
 _SUMS = (
     "SELECT u.arm, COUNT(*), SUM(u.v), SUM(u.x), SUM(CASE WHEN u.v > 0 THEN 1 ELSE 0 END), "
-    "SUM(1.0 / u.p), SUM(u.v / u.p), SUM(1.0 / (u.p * u.p)), SUM(u.v / (u.p * u.p)), SUM(u.v * u.v / (u.p * u.p)), "
-    "SUM(u.v * u.v), SUM(u.x * u.x), SUM(u.x * u.v) FROM ({per_user}) u GROUP BY u.arm"
+    "SUM(1.0 / u.p), SUM(u.v / u.p), SUM(1.0 / (u.p * u.p)), SUM(u.v / (u.p * u.p)), SUM(u.nv * u.nv / (u.p * u.p)), "
+    "SUM(u.nv * u.nv), SUM(u.nx * u.nx), SUM(u.nx * u.nv) FROM ({per_user}) u GROUP BY u.arm"
 )
-_DV, _DX = _nz("u.v - m.mv"), _nz("u.x - m.mx")
 # Otherwise one statement, two passes: the per-user rows are computed once (MATERIALIZED), the arm
 # means from them, then the deviations around those means. A plain SUM near 1e15 rounds each value
 # by up to 0.06, so the first pass's mean is only a reference point: the deviations' own sum (small
 # numbers, summed exactly enough) moves it to the mean, and the moments to it (`_recentred`). The
 # propensity-weighted sums are taken of v minus that reference point, which becomes their `shift`.
 _MOMENTS = (
-    "WITH u AS MATERIALIZED ({per_user}), m AS (SELECT arm, AVG(v) AS mv, AVG(x) AS mx FROM u GROUP BY arm) "
-    "SELECT u.arm, COUNT(*), MAX(m.mv), MAX(m.mx), SUM(CASE WHEN u.v > 0 THEN 1 ELSE 0 END), "
-    f"SUM(1.0 / u.p), SUM({_DV} / u.p), SUM(1.0 / (u.p * u.p)), SUM({_DV} / (u.p * u.p)), "
-    f"SUM({_DV} * {_DV} / (u.p * u.p)), "
-    f"SUM({_DV} * {_DV}), SUM({_DX} * {_DX}), SUM({_DX} * {_DV}), "
-    f"SUM({_DV}), SUM({_DX}) "
-    "FROM u JOIN m ON m.arm = u.arm GROUP BY u.arm"
+    "WITH u AS MATERIALIZED ({per_user}), m AS (SELECT arm, AVG(v) AS mv, AVG(x) AS mx FROM u GROUP BY arm), "
+    f"d AS (SELECT u.arm AS arm, u.p AS p, u.v AS v, m.mv AS mv, m.mx AS mx, {_nz('u.v - m.mv')} AS dv, {_nz('u.x - m.mx')} AS dx "
+    "FROM u JOIN m ON m.arm = u.arm) "
+    "SELECT arm, COUNT(*), MAX(mv), MAX(mx), SUM(CASE WHEN v > 0 THEN 1 ELSE 0 END), "
+    "SUM(1.0 / p), SUM(dv / p), SUM(1.0 / (p * p)), SUM(dv / (p * p)), SUM(dv * dv / (p * p)), "
+    "SUM(dv * dv), SUM(dx * dx), SUM(dx * dv), SUM(dv), SUM(dx) FROM d GROUP BY arm"
 )
 # Reported metrics of A/B tests: users come from the exposures, values from the totals, which carry their arm.
 _EXPOSED = "SELECT arm, COUNT(*) FROM exposures WHERE experiment_key = :key GROUP BY arm"
@@ -223,8 +224,8 @@ def _params(key: str, metric: str, now: float, cuped_days: int | None) -> dict[s
 
 # y' - c for an arm's reference point c (its mean of y - theta x, as the moments give it); the sum of
 # these deviations moves c to the exact mean (`_moved`).
-_ADJUSTED_DEVIATION = _nz("u.v - CAST(:theta AS DOUBLE PRECISION) * u.x - {centre}")
-_ADJUSTED = f"SELECT u.arm, COUNT(*), SUM({_ADJUSTED_DEVIATION} * {_ADJUSTED_DEVIATION}), SUM({_ADJUSTED_DEVIATION}) FROM ({{per_user}}) u GROUP BY u.arm"
+_ADJUSTED_DEVIATION = _nz("u.v - CAST(:theta AS DOUBLE PRECISION) * u.nx - {centre}")
+_ADJUSTED = f"SELECT arm, COUNT(*), SUM(d * d), SUM(d) FROM (SELECT u.arm AS arm, {_ADJUSTED_DEVIATION} AS d FROM ({{per_user}}) u) a GROUP BY arm"
 
 
 def adjusted_spread(db: Database, key: str, metric: str, now: float, cuped_days: int, theta: float, centres: dict[str, float]) -> dict[str, float]:
@@ -234,7 +235,7 @@ def adjusted_spread(db: Database, key: str, metric: str, now: float, cuped_days:
     m2_y - 2 theta c_xy + theta^2 m2_x would cancel to rounding; `centres` are the arms' means of y - theta x.
     """
     params = _params(key, metric, now, cuped_days)
-    params["theta"] = theta if abs(theta) >= 1e-154 else 0.0  # with x at least _TINY or 0, theta x stays a normal double
+    params["theta"] = theta if abs(theta) >= TINY else 0.0  # a factor of theta * nx, as of any product
     sql = _ADJUSTED.format(centre=_by_arm("u.arm", centres, params, "c"), per_user=_per_user(metric, builtin=True, cuped=True, binary=False))
     with db.read() as session:
         rows = list(session.execute(text(sql), params))

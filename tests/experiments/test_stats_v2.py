@@ -162,10 +162,10 @@ def _t_lift(c: np.ndarray, t: np.ndarray, offset: float, binary: bool) -> tuple[
     if mc == 0:
         return None
     lift = (t.mean() - c.mean()) / mc
-    if len(c) < 2 or len(t) < 2:
-        return lift, None
     if binary:
         vc, vt = mc * (1 - mc) / len(c), mt * (1 - mt) / len(t)
+    elif len(c) < 2 or len(t) < 2:
+        return lift, None
     else:
         vc, vt = c.var(ddof=1) / len(c), t.var(ddof=1) / len(t)
     se = math.sqrt(vt / mc**2 + mt**2 * vc / mc**4)

@@ -1055,7 +1055,7 @@ def test_the_results_page_cuts_a_rate_lift_interval_at_minus_100_percent_and_mar
     html = as_role("analyst").get("/ui/experiments/points-q4/results").get_data(as_text=True)
     row = html.split('<th scope="row">every5', 1)[1].split("</tr>", 1)[0]
     assert f"[-100.0%, {every5['lift_ci'][1]:+.1%}]" in row
-    assert "shown cut at that bound" in html and "(one look)" not in html
+    assert "reach below −100 %" in html and "(one look)" not in html
     sequential = as_role("analyst").get("/ui/experiments/points-q4/results?sequential=true").get_data(as_text=True)
     assert "(one look)" in sequential and "Sequential intervals are on" in sequential
 
@@ -1086,3 +1086,20 @@ def test_the_user_page_shows_points_and_values_as_stored_and_arms_without_a_sche
     assert "points-q4: balance 150.46 points" in page and '<td class="num">150.46</td>' in page
     banner = page.split("<h4>banner:", 1)[1].split("</h4>", 1)[0]
     assert "the user's arm grants no points (it has no reward schedule)" in banner and "balance" not in banner
+
+
+def test_a_bandit_s_ipw_rate_interval_is_shown_from_zero_but_never_capped_at_100_percent(as_role, client, auth):
+    from experiments.stats.ipw import PropensitySums, ipw_arm
+
+    shop = auth("storefront")
+    running(client, auth("editor"), bandit_definition(arms=2))
+    users = [(u, assign(client, shop, "bonus-bandit", f"ipw{u}")) for u in range(40)]
+    converted = [f"ipw{u}" for u, a in users if a["arm"] == "arm0"][:2]
+    post_ok(client, "/v1/outcomes", {"outcomes": [{"outcome_id": f"o-{u}", "experiment": "bonus-bandit", "user_id": u, "metric": "conversion"} for u in converted]}, shop)
+    arms = {a["arm"]: a for a in get_ok(client, "/v1/experiments/bonus-bandit/results", auth("analyst"))["arms"]}
+    assert arms["arm0"]["ipw_ci"][0] < 0  # two conversions: the normal interval reaches below 0
+    html = as_role("analyst").get("/ui/experiments/bonus-bandit/results").get_data(as_text=True)
+    row = html.split('<th scope="row">arm0', 1)[1].split("</tr>", 1)[0]
+    assert f"[0.0%, {arms['arm0']['ipw_ci'][1]:.1%}]" in row and "shown from 0 %" in html
+    # An IPW estimate is a weighted sum, not a share: it can pass 1, and its interval is not cut there.
+    assert ipw_arm(PropensitySums.of_values([0.5, 0.5, 0.9], [1.0, 1.0, 0.0]), 3, 0.05).ipw_mean > 1

@@ -39,16 +39,17 @@ def _convert(client: Any, auth: Auth, key: str, users: list[str]) -> None:
     post_ok(client, "/v1/outcomes", {"outcomes": outcomes}, auth("storefront"))
 
 
-def test_a_one_user_arm_has_a_lift_but_no_lift_interval(client: Any, auth: Auth, db: Database) -> None:
-    # One converted user is a proportion of 1 with p(1 - p)/n = 0: read as certainty, it had narrowed
-    # the lift's interval to the treatment's spread alone.
+def test_a_one_user_arm_keeps_the_contract_s_delta_method_lift_interval_and_is_flagged(client: Any, auth: Auth, db: Database) -> None:
+    # The contract's delta method takes a rate's variance as p(1 - p)/n, 0 for one converted user: the
+    # interval is the formula's, and the arm's notes say how little it rests on.
     control, treatment = _exposed(client, auth, db, "one-user", (1, 20))
     _convert(client, auth, "one-user", control + treatment[:7])
     arm = get_ok(client, "/v1/experiments/one-user/results", auth("analyst"))["arms"][1]
-    assert arm["lift"] == pytest.approx(7 / 20 - 1, rel=1e-12)
-    assert arm["lift_ci"] is None
-    assert any("at least 2 users" in note for note in arm["notes"])
-    assert arm["diff_ci"] is not None  # Wald's interval of the difference is the contract's formula, defined here
+    lift, z = 7 / 20 - 1, stats.norm.isf(0.025)
+    half = z * np.sqrt(0.35 * 0.65 / 20) / 1.0  # v_t / m_c^2 with v_c = 0
+    assert arm["lift"] == pytest.approx(lift, rel=1e-12)
+    assert arm["lift_ci"] == pytest.approx([lift - half, lift + half], rel=1e-9)
+    assert any("normal approximation" in note for note in arm["notes"])
 
 
 def test_arms_constant_but_different_have_no_confidence_sequence_for_the_lift(client: Any, auth: Auth, db: Database) -> None:
@@ -96,7 +97,6 @@ def test_cuped_with_a_covariate_that_predicts_revenue_almost_exactly(client: Any
     got = body["arms"][1]
     if noise == 0.0:  # y' is exactly constant within each arm: no interval rather than one a few ulps wide
         assert got["diff_ci"] is None and got["p_value"] is None
-        assert got["ci"] is None and "has the same value so far" in "; ".join(got["notes"])  # not [m, m]
         return
     welch = stats.ttest_ind(treatment, control, equal_var=False)
     assert got["p_value"] == pytest.approx(welch.pvalue, rel=1e-6)
@@ -104,3 +104,10 @@ def test_cuped_with_a_covariate_that_predicts_revenue_almost_exactly(client: Any
     assert got["diff_ci"] == pytest.approx([low, high], rel=1e-6)
     se = np.sqrt(treatment.var(ddof=1) / len(treatment) + control.var(ddof=1) / len(control))
     assert got["chance_to_beat_control"] == pytest.approx(stats.norm.cdf((treatment.mean() - control.mean()) / se), rel=1e-6)
+
+
+def test_a_retention_metric_nobody_is_old_enough_for_says_so_rather_than_no_users(client: Any, auth: Auth, db: Database) -> None:
+    _exposed(client, auth, db, "young", (5, 5))
+    body = get_ok(client, "/v1/experiments/young/results?metric=retention_d30&cuped=true", auth("analyst"))
+    assert "CUPED skipped: no user was exposed 31 or more days ago yet" in body["notes"]
+    assert not any("no exposed users yet" in note for note in body["notes"])

@@ -151,3 +151,16 @@ def test_0016_rebuilds_activity_from_events_dated_ahead_and_returns(empty_db):
         rows = {r[0]: r[1:] for r in conn.execute(text("SELECT user_id, first_seen, last_seen, purchases, revenue FROM user_activity"))}
     assert rows["ahead"][0] == pytest.approx(now - 40 * 86_400) and now - 60 <= rows["ahead"][1] <= time.time()
     assert rows["ahead"][2:] == (1, 5.0) and rows["returner"][2:] == (0, -5.0) and rows["plain"][2:] == (1, 7.0)
+
+
+def test_0017_lets_a_ledger_reason_name_a_long_action_and_its_downgrade_cuts_it_back(empty_db):
+    upgrade(empty_db)
+    reason = "not a qualifying action (this schedule rewards '" + "a" * 64 + "')"
+    with empty_db.engine.begin() as conn:
+        conn.execute(text(
+            "INSERT INTO reward_ledger (action_id, experiment_key, user_id, arm, action, value, ts, sequence, rewarded, points, balance_after, reason, created_at) "
+            "VALUES ('a1', 'x', 'u', 'c', 'purchase', 1.0, 0, 1, false, 0, 0, :reason, 0)"), {"reason": reason})
+    downgrade(empty_db, "0016")
+    with empty_db.engine.connect() as conn:
+        assert conn.execute(text("SELECT reason FROM reward_ledger")).scalar_one() == reason[:64]
+    upgrade(empty_db)

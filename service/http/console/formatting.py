@@ -23,15 +23,13 @@ def num(value: Any, digits: int = 4) -> str:
 
 
 def amount(value: Any) -> str:
-    """A stored amount (points, a purchase's value) as given, to the cent and beyond where it has more:
-    rounded to significant digits, a ledger's rows stopped adding up to its balance."""
+    """A stored amount (points, a purchase's value) to ten significant digits: at `num`'s four, a ledger's
+    rows (150.46 shown as 150.5) stopped adding up to its balance."""
     if not _finite(value):
         return DASH
     if float(value).is_integer() and abs(value) < 1e15:
         return f"{int(value):,}"
-    if abs(value) < 1e-6:
-        return num(value)
-    return f"{value:,.6f}".rstrip("0").rstrip(".")
+    return f"{value:,.10g}"
 
 
 def pct(value: Any, signed: bool = False) -> str:

@@ -119,9 +119,12 @@ def results_page(key: str) -> tuple[str, int]:
     days = _retention_days(errors)
     retention, retention_has_data, retention_last = _retention_chart(key, days, answer["alpha"])
     rough = _rough_comparisons(answer) if binary else set()
-    # A rate lies in [0, 1] and its lift at or above -100 %, except after CUPED, whose adjusted rates may not.
+    # A rate's lift lies at or above -100 %, except after CUPED, whose adjusted rates may not; an IPW rate
+    # at or above 0 (not at or below 1: weights can carry it past 1).
     lift_floor = -1.0 if binary and not answer.get("cuped") else None
-    cut = binary and any(fmt.beyond(a["lift_ci"], lift_floor) or fmt.beyond(a.get("ipw_ci"), 0.0, 1.0) for a in answer["arms"])
+    ipw_floor = 0.0 if binary else None
+    cut_lifts = any(fmt.beyond(a["lift_ci"], lift_floor) for a in answer["arms"])
+    cut_ipw = any(fmt.beyond(a.get("ipw_ci"), ipw_floor) for a in answer["arms"])
     guardrail_kinds = {g: metric_kind(exp, g) for g in exp["guardrails"]}
     lower_is_better = is_lower_better(exp, answer["metric"])
     return render_template(
@@ -149,7 +152,9 @@ def results_page(key: str) -> tuple[str, int]:
         few_events=FEW_EVENTS,
         rough=rough,
         lift_floor=lift_floor,
-        cut=cut,
+        ipw_floor=ipw_floor,
+        cut_lifts=cut_lifts,
+        cut_ipw=cut_ipw,
         guardrail_kinds=guardrail_kinds,
         # The API's chance is of exceeding the control; for a metric where lower is better the page reads it the other way.
         lower_is_better=lower_is_better,

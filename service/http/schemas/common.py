@@ -75,27 +75,23 @@ def _leaves(value: Any) -> Iterator[Any]:
             yield item
 
 
-def _finite_throughout(value: Any) -> Any:
-    """Free-form JSON (attributes, payloads, settings) with no NaN or Infinity anywhere inside: stored, they came back as null."""
-    if any(isinstance(item, float) and not math.isfinite(item) for item in _leaves(value)):
-        raise ValueError("numbers must be finite: NaN and Infinity are not JSON")
+def _check_numbers(value: Any, doubles: bool) -> Any:
+    """Free-form JSON with no NaN or Infinity inside (stored, they came back as null) and, with `doubles`,
+    no integer a double cannot hold: 10**400 is valid JSON, but JavaScript's JSON.parse, and every client
+    that reads numbers as doubles, reads it as Infinity, as it would 1e400, which is refused."""
+    for item in _leaves(value):
+        if isinstance(item, float) and not math.isfinite(item):
+            raise ValueError("numbers must be finite: NaN and Infinity are not JSON")
+        if doubles and isinstance(item, int) and not isinstance(item, bool) and abs(item) > _LARGEST_DOUBLE:
+            raise ValueError("numbers must be finite: an integer this large reads as Infinity wherever numbers are doubles")
     return value
 
 
-JsonObject = Annotated[dict[str, Any], AfterValidator(_finite_throughout)]
-
-
-def _doubles_throughout(value: Any) -> Any:
-    """Free-form JSON whose integers a double can hold: 10**400 is valid JSON, but JavaScript's JSON.parse, and
-    every client that reads numbers as doubles, reads it as Infinity, as it would 1e400, which is refused."""
-    if any(isinstance(item, int) and not isinstance(item, bool) and abs(item) > _LARGEST_DOUBLE for item in _leaves(value)):
-        raise ValueError("numbers must be finite: an integer this large reads as Infinity wherever numbers are doubles")
-    return value
-
-
-# Stored as sent and handed back to storefronts (item attributes, arm payloads); the other free-form
-# fields are read by a validator of their own, which refuses such numbers with its own field's name.
-StoredJsonObject = Annotated[dict[str, Any], AfterValidator(_finite_throughout), AfterValidator(_doubles_throughout)]
+# Attributes, payloads and settings. A setting (a model's params, a targeting rule) is read by a
+# validator of its own, which refuses an integer beyond a double naming the setting's own field.
+JsonObject = Annotated[dict[str, Any], AfterValidator(lambda value: _check_numbers(value, doubles=False))]
+# Stored as sent and handed back to storefronts (item attributes, arm payloads).
+StoredJsonObject = Annotated[dict[str, Any], AfterValidator(lambda value: _check_numbers(value, doubles=True))]
 
 
 class Input(BaseModel):

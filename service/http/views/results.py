@@ -47,7 +47,7 @@ def _cell(value: Any) -> Any:
 
 
 @bp.get("/v1/experiments/<key>/results.csv")
-@endpoint(f"The same rows as /results, as CSV (RFC 4180): one row per arm, columns {', '.join(CSV_COLUMNS)}, an arm's notes joined with '; '", roles=READ_EXPERIMENTS, tag="results", query=ResultsQuery, media_type="text/csv", errors=(404,), path=KEY)
+@endpoint(f"The same rows as /results, as CSV (RFC 4180): one row per arm, columns {', '.join(CSV_COLUMNS)}; an arm's notes are joined with '; '", roles=READ_EXPERIMENTS, tag="results", query=ResultsQuery, media_type="text/csv", errors=(404,), path=KEY)
 def as_csv(key: str, query: ResultsQuery) -> Response:
     """One row per arm."""
     return csv_response(key, query)
