@@ -108,9 +108,11 @@ _TOTALS = (
     "SELECT arm, COUNT(*), SUM(total), SUM(CASE WHEN total > 0 THEN 1 ELSE 0 END) FROM user_metric_totals "
     "WHERE experiment_key = :key AND metric = :metric GROUP BY arm"
 )
+# The deviation r is named once; its square is guarded rather than r itself (see _TINY), which
+# evaluates the arms' CASE of means twice a row fewer.
 _TOTALS_SECOND = (
-    "SELECT arm, SUM({deviation} * {deviation}), SUM({deviation}) FROM user_metric_totals "
-    "WHERE experiment_key = :key AND metric = :metric GROUP BY arm"
+    f"SELECT arm, SUM(CASE WHEN ABS(r) < {_TINY} THEN 0 ELSE r * r END), SUM(r) FROM ("
+    "SELECT arm, total - {mean} AS r FROM user_metric_totals WHERE experiment_key = :key AND metric = :metric) d GROUP BY arm"
 )
 
 
@@ -166,7 +168,7 @@ def _reported_ab(db: Database, params: dict[str, Any]) -> dict[str, ArmMoments]:
         sums = {r[0]: (int(r[1]), float(r[2] or 0), int(r[3] or 0)) for r in session.execute(text(_TOTALS), params)}
         means = {arm: sums.get(arm, (0, 0.0, 0))[1] / n for arm, n in users.items() if n}
         second_params = dict(params)
-        second = text(_TOTALS_SECOND.format(deviation=_nz(f"total - {_by_arm('arm', means, second_params, 'm')}")))
+        second = text(_TOTALS_SECOND.format(mean=_by_arm("arm", means, second_params, "m")))
         spread = {r[0]: (float(r[1] or 0), float(r[2] or 0)) for r in session.execute(second, second_params)}
     out = {}
     for arm, n in users.items():
