@@ -784,8 +784,8 @@ def test_the_results_page_says_when_figures_are_cuped_adjusted_and_switches_cupe
     assert off.status_code == 200 and "Adjusted with CUPED" not in text and "Rate [95.0% CI]" in text
     assert '<option value="false" selected>off</option>' in text and "two proportion z sequential" in text
     unadjusted = get_ok(client, "/v1/experiments/points-q4/results?metric=purchase_conversion&cuped=false&sequential=true", auth("analyst"))
-    low, high = unadjusted["arms"][1]["diff_ci"]
-    assert f"[{low * 100:+.1f} pp, {high * 100:+.1f} pp]" in text
+    low, high = unadjusted["arms"][1]["diff_ci"]  # a sequence on few users: the page cuts it to ±100 points
+    assert f"[{max(low, -1) * 100:+.1f} pp, {min(high, 1) * 100:+.1f} pp]" in text
     assert 'href="/ui/experiments/points-q4/results.csv?metric=purchase_conversion&amp;alpha=0.05&amp;correction=holm&amp;cuped=false&amp;sequential=true"' in text
 
 
@@ -1055,9 +1055,14 @@ def test_the_results_page_cuts_a_rate_lift_interval_at_minus_100_percent_and_mar
     html = as_role("analyst").get("/ui/experiments/points-q4/results").get_data(as_text=True)
     row = html.split('<th scope="row">every5', 1)[1].split("</tr>", 1)[0]
     assert f"[-100.0%, {every5['lift_ci'][1]:+.1%}]" in row
-    assert "reach below −100 %" in html and "(one look)" not in html
+    assert "a lift below −100 %" in html and "(one look)" not in html
     sequential = as_role("analyst").get("/ui/experiments/points-q4/results?sequential=true").get_data(as_text=True)
     assert "(one look)" in sequential and "Sequential intervals are on" in sequential
+    # The confidence sequence of a difference of rates reaches past +100 points on 60 users: cut there.
+    wide = {a["arm"]: a for a in get_ok(client, "/v1/experiments/points-q4/results?sequential=true", auth("analyst"))["arms"]}["every5"]
+    assert wide["diff_ci"][1] > 1
+    row = sequential.split('<th scope="row">every5', 1)[1].split("</tr>", 1)[0]
+    assert f"[{wide['diff_ci'][0] * 100:+.1f} pp, +100.0 pp]" in row and "a difference of rates beyond ±100 pp" in sequential
 
 
 def test_retention_curves_stop_where_an_arm_has_few_users_old_enough(as_role, client, auth):
@@ -1100,6 +1105,6 @@ def test_a_bandit_s_ipw_rate_interval_is_shown_from_zero_but_never_capped_at_100
     assert arms["arm0"]["ipw_ci"][0] < 0  # two conversions: the normal interval reaches below 0
     html = as_role("analyst").get("/ui/experiments/bonus-bandit/results").get_data(as_text=True)
     row = html.split('<th scope="row">arm0', 1)[1].split("</tr>", 1)[0]
-    assert f"[0.0%, {arms['arm0']['ipw_ci'][1]:.1%}]" in row and "shown from 0 %" in html
+    assert f"[0.0%, {arms['arm0']['ipw_ci'][1]:.1%}]" in row and "an IPW rate below 0 %" in html
     # An IPW estimate is a weighted sum, not a share: it can pass 1, and its interval is not cut there.
     assert ipw_arm(PropensitySums.of_values([0.5, 0.5, 0.9], [1.0, 1.0, 0.0]), 3, 0.05).ipw_mean > 1

@@ -108,6 +108,7 @@ def results_page(key: str) -> tuple[str, int]:
         errors.setdefault("metric", []).append(exc.message)
         query = query.model_copy(update={"metric": None})
         answer = _answer(key, query)
+    answer, cut = _within_possible_values(answer)
     # The difference, not the lift: a lift's interval also carries the control's own uncertainty, and
     # with a small control it straddled zero beside a significant p-value, telling a reader two things.
     differences = [Interval(a["arm"], a["diff"], *(a["diff_ci"] or (None, None))) for a in answer["arms"][1:]]
@@ -119,12 +120,6 @@ def results_page(key: str) -> tuple[str, int]:
     days = _retention_days(errors)
     retention, retention_has_data, retention_last = _retention_chart(key, days, answer["alpha"])
     rough = _rough_comparisons(answer) if binary else set()
-    # A rate's lift lies at or above -100 %, except after CUPED, whose adjusted rates may not; an IPW rate
-    # at or above 0 (not at or below 1: weights can carry it past 1).
-    lift_floor = -1.0 if binary and not answer.get("cuped") else None
-    ipw_floor = 0.0 if binary else None
-    cut_lifts = any(fmt.beyond(a["lift_ci"], lift_floor) for a in answer["arms"])
-    cut_ipw = any(fmt.beyond(a.get("ipw_ci"), ipw_floor) for a in answer["arms"])
     guardrail_kinds = {g: metric_kind(exp, g) for g in exp["guardrails"]}
     lower_is_better = is_lower_better(exp, answer["metric"])
     return render_template(
@@ -151,15 +146,39 @@ def results_page(key: str) -> tuple[str, int]:
         few_effective_users=FEW_EFFECTIVE_USERS,
         few_events=FEW_EVENTS,
         rough=rough,
-        lift_floor=lift_floor,
-        ipw_floor=ipw_floor,
-        cut_lifts=cut_lifts,
-        cut_ipw=cut_ipw,
+        cut=cut,
         guardrail_kinds=guardrail_kinds,
         # The API's chance is of exceeding the control; for a metric where lower is better the page reads it the other way.
         lower_is_better=lower_is_better,
         verdicts=verdicts(answer, lower_is_better, rough, guardrail_kinds),
     ), (422 if errors else 200)
+
+
+# What a rate's figures can be, whatever an interval's formula gives: a difference of rates lies within
+# ±100 points, a lift at or above -100 %, and an IPW rate at or above 0 (weights can carry it past 1).
+# The true effect is bounded so after CUPED too, though adjusted rates themselves may leave [0, 1].
+_RATE_BOUNDS = (("diff_ci", -1.0, 1.0, "difference"), ("lift_ci", -1.0, None, "lift"), ("ipw_ci", 0.0, None, "ipw"))
+
+
+def _within_possible_values(answer: dict[str, Any]) -> tuple[dict[str, Any], set[str]]:
+    """The answer as the page shows it, each rate interval cut to the values its figure can take, and which kinds were cut.
+
+    The normal, delta-method and sequential intervals the contract defines reach past those bounds on
+    few users ([-24 pp, +144 pp]); a cut interval covers the same possible values and claims nothing
+    more. The API and the CSV keep the computed ones.
+    """
+    if answer["metric_kind"] != "binary":
+        return answer, set()
+    cut: set[str] = set()
+    arms = []
+    for arm in answer["arms"]:
+        shown = dict(arm)
+        for field, low, high, kind in _RATE_BOUNDS:
+            if fmt.beyond(shown.get(field), low, high):
+                shown[field] = fmt.clamped(shown[field], low, high)
+                cut.add(kind)
+        arms.append(shown)
+    return {**answer, "arms": arms}, cut
 
 
 def _rough_comparisons(answer: dict[str, Any]) -> set[str]:
