@@ -55,7 +55,9 @@ def _client(base: str, paths: list[str], headers: dict[str, str], seconds: float
 def run(base: str, paths: list[str], headers: dict[str, str], clients: int = 8, seconds: float = 10.0) -> LoadResult:
     """Hit `paths` round-robin from `clients` processes for `seconds`."""
     queue: "mp.Queue[tuple[list[float], int]]" = mp.Queue()
-    procs = [mp.Process(target=_client, args=(base, paths[k::clients] or paths, headers, seconds, queue)) for k in range(clients)]
+    # Daemons: a benchmark stopped mid-run (SIGTERM, see bench.common) exits at once instead of joining
+    # clients that block on a queue nobody reads any more.
+    procs = [mp.Process(target=_client, args=(base, paths[k::clients] or paths, headers, seconds, queue), daemon=True) for k in range(clients)]
     start = time.perf_counter()
     for p in procs:
         p.start()

@@ -122,8 +122,11 @@ def _ipw(s: PropensitySums, total_users: int, alpha: float, notes: list[str]) ->
     # (near-equal Z far from zero); the zeros of users off the arm and varying weights keep that small.
     sum_z2 = s.w2y2 + s.shift * (2 * s.w2y + s.shift * s.w2)
     if sum_z2 == 0:  # every outcome 0 (no conversions yet): an interval of no width at 0 would claim certainty
-        notes.append("every logged user given this arm (or the allocation's arms) has an outcome of 0 so far, so the IPW sum "
-                     "is 0 and has no interval")
+        if sum_z == 0:
+            notes.append("every logged user given this arm (or the allocation's arms) has an outcome of 0 so far, so the IPW sum "
+                         "is 0 and has no interval")
+        else:  # outcomes so near 0 (1e-300) that their squares count as 0
+            notes.append("the outcomes are too near 0 for the spread of the IPW sum to be computed, so it has no interval")
         return mean, None
     spread = sum_z2 - sum_z * mean
     if sum_z2 > 0 and spread < _DIGITS_KEPT * sum_z2:

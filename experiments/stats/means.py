@@ -17,7 +17,9 @@ def _welch(control: ArmSummary, treat: ArmSummary) -> tuple[float, float, float]
     se2 = ac + at
     if se2 <= 0:
         return None
-    df = se2 * se2 / (ac * ac / (control.users - 1) + at * at / (treat.users - 1))
+    # As shares of se2: squaring variances of the mean near 1e-161 and below gave 0 / 0.
+    rc, rt = ac / se2, at / se2
+    df = 1.0 / (rc * rc / (control.users - 1) + rt * rt / (treat.users - 1))
     return treat.mean - control.mean, math.sqrt(se2), df
 
 

@@ -101,12 +101,28 @@ def create(db: Database, fields: dict[str, Any]) -> ExperimentRow:
 _CHANGE_LOCK = {"key_share": True}
 
 
+def _settle_enrolments(session: Session) -> None:
+    """Wait for the exposures being written to commit, and hold new ones until this change commits (PostgreSQL).
+
+    An exposure's statement checks the experiment's stamp in its own snapshot, taken as it began; one
+    slowed inside it (its bandit arm's row held by an outcome batch, say) had committed after a pause or
+    stop returned, enrolling a user the experiment no longer admitted. SHARE conflicts with the ROW
+    EXCLUSIVE lock an insert holds until it commits, and a statement waiting for its lock takes its
+    snapshot once it has it, after this change. Taken first, before the experiment's row, so the order
+    is always table then row. Changes are rare; first exposures wait a few milliseconds. SQLite
+    serialises writers already.
+    """
+    if session.get_bind().dialect.name != "sqlite":
+        session.execute(text("LOCK TABLE exposures IN SHARE MODE"))
+
+
 def patch(db: Database, key: str, changes: dict[str, Any], revision: int | None = None) -> ExperimentRow:
     """Apply changes; design fields only while draft (409), and the result must validate (422).
 
     With `revision`, only to the experiment at that revision (ChangedMeanwhile otherwise), checked under the row's lock.
     """
     with db.write() as session:
+        _settle_enrolments(session)
         row = session.get(ExperimentRow, key, with_for_update=_CHANGE_LOCK)
         if row is None:
             raise NotFound("experiment", key)
@@ -206,6 +222,8 @@ def move(db: Database, key: str, action: str, check_start: Callable[[list[dict[s
     draft comes between the check and the start; it raises to refuse.
     """
     with db.write() as session:
+        if action != "start":  # a start enrols from now on: nothing in flight can predate it
+            _settle_enrolments(session)
         row = session.get(ExperimentRow, key, with_for_update=_CHANGE_LOCK)
         if row is None:
             raise NotFound("experiment", key)

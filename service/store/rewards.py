@@ -127,7 +127,9 @@ def _record(session: Session, action: ActionIn, stopped: bool, decide: Decide) -
         return {**ledger_json(entry), "recorded": False}
     if stopped:
         state_row = session.get(RewardStateRow, (action.experiment, action.user_id))
-        entry = _entry(action, exposure.arm, 0, False, 0.0, state_row.balance if state_row else 0.0, "not_running: the experiment is stopped")
+        # The count of qualifying actions stands where the stop left it, as for any action that does not qualify.
+        counted, balance = (state_row.actions, state_row.balance) if state_row else (0, 0.0)
+        entry = _entry(action, exposure.arm, counted, False, 0.0, balance, "not_running: the experiment is stopped")
     else:
         applied = _apply(session, action, exposure, decide)
         if isinstance(applied, dict):

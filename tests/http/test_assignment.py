@@ -291,3 +291,36 @@ def test_bandit_assignment_gives_the_propensity(client, auth):
     answer = assign(client, auth("storefront"), "bonus-bandit", "u1")
     # No data: every arm is untried, so all are "best" and the allocation is uniform.
     assert answer["probability"] == np.float64(1 / 3)
+
+
+@pytest.mark.parametrize("action", ["stop", "pause"])
+def test_an_enrolment_in_flight_counts_before_a_stop_returns_or_not_at_all(app, auth, db, action):
+    # A first exposure checks the experiment's status in the snapshot its statement began with. One held
+    # up inside its statement (here: its arm's statistics row, locked as an outcome batch would) had
+    # committed after a stop had returned, so results read after the stop later gained a user.
+    editor, shop, analyst = auth("editor"), auth("storefront"), auth("analyst")
+    running(app.test_client(), editor, bandit_definition(arms=2, bandit={"algorithm": "thompson", "min_probability": 0.4}))
+    holder = db.engine.connect()
+    holding = holder.begin()
+    if db.is_sqlite:  # a write holds every other writer back
+        holder.execute(BanditArmStatsRow.__table__.update().values(pulls=BanditArmStatsRow.pulls))
+    else:
+        holder.execute(select(BanditArmStatsRow).with_for_update())
+
+    def users() -> int:
+        body = app.test_client().get("/v1/experiments/bonus-bandit/results", headers=analyst).get_json()
+        return sum(a["users"] for a in body["arms"])
+
+    def change() -> int:
+        assert app.test_client().post(f"/v1/experiments/bonus-bandit/{action}", headers=editor).status_code == 200
+        return users()  # what an analyst reads the moment the change returns
+
+    with ThreadPoolExecutor(2) as pool:
+        assigned = pool.submit(lambda: app.test_client().get("/v1/experiments/bonus-bandit/assignment?user_id=late", headers=shop).get_json())
+        time.sleep(0.3)  # the assignment's statement is under way, waiting for the arm's row
+        changed = pool.submit(change)
+        time.sleep(0.3)
+        holding.rollback()
+        holder.close()
+        seen_at_change, answer = changed.result(timeout=30), assigned.result(timeout=30)
+    assert users() == seen_at_change == (1 if answer["enrolled"] else 0)

@@ -583,7 +583,7 @@ def test_an_action_without_a_body_refuses_one_instead_of_ignoring_it(client, aut
 # --- tiny values, long action names, integers beyond a double ---------------------------------------
 
 
-@pytest.mark.parametrize("tiny", [1e-300, 5e-324, -1e-170])
+@pytest.mark.parametrize("tiny", [1e-300, 5e-324, -1e-170, 1e-150, 1e-100])
 def test_values_near_zero_leave_every_read_of_an_experiment_working(client, auth, keys, tiny):
     # PostgreSQL refuses a float product that rounds to 0: the square of one such purchase had made
     # results, the CSV and the console fail for good, with no way to remove the row.

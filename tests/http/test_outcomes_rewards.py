@@ -292,3 +292,18 @@ def test_an_action_after_the_stop_is_recorded_under_the_users_arm_and_earns_noth
     assert reward(client, shop, "late-1", "u-late", "2026-11-22T10:00:00Z")["duplicate"] is True
     ledger = get_ok(client, "/v1/experiments/points-q4/users/u-late/rewards", shop)
     assert ledger["arm"] == arm and [h["arm"] for h in ledger["history"]] == [arm]
+
+
+def test_a_ledger_s_sequence_counts_qualifying_actions_and_an_action_after_the_stop_keeps_the_count(client, auth):
+    shop = auth("storefront")
+    every2 = {"type": "fixed_ratio", "every": 2, "points": 10}
+    running(client, auth("editor"), {"key": "pairs", "name": "Pairs", "arms": [{"key": "a", "schedule": every2}, {"key": "b", "schedule": every2}],
+                                     "metrics": [{"key": "conversion"}]})
+    assign(client, shop, "pairs", "u1")
+    for i, action in enumerate(("purchase", "view", "purchase", "view")):
+        post_ok(client, "/v1/rewards", {"action_id": f"a{i}", "user_id": "u1", "experiment": "pairs", "action": action, "value": 1}, shop)
+    post_ok(client, "/v1/experiments/pairs/stop", None, auth("editor"))
+    post_ok(client, "/v1/rewards", {"action_id": "late", "user_id": "u1", "experiment": "pairs", "action": "purchase", "value": 1}, shop)
+    history = get_ok(client, "/v1/experiments/pairs/users/u1/rewards", shop)["history"]
+    assert [h["sequence"] for h in history] == [1, 1, 2, 2, 2]
+    assert [h["points"] for h in history] == [0, 0, 10, 0, 0] and history[-1]["balance"] == 10

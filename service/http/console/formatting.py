@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import math
 from datetime import datetime, timezone
+from decimal import Decimal
 from typing import Any, Sequence
 
 DASH = "–"
@@ -23,13 +24,16 @@ def num(value: Any, digits: int = 4) -> str:
 
 
 def amount(value: Any) -> str:
-    """A stored amount (points, a purchase's value) to ten significant digits: at `num`'s four, a ledger's
-    rows (150.46 shown as 150.5) stopped adding up to its balance."""
+    """A stored amount (points, a purchase's value) as stored: the shortest decimal that reads back as the
+    same number. At `num`'s four significant digits a ledger's rows (150.46 shown as 150.5) stopped adding
+    up to its balance. Amounts below 1e-6 read in `num`'s exponent form rather than as a run of zeros."""
     if not _finite(value):
         return DASH
     if float(value).is_integer() and abs(value) < 1e15:
         return f"{int(value):,}"
-    return f"{value:,.10g}"
+    if abs(value) < 1e-6:
+        return num(value)
+    return f"{Decimal(repr(float(value))):,f}"
 
 
 def pct(value: Any, signed: bool = False) -> str:

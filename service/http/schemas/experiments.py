@@ -273,7 +273,10 @@ class RewardOut(Output):
     rewarded: bool
     points: float
     balance: float
-    sequence: int
+    sequence: int = Field(
+        description="the user's qualifying actions so far, this one included when it qualifies (the n of 'every nth'); "
+        "an action that does not qualify, or arrives after the stop, repeats the count before it"
+    )
     reason: str
     duplicate: bool
     timestamp: str
@@ -281,7 +284,7 @@ class RewardOut(Output):
 
 
 class LedgerOut(Output):
-    """A user's balance and reward history in one experiment, in the order the actions were recorded (`sequence`)."""
+    """A user's balance and reward history in one experiment, in the order the actions were recorded."""
 
     experiment: str
     user_id: str
