@@ -48,6 +48,10 @@ class Unavailable(ServiceError):
     """A dependency (the database) cannot be reached."""
 
 
+class Busy(Unavailable):
+    """The database answers, but other work holds what a change needs for longer than it waits; the message names no host."""
+
+
 def detail(field: str, message: str, index: int | None = None) -> dict[str, Any]:
     """One entry of an error's details."""
     out: dict[str, Any] = {"field": field, "message": message}
