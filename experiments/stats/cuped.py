@@ -97,7 +97,7 @@ def _unadjusted(arms: Sequence[CupedArm]) -> tuple[ArmSummary, ...]:
 # Relative size, against the terms it is computed from, below which an adjusted second moment is rounding.
 _ROUNDING = 1e-12
 # Below this relative size the adjusted second moment has lost more than 3 of its digits to cancellation:
-# a covariate that predicts y almost exactly (correlation above about 0.9995). Then it is summed anew over
+# a covariate that predicts y almost exactly (correlation above about 0.999). Then it is summed anew over
 # the users' own y' when the caller can (`ExactSpread`), and only a spread at the rounding of y' itself is 0.
 _CANCELLING = 1e-3
 # Each arm's sum of (y' - its mean)^2 for a given theta, summed over the users' values themselves.

@@ -121,7 +121,7 @@ def results_page(key: str) -> tuple[str, int]:
     retention, retention_has_data, retention_last = _retention_chart(key, days, answer["alpha"])
     rough = _rough_comparisons(answer) if binary else set()
     guardrail_kinds = {g: metric_kind(exp, g) for g in exp["guardrails"]}
-    lower_is_better = is_lower_better(exp, answer["metric"])
+    lower_is_better = not answer["higher_is_better"]
     return render_template(
         "console/results.html",
         exp=exp,
