@@ -176,7 +176,7 @@ def test_analyst_reads_results_switches_alpha_and_downloads_the_csv(visit, demo)
     page.wait_for_url("**/ui/experiments/bonus-bandit/what-if?metric=conversion&alpha=0.05")
     assert page.locator("#answer-title").inner_text().startswith("Serving only bonus-")
     page.check("#allocation-shares")
-    page.fill("#f-weight-bonus-50", "3")
+    page.fill("#f-weight-0", "3")  # bonus-50, the first arm
     page.click("button:has-text('Estimate')")
     page.wait_for_url("**allocation=shares**")
     assert page.locator("#answer-title").inner_text().startswith("Allocating ")

@@ -689,9 +689,9 @@ def test_what_if_values_another_split_as_the_api_does_and_names_each_bad_input(a
     html = analyst.get("/ui/experiments/bonus-bandit/what-if", query_string={"allocation": "shares", "weight.arm0": "1", "weight.arm1": "1", "weight.arm2": "2"}).get_data(as_text=True)
     assert f"Allocating arm0 25.0%, arm1 25.0%, arm2 50.0%: conversion {fmt.pct(split['snipw']['value'])}" in html
     for query, named in [
-        ({"weight.arm0": "-1"}, ["weight-arm0"]), ({"weight.arm1": "NaN"}, ["weight-arm1"]), ({"weight.arm2": "1e400"}, ["weight-arm2"]),
-        ({"weight.arm0": "0", "weight.arm1": "0", "weight.arm2": "0"}, ["allocation"]), ({"weight.arm0": "x", "alpha": "2"}, ["weight-arm0", "alpha"]),
-        ({"metric": "nope", "weight.arm0": "x"}, ["metric", "weight-arm0"]), ({"allocation": "bogus"}, ["allocation"]),
+        ({"weight.arm0": "-1"}, ["weight-0"]), ({"weight.arm1": "NaN"}, ["weight-1"]), ({"weight.arm2": "1e400"}, ["weight-2"]),
+        ({"weight.arm0": "0", "weight.arm1": "0", "weight.arm2": "0"}, ["allocation"]), ({"weight.arm0": "x", "alpha": "2"}, ["weight-0", "alpha"]),
+        ({"metric": "nope", "weight.arm0": "x"}, ["metric", "weight-0"]), ({"allocation": "bogus"}, ["allocation"]),
     ]:
         refused = analyst.get("/ui/experiments/bonus-bandit/what-if", query_string={"allocation": "shares", **query})
         page_html = refused.get_data(as_text=True)
@@ -705,6 +705,16 @@ def test_what_if_values_another_split_as_the_api_does_and_names_each_bad_input(a
     assert "Allocating arm2 100.0%:" in alone
     assert analyst.get("/ui/experiments/nope/what-if").status_code == 404
     assert as_role("storefront").get("/ui/experiments/bonus-bandit/what-if").status_code == 403
+
+
+def test_what_if_gives_arms_whose_keys_differ_by_a_dot_or_a_dash_inputs_of_their_own(as_role, client, auth):
+    body = bandit_definition()
+    body["arms"] = [{"key": k, "schedule": {"type": "fixed_ratio", "every": 2, "points": 50}} for k in ("a.b", "a-b", "a_b")]
+    running(client, auth("editor"), body)
+    html = as_role("analyst").get("/ui/experiments/bonus-bandit/what-if", query_string={"allocation": "shares", "weight.a.b": "x"}).get_data(as_text=True)
+    ids = re.findall(r'<input id="(f-weight-[^"]*)" name="weight\.([^"]*)"', html)
+    assert ids == [("f-weight-0", "a.b"), ("f-weight-1", "a-b"), ("f-weight-2", "a_b")]
+    assert html.count('id="f-weight-0-error"') == 1 and 'aria-describedby="f-weight-0-error"' in html and "f-weight-1-error" not in html
 
 
 def test_what_if_serves_the_lowest_arm_of_a_metric_where_lower_is_better(as_role, client, auth):

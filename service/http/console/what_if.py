@@ -92,4 +92,5 @@ def what_if_page(key: str) -> tuple[str, int]:
     return render_template(
         "console/what_if.html", served=served, exp=exp, metrics=[(m, m) for m in metrics], values=values, errors=errors, answer=answer,
         kind=metric_kind(exp, values["metric"]), lower_is_better=lower_is_better, few_effective_users=FEW_EFFECTIVE_USERS, best_arm=BEST_ARM, shares=SHARES, weight=WEIGHT,
+        field_ids={WEIGHT + a["key"]: f"weight-{i}" for i, a in enumerate(exp["arms"])},
     ), (422 if errors else 200)
