@@ -149,7 +149,10 @@ ROLE_TABLE
     Numbers inside free-form objects (an item's `attributes`, an arm's `payload`) need only be
     finite: they are stored as sent and never summed.
 - **Idempotency.** `event_id`, `outcome_id` and `action_id` identify an entry: sending it again is
-  counted as a duplicate (or, for rewards, answers the first result) and stores nothing new. An
+  counted as a duplicate (or, for rewards, answers the first result) and stores nothing new. Each
+  names one entry in the whole service, whatever its experiment: an order reported or rewarded in
+  two experiments needs an id for each (`order-1001/points-q4`, `order-1001/checkout-double`); an
+  outcome under an id already used counts as a duplicate, a reward action as a 409. An
   outcome or a reward action for a user never exposed to the experiment stores nothing (`ignored`,
   or `recorded: false`), so it can be sent again once the user has an assignment.
 - **Upserts.** An item field left out or sent as null keeps its stored value (clients that write
@@ -253,7 +256,9 @@ def _sized(schema: Schema, low_key: str, high_key: str, unit: str) -> str | None
 
 def constraints(schema: Schema) -> str:
     """The bounds a schema enforces, in words."""
-    parts: list[str] = []
+    # JSON Schema sizes strings in characters; a bound on bytes is this service's own keyword.
+    bytes_bound = _sized(schema, "", "x-maxBytes", "bytes of UTF-8")
+    parts: list[str] = [bytes_bound] if bytes_bound else []
     for option in _without_null(schema)[0]:
         if option.get("format") == "date-time":
             parts.append("ISO 8601 with a zone")

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from dataclasses import asdict
+from dataclasses import asdict, fields
 from typing import Any, ClassVar, Mapping
 
 import numpy as np
@@ -58,9 +58,14 @@ class Recommender(ABC):
 
     def __init__(self, params: Mapping[str, Any] | None = None) -> None:
         try:
-            self.params: Any = checked(self.params_type, params or {})
+            self.params: Any = checked(self.params_type, params or {}, offered=self.settings())
         except (TypeError, ValueError) as exc:
             raise ValueError(f"{self.name}: {exc}") from None
+
+    @classmethod
+    def settings(cls) -> list[str]:
+        """The parameters a request may set: every field, less `refit_iterations` where it means nothing."""
+        return [f.name for f in fields(cls.params_type) if cls.REFITS or f.name != "refit_iterations"]
 
     def describe_params(self) -> dict[str, Any]:
         """The validated parameters as plain values."""

@@ -8,18 +8,22 @@ from __future__ import annotations
 import math
 import types
 from dataclasses import fields
-from typing import Any, Literal, Mapping, TypeVar, Union, get_args, get_origin, get_type_hints
+from typing import Any, Literal, Mapping, Sequence, TypeVar, Union, get_args, get_origin, get_type_hints
 
 T = TypeVar("T")
 
 
-def checked(cls: type[T], values: Mapping[str, Any]) -> T:
-    """`cls(**values)` once every name is a field of `cls` and every value has the field's JSON type; ValueError otherwise."""
+def checked(cls: type[T], values: Mapping[str, Any], offered: Sequence[str] | None = None) -> T:
+    """`cls(**values)` once every name is a field of `cls` and every value has the field's JSON type; ValueError otherwise.
+
+    `offered`: the fields an unknown name's message lists, where some exist only for the code's sake.
+    """
     hints = get_type_hints(cls)
     known = [f.name for f in fields(cls)]  # type: ignore[arg-type]
+    listed = known if offered is None else list(offered)
     for name, value in values.items():
         if name not in known:
-            raise ValueError(f"unknown setting {name!r}; the settings are {', '.join(known)}")
+            raise ValueError(f"unknown setting {name!r}; " + (f"the settings are {', '.join(listed)}" if listed else "there are none"))
         expected = _problem(hints[name], value)
         if expected is not None:
             raise ValueError(f"{name} must be {expected}, not {value!r}")

@@ -93,8 +93,8 @@ def search_space(algorithm: str, fixed: Mapping[str, Any], overrides: Mapping[st
     space = {name: typed(dim, types[name] is int) for name, dim in cls.SEARCH_SPACE.items() if name not in fixed}
     for name, raw in overrides.items():
         where = f"space.{name}"
-        if name not in types:
-            raise TuneError(where, f"{algorithm} has no parameter {name!r}; it has {sorted(types)}")
+        if name not in cls.settings():
+            raise TuneError(where, f"{algorithm} has no parameter {name!r}; it has {sorted(cls.settings())}")
         if name in fixed:
             raise TuneError(where, f"{name!r} is also fixed in params; send it in one place")
         try:

@@ -24,6 +24,16 @@ def _horizon_seconds(day: int) -> float:
     return ahead.timestamp() - start.timestamp()
 
 
+def server_time() -> float:
+    """The server's clock to the microsecond, the precision of the timestamps the service answers.
+
+    A time the server picks (an exposure, an action sent without one) is stored as this, so that
+    the same time sent back, as parsed from its ISO text, is the same float and not up to half a
+    microsecond earlier: a weekly bonus due exactly a week after `exposed_at` is then due.
+    """
+    return ((time.time_ns() + 500) // 1000) / 1_000_000  # an int division, rounded as parsing rounds
+
+
 def latest(now: float | None = None) -> float:
     """The latest accepted timestamp: 100 calendar years after `now` (the server's clock)."""
     now = time.time() if now is None else now

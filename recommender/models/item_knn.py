@@ -44,6 +44,9 @@ class ItemKNN(Recommender):
         # Confidences whose squares overflow single precision leave cosine's norms infinite: every
         # similarity comes out 0 (or NaN), and the model would answer nothing but ties.
         if similarity.nnz and not (np.isfinite(similarity.data).all() and similarity.data.any()):
+            if self.params.similarity == "bm25" and np.isfinite(similarity.data).all():
+                # BM25 weighs an item by ln(users / (1 + the item's users)): nothing, with a handful of users.
+                raise ValueError(f"item_knn: every BM25 similarity is 0 over only {user_items.shape[0]} users; train on more users or use similarity 'cosine'")
             raise ValueError("item_knn: no finite similarity, since the confidence values overflow single precision; lower the event weights")
         self._similarity = similarity
 

@@ -68,6 +68,8 @@ class EndpointSpec:
     media_type: str = "application/json"
     status: int = 200
     errors: tuple[int, ...] = ()
+    # What an error means here, where the general text (openapi._ERROR_TEXT) would not say.
+    error_text: dict[int, str] = field(default_factory=dict)
     path: dict[str, str] = field(default_factory=dict)
     batch_field: str | None = None
     query_attributes: bool = False
@@ -269,6 +271,7 @@ def endpoint(
     media_type: str = "application/json",
     status: int = 200,
     errors: Iterable[int] = (),
+    error_text: dict[int, str] | None = None,
     path: dict[str, str] | None = None,
     batch_field: str | None = None,
     query_attributes: bool = False,
@@ -290,6 +293,7 @@ def endpoint(
         media_type=media_type,
         status=status,
         errors=tuple(errors),
+        error_text=error_text or {},
         path=path or {},
         batch_field=batch_field,
         query_attributes=query_attributes,

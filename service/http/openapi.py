@@ -79,7 +79,7 @@ def _responses(spec: EndpointSpec, schemas: dict[Any, Any], method: str) -> dict
         codes.add(422)
     error = {"application/json": {"schema": {"$ref": _REF.format(model="ErrorBody")}}}
     for code in sorted(codes):
-        responses[str(code)] = {"description": _ERROR_TEXT.get(code, "Error"), "content": error}
+        responses[str(code)] = {"description": spec.error_text.get(code) or _ERROR_TEXT.get(code, "Error"), "content": error}
     return responses
 
 

@@ -160,16 +160,19 @@ def balance(db: Database, key: str, user_id: str) -> float:
     return float(rows[0][0]) if rows else 0.0
 
 
-def ledger(db: Database, key: str, user_id: str, limit: int = 1000) -> dict[str, Any]:
-    """A user's balance and newest `limit` ledger entries, oldest first."""
+def ledger(db: Database, key: str, user_id: str, limit: int, after: int = 0, latest: bool = False) -> dict[str, Any]:
+    """A user's balance and `limit` ledger entries, oldest first: the first recorded after entry `after`, or
+    with `latest` the newest. `more_after` is the last entry's id when later entries were left out, else None."""
     with db.read() as session:
         state = session.get(RewardStateRow, (key, user_id))
-        rows = session.scalars(
+        rows = list(session.scalars(
             select(RewardLedgerRow)
-            .where(RewardLedgerRow.experiment_key == key, RewardLedgerRow.user_id == user_id)
-            .order_by(RewardLedgerRow.id.desc())
-            .limit(limit)
-        ).all()
+            .where(RewardLedgerRow.experiment_key == key, RewardLedgerRow.user_id == user_id, RewardLedgerRow.id > after)
+            .order_by(RewardLedgerRow.id.desc() if latest else RewardLedgerRow.id)
+            .limit(limit + 1)
+        ))
+        more = len(rows) > limit
+        rows = rows[:limit][::-1] if latest else rows[:limit]
         # The arm is the exposure's: a user enrolled before any reward action has no state row yet.
         arm = state.arm if state is not None and state.arm is not None else session.scalar(
             select(ExposureRow.arm).where(ExposureRow.experiment_key == key, ExposureRow.user_id == user_id)
@@ -181,5 +184,6 @@ def ledger(db: Database, key: str, user_id: str, limit: int = 1000) -> dict[str,
         "balance": state.balance if state else 0.0,
         "actions": state.actions if state else 0,
         "rewards": state.rewards if state else 0,
-        "history": [ledger_json(r) for r in reversed(rows)],
+        "history": [ledger_json(r) for r in rows],
+        "more_after": rows[-1].id if more and not latest and rows else None,
     }

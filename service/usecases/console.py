@@ -14,6 +14,7 @@ from service.usecases.attributes import BUILTIN_ATTRIBUTES, user_attributes
 from service.usecases.serving import ModelCache
 
 RECENT_EVENTS = 50
+LEDGER_ROWS = 20  # the newest reward actions a user page shows for each experiment
 
 
 def experiments_overview(db: Database) -> list[dict[str, Any]]:
@@ -92,5 +93,5 @@ def user_profile(db: Database, models: ModelCache, cache: ExperimentCache, user_
              "recommender": _arm_recommender(arms[x.experiment])}
             for x in exposures
         ],
-        "ledgers": [{**rewards.ledger(db, x.experiment, user_id), "rewarding": arms[x.experiment].get("schedule") is not None} for x in exposures],
+        "ledgers": [{**rewards.latest_ledger(db, x.experiment, user_id, LEDGER_ROWS), "rewarding": arms[x.experiment].get("schedule") is not None} for x in exposures],
     }

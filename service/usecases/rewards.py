@@ -4,6 +4,7 @@ from __future__ import annotations
 from typing import Any
 
 from experiments.schedules import Action, Decision, RewardState
+from service.errors import Invalid
 from service.store import experiments as experiment_store
 from service.store import rewards as store
 from service.store.database import Database
@@ -29,7 +30,20 @@ def reward(db: Database, cache: ExperimentCache, action: ActionIn) -> dict[str, 
     return store.record(db, action, status == "stopped", decide)
 
 
-def ledger(db: Database, key: str, user_id: str) -> dict[str, Any]:
-    """A user's balance and reward history in one experiment; NotFound for an unknown experiment."""
+def ledger(db: Database, key: str, user_id: str, limit: int = 1000, cursor: str | None = None) -> dict[str, Any]:
+    """A page of a user's reward history in one experiment, oldest first, with their balance; `next_cursor`
+    names the next page, None on the last. NotFound for an unknown experiment."""
     experiment_store.stamp(db, key)
-    return store.ledger(db, key, user_id)
+    # The cursor is the last entry's row id, as digits: anything else was not given out by this service.
+    if cursor is not None and not (cursor.isdigit() and len(cursor) <= 18):
+        raise Invalid.field("query.cursor", "is not a cursor this service gave out; pass next_cursor from the previous page")
+    page = store.ledger(db, key, user_id, limit, after=int(cursor or 0))
+    more_after = page.pop("more_after")
+    return {**page, "next_cursor": None if more_after is None else str(more_after)}
+
+
+def latest_ledger(db: Database, key: str, user_id: str, limit: int) -> dict[str, Any]:
+    """A user's balance and newest `limit` ledger entries, oldest first."""
+    page = store.ledger(db, key, user_id, limit, latest=True)
+    page.pop("more_after")
+    return page

@@ -144,6 +144,18 @@ def test_interval_schedule_honours_injected_time(client, auth):
     assert got == [False, True, False, True]
 
 
+def test_a_weekly_bonus_is_due_exactly_a_week_after_the_exposed_at_the_server_answered(client, auth):
+    # The server picks the exposure's time here; stored unrounded, it lay up to half a microsecond
+    # after the `exposed_at` it showed, and an action sent at exactly that plus a week was early.
+    shop = auth("storefront")
+    arms = [{"key": key, "schedule": {"type": "fixed_interval", "seconds": 7 * DAY, "points": 100}} for key in ("weekly", "weekly-too")]
+    running(client, auth("editor"), {**ab_definition(key="weekly"), "arms": arms})
+    for i in range(40):
+        exposed = datetime.fromisoformat(assign(client, shop, "weekly", f"w{i}")["exposed_at"].replace("Z", "+00:00"))
+        due = datetime.fromtimestamp(exposed.timestamp() + 7 * DAY, timezone.utc).isoformat().replace("+00:00", "Z")
+        assert reward(client, shop, f"a{i}", f"w{i}", due, key="weekly")["rewarded"] is True, (exposed, due)
+
+
 def test_rewards_for_users_not_enrolled_get_a_clear_answer(client, auth):
     shop = auth("storefront")
     running(client, auth("editor"), ab_definition())
@@ -160,6 +172,46 @@ def test_rewards_for_users_not_enrolled_get_a_clear_answer(client, auth):
     assert [h["action_id"] for h in get_ok(client, "/v1/experiments/points-q4/users/never-assigned/rewards", shop)["history"]] == ["x1"]
     resp = client.post("/v1/rewards", json={"action_id": "x1", "user_id": "someone-else", "experiment": "points-q4"}, headers=shop)
     assert resp.status_code == 409
+
+
+def test_an_id_names_one_entry_across_experiments_so_one_order_needs_an_id_for_each(client, auth):
+    shop = auth("storefront")
+    for key in ("points-q4", "summer"):
+        running(client, auth("editor"), ab_definition(key=key))
+        assign(client, shop, key, "u1", timestamp="2026-11-22T09:00:00Z")
+    outcome = {"outcome_id": "order-1", "user_id": "u1", "metric": "spend", "value": 25, "timestamp": "2026-11-22T10:00:00Z"}
+    assert post_ok(client, "/v1/outcomes", {"outcomes": [{**outcome, "experiment": "points-q4"}]}, shop)["accepted"] == 1
+    assert post_ok(client, "/v1/outcomes", {"outcomes": [{**outcome, "experiment": "summer"}]}, shop)["duplicates"] == 1
+    assert reward(client, shop, "order-1", "u1", "2026-11-22T10:00:00Z", value=25)["recorded"] is True
+    resp = client.post("/v1/rewards", json={"action_id": "order-1", "user_id": "u1", "experiment": "summer", "value": 25}, headers=shop)
+    assert resp.status_code == 409 and "already used for another user or experiment" in resp.get_json()["error"]["message"]
+    assert reward(client, shop, "order-1/summer", "u1", "2026-11-22T10:00:00Z", key="summer", value=25)["recorded"] is True
+    assert post_ok(client, "/v1/outcomes", {"outcomes": [{**outcome, "outcome_id": "order-1/summer", "experiment": "summer"}]}, shop)["accepted"] == 1
+    documented = get_ok(client, "/openapi.json", {})["paths"]["/v1/rewards"]["post"]["responses"]["409"]["description"]
+    assert "already used for another user or experiment" in documented
+
+
+def test_a_long_ledger_is_read_in_pages_oldest_first(client, auth):
+    shop = auth("storefront")
+    running(client, auth("editor"), ab_definition())
+    user = _user_in(client, shop, "points-q4", "every5")
+    for i in range(5):
+        reward(client, shop, f"p{i}", user, f"2026-11-22T10:00:0{i}Z")
+    path = f"/v1/experiments/points-q4/users/{user}/rewards"
+    whole = get_ok(client, path, shop)
+    assert [h["action_id"] for h in whole["history"]] == [f"p{i}" for i in range(5)] and whole["next_cursor"] is None
+    pages, cursor = [], None
+    while True:
+        page = get_ok(client, path + "?limit=2" + (f"&cursor={cursor}" if cursor else ""), shop)
+        pages.append([h["action_id"] for h in page["history"]])
+        assert (page["balance"], page["actions"]) == (whole["balance"], whole["actions"])
+        cursor = page["next_cursor"]
+        if cursor is None:
+            break
+    assert pages == [["p0", "p1"], ["p2", "p3"], ["p4"]]
+    for query, field in [("?cursor=abc", "query.cursor"), ("?cursor=-1", "query.cursor"), ("?cursor=" + "9" * 19, "query.cursor"), ("?limit=0", "query.limit"), ("?limit=1001", "query.limit")]:
+        resp = client.get(path + query, headers=shop)
+        assert resp.status_code == 422 and resp.get_json()["error"]["details"][0]["field"] == field, query
 
 
 def test_a_ledger_names_the_arm_of_a_user_who_has_earned_nothing_yet(client, auth):

@@ -206,6 +206,22 @@ def test_bad_training_requests_are_422(client, auth, body, field):
     assert len(get_ok(client, "/v1/models", auth("editor"))["models"]) == before
 
 
+@pytest.mark.parametrize(
+    ("body", "field", "names"),
+    [
+        ({"algorithm": "popularity", "params": {"factors": 3}}, "params", "there are none"),
+        ({"algorithm": "ease", "params": {"factors": 3}}, "params", "the settings are l2, dropout, max_items, min_coverage"),
+        ({"algorithm": "item_knn", "tune": {"trials": 2, "space": {"factors": [1, 5]}}}, "tune.space.factors", "it has ['neighbours', 'similarity']"),
+        ({"algorithm": "als", "params": {"l2": 3}}, "params", "refit_iterations"),
+    ],
+)
+def test_an_unknown_setting_is_answered_with_the_settings_the_algorithm_takes(client, auth, body, field, names):
+    # refit_iterations is a field of every model's settings but means something to als and bpr only.
+    error = client.post("/v1/models", json=body, headers=auth("editor")).get_json()["error"]
+    assert error["details"][0]["field"] == field and names in error["message"], error
+    assert body["algorithm"] == "als" or "refit_iterations" not in error["message"]
+
+
 @pytest.mark.parametrize("algorithm", ["bpr", "item_knn", "popularity"])
 def test_every_algorithm_trains_and_serves(client, auth, algorithm):
     two_tribes(client, auth("storefront"))

@@ -140,3 +140,13 @@ def test_item_knn_fails_when_its_confidences_overflow_single_precision():
     x.data[:] = 1e24
     with pytest.raises(ValueError, match="no finite similarity"):
         make_recommender("item_knn", {"similarity": "cosine"}).fit(x)
+
+
+def test_item_knn_says_bm25_needs_more_users_when_every_similarity_is_0():
+    from recommender.models import make_recommender
+
+    # Two users: BM25's weight of an item, ln(users / (1 + its users)), is at most ln(2 / 2) = 0.
+    x = sp.csr_matrix(np.array([[1, 1, 0], [0, 1, 1]], dtype=np.float32))
+    with pytest.raises(ValueError, match="every BM25 similarity is 0 over only 2 users; train on more users or use similarity 'cosine'"):
+        make_recommender("item_knn", {}).fit(x)
+    make_recommender("item_knn", {"similarity": "cosine"}).fit(x)

@@ -159,9 +159,10 @@ class RecommendQuery(Query):
 
     n: int = Field(default=10, ge=1, le=100)
     category: Text | None = Field(default=None, min_length=1, max_length=128)
+    # No max_length: JSON Schema's counts characters, and the bound is on bytes.
     exclude: Text | None = Field(
         default=None,
-        max_length=MAX_EXCLUDE_BYTES,
+        json_schema_extra={"x-maxBytes": MAX_EXCLUDE_BYTES},
         description=f"comma-separated item ids, at most {MAX_EXCLUDE_BYTES:,} bytes of UTF-8 in all",
     )
     experiment: Key | None = Field(default=None, description="assign the user in this experiment and answer from their arm's recommender")

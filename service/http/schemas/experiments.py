@@ -283,8 +283,15 @@ class RewardOut(Output):
     recorded: bool = Field(description="false when nothing was stored (a user never exposed to the experiment): the action_id stays free, so the same action sent after the user's assignment is applied then")
 
 
+class LedgerQuery(Query):
+    """Which page of the history."""
+
+    limit: int = Field(default=1000, ge=1, le=1000)
+    cursor: str | None = Field(default=None, max_length=1024, description="next_cursor of the previous page")
+
+
 class LedgerOut(Output):
-    """A user's balance and reward history in one experiment, in the order the actions were recorded."""
+    """A user's balance and a page of their reward history in one experiment, in the order the actions were recorded; next_cursor is null on the last page."""
 
     experiment: str
     user_id: str
@@ -293,4 +300,5 @@ class LedgerOut(Output):
     actions: int
     rewards: int
     history: list[RewardOut]
+    next_cursor: str | None
 

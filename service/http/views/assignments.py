@@ -1,7 +1,6 @@
 """Assignment: which arm a user is in (storefront)."""
 from __future__ import annotations
 
-import time
 from datetime import datetime
 from typing import Any
 
@@ -9,13 +8,14 @@ from flask import Blueprint
 
 from service.http.endpoint import STOREFRONT, endpoint, services
 from service.http.schemas.experiments import AssignmentOut, AssignmentQuery, AssignmentsIn, AssignmentsOut
+from service.timestamps import server_time
 from service.usecases.assignment import assign, assign_many
 
 bp = Blueprint("assignments", __name__)
 
 
 def _when(ts: datetime | None) -> float:
-    return ts.timestamp() if ts is not None else time.time()
+    return ts.timestamp() if ts is not None else server_time()
 
 
 @bp.get("/v1/experiments/<key>/assignment")

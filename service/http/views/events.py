@@ -1,12 +1,11 @@
 """Behaviour events (storefront)."""
 from __future__ import annotations
 
-import time
-
 from flask import Blueprint
 
 from service.http.endpoint import STOREFRONT, endpoint, services
 from service.http.schemas.catalogue import EventBatch, EventsAccepted
+from service.timestamps import server_time
 from service.usecases.catalogue import record_events
 
 bp = Blueprint("events", __name__)
@@ -16,7 +15,7 @@ bp = Blueprint("events", __name__)
 @endpoint("Record behaviour events, idempotent by event_id", roles=STOREFRONT, tag="catalogue", body=EventBatch, response=EventsAccepted, batch_field="events")
 def record(body: EventBatch) -> EventsAccepted:
     """Validate the whole batch, then store it in one transaction."""
-    now = time.time()
+    now = server_time()
     rows = []
     for e in body.events:
         ts = e.get("timestamp")

@@ -1,12 +1,11 @@
 """Outcomes reported by storefronts; they feed results and bandits."""
 from __future__ import annotations
 
-import time
-
 from flask import Blueprint
 
 from service.http.endpoint import STOREFRONT, endpoint, services
 from service.http.schemas.experiments import OutcomeBatch, OutcomesAccepted
+from service.timestamps import server_time
 from service.usecases import outcomes
 
 bp = Blueprint("outcomes", __name__)
@@ -17,7 +16,7 @@ bp = Blueprint("outcomes", __name__)
 def report(body: OutcomeBatch) -> OutcomesAccepted:
     """Validate the whole batch against the experiments it names, then store it in one transaction."""
     svc = services()
-    now = time.time()
+    now = server_time()
     batch = [{**o.model_dump(exclude={"timestamp"}), "ts": o.timestamp.timestamp() if o.timestamp else now} for o in body.outcomes]
     counts = outcomes.report(svc.db, svc.experiment_cache, batch)
     return OutcomesAccepted(accepted=counts.accepted, duplicates=counts.duplicates, ignored=counts.ignored)

@@ -1,7 +1,6 @@
 """Recommendations, similar items and popular items (storefront)."""
 from __future__ import annotations
 
-import time
 from typing import Any
 
 from flask import Blueprint
@@ -9,6 +8,7 @@ from flask import Blueprint
 from service.errors import NotFound
 from service.http.endpoint import STOREFRONT, endpoint, services
 from service.http.schemas.catalogue import PopularItems, PopularQuery, Recommendations, RecommendQuery, SimilarItems, SimilarQuery
+from service.timestamps import server_time
 from service.usecases import recommendations
 
 bp = Blueprint("recommendations", __name__)
@@ -34,7 +34,7 @@ def for_user(user_id: str, query: RecommendQuery, attributes: dict[str, str]) ->
         answer = recommendations.for_user(svc.db, svc.models, user_id, query.n, query.category, query.excluded())
     else:
         answer, arm, reason = recommendations.in_experiment(
-            svc.db, svc.models, svc.experiment_cache, query.experiment, user_id, query.n, query.category, query.excluded(), time.time(), attributes
+            svc.db, svc.models, svc.experiment_cache, query.experiment, user_id, query.n, query.category, query.excluded(), server_time(), attributes
         )
     return {
         "user_id": user_id, "strategy": answer.strategy, "model_version": answer.model_version, "items": _items(answer.items),
