@@ -63,6 +63,12 @@ def _nz(expr: str) -> str:
     return f"(CASE WHEN ABS({expr}) < {_TINY} THEN CAST(0 AS DOUBLE PRECISION) ELSE {expr} END)"
 
 
+# A retention metric counts a user once their day N has ended. Every other metric counts every exposed
+# user, also one whose exposure is dated ahead of the server's clock, so that an experiment's users and
+# SRM are the same whatever the metric (and a storefront's fast clock loses nobody's purchases).
+_MATURE = " AND x.exposed_at <= :mature_before"
+
+
 def _per_user(metric: str, builtin: bool, cuped: bool, binary: bool) -> str:
     """Every exposed user as (arm, p, v, x); x is 0 without CUPED. A binary reported metric's v is whether the user converted (a total above 0)."""
     if builtin:
@@ -70,7 +76,7 @@ def _per_user(metric: str, builtin: bool, cuped: bool, binary: bool) -> str:
         rows = (
             f"SELECT x.arm AS arm, x.probability AS p, COALESCE({_after_exposure(metric)}, 0) AS v, {covariate} AS x "
             "FROM exposures x LEFT JOIN events e ON e.user_id = x.user_id AND e.ts >= x.exposed_at - :pre "
-            "WHERE x.experiment_key = :key AND x.exposed_at <= :mature_before GROUP BY x.arm, x.user_id, x.probability"
+            f"WHERE x.experiment_key = :key{_MATURE if metric in RETENTION_DAYS else ''} GROUP BY x.arm, x.user_id, x.probability"
         )
     else:
         value = "CASE WHEN t.total > 0 THEN 1 ELSE 0 END" if binary else "COALESCE(t.total, 0)"

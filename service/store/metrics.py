@@ -22,15 +22,9 @@ def day_of(column: str, dialect: str) -> str:
     return f"CAST({column} / {DAY} AS INTEGER)" if dialect == "sqlite" else f"FLOOR({column} / {DAY})"
 
 
-# A built-in metric counts a user once their exposure has happened (events follow it), as /results does:
-# an exposure dated ahead of the server's clock joins the series then.
-_EXPOSED_BY_NOW = " AND x.exposed_at <= :now"
-
-
-def daily_exposures(dialect: str, builtin: bool) -> str:
-    """New exposures per arm and day."""
-    since = _EXPOSED_BY_NOW if builtin else ""
-    return f"SELECT x.arm, {day_of('x.exposed_at', dialect)} AS day, COUNT(*) FROM exposures x WHERE x.experiment_key = :key{since} GROUP BY x.arm, day"
+def daily_exposures(dialect: str) -> str:
+    """New exposures per arm and day (an exposure dated ahead of the server's clock counts on today, see `series.daily`)."""
+    return f"SELECT x.arm, {day_of('x.exposed_at', dialect)} AS day, COUNT(*) FROM exposures x WHERE x.experiment_key = :key GROUP BY x.arm, day"
 
 
 def daily_values(metric: str, kind: str, builtin: bool, dialect: str) -> str:
@@ -39,12 +33,12 @@ def daily_values(metric: str, kind: str, builtin: bool, dialect: str) -> str:
         if metric == "purchase_conversion":  # each converted user on the day of their first purchase
             first_bought = (
                 f"SELECT x.arm AS arm, MIN(e.ts) AS first_ts FROM exposures x JOIN events e ON e.user_id = x.user_id "
-                f"AND e.ts >= x.exposed_at AND {BOUGHT} WHERE x.experiment_key = :key{_EXPOSED_BY_NOW} GROUP BY x.arm, x.user_id"
+                f"AND e.ts >= x.exposed_at AND {BOUGHT} WHERE x.experiment_key = :key GROUP BY x.arm, x.user_id"
             )
             return f"SELECT arm, {day_of('first_ts', dialect)} AS day, COUNT(*) FROM ({first_bought}) u GROUP BY arm, day"
         return (
             f"SELECT x.arm, {day_of('e.ts', dialect)} AS day, SUM(COALESCE(e.value, 0)) FROM exposures x JOIN events e "
-            f"ON e.user_id = x.user_id AND e.ts >= x.exposed_at AND e.type = 'purchase' WHERE x.experiment_key = :key{_EXPOSED_BY_NOW} GROUP BY x.arm, day"
+            f"ON e.user_id = x.user_id AND e.ts >= x.exposed_at AND e.type = 'purchase' WHERE x.experiment_key = :key GROUP BY x.arm, day"
         )
     # A reported outcome may be dated before its user's exposure: it counts from the day the user
     # joins the denominator, so no day's mean charges one user's value to others.
@@ -66,11 +60,11 @@ def _later(a: str, b: str) -> str:
     return f"(CASE WHEN {a} > {b} THEN {a} ELSE {b} END)"
 
 
-def daily_rows(db: Database, key: str, metric: Metric, now: float) -> tuple[list[Any], list[Any]]:
+def daily_rows(db: Database, key: str, metric: Metric) -> tuple[list[Any], list[Any]]:
     """(arm, day, new exposures) and (arm, day, what the metric gained) rows of one experiment."""
-    params = {"key": key, "metric": metric.key, "now": now}
+    params = {"key": key, "metric": metric.key}
     with db.read() as session:
-        exposed = list(session.execute(text(daily_exposures(db.dialect, metric.builtin)), params).all())
+        exposed = list(session.execute(text(daily_exposures(db.dialect)), params).all())
         gained = list(session.execute(text(daily_values(metric.key, metric.kind, metric.builtin, db.dialect)), params).all())
     return exposed, gained
 

@@ -17,15 +17,15 @@ def daily(db: Database, cache: ExperimentCache, key: str, metric_key: str | None
     """Per UTC day up to today, cumulative exposed users and the metric's cumulative mean per arm.
 
     Whatever is dated after today counts on today: one outcome from a client whose clock is a
-    century ahead would otherwise add 36,000 empty days to every later answer. For a built-in metric
-    an exposure dated after now is not counted yet, as in /results.
+    century ahead would otherwise add 36,000 empty days to every later answer. An exposure dated
+    ahead counts on today too, so that the last day agrees with /results.
     """
     d, _, metric = experiment_metric(db, cache, key, metric_key)
     exp = d.experiment
     if metric.key in RETENTION_DAYS:
         raise Invalid.field("query.metric", "daily series are defined for reported metrics, purchase_conversion and revenue; retention is a property of exposure cohorts")
     now = time.time() if now is None else now
-    exposed, gained = daily_rows(db, exp.key, metric, now)
+    exposed, gained = daily_rows(db, exp.key, metric)
     if not exposed:
         return {"experiment": exp.key, "metric": metric.key, "metric_kind": metric.kind, "days": []}
     today = int(now // DAY)

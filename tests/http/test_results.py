@@ -266,17 +266,20 @@ def test_the_daily_series_ends_today_and_counts_what_is_dated_later_on_it(client
     assert totals == {a: (row["users"], row["total"]) for a, row in last.items()}
 
 
-def test_an_exposure_dated_ahead_of_the_clock_joins_a_built_in_series_when_results_count_it(client, auth):
-    """/results counts a built-in metric's user once the exposure has happened; the daily series ended elsewhere."""
+def test_an_exposure_dated_ahead_of_the_clock_counts_for_every_metric_and_on_today_in_the_series(client, auth):
+    """A storefront whose clock runs ahead: its user is exposed, and their purchase counts, whatever the metric."""
     shop = auth("storefront")
     running(client, auth("editor"), ab_definition())
     assign(client, shop, "points-q4", "u-now")
-    assign(client, shop, "points-q4", "u-ahead", timestamp="2126-01-01T00:00:00Z")
-    for metric in ("purchase_conversion", "revenue"):
-        results = get_ok(client, f"/v1/experiments/points-q4/results?metric={metric}", auth("analyst"))
+    ahead = (datetime.now(timezone.utc) + timedelta(hours=2)).isoformat()
+    assign(client, shop, "points-q4", "u-ahead", timestamp=ahead)
+    post_ok(client, "/v1/events", {"events": [{"event_id": "b1", "user_id": "u-ahead", "item_id": "i1", "type": "purchase", "value": 10, "timestamp": ahead}]}, shop)
+    srm = None
+    for metric in ("purchase_conversion", "revenue", "spend", "conversion"):
+        results = get_ok(client, f"/v1/experiments/points-q4/results?metric={metric}&cuped=false", auth("analyst"))
         days = get_ok(client, f"/v1/experiments/points-q4/results/daily?metric={metric}", auth("analyst"))["days"]
-        assert sum(a["users"] for a in results["arms"]) == sum(a["users"] for a in days[-1]["arms"]) == 1
-    # A reported metric counts every exposed user in both, the one ahead on today.
-    results = get_ok(client, "/v1/experiments/points-q4/results?metric=spend", auth("analyst"))
-    days = get_ok(client, "/v1/experiments/points-q4/results/daily?metric=spend", auth("analyst"))["days"]
-    assert sum(a["users"] for a in results["arms"]) == sum(a["users"] for a in days[-1]["arms"]) == 2
+        assert sum(a["users"] for a in results["arms"]) == sum(a["users"] for a in days[-1]["arms"]) == 2, metric
+        assert srm is None or results["srm"]["observed"] == srm
+        srm = results["srm"]["observed"]
+        if metric == "revenue":
+            assert sum(a["total"] for a in results["arms"]) == sum(a["total"] for a in days[-1]["arms"]) == 10
