@@ -7,6 +7,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
+from sqlalchemy.engine import make_url
+
 from recommender.matrix import DEFAULT_WEIGHTS
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -62,6 +64,23 @@ _ENV: dict[str, tuple[str, Callable[[str], Any]]] = {
 
 _KINDS: dict[Callable[[str], Any], str] = {int: "an integer", float: "a number"}
 _DATABASE_URL = re.compile(r"^(sqlite|postgresql)(\+\w+)?://")
+_URL_FORMS = "sqlite:///PATH or postgresql+psycopg://USER@HOST/NAME"
+
+
+def _database_url_problem(url: str) -> str | None:
+    """What is wrong with a DATABASE_URL, in words that quote none of it (it may hold a password); None when usable."""
+    if not _DATABASE_URL.match(url):
+        return f"DATABASE_URL must be an SQLAlchemy URL of SQLite or PostgreSQL: {_URL_FORMS}"
+    try:
+        dialect = make_url(url).get_dialect()
+        dialect.import_dbapi()
+    except ModuleNotFoundError as exc:
+        return f"DATABASE_URL names a driver that is not installed ({exc.name}); use {_URL_FORMS}"
+    except Exception:  # a port that is not a number, a driver SQLAlchemy does not know: its messages may quote the URL
+        return f"DATABASE_URL is not a usable SQLAlchemy URL (check the driver, host and port); use {_URL_FORMS}"
+    if dialect.is_async:
+        return f"DATABASE_URL names an asynchronous driver, and the service talks to its database synchronously; use {_URL_FORMS}"
+    return None
 
 
 @dataclass(frozen=True)
@@ -99,8 +118,9 @@ class Config:
             raise ValueError(f"LOG_LEVEL {self.log_level!r} is not a logging level; use DEBUG, INFO, WARNING, ERROR or CRITICAL")
         if self.max_content_length <= 0:
             raise ValueError("MAX_CONTENT_LENGTH must be positive")
-        if not _DATABASE_URL.match(self.database_url):  # the URL may hold a password: name only what is wrong
-            raise ValueError("DATABASE_URL must be an SQLAlchemy URL of SQLite or PostgreSQL: sqlite:///PATH or postgresql+psycopg://USER@HOST/NAME")
+        problem = _database_url_problem(self.database_url)
+        if problem is not None:
+            raise ValueError(problem)
         if self.ann_min_items < 0:
             raise ValueError("ANN_MIN_ITEMS cannot be negative")
         if self.ann_precomputed_users < 0:

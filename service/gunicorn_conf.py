@@ -1,4 +1,5 @@
 """Gunicorn settings, read from the environment: `gunicorn -c service/gunicorn_conf.py wsgi:app`."""
+import atexit
 import os
 import secrets
 import shutil
@@ -86,14 +87,25 @@ gunicorn_util.write_error = _write_error
 # Prometheus counters from every worker are merged through files in this folder; one made here
 # is removed when the server stops (they had piled up in /tmp, one per start).
 _OWN_METRICS_DIR: str | None = None
+_MASTER_PID = os.getpid()
+
+
+def _remove_metrics_dir() -> None:
+    """Remove the metrics folder this server made: in the master only, since workers exit through atexit too."""
+    if _OWN_METRICS_DIR is not None and os.getpid() == _MASTER_PID:
+        shutil.rmtree(_OWN_METRICS_DIR, ignore_errors=True)
+
+
 if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
     _OWN_METRICS_DIR = os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="stickyloop-prom-")
+    # gunicorn calls on_exit only when it halts after serving; a server that never started (its
+    # port taken, a bad setting) leaves through sys.exit, which runs this.
+    atexit.register(_remove_metrics_dir)
 
 
 def on_exit(server: Any) -> None:
     """Remove the metrics folder this server made."""
-    if _OWN_METRICS_DIR is not None:
-        shutil.rmtree(_OWN_METRICS_DIR, ignore_errors=True)
+    _remove_metrics_dir()
 
 
 def child_exit(server, worker):  # noqa: ANN001, ANN201 - gunicorn hook signature
@@ -108,11 +120,16 @@ DATABASE_CHECK_SECONDS = 3.0
 
 
 def when_ready(server: Any) -> None:
-    """Say in one line at startup when the database cannot be reached; /readyz answers 503 until it can."""
+    """Name the database, and say in one line when it cannot be reached or its schema is not this
+    release's; /readyz answers 503 until both are put right."""
+    from sqlalchemy.engine import make_url
+
     from service.errors import Unavailable
     from service.store.database import Database, unavailable_on_failure
+    from service.store.migrate import schema_problem
 
     config = Config.from_env()
+    server.log.info("stickyloop: database %s", make_url(config.database_url).render_as_string(hide_password=True))
     db = Database(config.database_url, config.sqlite_busy_timeout_ms, pool_size=1)
     problems: list[str] = []
 
@@ -120,6 +137,9 @@ def when_ready(server: Any) -> None:
         try:
             with unavailable_on_failure():
                 db.ping()
+                schema = schema_problem(db)
+            if schema is not None:
+                server.log.warning("stickyloop: %s; /readyz answers 503 until then", schema)
         except Unavailable as exc:
             problems.append(exc.message)
         finally:

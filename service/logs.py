@@ -36,6 +36,8 @@ def configure_logging(level: str) -> None:
         handler.setFormatter(JsonFormatter())
         root.addHandler(handler)
     root.setLevel(level.upper())
+    # A library's warning is a log record too (logger "py.warnings"), not two bare lines on stderr.
+    logging.captureWarnings(True)
     # Alembic narrates every migration step at INFO (about 20 lines for a new database); the service
     # logs one "schema upgraded" line with the revisions instead. DEBUG shows the steps again.
     logging.getLogger("alembic").setLevel(logging.DEBUG if level.upper() == "DEBUG" else logging.WARNING)

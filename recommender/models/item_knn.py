@@ -1,15 +1,21 @@
 """Item-item nearest neighbours (implicit's cosine or BM25-weighted similarity)."""
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from typing import ClassVar, Literal, Mapping
 
 import numpy as np
 import scipy.sparse as sp
 from implicit.nearest_neighbours import BM25Recommender, CosineRecommender
+from implicit.utils import ParameterWarning
 
 from recommender.base import Recommender
 from recommender.search_space import Choice, Dimension, Range
+
+# implicit's BM25 and cosine weighting hand its own fit a COO matrix and then warn that it converts
+# it to CSR: a cost of theirs, on every training run, that nobody reading the logs can act on.
+warnings.filterwarnings("ignore", message="Method expects CSR input", category=ParameterWarning)
 
 
 @dataclass(frozen=True)

@@ -45,6 +45,19 @@ def _one_line(command: F) -> F:
     return run  # type: ignore[return-value]
 
 
+def _needs_schema(command: F) -> F:
+    """Refuse in one line, before anything runs, while the database's schema is missing or older than this release's."""
+
+    @functools.wraps(command)
+    def run(*args: Any, **kwargs: Any) -> Any:
+        problem = _services().schema_problem()
+        if problem is not None:
+            raise _Failed(problem)
+        return command(*args, **kwargs)
+
+    return run  # type: ignore[return-value]
+
+
 def _pairs(option: str, values: tuple[str, ...]) -> dict[str, Any]:
     """KEY=JSON_VALUE pairs as a dict (a value that is not JSON stays a string)."""
     parsed: dict[str, Any] = {}
@@ -73,6 +86,7 @@ def register_commands(app: Flask) -> None:
     @click.option("--role", type=click.Choice(ROLES), required=True)
     @click.option("--name", default=None, help="A label to recognise the key by.")
     @_one_line
+    @_needs_schema
     def create_key_cmd(role: str, name: str | None) -> None:
         """Create an API key; the key itself is the last line printed."""
         record, raw = create_key(_services().db, role, name)
@@ -82,6 +96,7 @@ def register_commands(app: Flask) -> None:
     @app.cli.command("demo-keys")
     @click.option("--base-url", default="http://127.0.0.1:8000", show_default=True)
     @_one_line
+    @_needs_schema
     def demo_keys_cmd(base_url: str) -> None:
         """Create one key per role and print them as shell exports, with a first request to try.
 
@@ -115,6 +130,7 @@ def register_commands(app: Flask) -> None:
     @click.option("--tune-space", "space", multiple=True, help='A range to search, NAME=JSON, e.g. --tune-space \'factors=[16, 128]\'')
     @click.option("--unless-active", is_flag=True, help="Do nothing when a model is already served (make run uses it, so a second run keeps your choice).")
     @_one_line
+    @_needs_schema
     def train_cmd(
         algorithm: str, params: tuple[str, ...], matrix: tuple[str, ...], evaluation: tuple[str, ...], activate: bool,
         tune_trials: int | None, tune_metric: str, tune_seed: int, space: tuple[str, ...], unless_active: bool,
@@ -164,6 +180,7 @@ def register_commands(app: Flask) -> None:
     @click.option("--items", default=1200, show_default=True)
     @click.option("--events", default=60000, show_default=True)
     @_one_line
+    @_needs_schema
     def demo_cmd(users: int, items: int, events: int) -> None:
         """Load a synthetic demo catalogue, events and five running experiments (once; a second run changes nothing)."""
         from service.usecases.demo import load_demo

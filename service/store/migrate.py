@@ -3,7 +3,9 @@ from __future__ import annotations
 
 import fcntl
 import logging
+import time
 from contextlib import contextmanager
+from functools import lru_cache
 from pathlib import Path
 from typing import Iterator
 
@@ -11,9 +13,11 @@ from alembic import command
 from alembic.config import Config as AlembicConfig
 from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
+from alembic.util import CommandError
 from sqlalchemy import Connection, text
 from sqlalchemy.engine import make_url
 
+from service.errors import Conflict
 from service.store.database import Database, unavailable_on_failure
 
 log = logging.getLogger(__name__)
@@ -21,6 +25,7 @@ MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 # Any constant works; it only has to be the same in every process that migrates.
 _PG_LOCK_ID = 0x5717C4
 _LOCKFILE_SUFFIX = ".migrate.lock"
+_LOCK_POLL_SECONDS = 0.2
 
 
 def _alembic_config(connection: Connection) -> AlembicConfig:
@@ -45,7 +50,11 @@ def _migration_lock(db: Database, connection: Connection) -> Iterator[None]:
             finally:
                 fcntl.flock(handle, fcntl.LOCK_UN)
     else:
-        connection.execute(text("SELECT pg_advisory_lock(:id)"), {"id": _PG_LOCK_ID})
+        # Tried, not waited for inside SQL: a transaction waiting on the lock holds a snapshot, and the
+        # holder's CREATE INDEX CONCURRENTLY (0013) waits for every snapshot, so the two would deadlock.
+        while not connection.execute(text("SELECT pg_try_advisory_lock(:id)"), {"id": _PG_LOCK_ID}).scalar():
+            connection.commit()
+            time.sleep(_LOCK_POLL_SECONDS)
         connection.commit()
         try:
             yield
@@ -54,13 +63,39 @@ def _migration_lock(db: Database, connection: Connection) -> Iterator[None]:
             connection.commit()
 
 
-def head_revision() -> str:
-    """The newest migration shipped with the code."""
+@lru_cache(maxsize=1)
+def _scripts() -> ScriptDirectory:
+    """The migrations shipped with the code (read once: /readyz asks on every probe)."""
     cfg = AlembicConfig()
     cfg.set_main_option("script_location", str(MIGRATIONS))
-    head = ScriptDirectory.from_config(cfg).get_current_head()
+    return ScriptDirectory.from_config(cfg)
+
+
+@lru_cache(maxsize=1)
+def _shipped() -> frozenset[str]:
+    return frozenset(r.revision for r in _scripts().walk_revisions())
+
+
+def head_revision() -> str:
+    """The newest migration shipped with the code."""
+    head = _scripts().get_current_head()
     assert head is not None
     return head
+
+
+def schema_problem(db: Database) -> str | None:
+    """Why this release cannot serve the database's schema (none yet, or an older one), or None.
+
+    A schema newer than the code (a later release's migration) is served: each migration says in
+    operations.md whether an older release may run beside it.
+    """
+    current, head = current_revision(db), head_revision()
+    if current == head:
+        return None
+    run = "run `flask --app wsgi init-db`"
+    if current is None:
+        return f"the database has no schema yet; {run}"
+    return f"the schema is at revision {current} and this release needs {head}; {run}" if current in _shipped() else None
 
 
 def current_revision(db: Database) -> str | None:
@@ -75,9 +110,13 @@ def upgrade(db: Database, target: str = "head") -> tuple[str | None, str]:
         with _migration_lock(db, conn):
             before = MigrationContext.configure(conn).get_current_revision()
             conn.commit()
-            command.upgrade(_alembic_config(conn), target)
+            try:
+                command.upgrade(_alembic_config(conn), target)
+            except CommandError as exc:  # the database is ahead of this release (a rollback), or the target is unknown
+                raise Conflict(f"cannot bring the schema at revision {before} to {target} with this release, whose newest is {head_revision()} ({exc})") from None
             conn.commit()
             after = MigrationContext.configure(conn).get_current_revision()
             conn.commit()
-    log.info("schema upgraded", extra={"before": before, "after": after})
+    if before != after:
+        log.info("schema upgraded", extra={"before": before, "after": after})
     return before, after or head_revision()

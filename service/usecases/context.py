@@ -4,8 +4,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from service.config import Config
-from service.store.database import Database
-from service.store.migrate import upgrade
+from service.store.database import Database, unavailable_on_failure
+from service.store.migrate import schema_problem, upgrade
 from service.usecases.assignment import ExperimentCache
 from service.usecases.keys import KeyVerifier
 from service.usecases.serving import ModelCache
@@ -34,6 +34,11 @@ class Services:
         except Exception as exc:  # any driver error means "not ready"
             return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         return None
+
+    def schema_problem(self) -> str | None:
+        """Why this release cannot serve the database's schema (none, or an older one), or None; Unavailable when the database is."""
+        with unavailable_on_failure():
+            return schema_problem(self.db)
 
     def upgrade_schema(self) -> tuple[str | None, str]:
         """Create or upgrade the schema; answer the revisions (before, after)."""

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import sqlite3
 import subprocess
 import sys
 import time
@@ -120,6 +121,33 @@ def test_a_new_database_is_one_log_line_not_alembics_narration(tmp_path):
     assert done.returncode == 0, done.stderr
     assert [line for line in done.stderr.splitlines() if '"logger"' in line and "alembic" in line] == []
     assert '"msg": "schema upgraded"' in done.stderr
+
+
+def test_commands_refuse_in_one_line_a_database_without_this_releases_schema(tmp_path):
+    env = {**os.environ, "DATABASE_URL": f"sqlite:///{tmp_path / 'none.db'}", "MODEL_DIR": str(tmp_path / "models"), "LOG_LEVEL": "WARNING"}
+
+    def flask(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "flask", "--app", "wsgi", *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+
+    refused = flask("create-key", "--role", "admin")
+    assert refused.returncode == 1 and refused.stderr.strip() == "stickyloop: the database has no schema yet; run `flask --app wsgi init-db`"
+    assert flask("init-db").returncode == 0 and flask("create-key", "--role", "admin").returncode == 0
+    # Rolled back to a release older than the schema: init-db says so in one line.
+    with sqlite3.connect(tmp_path / "none.db") as conn:
+        conn.execute("UPDATE alembic_version SET version_num = 'f00d'")
+    ahead = flask("init-db")
+    assert ahead.returncode == 1 and len(ahead.stderr.strip().splitlines()) == 1, ahead.stderr
+    assert ahead.stderr.startswith(f"stickyloop: cannot bring the schema at revision f00d to head with this release, whose newest is {head_revision()}")
+
+
+def test_training_item_knn_on_the_command_line_shows_progress_and_no_library_warnings(config, client, auth):
+    # implicit warned about its own matrix format: two bare lines on stderr, and in the run's log.
+    two_tribes(client, auth("storefront"))
+    env = {**os.environ, "DATABASE_URL": config.database_url, "MODEL_DIR": str(config.model_dir), "LOG_LEVEL": "INFO"}
+    done = subprocess.run([sys.executable, "-m", "flask", "--app", "wsgi", "train", "--algorithm", "item_knn", "--no-activate"],
+                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert "fitting item_knn" in done.stderr and "Warning" not in done.stderr and "warnings.warn" not in done.stderr, done.stderr
 
 
 def test_an_interrupted_training_run_is_cancelled_at_once_not_left_training(runner, client, auth, monkeypatch):

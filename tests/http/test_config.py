@@ -46,11 +46,16 @@ def test_defaults_use_sqlite_under_instance():
         ({"LOG_REQUESTS": "maybe"}, "LOG_REQUESTS"),
         ({"ANN_PRECOMPUTED_USERS": "-5"}, "ANN_PRECOMPUTED_USERS cannot be negative"),
         ({"ANN_PRECOMPUTED_USERS": "many"}, "ANN_PRECOMPUTED_USERS must be an integer"),
+        ({"DATABASE_URL": "mysql://u:hunter2@h/db"}, "DATABASE_URL must be an SQLAlchemy URL of SQLite or PostgreSQL"),
+        ({"DATABASE_URL": "postgresql+psycopg2://u:hunter2@h/db"}, r"DATABASE_URL names a driver that is not installed \(psycopg2\)"),
+        ({"DATABASE_URL": "postgresql+psycopg://u:hunter2@h:abc/db"}, "DATABASE_URL is not a usable SQLAlchemy URL"),
+        ({"DATABASE_URL": "sqlite+foo:///x.db"}, "DATABASE_URL is not a usable SQLAlchemy URL"),
     ],
 )
 def test_bad_environment_values_name_the_variable(env, message):
-    with pytest.raises(ValueError, match=message):
+    with pytest.raises(ValueError, match=message) as raised:
         Config.from_env(env)
+    assert "hunter2" not in str(raised.value)  # a URL's password never reaches a log
 
 
 def test_the_app_reads_its_config_from_the_environment(monkeypatch, tmp_path):

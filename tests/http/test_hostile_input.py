@@ -444,6 +444,21 @@ def test_a_bad_environment_or_an_unreachable_database_is_one_line(tmp_path):
             assert var in lines[-1] and result.returncode == 2, (tool, var, result.returncode)
 
 
+def test_a_gunicorn_that_cannot_start_leaves_no_metrics_folder_behind(tmp_path):
+    taken = socket.socket()
+    taken.bind(("127.0.0.1", 0))
+    taken.listen()
+    env = {**os.environ, "DATABASE_URL": f"sqlite:///{tmp_path / 'x.db'}", "MODEL_DIR": str(tmp_path / "models"), "TMPDIR": str(tmp_path), "HOME": str(tmp_path),
+           "BIND": "127.0.0.1:%d" % taken.getsockname()[1]}
+    env.pop("PROMETHEUS_MULTIPROC_DIR", None)
+    try:
+        done = subprocess.run([sys.executable, "-m", "gunicorn", "-c", "service/gunicorn_conf.py", "wsgi:app"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+    finally:
+        taken.close()
+    assert done.returncode != 0 and "Can't connect" in done.stderr
+    assert list(tmp_path.glob("stickyloop-prom-*")) == []
+
+
 def test_gunicorn_starts_with_the_database_unreachable_says_so_once_and_answers_503(tmp_path):
     env = {"DATABASE_URL": CLOSED_PORT_URL, "MODEL_DIR": str(tmp_path / "models"), "LOG_LEVEL": "WARNING", "LOG_REQUESTS": "false",
            "TMPDIR": str(tmp_path), "HOME": str(tmp_path)}  # where it makes its metrics folder (removed when it stops), and ~

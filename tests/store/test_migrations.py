@@ -1,6 +1,9 @@
 """Migrations: the models match the migrated schema, and events stored before the training log are backfilled into it."""
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Iterator
@@ -15,7 +18,7 @@ from sqlalchemy.engine import make_url
 from recommender.matrix import EVENT_TYPES
 from service.store.database import Database
 from service.store.tables import Base
-from service.store.migrate import _alembic_config, upgrade
+from service.store.migrate import _alembic_config, current_revision, head_revision, upgrade
 from service.store import event_log, state
 from service.store.events import insert_events
 
@@ -47,6 +50,17 @@ def test_the_models_describe_the_migrated_schema(empty_db):
     with empty_db.engine.connect() as conn:
         differences = compare_metadata(MigrationContext.configure(conn), Base.metadata)
     assert differences == []
+
+
+def test_init_db_from_several_hosts_at_once_brings_an_empty_database_to_the_head(empty_db):
+    # On PostgreSQL a process waiting inside SQL for the migration lock held a snapshot that the
+    # holder's CREATE INDEX CONCURRENTLY waited for: every process but one died of a deadlock.
+    env = {**os.environ, "DATABASE_URL": empty_db.url}
+    root = Path(__file__).resolve().parents[2]
+    hosts = [subprocess.Popen([sys.executable, "-m", "flask", "--app", "wsgi", "init-db"], cwd=root, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) for _ in range(3)]
+    outputs = [h.communicate(timeout=120)[0] for h in hosts]
+    assert [h.returncode for h in hosts] == [0, 0, 0], outputs
+    assert current_revision(empty_db) == head_revision()
 
 
 def test_events_stored_before_the_training_log_are_backfilled_into_it(empty_db):

@@ -23,13 +23,18 @@ def healthz() -> Health:
 
 
 @bp.get("/readyz")
-@endpoint("Readiness: 200 when the database answers, 503 otherwise", roles=None, tag="system", response=Health, errors=(503,))
+@endpoint("Readiness: 200 when the database answers with the schema this release needs, 503 otherwise", roles=None, tag="system", response=Health, errors=(503,))
 def readyz() -> Response | Health:
-    """Check the database."""
-    problem = services().unreachable()
+    """Check the database and its schema."""
+    svc = services()
+    problem = svc.unreachable()
     if problem is not None:
         log.warning("database unreachable", extra={"error": problem})
         return error_response(503, "unavailable", "the database is unreachable; check DATABASE_URL and that the server runs")
+    schema = svc.schema_problem()
+    if schema is not None:
+        log.warning("schema not ready", extra={"error": schema})
+        return error_response(503, "unavailable", schema)
     return Health(status="ok")
 
 
