@@ -111,3 +111,15 @@ def replace_active_model(session: Session, version: str, over_revision: int) -> 
         .returning(AppStateRow.key)
     )
     return session.execute(moved).first() is not None
+
+
+def setting(db: Database, key: str) -> str | None:
+    """A shared setting's value, or None when it was never set."""
+    rows = db.fetch("SELECT value FROM app_state WHERE key = ?", (key,))
+    return str(rows[0][0]) if rows else None
+
+
+def put_setting(db: Database, key: str, value: str) -> None:
+    """Set a shared setting."""
+    with db.write() as session:
+        set_state(session, key, value)

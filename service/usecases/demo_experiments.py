@@ -13,6 +13,7 @@ from service.usecases.context import Services
 from service.usecases.demo import LAPSED
 from service.usecases import experiments
 from service.store import experiments as experiment_store
+from service.store import state
 from service.store.events import purchases
 from service.store.outcomes import record
 from service.usecases.rewards import ActionIn, reward
@@ -93,13 +94,22 @@ RATES = {
 }
 
 
+# Per demo experiment, how far its load got: "loading" once created and started, "loaded" once its
+# users are simulated. A load stopped halfway (Ctrl-C) is resumed by the next run; its ids and draws
+# are deterministic and assignments sticky, so what was stored is found again, not doubled. An
+# experiment of that key with no mark was made by someone else (or an older release) and is left alone.
+_PROGRESS = "demo:"
+
+
 def _ensure_running(svc: Services, definition: dict[str, Any]) -> bool:
-    """Create and start the experiment; False if it already existed (a rerun)."""
+    """Create and start the experiment; False if a load of it finished before, or it is not the demo's."""
+    key = str(definition["key"])
     try:
         experiments.create(svc.db, dict(definition))
     except Conflict:
-        return False
-    experiments.move(svc.db, svc.experiment_cache, definition["key"], "start")
+        return state.setting(svc.db, _PROGRESS + key) == "loading"
+    experiments.move(svc.db, svc.experiment_cache, key, "start")
+    state.put_setting(svc.db, _PROGRESS + key, "loading")
     return True
 
 
@@ -155,3 +165,4 @@ def load_demo_experiments(svc: Services, n_users: int) -> Iterator[str]:
         if key == AB["key"]:
             yield f"experiment {key}: {_reward_purchases(svc, key, n_users)} purchases after exposure sent through the reward schedules"
         yield f"experiment {key}: {enrolled} of {audience} users enrolled, {sum(1 for o in outcomes if o['metric'] == 'conversion')} conversions reported"
+        state.put_setting(svc.db, _PROGRESS + key, "loaded")

@@ -12,6 +12,7 @@ import pytest
 
 from service.store.migrate import current_revision, head_revision
 from service.usecases.keys import KeyVerifier, list_keys
+from tests.experiment_helpers import ab_definition, running
 from tests.helpers import two_tribes
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -83,6 +84,32 @@ def test_demo_loads_data_and_its_running_experiments_once(runner, client, auth):
     item = client.get("/v1/items/sku-1", headers=shop).get_json()
     assert (item["available"], item["category"]) == (False, "recalled")
     assert client.get("/v1/experiments/points-q4/results", headers=auth("analyst")).get_json()["arms"] == results["arms"]
+
+
+def test_a_demo_load_stopped_halfway_is_resumed_by_the_next_run(runner, client, auth, monkeypatch):
+    from service.usecases import demo_experiments
+
+    real, calls = demo_experiments.assign, []
+
+    def interrupted(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202 - Ctrl-C halfway through the bandit's users
+        calls.append(args[2])
+        if args[2] == "bonus-bandit" and calls.count("bonus-bandit") > 120:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(demo_experiments, "assign", interrupted)
+    demo = ["demo", "--users", "300", "--items", "100", "--events", "3000"]
+    assert runner.invoke(args=demo).exit_code != 0
+    monkeypatch.setattr(demo_experiments, "assign", real)
+    # Someone's own experiment under a demo key is not the demo's to fill.
+    running(client, auth("editor"), ab_definition(key="win-back"))
+    again = runner.invoke(args=demo)
+    assert again.exit_code == 0, again.output
+    assert "experiment points-q4: already there" in again.output and "experiment bonus-bandit: 300 of 300 users enrolled" in again.output
+    assert "experiment win-back: already there" in again.output
+    bandit = client.get("/v1/experiments/bonus-bandit/results", headers=auth("analyst")).get_json()
+    assert sum(a["users"] for a in bandit["arms"]) == 300
+    assert "bonus-bandit: already there" in runner.invoke(args=demo).output
 
 
 def test_make_runs_second_time_keeps_the_served_model_and_leaves_one_set_of_demo_keys(runner, client, auth, db):
