@@ -46,6 +46,7 @@ PATTERNS = {
     r"^[^\x00]{1,128}$": "1-128 characters, no NUL",
     r"^[^\x00]*$": "no NUL",
     r"^[a-z0-9][a-z0-9_.-]{0,63}$": "key: `^[a-z0-9][a-z0-9_.-]{0,63}$`",
+    r"^[0-9]{1,18}$": "1-18 digits, as next_cursor gave them",
 }
 _REF = "#/components/schemas/"
 STATUS_TEXT = {"503": "The database cannot be reached", "500": "A bug; quote the request_id"}

@@ -87,11 +87,12 @@ gunicorn_util.write_error = _write_error
 # Prometheus counters from every worker are merged through files in this folder; one made here
 # is removed when the server stops (they had piled up in /tmp, one per start).
 _OWN_METRICS_DIR: str | None = None
+# The master's pid; `on_starting` takes it again after a daemonising fork (`--daemon`) has changed it.
 _MASTER_PID = os.getpid()
 
 
 def _remove_metrics_dir() -> None:
-    """Remove the metrics folder this server made: in the master only, since workers exit through atexit too."""
+    """Remove the metrics folder this server made: from the master only, since workers exit through atexit too."""
     if _OWN_METRICS_DIR is not None and os.getpid() == _MASTER_PID:
         shutil.rmtree(_OWN_METRICS_DIR, ignore_errors=True)
 
@@ -103,9 +104,16 @@ if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
     atexit.register(_remove_metrics_dir)
 
 
+def on_starting(server: Any) -> None:
+    """Note the master's pid, as it is once daemonised."""
+    global _MASTER_PID
+    _MASTER_PID = os.getpid()
+
+
 def on_exit(server: Any) -> None:
-    """Remove the metrics folder this server made."""
-    _remove_metrics_dir()
+    """Remove the metrics folder this server made (gunicorn calls this in the master only)."""
+    if _OWN_METRICS_DIR is not None:
+        shutil.rmtree(_OWN_METRICS_DIR, ignore_errors=True)
 
 
 def child_exit(server, worker):  # noqa: ANN001, ANN201 - gunicorn hook signature
@@ -129,7 +137,8 @@ def when_ready(server: Any) -> None:
     from service.store.migrate import schema_problem
 
     config = Config.from_env()
-    server.log.info("stickyloop: database %s", make_url(config.database_url).render_as_string(hide_password=True))
+    # Without the query too: psycopg reads a password from ?password= as well.
+    server.log.info("stickyloop: database %s", make_url(config.database_url).set(query={}).render_as_string(hide_password=True))
     db = Database(config.database_url, config.sqlite_busy_timeout_ms, pool_size=1)
     problems: list[str] = []
 

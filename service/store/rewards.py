@@ -126,10 +126,14 @@ def _record(session: Session, action: ActionIn, stopped: bool, decide: Decide) -
         entry = _entry(action, None, 0, False, 0.0, 0.0, "not_exposed: nothing was recorded; ask for an assignment, then send the action again")
         return {**ledger_json(entry), "recorded": False}
     if stopped:
-        state_row = session.get(RewardStateRow, (action.experiment, action.user_id))
+        # Locked as a running experiment's actions are, so that a user's entries commit in the order
+        # of their ids, which a reader paging through the ledger (`ledger`) relies on.
+        state_row = _lock_state(session, action.experiment, action.user_id, exposure.arm)
+        replay = _replay(session, action)
+        if replay is not None:
+            return replay
         # The count of qualifying actions stands where the stop left it, as for any action that does not qualify.
-        counted, balance = (state_row.actions, state_row.balance) if state_row else (0, 0.0)
-        entry = _entry(action, exposure.arm, counted, False, 0.0, balance, "not_running: the experiment is stopped")
+        entry = _entry(action, exposure.arm, state_row.actions, False, 0.0, state_row.balance, "not_running: the experiment is stopped")
     else:
         applied = _apply(session, action, exposure, decide)
         if isinstance(applied, dict):

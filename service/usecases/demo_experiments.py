@@ -2,20 +2,21 @@
 from __future__ import annotations
 
 import time
+import zlib
 from datetime import datetime
 from typing import Any, Iterator
 
 import numpy as np
 
-from service.usecases.assignment import assign
-from service.errors import Conflict
-from service.usecases.context import Services
-from service.usecases.demo import LAPSED
-from service.usecases import experiments
+from service.errors import NotFound
 from service.store import experiments as experiment_store
 from service.store import state
 from service.store.events import purchases
 from service.store.outcomes import record
+from service.usecases import experiments
+from service.usecases.assignment import assign
+from service.usecases.context import Services
+from service.usecases.demo import LAPSED
 from service.usecases.rewards import ActionIn, reward
 
 DAY = 86_400.0
@@ -102,14 +103,25 @@ _PROGRESS = "demo:"
 
 
 def _ensure_running(svc: Services, definition: dict[str, Any]) -> bool:
-    """Create and start the experiment; False if a load of it finished before, or it is not the demo's."""
+    """Create and start the experiment, or find the one a stopped load left; False if a load of it
+    finished before, or the experiment of that key is not the demo's."""
     key = str(definition["key"])
+    progress = state.setting(svc.db, _PROGRESS + key)
+    if progress == "loaded":
+        return False
     try:
+        status = experiments.get(svc.db, key)["status"]
+    except NotFound:
+        status = None
+    if status is not None and progress is None:
+        return False
+    if status is None:
+        # Marked first: a load stopped between the two leaves a marked draft, which the next run starts.
+        state.put_setting(svc.db, _PROGRESS + key, "loading")
         experiments.create(svc.db, dict(definition))
-    except Conflict:
-        return state.setting(svc.db, _PROGRESS + key) == "loading"
-    experiments.move(svc.db, svc.experiment_cache, key, "start")
-    state.put_setting(svc.db, _PROGRESS + key, "loading")
+        status = "draft"
+    if status == "draft":
+        experiments.move(svc.db, svc.experiment_cache, key, "start")
     return True
 
 
@@ -129,13 +141,14 @@ def _reward_purchases(svc: Services, key: str, n_users: int) -> int:
 
 def load_demo_experiments(svc: Services, n_users: int) -> Iterator[str]:
     """Create the experiments and simulate their users once; yield progress lines."""
-    rng = np.random.default_rng(11)
     now = time.time()
     for definition in (AB, BANDIT, CHECKOUT_DOUBLE, CHECKOUT_STREAK, WIN_BACK):
         key = str(definition["key"])
         if not _ensure_running(svc, definition):
             yield f"experiment {key}: already there"
             continue
+        # Draws of its own, so that a resumed load draws for each user what the stopped one drew.
+        rng = np.random.default_rng([11, zlib.crc32(key.encode())])
         exp = svc.experiment_cache.current(svc.db, key)[0].experiment
         outcomes = []
         enrolled = 0

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import re
 import sqlite3
 import subprocess
 import sys
@@ -109,7 +110,27 @@ def test_a_demo_load_stopped_halfway_is_resumed_by_the_next_run(runner, client, 
     assert "experiment win-back: already there" in again.output
     bandit = client.get("/v1/experiments/bonus-bandit/results", headers=auth("analyst")).get_json()
     assert sum(a["users"] for a in bandit["arms"]) == 300
+    # Each user drew again what they drew before the stop: the conversions stored are the ones reported.
+    reported = int(re.search(r"bonus-bandit: 300 of 300 users enrolled, (\d+) conversions reported", again.output).group(1))
+    assert sum(a["total"] for a in bandit["arms"]) == reported
     assert "bonus-bandit: already there" in runner.invoke(args=demo).output
+
+
+def test_a_demo_load_stopped_between_creating_and_starting_an_experiment_starts_it_next_time(runner, client, auth, monkeypatch):
+    from service.usecases import demo_experiments
+
+    real = demo_experiments.experiments.move
+
+    def interrupted(*_args, **_kwargs):  # noqa: ANN002, ANN003, ANN202 - Ctrl-C right after the first experiment was created
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(demo_experiments.experiments, "move", interrupted)
+    demo = ["demo", "--users", "300", "--items", "100", "--events", "3000"]
+    assert runner.invoke(args=demo).exit_code != 0
+    monkeypatch.setattr(demo_experiments.experiments, "move", real)
+    again = runner.invoke(args=demo)
+    assert again.exit_code == 0 and "experiment points-q4: 300 of 300 users enrolled" in again.output, again.output
+    assert client.get("/v1/experiments/points-q4", headers=auth("analyst")).get_json()["status"] == "running"
 
 
 def test_make_runs_second_time_keeps_the_served_model_and_leaves_one_set_of_demo_keys(runner, client, auth, db):

@@ -7,9 +7,11 @@ import io
 import json
 import math
 import os
+import signal
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 from datetime import datetime
 from typing import Any
@@ -459,8 +461,27 @@ def test_a_gunicorn_that_cannot_start_leaves_no_metrics_folder_behind(tmp_path):
     assert list(tmp_path.glob("stickyloop-prom-*")) == []
 
 
+def test_a_daemonised_gunicorn_removes_its_metrics_folder_when_it_stops(tmp_path):
+    pid_file = tmp_path / "gunicorn.pid"
+    env = {**os.environ, "DATABASE_URL": f"sqlite:///{tmp_path / 'x.db'}", "MODEL_DIR": str(tmp_path / "models"), "TMPDIR": str(tmp_path), "HOME": str(tmp_path),
+           "BIND": "127.0.0.1:0", "WEB_CONCURRENCY": "1"}
+    env.pop("PROMETHEUS_MULTIPROC_DIR", None)
+    subprocess.run([sys.executable, "-m", "gunicorn", "-c", "service/gunicorn_conf.py", "--daemon", "--pid", str(pid_file), "wsgi:app"], cwd=ROOT, env=env, check=True, timeout=60)
+    deadline = time.monotonic() + 30
+    while not pid_file.exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert len(list(tmp_path.glob("stickyloop-prom-*"))) == 1
+    master = int(pid_file.read_text())
+    os.kill(master, signal.SIGTERM)
+    while pid_file.exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    time.sleep(0.2)
+    assert list(tmp_path.glob("stickyloop-prom-*")) == []
+
+
 def test_gunicorn_starts_with_the_database_unreachable_says_so_once_and_answers_503(tmp_path):
-    env = {"DATABASE_URL": CLOSED_PORT_URL, "MODEL_DIR": str(tmp_path / "models"), "LOG_LEVEL": "WARNING", "LOG_REQUESTS": "false",
+    env = {"DATABASE_URL": "postgresql+psycopg://postgres:hunter1@127.0.0.1:1/nothing?password=hunter2", "MODEL_DIR": str(tmp_path / "models"),
+           "LOG_LEVEL": "INFO", "LOG_REQUESTS": "false",
            "TMPDIR": str(tmp_path), "HOME": str(tmp_path)}  # where it makes its metrics folder (removed when it stops), and ~
     with gunicorn(env, workers=1) as server:
         status, body = server.request("GET", "/v1/items/popular", key="sl_unknown")
@@ -472,6 +493,8 @@ def test_gunicorn_starts_with_the_database_unreachable_says_so_once_and_answers_
     assert list(tmp_path.glob("stickyloop-prom-*")) == []  # removed with the server (they had piled up)
     log = server.log_path.read_text()
     assert log.count("stickyloop: serving without the database for now: the database is unavailable") == 1 and "Traceback" not in log
+    # The database it uses is named, without a password in either place a URL can hold one.
+    assert "stickyloop: database postgresql+psycopg://postgres:***@127.0.0.1:1/nothing" in log and "hunter" not in log
 
 
 # --- a real gunicorn: every documented parameter fits its request line -----------------------

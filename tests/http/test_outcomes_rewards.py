@@ -209,7 +209,10 @@ def test_a_long_ledger_is_read_in_pages_oldest_first(client, auth):
         if cursor is None:
             break
     assert pages == [["p0", "p1"], ["p2", "p3"], ["p4"]]
-    for query, field in [("?cursor=abc", "query.cursor"), ("?cursor=-1", "query.cursor"), ("?cursor=" + "9" * 19, "query.cursor"), ("?limit=0", "query.limit"), ("?limit=1001", "query.limit")]:
+    for query, field in [
+        ("?cursor=abc", "query.cursor"), ("?cursor=-1", "query.cursor"), ("?cursor=" + "9" * 19, "query.cursor"), ("?limit=0", "query.limit"), ("?limit=1001", "query.limit"),
+        ("?cursor=²", "query.cursor"), ("?cursor=١٢", "query.cursor"),  # digits to str.isdigit, not to int() or to this service
+    ]:
         resp = client.get(path + query, headers=shop)
         assert resp.status_code == 422 and resp.get_json()["error"]["details"][0]["field"] == field, query
 

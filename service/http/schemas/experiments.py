@@ -287,7 +287,7 @@ class LedgerQuery(Query):
     """Which page of the history."""
 
     limit: int = Field(default=1000, ge=1, le=1000)
-    cursor: str | None = Field(default=None, max_length=1024, description="next_cursor of the previous page")
+    cursor: str | None = Field(default=None, pattern=r"^[0-9]{1,18}$", description="next_cursor of the previous page")
 
 
 class LedgerOut(Output):
