@@ -1107,6 +1107,17 @@ def test_the_user_page_shows_points_and_values_as_stored_and_arms_without_a_sche
     assert "the user's arm grants no points (it has no reward schedule)" in banner and "balance" not in banner
 
 
+def test_the_user_page_shows_the_newest_twenty_reward_actions_newest_first(as_role, client, auth):
+    shop = auth("storefront")
+    running(client, auth("editor"), ab_definition(weights=(1, 0.000001, 0.000001)))
+    assign(client, shop, "points-q4", "u-busy")
+    for i in range(25):
+        post_ok(client, "/v1/rewards", {"action_id": f"a-{i:02}", "user_id": "u-busy", "experiment": "points-q4", "value": 1}, shop)
+    page = as_role("analyst").get("/ui/users", query_string={"user_id": "u-busy"}).get_data(as_text=True)
+    assert re.findall(r"<code>(a-\d\d)</code>", page) == [f"a-{i:02}" for i in range(24, 4, -1)]
+    assert "points-q4: balance 25 points" in page  # the balance is the whole ledger's
+
+
 def test_a_bandit_s_ipw_rate_interval_is_shown_from_zero_but_never_capped_at_100_percent(as_role, client, auth):
     from experiments.stats.ipw import PropensitySums, ipw_arm
 
