@@ -145,7 +145,10 @@ def _validate_query(spec: EndpointSpec) -> BaseModel:
     # The first of two values would win without a word: exclude=a&exclude=b would show b.
     repeated = [name for name, values in request.args.lists() if len(values) > 1]
     if repeated:
-        raise Invalid.many([detail(f"query.{name}", "is given more than once; send it once (exclude takes one comma-separated list)") for name in repeated])
+        raise Invalid.many([
+            detail(f"query.{name}", "is given more than once; send it once" + (" (it takes one comma-separated list)" if name == "exclude" else ""))
+            for name in repeated
+        ])
     args = request.args.to_dict(flat=True)
     if spec.query_attributes:
         args = {k: v for k, v in args.items() if not k.startswith(ATTRIBUTE_PREFIX)}

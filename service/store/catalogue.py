@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any, Mapping
 
 import numpy as np
@@ -113,6 +114,10 @@ def live_popular(db: Database, n: int, category: str | None, excluded: set[str])
     return [(r[0], float(r[1])) for r in rows if r[0] not in excluded][:n]
 
 
+# The category masks a worker keeps per catalogue view: each costs a byte per item.
+MAX_CATEGORY_MASKS = 64
+
+
 @dataclass(frozen=True)
 class CatalogueView:
     """Availability and category of a model's items, aligned to its item indices."""
@@ -122,16 +127,34 @@ class CatalogueView:
     categories: np.ndarray
     _in_category: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
 
+    @cached_property
+    def _known_categories(self) -> frozenset[str]:
+        return frozenset(c for c in set(self.categories.tolist()) if c is not None)
+
+    @cached_property
+    def _nothing(self) -> np.ndarray:
+        nothing = np.zeros(len(self.available), dtype=bool)
+        nothing.setflags(write=False)
+        return nothing
+
     def mask(self, category: str | None) -> np.ndarray:
         """Items that may be recommended, optionally in one category only; shared, so never to be changed."""
         if category is None:
             return self.available
         mask = self._in_category.get(category)
-        if mask is None:
-            # Comparing an object array costs far more than a lookup; a view is immutable, so keep it.
-            mask = self.available & (self.categories == category)
-            mask.setflags(write=False)
-            self._in_category[category] = mask
+        if mask is not None:
+            return mask
+        # A category is a request's to name: one that no item has gets a shared empty mask, and masks
+        # of real ones are kept up to a bound, or a client naming new categories would grow every
+        # worker's memory by one byte per item a name.
+        if category not in self._known_categories:
+            return self._nothing
+        # Comparing an object array costs far more than a lookup; a view is immutable, so keep it.
+        mask = self.available & (self.categories == category)
+        mask.setflags(write=False)
+        if len(self._in_category) >= MAX_CATEGORY_MASKS:
+            self._in_category.clear()
+        self._in_category[category] = mask
         return mask
 
     def allowed(self, category: str | None) -> np.ndarray:

@@ -77,7 +77,7 @@ def _not_enrolled(db: Database, cache: ExperimentCache, user_id: str, exposed: s
 
 def user_profile(db: Database, models: ModelCache, cache: ExperimentCache, user_id: str, n: int = 10) -> dict[str, Any]:
     """A user's recent events, stored behaviour, current recommendations, experiment assignments (and why not), and reward ledgers."""
-    events = store.recent_events(db, user_id, RECENT_EVENTS)
+    events = store.recent_events(db, user_id, RECENT_EVENTS + 1)  # one more, to tell whether older ones are left out
     exposures = store.user_exposures(db, user_id)
     answer = recommendations.for_user(db, models, user_id, n, None, set())
     now = time.time()
@@ -86,7 +86,8 @@ def user_profile(db: Database, models: ModelCache, cache: ExperimentCache, user_
         "user_id": user_id,
         "behaviour": user_attributes(db, user_id, now, {}, set(BUILTIN_ATTRIBUTES)),
         "not_enrolled": _not_enrolled(db, cache, user_id, {x.experiment for x in exposures}, now),
-        "events": [{"event_id": e.event_id, "item_id": e.item_id, "type": e.type, "timestamp": iso(e.ts), "value": e.value} for e in events],
+        "events": [{"event_id": e.event_id, "item_id": e.item_id, "type": e.type, "timestamp": iso(e.ts), "value": e.value} for e in events[:RECENT_EVENTS]],
+        "older_events": len(events) > RECENT_EVENTS,
         "recommendations": {"strategy": answer.strategy, "model_version": answer.model_version, "items": [{"item_id": i, "score": s} for i, s in answer.items]},
         "assignments": [
             {"experiment": x.experiment, "status": x.status, "arm": x.arm, "probability": x.probability, "exposed_at": iso(x.exposed_at),

@@ -94,21 +94,21 @@ def test_editor_creates_and_starts_an_ab_experiment(visit, demo):
     shot(page, "02-experiment-form-with-error")
     page.fill("#f-arms-1-schedule-fixed_ratio-every", "3")
     page.click("text=Create draft")
-    page.wait_for_url("**/ui/experiments/console-ab")
+    page.wait_for_url("**/ui/experiments/console-ab#top")  # not the error summary's link to a field
     assert "draft" in page.locator("dl.facts").inner_text()
     shot(page, "03-experiment-draft")
     page.click("text=Start…")
     shot(page, "04-confirm-start")
     page.check("#confirm")
     page.click("button:has-text('Start')")
-    page.wait_for_url("**/ui/experiments/console-ab")
+    page.wait_for_url("**/ui/experiments/console-ab#top")
     assert "running" in page.locator("dl.facts").inner_text()
     # Running, its design is frozen; its guardrails and analysis settings still change, on its settings page.
     page.click("text=Settings")
     page.fill("#f-guardrails", "retention_d7")
     page.check("#f-analysis-sequential")
     page.click("text=Save settings")
-    page.wait_for_url("**/ui/experiments/console-ab")
+    page.wait_for_url("**/ui/experiments/console-ab#top")
     facts = page.locator("dl.facts").inner_text()
     assert "retention_d7" in facts and "sequential intervals" in facts
     page.click("nav >> text=Experiments")
@@ -197,7 +197,7 @@ def test_analyst_is_refused_the_editors_pages_and_hand_made_posts(visit, demo):
     assert (without_token.status, with_token.status) == (403, 403)
     assert demo.server.request("GET", "/v1/experiments/console-ab", key=demo.keys["analyst"])[1]["status"] == "running"
     page.click("text=Sign out")
-    page.wait_for_url("**/ui/sign-in")
+    page.wait_for_url("**/ui/sign-in#top")
     page.goto(demo.base + "/ui/experiments/console-ab/results")
     assert "/ui/sign-in" in page.url
 
@@ -218,7 +218,7 @@ def test_editor_trains_activates_and_looks_up_a_user(visit, demo):
     page.locator("#f-tune details summary").click()
     shot(page, "09-train-tuned")
     page.click("button:has-text('Train')")
-    page.wait_for_url("**/ui/models")
+    page.wait_for_url("**/ui/models#top")
     # While it trains the page reloads itself; wait for both versions to be ready.
     page.locator("tbody tr:has(.status-ready)").nth(1).wait_for(timeout=30_000)
     tuned = page.locator("tbody tr:has-text('item_knn')")
@@ -229,7 +229,7 @@ def test_editor_trains_activates_and_looks_up_a_user(visit, demo):
     page.click("text=Activate")
     page.check("#confirm")
     page.click("button:has-text('Activate')")
-    page.wait_for_url("**/ui/models")
+    page.wait_for_url("**/ui/models#top")
     assert "item_knn" in page.locator("tr:has(.badge:text-is('serving'))").inner_text()
     page.click("nav >> text=Users")
     page.fill("#user_id", "user-1")
@@ -245,6 +245,8 @@ def test_editor_trains_activates_and_looks_up_a_user(visit, demo):
         page.goto(demo.server.base + path)
         overflowing = page.evaluate("[...document.querySelectorAll('body *')].filter(e => e.getBoundingClientRect().right > 390).map(e => e.tagName + '.' + e.className)")
         assert page.evaluate("document.documentElement.scrollWidth") <= 390, (path, overflowing[:8])
+        # A chart keeps readable labels and scrolls within its figure instead of shrinking to the width.
+        assert all(w >= 600 for w in page.evaluate("[...document.querySelectorAll('svg.chart')].map(c => c.getBoundingClientRect().width)")), path
     shot(page, "12-narrow-user")
 
 

@@ -10,7 +10,7 @@ import pytest
 from flask.testing import FlaskClient
 
 from tests.experiment_helpers import ab_definition, assign, bandit_definition, running
-from tests.helpers import get_ok, post_ok
+from tests.helpers import get_ok, post_ok, train, two_tribes
 
 CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
 
@@ -123,7 +123,7 @@ def test_create_start_and_list_through_the_forms(as_role, client, auth):
     editor = as_role("editor")
     token = csrf(editor, "/ui/experiments/new")
     created = editor.post("/ui/experiments/new", data={**form_of(), "csrf_token": token})
-    assert created.status_code == 303 and created.headers["Location"] == "/ui/experiments/console-ab"
+    assert created.status_code == 303 and created.headers["Location"] == "/ui/experiments/console-ab#top"  # the top: not a field the form page linked to
     stored = client.get("/v1/experiments/console-ab", headers=auth("analyst")).get_json()
     assert stored["status"] == "draft"
     assert [a["schedule"] for a in stored["arms"]] == [
@@ -397,7 +397,8 @@ def test_models_page_reloads_itself_while_a_version_trains_and_names_bad_paramet
     editor = as_role("editor")
     assert "http-equiv" not in editor.get("/ui/models").get_data(as_text=True)
     training.request_training(db, config, "als", {}, False)  # recorded as training, never started
-    assert '<meta http-equiv="refresh" content="5">' in editor.get("/ui/models").get_data(as_text=True)
+    # It names its address without a fragment: refreshing /ui/models#top (after a save) would only scroll.
+    assert '<meta http-equiv="refresh" content="5; url=/ui/models">' in editor.get("/ui/models").get_data(as_text=True)
     # Someone tabbing to a version's links turns the reload off: it moves the focus back to the top.
     still = editor.get("/ui/models", query_string={"reload": "off"}).get_data(as_text=True)
     assert "http-equiv" not in still and "reload it every 5 seconds" in still
@@ -814,6 +815,28 @@ def test_an_empty_control_row_is_named_rather_than_the_next_arm_becoming_the_con
     assert client.get("/v1/experiments/console-ab", headers=auth("editor")).status_code == 404
 
 
+def test_a_cost_is_not_called_established_for_an_arm_whose_interval_clears_0_but_is_not_significant_after_correction(as_role, client, auth):
+    shop = auth("storefront")
+    running(client, auth("editor"), ab_definition())
+    from scipy import stats
+
+    # Spend 10 or 20 in control and lottery, and in every5 as much more as makes Welch's p about
+    # 0.035: its 95 % interval clears 0, and Holm's correction over two comparisons doubles p.
+    arms: dict[str, list[str]] = {"control": [], "every5": [], "lottery": []}
+    for u in range(90):  # every exposed user gets a value: one without would count as 0
+        arms[assign(client, shop, "points-q4", f"s{u}")["arm"]].append(f"s{u}")
+    base = {arm: [10.0 + 10 * (i % 2) for i in range(len(users))] for arm, users in arms.items()}
+    shift = next(d / 100 for d in range(100, 1000) if stats.ttest_ind([v + d / 100 for v in base["every5"]], base["control"], equal_var=False).pvalue < 0.035)
+    outcomes = [{"outcome_id": f"o-{user}", "experiment": "points-q4", "user_id": user, "metric": "spend", "value": v + (shift if arm == "every5" else 0)}
+                for arm, users in arms.items() for user, v in zip(users, base[arm])]
+    post_ok(client, "/v1/outcomes", {"outcomes": outcomes}, shop)
+    every5 = next(a for a in get_ok(client, "/v1/experiments/points-q4/results?metric=spend", auth("analyst"))["arms"] if a["arm"] == "every5")
+    assert every5["diff_ci"][0] > 0 and not every5["significant"] and every5["cost_per_incremental"] is not None
+    html = as_role("analyst").get("/ui/experiments/points-q4/results?metric=spend").get_data(as_text=True)
+    row = html.split('<th scope="row">every5', 1)[1].split("</tr>", 1)[0]
+    assert "not established" in row and "not widened for the 2 comparisons with the control" in html
+
+
 def test_a_gain_from_an_arm_where_everyone_converted_is_flagged_and_its_cost_not_called_established(as_role, client, auth):
     shop = auth("storefront")
     users = _two_arms(client, auth, 60, "t")
@@ -962,7 +985,7 @@ def test_a_draft_is_deleted_after_its_box_is_ticked_and_a_started_one_cannot_be(
     unticked = editor.post("/ui/experiments/points-q4/delete", data={"csrf_token": token})
     assert unticked.status_code == 422 and client.get("/v1/experiments/points-q4", headers=auth("editor")).status_code == 200
     done = editor.post("/ui/experiments/points-q4/delete", data={"csrf_token": token, "confirm": "yes"})
-    assert done.status_code == 303 and done.headers["Location"].endswith("/ui/experiments")
+    assert done.status_code == 303 and done.headers["Location"].endswith("/ui/experiments#top")
     assert client.get("/v1/experiments/points-q4", headers=auth("editor")).status_code == 404
     running(client, auth("editor"), ab_definition())
     started = editor.get("/ui/experiments/points-q4/delete")
@@ -1133,3 +1156,36 @@ def test_a_bandit_s_ipw_rate_interval_is_shown_from_zero_but_never_capped_at_100
     assert f"[0.0%, {arms['arm0']['ipw_ci'][1]:.1%}]" in row and "an IPW rate below 0 %" in html
     # An IPW estimate is a weighted sum, not a share: it can pass 1, and its interval is not cut there.
     assert ipw_arm(PropensitySums.of_values([0.5, 0.5, 0.9], [1.0, 1.0, 0.0]), 3, 0.05).ipw_mean > 1
+
+
+def test_the_models_page_shows_a_tuned_versions_parameters_as_pairs_that_wrap(as_role, client, auth):
+    from service.http.console import formatting as fmt
+
+    two_tribes(client, auth("storefront"))
+    tune = {"trials": 2, "space": {"regularization": [0.01, 1.0, "log"]}, "seed": 7}
+    done = train(client, auth("editor"), {"algorithm": "als", "params": {"iterations": 3, "factors": 4}, "tune": tune, "activate": False})
+    html = as_role("editor").get("/ui/models").get_data(as_text=True)
+    row = html.split(f"<code>{done['version']}</code>", 1)[1].split("</tr>", 1)[0]
+    regularization = done["params"]["regularization"]
+    assert f"<code>regularization&nbsp;{fmt.num(regularization)}</code>" in row and f"<code>factors&nbsp;4</code>, " in row
+    assert f"{regularization}" in row  # the exact value, in the title
+
+
+def test_a_charts_ticks_name_their_gridlines_exactly():
+    from service.http.console.charts import Series, line_chart
+
+    # Rates from 20 % to 32.4 %: gridlines every 2.5 %, once labelled "22%", "25%", "28%"...
+    svg = str(line_chart("rates", ["12-04", "12-05"], [Series("control", [0.2, 0.324])], y_format=lambda v: f"{v:.1%}", percent=True))
+    assert [t for t in ("20%", "22.5%", "25%", "27.5%", "30%", "32.5%") if f">{t}</text>" in svg] == ["20%", "22.5%", "25%", "27.5%", "30%", "32.5%"]
+    assert "last values: control 32.4%" in svg
+    assert "1 point, 12-05" in str(line_chart("one day", ["12-05"], [Series("control", [0.5])]))
+
+
+def test_the_user_page_says_whether_older_events_are_left_out(as_role, client, auth):
+    shop = auth("storefront")
+    events = [{"event_id": f"e{i}", "user_id": "few" if i < 3 else "many", "item_id": "i1", "type": "view"} for i in range(3 + 51)]
+    post_ok(client, "/v1/events", {"events": events}, shop)
+    analyst = as_role("analyst")
+    assert "(all 3)" in analyst.get("/ui/users", query_string={"user_id": "few"}).get_data(as_text=True)
+    many = analyst.get("/ui/users", query_string={"user_id": "many"}).get_data(as_text=True)
+    assert "(the newest 50)" in many and many.count("<td>view</td>") == 50

@@ -73,3 +73,18 @@ def test_concurrent_first_writes_of_one_item_keep_every_field_sent(db):
     for k in range(30):
         item = get_item(db, f"new-{k}")
         assert item is not None and item.available is False and item.title == "t", k
+
+
+def test_categories_a_request_names_cannot_grow_a_views_memory(db, monkeypatch):
+    from service.store import catalogue
+
+    monkeypatch.setattr(catalogue, "MAX_CATEGORY_MASKS", 8)
+    upsert_items(db, [{"item_id": f"i{k}", "category": f"c{k}", "available": k % 5 != 0} for k in range(0, 60)])
+    view = catalogue_view(db, MODEL_ITEMS, shared_state(db).catalogue_revision)
+    for j in range(1000):  # names no item has: one shared empty mask, nothing kept
+        assert not view.mask(f"nosuch-{j}").any()
+    assert view._in_category == {}
+    for k in range(60):  # real ones: exact, and kept only up to the bound
+        assert list(np.flatnonzero(view.mask(f"c{k}"))) == ([] if k % 5 == 0 else [k])
+        assert len(view._in_category) <= 8
+    assert view.allowed("nosuch").flags.writeable  # a caller's copy may be changed

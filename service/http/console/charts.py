@@ -46,6 +46,11 @@ def number(value: float) -> str:
     return f"{value:.3g}"
 
 
+def tick(value: float, percent: bool = False) -> str:
+    """A tick's round value exactly, without float noise: 0.275 as "27.5%" with `percent`."""
+    return f"{value * 100:.12g}%" if percent else f"{value:.12g}"
+
+
 def points(value: float) -> str:
     """A difference of two rates in percentage points, with a sign."""
     if value == 0:
@@ -114,10 +119,15 @@ def line_chart(
     *,
     y_label: str = "",
     y_format: Format = number,
+    percent: bool = False,
     width: int = 860,
     height: int = 280,
 ) -> Markup:
-    """Lines over categorical x positions (days, versions), with y ticks, x labels and a legend."""
+    """Lines over categorical x positions (days, versions), with y ticks, x labels and a legend.
+
+    `y_format` writes the values the description gives; a tick is written exactly (as a percentage
+    with `percent`), since a tick rounded like a value (27.5 % as "28%") names the wrong gridline.
+    """
     left, right, top, bottom = 64, 32, 16, 44
     plot_w, plot_h = width - left - right, height - top - bottom
     legend, legend_h = _legend([s.name for s in series], left, height + 4, plot_w)
@@ -138,7 +148,7 @@ def line_chart(
     body = []
     for t in ticks:
         body.append(f'<line x1="{left}" y1="{py(t):.1f}" x2="{left + plot_w}" y2="{py(t):.1f}" stroke="{GRID}"/>')
-        body.append(f'<text x="{left - 6}" y="{py(t) + 4:.1f}" text-anchor="end" fill="{AXIS}">{escape(y_format(t))}</text>')
+        body.append(f'<text x="{left - 6}" y="{py(t) + 4:.1f}" text-anchor="end" fill="{AXIS}">{escape(tick(t, percent))}</text>')
     every = max(1, math.ceil(len(x_labels) / 8))
     last = len(x_labels) - 1
     shown = set(range(0, len(x_labels), every))
@@ -171,7 +181,8 @@ def line_chart(
             else:
                 body.append(f'<polyline points="{points}" fill="none" stroke="{colour}" stroke-width="2.5" stroke-dasharray="{dash}"/>')
     latest = {s.name: next((v for v in reversed(s.values) if v is not None), None) for s in series}
-    summary = f"{len(x_labels)} points from {x_labels[0]} to {x_labels[-1]}; last values: " + ", ".join(
+    span = f"1 point, {x_labels[0]}" if len(x_labels) == 1 else f"{len(x_labels)} points from {x_labels[0]} to {x_labels[-1]}"
+    summary = f"{span}; last values: " + ", ".join(
         f"{name} {y_format(v) if v is not None else 'none'}" for name, v in latest.items()
     )
     body.extend(legend)

@@ -163,8 +163,13 @@ def can(roles: tuple[str, ...]) -> bool:
 
 
 def back(endpoint: str, **values: Any) -> Response:
-    """Redirect after a successful POST (303, so that a reload does not post again)."""
-    return redirect(url_for(endpoint, **values), 303)
+    """Redirect after a successful POST (303, so that a reload does not post again).
+
+    To "#top", which HTML reads as the top of the page: a redirect without a fragment keeps the one
+    the form's address had, and an error summary's link to a field (#f-arms-1-...) would follow the
+    user to a page that has no such field.
+    """
+    return redirect(url_for(endpoint, _anchor="top", **values), 303)
 
 
 def json_text(raw: str) -> Any:

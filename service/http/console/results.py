@@ -59,11 +59,11 @@ def _daily_chart(key: str, metric: str, kind: str) -> tuple[Any, str | None]:
         return None, "No exposures yet."
     arms = [a["arm"] for a in daily["days"][0]["arms"]]
     lines = [Series(arm, [d["arms"][i]["mean"] for d in daily["days"]]) for i, arm in enumerate(arms)]
-    fmt = (lambda v: f"{v:.0%}" if v >= 0.1 or v == 0 else f"{v:.1%}") if kind == "binary" else number
+    fmt = (lambda v: f"{v:.1%}") if kind == "binary" else number
     # Month and day read best, unless the series crosses a new year (a backdated exposure can start it years ago).
     one_year = len({d["date"][:4] for d in daily["days"]}) == 1
     labels = [d["date"][5:] if one_year else d["date"] for d in daily["days"]]
-    chart = line_chart(f"Cumulative {metric} per exposed user, by day", labels, lines, y_label=metric, y_format=fmt)
+    chart = line_chart(f"Cumulative {metric} per exposed user, by day", labels, lines, y_label=metric, y_format=fmt, percent=kind == "binary")
     return chart, None
 
 
@@ -92,7 +92,7 @@ def _retention_chart(key: str, days: int, alpha: float) -> tuple[Any, bool, int]
     lines = [Series(a["arm"], [d["rate"] if drawn(d) else None for d in a["days"]], [d["ci"] if drawn(d) else None for d in a["days"]]) for a in curves["arms"]]
     has_data = any(v is not None for s in lines for v in s.values)
     last = max((d["day"] for a in curves["arms"] for d in a["days"] if drawn(d)), default=0)
-    chart = line_chart(f"Share of exposed users active on day k after exposure ({level(alpha)} intervals shaded)", [str(k) for k in range(1, days + 1)], lines, y_label="active", y_format=lambda v: f"{v:.0%}")
+    chart = line_chart(f"Share of exposed users active on day k after exposure ({level(alpha)} intervals shaded)", [str(k) for k in range(1, days + 1)], lines, y_label="active", y_format=lambda v: f"{v:.1%}", percent=True)
     return chart, has_data, last
 
 
