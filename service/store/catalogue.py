@@ -1,7 +1,9 @@
 """Catalogue items: upsert, lookup, and the availability view used when serving."""
 from __future__ import annotations
 
+import threading
 import time
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any, Mapping
@@ -114,22 +116,26 @@ def live_popular(db: Database, n: int, category: str | None, excluded: set[str])
     return [(r[0], float(r[1])) for r in rows if r[0] not in excluded][:n]
 
 
-# The category masks a worker keeps per catalogue view: each costs a byte per item.
+# The category masks a worker keeps per catalogue view, the most recently asked: each costs a byte
+# per item, and one not kept costs an integer comparison over the items (under 1 ms at a million).
 MAX_CATEGORY_MASKS = 64
 
 
 @dataclass(frozen=True)
 class CatalogueView:
-    """Availability and category of a model's items, aligned to its item indices."""
+    """Availability and category of a model's items, aligned to its item indices.
+
+    `codes` numbers each item's category by `category_codes` (-1: none), so that a category's mask
+    is an integer comparison rather than one of Python strings.
+    """
 
     revision: int
     available: np.ndarray
     categories: np.ndarray
-    _in_category: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
-
-    @cached_property
-    def _known_categories(self) -> frozenset[str]:
-        return frozenset(c for c in set(self.categories.tolist()) if c is not None)
+    codes: np.ndarray
+    category_codes: Mapping[str, int]
+    _in_category: OrderedDict[str, np.ndarray] = field(default_factory=OrderedDict, repr=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     @cached_property
     def _nothing(self) -> np.ndarray:
@@ -141,20 +147,22 @@ class CatalogueView:
         """Items that may be recommended, optionally in one category only; shared, so never to be changed."""
         if category is None:
             return self.available
-        mask = self._in_category.get(category)
-        if mask is not None:
-            return mask
-        # A category is a request's to name: one that no item has gets a shared empty mask, and masks
-        # of real ones are kept up to a bound, or a client naming new categories would grow every
-        # worker's memory by one byte per item a name.
-        if category not in self._known_categories:
+        # A category is a request's to name: one no item has gets the shared empty mask, and only the
+        # most recent masks are kept, or a client naming new categories would grow every worker's memory.
+        code = self.category_codes.get(category)
+        if code is None:
             return self._nothing
-        # Comparing an object array costs far more than a lookup; a view is immutable, so keep it.
-        mask = self.available & (self.categories == category)
+        with self._lock:
+            mask = self._in_category.get(category)
+            if mask is not None:
+                self._in_category.move_to_end(category)
+                return mask
+        mask = self.available & (self.codes == code)
         mask.setflags(write=False)
-        if len(self._in_category) >= MAX_CATEGORY_MASKS:
-            self._in_category.clear()
-        self._in_category[category] = mask
+        with self._lock:
+            self._in_category[category] = mask
+            while len(self._in_category) > MAX_CATEGORY_MASKS:
+                self._in_category.popitem(last=False)
         return mask
 
     def allowed(self, category: str | None) -> np.ndarray:
@@ -169,11 +177,14 @@ def catalogue_view(db: Database, position: Mapping[str, int], revision: int, pre
     at an older revision, only the items changed since are read (an item's `changed_revision`).
     """
     if previous is not None and previous.revision <= revision:
-        available, categories = previous.available.copy(), previous.categories.copy()
+        available, categories, codes = previous.available.copy(), previous.categories.copy(), previous.codes.copy()
+        category_codes = dict(previous.category_codes)
         query = select(ItemRow.item_id, ItemRow.available, ItemRow.category).where(ItemRow.changed_revision > previous.revision)
     else:
         available = np.ones(len(position), dtype=bool)
         categories = np.full(len(position), None, dtype=object)
+        codes = np.full(len(position), -1, dtype=np.int32)
+        category_codes = {}
         query = select(ItemRow.item_id, ItemRow.available, ItemRow.category)
     with db.read() as session:
         for item_id, is_available, category in session.execute(query):
@@ -181,5 +192,6 @@ def catalogue_view(db: Database, position: Mapping[str, int], revision: int, pre
             if i is not None:
                 available[i] = bool(is_available)
                 categories[i] = category
+                codes[i] = -1 if category is None else category_codes.setdefault(category, len(category_codes))
     available.setflags(write=False)  # shared by every request of the worker: a write must fail, not leak
-    return CatalogueView(revision, available, categories)
+    return CatalogueView(revision, available, categories, codes, category_codes)

@@ -87,4 +87,7 @@ def test_categories_a_request_names_cannot_grow_a_views_memory(db, monkeypatch):
     for k in range(60):  # real ones: exact, and kept only up to the bound
         assert list(np.flatnonzero(view.mask(f"c{k}"))) == ([] if k % 5 == 0 else [k])
         assert len(view._in_category) <= 8
+    # The most recently asked are kept: eight categories asked in turn are each computed once.
+    first = {k: view.mask(f"c{k}") for k in range(8)}
+    assert all(view.mask(f"c{k}") is first[k] for _ in range(3) for k in range(8))
     assert view.allowed("nosuch").flags.writeable  # a caller's copy may be changed

@@ -46,9 +46,28 @@ def number(value: float) -> str:
     return f"{value:.3g}"
 
 
-def tick(value: float, percent: bool = False) -> str:
-    """A tick's round value exactly, without float noise: 0.275 as "27.5%" with `percent`."""
-    return f"{value * 100:.12g}%" if percent else f"{value:.12g}"
+def tick(value: float, scale: float = 1.0, suffix: str = "", sign: bool = False) -> str:
+    """A tick's round value exactly, without float noise: 0.275 at scale 100 with "%" as "27.5%".
+
+    A tick rounded as a value is (27.5 % as "28%", 12.5 pp as "+12 pp") names the wrong gridline.
+    """
+    text = f"{value * scale:{'+' if sign and value else ''}.12g}"
+    return ("0" if text in ("0", "-0") else text) + suffix
+
+
+def pp_tick(value: float) -> str:
+    """A tick of differences of rates, in percentage points."""
+    return tick(value, 100, " pp", sign=True)
+
+
+def signed_tick(value: float) -> str:
+    """A tick of differences of means."""
+    return tick(value, sign=True)
+
+
+def percent_tick(value: float) -> str:
+    """A tick of lifts."""
+    return tick(value, 100, "%", sign=True)
 
 
 def points(value: float) -> str:
@@ -148,7 +167,7 @@ def line_chart(
     body = []
     for t in ticks:
         body.append(f'<line x1="{left}" y1="{py(t):.1f}" x2="{left + plot_w}" y2="{py(t):.1f}" stroke="{GRID}"/>')
-        body.append(f'<text x="{left - 6}" y="{py(t) + 4:.1f}" text-anchor="end" fill="{AXIS}">{escape(tick(t, percent))}</text>')
+        body.append(f'<text x="{left - 6}" y="{py(t) + 4:.1f}" text-anchor="end" fill="{AXIS}">{escape(tick(t, 100, "%") if percent else tick(t))}</text>')
     every = max(1, math.ceil(len(x_labels) / 8))
     last = len(x_labels) - 1
     shown = set(range(0, len(x_labels), every))
@@ -202,7 +221,7 @@ def _runs(values: Sequence[float | None]) -> list[list[tuple[int, float]]]:
     return [r for r in runs if r]
 
 
-def forest_plot(title: str, rows: Sequence[Interval], *, x_format: Format = percent, width: int = 860) -> Markup:
+def forest_plot(title: str, rows: Sequence[Interval], *, x_format: Format = percent, tick_format: Format = percent_tick, width: int = 860) -> Markup:
     """Each row's interval as a horizontal bar with its estimate, against a line at zero."""
     label_w, right, top, row_h, bottom = 150, 30, 12, 34, 36
     plot_w = width - label_w - right
@@ -217,7 +236,7 @@ def forest_plot(title: str, rows: Sequence[Interval], *, x_format: Format = perc
     body = []
     for t in ticks:
         body.append(f'<line x1="{px(t):.1f}" y1="{top}" x2="{px(t):.1f}" y2="{height - bottom}" stroke="{GRID}"/>')
-        body.append(f'<text x="{px(t):.1f}" y="{height - bottom + 16}" text-anchor="middle" fill="{AXIS}">{escape(x_format(t))}</text>')
+        body.append(f'<text x="{px(t):.1f}" y="{height - bottom + 16}" text-anchor="middle" fill="{AXIS}">{escape(tick_format(t))}</text>')
     body.append(f'<line x1="{px(0):.1f}" y1="{top}" x2="{px(0):.1f}" y2="{height - bottom}" stroke="#222" stroke-dasharray="4 3"/>')
     described = []
     for i, r in enumerate(rows):
