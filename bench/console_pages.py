@@ -26,7 +26,7 @@ from service.usecases.keys import create_key  # noqa: E402
 PAGES = (
     "/ui/experiments",
     "/ui/experiments/points-q4",
-    "/ui/experiments/new",
+    "/ui/new-experiment",
     "/ui/experiments/points-q4/edit",
     "/ui/experiments/points-q4/results",
     "/ui/experiments/points-q4/results?metric=spend&alpha=0.1&correction=bh",

@@ -114,13 +114,18 @@ def _add_to_totals(session: Session, deltas: list[tuple[tuple[str, str, str], st
 def record(db: Database, outcomes: Sequence[dict[str, Any]], definitions: dict[str, Experiment]) -> Counts:
     """Store a validated batch in one transaction and update totals and bandit statistics."""
     now = time.time()
-    unique: dict[str, dict[str, Any]] = {}
-    for o in outcomes:  # the first of repeated ids in one batch wins
-        unique.setdefault(o["outcome_id"], o)
     with db.write() as session:
-        arms = _exposures(session, {(o["experiment"], o["user_id"]) for o in unique.values()})
+        arms = _exposures(session, {(o["experiment"], o["user_id"]) for o in outcomes})
+        # Of an id repeated in one batch, the first copy for an exposed user wins: a copy for a user never
+        # exposed stores nothing, so it must not stand in for one that would.
+        ids: set[str] = set()
+        first: dict[str, dict[str, Any]] = {}
+        for o in outcomes:
+            ids.add(o["outcome_id"])
+            if (o["experiment"], o["user_id"]) in arms:
+                first.setdefault(o["outcome_id"], o)
         # Sorted by id: concurrent batches take row locks in one order (no deadlocks on PostgreSQL).
-        exposed = [o for _, o in sorted(unique.items()) if (o["experiment"], o["user_id"]) in arms]
+        exposed = [o for _, o in sorted(first.items())]
         written = _insert_new(session, exposed, now)
         sums: dict[tuple[str, str, str], list[float]] = {}
         for o in exposed:
@@ -136,7 +141,7 @@ def record(db: Database, outcomes: Sequence[dict[str, Any]], definitions: dict[s
         totals = _add_to_totals(session, deltas)
         _update_bandits(session, definitions, deltas, totals, before)
     accepted = len(written)
-    ignored = len(unique) - len(exposed)
+    ignored = len(ids) - len(exposed)
     return Counts(accepted, len(outcomes) - accepted - ignored, ignored)
 
 

@@ -186,7 +186,7 @@ def test_analyst_reads_results_switches_alpha_and_downloads_the_csv(visit, demo)
 def test_analyst_is_refused_the_editors_pages_and_hand_made_posts(visit, demo):
     page = visit()
     sign_in(page, demo, "analyst")
-    for path in ("/ui/experiments/new", "/ui/experiments/console-ab/edit", "/ui/experiments/console-ab/stop", "/ui/models"):
+    for path in ("/ui/new-experiment", "/ui/experiments/console-ab/edit", "/ui/experiments/console-ab/stop", "/ui/models"):
         response = page.goto(demo.base + path)
         assert response.status == 403, path
     assert "analyst key cannot use this page" in page.locator("main").inner_text()
@@ -240,7 +240,7 @@ def test_editor_trains_activates_and_looks_up_a_user(visit, demo):
     shot(page, "10-user")
     # On a phone's width no page scrolls sideways: a wide table scrolls on its own.
     page.set_viewport_size({"width": 390, "height": 844})
-    for path in ("/ui/experiments", "/ui/experiments/new", "/ui/models", "/ui/models/new", "/ui/experiments/points-q4/results", "/ui/users?user_id=user-1",
+    for path in ("/ui/experiments", "/ui/new-experiment", "/ui/models", "/ui/models/new", "/ui/experiments/points-q4/results", "/ui/users?user_id=user-1",
                  "/ui/users/at-risk", "/ui/plan?baseline=0.1&mde=0.01", "/ui/experiments/bonus-bandit/what-if"):
         page.goto(demo.server.base + path)
         overflowing = page.evaluate("[...document.querySelectorAll('body *')].filter(e => e.getBoundingClientRect().right > 390).map(e => e.tagName + '.' + e.className)")

@@ -96,7 +96,7 @@ def test_roles_as_in_the_api(as_role, client, auth):
     assert analyst.get("/ui/experiments/points-q4/results").status_code == 200
     listing = analyst.get("/ui/experiments").get_data(as_text=True)
     assert "New experiment" not in listing and "Models" not in listing
-    for path in ("/ui/experiments/new", "/ui/experiments/points-q4/stop", "/ui/models"):
+    for path in ("/ui/new-experiment", "/ui/experiments/points-q4/stop", "/ui/models"):
         resp = analyst.get(path)
         assert resp.status_code == 403, path
         assert "analyst key cannot use this page" in resp.get_data(as_text=True)
@@ -121,8 +121,8 @@ def test_storefront_key_reaches_only_the_api_reference(as_role):
 
 def test_create_start_and_list_through_the_forms(as_role, client, auth):
     editor = as_role("editor")
-    token = csrf(editor, "/ui/experiments/new")
-    created = editor.post("/ui/experiments/new", data={**form_of(), "csrf_token": token})
+    token = csrf(editor, "/ui/new-experiment")
+    created = editor.post("/ui/new-experiment", data={**form_of(), "csrf_token": token})
     assert created.status_code == 303 and created.headers["Location"] == "/ui/experiments/console-ab#top"  # the top: not a field the form page linked to
     stored = client.get("/v1/experiments/console-ab", headers=auth("analyst")).get_json()
     assert stored["status"] == "draft"
@@ -147,28 +147,28 @@ def test_create_start_and_list_through_the_forms(as_role, client, auth):
 
 def test_a_long_form_posted_with_an_old_token_comes_back_filled_in_not_lost(as_role, client, auth, keys):
     editor = as_role("editor")
-    old = csrf(editor, "/ui/experiments/new")
+    old = csrf(editor, "/ui/new-experiment")
     sign_in(editor, keys["editor"])  # signed in again (another tab): the session, and its token, are new
     typed = {**form_of(name="Typed with care"), "csrf_token": old}
     own = {"Origin": "http://localhost"}
-    back = editor.post("/ui/experiments/new", data=typed, headers=own)
+    back = editor.post("/ui/new-experiment", data=typed, headers=own)
     html = back.get_data(as_text=True)
     assert back.status_code == 409 and "Nothing was saved" in html and 'value="Typed with care"' in html
-    assert CSRF.search(html).group(1) == csrf(editor, "/ui/experiments/new") != old  # a fresh token, ready to save
+    assert CSRF.search(html).group(1) == csrf(editor, "/ui/new-experiment") != old  # a fresh token, ready to save
     assert client.get("/v1/experiments/console-ab", headers=auth("analyst")).status_code == 404
     trained = editor.post("/ui/models/new", data={"csrf_token": old, "algorithm": "item_knn", "params": '{"neighbours": 5}'}, headers={"Referer": "http://localhost/ui/models/new"})
     assert trained.status_code == 409 and "{&#34;neighbours&#34;: 5}" in trained.get_data(as_text=True)
     # From anywhere else, or saying nothing of where it came from, an old token is refused as always.
     for headers in ({"Origin": "https://evil.example"}, {}):
-        assert editor.post("/ui/experiments/new", data=typed, headers=headers).status_code == 403
+        assert editor.post("/ui/new-experiment", data=typed, headers=headers).status_code == 403
     assert editor.post("/ui/experiments/console-ab/start", data={"csrf_token": old, "confirm": "yes"}, headers=own).status_code == 403
 
 
 def test_validation_errors_sit_beside_the_fields_they_name(as_role):
     editor = as_role("editor")
-    token = csrf(editor, "/ui/experiments/new")
+    token = csrf(editor, "/ui/new-experiment")
     bad = form_of(**{"arms.1.schedule.fixed_ratio.every": "0", "arms.1.payload": "{not json", "traffic": "2"})
-    resp = editor.post("/ui/experiments/new", data={**bad, "csrf_token": token})
+    resp = editor.post("/ui/new-experiment", data={**bad, "csrf_token": token})
     html = resp.get_data(as_text=True)
     assert resp.status_code == 422
     every = re.search(r'<p class="error" id="f-arms-1-schedule-fixed_ratio-every-error">(.*?)</p>', html)
@@ -177,17 +177,17 @@ def test_validation_errors_sit_beside_the_fields_they_name(as_role):
     assert 'id="f-traffic-error"' in html
     # A double-points window's factor sits in the schedule's multiplier, whatever the schedule's type.
     window = {"arms.0.schedule.multiplier.factor": "-1", "arms.0.schedule.multiplier.start": "2026-12-01T00:00", "arms.0.schedule.multiplier.end": "2026-12-08T00:00"}
-    html = editor.post("/ui/experiments/new", data={**form_of(**window), "csrf_token": token}).get_data(as_text=True)
+    html = editor.post("/ui/new-experiment", data={**form_of(**window), "csrf_token": token}).get_data(as_text=True)
     factor = re.search(r'<p class="error" id="f-arms-0-schedule-multiplier-factor-error">(.*?)</p>', html)
     assert factor and "greater than 0" in factor.group(1)
     # The domain's own check (a built-in metric declared with the wrong kind) lands on its field too.
     wrong_kind = form_of(**{"metrics.0.key": "revenue", "metrics.0.kind": "binary"})
-    html = editor.post("/ui/experiments/new", data={**wrong_kind, "csrf_token": token}).get_data(as_text=True)
+    html = editor.post("/ui/new-experiment", data={**wrong_kind, "csrf_token": token}).get_data(as_text=True)
     assert 'id="f-metrics-0-kind-error"' in html or 'id="f-metrics-0-key-error"' in html
     # A fault deep inside the targeting rule is named in the message beside its text area, and the
     # summary links there: the rule has no input of its own per leaf.
     for rule, place in (('{"all": [{"attribute": "purchases", "op": "zzz", "value": 1}]}', "all.0"), ('{"any": "nope"}', "any")):
-        html = editor.post("/ui/experiments/new", data={**form_of(targeting=rule), "csrf_token": token}).get_data(as_text=True)
+        html = editor.post("/ui/new-experiment", data={**form_of(targeting=rule), "csrf_token": token}).get_data(as_text=True)
         beside = re.search(r'<p class="error" id="f-targeting-error">(.*?)</p>', html)
         assert beside and place in beside.group(1) and 'href="#f-targeting"' in html, rule
         assert 'aria-invalid="true"' in html.split('id="f-targeting"', 1)[1].split(">", 1)[0]
@@ -195,14 +195,14 @@ def test_validation_errors_sit_beside_the_fields_they_name(as_role):
 
 def test_form_errors_read_in_the_forms_own_words(as_role, client, auth):
     editor = as_role("editor")
-    token = csrf(editor, "/ui/experiments/new")
-    html = editor.post("/ui/experiments/new", data={**form_of(**{"key": "Bad Key", "arms.1.schedule.fixed_ratio.every": ""}), "csrf_token": token}).get_data(as_text=True)
+    token = csrf(editor, "/ui/new-experiment")
+    html = editor.post("/ui/new-experiment", data={**form_of(**{"key": "Bad Key", "arms.1.schedule.fixed_ratio.every": ""}), "csrf_token": token}).get_data(as_text=True)
     assert "String should match pattern" not in html and "use lower-case letters, digits" in html
     assert ">Arm 2 › schedule › every</a>" in html  # the summary names fields as their labels read, counting from 1
     post_ok(client, "/v1/experiments", ab_definition(key="taken"), auth("editor"), status=201)
-    taken = editor.post("/ui/experiments/new", data={**form_of(key="taken"), "csrf_token": token})
+    taken = editor.post("/ui/new-experiment", data={**form_of(key="taken"), "csrf_token": token})
     assert taken.status_code == 409 and 'id="f-key-error"' in taken.get_data(as_text=True)  # beside the Key field
-    more = editor.post("/ui/experiments/new", data={**form_of(), "more": "metric", "csrf_token": token}).get_data(as_text=True)
+    more = editor.post("/ui/new-experiment", data={**form_of(), "more": "metric", "csrf_token": token}).get_data(as_text=True)
     assert re.search(r'<input id="f-metrics-1-key" name="metrics.1.key"[^>]* autofocus', more)  # the new row has the focus
 
 
@@ -212,7 +212,7 @@ def test_form_errors_read_in_the_forms_own_words(as_role, client, auth):
 ])
 def test_hostile_form_values_are_named_on_the_page_not_a_server_error(as_role, field, value):
     editor = as_role("editor")
-    resp = editor.post("/ui/experiments/new", data={**form_of(**{field: value}), "csrf_token": csrf(editor, "/ui/experiments/new")})
+    resp = editor.post("/ui/new-experiment", data={**form_of(**{field: value}), "csrf_token": csrf(editor, "/ui/new-experiment")})
     assert resp.status_code == 422 and f'id="f-{field.replace(".", "-")}-error"' in resp.get_data(as_text=True)
 
 
@@ -265,7 +265,7 @@ def test_a_tuned_run_starts_from_the_training_form_and_its_bad_settings_are_name
 def test_schedule_types_and_fields_come_from_the_registry(as_role):
     from experiments.schedules import SCHEDULES
 
-    html = as_role("editor").get("/ui/experiments/new").get_data(as_text=True)
+    html = as_role("editor").get("/ui/new-experiment").get_data(as_text=True)
     for kind, cls in SCHEDULES.items():
         assert f'<option value="{kind}"' in html
         for f in cls.parameters():
@@ -373,12 +373,12 @@ def test_a_mistyped_console_address_gets_the_consoles_page_and_the_api_keeps_jso
 
 def test_a_form_posted_after_its_key_was_revoked_says_why_and_leads_back(as_role, client, auth):
     editor = as_role("editor")
-    token = csrf(editor, "/ui/experiments/new")
+    token = csrf(editor, "/ui/new-experiment")
     key_id = next(k["id"] for k in client.get("/v1/keys", headers=auth("admin")).get_json()["keys"] if k["role"] == "editor")
     assert client.delete(f"/v1/keys/{key_id}", headers=auth("admin")).status_code == 200
     time.sleep(1.1)  # the key cache's bound
-    resp = editor.post("/ui/experiments/new", data={**form_of(), "csrf_token": token})
-    assert resp.status_code == 303 and resp.headers["Location"].endswith("/ui/sign-in?next=/ui/experiments/new")
+    resp = editor.post("/ui/new-experiment", data={**form_of(), "csrf_token": token})
+    assert resp.status_code == 303 and resp.headers["Location"].endswith("/ui/sign-in?next=/ui/new-experiment")
     page = editor.get(resp.headers["Location"]).get_data(as_text=True)
     assert "Your console session ended" in page and "was not saved" in page
 
@@ -480,7 +480,7 @@ def json_of(value: Any) -> str:
 def test_bandit_settings_come_from_the_form(as_role, client, auth):
     editor = as_role("editor")
     form = form_of(type="bandit", **{"bandit.algorithm": "ucb1", "bandit.min_probability": "0.05", "bandit.attribution_hours": "48"})
-    resp = editor.post("/ui/experiments/new", data={**form, "csrf_token": csrf(editor, "/ui/experiments/new")})
+    resp = editor.post("/ui/new-experiment", data={**form, "csrf_token": csrf(editor, "/ui/new-experiment")})
     assert resp.status_code == 303, resp.get_data(as_text=True)
     stored = client.get("/v1/experiments/console-ab", headers=auth("analyst")).get_json()
     assert stored["type"] == "bandit" and stored["bandit"] == {"algorithm": "ucb1", "epsilon": 0.1, "min_probability": 0.05, "attribution_hours": 48}
@@ -491,13 +491,13 @@ def test_bandit_settings_come_from_the_form(as_role, client, auth):
 
 def test_guardrails_a_lower_is_better_metric_and_the_analysis_come_from_the_form(as_role, client, auth):
     editor = as_role("editor")
-    token = csrf(editor, "/ui/experiments/new")
+    token = csrf(editor, "/ui/new-experiment")
     fields = form_of(**{"metrics.1.key": "complaints", "metrics.1.kind": "binary", "metrics.1.lower_is_better": "yes",
                         "guardrails": "complaints, retention_d7", "analysis.sequential": "yes", "analysis.cuped_days": "7"})
-    wrong = editor.post("/ui/experiments/new", data={**fields, "guardrails": "complaints, refunds", "csrf_token": token})
+    wrong = editor.post("/ui/new-experiment", data={**fields, "guardrails": "complaints, refunds", "csrf_token": token})
     html = wrong.get_data(as_text=True)
     assert wrong.status_code == 422 and 'id="f-guardrails-error"' in html and "&#39;refunds&#39; is neither a declared metric" in html
-    assert editor.post("/ui/experiments/new", data={**fields, "csrf_token": token}).status_code == 303
+    assert editor.post("/ui/new-experiment", data={**fields, "csrf_token": token}).status_code == 303
     stored = client.get("/v1/experiments/console-ab", headers=auth("analyst")).get_json()
     assert stored["metrics"][1] == {"key": "complaints", "kind": "binary", "higher_is_better": False}
     assert stored["guardrails"] == ["complaints", "retention_d7"]
@@ -614,7 +614,7 @@ def test_the_user_page_names_the_recommender_each_of_the_users_arms_serves(as_ro
     html = as_role("analyst").get("/ui/users?user_id=ua1").get_data(as_text=True)
     assert f"recommendations came from {expected} until it stopped; now from the active model" in html
     # The form for the next experiment offers that version for a recommender arm.
-    form = as_role("editor").get("/ui/experiments/new").get_data(as_text=True)
+    form = as_role("editor").get("/ui/new-experiment").get_data(as_text=True)
     assert f'<option value="version:{version}">{version} (item_knn)</option>' in form
 
 
@@ -625,13 +625,13 @@ def test_recommender_arms_are_chosen_from_ready_versions_in_the_form(as_role, cl
     versions = [train(client, auth("editor"), {"algorithm": "item_knn"})["version"] for _ in range(6)]
     oldest, version = versions[0], versions[-1]
     editor = as_role("editor")
-    form = editor.get("/ui/experiments/new").get_data(as_text=True)
+    form = editor.get("/ui/new-experiment").get_data(as_text=True)
     assert all(f'<option value="version:{v}">{v} (item_knn)</option>' in form for v in versions)  # every ready version, not the newest few
     arms = {"arms.0.key": "active", "arms.0.schedule.type": "", "arms.1.key": "knn", "arms.1.schedule.type": "", "arms.1.recommender": f"version:{version}",
             "arms.2.key": "pop", "arms.2.schedule.type": "", "arms.2.recommender": "popularity", "arms.2.payload": '{"banner": "top"}'}
 
     def post(**changes: str) -> Any:
-        return editor.post("/ui/experiments/new", data={**form_of(**{**arms, **changes}), "csrf_token": csrf(editor, "/ui/experiments/new")})
+        return editor.post("/ui/new-experiment", data={**form_of(**{**arms, **changes}), "csrf_token": csrf(editor, "/ui/new-experiment")})
 
     for changes in ({"arms.1.payload": '{"recommender": {"algorithm": "popularity"}}'}, {"arms.1.recommender": "version:" + "v" * 65}, {"arms.1.recommender": "<b>ghost</b>"}):
         refused = post(**changes)
@@ -804,10 +804,10 @@ def test_the_results_page_says_when_figures_are_cuped_adjusted_and_switches_cupe
 
 def test_an_empty_control_row_is_named_rather_than_the_next_arm_becoming_the_control(as_role, client, auth):
     editor = as_role("editor")
-    token = csrf(editor, "/ui/experiments/new")
+    token = csrf(editor, "/ui/new-experiment")
     moved = form_of(**{"arms.0.key": "", "arms.0.schedule.type": "", "arms.2.key": "lottery", "arms.2.schedule.type": "variable_ratio",
                        "arms.2.schedule.variable_ratio.mean": "5", "arms.2.schedule.variable_ratio.points": "50"})
-    resp = editor.post("/ui/experiments/new", data={**moved, "csrf_token": token})
+    resp = editor.post("/ui/new-experiment", data={**moved, "csrf_token": token})
     html = resp.get_data(as_text=True)
     beside = re.search(r'<p class="error" id="f-arms-0-key-error">(.*?)</p>', html)
     assert resp.status_code == 422 and beside and "control" in beside.group(1)
@@ -1196,3 +1196,10 @@ def test_the_user_page_says_whether_older_events_are_left_out(as_role, client, a
     assert "(all 3)" in analyst.get("/ui/users", query_string={"user_id": "few"}).get_data(as_text=True)
     many = analyst.get("/ui/users", query_string={"user_id": "many"}).get_data(as_text=True)
     assert "(the newest 50)" in many and many.count("<td>view</td>") == 50
+
+
+def test_an_experiment_keyed_new_opens_like_any_other(as_role, client, auth):
+    running(client, auth("editor"), ab_definition(key="new"))
+    page = as_role("analyst").get("/ui/experiments/new")
+    assert page.status_code == 200 and "Q4 points" in page.get_data(as_text=True) and "running" in page.get_data(as_text=True)
+    assert 'href="/ui/experiments/new"' in as_role("analyst").get("/ui/experiments").get_data(as_text=True)

@@ -55,6 +55,11 @@ def test_metrics_count_requests_per_endpoint(client):
     assert 'stickyloop_http_requests_total{endpoint="/healthz",method="GET",status="200"}' in text
     assert 'stickyloop_http_requests_total{endpoint="/v1/items/<item_id>",method="GET",status="401"}' in text
     assert "stickyloop_http_request_duration_seconds_bucket" in text
+    # A method a client invents is counted, but not as a series of its own: 50 of them make one.
+    for i in range(50):
+        client.open("/healthz", method=f"BREW{i}")
+    text = client.get("/metrics").get_data(as_text=True)
+    assert "BREW" not in text and 'stickyloop_http_requests_total{endpoint="unmatched",method="other",status="405"} 50.0' in text
 
 
 def test_each_request_is_logged_once_but_a_passing_probe_is_not(tmp_path, caplog):

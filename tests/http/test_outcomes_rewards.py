@@ -191,6 +191,18 @@ def test_an_id_names_one_entry_across_experiments_so_one_order_needs_an_id_for_e
     assert "already used for another user or experiment" in documented
 
 
+def test_an_id_repeated_in_a_batch_is_stored_from_its_copy_for_an_exposed_user(client, auth):
+    shop = auth("storefront")
+    running(client, auth("editor"), ab_definition())
+    assign(client, shop, "points-q4", "known")
+    copies = [{"outcome_id": "o-9", "experiment": "points-q4", "user_id": user, "metric": "spend", "value": value} for user, value in (("stranger", 5), ("known", 7), ("known", 9))]
+    assert post_ok(client, "/v1/outcomes", {"outcomes": copies}, shop) == {"accepted": 1, "duplicates": 2, "ignored": 0}
+    totals = {a["arm"]: a["total"] for a in get_ok(client, "/v1/experiments/points-q4/results?metric=spend", auth("analyst"))["arms"]}
+    assert sum(totals.values()) == 7
+    alone = [{**copies[0], "outcome_id": "o-10"}, {**copies[0], "outcome_id": "o-10", "value": 6}]
+    assert post_ok(client, "/v1/outcomes", {"outcomes": alone}, shop) == {"accepted": 0, "duplicates": 1, "ignored": 1}
+
+
 def test_a_long_ledger_is_read_in_pages_oldest_first(client, auth):
     shop = auth("storefront")
     running(client, auth("editor"), ab_definition())

@@ -120,7 +120,7 @@ def _save(exp: dict[str, Any] | None) -> Any:
     return back("console.experiment_detail", key=saved["key"])
 
 
-@bp.route("/experiments/new", methods=["GET", "POST"])
+@bp.route("/new-experiment", methods=["GET", "POST"])  # not under /experiments/: "new" is a valid experiment key
 @page(EDITOR, refills=True)
 def experiment_new() -> Any:
     """The form for a new draft."""
