@@ -145,7 +145,9 @@ ROLE_TABLE
     `exclude`.
   - Timestamps are ISO 8601 text with a time zone (`2026-11-22T10:00:00Z`); one without a zone,
     or epoch seconds, is a 422. They must lie between 2000-01-01T00:00:00Z and 100 calendar years
-    after the server's clock. A timestamp left out means "now" on the server.
+    after the server's clock. A timestamp left out means "now" on the server. A timestamp sent is
+    stored as given, also an assignment's (an exposure logged late): an exposure dated before the
+    experiment's start counts the user's events from then on as after it, so send the real time.
   - Numbers are finite and at most {_number(MAX_MAGNITUDE)} in magnitude unless a field states other bounds.
     Numbers inside free-form objects (an item's `attributes`, an arm's `payload`) need only be
     finite: they are stored as sent and never summed.

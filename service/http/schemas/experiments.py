@@ -183,7 +183,11 @@ class AssignmentQuery(Query):
 
     recurs: ClassVar[bool] = False
     user_id: Id
-    timestamp: Timestamp | None = None
+    timestamp: Timestamp | None = Field(
+        default=None,
+        description="when the storefront showed the arm, for an exposure logged late (default: now); stored as given, also before "
+        "the experiment's start or ahead of the server's clock, so the user's events from then on count as after exposure",
+    )
 
 
 # Why a user is not enrolled: the assignment's answer, and a recommendation request's with ?experiment=.
