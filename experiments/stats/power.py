@@ -21,7 +21,8 @@ def _check(alpha: float, power: float, mde: float) -> None:
 
 def _quantiles(alpha: float, power: float) -> tuple[float, float]:
     """z(1 - alpha/2) and z(power) as plain floats, so that overflow shows as inf rather than a warning."""
-    return float(sps.norm.isf(alpha / 2)), float(sps.norm.isf(1 - power))
+    # z(power) from power itself: 1 - power keeps few of a small power's digits (1e-12 lost a tenth of its n).
+    return float(sps.norm.isf(alpha / 2)), float(sps.norm.ppf(power))
 
 
 def _users(spread: float, mde: float, alpha: float, power: float, scale: float = 1.0) -> int:
@@ -86,11 +87,11 @@ def _one_of(name: str, value: object, options: tuple[str, ...]) -> None:
         raise ValueError(f"{name}: must be one of {', '.join(options)}, got {value!r}")
 
 
-def _plan_users(spread: float, effect: float, scale: float, power: float, a: float) -> int:
+def _plan_users(spread: float, effect: float, scale: float, power: float) -> int:
     """ceil(scale (spread / effect)^2), refusing what no population could supply."""
-    if not spread > 0:
-        raise ValueError(f"power: must exceed alpha_per_test / 2 ({a / 2:g}), got {power}")
-    if not effect > 0:  # an mde so small that baseline + mde rounds to the baseline
+    if not spread > 0:  # a binary metric's unequal variances can leave a low power's numerator at or below 0
+        raise ValueError(f"power: {power:g} is so low that a test of these rates would reach it with no users at all")
+    if not effect > 0:  # a relative mde whose product with the baseline underflows
         raise ValueError(f"mde: more than {MAX_PLAN_USERS:.0e} users per arm would be needed; the effect is too small to detect")
     ratio = spread / effect
     n = scale * ratio * ratio
@@ -131,6 +132,8 @@ def plan_sample_size(
     split = comparisons > 1 and correction != "none"
     # Holm is sized as Bonferroni: its first step tests at alpha / k, so this is the conservative answer.
     a = alpha / comparisons if split else alpha
+    if not power > a / 2:  # the test rejects that often with no users at all: the formula's square would hide the sign
+        raise ValueError(f"power: must exceed alpha_per_test / 2 ({a / 2:g}), got {power}")
     za, zb = _quantiles(a, power)
     if metric_kind == "binary" or mde_type == "relative":
         baseline = _number("baseline", baseline)
@@ -143,15 +146,16 @@ def plan_sample_size(
             raise ValueError(f"mde: baseline + mde must lie in (0, 1), got {p2}")
         pbar = (p1 + p2) / 2
         spread = za * math.sqrt(2 * pbar * (1 - pbar)) + zb * math.sqrt(p1 * (1 - p1) + p2 * (1 - p2))
-        per_arm = _plan_users(spread, p2 - p1, 1.0, power, a)
+        # The mde itself, not p2 - p1: near 1 that difference keeps few of its digits.
+        per_arm = _plan_users(spread, effect, 1.0, power)
     else:
         if sd is None:
             raise ValueError("sd: the standard deviation is required for a continuous metric")
         if not _number("sd", sd) > 0:
             raise ValueError(f"sd: must be above 0, got {sd}")
-        if not abs(effect) > 0:
+        if mde_type == "relative" and baseline == 0:
             raise ValueError(f"baseline: a relative mde needs a baseline other than 0, got {baseline}")
-        per_arm = _plan_users(sd * (za + zb), abs(effect), 2.0, power, a)
+        per_arm = _plan_users(sd * (za + zb), abs(effect), 2.0, power)
     total = per_arm * arms
     if total > MAX_PLAN_USERS:
         raise ValueError(f"mde: {int(total):,} users in all would be needed, more than {MAX_PLAN_USERS:,}; the effect is too small to detect")

@@ -697,10 +697,11 @@ def test_best_arm_target():
 # ---------- 6. planning ----------
 
 
-def _binary_users(p1: float, p2: float, a: float, power: float) -> float:
+def _binary_users(p1: float, effect: float, a: float, power: float) -> float:
     za, zb = sps.norm.ppf(1 - a / 2), sps.norm.ppf(power)
+    p2 = p1 + effect
     pbar = (p1 + p2) / 2
-    return (za * math.sqrt(2 * pbar * (1 - pbar)) + zb * math.sqrt(p1 * (1 - p1) + p2 * (1 - p2))) ** 2 / (p2 - p1) ** 2
+    return (za * math.sqrt(2 * pbar * (1 - pbar)) + zb * math.sqrt(p1 * (1 - p1) + p2 * (1 - p2))) ** 2 / effect**2
 
 
 @pytest.mark.parametrize("seed", SEEDS)
@@ -712,7 +713,7 @@ def test_plan_matches_the_formula_and_statsmodels(seed):
     daily = float(rng.choice([50.0, 1234.5])) if seed % 2 else None
     p1, relative = float(rng.uniform(0.01, 0.5)), float(rng.uniform(0.05, 0.5))
     plan = plan_sample_size("binary", p1, None, relative, "relative", alpha, power, arms, correction, daily)
-    expected = _binary_users(p1, p1 * (1 + relative), a, power)
+    expected = _binary_users(p1, relative * p1, a, power)
     assert plan.users_per_arm == math.ceil(expected)
     assert plan.alpha_per_test == pytest.approx(a, rel=1e-15) and plan.total_users == plan.users_per_arm * arms
     assert plan.days == (None if daily is None else math.ceil(plan.total_users / daily))
@@ -726,6 +727,34 @@ def test_plan_matches_the_formula_and_statsmodels(seed):
     assert plan.users_per_arm == math.ceil(2 * sd**2 * (sps.norm.ppf(1 - a / 2) + sps.norm.ppf(power)) ** 2 / mde**2)
     relative_plan = plan_sample_size("continuous", 4.0, sd, mde / 4.0, "relative", alpha, power, arms, correction, daily)
     assert abs(relative_plan.users_per_arm - plan.users_per_arm) <= 1
+
+
+@pytest.mark.parametrize(
+    "question, exact",
+    [
+        # Power far below alpha: z(power) from 1 - power had lost digits (1,843,966 for 1,844,084.18...).
+        ({"metric_kind": "continuous", "baseline": 0.0, "sd": 1.0, "mde": 0.0001, "alpha": 1e-12, "power": 1e-12},
+         2 * (sps.norm.isf(5e-13) + sps.norm.ppf(1e-12)) ** 2 / 1e-8),
+        # A tiny effect near 1: (baseline + mde) - baseline keeps few of the mde's digits.
+        ({"metric_kind": "binary", "baseline": 0.999999, "mde": 1e-7}, _binary_users(0.999999, 1e-7, 0.05, 0.8)),
+        ({"metric_kind": "binary", "baseline": 0.7, "mde": 1e-5}, _binary_users(0.7, 1e-5, 0.05, 0.8)),
+    ],
+)
+def test_plans_at_the_edges_keep_their_digits(question, exact):
+    asked = {"metric_kind": "binary", "baseline": 0.1, "sd": None, "mde_type": "absolute", "alpha": 0.05, "power": 0.8, "arms": 2, "correction": "none", "daily_users": None}
+    assert plan_sample_size(**{**asked, **question}).users_per_arm == math.ceil(exact)
+
+
+def test_a_power_at_or_below_half_alpha_is_refused_for_every_kind_of_metric():
+    # The test rejects that often with no users at all; the formula's square would hide the sign.
+    asked = {"sd": None, "mde_type": "absolute", "alpha": 0.05, "power": 0.01, "arms": 2, "correction": "none", "daily_users": None}
+    for question in ({"metric_kind": "binary", "baseline": 0.31, "mde": 0.01}, {"metric_kind": "binary", "baseline": 0.01, "mde": 0.98},
+                     {"metric_kind": "continuous", "baseline": 0.0, "sd": 1.0, "mde": 0.1}):
+        with pytest.raises(ValueError, match=r"^power: must exceed alpha_per_test / 2 \(0.025\), got 0.01$"):
+            plan_sample_size(**{**asked, **question})
+    # A relative mde whose product with the baseline underflows is too small, not a baseline of 0.
+    with pytest.raises(ValueError, match="^mde: .*too small to detect"):
+        plan_sample_size(**{**asked, "power": 0.8, "metric_kind": "continuous", "baseline": 1e-300, "sd": 5.0, "mde": 1e-300, "mde_type": "relative"})
 
 
 def test_plan_textbook_case_and_the_old_helpers_agree():
