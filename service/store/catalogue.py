@@ -128,10 +128,8 @@ class CatalogueView:
     `codes` numbers each item's category by `category_codes` (-1: none), so that a category's mask
     is an integer comparison rather than one of Python strings.
     """
-
     revision: int
     available: np.ndarray
-    categories: np.ndarray
     codes: np.ndarray
     category_codes: Mapping[str, int]
     _in_category: OrderedDict[str, np.ndarray] = field(default_factory=OrderedDict, repr=False)
@@ -177,12 +175,10 @@ def catalogue_view(db: Database, position: Mapping[str, int], revision: int, pre
     at an older revision, only the items changed since are read (an item's `changed_revision`).
     """
     if previous is not None and previous.revision <= revision:
-        available, categories, codes = previous.available.copy(), previous.categories.copy(), previous.codes.copy()
-        category_codes = dict(previous.category_codes)
+        available, codes, category_codes = previous.available.copy(), previous.codes.copy(), dict(previous.category_codes)
         query = select(ItemRow.item_id, ItemRow.available, ItemRow.category).where(ItemRow.changed_revision > previous.revision)
     else:
         available = np.ones(len(position), dtype=bool)
-        categories = np.full(len(position), None, dtype=object)
         codes = np.full(len(position), -1, dtype=np.int32)
         category_codes = {}
         query = select(ItemRow.item_id, ItemRow.available, ItemRow.category)
@@ -191,7 +187,6 @@ def catalogue_view(db: Database, position: Mapping[str, int], revision: int, pre
             i = position.get(item_id)
             if i is not None:
                 available[i] = bool(is_available)
-                categories[i] = category
                 codes[i] = -1 if category is None else category_codes.setdefault(category, len(category_codes))
     available.setflags(write=False)  # shared by every request of the worker: a write must fail, not leak
-    return CatalogueView(revision, available, categories, codes, category_codes)
+    return CatalogueView(revision, available, codes, category_codes)
