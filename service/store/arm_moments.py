@@ -226,8 +226,10 @@ def arm_moments(
 
 
 def _params(key: str, metric: str, now: float, cuped_days: int | None) -> dict[str, Any]:
-    mature_before = now - (RETENTION_DAYS.get(metric, -1) + 1) * DAY
-    return {"key": key, "metric": metric, "mature_before": mature_before, "pre": (cuped_days or 0) * DAY}
+    params: dict[str, Any] = {"key": key, "metric": metric, "pre": (cuped_days or 0) * DAY}
+    if metric in RETENTION_DAYS:  # only a retention metric waits for its users to mature (_MATURE)
+        params["mature_before"] = now - (RETENTION_DAYS[metric] + 1) * DAY
+    return params
 
 
 # y' - c for an arm's reference point c (its mean of y - theta x, as the moments give it); the sum of

@@ -28,11 +28,12 @@ _LOCKFILE_SUFFIX = ".migrate.lock"
 _LOCK_POLL_SECONDS = 0.2
 
 
-def _alembic_config(connection: Connection) -> AlembicConfig:
-    """An Alembic config bound to an open connection."""
+def _alembic_config(connection: Connection | None = None) -> AlembicConfig:
+    """An Alembic config of the shipped migrations, bound to an open connection if given."""
     cfg = AlembicConfig()
     cfg.set_main_option("script_location", str(MIGRATIONS))
-    cfg.attributes["connection"] = connection
+    if connection is not None:
+        cfg.attributes["connection"] = connection
     return cfg
 
 
@@ -66,9 +67,7 @@ def _migration_lock(db: Database, connection: Connection) -> Iterator[None]:
 @lru_cache(maxsize=1)
 def _scripts() -> ScriptDirectory:
     """The migrations shipped with the code (read once: /readyz asks on every probe)."""
-    cfg = AlembicConfig()
-    cfg.set_main_option("script_location", str(MIGRATIONS))
-    return ScriptDirectory.from_config(cfg)
+    return ScriptDirectory.from_config(_alembic_config())
 
 
 @lru_cache(maxsize=1)
