@@ -57,10 +57,22 @@ def _number(value: Any) -> float | None:
     return None
 
 
+_BOOLEAN_TEXT = {"true": True, "false": False}
+
+
+def _boolean(value: Any) -> bool | None:
+    """A boolean, or the text that spells one in a query parameter ("true", "False"); else None."""
+    if isinstance(value, bool):
+        return value
+    return _BOOLEAN_TEXT.get(value.lower()) if isinstance(value, str) else None
+
+
 def _equal(a: Any, b: Any) -> bool:
-    """Equality that lets numeric text equal the number it spells ("3" == 3)."""
+    """Equality that lets text equal the number or boolean it spells ("3" == 3, "true" == true):
+    the GET form of attributes arrives as text and must target as the JSON form does."""
     if isinstance(a, bool) or isinstance(b, bool):
-        return a is b
+        x_bool, y_bool = _boolean(a), _boolean(b)
+        return x_bool is not None and x_bool is y_bool
     x, y = _number(a), _number(b)
     if x is not None and y is not None:
         return x == y

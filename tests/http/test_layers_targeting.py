@@ -95,6 +95,19 @@ def test_targeting_by_request_attributes_and_stickiness(client, auth):
     assert assign(client, shop, "benelux", "u2", **{"attr.country": "be", "attr.age": "30"})["enrolled"] is True
 
 
+def test_a_boolean_rule_is_met_by_the_get_forms_text_as_by_the_json_form(client, auth):
+    running(client, auth("editor"), ab_definition(key="vip", targeting={"all": [{"attribute": "vip", "op": "eq", "value": True}]}))
+    shop = auth("storefront")
+    assert assign(client, shop, "vip", "g1", **{"attr.vip": "true"})["enrolled"] is True
+    assert assign(client, shop, "vip", "g2", **{"attr.vip": "True"})["enrolled"] is True
+    assert assign(client, shop, "vip", "g3", **{"attr.vip": "false"})["reason"] == "targeting"
+    assert assign(client, shop, "vip", "g4", **{"attr.vip": "1"})["reason"] == "targeting"  # only true and false spell a boolean
+    body = {"user_id": "p1", "experiments": ["vip"], "attributes": {"vip": True}}
+    assert post_ok(client, "/v1/assignments", body, shop)["assignments"][0]["enrolled"] is True
+    body = {"user_id": "p2", "experiments": ["vip"], "attributes": {"vip": False}}
+    assert post_ok(client, "/v1/assignments", body, shop)["assignments"][0]["reason"] == "targeting"
+
+
 def test_targeting_on_behaviour_the_service_stored(client, auth):
     shop = auth("storefront")
     now = datetime.now(timezone.utc)
