@@ -116,7 +116,8 @@ def _parse_body(spec: EndpointSpec) -> BaseModel:
         return spec.body.model_validate_json(raw)
     except ValidationError as exc:
         kinds = {e["type"] for e in exc.errors()}
-        if "json_invalid" in kinds:
+        # The parser takes NaN and Infinity, which JSON does not have: such a body is malformed, not invalid.
+        if "json_invalid" in kinds or not _strict_json(raw):
             raise ApiError(400, "the request body is not valid JSON") from None
         if spec.batch_field and any(
             e["type"] == "too_long" and tuple(e["loc"]) == (spec.batch_field,) for e in exc.errors()
@@ -207,6 +208,15 @@ def _refuse_query(spec: EndpointSpec) -> None:
         raise Invalid.many([detail(f"query.{name}", "is not a parameter of this endpoint") for name in unknown])
 
 
+def _strict_json(raw: bytes) -> bool:
+    """Whether the body is JSON as RFC 8259 has it: no NaN, Infinity or -Infinity."""
+    try:
+        pydantic_core.from_json(raw, allow_inf_nan=False)
+    except ValueError:
+        return False
+    return True
+
+
 def _refuse_body() -> None:
     """An action without a body (start, activate, cancel) refuses fields it would ignore, as the contract has
     unknown fields refused and malformed JSON a 400: none, or {}, is what it takes."""
@@ -214,7 +224,7 @@ def _refuse_body() -> None:
     if not raw.strip():
         return
     try:
-        sent = pydantic_core.from_json(raw)
+        sent = pydantic_core.from_json(raw, allow_inf_nan=False)
     except ValueError:
         raise ApiError(400, "the request body is not valid JSON") from None
     if sent not in ({}, None):

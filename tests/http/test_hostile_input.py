@@ -144,13 +144,25 @@ def test_numbers_beyond_1e12_are_422_at_the_door(client, auth, db):
 
 
 @pytest.mark.parametrize("literal", ["NaN", "Infinity", "-Infinity", "1e400"])
-def test_nan_and_infinity_inside_free_form_json_are_422_not_stored_as_null(client, auth, db, literal):
+def test_nan_and_infinity_inside_free_form_json_are_refused_not_stored_as_null(client, auth, db, literal):
+    """NaN and Infinity are not JSON (a 400, as any malformed body); 1e400 is, but no double holds it (a 422)."""
     editor, shop = auth("editor"), auth("storefront")
     before = stored(db)
     item = '{"items": [{"item_id": "nan-item", "attributes": {"size": [1, {"depth": %s}]}}]}' % literal
-    refused(client.post("/v1/items", data=item, headers={**shop, "Content-Type": "application/json"}), 422, "items.0.attributes")
+    resp = client.post("/v1/items", data=item, headers={**shop, "Content-Type": "application/json"})
+    if literal == "1e400":
+        refused(resp, 422, "items.0.attributes")
+    else:
+        assert refused(resp, 400)["code"] == "bad_request"
     arm = json.dumps(ab_definition(key="nan-arm")).replace('"payload": {', '"payload": {"bonus": %s, ' % literal, 1)
-    refused(client.post("/v1/experiments", data=arm, headers={**editor, "Content-Type": "application/json"}), 422, "arms.0.payload")
+    resp = client.post("/v1/experiments", data=arm, headers={**editor, "Content-Type": "application/json"})
+    if literal == "1e400":
+        refused(resp, 422, "arms.0.payload")
+    else:
+        assert refused(resp, 400)["code"] == "bad_request"
+    event = '{"events": [{"event_id": "e-nan", "user_id": "u1", "item_id": "sku-1", "type": "purchase", "value": %s}]}' % literal
+    resp = client.post("/v1/events", data=event, headers={**shop, "Content-Type": "application/json"})
+    assert resp.status_code == (422 if literal == "1e400" else 400)
     assert stored(db) == before
     assert client.get("/v1/items/nan-item", headers=shop).status_code == 404
 
