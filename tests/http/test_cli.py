@@ -211,7 +211,7 @@ def test_an_interrupted_training_run_is_cancelled_at_once_not_left_training(runn
     result = runner.invoke(args=["train", "--param", "iterations=3"])
     assert result.exit_code == 1 and "interrupted: cancelled, nothing activated" in result.output
     [model] = client.get("/v1/models", headers=auth("editor")).get_json()["models"]
-    assert model["status"] == "cancelled" and model["active"] is False
+    assert (model["status"], model["cancelled"], model["active"]) == ("failed", True, False)
 
 
 def test_tuning_with_no_events_fails_before_its_trials(runner, client, auth):

@@ -69,10 +69,12 @@ def test_a_cancelled_tuned_run_stops_and_activates_nothing(client, auth):
     running = wait_until(lambda: (b := model(client, auth, version))["tuning"] and b, timeout=60)
     assert running["status"] == "training" and running["data"]["progress"]["trials"] == 1000
     cancelled = post_ok(client, f"/v1/models/{version}/cancel", None, editor)
-    assert cancelled["status"] == "cancelled" and cancelled["active"] is False and cancelled["finished_at"]
+    # The contract's statuses are training, ready and failed: a client polling for one of the last two stops.
+    assert (cancelled["status"], cancelled["cancelled"], cancelled["active"]) == ("failed", True, False) and cancelled["finished_at"]
+    assert "cancelled" in cancelled["error"]
     join_runner(version)
     after = model(client, auth, version)
-    assert after["status"] == "cancelled" and len(after["tuning"]) < 1000
+    assert (after["status"], after["cancelled"]) == ("failed", True) and len(after["tuning"]) < 1000
     assert get_ok(client, "/v1/models", editor)["active_version"] is None
     assert client.post(f"/v1/models/{version}/cancel", headers=editor).status_code == 409
     assert client.post(f"/v1/models/{version}/activate", headers=editor).status_code == 409
@@ -121,7 +123,7 @@ def test_a_cancelled_run_in_another_process_stops_at_its_next_trial(client, auth
             child.kill()
             child.wait()
     after = model(client, auth, record.version)
-    assert after["status"] == "cancelled" and len(after["tuning"]) < 1000 and not after["active"]
+    assert (after["status"], after["cancelled"]) == ("failed", True) and len(after["tuning"]) < 1000 and not after["active"]
 
 
 @pytest.mark.parametrize(

@@ -125,7 +125,8 @@ class ModelOut(Output):
     """A model version."""
 
     version: str
-    status: Literal["training", "ready", "failed", "cancelled"]
+    status: Literal["training", "ready", "failed"]
+    cancelled: bool = Field(default=False, description="the run was cancelled (`POST /v1/models/{version}/cancel`); its status is then `failed`")
     algorithm: str
     params: dict[str, Any]
     matrix: dict[str, Any] = {}

@@ -13,17 +13,25 @@ bp = Blueprint("models", __name__)
 VERSION = {"version": "id"}
 
 
+CANCELLED_ERROR = "cancelled through the API or the console before it finished"
+
+
 def _out(record: ModelRecord, active: str | None) -> ModelOut:
+    # The contract names three statuses and a field named there never changes meaning: a cancelled run
+    # is a run that did not finish, `failed` to a client that polls for ready or failed, told apart by
+    # `cancelled` and its error.
+    cancelled = record.status == "cancelled"
     return ModelOut(
         version=record.version,
-        status=record.status,  # type: ignore[arg-type]
+        status="failed" if cancelled else record.status,  # type: ignore[arg-type]
+        cancelled=cancelled,
         algorithm=record.algorithm,
         params=record.params,
         matrix=record.matrix,
         evaluation=record.evaluation,
         metrics=record.metrics,
         data=record.data,
-        error=record.error,
+        error=CANCELLED_ERROR if cancelled and record.error is None else record.error,
         created_at=iso(record.created_at) or "",
         finished_at=iso(record.finished_at),
         training_seconds=record.training_seconds,
