@@ -48,6 +48,10 @@ _MOMENTS = text(
     "UPDATE bandit_arm_stats SET reward_sum = reward_sum + :sum, reward_sumsq = reward_sumsq + :sumsq, reward_m2 = :m2, reward_count = :count "
     "WHERE experiment_key = :experiment AND arm = :arm"
 )
+_RECOUNTED = text(
+    "UPDATE bandit_arm_stats SET reward_sum = :sum, reward_sumsq = :sumsq, reward_m2 = :m2, reward_count = :count "
+    "WHERE experiment_key = :experiment AND arm = :arm"
+)
 _REWARD = text(
     "UPDATE bandit_arm_stats SET reward_sum = reward_sum + :sum, reward_sumsq = reward_sumsq + :sumsq "
     "WHERE experiment_key = :experiment AND arm = :arm"
@@ -196,7 +200,7 @@ def _update_bandits(
         if change:
             session.execute(_REWARD, {"experiment": experiment, "arm": arm, "sum": change, "sumsq": change})
     for (experiment, arm), pairs in sorted(changes.items()):
-        _move_moments(session, experiment, arm, pairs)
+        _move_moments(session, experiment, arm, definitions[experiment].primary_metric, pairs)
 
 
 def _count_waiting_pulls(session: Session, experiment: str, users: list[str]) -> None:
@@ -211,7 +215,13 @@ def _count_waiting_pulls(session: Session, experiment: str, users: list[str]) ->
         session.execute(text("UPDATE bandit_arm_stats SET pulls = pulls + :n WHERE experiment_key = :experiment AND arm = :arm"), {"n": n, "experiment": experiment, "arm": arm})
 
 
-def _move_moments(session: Session, experiment: str, arm: str, pairs: list[tuple[float, float]]) -> None:
+# A removal that subtracts a term this many times larger than the spread left has cancelled the spread's
+# digits away (1e12 refunded among rewards of 50: terms of 1e24, errors of 1e8): the arm's moments are
+# then counted again from its users' totals.
+_DIGITS_LOST = 1e6
+
+
+def _move_moments(session: Session, experiment: str, arm: str, metric: str, pairs: list[tuple[float, float]]) -> None:
     """Apply users' value changes (old, new) to an arm's sums and to the moments of its non-zero rewards, under the row's lock.
 
     A pull waiting for its reward is a zero. Zeros are kept out of `reward_m2` (the rewarded
@@ -228,6 +238,7 @@ def _move_moments(session: Session, experiment: str, arm: str, pairs: list[tuple
         return
     total, m2, count = float(row[0]), float(row[1]), int(row[2])
     mean = total / count if count else 0.0
+    removed = 0.0
     for old, new in pairs:
         if old != 0:  # Welford removal, in the form that keeps the mean's digits
             if count <= 1:
@@ -235,12 +246,17 @@ def _move_moments(session: Session, experiment: str, arm: str, pairs: list[tuple
             else:
                 before, count = mean, count - 1
                 mean = before - (old - before) / count
-                m2 -= (old - mean) * (old - before)
+                term = (old - mean) * (old - before)
+                m2 -= term
+                removed = max(removed, abs(term))
         if new != 0:
             count += 1
             before = mean
             mean = before + (new - before) / count
             m2 += (new - before) * (new - mean)
+    if removed > max(m2, 0.0) * _DIGITS_LOST:
+        _recount_moments(session, experiment, arm, metric)
+        return
     session.execute(
         _MOMENTS,
         {
@@ -250,5 +266,23 @@ def _move_moments(session: Session, experiment: str, arm: str, pairs: list[tuple
             "sumsq": sum(new * new - old * old for old, new in pairs),
             "m2": max(m2, 0.0),
             "count": count,
+        },
+    )
+
+
+def _recount_moments(session: Session, experiment: str, arm: str, metric: str) -> None:
+    """Set an arm's reward moments from its users' stored totals (already moved by this batch), exactly:
+    sums in full precision and deviations from the mean they give."""
+    sql = (
+        "SELECT t.total FROM user_metric_totals t JOIN exposures e ON e.experiment_key = t.experiment_key AND e.user_id = t.user_id "
+        "WHERE t.experiment_key = ? AND t.metric = ? AND e.arm = ? AND t.total <> 0"
+    )
+    values = [float(r[0]) for r in run(session, sql, [experiment, metric, arm])]
+    mean = math.fsum(values) / len(values) if values else 0.0
+    session.execute(
+        _RECOUNTED,
+        {
+            "experiment": experiment, "arm": arm, "sum": math.fsum(values), "sumsq": math.fsum(v * v for v in values),
+            "m2": math.fsum((v - mean) ** 2 for v in values), "count": len(values),
         },
     )

@@ -353,6 +353,31 @@ def test_a_continuous_bandit_far_from_zero_allocates_as_its_exact_moments_say(cl
     assert [allocation["arm0"], allocation["arm1"]] == pytest.approx(list(expected), abs=2e-5)
 
 
+def test_a_refunded_outlier_leaves_a_bandits_moments_as_its_users_values_say(client, auth):
+    """Removing 1e12 from rewards of about 50 cancels terms of 1e24: the arm's moments are counted again."""
+    from bandits.base import ArmStats, with_floor
+    from bandits.thompson import ThompsonSampling
+
+    body = bandit_definition(arms=2, metrics=[{"key": "spend", "kind": "continuous"}], primary_metric="spend")
+    running(client, auth("editor"), body)
+    shop = auth("storefront")
+    values: dict[str, dict[str, float]] = {"arm0": {}, "arm1": {}}
+    for u in range(60):
+        arm = assign(client, shop, "bonus-bandit", f"w{u}")["arm"]
+        values[arm][f"w{u}"] = 50 + (u % 5) * 0.01 + (0.02 if arm == "arm1" else 0.0)
+    whale = sorted(values["arm0"])[0]
+    sent = {**values["arm0"], **values["arm1"], whale: 1e12}
+    post_ok(client, "/v1/outcomes", {"outcomes": [{"outcome_id": f"w-{u}", "experiment": "bonus-bandit", "user_id": u, "metric": "spend", "value": v} for u, v in sent.items()]}, shop)
+    refund = 49.56 - 1e12
+    post_ok(client, "/v1/outcomes", {"outcomes": [{"outcome_id": "refund", "experiment": "bonus-bandit", "user_id": whale, "metric": "spend", "value": refund}]}, shop)
+    values["arm0"][whale] = 1e12 + refund
+    arrays = [np.array(list(values[a].values())) for a in ("arm0", "arm1")]
+    exact = ArmStats.of([len(v) for v in arrays], [float(v.sum()) for v in arrays], [float((v * v).sum()) for v in arrays], [float(((v - v.mean()) ** 2).sum()) for v in arrays])
+    expected = with_floor(ThompsonSampling(reward="continuous").probabilities(exact), 0.01)
+    allocation = get_ok(client, "/v1/experiments/bonus-bandit/results", auth("analyst"))["allocation"]
+    assert [allocation["arm0"], allocation["arm1"]] == pytest.approx(list(expected), abs=1e-9)
+
+
 def _snipw_reference(p: np.ndarray, y: np.ndarray, share: float = 1.0) -> tuple[float, list[float] | None]:
     """SNIPW and its delta-method 95 % interval over one arm's users, weights share / p; no interval when every y is the same."""
     w = share / p
