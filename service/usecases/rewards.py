@@ -1,6 +1,7 @@
 """Rewards: apply the user's arm's reward schedule to an action, idempotently (see `service.store.rewards`)."""
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 from experiments.schedules import Action, Decision, RewardState
@@ -8,11 +9,18 @@ from service.store import experiments as experiment_store
 from service.store import rewards as store
 from service.store.database import Database
 from service.store.rewards import ActionIn
+from service.timestamps import server_time
 from service.usecases.assignment import ExperimentCache
 
 
 def reward(db: Database, cache: ExperimentCache, action: ActionIn) -> dict[str, Any]:
-    """Apply one action under the user's arm's schedule; a replay of its `action_id` answers the stored result."""
+    """Apply one action under the user's arm's schedule; a replay of its `action_id` answers the stored result.
+
+    An action dated ahead of the server's clock happens, and is recorded, when it arrived: a date a
+    century ahead would otherwise set the user's next interval reward a century ahead, and a
+    multiplier window could be claimed before it opened.
+    """
+    action = replace(action, ts=min(action.ts, server_time()))
     d, status = cache.current(db, action.experiment)
     exp = d.experiment
 
@@ -24,6 +32,9 @@ def reward(db: Database, cache: ExperimentCache, action: ActionIn) -> dict[str, 
             return None, f"not a qualifying action (this schedule rewards {schedule.action!r})"
         if action.value is not None and action.value < 0:  # as per_unit already read it: a refund earns nothing
             return None, "a negative value is a return, not a qualifying action"
+        # An exposure dated ahead of the action (an assignment's timestamp is stored as sent) starts the
+        # first wait at the action instead, so no date sent ahead can hold a user's rewards back.
+        before = replace(before, enrolled_at=min(before.enrolled_at, action.ts))
         return schedule.apply(before, Action(exp.key, action.user_id, before.actions + 1, action.ts, action.value)), ""
 
     return store.record(db, action, status == "stopped", decide)

@@ -11,6 +11,7 @@ import numpy as np
 from sqlalchemy import func, select
 
 from service.store.tables import BanditArmStatsRow, ExposureRow, UserMetricTotalRow
+from service.usecases import rewards as reward_usecases
 from tests.experiment_helpers import ab_definition, assign, bandit_definition, running
 from tests.helpers import get_ok, post_ok
 
@@ -144,9 +145,11 @@ def test_interval_schedule_honours_injected_time(client, auth):
     assert got == [False, True, False, True]
 
 
-def test_a_weekly_bonus_is_due_exactly_a_week_after_the_exposed_at_the_server_answered(client, auth):
+def test_a_weekly_bonus_is_due_exactly_a_week_after_the_exposed_at_the_server_answered(client, auth, monkeypatch):
     # The server picks the exposure's time here; stored unrounded, it lay up to half a microsecond
     # after the `exposed_at` it showed, and an action sent at exactly that plus a week was early.
+    # The actions arrive a week and a day later (an action dated ahead of the clock happens when it arrives).
+    monkeypatch.setattr(reward_usecases, "server_time", lambda: time.time() + 8 * DAY)
     shop = auth("storefront")
     arms = [{"key": key, "schedule": {"type": "fixed_interval", "seconds": 7 * DAY, "points": 100}} for key in ("weekly", "weekly-too")]
     running(client, auth("editor"), {**ab_definition(key="weekly"), "arms": arms})
@@ -154,6 +157,32 @@ def test_a_weekly_bonus_is_due_exactly_a_week_after_the_exposed_at_the_server_an
         exposed = datetime.fromisoformat(assign(client, shop, "weekly", f"w{i}")["exposed_at"].replace("Z", "+00:00"))
         due = datetime.fromtimestamp(exposed.timestamp() + 7 * DAY, timezone.utc).isoformat().replace("+00:00", "Z")
         assert reward(client, shop, f"a{i}", f"w{i}", due, key="weekly")["rewarded"] is True, (exposed, due)
+
+
+def _iso(t: float) -> str:
+    return datetime.fromtimestamp(t, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def test_an_action_dated_ahead_happens_when_it_arrives_and_holds_no_later_reward_back(client, auth):
+    shop = auth("storefront")
+    window = {"factor": 2, "start": _iso(time.time() + DAY), "end": _iso(time.time() + 8 * DAY)}
+    arms = [{"key": "hourly", "schedule": {"type": "fixed_interval", "seconds": 3600, "points": 100, "multiplier": window}}, {"key": "other"}]
+    running(client, auth("editor"), {**ab_definition(key="hourly"), "arms": arms})
+    user = _user_in(client, shop, "hourly", "hourly", timestamp="2026-11-01T00:00:00Z")
+    sent = time.time()
+    century = reward(client, shop, "f1", user, _iso(time.time() + 99 * 365 * DAY), key="hourly")
+    # Rewarded at its arrival, and recorded so: the multiplier week ahead was not claimed early.
+    assert (century["rewarded"], century["points"]) == (True, 100)
+    assert sent - 1 <= datetime.fromisoformat(century["timestamp"].replace("Z", "+00:00")).timestamp() <= time.time() + 1
+    later = reward(client, shop, "f2", user, _iso(time.time() + 2 * 3600), key="hourly")  # also ahead: it happens now
+    assert later["rewarded"] is False and 3500 <= float(later["reason"].split(" s ")[0]) <= 3600
+    # An exposure dated ahead starts the first wait at the user's first action instead.
+    far = _iso(time.time() + 50 * 365 * DAY)
+    ahead = next(f"v{i}" for i in range(10_000) if assign(client, shop, "hourly", f"v{i}", timestamp=far)["arm"] == "hourly")
+    first = reward(client, shop, "g1", ahead, _iso(time.time()), key="hourly")
+    assert first["rewarded"] is False and 3500 <= float(first["reason"].split(" s ")[0]) <= 3600
+    ledger = get_ok(client, f"/v1/experiments/hourly/users/{user}/rewards", shop)
+    assert [(e["action_id"], e["timestamp"]) for e in ledger["history"]] == [("f1", century["timestamp"]), ("f2", later["timestamp"])]
 
 
 def test_rewards_for_users_not_enrolled_get_a_clear_answer(client, auth):

@@ -263,7 +263,11 @@ class RewardIn(Input):
     experiment: Key
     action: Key = "purchase"
     value: FiniteFloat | None = Field(default=None, description="money for a purchase; a negative value is a return, which no schedule counts or rewards")
-    timestamp: Timestamp | None = None
+    timestamp: Timestamp | None = Field(
+        default=None,
+        description="when the action happened (omitted: now); one dated ahead of the server's clock happens, and is recorded, when it arrives, "
+        "so that no date sent ahead holds later rewards back or opens a multiplier window early",
+    )
 
 
 class RewardOut(Output):
