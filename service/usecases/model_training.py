@@ -112,6 +112,7 @@ def request_training(
 ) -> ModelRecord:
     """Validate and record a training run in status `training`; with `tune`, a search for its parameters first."""
     _within_bound("params", params)
+    _within_bound("evaluation", evaluation or {})
     _within_bound("tune.space", (tune or {}).get("space") or {})
     p = plan(algorithm, params, matrix or {}, evaluation or {}, config.event_weights, tune)
     stored_tune = p.tune.stored() if p.tune is not None else None

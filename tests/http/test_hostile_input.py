@@ -604,6 +604,8 @@ def test_integers_beyond_any_double_are_422_not_500_and_store_nothing(client, au
         ({"params": {"regularization": 1e13}}, "params.regularization"),
         ({"tune": {"trials": 2, "space": {"regularization": [0.01, HUGE]}}}, "tune.space.regularization"),
         ({"tune": {"trials": 2, "space": {"regularization": {"choices": [1e13]}}}}, "tune.space.regularization.choices"),
+        ({"evaluation": {"eval_users": 10**400}}, "evaluation.eval_users"),  # served for ever in the version, unreadable as a double
+        ({"evaluation": {"eval_users": 2**64}}, "evaluation.eval_users"),
     ):
         refused(client.post("/v1/models", json={"algorithm": "als", **body}, headers=editor), 422, field)
     assert stored(db) == before
