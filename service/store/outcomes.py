@@ -38,8 +38,9 @@ _ADD = (
     "INSERT INTO user_metric_totals (experiment_key, metric, user_id, arm, total, first_positive_ts) VALUES {rows} "
     "ON CONFLICT (experiment_key, metric, user_id) DO UPDATE SET "
     "total = user_metric_totals.total + excluded.total, "
+    # The earliest positive outcome whatever the order batches arrive in (the daily series dates a conversion by it).
     "first_positive_ts = CASE WHEN user_metric_totals.first_positive_ts IS NULL "
-    "AND user_metric_totals.total + excluded.total > 0 THEN excluded.first_positive_ts "
+    "OR excluded.first_positive_ts < user_metric_totals.first_positive_ts THEN excluded.first_positive_ts "
     "ELSE user_metric_totals.first_positive_ts END "
     "RETURNING experiment_key, metric, user_id, total"
 )

@@ -248,6 +248,30 @@ def test_whole_number_totals_are_exact_and_agree_with_the_daily_series(client, a
     assert totals == daily == {arm: float(total) for arm, total in sums.items()}
 
 
+def test_a_conversion_is_dated_by_the_first_positive_outcome_whatever_order_the_batches_come_in(client, auth):
+    shop = auth("storefront")
+    running(client, auth("editor"), ab_definition())
+    arms = {user: assign(client, shop, "points-q4", user, timestamp=iso(T0))["arm"] for user in ("a", "b")}
+
+    def batch(user: str, name: str, *values: tuple[float, datetime]) -> dict:
+        return {"outcomes": [{"outcome_id": f"{user}-{name}-{i}", "experiment": "points-q4", "user_id": user, "metric": "conversion",
+                              "value": v, "timestamp": iso(t)} for i, (v, t) in enumerate(values)]}
+
+    refunded = (1, T0 + timedelta(days=1)), (-1, T0 + timedelta(days=1))  # a purchase and its refund, same day
+    bought = (1, T0 + timedelta(days=19)),
+    post_ok(client, "/v1/outcomes", batch("a", "refunded", *refunded), shop)
+    post_ok(client, "/v1/outcomes", batch("a", "bought", *bought), shop)
+    post_ok(client, "/v1/outcomes", batch("b", "bought", *bought), shop)
+    post_ok(client, "/v1/outcomes", batch("b", "refunded", *refunded), shop)
+    days = get_ok(client, "/v1/experiments/points-q4/results/daily?metric=conversion", auth("analyst"))["days"]
+
+    def converted(day: datetime) -> int:  # the series lists the days on which something changed
+        row = [d for d in days if d["date"] <= iso(day)[:10]][-1]
+        return int(sum(a["total"] for a in row["arms"] if a["arm"] in arms.values()))
+
+    assert [converted(T0), converted(T0 + timedelta(days=1)), converted(T0 + timedelta(days=19))] == [0, 2, 2]
+
+
 def test_the_daily_series_ends_today_and_counts_what_is_dated_later_on_it(client, auth):
     shop = auth("storefront")
     running(client, auth("editor"), ab_definition())
