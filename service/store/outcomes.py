@@ -132,14 +132,16 @@ def record(db: Database, outcomes: Sequence[dict[str, Any]], definitions: dict[s
         # Sorted by id: concurrent batches take row locks in one order (no deadlocks on PostgreSQL).
         exposed = [o for _, o in sorted(first.items())]
         written = _insert_new(session, exposed, now)
-        sums: dict[tuple[str, str, str], list[float]] = {}
+        values: dict[tuple[str, str, str], list[float]] = defaultdict(list)
+        first_positive: dict[tuple[str, str, str], float] = {}
         for o in exposed:
             if o["outcome_id"] in written:
-                entry = sums.setdefault((o["experiment"], o["metric"], o["user_id"]), [0.0, math.inf])
-                entry[0] += o["value"]
+                key = (o["experiment"], o["metric"], o["user_id"])
+                values[key].append(o["value"])
                 if o["value"] > 0:
-                    entry[1] = min(entry[1], o["ts"])
-        deltas = [(k, arms[(k[0], k[2])], d, ts if ts != math.inf else None) for k, (d, ts) in sorted(sums.items())]
+                    first_positive[key] = min(first_positive.get(key, math.inf), o["ts"])
+        # fsum: a batch's change is its exact sum rounded once, not a running sum that depends on the ids' order.
+        deltas = [(k, arms[(k[0], k[2])], math.fsum(v), first_positive.get(k)) for k, v in sorted(values.items())]
         rewarding = [k for k, _, _, _ in deltas if _rewards_bandit(definitions[k[0]], k[1])]
         counting_lock(session, {k[0] for k in rewarding})
         before = _totals(session, rewarding)  # under the bandits' locks: nobody else moves these totals meanwhile

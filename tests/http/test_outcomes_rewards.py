@@ -8,6 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timezone
 
 import numpy as np
+import pytest
 from sqlalchemy import func, select
 
 from service.store.tables import BanditArmStatsRow, ExposureRow, UserMetricTotalRow
@@ -46,6 +47,21 @@ def test_a_bad_outcome_refuses_the_whole_batch(client, auth, db):
     assert client.post("/v1/outcomes", json={"outcomes": [outcome(i, "u1") for i in range(10_001)]}, headers=shop).status_code == 413
     with db.read() as session:
         assert session.scalars(select(UserMetricTotalRow)).all() == []
+
+
+def test_a_batchs_values_for_a_user_add_up_exactly_whatever_the_order_of_their_ids(client, auth):
+    shop = auth("storefront")
+    running(client, auth("editor"), ab_definition())
+    values = (1e12, -1e12, 1e-5)  # a running sum gives 1e-5 or 0 depending on which comes last
+    outcomes = []
+    for user, ids in (("x", "abc"), ("y", "cba")):
+        arm = assign(client, shop, "points-q4", user)["arm"]
+        for metric in ("conversion", "spend"):
+            outcomes += [{"outcome_id": f"{user}-{metric}-{i}", "experiment": "points-q4", "user_id": user, "metric": metric, "value": v} for i, v in zip(ids, values)]
+    post_ok(client, "/v1/outcomes", {"outcomes": outcomes}, shop)
+    for metric, per_user in (("conversion", 1), ("spend", 1e-5)):
+        body = get_ok(client, f"/v1/experiments/points-q4/results?metric={metric}", auth("analyst"))
+        assert sum(a["total"] for a in body["arms"]) == pytest.approx(2 * per_user, rel=1e-12)
 
 
 def test_concurrent_outcomes_on_one_bandit_lose_no_update(app, auth, db):
