@@ -60,23 +60,19 @@ def _number(value: Any) -> float | None:
 _BOOLEAN_TEXT = {"true": True, "false": False}
 
 
-def _boolean(value: Any) -> bool | None:
-    """A boolean, or the text that spells one in a query parameter ("true", "False"); else None."""
-    if isinstance(value, bool):
-        return value
-    return _BOOLEAN_TEXT.get(value.lower()) if isinstance(value, str) else None
-
-
-def _equal(a: Any, b: Any) -> bool:
-    """Equality that lets text equal the number or boolean it spells ("3" == 3, "true" == true):
-    the GET form of attributes arrives as text and must target as the JSON form does."""
-    if isinstance(a, bool) or isinstance(b, bool):
-        x_bool, y_bool = _boolean(a), _boolean(b)
-        return x_bool is not None and x_bool is y_bool
-    x, y = _number(a), _number(b)
+def _equal(actual: Any, wanted: Any) -> bool:
+    """Equality that lets an attribute's text equal the number it spells ("3" == 3) or, against a
+    boolean in the rule, the boolean ("true" == true): the GET form of attributes arrives as text and
+    must target as the JSON form does. A rule's own text compares as text."""
+    if isinstance(wanted, bool):
+        spelled = _BOOLEAN_TEXT.get(actual.lower()) if isinstance(actual, str) else actual
+        return spelled is wanted
+    if isinstance(actual, bool):
+        return False
+    x, y = _number(actual), _number(wanted)
     if x is not None and y is not None:
         return x == y
-    return a == b
+    return bool(actual == wanted)
 
 
 def _ordered(compare: Callable[[float, float], bool]) -> Callable[[Any, Any], bool]:

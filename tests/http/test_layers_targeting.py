@@ -106,6 +106,10 @@ def test_a_boolean_rule_is_met_by_the_get_forms_text_as_by_the_json_form(client,
     assert post_ok(client, "/v1/assignments", body, shop)["assignments"][0]["enrolled"] is True
     body = {"user_id": "p2", "experiments": ["vip"], "attributes": {"vip": False}}
     assert post_ok(client, "/v1/assignments", body, shop)["assignments"][0]["reason"] == "targeting"
+    # A rule's own text stays text: "True" in a rule is not the boolean, for either form.
+    running(client, auth("editor"), ab_definition(key="text-true", targeting={"all": [{"attribute": "vip", "op": "eq", "value": "True"}]}))
+    assert post_ok(client, "/v1/assignments", {"user_id": "t1", "experiments": ["text-true"], "attributes": {"vip": True}}, shop)["assignments"][0]["reason"] == "targeting"
+    assert assign(client, shop, "text-true", "t2", **{"attr.vip": "True"})["enrolled"] is True
 
 
 def test_targeting_on_behaviour_the_service_stored(client, auth):
