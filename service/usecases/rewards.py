@@ -20,7 +20,8 @@ def reward(db: Database, cache: ExperimentCache, action: ActionIn) -> dict[str, 
     century ahead would otherwise set the user's next interval reward a century ahead, and a
     multiplier window could be claimed before it opened.
     """
-    action = replace(action, ts=min(action.ts, server_time()))
+    arrived = server_time()
+    action = replace(action, ts=min(action.ts, arrived))
     d, status = cache.current(db, action.experiment)
     exp = d.experiment
 
@@ -32,9 +33,10 @@ def reward(db: Database, cache: ExperimentCache, action: ActionIn) -> dict[str, 
             return None, f"not a qualifying action (this schedule rewards {schedule.action!r})"
         if action.value is not None and action.value < 0:  # as per_unit already read it: a refund earns nothing
             return None, "a negative value is a return, not a qualifying action"
-        # An exposure dated ahead of the action (an assignment's timestamp is stored as sent) starts the
-        # first wait at the action instead, so no date sent ahead can hold a user's rewards back.
-        before = replace(before, enrolled_at=min(before.enrolled_at, action.ts))
+        # An exposure dated ahead of the clock (an assignment's timestamp is stored as sent) starts the
+        # first wait when this action arrived instead, so no date sent ahead holds a user's rewards back;
+        # an action dated before the exposure (a late report) leaves the wait as it is.
+        before = replace(before, enrolled_at=min(before.enrolled_at, arrived))
         return schedule.apply(before, Action(exp.key, action.user_id, before.actions + 1, action.ts, action.value)), ""
 
     return store.record(db, action, status == "stopped", decide)

@@ -196,7 +196,12 @@ def test_an_action_dated_ahead_happens_when_it_arrives_and_holds_no_later_reward
     far = _iso(time.time() + 50 * 365 * DAY)
     ahead = next(f"v{i}" for i in range(10_000) if assign(client, shop, "hourly", f"v{i}", timestamp=far)["arm"] == "hourly")
     first = reward(client, shop, "g1", ahead, _iso(time.time()), key="hourly")
-    assert first["rewarded"] is False and 3500 <= float(first["reason"].split(" s ")[0]) <= 3600
+    assert first["rewarded"] is False and 3500 <= float(first["reason"].split(" s ")[0]) <= 3601  # the wait runs from its arrival
+    # A late report dated before a user's exposure leaves the first wait as it was.
+    late = next(f"l{i}" for i in range(10_000) if assign(client, shop, "hourly", f"l{i}")["arm"] == "hourly")
+    assert reward(client, shop, "l1", late, "2020-01-01T00:00:00Z", key="hourly")["rewarded"] is False
+    after = post_ok(client, "/v1/rewards", {"action_id": "l2", "user_id": late, "experiment": "hourly"}, shop)
+    assert after["rewarded"] is False and 3500 <= float(after["reason"].split(" s ")[0]) <= 3600
     ledger = get_ok(client, f"/v1/experiments/hourly/users/{user}/rewards", shop)
     assert [(e["action_id"], e["timestamp"]) for e in ledger["history"]] == [("f1", century["timestamp"]), ("f2", later["timestamp"])]
 
