@@ -257,7 +257,9 @@ def _move_moments(session: Session, experiment: str, arm: str, metric: str, pair
             before = mean
             mean = before + (new - before) / count
             m2 += (new - before) * (new - mean)
-    if removed > max(m2, 0.0) * _DIGITS_LOST:
+    # Below count * mean² * 1e-15 a spread is rounding noise of the values themselves (equal rewards):
+    # nothing is lost there, and a recount would scan the arm for nothing.
+    if removed > max(m2, count * mean * mean * 1e-15) * _DIGITS_LOST:
         _recount_moments(session, experiment, arm, metric)
         return
     session.execute(

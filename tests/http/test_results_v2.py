@@ -378,6 +378,23 @@ def test_a_refunded_outlier_leaves_a_bandits_moments_as_its_users_values_say(cli
     assert [allocation["arm0"], allocation["arm1"]] == pytest.approx(list(expected), abs=1e-9)
 
 
+def test_refunds_among_equal_rewards_are_rounding_noise_and_scan_nothing(client, auth, monkeypatch):
+    from service.store import outcomes as outcome_store
+
+    recounts = []
+    recount = outcome_store._recount_moments
+    monkeypatch.setattr(outcome_store, "_recount_moments", lambda *a: (recounts.append(a), recount(*a)))
+    running(client, auth("editor"), bandit_definition(arms=2, metrics=[{"key": "spend", "kind": "continuous"}], primary_metric="spend"))
+    shop = auth("storefront")
+    users = [f"e{u}" for u in range(30)]
+    for u in users:
+        assign(client, shop, "bonus-bandit", u)
+    post_ok(client, "/v1/outcomes", {"outcomes": [{"outcome_id": f"e-{u}", "experiment": "bonus-bandit", "user_id": u, "metric": "spend", "value": 9.99} for u in users]}, shop)
+    for u in users[:8]:
+        post_ok(client, "/v1/outcomes", {"outcomes": [{"outcome_id": f"r-{u}", "experiment": "bonus-bandit", "user_id": u, "metric": "spend", "value": -9.99}]}, shop)
+    assert recounts == []
+
+
 def _snipw_reference(p: np.ndarray, y: np.ndarray, share: float = 1.0) -> tuple[float, list[float] | None]:
     """SNIPW and its delta-method 95 % interval over one arm's users, weights share / p; no interval when every y is the same."""
     w = share / p
