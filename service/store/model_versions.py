@@ -174,6 +174,11 @@ def status(db: Database, version: str) -> str | None:
         return session.scalar(select(ModelVersionRow.status).where(ModelVersionRow.version == version))
 
 
+def _is(status: str) -> str:
+    """A status in a sentence: a cancelled run reads `failed` over HTTP, so say what happened to it."""
+    return "was cancelled" if status == "cancelled" else f"is {status}"
+
+
 def cancel(db: Database, version: str) -> ModelRecord | None:
     """Mark a `training` run cancelled, so that it activates nothing; None when it does not exist, Conflict otherwise."""
     with db.write() as session:
@@ -181,7 +186,7 @@ def cancel(db: Database, version: str) -> ModelRecord | None:
         if stored is None:
             return None
         if stored.status != "training":
-            raise Conflict(f"model {version} is {stored.status}; only a run in progress can be cancelled")
+            raise Conflict(f"model {version} {_is(stored.status)}; only a run in progress can be cancelled")
         stored.status = "cancelled"
         stored.finished_at = time.time()
         stored.training_seconds = stored.finished_at - stored.created_at
@@ -207,7 +212,7 @@ def activate(db: Database, version: str) -> ModelRecord | None:
         if row is None:
             return None
         if row.status != "ready":
-            raise Conflict(f"model {version} is {row.status}; only a ready model can be activated")
+            raise Conflict(f"model {version} {_is(row.status)}; only a ready model can be activated")
         # Activating the version already served changes nothing, so it keeps a pending run's turn
         # (a client retrying its activation must not cancel what was asked to go live when ready).
         if active_model(session) != version:
