@@ -217,11 +217,29 @@ def test_editor_trains_activates_and_looks_up_a_user(visit, demo):
     page.fill("#f-tune-trials", "2")
     page.locator("#f-tune details summary").click()
     shot(page, "09-train-tuned")
-    page.click("button:has-text('Train')")
+
+    # A slow network: the second click of an impatient double click lands while the first is on its way.
+    posts: list[str] = []
+    page.on("request", lambda r: posts.append(r.url) if r.method == "POST" and r.url.endswith("/ui/models/new") else None)
+    cdp = page.context.new_cdp_session(page)
+    cdp.send("Network.enable")
+    cdp.send("Network.emulateNetworkConditions", {"offline": False, "latency": 400, "downloadThroughput": -1, "uploadThroughput": -1})
+    button = page.locator("main form button:has-text('Train')")
+    button.scroll_into_view_if_needed()
+    box = button.bounding_box()
+    page.mouse.move(box["x"] + 5, box["y"] + 5)
+    page.mouse.down()
+    page.mouse.up()
+    page.wait_for_timeout(250)
+    page.mouse.down()
+    page.mouse.up()
     page.wait_for_url("**/ui/models#top")
+    cdp.send("Network.emulateNetworkConditions", {"offline": False, "latency": 0, "downloadThroughput": -1, "uploadThroughput": -1})
+    assert len(posts) == 1  # one run, not two
     # While it trains the page reloads itself; wait for both versions to be ready.
     page.locator("tbody tr:has(.status-ready)").nth(1).wait_for(timeout=30_000)
     tuned = page.locator("tbody tr:has-text('item_knn')")
+    assert tuned.count() == 1
     assert "tuned on ndcg_at_10: 2 trials" in tuned.inner_text()
     tuned.locator("summary").click()
     assert tuned.locator("table.trials tbody tr").count() == 2
