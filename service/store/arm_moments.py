@@ -290,8 +290,8 @@ def exposures_per_arm(db: Database, key: str) -> dict[str, int]:
         return {arm: int(n) for arm, n in session.execute(text(_EXPOSED), {"key": key})}
 
 
-def points_per_arm(db: Database, key: str) -> dict[str, float]:
-    """Ledger points granted to each arm's exposed users."""
-    sql = "SELECT arm, SUM(points) FROM reward_ledger WHERE experiment_key = :key AND arm IS NOT NULL GROUP BY arm"
+def points_per_arm(db: Database, key: str) -> dict[str, tuple[float, int]]:
+    """Ledger points granted to each arm's exposed users, and the actions recorded for them."""
+    sql = "SELECT arm, SUM(points), COUNT(*) FROM reward_ledger WHERE experiment_key = :key AND arm IS NOT NULL GROUP BY arm"
     with db.read() as session:
-        return {arm: float(total or 0) for arm, total in session.execute(text(sql), {"key": key})}
+        return {arm: (float(total or 0), int(actions)) for arm, total, actions in session.execute(text(sql), {"key": key})}

@@ -154,20 +154,30 @@ def _guardrails(db: Database, exp: Experiment, settings: AnalysisSettings, alpha
     return out
 
 
-def _costs(rows: list[dict[str, Any]], per_arm: list[tuple[str, ArmMoments]], points: dict[str, float], exposed: dict[str, int]) -> None:
+NO_REWARD_ACTIONS = "no reward action has been recorded for this experiment yet, so its points figures count none"
+
+
+def _costs(rows: list[dict[str, Any]], per_arm: list[tuple[str, ArmMoments]], ledger: dict[str, tuple[float, int]], exposed: dict[str, int]) -> None:
     """Points per exposed user and points per incremental conversion (or unit of the metric) against the control.
 
     Points are over every user the arm was given, whatever the metric counts of them: a retention
     metric counts only users exposed long enough, and dividing all their points by those alone had
-    made the same arm's points per user triple between one metric and the next.
+    made the same arm's points per user triple between one metric and the next. An experiment
+    whose storefront sends no reward actions has no cost to divide: 0 points per user is then no
+    finding, and the cost per gain is left out.
     """
+    recorded = any(actions for _, actions in ledger.values())
     for row, (name, _) in zip(rows, per_arm):
         users = exposed.get(name, 0)
-        row["points_per_user"] = points.get(name, 0.0) / users if users else None
+        points, actions = ledger.get(name, (0.0, 0))
+        row["points_per_user"] = points / users if users else None
+        row["reward_actions"] = actions
+        if not recorded:
+            row["notes"] = [*row["notes"], NO_REWARD_ACTIONS]
     control = rows[0]["points_per_user"]
     for i, row in enumerate(rows):
         diff = row["diff"]
-        usable = i > 0 and control is not None and row["points_per_user"] is not None and diff is not None and diff > 0
+        usable = recorded and i > 0 and control is not None and row["points_per_user"] is not None and diff is not None and diff > 0
         row["cost_per_incremental"] = finite_or_none((row["points_per_user"] - control) / diff) if usable else None
 
 

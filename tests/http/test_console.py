@@ -830,11 +830,28 @@ def test_a_cost_is_not_called_established_for_an_arm_whose_interval_clears_0_but
     outcomes = [{"outcome_id": f"o-{user}", "experiment": "points-q4", "user_id": user, "metric": "spend", "value": v + (shift if arm == "every5" else 0)}
                 for arm, users in arms.items() for user, v in zip(users, base[arm])]
     post_ok(client, "/v1/outcomes", {"outcomes": outcomes}, shop)
+    post_ok(client, "/v1/rewards", {"action_id": "r-1", "user_id": arms["every5"][0], "experiment": "points-q4", "value": 10.0}, shop)  # a cost needs a ledger
     every5 = next(a for a in get_ok(client, "/v1/experiments/points-q4/results?metric=spend", auth("analyst"))["arms"] if a["arm"] == "every5")
     assert every5["diff_ci"][0] > 0 and not every5["significant"] and every5["cost_per_incremental"] is not None
     html = as_role("analyst").get("/ui/experiments/points-q4/results?metric=spend").get_data(as_text=True)
     row = html.split('<th scope="row">every5', 1)[1].split("</tr>", 1)[0]
     assert "not established" in row and "not widened for the 2 comparisons with the control" in html
+
+
+def test_schedules_without_reward_actions_show_no_cost_rather_than_a_cost_of_0(as_role, client, auth):
+    shop = auth("storefront")
+    running(client, auth("editor"), ab_definition())
+    for u in range(60):
+        assign(client, shop, "points-q4", f"n{u}")
+    post_ok(client, "/v1/outcomes", {"outcomes": [{"outcome_id": f"n-{u}", "experiment": "points-q4", "user_id": f"n{u}", "metric": "conversion"} for u in range(0, 60, 2)]}, shop)
+    arms = get_ok(client, "/v1/experiments/points-q4/results", auth("analyst"))["arms"]
+    assert all(a["reward_actions"] == 0 and a["cost_per_incremental"] is None and any("no reward action" in n for n in a["notes"]) for a in arms)
+    html = as_role("analyst").get("/ui/experiments/points-q4/results").get_data(as_text=True)
+    assert "no actions yet" in html and "No reward action has been recorded for this experiment" in html and "It costs" not in html
+    post_ok(client, "/v1/rewards", {"action_id": "n-r", "user_id": "n0", "experiment": "points-q4", "value": 10.0}, shop)
+    arms = get_ok(client, "/v1/experiments/points-q4/results", auth("analyst"))["arms"]
+    assert sum(a["reward_actions"] for a in arms) == 1 and not any("no reward action" in n for a in arms for n in a["notes"])
+    assert "no actions yet" not in as_role("analyst").get("/ui/experiments/points-q4/results").get_data(as_text=True)
 
 
 def test_a_gain_from_an_arm_where_everyone_converted_is_flagged_and_its_cost_not_called_established(as_role, client, auth):
@@ -899,6 +916,11 @@ def test_verdicts_name_a_failing_guardrail_a_mismatch_and_a_stopped_experiment()
     said = [(v.tone, v.text) for v in verdicts(unread, False, set(), {"retention_d7": "binary"})]
     assert ("warn", "every5 beats control on conversion: +10.9 pp [+4.0 pp, +18.0 pp], significant after correction, but its guardrail (retention_d7) "
                     "has no evidence yet either way: wait until it can be read before rolling every5 out. It costs 4.985 points per extra conversion.") in said
+    # A negative cost: the arm gains while granting fewer points per user than the control.
+    cheaper = {**answer, "srm": None, "guardrails": []}
+    cheaper["arms"] = [answer["arms"][0], {**answer["arms"][1], "cost_per_incremental": -572.4}]
+    said = [v.text for v in verdicts(cheaper, False, set(), {})]
+    assert any(text.endswith("It also grants fewer points than control: 572.4 fewer per extra conversion.") for text in said), said
 
 
 def test_a_paused_experiment_is_resumed_not_started_and_a_draft_reads_as_one(as_role, client, auth):

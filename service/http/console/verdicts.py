@@ -77,7 +77,11 @@ def _arm(a: dict[str, Any], control: str, kind: str, metric: str, lower_is_bette
         return Verdict("warn", f"{name} is worse than {control} on {metric}: {shown}.{fails}")
     cost = a.get("cost_per_incremental")
     unit = "conversion" if kind == "binary" else "unit"
-    priced = f" It costs {fmt.num(cost)} points per extra {unit}." if cost is not None and not lower_is_better and a["diff_ci"] and a["diff_ci"][0] > 0 else ""
+    priced = ""
+    if cost is not None and not lower_is_better and a["diff_ci"] and a["diff_ci"][0] > 0:
+        # A negative cost is an arm that gains while granting fewer points per user than the control.
+        priced = (f" It costs {fmt.num(cost)} points per extra {unit}." if cost >= 0
+                  else f" It also grants fewer points than {control}: {fmt.num(-cost)} fewer per extra {unit}.")
     if hurt:
         return Verdict("warn", f"{name} beats {control} on {metric} ({shown}) but fails a guardrail ({hurt}): weigh the two before rolling it out.{priced}")
     if unread:

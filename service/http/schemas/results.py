@@ -48,6 +48,10 @@ class ArmResultOut(Output):
         description="bandits: Kish's effective sample size of the arm's weights 1/p, (sum w)^2 / sum w^2; under 60, a note warns that the weighted intervals are likely too narrow",
     )
     points_per_user: float | None = None
+    reward_actions: int | None = Field(
+        default=None,
+        description="actions sent to POST /v1/rewards for the arm's users; while the experiment has none, its points figures count nothing and cost_per_incremental is null",
+    )
     cost_per_incremental: float | None = None
 
 

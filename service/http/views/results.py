@@ -18,7 +18,8 @@ CSV_COLUMNS = (
     "ci_low", "ci_high", "diff", "diff_ci_low", "diff_ci_high", "lift", "lift_ci_low", "lift_ci_high",
     "p_value", "p_value_adjusted", "significant", "chance_to_beat_control", "ipw_mean", "ipw_ci_low", "ipw_ci_high",
     "snipw_mean", "snipw_ci_low", "snipw_ci_high", "points_per_user", "cost_per_incremental", "ipw_effective_users", "notes",
-    "higher_is_better",  # last: columns are only ever added at the end, so scripts that read by position keep working
+    "higher_is_better",  # columns are only ever added at the end, so scripts that read by position keep working
+    "reward_actions",
 )
 
 
