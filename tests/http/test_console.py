@@ -344,7 +344,7 @@ def test_sign_out_forgets_the_key_and_a_revoked_key_stops_within_a_second(as_rol
     time.sleep(1.1)
     gone = client.get("/ui/experiments")
     assert gone.status_code == 303
-    assert "Your console session ended: its key was revoked" in client.get(gone.headers["Location"]).get_data(as_text=True)
+    assert "Your console session ended: you signed out (perhaps in another tab), its key was revoked" in client.get(gone.headers["Location"]).get_data(as_text=True)
 
 
 def test_sign_out_from_a_tab_opened_before_the_last_sign_in_still_signs_out(as_role, client, keys):

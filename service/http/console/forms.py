@@ -139,11 +139,12 @@ def page(roles: tuple[str, ...] | None, refills: bool = False) -> Callable[[Call
             if principal is None:
                 target = request.full_path.rstrip("?") if request.method == "GET" else None
                 if request.method == "GET" and g.get("session_ended"):
-                    flash("Your console session ended: its key was revoked, or the session expired. Sign in again to go back to the page.", "warn")
+                    flash("Your console session ended: you signed out (perhaps in another tab), its key was revoked, or the session expired. "
+                          "Sign in again to go back to the page.", "warn")
                 if request.method == "POST" and request.endpoint != "console.sign_out_page":
                     # The key was revoked or the session expired while the page was open: say why the
                     # form went, and lead back to the page it was on.
-                    flash("Your console session ended (its key was revoked, or the session expired), so that form was not saved. "
+                    flash("Your console session ended (you signed out, perhaps in another tab; its key was revoked; or the session expired), so that form was not saved. "
                           "Sign in again to go back to the page.", "warn")
                     target = request.path
                 return redirect(url_for("console.sign_in", next=target), 303)
