@@ -838,6 +838,20 @@ def test_a_cost_is_not_called_established_for_an_arm_whose_interval_clears_0_but
     assert "not established" in row and "not widened for the 2 comparisons with the control" in html
 
 
+def test_results_settings_errors_are_in_plain_words_tied_to_their_controls_and_summarised_first(as_role, client, auth):
+    running(client, auth("editor"), ab_definition())
+    resp = as_role("analyst").get("/ui/experiments/points-q4/results", query_string={"metric": "nope", "days": "0", "alpha": "5"})
+    html = resp.get_data(as_text=True)
+    assert "query.metric" not in html and "Input should" not in html
+    summary = html.split('class="error-summary"', 1)[1].split("</div>", 1)[0]
+    assert "autofocus" in html.split('class="error-summary"', 1)[1].split(">", 1)[0] and summary.count("<li>") == 3
+    for name in ("metric", "days", "alpha"):
+        control = re.search(rf'<(select|input) id="f-{name}"[^>]*>', html).group(0)
+        assert 'aria-invalid="true"' in control and f"f-{name}-error" in control, control
+        assert f'id="f-{name}-error"' in html
+    assert 'aria-describedby="alpha-hint f-alpha-error"' in html
+
+
 def test_schedules_without_reward_actions_show_no_cost_rather_than_a_cost_of_0(as_role, client, auth):
     shop = auth("storefront")
     running(client, auth("editor"), ab_definition())

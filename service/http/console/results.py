@@ -72,7 +72,7 @@ def _retention_days(errors: dict[str, list[str]]) -> int:
     try:
         return RetentionQuery.model_validate({"days": request.args.get("days") or RETENTION_DAYS}).days
     except ValidationError as exc:
-        errors["days"] = [d["message"] for d in details_from_pydantic(exc)]
+        errors["days"] = [plain_words(d["message"]) for d in details_from_pydantic(exc)]
         return RETENTION_DAYS
 
 
@@ -105,7 +105,8 @@ def results_page(key: str) -> tuple[str, int]:
     try:
         answer = _answer(key, query)
     except Invalid as exc:
-        errors.setdefault("metric", []).append(exc.message)
+        # The field's own message: the page puts it beside the metric menu, which names the field already.
+        errors.setdefault("metric", []).extend([d["message"] for d in exc.details] or [exc.message])
         query = query.model_copy(update={"metric": None})
         answer = _answer(key, query)
     answer, cut = _within_possible_values(answer)
