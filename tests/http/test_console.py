@@ -1216,11 +1216,17 @@ def test_a_charts_ticks_name_their_gridlines_exactly():
     assert "last values: control 32.4%" in svg
     assert "1 point, 12-05" in str(line_chart("one day", ["12-05"], [Series("control", [0.5])]))
     # The forest plot's axis too: 12.5 pp had read "+12 pp", 1,000 "+1e+03".
-    from service.http.console.charts import Interval, forest_plot, points, pp_tick, signed, signed_tick
+    from service.http.console import formatting as fmt
+    from service.http.console.charts import Interval, forest_plot, pp_tick, signed_tick
 
-    rates = str(forest_plot("d", [Interval("every5", 0.06, 0.0, 0.12)], x_format=points, tick_format=pp_tick))
+    def differences(kind):
+        return lambda v: fmt.difference(v, kind)
+
+    rates = str(forest_plot("d", [Interval("every5", 0.06, 0.0, 0.12)], x_format=differences("binary"), tick_format=pp_tick))
     assert all(f">{t}</text>" in rates for t in ("0 pp", "+2.5 pp", "+7.5 pp", "+12.5 pp"))
-    means = str(forest_plot("d", [Interval("b", 600, -200, 1300)], x_format=signed, tick_format=signed_tick))
+    # What a screen reader reads of it gives the table's figures: +11.2 pp had read "+11 pp".
+    assert "+11.2 pp [+4.6 pp, +17.8 pp]" in str(forest_plot("d", [Interval("every5", 0.112, 0.046, 0.178)], x_format=differences("binary"), tick_format=pp_tick))
+    means = str(forest_plot("d", [Interval("b", 600, -200, 1300)], x_format=differences("continuous"), tick_format=signed_tick))
     assert all(f">{t}</text>" in means for t in ("-500", "0", "+1000", "+1500"))
 
 

@@ -70,18 +70,6 @@ def percent_tick(value: float) -> str:
     return tick(value, 100, "%", sign=True)
 
 
-def points(value: float) -> str:
-    """A difference of two rates in percentage points, with a sign."""
-    if value == 0:
-        return "0 pp"
-    return f"{value * 100:+.0f} pp" if abs(value) >= 0.1 else f"{value * 100:+.1f} pp"
-
-
-def signed(value: float) -> str:
-    """Three significant digits with a sign, for differences."""
-    return "0" if value == 0 else f"{value:+.3g}"
-
-
 def percent(value: float) -> str:
     """A share as a percentage with a sign, for lifts."""
     if value == 0:

@@ -12,7 +12,7 @@ from experiments.stats.analysis import FEW_EVENTS
 from experiments.stats.ipw import FEW_EFFECTIVE_USERS
 from service.errors import Invalid
 from service.http.console import bp
-from service.http.console.charts import Interval, Series, forest_plot, line_chart, number, points, pp_tick, signed, signed_tick
+from service.http.console.charts import Interval, Series, forest_plot, line_chart, number, pp_tick, signed_tick
 from service.http.console import formatting as fmt
 from service.http.console.formatting import level
 from service.http.console.forms import page, plain_words
@@ -116,7 +116,9 @@ def results_page(key: str) -> tuple[str, int]:
     binary = answer["metric_kind"] == "binary"
     unit = " (percentage points)" if binary else ""
     title = f"Difference in {answer['metric']}{unit} from {answer['control']} ({level(answer['alpha'])} intervals)"
-    forest = forest_plot(title, differences, x_format=points if binary else signed, tick_format=pp_tick if binary else signed_tick)
+    # The chart's title and description, which a screen reader reads, give the table's own figures.
+    kind = answer["metric_kind"]
+    forest = forest_plot(title, differences, x_format=lambda v: fmt.difference(v, kind), tick_format=pp_tick if binary else signed_tick)
     daily, daily_note = _daily_chart(key, answer["metric"], answer["metric_kind"])
     days = _retention_days(errors)
     retention, retention_has_data, retention_last = _retention_chart(key, days, answer["alpha"])
