@@ -256,11 +256,19 @@ def test_editor_trains_activates_and_looks_up_a_user(visit, demo):
     assert page.locator("#recs-title + p + ol li").count() == 10
     assert page.locator("#assign-title + .scroll table tbody tr").count() >= 1
     shot(page, "10-user")
-    # On a phone's width no page scrolls sideways: a wide table scrolls on its own.
+    # On a phone's width no page scrolls sideways: a wide table scrolls on its own, and the longest key
+    # and metric names the API accepts wrap or shrink.
+    long_key, long_metric = "k" * 64, "second_purchase_within_14_days_of_exposure"
+    body = {"key": long_key, "name": "Long names", "arms": [{"key": "control"}, {"key": "b"}],
+            "metrics": [{"key": long_metric, "kind": "binary"}], "primary_metric": long_metric}
+    assert demo.server.request("POST", "/v1/experiments", body, key=demo.keys["editor"])[0] == 201
     page.set_viewport_size({"width": 390, "height": 844})
     for path in ("/ui/experiments", "/ui/new-experiment", "/ui/models", "/ui/models/new", "/ui/experiments/points-q4/results", "/ui/users?user_id=user-1",
-                 "/ui/users/at-risk", "/ui/plan?baseline=0.1&mde=0.01", "/ui/experiments/bonus-bandit/what-if"):
+                 "/ui/users/at-risk", "/ui/plan?baseline=0.1&mde=0.01", "/ui/experiments/bonus-bandit/what-if",
+                 f"/ui/experiments/{long_key}/results", f"/ui/experiments/{long_key}/start"):
         page.goto(demo.server.base + path)
+        if path == "/ui/models/new":
+            page.locator("summary:has-text('Default ranges')").click()
         overflowing = page.evaluate("[...document.querySelectorAll('body *')].filter(e => e.getBoundingClientRect().right > 390).map(e => e.tagName + '.' + e.className)")
         assert page.evaluate("document.documentElement.scrollWidth") <= 390, (path, overflowing[:8])
         # A chart keeps readable labels and scrolls within its figure instead of shrinking to the width.
