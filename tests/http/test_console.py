@@ -204,6 +204,9 @@ def test_form_errors_read_in_the_forms_own_words(as_role, client, auth):
     assert taken.status_code == 409 and 'id="f-key-error"' in taken.get_data(as_text=True)  # beside the Key field
     more = editor.post("/ui/new-experiment", data={**form_of(), "more": "metric", "csrf_token": token}).get_data(as_text=True)
     assert re.search(r'<input id="f-metrics-1-key" name="metrics.1.key"[^>]* autofocus', more)  # the new row has the focus
+    full = {f"arms.{i}.{field}": value for i in range(50) for field, value in (("key", f"a{i}"), ("weight", "1"), ("schedule.type", ""))}
+    at_bound = editor.post("/ui/new-experiment", data={**form_of(**full), "more": "arm", "csrf_token": token}).get_data(as_text=True)
+    assert "at most 50 arms" in at_bound and 'name="arms.49.key"' in at_bound and 'name="arms.50.key"' not in at_bound
 
 
 @pytest.mark.parametrize("field, value", [

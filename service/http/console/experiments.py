@@ -11,7 +11,7 @@ from bandits.registry import POLICIES
 from experiments.definitions import BUILTIN_METRICS, TRANSITIONS
 from service.errors import ChangedMeanwhile, Conflict, Invalid
 from service.http.console import bp
-from service.http.console.experiment_form import POPULARITY, VERSION, field_errors, input_name, parse, row_count, schedule_fields, values_of
+from service.http.console.experiment_form import MAX_ROWS, POPULARITY, VERSION, field_errors, input_name, parse, row_count, schedule_fields, values_of
 from service.http.console.forms import CHANGED_MEANWHILE, STALE_FORM, back, page, stale_form
 from service.http.endpoint import EDITOR, READ_EXPERIMENTS, services
 from service.http.errors import details_from_pydantic
@@ -53,6 +53,9 @@ def experiment_detail(key: str) -> str:
 
 def _form(values: dict[str, str], errors: dict[str, list[str]], exp: dict[str, Any] | None, more: str = "", status: int = 200) -> tuple[str, int]:
     """The create or edit form, with any errors beside the fields they name."""
+    if more and row_count(values, f"{more}s", 0, 0) == MAX_ROWS:  # "add a row" at the bound says so instead of redrawing the same rows
+        errors = {**errors, "form": [f"An experiment holds at most {MAX_ROWS} {more}s, and the form has all {MAX_ROWS} rows: no row was added."]}
+        more = ""
     arm_rows = row_count(values, "arms", 2, 1 if more == "arm" else 0)
     metric_rows = row_count(values, "metrics", 1, 1 if more == "metric" else 0)
     return render_template(
