@@ -19,6 +19,7 @@ from sqlalchemy import text
 
 from experiments.stats.ipw import PropensitySums
 from service.store.database import Database
+from service.store.rewards import AFTER_THE_STOP
 
 DAY = 86_400.0
 RETENTION_DAYS = {"retention_d1": 1, "retention_d7": 7, "retention_d30": 30}
@@ -291,7 +292,10 @@ def exposures_per_arm(db: Database, key: str) -> dict[str, int]:
 
 
 def points_per_arm(db: Database, key: str) -> dict[str, tuple[float, int]]:
-    """Ledger points granted to each arm's exposed users, and the actions recorded for them."""
-    sql = "SELECT arm, SUM(points), COUNT(*) FROM reward_ledger WHERE experiment_key = :key AND arm IS NOT NULL GROUP BY arm"
+    """Ledger points granted to each arm's exposed users, and the actions recorded for them while the experiment ran."""
+    sql = (
+        "SELECT arm, SUM(points), SUM(CASE WHEN reason = :stopped THEN 0 ELSE 1 END) FROM reward_ledger "
+        "WHERE experiment_key = :key AND arm IS NOT NULL GROUP BY arm"
+    )
     with db.read() as session:
-        return {arm: (float(total or 0), int(actions)) for arm, total, actions in session.execute(text(sql), {"key": key})}
+        return {arm: (float(total or 0), int(actions or 0)) for arm, total, actions in session.execute(text(sql), {"key": key, "stopped": AFTER_THE_STOP})}

@@ -60,6 +60,9 @@ def ledger_json(row: RewardLedgerRow, balance: float | None = None, duplicate: b
     }
 
 
+AFTER_THE_STOP = "not_running: the experiment is stopped"  # the reason of an action recorded after the stop, which no schedule decided
+
+
 def _replay(session: Session, action: ActionIn) -> dict[str, Any] | None:
     row = session.scalar(select(RewardLedgerRow).where(RewardLedgerRow.action_id == action.action_id))
     if row is None:
@@ -133,7 +136,7 @@ def _record(session: Session, action: ActionIn, stopped: bool, decide: Decide) -
         if replay is not None:
             return replay
         # The count of qualifying actions stands where the stop left it, as for any action that does not qualify.
-        entry = _entry(action, exposure.arm, state_row.actions, False, 0.0, state_row.balance, "not_running: the experiment is stopped")
+        entry = _entry(action, exposure.arm, state_row.actions, False, 0.0, state_row.balance, AFTER_THE_STOP)
     else:
         applied = _apply(session, action, exposure, decide)
         if isinstance(applied, dict):

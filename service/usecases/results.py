@@ -154,7 +154,7 @@ def _guardrails(db: Database, exp: Experiment, settings: AnalysisSettings, alpha
     return out
 
 
-NO_REWARD_ACTIONS = "no reward action has been recorded for this experiment yet, so its points figures count none"
+NO_REWARD_ACTIONS = "no reward action has been recorded for this arm's users while the experiment ran, so its points figures count none"
 
 
 def _costs(rows: list[dict[str, Any]], per_arm: list[tuple[str, ArmMoments]], ledger: dict[str, tuple[float, int]], exposed: dict[str, int]) -> None:
@@ -162,23 +162,30 @@ def _costs(rows: list[dict[str, Any]], per_arm: list[tuple[str, ArmMoments]], le
 
     Points are over every user the arm was given, whatever the metric counts of them: a retention
     metric counts only users exposed long enough, and dividing all their points by those alone had
-    made the same arm's points per user triple between one metric and the next. An experiment
-    whose storefront sends no reward actions has no cost to divide: 0 points per user is then no
-    finding, and the cost per gain is left out.
+    made the same arm's points per user triple between one metric and the next. An arm (or a
+    control) whose users have no reward action recorded has no cost to compare: 0 points per user
+    is then no finding (a storefront that does not report the actions), and the cost per gain is
+    left out.
     """
-    recorded = any(actions for _, actions in ledger.values())
     for row, (name, _) in zip(rows, per_arm):
         users = exposed.get(name, 0)
         points, actions = ledger.get(name, (0.0, 0))
         row["points_per_user"] = points / users if users else None
         row["reward_actions"] = actions
-        if not recorded:
+        if not actions:
             row["notes"] = [*row["notes"], NO_REWARD_ACTIONS]
-    control = rows[0]["points_per_user"]
+    control, control_actions = rows[0]["points_per_user"], rows[0]["reward_actions"]
     for i, row in enumerate(rows):
         diff = row["diff"]
-        usable = recorded and i > 0 and control is not None and row["points_per_user"] is not None and diff is not None and diff > 0
-        row["cost_per_incremental"] = finite_or_none((row["points_per_user"] - control) / diff) if usable else None
+        usable = i > 0 and control_actions and row["reward_actions"] and control is not None and row["points_per_user"] is not None and diff is not None and diff > 0
+        if not usable:
+            row["cost_per_incremental"] = None
+            continue
+        spent = row["points_per_user"] - control
+        # Equal schedules give equal points per user up to the last digits of their sums: that is 0, not a saving.
+        if abs(spent) <= 1e-12 * max(abs(row["points_per_user"]), abs(control)):
+            spent = 0.0
+        row["cost_per_incremental"] = finite_or_none(spent / diff)
 
 
 def _sample_size(kind: str, control: ArmSummary, req: ResultsRequest, arms: int) -> dict[str, Any]:

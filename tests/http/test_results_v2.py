@@ -181,6 +181,20 @@ def test_points_per_user_and_cost_per_incremental_conversion(client, auth):
     assert {a: retention[a]["points_per_user"] for a in ppu} == pytest.approx(ppu, rel=REL)
 
 
+def test_equal_schedules_cost_0_per_extra_conversion_not_a_rounding_residue(client, auth):
+    same = {"type": "per_unit", "points_per_unit": 1}
+    definition = {**ab_definition(), "arms": [{"key": "control", "schedule": same}, {"key": "twin", "schedule": same}]}
+    running(client, auth("editor"), definition)
+    shop = auth("storefront")
+    for u in range(80):
+        arm = assign(client, shop, "points-q4", f"t{u}")["arm"]
+        post_ok(client, "/v1/rewards", {"action_id": f"t-{u}", "user_id": f"t{u}", "experiment": "points-q4", "value": 0.1}, shop)
+        if u % 5 == 0 or (arm == "twin" and u % 2 == 0):
+            post_ok(client, "/v1/outcomes", {"outcomes": [{"outcome_id": f"o-{u}", "experiment": "points-q4", "user_id": f"t{u}", "metric": "conversion"}]}, shop)
+    twin = get_ok(client, "/v1/experiments/points-q4/results", auth("analyst"))["arms"][1]
+    assert twin["diff"] > 0 and twin["cost_per_incremental"] == 0.0
+
+
 @pytest.mark.parametrize("offset", [0.0, 1e6, 1e9, 1e12 - 20])
 def test_values_far_from_zero_keep_their_precision(client, auth, offset):
     running(client, auth("editor"), ab_definition(weights=(1, 1, 0.000001)))

@@ -53,8 +53,9 @@ def experiment_detail(key: str) -> str:
 
 def _form(values: dict[str, str], errors: dict[str, list[str]], exp: dict[str, Any] | None, more: str = "", status: int = 200) -> tuple[str, int]:
     """The create or edit form, with any errors beside the fields they name."""
+    notice = None
     if more and row_count(values, f"{more}s", 0, 0) == MAX_ROWS:  # "add a row" at the bound says so instead of redrawing the same rows
-        errors = {**errors, "form": [f"An experiment holds at most {MAX_ROWS} {more}s, and the form has all {MAX_ROWS} rows: no row was added."]}
+        notice = f"An experiment holds at most {MAX_ROWS} {more}s, and the form has all {MAX_ROWS} rows: no row was added."
         more = ""
     arm_rows = row_count(values, "arms", 2, 1 if more == "arm" else 0)
     metric_rows = row_count(values, "metrics", 1, 1 if more == "metric" else 0)
@@ -62,6 +63,7 @@ def _form(values: dict[str, str], errors: dict[str, list[str]], exp: dict[str, A
         "console/experiment_form.html",
         values=values,
         errors=errors,
+        notice=notice,
         input_name=lambda name: input_name(name, values),
         exp=exp,
         schedules=schedule_fields(),

@@ -139,8 +139,7 @@ def page(roles: tuple[str, ...] | None, refills: bool = False) -> Callable[[Call
             if principal is None:
                 target = request.full_path.rstrip("?") if request.method == "GET" else None
                 if request.method == "GET" and g.get("session_ended"):
-                    flash("Your console session ended: you signed out (perhaps in another tab), its key was revoked, or the session expired. "
-                          "Sign in again to go back to the page.", "warn")
+                    flash("Your console session ended: its key was revoked, or the session expired. Sign in again to go back to the page.", "warn")
                 if request.method == "POST" and request.endpoint != "console.sign_out_page":
                     # The key was revoked or the session expired while the page was open: say why the
                     # form went, and lead back to the page it was on.
@@ -213,6 +212,7 @@ _KEY_RULE = "use lower-case letters, digits, '.', '_' and '-' (starting with a l
 
 # pydantic speaks of "Input" and "String"; a form's message sits beside the field it is about.
 _WHOLE = {"String should have at least 1 character": "is required", "Field required": "is required",
+          "Input should be a valid boolean, unable to interpret input": "must be on or off",
           "String should match pattern '^[^\\x00]*$'": "may not contain a NUL character"}
 _OPENINGS = (("Input should be ", "must be "), ("String should have ", "must have "), ("Value error, ", ""))
 

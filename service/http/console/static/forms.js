@@ -1,9 +1,9 @@
 // One submission per form: a second click while the first is on its way (a double click, a slow
 // network) would train a second model or answer "already exists" for the draft the first created.
-// Only POST forms: a GET form may stay on the page (a download), and the page can come back from the
-// browser's history cache, so the guard lifts when it does, or after a while if the request failed.
+// Only POST forms: a GET form may stay on the page (a download). The guard lifts when the page comes
+// back from the browser's history cache, and by itself after a few seconds (a stopped or failed load).
 (function () {
-  var HOLD_MS = 15000;
+  var HOLD_MS = 5000;
   document.addEventListener("submit", function (event) {
     var form = event.target;
     if (!(form instanceof HTMLFormElement) || form.method.toLowerCase() !== "post") return;
@@ -14,6 +14,11 @@
     }
     form.dataset.sentAt = String(Date.now());
     form.setAttribute("aria-busy", "true");
+    // A stopped load (Esc) leaves the page as it was: the form works again once the hold is over.
+    setTimeout(function () {
+      delete form.dataset.sentAt;
+      form.removeAttribute("aria-busy");
+    }, HOLD_MS);
   });
   window.addEventListener("pageshow", function () {
     document.querySelectorAll("form[data-sent-at]").forEach(function (form) {
