@@ -226,7 +226,7 @@ class ServingIndex:
         picked = self._first_allowed(order, scores, allowed, (), n)
         # Without the index, a list shorter than asked for holds every item with a finite score.
         if len(picked) == n or (self.similar_ann is None and len(order) < SIMILAR_DEPTH):
-            return picked
+            return self._then_unplaced(picked, allowed, n)
         allowed = allowed.copy()
         allowed[item] = False
         if self.similar_ann is None:
@@ -309,7 +309,18 @@ class ServingIndex:
 
     def top(self, scores: np.ndarray, allowed: np.ndarray, n: int) -> list[tuple[str, float]]:
         """The n best allowed items, best first; ties go to the earlier item."""
-        return [(self.item_ids[i], float(scores[i])) for i in best_first(scores, allowed, n)]
+        return self._then_unplaced([(self.item_ids[i], float(scores[i])) for i in best_first(scores, allowed, n)], allowed, n)
+
+    def _then_unplaced(self, picked: list[tuple[str, float]], allowed: np.ndarray, n: int) -> list[tuple[str, float]]:
+        """Items the fit could not place (beyond EASE's max_items) have no score of their own: when the
+        scored ones run out before n, the most popular of those follow, each scored 1 below the one
+        before, so that n items come back while the catalogue has them, still best first."""
+        if len(picked) >= n or self._placed_items is None:
+            return picked
+        unplaced = allowed & ~self._placed_items
+        floor = min((score for _, score in picked), default=0.0)
+        tail = self.top_popular(unplaced, n - len(picked))
+        return picked + [(item, floor - k) for k, (item, _) in enumerate(tail, start=1)]
 
     def to_bytes(self, extra_meta: dict[str, Any] | None = None) -> bytes:
         """An .npz artifact with no pickled objects."""

@@ -171,3 +171,27 @@ def test_ease_beyond_max_items_fails_the_run_with_the_remedy(client, auth):
     assert failed["status"] == "failed" and "raise max_items" in failed["error"] and not failed["active"]
     kept = wait_for_model(client, auth("editor"), train(client, auth("editor"), {"algorithm": "ease", "params": {"max_items": 20, "min_coverage": 0.5}})["version"])
     assert kept["status"] == "ready" and kept["data"]["items_used"] == 20 and kept["data"]["items_dropped"] == 4
+
+
+def test_ease_answers_n_items_while_the_catalogue_has_them_beyond_max_items(client, auth):
+    """Items beyond max_items have no score: the scored ones first, then the most popular of the rest."""
+    shop, editor = auth("storefront"), auth("editor")
+    post_ok(client, "/v1/items", {"items": [{"item_id": f"i{k}", "category": "head" if k < 5 else "tail"} for k in range(10)]}, shop)
+    clicks = [(f"u{u}", "i0") for u in range(8)] + [(f"u{u}", "i1") for u in range(6)] + [(f"u{u}", "i2") for u in range(4)]
+    views = [("u0", "i5"), ("u1", "i6"), ("u1", "i5"), ("u2", "i7"), ("u3", "i8"), ("u4", "i9"), ("u5", "i5")]
+    events = [{"event_id": f"e{k}", "user_id": u, "item_id": i, "type": "click"} for k, (u, i) in enumerate(clicks)]
+    events += [{"event_id": f"v{k}", "user_id": u, "item_id": i, "type": "view"} for k, (u, i) in enumerate(views)]
+    post_ok(client, "/v1/events", {"events": events}, shop)
+    version = train(client, editor, {"algorithm": "ease", "params": {"l2": 5, "max_items": 3, "min_coverage": 0}})
+    assert version["status"] == "ready" and version["data"]["items_used"] == 3
+    mine = get_ok(client, "/v1/users/u7/recommendations?n=10", shop)
+    ids = [i["item_id"] for i in mine["items"]]
+    # Every item with events (i3 and i4 have none: no model knows them), the three that B spans first.
+    assert mine["strategy"] == "personalized" and len(ids) == 8 and set(ids[:3]) == {"i0", "i1", "i2"}
+    assert ids[3] == "i5" and set(ids[3:]) == {"i5", "i6", "i7", "i8", "i9"}  # the most popular of the unscored first
+    scores = [i["score"] for i in mine["items"]]
+    assert scores == sorted(scores, reverse=True) and len(set(scores)) == 8
+    tail = get_ok(client, "/v1/users/u7/recommendations?n=10&category=tail", shop)
+    assert [i["item_id"] for i in tail["items"]][:1] == ["i5"] and {i["item_id"] for i in tail["items"]} == {f"i{k}" for k in range(5, 10)}
+    similar = get_ok(client, "/v1/items/i0/similar?n=10", shop)
+    assert len(similar["items"]) == 7 and "i0" not in {i["item_id"] for i in similar["items"]}
