@@ -318,6 +318,8 @@ class ServingIndex:
         if len(picked) >= n or self._placed_items is None:
             return picked
         unplaced = allowed & ~self._placed_items
+        # A factor model's unplaced item (zero factors) still scores 0 and may be listed already.
+        unplaced[[self.item_index[item] for item, _ in picked]] = False
         floor = min((score for _, score in picked), default=0.0)
         tail = self.top_popular(unplaced, n - len(picked))
         return picked + [(item, floor - k) for k, (item, _) in enumerate(tail, start=1)]

@@ -157,27 +157,32 @@ def _guardrails(db: Database, exp: Experiment, settings: AnalysisSettings, alpha
 NO_REWARD_ACTIONS = "no reward action has been recorded for this arm's users while the experiment ran, so its points figures count none"
 
 
-def _costs(rows: list[dict[str, Any]], per_arm: list[tuple[str, ArmMoments]], ledger: dict[str, tuple[float, int]], exposed: dict[str, int]) -> None:
+def _costs(
+    rows: list[dict[str, Any]], per_arm: list[tuple[str, ArmMoments]], ledger: dict[str, tuple[float, int]], exposed: dict[str, int], scheduled: set[str],
+) -> None:
     """Points per exposed user and points per incremental conversion (or unit of the metric) against the control.
 
     Points are over every user the arm was given, whatever the metric counts of them: a retention
     metric counts only users exposed long enough, and dividing all their points by those alone had
-    made the same arm's points per user triple between one metric and the next. An arm (or a
-    control) whose users have no reward action recorded has no cost to compare: 0 points per user
-    is then no finding (a storefront that does not report the actions), and the cost per gain is
-    left out.
+    made the same arm's points per user triple between one metric and the next. An arm with a
+    schedule (or such a control) whose users have no reward action recorded has no cost to compare:
+    0 points per user is then no finding (a storefront that does not report the actions), and the
+    cost per gain is left out. An arm without a schedule costs 0 by design, actions or not.
     """
+    priced: dict[str, bool] = {}
     for row, (name, _) in zip(rows, per_arm):
         users = exposed.get(name, 0)
         points, actions = ledger.get(name, (0.0, 0))
         row["points_per_user"] = points / users if users else None
         row["reward_actions"] = actions
-        if not actions:
+        priced[name] = bool(actions) or name not in scheduled
+        if not priced[name]:
             row["notes"] = [*row["notes"], NO_REWARD_ACTIONS]
-    control, control_actions = rows[0]["points_per_user"], rows[0]["reward_actions"]
+    control = rows[0]["points_per_user"]
     for i, row in enumerate(rows):
         diff = row["diff"]
-        usable = i > 0 and control_actions and row["reward_actions"] and control is not None and row["points_per_user"] is not None and diff is not None and diff > 0
+        usable = (i > 0 and priced[rows[0]["arm"]] and priced[row["arm"]] and control is not None and row["points_per_user"] is not None
+                  and diff is not None and diff > 0)
         if not usable:
             row["cost_per_incremental"] = None
             continue
@@ -243,7 +248,8 @@ def results(db: Database, cache: ExperimentCache, key: str, req: ResultsRequest)
         row["notes"] = _arm_notes(row["notes"], metric.key)
         rows.append(row)
     if any(a.schedule is not None for a in exp.arms):
-        _costs(rows, computed.per_arm, points_per_arm(db, exp.key), exposures_per_arm(db, exp.key))
+        scheduled = {a.key for a in exp.arms if a.schedule is not None}
+        _costs(rows, computed.per_arm, points_per_arm(db, exp.key), exposures_per_arm(db, exp.key), scheduled)
     out: dict[str, Any] = {
         "experiment": exp.key,
         "status": status,

@@ -195,6 +195,20 @@ def test_equal_schedules_cost_0_per_extra_conversion_not_a_rounding_residue(clie
     assert twin["diff"] > 0 and twin["cost_per_incremental"] == 0.0
 
 
+def test_a_control_without_a_schedule_costs_0_by_design_whatever_the_actions_sent(client, auth):
+    definition = {**ab_definition(), "arms": [{"key": "control"}, {"key": "per-unit", "schedule": {"type": "per_unit", "points_per_unit": 1}}]}
+    running(client, auth("editor"), definition)
+    shop = auth("storefront")
+    for u in range(60):  # the storefront reports actions only for users in a points programme
+        if assign(client, shop, "points-q4", f"c{u}")["arm"] == "per-unit":
+            post_ok(client, "/v1/rewards", {"action_id": f"c-{u}", "user_id": f"c{u}", "experiment": "points-q4", "value": 2.0}, shop)
+            if u % 2 == 0:
+                post_ok(client, "/v1/outcomes", {"outcomes": [{"outcome_id": f"o-{u}", "experiment": "points-q4", "user_id": f"c{u}", "metric": "conversion"}]}, shop)
+    control, treated = get_ok(client, "/v1/experiments/points-q4/results", auth("analyst"))["arms"]
+    assert control["reward_actions"] == 0 and control["points_per_user"] == 0 and not any("reward action" in n for n in control["notes"])
+    assert treated["diff"] > 0 and treated["cost_per_incremental"] == pytest.approx(2.0 / treated["diff"], rel=1e-9)
+
+
 @pytest.mark.parametrize("offset", [0.0, 1e6, 1e9, 1e12 - 20])
 def test_values_far_from_zero_keep_their_precision(client, auth, offset):
     running(client, auth("editor"), ab_definition(weights=(1, 1, 0.000001)))

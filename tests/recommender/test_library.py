@@ -288,6 +288,13 @@ def test_a_user_and_item_the_fit_could_not_place_are_served_like_newcomers_not_w
     assert index.top_for_user(f"u{users}", event, 0.0, everything, 5)[0] == "popular"
     assert index.top_similar(f"i{items}", everything, 5) is None  # the service answers its category's popular items
     assert index.top_similar(f"i{items + 1}", everything, 5)
+    # A narrow category holding the unplaced item: it scores 0, so it is listed once, not again after the rest.
+    narrow = np.zeros(items + 2, dtype=bool)
+    narrow[[0, 1, 2, items]] = True
+    for listed in (index.top_for_user("u5", [], 0.0, narrow, 10)[1], index.top_for_user("new", [("i5", "view", 0.0)], 0.0, narrow, 10)[1],
+                   index.top_similar("i5", narrow, 10)):
+        names = [item for item, _ in listed]
+        assert len(names) == len(set(names)) == 4, listed
 
 
 def test_items_beyond_eases_max_items_are_not_answered_under_a_personal_label():

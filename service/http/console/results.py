@@ -132,7 +132,7 @@ def results_page(key: str) -> tuple[str, int]:
         errors=errors,
         metrics=metric_choices(exp),
         has_points=any(a.get("points_per_user") is not None for a in answer["arms"]),
-        no_reward_actions={a["arm"] for a in answer["arms"] if a.get("reward_actions") == 0},
+        no_reward_actions={a["arm"] for a in answer["arms"] if results.NO_REWARD_ACTIONS in a["notes"]},
         has_cost=any(a.get("cost_per_incremental") is not None for a in answer["arms"]),
         forest=forest,
         daily=daily,

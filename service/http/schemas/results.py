@@ -50,8 +50,8 @@ class ArmResultOut(Output):
     points_per_user: float | None = None
     reward_actions: int | None = Field(
         default=None,
-        description="actions recorded through POST /v1/rewards for the arm's users while the experiment ran; while the arm or the control has none, "
-        "its points figures count nothing and cost_per_incremental is null",
+        description="actions recorded through POST /v1/rewards for the arm's users while the experiment ran; while the arm or the control has a schedule "
+        "and none, its points figures count nothing and cost_per_incremental is null",
     )
     cost_per_incremental: float | None = None
 
