@@ -79,7 +79,7 @@ These hold for every endpoint below.
   the API proper and so are not listed below: `GET /openapi.json` (this document as JSON),
   `GET /docs` (an HTML page listing the endpoints) and `GET /metrics` (Prometheus text).
 - **Authentication.** Every `/v1` call sends `Authorization: Bearer <key>`. A key is created with
-  `flask --app wsgi create-key --role ROLE` (the key is the last line printed) or with
+  `.venv/bin/flask --app wsgi create-key --role ROLE` (the key is the last line printed) or with
   `POST /v1/keys`, and is stored only as its SHA-256 digest, so it is shown once. A revoked key
   fails on every worker and every host within {_number(KEY_CACHE_SECONDS)} second: each worker remembers a key it has
   verified for at most that long, and never remembers an unknown one.

@@ -110,7 +110,7 @@ def register_commands(app: Flask) -> None:
             revoke_key(svc.db, svc.keys, str(old.id))
         if earlier:
             click.echo(f"revoked the {len(earlier)} demo keys made before", err=True)
-        click.echo("\nAPI keys for this demo (shown once; more with `flask --app wsgi create-key --role ROLE`):")
+        click.echo("\nAPI keys for this demo (shown once; more with `.venv/bin/flask --app wsgi create-key --role ROLE`):")
         for role, raw in keys.items():
             click.echo(f"  export {role.upper()}_KEY={raw}")
         click.echo("\nTry:")

@@ -91,7 +91,7 @@ def schema_problem(db: Database) -> str | None:
     current, head = current_revision(db), head_revision()
     if current == head:
         return None
-    run = "run `flask --app wsgi init-db`"
+    run = "run `.venv/bin/flask --app wsgi init-db`"
     if current is None:
         return f"the database has no schema yet; {run}"
     return f"the schema is at revision {current} and this release needs {head}; {run}" if current in _shipped() else None

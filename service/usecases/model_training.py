@@ -211,7 +211,9 @@ def run_training(
             log.warning("training stopped: the run was cancelled or reported failed", extra={"version": version})
         except Exception as exc:
             log.exception("training failed", extra={"version": version})
-            store.fail(db, version, f"{type(exc).__name__}: {exc}", time.perf_counter() - started)
+            # A model's refusal (ValueError) is a sentence written for the reader; anything else keeps its type, its only clue.
+            said = str(exc) if isinstance(exc, ValueError) and str(exc) else f"{type(exc).__name__}: {exc}"
+            store.fail(db, version, said, time.perf_counter() - started)
     final = store.get(db, version)
     if final is None:  # the database was emptied under the run (a test's teardown, a restore from backup)
         log.warning("the training run's version is gone from the database", extra={"version": version})

@@ -178,7 +178,7 @@ def test_commands_refuse_in_one_line_a_database_without_this_releases_schema(tmp
         return subprocess.run([sys.executable, "-m", "flask", "--app", "wsgi", *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
 
     refused = flask("create-key", "--role", "admin")
-    assert refused.returncode == 1 and refused.stderr.strip() == "stickyloop: the database has no schema yet; run `flask --app wsgi init-db`"
+    assert refused.returncode == 1 and refused.stderr.strip() == "stickyloop: the database has no schema yet; run `.venv/bin/flask --app wsgi init-db`"
     assert flask("init-db").returncode == 0 and flask("create-key", "--role", "admin").returncode == 0
     # Rolled back to a release older than the schema: init-db says so in one line.
     with sqlite3.connect(tmp_path / "none.db") as conn:

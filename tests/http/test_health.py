@@ -94,12 +94,12 @@ def test_readyz_answers_503_until_the_schema_is_this_releases(tmp_path):
     from service.store.migrate import head_revision, upgrade
 
     empty = create_app(_fresh(tmp_path, "empty.db")).test_client().get("/readyz")
-    assert empty.status_code == 503 and empty.get_json()["error"]["message"] == "the database has no schema yet; run `flask --app wsgi init-db`"
+    assert empty.status_code == 503 and empty.get_json()["error"]["message"] == "the database has no schema yet; run `.venv/bin/flask --app wsgi init-db`"
     config = _fresh(tmp_path, "old.db")
     db = Database(config.database_url)
     upgrade(db, "0016")
     old = create_app(config).test_client().get("/readyz")
-    assert old.status_code == 503 and old.get_json()["error"]["message"] == f"the schema is at revision 0016 and this release needs {head_revision()}; run `flask --app wsgi init-db`"
+    assert old.status_code == 503 and old.get_json()["error"]["message"] == f"the schema is at revision 0016 and this release needs {head_revision()}; run `.venv/bin/flask --app wsgi init-db`"
     upgrade(db)
     assert create_app(config).test_client().get("/readyz").status_code == 200
     # A later release's migration: served, as operations.md says each migration whether the older release may run beside it.

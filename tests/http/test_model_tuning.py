@@ -169,6 +169,7 @@ def test_ease_beyond_max_items_fails_the_run_with_the_remedy(client, auth):
     two_tribes(client, auth("storefront"))
     failed = train(client, auth("editor"), {"algorithm": "ease", "params": {"max_items": 3, "min_coverage": 0.9}})
     assert failed["status"] == "failed" and "raise max_items" in failed["error"] and not failed["active"]
+    assert failed["error"].startswith("ease: the 3 most interacted")  # the model's sentence, not "ValueError: ..."
     kept = wait_for_model(client, auth("editor"), train(client, auth("editor"), {"algorithm": "ease", "params": {"max_items": 20, "min_coverage": 0.5}})["version"])
     assert kept["status"] == "ready" and kept["data"]["items_used"] == 20 and kept["data"]["items_dropped"] == 4
 
