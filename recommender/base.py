@@ -41,6 +41,10 @@ def best_first(scores: np.ndarray, allowed: np.ndarray | None, k: int) -> np.nda
     return candidates[np.lexsort((candidates, -masked[candidates]))]
 
 
+class CannotTrain(ValueError):
+    """The data or the settings cannot give a model: the message, written for the person who asked, says why and what to change."""
+
+
 class Recommender(ABC):
     """A model that scores items for users and for other items.
 

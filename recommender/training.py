@@ -6,7 +6,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from typing import Any, Callable, Mapping
 
-from recommender.base import Recommender
+from recommender.base import CannotTrain, Recommender
 from recommender.evaluation import evaluate, holdout_split
 from recommender.matrix import InteractionMatrix
 from recommender.models import make_recommender
@@ -62,7 +62,7 @@ def train(
     model = make_recommender(algorithm, params)
     result = TrainedModel(model=model, matrix=matrix)
     if matrix.confidence.nnz == 0:
-        raise ValueError("there are no events with a positive weight to train on")
+        raise CannotTrain("there are no events with a positive weight to train on")
     if settings.evaluate:
         start = time.perf_counter()
         split = holdout_split(matrix.confidence, settings.test_fraction, settings.seed, max_users=settings.eval_users)

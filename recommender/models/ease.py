@@ -7,7 +7,7 @@ from typing import Any, ClassVar, Mapping
 import numpy as np
 import scipy.sparse as sp
 
-from recommender.base import Recommender
+from recommender.base import CannotTrain, Recommender
 from recommender.search_space import Dimension, Range
 
 # B takes 4 * max_items^2 bytes: 0.9 GB at this bound, within PostgreSQL's 1 GB limit on one stored
@@ -132,7 +132,7 @@ class EASE(Recommender):
             kept = np.sort(np.argsort(-counts, kind="stable")[: p.max_items])
             coverage = counts[kept].sum() / max(counts.sum(), 1)
             if coverage < p.min_coverage:
-                raise ValueError(
+                raise CannotTrain(
                     f"ease: the {p.max_items:,} most interacted of {n_items:,} items hold only {coverage:.0%} of the interactions "
                     f"(min_coverage {p.min_coverage:g}); raise max_items (B takes 4 * max_items^2 bytes) or lower min_coverage"
                 )
@@ -144,9 +144,9 @@ class EASE(Recommender):
         try:
             self._weights = closed_form(gram(x.astype(np.float32)), p.l2, p.dropout)
         except np.linalg.LinAlgError:
-            raise ValueError(unsolvable) from None
+            raise CannotTrain(unsolvable) from None
         if not np.isfinite(self._weights.sum(dtype=np.float64)):
-            raise ValueError(unsolvable)
+            raise CannotTrain(unsolvable)
         self._kept = kept
         self._popularity = counts[kept].astype(np.float32)
         self._n_items = n_items

@@ -10,7 +10,7 @@ import scipy.sparse as sp
 from implicit.nearest_neighbours import BM25Recommender, CosineRecommender
 from implicit.utils import ParameterWarning
 
-from recommender.base import Recommender
+from recommender.base import CannotTrain, Recommender
 from recommender.search_space import Choice, Dimension, Range
 
 # implicit's BM25 and cosine weighting hand its own fit a COO matrix and then warn that it converts
@@ -52,8 +52,8 @@ class ItemKNN(Recommender):
         if similarity.nnz and not (np.isfinite(similarity.data).all() and similarity.data.any()):
             if self.params.similarity == "bm25" and np.isfinite(similarity.data).all():
                 # BM25 weighs an item by ln(users / (1 + the item's users)): nothing, with a handful of users.
-                raise ValueError(f"item_knn: every BM25 similarity is 0 over only {user_items.shape[0]} users; train on more users or use similarity 'cosine'")
-            raise ValueError("item_knn: no finite similarity, since the confidence values overflow single precision; lower the event weights")
+                raise CannotTrain(f"item_knn: every BM25 similarity is 0 over only {user_items.shape[0]} users; train on more users or use similarity 'cosine'")
+            raise CannotTrain("item_knn: no finite similarity, since the confidence values overflow single precision; lower the event weights")
         self._similarity = similarity
 
     def score_users(self, users: np.ndarray, user_items: sp.csr_matrix) -> np.ndarray:

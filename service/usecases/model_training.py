@@ -22,6 +22,7 @@ from dataclasses import dataclass, fields
 from typing import Any, Callable, Iterator, Mapping
 
 from recommender.ann import AnnSettings
+from recommender.base import CannotTrain
 from recommender.index import ServingIndex
 from recommender.matrix import MAX_SETTING, MatrixSettings, build_matrix
 from recommender.models import ALGORITHMS, make_recommender
@@ -211,8 +212,8 @@ def run_training(
             log.warning("training stopped: the run was cancelled or reported failed", extra={"version": version})
         except Exception as exc:
             log.exception("training failed", extra={"version": version})
-            # A model's refusal (ValueError) is a sentence written for the reader; anything else keeps its type, its only clue.
-            said = str(exc) if isinstance(exc, ValueError) and str(exc) else f"{type(exc).__name__}: {exc}"
+            # A model's refusal is a sentence written for the reader; anything else keeps its type, often its only clue.
+            said = str(exc) if isinstance(exc, CannotTrain) else f"{type(exc).__name__}: {exc}"
             store.fail(db, version, said, time.perf_counter() - started)
     final = store.get(db, version)
     if final is None:  # the database was emptied under the run (a test's teardown, a restore from backup)
