@@ -129,7 +129,8 @@ ROLE_TABLE
   JSON whatever its `Content-Type` says; a byte-order mark, or nesting deeper than about 190
   levels, is a 400. A parameter given twice, and an unknown one (also on an
   endpoint that takes none, except `/healthz` and `/readyz`, which ignore them), is a 422. A URL whose %-escapes do not decode to UTF-8 is a 400; a
-  chunked body over `MAX_CONTENT_LENGTH` is a 413 like any other.
+  chunked body over `MAX_CONTENT_LENGTH` is a 413 like any other (also on an action that takes no
+  body), and a body that ends before its `Content-Length` (a client that gave up) is a 400, not acted on.
 - **Limits.**
   - Batches (`items`, `events`, `outcomes`) hold at most {MAX_BATCH:,} entries; request bodies are at
     most `MAX_CONTENT_LENGTH` bytes (32 MiB unless configured).

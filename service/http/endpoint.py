@@ -98,15 +98,24 @@ def _principal(roles: tuple[str, ...]) -> Principal:
     return _admit(services().keys.principal(_bearer_token()), roles)
 
 
+def _whole_body(cache: bool) -> bytes:
+    """The request body, refused unless it arrived whole: larger than the limit (413) or shorter than its
+    Content-Length (400: a client that gave up halfway; what came would otherwise be acted on)."""
+    raw = request.get_data(cache=cache)
+    limit = current_app.config.get("MAX_CONTENT_LENGTH")
+    # A chunked body has no length to refuse up front: werkzeug stops reading at the limit, and
+    # the cut text would have been answered as malformed JSON, or obeyed.
+    if request.content_length is None and limit and len(raw) >= limit and request.environ["wsgi.input"].read(1):
+        raise ApiError(413, f"the request body is larger than {limit:,} bytes")
+    if request.content_length is not None and len(raw) < request.content_length:
+        raise ApiError(400, f"the request body ended after {len(raw):,} of the {request.content_length:,} bytes its Content-Length announced")
+    return raw
+
+
 def _parse_body(spec: EndpointSpec) -> BaseModel:
     """Parse and validate the JSON body whole, before anything is stored."""
     assert spec.body is not None
-    raw = request.get_data(cache=False)
-    limit = current_app.config.get("MAX_CONTENT_LENGTH")
-    # A chunked body has no length to refuse up front: werkzeug stops reading at the limit, and
-    # the cut text would have been answered as malformed JSON.
-    if request.content_length is None and limit and len(raw) >= limit and request.environ["wsgi.input"].read(1):
-        raise ApiError(413, f"the request body is larger than {limit:,} bytes")
+    raw = _whole_body(cache=False)
     if not raw.strip():
         if spec.body_optional:
             raw = b"{}"
@@ -220,7 +229,7 @@ def _strict_json(raw: bytes) -> bool:
 def _refuse_body() -> None:
     """An action without a body (start, activate, cancel) refuses fields it would ignore, as the contract has
     unknown fields refused and malformed JSON a 400: none, or {}, is what it takes."""
-    raw = request.get_data(cache=True)
+    raw = _whole_body(cache=True)
     if not raw.strip():
         return
     try:

@@ -528,11 +528,14 @@ def _send(base: str, path: str, headers: dict[str, str]) -> tuple[int, str, byte
         conn.close()
 
 
-def _send_raw(base: str, request: bytes) -> tuple[int, str, bytes]:
-    """Send bytes as they are; read the answer to the end (gunicorn closes the connection after a refusal)."""
+def _send_raw(base: str, request: bytes, half_close: bool = False) -> tuple[int, str, bytes]:
+    """Send bytes as they are (then, with `half_close`, say no more will come); read the answer to the end
+    (gunicorn closes the connection after a refusal)."""
     host, port = base.removeprefix("http://").split(":")
     with socket.create_connection((host, int(port)), timeout=60) as sock:
         sock.sendall(request)
+        if half_close:
+            sock.shutdown(socket.SHUT_WR)
         answer = b""
         while chunk := sock.recv(65536):
             answer += chunk
@@ -569,6 +572,25 @@ def test_gunicorn_reads_the_longest_documented_request_and_refuses_longer_ones(c
         assert _send_raw(server.base, _chunked_events(bearer, 100))[:2] == (200, "application/json")
         status, _, body = _send_raw(server.base, _chunked_events(bearer, 5000))
         assert status == 413 and json.loads(body)["error"]["code"] == "payload_too_large"
+        # So is one sent to an action that takes no body, which was obeyed: the draft stays a draft.
+        editor = f"Bearer {keys['editor']}".encode()
+        assert server.request("POST", "/v1/experiments", ab_definition(key="chunked"), key=keys["editor"])[0] == 201
+        padded = b"{}" + b" " * 200_000
+        chunks = b"".join(b"%x\r\n%s\r\n" % (len(padded[i:i + 4096]), padded[i:i + 4096]) for i in range(0, len(padded), 4096))
+        start = (b"POST /v1/experiments/chunked/start HTTP/1.1\r\nHost: x\r\nAuthorization: " + editor
+                 + b"\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n" + chunks + b"0\r\n\r\n")
+        assert _send_raw(server.base, start)[0] == 413
+        # A body that ends before its Content-Length (the client gave up) is a 400, not acted on.
+        short = b'{"items": [{"item_id": "cut-short"}]}'
+        cut = (b"POST /v1/items HTTP/1.1\r\nHost: x\r\nAuthorization: " + bearer["Authorization"].encode()
+               + b"\r\nContent-Type: application/json\r\nContent-Length: %d\r\nConnection: close\r\n\r\n%s" % (len(short) + 20, short))
+        status, _, body = _send_raw(server.base, cut, half_close=True)
+        assert status == 400 and "Content-Length" in json.loads(body)["error"]["message"]
+        pause = (b"POST /v1/experiments/chunked/pause HTTP/1.1\r\nHost: x\r\nAuthorization: " + editor
+                 + b"\r\nContent-Length: 50\r\nConnection: close\r\n\r\n{}")
+        assert _send_raw(server.base, pause, half_close=True)[0] == 400
+        assert server.request("GET", "/v1/experiments/chunked", key=keys["editor"])[1]["status"] == "draft"
+        assert server.request("GET", "/v1/items/cut-short", key=keys["storefront"])[0] == 404
         # A path or query escape that decodes to bytes that are not UTF-8, as gunicorn hands it on.
         for bad in ("/v1/users/%ED%A0%80/recommendations", "/v1/users/ok/recommendations?category=%FF"):
             status, content_type, body = _send(server.base, bad, bearer)
