@@ -136,13 +136,14 @@ ROLE_TABLE
     most `MAX_CONTENT_LENGTH` bytes (32 MiB unless configured).
   - Ids (`user_id`, `item_id`, `event_id`, ...) are 1-128 characters without NUL; experiment, arm
     and metric keys match `^[a-z0-9][a-z0-9_.-]{{0,63}}$`. Percent-escape an id in a path, `/` as
-    `%2F` included: `/v1/users/shop%2F7/recommendations` is user `shop/7`. The server reads `%2F` and
-    `/` alike, so `/v1/users/shop/7/recommendations` names the same user, but only escaping is safe
-    in general: HTTP clients (curl, requests) resolve `.` and `..` segments before sending, so
-    `shop/../7` sent unescaped reaches user `7`. What no path can name: an id starting with `/`; on
-    `GET /v1/items/{{item_id}}`, the item `popular` and an item id ending in `/similar`; the ids `.`
-    and `..` from a browser, which resolves even `%2e%2e`; `%2F` behind a proxy that refuses it (Apache
-    by default) and `//` behind one that merges slashes. An id holding a comma cannot be listed in
+    `%2F` included: `/v1/users/shop%2F7/recommendations` is user `shop/7`. The server routes on the
+    path as sent, so an escaped `/` stays inside its id: `/v1/items/x%2Fsimilar` is the item
+    `x/similar` and `/v1/items/%2Flead` the item `/lead`. A bare `/` is read as part of an id where
+    the route allows (`/v1/users/shop/7/recommendations` names `shop/7` too), but only escaping is
+    safe in general: HTTP clients (curl, requests) resolve `.` and `..` segments before sending, so
+    `shop/../7` sent unescaped reaches user `7`. What no path can name: on `GET /v1/items/{{item_id}}`,
+    the item `popular`; the ids `.` and `..` from a browser, which resolves even `%2e%2e`; `%2F` behind
+    a proxy that refuses or decodes it (Apache by default). An id holding a comma cannot be listed in
     `exclude`.
   - Timestamps are ISO 8601 text with a time zone (`2026-11-22T10:00:00Z`); one without a zone,
     or epoch seconds, is a 422. They must lie between 2000-01-01T00:00:00Z and 100 calendar years

@@ -14,7 +14,6 @@ from urllib.parse import unquote_to_bytes
 import pydantic_core
 from flask import Response, current_app, g, request
 from pydantic import BaseModel, ValidationError
-from werkzeug.routing import PathConverter
 
 from service.errors import Invalid, detail
 from service.http.schemas.common import MAX_BATCH, Query
@@ -31,14 +30,6 @@ ID_PATTERN = re.compile(r"^[^\x00]{1,128}$")
 KEY_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,63}$")
 PATH_KINDS = {"id": ID_PATTERN, "key": KEY_PATTERN}
 CONVERTER = re.compile(r"<(?:[a-z]+:)?([a-zA-Z_]+)>")
-
-
-class IdConverter(PathConverter):
-    """`<id:name>`: an id in a path, slashes and all (servers read `%2F` as `/`, so `sku/9` could not be
-    named otherwise), newlines too, so that `_check_path` refuses a bad id with a 422 rather than a 404.
-    It cannot start with `/`, which keeps `//x` from naming `x`."""
-
-    regex = r"[^/][\s\S]*?"
 
 
 @lru_cache(maxsize=None)

@@ -292,6 +292,24 @@ def test_an_id_holding_a_slash_is_named_in_a_path_as_it_is_or_escaped(client, au
     # A leading slash stays out of reach rather than naming the user without it.
     refused(client.get("/v1/users//shop/7/recommendations", headers=shop), 404)
 
+
+def test_every_id_the_api_stores_is_read_back_through_its_escaped_path(client, auth, config, keys):
+    """Ids a bare '/' cannot name (`x/similar` against item x's similar items, a leading '/'), and a '%' of the id's own."""
+    shop = auth("storefront")
+    ids = ["x/similar", "x", "/lead", "100%", "a%2Fb", "/"]
+    post_ok(client, "/v1/items", {"items": [{"item_id": i, "title": f"title of {i}"} for i in ids]}, shop)
+    post_ok(client, "/v1/events", {"events": [{"event_id": f"e{k}", "user_id": i, "item_id": "x", "type": "view"} for k, i in enumerate(ids)]}, shop)
+    for item in ids:
+        assert get_ok(client, f"/v1/items/{quote(item, safe='')}", shop)["title"] == f"title of {item}"
+        assert get_ok(client, f"/v1/users/{quote(item, safe='')}/recommendations", shop)["user_id"] == item
+    assert get_ok(client, "/v1/items/x/similar", shop)["item_id"] == "x"  # a bare '/' still reads as the path's own
+    # The same through gunicorn, which decodes the path before the app sees it.
+    env = {"DATABASE_URL": config.database_url, "MODEL_DIR": str(config.model_dir), "LOG_LEVEL": "WARNING", "LOG_REQUESTS": "false"}
+    with gunicorn(env, workers=1) as server:
+        for item in ids:
+            status, body = server.request("GET", f"/v1/items/{quote(item, safe='')}", key=keys["storefront"])
+            assert (status, body["item_id"]) == (200, item)
+
 @pytest.mark.parametrize("field", ["traffic", "name", "description", "arms", "metrics"])
 def test_patching_a_field_to_null_is_422_naming_it(client, auth, field):
     editor = auth("editor")
