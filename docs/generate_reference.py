@@ -137,8 +137,10 @@ ROLE_TABLE
   - Ids (`user_id`, `item_id`, `event_id`, ...) are 1-128 characters without NUL; experiment, arm
     and metric keys match `^[a-z0-9][a-z0-9_.-]{{0,63}}$`. Percent-escape an id in a path, `/` as
     `%2F` included: `/v1/users/shop%2F7/recommendations` is user `shop/7`. The server routes on the
-    path as sent, so an escaped `/` stays inside its id: `/v1/items/x%2Fsimilar` is the item
-    `x/similar` and `/v1/items/%2Flead` the item `/lead`. A bare `/` is read as part of an id where
+    path as sent (under gunicorn, or any server that passes it on as `RAW_URI` or `REQUEST_URI`), so
+    an escaped `/` stays inside its id: `/v1/items/x%2Fsimilar` is the item `x/similar` and
+    `/v1/items/%2Flead` the item `/lead`; between the path's own segments (`/v1%2Fitems/popular`)
+    it separates nothing. A bare `/` is read as part of an id where
     the route allows (`/v1/users/shop/7/recommendations` names `shop/7` too), but only escaping is
     safe in general: HTTP clients (curl, requests) resolve `.` and `..` segments before sending, so
     `shop/../7` sent unescaped reaches user `7`. What no path can name: on `GET /v1/items/{{item_id}}`,

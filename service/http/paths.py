@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 from typing import Any, Callable, Iterable
-from urllib.parse import quote, unquote_to_bytes
+from urllib.parse import quote, unquote_to_bytes, urlsplit
 
 from werkzeug.routing import PathConverter
 
@@ -25,21 +25,37 @@ def decoded_keeping_slashes(raw_path: str) -> str:
     return data.decode("latin-1")
 
 
+def _fully_decoded(raw_path: str) -> str:
+    return unquote_to_bytes(raw_path.encode("latin-1")).decode("latin-1")
+
+
 class KeepEscapedSlashes:
-    """WSGI middleware: PATH_INFO from the request target as sent (RAW_URI, which gunicorn and werkzeug set)."""
+    """WSGI middleware: PATH_INFO from the request target as sent (RAW_URI from gunicorn and werkzeug,
+    REQUEST_URI from uWSGI and mod_wsgi), when it is the path the server decoded and nothing else: a
+    prefix a proxy or the server took off (SCRIPT_NAME) is matched, and anything that does not match
+    exactly leaves the server's path, with '%' escaped so that the converter's undoing changes nothing."""
 
     def __init__(self, app: Callable[..., Iterable[bytes]]) -> None:
         self.app = app
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
-        raw = environ.get("RAW_URI") or ""
-        path = raw.split("?", 1)[0]
-        script = environ.get("SCRIPT_NAME", "")
-        if path.startswith("/") and path.startswith(script):
-            environ["PATH_INFO"] = decoded_keeping_slashes(path[len(script):])
-        else:  # no target to read (another server): escape '%' so that the converter's undoing changes nothing
-            environ["PATH_INFO"] = environ.get("PATH_INFO", "").replace("%", "%25")
+        decoded = environ.get("PATH_INFO", "")
+        environ["PATH_INFO"] = self._as_sent(environ, decoded) or decoded.replace("%", "%25")
         return self.app(environ, start_response)
+
+    @staticmethod
+    def _as_sent(environ: dict[str, Any], decoded: str) -> str | None:
+        target = environ.get("RAW_URI") or environ.get("REQUEST_URI") or ""
+        path = urlsplit(target).path  # also of an absolute-form target (http://host/path); no query, no fragment
+        script = environ.get("SCRIPT_NAME", "")
+        if not path.startswith("/") or _fully_decoded(path) != script + decoded:
+            return None
+        # The prefix as sent: the shortest head of the raw path that decodes to SCRIPT_NAME (a character
+        # is at most three as sent).
+        for cut in range(min(len(path), 3 * len(script)) + 1):
+            if _fully_decoded(path[:cut]) == script and _fully_decoded(path[cut:]) == decoded:
+                return decoded_keeping_slashes(path[cut:])
+        return None
 
 
 class IdConverter(PathConverter):

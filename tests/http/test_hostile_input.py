@@ -293,6 +293,24 @@ def test_an_id_holding_a_slash_is_named_in_a_path_as_it_is_or_escaped(client, au
     refused(client.get("/v1/users//shop/7/recommendations", headers=shop), 404)
 
 
+@pytest.mark.parametrize("environ, routed", [
+    ({"RAW_URI": "/v1/items/x%2Fsimilar", "PATH_INFO": "/v1/items/x/similar"}, "/v1/items/x%2Fsimilar"),
+    ({"RAW_URI": "http://localhost/v1/items/x%2fsimilar?a=1", "PATH_INFO": "/v1/items/x/similar"}, "/v1/items/x%2fsimilar"),  # absolute form
+    ({"RAW_URI": "/v1/items/popular#x", "PATH_INFO": "/v1/items/popular"}, "/v1/items/popular"),  # a fragment is not the path
+    ({"RAW_URI": "/app/v1/items/x%2Fs", "SCRIPT_NAME": "/app", "PATH_INFO": "/v1/items/x/s"}, "/v1/items/x%2Fs"),
+    ({"RAW_URI": "/v1/items/x%2Fs", "SCRIPT_NAME": "/v", "PATH_INFO": "/v1/items/x/s"}, "/v1/items/x/s"),  # a proxy's prefix that does not match: as decoded
+    ({"REQUEST_URI": "/v1/items/%2Flead", "PATH_INFO": "/v1/items//lead"}, "/v1/items/%2Flead"),  # uWSGI, mod_wsgi
+    ({"PATH_INFO": "/v1/items/100%"}, "/v1/items/100%25"),  # no target as sent: '%' escaped, so that the id reads back as it was
+    ({"RAW_URI": "*", "PATH_INFO": "*"}, "*"),
+])
+def test_the_path_is_routed_as_sent_only_where_it_is_the_path_the_server_decoded(environ, routed):
+    from service.http.paths import KeepEscapedSlashes
+
+    seen: dict[str, Any] = {}
+    KeepEscapedSlashes(lambda env, start: seen.update(env) or [])(dict(environ), None)
+    assert seen["PATH_INFO"] == routed
+
+
 def test_every_id_the_api_stores_is_read_back_through_its_escaped_path(client, auth, config, keys):
     """Ids a bare '/' cannot name (`x/similar` against item x's similar items, a leading '/'), and a '%' of the id's own."""
     shop = auth("storefront")
