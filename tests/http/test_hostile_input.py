@@ -30,7 +30,7 @@ from service.store.tables import Base
 from service.timestamps import latest, window_error
 from tests.experiment_helpers import ab_definition, assign, bandit_definition, running
 from tests.helpers import get_ok, post_ok
-from tests.server import gunicorn
+from tests.server import free_port, gunicorn
 
 ROOT = Path(__file__).resolve().parents[2]
 FAR_TIMESTAMPS = ["0001-01-01T00:00:00+14:00", "9999-12-31T23:59:59-14:00"]
@@ -514,12 +514,20 @@ def test_a_gunicorn_that_cannot_start_leaves_no_metrics_folder_behind(tmp_path):
 
 def test_a_daemonised_gunicorn_removes_its_metrics_folder_when_it_stops(tmp_path):
     pid_file = tmp_path / "gunicorn.pid"
+    port = free_port()
     env = {**os.environ, "DATABASE_URL": f"sqlite:///{tmp_path / 'x.db'}", "MODEL_DIR": str(tmp_path / "models"), "TMPDIR": str(tmp_path), "HOME": str(tmp_path),
-           "BIND": "127.0.0.1:0", "WEB_CONCURRENCY": "1"}
+           "BIND": f"127.0.0.1:{port}", "WEB_CONCURRENCY": "1"}
     env.pop("PROMETHEUS_MULTIPROC_DIR", None)
     subprocess.run([sys.executable, "-m", "gunicorn", "-c", "service/gunicorn_conf.py", "--daemon", "--pid", str(pid_file), "wsgi:app"], cwd=ROOT, env=env, check=True, timeout=60)
-    deadline = time.monotonic() + 30
-    while not pid_file.exists() and time.monotonic() < deadline:
+    # gunicorn writes its pid file before it installs its signal handlers: a SIGTERM in between
+    # kills it with no exit hooks. Wait until it serves, when its handlers are in place.
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            if _send(f"http://127.0.0.1:{port}", "/healthz", {})[0] == 200:
+                break
+        except OSError:
+            pass
         time.sleep(0.05)
     assert len(list(tmp_path.glob("stickyloop-prom-*"))) == 1
     master = int(pid_file.read_text())
