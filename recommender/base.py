@@ -59,6 +59,10 @@ class Recommender(ABC):
     # Whether `refit_iterations` (warm-started passes over all the data after evaluation) means anything;
     # the other models keep the field only so that every params type reads alike.
     REFITS: ClassVar[bool] = False
+    # Item-item models score an item from its links to the items someone has: a score of exactly 0
+    # is no link at all, so such items are unscored rather than tied (their order would be the
+    # catalogue's, answered under a personal or "similar" label).
+    ZERO_IS_UNLINKED: ClassVar[bool] = False
 
     def __init__(self, params: Mapping[str, Any] | None = None) -> None:
         try:

@@ -226,7 +226,7 @@ class ServingIndex:
         picked = self._first_allowed(order, scores, allowed, (), n)
         # Without the index, a list shorter than asked for holds every item with a finite score.
         if len(picked) == n or (self.similar_ann is None and len(order) < SIMILAR_DEPTH):
-            return self._then_unplaced(picked, allowed, n)
+            return self._then_popular(picked, allowed, n, also_not=item)
         allowed = allowed.copy()
         allowed[item] = False
         if self.similar_ann is None:
@@ -291,8 +291,14 @@ class ServingIndex:
             return "personalized", np.asarray(self.model.score_users(np.array([known]), None)[0])  # type: ignore[arg-type]
         row = row_for_events(self.settings, self.item_index, self.n_items, events, now)
         if self._placed(row.indices):
-            return "personalized", np.asarray(self.model.score_row(row), dtype=np.float32)
+            return "personalized", self._linked(np.asarray(self.model.score_row(row), dtype=np.float32))
         return "popular", self.popularity
+
+    def _linked(self, scores: np.ndarray) -> np.ndarray:
+        """Scores with an item-item model's zeros (no link at all) made unscored, -inf; `scores` is changed."""
+        if self.model.ZERO_IS_UNLINKED:
+            scores[scores == 0] = -np.inf
+        return scores
 
     def _placed(self, items: np.ndarray) -> bool:
         """Whether any of these items is one the fit learned about (none: nothing to personalise from)."""
@@ -303,25 +309,27 @@ class ServingIndex:
         item = self.item_index.get(item_id)
         if item is None or self.algorithm == "popularity":
             return None
-        scores = np.asarray(self.model.similar(item), dtype=np.float32).copy()
+        scores = self._linked(np.asarray(self.model.similar(item), dtype=np.float32).copy())
         scores[item] = -np.inf
         return scores
 
     def top(self, scores: np.ndarray, allowed: np.ndarray, n: int) -> list[tuple[str, float]]:
         """The n best allowed items, best first; ties go to the earlier item."""
-        return self._then_unplaced([(self.item_ids[i], float(scores[i])) for i in best_first(scores, allowed, n)], allowed, n)
+        return self._then_popular([(self.item_ids[i], float(scores[i])) for i in best_first(scores, allowed, n)], allowed, n)
 
-    def _then_unplaced(self, picked: list[tuple[str, float]], allowed: np.ndarray, n: int) -> list[tuple[str, float]]:
-        """Items the fit could not place (beyond EASE's max_items) have no score of their own: when the
-        scored ones run out before n, the most popular of those follow, each scored 1 below the one
-        before, so that n items come back while the catalogue has them, still best first."""
-        if len(picked) >= n or self._placed_items is None:
+    def _then_popular(self, picked: list[tuple[str, float]], allowed: np.ndarray, n: int, also_not: int | None = None) -> list[tuple[str, float]]:
+        """Items without a score (beyond EASE's max_items, or linked to nothing the user has by an
+        item-item model) are not tied at 0: when the scored ones run out before n, the most popular
+        of the allowed rest follow (never `also_not`), each scored 1 below the one before, so that n
+        items come back while the catalogue has them, still best first."""
+        if len(picked) >= n or (self._placed_items is None and not self.model.ZERO_IS_UNLINKED):
             return picked
-        unplaced = allowed & ~self._placed_items
-        # A factor model's unplaced item (zero factors) still scores 0 and may be listed already.
-        unplaced[[self.item_index[item] for item, _ in picked]] = False
+        rest = allowed.copy()
+        rest[[self.item_index[item] for item, _ in picked]] = False
+        if also_not is not None:
+            rest[also_not] = False
         floor = min((score for _, score in picked), default=0.0)
-        tail = self.top_popular(unplaced, n - len(picked))
+        tail = self.top_popular(rest, n - len(picked))
         return picked + [(item, floor - k) for k, (item, _) in enumerate(tail, start=1)]
 
     def to_bytes(self, extra_meta: dict[str, Any] | None = None) -> bytes:

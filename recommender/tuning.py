@@ -130,10 +130,12 @@ def tune(
     test_fraction: float = 0.2,
     eval_users: int = 2000,
     on_trial: Callable[[Trial, int], None] | None = None,
+    on_failed: Callable[[dict[str, Any], str, int], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
 ) -> TuningResult:
     """Run up to `settings.trials` trials; `on_trial(trial, run)` after each that finished (`run` counts
-    the trials run so far, failed ones included), `should_stop()` before each.
+    the trials run so far, failed ones included), `on_failed(params, why, run)` after each the model
+    refused, `should_stop()` before each.
 
     Every trial is fitted and scored on one holdout split seeded by
     `settings.seed`, so that they differ only in their parameters.
@@ -158,6 +160,8 @@ def tune(
         except ValueError as exc:  # one point of the space the model refuses; the others may do
             study.tell(candidate, state=optuna.trial.TrialState.FAIL)
             failed.append((params, str(exc)))
+            if on_failed is not None:
+                on_failed(params, str(exc), len(done) + len(failed))
             continue
         score = float(getattr(evaluate(model, split, max_users=eval_users, seed=settings.seed), settings.metric))
         study.tell(candidate, score)

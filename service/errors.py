@@ -52,6 +52,11 @@ class Busy(Unavailable):
     """The database answers, but other work holds what a change needs for longer than it waits; the message names no host."""
 
 
+class HostCannot(Unavailable):
+    """This host cannot do what was asked for now (its model folder read-only or full, no process to be had):
+    the message says why, for the operator who can put it right."""
+
+
 def detail(field: str, message: str, index: int | None = None) -> dict[str, Any]:
     """One entry of an error's details."""
     out: dict[str, Any] = {"field": field, "message": message}

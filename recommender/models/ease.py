@@ -17,6 +17,8 @@ MAX_ITEMS_CEILING = 15_000
 GRAM_NNZ_PER_BLOCK = 2_000_000
 # At 0.99 an item's penalty is already 99 times its own Gram diagonal; 1 would be infinite.
 MAX_DROPOUT = 0.99
+# Rows of B read at once when finding the items it links to nothing.
+LINK_ROWS = 1_024
 
 
 @dataclass(frozen=True)
@@ -114,6 +116,7 @@ class EASE(Recommender):
 
     name = "ease"
     params_type = EASEParams
+    ZERO_IS_UNLINKED = True
     REFIT_SHARE = 0.01
     SEARCH_SPACE: ClassVar[Mapping[str, Dimension]] = {"l2": Range(1.0, 10_000.0, log=True), "dropout": Range(0.0, 0.5)}
     _weights: np.ndarray  # B over the kept items
@@ -194,9 +197,13 @@ class EASE(Recommender):
         return self.score_row(sp.csr_matrix(([1.0], ([0], [item])), shape=(1, self._n_items), dtype=np.float32))
 
     def placed_items(self) -> np.ndarray:
-        """The items B covers; the others (beyond max_items) are never scored."""
+        """The items B covers and links to another: the others (beyond max_items, or with a row of zeros, as an
+        item only one shopper touched, alone, has) are never scored from."""
+        linked = np.zeros(len(self._kept), dtype=bool)
+        for start in range(0, len(self._kept), LINK_ROWS):  # a block at a time: B may take most of a gigabyte
+            linked[start : start + LINK_ROWS] = (self._weights[start : start + LINK_ROWS] != 0).any(axis=1)
         mask = np.zeros(self._n_items, dtype=bool)
-        mask[self._kept] = True
+        mask[self._kept[linked]] = True
         return mask
 
     def to_arrays(self) -> dict[str, np.ndarray]:

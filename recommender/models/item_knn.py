@@ -38,6 +38,7 @@ class ItemKNN(Recommender):
 
     name = "item_knn"
     params_type = ItemKNNParams
+    ZERO_IS_UNLINKED = True
     SEARCH_SPACE: ClassVar[Mapping[str, Dimension]] = {"neighbours": Range(10, 1000, log=True), "similarity": Choice(("bm25", "cosine"))}
     _similarity: sp.csr_matrix
 
@@ -54,7 +55,11 @@ class ItemKNN(Recommender):
                 # BM25 weighs an item by ln(users / (1 + the item's users)): nothing, with a handful of users.
                 raise CannotTrain(f"item_knn: every BM25 similarity is 0 over only {user_items.shape[0]} users; train on more users or use similarity 'cosine'")
             raise CannotTrain("item_knn: no finite similarity, since the confidence values overflow single precision; lower the event weights")
-        self._similarity = similarity
+        self._similarity = _without_diagonal(similarity)
+
+    def placed_items(self) -> np.ndarray:
+        """Items linked to at least one other: an item alone in its rows (one shopper's only view, say) tells nothing."""
+        return np.diff(self._similarity.indptr) > 0
 
     def score_users(self, users: np.ndarray, user_items: sp.csr_matrix) -> np.ndarray:
         """Scores of known users from their training rows."""
@@ -76,9 +81,18 @@ class ItemKNN(Recommender):
     def load_arrays(self, arrays: Mapping[str, np.ndarray]) -> None:
         """Rebuild the similarity matrix."""
         shape = tuple(int(x) for x in arrays["sim_shape"])
-        self._similarity = sp.csr_matrix((arrays["sim_data"], arrays["sim_indices"], arrays["sim_indptr"]), shape=shape)
+        self._similarity = _without_diagonal(sp.csr_matrix((arrays["sim_data"], arrays["sim_indices"], arrays["sim_indptr"]), shape=shape))
 
     @property
     def needs_training_matrix(self) -> bool:
         """Known users are scored from their interaction rows."""
         return True
+
+
+def _without_diagonal(similarity: sp.csr_matrix) -> sp.csr_matrix:
+    """The similarity less each item's to itself (implicit keeps it, the largest of its row; its own
+    recommend leaves a user's items out). Kept, it put whatever a shopper had viewed first in their
+    list, and made an item with no neighbour look linked. Artifacts written before it went lose it on load."""
+    coo = similarity.tocoo()
+    off = coo.row != coo.col
+    return sp.csr_matrix((coo.data[off], (coo.row[off], coo.col[off])), shape=similarity.shape, dtype=np.float32)

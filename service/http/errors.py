@@ -12,7 +12,7 @@ from pydantic import ValidationError
 from werkzeug.exceptions import HTTPException
 
 from experiments.schedules import SCHEDULES
-from service.errors import Busy, Conflict, Invalid, NotFound, ServiceError, Unavailable, detail
+from service.errors import Busy, Conflict, HostCannot, Invalid, NotFound, ServiceError, Unavailable, detail
 
 log = logging.getLogger(__name__)
 
@@ -137,7 +137,7 @@ def register_error_handlers(app: Flask) -> None:
         if status == 503:
             # The driver's words name the database's host and port: the log keeps them, clients get the gist.
             log.warning("dependency unavailable", extra={"error": exc.message})
-            response = error_response(status, _HTTP_CODES[status], exc.message if isinstance(exc, Busy) else UNAVAILABLE, exc.details)
+            response = error_response(status, _HTTP_CODES[status], exc.message if isinstance(exc, (Busy, HostCannot)) else UNAVAILABLE, exc.details)
             response.headers["Retry-After"] = "1"
             return response
         return error_response(status, _HTTP_CODES[status], exc.message, exc.details)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import threading
 from pathlib import Path
@@ -16,13 +17,40 @@ from service.store.tables import ModelArtifactRow, ModelVersionRow
 READ_CHUNK_BYTES = 64 * 2**20
 
 
+log = logging.getLogger(__name__)
+# The folders this process has said it cannot cache in: one line each, not one a request.
+_unwritable: set[Path] = set()
+
+
 def write_artifact_file(path: Path, data: bytes) -> None:
-    """Write atomically so that a reader never sees half a file."""
+    """Write atomically so that a reader never sees half a file; a failed write leaves no piece of it behind."""
     path.parent.mkdir(parents=True, exist_ok=True)
     # Thread ids repeat across processes: two workers fetching the same version would share a temporary file.
     tmp = path.with_suffix(f".{os.getpid()}.{threading.get_ident()}.tmp")
-    tmp.write_bytes(data)
-    tmp.replace(path)
+    try:
+        tmp.write_bytes(data)
+        tmp.replace(path)
+    finally:
+        tmp.unlink(missing_ok=True)  # a half-written piece on a full disk would keep it full
+
+
+def cache_artifact_file(path: Path, data: bytes) -> None:
+    """Keep a copy in this host's model folder when it can be written. The database holds every artifact:
+    a folder that is read-only or full costs a read from the database per worker, never an answer."""
+    try:
+        write_artifact_file(path, data)
+    except OSError as exc:
+        if path.parent not in _unwritable:
+            _unwritable.add(path.parent)
+            log.warning("cannot cache model artifacts on this host; reading them from the database", extra={"model_dir": str(path.parent), "error": str(exc)})
+
+
+def _cached(path: Path) -> bytes | None:
+    """This host's copy, or None when there is none it can read (missing, a folder, unreadable)."""
+    try:
+        return path.read_bytes()
+    except OSError:
+        return None
 
 
 def _stored(db: Database, version: str) -> bytes | None:
@@ -45,14 +73,13 @@ def artifact_bytes(db: Database, version: str, path: Path) -> bytes:
         digest = session.scalar(select(ModelVersionRow.artifact_sha256).where(ModelVersionRow.version == version))
     if digest is None:
         raise LookupError(f"model {version} has no artifact")
-    if path.exists():
-        data = path.read_bytes()
-        if hashlib.sha256(data).hexdigest() == digest:
-            return data
+    data = _cached(path)
+    if data is not None and hashlib.sha256(data).hexdigest() == digest:
+        return data
     stored = _stored(db, version)
     if stored is None:
         raise LookupError(f"model {version} has no artifact")
     if hashlib.sha256(stored).hexdigest() != digest:
         raise LookupError(f"model {version}'s stored artifact does not match its recorded digest")
-    write_artifact_file(path, stored)
+    cache_artifact_file(path, stored)
     return stored

@@ -156,14 +156,16 @@ def _mark_failed(stored: ModelVersionRow, error: str, seconds: float | None) -> 
     stored.training_seconds = seconds if seconds is not None else stored.finished_at - stored.created_at
 
 
-def add_trial(db: Database, version: str, trial: dict[str, Any], progress: dict[str, Any]) -> bool:
-    """Append a finished tuning trial and the run's progress; False if the run is no longer `training`."""
+def add_trial(db: Database, version: str, trial: dict[str, Any] | None, progress: dict[str, Any]) -> bool:
+    """Append a finished tuning trial (None: one that failed, which only counts) and the run's progress;
+    False if the run is no longer `training`."""
     with db.write() as session:
         stored = session.get(ModelVersionRow, version, with_for_update=True)
         if stored is None or stored.status != "training":
             return False
         # New objects, not in-place changes: the JSON columns only notice assignment.
-        stored.tuning = [*(stored.tuning or []), trial]
+        if trial is not None:
+            stored.tuning = [*(stored.tuning or []), trial]
         stored.data = {**(stored.data or {}), "progress": progress}
         return True
 

@@ -29,10 +29,10 @@ from recommender.models import ALGORITHMS, make_recommender
 from recommender.settings import checked
 from recommender.training import TrainingSettings, train
 from service.config import Config
-from service.errors import Invalid, NotFound, Unavailable
+from service.errors import HostCannot, Invalid, NotFound, Unavailable
 from service.store import event_log
 from service.store import model_versions as store
-from service.store.artifacts import write_artifact_file
+from service.store.artifacts import cache_artifact_file
 from service.store.database import Database
 from service.store.model_versions import ModelRecord
 from service.store.state import shared_state
@@ -137,7 +137,7 @@ def _train(
     params, tuning_seconds = p.params, 0.0
     if p.tune is not None:
         if matrix.confidence.nnz == 0:  # said before the trials, not after them
-            raise ValueError("there are no events with a positive weight to train on")
+            raise CannotTrain("there are no events with a positive weight to train on")
         params = search(db, record.version, matrix.confidence, p.algorithm, p.params, p.evaluation, p.tune, say, lambda: _stopped(db, record.version), on_trial)
         tuning_seconds = time.perf_counter() - started - load_seconds - matrix_seconds
     trained = train(matrix, p.algorithm, params, p.evaluation, progress=say, show_progress=show_progress)
@@ -145,7 +145,6 @@ def _train(
     if index.ann is not None:
         say(f"indexed {index.n_items:,} items for approximate search in {index.ann_seconds:.1f} s")
     artifact = index.to_bytes()
-    write_artifact_file(config.model_dir / f"{record.version}.npz", artifact)
     elapsed = time.perf_counter() - started
     data = {
         "events": len(events),
@@ -165,6 +164,8 @@ def _train(
     digest = hashlib.sha256(artifact).hexdigest()
     chosen = params if p.tune is not None else None
     if store.finish(db, record.version, artifact, digest, trained.metrics, data, elapsed, snapshot.last_event_id, chosen):
+        # After the database has it: a model folder this host cannot write must not cost a finished model.
+        cache_artifact_file(config.model_dir / f"{record.version}.npz", artifact)
         log.info("training finished", extra={"version": record.version, "seconds": round(elapsed, 3), "metrics": trained.metrics})
         if record.activate_when_ready:
             served = active_version(db) == record.version
@@ -210,11 +211,13 @@ def run_training(
             _train(db, config, record, say, show_progress, started, on_trial)
         except Stopped:
             log.warning("training stopped: the run was cancelled or reported failed", extra={"version": version})
+        except CannotTrain as exc:  # a model's refusal: a sentence written for the reader, not a fault
+            log.warning("training refused", extra={"version": version, "error": str(exc)})
+            store.fail(db, version, str(exc), time.perf_counter() - started)
         except Exception as exc:
             log.exception("training failed", extra={"version": version})
-            # A model's refusal is a sentence written for the reader; anything else keeps its type, often its only clue.
-            said = str(exc) if isinstance(exc, CannotTrain) else f"{type(exc).__name__}: {exc}"
-            store.fail(db, version, said, time.perf_counter() - started)
+            # Anything else keeps its type, often its only clue.
+            store.fail(db, version, f"{type(exc).__name__}: {exc}", time.perf_counter() - started)
     final = store.get(db, version)
     if final is None:  # the database was emptied under the run (a test's teardown, a restore from backup)
         log.warning("the training run's version is gone from the database", extra={"version": version})
@@ -249,18 +252,23 @@ def start_training(db: Database, config: Config, version: str) -> None:
     if config.training_runner == "thread":
         threading.Thread(target=run_training, args=(db, config, version), name=f"train-{version}", daemon=True).start()
         return
-    config.model_dir.mkdir(parents=True, exist_ok=True)
     log_path = config.model_dir / f"{version}.log"
     env = {**os.environ, **config.as_env(), "OPENBLAS_NUM_THREADS": "1"}
-    with open(log_path, "ab") as out:
-        child = subprocess.Popen(
-            [sys.executable, "-m", "service.usecases.train_job", version],
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            start_new_session=True,  # outlives the gunicorn worker that started it
-        )
+    try:
+        config.model_dir.mkdir(parents=True, exist_ok=True)
+        with open(log_path, "ab") as out:
+            child = subprocess.Popen(
+                [sys.executable, "-m", "service.usecases.train_job", version],
+                env=env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,  # outlives the gunicorn worker that started it
+            )
+    except OSError as exc:  # the model folder read-only or full, no process to be had
+        said = f"could not start its training process: {exc}"
+        store.fail(db, version, said, 0.0)
+        raise HostCannot(f"model version {version} could not start training and is recorded as failed: {exc}") from None
     threading.Thread(target=_reap, args=(db, version, child), name=f"reap-{version}", daemon=True).start()
     log.info("training started", extra={"version": version, "log": str(log_path)})
 

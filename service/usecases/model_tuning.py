@@ -7,6 +7,7 @@ from typing import Any, Callable, Mapping
 
 import scipy.sparse as sp
 
+from recommender.base import CannotTrain
 from recommender.search_space import Dimension
 from recommender.training import TrainingSettings
 from recommender.tuning import Trial, TuneError, TuneSettings, search_space, tune
@@ -69,15 +70,24 @@ def search(
         if on_trial is not None:
             on_trial(done, settings.trials)
 
+    def failed(params_of: dict[str, Any], why: str, done: int) -> None:
+        # Counted as done, so that a run whose every trial the model refuses still shows it moving.
+        if not store.add_trial(db, version, None, {"trials_done": done, "trials": settings.trials}):
+            return
+        say(f"trial {done}/{settings.trials} failed with {params_of}: {why}")
+        if on_trial is not None:
+            on_trial(done, settings.trials)
+
     result = tune(
-        user_items, algorithm, params, tuning.space, settings, evaluation.test_fraction, evaluation.eval_users, on_trial=finished, should_stop=should_stop
+        user_items, algorithm, params, tuning.space, settings, evaluation.test_fraction, evaluation.eval_users,
+        on_trial=finished, on_failed=failed, should_stop=should_stop,
     )
     best = result.best
     if result.failures:
         params_of, why = result.failures[0]
         say(f"{len(result.failures)} of {settings.trials} trials failed; the first, with {params_of}: {why}")
     if best is None and not result.stopped and result.failures:
-        raise ValueError(f"every tuning trial failed; the first, with {result.failures[0][0]}: {result.failures[0][1]}")
+        raise CannotTrain(f"every tuning trial failed; the first, with {result.failures[0][0]}: {result.failures[0][1]}")
     if result.stopped or best is None or should_stop():
         raise Stopped
     say(f"best of {len(result.trials)} trials: {settings.metric} {best.metric:.4f} with {best.params}")

@@ -20,7 +20,7 @@ def test_readyz_answers_200_when_the_database_answers(client):
 def test_readyz_answers_503_when_the_database_is_unreachable(tmp_path):
     config = Config(database_url="postgresql+psycopg://nobody@127.0.0.1:1/none", model_dir=tmp_path, log_level="CRITICAL", testing=True)
     resp = create_app(config).test_client().get("/readyz")
-    assert resp.status_code == 503
+    assert resp.status_code == 503 and resp.headers["Retry-After"] == "1"
     assert resp.get_json()["error"]["code"] == "unavailable"
 
 
@@ -99,7 +99,7 @@ def test_readyz_answers_503_until_the_schema_is_this_releases(tmp_path):
     db = Database(config.database_url)
     upgrade(db, "0016")
     old = create_app(config).test_client().get("/readyz")
-    assert old.status_code == 503 and old.get_json()["error"]["message"] == f"the schema is at revision 0016 and this release needs {head_revision()}; run `.venv/bin/flask --app wsgi init-db`"
+    assert old.status_code == 503 and old.headers["Retry-After"] == "1" and old.get_json()["error"]["message"] == f"the schema is at revision 0016 and this release needs {head_revision()}; run `.venv/bin/flask --app wsgi init-db`"
     upgrade(db)
     assert create_app(config).test_client().get("/readyz").status_code == 200
     # A later release's migration: served, as operations.md says each migration whether the older release may run beside it.

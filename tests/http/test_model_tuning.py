@@ -174,6 +174,13 @@ def test_ease_beyond_max_items_fails_the_run_with_the_remedy(client, auth):
     assert kept["status"] == "ready" and kept["data"]["items_used"] == 20 and kept["data"]["items_dropped"] == 4
 
 
+def test_a_run_whose_every_trial_fails_shows_them_done_and_says_why(client, auth):
+    two_tribes(client, auth("storefront"))
+    failed = train(client, auth("editor"), {"algorithm": "ease", "params": {"max_items": 3, "min_coverage": 0.9}, "tune": {"trials": 3, "space": {"l2": [1, 100]}}})
+    assert failed["status"] == "failed" and failed["error"].startswith("every tuning trial failed") and "raise max_items" in failed["error"]
+    assert failed["data"]["progress"] == {"trials_done": 3, "trials": 3} and failed["tuning"] == []
+
+
 def test_ease_answers_n_items_while_the_catalogue_has_them_beyond_max_items(client, auth):
     """Items beyond max_items have no score: the scored ones first, then the most popular of the rest."""
     shop, editor = auth("storefront"), auth("editor")

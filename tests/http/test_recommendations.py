@@ -236,6 +236,39 @@ def test_every_algorithm_trains_and_serves(client, auth, algorithm):
         assert body["strategy"] == "personalized" and all(i.startswith("a") for i in ids(body))
 
 
+@pytest.mark.parametrize("algorithm", ["item_knn", "ease"])
+def test_an_item_item_model_never_answers_ties_at_zero_under_a_personal_label(client, auth, algorithm):
+    # An item-item model scores 0 where it has no link: those items used to come back in catalogue
+    # order, scored 0, as "personalized" or "similar", and item_knn put a shopper's own views first.
+    shop = auth("storefront")
+    two_tribes(client, shop)
+    post_ok(client, "/v1/items", {"items": [{"item_id": "lonely", "title": "lonely", "category": "a", "available": True}]}, shop)
+    post_ok(client, "/v1/events", {"events": [
+        {"event_id": "lone-1", "user_id": "loner", "item_id": "lonely", "type": "view", "timestamp": "2026-11-01T10:00:00Z"},
+        {"event_id": "one-1", "user_id": "one-view", "item_id": "a5", "type": "view", "timestamp": "2026-11-01T10:00:00Z"},
+    ]}, shop)
+    assert train(client, auth("editor"), {"algorithm": algorithm})["status"] == "ready"
+
+    popular = {c: [i for i in ids(get_ok(client, f"/v1/items/popular?category={c}&n=20", shop)) if i != "lonely"] for c in "ab"}
+    alone = get_ok(client, "/v1/items/lonely/similar?n=5", shop)
+    assert alone["strategy"] == "popular" and ids(alone) == popular["a"][:5]  # the popular ones of its category
+    assert recs(client, auth, "loner", "?n=5")["strategy"] == "popular"
+
+    one = recs(client, auth, "one-view", "?n=5")
+    assert one["strategy"] == "personalized" and ids(one)[0] != "a5" and all(i.startswith("a") for i in ids(one))
+
+    # Beyond what the model links, the popular rest follows, scored below: n items, best first, no ties.
+    mine, similar = recs(client, auth, "ua2", "?n=20"), get_ok(client, "/v1/items/a3/similar?n=20", shop)
+    assert (mine["strategy"], similar["strategy"]) == ("personalized", "similar") and "a3" not in ids(similar)
+    for body in (mine, similar):
+        scores = [i["score"] for i in body["items"]]
+        assert len(scores) == 20 and all(a > b for a, b in zip(scores, scores[1:])), body
+        linked = [i.startswith("a") for i in ids(body)]
+        assert linked == sorted(linked, reverse=True)  # the tribe's items, then the other tribe's
+        unlinked = [i for i in ids(body) if i.startswith("b")]
+        assert unlinked and unlinked == popular["b"][: len(unlinked)]
+
+
 def test_every_change_of_the_served_model_is_logged_once_whoever_makes_it(client, auth, db, config, trained, caplog):
     import logging
 

@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal, Union
 from pydantic import ConfigDict, Field, StringConstraints, create_model, field_validator
 
 from bandits.registry import POLICIES
-from experiments.definitions import DESIGN_FIELDS
+from experiments.definitions import BUILTIN_METRICS, DESIGN_FIELDS
 from experiments.schedules import SCHEDULES, Schedule
 from service.http.schemas.common import MAX_BATCH, FiniteFloat, Id, Input, JsonObject, Key, Output, PositiveFloat, Query, StoredJsonObject, Text, Timestamp
 
@@ -87,6 +87,12 @@ class AnalysisIn(Input):
     cuped_days: int = Field(default=14, ge=1, le=365)
 
 
+PRIMARY_METRIC = (
+    "the metric the test decides on: one of `metrics` or a built-in (" + ", ".join(f"`{m}`" for m in BUILTIN_METRICS) + "); "
+    "a bandit's must be one of `metrics`, since it learns from reported outcomes; left out, the first of `metrics`, and required when `metrics` is empty"
+)
+
+
 class ExperimentIn(Input):
     """A new experiment (created as draft)."""
 
@@ -97,7 +103,7 @@ class ExperimentIn(Input):
     traffic: float = Field(default=1.0, gt=0, le=1, allow_inf_nan=False)
     arms: list[ArmIn] = Field(min_length=2, max_length=50)
     metrics: list[MetricIn] = Field(default_factory=list, max_length=50)
-    primary_metric: Key | None = None
+    primary_metric: Key | None = Field(default=None, description=PRIMARY_METRIC)
     bandit: BanditIn | None = None
     layer: Key | None = Field(default=None, description="a layer shared with other experiments: a user is in at most one of them")
     analysis: AnalysisIn | None = None

@@ -30,12 +30,19 @@ def readyz() -> Response | Health:
     problem = svc.unreachable()
     if problem is not None:
         log.warning("database unreachable", extra={"error": problem})
-        return error_response(503, "unavailable", "the database is unreachable; check DATABASE_URL and that the server runs")
+        return _not_ready("the database is unreachable; check DATABASE_URL and that the server runs")
     schema = svc.schema_problem()
     if schema is not None:
         log.warning("schema not ready", extra={"error": schema})
-        return error_response(503, "unavailable", schema)
+        return _not_ready(schema)
     return Health(status="ok")
+
+
+def _not_ready(message: str) -> Response:
+    """503 with Retry-After, as every 503 of the service carries."""
+    response = error_response(503, "unavailable", message)
+    response.headers["Retry-After"] = "1"
+    return response
 
 
 @bp.get("/openapi.json")
