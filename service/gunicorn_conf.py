@@ -40,6 +40,9 @@ def _whole(name: str, default: int) -> int:
 
 
 bind = os.environ.get("BIND", "127.0.0.1:8000")
+if not bind.startswith(("unix:", "fd://")) and bind.rpartition(":")[2].isdigit() and int(bind.rpartition(":")[2]) > 65535:
+    print(f"stickyloop: BIND {bind!r} names a port over 65535", file=sys.stderr)
+    raise SystemExit(2)
 workers = _whole("WEB_CONCURRENCY", 4)
 worker_class = os.environ.get("GUNICORN_WORKER_CLASS", "gthread")
 threads = _whole("GUNICORN_THREADS", 4)
@@ -97,7 +100,17 @@ def _remove_metrics_dir() -> None:
         shutil.rmtree(_OWN_METRICS_DIR, ignore_errors=True)
 
 
-if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+_given_metrics_dir = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+if _given_metrics_dir:
+    # prometheus_client writes each worker's counters there on every request: a folder that cannot be
+    # made or written turned every request, /healthz too, into a 500.
+    try:
+        os.makedirs(_given_metrics_dir, exist_ok=True)
+        tempfile.TemporaryFile(dir=_given_metrics_dir).close()
+    except OSError as exc:
+        print(f"stickyloop: PROMETHEUS_MULTIPROC_DIR {_given_metrics_dir!r} cannot be written ({exc.strerror or exc}); unset it or fix the folder", file=sys.stderr)
+        raise SystemExit(2) from None
+else:
     _OWN_METRICS_DIR = os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="stickyloop-prom-")
     # gunicorn calls on_exit only when it halts after serving; a server that never started (its
     # port taken, a bad setting) leaves through sys.exit, which runs this.
@@ -137,6 +150,11 @@ def when_ready(server: Any) -> None:
     from service.store.migrate import schema_problem
 
     config = Config.from_env()
+    try:
+        config.model_dir.mkdir(parents=True, exist_ok=True)
+        tempfile.TemporaryFile(dir=config.model_dir).close()
+    except OSError as exc:
+        server.log.warning("stickyloop: MODEL_DIR %s cannot be written (%s): workers read models from the database, and training started on this host fails", config.model_dir, exc.strerror or exc)
     # Without the query too: psycopg reads a password from ?password= as well.
     server.log.info("stickyloop: database %s", make_url(config.database_url).set(query={}).render_as_string(hide_password=True))
     db = Database(config.database_url, config.sqlite_busy_timeout_ms, pool_size=1)

@@ -176,9 +176,10 @@ def register_commands(app: Flask) -> None:
             click.echo(f"{name}: {value:.4f}" if isinstance(value, float) else f"{name}: {value}")
 
     @app.cli.command("demo")
-    @click.option("--users", default=1500, show_default=True)
-    @click.option("--items", default=1200, show_default=True)
-    @click.option("--events", default=60000, show_default=True)
+    # Bounds that keep the generator within memory on a laptop (a bad number gave a traceback, or asked for terabytes).
+    @click.option("--users", default=1500, show_default=True, type=click.IntRange(1, 1_000_000))
+    @click.option("--items", default=1200, show_default=True, type=click.IntRange(1, 1_000_000))
+    @click.option("--events", default=60000, show_default=True, type=click.IntRange(1, 5_000_000))
     @_one_line
     @_needs_schema
     def demo_cmd(users: int, items: int, events: int) -> None:

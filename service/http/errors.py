@@ -4,6 +4,8 @@ from __future__ import annotations
 import json
 import logging
 import re
+import threading
+import time
 from typing import Any
 
 from flask import Flask, Response, g, jsonify
@@ -124,6 +126,29 @@ def error_body(status: int, message: str) -> bytes:
     return json.dumps({"error": {"code": _HTTP_CODES.get(status, "error"), "message": message, "details": []}}).encode()
 
 
+# An outage fails every request for a while: each worker says the same failure at most once in this
+# many seconds, with how many requests the line stands for (each has its request line all the same).
+UNAVAILABLE_LOG_SECONDS = 10.0
+_said: dict[str, tuple[float, int]] = {}
+_said_lock = threading.Lock()
+
+
+def _say_unavailable(message: str) -> None:
+    now = time.monotonic()
+    with _said_lock:
+        last, held = _said.get(message, (-UNAVAILABLE_LOG_SECONDS, 0))
+        if now - last < UNAVAILABLE_LOG_SECONDS:
+            _said[message] = (last, held + 1)
+            return
+        if len(_said) > 64:  # messages differ with the failure's details: keep the map small
+            _said.clear()
+        _said[message] = (now, 0)
+    extra: dict[str, Any] = {"error": message, "request_id": getattr(g, "request_id", None)}
+    if held:
+        extra["requests_since_last_said"] = held
+    log.warning("dependency unavailable", extra=extra)
+
+
 def register_error_handlers(app: Flask) -> None:
     """Install handlers so that no failure escapes in another shape."""
 
@@ -136,7 +161,7 @@ def register_error_handlers(app: Flask) -> None:
         status = status_of(exc)
         if status == 503:
             # The driver's words name the database's host and port: the log keeps them, clients get the gist.
-            log.warning("dependency unavailable", extra={"error": exc.message})
+            _say_unavailable(exc.message)
             response = error_response(status, _HTTP_CODES[status], exc.message if isinstance(exc, (Busy, HostCannot)) else UNAVAILABLE, exc.details)
             response.headers["Retry-After"] = "1"
             return response

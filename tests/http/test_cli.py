@@ -14,7 +14,7 @@ import pytest
 from service.store.migrate import current_revision, head_revision
 from service.usecases.keys import KeyVerifier, list_keys
 from tests.experiment_helpers import ab_definition, running
-from tests.helpers import two_tribes
+from tests.helpers import get_ok, two_tribes
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -85,6 +85,13 @@ def test_demo_loads_data_and_its_running_experiments_once(runner, client, auth):
     item = client.get("/v1/items/sku-1", headers=shop).get_json()
     assert (item["available"], item["category"]) == (False, "recalled")
     assert client.get("/v1/experiments/points-q4/results", headers=auth("analyst")).get_json()["arms"] == results["arms"]
+
+
+@pytest.mark.parametrize("args", [["--users", "-5"], ["--items", "0"], ["--events", "1000000000000"], ["--users", "99999999999999999999"]])
+def test_demo_refuses_a_number_it_cannot_load_in_one_line(runner, client, auth, args):
+    result = runner.invoke(args=["demo", *args])
+    assert result.exit_code == 2 and "Traceback" not in result.output and "is not in the range" in result.output, result.output
+    assert get_ok(client, "/v1/items/popular", auth("storefront"))["items"] == []  # nothing was loaded
 
 
 def test_a_demo_load_stopped_halfway_is_resumed_by_the_next_run(runner, client, auth, monkeypatch):

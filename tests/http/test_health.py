@@ -76,6 +76,16 @@ def test_each_request_is_logged_once_but_a_passing_probe_is_not(tmp_path, caplog
             client.get(path)
     logged = [(r.path, r.status) for r in caplog.records if r.name == "stickyloop.request"]
     assert logged == [("/v1/items/popular", 401)]
+    levels = {name: logging.getLogger(name).level for name in ("", "alembic")}
+    try:
+        debug = create_app(Config(database_url=config.database_url, model_dir=config.model_dir, testing=True, log_level="DEBUG"))
+        with caplog.at_level(logging.DEBUG):  # nor does the schema check narrate itself, even at DEBUG
+            caplog.clear()
+            assert debug.test_client().get("/readyz").status_code == 200
+    finally:
+        for name, level in levels.items():
+            logging.getLogger(name).setLevel(level)
+    assert [r.getMessage() for r in caplog.records if r.name.startswith("alembic")] == []
     down = create_app(Config(database_url="postgresql+psycopg://nobody@127.0.0.1:1/none", model_dir=tmp_path, testing=True, log_requests=True))
     with caplog.at_level(logging.INFO, logger="stickyloop.request"):
         caplog.clear()
@@ -107,3 +117,22 @@ def test_readyz_answers_503_until_the_schema_is_this_releases(tmp_path):
         conn.execute(text("UPDATE alembic_version SET version_num = 'f00d'"))
     assert create_app(config).test_client().get("/readyz").status_code == 200
     db.dispose()
+
+
+def test_an_outage_is_said_once_in_a_while_not_once_a_request(tmp_path, caplog, monkeypatch):
+    import logging
+
+    from service.http import errors
+
+    monkeypatch.setattr(errors, "_said", {})
+    down = create_app(Config(database_url="postgresql+psycopg://nobody@127.0.0.1:1/none", model_dir=tmp_path, testing=True))
+    client = down.test_client()
+    with caplog.at_level(logging.WARNING, logger="service.http.errors"):
+        answers = [client.get("/v1/items/popular", headers={"Authorization": "Bearer sl_x", "X-Request-ID": f"outage-{i}"}) for i in range(5)]
+        assert {a.status_code for a in answers} == {503}
+        said = [r for r in caplog.records if r.getMessage() == "dependency unavailable"]
+        assert len(said) == 1 and said[0].request_id == "outage-0"  # matched to the request that met it first
+        monkeypatch.setattr(errors, "UNAVAILABLE_LOG_SECONDS", 0.0)
+        client.get("/v1/items/popular", headers={"Authorization": "Bearer sl_x"})
+    said = [r for r in caplog.records if r.getMessage() == "dependency unavailable"]
+    assert len(said) == 2 and said[1].requests_since_last_said == 4

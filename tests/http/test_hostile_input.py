@@ -486,6 +486,10 @@ def test_a_bad_environment_or_an_unreachable_database_is_one_line(tmp_path):
     commands[("flask", "database")] = (flask, {"DATABASE_URL": CLOSED_PORT_URL})
     for var in ("GUNICORN_THREADS", "GUNICORN_TIMEOUT"):  # read by the project's gunicorn settings, not the app
         commands[("gunicorn", var)] = (gunicorn_cmd, {var: "1m"})
+    # A metrics folder that cannot be made had answered every request, /healthz too, with a 500.
+    (tmp_path / "a-file").write_text("")
+    commands[("gunicorn", "PROMETHEUS_MULTIPROC_DIR")] = (gunicorn_cmd, {"PROMETHEUS_MULTIPROC_DIR": str(tmp_path / "a-file" / "prom")})
+    commands[("gunicorn", "BIND")] = (gunicorn_cmd, {"BIND": "127.0.0.1:99999"})
     results = _run_all(commands, tmp_path)
     for (tool, var), result in results.items():
         lines = result.stderr.strip().splitlines()
@@ -495,6 +499,27 @@ def test_a_bad_environment_or_an_unreachable_database_is_one_line(tmp_path):
             assert "database is unavailable" in lines[-1] and result.returncode == 1
         else:
             assert var in lines[-1] and result.returncode == 2, (tool, var, result.returncode)
+
+
+def test_a_gunicorn_whose_model_folder_cannot_be_written_says_so_at_start_and_serves(tmp_path):
+    (tmp_path / "a-file").write_text("")
+    port = free_port()
+    env = {**os.environ, "DATABASE_URL": f"sqlite:///{tmp_path / 'x.db'}", "MODEL_DIR": str(tmp_path / "a-file" / "models"), "TMPDIR": str(tmp_path),
+           "HOME": str(tmp_path), "BIND": f"127.0.0.1:{port}", "WEB_CONCURRENCY": "1"}
+    env.pop("PROMETHEUS_MULTIPROC_DIR", None)
+    subprocess.run([sys.executable, "-m", "flask", "--app", "wsgi", "init-db"], cwd=ROOT, env=env, check=True, capture_output=True, timeout=60)
+    server = subprocess.Popen([sys.executable, "-m", "gunicorn", "-c", "service/gunicorn_conf.py", "wsgi:app"], cwd=ROOT, env=env, stderr=subprocess.PIPE, text=True)
+    ready, deadline = False, time.monotonic() + 60
+    try:
+        while not ready and time.monotonic() < deadline:
+            try:
+                ready = _send(f"http://127.0.0.1:{port}", "/readyz", {})[0] == 200
+            except OSError:
+                time.sleep(0.05)
+    finally:
+        server.terminate()
+        log = server.communicate(timeout=60)[1]
+    assert ready and log.count("MODEL_DIR") == 1 and "cannot be written" in log and "Traceback" not in log, log
 
 
 def test_a_gunicorn_that_cannot_start_leaves_no_metrics_folder_behind(tmp_path):
