@@ -9,8 +9,7 @@ from typing import Any, Iterator
 
 from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import OperationalError
-from sqlalchemy.exc import InterfaceError
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from service.errors import Unavailable
@@ -46,6 +45,12 @@ def unavailable_on_failure() -> Iterator[None]:
         lines = str(getattr(exc, "orig", None) or exc).strip().splitlines()
         first = lines[0].strip() if lines else type(exc).__name__
         raise Unavailable(f"the database is unavailable ({first}); try again shortly") from exc
+    except DBAPIError as exc:
+        # A migration changed a table under a statement psycopg had prepared on this connection: the
+        # rollback that follows clears its prepared statements, so the same request succeeds again.
+        if getattr(exc.orig, "sqlstate", None) == "0A000":
+            raise Unavailable("the database's schema changed under a prepared statement (a migration ran); try again shortly") from exc
+        raise
 
 
 def _sqlite_engine(url: str, busy_timeout_ms: int, begin: str) -> Engine:

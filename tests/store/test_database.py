@@ -184,3 +184,33 @@ def test_a_statement_prepared_before_a_schema_change_answers_the_new_shape(postg
         assert postgres.fetch("SELECT * FROM reshaped") == [(1, 2)]
     finally:
         postgres.fetch("DROP TABLE reshaped")
+
+
+def test_a_session_read_whose_prepared_plan_a_migration_outdated_is_a_503_once_then_reads(postgres):
+    # psycopg prepares a statement run five times on a connection; a migration that changes what it
+    # returns fails it once ("cached plan must not change result type"), and the rollback clears it.
+    from sqlalchemy import text
+
+    from service.errors import Unavailable
+
+    with postgres.engine.begin() as conn:
+        conn.exec_driver_sql("DROP TABLE IF EXISTS plan_probe")
+        conn.exec_driver_sql("CREATE TABLE plan_probe (x integer)")
+        conn.exec_driver_sql("INSERT INTO plan_probe VALUES (1)")
+    try:
+        def read() -> list:
+            with postgres.read() as session:
+                return list(session.execute(text("SELECT * FROM plan_probe")))
+
+        for _ in range(6):
+            assert read() == [(1,)]
+        migrator = Database(postgres.engine.url.render_as_string(hide_password=False))  # another process, as init-db is
+        with migrator.engine.begin() as conn:
+            conn.exec_driver_sql("ALTER TABLE plan_probe ALTER COLUMN x TYPE bigint")
+        migrator.dispose()
+        with pytest.raises(Unavailable, match="schema changed under a prepared statement"):
+            read()
+        assert read() == [(1,)]
+    finally:
+        with postgres.engine.begin() as conn:
+            conn.exec_driver_sql("DROP TABLE plan_probe")
