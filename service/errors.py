@@ -53,8 +53,8 @@ class Busy(Unavailable):
 
 
 class HostCannot(Unavailable):
-    """This host cannot do what was asked for now (its model folder read-only or full, no process to be had):
-    the message says why, for the operator who can put it right."""
+    """What an operator must put right before this can be done (the model folder read-only or full, no
+    process to be had, a database without this release's tables): the message says what, naming no host."""
 
 
 def detail(field: str, message: str, index: int | None = None) -> dict[str, Any]:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import sqlite3
 import threading
 from contextlib import contextmanager
 from pathlib import Path
@@ -9,13 +10,13 @@ from typing import Any, Iterator
 
 from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
-from service.errors import Unavailable
+from service.errors import HostCannot, Unavailable
 
 # What the drivers raise when the server is down, the connection was lost or a lock timed out.
-_DRIVER_DOWN: tuple[type[BaseException], ...] = (OperationalError, InterfaceError)
+_DRIVER_DOWN: tuple[type[BaseException], ...] = (OperationalError, InterfaceError, sqlite3.OperationalError)
 try:
     import psycopg
 
@@ -40,17 +41,29 @@ def unavailable_on_failure() -> Iterator[None]:
     """Turn a driver's connection failure into the domain's Unavailable, in one clear line."""
     try:
         yield
-    except _DRIVER_DOWN as exc:
-        # The driver's own text: SQLAlchemy's wrapper adds the statement and a link on further lines.
-        lines = str(getattr(exc, "orig", None) or exc).strip().splitlines()
-        first = lines[0].strip() if lines else type(exc).__name__
-        raise Unavailable(f"the database is unavailable ({first}); try again shortly") from exc
-    except DBAPIError as exc:
-        # A migration changed a table under a statement psycopg had prepared on this connection: the
-        # rollback that follows clears its prepared statements, so the same request succeeds again.
-        if getattr(exc.orig, "sqlstate", None) == "0A000":
+    except Exception as exc:
+        orig = getattr(exc, "orig", None) or exc
+        if _no_such_table(orig):
+            # A server started before init-db, or an SQLite file moved away under it: every request
+            # failed with a 500 until someone read the log.
+            raise HostCannot(f"the database lacks this release's tables ({_first_line(orig)}); run `.venv/bin/flask --app wsgi init-db`") from exc
+        if isinstance(exc, _DRIVER_DOWN):
+            raise Unavailable(f"the database is unavailable ({_first_line(orig)}); try again shortly") from exc
+        if getattr(orig, "sqlstate", None) == "0A000":
+            # A migration changed a table under a statement psycopg had prepared on this connection: the
+            # rollback that follows clears its prepared statements, so the same request succeeds again.
             raise Unavailable("the database's schema changed under a prepared statement (a migration ran); try again shortly") from exc
         raise
+
+
+def _first_line(exc: BaseException) -> str:
+    """The driver's own text: SQLAlchemy's wrapper adds the statement and a link on further lines."""
+    lines = str(exc).strip().splitlines()
+    return lines[0].strip() if lines else type(exc).__name__
+
+
+def _no_such_table(exc: BaseException) -> bool:
+    return getattr(exc, "sqlstate", None) == "42P01" or (isinstance(exc, sqlite3.OperationalError) and str(exc).startswith("no such table"))
 
 
 def _sqlite_engine(url: str, busy_timeout_ms: int, begin: str) -> Engine:

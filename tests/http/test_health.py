@@ -1,6 +1,10 @@
 """Liveness, readiness, OpenAPI, docs and metrics."""
 from __future__ import annotations
 
+import os
+
+import pytest
+
 from service.http.app import create_app
 from service.http.endpoint import plain_rule
 from service.config import Config
@@ -136,3 +140,25 @@ def test_an_outage_is_said_once_in_a_while_not_once_a_request(tmp_path, caplog, 
         client.get("/v1/items/popular", headers={"Authorization": "Bearer sl_x"})
     said = [r for r in caplog.records if r.getMessage() == "dependency unavailable"]
     assert len(said) == 2 and said[1].requests_since_last_said == 4
+
+
+@pytest.mark.parametrize("store", ["sqlite", "postgresql"])
+def test_a_server_started_before_init_db_answers_503_saying_so_not_500(tmp_path, store):
+    from tests.conftest import own_postgres_database
+
+    def ask(url: str) -> None:
+        app = create_app(Config(database_url=url, model_dir=tmp_path / "models", testing=True, log_level="CRITICAL"))
+        try:
+            client = app.test_client()
+            for method, path in (("POST", "/v1/events"), ("GET", "/v1/items/popular"), ("GET", "/v1/users/u1/recommendations")):
+                answer = client.open(path, method=method, json={"events": []} if method == "POST" else None, headers={"Authorization": "Bearer sl_x"})
+                assert answer.status_code == 503 and answer.headers["Retry-After"] == "1", (path, answer.get_json())
+                assert "lacks this release's tables" in answer.get_json()["error"]["message"] and "init-db" in answer.get_json()["error"]["message"]
+        finally:
+            app.extensions["stickyloop"].db.dispose()
+
+    if store == "sqlite":
+        ask(f"sqlite:///{tmp_path / 'empty.db'}")
+    else:
+        with own_postgres_database(os.environ.get("PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")) as url:
+            ask(url)
