@@ -41,6 +41,14 @@ def best_first(scores: np.ndarray, allowed: np.ndarray | None, k: int) -> np.nda
     return candidates[np.lexsort((candidates, -masked[candidates]))]
 
 
+def _as_served(scores: np.ndarray, unlinked: np.ndarray) -> np.ndarray:
+    """Scores (users x items) reordered into bands, in float64 so that no order within a band is lost:
+    positive scores above 2, the unlinked (0 or unscored) at their popularity share in [0, 1), negative ones below -1."""
+    s = scores.astype(np.float64)
+    linked = np.isfinite(s) & (s != 0)
+    return np.where(linked & (s > 0), s + 2.0, np.where(linked, s - 1.0, unlinked[np.newaxis, :]))
+
+
 class CannotTrain(ValueError):
     """The data or the settings cannot give a model: the message, written for the person who asked, says why and what to change."""
 
@@ -108,9 +116,17 @@ class Recommender(ABC):
         """
         k = min(k, user_items.shape[1])
         ranked = []
+        # Serving's order for an item-item model, as one score: what it links positively, then what it
+        # links to nothing by popularity (distinct users, as served), then what it links negatively.
+        unlinked = None
+        if self.ZERO_IS_UNLINKED:
+            users_per_item = np.bincount(user_items.indices, minlength=user_items.shape[1])
+            unlinked = users_per_item / (users_per_item.max(initial=0) + 1.0)
         for start in range(0, len(users), chunk):
             batch = users[start : start + chunk]
             scores = np.array(self.score_users(batch, user_items), dtype=np.float32, copy=True)
+            if unlinked is not None:
+                scores = _as_served(scores, unlinked)
             seen = user_items[batch]
             scores[np.repeat(np.arange(len(batch)), np.diff(seen.indptr)), seen.indices] = -np.inf
             ranked.append(top_k(scores, k))

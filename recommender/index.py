@@ -224,9 +224,10 @@ class ServingIndex:
             return None
         order, scores = self._ranked_similar(item)
         picked = self._first_allowed(order, scores, allowed, (), n)
+        linked = not self.model.ZERO_IS_UNLINKED or (len(picked) == n and picked[-1][1] > 0)
         # Without the index, a list shorter than asked for holds every item with a finite score.
-        if len(picked) == n or (self.similar_ann is None and len(order) < SIMILAR_DEPTH):
-            return self._then_popular(picked, allowed, n, also_not=item)
+        if linked and (len(picked) == n or (self.similar_ann is None and len(order) < SIMILAR_DEPTH)):
+            return picked
         allowed = allowed.copy()
         allowed[item] = False
         if self.similar_ann is None:
@@ -315,22 +316,28 @@ class ServingIndex:
 
     def top(self, scores: np.ndarray, allowed: np.ndarray, n: int) -> list[tuple[str, float]]:
         """The n best allowed items, best first; ties go to the earlier item."""
-        return self._then_popular([(self.item_ids[i], float(scores[i])) for i in best_first(scores, allowed, n)], allowed, n)
+        order = best_first(scores, allowed, n)
+        if self.model.ZERO_IS_UNLINKED:
+            return self._linked_first(scores, allowed, n, order)
+        return [(self.item_ids[i], float(scores[i])) for i in order]
 
-    def _then_popular(self, picked: list[tuple[str, float]], allowed: np.ndarray, n: int, also_not: int | None = None) -> list[tuple[str, float]]:
-        """Items without a score (beyond EASE's max_items, or linked to nothing the user has by an
-        item-item model) are not tied at 0: when the scored ones run out before n, the most popular
-        of the allowed rest follow (never `also_not`), each scored 1 below the one before, so that n
-        items come back while the catalogue has them, still best first."""
-        if len(picked) >= n or (self._placed_items is None and not self.model.ZERO_IS_UNLINKED):
-            return picked
-        rest = allowed.copy()
-        rest[[self.item_index[item] for item, _ in picked]] = False
-        if also_not is not None:
-            rest[also_not] = False
-        floor = min((score for _, score in picked), default=0.0)
-        tail = self.top_popular(rest, n - len(picked))
-        return picked + [(item, floor - k) for k, (item, _) in enumerate(tail, start=1)]
+    def _linked_first(self, scores: np.ndarray, allowed: np.ndarray, n: int, order: np.ndarray) -> list[tuple[str, float]]:
+        """An item-item model's list: the items it links positively, best first; then those it links to nothing
+        (unscored: beyond EASE's max_items, or with no link to what the user has), the most popular first, as
+        the model predicts them 0; then the negatively linked ones. So n items come back while the catalogue
+        has them, and never ties at 0 in catalogue order. The unlinked ones are scored evenly between
+        0 and the first negative score (or 1 apart), so that the list still reads best first."""
+        positive = order[scores[order] > 0]
+        if len(positive) == n:
+            return [(self.item_ids[i], float(scores[i])) for i in positive]
+        fill = self.top_popular(allowed & ~np.isfinite(scores), n - len(positive))
+        negative = order[scores[order] < 0][: n - len(positive) - len(fill)]
+        step = (-float(scores[negative[0]]) if len(negative) else 1.0) / (len(fill) + 1)
+        return (
+            [(self.item_ids[i], float(scores[i])) for i in positive]
+            + [(item, -k * step) for k, (item, _) in enumerate(fill, start=1)]
+            + [(self.item_ids[i], float(scores[i])) for i in negative]
+        )
 
     def to_bytes(self, extra_meta: dict[str, Any] | None = None) -> bytes:
         """An .npz artifact with no pickled objects."""

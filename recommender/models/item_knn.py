@@ -91,8 +91,12 @@ class ItemKNN(Recommender):
 
 def _without_diagonal(similarity: sp.csr_matrix) -> sp.csr_matrix:
     """The similarity less each item's to itself (implicit keeps it, the largest of its row; its own
-    recommend leaves a user's items out). Kept, it put whatever a shopper had viewed first in their
-    list, and made an item with no neighbour look linked. Artifacts written before it went lose it on load."""
-    coo = similarity.tocoo()
-    off = coo.row != coo.col
-    return sp.csr_matrix((coo.data[off], (coo.row[off], coo.col[off])), shape=similarity.shape, dtype=np.float32)
+    recommend leaves a user's items out) and any stored zero. Kept, it put whatever a shopper had viewed
+    first in their list, and made an item with no neighbour look linked. Artifacts written since have
+    neither, and load as they are; older ones lose them on load."""
+    if not similarity.diagonal().any() and similarity.data.all():
+        return similarity
+    similarity = similarity.copy()  # an artifact's arrays may be read-only
+    similarity.setdiag(0)
+    similarity.eliminate_zeros()
+    return similarity

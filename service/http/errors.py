@@ -133,7 +133,7 @@ _said: dict[str, tuple[float, int]] = {}
 _said_lock = threading.Lock()
 
 
-def _say_unavailable(message: str) -> None:
+def _say_unavailable(message: str, what: str) -> None:
     now = time.monotonic()
     with _said_lock:
         last, held = _said.get(message, (-UNAVAILABLE_LOG_SECONDS, 0))
@@ -146,7 +146,7 @@ def _say_unavailable(message: str) -> None:
     extra: dict[str, Any] = {"error": message, "request_id": getattr(g, "request_id", None)}
     if held:
         extra["requests_since_last_said"] = held
-    log.warning("dependency unavailable", extra=extra)
+    log.warning(what, extra=extra)
 
 
 def register_error_handlers(app: Flask) -> None:
@@ -159,10 +159,14 @@ def register_error_handlers(app: Flask) -> None:
     @app.errorhandler(ServiceError)
     def _service_error(exc: ServiceError) -> Response:
         status = status_of(exc)
+        if isinstance(exc, HostCannot):
+            # Retrying will not help until an operator acts, so no Retry-After; the message names no host or path.
+            _say_unavailable(exc.message, "operator action needed")
+            return error_response(status, _HTTP_CODES[status], exc.message, exc.details)
         if status == 503:
             # The driver's words name the database's host and port: the log keeps them, clients get the gist.
-            _say_unavailable(exc.message)
-            response = error_response(status, _HTTP_CODES[status], exc.message if isinstance(exc, (Busy, HostCannot)) else UNAVAILABLE, exc.details)
+            _say_unavailable(exc.message, "dependency unavailable")
+            response = error_response(status, _HTTP_CODES[status], exc.message if isinstance(exc, Busy) else UNAVAILABLE, exc.details)
             response.headers["Retry-After"] = "1"
             return response
         return error_response(status, _HTTP_CODES[status], exc.message, exc.details)

@@ -22,7 +22,7 @@ _ERROR_TEXT = {
     414: "Request line over 8,190 bytes; refused by the HTTP server before the app, in the same error shape",
     422: "Failed validation; details name each bad field",
     431: "A header over 8,190 bytes or over 100 headers; refused by the HTTP server before the app, in the same error shape",
-    503: "The database is unreachable; try again shortly",
+    503: "The database is unreachable (try again shortly), or the server needs its operator (the message says what)",
 }
 # Refused by gunicorn before the request reaches the app; any request may meet them.
 _SERVER_ERRORS = (414, 431)

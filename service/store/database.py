@@ -27,13 +27,18 @@ except ImportError:  # SQLite-only installs
     pass
 
 
+# What PostgreSQL says of a prepared statement whose table a migration changed (its class, 0A000, is any unsupported feature).
+STALE_PLAN = "cached plan must not change result type"
+
+
 def _lost_or_stale(exc: Exception) -> bool:
     """Whether a statement failed with its connection (lost, or holding a plan a schema change outdated) rather than on its data.
 
     Only then is a fresh connection worth a second try; a bad value would fail again, and
     replacing the connection for it would let hostile input churn connections.
     """
-    return isinstance(exc, _DRIVER_DOWN) or getattr(exc, "sqlstate", None) == "0A000"  # cached plan must not change result type
+    return isinstance(exc, _DRIVER_DOWN) or (getattr(exc, "sqlstate", None) == "0A000" and STALE_PLAN in str(exc))
+
 
 
 @contextmanager
@@ -49,10 +54,6 @@ def unavailable_on_failure() -> Iterator[None]:
             raise HostCannot(f"the database lacks this release's tables ({_first_line(orig)}); run `.venv/bin/flask --app wsgi init-db`") from exc
         if isinstance(exc, _DRIVER_DOWN):
             raise Unavailable(f"the database is unavailable ({_first_line(orig)}); try again shortly") from exc
-        if getattr(orig, "sqlstate", None) == "0A000":
-            # A migration changed a table under a statement psycopg had prepared on this connection: the
-            # rollback that follows clears its prepared statements, so the same request succeeds again.
-            raise Unavailable("the database's schema changed under a prepared statement (a migration ran); try again shortly") from exc
         raise
 
 
@@ -174,7 +175,12 @@ class Database:
             self.read_engine = _sqlite_engine(url, busy_timeout_ms, "BEGIN")
             self.fetch_engine = self.read_engine
         else:
-            self.engine = create_engine(url, pool_pre_ping=True, pool_size=pool_size, max_overflow=pool_size * 2)
+            # psycopg prepares a statement on the server after its fifth run on a connection; a migration
+            # that changes what one returns then fails it ("cached plan must not change result type") on
+            # every pooled connection in turn. Sessions carry the long and rare statements, where a plan
+            # saved is worth little; the hot ones run prepared on each thread's own connection (`fetch`),
+            # which replaces a stale one and runs again.
+            self.engine = create_engine(url, pool_pre_ping=True, pool_size=pool_size, max_overflow=pool_size * 2, connect_args={"prepare_threshold": None})
             self.read_engine = self.engine
             # Single-statement reads need no transaction: autocommit saves the BEGIN and
             # ROLLBACK round trips that would otherwise double the cost of a hot-path read.

@@ -268,7 +268,8 @@ def start_training(db: Database, config: Config, version: str) -> None:
     except OSError as exc:  # the model folder read-only or full, no process to be had
         said = f"could not start its training process: {exc}"
         store.fail(db, version, said, 0.0)
-        raise HostCannot(f"model version {version} could not start training and is recorded as failed: {exc}") from None
+        # The path stays in the version's error and the log: a client is not told the server's folders.
+        raise HostCannot(f"model version {version} could not start training ({exc.strerror or type(exc).__name__}) and is recorded as failed; its error says where") from None
     threading.Thread(target=_reap, args=(db, version, child), name=f"reap-{version}", daemon=True).start()
     log.info("training started", extra={"version": version, "log": str(log_path)})
 

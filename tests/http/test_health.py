@@ -152,7 +152,7 @@ def test_a_server_started_before_init_db_answers_503_saying_so_not_500(tmp_path,
             client = app.test_client()
             for method, path in (("POST", "/v1/events"), ("GET", "/v1/items/popular"), ("GET", "/v1/users/u1/recommendations")):
                 answer = client.open(path, method=method, json={"events": []} if method == "POST" else None, headers={"Authorization": "Bearer sl_x"})
-                assert answer.status_code == 503 and answer.headers["Retry-After"] == "1", (path, answer.get_json())
+                assert answer.status_code == 503 and "Retry-After" not in answer.headers, (path, answer.get_json())  # until init-db runs
                 assert "lacks this release's tables" in answer.get_json()["error"]["message"] and "init-db" in answer.get_json()["error"]["message"]
         finally:
             app.extensions["stickyloop"].db.dispose()

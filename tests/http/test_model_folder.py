@@ -61,8 +61,9 @@ def test_a_run_that_cannot_start_its_process_says_so_and_is_recorded_failed(clie
         answer = host.test_client().post("/v1/models", json=FAST_ALS, headers=auth("editor"))
     finally:
         host.extensions["stickyloop"].db.dispose()
-    assert answer.status_code == 503 and answer.headers["Retry-After"] == "1"
+    # Retrying will not help until someone fixes the folder, which the answer does not name.
+    assert answer.status_code == 503 and "Retry-After" not in answer.headers
     message = answer.get_json()["error"]["message"]
-    assert "could not start training and is recorded as failed" in message and "\n" not in message
+    assert "could not start training (Not a directory) and is recorded as failed" in message and "a-file" not in message
     [run] = get_ok(client, "/v1/models", auth("editor"))["models"]
-    assert run["status"] == "failed" and run["error"].startswith("could not start its training process:")
+    assert run["status"] == "failed" and run["error"].startswith("could not start its training process:") and "a-file" in run["error"]

@@ -269,6 +269,23 @@ def test_an_item_item_model_never_answers_ties_at_zero_under_a_personal_label(cl
         assert unlinked and unlinked == popular["b"][: len(unlinked)]
 
 
+def test_ease_lists_what_it_links_to_nothing_between_its_positive_and_negative_links(client, auth):
+    # EASE predicts 0 for an item with no link and below 0 for a negative one: the unlinked belong between.
+    shop = auth("storefront")
+    baskets = [(range(0, 10), "ab"), (range(10, 20), "bc"), (range(20, 50), "xy")]
+    events = [{"event_id": f"e{u}{i}", "user_id": f"u{u}", "item_id": i, "type": "view", "timestamp": "2026-11-01T10:00:00Z"}
+              for users, items in baskets for u in users for i in items]
+    events.append({"event_id": "q-a", "user_id": "q", "item_id": "a", "type": "view", "timestamp": "2026-11-01T10:00:00Z"})
+    post_ok(client, "/v1/items", {"items": [{"item_id": i, "title": i, "available": True} for i in "abcxy"]}, shop)
+    post_ok(client, "/v1/events", {"events": events}, shop)
+    assert train(client, auth("editor"), {"algorithm": "ease", "params": {"l2": 1}, "evaluation": {"evaluate": False}})["status"] == "ready"
+    for body in (recs(client, auth, "q", "?n=5"), get_ok(client, "/v1/items/a/similar?n=4", shop)):
+        scores = {i["item_id"]: i["score"] for i in body["items"]}
+        assert scores["b"] > 0 > scores["x"] > scores["y"] > scores["c"], body  # x and y: as popular, the earlier first
+        assert [i["score"] for i in body["items"]] == sorted(scores.values(), reverse=True)
+    assert ids(recs(client, auth, "q", "?n=5")) == ["b", "x", "y", "a", "c"]  # q's own view, unlinked to itself, by popularity
+
+
 def test_every_change_of_the_served_model_is_logged_once_whoever_makes_it(client, auth, db, config, trained, caplog):
     import logging
 

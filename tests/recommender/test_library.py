@@ -311,3 +311,35 @@ def test_items_beyond_eases_max_items_are_not_answered_under_a_personal_label():
     assert index.top_similar(f"i{dropped}", np.ones(confidence.shape[1], dtype=bool), 5) is None  # its category's popular, says the service
     assert index.user_scores("newcomer", [(f"i{dropped}", "view", 0.0)], 0.0)[0] == "popular"
     assert index.user_scores("newcomer", [(f"i{dropped}", "view", 0.0), (f"i{kept}", "view", 0.0)], 0.0)[0] == "personalized"
+
+
+@pytest.mark.parametrize("algorithm", ["item_knn", "ease"])
+def test_holdout_evaluation_ranks_an_item_item_model_as_serving_does(algorithm):
+    # What the holdout metrics and tuning score must be the list a user is served: linked items, then the
+    # unlinked by popularity, then the negatively linked; never ties at 0 in catalogue order.
+    from recommender.index import ServingIndex
+    from recommender.matrix import InteractionMatrix
+    from recommender.training import TrainingSettings, train
+
+    confidence = synthetic_matrix(users=800, items=300, events=4_000)  # sparse: many users with few links
+    matrix = InteractionMatrix([f"u{u}" for u in range(confidence.shape[0])], [f"i{i}" for i in range(confidence.shape[1])], confidence, confidence)
+    params = {"neighbours": 5} if algorithm == "item_knn" else {"l2": 5}
+    index = ServingIndex.from_trained("v1", train(matrix, algorithm, params, TrainingSettings(evaluate=False)), MatrixSettings())
+    users = np.arange(confidence.shape[0])
+    evaluated = index.model.top_for_users(users, confidence, 10)
+    compared = 0
+    for user in users:
+        row = confidence[user]
+        if not row.nnz or not index._placed(row.indices):
+            continue  # served popular items under "popular"
+        allowed = np.ones(confidence.shape[1], dtype=bool)
+        allowed[row.indices] = False
+        scores = index._linked(np.asarray(index.model.score_row(row), dtype=np.float32))
+        served = [index.item_index[i] for i, _ in index.top(scores, allowed, 10)]
+
+        def rank(item: int) -> tuple[int, float]:  # equal only for items tied exactly, which either may cut
+            return (0, float(index.popularity[item])) if not np.isfinite(scores[item]) else (1 if scores[item] > 0 else -1, float(scores[item]))
+
+        assert [rank(i) for i in evaluated[user]] == [rank(i) for i in served], user
+        compared += 1
+    assert compared > 100
