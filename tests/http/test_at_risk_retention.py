@@ -164,6 +164,12 @@ def test_a_user_id_that_reads_as_a_formula_stays_text_in_the_csv(client, auth):
     # The JSON answer keeps the ids as they are.
     page = get_ok(client, "/v1/users/at-risk?idle_days=0&min_purchases=1&limit=100", auth("analyst"))
     assert {u["user_id"] for u in page["users"]} == set(names)
+    # A spreadsheet that splits fields on ';' must not make a cell of what follows one inside an id: every field is quoted.
+    post_ok(client, "/v1/events", {"events": [{"event_id": "semi", "user_id": "zz;=cmd|'/C calc'!A0;", "item_id": "i1", "type": "purchase",
+                                               "value": 99.0, "timestamp": "2024-01-01T00:00:00Z"}]}, auth("storefront"))
+    text = client.get("/v1/users/at-risk.csv?idle_days=0&min_purchases=1&limit=100", headers=auth("analyst")).get_data(as_text=True)
+    cells = [cell for row in csv.reader(io.StringIO(text, newline=""), delimiter=";") for cell in row]
+    assert "zz;=cmd|'/C calc'!A0;" in text and not any(cell.startswith(("=", "+", "@")) for cell in cells), cells
 
 
 def test_an_id_holding_a_line_break_stays_one_field_of_the_csv(client, auth):

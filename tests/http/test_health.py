@@ -162,3 +162,15 @@ def test_a_server_started_before_init_db_answers_503_saying_so_not_500(tmp_path,
     else:
         with own_postgres_database(os.environ.get("PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")) as url:
             ask(url)
+
+
+def test_the_openapi_document_is_built_once_per_app(app, monkeypatch):
+    # Anyone may ask for it without a key; built per request it cost some 30 times a /healthz.
+    from service.http.views import health
+
+    built = []
+    real = health.build_openapi
+    monkeypatch.setattr(health, "build_openapi", lambda app: built.append(app) or real(app))
+    client = app.test_client()
+    assert [client.get("/openapi.json").status_code for _ in range(3)] == [200] * 3
+    assert client.get("/docs").status_code == 200 and len(built) == 1

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 from flask import Blueprint, Response, current_app, jsonify, render_template
 
@@ -48,13 +49,22 @@ def _not_ready(message: str) -> Response:
 @bp.get("/openapi.json")
 def openapi() -> Response:
     """The OpenAPI document, generated from the endpoint declarations."""
-    return jsonify(build_openapi(current_app))
+    return jsonify(_document())
 
 
 @bp.get("/docs")
 def docs() -> str:
     """A human-readable page listing every endpoint."""
-    return render_template("docs.html", spec=build_openapi(current_app))
+    return render_template("docs.html", spec=_document())
+
+
+def _document() -> dict[str, Any]:
+    """The app's OpenAPI document, built on first use: the routes never change while it runs, and building
+    it costs some 30 times a /healthz, which anyone without a key could ask for again and again."""
+    extensions = current_app.extensions
+    if "stickyloop.openapi" not in extensions:
+        extensions["stickyloop.openapi"] = build_openapi(current_app)
+    return extensions["stickyloop.openapi"]  # type: ignore[no-any-return]
 
 
 @bp.get("/metrics")

@@ -38,7 +38,7 @@ def _cell(value: Any) -> Any:
 
 
 @bp.get("/v1/users/at-risk.csv")
-@endpoint(f"The same page as CSV (RFC 4180, columns {', '.join(CSV_COLUMNS)}); the next page's cursor is in the X-Next-Cursor header, absent on the last page, and an id that a spreadsheet would run as a formula (starting with =, +, -, @, a tab or a carriage return) or that starts with a quote gets one more quote in front: strip one leading quote to read it back", roles=READ_EXPERIMENTS, tag="users", query=AtRiskQuery, media_type="text/csv")
+@endpoint(f"The same page as CSV (RFC 4180, columns {', '.join(CSV_COLUMNS)}); the next page's cursor is in the X-Next-Cursor header, absent on the last page, and an id that a spreadsheet would run as a formula (starting with =, +, -, @, a tab or a carriage return) or that starts with a quote gets one more quote in front: strip one leading quote to read it back; every field is quoted", roles=READ_EXPERIMENTS, tag="users", query=AtRiskQuery, media_type="text/csv")
 def at_risk_csv(query: AtRiskQuery) -> Response:
     """One page of the at-risk list as CSV."""
     return csv_response(query)
@@ -48,7 +48,9 @@ def csv_response(query: AtRiskQuery) -> Response:
     """One page of the at-risk list as CSV, for the API and the console alike."""
     page = users.at_risk(services().db, query.idle_days, query.min_purchases, query.limit, query.cursor)
     out = io.StringIO()
-    writer = csv.writer(out, lineterminator="\r\n")
+    # Every field quoted: a spreadsheet that splits on ';' (as many locales do) would otherwise make a
+    # cell of whatever follows one inside an id, and a cell that starts with '=' runs as a formula.
+    writer = csv.writer(out, lineterminator="\r\n", quoting=csv.QUOTE_ALL)
     writer.writerow(CSV_COLUMNS)
     for user in page["users"]:
         writer.writerow([_cell(user[c]) for c in CSV_COLUMNS])
