@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import asdict, fields
-from typing import Any, ClassVar, Mapping
+from typing import Any, Callable, ClassVar, Mapping
 
 import numpy as np
 import scipy.sparse as sp
@@ -49,6 +49,10 @@ def _as_served(scores: np.ndarray, unlinked: np.ndarray) -> np.ndarray:
     return np.where(linked & (s > 0), s + 2.0, np.where(linked, s - 1.0, unlinked[np.newaxis, :]))
 
 
+class FitStopped(Exception):
+    """A fit ended early because whoever ran it asked (`Recommender.should_stop`)."""
+
+
 class CannotTrain(ValueError):
     """The data or the settings cannot give a model: the message, written for the person who asked, says why and what to change."""
 
@@ -71,6 +75,9 @@ class Recommender(ABC):
     # is no link at all, so such items are unscored rather than tied (their order would be the
     # catalogue's, answered under a personal or "similar" label).
     ZERO_IS_UNLINKED: ClassVar[bool] = False
+    # Set by whoever runs a fit that may be cancelled; models that iterate ask it between iterations
+    # and raise FitStopped. It should answer fast (a caller that reads a database throttles itself).
+    should_stop: Callable[[], bool] | None = None
 
     def __init__(self, params: Mapping[str, Any] | None = None) -> None:
         try:

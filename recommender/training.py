@@ -56,10 +56,13 @@ def train(
     settings: TrainingSettings = TrainingSettings(),
     progress: Progress | None = None,
     show_progress: bool = False,
+    should_stop: Callable[[], bool] | None = None,
 ) -> TrainedModel:
-    """Evaluate on a seeded holdout split (with the popularity baseline), then fit on everything."""
+    """Evaluate on a seeded holdout split (with the popularity baseline), then fit on everything;
+    `should_stop` is asked between a fit's iterations (FitStopped when it says so)."""
     say = progress or (lambda _msg: None)
     model = make_recommender(algorithm, params)
+    model.should_stop = should_stop
     result = TrainedModel(model=model, matrix=matrix)
     if matrix.confidence.nnz == 0:
         raise CannotTrain("there are no events with a positive weight to train on")

@@ -156,6 +156,7 @@ def tune(
         started = time.perf_counter()
         try:
             model = make_recommender(algorithm, params)
+            model.should_stop = should_stop  # a long trial stops between its iterations too
             model.fit(split.train)
         except ValueError as exc:  # one point of the space the model refuses; the others may do
             study.tell(candidate, state=optuna.trial.TrialState.FAIL)

@@ -54,6 +54,7 @@ _ENV: dict[str, tuple[str, Callable[[str], Any]]] = {
     "training_timeout_seconds": ("TRAINING_TIMEOUT_SECONDS", float),
     "training_heartbeat_seconds": ("TRAINING_HEARTBEAT_SECONDS", float),
     "training_stale_seconds": ("TRAINING_STALE_SECONDS", float),
+    "training_max_runs": ("TRAINING_MAX_RUNS", int),
     "sqlite_busy_timeout_ms": ("SQLITE_BUSY_TIMEOUT_MS", int),
     "pool_size": ("DB_POOL_SIZE", int),
     "ann_min_items": ("ANN_MIN_ITEMS", int),
@@ -99,6 +100,8 @@ class Config:
     # A run refreshes its heartbeat this often; any reader fails a run silent for longer than the stale bound.
     training_heartbeat_seconds: float = 5.0
     training_stale_seconds: float = 30.0
+    # Runs in `training` at once, over every host: each takes a core, and an editor's key could take them all.
+    training_max_runs: int = 2
     sqlite_busy_timeout_ms: int = 30_000
     pool_size: int = 5
     # Factor models over at least this many items serve from an approximate nearest-neighbour index.
@@ -131,6 +134,8 @@ class Config:
             raise ValueError("SECRET_KEY must be at least 32 characters; make one with: python3 -c 'import secrets; print(secrets.token_hex(32))'")
         if self.sqlite_busy_timeout_ms < 0:
             raise ValueError("SQLITE_BUSY_TIMEOUT_MS cannot be negative")
+        if self.training_max_runs < 1:
+            raise ValueError("TRAINING_MAX_RUNS must be at least 1")
         if not 0 < self.training_timeout_seconds < float("inf"):
             raise ValueError("TRAINING_TIMEOUT_SECONDS must be a positive number of seconds")
         if not 0 < self.training_heartbeat_seconds < self.training_stale_seconds / 2:

@@ -8,7 +8,7 @@ import numpy as np
 import scipy.sparse as sp
 from threadpoolctl import threadpool_limits
 
-from recommender.base import Recommender, best_first
+from recommender.base import FitStopped, Recommender, best_first
 
 
 class FactorModel(Recommender):
@@ -31,8 +31,13 @@ class FactorModel(Recommender):
                 self._model.iterations = self.params.refit_iterations
             else:
                 self._model = self._new_model()
-            self._model.fit(user_items, show_progress=show_progress)
+            self._model.fit(user_items, show_progress=show_progress, callback=self._between_iterations)
         self._norms = None
+
+    def _between_iterations(self, *_progress: Any) -> None:
+        """implicit calls this after each iteration: a fit of hundreds of them stops when asked, not at its end."""
+        if self.should_stop is not None and self.should_stop():
+            raise FitStopped(f"{self.name}: the fit was stopped")
 
     def placed_items(self) -> np.ndarray:
         """Items with factors: a row left at zero (its every interaction held out, with users the fit could not place either) scores 0 against anyone."""

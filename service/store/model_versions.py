@@ -5,7 +5,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import select, text
+from sqlalchemy.orm import Session
 
 from service.errors import Conflict
 from service.store.database import Database
@@ -64,9 +65,9 @@ def _record(row: ModelVersionRow) -> ModelRecord:
 
 def insert(
     db: Database, version: str, algorithm: str, params: dict[str, Any], matrix: dict[str, Any], evaluation: dict[str, Any], activate: bool,
-    tune: dict[str, Any] | None = None,
+    tune: dict[str, Any] | None = None, max_runs: int | None = None,
 ) -> ModelRecord:
-    """Record a training run in status `training` (with its tuning settings, when tuned)."""
+    """Record a training run in status `training` (with its tuning settings, when tuned); with `max_runs`, only while fewer are."""
     row = ModelVersionRow(
         version=version,
         status="training",
@@ -82,11 +83,22 @@ def insert(
         tuning=[] if tune is not None else None,
     )
     with db.write() as session:
+        if max_runs is not None:
+            _at_most(session, max_runs)
         if activate:
             row.activate_over = active_model_revision(session)
         session.add(row)
         session.flush()
         return _record(row)
+
+
+def _at_most(session: Session, max_runs: int) -> None:
+    """Conflict when `max_runs` runs are `training` already; two requests at once count one after the other."""
+    if session.get_bind().dialect.name == "postgresql":  # SQLite's writers take turns already
+        session.execute(text("SELECT pg_advisory_xact_lock(hashtext('stickyloop.training-runs'))"))
+    running = session.scalars(select(ModelVersionRow.version).where(ModelVersionRow.status == "training").order_by(ModelVersionRow.created_at)).all()
+    if len(running) >= max_runs:
+        raise Conflict(f"{len(running)} training runs are in progress ({', '.join(running)}), the most this service runs at once (TRAINING_MAX_RUNS); wait for one or cancel it")
 
 
 def get(db: Database, version: str) -> ModelRecord | None:

@@ -22,7 +22,7 @@ from dataclasses import dataclass, fields
 from typing import Any, Callable, Iterator, Mapping
 
 from recommender.ann import AnnSettings
-from recommender.base import CannotTrain
+from recommender.base import CannotTrain, FitStopped
 from recommender.index import ServingIndex
 from recommender.matrix import MAX_SETTING, MatrixSettings, build_matrix
 from recommender.models import ALGORITHMS, make_recommender
@@ -41,6 +41,8 @@ from service.usecases.model_tuning import Stopped, TrialProgress, TunePlan, plan
 
 log = logging.getLogger(__name__)
 Progress = Callable[[str], None]
+# How often a fit in progress asks whether its run was cancelled (a read of the database).
+STOP_CHECK_SECONDS = 0.5
 # A child process may take this long to import its libraries and send its first heartbeat.
 START_GRACE_SECONDS = 30.0
 
@@ -117,13 +119,17 @@ def request_training(
     _within_bound("tune.space", (tune or {}).get("space") or {})
     p = plan(algorithm, params, matrix or {}, evaluation or {}, config.event_weights, tune)
     stored_tune = p.tune.stored() if p.tune is not None else None
-    return store.insert(db, new_version(), algorithm, dict(params), dict(matrix or {}), dict(evaluation or {}), activate, stored_tune)
+    for record in store.list_all(db):  # a dead run must not hold a place
+        if record.status == "training":
+            _settled(db, config, record)
+    return store.insert(db, new_version(), algorithm, dict(params), dict(matrix or {}), dict(evaluation or {}), activate, stored_tune, config.training_max_runs)
 
 
 def _train(
     db: Database, config: Config, record: ModelRecord, say: Progress, show_progress: bool, started: float, on_trial: TrialProgress | None
 ) -> None:
     p = plan(record.algorithm, record.params, record.matrix, record.evaluation, config.event_weights, record.tune)
+    stop_check = _at_most_every(STOP_CHECK_SECONDS, lambda: _stopped(db, record.version))
     snapshot = event_log.read(db)
     events = snapshot.events
     say(f"read {len(events):,} events from {len(snapshot.segment_ids):,} training-log segments")
@@ -138,9 +144,9 @@ def _train(
     if p.tune is not None:
         if matrix.confidence.nnz == 0:  # said before the trials, not after them
             raise CannotTrain("there are no events with a positive weight to train on")
-        params = search(db, record.version, matrix.confidence, p.algorithm, p.params, p.evaluation, p.tune, say, lambda: _stopped(db, record.version), on_trial)
+        params = search(db, record.version, matrix.confidence, p.algorithm, p.params, p.evaluation, p.tune, say, stop_check, on_trial)
         tuning_seconds = time.perf_counter() - started - load_seconds - matrix_seconds
-    trained = train(matrix, p.algorithm, params, p.evaluation, progress=say, show_progress=show_progress)
+    trained = train(matrix, p.algorithm, params, p.evaluation, progress=say, show_progress=show_progress, should_stop=stop_check)
     index = ServingIndex.from_trained(record.version, trained, p.matrix, AnnSettings(min_items=config.ann_min_items, precomputed_users=config.ann_precomputed_users))
     if index.ann is not None:
         say(f"indexed {index.n_items:,} items for approximate search in {index.ann_seconds:.1f} s")
@@ -172,6 +178,20 @@ def _train(
             log.info("model activated" if served else "model not activated", extra={"version": record.version, "by": "training", "algorithm": record.algorithm})
     else:
         log.warning("training finished after the run was cancelled or reported failed; keeping it so", extra={"version": record.version})
+
+
+def _at_most_every(seconds: float, check: Callable[[], bool]) -> Callable[[], bool]:
+    """`check`, asked at most once in `seconds` (its last answer in between): a fit asks between iterations,
+    which may come hundreds a second, and each ask reads the database."""
+    asked_at, answer = float("-inf"), False
+
+    def throttled() -> bool:
+        nonlocal asked_at, answer
+        if time.monotonic() - asked_at >= seconds:
+            asked_at, answer = time.monotonic(), check()
+        return answer
+
+    return throttled
 
 
 def _stopped(db: Database, version: str) -> bool:
@@ -209,7 +229,7 @@ def run_training(
     with _heartbeats(db, config, version):
         try:
             _train(db, config, record, say, show_progress, started, on_trial)
-        except Stopped:
+        except (Stopped, FitStopped):
             log.warning("training stopped: the run was cancelled or reported failed", extra={"version": version})
         except CannotTrain as exc:  # a model's refusal: a sentence written for the reader, not a fault
             log.warning("training refused", extra={"version": version, "error": str(exc)})

@@ -107,6 +107,38 @@ def test_a_run_cancelled_between_stages_does_not_come_back(client, auth, db, con
     assert again.status == "cancelled"
 
 
+def test_a_run_cancelled_during_its_fit_stops_between_iterations(client, auth, db, config, monkeypatch):
+    # A fit of hundreds of iterations used to run to its end after a cancel, holding its core meanwhile.
+    from recommender.models.factors import FactorModel
+    from service.usecases import model_training
+
+    monkeypatch.setattr(model_training, "STOP_CHECK_SECONDS", 0.0)
+    iterations: list[int] = []
+    between = FactorModel._between_iterations
+    monkeypatch.setattr(FactorModel, "_between_iterations", lambda self, *a: iterations.append(1) or between(self, *a))
+    two_tribes(client, auth("storefront"))
+    record = request_training(db, config, "als", {"factors": 8, "iterations": 500}, True, evaluation={"evaluate": False})
+
+    def cancel_when_the_fit_starts(message: str) -> None:
+        if message.startswith("fitting"):
+            assert client.post(f"/v1/models/{record.version}/cancel", headers=auth("editor")).status_code == 200
+
+    final = run_training(db, config, record.version, progress=cancel_when_the_fit_starts)
+    assert final.status == "cancelled" and len(iterations) == 1  # stopped after its first iteration, not its 500th
+
+
+def test_training_runs_beyond_the_limit_are_refused_until_one_ends(client, auth, db, config):
+    two_tribes(client, auth("storefront"))
+    editor = auth("editor")
+    waiting = [request_training(db, config, "als", FAST_ALS, False).version for _ in range(config.training_max_runs)]  # recorded, not started
+    refused = client.post("/v1/models", json={"params": FAST_ALS}, headers=editor)
+    assert refused.status_code == 409, refused.get_json()
+    message = refused.get_json()["error"]["message"]
+    assert f"{config.training_max_runs} training runs are in progress" in message and all(v in message for v in waiting)
+    post_ok(client, f"/v1/models/{waiting[0]}/cancel", None, editor)
+    join_runner(train(client, editor, {"params": FAST_ALS})["version"])
+
+
 def test_a_cancelled_run_in_another_process_stops_at_its_next_trial(client, auth, db, config):
     two_tribes(client, auth("storefront"))
     record = request_training(db, config, "als", FAST_ALS, True, tune={"trials": 1000})

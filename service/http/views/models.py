@@ -42,7 +42,7 @@ def _out(record: ModelRecord, active: str | None) -> ModelOut:
 
 
 @bp.post("/v1/models")
-@endpoint("Train a model from the stored events in the background", roles=EDITOR, tag="models", body=TrainRequest, body_optional=True, response=TrainAccepted, status=202)
+@endpoint("Train a model from the stored events in the background", roles=EDITOR, tag="models", body=TrainRequest, body_optional=True, response=TrainAccepted, status=202, errors=(409,))
 def train(body: TrainRequest) -> TrainAccepted:
     """Record the run, start it, answer at once."""
     svc = services()
