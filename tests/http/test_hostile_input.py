@@ -522,6 +522,21 @@ def test_a_gunicorn_whose_model_folder_cannot_be_written_says_so_at_start_and_se
     assert ready and log.count("MODEL_DIR") == 1 and "cannot be written" in log and "Traceback" not in log, log
 
 
+def test_gunicorns_access_log_stays_one_json_object_a_line_whatever_the_request_line_holds(tmp_path):
+    # Its format filled in by gunicorn escaped `"` but not `\\`: a backslash made the line unreadable or another request.
+    env = {"DATABASE_URL": f"sqlite:///{tmp_path / 'x.db'}", "MODEL_DIR": str(tmp_path / "models"), "TMPDIR": str(tmp_path), "HOME": str(tmp_path),
+           "GUNICORN_ACCESS_LOG": "-", "LOG_REQUESTS": "false"}
+    lines = ['GET /healthz?a=\\ HTTP/1.1', 'GET /healthz?x=\\",\\"remote\\":\\"1.2.3.4 HTTP/1.1', 'GET /healthz?a=\\u0022 HTTP/1.1']
+    with gunicorn(env, workers=1) as server:
+        for line in lines:
+            _send_raw(server.base, f"{line}\r\nHost: x\r\nConnection: close\r\n\r\n".encode())
+        deadline = time.monotonic() + 30
+        while server.log_path.read_text().count('"duration_us"') < len(lines) + 1 and time.monotonic() < deadline:
+            time.sleep(0.05)
+    logged = [json.loads(l) for l in server.log_path.read_text().splitlines() if '"duration_us"' in l]
+    assert [e["request"] for e in logged if "?" in e["request"]] == lines and all(e["status"] == 200 for e in logged)
+
+
 def test_a_gunicorn_that_cannot_start_leaves_no_metrics_folder_behind(tmp_path):
     taken = socket.socket()
     taken.bind(("127.0.0.1", 0))
