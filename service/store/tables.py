@@ -43,6 +43,19 @@ class ApiKeyRow(Base):
     revoked_at: Mapped[Optional[float]] = mapped_column(Epoch, nullable=True)
 
 
+class ConsoleSessionRow(Base):
+    """A console sign-in: the browser's cookie holds a random token, this row its SHA-256 and whose key it is.
+
+    So that the cookie never holds the key, and signing out ends the session on the server: a copy of
+    the cookie taken before is worthless after.
+    """
+
+    __tablename__ = "console_sessions"
+    token_hash: Mapped[str] = mapped_column(Str(64), primary_key=True)
+    key_id: Mapped[int] = mapped_column(BigId, ForeignKey("api_keys.id"), index=True)
+    created_at: Mapped[float] = mapped_column(Epoch, index=True)
+
+
 class AppStateRow(Base):
     """Small shared settings every worker reads, such as the active model version."""
 

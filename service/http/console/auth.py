@@ -40,13 +40,13 @@ def sign_in_page() -> Any:
 @bp.post("/sign-out")
 @page(None, refills=True)
 def sign_out_page() -> Any:
-    """Forget the key; the session cookie no longer holds it.
+    """End the session, on the server too: a copy of the cookie signs nobody in.
 
     A tab opened before the last sign-in holds an old token: from this console's own pages its
     Sign out still signs out, rather than answering 403 and leaving the key in the browser.
     """
     sign_out()
-    flash("Signed out. The key is no longer stored in this browser.", "success")
+    flash("Signed out. The session is over, here and wherever its cookie was copied.", "success")
     return back("console.sign_in")
 
 

@@ -1,9 +1,10 @@
 """The console's session: sign-in with an API key, a CSRF token per session, and each page's role check.
 
-The signed session cookie holds the raw API key and the CSRF token; the server keeps no
-session state. Every page verifies the key again through the `KeyVerifier`, so a revoked
-key stops working in the console within the same 1 s as in the API. Also what every form shares:
-reading JSON and numbers typed into a field, and the schema's messages in a form's words.
+The signed session cookie holds a random session token and the CSRF token, never the key: the
+database holds whose key a token signs in (`usecases.console_sessions`), and every page reads it
+again, so a revoked key, a sign-out (in any tab or browser holding a copy) and the session's 8 hours
+end it at once. Also what every form shares: reading JSON and numbers typed into a field, and the
+schema's messages in a form's words.
 """
 from __future__ import annotations
 
@@ -19,9 +20,12 @@ from werkzeug.wrappers import Response
 
 from experiments.definitions import KEY_PATTERN
 from service.http.endpoint import services
+from service.usecases import console_sessions
 from service.usecases.keys import Principal, a_key_of, allowed, roles_needed
 
-API_KEY = "api_key"
+SESSION = "session"
+# What cookies from releases before 2026-12-06 held: read only to be dropped.
+OLD_API_KEY = "api_key"
 CSRF = "csrf"
 CSRF_FIELD = "csrf_token"
 
@@ -66,12 +70,14 @@ def stale_form() -> bool:
 
 
 def sign_in(raw: str) -> Principal | None:
-    """Remember the key in the session when it is valid; None when it is unknown or revoked."""
-    principal = services().keys.principal(raw.strip()) if raw.strip() else None
-    if principal is None:
+    """Start a session when the key is valid; None when it is unknown or revoked."""
+    svc = services()
+    started = console_sessions.sign_in(svc.db, svc.keys, raw.strip())
+    if started is None:
         return None
+    token, principal = started
     session.clear()
-    session[API_KEY] = raw.strip()
+    session[SESSION] = token
     # A fresh token at sign-in, so that a token planted before it is worthless afterwards.
     session[CSRF] = secrets.token_urlsafe(32)
     session.permanent = True
@@ -79,18 +85,23 @@ def sign_in(raw: str) -> Principal | None:
 
 
 def sign_out() -> None:
-    """Forget the key: the cookie no longer holds it."""
+    """End the session on the server (a copy of the cookie signs nobody in) and clear the cookie."""
+    token = session.get(SESSION)
+    if isinstance(token, str) and token:
+        console_sessions.sign_out(services().db, token)
     session.clear()
 
 
 def current_principal() -> Principal | None:
-    """Who is signed in, verified again now; None when nobody is or the key was revoked."""
-    raw = session.get(API_KEY)
-    if not isinstance(raw, str) or not raw:
+    """Who is signed in, read again now; None when nobody is, or the session ended (signed out, expired, key revoked)."""
+    if session.pop(OLD_API_KEY, None) is not None:
+        g.session_ended = True
+    token = session.get(SESSION)
+    if not isinstance(token, str) or not token:
         return None
-    principal = services().keys.principal(raw)
+    principal = console_sessions.principal(services().db, token)
     if principal is None:
-        session.pop(API_KEY, None)
+        session.pop(SESSION, None)
         g.session_ended = True  # a page load says why it went to sign-in, as a form post does
     return principal
 
@@ -139,7 +150,7 @@ def page(roles: tuple[str, ...] | None, refills: bool = False) -> Callable[[Call
             if principal is None:
                 target = request.full_path.rstrip("?") if request.method == "GET" else None
                 if request.method == "GET" and g.get("session_ended"):
-                    flash("Your console session ended: its key was revoked, or the session expired. Sign in again to go back to the page.", "warn")
+                    flash("Your console session ended: you signed out (perhaps in another tab), its key was revoked, or its 8 hours passed. Sign in again to go back to the page.", "warn")
                 if request.method == "POST" and request.endpoint != "console.sign_out_page":
                     # The key was revoked or the session expired while the page was open: say why the
                     # form went, and lead back to the page it was on.
