@@ -66,7 +66,7 @@ class JsonAccessLog(glogging.Logger):
     but not `\\`: a request line holding one made the line unreadable, or read as another request."""
 
     def access(self, resp: Any, req: Any, environ: Any, request_time: Any) -> None:
-        if not self.access_log_enabled:
+        if not getattr(self, "access_log_enabled", True):  # gunicorn 24 on; only used when the log is asked for
             return
         atoms = self.atoms(resp, req, environ, request_time)
         line = {"remote": atoms["h"], "request": atoms["r"], "status": int(atoms["s"]) if str(atoms["s"]).isdigit() else atoms["s"], "bytes": atoms["B"], "duration_us": atoms["D"],
@@ -74,7 +74,8 @@ class JsonAccessLog(glogging.Logger):
         self.access_log.info(json.dumps(line, default=str))
 
 
-logger_class = JsonAccessLog
+if accesslog:
+    logger_class = JsonAccessLog
 errorlog = "-"
 loglevel = os.environ.get("LOG_LEVEL", "info").lower()
 raw_env = ["OPENBLAS_NUM_THREADS=1"]

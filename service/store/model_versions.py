@@ -5,7 +5,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import select, text
+from sqlalchemy import select, text, update
 from sqlalchemy.orm import Session
 
 from service.errors import Conflict
@@ -65,9 +65,10 @@ def _record(row: ModelVersionRow) -> ModelRecord:
 
 def insert(
     db: Database, version: str, algorithm: str, params: dict[str, Any], matrix: dict[str, Any], evaluation: dict[str, Any], activate: bool,
-    tune: dict[str, Any] | None = None, max_runs: int | None = None,
+    tune: dict[str, Any] | None = None, max_runs: int | None = None, alive_for: float = 30.0,
 ) -> ModelRecord:
-    """Record a training run in status `training` (with its tuning settings, when tuned); with `max_runs`, only while fewer are."""
+    """Record a training run in status `training` (with its tuning settings, when tuned); with `max_runs`, only while
+    fewer are at work (a settled run whose heartbeat is under `alive_for` seconds old counts)."""
     row = ModelVersionRow(
         version=version,
         status="training",
@@ -84,7 +85,7 @@ def insert(
     )
     with db.write() as session:
         if max_runs is not None:
-            _at_most(session, max_runs)
+            _at_most(session, max_runs, time.time() - alive_for)
         if activate:
             row.activate_over = active_model_revision(session)
         session.add(row)
@@ -92,13 +93,18 @@ def insert(
         return _record(row)
 
 
-def _at_most(session: Session, max_runs: int) -> None:
-    """Conflict when `max_runs` runs are `training` already; two requests at once count one after the other."""
+def _at_most(session: Session, max_runs: int, alive_after: float) -> None:
+    """Conflict when `max_runs` runs are working already: `training`, or settled but with a process still
+    at work (a heartbeat since `alive_after`); two requests at once count one after the other."""
     if session.get_bind().dialect.name == "postgresql":  # SQLite's writers take turns already
         session.execute(text("SELECT pg_advisory_xact_lock(hashtext('stickyloop.training-runs'))"))
-    running = session.scalars(select(ModelVersionRow.version).where(ModelVersionRow.status == "training").order_by(ModelVersionRow.created_at)).all()
+    working = (ModelVersionRow.status == "training") | (ModelVersionRow.heartbeat_at > alive_after)
+    running = session.scalars(select(ModelVersionRow.version).where(working).order_by(ModelVersionRow.created_at)).all()
     if len(running) >= max_runs:
-        raise Conflict(f"{len(running)} training runs are in progress ({', '.join(running)}), the most this service runs at once (TRAINING_MAX_RUNS); wait for one or cancel it")
+        raise Conflict(
+            f"{len(running)} training runs are at work ({', '.join(running)}), the most this service runs at once (TRAINING_MAX_RUNS); "
+            "wait for one to finish, or cancel one (a cancelled fit that cannot stop midway holds its place until it ends)"
+        )
 
 
 def get(db: Database, version: str) -> ModelRecord | None:
@@ -217,6 +223,19 @@ def beat(db: Database, version: str, runner: str | None = None) -> bool:
         if runner is not None:
             stored.runner = runner
         return True
+
+
+def still_running(db: Database, version: str) -> None:
+    """Refresh the heartbeat of a run settled (cancelled, reported failed) while its process still works
+    (a fit that cannot stop midway): it holds its place under TRAINING_MAX_RUNS until it exits."""
+    with db.write() as session:
+        session.execute(update(ModelVersionRow).where(ModelVersionRow.version == version, ModelVersionRow.status != "training").values(heartbeat_at=time.time()))
+
+
+def exited(db: Database, version: str) -> None:
+    """The run's process is done with it: a settled run no longer holds a place."""
+    with db.write() as session:
+        session.execute(update(ModelVersionRow).where(ModelVersionRow.version == version, ModelVersionRow.status != "training").values(heartbeat_at=None))
 
 
 def activate(db: Database, version: str) -> ModelRecord | None:

@@ -15,6 +15,8 @@ from service.store.database import Database
 from service.usecases.keys import KeyVerifier, Principal
 
 SESSION_SECONDS = 8 * 3600
+# Sessions one key may hold at once (browsers, people sharing it); signing in beyond ends its oldest.
+SESSIONS_PER_KEY = 20
 
 
 def _digest(token: str) -> str:
@@ -28,7 +30,7 @@ def sign_in(db: Database, keys: KeyVerifier, raw_key: str) -> tuple[str, Princip
         return None
     token = secrets.token_urlsafe(32)
     now = time.time()
-    store.start(db, _digest(token), found.key_id, now, now - SESSION_SECONDS)
+    store.start(db, _digest(token), found.key_id, now, now - SESSION_SECONDS, SESSIONS_PER_KEY)
     return token, found
 
 

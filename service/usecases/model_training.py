@@ -122,7 +122,10 @@ def request_training(
     for record in store.list_all(db):  # a dead run must not hold a place
         if record.status == "training":
             _settled(db, config, record)
-    return store.insert(db, new_version(), algorithm, dict(params), dict(matrix or {}), dict(evaluation or {}), activate, stored_tune, config.training_max_runs)
+    return store.insert(
+        db, new_version(), algorithm, dict(params), dict(matrix or {}), dict(evaluation or {}), activate, stored_tune,
+        config.training_max_runs, config.training_stale_seconds,
+    )
 
 
 def _train(
@@ -254,7 +257,9 @@ def _heartbeats(db: Database, config: Config, version: str) -> Iterator[None]:
         while not stop.wait(config.training_heartbeat_seconds):
             try:
                 if not store.beat(db, version):
-                    return  # reported failed meanwhile; `finish` will keep it so
+                    # Cancelled or reported failed meanwhile (`finish` will keep it so): the process still
+                    # works until it notices, and holds its place under TRAINING_MAX_RUNS till then.
+                    store.still_running(db, version)
             except Unavailable:
                 log.warning("could not send a training heartbeat; trying again", extra={"version": version})
 
@@ -265,6 +270,10 @@ def _heartbeats(db: Database, config: Config, version: str) -> Iterator[None]:
     finally:
         stop.set()
         thread.join()
+        try:
+            store.exited(db, version)
+        except Unavailable:  # its heartbeat goes stale instead: the place is free TRAINING_STALE_SECONDS later
+            log.warning("could not record that the training process is done", extra={"version": version})
 
 
 def start_training(db: Database, config: Config, version: str) -> None:

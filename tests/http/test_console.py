@@ -359,6 +359,44 @@ def test_sign_out_ends_the_session_on_the_server_and_a_revoked_key_ends_it_at_on
     assert "its key was revoked" in client.get(gone.headers["Location"]).get_data(as_text=True)
 
 
+def test_signing_in_again_ends_the_session_before_and_a_key_holds_a_bounded_number(app, client, keys, monkeypatch):
+    from service.usecases import console_sessions
+
+    sign_in(client, keys["editor"])
+    editor_cookie = client.get_cookie("stickyloop_console", path="/ui").value
+    sign_in(client, keys["analyst"])  # over the editor's session, without signing out
+    copy = app.test_client()
+    copy.set_cookie("stickyloop_console", editor_cookie, path="/ui")
+    assert copy.get("/ui/models/new").status_code == 303  # the editor's session ended with the new sign-in
+    monkeypatch.setattr(console_sessions, "SESSIONS_PER_KEY", 3)
+    browsers = [app.test_client() for _ in range(5)]
+    for browser in browsers:
+        sign_in(browser, keys["analyst"])
+    assert [b.get("/ui/experiments").status_code for b in browsers] == [303, 303, 200, 200, 200]  # the oldest went
+
+
+def test_a_cookie_from_before_server_held_sessions_signs_in_once_and_loses_the_key(app, keys):
+    browser = app.test_client()
+    old = app.session_interface.get_signing_serializer(app).dumps({"api_key": keys["editor"], "csrf": "t" * 43})
+    browser.set_cookie("stickyloop_console", old, path="/ui")
+    assert browser.get("/ui/experiments").status_code == 200
+    now = browser.get_cookie("stickyloop_console", path="/ui").value
+    assert keys["editor"] not in str(app.session_interface.get_signing_serializer(app).loads(now))
+    assert browser.get("/ui/models/new").status_code == 200
+
+
+def test_the_training_form_at_the_run_limit_keeps_what_was_typed(as_role, db, config):
+    from service.usecases.model_training import request_training
+
+    editor = as_role("editor")
+    for _ in range(config.training_max_runs):
+        request_training(db, config, "als", {"factors": 8}, False)
+    token = csrf(editor, "/ui/models/new")
+    resp = editor.post("/ui/models/new", data={"csrf_token": token, "algorithm": "als", "params": '{"factors": 12}', "activate": "no"})
+    html = resp.get_data(as_text=True)
+    assert resp.status_code == 409 and "training runs are at work" in html and "&#34;factors&#34;: 12" in html, html[:2000]
+
+
 def test_a_console_session_lasts_at_most_its_hours_however_active(app, as_role, monkeypatch):
     from service.usecases import console_sessions
 

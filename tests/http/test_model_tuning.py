@@ -134,8 +134,25 @@ def test_training_runs_beyond_the_limit_are_refused_until_one_ends(client, auth,
     refused = client.post("/v1/models", json={"params": FAST_ALS}, headers=editor)
     assert refused.status_code == 409, refused.get_json()
     message = refused.get_json()["error"]["message"]
-    assert f"{config.training_max_runs} training runs are in progress" in message and all(v in message for v in waiting)
+    assert f"{config.training_max_runs} training runs are at work" in message and all(v in message for v in waiting)
     post_ok(client, f"/v1/models/{waiting[0]}/cancel", None, editor)
+    join_runner(train(client, editor, {"params": FAST_ALS})["version"])
+
+
+def test_a_cancelled_run_whose_process_still_works_holds_its_place_until_it_ends(client, auth, db, config):
+    # A cancelled fit that cannot stop midway (EASE's one inversion) went on using its core while new runs started.
+    from service.store import model_versions
+
+    two_tribes(client, auth("storefront"))
+    editor = auth("editor")
+    working, waiting = (request_training(db, config, "als", FAST_ALS, False).version for _ in range(2))
+    assert model_versions.beat(db, working, "host:1")  # its process runs
+    post_ok(client, f"/v1/models/{working}/cancel", None, editor)
+    model_versions.still_running(db, working)  # and beats on until it notices
+    refused = client.post("/v1/models", json={"params": FAST_ALS}, headers=editor)
+    assert refused.status_code == 409 and working in refused.get_json()["error"]["message"]
+    model_versions.exited(db, working)  # the process is done
+    post_ok(client, f"/v1/models/{waiting}/cancel", None, editor)
     join_runner(train(client, editor, {"params": FAST_ALS})["version"])
 
 

@@ -76,6 +76,9 @@ def sign_in(raw: str) -> Principal | None:
     if started is None:
         return None
     token, principal = started
+    ended = session.get(SESSION)
+    if isinstance(ended, str) and ended:  # signing in again over a session ends it, as signing out would
+        console_sessions.sign_out(svc.db, ended)
     session.clear()
     session[SESSION] = token
     # A fresh token at sign-in, so that a token planted before it is worthless afterwards.
@@ -94,8 +97,16 @@ def sign_out() -> None:
 
 def current_principal() -> Principal | None:
     """Who is signed in, read again now; None when nobody is, or the session ended (signed out, expired, key revoked)."""
-    if session.pop(OLD_API_KEY, None) is not None:
-        g.session_ended = True
+    old_key = session.pop(OLD_API_KEY, None)
+    if isinstance(old_key, str) and old_key:
+        # A cookie from the release before server-held sessions: its key starts one, once, and leaves the cookie.
+        svc = services()
+        started = console_sessions.sign_in(svc.db, svc.keys, old_key)
+        if started is None:
+            g.session_ended = True
+            return None
+        session[SESSION] = started[0]
+        return started[1]
     token = session.get(SESSION)
     if not isinstance(token, str) or not token:
         return None

@@ -150,6 +150,8 @@ def model_new() -> Any:
         return _form(values, _by_field(details_from_pydantic(exc)), 422)
     except Invalid as exc:
         return _form(values, _by_field(exc.details or [{"field": "params", "message": exc.message}]), 422)
+    except Conflict as exc:  # as many runs at work as the service allows: the form keeps what was typed
+        return _form(values, {"form": [exc.message]}, 409)
     searching = f", searching {body.tune.trials} parameter set{'' if body.tune.trials == 1 else 's'} first" if body.tune is not None else ""
     flash(f"Training {record.version} ({body.algorithm}{searching}); this page refreshes until it finishes.", "success")
     return back("console.model_list")
