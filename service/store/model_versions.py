@@ -98,7 +98,8 @@ def _at_most(session: Session, max_runs: int, alive_after: float) -> None:
     at work (a heartbeat since `alive_after`); two requests at once count one after the other."""
     if session.get_bind().dialect.name == "postgresql":  # SQLite's writers take turns already
         session.execute(text("SELECT pg_advisory_xact_lock(hashtext('stickyloop.training-runs'))"))
-    working = (ModelVersionRow.status == "training") | (ModelVersionRow.heartbeat_at > alive_after)
+    settled_at_work = ModelVersionRow.status.in_(("cancelled", "failed")) & (ModelVersionRow.heartbeat_at > alive_after)
+    working = (ModelVersionRow.status == "training") | settled_at_work
     running = session.scalars(select(ModelVersionRow.version).where(working).order_by(ModelVersionRow.created_at)).all()
     if len(running) >= max_runs:
         raise Conflict(
@@ -233,9 +234,9 @@ def still_running(db: Database, version: str) -> None:
 
 
 def exited(db: Database, version: str) -> None:
-    """The run's process is done with it: a settled run no longer holds a place."""
+    """The run's process is done with it: a cancelled or failed run no longer holds a place (a ready one keeps its last heartbeat)."""
     with db.write() as session:
-        session.execute(update(ModelVersionRow).where(ModelVersionRow.version == version, ModelVersionRow.status != "training").values(heartbeat_at=None))
+        session.execute(update(ModelVersionRow).where(ModelVersionRow.version == version, ModelVersionRow.status.in_(("cancelled", "failed"))).values(heartbeat_at=None))
 
 
 def activate(db: Database, version: str) -> ModelRecord | None:
