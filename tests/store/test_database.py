@@ -186,27 +186,36 @@ def test_a_statement_prepared_before_a_schema_change_answers_the_new_shape(postg
         postgres.fetch("DROP TABLE reshaped")
 
 
-def test_a_session_read_after_a_migration_changed_its_table_reads_on(postgres):
-    # psycopg would prepare a statement run five times on a pooled connection, and a migration that changes
-    # what it returns then failed it ("cached plan must not change result type") on each connection in turn.
+def test_a_migration_that_outdates_prepared_plans_costs_one_503_not_one_per_connection(postgres):
+    # psycopg prepares a statement run five times on a pooled connection; a migration that changes what it
+    # returns fails it ("cached plan must not change result type") on each connection holding it.
+    from contextlib import ExitStack
+
     from sqlalchemy import text
+
+    from service.errors import Unavailable
 
     with postgres.engine.begin() as conn:
         conn.exec_driver_sql("DROP TABLE IF EXISTS plan_probe")
         conn.exec_driver_sql("CREATE TABLE plan_probe (x integer)")
         conn.exec_driver_sql("INSERT INTO plan_probe VALUES (1)")
     try:
+        with ExitStack() as held:  # three connections at once, each with the statement prepared
+            sessions = [held.enter_context(postgres.read()) for _ in range(3)]
+            for session in sessions:
+                for _ in range(6):
+                    assert list(session.execute(text("SELECT * FROM plan_probe"))) == [(1,)]
+
         def read() -> list:
             with postgres.read() as session:
                 return list(session.execute(text("SELECT * FROM plan_probe")))
 
-        for _ in range(6):
-            assert read() == [(1,)]
         migrator = Database(postgres.engine.url.render_as_string(hide_password=False))  # another process, as init-db is
         with migrator.engine.begin() as conn:
             conn.exec_driver_sql("ALTER TABLE plan_probe ALTER COLUMN x TYPE bigint")
-        migrator.dispose()
-        assert read() == [(1,)]
+        with pytest.raises(Unavailable, match="schema changed under a prepared statement"):
+            read()
+        assert [read() for _ in range(5)] == [[(1,)]] * 5  # the pool went with the first: no connection holds the old plan
         assert postgres.fetch("SELECT * FROM plan_probe") == [(1,)]  # a thread's own prepared read replaces its stale plan
         for _ in range(6):
             postgres.fetch("SELECT * FROM plan_probe")
