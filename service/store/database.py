@@ -37,8 +37,11 @@ def _lost_or_stale(exc: Exception) -> bool:
     Only then is a fresh connection worth a second try; a bad value would fail again, and
     replacing the connection for it would let hostile input churn connections.
     """
-    return isinstance(exc, _DRIVER_DOWN) or (getattr(exc, "sqlstate", None) == "0A000" and STALE_PLAN in str(exc))
+    return isinstance(exc, _DRIVER_DOWN) or _stale_plan(exc)
 
+
+def _stale_plan(exc: BaseException) -> bool:
+    return getattr(exc, "sqlstate", None) == "0A000" and STALE_PLAN in str(exc)
 
 
 @contextmanager
@@ -54,7 +57,7 @@ def unavailable_on_failure() -> Iterator[None]:
             raise HostCannot(f"the database lacks this release's tables ({_first_line(orig)}); run `.venv/bin/flask --app wsgi init-db`") from exc
         if isinstance(exc, _DRIVER_DOWN):
             raise Unavailable(f"the database is unavailable ({_first_line(orig)}); try again shortly") from exc
-        if getattr(orig, "sqlstate", None) == "0A000" and STALE_PLAN in str(orig):
+        if _stale_plan(orig):
             raise StalePlan("the database's schema changed under a prepared statement (a migration ran); try again shortly") from exc
         raise
 
