@@ -41,8 +41,19 @@ def _whole(name: str, default: int) -> int:
         raise SystemExit(2) from None
 
 
+def _cannot_write(folder: Any) -> OSError | None:
+    """Why a file cannot be made in `folder` (made first when missing), or None when one can."""
+    try:
+        os.makedirs(folder, exist_ok=True)
+        tempfile.TemporaryFile(dir=folder).close()
+    except OSError as exc:
+        return exc
+    return None
+
+
 bind = os.environ.get("BIND", "127.0.0.1:8000")
-if not bind.startswith(("unix:", "fd://")) and bind.rpartition(":")[2].isdigit() and int(bind.rpartition(":")[2]) > 65535:
+_port = bind.rpartition(":")[2]
+if not bind.startswith(("unix:", "fd://")) and _port.isdigit() and int(_port) > 65535:
     print(f"stickyloop: BIND {bind!r} names a port over 65535", file=sys.stderr)
     raise SystemExit(2)
 workers = _whole("WEB_CONCURRENCY", 4)
@@ -122,12 +133,10 @@ _given_metrics_dir = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
 if _given_metrics_dir:
     # prometheus_client writes each worker's counters there on every request: a folder that cannot be
     # made or written turned every request, /healthz too, into a 500.
-    try:
-        os.makedirs(_given_metrics_dir, exist_ok=True)
-        tempfile.TemporaryFile(dir=_given_metrics_dir).close()
-    except OSError as exc:
-        print(f"stickyloop: PROMETHEUS_MULTIPROC_DIR {_given_metrics_dir!r} cannot be written ({exc.strerror or exc}); unset it or fix the folder", file=sys.stderr)
-        raise SystemExit(2) from None
+    _unwritable = _cannot_write(_given_metrics_dir)
+    if _unwritable is not None:
+        print(f"stickyloop: PROMETHEUS_MULTIPROC_DIR {_given_metrics_dir!r} cannot be written ({_unwritable.strerror or _unwritable}); unset it or fix the folder", file=sys.stderr)
+        raise SystemExit(2)
 else:
     _OWN_METRICS_DIR = os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="stickyloop-prom-")
     # gunicorn calls on_exit only when it halts after serving; a server that never started (its
@@ -168,11 +177,9 @@ def when_ready(server: Any) -> None:
     from service.store.migrate import schema_problem
 
     config = Config.from_env()
-    try:
-        config.model_dir.mkdir(parents=True, exist_ok=True)
-        tempfile.TemporaryFile(dir=config.model_dir).close()
-    except OSError as exc:
-        server.log.warning("stickyloop: MODEL_DIR %s cannot be written (%s): workers read models from the database, and training started on this host fails", config.model_dir, exc.strerror or exc)
+    unwritable = _cannot_write(config.model_dir)
+    if unwritable is not None:
+        server.log.warning("stickyloop: MODEL_DIR %s cannot be written (%s): workers read models from the database, and training started on this host fails", config.model_dir, unwritable.strerror or unwritable)
     # Without the query too: psycopg reads a password from ?password= as well.
     server.log.info("stickyloop: database %s", make_url(config.database_url).set(query={}).render_as_string(hide_password=True))
     db = Database(config.database_url, config.sqlite_busy_timeout_ms, pool_size=1)
