@@ -29,7 +29,8 @@ from service.store import model_versions
 from service.store.artifacts import artifact_bytes
 from service.store.catalogue import upsert_items
 from service.store.events import insert_events
-from service.usecases.model_training import activate, request_training, run_training
+from service.usecases.model_training import activate, request_training
+from service.usecases.training_run import run_training
 from tests.server import gunicorn
 
 

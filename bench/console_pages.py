@@ -19,6 +19,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench.common import fresh_config  # noqa: E402
 from service.http.app import create_app  # noqa: E402
 from service.usecases import model_training as training  # noqa: E402
+from service.usecases import training_run  # noqa: E402
 from service.usecases.demo import load_demo  # noqa: E402
 from service.usecases.demo_experiments import load_demo_experiments  # noqa: E402
 from service.usecases.keys import create_key  # noqa: E402
@@ -55,7 +56,7 @@ def main() -> None:
     for line in [*load_demo(svc, args.users, args.items, args.events), *load_demo_experiments(svc, args.users)]:
         print(line, file=sys.stderr)
     record = training.request_training(svc.db, config, "als", {}, True)
-    training.run_training(svc.db, config, record.version)
+    training_run.run_training(svc.db, config, record.version)
     client = app.test_client()
     token = re.search(r'name="csrf_token" value="([^"]+)"', client.get("/ui/sign-in").get_data(as_text=True))
     assert token is not None

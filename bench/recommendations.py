@@ -30,7 +30,8 @@ from bench.common import fresh_config, keys, load_synthetic, prepare, server_env
 from bench.cpu import split_line  # noqa: E402
 from bench.load import median_ratio, report, rounds, run  # noqa: E402
 from tests.server import gunicorn  # noqa: E402
-from service.usecases.model_training import request_training, run_training  # noqa: E402
+from service.usecases.model_training import request_training  # noqa: E402
+from service.usecases.training_run import run_training  # noqa: E402
 from bench.big_catalogue import big_catalogue  # noqa: E402
 from recommender.ann import AnnSettings  # noqa: E402
 

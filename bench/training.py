@@ -24,7 +24,8 @@ from recommender.models.als import ALS  # noqa: E402
 from recommender.synthetic import generate  # noqa: E402
 from service.store import event_log  # noqa: E402
 from service.store.events import insert_events  # noqa: E402
-from service.usecases.model_training import request_training, run_training  # noqa: E402
+from service.usecases.model_training import request_training  # noqa: E402
+from service.usecases.training_run import run_training  # noqa: E402
 
 
 def main() -> None:

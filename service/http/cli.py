@@ -13,6 +13,7 @@ from flask import Flask, current_app
 from recommender.models import ALGORITHMS
 from service.errors import ServiceError
 from service.usecases import model_training as training
+from service.usecases import training_run
 from service.usecases.context import Services
 from service.usecases.keys import ROLES, create_key, list_keys, revoke_key
 
@@ -149,7 +150,7 @@ def register_commands(app: Flask) -> None:
         bar = click.progressbar(length=tune_trials, label="tuning", file=sys.stderr) if tune_trials else None
         try:
             with bar if bar is not None else contextlib.nullcontext():
-                result = training.run_training(
+                result = training_run.run_training(
                     svc.db, svc.config, record.version, progress=lambda m: click.echo(f"  {m}", err=True), show_progress=True,
                     on_trial=(lambda _done, _total: bar.update(1)) if bar is not None else None,
                 )

@@ -153,7 +153,7 @@ class ModelVersionRow(Base):
     metrics: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     data: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     error: Mapped[Optional[str]] = mapped_column(Text, nullable=True)
-    # Who runs a training run, and when it last said it was alive (see usecases.model_training).
+    # Who runs a training run, and when it last said it was alive (see usecases.training_run and usecases.model_training).
     runner: Mapped[Optional[str]] = mapped_column(Str(128), nullable=True)
     heartbeat_at: Mapped[Optional[float]] = mapped_column(Epoch, nullable=True)
     activate_when_ready: Mapped[bool] = mapped_column(Boolean, default=False)

@@ -7,7 +7,7 @@ from service.config import Config
 from service.errors import Unavailable
 from service.store.database import Database
 from service.logs import configure_logging
-from service.usecases.model_training import run_training
+from service.usecases.training_run import run_training
 
 
 def main(argv: list[str]) -> int:

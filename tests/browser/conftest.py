@@ -19,6 +19,7 @@ import pytest
 from service.config import Config
 from service.http.app import create_app
 from service.usecases import model_training as training
+from service.usecases import training_run
 from service.usecases.demo import load_demo
 from service.usecases.demo_experiments import load_demo_experiments
 from service.usecases.keys import ROLES, create_key
@@ -89,7 +90,7 @@ def demo(chromium_path: str, database_url: str, tmp_path_factory: pytest.TempPat
     for _ in load_demo_experiments(svc, 300):
         pass
     record = training.request_training(svc.db, config, "als", {"factors": 8, "iterations": 5}, True)
-    assert training.run_training(svc.db, config, record.version).status == "ready"
+    assert training_run.run_training(svc.db, config, record.version).status == "ready"
     keys = {role: create_key(svc.db, role, f"browser {role}")[1] for role in ROLES}
     # Both workers must share the key that signs the session cookie; INFO logs carry each request's server time.
     env = {

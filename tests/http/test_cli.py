@@ -206,7 +206,7 @@ def test_training_item_knn_on_the_command_line_shows_progress_and_no_library_war
 
 
 def test_an_interrupted_training_run_is_cancelled_at_once_not_left_training(runner, client, auth, monkeypatch):
-    from service.usecases import model_training
+    from service.usecases import training_run
 
     client.post("/v1/events", json={"events": [{"event_id": f"k{i}", "user_id": f"u{i % 7}", "item_id": f"i{i % 5}", "type": "view"} for i in range(40)]},
                 headers=auth("storefront"))
@@ -214,7 +214,7 @@ def test_an_interrupted_training_run_is_cancelled_at_once_not_left_training(runn
     def interrupted(*_args, **_kwargs):  # noqa: ANN002, ANN003, ANN202 - Ctrl-C while the run trains
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(model_training, "run_training", interrupted)
+    monkeypatch.setattr(training_run, "run_training", interrupted)
     result = runner.invoke(args=["train", "--param", "iterations=3"])
     assert result.exit_code == 1 and "interrupted: cancelled, nothing activated" in result.output
     [model] = client.get("/v1/models", headers=auth("editor")).get_json()["models"]

@@ -9,7 +9,8 @@ import time
 
 import pytest
 
-from service.usecases.model_training import request_training, run_training
+from service.usecases.model_training import request_training
+from service.usecases.training_run import run_training
 from tests.conftest import wait_for_model, wait_until
 from tests.helpers import get_ok, post_ok, train, two_tribes
 
@@ -110,9 +111,9 @@ def test_a_run_cancelled_between_stages_does_not_come_back(client, auth, db, con
 def test_a_run_cancelled_during_its_fit_stops_between_iterations(client, auth, db, config, monkeypatch):
     # A fit of hundreds of iterations used to run to its end after a cancel, holding its core meanwhile.
     from recommender.models.factors import FactorModel
-    from service.usecases import model_training
+    from service.usecases import training_run
 
-    monkeypatch.setattr(model_training, "STOP_CHECK_SECONDS", 0.0)
+    monkeypatch.setattr(training_run, "STOP_CHECK_SECONDS", 0.0)
     iterations: list[int] = []
     between = FactorModel._between_iterations
     monkeypatch.setattr(FactorModel, "_between_iterations", lambda self, *a: iterations.append(1) or between(self, *a))

@@ -3,7 +3,8 @@ from __future__ import annotations
 
 import pytest
 
-from service.usecases.model_training import request_training, run_training
+from service.usecases.model_training import request_training
+from service.usecases.training_run import run_training
 from tests.helpers import get_ok, post_ok, train, two_tribes
 
 
@@ -289,7 +290,7 @@ def test_ease_lists_what_it_links_to_nothing_between_its_positive_and_negative_l
 def test_every_change_of_the_served_model_is_logged_once_whoever_makes_it(client, auth, db, config, trained, caplog):
     import logging
 
-    caplog.set_level(logging.INFO, logger="service.usecases.model_training")
+    caplog.set_level(logging.INFO, logger="service.usecases")
     editor = auth("editor")
     post_ok(client, f"/v1/models/{trained['version']}/activate", None, editor)  # already served: nothing changes, nothing logged
     run = request_training(db, config, "item_knn", {}, activate=True)

@@ -22,7 +22,8 @@ from service.store import model_versions as store
 from service.store.database import Database
 from service.store.events import insert_events
 from service.store.tables import EventRow
-from service.usecases.model_training import START_GRACE_SECONDS, ModelRecord, _why_dead, request_training, start_training
+from service.usecases.model_training import START_GRACE_SECONDS, ModelRecord, _why_dead, request_training
+from service.usecases.training_run import start_training
 from tests.conftest import wait_for_model, wait_until
 from tests.helpers import post_ok, train
 

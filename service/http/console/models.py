@@ -19,6 +19,7 @@ from service.http.endpoint import EDITOR, services
 from service.http.errors import details_from_pydantic
 from service.http.schemas.catalogue import TrainRequest
 from service.usecases import model_training as training
+from service.usecases import training_run
 
 
 def _when(moments: list[float]) -> list[str]:
@@ -145,7 +146,7 @@ def model_new() -> Any:
         svc = services()
         settings = body.tune.model_dump() if body.tune is not None else None
         record = training.request_training(svc.db, svc.config, body.algorithm, body.params, body.activate, body.matrix, body.evaluation, settings)
-        training.start_training(svc.db, svc.config, record.version)
+        training_run.start_training(svc.db, svc.config, record.version)
     except ValidationError as exc:
         return _form(values, _by_field(details_from_pydantic(exc)), 422)
     except Invalid as exc:
