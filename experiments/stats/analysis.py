@@ -153,9 +153,11 @@ def _lift(control: ArmSummary, treat: ArmSummary, opt: _Options, out: _Compariso
         out.notes.append("the lift has no interval: every user within each arm is alike")
         return
     if opt.sequential:
-        if not lift.se > 0:  # arms each constant but different: as for the difference, no sequence without variation
+        if not lift.se > 0 and out.diff_ci is None:  # arms each constant but different: as for the difference, no sequence without variation
             out.notes.append("the lift has no confidence sequence: it needs some variation in the values")
             return
+        # Otherwise the contract's formula, as the fixed-horizon interval takes it: a delta-method se of 0
+        # (no conversions in this arm) gives a sequence of no width, which the arm's notes qualify.
         out.lift_ci = _finite(confidence_sequence(lift.value, lift.se, control.users + treat.users, opt.alpha, opt.tuning))
     else:
         half = z_quantile(opt.alpha) * lift.se

@@ -107,7 +107,7 @@ _MOMENTS = (
     "FROM u JOIN m ON m.arm = u.arm) "
     "SELECT arm, COUNT(*), MAX(mv), MAX(mx), SUM(CASE WHEN v > 0 THEN 1 ELSE 0 END), "
     "SUM(1.0 / p), SUM(dv / p), SUM(1.0 / (p * p)), SUM(dv / (p * p)), SUM(dv * dv / (p * p)), "
-    "SUM(dv * dv), SUM(dx * dx), SUM(dx * dv), SUM(dv), SUM(dx) FROM d GROUP BY arm"
+    "SUM(dv * dv), SUM(dx * dx), SUM(dx * dv), SUM(dv), SUM(dx), SUM(v) FROM d GROUP BY arm"
 )
 # Reported metrics of A/B tests: users come from the exposures, values from the totals, which carry their arm.
 _EXPOSED = "SELECT arm, COUNT(*) FROM exposures WHERE experiment_key = :key GROUP BY arm"
@@ -219,10 +219,10 @@ def arm_moments(
         if any(r is None for r in rows):
             rows = [_recentred(r) for r in session.execute(text(_MOMENTS.format(per_user=per_user)), params)]
     out = {}
-    for arm, n, total, total_x, positives, w, wy, w2, w2y, w2y2, m2, m2_x, c_xy, shift in rows:  # type: ignore[misc]
-        numbers = [float(v or 0) for v in (total, total_x, w, wy, w2, w2y, w2y2, m2, m2_x, c_xy)]
-        total, total_x, w, wy, w2, w2y, w2y2, m2, m2_x, c_xy = numbers
-        out[arm] = ArmMoments(int(n), total, m2, int(positives or 0), total_x / int(n), m2_x, c_xy, w, wy, w2, w2y, w2y2, shift=shift)
+    for arm, n, total, mean, mean_x, positives, w, wy, w2, w2y, w2y2, m2, m2_x, c_xy, shift in rows:  # type: ignore[misc]
+        numbers = [float(v or 0) for v in (total, w, wy, w2, w2y, w2y2, m2, m2_x, c_xy)]
+        total, w, wy, w2, w2y, w2y2, m2, m2_x, c_xy = numbers
+        out[arm] = ArmMoments(int(n), total, m2, int(positives or 0), mean_x, m2_x, c_xy, w, wy, w2, w2y, w2y2, centre=mean, shift=shift)
     return out
 
 
@@ -271,18 +271,21 @@ def _centred(row: Any) -> tuple[Any, ...] | None:
     for square, spread in ((total * total / n, m2), (total_x * total_x / n, m2_x), weighted):
         if square > 0 and (spread <= 0 or square / spread > _SAFE_RATIO):
             return None
-    return (arm, n, total, total_x, positives, w, wy, w2, w2y, w2y2, max(m2, 0.0), max(m2_x, 0.0), xv - total * total_x / n, 0.0)
+    return (arm, n, total, total / n, total_x / n, positives, w, wy, w2, w2y, w2y2, max(m2, 0.0), max(m2_x, 0.0), xv - total * total_x / n, 0.0)
 
 
 def _recentred(row: Any) -> tuple[Any, ...]:
-    """A second-pass row in the first pass's shape: totals and centred moments around the arms' own means."""
-    arm, n, mv, mx, positives, w, wy, w2, w2y, w2y2, vv, xx, xv, dv, dx = row
+    """A second-pass row in `_centred`'s shape: the plain total, the arms' own means and the moments centred on them.
+
+    The means are kept as the deviations moved them: recovered from a total, n * mean / n, each would lose
+    about an ulp of the values' magnitude, which far from zero is most of a small difference between arms."""
+    arm, n, mv, mx, positives, w, wy, w2, w2y, w2y2, vv, xx, xv, dv, dx, total = row
     n = int(n)
     mv, mx, vv, xx, xv, dv, dx = (float(v or 0) for v in (mv, mx, vv, xx, xv, dv, dx))
     mean_v, m2 = _moved(n, mv, vv, dv)
     mean_x, m2_x = _moved(n, mx, xx, dx)
     # Sum((x - mx)(v - mv)) = Sum((x - x̄)(v - v̄)) + n (x̄ - mx)(v̄ - mv)
-    return (arm, n, mean_v * n, mean_x * n, positives, w, wy, w2, w2y, w2y2, m2, m2_x, xv - dx * dv / n, mv)
+    return (arm, n, total, mean_v, mean_x, positives, w, wy, w2, w2y, w2y2, m2, m2_x, xv - dx * dv / n, mv)
 
 
 def exposures_per_arm(db: Database, key: str) -> dict[str, int]:

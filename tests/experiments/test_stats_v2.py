@@ -342,7 +342,8 @@ def _sequential_reference(binary: bool, offset: float, alpha: float, tuning: flo
             lift = _t_lift(c, t, offset, binary)
             if lift is not None:
                 row["lift"] = lift[0]
-            if lift is not None and lift[1] is not None and lift[1] > 0:  # a sequence needs some variation
+            # A sequence needs some variation: in the lift's se, or else in the difference's (then it has no width).
+            if lift is not None and lift[1] is not None and (lift[1] > 0 or (se is not None and se > 0)):
                 half = float(_api_half_width(lift[1], n, alpha, tuning))
                 row["lift_lo"], row["lift_hi"] = lift[0] - half, lift[0] + half
             for k in out:

@@ -111,3 +111,15 @@ def test_a_retention_metric_nobody_is_old_enough_for_says_so_rather_than_no_user
     body = get_ok(client, "/v1/experiments/young/results?metric=retention_d30&cuped=true", auth("analyst"))
     assert "CUPED skipped: no user was exposed 31 or more days ago yet" in body["notes"]
     assert not any("no exposed users yet" in note for note in body["notes"])
+
+
+def test_an_arm_without_conversions_has_the_same_lift_interval_sequential_or_not(client: Any, auth: Auth, db: Database) -> None:
+    # 5 of 20 against 0 of 20: the delta method's variance of the lift is 0 (m_t = 0, v_t = 0), so the
+    # contract's formula gives [-1, -1] either way. The sequential reading had answered null while its
+    # difference, which varies in the control, had a sequence.
+    control, _ = _exposed(client, auth, db, "none-converted", (20, 20))
+    _convert(client, auth, "none-converted", control[:5])
+    for query in ("", "?sequential=true"):
+        arm = get_ok(client, f"/v1/experiments/none-converted/results{query}", auth("analyst"))["arms"][1]
+        assert arm["lift"] == -1.0 and arm["lift_ci"] == [-1.0, -1.0], query
+        assert arm["diff_ci"] is not None and any("normal approximation" in note for note in arm["notes"])
