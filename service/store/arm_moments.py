@@ -19,6 +19,7 @@ from sqlalchemy import text
 
 from experiments.stats.ipw import PropensitySums
 from service.store.database import Database
+from service.store.outcomes import USER_VALUE
 from service.store.rewards import AFTER_THE_STOP
 
 DAY = 86_400.0
@@ -80,7 +81,8 @@ def _per_user(metric: str, builtin: bool, cuped: bool, binary: bool) -> str:
             f"WHERE x.experiment_key = :key{_MATURE if metric in RETENTION_DAYS else ''} GROUP BY x.arm, x.user_id, x.probability"
         )
     else:
-        value = "CASE WHEN t.total > 0 THEN 1 ELSE 0 END" if binary else "COALESCE(t.total, 0)"
+        total = USER_VALUE.format(t="t")
+        value = f"CASE WHEN {total} > 0 THEN 1 ELSE 0 END" if binary else f"COALESCE({total}, 0)"
         rows = (
             f"SELECT x.arm AS arm, x.probability AS p, {value} AS v, 0 AS x FROM exposures x "
             "LEFT JOIN user_metric_totals t ON t.experiment_key = x.experiment_key AND t.metric = :metric "
@@ -111,15 +113,16 @@ _MOMENTS = (
 )
 # Reported metrics of A/B tests: users come from the exposures, values from the totals, which carry their arm.
 _EXPOSED = "SELECT arm, COUNT(*) FROM exposures WHERE experiment_key = :key GROUP BY arm"
+_VALUE = USER_VALUE.format(t="t")
 _TOTALS = (
-    "SELECT arm, COUNT(*), SUM(total), SUM(CASE WHEN total > 0 THEN 1 ELSE 0 END) FROM user_metric_totals "
+    f"SELECT arm, COUNT(*), SUM({_VALUE}), SUM(CASE WHEN {_VALUE} > 0 THEN 1 ELSE 0 END) FROM user_metric_totals t "
     "WHERE experiment_key = :key AND metric = :metric GROUP BY arm"
 )
 # The deviation r is named once; its square is guarded rather than r itself (see _TINY), which
 # evaluates the arms' CASE of means twice a row fewer.
 _TOTALS_SECOND = (
     f"SELECT arm, SUM(CASE WHEN ABS(r) < {_TINY} THEN 0 ELSE r * r END), SUM(r) FROM ("
-    "SELECT arm, total - {mean} AS r FROM user_metric_totals WHERE experiment_key = :key AND metric = :metric) d GROUP BY arm"
+    f"SELECT arm, {_VALUE} - {{mean}} AS r FROM user_metric_totals t WHERE experiment_key = :key AND metric = :metric) d GROUP BY arm"
 )
 
 

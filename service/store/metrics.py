@@ -13,6 +13,7 @@ from sqlalchemy import text
 from experiments.definitions import Metric
 from service.store.arm_moments import BOUGHT, DAY, RETENTION_DAYS
 from service.store.database import Database
+from service.store.outcomes import USER_VALUE
 
 __all__ = ["DAY", "RETENTION_DAYS", "daily_rows", "retention_rows"]
 
@@ -46,7 +47,7 @@ def daily_values(metric: str, kind: str, builtin: bool, dialect: str) -> str:
         return (
             f"SELECT t.arm, {day_of(_later('t.first_positive_ts', 'x.exposed_at'), dialect)} AS day, COUNT(*) FROM user_metric_totals t "
             "JOIN exposures x ON x.experiment_key = t.experiment_key AND x.user_id = t.user_id "
-            "WHERE t.experiment_key = :key AND t.metric = :metric AND t.total > 0 GROUP BY t.arm, day"
+            f"WHERE t.experiment_key = :key AND t.metric = :metric AND {USER_VALUE.format(t='t')} > 0 GROUP BY t.arm, day"
         )
     return (
         f"SELECT x.arm, {day_of(_later('o.ts', 'x.exposed_at'), dialect)} AS day, SUM(o.value) FROM outcomes o JOIN exposures x "

@@ -34,15 +34,22 @@ _INSERT = (
     "ON CONFLICT (outcome_id) DO NOTHING RETURNING outcome_id"
 )
 _INSERT_ROW = "(?, ?, ?, ?, ?, ?, ?)"
+# What a + b loses to rounding, exactly (Fast2Sum: the larger operand first). Added up in `total_low`, it
+# keeps a user's value the sum of their outcomes however they were batched: 1e12, 1e-5 and -1e12 in
+# three batches had left a total of 0, not converted, where one batch of the three gives 1e-5.
+_ROUNDING_ERROR = "(CASE WHEN ABS({a}) >= ABS({b}) THEN ({a} - ({a} + {b})) + {b} ELSE ({b} - ({a} + {b})) + {a} END)"
+# A user's value of a reported metric, from their row of user_metric_totals named {t}.
+USER_VALUE = "({t}.total + {t}.total_low)"
 _ADD = (
     "INSERT INTO user_metric_totals (experiment_key, metric, user_id, arm, total, first_positive_ts) VALUES {rows} "
     "ON CONFLICT (experiment_key, metric, user_id) DO UPDATE SET "
     "total = user_metric_totals.total + excluded.total, "
+    f"total_low = user_metric_totals.total_low + {_ROUNDING_ERROR.format(a='user_metric_totals.total', b='excluded.total')}, "
     # The earliest positive outcome whatever the order batches arrive in (the daily series dates a conversion by it).
     "first_positive_ts = CASE WHEN user_metric_totals.first_positive_ts IS NULL "
     "OR excluded.first_positive_ts < user_metric_totals.first_positive_ts THEN excluded.first_positive_ts "
     "ELSE user_metric_totals.first_positive_ts END "
-    "RETURNING experiment_key, metric, user_id, total"
+    f"RETURNING experiment_key, metric, user_id, {USER_VALUE.format(t='user_metric_totals')}"
 )
 _ADD_ROW = "(?, ?, ?, ?, ?, ?)"
 _MOMENTS = text(
@@ -172,7 +179,7 @@ def _totals(session: Session, keys: list[tuple[str, str, str]]) -> dict[tuple[st
         for chunk in chunks(ids, _CHUNK):
             # A plain IN on the key's last column: SQLite scans the whole table for a row-value IN (VALUES ...).
             marks = ", ".join(["?"] * len(chunk))
-            sql = f"SELECT user_id, total FROM user_metric_totals WHERE experiment_key = ? AND metric = ? AND user_id IN ({marks})"
+            sql = f"SELECT user_id, {USER_VALUE.format(t='t')} FROM user_metric_totals t WHERE experiment_key = ? AND metric = ? AND user_id IN ({marks})"
             found.update({(experiment, metric, r[0]): float(r[1]) for r in run(session, sql, [experiment, metric, *chunk])})
     return found
 
@@ -279,8 +286,8 @@ def _recount_moments(session: Session, experiment: str, arm: str, metric: str) -
     """Set an arm's reward moments from its users' stored totals (already moved by this batch), exactly:
     sums in full precision and deviations from the mean they give."""
     sql = (
-        "SELECT t.total FROM user_metric_totals t JOIN exposures e ON e.experiment_key = t.experiment_key AND e.user_id = t.user_id "
-        "WHERE t.experiment_key = ? AND t.metric = ? AND e.arm = ? AND t.total <> 0"
+        f"SELECT {USER_VALUE.format(t='t')} FROM user_metric_totals t JOIN exposures e ON e.experiment_key = t.experiment_key AND e.user_id = t.user_id "
+        f"WHERE t.experiment_key = ? AND t.metric = ? AND e.arm = ? AND {USER_VALUE.format(t='t')} <> 0"
     )
     values = [float(r[0]) for r in run(session, sql, [experiment, metric, arm])]
     mean = math.fsum(values) / len(values) if values else 0.0

@@ -266,6 +266,8 @@ class UserMetricTotalRow(Base):
     user_id: Mapped[str] = mapped_column(Str(128), primary_key=True)
     arm: Mapped[str] = mapped_column(Str(64))
     total: Mapped[float] = mapped_column(Float, default=0.0)
+    # What rounding took from `total` as batches were added to it: the user's value is total + total_low.
+    total_low: Mapped[float] = mapped_column(Epoch, default=0.0, server_default="0")
     first_positive_ts: Mapped[Optional[float]] = mapped_column(Epoch, nullable=True)
 
 

@@ -123,3 +123,21 @@ def test_an_arm_without_conversions_has_the_same_lift_interval_sequential_or_not
         arm = get_ok(client, f"/v1/experiments/none-converted/results{query}", auth("analyst"))["arms"][1]
         assert arm["lift"] == -1.0 and arm["lift_ci"] == [-1.0, -1.0], query
         assert arm["diff_ci"] is not None and any("normal approximation" in note for note in arm["notes"])
+
+
+def test_a_user_s_value_is_the_sum_of_their_outcomes_however_they_were_batched(client: Any, auth: Auth, db: Database) -> None:
+    # Added batch by batch, a double rounds each step: 1e12, 1e-5 and -1e12 had left 0 (not converted)
+    # where the three in one batch, summed exactly, give 1e-5. Both arms get the same users' outcomes,
+    # the control's one outcome a batch in varied orders, the treatment's each user's in one batch.
+    control, treatment = _exposed(client, auth, db, "batched", (4, 4))
+    client.post("/v1/experiments/batched/pause", headers=auth("editor"))  # outcomes still count while paused
+    sequences = [[1e12, 1e-5, -1e12], [1e-5, 1e12, -1e12], [-1e12, 1e12, 1e-5], [0.1, 0.2, -0.3]]
+    for one_at_a_time, users in ((True, control), (False, treatment)):
+        for user, values in zip(users, sequences):
+            outcomes = [{"outcome_id": f"{user}-{i}", "experiment": "batched", "user_id": user, "metric": "conversion", "value": v} for i, v in enumerate(values)]
+            for batch in ([[o] for o in outcomes] if one_at_a_time else [outcomes]):
+                post_ok(client, "/v1/outcomes", {"outcomes": batch}, auth("storefront"))
+    body = get_ok(client, "/v1/experiments/batched/results", auth("analyst"))
+    assert [(arm["users"], arm["total"]) for arm in body["arms"]] == [(4, 4.0), (4, 4.0)]  # math.fsum of each user's values is above 0
+    daily = get_ok(client, "/v1/experiments/batched/results/daily", auth("analyst"))
+    assert [arm["total"] for arm in daily["days"][-1]["arms"]] == [4.0, 4.0]
