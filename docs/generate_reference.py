@@ -104,7 +104,7 @@ ROLE_TABLE
 
   | status | `code` | when |
   | --- | --- | --- |
-  | 400 | `bad_request` | the body is not valid JSON, or a required body is missing, or a URL's %-escapes are not UTF-8 |
+  | 400 | `bad_request` | the body is not valid JSON or gives a name twice in one object, or a required body is missing, or a URL's %-escapes are not UTF-8 |
   | 401 | `unauthorized` | no key, or an unknown or revoked key |
   | 403 | `forbidden` | the key's role may not call the operation |
   | 404 | `not_found` | the named resource (or path) does not exist |

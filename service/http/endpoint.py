@@ -18,6 +18,7 @@ from pydantic import BaseModel, ValidationError
 from service.errors import Invalid, detail
 from service.http.schemas.common import MAX_BATCH, Query
 from service.http.errors import ApiError, validation_error
+from service.http.json_names import repeated_message, repeated_name
 from service.usecases.context import Services
 from service.usecases.keys import Principal, a_key_of, allowed, roles_needed
 
@@ -113,7 +114,7 @@ def _parse_body(spec: EndpointSpec) -> BaseModel:
         else:
             raise ApiError(400, "the request needs a JSON body")
     try:
-        return spec.body.model_validate_json(raw)
+        parsed = spec.body.model_validate_json(raw)
     except ValidationError as exc:
         kinds = {e["type"] for e in exc.errors()}
         # The parser takes NaN and Infinity, which JSON does not have: such a body is malformed, not invalid.
@@ -124,6 +125,10 @@ def _parse_body(spec: EndpointSpec) -> BaseModel:
         ):
             raise ApiError(413, f"a batch holds at most {MAX_BATCH:,} entries", code="batch_too_large") from None
         raise validation_error(exc) from None
+    repeated = repeated_name(raw)
+    if repeated is not None:
+        raise ApiError(400, f"the request body is ambiguous: {repeated_message(repeated)}")
+    return parsed
 
 
 ATTRIBUTE_PREFIX = "attr."

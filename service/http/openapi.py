@@ -13,7 +13,7 @@ from service.http.schemas.common import ErrorBody
 
 _REF = "#/components/schemas/{model}"
 _ERROR_TEXT = {
-    400: "Malformed request: a body that is not valid JSON (an action that takes none refuses one), or %-escapes in the URL that are not UTF-8",
+    400: "Malformed request: a body that is not valid JSON or gives a name twice in one object (an action that takes none refuses one), or %-escapes in the URL that are not UTF-8",
     401: "No or unknown API key",
     403: "The key's role may not call this",
     404: "Unknown resource",

@@ -471,6 +471,8 @@ def test_models_page_reloads_itself_while_a_version_trains_and_names_bad_paramet
     assert bad_json.status_code == 422 and 'id="f-params-error"' in bad_json.get_data(as_text=True)
     unknown = editor.post("/ui/models/new", data={"csrf_token": token, "algorithm": "als", "params": '{"nonsense": 1}'})
     assert unknown.status_code == 422 and "nonsense" in unknown.get_data(as_text=True)
+    twice = editor.post("/ui/models/new", data={"csrf_token": token, "algorithm": "als", "params": '{"factors": 8, "factors": 4096}'})
+    assert twice.status_code == 422 and "twice in one object" in twice.get_data(as_text=True)
 
 
 def test_activating_by_hand_warns_of_the_run_it_keeps_from_going_live(as_role, client, auth, db, config):

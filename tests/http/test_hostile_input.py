@@ -804,3 +804,25 @@ def test_an_integer_no_double_can_hold_is_refused_in_free_form_json(client, auth
         resp = client.post("/v1/experiments", json=body, headers=auth("editor"))
     refused(resp, 422)
     assert stored(db) == before
+
+
+# --- a name given twice in one JSON object --------------------------------------------------------
+
+
+def test_a_body_that_gives_a_name_twice_is_refused_and_stores_nothing(client, auth, db):
+    # Parsers keep the last of a repeated name: the first body had stored no event at all, the
+    # second a return of 5 under another id, the third an experiment of another key at 1 % traffic.
+    shop, editor = auth("storefront"), auth("editor")
+    before = stored(db)
+    event = '{"event_id": "a", "user_id": "u", "item_id": "sku-1", "type": "purchase", "value": 5}'
+    for path, body, headers in (
+        ("/v1/events", f'{{"events": [{event}], "events": []}}', shop),
+        ("/v1/events", '{"events": [{"event_id": "a", "event_id": "b", "user_id": "u", "item_id": "sku-1", "type": "purchase", "value": 5, "value": -5}]}', shop),
+        ("/v1/experiments", json.dumps(ab_definition(key="ka"))[:-1] + ', "key": "kb", "traffic": 1, "traffic": 0.01}', editor),
+        ("/v1/models", '{"algorithm": "als", "params": {"factors": 8, "factors": 4096}}', editor),
+    ):
+        error = refused(client.post(path, data=body, headers={**headers, "Content-Type": "application/json"}), 400)
+        assert "twice in one object" in error["message"] and "\n" not in error["message"], error
+    assert stored(db) == before
+    # The same bodies with each name once are taken.
+    assert client.post("/v1/events", data=f'{{"events": [{event}]}}', headers={**shop, "Content-Type": "application/json"}).status_code == 200

@@ -20,6 +20,7 @@ from werkzeug.wrappers import Response
 
 from experiments.definitions import KEY_PATTERN
 from service.http.endpoint import services
+from service.http.json_names import repeated_message, repeated_name
 from service.usecases import console_sessions
 from service.usecases.keys import Principal, a_key_of, allowed, roles_needed
 
@@ -200,7 +201,11 @@ def json_text(raw: str) -> Any:
     The standard library's parser recurses without bound and reads a 5,000-digit number only to
     fail converting it; neither may reach the page as a server error.
     """
-    return pydantic_core.from_json(raw, allow_inf_nan=False)
+    parsed = pydantic_core.from_json(raw, allow_inf_nan=False)
+    repeated = repeated_name(raw)
+    if repeated is not None:
+        raise ValueError(repeated_message(repeated))
+    return parsed
 
 
 _INTEGER = re.compile(r"[+-]?[0-9]+")
