@@ -9,6 +9,7 @@ attributes it saw. A condition on an attribute the user does not have is false
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping, Union
 
@@ -42,17 +43,19 @@ def finite_number(value: Any) -> bool:
         return False
 
 
+# Numeric text as JSON writes a number: Python's float() also reads " 30 ", "+30", "3_0" and other
+# scripts' digits ("٣٠"), which would make the zip code "01234" the number 1234.
+_NUMERIC_TEXT = re.compile(r"-?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][-+]?[0-9]+)?")
+
+
 def _number(value: Any) -> float | None:
     """A comparable number from a JSON number or numeric text (query parameters arrive as text)."""
     if isinstance(value, bool):
         return None
     if isinstance(value, (int, float)):
         return float(value) if finite_number(value) else None
-    if isinstance(value, str):
-        try:
-            parsed = float(value)
-        except ValueError:
-            return None
+    if isinstance(value, str) and _NUMERIC_TEXT.fullmatch(value):
+        parsed = float(value)
         return parsed if math.isfinite(parsed) else None
     return None
 
@@ -69,6 +72,8 @@ def _equal(actual: Any, wanted: Any) -> bool:
         return spelled is wanted
     if isinstance(actual, bool):
         return False
+    if isinstance(wanted, str):  # a zip code "01234" is not 1234, nor "1234" spelled otherwise
+        return actual == wanted
     x, y = _number(actual), _number(wanted)
     if x is not None and y is not None:
         return x == y

@@ -201,3 +201,23 @@ def test_a_draft_whose_stored_rule_todays_checks_refuse_cannot_start_until_chang
     assert get_ok(client, "/v1/experiments/points-q4", editor)["status"] == "draft"
     client.patch("/v1/experiments/points-q4", json={"targeting": {"all": [{"attribute": "tier", "op": "eq", "value": "gold"}]}}, headers=editor)
     assert post_ok(client, "/v1/experiments/points-q4/start", None, editor)["status"] == "running"
+
+
+def test_a_rule_s_text_is_matched_as_that_text_and_numeric_text_only_as_json_spells_a_number(client, auth):
+    # Both sides had been read with Python's float(): the zip code "01234" matched "1234", " 1234 ",
+    # "1_234", "+1234", "1.234e3" and Arabic-Indic digits, and those users were enrolled.
+    shop = auth("storefront")
+    running(client, auth("editor"), ab_definition(key="zip", targeting={"all": [{"attribute": "zip", "op": "eq", "value": "01234"}]}))
+    for i, other in enumerate(["1234", " 1234 ", "1_234", "+1234", "1.234e3", "\u0661\u0662\u0663\u0664", "01234 "]):
+        assert assign(client, shop, "zip", f"z{i}", **{"attr.zip": other})["reason"] == "targeting", other
+        body = {"user_id": f"zj{i}", "experiments": ["zip"], "attributes": {"zip": other}}
+        assert post_ok(client, "/v1/assignments", body, shop)["assignments"][0]["reason"] == "targeting", other
+    body = {"user_id": "zn", "experiments": ["zip"], "attributes": {"zip": 1234}}
+    assert post_ok(client, "/v1/assignments", body, shop)["assignments"][0]["reason"] == "targeting"
+    assert assign(client, shop, "zip", "zy", **{"attr.zip": "01234"})["enrolled"] is True
+    # Against a number in the rule, text is a number only as JSON would write it.
+    running(client, auth("editor"), ab_definition(key="adults", targeting={"all": [{"attribute": "age", "op": "gte", "value": 18}]}))
+    for i, age in enumerate(["30", "30.0", "3e1"]):
+        assert assign(client, shop, "adults", f"a{i}", **{"attr.age": age})["enrolled"] is True, age
+    for i, age in enumerate([" 30", "+30", "3_0", "\u0663\u0660", "thirty"]):
+        assert assign(client, shop, "adults", f"n{i}", **{"attr.age": age})["reason"] == "targeting", age
