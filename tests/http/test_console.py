@@ -962,7 +962,7 @@ def test_the_results_page_says_in_words_which_arm_wins_and_what_stands_in_the_wa
     post_ok(client, "/v1/outcomes", {"outcomes": [{"outcome_id": f"o-{u}", "experiment": "points-q4", "user_id": u, "metric": "conversion"} for u in converted]}, shop)
     html = as_role("analyst").get("/ui/experiments/points-q4/results").get_data(as_text=True)
     reading = html.split('id="reading-title"', 1)[1].split("</section>", 1)[0]
-    assert "every5 beats control on conversion" in reading and "no guardrail fails" in reading
+    assert "every5 beats control on conversion" in reading and "no guardrails are set" in reading  # ab_definition declares none
     assert "switch on sequential intervals" in reading  # running, and intervals for one look
     retention = as_role("analyst").get("/ui/experiments/points-q4/results", query_string={"metric": "retention_d7"}).get_data(as_text=True)
     assert "Retention is read by exposure cohort" in retention and "query.metric" not in retention
@@ -987,7 +987,7 @@ def test_verdicts_name_a_failing_guardrail_a_mismatch_and_a_stopped_experiment()
     assert said[0][0] == "warn" and "sample ratio mismatch" in said[0][1]
     assert any("final figures" in text for _, text in said)
     assert ("warn", "every5 beats control on conversion (+10.9 pp [+4.0 pp, +18.0 pp]) but fails a guardrail (complaints +4.7 pp): "
-                    "weigh the two before rolling it out. It costs 4.985 points per extra conversion.") in said
+                    "weigh the two before rolling it out. It has cost 4.985 points per extra conversion.") in said
     assert ("warn", "lottery is worse than control on conversion: -8.0 pp [-15.0 pp, -1.0 pp].") in said
     # A failing guardrail is named whatever the primary metric says, and a stopped test is not told to wait.
     answer["guardrails"] += [{"arm": "lottery", "metric": "complaints", "diff": 0.05, "diff_ci": [0.01, 0.09], "status": "fail", "note": None}]
@@ -1001,12 +1001,33 @@ def test_verdicts_name_a_failing_guardrail_a_mismatch_and_a_stopped_experiment()
     unread = {**answer, "srm": None, "guardrails": [{"arm": "every5", "metric": "retention_d7", "diff": None, "diff_ci": None, "status": "ok", "note": "no users yet"}]}
     said = [(v.tone, v.text) for v in verdicts(unread, False, set(), {"retention_d7": "binary"})]
     assert ("warn", "every5 beats control on conversion: +10.9 pp [+4.0 pp, +18.0 pp], significant after correction, but its guardrail (retention_d7) "
-                    "has no evidence yet either way: wait until it can be read before rolling every5 out. It costs 4.985 points per extra conversion.") in said
+                    "has no evidence yet either way: wait until it can be read before rolling every5 out. It has cost 4.985 points per extra conversion.") in said
     # A negative cost: the arm gains while granting fewer points per user than the control.
     cheaper = {**answer, "srm": None, "guardrails": []}
     cheaper["arms"] = [answer["arms"][0], {**answer["arms"][1], "cost_per_incremental": -572.4}]
     said = [v.text for v in verdicts(cheaper, False, set(), {})]
-    assert any(text.endswith("It also grants fewer points than control: 572.4 fewer per extra conversion.") for text in said), said
+    assert any(text.endswith("It has also granted fewer points than control: 572.4 fewer per extra conversion.") for text in said), said
+    # While it runs the points are those granted so far; a schedule that has paid nothing yet has no known cost.
+    running_cheaper = {**cheaper, "status": "running", "test": "two_proportion_z_sequential"}
+    said = [v.text for v in verdicts(running_cheaper, False, set(), {})]
+    assert any(text.endswith("It has also granted fewer points so far than control: 572.4 fewer per extra conversion.") for text in said), said
+    unpaid = {**running_cheaper, "arms": [{**cheaper["arms"][0], "reward_actions": 80, "points_per_user": 2.0},
+                                          {**cheaper["arms"][1], "reward_actions": 76, "points_per_user": 0.0}]}
+    said = [v.text for v in verdicts(unpaid, False, set(), {})]
+    assert any(text.endswith("What it costs is not known yet: every5 recorded reward actions but granted no points so far, "
+                             "as a schedule that pays on every Nth action or after an interval does at first.") for text in said), said
+    assert not any("fewer points" in text for text in said)
+    # A significant winner of 16 users is not called one, and no guardrail declared is not "none fails".
+    small = {**cheaper, "arms": [cheaper["arms"][0], {**cheaper["arms"][1], "users": 16}]}
+    said = [(v.tone, v.text) for v in verdicts(small, False, set(), {})]
+    assert said[-1][0] == "warn" and said[-1][1].startswith("every5 beats control on conversion (+10.9 pp [+4.0 pp, +18.0 pp]), but on only 16 users in an arm: "
+                                                           "a result this small moves with a few users either way; confirm it with more users before rolling every5 out."), said
+    said = [v.text for v in verdicts(cheaper, False, set(), {})]
+    assert any("significant after correction, and no guardrails are set." in text for text in said), said
+    # A retention metric counts a user once their window has closed: nobody exposed long enough is not "no users".
+    young = {**cheaper, "metric": "retention_d7", "arms": [{**a, "users": 0} for a in cheaper["arms"]]}
+    assert [v.text for v in verdicts(young, False, set(), {})] == [
+        "Nothing to decide yet: retention_d7 counts a user once their day-7 window has closed, and an arm and the control both need users exposed 8 or more days ago."]
 
 
 def test_a_paused_experiment_is_resumed_not_started_and_a_draft_reads_as_one(as_role, client, auth):

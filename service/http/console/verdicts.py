@@ -12,6 +12,9 @@ from typing import Any, Literal
 from service.http.console import formatting as fmt
 
 Tone = Literal["ok", "warn", "info"]
+# Below this many users in an arm or the control a significant difference rests on a handful of people
+# (a winner of 16 users, 8 converted, against 1,084): the page says so rather than "beats".
+FEW_USERS = 30
 
 
 @dataclass(frozen=True)
@@ -26,7 +29,7 @@ def verdicts(answer: dict[str, Any], lower_is_better: bool, rough: set[str], gua
     """The page's reading of `answer`: a warning that overrides everything first, then one sentence per arm."""
     arms = answer["arms"]
     if len(arms) < 2 or not any(a["users"] for a in arms[1:]) or not arms[0]["users"]:
-        return [Verdict("info", "Nothing to decide yet: an arm and the control both need exposed users.")]
+        return [Verdict("info", _nothing_yet(answer["metric"]))]
     out = _overall(answer)
     if answer["type"] == "bandit":
         out.append(Verdict("info", "A bandit moves users to the arms doing best, so its naive comparisons are biased; compare arms by their IPW "
@@ -40,8 +43,16 @@ def verdicts(answer: dict[str, Any], lower_is_better: bool, rough: set[str], gua
                 for g in own if g.get("status") == "fail" and not g.get("note")]
         # The API calls a guardrail without an interval "ok": nothing shows it failing, and nothing shows it holding.
         unread = [g["metric"] for g in own if g.get("diff_ci") is None]
-        out.append(_arm(a, control, kind, metric, lower_is_better, a["arm"] in rough, final, ", ".join(hurt), unread))
+        out.append(_arm(a, arms[0], kind, metric, lower_is_better, a["arm"] in rough, final, ", ".join(hurt), unread, bool(own)))
     return out
+
+
+def _nothing_yet(metric: str) -> str:
+    days = metric.removeprefix("retention_d")
+    if metric.startswith("retention_d") and days.isdigit():  # its users are those whose day N has ended
+        return (f"Nothing to decide yet: {metric} counts a user once their day-{days} window has closed, and an arm and the control "
+                f"both need users exposed {int(days) + 1} or more days ago.")
+    return "Nothing to decide yet: an arm and the control both need exposed users."
 
 
 def _overall(answer: dict[str, Any]) -> list[Verdict]:
@@ -59,9 +70,29 @@ def _overall(answer: dict[str, Any]) -> list[Verdict]:
     return out
 
 
-def _arm(a: dict[str, Any], control: str, kind: str, metric: str, lower_is_better: bool, rough: bool, final: bool, hurt: str, unread: list[str]) -> Verdict:
-    """One arm's sentence; `hurt` names the guardrails it fails, which every reading mentions, and `unread` those without evidence either way."""
-    name = a["arm"]
+def _priced(a: dict[str, Any], c: dict[str, Any], kind: str, final: bool) -> str:
+    """What the arm's extra conversions cost in points, or why that is not known yet."""
+    unpaid = [arm["arm"] for arm in (a, c) if (arm.get("reward_actions") or 0) > 0 and not arm.get("points_per_user")]
+    if unpaid:  # a schedule that rewards every Nth action, or after an interval, owes its points later
+        return (f" What it costs is not known yet: {' and '.join(unpaid)} recorded reward actions but granted no points so far, "
+                "as a schedule that pays on every Nth action or after an interval does at first.")
+    cost = a.get("cost_per_incremental")
+    if cost is None:
+        return ""
+    unit = "conversion" if kind == "binary" else "unit"
+    so_far = "" if final else " so far"
+    # A negative cost is an arm that gains while granting fewer points per user than the control.
+    return (f" It has cost{so_far} {fmt.num(cost)} points per extra {unit}." if cost >= 0
+            else f" It has also granted fewer points{so_far} than {c['arm']}: {fmt.num(-cost)} fewer per extra {unit}.")
+
+
+def _arm(
+    a: dict[str, Any], c: dict[str, Any], kind: str, metric: str, lower_is_better: bool, rough: bool, final: bool, hurt: str, unread: list[str],
+    guarded: bool,
+) -> Verdict:
+    """One arm's sentence; `hurt` names the guardrails it fails, which every reading mentions, `unread` those without evidence
+    either way, and `guarded` whether the experiment declares any."""
+    name, control = a["arm"], c["arm"]
     if not a["users"]:
         return Verdict("info", f"{name}: no exposed users{'' if final else ' yet'}.")
     fails = f" It also fails a guardrail ({hurt})." if hurt else ""
@@ -75,13 +106,13 @@ def _arm(a: dict[str, Any], control: str, kind: str, metric: str, lower_is_bette
     better = (a["diff"] < 0) if lower_is_better else (a["diff"] > 0)
     if not better:
         return Verdict("warn", f"{name} is worse than {control} on {metric}: {shown}.{fails}")
-    cost = a.get("cost_per_incremental")
-    unit = "conversion" if kind == "binary" else "unit"
-    priced = ""
-    if cost is not None and not lower_is_better and a["diff_ci"] and a["diff_ci"][0] > 0:
-        # A negative cost is an arm that gains while granting fewer points per user than the control.
-        priced = (f" It costs {fmt.num(cost)} points per extra {unit}." if cost >= 0
-                  else f" It also grants fewer points than {control}: {fmt.num(-cost)} fewer per extra {unit}.")
+    priced = _priced(a, c, kind, final) if not lower_is_better and a["diff_ci"] and a["diff_ci"][0] > 0 else ""
+    few = sorted({arm["users"] for arm in (a, c) if arm["users"] < FEW_USERS})
+    if few:
+        return Verdict("warn", f"{name} beats {control} on {metric} ({shown}), but on {'only ' if len(few) == 1 else ''}"
+                               f"{' and '.join(f'{n:,}' for n in few)} users in {'an arm' if len(few) == 1 else 'the arms'}: a result this "
+                               f"small moves with a few users either way; {'confirm it with more users' if final else 'wait for more users'} "
+                               f"before rolling {name} out.{fails}{priced}")
     if hurt:
         return Verdict("warn", f"{name} beats {control} on {metric} ({shown}) but fails a guardrail ({hurt}): weigh the two before rolling it out.{priced}")
     if unread:
@@ -89,4 +120,5 @@ def _arm(a: dict[str, Any], control: str, kind: str, metric: str, lower_is_bette
         return Verdict("warn", f"{name} beats {control} on {metric}: {shown}, significant after correction, but its guardrail{'s' if several else ''} "
                                f"({', '.join(unread)}) {'have' if several else 'has'} no evidence yet either way: "
                                f"wait until {'they' if several else 'it'} can be read before rolling {name} out.{priced}")
-    return Verdict("ok", f"{name} beats {control} on {metric}: {shown}, significant after correction, and no guardrail fails.{priced}")
+    guardrails = "no guardrail fails" if guarded else "no guardrails are set"
+    return Verdict("ok", f"{name} beats {control} on {metric}: {shown}, significant after correction, and {guardrails}.{priced}")
