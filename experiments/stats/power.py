@@ -143,7 +143,8 @@ def plan_sample_size(
         if not 0 < p1 < 1:
             raise ValueError(f"baseline: a rate must lie in (0, 1), got {p1}")
         if not 0 < p2 < 1:
-            raise ValueError(f"mde: baseline + mde must lie in (0, 1), got {p2}")
+            target = f"baseline x (1 + mde) = {p2:.6g}" if mde_type == "relative" else f"baseline + mde = {p2:.6g}"
+            raise ValueError(f"mde: the rate to detect must lie in (0, 1), got {target}")
         pbar = (p1 + p2) / 2
         spread = za * math.sqrt(2 * pbar * (1 - pbar)) + zb * math.sqrt(p1 * (1 - p1) + p2 * (1 - p2))
         # The mde itself, not p2 - p1: near 1 that difference keeps few of its digits.

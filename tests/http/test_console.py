@@ -1060,6 +1060,8 @@ def test_the_planner_answers_as_the_api_does_and_names_a_bad_input_beside_it(as_
     assert "must be greater than 0" in text and "Input should" not in text
     thousand = analyst.get("/ui/plan", query_string={**question, "daily_users": "1e3"}).get_data(as_text=True)
     assert "days at 1,000 users a day" in thousand
+    relative = analyst.get("/ui/plan", query_string={**question, "baseline": "0.99", "mde": "0.5", "mde_type": "relative"}).get_data(as_text=True)
+    assert "the rate to detect must lie in (0, 1), got baseline x (1 + mde) = 1.485" in relative  # not 1.4849999999999999, nor "baseline + mde"
     arabic = analyst.get("/ui/plan", query_string={**question, "arms": "\u0663"})
     assert arabic.status_code == 422 and 'id="f-arms-error"' in arabic.get_data(as_text=True)
     running(client, auth("editor"), ab_definition())
@@ -1338,3 +1340,11 @@ def test_an_experiment_keyed_new_opens_like_any_other(as_role, client, auth):
     page = as_role("analyst").get("/ui/experiments/new")
     assert page.status_code == 200 and "Q4 points" in page.get_data(as_text=True) and "running" in page.get_data(as_text=True)
     assert 'href="/ui/experiments/new"' in as_role("analyst").get("/ui/experiments").get_data(as_text=True)
+
+
+def test_amounts_and_their_sums_read_to_the_digits_a_double_holds():
+    from service.http.console.formatting import amount
+
+    # A revenue summed from 9.46 + 18.92 is 28.380000000000003 as a double; a ledger row keeps its cents.
+    assert [amount(v) for v in (9.46 + 18.92, 0.1 + 0.2, 150.46, 1234567.25, -0.30000000000000004, 2.5e-7)] == [
+        "28.38", "0.3", "150.46", "1,234,567.25", "-0.3", "2.5e-07"]

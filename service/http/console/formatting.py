@@ -24,16 +24,18 @@ def num(value: Any, digits: int = 4) -> str:
 
 
 def amount(value: Any) -> str:
-    """A stored amount (points, a purchase's value) as stored: the shortest decimal that reads back as the
-    same number. At `num`'s four significant digits a ledger's rows (150.46 shown as 150.5) stopped adding
-    up to its balance. Amounts below 1e-6 read in `num`'s exponent form rather than as a run of zeros."""
+    """A stored amount (points, a purchase's value, their sums) to 15 significant digits, all that a double
+    always holds. At `num`'s four significant digits a ledger's rows (150.46 shown as 150.5) stopped adding
+    up to its balance; at the shortest decimal that reads back as the same double, a sum read as its
+    rounding (28.38 as 28.380000000000003). Amounts below 1e-6 read in `num`'s exponent form rather
+    than as a run of zeros."""
     if not _finite(value):
         return DASH
     if float(value).is_integer() and abs(value) < 1e15:
         return f"{int(value):,}"
     if abs(value) < 1e-6:
         return num(value)
-    return f"{Decimal(repr(float(value))):,f}"
+    return f"{Decimal(f'{float(value):.15g}'):,f}"
 
 
 def pct(value: Any, signed: bool = False) -> str:
