@@ -16,6 +16,9 @@ SECONDS_PER_DAY = 86_400.0
 
 # Every setting stays within the bound the service puts on numbers, so confidences stay finite.
 MAX_SETTING = 1e12
+# An hour: at a shorter half-life an event a day old weighs under 2^-24 and a training set is the last
+# minutes' events alone (5e-324 days had trained a "ready" model on one user that served nothing).
+MIN_HALF_LIFE_DAYS = 1 / 24
 
 
 @dataclass(frozen=True)
@@ -44,12 +47,14 @@ class MatrixSettings:
             raise ValueError("epsilon must be positive")
 
     def check_bounds(self) -> None:
-        """Refuse settings beyond MAX_SETTING, for a new request only: a version trained before the bound
+        """Refuse settings beyond MAX_SETTING (and a half-life under an hour), for a new request only: a version trained before the bound
         was set keeps its settings in its artifact, and must still load."""
         numbers = {**{f"weights.{k}": w for k, w in self.weights.items()}, "half_life_days": self.half_life_days, "alpha": self.alpha, "epsilon": self.epsilon}
         for name, value in numbers.items():
             if value is not None and not value <= MAX_SETTING:
                 raise ValueError(f"{name} must be at most {MAX_SETTING:g}")
+        if self.half_life_days is not None and self.half_life_days < MIN_HALF_LIFE_DAYS:
+            raise ValueError(f"half_life_days must be at least {MIN_HALF_LIFE_DAYS:.4g} (an hour), got {self.half_life_days:g}")
 
     def type_weights(self, types: Sequence[str]) -> np.ndarray:
         """The weight of each event type in `types`."""

@@ -107,8 +107,9 @@ def revoke_key(db: Database, verifier: KeyVerifier, key_id: str) -> KeyRecord:
 
     Other workers and hosts stop accepting it within KEY_CACHE_SECONDS.
     """
-    # isdigit() alone admits '²' and other scripts' digits, which int() reads or refuses.
-    if not (key_id.isascii() and key_id.isdigit()) or int(key_id) > MAX_KEY_ID:
+    # isdigit() alone admits '²' and other scripts' digits, which int() reads or refuses; a leading zero
+    # ("01") spells no id that creating or listing answered.
+    if not (key_id.isascii() and key_id.isdigit()) or key_id != str(int(key_id)) or int(key_id) > MAX_KEY_ID:
         raise NotFound("key", key_id)
     record = store.revoke(db, int(key_id))
     if record is None:

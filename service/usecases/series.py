@@ -23,7 +23,10 @@ def daily(db: Database, cache: ExperimentCache, key: str, metric_key: str | None
     d, _, metric = experiment_metric(db, cache, key, metric_key)
     exp = d.experiment
     if metric.key in RETENTION_DAYS:
-        raise Invalid.field("query.metric", "daily series are defined for reported metrics, purchase_conversion and revenue; retention is a property of exposure cohorts")
+        # Asked of the primary metric by default: the refusal says where the metric came from and what to send.
+        which = f"{metric.key!r}" if metric_key else f"the primary metric, {metric.key!r},"
+        raise Invalid.field("query.metric", f"{which} has no daily series: daily series are defined for reported metrics, purchase_conversion "
+                                            "and revenue (send one as metric=...); retention is a property of exposure cohorts, read at results/retention")
     now = time.time() if now is None else now
     exposed, gained = daily_rows(db, exp.key, metric)
     if not exposed:

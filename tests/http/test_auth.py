@@ -67,6 +67,9 @@ def test_admin_creates_lists_and_revokes_keys(client, auth):
     assert any(k["id"] == new["id"] and "key" not in k for k in listed)
     analyst = {"Authorization": f"Bearer {new['key']}"}
     assert client.get("/v1/models", headers=analyst).status_code == 403  # authenticated, wrong role
+    for spelled_otherwise in (f"0{new['id']}", f"+{new['id']}", f"{new['id']}.0"):  # not an id that was answered
+        assert client.delete(f"/v1/keys/{spelled_otherwise}", headers=auth("admin")).status_code == 404
+    assert client.get("/v1/models", headers=analyst).status_code == 403
     revoked = client.delete(f"/v1/keys/{new['id']}", headers=auth("admin"))
     assert revoked.status_code == 200 and revoked.get_json()["revoked_at"]
     assert client.get("/v1/models", headers=analyst).status_code == 401

@@ -174,6 +174,8 @@ def test_a_failed_training_leaves_the_active_model_serving(client, auth, trained
         ({"params": {"factors": 0}}, "params"),
         ({"params": {"colour": "red"}}, "params"),
         ({"matrix": {"half_life_days": -1}}, "matrix"),
+        ({"matrix": {"half_life_days": 5e-324}}, "matrix"),  # had trained a "ready" model on the last instant's events
+        ({"matrix": {"half_life_days": 0.04}}, "matrix"),
         ({"params": {"half_life_days": 30}}, "params"),
         # JSON types are not coerced: each of these was accepted, or failed only once the run started.
         ({"evaluation": {"evaluate": "no"}}, "evaluation"),

@@ -307,3 +307,15 @@ def test_an_exposure_dated_ahead_of_the_clock_counts_for_every_metric_and_on_tod
         srm = results["srm"]["observed"]
         if metric == "revenue":
             assert sum(a["total"] for a in results["arms"]) == sum(a["total"] for a in days[-1]["arms"]) == 10
+
+
+def test_a_daily_series_of_a_retention_primary_metric_says_where_the_metric_came_from(client, auth):
+    # Asked without ?metric=, the refusal had blamed query.metric as if the client had sent it.
+    running(client, auth("editor"), ab_definition(key="kept", primary_metric="retention_d7"))
+    resp = client.get("/v1/experiments/kept/results/daily", headers=auth("analyst"))
+    error = resp.get_json()["error"]
+    assert resp.status_code == 422 and "the primary metric, 'retention_d7', has no daily series" in error["details"][0]["message"]
+    assert "send one as metric=" in error["details"][0]["message"]
+    asked = client.get("/v1/experiments/kept/results/daily?metric=retention_d1", headers=auth("analyst")).get_json()["error"]
+    assert asked["details"][0]["message"].startswith("'retention_d1' has no daily series")
+    assert client.get("/v1/experiments/kept/results/daily?metric=conversion", headers=auth("analyst")).status_code == 200
