@@ -37,15 +37,46 @@ def _arm(db: Database, key: str, arm: str) -> dict[str, Any]:
     return next((a for a in experiments.get(db, key)["arms"] if a["key"] == arm), {})
 
 
+def _source_words(source: recommendations.Source, current: str | None = None) -> str:
+    """A recommender source in words; `current` says which version the active model is now."""
+    if source.version is not None:
+        return f"popularity of {source.version}" if source.popular else f"model {source.version}"
+    active = f"the active model ({current})" if current else "the active model"
+    return f"popularity (of {active})" if source.popular else active
+
+
 def _arm_recommender(spec: dict[str, Any]) -> str | None:
     """What an arm's payload has its users' recommendations come from, in words; None when it names nothing."""
     payload = spec.get("payload")
-    source = recommendations.recommender_of(payload)
     if payload is None or "recommender" not in payload:
         return None
-    if source.popular:
-        return f"popularity of {source.version}" if source.version else "popularity (of the active model)"
-    return f"model {source.version}"
+    return _source_words(recommendations.recommender_of(payload))
+
+
+def _names_recommenders(exp: dict[str, Any]) -> bool:
+    return any("recommender" in (arm.get("payload") or {}) for arm in exp["arms"])
+
+
+def arm_recommenders(exp: dict[str, Any], active: str | None) -> dict[str, str] | None:
+    """What each arm's recommendations come from, in words, for an experiment some arm of which names a
+    recommender (None otherwise): an arm that names none serves whatever model is active, so it says which."""
+    if not _names_recommenders(exp):
+        return None
+    current = f"currently {active}" if active else "none yet, so popular items"
+    return {arm["key"]: _source_words(recommendations.recommender_of(arm.get("payload")), current) for arm in exp["arms"]}
+
+
+def following_active(db: Database) -> list[tuple[str, list[str]]]:
+    """Running and paused experiments of recommender arms, each with its arms that serve whatever model is active:
+    activating another version changes what those arms' users are shown."""
+    out = []
+    for status in ("running", "paused"):
+        for exp in experiments.list_all(db, status):
+            if _names_recommenders(exp):
+                arms = [a["key"] for a in exp["arms"] if recommendations.recommender_of(a.get("payload")).version is None]
+                if arms:
+                    out.append((exp["key"], arms))
+    return out
 
 
 _WHY = {

@@ -1348,3 +1348,23 @@ def test_amounts_and_their_sums_read_to_the_digits_a_double_holds():
     # A revenue summed from 9.46 + 18.92 is 28.380000000000003 as a double; a ledger row keeps its cents.
     assert [amount(v) for v in (9.46 + 18.92, 0.1 + 0.2, 150.46, 1234567.25, -0.30000000000000004, 2.5e-7)] == [
         "28.38", "0.3", "150.46", "1,234,567.25", "-0.3", "2.5e-07"]
+
+
+def test_arms_that_serve_the_active_model_say_which_and_activating_another_warns_of_them(as_role, client, auth):
+    # Activating a version silently changed what a running recommender experiment's control served.
+    from tests.helpers import train, two_tribes
+
+    two_tribes(client, auth("storefront"))
+    served = train(client, auth("editor"), {"algorithm": "item_knn"})["version"]
+    other = train(client, auth("editor"), {"algorithm": "item_knn", "activate": False})["version"]
+    arms = [{"key": "control"}, {"key": "pinned", "payload": {"recommender": {"model_version": served}}},
+            {"key": "pop", "payload": {"recommender": {"algorithm": "popularity"}}}]
+    running(client, auth("editor"), {"key": "recs", "name": "Recommenders", "arms": arms, "metrics": [{"key": "clicked"}]})
+    editor = as_role("editor")
+    page = editor.get("/ui/experiments/recs").get_data(as_text=True)
+    assert f"<td>the active model (currently {served})</td>" in page and f"<td>model {served}</td>" in page
+    assert f"<td>popularity (of the active model (currently {served}))</td>" in page
+    warning = editor.get(f"/ui/models/{other}/activate").get_data(as_text=True)
+    assert f"those arms will serve {other} instead" in warning and "recs</a> (control, pop)." in warning
+    running(client, auth("editor"), ab_definition())  # reward schedules alone: no recommender arms to warn of
+    assert "points-q4" not in editor.get(f"/ui/models/{other}/activate").get_data(as_text=True)

@@ -48,7 +48,8 @@ def experiment_detail(key: str) -> str:
     """One experiment's definition, with the moves its status allows."""
     exp = experiments.get(services().db, key)
     moves = [action for action, allowed_from in TRANSITIONS.items() if exp["status"] in allowed_from]
-    return render_template("console/experiment.html", exp=exp, moves=moves)
+    recommenders = console.arm_recommenders(exp, training.active_version(services().db))
+    return render_template("console/experiment.html", exp=exp, moves=moves, recommenders=recommenders)
 
 
 def _form(values: dict[str, str], errors: dict[str, list[str]], exp: dict[str, Any] | None, more: str = "", status: int = 200) -> tuple[str, int]:

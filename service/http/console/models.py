@@ -18,6 +18,7 @@ from service.http.console.forms import STALE_FORM, back, form_number, json_text,
 from service.http.endpoint import EDITOR, services
 from service.http.errors import details_from_pydantic
 from service.http.schemas.catalogue import TrainRequest
+from service.usecases import console as console_views
 from service.usecases import model_training as training
 from service.usecases import training_run
 
@@ -189,7 +190,8 @@ def model_activate(version: str) -> Any:
     error, status = outcome
     # A run that was to go live when ready will not, once this activation is made: say so before.
     pending = [v.version for v in training.list_versions(svc.db, svc.config) if v.status == "training" and v.activate_when_ready]
-    return render_template("console/activate.html", record=record, active=active, error=error, pending=pending), status
+    following = console_views.following_active(svc.db)
+    return render_template("console/activate.html", record=record, active=active, error=error, pending=pending, following=following), status
 
 
 @bp.route("/models/<version>/cancel", methods=["GET", "POST"])
