@@ -82,7 +82,8 @@ class Metric:
         _check_key("key", self.key)
         builtin = BUILTIN_METRICS.get(self.key)
         if builtin is not None and builtin != self.kind:
-            raise DefinitionError("kind", f"the built-in metric {self.key!r} is {builtin}")
+            raise DefinitionError("kind", f"the built-in metric {self.key!r} is {builtin}, and derived from events: it is always available "
+                                          "without declaring it (a metric reported through outcomes needs a key of its own)")
         if self.kind not in ("binary", "continuous"):
             raise DefinitionError("kind", "must be 'binary' or 'continuous'")
 
@@ -163,15 +164,19 @@ class Experiment:
             raise DefinitionError("traffic", f"must satisfy 0 < traffic <= 1, got {self.traffic}")
         if len(self.arms) < 2:
             raise DefinitionError("arms", "an experiment needs at least 2 arms")
-        if len({a.key for a in self.arms}) != len(self.arms):
-            raise DefinitionError("arms", "arm keys must be unique")
+        keys = [a.key for a in self.arms]
+        repeated = next((k for k in keys if keys.count(k) > 1), None)
+        if repeated is not None:
+            raise DefinitionError("arms", f"arm keys must be unique: {repeated!r} is the key of {keys.count(repeated)} arms")
         for i, metric in enumerate(self.metrics):
             if metric.builtin:
                 raise DefinitionError(
                     f"metrics.{i}.key", f"{metric.key!r} is a built-in metric derived from events; it is always available without declaring it"
                 )
-        if len({m.key for m in self.metrics}) != len(self.metrics):
-            raise DefinitionError("metrics", "metric keys must be unique")
+        metric_keys = [m.key for m in self.metrics]
+        repeated = next((k for k in metric_keys if metric_keys.count(k) > 1), None)
+        if repeated is not None:
+            raise DefinitionError("metrics", f"metric keys must be unique: {repeated!r} is declared {metric_keys.count(repeated)} times")
         if self.primary_metric not in {m.key for m in self.metrics} | set(BUILTIN_METRICS):
             raise DefinitionError("primary_metric", f"{self.primary_metric!r} is neither a declared metric nor a built-in one")
         self._check_bandit()

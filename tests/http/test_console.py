@@ -182,6 +182,11 @@ def test_validation_errors_sit_beside_the_fields_they_name(as_role):
     html = editor.post("/ui/new-experiment", data={**form_of(**window), "csrf_token": token}).get_data(as_text=True)
     factor = re.search(r'<p class="error" id="f-arms-0-schedule-multiplier-factor-error">(.*?)</p>', html)
     assert factor and "greater than 0" in factor.group(1)
+    # A window left half blank is said to be missing, not to need a time zone the picker cannot type.
+    half = {**window, "arms.0.schedule.multiplier.factor": "2", "arms.0.schedule.multiplier.end": ""}
+    html = editor.post("/ui/new-experiment", data={**form_of(**half), "csrf_token": token}).get_data(as_text=True)
+    end = re.search(r'<p class="error" id="f-arms-0-schedule-multiplier-end-error">(.*?)</p>', html)
+    assert end and "is required for a multiplier (when it ends, in UTC)" in end.group(1) and "ISO 8601" not in html
     # The domain's own check (a built-in metric declared with the wrong kind) lands on its field too.
     wrong_kind = form_of(**{"metrics.0.key": "revenue", "metrics.0.kind": "binary"})
     html = editor.post("/ui/new-experiment", data={**wrong_kind, "csrf_token": token}).get_data(as_text=True)

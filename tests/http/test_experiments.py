@@ -168,3 +168,17 @@ def test_lifecycle_changes_are_logged_as_structured_lines(client, auth, caplog):
     post_ok(client, "/v1/experiments/points-q4/stop", None, auth("editor"))
     moves = [(r.getMessage(), getattr(r, "action", None), getattr(r, "status", None)) for r in caplog.records if r.name == "service.usecases.experiments"]
     assert moves == [("experiment created", None, None), ("experiment moved", "start", "running"), ("experiment moved", "stop", "stopped")]
+
+
+def test_refusals_of_repeated_keys_and_a_declared_built_in_metric_name_what_to_change(client, auth):
+    from tests.experiment_helpers import ab_definition
+
+    editor = auth("editor")
+    twice = ab_definition(key="twice")
+    twice["arms"][2]["key"] = twice["arms"][0]["key"]
+    details = client.post("/v1/experiments", json=twice, headers=editor).get_json()["error"]["details"]
+    assert any(d["field"] == "arms" and f"{twice['arms'][0]['key']!r} is the key of 2 arms" in d["message"] for d in details), details
+    # One answer says both that the kind is wrong and that the metric needs no declaring: changing the kind alone was refused again.
+    builtin = {**ab_definition(key="declared"), "metrics": [{"key": "revenue", "kind": "binary"}], "primary_metric": "revenue"}
+    details = client.post("/v1/experiments", json=builtin, headers=editor).get_json()["error"]["details"]
+    assert any("is continuous" in d["message"] and "without declaring it" in d["message"] for d in details), details

@@ -114,6 +114,7 @@ def parse(form: Mapping[str, str]) -> Parsed:
         arm = _arm(form, row, text, put, load_json)
         if arm is not None:
             _choose_recommender(arm, form.get(f"arms.{row}.recommender") or "", row, parsed)  # not stripped: a version's name is exact
+            _whole_window(arm, row, parsed)
             f["arms"].append(arm)
             parsed.arm_rows.append(row)
     # Leaving the control's row out would quietly make the next arm the baseline of every comparison and cost.
@@ -129,6 +130,18 @@ def parse(form: Mapping[str, str]) -> Parsed:
             parsed.metric_rows.append(row)
     f["guardrails"], f["analysis"] = guardrails_and_analysis(form)
     return parsed
+
+
+def _whole_window(arm: dict[str, Any], row: int, parsed: Parsed) -> None:
+    """A multiplier needs its factor and both ends of its window: a blank one is said to be missing, not
+    to be an ISO 8601 timestamp with a zone, which the date and time picker cannot type."""
+    multiplier = (arm.get("schedule") or {}).get("multiplier")
+    if multiplier is None:
+        return
+    for part, what in (("factor", "what the points are multiplied by"), ("start", "when it starts, in UTC"), ("end", "when it ends, in UTC")):
+        if multiplier[part] == "":
+            parsed.errors.setdefault(f"arms.{row}.schedule.multiplier.{part}", []).append(
+                f"is required for a multiplier ({what}); clear all three fields for none")
 
 
 def guardrails_and_analysis(form: Mapping[str, str]) -> tuple[list[str], dict[str, Any]]:
@@ -222,7 +235,10 @@ def field_errors(details: list[dict[str, Any]], parsed: Parsed) -> dict[str, lis
         inside = 1 if parts[:1] == ["targeting"] else 3 if len(parts) > 2 and parts[0] == "arms" and parts[2] == "payload" else None
         if inside is not None and len(parts) > inside:
             parts, message = parts[:inside], f"{'.'.join(parts[inside:])}: {message}"
-        errors.setdefault(".".join(parts) or "form", []).append(message)
+        name = ".".join(parts) or "form"
+        if name in parsed.errors:  # the form's own reading already said what is wrong there, in its terms
+            continue
+        errors.setdefault(name, []).append(message)
     return errors
 
 
