@@ -1029,6 +1029,12 @@ def test_verdicts_name_a_failing_guardrail_a_mismatch_and_a_stopped_experiment()
                                                            "a result this small moves with a few users either way; confirm it with more users before rolling every5 out."), said
     said = [v.text for v in verdicts(cheaper, False, set(), {})]
     assert any("significant after correction, and no guardrails are set." in text for text in said), said
+    # Nobody converted among hundreds: more likely a metric the storefront does not send than a rare one.
+    silent = {**cheaper, "arms": [{**a, "total": 0, "diff": 0.0, "diff_ci": [-0.01, 0.01], "significant": False} for a in cheaper["arms"]]}
+    said = [v.text for v in verdicts(silent, False, {"every5"}, {})]
+    assert "No user of any arm has conversion yet, among 403 exposed: if it is not that rare, check that the storefront sends " \
+           "outcomes (POST /v1/outcomes with metric 'conversion') for these users." in said, said
+    assert not any("No user of any arm" in v.text for v in verdicts(cheaper, False, set(), {}))
     # A retention metric counts a user once their window has closed: nobody exposed long enough is not "no users".
     young = {**cheaper, "metric": "retention_d7", "arms": [{**a, "users": 0} for a in cheaper["arms"]]}
     assert [v.text for v in verdicts(young, False, set(), {})] == [
@@ -1315,6 +1321,9 @@ def test_a_charts_ticks_name_their_gridlines_exactly():
     assert [t for t in ("20%", "22.5%", "25%", "27.5%", "30%", "32.5%") if f">{t}</text>" in svg] == ["20%", "22.5%", "25%", "27.5%", "30%", "32.5%"]
     assert "last values: control 32.4%" in svg
     assert "1 point, 12-05" in str(line_chart("one day", ["12-05"], [Series("control", [0.5])]))
+    # A retention curve ends where no user is old enough yet: its last value says which day it is of.
+    ended = str(line_chart("days", ["1", "2", "3"], [Series("control", [0.5, 0.4, None]), Series("t", [0.5, 0.4, 0.3])], y_format=lambda v: f"{v:.1%}"))
+    assert "3 points from 1 to 3; last values: control 40.0% at 2, t 30.0%" in ended
     # The forest plot's axis too: 12.5 pp had read "+12 pp", 1,000 "+1e+03".
     from service.http.console import formatting as fmt
     from service.http.console.charts import Interval, forest_plot, pp_tick, signed_tick

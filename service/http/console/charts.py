@@ -187,10 +187,12 @@ def line_chart(
                 body.append(f'<circle cx="{px(run[0][0]):.1f}" cy="{py(run[0][1]):.1f}" r="3" fill="{colour}"/>')
             else:
                 body.append(f'<polyline points="{points}" fill="none" stroke="{colour}" stroke-width="2.5" stroke-dasharray="{dash}"/>')
-    latest = {s.name: next((v for v in reversed(s.values) if v is not None), None) for s in series}
+    # A series may end before the axis does (no user is old enough for the last days yet): its last value names its point.
+    latest = {s.name: next(((i, v) for i, v in reversed(list(enumerate(s.values))) if v is not None), None) for s in series}
     span = f"1 point, {x_labels[0]}" if len(x_labels) == 1 else f"{len(x_labels)} points from {x_labels[0]} to {x_labels[-1]}"
     summary = f"{span}; last values: " + ", ".join(
-        f"{name} {y_format(v) if v is not None else 'none'}" for name, v in latest.items()
+        f"{name} {y_format(found[1])}{'' if found[0] == last else f' at {x_labels[found[0]]}'}" if found is not None else f"{name} none"
+        for name, found in latest.items()
     )
     body.extend(legend)
     full = height + int(legend_h) + 4

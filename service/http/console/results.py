@@ -133,7 +133,8 @@ def results_page(key: str) -> tuple[str, int]:
         metrics=metric_choices(exp),
         has_points=any(a.get("points_per_user") is not None for a in answer["arms"]),
         no_reward_actions={a["arm"] for a in answer["arms"] if results.NO_REWARD_ACTIONS in a["notes"]},
-        has_cost=any(a.get("cost_per_incremental") is not None for a in answer["arms"]),
+        # For a metric where lower is better, more of it is not a gain to pay for: no column of what it would cost.
+        has_cost=not lower_is_better and any(a.get("cost_per_incremental") is not None for a in answer["arms"]),
         forest=forest,
         daily=daily,
         daily_note=daily_note,

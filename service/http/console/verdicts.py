@@ -31,6 +31,9 @@ def verdicts(answer: dict[str, Any], lower_is_better: bool, rough: set[str], gua
     if len(arms) < 2 or not any(a["users"] for a in arms[1:]) or not arms[0]["users"]:
         return [Verdict("info", _nothing_yet(answer["metric"]))]
     out = _overall(answer)
+    silent = _never_reported(answer)
+    if silent:
+        out.append(Verdict("warn", silent))
     if answer["type"] == "bandit":
         out.append(Verdict("info", "A bandit moves users to the arms doing best, so its naive comparisons are biased; compare arms by their IPW "
                                    "figures and watch where the allocation settles."))
@@ -45,6 +48,23 @@ def verdicts(answer: dict[str, Any], lower_is_better: bool, rough: set[str], gua
         unread = [g["metric"] for g in own if g.get("diff_ci") is None]
         out.append(_arm(a, arms[0], kind, metric, lower_is_better, a["arm"] in rough, final, ", ".join(hurt), unread, bool(own)))
     return out
+
+
+# From how many exposed users a metric that no one has is more likely unreported than rare.
+SILENT_USERS = 200
+
+
+def _never_reported(answer: dict[str, Any]) -> str | None:
+    """A binary metric nobody has among many users: more often a storefront that does not send it than a rare event."""
+    arms, metric = answer["arms"], answer["metric"]
+    users = sum(a["users"] for a in arms)
+    if answer["metric_kind"] != "binary" or users < SILENT_USERS or any(a["total"] for a in arms):
+        return None
+    source = ("purchase events (POST /v1/events, type purchase)" if metric == "purchase_conversion"
+              else "events after each user's exposure" if metric.startswith("retention_d")
+              else f"outcomes (POST /v1/outcomes with metric {metric!r})")
+    return (f"No user of any arm has {metric} yet, among {users:,} exposed: if it is not that rare, check that the storefront sends "
+            f"{source} for these users.")
 
 
 def _nothing_yet(metric: str) -> str:
