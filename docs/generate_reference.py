@@ -23,7 +23,8 @@ if str(ROOT) not in sys.path:
 from service.config import Config  # noqa: E402
 from service.http.app import create_app  # noqa: E402
 from service.http.openapi import build_openapi  # noqa: E402
-from service.http.schemas.common import MAX_BATCH, MAX_MAGNITUDE  # noqa: E402
+from experiments.definitions import KEY_PATTERN  # noqa: E402
+from service.http.schemas.common import ID_PATTERN, MAX_BATCH, MAX_MAGNITUDE  # noqa: E402
 from service.usecases.keys import KEY_CACHE_SECONDS, ROLES  # noqa: E402
 
 Schema = dict[str, Any]
@@ -43,9 +44,9 @@ TAG_TITLES = {
 }
 # Patterns the schemas share, said in words.
 PATTERNS = {
-    r"^[^\x00]{1,128}$": "1-128 characters, no NUL",
+    ID_PATTERN: "1-128 characters, no NUL",
     r"^[^\x00]*$": "no NUL",
-    r"^[a-z0-9][a-z0-9_.-]{0,63}$": "key: `^[a-z0-9][a-z0-9_.-]{0,63}$`",
+    KEY_PATTERN.pattern: f"key: `{KEY_PATTERN.pattern}`",
     r"^[0-9]{1,18}$": "1-18 digits, as next_cursor gave them",
 }
 _REF = "#/components/schemas/"
@@ -135,7 +136,7 @@ ROLE_TABLE
   - Batches (`items`, `events`, `outcomes`) hold at most {MAX_BATCH:,} entries; request bodies are at
     most `MAX_CONTENT_LENGTH` bytes (32 MiB unless configured).
   - Ids (`user_id`, `item_id`, `event_id`, ...) are 1-128 characters without NUL; experiment, arm
-    and metric keys match `^[a-z0-9][a-z0-9_.-]{{0,63}}$`. Percent-escape an id in a path, `/` as
+    and metric keys match `{KEY_PATTERN.pattern}`. Percent-escape an id in a path, `/` as
     `%2F` included: `/v1/users/shop%2F7/recommendations` is user `shop/7`. The server routes on the
     path as sent (under gunicorn, or any server that passes it on as `RAW_URI` or `REQUEST_URI`), so
     an escaped `/` stays inside its id: `/v1/items/x%2Fsimilar` is the item `x/similar` and

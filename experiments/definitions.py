@@ -49,8 +49,9 @@ class TransitionError(ValueError):
 
 
 def _check_key(field_name: str, key: str) -> None:
-    if not KEY_PATTERN.match(key):
-        raise DefinitionError(field_name, "must match ^[a-z0-9][a-z0-9_.-]{0,63}$")
+    # fullmatch: with match, '$' also matches before a final newline ("abc\n" was a key).
+    if not KEY_PATTERN.fullmatch(key):
+        raise DefinitionError(field_name, f"must match {KEY_PATTERN.pattern}")
 
 
 @dataclass(frozen=True)

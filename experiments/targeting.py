@@ -13,6 +13,8 @@ import re
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping, Union
 
+from experiments.numbers import finite_number
+
 MAX_DEPTH = 3
 MAX_CONDITIONS = 100
 # Request attributes are numbers of at most this magnitude (the service's bound on every number it
@@ -31,16 +33,6 @@ class TargetingError(ValueError):
         super().__init__(f"{field_name}: {message}")
         self.field = field_name
         self.message = message
-
-
-def finite_number(value: Any) -> bool:
-    """An int or float that a double holds as a finite number: math.isfinite raises on an int past 1e308, which JSON can carry."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        return False
-    try:
-        return math.isfinite(value)
-    except OverflowError:
-        return False
 
 
 # Numeric text as JSON writes a number: Python's float() also reads " 30 ", "+30", "3_0" and other

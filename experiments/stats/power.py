@@ -6,6 +6,8 @@ from dataclasses import dataclass
 
 from scipy import stats as sps
 
+from experiments.numbers import finite_number
+
 # No experiment enrols more people than there are; a larger answer means the effect is undetectable.
 MAX_USERS_PER_ARM = 10**12
 
@@ -77,8 +79,8 @@ class Plan:
 
 def _number(name: str, value: object) -> float:
     """A finite float, or ValueError naming the field."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise ValueError(f"{name}: must be a finite number, got {value!r}")
+    if not finite_number(value):
+        raise ValueError(f"{name}: must be a finite number, got {value if isinstance(value, float) else repr(value)[:40]}")
     return float(value)
 
 

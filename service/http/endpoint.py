@@ -16,7 +16,8 @@ from flask import Response, current_app, g, request
 from pydantic import BaseModel, ValidationError
 
 from service.errors import Invalid, detail
-from service.http.schemas.common import MAX_BATCH, Query
+from experiments.definitions import KEY_PATTERN
+from service.http.schemas.common import ID_PATTERN, MAX_BATCH, Query
 from service.http.errors import ApiError, validation_error
 from service.http.json_names import repeated_message, repeated_name
 from service.usecases.context import Services
@@ -27,9 +28,8 @@ def services() -> Services:
     return current_app.extensions["stickyloop"]  # type: ignore[no-any-return]
 
 
-ID_PATTERN = re.compile(r"^[^\x00]{1,128}$")
-KEY_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,63}$")
-PATH_KINDS = {"id": ID_PATTERN, "key": KEY_PATTERN}
+ID = re.compile(ID_PATTERN)
+PATH_KINDS = {"id": ID, "key": KEY_PATTERN}
 CONVERTER = re.compile(r"<(?:[a-z]+:)?([a-zA-Z_]+)>")
 
 
@@ -241,7 +241,7 @@ def _check_path(spec: EndpointSpec, args: dict[str, Any]) -> None:
     for name, kind in spec.path.items():
         # fullmatch: with match, '$' also matches before a final newline, letting 129 characters through.
         if name in args and not PATH_KINDS[kind].fullmatch(args[name]):
-            rule = "1..128 characters" if kind == "id" else "^[a-z0-9][a-z0-9_.-]{0,63}$"
+            rule = "1..128 characters" if kind == "id" else KEY_PATTERN.pattern
             raise Invalid.field(name, f"must match {rule}")
 
 

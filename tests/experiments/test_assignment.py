@@ -41,3 +41,12 @@ def test_assignment_is_a_pure_function_of_salt_experiment_and_user():
 @pytest.mark.parametrize("u, expected", [(0.0, 0), (0.249, 0), (0.25, 1), (0.99, 2), (0.9999999, 2)])
 def test_pick_follows_cumulative_probabilities(u, expected):
     assert pick([0.25, 0.5, 0.25], u) == expected
+
+
+def test_a_key_ending_in_a_newline_is_refused_by_the_domain_as_by_the_api():
+    # KEY_PATTERN.match let "abc\n" through: '$' also matches before a final newline.
+    from experiments.definitions import Arm, DefinitionError
+
+    with pytest.raises(DefinitionError, match="must match"):
+        Arm(key="abc\n")
+    assert Arm(key="abc").key == "abc"

@@ -759,6 +759,7 @@ def test_what_if_values_another_split_as_the_api_does_and_names_each_bad_input(a
         ({"weight.arm0": "-1"}, ["weight-0"]), ({"weight.arm1": "NaN"}, ["weight-1"]), ({"weight.arm2": "1e400"}, ["weight-2"]),
         ({"weight.arm0": "0", "weight.arm1": "0", "weight.arm2": "0"}, ["allocation"]), ({"weight.arm0": "x", "alpha": "2"}, ["weight-0", "alpha"]),
         ({"metric": "nope", "weight.arm0": "x"}, ["metric", "weight-0"]), ({"allocation": "bogus"}, ["allocation"]),
+        ({"weight.arm0": "1" + "0" * 400}, ["weight-0"]),  # past a double: math.isfinite had raised, a 500
     ]:
         refused = analyst.get("/ui/experiments/bonus-bandit/what-if", query_string={"allocation": "shares", **query})
         page_html = refused.get_data(as_text=True)
@@ -1073,6 +1074,8 @@ def test_the_planner_answers_as_the_api_does_and_names_a_bad_input_beside_it(as_
     assert "days at 1,000 users a day" in thousand
     relative = analyst.get("/ui/plan", query_string={**question, "baseline": "0.99", "mde": "0.5", "mde_type": "relative"}).get_data(as_text=True)
     assert "the rate to detect must lie in (0, 1), got baseline x (1 + mde) = 1.485" in relative  # not 1.4849999999999999, nor "baseline + mde"
+    huge = analyst.get("/ui/plan", query_string={**question, "baseline": "1" + "0" * 400})
+    assert huge.status_code == 422 and 'id="f-baseline-error"' in huge.get_data(as_text=True)
     arabic = analyst.get("/ui/plan", query_string={**question, "arms": "\u0663"})
     assert arabic.status_code == 422 and 'id="f-arms-error"' in arabic.get_data(as_text=True)
     running(client, auth("editor"), ab_definition())

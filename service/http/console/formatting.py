@@ -7,16 +7,15 @@ from datetime import datetime, timezone
 from decimal import Decimal
 from typing import Any, Sequence
 
+from experiments.numbers import finite_number
+
 DASH = "–"
 
-
-def _finite(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def num(value: Any, digits: int = 4) -> str:
     """A number with `digits` significant digits, or a dash."""
-    if not _finite(value):
+    if not finite_number(value):
         return DASH
     if isinstance(value, int) or float(value).is_integer() and abs(value) < 1e15:
         return f"{int(value):,}"
@@ -29,7 +28,7 @@ def amount(value: Any) -> str:
     up to its balance; at the shortest decimal that reads back as the same double, a sum read as its
     rounding (28.38 as 28.380000000000003). Amounts below 1e-6 read in `num`'s exponent form rather
     than as a run of zeros."""
-    if not _finite(value):
+    if not finite_number(value):
         return DASH
     if float(value).is_integer() and abs(value) < 1e15:
         return f"{int(value):,}"
@@ -40,7 +39,7 @@ def amount(value: Any) -> str:
 
 def pct(value: Any, signed: bool = False) -> str:
     """A share as a percentage with one decimal; a share above 0 that would round to 0.0% reads "<0.1%"."""
-    if not _finite(value):
+    if not finite_number(value):
         return DASH
     if not signed and 0 < value < 0.0005:
         return "<0.1%"
@@ -61,7 +60,7 @@ def field_label(name: str) -> str:
 
 def chance(value: Any) -> str:
     """A probability to beat the control: never a rounded 100.0% or 0.0%, which would read as certainty."""
-    if not _finite(value):
+    if not finite_number(value):
         return DASH
     if value > 0.999:
         return ">99.9%"
@@ -112,7 +111,7 @@ def beyond(bounds: Sequence[float] | None, low: float | None, high: float | None
 
 def difference(value: Any, kind: str) -> str:
     """An arm's difference from the control: percentage points for rates, a signed number otherwise."""
-    if not _finite(value):
+    if not finite_number(value):
         return DASH
     if kind == "binary":
         return f"{value * 100:+.1f} pp"
@@ -129,7 +128,7 @@ def difference_interval(bounds: Sequence[float] | None, kind: str) -> str:
 
 def pvalue(value: Any) -> str:
     """A p-value with four decimals; very small ones as an upper bound."""
-    if not _finite(value):
+    if not finite_number(value):
         return DASH
     return "< 0.0001" if value < 0.0001 else f"{value:.4f}"
 
@@ -143,7 +142,7 @@ def when(iso: str | None) -> str:
 
 def moment(epoch: float | None) -> str:
     """Epoch seconds as `YYYY-MM-DD HH:MM UTC`."""
-    if not _finite(epoch):
+    if not finite_number(epoch):
         return DASH
     return datetime.fromtimestamp(float(epoch), timezone.utc).strftime("%Y-%m-%d %H:%M UTC")  # type: ignore[arg-type]
 

@@ -5,7 +5,7 @@ from flask import render_template, request
 
 from service.http.console import bp
 from service.http.console.forms import page
-from service.http.endpoint import ID_PATTERN, READ_EXPERIMENTS, services
+from service.http.endpoint import ID, READ_EXPERIMENTS, services
 from service.usecases import console
 
 
@@ -17,7 +17,7 @@ def user_lookup() -> tuple[str, int]:
     user_id = request.args.get("user_id", "")
     if not user_id.strip():
         return render_template("console/users.html", user_id="", profile=None, error=None), 200
-    if not ID_PATTERN.fullmatch(user_id):  # match would let a final newline past the 128-character bound
+    if not ID.fullmatch(user_id):  # match would let a final newline past the 128-character bound
         said = "A user id cannot contain a NUL character." if "\x00" in user_id else "A user id is 1 to 128 characters."
         return render_template("console/users.html", user_id=user_id[:128].replace("\x00", ""), profile=None, error=said), 422
     svc = services()

@@ -6,12 +6,12 @@ form's arm weights are ("1, 1, 2"), and divided by their sum, so that three equa
 from __future__ import annotations
 
 import json
-import math
 from typing import Any
 
 from flask import render_template, request
 from pydantic import ValidationError
 
+from experiments.numbers import finite_number
 from experiments.stats.ipw import FEW_EFFECTIVE_USERS
 from service.errors import Invalid
 from service.http.console import bp
@@ -33,7 +33,7 @@ def _weights(exp: dict[str, Any], values: dict[str, str], errors: dict[str, list
     for arm in exp["arms"]:
         name = WEIGHT + arm["key"]
         value = form_number(values[name].strip() or "0")
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0 or value > 1e12:
+        if not finite_number(value) or value < 0 or value > 1e12:
             errors.setdefault(name, []).append("must be a number from 0 to 1e12")
         else:
             weights[arm["key"]] = float(value)

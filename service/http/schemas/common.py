@@ -10,6 +10,7 @@ from typing import Annotated, Any, ClassVar, Iterator, Union, get_args, get_orig
 
 from pydantic import AfterValidator, AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Field, Strict, StringConstraints, ValidationInfo, field_validator
 
+from experiments.definitions import KEY_PATTERN
 from service.timestamps import window_error
 
 MAX_BATCH = 10_000
@@ -21,9 +22,10 @@ MAX_MAGNITUDE = 1e12
 MIN_ALPHA = 1e-12
 
 # NUL is refused everywhere: PostgreSQL cannot store it in text.
-Id = Annotated[str, StringConstraints(pattern=r"^[^\x00]{1,128}$")]
+ID_PATTERN = r"^[^\x00]{1,128}$"
+Id = Annotated[str, StringConstraints(pattern=ID_PATTERN)]
 Text = Annotated[str, StringConstraints(pattern=r"^[^\x00]*$")]
-Key = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9_.-]{0,63}$")]
+Key = Annotated[str, StringConstraints(pattern=KEY_PATTERN.pattern)]
 FiniteFloat = Annotated[float, Field(allow_inf_nan=False, ge=-MAX_MAGNITUDE, le=MAX_MAGNITUDE)]
 PositiveFloat = Annotated[float, Field(gt=0, le=MAX_MAGNITUDE, allow_inf_nan=False)]
 
