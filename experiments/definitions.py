@@ -26,6 +26,8 @@ BUILTIN_METRICS: dict[str, MetricKind] = {
     "retention_d7": "binary",
     "retention_d30": "binary",
 }
+# The built-in retention metrics and their day: a user counts as retained when active on day N after exposure.
+RETENTION_DAYS: dict[str, int] = {"retention_d1": 1, "retention_d7": 7, "retention_d30": 30}
 
 # Which lifecycle moves are allowed: action -> {from status: to status}.
 TRANSITIONS: dict[str, dict[str, Status]] = {

@@ -17,13 +17,13 @@ from typing import Any
 
 from sqlalchemy import text
 
+from experiments.definitions import RETENTION_DAYS
 from experiments.stats.ipw import PropensitySums
 from service.store.database import Database
 from service.store.outcomes import USER_VALUE
 from service.store.rewards import AFTER_THE_STOP
 
 DAY = 86_400.0
-RETENTION_DAYS = {"retention_d1": 1, "retention_d7": 7, "retention_d30": 30}
 _PURCHASE_VALUE = "CASE WHEN e.type = 'purchase' THEN COALESCE(e.value, 0) ELSE 0 END"
 # A purchase with a negative value is a return (as reward actions read it): it nets off revenue, and
 # converts nobody.

@@ -11,11 +11,12 @@ from typing import Any
 from sqlalchemy import text
 
 from experiments.definitions import Metric
-from service.store.arm_moments import BOUGHT, DAY, RETENTION_DAYS
+from experiments.definitions import RETENTION_DAYS
+from service.store.arm_moments import BOUGHT, DAY
 from service.store.database import Database
 from service.store.outcomes import USER_VALUE
 
-__all__ = ["DAY", "RETENTION_DAYS", "daily_rows", "retention_rows"]
+__all__ = ["DAY", "daily_rows", "retention_rows"]
 
 
 def day_of(column: str, dialect: str) -> str:

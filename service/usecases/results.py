@@ -6,7 +6,7 @@ import time
 from dataclasses import dataclass, replace
 from typing import Any, Literal, Sequence
 
-from experiments.definitions import AnalysisSettings, Experiment, Metric
+from experiments.definitions import RETENTION_DAYS, AnalysisSettings, Experiment, Metric
 from experiments.stats import ArmSummary, analyse, sample_ratio_mismatch
 from experiments.stats.analysis import NO_ARM_USERS, NO_USERS, Analysis
 from experiments.stats.corrections import Correction
@@ -15,7 +15,7 @@ from experiments.stats.ipw import ipw_arm
 from experiments.stats.power import plan_sample_size
 from experiments.stats.summary import Interval, finite_or_none
 from service.errors import Invalid
-from service.store.arm_moments import RETENTION_DAYS, ArmMoments, adjusted_spread, arm_moments, exposures_per_arm, points_per_arm
+from service.store.arm_moments import ArmMoments, adjusted_spread, arm_moments, exposures_per_arm, points_per_arm
 from service.store.database import Database
 from service.store.experiments import StoredDefinition
 from service.timestamps import iso

@@ -7,7 +7,8 @@ from typing import Any
 from experiments.stats.proportions import wilson
 from service.errors import Invalid
 from service.store.database import Database
-from service.store.metrics import DAY, RETENTION_DAYS, daily_rows, retention_rows
+from experiments.definitions import RETENTION_DAYS
+from service.store.metrics import DAY, daily_rows, retention_rows
 from service.timestamps import iso
 from service.usecases.assignment import ExperimentCache
 from service.usecases.results import experiment_metric, interval

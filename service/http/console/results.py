@@ -24,7 +24,7 @@ from service.http.views import results as api_results
 from service.usecases import experiments, results, series
 
 # Two weeks by default: 30 days costs twice the query time on PostgreSQL, and a switch offers it.
-RETENTION_DAYS = 14
+RETENTION_CHART_DAYS = 14
 RETENTION_CHOICES = (7, 14, 30, 60)
 SWITCHES = ("metric", "alpha", "correction", "cuped", "sequential")
 
@@ -70,10 +70,10 @@ def _daily_chart(key: str, metric: str, kind: str) -> tuple[Any, str | None]:
 def _retention_days(errors: dict[str, list[str]]) -> int:
     """The retention window asked for, within the API's bounds; the default otherwise."""
     try:
-        return RetentionQuery.model_validate({"days": request.args.get("days") or RETENTION_DAYS}).days
+        return RetentionQuery.model_validate({"days": request.args.get("days") or RETENTION_CHART_DAYS}).days
     except ValidationError as exc:
         errors["days"] = [plain_words(d["message"]) for d in details_from_pydantic(exc)]
-        return RETENTION_DAYS
+        return RETENTION_CHART_DAYS
 
 
 # A day's share drawn from fewer of an arm's users than this swings from 0 % to 100 % on one user: its

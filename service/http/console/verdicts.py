@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from experiments.definitions import RETENTION_DAYS
 from service.http.console import formatting as fmt
 
 Tone = Literal["ok", "warn", "info"]
@@ -61,17 +62,17 @@ def _never_reported(answer: dict[str, Any]) -> str | None:
     if answer["metric_kind"] != "binary" or users < SILENT_USERS or any(a["total"] for a in arms):
         return None
     source = ("purchase events (POST /v1/events, type purchase)" if metric == "purchase_conversion"
-              else "events after each user's exposure" if metric.startswith("retention_d")
+              else "events after each user's exposure" if metric in RETENTION_DAYS
               else f"outcomes (POST /v1/outcomes with metric {metric!r})")
     return (f"No user of any arm has {metric} yet, among {users:,} exposed: if it is not that rare, check that the storefront sends "
             f"{source} for these users.")
 
 
 def _nothing_yet(metric: str) -> str:
-    days = metric.removeprefix("retention_d")
-    if metric.startswith("retention_d") and days.isdigit():  # its users are those whose day N has ended
+    days = RETENTION_DAYS.get(metric)
+    if days is not None:  # its users are those whose day N has ended
         return (f"Nothing to decide yet: {metric} counts a user once their day-{days} window has closed, and an arm and the control "
-                f"both need users exposed {int(days) + 1} or more days ago.")
+                f"both need users exposed {days + 1} or more days ago.")
     return "Nothing to decide yet: an arm and the control both need exposed users."
 
 
