@@ -11,6 +11,8 @@ import click
 from flask import Flask, current_app
 
 from recommender.models import ALGORITHMS
+from recommender.tuning import METRICS as TUNING_METRICS
+from recommender.tuning import TuneSettings
 from service.errors import ServiceError
 from service.usecases import model_training as training
 from service.usecases import training_run
@@ -126,7 +128,7 @@ def register_commands(app: Flask) -> None:
     @click.option("--evaluation", "evaluation", multiple=True, help="An evaluation setting, e.g. --evaluation test_fraction=0.1")
     @click.option("--activate/--no-activate", default=True, show_default=True)
     @click.option("--tune-trials", type=click.IntRange(1), default=None, help="Search the parameters first, with this many trials.")
-    @click.option("--tune-metric", type=click.Choice(["ndcg_at_10", "precision_at_10"]), default="ndcg_at_10", show_default=True)
+    @click.option("--tune-metric", type=click.Choice(TUNING_METRICS), default=TuneSettings.metric, show_default=True)
     @click.option("--tune-seed", type=int, default=1, show_default=True)
     @click.option("--tune-space", "space", multiple=True, help='A range to search, NAME=JSON, e.g. --tune-space \'factors=[16, 128]\'')
     @click.option("--unless-active", is_flag=True, help="Do nothing when a model is already served (make run uses it, so a second run keeps your choice).")

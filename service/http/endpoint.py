@@ -21,7 +21,7 @@ from service.http.schemas.common import ID_PATTERN, MAX_BATCH, Query
 from service.http.errors import ApiError, validation_error
 from service.http.json_names import repeated_message, repeated_name
 from service.usecases.context import Services
-from service.usecases.keys import Principal, a_key_of, allowed, roles_needed
+from service.usecases.keys import ADMIN_ROLE, Principal, Role, a_key_of, allowed, roles_needed
 
 def services() -> Services:
     """The services of the app handling the current request."""
@@ -39,11 +39,11 @@ def plain_rule(rule: str) -> str:
     return CONVERTER.sub(r"<\1>", rule)
 
 
-STOREFRONT = ("storefront",)
-EDITOR = ("editor",)
-ANALYST = ("analyst",)
-ADMIN = ("admin",)
-READ_EXPERIMENTS = ("editor", "analyst")
+STOREFRONT: tuple[Role, ...] = ("storefront",)
+EDITOR: tuple[Role, ...] = ("editor",)
+ANALYST: tuple[Role, ...] = ("analyst",)
+ADMIN: tuple[Role, ...] = (ADMIN_ROLE,)
+READ_EXPERIMENTS: tuple[Role, ...] = ("editor", "analyst")
 
 
 @dataclass(frozen=True)

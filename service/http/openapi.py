@@ -10,6 +10,7 @@ from pydantic.json_schema import models_json_schema
 
 from service.http.endpoint import CONVERTER, PATH_KINDS, EndpointSpec
 from service.http.schemas.common import ErrorBody
+from service.usecases.keys import ADMIN_ROLE
 
 _REF = "#/components/schemas/{model}"
 _ERROR_TEXT = {
@@ -105,7 +106,7 @@ def build_openapi(app: Flask) -> dict[str, Any]:
             if spec.roles is None:
                 op["security"] = []
             else:
-                op["description"] = "Roles: " + ", ".join(sorted(set(spec.roles) | {"admin"}))
+                op["description"] = "Roles: " + ", ".join(sorted(set(spec.roles) | {ADMIN_ROLE}))
             if spec.body is not None:
                 op["requestBody"] = {
                     "required": not spec.body_optional,

@@ -13,7 +13,7 @@ import secrets
 import threading
 import time
 from dataclasses import dataclass
-from typing import Iterable
+from typing import Iterable, Literal, get_args
 
 from service.errors import NotFound
 from service.store import keys as store
@@ -22,7 +22,9 @@ from service.store.keys import KeyRecord
 
 log = logging.getLogger(__name__)
 
-ROLES = ("storefront", "editor", "analyst", "admin")
+Role = Literal["storefront", "editor", "analyst", "admin"]
+ROLES: tuple[Role, ...] = get_args(Role)
+ADMIN_ROLE: Role = "admin"  # may call every endpoint
 KEY_PREFIX = "sl_"
 KEY_CACHE_SECONDS = 1.0
 # The largest key id a client can name: ids are 64-bit in the database.
@@ -45,7 +47,7 @@ def hash_key(raw: str) -> str:
 
 def allowed(role: str, roles: Iterable[str]) -> bool:
     """Whether a role may call an endpoint open to `roles`; admin may call everything."""
-    return role == "admin" or role in roles
+    return role == ADMIN_ROLE or role in roles
 
 
 def a_key_of(role: str) -> str:
@@ -55,7 +57,7 @@ def a_key_of(role: str) -> str:
 
 def roles_needed(roles: Iterable[str]) -> str:
     """The roles that may call an endpoint open to `roles`, as a 403 names them."""
-    others = [r for r in roles if r != "admin"]
+    others = [r for r in roles if r != ADMIN_ROLE]
     return f"one of: {', '.join(others)} (or admin)" if others else "an admin key"
 
 

@@ -1,13 +1,10 @@
 """Health, readiness and API keys."""
 from __future__ import annotations
 
-from typing import Literal
-
 from pydantic import Field
 
 from service.http.schemas.common import Input, Output, Text
-
-Role = Literal["storefront", "editor", "analyst", "admin"]
+from service.usecases.keys import Role
 
 
 class Health(Output):
