@@ -118,7 +118,8 @@ def register_commands(app: Flask) -> None:
             click.echo(f"  export {role.upper()}_KEY={raw}")
         click.echo("\nTry:")
         click.echo(f"  curl -H \"Authorization: Bearer $STOREFRONT_KEY\" {base_url}/v1/users/user-1/recommendations")
-        click.echo(f"  open {base_url}/ui/docs for the interactive API reference (docs/http-reference.md has every endpoint)")
+        click.echo(f"  open {base_url}/ui/docs for the interactive API reference, signed in with any key above ({base_url}/docs needs none;"
+                   " docs/http-reference.md has every endpoint)")
         click.echo(f"  open {base_url}/ui for the console (sign in with the EDITOR_KEY or ANALYST_KEY above)\n")
 
     @app.cli.command("train")
