@@ -234,6 +234,10 @@ class Experiment:
                 return metric
         return None
 
+    def rewards_bandit(self, metric: str) -> bool:
+        """Whether outcomes of this metric are a bandit's reward, whose arm statistics move with each user's value."""
+        return self.type == "bandit" and metric == self.primary_metric
+
 
 def transition(status: Status, action: str) -> Status:
     """The status after a lifecycle action, or a `TransitionError` naming the allowed moves."""

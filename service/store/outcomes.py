@@ -23,7 +23,6 @@ from sqlalchemy.orm import Session
 from experiments.definitions import Experiment
 from service.store.database import Database
 from service.store.exposures import counting_lock
-from service.errors import Invalid
 from service.store.sql import chunks, run
 
 # Multi-row statements with RETURNING: one round trip per chunk, and the database
@@ -73,21 +72,6 @@ class Counts:
     accepted: int
     duplicates: int
     ignored: int
-
-
-def check_batch(outcomes: Sequence[dict[str, Any]], definitions: dict[str, Experiment]) -> None:
-    """Refuse the whole batch (422, naming each index) if any outcome names an unknown experiment or metric."""
-    details = []
-    for i, o in enumerate(outcomes):
-        exp = definitions.get(o["experiment"])
-        if exp is None:
-            details.append({"field": f"outcomes.{i}.experiment", "index": i, "message": f"no experiment {o['experiment']!r}"})
-        elif exp.reported_metric(o["metric"]) is None:
-            known = ", ".join(m.key for m in exp.metrics if not m.builtin)
-            why = "is built in (derived from events)" if o["metric"] in {m.key for m in exp.metrics} else f"is not a metric of this experiment (reported metrics: {known})"
-            details.append({"field": f"outcomes.{i}.metric", "index": i, "message": f"{o['metric']!r} {why}"})
-    if details:
-        raise Invalid.many(details)
 
 
 def _exposures(session: Session, pairs: set[tuple[str, str]]) -> dict[tuple[str, str], str]:
@@ -149,7 +133,7 @@ def record(db: Database, outcomes: Sequence[dict[str, Any]], definitions: dict[s
                     first_positive[key] = min(first_positive.get(key, math.inf), o["ts"])
         # fsum: a batch's change is its exact sum rounded once, not a running sum that depends on the ids' order.
         deltas = [(k, arms[(k[0], k[2])], math.fsum(v), first_positive.get(k)) for k, v in sorted(values.items())]
-        rewarding = [k for k, _, _, _ in deltas if _rewards_bandit(definitions[k[0]], k[1])]
+        rewarding = [k for k, _, _, _ in deltas if definitions[k[0]].rewards_bandit(k[1])]
         counting_lock(session, {k[0] for k in rewarding})
         before = _totals(session, rewarding)  # under the bandits' locks: nobody else moves these totals meanwhile
         totals = _add_to_totals(session, deltas)
@@ -157,11 +141,6 @@ def record(db: Database, outcomes: Sequence[dict[str, Any]], definitions: dict[s
     accepted = len(written)
     ignored = len(ids) - len(exposed)
     return Counts(accepted, len(outcomes) - accepted - ignored, ignored)
-
-
-def _rewards_bandit(exp: Experiment, metric: str) -> bool:
-    """Whether this metric is a bandit's reward, whose statistics move by each user's change of value."""
-    return exp.type == "bandit" and metric == exp.primary_metric
 
 
 def _totals(session: Session, keys: list[tuple[str, str, str]]) -> dict[tuple[str, str, str], float]:
@@ -195,7 +174,7 @@ def _update_bandits(
     for key, arm, _, _ in deltas:
         experiment, metric, user = key
         exp = definitions[experiment]
-        if not _rewards_bandit(exp, metric):
+        if not exp.rewards_bandit(metric):
             continue
         if exp.bandit is not None and exp.bandit.attribution_hours is not None:
             arrived[experiment].append(user)
