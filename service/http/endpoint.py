@@ -1,42 +1,27 @@
-"""The endpoint decorator: auth, request parsing, serialisation, and OpenAPI metadata.
+"""The endpoint decorator: the key's check, the request's input, the answer, and the declaration OpenAPI reads.
 
 Every view is declared with the roles it admits and the pydantic models of its
 input and output; the same declaration drives validation and `/openapi.json`.
 """
 from __future__ import annotations
 
-import re
-from dataclasses import dataclass, field
-from functools import lru_cache, wraps
-from typing import Any, Callable, Iterable
-from urllib.parse import unquote_to_bytes
+from functools import wraps
+from typing import Any, Callable
 
 import pydantic_core
 from flask import Response, current_app, g, request
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel
 
-from service.errors import Invalid, detail
-from experiments.definitions import KEY_PATTERN
-from service.http.schemas.common import ID_PATTERN, MAX_BATCH, Query
-from service.http.errors import ApiError, validation_error
-from service.http.json_names import repeated_message, repeated_name
+from service.http import request_input as checked
+from service.http.errors import ApiError
+from service.http.spec import EndpointSpec
 from service.usecases.context import Services
 from service.usecases.keys import ADMIN_ROLE, Principal, Role, a_key_of, allowed, roles_needed
+
 
 def services() -> Services:
     """The services of the app handling the current request."""
     return current_app.extensions["stickyloop"]  # type: ignore[no-any-return]
-
-
-ID = re.compile(ID_PATTERN)
-PATH_KINDS = {"id": ID, "key": KEY_PATTERN}
-CONVERTER = re.compile(r"<(?:[a-z]+:)?([a-zA-Z_]+)>")
-
-
-@lru_cache(maxsize=None)
-def plain_rule(rule: str) -> str:
-    """A route as clients, logs and dashboards name it, without converters: `/v1/items/<item_id>`."""
-    return CONVERTER.sub(r"<\1>", rule)
 
 
 STOREFRONT: tuple[Role, ...] = ("storefront",)
@@ -44,28 +29,6 @@ EDITOR: tuple[Role, ...] = ("editor",)
 ANALYST: tuple[Role, ...] = ("analyst",)
 ADMIN: tuple[Role, ...] = (ADMIN_ROLE,)
 READ_EXPERIMENTS: tuple[Role, ...] = ("editor", "analyst")
-
-
-@dataclass(frozen=True)
-class EndpointSpec:
-    """What an endpoint accepts and answers, for validation and documentation."""
-
-    summary: str
-    roles: tuple[str, ...] | None
-    tag: str
-    body: type[BaseModel] | None = None
-    body_optional: bool = False
-    query: type[Query] | None = None
-    response: type[BaseModel] | None = None
-    media_type: str = "application/json"
-    status: int = 200
-    errors: tuple[int, ...] = ()
-    # What an error means here, where the general text (openapi._ERROR_TEXT) would not say.
-    error_text: dict[int, str] = field(default_factory=dict)
-    path: dict[str, str] = field(default_factory=dict)
-    batch_field: str | None = None
-    query_attributes: bool = False
-    records: bool = False
 
 
 def _bearer_token() -> str:
@@ -88,161 +51,6 @@ def _admit(principal: Principal | None, roles: tuple[str, ...]) -> Principal:
 def _principal(roles: tuple[str, ...]) -> Principal:
     """Authenticate the bearer key and check its role."""
     return _admit(services().keys.principal(_bearer_token()), roles)
-
-
-def _whole_body(cache: bool) -> bytes:
-    """The request body, refused unless it arrived whole: larger than the limit (413) or shorter than its
-    Content-Length (400: a client that gave up halfway; what came would otherwise be acted on)."""
-    raw = request.get_data(cache=cache)
-    limit = current_app.config.get("MAX_CONTENT_LENGTH")
-    # A chunked body has no length to refuse up front: werkzeug stops reading at the limit, and
-    # the cut text would have been answered as malformed JSON, or obeyed.
-    if request.content_length is None and limit and len(raw) >= limit and request.environ["wsgi.input"].read(1):
-        raise ApiError(413, f"the request body is larger than {limit:,} bytes")
-    if request.content_length is not None and len(raw) < request.content_length:
-        raise ApiError(400, f"the request body ended after {len(raw):,} of the {request.content_length:,} bytes its Content-Length announced")
-    return raw
-
-
-def _parse_body(spec: EndpointSpec) -> BaseModel:
-    """Parse and validate the JSON body whole, before anything is stored."""
-    assert spec.body is not None
-    raw = _whole_body(cache=False)
-    if not raw.strip():
-        if spec.body_optional:
-            raw = b"{}"
-        else:
-            raise ApiError(400, "the request needs a JSON body")
-    try:
-        parsed = spec.body.model_validate_json(raw)
-    except ValidationError as exc:
-        kinds = {e["type"] for e in exc.errors()}
-        # The parser takes NaN and Infinity, which JSON does not have: such a body is malformed, not invalid.
-        if "json_invalid" in kinds or not _strict_json(raw):
-            raise ApiError(400, "the request body is not valid JSON") from None
-        if spec.batch_field and any(
-            e["type"] == "too_long" and tuple(e["loc"]) == (spec.batch_field,) for e in exc.errors()
-        ):
-            raise ApiError(413, f"a batch holds at most {MAX_BATCH:,} entries", code="batch_too_large") from None
-        raise validation_error(exc) from None
-    repeated = repeated_name(raw)
-    if repeated is not None:
-        raise ApiError(400, f"the request body is ambiguous: {repeated_message(repeated)}")
-    return parsed
-
-
-ATTRIBUTE_PREFIX = "attr."
-
-
-def _query_attributes() -> dict[str, str]:
-    """`attr.NAME=value` parameters, the GET form of targeting attributes."""
-    found = {k[len(ATTRIBUTE_PREFIX):]: v for k, v in request.args.items() if k.startswith(ATTRIBUTE_PREFIX)}
-    for name, value in found.items():
-        if not 1 <= len(name) <= 128 or len(value) > 1000 or "\x00" in name + value:
-            raise Invalid.field(f"query.{ATTRIBUTE_PREFIX}{name[:128]}", "an attribute name is 1..128 characters and its value at most 1000")
-    if len(found) > 50:
-        raise Invalid.field("query", "at most 50 attr. parameters")
-    return found
-
-
-def _validate_query(spec: EndpointSpec) -> BaseModel:
-    """Validate the query string."""
-    assert spec.query is not None
-    # The first of two values would win without a word: exclude=a&exclude=b would show b.
-    repeated = [name for name, values in request.args.lists() if len(values) > 1]
-    if repeated:
-        raise Invalid.many([
-            detail(f"query.{name}", "is given more than once; send it once" + (" (it takes one comma-separated list)" if name == "exclude" else ""))
-            for name in repeated
-        ])
-    args = request.args.to_dict(flat=True)
-    if spec.query_attributes:
-        args = {k: v for k, v in args.items() if not k.startswith(ATTRIBUTE_PREFIX)}
-    try:
-        return spec.query.model_validate(args)
-    except ValidationError as exc:
-        raise validation_error(exc, prefix="query") from None
-
-
-# Storefronts send the same few query strings ("n=10") request after request, and validating one
-# cost a recommendation request about a tenth of its time (16 of 158 us in one process). What a
-# string parses to never changes, so each worker keeps up to MEMO_QUERIES short ones it accepted
-# and starts afresh when full; a refused one is parsed again, a model whose strings name a user
-# (`recurs`) is not kept, and query models are frozen, so a view cannot edit a shared one.
-MEMO_QUERIES = 512
-MEMO_QUERY_BYTES = 256
-_parsed: dict[tuple[type[Query] | None, bool, bytes], tuple[BaseModel | None, dict[str, str]]] = {}
-
-
-def _query_and_attributes(spec: EndpointSpec) -> tuple[BaseModel | None, dict[str, str]]:
-    """The validated query model (None without one) and the `attr.` parameters (empty unless the endpoint reads them)."""
-    raw = request.query_string
-    key = (spec.query, spec.query_attributes, raw)
-    hit = _parsed.get(key)
-    if hit is None:
-        hit = (_validate_query(spec) if spec.query is not None else None, _query_attributes() if spec.query_attributes else {})
-        if len(raw) <= MEMO_QUERY_BYTES and (spec.query is None or spec.query.recurs):
-            if len(_parsed) >= MEMO_QUERIES:
-                _parsed.clear()
-            _parsed[key] = hit
-    return hit[0], dict(hit[1])
-
-
-def _check_utf8() -> None:
-    """A URL whose %-escapes decode to bytes that are not UTF-8 is refused, not read with stand-ins.
-
-    werkzeug reads such a path with U+FFFD in place of the bad bytes and leaves a bad query escape
-    as it was, so the same escape named two different users on two endpoints.
-    """
-    environ = request.environ
-    raw = environ.get("RAW_URI")  # the request target as sent (gunicorn, werkzeug); PATH_INFO is decoded already
-    try:
-        if raw is not None:
-            unquote_to_bytes(raw).decode("utf-8")
-        else:
-            environ.get("PATH_INFO", "").encode("latin-1").decode("utf-8")  # WSGI hands the path's bytes as latin-1
-            unquote_to_bytes(environ.get("QUERY_STRING", "")).decode("utf-8")
-    except UnicodeError:
-        raise ApiError(400, "the URL is not valid UTF-8 once its %-escapes are decoded") from None
-
-
-def _refuse_query(spec: EndpointSpec) -> None:
-    """An endpoint without query parameters refuses any, as the contract has unknown ones refused."""
-    unknown = [name for name in request.args if not (spec.query_attributes and name.startswith(ATTRIBUTE_PREFIX))]
-    if unknown:
-        raise Invalid.many([detail(f"query.{name}", "is not a parameter of this endpoint") for name in unknown])
-
-
-def _strict_json(raw: bytes) -> bool:
-    """Whether the body is JSON as RFC 8259 has it: no NaN, Infinity or -Infinity."""
-    try:
-        pydantic_core.from_json(raw, allow_inf_nan=False)
-    except ValueError:
-        return False
-    return True
-
-
-def _refuse_body() -> None:
-    """An action without a body (start, activate, cancel) refuses fields it would ignore, as the contract has
-    unknown fields refused and malformed JSON a 400: none, or {}, is what it takes."""
-    raw = _whole_body(cache=True)
-    if not raw.strip():
-        return
-    try:
-        sent = pydantic_core.from_json(raw, allow_inf_nan=False)
-    except ValueError:
-        raise ApiError(400, "the request body is not valid JSON") from None
-    if sent not in ({}, None):
-        raise Invalid.field("body", "this endpoint takes no body; send none, {} or null")
-
-
-def _check_path(spec: EndpointSpec, args: dict[str, Any]) -> None:
-    """Path parameters follow the contract's id and key formats."""
-    for name, kind in spec.path.items():
-        # fullmatch: with match, '$' also matches before a final newline, letting 129 characters through.
-        if name in args and not PATH_KINDS[kind].fullmatch(args[name]):
-            rule = "1..128 characters" if kind == "id" else KEY_PATTERN.pattern
-            raise Invalid.field(name, f"must match {rule}")
 
 
 def _serialise(spec: EndpointSpec, result: Any) -> Response:
@@ -277,62 +85,30 @@ def _check_answer(model: type[BaseModel], result: dict[str, Any], body: bytes) -
         raise AssertionError(f"the answer differs from {model.__name__}: {body!r} != {expected!r}")
 
 
-def endpoint(
-    summary: str,
-    *,
-    roles: Iterable[str] | None,
-    tag: str,
-    body: type[BaseModel] | None = None,
-    body_optional: bool = False,
-    query: type[Query] | None = None,
-    response: type[BaseModel] | None = None,
-    media_type: str = "application/json",
-    status: int = 200,
-    errors: Iterable[int] = (),
-    error_text: dict[int, str] | None = None,
-    path: dict[str, str] | None = None,
-    batch_field: str | None = None,
-    query_attributes: bool = False,
-    records: bool = False,
-) -> Callable[[Callable[..., Any]], Callable[..., Response]]:
-    """Declare an endpoint; the view receives `body`, `query` and path args already validated, after the key's check.
+def endpoint(summary: str, **declared: Any) -> Callable[[Callable[..., Any]], Callable[..., Response]]:
+    """Declare an endpoint (the options are `EndpointSpec`'s fields); the view receives `body`, `query` and path
+    args already validated, after the key's check.
 
     `records` marks a GET that can record something (an exposure): the app takes HEAD off its
     route (`service.http.app`), so that a link checker enrols nobody.
     """
-    spec = EndpointSpec(
-        summary=summary,
-        roles=tuple(roles) if roles is not None else None,
-        tag=tag,
-        body=body,
-        body_optional=body_optional,
-        query=query,
-        response=response,
-        media_type=media_type,
-        status=status,
-        errors=tuple(errors),
-        error_text=error_text or {},
-        path=path or {},
-        batch_field=batch_field,
-        query_attributes=query_attributes,
-        records=records,
-    )
+    spec = EndpointSpec(summary=summary, **declared)
 
     def decorate(fn: Callable[..., Any]) -> Callable[..., Response]:
         @wraps(fn)
         def view(**args: Any) -> Response:
             if spec.roles is not None:
                 _principal(spec.roles)  # a bad key answers 401 or 403 before any other error
-            _check_utf8()
-            _check_path(spec, args)
+            checked.check_utf8()
+            checked.check_path(spec, args)
             if spec.body is not None:
-                args["body"] = _parse_body(spec)
+                args["body"] = checked.parse_body(spec)
             elif request.method in ("POST", "PUT", "PATCH", "DELETE") and spec.roles is not None:
-                _refuse_body()
+                checked.refuse_body()
             if spec.query is None and request.args and spec.roles is not None:  # probes may add a cache-buster to /healthz and /readyz
-                _refuse_query(spec)
+                checked.refuse_query(spec)
             if spec.query is not None or spec.query_attributes:
-                query, attributes = _query_and_attributes(spec)
+                query, attributes = checked.query_and_attributes(spec)
                 if spec.query is not None:
                     args["query"] = query
                 if spec.query_attributes:

@@ -10,7 +10,7 @@ import uuid
 from flask import Flask, Response, g, request
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest, multiprocess
 
-from service.http.endpoint import plain_rule
+from service.http.spec import plain_rule
 
 log = logging.getLogger("stickyloop.request")
 _RID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")

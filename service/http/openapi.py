@@ -8,7 +8,7 @@ from pydantic import BaseModel
 from pydantic.json_schema import JsonSchemaMode as JsonMode
 from pydantic.json_schema import models_json_schema
 
-from service.http.endpoint import CONVERTER, PATH_KINDS, EndpointSpec
+from service.http.spec import CONVERTER, PATH_KINDS, EndpointSpec
 from service.http.schemas.common import ErrorBody
 from service.usecases.keys import ADMIN_ROLE
 
@@ -75,7 +75,7 @@ def _responses(spec: EndpointSpec, schemas: dict[Any, Any], method: str) -> dict
     if spec.body is not None:
         codes |= {400, 413, 422}
     elif method in ("POST", "PUT", "PATCH", "DELETE") and spec.roles is not None:
-        codes |= {400, 422}  # an action without a body refuses one (`endpoint._refuse_body`)
+        codes |= {400, 422}  # an action without a body refuses one (`request_input.refuse_body`)
     if spec.query is not None or spec.path:
         codes.add(422)
     error = {"application/json": {"schema": {"$ref": _REF.format(model="ErrorBody")}}}

@@ -6,7 +6,7 @@ import os
 import pytest
 
 from service.http.app import create_app
-from service.http.endpoint import plain_rule
+from service.http.spec import plain_rule
 from service.config import Config
 
 

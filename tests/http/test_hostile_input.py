@@ -24,7 +24,7 @@ from experiments.stats.power import users_per_arm_mean, users_per_arm_proportion
 from experiments.stats.srm import sample_ratio_mismatch
 from service.config import Config
 from service.http.app import create_app
-from service.http.endpoint import plain_rule
+from service.http.spec import plain_rule
 from service.http.schemas.catalogue import MAX_EXCLUDE_BYTES
 from service.store.tables import Base
 from service.timestamps import latest, window_error
