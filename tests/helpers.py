@@ -1,6 +1,7 @@
 """Small builders shared by the HTTP tests."""
 from __future__ import annotations
 
+from datetime import datetime, timezone
 from typing import Any
 
 from tests.conftest import wait_for_model
@@ -38,3 +39,11 @@ def train(client, headers: dict[str, str], body: dict[str, Any] | None = None) -
     started = post_ok(client, "/v1/models", body or {"params": {"factors": 8, "regularization": 0.1, "iterations": 10}}, headers, status=202)
     assert started["status"] == "training"
     return wait_for_model(client, headers, started["version"])
+
+
+def iso(t: float | datetime) -> str:
+    """A moment (epoch seconds or a datetime, naive read as UTC) as a client sends it: ISO 8601 UTC with microseconds."""
+    moment = t if isinstance(t, datetime) else datetime.fromtimestamp(t, timezone.utc)
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=timezone.utc)
+    return moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")

@@ -28,7 +28,6 @@ from experiments.stats.means import welch_t
 from experiments.stats.power import plan_sample_size, users_per_arm_mean, users_per_arm_proportion
 from experiments.stats.proportions import wald_difference
 from experiments.stats.sequential import always_valid_p_value, confidence_sequence, half_width, rho
-from experiments.stats.summary import Interval
 
 REL = 1e-9
 SEEDS = range(30)

@@ -11,7 +11,7 @@ import dataclasses
 import pytest
 
 import recommender.index
-from tests.helpers import get_ok, post_ok, train
+from tests.helpers import get_ok, post_ok
 from tests.http.test_recommendations import *  # noqa: F401,F403 - the same tests, collected again with the fixtures below
 from tests.http.test_recommendations import ids, recs
 

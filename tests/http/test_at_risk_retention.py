@@ -10,14 +10,10 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from tests.experiment_helpers import ab_definition, assign, running
-from tests.helpers import get_ok, post_ok
+from tests.helpers import get_ok, iso, post_ok
 from tests.server import gunicorn
 
 DAY = 86_400.0
-
-
-def iso(t: datetime) -> str:
-    return t.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 @pytest.fixture

@@ -12,7 +12,7 @@ import pytest
 from flask.testing import FlaskClient
 
 from tests.experiment_helpers import ab_definition, assign, bandit_definition, running
-from tests.helpers import get_ok, post_ok, train, two_tribes
+from tests.helpers import get_ok, iso, post_ok, train, two_tribes
 
 CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
 
@@ -689,7 +689,7 @@ def test_recommender_arms_are_chosen_from_ready_versions_in_the_form(as_role, cl
 
     two_tribes(client, auth("storefront"))
     versions = [train(client, auth("editor"), {"algorithm": "item_knn"})["version"] for _ in range(6)]
-    oldest, version = versions[0], versions[-1]
+    version = versions[-1]
     editor = as_role("editor")
     form = editor.get("/ui/new-experiment").get_data(as_text=True)
     assert all(f'<option value="version:{v}">{v} (item_knn)</option>' in form for v in versions)  # every ready version, not the newest few
@@ -841,9 +841,6 @@ def test_the_results_page_says_when_figures_are_cuped_adjusted_and_switches_cupe
     running(client, auth("editor"), ab_definition())
     shop = auth("storefront")
     now = time.time()
-
-    def iso(t: float) -> str:
-        return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(t))
 
     events = []
     for i in range(60):
@@ -1312,7 +1309,7 @@ def test_the_models_page_shows_a_tuned_versions_parameters_as_pairs_that_wrap(as
     html = as_role("editor").get("/ui/models").get_data(as_text=True)
     row = html.split(f"<code>{done['version']}</code>", 1)[1].split("</tr>", 1)[0]
     regularization = done["params"]["regularization"]
-    assert f"<code>regularization&nbsp;{fmt.num(regularization)}</code>" in row and f"<code>factors&nbsp;4</code>, " in row
+    assert f"<code>regularization&nbsp;{fmt.num(regularization)}</code>" in row and "<code>factors&nbsp;4</code>, " in row
     assert f"{regularization}" in row  # the exact value, in the title
 
 

@@ -10,15 +10,11 @@ from sqlalchemy import update
 from experiments.layers import position
 from service.store.tables import ExperimentRow
 from tests.experiment_helpers import ab_definition, assign, running
-from tests.helpers import get_ok, post_ok
+from tests.helpers import get_ok, iso, post_ok
 
 
 def layered(key: str, traffic: float, layer: str = "checkout", **extra):
     return ab_definition(key=key, layer=layer, traffic=traffic, **extra)
-
-
-def iso(t: datetime) -> str:
-    return t.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def test_ranges_are_given_at_start_and_a_start_that_does_not_fit_is_409(client, auth):

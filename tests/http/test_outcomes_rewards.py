@@ -14,7 +14,7 @@ from sqlalchemy import func, select
 from service.store.tables import BanditArmStatsRow, ExposureRow, UserMetricTotalRow
 from service.usecases import rewards as reward_usecases
 from tests.experiment_helpers import ab_definition, assign, bandit_definition, running
-from tests.helpers import get_ok, post_ok
+from tests.helpers import get_ok, iso, post_ok
 
 DAY = 86_400
 
@@ -55,7 +55,7 @@ def test_a_batchs_values_for_a_user_add_up_exactly_whatever_the_order_of_their_i
     values = (1e12, -1e12, 1e-5)  # a running sum gives 1e-5 or 0 depending on which comes last
     outcomes = []
     for user, ids in (("x", "abc"), ("y", "cba")):
-        arm = assign(client, shop, "points-q4", user)["arm"]
+        assign(client, shop, "points-q4", user)
         for metric in ("conversion", "spend"):
             outcomes += [{"outcome_id": f"{user}-{metric}-{i}", "experiment": "points-q4", "user_id": user, "metric": metric, "value": v} for i, v in zip(ids, values)]
     post_ok(client, "/v1/outcomes", {"outcomes": outcomes}, shop)
@@ -175,27 +175,23 @@ def test_a_weekly_bonus_is_due_exactly_a_week_after_the_exposed_at_the_server_an
         assert reward(client, shop, f"a{i}", f"w{i}", due, key="weekly")["rewarded"] is True, (exposed, due)
 
 
-def _iso(t: float) -> str:
-    return datetime.fromtimestamp(t, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
 def test_an_action_dated_ahead_happens_when_it_arrives_and_holds_no_later_reward_back(client, auth):
     shop = auth("storefront")
-    window = {"factor": 2, "start": _iso(time.time() + DAY), "end": _iso(time.time() + 8 * DAY)}
+    window = {"factor": 2, "start": iso(time.time() + DAY), "end": iso(time.time() + 8 * DAY)}
     arms = [{"key": "hourly", "schedule": {"type": "fixed_interval", "seconds": 3600, "points": 100, "multiplier": window}}, {"key": "other"}]
     running(client, auth("editor"), {**ab_definition(key="hourly"), "arms": arms})
     user = _user_in(client, shop, "hourly", "hourly", timestamp="2026-11-01T00:00:00Z")
     sent = time.time()
-    century = reward(client, shop, "f1", user, _iso(time.time() + 99 * 365 * DAY), key="hourly")
+    century = reward(client, shop, "f1", user, iso(time.time() + 99 * 365 * DAY), key="hourly")
     # Rewarded at its arrival, and recorded so: the multiplier week ahead was not claimed early.
     assert (century["rewarded"], century["points"]) == (True, 100)
     assert sent - 1 <= datetime.fromisoformat(century["timestamp"].replace("Z", "+00:00")).timestamp() <= time.time() + 1
-    later = reward(client, shop, "f2", user, _iso(time.time() + 2 * 3600), key="hourly")  # also ahead: it happens now
+    later = reward(client, shop, "f2", user, iso(time.time() + 2 * 3600), key="hourly")  # also ahead: it happens now
     assert later["rewarded"] is False and 3500 <= float(later["reason"].split(" s ")[0]) <= 3600
     # An exposure dated ahead starts the first wait at the user's first action instead.
-    far = _iso(time.time() + 50 * 365 * DAY)
+    far = iso(time.time() + 50 * 365 * DAY)
     ahead = next(f"v{i}" for i in range(10_000) if assign(client, shop, "hourly", f"v{i}", timestamp=far)["arm"] == "hourly")
-    first = reward(client, shop, "g1", ahead, _iso(time.time()), key="hourly")
+    first = reward(client, shop, "g1", ahead, iso(time.time()), key="hourly")
     assert first["rewarded"] is False and 3500 <= float(first["reason"].split(" s ")[0]) <= 3601  # the wait runs from its arrival
     # A late report dated before a user's exposure leaves the first wait as it was.
     late = next(f"l{i}" for i in range(10_000) if assign(client, shop, "hourly", f"l{i}")["arm"] == "hourly")

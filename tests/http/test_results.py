@@ -12,13 +12,9 @@ from statsmodels.stats.multitest import multipletests
 from statsmodels.stats.proportion import confint_proportions_2indep, proportion_confint, proportions_ztest
 
 from tests.experiment_helpers import ab_definition, assign, bandit_definition, running
-from tests.helpers import get_ok, post_ok
+from tests.helpers import get_ok, iso, post_ok
 
 T0 = datetime(2026, 10, 1, 12, 0, tzinfo=timezone.utc)
-
-
-def iso(t: datetime) -> str:
-    return t.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 @pytest.fixture

@@ -12,7 +12,7 @@ from scipy import stats
 from experiments.assignment import ab_arm
 from service.store.database import Database
 from tests.experiment_helpers import assign, running
-from tests.helpers import get_ok, post_ok
+from tests.helpers import get_ok, iso, post_ok
 
 Auth = Callable[[str], dict[str, str]]
 
@@ -62,10 +62,6 @@ def test_arms_constant_but_different_have_no_confidence_sequence_for_the_lift(cl
     assert fixed["diff_ci"] == [-1.0, -1.0]  # Wald's zero-width interval, as the formula gives
 
 
-def _iso(ts: float) -> str:
-    return datetime.fromtimestamp(ts, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
 @pytest.mark.parametrize("noise", [1e-5, 1e-7, 0.0])
 def test_cuped_with_a_covariate_that_predicts_revenue_almost_exactly(client: Any, auth: Auth, noise: float) -> None:
     # Revenue after exposure is twice the revenue before, plus noise in the 5th to 9th decimal: the
@@ -78,13 +74,13 @@ def test_cuped_with_a_covariate_that_predicts_revenue_almost_exactly(client: Any
     rng = np.random.default_rng(10)
     arms, xs, ys, events = [], [], [], []
     for u in range(65):
-        arms.append(assign(client, auth("storefront"), key, f"c{u}", timestamp=_iso(exposed))["arm"])
+        arms.append(assign(client, auth("storefront"), key, f"c{u}", timestamp=iso(exposed))["arm"])
         x = float(rng.integers(1, 50))
         y = 2 * x + noise * float(rng.integers(-3, 4))
         xs.append(x)
         ys.append(y)
-        events += [{"event_id": f"c{u}-before", "user_id": f"c{u}", "item_id": "i", "type": "purchase", "value": x, "timestamp": _iso(exposed - 3600)},
-                   {"event_id": f"c{u}-after", "user_id": f"c{u}", "item_id": "i", "type": "purchase", "value": y, "timestamp": _iso(exposed + 3600)}]
+        events += [{"event_id": f"c{u}-before", "user_id": f"c{u}", "item_id": "i", "type": "purchase", "value": x, "timestamp": iso(exposed - 3600)},
+                   {"event_id": f"c{u}-after", "user_id": f"c{u}", "item_id": "i", "type": "purchase", "value": y, "timestamp": iso(exposed + 3600)}]
     post_ok(client, "/v1/events", {"events": events}, auth("storefront"))
     x, y, arm = np.array(xs), np.array(ys), np.array(arms)
     theta = np.sum((x - x.mean()) * (y - y.mean())) / np.sum((x - x.mean()) ** 2)

@@ -4,7 +4,7 @@ from __future__ import annotations
 import csv
 import io
 import math
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 from fractions import Fraction
 
 import numpy as np
@@ -12,14 +12,10 @@ import pytest
 from scipy import stats as sps
 
 from tests.experiment_helpers import ab_definition, assign, bandit_definition, running
-from tests.helpers import get_ok, post_ok
+from tests.helpers import get_ok, iso, post_ok
 
 DAY = 86_400.0
 REL = 1e-9
-
-
-def iso(t: float) -> str:
-    return datetime.fromtimestamp(t, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def welch(y_c: np.ndarray, y_t: np.ndarray, alpha: float) -> tuple[float, float, float, list[float]]:

@@ -232,7 +232,6 @@ def test_settings_beyond_the_bound_are_refused_for_new_runs_but_stored_ones_stil
 
 @pytest.mark.parametrize("algorithm", ["als", "bpr", "item_knn", "ease", "popularity"])
 def test_holdout_metrics_stay_within_0_and_1_on_a_catalogue_smaller_than_k(algorithm):
-    from recommender.evaluation import evaluate
     from recommender.training import TrainingSettings, train
     from recommender.matrix import InteractionMatrix
 

@@ -39,7 +39,7 @@ def verdicts(answer: dict[str, Any], lower_is_better: bool, rough: set[str], gua
         out.append(Verdict("info", "A bandit moves users to the arms doing best, so its naive comparisons are biased; compare arms by their IPW "
                                    "figures and watch where the allocation settles."))
         return out
-    control, kind, metric = arms[0]["arm"], answer["metric_kind"], answer["metric"]
+    kind, metric = answer["metric_kind"], answer["metric"]
     final = answer["status"] == "stopped"
     for a in arms[1:]:
         own = [g for g in answer.get("guardrails") or [] if g["arm"] == a["arm"]]
