@@ -23,8 +23,8 @@ def test_weights_match_stecks_closed_form_in_float64():
     dense = x.toarray().astype(np.float64)
     p = np.linalg.inv(dense.T @ dense + 5.0 * np.eye(x.shape[1]))
     expected = np.eye(x.shape[1]) - p / np.diag(p)
-    assert np.allclose(model._weights, expected, atol=1e-5)
-    assert np.count_nonzero(np.diag(model._weights)) == 0
+    assert np.allclose(model.to_arrays()["weights"], expected, atol=1e-5)
+    assert np.count_nonzero(np.diag(model.to_arrays()["weights"])) == 0
     assert np.allclose(model.score_users(np.arange(10), x), dense[:10] @ expected, atol=1e-4)
     assert model.fit_report() == {"items_used": 50, "items_dropped": 0, "interactions_dropped": 0}
 
@@ -46,8 +46,8 @@ def test_dropout_weights_match_the_emphasized_denoising_closed_form(l2, dropout)
     model = EASE({"l2": l2, "dropout": dropout})
     model.fit(x)
     expected = edlae_reference(x, l2, dropout)
-    assert np.allclose(model._weights, expected, rtol=1e-4, atol=1e-6)
-    assert np.count_nonzero(np.diag(model._weights)) == 0
+    assert np.allclose(model.to_arrays()["weights"], expected, rtol=1e-4, atol=1e-6)
+    assert np.count_nonzero(np.diag(model.to_arrays()["weights"])) == 0
     assert np.allclose(model.score_users(np.arange(10), x), x[:10].toarray() @ expected, rtol=1e-4, atol=1e-5)
 
 
@@ -57,9 +57,9 @@ def test_dropout_zero_is_plain_ease_and_dropout_changes_b():
     for model in (plain, zero, some):
         model.fit(x)
     assert EASE().params.dropout == 0.0
-    assert np.array_equal(plain._weights, zero._weights)
-    assert np.allclose(zero._weights, edlae_reference(x, 5.0, 0.0), rtol=1e-4, atol=1e-6)
-    assert not np.allclose(some._weights, zero._weights, atol=1e-3)
+    assert np.array_equal(plain.to_arrays()["weights"], zero.to_arrays()["weights"])
+    assert np.allclose(zero.to_arrays()["weights"], edlae_reference(x, 5.0, 0.0), rtol=1e-4, atol=1e-6)
+    assert not np.allclose(some.to_arrays()["weights"], zero.to_arrays()["weights"], atol=1e-3)
 
 
 def test_the_gram_matrix_is_the_same_in_blocks(monkeypatch):
@@ -90,7 +90,7 @@ def test_a_row_with_only_dropped_items_falls_back_to_popularity_among_the_kept()
     row = sp.csr_matrix(([1.0], ([0], [dropped])), shape=(1, x.shape[1]), dtype=np.float32)
     scores = model.score_row(row)
     counts = np.bincount(x.indices, minlength=x.shape[1])
-    assert np.array_equal(scores[model._kept], counts[model._kept].astype(np.float32))
+    assert np.array_equal(scores[model.to_arrays()["kept"]], counts[model.to_arrays()["kept"]].astype(np.float32))
 
 
 def test_a_catalogue_that_max_items_covers_too_little_of_is_refused_with_the_remedy():
@@ -132,15 +132,15 @@ def test_catching_up_refits_only_when_what_was_held_out_could_move_b():
     assert small.held_out_share <= EASE.REFIT_SHARE
     model = EASE({"l2": 5.0})
     model.fit(small.train)
-    before = model._weights.copy()
+    before = model.to_arrays()["weights"].copy()
     model.absorb(x, small.users, small.held_out_share)
-    assert np.array_equal(model._weights, before)
+    assert np.array_equal(model.to_arrays()["weights"], before)
     large = holdout_split(x, 0.2, seed=1)
     model.fit(large.train)
     model.absorb(x, large.users, large.held_out_share)
     full = EASE({"l2": 5.0})
     full.fit(x)
-    assert np.allclose(model._weights, full._weights, atol=1e-6)
+    assert np.allclose(model.to_arrays()["weights"], full._weights, atol=1e-6)
 
 
 @pytest.mark.parametrize("n, leaf", [(1, 64), (64, 64), (301, 64), (517, 100)])
