@@ -75,6 +75,9 @@ class Recommender(ABC):
     # is no link at all, so such items are unscored rather than tied (their order would be the
     # catalogue's, answered under a personal or "similar" label).
     ZERO_IS_UNLINKED: ClassVar[bool] = False
+    # Whether the model ranks for a user or an item at all: one that does not (popularity) answers
+    # every list with its popular items, labelled so.
+    PERSONAL: ClassVar[bool] = True
     # Set by whoever runs a fit that may be cancelled; models that iterate ask it between iterations
     # and raise FitStopped. It should answer fast (a caller that reads a database throttles itself).
     should_stop: Callable[[], bool] | None = None

@@ -168,7 +168,7 @@ class ServingIndex:
         the user, or too few remembered items pass.
         """
         user = self.user_index.get(user_id)
-        if user is None or self.algorithm == "popularity" or self.model.needs_training_matrix:
+        if user is None or not self.model.PERSONAL or self.model.needs_training_matrix:
             return None
         order, scores = self._ranked(user)
         picked = self._first_allowed(order, scores, allowed, blocked, n)
@@ -220,7 +220,7 @@ class ServingIndex:
         answers alike.
         """
         item = self.item_index.get(item_id)
-        if item is None or self.algorithm == "popularity" or not self._placed(np.array([item])):
+        if item is None or not self.model.PERSONAL or not self._placed(np.array([item])):
             return None
         order, scores = self._ranked_similar(item)
         picked = self._first_allowed(order, scores, allowed, (), n)
@@ -279,13 +279,13 @@ class ServingIndex:
 
     def needs_events(self, user_id: str) -> bool:
         """Whether scoring this user reads their events (a fold-in or an item-item model), not only learned state."""
-        if self.algorithm == "popularity":
+        if not self.model.PERSONAL:
             return False
         return user_id not in self.user_index or self.model.needs_training_matrix
 
     def user_scores(self, user_id: str, events: Sequence[UserEvent], now: float) -> tuple[str, np.ndarray]:
         """("personalized" or "popular", scores over items) for a user and their stored events."""
-        if self.algorithm == "popularity":
+        if not self.model.PERSONAL:
             return "popular", self.popularity
         known = self.user_index.get(user_id)
         if known is not None and not self.model.needs_training_matrix:
@@ -308,7 +308,7 @@ class ServingIndex:
     def item_scores(self, item_id: str) -> np.ndarray | None:
         """Similarity of every item to `item_id`, or None when the model does not know it."""
         item = self.item_index.get(item_id)
-        if item is None or self.algorithm == "popularity":
+        if item is None or not self.model.PERSONAL:
             return None
         scores = self._linked(np.asarray(self.model.similar(item), dtype=np.float32).copy())
         scores[item] = -np.inf

@@ -26,6 +26,7 @@ class Popularity(Recommender):
     """Cold start and the yardstick every personalised model must beat."""
 
     name = "popularity"
+    PERSONAL = False
     params_type = PopularityParams
     _scores: np.ndarray
 
