@@ -35,9 +35,9 @@ class TargetingError(ValueError):
         self.message = message
 
 
-# Numeric text as JSON writes a number: Python's float() also reads " 30 ", "+30", "3_0" and other
-# scripts' digits ("٣٠"), which would make the zip code "01234" the number 1234.
-_NUMERIC_TEXT = re.compile(r"-?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][-+]?[0-9]+)?")
+# Numeric text as JSON writes a number: Python's float() also reads " 30 ", "+30", "3_0", "030", "30."
+# and other scripts' digits ("٣٠"), which made the zip code "01234" the number 1234.
+_NUMERIC_TEXT = re.compile(r"-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][-+]?[0-9]+)?")
 
 
 def _number(value: Any) -> float | None:
@@ -56,15 +56,16 @@ _BOOLEAN_TEXT = {"true": True, "false": False}
 
 
 def _equal(actual: Any, wanted: Any) -> bool:
-    """Equality that lets an attribute's text equal the number it spells ("3" == 3) or, against a
+    """Equality that lets text equal the number it spells as JSON would ("3" == 3, not "03") or, against a
     boolean in the rule, the boolean ("true" == true): the GET form of attributes arrives as text and
-    must target as the JSON form does. A rule's own text compares as text."""
+    must target as the JSON form does. Text against text compares exactly: the zip code "01234" is
+    not "1234"."""
     if isinstance(wanted, bool):
         spelled = _BOOLEAN_TEXT.get(actual.lower()) if isinstance(actual, str) else actual
         return spelled is wanted
     if isinstance(actual, bool):
         return False
-    if isinstance(wanted, str):  # a zip code "01234" is not 1234, nor "1234" spelled otherwise
+    if isinstance(wanted, str) and isinstance(actual, str):
         return actual == wanted
     x, y = _number(actual), _number(wanted)
     if x is not None and y is not None:
