@@ -40,7 +40,9 @@ RAW_REVENUE = (
 )
 TOTALS = (
     "SELECT arm, COUNT(*) FROM exposures WHERE experiment_key = ? GROUP BY arm",
-    "SELECT arm, SUM(total), SUM(total * total) FROM user_metric_totals WHERE experiment_key = ? AND metric = ? GROUP BY arm",
+    # A user's value is total + total_low (what rounding took from the running total), as the service reads it.
+    "SELECT arm, SUM(total + total_low), SUM((total + total_low) * (total + total_low)) FROM user_metric_totals "
+    "WHERE experiment_key = ? AND metric = ? GROUP BY arm",
 )
 
 

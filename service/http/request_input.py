@@ -39,6 +39,10 @@ def parse_body(spec: EndpointSpec) -> BaseModel:
             raw = b"{}"
         else:
             raise ApiError(400, "the request needs a JSON body")
+    # Before validation, so that the answer does not describe whichever copy of a repeated name came last.
+    repeated = repeated_name(raw)
+    if repeated is not None:
+        raise ApiError(400, f"the request body is ambiguous: {repeated_message(repeated)}")
     try:
         parsed = spec.body.model_validate_json(raw)
     except ValidationError as exc:
@@ -51,9 +55,6 @@ def parse_body(spec: EndpointSpec) -> BaseModel:
         ):
             raise ApiError(413, f"a batch holds at most {MAX_BATCH:,} entries", code="batch_too_large") from None
         raise validation_error(exc) from None
-    repeated = repeated_name(raw)
-    if repeated is not None:
-        raise ApiError(400, f"the request body is ambiguous: {repeated_message(repeated)}")
     return parsed
 
 

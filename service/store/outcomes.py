@@ -34,8 +34,9 @@ _INSERT = (
 )
 _INSERT_ROW = "(?, ?, ?, ?, ?, ?, ?)"
 # What a + b loses to rounding, exactly (Fast2Sum: the larger operand first). Added up in `total_low`, it
-# keeps a user's value the sum of their outcomes however they were batched: 1e12, 1e-5 and -1e12 in
-# three batches had left a total of 0, not converted, where one batch of the three gives 1e-5.
+# keeps a user's value the sum of their outcomes however they were batched, to about 32 digits (total_low
+# rounds too): 1e12, 1e-5 and -1e12 in three batches had left a total of 0, not converted, where one
+# batch of the three gives 1e-5.
 _ROUNDING_ERROR = "(CASE WHEN ABS({a}) >= ABS({b}) THEN ({a} - ({a} + {b})) + {b} ELSE ({b} - ({a} + {b})) + {a} END)"
 # A user's value of a reported metric, from their row of user_metric_totals named {t}.
 USER_VALUE = "({t}.total + {t}.total_low)"

@@ -1020,11 +1020,16 @@ def test_verdicts_name_a_failing_guardrail_a_mismatch_and_a_stopped_experiment()
     assert any(text.endswith("What it costs is not known yet: every5 recorded reward actions but granted no points so far, "
                              "as a schedule that pays on every Nth action or after an interval does at first.") for text in said), said
     assert not any("fewer points" in text for text in said)
+    # An arm without a schedule grants nothing by design: its cost is 0 and known, not owed later.
+    said = [v.text for v in verdicts(unpaid, False, set(), {}, scheduled={"control"})]
+    assert any(text.endswith("It has also granted fewer points so far than control: 572.4 fewer per extra conversion.") for text in said), said
     # A significant winner of 16 users is not called one, and no guardrail declared is not "none fails".
     small = {**cheaper, "arms": [cheaper["arms"][0], {**cheaper["arms"][1], "users": 16}]}
     said = [(v.tone, v.text) for v in verdicts(small, False, set(), {})]
-    assert said[-1][0] == "warn" and said[-1][1].startswith("every5 beats control on conversion (+10.9 pp [+4.0 pp, +18.0 pp]), but on only 16 users in an arm: "
+    assert said[-1][0] == "warn" and said[-1][1].startswith("every5 beats control on conversion (+10.9 pp [+4.0 pp, +18.0 pp]), but every5 has only 16 users: "
                                                            "a result this small moves with a few users either way; confirm it with more users before rolling every5 out."), said
+    both = {**cheaper, "arms": [{**cheaper["arms"][0], "users": 20}, {**cheaper["arms"][1], "users": 20}]}
+    assert "but every5 and control have only 20 and 20 users:" in [v.text for v in verdicts(both, False, set(), {})][-1]
     said = [v.text for v in verdicts(cheaper, False, set(), {})]
     assert any("significant after correction, and no guardrails are set." in text for text in said), said
     # Nobody converted among hundreds: more likely a metric the storefront does not send than a rare one.
@@ -1362,6 +1367,8 @@ def test_amounts_and_their_sums_read_to_the_digits_a_double_holds():
     # A revenue summed from 9.46 + 18.92 is 28.380000000000003 as a double; a ledger row keeps its cents.
     assert [amount(v) for v in (9.46 + 18.92, 0.1 + 0.2, 150.46, 1234567.25, -0.30000000000000004, 2.5e-7)] == [
         "28.38", "0.3", "150.46", "1,234,567.25", "-0.3", "2.5e-07"]
+    # From 1e15 on, every digit a double has is shown as stored (points balances can grow that large).
+    assert [amount(v) for v in (2.0**53, 12345678901234568.0, 1e15 + 0.5)] == ["9,007,199,254,740,992", "12,345,678,901,234,568", "1,000,000,000,000,000.5"]
 
 
 def test_arms_that_serve_the_active_model_say_which_and_activating_another_warns_of_them(as_role, client, auth):

@@ -817,6 +817,7 @@ def test_a_body_that_gives_a_name_twice_is_refused_and_stores_nothing(client, au
     event = '{"event_id": "a", "user_id": "u", "item_id": "sku-1", "type": "purchase", "value": 5}'
     for path, body, headers in (
         ("/v1/events", f'{{"events": [{event}], "events": []}}', shop),
+        ("/v1/events", f'{{"events": [{event}], "events": "x"}}', shop),  # refused as repeated, not as the last copy's type
         ("/v1/events", '{"events": [{"event_id": "a", "event_id": "b", "user_id": "u", "item_id": "sku-1", "type": "purchase", "value": 5, "value": -5}]}', shop),
         ("/v1/experiments", json.dumps(ab_definition(key="ka"))[:-1] + ', "key": "kb", "traffic": 1, "traffic": 0.01}', editor),
         ("/v1/models", '{"algorithm": "als", "params": {"factors": 8, "factors": 4096}}', editor),

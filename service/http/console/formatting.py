@@ -30,11 +30,13 @@ def amount(value: Any) -> str:
     than as a run of zeros."""
     if not finite_number(value):
         return DASH
-    if float(value).is_integer() and abs(value) < 1e15:
+    if float(value).is_integer() and abs(value) < 1e21:
         return f"{int(value):,}"
     if abs(value) < 1e-6:
         return num(value)
-    return f"{Decimal(f'{float(value):.15g}'):,f}"
+    # From 1e15 a double has no digits beyond 15 to spare: as stored, the shortest decimal that reads back as it.
+    digits = repr(float(value)) if abs(value) >= 1e15 else f"{float(value):.15g}"
+    return f"{Decimal(digits):,f}"
 
 
 def pct(value: Any, signed: bool = False) -> str:

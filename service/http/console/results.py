@@ -155,7 +155,7 @@ def results_page(key: str) -> tuple[str, int]:
         guardrail_kinds=guardrail_kinds,
         # The API's chance is of exceeding the control; for a metric where lower is better the page reads it the other way.
         lower_is_better=lower_is_better,
-        verdicts=verdicts(answer, lower_is_better, rough, guardrail_kinds),
+        verdicts=verdicts(answer, lower_is_better, rough, guardrail_kinds, {a["key"] for a in exp["arms"] if a.get("schedule")}),
     ), (422 if errors else 200)
 
 

@@ -26,8 +26,11 @@ class Verdict:
     text: str
 
 
-def verdicts(answer: dict[str, Any], lower_is_better: bool, rough: set[str], guardrail_kinds: dict[str, str]) -> list[Verdict]:
-    """The page's reading of `answer`: a warning that overrides everything first, then one sentence per arm."""
+def verdicts(
+    answer: dict[str, Any], lower_is_better: bool, rough: set[str], guardrail_kinds: dict[str, str], scheduled: set[str] | None = None,
+) -> list[Verdict]:
+    """The page's reading of `answer`: a warning that overrides everything first, then one sentence per arm.
+    `scheduled` names the arms with a reward schedule (None: every arm), which alone may owe points not paid yet."""
     arms = answer["arms"]
     if len(arms) < 2 or not any(a["users"] for a in arms[1:]) or not arms[0]["users"]:
         return [Verdict("info", _nothing_yet(answer["metric"]))]
@@ -47,7 +50,7 @@ def verdicts(answer: dict[str, Any], lower_is_better: bool, rough: set[str], gua
                 for g in own if g.get("status") == "fail" and not g.get("note")]
         # The API calls a guardrail without an interval "ok": nothing shows it failing, and nothing shows it holding.
         unread = [g["metric"] for g in own if g.get("diff_ci") is None]
-        out.append(_arm(a, arms[0], kind, metric, lower_is_better, a["arm"] in rough, final, ", ".join(hurt), unread, bool(own)))
+        out.append(_arm(a, arms[0], kind, metric, lower_is_better, a["arm"] in rough, final, ", ".join(hurt), unread, bool(own), scheduled))
     return out
 
 
@@ -91,9 +94,12 @@ def _overall(answer: dict[str, Any]) -> list[Verdict]:
     return out
 
 
-def _priced(a: dict[str, Any], c: dict[str, Any], kind: str, final: bool) -> str:
+def _priced(a: dict[str, Any], c: dict[str, Any], kind: str, final: bool, scheduled: set[str] | None) -> str:
     """What the arm's extra conversions cost in points, or why that is not known yet."""
-    unpaid = [arm["arm"] for arm in (a, c) if (arm.get("reward_actions") or 0) > 0 and not arm.get("points_per_user")]
+    # An arm without a schedule grants nothing by design: its cost is 0, known. One with a schedule that
+    # has paid nothing for its actions may owe it later.
+    unpaid = [arm["arm"] for arm in (a, c) if (arm.get("reward_actions") or 0) > 0 and not arm.get("points_per_user")
+              and (scheduled is None or arm["arm"] in scheduled)]
     if unpaid:  # a schedule that rewards every Nth action, or after an interval, owes its points later
         return (f" What it costs is not known yet: {' and '.join(unpaid)} recorded reward actions but granted no points so far, "
                 "as a schedule that pays on every Nth action or after an interval does at first.")
@@ -109,7 +115,7 @@ def _priced(a: dict[str, Any], c: dict[str, Any], kind: str, final: bool) -> str
 
 def _arm(
     a: dict[str, Any], c: dict[str, Any], kind: str, metric: str, lower_is_better: bool, rough: bool, final: bool, hurt: str, unread: list[str],
-    guarded: bool,
+    guarded: bool, scheduled: set[str] | None,
 ) -> Verdict:
     """One arm's sentence; `hurt` names the guardrails it fails, which every reading mentions, `unread` those without evidence
     either way, and `guarded` whether the experiment declares any."""
@@ -127,11 +133,13 @@ def _arm(
     better = (a["diff"] < 0) if lower_is_better else (a["diff"] > 0)
     if not better:
         return Verdict("warn", f"{name} is worse than {control} on {metric}: {shown}.{fails}")
-    priced = _priced(a, c, kind, final) if not lower_is_better and a["diff_ci"] and a["diff_ci"][0] > 0 else ""
-    few = sorted({arm["users"] for arm in (a, c) if arm["users"] < FEW_USERS})
+    priced = _priced(a, c, kind, final, scheduled) if not lower_is_better and a["diff_ci"] and a["diff_ci"][0] > 0 else ""
+    few = [arm for arm in (a, c) if arm["users"] < FEW_USERS]
     if few:
-        return Verdict("warn", f"{name} beats {control} on {metric} ({shown}), but on {'only ' if len(few) == 1 else ''}"
-                               f"{' and '.join(f'{n:,}' for n in few)} users in {'an arm' if len(few) == 1 else 'the arms'}: a result this "
+        who = " and ".join(arm["arm"] for arm in few)
+        sizes = " and ".join(f"{arm['users']:,}" for arm in few)
+        return Verdict("warn", f"{name} beats {control} on {metric} ({shown}), but {who} {'has' if len(few) == 1 else 'have'} only "
+                               f"{sizes} users: a result this "
                                f"small moves with a few users either way; {'confirm it with more users' if final else 'wait for more users'} "
                                f"before rolling {name} out.{fails}{priced}")
     if hurt:

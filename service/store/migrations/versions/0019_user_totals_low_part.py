@@ -24,5 +24,7 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    # Folded into the total first: a user whose value lived in total_low alone (1e12, 1e-5, -1e12) stays converted.
+    op.execute("UPDATE user_metric_totals SET total = total + total_low WHERE total_low <> 0")
     with op.batch_alter_table('user_metric_totals') as batch:
         batch.drop_column('total_low')
