@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import math
 import re
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, Literal, Mapping
 
@@ -48,6 +49,12 @@ class DefinitionError(ValueError):
 
 class TransitionError(ValueError):
     """A lifecycle move that the current status does not allow."""
+
+
+def _repeated(keys: list[str]) -> tuple[str, int] | None:
+    """The first key given more than once, and how many times, or None."""
+    counts = Counter(keys)
+    return next(((k, counts[k]) for k in keys if counts[k] > 1), None)
 
 
 def _check_key(field_name: str, key: str) -> None:
@@ -167,19 +174,17 @@ class Experiment:
             raise DefinitionError("traffic", f"must satisfy 0 < traffic <= 1, got {self.traffic}")
         if len(self.arms) < 2:
             raise DefinitionError("arms", "an experiment needs at least 2 arms")
-        keys = [a.key for a in self.arms]
-        repeated = next((k for k in keys if keys.count(k) > 1), None)
+        repeated = _repeated([a.key for a in self.arms])
         if repeated is not None:
-            raise DefinitionError("arms", f"arm keys must be unique: {repeated!r} is the key of {keys.count(repeated)} arms")
+            raise DefinitionError("arms", f"arm keys must be unique: {repeated[0]!r} is the key of {repeated[1]} arms")
         for i, metric in enumerate(self.metrics):
             if metric.builtin:
                 raise DefinitionError(
                     f"metrics.{i}.key", f"{metric.key!r} is a built-in metric derived from events; it is always available without declaring it"
                 )
-        metric_keys = [m.key for m in self.metrics]
-        repeated = next((k for k in metric_keys if metric_keys.count(k) > 1), None)
+        repeated = _repeated([m.key for m in self.metrics])
         if repeated is not None:
-            raise DefinitionError("metrics", f"metric keys must be unique: {repeated!r} is declared {metric_keys.count(repeated)} times")
+            raise DefinitionError("metrics", f"metric keys must be unique: {repeated[0]!r} is declared {repeated[1]} times")
         if self.primary_metric not in {m.key for m in self.metrics} | set(BUILTIN_METRICS):
             raise DefinitionError("primary_metric", f"{self.primary_metric!r} is neither a declared metric nor a built-in one")
         self._check_bandit()
