@@ -748,6 +748,7 @@ def test_what_if_values_another_split_as_the_api_does_and_names_each_bad_input(a
     assert "/ui/experiments/bonus-bandit/what-if?metric=conversion" in analyst.get("/ui/experiments/bonus-bandit/results").get_data(as_text=True)
     best = post_ok(client, "/v1/experiments/bonus-bandit/evaluate", {"allocation": "best_arm"}, auth("analyst"))
     html = analyst.get("/ui/experiments/bonus-bandit/what-if").get_data(as_text=True)  # the best arm, until asked otherwise
+    assert "is the best arm on these same data, so this estimate leans high" in html  # chosen on the data it is valued on
     chosen = max(best["allocation"], key=best["allocation"].get)
     assert f"Serving only {chosen}: conversion {fmt.pct(best['snipw']['value'])}" in html
     assert fmt.interval(best["snipw"]["ci"], "binary") in html and fmt.pct(best["as_run"]) in html
@@ -755,6 +756,7 @@ def test_what_if_values_another_split_as_the_api_does_and_names_each_bad_input(a
     split = post_ok(client, "/v1/experiments/bonus-bandit/evaluate", {"allocation": {"arm0": 0.25, "arm1": 0.25, "arm2": 0.5}}, auth("analyst"))
     html = analyst.get("/ui/experiments/bonus-bandit/what-if", query_string={"allocation": "shares", "weight.arm0": "1", "weight.arm1": "1", "weight.arm2": "2"}).get_data(as_text=True)
     assert f"Allocating arm0 25.0%, arm1 25.0%, arm2 50.0%: conversion {fmt.pct(split['snipw']['value'])}" in html
+    assert "leans high" not in html  # shares the analyst chose were not picked on these data
     for query, named in [
         ({"weight.arm0": "-1"}, ["weight-0"]), ({"weight.arm1": "NaN"}, ["weight-1"]), ({"weight.arm2": "1e400"}, ["weight-2"]),
         ({"weight.arm0": "0", "weight.arm1": "0", "weight.arm2": "0"}, ["allocation"]), ({"weight.arm0": "x", "alpha": "2"}, ["weight-0", "alpha"]),
