@@ -589,6 +589,10 @@ def test_bandit_results_show_weighted_intervals_and_warn_where_few_users_carry_t
     few = [a["arm"] for a in api["arms"] if a["ipw_effective_users"] is not None and a["ipw_effective_users"] < 60]
     assert few and ("effective users" in html) and ("IPW figures rest on fewer than 60 effective users" in html)
     assert html.count("effective users</span>") == len(few)
+    # SNIPW beside IPW, as the page's note tells a reader to compare by either.
+    from service.http.console import formatting as fmt
+
+    assert "SNIPW mean [CI]" in html and all(fmt.interval(a["snipw_ci"], "binary") in html for a in api["arms"] if a["snipw_ci"])
 
 
 def _two_arms(client: FlaskClient, auth: Any, count: int, prefix: str) -> dict[str, list[str]]:
