@@ -18,23 +18,26 @@ from service.errors import Busy, Conflict, HostCannot, Invalid, NotFound, Servic
 
 log = logging.getLogger(__name__)
 
-_HTTP_CODES = {
-    400: "bad_request",
-    401: "unauthorized",
-    403: "forbidden",
-    404: "not_found",
-    405: "method_not_allowed",
-    409: "conflict",
-    413: "payload_too_large",
-    414: "uri_too_long",
-    415: "unsupported_media_type",
-    417: "expectation_failed",
-    422: "validation_error",
-    431: "headers_too_large",
-    500: "internal_error",
-    501: "not_implemented",
-    503: "unavailable",
+# Each status the service answers an error with: its `error.code`, and what the OpenAPI document
+# says it means (None: no endpoint declares it, though any request may meet it).
+HTTP_ERRORS: dict[int, tuple[str, str | None]] = {
+    400: ("bad_request", "Malformed request: a body that is not valid JSON or gives a name twice in one object (an action that takes none refuses one), or %-escapes in the URL that are not UTF-8"),
+    401: ("unauthorized", "No or unknown API key"),
+    403: ("forbidden", "The key's role may not call this"),
+    404: ("not_found", "Unknown resource"),
+    405: ("method_not_allowed", None),
+    409: ("conflict", "Wrong state for this change"),
+    413: ("payload_too_large", "Batch or body too large"),
+    414: ("uri_too_long", "Request line over 8,190 bytes; refused by the HTTP server before the app, in the same error shape"),
+    415: ("unsupported_media_type", None),
+    417: ("expectation_failed", None),
+    422: ("validation_error", "Failed validation; details name each bad field"),
+    431: ("headers_too_large", "A header over 8,190 bytes or over 100 headers; refused by the HTTP server before the app, in the same error shape"),
+    500: ("internal_error", None),
+    501: ("not_implemented", None),
+    503: ("unavailable", "The database is unreachable (try again shortly), or the server needs its operator (the message says what)"),
 }
+_HTTP_CODES = {status: code for status, (code, _) in HTTP_ERRORS.items()}
 # The domain's errors and the status each answers with; the first match wins.
 _STATUS: tuple[tuple[type[ServiceError], int], ...] = ((NotFound, 404), (Conflict, 409), (Invalid, 422), (Unavailable, 503))
 

@@ -8,23 +8,13 @@ from pydantic import BaseModel
 from pydantic.json_schema import JsonSchemaMode as JsonMode
 from pydantic.json_schema import models_json_schema
 
+from service.http.errors import HTTP_ERRORS
 from service.http.spec import CONVERTER, PATH_KINDS, EndpointSpec
 from service.http.schemas.common import ErrorBody
 from service.usecases.keys import ADMIN_ROLE
 
 _REF = "#/components/schemas/{model}"
-_ERROR_TEXT = {
-    400: "Malformed request: a body that is not valid JSON or gives a name twice in one object (an action that takes none refuses one), or %-escapes in the URL that are not UTF-8",
-    401: "No or unknown API key",
-    403: "The key's role may not call this",
-    404: "Unknown resource",
-    409: "Wrong state for this change",
-    413: "Batch or body too large",
-    414: "Request line over 8,190 bytes; refused by the HTTP server before the app, in the same error shape",
-    422: "Failed validation; details name each bad field",
-    431: "A header over 8,190 bytes or over 100 headers; refused by the HTTP server before the app, in the same error shape",
-    503: "The database is unreachable (try again shortly), or the server needs its operator (the message says what)",
-}
+_ERROR_TEXT = {status: text for status, (_, text) in HTTP_ERRORS.items() if text is not None}
 # Refused by gunicorn before the request reaches the app; any request may meet them.
 _SERVER_ERRORS = (414, 431)
 
