@@ -12,6 +12,8 @@ the cross moment with the metric.
 """
 from __future__ import annotations
 
+import math
+
 from dataclasses import dataclass
 from typing import Any
 
@@ -77,7 +79,7 @@ def _per_user(metric: str, builtin: bool, cuped: bool, binary: bool) -> str:
         covariate = f"COALESCE({_before_exposure(metric)}, 0)" if cuped else "0"
         rows = (
             f"SELECT x.arm AS arm, x.probability AS p, COALESCE({_after_exposure(metric)}, 0) AS v, {covariate} AS x "
-            "FROM exposures x LEFT JOIN events e ON e.user_id = x.user_id AND e.ts >= x.exposed_at - :pre "
+            "FROM exposures x LEFT JOIN events e ON e.user_id = x.user_id AND e.ts >= x.exposed_at - :pre AND e.ts < :until "
             f"WHERE x.experiment_key = :key{_MATURE if metric in RETENTION_DAYS else ''} GROUP BY x.arm, x.user_id, x.probability"
         )
     else:
@@ -206,14 +208,17 @@ def _moved(n: int, reference: float, squares: float, deviations: float) -> tuple
 
 
 def arm_moments(
-    db: Database, key: str, metric: str, builtin: bool, bandit: bool, now: float, cuped_days: int | None = None, binary: bool = False
+    db: Database, key: str, metric: str, builtin: bool, bandit: bool, now: float, cuped_days: int | None = None, binary: bool = False,
+    until: float | None = None,
 ) -> dict[str, ArmMoments]:
     """Per-arm moments of a metric over the exposed users; a CUPED covariate for built-in metrics when `cuped_days` is given.
 
     `bandit` adds the inverse-propensity sums; `binary` reads a reported metric as converted or not.
+    `until`, a stopped experiment's stop: events from then on count for nobody (reported outcomes
+    are held back from the totals as they arrive, `outcomes.record`).
     """
     cuped = builtin and cuped_days is not None
-    params = _params(key, metric, now, cuped_days)
+    params = _params(key, metric, now, cuped_days, until)
     if not builtin and not bandit:
         return _reported_ab(db, params)
     per_user = _per_user(metric, builtin, cuped, binary)
@@ -229,10 +234,10 @@ def arm_moments(
     return out
 
 
-def _params(key: str, metric: str, now: float, cuped_days: int | None) -> dict[str, Any]:
-    params: dict[str, Any] = {"key": key, "metric": metric, "pre": (cuped_days or 0) * DAY}
-    if metric in RETENTION_DAYS:  # only a retention metric waits for its users to mature (_MATURE)
-        params["mature_before"] = now - (RETENTION_DAYS[metric] + 1) * DAY
+def _params(key: str, metric: str, now: float, cuped_days: int | None, until: float | None) -> dict[str, Any]:
+    params: dict[str, Any] = {"key": key, "metric": metric, "pre": (cuped_days or 0) * DAY, "until": math.inf if until is None else until}
+    if metric in RETENTION_DAYS:  # only a retention metric waits for its users to mature (_MATURE), by the stop at the latest
+        params["mature_before"] = min(now, params["until"]) - (RETENTION_DAYS[metric] + 1) * DAY
     return params
 
 
@@ -242,13 +247,15 @@ _ADJUSTED_DEVIATION = _nz("u.v - CAST(:theta AS DOUBLE PRECISION) * u.nx - {cent
 _ADJUSTED = f"SELECT arm, COUNT(*), SUM(d * d), SUM(d) FROM (SELECT u.arm AS arm, {_ADJUSTED_DEVIATION} AS d FROM ({{per_user}}) u) a GROUP BY arm"
 
 
-def adjusted_spread(db: Database, key: str, metric: str, now: float, cuped_days: int, theta: float, centres: dict[str, float]) -> dict[str, float]:
+def adjusted_spread(
+    db: Database, key: str, metric: str, now: float, cuped_days: int, theta: float, centres: dict[str, float], until: float | None = None
+) -> dict[str, float]:
     """Each arm's sum of squared deviations of y - theta x from its mean, over its users' own values.
 
     CUPED's spread for a covariate that predicts a built-in metric almost exactly, where the moments'
     m2_y - 2 theta c_xy + theta^2 m2_x would cancel to rounding; `centres` are the arms' means of y - theta x.
     """
-    params = _params(key, metric, now, cuped_days)
+    params = _params(key, metric, now, cuped_days, until)
     params["theta"] = theta if abs(theta) >= TINY else 0.0  # a factor of theta * nx, as of any product
     sql = _ADJUSTED.format(centre=_by_arm("u.arm", centres, params, "c"), per_user=_per_user(metric, builtin=True, cuped=True, binary=False))
     with db.read() as session:

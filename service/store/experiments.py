@@ -30,6 +30,7 @@ class StoredDefinition:
     salt: str
     arms_json: dict[str, dict[str, Any]]
     layer_range: Range | None = None
+    stopped_at: float | None = None  # epoch seconds: what users do from then on counts in no result
 
 
 @dataclass(frozen=True)
@@ -64,7 +65,7 @@ def load_definition(db: Database, key: str) -> StoredDefinition:
     """The experiment's current definition, parsed; NotFound if it does not exist."""
     row = get(db, key)
     owned = Range(row.key, row.layer_start, row.layer_end) if row.layer_start is not None and row.layer_end is not None else None
-    return StoredDefinition(row.revision, row.status, from_row(row), row.salt, {a["key"]: a for a in row.arms}, owned)
+    return StoredDefinition(row.revision, row.status, from_row(row), row.salt, {a["key"]: a for a in row.arms}, owned, row.stopped_at)
 
 
 def get(db: Database, key: str) -> ExperimentRow:
@@ -237,11 +238,15 @@ def _check_rule_to_start(targeting: dict[str, Any]) -> None:
         raise Conflict(f"the targeting rule cannot start as it is: {exc.field} {exc.message}; change the rule first") from None
 
 
-def move(db: Database, key: str, action: str, check_start: Callable[[list[dict[str, Any]]], None] | None = None) -> ExperimentRow:
+def move(
+    db: Database, key: str, action: str, check_start: Callable[[list[dict[str, Any]]], None] | None = None,
+    on_stop: Callable[[Session, str, float], None] | None = None,
+) -> ExperimentRow:
     """Start, pause or stop: an atomic compare-and-set on the status, 409 if it does not allow the move.
 
     `check_start` sees the arms a start starts with, under the row's lock, so that no change to a
-    draft comes between the check and the start; it raises to refuse.
+    draft comes between the check and the start; it raises to refuse. `on_stop` runs in a stop's
+    transaction with the experiment's key and the time it stops at.
     """
     with db.write() as session:
         row = session.get(ExperimentRow, key, with_for_update=_CHANGE_LOCK)
@@ -266,6 +271,8 @@ def move(db: Database, key: str, action: str, check_start: Callable[[list[dict[s
             values["layer_start"], values["layer_end"] = _claim(session, row)
         if action == "stop":
             values["stopped_at"] = now
+            if on_stop is not None:
+                on_stop(session, key, now)
         done = session.execute(
             update(ExperimentRow).where(ExperimentRow.key == key, ExperimentRow.status == row.status).values(**values)
         )

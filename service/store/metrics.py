@@ -6,6 +6,8 @@ way the database returns one row per arm and day, never per user.
 """
 from __future__ import annotations
 
+import math
+
 from typing import Any
 
 from sqlalchemy import text
@@ -35,12 +37,12 @@ def daily_values(metric: str, kind: str, builtin: bool, dialect: str) -> str:
         if metric == "purchase_conversion":  # each converted user on the day of their first purchase
             first_bought = (
                 f"SELECT x.arm AS arm, MIN(e.ts) AS first_ts FROM exposures x JOIN events e ON e.user_id = x.user_id "
-                f"AND e.ts >= x.exposed_at AND {BOUGHT} WHERE x.experiment_key = :key GROUP BY x.arm, x.user_id"
+                f"AND e.ts >= x.exposed_at AND e.ts < :until AND {BOUGHT} WHERE x.experiment_key = :key GROUP BY x.arm, x.user_id"
             )
             return f"SELECT arm, {day_of('first_ts', dialect)} AS day, COUNT(*) FROM ({first_bought}) u GROUP BY arm, day"
         return (
             f"SELECT x.arm, {day_of('e.ts', dialect)} AS day, SUM(COALESCE(e.value, 0)) FROM exposures x JOIN events e "
-            f"ON e.user_id = x.user_id AND e.ts >= x.exposed_at AND e.type = 'purchase' WHERE x.experiment_key = :key GROUP BY x.arm, day"
+            f"ON e.user_id = x.user_id AND e.ts >= x.exposed_at AND e.ts < :until AND e.type = 'purchase' WHERE x.experiment_key = :key GROUP BY x.arm, day"
         )
     # A reported outcome may be dated before its user's exposure: it counts from the day the user
     # joins the denominator, so no day's mean charges one user's value to others.
@@ -53,7 +55,7 @@ def daily_values(metric: str, kind: str, builtin: bool, dialect: str) -> str:
     return (
         f"SELECT x.arm, {day_of(_later('o.ts', 'x.exposed_at'), dialect)} AS day, SUM(o.value) FROM outcomes o JOIN exposures x "
         "ON x.experiment_key = o.experiment_key AND x.user_id = o.user_id "
-        "WHERE o.experiment_key = :key AND o.metric = :metric GROUP BY x.arm, day"
+        "WHERE o.experiment_key = :key AND o.metric = :metric AND o.ts < :until GROUP BY x.arm, day"
     )
 
 
@@ -62,9 +64,9 @@ def _later(a: str, b: str) -> str:
     return f"(CASE WHEN {a} > {b} THEN {a} ELSE {b} END)"
 
 
-def daily_rows(db: Database, key: str, metric: Metric) -> tuple[list[Any], list[Any]]:
-    """(arm, day, new exposures) and (arm, day, what the metric gained) rows of one experiment."""
-    params = {"key": key, "metric": metric.key}
+def daily_rows(db: Database, key: str, metric: Metric, until: float | None = None) -> tuple[list[Any], list[Any]]:
+    """(arm, day, new exposures) and (arm, day, what the metric gained before `until`, a stopped experiment's stop) rows of one experiment."""
+    params = {"key": key, "metric": metric.key, "until": math.inf if until is None else until}
     with db.read() as session:
         exposed = list(session.execute(text(daily_exposures(db.dialect)), params).all())
         gained = list(session.execute(text(daily_values(metric.key, metric.kind, metric.builtin, db.dialect)), params).all())

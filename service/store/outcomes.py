@@ -89,6 +89,42 @@ def _exposures(session: Session, pairs: set[tuple[str, str]]) -> dict[tuple[str,
     return found
 
 
+def _stops(session: Session, keys: set[str]) -> dict[str, float]:
+    """When each stopped experiment among `keys` stopped: an outcome dated from then on is stored and counts in no result.
+
+    On PostgreSQL the rows are read FOR SHARE, in key order: a stop in progress (which holds its row FOR NO KEY
+    UPDATE) is waited for and its time read, and a stop waits for this batch, so the two never interleave.
+    """
+    if not keys:
+        return {}
+    marks = ", ".join(["?"] * len(keys))
+    lock = "" if session.get_bind().dialect.name == "sqlite" else " ORDER BY key FOR SHARE"  # SQLite already holds the write lock
+    # Every row is locked, not only those stopped in this snapshot: a row is locked only if it matches, and
+    # one whose stop is in progress would not (yet); once locked it is read as the stop left it.
+    rows = run(session, f"SELECT key, stopped_at FROM experiments WHERE key IN ({marks}){lock}", sorted(keys))
+    return {key: float(stopped_at) for key, stopped_at in rows if stopped_at is not None}
+
+
+def withdraw_from(session: Session, key: str, stopped_at: float) -> None:
+    """Take back from the totals what outcomes dated from the stop on had added (stamped ahead of the clock,
+    received before the stop), in the stop's transaction: after it, none counts, as for those received later.
+
+    A stopped bandit's arm statistics keep them: they steer nothing any more, and its results read the totals.
+    """
+    rows = run(
+        session,
+        "SELECT o.metric, o.user_id, x.arm, o.value FROM outcomes o JOIN exposures x ON x.experiment_key = o.experiment_key "
+        "AND x.user_id = o.user_id WHERE o.experiment_key = ? AND o.ts >= ?",
+        [key, stopped_at],
+    )
+    values: dict[tuple[str, str, str], list[float]] = defaultdict(list)
+    arms: dict[tuple[str, str, str], str] = {}
+    for metric, user, arm, value in rows:
+        values[(key, metric, user)].append(float(value))
+        arms[(key, metric, user)] = arm
+    _add_to_totals(session, [(k, arms[k], -math.fsum(v), None) for k, v in sorted(values.items())])
+
+
 def _insert_new(session: Session, outcomes: list[dict[str, Any]], now: float) -> set[str]:
     """Insert the outcomes; answer the ids that were new (the rest were already stored)."""
     written: set[str] = set()
@@ -124,10 +160,11 @@ def record(db: Database, outcomes: Sequence[dict[str, Any]], definitions: dict[s
         # Sorted by id: concurrent batches take row locks in one order (no deadlocks on PostgreSQL).
         exposed = [o for _, o in sorted(first.items())]
         written = _insert_new(session, exposed, now)
+        stops = _stops(session, {o["experiment"] for o in exposed})
         values: dict[tuple[str, str, str], list[float]] = defaultdict(list)
         first_positive: dict[tuple[str, str, str], float] = {}
         for o in exposed:
-            if o["outcome_id"] in written:
+            if o["outcome_id"] in written and o["ts"] < stops.get(o["experiment"], math.inf):
                 key = (o["experiment"], o["metric"], o["user_id"])
                 values[key].append(o["value"])
                 if o["value"] > 0:

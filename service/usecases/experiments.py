@@ -8,6 +8,7 @@ from experiments.layers import free_share
 from service.errors import Conflict, Invalid
 from service.store import experiments as store
 from service.store import model_versions
+from service.store import outcomes as outcomes_store
 from service.store.database import Database
 from service.store.experiment_codec import to_json
 from service.store.experiments import Stamp
@@ -99,7 +100,7 @@ def remove(db: Database, cache: ExperimentCache, key: str) -> None:
 
 def move(db: Database, cache: ExperimentCache, key: str, action: str) -> dict[str, Any]:
     """Start, pause or stop; this process answers by the new status at once, others within STATUS_SECONDS."""
-    moved = store.move(db, key, action, check_start=_versions_ready(db) if action == "start" else None)
+    moved = store.move(db, key, action, check_start=_versions_ready(db) if action == "start" else None, on_stop=outcomes_store.withdraw_from)
     cache.changed(key, Stamp.of(moved))
     log.info("experiment moved", extra={"experiment": key, "action": action, "status": moved.status, "revision": moved.revision})
     return to_json(moved)

@@ -43,7 +43,7 @@ def evaluate(
     """
     d, _, metric = experiment_metric(db, cache, key, metric_key, field="metric")  # a field of the body here
     exp = d.experiment
-    moments = arm_moments(db, exp.key, metric.key, metric.builtin, True, time.time(), binary=metric.kind == "binary")
+    moments = arm_moments(db, exp.key, metric.key, metric.builtin, True, time.time(), binary=metric.kind == "binary", until=d.stopped_at)
     by_arm = [moments.get(a.key, EMPTY) for a in exp.arms]
     sums = [m.propensity_sums() for m in by_arm]
     users = sum(s.users for s in sums)

@@ -82,19 +82,23 @@ class _Computed:
     notes: list[str]
 
 
-def _compute(db: Database, exp: Experiment, metric: Metric, settings: AnalysisSettings, alpha: float, correction: Correction, now: float) -> _Computed:
+def _compute(
+    db: Database, exp: Experiment, metric: Metric, settings: AnalysisSettings, alpha: float, correction: Correction, now: float, until: float | None
+) -> _Computed:
     """Moments, CUPED when it applies, and the analysis of one metric."""
     notes: list[str] = []
     use_cuped = settings.cuped and metric.builtin
     if settings.cuped and not metric.builtin:
         notes.append(f"CUPED not applied: {metric.key} is reported through outcomes, which have no pre-exposure period")
-    moments = arm_moments(db, exp.key, metric.key, metric.builtin, exp.type == "bandit", now, settings.cuped_days if use_cuped else None, binary=metric.kind == "binary")
+    moments = arm_moments(
+        db, exp.key, metric.key, metric.builtin, exp.type == "bandit", now, settings.cuped_days if use_cuped else None, binary=metric.kind == "binary", until=until
+    )
     per_arm = [(a.key, moments.get(a.key, EMPTY)) for a in exp.arms]
     adjusted = None
     if use_cuped:
         def exact_spread(theta: float) -> list[float]:
             centres = {name: m.mean - theta * m.mean_x for name, m in per_arm if m.users}
-            spread = adjusted_spread(db, exp.key, metric.key, now, settings.cuped_days, theta, centres)
+            spread = adjusted_spread(db, exp.key, metric.key, now, settings.cuped_days, theta, centres, until)
             return [spread.get(name, 0.0) for name, _ in per_arm]
 
         result = cuped([CupedArm(m.users, m.mean_x, m.mean, m.m2_x, m.m2, m.c_xy) for _, m in per_arm], exact_spread)
@@ -137,12 +141,14 @@ def guardrail_status(diff: float | None, diff_ci: Interval | None, higher_is_bet
     return "ok"
 
 
-def _guardrails(db: Database, exp: Experiment, settings: AnalysisSettings, alpha: float, correction: Correction, now: float) -> list[dict[str, Any]]:
+def _guardrails(
+    db: Database, exp: Experiment, settings: AnalysisSettings, alpha: float, correction: Correction, now: float, until: float | None
+) -> list[dict[str, Any]]:
     """Each treatment arm on each guardrail metric, with why an `ok` may rest on no evidence yet."""
     out = []
     for name in exp.guardrails:
         metric = exp.metric(name)
-        computed = _compute(db, exp, metric, settings, alpha, correction, now)
+        computed = _compute(db, exp, metric, settings, alpha, correction, now, until)
         for arm in computed.analysis.arms[1:]:
             note = None
             if arm.diff is None or arm.diff_ci is None:
@@ -220,7 +226,7 @@ def results(db: Database, cache: ExperimentCache, key: str, req: ResultsRequest)
     exp = d.experiment
     settings = _settings(exp, req)
     now = time.time()
-    computed = _compute(db, exp, metric, settings, req.alpha, req.correction, now)
+    computed = _compute(db, exp, metric, settings, req.alpha, req.correction, now, d.stopped_at)
     total_users = sum(m.users for _, m in computed.per_arm)
     rows = []
     for result, (name, m) in zip(computed.analysis.arms, computed.per_arm):
@@ -266,13 +272,16 @@ def results(db: Database, cache: ExperimentCache, key: str, req: ResultsRequest)
         "srm": None,
         "sequential": {"tuning": settings.sequential_tuning} if settings.sequential else None,
         "cuped": {"theta": computed.cuped.theta, "days": settings.cuped_days, "variance_reduction": computed.cuped.variance_reduction} if computed.cuped else None,
-        "guardrails": _guardrails(db, exp, settings, req.alpha, req.correction, now),
+        "guardrails": _guardrails(db, exp, settings, req.alpha, req.correction, now, d.stopped_at),
         "computed_at": iso(now),
         "notes": computed.notes,
     }
     if metric.key in RETENTION_DAYS:
         days = RETENTION_DAYS[metric.key]
-        out["notes"].append(f"{metric.key} counts only users exposed at least {days + 1} days ago, whose day-{days} window has closed")
+        ago = "days ago" if d.stopped_at is None else "days before the stop"
+        out["notes"].append(f"{metric.key} counts only users exposed at least {days + 1} {ago}, whose day-{days} window has closed")
+    if d.stopped_at is not None:
+        out["notes"].append(f"stopped at {iso(d.stopped_at)}: what users did from then on counts for no arm")
     if exp.type == "ab":
         # The split is of assignments: a retention metric's users are only those old enough for it.
         exposed = exposures_per_arm(db, exp.key) if metric.key in RETENTION_DAYS else {name: m.users for name, m in computed.per_arm}

@@ -7,6 +7,7 @@ from typing import Any
 from experiments.stats.proportions import wilson
 from service.errors import Invalid
 from service.store.database import Database
+from service.store.experiments import StoredDefinition
 from experiments.definitions import RETENTION_DAYS
 from service.store.metrics import DAY, daily_rows, retention_rows
 from service.timestamps import iso
@@ -28,8 +29,8 @@ def daily(db: Database, cache: ExperimentCache, key: str, metric_key: str | None
         which = f"{metric.key!r}" if metric_key else f"the primary metric, {metric.key!r},"
         raise Invalid.field("query.metric", f"{which} has no daily series: daily series are defined for reported metrics, purchase_conversion "
                                             "and revenue (send one as metric=...); retention is a property of exposure cohorts, read at results/retention")
-    now = time.time() if now is None else now
-    exposed, gained = daily_rows(db, exp.key, metric)
+    now = _as_of(d, now)
+    exposed, gained = daily_rows(db, exp.key, metric, d.stopped_at)
     if not exposed:
         return {"experiment": exp.key, "metric": metric.key, "metric_kind": metric.kind, "days": []}
     today = int(now // DAY)
@@ -61,7 +62,7 @@ def retention(db: Database, cache: ExperimentCache, key: str, days: int, alpha: 
     """Per arm and day k = 1..days after exposure, the share of users active that day among those whose day k has ended."""
     d, _ = cache.current(db, key)
     now = time.time() if now is None else now
-    exposed, active = retention_rows(db, key, days, now)
+    exposed, active = retention_rows(db, key, days, _as_of(d, now))
     by_age: dict[tuple[str, int], int] = {}
     for arm, age, users in exposed:
         by_age[(arm, int(age))] = by_age.get((arm, int(age)), 0) + int(users)
@@ -77,3 +78,9 @@ def retention(db: Database, cache: ExperimentCache, key: str, days: int, alpha: 
             series.append({"day": k, "eligible": eligible, "active": hits, "rate": hits / eligible if eligible else None, "ci": interval(ci)})
         arms.append({"arm": a.key, "days": series})
     return {"experiment": key, "alpha": alpha, "computed_at": iso(now), "arms": arms}
+
+
+def _as_of(d: StoredDefinition, now: float | None) -> float:
+    """The moment a series reads up to: now, or a stopped experiment's stop, after which nothing counts."""
+    now = time.time() if now is None else now
+    return now if d.stopped_at is None else min(now, d.stopped_at)

@@ -26,8 +26,8 @@ CONSEQUENCES = {
     "stop": (
         "Nobody new is enrolled, and assignment answers not_running for everyone, users already exposed included; their "
         "reward actions earn nothing more from its schedules (promised bonuses end here; pause instead to keep them). "
-        "It cannot be started again. Results stay available, with exposed users in their arms, and outcomes and events "
-        "that arrive later still count."
+        "It cannot be started again. Results stay available, with exposed users in their arms, and measure what they did "
+        "before the stop: outcomes and events dated before it still count when they arrive later, nothing dated after it does."
     ),
 }
 

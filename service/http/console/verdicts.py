@@ -90,7 +90,7 @@ def _overall(answer: dict[str, Any]) -> list[Verdict]:
         out.append(Verdict("info", "These intervals hold for one look at a planned sample size. If you check them every day, switch on "
                                    "sequential intervals (above), which stay valid however often you look."))
     if answer["status"] == "stopped":
-        out.append(Verdict("info", "The experiment has stopped: these are its final figures, though outcomes and events that arrive late still count."))
+        out.append(Verdict("info", "The experiment has stopped: these figures measure what users did before the stop. Outcomes and events dated before it still count when they arrive late; nothing dated after it does."))
     return out
 
 
