@@ -29,7 +29,7 @@ def _parse_weights(raw: str) -> dict[str, float]:
         except ValueError:
             raise ValueError(f"the weight of {name!r} must be a number, got {value!r}") from None
         if not 0 <= weights[name] < float("inf"):
-            raise ValueError(f"the weight of {name!r} cannot be negative")
+            raise ValueError(f"the weight of {name!r} must be a finite number of at least 0, got {value!r}")
     return weights
 
 

@@ -31,14 +31,20 @@ if not os.environ.get("SECRET_KEY"):
 
 
 
-def _whole(name: str, default: int) -> int:
-    """A whole-number setting from the environment, or one line naming it and a stop."""
+def _whole(name: str, default: int, least: int = 0) -> int:
+    """A whole-number setting from the environment, at least `least`, or one line naming it and a stop.
+
+    gunicorn takes 0 workers and serves nothing, and 0 threads crashes each worker with a traceback.
+    """
     text = os.environ.get(name, str(default))
     try:
-        return int(text)
+        value = int(text)
     except ValueError:
-        print(f"stickyloop: {name} must be a whole number, got {text!r}", file=sys.stderr)
+        value = None
+    if value is None or value < least:
+        print(f"stickyloop: {name} must be a whole number of at least {least}, got {text!r}", file=sys.stderr)
         raise SystemExit(2) from None
+    return value
 
 
 def _cannot_write(folder: Any) -> OSError | None:
@@ -56,9 +62,14 @@ _port = bind.rpartition(":")[2]
 if not bind.startswith(("unix:", "fd://")) and _port.isdigit() and int(_port) > 65535:
     print(f"stickyloop: BIND {bind!r} names a port over 65535", file=sys.stderr)
     raise SystemExit(2)
-workers = _whole("WEB_CONCURRENCY", 4)
+workers = _whole("WEB_CONCURRENCY", 4, least=1)
+# The service's per-thread connections and locks assume real threads: gevent or eventlet would need their own patching.
+_WORKER_CLASSES = ("gthread", "sync")
 worker_class = os.environ.get("GUNICORN_WORKER_CLASS", "gthread")
-threads = _whole("GUNICORN_THREADS", 4)
+if worker_class not in _WORKER_CLASSES:
+    print(f"stickyloop: GUNICORN_WORKER_CLASS must be one of {', '.join(_WORKER_CLASSES)}, got {worker_class!r}", file=sys.stderr)
+    raise SystemExit(2)
+threads = _whole("GUNICORN_THREADS", 4, least=1)
 timeout = _whole("GUNICORN_TIMEOUT", 60)
 graceful_timeout = _whole("GUNICORN_GRACEFUL_TIMEOUT", 30)
 keepalive = _whole("GUNICORN_KEEPALIVE", 5)

@@ -1,4 +1,4 @@
-"""The command line: `flask --app wsgi init-db | create-key | train | demo | demo-keys`."""
+"""The command line: `flask --app wsgi init-db | downgrade-db | create-key | train | demo | demo-keys`."""
 from __future__ import annotations
 
 import contextlib
@@ -81,6 +81,19 @@ def init_db() -> None:
     click.echo(f"schema at revision {after}" + (f" (was {before})" if before != after else " (already current)"))
 
 
+@click.command("downgrade-db")
+@click.argument("revision")
+@click.option("--yes", is_flag=True, help="Go ahead: what later revisions hold is lost (docs/operations.md says what, per revision).")
+@with_appcontext
+@_one_line
+def downgrade_db(revision: str, yes: bool) -> None:
+    """Take the schema back to REVISION (e.g. 0018) for an older release; stop this release's servers first."""
+    if not yes:
+        raise click.UsageError("a downgrade drops what later revisions added (docs/operations.md, Migrations, says what); run again with --yes")
+    before, after = services().downgrade_schema(revision)
+    click.echo(f"schema at revision {after}" + (f" (was {before})" if before != after else " (already there)"))
+
+
 @click.command("create-key")
 @click.option("--role", type=click.Choice(ROLES), required=True)
 @click.option("--name", default=None, help="A label to recognise the key by.")
@@ -141,6 +154,11 @@ def train_cmd(
     tune_trials: int | None, tune_metric: str, tune_seed: int, space: tuple[str, ...], unless_active: bool,
 ) -> None:
     """Train a model from the stored events (tuning it first if asked), activate it, and print its version and metrics."""
+    if not tune_trials:  # settings of a search that was not asked for had been dropped without a word
+        context = click.get_current_context()
+        for name, flag in (("space", "--tune-space"), ("tune_metric", "--tune-metric"), ("tune_seed", "--tune-seed")):
+            if context.get_parameter_source(name) not in (click.core.ParameterSource.DEFAULT, None):
+                raise click.UsageError(f"{flag} sets the parameter search, which needs --tune-trials")
     svc = services()
     serving = training.active_version(svc.db)
     if unless_active and serving is not None:
@@ -200,7 +218,7 @@ def demo_cmd(users: int, items: int, events: int) -> None:
         click.echo(line)
 
 
-COMMANDS = (init_db, create_key_cmd, demo_keys_cmd, train_cmd, demo_cmd)
+COMMANDS = (init_db, downgrade_db, create_key_cmd, demo_keys_cmd, train_cmd, demo_cmd)
 
 
 def register_commands(app: Flask) -> None:

@@ -136,7 +136,8 @@ _said: dict[str, tuple[float, int]] = {}
 _said_lock = threading.Lock()
 
 
-def _say_unavailable(message: str, what: str) -> None:
+def say_unavailable(message: str, what: str) -> None:
+    """Log `what` with `message` as its error, at most once per UNAVAILABLE_LOG_SECONDS for the same message."""
     now = time.monotonic()
     with _said_lock:
         last, held = _said.get(message, (-UNAVAILABLE_LOG_SECONDS, 0))
@@ -164,11 +165,11 @@ def register_error_handlers(app: Flask) -> None:
         status = status_of(exc)
         if isinstance(exc, HostCannot):
             # Retrying will not help until an operator acts, so no Retry-After; the message names no host or path.
-            _say_unavailable(exc.message, "operator action needed")
+            say_unavailable(exc.message, "operator action needed")
             return error_response(status, _HTTP_CODES[status], exc.message, exc.details)
         if status == 503:
             # The driver's words name the database's host and port: the log keeps them, clients get the gist.
-            _say_unavailable(exc.message, "dependency unavailable")
+            say_unavailable(exc.message, "dependency unavailable")
             response = error_response(status, _HTTP_CODES[status], exc.message if isinstance(exc, Busy) else UNAVAILABLE, exc.details)
             response.headers["Retry-After"] = "1"
             return response

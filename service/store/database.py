@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import re
 import sqlite3
 import threading
 from contextlib import contextmanager
@@ -55,6 +56,11 @@ def unavailable_on_failure() -> Iterator[None]:
             # A server started before init-db, or an SQLite file moved away under it: every request
             # failed with a 500 until someone read the log.
             raise HostCannot(f"the database lacks this release's tables ({_first_line(orig)}); run `.venv/bin/flask --app wsgi init-db`") from exc
+        if _no_such_column(orig):  # a schema migrated down, or restored from an older release, under a running server
+            raise HostCannot(f"the database's schema is behind this release ({_first_line(orig)}); run `.venv/bin/flask --app wsgi init-db`") from exc
+        if isinstance(exc, _DRIVER_DOWN) and _REFUSED_BY_NAME.search(str(orig)):  # a retry would meet the same refusal
+            # Said to any client, so without the server's address or the names (the server logs its database as it starts).
+            raise HostCannot("the database server refuses this service: the database or role in DATABASE_URL does not exist, or the password is wrong") from exc
         if isinstance(exc, _DRIVER_DOWN):
             raise Unavailable(f"the database is unavailable ({_first_line(orig)}); try again shortly") from exc
         if _stale_plan(orig):
@@ -74,6 +80,15 @@ def _first_line(exc: BaseException) -> str:
 
 def _no_such_table(exc: BaseException) -> bool:
     return getattr(exc, "sqlstate", None) == "42P01" or (isinstance(exc, sqlite3.OperationalError) and str(exc).startswith("no such table"))
+
+
+# What PostgreSQL answers a connection whose database or role does not exist, or whose password is wrong
+# (psycopg gives these no SQLSTATE).
+_REFUSED_BY_NAME = re.compile(r'FATAL:\s+(?:database "[^"]*" does not exist|role "[^"]*" does not exist|password authentication failed)')
+
+
+def _no_such_column(exc: BaseException) -> bool:
+    return getattr(exc, "sqlstate", None) == "42703" or (isinstance(exc, sqlite3.OperationalError) and str(exc).startswith("no such column"))
 
 
 def _sqlite_engine(url: str, busy_timeout_ms: int, begin: str) -> Engine:

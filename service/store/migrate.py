@@ -108,17 +108,32 @@ def current_revision(db: Database) -> str | None:
 
 def upgrade(db: Database, target: str = "head") -> tuple[str | None, str]:
     """Bring the schema to `target` (the newest revision by default); answer (before, after); Unavailable when the database is."""
+    return _migrate(db, target, down=False)
+
+
+def downgrade(db: Database, target: str) -> tuple[str | None, str]:
+    """Take the schema back to `target`, an older revision, for an older release; answer (before, after).
+
+    Each migration's notes in docs/operations.md say what going back loses.
+    """
+    if target not in _shipped():
+        raise Conflict(f"no revision {target!r} in this release (its revisions run from 0001 to {head_revision()})")
+    return _migrate(db, target, down=True)
+
+
+def _migrate(db: Database, target: str, down: bool) -> tuple[str | None, str]:
     with unavailable_on_failure(), db.engine.connect() as conn:
         with _migration_lock(db, conn):
             before = MigrationContext.configure(conn).get_current_revision()
             conn.commit()
             try:
-                command.upgrade(_alembic_config(conn), target)
+                (command.downgrade if down else command.upgrade)(_alembic_config(conn), target)
             except CommandError as exc:  # the database is ahead of this release (a rollback), or the target is unknown
-                raise Conflict(f"cannot bring the schema at revision {before} to {target} with this release, whose newest is {head_revision()} ({exc})") from None
+                move = "back to" if down else "to"
+                raise Conflict(f"cannot bring the schema at revision {before} {move} {target} with this release, whose newest is {head_revision()} ({exc})") from None
             conn.commit()
             after = MigrationContext.configure(conn).get_current_revision()
             conn.commit()
     if before != after:
-        log.info("schema upgraded", extra={"before": before, "after": after})
-    return before, after or head_revision()
+        log.info("schema downgraded" if down else "schema upgraded", extra={"before": before, "after": after})
+    return before, after or (target if down else head_revision())

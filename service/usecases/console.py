@@ -40,9 +40,9 @@ def _arm(db: Database, key: str, arm: str) -> dict[str, Any]:
 def _source_words(source: recommendations.Source, current: str | None = None) -> str:
     """A recommender source in words; `current` says which version the active model is now."""
     if source.version is not None:
-        return f"popularity of {source.version}" if source.popular else f"model {source.version}"
-    active = f"the active model ({current})" if current else "the active model"
-    return f"popularity (of {active})" if source.popular else active
+        return f"the most popular items, as model {source.version} counted them" if source.popular else f"model {source.version}"
+    now = f" ({current})" if current else ""
+    return f"the most popular items, as the active model counts them{now}" if source.popular else f"the active model{now}"
 
 
 def _arm_recommender(spec: dict[str, Any]) -> str | None:
@@ -66,14 +66,15 @@ def arm_recommenders(exp: dict[str, Any], active: str | None) -> dict[str, str] 
     return {arm["key"]: _source_words(recommendations.recommender_of(arm.get("payload")), current) for arm in exp["arms"]}
 
 
-def following_active(db: Database) -> list[tuple[str, list[str]]]:
-    """Running and paused experiments of recommender arms, each with its arms that serve whatever model is active:
-    activating another version changes what those arms' users are shown."""
+def following_active(db: Database) -> list[tuple[str, list[tuple[str, bool]]]]:
+    """Running and paused experiments of recommender arms, each with its arms that serve whatever model is active
+    and whether each serves popular items: activating another version changes what those arms' users are shown."""
     out = []
     for status in ("running", "paused"):
         for exp in experiments.list_all(db, status):
             if _names_recommenders(exp):
-                arms = [a["key"] for a in exp["arms"] if recommendations.recommender_of(a.get("payload")).version is None]
+                sources = [(a["key"], recommendations.recommender_of(a.get("payload"))) for a in exp["arms"]]
+                arms = [(key, source.popular) for key, source in sources if source.version is None]
                 if arms:
                     out.append((exp["key"], arms))
     return out

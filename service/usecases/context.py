@@ -5,7 +5,7 @@ from dataclasses import dataclass
 
 from service.config import Config
 from service.store.database import Database, unavailable_on_failure
-from service.store.migrate import schema_problem, upgrade
+from service.store.migrate import downgrade, schema_problem, upgrade
 from service.usecases.assignment import ExperimentCache
 from service.usecases.keys import KeyVerifier
 from service.usecases.serving import ModelCache
@@ -43,6 +43,10 @@ class Services:
     def upgrade_schema(self) -> tuple[str | None, str]:
         """Create or upgrade the schema; answer the revisions (before, after)."""
         return upgrade(self.db)
+
+    def downgrade_schema(self, target: str) -> tuple[str | None, str]:
+        """Take the schema back to an older revision; answer the revisions (before, after)."""
+        return downgrade(self.db, target)
 
     def close(self) -> None:
         """Close every database connection this process holds."""

@@ -15,7 +15,7 @@ import time
 from dataclasses import dataclass
 from typing import Iterable, Literal, get_args
 
-from service.errors import NotFound
+from service.errors import Invalid, NotFound
 from service.store import keys as store
 from service.store.database import Database
 from service.store.keys import KeyRecord
@@ -94,10 +94,15 @@ class KeyVerifier:
             self._known = {d: hit for d, hit in self._known.items() if hit[1].key_id != key_id}
 
 
+KEY_NAME_MAX = 128  # characters, as api_keys.name holds
+
+
 def create_key(db: Database, role: str, name: str | None = None) -> tuple[KeyRecord, str]:
     """Create a key for a role; answer the stored record and the raw key (shown once)."""
     if role not in ROLES:
         raise ValueError(f"role must be one of {', '.join(ROLES)}, not {role!r}")
+    if name is not None and not (1 <= len(name) <= KEY_NAME_MAX and "\x00" not in name):  # the command line's check; the API's schema has its own
+        raise Invalid.field("name", f"must be 1 to {KEY_NAME_MAX} characters without NUL, got {len(name)}")
     raw = KEY_PREFIX + secrets.token_urlsafe(32)
     record = store.insert(db, name or f"{role} key", role, hash_key(raw), raw[:10])
     log.info("key created", extra={"key_id": record.id, "role": role, "key_name": record.name})  # never the key itself

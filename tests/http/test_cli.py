@@ -52,6 +52,20 @@ def test_create_key_refuses_unknown_roles(runner):
     assert result.exit_code != 0
 
 
+def test_create_key_refuses_a_name_the_api_would_in_one_line(runner, client, auth):
+    # PostgreSQL had answered a 129-character name with a 99-line traceback.
+    result = runner.invoke(args=["create-key", "--role", "editor", "--name", "k" * 129])
+    assert result.exit_code == 1 and result.output.strip() == "stickyloop: name: must be 1 to 128 characters without NUL, got 129"
+    assert [k["name"] for k in get_ok(client, "/v1/keys", auth("admin"))["keys"]].count("k" * 129) == 0
+
+
+def test_search_settings_without_a_search_are_refused_not_dropped(runner, client, auth):
+    for option in (["--tune-space", "factors=[16, 32]"], ["--tune-metric", "ndcg_at_10"], ["--tune-seed", "7"]):
+        result = runner.invoke(args=["train", *option])
+        assert result.exit_code == 2 and "needs --tune-trials" in result.output, result.output
+    assert get_ok(client, "/v1/models", auth("editor"))["models"] == []  # nothing was trained
+
+
 def test_demo_loads_data_and_its_running_experiments_once(runner, client, auth):
     first = runner.invoke(args=["demo", "--users", "300", "--items", "100", "--events", "3000"])
     assert first.exit_code == 0, first.output
@@ -226,3 +240,24 @@ def test_tuning_with_no_events_fails_before_its_trials(runner, client, auth):
     assert result.exit_code == 1 and "no events with a positive weight" in result.output
     [model] = client.get("/v1/models", headers=auth("editor")).get_json()["models"]
     assert model["status"] == "failed" and not model.get("tuning")
+
+
+def test_downgrade_db_takes_the_schema_back_for_an_older_release_only_when_told_to(tmp_path):
+    from service.config import Config
+    from service.http.app import create_app
+
+    app = create_app(Config(database_url=f"sqlite:///{tmp_path / 'back.db'}", model_dir=tmp_path / "models", testing=True, log_level="CRITICAL"))
+    runner = app.test_cli_runner()
+    try:
+        assert runner.invoke(args=["init-db"]).exit_code == 0
+        unasked = runner.invoke(args=["downgrade-db", "0018"])
+        assert unasked.exit_code == 2 and "--yes" in unasked.output
+        assert current_revision(app.extensions["stickyloop"].db) == head_revision()
+        done = runner.invoke(args=["downgrade-db", "0018", "--yes"])
+        assert done.exit_code == 0 and done.output.strip() == f"schema at revision 0018 (was {head_revision()})"
+        assert app.test_client().get("/readyz").status_code == 503  # this release needs its own revision
+        unknown = runner.invoke(args=["downgrade-db", "base", "--yes"])
+        assert unknown.exit_code == 1 and unknown.output.startswith("stickyloop: no revision 'base' in this release")
+        assert runner.invoke(args=["init-db"]).output.strip() == f"schema at revision {head_revision()} (was 0018)"
+    finally:
+        app.extensions["stickyloop"].db.dispose()

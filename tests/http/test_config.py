@@ -39,7 +39,8 @@ def test_defaults_use_sqlite_under_instance():
     "env, message",
     [
         ({"EVENT_WEIGHTS": "like=3"}, "unknown event type"),
-        ({"EVENT_WEIGHTS": "view=-1"}, "cannot be negative"),
+        ({"EVENT_WEIGHTS": "view=-1"}, "must be a finite number of at least 0, got '-1'"),
+        ({"EVENT_WEIGHTS": "view=nan"}, "must be a finite number of at least 0, got 'nan'"),
         ({"MAX_CONTENT_LENGTH": "lots"}, "MAX_CONTENT_LENGTH"),
         ({"TRAINING_RUNNER": "cron"}, "TRAINING_RUNNER"),
         ({"LOG_LEVEL": "chatty"}, "LOG_LEVEL"),

@@ -678,14 +678,16 @@ def test_the_user_page_names_the_recommender_each_of_the_users_arms_serves(as_ro
     running(client, auth("editor"), {"key": "recs", "name": "Recommenders", "arms": arms, "metrics": [{"key": "clicked"}]})
     arm = get_ok(client, "/v1/users/ua1/recommendations?experiment=recs", auth("storefront"))["arm"]
     html = as_role("analyst").get("/ui/users?user_id=ua1").get_data(as_text=True)
-    expected = f"model {version}" if arm == "knn" else "popularity (of the active model)"
+    expected = f"model {version}" if arm == "knn" else "the most popular items, as the active model counts them"
     assert f"recommendations from {expected}" in html
     post_ok(client, "/v1/experiments/recs/stop", None, auth("editor"))  # its users are served by the active model again
     html = as_role("analyst").get("/ui/users?user_id=ua1").get_data(as_text=True)
     assert f"recommendations came from {expected} until it stopped; now from the active model" in html
     # The form for the next experiment offers that version for a recommender arm.
     form = as_role("editor").get("/ui/new-experiment").get_data(as_text=True)
-    assert f'<option value="version:{version}">{version} (item_knn)</option>' in form
+    # Told apart from other versions by how it was trained and scored, the one served now marked.
+    option = re.search(rf'<option value="version:{version}">{version} \(item_knn, ([^<]*)\)</option>', form)
+    assert option is not None and option.group(1).endswith("active now"), form
 
 
 def test_recommender_arms_are_chosen_from_ready_versions_in_the_form(as_role, client, auth):
@@ -696,7 +698,7 @@ def test_recommender_arms_are_chosen_from_ready_versions_in_the_form(as_role, cl
     version = versions[-1]
     editor = as_role("editor")
     form = editor.get("/ui/new-experiment").get_data(as_text=True)
-    assert all(f'<option value="version:{v}">{v} (item_knn)</option>' in form for v in versions)  # every ready version, not the newest few
+    assert all(f'<option value="version:{v}">{v} (item_knn' in form for v in versions)  # every ready version, not the newest few
     arms = {"arms.0.key": "active", "arms.0.schedule.type": "", "arms.1.key": "knn", "arms.1.schedule.type": "", "arms.1.recommender": f"version:{version}",
             "arms.2.key": "pop", "arms.2.schedule.type": "", "arms.2.recommender": "popularity", "arms.2.payload": '{"banner": "top"}'}
 
@@ -709,6 +711,9 @@ def test_recommender_arms_are_chosen_from_ready_versions_in_the_form(as_role, cl
         assert refused.status_code == 422 and 'id="f-arms-1-recommender-error"' in html, changes
         assert "<b>ghost</b>" not in html
     assert "(not a ready version)" in post(**{"arms.1.recommender": "version:" + "v" * 65}).get_data(as_text=True)  # what was sent stays on the page
+    # A row with a recommender chosen but no key had been left out without a word.
+    keyless = post(**{"arms.1.key": ""})
+    assert keyless.status_code == 422 and 'id="f-arms-1-key-error"' in keyless.get_data(as_text=True)
     assert post().status_code == 303
     stored = {a["key"]: a["payload"] for a in get_ok(client, "/v1/experiments/console-ab", auth("analyst"))["arms"]}
     assert stored == {"active": {}, "knn": {"recommender": {"model_version": version}}, "pop": {"banner": "top", "recommender": {"algorithm": "popularity"}}}
@@ -994,7 +999,7 @@ def test_verdicts_name_a_failing_guardrail_a_mismatch_and_a_stopped_experiment()
     }
     said = [(v.tone, v.text) for v in verdicts(answer, False, set(), {"complaints": "binary"})]
     assert said[0][0] == "warn" and "sample ratio mismatch" in said[0][1]
-    assert any("final figures" in text for _, text in said)
+    assert any("measure what users did before the stop" in text for _, text in said)
     assert ("warn", "every5 beats control on conversion (+10.9 pp [+4.0 pp, +18.0 pp]) but fails a guardrail (complaints +4.7 pp): "
                     "weigh the two before rolling it out. It has cost 4.985 points per extra conversion.") in said
     assert ("warn", "lottery is worse than control on conversion: -8.0 pp [-15.0 pp, -1.0 pp].") in said
@@ -1390,8 +1395,10 @@ def test_arms_that_serve_the_active_model_say_which_and_activating_another_warns
     editor = as_role("editor")
     page = editor.get("/ui/experiments/recs").get_data(as_text=True)
     assert f"<td>the active model (currently {served})</td>" in page and f"<td>model {served}</td>" in page
-    assert f"<td>popularity (of the active model (currently {served}))</td>" in page
+    assert f"<td>the most popular items, as the active model counts them (currently {served})</td>" in page
+    results = editor.get("/ui/experiments/recs/results").get_data(as_text=True)  # the analyst's page says it too
+    assert f"<strong>pinned</strong> model {served};" in results and f"<strong>control</strong> the active model (currently {served});" in results
     warning = editor.get(f"/ui/models/{other}/activate").get_data(as_text=True)
-    assert f"those arms will serve {other} instead" in warning and "recs</a> (control, pop)." in warning
+    assert f"those arms will serve {other} instead" in warning and "recs</a> (control; pop, popular items)." in warning
     running(client, auth("editor"), ab_definition())  # reward schedules alone: no recommender arms to warn of
     assert "points-q4" not in editor.get(f"/ui/models/{other}/activate").get_data(as_text=True)

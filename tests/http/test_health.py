@@ -140,6 +140,46 @@ def test_an_outage_is_said_once_in_a_while_not_once_a_request(tmp_path, caplog, 
         client.get("/v1/items/popular", headers={"Authorization": "Bearer sl_x"})
     said = [r for r in caplog.records if r.getMessage() == "dependency unavailable"]
     assert len(said) == 2 and said[1].requests_since_last_said == 4
+    # A readiness probe every second through an outage had written a warning each time.
+    monkeypatch.setattr(errors, "UNAVAILABLE_LOG_SECONDS", 10.0)
+    with caplog.at_level(logging.WARNING, logger="service.http.errors"):
+        assert {client.get("/readyz").status_code for _ in range(5)} == {503}
+    assert len([r for r in caplog.records if r.getMessage() == "database unreachable"]) == 1
+
+
+@pytest.mark.parametrize("store", ["sqlite", "postgresql"])
+def test_a_schema_migrated_down_under_a_running_server_answers_503_saying_so_not_500(tmp_path, store):
+    from sqlalchemy import text
+
+    from service.store.migrate import upgrade
+    from service.usecases.keys import create_key
+    from tests.conftest import own_postgres_database
+    from tests.experiment_helpers import ab_definition, assign, running
+
+    def ask(url: str) -> None:
+        app = create_app(Config(database_url=url, model_dir=tmp_path / "models", testing=True, log_level="CRITICAL"))
+        db = app.extensions["stickyloop"].db
+        try:
+            upgrade(db)
+            admin = {"Authorization": f"Bearer {create_key(db, 'admin', 'admin')[1]}"}
+            client = app.test_client()
+            running(client, admin, ab_definition())
+            assign(client, admin, "points-q4", "u1")
+            with db.engine.begin() as conn:  # what migration 0019's downgrade does to its column
+                conn.execute(text("ALTER TABLE user_metric_totals DROP COLUMN total_low"))
+            outcome = {"outcome_id": "o1", "experiment": "points-q4", "user_id": "u1", "metric": "spend", "value": 1, "timestamp": "2026-11-22T10:00:00Z"}
+            for answer in (client.post("/v1/outcomes", json={"outcomes": [outcome]}, headers=admin),
+                           client.get("/v1/experiments/points-q4/results?metric=spend", headers=admin)):
+                assert answer.status_code == 503, answer.get_json()
+                assert "schema is behind this release" in answer.get_json()["error"]["message"] and "init-db" in answer.get_json()["error"]["message"]
+        finally:
+            db.dispose()
+
+    if store == "sqlite":
+        ask(f"sqlite:///{tmp_path / 'behind.db'}")
+    else:
+        with own_postgres_database(os.environ.get("PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")) as url:
+            ask(url)
 
 
 @pytest.mark.parametrize("store", ["sqlite", "postgresql"])
@@ -174,3 +214,14 @@ def test_the_openapi_document_is_built_once_per_app(app, monkeypatch):
     client = app.test_client()
     assert [client.get("/openapi.json").status_code for _ in range(3)] == [200] * 3
     assert client.get("/docs").status_code == 200 and len(built) == 1
+
+
+def test_a_database_or_role_that_does_not_exist_is_an_operators_503_not_try_again(tmp_path):
+    server = os.environ.get("PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres").rsplit("/", 1)[0]
+    for url in (f"{server}/stickyloop_no_such_database", server.replace("postgres@", "stickyloop_no_such_role@") + "/postgres"):
+        app = create_app(Config(database_url=url, model_dir=tmp_path / "models", testing=True, log_level="CRITICAL"))
+        answer = app.test_client().get("/v1/items/popular", headers={"Authorization": "Bearer sl_x"})
+        assert answer.status_code == 503 and "Retry-After" not in answer.headers, answer.get_json()
+        message = answer.get_json()["error"]["message"]
+        assert "refuses this service" in message and "DATABASE_URL" in message and "127.0.0.1" not in message and "no_such" not in message
+        app.extensions["stickyloop"].db.dispose()

@@ -486,6 +486,9 @@ def test_a_bad_environment_or_an_unreachable_database_is_one_line(tmp_path):
     commands[("flask", "database")] = (flask, {"DATABASE_URL": CLOSED_PORT_URL})
     for var in ("GUNICORN_THREADS", "GUNICORN_TIMEOUT"):  # read by the project's gunicorn settings, not the app
         commands[("gunicorn", var)] = (gunicorn_cmd, {var: "1m"})
+    # gunicorn itself had served nothing with 0 workers, and printed a traceback for an event-loop worker class.
+    commands[("gunicorn", "WEB_CONCURRENCY")] = (gunicorn_cmd, {"WEB_CONCURRENCY": "0"})
+    commands[("gunicorn", "GUNICORN_WORKER_CLASS")] = (gunicorn_cmd, {"GUNICORN_WORKER_CLASS": "gevent"})
     # A metrics folder that cannot be made had answered every request, /healthz too, with a 500.
     (tmp_path / "a-file").write_text("")
     commands[("gunicorn", "PROMETHEUS_MULTIPROC_DIR")] = (gunicorn_cmd, {"PROMETHEUS_MULTIPROC_DIR": str(tmp_path / "a-file" / "prom")})

@@ -160,10 +160,10 @@ def guardrails_and_analysis(form: Mapping[str, str]) -> tuple[list[str], dict[st
 def _arm(
     form: Mapping[str, str], row: int, text: Callable[[str], str], put: Callable[[dict[str, Any], str, str], None], load_json: Callable[[str], Any]
 ) -> dict[str, Any] | None:
-    """One arm row; None for a row left blank."""
+    """One arm row; None for a row left blank (a chosen recommender or a payload without a key is refused by the schema, not dropped)."""
     p = f"arms.{row}."
     kind = text(p + "schedule.type")
-    if not text(p + "key") and not kind:
+    if not any(text(p + name) for name in ("key", "recommender", "payload")) and not kind:
         return None
     arm: dict[str, Any] = {"key": text(p + "key"), "payload": load_json(p + "payload") or {}, "schedule": None}
     put(arm, "weight", p + "weight")

@@ -73,11 +73,24 @@ def _form(values: dict[str, str], errors: dict[str, list[str]], exp: dict[str, A
         arm_rows=arm_rows,
         metric_rows=metric_rows,
         # An arm may serve a recommender: the active model (no choice), popularity, or a ready version.
-        recommenders=[("", "the active model, unless the payload names one"), (POPULARITY, "popularity (of the active model)"),
-                      *[(VERSION + r.version, f"{r.version} ({r.algorithm})") for r in training.ready_versions(services().db)]],
+        recommenders=_recommender_choices(),
         # After "add a row", the new row's first input has the focus, not the top of the page.
         focus=f"arms.{arm_rows - 1}.key" if more == "arm" else f"metrics.{metric_rows - 1}.key" if more == "metric" else None,
     ), status
+
+
+def _recommender_choices() -> list[tuple[str, str]]:
+    """What an arm may serve: the active model (no choice), popular items, or a ready version, told apart by
+    how it was trained and scored on its holdout, the one served now marked."""
+    db = services().db
+    active = training.active_version(db)
+    choices = [("", "the active model, unless the payload names one"), (POPULARITY, "the most popular items, as the active model counts them")]
+    for r in training.ready_versions(db):
+        precision = r.metrics.get("precision_at_10")
+        notes = [r.algorithm, *(["tuned"] if r.tune else []), *([f"precision@10 {precision:.3f}"] if isinstance(precision, float) else []),
+                 *(["active now"] if r.version == active else [])]
+        choices.append((VERSION + r.version, f"{r.version} ({', '.join(notes)})"))
+    return choices
 
 
 def _validated(schema: type[BaseModel], fields: dict[str, Any]) -> BaseModel:

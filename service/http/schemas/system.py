@@ -4,7 +4,7 @@ from __future__ import annotations
 from pydantic import Field
 
 from service.http.schemas.common import Input, Output, Text
-from service.usecases.keys import Role
+from service.usecases.keys import KEY_NAME_MAX, Role
 
 
 class Health(Output):
@@ -17,7 +17,7 @@ class KeyCreate(Input):
     """A new key's role and a name to recognise it by."""
 
     role: Role
-    name: Text | None = Field(default=None, min_length=1, max_length=128, description="a label for the key; without one it is named after its role (\"analyst key\")")
+    name: Text | None = Field(default=None, min_length=1, max_length=KEY_NAME_MAX, description="a label for the key; without one it is named after its role (\"analyst key\")")
 
 
 class KeyInfo(Output):

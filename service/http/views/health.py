@@ -1,19 +1,17 @@
 """Liveness, readiness, metrics and API documentation."""
 from __future__ import annotations
 
-import logging
 from typing import Any
 
 from flask import Blueprint, Response, current_app, jsonify, render_template
 
 from service.http.endpoint import endpoint, services
-from service.http.errors import error_response
+from service.http.errors import error_response, say_unavailable
 from service.http.observability import metrics_response
 from service.http.openapi import build_openapi
 from service.http.schemas.system import Health
 
 bp = Blueprint("health", __name__)
-log = logging.getLogger(__name__)
 
 
 @bp.get("/healthz")
@@ -30,11 +28,11 @@ def readyz() -> Response | Health:
     svc = services()
     problem = svc.unreachable()
     if problem is not None:
-        log.warning("database unreachable", extra={"error": problem})
+        say_unavailable(problem, "database unreachable")  # a probe every second through an outage: not a line a probe
         return _not_ready("the database is unreachable; check DATABASE_URL and that the server runs")
     schema = svc.schema_problem()
     if schema is not None:
-        log.warning("schema not ready", extra={"error": schema})
+        say_unavailable(schema, "schema not ready")
         return _not_ready(schema)
     return Health(status="ok")
 
