@@ -178,3 +178,42 @@ def test_0017_lets_a_ledger_reason_name_a_long_action_and_its_downgrade_cuts_it_
     with empty_db.engine.connect() as conn:
         assert conn.execute(text("SELECT reason FROM reward_ledger")).scalar_one() == reason[:64]
     upgrade(empty_db)
+
+
+def test_0020_takes_outcomes_dated_after_an_earlier_stop_out_of_the_totals_and_its_downgrade_puts_them_back(empty_db, tmp_path):
+    from service.config import Config
+    from service.http.app import create_app
+    from service.usecases.keys import create_key
+    from tests.experiment_helpers import ab_definition, assign, running
+    from tests.helpers import iso
+
+    upgrade(empty_db, "0019")
+    app = create_app(Config(database_url=empty_db.engine.url.render_as_string(hide_password=False), model_dir=tmp_path / "models", testing=True, log_level="CRITICAL"))
+    admin = {"Authorization": f"Bearer {create_key(empty_db, 'admin')[1]}"}
+    client = app.test_client()
+    running(client, admin, ab_definition())
+    stop = time.time()
+    for user in ("u1", "u2", "u3"):
+        assign(client, admin, "points-q4", user, timestamp=iso(stop - 5 * 86_400))
+    outcomes = [("o1", "u1", 10.0, stop - 86_400), ("o2", "u1", 1e12, stop + 86_400), ("o3", "u2", 7.0, stop + 2 * 86_400), ("o4", "u3", 1e-5, stop - 60)]
+    body = [{"outcome_id": o, "experiment": "points-q4", "user_id": u, "metric": "spend", "value": v, "timestamp": iso(t)} for o, u, v, t in outcomes]
+    assert client.post("/v1/outcomes", json={"outcomes": body}, headers=admin).get_json()["accepted"] == 4
+    with empty_db.engine.begin() as conn:  # stopped as releases before 0020 stopped: every outcome stays in the totals
+        conn.execute(text("UPDATE experiments SET status = 'stopped', stopped_at = :at, revision = revision + 1"), {"at": stop})
+
+    def totals() -> dict[str, float]:
+        with empty_db.engine.connect() as conn:
+            return {r[0]: r[1] for r in conn.execute(text("SELECT user_id, total + total_low FROM user_metric_totals"))}
+
+    before = totals()
+    assert before == {"u1": 10.0 + 1e12, "u2": 7.0, "u3": 1e-5}
+    upgrade(empty_db)
+    assert totals() == {"u1": 10.0, "u2": 0.0, "u3": 1e-5}  # exactly: what the 1e12 rounded away came back out too
+    spend = client.get("/v1/experiments/points-q4/results?metric=spend", headers=admin).get_json()
+    assert sum(arm["total"] for arm in spend["arms"]) == 10.0 + 1e-5
+    app.extensions["stickyloop"].db.dispose()  # its pooled connections would hold plans of the old schema across the downgrade
+    downgrade(empty_db, "0019")
+    assert totals() == before
+    upgrade(empty_db)
+    assert totals() == {"u1": 10.0, "u2": 0.0, "u3": 1e-5}
+    app.extensions["stickyloop"].db.dispose()
