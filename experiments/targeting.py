@@ -141,7 +141,7 @@ def _condition(spec: Mapping[str, Any], path: str) -> Condition:
     attribute, op = spec.get("attribute"), spec.get("op")
     if not isinstance(attribute, str) or not 1 <= len(attribute) <= 128:
         raise TargetingError(f"{path}.attribute", "must be a name of 1 to 128 characters")
-    if op not in OPERATORS:
+    if not isinstance(op, str) or op not in OPERATORS:  # a list or an object cannot even be looked up
         raise TargetingError(f"{path}.op", f"must be one of {', '.join(OPERATORS)}, got {op!r}")
     value = spec.get("value")
     kind = OPERATORS[op][1]

@@ -88,7 +88,8 @@ def details_from_pydantic(exc: ValidationError, prefix: str = "") -> list[dict[s
         loc = _request_path(err["loc"])
         if prefix:
             loc.insert(0, prefix)
-        index = next((int(p) for p in loc if p.isdigit()), None)
+        # A list's position (an int in pydantic's location), not a key a client chose: "7" and "¹" name fields.
+        index = next((p for p in err["loc"] if isinstance(p, int)), None)
         details.append(detail(".".join(loc) or "body", _plain_message(err), index))
     return details
 

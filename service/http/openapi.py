@@ -15,8 +15,9 @@ from service.usecases.keys import ADMIN_ROLE
 
 _REF = "#/components/schemas/{model}"
 _ERROR_TEXT = {status: text for status, (_, text) in HTTP_ERRORS.items() if text is not None}
-# Refused by gunicorn before the request reaches the app; any request may meet them.
-_SERVER_ERRORS = (414, 431)
+# Any request may meet these: gunicorn refuses an over-long request line or header before the app
+# (414, 431), and the app a URL whose %-escapes are not UTF-8 (400).
+_ANY_REQUEST = (400, 414, 431)
 
 
 def _models(app: Flask) -> list[tuple[type[BaseModel], JsonMode]]:
@@ -59,9 +60,9 @@ def _responses(spec: EndpointSpec, schemas: dict[Any, Any], method: str) -> dict
     elif spec.media_type != "application/json":
         ok["content"] = {spec.media_type: {"schema": {"type": "string"}}}
     responses: dict[str, Any] = {str(spec.status): ok}
-    codes = set(spec.errors) | set(_SERVER_ERRORS)
+    codes = set(spec.errors) | set(_ANY_REQUEST)
     if spec.roles is not None:
-        codes |= {401, 403, 503}  # the key is checked against the database
+        codes |= {401, 403, 422, 503}  # the key is checked against the database; an unknown query parameter is refused
     if spec.body is not None:
         codes |= {400, 413, 422}
     elif method in ("POST", "PUT", "PATCH", "DELETE") and spec.roles is not None:

@@ -18,6 +18,7 @@ from service.store.experiment_codec import definition, from_row
 from service.store.database import Database
 from service.store.sql import insert
 from service.store.tables import BanditArmStatsRow, ExperimentRow
+from service.timestamps import server_time
 
 
 @dataclass(frozen=True)
@@ -103,36 +104,42 @@ def create(db: Database, fields: dict[str, Any]) -> ExperimentRow:
 _CHANGE_LOCK = {"key_share": True}
 
 
-# How long a pause, stop or change of a running experiment waits for the exposures table. While it
-# waits, new first exposures of every experiment queue behind it, so the wait is bounded; an outcome
-# batch of 10,000 rows or a maturation of 100,000 holds the table for 0.2 to 0.6 s.
+# How long a pause, stop or change of a running experiment waits for the tables it settles. While it
+# waits, new first exposures (and, for a stop, outcome batches) of every experiment queue behind it, so
+# the wait is bounded; an outcome batch of 10,000 rows or a maturation of 100,000 holds a table for 0.2 to 0.6 s.
 SETTLE_SECONDS = 2
+# What is being written to each table a change may settle, as its refusal names it.
+_WRITES = {"outcomes": "outcome batches", "exposures": "first exposures"}
 
 
-def _settle_enrolments(session: Session) -> None:
-    """Wait for the exposures being written to commit, and hold new ones until this change commits (PostgreSQL).
+def _settle(session: Session, tables: tuple[str, ...]) -> None:
+    """Wait for what is being written to `tables` to commit, and hold new writes until this change commits (PostgreSQL).
 
-    An exposure's statement checks the experiment's stamp in its own snapshot, taken as it began; one
-    slowed inside it (its bandit arm's row held by an outcome batch, say) had committed after a pause or
-    stop returned, enrolling a user the experiment no longer admitted. SHARE conflicts with the ROW
-    EXCLUSIVE lock an insert holds until it commits, and a statement waiting for its lock takes its
-    snapshot once it has it, after this change. Taken after the experiment's row: a draft's deletion
-    locks the row and then cascades into exposures, and the other order deadlocked with it; what holds
-    exposures (an insert, an outcome batch, a maturation) takes only KEY SHARE on the row, which the
-    change's FOR NO KEY UPDATE does not wait for. Unavailable (503) rather than a longer stall when the
-    table stays held past SETTLE_SECONDS: nothing is changed, and a retry is safe. SQLite serialises
-    writers already.
+    exposures: an exposure's statement checks the experiment's stamp in its own snapshot, taken as it
+    began; one slowed inside it (its bandit arm's row held by an outcome batch, say) had committed after a
+    pause or stop returned, enrolling a user the experiment no longer admitted. outcomes (a stop): a batch
+    that read the experiment as running adds every outcome to the totals, also one dated after the stop;
+    once the batches in flight have committed, the stop takes such outcomes back out (`on_stop`), and a
+    later batch reads the stop. SHARE conflicts with the ROW EXCLUSIVE lock a write holds until it commits,
+    and a statement waiting for its lock takes its snapshot once it has it, after this change.
+
+    Taken after the experiment's row: a draft's deletion locks the row and then cascades into exposures,
+    and the other order deadlocked with it; what writes these tables takes only KEY SHARE on the row, which
+    the change's FOR NO KEY UPDATE does not wait for. outcomes before exposures, the order an outcome batch
+    writes them in (it marks waiting exposures counted after storing its outcomes). Unavailable (503) rather
+    than a longer stall when a table stays held past SETTLE_SECONDS: nothing is changed, and a retry is
+    safe. SQLite serialises writers already.
     """
-    if session.get_bind().dialect.name == "sqlite":
+    if session.get_bind().dialect.name == "sqlite" or not tables:
         return
     session.execute(text(f"SET LOCAL lock_timeout = '{SETTLE_SECONDS}s'"))
     try:
-        session.execute(text("LOCK TABLE exposures IN SHARE MODE"))
+        session.execute(text(f"LOCK TABLE {', '.join(tables)} IN SHARE MODE"))
     except OperationalError as exc:
         if getattr(exc.orig, "sqlstate", None) != "55P03":  # lock_not_available
             raise
         raise Busy(
-            f"first exposures being written held the experiment's change back for over {SETTLE_SECONDS} s "
+            f"{' or '.join(_WRITES[t] for t in tables)} being written held the experiment's change back for over {SETTLE_SECONDS} s "
             "(a long outcome batch or maintenance); nothing was changed, try again"
         ) from None
     session.execute(text("SET LOCAL lock_timeout = 0"))
@@ -168,7 +175,7 @@ def patch(db: Database, key: str, changes: dict[str, Any], revision: int | None 
         if all(getattr(row, name) == value for name, value in merged.items()):
             return row  # nothing changes, so neither do the revision clients compare nor updated_at
         if row.status == "running":
-            _settle_enrolments(session)
+            _settle(session, ("exposures",))
         for name, value in merged.items():
             setattr(row, name, value)
         row.updated_at = time.time()
@@ -256,9 +263,9 @@ def move(
             new = transition(row.status, action)  # type: ignore[arg-type]
         except TransitionError as exc:
             raise Conflict(str(exc)) from None
-        if row.status == "running":  # a pause or a stop: no enrolment in flight may land after it returns
-            _settle_enrolments(session)
-        now = time.time()
+        # A pause or a stop: no enrolment in flight may land after it returns; a stop: nor an outcome dated after it.
+        _settle(session, (("outcomes",) if action == "stop" else ()) + (("exposures",) if row.status == "running" else ()))
+        now = server_time()  # as the answer gives it: what is dated at the stop it reports counts for no arm
         first_start = row.status == "draft"
         values: dict[str, Any] = {"status": new, "updated_at": now, "revision": row.revision + 1}
         if action == "start" and row.started_at is None:

@@ -114,7 +114,7 @@ def upgrade(db: Database, target: str = "head") -> tuple[str | None, str]:
 def downgrade(db: Database, target: str) -> tuple[str | None, str]:
     """Take the schema back to `target`, an older revision, for an older release; answer (before, after).
 
-    Each migration's notes in docs/operations.md say what going back loses.
+    Going back drops what the later revisions added, with what it held (docs/operations.md).
     """
     if target not in _shipped():
         raise Conflict(f"no revision {target!r} in this release (its revisions run from 0001 to {head_revision()})")

@@ -92,17 +92,14 @@ def _exposures(session: Session, pairs: set[tuple[str, str]]) -> dict[tuple[str,
 def _stops(session: Session, keys: set[str]) -> dict[str, float]:
     """When each stopped experiment among `keys` stopped: an outcome dated from then on is stored and counts in no result.
 
-    On PostgreSQL the rows are read FOR SHARE, in key order: a stop in progress (which holds its row FOR NO KEY
-    UPDATE) is waited for and its time read, and a stop waits for this batch, so the two never interleave.
+    A stop waits for the batches in flight and holds later ones until it commits (`experiments._settle`),
+    so a batch reads either no stop, and its outcomes dated after it are taken back by the stop, or the stop.
     """
     if not keys:
         return {}
     marks = ", ".join(["?"] * len(keys))
-    lock = "" if session.get_bind().dialect.name == "sqlite" else " ORDER BY key FOR SHARE"  # SQLite already holds the write lock
-    # Every row is locked, not only those stopped in this snapshot: a row is locked only if it matches, and
-    # one whose stop is in progress would not (yet); once locked it is read as the stop left it.
-    rows = run(session, f"SELECT key, stopped_at FROM experiments WHERE key IN ({marks}){lock}", sorted(keys))
-    return {key: float(stopped_at) for key, stopped_at in rows if stopped_at is not None}
+    rows = run(session, f"SELECT key, stopped_at FROM experiments WHERE key IN ({marks}) AND stopped_at IS NOT NULL", sorted(keys))
+    return {key: float(stopped_at) for key, stopped_at in rows}
 
 
 def withdraw_from(session: Session, key: str, stopped_at: float) -> None:
@@ -122,7 +119,12 @@ def withdraw_from(session: Session, key: str, stopped_at: float) -> None:
     for metric, user, arm, value in rows:
         values[(key, metric, user)].append(float(value))
         arms[(key, metric, user)] = arm
-    _add_to_totals(session, [(k, arms[k], -math.fsum(v), None) for k, v in sorted(values.items())])
+    # Their sum as two doubles, taken back one after the other: the totals hold what the batches added to
+    # about twice a double's precision, and one rounded sum (1e12 + 1e-5 is 1e12) would leave a remainder.
+    high = {k: math.fsum(v) for k, v in values.items()}
+    low = {k: math.fsum([*v, -high[k]]) for k, v in values.items()}
+    for part in (high, low):
+        _add_to_totals(session, [(k, arms[k], -part[k], None) for k in sorted(part) if part[k] != 0])
 
 
 def _insert_new(session: Session, outcomes: list[dict[str, Any]], now: float) -> set[str]:

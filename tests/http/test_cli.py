@@ -55,7 +55,9 @@ def test_create_key_refuses_unknown_roles(runner):
 def test_create_key_refuses_a_name_the_api_would_in_one_line(runner, client, auth):
     # PostgreSQL had answered a 129-character name with a 99-line traceback.
     result = runner.invoke(args=["create-key", "--role", "editor", "--name", "k" * 129])
-    assert result.exit_code == 1 and result.output.strip() == "stickyloop: name: must be 1 to 128 characters without NUL, got 129"
+    assert result.exit_code == 1 and result.output.strip() == "stickyloop: name: must be 1 to 128 characters of UTF-8 without NUL, got 129"
+    undecodable = runner.invoke(args=["create-key", "--role", "editor", "--name", "caf\udce9"])  # b"caf\xe9" from a Latin-1 shell
+    assert undecodable.exit_code == 1 and undecodable.output.startswith("stickyloop: name: must be 1 to 128 characters of UTF-8")
     assert [k["name"] for k in get_ok(client, "/v1/keys", auth("admin"))["keys"]].count("k" * 129) == 0
 
 

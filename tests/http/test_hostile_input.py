@@ -371,6 +371,26 @@ def test_unknown_query_parameters_are_422(client, auth):
     assert client.get("/healthz?probe=lb").status_code == 200 and client.get("/readyz?t=1").status_code == 200
 
 
+def test_a_name_of_digits_is_a_field_not_a_batch_position(client, auth, db):
+    # "¹".isdigit() but int("¹") fails: such a name had made most endpoints answer 500.
+    for name in ("\u00b9", "\u2460", "7"):
+        answer = client.post("/v1/keys", json={"role": "analyst", name: 1}, headers=auth("admin"))
+        assert answer.status_code == 422 and answer.get_json()["error"]["details"] == [{"field": name, "message": "is not a field here"}], answer.get_json()
+        popular = client.get(f"/v1/items/popular?{quote(name)}=1", headers=auth("storefront"))
+        assert popular.status_code == 422 and "index" not in popular.get_json()["error"]["details"][0], popular.get_json()
+    assert len(get_ok(client, "/v1/keys", auth("admin"))["keys"]) == 4  # the fixture's four, nothing more
+    # A batch's position is still given.
+    batch = client.post("/v1/events", json={"events": [{"event_id": "ok", "user_id": "u", "item_id": "i", "type": "view"}, {"event_id": "bad"}]}, headers=auth("storefront"))
+    assert batch.status_code == 422 and batch.get_json()["error"]["details"][0]["index"] == 1
+
+
+@pytest.mark.parametrize("op", [[], {}, [None]])
+def test_a_targeting_operator_that_is_not_text_is_422(client, auth, op):
+    body = {**ab_definition(), "targeting": {"all": [{"attribute": "country", "op": op, "value": "de"}]}}
+    refused(client.post("/v1/experiments", json=body, headers=auth("editor")), 422, "targeting.all.0.op")
+    assert client.get("/v1/experiments/points-q4", headers=auth("analyst")).status_code == 404
+
+
 def test_a_url_that_is_not_utf8_once_decoded_is_400_and_records_nothing(client, auth, db):
     running(client, auth("editor"), ab_definition())
     shop = auth("storefront")

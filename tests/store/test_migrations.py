@@ -198,6 +198,10 @@ def test_0020_takes_outcomes_dated_after_an_earlier_stop_out_of_the_totals_and_i
     outcomes = [("o1", "u1", 10.0, stop - 86_400), ("o2", "u1", 1e12, stop + 86_400), ("o3", "u2", 7.0, stop + 2 * 86_400), ("o4", "u3", 1e-5, stop - 60)]
     body = [{"outcome_id": o, "experiment": "points-q4", "user_id": u, "metric": "spend", "value": v, "timestamp": iso(t)} for o, u, v, t in outcomes]
     assert client.post("/v1/outcomes", json={"outcomes": body}, headers=admin).get_json()["accepted"] == 4
+    for oid, value in (("o5", 1e12), ("o6", 1e-5)):  # batch by batch: the totals keep the 1e-5 a double sum rounds away
+        one = {"outcome_id": oid, "experiment": "points-q4", "user_id": "u4", "metric": "spend", "value": value, "timestamp": iso(stop + 3600)}
+        assign(client, admin, "points-q4", "u4", timestamp=iso(stop - 5 * 86_400))
+        assert client.post("/v1/outcomes", json={"outcomes": [one]}, headers=admin).get_json()["accepted"] == 1
     with empty_db.engine.begin() as conn:  # stopped as releases before 0020 stopped: every outcome stays in the totals
         conn.execute(text("UPDATE experiments SET status = 'stopped', stopped_at = :at, revision = revision + 1"), {"at": stop})
 
@@ -206,14 +210,14 @@ def test_0020_takes_outcomes_dated_after_an_earlier_stop_out_of_the_totals_and_i
             return {r[0]: r[1] for r in conn.execute(text("SELECT user_id, total + total_low FROM user_metric_totals"))}
 
     before = totals()
-    assert before == {"u1": 10.0 + 1e12, "u2": 7.0, "u3": 1e-5}
+    assert before == {"u1": 10.0 + 1e12, "u2": 7.0, "u3": 1e-5, "u4": 1e12 + 1e-5}
     upgrade(empty_db)
-    assert totals() == {"u1": 10.0, "u2": 0.0, "u3": 1e-5}  # exactly: what the 1e12 rounded away came back out too
+    assert totals() == {"u1": 10.0, "u2": 0.0, "u3": 1e-5, "u4": 0.0}  # exactly: what the 1e12 rounded away came back out too
     spend = client.get("/v1/experiments/points-q4/results?metric=spend", headers=admin).get_json()
     assert sum(arm["total"] for arm in spend["arms"]) == 10.0 + 1e-5
     app.extensions["stickyloop"].db.dispose()  # its pooled connections would hold plans of the old schema across the downgrade
     downgrade(empty_db, "0019")
     assert totals() == before
     upgrade(empty_db)
-    assert totals() == {"u1": 10.0, "u2": 0.0, "u3": 1e-5}
+    assert totals() == {"u1": 10.0, "u2": 0.0, "u3": 1e-5, "u4": 0.0}
     app.extensions["stickyloop"].db.dispose()

@@ -39,7 +39,11 @@ def _shift(sign: float) -> None:
     for key, metric, user, value in bind.execute(_AFTER_THE_STOP):
         values[(key, metric, user)].append(float(value))
     for (key, metric, user), found in sorted(values.items()):
-        bind.execute(_SHIFT, {"change": sign * math.fsum(found), "key": key, "metric": metric, "user": user})
+        # The sum as two doubles, one after the other: one rounded sum (1e12 + 1e-5 is 1e12) would leave a remainder.
+        high = math.fsum(found)
+        for part in (high, math.fsum([*found, -high])):
+            if part != 0:
+                bind.execute(_SHIFT, {"change": sign * part, "key": key, "metric": metric, "user": user})
 
 
 def upgrade() -> None:
