@@ -101,6 +101,7 @@ ROLE_TABLE
 - **HEAD** is answered wherever GET is, except on the two GETs that can record an exposure
   (`GET /v1/experiments/{{key}}/assignment`, `GET /v1/users/{{user_id}}/recommendations`): there it is a
   405 that records nothing, and `Allow` (on any 405 there) lists `GET, OPTIONS`.
+- **OPTIONS** answers 204, with no body and no key needed, and `Allow` listing the path's methods.
 - **Status codes.**
 
   | status | `code` | when |

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import importlib
 
-from flask import Flask
+from flask import Flask, Response
 from threadpoolctl import threadpool_limits
 
 from service.config import Config
@@ -18,6 +18,18 @@ from service.usecases.context import Services
 VIEWS = ("health", "keys", "items", "events", "models", "recommendations", "experiments", "layers", "assignments", "outcomes", "rewards", "results", "plans", "users")
 
 
+class _App(Flask):
+    """Flask, answering OPTIONS with 204 and `Allow`: its own answer was a 200 with an empty text/html body,
+    where every other answer of the API is JSON or nothing at all."""
+
+    def make_default_options_response(self) -> Response:
+        allowed = super().make_default_options_response().allow
+        response = Response(status=204)
+        del response.headers["Content-Type"]  # no body, so no type
+        response.allow.update(allowed)
+        return response
+
+
 def create_app(config: Config | None = None) -> Flask:
     """Build the app from `config`, or from the environment when none is given."""
     config = config or Config.from_env()
@@ -26,7 +38,7 @@ def create_app(config: Config | None = None) -> Flask:
     # milliseconds. Training runs implicit's own threads and does not need BLAS ones.
     threadpool_limits(1, "blas")
     configure_logging(config.log_level)
-    app = Flask(__name__, instance_path=str(config.model_dir.parent.resolve()))
+    app = _App(__name__, instance_path=str(config.model_dir.parent.resolve()))
     app.config.update(MAX_CONTENT_LENGTH=config.max_content_length, TESTING=config.testing, STICKYLOOP=config)
     app.json.sort_keys = False  # type: ignore[attr-defined]
     # werkzeug would answer /v1/users//x/... with a redirect to /v1/users/x/...: another user.

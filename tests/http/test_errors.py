@@ -48,6 +48,14 @@ def test_wrong_method_is_405(client, auth):
     assert "POST" in resp.headers["Allow"]
 
 
+def test_options_answers_the_methods_with_no_body(client):
+    # Flask's own answer was a 200 with an empty text/html body.
+    for path, methods in (("/v1/events", {"POST", "OPTIONS"}), ("/v1/experiments/x/assignment", {"GET", "OPTIONS"})):
+        resp = client.open(path, method="OPTIONS")
+        assert resp.status_code == 204 and resp.data == b"" and "Content-Type" not in resp.headers
+        assert set(resp.headers["Allow"].split(", ")) == methods
+
+
 def test_activating_a_model_that_is_not_ready_is_409(client, auth, db):
     import time
 
