@@ -102,29 +102,41 @@ def _stops(session: Session, keys: set[str]) -> dict[str, float]:
     return {key: float(stopped_at) for key, stopped_at in rows}
 
 
+# Per user with any outcome dated from the stop on, every outcome of theirs in the experiment.
+_AT_THE_STOP = (
+    "SELECT o.metric, o.user_id, o.value, o.ts FROM outcomes o WHERE o.experiment_key = ? AND EXISTS "
+    "(SELECT 1 FROM outcomes a WHERE a.experiment_key = o.experiment_key AND a.metric = o.metric AND a.user_id = o.user_id AND a.ts >= ?)"
+)
+_SET_TOTAL = text(
+    "UPDATE user_metric_totals SET total = :high, total_low = :low, first_positive_ts = :first "
+    "WHERE experiment_key = :key AND metric = :metric AND user_id = :user"
+)
+
+
 def withdraw_from(session: Session, key: str, stopped_at: float) -> None:
-    """Take back from the totals what outcomes dated from the stop on had added (stamped ahead of the clock,
+    """Take out of the totals what outcomes dated from the stop on had added (stamped ahead of the clock,
     received before the stop), in the stop's transaction: after it, none counts, as for those received later.
 
+    Each such user's total is counted again from their outcomes dated before the stop, as two doubles:
+    taking the later ones back by subtraction left what a batch holding outcomes from both sides had
+    rounded away (1e-5 with 1e12 in one batch), or a remainder of the totals' own rounding.
     A stopped bandit's arm statistics keep them: they steer nothing any more, and its results read the totals.
     """
-    rows = run(
-        session,
-        "SELECT o.metric, o.user_id, x.arm, o.value FROM outcomes o JOIN exposures x ON x.experiment_key = o.experiment_key "
-        "AND x.user_id = o.user_id WHERE o.experiment_key = ? AND o.ts >= ?",
-        [key, stopped_at],
-    )
-    values: dict[tuple[str, str, str], list[float]] = defaultdict(list)
-    arms: dict[tuple[str, str, str], str] = {}
-    for metric, user, arm, value in rows:
-        values[(key, metric, user)].append(float(value))
-        arms[(key, metric, user)] = arm
-    # Their sum as two doubles, taken back one after the other: the totals hold what the batches added to
-    # about twice a double's precision, and one rounded sum (1e12 + 1e-5 is 1e12) would leave a remainder.
-    high = {k: math.fsum(v) for k, v in values.items()}
-    low = {k: math.fsum([*v, -high[k]]) for k, v in values.items()}
-    for part in (high, low):
-        _add_to_totals(session, [(k, arms[k], -part[k], None) for k in sorted(part) if part[k] != 0])
+    before: dict[tuple[str, str], list[tuple[float, float]]] = defaultdict(list)
+    for metric, user, value, ts in run(session, _AT_THE_STOP, [key, stopped_at]):
+        kept = before[(metric, user)]  # made for every such user, also one with nothing before the stop
+        if float(ts) < stopped_at:
+            kept.append((float(value), float(ts)))
+    for (metric, user), kept in sorted(before.items()):
+        high, low = _exact_sum([v for v, _ in kept])
+        first = min((ts for v, ts in kept if v > 0), default=None)
+        session.execute(_SET_TOTAL, {"high": high, "low": low, "first": first, "key": key, "metric": metric, "user": user})
+
+
+def _exact_sum(values: list[float]) -> tuple[float, float]:
+    """The sum of `values` as two doubles, the rounded sum and what it rounded away: about twice a double's precision."""
+    high = math.fsum(values)
+    return high, math.fsum([*values, -high])
 
 
 def _insert_new(session: Session, outcomes: list[dict[str, Any]], now: float) -> set[str]:

@@ -211,6 +211,8 @@ def test_0020_takes_outcomes_dated_after_an_earlier_stop_out_of_the_totals_and_i
 
     before = totals()
     assert before == {"u1": 10.0 + 1e12, "u2": 7.0, "u3": 1e-5, "u4": 1e12 + 1e-5}
+    with empty_db.engine.begin() as conn:  # u2 as the release just before 0020 left it: its later outcome already taken back
+        conn.execute(text("UPDATE user_metric_totals SET total = 0 WHERE user_id = 'u2'"))
     upgrade(empty_db)
     assert totals() == {"u1": 10.0, "u2": 0.0, "u3": 1e-5, "u4": 0.0}  # exactly: what the 1e12 rounded away came back out too
     spend = client.get("/v1/experiments/points-q4/results?metric=spend", headers=admin).get_json()
