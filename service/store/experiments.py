@@ -132,18 +132,21 @@ def _settle(session: Session, tables: tuple[str, ...]) -> None:
     """
     if session.get_bind().dialect.name == "sqlite" or not tables:
         return
-    # statement_timeout bounds the whole statement; lock_timeout would bound each table's lock on its own.
+    # statement_timeout bounds the whole statement (lock_timeout bounds each table's lock on its own), and
+    # lock_timeout is set too so that a shorter one configured on the server does not cut the wait short.
     session.execute(text(f"SET LOCAL statement_timeout = '{SETTLE_SECONDS}s'"))
+    session.execute(text(f"SET LOCAL lock_timeout = '{SETTLE_SECONDS}s'"))
     try:
         session.execute(text(f"LOCK TABLE {', '.join(tables)} IN SHARE MODE"))
     except OperationalError as exc:
-        if getattr(exc.orig, "sqlstate", None) != "57014":  # query_canceled
+        if getattr(exc.orig, "sqlstate", None) not in ("57014", "55P03"):  # query_canceled, lock_not_available
             raise
         raise Busy(
             f"{' or '.join(_WRITES[t] for t in tables)} being written held the experiment's change back for over {SETTLE_SECONDS} s "
             "(a long outcome batch or maintenance); nothing was changed, try again"
         ) from None
     session.execute(text("SET LOCAL statement_timeout TO DEFAULT"))
+    session.execute(text("SET LOCAL lock_timeout TO DEFAULT"))
 
 
 def patch(db: Database, key: str, changes: dict[str, Any], revision: int | None = None) -> ExperimentRow:

@@ -183,12 +183,16 @@ def record(db: Database, outcomes: Sequence[dict[str, Any]], definitions: dict[s
                 values[key].append(o["value"])
                 if o["value"] > 0:
                     first_positive[key] = min(first_positive.get(key, math.inf), o["ts"])
-        # fsum: a batch's change is its exact sum rounded once, not a running sum that depends on the ids' order.
-        deltas = [(k, arms[(k[0], k[2])], math.fsum(v), first_positive.get(k)) for k, v in sorted(values.items())]
+        # A batch's change is its exact sum as two doubles, added one after the other: a user's value is then the
+        # sum of their outcomes however they were batched (1e12 and 1e-5 in one batch had lost the 1e-5), the
+        # same as a stop counts it again (`withdraw_from`). The second part is 0 for a lone outcome.
+        parts = {k: _exact_sum(v) for k, v in values.items()}
+        deltas = [(k, arms[(k[0], k[2])], parts[k][0], first_positive.get(k)) for k in sorted(parts)]
         rewarding = [k for k, _, _, _ in deltas if definitions[k[0]].rewards_bandit(k[1])]
         counting_lock(session, {k[0] for k in rewarding})
         before = _totals(session, rewarding)  # under the bandits' locks: nobody else moves these totals meanwhile
         totals = _add_to_totals(session, deltas)
+        totals.update(_add_to_totals(session, [(k, arm, parts[k][1], None) for k, arm, _, _ in deltas if parts[k][1] != 0]))
         _update_bandits(session, definitions, deltas, totals, before)
     accepted = len(written)
     ignored = len(ids) - len(exposed)

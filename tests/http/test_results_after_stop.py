@@ -167,3 +167,22 @@ def test_the_stop_counts_again_what_batches_mixing_both_sides_of_it_rounded(clie
     post_ok(client, "/v1/experiments/points-q4/stop", None, editor)
     rows = {r["arm"]: r for r in get_ok(client, "/v1/experiments/points-q4/results?metric=conversion", analyst)["arms"]}
     assert sum(r["total"] for r in rows.values()) == 1  # a alone converted before the stop
+
+
+def test_a_users_value_is_the_same_whether_the_stop_counted_it_again_or_their_batches_added_it(client, auth):
+    # Batches had added each one's sum rounded once, where the stop counts exactly: two users with the
+    # same outcomes before the stop, one of them with a later one too, had ended on either side of 0.
+    shop, editor, analyst = auth("storefront"), auth("editor"), auth("analyst")
+    running(client, editor, ab_definition())
+    now = time.time()
+    batches = {"up": [[1e12, 1e-5], [-1e12]], "down": [[1e12, 7e-5], [-1e12, -5e-5], [-3e-5]]}  # exactly 1e-5 and -1e-5
+    for name, sent in batches.items():
+        for user in (f"{name}-plain", f"{name}-later"):
+            assign(client, shop, "points-q4", user, timestamp=iso(now - 5 * DAY))
+            for b, values in enumerate(sent):
+                outcomes = [_outcome(f"{user}-{b}-{i}", user, "conversion", v, now - DAY) for i, v in enumerate(values)]
+                post_ok(client, "/v1/outcomes", {"outcomes": outcomes}, shop)
+        post_ok(client, "/v1/outcomes", {"outcomes": [_outcome(f"{name}-after", f"{name}-later", "conversion", 1, now + DAY)]}, shop)
+    assert _totals(client, analyst, "conversion") == 3  # the "up" pair, and "down-later" by its later outcome, counted yet
+    post_ok(client, "/v1/experiments/points-q4/stop", None, editor)
+    assert _totals(client, analyst, "conversion") == 2  # both "up" users, neither "down" one
