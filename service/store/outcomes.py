@@ -102,11 +102,10 @@ def _stops(session: Session, keys: set[str]) -> dict[str, float]:
     return {key: float(stopped_at) for key, stopped_at in rows}
 
 
-# Per user with any outcome dated from the stop on, every outcome of theirs in the experiment.
-_AT_THE_STOP = (
-    "SELECT o.metric, o.user_id, o.value, o.ts FROM outcomes o WHERE o.experiment_key = ? AND EXISTS "
-    "(SELECT 1 FROM outcomes a WHERE a.experiment_key = o.experiment_key AND a.metric = o.metric AND a.user_id = o.user_id AND a.ts >= ?)"
-)
+# The users with an outcome dated from the stop on (an index range of ix_outcomes_experiment_metric_ts, mostly
+# empty), then their outcomes (ix_outcomes_experiment_user): the stop holds outcome batches back meanwhile.
+_DATED_FROM = "SELECT DISTINCT metric, user_id FROM outcomes WHERE experiment_key = ? AND ts >= ?"
+_OF_USERS = "SELECT metric, user_id, value, ts FROM outcomes WHERE experiment_key = ? AND user_id IN ({marks})"
 _SET_TOTAL = text(
     "UPDATE user_metric_totals SET total = :high, total_low = :low, first_positive_ts = :first "
     "WHERE experiment_key = :key AND metric = :metric AND user_id = :user"
@@ -122,11 +121,11 @@ def withdraw_from(session: Session, key: str, stopped_at: float) -> None:
     rounded away (1e-5 with 1e12 in one batch), or a remainder of the totals' own rounding.
     A stopped bandit's arm statistics keep them: they steer nothing any more, and its results read the totals.
     """
-    before: dict[tuple[str, str], list[tuple[float, float]]] = defaultdict(list)
-    for metric, user, value, ts in run(session, _AT_THE_STOP, [key, stopped_at]):
-        kept = before[(metric, user)]  # made for every such user, also one with nothing before the stop
-        if float(ts) < stopped_at:
-            kept.append((float(value), float(ts)))
+    before: dict[tuple[str, str], list[tuple[float, float]]] = {(m, u): [] for m, u in run(session, _DATED_FROM, [key, stopped_at])}
+    for chunk in chunks(sorted({user for _, user in before}), _CHUNK):
+        for metric, user, value, ts in run(session, _OF_USERS.format(marks=", ".join(["?"] * len(chunk))), [key, *chunk]):
+            if (metric, user) in before and float(ts) < stopped_at:
+                before[(metric, user)].append((float(value), float(ts)))
     for (metric, user), kept in sorted(before.items()):
         high, low = _exact_sum([v for v, _ in kept])
         first = min((ts for v, ts in kept if v > 0), default=None)
