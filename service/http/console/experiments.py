@@ -72,7 +72,6 @@ def _form(values: dict[str, str], errors: dict[str, list[str]], exp: dict[str, A
         builtin_metrics=list(BUILTIN_METRICS),
         arm_rows=arm_rows,
         metric_rows=metric_rows,
-        # An arm may serve a recommender: the active model (no choice), popularity, or a ready version.
         recommenders=_recommender_choices(),
         # After "add a row", the new row's first input has the focus, not the top of the page.
         focus=f"arms.{arm_rows - 1}.key" if more == "arm" else f"metrics.{metric_rows - 1}.key" if more == "metric" else None,
