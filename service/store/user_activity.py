@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session
 
 from service.store.database import Database
 from service.store.sql import chunks, run
+from service.text import encodable
 
 _CHUNK = 1000  # 5 parameters a row, well under SQLite's 32,766 a statement
 _UPSERT = (
@@ -89,20 +90,12 @@ def decode_cursor(cursor: str) -> tuple[float, int, str] | None:
         if (
             isinstance(revenue, (int, float)) and not isinstance(revenue, bool) and math.isfinite(revenue)
             and isinstance(purchases, int) and not isinstance(purchases, bool) and 0 <= purchases < 2**63
-            and isinstance(user_id, str) and len(user_id) <= _MAX_ID and "\x00" not in user_id and _encodable(user_id)
+            and isinstance(user_id, str) and len(user_id) <= _MAX_ID and "\x00" not in user_id and encodable(user_id)
         ):
             return float(revenue), purchases, user_id
     except (ValueError, TypeError, OverflowError):
         pass
     return None
-
-
-def _encodable(text: str) -> bool:
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:  # a lone surrogate
-        return False
-    return True
 
 
 def at_risk(db: Database, idle_since: float, min_purchases: int, limit: int, after: tuple[float, int, str] | None) -> list[Activity]:

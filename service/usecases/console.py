@@ -7,6 +7,7 @@ from typing import Any
 from experiments.stats import sample_ratio_mismatch
 from service.store import console as store
 from service.store.database import Database
+from service.store.state import shared_state
 from service.timestamps import iso
 from service.usecases import assignment, experiments, recommendations, rewards
 from service.usecases.assignment import ExperimentCache
@@ -57,11 +58,12 @@ def _names_recommenders(exp: dict[str, Any]) -> bool:
     return any("recommender" in (arm.get("payload") or {}) for arm in exp["arms"])
 
 
-def arm_recommenders(exp: dict[str, Any], active: str | None) -> dict[str, str] | None:
+def arm_recommenders(db: Database, exp: dict[str, Any]) -> dict[str, str] | None:
     """What each arm's recommendations come from, in words, for an experiment some arm of which names a
     recommender (None otherwise): an arm that names none serves whatever model is active, so it says which."""
     if not _names_recommenders(exp):
         return None
+    active = shared_state(db).active_version
     current = f"currently {active}" if active else "none yet, so popular items"
     return {arm["key"]: _source_words(recommendations.recommender_of(arm.get("payload")), current) for arm in exp["arms"]}
 

@@ -19,6 +19,7 @@ from service.errors import Invalid, NotFound
 from service.store import keys as store
 from service.store.database import Database
 from service.store.keys import KeyRecord
+from service.text import encodable
 
 log = logging.getLogger(__name__)
 
@@ -97,20 +98,11 @@ class KeyVerifier:
 KEY_NAME_MAX = 128  # characters, as api_keys.name holds
 
 
-def _utf8(text: str) -> bool:
-    """Whether `text` can be stored: a command line's bytes that are not UTF-8 arrive as lone surrogates."""
-    try:
-        text.encode()
-    except UnicodeEncodeError:
-        return False
-    return True
-
-
 def create_key(db: Database, role: str, name: str | None = None) -> tuple[KeyRecord, str]:
     """Create a key for a role; answer the stored record and the raw key (shown once)."""
     if role not in ROLES:
         raise ValueError(f"role must be one of {', '.join(ROLES)}, not {role!r}")
-    if name is not None and not (1 <= len(name) <= KEY_NAME_MAX and "\x00" not in name and _utf8(name)):  # the command line's check; the API's schema has its own
+    if name is not None and not (1 <= len(name) <= KEY_NAME_MAX and "\x00" not in name and encodable(name)):  # the command line's check; the API's schema has its own
         raise Invalid.field("name", f"must be 1 to {KEY_NAME_MAX} characters of UTF-8 without NUL, got {len(name)}")
     raw = KEY_PREFIX + secrets.token_urlsafe(32)
     record = store.insert(db, name or f"{role} key", role, hash_key(raw), raw[:10])

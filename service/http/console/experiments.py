@@ -48,7 +48,7 @@ def experiment_detail(key: str) -> str:
     """One experiment's definition, with the moves its status allows."""
     exp = experiments.get(services().db, key)
     moves = [action for action, allowed_from in TRANSITIONS.items() if exp["status"] in allowed_from]
-    recommenders = console.arm_recommenders(exp, training.active_version(services().db))
+    recommenders = console.arm_recommenders(services().db, exp)
     return render_template("console/experiment.html", exp=exp, moves=moves, recommenders=recommenders)
 
 

@@ -22,7 +22,6 @@ from service.http.errors import details_from_pydantic
 from service.http.schemas.results import ResultsQuery, RetentionQuery
 from service.http.views import results as api_results
 from service.usecases import console, experiments, results, series
-from service.usecases import model_training as training
 
 # Two weeks by default: 30 days costs twice the query time on PostgreSQL, and a switch offers it.
 RETENTION_CHART_DAYS = 14
@@ -158,7 +157,7 @@ def results_page(key: str) -> tuple[str, int]:
         lower_is_better=lower_is_better,
         verdicts=verdicts(answer, lower_is_better, rough, guardrail_kinds, {a["key"] for a in exp["arms"] if a.get("schedule")}),
         # What each arm's users are shown, where arms compare recommenders: the table names arms only.
-        recommenders=console.arm_recommenders(exp, training.active_version(services().db)),
+        recommenders=console.arm_recommenders(services().db, exp),
     ), (422 if errors else 200)
 
 
