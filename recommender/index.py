@@ -2,26 +2,24 @@
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any, Callable, Collection, Sequence
 
 import numpy as np
 
+from recommender import index_artifact
 from recommender.ann import AnnSettings, VectorIndex
-from recommender.artifacts import dumps, loads, pack_strings, unpack_strings
 from recommender.base import Recommender, best_first
 from recommender.matrix import MatrixSettings, row_for_events
-from recommender.models import make_recommender
 from recommender.models.factors import FactorModel
+from recommender.search_ahead import RANKED_DEPTH, budget_seconds, inner_products, rescored, search_ahead
 from recommender.training import TrainedModel
 
 UserEvent = tuple[str, str, float]  # (item_id, event type, epoch seconds)
-# A known user's best items are the same for as long as the version is served, so
-# each index remembers them for its most recent users: a repeat request filters a
-# short list instead of scoring the whole catalogue. 200 covers the largest n
-# (100) after filters in most requests; fewer survivors mean a full scoring pass.
-RANKED_DEPTH = 200
+# A known user's best RANKED_DEPTH items are the same for as long as the version is served,
+# so each index remembers them for its most recent users: a repeat request filters a
+# short list instead of scoring the whole catalogue; fewer survivors mean a full scoring pass.
 RANKED_USERS = 10_000
 # An item's most similar items are as fixed as a user's best ones, and product pages follow
 # popularity: each index remembers them for its most recently asked items (1.2 kB an entry, so
@@ -35,10 +33,6 @@ EXACT_BELOW = 10_000
 # A filtered search widens fourfold while too few candidates pass, up to this many; past it,
 # every eligible item is scored, so a request still gets n items while the catalogue has them.
 MAX_CANDIDATES = 4_096
-# Searching ahead for the most active users may add at most this share of the fit's seconds to
-# training (plus one batch): the index must keep training within 1.5 times a bare fit.
-PRECOMPUTE_SHARE = 0.1
-PRECOMPUTE_BATCH = 4_096
 Scorer = Callable[[np.ndarray | None], np.ndarray]  # exact scores of the given rows (None: of every item)
 
 
@@ -85,21 +79,12 @@ class ServingIndex:
         self._popular_order: np.ndarray | None = None
 
     def _search_ahead(self, trained: TrainedModel, limit: int, budget_seconds: float) -> None:
-        """Search the graph for the most active known users, in batches, while the budget lasts (one batch at least)."""
+        """Search the graph ahead for the most active known users (`recommender.search_ahead`)."""
         assert self.ann is not None
-        started = time.perf_counter()
-        users = _most_active(trained.matrix.confidence.indptr, limit)
-        found: list[tuple[np.ndarray, np.ndarray]] = []
-        for start in range(0, len(users), PRECOMPUTE_BATCH):
-            if found and time.perf_counter() - started > budget_seconds:
-                break
-            vectors = np.stack([self._factors.user_vector(int(user)) for user in users[start : start + PRECOMPUTE_BATCH]])
-            found.append(self._ranked_batch(self.ann.candidates_many(vectors, RANKED_DEPTH), vectors))
-        self.ranked_rows = np.concatenate([rows for rows, _ in found]) if found else np.zeros((0, RANKED_DEPTH), dtype=np.int32)
-        self.ranked_scores = np.concatenate([scores for _, scores in found]) if found else np.zeros((0, RANKED_DEPTH), dtype=np.float32)
-        self.ranked_users = users[: len(self.ranked_rows)]
+        found = search_ahead(self.ann, self._factors, trained, limit, budget_seconds)
+        self.ranked_users, self.ranked_rows, self.ranked_scores = found.users, found.rows, found.scores
         self._index_ranked_users()
-        self.precompute_seconds = time.perf_counter() - started
+        self.precompute_seconds = found.seconds
 
     def _index_ranked_users(self) -> None:
         users = self.ranked_users if self.ranked_users is not None else ()
@@ -116,28 +101,9 @@ class ServingIndex:
                 # Ranked at training time: a first request reads 1.6 kB instead of gathering 200 rows of
                 # the item factors from all over a catalogue's worth of memory.
                 return rows[:kept].astype(np.int64), self.ranked_scores[slot, :kept]
-            return self._rescored(np.sort(rows[:kept]).astype(np.int64), self._factors.user_vector(user))
+            return rescored(self._factors.item_factors, np.sort(rows[:kept]).astype(np.int64), self._factors.user_vector(user))
         vector = self._factors.user_vector(user)
-        return self._rescored(np.sort(self.ann.candidates(vector, RANKED_DEPTH)), vector)
-
-    def _rescored(self, rows: np.ndarray, vector: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Sorted candidate rows ranked best first by their exact scores, with those scores.
-
-        The same arithmetic whether a user is searched on request or at training time (`_inner_products`).
-        """
-        scores = _inner_products(self._factors.item_factors, rows, vector)
-        order = best_first(scores, None, len(rows))
-        return rows[order], scores[order]
-
-    def _ranked_batch(self, candidates: np.ndarray, vectors: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """`_rescored` for each row of `candidates_many`'s answer: rows best first and their scores, padded with -1 and NaN."""
-        rows = np.full(candidates.shape, -1, dtype=np.int32)
-        scores = np.full(candidates.shape, np.nan, dtype=np.float32)
-        for i, vector in enumerate(vectors):
-            found = candidates[i]
-            ranked, ranked_scores = self._rescored(found[found >= 0].astype(np.int64), vector)
-            rows[i, : len(ranked)], scores[i, : len(ranked)] = ranked, ranked_scores
-        return rows, scores
+        return rescored(self._factors.item_factors, np.sort(self.ann.candidates(vector, RANKED_DEPTH)), vector)
 
     def _rank_similar(self, item: int) -> tuple[np.ndarray, np.ndarray]:
         """The SIMILAR_DEPTH items most similar to `item` (never itself), best first, with their exact scores."""
@@ -209,7 +175,7 @@ class ServingIndex:
                 return "popular", self.top_popular(allowed, n)
             vector = model.fold_in(row)
         factors = model.item_factors
-        return "personalized", self._search(self.ann, vector, lambda rows: _inner_products(factors, rows, vector), allowed, n)
+        return "personalized", self._search(self.ann, vector, lambda rows: inner_products(factors, rows, vector), allowed, n)
 
     def top_similar(self, item_id: str, allowed: np.ndarray, n: int) -> list[tuple[str, float]] | None:
         """The n allowed items most similar to `item_id` (never itself); None when the model does not know it.
@@ -340,58 +306,13 @@ class ServingIndex:
         )
 
     def to_bytes(self, extra_meta: dict[str, Any] | None = None) -> bytes:
-        """An .npz artifact with no pickled objects."""
-        arrays = {f"model_{k}": v for k, v in self.model.to_arrays().items()}
-        ann_meta = None
-        if self.ann is not None and self.similar_ann is not None:
-            # The inner-product index holds the item factors verbatim: store them once.
-            del arrays["model_item_factors"]
-            arrays["ann_users"], arrays["ann_items"] = self.ann.to_array(), self.similar_ann.to_array()
-            ann_meta = self.ann.settings.stored()
-            if self.ranked_users is not None and self.ranked_rows is not None:
-                arrays["ranked_users"], arrays["ranked_rows"] = self.ranked_users, self.ranked_rows
-                if self.ranked_scores is not None:
-                    arrays["ranked_scores"] = self.ranked_scores
-        arrays["item_ids"], arrays["item_offsets"] = pack_strings(self.item_ids)
-        arrays["user_ids"], arrays["user_offsets"] = pack_strings(self.user_ids)
-        arrays["popularity"] = self.popularity
-        meta = {
-            "version": self.version,
-            "algorithm": self.algorithm,
-            "params": self.model.describe_params(),
-            "settings": {**asdict(self.settings), "weights": dict(self.settings.weights)},
-            "ann": ann_meta,
-            **(extra_meta or {}),
-        }
-        return dumps(arrays, meta)
+        """An .npz artifact with no pickled objects (`recommender.index_artifact`)."""
+        return index_artifact.encode(self, extra_meta)
 
     @classmethod
     def from_bytes(cls, data: bytes) -> "ServingIndex":
         """Load an artifact written by to_bytes."""
-        arrays, meta = loads(data)
-        model = make_recommender(meta["algorithm"], meta["params"])
-        model_arrays = {k[len("model_") :]: v for k, v in arrays.items() if k.startswith("model_")}
-        ann = similar_ann = None
-        if meta.get("ann"):
-            settings = AnnSettings(**meta["ann"])
-            ann = VectorIndex.from_array(arrays["ann_users"], settings)
-            similar_ann = VectorIndex.from_array(arrays["ann_items"], settings)
-            model_arrays["item_factors"] = ann.vectors()
-        model.load_arrays(model_arrays)
-        return cls(
-            version=meta["version"],
-            algorithm=meta["algorithm"],
-            model=model,
-            settings=MatrixSettings(**meta["settings"]),
-            item_ids=unpack_strings(arrays["item_ids"], arrays["item_offsets"]),
-            user_ids=unpack_strings(arrays["user_ids"], arrays["user_offsets"]),
-            popularity=arrays["popularity"],
-            ann=ann,
-            similar_ann=similar_ann,
-            ranked_users=arrays.get("ranked_users"),
-            ranked_rows=arrays.get("ranked_rows"),
-            ranked_scores=arrays.get("ranked_scores"),
-        )
+        return cls(**index_artifact.decode(data))
 
     @classmethod
     def from_trained(cls, version: str, trained: TrainedModel, settings: MatrixSettings, ann: AnnSettings | None = None) -> "ServingIndex":
@@ -410,7 +331,7 @@ class ServingIndex:
             factors = trained.model.item_factors
             index.ann = VectorIndex.build(factors, ann)
             index.similar_ann = VectorIndex.build(factors / trained.model.item_norms[:, None], ann, compact=True)
-            index._search_ahead(trained, ann.precomputed_users, PRECOMPUTE_SHARE * _fit_seconds(trained))
+            index._search_ahead(trained, ann.precomputed_users, budget_seconds(trained))
             index.ann_seconds = time.perf_counter() - started
         return index
 
@@ -421,25 +342,3 @@ class ServingIndex:
         users = 0 if self.ranked_users is None else len(self.ranked_users)
         return {**self.ann.describe(), "build_seconds": round(self.ann_seconds, 3), "precomputed_users": users, "precompute_seconds": round(self.precompute_seconds, 3)}
 
-
-def _inner_products(factors: np.ndarray, rows: np.ndarray | None, vector: np.ndarray) -> np.ndarray:
-    """The inner products of some rows of `factors` (None: all of them) with `vector`, the same bits wherever computed.
-
-    einsum, not BLAS, whose sums may depend on how many threads a process lets it use (a request
-    thread and a training process differ): a candidate's score must not depend on the path that
-    computed it, a list ranked at training time, a search on request or a pass over every item.
-    The same numpy build is assumed: hosts that mix builds may differ in the last bit.
-    """
-    return np.einsum("ij,j->i", factors if rows is None else factors[rows], vector)
-
-
-def _fit_seconds(trained: TrainedModel) -> float:
-    timings = trained.timings
-    return timings.get("fit_seconds", timings.get("fit_split_seconds", 0.0) + timings.get("absorb_seconds", 0.0))
-
-
-def _most_active(indptr: np.ndarray, limit: int) -> np.ndarray:
-    """Up to `limit` users with any interaction, the most interactions first (ties: the earlier user)."""
-    counts = np.diff(indptr)
-    order = np.argsort(-counts, kind="stable")[:limit]
-    return order[counts[order] > 0].astype(np.int32)

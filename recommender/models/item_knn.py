@@ -7,7 +7,7 @@ from typing import ClassVar, Literal, Mapping
 
 import numpy as np
 import scipy.sparse as sp
-from implicit.nearest_neighbours import BM25Recommender, CosineRecommender
+from implicit.nearest_neighbours import BM25Recommender, CosineRecommender, ItemItemRecommender, bm25_weight
 from implicit.utils import ParameterWarning
 
 from recommender.base import CannotTrain, Recommender
@@ -44,16 +44,22 @@ class ItemKNN(Recommender):
 
     def fit(self, user_items: sp.csr_matrix, show_progress: bool = False, warm_start: bool = False) -> None:
         """Compute the top-K similarity of every item (a refit simply recomputes it)."""
-        cls = BM25Recommender if self.params.similarity == "bm25" else CosineRecommender
-        model = cls(K=self.params.neighbours)
-        model.fit(user_items, show_progress=show_progress)
+        if self.params.similarity == "bm25":
+            model: ItemItemRecommender = ItemItemRecommender(K=self.params.neighbours)
+            model.fit(_bm25_weighted(user_items), show_progress=show_progress)
+        else:
+            model = CosineRecommender(K=self.params.neighbours)
+            model.fit(user_items, show_progress=show_progress)
         similarity = model.similarity.tocsr().astype(np.float32)
         # Confidences whose squares overflow single precision leave cosine's norms infinite: every
         # similarity comes out 0 (or NaN), and the model would answer nothing but ties.
         if similarity.nnz and not (np.isfinite(similarity.data).all() and similarity.data.any()):
             if self.params.similarity == "bm25" and np.isfinite(similarity.data).all():
-                # BM25 weighs an item by ln(users / (1 + the item's users)): nothing, with a handful of users.
-                raise CannotTrain(f"item_knn: every BM25 similarity is 0 over only {user_items.shape[0]} users; train on more users or use similarity 'cosine'")
+                # BM25 weighs a user by ln(items / (1 + the user's items)): nothing, when each has all but one item.
+                raise CannotTrain(
+                    f"item_knn: every BM25 similarity is 0, since every user has {user_items.shape[1] - 1} of the {user_items.shape[1]} items; "
+                    "train on a bigger catalogue or use similarity 'cosine'"
+                )
             raise CannotTrain("item_knn: no finite similarity, since the confidence values overflow single precision; lower the event weights")
         self._similarity = _without_diagonal(similarity)
 
@@ -87,6 +93,19 @@ class ItemKNN(Recommender):
     def needs_training_matrix(self) -> bool:
         """Known users are scored from their interaction rows."""
         return True
+
+
+def _bm25_weighted(user_items: sp.csr_matrix) -> sp.csr_matrix:
+    """The users' rows weighted as implicit's BM25Recommender weighs them, each user by ln(items / (1 + their
+    items)), with that weight exactly 0 where it is 0: numpy's log and log1p may differ in the last bit (numpy
+    2.4's do), which gave a user of all but one item weights of 1e-16 and two items similarities of 1e-32 that
+    counted as links."""
+    defaults = BM25Recommender()
+    weighted = bm25_weight(user_items.T, defaults.K1, defaults.B)  # items' rows: its idf is per user, in .col
+    n_items = user_items.shape[1]
+    none = np.bincount(weighted.col, minlength=user_items.shape[0]) + 1 == n_items
+    weighted.data[none[weighted.col]] = 0
+    return weighted.T.tocsr()
 
 
 def _without_diagonal(similarity: sp.csr_matrix) -> sp.csr_matrix:

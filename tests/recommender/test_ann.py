@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 import recommender.index
+import recommender.search_ahead
 from recommender.ann import AnnSettings, VectorIndex
 from recommender.artifacts import loads
 from recommender.index import ServingIndex
@@ -135,7 +136,7 @@ def test_users_searched_at_training_time_get_what_a_search_per_request_gives(ind
     counts = np.diff(confidence_matrix().indptr)
     assert indexed.ranked_users is not None and indexed.ranked_rows is not None
     assert len(indexed.ranked_users) == np.count_nonzero(counts)  # one batch holds every user with events
-    monkeypatch.setattr(recommender.index, "PRECOMPUTE_BATCH", 300)
+    monkeypatch.setattr(recommender.search_ahead, "PRECOMPUTE_BATCH", 300)
     few = dataclasses.replace(indexed, ranked_users=None, ranked_rows=None, ranked_scores=None)
     few._search_ahead(trained, limit=10_000, budget_seconds=0.0)  # no time left after the first batch
     assert few.ranked_users is not None and len(few.ranked_users) == 300

@@ -142,11 +142,27 @@ def test_item_knn_fails_when_its_confidences_overflow_single_precision():
         make_recommender("item_knn", {"similarity": "cosine"}).fit(x)
 
 
-def test_item_knn_says_bm25_needs_more_users_when_every_similarity_is_0():
+def test_item_knn_says_bm25_needs_a_bigger_catalogue_when_every_similarity_is_0():
     from recommender.models import make_recommender
 
-    # Two users: BM25's weight of an item, ln(users / (1 + its users)), is at most ln(2 / 2) = 0.
+    # BM25 weighs a user by ln(items / (1 + their items)): ln(3 / 3) = 0 for both users here, exactly,
+    # although numpy 2.4's log(3) and log1p(2) differ in the last bit.
     x = sp.csr_matrix(np.array([[1, 1, 0], [0, 1, 1]], dtype=np.float32))
-    with pytest.raises(ValueError, match="every BM25 similarity is 0 over only 2 users; train on more users or use similarity 'cosine'"):
+    with pytest.raises(ValueError, match="every BM25 similarity is 0, since every user has 2 of the 3 items; train on a bigger catalogue or use similarity 'cosine'"):
         make_recommender("item_knn", {}).fit(x)
     make_recommender("item_knn", {"similarity": "cosine"}).fit(x)
+
+
+def test_item_knn_bm25_links_no_items_through_a_user_whose_weight_is_0():
+    """A user of all but one item weighs 0: their items are linked only through other users, never by rounding noise."""
+    from recommender.models import make_recommender
+
+    # User 0 has 13 of the 14 items (weight exactly 0: numpy 2.4's log(14) and log1p(13) differ in the last
+    # bit); user 1 links items 12 and 13 alone.
+    x = sp.lil_matrix((2, 14), dtype=np.float32)
+    x[0, :13] = 1
+    x[1, 12:] = 1
+    model = make_recommender("item_knn", {})
+    model.fit(sp.csr_matrix(x))
+    assert not model.similar(0).any() and not model.similar(11).any()
+    assert model.similar(12)[13] > 0 and model.placed_items().tolist() == [False] * 12 + [True, True]
