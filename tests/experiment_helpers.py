@@ -2,9 +2,10 @@
 from __future__ import annotations
 
 import copy
+import time
 from typing import Any
 
-from tests.helpers import post_ok
+from tests.helpers import iso, post_ok
 
 SCHEDULES = {
     "control": {"type": "per_unit", "points_per_unit": 1},
@@ -55,3 +56,21 @@ def assign(client: Any, storefront: dict[str, str], key: str, user: str, **param
     resp = client.get(f"/v1/experiments/{key}/assignment", query_string={"user_id": user, **params}, headers=storefront)
     assert resp.status_code == 200, resp.get_data(as_text=True)
     return resp.get_json()  # type: ignore[no-any-return]
+
+
+def no_conversions_in_every5(client: Any, editor: dict[str, str], storefront: dict[str, str]) -> dict[str, list[str]]:
+    """points-q4 with purchase_conversion as its guardrail: 40 users split between control and every5, half of
+    each bought before exposure (CUPED's covariate), two in three of control after it, nobody in every5."""
+    running(client, editor, ab_definition(weights=(1, 1, 0.000001), guardrails=["purchase_conversion"]))
+    users: dict[str, list[str]] = {"control": [], "every5": []}
+    for u in range(40):
+        users[assign(client, storefront, "points-q4", f"g{u}")["arm"]].append(f"g{u}")
+    events = []
+    for arm, members in users.items():
+        for i, user in enumerate(members):
+            if i % 2 == 0:
+                events.append({"event_id": f"pre-{user}", "user_id": user, "item_id": "i", "type": "purchase", "value": 5.0, "timestamp": iso(time.time() - 5 * 86400)})
+            if arm == "control" and i % 3 != 2:
+                events.append({"event_id": f"post-{user}", "user_id": user, "item_id": "i", "type": "purchase", "value": 5.0})
+    post_ok(client, "/v1/events", {"events": events}, storefront)
+    return users

@@ -44,6 +44,8 @@ class ArmResult:
     significant: bool | None = None
     chance_to_beat_control: float | None = None
     notes: tuple[str, ...] = ()
+    # One of `notes`: why the p-value and intervals are rough (a binary metric with few conversions), if they are.
+    rough: str | None = None
 
 
 @dataclass(frozen=True)
@@ -85,6 +87,7 @@ class _Comparison:
     p_value: float | None = None
     chance: float | None = None
     notes: list[str] = field(default_factory=list)
+    rough: str | None = None
 
 
 @dataclass(frozen=True)
@@ -172,27 +175,32 @@ FEW_EVENTS = 5
 
 
 def _few_events(control: ArmSummary, treat: ArmSummary, out: _Comparison) -> None:
+    """Say so when a binary metric's arms are too thin for the normal approximation: also under CUPED, whose
+    Welch test on 0 conversions of 3 (adjusted values that barely vary) had called a difference significant."""
     thin = [f"{name} has {int(s.total)} conversion{'' if int(s.total) == 1 else 's'} of {s.users}" for name, s in (("the control", control), ("this arm", treat))
             if min(s.total, s.users - s.total) < FEW_EVENTS]
     if thin:
-        out.notes.append(
+        out.rough = (
             f"{' and '.join(thin)}: with fewer than {FEW_EVENTS} conversions or non-conversions in an arm the normal "
             "approximation behind the p-value and the intervals is rough (an interval can look far narrower than the data allow); read them as indications, not evidence"
         )
+        out.notes.append(out.rough)
 
 
 NO_USERS = "the arm or the control has no exposed users yet, so there is nothing to compare"
 
 
-def _compare(control: ArmSummary, treat: ArmSummary, opt: _Options) -> _Comparison:
+def _compare(control: ArmSummary, treat: ArmSummary, opt: _Options, counts: tuple[ArmSummary, ArmSummary] | None) -> _Comparison:
+    """`counts`: for a binary metric, the arms' conversions (before CUPED adjusted them)."""
     out = _Comparison()
     if control.mean is None or treat.mean is None:
         out.notes.append(NO_USERS)
         return out
     out.diff = treat.mean - control.mean
     (_sequential if opt.sequential else _fixed)(control, treat, opt, out)
+    if counts is not None:
+        _few_events(*counts, out)
     if opt.kind == "binary":
-        _few_events(control, treat, out)
         out.chance = beta_chance_to_beat(int(control.total), control.users, int(treat.total), treat.users)
     else:
         out.chance = normal_chance_to_beat(control, treat)
@@ -240,7 +248,8 @@ def analyse(
     comparisons = []
     for (name, raw), arm in zip(arms[1:], summaries[1:]):
         ci, arm_notes = _arm_alone(arm, opt.kind, alpha)
-        comparisons.append((name, raw, arm, ci, arm_notes, _compare(control, arm, opt)))
+        counts = (raw_control, raw) if kind == "binary" else None
+        comparisons.append((name, raw, arm, ci, arm_notes, _compare(control, arm, opt, counts)))
     adjusted_p = adjust([c.p_value for *_, c in comparisons], correction)
     for (name, raw, arm, ci, arm_notes, c), p_adj in zip(comparisons, adjusted_p):
         results.append(
@@ -259,6 +268,7 @@ def analyse(
                 significant=None if p_adj is None else p_adj < alpha,
                 chance_to_beat_control=finite_or_none(c.chance),
                 notes=tuple(arm_notes + c.notes),
+                rough=c.rough,
             )
         )
     return Analysis(kind, test, alpha, correction, tuple(results), notes)

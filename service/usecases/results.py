@@ -150,7 +150,7 @@ def _guardrails(
         metric = exp.metric(name)
         computed = _compute(db, exp, metric, settings, alpha, correction, now, until)
         for arm in computed.analysis.arms[1:]:
-            note = None
+            note = arm.rough  # a status on a handful of conversions says so
             if arm.diff is None or arm.diff_ci is None:
                 note = "; ".join(_arm_notes(arm.notes, name)) or ("no difference yet" if arm.diff is None else "no interval yet")
             out.append({

@@ -829,6 +829,21 @@ def test_arms_with_few_conversions_or_non_conversions_say_the_normal_approximati
         assert result.arms[1].p_value == pytest.approx(z, rel=1e-9)
 
 
+def test_a_binary_metric_under_cuped_still_says_when_its_arms_have_few_conversions():
+    """CUPED's Welch test on 0 conversions of 3 (adjusted values that barely vary) calls the difference
+    significant where Fisher's exact test finds nothing: the note on thin arms must not vanish with it."""
+    x = np.tile([5.0, 0.0], 12)[:23]  # every other user bought before exposure
+    y_control, y_treat = np.r_[np.ones(10), np.zeros(10)], np.zeros(3)
+    adjusted = cuped([CupedArm.of_values(x[:20], y_control), CupedArm.of_values(x[20:], y_treat)])
+    arms = [("c", ArmSummary.binary(20, 10)), ("t", ArmSummary.binary(3, 0))]
+    arm = analyse(arms, "binary", cuped=adjusted).arms[1]
+    assert adjusted.theta is not None and arm.significant and sps.fisher_exact([[10, 10], [0, 3]])[1] > 0.2
+    assert arm.rough is not None and arm.rough.startswith("this arm has 0 conversions of 3") and arm.rough in arm.notes
+    plain = analyse(arms, "binary").arms[1]
+    assert plain.rough == arm.rough and not plain.significant
+    assert analyse([("c", ArmSummary.binary(400, 40)), ("t", ArmSummary.binary(400, 60))], "binary").arms[1].rough is None
+
+
 def test_a_treatment_constant_at_zero_keeps_the_delta_methods_lift_interval():
     control, treat = ArmSummary.of_values(np.array([1.0, 2.0, 3.0, 4.0])), ArmSummary.of_values(np.zeros(3))
     arm = analyse([("c", control), ("t", treat)], "continuous").arms[1]

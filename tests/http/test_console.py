@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from flask.testing import FlaskClient
 
-from tests.experiment_helpers import ab_definition, assign, bandit_definition, running
+from tests.experiment_helpers import ab_definition, assign, bandit_definition, no_conversions_in_every5, running
 from tests.helpers import get_ok, iso, post_ok, train, two_tribes
 
 CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
@@ -1402,3 +1402,12 @@ def test_arms_that_serve_the_active_model_say_which_and_activating_another_warns
     assert f"those arms will serve {other} instead" in warning and "recs</a> (control; pop, popular items)." in warning
     running(client, auth("editor"), ab_definition())  # reward schedules alone: no recommender arms to warn of
     assert "points-q4" not in editor.get(f"/ui/models/{other}/activate").get_data(as_text=True)
+
+
+def test_a_guardrail_status_on_a_handful_of_conversions_shows_with_its_note(as_role, client, auth):
+    """The badge is the status (a note on thin arms qualifies it; "no evidence yet" is for a guardrail without an interval)."""
+    no_conversions_in_every5(client, auth("editor"), auth("storefront"))
+    status = get_ok(client, "/v1/experiments/points-q4/results", auth("analyst"))["guardrails"][0]["status"]
+    html = as_role("analyst").get("/ui/experiments/points-q4/results").get_data(as_text=True)
+    guardrail = re.search(r'<li><span class="badge[^"]*">([^<]+)</span> every5 on purchase_conversion[^<]*<span class="muted">\(([^)]+)\)', html)
+    assert guardrail and guardrail.group(1) == status and guardrail.group(2).startswith("this arm has 0 conversions of")

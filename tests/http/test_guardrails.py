@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from scipy import stats as sps
 
-from tests.experiment_helpers import ab_definition, assign, bandit_definition, running
+from tests.experiment_helpers import ab_definition, assign, bandit_definition, no_conversions_in_every5, running
 from tests.helpers import get_ok, post_ok
 
 COMPLAINTS = {"key": "complaints", "kind": "binary", "higher_is_better": False}
@@ -101,3 +101,13 @@ def test_results_and_their_csv_say_which_way_a_metric_is_better(client, auth, co
     rows = list(csv.DictReader(io.StringIO(table)))
     assert next(iter(rows[0])) == "experiment" and list(rows[0])[-2:] == ["higher_is_better", "reward_actions"]  # added last, so columns keep their positions
     assert {r["higher_is_better"] for r in rows} == {"false"}
+
+
+def test_a_guardrail_on_a_handful_of_conversions_says_its_status_is_rough_also_under_cuped(client, auth):
+    """Purchase conversion (CUPED on by default) where an arm has no conversion at all: the status stands, with the note."""
+    users = no_conversions_in_every5(client, auth("editor"), auth("storefront"))
+    body = get_ok(client, "/v1/experiments/points-q4/results?metric=purchase_conversion", auth("analyst"))
+    assert body["test"] == "welch_t_cuped"
+    row = next(g for g in body["guardrails"] if g["arm"] == "every5")
+    arm = next(a for a in body["arms"] if a["arm"] == "every5")
+    assert row["note"] is not None and row["note"].startswith(f"this arm has 0 conversions of {len(users['every5'])}") and row["note"] in arm["notes"]

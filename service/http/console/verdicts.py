@@ -47,7 +47,7 @@ def verdicts(
     for a in arms[1:]:
         own = [g for g in answer.get("guardrails") or [] if g["arm"] == a["arm"]]
         hurt = [f"{g['metric']} {fmt.difference(g['diff'], guardrail_kinds.get(g['metric'], 'number'))}"
-                for g in own if g.get("status") == "fail" and not g.get("note")]
+                for g in own if g.get("status") == "fail"]
         # The API calls a guardrail without an interval "ok": nothing shows it failing, and nothing shows it holding.
         unread = [g["metric"] for g in own if g.get("diff_ci") is None]
         out.append(_arm(a, arms[0], kind, metric, lower_is_better, a["arm"] in rough, final, ", ".join(hurt), unread, bool(own), scheduled))

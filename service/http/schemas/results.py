@@ -79,7 +79,10 @@ class GuardrailOut(Output):
     diff_ci: list[float] | None
     status: Literal["ok", "warn", "fail"]
     higher_is_better: bool = Field(description="false when a rise is what makes this metric worse: then `fail` means diff_ci lies wholly above 0 and `warn` that diff > 0")
-    note: str | None = Field(description="why there is no difference or no interval yet (then `ok` rests on no evidence); null otherwise")
+    note: str | None = Field(
+        description="why there is no difference or no interval yet (then `ok` rests on no evidence), or that a binary metric's status rests on "
+        "fewer than 5 conversions or non-conversions in an arm; null otherwise"
+    )
 
 
 class SrmOut(Output):
