@@ -161,6 +161,8 @@ def _guardrails(
 
 
 NO_REWARD_ACTIONS = "no reward action has been recorded for this arm's users while the experiment ran, so its points figures count none"
+UNPAID = ("this arm's users have reward actions but its schedule has granted no points yet, as one that pays on every Nth action or after "
+          "an interval does at first: its points figures, and any cost compared with it, leave out what it will pay")
 
 
 def _costs(
@@ -184,6 +186,8 @@ def _costs(
         priced[name] = bool(actions) or name not in scheduled
         if not priced[name]:
             row["notes"] = [*row["notes"], NO_REWARD_ACTIONS]
+        elif name in scheduled and actions and not points:
+            row["notes"] = [*row["notes"], UNPAID]
     control = rows[0]["points_per_user"]
     for i, row in enumerate(rows):
         diff = row["diff"]

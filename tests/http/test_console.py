@@ -12,6 +12,7 @@ import pytest
 from flask.testing import FlaskClient
 
 from tests.experiment_helpers import ab_definition, assign, bandit_definition, no_conversions_in_every5, running
+from service.usecases import results
 from tests.helpers import get_ok, iso, post_ok, train, two_tribes
 
 CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
@@ -905,8 +906,9 @@ def test_a_cost_is_not_called_established_for_an_arm_whose_interval_clears_0_but
     outcomes = [{"outcome_id": f"o-{user}", "experiment": "points-q4", "user_id": user, "metric": "spend", "value": v + (shift if arm == "every5" else 0)}
                 for arm, users in arms.items() for user, v in zip(users, base[arm])]
     post_ok(client, "/v1/outcomes", {"outcomes": outcomes}, shop)
-    for arm in ("control", "every5"):  # a cost compares two arms' ledgers
-        post_ok(client, "/v1/rewards", {"action_id": f"r-{arm}", "user_id": arms[arm][0], "experiment": "points-q4", "value": 10.0}, shop)
+    for arm, actions in (("control", 1), ("every5", 5)):  # a cost compares two arms' ledgers, each of which has granted points
+        for i in range(actions):
+            post_ok(client, "/v1/rewards", {"action_id": f"r-{arm}-{i}", "user_id": arms[arm][0], "experiment": "points-q4", "value": 10.0}, shop)
     every5 = next(a for a in get_ok(client, "/v1/experiments/points-q4/results?metric=spend", auth("analyst"))["arms"] if a["arm"] == "every5")
     assert every5["diff_ci"][0] > 0 and not every5["significant"] and every5["cost_per_incremental"] is not None
     html = as_role("analyst").get("/ui/experiments/points-q4/results?metric=spend").get_data(as_text=True)
@@ -986,6 +988,7 @@ def test_the_results_page_says_in_words_which_arm_wins_and_what_stands_in_the_wa
 
 def test_verdicts_name_a_failing_guardrail_a_mismatch_and_a_stopped_experiment():
     from service.http.console.verdicts import verdicts
+    from service.usecases import results
 
     def arm(name, users, diff=None, ci=None, significant=None, cost=None):
         return {"arm": name, "users": users, "total": 10, "diff": diff, "diff_ci": ci, "significant": significant,
@@ -1026,13 +1029,14 @@ def test_verdicts_name_a_failing_guardrail_a_mismatch_and_a_stopped_experiment()
     said = [v.text for v in verdicts(running_cheaper, False, set(), {})]
     assert any(text.endswith("It has also granted fewer points so far than control: 572.4 fewer per extra conversion.") for text in said), said
     unpaid = {**running_cheaper, "arms": [{**cheaper["arms"][0], "reward_actions": 80, "points_per_user": 2.0},
-                                          {**cheaper["arms"][1], "reward_actions": 76, "points_per_user": 0.0}]}
+                                          {**cheaper["arms"][1], "reward_actions": 76, "points_per_user": 0.0, "notes": [results.UNPAID]}]}
     said = [v.text for v in verdicts(unpaid, False, set(), {})]
     assert any(text.endswith("What it costs is not known yet: every5 recorded reward actions but granted no points so far, "
                              "as a schedule that pays on every Nth action or after an interval does at first.") for text in said), said
     assert not any("fewer points" in text for text in said)
-    # An arm without a schedule grants nothing by design: its cost is 0 and known, not owed later.
-    said = [v.text for v in verdicts(unpaid, False, set(), {}, scheduled={"control"})]
+    # An arm without a schedule grants nothing by design (the API then adds no note): its cost is 0 and known, not owed later.
+    unscheduled = {**unpaid, "arms": [unpaid["arms"][0], {**unpaid["arms"][1], "notes": []}]}
+    said = [v.text for v in verdicts(unscheduled, False, set(), {})]
     assert any(text.endswith("It has also granted fewer points so far than control: 572.4 fewer per extra conversion.") for text in said), said
     # A significant winner of 16 users is not called one, and no guardrail declared is not "none fails".
     small = {**cheaper, "arms": [cheaper["arms"][0], {**cheaper["arms"][1], "users": 16}]}
@@ -1411,3 +1415,28 @@ def test_a_guardrail_status_on_a_handful_of_conversions_shows_with_its_note(as_r
     html = as_role("analyst").get("/ui/experiments/points-q4/results").get_data(as_text=True)
     guardrail = re.search(r'<li><span class="badge[^"]*">([^<]+)</span> every5 on purchase_conversion[^<]*<span class="muted">\(([^)]+)\)', html)
     assert guardrail and guardrail.group(1) == status and guardrail.group(2).startswith("this arm has 0 conversions of")
+
+
+def test_the_cost_of_an_arm_whose_schedule_has_granted_nothing_yet_is_not_known_on_every_reading(as_role, client, auth):
+    """every5 pays on a user's 5th action: after one it has granted 0 points, so the contract's cost is negative
+    (better and cheaper) while the arm owes what its users are working towards. The API says so in the arm's
+    notes, the CSV carries them, and the console's summary and table agree."""
+    shop = auth("storefront")
+    running(client, auth("editor"), ab_definition(weights=(1, 1, 0.000001)))
+    arms: dict[str, list[str]] = {"control": [], "every5": []}
+    for u in range(40):
+        arms[assign(client, shop, "points-q4", f"p{u}")["arm"]].append(f"p{u}")
+    outcomes = [{"outcome_id": f"o-{user}", "experiment": "points-q4", "user_id": user, "metric": "spend", "value": (30.0 if arm == "every5" else 10.0) + i % 3}
+                for arm, users in arms.items() for i, user in enumerate(users)]
+    post_ok(client, "/v1/outcomes", {"outcomes": outcomes}, shop)
+    for arm in arms:
+        post_ok(client, "/v1/rewards", {"action_id": f"r-{arm}", "user_id": arms[arm][0], "experiment": "points-q4", "value": 10.0}, shop)
+    answer = get_ok(client, "/v1/experiments/points-q4/results?metric=spend", auth("analyst"))
+    every5 = next(a for a in answer["arms"] if a["arm"] == "every5")
+    assert every5["significant"] and every5["points_per_user"] == 0 and every5["cost_per_incremental"] < 0
+    assert results.UNPAID in every5["notes"] and results.UNPAID not in answer["arms"][0]["notes"]
+    csv_text = client.get("/v1/experiments/points-q4/results.csv?metric=spend", headers=auth("analyst")).get_data(as_text=True)
+    assert results.UNPAID in next(r for r in csv_module.DictReader(io.StringIO(csv_text)) if r["arm"] == "every5")["notes"]
+    html = as_role("analyst").get("/ui/experiments/points-q4/results?metric=spend").get_data(as_text=True)
+    row = html.split('<th scope="row">every5', 1)[1].split("</tr>", 1)[0]
+    assert "not known yet" in row and "What it costs is not known yet: every5 recorded reward actions but granted no points so far" in html

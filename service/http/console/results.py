@@ -133,6 +133,8 @@ def results_page(key: str) -> tuple[str, int]:
         metrics=metric_choices(exp),
         has_points=any(a.get("points_per_user") is not None for a in answer["arms"]),
         no_reward_actions={a["arm"] for a in answer["arms"] if results.NO_REWARD_ACTIONS in a["notes"]},
+        # Whose cost is not known yet: an arm compared with a control, either of which has granted nothing for its actions.
+        unpaid={a["arm"] for a in answer["arms"][1:] if results.UNPAID in a["notes"] or results.UNPAID in answer["arms"][0]["notes"]},
         # For a metric where lower is better, more of it is not a gain to pay for: no column of what it would cost.
         has_cost=not lower_is_better and any(a.get("cost_per_incremental") is not None for a in answer["arms"]),
         forest=forest,
@@ -155,7 +157,7 @@ def results_page(key: str) -> tuple[str, int]:
         guardrail_kinds=guardrail_kinds,
         # The API's chance is of exceeding the control; for a metric where lower is better the page reads it the other way.
         lower_is_better=lower_is_better,
-        verdicts=verdicts(answer, lower_is_better, rough, guardrail_kinds, {a["key"] for a in exp["arms"] if a.get("schedule")}),
+        verdicts=verdicts(answer, lower_is_better, rough, guardrail_kinds),
         # What each arm's users are shown, where arms compare recommenders: the table names arms only.
         recommenders=console.arm_recommenders(services().db, exp),
     ), (422 if errors else 200)

@@ -11,6 +11,7 @@ from typing import Any, Literal
 
 from experiments.definitions import RETENTION_DAYS
 from service.http.console import formatting as fmt
+from service.usecases import results
 
 Tone = Literal["ok", "warn", "info"]
 # Below this many users in an arm or the control a significant difference rests on a handful of people
@@ -27,10 +28,9 @@ class Verdict:
 
 
 def verdicts(
-    answer: dict[str, Any], lower_is_better: bool, rough: set[str], guardrail_kinds: dict[str, str], scheduled: set[str] | None = None,
+    answer: dict[str, Any], lower_is_better: bool, rough: set[str], guardrail_kinds: dict[str, str],
 ) -> list[Verdict]:
-    """The page's reading of `answer`: a warning that overrides everything first, then one sentence per arm.
-    `scheduled` names the arms with a reward schedule (None: every arm), which alone may owe points not paid yet."""
+    """The page's reading of `answer`: a warning that overrides everything first, then one sentence per arm."""
     arms = answer["arms"]
     if len(arms) < 2 or not any(a["users"] for a in arms[1:]) or not arms[0]["users"]:
         return [Verdict("info", _nothing_yet(answer["metric"]))]
@@ -50,7 +50,7 @@ def verdicts(
                 for g in own if g.get("status") == "fail"]
         # The API calls a guardrail without an interval "ok": nothing shows it failing, and nothing shows it holding.
         unread = [g["metric"] for g in own if g.get("diff_ci") is None]
-        out.append(_arm(a, arms[0], kind, metric, lower_is_better, a["arm"] in rough, final, ", ".join(hurt), unread, bool(own), scheduled))
+        out.append(_arm(a, arms[0], kind, metric, lower_is_better, a["arm"] in rough, final, ", ".join(hurt), unread, bool(own)))
     return out
 
 
@@ -94,12 +94,11 @@ def _overall(answer: dict[str, Any]) -> list[Verdict]:
     return out
 
 
-def _priced(a: dict[str, Any], c: dict[str, Any], kind: str, final: bool, scheduled: set[str] | None) -> str:
+def _priced(a: dict[str, Any], c: dict[str, Any], kind: str, final: bool) -> str:
     """What the arm's extra conversions cost in points, or why that is not known yet."""
     # An arm without a schedule grants nothing by design: its cost is 0, known. One with a schedule that
-    # has paid nothing for its actions may owe it later.
-    unpaid = [arm["arm"] for arm in (a, c) if (arm.get("reward_actions") or 0) > 0 and not arm.get("points_per_user")
-              and (scheduled is None or arm["arm"] in scheduled)]
+    # has paid nothing for its actions may owe it later (the API's note says which).
+    unpaid = [arm["arm"] for arm in (a, c) if results.UNPAID in arm.get("notes", ())]
     if unpaid:  # a schedule that rewards every Nth action, or after an interval, owes its points later
         return (f" What it costs is not known yet: {' and '.join(unpaid)} recorded reward actions but granted no points so far, "
                 "as a schedule that pays on every Nth action or after an interval does at first.")
@@ -115,7 +114,7 @@ def _priced(a: dict[str, Any], c: dict[str, Any], kind: str, final: bool, schedu
 
 def _arm(
     a: dict[str, Any], c: dict[str, Any], kind: str, metric: str, lower_is_better: bool, rough: bool, final: bool, hurt: str, unread: list[str],
-    guarded: bool, scheduled: set[str] | None,
+    guarded: bool,
 ) -> Verdict:
     """One arm's sentence; `hurt` names the guardrails it fails, which every reading mentions, `unread` those without evidence
     either way, and `guarded` whether the experiment declares any."""
@@ -133,7 +132,7 @@ def _arm(
     better = (a["diff"] < 0) if lower_is_better else (a["diff"] > 0)
     if not better:
         return Verdict("warn", f"{name} is worse than {control} on {metric}: {shown}.{fails}")
-    priced = _priced(a, c, kind, final, scheduled) if not lower_is_better and a["diff_ci"] and a["diff_ci"][0] > 0 else ""
+    priced = _priced(a, c, kind, final) if not lower_is_better and a["diff_ci"] and a["diff_ci"][0] > 0 else ""
     few = [arm for arm in (a, c) if arm["users"] < FEW_USERS]
     if few:
         who = " and ".join(arm["arm"] for arm in few)
