@@ -127,8 +127,9 @@ def _shoppers(demo: Demo) -> None:
         # About 80 % convert in every-3rd and 20 % in the control, so its gain, and so its cost, is there whatever the split.
         if (i % 5 != 0) if body["arm"] == "every-3rd" else (i % 5 == 0):
             outcomes.append({"outcome_id": f"o-{i}", "experiment": "console-ab", "user_id": f"shopper-{i}", "metric": "conversion", "value": 1})
-            status, _ = demo.server.request("POST", "/v1/rewards", {"action_id": f"a-{i}", "user_id": f"shopper-{i}", "experiment": "console-ab", "value": 30.0}, key=store)
-            assert status == 200
+            for k in range(3 if body["arm"] == "every-3rd" else 1):  # every-3rd pays on a user's third action
+                status, _ = demo.server.request("POST", "/v1/rewards", {"action_id": f"a-{i}-{k}", "user_id": f"shopper-{i}", "experiment": "console-ab", "value": 30.0}, key=store)
+                assert status == 200
     assert demo.server.request("POST", "/v1/outcomes", {"outcomes": outcomes}, key=store)[0] == 200
 
 
