@@ -47,6 +47,9 @@ def parse_body(spec: EndpointSpec) -> BaseModel:
         parsed = spec.body.model_validate_json(raw)
     except ValidationError as exc:
         kinds = {e["type"] for e in exc.errors()}
+        if any(e["type"] == "json_invalid" and _OUT_OF_RANGE in str(e.get("ctx", {}).get("error", "")) for e in exc.errors()):
+            # Valid JSON whose integer has more digits than the parser reads (Python's 4,300): a value out of bounds.
+            raise Invalid.field("body", "holds a number of more digits than this service reads (4,300); no field takes such a number") from None
         # The parser takes NaN and Infinity, which JSON does not have: such a body is malformed, not invalid.
         if "json_invalid" in kinds or not _strict_json(raw):
             raise ApiError(400, "the request body is not valid JSON") from None
@@ -138,6 +141,10 @@ def refuse_query(spec: EndpointSpec) -> None:
     unknown = [name for name in request.args if not (spec.query_attributes and name.startswith(ATTRIBUTE_PREFIX))]
     if unknown:
         raise Invalid.many([detail(f"query.{name}", "is not a parameter of this endpoint") for name in unknown])
+
+
+# How the JSON parser names a number it cannot hold (an integer of over 4,300 digits).
+_OUT_OF_RANGE = "number out of range"
 
 
 def _strict_json(raw: bytes) -> bool:

@@ -143,6 +143,25 @@ def test_numbers_beyond_1e12_are_422_at_the_door(client, auth, db):
     assert stored(db) == before
 
 
+def test_an_integer_beyond_the_parsers_4300_digits_is_valid_json_out_of_bounds(client, auth, db):
+    """RFC 8259 lets a parser bound its numbers: such a body is JSON (not a 400) whose number no field takes (422)."""
+    before = stored(db)
+    for digits in (4300, 4301, 10_000):
+        body = b'{"events": [{"event_id": "e1", "user_id": "u", "item_id": "i", "type": "purchase", "value": 1' + b"0" * digits + b"}]}"
+        resp = client.post("/v1/events", data=body, content_type="application/json", headers=auth("storefront"))
+        error = refused(resp, 422)
+        assert error["code"] == "validation_error" and error["details"][0]["field"] in ("events.0.value", "body"), error
+    assert stored(db) == before
+
+
+def test_a_model_version_in_a_path_is_read_with_its_escapes_undone(client, auth):
+    """As every id in a path: `%2F` is a '/' of the id, `%25` a '%'."""
+    for escaped, named in (("nope%2Fy", "nope/y"), ("nope%25y", "nope%y"), ("n%C3%A9", "n\u00e9")):
+        error = refused(client.get(f"/v1/models/{escaped}", headers=auth("editor")), 404)
+        assert f"model version {named!r} does not exist" in error["message"], error
+        refused(client.post(f"/v1/models/{escaped}/activate", headers=auth("editor")), 404)
+
+
 @pytest.mark.parametrize("literal", ["NaN", "Infinity", "-Infinity", "1e400"])
 def test_nan_and_infinity_inside_free_form_json_are_refused_not_stored_as_null(client, auth, db, literal):
     """NaN and Infinity are not JSON (a 400, as any malformed body); 1e400 is, but no double holds it (a 422)."""

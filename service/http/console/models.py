@@ -174,7 +174,7 @@ def _by_field(details: list[dict[str, Any]]) -> dict[str, list[str]]:
     return out
 
 
-@bp.route("/models/<version>/activate", methods=["GET", "POST"])
+@bp.route("/models/<id:version>/activate", methods=["GET", "POST"])
 @page(EDITOR)
 def model_activate(version: str) -> Any:
     """Serve this version from every worker (also a rollback), after an explicit confirmation."""
@@ -194,7 +194,7 @@ def model_activate(version: str) -> Any:
     return render_template("console/activate.html", record=record, active=active, error=error, pending=pending, following=following), status
 
 
-@bp.route("/models/<version>/cancel", methods=["GET", "POST"])
+@bp.route("/models/<id:version>/cancel", methods=["GET", "POST"])
 @page(EDITOR)
 def model_cancel(version: str) -> Any:
     """Stop a run in progress, after an explicit confirmation; it activates nothing."""
