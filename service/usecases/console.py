@@ -6,6 +6,7 @@ from typing import Any
 
 from experiments.stats import sample_ratio_mismatch
 from service.store import console as store
+from service.store import model_versions
 from service.store.database import Database
 from service.store.state import shared_state
 from service.timestamps import iso
@@ -38,20 +39,27 @@ def _arm(db: Database, key: str, arm: str) -> dict[str, Any]:
     return next((a for a in experiments.get(db, key)["arms"] if a["key"] == arm), {})
 
 
-def _source_words(source: recommendations.Source, current: str | None = None) -> str:
+def _model_words(db: Database, version: str) -> str:
+    """A model version with its algorithm: an arm's version id alone cannot show that it is the wrong model."""
+    record = model_versions.get(db, version)
+    return f"{record.algorithm} model {version}" if record is not None else f"model {version}"
+
+
+def _source_words(db: Database, source: recommendations.Source, current: str | None = None) -> str:
     """A recommender source in words; `current` says which version the active model is now."""
     if source.version is not None:
-        return f"the most popular items, as model {source.version} counted them" if source.popular else f"model {source.version}"
+        model = _model_words(db, source.version)
+        return f"the most popular items, as {model} counted them" if source.popular else model
     now = f" ({current})" if current else ""
     return f"the most popular items, as the active model counts them{now}" if source.popular else f"the active model{now}"
 
 
-def _arm_recommender(spec: dict[str, Any]) -> str | None:
+def _arm_recommender(db: Database, spec: dict[str, Any]) -> str | None:
     """What an arm's payload has its users' recommendations come from, in words; None when it names nothing."""
     payload = spec.get("payload")
     if payload is None or "recommender" not in payload:
         return None
-    return _source_words(recommendations.recommender_of(payload))
+    return _source_words(db, recommendations.recommender_of(payload))
 
 
 def _names_recommenders(exp: dict[str, Any]) -> bool:
@@ -64,8 +72,8 @@ def arm_recommenders(db: Database, exp: dict[str, Any]) -> dict[str, str] | None
     if not _names_recommenders(exp):
         return None
     active = shared_state(db).active_version
-    current = f"currently {active}" if active else "none yet, so popular items"
-    return {arm["key"]: _source_words(recommendations.recommender_of(arm.get("payload")), current) for arm in exp["arms"]}
+    current = f"currently {_model_words(db, active)}" if active else "none yet, so popular items"
+    return {arm["key"]: _source_words(db, recommendations.recommender_of(arm.get("payload")), current) for arm in exp["arms"]}
 
 
 def following_active(db: Database) -> list[tuple[str, list[tuple[str, bool]]]]:
@@ -125,7 +133,7 @@ def user_profile(db: Database, models: ModelCache, cache: ExperimentCache, user_
         "recommendations": {"strategy": answer.strategy, "model_version": answer.model_version, "items": [{"item_id": i, "score": s} for i, s in answer.items]},
         "assignments": [
             {"experiment": x.experiment, "status": x.status, "arm": x.arm, "probability": x.probability, "exposed_at": iso(x.exposed_at),
-             "recommender": _arm_recommender(arms[x.experiment])}
+             "recommender": _arm_recommender(db, arms[x.experiment])}
             for x in exposures
         ],
         "ledgers": [{**rewards.latest_ledger(db, x.experiment, user_id, LEDGER_ROWS), "rewarding": arms[x.experiment].get("schedule") is not None} for x in exposures],

@@ -679,7 +679,7 @@ def test_the_user_page_names_the_recommender_each_of_the_users_arms_serves(as_ro
     running(client, auth("editor"), {"key": "recs", "name": "Recommenders", "arms": arms, "metrics": [{"key": "clicked"}]})
     arm = get_ok(client, "/v1/users/ua1/recommendations?experiment=recs", auth("storefront"))["arm"]
     html = as_role("analyst").get("/ui/users?user_id=ua1").get_data(as_text=True)
-    expected = f"model {version}" if arm == "knn" else "the most popular items, as the active model counts them"
+    expected = f"item_knn model {version}" if arm == "knn" else "the most popular items, as the active model counts them"
     assert f"recommendations from {expected}" in html
     post_ok(client, "/v1/experiments/recs/stop", None, auth("editor"))  # its users are served by the active model again
     html = as_role("analyst").get("/ui/users?user_id=ua1").get_data(as_text=True)
@@ -1398,10 +1398,12 @@ def test_arms_that_serve_the_active_model_say_which_and_activating_another_warns
     running(client, auth("editor"), {"key": "recs", "name": "Recommenders", "arms": arms, "metrics": [{"key": "clicked"}]})
     editor = as_role("editor")
     page = editor.get("/ui/experiments/recs").get_data(as_text=True)
-    assert f"<td>the active model (currently {served})</td>" in page and f"<td>model {served}</td>" in page
-    assert f"<td>the most popular items, as the active model counts them (currently {served})</td>" in page
+    # Each version with its algorithm: an id alone cannot show an arm given the wrong model.
+    assert f"<td>the active model (currently item_knn model {served})</td>" in page and f"<td>item_knn model {served}</td>" in page
+    assert f"<td>the most popular items, as the active model counts them (currently item_knn model {served})</td>" in page
     results = editor.get("/ui/experiments/recs/results").get_data(as_text=True)  # the analyst's page says it too
-    assert f"<strong>pinned</strong> model {served};" in results and f"<strong>control</strong> the active model (currently {served});" in results
+    assert f"<strong>pinned</strong> item_knn model {served};" in results
+    assert f"<strong>control</strong> the active model (currently item_knn model {served});" in results
     warning = editor.get(f"/ui/models/{other}/activate").get_data(as_text=True)
     assert f"those arms will serve {other} instead" in warning and "recs</a> (control; pop, popular items)." in warning
     running(client, auth("editor"), ab_definition())  # reward schedules alone: no recommender arms to warn of
