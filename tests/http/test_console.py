@@ -1054,9 +1054,17 @@ def test_verdicts_name_a_failing_guardrail_a_mismatch_and_a_stopped_experiment()
            "outcomes (POST /v1/outcomes with metric 'conversion') for these users." in said, said
     assert not any("No user of any arm" in v.text for v in verdicts(cheaper, False, set(), {}))
     # A retention metric counts a user once their window has closed: nobody exposed long enough is not "no users".
-    young = {**cheaper, "metric": "retention_d7", "arms": [{**a, "users": 0} for a in cheaper["arms"]]}
+    young = {**cheaper, "status": "running", "metric": "retention_d7", "arms": [{**a, "users": 0} for a in cheaper["arms"]]}
     assert [v.text for v in verdicts(young, False, set(), {})] == [
         "Nothing to decide yet: retention_d7 counts a user once their day-7 window has closed, and an arm and the control both need users exposed 8 or more days ago."]
+    # A stopped experiment will get no more users: nothing to decide, and nothing to wait for.
+    assert [v.text for v in verdicts({**young, "status": "stopped"}, False, set(), {})] == [
+        "Nothing to decide: the experiment stopped before an arm and the control both had users whose day-7 window closed before the stop."]
+    empty = {**cheaper, "status": "stopped", "arms": [{**a, "users": 0} for a in cheaper["arms"]]}
+    assert [v.text for v in verdicts(empty, False, set(), {})] == ["Nothing to decide: the experiment stopped before an arm and the control both had exposed users."]
+    # Without a correction, "significant" is not said to be after one.
+    uncorrected = [v.text for v in verdicts({**cheaper, "correction": "none"}, False, set(), {})]
+    assert any("significant (no correction asked for), and no guardrails are set." in text for text in uncorrected), uncorrected
 
 
 def test_a_paused_experiment_is_resumed_not_started_and_a_draft_reads_as_one(as_role, client, auth):

@@ -33,7 +33,7 @@ def verdicts(
     """The page's reading of `answer`: a warning that overrides everything first, then one sentence per arm."""
     arms = answer["arms"]
     if len(arms) < 2 or not any(a["users"] for a in arms[1:]) or not arms[0]["users"]:
-        return [Verdict("info", _nothing_yet(answer["metric"]))]
+        return [Verdict("info", _nothing_yet(answer["metric"], answer["status"] == "stopped"))]
     out = _overall(answer)
     silent = _never_reported(answer)
     if silent:
@@ -44,13 +44,14 @@ def verdicts(
         return out
     kind, metric = answer["metric_kind"], answer["metric"]
     final = answer["status"] == "stopped"
+    corrected = answer.get("correction") != "none"
     for a in arms[1:]:
         own = [g for g in answer.get("guardrails") or [] if g["arm"] == a["arm"]]
         hurt = [f"{g['metric']} {fmt.difference(g['diff'], guardrail_kinds.get(g['metric'], 'number'))}"
                 for g in own if g.get("status") == "fail"]
         # The API calls a guardrail without an interval "ok": nothing shows it failing, and nothing shows it holding.
         unread = [g["metric"] for g in own if g.get("diff_ci") is None]
-        out.append(_arm(a, arms[0], kind, metric, lower_is_better, a["arm"] in rough, final, ", ".join(hurt), unread, bool(own)))
+        out.append(_arm(a, arms[0], kind, metric, lower_is_better, a["arm"] in rough, final, ", ".join(hurt), unread, bool(own), corrected))
     return out
 
 
@@ -71,8 +72,11 @@ def _never_reported(answer: dict[str, Any]) -> str | None:
             f"{source} for these users.")
 
 
-def _nothing_yet(metric: str) -> str:
+def _nothing_yet(metric: str, final: bool) -> str:
     days = RETENTION_DAYS.get(metric)
+    if final:  # no user can join a stopped experiment, nor grow old enough for it
+        users = f"users whose day-{days} window closed before the stop" if days is not None else "exposed users"
+        return f"Nothing to decide: the experiment stopped before an arm and the control both had {users}."
     if days is not None:  # its users are those whose day N has ended
         return (f"Nothing to decide yet: {metric} counts a user once their day-{days} window has closed, and an arm and the control "
                 f"both need users exposed {days + 1} or more days ago.")
@@ -114,11 +118,12 @@ def _priced(a: dict[str, Any], c: dict[str, Any], kind: str, final: bool) -> str
 
 def _arm(
     a: dict[str, Any], c: dict[str, Any], kind: str, metric: str, lower_is_better: bool, rough: bool, final: bool, hurt: str, unread: list[str],
-    guarded: bool,
+    guarded: bool, corrected: bool = True,
 ) -> Verdict:
     """One arm's sentence; `hurt` names the guardrails it fails, which every reading mentions, `unread` those without evidence
-    either way, and `guarded` whether the experiment declares any."""
+    either way, `guarded` whether the experiment declares any, and `corrected` whether p-values are adjusted for several comparisons."""
     name, control = a["arm"], c["arm"]
+    significant, p = ("significant after correction", "adjusted p") if corrected else ("significant (no correction asked for)", "p")
     if not a["users"]:
         return Verdict("info", f"{name}: no exposed users{'' if final else ' yet'}.")
     fails = f" It also fails a guardrail ({hurt})." if hurt else ""
@@ -127,7 +132,7 @@ def _arm(
         return Verdict("warn", f"{name}: too few conversions or non-conversions (in it or the control) to judge; its interval "
                                f"can be far narrower than the data allow.{'' if final else ' Wait for more users.'}{fails}")
     if not a.get("significant"):
-        said = f"{name}: no difference from {control} on {metric} shown{'' if final else ' yet'} ({shown}, adjusted p {fmt.pvalue(a['p_value_adjusted'])}).{fails}"
+        said = f"{name}: no difference from {control} on {metric} shown{'' if final else ' yet'} ({shown}, {p} {fmt.pvalue(a['p_value_adjusted'])}).{fails}"
         return Verdict("warn" if hurt else "info", said)
     better = (a["diff"] < 0) if lower_is_better else (a["diff"] > 0)
     if not better:
@@ -145,8 +150,8 @@ def _arm(
         return Verdict("warn", f"{name} beats {control} on {metric} ({shown}) but fails a guardrail ({hurt}): weigh the two before rolling it out.{priced}")
     if unread:
         several = len(unread) > 1
-        return Verdict("warn", f"{name} beats {control} on {metric}: {shown}, significant after correction, but its guardrail{'s' if several else ''} "
+        return Verdict("warn", f"{name} beats {control} on {metric}: {shown}, {significant}, but its guardrail{'s' if several else ''} "
                                f"({', '.join(unread)}) {'have' if several else 'has'} no evidence yet either way: "
                                f"wait until {'they' if several else 'it'} can be read before rolling {name} out.{priced}")
     guardrails = "no guardrail fails" if guarded else "no guardrails are set"
-    return Verdict("ok", f"{name} beats {control} on {metric}: {shown}, significant after correction, and {guardrails}.{priced}")
+    return Verdict("ok", f"{name} beats {control} on {metric}: {shown}, {significant}, and {guardrails}.{priced}")
