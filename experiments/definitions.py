@@ -9,7 +9,7 @@ import math
 import re
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Any, Literal, Mapping
+from typing import Any, Literal, Mapping, Sequence
 
 from experiments.schedules import Schedule
 from experiments.targeting import Group
@@ -39,12 +39,14 @@ TRANSITIONS: dict[str, dict[str, Status]] = {
 
 
 class DefinitionError(ValueError):
-    """An experiment definition that cannot be accepted; `field` names the culprit."""
+    """An experiment definition that cannot be accepted; `field` names the culprit, `problems` every
+    (field, message) found in one pass, the first of them this one's."""
 
-    def __init__(self, field_name: str, message: str) -> None:
-        super().__init__(f"{field_name}: {message}")
+    def __init__(self, field_name: str, message: str, more: Sequence[tuple[str, str]] = ()) -> None:
+        super().__init__(f"{field_name}: {message}" + (f" (and {len(more)} more)" if more else ""))
         self.field = field_name
         self.message = message
+        self.problems: tuple[tuple[str, str], ...] = ((field_name, message), *more)
 
 
 class TransitionError(ValueError):
@@ -177,23 +179,24 @@ class Experiment:
         repeated = _repeated([a.key for a in self.arms])
         if repeated is not None:
             raise DefinitionError("arms", f"arm keys must be unique: {repeated[0]!r} is the key of {repeated[1]} arms")
-        for i, metric in enumerate(self.metrics):
-            if metric.builtin:
-                raise DefinitionError(
-                    f"metrics.{i}.key", f"{metric.key!r} is a built-in metric derived from events; it is always available without declaring it"
-                )
+        # The metrics' checks are independent of each other: all of them are said at once, so that a form
+        # shows every typo in one pass rather than one per submit.
+        problems = [
+            (f"metrics.{i}.key", f"{metric.key!r} is a built-in metric derived from events; it is always available without declaring it")
+            for i, metric in enumerate(self.metrics) if metric.builtin
+        ]
         repeated = _repeated([m.key for m in self.metrics])
         if repeated is not None:
-            raise DefinitionError("metrics", f"metric keys must be unique: {repeated[0]!r} is declared {repeated[1]} times")
-        if self.primary_metric not in {m.key for m in self.metrics} | set(BUILTIN_METRICS):
-            raise DefinitionError("primary_metric", f"{self.primary_metric!r} is neither a declared metric nor a built-in one")
-        self._check_bandit()
+            problems.append(("metrics", f"metric keys must be unique: {repeated[0]!r} is declared {repeated[1]} times"))
         known = {m.key for m in self.metrics} | set(BUILTIN_METRICS)
-        for i, name in enumerate(self.guardrails):
-            if name not in known:
-                raise DefinitionError(f"guardrails.{i}", f"{name!r} is neither a declared metric nor a built-in one")
+        if self.primary_metric not in known:
+            problems.append(("primary_metric", f"{self.primary_metric!r} is neither a declared metric nor a built-in one"))
+        problems += [(f"guardrails.{i}", f"{name!r} is neither a declared metric nor a built-in one") for i, name in enumerate(self.guardrails) if name not in known]
         if len(set(self.guardrails)) != len(self.guardrails):
-            raise DefinitionError("guardrails", "guardrail metrics must be unique")
+            problems.append(("guardrails", "guardrail metrics must be unique"))
+        if problems:
+            raise DefinitionError(*problems[0], more=problems[1:])
+        self._check_bandit()
 
     def _check_bandit(self) -> None:
         if self.type == "ab":

@@ -7,8 +7,8 @@ from typing import Any, Mapping
 
 from experiments.definitions import BUILTIN_METRICS, AnalysisSettings, Arm, BanditSettings, DefinitionError, Experiment, Metric
 from experiments.schedules import Schedule, ScheduleError, parse_schedule
-from experiments.targeting import TargetingError, parse_rule, require_values
-from service.errors import Invalid
+from experiments.targeting import Group, TargetingError, parse_rule, require_values
+from service.errors import Invalid, detail
 from service.store.tables import ExperimentRow
 from service.timestamps import iso
 
@@ -43,53 +43,61 @@ def definition(fields: Mapping[str, Any], stored: bool = False) -> Experiment:
 
     `stored`: the fields were read back, so checks added since they were written are skipped.
     """
-    try:
-        arms = []
-        for i, arm in enumerate(fields["arms"]):
-            try:
-                schedule = schedule_from_json(arm.get("schedule"))
-            except ScheduleError as exc:
-                raise DefinitionError(f"arms.{i}.schedule.{exc.field}", exc.message) from None
-            try:
-                arms.append(Arm(arm["key"], float(arm.get("weight", 1.0)), arm.get("payload") or {}, schedule))
-            except DefinitionError as exc:
-                raise DefinitionError(f"arms.{i}.{exc.field}", exc.message) from None
-        metrics = []
-        for i, m in enumerate(fields["metrics"]):
-            try:
-                metrics.append(Metric(m["key"], m.get("kind", "binary"), bool(m.get("higher_is_better", True))))
-            except DefinitionError as exc:
-                raise DefinitionError(f"metrics.{i}.{exc.field}", exc.message) from None
-        bandit = fields.get("bandit")
-        targeting = None
-        if fields.get("targeting") is not None:
-            try:
-                targeting = parse_rule(fields["targeting"])
-                if not stored:
-                    require_values(targeting)
-            except TargetingError as exc:
-                raise DefinitionError(exc.field, exc.message) from None
-        primary = fields.get("primary_metric") or (metrics[0].key if metrics else None)
-        if primary is None:
-            raise DefinitionError("primary_metric", "is required when the experiment declares no metric of its own")
-        return Experiment(
-            key=fields["key"],
-            name=fields["name"],
-            type=fields["type"],
-            arms=tuple(arms),
-            metrics=tuple(metrics),
-            primary_metric=primary,
-            traffic=float(fields["traffic"]),
-            description=fields.get("description", ""),
-            bandit=BanditSettings(**bandit) if bandit is not None else None,
-            status=fields.get("status", "draft"),
-            layer=fields.get("layer"),
-            targeting=targeting,
-            analysis=AnalysisSettings(**(fields.get("analysis") or {})),
-            guardrails=tuple(fields.get("guardrails") or ()),
-        )
-    except DefinitionError as exc:
-        raise Invalid.field(exc.field, exc.message) from None
+    problems: list[tuple[str, str]] = []  # every one a pass finds: a form then shows all its typos at once
+    arms = []
+    for i, arm in enumerate(fields["arms"]):
+        try:
+            arms.append(Arm(arm["key"], float(arm.get("weight", 1.0)), arm.get("payload") or {}, schedule_from_json(arm.get("schedule"))))
+        except ScheduleError as exc:
+            problems.append((f"arms.{i}.schedule.{exc.field}", exc.message))
+        except DefinitionError as exc:
+            problems.append((f"arms.{i}.{exc.field}", exc.message))
+    metrics = []
+    for i, m in enumerate(fields["metrics"]):
+        try:
+            metrics.append(Metric(m["key"], m.get("kind", "binary"), bool(m.get("higher_is_better", True))))
+        except DefinitionError as exc:
+            problems.append((f"metrics.{i}.{exc.field}", exc.message))
+    targeting = None
+    if fields.get("targeting") is not None:
+        try:
+            targeting = parse_rule(fields["targeting"])
+            if not stored:
+                require_values(targeting)
+        except TargetingError as exc:
+            problems.append((exc.field, exc.message))
+    primary = fields.get("primary_metric") or (metrics[0].key if metrics else None)
+    if primary is None:
+        problems.append(("primary_metric", "is required when the experiment declares no metric of its own"))
+    elif len(arms) == len(fields["arms"]) and len(metrics) == len(fields["metrics"]):
+        try:
+            experiment = _experiment(fields, tuple(arms), tuple(metrics), primary, targeting)
+        except DefinitionError as exc:
+            problems.extend(exc.problems)
+        else:
+            if not problems:
+                return experiment
+    raise Invalid.many([detail(name, message) for name, message in problems])
+
+
+def _experiment(fields: Mapping[str, Any], arms: tuple[Arm, ...], metrics: tuple[Metric, ...], primary: str, targeting: Group | None) -> Experiment:
+    bandit = fields.get("bandit")
+    return Experiment(
+        key=fields["key"],
+        name=fields["name"],
+        type=fields["type"],
+        arms=arms,
+        metrics=metrics,
+        primary_metric=primary,
+        traffic=float(fields["traffic"]),
+        description=fields.get("description", ""),
+        bandit=BanditSettings(**bandit) if bandit is not None else None,
+        status=fields.get("status", "draft"),
+        layer=fields.get("layer"),
+        targeting=targeting,
+        analysis=AnalysisSettings(**(fields.get("analysis") or {})),
+        guardrails=tuple(fields.get("guardrails") or ()),
+    )
 
 
 def row_fields(row: ExperimentRow) -> dict[str, Any]:

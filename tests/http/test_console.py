@@ -564,6 +564,10 @@ def test_guardrails_a_lower_is_better_metric_and_the_analysis_come_from_the_form
     wrong = editor.post("/ui/new-experiment", data={**fields, "guardrails": "complaints, refunds", "csrf_token": token})
     html = wrong.get_data(as_text=True)
     assert wrong.status_code == 422 and 'id="f-guardrails-error"' in html and "&#39;refunds&#39; is neither a declared metric" in html
+    # Every typo of one pass at once, not one per submit.
+    typos = editor.post("/ui/new-experiment", data={**fields, "primary_metric": "order", "guardrails": "complaints, revnue", "csrf_token": token})
+    html = typos.get_data(as_text=True)
+    assert typos.status_code == 422 and "2 fields need attention" in html and 'id="f-primary_metric-error"' in html and 'id="f-guardrails-error"' in html
     assert editor.post("/ui/new-experiment", data={**fields, "csrf_token": token}).status_code == 303
     stored = client.get("/v1/experiments/console-ab", headers=auth("analyst")).get_json()
     assert stored["metrics"][1] == {"key": "complaints", "kind": "binary", "higher_is_better": False}

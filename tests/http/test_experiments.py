@@ -182,3 +182,21 @@ def test_refusals_of_repeated_keys_and_a_declared_built_in_metric_name_what_to_c
     builtin = {**ab_definition(key="declared"), "metrics": [{"key": "revenue", "kind": "binary"}], "primary_metric": "revenue"}
     details = client.post("/v1/experiments", json=builtin, headers=editor).get_json()["error"]["details"]
     assert any("is continuous" in d["message"] and "without declaring it" in d["message"] for d in details), details
+
+
+def test_one_answer_names_every_independent_problem_of_a_definition(client, auth):
+    """A bad arm, a typo in the primary metric and in a guardrail, and a bad targeting rule: one 422 names all
+    four, and the message counts them, so a script or a form is not sent back once per mistake."""
+    from tests.experiment_helpers import ab_definition
+
+    body = {**ab_definition(key="typos"), "primary_metric": "order", "guardrails": ["retention_d7", "revnue"],
+            "targeting": {"attribute": "country", "op": "in", "value": []}}
+    error = client.post("/v1/experiments", json=body, headers=auth("editor")).get_json()["error"]
+    fields = [d["field"] for d in error["details"]]
+    assert {"primary_metric", "guardrails.1"} <= set(fields) and any(f.startswith("targeting") for f in fields), error
+    assert error["message"].endswith(f"(and {len(fields) - 1} more)")
+    assert client.get("/v1/experiments/typos", headers=auth("editor")).status_code == 404
+    # Each alone is still refused on its own.
+    for one in ({"primary_metric": "order"}, {"guardrails": ["revnue"]}):
+        error = client.post("/v1/experiments", json={**ab_definition(key="one"), **one}, headers=auth("editor")).get_json()["error"]
+        assert len(error["details"]) == 1 and "(and" not in error["message"]
