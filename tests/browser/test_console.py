@@ -284,3 +284,27 @@ def test_api_reference_runs_from_the_vendored_swagger_ui(visit, demo):
     assert "Stickyloop" in page.locator(".swagger-ui .info .title").inner_text()
     page.locator(".opblock").nth(20).wait_for()
     shot(page, "11-api-reference")
+
+
+def test_a_form_keeps_its_typing_when_another_tab_signs_in_with_another_role(visit, demo):
+    page = visit()
+    sign_in(page, demo, "editor")
+    page.click("text=New experiment")
+    page.fill("#f-key", "kept-typing")
+    page.fill("#f-name", "Typed before the other tab signed in")
+    other = page.context.new_page()  # another tab of the same browser: the same cookie
+    other.requested = []
+    other.on("request", lambda r: other.requested.append(r.url))
+    other.goto(demo.base + "/ui/sign-in")
+    other.fill("#api_key", demo.keys["analyst"])
+    other.keyboard.press("Enter")
+    other.wait_for_url("**/ui/experiments")
+    page.click("button:text-is('Create draft')")
+    assert "signed in with an analyst key" in page.locator("main").inner_text()
+    page.fill("#api_key", demo.keys["editor"])
+    page.keyboard.press("Enter")
+    page.click("button:text-is('Back to the form')")
+    page.wait_for_url("**/ui/new-experiment")
+    assert page.input_value("#f-name") == "Typed before the other tab signed in" and page.input_value("#f-key") == "kept-typing"
+    assert "Nothing is saved yet" in page.locator("main").inner_text()
+    shot(page, "09-form-kept-through-sign-in")

@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 from flask.testing import FlaskClient
+from werkzeug.datastructures import MultiDict
 
 from tests.experiment_helpers import ab_definition, assign, bandit_definition, no_conversions_in_every5, running
 from service.usecases import results
@@ -165,6 +166,52 @@ def test_a_long_form_posted_with_an_old_token_comes_back_filled_in_not_lost(as_r
     for headers in ({"Origin": "https://evil.example"}, {}):
         assert editor.post("/ui/new-experiment", data=typed, headers=headers).status_code == 403
     assert editor.post("/ui/experiments/console-ab/start", data={"csrf_token": old, "confirm": "yes"}, headers=own).status_code == 403
+
+
+HIDDEN = re.compile(r'<input type="hidden" name="([^"]+)" value="([^"]*)">')
+
+
+def _kept_through_sign_in(client: FlaskClient, page: Any, key: str, status: int) -> str:
+    """Sign in from the page a long form's post led to, then follow the one button back: the form's HTML."""
+    html = page.get_data(as_text=True)
+    assert page.status_code == status and "The form is kept, not saved" in html, html[:2000]
+    fields = [(name, value.replace("&#34;", '"').replace("&#39;", "'").replace("&amp;", "&")) for name, value in HIDDEN.findall(html)]
+    signed = client.post("/ui/sign-in", data=MultiDict([*fields, ("api_key", key)]))
+    resume = signed.get_data(as_text=True)
+    assert signed.status_code == 200 and "Back to the form" in resume, resume[:2000]
+    action = re.search(r'<form method="post" action="([^"]+)"', resume.split("<main", 1)[1]).group(1)
+    fields = [(name, value.replace("&#34;", '"').replace("&#39;", "'").replace("&amp;", "&")) for name, value in HIDDEN.findall(resume)]
+    back = client.post(action, data=MultiDict(fields), headers={"Origin": "http://localhost"})
+    assert back.status_code == 200, back.get_data(as_text=True)[:2000]
+    return back.get_data(as_text=True)
+
+
+def test_a_long_form_keeps_its_typing_through_a_session_that_ended_or_changed_role(as_role, client, auth, keys):
+    """Signed out in another tab, or signed in there with a key of another role: the form goes through the sign-in
+    page and comes back as typed, saving nothing until it is saved again."""
+    own = {"Origin": "http://localhost"}
+    editor = as_role("editor")
+    token = csrf(editor, "/ui/new-experiment")
+    typed = {**form_of(name="Typed & kept", description='say "hi"'), "csrf_token": token}
+    editor.post("/ui/sign-out", data={"csrf_token": token}, headers=own)  # the other tab
+    html = _kept_through_sign_in(client, editor.post("/ui/new-experiment", data=typed, headers=own), keys["editor"], 401)
+    assert "Nothing is saved yet: you signed in again" in html and 'value="Typed &amp; kept"' in html and "say &#34;hi&#34;" in html
+    assert client.get("/v1/experiments/console-ab", headers=auth("analyst")).status_code == 404
+    saved = editor.post("/ui/new-experiment", data={**typed, "csrf_token": CSRF.search(html).group(1)}, headers=own)
+    assert saved.status_code == 303 and client.get("/v1/experiments/console-ab", headers=auth("analyst")).get_json()["name"] == "Typed & kept"
+    # An analyst's sign-in in another tab: the editor's next form is kept too, and a wrong key keeps it still.
+    token = csrf(editor, "/ui/models/new")
+    sign_in(editor, keys["analyst"])
+    page = editor.post("/ui/models/new", data={"csrf_token": token, "algorithm": "item_knn", "params": '{"neighbours": 5}'}, headers=own)
+    assert "but the console is now signed in with an analyst key (perhaps in another tab)" in page.get_data(as_text=True)
+    wrong = client.post("/ui/sign-in", data=MultiDict([*HIDDEN.findall(page.get_data(as_text=True)), ("api_key", "sl_nope")]))
+    assert wrong.status_code == 401 and 'name="kept:algorithm" value="item_knn"' in wrong.get_data(as_text=True)
+    html = _kept_through_sign_in(client, page, keys["editor"], 403)
+    assert "Nothing is saved yet" in html and "{&#34;neighbours&#34;: 5}" in html
+    # Posted from elsewhere without a session, a form is not brought back: sign-in as before.
+    editor.post("/ui/sign-out", data={"csrf_token": CSRF.search(html).group(1)}, headers=own)
+    elsewhere = editor.post("/ui/new-experiment", data=typed, headers={"Origin": "https://evil.example"})
+    assert elsewhere.status_code in (303, 403) and "kept:" not in elsewhere.get_data(as_text=True)
 
 
 def test_validation_errors_sit_beside_the_fields_they_name(as_role):

@@ -14,7 +14,7 @@ from pydantic import ValidationError
 from service.errors import ChangedMeanwhile, Conflict, Invalid
 from service.http.console import bp
 from service.http.console.experiment_form import guardrails_and_analysis, values_of
-from service.http.console.forms import CHANGED_MEANWHILE, STALE_FORM, back, form_number, page, plain_words, stale_form
+from service.http.console.forms import CHANGED_MEANWHILE, back, form_number, kept_form, page, plain_words, typed_fields
 from service.http.endpoint import EDITOR, services
 from service.http.errors import details_from_pydantic
 from service.http.schemas.experiments import ExperimentPatch
@@ -62,9 +62,10 @@ def experiment_settings(key: str) -> Any:
     current = {**values_of(exp), "revision": str(exp["revision"])}
     if request.method == "GET":
         return _page(exp, current, {})
-    values = {k: v for k, v in request.form.to_dict().items() if k != "csrf_token"}
-    if stale_form():
-        return _page(exp, values, {"form": [STALE_FORM]}, 409)
+    values = typed_fields()
+    again = kept_form()
+    if again is not None:
+        return _page(exp, values, {"form": [again[0]]}, again[1])
     if values.get("revision") != current["revision"]:
         # Saving the whole page over a change made since it was opened would undo that change unseen.
         return _page(exp, current, {"form": [CHANGED_MEANWHILE]}, 409)

@@ -12,7 +12,7 @@ from experiments.definitions import BUILTIN_METRICS, TRANSITIONS
 from service.errors import ChangedMeanwhile, Conflict, Invalid
 from service.http.console import bp
 from service.http.console.experiment_form import MAX_ROWS, POPULARITY, VERSION, field_errors, input_name, parse, row_count, schedule_fields, values_of
-from service.http.console.forms import CHANGED_MEANWHILE, STALE_FORM, back, page, stale_form
+from service.http.console.forms import CHANGED_MEANWHILE, back, kept_form, page, typed_fields
 from service.http.endpoint import EDITOR, READ_EXPERIMENTS, services
 from service.http.errors import details_from_pydantic
 from service.http.schemas.experiments import ExperimentIn
@@ -99,10 +99,10 @@ def _validated(schema: type[BaseModel], fields: dict[str, Any]) -> BaseModel:
 
 def _save(exp: dict[str, Any] | None) -> Any:
     """Validate a posted form like the API does, then create or change the experiment; re-render with errors on failure."""
-    values = request.form.to_dict()
-    values.pop("csrf_token", None)
-    if stale_form():
-        return _form(values, {"form": [STALE_FORM]}, exp, status=409)
+    values = typed_fields()
+    again = kept_form()
+    if again is not None:
+        return _form(values, {"form": [again[0]]}, exp, status=again[1])
     if request.form.get("more") in ("arm", "metric"):  # "add a row" buttons re-draw the form without saving
         return _form(values, {}, exp, request.form["more"])
     if exp is not None and values.get("revision") != str(exp["revision"]):

@@ -15,7 +15,7 @@ from functools import wraps
 from typing import Any, Callable
 
 import pydantic_core
-from flask import abort, flash, g, redirect, request, session, url_for
+from flask import abort, flash, g, redirect, render_template, request, session, url_for
 from werkzeug.wrappers import Response
 
 from experiments.definitions import KEY_PATTERN
@@ -45,6 +45,11 @@ STALE_FORM = (
     "Nothing was saved: your console session changed after this page was loaded (a sign-in in another tab, "
     "for example). The form is as you left it; check it and save again."
 )
+RESUMED = "Nothing is saved yet: you signed in again, and the form is as you typed it. Check it and save."
+# A long form posted without a session of the right role goes to sign-in with its fields under this prefix,
+# and comes back from there, marked RESUMED_FIELD, to be shown as typed.
+KEPT_PREFIX = "kept:"
+RESUMED_FIELD = "resumed"
 
 
 def _csrf_ok() -> bool:
@@ -65,9 +70,29 @@ def _same_origin() -> bool:
     return origin == own or origin.startswith(own + "/")
 
 
-def stale_form() -> bool:
-    """Whether this POST, refused for its token, should come back filled in instead of lost (see `page`)."""
-    return bool(g.get("stale_form"))
+def kept_form() -> tuple[str, int] | None:
+    """Why this POST of a long form is to be shown again as typed, not saved, and with what status; None to save it (see `page`)."""
+    if g.get("stale_form"):
+        return STALE_FORM, 409
+    if request.method == "POST" and request.form.get(RESUMED_FIELD):
+        return RESUMED, 200
+    return None
+
+
+def typed_fields() -> dict[str, str]:
+    """A posted form's own fields: without the token and the mark of a form brought back from sign-in."""
+    return {k: v for k, v in request.form.to_dict().items() if k not in (CSRF_FIELD, RESUMED_FIELD)}
+
+
+def _to_sign_in(notice: str, status: int) -> tuple[str, int]:
+    """The sign-in page, holding what this long form's post carried, to bring it back after the sign-in."""
+    kept = [(KEPT_PREFIX + name, value) for name, values in request.form.lists() if name not in (CSRF_FIELD, RESUMED_FIELD) for value in values]
+    return render_template("console/sign_in.html", next=request.path, error=None, notice=notice, kept=kept), status
+
+
+def kept_fields() -> list[tuple[str, str]]:
+    """The fields a sign-in carries for a long form, under their own names."""
+    return [(name[len(KEPT_PREFIX):], value) for name, values in request.form.lists() if name.startswith(KEPT_PREFIX) for value in values]
 
 
 def sign_in(raw: str) -> Principal | None:
@@ -134,8 +159,10 @@ def page(roles: tuple[str, ...] | None, refills: bool = False) -> Callable[[Call
 
     A `refills` page (a long form) whose POST carries an out-of-date token, from one of the console's
     own pages and a session still signed in with the right role, is handed to its view with
-    `stale_form()` true: the view saves nothing and shows the form again, as it was, with a fresh
-    token, rather than losing what was typed to a 403. A POST from anywhere else is refused as always.
+    `kept_form()` saying so: the view saves nothing and shows the form again, as it was, with a fresh
+    token, rather than losing what was typed to a 403. Posted from the console's own pages without a
+    session, or with one of a role the page does not admit, its fields go to the sign-in page, which
+    brings them back after the sign-in. A POST from anywhere else is refused as always.
     """
 
     def decorate(fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -163,6 +190,11 @@ def page(roles: tuple[str, ...] | None, refills: bool = False) -> Callable[[Call
                 target = request.full_path.rstrip("?") if request.method == "GET" else None
                 if request.method == "GET" and g.get("session_ended"):
                     flash("Your console session ended: you signed out (perhaps in another tab), its key was revoked, or its 8 hours passed. Sign in again to go back to the page.", "warn")
+                if request.method == "POST" and refills and _same_origin():
+                    # A long form keeps its typing through the sign-in (from this console's own pages only: a
+                    # form filled in elsewhere is not one to bring back).
+                    return _to_sign_in("Your console session ended (you signed out, perhaps in another tab; its key was revoked; or the "
+                                       "session expired). The form is kept, not saved: sign in again to get it back as you typed it.", 401)
                 if request.method == "POST" and request.endpoint != "console.sign_out_page":
                     # The key was revoked or the session expired while the page was open: say why the
                     # form went, and lead back to the page it was on.
@@ -171,6 +203,9 @@ def page(roles: tuple[str, ...] | None, refills: bool = False) -> Callable[[Call
                     target = request.path
                 return redirect(url_for("console.sign_in", next=target), 303)
             if roles is not None and not allowed(principal.role, roles):
+                if request.method == "POST" and refills and _same_origin():
+                    return _to_sign_in(f"This form needs {roles_needed(roles)}, but the console is now signed in with {a_key_of(principal.role)} "
+                                       "(perhaps in another tab). The form is kept, not saved: sign in with such a key to get it back as you typed it.", 403)
                 abort(403, f"{a_key_of(principal.role).capitalize()} cannot use this page; it needs {roles_needed(roles)}.")
             return fn(**kwargs)
 

@@ -14,7 +14,7 @@ from recommender.tuning import MAX_TRIALS, METRICS, TuneSettings
 from service.errors import Conflict, Invalid
 from service.http.console import bp
 from service.http.console.charts import Series, line_chart
-from service.http.console.forms import STALE_FORM, back, form_number, json_text, page, plain_words, stale_form
+from service.http.console.forms import back, form_number, json_text, kept_form, page, plain_words
 from service.http.endpoint import EDITOR, services
 from service.http.errors import details_from_pydantic
 from service.http.schemas.catalogue import TrainRequest
@@ -131,8 +131,9 @@ def model_new() -> Any:
         return _form(dict(BLANK), {})
     values = {k: request.form.get(k, BLANK[k] if k.startswith("tune.") else "") for k in FIELDS}
     values["tune"] = "yes" if values["tune"] else ""  # any value is a ticked box, as a browser sends it
-    if stale_form():
-        return _form(values, {"form": [STALE_FORM]}, 409)
+    again = kept_form()
+    if again is not None:
+        return _form(values, {"form": [again[0]]}, again[1])
     errors: dict[str, list[str]] = {}
     params = _json(values, "params", errors)
     tune = None
