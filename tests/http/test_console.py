@@ -1054,6 +1054,10 @@ def test_verdicts_name_a_failing_guardrail_a_mismatch_and_a_stopped_experiment()
     said = [(v.tone, v.text) for v in verdicts(answer, False, set(), {"complaints": "binary"})]
     assert said[0][0] == "warn" and "sample ratio mismatch" in said[0][1]
     assert any("measure what users did before the stop" in text for _, text in said)
+    # Stopped early on a fixed-horizon p-value: the reading says what that does to the evidence, and how to read it safely.
+    assert any(v == "warn" and "stopped before reaching it because a result looked significant" in text for v, text in said)
+    sequential = [v.text for v in verdicts({**answer, "test": "two_proportion_z_sequential"}, False, set(), {"complaints": "binary"})]
+    assert not any("looked significant" in text for text in sequential)
     assert ("warn", "every5 beats control on conversion (+10.9 pp [+4.0 pp, +18.0 pp]) but fails a guardrail (complaints +4.7 pp): "
                     "weigh the two before rolling it out. It has cost 4.985 points per extra conversion.") in said
     assert ("warn", "lottery is worse than control on conversion: -8.0 pp [-15.0 pp, -1.0 pp].") in said

@@ -95,6 +95,11 @@ def _overall(answer: dict[str, Any]) -> list[Verdict]:
                                    "sequential intervals (above), which stay valid however often you look."))
     if answer["status"] == "stopped":
         out.append(Verdict("info", "The experiment has stopped: these figures measure what users did before the stop. Outcomes and events dated before it still count when they arrive late; nothing dated after it does."))
+        if answer["type"] != "bandit" and not answer["test"].endswith("_sequential"):
+            # The commonest way to a false winner: stopping the day a fixed-horizon p-value first dips below alpha.
+            out.append(Verdict("warn", "These intervals hold for one look at a planned sample size. If the experiment was stopped before "
+                                       "reaching it because a result looked significant, they overstate the evidence: switch on "
+                                       "sequential intervals (above), which stay valid however early it stopped."))
     return out
 
 
