@@ -138,7 +138,7 @@ def test_analyst_reads_results_switches_alpha_and_downloads_the_csv(visit, demo)
     page = visit()
     sign_in(page, demo, "analyst")
     assert page.locator("text=New experiment").count() == 0
-    page.click("tr:has(a:text-is('console-ab')) >> text=Results")
+    page.click("tr:has(a:text-is('console-ab')) >> text=Results >> visible=true")
     page.wait_for_url("**/ui/experiments/console-ab/results")
     assert page.locator("table tbody tr").first.locator("th").inner_text().startswith("control")
     assert page.locator("svg.chart").count() >= 2  # the forest plot and the daily series at least
@@ -275,6 +275,15 @@ def test_editor_trains_activates_and_looks_up_a_user(visit, demo):
         # A chart keeps readable labels and scrolls within its figure instead of shrinking to the width.
         assert all(w >= 600 for w in page.evaluate("[...document.querySelectorAll('svg.chart')].map(c => c.getBoundingClientRect().width)")), path
     shot(page, "12-narrow-user")
+    # On a phone the list offers each experiment's results beside its key, and a name breaks between words.
+    page.goto(demo.server.base + "/ui/experiments")
+    first = page.locator("table tbody tr").first.locator("th")
+    assert first.locator(".phone-only a:text-is('Results')").is_visible()
+    assert first.locator(".wraps").bounding_box()["width"] >= 100
+    # At a laptop's 1366 px the results table shows every column without scrolling, the cost column too.
+    page.set_viewport_size({"width": 1366, "height": 900})
+    page.goto(demo.server.base + "/ui/experiments/console-ab/results")
+    assert page.evaluate("(() => { const s = document.querySelector('table.arms').closest('.scroll'); return s.scrollWidth <= s.clientWidth; })()")
 
 
 def test_api_reference_runs_from_the_vendored_swagger_ui(visit, demo):
