@@ -9,15 +9,21 @@ PG_URL ?= postgresql+psycopg://postgres@127.0.0.1:5432/postgres
 export PG_URL
 export OPENBLAS_NUM_THREADS := 1
 
-.PHONY: run test test-sqlite test-postgres install lint bench docs clean
+.PHONY: run test test-sqlite test-postgres install lock lint bench docs clean
 
 $(BIN)/activate:
 	$(PYTHON) -m venv $(VENV)
 
-$(VENV)/.installed: pyproject.toml | $(BIN)/activate
+$(VENV)/.installed: pyproject.toml constraints.txt | $(BIN)/activate
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[dev]'
+	$(BIN)/pip install --quiet -e '.[dev]' -c constraints.txt
 	touch $@
+
+# After changing pyproject.toml's dependencies, or to move to newer releases: install the newest within its
+# ranges, run make test, and keep the versions it passed with.
+lock: $(BIN)/activate
+	$(BIN)/pip install --quiet --upgrade -e '.[dev]'
+	(sed -n '1,3p' constraints.txt; $(BIN)/pip freeze --exclude-editable) > constraints.new && mv constraints.new constraints.txt
 
 install: $(VENV)/.installed
 
