@@ -59,10 +59,30 @@ def _repeated(keys: list[str]) -> tuple[str, int] | None:
     return next(((k, counts[k]) for k in keys if counts[k] > 1), None)
 
 
-def _check_key(field_name: str, key: str) -> None:
+def _key_problems(field_name: str, key: str) -> list[tuple[str, str]]:
     # fullmatch: with match, '$' also matches before a final newline ("abc\n" was a key).
-    if not KEY_PATTERN.fullmatch(key):
-        raise DefinitionError(field_name, f"must match {KEY_PATTERN.pattern}")
+    return [] if KEY_PATTERN.fullmatch(key) else [(field_name, f"must match {KEY_PATTERN.pattern}")]
+
+
+def _check_key(field_name: str, key: str) -> None:
+    for problem in _key_problems(field_name, key):
+        raise DefinitionError(*problem)
+
+
+def reference_problems(declared: Sequence[str], primary: str, guardrails: Sequence[str]) -> list[tuple[str, str]]:
+    """What the primary metric and the guardrails name that is neither declared nor built in (each name once),
+    and guardrails given twice: checkable from the declared keys alone, also when a metric's own check failed."""
+    known = set(declared) | set(BUILTIN_METRICS)
+    problems = []
+    if primary not in known:
+        problems.append(("primary_metric", f"{primary!r} is neither a declared metric nor a built-in one"))
+    first_place: dict[str, int] = {}
+    for i, name in enumerate(guardrails):
+        first_place.setdefault(name, i)
+    problems += [(f"guardrails.{i}", f"{name!r} is neither a declared metric nor a built-in one") for name, i in first_place.items() if name not in known]
+    if len(first_place) != len(guardrails):
+        problems.append(("guardrails", "guardrail metrics must be unique"))
+    return problems
 
 
 @dataclass(frozen=True)
@@ -167,52 +187,49 @@ class Experiment:
     guardrails: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
-        _check_key("key", self.key)
-        if self.layer is not None:
-            _check_key("layer", self.layer)
+        # Every check that does not need another to pass is made, and all they find is said at once, so
+        # that a form shows every problem in one pass rather than one per submit.
+        problems = _key_problems("key", self.key) + (_key_problems("layer", self.layer) if self.layer is not None else [])
         if self.type not in ("ab", "bandit"):
-            raise DefinitionError("type", "must be 'ab' or 'bandit'")
+            problems.append(("type", "must be 'ab' or 'bandit'"))
         if not (0 < self.traffic <= 1):
-            raise DefinitionError("traffic", f"must satisfy 0 < traffic <= 1, got {self.traffic}")
+            problems.append(("traffic", f"must satisfy 0 < traffic <= 1, got {self.traffic}"))
         if len(self.arms) < 2:
-            raise DefinitionError("arms", "an experiment needs at least 2 arms")
+            problems.append(("arms", "an experiment needs at least 2 arms"))
         repeated = _repeated([a.key for a in self.arms])
         if repeated is not None:
-            raise DefinitionError("arms", f"arm keys must be unique: {repeated[0]!r} is the key of {repeated[1]} arms")
-        # The metrics' checks are independent of each other: all of them are said at once, so that a form
-        # shows every typo in one pass rather than one per submit.
-        problems = [
+            problems.append(("arms", f"arm keys must be unique: {repeated[0]!r} is the key of {repeated[1]} arms"))
+        problems += [
             (f"metrics.{i}.key", f"{metric.key!r} is a built-in metric derived from events; it is always available without declaring it")
             for i, metric in enumerate(self.metrics) if metric.builtin
         ]
         repeated = _repeated([m.key for m in self.metrics])
         if repeated is not None:
             problems.append(("metrics", f"metric keys must be unique: {repeated[0]!r} is declared {repeated[1]} times"))
-        known = {m.key for m in self.metrics} | set(BUILTIN_METRICS)
-        if self.primary_metric not in known:
-            problems.append(("primary_metric", f"{self.primary_metric!r} is neither a declared metric nor a built-in one"))
-        problems += [(f"guardrails.{i}", f"{name!r} is neither a declared metric nor a built-in one") for i, name in enumerate(self.guardrails) if name not in known]
-        if len(set(self.guardrails)) != len(self.guardrails):
-            problems.append(("guardrails", "guardrail metrics must be unique"))
+        references = reference_problems([m.key for m in self.metrics], self.primary_metric, self.guardrails)
+        problems += [p for p in references if p[0] == "primary_metric"]
+        if self.type in ("ab", "bandit") and (not references or references[0][0] != "primary_metric"):  # they read the primary metric
+            problems += self._bandit_problems()
+        problems += [p for p in references if p[0] != "primary_metric"]
         if problems:
             raise DefinitionError(*problems[0], more=problems[1:])
-        self._check_bandit()
 
-    def _check_bandit(self) -> None:
+    def _bandit_problems(self) -> list[tuple[str, str]]:
+        """What a bandit's settings get wrong (the primary metric must exist)."""
         if self.type == "ab":
-            if self.bandit is not None:
-                raise DefinitionError("bandit", "only bandit experiments take bandit settings")
-            return
+            return [("bandit", "only bandit experiments take bandit settings")] if self.bandit is not None else []
         if self.bandit is None:
-            raise DefinitionError("bandit", "is required for type 'bandit'")
+            return [("bandit", "is required for type 'bandit'")]
+        problems = []
         primary = self.metric(self.primary_metric)
         if primary.builtin:
-            raise DefinitionError("primary_metric", "a bandit learns from reported outcomes, so its primary metric cannot be a built-in one")
-        if not primary.higher_is_better:
-            raise DefinitionError("primary_metric", "a bandit maximises its primary metric, so it must be one where higher is better")
+            problems.append(("primary_metric", "a bandit learns from reported outcomes, so its primary metric cannot be a built-in one"))
+        elif not primary.higher_is_better:
+            problems.append(("primary_metric", "a bandit maximises its primary metric, so it must be one where higher is better"))
         floor = self.bandit.min_probability
         if floor * len(self.arms) > 1:
-            raise DefinitionError("bandit.min_probability", f"must be at most 1/{len(self.arms)} with {len(self.arms)} arms, got {floor}")
+            problems.append(("bandit.min_probability", f"must be at most 1/{len(self.arms)} with {len(self.arms)} arms, got {floor}"))
+        return problems
 
     @property
     def control(self) -> Arm:

@@ -5,7 +5,7 @@ from dataclasses import asdict
 from datetime import datetime
 from typing import Any, Mapping
 
-from experiments.definitions import BUILTIN_METRICS, AnalysisSettings, Arm, BanditSettings, DefinitionError, Experiment, Metric
+from experiments.definitions import BUILTIN_METRICS, AnalysisSettings, Arm, BanditSettings, DefinitionError, Experiment, Metric, reference_problems
 from experiments.schedules import Schedule, ScheduleError, parse_schedule
 from experiments.targeting import Group, TargetingError, parse_rule, require_values
 from service.errors import Invalid, detail
@@ -66,7 +66,8 @@ def definition(fields: Mapping[str, Any], stored: bool = False) -> Experiment:
                 require_values(targeting)
         except TargetingError as exc:
             problems.append((exc.field, exc.message))
-    primary = fields.get("primary_metric") or (metrics[0].key if metrics else None)
+    declared = [m["key"] for m in fields["metrics"]]  # as sent: a metric whose own check failed is still declared
+    primary = fields.get("primary_metric") or (declared[0] if declared else None)
     if primary is None:
         problems.append(("primary_metric", "is required when the experiment declares no metric of its own"))
     elif len(arms) == len(fields["arms"]) and len(metrics) == len(fields["metrics"]):
@@ -77,6 +78,8 @@ def definition(fields: Mapping[str, Any], stored: bool = False) -> Experiment:
         else:
             if not problems:
                 return experiment
+    else:  # no definition to check as a whole without those arms or metrics: what the names refer to can be
+        problems += reference_problems(declared, primary, tuple(fields.get("guardrails") or ()))
     raise Invalid.many([detail(name, message) for name, message in problems])
 
 

@@ -91,6 +91,24 @@ def test_sign_in_needs_the_csrf_token_and_follows_only_local_next(client, keys):
     token = csrf(client)
     local = client.post("/ui/sign-in", data={"csrf_token": token, "api_key": keys["editor"], "next": "/ui/models"})
     assert local.headers["Location"] == "/ui/models"
+    # A path that leaves the console once a browser resolves its dot segments, or one that only starts like it, is dropped too.
+    for outside in ("/ui/../v1/keys", "/ui/%2e%2e/v1/keys", "/ui/..%2fv1", "/uiother", "/ui/./x/../../v1"):
+        token = csrf(client)
+        answer = client.post("/ui/sign-in", data={"csrf_token": token, "api_key": keys["editor"], "next": outside})
+        assert answer.headers["Location"] == "/ui/experiments", outside
+
+
+def test_only_a_long_form_comes_back_through_the_sign_in_page(client, auth, keys):
+    """Kept fields bring back a long form; posted with a page that acts (stop), the sign-in goes on as usual, and
+    a hand-made `resumed` post to such a page is refused, so that a sign-in can never carry an action out."""
+    running(client, auth("editor"), ab_definition())
+    token = csrf(client)
+    signed = client.post("/ui/sign-in", data={"csrf_token": token, "api_key": keys["editor"], "next": "/ui/experiments/points-q4/stop", "kept:confirm": "yes"})
+    assert signed.status_code == 303 and signed.headers["Location"] == "/ui/experiments/points-q4/stop"
+    stop = client.post("/ui/experiments/points-q4/stop", data={"csrf_token": csrf(client, "/ui/experiments"), "confirm": "yes", "resumed": "yes"},
+                       headers={"Origin": "http://localhost"})
+    assert stop.status_code == 400
+    assert client.get("/v1/experiments/points-q4", headers=auth("editor")).get_json()["status"] == "running"
 
 
 def test_roles_as_in_the_api(as_role, client, auth):
@@ -208,6 +226,10 @@ def test_a_long_form_keeps_its_typing_through_a_session_that_ended_or_changed_ro
     assert wrong.status_code == 401 and 'name="kept:algorithm" value="item_knn"' in wrong.get_data(as_text=True)
     html = _kept_through_sign_in(client, page, keys["editor"], 403)
     assert "Nothing is saved yet" in html and "{&#34;neighbours&#34;: 5}" in html
+    # Sign out from a tab whose session had already ended: to sign-in, with no form to keep and nowhere to return.
+    gone = editor.post("/ui/sign-out", data={"csrf_token": CSRF.search(html).group(1)}, headers=own)
+    assert gone.status_code == 303 and editor.post("/ui/sign-out", data={"csrf_token": "old"}, headers=own).headers["Location"] == "/ui/sign-in"
+    sign_in(editor, keys["editor"])
     # Posted from elsewhere without a session, a form is not brought back: sign-in as before.
     editor.post("/ui/sign-out", data={"csrf_token": CSRF.search(html).group(1)}, headers=own)
     elsewhere = editor.post("/ui/new-experiment", data=typed, headers={"Origin": "https://evil.example"})
@@ -1479,7 +1501,7 @@ def test_a_guardrail_status_on_a_handful_of_conversions_shows_with_its_note(as_r
     status = get_ok(client, "/v1/experiments/points-q4/results", auth("analyst"))["guardrails"][0]["status"]
     html = as_role("analyst").get("/ui/experiments/points-q4/results").get_data(as_text=True)
     guardrail = re.search(r'<li><span class="badge[^"]*">([^<]+)</span> every5 on purchase_conversion[^<]*<span class="muted">\(([^)]+)\)', html)
-    assert guardrail and guardrail.group(1) == status and guardrail.group(2).startswith("this arm has 0 conversions of")
+    assert guardrail and guardrail.group(1) == status and "this arm has 0 conversions of" in guardrail.group(2)  # the control may be thin too
 
 
 def test_the_cost_of_an_arm_whose_schedule_has_granted_nothing_yet_is_not_known_on_every_reading(as_role, client, auth):

@@ -185,8 +185,8 @@ def test_refusals_of_repeated_keys_and_a_declared_built_in_metric_name_what_to_c
 
 
 def test_one_answer_names_every_independent_problem_of_a_definition(client, auth):
-    """A bad arm, a typo in the primary metric and in a guardrail, and a bad targeting rule: one 422 names all
-    four, and the message counts them, so a script or a form is not sent back once per mistake."""
+    """A typo in the primary metric and in a guardrail, and a bad targeting rule: one 422 names all three,
+    and the message counts them, so a script or a form is not sent back once per mistake."""
     from tests.experiment_helpers import ab_definition
 
     body = {**ab_definition(key="typos"), "primary_metric": "order", "guardrails": ["retention_d7", "revnue"],
@@ -200,3 +200,25 @@ def test_one_answer_names_every_independent_problem_of_a_definition(client, auth
     for one in ({"primary_metric": "order"}, {"guardrails": ["revnue"]}):
         error = client.post("/v1/experiments", json={**ab_definition(key="one"), **one}, headers=auth("editor")).get_json()["error"]
         assert len(error["details"]) == 1 and "(and" not in error["message"]
+
+
+@pytest.mark.parametrize("change, expected", [
+    # A metric whose own check fails is still declared: no "primary metric is required" beside its problem.
+    ({"metrics": [{"key": "revenue", "kind": "binary"}], "primary_metric": None}, ["metrics.0.kind"]),
+    ({"metrics": [{"key": "revenue", "kind": "binary"}], "primary_metric": "zz", "guardrails": ["nope"]}, ["metrics.0.kind", "primary_metric", "guardrails.0"]),
+    # An arm's own problem does not hide what the names refer to.
+    ({"arms": [{"key": "a", "schedule": {"type": "per_unit", "points_per_unit": 1, "multiplier": {
+        "factor": 2, "start": "2026-12-10T00:00:00Z", "end": "2026-12-01T00:00:00Z"}}}, {"key": "b"}], "primary_metric": "zz", "guardrails": ["nope"]},
+     ["arms.0.schedule.multiplier.end", "primary_metric", "guardrails.0"]),
+    # Repeated arm keys neither.
+    ({"arms": [{"key": "a"}, {"key": "a"}], "primary_metric": "qq", "guardrails": ["zz"]}, ["arms", "primary_metric", "guardrails.0"]),
+    # An unknown guardrail given twice is named once, beside the repetition.
+    ({"guardrails": ["nope", "nope"]}, ["guardrails.0", "guardrails"]),
+])
+def test_the_details_name_each_problem_once_where_it_is(client, auth, change, expected):
+    from tests.experiment_helpers import ab_definition
+
+    body = {k: v for k, v in {**ab_definition(key="many"), **change}.items() if v is not None}
+    error = client.post("/v1/experiments", json=body, headers=auth("editor")).get_json()["error"]
+    assert [d["field"] for d in error["details"]] == expected, error
+    assert client.get("/v1/experiments/many", headers=auth("editor")).status_code == 404

@@ -110,4 +110,5 @@ def test_a_guardrail_on_a_handful_of_conversions_says_its_status_is_rough_also_u
     assert body["test"] == "welch_t_cuped"
     row = next(g for g in body["guardrails"] if g["arm"] == "every5")
     arm = next(a for a in body["arms"] if a["arm"] == "every5")
-    assert row["note"] is not None and row["note"].startswith(f"this arm has 0 conversions of {len(users['every5'])}") and row["note"] in arm["notes"]
+    # (The split is random: the control may be thin too, and is then named first.)
+    assert row["note"] is not None and f"this arm has 0 conversions of {len(users['every5'])}" in row["note"] and row["note"] in arm["notes"]

@@ -6,7 +6,7 @@ from typing import Any
 from flask import abort, flash, redirect, render_template, request, url_for
 
 from service.http.console import bp
-from service.http.console.forms import KEPT_PREFIX, RESUMED_FIELD, back, check_csrf, current_principal, kept_fields, page, safe_next, sign_in, sign_out
+from service.http.console.forms import KEPT_PREFIX, RESUMED_FIELD, back, check_csrf, current_principal, keeps_forms, kept_fields, page, safe_next, sign_in, sign_out
 from service.http.endpoint import READ_EXPERIMENTS
 from service.usecases.keys import allowed
 
@@ -33,7 +33,7 @@ def sign_in_page() -> Any:
         principal = sign_in(request.form.get("api_key", ""))
         if principal is not None:
             flash(f"Signed in with the {principal.role} key “{principal.name}”.", "success")
-            if kept and target:  # a long form posted when its session had ended: back to it, as typed, by one more post
+            if kept and target and keeps_forms(target):  # a long form posted when its session had ended: back to it, as typed, by one more post
                 return render_template("console/resume.html", target=target, fields=kept, resumed_field=RESUMED_FIELD)
             return redirect(target or _home(principal.role), 303)
         carried = [(KEPT_PREFIX + name, value) for name, value in kept]
@@ -42,7 +42,7 @@ def sign_in_page() -> Any:
 
 
 @bp.post("/sign-out")
-@page(None, refills=True)
+@page(None, stale_token_ok=True)
 def sign_out_page() -> Any:
     """End the session, on the server too: a copy of the cookie signs nobody in.
 

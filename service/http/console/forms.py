@@ -13,9 +13,11 @@ import re
 import secrets
 from functools import wraps
 from typing import Any, Callable
+from urllib.parse import unquote
 
 import pydantic_core
-from flask import abort, flash, g, redirect, render_template, request, session, url_for
+from flask import abort, current_app, flash, g, redirect, render_template, request, session, url_for
+from werkzeug.exceptions import HTTPException
 from werkzeug.wrappers import Response
 
 from experiments.definitions import KEY_PATTERN
@@ -90,6 +92,15 @@ def _to_sign_in(notice: str, status: int) -> tuple[str, int]:
     return render_template("console/sign_in.html", next=request.path, error=None, notice=notice, kept=kept), status
 
 
+def keeps_forms(target: str) -> bool:
+    """Whether a POST to this console path reaches a long form, the only kind the sign-in page brings a form back to."""
+    try:
+        endpoint, _ = current_app.url_map.bind("localhost").match(target.split("?", 1)[0], method="POST")
+    except HTTPException:
+        return False
+    return bool(getattr(current_app.view_functions.get(endpoint), "keeps_forms", False))
+
+
 def kept_fields() -> list[tuple[str, str]]:
     """The fields a sign-in carries for a long form, under their own names."""
     return [(name[len(KEPT_PREFIX):], value) for name, values in request.form.lists() if name.startswith(KEPT_PREFIX) for value in values]
@@ -149,12 +160,15 @@ _BREAKS = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 def safe_next(target: str | None) -> str | None:
     """A console path to return to after sign-in; anything else (another host, `//evil`) is dropped."""
     # A control character or line separator would end up in the redirect's Location header, which refuses it.
-    if target and target.startswith("/ui") and not target.startswith("//") and "\\" not in target and not _BREAKS.search(target):
-        return target
-    return None
+    if not target or not (target == "/ui" or target.startswith(("/ui/", "/ui?"))) or "\\" in target or _BREAKS.search(target):
+        return None
+    # A dot segment, plain or escaped (/ui/../v1, /ui/%2e%2e/v1, /ui/..%2fv1), would leave the console once the browser resolves it.
+    if any(segment in (".", "..") for segment in unquote(target.split("?", 1)[0]).split("/")):
+        return None
+    return target
 
 
-def page(roles: tuple[str, ...] | None, refills: bool = False) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+def page(roles: tuple[str, ...] | None, refills: bool = False, stale_token_ok: bool = False) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """Guard a page: CSRF on every POST, a signed-in key, and the role the matching API endpoint needs (None: any role).
 
     A `refills` page (a long form) whose POST carries an out-of-date token, from one of the console's
@@ -163,6 +177,7 @@ def page(roles: tuple[str, ...] | None, refills: bool = False) -> Callable[[Call
     token, rather than losing what was typed to a 403. Posted from the console's own pages without a
     session, or with one of a role the page does not admit, its fields go to the sign-in page, which
     brings them back after the sign-in. A POST from anywhere else is refused as always.
+    `stale_token_ok`: a POST with an out-of-date token from the console's own pages goes on (sign-out).
     """
 
     def decorate(fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -174,9 +189,11 @@ def page(roles: tuple[str, ...] | None, refills: bool = False) -> Callable[[Call
             if request.method == "POST" and not _csrf_ok():
                 # Without a session there is nothing a forged post could do: from this console's own
                 # pages it goes to sign-in, which says why, like any form whose session ended.
-                if not ((refills or principal is None) and _same_origin()):
+                if not ((refills or stale_token_ok or principal is None) and _same_origin()):
                     check_csrf()
                 g.stale_form = True
+            if request.method == "POST" and request.form.get(RESUMED_FIELD) and not refills:
+                abort(400, "Only a long form comes back through the sign-in page; this page takes no such post.")
             # A path no page can name (a NUL, which the database would refuse to compare) is not found, as a
             # mistyped address is; the API answers such paths with a 422 of its own.
             if any(isinstance(v, str) and not v.isprintable() for v in kwargs.values()):
@@ -209,6 +226,7 @@ def page(roles: tuple[str, ...] | None, refills: bool = False) -> Callable[[Call
                 abort(403, f"{a_key_of(principal.role).capitalize()} cannot use this page; it needs {roles_needed(roles)}.")
             return fn(**kwargs)
 
+        view.keeps_forms = refills  # type: ignore[attr-defined]  # read by `keeps_forms` below
         return view
 
     return decorate
