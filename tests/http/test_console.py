@@ -1527,3 +1527,18 @@ def test_the_cost_of_an_arm_whose_schedule_has_granted_nothing_yet_is_not_known_
     html = as_role("analyst").get("/ui/experiments/points-q4/results?metric=spend").get_data(as_text=True)
     row = html.split('<th scope="row">every5', 1)[1].split("</tr>", 1)[0]
     assert "not known yet" in row and "What it costs is not known yet: every5 recorded reward actions but granted no points so far" in html
+
+
+def test_a_series_that_starts_before_the_experiment_says_why(as_role, client, auth):
+    """An exposure logged late is stored at the time the storefront sent, also before the start: the chart then
+    starts earlier, and the page says so rather than leaving a week before "Started" unexplained."""
+    shop = auth("storefront")
+    running(client, auth("editor"), ab_definition())
+    assign(client, shop, "points-q4", "late", timestamp=iso(time.time() - 7 * 86400))
+    assign(client, shop, "points-q4", "now")
+    html = as_role("analyst").get("/ui/experiments/points-q4/results").get_data(as_text=True)
+    started = client.get("/v1/experiments/points-q4", headers=auth("analyst")).get_json()["started_at"][:10]
+    assert f"before the experiment started ({started}): the storefront sent exposures dated then" in html
+    running(client, auth("editor"), ab_definition(key="on-time"))
+    assign(client, shop, "on-time", "u1")
+    assert "before the experiment started" not in as_role("analyst").get("/ui/experiments/on-time/results").get_data(as_text=True)

@@ -47,7 +47,8 @@ def _answer(key: str, query: ResultsQuery) -> dict[str, Any]:
     return results.results(svc.db, svc.experiment_cache, key, results.ResultsRequest(**query.model_dump()))
 
 
-def _daily_chart(key: str, metric: str, kind: str) -> tuple[Any, str | None]:
+def _daily_chart(key: str, metric: str, kind: str, started_at: str | None) -> tuple[Any, str | None]:
+    """The cumulative chart, or why there is none; beside a chart, what it shows that the page might not lead one to expect."""
     svc = services()
     if metric in BUILTIN_METRICS and metric.startswith("retention_"):
         return None, "Retention is read by exposure cohort, not by calendar day: the curves under Retention by arm show it day by day since exposure."
@@ -64,6 +65,10 @@ def _daily_chart(key: str, metric: str, kind: str) -> tuple[Any, str | None]:
     one_year = len({d["date"][:4] for d in daily["days"]}) == 1
     labels = [d["date"][5:] if one_year else d["date"] for d in daily["days"]]
     chart = line_chart(f"Cumulative {metric} per exposed user, by day", labels, lines, y_label=metric, y_format=fmt, percent=kind == "binary")
+    if started_at is not None and daily["days"][0]["date"] < started_at[:10]:
+        # The API stores an exposure's time as the storefront sent it, also before the start (an exposure logged late).
+        return chart, (f"The series starts on {daily['days'][0]['date']}, before the experiment started ({started_at[:10]}): "
+                       "the storefront sent exposures dated then (POST /v1/assignments or ?timestamp=), and they count from their own day.")
     return chart, None
 
 
@@ -119,7 +124,7 @@ def results_page(key: str) -> tuple[str, int]:
     # The chart's title and description, which a screen reader reads, give the table's own figures.
     kind = answer["metric_kind"]
     forest = forest_plot(title, differences, x_format=lambda v: fmt.difference(v, kind), tick_format=pp_tick if binary else signed_tick)
-    daily, daily_note = _daily_chart(key, answer["metric"], answer["metric_kind"])
+    daily, daily_note = _daily_chart(key, answer["metric"], answer["metric_kind"], exp.get("started_at"))
     days = _retention_days(errors)
     retention, retention_has_data, retention_last = _retention_chart(key, days, answer["alpha"])
     rough = _rough_comparisons(answer) if binary else set()
