@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass
-from typing import Any, Callable, Mapping, Union
+from typing import Any, Callable, Mapping, Sequence, Union
 
 from experiments.numbers import finite_number
 
@@ -27,12 +27,20 @@ Value = Union[str, float, bool, None]
 
 
 class TargetingError(ValueError):
-    """A rule that cannot be accepted; `field` is the path of the bad part, as targeting.all.1.op."""
+    """A rule that cannot be accepted; `field` is the path of the bad part, as targeting.all.1.op, and
+    `problems` every (path, message) found, one per bad condition, this one's first."""
 
-    def __init__(self, field_name: str, message: str) -> None:
-        super().__init__(f"{field_name}: {message}")
+    def __init__(self, field_name: str, message: str, more: Sequence[tuple[str, str]] = ()) -> None:
+        super().__init__(f"{field_name}: {message}" + (f" (and {len(more)} more)" if more else ""))
         self.field = field_name
         self.message = message
+        self.problems: tuple[tuple[str, str], ...] = ((field_name, message), *more)
+
+
+def _raise_all(problems: list[tuple[str, str]]) -> None:
+    """Raise what the parts of a group got wrong, all of it at once (nothing when they got nothing wrong)."""
+    if problems:
+        raise TargetingError(*problems[0], more=problems[1:])
 
 
 # Numeric text as JSON writes a number: Python's float() also reads " 30 ", "+30", "3_0", "030", "30."
@@ -165,22 +173,29 @@ def _group(spec: Any, path: str, depth: int, budget: list[int]) -> Group:
     if not isinstance(parts, list) or not parts:
         raise TargetingError(f"{path}.{mode}", "must be a non-empty list of conditions or groups")
     parsed: list[Condition | Group] = []
+    problems: list[tuple[str, str]] = []  # each part's, so that one answer names every bad condition
     for i, part in enumerate(parts):
         where = f"{path}.{mode}.{i}"
         budget[0] -= 1
-        if budget[0] < 0:
-            raise TargetingError(where, f"a rule holds at most {MAX_CONDITIONS} conditions and groups")
-        if isinstance(part, Mapping) and ("all" in part or "any" in part):
-            parsed.append(_group(part, where, depth + 1, budget))
-        elif isinstance(part, Mapping):
-            parsed.append(_condition(part, where))
-        else:
-            raise TargetingError(where, "must be a condition or a group")
+        if budget[0] < 0:  # past the bound, no part is read: one problem, said once, after those found before it
+            _raise_all([*problems, (where, f"a rule holds at most {MAX_CONDITIONS} conditions and groups")])
+        try:
+            if isinstance(part, Mapping) and ("all" in part or "any" in part):
+                parsed.append(_group(part, where, depth + 1, budget))
+            elif isinstance(part, Mapping):
+                parsed.append(_condition(part, where))
+            else:
+                raise TargetingError(where, "must be a condition or a group")
+        except TargetingError as exc:
+            problems.extend(exc.problems)
+            if budget[0] < 0:
+                _raise_all(problems)
+    _raise_all(problems)
     return Group(mode, tuple(parsed))
 
 
 def parse_rule(spec: Any, path: str = "targeting") -> Group:
-    """A validated rule; TargetingError names the path of the first bad part."""
+    """A validated rule; TargetingError names the path of every bad part (the first in its message)."""
     return _group(spec, path, 1, [MAX_CONDITIONS])
 
 
@@ -192,17 +207,26 @@ def require_values(rule: Group, path: str = "targeting") -> None:
 
     Checked on rules being written, not on stored ones: a rule stored before this check must still be read.
     """
+    problems: list[tuple[str, str]] = []
     for i, part in enumerate(rule.parts):
         where = f"{path}.{rule.mode}.{i}"
-        if isinstance(part, Group):
-            require_values(part, where)
-            continue
-        values = part.value if isinstance(part.value, tuple) else (part.value,)
-        if OPERATORS[part.op][1] in ("scalar", "list") and None in values:
-            raise TargetingError(f"{where}.value", f"{part.op} needs {'a list of ' if OPERATORS[part.op][1] == 'list' else 'a '}string, number or boolean, not null (exists tests that an attribute is there)")
-        if any(isinstance(v, (int, float)) and not isinstance(v, bool) and not -VALUE_BOUND <= v <= VALUE_BOUND for v in values):
-            raise TargetingError(f"{where}.value", f"numbers in a rule are at most {VALUE_BOUND:.0e} in magnitude, as the attributes it tests are")
-        if any(isinstance(v, str) and (len(v) > MAX_TEXT or "\x00" in v) for v in values):
-            raise TargetingError(f"{where}.value", f"each text value in a rule is at most {MAX_TEXT:,} characters, without NUL, as the attribute values a request sends are")
-        if "\x00" in part.attribute:
-            raise TargetingError(f"{where}.attribute", "an attribute name cannot contain NUL, as no request can send one")
+        try:
+            if isinstance(part, Group):
+                require_values(part, where)
+            else:
+                _require_value(part, where)
+        except TargetingError as exc:
+            problems.extend(exc.problems)
+    _raise_all(problems)
+
+
+def _require_value(part: Condition, where: str) -> None:
+    values = part.value if isinstance(part.value, tuple) else (part.value,)
+    if OPERATORS[part.op][1] in ("scalar", "list") and None in values:
+        raise TargetingError(f"{where}.value", f"{part.op} needs {'a list of ' if OPERATORS[part.op][1] == 'list' else 'a '}string, number or boolean, not null (exists tests that an attribute is there)")
+    if any(isinstance(v, (int, float)) and not isinstance(v, bool) and not -VALUE_BOUND <= v <= VALUE_BOUND for v in values):
+        raise TargetingError(f"{where}.value", f"numbers in a rule are at most {VALUE_BOUND:.0e} in magnitude, as the attributes it tests are")
+    if any(isinstance(v, str) and (len(v) > MAX_TEXT or "\x00" in v) for v in values):
+        raise TargetingError(f"{where}.value", f"each text value in a rule is at most {MAX_TEXT:,} characters, without NUL, as the attribute values a request sends are")
+    if "\x00" in part.attribute:
+        raise TargetingError(f"{where}.attribute", "an attribute name cannot contain NUL, as no request can send one")

@@ -65,7 +65,7 @@ def definition(fields: Mapping[str, Any], stored: bool = False) -> Experiment:
             if not stored:
                 require_values(targeting)
         except TargetingError as exc:
-            problems.append((exc.field, exc.message))
+            problems.extend(exc.problems)
     declared = [m["key"] for m in fields["metrics"]]  # as sent: a metric whose own check failed is still declared
     primary = fields.get("primary_metric") or (declared[0] if declared else None)
     if primary is None:

@@ -214,6 +214,12 @@ def test_one_answer_names_every_independent_problem_of_a_definition(client, auth
     ({"arms": [{"key": "a"}, {"key": "a"}], "primary_metric": "qq", "guardrails": ["zz"]}, ["arms", "primary_metric", "guardrails.0"]),
     # An unknown guardrail given twice is named once, beside the repetition.
     ({"guardrails": ["nope", "nope"]}, ["guardrails.0", "guardrails"]),
+    # Every bad condition of a rule, nested ones too, and then (the rule read) every value it may not hold.
+    ({"targeting": {"all": [{"attribute": "a", "op": "in", "value": []}, {"any": [{"attribute": "b", "op": "nope", "value": 1}]},
+                            {"attribute": "c", "op": "eq", "value": 1}]}},
+     ["targeting.all.0.value", "targeting.all.1.any.0.op"]),
+    ({"targeting": {"any": [{"attribute": "a", "op": "eq", "value": None}, {"attribute": "b", "op": "gt", "value": 1e300}]}},
+     ["targeting.any.0.value", "targeting.any.1.value"]),
 ])
 def test_the_details_name_each_problem_once_where_it_is(client, auth, change, expected):
     from tests.experiment_helpers import ab_definition
