@@ -206,25 +206,26 @@ class Experiment:
         repeated = _repeated([m.key for m in self.metrics])
         if repeated is not None:
             problems.append(("metrics", f"metric keys must be unique: {repeated[0]!r} is declared {repeated[1]} times"))
-        references = reference_problems([m.key for m in self.metrics], self.primary_metric, self.guardrails)
-        problems += [p for p in references if p[0] == "primary_metric"]
-        if self.type in ("ab", "bandit") and (not references or references[0][0] != "primary_metric"):  # they read the primary metric
+        problems += reference_problems([m.key for m in self.metrics], self.primary_metric, self.guardrails)
+        if self.type in ("ab", "bandit"):
             problems += self._bandit_problems()
-        problems += [p for p in references if p[0] != "primary_metric"]
         if problems:
             raise DefinitionError(*problems[0], more=problems[1:])
 
     def _bandit_problems(self) -> list[tuple[str, str]]:
-        """What a bandit's settings get wrong (the primary metric must exist)."""
+        """What a bandit's settings get wrong; named after the rest, as they were when checked last and alone."""
         if self.type == "ab":
             return [("bandit", "only bandit experiments take bandit settings")] if self.bandit is not None else []
         if self.bandit is None:
             return [("bandit", "is required for type 'bandit'")]
         problems = []
-        primary = self.metric(self.primary_metric)
-        if primary.builtin:
+        try:
+            primary: Metric | None = self.metric(self.primary_metric)
+        except KeyError:  # named unknown already
+            primary = None
+        if primary is not None and primary.builtin:
             problems.append(("primary_metric", "a bandit learns from reported outcomes, so its primary metric cannot be a built-in one"))
-        elif not primary.higher_is_better:
+        elif primary is not None and not primary.higher_is_better:
             problems.append(("primary_metric", "a bandit maximises its primary metric, so it must be one where higher is better"))
         floor = self.bandit.min_probability
         if floor * len(self.arms) > 1:

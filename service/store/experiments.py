@@ -173,8 +173,10 @@ def patch(db: Database, key: str, changes: dict[str, Any], revision: int | None 
             keys = [m["key"] for m in changes["metrics"]]
             if merged["primary_metric"] not in keys and merged["primary_metric"] not in BUILTIN_METRICS:
                 merged["primary_metric"] = keys[0] if keys else None
-        # A rule stored before a check was added is read as stored, unless this change replaces it.
-        exp = definition(merged, stored="targeting" not in changes)
+        # A rule stored before a check was added is read as stored, unless this change replaces it; so are
+        # built-in metrics that a row from before they were refused in `metrics` still lists (as `from_row` reads it).
+        checked = merged if "metrics" in changes else {**merged, "metrics": [m for m in merged["metrics"] if m["key"] not in BUILTIN_METRICS]}
+        exp = definition(checked, stored="targeting" not in changes)
         merged["primary_metric"] = exp.primary_metric
         if all(getattr(row, name) == value for name, value in merged.items()):
             return row  # nothing changes, so neither do the revision clients compare nor updated_at

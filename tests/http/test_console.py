@@ -92,7 +92,7 @@ def test_sign_in_needs_the_csrf_token_and_follows_only_local_next(client, keys):
     local = client.post("/ui/sign-in", data={"csrf_token": token, "api_key": keys["editor"], "next": "/ui/models"})
     assert local.headers["Location"] == "/ui/models"
     # A path that leaves the console once a browser resolves its dot segments, or one that only starts like it, is dropped too.
-    for outside in ("/ui/../v1/keys", "/ui/%2e%2e/v1/keys", "/ui/..%2fv1", "/uiother", "/ui/./x/../../v1"):
+    for outside in ("/ui/../v1/keys", "/ui/%2e%2e/v1/keys", "/ui/..%2fv1", "/uiother", "/ui/./x/../../v1", "/ui/..#x", "/ui/%2e%2e#"):
         token = csrf(client)
         answer = client.post("/ui/sign-in", data={"csrf_token": token, "api_key": keys["editor"], "next": outside})
         assert answer.headers["Location"] == "/ui/experiments", outside

@@ -228,3 +228,20 @@ def test_the_details_name_each_problem_once_where_it_is(client, auth, change, ex
     error = client.post("/v1/experiments", json=body, headers=auth("editor")).get_json()["error"]
     assert [d["field"] for d in error["details"]] == expected, error
     assert client.get("/v1/experiments/many", headers=auth("editor")).status_code == 404
+
+
+@pytest.mark.parametrize("change, expected", [
+    # A bandit's settings are named after the rest, beside a typo rather than on the next submit.
+    ({"guardrails": ["nope"], "bandit": {"algorithm": "thompson", "min_probability": 0.9}}, ["guardrails.0", "bandit.min_probability"]),
+    ({"primary_metric": "zz", "bandit": {"algorithm": "thompson", "min_probability": 0.9}}, ["primary_metric", "bandit.min_probability"]),
+    ({"type": "ab", "primary_metric": "zz"}, ["primary_metric", "bandit"]),
+    ({"bandit": None, "guardrails": ["nope"]}, ["guardrails.0", "bandit"]),
+])
+def test_a_bandits_problems_come_in_the_same_answer_after_the_rest(client, auth, change, expected):
+    from tests.experiment_helpers import bandit_definition
+
+    body = {**bandit_definition(key="bb"), **change}
+    if body.get("bandit") is None:
+        body.pop("bandit", None)
+    error = client.post("/v1/experiments", json=body, headers=auth("editor")).get_json()["error"]
+    assert [d["field"] for d in error["details"]] == expected, error

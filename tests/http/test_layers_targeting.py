@@ -224,3 +224,14 @@ def test_a_rule_s_text_is_matched_as_that_text_and_numeric_text_only_as_json_spe
     assert post_ok(client, "/v1/assignments", {"user_id": "t2", "experiments": ["thirty"], "attributes": {"x": 30}}, shop)["assignments"][0]["enrolled"] is True
     running(client, auth("editor"), ab_definition(key="new-buyers", targeting={"all": [{"attribute": "purchases", "op": "in", "value": ["0"]}]}))
     assert assign(client, shop, "new-buyers", "never-bought")["enrolled"] is True
+
+
+def test_a_row_that_still_lists_a_built_in_metric_can_be_renamed(client, auth, db):
+    """Rows stored before built-in metrics were refused in `metrics` are read without them; a change that
+    leaves the metrics alone is not refused for them either."""
+    running(client, auth("editor"), ab_definition())
+    with db.write() as session:  # as an earlier release stored it
+        session.execute(update(ExperimentRow).where(ExperimentRow.key == "points-q4").values(
+            metrics=[{"key": "conversion", "kind": "binary", "higher_is_better": True}, {"key": "revenue", "kind": "continuous", "higher_is_better": True}]))
+    resp = client.patch("/v1/experiments/points-q4", json={"name": "Renamed"}, headers=auth("editor"))
+    assert resp.status_code == 200 and resp.get_json()["name"] == "Renamed", resp.get_json()

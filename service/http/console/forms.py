@@ -160,7 +160,8 @@ _BREAKS = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 def safe_next(target: str | None) -> str | None:
     """A console path to return to after sign-in; anything else (another host, `//evil`) is dropped."""
     # A control character or line separator would end up in the redirect's Location header, which refuses it.
-    if not target or not (target == "/ui" or target.startswith(("/ui/", "/ui?"))) or "\\" in target or _BREAKS.search(target):
+    # A fragment too: the console never sends one, and `/ui/..#x` hides a dot segment from the check below.
+    if not target or not (target == "/ui" or target.startswith(("/ui/", "/ui?"))) or "\\" in target or "#" in target or _BREAKS.search(target):
         return None
     # A dot segment, plain or escaped (/ui/../v1, /ui/%2e%2e/v1, /ui/..%2fv1), would leave the console once the browser resolves it.
     if any(segment in (".", "..") for segment in unquote(target.split("?", 1)[0]).split("/")):
