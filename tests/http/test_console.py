@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import csv as csv_module
+import html as html_module
 import io
 import re
 import time
@@ -189,16 +190,21 @@ def test_a_long_form_posted_with_an_old_token_comes_back_filled_in_not_lost(as_r
 HIDDEN = re.compile(r'<input type="hidden" name="([^"]+)" value="([^"]*)">')
 
 
+def _hidden(page_html: str) -> list[tuple[str, str]]:
+    """A page's hidden inputs, their values unescaped as a browser posts them."""
+    return [(name, html_module.unescape(value)) for name, value in HIDDEN.findall(page_html)]
+
+
 def _kept_through_sign_in(client: FlaskClient, page: Any, key: str, status: int) -> str:
     """Sign in from the page a long form's post led to, then follow the one button back: the form's HTML."""
     html = page.get_data(as_text=True)
     assert page.status_code == status and "The form is kept, not saved" in html, html[:2000]
-    fields = [(name, value.replace("&#34;", '"').replace("&#39;", "'").replace("&amp;", "&")) for name, value in HIDDEN.findall(html)]
+    fields = _hidden(html)
     signed = client.post("/ui/sign-in", data=MultiDict([*fields, ("api_key", key)]))
     resume = signed.get_data(as_text=True)
     assert signed.status_code == 200 and "Back to the form" in resume, resume[:2000]
     action = re.search(r'<form method="post" action="([^"]+)"', resume.split("<main", 1)[1]).group(1)
-    fields = [(name, value.replace("&#34;", '"').replace("&#39;", "'").replace("&amp;", "&")) for name, value in HIDDEN.findall(resume)]
+    fields = _hidden(resume)
     back = client.post(action, data=MultiDict(fields), headers={"Origin": "http://localhost"})
     assert back.status_code == 200, back.get_data(as_text=True)[:2000]
     return back.get_data(as_text=True)

@@ -6,7 +6,7 @@ from typing import Any
 from flask import abort, flash, redirect, render_template, request, url_for
 
 from service.http.console import bp
-from service.http.console.forms import KEPT_PREFIX, RESUMED_FIELD, back, check_csrf, current_principal, keeps_forms, kept_fields, page, safe_next, sign_in, sign_out
+from service.http.console.forms import RESUMED_FIELD, back, check_csrf, current_principal, keeps_forms, kept_fields, page, safe_next, sign_in, sign_out, to_keep
 from service.http.endpoint import READ_EXPERIMENTS
 from service.usecases.keys import allowed
 
@@ -36,8 +36,7 @@ def sign_in_page() -> Any:
             if kept and target and keeps_forms(target):  # a long form posted when its session had ended: back to it, as typed, by one more post
                 return render_template("console/resume.html", target=target, fields=kept, resumed_field=RESUMED_FIELD)
             return redirect(target or _home(principal.role), 303)
-        carried = [(KEPT_PREFIX + name, value) for name, value in kept]
-        return render_template("console/sign_in.html", next=target, error="That key is unknown or has been revoked.", kept=carried), 401
+        return render_template("console/sign_in.html", next=target, error="That key is unknown or has been revoked.", kept=to_keep(kept)), 401
     return render_template("console/sign_in.html", next=target, error=None)
 
 

@@ -86,9 +86,14 @@ def typed_fields() -> dict[str, str]:
     return {k: v for k, v in request.form.to_dict().items() if k not in (CSRF_FIELD, RESUMED_FIELD)}
 
 
+def to_keep(fields: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    """A form's fields as the sign-in page holds them (under KEPT_PREFIX), for `kept_fields` to read back."""
+    return [(KEPT_PREFIX + name, value) for name, value in fields]
+
+
 def _to_sign_in(notice: str, status: int) -> tuple[str, int]:
     """The sign-in page, holding what this long form's post carried, to bring it back after the sign-in."""
-    kept = [(KEPT_PREFIX + name, value) for name, values in request.form.lists() if name not in (CSRF_FIELD, RESUMED_FIELD) for value in values]
+    kept = to_keep([(name, value) for name, values in request.form.lists() if name not in (CSRF_FIELD, RESUMED_FIELD) for value in values])
     return render_template("console/sign_in.html", next=request.path, error=None, notice=notice, kept=kept), status
 
 
