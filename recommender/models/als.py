@@ -46,6 +46,7 @@ class ALS(FactorModel):
 
     name = "als"
     params_type = ALSParams
+    DIVERGED_HINT = "raise regularization or lower confidence_scale"
     SEARCH_SPACE: ClassVar[Mapping[str, Dimension]] = {
         "factors": Range(16, 256, log=True),
         "regularization": Range(0.01, 100.0, log=True),

@@ -43,6 +43,7 @@ class BPR(FactorModel):
 
     name = "bpr"
     params_type = BPRParams
+    DIVERGED_HINT = "lower learning_rate (the default is 0.01)"
     SEARCH_SPACE: ClassVar[Mapping[str, Dimension]] = {
         "factors": Range(16, 256, log=True),
         "learning_rate": Range(0.001, 0.1, log=True),

@@ -6,15 +6,18 @@ from typing import Any, Mapping
 
 import numpy as np
 import scipy.sparse as sp
+from implicit.recommender_base import ModelFitError
 from threadpoolctl import threadpool_limits
 
-from recommender.base import FitStopped, Recommender, best_first
+from recommender.base import CannotTrain, FitStopped, Recommender, best_first
 
 
 class FactorModel(Recommender):
     """A model whose scores are user factors times item factors."""
 
     REFITS = True
+    # What to change when the factors diverge to NaN, in the person's words.
+    DIVERGED_HINT = "lower its step or raise regularization"
     _model: Any = None
 
     @abstractmethod
@@ -31,7 +34,12 @@ class FactorModel(Recommender):
                 self._model.iterations = self.params.refit_iterations
             else:
                 self._model = self._new_model()
-            self._model.fit(user_items, show_progress=show_progress, callback=self._between_iterations)
+            try:
+                self._model.fit(user_items, show_progress=show_progress, callback=self._between_iterations)
+            except ModelFitError:
+                # implicit checks its factors for NaN after a fit. A refusal, like any setting the data
+                # cannot train with, so that a tuning search counts the trial failed and goes on.
+                raise CannotTrain(f"{self.name}: the fit diverged (its factors became NaN); {self.DIVERGED_HINT}") from None
         self._norms = None
 
     def _between_iterations(self, *_progress: Any) -> None:

@@ -224,6 +224,19 @@ def test_ease_beyond_max_items_fails_the_run_with_the_remedy(client, auth):
     assert kept["status"] == "ready" and kept["data"]["items_used"] == 20 and kept["data"]["items_dropped"] == 4
 
 
+def test_a_fit_that_diverges_fails_with_the_remedy_and_a_search_steps_around_it(client, auth):
+    two_tribes(client, auth("storefront"))
+    bpr = {"algorithm": "bpr", "params": {"factors": 8, "iterations": 20}}
+    failed = train(client, auth("editor"), {**bpr, "params": {**bpr["params"], "learning_rate": 50.0}})
+    assert failed["status"] == "failed" and not failed["active"]
+    assert failed["error"].startswith("bpr: the fit diverged") and "lower learning_rate" in failed["error"]  # not implicit's "ModelFitError: NaN ..."
+    tune = {"trials": 6, "space": {"learning_rate": [0.001, 1000.0, "log"]}, "seed": 2}
+    searched = train(client, auth("editor"), {**bpr, "tune": tune})
+    assert searched["status"] == "ready", searched
+    assert 0 < len(searched["tuning"]) < 6 and searched["data"]["progress"] == {"trials_done": 6, "trials": 6}
+    assert searched["params"]["learning_rate"] in [t["params"]["learning_rate"] for t in searched["tuning"]]
+
+
 def test_a_run_whose_every_trial_fails_shows_them_done_and_says_why(client, auth):
     two_tribes(client, auth("storefront"))
     failed = train(client, auth("editor"), {"algorithm": "ease", "params": {"max_items": 3, "min_coverage": 0.9}, "tune": {"trials": 3, "space": {"l2": [1, 100]}}})

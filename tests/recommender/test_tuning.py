@@ -1,6 +1,7 @@
 """The search: seeded and repeatable, stoppable between trials, and strict about the space it is given."""
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 from recommender.search_space import Choice, Range
@@ -98,3 +99,12 @@ def test_a_trial_the_model_refuses_is_a_failure_and_the_search_goes_on(matrix):
     assert all("max_items" in why or "interactions" in why for _, why in result.failures)
     assert min(t.params["max_items"] for t in result.trials) > max(p["max_items"] for p, _ in result.failures)
     assert result.best is not None and not result.stopped
+
+
+def test_a_trial_whose_fit_diverges_is_a_failure_and_the_search_goes_on(matrix):
+    # BPR's factors become NaN at a learning rate of 10 or so: implicit raises its own error, not a ValueError.
+    space = search_space("bpr", {"factors": 8, "iterations": 20}, {"learning_rate": [0.001, 1000.0, "log"]})
+    result = tune(matrix, "bpr", {"factors": 8, "iterations": 20}, space, TuneSettings(trials=8, metric="precision_at_10", seed=2), eval_users=300)
+    assert result.failures and result.trials and len(result.failures) + len(result.trials) == 8
+    assert all(why.startswith("bpr: the fit diverged") and "learning_rate" in why for _, why in result.failures)
+    assert result.best is not None and np.isfinite(result.best.metric)
