@@ -9,7 +9,7 @@ from typing import Any, Callable, Collection, Sequence
 import numpy as np
 
 from recommender import index_artifact
-from recommender.ann import AnnSettings, VectorIndex
+from recommender.ann import SIMILAR_LINKS, AnnSettings, VectorIndex
 from recommender.base import Recommender, best_first
 from recommender.matrix import MatrixSettings, row_for_events
 from recommender.models.factors import FactorModel
@@ -330,7 +330,7 @@ class ServingIndex:
             started = time.perf_counter()
             factors = trained.model.item_factors
             index.ann = VectorIndex.build(factors, ann)
-            index.similar_ann = VectorIndex.build(factors / trained.model.item_norms[:, None], ann, compact=True)
+            index.similar_ann = VectorIndex.build(factors / trained.model.item_norms[:, None], ann, compact=True, links=SIMILAR_LINKS)
             index._search_ahead(trained, ann.precomputed_users, budget_seconds(trained))
             index.ann_seconds = time.perf_counter() - started
         return index

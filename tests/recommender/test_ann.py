@@ -8,7 +8,7 @@ import pytest
 
 import recommender.index
 import recommender.search_ahead
-from recommender.ann import AnnSettings, VectorIndex
+from recommender.ann import SIMILAR_LINKS, AnnSettings, VectorIndex
 from recommender.artifacts import loads
 from recommender.index import ServingIndex
 from recommender.matrix import InteractionMatrix, MatrixSettings
@@ -81,6 +81,22 @@ def test_no_filtered_item_ever_appears_and_n_come_back_while_the_catalogue_has_t
                 assert [item for item, _ in got] == exact_top(indexed, model.item_factors @ model.user_factors[user], allowed, n)
 
 
+def test_recall_holds_when_the_best_sellers_are_unavailable(indexed, trained, monkeypatch):
+    """Users' best eligible items then sit deep in their ranking: a graph of too few links reached about half of them."""
+    monkeypatch.setattr(recommender.index, "EXACT_BELOW", 0)  # the graph's path, as at a million items
+    model = indexed._factors
+    available = np.ones(indexed.n_items, dtype=bool)
+    available[np.argsort(-np.asarray(trained.matrix.confidence.sum(axis=0)).ravel(), kind="stable")[:150]] = False
+    recall = []
+    for user in np.random.default_rng(3).choice(len(indexed.user_ids), size=150, replace=False):
+        allowed = available.copy()
+        allowed[trained.matrix.confidence[user].indices] = False
+        exact = set(exact_top(indexed, model.item_factors @ model.user_factors[user], allowed, 10))
+        _, got = indexed.top_for_user(f"u{user}", [], 0.0, allowed.copy(), 10)
+        recall.append(len(exact & {item for item, _ in got}) / 10)
+    assert np.mean(recall) >= 0.9
+
+
 def test_new_users_fold_in_and_users_without_usable_events_get_popular_items(indexed):
     allowed = np.ones(indexed.n_items, dtype=bool)
     strategy, got = indexed.top_for_user("newcomer", [("i5", "purchase", 0.0), ("i9", "view", 0.0)], 0.0, allowed.copy(), 10)
@@ -122,8 +138,10 @@ def test_similar_items_under_narrow_filters_still_come_n_at_a_time_and_never_fil
 def test_the_artifact_keeps_the_item_factors_once_and_answers_the_same(indexed):
     data = indexed.to_bytes()
     arrays, meta = loads(data)
-    assert "model_item_factors" not in arrays and {"ann_users", "ann_items"} <= set(arrays) and meta["ann"]["m"] == 16
+    assert "model_item_factors" not in arrays and {"ann_users", "ann_items"} <= set(arrays) and meta["ann"]["m"] == 32
     loaded = ServingIndex.from_bytes(data)
+    # Links at the graphs' lowest level (twice their links per node): the users' graph has settings.m, the similar items' SIMILAR_LINKS.
+    assert loaded.ann._index.hnsw.nb_neighbors(0) == 2 * 32 and loaded.similar_ann._index.hnsw.nb_neighbors(0) == 2 * SIMILAR_LINKS == 32
     assert np.array_equal(loaded._factors.item_factors, indexed._factors.item_factors)
     allowed = np.ones(indexed.n_items, dtype=bool)
     for user in ("u1", "u17", "u400"):
