@@ -46,7 +46,7 @@ def main() -> None:
     confidence = synthetic_matrix(users=args.users, items=args.items, events=args.events, seed=8)
     matrix = InteractionMatrix([f"u{u}" for u in range(confidence.shape[0])], [f"i{i}" for i in range(confidence.shape[1])], confidence, confidence)
     trained = train(matrix, "als", {"factors": 32, "iterations": 8}, TrainingSettings(evaluate=False))
-    by_popularity = np.argsort(-np.asarray(confidence.sum(axis=0)).ravel(), kind="stable")
+    by_popularity = np.argsort(-trained.popularity, kind="stable")
     users = np.random.default_rng(1).choice(confidence.shape[0], size=min(args.sample, confidence.shape[0]), replace=False)
     print(f"SIMILAR_LINKS {SIMILAR_LINKS}; {confidence.shape[1]:,} items, {confidence.shape[0]:,} users; ALS in {time.perf_counter() - started:.0f} s")
     print("| links per node (users' graph) | most popular items unavailable | eligible items (mean) | recall@10 against exact scoring | similar items: recall@10 (SIMILAR_LINKS) |")

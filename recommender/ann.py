@@ -33,7 +33,7 @@ class AnnSettings:
     # Links per node. 16 recalled the unfiltered top 10 as well as 32, but when the filter removes
     # what users score highest (best sellers out of stock) their best eligible items sit deep in
     # the ranking, which a sparser inner-product graph reaches far less often: with the 300 most
-    # popular of 11,335 items unavailable, recall@10 0.535 at 16 links and 0.966 at 32
+    # popular of 11,335 items unavailable, recall@10 0.545 at 16 links and 0.967 at 32
     # (bench/ann_filters.py). 32 costs twice the links' memory and more build time. The graph for
     # similar items has SIMILAR_LINKS whatever this says.
     m: int = 32

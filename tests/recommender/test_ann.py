@@ -86,7 +86,7 @@ def test_recall_holds_when_the_best_sellers_are_unavailable(indexed, trained, mo
     monkeypatch.setattr(recommender.index, "EXACT_BELOW", 0)  # the graph's path, as at a million items
     model = indexed._factors
     available = np.ones(indexed.n_items, dtype=bool)
-    available[np.argsort(-np.asarray(trained.matrix.confidence.sum(axis=0)).ravel(), kind="stable")[:150]] = False
+    available[np.argsort(-trained.popularity, kind="stable")[:150]] = False
     recall = []
     for user in np.random.default_rng(3).choice(len(indexed.user_ids), size=150, replace=False):
         allowed = available.copy()
