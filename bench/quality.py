@@ -40,12 +40,11 @@ def runs(trials: int, ease_trials: int) -> list[tuple[str, dict[str, Any]]]:
         ("als (default)", {"algorithm": "als"}),
         (f"als (tuned, {trials} trials)", {"algorithm": "als", "tune": {"trials": trials, "metric": "precision_at_10", "seed": 1}}),
         ("ease (default)", {"algorithm": "ease"}),
-        # Fixing dropout at 0 leaves only l2 in EASE's default space: the search before EDLAE's dropout existed.
+        (f"ease (tuned, {ease_trials} trials)", {"algorithm": "ease", "tune": {"trials": ease_trials, "metric": "precision_at_10", "seed": 1}}),
         (
-            f"ease (tuned, l2 only, {ease_trials} trials)",
-            {"algorithm": "ease", "params": {"dropout": 0.0}, "tune": {"trials": ease_trials, "metric": "precision_at_10", "seed": 1}},
+            f"ease (tuned, l2 + dropout 0–0.5, {ease_trials} trials)",
+            {"algorithm": "ease", "tune": {"trials": ease_trials, "metric": "precision_at_10", "seed": 1, "space": {"dropout": [0.0, 0.5]}}},
         ),
-        (f"ease (tuned, l2 + dropout, {ease_trials} trials)", {"algorithm": "ease", "tune": {"trials": ease_trials, "metric": "precision_at_10", "seed": 1}}),
     ]
 
 

@@ -118,7 +118,10 @@ class EASE(Recommender):
     params_type = EASEParams
     ZERO_IS_UNLINKED = True
     REFIT_SHARE = 0.01
-    SEARCH_SPACE: ClassVar[Mapping[str, Dimension]] = {"l2": Range(1.0, 10_000.0, log=True), "dropout": Range(0.0, 0.5)}
+    # l2 alone: with dropout in the default space too, 15-trial searches on MovieLens fitted their
+    # holdout's noise and served worse than l2 alone (+8.7 % and +5.8 % over default ALS against +9.7 %).
+    # A request still searches dropout by naming it in its space.
+    SEARCH_SPACE: ClassVar[Mapping[str, Dimension]] = {"l2": Range(1.0, 10_000.0, log=True)}
     _weights: np.ndarray  # B over the kept items
     _kept: np.ndarray  # each kept item's column in the full matrix
     _popularity: np.ndarray  # distinct users of each kept item: the answer for a row with none of them

@@ -48,7 +48,8 @@ def test_the_default_space_leaves_out_what_params_fix_and_takes_overrides():
     assert space["regularization"] == Range(0.5, 5.0) and space["iterations"] == Range(5, 30)
     assert search_space("item_knn", {}, {})["similarity"] == Choice(("bm25", "cosine"))
     assert isinstance(search_space("ease", {}, {"l2": [10, 100]})["l2"].low, float)
-    assert search_space("ease", {}, {})["dropout"] == Range(0.0, 0.5)
+    assert set(search_space("ease", {}, {})) == {"l2"}
+    assert search_space("ease", {}, {"dropout": [0, 0.5]})["dropout"] == Range(0.0, 0.5)
     assert isinstance(search_space("ease", {}, {"dropout": [0, 0.5]})["dropout"].low, float)
     assert set(search_space("ease", {"dropout": 0.25}, {})) == {"l2"}
 
