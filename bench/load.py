@@ -27,14 +27,15 @@ class LoadResult:
         return self.requests / self.seconds
 
 
-def _client(base: str, paths: list[str], headers: dict[str, str], seconds: float, out: "mp.Queue[tuple[list[float], int]]") -> None:
+def _client(base: str, paths: list[str], headers: dict[str, str], seconds: float, once: bool, out: "mp.Queue[tuple[list[float], int, float, float]]") -> None:
     url = urlparse(base)
     conn = http.client.HTTPConnection(url.hostname, url.port, timeout=30)
     latencies: list[float] = []
     errors = 0
-    deadline = time.perf_counter() + seconds
+    began = time.perf_counter()
+    deadline = began + seconds
     i = 0
-    while time.perf_counter() < deadline:
+    while time.perf_counter() < deadline and not (once and i == len(paths)):
         path = paths[i % len(paths)]
         i += 1
         start = time.perf_counter()
@@ -49,22 +50,28 @@ def _client(base: str, paths: list[str], headers: dict[str, str], seconds: float
             conn.close()
             conn = http.client.HTTPConnection(url.hostname, url.port, timeout=30)
         latencies.append(time.perf_counter() - start)
-    out.put((latencies, errors))
+    out.put((latencies, errors, began, time.perf_counter()))
 
 
-def run(base: str, paths: list[str], headers: dict[str, str], clients: int = 8, seconds: float = 10.0) -> LoadResult:
-    """Hit `paths` round-robin from `clients` processes for `seconds`."""
-    queue: "mp.Queue[tuple[list[float], int]]" = mp.Queue()
+def run(base: str, paths: list[str], headers: dict[str, str], clients: int = 8, seconds: float = 10.0, once: bool = False) -> LoadResult:
+    """Hit `paths` round-robin from `clients` processes for `seconds`; with `once`, each path at most once.
+
+    Each path of a `once` run is asked for once (each client stops when its share is done, or at
+    `seconds`), so that a run of first requests holds no repeat, which would be a cheaper returning user.
+    """
+    queue: "mp.Queue[tuple[list[float], int, float, float]]" = mp.Queue()
     # Daemons: a benchmark stopped mid-run (SIGTERM, see bench.common) exits at once instead of joining
     # clients that block on a queue nobody reads any more.
-    procs = [mp.Process(target=_client, args=(base, paths[k::clients] or paths, headers, seconds, queue), daemon=True) for k in range(clients)]
-    start = time.perf_counter()
+    procs = [mp.Process(target=_client, args=(base, paths[k::clients] or paths, headers, seconds, once, queue), daemon=True) for k in range(clients)]
     for p in procs:
         p.start()
     results = [queue.get() for _ in procs]
     for p in procs:
         p.join()
-    elapsed = time.perf_counter() - start
+    # From the first client's start to the last one's end, by their own clocks (one monotonic clock
+    # for every process): starting and ending processes would weigh more in a short once run than in
+    # the timed run it is compared with.
+    elapsed = max(r[3] for r in results) - min(r[2] for r in results)
     latencies = np.concatenate([np.array(r[0]) for r in results]) * 1000
     return LoadResult(len(latencies), sum(r[1] for r in results), elapsed, float(np.percentile(latencies, 50)), float(np.percentile(latencies, 99)))
 
@@ -76,7 +83,7 @@ def report(name: str, result: LoadResult, baseline: LoadResult | None = None, fm
 
 
 def rounds(
-    base: str, paths: Callable[[int], list[str]], headers: dict[str, str], count: int, clients: int = 8, seconds: float = 4.0
+    base: str, paths: Callable[[int], list[str]], headers: dict[str, str], count: int, clients: int = 8, seconds: float = 4.0, once: bool = False
 ) -> list[tuple[LoadResult, LoadResult]]:
     """`count` pairs of (/healthz, the paths of round k), each baseline measured right before its load.
 
@@ -86,7 +93,7 @@ def rounds(
     pairs = []
     for k in range(count):
         health = run(base, ["/healthz"], {}, clients=clients, seconds=seconds)
-        pairs.append((health, run(base, paths(k), headers, clients=clients, seconds=seconds)))
+        pairs.append((health, run(base, paths(k), headers, clients=clients, seconds=seconds, once=once)))
     return pairs
 
 
