@@ -11,6 +11,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, Literal, Mapping, Sequence
 
+from experiments.problems import Problems
 from experiments.schedules import Schedule
 from experiments.targeting import Group
 
@@ -38,15 +39,8 @@ TRANSITIONS: dict[str, dict[str, Status]] = {
 }
 
 
-class DefinitionError(ValueError):
-    """An experiment definition that cannot be accepted; `field` names the culprit, `problems` every
-    (field, message) found in one pass, the first of them this one's."""
-
-    def __init__(self, field_name: str, message: str, more: Sequence[tuple[str, str]] = ()) -> None:
-        super().__init__(f"{field_name}: {message}" + (f" (and {len(more)} more)" if more else ""))
-        self.field = field_name
-        self.message = message
-        self.problems: tuple[tuple[str, str], ...] = ((field_name, message), *more)
+class DefinitionError(Problems):
+    """An experiment definition that cannot be accepted, with every problem found in one pass."""
 
 
 class TransitionError(ValueError):

@@ -11,9 +11,10 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass
-from typing import Any, Callable, Mapping, Sequence, Union
+from typing import Any, Callable, Mapping, Union
 
 from experiments.numbers import finite_number
+from experiments.problems import Problems
 
 MAX_DEPTH = 3
 MAX_CONDITIONS = 100
@@ -26,15 +27,8 @@ MAX_TEXT = 1000
 Value = Union[str, float, bool, None]
 
 
-class TargetingError(ValueError):
-    """A rule that cannot be accepted; `field` is the path of the bad part, as targeting.all.1.op, and
-    `problems` every (path, message) found, one per bad condition, this one's first."""
-
-    def __init__(self, field_name: str, message: str, more: Sequence[tuple[str, str]] = ()) -> None:
-        super().__init__(f"{field_name}: {message}" + (f" (and {len(more)} more)" if more else ""))
-        self.field = field_name
-        self.message = message
-        self.problems: tuple[tuple[str, str], ...] = ((field_name, message), *more)
+class TargetingError(Problems):
+    """A rule that cannot be accepted: one problem per bad condition, paths as targeting.all.1.op."""
 
 
 def _raise_all(problems: list[tuple[str, str]]) -> None:
