@@ -5,6 +5,7 @@ import http.client
 import multiprocessing as mp
 import time
 from dataclasses import dataclass
+from multiprocessing.synchronize import Barrier
 from typing import Callable
 from urllib.parse import urlparse
 
@@ -27,11 +28,14 @@ class LoadResult:
         return self.requests / self.seconds
 
 
-def _client(base: str, paths: list[str], headers: dict[str, str], seconds: float, once: bool, out: "mp.Queue[tuple[list[float], int, float, float]]") -> None:
+def _client(
+    base: str, paths: list[str], headers: dict[str, str], seconds: float, once: bool, ready: "Barrier", out: "mp.Queue[tuple[list[float], int, float, float]]"
+) -> None:
     url = urlparse(base)
     conn = http.client.HTTPConnection(url.hostname, url.port, timeout=30)
     latencies: list[float] = []
     errors = 0
+    ready.wait()
     began = time.perf_counter()
     deadline = began + seconds
     i = 0
@@ -60,17 +64,20 @@ def run(base: str, paths: list[str], headers: dict[str, str], clients: int = 8, 
     `seconds`), so that a run of first requests holds no repeat, which would be a cheaper returning user.
     """
     queue: "mp.Queue[tuple[list[float], int, float, float]]" = mp.Queue()
+    # Forking a benchmark that holds gigabytes takes a while per client: they start together, once all exist.
+    ready = mp.Barrier(clients + 1)
     # Daemons: a benchmark stopped mid-run (SIGTERM, see bench.common) exits at once instead of joining
     # clients that block on a queue nobody reads any more.
-    procs = [mp.Process(target=_client, args=(base, paths[k::clients] or paths, headers, seconds, once, queue), daemon=True) for k in range(clients)]
+    procs = [mp.Process(target=_client, args=(base, paths[k::clients] or paths, headers, seconds, once, ready, queue), daemon=True) for k in range(clients)]
     for p in procs:
         p.start()
+    ready.wait()
     results = [queue.get() for _ in procs]
     for p in procs:
         p.join()
-    # From the first client's start to the last one's end, by their own clocks (one monotonic clock
-    # for every process): starting and ending processes would weigh more in a short once run than in
-    # the timed run it is compared with.
+    # From the clients' start to the last one's end, by their own clocks (one monotonic clock for
+    # every process): ending processes would weigh more in a short once run than in the timed run
+    # it is compared with.
     elapsed = max(r[3] for r in results) - min(r[2] for r in results)
     latencies = np.concatenate([np.array(r[0]) for r in results]) * 1000
     return LoadResult(len(latencies), sum(r[1] for r in results), elapsed, float(np.percentile(latencies, 50)), float(np.percentile(latencies, 99)))
