@@ -210,6 +210,33 @@ def _kept_through_sign_in(client: FlaskClient, page: Any, key: str, status: int)
     return back.get_data(as_text=True)
 
 
+def test_reloading_the_page_a_sign_in_answered_shows_that_page_again(as_role, client, keys):
+    """A reload repeats the sign-in's post, with the token that sign-in replaced: the same page comes back (the
+    kept form's way back, or the redirect onwards) instead of a 403. Another key typed on an out-of-date sign-in
+    page, or the same post from anywhere else, is refused as before."""
+    own = {"Origin": "http://localhost"}
+    editor = as_role("editor")
+    token = csrf(editor, "/ui/new-experiment")
+    typed = {**form_of(name="Typed & kept"), "csrf_token": token}
+    editor.post("/ui/sign-out", data={"csrf_token": token}, headers=own)
+    kept = _hidden(editor.post("/ui/new-experiment", data=typed, headers=own).get_data(as_text=True))
+    first = editor.post("/ui/sign-in", data=MultiDict([*kept, ("api_key", keys["editor"])]), headers=own)
+    reloaded = editor.post("/ui/sign-in", data=MultiDict([*kept, ("api_key", keys["editor"])]), headers=own)
+    html = reloaded.get_data(as_text=True)
+    assert first.status_code == reloaded.status_code == 200 and "Back to the form" in html, html[:2000]
+    assert _hidden(html) == _hidden(first.get_data(as_text=True)) and ("csrf_token", csrf(editor, "/ui/new-experiment")) in _hidden(html)
+    back = editor.post("/ui/new-experiment", data=MultiDict(_hidden(html)), headers=own)
+    assert back.status_code == 200 and 'value="Typed &amp; kept"' in back.get_data(as_text=True)
+    for headers in ({}, {"Origin": "https://evil.example"}):
+        assert editor.post("/ui/sign-in", data=MultiDict([*kept, ("api_key", keys["editor"])]), headers=headers).status_code == 403
+    switched = editor.post("/ui/sign-in", data=MultiDict([*kept, ("api_key", keys["analyst"])]), headers=own)
+    assert switched.status_code == 403 and "<strong>editor</strong>" in editor.get("/ui/experiments").get_data(as_text=True)
+    # A sign-in without a kept form, reloaded, leads where it led.
+    plain = {"csrf_token": csrf(client), "api_key": keys["analyst"], "next": "/ui/models"}
+    assert client.post("/ui/sign-in", data=plain, headers=own).headers["Location"] == "/ui/models"
+    assert client.post("/ui/sign-in", data=plain, headers=own).headers["Location"] == "/ui/models"
+
+
 def test_a_long_form_keeps_its_typing_through_a_session_that_ended_or_changed_role(as_role, client, auth, keys):
     """Signed out in another tab, or signed in there with a key of another role: the form goes through the sign-in
     page and comes back as typed, saving nothing until it is saved again."""

@@ -6,7 +6,20 @@ from typing import Any
 from flask import abort, flash, redirect, render_template, request, url_for
 
 from service.http.console import bp
-from service.http.console.forms import RESUMED_FIELD, back, check_csrf, current_principal, keeps_forms, kept_fields, page, safe_next, sign_in, sign_out, to_keep
+from service.http.console.forms import (
+    RESUMED_FIELD,
+    back,
+    check_csrf,
+    current_principal,
+    keeps_forms,
+    kept_fields,
+    page,
+    safe_next,
+    sign_in,
+    sign_in_posted_again,
+    sign_out,
+    to_keep,
+)
 from service.http.endpoint import READ_EXPERIMENTS
 from service.usecases.keys import allowed
 
@@ -28,16 +41,24 @@ def sign_in_page() -> Any:
     """Sign in with an API key of any role."""
     target = safe_next(request.values.get("next"))
     if request.method == "POST":
-        check_csrf()
         kept = kept_fields()
+        signed_in = sign_in_posted_again()
+        if signed_in is not None:  # a reload: that page again, not a second sign-in
+            return _after_sign_in(signed_in.role, target, kept)
+        check_csrf()
         principal = sign_in(request.form.get("api_key", ""))
         if principal is not None:
             flash(f"Signed in with the {principal.role} key “{principal.name}”.", "success")
-            if kept and target and keeps_forms(target):  # a long form posted when its session had ended: back to it, as typed, by one more post
-                return render_template("console/resume.html", target=target, fields=kept, resumed_field=RESUMED_FIELD)
-            return redirect(target or _home(principal.role), 303)
+            return _after_sign_in(principal.role, target, kept)
         return render_template("console/sign_in.html", next=target, error="That key is unknown or has been revoked.", kept=to_keep(kept)), 401
     return render_template("console/sign_in.html", next=target, error=None)
+
+
+def _after_sign_in(role: str, target: str | None, kept: list[tuple[str, str]]) -> Any:
+    """Where a sign-in leads: back to a long form posted when its session had ended, as typed, by one more post; else onwards."""
+    if kept and target and keeps_forms(target):
+        return render_template("console/resume.html", target=target, fields=kept, resumed_field=RESUMED_FIELD)
+    return redirect(target or _home(role), 303)
 
 
 @bp.post("/sign-out")

@@ -65,6 +65,18 @@ def check_csrf() -> None:
         abort(403, "This form did not come from your console session (its security token is missing or out of date). Reload the page and try again.")
 
 
+def sign_in_posted_again() -> Principal | None:
+    """Who is signed in, when this POST to the sign-in page is the sign-in that did it, sent again: reloading the
+    page a sign-in answered repeats its post, from this console's page, with the key it signed in and the token
+    it replaced. None for anything else (another key typed on an out-of-date page is refused as before)."""
+    if _csrf_ok() or not _same_origin():
+        return None
+    signed_in = current_principal()
+    raw = request.form.get("api_key", "").strip()
+    posted = services().keys.principal(raw) if raw else None
+    return signed_in if signed_in is not None and posted is not None and posted.key_id == signed_in.key_id else None
+
+
 def _same_origin() -> bool:
     """Whether the browser says the POST came from one of this console's own pages (Origin, else Referer)."""
     origin = request.headers.get("Origin") or request.headers.get("Referer") or ""
