@@ -5,6 +5,7 @@ import http.client
 import multiprocessing as mp
 import time
 from dataclasses import dataclass
+from multiprocessing.sharedctypes import Synchronized
 from multiprocessing.synchronize import Barrier
 from typing import Callable
 from urllib.parse import urlparse
@@ -29,7 +30,13 @@ class LoadResult:
 
 
 def _client(
-    base: str, paths: list[str], headers: dict[str, str], seconds: float, once: bool, ready: "Barrier", out: "mp.Queue[tuple[list[float], int, float, float]]"
+    base: str,
+    paths: list[str],
+    headers: dict[str, str],
+    seconds: float,
+    taken: "Synchronized[int] | None",
+    ready: "Barrier",
+    out: "mp.Queue[tuple[list[float], int, float, float]]",
 ) -> None:
     url = urlparse(base)
     conn = http.client.HTTPConnection(url.hostname, url.port, timeout=30)
@@ -39,9 +46,17 @@ def _client(
     began = time.perf_counter()
     deadline = began + seconds
     i = 0
-    while time.perf_counter() < deadline and not (once and i == len(paths)):
-        path = paths[i % len(paths)]
-        i += 1
+    while time.perf_counter() < deadline:
+        if taken is None:
+            path = paths[i % len(paths)]
+            i += 1
+        else:  # the next path nobody has taken: the clients end within one request of each other
+            with taken.get_lock():
+                j = taken.value
+                taken.value = j + 1
+            if j >= len(paths):
+                break
+            path = paths[j]
         start = time.perf_counter()
         try:
             conn.request("GET", path, headers=headers)
@@ -58,21 +73,26 @@ def _client(
 
 
 def run(base: str, paths: list[str], headers: dict[str, str], clients: int = 8, seconds: float = 10.0, once: bool = False) -> LoadResult:
-    """Hit `paths` round-robin from `clients` processes for `seconds`; with `once`, each path at most once.
+    """Hit `paths` from `clients` processes for `seconds`, round-robin; with `once`, each path at most once.
 
-    Each path of a `once` run is asked for once (each client stops when its share is done, or at
-    `seconds`), so that a run of first requests holds no repeat, which would be a cheaper returning user.
+    A `once` run hands out the paths one at a time from a shared counter and ends when they are all
+    taken (or at `seconds`): a run of first requests then holds no repeat, which would be a cheaper
+    returning user, and no client idles while another still has a share to do.
     """
+    if not paths:
+        raise ValueError("no paths to ask for")
     queue: "mp.Queue[tuple[list[float], int, float, float]]" = mp.Queue()
+    taken = mp.Value("q", 0) if once else None
     # Forking a benchmark that holds gigabytes takes a while per client: they start together, once all exist.
     ready = mp.Barrier(clients + 1)
+    shares = [paths] * clients if once else [paths[k::clients] or paths for k in range(clients)]
     # Daemons: a benchmark stopped mid-run (SIGTERM, see bench.common) exits at once instead of joining
     # clients that block on a queue nobody reads any more.
-    procs = [mp.Process(target=_client, args=(base, paths[k::clients] or paths, headers, seconds, once, ready, queue), daemon=True) for k in range(clients)]
+    procs = [mp.Process(target=_client, args=(base, share, headers, seconds, taken, ready, queue), daemon=True) for share in shares]
     for p in procs:
         p.start()
-    ready.wait()
-    results = [queue.get() for _ in procs]
+    ready.wait(timeout=120)  # a client that died before it was ready breaks the barrier instead of hanging the run
+    results = [queue.get(timeout=seconds + 120) for _ in procs]
     for p in procs:
         p.join()
     # From the clients' start to the last one's end, by their own clocks (one monotonic clock for
@@ -80,6 +100,8 @@ def run(base: str, paths: list[str], headers: dict[str, str], clients: int = 8, 
     # it is compared with.
     elapsed = max(r[3] for r in results) - min(r[2] for r in results)
     latencies = np.concatenate([np.array(r[0]) for r in results]) * 1000
+    if once:
+        assert len(latencies) <= len(paths), "a once run asked for a path twice"
     return LoadResult(len(latencies), sum(r[1] for r in results), elapsed, float(np.percentile(latencies, 50)), float(np.percentile(latencies, 99)))
 
 

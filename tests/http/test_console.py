@@ -231,6 +231,10 @@ def test_reloading_the_page_a_sign_in_answered_shows_that_page_again(as_role, cl
         assert editor.post("/ui/sign-in", data=MultiDict([*kept, ("api_key", keys["editor"])]), headers=headers).status_code == 403
     switched = editor.post("/ui/sign-in", data=MultiDict([*kept, ("api_key", keys["analyst"])]), headers=own)
     assert switched.status_code == 403 and "<strong>editor</strong>" in editor.get("/ui/experiments").get_data(as_text=True)
+    # With no session left (signed out, here in this tab), the same post signs nobody in.
+    editor.post("/ui/sign-out", data={"csrf_token": csrf(editor, "/ui/experiments")}, headers=own)
+    assert editor.post("/ui/sign-in", data=MultiDict([*kept, ("api_key", keys["editor"])]), headers=own).status_code == 403
+    assert editor.get("/ui/experiments").status_code == 303
     # A sign-in without a kept form, reloaded, leads where it led.
     plain = {"csrf_token": csrf(client), "api_key": keys["analyst"], "next": "/ui/models"}
     assert client.post("/ui/sign-in", data=plain, headers=own).headers["Location"] == "/ui/models"
