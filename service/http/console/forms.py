@@ -68,7 +68,8 @@ def check_csrf() -> None:
 def sign_in_posted_again() -> Principal | None:
     """Who is signed in, when this POST to the sign-in page is the sign-in that did it, sent again: reloading the
     page a sign-in answered repeats its post, from this console's page, with the key it signed in and the token
-    it replaced. None for anything else (another key typed on an out-of-date page is refused as before)."""
+    it replaced. Any token not the session's counts as such: naming the session's own key proves more than a
+    token would. None for anything else (another key typed on an out-of-date page is refused as before)."""
     if _csrf_ok() or not _same_origin():
         return None
     signed_in = current_principal()
