@@ -200,7 +200,12 @@ class Database:
             self.fetch_engine = self.read_engine
         else:
             self.engine = create_engine(url, pool_pre_ping=True, pool_size=pool_size, max_overflow=pool_size * 2)
-            self.read_engine = self.engine
+            # A read of several statements (results: exposures, then totals, then spreads) must see one
+            # snapshot: under READ COMMITTED each statement sees the commits made since the one before,
+            # and a user exposed and converted in between counted as a conversion but not as a user.
+            # A read-only REPEATABLE READ transaction takes its snapshot at its first statement and
+            # never fails to serialise; the options apply per checkout, on the same pool.
+            self.read_engine = self.engine.execution_options(isolation_level="REPEATABLE READ", postgresql_readonly=True)
             # Single-statement reads need no transaction: autocommit saves the BEGIN and
             # ROLLBACK round trips that would otherwise double the cost of a hot-path read.
             self.fetch_engine = create_engine(
@@ -223,7 +228,7 @@ class Database:
 
     @contextmanager
     def read(self) -> Iterator[Session]:
-        """A session for reading; it never holds the write lock."""
+        """A session for reading, all of it from one snapshot; it never holds the write lock."""
         with self._fresh_plans(), unavailable_on_failure(), self._read() as session, session.begin():
             yield session
 

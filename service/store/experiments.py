@@ -109,7 +109,7 @@ _CHANGE_LOCK = {"key_share": True}
 # the wait is bounded; an outcome batch of 10,000 rows or a maturation of 100,000 holds a table for 0.2 to 0.6 s.
 SETTLE_SECONDS = 2
 # What is being written to each table a change may settle, as its refusal names it.
-_WRITES = {"outcomes": "outcome batches", "exposures": "first exposures"}
+_WRITES = {"outcomes": "outcome batches", "exposures": "first exposures", "reward_states": "reward actions"}
 
 
 def _settle(session: Session, tables: tuple[str, ...]) -> None:
@@ -120,7 +120,9 @@ def _settle(session: Session, tables: tuple[str, ...]) -> None:
     pause or stop returned, enrolling a user the experiment no longer admitted. outcomes (a stop): a batch
     that read the experiment as running adds every outcome to the totals, also one dated after the stop;
     once the batches in flight have committed, the stop takes such outcomes back out (`on_stop`), and a
-    later batch reads the stop. SHARE conflicts with the ROW EXCLUSIVE lock a write holds until it commits,
+    later batch reads the stop. reward_states (a stop): a reward action decided by the schedule after the
+    stop had returned would grant points the stopped experiment no longer gives; an action reads the status
+    once it holds its user's state (`rewards._stopped`). SHARE conflicts with the ROW EXCLUSIVE lock a write holds until it commits,
     and a statement waiting for its lock takes its snapshot once it has it, after this change.
 
     Taken after the experiment's row: a draft's deletion locks the row and then cascades into exposures,
@@ -270,7 +272,8 @@ def move(
         except TransitionError as exc:
             raise Conflict(str(exc)) from None
         # A pause or a stop: no enrolment in flight may land after it returns; a stop: nor an outcome dated after it.
-        _settle(session, (("outcomes",) if action == "stop" else ()) + (("exposures",) if row.status == "running" else ()))
+        stopping = ("outcomes",) if action == "stop" else ()
+        _settle(session, stopping + (("exposures",) if row.status == "running" else ()) + (("reward_states",) if stopping else ()))
         now = server_time()  # as the answer gives it: what is dated at the stop it reports counts for no arm
         first_start = row.status == "draft"
         values: dict[str, Any] = {"status": new, "updated_at": now, "revision": row.revision + 1}

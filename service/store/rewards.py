@@ -22,7 +22,7 @@ from experiments.schedules import Decision, RewardState
 from service.errors import Conflict
 from service.store.database import Database
 from service.store.sql import insert
-from service.store.tables import ExposureRow, RewardLedgerRow, RewardStateRow
+from service.store.tables import ExperimentRow, ExposureRow, RewardLedgerRow, RewardStateRow
 from service.timestamps import iso
 
 # (arm, the user's state before the action) -> the schedule's decision, or None with the reason it does not apply.
@@ -102,12 +102,7 @@ def _lock_state(session: Session, key: str, user: str, arm: str) -> RewardStateR
     return state
 
 
-def _apply(session: Session, action: ActionIn, exposure: ExposureRow, decide: Decide) -> RewardLedgerRow | dict[str, Any]:
-    state = _lock_state(session, action.experiment, action.user_id, exposure.arm)
-    # Another request for this user may have recorded the same action while we waited for the lock.
-    replay = _replay(session, action)
-    if replay is not None:
-        return replay
+def _apply(session: Session, action: ActionIn, exposure: ExposureRow, state: RewardStateRow, decide: Decide) -> RewardLedgerRow:
     before = RewardState(exposure.exposed_at, state.actions, state.rewards, state.balance, state.last_reward_at, state.next_eligible_at)
     decision, reason = decide(exposure.arm, before)
     if decision is None:
@@ -118,7 +113,17 @@ def _apply(session: Session, action: ActionIn, exposure: ExposureRow, decide: De
     return _entry(action, exposure.arm, after.actions, decision.rewarded, decision.points, after.balance, decision.reason)
 
 
-def _record(session: Session, action: ActionIn, stopped: bool, decide: Decide) -> dict[str, Any]:
+def _stopped(session: Session, key: str) -> bool:
+    """Whether the experiment is stopped, read after the user's state was locked.
+
+    A stop waits for the reward actions being written and holds new ones back until it commits
+    (`experiments._settle`), so an action whose lock came after the stop reads it here, though the
+    experiment was running when the action arrived.
+    """
+    return session.scalar(select(ExperimentRow.status).where(ExperimentRow.key == key)) == "stopped"
+
+
+def _record(session: Session, action: ActionIn, decide: Decide) -> dict[str, Any]:
     replay = _replay(session, action)
     if replay is not None:
         return replay
@@ -128,30 +133,29 @@ def _record(session: Session, action: ActionIn, stopped: bool, decide: Decide) -
         # user's first assignment earns its points when the storefront sends the action again.
         entry = _entry(action, None, 0, False, 0.0, 0.0, "not_exposed: nothing was recorded; ask for an assignment, then send the action again")
         return {**ledger_json(entry), "recorded": False}
-    if stopped:
-        # Locked as a running experiment's actions are, so that a user's entries commit in the order
-        # of their ids, which a reader paging through the ledger (`ledger`) relies on.
-        state_row = _lock_state(session, action.experiment, action.user_id, exposure.arm)
-        replay = _replay(session, action)
-        if replay is not None:
-            return replay
+    # Locked also after the stop, so that a user's entries commit in the order of their ids, which a
+    # reader paging through the ledger (`ledger`) relies on.
+    state = _lock_state(session, action.experiment, action.user_id, exposure.arm)
+    # Another request for this user may have recorded the same action while we waited for the lock.
+    replay = _replay(session, action)
+    if replay is not None:
+        return replay
+    if _stopped(session, action.experiment):
         # The count of qualifying actions stands where the stop left it, as for any action that does not qualify.
-        entry = _entry(action, exposure.arm, state_row.actions, False, 0.0, state_row.balance, AFTER_THE_STOP)
+        entry = _entry(action, exposure.arm, state.actions, False, 0.0, state.balance, AFTER_THE_STOP)
     else:
-        applied = _apply(session, action, exposure, decide)
-        if isinstance(applied, dict):
-            return applied
-        entry = applied
+        entry = _apply(session, action, exposure, state, decide)
     session.add(entry)
     session.flush()
     return ledger_json(entry)
 
 
-def record(db: Database, action: ActionIn, stopped: bool, decide: Decide) -> dict[str, Any]:
-    """Apply one action with `decide`; a replay of its `action_id` answers the stored result."""
+def record(db: Database, action: ActionIn, decide: Decide) -> dict[str, Any]:
+    """Apply one action with `decide` while the experiment runs or is paused, or record it undecided once
+    it is stopped; a replay of its `action_id` answers the stored result."""
     try:
         with db.write() as session:
-            return _record(session, action, stopped, decide)
+            return _record(session, action, decide)
     except IntegrityError:
         # The same action_id committed concurrently (for another user): answer as a replay would.
         with db.read() as session:

@@ -22,7 +22,7 @@ def reward(db: Database, cache: ExperimentCache, action: ActionIn) -> dict[str, 
     """
     arrived = server_time()
     action = replace(action, ts=min(action.ts, arrived))
-    d, status = cache.current(db, action.experiment)
+    d, _ = cache.current(db, action.experiment)
     exp = d.experiment
 
     def decide(arm: str, before: RewardState) -> tuple[Decision | None, str]:
@@ -39,7 +39,7 @@ def reward(db: Database, cache: ExperimentCache, action: ActionIn) -> dict[str, 
         before = replace(before, enrolled_at=min(before.enrolled_at, arrived))
         return schedule.apply(before, Action(exp.key, action.user_id, before.actions + 1, action.ts, action.value)), ""
 
-    return store.record(db, action, status == "stopped", decide)
+    return store.record(db, action, decide)
 
 
 def ledger(db: Database, key: str, user_id: str, limit: int = 1000, cursor: str | None = None) -> dict[str, Any]:

@@ -9,8 +9,10 @@ from datetime import datetime, timezone
 
 import numpy as np
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import event, func, select
+from sqlalchemy.engine import Engine
 
+from service.store.rewards import AFTER_THE_STOP
 from service.store.tables import BanditArmStatsRow, ExposureRow, UserMetricTotalRow
 from service.usecases import rewards as reward_usecases
 from tests.experiment_helpers import ab_definition, assign, bandit_definition, running
@@ -405,6 +407,40 @@ def test_an_action_after_the_stop_is_recorded_under_the_users_arm_and_earns_noth
     assert reward(client, shop, "late-1", "u-late", "2026-11-22T10:00:00Z")["duplicate"] is True
     ledger = get_ok(client, "/v1/experiments/points-q4/users/u-late/rewards", shop)
     assert ledger["arm"] == arm and [h["arm"] for h in ledger["history"]] == [arm]
+
+
+EVERY_ACTION = [{"key": k, "schedule": {"type": "fixed_ratio", "every": 1, "points": 10}} for k in ("a", "b")]
+
+
+def test_a_stop_waits_for_the_reward_action_being_written_and_the_next_one_reads_the_stop(client, auth):
+    shop, editor = auth("storefront"), auth("editor")
+    running(client, editor, ab_definition(arms=EVERY_ACTION))
+    assign(client, shop, "points-q4", "u-mid")
+    stopped: list[float] = []
+
+    def stop() -> None:
+        post_ok(client, "/v1/experiments/points-q4/stop", None, editor)
+        stopped.append(time.time())
+
+    stopper = threading.Thread(target=stop)
+
+    def stop_while_writing(conn, cursor, statement: str, *args) -> None:
+        # The action has read the experiment running and holds its user's state when the stop begins:
+        # the stop waits for the action to commit, and the next action reads the stop.
+        if statement.lstrip().upper().startswith("INSERT INTO REWARD_LEDGER") and not stopper.ident:
+            stopper.start()
+            time.sleep(0.5)
+
+    event.listen(Engine, "before_cursor_execute", stop_while_writing)
+    try:
+        first = reward(client, shop, "mid-1", "u-mid", iso(time.time()))
+    finally:
+        event.remove(Engine, "before_cursor_execute", stop_while_writing)
+    written = time.time()
+    stopper.join(30)
+    assert first["points"] == 10 and stopped and stopped[0] >= written - 0.05
+    late = reward(client, shop, "mid-2", "u-mid", iso(time.time()))
+    assert (late["points"], late["reason"]) == (0, AFTER_THE_STOP)
 
 
 def test_a_ledger_s_sequence_counts_qualifying_actions_and_an_action_after_the_stop_keeps_the_count(client, auth):
