@@ -155,13 +155,15 @@ def test_analyst_reads_results_switches_alpha_and_downloads_the_csv(visit, demo)
     assert cost == "not established" or cost.lstrip("-").replace(",", "").replace(".", "").isdigit(), cost
     assert page.locator("text=better and cheaper").count() == 1
     shot(page, "06-results-console-ab")
+    # The file holds what the switches show, applied or not.
+    page.fill("#f-alpha", "0.2")
     with page.expect_download() as download:
         page.click("text=Download CSV")
     with open(download.value.path(), newline="") as f:
         rows = list(csv.reader(f))
     assert rows[0][:4] == ["experiment", "metric", "metric_kind", "test"]
     assert [r[rows[0].index("arm")] for r in rows[1:]] == ["control", "every-3rd"]
-    assert {r[rows[0].index("alpha")] for r in rows[1:]} == {"0.1"}
+    assert {r[rows[0].index("alpha")] for r in rows[1:]} == {"0.2"} and {r[rows[0].index("correction")] for r in rows[1:]} == {"bh"}
     page.goto(demo.base + "/ui/experiments/points-q4/results")
     assert page.locator("svg.chart").count() == 3
     shot(page, "07-results-points-q4")
@@ -263,15 +265,15 @@ def test_editor_trains_activates_and_looks_up_a_user(visit, demo):
     body = {"key": long_key, "name": "Long names", "arms": [{"key": "control"}, {"key": "b"}],
             "metrics": [{"key": long_metric, "kind": "binary"}], "primary_metric": long_metric}
     assert demo.server.request("POST", "/v1/experiments", body, key=demo.keys["editor"])[0] == 201
-    page.set_viewport_size({"width": 390, "height": 844})
+    page.set_viewport_size({"width": 320, "height": 720})  # the narrowest width a page must fit without scrolling sideways (WCAG's reflow)
     for path in ("/ui/experiments", "/ui/new-experiment", "/ui/models", "/ui/models/new", "/ui/experiments/points-q4/results", "/ui/users?user_id=user-1",
                  "/ui/users/at-risk", "/ui/plan?baseline=0.1&mde=0.01", "/ui/experiments/bonus-bandit/what-if",
                  f"/ui/experiments/{long_key}/results", f"/ui/experiments/{long_key}/start"):
         page.goto(demo.server.base + path)
         if path == "/ui/models/new":
             page.locator("summary:has-text('Default ranges')").click()
-        overflowing = page.evaluate("[...document.querySelectorAll('body *')].filter(e => e.getBoundingClientRect().right > 390).map(e => e.tagName + '.' + e.className)")
-        assert page.evaluate("document.documentElement.scrollWidth") <= 390, (path, overflowing[:8])
+        overflowing = page.evaluate("[...document.querySelectorAll('body *')].filter(e => e.getBoundingClientRect().right > 320).map(e => e.tagName + '.' + e.className)")
+        assert page.evaluate("document.documentElement.scrollWidth") <= 320, (path, overflowing[:8])
         # A chart keeps readable labels and scrolls within its figure instead of shrinking to the width.
         assert all(w >= 600 for w in page.evaluate("[...document.querySelectorAll('svg.chart')].map(c => c.getBoundingClientRect().width)")), path
     shot(page, "12-narrow-user")

@@ -402,6 +402,16 @@ def test_everything_displayed_is_escaped(as_role, client, auth):
     assert "<svg onload" not in page and "&lt;svg onload" in page
 
 
+def test_text_from_users_keeps_its_direction_to_itself(as_role, client, auth):
+    # A right-to-left override in a name would otherwise reverse the key and the time written after it.
+    running(client, auth("editor"), ab_definition(name="Promo \u202e"))
+    assign(client, auth("storefront"), "points-q4", "\u202eshopper")
+    analyst = as_role("analyst")
+    for path in ("/ui/experiments", "/ui/experiments/points-q4", "/ui/experiments/points-q4/results"):
+        assert "<bdi>Promo \u202e</bdi>" in analyst.get(path).get_data(as_text=True), path
+    assert "<bdi>\u202eshopper</bdi>" in analyst.get("/ui/users", query_string={"user_id": "\u202eshopper"}).get_data(as_text=True)
+
+
 def test_a_user_is_looked_up_by_exactly_the_id_typed(as_role, client, auth):
     running(client, auth("editor"), ab_definition())
     arm = assign(client, auth("storefront"), "points-q4", "u1")["arm"]
@@ -605,11 +615,15 @@ def test_edit_a_draft_keeps_what_the_form_shows(as_role, client, auth):
     body = ab_definition(weights=(1, 2, 1), targeting={"all": [{"attribute": "purchases", "op": "gte", "value": 1}]},
                          analysis={"sequential_tuning": 20000})  # a setting the form does not show
     body["arms"][1]["schedule"] = {**body["arms"][1]["schedule"], "multiplier": window}
+    body["description"] = "\nfirst line\n  second line, & <more>  "  # a browser posts its line breaks as CRLF
     post_ok(client, "/v1/experiments", body, auth("editor"), status=201)
     before = client.get("/v1/experiments/points-q4", headers=auth("analyst")).get_json()
     editor = as_role("editor")
     form = editor.get("/ui/experiments/points-q4/edit").get_data(as_text=True)
     values = dict(re.findall(r'<input id="[^"]*" name="([^"]+)" type="[^"]*" value="([^"]*)"', form))
+    # What a browser's text area holds: the parser drops one newline right after the tag.
+    shown = html_module.unescape(re.search(r'<textarea id="f-description" name="description"[^>]*>(.*?)</textarea>', form, re.S).group(1))
+    values["description"] = shown.removeprefix("\n").replace("\n", "\r\n")
     assert values["arms.1.schedule.multiplier.start"] == "2030-01-01T00:00" and values["arms.1.weight"] == "2"
     assert values["arms.1.schedule.multiplier.end"] == "2030-02-01T10:30:45.500"
     # Post back exactly what the form shows, renamed: everything else must stay as it was.
@@ -628,7 +642,8 @@ def test_edit_a_draft_keeps_what_the_form_shows(as_role, client, auth):
     assert 'value="Renamed"' in stale.get_data(as_text=True)  # the form now shows the draft as it is
     after = client.get("/v1/experiments/points-q4", headers=auth("analyst")).get_json()
     assert after["name"] == "Renamed"
-    assert {k: after[k] for k in ("arms", "metrics", "targeting", "traffic", "primary_metric")} == {k: before[k] for k in ("arms", "metrics", "targeting", "traffic", "primary_metric")}
+    kept = ("description", "arms", "metrics", "targeting", "traffic", "primary_metric")
+    assert {k: after[k] for k in kept} == {k: before[k] for k in kept}
     assert after["analysis"]["sequential_tuning"] == 20000
 
 
@@ -703,7 +718,7 @@ def test_bandit_results_show_weighted_intervals_and_warn_where_few_users_carry_t
     # SNIPW beside IPW, as the page's note tells a reader to compare by either.
     from service.http.console import formatting as fmt
 
-    assert "SNIPW mean [CI]" in html and all(fmt.interval(a["snipw_ci"], "binary") in html for a in api["arms"] if a["snipw_ci"])
+    assert "SNIPW mean [CI]" in html and all(fmt.interval(fmt.clamped(a["snipw_ci"], 0, 1), "binary") in html for a in api["arms"] if a["snipw_ci"])
 
 
 def _two_arms(client: FlaskClient, auth: Any, count: int, prefix: str) -> dict[str, list[str]]:
@@ -985,7 +1000,19 @@ def test_the_results_page_says_when_figures_are_cuped_adjusted_and_switches_cupe
     unadjusted = get_ok(client, "/v1/experiments/points-q4/results?metric=purchase_conversion&cuped=false&sequential=true", auth("analyst"))
     low, high = unadjusted["arms"][1]["diff_ci"]  # a sequence on few users: the page cuts it to ±100 points
     assert f"[{max(low, -1) * 100:+.1f} pp, {min(high, 1) * 100:+.1f} pp]" in text
-    assert 'href="/ui/experiments/points-q4/results.csv?metric=purchase_conversion&amp;alpha=0.05&amp;correction=holm&amp;cuped=false&amp;sequential=true"' in text
+    # "Download CSV" submits the switches as they stand to the CSV's address, as a browser sends them
+    # ("as the experiment says" is an empty value): the file is the API's for the same settings.
+    assert 'formaction="/ui/experiments/points-q4/results.csv"' in text
+    sent = {"metric": "purchase_conversion", "alpha": "0.05", "correction": "holm", "days": "7", "cuped": "false", "sequential": "true"}
+    for switches, api_query in ((sent, "cuped=false&sequential=true"), ({**sent, "cuped": "", "sequential": ""}, "")):
+        console_csv = analyst.get("/ui/experiments/points-q4/results.csv", query_string=switches)
+        api_csv = client.get(f"/v1/experiments/points-q4/results.csv?metric=purchase_conversion&{api_query}", headers=auth("analyst"))
+        assert console_csv.status_code == 200 and _without_times(console_csv) == _without_times(api_csv)
+
+
+def _without_times(resp: Any) -> list[dict[str, str]]:
+    """A results CSV's rows without the time they were computed at."""
+    return [{k: v for k, v in row.items() if k != "computed_at"} for row in csv_module.DictReader(io.StringIO(resp.get_data(as_text=True)))]
 
 
 def test_an_empty_control_row_is_named_rather_than_the_next_arm_becoming_the_control(as_role, client, auth):
@@ -1438,6 +1465,8 @@ def test_a_bandit_s_ipw_rate_interval_is_shown_from_zero_but_never_capped_at_100
     html = as_role("analyst").get("/ui/experiments/bonus-bandit/results").get_data(as_text=True)
     row = html.split('<th scope="row">arm0', 1)[1].split("</tr>", 1)[0]
     assert f"[0.0%, {arms['arm0']['ipw_ci'][1]:.1%}]" in row and "an IPW rate below 0 %" in html
+    # The self-normalised rate, a weighted mean of 0s and 1s, is cut at 0 % too, as on the what-if page.
+    assert arms["arm0"]["snipw_ci"][0] < 0 and f"[0.0%, {arms['arm0']['snipw_ci'][1]:.1%}]" in row and "a self-normalised rate outside 0 to 100 %" in html
     # An IPW estimate is a weighted sum, not a share: it can pass 1, and its interval is not cut there.
     assert ipw_arm(PropensitySums.of_values([0.5, 0.5, 0.9], [1.0, 1.0, 0.0]), 3, 0.05).ipw_mean > 1
 

@@ -95,7 +95,9 @@ def parse(form: Mapping[str, str]) -> Parsed:
             return None
 
     f = parsed.fields
-    f["key"], f["name"], f["description"] = text("key"), text("name"), text("description")
+    # A browser sends a text area's line breaks as CRLF; the description is kept as typed otherwise,
+    # so that saving a draft unchanged changes nothing.
+    f["key"], f["name"], f["description"] = text("key"), text("name"), (form.get("description") or "").replace("\r\n", "\n")
     f["type"] = text("type") or "ab"
     put(f, "traffic", "traffic")
     f["layer"] = text("layer") or None

@@ -151,8 +151,9 @@ def results_page(key: str) -> tuple[str, int]:
         retention_min_users=RETENTION_MIN_USERS,
         days=days,
         day_choices=sorted({*RETENTION_CHOICES, days}),
-        csv_args={k: v for k, v in (("metric", answer["metric"]), ("alpha", answer["alpha"]), ("correction", answer["correction"]),
-                                    ("cuped", _switch(query.cuped)), ("sequential", _switch(query.sequential))) if v is not None},
+        # The query as applied, for links to the same figures with one setting changed.
+        applied_args={k: v for k, v in (("metric", answer["metric"]), ("alpha", answer["alpha"]), ("correction", answer["correction"]),
+                                        ("cuped", _switch(query.cuped)), ("sequential", _switch(query.sequential))) if v is not None},
         overrides={"cuped": _switch(query.cuped), "sequential": _switch(query.sequential)},
         analysis=exp.get("analysis") or {},
         few_effective_users=FEW_EFFECTIVE_USERS,
@@ -169,9 +170,12 @@ def results_page(key: str) -> tuple[str, int]:
 
 
 # What a rate's figures can be, whatever an interval's formula gives: a difference of rates lies within
-# ±100 points, a lift at or above -100 %, and an IPW rate at or above 0 (weights can carry it past 1).
+# ±100 points, a lift at or above -100 %, an IPW rate at or above 0 (weights can carry it past 1), and a
+# self-normalised one, a weighted mean of 0s and 1s, within [0, 1] (as the what-if page cuts them too).
 # The true effect is bounded so after CUPED too, though adjusted rates themselves may leave [0, 1].
-_RATE_BOUNDS = (("diff_ci", -1.0, 1.0, "difference"), ("lift_ci", -1.0, None, "lift"), ("ipw_ci", 0.0, None, "ipw"))
+_RATE_BOUNDS = (
+    ("diff_ci", -1.0, 1.0, "difference"), ("lift_ci", -1.0, None, "lift"), ("ipw_ci", 0.0, None, "ipw"), ("snipw_ci", 0.0, 1.0, "snipw"),
+)
 
 
 def _within_possible_values(answer: dict[str, Any]) -> tuple[dict[str, Any], set[str]]:
