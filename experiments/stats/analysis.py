@@ -196,7 +196,7 @@ def _compare(control: ArmSummary, treat: ArmSummary, opt: _Options, counts: tupl
     if control.mean is None or treat.mean is None:
         out.notes.append(NO_USERS)
         return out
-    out.diff = treat.mean - control.mean
+    out.diff = treat.mean_difference(control)
     (_sequential if opt.sequential else _fixed)(control, treat, opt, out)
     if counts is not None:
         _few_events(*counts, out)

@@ -31,10 +31,10 @@ def beta_chance_to_beat(x_control: int, n_control: int, x_treat: int, n_treat: i
 
 def normal_chance_to_beat(control: ArmSummary, treat: ArmSummary) -> float | None:
     """Phi((m_t - m_c) / sqrt(se_t^2 + se_c^2)); None when a variance is undefined."""
-    vc, vt = mean_variance(control, binary=False), mean_variance(treat, binary=False)
-    if vc is None or vt is None or control.mean is None or treat.mean is None:
+    vc, vt, diff = mean_variance(control, binary=False), mean_variance(treat, binary=False), treat.mean_difference(control)
+    if vc is None or vt is None or diff is None:
         return None
     se = math.sqrt(vc + vt)
     if se == 0:  # no variation: a difference is certain, and no difference leaves the question open
-        return 1.0 if treat.mean > control.mean else 0.0 if treat.mean < control.mean else None
-    return float(sps.norm.cdf((treat.mean - control.mean) / se))
+        return 1.0 if diff > 0 else 0.0 if diff < 0 else None
+    return float(sps.norm.cdf(diff / se))

@@ -10,8 +10,8 @@ from experiments.stats.summary import ArmSummary, Interval, TestResult
 
 def _welch(control: ArmSummary, treat: ArmSummary) -> tuple[float, float, float] | None:
     """(difference, standard error, Welch-Satterthwaite df), or None when undefined."""
-    vc, vt = control.variance, treat.variance
-    if vc is None or vt is None or control.mean is None or treat.mean is None:
+    vc, vt, diff = control.variance, treat.variance, treat.mean_difference(control)
+    if vc is None or vt is None or diff is None:
         return None
     ac, at = vc / control.users, vt / treat.users
     se2 = ac + at
@@ -20,7 +20,7 @@ def _welch(control: ArmSummary, treat: ArmSummary) -> tuple[float, float, float]
     # As shares of se2: squaring variances of the mean near 1e-161 and below gave 0 / 0.
     rc, rt = ac / se2, at / se2
     df = 1.0 / (rc * rc / (control.users - 1) + rt * rt / (treat.users - 1))
-    return treat.mean - control.mean, math.sqrt(se2), df
+    return diff, math.sqrt(se2), df
 
 
 def welch_t(control: ArmSummary, treat: ArmSummary) -> TestResult | None:

@@ -25,6 +25,10 @@ class ArmSummary:
     sumsq: float
     m2: float | None = None
     centre: float | None = None  # the mean as measured; total / users would round it once more
+    # What the double `centre` could not hold of the mean as measured (mean = centre + residual): far
+    # from zero, two arms' means differ in digits that rounding each to a double drops (an ulp of 1e11
+    # is 1.5e-5), and `mean_difference` takes them back.
+    residual: float = 0.0
 
     def __post_init__(self) -> None:
         if self.users < 0:
@@ -40,11 +44,12 @@ class ArmSummary:
         return cls(users, float(conversions), float(conversions), m2)
 
     @classmethod
-    def of_moments(cls, users: int, mean: float, m2: float) -> ArmSummary:
-        """An arm from its users, mean and m2 = sum((v - mean)^2), as a two-pass query computes them."""
+    def of_moments(cls, users: int, mean: float, m2: float, residual: float = 0.0) -> ArmSummary:
+        """An arm from its users, mean and m2 = sum((v - mean)^2), as a two-pass query computes them;
+        `residual`, what the mean's rounding to a double left out, where it is known."""
         if users == 0:
             return cls(0, 0.0, 0.0, 0.0)
-        return cls(users, users * mean, m2 + users * mean * mean, m2, mean)
+        return cls(users, users * mean, m2 + users * mean * mean, m2, mean, residual)
 
     @classmethod
     def of_values(cls, values: npt.ArrayLike) -> ArmSummary:
@@ -58,7 +63,7 @@ class ArmSummary:
         # The corrected two-pass sum: subtracting (sum d)^2 / n removes the error of the rounded mean.
         s = math.fsum(d)
         m2 = max(math.fsum(d * d) - s * s / n, 0.0)
-        return cls.of_moments(n, mean, m2)
+        return cls.of_moments(n, mean, m2, s / n)
 
     @property
     def mean(self) -> float | None:
@@ -66,6 +71,16 @@ class ArmSummary:
         if not self.users:
             return None
         return self.centre if self.centre is not None else self.total / self.users
+
+    def mean_difference(self, control: ArmSummary) -> float | None:
+        """This arm's mean minus the control's, None unless both have users.
+
+        The means' difference is exact where they lie within a factor of 2 of each other (Sterbenz),
+        which is where rounding each had cost the most, and the residuals add what the rounding dropped.
+        """
+        if self.mean is None or control.mean is None:
+            return None
+        return (self.mean - control.mean) + (self.residual - control.residual)
 
     @property
     def variance(self) -> float | None:

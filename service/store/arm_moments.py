@@ -150,6 +150,8 @@ class ArmMoments:
     centre: float | None = None
     # The weighted sums wy, w2y and w2y2 are of v - shift (see PropensitySums).
     shift: float = 0.0
+    # What `centre` could not hold of the mean (see experiments.stats.ArmSummary.residual).
+    residual: float = 0.0
 
     @property
     def mean(self) -> float:
@@ -192,19 +194,24 @@ def _reported_ab(db: Database, params: dict[str, Any]) -> dict[str, ArmMoments]:
         # Users with no total are zeros: each deviates from the reference mean by -mean.
         reference = means[arm]
         users_without = n - with_data
-        mean, m2 = _moved(n, reference, squares + users_without * reference * reference, deviations - users_without * reference)
-        out[arm] = ArmMoments(n, total, m2, positives, centre=mean)
+        mean, m2, residual = _moved(n, reference, squares + users_without * reference * reference, deviations - users_without * reference)
+        out[arm] = ArmMoments(n, total, m2, positives, centre=mean, residual=residual)
     return out
 
 
-def _moved(n: int, reference: float, squares: float, deviations: float) -> tuple[float, float]:
-    """The mean and the squared deviations from it, given both around a `reference` point near the mean.
+def _moved(n: int, reference: float, squares: float, deviations: float) -> tuple[float, float, float]:
+    """The mean, the squared deviations from it and what the mean's rounding left out, given sums around a
+    `reference` point near the mean.
 
     Sum((v - m)^2) = Sum((v - r)^2) - n (m - r)^2, with m - r = Sum(v - r) / n: exact algebra, and
-    the deviations from r are small numbers wherever the values sit.
+    the deviations from r are small numbers wherever the values sit. r + (m - r) rounds to a double;
+    the rounding error comes back exactly (Knuth's two-sum), so a difference of two arms' means keeps it.
     """
     shift = deviations / n
-    return reference + shift, max(squares - n * shift * shift, 0.0)
+    mean = reference + shift
+    kept = mean - reference
+    residual = (reference - (mean - kept)) + (shift - kept)
+    return mean, max(squares - n * shift * shift, 0.0), residual
 
 
 def arm_moments(
@@ -227,10 +234,10 @@ def arm_moments(
         if any(r is None for r in rows):
             rows = [_recentred(r) for r in session.execute(text(_MOMENTS.format(per_user=per_user)), params)]
     out = {}
-    for arm, n, total, mean, mean_x, positives, w, wy, w2, w2y, w2y2, m2, m2_x, c_xy, shift in rows:  # type: ignore[misc]
+    for arm, n, total, mean, mean_x, positives, w, wy, w2, w2y, w2y2, m2, m2_x, c_xy, shift, residual in rows:  # type: ignore[misc]
         numbers = [float(v or 0) for v in (total, w, wy, w2, w2y, w2y2, m2, m2_x, c_xy)]
         total, w, wy, w2, w2y, w2y2, m2, m2_x, c_xy = numbers
-        out[arm] = ArmMoments(int(n), total, m2, int(positives or 0), mean_x, m2_x, c_xy, w, wy, w2, w2y, w2y2, centre=mean, shift=shift)
+        out[arm] = ArmMoments(int(n), total, m2, int(positives or 0), mean_x, m2_x, c_xy, w, wy, w2, w2y, w2y2, centre=mean, shift=shift, residual=residual)
     return out
 
 
@@ -281,7 +288,7 @@ def _centred(row: Any) -> tuple[Any, ...] | None:
     for square, spread in ((total * total / n, m2), (total_x * total_x / n, m2_x), weighted):
         if square > 0 and (spread <= 0 or square / spread > _SAFE_RATIO):
             return None
-    return (arm, n, total, total / n, total_x / n, positives, w, wy, w2, w2y, w2y2, max(m2, 0.0), max(m2_x, 0.0), xv - total * total_x / n, 0.0)
+    return (arm, n, total, total / n, total_x / n, positives, w, wy, w2, w2y, w2y2, max(m2, 0.0), max(m2_x, 0.0), xv - total * total_x / n, 0.0, 0.0)
 
 
 def _recentred(row: Any) -> tuple[Any, ...]:
@@ -292,10 +299,10 @@ def _recentred(row: Any) -> tuple[Any, ...]:
     arm, n, mv, mx, positives, w, wy, w2, w2y, w2y2, vv, xx, xv, dv, dx, total = row
     n = int(n)
     mv, mx, vv, xx, xv, dv, dx = (float(v or 0) for v in (mv, mx, vv, xx, xv, dv, dx))
-    mean_v, m2 = _moved(n, mv, vv, dv)
-    mean_x, m2_x = _moved(n, mx, xx, dx)
+    mean_v, m2, residual = _moved(n, mv, vv, dv)
+    mean_x, m2_x, _ = _moved(n, mx, xx, dx)
     # Sum((x - mx)(v - mv)) = Sum((x - x̄)(v - v̄)) + n (x̄ - mx)(v̄ - mv)
-    return (arm, n, total, mean_v, mean_x, positives, w, wy, w2, w2y, w2y2, m2, m2_x, xv - dx * dv / n, mv)
+    return (arm, n, total, mean_v, mean_x, positives, w, wy, w2, w2y, w2y2, m2, m2_x, xv - dx * dv / n, mv, residual)
 
 
 def exposures_per_arm(db: Database, key: str) -> dict[str, int]:

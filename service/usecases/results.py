@@ -71,7 +71,7 @@ def _settings(exp: Experiment, req: ResultsRequest) -> AnalysisSettings:
 
 
 def _summary(m: ArmMoments, kind: str) -> ArmSummary:
-    return ArmSummary.binary(m.users, m.positives) if kind == "binary" else ArmSummary.of_moments(m.users, m.mean, m.m2)
+    return ArmSummary.binary(m.users, m.positives) if kind == "binary" else ArmSummary.of_moments(m.users, m.mean, m.m2, m.residual)
 
 
 @dataclass(frozen=True)

@@ -220,3 +220,24 @@ def test_wilson_bounds_are_exact_at_zero_and_all_successes(n):
     none, every = wilson(0, n, 0.05), wilson(n, n, 0.05)
     assert none.low == 0.0 and every.high == 1.0
     assert 0.0 < none.high < 1.0 and 0.0 < every.low < 1.0
+
+
+@pytest.mark.parametrize("level", [1e6, 1e11, -3e13])
+def test_a_difference_of_means_far_from_zero_keeps_the_digits_rounding_each_mean_drops(level):
+    # At 1e11 an ulp is 1.5e-5, a large share of a difference of 2e-3 between arms spread by 1e-2.
+    from fractions import Fraction
+
+    rng = np.random.default_rng(5)
+    control, treat = level + rng.normal(0, 1e-2, 50), level + 2e-3 + rng.normal(0, 1e-2, 60)
+    exact = sum(map(Fraction, treat)) / len(treat) - sum(map(Fraction, control)) / len(control)
+    arms = [("control", ArmSummary.of_values(control)), ("treat", ArmSummary.of_values(treat))]
+    assert abs(Fraction(arms[1][1].mean_difference(arms[0][1])) - exact) <= 1e-12 * abs(exact)
+    result = analyse(arms, kind="continuous", alpha=0.05)
+    treated = result.arms[1]
+    assert abs(Fraction(treated.diff) - exact) <= 1e-12 * abs(exact)
+    # The exact means' difference and variances into Welch's test: the variances are exact already.
+    vc, vt = np.var(control - level, ddof=1) / 50, np.var(treat - level, ddof=1) / 60
+    t = float(exact) / math.sqrt(vc + vt)
+    df = (vc + vt) ** 2 / (vc**2 / 49 + vt**2 / 59)
+    assert treated.p_value == pytest.approx(2 * sps.t.sf(abs(t), df), rel=1e-6)
+    assert treated.lift == pytest.approx(float(exact / (sum(map(Fraction, control)) / 50)), rel=1e-9)
