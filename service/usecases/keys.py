@@ -59,7 +59,11 @@ def a_key_of(role: str) -> str:
 def roles_needed(roles: Iterable[str]) -> str:
     """The roles that may call an endpoint open to `roles`, as a 403 names them."""
     others = [r for r in roles if r != ADMIN_ROLE]
-    return f"one of: {', '.join(others)} (or admin)" if others else "an admin key"
+    if not others:
+        return "an admin key"
+    named = others[0] if len(others) == 1 else f"{', '.join(others[:-1])} or {others[-1]}"
+    return f"{a_key_of(named)} (or an admin key)"  # 'an editor key (or an admin key)', 'a storefront or analyst key (...)'
+
 
 
 class KeyVerifier:

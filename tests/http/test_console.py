@@ -1238,6 +1238,9 @@ def test_the_planner_answers_as_the_api_does_and_names_a_bad_input_beside_it(as_
     assert "must be greater than 0" in text and "Input should" not in text
     thousand = analyst.get("/ui/plan", query_string={**question, "daily_users": "1e3"}).get_data(as_text=True)
     assert "days at 1,000 users a day" in thousand
+    # A power just short of 1 does not read 100 %, nor one user "users".
+    sure = analyst.get("/ui/plan", query_string={**question, "power": "0.99999999", "daily_users": "1"}).get_data(as_text=True)
+    assert "found at least 99.999999% of the time" in sure and " at 1 user a day" in sure
     relative = analyst.get("/ui/plan", query_string={**question, "baseline": "0.99", "mde": "0.5", "mde_type": "relative"}).get_data(as_text=True)
     assert "the rate to detect must lie in (0, 1), got baseline x (1 + mde) = 1.485" in relative  # not 1.4849999999999999, nor "baseline + mde"
     huge = analyst.get("/ui/plan", query_string={**question, "baseline": "1" + "0" * 400})
@@ -1245,6 +1248,7 @@ def test_the_planner_answers_as_the_api_does_and_names_a_bad_input_beside_it(as_
     arabic = analyst.get("/ui/plan", query_string={**question, "arms": "\u0663"})
     assert arabic.status_code == 422 and 'id="f-arms-error"' in arabic.get_data(as_text=True)
     running(client, auth("editor"), ab_definition())
+    assert "intervals are at 0.0000100%" in analyst.get("/ui/experiments/points-q4/results", query_string={"alpha": "0.9999999"}).get_data(as_text=True)
     switch = analyst.get("/ui/experiments/points-q4/results", query_string={"cuped": "maybe"})
     assert switch.status_code == 422 and 'id="f-cuped-error"' in switch.get_data(as_text=True) and "Input should" not in switch.get_data(as_text=True)
     continuous = analyst.get("/ui/plan", query_string={**question, "metric_kind": "continuous", "baseline": "30", "sd": "", "mde": "1"})

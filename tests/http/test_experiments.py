@@ -142,7 +142,7 @@ def test_only_drafts_can_be_deleted_and_unknown_keys_are_404(client, auth):
     stopped = client.delete("/v1/experiments/points-q4", headers=editor).get_json()["error"]["message"]
     assert stopped.endswith("is stopped; a stopped experiment keeps its results for good")
     shop = client.get("/v1/experiments", headers=auth("storefront")).get_json()["error"]["message"]
-    assert shop.endswith("(or admin)")
+    assert shop.endswith("it needs an editor or analyst key (or an admin key)")
     keys = client.get("/v1/keys", headers=editor).get_json()["error"]["message"]
     assert keys == "an editor key cannot call this endpoint; it needs an admin key"
     for method, path in (("GET", "/v1/experiments/nope"), ("POST", "/v1/experiments/nope/start"), ("PATCH", "/v1/experiments/nope"), ("DELETE", "/v1/experiments/nope")):

@@ -72,8 +72,8 @@ def chance(value: Any) -> str:
 
 
 def level(alpha: float) -> str:
-    """An interval's confidence, 1 - alpha, with as many decimals as it takes not to read 100%."""
-    decimals = max(1, math.ceil(-math.log10(alpha)) - 2) if 0 < alpha < 1 else 1
+    """An interval's confidence, 1 - alpha, with as many decimals as it takes to read neither 100% nor 0%."""
+    decimals = max(1, math.ceil(-math.log10(alpha)) - 2, math.ceil(-math.log10(1 - alpha)) - 1) if 0 < alpha < 1 else 1
     return f"{(1 - alpha) * 100:.{decimals}f}%"
 
 

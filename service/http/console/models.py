@@ -169,8 +169,8 @@ def _by_field(details: list[dict[str, Any]]) -> dict[str, list[str]]:
         if target is None:
             target = "algorithm" if name == "algorithm" else "params"
         message = plain_words(str(d.get("message", "is not valid")))
-        # A range is named within its box ("factors: ..."), a parameter in full ("params.factors: ...").
-        inner = name[len(target) + 1:] if target.startswith("tune.") and name.startswith(target + ".") else name
+        # Named within its box, which the page labels already: "factors: ..." under Parameters or a range.
+        inner = name[len(target) + 1:] if name.startswith(target + ".") else name
         out.setdefault(target, []).append(f"{inner}: {message}" if name not in (target, "params", "") else message)
     return out
 
