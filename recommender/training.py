@@ -26,8 +26,10 @@ class TrainingSettings:
     seed: int = 42
 
     def __post_init__(self) -> None:
-        if not 0 < self.test_fraction < 1:
-            raise ValueError("test_fraction must be between 0 and 1")
+        # More than half held out leaves a model fitted on the smaller part, which the catch-up on
+        # everything cannot be trusted to recover (ALS shrinks towards zero, which then stays).
+        if not 0 < self.test_fraction <= 0.5:
+            raise ValueError("test_fraction must be above 0 and at most 0.5")
         if self.eval_users < 1:
             raise ValueError("eval_users must be at least 1")
         if not 0 <= self.seed < 2**32:

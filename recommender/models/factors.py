@@ -11,6 +11,11 @@ from threadpoolctl import threadpool_limits
 
 from recommender.base import CannotTrain, FitStopped, Recommender, best_first
 
+# A score bound below this is no ranking. A healthy fit's best scores are of the order of 0.1 to 1;
+# too strong a regularization sends every factor to zero, which ALS cannot leave (on 300 users and
+# 200 items the bound fell from 0.16 at regularization 10 to 5e-28 at 1,000, and to 0 beyond).
+COLLAPSED_SCORE = 1e-10
+
 
 class FactorModel(Recommender):
     """A model whose scores are user factors times item factors."""
@@ -41,6 +46,20 @@ class FactorModel(Recommender):
                 # cannot train with, so that a tuning search counts the trial failed and goes on.
                 raise CannotTrain(f"{self.name}: the fit diverged (its factors became NaN); {self.DIVERGED_HINT}") from None
         self._norms = None
+        self._refuse_collapsed()
+
+    def _refuse_collapsed(self) -> None:
+        """Refuse factors shrunk to about zero: every score would be 0 or rounding noise (a regularization
+        of 1e9 gives exact zeros), served in catalogue order under a personal label."""
+        users, items = self.user_factors, self.item_factors
+        if not (len(users) and len(items)):
+            return
+        largest = float(np.linalg.norm(users, axis=1).max()) * float(np.linalg.norm(items, axis=1).max())
+        if largest < COLLAPSED_SCORE:
+            raise CannotTrain(
+                f"{self.name}: the fit shrank every factor to about zero (no score can exceed {largest:.1g}), "
+                "so it ranks nothing; lower regularization"
+            )
 
     def _between_iterations(self, *_progress: Any) -> None:
         """implicit calls this after each iteration: a fit of hundreds of them stops when asked, not at its end."""

@@ -44,11 +44,13 @@ class ItemKNN(Recommender):
 
     def fit(self, user_items: sp.csr_matrix, show_progress: bool = False, warm_start: bool = False) -> None:
         """Compute the top-K similarity of every item (a refit simply recomputes it)."""
+        # implicit counts an item among its own top K, and the diagonal goes below: one more, so that
+        # `neighbours` counts other items (with K = neighbours, 1 had linked nothing).
         if self.params.similarity == "bm25":
-            model: ItemItemRecommender = ItemItemRecommender(K=self.params.neighbours)
+            model: ItemItemRecommender = ItemItemRecommender(K=self.params.neighbours + 1)
             model.fit(_bm25_weighted(user_items), show_progress=show_progress)
         else:
-            model = CosineRecommender(K=self.params.neighbours)
+            model = CosineRecommender(K=self.params.neighbours + 1)
             model.fit(user_items, show_progress=show_progress)
         similarity = model.similarity.tocsr().astype(np.float32)
         # Confidences whose squares overflow single precision leave cosine's norms infinite: every
@@ -61,7 +63,9 @@ class ItemKNN(Recommender):
                     "train on a bigger catalogue or use similarity 'cosine'"
                 )
             raise CannotTrain("item_knn: no finite similarity, since the confidence values overflow single precision; lower the event weights")
-        self._similarity = _without_diagonal(similarity)
+        self._similarity = _at_most(_without_diagonal(similarity), self.params.neighbours)
+        if not self._similarity.nnz:
+            raise CannotTrain("item_knn: no item shares a user with another, so nothing links any two items; train on more events")
 
     def placed_items(self) -> np.ndarray:
         """Items linked to at least one other: an item alone in its rows (one shopper's only view, say) tells nothing."""
@@ -106,6 +110,20 @@ def _bm25_weighted(user_items: sp.csr_matrix) -> sp.csr_matrix:
     none = np.bincount(weighted.col, minlength=user_items.shape[0]) + 1 == n_items
     weighted.data[none[weighted.col]] = 0
     return weighted.T.tocsr()
+
+
+def _at_most(similarity: sp.csr_matrix, k: int) -> sp.csr_matrix:
+    """Each row's k largest entries: a row whose top k + 1 did not hold the item itself keeps one too many."""
+    over = np.flatnonzero(np.diff(similarity.indptr) > k)
+    if not len(over):
+        return similarity
+    similarity = similarity.copy()
+    for row in over:  # rare: an item is nearly always its own most similar
+        start, end = similarity.indptr[row], similarity.indptr[row + 1]
+        order = np.argsort(-similarity.data[start:end], kind="stable")
+        similarity.data[start + order[k:]] = 0
+    similarity.eliminate_zeros()
+    return similarity
 
 
 def _without_diagonal(similarity: sp.csr_matrix) -> sp.csr_matrix:

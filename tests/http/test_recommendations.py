@@ -181,6 +181,7 @@ def test_a_failed_training_leaves_the_active_model_serving(client, auth, trained
         ({"evaluation": {"evaluate": "no"}}, "evaluation"),
         ({"evaluation": {"seed": -1}}, "evaluation"),
         ({"evaluation": {"test_fraction": "0.5"}}, "evaluation"),
+        ({"evaluation": {"test_fraction": 0.8}}, "evaluation"),  # had served a model shrunk towards zero as "personalized"
         ({"evaluation": {"bogus": 1}}, "evaluation"),
         ({"matrix": {"weights": {"view": "1"}}}, "matrix"),
         ({"matrix": {"alpha": True}}, "matrix"),
@@ -299,3 +300,12 @@ def test_every_change_of_the_served_model_is_logged_once_whoever_makes_it(client
     run_training(db, config, run.version)
     lines = [(r.getMessage(), getattr(r, "by", None), getattr(r, "version", None)) for r in caplog.records if r.getMessage().startswith("model ")]
     assert lines == [("model activated", "training", run.version)]
+
+
+def test_a_fit_shrunk_to_zero_fails_saying_so_rather_than_serving_zeros_as_personal(client, auth):
+    # A regularization of 1e9 sends every factor to 0: every score 0, served in catalogue order.
+    two_tribes(client, auth("storefront"))
+    failed = train(client, auth("editor"), {"params": {"regularization": 1e9}})
+    assert failed["status"] == "failed" and "shrank every factor to about zero" in failed["error"] and "lower regularization" in failed["error"]
+    served = get_ok(client, "/v1/users/a0/recommendations", auth("storefront"))
+    assert served["strategy"] == "popular"  # no model is active, so the live popular list answers

@@ -342,3 +342,27 @@ def test_holdout_evaluation_ranks_an_item_item_model_as_serving_does(algorithm):
         assert [rank(i) for i in evaluated[user]] == [rank(i) for i in served], user
         compared += 1
     assert compared > 100
+
+
+@pytest.mark.parametrize("similarity", ["bm25", "cosine"])
+def test_item_knn_links_each_item_to_as_many_others_as_neighbours_says(similarity):
+    from recommender.models.item_knn import ItemKNN
+
+    rng = np.random.default_rng(4)
+    user_items = sp.csr_matrix((rng.random((200, 40)) < 0.3).astype(np.float32))
+    for neighbours in (1, 3):
+        model = ItemKNN({"neighbours": neighbours, "similarity": similarity})
+        model.fit(user_items)
+        links = np.diff(model._similarity.indptr)
+        assert links.max() == neighbours and (links == neighbours).mean() > 0.9, links  # itself never counted among them
+        assert not model._similarity.diagonal().any()
+        assert model.placed_items().all()
+
+
+def test_item_knn_without_a_single_link_fails_saying_so():
+    from recommender.base import CannotTrain
+    from recommender.models.item_knn import ItemKNN
+
+    lonely = sp.csr_matrix(np.eye(5, dtype=np.float32))  # each user has one item of their own: no two items share a user
+    with pytest.raises(CannotTrain, match="nothing links any two items"):
+        ItemKNN({"similarity": "cosine"}).fit(lonely)
