@@ -74,8 +74,10 @@ def of_user(db: Database, user_id: str) -> Activity | None:
 
 def encode_cursor(activity: Activity) -> str:
     """An opaque cursor that resumes the at-risk list after this user."""
-    # UTF-8 rather than \u escapes: 128 four-byte characters then fit the 1,024 characters a cursor may have.
-    raw = json.dumps([activity.revenue, activity.purchases, activity.user_id], separators=(",", ":"), ensure_ascii=False).encode()
+    # The id as its raw UTF-8 after a line of JSON numbers, not inside the JSON: JSON writes a control
+    # character as six (\u0001), and 128 of them had made a cursor longer than the 1,024 characters a
+    # cursor may have. At most 512 bytes of id and some 50 of numbers come to under 760 characters.
+    raw = json.dumps([activity.revenue, activity.purchases], separators=(",", ":")).encode() + b"\n" + activity.user_id.encode()
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 
@@ -85,7 +87,10 @@ _MAX_ID = 128  # the user_id column's length
 def decode_cursor(cursor: str) -> tuple[float, int, str] | None:
     """The position a cursor resumes after; None when it is not one this service wrote."""
     try:
-        revenue, purchases, user_id = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        numbers, newline, name = raw.partition(b"\n")
+        # A cursor written before 2026-12-06 is one JSON array, the id in it (JSON never writes a raw newline).
+        revenue, purchases, user_id = [*json.loads(numbers), name.decode()] if newline else json.loads(raw)
         # What a stored row can hold, and nothing else: the values go to the database as they are.
         if (
             isinstance(revenue, (int, float)) and not isinstance(revenue, bool) and math.isfinite(revenue)

@@ -85,7 +85,7 @@ def test_at_risk_order_and_pages_match_a_hand_count(client, auth, shoppers, conf
 
 def test_pages_continue_past_users_with_the_longest_non_ascii_ids(client, auth):
     # Each id is 128 characters of four UTF-8 bytes; their cursors must still fit the 1,024 allowed.
-    names = ["\U0001D518" * 128, "\u00e9" * 128, "z" * 128]
+    names = ["\U0001D518" * 128, "\u00e9" * 128, "\x01" * 128, '"\\\n' * 42, "z" * 128]  # JSON writes each \x01 as six characters
     events = [{"event_id": f"long-{k}", "user_id": name, "item_id": "i1", "type": "purchase", "value": 100.0 - k,
                "timestamp": "2024-01-01T00:00:00Z"} for k, name in enumerate(names)]
     post_ok(client, "/v1/events", {"events": events}, auth("storefront"))
