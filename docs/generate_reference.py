@@ -114,6 +114,7 @@ ROLE_TABLE
   | 409 | `conflict` | the resource's state forbids the change (e.g. changing the arms of a running experiment) |
   | 413 | `batch_too_large`, `payload_too_large` | a batch holds more than {MAX_BATCH:,} entries, or the body is larger than `MAX_CONTENT_LENGTH` |
   | 414 | `uri_too_long` | the request line is over 8,190 bytes (from gunicorn, without `request_id`) |
+  | 415 | `unsupported_media_type` | the body carries a `Content-Encoding` (gzip, br, ...): send the JSON itself |
   | 422 | `validation_error` | validation failed; `details` names each bad field |
   | 431 | `headers_too_large` | a header line, `Name: value` with its line break, is over 8,190 bytes (from gunicorn, without `request_id`) |
   | 503 | `unavailable` | the database cannot be reached (any operation that reads or writes it): `Retry-After: 1`, and the reason is in the server's log, not the answer; or the server needs its operator before it can do this (a database without this release's tables, a model folder where training cannot start): no `Retry-After`, and the message says what |

@@ -17,8 +17,13 @@ from service.http.spec import PATH_KINDS, EndpointSpec
 
 
 def whole_body(cache: bool) -> bytes:
-    """The request body, refused unless it arrived whole: larger than the limit (413) or shorter than its
-    Content-Length (400: a client that gave up halfway; what came would otherwise be acted on)."""
+    """The request body, refused unless it arrived whole and as JSON itself: encoded (415), larger than the
+    limit (413) or shorter than its Content-Length (400: a client that gave up halfway; what came would
+    otherwise be acted on)."""
+    encoding = request.headers.get("Content-Encoding", "").strip().lower()
+    if encoding not in ("", "identity"):
+        # Read as it came, a gzip body was answered as malformed JSON, and a plain one labelled gzip obeyed.
+        raise ApiError(415, f"the request body's Content-Encoding {encoding!r} is not accepted; send the JSON itself")
     raw = request.get_data(cache=cache)
     limit = current_app.config.get("MAX_CONTENT_LENGTH")
     # A chunked body has no length to refuse up front: werkzeug stops reading at the limit, and

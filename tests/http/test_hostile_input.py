@@ -162,6 +162,35 @@ def test_a_model_version_in_a_path_is_read_with_its_escapes_undone(client, auth)
         refused(client.post(f"/v1/models/{escaped}/activate", headers=auth("editor")), 404)
 
 
+def test_an_encoded_body_is_a_415_and_stores_nothing(client, auth, db):
+    # Read as it came, a gzip body was answered as malformed JSON, and a plain one labelled gzip obeyed.
+    import gzip
+
+    shop = auth("storefront")
+    before = stored(db)
+    body = json.dumps({"events": [{"event_id": "gz-1", "user_id": "u1", "item_id": "i1", "type": "view"}]}).encode()
+    for data, encoding in ((gzip.compress(body), "gzip"), (body, "gzip"), (body, "br")):
+        resp = client.post("/v1/events", data=data, headers={**shop, "Content-Type": "application/json", "Content-Encoding": encoding})
+        assert encoding in refused(resp, 415)["message"]
+    assert stored(db) == before
+    assert client.post("/v1/events", data=body, headers={**shop, "Content-Type": "application/json", "Content-Encoding": "identity"}).status_code == 200
+
+
+def test_attributes_and_payloads_hold_at_most_ten_thousand_values(client, auth, db):
+    # 16 million zeros in one item's attributes (a 32 MB body) had cost a worker a gigabyte, and each read 50 MB.
+    shop = auth("storefront")
+    before = stored(db)
+    bulky = {"items": [{"item_id": "bulky", "attributes": {"tags": [0] * 9_999, "more": {"a": 1, "b": [2]}}}]}
+    resp = client.post("/v1/items", json=bulky, headers=shop)
+    assert "more than 10,000 values" in refused(resp, 422, "items.0.attributes")["message"]
+    assert stored(db) == before
+    arm = ab_definition(key="bulky-arm")
+    arm["arms"][0]["payload"] = {"weights": [0.5] * 10_001}
+    refused(client.post("/v1/experiments", json=arm, headers=auth("editor")), 422, "arms.0.payload")
+    bulky["items"][0]["attributes"]["more"] = {"a": 1}  # 10,000 values: stored
+    post_ok(client, "/v1/items", bulky, shop)
+
+
 @pytest.mark.parametrize("literal", ["NaN", "Infinity", "-Infinity", "1e400"])
 def test_nan_and_infinity_inside_free_form_json_are_refused_not_stored_as_null(client, auth, db, literal):
     """NaN and Infinity are not JSON (a 400, as any malformed body); 1e400 is, but no double holds it (a 422)."""

@@ -27,7 +27,7 @@ class ItemIn(Input):
     title: Text | None = Field(default=None, max_length=512)
     category: Text | None = Field(default=None, max_length=128)
     available: bool | None = None
-    attributes: StoredJsonObject | None = None
+    attributes: StoredJsonObject | None = Field(default=None, description="free-form JSON, handed back as sent; at most 10,000 values")
 
 
 class ItemBatch(Input):

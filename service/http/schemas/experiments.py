@@ -51,7 +51,7 @@ class ArmIn(Input):
 
     key: Key
     weight: PositiveFloat = 1.0
-    payload: StoredJsonObject = Field(default_factory=dict)
+    payload: StoredJsonObject = Field(default_factory=dict, description="free-form JSON handed to the storefront with the arm, at most 10,000 values")
     schedule: ScheduleIn | None = None
 
 
