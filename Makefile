@@ -29,7 +29,20 @@ install: $(VENV)/.installed
 
 # The console's session cookies are signed with SECRET_KEY: made once, kept in instance/ (git-ignored)
 # and shared by every worker, so sign-ins survive restarts; the echoed command names the file, not the key.
+# A second make run while the first one's server runs would revoke the keys pasted from it, then fail to bind.
+define BIND_FREE
+import os, socket, sys
+host, _, port = os.environ.get("BIND", "127.0.0.1:8000").rpartition(":")
+try:
+    with socket.create_connection((host.strip("[]") or "127.0.0.1", int(port)), timeout=1):
+        sys.exit(f"stickyloop: {host}:{port} is already in use (a server from an earlier make run?); stop it with Ctrl-C, or set BIND to another address")
+except (OSError, ValueError):
+    pass
+endef
+export BIND_FREE
+
 run: install
+	@$(BIN)/python -c "$$BIND_FREE"
 	$(BIN)/flask --app wsgi init-db
 	$(BIN)/flask --app wsgi demo
 	$(BIN)/flask --app wsgi train --unless-active

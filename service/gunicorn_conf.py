@@ -23,13 +23,6 @@ except ValueError as exc:
     print(f"stickyloop: {exc}", file=sys.stderr)
     raise SystemExit(2) from None
 
-# Console sessions are signed with SECRET_KEY and any worker may serve the next page; a key
-# made here is inherited by every forked worker, so sign-ins last until this server restarts.
-if not os.environ.get("SECRET_KEY"):
-    os.environ["SECRET_KEY"] = secrets.token_hex(32)
-    print("stickyloop: SECRET_KEY is not set; console sign-ins last until this server restarts (make run keeps one in instance/secret_key)", file=sys.stderr)
-
-
 
 def _whole(name: str, default: int, least: int = 0) -> int:
     """A whole-number setting from the environment, at least `least`, or one line naming it and a stop.
@@ -153,6 +146,14 @@ else:
     # gunicorn calls on_exit only when it halts after serving; a server that never started (its
     # port taken, a bad setting) leaves through sys.exit, which runs this.
     atexit.register(_remove_metrics_dir)
+
+
+# Console sessions are signed with SECRET_KEY and any worker may serve the next page; a key
+# made here is inherited by every forked worker, so sign-ins last until this server restarts.
+# Said after every setting above is checked, so that a bad one stops the server with its own line alone.
+if not os.environ.get("SECRET_KEY"):
+    os.environ["SECRET_KEY"] = secrets.token_hex(32)
+    print("stickyloop: SECRET_KEY is not set; console sign-ins last until this server restarts (make run keeps one in instance/secret_key)", file=sys.stderr)
 
 
 def on_starting(server: Any) -> None:

@@ -69,7 +69,8 @@ def _serialise(spec: EndpointSpec, result: Any) -> Response:
             _check_answer(spec.response, result, body)
     else:
         body = current_app.json.dumps(result)
-    return Response(body, status=spec.status, mimetype="application/json")
+    # A line of its own, as the error answers have (Flask's jsonify): curl's output then ends before the prompt.
+    return Response(body + b"\n" if isinstance(body, bytes) else body + "\n", status=spec.status, mimetype="application/json")
 
 
 def no_content() -> Response:
