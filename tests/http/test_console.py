@@ -1249,6 +1249,9 @@ def test_the_planner_answers_as_the_api_does_and_names_a_bad_input_beside_it(as_
     assert arabic.status_code == 422 and 'id="f-arms-error"' in arabic.get_data(as_text=True)
     running(client, auth("editor"), ab_definition())
     assert "intervals are at 0.0000100%" in analyst.get("/ui/experiments/points-q4/results", query_string={"alpha": "0.9999999"}).get_data(as_text=True)
+    typo = analyst.get("/ui/experiments/points-q4/results", query_string={"sequental": "true", "days": "7"})
+    assert typo.status_code == 422 and "&#39;sequental&#39; is not a setting of this page" in typo.get_data(as_text=True)
+    assert analyst.get("/ui/experiments/points-q4/results.csv", query_string={"bogus": "1"}).status_code == 422
     switch = analyst.get("/ui/experiments/points-q4/results", query_string={"cuped": "maybe"})
     assert switch.status_code == 422 and 'id="f-cuped-error"' in switch.get_data(as_text=True) and "Input should" not in switch.get_data(as_text=True)
     continuous = analyst.get("/ui/plan", query_string={**question, "metric_kind": "continuous", "baseline": "30", "sd": "", "mde": "1"})
@@ -1355,7 +1358,7 @@ def test_the_models_page_shows_a_tuned_runs_trials_and_its_best(as_role, client,
 
     two_tribes(client, auth("storefront"))
     tune = {"trials": 3, "metric": "precision_at_10", "space": {"factors": [4, 16]}, "seed": 7}
-    done = train(client, auth("editor"), {"algorithm": "als", "params": {"iterations": 5}, "tune": tune})
+    done = train(client, auth("editor"), {"algorithm": "als", "params": {"iterations": 5, "regularization": 0.1}, "tune": tune})
     html = as_role("editor").get("/ui/models").get_data(as_text=True)
     best = max(t["metric"] for t in done["tuning"])
     assert f"tuned on precision_at_10: 3 trials, best {best:.4g}" in html and "the parameters above are the best trial's" in html

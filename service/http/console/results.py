@@ -32,10 +32,14 @@ SWITCHES = ("metric", "alpha", "correction", "cuped", "sequential")
 def _query() -> tuple[ResultsQuery, dict[str, list[str]]]:
     """The metric, alpha and correction asked for, checked by the API's own query schema; defaults where they are not valid."""
     asked = {k: v for k, v in request.args.items() if k in SWITCHES and v != ""}
+    errors: dict[str, list[str]] = {}
+    # A shared link with a typo (sequental=true) had shown the default figures without a word; the API answers 422.
+    unknown = sorted(set(request.args) - set(SWITCHES) - {"days"})
+    if unknown:
+        errors["form"] = [f"{', '.join(repr(name) for name in unknown)} {'is not a setting' if len(unknown) == 1 else 'are not settings'} of this page, so the figures below ignore {'it' if len(unknown) == 1 else 'them'}"]
     try:
-        return ResultsQuery.model_validate(asked), {}
+        return ResultsQuery.model_validate(asked), errors
     except ValidationError as exc:
-        errors: dict[str, list[str]] = {}
         for d in details_from_pydantic(exc):
             errors.setdefault(d["field"], []).append(plain_words(d["message"]))
         return ResultsQuery.model_validate({k: v for k, v in asked.items() if k not in errors}), errors
@@ -239,5 +243,5 @@ def results_csv(key: str) -> Response:
     """The API's CSV for the signed-in key, which a browser cannot send as a bearer header."""
     query, errors = _query()
     if errors:
-        raise Invalid.many([{"field": f, "message": "; ".join(m)} for f, m in errors.items()])
+        raise Invalid.many([{"field": "query" if f == "form" else f, "message": "; ".join(m)} for f, m in errors.items()])
     return api_results.csv_response(key, query)
