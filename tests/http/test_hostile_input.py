@@ -73,6 +73,15 @@ def multiplier_definition(key: str, start: str, end: str) -> dict[str, Any]:
 # --- timestamps -------------------------------------------------------------------------------
 
 
+@pytest.mark.parametrize("moment, said", [("2016-12-31T23:59:60Z", "leap second"), ("2026-11-22T24:00:00Z", "24:00"), ("2026-11-22T24:00Z", "24:00")])
+def test_iso_times_no_datetime_holds_are_422_saying_what_to_send(client, auth, db, moment, said):
+    before = stored(db)
+    event = {"event_id": "e-odd", "user_id": "u1", "item_id": "i1", "type": "view", "timestamp": moment}
+    error = refused(client.post("/v1/events", json={"events": [event]}, headers=auth("storefront")), 422, "events.0.timestamp")
+    assert said in error["message"] and "unexpected" not in error["message"]
+    assert stored(db) == before
+
+
 @pytest.mark.parametrize("far", FAR_TIMESTAMPS)
 def test_timestamps_outside_the_window_are_422_and_store_nothing(client, auth, db, far):
     shop, editor = auth("storefront"), auth("editor")

@@ -45,12 +45,18 @@ def _in_window(value: datetime) -> datetime:
 
 # pydantic would also read epoch seconds, as a number or in a string, as a time: the contract's
 # timestamps are ISO 8601 text (the zone is checked by AwareDatetime).
-_ISO_8601 = re.compile(r"\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}")
+_ISO_8601 = re.compile(r"\d{4}-\d{2}-\d{2}[Tt ](\d{2}):\d{2}(?::(\d{2}))?")
 
 
 def _iso_text(value: Any) -> Any:
-    if not (isinstance(value, str) and _ISO_8601.match(value)):
+    found = _ISO_8601.match(value) if isinstance(value, str) else None
+    if found is None:
         raise ValueError("must be an ISO 8601 timestamp with a zone, e.g. 2026-11-22T10:00:00Z")
+    # Valid ISO 8601 that no datetime holds: said plainly, not as "unexpected extra characters".
+    if found.group(1) == "24":
+        raise ValueError("24:00 is not accepted: send 00:00 of the next day")
+    if found.group(2) == "60":
+        raise ValueError("a leap second (:60) is not accepted: send :59.999 or the next minute's :00")
     return value
 
 
