@@ -63,7 +63,9 @@ class ArmSummary:
         # The corrected two-pass sum: subtracting (sum d)^2 / n removes the error of the rounded mean.
         s = math.fsum(d)
         m2 = max(math.fsum(d * d) - s * s / n, 0.0)
-        return cls.of_moments(n, mean, m2, s / n)
+        # What the rounded mean dropped: the exact sum less n times the mean (the rounded deviations' own
+        # sum, s, is noise when values dwarf their mean: 1e16 and -1e16 + 2 beside 1 and 3).
+        return cls.of_moments(n, mean, m2, math.fsum([*v.tolist(), *([-mean] * n)]) / n)
 
     @property
     def mean(self) -> float | None:

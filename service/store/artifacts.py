@@ -60,7 +60,7 @@ def _stored(db: Database, version: str) -> bytes | None:
         size = session.scalar(select(func.length(ModelArtifactRow.data)).where(where))
         if size is None:
             return None
-        # A row deleted between two pieces leaves a gap, which the caller's digest check refuses.
+        # The pieces come from one snapshot (a read transaction); the caller's digest check refuses anything else.
         return b"".join(
             bytes(session.scalar(select(func.substr(ModelArtifactRow.data, start + 1, READ_CHUNK_BYTES)).where(where)) or b"")
             for start in range(0, size, READ_CHUNK_BYTES)

@@ -241,3 +241,10 @@ def test_a_difference_of_means_far_from_zero_keeps_the_digits_rounding_each_mean
     df = (vc + vt) ** 2 / (vc**2 / 49 + vt**2 / 59)
     assert treated.p_value == pytest.approx(2 * sps.t.sf(abs(t), df), rel=1e-6)
     assert treated.lift == pytest.approx(float(exact / (sum(map(Fraction, control)) / 50)), rel=1e-9)
+
+
+def test_a_mean_of_values_that_dwarf_it_keeps_no_spurious_residual():
+    # The deviations from a mean of 1.5 round by an ulp of 1e16 each: their sum is no measure of what
+    # rounding the mean dropped, which here is nothing.
+    control, treat = ArmSummary.of_values([1e16, -1e16 + 2, 1, 3]), ArmSummary.of_values([1.5, 1.5])
+    assert control.mean == 1.5 and treat.mean_difference(control) == 0.0

@@ -186,18 +186,22 @@ def test_an_encoded_body_is_a_415_and_stores_nothing(client, auth, db):
 
 
 def test_attributes_and_payloads_hold_at_most_ten_thousand_values(client, auth, db):
-    # 16 million zeros in one item's attributes (a 32 MB body) had cost a worker a gigabyte, and each read 50 MB.
+    # 16 million zeros in one item's attributes (a 32 MB body) had cost a worker a gigabyte, and each read
+    # 50 MB; a million empty arrays cost more than a million zeros, so arrays and objects count too.
     shop = auth("storefront")
     before = stored(db)
-    bulky = {"items": [{"item_id": "bulky", "attributes": {"tags": [0] * 9_999, "more": {"a": 1, "b": [2]}}}]}
-    resp = client.post("/v1/items", json=bulky, headers=shop)
-    assert "more than 10,000 values" in refused(resp, 422, "items.0.attributes")["message"]
+    for attributes in ({"tags": [0] * 9_997, "more": {"a": 1, "b": 2}}, {"hollow": [[]] * 100_000}, {"hollow": [{}] * 10_000}):
+        resp = client.post("/v1/items", json={"items": [{"item_id": "bulky", "attributes": attributes}]}, headers=shop)
+        assert "more than 10,000 values" in refused(resp, 422, "items.0.attributes")["message"]
     assert stored(db) == before
     arm = ab_definition(key="bulky-arm")
-    arm["arms"][0]["payload"] = {"weights": [0.5] * 10_001}
+    arm["arms"][0]["payload"] = {"weights": [0.5] * 10_000}
     refused(client.post("/v1/experiments", json=arm, headers=auth("editor")), 422, "arms.0.payload")
-    bulky["items"][0]["attributes"]["more"] = {"a": 1}  # 10,000 values: stored
-    post_ok(client, "/v1/items", bulky, shop)
+    # 10,000 values, the list and the object among them: stored.
+    post_ok(client, "/v1/items", {"items": [{"item_id": "bulky", "attributes": {"tags": [0] * 9_997, "more": {"a": 1}}}]}, shop)
+    # Targeting rules have bounds of their own (100 conditions, 1,000 values in a list), not this one.
+    rule = {"any": [{"attribute": f"a{j}", "op": "in", "value": [f"v{k}" for k in range(1_000)]} for j in range(11)]}
+    post_ok(client, "/v1/experiments", ab_definition(key="wide-rule", targeting=rule), auth("editor"), status=201)
 
 
 @pytest.mark.parametrize("literal", ["NaN", "Infinity", "-Infinity", "1e400"])

@@ -412,6 +412,28 @@ def test_an_action_after_the_stop_is_recorded_under_the_users_arm_and_earns_noth
 EVERY_ACTION = [{"key": k, "schedule": {"type": "fixed_ratio", "every": 1, "points": 10}} for k in ("a", "b")]
 
 
+def test_an_action_that_read_the_experiment_running_and_meets_the_stop_before_its_lock_earns_nothing(client, auth, db):
+    # The action reads the status as it arrives; the stop commits before the action takes its user's lock
+    # (on SQLite, before its write transaction begins: that holds every other writer back).
+    trigger = "BEGIN IMMEDIATE" if db.is_sqlite else "INSERT INTO REWARD_STATES"
+    shop, editor = auth("storefront"), auth("editor")
+    running(client, editor, ab_definition(arms=EVERY_ACTION))
+    assign(client, shop, "points-q4", "u-late")
+    stopped: list[int] = []
+
+    def stop_first(conn, cursor, statement: str, *args) -> None:
+        if statement.lstrip().upper().startswith(trigger) and not stopped:
+            stopped.append(1)
+            post_ok(client, "/v1/experiments/points-q4/stop", None, editor)
+
+    event.listen(Engine, "before_cursor_execute", stop_first)
+    try:
+        late = reward(client, shop, "late-1", "u-late", iso(time.time()))
+    finally:
+        event.remove(Engine, "before_cursor_execute", stop_first)
+    assert stopped and (late["points"], late["reason"]) == (0, AFTER_THE_STOP)
+
+
 def test_a_stop_waits_for_the_reward_action_being_written_and_the_next_one_reads_the_stop(client, auth):
     shop, editor = auth("storefront"), auth("editor")
     running(client, editor, ab_definition(arms=EVERY_ACTION))

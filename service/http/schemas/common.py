@@ -83,18 +83,32 @@ def _leaves(value: Any) -> Iterator[Any]:
             yield item
 
 
-# Values in one free-form object: an item's 16 million zeros (a 32 MB body) had cost a worker a
-# gigabyte while validated and stored, and every read of the item 50 MB.
+# Values in one stored free-form object: an item's 16 million zeros (a 32 MB body) had cost a worker
+# a gigabyte while validated and stored, and every read of the item 50 MB.
 MAX_JSON_VALUES = 10_000
+
+
+def _count_at_most(value: Any, limit: int) -> Any:
+    """The object, refused when it holds more than `limit` values, arrays and objects counted too (a
+    million empty arrays cost more memory than a million zeros)."""
+    pending, count = [value], 0
+    while pending:
+        item = pending.pop()
+        count += 1
+        if count > limit + 1:  # the object itself is not one of its values
+            raise ValueError(f"holds more than {limit:,} values; keep bulk data out of attributes and payloads")
+        if isinstance(item, dict):
+            pending.extend(item.values())
+        elif isinstance(item, list):
+            pending.extend(item)
+    return value
 
 
 def _check_numbers(value: Any, doubles: bool) -> Any:
     """Free-form JSON with no NaN or Infinity inside (stored, they came back as null) and, with `doubles`,
     no integer a double cannot hold: 10**400 is valid JSON, but JavaScript's JSON.parse, and every client
     that reads numbers as doubles, reads it as Infinity, as it would 1e400, which is refused."""
-    for count, item in enumerate(_leaves(value), 1):
-        if count > MAX_JSON_VALUES:
-            raise ValueError(f"holds more than {MAX_JSON_VALUES:,} values; keep bulk data out of attributes and payloads")
+    for item in _leaves(value):
         if isinstance(item, float) and not math.isfinite(item):
             raise ValueError("numbers must be finite: NaN and Infinity are not JSON")
         if doubles and isinstance(item, int) and not isinstance(item, bool) and abs(item) > _LARGEST_DOUBLE:
@@ -105,8 +119,11 @@ def _check_numbers(value: Any, doubles: bool) -> Any:
 # Attributes, payloads and settings. A setting (a model's params, a targeting rule) is read by a
 # validator of its own, which refuses an integer beyond a double naming the setting's own field.
 JsonObject = Annotated[dict[str, Any], AfterValidator(lambda value: _check_numbers(value, doubles=False))]
-# Stored as sent and handed back to storefronts (item attributes, arm payloads).
-StoredJsonObject = Annotated[dict[str, Any], AfterValidator(lambda value: _check_numbers(value, doubles=True))]
+# Stored as sent and handed back to storefronts (item attributes, arm payloads), so bounded in size
+# too; settings and targeting rules have bounds of their own.
+StoredJsonObject = Annotated[
+    dict[str, Any], AfterValidator(lambda value: _count_at_most(value, MAX_JSON_VALUES)), AfterValidator(lambda value: _check_numbers(value, doubles=True))
+]
 
 
 class Input(BaseModel):
