@@ -121,3 +121,21 @@ def test_continuous_thompson_is_unmoved_by_an_offset_when_given_centred_moments(
     if offset:  # from the sums alone the variance is lost at these offsets, which moves the allocation
         naive = ArmStats(stats(offset).pulls, stats(offset).sums, stats(offset).sumsq)
         assert offset < 1e9 or abs(policy.probabilities(naive)[0] - policy.probabilities(stats(0.0))[0]) > 1e-3
+
+
+def test_thompson_over_fifty_like_arms_matches_adaptive_quadrature():
+    # Fifty posteriors of like width put their integration panels over one another: thinned to a
+    # quarter of the narrowest width, the answer stays that of a fine adaptive quadrature.
+    from scipy import integrate, stats as sps
+
+    rng = np.random.default_rng(11)
+    pulls = rng.integers(2_000, 40_000, 50).astype(float)
+    sums = np.round(pulls * (0.1 + rng.normal(0, 0.004, 50)))
+    got = ThompsonSampling("binary").probabilities(ArmStats.of(list(pulls), list(sums), list(sums), [0.0] * 50))
+    posteriors = [sps.beta(1 + s, 1 + n - s) for s, n in zip(sums, pulls)]
+    for i in np.argsort(got)[-3:]:  # the likeliest arms carry the propensities that matter
+        def integrand(x: float) -> float:
+            return float(posteriors[i].pdf(x) * np.prod([d.cdf(x) for j, d in enumerate(posteriors) if j != i]))
+        expected, _ = integrate.quad(integrand, 0, 1, points=[posteriors[i].mean()], limit=500, epsabs=1e-14)
+        assert got[i] == pytest.approx(expected, abs=1e-9)
+    assert got.sum() == pytest.approx(1.0, abs=1e-12)
