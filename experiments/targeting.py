@@ -218,7 +218,12 @@ def _require_value(part: Condition, where: str) -> None:
     values = part.value if isinstance(part.value, tuple) else (part.value,)
     if OPERATORS[part.op][1] in ("scalar", "list") and None in values:
         raise TargetingError(f"{where}.value", f"{part.op} needs {'a list of ' if OPERATORS[part.op][1] == 'list' else 'a '}string, number or boolean, not null (exists tests that an attribute is there)")
-    if any(isinstance(v, (int, float)) and not isinstance(v, bool) and not -VALUE_BOUND <= v <= VALUE_BOUND for v in values):
+    # Numeric text too: a rule compares "1e13" as the number it spells.
+    if any(
+        (isinstance(v, (int, float)) and not isinstance(v, bool) and not -VALUE_BOUND <= v <= VALUE_BOUND)
+        or (isinstance(v, str) and _NUMERIC_TEXT.fullmatch(v) is not None and not -VALUE_BOUND <= float(v) <= VALUE_BOUND)
+        for v in values
+    ):
         raise TargetingError(f"{where}.value", f"numbers in a rule are at most {VALUE_BOUND:.0e} in magnitude, as the attributes it tests are")
     if any(isinstance(v, str) and (len(v) > MAX_TEXT or "\x00" in v) for v in values):
         raise TargetingError(f"{where}.value", f"each text value in a rule is at most {MAX_TEXT:,} characters, without NUL, as the attribute values a request sends are")

@@ -27,3 +27,13 @@ def test_every_value_a_rule_may_not_hold_is_named():
     with pytest.raises(TargetingError) as caught:
         require_values(rule)
     assert [field for field, _ in caught.value.problems] == ["targeting.all.0.value", "targeting.all.1.value"]
+
+
+def test_numeric_text_in_a_rule_keeps_the_bound_numbers_have():
+    for value in ("1e13", "-2e12", 10**13):
+        rule = parse_rule({"all": [{"attribute": "spend", "op": "lt", "value": value}]})
+        with pytest.raises(TargetingError) as caught:
+            require_values(rule)
+        assert "at most 1e+12 in magnitude" in caught.value.problems[0][1]
+    require_values(parse_rule({"all": [{"attribute": "spend", "op": "lt", "value": "1e12"}]}))
+
