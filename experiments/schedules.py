@@ -51,6 +51,10 @@ def check_bounds(name: str, value: Any, meta: Mapping[str, Any]) -> None:
         raise ScheduleError(name, f"must be {kind} {bound}, got {value}")
 
 
+# The most points one action earns: the API's bound on any number it takes or gives.
+MAX_POINTS = 1e12
+
+
 @dataclass(frozen=True)
 class Multiplier:
     """Points are multiplied by `factor` for actions in [start, end) (epoch seconds)."""
@@ -127,6 +131,10 @@ class Schedule(ABC):
         if points > 0 and self.multiplier is not None and self.multiplier.applies(action.ts):
             points *= self.multiplier.factor
             reason += f" x{self.multiplier.factor:g} multiplier"
+        if points > MAX_POINTS:
+            # Each factor may reach 1e12, and their product 1e36: no action earns more than any number the API takes.
+            points = MAX_POINTS
+            reason += f", capped at {MAX_POINTS:g} points"
         if points <= 0:
             return Decision(False, 0.0, replace(counted, next_eligible_at=next_eligible), reason)
         after = replace(

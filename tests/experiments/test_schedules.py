@@ -101,6 +101,13 @@ def test_multiplier_doubles_points_inside_its_window_only():
     assert run(spec, [T0, T0 + DAY, T0 + 1.5 * DAY, T0 + 2 * DAY]) == [10, 20, 20, 10]
 
 
+def test_no_action_earns_more_than_1e12_points_whatever_its_factors_multiply_to():
+    # 1e12 points per unit, a value of 1e12 and a 1e12 multiplier had granted 1e36 points.
+    spec = {"type": "per_unit", "points_per_unit": 1e12, "multiplier": {"factor": 1e12, "start": T0, "end": T0 + DAY}}
+    decision = parse_schedule(spec).apply(RewardState(enrolled_at=T0), Action("k", "u", 1, T0 + 1, 1e12))
+    assert decision.points == 1e12 and decision.state.balance == 1e12 and "capped at 1e+12 points" in decision.reason
+
+
 @pytest.mark.parametrize(
     "spec, field",
     [

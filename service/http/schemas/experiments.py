@@ -285,7 +285,7 @@ class RewardOut(Output):
     arm: str | None
     enrolled: bool
     rewarded: bool
-    points: float
+    points: float = Field(description="what this action earned, multiplier included, at most 1e12 (a larger product is capped, and `reason` says so)")
     balance: float
     sequence: int = Field(
         description="the user's qualifying actions so far, this one included when it qualifies (the n of 'every nth'); "
