@@ -1,8 +1,12 @@
 """Small builders shared by the HTTP tests."""
 from __future__ import annotations
 
+from contextlib import contextmanager
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, Callable, Iterator
+
+from sqlalchemy import event
+from sqlalchemy.engine import Engine
 
 from tests.conftest import wait_for_model
 
@@ -47,3 +51,23 @@ def iso(t: float | datetime) -> str:
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=timezone.utc)
     return moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+@contextmanager
+def before_first(statement_start: str, write: Callable[[], None]) -> Iterator[list[int]]:
+    """Run `write` once, right before the first statement beginning `statement_start` (any case) runs
+    on any engine: a deterministic interleaving of another request's writes with this one's statements."""
+    done: list[int] = []
+    wanted = statement_start.upper()
+
+    def hook(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        if not done and statement.lstrip().upper().startswith(wanted):
+            done.append(1)  # before the write, whose own statements pass through here too
+            write()
+
+    event.listen(Engine, "before_cursor_execute", hook)
+    try:
+        yield done
+    finally:
+        event.remove(Engine, "before_cursor_execute", hook)
+

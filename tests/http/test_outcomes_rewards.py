@@ -9,14 +9,13 @@ from datetime import datetime, timezone
 
 import numpy as np
 import pytest
-from sqlalchemy import event, func, select
-from sqlalchemy.engine import Engine
+from sqlalchemy import func, select
 
 from service.store.rewards import AFTER_THE_STOP
 from service.store.tables import BanditArmStatsRow, ExposureRow, UserMetricTotalRow
 from service.usecases import rewards as reward_usecases
 from tests.experiment_helpers import ab_definition, assign, bandit_definition, running
-from tests.helpers import get_ok, iso, post_ok
+from tests.helpers import before_first, get_ok, iso, post_ok
 
 DAY = 86_400
 
@@ -415,22 +414,15 @@ EVERY_ACTION = [{"key": k, "schedule": {"type": "fixed_ratio", "every": 1, "poin
 def test_an_action_that_read_the_experiment_running_and_meets_the_stop_before_its_lock_earns_nothing(client, auth, db):
     # The action reads the status as it arrives; the stop commits before the action takes its user's lock
     # (on SQLite, before its write transaction begins: that holds every other writer back).
-    trigger = "BEGIN IMMEDIATE" if db.is_sqlite else "INSERT INTO REWARD_STATES"
+    trigger = "BEGIN IMMEDIATE" if db.is_sqlite else "INSERT INTO reward_states"
     shop, editor = auth("storefront"), auth("editor")
     running(client, editor, ab_definition(arms=EVERY_ACTION))
     assign(client, shop, "points-q4", "u-late")
-    stopped: list[int] = []
+    def stop() -> None:
+        post_ok(client, "/v1/experiments/points-q4/stop", None, editor)
 
-    def stop_first(conn, cursor, statement: str, *args) -> None:
-        if statement.lstrip().upper().startswith(trigger) and not stopped:
-            stopped.append(1)
-            post_ok(client, "/v1/experiments/points-q4/stop", None, editor)
-
-    event.listen(Engine, "before_cursor_execute", stop_first)
-    try:
+    with before_first(trigger, stop) as stopped:
         late = reward(client, shop, "late-1", "u-late", iso(time.time()))
-    finally:
-        event.remove(Engine, "before_cursor_execute", stop_first)
     assert stopped and (late["points"], late["reason"]) == (0, AFTER_THE_STOP)
 
 
@@ -446,18 +438,14 @@ def test_a_stop_waits_for_the_reward_action_being_written_and_the_next_one_reads
 
     stopper = threading.Thread(target=stop)
 
-    def stop_while_writing(conn, cursor, statement: str, *args) -> None:
+    def stop_while_writing() -> None:
         # The action has read the experiment running and holds its user's state when the stop begins:
         # the stop waits for the action to commit, and the next action reads the stop.
-        if statement.lstrip().upper().startswith("INSERT INTO REWARD_LEDGER") and not stopper.ident:
-            stopper.start()
-            time.sleep(0.5)
+        stopper.start()
+        time.sleep(0.5)
 
-    event.listen(Engine, "before_cursor_execute", stop_while_writing)
-    try:
+    with before_first("INSERT INTO reward_ledger", stop_while_writing):
         first = reward(client, shop, "mid-1", "u-mid", iso(time.time()))
-    finally:
-        event.remove(Engine, "before_cursor_execute", stop_while_writing)
     written = time.time()
     stopper.join(30)
     assert first["points"] == 10 and stopped and stopped[0] >= written - 0.05

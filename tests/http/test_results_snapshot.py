@@ -7,33 +7,12 @@ and then happens every time.
 from __future__ import annotations
 
 import time
-from contextlib import contextmanager
-from typing import Any, Callable, Iterator
-
-from sqlalchemy import event
-from sqlalchemy.engine import Engine
+from typing import Any, Callable
 
 from tests.experiment_helpers import ab_definition, assign, running
-from tests.helpers import get_ok, iso, post_ok
+from tests.helpers import before_first, get_ok, iso, post_ok
 
 DAY = 86_400
-
-
-@contextmanager
-def before_first(statement_part: str, write: Callable[[], None]) -> Iterator[list[int]]:
-    """Run `write` once, right before the first statement containing `statement_part` runs on any engine."""
-    done: list[int] = []
-
-    def hook(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
-        if statement_part in statement and not done:
-            done.append(1)  # before the write, whose own statements pass through here too
-            write()
-
-    event.listen(Engine, "before_cursor_execute", hook)
-    try:
-        yield done
-    finally:
-        event.remove(Engine, "before_cursor_execute", hook)
 
 
 def test_conversions_committed_during_a_results_read_never_outnumber_its_users(client, auth):
@@ -52,7 +31,7 @@ def test_conversions_committed_during_a_results_read_never_outnumber_its_users(c
     # Between the read's count of users and its totals. Binary: the newcomers' conversions would
     # outnumber the users counted. Continuous: their totals would count, and the users without one turn negative.
     for metric, first in (("conversion", 1), ("spend", 7)):
-        with before_first("FROM user_metric_totals t WHERE experiment_key", newcomers(first, metric)) as done:
+        with before_first("SELECT arm, COUNT(*), SUM(", newcomers(first, metric)) as done:
             resp = client.get(f"/v1/experiments/points-q4/results?metric={metric}", headers=analyst)
         assert done and resp.status_code == 200, resp.get_data(as_text=True)
         arms = resp.get_json()["arms"]
@@ -77,7 +56,7 @@ def test_users_exposed_during_a_retention_read_are_counted_in_all_of_it_or_none(
         for i in range(1, 7):
             assign(client, shop, "points-q4", f"r{i}", timestamp=iso(now - 10 * DAY))
 
-    with before_first("COUNT(DISTINCT user_id)", returning_newcomers) as done:
+    with before_first("SELECT arm, k, COUNT(DISTINCT user_id)", returning_newcomers) as done:
         resp = client.get("/v1/experiments/points-q4/results/retention?days=3", headers=analyst)
     assert done and resp.status_code == 200, resp.get_data(as_text=True)
     for arm in resp.get_json()["arms"]:

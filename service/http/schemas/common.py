@@ -70,17 +70,16 @@ EpochTimestamp = Annotated[AwareDatetime, Strict(False), BeforeValidator(_iso_te
 _LARGEST_DOUBLE = int(sys.float_info.max)
 
 
-def _leaves(value: Any) -> Iterator[Any]:
-    """Every value inside nested JSON objects and arrays that is neither."""
-    pending = [value]
+def _nodes(value: Any) -> Iterator[Any]:
+    """Every value inside nested JSON objects and arrays, arrays and objects too (not `value` itself)."""
+    pending = list(value.values()) if isinstance(value, dict) else [value]
     while pending:
         item = pending.pop()
+        yield item
         if isinstance(item, dict):
             pending.extend(item.values())
         elif isinstance(item, list):
             pending.extend(item)
-        else:
-            yield item
 
 
 # Values in one stored free-form object: an item's 16 million zeros (a 32 MB body) had cost a worker
@@ -88,27 +87,15 @@ def _leaves(value: Any) -> Iterator[Any]:
 MAX_JSON_VALUES = 10_000
 
 
-def _count_at_most(value: Any, limit: int) -> Any:
-    """The object, refused when it holds more than `limit` values, arrays and objects counted too (a
-    million empty arrays cost more memory than a million zeros)."""
-    pending, count = [value], 0
-    while pending:
-        item = pending.pop()
-        count += 1
-        if count > limit + 1:  # the object itself is not one of its values
-            raise ValueError(f"holds more than {limit:,} values; keep bulk data out of attributes and payloads")
-        if isinstance(item, dict):
-            pending.extend(item.values())
-        elif isinstance(item, list):
-            pending.extend(item)
-    return value
-
-
-def _check_numbers(value: Any, doubles: bool) -> Any:
+def _check_numbers(value: Any, doubles: bool, most: int | None = None) -> Any:
     """Free-form JSON with no NaN or Infinity inside (stored, they came back as null) and, with `doubles`,
     no integer a double cannot hold: 10**400 is valid JSON, but JavaScript's JSON.parse, and every client
-    that reads numbers as doubles, reads it as Infinity, as it would 1e400, which is refused."""
-    for item in _leaves(value):
+    that reads numbers as doubles, reads it as Infinity, as it would 1e400, which is refused. With `most`,
+    no more values than that, arrays and objects counted too (a million empty arrays cost more memory
+    than a million zeros)."""
+    for count, item in enumerate(_nodes(value), 1):
+        if most is not None and count > most:
+            raise ValueError(f"holds more than {most:,} values; keep bulk data out of attributes and payloads")
         if isinstance(item, float) and not math.isfinite(item):
             raise ValueError("numbers must be finite: NaN and Infinity are not JSON")
         if doubles and isinstance(item, int) and not isinstance(item, bool) and abs(item) > _LARGEST_DOUBLE:
@@ -121,9 +108,7 @@ def _check_numbers(value: Any, doubles: bool) -> Any:
 JsonObject = Annotated[dict[str, Any], AfterValidator(lambda value: _check_numbers(value, doubles=False))]
 # Stored as sent and handed back to storefronts (item attributes, arm payloads), so bounded in size
 # too; settings and targeting rules have bounds of their own.
-StoredJsonObject = Annotated[
-    dict[str, Any], AfterValidator(lambda value: _count_at_most(value, MAX_JSON_VALUES)), AfterValidator(lambda value: _check_numbers(value, doubles=True))
-]
+StoredJsonObject = Annotated[dict[str, Any], AfterValidator(lambda value: _check_numbers(value, doubles=True, most=MAX_JSON_VALUES))]
 
 
 class Input(BaseModel):
