@@ -37,7 +37,9 @@ def lift_estimate(control: ArmSummary, treat: ArmSummary, binary: bool) -> Lift:
     ratio = mt / mc
     # The difference over the control where it is finite, not m_t / m_c - 1, which far from zero keeps
     # only the digits the means' ratio has above 1 (at 1e11 with a spread of 1e-2, about four).
-    lift = diff / mc if math.isfinite(diff / mc) else ratio - 1
+    lift = diff / mc
+    if not math.isfinite(lift):
+        lift = ratio - 1
     if not math.isfinite(ratio):
         return Lift(None, None, "lift is not a finite number: the control's mean is too close to 0 next to the treatment's")
     vc, vt = mean_variance(control, binary), mean_variance(treat, binary)

@@ -272,8 +272,8 @@ def move(
         except TransitionError as exc:
             raise Conflict(str(exc)) from None
         # A pause or a stop: no enrolment in flight may land after it returns; a stop: nor an outcome dated after it.
-        stopping = ("outcomes",) if action == "stop" else ()
-        _settle(session, stopping + (("exposures",) if row.status == "running" else ()) + (("reward_states",) if stopping else ()))
+        stopping = action == "stop"
+        _settle(session, (("outcomes",) if stopping else ()) + (("exposures",) if row.status == "running" else ()) + (("reward_states",) if stopping else ()))
         now = server_time()  # as the answer gives it: what is dated at the stop it reports counts for no arm
         first_start = row.status == "draft"
         values: dict[str, Any] = {"status": new, "updated_at": now, "revision": row.revision + 1}
