@@ -9,7 +9,7 @@ from threadpoolctl import threadpool_limits
 from service.config import Config
 from service.http.cli import register_commands
 from service.http.console import init_console
-from service.http.paths import IdConverter, KeepEscapedSlashes
+from service.http.paths import IdConverter, KeepEscapedSlashes, VersionConverter
 from service.http.errors import register_error_handlers
 from service.http.observability import init_request_tracking
 from service.logs import configure_logging
@@ -44,6 +44,7 @@ def create_app(config: Config | None = None) -> Flask:
     # werkzeug would answer /v1/users//x/... with a redirect to /v1/users/x/...: another user.
     app.url_map.merge_slashes = False
     app.url_map.converters["id"] = IdConverter
+    app.url_map.converters["version"] = VersionConverter
     app.wsgi_app = KeepEscapedSlashes(app.wsgi_app)  # type: ignore[method-assign]
     app.extensions["stickyloop"] = Services.build(config)
     register_error_handlers(app)

@@ -276,6 +276,11 @@ def test_editor_trains_activates_and_looks_up_a_user(visit, demo):
         assert page.evaluate("document.documentElement.scrollWidth") <= 320, (path, overflowing[:8])
         # A chart keeps readable labels and scrolls within its figure instead of shrinking to the width.
         assert all(w >= 600 for w in page.evaluate("[...document.querySelectorAll('svg.chart')].map(c => c.getBoundingClientRect().width)")), path
+        # What scrolls sideways can be reached and scrolled from the keyboard, and says what it holds.
+        scrollers = page.evaluate(
+            "[...document.querySelectorAll('body *')].filter(e => e.scrollWidth > e.clientWidth + 1 && ['auto', 'scroll'].includes(getComputedStyle(e).overflowX))"
+            ".map(e => [e.tagName, e.tabIndex, e.getAttribute('aria-label') || e.getAttribute('aria-labelledby') || (e.querySelector('svg[aria-labelledby]') ? 'chart' : '')])")
+        assert all(tab == 0 and named for _, tab, named in scrollers), (path, scrollers)
     shot(page, "12-narrow-user")
     # On a phone the list offers each experiment's results beside its key, and a name breaks between words.
     page.goto(demo.server.base + "/ui/experiments")

@@ -48,6 +48,15 @@ def test_wrong_method_is_405(client, auth):
     assert "POST" in resp.headers["Allow"]
 
 
+def test_reading_a_model_action_is_405_not_a_version_named_after_it(client, auth):
+    # A model version never holds a '/', so `1/activate` is the action's path with the wrong method.
+    for action in ("activate", "cancel"):
+        resp = client.get(f"/v1/models/1/{action}", headers=auth("editor"))
+        assert_error(resp, 405, "method_not_allowed")
+        assert set(resp.headers["Allow"].split(", ")) == {"POST", "OPTIONS"}
+    assert_error(client.get("/v1/models/a%2Fb", headers=auth("editor")), 404, "not_found")
+
+
 def test_options_answers_the_methods_with_no_body(client):
     # Flask's own answer was a 200 with an empty text/html body.
     for path, methods in (("/v1/events", {"POST", "OPTIONS"}), ("/v1/experiments/x/assignment", {"GET", "OPTIONS"})):

@@ -62,7 +62,7 @@ def index() -> ModelList:
     return ModelList(models=[_out(r, active) for r in training.list_versions(svc.db, svc.config)], active_version=active)
 
 
-@bp.get("/v1/models/<id:version>")
+@bp.get("/v1/models/<version:version>")
 @endpoint("One model version with its metrics", roles=EDITOR, tag="models", response=ModelOut, errors=(404,), path=VERSION)
 def show(version: str) -> ModelOut:
     """Show one version."""
@@ -70,14 +70,14 @@ def show(version: str) -> ModelOut:
     return _out(training.get_version(svc.db, svc.config, version), training.active_version(svc.db))
 
 
-@bp.post("/v1/models/<id:version>/activate")
+@bp.post("/v1/models/<version:version>/activate")
 @endpoint("Serve this version from every worker (also a rollback)", roles=EDITOR, tag="models", response=ModelOut, errors=(404, 409), path=VERSION)
 def make_active(version: str) -> ModelOut:
     """Switch every worker to a ready version."""
     return _out(training.activate(services().db, version), version)
 
 
-@bp.post("/v1/models/<id:version>/cancel")
+@bp.post("/v1/models/<version:version>/cancel")
 @endpoint("Cancel a training run in progress; it activates nothing", roles=EDITOR, tag="models", response=ModelOut, errors=(404, 409), path=VERSION)
 def cancel(version: str) -> ModelOut:
     """Mark the run cancelled; its process stops at its next trial or stage."""
