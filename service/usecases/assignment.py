@@ -17,7 +17,7 @@ import numpy as np
 
 from bandits.base import ArmStats, with_floor
 from bandits.registry import make_policy
-from experiments.assignment import ab_arm, enrolled, pick, unit_draw
+from experiments.assignment import ab_arm, bandit_draw, enrolled, pick
 from experiments.layers import position
 from service.errors import NotFound
 from service.store import experiments as experiment_store
@@ -154,7 +154,7 @@ def _choose(db: Database, d: StoredDefinition, user_id: str, now: float) -> tupl
         index = ab_arm(d.salt, exp.key, user_id, weights)
         return exp.arms[index].key, weights[index] / sum(weights)
     probabilities = bandit_allocation(db, d, now)
-    index = pick(list(probabilities), unit_draw(d.salt, exp.key, user_id, "arm"))
+    index = pick(list(probabilities), bandit_draw(d.salt, exp.key, user_id))
     return exp.arms[index].key, float(probabilities[index])
 
 

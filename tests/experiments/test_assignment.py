@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 from scipy import stats as sps
 
-from experiments.assignment import BUCKETS, ab_arm, bucket, enrolled, pick
+from experiments.assignment import BUCKETS, ab_arm, bandit_draw, bucket, enrolled, pick, unit_draw
+from experiments.hashing import unit_hash
 
 
 def test_100k_users_split_within_a_chi_square_tolerance_of_the_weights():
@@ -22,6 +23,27 @@ def test_traffic_share_is_respected_and_ramping_up_keeps_everyone_enrolled():
     assert abs(len(at_20) / len(users) - 0.2) < 4 * np.sqrt(0.2 * 0.8 / len(users))
     assert at_20 <= at_50
     assert all(enrolled("s", "exp", u, 1.0) for u in users[:1000])
+
+
+def test_a_share_rounds_to_the_nearest_bucket_so_a_vanishing_one_enrols_nobody():
+    first = next(u for u in (f"u{i}" for i in range(10**7)) if bucket("s", "exp", u, "traffic") == 0)
+    assert not enrolled("s", "exp", first, 1e-300) and not enrolled("s", "exp", first, 0.4 / BUCKETS)
+    assert enrolled("s", "exp", first, 0.6 / BUCKETS) and enrolled("s", "exp", first, 1.0)
+    # Shares that are whole buckets enrol exactly as a bucket's index below the share would.
+    users = [f"u{i}" for i in range(20_000)]
+    for share in (0.2, 0.5, 0.33333):
+        assert [enrolled("s", "exp", u, share) for u in users] == [bucket("s", "exp", u, "traffic") < round(share * BUCKETS) for u in users]
+
+
+def test_a_bandit_draws_at_the_hash_s_full_resolution():
+    # Bucketed draws take at most BUCKETS values (50,000 users would share about 11,000 of them), so an
+    # arm of propensity 1e-6 could never be drawn though it was reported; the full hash gives each user
+    # a draw of their own, and pick() an arm's chance equal to its propensity.
+    users = [f"u{i}" for i in range(50_000)]
+    draws = [bandit_draw("s", "exp", u) for u in users]
+    assert len(set(draws)) == len(users) and draws[0] == unit_hash("s", "exp", "u0", "arm")
+    assert len({unit_draw("s", "exp", u, "arm") for u in users}) < 40_000
+    assert pick([1 - 1e-6, 1e-6], 1 - 0.5e-6) == 1 and pick([1 - 1e-6, 1e-6], 1 - 0.5 / BUCKETS) == 0
 
 
 def test_enrolment_and_arm_are_independent():
