@@ -116,7 +116,7 @@ ROLE_TABLE
   | 414 | `uri_too_long` | the request line is over 8,190 bytes (from gunicorn, without `request_id`) |
   | 415 | `unsupported_media_type` | the body carries a `Content-Encoding` (gzip, br, ...): send the JSON itself |
   | 422 | `validation_error` | validation failed; `details` names each bad field |
-  | 431 | `headers_too_large` | a header line, `Name: value` with its line break, is over 8,190 bytes (from gunicorn, without `request_id`) |
+  | 431 | `headers_too_large` | a header line, `Name: value` with its line break, is over 8,190 bytes, or the request carries over 100 headers (from gunicorn, without `request_id`) |
   | 503 | `unavailable` | the database cannot be reached (any operation that reads or writes it): `Retry-After: 1`, and the reason is in the server's log, not the answer; or the server needs its operator before it can do this (a database without this release's tables, a model folder where training cannot start): no `Retry-After`, and the message says what |
   | 500 | `internal_error` | a bug; the message asks to quote the `request_id` |
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from service.config import Config
+from service.errors import HostCannot
 from service.store.database import Database, unavailable_on_failure
 from service.store.migrate import downgrade, schema_problem, upgrade
 from service.usecases.assignment import ExperimentCache
@@ -28,11 +29,15 @@ class Services:
         return cls(config=config, db=db, models=ModelCache(db, config.model_dir), experiment_cache=ExperimentCache(), keys=KeyVerifier(db))
 
     def unreachable(self) -> str | None:
-        """Why the database cannot be reached, or None when it answers."""
+        """Why the database cannot be reached, or None when it answers; HostCannot when it refuses this service by name."""
         try:
-            self.db.ping()
-        except Exception as exc:  # any driver error means "not ready"
-            return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            with unavailable_on_failure():
+                self.db.ping()
+        except HostCannot:
+            raise
+        except Exception as exc:  # any other failure means "not ready"; the driver's own words, for the log
+            failure = exc.__cause__ or exc
+            return str(failure).strip().splitlines()[0] if str(failure).strip() else type(failure).__name__
         return None
 
     def schema_problem(self) -> str | None:

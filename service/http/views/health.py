@@ -9,6 +9,7 @@ from service.http.endpoint import endpoint, services
 from service.http.errors import error_response, say_unavailable
 from service.http.observability import metrics_response
 from service.http.openapi import build_openapi
+from service.errors import HostCannot
 from service.http.schemas.system import Health
 
 bp = Blueprint("health", __name__)
@@ -26,21 +27,26 @@ def healthz() -> Health:
 def readyz() -> Response | Health:
     """Check the database and its schema."""
     svc = services()
-    problem = svc.unreachable()
+    try:
+        problem = svc.unreachable()
+    except HostCannot as exc:  # a database or role that does not exist, or a wrong password: no retry mends it
+        say_unavailable(exc.message, "operator action needed")
+        return _not_ready(exc.message, retry=False)
     if problem is not None:
         say_unavailable(problem, "database unreachable")  # a probe every second through an outage: not a line a probe
-        return _not_ready("the database is unreachable; check DATABASE_URL and that the server runs")
+        return _not_ready("the database is unreachable; check DATABASE_URL and that the server runs", retry=True)
     schema = svc.schema_problem()
     if schema is not None:
         say_unavailable(schema, "schema not ready")
-        return _not_ready(schema)
+        return _not_ready(schema, retry=False)
     return Health(status="ok")
 
 
-def _not_ready(message: str) -> Response:
-    """503 with Retry-After, as every 503 of the service carries."""
+def _not_ready(message: str, retry: bool) -> Response:
+    """503, with Retry-After only where waiting can mend it, as on every other endpoint."""
     response = error_response(503, "unavailable", message)
-    response.headers["Retry-After"] = "1"
+    if retry:
+        response.headers["Retry-After"] = "1"
     return response
 
 
