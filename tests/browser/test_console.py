@@ -259,6 +259,11 @@ def test_editor_trains_activates_and_looks_up_a_user(visit, demo):
     assert page.locator("#recs-title + p + ol li").count() == 10
     assert page.locator("#assign-title + .scroll table tbody tr").count() >= 1
     shot(page, "10-user")
+    # An editor is offered no results (they are the analyst's); an admin key reaches every page below.
+    page.goto(demo.server.base + "/ui/experiments")
+    assert page.locator("table tbody tr").count() >= 1 and page.locator("a:has-text('Results')").count() == 0
+    page.click("text=Sign out")
+    sign_in(page, demo, "admin")
     # On a phone's width no page scrolls sideways: a wide table scrolls on its own, and the longest key
     # and metric names the API accepts wrap or shrink.
     long_key, long_metric = "k" * 64, "second_purchase_within_14_days_of_exposure"

@@ -15,10 +15,15 @@ GROUPS = {
         ("POST", "/v1/outcomes", {"outcomes": []}),
     ],
     "editor": [("GET", "/v1/models", None)],
-    "experiments-read": [("GET", "/v1/experiments", None)],
+    "experiments-read": [("GET", "/v1/experiments", None), ("GET", "/v1/layers/checkout", None), ("GET", "/v1/users/at-risk", None)],
+    # Of an experiment that does not exist: a role that may read results learns that (404), others are refused first.
+    "analyst": [
+        ("GET", "/v1/experiments/nope/results", None), ("GET", "/v1/experiments/nope/results.csv", None),
+        ("GET", "/v1/experiments/nope/results/retention", None), ("POST", "/v1/experiments/nope/evaluate", {"allocation": "best_arm"}),
+    ],
     "admin": [("GET", "/v1/keys", None)],
 }
-# Editors write experiments and analysts read them; both may read.
+# Editors write experiments and analysts read them; both may read them, layers and users at risk. Results are the analyst's.
 EXTRA_ALLOWED: dict[str, set[str]] = {"experiments-read": {"editor", "analyst"}}
 
 
@@ -33,7 +38,7 @@ CASES = [(role, group, call) for group, calls in GROUPS.items() for call in call
 def test_role_matrix(client, auth, role, group, call):
     method, path, body = call
     resp = client.open(path, method=method, json=body, headers=auth(role))
-    expected = 200 if allowed(role, group) else 403
+    expected = (404 if group == "analyst" else 200) if allowed(role, group) else 403
     assert resp.status_code == expected, resp.get_json()
     if expected == 403:
         assert resp.get_json()["error"]["code"] == "forbidden"

@@ -129,6 +129,10 @@ def test_roles_as_in_the_api(as_role, client, auth):
     assert analyst.post("/ui/experiments/points-q4/stop", data={"csrf_token": token, "confirm": "yes"}).status_code == 403
     editor = as_role("editor")
     assert editor.post("/ui/experiments/points-q4/stop", data={"confirm": "yes"}).status_code == 403
+    # Results are the analyst's, as in the API: an editor is offered no link to them and is refused them.
+    assert "/results" not in editor.get("/ui/experiments").get_data(as_text=True) + editor.get("/ui/experiments/points-q4").get_data(as_text=True)
+    for path in ("/ui/experiments/points-q4/results", "/ui/experiments/points-q4/results.csv", "/ui/experiments/points-q4/what-if"):
+        assert editor.get(path).status_code == 403, path
     assert client.get("/v1/experiments/points-q4", headers=auth("analyst")).get_json()["status"] == "running"
 
 
@@ -1559,10 +1563,10 @@ def test_arms_that_serve_the_active_model_say_which_and_activating_another_warns
     # Each version with its algorithm: an id alone cannot show an arm given the wrong model.
     assert f"<td>the active model (currently item_knn model {served})</td>" in page and f"<td>item_knn model {served}</td>" in page
     assert f"<td>the most popular items, as the active model counts them (currently item_knn model {served})</td>" in page
-    results = editor.get("/ui/experiments/recs/results").get_data(as_text=True)  # the analyst's page says it too
+    results = as_role("analyst").get("/ui/experiments/recs/results").get_data(as_text=True)  # the analyst's page says it too
     assert f"<strong>pinned</strong> item_knn model {served};" in results
     assert f"<strong>control</strong> the active model (currently item_knn model {served});" in results
-    warning = editor.get(f"/ui/models/{other}/activate").get_data(as_text=True)
+    warning = as_role("editor").get(f"/ui/models/{other}/activate").get_data(as_text=True)
     assert f"those arms will serve {other} instead" in warning and "recs</a> (control; pop, popular items)." in warning
     running(client, auth("editor"), ab_definition())  # reward schedules alone: no recommender arms to warn of
     assert "points-q4" not in editor.get(f"/ui/models/{other}/activate").get_data(as_text=True)

@@ -20,7 +20,7 @@ from service.config import Config
 from service.errors import ServiceError
 from service.http.console import formatting
 from service.http.console.forms import CSRF_FIELD, can, csrf_token
-from service.http.endpoint import ADMIN, EDITOR, READ_EXPERIMENTS
+from service.http.endpoint import ADMIN, ANALYST, EDITOR, READ_EXPERIMENTS
 from service.http.errors import status_of
 
 log = logging.getLogger(__name__)
@@ -84,6 +84,7 @@ def _helpers() -> dict[str, Any]:
         "principal": g.get("principal"),
         "EDITOR": EDITOR,
         "READ_EXPERIMENTS": READ_EXPERIMENTS,
+        "ANALYST": ANALYST,
         "ADMIN": ADMIN,
         "fmt": formatting,
     }

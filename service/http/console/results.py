@@ -17,7 +17,7 @@ from service.http.console import formatting as fmt
 from service.http.console.formatting import level
 from service.http.console.forms import page, plain_words
 from service.http.console.verdicts import verdicts
-from service.http.endpoint import READ_EXPERIMENTS, services
+from service.http.endpoint import ANALYST, services
 from service.http.errors import details_from_pydantic
 from service.http.schemas.results import ResultsQuery, RetentionQuery
 from service.http.views import results as api_results
@@ -106,7 +106,7 @@ def _retention_chart(key: str, days: int, alpha: float) -> tuple[Any, bool, int]
 
 
 @bp.get("/experiments/<key>/results")
-@page(READ_EXPERIMENTS)
+@page(ANALYST)
 def results_page(key: str) -> tuple[str, int]:
     """Every arm against the control on one metric, with charts."""
     exp = experiments.get(services().db, key)
@@ -238,7 +238,7 @@ def metric_kind(exp: dict[str, Any], metric: str) -> str:
 
 
 @bp.get("/experiments/<key>/results.csv")
-@page(READ_EXPERIMENTS)
+@page(ANALYST)
 def results_csv(key: str) -> Response:
     """The API's CSV for the signed-in key, which a browser cannot send as a bearer header."""
     query, errors = _query()

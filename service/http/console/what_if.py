@@ -17,7 +17,7 @@ from service.errors import Invalid
 from service.http.console import bp
 from service.http.console.forms import form_number, page, plain_words
 from service.http.console.results import is_lower_better, metric_choices, metric_kind
-from service.http.endpoint import READ_EXPERIMENTS, services
+from service.http.endpoint import ANALYST, services
 from service.http.errors import details_from_pydantic
 from service.http.schemas.results import EvaluateIn
 from service.usecases import experiments, planning
@@ -66,7 +66,7 @@ def _values(exp: dict[str, Any], metrics: list[str], errors: dict[str, list[str]
 
 
 @bp.get("/experiments/<key>/what-if")
-@page(READ_EXPERIMENTS)
+@page(ANALYST)
 def what_if_page(key: str) -> tuple[str, int]:
     """The estimate for the allocation asked for; serving only the best arm when nothing is asked yet."""
     svc = services()

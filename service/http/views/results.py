@@ -7,7 +7,7 @@ from typing import Any
 
 from flask import Blueprint, Response
 
-from service.http.endpoint import READ_EXPERIMENTS, endpoint, services
+from service.http.endpoint import ANALYST, endpoint, services
 from service.http.schemas.results import DailyOut, DailyQuery, EvaluateIn, EvaluateOut, ResultsOut, ResultsQuery, RetentionOut, RetentionQuery
 from service.usecases import planning, results, series
 
@@ -29,7 +29,7 @@ def _compute(key: str, query: ResultsQuery) -> dict[str, Any]:
 
 
 @bp.get("/v1/experiments/<key>/results")
-@endpoint("Per-arm figures, intervals, corrected p-values, chance to beat control, SRM", roles=READ_EXPERIMENTS, tag="results", query=ResultsQuery, response=ResultsOut, errors=(404,), path=KEY)
+@endpoint("Per-arm figures, intervals, corrected p-values, chance to beat control, SRM", roles=ANALYST, tag="results", query=ResultsQuery, response=ResultsOut, errors=(404,), path=KEY)
 def show(key: str, query: ResultsQuery) -> ResultsOut:
     """Compute the results now, from aggregate queries."""
     return ResultsOut.model_validate(_compute(key, query))
@@ -48,7 +48,7 @@ def _cell(value: Any) -> Any:
 
 
 @bp.get("/v1/experiments/<key>/results.csv")
-@endpoint(f"The same rows as /results, as CSV (RFC 4180): one row per arm, columns {', '.join(CSV_COLUMNS)}; an arm's notes are joined with '; '", roles=READ_EXPERIMENTS, tag="results", query=ResultsQuery, media_type="text/csv", errors=(404,), path=KEY)
+@endpoint(f"The same rows as /results, as CSV (RFC 4180): one row per arm, columns {', '.join(CSV_COLUMNS)}; an arm's notes are joined with '; '", roles=ANALYST, tag="results", query=ResultsQuery, media_type="text/csv", errors=(404,), path=KEY)
 def as_csv(key: str, query: ResultsQuery) -> Response:
     """One row per arm."""
     return csv_response(key, query)
@@ -68,7 +68,7 @@ def csv_response(key: str, query: ResultsQuery) -> Response:
 
 
 @bp.get("/v1/experiments/<key>/results/daily")
-@endpoint("Per-day cumulative users and mean per arm, for plotting", roles=READ_EXPERIMENTS, tag="results", query=DailyQuery, response=DailyOut, errors=(404,), path=KEY)
+@endpoint("Per-day cumulative users and mean per arm, for plotting", roles=ANALYST, tag="results", query=DailyQuery, response=DailyOut, errors=(404,), path=KEY)
 def per_day(key: str, query: DailyQuery) -> DailyOut:
     """Cumulative series by UTC day."""
     svc = services()
@@ -76,7 +76,7 @@ def per_day(key: str, query: DailyQuery) -> DailyOut:
 
 
 @bp.get("/v1/experiments/<key>/results/retention")
-@endpoint("Retention curve per arm: the share of exposed users active on each day after exposure", roles=READ_EXPERIMENTS, tag="results", query=RetentionQuery, response=RetentionOut, errors=(404,), path=KEY)
+@endpoint("Retention curve per arm: the share of exposed users active on each day after exposure", roles=ANALYST, tag="results", query=RetentionQuery, response=RetentionOut, errors=(404,), path=KEY)
 def retention(key: str, query: RetentionQuery) -> RetentionOut:
     """Day k = 1..days, counting only users whose day k has ended."""
     svc = services()
@@ -84,7 +84,7 @@ def retention(key: str, query: RetentionQuery) -> RetentionOut:
 
 
 @bp.post("/v1/experiments/<key>/evaluate")
-@endpoint("Value another allocation offline from the logged assignments (IPW and self-normalised IPW)", roles=READ_EXPERIMENTS, tag="results", body=EvaluateIn, response=EvaluateOut, errors=(404,), path=KEY)
+@endpoint("Value another allocation offline from the logged assignments (IPW and self-normalised IPW)", roles=ANALYST, tag="results", body=EvaluateIn, response=EvaluateOut, errors=(404,), path=KEY)
 def evaluate(key: str, body: EvaluateIn) -> EvaluateOut:
     """Estimate the metric per user had users been allocated by `allocation`."""
     svc = services()
