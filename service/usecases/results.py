@@ -172,27 +172,24 @@ def _costs(
 
     Points are over every user the arm was given, whatever the metric counts of them: a retention
     metric counts only users exposed long enough, and dividing all their points by those alone had
-    made the same arm's points per user triple between one metric and the next. An arm with a
-    schedule (or such a control) whose users have no reward action recorded has no cost to compare:
-    0 points per user is then no finding (a storefront that does not report the actions), and the
-    cost per gain is left out. An arm without a schedule costs 0 by design, actions or not.
+    made the same arm's points per user triple between one metric and the next. The cost is the
+    API's formula wherever the difference is positive; an arm with a schedule whose users have no
+    reward action recorded (a storefront that does not report them) says so in its notes, since its
+    0 points per user, and so the cost, are then no finding. An arm without a schedule costs 0 by design.
     """
-    priced: dict[str, bool] = {}
     for row, (name, _) in zip(rows, per_arm):
         users = exposed.get(name, 0)
         points, actions = ledger.get(name, (0.0, 0))
         row["points_per_user"] = points / users if users else None
         row["reward_actions"] = actions
-        priced[name] = bool(actions) or name not in scheduled
-        if not priced[name]:
+        if name in scheduled and not actions:
             row["notes"] = [*row["notes"], NO_REWARD_ACTIONS]
         elif name in scheduled and actions and not points:
             row["notes"] = [*row["notes"], UNPAID]
     control = rows[0]["points_per_user"]
     for i, row in enumerate(rows):
         diff = row["diff"]
-        usable = (i > 0 and priced[rows[0]["arm"]] and priced[row["arm"]] and control is not None and row["points_per_user"] is not None
-                  and diff is not None and diff > 0)
+        usable = i > 0 and control is not None and row["points_per_user"] is not None and diff is not None and diff > 0
         if not usable:
             row["cost_per_incremental"] = None
             continue

@@ -1080,21 +1080,31 @@ def test_schedules_without_reward_actions_show_no_cost_rather_than_a_cost_of_0(a
     def rows():
         return {a["arm"]: a for a in get_ok(client, "/v1/experiments/points-q4/results", analyst)["arms"]}
 
-    assert all(a["reward_actions"] == 0 and a["cost_per_incremental"] is None and any("no reward action" in n for n in a["notes"]) for a in rows().values())
+    def api_cost(row, control):
+        # The API's formula, null only for the control or a difference not above 0; the notes say what it lacks.
+        return None if row["diff"] is None or row["diff"] <= 0 else (row["points_per_user"] - control["points_per_user"]) / row["diff"]
+
+    def costs_as_the_api_says(now):
+        return all(now[arm]["cost_per_incremental"] == pytest.approx(api_cost(now[arm], now["control"])) for arm in ("every5", "lottery"))
+
+    first = rows()
+    assert all(a["reward_actions"] == 0 and any("no reward action" in n for n in a["notes"]) for a in first.values())
+    assert first["control"]["cost_per_incremental"] is None and costs_as_the_api_says(first)
     html = as_role("analyst").get("/ui/experiments/points-q4/results").get_data(as_text=True)
-    assert html.count("no actions yet") == 3 and "It costs" not in html
-    # Actions for the control's users only: the other arms still have no cost to compare.
+    assert html.count("no actions yet") == 3 and "It has cost" not in html and "It has also granted" not in html
+    # Actions for the control's users only: the other arms still have no cost to compare, in the console.
     control_user = next(u for u, arm in arms.items() if arm == "control")
     post_ok(client, "/v1/rewards", {"action_id": "n-c", "user_id": control_user, "experiment": "points-q4", "value": 10.0}, shop)
     now = rows()
     assert now["control"]["reward_actions"] == 1 and not any("no reward action" in n for n in now["control"]["notes"])
-    assert all(now[arm]["cost_per_incremental"] is None and now[arm]["reward_actions"] == 0 for arm in ("every5", "lottery"))
-    assert as_role("analyst").get("/ui/experiments/points-q4/results").get_data(as_text=True).count("no actions yet") == 2
+    assert all(now[arm]["reward_actions"] == 0 for arm in ("every5", "lottery")) and costs_as_the_api_says(now)
+    html = as_role("analyst").get("/ui/experiments/points-q4/results").get_data(as_text=True)
+    assert html.count("no actions yet") == 2 and "It has cost" not in html and "It has also granted" not in html
     # An action after the stop is recorded, but no schedule decided it: it counts for nothing here.
     post_ok(client, "/v1/experiments/points-q4/stop", None, auth("editor"))
     every5_user = next(u for u, arm in arms.items() if arm == "every5")
     post_ok(client, "/v1/rewards", {"action_id": "n-e", "user_id": every5_user, "experiment": "points-q4", "value": 10.0}, shop)
-    assert rows()["every5"]["reward_actions"] == 0 and rows()["every5"]["cost_per_incremental"] is None
+    assert rows()["every5"]["reward_actions"] == 0 and costs_as_the_api_says(rows())
 
 
 def test_a_gain_from_an_arm_where_everyone_converted_is_flagged_and_its_cost_not_called_established(as_role, client, auth):

@@ -142,8 +142,9 @@ def results_page(key: str) -> tuple[str, int]:
         metrics=metric_choices(exp),
         has_points=any(a.get("points_per_user") is not None for a in answer["arms"]),
         no_reward_actions={a["arm"] for a in answer["arms"] if results.NO_REWARD_ACTIONS in a["notes"]},
-        # Whose cost is not known yet: an arm compared with a control, either of which has granted nothing for its actions.
-        unpaid={a["arm"] for a in answer["arms"][1:] if results.UNPAID in a["notes"] or results.UNPAID in answer["arms"][0]["notes"]},
+        # Whose cost is not known yet: an arm compared with a control, either of which has recorded no reward actions or
+        # granted nothing for them.
+        unpaid={a["arm"] for a in answer["arms"][1:] if _cost_unknown(a) or _cost_unknown(answer["arms"][0])},
         # For a metric where lower is better, more of it is not a gain to pay for: no column of what it would cost.
         has_cost=not lower_is_better and any(a.get("cost_per_incremental") is not None for a in answer["arms"]),
         forest=forest,
@@ -245,3 +246,8 @@ def results_csv(key: str) -> Response:
     if errors:
         raise Invalid.many([{"field": "query" if f == "form" else f, "message": "; ".join(m)} for f, m in errors.items()])
     return api_results.csv_response(key, query)
+
+
+def _cost_unknown(arm: dict[str, Any]) -> bool:
+    """Whether an arm's points say nothing of its cost yet: no reward actions recorded, or none paid for so far."""
+    return results.NO_REWARD_ACTIONS in arm["notes"] or results.UNPAID in arm["notes"]

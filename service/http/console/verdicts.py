@@ -107,6 +107,9 @@ def _priced(a: dict[str, Any], c: dict[str, Any], kind: str, final: bool) -> str
     """What the arm's extra conversions cost in points, or why that is not known yet."""
     # An arm without a schedule grants nothing by design: its cost is 0, known. One with a schedule that
     # has paid nothing for its actions may owe it later (the API's note says which).
+    silent = [arm["arm"] for arm in (a, c) if results.NO_REWARD_ACTIONS in arm.get("notes", ())]
+    if silent:  # its 0 points are a storefront that has not reported the actions, not a free schedule
+        return f" What it costs is not known yet: no reward action has been recorded for the users of {' or '.join(silent)}."
     unpaid = [arm["arm"] for arm in (a, c) if results.UNPAID in arm.get("notes", ())]
     if unpaid:  # a schedule that rewards every Nth action, or after an interval, owes its points later
         return (f" What it costs is not known yet: {' and '.join(unpaid)} recorded reward actions but granted no points so far, "

@@ -50,10 +50,12 @@ class ArmResultOut(Output):
     points_per_user: float | None = None
     reward_actions: int | None = Field(
         default=None,
-        description="actions recorded through POST /v1/rewards for the arm's users while the experiment ran; while the arm or the control has a schedule "
-        "and none, its points figures count nothing and cost_per_incremental is null",
+        description="actions recorded through POST /v1/rewards for the arm's users while the experiment ran; while an arm with a schedule has none, "
+        "its points figures count nothing (its notes say so)",
     )
-    cost_per_incremental: float | None = None
+    cost_per_incremental: float | None = Field(
+        default=None, description="(points_per_user - the control's) / diff; null for the control and when diff <= 0",
+    )
 
 
 class CupedOut(Output):
