@@ -131,7 +131,7 @@ ROLE_TABLE
   timestamp escaped as `%2B`, since a bare `+` in a query reads as a space. A body is read as UTF-8
   JSON whatever its `Content-Type` says; a byte-order mark, or nesting deeper than about 190
   levels, is a 400. A parameter given twice, and an unknown one (also on an
-  endpoint that takes none, except `/healthz` and `/readyz`, which ignore them), is a 422. A URL whose %-escapes do not decode to UTF-8 is a 400; a
+  endpoint that takes none, except `/healthz`, `/readyz` and the documents `/openapi.json` and `/docs`, which ignore them), is a 422. A URL whose %-escapes do not decode to UTF-8 is a 400; a
   chunked body over `MAX_CONTENT_LENGTH` is a 413 like any other (also on an action that takes no
   body), and a body that ends before its `Content-Length` (a client that gave up) is a 400, not acted on.
 - **Limits.**
@@ -150,8 +150,9 @@ ROLE_TABLE
     the item `popular`; the ids `.` and `..` from a browser, which resolves even `%2e%2e`; `%2F` behind
     a proxy that refuses or decodes it (Apache by default). An id holding a comma cannot be listed in
     `exclude`.
-  - Timestamps are ISO 8601 text with a time zone (`2026-11-22T10:00:00Z`); one without a zone,
-    or epoch seconds, is a 422. They must lie between 2000-01-01T00:00:00Z and 100 calendar years
+  - Timestamps are ISO 8601 text in extended form with a time zone (`2026-11-22T10:00:00Z`,
+    `2026-11-22T12:00:00+02:00`, or `+02`; a space may stand for the `T`, seconds and their fraction may
+    be left out); one without a zone, epoch seconds, or the basic form, ordinal and week dates, is a 422. They must lie between 2000-01-01T00:00:00Z and 100 calendar years
     after the server's clock. A timestamp left out means "now" on the server. A timestamp sent is
     stored as given, also an assignment's (an exposure logged late): an exposure dated before the
     experiment's start counts the user's events from then on as after it, so send the real time.

@@ -26,7 +26,7 @@ from service.config import Config
 from service.http.app import create_app
 from service.http.spec import plain_rule
 from service.http.schemas.catalogue import MAX_EXCLUDE_BYTES
-from service.store.tables import Base
+from service.store.tables import Base, EventRow
 from service.timestamps import latest, window_error
 from tests.experiment_helpers import ab_definition, assign, bandit_definition, running
 from tests.helpers import get_ok, post_ok
@@ -80,6 +80,21 @@ def test_iso_times_no_datetime_holds_are_422_saying_what_to_send(client, auth, d
     error = refused(client.post("/v1/events", json={"events": [event]}, headers=auth("storefront")), 422, "events.0.timestamp")
     assert said in error["message"] and "unexpected" not in error["message"]
     assert stored(db) == before
+
+
+def test_an_offset_of_whole_hours_written_without_minutes_is_read_as_iso_8601_writes_it(client, auth, db):
+    # "+02" is ISO 8601 (and PostgreSQL's own output); the parser had refused it as "unexpected extra characters".
+    shop = auth("storefront")
+    sent = {"2026-11-22T11:00:00+02": 1795338000.0, "2026-11-22T04:00:00.5-05": 1795338000.5, "2026-11-22 09:00+00": 1795338000.0}
+    for i, moment in enumerate(sent):
+        post_ok(client, "/v1/events", {"events": [{"event_id": f"e-hour-{i}", "user_id": "u1", "item_id": "i1", "type": "view", "timestamp": moment}]}, shop)
+    with db.read() as session:
+        stored_at = dict(session.execute(select(EventRow.event_id, EventRow.ts)).all())
+    assert [stored_at[f"e-hour-{i}"] for i in range(len(sent))] == list(sent.values())
+    # Forms of ISO 8601 it does not read are named as such, with an example of one it does.
+    for moment in ("20261122T100000Z", "2026-11-22T10Z", "2026-W47-7T10:00:00Z", "2026-11-22T10:00:00+2"):
+        error = refused(client.post("/v1/events", json={"events": [{"event_id": "e-odd", "user_id": "u", "item_id": "i", "type": "view", "timestamp": moment}]}, headers=shop), 422, "events.0.timestamp")
+        assert "extended form" in error["message"], (moment, error)
 
 
 @pytest.mark.parametrize("far", FAR_TIMESTAMPS)

@@ -45,18 +45,24 @@ def _in_window(value: datetime) -> datetime:
 
 # pydantic would also read epoch seconds, as a number or in a string, as a time: the contract's
 # timestamps are ISO 8601 text (the zone is checked by AwareDatetime).
-_ISO_8601 = re.compile(r"\d{4}-\d{2}-\d{2}[Tt ](\d{2}):\d{2}(?::(\d{2}))?")
+# Extended form only (RFC 3339's, with minutes or seconds optional and an offset of whole hours allowed): the
+# basic form, ordinal and week dates are ISO 8601 too, and are named as unread rather than failing deep in the parser.
+_ISO_8601 = re.compile(r"\d{4}-\d{2}-\d{2}[Tt ](\d{2}):\d{2}(?::(\d{2})(?:\.\d+)?)?(?:[Zz]|[+-]\d{2}(?::?\d{2})?)?")
 
 
 def _iso_text(value: Any) -> Any:
-    found = _ISO_8601.match(value) if isinstance(value, str) else None
+    found = _ISO_8601.fullmatch(value) if isinstance(value, str) else None
     if found is None:
-        raise ValueError("must be an ISO 8601 timestamp with a zone, e.g. 2026-11-22T10:00:00Z")
+        raise ValueError("must be an ISO 8601 timestamp in extended form with a zone, e.g. 2026-11-22T10:00:00Z or 2026-11-22T12:00:00+02:00")
     # Valid ISO 8601 that no datetime holds: said plainly, not as "unexpected extra characters".
     if found.group(1) == "24":
         raise ValueError("24:00 is not accepted: send 00:00 of the next day")
     if found.group(2) == "60":
         raise ValueError("a leap second (:60) is not accepted: send :59.999 or the next minute's :00")
+    # An offset of whole hours may be written +02 (ISO 8601, and how PostgreSQL writes one), which the parser
+    # below reads only as +02:00.
+    if value[-3] in "+-" and value[-2:].isdigit():
+        return value + ":00"
     return value
 
 
