@@ -131,6 +131,7 @@ def test_roles_as_in_the_api(as_role, client, auth):
     assert editor.post("/ui/experiments/points-q4/stop", data={"confirm": "yes"}).status_code == 403
     # Results are the analyst's, as in the API: an editor is offered no link to them and is refused them.
     assert "/results" not in editor.get("/ui/experiments").get_data(as_text=True) + editor.get("/ui/experiments/points-q4").get_data(as_text=True)
+    assert "Results are read with an analyst key" in editor.get("/ui/experiments/points-q4").get_data(as_text=True)
     for path in ("/ui/experiments/points-q4/results", "/ui/experiments/points-q4/results.csv", "/ui/experiments/points-q4/what-if"):
         assert editor.get(path).status_code == 403, path
     assert client.get("/v1/experiments/points-q4", headers=auth("analyst")).get_json()["status"] == "running"
