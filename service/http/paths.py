@@ -12,7 +12,7 @@ import re
 from typing import Any, Callable, Iterable
 from urllib.parse import quote, unquote_to_bytes, urlsplit
 
-from werkzeug.routing import BaseConverter, PathConverter
+from werkzeug.routing import PathConverter
 
 _KEPT = re.compile(r"(%2[fF]|%25)")
 _UNDO = {"%2f": "/", "%25": "%"}
@@ -72,15 +72,9 @@ class IdConverter(PathConverter):
         return quote(value, safe="")
 
 
-class VersionConverter(BaseConverter):
+class VersionConverter(IdConverter):
     """`<version:name>`: a model version, which never holds a '/': `GET /v1/models/1/activate` is then
     the wrong method on a known path (405), not a read of a version named `1/activate` (404)."""
 
     regex = r"[^/]+"
     part_isolating = True
-
-    def to_python(self, value: str) -> str:
-        return _KEPT.sub(lambda m: _UNDO[m.group(1).lower()], value)
-
-    def to_url(self, value: str) -> str:
-        return quote(value, safe="")
