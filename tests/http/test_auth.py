@@ -19,7 +19,8 @@ GROUPS = {
     # Of an experiment that does not exist: a role that may read results learns that (404), others are refused first.
     "analyst": [
         ("GET", "/v1/experiments/nope/results", None), ("GET", "/v1/experiments/nope/results.csv", None),
-        ("GET", "/v1/experiments/nope/results/retention", None), ("POST", "/v1/experiments/nope/evaluate", {"allocation": "best_arm"}),
+        ("GET", "/v1/experiments/nope/results/retention", None), ("GET", "/v1/experiments/nope/results/daily", None),
+        ("POST", "/v1/experiments/nope/evaluate", {"allocation": "best_arm"}),
     ],
     "admin": [("GET", "/v1/keys", None)],
 }

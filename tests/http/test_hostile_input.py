@@ -85,7 +85,8 @@ def test_iso_times_no_datetime_holds_are_422_saying_what_to_send(client, auth, d
 def test_an_offset_of_whole_hours_written_without_minutes_is_read_as_iso_8601_writes_it(client, auth, db):
     # "+02" is ISO 8601 (and PostgreSQL's own output); the parser had refused it as "unexpected extra characters".
     shop = auth("storefront")
-    sent = {"2026-11-22T11:00:00+02": 1795338000.0, "2026-11-22T04:00:00.5-05": 1795338000.5, "2026-11-22 09:00+00": 1795338000.0}
+    sent = {"2026-11-22T11:00:00+02": 1795338000.0, "2026-11-22T04:00:00.5-05": 1795338000.5, "2026-11-22 09:00+00": 1795338000.0,
+            "2026-11-22T09:00:00,5Z": 1795338000.5, "2026-11-22 11:00:00,25+0200": 1795338000.25}
     for i, moment in enumerate(sent):
         post_ok(client, "/v1/events", {"events": [{"event_id": f"e-hour-{i}", "user_id": "u1", "item_id": "i1", "type": "view", "timestamp": moment}]}, shop)
     with db.read() as session:

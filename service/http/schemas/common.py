@@ -45,9 +45,9 @@ def _in_window(value: datetime) -> datetime:
 
 # pydantic would also read epoch seconds, as a number or in a string, as a time: the contract's
 # timestamps are ISO 8601 text (the zone is checked by AwareDatetime).
-# Extended form only (RFC 3339's, with minutes or seconds optional and an offset of whole hours allowed): the
+# Extended form only (RFC 3339's, with seconds optional, a comma or a point before their fraction, and an offset of whole hours): the
 # basic form, ordinal and week dates are ISO 8601 too, and are named as unread rather than failing deep in the parser.
-_ISO_8601 = re.compile(r"\d{4}-\d{2}-\d{2}[Tt ](\d{2}):\d{2}(?::(\d{2})(?:\.\d+)?)?(?:[Zz]|[+-]\d{2}(?::?\d{2})?)?")
+_ISO_8601 = re.compile(r"\d{4}-\d{2}-\d{2}[Tt ](\d{2}):\d{2}(?::(\d{2})(?:[.,]\d+)?)?(?:[Zz]|[+-]\d{2}(?::?\d{2})?)?")
 
 
 def _iso_text(value: Any) -> Any:

@@ -5,11 +5,11 @@ from typing import Any
 
 from flask import Blueprint, Response, current_app, jsonify, render_template
 
+from service.errors import HostCannot
 from service.http.endpoint import endpoint, services
 from service.http.errors import error_response, say_unavailable
 from service.http.observability import metrics_response
 from service.http.openapi import build_openapi
-from service.errors import HostCannot
 from service.http.schemas.system import Health
 
 bp = Blueprint("health", __name__)
