@@ -151,8 +151,8 @@ ROLE_TABLE
     a proxy that refuses or decodes it (Apache by default). An id holding a comma cannot be listed in
     `exclude`.
   - Timestamps are ISO 8601 text in extended form with a time zone (`2026-11-22T10:00:00Z`,
-    `2026-11-22T12:00:00+02:00`, or `+02`; a space may stand for the `T`, seconds and their fraction may
-    be left out); one without a zone, epoch seconds, or the basic form, ordinal and week dates, is a 422. They must lie between 2000-01-01T00:00:00Z and 100 calendar years
+    `2026-11-22T12:00:00+02:00`, or `+02`; a space may stand for the `T`, seconds may be left out, and a
+    fraction of a second follows a point or a comma); one without a zone, epoch seconds, or the basic form, ordinal and week dates, is a 422. They must lie between 2000-01-01T00:00:00Z and 100 calendar years
     after the server's clock. A timestamp left out means "now" on the server. A timestamp sent is
     stored as given, also an assignment's (an exposure logged late): an exposure dated before the
     experiment's start counts the user's events from then on as after it, so send the real time.
