@@ -132,7 +132,8 @@ def demo_keys_cmd(base_url: str) -> None:
     click.echo(f"  curl -H \"Authorization: Bearer $STOREFRONT_KEY\" {base_url}/v1/users/user-1/recommendations")
     click.echo(f"  open {base_url}/ui/docs for the interactive API reference, signed in with any key above ({base_url}/docs needs none;"
                " docs/http-reference.md has every endpoint)")
-    click.echo(f"  open {base_url}/ui for the console (sign in with the EDITOR_KEY or ANALYST_KEY above)\n")
+    click.echo(f"  open {base_url}/ui for the console: sign in with the EDITOR_KEY to design and run experiments and train models,"
+               " the ANALYST_KEY to read results, or the ADMIN_KEY for both\n")
 
 
 @click.command("train")
