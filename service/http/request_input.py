@@ -67,16 +67,24 @@ def parse_body(spec: EndpointSpec) -> BaseModel:
 
 
 ATTRIBUTE_PREFIX = "attr."
+MAX_QUERY_ATTRIBUTES, MAX_ATTRIBUTE_NAME, MAX_ATTRIBUTE_VALUE = 50, 128, 1000
+# Said in the endpoints' descriptions, so that the reference states the bounds the check below enforces.
+QUERY_ATTRIBUTES_RULE = (
+    f"at most {MAX_QUERY_ATTRIBUTES} of them, each NAME 1..{MAX_ATTRIBUTE_NAME} characters and each value at most {MAX_ATTRIBUTE_VALUE:,}"
+)
 
 
 def _query_attributes() -> dict[str, str]:
     """`attr.NAME=value` parameters, the GET form of targeting attributes."""
     found = {k[len(ATTRIBUTE_PREFIX):]: v for k, v in request.args.items() if k.startswith(ATTRIBUTE_PREFIX)}
     for name, value in found.items():
-        if not 1 <= len(name) <= 128 or len(value) > 1000 or "\x00" in name + value:
-            raise Invalid.field(f"query.{ATTRIBUTE_PREFIX}{name[:128]}", "an attribute name is 1..128 characters and its value at most 1000")
-    if len(found) > 50:
-        raise Invalid.field("query", "at most 50 attr. parameters")
+        if not 1 <= len(name) <= MAX_ATTRIBUTE_NAME or len(value) > MAX_ATTRIBUTE_VALUE or "\x00" in name + value:
+            raise Invalid.field(
+                f"query.{ATTRIBUTE_PREFIX}{name[:MAX_ATTRIBUTE_NAME]}",
+                f"an attribute name is 1..{MAX_ATTRIBUTE_NAME} characters and its value at most {MAX_ATTRIBUTE_VALUE}",
+            )
+    if len(found) > MAX_QUERY_ATTRIBUTES:
+        raise Invalid.field("query", f"at most {MAX_QUERY_ATTRIBUTES} attr. parameters")
     return found
 
 

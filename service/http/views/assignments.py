@@ -7,6 +7,7 @@ from typing import Any
 from flask import Blueprint
 
 from service.http.endpoint import STOREFRONT, endpoint, services
+from service.http.request_input import QUERY_ATTRIBUTES_RULE
 from service.http.schemas.experiments import AssignmentOut, AssignmentQuery, AssignmentsIn, AssignmentsOut
 from service.timestamps import server_time
 from service.usecases.assignment import assign, assign_many
@@ -20,7 +21,7 @@ def _when(ts: datetime | None) -> float:
 
 @bp.get("/v1/experiments/<key>/assignment")
 @endpoint(
-    "A user's sticky arm, recording the first exposure; attr.NAME=value parameters feed targeting",
+    f"A user's sticky arm, recording the first exposure; attr.NAME=value parameters feed targeting ({QUERY_ATTRIBUTES_RULE})",
     roles=STOREFRONT,
     tag="assignment",
     query=AssignmentQuery,

@@ -7,6 +7,7 @@ from flask import Blueprint
 
 from service.errors import NotFound
 from service.http.endpoint import STOREFRONT, endpoint, services
+from service.http.request_input import QUERY_ATTRIBUTES_RULE
 from service.http.schemas.catalogue import PopularItems, PopularQuery, Recommendations, RecommendQuery, SimilarItems, SimilarQuery
 from service.timestamps import server_time
 from service.usecases import recommendations
@@ -21,7 +22,7 @@ def _items(pairs: list[tuple[str, float]]) -> list[dict[str, Any]]:
 
 @bp.get("/v1/users/<id:user_id>/recommendations")
 @endpoint(
-    "'You may like' for a user; with experiment=, from the user's arm, and attr.NAME=value parameters feed its targeting", roles=STOREFRONT, tag="recommendations", query=RecommendQuery, response=Recommendations, errors=(404,),
+    f"'You may like' for a user; with experiment=, from the user's arm, and attr.NAME=value parameters feed its targeting ({QUERY_ATTRIBUTES_RULE})", roles=STOREFRONT, tag="recommendations", query=RecommendQuery, response=Recommendations, errors=(404,),
     path={"user_id": "id"}, records=True, query_attributes=True,
 )
 def for_user(user_id: str, query: RecommendQuery, attributes: dict[str, str]) -> dict[str, Any]:
