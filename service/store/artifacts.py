@@ -9,6 +9,7 @@ from pathlib import Path
 
 from sqlalchemy import func, select
 
+from service.errors import HostCannot
 from service.store.database import Database
 from service.store.tables import ModelArtifactRow, ModelVersionRow
 
@@ -67,19 +68,26 @@ def _stored(db: Database, version: str) -> bytes | None:
         )
 
 
+class ArtifactUnusable(HostCannot):
+    """A version whose artifact is gone or damaged, in the database and on this host: no retry mends it."""
+
+    def __init__(self, version: str, what: str) -> None:
+        super().__init__(f"model {version}'s artifact {what}; activate another version, or train again")
+
+
 def artifact_bytes(db: Database, version: str, path: Path) -> bytes:
     """The artifact from this host's file at `path` when it matches the recorded digest, else from the database."""
     with db.read() as session:
         digest = session.scalar(select(ModelVersionRow.artifact_sha256).where(ModelVersionRow.version == version))
     if digest is None:
-        raise LookupError(f"model {version} has no artifact")
+        raise ArtifactUnusable(version, "was never recorded")
     data = _cached(path)
     if data is not None and hashlib.sha256(data).hexdigest() == digest:
         return data
     stored = _stored(db, version)
     if stored is None:
-        raise LookupError(f"model {version} has no artifact")
+        raise ArtifactUnusable(version, "is missing from the database")
     if hashlib.sha256(stored).hexdigest() != digest:
-        raise LookupError(f"model {version}'s stored artifact does not match its recorded digest")
+        raise ArtifactUnusable(version, "in the database does not match its recorded digest")
     cache_artifact_file(path, stored)
     return stored

@@ -5,7 +5,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import select, text, update
+from sqlalchemy import func, select, text, update
 from sqlalchemy.orm import Session
 
 from service.errors import Conflict
@@ -247,6 +247,9 @@ def activate(db: Database, version: str) -> ModelRecord | None:
             return None
         if row.status != "ready":
             raise Conflict(f"model {version} {_is(row.status)}; only a ready model can be activated")
+        # Its artifact read back on every worker: without one, every answer would fail (its digest is checked there).
+        if session.scalar(select(func.length(ModelArtifactRow.data)).where(ModelArtifactRow.version == version)) is None:
+            raise Conflict(f"model {version} has no stored artifact to serve; train again")
         # Activating the version already served changes nothing, so it keeps a pending run's turn
         # (a client retrying its activation must not cancel what was asked to go live when ready).
         if active_model(session) != version:

@@ -14,11 +14,15 @@ from collections import OrderedDict
 from pathlib import Path
 
 from recommender.index import ServingIndex
-from service.store.artifacts import artifact_bytes
+from service.store.artifacts import ArtifactUnusable, artifact_bytes
 from service.store.catalogue import CatalogueView, catalogue_view
 from service.store.database import Database
 
 log = logging.getLogger(__name__)
+
+# How long a process trusts that a version's artifact is unusable before reading it again: a request
+# each would otherwise read the whole artifact (hundreds of megabytes) back from the database to fail.
+UNUSABLE_SECONDS = 10.0
 
 
 class ModelCache:
@@ -38,6 +42,7 @@ class ModelCache:
         # One load at a time, as before the loads left the lock: an artifact and its arrays take
         # hundreds of megabytes at a million items, and a fresh worker may need several versions.
         self._one_load = threading.Lock()
+        self._unusable: dict[str, tuple[float, ArtifactUnusable]] = {}  # version: (until, why), see UNUSABLE_SECONDS
         self.latest: ServingIndex | None = None  # the index this process served last
 
     def artifact_path(self, version: str) -> Path:
@@ -54,6 +59,7 @@ class ModelCache:
             found = self._found(version, pinned)
             if found is not None:
                 return found
+            self._raise_if_unusable(version)
             loading = self._loading.setdefault(version, threading.Lock())
         with loading, self._one_load:
             with self._lock:
@@ -62,14 +68,18 @@ class ModelCache:
                     if self._loading.get(version) is loading:
                         del self._loading[version]
                     return found
+                self._raise_if_unusable(version)  # found so by the thread this one waited for
             try:
                 index = ServingIndex.from_bytes(artifact_bytes(self.db, version, self.artifact_path(version)))
-            except BaseException:
+            except BaseException as exc:
                 with self._lock:
                     if self._loading.get(version) is loading:  # not a newer load's lock
                         del self._loading[version]
+                    if isinstance(exc, ArtifactUnusable):
+                        self._unusable[version] = (time.monotonic() + UNUSABLE_SECONDS, exc)
                 raise
             with self._lock:  # stored and its lock dropped at once: no request can find neither
+                self._unusable.pop(version, None)
                 self._indexes[version] = index
                 if self._loading.get(version) is loading:
                     del self._loading[version]
@@ -78,6 +88,12 @@ class ModelCache:
                 self._evict(time.monotonic())
         log.info("model loaded", extra={"version": version, "items": index.n_items, "users": len(index.user_ids)})
         return index
+
+    def _raise_if_unusable(self, version: str) -> None:
+        """ArtifactUnusable while this process's last try at the version's artifact found it so; under `_lock`."""
+        unusable = self._unusable.get(version)
+        if unusable is not None and unusable[0] > time.monotonic():
+            raise unusable[1]
 
     def _found(self, version: str, pinned: bool) -> ServingIndex | None:
         """A loaded version, marked as just used (and pinned for a while when an arm serves it); under `_lock`."""

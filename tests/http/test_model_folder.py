@@ -67,3 +67,39 @@ def test_a_run_that_cannot_start_its_process_says_so_and_is_recorded_failed(clie
     assert "could not start training (Not a directory) and is recorded as failed" in message and "a-file" not in message
     [run] = get_ok(client, "/v1/models", auth("editor"))["models"]
     assert run["status"] == "failed" and run["error"].startswith("could not start its training process:") and "a-file" in run["error"]
+
+
+def test_an_artifact_damaged_everywhere_is_a_503_saying_what_to_do_and_is_not_read_again_each_request(client, auth, config, db, monkeypatch, caplog):
+    from sqlalchemy import delete, update
+
+    from service.store import artifacts
+    from service.store.tables import ModelArtifactRow
+
+    two_tribes(client, auth("storefront"))
+    good = train(client, auth("editor"), FAST_ALS)["version"]
+    damaged = train(client, auth("editor"), FAST_ALS)["version"]
+    (config.model_dir / f"{damaged}.npz").unlink()
+    with db.write() as session:
+        session.execute(update(ModelArtifactRow).where(ModelArtifactRow.version == damaged).values(data=b"not an artifact"))
+    reads = []
+    real = artifacts._stored
+    monkeypatch.setattr(artifacts, "_stored", lambda db, version: reads.append(version) or real(db, version))
+    fresh = create_app(config)  # a worker that has not loaded it yet
+    try:
+        shop = fresh.test_client()
+        with caplog.at_level(logging.WARNING):
+            answers = [shop.get(path, headers=auth("storefront")) for path in ("/v1/users/ua2/recommendations", "/v1/items/popular", "/v1/items/a3/similar")]
+        for answer in answers:
+            assert answer.status_code == 503 and "Retry-After" not in answer.headers, answer.get_json()
+            assert answer.get_json()["error"]["message"] == f"model {damaged}'s artifact in the database does not match its recorded digest; activate another version, or train again"
+        assert reads == [damaged]  # read once, then known unusable for a while
+        assert not any(r.exc_info for r in caplog.records) and sum(r.getMessage() == "operator action needed" for r in caplog.records) == 1
+        # Rolling back mends it at once; the damaged version cannot be activated again while its artifact is gone.
+        assert client.post(f"/v1/models/{good}/activate", headers=auth("editor")).status_code == 200
+        assert get_ok(shop, "/v1/users/ua2/recommendations", auth("storefront"))["model_version"] == good
+    finally:
+        fresh.extensions["stickyloop"].db.dispose()
+    with db.write() as session:
+        session.execute(delete(ModelArtifactRow).where(ModelArtifactRow.version == damaged))
+    refused = client.post(f"/v1/models/{damaged}/activate", headers=auth("editor"))
+    assert refused.status_code == 409 and "no stored artifact" in refused.get_json()["error"]["message"]

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from service.store import artifacts, model_versions
-from service.store.artifacts import artifact_bytes, write_artifact_file
+from service.store.artifacts import ArtifactUnusable, artifact_bytes, write_artifact_file
 from service.store.database import Database
 
 
@@ -33,7 +33,7 @@ def test_an_artifact_bigger_than_a_read_comes_back_whole_and_is_cached(db, tmp_p
 
 def test_a_stored_artifact_that_does_not_match_its_digest_is_refused(db, tmp_path):
     _stored_version(db, "v-bad", b"the bytes", digest=hashlib.sha256(b"other bytes").hexdigest())
-    with pytest.raises(LookupError, match="does not match"):
+    with pytest.raises(ArtifactUnusable, match="does not match its recorded digest; activate another version"):
         artifact_bytes(db, "v-bad", tmp_path / "v-bad.npz")
     assert not (tmp_path / "v-bad.npz").exists()
 
