@@ -154,6 +154,21 @@ def say_unavailable(message: str, what: str) -> None:
     log.warning(what, extra=extra)
 
 
+def told(exc: ServiceError) -> tuple[int, str, bool]:
+    """What a client is told of a failure: the status, the message, and whether to send Retry-After; a 503 is
+    logged here (held to one line in a while), whoever answers it, the API or the console."""
+    status = status_of(exc)
+    if isinstance(exc, HostCannot):
+        # Retrying will not help until an operator acts, so no Retry-After; the message names no host or path.
+        say_unavailable(exc.message, "operator action needed")
+        return status, exc.message, False
+    if status == 503:
+        # The driver's words name the database's host and port: the log keeps them, clients get the gist.
+        say_unavailable(exc.message, "dependency unavailable")
+        return status, exc.message if isinstance(exc, Busy) else UNAVAILABLE, True
+    return status, exc.message, False
+
+
 def register_error_handlers(app: Flask) -> None:
     """Install handlers so that no failure escapes in another shape."""
 
@@ -163,18 +178,11 @@ def register_error_handlers(app: Flask) -> None:
 
     @app.errorhandler(ServiceError)
     def _service_error(exc: ServiceError) -> Response:
-        status = status_of(exc)
-        if isinstance(exc, HostCannot):
-            # Retrying will not help until an operator acts, so no Retry-After; the message names no host or path.
-            say_unavailable(exc.message, "operator action needed")
-            return error_response(status, _HTTP_CODES[status], exc.message, exc.details)
-        if status == 503:
-            # The driver's words name the database's host and port: the log keeps them, clients get the gist.
-            say_unavailable(exc.message, "dependency unavailable")
-            response = error_response(status, _HTTP_CODES[status], exc.message if isinstance(exc, Busy) else UNAVAILABLE, exc.details)
+        status, message, retry = told(exc)
+        response = error_response(status, _HTTP_CODES[status], message, exc.details)
+        if retry:
             response.headers["Retry-After"] = "1"
-            return response
-        return error_response(status, _HTTP_CODES[status], exc.message, exc.details)
+        return response
 
     @app.errorhandler(HTTPException)
     def _http_error(exc: HTTPException) -> Response:

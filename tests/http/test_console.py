@@ -1630,3 +1630,22 @@ def test_a_series_that_starts_before_the_experiment_says_why(as_role, client, au
     running(client, auth("editor"), ab_definition(key="on-time"))
     assign(client, shop, "on-time", "u1")
     assert "before the experiment started" not in as_role("analyst").get("/ui/experiments/on-time/results").get_data(as_text=True)
+
+
+def test_an_outage_is_told_as_the_api_tells_it_without_the_database_s_address(tmp_path, caplog):
+    import logging
+
+    from service.config import Config
+    from service.http import errors
+    from service.http.app import create_app
+
+    errors._said.clear()
+    down = create_app(Config(database_url="postgresql+psycopg://nobody@127.0.0.1:1/none", model_dir=tmp_path, testing=True, secret_key="k" * 32))
+    client = down.test_client()
+    with caplog.at_level(logging.WARNING, logger="service.http.errors"):
+        token = re.search(r'name="csrf_token" value="([^"]+)"', client.get("/ui/sign-in").get_data(as_text=True)).group(1)
+        answer = client.post("/ui/sign-in", data={"csrf_token": token, "api_key": "sl_anything"})
+    page = answer.get_data(as_text=True)
+    assert answer.status_code == 503 and answer.headers["Retry-After"] == "1"
+    assert errors.UNAVAILABLE in page and "127.0.0.1" not in page and "port 1" not in page  # the driver's words stay in the log
+    assert [r.getMessage() for r in caplog.records] == ["dependency unavailable"] and "127.0.0.1" in caplog.records[0].error

@@ -21,7 +21,7 @@ from service.errors import ServiceError
 from service.http.console import formatting
 from service.http.console.forms import CSRF_FIELD, can, csrf_token
 from service.http.endpoint import ADMIN, ANALYST, EDITOR, READ_EXPERIMENTS
-from service.http.errors import status_of
+from service.http.errors import told
 
 log = logging.getLogger(__name__)
 bp = Blueprint("console", __name__, url_prefix="/ui", template_folder="templates", static_folder="static")
@@ -111,8 +111,10 @@ def _http_error(exc: HTTPException) -> tuple[str, int]:
 
 
 @bp.errorhandler(ServiceError)
-def _service_error(exc: ServiceError) -> tuple[str, int]:
-    return error_page(status_of(exc), exc.message)
+def _service_error(exc: ServiceError) -> tuple[str, int, dict[str, str]]:
+    status, message, retry = told(exc)  # as the API tells it: a 503 names no database host, and is logged once in a while
+    page, _ = error_page(status, message)
+    return page, status, {"Retry-After": "1"} if retry else {}
 
 
 @bp.errorhandler(Exception)
