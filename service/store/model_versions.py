@@ -125,9 +125,12 @@ def finish(
     db: Database, version: str, artifact: bytes, digest: str, metrics: dict[str, Any], data: dict[str, Any], seconds: float, max_event_id: int,
     params: dict[str, Any] | None = None,
 ) -> bool:
-    """Store a finished run's artifact, mark it ready (and active if asked) with the `params` tuning chose; False if no longer `training`."""
+    """Store a finished run's artifact, mark it ready (and active if asked) with the `params` tuning chose; False if no longer
+    `training`. Safe to repeat: the same artifact finished before is True."""
     with db.write() as session:
         stored = session.get(ModelVersionRow, version, with_for_update=True)
+        if stored is not None and stored.status == "ready" and stored.artifact_sha256 == digest:
+            return True  # stored by an earlier try whose answer was lost
         if stored is None or stored.status != "training":
             return False
         session.add(ModelArtifactRow(version=version, data=artifact))
@@ -177,11 +180,13 @@ def _mark_failed(stored: ModelVersionRow, error: str, seconds: float | None) -> 
 
 def add_trial(db: Database, version: str, trial: dict[str, Any] | None, progress: dict[str, Any]) -> bool:
     """Append a finished tuning trial (None: one that failed, which only counts) and the run's progress;
-    False if the run is no longer `training`."""
+    False if the run is no longer `training`. Safe to repeat: a trial already counted is not appended again."""
     with db.write() as session:
         stored = session.get(ModelVersionRow, version, with_for_update=True)
         if stored is None or stored.status != "training":
             return False
+        if progress["trials_done"] <= ((stored.data or {}).get("progress") or {}).get("trials_done", 0):
+            return True  # stored by an earlier try whose answer was lost
         # New objects, not in-place changes: the JSON columns only notice assignment.
         if trial is not None:
             stored.tuning = [*(stored.tuning or []), trial]

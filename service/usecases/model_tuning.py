@@ -14,6 +14,7 @@ from recommender.tuning import Trial, TuneError, TuneSettings, search_space, tun
 from service.errors import Invalid
 from service.store import model_versions as store
 from service.store.database import Database
+from service.usecases.outages import through_outage
 
 log = logging.getLogger(__name__)
 TrialProgress = Callable[[int, int], None]
@@ -64,7 +65,7 @@ def search(
 
     def finished(trial: Trial, done: int) -> None:
         entry = {"params": trial.params, "metric": round(trial.metric, 6), "seconds": round(trial.seconds, 3)}
-        if not store.add_trial(db, version, entry, {"trials_done": done, "trials": settings.trials}):
+        if not through_outage("trial", lambda: store.add_trial(db, version, entry, {"trials_done": done, "trials": settings.trials})):
             return  # settled meanwhile; the next should_stop says so
         say(f"trial {done}/{settings.trials}: {settings.metric} {trial.metric:.4f} in {trial.seconds:.1f} s with {trial.params}")
         if on_trial is not None:
@@ -72,7 +73,7 @@ def search(
 
     def failed(params_of: dict[str, Any], why: str, done: int) -> None:
         # Counted as done, so that a run whose every trial the model refuses still shows it moving.
-        if not store.add_trial(db, version, None, {"trials_done": done, "trials": settings.trials}):
+        if not through_outage("trial", lambda: store.add_trial(db, version, None, {"trials_done": done, "trials": settings.trials})):
             return
         say(f"trial {done}/{settings.trials} failed with {params_of}: {why}")
         if on_trial is not None:

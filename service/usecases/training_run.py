@@ -31,6 +31,7 @@ from service.store.database import Database
 from service.store.model_versions import ModelRecord
 from service.store.state import shared_state
 from service.usecases.model_tuning import Stopped, TrialProgress, search
+from service.usecases.outages import through_outage
 from service.usecases.training_plan import plan
 
 log = logging.getLogger(__name__)
@@ -83,7 +84,7 @@ def _train(
         data["timings"]["tuning_seconds"] = round(tuning_seconds, 3)
     digest = hashlib.sha256(artifact).hexdigest()
     chosen = params if p.tune is not None else None
-    if store.finish(db, record.version, artifact, digest, trained.metrics, data, elapsed, snapshot.last_event_id, chosen):
+    if through_outage("finish", lambda: store.finish(db, record.version, artifact, digest, trained.metrics, data, elapsed, snapshot.last_event_id, chosen)):
         # After the database has it: a model folder this host cannot write must not cost a finished model.
         cache_artifact_file(config.model_dir / f"{record.version}.npz", artifact)
         log.info("training finished", extra={"version": record.version, "seconds": round(elapsed, 3), "metrics": trained.metrics})
@@ -219,5 +220,10 @@ def _reap(db: Database, version: str, child: subprocess.Popen[bytes]) -> None:
     # Unreaped, a killed child stays a zombie, which `_process_gone` cannot tell from a live process.
     code = child.wait()
     how = f"was killed by signal {-code}" if code < 0 else f"exited with code {code}"
-    if store.fail(db, version, f"its training process {how} before finishing (runner {socket.gethostname()}:{child.pid})"):
-        log.error("training process died", extra={"version": version, "exit_code": code})
+    if code == 2:  # train_job's exit for what stopped it from outside the run: its line is in the server's log
+        how += " (the database was unavailable, or a setting is wrong: see the server's log)"
+    try:
+        if store.fail(db, version, f"its training process {how} before finishing (runner {socket.gethostname()}:{child.pid})"):
+            log.error("training process died", extra={"version": version, "exit_code": code})
+    except Unavailable as exc:  # its heartbeat goes stale instead, which fails the run later
+        log.error("training process died; could not record it", extra={"version": version, "exit_code": code, "error": exc.message})
