@@ -186,6 +186,25 @@ class _ThreadConnections:
             pass
 
 
+# How long PostgreSQL keeps a session that sits in a transaction without a statement: a host whose link
+# to the database stalled mid-transaction would otherwise hold its locks (a bandit's counting lock, an
+# exposure's row) for as long as TCP takes to notice, two hours by default, and stall every other host.
+# No transaction of the service waits on its client for more than a fraction of a second.
+IDLE_IN_TRANSACTION_SECONDS = 60
+
+
+def _postgres_connect_args(url: str) -> dict[str, Any]:
+    """libpq settings that bound how long a dead or stalled link can hold a connection; any the URL sets itself wins."""
+    wanted: dict[str, Any] = {
+        "connect_timeout": 10,
+        # A peer gone silent is found by keepalives within about a minute, and data it never acknowledges in 30 s.
+        "keepalives": 1, "keepalives_idle": 30, "keepalives_interval": 10, "keepalives_count": 3, "tcp_user_timeout": 30_000,
+        "options": f"-c idle_in_transaction_session_timeout={IDLE_IN_TRANSACTION_SECONDS}s",
+    }
+    given = make_url(url).query
+    return {name: value for name, value in wanted.items() if name not in given}
+
+
 class Database:
     """Owns the engines; hands out sessions in explicit read or write transactions."""
 
@@ -199,7 +218,8 @@ class Database:
             self.read_engine = _sqlite_engine(url, busy_timeout_ms, "BEGIN")
             self.fetch_engine = self.read_engine
         else:
-            self.engine = create_engine(url, pool_pre_ping=True, pool_size=pool_size, max_overflow=pool_size * 2)
+            connect_args = _postgres_connect_args(url)
+            self.engine = create_engine(url, pool_pre_ping=True, pool_size=pool_size, max_overflow=pool_size * 2, connect_args=connect_args)
             # A read of several statements (results: exposures, then totals, then spreads) must see one
             # snapshot: under READ COMMITTED each statement sees the commits made since the one before,
             # and a user exposed and converted in between counted as a conversion but not as a user.
@@ -209,7 +229,7 @@ class Database:
             # Single-statement reads need no transaction: autocommit saves the BEGIN and
             # ROLLBACK round trips that would otherwise double the cost of a hot-path read.
             self.fetch_engine = create_engine(
-                url, isolation_level="AUTOCOMMIT", pool_reset_on_return=None, pool_size=pool_size, max_overflow=pool_size * 2
+                url, isolation_level="AUTOCOMMIT", pool_reset_on_return=None, pool_size=pool_size, max_overflow=pool_size * 2, connect_args=connect_args
             )
         self._fetch_connections = _ThreadConnections(self.fetch_engine)
         self._write = sessionmaker(bind=self.engine, expire_on_commit=False)

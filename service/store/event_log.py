@@ -17,6 +17,7 @@ import numpy as np
 from sqlalchemy.orm import Session
 
 from recommender.matrix import EVENT_TYPES, CodedEvents
+from service.errors import HostCannot
 from service.store.database import Database
 from service.store.sql import chunks, run
 
@@ -48,6 +49,9 @@ def pack(users: np.ndarray, items: np.ndarray, types: np.ndarray, ts: np.ndarray
     return b"".join(
         (users.astype("<i8").tobytes(), items.astype("<i8").tobytes(), types.astype("u1").tobytes(), ts.astype("<f8").tobytes())
     )
+
+
+EVENT_BYTES = 8 + 8 + 1 + 8  # user and item codes, type, time: what `pack` writes per event
 
 
 def unpack(data: bytes, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -115,7 +119,7 @@ def read(db: Database) -> LogSnapshot:
     """Every event in the log, from one consistent snapshot."""
     with db.read() as session:
         rows = run(session, "SELECT id, events, data, last_event_id FROM event_segments ORDER BY id", [])
-        columns = [unpack(bytes(data), n) for _, n, data, _ in rows]
+        columns = [unpack(_whole(segment, bytes(data), n), n) for segment, n, data, _ in rows]
         events = CodedEvents(
             users=_concat([c[0] for c in columns], np.int64),
             items=_concat([c[1] for c in columns], np.int64),
@@ -125,6 +129,16 @@ def read(db: Database) -> LogSnapshot:
             item_ids=_names(session, "items"),
         )
     return LogSnapshot(events, max((int(r[3]) for r in rows), default=0), [int(r[0]) for r in rows])
+
+
+def _whole(segment: int, data: bytes, n: int) -> bytes:
+    """A segment's bytes, when they are as many as its events need (see `pack`); otherwise no run could train."""
+    if len(data) != EVENT_BYTES * n:
+        raise HostCannot(
+            f"training-log segment {segment} holds {len(data):,} bytes where its {n:,} events need {EVENT_BYTES * n:,}: "
+            "the log is damaged; restore the database from a backup"
+        )
+    return data
 
 
 def _concat(parts: list[np.ndarray], dtype: type) -> np.ndarray:

@@ -149,6 +149,9 @@ def run_training(
         except CannotTrain as exc:  # a model's refusal: a sentence written for the reader, not a fault
             log.warning("training refused", extra={"version": version, "error": str(exc)})
             store.fail(db, version, str(exc), time.perf_counter() - started)
+        except HostCannot as exc:  # what an operator must mend, said as written
+            log.error("training failed", extra={"version": version, "error": exc.message})
+            store.fail(db, version, exc.message, time.perf_counter() - started)
         except Exception as exc:
             log.exception("training failed", extra={"version": version})
             # Anything else keeps its type, often its only clue.

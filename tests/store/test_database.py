@@ -226,3 +226,31 @@ def test_a_migration_that_outdates_prepared_plans_costs_one_503_not_one_per_conn
     finally:
         with postgres.engine.begin() as conn:
             conn.exec_driver_sql("DROP TABLE plan_probe")
+
+
+def test_a_host_whose_link_stalls_mid_transaction_releases_its_locks_within_the_bound(postgres, monkeypatch):
+    # A stalled host had held a bandit's counting lock for as long as TCP takes to notice (two hours), and every
+    # other host's outcomes for that bandit waited on it. PostgreSQL now ends such a session after the bound.
+    from service.store import database
+
+    monkeypatch.setattr(database, "IDLE_IN_TRANSACTION_SECONDS", 1)
+    stalled, healthy = Database(postgres.url), Database(postgres.url)
+    try:
+        assert stalled.fetch("SHOW idle_in_transaction_session_timeout") == [("1s",)]
+        with stalled.engine.connect() as conn:
+            conn.exec_driver_sql("SELECT pg_advisory_xact_lock(4242)")  # then silence, in the transaction
+            with healthy.write() as session:
+                session.execute(database.text("SET LOCAL lock_timeout = '20s'"))  # without the bound: a failure, not a hung suite
+                taken = session.execute(database.text("SELECT pg_advisory_xact_lock(4242), 1")).all()  # waits about 1 s
+            assert taken == [("", 1)]
+            with pytest.raises(Exception, match="idle-in-transaction timeout|terminating connection|closed"):
+                conn.exec_driver_sql("SELECT 1")
+    finally:
+        stalled.dispose()
+        healthy.dispose()
+    # Settings the operator put in DATABASE_URL win over the service's own.
+    own = Database(postgres.url + ("&" if "?" in postgres.url else "?") + "options=-c%20idle_in_transaction_session_timeout%3D7s")
+    try:
+        assert own.fetch("SHOW idle_in_transaction_session_timeout") == [("7s",)]
+    finally:
+        own.dispose()

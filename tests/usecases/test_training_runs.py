@@ -218,3 +218,15 @@ def record_of(**changes: Any) -> ModelRecord:
 def test_why_a_run_is_judged_dead(record, reason):
     found = _why_dead(Config(), record, NOW)
     assert found == reason if reason is None else reason in found
+
+
+def test_a_damaged_training_log_segment_fails_the_run_naming_it(client, auth, db):
+    from sqlalchemy import text
+
+    post_ok(client, "/v1/events", {"events": [{"event_id": f"d{i}", "user_id": f"u{i % 7}", "item_id": f"i{i % 5}", "type": "view"} for i in range(40)]}, auth("storefront"))
+    with db.write() as session:
+        segment = session.execute(text("SELECT id FROM event_segments ORDER BY id")).scalars().first()
+        session.execute(text("UPDATE event_segments SET data = :cut WHERE id = :id"), {"cut": b"\x00" * 10, "id": segment})
+    failed = train(client, auth("editor"), CHEAP)
+    assert failed["status"] == "failed"
+    assert failed["error"] == f"training-log segment {segment} holds 10 bytes where its 40 events need 1,000: the log is damaged; restore the database from a backup"
