@@ -248,9 +248,12 @@ def test_a_host_whose_link_stalls_mid_transaction_releases_its_locks_within_the_
     finally:
         stalled.dispose()
         healthy.dispose()
-    # Settings the operator put in DATABASE_URL win over the service's own.
-    own = Database(postgres.url + ("&" if "?" in postgres.url else "?") + "options=-c%20idle_in_transaction_session_timeout%3D7s")
+    # Settings the operator put in DATABASE_URL win over the service's own; options for something else keep the bound.
+    join = "&" if "?" in postgres.url else "?"
+    own, other = Database(postgres.url + join + "options=-c%20idle_in_transaction_session_timeout%3D7s"), Database(postgres.url + join + "options=-c%20work_mem%3D5MB")
     try:
         assert own.fetch("SHOW idle_in_transaction_session_timeout") == [("7s",)]
+        assert other.fetch("SHOW idle_in_transaction_session_timeout") == [("1s",)] and other.fetch("SHOW work_mem") == [("5MB",)]
     finally:
         own.dispose()
+        other.dispose()
