@@ -194,21 +194,23 @@ IDLE_IN_TRANSACTION_SECONDS = 60
 
 
 def _postgres_connect_args(url: str) -> dict[str, Any]:
-    """libpq settings that bound how long a dead or stalled link can hold a connection; any the URL sets itself wins."""
-    bound = f"-c idle_in_transaction_session_timeout={IDLE_IN_TRANSACTION_SECONDS}s"
-    wanted: dict[str, Any] = {
-        "connect_timeout": 10,
+    """libpq settings that bound how long a dead or stalled link can hold a connection. What the operator set wins:
+    in the URL, in libpq's environment (PGCONNECT_TIMEOUT, PGOPTIONS) or in a service file, which libpq reads only
+    for what the caller leaves out."""
+    given = make_url(url).query
+    args: dict[str, Any] = {
         # A peer gone silent is found by keepalives within about a minute, and data it never acknowledges in 30 s.
         "keepalives": 1, "keepalives_idle": 30, "keepalives_interval": 10, "keepalives_count": 3, "tcp_user_timeout": 30_000,
-        "options": bound,
     }
-    given = make_url(url).query
-    args = {name: value for name, value in wanted.items() if name not in given}
-    # Options the URL sets for something else (a search_path, say) keep the bound beside them.
-    options = given.get("options")
+    if "service" in given or os.environ.get("PGSERVICE"):
+        return {name: value for name, value in args.items() if name not in given}
+    if not os.environ.get("PGCONNECT_TIMEOUT"):
+        args["connect_timeout"] = 10
+    # Options set for something else (a search_path, say) keep the bound beside them.
+    options = given.get("options", os.environ.get("PGOPTIONS", ""))
     if isinstance(options, str) and "idle_in_transaction_session_timeout" not in options:
-        args["options"] = f"{options} {bound}"
-    return args
+        args["options"] = f"{options} -c idle_in_transaction_session_timeout={IDLE_IN_TRANSACTION_SECONDS}s".strip()
+    return {name: value for name, value in args.items() if name not in given or name == "options"}
 
 
 class Database:

@@ -58,14 +58,16 @@ def search(
     say: Callable[[str], None],
     should_stop: Callable[[], bool],
     on_trial: TrialProgress | None = None,
+    outage_seconds: float = 0.0,
 ) -> dict[str, Any]:
-    """Run the trials, storing each with the run's progress; the best trial's parameters, or Stopped."""
+    """Run the trials, storing each with the run's progress (waiting out a database outage up to `outage_seconds`);
+    the best trial's parameters, or Stopped."""
     settings = tuning.settings
     say(f"tuning {algorithm}: {settings.trials} trials over {', '.join(sorted(tuning.space))}, maximising {settings.metric}")
 
     def finished(trial: Trial, done: int) -> None:
         entry = {"params": trial.params, "metric": round(trial.metric, 6), "seconds": round(trial.seconds, 3)}
-        if not through_outage("trial", lambda: store.add_trial(db, version, entry, {"trials_done": done, "trials": settings.trials})):
+        if not through_outage("trial", lambda: store.add_trial(db, version, entry, {"trials_done": done, "trials": settings.trials}), outage_seconds):
             return  # settled meanwhile; the next should_stop says so
         say(f"trial {done}/{settings.trials}: {settings.metric} {trial.metric:.4f} in {trial.seconds:.1f} s with {trial.params}")
         if on_trial is not None:
@@ -73,7 +75,7 @@ def search(
 
     def failed(params_of: dict[str, Any], why: str, done: int) -> None:
         # Counted as done, so that a run whose every trial the model refuses still shows it moving.
-        if not through_outage("trial", lambda: store.add_trial(db, version, None, {"trials_done": done, "trials": settings.trials})):
+        if not through_outage("trial", lambda: store.add_trial(db, version, None, {"trials_done": done, "trials": settings.trials}), outage_seconds):
             return
         say(f"trial {done}/{settings.trials} failed with {params_of}: {why}")
         if on_trial is not None:

@@ -10,12 +10,7 @@ from service.errors import HostCannot, Unavailable
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
-# A restart or a failover of the database takes seconds to a minute; a run that has trained for an hour
-# waits that long for it at each write before it gives up.
-OUTAGE_SECONDS = 120.0
-
-
-def through_outage(what: str, write: Callable[[], T], seconds: float = OUTAGE_SECONDS) -> T:
+def through_outage(what: str, write: Callable[[], T], seconds: float) -> T:
     """`write`, tried again while the database is unavailable, for up to `seconds` in all; each write must be
     safe to repeat, since one whose answer was lost may have been stored. What an operator must mend is not retried."""
     deadline, pause = time.monotonic() + seconds, 0.5

@@ -14,6 +14,7 @@ from collections import OrderedDict
 from pathlib import Path
 
 from recommender.index import ServingIndex
+from service.errors import HostCannot
 from service.store.artifacts import ArtifactUnusable, artifact_bytes
 from service.store.catalogue import CatalogueView, catalogue_view
 from service.store.database import Database
@@ -42,7 +43,7 @@ class ModelCache:
         # One load at a time, as before the loads left the lock: an artifact and its arrays take
         # hundreds of megabytes at a million items, and a fresh worker may need several versions.
         self._one_load = threading.Lock()
-        self._unusable: dict[str, tuple[float, ArtifactUnusable]] = {}  # version: (until, why), see UNUSABLE_SECONDS
+        self._unusable: dict[str, tuple[float, str]] = {}  # version: (until, why), see UNUSABLE_SECONDS
         self.latest: ServingIndex | None = None  # the index this process served last
 
     def artifact_path(self, version: str) -> Path:
@@ -76,7 +77,9 @@ class ModelCache:
                     if self._loading.get(version) is loading:  # not a newer load's lock
                         del self._loading[version]
                     if isinstance(exc, ArtifactUnusable):
-                        self._unusable[version] = (time.monotonic() + UNUSABLE_SECONDS, exc)
+                        now = time.monotonic()
+                        self._unusable = {v: found for v, found in self._unusable.items() if found[0] > now}
+                        self._unusable[version] = (now + UNUSABLE_SECONDS, exc.message)
                 raise
             with self._lock:  # stored and its lock dropped at once: no request can find neither
                 self._unusable.pop(version, None)
@@ -93,7 +96,8 @@ class ModelCache:
         """ArtifactUnusable while this process's last try at the version's artifact found it so; under `_lock`."""
         unusable = self._unusable.get(version)
         if unusable is not None and unusable[0] > time.monotonic():
-            raise unusable[1]
+            # A new error each time: one raised again would gather every request's frames in its traceback.
+            raise HostCannot(unusable[1])
 
     def _found(self, version: str, pinned: bool) -> ServingIndex | None:
         """A loaded version, marked as just used (and pinned for a while when an arm serves it); under `_lock`."""

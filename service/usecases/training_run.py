@@ -59,7 +59,7 @@ def _train(
     if p.tune is not None:
         if matrix.confidence.nnz == 0:  # said before the trials, not after them
             raise CannotTrain("there are no events with a positive weight to train on")
-        params = search(db, record.version, matrix.confidence, p.algorithm, p.params, p.evaluation, p.tune, say, stop_check, on_trial)
+        params = search(db, record.version, matrix.confidence, p.algorithm, p.params, p.evaluation, p.tune, say, stop_check, on_trial, outage_seconds(config))
         tuning_seconds = time.perf_counter() - started - load_seconds - matrix_seconds
     trained = train(matrix, p.algorithm, params, p.evaluation, progress=say, show_progress=show_progress, should_stop=stop_check)
     index = ServingIndex.from_trained(record.version, trained, p.matrix, AnnSettings(min_items=config.ann_min_items, precomputed_users=config.ann_precomputed_users))
@@ -84,7 +84,9 @@ def _train(
         data["timings"]["tuning_seconds"] = round(tuning_seconds, 3)
     digest = hashlib.sha256(artifact).hexdigest()
     chosen = params if p.tune is not None else None
-    if through_outage("finish", lambda: store.finish(db, record.version, artifact, digest, trained.metrics, data, elapsed, snapshot.last_event_id, chosen)):
+    if through_outage(
+        "finish", lambda: store.finish(db, record.version, artifact, digest, trained.metrics, data, elapsed, snapshot.last_event_id, chosen), outage_seconds(config)
+    ):
         # After the database has it: a model folder this host cannot write must not cost a finished model.
         cache_artifact_file(config.model_dir / f"{record.version}.npz", artifact)
         log.info("training finished", extra={"version": record.version, "seconds": round(elapsed, 3), "metrics": trained.metrics})
@@ -93,6 +95,12 @@ def _train(
             log.info("model activated" if served else "model not activated", extra={"version": record.version, "by": "training", "algorithm": record.algorithm})
     else:
         log.warning("training finished after the run was cancelled or reported failed; keeping it so", extra={"version": record.version})
+
+
+def outage_seconds(config: Config) -> float:
+    """How long a run's writes wait out an outage: past it, its heartbeat (every TRAINING_HEARTBEAT_SECONDS, itself
+    waiting for the database) would be older than TRAINING_STALE_SECONDS, and a reader would report the run failed anyway."""
+    return max(0.0, config.training_stale_seconds - 2 * config.training_heartbeat_seconds)
 
 
 def _at_most_every(seconds: float, check: Callable[[], bool]) -> Callable[[], bool]:
@@ -223,8 +231,8 @@ def _reap(db: Database, version: str, child: subprocess.Popen[bytes]) -> None:
     # Unreaped, a killed child stays a zombie, which `_process_gone` cannot tell from a live process.
     code = child.wait()
     how = f"was killed by signal {-code}" if code < 0 else f"exited with code {code}"
-    if code == 2:  # train_job's exit for what stopped it from outside the run: its line is in the server's log
-        how += " (the database was unavailable, or a setting is wrong: see the server's log)"
+    if code == 2:  # train_job's exit for what stopped it from outside the run: its one line is in the run's own log
+        how += f" (the database was unavailable, or a setting is wrong: see {version}.log in the model folder)"
     try:
         if store.fail(db, version, f"its training process {how} before finishing (runner {socket.gethostname()}:{child.pid})"):
             log.error("training process died", extra={"version": version, "exit_code": code})

@@ -257,3 +257,13 @@ def test_a_host_whose_link_stalls_mid_transaction_releases_its_locks_within_the_
     finally:
         own.dispose()
         other.dispose()
+    # So do libpq's own variables, which it reads only for what the service leaves out.
+    monkeypatch.setenv("PGOPTIONS", "-c work_mem=6MB")
+    monkeypatch.setenv("PGCONNECT_TIMEOUT", "3")
+    from_env = Database(postgres.url)
+    try:
+        assert from_env.fetch("SHOW work_mem") == [("6MB",)] and from_env.fetch("SHOW idle_in_transaction_session_timeout") == [("1s",)]
+        with from_env.engine.connect() as conn:
+            assert conn.connection.dbapi_connection.info.get_parameters()["connect_timeout"] == "3"
+    finally:
+        from_env.dispose()

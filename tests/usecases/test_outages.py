@@ -36,7 +36,7 @@ def no_waiting(monkeypatch):
 def test_a_write_is_tried_again_through_an_outage_with_growing_pauses(no_waiting, caplog):
     write, calls = flaky(4, Unavailable("the database is unavailable (refused); try again shortly"))
     with caplog.at_level(logging.WARNING, logger="service.usecases.outages"):
-        assert outages.through_outage("trial", write) == "stored"
+        assert outages.through_outage("trial", write, seconds=20.0) == "stored"
     assert len(calls) == 5 and no_waiting == [0.5, 1.0, 2.0, 4.0]
     assert [r.getMessage() for r in caplog.records] == ["database unavailable; trying the write again"] * 4
 
@@ -48,7 +48,7 @@ def test_it_gives_up_after_its_bound_and_never_retries_what_an_operator_must_men
     assert len(calls) == 1
     write, calls = flaky(100, HostCannot("the database lacks this release's tables"))
     with pytest.raises(HostCannot):
-        outages.through_outage("trial", write)
+        outages.through_outage("trial", write, seconds=20.0)
     assert len(calls) == 1
 
 
@@ -80,4 +80,9 @@ def test_a_process_stopped_from_outside_its_run_is_recorded_saying_where_to_look
     version = request_training(db, config, "popularity", {}, False).version
     training_run._reap(db, version, subprocess.Popen([sys.executable, "-c", "raise SystemExit(2)"]))  # train_job's exit for an outage
     record = store.get(db, version)
-    assert record.status == "failed" and "exited with code 2 (the database was unavailable, or a setting is wrong: see the server's log)" in record.error
+    assert record.status == "failed" and f"exited with code 2 (the database was unavailable, or a setting is wrong: see {version}.log in the model folder)" in record.error
+
+
+def test_writes_wait_no_longer_than_a_reader_would_wait_before_calling_the_run_dead(config):
+    # Past the stale bound a reader reports the run failed, and a write that waited longer would find it so.
+    assert training_run.outage_seconds(config) == config.training_stale_seconds - 2 * config.training_heartbeat_seconds == 20.0
