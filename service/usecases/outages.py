@@ -10,6 +10,7 @@ from service.errors import HostCannot, Unavailable
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
+
 def through_outage(what: str, write: Callable[[], T], seconds: float) -> T:
     """`write`, tried again while the database is unavailable, for up to `seconds` in all; each write must be
     safe to repeat, since one whose answer was lost may have been stored. What an operator must mend is not retried."""

@@ -93,7 +93,7 @@ class ModelCache:
         return index
 
     def _raise_if_unusable(self, version: str) -> None:
-        """ArtifactUnusable while this process's last try at the version's artifact found it so; under `_lock`."""
+        """HostCannot, saying what this process's last try at the version's artifact found, while that is recent; under `_lock`."""
         unusable = self._unusable.get(version)
         if unusable is not None and unusable[0] > time.monotonic():
             # A new error each time: one raised again would gather every request's frames in its traceback.
