@@ -5,7 +5,6 @@ from typing import Any
 
 from flask import Blueprint, Response, current_app, jsonify, render_template
 
-from service.errors import HostCannot
 from service.http.endpoint import endpoint, services
 from service.http.errors import error_response, say_unavailable
 from service.http.observability import metrics_response
@@ -27,11 +26,8 @@ def healthz() -> Health:
 def readyz() -> Response | Health:
     """Check the database and its schema."""
     svc = services()
-    try:
-        problem = svc.unreachable()
-    except HostCannot as exc:  # a database or role that does not exist, or a wrong password: no retry mends it
-        say_unavailable(exc.message, "operator action needed")
-        return _not_ready(exc.message, retry=False)
+    # A database or role that does not exist, or a wrong password, raises HostCannot, answered as on every endpoint.
+    problem = svc.unreachable()
     if problem is not None:
         say_unavailable(problem, "database unreachable")  # a probe every second through an outage: not a line a probe
         return _not_ready("the database is unreachable; check DATABASE_URL and that the server runs", retry=True)
