@@ -6,7 +6,9 @@ from dataclasses import dataclass
 
 from scipy import stats as sps
 
+from experiments.definitions import AnalysisSettings
 from experiments.numbers import finite_number
+from experiments.stats.sequential import half_width
 
 # No experiment enrols more people than there are; a larger answer means the effect is undetectable.
 MAX_USERS_PER_ARM = 10**12
@@ -75,6 +77,9 @@ class Plan:
     days: int | None
     alpha_per_test: float
     note: str | None = None
+    # The same power when the results are read with sequential intervals (`sequential_users_per_arm`).
+    sequential_users_per_arm: int | None = None
+    sequential_days: int | None = None
 
 
 def _number(name: str, value: object) -> float:
@@ -100,6 +105,37 @@ def _plan_users(spread: float, effect: float, scale: float, power: float) -> int
     if not n <= MAX_PLAN_USERS:
         raise ValueError(f"mde: more than {MAX_PLAN_USERS:.0e} users per arm would be needed; the effect is too small to detect")
     return max(math.ceil(n), 1)
+
+
+# The experiments' default `sequential_tuning`: the size at which their confidence sequences are tightest.
+SEQUENTIAL_TUNING = AnalysisSettings().sequential_tuning
+
+
+def sequential_users_per_arm(variance_sum: float, effect: float, alpha: float, power: float, tuning: float = SEQUENTIAL_TUNING) -> int:
+    """Users per arm for the confidence sequence of a difference to exclude 0 at that size with probability `power`.
+
+    With n users in the arm and n in the control the difference's standard error is sqrt(variance_sum / n),
+    and the sequence's half-width that times W, its width factor at 2n users (`sequential.half_width`); it
+    excludes 0 with probability about Phi(effect / se - W). So n is the smallest with
+    effect sqrt(n / variance_sum) >= W(2n) + z(power). A look before n can only find the effect sooner, so
+    the power over the whole test is at least `power`. The fixed-horizon size is a lower bound: the
+    sequence is the wider interval at every n.
+    """
+    zb = float(sps.norm.ppf(power))
+
+    def enough(n: int) -> bool:
+        return effect * math.sqrt(n / variance_sum) >= half_width(1.0, 2 * n, alpha, tuning) + zb
+
+    high = 1
+    while not enough(high):
+        high *= 2
+        if high > MAX_PLAN_USERS:
+            raise ValueError(f"mde: more than {MAX_PLAN_USERS:.0e} users per arm would be needed with sequential intervals; the effect is too small to detect")
+    low = high // 2  # not enough, or 0
+    while high - low > 1:
+        middle = (low + high) // 2
+        low, high = (low, middle) if enough(middle) else (middle, high)
+    return high
 
 
 def plan_sample_size(
@@ -151,6 +187,7 @@ def plan_sample_size(
         spread = za * math.sqrt(2 * pbar * (1 - pbar)) + zb * math.sqrt(p1 * (1 - p1) + p2 * (1 - p2))
         # The mde itself, not p2 - p1: near 1 that difference keeps few of its digits.
         per_arm = _plan_users(spread, effect, 1.0, power)
+        variance_sum = p1 * (1 - p1) + p2 * (1 - p2)  # the unpooled variance the results' sequences use
     else:
         if sd is None:
             raise ValueError("sd: the standard deviation is required for a continuous metric")
@@ -159,6 +196,11 @@ def plan_sample_size(
         if mde_type == "relative" and baseline == 0:
             raise ValueError(f"baseline: a relative mde needs a baseline other than 0, got {baseline}")
         per_arm = _plan_users(sd * (za + zb), abs(effect), 2.0, power)
+        variance_sum = 2 * sd * sd
+    try:
+        sequential: int | None = sequential_users_per_arm(variance_sum, abs(effect), a, power)
+    except ValueError:  # beyond any population read sequentially, though not at a fixed horizon
+        sequential = None
     total = per_arm * arms
     if total > MAX_PLAN_USERS:
         raise ValueError(f"mde: {int(total):,} users in all would be needed, more than {MAX_PLAN_USERS:,}; the effect is too small to detect")
@@ -169,4 +211,5 @@ def plan_sample_size(
             raise ValueError(f"daily_users: {daily_users} a day would take more than {MAX_PLAN_USERS:.0e} days")
         days = math.ceil(span)
     note = f"alpha {alpha:g} split over {comparisons} comparisons ({correction}): each is sized at {a:g}" if split else None
-    return Plan(per_arm, total, days, a, note)
+    sequential_days = math.ceil(sequential * arms / daily_users) if sequential is not None and daily_users is not None else None
+    return Plan(per_arm, total, days, a, note, sequential, sequential_days)

@@ -14,7 +14,7 @@ from experiments.definitions import BUILTIN_METRICS, DESIGN_FIELDS, Experiment, 
 from experiments.layers import Range, first_fit, free_share, largest_gap
 from experiments.targeting import TargetingError, parse_rule, require_values
 from service.errors import Busy, ChangedMeanwhile, Conflict, NotFound
-from service.store.experiment_codec import definition, from_row
+from service.store.experiment_codec import ANALYSIS_DEFAULTS, definition, from_row
 from service.store.database import Database
 from service.store.sql import insert
 from service.store.tables import BanditArmStatsRow, ExperimentRow
@@ -151,8 +151,19 @@ def _settle(session: Session, tables: tuple[str, ...]) -> None:
     session.execute(text("SET LOCAL lock_timeout TO DEFAULT"))
 
 
+# The analysis plan: what decides an experiment's reading (its default intervals, adjustment and guardrails).
+PLAN_FIELDS = ("analysis", "guardrails")
+
+
+def _as_read(name: str, value: Any) -> Any:
+    """A field as it reads: a row stores only the analysis settings sent (the rest are the defaults), and no guardrails as null."""
+    if name == "analysis":
+        return {**ANALYSIS_DEFAULTS, **(value or {})}
+    return list(value or []) if name == "guardrails" else value
+
+
 def patch(db: Database, key: str, changes: dict[str, Any], revision: int | None = None) -> ExperimentRow:
-    """Apply changes; design fields only while draft (409), and the result must validate (422).
+    """Apply changes; design fields only while draft and the analysis plan only until the stop (409), and the result must validate (422).
 
     With `revision`, only to the experiment at that revision (ChangedMeanwhile otherwise), checked under the row's lock.
     """
@@ -180,8 +191,12 @@ def patch(db: Database, key: str, changes: dict[str, Any], revision: int | None 
         checked = merged if "metrics" in changes else {**merged, "metrics": [m for m in merged["metrics"] if m["key"] not in BUILTIN_METRICS]}
         exp = definition(checked, stored="targeting" not in changes)
         merged["primary_metric"] = exp.primary_metric
-        if all(getattr(row, name) == value for name, value in merged.items()):
+        if all(_as_read(name, getattr(row, name)) == _as_read(name, value) for name, value in merged.items()):
             return row  # nothing changes, so neither do the revision clients compare nor updated_at
+        replanned = [name for name in PLAN_FIELDS if _as_read(name, getattr(row, name)) != _as_read(name, merged[name])]
+        if replanned and row.status == "stopped":
+            raise Conflict(f"a stopped experiment keeps the {' and '.join(replanned)} it had at the stop, so that the reading a decision "
+                           "rested on cannot change afterwards; to read its results another way, pass sequential or cuped to /results")
         if row.status == "running":
             _settle(session, ("exposures",))
         for name, value in merged.items():

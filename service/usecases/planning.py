@@ -5,7 +5,7 @@ import time
 from typing import Any, Mapping
 
 from experiments.stats.ipw import best_arm_target, evaluate_allocation, ipw_arm
-from experiments.stats.power import plan_sample_size
+from experiments.stats.power import SEQUENTIAL_TUNING, plan_sample_size
 from service.errors import Invalid
 from service.store.arm_moments import arm_moments
 from service.store.database import Database
@@ -27,7 +27,12 @@ def plan(question: Mapping[str, Any]) -> dict[str, Any]:
         message = str(exc)
         field = message.split(":", 1)[0] if message.split(":", 1)[0] in PLAN_FIELDS else "body"
         raise Invalid.field(field, message.split(": ", 1)[-1] if field != "body" else message) from None
-    return {"users_per_arm": p.users_per_arm, "total_users": p.total_users, "days": p.days, "alpha_per_test": p.alpha_per_test, "note": p.note}
+    sequential = None
+    if p.sequential_users_per_arm is not None:
+        sequential = {"users_per_arm": p.sequential_users_per_arm, "total_users": p.sequential_users_per_arm * q.get("arms", 2),
+                      "days": p.sequential_days, "tuning": SEQUENTIAL_TUNING}
+    return {"users_per_arm": p.users_per_arm, "total_users": p.total_users, "days": p.days, "alpha_per_test": p.alpha_per_test, "note": p.note,
+            "sequential": sequential}
 
 
 NO_BEST_ARM = "no arm has an estimate yet (nobody exposed, or no propensities logged), so best_arm names none and every share is 0"

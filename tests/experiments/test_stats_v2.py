@@ -25,7 +25,7 @@ from experiments.stats.cuped import MAX_WIDENING, CupedArm, cuped
 from experiments.stats.ipw import PropensitySums, best_arm_target, evaluate_allocation, ipw_arm
 from experiments.stats.lift import lift_estimate, relative_lift
 from experiments.stats.means import welch_t
-from experiments.stats.power import plan_sample_size, users_per_arm_mean, users_per_arm_proportion
+from experiments.stats.power import plan_sample_size, sequential_users_per_arm, users_per_arm_mean, users_per_arm_proportion
 from experiments.stats.proportions import wald_difference
 from experiments.stats.sequential import always_valid_p_value, confidence_sequence, half_width, rho
 
@@ -862,3 +862,47 @@ def test_an_ipw_interval_whose_digits_all_cancel_is_left_out_with_a_note():
     assert any("snipw" in note for note in value.notes)
     half = sps.norm.isf(0.025) * y.std() / math.sqrt(400)  # weights all 1: snipw is the mean, its interval the normal one
     assert value.snipw_ci is not None and value.snipw_ci.high - value.snipw_ci.low == pytest.approx(2 * half, rel=1e-6)
+
+
+def _sequence_half_width(se: float, n: int, alpha: float, tuning: float) -> float:
+    """The confidence sequence's half-width exactly as the API states it, with s2 = se^2 n."""
+    r = math.sqrt((-2 * math.log(alpha) + math.log(-2 * math.log(alpha) + 1)) / tuning)
+    return math.sqrt(se * se * n) * math.sqrt(2 * (n * r * r + 1) * math.log(math.sqrt(n * r * r + 1) / alpha) / (n * r) ** 2)
+
+
+@pytest.mark.parametrize("variance_sum, effect, alpha, power, tuning", [
+    (0.3 * 0.7 + 0.36 * 0.64, 0.06, 0.05, 0.8, 5000.0),
+    (0.1 * 0.9 + 0.11 * 0.89, 0.01, 0.05, 0.8, 5000.0),
+    (2 * 25.0, 0.5, 0.025, 0.9, 5000.0),
+    (2 * 1.0, 0.05, 0.01, 0.95, 100.0),
+    (2 * 1.0, 3.0, 0.05, 0.8, 5000.0),  # a huge effect: a handful of users
+])
+def test_the_sequential_plan_is_the_smallest_size_whose_sequence_finds_the_effect_with_the_power_asked(variance_sum, effect, alpha, power, tuning):
+    n = sequential_users_per_arm(variance_sum, effect, alpha, power, tuning)
+
+    def power_at(m: int) -> float:  # P(the sequence at 2m users excludes 0), by the normal approximation
+        se = math.sqrt(variance_sum / m)
+        return float(sps.norm.sf(_sequence_half_width(se, 2 * m, alpha, tuning) / se - effect / se))
+
+    assert power_at(n) >= power - 1e-9 and (n == 1 or power_at(n - 1) < power)
+    fixed = math.ceil(variance_sum * (sps.norm.isf(alpha / 2) + sps.norm.ppf(power)) ** 2 / effect**2)
+    assert n >= fixed  # the sequence is wider than the fixed-horizon interval at every size
+
+
+def test_the_sequential_plan_holds_its_power_when_simulated_with_a_look_every_day():
+    # 2,000 simulated tests of a 30 % -> 36 % conversion, read with the sequence after each of 20 equal days:
+    # at the planned size the effect is found at least 80 % of the time, and with no effect almost never.
+    p1, p2, alpha = 0.30, 0.36, 0.05
+    n = sequential_users_per_arm(p1 * (1 - p1) + p2 * (1 - p2), p2 - p1, alpha, 0.8)
+    rng = np.random.default_rng(7)
+    looks = np.linspace(n / 20, n, 20).round().astype(int)
+
+    def found(rate_b: float) -> float:
+        a = rng.binomial(1, p1, size=(2_000, n)).cumsum(axis=1)[:, looks - 1] / looks
+        b = rng.binomial(1, rate_b, size=(2_000, n)).cumsum(axis=1)[:, looks - 1] / looks
+        se = np.sqrt(a * (1 - a) / looks + b * (1 - b) / looks)
+        half = np.array([[_sequence_half_width(s, 2 * m, alpha, 5000.0) for s, m in zip(row, looks)] for row in se])
+        return float((np.abs(b - a) > half).any(axis=1).mean())
+
+    assert found(p2) >= 0.80 - 0.02  # 2 standard errors of 2,000 runs
+    assert found(p1) <= alpha

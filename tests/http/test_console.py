@@ -425,7 +425,11 @@ def test_a_user_is_looked_up_by_exactly_the_id_typed(as_role, client, auth):
     spaced = analyst.get("/ui/users", query_string={"user_id": "u1 "}).get_data(as_text=True)
     assert arm in exact and "matched exactly" not in exact
     assert "matched exactly" in spaced and arm not in spaced.split("</h2>", 1)[1]  # " u1 " was never enrolled
-    assert 'name="user_id" value=""' in analyst.get("/ui/users", query_string={"user_id": "   "}).get_data(as_text=True)
+    # An id of spaces alone is an id the API takes like any other (the at-risk list links to it): it is looked up too.
+    blank_arm = assign(client, auth("storefront"), "points-q4", "   ")["arm"]
+    blank = analyst.get("/ui/users", query_string={"user_id": "   "}).get_data(as_text=True)
+    assert blank_arm in blank.split("</h2>", 1)[1] and "No user" not in blank
+    assert 'name="user_id" value=""' in analyst.get("/ui/users", query_string={"user_id": ""}).get_data(as_text=True)
 
 
 def test_results_page_and_csv_match_the_api(as_role, client, auth):
@@ -775,6 +779,30 @@ def test_a_started_experiment_changes_its_guardrails_and_analysis_from_its_setti
     post_ok(client, "/v1/experiments", ab_definition(key="a-draft"), auth("editor"), status=201)
     assert editor.get("/ui/experiments/a-draft/settings").status_code == 409
     assert as_role("analyst").get("/ui/experiments/points-q4/settings").status_code == 403
+    # A save that edits neither the name nor the description leaves them as stored: padded, and with LF line breaks
+    # (a browser sends CRLF), so a long description cannot grow past its bound on a save that only adds a guardrail.
+    patched = client.patch("/v1/experiments/ramp", json={"name": "  Ramp  ", "description": "line one\n" * 1_100}, headers=auth("editor")).get_json()
+    editor = as_role("editor")
+    ramp_form = editor.get("/ui/experiments/ramp/settings").get_data(as_text=True)
+    unchanged = {**ramp, "csrf_token": csrf(editor, "/ui/experiments/ramp/settings"), "name": "  Ramp  ", "description": "line one\r\n" * 1_100,
+                 "traffic": "0.5", "revision": re.search(r'name="revision" value="(\d+)"', ramp_form).group(1)}
+    assert editor.post("/ui/experiments/ramp/settings", data=unchanged).status_code == 303
+    assert get_ok(client, "/v1/experiments/ramp", auth("analyst"))["revision"] == patched["revision"]
+    saved = editor.post("/ui/experiments/ramp/settings", data={**unchanged, "guardrails": "retention_d7", "csrf_token": csrf(editor, "/ui/experiments/ramp/settings")})
+    assert saved.status_code == 303
+    ramp_now = get_ok(client, "/v1/experiments/ramp", auth("analyst"))
+    assert (ramp_now["name"], ramp_now["description"], ramp_now["guardrails"]) == ("  Ramp  ", "line one\n" * 1_100, ["retention_d7"])
+    # Stopped, its reading stays as it was: the page offers only the name and description, and saves them alone.
+    post_ok(client, "/v1/experiments/points-q4/stop", None, auth("editor"))
+    editor = as_role("editor")
+    stopped_form = editor.get("/ui/experiments/points-q4/settings").get_data(as_text=True)
+    assert 'name="guardrails"' not in stopped_form and 'name="analysis.sequential"' not in stopped_form
+    assert "stay as they were at the stop" in stopped_form
+    renamed = {"csrf_token": csrf(editor, "/ui/experiments/points-q4/settings"), "name": "Q4 points, done", "description": "",
+               "revision": re.search(r'name="revision" value="(\d+)"', stopped_form).group(1)}
+    assert editor.post("/ui/experiments/points-q4/settings", data=renamed).status_code == 303
+    after = get_ok(client, "/v1/experiments/points-q4", auth("analyst"))
+    assert (after["name"], after["guardrails"], after["analysis"]) == ("Q4 points, done", stored["guardrails"], stored["analysis"])
 
 
 def test_a_run_in_progress_is_cancelled_from_the_models_page_and_only_a_ready_version_is_offered_to_serve(as_role, client, auth, db):
@@ -1123,6 +1151,34 @@ def test_a_gain_from_an_arm_where_everyone_converted_is_flagged_and_its_cost_not
     assert "few conversions" in row and "not established" in row
 
 
+def test_a_sample_ratio_mismatch_leaves_the_results_page_naming_no_winner(as_role, client, auth):
+    from experiments.assignment import ab_arm
+
+    shop = auth("storefront")
+    weights = (1, 1, 0.000001)
+    running(client, auth("editor"), ab_definition(weights=weights))
+    # The storefront asks for every control user of its range but only some of every5's: the arms' sizes stop matching their weights.
+    ((salt,),) = client.application.extensions["stickyloop"].db.fetch("SELECT salt FROM experiments WHERE key = ?", ("points-q4",))
+    chosen = {"control": [], "every5": []}
+    for u in (f"m{k}" for k in range(2_000)):
+        arm = ("control", "every5", "lottery")[ab_arm(salt, "points-q4", u, weights)]
+        if len(chosen.get(arm, [0] * 300)) < (300 if arm == "control" else 150):
+            chosen[arm].append(u)
+    for arm, users in chosen.items():
+        assert [assign(client, shop, "points-q4", u)["arm"] for u in users] == [arm] * len(users)
+    converted = chosen["every5"][:75] + chosen["control"][:30]
+    post_ok(client, "/v1/outcomes", {"outcomes": [{"outcome_id": f"o-{u}", "experiment": "points-q4", "user_id": u, "metric": "conversion"} for u in converted]}, shop)
+    api = get_ok(client, "/v1/experiments/points-q4/results", auth("analyst"))
+    assert api["srm"]["mismatch"] and api["arms"][1]["significant"]
+    html = as_role("analyst").get("/ui/experiments/points-q4/results").get_data(as_text=True)
+    assert "chi-square p &lt; 0.0001" in html and "p = &lt;" not in html
+    row = html.split('<th scope="row">every5', 1)[1].split("</tr>", 1)[0]
+    assert "below alpha, but the split is off" in row and 'class="significant"' not in html
+    reading = html.split('id="reading-title"', 1)[1].split("</section>", 1)[0]
+    assert "every5 looks better than control on conversion" in reading and "beats" not in reading
+    assert "cumulative, so it can rise as users have longer to act" in html
+
+
 def test_the_results_page_says_in_words_which_arm_wins_and_what_stands_in_the_way(as_role, client, auth):
     shop = auth("storefront")
     users = _two_arms(client, auth, 200, "v")
@@ -1159,9 +1215,16 @@ def test_verdicts_name_a_failing_guardrail_a_mismatch_and_a_stopped_experiment()
     assert any(v == "warn" and "stopped before reaching it because a result looked significant" in text for v, text in said)
     sequential = [v.text for v in verdicts({**answer, "test": "two_proportion_z_sequential"}, False, set(), {"complaints": "binary"})]
     assert not any("looked significant" in text for text in sequential)
+    # With the split off, no arm is named a winner or a loser: the mismatch may separate them, not the arm.
+    assert ("warn", "every5 looks better than control on conversion (+10.9 pp [+4.0 pp, +18.0 pp]), but with the arms' sizes off their "
+                    "weights this difference may come from whatever enrols users unevenly, not from the arm: find that cause before deciding. "
+                    "It also fails a guardrail (complaints +4.7 pp).") in said
+    assert not any("beats" in text for _, text in said)
+    said = [(v.tone, v.text) for v in verdicts({**answer, "srm": {"mismatch": False}}, False, set(), {"complaints": "binary"})]
     assert ("warn", "every5 beats control on conversion (+10.9 pp [+4.0 pp, +18.0 pp]) but fails a guardrail (complaints +4.7 pp): "
                     "weigh the two before rolling it out. It has cost 4.985 points per extra conversion.") in said
     assert ("warn", "lottery is worse than control on conversion: -8.0 pp [-15.0 pp, -1.0 pp].") in said
+    answer["srm"] = None
     # A failing guardrail is named whatever the primary metric says, and a stopped test is not told to wait.
     answer["guardrails"] += [{"arm": "lottery", "metric": "complaints", "diff": 0.05, "diff_ci": [0.01, 0.09], "status": "fail", "note": None}]
     answer["arms"][2].update(diff=0.01, diff_ci=[-0.05, 0.07], significant=False)
@@ -1175,15 +1238,17 @@ def test_verdicts_name_a_failing_guardrail_a_mismatch_and_a_stopped_experiment()
     said = [(v.tone, v.text) for v in verdicts(unread, False, set(), {"retention_d7": "binary"})]
     assert ("warn", "every5 beats control on conversion: +10.9 pp [+4.0 pp, +18.0 pp], significant after correction, but its guardrail (retention_d7) "
                     "has no evidence yet either way: wait until it can be read before rolling every5 out. It has cost 4.985 points per extra conversion.") in said
-    # A negative cost: the arm gains while granting fewer points per user than the control.
+    # A negative cost: the arm gains while granting fewer points per user than the control. The ratio of that
+    # saving to the gain grows as the gain shrinks, so the reading gives the saving per user instead.
     cheaper = {**answer, "srm": None, "guardrails": []}
-    cheaper["arms"] = [answer["arms"][0], {**answer["arms"][1], "cost_per_incremental": -572.4}]
+    cheaper["arms"] = [{**answer["arms"][0], "points_per_user": 82.5}, {**answer["arms"][1], "cost_per_incremental": -572.4, "points_per_user": 20.1}]
     said = [v.text for v in verdicts(cheaper, False, set(), {})]
-    assert any(text.endswith("It has also granted fewer points than control: 572.4 fewer per extra conversion.") for text in said), said
+    assert any(text.endswith("It is also cheaper: it has granted 62.4 fewer points per user than control.") for text in said), said
+    assert not any("572.4" in text for text in said)
     # While it runs the points are those granted so far; a schedule that has paid nothing yet has no known cost.
     running_cheaper = {**cheaper, "status": "running", "test": "two_proportion_z_sequential"}
     said = [v.text for v in verdicts(running_cheaper, False, set(), {})]
-    assert any(text.endswith("It has also granted fewer points so far than control: 572.4 fewer per extra conversion.") for text in said), said
+    assert any(text.endswith("It is also cheaper: it has granted 62.4 fewer points per user than control so far.") for text in said), said
     unpaid = {**running_cheaper, "arms": [{**cheaper["arms"][0], "reward_actions": 80, "points_per_user": 2.0},
                                           {**cheaper["arms"][1], "reward_actions": 76, "points_per_user": 0.0, "notes": [results.UNPAID]}]}
     said = [v.text for v in verdicts(unpaid, False, set(), {})]
@@ -1193,7 +1258,7 @@ def test_verdicts_name_a_failing_guardrail_a_mismatch_and_a_stopped_experiment()
     # An arm without a schedule grants nothing by design (the API then adds no note): its cost is 0 and known, not owed later.
     unscheduled = {**unpaid, "arms": [unpaid["arms"][0], {**unpaid["arms"][1], "notes": []}]}
     said = [v.text for v in verdicts(unscheduled, False, set(), {})]
-    assert any(text.endswith("It has also granted fewer points so far than control: 572.4 fewer per extra conversion.") for text in said), said
+    assert any(text.endswith("It is also cheaper: it has granted 2 fewer points per user than control so far.") for text in said), said
     # A significant winner of 16 users is not called one, and no guardrail declared is not "none fails".
     small = {**cheaper, "arms": [cheaper["arms"][0], {**cheaper["arms"][1], "users": 16}]}
     said = [(v.tone, v.text) for v in verdicts(small, False, set(), {})]
@@ -1246,6 +1311,8 @@ def test_the_planner_answers_as_the_api_does_and_names_a_bad_input_beside_it(as_
     api = post_ok(client, "/v1/plans/sample-size", {"metric_kind": "binary", "baseline": 0.1, "mde": 0.02, "arms": 3, "daily_users": 500}, auth("analyst"))
     html = analyst.get("/ui/plan", query_string=question).get_data(as_text=True)
     assert f"{api['users_per_arm']:,} users per arm, {api['total_users']:,} in all: {api['days']:,} days at 500 users a day" in html
+    seq = api["sequential"]
+    assert f"plan for <strong>{seq['users_per_arm']:,} users per arm, {seq['total_users']:,} in all</strong>, {seq['days']:,} days" in html
     assert "split by the holm correction" in html
     bad = analyst.get("/ui/plan", query_string={**question, "mde": "-1", "power": "1e308"})
     text = bad.get_data(as_text=True)

@@ -118,6 +118,24 @@ def test_design_is_frozen_outside_draft_but_name_and_traffic_may_change(client, 
     assert changed.status_code == 200 and changed.get_json()["name"] == "Renamed" and changed.get_json()["traffic"] == 0.5
 
 
+def test_a_stopped_experiment_keeps_the_analysis_plan_it_was_read_by_at_the_stop(client, auth):
+    editor = auth("editor")
+    running(client, editor, {**ab_definition(), "guardrails": ["retention_d7"], "analysis": {"sequential": True}})
+    post_ok(client, "/v1/experiments/points-q4/stop", None, editor)
+    stored = get_ok(client, "/v1/experiments/points-q4", editor)
+    for change in ({"guardrails": []}, {"analysis": {**stored["analysis"], "sequential": False}}, {"guardrails": ["retention_d1"], "name": "Renamed"}):
+        refused = client.patch("/v1/experiments/points-q4", json=change, headers=editor)
+        assert refused.status_code == 409, change
+        assert refused.get_json()["error"]["message"].startswith(f"a stopped experiment keeps the {' and '.join(k for k in ('analysis', 'guardrails') if k in change)} it had at the stop")
+    assert get_ok(client, "/v1/experiments/points-q4", editor) == stored  # the refused rename changed nothing either
+    # Sending the plan as it is changes nothing, so it is no change; the name and description still change.
+    same = client.patch("/v1/experiments/points-q4", json={"guardrails": stored["guardrails"], "analysis": stored["analysis"], "name": "Renamed"}, headers=editor)
+    assert same.status_code == 200, same.get_json()
+    assert same.get_json()["name"] == "Renamed" and same.get_json()["guardrails"] == ["retention_d7"]
+    # The results can still be read another way, per request, without storing it.
+    assert get_ok(client, "/v1/experiments/points-q4/results?sequential=false", auth("analyst"))["test"] == "two_proportion_z"
+
+
 def test_draft_can_change_anything_and_be_deleted(client, auth):
     editor = auth("editor")
     post_ok(client, "/v1/experiments", ab_definition(), editor, status=201)

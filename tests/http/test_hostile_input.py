@@ -418,7 +418,9 @@ def test_a_patch_that_changes_nothing_leaves_the_revision_as_it_was(client, auth
     """The revision is what a client compares to see whether an experiment changed: a no-op must not move it."""
     editor = auth("editor")
     created = post_ok(client, "/v1/experiments", ab_definition(), editor, status=201)
-    for change in ({}, {"bandit": None}, {"traffic": created["traffic"]}, {"name": created["name"]}):
+    # The analysis settings and guardrails as GET shows them, defaults filled in, are what is stored too.
+    for change in ({}, {"bandit": None}, {"traffic": created["traffic"]}, {"name": created["name"]}, {"analysis": created["analysis"]},
+                   {"guardrails": []}, {"analysis": {}}):
         resp = client.patch("/v1/experiments/points-q4", json=change, headers=editor)
         assert resp.status_code == 200, resp.get_data(as_text=True)
         assert (resp.get_json()["revision"], resp.get_json()["updated_at"]) == (created["revision"], created["updated_at"]), change

@@ -11,6 +11,8 @@ import numpy as np
 import pytest
 from scipy import stats as sps
 
+from experiments.stats.power import sequential_users_per_arm
+
 from tests.experiment_helpers import ab_definition, assign, bandit_definition, running
 from tests.helpers import get_ok, iso, post_ok
 
@@ -302,6 +304,12 @@ def test_sample_size_plans_follow_the_formulas(client, auth):
     assert body["users_per_arm"] == n and body["total_users"] == 3 * n and body["days"] == math.ceil(3 * n / 1000)
     cont = post_ok(client, "/v1/plans/sample-size", {"metric_kind": "continuous", "baseline": 50, "sd": 20, "mde": 0.1, "mde_type": "relative"}, auth("editor"))
     assert cont["users_per_arm"] == math.ceil(2 * 20**2 * (sps.norm.isf(0.025) + sps.norm.ppf(0.8)) ** 2 / 5.0**2)
+    # Read with sequential intervals the same power takes more users: the sequence of each comparison, at alpha / 2 here,
+    # at its users' size, sized for the default tuning (tests/experiments/test_stats_v2.py checks the size itself).
+    sequential = body["sequential"]
+    assert sequential == {"users_per_arm": sequential_users_per_arm(p1 * (1 - p1) + p2 * (1 - p2), 0.02, a, 0.8), "total_users": 3 * sequential["users_per_arm"],
+                          "days": math.ceil(3 * sequential["users_per_arm"] / 1000), "tuning": 5000.0}
+    assert sequential["users_per_arm"] > n and cont["sequential"]["days"] is None
     for bad in ({"metric_kind": "binary", "baseline": 0.99, "mde": 0.05}, {"metric_kind": "continuous", "baseline": 1, "mde": 1}):
         resp = client.post("/v1/plans/sample-size", json=bad, headers=auth("analyst"))
         assert resp.status_code == 422, resp.get_json()

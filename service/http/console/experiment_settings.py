@@ -1,8 +1,8 @@
 """The settings of a started experiment that may still change: name, description, traffic, guardrails and analysis.
 
-Its design (arms, weights, metrics, layer, targeting) is frozen once it leaves draft; the API
-lets the rest change, and so does this page. A guardrail added late is computed over the whole
-experiment, like any other.
+Its design (arms, weights, metrics, layer, targeting) is frozen once it leaves draft, and its guardrails
+and analysis settings once it stops; the API lets the rest change, and so does this page. A guardrail
+added late is computed over the whole experiment, like any other.
 """
 from __future__ import annotations
 
@@ -28,12 +28,19 @@ def _changes(form: Mapping[str, str], exp: Mapping[str, Any]) -> dict[str, Any]:
     def text(name: str) -> str:
         return (form.get(name) or "").strip()
 
-    changes: dict[str, Any] = {"name": text("name"), "description": text("description")}
+    changes: dict[str, Any] = {}
+    # Sent only when edited: a browser sends a text area's line breaks as CRLF and an input drops them, so
+    # a save that edits neither must not rewrite them (a long description could grow past its bound).
+    for name in ("name", "description"):
+        typed = (form.get(name) or "").replace("\r\n", "\n")
+        if typed.strip() != (exp.get(name) or "").replace("\r\n", "\n").strip():
+            changes[name] = typed if name == "description" else typed.strip()
     # Sent only when changed: a layered experiment's traffic is frozen, and saving a new guardrail must not touch it.
     if exp["status"] in ("running", "paused") and text("traffic") and form_number(text("traffic")) != exp["traffic"]:
         changes["traffic"] = form_number(text("traffic"))
-    changes["guardrails"], analysis = guardrails_and_analysis(form)
-    changes["analysis"] = {**exp["analysis"], **analysis}
+    if exp["status"] != "stopped":  # a stopped experiment's reading stays as it was at the stop
+        changes["guardrails"], analysis = guardrails_and_analysis(form)
+        changes["analysis"] = {**exp["analysis"], **analysis}
     return changes
 
 

@@ -135,6 +135,12 @@ def pvalue(value: Any) -> str:
     return "< 0.0001" if value < 0.0001 else f"{value:.4f}"
 
 
+def p_is(value: Any) -> str:
+    """A p-value in a sentence: `p = 0.0123`, or `p < 0.0001` (not `p = < 0.0001`)."""
+    shown = pvalue(value)
+    return f"p {shown}" if shown.startswith("<") else f"p = {shown}"
+
+
 def when(iso: str | None) -> str:
     """An ISO timestamp as `YYYY-MM-DD HH:MM UTC`."""
     if not iso:

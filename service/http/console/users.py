@@ -16,7 +16,7 @@ def user_lookup() -> tuple[str, int]:
     """The lookup form and, once a user id is given, that user's picture."""
     # Ids are matched exactly, as the API matches them: " u1" is another user than "u1".
     user_id = request.args.get("user_id", "")
-    if not user_id.strip():
+    if not user_id:
         return render_template("console/users.html", user_id="", profile=None, error=None), 200
     if not ID.fullmatch(user_id):  # match would let a final newline past the 128-character bound
         said = "A user id cannot contain a NUL character." if "\x00" in user_id else "A user id is 1 to 128 characters."

@@ -45,13 +45,14 @@ def verdicts(
     kind, metric = answer["metric_kind"], answer["metric"]
     final = answer["status"] == "stopped"
     corrected = answer.get("correction") != "none"
+    split_off = bool((answer.get("srm") or {}).get("mismatch"))
     for a in arms[1:]:
         own = [g for g in answer.get("guardrails") or [] if g["arm"] == a["arm"]]
         hurt = [f"{g['metric']} {fmt.difference(g['diff'], guardrail_kinds.get(g['metric'], 'number'))}"
                 for g in own if g.get("status") == "fail"]
         # The API calls a guardrail without an interval "ok": nothing shows it failing, and nothing shows it holding.
         unread = [g["metric"] for g in own if g.get("diff_ci") is None]
-        out.append(_arm(a, arms[0], kind, metric, lower_is_better, a["arm"] in rough, final, ", ".join(hurt), unread, bool(own), corrected))
+        out.append(_arm(a, arms[0], kind, metric, lower_is_better, a["arm"] in rough, final, ", ".join(hurt), unread, bool(own), corrected, split_off))
     return out
 
 
@@ -119,17 +120,20 @@ def _priced(a: dict[str, Any], c: dict[str, Any], kind: str, final: bool) -> str
         return ""
     unit = "conversion" if kind == "binary" else "unit"
     so_far = "" if final else " so far"
-    # A negative cost is an arm that gains while granting fewer points per user than the control.
-    return (f" It has cost{so_far} {fmt.num(cost)} points per extra {unit}." if cost >= 0
-            else f" It has also granted fewer points{so_far} than {c['arm']}: {fmt.num(-cost)} fewer per extra {unit}.")
+    if cost >= 0:
+        return f" It has cost{so_far} {fmt.num(cost)} points per extra {unit}."
+    # Better and cheaper: a ratio of a saving to a gain grows as the gain shrinks, so the saving per user says it plainly.
+    saved = c["points_per_user"] - a["points_per_user"]
+    return f" It is also cheaper: it has granted {fmt.num(saved)} fewer points per user than {c['arm']}{so_far}."
 
 
 def _arm(
     a: dict[str, Any], c: dict[str, Any], kind: str, metric: str, lower_is_better: bool, rough: bool, final: bool, hurt: str, unread: list[str],
-    guarded: bool, corrected: bool = True,
+    guarded: bool, corrected: bool = True, split_off: bool = False,
 ) -> Verdict:
     """One arm's sentence; `hurt` names the guardrails it fails, which every reading mentions, `unread` those without evidence
-    either way, `guarded` whether the experiment declares any, and `corrected` whether p-values are adjusted for several comparisons."""
+    either way, `guarded` whether the experiment declares any, `corrected` whether p-values are adjusted for several comparisons,
+    and `split_off` whether the arms' sizes fail the sample ratio check, which leaves no winner to name."""
     name, control = a["arm"], c["arm"]
     significant, p = ("significant after correction", "adjusted p") if corrected else ("significant (no correction asked for)", "p")
     if not a["users"]:
@@ -143,6 +147,10 @@ def _arm(
         said = f"{name}: no difference from {control} on {metric} shown{'' if final else ' yet'} ({shown}, {p} {fmt.pvalue(a['p_value_adjusted'])}).{fails}"
         return Verdict("warn" if hurt else "info", said)
     better = (a["diff"] < 0) if lower_is_better else (a["diff"] > 0)
+    if split_off:
+        return Verdict("warn", f"{name} {'looks better' if better else 'looks worse'} than {control} on {metric} ({shown}), but with the "
+                               f"arms' sizes off their weights this difference may come from whatever enrols users unevenly, not "
+                               f"from the arm: find that cause before deciding.{fails}")
     if not better:
         return Verdict("warn", f"{name} is worse than {control} on {metric}: {shown}.{fails}")
     priced = _priced(a, c, kind, final) if not lower_is_better and a["diff_ci"] and a["diff_ci"][0] > 0 else ""

@@ -205,6 +205,15 @@ class PlanIn(Input):
     daily_users: float | None = Field(default=None, gt=0, le=MAX_MAGNITUDE, allow_inf_nan=False)
 
 
+class SequentialPlan(Output):
+    """The same test's size when its results are read with sequential intervals, safe to check at every look."""
+
+    users_per_arm: int = Field(description="users per arm for the sequence to find the mde at that size with the power asked (or sooner)")
+    total_users: int
+    days: int | None
+    tuning: float = Field(description="the sequential_tuning it is sized for: the experiments' default")
+
+
 class PlanOut(Output):
     """Users per arm, in total, and days at the given daily traffic."""
 
@@ -213,6 +222,7 @@ class PlanOut(Output):
     days: int | None
     alpha_per_test: float
     note: str | None = None
+    sequential: SequentialPlan | None = Field(default=None, description="the size read with sequential intervals; null where no population could supply it")
 
 
 class EvaluateIn(Input):

@@ -33,7 +33,7 @@ def show(key: str) -> ExperimentOut:
 
 
 @bp.patch("/v1/experiments/<key>")
-@endpoint("Change an experiment (its design only while draft)", roles=EDITOR, tag="experiments", body=ExperimentPatch, response=ExperimentOut, errors=(404, 409), path=KEY)
+@endpoint("Change an experiment (its design only while draft, its analysis plan until it stops)", roles=EDITOR, tag="experiments", body=ExperimentPatch, response=ExperimentOut, errors=(404, 409), path=KEY)
 def change(key: str, body: ExperimentPatch) -> ExperimentOut:
     """Apply the fields sent."""
     return ExperimentOut.model_validate(experiments.change(services().db, services().experiment_cache, key, body.model_dump(mode="json", exclude_unset=True)))
