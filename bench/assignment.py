@@ -70,7 +70,7 @@ def main() -> None:
         for name, paths in (("returning", returning), ("first exposures", fresh(key)(args.rounds)), ("targeted first", fresh(targeted)(args.rounds))):
             splits.append(split_line(name, server.base, pids, paths, headers, args.clients, args.seconds))
     print(f"database: {svc.db.dialect}; gunicorn: {args.workers} workers, {args.clients} concurrent clients; "
-          f"{args.warmups} warm-up runs, then {args.rounds} rounds of {args.seconds:g} s each, /healthz right before each")
+          f"{args.warmups} warm-up runs, then {args.rounds} rounds of {args.seconds:g} s each, interleaved with /healthz in half-second slices")
     for name, pairs in measured.items():
         for k, (health, load) in enumerate(pairs, 1):
             print(report(f"round {k}: GET /healthz", health))

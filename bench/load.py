@@ -29,6 +29,14 @@ class LoadResult:
         return self.requests / self.seconds
 
 
+def _untaken(paths: list[str], taken: "Synchronized[int]") -> str | None:
+    """The next of `paths` that no client has taken yet, or None once all are."""
+    with taken.get_lock():
+        j = taken.value
+        taken.value = j + 1
+    return paths[j] if j < len(paths) else None
+
+
 def _client(
     base: str,
     paths: list[str],
@@ -51,12 +59,10 @@ def _client(
             path = paths[i % len(paths)]
             i += 1
         else:  # the next path nobody has taken: the clients end within one request of each other
-            with taken.get_lock():
-                j = taken.value
-                taken.value = j + 1
-            if j >= len(paths):
+            untaken = _untaken(paths, taken)
+            if untaken is None:
                 break
-            path = paths[j]
+            path = untaken
         start = time.perf_counter()
         try:
             conn.request("GET", path, headers=headers)
@@ -111,19 +117,108 @@ def report(name: str, result: LoadResult, baseline: LoadResult | None = None, fm
     return f"{name:<28} {fmt(result.rps):>8} req/s  p50 {result.p50_ms:6.2f} ms  p99 {result.p99_ms:7.2f} ms  errors {result.errors}{ratio}"
 
 
+def _alternating_client(
+    base: str,
+    phases: tuple[tuple[list[str], dict[str, str]], tuple[list[str], dict[str, str]]],
+    start_at: "Synchronized[float]",
+    length: float,
+    slices: int,
+    taken: "Synchronized[int] | None",
+    ready: "Barrier",
+    out: "mp.Queue[list[tuple[list[float], int, float]]]",
+) -> None:
+    """Ask for the baseline's paths and the load's in turn, in `slices` slices of `length` seconds from `start_at`.
+
+    Slices go baseline, load, load, baseline, ..., so that a drift within the run weighs on both
+    alike. Each phase keeps its latencies, errors and the seconds this client was busy in it: from
+    each slice's start, or the end of the request it carried over from the slice before, to the end
+    of its last request, so that neither phase is charged for the other's overrun.
+    """
+    url = urlparse(base)
+    conn = http.client.HTTPConnection(url.hostname, url.port, timeout=30)
+    kept: list[tuple[list[float], int, float]] = [([], 0, 0.0), ([], 0, 0.0)]
+    cursors = [0, 0]
+    ready.wait()
+    while start_at.value == 0.0:  # set by the parent once every client is ready
+        time.sleep(0.001)
+    start = start_at.value
+    for s in range(slices):
+        phase = 0 if s % 4 in (0, 3) else 1
+        (paths, headers), (latencies, errors, busy) = phases[phase], kept[phase]
+        time.sleep(max(0.0, start + s * length - time.perf_counter()))
+        end = start + (s + 1) * length
+        began = now = time.perf_counter()
+        while now < end:
+            if phase == 1 and taken is not None:
+                untaken = _untaken(paths, taken)
+                if untaken is None:
+                    break
+                path = untaken
+            else:
+                path = paths[cursors[phase] % len(paths)]
+                cursors[phase] += 1
+            sent = time.perf_counter()
+            try:
+                conn.request("GET", path, headers=headers)
+                resp = conn.getresponse()
+                resp.read()
+                errors += resp.status != 200
+            except (OSError, http.client.HTTPException):
+                errors += 1
+                conn.close()
+                conn = http.client.HTTPConnection(url.hostname, url.port, timeout=30)
+            now = time.perf_counter()
+            latencies.append(now - sent)
+        kept[phase] = (latencies, errors, busy + (now - began))
+    out.put(kept)
+
+
+def interleaved(
+    base: str, paths: list[str], headers: dict[str, str], clients: int = 8, seconds: float = 4.0, once: bool = False, slice_seconds: float = 0.5
+) -> tuple[LoadResult, LoadResult]:
+    """(/healthz, `paths`) from the same `clients` processes, in alternating slices of `slice_seconds`, about `seconds` each in all.
+
+    Two back-to-back runs of a few seconds met different machines: on two shared cores a run's
+    speed drifts by a fifth within seconds, and the ratios of one benchmark's rounds ranged from
+    0.35x to 0.54x. Slices of half a second put both under the same drift. Each result's seconds are
+    the clients' busy seconds in its phase over the number of clients, so that its rps is that of
+    every client busy. With `once`, each of `paths` is asked for at most once.
+    """
+    if not paths:
+        raise ValueError("no paths to ask for")
+    slices = 4 * max(1, round(seconds / slice_seconds / 2))
+    queue: "mp.Queue[list[tuple[list[float], int, float]]]" = mp.Queue()
+    taken = mp.Value("q", 0) if once else None
+    start_at = mp.Value("d", 0.0)
+    ready = mp.Barrier(clients + 1)
+    health: tuple[list[str], dict[str, str]] = (["/healthz"], {})
+    # Each client its own share of a timed run's paths, as `run` gives them.
+    shares = [paths] * clients if once else [paths[k::clients] or paths for k in range(clients)]
+    procs = [mp.Process(target=_alternating_client, args=(base, (health, (share, headers)), start_at, slice_seconds, slices, taken, ready, queue), daemon=True)
+             for share in shares]
+    for p in procs:
+        p.start()
+    ready.wait(timeout=120)
+    start_at.value = time.perf_counter() + 0.05
+    results = [queue.get(timeout=slices * slice_seconds + 120) for _ in procs]
+    for p in procs:
+        p.join()
+    if once:
+        assert sum(len(r[1][0]) for r in results) <= len(paths), "a once run asked for a path twice"
+    return _phase(results, 0, clients), _phase(results, 1, clients)
+
+
+def _phase(results: list[list[tuple[list[float], int, float]]], phase: int, clients: int) -> LoadResult:
+    latencies = np.concatenate([np.array(r[phase][0]) for r in results]) * 1000
+    busy = sum(r[phase][2] for r in results) / clients
+    return LoadResult(len(latencies), sum(r[phase][1] for r in results), busy, float(np.percentile(latencies, 50)), float(np.percentile(latencies, 99)))
+
+
 def rounds(
     base: str, paths: Callable[[int], list[str]], headers: dict[str, str], count: int, clients: int = 8, seconds: float = 4.0, once: bool = False
 ) -> list[tuple[LoadResult, LoadResult]]:
-    """`count` pairs of (/healthz, the paths of round k), each baseline measured right before its load.
-
-    A small shared machine's speed drifts by a fifth within a minute, so one baseline for a
-    long run measures the drift as much as the path; the median of paired ratios does not.
-    """
-    pairs = []
-    for k in range(count):
-        health = run(base, ["/healthz"], {}, clients=clients, seconds=seconds)
-        pairs.append((health, run(base, paths(k), headers, clients=clients, seconds=seconds, once=once)))
-    return pairs
+    """`count` pairs of (/healthz, the paths of round k), each pair measured interleaved (`interleaved`)."""
+    return [interleaved(base, paths(k), headers, clients=clients, seconds=seconds, once=once) for k in range(count)]
 
 
 def median_ratio(pairs: list[tuple[LoadResult, LoadResult]]) -> float:

@@ -5,9 +5,9 @@ remembers for the active version, and first requests, for users nobody asked
 about before, which score the whole catalogue. A worker remembers only the
 users it served, and each run's new connections land on any worker, so the
 warm-up is --warmups short runs rather than one. On a small shared machine
-/healthz itself varies by a fifth between runs, so returning users are
-measured in --rounds short rounds, each right after its own /healthz run,
-and the median ratio is reported.
+/healthz itself varies by a fifth between runs, so each figure is measured
+interleaved with /healthz in half-second slices (`bench.load.interleaved`);
+returning users in --rounds such rounds, and the median ratio is reported.
 
 With --items at or above ANN_MIN_ITEMS (200,000 by default) the model gets an approximate
 nearest-neighbour index, and the run measures it instead: recall@10 of the index against
@@ -28,7 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.common import fresh_config, keys, load_synthetic, prepare, server_env, summary  # noqa: E402
 from bench.cpu import split_line  # noqa: E402
-from bench.load import median_ratio, report, rounds, run  # noqa: E402
+from bench.load import interleaved, median_ratio, report, rounds, run  # noqa: E402
 from tests.server import gunicorn  # noqa: E402
 from service.usecases.model_training import request_training  # noqa: E402
 from service.usecases.training_run import run_training  # noqa: E402
@@ -69,8 +69,7 @@ def main() -> None:
         for _ in range(args.warmups):  # load the model; every worker remembers these users
             run(server.base, returning, headers, clients=args.clients, seconds=args.seconds)
         pairs = rounds(server.base, lambda k: returning, headers, args.rounds, clients=args.clients, seconds=args.seconds)
-        health = run(server.base, ["/healthz"], {}, clients=args.clients, seconds=args.seconds)
-        cold = run(server.base, first, headers, clients=args.clients, seconds=args.seconds, once=True)
+        health, cold = interleaved(server.base, first, headers, clients=args.clients, seconds=args.seconds, once=True)
         pids = [server.process.pid, *server.worker_pids()]
         splits = [split_line(name, server.base, pids, paths, h, args.clients, args.seconds)
                   for name, paths, h in (("GET /healthz", ["/healthz"], {}), ("returning", returning, headers))]
