@@ -32,7 +32,9 @@ def check_batch(outcomes: Sequence[dict[str, Any]], definitions: dict[str, Exper
             details.append({"field": f"outcomes.{i}.experiment", "index": i, "message": f"no experiment {o['experiment']!r}"})
         elif exp.reported_metric(o["metric"]) is None:
             known = ", ".join(m.key for m in exp.metrics if not m.builtin)
-            why = "is built in (derived from events)" if o["metric"] in {m.key for m in exp.metrics} else f"is not a metric of this experiment (reported metrics: {known})"
+            why = ("is built in (derived from events)" if o["metric"] in {m.key for m in exp.metrics}
+                   else f"is not a metric of this experiment (reported metrics: {known})" if known
+                   else "is not a metric of this experiment, which declares no reported metrics")
             details.append({"field": f"outcomes.{i}.metric", "index": i, "message": f"{o['metric']!r} {why}"})
     if details:
         raise Invalid.many(details)

@@ -46,6 +46,13 @@ def test_a_bad_outcome_refuses_the_whole_batch(client, auth, db):
     assert [(d["index"], d["field"]) for d in resp.get_json()["error"]["details"]] == [(1, "outcomes.1.metric"), (2, "outcomes.2.experiment")]
     assert client.post("/v1/outcomes", json={"outcomes": batch[3:]}, headers=shop).status_code == 422
     assert client.post("/v1/outcomes", json={"outcomes": [outcome(i, "u1") for i in range(10_001)]}, headers=shop).status_code == 413
+    # The reason names the metrics the experiment reports, or says it reports none.
+    messages = [d["message"] for d in resp.get_json()["error"]["details"]]
+    assert messages[0].startswith("'nope' is not a metric of this experiment (reported metrics: ")
+    running(client, auth("editor"), ab_definition(key="no-reported", metrics=[], primary_metric="purchase_conversion"))
+    assign(client, shop, "no-reported", "u1")
+    none = client.post("/v1/outcomes", json={"outcomes": [outcome(5, "u1", "nope", key="no-reported")]}, headers=shop).get_json()
+    assert none["error"]["details"][0]["message"] == "'nope' is not a metric of this experiment, which declares no reported metrics"
     with db.read() as session:
         assert session.scalars(select(UserMetricTotalRow)).all() == []
 

@@ -71,6 +71,16 @@ def _timestamp(raw: str) -> str:
     return raw
 
 
+def _kept_time(form: Mapping[str, str], name: str) -> str:
+    """The time a datetime-local input holds, or the stored one it was shown from when left as shown.
+
+    The input holds milliseconds at most, in UTC: a stored time with microseconds or another offset
+    (the API keeps a time as sent) is shown rounded, and saved unchanged it stays as stored.
+    """
+    raw, was = (form.get(name) or "").strip(), form.get(name + ".was") or ""
+    return was if was and raw == _datetime_local(was) else _timestamp(raw)
+
+
 def _rows(form: Mapping[str, str], group: str) -> list[int]:
     found = {int(m.group(2)) for name in form for m in [_ROW.match(name)] if m and m.group(1) == group}
     return sorted(found)  # at most 100 rows (two digits); the schema refuses more than 50
@@ -177,7 +187,7 @@ def _arm(
             put(schedule, param.name, f"{p}schedule.{kind}.{param.name}")
         m = p + "schedule.multiplier."
         if any(text(m + part) for part in ("factor", "start", "end")):
-            schedule["multiplier"] = {"factor": form_number(text(m + "factor")), "start": _timestamp(text(m + "start")), "end": _timestamp(text(m + "end"))}
+            schedule["multiplier"] = {"factor": form_number(text(m + "factor")), "start": _kept_time(form, m + "start"), "end": _kept_time(form, m + "end")}
         arm["schedule"] = schedule
     return arm
 
@@ -303,6 +313,7 @@ def values_of(exp: Mapping[str, Any]) -> dict[str, str]:
                 m = s["multiplier"]
                 v[p + "schedule.multiplier.factor"] = _plain(m["factor"])
                 v[p + "schedule.multiplier.start"], v[p + "schedule.multiplier.end"] = _datetime_local(m["start"]), _datetime_local(m["end"])
+                v[p + "schedule.multiplier.start.was"], v[p + "schedule.multiplier.end.was"] = m["start"], m["end"]
     for i, metric in enumerate(exp.get("metrics") or []):
         v[f"metrics.{i}.key"], v[f"metrics.{i}.kind"] = metric["key"], metric.get("kind", "binary")
         if not metric.get("higher_is_better", True):
