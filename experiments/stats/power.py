@@ -77,8 +77,10 @@ class Plan:
     days: int | None
     alpha_per_test: float
     note: str | None = None
-    # The same power when the results are read with sequential intervals (`sequential_users_per_arm`).
+    # The same power when the results are read with sequential intervals (`sequential_users_per_arm`);
+    # None where no population could supply it.
     sequential_users_per_arm: int | None = None
+    sequential_total_users: int | None = None
     sequential_days: int | None = None
 
 
@@ -126,12 +128,11 @@ def sequential_users_per_arm(variance_sum: float, effect: float, alpha: float, p
     def enough(n: int) -> bool:
         return effect * math.sqrt(n / variance_sum) >= half_width(1.0, 2 * n, alpha, tuning) + zb
 
-    high = 1
+    low, high = 0, 1  # low: not enough (or 0)
     while not enough(high):
-        high *= 2
-        if high > MAX_PLAN_USERS:
+        if high >= MAX_PLAN_USERS:
             raise ValueError(f"mde: more than {MAX_PLAN_USERS:.0e} users per arm would be needed with sequential intervals; the effect is too small to detect")
-    low = high // 2  # not enough, or 0
+        low, high = high, min(2 * high, MAX_PLAN_USERS)
     while high - low > 1:
         middle = (low + high) // 2
         low, high = (low, middle) if enough(middle) else (middle, high)
@@ -211,5 +212,10 @@ def plan_sample_size(
             raise ValueError(f"daily_users: {daily_users} a day would take more than {MAX_PLAN_USERS:.0e} days")
         days = math.ceil(span)
     note = f"alpha {alpha:g} split over {comparisons} comparisons ({correction}): each is sized at {a:g}" if split else None
-    sequential_days = math.ceil(sequential * arms / daily_users) if sequential is not None and daily_users is not None else None
-    return Plan(per_arm, total, days, a, note, sequential, sequential_days)
+    sequential_total = sequential * arms if sequential is not None and sequential * arms <= MAX_PLAN_USERS else None
+    sequential_days = None
+    if sequential_total is not None and daily_users is not None and sequential_total / daily_users <= MAX_PLAN_USERS:
+        sequential_days = math.ceil(sequential_total / daily_users)
+    if sequential_total is None:
+        sequential = None
+    return Plan(per_arm, total, days, a, note, sequential, sequential_total, sequential_days)

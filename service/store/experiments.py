@@ -180,6 +180,11 @@ def patch(db: Database, key: str, changes: dict[str, Any], revision: int | None 
             raise Conflict(f"the traffic of a layered experiment owns a range of its layer from start to stop; it can only change while a draft (it is {row.status})")
         merged = {c: getattr(row, c) for c in ("key", "name", "description", "type", "traffic", "arms", "metrics", "primary_metric", "bandit", "status", "layer", "targeting", "analysis", "guardrails")}
         merged.update(changes)
+        replanned = [name for name in PLAN_FIELDS if _as_read(name, getattr(row, name)) != _as_read(name, merged[name])]
+        if replanned and row.status == "stopped":  # before the values' own checks: no value would be taken
+            raise Conflict(f"a stopped experiment keeps the {' and '.join(replanned)} it had at the stop, so that the reading a decision "
+                           "rested on cannot change afterwards; to read its results another way, pass sequential or cuped to /results, "
+                           "and metric= for any metric, guardrail or not")
         if "type" in changes and changes["type"] == "ab" and "bandit" not in changes:
             merged["bandit"] = None
         if "metrics" in changes and "primary_metric" not in changes:
@@ -193,10 +198,6 @@ def patch(db: Database, key: str, changes: dict[str, Any], revision: int | None 
         merged["primary_metric"] = exp.primary_metric
         if all(_as_read(name, getattr(row, name)) == _as_read(name, value) for name, value in merged.items()):
             return row  # nothing changes, so neither do the revision clients compare nor updated_at
-        replanned = [name for name in PLAN_FIELDS if _as_read(name, getattr(row, name)) != _as_read(name, merged[name])]
-        if replanned and row.status == "stopped":
-            raise Conflict(f"a stopped experiment keeps the {' and '.join(replanned)} it had at the stop, so that the reading a decision "
-                           "rested on cannot change afterwards; to read its results another way, pass sequential or cuped to /results")
         if row.status == "running":
             _settle(session, ("exposures",))
         for name, value in merged.items():

@@ -29,8 +29,7 @@ def plan(question: Mapping[str, Any]) -> dict[str, Any]:
         raise Invalid.field(field, message.split(": ", 1)[-1] if field != "body" else message) from None
     sequential = None
     if p.sequential_users_per_arm is not None:
-        sequential = {"users_per_arm": p.sequential_users_per_arm, "total_users": p.sequential_users_per_arm * q.get("arms", 2),
-                      "days": p.sequential_days, "tuning": SEQUENTIAL_TUNING}
+        sequential = {"users_per_arm": p.sequential_users_per_arm, "total_users": p.sequential_total_users, "days": p.sequential_days, "tuning": SEQUENTIAL_TUNING}
     return {"users_per_arm": p.users_per_arm, "total_users": p.total_users, "days": p.days, "alpha_per_test": p.alpha_per_test, "note": p.note,
             "sequential": sequential}
 

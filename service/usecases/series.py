@@ -4,7 +4,9 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from experiments.stats.analysis import difference_sequence
 from experiments.stats.proportions import wilson
+from experiments.stats.summary import ArmSummary
 from service.errors import Invalid
 from service.store.database import Database
 from service.store.experiments import StoredDefinition
@@ -15,8 +17,12 @@ from service.usecases.assignment import ExperimentCache
 from service.usecases.results import experiment_metric, interval
 
 
-def daily(db: Database, cache: ExperimentCache, key: str, metric_key: str | None, now: float | None = None) -> dict[str, Any]:
-    """Per UTC day up to today, cumulative exposed users and the metric's cumulative mean per arm.
+def daily(db: Database, cache: ExperimentCache, key: str, metric_key: str | None, now: float | None = None, alpha: float = 0.05) -> dict[str, Any]:
+    """Per UTC day up to today, cumulative exposed users and the metric's cumulative mean per arm, and each
+    arm's difference from the control with, for a rate, its confidence sequence: valid at every day at once,
+    so a reader may watch it day by day (the same sequence as /results?sequential=true&cuped=false on the
+    last day, at the experiment's sequential_tuning). A mean has no interval here: the series keeps no
+    spread of the users' values.
 
     Whatever is dated after today counts on today: one outcome from a client whose clock is a
     century ahead would otherwise add 36,000 empty days to every later answer. An exposure dated
@@ -47,15 +53,33 @@ def daily(db: Database, cache: ExperimentCache, key: str, metric_key: str | None
     days = []
     users = {a.key: 0 for a in exp.arms}
     totals = {a.key: 0.0 for a in exp.arms}
+    tuning = exp.analysis.sequential_tuning
     for day in range(first, last + 1):
         arms = []
         for a in exp.arms:
             users[a.key] += new_users.get((a.key, day), 0)
             totals[a.key] += new_value.get((a.key, day), 0.0)
             mean = totals[a.key] / users[a.key] if users[a.key] else None
-            arms.append({"arm": a.key, "users": users[a.key], "total": totals[a.key], "mean": mean})
+            arms.append({"arm": a.key, "users": users[a.key], "total": totals[a.key], "mean": mean, "diff": None, "diff_ci": None})
+        control = arms[0]
+        for arm in arms[1:]:
+            arm["diff"], arm["diff_ci"] = _difference(control, arm, metric.kind, alpha, tuning)
         days.append({"date": iso(day * DAY)[:10], "arms": arms})  # type: ignore[index]
     return {"experiment": exp.key, "metric": metric.key, "metric_kind": metric.kind, "days": days}
+
+
+def _difference(control: dict[str, Any], arm: dict[str, Any], kind: str, alpha: float, tuning: float) -> tuple[float | None, list[float] | None]:
+    """An arm's difference from the control on a day, with a rate's confidence sequence."""
+    if not (control["users"] and arm["users"]):
+        return None, None
+    conversions = [round(side["total"]) for side in (control, arm)]
+    # A conversion dated before its user's exposure counts from its own day, the user from theirs: on the
+    # days between, an arm can hold more conversions than users, and has no rate to compare.
+    if kind != "binary" or not all(0 <= x <= side["users"] for x, side in zip(conversions, (control, arm))):
+        return arm["mean"] - control["mean"], None
+    diff, sequence = difference_sequence(ArmSummary.binary(control["users"], conversions[0]), ArmSummary.binary(arm["users"], conversions[1]),
+                                         "binary", alpha, tuning)
+    return diff, interval(sequence)
 
 
 def retention(db: Database, cache: ExperimentCache, key: str, days: int, alpha: float, now: float | None = None) -> dict[str, Any]:

@@ -906,3 +906,15 @@ def test_the_sequential_plan_holds_its_power_when_simulated_with_a_look_every_da
 
     assert found(p2) >= 0.80 - 0.02  # 2 standard errors of 2,000 runs
     assert found(p1) <= alpha
+
+
+def test_a_sequential_plan_beyond_any_population_is_none_while_the_fixed_one_stands():
+    # 2.9e12 users per arm at a fixed horizon, 50 arms: read sequentially, more than 1e15 in all.
+    plan = plan_sample_size("continuous", 0.0, 1.0, 3.162e-7, "absolute", 0.9, 0.6, 50, "none", 1.0)
+    assert plan.users_per_arm == 2_873_452_681_581 and plan.days == plan.total_users
+    assert (plan.sequential_users_per_arm, plan.sequential_total_users, plan.sequential_days) == (None, None, None)
+    with pytest.raises(ValueError, match="more than 1e"):
+        sequential_users_per_arm(2.0, 1e-7, 0.05, 0.8)
+    # Up to the ceiling itself: the search's last step is the ceiling, not a power of two past it.
+    n = sequential_users_per_arm(2.0, 3.5e-7, 0.05, 0.8)
+    assert 2**49 < n <= 10**15  # past the last power of two below the ceiling

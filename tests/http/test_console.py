@@ -658,6 +658,20 @@ def test_edit_a_draft_keeps_what_the_form_shows(as_role, client, auth):
     assert after["analysis"]["sequential_tuning"] == 20000
 
 
+@pytest.mark.parametrize("posted, was, kept", [
+    ("2030-01-01T00:00", "2030-01-01T00:00:00.000001Z", "2030-01-01T00:00:00.000001Z"),  # a browser posts "…:00.000" back so
+    ("2030-01-01T00:00:00.000", "2030-01-01T00:00:00.000001Z", "2030-01-01T00:00:00.000001Z"),
+    ("2030-02-01T10:30:45.500", "2030-02-01T16:15:45.5+05:45", "2030-02-01T16:15:45.5+05:45"),  # the same moment, as sent
+    ("2030-01-01T00:01", "2030-01-01T00:00:00.000001Z", "2030-01-01T00:01:00Z"),  # edited: what was typed
+    ("2030-01-01T00:00", "0001-01-01T00:00:00+01:00", "2030-01-01T00:00:00Z"),  # a forged stored time before Python's first instant
+    ("", "2030-01-01T00:00:00Z", ""),  # cleared
+])
+def test_a_window_left_as_shown_keeps_the_time_stored(posted, was, kept):
+    from service.http.console.experiment_form import _kept_time
+
+    assert _kept_time({"t": posted, "t.was": was}, "t") == kept
+
+
 @pytest.mark.parametrize("stored, shown", [
     ("2030-01-01T00:00:00Z", "2030-01-01T00:00"),
     ("2030-01-01T00:00:07+00:00", "2030-01-01T00:00:07"),
@@ -1181,6 +1195,33 @@ def test_a_sample_ratio_mismatch_leaves_the_results_page_naming_no_winner(as_rol
     assert "cumulative, so it can rise as users have longer to act" in html
 
 
+def test_the_results_page_draws_each_arms_difference_by_day_with_its_confidence_sequence(as_role, client, auth):
+    shop = auth("storefront")
+    users = _two_arms(client, auth, 120, "d")
+    converted = users["every5"][: len(users["every5"]) // 2] + users["control"][: len(users["control"]) // 5]
+    post_ok(client, "/v1/outcomes", {"outcomes": [{"outcome_id": f"o-{u}", "experiment": "points-q4", "user_id": u, "metric": "conversion"} for u in converted]}, shop)
+    last = get_ok(client, "/v1/experiments/points-q4/results/daily?metric=conversion&alpha=0.1", auth("analyst"))["days"][-1]["arms"][1]
+    analyst = as_role("analyst")
+    html = analyst.get("/ui/experiments/points-q4/results", query_string={"metric": "conversion", "alpha": "0.1"}).get_data(as_text=True)
+    chart = html.split('aria-label="Difference from the control by day, with its confidence sequence"', 1)[1].split("</figure>", 1)[0]
+    # The chart's description, which a screen reader reads, names the last day's difference as the API gives it, in percentage points.
+    assert "with its 90.0% confidence sequence, by day" in chart and f"every5 {html_module.escape(format_difference(last['diff']))}" in html_module.unescape(chart)
+    assert 'class="band"' in chart and 'stroke-dasharray="4 3"' in chart  # the one day's sequence as a bar, and the zero line
+    # A mean has no sequence in the series, so no such chart; neither has a bandit, whose arms compare only by IPW.
+    assert "confidence sequence" not in analyst.get("/ui/experiments/points-q4/results", query_string={"metric": "spend"}).get_data(as_text=True)
+    running(client, auth("editor"), bandit_definition())
+    for u in range(20):
+        assign(client, shop, "bonus-bandit", f"b{u}")
+    post_ok(client, "/v1/outcomes", {"outcomes": [{"outcome_id": f"b-{u}", "experiment": "bonus-bandit", "user_id": f"b{u}", "metric": "conversion"} for u in range(0, 20, 3)]}, shop)
+    bandit = as_role("analyst").get("/ui/experiments/bonus-bandit/results").get_data(as_text=True)
+    assert "Cumulative conversion per exposed user" in bandit and "confidence sequence" not in bandit
+
+
+def format_difference(value: float) -> str:
+    from service.http.console.formatting import difference
+    return difference(value, "binary")
+
+
 def test_the_results_page_says_in_words_which_arm_wins_and_what_stands_in_the_way(as_role, client, auth):
     shop = auth("storefront")
     users = _two_arms(client, auth, 200, "v")
@@ -1231,7 +1272,7 @@ def test_verdicts_name_a_failing_guardrail_a_mismatch_and_a_stopped_experiment()
     answer["guardrails"] += [{"arm": "lottery", "metric": "complaints", "diff": 0.05, "diff_ci": [0.01, 0.09], "status": "fail", "note": None}]
     answer["arms"][2].update(diff=0.01, diff_ci=[-0.05, 0.07], significant=False)
     said = [(v.tone, v.text) for v in verdicts(answer, False, set(), {"complaints": "binary"})]
-    assert ("warn", "lottery: no difference from control on conversion shown (+1.0 pp [-5.0 pp, +7.0 pp], adjusted p 0.0010). "
+    assert ("warn", "lottery: no difference from control on conversion shown (+1.0 pp [-5.0 pp, +7.0 pp], adjusted p = 0.0010). "
                     "It also fails a guardrail (complaints +5.0 pp).") in said
     bandit = {**answer, "type": "bandit", "status": "running", "srm": None}
     assert not any("sequential" in v.text for v in verdicts(bandit, False, set(), {}))

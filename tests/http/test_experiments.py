@@ -123,7 +123,10 @@ def test_a_stopped_experiment_keeps_the_analysis_plan_it_was_read_by_at_the_stop
     running(client, editor, {**ab_definition(), "guardrails": ["retention_d7"], "analysis": {"sequential": True}})
     post_ok(client, "/v1/experiments/points-q4/stop", None, editor)
     stored = get_ok(client, "/v1/experiments/points-q4", editor)
-    for change in ({"guardrails": []}, {"analysis": {**stored["analysis"], "sequential": False}}, {"guardrails": ["retention_d1"], "name": "Renamed"}):
+    # A guardrail the experiment would refuse anyway is answered as a change of the plan too: no value would be taken.
+    # (A value the request's schema refuses, a cuped_days of 0, is a 422 before any experiment is read.)
+    for change in ({"guardrails": []}, {"analysis": {**stored["analysis"], "sequential": False}}, {"guardrails": ["retention_d1"], "name": "Renamed"},
+                   {"guardrails": ["nope"]}):
         refused = client.patch("/v1/experiments/points-q4", json=change, headers=editor)
         assert refused.status_code == 409, change
         assert refused.get_json()["error"]["message"].startswith(f"a stopped experiment keeps the {' and '.join(k for k in ('analysis', 'guardrails') if k in change)} it had at the stop")

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import csv
 import io
+import math
 from datetime import datetime, timedelta, timezone
 
 import numpy as np
@@ -113,6 +114,44 @@ def test_daily_series_is_cumulative(client, auth, populated):
         assert last[arm]["total"] == sum(converted[u] for u in users)
     counts = [sum(a["users"] for a in d["arms"]) for d in days]
     assert counts == sorted(counts) and counts[-1] == 600
+
+
+def test_each_day_of_the_series_has_each_arms_difference_with_its_confidence_sequence(client, auth, populated):
+    # The API's sequence formula written out, with s2 = se^2 n and se unpooled (Wald's), at the experiment's tuning.
+    def sequence(pc: float, nc: int, pt: float, nt: int, alpha: float, tuning: float = 5000.0) -> list[float]:
+        se = math.sqrt(pc * (1 - pc) / nc + pt * (1 - pt) / nt)
+        n = nc + nt
+        r = math.sqrt((-2 * math.log(alpha) + math.log(-2 * math.log(alpha) + 1)) / tuning)
+        half = math.sqrt(se * se * n) * math.sqrt(2 * (n * r * r + 1) * math.log(math.sqrt(n * r * r + 1) / alpha) / (n * r) ** 2)
+        return [pt - pc - half, pt - pc + half]
+
+    for alpha in (0.05, 0.1):
+        days = get_ok(client, f"/v1/experiments/points-q4/results/daily?metric=conversion&alpha={alpha}", auth("analyst"))["days"]
+        checked = 0
+        for day in days:
+            control, *others = day["arms"]
+            assert control["diff"] is None and control["diff_ci"] is None
+            for arm in others:
+                if not (control["users"] and arm["users"]):
+                    assert arm["diff"] is None and arm["diff_ci"] is None
+                    continue
+                pc, pt = control["total"] / control["users"], arm["total"] / arm["users"]
+                assert arm["diff"] == pytest.approx(pt - pc, rel=1e-12, abs=1e-15)
+                if 0 < pc < 1 or 0 < pt < 1:
+                    assert arm["diff_ci"] == pytest.approx(sequence(pc, control["users"], pt, arm["users"], alpha), rel=1e-9)
+                    checked += 1
+                else:  # the days before anyone converted: no variation, so no sequence, as /results says
+                    assert arm["diff_ci"] is None
+        assert checked == 2  # both arms on the day the fixture's conversions land
+        # The last day's sequence is the one /results gives when read sequentially without CUPED.
+        final = get_ok(client, f"/v1/experiments/points-q4/results?metric=conversion&sequential=true&cuped=false&alpha={alpha}", auth("analyst"))
+        last = {a["arm"]: a for a in days[-1]["arms"]}
+        for arm in final["arms"][1:]:
+            assert last[arm["arm"]]["diff_ci"] == pytest.approx(arm["diff_ci"], rel=1e-12)
+    # A mean has its difference and no interval: the series keeps no spread of the values.
+    spend = get_ok(client, "/v1/experiments/points-q4/results/daily?metric=spend", auth("analyst"))["days"][-1]["arms"]
+    assert all(a["diff_ci"] is None for a in spend) and spend[1]["diff"] == pytest.approx(spend[1]["mean"] - spend[0]["mean"], rel=1e-12)
+    assert client.get("/v1/experiments/points-q4/results/daily?alpha=1", headers=auth("analyst")).status_code == 422
 
 
 @pytest.mark.parametrize("metric, value", [("spend", 40.0), ("conversion", 1)])

@@ -127,13 +127,16 @@ def line_chart(
     y_label: str = "",
     y_format: Format = number,
     percent: bool = False,
+    tick_format: Format | None = None,
+    zero: bool = False,
     width: int = 860,
     height: int = 280,
 ) -> Markup:
     """Lines over categorical x positions (days, versions), with y ticks, x labels and a legend.
 
     `y_format` writes the values the description gives; a tick is written exactly (as a percentage
-    with `percent`), since a tick rounded like a value (27.5 % as "28%") names the wrong gridline.
+    with `percent`, or by `tick_format`), since a tick rounded like a value (27.5 % as "28%") names
+    the wrong gridline. `zero` keeps 0 in range and marks it with a dashed line, for differences.
     """
     left, right, top, bottom = 64, 32, 16, 44
     plot_w, plot_h = width - left - right, height - top - bottom
@@ -142,7 +145,7 @@ def line_chart(
     values += [b for s in series for pair in (s.band or []) if pair for b in pair]
     if not x_labels or not values:
         return _svg(width, 60, title, "no data yet", [f'<text x="{left}" y="34" fill="#222">No data yet.</text>'])
-    ticks = nice_ticks(min(values), max(values))
+    ticks = nice_ticks(min(values + [0.0] * zero), max(values + [0.0] * zero))
     lo, hi = ticks[0], ticks[-1]
     step = plot_w / max(len(x_labels) - 1, 1)
 
@@ -155,7 +158,10 @@ def line_chart(
     body = []
     for t in ticks:
         body.append(f'<line x1="{left}" y1="{py(t):.1f}" x2="{left + plot_w}" y2="{py(t):.1f}" stroke="{GRID}"/>')
-        body.append(f'<text x="{left - 6}" y="{py(t) + 4:.1f}" text-anchor="end" fill="{AXIS}">{escape(tick(t, 100, "%") if percent else tick(t))}</text>')
+        shown_tick = tick_format(t) if tick_format else tick(t, 100, "%") if percent else tick(t)
+        body.append(f'<text x="{left - 6}" y="{py(t) + 4:.1f}" text-anchor="end" fill="{AXIS}">{escape(shown_tick)}</text>')
+    if zero:
+        body.append(f'<line x1="{left}" y1="{py(0.0):.1f}" x2="{left + plot_w}" y2="{py(0.0):.1f}" stroke="#222" stroke-dasharray="4 3"/>')
     every = max(1, math.ceil(len(x_labels) / 8))
     last = len(x_labels) - 1
     shown = set(range(0, len(x_labels), every))
@@ -181,6 +187,9 @@ def line_chart(
             if len(upper) > 1:
                 points = " ".join(f"{x:.1f},{y:.1f}" for x, y in upper + lower[::-1])
                 body.append(f'<polygon points="{points}" fill="{colour}" fill-opacity="0.12" stroke="none"/>')
+            elif upper:  # one day has no area to fill: its interval as a bar
+                (x, high), (_, low) = upper[0], lower[0]
+                body.append(f'<line class="band" x1="{x:.1f}" y1="{high:.1f}" x2="{x:.1f}" y2="{low:.1f}" stroke="{colour}" stroke-opacity="0.5" stroke-width="6"/>')
         for run in _runs(s.values):
             points = " ".join(f"{px(i):.1f},{py(v):.1f}" for i, v in run)
             if len(run) == 1:

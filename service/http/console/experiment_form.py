@@ -78,7 +78,17 @@ def _kept_time(form: Mapping[str, str], name: str) -> str:
     (the API keeps a time as sent) is shown rounded, and saved unchanged it stays as stored.
     """
     raw, was = (form.get(name) or "").strip(), form.get(name + ".was") or ""
-    return was if was and raw == _datetime_local(was) else _timestamp(raw)
+    # As moments, not as text: a browser posts "…T00:00:00.000" back as "…T00:00".
+    shown = _moment(_timestamp(_datetime_local(was))) if was else None
+    return was if shown is not None and _moment(_timestamp(raw)) == shown else _timestamp(raw)
+
+
+def _moment(iso: str) -> datetime | None:
+    """An ISO time as an aware datetime, or None when it is not one Python reads."""
+    try:
+        return datetime.fromisoformat(iso.replace("Z", "+00:00"))
+    except (ValueError, OverflowError):
+        return None
 
 
 def _rows(form: Mapping[str, str], group: str) -> list[int]:
@@ -271,7 +281,7 @@ def _datetime_local(iso: str | None) -> str:
         return ""
     try:
         moment = datetime.fromisoformat(iso).astimezone(timezone.utc)
-    except ValueError:
+    except (ValueError, OverflowError):  # year 1 at +01:00 is before Python's first instant
         return iso  # shown as stored; the schema names it if it is saved so
     if moment.microsecond:
         return moment.strftime("%Y-%m-%dT%H:%M:%S.%f")[:23]

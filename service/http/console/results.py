@@ -51,29 +51,38 @@ def _answer(key: str, query: ResultsQuery) -> dict[str, Any]:
     return results.results(svc.db, svc.experiment_cache, key, results.ResultsRequest(**query.model_dump()))
 
 
-def _daily_chart(key: str, metric: str, kind: str, started_at: str | None) -> tuple[Any, str | None]:
-    """The cumulative chart, or why there is none; beside a chart, what it shows that the page might not lead one to expect."""
+def _daily_chart(key: str, answer: dict[str, Any], started_at: str | None) -> tuple[Any, str | None, Any]:
+    """The cumulative chart, or why there is none; beside a chart, what it shows that the page might not lead one to expect;
+    and for a rate in an A/B test, each arm's difference from the control day by day, with its confidence sequence."""
     svc = services()
+    metric, kind = answer["metric"], answer["metric_kind"]
     if metric in BUILTIN_METRICS and metric.startswith("retention_"):
-        return None, "Retention is read by exposure cohort, not by calendar day: the curves under Retention by arm show it day by day since exposure."
+        return None, "Retention is read by exposure cohort, not by calendar day: the curves under Retention by arm show it day by day since exposure.", None
     try:
-        daily = series.daily(svc.db, svc.experiment_cache, key, metric)
+        daily = series.daily(svc.db, svc.experiment_cache, key, metric, alpha=answer["alpha"])
     except Invalid as exc:
-        return None, exc.message
+        return None, exc.message, None
     if not daily["days"]:
-        return None, "No exposures yet."
+        return None, "No exposures yet.", None
     arms = [a["arm"] for a in daily["days"][0]["arms"]]
     lines = [Series(arm, [d["arms"][i]["mean"] for d in daily["days"]]) for i, arm in enumerate(arms)]
-    fmt = (lambda v: f"{v:.1%}") if kind == "binary" else number
+    value_text = (lambda v: f"{v:.1%}") if kind == "binary" else number
     # Month and day read best, unless the series crosses a new year (a backdated exposure can start it years ago).
     one_year = len({d["date"][:4] for d in daily["days"]}) == 1
     labels = [d["date"][5:] if one_year else d["date"] for d in daily["days"]]
-    chart = line_chart(f"Cumulative {metric} per exposed user, by day", labels, lines, y_label=metric, y_format=fmt, percent=kind == "binary")
+    chart = line_chart(f"Cumulative {metric} per exposed user, by day", labels, lines, y_label=metric, y_format=value_text, percent=kind == "binary")
+    difference = None
+    # A bandit's arms are not comparable naively, sequence or not (the table says so): no such chart for one.
+    if kind == "binary" and answer["type"] != "bandit" and len(arms) > 1:
+        gaps = [Series(arm, [d["arms"][i]["diff"] for d in daily["days"]], band=[d["arms"][i]["diff_ci"] for d in daily["days"]])
+                for i, arm in enumerate(arms) if i]
+        difference = line_chart(f"Difference in {metric} from {arms[0]} (percentage points), with its {level(answer['alpha'])} confidence sequence, by day",
+                                labels, gaps, y_label="difference", y_format=lambda v: fmt.difference(v, "binary"), tick_format=pp_tick, zero=True)
     if started_at is not None and daily["days"][0]["date"] < started_at[:10]:
         # The API stores an exposure's time as the storefront sent it, also before the start (an exposure logged late).
         return chart, (f"The series starts on {daily['days'][0]['date']}, before the experiment started ({started_at[:10]}): "
-                       "the storefront sent exposures dated then (POST /v1/assignments or ?timestamp=), and they count from their own day.")
-    return chart, None
+                       "the storefront sent exposures dated then (POST /v1/assignments or ?timestamp=), and they count from their own day."), difference
+    return chart, None, difference
 
 
 def _retention_days(errors: dict[str, list[str]]) -> int:
@@ -128,7 +137,7 @@ def results_page(key: str) -> tuple[str, int]:
     # The chart's title and description, which a screen reader reads, give the table's own figures.
     kind = answer["metric_kind"]
     forest = forest_plot(title, differences, x_format=lambda v: fmt.difference(v, kind), tick_format=pp_tick if binary else signed_tick)
-    daily, daily_note = _daily_chart(key, answer["metric"], answer["metric_kind"], exp.get("started_at"))
+    daily, daily_note, daily_difference = _daily_chart(key, answer, exp.get("started_at"))
     days = _retention_days(errors)
     retention, retention_has_data, retention_last = _retention_chart(key, days, answer["alpha"])
     rough = _rough_comparisons(answer) if binary else set()
@@ -150,6 +159,7 @@ def results_page(key: str) -> tuple[str, int]:
         forest=forest,
         daily=daily,
         daily_note=daily_note,
+        daily_difference=daily_difference,
         retention=retention,
         retention_has_data=retention_has_data,
         retention_last=retention_last,

@@ -135,7 +135,7 @@ def _arm(
     either way, `guarded` whether the experiment declares any, `corrected` whether p-values are adjusted for several comparisons,
     and `split_off` whether the arms' sizes fail the sample ratio check, which leaves no winner to name."""
     name, control = a["arm"], c["arm"]
-    significant, p = ("significant after correction", "adjusted p") if corrected else ("significant (no correction asked for)", "p")
+    significant, p = ("significant after correction", "adjusted ") if corrected else ("significant (no correction asked for)", "")
     if not a["users"]:
         return Verdict("info", f"{name}: no exposed users{'' if final else ' yet'}.")
     fails = f" It also fails a guardrail ({hurt})." if hurt else ""
@@ -144,7 +144,7 @@ def _arm(
         return Verdict("warn", f"{name}: too few conversions or non-conversions (in it or the control) to judge; its interval "
                                f"can be far narrower than the data allow.{'' if final else ' Wait for more users.'}{fails}")
     if not a.get("significant"):
-        said = f"{name}: no difference from {control} on {metric} shown{'' if final else ' yet'} ({shown}, {p} {fmt.pvalue(a['p_value_adjusted'])}).{fails}"
+        said = f"{name}: no difference from {control} on {metric} shown{'' if final else ' yet'} ({shown}, {p}{fmt.p_is(a['p_value_adjusted'])}).{fails}"
         return Verdict("warn" if hurt else "info", said)
     better = (a["diff"] < 0) if lower_is_better else (a["diff"] > 0)
     if split_off:

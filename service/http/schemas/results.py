@@ -127,9 +127,10 @@ class ResultsOut(Output):
 
 
 class DailyQuery(Query):
-    """Which metric (default: the primary one)."""
+    """Which metric (default: the primary one), and the level of the differences' confidence sequences."""
 
     metric: Key | None = None
+    alpha: float = Field(default=0.05, ge=MIN_ALPHA, lt=1, allow_inf_nan=False)
 
 
 class DailyArm(Output):
@@ -139,6 +140,10 @@ class DailyArm(Output):
     users: int
     total: float
     mean: float | None
+    diff: float | None = Field(default=None, description="mean minus the control's; null for the control and while either has no users")
+    diff_ci: list[float] | None = Field(default=None, description="for a rate, the difference's confidence sequence at level 1 - alpha: it covers "
+                                        "the true difference on every day at once, so it may be watched daily (the same as /results?sequential=true"
+                                        "&cuped=false on the last day); null for a mean, the control, or without variation")
 
 
 class DailyPoint(Output):

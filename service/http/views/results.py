@@ -68,11 +68,11 @@ def csv_response(key: str, query: ResultsQuery) -> Response:
 
 
 @bp.get("/v1/experiments/<key>/results/daily")
-@endpoint("Per-day cumulative users and mean per arm, for plotting", roles=ANALYST, tag="results", query=DailyQuery, response=DailyOut, errors=(404,), path=KEY)
+@endpoint("Per-day cumulative users and mean per arm, and each arm's difference from the control with its confidence sequence, for plotting", roles=ANALYST, tag="results", query=DailyQuery, response=DailyOut, errors=(404,), path=KEY)
 def per_day(key: str, query: DailyQuery) -> DailyOut:
     """Cumulative series by UTC day."""
     svc = services()
-    return DailyOut.model_validate(series.daily(svc.db, svc.experiment_cache, key, query.metric))
+    return DailyOut.model_validate(series.daily(svc.db, svc.experiment_cache, key, query.metric, alpha=query.alpha))
 
 
 @bp.get("/v1/experiments/<key>/results/retention")
