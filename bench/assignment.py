@@ -5,11 +5,12 @@ users cost one extra write, so both are measured. A second experiment targets
 users by behaviour the service stores (purchases and revenue, which everyone
 here passes): its new users also cost the read of their activity.
 
-Returning users are measured as every worker has answered them before, like
-the recommendations benchmark's: each worker remembers the exposures it has
-answered, and each run's new connections land on any worker, so the warm-up is
---warmups short runs rather than one. A returning user a worker meets for the
-first time costs it one read, as a targeted experiment's new user does.
+Returning users are measured as the worker answering has answered them before,
+like the recommendations benchmark's: each worker remembers the exposures it has
+answered, and each run's new connections land on any worker, so each client
+first asks for its share of the users once, untimed, on the connection it then
+measures on (`bench.load.interleaved`'s `warm`). A returning user a worker meets
+for the first time costs it one read, as a targeted experiment's new user does.
 
     .venv/bin/python bench/assignment.py [--rounds 5] [--seconds 4] [--warmups 4] [--clients 8] [--workers 4]
 """
@@ -64,7 +65,7 @@ def main() -> None:
             ("targeted returning", lambda k: returning_targeted),
             ("targeted first", fresh(targeted)),
         ):
-            measured[name] = rounds(server.base, paths, headers, args.rounds, clients=args.clients, seconds=args.seconds)
+            measured[name] = rounds(server.base, paths, headers, args.rounds, clients=args.clients, seconds=args.seconds, warm="returning" in name)
         pids = [server.process.pid, *server.worker_pids()]
         splits = [split_line("GET /healthz", server.base, pids, ["/healthz"], {}, args.clients, args.seconds)]
         for name, paths in (("returning", returning), ("first exposures", fresh(key)(args.rounds)), ("targeted first", fresh(targeted)(args.rounds))):

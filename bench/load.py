@@ -29,6 +29,18 @@ class LoadResult:
         return self.requests / self.seconds
 
 
+def _get(conn: http.client.HTTPConnection, path: str, headers: dict[str, str]) -> tuple[http.client.HTTPConnection, bool]:
+    """GET `path` on the client's keep-alive connection: the connection to go on with, and whether it answered 200."""
+    try:
+        conn.request("GET", path, headers=headers)
+        resp = conn.getresponse()
+        resp.read()
+        return conn, resp.status == 200
+    except (OSError, http.client.HTTPException):
+        conn.close()
+        return http.client.HTTPConnection(conn.host, conn.port, timeout=30), False
+
+
 def _untaken(paths: list[str], taken: "Synchronized[int]") -> str | None:
     """The next of `paths` that no client has taken yet, or None once all are."""
     with taken.get_lock():
@@ -64,16 +76,8 @@ def _client(
                 break
             path = untaken
         start = time.perf_counter()
-        try:
-            conn.request("GET", path, headers=headers)
-            resp = conn.getresponse()
-            resp.read()
-            if resp.status != 200:
-                errors += 1
-        except (OSError, http.client.HTTPException):
-            errors += 1
-            conn.close()
-            conn = http.client.HTTPConnection(url.hostname, url.port, timeout=30)
+        conn, ok = _get(conn, path, headers)
+        errors += not ok
         latencies.append(time.perf_counter() - start)
     out.put((latencies, errors, began, time.perf_counter()))
 
@@ -126,25 +130,34 @@ def _alternating_client(
     taken: "Synchronized[int] | None",
     ready: "Barrier",
     out: "mp.Queue[list[tuple[list[float], int, float]]]",
+    warm: bool = False,
 ) -> None:
     """Ask for the baseline's paths and the load's in turn, in `slices` slices of `length` seconds from `start_at`.
 
-    Slices go baseline, load, load, baseline, ..., so that a drift within the run weighs on both
+    Slices go in pairs, baseline, baseline, load, load, ..., baseline, baseline, and only the second
+    of each pair counts: what one phase leaves behind (a request still running, the database's
+    writes after a commit) falls into an uncounted slice rather than onto the other phase, while the
+    counted slices of both lie symmetrically about the run's middle, so that a drift weighs on both
     alike. Each phase keeps its latencies, errors and the seconds this client was busy in it: from
-    each slice's start, or the end of the request it carried over from the slice before, to the end
-    of its last request, so that neither phase is charged for the other's overrun.
+    the slice's start, or the end of the request it carried over, to the end of its last request. With `warm`, the
+    client first asks for each of the load's paths once, untimed, on the connection it keeps, so that
+    the worker behind that connection has answered every one of them before the clock starts.
     """
     url = urlparse(base)
     conn = http.client.HTTPConnection(url.hostname, url.port, timeout=30)
     kept: list[tuple[list[float], int, float]] = [([], 0, 0.0), ([], 0, 0.0)]
     cursors = [0, 0]
+    for path in phases[1][0] if warm else ():
+        conn, _ = _get(conn, path, phases[1][1])
     ready.wait()
     while start_at.value == 0.0:  # set by the parent once every client is ready
         time.sleep(0.001)
     start = start_at.value
     for s in range(slices):
-        phase = 0 if s % 4 in (0, 3) else 1
-        (paths, headers), (latencies, errors, busy) = phases[phase], kept[phase]
+        phase = (s // 2) % 2
+        paths, headers = phases[phase]
+        latencies: list[float] = []
+        errors = 0
         time.sleep(max(0.0, start + s * length - time.perf_counter()))
         end = start + (s + 1) * length
         began = now = time.perf_counter()
@@ -158,35 +171,36 @@ def _alternating_client(
                 path = paths[cursors[phase] % len(paths)]
                 cursors[phase] += 1
             sent = time.perf_counter()
-            try:
-                conn.request("GET", path, headers=headers)
-                resp = conn.getresponse()
-                resp.read()
-                errors += resp.status != 200
-            except (OSError, http.client.HTTPException):
-                errors += 1
-                conn.close()
-                conn = http.client.HTTPConnection(url.hostname, url.port, timeout=30)
+            conn, ok = _get(conn, path, headers)
+            errors += not ok
             now = time.perf_counter()
             latencies.append(now - sent)
-        kept[phase] = (latencies, errors, busy + (now - began))
+        if s % 2:
+            counted, counted_errors, busy = kept[phase]
+            kept[phase] = (counted + latencies, counted_errors + errors, busy + (now - began))
     out.put(kept)
 
 
 def interleaved(
-    base: str, paths: list[str], headers: dict[str, str], clients: int = 8, seconds: float = 4.0, once: bool = False, slice_seconds: float = 0.5
+    base: str, paths: list[str], headers: dict[str, str], clients: int = 8, seconds: float = 4.0, once: bool = False, slice_seconds: float = 0.5,
+    warm: bool = False,
 ) -> tuple[LoadResult, LoadResult]:
-    """(/healthz, `paths`) from the same `clients` processes, in alternating slices of `slice_seconds`, about `seconds` each in all.
+    """(/healthz, `paths`) from the same `clients` processes, in alternating slices of `slice_seconds`.
 
     Two back-to-back runs of a few seconds met different machines: on two shared cores a run's
     speed drifts by a fifth within seconds, and the ratios of one benchmark's rounds ranged from
-    0.35x to 0.54x. Slices of half a second put both under the same drift. Each result's seconds are
-    the clients' busy seconds in its phase over the number of clients, so that its rps is that of
-    every client busy. With `once`, each of `paths` is asked for at most once.
+    0.35x to 0.54x. Slices of half a second put both under the same drift. The run lasts about
+    2 `seconds`, as two timed runs would, and counts about half of that of each phase: the other
+    slices warm each phase up (see `_alternating_client`). Each result's
+    seconds are the clients' busy seconds in its phase over the number of clients, so that its rps
+    is that of every client busy. With `once`, each of `paths` is asked for at most once. With `warm`, each client
+    first asks for its share once, untimed, on its own connection (see `_alternating_client`): a
+    worker remembers only what it answered, and connections land on any worker.
     """
     if not paths:
         raise ValueError("no paths to ask for")
-    slices = 4 * max(1, round(seconds / slice_seconds / 2))
+    # 2 + 4 k slices: baseline pairs at both ends, k pairs of each phase counted in half the time.
+    slices = 2 + 4 * max(1, round(seconds / slice_seconds / 2))
     queue: "mp.Queue[list[tuple[list[float], int, float]]]" = mp.Queue()
     taken = mp.Value("q", 0) if once else None
     start_at = mp.Value("d", 0.0)
@@ -194,8 +208,8 @@ def interleaved(
     health: tuple[list[str], dict[str, str]] = (["/healthz"], {})
     # Each client its own share of a timed run's paths, as `run` gives them.
     shares = [paths] * clients if once else [paths[k::clients] or paths for k in range(clients)]
-    procs = [mp.Process(target=_alternating_client, args=(base, (health, (share, headers)), start_at, slice_seconds, slices, taken, ready, queue), daemon=True)
-             for share in shares]
+    procs = [mp.Process(target=_alternating_client, args=(base, (health, (share, headers)), start_at, slice_seconds, slices, taken, ready, queue, warm and not once),
+                        daemon=True) for share in shares]
     for p in procs:
         p.start()
     ready.wait(timeout=120)
@@ -215,10 +229,11 @@ def _phase(results: list[list[tuple[list[float], int, float]]], phase: int, clie
 
 
 def rounds(
-    base: str, paths: Callable[[int], list[str]], headers: dict[str, str], count: int, clients: int = 8, seconds: float = 4.0, once: bool = False
+    base: str, paths: Callable[[int], list[str]], headers: dict[str, str], count: int, clients: int = 8, seconds: float = 4.0, once: bool = False,
+    warm: bool = False,
 ) -> list[tuple[LoadResult, LoadResult]]:
-    """`count` pairs of (/healthz, the paths of round k), each pair measured interleaved (`interleaved`)."""
-    return [interleaved(base, paths(k), headers, clients=clients, seconds=seconds, once=once) for k in range(count)]
+    """`count` pairs of (/healthz, the paths of round k), each pair measured interleaved (`interleaved`), `warm` or not."""
+    return [interleaved(base, paths(k), headers, clients=clients, seconds=seconds, once=once, warm=warm) for k in range(count)]
 
 
 def median_ratio(pairs: list[tuple[LoadResult, LoadResult]]) -> float:

@@ -8,6 +8,11 @@ warm-up is --warmups short runs rather than one. On a small shared machine
 /healthz itself varies by a fifth between runs, so each figure is measured
 interleaved with /healthz in half-second slices (`bench.load.interleaved`);
 returning users in --rounds such rounds, and the median ratio is reported.
+Before each round every client asks for its share of the returning users
+once, untimed, on the connection it then measures on: its worker has then
+served each of them, which warm-up runs on fresh connections left to chance:
+a run's connections land on any worker, so after four runs a worker can have
+missed a sizeable share of the users, each then a first request to it.
 
 With --items at or above ANN_MIN_ITEMS (200,000 by default) the model gets an approximate
 nearest-neighbour index, and the run measures it instead: recall@10 of the index against
@@ -68,7 +73,7 @@ def main() -> None:
     with gunicorn(env, workers=args.workers) as server:
         for _ in range(args.warmups):  # load the model; every worker remembers these users
             run(server.base, returning, headers, clients=args.clients, seconds=args.seconds)
-        pairs = rounds(server.base, lambda k: returning, headers, args.rounds, clients=args.clients, seconds=args.seconds)
+        pairs = rounds(server.base, lambda k: returning, headers, args.rounds, clients=args.clients, seconds=args.seconds, warm=True)
         health, cold = interleaved(server.base, first, headers, clients=args.clients, seconds=args.seconds, once=True)
         pids = [server.process.pid, *server.worker_pids()]
         splits = [split_line(name, server.base, pids, paths, h, args.clients, args.seconds)
