@@ -165,7 +165,8 @@ def test_analyst_reads_results_switches_alpha_and_downloads_the_csv(visit, demo)
     assert [r[rows[0].index("arm")] for r in rows[1:]] == ["control", "every-3rd"]
     assert {r[rows[0].index("alpha")] for r in rows[1:]} == {"0.2"} and {r[rows[0].index("correction")] for r in rows[1:]} == {"bh"}
     page.goto(demo.base + "/ui/experiments/points-q4/results")
-    assert page.locator("svg.chart").count() == 3
+    # The forest plot, the cumulative series, each arm's difference by day in its confidence sequence, and retention.
+    assert page.locator("svg.chart").count() == 4
     shot(page, "07-results-points-q4")
     # The demo's primary metric is CUPED-adjusted by default; the page says so and switches it off.
     assert page.locator("text=Adjusted with CUPED").count() == 1
