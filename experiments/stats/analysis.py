@@ -140,7 +140,7 @@ def _sequence_se(control: ArmSummary, treat: ArmSummary, binary: bool) -> float 
 def difference_sequence(control: ArmSummary, treat: ArmSummary, kind: Kind, alpha: float, tuning: float) -> tuple[float | None, Interval | None]:
     """The difference of means and its confidence sequence as `analyse(..., sequential=True)` gives them, without
     the always-valid p-value's search: cheap enough for every day of a series. None where `analyse` has none."""
-    diff = treat.mean_difference(control) if control.users and treat.users else None
+    diff = treat.mean_difference(control)
     if diff is None or not math.isfinite(diff):
         return None, None
     se = _sequence_se(control, treat, kind == "binary")

@@ -212,10 +212,10 @@ def plan_sample_size(
             raise ValueError(f"daily_users: {daily_users} a day would take more than {MAX_PLAN_USERS:.0e} days")
         days = math.ceil(span)
     note = f"alpha {alpha:g} split over {comparisons} comparisons ({correction}): each is sized at {a:g}" if split else None
-    sequential_total = sequential * arms if sequential is not None and sequential * arms <= MAX_PLAN_USERS else None
+    if sequential is not None and sequential * arms > MAX_PLAN_USERS:
+        sequential = None
+    sequential_total = sequential * arms if sequential is not None else None
     sequential_days = None
     if sequential_total is not None and daily_users is not None and sequential_total / daily_users <= MAX_PLAN_USERS:
         sequential_days = math.ceil(sequential_total / daily_users)
-    if sequential_total is None:
-        sequential = None
     return Plan(per_arm, total, days, a, note, sequential, sequential_total, sequential_days)
