@@ -148,7 +148,7 @@ def test_analyst_reads_results_switches_alpha_and_downloads_the_csv(visit, demo)
     page.select_option("#f-correction", "bh")
     page.click("text=Apply")
     page.wait_for_url("**correction=bh**")
-    assert "90.0% CI" in page.locator("table thead").inner_text()
+    assert "90.0% CI" in page.locator("table.arms thead").inner_text()
     # The cost per incremental conversion shows a figure only where the arm's gain is established,
     # and says so under the table, with what a negative figure means.
     cost = page.locator("table.arms tbody tr").nth(1).locator("td").last.inner_text()

@@ -1642,6 +1642,20 @@ def test_a_charts_ticks_name_their_gridlines_exactly():
     assert all(f">{t}</text>" in means for t in ("-500", "0", "+1000", "+1500"))
 
 
+def test_a_line_chart_carries_every_figure_as_a_table_and_a_lone_point_its_series_shape():
+    from service.http.console.charts import Series, line_chart
+
+    # The description gives the last values; the days before them, with each band, are in a table under the chart.
+    chart = str(line_chart("diff <by day>", ["12-04", "12-05"], [Series("b", [0.01, -0.02], band=[None, (-0.05, 0.01)])], y_format=lambda v: f"{v:+.1%}", x_name="Day"))
+    assert 'aria-labelledby="chart-' in chart and 'aria-describedby="chart-' in chart and "every figure is in the table under the chart" in chart
+    table = chart.split("</svg>", 1)[1]
+    assert table.startswith('<details class="chart-data">') and '<th scope="col">Day</th>' in table and "diff &lt;by day&gt;" in table
+    assert '<th scope="row">12-04</th><td class="num">+1.0%</td>' in table and "-2.0%" in table and "[-5.0%, +1.0%]" in table
+    # One day of data has no line, so no dash to tell the series apart: each draws its own shape, in the legend too.
+    one_day = str(line_chart("one day", ["12-05"], [Series("a", [0.3]), Series("b", [0.4])]))
+    assert one_day.count("<circle") == 2 and one_day.count("<rect") == 2
+
+
 def test_the_user_page_says_whether_older_events_are_left_out(as_role, client, auth):
     shop = auth("storefront")
     events = [{"event_id": f"e{i}", "user_id": "few" if i < 3 else "many", "item_id": "i1", "type": "view"} for i in range(3 + 51)]

@@ -1,7 +1,9 @@
 """Inline SVG charts drawn on the server (a line chart and a forest plot), so pages need no JavaScript.
 
 Every label goes through `escape`; the result is `Markup` that templates insert as it is.
-Series differ by colour (Okabe-Ito, safe for colour-blind readers) and by dash pattern.
+Series differ by colour (Okabe-Ito, safe for colour-blind readers) and by dash pattern, and a point
+drawn alone by the shape of its marker. A line chart carries its figures as a table folded under it:
+its description gives the last values only, and the days before them are what a reader may need.
 """
 from __future__ import annotations
 
@@ -14,6 +16,8 @@ from markupsafe import Markup, escape
 
 PALETTE = ("#0072b2", "#d55e00", "#009e73", "#cc79a7", "#8a6d00", "#3a8fc7", "#222222")
 DASHES = ("", "7 4", "2 3", "9 3 2 3", "1 3", "12 4", "4 4")
+# A point with no neighbour has no dash to tell its series by: each series' own shape instead.
+MARKERS = ("circle", "square", "triangle", "diamond")
 AXIS = "#555555"
 GRID = "#dddddd"
 # Roughly how wide one character of an axis label is at the charts' 13px font, to keep labels apart.
@@ -99,14 +103,26 @@ def _svg(width: int, height: int, title: str, summary: str, body: list[str]) -> 
     n = next(_ids)
     head = (
         f'<svg class="chart" xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {width} {height}" width="{width}" height="{height}" '
-        f'role="img" aria-labelledby="chart-{n}-title chart-{n}-desc" font-family="system-ui, sans-serif" font-size="13">'
+        f'role="img" aria-labelledby="chart-{n}-title" aria-describedby="chart-{n}-desc" font-family="system-ui, sans-serif" font-size="13">'
         f'<title id="chart-{n}-title">{escape(title)}</title><desc id="chart-{n}-desc">{escape(summary)}</desc>'
     )
     return Markup(head + "".join(body) + "</svg>")
 
 
-def _legend(names: Sequence[str], x: float, y: float, width: float) -> tuple[list[str], float]:
-    """Legend entries laid out in rows; answer the markup and the height used."""
+def _marker(k: int, x: float, y: float, colour: str) -> str:
+    """Series k's marker centred on (x, y)."""
+    shape = MARKERS[k % len(MARKERS)]
+    if shape == "square":
+        return f'<rect x="{x - 3.5:.1f}" y="{y - 3.5:.1f}" width="7" height="7" fill="{colour}"/>'
+    if shape == "triangle":
+        return f'<polygon points="{x:.1f},{y - 4.5:.1f} {x + 4.5:.1f},{y + 3.5:.1f} {x - 4.5:.1f},{y + 3.5:.1f}" fill="{colour}"/>'
+    if shape == "diamond":
+        return f'<polygon points="{x:.1f},{y - 5:.1f} {x + 5:.1f},{y:.1f} {x:.1f},{y + 5:.1f} {x - 5:.1f},{y:.1f}" fill="{colour}"/>'
+    return f'<circle cx="{x:.1f}" cy="{y:.1f}" r="4" fill="{colour}"/>'
+
+
+def _legend(names: Sequence[str], x: float, y: float, width: float, markers: bool = False) -> tuple[list[str], float]:
+    """Legend entries laid out in rows, each with its series' marker where some point stands alone; answer the markup and the height used."""
     out, cx, cy = [], x, y
     for i, name in enumerate(names):
         w = 48 + 8 * len(name)  # a generous guess at the text's width: the server cannot measure it
@@ -114,6 +130,8 @@ def _legend(names: Sequence[str], x: float, y: float, width: float) -> tuple[lis
             cx, cy = x, cy + 18
         colour, dash = PALETTE[i % len(PALETTE)], DASHES[i % len(DASHES)]
         out.append(f'<line x1="{cx:.1f}" y1="{cy:.1f}" x2="{cx + 22:.1f}" y2="{cy:.1f}" stroke="{colour}" stroke-width="2.5" stroke-dasharray="{dash}"/>')
+        if markers:
+            out.append(_marker(i, cx + 11, cy, colour))
         out.append(f'<text x="{cx + 27:.1f}" y="{cy + 4:.1f}" fill="#222">{escape(name)}</text>')
         cx += w
     return out, cy - y + 18
@@ -129,10 +147,12 @@ def line_chart(
     percent: bool = False,
     tick_format: Format | None = None,
     zero: bool = False,
+    x_name: str = "",
     width: int = 860,
     height: int = 280,
 ) -> Markup:
-    """Lines over categorical x positions (days, versions), with y ticks, x labels and a legend.
+    """Lines over categorical x positions (days, versions), with y ticks, x labels and a legend, and
+    every figure in a table under it whose first column `x_name` heads.
 
     `y_format` writes the values the description gives; a tick is written exactly (as a percentage
     with `percent`, or by `tick_format`), since a tick rounded like a value (27.5 % as "28%") names
@@ -140,7 +160,8 @@ def line_chart(
     """
     left, right, top, bottom = 64, 32, 16, 44
     plot_w, plot_h = width - left - right, height - top - bottom
-    legend, legend_h = _legend([s.name for s in series], left, height + 4, plot_w)
+    alone = any(len(run) == 1 for s in series for run in _runs(s.values))
+    legend, legend_h = _legend([s.name for s in series], left, height + 4, plot_w, markers=alone)
     values = [v for s in series for v in s.values if v is not None]
     values += [b for s in series for pair in (s.band or []) if pair for b in pair]
     if not x_labels or not values:
@@ -193,7 +214,7 @@ def line_chart(
         for run in _runs(s.values):
             points = " ".join(f"{px(i):.1f},{py(v):.1f}" for i, v in run)
             if len(run) == 1:
-                body.append(f'<circle cx="{px(run[0][0]):.1f}" cy="{py(run[0][1]):.1f}" r="3" fill="{colour}"/>')
+                body.append(_marker(k, px(run[0][0]), py(run[0][1]), colour))
             else:
                 body.append(f'<polyline points="{points}" fill="none" stroke="{colour}" stroke-width="2.5" stroke-dasharray="{dash}"/>')
     # A series may end before the axis does (no user is old enough for the last days yet): its last value names its point.
@@ -205,7 +226,27 @@ def line_chart(
     )
     body.extend(legend)
     full = height + int(legend_h) + 4
-    return _svg(width, full, title, summary, body)
+    return _svg(width, full, title, summary + "; every figure is in the table under the chart", body) + _table(title, x_name, x_labels, series, y_format)
+
+
+def _table(title: str, x_name: str, x_labels: Sequence[str], series: Sequence[Series], y_format: Format) -> Markup:
+    """A line chart's figures, each value with its band, folded in a <details> under it."""
+
+    def cell(s: Series, i: int) -> str:
+        value = s.values[i] if i < len(s.values) else None
+        if value is None or not math.isfinite(value):
+            return '<td class="num">–</td>'
+        band = s.band[i] if s.band and i < len(s.band) else None
+        within = f'<br><span class="muted">[{escape(y_format(band[0]))}, {escape(y_format(band[1]))}]</span>' if band else ""
+        return f'<td class="num">{escape(y_format(value))}{within}</td>'
+
+    head = "".join(f'<th scope="col" class="num">{escape(s.name)}{" [interval]" if s.band else ""}</th>' for s in series)
+    rows = "".join(f'<tr><th scope="row">{escape(x)}</th>{"".join(cell(s, i) for s in series)}</tr>' for i, x in enumerate(x_labels))
+    return Markup(
+        f'<details class="chart-data"><summary>The figures as a table<span class="visually-hidden">: {escape(title)}</span></summary>'
+        f'<table><caption class="visually-hidden">{escape(title)}</caption><thead><tr><th scope="col">{escape(x_name)}</th>{head}</tr></thead>'
+        f"<tbody>{rows}</tbody></table></details>"
+    )
 
 
 def _runs(values: Sequence[float | None]) -> list[list[tuple[int, float]]]:

@@ -45,6 +45,7 @@ def _chart(versions: list[Any]) -> Any:
             Series("popularity", [v.metrics.get("popularity_precision_at_10") for v in ready]),
         ],
         y_label="precision@10",
+        x_name="Asked for (UTC)",
     )
 
 

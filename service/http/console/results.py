@@ -70,14 +70,14 @@ def _daily_chart(key: str, answer: dict[str, Any], started_at: str | None) -> tu
     # Month and day read best, unless the series crosses a new year (a backdated exposure can start it years ago).
     one_year = len({d["date"][:4] for d in daily["days"]}) == 1
     labels = [d["date"][5:] if one_year else d["date"] for d in daily["days"]]
-    chart = line_chart(f"Cumulative {metric} per exposed user, by day", labels, lines, y_label=metric, y_format=value_text, percent=kind == "binary")
+    chart = line_chart(f"Cumulative {metric} per exposed user, by day", labels, lines, y_label=metric, y_format=value_text, percent=kind == "binary", x_name="Day")
     difference = None
     # A bandit's arms are not comparable naively, sequence or not (the table says so): no such chart for one.
     if kind == "binary" and answer["type"] != "bandit" and len(arms) > 1:
         gaps = [Series(arm, [d["arms"][i]["diff"] for d in daily["days"]], band=[d["arms"][i]["diff_ci"] for d in daily["days"]])
                 for i, arm in enumerate(arms) if i]
         difference = line_chart(f"Difference in {metric} from {arms[0]} (percentage points), with its {level(answer['alpha'])} confidence sequence, by day",
-                                labels, gaps, y_label="difference", y_format=lambda v: fmt.difference(v, "binary"), tick_format=pp_tick, zero=True)
+                                labels, gaps, y_label="difference", y_format=lambda v: fmt.difference(v, "binary"), tick_format=pp_tick, zero=True, x_name="Day")
     if started_at is not None and daily["days"][0]["date"] < started_at[:10]:
         # The API stores an exposure's time as the storefront sent it, also before the start (an exposure logged late).
         return chart, (f"The series starts on {daily['days'][0]['date']}, before the experiment started ({started_at[:10]}): "
@@ -110,7 +110,7 @@ def _retention_chart(key: str, days: int, alpha: float) -> tuple[Any, bool, int]
     lines = [Series(a["arm"], [d["rate"] if drawn(d) else None for d in a["days"]], [d["ci"] if drawn(d) else None for d in a["days"]]) for a in curves["arms"]]
     has_data = any(v is not None for s in lines for v in s.values)
     last = max((d["day"] for a in curves["arms"] for d in a["days"] if drawn(d)), default=0)
-    chart = line_chart(f"Share of exposed users active on day k after exposure ({level(alpha)} intervals shaded)", [str(k) for k in range(1, days + 1)], lines, y_label="active", y_format=lambda v: f"{v:.1%}", percent=True)
+    chart = line_chart(f"Share of exposed users active on day k after exposure ({level(alpha)} intervals shaded)", [str(k) for k in range(1, days + 1)], lines, y_label="active", y_format=lambda v: f"{v:.1%}", percent=True, x_name="Day after exposure")
     return chart, has_data, last
 
 
