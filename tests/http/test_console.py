@@ -588,7 +588,10 @@ def test_models_page_reloads_itself_while_a_version_trains_and_names_bad_paramet
     assert "http-equiv" not in editor.get("/ui/models").get_data(as_text=True)
     training.request_training(db, config, "als", {}, False)  # recorded as training, never started
     # It names its address without a fragment: refreshing /ui/models#top (after a save) would only scroll.
-    assert '<meta http-equiv="refresh" content="5; url=/ui/models">' in editor.get("/ui/models").get_data(as_text=True)
+    listed = editor.get("/ui/models").get_data(as_text=True)
+    assert '<meta http-equiv="refresh" content="5; url=/ui/models">' in listed
+    # With JavaScript the list updates in place instead (models.js), which leaves the keyboard's focus where it is.
+    assert '<noscript><meta http-equiv="refresh"' in listed and "models.js" in listed and 'id="training-status" data-refresh' in listed
     # Someone tabbing to a version's links turns the reload off: it moves the focus back to the top.
     still = editor.get("/ui/models", query_string={"reload": "off"}).get_data(as_text=True)
     assert "http-equiv" not in still and "reload it every 5 seconds" in still
