@@ -7,7 +7,7 @@ import time
 from contextlib import contextmanager
 from functools import lru_cache
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Iterator
 
 from alembic import command
 from alembic.config import Config as AlembicConfig
@@ -121,17 +121,40 @@ def downgrade(db: Database, target: str) -> tuple[str | None, str]:
     return _migrate(db, target, down=True)
 
 
+@contextmanager
+def _sqlite_foreign_keys_off(db: Database, conn: Connection) -> Iterator[None]:
+    """SQLite's foreign keys off while migrating, and every reference checked after.
+
+    SQLite changes a column by rebuilding its table, which drops the old one: with foreign keys on,
+    that drop deleted every row that cascades from it (a downgrade rebuilding `experiments` emptied
+    `exposures`) or failed on a row that does not (`model_artifacts` under `model_versions`).
+    """
+    if not db.is_sqlite:
+        yield
+        return
+    raw: Any = conn.connection.driver_connection
+    raw.execute("PRAGMA foreign_keys=OFF")  # ignored inside a transaction: this runs between them
+    try:
+        yield
+        broken = raw.execute("PRAGMA foreign_key_check").fetchall()
+        if broken:
+            raise Conflict(f"the migration left {len(broken)} rows whose referenced rows are gone, the first in {broken[0][0]}")
+    finally:
+        raw.execute("PRAGMA foreign_keys=ON")
+
+
 def _migrate(db: Database, target: str, down: bool) -> tuple[str | None, str]:
     with unavailable_on_failure(), db.engine.connect() as conn:
         with _migration_lock(db, conn):
             before = MigrationContext.configure(conn).get_current_revision()
             conn.commit()
-            try:
-                (command.downgrade if down else command.upgrade)(_alembic_config(conn), target)
-            except CommandError as exc:  # the database is ahead of this release (a rollback), or the target is unknown
-                move = "back to" if down else "to"
-                raise Conflict(f"cannot bring the schema at revision {before} {move} {target} with this release, whose newest is {head_revision()} ({exc})") from None
-            conn.commit()
+            with _sqlite_foreign_keys_off(db, conn):
+                try:
+                    (command.downgrade if down else command.upgrade)(_alembic_config(conn), target)
+                except CommandError as exc:  # the database is ahead of this release (a rollback), or the target is unknown
+                    move = "back to" if down else "to"
+                    raise Conflict(f"cannot bring the schema at revision {before} {move} {target} with this release, whose newest is {head_revision()} ({exc})") from None
+                conn.commit()
             after = MigrationContext.configure(conn).get_current_revision()
             conn.commit()
     if before != after:

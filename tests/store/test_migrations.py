@@ -9,7 +9,6 @@ from pathlib import Path
 from typing import Iterator
 
 import pytest
-from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import create_engine, inspect, text
@@ -18,7 +17,7 @@ from sqlalchemy.engine import make_url
 from recommender.matrix import EVENT_TYPES
 from service.store.database import Database
 from service.store.tables import Base
-from service.store.migrate import _alembic_config, current_revision, head_revision, upgrade
+from service.store.migrate import _alembic_config, current_revision, downgrade, head_revision, upgrade
 from service.store import event_log, state
 from service.store.events import insert_events
 
@@ -109,12 +108,6 @@ def test_strings_compare_bytewise_and_ids_keep_their_meaning(empty_db):
     with empty_db.engine.connect() as conn:
         users = conn.execute(text("SELECT user_id FROM user_activity ORDER BY user_id")).scalars().all()
     assert users == sorted(ids)  # bytewise, as Python orders str (code point order is UTF-8 byte order)
-
-
-def downgrade(db: Database, target: str) -> None:
-    with db.engine.connect() as conn:
-        command.downgrade(_alembic_config(conn), target)
-        conn.commit()
 
 
 def _purchases_plan(db: Database) -> str:
@@ -223,3 +216,38 @@ def test_0020_takes_outcomes_dated_after_an_earlier_stop_out_of_the_totals_and_i
     upgrade(empty_db)
     assert totals() == {"u1": 10.0, "u2": 0.0, "u3": 1e-5, "u4": 0.0}
     app.extensions["stickyloop"].db.dispose()
+
+
+def test_a_downgrade_that_rebuilds_referenced_tables_keeps_every_row_that_points_at_them(empty_db, tmp_path):
+    # SQLite rebuilds a table to change its columns: with foreign keys on, the rebuild of `experiments` had
+    # deleted every exposure and bandit statistic (0006, 0005), and that of `model_versions` failed (0014).
+    from service.config import Config
+    from service.http.app import create_app
+    from service.usecases.keys import create_key
+    from tests.conftest import wait_for_model
+    from tests.experiment_helpers import ab_definition, assign, bandit_definition, running
+
+    upgrade(empty_db)
+    app = create_app(Config(database_url=empty_db.engine.url.render_as_string(hide_password=False), model_dir=tmp_path / "models", testing=True, log_level="CRITICAL"))
+    admin = {"Authorization": f"Bearer {create_key(empty_db, 'admin')[1]}"}
+    client = app.test_client()
+    running(client, admin, ab_definition())
+    running(client, admin, bandit_definition())
+    for user in range(20):
+        assign(client, admin, "points-q4", f"u{user}")
+        assign(client, admin, "bonus-bandit", f"u{user}")
+    client.post("/v1/events", json={"events": [{"event_id": "e1", "user_id": "u1", "item_id": "i1", "type": "purchase"}]}, headers=admin)
+    version = client.post("/v1/models", json={"algorithm": "popularity"}, headers=admin).get_json()["version"]
+    assert wait_for_model(client, admin, version)["status"] == "ready"
+    app.extensions["stickyloop"].db.dispose()  # its pooled connections would hold plans of the newer schema
+
+    def counts() -> dict[str, int]:
+        with empty_db.engine.connect() as conn:
+            return {t: conn.execute(text(f"SELECT COUNT(*) FROM {t}")).scalar_one() for t in ("exposures", "bandit_arm_stats", "model_versions", "model_artifacts")}
+
+    before = counts()
+    assert before == {"exposures": 40, "bandit_arm_stats": 3, "model_versions": 1, "model_artifacts": 1}
+    downgrade(empty_db, "0005")
+    assert counts() == before
+    upgrade(empty_db)
+    assert counts() == before
