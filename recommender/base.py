@@ -10,6 +10,7 @@ import scipy.sparse as sp
 
 from recommender.search_space import Dimension
 from recommender.settings import checked
+from recommender.visits import Visits
 
 
 def top_k(scores: np.ndarray, k: int) -> np.ndarray:
@@ -81,6 +82,9 @@ class Recommender(ABC):
     # Set by whoever runs a fit that may be cancelled; models that iterate ask it between iterations
     # and raise FitStopped. It should answer fast (a caller that reads a database throttles itself).
     should_stop: Callable[[], bool] | None = None
+    # Set by whoever fits the model on a matrix built from events: the visits for a gap in seconds (None
+    # without the events' times). Models that learn from visits (EASE) read it in `fit`; the others never do.
+    visits_of: Callable[[float], Visits | None] | None = None
 
     def __init__(self, params: Mapping[str, Any] | None = None) -> None:
         try:

@@ -8,6 +8,8 @@ from typing import Literal, Mapping, Sequence
 import numpy as np
 import scipy.sparse as sp
 
+from recommender.visits import EventTimes, Visits
+
 # The event types, and how strongly each signals interest by default; the one list of both.
 DEFAULT_WEIGHTS: Mapping[str, float] = {"view": 1.0, "click": 2.0, "add_to_cart": 4.0, "purchase": 8.0}
 EVENT_TYPES = tuple(DEFAULT_WEIGHTS)
@@ -82,11 +84,17 @@ class InteractionMatrix:
     item_ids: list[str]
     confidence: sp.csr_matrix
     strength: sp.csr_matrix
+    # The events behind the cells, with their times, when the matrix was built from events.
+    events: EventTimes | None = None
 
     @property
     def shape(self) -> tuple[int, int]:
         """(users, items)."""
         return self.confidence.shape  # type: ignore[return-value]
+
+    def visits(self, gap_seconds: float) -> Visits | None:
+        """Which items each user had in each visit (a pause over `gap_seconds` starts a new one); None without the events' times."""
+        return None if self.events is None else self.events.visits(gap_seconds)
 
 
 @dataclass(frozen=True)
@@ -145,7 +153,9 @@ def build_matrix(events: CodedEvents, settings: MatrixSettings, now: float) -> I
     strength.sum_duplicates()
     confidence = strength.astype(np.float32)
     confidence.data = settings.confidence(strength.data)
-    return InteractionMatrix(user_ids, item_ids, confidence, strength)
+    index = np.int32 if max(len(user_ids), len(item_ids)) < 2**31 else np.int64  # held while the model trains
+    events_kept = EventTimes(rows.astype(index), cols.astype(index), events.ts[keep], strength.shape)
+    return InteractionMatrix(user_ids, item_ids, confidence, strength, events_kept)
 
 
 def row_for_events(

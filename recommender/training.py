@@ -65,6 +65,7 @@ def train(
     say = progress or (lambda _msg: None)
     model = make_recommender(algorithm, params)
     model.should_stop = should_stop
+    model.visits_of = matrix.visits
     result = TrainedModel(model=model, matrix=matrix)
     if matrix.confidence.nnz == 0:
         raise CannotTrain("there are no events with a positive weight to train on")

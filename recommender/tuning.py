@@ -11,6 +11,7 @@ from recommender.evaluation import evaluate, holdout_split
 from recommender.models import ALGORITHMS, make_recommender
 from recommender.search_space import Choice, Dimension, Range, parse_dimension, typed
 from recommender.settings import checked
+from recommender.visits import Visits
 
 if TYPE_CHECKING:
     import optuna
@@ -132,10 +133,11 @@ def tune(
     on_trial: Callable[[Trial, int], None] | None = None,
     on_failed: Callable[[dict[str, Any], str, int], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
+    visits_of: Callable[[float], Visits | None] | None = None,
 ) -> TuningResult:
     """Run up to `settings.trials` trials; `on_trial(trial, run)` after each that finished (`run` counts
     the trials run so far, failed ones included), `on_failed(params, why, run)` after each the model
-    refused, `should_stop()` before each.
+    refused, `should_stop()` before each; `visits_of` as `Recommender.visits_of`.
 
     Every trial is fitted and scored on one holdout split seeded by
     `settings.seed`, so that they differ only in their parameters.
@@ -157,6 +159,7 @@ def tune(
         try:
             model = make_recommender(algorithm, params)
             model.should_stop = should_stop  # a long trial stops between its iterations too
+            model.visits_of = visits_of
             model.fit(split.train)
         except ValueError as exc:  # one point of the space the model refuses; the others may do
             study.tell(candidate, state=optuna.trial.TrialState.FAIL)

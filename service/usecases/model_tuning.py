@@ -5,9 +5,8 @@ import logging
 from dataclasses import asdict, dataclass
 from typing import Any, Callable, Mapping
 
-import scipy.sparse as sp
-
 from recommender.base import CannotTrain
+from recommender.matrix import InteractionMatrix
 from recommender.search_space import Dimension
 from recommender.training import TrainingSettings
 from recommender.tuning import Trial, TuneError, TuneSettings, search_space, tune
@@ -50,7 +49,7 @@ def plan_tuning(algorithm: str, params: Mapping[str, Any], tune_request: Mapping
 def search(
     db: Database,
     version: str,
-    user_items: sp.csr_matrix,
+    matrix: InteractionMatrix,
     algorithm: str,
     params: Mapping[str, Any],
     evaluation: TrainingSettings,
@@ -82,8 +81,8 @@ def search(
             on_trial(done, settings.trials)
 
     result = tune(
-        user_items, algorithm, params, tuning.space, settings, evaluation.test_fraction, evaluation.eval_users,
-        on_trial=finished, on_failed=failed, should_stop=should_stop,
+        matrix.confidence, algorithm, params, tuning.space, settings, evaluation.test_fraction, evaluation.eval_users,
+        on_trial=finished, on_failed=failed, should_stop=should_stop, visits_of=matrix.visits,
     )
     best = result.best
     if result.failures:

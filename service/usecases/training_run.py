@@ -59,7 +59,7 @@ def _train(
     if p.tune is not None:
         if matrix.confidence.nnz == 0:  # said before the trials, not after them
             raise CannotTrain("there are no events with a positive weight to train on")
-        params = search(db, record.version, matrix.confidence, p.algorithm, p.params, p.evaluation, p.tune, say, stop_check, on_trial, outage_seconds(config))
+        params = search(db, record.version, matrix, p.algorithm, p.params, p.evaluation, p.tune, say, stop_check, on_trial, outage_seconds(config))
         tuning_seconds = time.perf_counter() - started - load_seconds - matrix_seconds
     trained = train(matrix, p.algorithm, params, p.evaluation, progress=say, show_progress=show_progress, should_stop=stop_check)
     index = ServingIndex.from_trained(record.version, trained, p.matrix, AnnSettings(min_items=config.ann_min_items, precomputed_users=config.ann_precomputed_users))

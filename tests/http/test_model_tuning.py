@@ -12,7 +12,7 @@ import pytest
 from service.usecases.model_training import request_training
 from service.usecases.training_run import run_training
 from tests.conftest import wait_for_model, wait_until
-from tests.helpers import get_ok, post_ok, train, two_tribes
+from tests.helpers import get_ok, iso, post_ok, train, two_tribes
 
 FAST_ALS = {"factors": 8, "iterations": 5}
 
@@ -27,6 +27,27 @@ def join_runner(version: str) -> None:
         if thread.name == f"train-{version}":
             thread.join(60)
             assert not thread.is_alive()
+
+
+def test_ease_ranks_what_shoppers_bought_in_the_same_visit_above_what_they_bought_months_apart(client, auth):
+    # 40 shoppers bought "lamp" and "bulb" minutes apart; 44 bought "lamp" and "shade" three months apart. Counted
+    # by shopper alone, "shade" goes with "lamp" more often; counted by visit, "bulb" does.
+    h = auth("storefront")
+    events, day = [], 86_400.0
+    for u in range(84):
+        start = 1_780_000_000.0 + u * day
+        other, gap = ("bulb", 300.0) if u < 40 else ("shade", 90 * day)
+        for k, (item, at) in enumerate([("lamp", start), (other, start + gap), (f"filler{u % 7}", start + 200 * day)]):
+            events.append({"event_id": f"v{u}-{k}", "user_id": f"v{u}", "item_id": item, "type": "purchase", "timestamp": iso(at)})
+    post_ok(client, "/v1/events", {"events": events}, h)
+    post_ok(client, "/v1/events", {"events": [{"event_id": "buyer", "user_id": "buyer", "item_id": "lamp", "type": "purchase"}]}, h)
+    ranked = {}
+    for weight in (0.5, 0.0):
+        trained = train(client, auth("editor"), {"algorithm": "ease", "params": {"l2": 5.0, "session_weight": weight}})
+        assert trained["status"] == "ready", trained
+        assert trained["data"]["visits_used"] == (40 * 2 + 44 * 3 + 1 if weight else 0)  # the buyer's one visit too
+        ranked[weight] = [i["item_id"] for i in get_ok(client, "/v1/users/buyer/recommendations?n=2", h)["items"]]
+    assert ranked == {0.5: ["bulb", "shade"], 0.0: ["shade", "bulb"]}
 
 
 def test_ease_serves_a_user_who_is_new_since_training_from_their_events(client, auth):

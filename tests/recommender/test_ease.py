@@ -26,7 +26,7 @@ def test_weights_match_stecks_closed_form_in_float64():
     assert np.allclose(model.to_arrays()["weights"], expected, atol=1e-5)
     assert np.count_nonzero(np.diag(model.to_arrays()["weights"])) == 0
     assert np.allclose(model.score_users(np.arange(10), x), dense[:10] @ expected, atol=1e-4)
-    assert model.fit_report() == {"items_used": 50, "items_dropped": 0, "interactions_dropped": 0}
+    assert model.fit_report() == {"items_used": 50, "items_dropped": 0, "interactions_dropped": 0, "visits_used": 0}
 
 
 def edlae_reference(x: sp.csr_matrix, l2: float, dropout: float) -> np.ndarray:
@@ -117,6 +117,11 @@ def test_confidences_that_overflow_single_precision_fail_the_fit_instead_of_scor
         ({"max_items": 0}, "max_items"),
         ({"max_items": 10**6}, "max_items"),
         ({"min_coverage": 2}, "min_coverage"),
+        ({"session_weight": -0.5}, "session_weight"),
+        ({"session_weight": 1e4}, "session_weight"),
+        ({"session_weight": float("nan")}, "session_weight"),
+        ({"session_gap_minutes": 0}, "session_gap_minutes"),
+        ({"session_gap_minutes": 1e9}, "session_gap_minutes"),
     ],
 )
 def test_settings_name_the_bound_they_break(params, bound):
