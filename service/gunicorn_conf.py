@@ -76,7 +76,30 @@ control_socket_disable = True
 accesslog = os.environ.get("GUNICORN_ACCESS_LOG") or None
 
 
-class JsonAccessLog(glogging.Logger):
+class BoundedLogger(glogging.Logger):
+    """gunicorn's own lines, cut to LOGGED_CHARS: its "Invalid request" warning quotes the request line or a
+    header as repr(), so 8 KB of control bytes sent without a key made a 32 KB line."""
+
+    LOGGED_CHARS = 512
+
+    def _cut(self, msg: Any) -> Any:
+        text = str(msg)
+        return text if len(text) <= self.LOGGED_CHARS else f"{text[:self.LOGGED_CHARS]}... ({len(text)} characters)"
+
+    def warning(self, msg: Any, *args: Any, **kwargs: Any) -> None:
+        super().warning(self._cut(msg), *args, **kwargs)
+
+    def error(self, msg: Any, *args: Any, **kwargs: Any) -> None:
+        super().error(self._cut(msg), *args, **kwargs)
+
+    def info(self, msg: Any, *args: Any, **kwargs: Any) -> None:
+        super().info(self._cut(msg), *args, **kwargs)
+
+    def debug(self, msg: Any, *args: Any, **kwargs: Any) -> None:
+        super().debug(self._cut(msg), *args, **kwargs)
+
+
+class JsonAccessLog(BoundedLogger):
     """gunicorn's access log as one JSON object a line. A JSON template filled in by gunicorn escapes `"`
     but not `\\`: a request line holding one made the line unreadable, or read as another request."""
 
@@ -89,8 +112,7 @@ class JsonAccessLog(glogging.Logger):
         self.access_log.info(json.dumps(line, default=str))
 
 
-if accesslog:
-    logger_class = JsonAccessLog
+logger_class = JsonAccessLog if accesslog else BoundedLogger
 errorlog = "-"
 loglevel = os.environ.get("LOG_LEVEL", "info").lower()
 raw_env = ["OPENBLAS_NUM_THREADS=1"]

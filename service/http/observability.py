@@ -27,6 +27,9 @@ LATENCY = Histogram(
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
 )
 
+# A path and a method are the client's to write: a line keeps this much of each, and the path's full length.
+LOGGED_CHARS = 256
+
 # The methods counted by name; any other a client invents counts as "other".
 _METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 
@@ -50,16 +53,17 @@ def init_request_tracking(app: Flask, log_requests: bool) -> None:
         LATENCY.labels(method, endpoint).observe(elapsed)
         response.headers["X-Request-ID"] = g.get("request_id", "")
         if log_requests and not (request.path in _PROBES and response.status_code < 400):
-            log.info(
-                "request",
-                extra={
-                    "request_id": g.get("request_id"),
-                    "method": request.method,
-                    "path": request.path,
-                    "status": response.status_code,
-                    "duration_ms": round(elapsed * 1000, 3),
-                },
-            )
+            path = request.path
+            extra = {
+                "request_id": g.get("request_id"),
+                "method": request.method[:LOGGED_CHARS],
+                "path": path[:LOGGED_CHARS],
+                "status": response.status_code,
+                "duration_ms": round(elapsed * 1000, 3),
+            }
+            if len(path) > LOGGED_CHARS:
+                extra["path_length"] = len(path)
+            log.info("request", extra=extra)
         return response
 
 

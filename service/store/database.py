@@ -130,18 +130,32 @@ class _ThreadConnections:
         self._engine = engine
         self._local = threading.local()
         self._opened: list[Any] = []
+        self._owners: dict[int, tuple[int, threading.Thread]] = {}  # id(conn): the process and thread it was opened for
         self._lock = threading.Lock()
 
     def get(self) -> Any:
-        """This thread's connection, opened on first use."""
+        """This thread's connection, opened on first use; connections of threads that have ended are closed then."""
         local = self._local
         if getattr(local, "pid", None) != os.getpid():
             proxied = self._engine.raw_connection()
             proxied.detach()
             local.conn, local.pid, local.cursor, local.statements = proxied.dbapi_connection, os.getpid(), None, None
             with self._lock:
+                # A short-lived thread (a training run under TRAINING_RUNNER=thread) left its connection open for good.
+                ended = [c for c in self._opened if self._ended(c)]
+                self._opened = [c for c in self._opened if c not in ended]
+                for c in ended:
+                    self._owners.pop(id(c), None)
                 self._opened.append(local.conn)
+                self._owners[id(local.conn)] = (os.getpid(), threading.current_thread())
+            for c in ended:
+                self._close(c)
         return local.conn
+
+    def _ended(self, conn: Any) -> bool:
+        """Whether `conn` was opened in this process for a thread that has since ended (one inherited across a fork is not this process's to close)."""
+        owner = self._owners.get(id(conn))
+        return owner is not None and owner[0] == os.getpid() and not owner[1].is_alive()
 
     def cursor(self) -> Any:
         """This thread's cursor on its connection, kept between reads (PostgreSQL: creating one costs more than a small query)."""
@@ -168,6 +182,7 @@ class _ThreadConnections:
         """Close every connection this process opened."""
         with self._lock:
             opened, self._opened = self._opened, []
+            self._owners.clear()
         for conn in opened:
             self._close(conn)
         self._local = threading.local()
@@ -176,6 +191,7 @@ class _ThreadConnections:
         with self._lock:
             if conn in self._opened:
                 self._opened.remove(conn)
+            self._owners.pop(id(conn), None)
         self._close(conn)
 
     @staticmethod

@@ -8,6 +8,7 @@ written once, whatever the races between workers and hosts.
 """
 from __future__ import annotations
 
+import json
 import threading
 import time
 from collections import OrderedDict
@@ -30,6 +31,10 @@ from service.usecases.attributes import BALANCE_PREFIX, BUILTIN_ATTRIBUTES, user
 
 STATUS_SECONDS = 1.0  # how long a process trusts an experiment's status: a stop reaches other workers and hosts within it
 REMEMBERED_EXPOSURES = 50_000  # per process: some 20 MB
+# Parsed definitions per process: the most recently used, by count and by the size of their arms' JSON
+# (an arm's payload may hold 10,000 values, so one definition can take tens of megabytes).
+REMEMBERED_DEFINITIONS = 256
+REMEMBERED_DEFINITION_BYTES = 32 * 2**20
 
 
 class ExperimentCache:
@@ -44,7 +49,8 @@ class ExperimentCache:
     """
 
     def __init__(self, status_seconds: float = STATUS_SECONDS, exposures_kept: int = REMEMBERED_EXPOSURES) -> None:
-        self._definitions: dict[str, StoredDefinition] = {}
+        self._definitions: OrderedDict[str, tuple[int, StoredDefinition]] = OrderedDict()
+        self._definition_bytes = 0
         self._stamps: dict[str, tuple[float, Stamp]] = {}
         self._exposures: OrderedDict[tuple[str, str], exposures.Exposure] = OrderedDict()
         self._status_seconds = status_seconds
@@ -60,13 +66,32 @@ class ExperimentCache:
 
     def get(self, db: Database, key: str, stamp: Stamp) -> StoredDefinition:
         """The definition the stamp names (or a newer one), loading it once per process."""
-        cached = self._definitions.get(key)
+        with self._lock:
+            found = self._definitions.get(key)
+            if found is not None:
+                self._definitions.move_to_end(key)
+        cached = found[1] if found is not None else None
         if cached is not None and cached.revision == stamp.revision and cached.salt == stamp.salt:
             return cached
         loaded = experiment_store.load_definition(db, key)
+        size = len(json.dumps(loaded.arms_json, default=str)) + len(loaded.experiment.description)
         with self._lock:
-            self._definitions[key] = loaded
+            replaced = self._definitions.pop(key, None)
+            self._definition_bytes -= replaced[0] if replaced is not None else 0
+            self._definitions[key] = (size, loaded)
+            self._definition_bytes += size
+            while len(self._definitions) > 1 and (
+                len(self._definitions) > REMEMBERED_DEFINITIONS or self._definition_bytes > REMEMBERED_DEFINITION_BYTES
+            ):
+                self._drop(next(iter(self._definitions)))
         return loaded
+
+    def _drop(self, key: str) -> None:
+        """Forget a definition and its stamp; under `_lock`."""
+        gone = self._definitions.pop(key, None)
+        if gone is not None:
+            self._definition_bytes -= gone[0]
+        self._stamps.pop(key, None)
 
     def stamp(self, key: str) -> Stamp | None:
         """The experiment's stamp if its read began less than STATUS_SECONDS ago and it is not a draft, else None."""
@@ -81,14 +106,16 @@ class ExperimentCache:
             known = self._stamps.get(key)
             if known is not None and known[1].salt == stamp.salt and known[1].revision > stamp.revision:
                 return  # a slower read began before a newer one, or before this process's own change
+            if known is None and len(self._stamps) >= REMEMBERED_DEFINITIONS:  # stamps live a second: drop the lapsed ones
+                now = time.monotonic()
+                self._stamps = {k: v for k, v in self._stamps.items() if v[0] > now}
             self._stamps[key] = (read_at + self._status_seconds, stamp)
 
     def changed(self, key: str, stamp: Stamp | None) -> None:
         """This process changed the experiment (None: deleted it); its answers follow at once."""
         if stamp is None:
             with self._lock:
-                self._stamps.pop(key, None)
-                self._definitions.pop(key, None)
+                self._drop(key)
         else:
             self.note(key, stamp, time.monotonic())
 

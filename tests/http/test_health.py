@@ -97,6 +97,19 @@ def test_each_request_is_logged_once_but_a_passing_probe_is_not(tmp_path, caplog
     assert [(r.path, r.status) for r in caplog.records if r.name == "stickyloop.request"] == [("/readyz", 503)]
 
 
+def test_a_logged_line_keeps_a_bounded_share_of_what_the_client_wrote(tmp_path, caplog):
+    import logging
+
+    config = Config(database_url=f"sqlite:///{tmp_path / 'db.sqlite'}", model_dir=tmp_path / "models", testing=True, log_requests=True)
+    client = create_app(config).test_client()
+    with caplog.at_level(logging.INFO, logger="stickyloop.request"):
+        client.get("/v1/items/" + "%01" * 2600)
+        client.open("/healthz", method="X" * 5000)
+    logged = [r for r in caplog.records if r.name == "stickyloop.request"]
+    assert [(len(r.path), r.path_length, r.status) for r in logged[:1]] == [(256, 2610, 401)]
+    assert len(logged[1].method) == 256 and not hasattr(logged[1], "path_length")
+
+
 def _fresh(tmp_path, name: str) -> Config:
     return Config(database_url=f"sqlite:///{tmp_path / name}", model_dir=tmp_path / "models", log_level="CRITICAL", testing=True)
 

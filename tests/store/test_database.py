@@ -8,7 +8,7 @@ from typing import Iterator
 import pytest
 
 from service.store.database import Database
-from tests.conftest import own_postgres_database
+from tests.conftest import own_postgres_database, wait_until
 
 PG_URL = os.environ.get("PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
 
@@ -68,6 +68,25 @@ def postgres(db: Database) -> Iterator[Database]:
         other = Database(url)
         yield other
         other.dispose()
+
+
+def test_a_thread_that_has_ended_leaves_no_connection_open(postgres):
+    # A training run under TRAINING_RUNNER=thread reads on a connection of its own; each run's had stayed open.
+    def backends() -> set[int]:
+        return {pid for (pid,) in postgres.fetch("SELECT pid FROM pg_stat_activity WHERE datname = current_database()")}
+
+    postgres.fetch("SELECT 1")
+    before = backends()
+    for _ in range(5):
+        thread = threading.Thread(target=lambda: postgres.fetch("SELECT 1"))
+        thread.start()
+        thread.join()
+    last: list = []
+    thread = threading.Thread(target=lambda: last.append(postgres.fetch("SELECT pg_backend_pid()")[0][0]))
+    thread.start()
+    thread.join()
+    # The ended threads' closed as the next one opened its own (a closed backend leaves the server's list a moment later).
+    assert wait_until(lambda: backends() - before <= {last[0]}, 10)
 
 
 def test_a_read_survives_the_server_dropping_its_connection(postgres):

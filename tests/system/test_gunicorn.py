@@ -92,3 +92,16 @@ def test_same_arm_from_every_worker_and_after_a_restart(config, app, client, aut
     assert after == before
     with db.read() as session:
         assert session.scalar(select(func.count()).select_from(ExposureRow)) == 60
+
+
+def test_gunicorns_own_warning_about_a_malformed_request_is_cut_short(server):
+    import socket
+    from urllib.parse import urlsplit
+
+    address = urlsplit(server.base)
+    with socket.create_connection((address.hostname, address.port), timeout=10) as sock:
+        sock.sendall(b"GET /" + b"\x01" * 4000 + b" HTTP/1.1\r\nHost: x\r\n\r\n")  # 4 bytes logged a byte, as repr() writes it
+        assert sock.recv(1024).startswith(b"HTTP/1.1 400")
+    assert server.request("GET", "/healthz")[0] == 200
+    lines = [line for line in server.log_path.read_text().splitlines() if "Invalid request" in line]
+    assert lines and max(len(line) for line in lines) < 1_000
