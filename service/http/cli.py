@@ -16,6 +16,7 @@ from recommender.tuning import METRICS as TUNING_METRICS
 from recommender.tuning import TuneSettings
 from service.errors import ServiceError
 from service.http.endpoint import services
+from service.usecases import model_retention
 from service.usecases import model_training as training
 from service.usecases import training_run
 from service.usecases.keys import ROLES, create_key, list_keys, revoke_key
@@ -200,6 +201,29 @@ def train_cmd(
         click.echo(f"{name}: {value:.4f}" if isinstance(value, float) else f"{name}: {value}")
 
 
+def _size(n: int) -> str:
+    return f"{n / 2**20:,.1f} MiB" if n >= 2**20 else f"{n / 2**10:,.1f} KiB"
+
+
+@click.command("prune-models")
+@click.option("--keep", default=3, show_default=True, type=click.IntRange(0), help="The newest ready versions kept to roll back to, beside the active one.")
+@click.option("--yes", is_flag=True, help="Delete; without it, only say what would go.")
+@with_appcontext
+@_one_line
+def prune_models(keep: int, yes: bool) -> None:
+    """Delete model versions nothing needs, with their artifacts: not the active one, not the KEEP newest ready
+    ones, not a run still training, not one an experiment that has not stopped names. Run it on each host:
+    its model folder's copies of versions no longer stored go too."""
+    svc = services()
+    report = model_retention.prune_models(svc.db, svc.config.model_dir, keep, apply=yes)
+    verb = "deleted" if yes else "would delete"
+    named = ", ".join(report.versions[:20]) + (f" and {len(report.versions) - 20} more" if len(report.versions) > 20 else "")
+    click.echo(f"{verb} {len(report.versions)} model versions ({_size(report.artifact_bytes)} of artifacts in the database)" + (f": {named}" if named else ""))
+    click.echo(f"{'removed' if yes else 'would remove'} {len(report.files)} files ({_size(report.file_bytes)}) from {svc.config.model_dir}")
+    if not yes and (report.versions or report.files):
+        click.echo("run again with --yes to delete them")
+
+
 @click.command("demo")
 # Bounds that keep the generator within memory on a laptop (a bad number gave a traceback, or asked for terabytes).
 @click.option("--users", default=1500, show_default=True, type=click.IntRange(1, 1_000_000))
@@ -219,7 +243,7 @@ def demo_cmd(users: int, items: int, events: int) -> None:
         click.echo(line)
 
 
-COMMANDS = (init_db, downgrade_db, create_key_cmd, demo_keys_cmd, train_cmd, demo_cmd)
+COMMANDS = (init_db, downgrade_db, create_key_cmd, demo_keys_cmd, train_cmd, prune_models, demo_cmd)
 
 
 def register_commands(app: Flask) -> None:

@@ -247,7 +247,8 @@ def exited(db: Database, version: str) -> None:
 def activate(db: Database, version: str) -> ModelRecord | None:
     """Make a ready version the one every worker serves; None when it does not exist, Conflict unless ready."""
     with db.write() as session:
-        row = session.get(ModelVersionRow, version)
+        # Shared-locked: a prune deleting the version waits for this activation, then sees it (model_retention).
+        row = session.get(ModelVersionRow, version, with_for_update={"read": True})
         if row is None:
             return None
         if row.status != "ready":

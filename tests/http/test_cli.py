@@ -263,3 +263,62 @@ def test_downgrade_db_takes_the_schema_back_for_an_older_release_only_when_told_
         assert runner.invoke(args=["init-db"]).output.strip() == f"schema at revision {head_revision()} (was 0018)"
     finally:
         app.extensions["stickyloop"].db.dispose()
+
+
+def test_prune_models_keeps_what_serves_rolls_back_or_is_tested_and_deletes_the_rest(runner, client, auth, config):
+    from tests.helpers import train
+
+    editor, storefront = auth("editor"), auth("storefront")
+    two_tribes(client, storefront)
+    v1, v2, v3, v4, v5 = (train(client, editor, {"algorithm": "popularity"})["version"] for _ in range(5))
+    assert client.post(f"/v1/models/{v1}/activate", headers=editor).status_code == 200  # rolled back to the first
+    draft = ab_definition("arms-of-models")
+    draft["arms"][1]["payload"] = {"recommender": {"model_version": v2}}
+    assert client.post("/v1/experiments", json=draft, headers=editor).status_code == 201
+    ghost = config.model_dir / "gone-from-every-host.npz"  # a copy of a version another host pruned
+    ghost.write_bytes(b"x")
+    os.utime(ghost, (time.time() - 60, time.time() - 60))
+    for version in (v3, v4):
+        os.utime(config.model_dir / f"{version}.npz", (time.time() - 60, time.time() - 60))
+
+    said = runner.invoke(args=["prune-models", "--keep", "1"])
+    assert said.exit_code == 0 and f"would delete 2 model versions" in said.output and v3 in said.output and v4 in said.output, said.output
+    assert "run again with --yes" in said.output and ghost.exists()
+    assert all(get_ok(client, f"/v1/models/{v}", editor)["status"] == "ready" for v in (v3, v4))
+
+    done = runner.invoke(args=["prune-models", "--keep", "1", "--yes"])
+    assert done.exit_code == 0 and "deleted 2 model versions" in done.output, done.output
+    assert {m["version"] for m in get_ok(client, "/v1/models", editor)["models"]} == {v1, v2, v5}  # active, named, newest
+    assert get_ok(client, f"/v1/models/{v3}", editor, status=404)
+    assert not ghost.exists() and not (config.model_dir / f"{v3}.npz").exists() and not (config.model_dir / f"{v4}.npz").exists()
+    assert (config.model_dir / f"{v5}.npz").exists()
+    assert get_ok(client, "/v1/users/ua1/recommendations", storefront)["model_version"] == v1
+    assert client.post(f"/v1/experiments/arms-of-models/start", headers=editor).status_code == 200
+    again = runner.invoke(args=["prune-models", "--keep", "1", "--yes"])
+    assert "deleted 0 model versions" in again.output
+
+
+def test_a_version_activated_while_it_is_pruned_is_never_left_active_and_deleted(runner, client, auth, db):
+    import threading
+
+    from tests.helpers import before_first, train
+
+    editor = auth("editor")
+    two_tribes(client, auth("storefront"))
+    old, new = (train(client, editor, {"algorithm": "popularity"})["version"] for _ in range(2))
+    answers: list[int] = []
+    activation = threading.Thread(target=lambda: answers.append(client.post(f"/v1/models/{old}/activate", headers=editor).status_code))
+
+    def activate_meanwhile() -> None:
+        activation.start()
+        activation.join(2)  # PostgreSQL: done at once; SQLite: waits for the prune's write lock
+
+    with before_first("DELETE FROM model_versions", activate_meanwhile):
+        said = runner.invoke(args=["prune-models", "--keep", "1", "--yes"])
+    activation.join(60)
+    active = [m["version"] for m in get_ok(client, "/v1/models", editor)["models"] if m["active"]]
+    if db.is_sqlite:  # the activation came after the deletion, and found no such version
+        assert (said.exit_code, answers, active) == (0, [404], [new]), said.output
+    else:  # the activation came first: the prune saw it and deleted nothing
+        assert said.exit_code == 1 and "activated or named by an experiment while" in said.output and answers == [200] and active == [old], said.output
+        assert get_ok(client, f"/v1/models/{old}", editor)["status"] == "ready"
