@@ -214,7 +214,7 @@ def test_bad_training_requests_are_422(client, auth, body, field):
     ("body", "field", "names"),
     [
         ({"algorithm": "popularity", "params": {"factors": 3}}, "params", "there are none"),
-        ({"algorithm": "ease", "params": {"factors": 3}}, "params", "the settings are l2, dropout, max_items, min_coverage"),
+        ({"algorithm": "ease", "params": {"factors": 3}}, "params", "the settings are l2, dropout, session_weight, session_gap_minutes, max_items, min_coverage"),
         ({"algorithm": "item_knn", "tune": {"trials": 2, "space": {"factors": [1, 5]}}}, "tune.space.factors", "it has ['neighbours', 'similarity']"),
         ({"algorithm": "als", "params": {"l2": 3}}, "params", "refit_iterations"),
     ],
