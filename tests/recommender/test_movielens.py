@@ -7,7 +7,7 @@ import pytest
 import scipy.sparse as sp
 
 from recommender.evaluation import evaluate, holdout_split
-from recommender.matrix import CodedEvents, MatrixSettings, build_matrix
+from recommender.matrix import CodedEvents, InteractionMatrix, MatrixSettings, build_matrix
 from recommender.models import make_recommender
 from recommender.tuning import TuneSettings, search_space, tune
 from tests.datasets import MOVIELENS
@@ -16,12 +16,17 @@ pytestmark = pytest.mark.skipif(not (MOVIELENS / "ratings.csv").exists(), reason
 
 
 @pytest.fixture(scope="module")
-def ratings() -> sp.csr_matrix:
-    """Every rating as a purchase, the way the service's quality test sends them."""
+def rated() -> InteractionMatrix:
+    """Every rating as a purchase at the time it was rated, as bench/quality.py sends them."""
     with open(MOVIELENS / "ratings.csv") as f:
         rows = list(csv.DictReader(f))
     events = CodedEvents.from_ids([r["userId"] for r in rows], [r["movieId"] for r in rows], ["purchase"] * len(rows), [float(r["timestamp"]) for r in rows])
-    return build_matrix(events, MatrixSettings(), now=0.0).confidence
+    return build_matrix(events, MatrixSettings(), now=0.0)
+
+
+@pytest.fixture(scope="module")
+def ratings(rated: InteractionMatrix) -> sp.csr_matrix:
+    return rated.confidence
 
 
 def test_ease_beats_popularity_by_far(ratings):
@@ -35,6 +40,18 @@ def test_ease_beats_popularity_by_far(ratings):
         if algorithm == "ease":
             assert model.fit_report()["items_used"] == 3000 and model.fit_report()["items_dropped"] > 5000
     assert scores["ease"] >= 1.6 * scores["popularity"], scores
+
+
+def test_films_rated_in_one_sitting_lift_ease(rated):
+    # Visits are cut from the ratings' times; the split holds its cells out of them too.
+    split = holdout_split(rated.confidence, 0.2, seed=2026)
+    precision = {}
+    for weight in (0.0, 0.5):
+        model = make_recommender("ease", {"max_items": 3000, "session_weight": weight})
+        model.visits_of = rated.visits
+        model.fit(split.train)
+        precision[weight] = evaluate(model, split, max_users=None).precision_at_10
+    assert precision[0.5] >= 1.01 * precision[0.0], precision
 
 
 def test_a_short_search_keeps_its_best_trial(ratings):
