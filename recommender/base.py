@@ -82,9 +82,10 @@ class Recommender(ABC):
     # Set by whoever runs a fit that may be cancelled; models that iterate ask it between iterations
     # and raise FitStopped. It should answer fast (a caller that reads a database throttles itself).
     should_stop: Callable[[], bool] | None = None
-    # Set by whoever fits the model on a matrix built from events: the visits for a gap in seconds (None
-    # without the events' times). Models that learn from visits (EASE) read it in `fit`; the others never do.
-    visits_of: Callable[[float], Visits | None] | None = None
+    # Set by whoever fits the model on a matrix built from events: the visits for a gap in seconds within the
+    # cells being fitted (None without the events' times). Models that learn from visits (EASE) read it in
+    # `fit`; the others never do.
+    visits_of: Callable[[float, sp.csr_matrix], Visits | None] | None = None
 
     def __init__(self, params: Mapping[str, Any] | None = None) -> None:
         try:

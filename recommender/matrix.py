@@ -92,9 +92,9 @@ class InteractionMatrix:
         """(users, items)."""
         return self.confidence.shape  # type: ignore[return-value]
 
-    def visits(self, gap_seconds: float) -> Visits | None:
-        """Which items each user had in each visit (a pause over `gap_seconds` starts a new one); None without the events' times."""
-        return None if self.events is None else self.events.visits(gap_seconds)
+    def visits(self, gap_seconds: float, within: sp.csr_matrix) -> Visits | None:
+        """Which of `within`'s cells each user had in each visit (a pause over `gap_seconds` starts a new one); None without the events' times."""
+        return None if self.events is None else self.events.visits(gap_seconds, within)
 
 
 @dataclass(frozen=True)

@@ -133,7 +133,7 @@ def tune(
     on_trial: Callable[[Trial, int], None] | None = None,
     on_failed: Callable[[dict[str, Any], str, int], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
-    visits_of: Callable[[float], Visits | None] | None = None,
+    visits_of: Callable[[float, sp.csr_matrix], Visits | None] | None = None,
 ) -> TuningResult:
     """Run up to `settings.trials` trials; `on_trial(trial, run)` after each that finished (`run` counts
     the trials run so far, failed ones included), `on_failed(params, why, run)` after each the model

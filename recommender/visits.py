@@ -15,7 +15,7 @@ import scipy.sparse as sp
 
 @dataclass(frozen=True)
 class Visits:
-    """Which items each visit had (`items`, visits x items, 1 where it had the item) and whose it was (`users`, a row of the matrix each)."""
+    """Which items each visit had, with their owner's value (`items`, visits x items) and whose it was (`users`, a row of the matrix each)."""
 
     items: sp.csr_matrix
     users: np.ndarray
@@ -23,21 +23,16 @@ class Visits:
     def __len__(self) -> int:
         return self.items.shape[0]
 
-    def valued_from(self, user_items: sp.csr_matrix) -> sp.csr_matrix:
-        """Each visit's items with their owner's value in `user_items`, leaving out the cells it lacks.
 
-        A model fitted on an evaluation split thus learns nothing from a visit's held-out items:
-        they are absent from the split's training side, so they leave the visits too.
-        """
-        visits = self.items.tocoo()
-        n_items = np.int64(user_items.shape[1])
-        cells = user_items.tocsr()
-        cells.sort_indices()  # row by row, columns ascending: the keys below come out sorted
-        owner_keys = np.repeat(np.arange(cells.shape[0], dtype=np.int64), np.diff(cells.indptr)) * n_items + cells.indices
-        keys = self.users[visits.row].astype(np.int64) * n_items + visits.col
-        at = np.minimum(np.searchsorted(owner_keys, keys), max(len(owner_keys) - 1, 0))
-        found = owner_keys[at] == keys if len(owner_keys) else np.zeros(len(keys), dtype=bool)
-        return sp.csr_matrix((cells.data[at[found]], (visits.row[found], visits.col[found])), shape=self.items.shape)
+def _present(rows: np.ndarray, cols: np.ndarray, cells: sp.csr_matrix) -> tuple[np.ndarray, np.ndarray]:
+    """Where each (row, col) falls among the stored cells of `cells` (canonical CSR), and whether it is one of them."""
+    n_cols = np.int64(cells.shape[1])
+    stored = np.repeat(np.arange(cells.shape[0], dtype=np.int64), np.diff(cells.indptr)) * n_cols + cells.indices
+    keys = rows.astype(np.int64) * n_cols + cols
+    if len(stored) == 0:
+        return np.zeros(len(keys), dtype=np.int64), np.zeros(len(keys), dtype=bool)
+    at = np.minimum(np.searchsorted(stored, keys), len(stored) - 1)
+    return at, stored[at] == keys
 
 
 @dataclass
@@ -49,23 +44,29 @@ class EventTimes:
     ts: np.ndarray
     shape: tuple[int, int]
     _order: np.ndarray | None = field(default=None, repr=False)
-    _cut: dict[float, Visits] = field(default_factory=dict, repr=False)
 
-    def visits(self, gap_seconds: float) -> Visits:
-        """The visits when a pause longer than `gap_seconds` starts a new one (the last few asked for are kept)."""
-        found = self._cut.get(gap_seconds)
-        if found is not None:
-            return found
-        if self._order is None:  # the costly part, shared by every gap a search tries
+    def visits(self, gap_seconds: float, within: sp.csr_matrix) -> Visits:
+        """The visits of the events whose cell `within` holds, a pause longer than `gap_seconds` starting a new one,
+        each item valued as `within` values its owner's cell.
+
+        An evaluation split's training side as `within` keeps its held-out cells out entirely: neither
+        their items nor their times (which would otherwise decide where its visits are cut) reach a model.
+        """
+        if self._order is None:  # the costly part, shared by every fit on this matrix
             self._order = np.lexsort((self.ts, self.rows))
+        cells = within.tocsr()
+        cells.sort_indices()  # row by row, columns ascending: the keys `_present` searches come out sorted
         rows, cols, ts = self.rows[self._order], self.cols[self._order], self.ts[self._order]
+        at, present = _present(rows, cols, cells)
+        rows, cols, ts, at = rows[present], cols[present], ts[present], at[present]
         starts = np.ones(len(rows), dtype=bool)
         starts[1:] = (rows[1:] != rows[:-1]) | (np.diff(ts) > gap_seconds)
         visit = np.cumsum(starts) - 1
         items = sp.csr_matrix((np.ones(len(rows), dtype=np.float32), (visit, cols)), shape=(int(starts.sum()), self.shape[1]))
         items.sum_duplicates()
-        items.data[:] = 1.0  # an item bought twice in one visit is one item of that visit
-        if len(self._cut) >= 4:
-            self._cut.clear()
-        self._cut[gap_seconds] = Visits(items, rows[starts])
-        return self._cut[gap_seconds]
+        # An item had twice in one visit is one item of it, at its owner's value.
+        owner = np.repeat(np.arange(items.shape[0]), np.diff(items.indptr))
+        users = rows[starts]
+        value_at, _ = _present(users[owner], items.indices, cells)
+        items.data = cells.data[value_at].astype(np.float32)
+        return Visits(items, users)

@@ -82,21 +82,30 @@ class BoundedLogger(glogging.Logger):
 
     LOGGED_CHARS = 512
 
-    def _cut(self, msg: Any) -> Any:
-        text = str(msg)
+    def _cut(self, msg: Any, args: tuple[Any, ...]) -> str:
+        try:
+            text = str(msg) % args if args else str(msg)
+        except (TypeError, ValueError):  # a message that is not a format: said as it is, its arguments after it
+            text = " ".join(map(str, (msg, *args)))
         return text if len(text) <= self.LOGGED_CHARS else f"{text[:self.LOGGED_CHARS]}... ({len(text)} characters)"
 
-    def warning(self, msg: Any, *args: Any, **kwargs: Any) -> None:
-        super().warning(self._cut(msg), *args, **kwargs)
+    def critical(self, msg: Any, *args: Any, **kwargs: Any) -> None:
+        super().critical(self._cut(msg, args), **kwargs)
 
     def error(self, msg: Any, *args: Any, **kwargs: Any) -> None:
-        super().error(self._cut(msg), *args, **kwargs)
+        super().error(self._cut(msg, args), **kwargs)
+
+    def warning(self, msg: Any, *args: Any, **kwargs: Any) -> None:
+        super().warning(self._cut(msg, args), **kwargs)
 
     def info(self, msg: Any, *args: Any, **kwargs: Any) -> None:
-        super().info(self._cut(msg), *args, **kwargs)
+        super().info(self._cut(msg, args), **kwargs)
 
     def debug(self, msg: Any, *args: Any, **kwargs: Any) -> None:
-        super().debug(self._cut(msg), *args, **kwargs)
+        super().debug(self._cut(msg, args), **kwargs)
+
+    def exception(self, msg: Any, *args: Any, **kwargs: Any) -> None:
+        super().exception(self._cut(msg, args), **kwargs)
 
 
 class JsonAccessLog(BoundedLogger):

@@ -186,10 +186,10 @@ class EASE(Recommender):
     def _add_visits(self, g: np.ndarray, user_items: sp.csr_matrix, kept: np.ndarray) -> int:
         """Add session_weight * V^T V to the Gram matrix `g`, as if each visit were one more shopper; how many visits (0 without the events' times)."""
         p = self.params
-        visits = self.visits_of(p.session_gap_minutes * 60.0) if p.session_weight > 0 and self.visits_of is not None else None
+        visits = self.visits_of(p.session_gap_minutes * 60.0, user_items) if p.session_weight > 0 and self.visits_of is not None else None
         if visits is None:
             return 0
-        rows = visits.valued_from(user_items)
+        rows = visits.items
         if len(kept) < rows.shape[1]:
             rows = rows[:, kept]
         gram(rows.astype(np.float32), out=g, scale=p.session_weight)

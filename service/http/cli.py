@@ -215,7 +215,7 @@ def prune_models(keep: int, yes: bool) -> None:
     ones, not a run still training, not one an experiment that has not stopped names. Run it on each host:
     its model folder's copies of versions no longer stored go too."""
     svc = services()
-    report = model_retention.prune_models(svc.db, svc.config.model_dir, keep, apply=yes)
+    report = model_retention.prune_models(svc.db, svc.config.model_dir, keep, svc.config.training_stale_seconds, apply=yes)
     verb = "deleted" if yes else "would delete"
     named = ", ".join(report.versions[:20]) + (f" and {len(report.versions) - 20} more" if len(report.versions) > 20 else "")
     click.echo(f"{verb} {len(report.versions)} model versions ({_size(report.artifact_bytes)} of artifacts in the database)" + (f": {named}" if named else ""))

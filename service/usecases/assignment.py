@@ -32,9 +32,10 @@ from service.usecases.attributes import BALANCE_PREFIX, BUILTIN_ATTRIBUTES, user
 STATUS_SECONDS = 1.0  # how long a process trusts an experiment's status: a stop reaches other workers and hosts within it
 REMEMBERED_EXPOSURES = 50_000  # per process: some 20 MB
 # Parsed definitions per process: the most recently used, by count and by the size of their arms' JSON
-# (an arm's payload may hold 10,000 values, so one definition can take tens of megabytes).
+# (an arm's payload may hold 10,000 values, so one definition can take tens of megabytes). Room for
+# two definitions as large as a request may send, so that two running ones do not evict each other.
 REMEMBERED_DEFINITIONS = 256
-REMEMBERED_DEFINITION_BYTES = 32 * 2**20
+REMEMBERED_DEFINITION_BYTES = 64 * 2**20
 
 
 class ExperimentCache:

@@ -265,7 +265,7 @@ def test_downgrade_db_takes_the_schema_back_for_an_older_release_only_when_told_
         app.extensions["stickyloop"].db.dispose()
 
 
-def test_prune_models_keeps_what_serves_rolls_back_or_is_tested_and_deletes_the_rest(runner, client, auth, config):
+def test_prune_models_keeps_what_serves_rolls_back_or_is_tested_and_deletes_the_rest(runner, client, auth, config, db):
     from tests.helpers import train
 
     editor, storefront = auth("editor"), auth("storefront")
@@ -275,9 +275,17 @@ def test_prune_models_keeps_what_serves_rolls_back_or_is_tested_and_deletes_the_
     draft = ab_definition("arms-of-models")
     draft["arms"][1]["payload"] = {"recommender": {"model_version": v2}}
     assert client.post("/v1/experiments", json=draft, headers=editor).status_code == 201
-    ghost = config.model_dir / "gone-from-every-host.npz"  # a copy of a version another host pruned
-    ghost.write_bytes(b"x")
-    os.utime(ghost, (time.time() - 60, time.time() - 60))
+    from service.store import model_versions
+
+    working = "20200101T000000Z-c0ffee"  # cancelled, but its fit cannot stop midway: it still holds its place
+    model_versions.insert(db, working, "ease", {}, {}, {}, activate=False)
+    model_versions.cancel(db, working)
+    model_versions.still_running(db, working)
+    ghost = config.model_dir / "20200101T000000Z-abcdef.npz"  # a copy of a version another host pruned
+    other = config.model_dir / "notes.npz"  # not a version's: never touched
+    for f in (ghost, other):
+        f.write_bytes(b"x")
+        os.utime(f, (time.time() - 60, time.time() - 60))
     for version in (v3, v4):
         os.utime(config.model_dir / f"{version}.npz", (time.time() - 60, time.time() - 60))
 
@@ -288,10 +296,10 @@ def test_prune_models_keeps_what_serves_rolls_back_or_is_tested_and_deletes_the_
 
     done = runner.invoke(args=["prune-models", "--keep", "1", "--yes"])
     assert done.exit_code == 0 and "deleted 2 model versions" in done.output, done.output
-    assert {m["version"] for m in get_ok(client, "/v1/models", editor)["models"]} == {v1, v2, v5}  # active, named, newest
+    assert {m["version"] for m in get_ok(client, "/v1/models", editor)["models"]} == {v1, v2, v5, working}  # active, named, newest, at work
     assert get_ok(client, f"/v1/models/{v3}", editor, status=404)
     assert not ghost.exists() and not (config.model_dir / f"{v3}.npz").exists() and not (config.model_dir / f"{v4}.npz").exists()
-    assert (config.model_dir / f"{v5}.npz").exists()
+    assert (config.model_dir / f"{v5}.npz").exists() and other.exists()
     assert get_ok(client, "/v1/users/ua1/recommendations", storefront)["model_version"] == v1
     assert client.post(f"/v1/experiments/arms-of-models/start", headers=editor).status_code == 200
     again = runner.invoke(args=["prune-models", "--keep", "1", "--yes"])
@@ -311,14 +319,62 @@ def test_a_version_activated_while_it_is_pruned_is_never_left_active_and_deleted
 
     def activate_meanwhile() -> None:
         activation.start()
-        activation.join(2)  # PostgreSQL: done at once; SQLite: waits for the prune's write lock
+        activation.join(2)  # it waits for the prune: PostgreSQL for the version's row, SQLite for the write lock
 
     with before_first("DELETE FROM model_versions", activate_meanwhile):
         said = runner.invoke(args=["prune-models", "--keep", "1", "--yes"])
     activation.join(60)
     active = [m["version"] for m in get_ok(client, "/v1/models", editor)["models"] if m["active"]]
-    if db.is_sqlite:  # the activation came after the deletion, and found no such version
-        assert (said.exit_code, answers, active) == (0, [404], [new]), said.output
-    else:  # the activation came first: the prune saw it and deleted nothing
-        assert said.exit_code == 1 and "activated or named by an experiment while" in said.output and answers == [200] and active == [old], said.output
+    assert (said.exit_code, answers, active) == (0, [404], [new]), said.output  # it came after the deletion, and found no such version
+
+
+def test_an_experiment_naming_a_version_while_it_is_pruned_undoes_the_prune(runner, client, auth, db):
+    import threading
+
+    from tests.helpers import before_first, train
+
+    editor = auth("editor")
+    two_tribes(client, auth("storefront"))
+    old, new = (train(client, editor, {"algorithm": "popularity"})["version"] for _ in range(2))
+    draft = ab_definition("names-the-old-one")
+    draft["arms"][1]["payload"] = {"recommender": {"model_version": old}}
+    created: list[int] = []
+    creation = threading.Thread(target=lambda: created.append(client.post("/v1/experiments", json=draft, headers=editor).status_code))
+
+    def create_meanwhile() -> None:
+        creation.start()
+        creation.join(2)  # PostgreSQL: committed at once; SQLite: waits for the prune's write lock
+
+    with before_first("DELETE FROM model_versions", create_meanwhile):
+        said = runner.invoke(args=["prune-models", "--keep", "1", "--yes"])
+    creation.join(60)
+    assert created == [201]
+    if db.is_sqlite:  # the draft came after the deletion: its start will say the version is missing
+        assert said.exit_code == 0 and "deleted 1 model versions" in said.output, said.output
+        assert client.post("/v1/experiments/names-the-old-one/start", headers=editor).status_code == 409
+    else:  # the draft came first: the prune saw it and deleted nothing
+        assert said.exit_code == 1 and "activated or named by an experiment while" in said.output, said.output
         assert get_ok(client, f"/v1/models/{old}", editor)["status"] == "ready"
+
+
+def test_a_run_asked_for_while_versions_are_pruned_is_not_among_them(runner, client, auth, db):
+    import threading
+
+    from service.store import model_versions
+    from tests.helpers import before_first, train
+
+    editor = auth("editor")
+    two_tribes(client, auth("storefront"))
+    for _ in range(2):
+        train(client, editor, {"algorithm": "popularity"})
+    asked = threading.Thread(target=lambda: model_versions.insert(db, "20200101T000000Z-0a5ced", "als", {}, {}, {}, activate=False))
+
+    def ask_meanwhile() -> None:
+        asked.start()
+        asked.join(2)  # PostgreSQL: committed at once; SQLite: waits for the prune's write lock
+
+    with before_first("SELECT experiments.arms", ask_meanwhile):
+        said = runner.invoke(args=["prune-models", "--keep", "0", "--yes"])
+    asked.join(60)
+    assert said.exit_code == 0 and "deleted 1 model versions" in said.output, said.output  # the inactive one of the two
+    assert get_ok(client, "/v1/models/20200101T000000Z-0a5ced", editor)["status"] == "training"

@@ -16,16 +16,21 @@ def test_a_pause_longer_than_the_gap_starts_a_new_visit_and_an_item_counts_once_
     # user 0: a, b and a again within minutes, then c after two hours; user 1: b then a.
     times = EventTimes(rows=np.array([0, 0, 0, 0, 1, 1]), cols=np.array([0, 1, 0, 2, 1, 0]),
                        ts=np.array([0.0, 600.0, 900.0, 900.0 + 2 * HOUR, 50.0, 10.0]), shape=(2, 3))
-    visits = times.visits(1800.0)
+    owners = sp.csr_matrix(np.array([[2.0, 1.5, 3.0], [1.0, 4.0, 0.0]], dtype=np.float32))
+    visits = times.visits(1800.0, owners)
     assert visits.users.tolist() == [0, 0, 1]
-    assert visits.items.toarray().tolist() == [[1, 1, 0], [0, 0, 1], [1, 1, 0]]
-    assert len(times.visits(3 * HOUR)) == 2  # one visit each when the gap spans the whole history
+    assert visits.items.toarray().tolist() == [[2.0, 1.5, 0.0], [0.0, 0.0, 3.0], [1.0, 4.0, 0.0]]
+    assert len(times.visits(3 * HOUR, owners)) == 2  # one visit each when the gap spans the whole history
 
 
-def test_a_visit_takes_its_owners_values_and_loses_the_cells_its_owner_lacks():
-    times = EventTimes(rows=np.array([0, 0, 1, 1]), cols=np.array([0, 1, 0, 2]), ts=np.zeros(4), shape=(2, 3))
-    owners = sp.csr_matrix(np.array([[2.0, 0.0, 0.0], [1.5, 0.0, 3.0]], dtype=np.float32))  # user 0's item 1 held out
-    assert times.visits(60.0).valued_from(owners).toarray().tolist() == [[2.0, 0.0, 0.0], [1.5, 0.0, 3.0]]
+def test_a_cell_held_out_leaves_the_visits_with_its_time():
+    # a at 0, b at 20 minutes, c at 40: one visit; with b held out, a and c are 40 minutes apart, two visits.
+    times = EventTimes(rows=np.zeros(3, dtype=np.int64), cols=np.array([0, 1, 2]), ts=np.array([0.0, 1200.0, 2400.0]), shape=(1, 3))
+    everything = sp.csr_matrix(np.ones((1, 3), dtype=np.float32))
+    assert times.visits(1800.0, everything).items.toarray().tolist() == [[1.0, 1.0, 1.0]]
+    without_b = sp.csr_matrix(np.array([[1.0, 0.0, 1.0]], dtype=np.float32))
+    assert times.visits(1800.0, without_b).items.toarray().tolist() == [[1.0, 0.0, 0.0], [0.0, 0.0, 1.0]]
+    assert len(times.visits(1800.0, sp.csr_matrix((1, 3), dtype=np.float32))) == 0
 
 
 def shop(seed: int = 3, users: int = 200, items: int = 30):
@@ -56,7 +61,7 @@ def test_ease_adds_each_visit_as_one_more_shopper_to_the_gram_matrix():
     model = EASE({"l2": 20.0, "session_weight": 0.7, "session_gap_minutes": 30})
     model.visits_of = matrix.visits
     model.fit(matrix.confidence)
-    visits = matrix.visits(1800.0)
+    visits = matrix.visits(1800.0, matrix.confidence)
     by_hand = np.zeros((len(visits), matrix.shape[1]))
     for row, (user, items) in enumerate(zip(visits.users, visits.items.tolil().rows)):
         by_hand[row, items] = matrix.confidence[user].toarray()[0, items]
@@ -83,8 +88,7 @@ def test_a_fit_on_an_evaluation_split_learns_nothing_from_held_out_items_through
     model = EASE({"l2": 20.0, "session_weight": 1.0})
     model.visits_of = matrix.visits
     model.fit(split.train)
-    visits = matrix.visits(1800.0).valued_from(split.train)
-    assert np.allclose(model.to_arrays()["weights"], reference(split.train, visits, 20.0, 1.0), atol=1e-5)
+    visits = matrix.visits(1800.0, split.train)
+    assert np.allclose(model.to_arrays()["weights"], reference(split.train, visits.items, 20.0, 1.0), atol=1e-5)
     held_out = split.test.tocoo()
-    owners = matrix.visits(1800.0).users
-    assert all(visits[np.flatnonzero(owners == r), c].nnz == 0 for r, c in zip(held_out.row[:50], held_out.col[:50]))
+    assert all(visits.items[np.flatnonzero(visits.users == r), c].nnz == 0 for r, c in zip(held_out.row, held_out.col))
