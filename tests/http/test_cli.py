@@ -306,32 +306,40 @@ def test_prune_models_keeps_what_serves_rolls_back_or_is_tested_and_deletes_the_
     assert "deleted 0 model versions" in again.output
 
 
-def test_a_version_activated_while_it_is_pruned_is_never_left_active_and_deleted(runner, client, auth, db):
+def prune_while(runner, before_statement: str, meanwhile, keep: int = 1):
+    """Run prune-models --yes with `meanwhile` started in another thread right before its first `before_statement`;
+    given 2 s there (it may wait for the prune's locks), then waited for after the prune."""
     import threading
 
-    from tests.helpers import before_first, train
+    from tests.helpers import before_first
+
+    other = threading.Thread(target=meanwhile)
+
+    def start() -> None:
+        other.start()
+        other.join(2)
+
+    with before_first(before_statement, start):
+        said = runner.invoke(args=["prune-models", "--keep", str(keep), "--yes"])
+    other.join(60)
+    return said
+
+
+def test_a_version_activated_while_it_is_pruned_is_never_left_active_and_deleted(runner, client, auth, db):
+    from tests.helpers import train
 
     editor = auth("editor")
     two_tribes(client, auth("storefront"))
     old, new = (train(client, editor, {"algorithm": "popularity"})["version"] for _ in range(2))
     answers: list[int] = []
-    activation = threading.Thread(target=lambda: answers.append(client.post(f"/v1/models/{old}/activate", headers=editor).status_code))
-
-    def activate_meanwhile() -> None:
-        activation.start()
-        activation.join(2)  # it waits for the prune: PostgreSQL for the version's row, SQLite for the write lock
-
-    with before_first("DELETE FROM model_versions", activate_meanwhile):
-        said = runner.invoke(args=["prune-models", "--keep", "1", "--yes"])
-    activation.join(60)
+    # It waits for the prune (PostgreSQL for the version's row, SQLite for the write lock), then finds no such version.
+    said = prune_while(runner, "DELETE FROM model_versions", lambda: answers.append(client.post(f"/v1/models/{old}/activate", headers=editor).status_code))
     active = [m["version"] for m in get_ok(client, "/v1/models", editor)["models"] if m["active"]]
-    assert (said.exit_code, answers, active) == (0, [404], [new]), said.output  # it came after the deletion, and found no such version
+    assert (said.exit_code, answers, active) == (0, [404], [new]), said.output
 
 
 def test_an_experiment_naming_a_version_while_it_is_pruned_undoes_the_prune(runner, client, auth, db):
-    import threading
-
-    from tests.helpers import before_first, train
+    from tests.helpers import train
 
     editor = auth("editor")
     two_tribes(client, auth("storefront"))
@@ -339,17 +347,9 @@ def test_an_experiment_naming_a_version_while_it_is_pruned_undoes_the_prune(runn
     draft = ab_definition("names-the-old-one")
     draft["arms"][1]["payload"] = {"recommender": {"model_version": old}}
     created: list[int] = []
-    creation = threading.Thread(target=lambda: created.append(client.post("/v1/experiments", json=draft, headers=editor).status_code))
-
-    def create_meanwhile() -> None:
-        creation.start()
-        creation.join(2)  # PostgreSQL: committed at once; SQLite: waits for the prune's write lock
-
-    with before_first("DELETE FROM model_versions", create_meanwhile):
-        said = runner.invoke(args=["prune-models", "--keep", "1", "--yes"])
-    creation.join(60)
+    said = prune_while(runner, "DELETE FROM model_versions", lambda: created.append(client.post("/v1/experiments", json=draft, headers=editor).status_code))
     assert created == [201]
-    if db.is_sqlite:  # the draft came after the deletion: its start will say the version is missing
+    if db.is_sqlite:  # the draft waited for the prune's write lock: its start will say the version is missing
         assert said.exit_code == 0 and "deleted 1 model versions" in said.output, said.output
         assert client.post("/v1/experiments/names-the-old-one/start", headers=editor).status_code == 409
     else:  # the draft came first: the prune saw it and deleted nothing
@@ -358,23 +358,13 @@ def test_an_experiment_naming_a_version_while_it_is_pruned_undoes_the_prune(runn
 
 
 def test_a_run_asked_for_while_versions_are_pruned_is_not_among_them(runner, client, auth, db):
-    import threading
-
     from service.store import model_versions
-    from tests.helpers import before_first, train
+    from tests.helpers import train
 
     editor = auth("editor")
     two_tribes(client, auth("storefront"))
     for _ in range(2):
         train(client, editor, {"algorithm": "popularity"})
-    asked = threading.Thread(target=lambda: model_versions.insert(db, "20200101T000000Z-0a5ced", "als", {}, {}, {}, activate=False))
-
-    def ask_meanwhile() -> None:
-        asked.start()
-        asked.join(2)  # PostgreSQL: committed at once; SQLite: waits for the prune's write lock
-
-    with before_first("SELECT experiments.arms", ask_meanwhile):
-        said = runner.invoke(args=["prune-models", "--keep", "0", "--yes"])
-    asked.join(60)
+    said = prune_while(runner, "SELECT experiments.arms", lambda: model_versions.insert(db, "20200101T000000Z-0a5ced", "als", {}, {}, {}, activate=False), keep=0)
     assert said.exit_code == 0 and "deleted 1 model versions" in said.output, said.output  # the inactive one of the two
     assert get_ok(client, "/v1/models/20200101T000000Z-0a5ced", editor)["status"] == "training"
