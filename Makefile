@@ -11,8 +11,11 @@ export OPENBLAS_NUM_THREADS := 1
 
 .PHONY: run test test-sqlite test-postgres install lock lint bench docs clean
 
+# One clear line instead of pip refusing the project deep in an install, or a half-made .venv that the
+# next make would reuse: an interpreter older than 3.11, or Debian's Python without its venv package.
 $(BIN)/activate:
-	$(PYTHON) -m venv $(VENV)
+	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null || { echo "stickyloop: needs Python 3.11 or newer; $(PYTHON) is $$(command -v $(PYTHON) >/dev/null && $(PYTHON) --version 2>&1 || echo 'not found') (try: make run PYTHON=python3.11)" >&2; exit 1; }
+	@$(PYTHON) -m venv $(VENV) || { rm -rf $(VENV); echo "stickyloop: $(PYTHON) -m venv failed; on Debian or Ubuntu install the python3-venv package" >&2; exit 1; }
 
 $(VENV)/.installed: pyproject.toml constraints.txt | $(BIN)/activate
 	$(BIN)/pip install --quiet --upgrade pip
@@ -65,6 +68,7 @@ test-postgres: install
 	DATABASE_URL=$(PG_URL) $(BIN)/pytest
 
 bench: install
+	@bash .ci/ensure-postgres
 	$(BIN)/python bench/run_all.py --database both
 
 # docs/http-reference.md, generated from the OpenAPI document (tests/http/test_docs.py checks it is current).
