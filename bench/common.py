@@ -115,7 +115,7 @@ def running_ab(svc, users: int, **changes) -> str:  # noqa: ANN001, ANN003
 
     definition = {**AB, **changes}
     experiments.create(svc.db, definition)
-    experiments.move(svc.db, svc.experiment_cache, definition["key"], "start")
+    experiments.move(svc.db, svc.experiment_cache, definition["key"], "start", svc.config.max_served_versions)
     for u in range(users):
         assign(svc.db, svc.experiment_cache, definition["key"], f"u{u}", time.time())
     analyze(svc)

@@ -59,6 +59,7 @@ _ENV: dict[str, tuple[str, Callable[[str], Any]]] = {
     "pool_size": ("DB_POOL_SIZE", int),
     "ann_min_items": ("ANN_MIN_ITEMS", int),
     "ann_precomputed_users": ("ANN_PRECOMPUTED_USERS", int),
+    "max_served_versions": ("MAX_SERVED_VERSIONS", int),
     "secret_key": ("SECRET_KEY", str),
 }
 
@@ -108,6 +109,9 @@ class Config:
     ann_min_items: int = 200_000
     # With the index: the most active known users whose candidates training searches ahead (about 1.7 kB each per worker).
     ann_precomputed_users: int = 50_000
+    # Model versions that running experiments' arms may serve at once, besides the active one: every
+    # worker keeps each of them loaded (hundreds of megabytes at a million items), so a start past it is a 409.
+    max_served_versions: int = 4
     # Signs the console's session cookie; every worker and host must share it. Empty: the
     # console makes a random one per process (tests and dev only: sessions then break across workers).
     secret_key: str = field(default="", repr=False)
@@ -128,6 +132,8 @@ class Config:
             raise ValueError("ANN_MIN_ITEMS cannot be negative")
         if self.ann_precomputed_users < 0:
             raise ValueError("ANN_PRECOMPUTED_USERS cannot be negative")
+        if self.max_served_versions < 0:
+            raise ValueError("MAX_SERVED_VERSIONS cannot be negative")
         if self.pool_size < 1:
             raise ValueError("DB_POOL_SIZE must be at least 1")
         if self.secret_key and len(self.secret_key) < 32:
@@ -174,5 +180,6 @@ class Config:
             "TRAINING_STALE_SECONDS": repr(self.training_stale_seconds),
             "ANN_MIN_ITEMS": str(self.ann_min_items),
             "ANN_PRECOMPUTED_USERS": str(self.ann_precomputed_users),
+            "MAX_SERVED_VERSIONS": str(self.max_served_versions),
         }
 

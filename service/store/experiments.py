@@ -17,7 +17,7 @@ from service.errors import Busy, ChangedMeanwhile, Conflict, NotFound
 from service.store.experiment_codec import ANALYSIS_DEFAULTS, definition, from_row
 from service.store.database import Database
 from service.store.sql import insert
-from service.store.tables import BanditArmStatsRow, ExperimentRow
+from service.store.tables import BanditArmStatsRow, ExperimentRow, ModelVersionRow
 from service.timestamps import server_time
 
 
@@ -269,14 +269,36 @@ def _check_rule_to_start(targeting: dict[str, Any]) -> None:
         raise Conflict(f"the targeting rule cannot start as it is: {exc.field} {exc.message}; change the rule first") from None
 
 
+class StartCheck:
+    """What a start's check may read, in the start's own transaction (under the experiment's row lock)."""
+
+    def __init__(self, session: Session, key: str) -> None:
+        self._session = session
+        self._key = key
+
+    def version_status(self, version: str) -> str | None:
+        """A model version's status, or None when it does not exist. Share-locked: a prune deleting it waits
+        for this start, then sees the experiment naming it, and keeps it (`model_retention`)."""
+        row = self._session.get(ModelVersionRow, version, with_for_update={"read": True})
+        return None if row is None else row.status
+
+    def arms_of_other_running(self) -> list[list[dict[str, Any]]]:
+        """The arms of every other running experiment. On PostgreSQL two starts read them one after the
+        other (SQLite already serialises writers), so that a limit over all of them holds."""
+        if self._session.get_bind().dialect.name == "postgresql":
+            self._session.execute(text("SELECT pg_advisory_xact_lock(hashtextextended('start:running-arms', 7))"))
+        rows = self._session.execute(select(ExperimentRow.arms).where(ExperimentRow.status == "running", ExperimentRow.key != self._key))
+        return [list(arms) for (arms,) in rows]
+
+
 def move(
-    db: Database, key: str, action: str, check_start: Callable[[list[dict[str, Any]]], None] | None = None,
+    db: Database, key: str, action: str, check_start: Callable[[list[dict[str, Any]], StartCheck], None] | None = None,
     on_stop: Callable[[Session, str, float], None] | None = None,
 ) -> ExperimentRow:
     """Start, pause or stop: an atomic compare-and-set on the status, 409 if it does not allow the move.
 
     `check_start` sees the arms a start starts with, under the row's lock, so that no change to a
-    draft comes between the check and the start; it raises to refuse. `on_stop` runs in a stop's
+    draft comes between the check and the start, and what else it may read (`StartCheck`); it raises to refuse. `on_stop` runs in a stop's
     transaction with the experiment's key and the time it stops at.
     """
     with db.write() as session:
@@ -296,7 +318,7 @@ def move(
         if action == "start" and row.started_at is None:
             values["started_at"] = now
         if action == "start" and check_start is not None:
-            check_start(list(row.arms))
+            check_start(list(row.arms), StartCheck(session, key))
         if first_start and row.targeting:
             _check_rule_to_start(row.targeting)
         if action == "start" and row.layer is not None and row.layer_start is None:

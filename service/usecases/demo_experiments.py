@@ -121,7 +121,7 @@ def _ensure_running(svc: Services, definition: dict[str, Any]) -> bool:
         experiments.create(svc.db, dict(definition))
         status = "draft"
     if status == "draft":
-        experiments.move(svc.db, svc.experiment_cache, key, "start")
+        experiments.move(svc.db, svc.experiment_cache, key, "start", svc.config.max_served_versions)
     return True
 
 

@@ -7,11 +7,10 @@ from typing import Any, Callable
 from experiments.layers import free_share
 from service.errors import Conflict, Invalid
 from service.store import experiments as store
-from service.store import model_versions
 from service.store import outcomes as outcomes_store
 from service.store.database import Database
 from service.store.experiment_codec import to_json
-from service.store.experiments import Stamp
+from service.store.experiments import Stamp, StartCheck
 from service.usecases.assignment import ExperimentCache
 from service.usecases.recommendations import recommender_of
 
@@ -50,17 +49,25 @@ def _check_recommenders(fields: dict[str, Any]) -> None:
             )
 
 
-def _versions_ready(db: Database) -> Callable[[list[dict[str, Any]]], None]:
-    """The check a start makes of the arms it starts with: every model version they name must be ready."""
-    def check(arms: list[dict[str, Any]]) -> None:
-        for arm in arms:
-            version = recommender_of(arm.get("payload")).version
-            if version is None:
-                continue
-            record = model_versions.get(db, version)
-            if record is None or record.status != "ready":
-                state = "does not exist" if record is None else f"is {record.status}"
-                raise Conflict(f"arm {arm['key']!r} serves model version {version!r}, which {state}; only a ready version can serve an experiment")
+def _check_versions(limit: int) -> Callable[[list[dict[str, Any]], StartCheck], None]:
+    """The check a start makes of the arms it starts with: every model version they name must be ready, and
+    the versions running experiments serve, with these, at most `limit` (each stays loaded in every worker)."""
+    def check(arms: list[dict[str, Any]], started: StartCheck) -> None:
+        named = {arm["key"]: version for arm in arms if (version := recommender_of(arm.get("payload")).version) is not None}
+        for arm_key, version in named.items():
+            status = started.version_status(version)
+            if status != "ready":
+                state = "does not exist" if status is None else f"is {status}"
+                raise Conflict(f"arm {arm_key!r} serves model version {version!r}, which {state}; only a ready version can serve an experiment")
+        if not named:
+            return
+        served = {v for arms_of in started.arms_of_other_running() for arm in arms_of if (v := recommender_of(arm.get("payload")).version) is not None}
+        if len(served | set(named.values())) > limit:
+            raise Conflict(
+                f"running experiments already serve {len(served)} model version(s) ({', '.join(sorted(served))}) and this one would "
+                f"add {len(set(named.values()) - served)}, past the limit of {limit} that every worker keeps loaded (MAX_SERVED_VERSIONS); "
+                "stop an experiment that serves a version, or name versions already served"
+            )
 
     return check
 
@@ -98,9 +105,12 @@ def remove(db: Database, cache: ExperimentCache, key: str) -> None:
     log.info("experiment deleted", extra={"experiment": key})
 
 
-def move(db: Database, cache: ExperimentCache, key: str, action: str) -> dict[str, Any]:
-    """Start, pause or stop; this process answers by the new status at once, others within STATUS_SECONDS."""
-    moved = store.move(db, key, action, check_start=_versions_ready(db) if action == "start" else None, on_stop=outcomes_store.withdraw_from)
+def move(db: Database, cache: ExperimentCache, key: str, action: str, max_served_versions: int) -> dict[str, Any]:
+    """Start, pause or stop; this process answers by the new status at once, others within STATUS_SECONDS.
+
+    A start may bring the model versions running experiments serve to at most `max_served_versions`."""
+    check = _check_versions(max_served_versions) if action == "start" else None
+    moved = store.move(db, key, action, check_start=check, on_stop=outcomes_store.withdraw_from)
     cache.changed(key, Stamp.of(moved))
     log.info("experiment moved", extra={"experiment": key, "action": action, "status": moved.status, "revision": moved.revision})
     return to_json(moved)

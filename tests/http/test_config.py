@@ -47,6 +47,7 @@ def test_defaults_use_sqlite_under_instance():
         ({"LOG_REQUESTS": "maybe"}, "LOG_REQUESTS"),
         ({"ANN_PRECOMPUTED_USERS": "-5"}, "ANN_PRECOMPUTED_USERS cannot be negative"),
         ({"ANN_PRECOMPUTED_USERS": "many"}, "ANN_PRECOMPUTED_USERS must be an integer"),
+        ({"MAX_SERVED_VERSIONS": "-1"}, "MAX_SERVED_VERSIONS cannot be negative"),
         ({"DATABASE_URL": "mysql://u:hunter2@h/db"}, "DATABASE_URL must be an SQLAlchemy URL of SQLite or PostgreSQL"),
         ({"DATABASE_URL": "postgresql+psycopg2://u:hunter2@h/db"}, r"DATABASE_URL names a driver that is not installed \(psycopg2\)"),
         ({"DATABASE_URL": "postgresql+psycopg://u:hunter2@h:abc/db"}, "DATABASE_URL is not a usable SQLAlchemy URL"),

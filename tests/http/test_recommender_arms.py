@@ -103,6 +103,78 @@ def test_starting_with_a_missing_or_failed_version_is_409(client, auth, two_mode
         assert resp.status_code == 409 and bad in resp.get_json()["error"]["message"]
 
 
+def _ready_versions(db, *names: str) -> None:
+    """Ready version rows without artifacts: a start reads only their status."""
+    import time
+
+    from service.store.tables import ModelVersionRow
+
+    with db.write() as session:
+        for name in names:
+            session.add(ModelVersionRow(version=name, status="ready", algorithm="als", params={}, matrix={}, evaluation={}, metrics={}, data={}, created_at=time.time()))
+
+
+def test_running_experiments_serve_at_most_max_served_versions(client, auth, db, app):
+    limit = app.extensions["stickyloop"].config.max_served_versions
+    assert limit == 4
+    _ready_versions(db, "v1", "v2", "v3", "v4", "v5")
+    editor = auth("editor")
+    for key, versions in {"a": ("v1", "v2"), "b": ("v2", "v3"), "c": ("v4", "v5"), "d": ("v1", "v4"), "pop": ()}.items():
+        arms = arms_over({f"arm-{v}": {"model_version": v} for v in versions} or {"one": {"algorithm": "popularity"}, "two": {"algorithm": "popularity"}})
+        post_ok(client, "/v1/experiments", experiment(arms, key=key), editor, status=201)
+
+    def start(key: str) -> int:
+        return client.post(f"/v1/experiments/{key}/start", headers=editor).status_code
+
+    assert (start("a"), start("b")) == (200, 200)  # v1, v2, v3
+    refused = client.post("/v1/experiments/c/start", headers=editor)
+    message = refused.get_json()["error"]["message"]
+    assert refused.status_code == 409 and "3 model version(s) (v1, v2, v3)" in message and "add 2" in message and "limit of 4" in message
+    assert get_ok(client, "/v1/experiments/c", editor)["status"] == "draft"
+    assert start("d") == 200  # v4 makes four; naming v1 again adds nothing
+    assert start("pop") == 200  # popularity of the active version pins nothing
+    post_ok(client, "/v1/experiments/b/stop", None, editor)  # v3 freed; v2 still served by a
+    assert start("c") == 200  # v1, v2, v4 and now v5
+    post_ok(client, "/v1/experiments", experiment(arms_over({"v3": {"model_version": "v3"}, "v1": {"model_version": "v1"}}), key="e"), editor, status=201)
+    assert start("e") == 409
+    post_ok(client, "/v1/experiments/d/pause", None, editor)
+    post_ok(client, "/v1/experiments/c/stop", None, editor)  # a paused experiment serves nobody: v1 and v2 remain
+    assert start("e") == 200  # v1, v2, v3
+    assert start("d") == 200  # resuming checks again: v4 makes four
+    post_ok(client, "/v1/experiments/d/pause", None, editor)
+    post_ok(client, "/v1/experiments", experiment(arms_over({"v5": {"model_version": "v5"}, "v2": {"model_version": "v2"}}), key="f"), editor, status=201)
+    assert start("f") == 200  # v1, v2, v3, v5 while d is paused
+    assert start("d") == 409 and get_ok(client, "/v1/experiments/d", editor)["status"] == "paused"
+
+
+def test_two_starts_racing_for_the_last_served_version_do_not_both_win(app, auth, db):
+    import threading
+
+    _ready_versions(db, "v1", "v2", "v3", "v4", "v5")
+    editor = auth("editor")
+    clients = [app.test_client() for _ in range(2)]
+    post_ok(clients[0], "/v1/experiments", experiment(arms_over({"a": {"model_version": "v1"}, "b": {"model_version": "v2"}, "c": {"model_version": "v3"}}), key="base"), editor, status=201)
+    post_ok(clients[0], "/v1/experiments/base/start", None, editor)
+    for round_ in range(4):
+        keys = [f"r{round_}-{k}" for k in range(2)]
+        for k, key in enumerate(keys):  # each would be the fourth version on its own
+            post_ok(clients[0], "/v1/experiments", experiment(arms_over({"x": {"model_version": "v1"}, "y": {"model_version": f"v{4 + k}"}}), key=key), editor, status=201)
+        ready, codes = threading.Barrier(2), {}
+
+        def start(k: int) -> None:
+            ready.wait()
+            codes[k] = clients[k].post(f"/v1/experiments/{keys[k]}/start", headers=editor).status_code
+
+        threads = [threading.Thread(target=start, args=(k,)) for k in range(2)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert sorted(codes.values()) == [200, 409]
+        winner = keys[0] if codes[0] == 200 else keys[1]
+        post_ok(clients[0], f"/v1/experiments/{winner}/stop", None, editor)
+
+
 @pytest.mark.parametrize("spec", [
     {"model_version": ""}, {"algorithm": "als"}, "popularity", {"model_version": True}, {"model_version": 123}, None,
     {"algorithm": "popularity", "model_version": ""}, {"algorithm": "popularity", "model_version": "v", "extra": 1}, {"model_version": "v\x00"},

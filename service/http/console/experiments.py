@@ -179,7 +179,7 @@ def experiment_move(key: str, action: str) -> Any:
             error, status = "Tick the box to confirm.", 422
         else:
             try:
-                moved = experiments.move(services().db, services().experiment_cache, key, action)
+                moved = experiments.move(services().db, services().experiment_cache, key, action, services().config.max_served_versions)
             except Conflict as exc:
                 error, status = exc.message, 409
             else:

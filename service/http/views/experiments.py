@@ -48,7 +48,7 @@ def remove(key: str) -> Response:
 
 
 def _move(key: str, action: str) -> ExperimentOut:
-    return ExperimentOut.model_validate(experiments.move(services().db, services().experiment_cache, key, action))
+    return ExperimentOut.model_validate(experiments.move(services().db, services().experiment_cache, key, action, services().config.max_served_versions))
 
 
 @bp.post("/v1/experiments/<key>/start")
