@@ -228,9 +228,18 @@ def _claim(session: Session, row: ExperimentRow) -> tuple[float, float]:
     if claimed is None:
         raise Conflict(
             f"layer {row.layer!r} has no free range of width {row.traffic:g}: {free_share(taken):g} of it is free, "
-            f"the widest gap is {largest_gap(taken):g}; stop an experiment in the layer or lower this one's traffic"
+            f"the widest gap is {largest_gap(taken):g}; {_holders(taken)}; stop one of them or lower this one's traffic"
         )
     return claimed
+
+
+def _holders(taken: list[Range], named: int = 5) -> str:
+    """'held by a [0, 0.5) and b [0.5, 1)': who holds a full layer, so that a refusal says what to stop."""
+    ranges = sorted(taken, key=lambda r: r.start)
+    shown = [f"{r.experiment} [{r.start:g}, {r.end:g})" for r in ranges[:named]]
+    if len(ranges) > named:
+        shown.append(f"{len(ranges) - named} more")
+    return "held by " + (shown[0] if len(shown) == 1 else ", ".join(shown[:-1]) + " and " + shown[-1])
 
 
 def layer_ranges(db: Database, layer: str) -> list[Range]:

@@ -622,6 +622,18 @@ def test_activating_by_hand_warns_of_the_run_it_keeps_from_going_live(as_role, c
     assert f"<code>{waiting.version}</code> is training and was to be served when ready; after this activation it will not be" in page
 
 
+def test_activating_says_how_the_version_served_now_scored_and_when_it_scored_higher(as_role, client, auth):
+    from tests.helpers import train, two_tribes
+
+    two_tribes(client, auth("storefront"))
+    served = train(client, auth("editor"))
+    weaker = train(client, auth("editor"), {"algorithm": "popularity", "activate": False})
+    assert weaker["metrics"]["precision_at_10"] < served["metrics"]["precision_at_10"]
+    page = as_role("editor").get(f"/ui/models/{weaker['version']}/activate").get_data(as_text=True)
+    said = f"and {served['metrics']['precision_at_10']:.3f} for <code>{served['version']}</code> (als), served now"
+    assert said in page and "lower than the version it would replace" in page
+
+
 def test_edit_a_draft_keeps_what_the_form_shows(as_role, client, auth):
     # A save keeps the seconds, and a time the input cannot hold (microseconds, another offset) as stored when left as shown.
     window = {"factor": 2, "start": "2030-01-01T00:00:00.123456Z", "end": "2030-02-01T16:15:45.5+05:45"}
@@ -996,7 +1008,7 @@ def test_what_if_serves_the_lowest_arm_of_a_metric_where_lower_is_better(as_role
 
 def test_a_lower_is_better_metric_reads_the_right_way_round_on_the_results_page(as_role, client, auth):
     complaints = {"key": "complaints", "kind": "binary", "higher_is_better": False}
-    running(client, auth("editor"), ab_definition(metrics=[{"key": "conversion"}, complaints]))
+    running(client, auth("editor"), ab_definition(metrics=[{"key": "conversion"}, complaints], guardrails=["complaints"]))
     shop = auth("storefront")
     outcomes = []
     for u in range(240):
@@ -1013,6 +1025,12 @@ def test_a_lower_is_better_metric_reads_the_right_way_round_on_the_results_page(
     assert "Chance to be below control (lower is better)" in html and "left of the dashed zero line are better" in html
     row = html.split('<th scope="row">every5', 1)[1].split("</tr>", 1)[0]
     assert "&lt;0.1%" in row and "not established" not in row  # the worse arm: no cost paid for a gain, no near-certain chance
+    # Significantly worse: shaded and drawn as worse, not as a win; its guardrail fails, in a badge of its own.
+    assert every5["significant"] and '<tr class="significant worse">\n      <th scope="row">every5' in html
+    forest = html.split('id="forest-title"', 1)[1].split("</figure>", 1)[0]
+    assert 'stroke="#d55e00"' in forest and 'stroke="#009e73"' not in forest
+    guard = next(g for g in api["guardrails"] if g["arm"] == "every5")
+    assert guard["status"] == "fail" and '<span class="badge fail">fail</span> every5 on complaints' in html
 
 
 def test_a_confirmation_posted_after_signing_out_elsewhere_leads_to_sign_in(as_role, client, auth):
@@ -1045,6 +1063,8 @@ def test_the_results_page_says_when_figures_are_cuped_adjusted_and_switches_cupe
     html = analyst.get("/ui/experiments/points-q4/results", query_string={"metric": "purchase_conversion"}).get_data(as_text=True)
     assert "Adjusted with CUPED" in html and "Adjusted rate [95.0% CI]" in html and "as the experiment says (on)" in html
     assert "cuped=false" in html  # the link to the unadjusted figures
+    windowed = analyst.get("/ui/experiments/points-q4/results", query_string={"metric": "purchase_conversion", "days": "30"}).get_data(as_text=True)
+    assert "days=30&amp;cuped=false" in windowed or "cuped=false&amp;days=30" in windowed  # the retention window the page was read with stays
     off = analyst.get("/ui/experiments/points-q4/results", query_string={"metric": "purchase_conversion", "cuped": "false", "sequential": "true"})
     text = off.get_data(as_text=True)
     assert off.status_code == 200 and "Adjusted with CUPED" not in text and "Rate [95.0% CI]" in text
@@ -1348,6 +1368,20 @@ def test_a_paused_experiment_is_resumed_not_started_and_a_draft_reads_as_one(as_
     assert get_ok(client, "/v1/experiments/points-q4", auth("analyst"))["status"] == "running"
 
 
+def test_a_start_refused_for_a_full_layer_says_who_holds_it_and_offers_the_draft_s_form(as_role, client, auth):
+    for key, traffic in (("left", 0.5), ("right", 0.5), ("third", 0.3)):
+        post_ok(client, "/v1/experiments", {**ab_definition(key), "layer": "checkout", "traffic": traffic}, auth("editor"), status=201)
+        if key != "third":
+            post_ok(client, f"/v1/experiments/{key}/start", None, auth("editor"))
+    editor = as_role("editor")
+    token = csrf(editor, "/ui/experiments/third/start")
+    refused = editor.post("/ui/experiments/third/start", data={"confirm": "yes", "csrf_token": token})
+    page = refused.get_data(as_text=True)
+    assert refused.status_code == 409 and "<h1>third was not started</h1>" in page and "held by left [0, 0.5) and right [0.5, 1)" in page
+    assert 'href="/ui/experiments/third/edit">Edit the draft</a>' in page and 'name="confirm"' not in page
+    assert get_ok(client, "/v1/experiments/third", auth("analyst"))["status"] == "draft"
+
+
 def test_the_planner_answers_as_the_api_does_and_names_a_bad_input_beside_it(as_role, client, auth):
     analyst = as_role("analyst")
     blank = analyst.get("/ui/plan")
@@ -1379,7 +1413,12 @@ def test_the_planner_answers_as_the_api_does_and_names_a_bad_input_beside_it(as_
     assert "intervals are at 0.0000100%" in analyst.get("/ui/experiments/points-q4/results", query_string={"alpha": "0.9999999"}).get_data(as_text=True)
     typo = analyst.get("/ui/experiments/points-q4/results", query_string={"sequental": "true", "days": "7"})
     assert typo.status_code == 422 and "&#39;sequental&#39; is not a setting of this page" in typo.get_data(as_text=True)
-    assert analyst.get("/ui/experiments/points-q4/results.csv", query_string={"bogus": "1"}).status_code == 422
+    # A setting the CSV cannot use sends the browser back to the page, which says what is wrong beside its field.
+    back = analyst.get("/ui/experiments/points-q4/results.csv", query_string={"alpha": "2", "days": "30"})
+    assert back.status_code == 303 and back.headers["Location"].startswith("/ui/experiments/points-q4/results?") and "alpha=2" in back.headers["Location"]
+    shown = analyst.get(back.headers["Location"])
+    assert shown.status_code == 422 and 'id="f-alpha-error"' in shown.get_data(as_text=True)
+    assert analyst.get("/ui/experiments/points-q4/results.csv", query_string={"bogus": "1"}).status_code == 303
     switch = analyst.get("/ui/experiments/points-q4/results", query_string={"cuped": "maybe"})
     assert switch.status_code == 422 and 'id="f-cuped-error"' in switch.get_data(as_text=True) and "Input should" not in switch.get_data(as_text=True)
     continuous = analyst.get("/ui/plan", query_string={**question, "metric_kind": "continuous", "baseline": "30", "sd": "", "mde": "1"})
@@ -1702,8 +1741,8 @@ def test_arms_that_serve_the_active_model_say_which_and_activating_another_warns
     assert f"<td>the active model (currently item_knn model {served})</td>" in page and f"<td>item_knn model {served}</td>" in page
     assert f"<td>the most popular items, as the active model counts them (currently item_knn model {served})</td>" in page
     results = as_role("analyst").get("/ui/experiments/recs/results").get_data(as_text=True)  # the analyst's page says it too
-    assert f"<strong>pinned</strong> item_knn model {served};" in results
-    assert f"<strong>control</strong> the active model (currently item_knn model {served});" in results
+    assert f"<strong>pinned</strong>: item_knn model {served};" in results
+    assert f"<strong>control</strong>: the active model (currently item_knn model {served});" in results
     warning = as_role("editor").get(f"/ui/models/{other}/activate").get_data(as_text=True)
     assert f"those arms will serve {other} instead" in warning and "recs</a> (control; pop, popular items)." in warning
     running(client, auth("editor"), ab_definition())  # reward schedules alone: no recommender arms to warn of

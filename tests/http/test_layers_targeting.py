@@ -26,6 +26,7 @@ def test_ranges_are_given_at_start_and_a_start_that_does_not_fit_is_409(client, 
     post_ok(client, "/v1/experiments", layered("third", 0.2), editor, status=201)
     refused = client.post("/v1/experiments/third/start", headers=editor)
     assert refused.status_code == 409 and "0 of it is free" in refused.get_json()["error"]["message"]
+    assert "held by left [0, 0.5) and right [0.5, 1); stop one of them" in refused.get_json()["error"]["message"]
     assert get_ok(client, "/v1/experiments/third", editor)["status"] == "draft"
     # Pausing keeps a range; stopping releases it, and the next start takes the first gap.
     post_ok(client, "/v1/experiments/left/pause", None, editor)

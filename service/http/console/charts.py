@@ -261,8 +261,11 @@ def _runs(values: Sequence[float | None]) -> list[list[tuple[int, float]]]:
     return [r for r in runs if r]
 
 
-def forest_plot(title: str, rows: Sequence[Interval], *, x_format: Format = percent, tick_format: Format = percent_tick, width: int = 860) -> Markup:
-    """Each row's interval as a horizontal bar with its estimate, against a line at zero."""
+def forest_plot(
+    title: str, rows: Sequence[Interval], *, x_format: Format = percent, tick_format: Format = percent_tick, width: int = 860, lower_is_better: bool = False,
+) -> Markup:
+    """Each row's interval as a horizontal bar with its estimate, against a line at zero; an interval wholly on
+    the better side (right of zero, or left where `lower_is_better`) in green, wholly on the worse side in orange."""
     label_w, right, top, row_h, bottom = 150, 30, 12, 34, 36
     plot_w = width - label_w - right
     height = top + row_h * max(len(rows), 1) + bottom
@@ -286,8 +289,10 @@ def forest_plot(title: str, rows: Sequence[Interval], *, x_format: Format = perc
             body.append(f'<text x="{label_w + 6}" y="{y + 4:.1f}" fill="{AXIS}">no estimate yet</text>')
             described.append(f"{r.label}: no estimate yet")
             continue
-        # Colour says which side of zero the whole interval lies on; the text says it too.
-        colour = PALETTE[2] if r.low > 0 else PALETTE[1] if r.high < 0 else PALETTE[0]
+        # Colour says whether the whole interval lies on the better or the worse side of zero; the text gives the figures.
+        above, below = r.low > 0, r.high < 0
+        better, worse = (below, above) if lower_is_better else (above, below)
+        colour = PALETTE[2] if better else PALETTE[1] if worse else PALETTE[0]
         text = f"{r.label}: {x_format(r.estimate)} [{x_format(r.low)}, {x_format(r.high)}]"
         described.append(text)
         body.append(f"<g><title>{escape(text)}</title>")

@@ -181,7 +181,9 @@ def experiment_move(key: str, action: str) -> Any:
             try:
                 moved = experiments.move(services().db, services().experiment_cache, key, action, services().config.max_served_versions)
             except Conflict as exc:
-                error, status = exc.message, 409
+                # Refused for what the experiment or its neighbours are (a full layer, a version not ready):
+                # pressing the button again would fail alike, so the page says why and where to change it.
+                return render_template("console/confirm.html", exp=exp, action=action, refused=exc.message), 409
             else:
                 flash(f"{key} is now {moved['status']}.", "success")
                 return back("console.experiment_detail", key=key)

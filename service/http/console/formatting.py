@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from datetime import datetime, timezone
 from decimal import Decimal
 from typing import Any, Sequence
@@ -146,6 +147,14 @@ def when(iso: str | None) -> str:
     if not iso:
         return DASH
     return iso[:16].replace("T", " ") + " UTC"
+
+
+_ISO_IN_TEXT = re.compile(r"\b\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?Z")
+
+
+def with_times(text: str) -> str:
+    """An API note with the ISO timestamps it quotes read as the page's other times are (`when`)."""
+    return _ISO_IN_TEXT.sub(lambda m: when(m.group()), text)
 
 
 def moment(epoch: float | None) -> str:

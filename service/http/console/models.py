@@ -157,7 +157,8 @@ def model_new() -> Any:
     except Conflict as exc:  # as many runs at work as the service allows: the form keeps what was typed
         return _form(values, {"form": [exc.message]}, 409)
     searching = f", searching {body.tune.trials} parameter set{'' if body.tune.trials == 1 else 's'} first" if body.tune is not None else ""
-    flash(f"Training {record.version} ({body.algorithm}{searching}); this page refreshes until it finishes.", "success")
+    # Whether the page follows the run is the status line's to say: a quick run has ended by the time the page shows.
+    flash(f"Training {record.version} ({body.algorithm}{searching}).", "success")
     return back("console.model_list")
 
 
@@ -193,7 +194,9 @@ def model_activate(version: str) -> Any:
     # A run that was to go live when ready will not, once this activation is made: say so before.
     pending = [v.version for v in training.list_versions(svc.db, svc.config) if v.status == "training" and v.activate_when_ready]
     following = console_views.following_active(svc.db)
-    return render_template("console/activate.html", record=record, active=active, error=error, pending=pending, following=following), status
+    # What the version would replace scored too: a rollback to a weaker model should not be a surprise.
+    served = training.get_version(svc.db, svc.config, active) if active is not None else None
+    return render_template("console/activate.html", record=record, active=active, served=served, error=error, pending=pending, following=following), status
 
 
 @bp.route("/models/<id:version>/cancel", methods=["GET", "POST"])

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import render_template, request
+from flask import redirect, render_template, request, url_for
 from pydantic import ValidationError
 from werkzeug.wrappers import Response
 
@@ -136,13 +136,13 @@ def results_page(key: str) -> tuple[str, int]:
     title = f"Difference in {answer['metric']}{unit} from {answer['control']} ({level(answer['alpha'])} intervals)"
     # The chart's title and description, which a screen reader reads, give the table's own figures.
     kind = answer["metric_kind"]
-    forest = forest_plot(title, differences, x_format=lambda v: fmt.difference(v, kind), tick_format=pp_tick if binary else signed_tick)
+    lower_is_better = not answer["higher_is_better"]
+    forest = forest_plot(title, differences, x_format=lambda v: fmt.difference(v, kind), tick_format=pp_tick if binary else signed_tick, lower_is_better=lower_is_better)
     daily, daily_note, daily_difference = _daily_chart(key, answer, exp.get("started_at"))
     days = _retention_days(errors)
     retention, retention_has_data, retention_last = _retention_chart(key, days, answer["alpha"])
     rough = _rough_comparisons(answer) if binary else set()
     guardrail_kinds = {g: metric_kind(exp, g) for g in exp["guardrails"]}
-    lower_is_better = not answer["higher_is_better"]
     return render_template(
         "console/results.html",
         exp=exp,
@@ -168,7 +168,8 @@ def results_page(key: str) -> tuple[str, int]:
         day_choices=sorted({*RETENTION_CHOICES, days}),
         # The query as applied, for links to the same figures with one setting changed.
         applied_args={k: v for k, v in (("metric", answer["metric"]), ("alpha", answer["alpha"]), ("correction", answer["correction"]),
-                                        ("cuped", _switch(query.cuped)), ("sequential", _switch(query.sequential))) if v is not None},
+                                        ("cuped", _switch(query.cuped)), ("sequential", _switch(query.sequential)),
+                                        ("days", days if days != RETENTION_CHART_DAYS else None)) if v is not None},
         overrides={"cuped": _switch(query.cuped), "sequential": _switch(query.sequential)},
         analysis=exp.get("analysis") or {},
         few_effective_users=FEW_EFFECTIVE_USERS,
@@ -251,10 +252,13 @@ def metric_kind(exp: dict[str, Any], metric: str) -> str:
 @bp.get("/experiments/<key>/results.csv")
 @page(ANALYST)
 def results_csv(key: str) -> Response:
-    """The API's CSV for the signed-in key, which a browser cannot send as a bearer header."""
+    """The API's CSV for the signed-in key, which a browser cannot send as a bearer header.
+
+    Settings it cannot use (typed on the results page but not applied) send the browser back to that
+    page with them, which says what is wrong beside each field, instead of to an error page."""
     query, errors = _query()
     if errors:
-        raise Invalid.many([{"field": "query" if f == "form" else f, "message": "; ".join(m)} for f, m in errors.items()])
+        return redirect(url_for("console.results_page", key=key, **request.args), 303)  # type: ignore[return-value]
     return api_results.csv_response(key, query)
 
 
