@@ -258,7 +258,8 @@ def results_csv(key: str) -> Response:
     page with them, which says what is wrong beside each field, instead of to an error page."""
     query, errors = _query()
     if errors:
-        return redirect(url_for("console.results_page", key=key, **request.args), 303)  # type: ignore[return-value]
+        back: dict[str, Any] = dict(request.args)
+        return redirect(url_for("console.results_page", key=key, **back), 303)  # type: ignore[return-value]
     return api_results.csv_response(key, query)
 
 
