@@ -124,6 +124,8 @@ def sequential_users_per_arm(variance_sum: float, effect: float, alpha: float, p
     sequence is the wider interval at every n.
     """
     zb = float(sps.norm.ppf(power))
+    if not variance_sum > 0:
+        raise ValueError("variance_sum: must be above 0")
 
     def enough(n: int) -> bool:
         return effect * math.sqrt(n / variance_sum) >= half_width(1.0, 2 * n, alpha, tuning) + zb
@@ -197,7 +199,8 @@ def plan_sample_size(
         if mde_type == "relative" and baseline == 0:
             raise ValueError(f"baseline: a relative mde needs a baseline other than 0, got {baseline}")
         per_arm = _plan_users(sd * (za + zb), abs(effect), 2.0, power)
-        variance_sum = 2 * sd * sd
+        # In units of sd: the size depends on effect / sd alone, and sd squared underflows to 0 below 1e-162.
+        variance_sum, effect = 2.0, abs(effect) / sd
     try:
         sequential: int | None = sequential_users_per_arm(variance_sum, abs(effect), a, power)
     except ValueError:  # beyond any population read sequentially, though not at a fixed horizon

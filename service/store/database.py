@@ -28,6 +28,9 @@ except ImportError:  # SQLite-only installs
     pass
 
 
+# PostgreSQL's read_only_sql_transaction: a write sent to a hot standby or a server made read-only.
+READ_ONLY = "25006"
+
 # What PostgreSQL says of a prepared statement whose table a migration changed (its class, 0A000, is any unsupported feature).
 STALE_PLAN = "cached plan must not change result type"
 
@@ -63,6 +66,8 @@ def unavailable_on_failure() -> Iterator[None]:
             raise HostCannot("the database server refuses this service: the database or role in DATABASE_URL does not exist, or the password is wrong") from exc
         if isinstance(exc, _DRIVER_DOWN):
             raise Unavailable(f"the database is unavailable ({_first_line(orig)}); try again shortly") from exc
+        if getattr(orig, "sqlstate", None) == READ_ONLY:  # a standby after a failover, or a server put in read-only mode
+            raise Unavailable("the database accepts no writes now (a read-only server or standby); try again shortly") from exc
         if _stale_plan(orig):
             raise StalePlan("the database's schema changed under a prepared statement (a migration ran); try again shortly") from exc
         raise

@@ -908,6 +908,16 @@ def test_the_sequential_plan_holds_its_power_when_simulated_with_a_look_every_da
     assert found(p1) <= alpha
 
 
+@pytest.mark.parametrize("sd, mde", [(1e-300, 1e12), (1e-170, 1.0), (3e-5, 1e-5), (1e12, 1e6)])
+def test_a_continuous_plan_depends_on_mde_over_sd_alone_however_small_sd_is(sd, mde):
+    # sd squared underflows to 0 below about 1e-162: the plan must not divide by it.
+    plan = plan_sample_size("continuous", 0.0, sd, mde, "absolute", 0.05, 0.8, 2, "none", None)
+    same = plan_sample_size("continuous", 0.0, 1.0, mde / sd, "absolute", 0.05, 0.8, 2, "none", None) if mde / sd <= 1e12 else None
+    assert plan.users_per_arm >= 1 and plan.sequential_users_per_arm is not None and plan.sequential_users_per_arm >= plan.users_per_arm
+    if same is not None:
+        assert (plan.users_per_arm, plan.sequential_users_per_arm) == (same.users_per_arm, same.sequential_users_per_arm)
+
+
 def test_a_sequential_plan_beyond_any_population_is_none_while_the_fixed_one_stands():
     # 2.9e12 users per arm at a fixed horizon, 50 arms: read sequentially, more than 1e15 in all.
     plan = plan_sample_size("continuous", 0.0, 1.0, 3.162e-7, "absolute", 0.9, 0.6, 50, "none", 1.0)

@@ -240,3 +240,42 @@ def test_a_database_or_role_that_does_not_exist_is_an_operators_503_not_try_agai
             message = answer.get_json()["error"]["message"]
             assert "refuses this service" in message and "DATABASE_URL" in message and "127.0.0.1" not in message and "no_such" not in message
         app.extensions["stickyloop"].db.dispose()
+
+
+def test_a_database_that_accepts_no_writes_answers_503_and_a_write_after_it_lands(client, auth, db, config):
+    """A failover to a standby, or a server put in read-only mode for maintenance (PostgreSQL's
+    read_only_sql_transaction), or an SQLite file opened read-only: no fault of the request's."""
+    from dataclasses import replace
+
+    from sqlalchemy import create_engine
+
+    shop = auth("storefront")
+    event = {"events": [{"event_id": "ro-1", "user_id": "u1", "item_id": "i1", "type": "view", "timestamp": "2026-01-01T00:00:00Z"}]}
+    writes = (("/v1/events", event), ("/v1/items", {"items": [{"item_id": "i1"}]}))
+
+    def refused_by(app_client) -> None:
+        for path, body in writes:
+            refused = app_client.post(path, json=body, headers=shop)
+            assert (refused.status_code, refused.get_json()["error"]["code"]) == (503, "unavailable"), refused.get_json()
+
+    if db.is_sqlite:
+        read_only = create_app(replace(config, database_url=f"sqlite:///file:{db.engine.url.database}?mode=ro&uri=true"))
+        assert read_only.test_client().get("/v1/items/popular", headers=shop).status_code == 200  # it reads
+        refused_by(read_only.test_client())
+        read_only.extensions["stickyloop"].db.dispose()
+    else:
+        name = db.engine.url.database
+        admin = create_engine(db.engine.url, isolation_level="AUTOCOMMIT")
+
+        def for_new_sessions(setting: str) -> None:  # a database's settings reach the sessions opened after them
+            with admin.connect() as conn:
+                conn.exec_driver_sql(f'ALTER DATABASE "{name}" {setting}')
+                conn.exec_driver_sql("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()")
+
+        try:
+            for_new_sessions("SET default_transaction_read_only = on")
+            refused_by(client)
+        finally:
+            for_new_sessions("RESET default_transaction_read_only")
+            admin.dispose()
+    assert client.post("/v1/events", json=event, headers=shop).get_json()["accepted"] == 1

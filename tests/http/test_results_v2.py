@@ -313,6 +313,9 @@ def test_sample_size_plans_follow_the_formulas(client, auth):
     for bad in ({"metric_kind": "binary", "baseline": 0.99, "mde": 0.05}, {"metric_kind": "continuous", "baseline": 1, "mde": 1}):
         resp = client.post("/v1/plans/sample-size", json=bad, headers=auth("analyst"))
         assert resp.status_code == 422, resp.get_json()
+    # A standard deviation whose square underflows: an effect of 1e312 standard deviations takes one user per arm.
+    tiny = post_ok(client, "/v1/plans/sample-size", {"metric_kind": "continuous", "baseline": 0, "sd": 1e-300, "mde": 1e12, "daily_users": 5}, auth("analyst"))
+    assert (tiny["users_per_arm"], tiny["sequential"]["users_per_arm"], tiny["days"]) == (1, 1, 1)
 
 
 def test_bandit_ipw_snipw_and_offline_evaluation_match_numpy(client, auth):
