@@ -16,6 +16,10 @@ from service.timestamps import iso
 from service.usecases.assignment import ExperimentCache
 from service.usecases.results import experiment_metric, interval
 
+# The longest series answered: one exposure dated years back (an assignment's `timestamp` may be, to load
+# history) would otherwise make every later answer tens of megabytes, 9,800 days for a date in 2000.
+MAX_DAYS = 1000
+
 
 def daily(db: Database, cache: ExperimentCache, key: str, metric_key: str | None, now: float | None = None, alpha: float = 0.05) -> dict[str, Any]:
     """Per UTC day up to today, cumulative exposed users and the metric's cumulative mean per arm, and each
@@ -26,7 +30,8 @@ def daily(db: Database, cache: ExperimentCache, key: str, metric_key: str | None
 
     Whatever is dated after today counts on today: one outcome from a client whose clock is a
     century ahead would otherwise add 36,000 empty days to every later answer. An exposure dated
-    ahead counts on today too, so that the last day agrees with /results.
+    ahead counts on today too, so that the last day agrees with /results. The series covers at most
+    MAX_DAYS days: whatever is dated before its first day counts on that day.
     """
     d, _, metric = experiment_metric(db, cache, key, metric_key)
     exp = d.experiment
@@ -42,9 +47,10 @@ def daily(db: Database, cache: ExperimentCache, key: str, metric_key: str | None
     today = int(now // DAY)
     first = min(int(min(r[1] for r in exposed)), today)
     last = min(int(max([r[1] for r in exposed] + [r[1] for r in gained])), today)
+    first = max(first, last - MAX_DAYS + 1)
     new_users: dict[tuple[str, int], int] = {}
     for arm, day, count in exposed:
-        k = (arm, min(int(day), today))
+        k = (arm, min(max(int(day), first), today))
         new_users[k] = new_users.get(k, 0) + int(count)
     new_value: dict[tuple[str, int], float] = {}
     for arm, day, value in gained:  # anything dated before the first exposure day counts on that day

@@ -325,6 +325,22 @@ def test_the_daily_series_ends_today_and_counts_what_is_dated_later_on_it(client
     assert totals == {a: (row["users"], row["total"]) for a, row in last.items()}
 
 
+def test_an_exposure_dated_years_back_keeps_the_daily_series_to_its_last_thousand_days(client, auth):
+    shop = auth("storefront")
+    running(client, auth("editor"), ab_definition())
+    old = assign(client, shop, "points-q4", "loaded", timestamp="2000-01-01T00:00:00Z")["arm"]
+    assign(client, shop, "points-q4", "recent")
+    post_ok(client, "/v1/outcomes", {"outcomes": [
+        {"outcome_id": "then", "experiment": "points-q4", "user_id": "loaded", "metric": "spend", "value": 4, "timestamp": "2000-01-02T00:00:00Z"},
+    ]}, shop)
+    days = get_ok(client, "/v1/experiments/points-q4/results/daily?metric=spend", auth("analyst"))["days"]
+    today = datetime.now(timezone.utc).date()
+    assert len(days) == 1000 and days[-1]["date"] == today.isoformat() and days[0]["date"] == (today - timedelta(days=999)).isoformat()
+    first = {a["arm"]: a for a in days[0]["arms"]}
+    assert first[old]["users"] == 1 and first[old]["total"] == 4  # what is dated earlier counts on the first day
+    assert sum(a["users"] for a in days[-1]["arms"]) == 2
+
+
 def test_an_exposure_dated_ahead_of_the_clock_counts_for_every_metric_and_on_today_in_the_series(client, auth):
     """A storefront whose clock runs ahead: its user is exposed, and their purchase counts, whatever the metric."""
     shop = auth("storefront")
