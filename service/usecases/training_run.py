@@ -142,10 +142,11 @@ def run_training(
             raise Stopped
         report(message)
 
-    record = store.get(db, version)
+    # A run starts right after its request was answered: a blip then must not cost it (both are safe to repeat).
+    record = through_outage("read the run", lambda: store.get(db, version), outage_seconds(config))
     if record is None:
         raise LookupError(f"model version {version} does not exist")
-    if not store.beat(db, version, runner_name()):
+    if not through_outage("first heartbeat", lambda: store.beat(db, version, runner_name()), outage_seconds(config)):
         log.warning("not training a run that is no longer `training`", extra={"version": version})
         return store.get(db, version) or record
     started = time.perf_counter()

@@ -86,3 +86,27 @@ def test_a_process_stopped_from_outside_its_run_is_recorded_saying_where_to_look
 def test_writes_wait_no_longer_than_a_reader_would_wait_before_calling_the_run_dead(config):
     # Past the stale bound a reader reports the run failed, and a write that waited longer would find it so.
     assert training_run.outage_seconds(config) == config.training_stale_seconds - 2 * config.training_heartbeat_seconds == 20.0
+
+
+def test_a_run_that_meets_an_outage_as_it_starts_waits_it_out_and_trains(db, config, monkeypatch, no_waiting):
+    # Its request was answered (202) just before: the run's first read and heartbeat wait for the database.
+    from service.store.events import insert_events
+
+    insert_events(db, [{"event_id": f"c{k}", "user_id": f"u{k % 5}", "item_id": f"i{k % 3}", "type": "click", "ts": 1.78e9} for k in range(30)])
+    version = request_training(db, config, "popularity", {}, False).version
+    for name in ("get", "beat"):
+        monkeypatch.setattr(store, name, _failing_first(getattr(store, name), 2))
+    assert training_run.run_training(db, config, version).status == "ready"
+    assert no_waiting == [0.5, 1.0, 0.5, 1.0]
+
+
+def _failing_first(real, failures: int):
+    calls: list[int] = []
+
+    def call(*args, **kwargs):
+        calls.append(1)
+        if len(calls) <= failures:
+            raise Unavailable("the database is unavailable (terminated); try again shortly")
+        return real(*args, **kwargs)
+
+    return call
