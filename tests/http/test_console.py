@@ -663,11 +663,16 @@ def test_edit_a_draft_keeps_what_the_form_shows(as_role, client, auth):
     resp = editor.post("/ui/experiments/points-q4/edit", data=posted)
     assert resp.status_code == 303, resp.get_data(as_text=True)
     # The same form saved again from a second tab opened before that save: refused, not saved over it.
-    stale = editor.post("/ui/experiments/points-q4/edit", data={**posted, "name": "Second tab"})
-    assert stale.status_code == 409 and "It changed since this page was opened" in stale.get_data(as_text=True)
-    assert 'value="Renamed"' in stale.get_data(as_text=True)  # the form now shows the draft as it is
+    stale = editor.post("/ui/experiments/points-q4/edit", data={**posted, "name": "Second tab", "description": "Typed in the second tab"})
+    page = html_module.unescape(stale.get_data(as_text=True))
+    assert stale.status_code == 409 and "It changed since this page was opened" in page and "Nothing was saved" in page
+    # What was typed stays, and the message names what the stored draft has otherwise; the form is now of the stored revision.
+    assert 'value="Second tab"' in page and "Typed in the second tab" in page
+    assert "the stored version differs from it in: Description, Name." in page
     after = client.get("/v1/experiments/points-q4", headers=auth("analyst")).get_json()
     assert after["name"] == "Renamed"
+    stored_revision = str(after["revision"])
+    assert re.search(r'name="revision" value="(\d+)"', page).group(1) == stored_revision
     kept = ("description", "arms", "metrics", "targeting", "traffic", "primary_metric")
     assert {k: after[k] for k in kept} == {k: before[k] for k in kept}
     assert after["analysis"]["sequential_tuning"] == 20000
@@ -797,6 +802,7 @@ def test_a_started_experiment_changes_its_guardrails_and_analysis_from_its_setti
     # The same page saved again, after that change: refused, so the first save is not undone unseen.
     again = editor.post("/ui/experiments/points-q4/settings", data={**posted, "guardrails": "spend"})
     assert again.status_code == 409 and "It changed since this page was opened" in again.get_data(as_text=True)
+    assert "differs from it in: Guardrails." in again.get_data(as_text=True) and 'value="spend"' in again.get_data(as_text=True)
     stored = get_ok(client, "/v1/experiments/points-q4", auth("analyst"))
     assert (stored["status"], stored["traffic"], stored["guardrails"]) == ("running", 0.5, ["retention_d7", "spend"])
     assert {k: stored["analysis"][k] for k in ("sequential", "cuped", "cuped_days")} == {"sequential": True, "cuped": True, "cuped_days": 7}

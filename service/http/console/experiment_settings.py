@@ -14,13 +14,17 @@ from pydantic import ValidationError
 from service.errors import ChangedMeanwhile, Conflict, Invalid
 from service.http.console import bp
 from service.http.console.experiment_form import guardrails_and_analysis, values_of
-from service.http.console.forms import CHANGED_MEANWHILE, back, form_number, kept_form, page, plain_words, typed_fields
+from service.http.console.forms import back, kept_over_a_change, form_number, kept_form, page, plain_words, typed_fields
 from service.http.endpoint import EDITOR, services
 from service.http.errors import details_from_pydantic
 from service.http.schemas.experiments import ExperimentPatch
 from service.usecases import experiments
 
 FIELDS = ("name", "description", "traffic", "guardrails", "analysis.sequential", "analysis.cuped", "analysis.cuped_days")
+
+
+# The fields this page shows, of those the edit form has.
+SETTINGS = ("name", "description", "traffic", "guardrails", "analysis.sequential", "analysis.cuped", "analysis.cuped_days")
 
 
 def _changes(form: Mapping[str, str], exp: Mapping[str, Any]) -> dict[str, Any]:
@@ -75,14 +79,16 @@ def experiment_settings(key: str) -> Any:
         return _page(exp, values, {"form": [again[0]]}, again[1])
     if values.get("revision") != current["revision"]:
         # Saving the whole page over a change made since it was opened would undo that change unseen.
-        return _page(exp, current, {"form": [CHANGED_MEANWHILE]}, 409)
+        kept, said = kept_over_a_change(values, current, SETTINGS)
+        return _page(exp, kept, {"form": [said]}, 409)
     changes = _changes(values, exp)
     try:
         body = ExperimentPatch.model_validate(changes)
         experiments.change(db, services().experiment_cache, key, body.model_dump(mode="json", exclude_unset=True), revision=exp["revision"])
     except ChangedMeanwhile:  # between this page's check and the save
         fresh = experiments.get(db, key)
-        return _page(fresh, {**values_of(fresh), "revision": str(fresh["revision"])}, {"form": [CHANGED_MEANWHILE]}, 409)
+        kept, said = kept_over_a_change(values, {**values_of(fresh), "revision": str(fresh["revision"])}, SETTINGS)
+        return _page(fresh, kept, {"form": [said]}, 409)
     except ValidationError as exc:
         return _page(exp, values, _errors(details_from_pydantic(exc)), 422)
     except Invalid as exc:

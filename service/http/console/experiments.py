@@ -12,7 +12,7 @@ from experiments.definitions import BUILTIN_METRICS, TRANSITIONS
 from service.errors import ChangedMeanwhile, Conflict, Invalid
 from service.http.console import bp
 from service.http.console.experiment_form import MAX_ROWS, POPULARITY, VERSION, field_errors, input_name, parse, row_count, schedule_fields, values_of
-from service.http.console.forms import CHANGED_MEANWHILE, back, kept_form, page, typed_fields
+from service.http.console.forms import back, kept_form, kept_over_a_change, page, typed_fields
 from service.http.endpoint import EDITOR, READ_EXPERIMENTS, services
 from service.http.errors import details_from_pydantic
 from service.http.schemas.experiments import ExperimentIn
@@ -107,7 +107,8 @@ def _save(exp: dict[str, Any] | None) -> Any:
         return _form(values, {}, exp, request.form["more"])
     if exp is not None and values.get("revision") != str(exp["revision"]):
         # The form sends the whole draft: saving it over a change made since it was opened would undo that change unseen.
-        return _form(_editing(exp), {"form": [CHANGED_MEANWHILE]}, exp, status=409)
+        kept, said = kept_over_a_change(values, _editing(exp))
+        return _form(kept, {"form": [said]}, exp, status=409)
     parsed = parse(values)
     db = services().db
     try:
@@ -127,7 +128,8 @@ def _save(exp: dict[str, Any] | None) -> Any:
     except ChangedMeanwhile:  # between this page's check and the save (only a change names a revision)
         assert exp is not None
         fresh = experiments.get(db, exp["key"])
-        return _form(_editing(fresh), {"form": [CHANGED_MEANWHILE]}, fresh, status=409)
+        kept, said = kept_over_a_change(values, _editing(fresh))
+        return _form(kept, {"form": [said]}, fresh, status=409)
     except ValidationError as exc:
         return _form(values, field_errors(details_from_pydantic(exc), parsed), exp, status=422)
     except Invalid as exc:

@@ -9,10 +9,11 @@ schema's messages in a form's words.
 from __future__ import annotations
 
 import hmac
+import json
 import re
 import secrets
 from functools import wraps
-from typing import Any, Callable
+from typing import Any, Callable, Iterable
 from urllib.parse import unquote
 
 import pydantic_core
@@ -21,6 +22,7 @@ from werkzeug.exceptions import HTTPException
 from werkzeug.wrappers import Response
 
 from experiments.definitions import KEY_PATTERN
+from service.http.console.formatting import field_label
 from service.http.endpoint import services
 from service.http.json_names import repeated_message, repeated_name
 from service.usecases import console_sessions
@@ -42,7 +44,29 @@ def csrf_token() -> str:
     return token
 
 
-CHANGED_MEANWHILE = "It changed since this page was opened (in another tab, or by someone else): here it is as it is now. Nothing was saved; make your change again."
+def kept_over_a_change(typed: dict[str, str], stored: dict[str, str], names: Iterable[str] | None = None) -> tuple[dict[str, str], str]:
+    """A form refused because what it edits changed since it was opened: what was typed, now at the stored
+    revision, and the message naming the fields shown (of `names`, if given) whose stored value differs, so
+    that the editor can look before saving over them rather than type everything again."""
+    def same(name: str) -> bool:  # a browser sends a text area's line ends as CRLF; JSON may be spaced otherwise
+        mine, theirs = (side.get(name, "").replace("\r\n", "\n").strip() for side in (typed, stored))
+        if mine == theirs:
+            return True
+        try:
+            return mine[:1] in "{[" and bool(mine) and json.loads(mine) == json.loads(theirs)
+        except ValueError:
+            return False
+
+    # Fields the form did not send are not shown on it (a key fixed once made), but for a box left unticked.
+    shown = set(typed) | {name for name, value in stored.items() if value == "yes"}
+    compared = shown & set(names) if names is not None else shown
+    differ = [field_label(name) for name in sorted(compared) if name != "revision" and not name.endswith(".was") and not same(name)]
+    which = f"the stored version differs from it in: {', '.join(differ)}" if differ else "it matches what is stored now"
+    message = (f"It changed since this page was opened (in another tab, or by someone else). Nothing was saved. The form keeps what "
+               f"you typed, and {which}. Save again to store the form as it is.")
+    return {**typed, "revision": stored["revision"]}, message
+
+
 STALE_FORM = (
     "Nothing was saved: your console session changed after this page was loaded (a sign-in in another tab, "
     "for example). The form is as you left it; check it and save again."
