@@ -218,7 +218,7 @@ class FixedInterval(_Interval):
     """The first qualifying action at least `seconds` after the last reward earns `points`."""
 
     type: ClassVar[str] = "fixed_interval"
-    seconds: float = parameter(gt=0, doc="seconds from a reward (or enrolment) to the next eligible action")
+    seconds: float = parameter(gt=0, doc="seconds from a reward (or enrolment) to the next eligible action: 86400 a day, 604800 a week")
 
     def _wait(self, experiment: str, user_id: str, sequence: int) -> float:
         return self.seconds
@@ -229,7 +229,7 @@ class VariableInterval(_Interval):
     """As fixed interval, with each wait drawn from an exponential distribution of mean `mean_seconds`."""
 
     type: ClassVar[str] = "variable_interval"
-    mean_seconds: float = parameter(gt=0, doc="mean of the exponentially drawn wait, in seconds")
+    mean_seconds: float = parameter(gt=0, doc="mean of the exponentially drawn wait, in seconds: 86400 a day, 604800 a week")
 
     def _wait(self, experiment: str, user_id: str, sequence: int) -> float:
         # Inverse-CDF of the exponential; 1 - u lies in (0, 1], so the log is finite.

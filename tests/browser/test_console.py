@@ -248,7 +248,7 @@ def test_editor_trains_activates_and_looks_up_a_user(visit, demo):
     tuned.locator("summary").click()
     assert tuned.locator("table.trials tbody tr").count() == 2
     shot(page, "09-models")
-    page.click("text=Activate")
+    page.click("td >> text=Activate")
     page.check("#confirm")
     page.click("button:has-text('Activate')")
     page.wait_for_url("**/ui/models#top")
@@ -293,6 +293,9 @@ def test_editor_trains_activates_and_looks_up_a_user(visit, demo):
     first = page.locator("table tbody tr").first.locator("th")
     assert first.locator(".phone-only a:text-is('Results')").is_visible()
     assert first.locator(".wraps").bounding_box()["width"] >= 100
+    # And the models' list its activation or rollback beside the version, not in the last column off-screen.
+    page.goto(demo.server.base + "/ui/models")
+    assert page.locator("tbody th .phone-only a:has-text('Roll back')").first.is_visible()
     # At a laptop's 1366 px the results table shows every column without scrolling, the cost column too.
     page.set_viewport_size({"width": 1366, "height": 900})
     page.goto(demo.server.base + "/ui/experiments/console-ab/results")

@@ -22,7 +22,8 @@ from service.usecases import model_training as training
 # What each lifecycle move does, said on its confirmation page.
 CONSEQUENCES = {
     "start": "Users will be assigned to its arms from now on; its arms, weights and metrics can no longer change.",
-    "pause": "Exposed users keep their arm and their rewards; nobody new is enrolled until it is started again.",
+    "pause": ("Exposed users keep their arm, and their reward actions go on earning by its schedules (stop it to end that); "
+              "nobody new is enrolled until it is resumed."),
     "stop": (
         "Nobody new is enrolled, and assignment answers not_running for everyone, users already exposed included; their "
         "reward actions earn nothing more from its schedules (promised bonuses end here; pause instead to keep them). "
