@@ -1704,6 +1704,21 @@ def test_a_line_chart_carries_every_figure_as_a_table_and_a_lone_point_its_serie
     assert one_day.count("<circle") == 2 and one_day.count("<rect") == 2
 
 
+def test_a_confidence_sequence_s_wide_first_days_do_not_set_the_chart_s_range():
+    from service.http.console.charts import Series, line_chart, pp_tick
+
+    days = [str(d) for d in range(1, 9)]
+    band = [(-0.9, 0.95), (-0.5, 0.6), (-0.08, 0.12), (-0.05, 0.09), (-0.04, 0.08), (-0.03, 0.07), (-0.02, 0.06), (-0.01, 0.05)]
+    series = [Series("b", [0.02] * 8, band=band)]
+    whole = str(line_chart("d", days, series, zero=True, tick_format=pp_tick))
+    reached = str(line_chart("d", days, series, zero=True, tick_format=pp_tick, band_reach=4.0))
+    ticks = [re.findall(r'text-anchor="end" fill="[^"]+">([-+]?\d+ pp)</text>', chart) for chart in (whole, reached)]
+    assert ticks == [["-100 pp", "-50 pp", "0 pp", "+50 pp", "+100 pp"], ["-10 pp", "-5 pp", "0 pp", "+5 pp", "+10 pp", "+15 pp"]]
+    points = [float(xy.split(",")[1]) for xy in re.search(r'<polygon points="([^"]+)"', reached).group(1).split()]
+    assert min(points) >= 16 - 0.05 and max(points) <= 280 - 44 + 0.05  # cut at the plot's edges, not drawn past them
+    assert "[-0.9, 0.95]" in reached  # the table keeps them whole
+
+
 def test_the_user_page_says_whether_older_events_are_left_out(as_role, client, auth):
     shop = auth("storefront")
     events = [{"event_id": f"e{i}", "user_id": "few" if i < 3 else "many", "item_id": "i1", "type": "view"} for i in range(3 + 51)]

@@ -150,6 +150,7 @@ def line_chart(
     x_name: str = "",
     width: int = 860,
     height: int = 280,
+    band_reach: float | None = None,
 ) -> Markup:
     """Lines over categorical x positions (days, versions), with y ticks, x labels and a legend, and
     every figure in a table under it whose first column `x_name` heads.
@@ -157,17 +158,23 @@ def line_chart(
     `y_format` writes the values the description gives; a tick is written exactly (as a percentage
     with `percent`, or by `tick_format`), since a tick rounded like a value (27.5 % as "28%") names
     the wrong gridline. `zero` keeps 0 in range and marks it with a dashed line, for differences.
+    With `band_reach`, a band sets the range only where it is at most that many times as wide as its
+    series' last band: the first days' bands of a confidence sequence, tens of times wider, had flattened
+    every later day to a line. Wider ones are cut at the plot's edge; the table gives them whole.
     """
     left, right, top, bottom = 64, 32, 16, 44
     plot_w, plot_h = width - left - right, height - top - bottom
     alone = any(len(run) == 1 for s in series for run in _runs(s.values))
     legend, legend_h = _legend([s.name for s in series], left, height + 4, plot_w, markers=alone)
     values = [v for s in series for v in s.values if v is not None]
-    values += [b for s in series for pair in (s.band or []) if pair for b in pair]
+    values += [b for s in series for pair in _ranging(s.band or [], band_reach) for b in pair]
     if not x_labels or not values:
         return _svg(width, 60, title, "no data yet", [f'<text x="{left}" y="34" fill="#222">No data yet.</text>'])
     ticks = nice_ticks(min(values + [0.0] * zero), max(values + [0.0] * zero))
     lo, hi = ticks[0], ticks[-1]
+
+    def inside(v: float) -> float:
+        return min(max(v, lo), hi)
     step = plot_w / max(len(x_labels) - 1, 1)
 
     def px(i: int) -> float:
@@ -203,8 +210,8 @@ def line_chart(
     for k, s in enumerate(series):
         colour, dash = PALETTE[k % len(PALETTE)], DASHES[k % len(DASHES)]
         if s.band:
-            upper = [(px(i), py(b[1])) for i, b in enumerate(s.band) if b]
-            lower = [(px(i), py(b[0])) for i, b in enumerate(s.band) if b]
+            upper = [(px(i), py(inside(b[1]))) for i, b in enumerate(s.band) if b]
+            lower = [(px(i), py(inside(b[0]))) for i, b in enumerate(s.band) if b]
             if len(upper) > 1:
                 points = " ".join(f"{x:.1f},{y:.1f}" for x, y in upper + lower[::-1])
                 body.append(f'<polygon points="{points}" fill="{colour}" fill-opacity="0.12" stroke="none"/>')
@@ -247,6 +254,15 @@ def _table(title: str, x_name: str, x_labels: Sequence[str], series: Sequence[Se
         f'<table><caption class="visually-hidden">{escape(title)}</caption><thead><tr><th scope="col">{escape(x_name)}</th>{head}</tr></thead>'
         f"<tbody>{rows}</tbody></table></details>"
     )
+
+
+def _ranging(band: Sequence[Sequence[float] | None], reach: float | None) -> list[Sequence[float]]:
+    """The intervals of a band that set a chart's range: all, or with `reach` those at most `reach` times as wide as the last."""
+    pairs = [pair for pair in band if pair]
+    if reach is None or not pairs:
+        return pairs
+    last = pairs[-1][1] - pairs[-1][0]
+    return [pair for pair in pairs if pair[1] - pair[0] <= reach * last] if last > 0 else pairs
 
 
 def _runs(values: Sequence[float | None]) -> list[list[tuple[int, float]]]:

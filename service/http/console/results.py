@@ -77,12 +77,18 @@ def _daily_chart(key: str, answer: dict[str, Any], started_at: str | None) -> tu
         gaps = [Series(arm, [d["arms"][i]["diff"] for d in daily["days"]], band=[d["arms"][i]["diff_ci"] for d in daily["days"]])
                 for i, arm in enumerate(arms) if i]
         difference = line_chart(f"Difference in {metric} from {arms[0]} (percentage points), with its {level(answer['alpha'])} confidence sequence, by day",
-                                labels, gaps, y_label="difference", y_format=lambda v: fmt.difference(v, "binary"), tick_format=pp_tick, zero=True, x_name="Day")
+                                labels, gaps, y_label="difference", y_format=lambda v: fmt.difference(v, "binary"), tick_format=pp_tick, zero=True, x_name="Day",
+                                band_reach=DIFFERENCE_BAND_REACH)
     if started_at is not None and daily["days"][0]["date"] < started_at[:10]:
         # The API stores an exposure's time as the storefront sent it, also before the start (an exposure logged late).
         return chart, (f"The series starts on {daily['days'][0]['date']}, before the experiment started ({started_at[:10]}): "
                        "the storefront sent exposures dated then (POST /v1/assignments or ?timestamp=), and they count from their own day."), difference
     return chart, None, difference
+
+
+# A confidence sequence's first days are tens of times wider than its latest: those wider than this many
+# times the latest are cut at the chart's edge (charts.line_chart), and the page says so.
+DIFFERENCE_BAND_REACH = 4.0
 
 
 def _retention_days(errors: dict[str, list[str]]) -> int:
