@@ -163,7 +163,10 @@ ROLE_TABLE
   counted as a duplicate (or, for rewards, answers the first result) and stores nothing new. Each
   names one entry in the whole service, whatever its experiment: an order reported or rewarded in
   two experiments needs an id for each (`order-1001/points-q4`, `order-1001/checkout-double`); an
-  outcome under an id already used counts as a duplicate, a reward action as a 409. An
+  outcome under an id already used counts as a duplicate, a reward action as a 409. The first entry
+  under an id is the one kept, within one batch too (of outcomes, the first for an exposed user): a
+  later entry under the same id counts as a duplicate whatever it holds, so a retry never changes
+  what was stored. An
   outcome or a reward action for a user never exposed to the experiment stores nothing (`ignored`,
   or `recorded: false`), so it can be sent again once the user has an assignment.
 - **Upserts.** An item field left out or sent as null keeps its stored value (clients that write
