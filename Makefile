@@ -68,7 +68,7 @@ test-postgres: install
 	DATABASE_URL=$(PG_URL) $(BIN)/pytest
 
 bench: install
-	@bash .ci/ensure-postgres
+	@[ -n "$$BENCH_DATABASE_URL" ] || bash .ci/ensure-postgres
 	$(BIN)/python bench/run_all.py --database both
 
 # docs/http-reference.md, generated from the OpenAPI document (tests/http/test_docs.py checks it is current).

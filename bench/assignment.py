@@ -68,8 +68,8 @@ def main() -> None:
             measured[name] = rounds(server.base, paths, headers, args.rounds, clients=args.clients, seconds=args.seconds, warm="returning" in name)
         pids = [server.process.pid, *server.worker_pids()]
         splits = [split_line("GET /healthz", server.base, pids, ["/healthz"], {}, args.clients, args.seconds)]
-        for name, paths in (("returning", returning), ("first exposures", fresh(key)(args.rounds)), ("targeted first", fresh(targeted)(args.rounds))):
-            splits.append(split_line(name, server.base, pids, paths, headers, args.clients, args.seconds))
+        for name, asked in (("returning", returning), ("first exposures", fresh(key)(args.rounds)), ("targeted first", fresh(targeted)(args.rounds))):
+            splits.append(split_line(name, server.base, pids, asked, headers, args.clients, args.seconds))
     print(f"database: {svc.db.dialect}; gunicorn: {args.workers} workers, {args.clients} concurrent clients; "
           f"{args.warmups} warm-up runs, then {args.rounds} rounds of {args.seconds:g} s each, interleaved with /healthz in half-second slices")
     for name, pairs in measured.items():

@@ -41,17 +41,18 @@ def main() -> None:
         with db.write() as session:  # as autovacuum would have by now on a live server
             session.execute(text("ANALYZE items"))
     position = {f"i{k}": k for k in range(args.model_items)}
-    whole_ms, held_ms = [], []
+    whole_ms: list[float] = []
+    held_ms: list[float] = []
     view = catalogue_view(db, position, shared_state(db).catalogue_revision)
     for j in range(ROUNDS):
         upsert_items(db, [{"item_id": f"i{j}", "available": bool(j % 2)}])
         revision = shared_state(db).catalogue_revision
-        start = time.perf_counter()
+        began = time.perf_counter()
         catalogue_view(db, position, revision)
-        whole_ms.append((time.perf_counter() - start) * 1e3)
-        start = time.perf_counter()
+        whole_ms.append((time.perf_counter() - began) * 1e3)
+        began = time.perf_counter()
         view = catalogue_view(db, position, revision, previous=view)
-        held_ms.append((time.perf_counter() - start) * 1e3)
+        held_ms.append((time.perf_counter() - began) * 1e3)
     before = shared_state(db).catalogue_revision
     upsert_items(db, [{"item_id": "i1", "title": "a new title"}, {"item_id": "i2"}])
     moved = shared_state(db).catalogue_revision != before

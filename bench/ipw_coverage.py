@@ -28,7 +28,10 @@ def one_run(policy_name: str, rates: np.ndarray, users: int, batch: int, floor: 
     """(effective users, whether the interval covered the true rate) for each arm of one experiment."""
     policy = make_policy(policy_name)
     pulls, sums = np.zeros(len(rates)), np.zeros(len(rates))
-    arms, props, ys, pending = [], [], [], []
+    arms: list[int] = []
+    props: list[float] = []
+    ys: list[float] = []
+    pending: list[tuple[int, float]] = []
     for u in range(users):
         if u % batch == 0:
             for a, y in pending:

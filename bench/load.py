@@ -59,7 +59,7 @@ def _client(
     out: "mp.Queue[tuple[list[float], int, float, float]]",
 ) -> None:
     url = urlparse(base)
-    conn = http.client.HTTPConnection(url.hostname, url.port, timeout=30)
+    conn = http.client.HTTPConnection(url.hostname or "127.0.0.1", url.port, timeout=30)
     latencies: list[float] = []
     errors = 0
     ready.wait()
@@ -144,7 +144,7 @@ def _alternating_client(
     the worker behind that connection has answered every one of them before the clock starts.
     """
     url = urlparse(base)
-    conn = http.client.HTTPConnection(url.hostname, url.port, timeout=30)
+    conn = http.client.HTTPConnection(url.hostname or "127.0.0.1", url.port, timeout=30)
     kept: list[tuple[list[float], int, float]] = [([], 0, 0.0), ([], 0, 0.0)]
     cursors = [0, 0]
     for path in phases[1][0] if warm else ():

@@ -94,7 +94,7 @@ def main() -> None:
     config = fresh_config("results")
     svc = prepare(config)
     store.create(svc.db, {**AB, "guardrails": []})  # guardrails would add a pass per guardrail metric
-    store.move(svc.db, svc.experiment_cache, AB["key"], "start")
+    store.move(svc.db, svc.experiment_cache, AB["key"], "start", svc.config.max_served_versions)
     load(svc, AB["key"], args.users)
     from service.http.app import create_app
 

@@ -59,9 +59,9 @@ def main() -> None:
         label = "with holdout evaluation" if evaluate else "evaluation off"
         print(f"service end to end ({label}): {result.training_seconds:.2f} s  stages {result.data['timings']}")
         if evaluate:
-            end_to_end_eval = result.training_seconds
+            end_to_end_eval = float(result.training_seconds or 0.0)
         else:
-            end_to_end = result.training_seconds
+            end_to_end = float(result.training_seconds or 0.0)
 
     # The same matrix the service built, fitted by implicit alone with the same parameters.
     events = event_log.read(svc.db).events

@@ -109,8 +109,8 @@ class Config:
     ann_min_items: int = 200_000
     # With the index: the most active known users whose candidates training searches ahead (about 1.7 kB each per worker).
     ann_precomputed_users: int = 50_000
-    # Model versions that running experiments' arms may serve at once, besides the active one: every
-    # worker keeps each of them loaded (hundreds of megabytes at a million items), so a start past it is a 409.
+    # Model versions that running and paused experiments' arms may name between them: every worker keeps
+    # each of them loaded (hundreds of megabytes at a million items), so a start adding one past it is a 409.
     max_served_versions: int = 4
     # Signs the console's session cookie; every worker and host must share it. Empty: the
     # console makes a random one per process (tests and dev only: sessions then break across workers).

@@ -49,8 +49,9 @@ def _stale_plan(exc: BaseException) -> bool:
 
 
 @contextmanager
-def unavailable_on_failure() -> Iterator[None]:
-    """Turn a driver's connection failure into the domain's Unavailable, in one clear line."""
+def unavailable_on_failure(writing: bool = False) -> Iterator[None]:
+    """Turn a driver's connection failure into the domain's Unavailable, in one clear line; `writing`: a
+    refusal to write (a standby, a server made read-only) is one too, where only a write could meet it."""
     try:
         yield
     except Exception as exc:
@@ -66,11 +67,15 @@ def unavailable_on_failure() -> Iterator[None]:
             raise HostCannot("the database server refuses this service: the database or role in DATABASE_URL does not exist, or the password is wrong") from exc
         if isinstance(exc, _DRIVER_DOWN):
             raise Unavailable(f"the database is unavailable ({_first_line(orig)}); try again shortly") from exc
-        if getattr(orig, "sqlstate", None) == READ_ONLY:  # a standby after a failover, or a server put in read-only mode
-            raise Unavailable("the database accepts no writes now (a read-only server or standby); try again shortly") from exc
+        if writing and getattr(orig, "sqlstate", None) == READ_ONLY:  # a standby after a failover, or a server put in read-only mode
+            raise ReadOnlyNow("the database accepts no writes now (a read-only server or standby); try again shortly") from exc
         if _stale_plan(orig):
             raise StalePlan("the database's schema changed under a prepared statement (a migration ran); try again shortly") from exc
         raise
+
+
+class ReadOnlyNow(Unavailable):
+    """A write refused by a server that takes none now: its connections go, so that the next ones find the new primary."""
 
 
 class StalePlan(Busy):
@@ -272,7 +277,7 @@ class Database:
     @contextmanager
     def write(self) -> Iterator[Session]:
         """A session in one write transaction, committed on success and rolled back on error."""
-        with self._fresh_plans(), unavailable_on_failure(), self._write() as session, session.begin():
+        with self._fresh_plans(), unavailable_on_failure(writing=True), self._write() as session, session.begin():
             yield session
 
     @contextmanager
@@ -292,7 +297,7 @@ class Database:
         """
         try:
             yield
-        except StalePlan:
+        except (StalePlan, ReadOnlyNow):
             self.engine.dispose()
             raise
 
@@ -340,7 +345,12 @@ class Database:
         """
         if self.is_sqlite:
             raise RuntimeError("write_one is for PostgreSQL; SQLite writes go through write()")
-        return self.fetch(sql, params)
+        try:
+            with unavailable_on_failure(writing=True):
+                return self._fetch(sql, params)
+        except ReadOnlyNow:
+            self._fetch_connections.discard()
+            raise
 
     def insert_many(self, sql: str, rows: list[tuple[Any, ...]]) -> int:
         """Run one INSERT for many rows in one transaction; answer how many rows it wrote.
@@ -350,7 +360,7 @@ class Database:
         """
         if not rows:
             return 0
-        with unavailable_on_failure():
+        with self._fresh_plans(), unavailable_on_failure(writing=True):
             return self._insert_many(sql, rows)
 
     def _insert_many(self, sql: str, rows: list[tuple[Any, ...]]) -> int:

@@ -285,18 +285,23 @@ class StartCheck:
         self._session = session
         self._key = key
 
-    def version_status(self, version: str) -> str | None:
-        """A model version's status, or None when it does not exist. Share-locked: a prune deleting it waits
-        for this start, then sees the experiment naming it, and keeps it (`model_retention`)."""
-        row = self._session.get(ModelVersionRow, version, with_for_update={"read": True})
-        return None if row is None else row.status
+    def versions_status(self, versions: set[str]) -> dict[str, str]:
+        """The status of each of these model versions that exists. Share-locked in one statement, in the order
+        a prune locks them (newest first), so that the two never deadlock: a prune deleting one waits for this
+        start, then sees the experiment naming it and keeps it (`model_retention`)."""
+        rows = self._session.execute(
+            select(ModelVersionRow.version, ModelVersionRow.status).where(ModelVersionRow.version.in_(sorted(versions)))
+            .order_by(ModelVersionRow.created_at.desc()).with_for_update(read=True)
+        )
+        return {version: status for version, status in rows}
 
-    def arms_of_other_running(self) -> list[list[dict[str, Any]]]:
-        """The arms of every other running experiment. On PostgreSQL two starts read them one after the
-        other (SQLite already serialises writers), so that a limit over all of them holds."""
+    def arms_of_other_live(self) -> list[list[dict[str, Any]]]:
+        """The arms of every other running or paused experiment (a paused one still answers its exposed users
+        from their arm). On PostgreSQL two starts read them one after the other (SQLite already serialises
+        writers), so that a limit over all of them holds."""
         if self._session.get_bind().dialect.name == "postgresql":
             self._session.execute(text("SELECT pg_advisory_xact_lock(hashtextextended('start:running-arms', 7))"))
-        rows = self._session.execute(select(ExperimentRow.arms).where(ExperimentRow.status == "running", ExperimentRow.key != self._key))
+        rows = self._session.execute(select(ExperimentRow.arms).where(ExperimentRow.status.in_(("running", "paused")), ExperimentRow.key != self._key))
         return [list(arms) for (arms,) in rows]
 
 

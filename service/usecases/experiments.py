@@ -51,21 +51,23 @@ def _check_recommenders(fields: dict[str, Any]) -> None:
 
 def _check_versions(limit: int) -> Callable[[list[dict[str, Any]], StartCheck], None]:
     """The check a start makes of the arms it starts with: every model version they name must be ready, and
-    the versions running experiments serve, with these, at most `limit` (each stays loaded in every worker)."""
+    the versions running and paused experiments serve, with these, at most `limit` (each stays loaded in
+    every worker). A start that adds no version is never refused by the limit."""
     def check(arms: list[dict[str, Any]], started: StartCheck) -> None:
         named = {arm["key"]: version for arm in arms if (version := recommender_of(arm.get("payload")).version) is not None}
-        for arm_key, version in named.items():
-            status = started.version_status(version)
-            if status != "ready":
-                state = "does not exist" if status is None else f"is {status}"
-                raise Conflict(f"arm {arm_key!r} serves model version {version!r}, which {state}; only a ready version can serve an experiment")
         if not named:
             return
-        served = {v for arms_of in started.arms_of_other_running() for arm in arms_of if (v := recommender_of(arm.get("payload")).version) is not None}
-        if len(served | set(named.values())) > limit:
+        status = started.versions_status(set(named.values()))
+        for arm_key, version in named.items():
+            if status.get(version) != "ready":
+                state = "does not exist" if version not in status else f"is {status[version]}"
+                raise Conflict(f"arm {arm_key!r} serves model version {version!r}, which {state}; only a ready version can serve an experiment")
+        served = {v for arms_of in started.arms_of_other_live() for arm in arms_of if (v := recommender_of(arm.get("payload")).version) is not None}
+        added = set(named.values()) - served
+        if added and len(served | added) > limit:
             raise Conflict(
-                f"running experiments already serve {len(served)} model version(s) ({', '.join(sorted(served))}) and this one would "
-                f"add {len(set(named.values()) - served)}, past the limit of {limit} that every worker keeps loaded (MAX_SERVED_VERSIONS); "
+                f"running and paused experiments already serve {len(served)} model version(s) ({', '.join(sorted(served))}) and this one would "
+                f"add {len(added)}, past the limit of {limit} that every worker keeps loaded (MAX_SERVED_VERSIONS); "
                 "stop an experiment that serves a version, or name versions already served"
             )
 

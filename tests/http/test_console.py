@@ -673,6 +673,11 @@ def test_edit_a_draft_keeps_what_the_form_shows(as_role, client, auth):
     assert after["name"] == "Renamed"
     stored_revision = str(after["revision"])
     assert re.search(r'name="revision" value="(\d+)"', page).group(1) == stored_revision
+    # A row added elsewhere meanwhile is not on the form: it is named, so a second save does not drop it unseen.
+    four = [*after["arms"], {"key": "fourth", "weight": 1, "payload": {}, "schedule": None}]
+    assert client.patch("/v1/experiments/points-q4", json={"arms": four}, headers=auth("editor")).status_code == 200
+    again = html_module.unescape(editor.post("/ui/experiments/points-q4/edit", data={**posted, "revision": stored_revision, "traffic": "1.00"}).get_data(as_text=True))
+    assert "the stored version differs from it in: Arm 4 (added)." in again  # and "1.00" is the stored traffic, 1: not named
     kept = ("description", "arms", "metrics", "targeting", "traffic", "primary_metric")
     assert {k: after[k] for k in kept} == {k: before[k] for k in kept}
     assert after["analysis"]["sequential_tuning"] == 20000
@@ -1425,6 +1430,8 @@ def test_the_planner_answers_as_the_api_does_and_names_a_bad_input_beside_it(as_
     shown = analyst.get(back.headers["Location"])
     assert shown.status_code == 422 and 'id="f-alpha-error"' in shown.get_data(as_text=True)
     assert analyst.get("/ui/experiments/points-q4/results.csv", query_string={"bogus": "1"}).status_code == 303
+    odd = analyst.get("/ui/experiments/points-q4/results.csv?alpha=2&key=y&_external=1")  # names url_for would have taken as its own
+    assert odd.status_code == 303 and odd.headers["Location"] == "/ui/experiments/points-q4/results?alpha=2&key=y&_external=1"
     switch = analyst.get("/ui/experiments/points-q4/results", query_string={"cuped": "maybe"})
     assert switch.status_code == 422 and 'id="f-cuped-error"' in switch.get_data(as_text=True) and "Input should" not in switch.get_data(as_text=True)
     continuous = analyst.get("/ui/plan", query_string={**question, "metric_kind": "continuous", "baseline": "30", "sd": "", "mde": "1"})

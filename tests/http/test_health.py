@@ -267,15 +267,17 @@ def test_a_database_that_accepts_no_writes_answers_503_and_a_write_after_it_land
         name = db.engine.url.database
         admin = create_engine(db.engine.url, isolation_level="AUTOCOMMIT")
 
-        def for_new_sessions(setting: str) -> None:  # a database's settings reach the sessions opened after them
+        def for_new_sessions(setting: str, end_sessions: bool) -> None:  # a database's settings reach the sessions opened after them
             with admin.connect() as conn:
                 conn.exec_driver_sql(f'ALTER DATABASE "{name}" {setting}')
-                conn.exec_driver_sql("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()")
+                if end_sessions:
+                    conn.exec_driver_sql("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()")
 
         try:
-            for_new_sessions("SET default_transaction_read_only = on")
+            for_new_sessions("SET default_transaction_read_only = on", end_sessions=True)
             refused_by(client)
         finally:
-            for_new_sessions("RESET default_transaction_read_only")
+            # Back to a primary, with no session ended: the connections that met the refusal were let go, so the next write lands.
+            for_new_sessions("RESET default_transaction_read_only", end_sessions=False)
             admin.dispose()
     assert client.post("/v1/events", json=event, headers=shop).get_json()["accepted"] == 1

@@ -114,18 +114,21 @@ def _ready_versions(db, *names: str) -> None:
             session.add(ModelVersionRow(version=name, status="ready", algorithm="als", params={}, matrix={}, evaluation={}, metrics={}, data={}, created_at=time.time()))
 
 
-def test_running_experiments_serve_at_most_max_served_versions(client, auth, db, app):
+def test_running_and_paused_experiments_serve_at_most_max_served_versions(client, auth, db, app):
     limit = app.extensions["stickyloop"].config.max_served_versions
     assert limit == 4
     _ready_versions(db, "v1", "v2", "v3", "v4", "v5")
     editor = auth("editor")
-    for key, versions in {"a": ("v1", "v2"), "b": ("v2", "v3"), "c": ("v4", "v5"), "d": ("v1", "v4"), "pop": ()}.items():
+
+    def draft(key: str, *versions: str) -> None:
         arms = arms_over({f"arm-{v}": {"model_version": v} for v in versions} or {"one": {"algorithm": "popularity"}, "two": {"algorithm": "popularity"}})
         post_ok(client, "/v1/experiments", experiment(arms, key=key), editor, status=201)
 
     def start(key: str) -> int:
         return client.post(f"/v1/experiments/{key}/start", headers=editor).status_code
 
+    for key, versions in {"a": ("v1", "v2"), "b": ("v2", "v3"), "c": ("v4", "v5"), "d": ("v1", "v4"), "pop": ()}.items():
+        draft(key, *versions)
     assert (start("a"), start("b")) == (200, 200)  # v1, v2, v3
     refused = client.post("/v1/experiments/c/start", headers=editor)
     message = refused.get_json()["error"]["message"]
@@ -133,18 +136,17 @@ def test_running_experiments_serve_at_most_max_served_versions(client, auth, db,
     assert get_ok(client, "/v1/experiments/c", editor)["status"] == "draft"
     assert start("d") == 200  # v4 makes four; naming v1 again adds nothing
     assert start("pop") == 200  # popularity of the active version pins nothing
+    # A paused experiment still answers its exposed users from their arm, so its versions stay counted.
+    post_ok(client, "/v1/experiments/b/pause", None, editor)
+    assert start("c") == 409
     post_ok(client, "/v1/experiments/b/stop", None, editor)  # v3 freed; v2 still served by a
     assert start("c") == 200  # v1, v2, v4 and now v5
-    post_ok(client, "/v1/experiments", experiment(arms_over({"v3": {"model_version": "v3"}, "v1": {"model_version": "v1"}}), key="e"), editor, status=201)
+    draft("e", "v3", "v1")
     assert start("e") == 409
     post_ok(client, "/v1/experiments/d/pause", None, editor)
-    post_ok(client, "/v1/experiments/c/stop", None, editor)  # a paused experiment serves nobody: v1 and v2 remain
-    assert start("e") == 200  # v1, v2, v3
-    assert start("d") == 200  # resuming checks again: v4 makes four
-    post_ok(client, "/v1/experiments/d/pause", None, editor)
-    post_ok(client, "/v1/experiments", experiment(arms_over({"v5": {"model_version": "v5"}, "v2": {"model_version": "v2"}}), key="f"), editor, status=201)
-    assert start("f") == 200  # v1, v2, v3, v5 while d is paused
-    assert start("d") == 409 and get_ok(client, "/v1/experiments/d", editor)["status"] == "paused"
+    draft("f", "v1", "v5")
+    assert start("f") == 200  # at the limit, a start that adds no version is never refused
+    assert start("d") == 200  # nor a resume that adds none
 
 
 def test_two_starts_racing_for_the_last_served_version_do_not_both_win(app, auth, db):

@@ -16,7 +16,7 @@ from recommender.synthetic import generate
 
 def synthetic_matrix(users: int = 3000, items: int = 400, events: int = 60_000, seed: int = 5) -> sp.csr_matrix:
     data = generate(users, items, events, seed=seed, exponent=1.0)
-    coded = CodedEvents.from_ids([f"u{u}" for u in data.users], [f"i{i}" for i in data.items], [str(t) for t in data.types], data.timestamps)
+    coded = CodedEvents.from_ids([f"u{u}" for u in data.users], [f"i{i}" for i in data.items], [str(t) for t in data.types], data.timestamps.tolist())
     return build_matrix(coded, MatrixSettings(), now=float(data.timestamps.max())).confidence
 
 

@@ -44,23 +44,46 @@ def csrf_token() -> str:
     return token
 
 
+_ROW = re.compile(r"^((?:arms|metrics)\.\d+)\.")
+_LOCAL_TIME = re.compile(r"(\d{4}-\d\d-\d\dT\d\d:\d\d)(?::(\d\d)(?:\.(\d+))?)?")
+
+
+def _as_read(value: str) -> Any:
+    """A field's value as what it means: "0.50" is 0.5, a time with or without ":00.000" the same time, JSON spaced either way.
+    A browser also sends a text area's line ends as CRLF."""
+    text = value.replace("\r\n", "\n").strip()
+    try:
+        return float(text)
+    except ValueError:
+        pass
+    moment = _LOCAL_TIME.fullmatch(text)
+    if moment:
+        return moment.group(1), int(moment.group(2) or 0), (moment.group(3) or "").rstrip("0")
+    if text[:1] in ("{", "["):
+        try:
+            return json.dumps(json.loads(text), sort_keys=True)
+        except ValueError:
+            pass
+    return text
+
+
+def _rows(fields: Iterable[str]) -> set[str]:
+    """The arm and metric rows ("arms.2") a form's fields belong to."""
+    return {m.group(1) for name in fields if (m := _ROW.match(name))}
+
+
 def kept_over_a_change(typed: dict[str, str], stored: dict[str, str], names: Iterable[str] | None = None) -> tuple[dict[str, str], str]:
     """A form refused because what it edits changed since it was opened: what was typed, now at the stored
-    revision, and the message naming the fields shown (of `names`, if given) whose stored value differs, so
-    that the editor can look before saving over them rather than type everything again."""
-    def same(name: str) -> bool:  # a browser sends a text area's line ends as CRLF; JSON may be spaced otherwise
-        mine, theirs = (side.get(name, "").replace("\r\n", "\n").strip() for side in (typed, stored))
-        if mine == theirs:
-            return True
-        try:
-            return mine[:1] in "{[" and bool(mine) and json.loads(mine) == json.loads(theirs)
-        except ValueError:
-            return False
-
+    revision, and the message naming what the stored version has otherwise, among the fields shown (of
+    `names`, if given), and the arm and metric rows added since, so that the editor can look before saving
+    over them rather than type everything again."""
     # Fields the form did not send are not shown on it (a key fixed once made), but for a box left unticked.
     shown = set(typed) | {name for name, value in stored.items() if value == "yes"}
     compared = shown & set(names) if names is not None else shown
-    differ = [field_label(name) for name in sorted(compared) if name != "revision" and not name.endswith(".was") and not same(name)]
+    differ = [field_label(name) for name in sorted(compared)
+              if name != "revision" and not name.endswith(".was") and _as_read(typed.get(name, "")) != _as_read(stored.get(name, ""))]
+    if names is None:
+        differ += [f"{field_label(row)} (added)" for row in sorted(_rows(stored) - _rows(typed))]
     which = f"the stored version differs from it in: {', '.join(differ)}" if differ else "it matches what is stored now"
     message = (f"It changed since this page was opened (in another tab, or by someone else). Nothing was saved. The form keeps what "
                f"you typed, and {which}. Save again to store the form as it is.")

@@ -264,8 +264,8 @@ def results_csv(key: str) -> Response:
     page with them, which says what is wrong beside each field, instead of to an error page."""
     query, errors = _query()
     if errors:
-        back: dict[str, Any] = dict(request.args)
-        return redirect(url_for("console.results_page", key=key, **back), 303)  # type: ignore[return-value]
+        sent = request.query_string.decode("latin-1")  # as sent: repeated names and any name (key=, _external=) kept
+        return redirect(url_for("console.results_page", key=key) + (f"?{sent}" if sent else ""), 303)  # type: ignore[return-value]
     return api_results.csv_response(key, query)
 
 
