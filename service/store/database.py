@@ -288,7 +288,8 @@ class Database:
 
     @contextmanager
     def _fresh_plans(self) -> Iterator[None]:
-        """Drop every pooled connection when one held a plan a migration outdated.
+        """Drop every pooled connection when one held a plan a migration outdated, or met a server that takes no writes
+        now (after a failover the next connections find the new primary).
 
         psycopg prepares a statement on the server after its fifth run on a connection (worth 15 % of
         outcome ingestion, measured), and a migration that changes what one returns fails it ("cached

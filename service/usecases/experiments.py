@@ -110,7 +110,7 @@ def remove(db: Database, cache: ExperimentCache, key: str) -> None:
 def move(db: Database, cache: ExperimentCache, key: str, action: str, max_served_versions: int) -> dict[str, Any]:
     """Start, pause or stop; this process answers by the new status at once, others within STATUS_SECONDS.
 
-    A start may bring the model versions running experiments serve to at most `max_served_versions`."""
+    A start may bring the model versions running and paused experiments name to at most `max_served_versions`."""
     check = _check_versions(max_served_versions) if action == "start" else None
     moved = store.move(db, key, action, check_start=check, on_stop=outcomes_store.withdraw_from)
     cache.changed(key, Stamp.of(moved))

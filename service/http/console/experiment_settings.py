@@ -23,10 +23,6 @@ from service.usecases import experiments
 FIELDS = ("name", "description", "traffic", "guardrails", "analysis.sequential", "analysis.cuped", "analysis.cuped_days")
 
 
-# The fields this page shows, of those the edit form has.
-SETTINGS = ("name", "description", "traffic", "guardrails", "analysis.sequential", "analysis.cuped", "analysis.cuped_days")
-
-
 def _changes(form: Mapping[str, str], exp: Mapping[str, Any]) -> dict[str, Any]:
     """The PATCH body a posted settings form describes; traffic only while users can still be enrolled."""
     def text(name: str) -> str:
@@ -79,7 +75,7 @@ def experiment_settings(key: str) -> Any:
         return _page(exp, values, {"form": [again[0]]}, again[1])
     if values.get("revision") != current["revision"]:
         # Saving the whole page over a change made since it was opened would undo that change unseen.
-        kept, said = kept_over_a_change(values, current, SETTINGS)
+        kept, said = kept_over_a_change(values, current, FIELDS)
         return _page(exp, kept, {"form": [said]}, 409)
     changes = _changes(values, exp)
     try:
@@ -87,7 +83,7 @@ def experiment_settings(key: str) -> Any:
         experiments.change(db, services().experiment_cache, key, body.model_dump(mode="json", exclude_unset=True), revision=exp["revision"])
     except ChangedMeanwhile:  # between this page's check and the save
         fresh = experiments.get(db, key)
-        kept, said = kept_over_a_change(values, {**values_of(fresh), "revision": str(fresh["revision"])}, SETTINGS)
+        kept, said = kept_over_a_change(values, {**values_of(fresh), "revision": str(fresh["revision"])}, FIELDS)
         return _page(fresh, kept, {"form": [said]}, 409)
     except ValidationError as exc:
         return _page(exp, values, _errors(details_from_pydantic(exc)), 422)
