@@ -51,8 +51,10 @@ class Server:
 
 
 @contextmanager
-def gunicorn(env: dict[str, str], workers: int = 2, extra_args: list[str] | None = None, timeout: float = 60.0) -> Iterator[Server]:
-    """Start gunicorn with the project's config, wait until /healthz answers, stop it afterwards."""
+def gunicorn(
+    env: dict[str, str], workers: int = 2, extra_args: list[str] | None = None, timeout: float = 60.0, app: str = "wsgi:app"
+) -> Iterator[Server]:
+    """Start gunicorn with the project's config on `app`, wait until /healthz answers, stop it afterwards."""
     port = free_port()
     log_path = Path(env.get("MODEL_DIR", "/tmp")) / f"gunicorn-{port}.log"
     log_path.parent.mkdir(parents=True, exist_ok=True)
@@ -60,7 +62,7 @@ def gunicorn(env: dict[str, str], workers: int = 2, extra_args: list[str] | None
     full_env.pop("PROMETHEUS_MULTIPROC_DIR", None)
     log = open(log_path, "wb")
     process = subprocess.Popen(
-        [sys.executable, "-m", "gunicorn", "-c", "service/gunicorn_conf.py", *(extra_args or []), "wsgi:app"],
+        [sys.executable, "-m", "gunicorn", "-c", "service/gunicorn_conf.py", *(extra_args or []), app],
         cwd=ROOT,
         env=full_env,
         stdout=log,
