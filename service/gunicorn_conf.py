@@ -200,10 +200,13 @@ def on_exit(server: Any) -> None:
 
 
 def child_exit(server, worker):  # noqa: ANN001, ANN201 - gunicorn hook signature
-    """Drop a dead worker's live gauges."""
+    """Drop a dead worker's live gauges and fold its counts into the dead workers' totals."""
     from prometheus_client import multiprocess
 
+    from service.http.observability import fold_dead_worker
+
     multiprocess.mark_process_dead(worker.pid)
+    fold_dead_worker(worker.pid, os.environ["PROMETHEUS_MULTIPROC_DIR"])
 
 
 # How long startup waits for the database before serving anyway (requests then answer 503).

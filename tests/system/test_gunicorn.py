@@ -105,3 +105,34 @@ def test_gunicorns_own_warning_about_a_malformed_request_is_cut_short(server):
     assert server.request("GET", "/healthz")[0] == 200
     lines = [line for line in server.log_path.read_text().splitlines() if "Invalid request" in line]
     assert lines and max(len(line) for line in lines) < 1_000
+
+
+def _healthz_count(server) -> float:
+    import urllib.request
+
+    with urllib.request.urlopen(server.base + "/metrics", timeout=30) as resp:
+        text = resp.read().decode()
+    line = next(l for l in text.splitlines() if l.startswith("stickyloop_http_requests_total{") and 'endpoint="/healthz"' in l and 'status="200"' in l)
+    return float(line.rsplit(" ", 1)[1])
+
+
+def test_recycled_workers_keep_their_counts_and_leave_one_file_of_each_kind(config, app, tmp_path):
+    import time
+
+    env = {"DATABASE_URL": config.database_url, "MODEL_DIR": str(config.model_dir), "LOG_LEVEL": "WARNING", "LOG_REQUESTS": "false",
+           "TMPDIR": str(tmp_path), "HOME": str(tmp_path), "GUNICORN_MAX_REQUESTS": "20"}  # TMPDIR: where it makes its metrics folder
+    with gunicorn(env, workers=2) as server:
+        (folder,) = tmp_path.glob("stickyloop-prom-*")
+        before = _healthz_count(server)
+        for _ in range(150):  # each worker is replaced every 20 requests: some 7 of them go
+            assert server.request("GET", "/healthz")[0] == 200
+        counted = _healthz_count(server)
+        # A worker that has just served its last request is reaped a moment later; its counts are in the
+        # totals either way.
+        deadline = time.monotonic() + 30
+        while len(list(folder.glob("counter_*.db"))) > 3 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        files = sorted(p.name for p in folder.glob("*.db"))
+        assert counted - before == 150 and _healthz_count(server) - before == 150
+    assert "counter_dead.db" in files and "histogram_dead.db" in files
+    assert len([f for f in files if f.startswith("counter_")]) <= 3 and len([f for f in files if f.startswith("histogram_")]) <= 3, files
