@@ -203,10 +203,17 @@ def child_exit(server, worker):  # noqa: ANN001, ANN201 - gunicorn hook signatur
     """Drop a dead worker's live gauges and fold its counts into the dead workers' totals."""
     from prometheus_client import multiprocess
 
-    from service.http.observability import fold_dead_worker
+    from service.http.metrics_folder import fold_dead_worker
 
-    multiprocess.mark_process_dead(worker.pid)
-    fold_dead_worker(worker.pid, os.environ["PROMETHEUS_MULTIPROC_DIR"])
+    folder = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if not folder:
+        return
+    try:
+        multiprocess.mark_process_dead(worker.pid, folder)
+        if not fold_dead_worker(worker.pid, folder):
+            server.log.warning("stickyloop: metrics of worker %s left unfolded: scrapes held the folder", worker.pid)
+    except Exception as exc:  # noqa: BLE001 - an exception here would stop the master, and every worker with it
+        server.log.warning("stickyloop: metrics of worker %s left unfolded: %s", worker.pid, exc)
 
 
 # How long startup waits for the database before serving anyway (requests then answer 503).

@@ -1,19 +1,16 @@
 """Request ids, one structured log line per request, and Prometheus metrics per endpoint."""
 from __future__ import annotations
 
-import fcntl
 import logging
 import os
 import re
 import time
 import uuid
-from contextlib import contextmanager
-from typing import Iterator
 
 from flask import Flask, Response, g, request
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest, multiprocess
-from prometheus_client.mmap_dict import MmapedDict
 
+from service.http.metrics_folder import scrape_lock
 from service.http.spec import plain_rule
 
 log = logging.getLogger("stickyloop.request")
@@ -77,46 +74,9 @@ def metrics_response() -> Response:
     if folder:
         registry = CollectorRegistry()
         multiprocess.MultiProcessCollector(registry)
-        with _folding_lock(folder, fcntl.LOCK_SH):
+        with scrape_lock(folder):
             data = generate_latest(registry)
     else:
         data = generate_latest()
     return Response(data, content_type=CONTENT_TYPE_LATEST)
 
-
-# The kinds of metric this service keeps (no gauges), each summed over the workers that wrote it.
-_ADDITIVE_KINDS = ("counter", "histogram")
-# Not a .db file, so that the collector, which reads every one, leaves it alone.
-_LOCK_NAME = "folding.lock"
-
-
-@contextmanager
-def _folding_lock(folder: str, mode: int) -> Iterator[None]:
-    """Shared while a scrape reads the folder, exclusive while a dead worker's files are folded: a scrape
-    that read the totals before a fold and the dead file after it was gone would fail or count it twice."""
-    with open(os.path.join(folder, _LOCK_NAME), "a") as lock:
-        fcntl.flock(lock, mode)
-        yield
-
-
-def fold_dead_worker(pid: int, folder: str) -> None:
-    """Add a dead worker's counts to the folder's totals of dead workers, and remove its files.
-
-    Each worker keeps its counts in files of its own, which outlive it so that totals never go
-    back; recycled workers (GUNICORN_MAX_REQUESTS) left a pair each, read again by every scrape,
-    thousands a day on a busy host. Folded into one file per kind, the folder holds the live
-    workers' files and two more, and every total stays what it was.
-    """
-    with _folding_lock(folder, fcntl.LOCK_EX):
-        for kind in _ADDITIVE_KINDS:
-            dead = os.path.join(folder, f"{kind}_{pid}.db")
-            if not os.path.exists(dead):
-                continue
-            totals = MmapedDict(os.path.join(folder, f"{kind}_dead.db"))  # the collector takes the kind from the name's first part
-            try:
-                for key, value, timestamp, _ in MmapedDict.read_all_values_from_file(dead):
-                    total, _ = totals.read_value(key)
-                    totals.write_value(key, total + value, timestamp)
-            finally:
-                totals.close()
-            os.remove(dead)

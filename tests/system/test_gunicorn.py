@@ -130,7 +130,7 @@ def test_recycled_workers_keep_their_counts_and_leave_one_file_of_each_kind(conf
         # A worker that has just served its last request is reaped a moment later; its counts are in the
         # totals either way.
         deadline = time.monotonic() + 30
-        while len(list(folder.glob("counter_*.db"))) > 3 and time.monotonic() < deadline:
+        while any(len(list(folder.glob(f"{kind}_*.db"))) > 3 for kind in ("counter", "histogram")) and time.monotonic() < deadline:
             time.sleep(0.05)
         files = sorted(p.name for p in folder.glob("*.db"))
         assert counted - before == 150 and _healthz_count(server) - before == 150
