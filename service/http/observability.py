@@ -79,4 +79,3 @@ def metrics_response() -> Response:
     else:
         data = generate_latest()
     return Response(data, content_type=CONTENT_TYPE_LATEST)
-
