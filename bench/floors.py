@@ -100,14 +100,14 @@ def _measure(store: str, args: argparse.Namespace, floor_url: str) -> dict[str, 
 
 
 def main() -> None:
-    """Serve from SQLite with PostgreSQL's least work added, and measure each path against /healthz."""
+    """Measure each path as served and with a bare statement in the store's place, against /healthz, on each store's server."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seconds", type=float, default=4.0)
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--warmups", type=int, default=2)
     parser.add_argument("--clients", type=int, default=8)
     parser.add_argument("--workers", type=int, default=4)
-    parser.add_argument("--stores", default="sqlite,postgresql", help="which servers to measure, in order")
+    parser.add_argument("--stores", default="sqlite,postgresql", help="the servers to measure: sqlite, postgresql or both, comma-separated (SQLite's always first)")
     args = parser.parse_args()
     print(f"gunicorn: {args.workers} workers, {args.clients} concurrent clients; {args.rounds} rounds of {args.seconds:g} s, "
           "each interleaved with /healthz in half-second slices")
