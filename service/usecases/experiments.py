@@ -49,12 +49,17 @@ def _check_recommenders(fields: dict[str, Any]) -> None:
             )
 
 
+def _versions_named(arms: list[dict[str, Any]]) -> dict[str, str]:
+    """The model version each arm that names one serves, by the arm's key."""
+    return {arm["key"]: version for arm in arms if (version := recommender_of(arm.get("payload")).version) is not None}
+
+
 def _check_versions(limit: int) -> Callable[[list[dict[str, Any]], StartCheck], None]:
     """The check a start makes of the arms it starts with: every model version they name must be ready, and
     the versions running and paused experiments serve, with these, at most `limit` (each stays loaded in
     every worker). A start that adds no version is never refused by the limit."""
     def check(arms: list[dict[str, Any]], started: StartCheck) -> None:
-        named = {arm["key"]: version for arm in arms if (version := recommender_of(arm.get("payload")).version) is not None}
+        named = _versions_named(arms)
         if not named:
             return
         status = started.versions_status(set(named.values()))
@@ -62,7 +67,7 @@ def _check_versions(limit: int) -> Callable[[list[dict[str, Any]], StartCheck], 
             if status.get(version) != "ready":
                 state = "does not exist" if version not in status else f"is {status[version]}"
                 raise Conflict(f"arm {arm_key!r} serves model version {version!r}, which {state}; only a ready version can serve an experiment")
-        served = {v for arms_of in started.arms_of_other_live() for arm in arms_of if (v := recommender_of(arm.get("payload")).version) is not None}
+        served = {version for arms_of in started.arms_of_other_live() for version in _versions_named(arms_of).values()}
         added = set(named.values()) - served
         if added and len(served | added) > limit:
             raise Conflict(
