@@ -166,9 +166,9 @@ ROLE_TABLE
   outcome under an id already used counts as a duplicate, a reward action as a 409. The first entry
   under an id is the one kept, within one batch too (of outcomes, the first for an exposed user): a
   later entry under the same id counts as a duplicate whatever it holds, so a retry never changes
-  what was stored. An
-  outcome or a reward action for a user never exposed to the experiment stores nothing (`ignored`,
-  or `recorded: false`), so it can be sent again once the user has an assignment.
+  what was stored, and an outcome under a stored id is a duplicate even for a user never exposed.
+  Otherwise an outcome or a reward action for a user never exposed to the experiment stores nothing
+  (`ignored`, or `recorded: false`), so it can be sent again once the user has an assignment.
 - **Upserts.** An item field left out or sent as null keeps its stored value (clients that write
   every field of their record send null for what they do not know); `""` clears a title or a
   category, `{{}}` the attributes.

@@ -193,9 +193,20 @@ def record(db: Database, outcomes: Sequence[dict[str, Any]], definitions: dict[s
         totals = _add_to_totals(session, deltas)
         totals.update(_add_to_totals(session, [(k, arm, parts[k][1], None) for k, arm, _, _ in deltas if parts[k][1] != 0]))
         _update_bandits(session, definitions, deltas, totals, before)
+        # An id already stored is a duplicate whoever this copy names: counted as ignored, it would tell the
+        # storefront to send it again after an exposure, under an id that can never be stored.
+        taken = _stored(session, ids - first.keys())
     accepted = len(written)
-    ignored = len(ids) - len(exposed)
+    ignored = len(ids) - len(exposed) - len(taken)
     return Counts(accepted, len(outcomes) - accepted - ignored, ignored)
+
+
+def _stored(session: Session, outcome_ids: set[str]) -> set[str]:
+    """Which of these outcome ids are stored."""
+    found: set[str] = set()
+    for chunk in chunks(sorted(outcome_ids), _CHUNK):
+        found.update(r[0] for r in run(session, f"SELECT outcome_id FROM outcomes WHERE outcome_id IN ({', '.join(['?'] * len(chunk))})", chunk))
+    return found
 
 
 def _totals(session: Session, keys: list[tuple[str, str, str]]) -> dict[tuple[str, str, str], float]:

@@ -36,6 +36,21 @@ def test_outcomes_count_accepted_duplicates_and_ignored(client, auth, db):
     assert totals == {("conversion", "u1"): 1.0, ("spend", "u1"): 12.5}
 
 
+def test_an_outcome_id_already_stored_is_a_duplicate_even_for_a_user_never_exposed(client, auth, db):
+    # Counted as ignored, it told the storefront to send the outcome again after an exposure, under an id
+    # that can never be stored.
+    shop = auth("storefront")
+    running(client, auth("editor"), ab_definition())
+    running(client, auth("editor"), ab_definition(key="other"))
+    assign(client, shop, "points-q4", "u1")
+    assert post_ok(client, "/v1/outcomes", {"outcomes": [outcome(1, "u1", "spend", 5)]}, shop) == {"accepted": 1, "duplicates": 0, "ignored": 0}
+    reused = [outcome(1, "stranger", "spend", 7), outcome(1, "stranger", "spend", 7, key="other"), outcome(2, "stranger"), outcome(2, "stranger")]
+    assert post_ok(client, "/v1/outcomes", {"outcomes": reused}, shop) == {"accepted": 0, "duplicates": 3, "ignored": 1}
+    with db.read() as session:
+        totals = {(r.experiment_key, r.metric, r.user_id): r.total for r in session.scalars(select(UserMetricTotalRow))}
+    assert totals == {("points-q4", "spend", "u1"): 5.0}
+
+
 def test_a_bad_outcome_refuses_the_whole_batch(client, auth, db):
     shop = auth("storefront")
     running(client, auth("editor"), ab_definition())
