@@ -9,6 +9,7 @@ from service.store import console as store
 from service.store import model_versions
 from service.store.database import Database
 from service.store.state import shared_state
+from service.text import bidi_escaped
 from service.timestamps import iso
 from service.usecases import assignment, experiments, recommendations, rewards
 from service.usecases.assignment import ExperimentCache
@@ -112,7 +113,7 @@ def _not_enrolled(db: Database, cache: ExperimentCache, user_id: str, exposed: s
         # A missing attribute fails every condition, so what a request sends can only add matches: it matters
         # only where stored behaviour alone does not match.
         if from_request and reason == "targeting":
-            said += f"; the rule also reads {', '.join(from_request)}, which only the storefront's request sends, so its answer may differ"
+            said += f"; the rule also reads {', '.join(bidi_escaped(a) for a in from_request)}, which only the storefront's request sends, so its answer may differ"
         out.append({"experiment": exp["key"], "reason": reason, "said": said})
     return out
 

@@ -7,6 +7,7 @@ import io
 import re
 import time
 from datetime import datetime, timezone
+from html.parser import HTMLParser
 from typing import Any
 
 import pytest
@@ -332,6 +333,8 @@ def test_form_errors_read_in_the_forms_own_words(as_role, client, auth):
 @pytest.mark.parametrize("field, value", [
     ("traffic", "9" * 5000), ("arms.0.weight", "9" * 5000),
     ("targeting", "[" * 50_000), ("arms.0.payload", '{"a":' * 50_000), ("arms.0.payload", '{"a": 1e400}'), ("arms.0.payload", '{"a": NaN}'),
+    # Not an object: the API refuses each, and the form had stored {} for them.
+    ("arms.0.payload", "[]"), ("arms.0.payload", "0"), ("arms.0.payload", "false"), ("arms.0.payload", '""'), ("arms.0.payload", "null"),
 ])
 def test_hostile_form_values_are_named_on_the_page_not_a_server_error(as_role, field, value):
     editor = as_role("editor")
@@ -415,6 +418,34 @@ def test_text_from_users_keeps_its_direction_to_itself(as_role, client, auth):
     for path in ("/ui/experiments", "/ui/experiments/points-q4", "/ui/experiments/points-q4/results"):
         assert "<bdi>Promo \u202e</bdi>" in analyst.get(path).get_data(as_text=True), path
     assert "<bdi>\u202eshopper</bdi>" in analyst.get("/ui/users", query_string={"user_id": "\u202eshopper"}).get_data(as_text=True)
+
+
+def test_stored_text_quoted_in_the_consoles_own_words_or_json_cannot_reorder_them(as_role, client, auth, db):
+    # A right-to-left override in an attribute's or a key's name reversed the rest of the console's sentence, and
+    # one in a payload reversed every key and value after it.
+    from service.usecases.keys import create_key
+
+    targeted = ab_definition(targeting={"all": [{"attribute": "tier\u202e", "op": "eq", "value": "gold"}]})
+    targeted["arms"][1]["payload"] = {"banner": "\u202egold", "url": "/offers"}
+    running(client, auth("editor"), targeted)
+    analyst = as_role("analyst")
+    user_page = html_module.unescape(analyst.get("/ui/users", query_string={"user_id": "never-seen"}).get_data(as_text=True))
+    assert "the rule also reads tier\\u202e, which only the storefront" in user_page and "\u202e" not in user_page
+    experiment_page = html_module.unescape(analyst.get("/ui/experiments/points-q4").get_data(as_text=True))
+    assert '"banner": "\\u202egold"' in experiment_page and '"attribute": "tier\\u202e"' in experiment_page
+    _, key = create_key(db, "analyst", "ops \u202e team")
+    client.post("/ui/sign-out", data={"csrf_token": csrf(client, "/ui/experiments")})
+    signed_in = client.post("/ui/sign-in", data={"csrf_token": csrf(client), "api_key": key}, follow_redirects=True)
+    assert "Signed in with the analyst key “ops \\u202e team”." in html_module.unescape(signed_in.get_data(as_text=True))
+
+
+def test_a_multiplier_window_reads_in_utc_whatever_offset_it_was_sent_with(as_role, client, auth):
+    body = ab_definition()
+    window = {"factor": 1.5, "start": "2026-12-10T01:02:03.456789+05:30", "end": "2027-01-01T00:00:00Z"}
+    body["arms"][1]["schedule"] = {**body["arms"][1]["schedule"], "multiplier": window}
+    post_ok(client, "/v1/experiments", body, auth("editor"), status=201)
+    page = html_module.unescape(as_role("analyst").get("/ui/experiments/points-q4").get_data(as_text=True))
+    assert "×1.5 from 2026-12-09 19:32 UTC to 2027-01-01 00:00 UTC" in page
 
 
 def test_a_user_is_looked_up_by_exactly_the_id_typed(as_role, client, auth):
@@ -683,6 +714,64 @@ def test_edit_a_draft_keeps_what_the_form_shows(as_role, client, auth):
     assert after["analysis"]["sequential_tuning"] == 20000
 
 
+class _BrowserForm(HTMLParser):
+    """The fields a browser posts for a page's form of class `form_class`: inputs (ticked boxes only), text areas (with the
+    parser's dropped first newline and CRLF line breaks), selects (the selected option, else the first)."""
+
+    def __init__(self, form_class: str) -> None:
+        super().__init__()
+        self.form_class, self.inside, self.fields = form_class, False, {}
+        self._textarea: str | None = None
+        self._select: str | None = None
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        a = {k: v or "" for k, v in attrs}
+        if tag == "form":
+            self.inside = self.form_class in a.get("class", "").split()
+        elif not self.inside or "name" not in a:
+            if tag == "option" and self._select is not None and (self._select not in self.fields or "selected" in a):
+                self.fields[self._select] = a.get("value", "")
+        elif tag == "input" and (a.get("type") not in ("checkbox", "radio") or "checked" in a) and a.get("type") != "submit":
+            self.fields[a["name"]] = a.get("value", "")
+        elif tag == "textarea":
+            self._textarea = a["name"]
+            self.fields[self._textarea] = ""
+        elif tag == "select":
+            self._select = a["name"]
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag == "textarea" and self._textarea is not None:
+            value = self.fields[self._textarea].replace("\r\n", "\n").replace("\r", "\n")  # as a browser normalises it
+            self.fields[self._textarea] = value.removeprefix("\n").replace("\n", "\r\n")
+            self._textarea = None
+        elif tag == "select":
+            self._select = None
+        elif tag == "form":
+            self.inside = False
+
+    def handle_data(self, data: str) -> None:
+        if self._textarea is not None:
+            self.fields[self._textarea] += data
+
+
+def as_posted(page: str, form_class: str) -> dict[str, str]:
+    """What a browser posts when the form of class `form_class` on `page` is submitted untouched."""
+    form = _BrowserForm(form_class)
+    form.feed(page)
+    return form.fields
+
+
+def test_a_draft_saved_unedited_keeps_its_name_and_description_as_stored(as_role, client, auth):
+    # The form trimmed the name and turned the description's CRLF into LF, and so rewrote both on every save.
+    post_ok(client, "/v1/experiments", {**ab_definition(), "name": "  Spaced name  ", "description": "a\r\nb\n"}, auth("editor"), status=201)
+    editor = as_role("editor")
+    page = editor.get("/ui/experiments/points-q4/edit").get_data(as_text=True)
+    resp = editor.post("/ui/experiments/points-q4/edit", data=as_posted(page, "experiment-form"))
+    assert resp.status_code == 303, resp.get_data(as_text=True)
+    stored = get_ok(client, "/v1/experiments/points-q4", auth("analyst"))
+    assert (stored["name"], stored["description"]) == ("  Spaced name  ", "a\r\nb\n")
+
+
 @pytest.mark.parametrize("posted, was, kept", [
     ("2030-01-01T00:00", "2030-01-01T00:00:00.000001Z", "2030-01-01T00:00:00.000001Z"),  # a browser posts "…:00.000" back so
     ("2030-01-01T00:00:00.000", "2030-01-01T00:00:00.000001Z", "2030-01-01T00:00:00.000001Z"),
@@ -834,6 +923,12 @@ def test_a_started_experiment_changes_its_guardrails_and_analysis_from_its_setti
     assert saved.status_code == 303
     ramp_now = get_ok(client, "/v1/experiments/ramp", auth("analyst"))
     assert (ramp_now["name"], ramp_now["description"], ramp_now["guardrails"]) == ("  Ramp  ", "line one\n" * 1_100, ["retention_d7"])
+    # A post without the name or description field (made by hand: a browser sends both) leaves them as stored.
+    partial = {k: v for k, v in unchanged.items() if k not in ("name", "description")}
+    partial.update(csrf_token=csrf(editor, "/ui/experiments/ramp/settings"), revision=str(ramp_now["revision"]), guardrails="spend")
+    assert editor.post("/ui/experiments/ramp/settings", data=partial).status_code == 303
+    ramp_now = get_ok(client, "/v1/experiments/ramp", auth("analyst"))
+    assert (ramp_now["name"], ramp_now["description"], ramp_now["guardrails"]) == ("  Ramp  ", "line one\n" * 1_100, ["spend"])
     # Stopped, its reading stays as it was: the page offers only the name and description, and saves them alone.
     post_ok(client, "/v1/experiments/points-q4/stop", None, auth("editor"))
     editor = as_role("editor")

@@ -21,6 +21,7 @@ from service.http.console.forms import (
     to_keep,
 )
 from service.http.endpoint import READ_EXPERIMENTS
+from service.text import bidi_escaped
 from service.usecases.keys import allowed
 
 
@@ -48,7 +49,7 @@ def sign_in_page() -> Any:
         check_csrf()
         principal = sign_in(request.form.get("api_key", ""))
         if principal is not None:
-            flash(f"Signed in with the {principal.role} key “{principal.name}”.", "success")
+            flash(f"Signed in with the {principal.role} key “{bidi_escaped(principal.name)}”.", "success")
             return _after_sign_in(principal.role, target, kept)
         return render_template("console/sign_in.html", next=target, error="That key is unknown or has been revoked.", kept=to_keep(kept)), 401
     return render_template("console/sign_in.html", next=target, error=None)

@@ -115,8 +115,8 @@ def parse(form: Mapping[str, str]) -> Parsed:
             return None
 
     f = parsed.fields
-    # A browser sends a text area's line breaks as CRLF; the description is kept as typed otherwise,
-    # so that saving a draft unchanged changes nothing.
+    # A browser sends a text area's line breaks as CRLF; the description is kept as typed otherwise.
+    # Saving a draft leaves a name or description not edited as stored (see `edited`).
     f["key"], f["name"], f["description"] = text("key"), text("name"), (form.get("description") or "").replace("\r\n", "\n")
     f["type"] = text("type") or "ab"
     put(f, "traffic", "traffic")
@@ -166,6 +166,18 @@ def _whole_window(arm: dict[str, Any], row: int, parsed: Parsed) -> None:
                 f"is required for a multiplier ({what}); clear all three fields for none")
 
 
+def edited(form: Mapping[str, str], name: str, stored: str | None) -> str | None:
+    """A name or description field as typed (line breaks as LF), or None when it says what `stored` says or was not sent.
+
+    A browser sends a text area's line breaks as CRLF and keeps what an input's value holds around it,
+    so a form saved unedited must not rewrite either: a long description could grow past its bound.
+    """
+    if name not in form:
+        return None
+    typed = form[name].replace("\r\n", "\n")
+    return None if typed.strip() == (stored or "").replace("\r\n", "\n").strip() else typed
+
+
 def guardrails_and_analysis(form: Mapping[str, str]) -> tuple[list[str], dict[str, Any]]:
     """The guardrail keys and analysis settings a posted form holds (the draft form's and the settings page's)."""
     def text(name: str) -> str:
@@ -187,7 +199,11 @@ def _arm(
     kind = text(p + "schedule.type")
     if not any(text(p + name) for name in ("key", "recommender", "payload")) and not kind:
         return None
-    arm: dict[str, Any] = {"key": text(p + "key"), "payload": load_json(p + "payload") or {}, "schedule": None}
+    # A blank payload is none ({}); anything typed goes to the schema as it parses, so that [], 0 or null are refused
+    # there as the API refuses them (JSON that does not parse has been said to, and stands as {}).
+    typed = text(p + "payload")
+    payload = load_json(p + "payload") if typed else {}
+    arm: dict[str, Any] = {"key": text(p + "key"), "payload": {} if payload is None and typed != "null" else payload, "schedule": None}
     put(arm, "weight", p + "weight")
     if kind:
         schedule: dict[str, Any] = {"type": kind}

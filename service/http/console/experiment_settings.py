@@ -13,7 +13,7 @@ from pydantic import ValidationError
 
 from service.errors import ChangedMeanwhile, Conflict, Invalid
 from service.http.console import bp
-from service.http.console.experiment_form import guardrails_and_analysis, values_of
+from service.http.console.experiment_form import edited, guardrails_and_analysis, values_of
 from service.http.console.forms import back, kept_over_a_change, form_number, kept_form, page, plain_words, typed_fields
 from service.http.endpoint import EDITOR, services
 from service.http.errors import details_from_pydantic
@@ -29,11 +29,9 @@ def _changes(form: Mapping[str, str], exp: Mapping[str, Any]) -> dict[str, Any]:
         return (form.get(name) or "").strip()
 
     changes: dict[str, Any] = {}
-    # Sent only when edited: a browser sends a text area's line breaks as CRLF and an input drops them, so
-    # a save that edits neither must not rewrite them (a long description could grow past its bound).
-    for name in ("name", "description"):
-        typed = (form.get(name) or "").replace("\r\n", "\n")
-        if typed.strip() != (exp.get(name) or "").replace("\r\n", "\n").strip():
+    for name in ("name", "description"):  # sent only when edited
+        typed = edited(form, name, exp.get(name))
+        if typed is not None:
             changes[name] = typed if name == "description" else typed.strip()
     # Sent only when changed: a layered experiment's traffic is frozen, and saving a new guardrail must not touch it.
     if exp["status"] in ("running", "paused") and text("traffic") and form_number(text("traffic")) != exp["traffic"]:

@@ -11,7 +11,7 @@ from bandits.registry import POLICIES
 from experiments.definitions import BUILTIN_METRICS, TRANSITIONS
 from service.errors import ChangedMeanwhile, Conflict, Invalid
 from service.http.console import bp
-from service.http.console.experiment_form import MAX_ROWS, POPULARITY, VERSION, field_errors, input_name, parse, row_count, schedule_fields, values_of
+from service.http.console.experiment_form import MAX_ROWS, POPULARITY, VERSION, edited, field_errors, input_name, parse, row_count, schedule_fields, values_of
 from service.http.console.forms import back, kept_form, kept_over_a_change, page, typed_fields
 from service.http.endpoint import EDITOR, READ_EXPERIMENTS, services
 from service.http.errors import details_from_pydantic
@@ -111,6 +111,10 @@ def _save(exp: dict[str, Any] | None) -> Any:
         kept, said = kept_over_a_change(values, _editing(exp))
         return _form(kept, {"form": [said]}, exp, status=409)
     parsed = parse(values)
+    if exp is not None:  # the edit form sends the whole draft: a name or description not edited stays as stored
+        for name in ("name", "description"):
+            if edited(values, name, exp.get(name)) is None and exp.get(name) is not None:
+                parsed.fields[name] = exp[name]
     db = services().db
     try:
         # Checked as a whole definition in both cases: the edit form sends the whole draft (and

@@ -9,6 +9,7 @@ from decimal import Decimal
 from typing import Any, Sequence
 
 from experiments.numbers import finite_number
+from service.text import bidi_escaped
 
 DASH = "–"
 
@@ -143,10 +144,16 @@ def p_is(value: Any) -> str:
 
 
 def when(iso: str | None) -> str:
-    """An ISO timestamp as `YYYY-MM-DD HH:MM UTC`."""
+    """An ISO timestamp as `YYYY-MM-DD HH:MM UTC`, in UTC whatever offset it was written with."""
     if not iso:
         return DASH
-    return iso[:16].replace("T", " ") + " UTC"
+    # A multiplier's window is stored as sent: cut at the minute, 01:02+05:30 read as 01:02 UTC, 5.5 hours late.
+    try:
+        at = datetime.fromisoformat(iso)
+        at = at.replace(tzinfo=timezone.utc) if at.tzinfo is None else at.astimezone(timezone.utc)
+    except (ValueError, OverflowError):  # past year 1 or 9999 once moved to UTC
+        return iso[:16].replace("T", " ") + " UTC"
+    return at.strftime("%Y-%m-%d %H:%M UTC")
 
 
 _ISO_IN_TEXT = re.compile(r"\b\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?Z")
@@ -171,7 +178,7 @@ def day(iso: str | None) -> str:
 
 def json_text(value: Any) -> str:
     """Indented JSON for a textarea or a <pre>."""
-    return json.dumps(value, indent=2, sort_keys=True, ensure_ascii=False) if value not in (None, {}, []) else ""
+    return bidi_escaped(json.dumps(value, indent=2, sort_keys=True, ensure_ascii=False)) if value not in (None, {}, []) else ""
 
 
 def schedule(spec: dict[str, Any] | None) -> str:
