@@ -65,10 +65,11 @@ def _record(row: ModelVersionRow) -> ModelRecord:
 
 def insert(
     db: Database, version: str, algorithm: str, params: dict[str, Any], matrix: dict[str, Any], evaluation: dict[str, Any], activate: bool,
-    tune: dict[str, Any] | None = None, max_runs: int | None = None, alive_for: float = 30.0,
+    tune: dict[str, Any] | None = None, max_runs: int | None = None, alive_for: float = 30.0, starting_for: float = 30.0,
 ) -> ModelRecord:
     """Record a training run in status `training` (with its tuning settings, when tuned); with `max_runs`, only while
-    fewer are at work (a settled run whose heartbeat is under `alive_for` seconds old counts)."""
+    fewer are at work (a settled run whose heartbeat is under `alive_for` seconds old counts, and a cancelled one
+    whose process has not beaten yet, for `starting_for` seconds after it was requested)."""
     row = ModelVersionRow(
         version=version,
         status="training",
@@ -85,7 +86,7 @@ def insert(
     )
     with db.write() as session:
         if max_runs is not None:
-            _at_most(session, max_runs, time.time() - alive_for)
+            _at_most(session, max_runs, time.time() - alive_for, time.time() - starting_for)
         if activate:
             row.activate_over = active_model_revision(session)
         session.add(row)
@@ -93,13 +94,16 @@ def insert(
         return _record(row)
 
 
-def _at_most(session: Session, max_runs: int, alive_after: float) -> None:
+def _at_most(session: Session, max_runs: int, alive_after: float, requested_after: float) -> None:
     """Conflict when `max_runs` runs are working already: `training`, or settled but with a process still
-    at work (a heartbeat since `alive_after`); two requests at once count one after the other."""
+    at work (a heartbeat since `alive_after`, or none yet on a run cancelled since `requested_after`, whose
+    process is starting); two requests at once count one after the other."""
     if session.get_bind().dialect.name == "postgresql":  # SQLite's writers take turns already
         session.execute(text("SELECT pg_advisory_xact_lock(hashtext('stickyloop.training-runs'))"))
     settled_at_work = ModelVersionRow.status.in_(("cancelled", "failed")) & (ModelVersionRow.heartbeat_at > alive_after)
-    working = (ModelVersionRow.status == "training") | settled_at_work
+    # Cancelled before its process's first heartbeat, a run held no place, and start-and-cancel ran any number of processes.
+    cancelled_starting = (ModelVersionRow.status == "cancelled") & ModelVersionRow.heartbeat_at.is_(None) & (ModelVersionRow.created_at > requested_after)
+    working = (ModelVersionRow.status == "training") | settled_at_work | cancelled_starting
     running = session.scalars(select(ModelVersionRow.version).where(working).order_by(ModelVersionRow.created_at)).all()
     if len(running) >= max_runs:
         raise Conflict(
@@ -239,9 +243,12 @@ def still_running(db: Database, version: str) -> None:
 
 
 def exited(db: Database, version: str) -> None:
-    """The run's process is done with it: a cancelled or failed run no longer holds a place (a ready one keeps its last heartbeat)."""
+    """The run's process is done with it: a cancelled or failed run no longer holds a place (a ready one keeps its last heartbeat).
+
+    Its heartbeat is set to the epoch, long stale, rather than cleared: no heartbeat at all means a process still starting.
+    """
     with db.write() as session:
-        session.execute(update(ModelVersionRow).where(ModelVersionRow.version == version, ModelVersionRow.status.in_(("cancelled", "failed"))).values(heartbeat_at=None))
+        session.execute(update(ModelVersionRow).where(ModelVersionRow.version == version, ModelVersionRow.status.in_(("cancelled", "failed"))).values(heartbeat_at=0.0))
 
 
 def activate(db: Database, version: str) -> ModelRecord | None:

@@ -46,7 +46,7 @@ def request_training(
     list_versions(db, config)  # a dead run must not hold a place
     return store.insert(
         db, new_version(), algorithm, dict(params), dict(matrix or {}), dict(evaluation or {}), activate, stored_tune,
-        config.training_max_runs, config.training_stale_seconds,
+        config.training_max_runs, config.training_stale_seconds, max(config.training_stale_seconds, START_GRACE_SECONDS),
     )
 
 

@@ -148,6 +148,7 @@ def run_training(
         raise LookupError(f"model version {version} does not exist")
     if not through_outage("first heartbeat", lambda: store.beat(db, version, runner_name()), outage_seconds(config)):
         log.warning("not training a run that is no longer `training`", extra={"version": version})
+        _done(db, version)
         return store.get(db, version) or record
     started = time.perf_counter()
     with _heartbeats(db, config, version):
@@ -194,10 +195,15 @@ def _heartbeats(db: Database, config: Config, version: str) -> Iterator[None]:
     finally:
         stop.set()
         thread.join()
-        try:
-            store.exited(db, version)
-        except Unavailable:  # its heartbeat goes stale instead: the place is free TRAINING_STALE_SECONDS later
-            log.warning("could not record that the training process is done", extra={"version": version})
+        _done(db, version)
+
+
+def _done(db: Database, version: str) -> None:
+    """Record that this process is done with the run, which frees its place if it was cancelled or failed."""
+    try:
+        store.exited(db, version)
+    except Unavailable:  # its heartbeat goes stale instead: the place is free TRAINING_STALE_SECONDS later
+        log.warning("could not record that the training process is done", extra={"version": version})
 
 
 def start_training(db: Database, config: Config, version: str) -> None:
@@ -239,3 +245,4 @@ def _reap(db: Database, version: str, child: subprocess.Popen[bytes]) -> None:
             log.error("training process died", extra={"version": version, "exit_code": code})
     except Unavailable as exc:  # its heartbeat goes stale instead, which fails the run later
         log.error("training process died; could not record it", extra={"version": version, "exit_code": code, "error": exc.message})
+    _done(db, version)  # however it ended: a process that died without saying so held its place until its heartbeat went stale

@@ -158,6 +158,20 @@ def test_training_runs_beyond_the_limit_are_refused_until_one_ends(client, auth,
     message = refused.get_json()["error"]["message"]
     assert f"{config.training_max_runs} training runs are at work" in message and all(v in message for v in waiting)
     post_ok(client, f"/v1/models/{waiting[0]}/cancel", None, editor)
+    run_training(db, config, waiting[0])  # its process starts, finds the run cancelled, and ends
+    join_runner(train(client, editor, {"params": FAST_ALS})["version"])
+
+
+def test_a_run_cancelled_before_its_process_first_beats_holds_its_place_until_the_process_ends(client, auth, db, config):
+    # Its place was free at once: a start and a cancel, over and over, had a dozen training processes at work at the limit of two.
+    two_tribes(client, auth("storefront"))
+    editor = auth("editor")
+    starting = [request_training(db, config, "als", FAST_ALS, False).version for _ in range(config.training_max_runs)]
+    for version in starting:
+        post_ok(client, f"/v1/models/{version}/cancel", None, editor)
+    refused = client.post("/v1/models", json={"params": FAST_ALS}, headers=editor)
+    assert refused.status_code == 409 and all(v in refused.get_json()["error"]["message"] for v in starting)
+    assert run_training(db, config, starting[0]).status == "cancelled"  # its process starts, finds the run cancelled, and ends
     join_runner(train(client, editor, {"params": FAST_ALS})["version"])
 
 
