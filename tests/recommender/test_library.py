@@ -9,7 +9,7 @@ import scipy.sparse as sp
 
 from recommender.base import best_first
 from recommender.evaluation import holdout_split, ranking_metrics
-from recommender.matrix import CodedEvents, MatrixSettings, build_matrix
+from recommender.matrix import CodedEvents, MatrixSettings, build_matrix, row_for_events
 from recommender.models.als import ALS
 from recommender.synthetic import generate
 
@@ -45,6 +45,27 @@ def test_time_decay_halves_a_weight_every_half_life():
     events = CodedEvents.from_ids(["a", "a"], ["new", "old"], ["purchase", "purchase"], [100 * 86_400.0, 86_400.0 * 93])
     m = build_matrix(events, MatrixSettings(weights={"purchase": 8.0}, half_life_days=7.0), now=100 * 86_400.0)
     assert m.strength.toarray()[0].tolist() == pytest.approx([8.0, 4.0])
+
+
+def test_decay_fades_a_cells_confidence_not_only_its_strength_and_serving_reads_it_as_training_does():
+    # The base of 1 every seen cell gets had stayed whatever the decay: a view 50 days old under a one-day
+    # half-life weighed 1.0 against a fresh view's 1.118, then vanished once its weight underflowed.
+    day = 86_400.0
+    events = CodedEvents.from_ids(["a"] * 4, ["fresh", "old", "old", "yesterday"], ["view", "view", "purchase", "view"], [100 * day, 50 * day, 60 * day, 99 * day])
+    settings = MatrixSettings(half_life_days=1.0)
+    m = build_matrix(events, settings, now=100 * day)
+    got = dict(zip(m.item_ids, m.confidence.toarray()[0].tolist()))
+    old = 2.0**-50 + 8 * 2.0**-40  # a view 50 days old and a purchase 40 days old, in one cell
+    assert got["fresh"] == pytest.approx(1 + math.log1p(1 / 8), rel=1e-6)
+    assert got["old"] == pytest.approx(old / 9 + math.log1p(old / 8), rel=1e-5) and got["old"] < 1e-10
+    assert got["yesterday"] == pytest.approx(0.5 + math.log1p(0.5 / 8), rel=1e-6)
+    served = row_for_events(settings, {item: i for i, item in enumerate(m.item_ids)}, len(m.item_ids), [
+        ("fresh", "view", 100 * day), ("old", "view", 50 * day), ("old", "purchase", 60 * day), ("yesterday", "view", 99 * day), ("gone", "view", 100 * day)], 100 * day)
+    assert served.toarray()[0].tolist() == m.confidence.toarray()[0].tolist()
+    # Without decay, nothing changes: 1 + ln(1 + strength / 8).
+    undecayed = build_matrix(events, MatrixSettings(), now=100 * day)
+    assert dict(zip(undecayed.item_ids, undecayed.confidence.toarray()[0].tolist())) == pytest.approx(
+        {"fresh": 1 + math.log1p(1 / 8), "old": 1 + math.log1p(9 / 8), "yesterday": 1 + math.log1p(1 / 8)}, rel=1e-6)
 
 
 def test_a_full_split_puts_every_interaction_on_exactly_one_side():
