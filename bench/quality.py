@@ -72,6 +72,7 @@ def scored(client: Any, headers: dict[str, str], relevant: dict[str, set[str]]) 
     rel = [np.array([codes.setdefault(i, len(codes)) for i in relevant[u]]) for u in users]
     metrics = ranking_metrics(recs, rel, 10)
     per_user = np.array([len(set(row[:10]) & relevant[u]) / 10 for u, row in zip(users, served)])
+    assert metrics.precision_at_10 is not None and metrics.ndcg_at_10 is not None, "the held-out month names no user"
     return metrics.precision_at_10, metrics.ndcg_at_10, per_user
 
 

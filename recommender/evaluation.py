@@ -30,11 +30,12 @@ class Split:
 
 @dataclass(frozen=True)
 class RankingMetrics:
-    """Mean top-k ranking quality over users with test interactions."""
+    """Mean top-k ranking quality over users with test interactions; None where there were none (a score of 0
+    measured on nobody read as a model that recommends nothing right)."""
 
-    precision_at_10: float
-    ndcg_at_10: float
-    recall_at_10: float
+    precision_at_10: float | None
+    ndcg_at_10: float | None
+    recall_at_10: float | None
     users_evaluated: int
 
 
@@ -82,7 +83,7 @@ def ranking_metrics(recommended: np.ndarray, relevant: list[np.ndarray], k: int 
         ndcg.append(float(hits @ discounts[: len(hits)]) / ideal)
     n = len(precision)
     if n == 0:
-        return RankingMetrics(0.0, 0.0, 0.0, 0)
+        return RankingMetrics(None, None, None, 0)
     return RankingMetrics(float(np.mean(precision)), float(np.mean(ndcg)), float(np.mean(recall)), n)
 
 

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any, Callable, Literal, Mapping, get_args, get
 
 import scipy.sparse as sp
 
+from recommender.base import CannotTrain
 from recommender.evaluation import evaluate, holdout_split
 from recommender.models import ALGORITHMS, make_recommender
 from recommender.search_space import Choice, Dimension, Range, parse_dimension, typed
@@ -146,6 +147,8 @@ def tune(
     import optuna
 
     split = holdout_split(user_items, test_fraction, settings.seed, max_users=eval_users)
+    if len(split.users) == 0:  # every trial would score nothing, and the search choose at random
+        raise CannotTrain(f"the tuning split held out no interaction to rank (test_fraction {test_fraction:g}); raise evaluation.test_fraction or eval_users")
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = optuna.create_study(direction="maximize", sampler=optuna.samplers.TPESampler(seed=settings.seed))
     done: list[Trial] = []
@@ -167,7 +170,7 @@ def tune(
             if on_failed is not None:
                 on_failed(params, str(exc), len(done) + len(failed))
             continue
-        score = float(getattr(evaluate(model, split, max_users=eval_users, seed=settings.seed), settings.metric))
+        score = float(getattr(evaluate(model, split, max_users=eval_users, seed=settings.seed), settings.metric) or 0.0)
         study.tell(candidate, score)
         done.append(Trial(params, score, time.perf_counter() - started))
         if on_trial is not None:

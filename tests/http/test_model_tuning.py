@@ -68,6 +68,20 @@ def test_ease_serves_a_user_who_is_new_since_training_from_their_events(client, 
     assert all(i["item_id"].startswith("a") for i in similar["items"])
 
 
+def test_a_holdout_that_left_nobody_to_rank_reports_no_score_and_a_search_on_it_is_refused(client, auth):
+    # A score of 0 measured on no user read as a model that recommends nothing right; a search on such a
+    # split would have picked its parameters at random.
+    two_tribes(client, auth("storefront"))
+    editor = auth("editor")
+    nobody = {"test_fraction": 1e-9}
+    done = train(client, editor, {"algorithm": "als", "params": FAST_ALS, "evaluation": nobody})
+    assert done["status"] == "ready", done
+    assert done["metrics"]["users_evaluated"] == 0
+    assert all(done["metrics"][m] is None for m in ("precision_at_10", "ndcg_at_10", "recall_at_10", "popularity_precision_at_10"))
+    tuned = train(client, editor, {"algorithm": "als", "params": FAST_ALS, "evaluation": nobody, "tune": {"trials": 2}})
+    assert tuned["status"] == "failed" and "held out no interaction to rank" in tuned["error"], tuned
+
+
 def test_a_tuned_run_reports_every_trial_and_keeps_the_best(client, auth):
     two_tribes(client, auth("storefront"))
     tune = {"trials": 3, "metric": "precision_at_10", "space": {"factors": [4, 16], "regularization": [0.01, 1.0, "log"]}, "seed": 7}

@@ -98,6 +98,8 @@ def test_ranking_metrics_match_their_definitions():
     assert got.recall_at_10 == pytest.approx((2 / 3 + 0) / 2)
     assert got.ndcg_at_10 == pytest.approx((dcg / ideal + 0) / 2)
     assert got.users_evaluated == 2
+    nobody = ranking_metrics(np.empty((0, 10), dtype=int), [], k=10)
+    assert (nobody.precision_at_10, nobody.ndcg_at_10, nobody.recall_at_10, nobody.users_evaluated) == (None, None, None, 0)
 
 
 def test_als_catches_up_the_evaluated_users_with_the_normal_equations():

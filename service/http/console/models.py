@@ -34,7 +34,7 @@ def _when(moments: list[float]) -> list[str]:
 
 def _chart(versions: list[Any]) -> Any:
     """Holdout precision@10 of each ready version, oldest first, beside the popularity baseline of the same split."""
-    ready = [v for v in reversed(versions) if v.status == "ready" and "precision_at_10" in v.metrics]
+    ready = [v for v in reversed(versions) if v.status == "ready" and v.metrics.get("precision_at_10") is not None]
     if not ready:
         return None
     return line_chart(
