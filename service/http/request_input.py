@@ -188,5 +188,5 @@ def check_path(spec: EndpointSpec, args: dict[str, Any]) -> None:
     for name, kind in spec.path.items():
         # fullmatch: with match, '$' also matches before a final newline, letting 129 characters through.
         if name in args and not PATH_KINDS[kind].fullmatch(args[name]):
-            rule = "1..128 characters" if kind == "id" else KEY_PATTERN.pattern
-            raise Invalid.field(name, f"must match {rule}")
+            rule = "must be 1 to 128 characters, none of them NUL" if kind == "id" else f"must match {KEY_PATTERN.pattern}"
+            raise Invalid.field(name, rule)

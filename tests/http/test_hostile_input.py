@@ -185,6 +185,9 @@ def test_a_model_version_in_a_path_is_read_with_its_escapes_undone(client, auth)
         error = refused(client.get(f"/v1/models/{escaped}", headers=auth("editor")), 404)
         assert f"model version {named!r} does not exist" in error["message"], error
         refused(client.post(f"/v1/models/{escaped}/activate", headers=auth("editor")), 404)
+    # A NUL is named as what is wrong, not the length: "must match 1..128 characters" of a 30-character id misled.
+    nul = refused(client.post("/v1/models/20261207T101010Z-abcdef%00/activate", headers=auth("editor")), 422)
+    assert nul["details"][0]["message"] == "must be 1 to 128 characters, none of them NUL", nul
 
 
 def test_an_encoded_body_is_a_415_and_stores_nothing(client, auth, db):
