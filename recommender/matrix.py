@@ -75,19 +75,16 @@ class MatrixSettings:
             return (base + self.alpha * np.log1p(strength / self.epsilon)).astype(np.float32)
         return (base + self.alpha * strength).astype(np.float32)
 
-    def cells(self, rows: np.ndarray, cols: np.ndarray, types: np.ndarray, ts: np.ndarray, now: float, shape: tuple[int, int]) -> tuple[sp.csr_matrix, sp.csr_matrix]:
-        """The strength and confidence matrices of events (weight indices `types` into EVENT_TYPES'
-        weights), duplicate cells summed; an event whose weight is 0, or decays to 0, is left out."""
-        undecayed = self.type_weights(EVENT_TYPES)[types]
-        weights = undecayed * self.decay(ts, now)
-        keep = weights > 0
-        strength = sp.csr_matrix((weights[keep], (rows[keep], cols[keep])), shape=shape, dtype=np.float64)
+    def cells(self, rows: np.ndarray, cols: np.ndarray, weights: np.ndarray, decayed: np.ndarray, shape: tuple[int, int]) -> tuple[sp.csr_matrix, sp.csr_matrix]:
+        """The strength and confidence matrices of events with positive `decayed` weights (their type's
+        `weights` times their decay), duplicate cells summed."""
+        strength = sp.csr_matrix((decayed, (rows, cols)), shape=shape, dtype=np.float64)
         strength.sum_duplicates()
         confidence = strength.astype(np.float32)
         if self.half_life_days is None:
             confidence.data = self.confidence(strength.data)
         else:  # summed alike, over the same cells, in the same canonical order
-            seen = sp.csr_matrix((undecayed[keep], (rows[keep], cols[keep])), shape=shape, dtype=np.float64)
+            seen = sp.csr_matrix((weights, (rows, cols)), shape=shape, dtype=np.float64)
             seen.sum_duplicates()
             confidence.data = self.confidence(strength.data, strength.data / seen.data)
         return strength, confidence
@@ -169,10 +166,12 @@ def build_matrix(events: CodedEvents, settings: MatrixSettings, now: float) -> I
     someone who only did what carries no weight stays unknown to the model
     (and is folded in) rather than known with nothing learned.
     """
-    keep = settings.type_weights(EVENT_TYPES)[events.types] * settings.decay(events.ts, now) > 0
+    weights = settings.type_weights(EVENT_TYPES)[events.types]
+    decayed = weights * settings.decay(events.ts, now)
+    keep = decayed > 0
     rows, user_ids = _compact(events.users[keep], events.user_ids)
     cols, item_ids = _compact(events.items[keep], events.item_ids)
-    strength, confidence = settings.cells(rows, cols, events.types[keep], events.ts[keep], now, (len(user_ids), len(item_ids)))
+    strength, confidence = settings.cells(rows, cols, weights[keep], decayed[keep], (len(user_ids), len(item_ids)))
     index = np.int32 if max(len(user_ids), len(item_ids)) < 2**31 else np.int64  # held while the model trains
     events_kept = EventTimes(rows.astype(index), cols.astype(index), events.ts[keep], strength.shape)
     return InteractionMatrix(user_ids, item_ids, confidence, strength, events_kept)
@@ -186,8 +185,8 @@ def row_for_events(
     if not known:
         return sp.csr_matrix((1, n_items), dtype=np.float32)
     cols = np.array([k[0] for k in known], dtype=np.int64)
-    types = np.fromiter((EVENT_TYPES.index(k[1]) if k[1] in EVENT_TYPES else -1 for k in known), dtype=np.int64, count=len(known))
-    ts = np.array([k[2] for k in known], dtype=np.float64)
-    weighted = types >= 0  # a type this service no longer knows weighs nothing
-    _, row = settings.cells(np.zeros(int(weighted.sum()), dtype=np.int64), cols[weighted], types[weighted], ts[weighted], now, (1, n_items))
+    weights = settings.type_weights([k[1] for k in known])
+    decayed = weights * settings.decay(np.array([k[2] for k in known], dtype=np.float64), now)
+    keep = decayed > 0
+    _, row = settings.cells(np.zeros(int(keep.sum()), dtype=np.int64), cols[keep], weights[keep], decayed[keep], (1, n_items))
     return row

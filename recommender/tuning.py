@@ -170,7 +170,7 @@ def tune(
             if on_failed is not None:
                 on_failed(params, str(exc), len(done) + len(failed))
             continue
-        score = float(getattr(evaluate(model, split, max_users=eval_users, seed=settings.seed), settings.metric) or 0.0)
+        score = float(getattr(evaluate(model, split, max_users=eval_users, seed=settings.seed), settings.metric))
         study.tell(candidate, score)
         done.append(Trial(params, score, time.perf_counter() - started))
         if on_trial is not None:
