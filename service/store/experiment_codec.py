@@ -103,25 +103,27 @@ def _experiment(fields: Mapping[str, Any], arms: tuple[Arm, ...], metrics: tuple
     )
 
 
+# A definition's stored fields, in the order the API shows them.
+DEFINITION_FIELDS = ("key", "name", "description", "type", "traffic", "arms", "metrics", "primary_metric", "bandit", "status", "layer",
+                     "targeting", "analysis", "guardrails")
+
+
+def field_as_read(name: str, value: Any) -> Any:
+    """A stored definition field as the service reads it: a row keeps only what was sent, and the rest reads as its default."""
+    if name == "metrics":  # a metric stored as sent without `kind` is binary
+        return [{"key": m["key"], **METRIC_DEFAULTS, **m} for m in value or []]
+    if name == "bandit":
+        return {**BANDIT_DEFAULTS, **value} if value is not None else None
+    if name == "analysis":
+        return {**ANALYSIS_DEFAULTS, **(value or {})}
+    if name == "guardrails":  # no guardrails may be stored as null
+        return list(value or [])
+    return value
+
+
 def row_fields(row: ExperimentRow) -> dict[str, Any]:
     """A stored row as API-shaped definition fields."""
-    return {
-        "key": row.key,
-        "name": row.name,
-        "description": row.description,
-        "type": row.type,
-        "traffic": row.traffic,
-        "arms": row.arms,
-        # As the service reads them: a metric stored as sent without `kind` is binary.
-        "metrics": [{"key": m["key"], **METRIC_DEFAULTS, **m} for m in row.metrics],
-        "primary_metric": row.primary_metric,
-        "bandit": {**BANDIT_DEFAULTS, **row.bandit} if row.bandit is not None else None,
-        "status": row.status,
-        "layer": row.layer,
-        "targeting": row.targeting,
-        "analysis": {**ANALYSIS_DEFAULTS, **(row.analysis or {})},
-        "guardrails": list(row.guardrails or []),
-    }
+    return {name: field_as_read(name, getattr(row, name)) for name in DEFINITION_FIELDS}
 
 
 def from_row(row: ExperimentRow) -> Experiment:

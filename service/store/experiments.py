@@ -14,7 +14,7 @@ from experiments.definitions import BUILTIN_METRICS, DESIGN_FIELDS, Experiment, 
 from experiments.layers import Range, first_fit, free_share, largest_gap
 from experiments.targeting import TargetingError, parse_rule, require_values
 from service.errors import Busy, ChangedMeanwhile, Conflict, NotFound
-from service.store.experiment_codec import ANALYSIS_DEFAULTS, definition, from_row
+from service.store.experiment_codec import DEFINITION_FIELDS, definition, field_as_read, from_row
 from service.store.database import Database
 from service.store.sql import insert
 from service.store.tables import BanditArmStatsRow, ExperimentRow, ModelVersionRow
@@ -155,13 +155,6 @@ def _settle(session: Session, tables: tuple[str, ...]) -> None:
 PLAN_FIELDS = ("analysis", "guardrails")
 
 
-def _as_read(name: str, value: Any) -> Any:
-    """A field as it reads: a row stores only the analysis settings sent (the rest are the defaults), and no guardrails as null."""
-    if name == "analysis":
-        return {**ANALYSIS_DEFAULTS, **(value or {})}
-    return list(value or []) if name == "guardrails" else value
-
-
 def patch(db: Database, key: str, changes: dict[str, Any], revision: int | None = None) -> ExperimentRow:
     """Apply changes; design fields only while draft and the analysis plan only until the stop (409), and the result must validate (422).
 
@@ -178,9 +171,9 @@ def patch(db: Database, key: str, changes: dict[str, Any], revision: int | None 
             raise Conflict(f"{', '.join(frozen)} can only change while the experiment is a draft; it is {row.status}")
         if "traffic" in changes and row.layer is not None and row.status != "draft":
             raise Conflict(f"the traffic of a layered experiment owns a range of its layer from start to stop; it can only change while a draft (it is {row.status})")
-        merged = {c: getattr(row, c) for c in ("key", "name", "description", "type", "traffic", "arms", "metrics", "primary_metric", "bandit", "status", "layer", "targeting", "analysis", "guardrails")}
+        merged = {name: getattr(row, name) for name in DEFINITION_FIELDS}
         merged.update(changes)
-        replanned = [name for name in PLAN_FIELDS if _as_read(name, getattr(row, name)) != _as_read(name, merged[name])]
+        replanned = [name for name in PLAN_FIELDS if field_as_read(name, getattr(row, name)) != field_as_read(name, merged[name])]
         if replanned and row.status == "stopped":  # before the values' own checks: no value would be taken
             raise Conflict(f"a stopped experiment keeps the {' and '.join(replanned)} it had at the stop, so that the reading a decision "
                            "rested on cannot change afterwards; to read its results another way, pass sequential or cuped to /results, "
@@ -196,7 +189,7 @@ def patch(db: Database, key: str, changes: dict[str, Any], revision: int | None 
         checked = merged if "metrics" in changes else {**merged, "metrics": [m for m in merged["metrics"] if m["key"] not in BUILTIN_METRICS]}
         exp = definition(checked, stored="targeting" not in changes)
         merged["primary_metric"] = exp.primary_metric
-        if all(_as_read(name, getattr(row, name)) == _as_read(name, value) for name, value in merged.items()):
+        if all(field_as_read(name, getattr(row, name)) == field_as_read(name, value) for name, value in merged.items()):
             return row  # nothing changes, so neither do the revision clients compare nor updated_at
         if row.status == "running":
             _settle(session, ("exposures",))

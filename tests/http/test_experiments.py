@@ -139,6 +139,21 @@ def test_a_stopped_experiment_keeps_the_analysis_plan_it_was_read_by_at_the_stop
     assert get_ok(client, "/v1/experiments/points-q4/results?sequential=false", auth("analyst"))["test"] == "two_proportion_z"
 
 
+def test_a_draft_sent_back_as_it_reads_is_no_change(client, auth):
+    # The row keeps a metric as sent ({"key", "kind"}); the same metric sent back as it reads (higher_is_better
+    # filled in) had counted as a change, moving the revision a client compares.
+    editor = auth("editor")
+    bandit = {**ab_definition(), "key": "bandit-q4", "type": "bandit", "bandit": {"algorithm": "ucb1"}}
+    for definition in (ab_definition(), bandit):
+        post_ok(client, "/v1/experiments", definition, editor, status=201)
+        stored = get_ok(client, f"/v1/experiments/{definition['key']}", editor)
+        same = {k: stored[k] for k in ("name", "description", "type", "traffic", "arms", "metrics", "primary_metric", "bandit", "layer",
+                                      "targeting", "analysis", "guardrails")}
+        resent = client.patch(f"/v1/experiments/{definition['key']}", json=same, headers=editor)
+        assert resent.status_code == 200, resent.get_json()
+        assert get_ok(client, f"/v1/experiments/{definition['key']}", editor) == stored
+
+
 def test_draft_can_change_anything_and_be_deleted(client, auth):
     editor = auth("editor")
     post_ok(client, "/v1/experiments", ab_definition(), editor, status=201)
