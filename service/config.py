@@ -82,6 +82,25 @@ def _database_url_problem(url: str) -> str | None:
         return f"DATABASE_URL is not a usable SQLAlchemy URL (check the driver, host and port); use {_URL_FORMS}"
     if dialect.is_async:
         return f"DATABASE_URL names an asynchronous driver, and the service talks to its database synchronously; use {_URL_FORMS}"
+    parsed = make_url(url)
+    return _sqlite_file_problem(parsed.database, parsed.query) if parsed.get_backend_name() == "sqlite" else None
+
+
+def _sqlite_file_problem(database: str | None, query: Mapping[str, Any]) -> str | None:
+    """What keeps an SQLite URL's file from being the service's database (its path holds no secret, so it is named)."""
+    if not database or database == ":memory:" or database.startswith("file::memory:") or query.get("mode") == "memory":
+        # Each connection would get an empty database of its own, lost when it closes: init-db would succeed and
+        # every command after it find no schema.
+        return "DATABASE_URL names an in-memory SQLite database, which no other process or connection sees; name a file: sqlite:///PATH"
+    folder = Path(database).absolute().parent
+    existing = folder
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        return f"DATABASE_URL names an SQLite file under {existing}, which is not a folder"
+    # SQLite writes its journal beside the file, so the folder must take new files even when the file exists.
+    if not os.access(existing, os.W_OK | os.X_OK):
+        return f"DATABASE_URL names an SQLite file in {folder}, where this user cannot create files"
     return None
 
 

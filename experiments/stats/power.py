@@ -120,8 +120,9 @@ def sequential_users_per_arm(variance_sum: float, effect: float, alpha: float, p
     and the sequence's half-width that times W, its width factor at 2n users (`sequential.half_width`); it
     excludes 0 with probability about Phi(effect / se - W). So n is the smallest with
     effect sqrt(n / variance_sum) >= W(2n) + z(power). A look before n can only find the effect sooner, so
-    the power over the whole test is at least `power`. The fixed-horizon size is a lower bound: the
-    sequence is the wider interval at every n.
+    the power over the whole test is at least `power`. With the same variance the fixed-horizon size is a
+    lower bound (the sequence is the wider interval at every n), but a rate's fixed size takes the pooled
+    variance under no effect, so at a tiny alpha or with rates far apart it can come out a few users larger.
     """
     zb = float(sps.norm.ppf(power))
     if not variance_sum > 0:

@@ -62,6 +62,9 @@ def unavailable_on_failure(writing: bool = False) -> Iterator[None]:
             raise HostCannot(f"the database lacks this release's tables ({_first_line(orig)}); run `.venv/bin/flask --app wsgi init-db`") from exc
         if _no_such_column(orig):  # a schema migrated down, or restored from an older release, under a running server
             raise HostCannot(f"the database's schema is behind this release ({_first_line(orig)}); run `.venv/bin/flask --app wsgi init-db`") from exc
+        if _not_a_database(orig):
+            raise HostCannot(f"DATABASE_URL names a file that is not a usable SQLite database ({_first_line(orig)}); restore it from a "
+                             "backup or name another file") from exc
         if isinstance(exc, _DRIVER_DOWN) and _REFUSED_BY_NAME.search(str(orig)):  # a retry would meet the same refusal
             # Said to any client, so without the server's address or the names (the server logs its database as it starts).
             raise HostCannot("the database server refuses this service: the database or role in DATABASE_URL does not exist, or the password is wrong") from exc
@@ -88,6 +91,11 @@ def _first_line(exc: BaseException) -> str:
     return lines[0].strip() if lines else type(exc).__name__
 
 
+def _not_a_database(exc: BaseException) -> bool:
+    """SQLite's word for a file that is not one of its databases, or is one damaged: no retry mends either."""
+    return type(exc) is sqlite3.DatabaseError and str(exc).startswith(("file is not a database", "database disk image is malformed"))
+
+
 def _no_such_table(exc: BaseException) -> bool:
     return getattr(exc, "sqlstate", None) == "42P01" or (isinstance(exc, sqlite3.OperationalError) and str(exc).startswith("no such table"))
 
@@ -105,7 +113,10 @@ def _sqlite_engine(url: str, busy_timeout_ms: int, begin: str) -> Engine:
     """An SQLite engine in WAL mode whose transactions start with `begin`."""
     parsed = make_url(url)
     if parsed.database and parsed.database != ":memory:":
-        Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+        try:
+            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:  # what the configuration's own check cannot foresee (a path under /proc, a mount gone read-only)
+            raise HostCannot(f"the folder of DATABASE_URL's SQLite file cannot be made ({exc.strerror}: {exc.filename})") from None
     engine = create_engine(url, connect_args={"timeout": busy_timeout_ms / 1000})
 
     @event.listens_for(engine, "connect")

@@ -166,10 +166,13 @@ def patch(db: Database, key: str, changes: dict[str, Any], revision: int | None 
             raise NotFound("experiment", key)
         if revision is not None and row.revision != revision:
             raise ChangedMeanwhile(f"{key} is at revision {row.revision}, not {revision}: it changed since")
-        frozen = sorted(set(changes) & DESIGN_FIELDS)
+        # A field sent as it reads is no change: a client that reads the definition, renames it and writes it back
+        # is not refused for the arms it sent unchanged.
+        sent_changed = {name for name in changes if field_as_read(name, getattr(row, name)) != field_as_read(name, changes[name])}
+        frozen = sorted(sent_changed & DESIGN_FIELDS)
         if frozen and row.status != "draft":
             raise Conflict(f"{', '.join(frozen)} can only change while the experiment is a draft; it is {row.status}")
-        if "traffic" in changes and row.layer is not None and row.status != "draft":
+        if "traffic" in sent_changed and row.layer is not None and row.status != "draft":
             raise Conflict(f"the traffic of a layered experiment owns a range of its layer from start to stop; it can only change while a draft (it is {row.status})")
         merged = {name: getattr(row, name) for name in DEFINITION_FIELDS}
         merged.update(changes)

@@ -27,6 +27,12 @@ _UPSERT = (
     "purchases = user_activity.purchases + excluded.purchases, revenue = user_activity.revenue + excluded.revenue"
 )
 _ONE = "SELECT first_seen, last_seen, purchases, revenue FROM user_activity WHERE user_id = ?"
+# Seen as `record` counts an event: at its time, or when it arrived if that was earlier.
+_AS_OF = (
+    "SELECT MIN(seen), MAX(seen), SUM(CASE WHEN type = 'purchase' AND (value IS NULL OR value >= 0) THEN 1 ELSE 0 END), "
+    "SUM(CASE WHEN type = 'purchase' THEN COALESCE(value, 0) ELSE 0 END) FROM ("
+    "SELECT CASE WHEN ts < received_at THEN ts ELSE received_at END AS seen, type, value FROM events WHERE user_id = ?) e WHERE seen < ?"
+)
 _AT_RISK = (
     "SELECT user_id, last_seen, purchases, revenue FROM user_activity "
     "WHERE last_seen <= ? AND purchases >= ? {after} ORDER BY revenue DESC, purchases DESC, user_id LIMIT ?"
@@ -70,6 +76,18 @@ def of_user(db: Database, user_id: str) -> Activity | None:
     """One user's activity, or None for a user without events."""
     rows = db.fetch(_ONE, (user_id,))
     return Activity(user_id, float(rows[0][0]), float(rows[0][1]), int(rows[0][2]), float(rows[0][3])) if rows else None
+
+
+def as_of(db: Database, user_id: str, moment: float) -> Activity | None:
+    """One user's activity from their events before `moment` alone, or None if they had none by then.
+
+    Reads every event of the user, so only for a moment the user has been seen since (an exposure logged late).
+    """
+    rows = db.fetch(_AS_OF, (user_id, moment))
+    if not rows or rows[0][0] is None:
+        return None
+    first, last, purchases, revenue = rows[0]
+    return Activity(user_id, float(first), float(last), int(purchases), float(revenue))
 
 
 def encode_cursor(activity: Activity) -> str:

@@ -19,6 +19,9 @@ def user_attributes(db: Database, user_id: str, now: float, sent: Mapping[str, A
     attributes = dict(sent)
     if needed & set(BUILTIN_ATTRIBUTES):
         activity = user_activity.of_user(db, user_id)
+        if activity is not None and activity.last_seen >= now:
+            # An exposure logged late (or another host's clock ahead): what the user did from then on is after it.
+            activity = user_activity.as_of(db, user_id, now)
         attributes["purchases"] = activity.purchases if activity else 0
         attributes["revenue"] = activity.revenue if activity else 0.0
         attributes["idle_days"] = (now - activity.last_seen) / DAY if activity else None

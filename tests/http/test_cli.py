@@ -211,6 +211,27 @@ def test_commands_refuse_in_one_line_a_database_without_this_releases_schema(tmp
     assert ahead.stderr.startswith(f"stickyloop: cannot bring the schema at revision f00d to head with this release, whose newest is {head_revision()}")
 
 
+@pytest.mark.parametrize("path, said", [
+    ("notes.db", "stickyloop: DATABASE_URL names a file that is not a usable SQLite database (file is not a database)"),
+    ("blocker/sub/x.db", "stickyloop: DATABASE_URL names an SQLite file under {tmp}/blocker, which is not a folder"),
+    ("", "stickyloop: DATABASE_URL names an in-memory SQLite database"),
+    (":memory:", "stickyloop: DATABASE_URL names an in-memory SQLite database"),
+])
+def test_commands_refuse_in_one_line_an_sqlite_file_they_cannot_use(tmp_path, path, said):
+    # Each had been a 40-line traceback, and an in-memory database had taken init-db ("schema at revision ...")
+    # only for every later command to find no schema.
+    (tmp_path / "notes.db").write_text("not a database\n")
+    (tmp_path / "blocker").write_text("")
+    url = f"sqlite:///{tmp_path / path}" if path.endswith(".db") else f"sqlite:///{path}"
+    env = {**os.environ, "DATABASE_URL": url, "MODEL_DIR": str(tmp_path / "models"), "LOG_LEVEL": "WARNING"}
+    for command in (["init-db"], ["create-key", "--role", "admin"]):
+        done = subprocess.run([sys.executable, "-m", "flask", "--app", "wsgi", *command], cwd=tmp_path, env={**env, "PYTHONPATH": str(ROOT)},
+                              capture_output=True, text=True, timeout=120)
+        assert done.returncode != 0 and done.stdout == "", (command, done.stdout)
+        assert len(done.stderr.strip().splitlines()) == 1 and done.stderr.startswith(said.format(tmp=tmp_path)), (command, done.stderr)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["blocker", "notes.db"]  # no lock or journal left behind
+
+
 def test_training_item_knn_on_the_command_line_shows_progress_and_no_library_warnings(config, client, auth):
     # implicit warned about its own matrix format: two bare lines on stderr, and in the run's log.
     two_tribes(client, auth("storefront"))

@@ -118,6 +118,20 @@ def test_design_is_frozen_outside_draft_but_name_and_traffic_may_change(client, 
     assert changed.status_code == 200 and changed.get_json()["name"] == "Renamed" and changed.get_json()["traffic"] == 0.5
 
 
+def test_a_started_experiment_takes_its_definition_sent_back_with_only_a_new_name(client, auth):
+    # A client that reads, renames and writes back had been refused (409) for the arms it sent unchanged.
+    editor = auth("editor")
+    running(client, editor, {**ab_definition(), "layer": "checkout", "traffic": 0.4})
+    stored = get_ok(client, "/v1/experiments/points-q4", editor)
+    resent = {k: stored[k] for k in ("type", "traffic", "arms", "metrics", "primary_metric", "bandit", "layer", "targeting", "analysis", "guardrails")}
+    renamed = client.patch("/v1/experiments/points-q4", json={**resent, "name": "Renamed"}, headers=editor)
+    assert renamed.status_code == 200, renamed.get_json()
+    assert renamed.get_json() == {**stored, "name": "Renamed", "revision": stored["revision"] + 1, "updated_at": renamed.get_json()["updated_at"]}
+    # A design field that does change is still refused, naming only what changed.
+    moved = client.patch("/v1/experiments/points-q4", json={**resent, "traffic": 0.5, "arms": resent["arms"][:2]}, headers=editor)
+    assert moved.status_code == 409 and moved.get_json()["error"]["message"].startswith("arms can only change while the experiment is a draft")
+
+
 def test_a_stopped_experiment_keeps_the_analysis_plan_it_was_read_by_at_the_stop(client, auth):
     editor = auth("editor")
     running(client, editor, {**ab_definition(), "guardrails": ["retention_d7"], "analysis": {"sequential": True}})

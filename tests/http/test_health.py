@@ -219,6 +219,20 @@ def test_a_server_started_before_init_db_answers_503_saying_so_not_500(tmp_path,
             ask(url)
 
 
+def test_an_sqlite_file_that_is_not_a_database_answers_503_saying_so_not_500(tmp_path):
+    not_a_database = tmp_path / "notes.db"
+    not_a_database.write_text("not a database\n")
+    app = create_app(Config(database_url=f"sqlite:///{not_a_database}", model_dir=tmp_path / "models", testing=True, log_level="CRITICAL"))
+    try:
+        answer = app.test_client().get("/v1/experiments", headers={"Authorization": "Bearer sl_x"})
+        assert answer.status_code == 503 and "Retry-After" not in answer.headers, answer.get_json()  # a retry cannot mend it
+        assert answer.get_json()["error"]["message"].startswith("DATABASE_URL names a file that is not a usable SQLite database")
+        assert app.test_client().get("/readyz").status_code == 503
+    finally:
+        app.extensions["stickyloop"].db.dispose()
+    assert not_a_database.read_text() == "not a database\n"
+
+
 def test_the_openapi_document_is_built_once_per_app(app, monkeypatch):
     # Anyone may ask for it without a key; built per request it cost some 30 times a /healthz.
     from service.http.views import health

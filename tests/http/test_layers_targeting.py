@@ -128,6 +128,28 @@ def test_targeting_on_behaviour_the_service_stored(client, auth):
     assert [assign(client, shop, "big-spenders", u)["enrolled"] for u in ("quiet", "active")] == [True, False]
 
 
+def test_an_exposure_logged_late_is_targeted_on_behaviour_as_it_was_then(client, auth):
+    # The built-ins had been read as of the request: a win-back exposure logged after the purchase it led to
+    # saw the user as active (idle_days below 0) and refused them.
+    shop = auth("storefront")
+    shown_at = time.time() - 7200
+    events = [
+        {"event_id": "l-1", "user_id": "lapsed", "item_id": "i", "type": "purchase", "value": 5.0, "timestamp": iso(shown_at - 40 * 86400)},
+        {"event_id": "l-2", "user_id": "lapsed", "item_id": "i", "type": "purchase", "value": 500.0, "timestamp": iso(shown_at + 3600)},
+        {"event_id": "n-1", "user_id": "newcomer", "item_id": "i", "type": "purchase", "value": 5.0, "timestamp": iso(shown_at + 60)},
+    ]
+    post_ok(client, "/v1/events", {"events": events}, shop)
+    rule = {"all": [{"attribute": "idle_days", "op": "gte", "value": 30}, {"attribute": "purchases", "op": "eq", "value": 1},
+                    {"attribute": "revenue", "op": "lt", "value": 100}]}
+    running(client, auth("editor"), ab_definition(key="win-back", targeting=rule))
+    assert assign(client, shop, "win-back", "lapsed", timestamp=iso(shown_at))["enrolled"] is True
+    assert assign(client, shop, "win-back", "newcomer", timestamp=iso(shown_at))["reason"] == "targeting"  # no events by then
+    assert assign(client, shop, "win-back", "lapsed-too")["reason"] == "targeting"
+    post_ok(client, "/v1/events", {"events": [{**events[0], "event_id": "t-1", "user_id": "lapsed-too"},
+                                              {**events[1], "event_id": "t-2", "user_id": "lapsed-too"}]}, shop)
+    assert assign(client, shop, "win-back", "lapsed-too")["reason"] == "targeting"  # now: bought an hour ago
+
+
 def test_targeting_on_a_points_balance(client, auth):
     shop = auth("storefront")
     running(client, auth("editor"), ab_definition(key="points-q4", weights=(1, 0.000001, 0.000001)))

@@ -120,7 +120,7 @@ class ExperimentPatch(Input):
 
     model_config = ConfigDict(json_schema_extra={
         "description": "Fields to change. " + ", ".join(f"`{f}`" for f in sorted(DESIGN_FIELDS)) + " can change only while the experiment is a "
-        "draft (409 otherwise), and `traffic` of a layered experiment too; `analysis` and `guardrails` only until the experiment stops (409 after: "
+        "draft (409 otherwise; one sent as it reads is no change), and `traffic` of a layered experiment too; `analysis` and `guardrails` only until the experiment stops (409 after: "
         "the reading a decision rested on stays as it was; `/results` reads it another way per request). A field left out keeps its value; `bandit`, `layer` and `targeting` may be "
         "set to null (to drop them). An object sent (`analysis`, `bandit`) replaces the stored one whole: its fields left out take their defaults. "
         "A change that leaves every field as it reads (defaults filled in) is no change: the revision and `updated_at` stay.",
