@@ -177,10 +177,12 @@ class ServingIndex:
         factors = model.item_factors
         return "personalized", self._search(self.ann, vector, lambda rows: inner_products(factors, rows, vector), allowed, n)
 
-    def top_similar(self, item_id: str, allowed: np.ndarray, n: int) -> list[tuple[str, float]] | None:
+    def top_similar(self, item_id: str, allowed: np.ndarray, n: int, groups: np.ndarray | None = None) -> list[tuple[str, float]] | None:
         """The n allowed items most similar to `item_id` (never itself); None when the model does not know it.
 
-        `allowed` is only read. From the item's remembered most similar items when n of them
+        `allowed` is only read. `groups` numbers each item's group (a category; below 0, none): when an
+        item-item model links too few items to fill the list, the unlinked ones that do come from the
+        item's own group first, so that a garden glove's list is not topped up with best-selling books. From the item's remembered most similar items when n of them
         pass, else a search of its own. Without the index that is exact, as for known users; with
         it, the list comes from one graph search, as a known user's does, so every worker
         answers alike.
@@ -199,7 +201,8 @@ class ServingIndex:
         if self.similar_ann is None:
             everything = self.item_scores(item_id)
             assert everything is not None
-            return self.top(everything, allowed, n)
+            kin = groups == groups[item] if groups is not None and groups[item] >= 0 else None
+            return self.top(everything, allowed, n, kin)
         model = self._factors
         query = model.item_factors[item] / model.item_norms[item]
         return self._search(self.similar_ann, query, lambda rows: model.similar_to(item, rows), allowed, n)
@@ -280,23 +283,27 @@ class ServingIndex:
         scores[item] = -np.inf
         return scores
 
-    def top(self, scores: np.ndarray, allowed: np.ndarray, n: int) -> list[tuple[str, float]]:
-        """The n best allowed items, best first; ties go to the earlier item."""
+    def top(self, scores: np.ndarray, allowed: np.ndarray, n: int, kin: np.ndarray | None = None) -> list[tuple[str, float]]:
+        """The n best allowed items, best first; ties go to the earlier item. `kin`: see `_linked_first`."""
         order = best_first(scores, allowed, n)
         if self.model.ZERO_IS_UNLINKED:
-            return self._linked_first(scores, allowed, n, order)
+            return self._linked_first(scores, allowed, n, order, kin)
         return [(self.item_ids[i], float(scores[i])) for i in order]
 
-    def _linked_first(self, scores: np.ndarray, allowed: np.ndarray, n: int, order: np.ndarray) -> list[tuple[str, float]]:
+    def _linked_first(
+        self, scores: np.ndarray, allowed: np.ndarray, n: int, order: np.ndarray, kin: np.ndarray | None = None
+    ) -> list[tuple[str, float]]:
         """An item-item model's list: the items it links positively, best first; then those it links to nothing
         (unscored: beyond EASE's max_items, or with no link to what the user has), the most popular first, as
-        the model predicts them 0; then the negatively linked ones. So n items come back while the catalogue
-        has them, and never ties at 0 in catalogue order. The unlinked ones are scored evenly between
-        0 and the first negative score (or 1 apart), so that the list still reads best first."""
+        the model predicts them 0 (those `kin` marks before the others); then the negatively linked ones. So n
+        items come back while the catalogue has them, and never ties at 0 in catalogue order. The unlinked ones
+        are scored evenly between 0 and the first negative score (or 1 apart), so that the list still reads best first."""
         positive = order[scores[order] > 0]
         if len(positive) == n:
             return [(self.item_ids[i], float(scores[i])) for i in positive]
-        fill = self.top_popular(allowed & ~np.isfinite(scores), n - len(positive))
+        unlinked = allowed & ~np.isfinite(scores)
+        fill = self.top_popular(unlinked & kin, n - len(positive)) if kin is not None else []
+        fill += self.top_popular(unlinked & ~kin if kin is not None else unlinked, n - len(positive) - len(fill))
         negative = order[scores[order] < 0][: n - len(positive) - len(fill)]
         step = (-float(scores[negative[0]]) if len(negative) else 1.0) / (len(fill) + 1)
         return (

@@ -91,7 +91,7 @@ def similar(db: Database, cache: ModelCache, item_id: str, n: int) -> Answer | N
         # An item the model knows was seen: one round trip, and no look for it in the events.
         index = cache.index(state.active_version)
         view = cache.view(index, state.catalogue_revision, state.catalogue_patchable_from)
-        items = index.top_similar(item_id, view.mask(None), n)
+        items = index.top_similar(item_id, view.mask(None), n, view.codes)
         if items is not None:
             return Answer("similar", index.version, items)
     seen, category = catalogue.item_seen(db, item_id)

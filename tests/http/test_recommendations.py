@@ -271,6 +271,10 @@ def test_an_item_item_model_never_answers_ties_at_zero_under_a_personal_label(cl
         assert linked == sorted(linked, reverse=True)  # the tribe's items, then the other tribe's
         unlinked = [i for i in ids(body) if i.startswith("b")]
         assert unlinked and unlinked == popular["b"][: len(unlinked)]
+    # A similar list is topped up from the item's own category first: "lonely", in a3's category and linked to
+    # nothing, before any b; a shopper's list by popularity alone, where "lonely", seen once, comes last.
+    assert sorted(ids(similar)[:11]) == sorted(i for i in popular["a"] if i != "a3") and ids(similar)[11] == "lonely", ids(similar)
+    assert "lonely" not in ids(mine)
 
 
 def test_ease_lists_what_it_links_to_nothing_between_its_positive_and_negative_links(client, auth):
