@@ -773,6 +773,21 @@ def test_a_draft_saved_unedited_is_no_change(as_role, client, auth):
     assert get_ok(client, "/v1/experiments/points-q4", auth("analyst")) == before
 
 
+def test_a_conflict_names_only_what_the_other_save_changed(as_role, client, auth):
+    # An A/B draft with no metric of its own: its form still posts the hidden bandit algorithm and the blank metric
+    # row's kind, which the conflict message had named as changes ("Bandit › algorithm", "Metric 1 › kind").
+    post_ok(client, "/v1/experiments", {**ab_definition(), "metrics": [], "primary_metric": "purchase_conversion"}, auth("editor"), status=201)
+    editor = as_role("editor")
+    first_tab = as_posted(editor.get("/ui/experiments/points-q4/edit").get_data(as_text=True), "experiment-form")
+    second_tab = dict(first_tab)
+    assert {"bandit.algorithm", "metrics.0.kind"} <= set(first_tab) and first_tab["metrics.0.key"] == ""
+    assert editor.post("/ui/experiments/points-q4/edit", data={**first_tab, "name": "Renamed"}).status_code == 303
+    refused = editor.post("/ui/experiments/points-q4/edit", data={**second_tab, "description": "typed in the second tab"})
+    assert refused.status_code == 409
+    # The description differs from what this tab typed, the name from what it showed: those two, and nothing hidden or blank.
+    assert "the stored version differs from it in: Description, Name." in html_module.unescape(refused.get_data(as_text=True))
+
+
 @pytest.mark.parametrize("posted, was, kept", [
     ("2030-01-01T00:00", "2030-01-01T00:00:00.000001Z", "2030-01-01T00:00:00.000001Z"),  # a browser posts "…:00.000" back so
     ("2030-01-01T00:00:00.000", "2030-01-01T00:00:00.000001Z", "2030-01-01T00:00:00.000001Z"),

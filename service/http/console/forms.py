@@ -13,7 +13,7 @@ import json
 import re
 import secrets
 from functools import wraps
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, Iterable, Mapping
 from urllib.parse import unquote
 
 import pydantic_core
@@ -72,6 +72,16 @@ def _rows(fields: Iterable[str]) -> set[str]:
     return {m.group(1) for name in fields if (m := _ROW.match(name))}
 
 
+def _unused(name: str, typed: Mapping[str, str], stored: Mapping[str, str]) -> bool:
+    """Whether a field posts a value that neither version uses: a blank arm or metric row (its kind still posts
+    the select's first choice), or a bandit setting while neither version is a bandit (the form hides them).
+    Naming those in a conflict sends the editor looking for changes nobody made."""
+    row = _ROW.match(name)
+    if row is not None:
+        return not typed.get(f"{row.group(1)}.key", "").strip() and not stored.get(f"{row.group(1)}.key", "").strip()
+    return name.startswith("bandit.") and "bandit" not in (typed.get("type"), stored.get("type"))
+
+
 def kept_over_a_change(typed: dict[str, str], stored: dict[str, str], names: Iterable[str] | None = None) -> tuple[dict[str, str], str]:
     """A form refused because what it edits changed since it was opened: what was typed, now at the stored
     revision, and the message naming what the stored version has otherwise, among the fields shown (of
@@ -79,7 +89,7 @@ def kept_over_a_change(typed: dict[str, str], stored: dict[str, str], names: Ite
     over them rather than type everything again."""
     # Fields the form did not send are not shown on it (a key fixed once made), but for a box left unticked.
     shown = set(typed) | {name for name, value in stored.items() if value == "yes"}
-    compared = shown & set(names) if names is not None else shown
+    compared = {name for name in (shown & set(names) if names is not None else shown) if not _unused(name, typed, stored)}
     differ = [field_label(name) for name in sorted(compared)
               if name != "revision" and not name.endswith(".was") and _as_read(typed.get(name, "")) != _as_read(stored.get(name, ""))]
     if names is None:

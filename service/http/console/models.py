@@ -158,7 +158,7 @@ def model_new() -> Any:
         return _form(values, {"form": [exc.message]}, 409)
     searching = f", searching {body.tune.trials} parameter set{'' if body.tune.trials == 1 else 's'} first" if body.tune is not None else ""
     # Whether the page follows the run is the status line's to say: a quick run has ended by the time the page shows.
-    flash(f"Training {record.version} ({body.algorithm}{searching}).", "success")
+    flash(f"Started training {record.version} ({body.algorithm}{searching}); its row below shows how it ends.", "success")
     return back("console.model_list")
 
 

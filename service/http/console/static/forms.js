@@ -14,6 +14,13 @@
     }
     form.dataset.sentAt = String(Date.now());
     form.setAttribute("aria-busy", "true");
+    // A page that answers a post (a form sent back with its errors, a confirmation left unticked) becomes its
+    // plain address in the history as its form goes: Back to it then asks for the page again, instead of
+    // Chromium's "Confirm Form Resubmission", whose resend would answer that the corrected draft already exists.
+    // Only now, as it is left: reloading the page itself still keeps what it shows.
+    if (document.documentElement.hasAttribute("data-answers-a-post") && window.history.replaceState) {
+      window.history.replaceState(window.history.state, "", window.location.href);
+    }
     // A stopped load (Esc) leaves the page as it was: the form works again once the hold is over.
     setTimeout(function () {
       delete form.dataset.sentAt;
@@ -27,3 +34,4 @@
     });
   });
 })();
+
