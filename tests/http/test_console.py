@@ -1382,6 +1382,31 @@ def test_the_results_page_says_in_words_which_arm_wins_and_what_stands_in_the_wa
     assert "switch on sequential intervals" not in sequential.split('id="reading-title"', 1)[1].split("</section>", 1)[0]
 
 
+@pytest.mark.parametrize("lower_is_better", [False, True])
+def test_a_bandits_reading_names_the_arm_its_ipw_estimates_put_first(lower_is_better):
+    # The page told the analyst to compare a bandit's arms by their IPW figures and then said nothing of them.
+    from service.http.console.verdicts import verdicts
+
+    def arm(name, mean, ci, effective=500.0):
+        return {"arm": name, "users": 400, "total": 40, "ipw_mean": mean, "ipw_ci": ci, "ipw_effective_users": effective}
+
+    first, second = ("b", "a") if lower_is_better else ("a", "b")
+    answer = {"type": "bandit", "status": "running", "test": "two_proportion_z", "metric": "conversion", "metric_kind": "binary", "srm": None,
+              "arms": [arm("control", 0.10, [0.08, 0.12]), arm("a", 0.20, [0.17, 0.23]), arm("b", 0.05, [0.03, 0.07])]}
+    said = [(v.tone, v.text) for v in verdicts(answer, lower_is_better, set(), {})]
+    clear = f"By the IPW estimates {first} leads on conversion"
+    assert [(tone, text) for tone, text in said if text.startswith(clear)] == [(
+        "ok", f"{clear} ({'5.0% [3.0%, 7.0%]' if lower_is_better else '20.0% [17.0%, 23.0%]'}), "
+              "and its interval clears every other arm's: the best arm on this metric so far.")]
+    answer["arms"][0]["ipw_ci"] = [0.0, 0.5]  # the control's estimate could be anywhere
+    said = [v.text for v in verdicts(answer, lower_is_better, set(), {})]
+    assert any(text.startswith(clear) and text.endswith("its interval overlaps control's, so no arm is clearly best yet.") for text in said), said
+    answer["arms"][1 if first == "a" else 2]["ipw_effective_users"] = 12.4
+    said = [(v.tone, v.text) for v in verdicts(answer, lower_is_better, set(), {})]
+    assert any(tone == "warn" and text.endswith("but on about 12 effective users: too few to call it best yet.") for tone, text in said), said
+    assert second not in {text.split()[4] for _, text in said if text.startswith("By the IPW")}
+
+
 def test_verdicts_name_a_failing_guardrail_a_mismatch_and_a_stopped_experiment():
     from service.http.console.verdicts import verdicts
     from service.usecases import results

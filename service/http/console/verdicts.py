@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from experiments.definitions import RETENTION_DAYS
+from experiments.stats.ipw import FEW_EFFECTIVE_USERS
 from service.http.console import formatting as fmt
 from service.usecases import results
 
@@ -41,6 +42,9 @@ def verdicts(
     if answer["type"] == "bandit":
         out.append(Verdict("info", "A bandit moves users to the arms doing best, so its naive comparisons are biased; compare arms by their IPW "
                                    "figures and watch where the allocation settles."))
+        leader = _ipw_leader(answer, lower_is_better)
+        if leader is not None:
+            out.append(leader)
         return out
     kind, metric = answer["metric_kind"], answer["metric"]
     final = answer["status"] == "stopped"
@@ -54,6 +58,25 @@ def verdicts(
         unread = [g["metric"] for g in own if g.get("diff_ci") is None]
         out.append(_arm(a, arms[0], kind, metric, lower_is_better, a["arm"] in rough, final, ", ".join(hurt), unread, bool(own), corrected, split_off))
     return out
+
+
+def _ipw_leader(answer: dict[str, Any], lower_is_better: bool) -> Verdict | None:
+    """Which arm a bandit's IPW estimates put first, and whether its interval clears every other arm's."""
+    estimated = [a for a in answer["arms"] if a.get("ipw_mean") is not None and a.get("ipw_ci") is not None]
+    if len(estimated) < 2:
+        return None
+    kind = answer["metric_kind"]
+    best = (min if lower_is_better else max)(estimated, key=lambda a: a["ipw_mean"])
+    others = [a for a in estimated if a is not best]
+    said = f"By the IPW estimates {best['arm']} leads on {answer['metric']} ({fmt.mean(best['ipw_mean'], kind)} {fmt.interval(best['ipw_ci'], kind)})"
+    few = best.get("ipw_effective_users") is not None and best["ipw_effective_users"] < FEW_EFFECTIVE_USERS
+    if few:
+        return Verdict("warn", f"{said}, but on about {fmt.num(round(best['ipw_effective_users']))} effective users: too few to call it best yet.")
+    low, high = best["ipw_ci"]
+    overlapping = [a["arm"] for a in others if not (high < a["ipw_ci"][0] if lower_is_better else low > a["ipw_ci"][1])]
+    if not overlapping:
+        return Verdict("ok", f"{said}, and its interval clears every other arm's: the best arm on this metric so far.")
+    return Verdict("info", f"{said}; its interval overlaps {', '.join(overlapping)}'s, so no arm is clearly best yet.")
 
 
 # From how many exposed users a metric that no one has is more likely unreported than rare.
