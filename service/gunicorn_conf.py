@@ -63,6 +63,27 @@ if worker_class not in _WORKER_CLASSES:
     print(f"stickyloop: GUNICORN_WORKER_CLASS must be one of {', '.join(_WORKER_CLASSES)}, got {worker_class!r}", file=sys.stderr)
     raise SystemExit(2)
 threads = _whole("GUNICORN_THREADS", 4, least=1)
+
+
+def _no_wait_for_first_bytes() -> None:
+    """gthread waits up to 5 s in a pool thread for a new connection's first bytes before handing a silent one
+    back to its poller: a few connections opened and left silent held every thread of every worker, and
+    /healthz waited a minute behind 24 of them. Asking the socket without waiting hands a silent connection
+    back at once; the poller gives it a thread when its request arrives, as it does for a kept-alive one.
+    (Only the first wait: the same 5 s also bounds draining an unread body, which keep-alive needs.)"""
+    from gunicorn.workers import gthread
+
+    waits = getattr(gthread, "TConn", None) and getattr(gthread.TConn, "wait_for_data", None)
+    if waits is None:  # an older gunicorn, without the wait: a buffering proxy in front is its only guard (operations.md)
+        return
+
+    def ready_now(conn: Any, timeout: float) -> bool:
+        return bool(waits(conn, 0.0))
+
+    gthread.TConn.wait_for_data = ready_now
+
+
+_no_wait_for_first_bytes()
 timeout = _whole("GUNICORN_TIMEOUT", 60)
 graceful_timeout = _whole("GUNICORN_GRACEFUL_TIMEOUT", 30)
 keepalive = _whole("GUNICORN_KEEPALIVE", 5)

@@ -107,6 +107,29 @@ def test_gunicorns_own_warning_about_a_malformed_request_is_cut_short(server):
     assert lines and max(len(line) for line in lines) < 1_000
 
 
+def test_connections_left_silent_do_not_hold_the_threads_others_need(config, app):
+    # gthread kept a pool thread waiting up to 5 s for a new connection's first bytes: eight silent
+    # connections held a 2-thread worker's threads for some 20 s, and /healthz waited behind them.
+    import socket
+    import urllib.request
+    from urllib.parse import urlsplit
+
+    env = {"DATABASE_URL": config.database_url, "MODEL_DIR": str(config.model_dir), "LOG_LEVEL": "WARNING", "LOG_REQUESTS": "false",
+           "GUNICORN_THREADS": "2"}
+    with gunicorn(env, workers=1) as server:
+        address = urlsplit(server.base)
+        silent = [socket.create_connection((address.hostname, address.port), timeout=10) for _ in range(8)]
+        try:
+            # Far inside the 5 s a single silent connection would hold a thread: answered at all, not timed.
+            with urllib.request.urlopen(server.base + "/healthz", timeout=3) as resp:
+                assert resp.status == 200
+            silent[0].sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")  # a late request is still served
+            assert silent[0].recv(1024).startswith(b"HTTP/1.1 200")
+        finally:
+            for sock in silent:
+                sock.close()
+
+
 def _healthz_count(server) -> float:
     import urllib.request
 
