@@ -74,12 +74,15 @@ def _no_wait_for_first_bytes() -> None:
     from gunicorn.workers import gthread
 
     waits = getattr(gthread, "TConn", None) and getattr(gthread.TConn, "wait_for_data", None)
-    if waits is None:  # an older gunicorn, without the wait: a buffering proxy in front is its only guard (operations.md)
+    # An older gunicorn has no wait (a buffering proxy in front is its only guard, operations.md); a reload
+    # (HUP) reads this file again and finds the wait already replaced.
+    if waits is None or getattr(waits, "asks_without_waiting", False):
         return
 
     def ready_now(conn: Any, timeout: float) -> bool:
         return bool(waits(conn, 0.0))
 
+    ready_now.asks_without_waiting = True  # type: ignore[attr-defined]
     gthread.TConn.wait_for_data = ready_now
 
 

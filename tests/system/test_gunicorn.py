@@ -110,13 +110,15 @@ def test_gunicorns_own_warning_about_a_malformed_request_is_cut_short(server):
 def test_connections_left_silent_do_not_hold_the_threads_others_need(config, app):
     # gthread kept a pool thread waiting up to 5 s for a new connection's first bytes: eight silent
     # connections held a 2-thread worker's threads for some 20 s, and /healthz waited behind them.
+    import signal
     import socket
+    import time
     import urllib.request
     from urllib.parse import urlsplit
 
     env = {"DATABASE_URL": config.database_url, "MODEL_DIR": str(config.model_dir), "LOG_LEVEL": "WARNING", "LOG_REQUESTS": "false",
            "GUNICORN_THREADS": "2"}
-    with gunicorn(env, workers=1) as server:
+    def answers_beside_silent_connections(server) -> None:
         address = urlsplit(server.base)
         silent = [socket.create_connection((address.hostname, address.port), timeout=10) for _ in range(8)]
         try:
@@ -128,6 +130,16 @@ def test_connections_left_silent_do_not_hold_the_threads_others_need(config, app
         finally:
             for sock in silent:
                 sock.close()
+
+    with gunicorn(env, workers=1) as server:
+        answers_beside_silent_connections(server)
+        before = server.worker_pids()
+        server.process.send_signal(signal.SIGHUP)  # a reload reads the config again: the change must hold, once
+        deadline = time.monotonic() + 30
+        while not (server.worker_pids() and set(server.worker_pids()).isdisjoint(before)) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert set(server.worker_pids()).isdisjoint(before)
+        answers_beside_silent_connections(server)
 
 
 def _healthz_count(server) -> float:
