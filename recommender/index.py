@@ -180,12 +180,12 @@ class ServingIndex:
     def top_similar(self, item_id: str, allowed: np.ndarray, n: int, groups: np.ndarray | None = None) -> list[tuple[str, float]] | None:
         """The n allowed items most similar to `item_id` (never itself); None when the model does not know it.
 
-        `allowed` is only read. `groups` numbers each item's group (a category; below 0, none): when an
-        item-item model links too few items to fill the list, the unlinked ones that do come from the
-        item's own group first, so that a garden glove's list is not topped up with best-selling books. From the item's remembered most similar items when n of them
-        pass, else a search of its own. Without the index that is exact, as for known users; with
-        it, the list comes from one graph search, as a known user's does, so every worker
-        answers alike.
+        `allowed` is only read. From the item's remembered most similar items when n of them pass,
+        else a search of its own. Without the index that is exact, as for known users; with it, the
+        list comes from one graph search, as a known user's does, so every worker answers alike.
+        `groups` numbers each item's group (a category; below 0, none): when an item-item model links
+        too few items to fill the list, the unlinked ones that fill it come from the item's own group
+        first, so that a garden glove's list is not topped up with best-selling books.
         """
         item = self.item_index.get(item_id)
         if item is None or not self.model.PERSONAL or not self._placed(np.array([item])):
