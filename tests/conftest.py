@@ -1,6 +1,8 @@
 """Fixtures: app -> client -> keys, on SQLite by default or on DATABASE_URL (PostgreSQL)."""
 from __future__ import annotations
 
+import hashlib
+import itertools
 import os
 import secrets
 import threading
@@ -21,7 +23,27 @@ from service.config import Config
 from service.store.database import Database
 from service.store.tables import Base
 from service.store.migrate import upgrade
+import service.store.experiments as stored_experiments
 
+# Experiments created in this process take their salts from the running test's name and a count, not
+# from `secrets`: a test's users then split into arms the same way on every run, so no test can pass
+# or fail by how a random salt happened to split them. (Servers the tests start keep random salts.)
+_salt_source: list[Any] = ["", itertools.count()]
+
+
+class _SaltsOfTheRunningTest:
+    @staticmethod
+    def token_hex(nbytes: int = 32) -> str:
+        name, count = _salt_source
+        return hashlib.sha256(f"{name}#{next(count)}".encode()).hexdigest()[: 2 * nbytes]
+
+
+stored_experiments.secrets = _SaltsOfTheRunningTest  # type: ignore[assignment]
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    _salt_source[:] = [item.nodeid, itertools.count()]
 
 
 @contextmanager
