@@ -107,7 +107,7 @@ ROLE_TABLE
   | status | `code` | when |
   | --- | --- | --- |
   | 400 | `bad_request` | the body is not valid JSON or gives a name twice in one object, or a required body is missing, or a URL's %-escapes are not UTF-8 |
-  | 401 | `unauthorized` | no key, or an unknown or revoked key |
+  | 401 | `unauthorized` | no key, or an unknown or revoked key; the answer carries `WWW-Authenticate: Bearer` |
   | 403 | `forbidden` | the key's role may not call the operation |
   | 404 | `not_found` | the named resource (or path) does not exist |
   | 405 | `method_not_allowed` | the path exists but not with this method (the `Allow` header lists the methods); answered before the key is read |

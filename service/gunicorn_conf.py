@@ -2,6 +2,7 @@
 import atexit
 import json
 import os
+import re
 import secrets
 import shutil
 import sys
@@ -100,6 +101,15 @@ control_socket_disable = True
 accesslog = os.environ.get("GUNICORN_ACCESS_LOG") or None
 
 
+# An API key ("sl_" and 43 URL-safe characters) or any bearer token: a malformed Authorization line
+# ("Authorization Bearer sl_...", no colon) is quoted whole in gunicorn's "Invalid request" warning.
+_SECRETS = re.compile(r"(?i)(bearer\s+)[^\s'\"]+|sl_[A-Za-z0-9_-]{8,}")
+
+
+def _redacted(match: re.Match[str]) -> str:
+    return f"{match.group(1)}[redacted]" if match.group(1) else "sl_[redacted]"
+
+
 class BoundedLogger(glogging.Logger):
     """gunicorn's own lines, cut to LOGGED_CHARS: its "Invalid request" warning quotes the request line or a
     header as repr(), so 8 KB of control bytes sent without a key made a 32 KB line."""
@@ -111,6 +121,7 @@ class BoundedLogger(glogging.Logger):
             text = str(msg) % args if args else str(msg)
         except (TypeError, ValueError):  # a message that is not a format: said as it is, its arguments after it
             text = " ".join(map(str, (msg, *args)))
+        text = _SECRETS.sub(_redacted, text)
         return text if len(text) <= self.LOGGED_CHARS else f"{text[:self.LOGGED_CHARS]}... ({len(text)} characters)"
 
     def critical(self, msg: Any, *args: Any, **kwargs: Any) -> None:

@@ -19,7 +19,7 @@ from service.http.endpoint import services
 from service.usecases import model_retention
 from service.usecases import model_training as training
 from service.usecases import training_run
-from service.usecases.keys import ROLES, create_key, list_keys, revoke_key
+from service.usecases.keys import ROLES, create_key, renew_demo_keys
 
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -120,12 +120,9 @@ def demo_keys_cmd(base_url: str) -> None:
     the demo keys it made before, so that running it again does not pile up live keys.
     """
     svc = services()
-    earlier = [k for k in list_keys(svc.db) if k.revoked_at is None and k.name == f"demo {k.role}"]  # the names this command gives
-    keys = {role: create_key(svc.db, role, f"demo {role}")[1] for role in ROLES}
-    for old in earlier:
-        revoke_key(svc.db, svc.keys, str(old.id))
-    if earlier:
-        click.echo(f"revoked the {len(earlier)} demo keys made before", err=True)
+    keys, revoked = renew_demo_keys(svc.db, svc.keys)
+    if revoked:
+        click.echo(f"revoked the {revoked} demo keys made before", err=True)
     click.echo("\nAPI keys for this demo (shown once; more with `.venv/bin/flask --app wsgi create-key --role ROLE`):")
     for role, raw in keys.items():
         click.echo(f"  export {role.upper()}_KEY={raw}")

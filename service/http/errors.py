@@ -8,7 +8,7 @@ import threading
 import time
 from typing import Any
 
-from flask import Flask, Response, g, jsonify
+from flask import Flask, Response, g, jsonify, request
 from gunicorn.http.errors import ParseException
 from pydantic import ValidationError
 from werkzeug.exceptions import HTTPException
@@ -174,7 +174,12 @@ def register_error_handlers(app: Flask) -> None:
 
     @app.errorhandler(ApiError)
     def _api_error(exc: ApiError) -> Response:
-        return error_response(exc.status, exc.code, exc.message, exc.details)
+        response = error_response(exc.status, exc.code, exc.message, exc.details)
+        if exc.status == 401:
+            # RFC 9110 asks a 401 to name the scheme it wants; "invalid_token" when a key was sent (RFC 6750).
+            sent = request.headers.get("Authorization", "").strip()
+            response.headers["WWW-Authenticate"] = 'Bearer error="invalid_token"' if sent else "Bearer"
+        return response
 
     @app.errorhandler(ServiceError)
     def _service_error(exc: ServiceError) -> Response:

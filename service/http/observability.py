@@ -62,6 +62,9 @@ def init_request_tracking(app: Flask, log_requests: bool) -> None:
                 "status": response.status_code,
                 "duration_ms": round(elapsed * 1000, 3),
             }
+            principal = g.get("principal")
+            if principal is not None:
+                extra["key_id"] = principal.key_id  # who asked, so that an admin's changes can be traced to a key
             if len(path) > LOGGED_CHARS:
                 extra["path_length"] = len(path)
             log.info("request", extra=extra)

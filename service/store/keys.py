@@ -43,12 +43,30 @@ def active_by_hash(db: Database, key_hash: str) -> tuple[int, str, str] | None:
     return (int(rows[0][0]), rows[0][1], rows[0][2]) if rows else None
 
 
-def revoke(db: Database, key_id: int) -> KeyRecord | None:
-    """Revoke a key (once; a second revoke keeps the first time); None when there is no such key."""
+class LastOfItsRole(Exception):
+    """The key is the last unrevoked key of the role that must keep one."""
+
+
+def revoke(db: Database, key_id: int, keep_one_of: str) -> tuple[KeyRecord, bool] | None:
+    """Revoke a key (once; a second revoke keeps the first time): the record and whether this call
+    revoked it, or None when there is no such key. LastOfItsRole for the last unrevoked key of the
+    role `keep_one_of`.
+    """
     with db.write() as session:
-        session.execute(update(ApiKeyRow).where(ApiKeyRow.id == key_id, ApiKeyRow.revoked_at.is_(None)).values(revoked_at=time.time()))
         row = session.get(ApiKeyRow, key_id)
-        return _record(row) if row is not None else None
+        if row is None:
+            return None
+        if row.revoked_at is None and row.role == keep_one_of:
+            # Locking every live key of the role makes two admins revoking each other take turns: the
+            # second then finds the first's key gone and its own the last. (SQLite's writers take turns.)
+            live = select(ApiKeyRow.id).where(ApiKeyRow.role == keep_one_of, ApiKeyRow.revoked_at.is_(None)).with_for_update()
+            if set(session.scalars(live)) <= {key_id}:
+                raise LastOfItsRole()
+        revoked = session.execute(
+            update(ApiKeyRow).where(ApiKeyRow.id == key_id, ApiKeyRow.revoked_at.is_(None)).values(revoked_at=time.time()).returning(ApiKeyRow.id)
+        ).first()
+        session.refresh(row)
+        return _record(row), revoked is not None
 
 
 def list_all(db: Database) -> list[KeyRecord]:

@@ -15,8 +15,9 @@ import time
 from dataclasses import dataclass
 from typing import Iterable, Literal, get_args
 
-from service.errors import Invalid, NotFound
+from service.errors import Conflict, Invalid, NotFound
 from service.store import keys as store
+from service.store import state
 from service.store.database import Database
 from service.store.keys import KeyRecord
 from service.text import encodable
@@ -102,20 +103,24 @@ class KeyVerifier:
 KEY_NAME_MAX = 128  # characters, as api_keys.name holds
 
 
-def create_key(db: Database, role: str, name: str | None = None) -> tuple[KeyRecord, str]:
-    """Create a key for a role; answer the stored record and the raw key (shown once)."""
+def create_key(db: Database, role: str, name: str | None = None, by_key_id: int | None = None) -> tuple[KeyRecord, str]:
+    """Create a key for a role; answer the stored record and the raw key (shown once).
+
+    `by_key_id`: the admin key that asked (None from the command line), for the log.
+    """
     if role not in ROLES:
         raise ValueError(f"role must be one of {', '.join(ROLES)}, not {role!r}")
     if name is not None and not (1 <= len(name) <= KEY_NAME_MAX and "\x00" not in name and encodable(name)):  # the command line's check; the API's schema has its own
         raise Invalid.field("name", f"must be 1 to {KEY_NAME_MAX} characters of UTF-8 without NUL, got {len(name)}")
     raw = KEY_PREFIX + secrets.token_urlsafe(32)
     record = store.insert(db, name or f"{role} key", role, hash_key(raw), raw[:10])
-    log.info("key created", extra={"key_id": record.id, "role": role, "key_name": record.name})  # never the key itself
+    log.info("key created", extra={"key_id": record.id, "role": role, "key_name": record.name, "by_key_id": by_key_id})  # never the key itself
     return record, raw
 
 
-def revoke_key(db: Database, verifier: KeyVerifier, key_id: str) -> KeyRecord:
-    """Revoke a key by its id as a client wrote it; NotFound when no key has that id.
+def revoke_key(db: Database, verifier: KeyVerifier, key_id: str, by_key_id: int | None = None) -> KeyRecord:
+    """Revoke a key by its id as a client wrote it; NotFound when no key has that id, Conflict when
+    it is the last admin key (nobody could manage keys after it but the command line).
 
     Other workers and hosts stop accepting it within KEY_CACHE_SECONDS.
     """
@@ -123,12 +128,41 @@ def revoke_key(db: Database, verifier: KeyVerifier, key_id: str) -> KeyRecord:
     # ("01") spells no id that creating or listing answered.
     if not (key_id.isascii() and key_id.isdigit()) or key_id != str(int(key_id)) or int(key_id) > MAX_KEY_ID:
         raise NotFound("key", key_id)
-    record = store.revoke(db, int(key_id))
-    if record is None:
+    try:
+        revoked = store.revoke(db, int(key_id), keep_one_of=ADMIN_ROLE)
+    except store.LastOfItsRole:
+        raise Conflict(f"key {key_id} is the last admin key: create another admin key before revoking this one") from None
+    if revoked is None:
         raise NotFound("key", key_id)
+    record, newly = revoked
     verifier.forget(record.id)
-    log.info("key revoked", extra={"key_id": record.id, "role": record.role, "key_name": record.name})
+    if newly:
+        log.info("key revoked", extra={"key_id": record.id, "role": record.role, "key_name": record.name, "by_key_id": by_key_id})
     return record
+
+
+_DEMO_KEYS = "demo_keys"  # the shared setting that holds the ids of the keys `renew_demo_keys` made last
+
+
+def renew_demo_keys(db: Database, verifier: KeyVerifier) -> tuple[dict[str, str], int]:
+    """One new key per role named "demo <role>", and the demo keys made before revoked: the new raw
+    keys by role, and how many old ones were revoked.
+
+    Only keys this made are revoked, by the ids it recorded: an admin may name a key of their own
+    "demo storefront". (Before the ids were recorded, the keys it made are known by name alone.)
+    """
+    recorded = state.setting(db, _DEMO_KEYS)
+    live = [k for k in store.list_all(db) if k.revoked_at is None]
+    if recorded is None:
+        earlier = [k.id for k in live if k.name == f"demo {k.role}"]
+    else:
+        made_before = {int(i) for i in recorded.split(",") if i}
+        earlier = [k.id for k in live if k.id in made_before]
+    made = {role: create_key(db, role, f"demo {role}") for role in ROLES}
+    state.put_setting(db, _DEMO_KEYS, ",".join(str(record.id) for record, _ in made.values()))
+    for key_id in earlier:
+        revoke_key(db, verifier, str(key_id))
+    return {role: raw for role, (_, raw) in made.items()}, len(earlier)
 
 
 def list_keys(db: Database) -> list[KeyRecord]:

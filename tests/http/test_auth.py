@@ -51,6 +51,7 @@ def test_no_key_or_unknown_key_is_401(client, method, path, body):
         resp = client.open(path, method=method, json=body, headers=headers)
         assert resp.status_code == 401
         assert resp.get_json()["error"]["code"] == "unauthorized"
+        assert resp.headers["WWW-Authenticate"] == ('Bearer error="invalid_token"' if headers else "Bearer")
 
 
 def test_keys_are_stored_hashed(db, keys):
@@ -146,3 +147,41 @@ def test_assignment_checks_the_key_inside_its_first_read_and_still_refuses_first
         assert session.scalar(select(func.count()).select_from(ExposureRow)) == 1  # refused calls exposed nobody
     assert client.delete(f"/v1/keys/{created['id']}", headers=auth("admin")).status_code == 200
     assert call(fresh).status_code == 401
+
+
+def test_the_last_admin_key_cannot_be_revoked_so_keys_stay_manageable(client, auth, db):
+    from service.usecases.keys import list_keys
+
+    admins = [k.id for k in list_keys(db) if k.role == "admin"]
+    assert len(admins) == 1
+    refused = client.delete(f"/v1/keys/{admins[0]}", headers=auth("admin"))
+    assert refused.status_code == 409 and "last admin key" in refused.get_json()["error"]["message"]
+    assert client.get("/v1/keys", headers=auth("admin")).status_code == 200  # unchanged
+    second = client.post("/v1/keys", json={"role": "admin", "name": "second"}, headers=auth("admin")).get_json()
+    other = {"Authorization": f"Bearer {second['key']}"}
+    assert client.delete(f"/v1/keys/{admins[0]}", headers=other).status_code == 200
+    assert client.delete(f"/v1/keys/{second['id']}", headers=other).status_code == 409
+    assert client.get("/v1/keys", headers=other).status_code == 200
+
+
+def test_two_admins_revoking_each_other_at_once_leave_one_admin_key(app, db):
+    import threading
+
+    from service.usecases.keys import create_key, list_keys
+
+    made = [create_key(db, "admin", f"admin {i}") for i in range(2)]
+    answers: list[int] = []
+    start = threading.Barrier(2)
+
+    def revoke(mine: int, theirs: int) -> None:
+        client = app.test_client()
+        start.wait()
+        answers.append(client.delete(f"/v1/keys/{made[theirs][0].id}", headers={"Authorization": f"Bearer {made[mine][1]}"}).status_code)
+
+    threads = [threading.Thread(target=revoke, args=(i, 1 - i)) for i in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(answers) in ([200, 401], [200, 409])  # the second either finds its own key revoked or the other's the last
+    assert len([k for k in list_keys(db) if k.role == "admin" and k.revoked_at is None]) == 1

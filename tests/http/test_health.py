@@ -80,6 +80,13 @@ def test_each_request_is_logged_once_but_a_passing_probe_is_not(tmp_path, caplog
             client.get(path)
     logged = [(r.path, r.status) for r in caplog.records if r.name == "stickyloop.request"]
     assert logged == [("/v1/items/popular", 401)]
+    from service.usecases.keys import create_key
+
+    record, raw = create_key(app.extensions["stickyloop"].db, "editor")
+    with caplog.at_level(logging.INFO, logger="stickyloop.request"):
+        caplog.clear()
+        client.get("/v1/models", headers={"Authorization": f"Bearer {raw}"})
+    assert [(r.path, r.key_id) for r in caplog.records if r.name == "stickyloop.request"] == [("/v1/models", record.id)]  # who asked
     levels = {name: logging.getLogger(name).level for name in ("", "alembic")}
     try:
         debug = create_app(Config(database_url=config.database_url, model_dir=config.model_dir, testing=True, log_level="DEBUG"))

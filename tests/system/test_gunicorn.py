@@ -107,6 +107,21 @@ def test_gunicorns_own_warning_about_a_malformed_request_is_cut_short(server):
     assert lines and max(len(line) for line in lines) < 1_000
 
 
+def test_a_key_in_a_malformed_authorization_line_stays_out_of_the_log(server):
+    import socket
+    from urllib.parse import urlsplit
+
+    secret = "sl_" + "Zq9" * 14 + "x"
+    address = urlsplit(server.base)
+    for line in (f"Authorization Bearer {secret}", f"Authorization\x01: Bearer {secret}"):  # no colon; a control byte in the name
+        with socket.create_connection((address.hostname, address.port), timeout=10) as sock:
+            sock.sendall(f"GET /v1/keys HTTP/1.1\r\nHost: x\r\n{line}\r\n\r\n".encode())
+            assert sock.recv(1024).startswith(b"HTTP/1.1 400")
+    assert server.request("GET", "/healthz")[0] == 200
+    log = server.log_path.read_text()
+    assert "Invalid request" in log and "[redacted]" in log and secret not in log and secret[:20] not in log
+
+
 def test_connections_left_silent_do_not_hold_the_threads_others_need(config, app):
     # gthread kept a pool thread waiting up to 5 s for a new connection's first bytes: eight silent
     # connections held a 2-thread worker's threads for some 20 s, and /healthz waited behind them.
