@@ -1592,13 +1592,14 @@ def test_a_daily_series_across_a_new_year_labels_its_days_with_the_year(as_role,
 def test_the_at_risk_page_lists_pages_and_downloads_as_the_api_does(as_role, client, auth):
     old = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() - 60 * 86_400))
     events = [{"event_id": f"e{u}", "user_id": u, "item_id": "i1", "type": "purchase", "value": v, "timestamp": old}
-              for u, v in (("big", 90.0), ("small", 10.0), ("=cmd", 50.0))]
+              for u, v in (("big", 12345.67), ("small", 10.0), ("=cmd", 50.0))]
     events.append({"event_id": "fresh", "user_id": "active", "item_id": "i1", "type": "purchase", "value": 500.0})
     post_ok(client, "/v1/events", {"events": events}, auth("storefront"))
     analyst = as_role("analyst")
     html = analyst.get("/ui/users/at-risk").get_data(as_text=True)
     rows = re.findall(r'<th scope="row"><a href="[^"]+"><code>([^<]+)</code>', html)
     assert rows == ["big", "=cmd", "small"] and "End of the list." in html
+    assert '<td class="num">12,345.67</td>' in html and "e+0" not in html  # revenue as stored, not "1.235e+04"
     first = analyst.get("/ui/users/at-risk", query_string={"limit": "1"}).get_data(as_text=True)
     assert re.findall(r"<code>([^<]+)</code></a></th>", first) == ["big"]
     following = re.search(r'href="(/ui/users/at-risk\?[^"]*cursor=[^"]+)"', first).group(1).replace("&amp;", "&")
@@ -1891,6 +1892,14 @@ def test_amounts_and_their_sums_read_to_the_digits_a_double_holds():
         "28.38", "0.3", "150.46", "1,234,567.25", "-0.3", "2.5e-07"]
     # From 1e15 on, every digit a double has is shown as stored (points balances can grow that large).
     assert [amount(v) for v in (2.0**53, 12345678901234568.0, 1e15 + 0.5)] == ["9,007,199,254,740,992", "12,345,678,901,234,568", "1,000,000,000,000,000.5"]
+
+
+def test_figures_with_more_digits_than_shown_read_as_whole_numbers_not_exponents():
+    from service.http.console.formatting import difference, num
+
+    # A mean revenue of 12,345.6 had read "1.235e+04", a training of 1,234.5 s "1.23e+03 s".
+    assert [num(v) for v in (12345.6, 9999.6, -54321.2, 1234.5, 12.43, 1.2345e-05)] == ["12,346", "10,000", "-54,321", "1,234", "12.43", "1.234e-05"]
+    assert num(1234.5, 3) == "1,234" and difference(12345.6, "number") == "+12,346"
 
 
 def test_arms_that_serve_the_active_model_say_which_and_activating_another_warns_of_them(as_role, client, auth):

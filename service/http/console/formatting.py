@@ -16,12 +16,14 @@ DASH = "–"
 
 
 def num(value: Any, digits: int = 4) -> str:
-    """A number with `digits` significant digits, or a dash."""
+    """A number with `digits` significant digits, or a dash; a whole number when it has more digits
+    before the point than that (a mean revenue of 12,345.6 reads "12,346", not "1.235e+04")."""
     if not finite_number(value):
         return DASH
     if isinstance(value, int) or float(value).is_integer() and abs(value) < 1e15:
         return f"{int(value):,}"
-    return f"{value:,.{digits}g}" if abs(value) < 1e6 else f"{value:,.0f}"
+    text = f"{value:,.{digits}g}"
+    return f"{value:,.0f}" if "e+" in text else text
 
 
 def amount(value: Any) -> str:
