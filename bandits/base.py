@@ -74,6 +74,14 @@ class Policy(ABC):
     def probabilities(self, stats: ArmStats) -> np.ndarray:
         """The probability of each arm for the next user, for 1-D statistics; sums to 1."""
 
+    def explores_every_arm(self) -> bool:
+        """Whether every arm keeps a probability above 0 whatever the statistics, with no floor added.
+
+        Inverse-propensity estimates are unbiased only then (positivity): an arm some users could not
+        get says nothing of what those users would have done in it.
+        """
+        return False
+
     def sample(self, stats: ArmStats, rng: np.random.Generator) -> np.ndarray:
         """One arm per row of 2-D statistics, drawn from that row's probabilities."""
         m2 = stats.m2 if stats.m2 is not None else [None] * len(stats.pulls)

@@ -23,6 +23,10 @@ class EpsilonGreedy(Policy):
         """epsilon / K on every arm, plus 1 - epsilon shared by the best ones."""
         return self._allocation(stats)
 
+    def explores_every_arm(self) -> bool:
+        """epsilon / K on every arm, while epsilon is above 0."""
+        return self.epsilon > 0
+
     def sample(self, stats: ArmStats, rng: np.random.Generator) -> np.ndarray:
         """Vectorised over rows."""
         return draw_rows(self._allocation(stats), rng)

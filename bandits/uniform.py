@@ -18,6 +18,10 @@ class Uniform(Policy):
         k = stats.pulls.shape[-1]
         return np.full(k, 1.0 / k)
 
+    def explores_every_arm(self) -> bool:
+        """1/K on every arm."""
+        return True
+
     def sample(self, stats: ArmStats, rng: np.random.Generator) -> np.ndarray:
         """Vectorised over rows."""
         rows, k = stats.pulls.shape

@@ -160,8 +160,11 @@ def _snipw(s: PropensitySums, alpha: float, notes: list[str]) -> tuple[float | N
     return mean, _interval(mean, spread / s.w / s.w, alpha)
 
 
-# Outcomes within this fraction of their mean of each other are the same outcome, rounded.
-_ALIKE = 1e-12
+# Outcomes whose spread about their mean is within a unit or two in the last place of that mean are
+# the same outcome, rounded on the way (an arm's reference mean off by some ulps leaves equal outcomes
+# a constant deviation, whose computed spread is then far smaller still). A wider band, 1e-12 of the
+# mean, had swallowed real spreads: 1e9 plus steps of 1e-6 are some ten ulps apart each.
+_ALIKE = 2.0**-52
 
 
 def _check(total_users: int, alpha: float, users: int) -> None:

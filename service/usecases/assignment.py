@@ -19,6 +19,7 @@ import numpy as np
 from bandits.base import ArmStats, with_floor
 from bandits.registry import make_policy
 from experiments.assignment import ab_arm, bandit_draw, enrolled, pick
+from experiments.definitions import Experiment
 from experiments.layers import position
 from service.errors import NotFound
 from service.store import experiments as experiment_store
@@ -173,6 +174,23 @@ def bandit_allocation(db: Database, d: StoredDefinition, now: float | None = Non
     stats = ArmStats.of(pulls, sums, sumsq, m2)
     policy = make_policy(exp.bandit.algorithm, exp.metric(exp.primary_metric).kind, exp.bandit.epsilon)
     return with_floor(policy.probabilities(stats), exp.bandit.min_probability)
+
+
+def every_arm_possible(exp: Experiment) -> bool:
+    """Whether the bandit gave every arm a chance above 0 with every user (positivity), as its
+    inverse-propensity estimates need: a floor above 0, or a policy that explores every arm itself.
+    An A/B test's arms all weigh above 0."""
+    if exp.bandit is None or exp.bandit.min_probability > 0 or len(exp.arms) < 2:
+        return True
+    return make_policy(exp.bandit.algorithm, exp.metric(exp.primary_metric).kind, exp.bandit.epsilon).explores_every_arm()
+
+
+def no_positivity_note(exp: Experiment) -> str:
+    """Why a bandit's weighted estimates carry no interval when `every_arm_possible` is False."""
+    assert exp.bandit is not None
+    return (f"min_probability is 0 and {exp.bandit.algorithm} may give an arm no chance at all: users who could not get an arm "
+            "say nothing of it, so the weighted estimates may be biased and come with no interval; a min_probability above 0 "
+            "keeps every arm possible and makes them unbiased")
 
 
 def _choose(db: Database, d: StoredDefinition, user_id: str, now: float) -> tuple[str, float]:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 from typing import Any, Mapping
 
 from experiments.stats.ipw import best_arm_target, evaluate_allocation, ipw_arm
@@ -9,7 +10,7 @@ from experiments.stats.power import SEQUENTIAL_TUNING, plan_sample_size
 from service.errors import Invalid
 from service.store.arm_moments import arm_moments
 from service.store.database import Database
-from service.usecases.assignment import ExperimentCache
+from service.usecases.assignment import ExperimentCache, every_arm_possible, no_positivity_note
 from service.usecases.results import EMPTY, experiment_metric, interval
 
 PLAN_FIELDS = ("metric_kind", "baseline", "sd", "mde", "mde_type", "alpha", "power", "arms", "correction", "daily_users")
@@ -64,6 +65,9 @@ def evaluate(
             raise Invalid.field("allocation", f"shares must add up to 1, they add up to {sum(allocation.values()):g}")
         target = [float(allocation.get(a.key, 0.0)) for a in exp.arms]
     value = evaluate_allocation(sums, target, users, alpha)
+    positivity = every_arm_possible(exp)
+    if not positivity:
+        value = replace(value, ipw_ci=None, snipw_ci=None)
     return {
         "experiment": exp.key,
         "metric": metric.key,
@@ -74,5 +78,6 @@ def evaluate(
         "users": users,
         # What the allocation actually used gave, for the estimates to be read against.
         "as_run": sum(m.mean * m.users for m in by_arm) / users if users else None,
-        "notes": ([NO_BEST_ARM] if allocation == "best_arm" and not any(target) else []) + list(value.notes),
+        "notes": ([NO_BEST_ARM] if allocation == "best_arm" and not any(target) else []) + list(value.notes)
+        + ([] if positivity else [no_positivity_note(exp)]),
     }

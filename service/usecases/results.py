@@ -19,7 +19,7 @@ from service.store.arm_moments import ArmMoments, adjusted_spread, arm_moments, 
 from service.store.database import Database
 from service.store.experiments import StoredDefinition
 from service.timestamps import iso
-from service.usecases.assignment import ExperimentCache, bandit_allocation
+from service.usecases.assignment import ExperimentCache, bandit_allocation, every_arm_possible, no_positivity_note
 
 BANDIT_NOTE = (
     "Bandit allocation adapts to the data, so naive per-arm means, intervals and p-values are biased "
@@ -229,6 +229,7 @@ def results(db: Database, cache: ExperimentCache, key: str, req: ResultsRequest)
     now = time.time()
     computed = _compute(db, exp, metric, settings, req.alpha, req.correction, now, d.stopped_at)
     total_users = sum(m.users for _, m in computed.per_arm)
+    positivity = exp.type != "bandit" or every_arm_possible(exp)
     rows = []
     for result, (name, m) in zip(computed.analysis.arms, computed.per_arm):
         row: dict[str, Any] = {
@@ -251,6 +252,8 @@ def results(db: Database, cache: ExperimentCache, key: str, req: ResultsRequest)
             est = ipw_arm(m.propensity_sums(), total_users, req.alpha)
             row.update({"ipw_mean": est.ipw_mean, "ipw_ci": interval(est.ipw_ci), "snipw_mean": est.snipw_mean, "snipw_ci": interval(est.snipw_ci),
                         "ipw_effective_users": est.effective_users})
+            if not positivity:
+                row.update({"ipw_ci": None, "snipw_ci": None})
             row["notes"] += [n for n in est.notes if n not in row["notes"]]
         row["notes"] = _arm_notes(row["notes"], metric.key)
         rows.append(row)
@@ -291,8 +294,8 @@ def results(db: Database, cache: ExperimentCache, key: str, req: ResultsRequest)
             out["srm"] = {"p_value": srm.p_value, "observed": srm.observed, "expected": srm.expected, "mismatch": srm.mismatch, "statistic": srm.statistic}
     else:
         out["allocation"] = {arm.key: float(p) for arm, p in zip(exp.arms, bandit_allocation(db, d))}
-        out["safe_to_compare"] = ["ipw_mean", "snipw_mean"]
-        out["notes"].append(BANDIT_NOTE)
+        out["safe_to_compare"] = ["ipw_mean", "snipw_mean"] if positivity else []
+        out["notes"].append(BANDIT_NOTE if positivity else no_positivity_note(exp))
     if req.mde is not None:
         out["sample_size"] = _sample_size(metric.kind, _summary(computed.per_arm[0][1], metric.kind), req, len(exp.arms))
     return out

@@ -1992,3 +1992,14 @@ def test_an_outage_is_told_as_the_api_tells_it_without_the_database_s_address(tm
     assert answer.status_code == 503 and answer.headers["Retry-After"] == "1"
     assert errors.UNAVAILABLE in page and "127.0.0.1" not in page and "port 1" not in page  # the driver's words stay in the log
     assert [r.getMessage() for r in caplog.records] == ["dependency unavailable"] and "127.0.0.1" in caplog.records[0].error
+
+
+def test_a_bandit_with_no_floor_reads_as_comparing_no_arm_without_bias(as_role, client, auth):
+    running(client, auth("editor"), bandit_definition(arms=2, bandit={"algorithm": "ucb1", "min_probability": 0}))
+    shop = auth("storefront")
+    for u in range(20):
+        assign(client, shop, "bonus-bandit", f"z{u}")
+        post_ok(client, "/v1/outcomes", {"outcomes": [{"outcome_id": f"z-{u}", "experiment": "bonus-bandit", "user_id": f"z{u}", "metric": "conversion"}]}, shop)
+    html = as_role("analyst").get("/ui/experiments/bonus-bandit/results").get_data(as_text=True)
+    reading = html.split('id="reading-title"', 1)[1].split("</section>", 1)[0]
+    assert "floor (min_probability) is 0" in reading and "compare arms by their IPW" not in reading and " leads on " not in reading

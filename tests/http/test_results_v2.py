@@ -503,3 +503,54 @@ def test_snipw_intervals_far_from_zero_keep_their_width(client, auth, spread):
             assert width == pytest.approx(expected_width, rel=1e-4)  # the bounds sit at 1e9: their difference keeps ~7 digits
         else:  # every value 1e9: no spread, so no interval rather than one of no width
             assert ci is None and expected_ci is None and mean == 1e9
+
+
+def test_snipw_keeps_its_interval_for_outcomes_a_few_thousand_ulps_apart_far_from_zero(client, auth):
+    """1e9 plus steps of 1e-6 are hundreds of ulps apart: a real spread, not equal outcomes rounded."""
+    body = bandit_definition(arms=2, metrics=[{"key": "spend", "kind": "continuous"}], primary_metric="spend")
+    running(client, auth("editor"), body)
+    shop = auth("storefront")
+    logged = []
+    for u in range(60):
+        answer = assign(client, shop, "bonus-bandit", f"t{u}")
+        value = 1e9 + u * 1e-6
+        post_ok(client, "/v1/outcomes", {"outcomes": [{"outcome_id": f"t-{u}", "experiment": "bonus-bandit", "user_id": f"t{u}", "metric": "spend", "value": value}]}, shop)
+        logged.append((answer["arm"], answer["probability"], value))
+    arm = np.array([a for a, _, _ in logged])
+    p = np.array([q for _, q, _ in logged])
+    y = np.array([v for _, _, v in logged])
+    rows = get_ok(client, "/v1/experiments/bonus-bandit/results", auth("analyst"))["arms"]
+    for row in rows:
+        mine = arm == row["arm"]
+        if mine.sum() < 2:
+            continue
+        # The reference from exact fractions of the stored doubles: numpy's own mean would be off by an ulp of 1e9.
+        w = [Fraction(1) / Fraction(float(q)) for q in p[mine]]
+        values = [Fraction(float(v)) for v in y[mine]]
+        mean = sum(a * b for a, b in zip(w, values)) / sum(w)
+        half = sps.norm.isf(0.025) * math.sqrt(float(sum(a * a * (b - mean) ** 2 for a, b in zip(w, values)))) / float(sum(w))
+        assert row["snipw_ci"] is not None, row["notes"]
+        exact = [float(mean) - half, float(mean) + half]
+        assert row["snipw_ci"] == pytest.approx(exact, rel=0, abs=2 * math.ulp(1e9))  # each bound to the doubles near 1e9
+        assert not any("same outcome" in note for note in row["notes"])
+
+
+def test_a_bandit_with_no_floor_gives_its_weighted_estimates_no_interval_and_says_why(client, auth):
+    """UCB1 with min_probability 0 gives each user one arm for certain: IPW's positivity fails, and with
+    every user converting the IPW means sat at 0.75, not 1, inside confident intervals."""
+    body = bandit_definition(arms=2, bandit={"algorithm": "ucb1", "min_probability": 0})
+    running(client, auth("editor"), body)
+    shop = auth("storefront")
+    for u in range(40):
+        assign(client, shop, "bonus-bandit", f"z{u}")
+        post_ok(client, "/v1/outcomes", {"outcomes": [{"outcome_id": f"z-{u}", "experiment": "bonus-bandit", "user_id": f"z{u}", "metric": "conversion"}]}, shop)
+    answer = get_ok(client, "/v1/experiments/bonus-bandit/results", auth("analyst"))
+    assert answer["safe_to_compare"] == [] and any("min_probability is 0" in n for n in answer["notes"])
+    assert all(row["ipw_ci"] is None and row["snipw_ci"] is None for row in answer["arms"])
+    value = post_ok(client, "/v1/experiments/bonus-bandit/evaluate", {"allocation": {"arm0": 0.5, "arm1": 0.5}}, auth("analyst"))
+    assert value["ipw"]["ci"] is None and value["snipw"]["ci"] is None and any("min_probability is 0" in n for n in value["notes"])
+    # Epsilon-greedy explores every arm itself: no floor needed.
+    greedy = bandit_definition(arms=2, key="greedy", bandit={"algorithm": "epsilon_greedy", "epsilon": 0.2, "min_probability": 0})
+    running(client, auth("editor"), greedy)
+    assign(client, shop, "greedy", "z0")
+    assert get_ok(client, "/v1/experiments/greedy/results", auth("analyst"))["safe_to_compare"] == ["ipw_mean", "snipw_mean"]

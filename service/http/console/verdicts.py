@@ -40,6 +40,11 @@ def verdicts(
     if silent:
         out.append(Verdict("warn", silent))
     if answer["type"] == "bandit":
+        if not answer.get("safe_to_compare"):
+            out.append(Verdict("warn", "This bandit's floor (min_probability) is 0, so its policy could give an arm no chance at all with some "
+                                       "users: neither its naive nor its weighted (IPW) figures compare the arms without bias. Set a floor above 0 "
+                                       "in the next experiment, or run an A/B test, to compare them."))
+            return out
         out.append(Verdict("info", "A bandit moves users to the arms doing best, so its naive comparisons are biased; compare arms by their IPW "
                                    "figures and watch where the allocation settles."))
         leader = _ipw_leader(answer, lower_is_better)
