@@ -277,9 +277,11 @@ def _check_rule_to_start(targeting: dict[str, Any]) -> None:
 class StartCheck:
     """What a start's check may read, in the start's own transaction (under the experiment's row lock)."""
 
-    def __init__(self, session: Session, key: str) -> None:
+    def __init__(self, session: Session, key: str, resuming: bool) -> None:
         self._session = session
         self._key = key
+        # A paused experiment's versions are served already (its exposed users are answered from their arm).
+        self.resuming = resuming
 
     def versions_status(self, versions: set[str]) -> dict[str, str]:
         """The status of each of these model versions that exists. Share-locked in one statement, in the order
@@ -328,7 +330,7 @@ def move(
         if action == "start" and row.started_at is None:
             values["started_at"] = now
         if action == "start" and check_start is not None:
-            check_start(list(row.arms), StartCheck(session, key))
+            check_start(list(row.arms), StartCheck(session, key, resuming=row.status == "paused"))
         if first_start and row.targeting:
             _check_rule_to_start(row.targeting)
         if action == "start" and row.layer is not None and row.layer_start is None:

@@ -69,7 +69,8 @@ def _check_versions(limit: int) -> Callable[[list[dict[str, Any]], StartCheck], 
                 raise Conflict(f"arm {arm_key!r} serves model version {version!r}, which {state}; only a ready version can serve an experiment")
         served = {version for arms_of in started.arms_of_other_live() for version in _versions_named(arms_of).values()}
         added = set(named.values()) - served
-        if added and len(served | added) > limit:
+        # Resuming adds nothing: a paused experiment counts as serving its versions (even past a limit lowered since).
+        if added and not started.resuming and len(served | added) > limit:
             raise Conflict(
                 f"running and paused experiments already serve {len(served)} model version(s) ({', '.join(sorted(served))}) and this one would "
                 f"add {len(added)}, past the limit of {limit} that every worker keeps loaded (MAX_SERVED_VERSIONS); "

@@ -149,6 +149,28 @@ def test_running_and_paused_experiments_serve_at_most_max_served_versions(client
     assert start("d") == 200  # nor a resume that adds none
 
 
+def test_a_paused_experiment_resumes_even_past_a_limit_lowered_since(client, auth, db, config):
+    """Its versions were served all along (a paused experiment answers its exposed users from their arm):
+    resuming adds none, whatever MAX_SERVED_VERSIONS says now."""
+    import dataclasses
+
+    from service.http.app import create_app
+
+    _ready_versions(db, "v1", "v2", "v3", "v4")
+    editor = auth("editor")
+    for key, versions in {"a": ("v1", "v2"), "b": ("v3", "v4")}.items():
+        post_ok(client, "/v1/experiments", experiment(arms_over({f"arm-{v}": {"model_version": v} for v in versions}), key=key), editor, status=201)
+        post_ok(client, f"/v1/experiments/{key}/start", None, editor)
+    post_ok(client, "/v1/experiments/b/pause", None, editor)
+    lowered = create_app(dataclasses.replace(config, max_served_versions=2)).test_client()
+    assert lowered.post("/v1/experiments/b/start", headers=editor).status_code == 200
+    post_ok(lowered, "/v1/experiments", experiment(arms_over({"x": {"model_version": "v1"}, "y": {"model_version": "v3"}}), key="c"), editor, status=201)
+    assert lowered.post("/v1/experiments/c/start", headers=editor).status_code == 200  # adds none either
+    _ready_versions(db, "v5")
+    post_ok(lowered, "/v1/experiments", experiment(arms_over({"x": {"model_version": "v1"}, "y": {"model_version": "v5"}}), key="d"), editor, status=201)
+    assert lowered.post("/v1/experiments/d/start", headers=editor).status_code == 409  # a new version still is
+
+
 def test_two_starts_racing_for_the_last_served_version_do_not_both_win(app, auth, db):
     import threading
 
