@@ -104,7 +104,7 @@ def similar(db: Database, cache: ModelCache, item_id: str, n: int) -> Answer | N
     return Answer("popular", index.version, index.top_popular(allowed, n))
 
 
-def recommender_of(payload: dict[str, Any] | None) -> Source:
+def recommender_of(payload: Mapping[str, Any] | None) -> Source:
     """The source an arm's payload names (`recommender: {model_version}` or `{algorithm: popularity}`); the active model otherwise."""
     spec = (payload or {}).get("recommender")
     if not isinstance(spec, dict):
@@ -118,7 +118,17 @@ def in_experiment(
     attributes: Mapping[str, Any] | None = None,
 ) -> tuple[Answer, str | None, str | None]:
     """Assign the user (recording the exposure; `attributes` for its targeting) and answer from their arm's
-    recommender; (answer, arm or None, why not enrolled or None)."""
+    recommender; (answer, arm or None, why not enrolled or None).
+
+    Every version the arms name is loaded first: a version this host cannot load (its artifact lost, say)
+    then fails the request before an exposure is stored for a user who was shown nothing.
+    """
+    stamp = definitions.stamp(key)
+    d = definitions.get(db, key, stamp) if stamp is not None else definitions.current(db, key)[0]
+    for arm in d.experiment.arms:
+        version = recommender_of(arm.payload).version
+        if version is not None:
+            cache.index(version, pinned=True)
     assignment = assign(db, definitions, key, user_id, now, attributes)
     source = recommender_of(assignment.get("payload")) if assignment["enrolled"] else ACTIVE
     return for_user(db, cache, user_id, n, category, excluded, source), assignment["arm"], assignment["reason"]

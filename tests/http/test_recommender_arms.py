@@ -206,3 +206,20 @@ def test_two_starts_racing_for_the_last_served_version_do_not_both_win(app, auth
 def test_a_bad_recommender_payload_is_422(client, auth, spec):
     resp = client.post("/v1/experiments", json=experiment(arms_over({"a": {"algorithm": "popularity"}, "b": spec})), headers=auth("editor"))
     assert resp.status_code == 422 and resp.get_json()["error"]["details"][0]["field"] == "arms.1.payload.recommender"
+
+
+def test_an_arm_whose_version_cannot_load_fails_the_request_before_any_exposure_is_stored(client, auth, db):
+    """A user shown nothing (the arm's artifact lost on this host) must not count as exposed in the results."""
+    from sqlalchemy import func, select
+
+    from service.store.tables import ExposureRow
+
+    _ready_versions(db, "lost")  # ready, but no artifact anywhere
+    editor = auth("editor")
+    post_ok(client, "/v1/experiments", experiment(arms_over({"a": {"algorithm": "popularity"}, "b": {"model_version": "lost"}}), key="broken"), editor, status=201)
+    post_ok(client, "/v1/experiments/broken/start", None, editor)
+    for user in ("u1", "u2", "u3"):
+        resp = client.get(f"/v1/users/{user}/recommendations?experiment=broken", headers=auth("storefront"))
+        assert resp.status_code == 503 and resp.get_json()["error"]["code"] == "unavailable", resp.get_json()
+    with db.read() as session:
+        assert session.scalar(select(func.count()).select_from(ExposureRow)) == 0
