@@ -66,8 +66,12 @@ def _pairs(option: str, values: tuple[str, ...]) -> dict[str, Any]:
         key, sep, value = pair.partition("=")
         if not sep or not key:
             raise click.BadParameter(f"{pair!r} is not KEY=VALUE", param_hint=option)
+        if key in parsed:  # last-wins would drop the first silently; the API refuses a repeated name too
+            raise click.BadParameter(f"{key!r} is given twice", param_hint=option)
         try:
             parsed[key] = json.loads(value)
+        except RecursionError:
+            raise click.BadParameter(f"the value of {key!r} is nested too deeply", param_hint=option) from None
         except ValueError:
             parsed[key] = value
     return parsed

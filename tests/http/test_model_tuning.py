@@ -264,6 +264,10 @@ def test_the_cli_tunes_with_a_progress_bar_and_prints_the_chosen_params(runner, 
     assert "params: {" in result.output and "tuning: 2 trials, best precision_at_10" in result.output
     bad = runner.invoke(args=["train", "--tune-trials", "2", "--tune-space", "colour=[1, 2]"])
     assert bad.exit_code != 0 and "tune.space.colour" in bad.output
+    twice = runner.invoke(args=["train", "--tune-trials", "2", "--tune-space", "factors=[4, 8]", "--tune-space", "factors=[8, 9]"])
+    assert twice.exit_code == 2 and "'factors' is given twice" in twice.output
+    deep = runner.invoke(args=["train", "--param", "factors=" + "[" * 100_000])
+    assert deep.exit_code == 2 and "nested too deeply" in deep.output and "Traceback" not in deep.output
 
 
 def test_ease_beyond_max_items_fails_the_run_with_the_remedy(client, auth):
