@@ -51,7 +51,7 @@ run: install
 	$(BIN)/flask --app wsgi train --unless-active
 	@mkdir -p instance && test -s instance/secret_key || (umask 077 && $(BIN)/python -c 'import secrets; print(secrets.token_hex(32))' > instance/secret_key)
 	@$(BIN)/flask --app wsgi demo-keys --base-url http://$${BIND:-127.0.0.1:8000}
-	SECRET_KEY=$$(cat instance/secret_key) $(BIN)/gunicorn -c service/gunicorn_conf.py wsgi:app
+	SECRET_KEY=$$(cat instance/secret_key) exec $(BIN)/gunicorn -c service/gunicorn_conf.py wsgi:app
 
 lint: install
 	$(BIN)/mypy

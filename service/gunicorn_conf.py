@@ -5,6 +5,7 @@ import os
 import re
 import secrets
 import shutil
+import signal
 import sys
 import tempfile
 import threading
@@ -226,6 +227,31 @@ def on_starting(server: Any) -> None:
     """Note the master's pid, as it is once daemonised."""
     global _MASTER_PID
     _MASTER_PID = os.getpid()
+
+
+def post_worker_init(worker: Any) -> None:
+    """Quit at once on the first SIGINT or SIGQUIT, and let the second do nothing.
+
+    Ctrl-C reaches every process of the terminal's group: a worker got SIGINT, then the master's
+    SIGQUIT, and gthread's quit, which shuts its thread pool down under a lock, could run inside
+    itself (or inside the pool's own `submit`) and wait on that lock for good; the master killed such
+    a worker 30 s later, "Perhaps out of memory?". Exiting without the pool's lock is as quick: the
+    interpreter's exit lets the pool's threads finish what they hold and joins them.
+    """
+    quitting: list[bool] = []
+
+    # A flag, not SIG_IGN: a signal already pending when its handler is swapped for SIG_IGN makes
+    # Python raise "Signal 3 ignored due to race condition" wherever the worker happens to be.
+    def quit_now(sig: int, frame: Any) -> None:
+        if quitting:
+            return
+        quitting.append(True)
+        worker.alive = False
+        worker.cfg.worker_int(worker)
+        sys.exit(0)
+
+    signal.signal(signal.SIGINT, quit_now)
+    signal.signal(signal.SIGQUIT, quit_now)
 
 
 def on_exit(server: Any) -> None:

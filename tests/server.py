@@ -67,6 +67,7 @@ def gunicorn(
         env=full_env,
         stdout=log,
         stderr=subprocess.STDOUT,
+        start_new_session=True,  # a group of its own, as under a terminal: a test may signal it whole
     )
     server = Server(f"http://127.0.0.1:{port}", process, log_path)
     deadline = time.monotonic() + timeout
