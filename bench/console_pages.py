@@ -1,4 +1,4 @@
-"""Server time of every console page on `make run`'s demo data (1,500 users, 1,200 items, 60,000 events).
+"""Server time of every console page on `make run`'s demo data (1,700 users, 1,200 items, 60,000 events).
 
     python bench/console_pages.py [--users 1500 --items 1200 --events 60000 --repeat 10]
 

@@ -125,16 +125,16 @@ def _ensure_running(svc: Services, definition: dict[str, Any]) -> bool:
     return True
 
 
-def _reward_purchases(svc: Services, key: str, n_users: int) -> int:
-    """Apply each user's purchases after exposure to their arm's schedule, so the ledger shows what each schedule costs."""
-    users = [f"user-{u}" for u in range(n_users)]
-    exposed = {u: assign(svc.db, svc.experiment_cache, key, u, time.time()).get("exposed_at") for u in users}
+def _reward_purchases(svc: Services, key: str, exposed: dict[str, float]) -> int:
+    """Apply each enrolled user's purchases after exposure to their arm's schedule, so the ledger shows what
+    each schedule costs."""
+    # Action ids are unique across experiments; points-q4's kept the form they had before the others had any.
+    prefix = "demo-" if key == AB["key"] else f"demo-{key}-"
     applied = 0
-    for event_id, user, ts, value in purchases(svc.db, users):
-        at = exposed.get(user)
-        if at is None or ts < datetime.fromisoformat(at.replace("Z", "+00:00")).timestamp():
+    for event_id, user, ts, value in purchases(svc.db, list(exposed)):
+        if ts < exposed[user]:
             continue
-        reward(svc.db, svc.experiment_cache, ActionIn(f"demo-{event_id}", key, user, "purchase", value, ts))
+        reward(svc.db, svc.experiment_cache, ActionIn(f"{prefix}{event_id}", key, user, "purchase", value, ts))
         applied += 1
     return applied
 
@@ -151,6 +151,8 @@ def load_demo_experiments(svc: Services, n_users: int) -> Iterator[str]:
         rng = np.random.default_rng([11, zlib.crc32(key.encode())])
         exp = svc.experiment_cache.current(svc.db, key)[0].experiment
         outcomes = []
+        exposed_at: dict[str, float] = {}
+        comebacks: list[ActionIn] = []
         enrolled = 0
         first_exposure = now
         targeted = "targeting" in definition
@@ -159,9 +161,11 @@ def load_demo_experiments(svc: Services, n_users: int) -> Iterator[str]:
             user = f"user-{u}"
             # Targeting reads behaviour as of the exposure, so targeted users arrive now.
             exposed = now - DAY if targeted else now - 30 * DAY + 30 * DAY * u / n_users
-            arm = assign(svc.db, svc.experiment_cache, key, user, exposed)["arm"]
+            answer = assign(svc.db, svc.experiment_cache, key, user, exposed)
+            arm = answer["arm"]
             if arm is None:  # outside its layer range, or not targeted
                 continue
+            exposed_at[user] = datetime.fromisoformat(answer["exposed_at"].replace("Z", "+00:00")).timestamp()  # as stored by an earlier load too
             enrolled += 1
             first_exposure = min(first_exposure, exposed)
             if rng.random() < RATES[key][arm]:
@@ -172,10 +176,15 @@ def load_demo_experiments(svc: Services, n_users: int) -> Iterator[str]:
                 elif any(m.key == "spend" for m in exp.metrics):
                     spend = round(float(rng.gamma(2.0, 20.0)), 2)
                     outcomes.append({**outcome, "outcome_id": f"demo-{key}-{u}-spend", "metric": "spend", "value": spend})
+                elif targeted:  # a lapsed customer's return is a purchase: it goes through their arm's schedule
+                    comebacks.append(ActionIn(f"demo-{key}-{u}-comeback", key, user, "purchase", round(float(rng.gamma(2.0, 20.0)), 2), exposed + DAY))
         if exp.type == "ab":
             record(svc.db, outcomes, {key: exp})
+        for action in comebacks:
+            reward(svc.db, svc.experiment_cache, action)
         experiment_store.start_from(svc.db, key, first_exposure)  # its simulated users arrived before it was loaded
-        if key == AB["key"]:
-            yield f"experiment {key}: {_reward_purchases(svc, key, n_users)} purchases after exposure sent through the reward schedules"
+        if any(arm.schedule is not None for arm in exp.arms):
+            sent = _reward_purchases(svc, key, exposed_at) + len(comebacks)
+            yield f"experiment {key}: {sent} purchases after exposure sent through the reward schedules"
         yield f"experiment {key}: {enrolled} of {audience} users enrolled, {sum(1 for o in outcomes if o['metric'] == 'conversion')} conversions reported"
         state.put_setting(svc.db, _PROGRESS + key, "loaded")

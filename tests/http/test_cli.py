@@ -84,6 +84,10 @@ def test_demo_loads_data_and_its_running_experiments_once(runner, client, auth):
     assert sum(a["users"] for a in results["arms"]) == 300
     bandit = client.get("/v1/experiments/bonus-bandit/results", headers=auth("analyst")).get_json()
     assert sum(a["users"] for a in bandit["arms"]) == 300 and sum(bandit["allocation"].values()) == pytest.approx(1.0)
+    # Every experiment's schedules have costs to show: purchases after exposure (and the lapsed customers'
+    # comeback purchases) went through them, not points-q4's alone.
+    for answer in (results, bandit, *halves, win_back):
+        assert sum(a["reward_actions"] for a in answer["arms"]) > 0 and any(a["points_per_user"] for a in answer["arms"]), answer["experiment"]
     # Its simulated users arrived over the month before it was loaded, and its start says so.
     from datetime import datetime
 
