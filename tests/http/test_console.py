@@ -75,6 +75,13 @@ def test_sign_in_refuses_an_unknown_key_and_keeps_the_cookie_safe(client, keys):
     assert "HttpOnly" in cookie and "SameSite=Lax" in cookie and "Path=/ui" in cookie and "Secure" not in cookie
 
 
+@pytest.mark.parametrize("pasted", ["export EDITOR_KEY={key}", "  EDITOR_KEY={key}\n", "Authorization: Bearer {key}", "bearer {key}", "'{key}'"])
+def test_sign_in_takes_the_key_out_of_a_pasted_shell_line_or_header(client, keys, pasted):
+    # make run prints `export EDITOR_KEY=sl_...`; pasting that whole line had read "unknown or revoked".
+    signed_in = client.post("/ui/sign-in", data={"csrf_token": csrf(client), "api_key": pasted.format(key=keys["editor"])})
+    assert signed_in.status_code == 303 and signed_in.headers["Location"] == "/ui/experiments"
+
+
 def test_a_console_session_does_not_reach_the_api(client, keys):
     # The session is opened for /ui only: a signed-in browser's cookie grants nothing outside it.
     token = csrf(client)

@@ -14,6 +14,7 @@ from service.http.console.forms import (
     keeps_forms,
     kept_fields,
     page,
+    posted_key,
     safe_next,
     sign_in,
     sign_in_posted_again,
@@ -47,7 +48,7 @@ def sign_in_page() -> Any:
         if signed_in is not None:  # a reload: that page again, not a second sign-in
             return _after_sign_in(signed_in.role, target, kept)
         check_csrf()
-        principal = sign_in(request.form.get("api_key", ""))
+        principal = sign_in(posted_key())
         if principal is not None:
             flash(f"Signed in with the {principal.role} key “{bidi_escaped(principal.name)}”.", "success")
             return _after_sign_in(principal.role, target, kept)

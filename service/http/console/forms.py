@@ -122,6 +122,16 @@ def check_csrf() -> None:
         abort(403, "This form did not come from your console session (its security token is missing or out of date). Reload the page and try again.")
 
 
+# What a pasted line may carry around the key: `export EDITOR_KEY=sl_...` as `make run` prints it, or an
+# `Authorization: Bearer sl_...` header.
+_AROUND_KEY = re.compile(r"^(?:export\s+)?[A-Za-z_][A-Za-z0-9_]*=|^(?:authorization:\s*)?bearer\s+", re.IGNORECASE)
+
+
+def posted_key() -> str:
+    """The API key the sign-in form carries, less what a pasted shell line or header put around it."""
+    return _AROUND_KEY.sub("", request.form.get("api_key", "").strip(), count=1).strip().strip("'\"")
+
+
 def sign_in_posted_again() -> Principal | None:
     """Who is signed in, when this POST to the sign-in page is the sign-in that did it, sent again: reloading the
     page a sign-in answered repeats its post, from this console's page, with the key it signed in and the token
@@ -130,7 +140,7 @@ def sign_in_posted_again() -> Principal | None:
     if _csrf_ok() or not _same_origin():
         return None
     signed_in = current_principal()
-    raw = request.form.get("api_key", "").strip()
+    raw = posted_key()
     posted = services().keys.principal(raw) if raw else None
     return signed_in if signed_in is not None and posted is not None and posted.key_id == signed_in.key_id else None
 
