@@ -19,13 +19,14 @@ $(BIN)/activate:
 
 $(VENV)/.installed: pyproject.toml constraints.txt | $(BIN)/activate
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[dev]' -c constraints.txt
+	@# setuptools warns that an editable install's folders may shadow the package: here they are the package.
+	PYTHONWARNINGS='ignore:Editable installation:UserWarning' $(BIN)/pip install --quiet -e '.[dev]' -c constraints.txt
 	touch $@
 
 # After changing pyproject.toml's dependencies, or to move to newer releases: install the newest within its
 # ranges, run make test, and keep the versions it passed with.
 lock: $(BIN)/activate
-	$(BIN)/pip install --quiet --upgrade -e '.[dev]'
+	PYTHONWARNINGS='ignore:Editable installation:UserWarning' $(BIN)/pip install --quiet --upgrade -e '.[dev]'
 	(sed -n '1,3p' constraints.txt; $(BIN)/pip freeze --exclude-editable) > constraints.new && mv constraints.new constraints.txt
 
 install: $(VENV)/.installed
