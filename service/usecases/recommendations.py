@@ -120,15 +120,17 @@ def in_experiment(
     """Assign the user (recording the exposure; `attributes` for its targeting) and answer from their arm's
     recommender; (answer, arm or None, why not enrolled or None).
 
-    Every version the arms name is loaded first: a version this host cannot load (its artifact lost, say)
-    then fails the request before an exposure is stored for a user who was shown nothing.
+    Every version the arms of a running or paused experiment name is loaded first: a version this host
+    cannot load (its artifact lost, say) then fails the request before an exposure is stored for a user
+    who was shown nothing. (A draft's or a stopped experiment's versions serve nobody, and may be gone.)
     """
     stamp = definitions.stamp(key)
-    d = definitions.get(db, key, stamp) if stamp is not None else definitions.current(db, key)[0]
-    for arm in d.experiment.arms:
-        version = recommender_of(arm.payload).version
-        if version is not None:
-            cache.index(version, pinned=True)
+    d, status = (definitions.get(db, key, stamp), stamp.status) if stamp is not None else definitions.current(db, key)
+    if status in ("running", "paused"):
+        for arm in d.experiment.arms:
+            version = recommender_of(arm.payload).version
+            if version is not None:
+                cache.index(version, pinned=True)
     assignment = assign(db, definitions, key, user_id, now, attributes)
     source = recommender_of(assignment.get("payload")) if assignment["enrolled"] else ACTIVE
     return for_user(db, cache, user_id, n, category, excluded, source), assignment["arm"], assignment["reason"]

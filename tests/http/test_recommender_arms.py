@@ -223,3 +223,10 @@ def test_an_arm_whose_version_cannot_load_fails_the_request_before_any_exposure_
         assert resp.status_code == 503 and resp.get_json()["error"]["code"] == "unavailable", resp.get_json()
     with db.read() as session:
         assert session.scalar(select(func.count()).select_from(ExposureRow)) == 0
+    # A draft's or a stopped experiment's arms serve nobody: their versions are not loaded, and may be gone.
+    post_ok(client, "/v1/experiments", experiment(arms_over({"a": {"algorithm": "popularity"}, "b": {"model_version": "lost"}}), key="drafted"), editor, status=201)
+    for key in ("drafted", "broken"):
+        if key == "broken":
+            post_ok(client, "/v1/experiments/broken/stop", None, editor)
+        answer = get_ok(client, f"/v1/users/u1/recommendations?experiment={key}", auth("storefront"))
+        assert answer["arm"] is None and answer["reason"] == "not_running"
