@@ -40,7 +40,7 @@ def verdicts(
     if silent:
         out.append(Verdict("warn", silent))
     if answer["type"] == "bandit":
-        if not answer.get("safe_to_compare"):
+        if answer.get("safe_to_compare") == []:  # the floor is 0 (see results.py)
             out.append(Verdict("warn", "This bandit's floor (min_probability) is 0, so its policy could give an arm no chance at all with some "
                                        "users: neither its naive nor its weighted (IPW) figures compare the arms without bias. Set a floor above 0 "
                                        "in the next experiment, or run an A/B test, to compare them."))
