@@ -83,7 +83,7 @@ def _pairs(option: str, values: tuple[str, ...]) -> dict[str, Any]:
 def init_db() -> None:
     """Create or upgrade the schema (safe to run again, and from several processes)."""
     before, after = services().upgrade_schema()
-    click.echo(f"schema at revision {after}" + (f" (was {before})" if before != after else " (already current)"))
+    click.echo(f"schema at revision {after}" + (" (already current)" if before == after else f" (was {before or 'empty'})"))
 
 
 @click.command("downgrade-db")

@@ -153,11 +153,22 @@ def _sqlite_foreign_keys_off(db: Database, conn: Connection, moving: bool) -> It
         raw.execute("PRAGMA foreign_keys=ON")
 
 
+def _check_downgrade(current: str | None, target: str) -> None:
+    """Conflict, in the schema's terms rather than alembic's, for a downgrade with nothing to take back."""
+    if current is None:
+        raise Conflict("the database has no schema yet, so there is nothing to take back; init-db creates one")
+    order = [r.revision for r in reversed(list(_scripts().walk_revisions()))]  # oldest first
+    if current in order and order.index(target) > order.index(current):
+        raise Conflict(f"revision {target} is ahead of the schema's, {current}: init-db moves a schema forward")
+
+
 def _migrate(db: Database, target: str, down: bool) -> tuple[str | None, str]:
     with unavailable_on_failure(), db.engine.connect() as conn:
         with _migration_lock(db, conn):
             before = MigrationContext.configure(conn).get_current_revision()
             conn.commit()
+            if down:
+                _check_downgrade(before, target)
             with _sqlite_foreign_keys_off(db, conn, moving=before != (head_revision() if target == "head" else target)):
                 try:
                     (command.downgrade if down else command.upgrade)(_alembic_config(conn), target)

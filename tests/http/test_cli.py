@@ -287,13 +287,18 @@ def test_downgrade_db_takes_the_schema_back_for_an_older_release_only_when_told_
     app = create_app(Config(database_url=f"sqlite:///{tmp_path / 'back.db'}", model_dir=tmp_path / "models", testing=True, log_level="CRITICAL"))
     runner = app.test_cli_runner()
     try:
-        assert runner.invoke(args=["init-db"]).exit_code == 0
+        # Nothing to take back from an empty database, said in the schema's terms (it had read "revision None").
+        empty = runner.invoke(args=["downgrade-db", "0018", "--yes"])
+        assert empty.exit_code == 1 and "has no schema yet" in empty.output and "None" not in empty.output
+        assert runner.invoke(args=["init-db"]).output.strip() == f"schema at revision {head_revision()} (was empty)"
         unasked = runner.invoke(args=["downgrade-db", "0018"])
         assert unasked.exit_code == 2 and "--yes" in unasked.output
         assert current_revision(app.extensions["stickyloop"].db) == head_revision()
         done = runner.invoke(args=["downgrade-db", "0018", "--yes"])
         assert done.exit_code == 0 and done.output.strip() == f"schema at revision 0018 (was {head_revision()})"
         assert app.test_client().get("/readyz").status_code == 503  # this release needs its own revision
+        ahead = runner.invoke(args=["downgrade-db", "0019", "--yes"])
+        assert ahead.exit_code == 1 and "revision 0019 is ahead of the schema's, 0018" in ahead.output and "alembic" not in ahead.output.lower()
         unknown = runner.invoke(args=["downgrade-db", "base", "--yes"])
         assert unknown.exit_code == 1 and unknown.output.startswith("stickyloop: no revision 'base' in this release")
         assert runner.invoke(args=["init-db"]).output.strip() == f"schema at revision {head_revision()} (was 0018)"
