@@ -474,22 +474,23 @@ def test_ipw_reads_a_binary_metric_as_converted_or_not_whatever_the_values_sum_t
     assert value["snipw"]["value"] == pytest.approx(_snipw_reference(p[mine], y[mine])[0], rel=REL)
 
 
+def _spend_bandit(client, auth, values: list[float]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A running two-arm bandit on a continuous `spend`, one user a value: each user's arm, propensity and value."""
+    running(client, auth("editor"), bandit_definition(arms=2, metrics=[{"key": "spend", "kind": "continuous"}], primary_metric="spend"))
+    shop = auth("storefront")
+    logged = []
+    for u, value in enumerate(values):
+        answer = assign(client, shop, "bonus-bandit", f"f{u}")
+        post_ok(client, "/v1/outcomes", {"outcomes": [{"outcome_id": f"f-{u}", "experiment": "bonus-bandit", "user_id": f"f{u}", "metric": "spend", "value": value}]}, shop)
+        logged.append((answer["arm"], answer["probability"], value))
+    return np.array([a for a, _, _ in logged]), np.array([q for _, q, _ in logged]), np.array([v for _, _, v in logged])
+
+
 @pytest.mark.parametrize("spread", [1.0, 0.0])
 def test_snipw_intervals_far_from_zero_keep_their_width(client, auth, spread):
     """Weighted sums around zero at 1e9 cancel every digit of SNIPW's spread; around the arm's mean they keep it."""
-    body = bandit_definition(arms=2, metrics=[{"key": "spend", "kind": "continuous"}], primary_metric="spend")
-    running(client, auth("editor"), body)
-    shop = auth("storefront")
     rng = np.random.default_rng(8)
-    logged = []
-    for u in range(80):
-        answer = assign(client, shop, "bonus-bandit", f"f{u}")
-        value = 1e9 + spread * round(float(rng.normal()), 3)
-        post_ok(client, "/v1/outcomes", {"outcomes": [{"outcome_id": f"f-{u}", "experiment": "bonus-bandit", "user_id": f"f{u}", "metric": "spend", "value": value}]}, shop)
-        logged.append((answer["arm"], answer["probability"], value))
-    arm = np.array([a for a, _, _ in logged])
-    p = np.array([q for _, q, _ in logged])
-    y = np.array([v for _, _, v in logged])
+    arm, p, y = _spend_bandit(client, auth, [1e9 + spread * round(float(rng.normal()), 3) for _ in range(80)])
     rows = get_ok(client, "/v1/experiments/bonus-bandit/results", auth("analyst"))["arms"]
     value = post_ok(client, "/v1/experiments/bonus-bandit/evaluate", {"allocation": {"arm0": 1.0}}, auth("analyst"))
     answers = [(row["arm"], row["snipw_mean"], row["snipw_ci"]) for row in rows] + [("arm0", value["snipw"]["value"], value["snipw"]["ci"])]
@@ -507,18 +508,7 @@ def test_snipw_intervals_far_from_zero_keep_their_width(client, auth, spread):
 
 def test_snipw_keeps_its_interval_for_outcomes_a_few_thousand_ulps_apart_far_from_zero(client, auth):
     """1e9 plus steps of 1e-6 are hundreds of ulps apart: a real spread, not equal outcomes rounded."""
-    body = bandit_definition(arms=2, metrics=[{"key": "spend", "kind": "continuous"}], primary_metric="spend")
-    running(client, auth("editor"), body)
-    shop = auth("storefront")
-    logged = []
-    for u in range(60):
-        answer = assign(client, shop, "bonus-bandit", f"t{u}")
-        value = 1e9 + u * 1e-6
-        post_ok(client, "/v1/outcomes", {"outcomes": [{"outcome_id": f"t-{u}", "experiment": "bonus-bandit", "user_id": f"t{u}", "metric": "spend", "value": value}]}, shop)
-        logged.append((answer["arm"], answer["probability"], value))
-    arm = np.array([a for a, _, _ in logged])
-    p = np.array([q for _, q, _ in logged])
-    y = np.array([v for _, _, v in logged])
+    arm, p, y = _spend_bandit(client, auth, [1e9 + u * 1e-6 for u in range(60)])
     rows = get_ok(client, "/v1/experiments/bonus-bandit/results", auth("analyst"))["arms"]
     for row in rows:
         mine = arm == row["arm"]
