@@ -12,7 +12,7 @@ import json
 import threading
 import time
 from collections import OrderedDict
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 import numpy as np
 
@@ -226,16 +226,24 @@ def why_not_enrolled(db: Database, cache: ExperimentCache, key: str, user_id: st
     return _eligible(db, d, user_id, now, {}), from_request
 
 
-def assign(db: Database, cache: ExperimentCache, key: str, user_id: str, now: float, attributes: Mapping[str, Any] | None = None) -> dict[str, Any]:
+# Called with the chosen arm's payload just before a new exposure is written; what it raises writes none.
+BeforeExposure = Callable[[Mapping[str, Any]], None]
+
+
+def assign(
+    db: Database, cache: ExperimentCache, key: str, user_id: str, now: float, attributes: Mapping[str, Any] | None = None,
+    before_exposure: BeforeExposure | None = None,
+) -> dict[str, Any]:
     """The user's assignment in one experiment, recording the first exposure at `now`.
 
     An exposed user keeps their arm whatever their attributes or the traffic say later: stickiness wins.
     A user this process answered before costs no query while the experiment's stamp is trusted; a user
     new to an untargeted A/B experiment costs one statement, which also answers an exposure stored before.
+    `before_exposure` may refuse a new user's arm (a recommender arm whose model cannot load here).
     """
     stamp = cache.stamp(key)
     if stamp is None:
-        return _assign_read(db, cache, key, user_id, now, attributes)
+        return _assign_read(db, cache, key, user_id, now, attributes, before_exposure)
     if stamp.status == "stopped":
         return _answer(key, user_id, None, None, "not_running")
     d = cache.get(db, key, stamp)
@@ -246,21 +254,22 @@ def assign(db: Database, cache: ExperimentCache, key: str, user_id: str, now: fl
     if stamp.status != "running" or exp.type != "ab" or exp.targeting is not None:
         # A paused experiment answers only earlier exposures; a bandit's choice or a targeting rule costs reads
         # that a returning user should not pay for, so both look for the exposure first.
-        return _assign_read(db, cache, key, user_id, now, attributes)
+        return _assign_read(db, cache, key, user_id, now, attributes, before_exposure)
     if _eligible(db, d, user_id, now, {}) is None:
-        enrolled_now = _enrol(db, cache, d, user_id, now)
+        enrolled_now = _enrol(db, cache, d, user_id, now, before_exposure)
         if enrolled_now is not None:
             return enrolled_now
     # Refused (an exposure from before a change of traffic still holds), or the experiment changed since
     # this process read it: the stored state decides.
-    return _assign_read(db, cache, key, user_id, now, attributes)
+    return _assign_read(db, cache, key, user_id, now, attributes, before_exposure)
 
 
 _READS = 3  # reads before answering not_running for an experiment that changed between every read and its write
 
 
 def _assign_read(
-    db: Database, cache: ExperimentCache, key: str, user_id: str, now: float, attributes: Mapping[str, Any] | None, reads: int = _READS
+    db: Database, cache: ExperimentCache, key: str, user_id: str, now: float, attributes: Mapping[str, Any] | None,
+    before_exposure: BeforeExposure | None = None, reads: int = _READS,
 ) -> dict[str, Any]:
     """Assignment from one read of the experiment's stamp with the user's exposure."""
     read_at = time.monotonic()
@@ -280,18 +289,22 @@ def _assign_read(
     refused = _eligible(db, d, user_id, now, attributes or {})
     if refused is not None:
         return _answer(key, user_id, d, None, refused)
-    enrolled_now = _enrol(db, cache, d, user_id, now)
+    enrolled_now = _enrol(db, cache, d, user_id, now, before_exposure)
     if enrolled_now is not None:
         return enrolled_now
     if reads > 1:  # changed between the read and the write: again by what is stored now
-        return _assign_read(db, cache, key, user_id, now, attributes, reads - 1)
+        return _assign_read(db, cache, key, user_id, now, attributes, before_exposure, reads - 1)
     return _answer(key, user_id, d, None, "not_running")
 
 
-def _enrol(db: Database, cache: ExperimentCache, d: StoredDefinition, user_id: str, now: float) -> dict[str, Any] | None:
+def _enrol(
+    db: Database, cache: ExperimentCache, d: StoredDefinition, user_id: str, now: float, before_exposure: BeforeExposure | None = None,
+) -> dict[str, Any] | None:
     """Choose an arm and write the exposure, or answer the one stored first; None if the experiment no longer runs as `d` says."""
     key = d.experiment.key
     arm, probability = _choose(db, d, user_id, now)
+    if before_exposure is not None:
+        before_exposure(next(a.payload for a in d.experiment.arms if a.key == arm))
     bandit = d.experiment.bandit
     waits = bandit is not None and bandit.attribution_hours is not None
     chosen_by = Stamp("running", d.revision, d.salt)

@@ -120,17 +120,15 @@ def in_experiment(
     """Assign the user (recording the exposure; `attributes` for its targeting) and answer from their arm's
     recommender; (answer, arm or None, why not enrolled or None).
 
-    Every version the arms of a running or paused experiment name is loaded first: a version this host
-    cannot load (its artifact lost, say) then fails the request before an exposure is stored for a user
-    who was shown nothing. (A draft's or a stopped experiment's versions serve nobody, and may be gone.)
+    A new user's arm has its model loaded before the exposure is written: a version this host cannot load
+    (its artifact lost, say) then fails the request with no exposure stored for a user shown nothing,
+    while users of the other arms, and users not enrolled, are answered as before.
     """
-    stamp = definitions.stamp(key)
-    d, status = (definitions.get(db, key, stamp), stamp.status) if stamp is not None else definitions.current(db, key)
-    if status in ("running", "paused"):
-        for arm in d.experiment.arms:
-            version = recommender_of(arm.payload).version
-            if version is not None:
-                cache.index(version, pinned=True)
-    assignment = assign(db, definitions, key, user_id, now, attributes)
+    def loadable(payload: Mapping[str, Any]) -> None:
+        version = recommender_of(payload).version
+        if version is not None:
+            cache.index(version, pinned=True)
+
+    assignment = assign(db, definitions, key, user_id, now, attributes, before_exposure=loadable)
     source = recommender_of(assignment.get("payload")) if assignment["enrolled"] else ACTIVE
     return for_user(db, cache, user_id, n, category, excluded, source), assignment["arm"], assignment["reason"]

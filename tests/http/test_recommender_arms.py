@@ -208,25 +208,35 @@ def test_a_bad_recommender_payload_is_422(client, auth, spec):
     assert resp.status_code == 422 and resp.get_json()["error"]["details"][0]["field"] == "arms.1.payload.recommender"
 
 
-def test_an_arm_whose_version_cannot_load_fails_the_request_before_any_exposure_is_stored(client, auth, db):
-    """A user shown nothing (the arm's artifact lost on this host) must not count as exposed in the results."""
-    from sqlalchemy import func, select
+def test_an_arm_whose_version_cannot_load_fails_only_its_new_users_and_stores_no_exposure_for_them(client, auth, db):
+    """A user shown nothing (the arm's artifact lost on this host) must not count as exposed in the results;
+    users of the other arm, and users the experiment does not enrol, are answered as before."""
+    from sqlalchemy import select
 
     from service.store.tables import ExposureRow
 
     _ready_versions(db, "lost")  # ready, but no artifact anywhere
     editor = auth("editor")
-    post_ok(client, "/v1/experiments", experiment(arms_over({"a": {"algorithm": "popularity"}, "b": {"model_version": "lost"}}), key="broken"), editor, status=201)
-    post_ok(client, "/v1/experiments/broken/start", None, editor)
-    for user in ("u1", "u2", "u3"):
+    for key, traffic in (("broken", 1.0), ("sampled", 0.01)):
+        body = {**experiment(arms_over({"a": {"algorithm": "popularity"}, "b": {"model_version": "lost"}}), key=key), "traffic": traffic}
+        post_ok(client, "/v1/experiments", body, editor, status=201)
+        post_ok(client, f"/v1/experiments/{key}/start", None, editor)
+    statuses = {}
+    for user in (f"u{i}" for i in range(40)):
         resp = client.get(f"/v1/users/{user}/recommendations?experiment=broken", headers=auth("storefront"))
-        assert resp.status_code == 503 and resp.get_json()["error"]["code"] == "unavailable", resp.get_json()
+        statuses[user] = resp.status_code
+        if resp.status_code != 200:
+            assert resp.status_code == 503 and resp.get_json()["error"]["code"] == "unavailable", resp.get_json()
     with db.read() as session:
-        assert session.scalar(select(func.count()).select_from(ExposureRow)) == 0
+        stored = dict(session.execute(select(ExposureRow.user_id, ExposureRow.arm).where(ExposureRow.experiment_key == "broken")).all())
+    assert set(stored.values()) == {"a"} and {u for u, s in statuses.items() if s == 200} == set(stored)
+    assert 0 < len(stored) < 40  # both arms drew users: the broken arm's got 503 and no exposure
+    # 1 % traffic: nearly every user is not enrolled, and gets the active model's answer whatever the arms hold.
+    unenrolled = [client.get(f"/v1/users/v{i}/recommendations?experiment=sampled", headers=auth("storefront")).get_json() for i in range(30)]
+    assert sum(1 for a in unenrolled if a.get("reason") == "traffic" and a["items"] is not None) >= 25
     # A draft's or a stopped experiment's arms serve nobody: their versions are not loaded, and may be gone.
     post_ok(client, "/v1/experiments", experiment(arms_over({"a": {"algorithm": "popularity"}, "b": {"model_version": "lost"}}), key="drafted"), editor, status=201)
+    post_ok(client, "/v1/experiments/broken/stop", None, editor)
     for key in ("drafted", "broken"):
-        if key == "broken":
-            post_ok(client, "/v1/experiments/broken/stop", None, editor)
         answer = get_ok(client, f"/v1/users/u1/recommendations?experiment={key}", auth("storefront"))
         assert answer["arm"] is None and answer["reason"] == "not_running"
