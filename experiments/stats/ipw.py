@@ -102,7 +102,7 @@ def _interval(centre: float, variance: float, alpha: float) -> Interval | None:
 _DIGITS_KEPT = 1e-11
 
 
-def _ipw(s: PropensitySums, total_users: int, alpha: float, notes: list[str]) -> tuple[float | None, Interval | None]:
+def _ipw(s: PropensitySums, total_users: int, alpha: float, notes: list[str], intervals: bool = True) -> tuple[float | None, Interval | None]:
     """sum w y / N with the variance of Z_i = w_i y_i (0 off the arm or policy) over all N users."""
     if total_users == 0:
         notes.append("no exposed users yet")
@@ -112,6 +112,8 @@ def _ipw(s: PropensitySums, total_users: int, alpha: float, notes: list[str]) ->
     if mean is None:
         notes.append("the IPW sum is not a finite number")
         return None, None
+    if not intervals:
+        return mean, None
     if total_users < 2:
         notes.append("one user is not enough for an IPW interval")
         return mean, None
@@ -138,7 +140,7 @@ def _ipw(s: PropensitySums, total_users: int, alpha: float, notes: list[str]) ->
     return mean, _interval(mean, spread / (total_users - 1) / total_users, alpha)
 
 
-def _snipw(s: PropensitySums, alpha: float, notes: list[str]) -> tuple[float | None, Interval | None]:
+def _snipw(s: PropensitySums, alpha: float, notes: list[str], intervals: bool = True) -> tuple[float | None, Interval | None]:
     """sum w y / sum w with the delta-method variance sum w^2 (y - m)^2 / (sum w)^2."""
     if not s.w > 0:
         notes.append("no weight on any logged user, so the self-normalised mean is undefined")
@@ -148,6 +150,8 @@ def _snipw(s: PropensitySums, alpha: float, notes: list[str]) -> tuple[float | N
     if mean is None:
         notes.append("the self-normalised mean is not a finite number")
         return None, None
+    if not intervals:
+        return mean, None
     if s.users < 2:
         notes.append("one user is not enough for a self-normalised interval")
         return mean, None
@@ -189,19 +193,22 @@ def _few(ess: float | None, users: int, notes: list[str]) -> None:
                  "too narrow; wait for more users before deciding")
 
 
-def ipw_arm(arm: PropensitySums, total_users: int, alpha: float) -> IpwEstimate:
-    """IPW and SNIPW estimates of the arm's mean outcome had everyone been given it."""
+def ipw_arm(arm: PropensitySums, total_users: int, alpha: float, intervals: bool = True) -> IpwEstimate:
+    """IPW and SNIPW estimates of the arm's mean outcome had everyone been given it; with `intervals`
+    False (the logging policy could give an arm no chance), the estimates alone, and no note of intervals."""
     _check(total_users, alpha, arm.users)
     notes: list[str] = []
-    ipw, ipw_ci = _ipw(arm, total_users, alpha, notes)
-    snipw, snipw_ci = _snipw(arm, alpha, notes)
+    ipw, ipw_ci = _ipw(arm, total_users, alpha, notes, intervals)
+    snipw, snipw_ci = _snipw(arm, alpha, notes, intervals)
     ess = effective_users(arm.w, arm.w2)
-    _few(ess, arm.users, notes)
+    if intervals:
+        _few(ess, arm.users, notes)
     return IpwEstimate(ipw, ipw_ci, snipw, snipw_ci, tuple(notes), ess)
 
 
-def evaluate_allocation(arms: Sequence[PropensitySums], target: Sequence[float], total_users: int, alpha: float) -> PolicyValue:
-    """The value per user of assigning arm a with probability target[a] (shares normally add up to 1)."""
+def evaluate_allocation(arms: Sequence[PropensitySums], target: Sequence[float], total_users: int, alpha: float, intervals: bool = True) -> PolicyValue:
+    """The value per user of assigning arm a with probability target[a] (shares normally add up to 1);
+    `intervals` as for `ipw_arm`."""
     if len(target) != len(arms):
         raise ValueError(f"target must give one share per arm ({len(arms)}), got {len(target)}")
     if not all(math.isfinite(t) and t >= 0 for t in target):
@@ -222,10 +229,11 @@ def evaluate_allocation(arms: Sequence[PropensitySums], target: Sequence[float],
         common,
     )
     notes: list[str] = []
-    ipw, ipw_ci = _ipw(pooled, total_users, alpha, notes)
-    snipw, snipw_ci = _snipw(pooled, alpha, notes)
+    ipw, ipw_ci = _ipw(pooled, total_users, alpha, notes, intervals)
+    snipw, snipw_ci = _snipw(pooled, alpha, notes, intervals)
     ess = effective_users(pooled.w, pooled.w2)
-    _few(ess, pooled.users, notes)
+    if intervals:
+        _few(ess, pooled.users, notes)
     return PolicyValue(ipw, ipw_ci, snipw, snipw_ci, ess, tuple(notes))
 
 

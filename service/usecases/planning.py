@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import time
-from dataclasses import replace
 from typing import Any, Mapping
 
 from experiments.stats.ipw import best_arm_target, evaluate_allocation, ipw_arm
@@ -64,10 +63,8 @@ def evaluate(
         if abs(sum(allocation.values()) - 1.0) > 1e-9:
             raise Invalid.field("allocation", f"shares must add up to 1, they add up to {sum(allocation.values()):g}")
         target = [float(allocation.get(a.key, 0.0)) for a in exp.arms]
-    value = evaluate_allocation(sums, target, users, alpha)
     positivity = every_arm_possible(exp)
-    if not positivity:
-        value = replace(value, ipw_ci=None, snipw_ci=None)
+    value = evaluate_allocation(sums, target, users, alpha, intervals=positivity)
     return {
         "experiment": exp.key,
         "metric": metric.key,

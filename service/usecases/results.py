@@ -249,11 +249,9 @@ def results(db: Database, cache: ExperimentCache, key: str, req: ResultsRequest)
             "notes": list(result.notes),
         }
         if exp.type == "bandit":
-            est = ipw_arm(m.propensity_sums(), total_users, req.alpha)
+            est = ipw_arm(m.propensity_sums(), total_users, req.alpha, intervals=positivity)
             row.update({"ipw_mean": est.ipw_mean, "ipw_ci": interval(est.ipw_ci), "snipw_mean": est.snipw_mean, "snipw_ci": interval(est.snipw_ci),
                         "ipw_effective_users": est.effective_users})
-            if not positivity:
-                row.update({"ipw_ci": None, "snipw_ci": None})
             row["notes"] += [n for n in est.notes if n not in row["notes"]]
         row["notes"] = _arm_notes(row["notes"], metric.key)
         rows.append(row)

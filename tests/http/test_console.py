@@ -2011,3 +2011,4 @@ def test_a_bandit_with_no_floor_reads_as_comparing_no_arm_without_bias(as_role, 
     html = as_role("analyst").get("/ui/experiments/bonus-bandit/results").get_data(as_text=True)
     reading = html.split('id="reading-title"', 1)[1].split("</section>", 1)[0]
     assert "floor (min_probability) is 0" in reading and "compare arms by their IPW" not in reading and " leads on " not in reading
+    assert "effective users" not in html  # no badge or notice of intervals that are not there

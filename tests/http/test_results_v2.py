@@ -537,8 +537,12 @@ def test_a_bandit_with_no_floor_gives_its_weighted_estimates_no_interval_and_say
     answer = get_ok(client, "/v1/experiments/bonus-bandit/results", auth("analyst"))
     assert answer["safe_to_compare"] == [] and any("min_probability is 0" in n for n in answer["notes"])
     assert all(row["ipw_ci"] is None and row["snipw_ci"] is None for row in answer["arms"])
+    # Nor does any note speak of intervals that are not there ("likely too narrow", "read the snipw interval").
+    weighted = ("weighted", "IPW", "self-normalised", "snipw")
+    assert not any(w in note for row in answer["arms"] for note in row["notes"] for w in weighted)
     value = post_ok(client, "/v1/experiments/bonus-bandit/evaluate", {"allocation": {"arm0": 0.5, "arm1": 0.5}}, auth("analyst"))
     assert value["ipw"]["ci"] is None and value["snipw"]["ci"] is None and any("min_probability is 0" in n for n in value["notes"])
+    assert [n for n in value["notes"] if "interval" in n] == [n for n in value["notes"] if "min_probability is 0" in n]
     # Epsilon-greedy explores every arm itself: no floor needed.
     greedy = bandit_definition(arms=2, key="greedy", bandit={"algorithm": "epsilon_greedy", "epsilon": 0.2, "min_probability": 0})
     running(client, auth("editor"), greedy)
