@@ -24,7 +24,8 @@ _MIN_CONTINUOUS_PULLS = 2
 # 8-point Gauss-Legendre per panel then agrees with a fine adaptive quadrature to
 # about 1e-15 (tests/bandits/test_policies.py).
 _TAIL = np.array([12.0, 16.0, 24.0, 36.0])
-_EDGES = np.concatenate([-_TAIL[::-1], np.linspace(-9.0, 9.0, 37), _TAIL])
+_EDGES = np.linspace(-9.0, 9.0, 37)
+_SKEWED_EDGES = np.concatenate([-_TAIL[::-1], _EDGES, _TAIL])  # a normal posterior has no mass out there worth a panel
 _NODES, _WEIGHTS = np.polynomial.legendre.leggauss(8)
 
 
@@ -47,14 +48,14 @@ def _thinned(edges: np.ndarray, spacing: float) -> np.ndarray:
     return np.array(kept)
 
 
-def prob_best(dists: list[Any], means: np.ndarray, sds: np.ndarray, support: tuple[float, float]) -> np.ndarray:
+def prob_best(dists: list[Any], means: np.ndarray, sds: np.ndarray, support: tuple[float, float], edges: np.ndarray = _SKEWED_EDGES) -> np.ndarray:
     """P(arm i has the largest draw) for independent frozen scipy distributions.
 
     Integrates f_i(x) * prod_{j != i} F_j(x) by composite Gauss-Legendre on
     panels placed at every arm's own scale: vectorised and deterministic; 50 arms cost
     about as much as 3 did before the panels were thinned.
     """
-    edges = _thinned(np.unique(np.clip((means[:, None] + sds[:, None] * _EDGES[None, :]).ravel(), *support)), _THIN * float(sds.min()))
+    edges = _thinned(np.unique(np.clip((means[:, None] + sds[:, None] * edges[None, :]).ravel(), *support)), _THIN * float(sds.min()))
     left, right = edges[:-1], edges[1:]
     half = (right - left) / 2
     x = ((left + right) / 2)[:, None] + half[:, None] * _NODES[None, :]
@@ -82,7 +83,7 @@ class ThompsonSampling(Policy):
         # Which arm is best does not move with a common shift; taken about the best mean, the nodes keep
         # the digits a narrow posterior far from zero needs (at 1e9 a node falls on steps of 1.2e-7).
         means = stats.means() - stats.means().max()
-        return prob_best([sps.norm(m, s) for m, s in zip(means, sd)], means, sd, (-np.inf, np.inf))
+        return prob_best([sps.norm(m, s) for m, s in zip(means, sd)], means, sd, (-np.inf, np.inf), _EDGES)
 
     def probabilities(self, stats: ArmStats) -> np.ndarray:
         """Posterior probability that each arm is best."""

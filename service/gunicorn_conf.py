@@ -102,9 +102,10 @@ control_socket_disable = True
 accesslog = os.environ.get("GUNICORN_ACCESS_LOG") or None
 
 
-# An API key ("sl_" and 43 URL-safe characters) or any bearer token: a malformed Authorization line
-# ("Authorization Bearer sl_...", no colon) is quoted whole in gunicorn's "Invalid request" warning.
-_SECRETS = re.compile(r"(?i)(bearer\s+)[^\s'\"]+|sl_[A-Za-z0-9_-]{8,}")
+# An API key ("sl_" and 43 URL-safe characters), and the credentials after any Authorization scheme or
+# "Bearer": a malformed Authorization line ("Authorization Bearer sl_...", no colon) is quoted whole in
+# gunicorn's "Invalid request" warning. A user id such as "ssl_customer" is no key.
+_SECRETS = re.compile(r"(?i)((?:authorization\W*[A-Za-z]+|bearer)\s+)[^\s'\"]+|\bsl_[A-Za-z0-9_-]{8,}")
 
 
 def _redacted(match: re.Match[str]) -> str:

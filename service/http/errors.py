@@ -176,8 +176,9 @@ def register_error_handlers(app: Flask) -> None:
     def _api_error(exc: ApiError) -> Response:
         response = error_response(exc.status, exc.code, exc.message, exc.details)
         if exc.status == 401:
-            # RFC 9110 asks a 401 to name the scheme it wants; "invalid_token" when a key was sent (RFC 6750).
-            sent = request.headers.get("Authorization", "").strip()
+            # RFC 9110 asks a 401 to name the scheme it wants; RFC 6750's "invalid_token" only for a bearer token sent.
+            scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+            sent = scheme.lower() == "bearer" and token.strip()
             response.headers["WWW-Authenticate"] = 'Bearer error="invalid_token"' if sent else "Bearer"
         return response
 

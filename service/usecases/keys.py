@@ -158,10 +158,15 @@ def renew_demo_keys(db: Database, verifier: KeyVerifier) -> tuple[dict[str, str]
     else:
         made_before = {int(i) for i in recorded.split(",") if i}
         earlier = [k.id for k in live if k.id in made_before]
-    made = {role: create_key(db, role, f"demo {role}") for role in ROLES}
-    state.put_setting(db, _DEMO_KEYS, ",".join(str(record.id) for record, _ in made.values()))
+    made: dict[str, tuple[KeyRecord, str]] = {}
+    for role in ROLES:
+        made[role] = create_key(db, role, f"demo {role}")
+        # Recorded as each is made, beside the ones still to revoke: a run stopped halfway leaves no live
+        # demo key that the next run does not know of.
+        state.put_setting(db, _DEMO_KEYS, ",".join(str(i) for i in [*earlier, *(record.id for record, _ in made.values())]))
     for key_id in earlier:
         revoke_key(db, verifier, str(key_id))
+    state.put_setting(db, _DEMO_KEYS, ",".join(str(record.id) for record, _ in made.values()))
     return {role: raw for role, (_, raw) in made.items()}, len(earlier)
 
 

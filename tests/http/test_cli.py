@@ -185,6 +185,26 @@ def test_demo_keys_revokes_only_the_keys_it_made_not_an_admins_key_of_the_same_n
     assert len([k for k in list_keys(db) if k.name.startswith("demo ") and k.revoked_at is None]) == 5
 
 
+def test_demo_keys_stopped_halfway_leaves_no_key_the_next_run_forgets(runner, db, monkeypatch):
+    from service.usecases import keys as key_usecases
+
+    assert runner.invoke(args=["demo-keys"]).exit_code == 0  # a first run, whose keys are recorded
+    real, made = key_usecases.create_key, []
+
+    def stopped_after_two(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202 - Ctrl-C after two keys were made
+        if len(made) == 2:
+            raise KeyboardInterrupt
+        made.append(real(*args, **kwargs))
+        return made[-1]
+
+    monkeypatch.setattr(key_usecases, "create_key", stopped_after_two)
+    assert runner.invoke(args=["demo-keys"]).exit_code != 0
+    monkeypatch.setattr(key_usecases, "create_key", real)
+    assert runner.invoke(args=["demo-keys"]).exit_code == 0
+    live = [k for k in list_keys(db) if k.name.startswith("demo ") and k.revoked_at is None]
+    assert len(live) == 4 and not {record.id for record, _ in made} & {k.id for k in live}  # the halfway run's two revoked
+
+
 def test_keys_made_and_revoked_are_logged_without_the_key(runner, client, auth, caplog):
     import logging
 

@@ -112,14 +112,18 @@ def test_a_key_in_a_malformed_authorization_line_stays_out_of_the_log(server):
     from urllib.parse import urlsplit
 
     secret = "sl_" + "Zq9" * 14 + "x"
+    basic = "YWRtaW46aHVudGVyMg=="
     address = urlsplit(server.base)
-    for line in (f"Authorization Bearer {secret}", f"Authorization\x01: Bearer {secret}"):  # no colon; a control byte in the name
+    # No colon; a control byte in the name; another scheme; and a user id that only looks like a key.
+    for head, line in [("GET /v1/keys", f"Authorization Bearer {secret}"), ("GET /v1/keys", f"Authorization\x01: Bearer {secret}"),
+                       ("GET /v1/keys", f"Authorization Basic {basic}"), ("GET /v1/users/ssl_customer_42\x01", "Accept: */*")]:
         with socket.create_connection((address.hostname, address.port), timeout=10) as sock:
-            sock.sendall(f"GET /v1/keys HTTP/1.1\r\nHost: x\r\n{line}\r\n\r\n".encode())
+            sock.sendall(f"{head} HTTP/1.1\r\nHost: x\r\n{line}\r\n\r\n".encode())
             assert sock.recv(1024).startswith(b"HTTP/1.1 400")
     assert server.request("GET", "/healthz")[0] == 200
     log = server.log_path.read_text()
-    assert "Invalid request" in log and "[redacted]" in log and secret not in log and secret[:20] not in log
+    assert "Invalid request" in log and "[redacted]" in log and secret not in log and secret[:20] not in log and basic not in log
+    assert "ssl_customer_42" in log  # an id is not a key: operators read it as sent
 
 
 def test_connections_left_silent_do_not_hold_the_threads_others_need(config, app):
