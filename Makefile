@@ -39,7 +39,7 @@ import os, socket, sys
 host, _, port = os.environ.get("BIND", "127.0.0.1:8000").rpartition(":")
 try:
     with socket.create_connection((host.strip("[]") or "127.0.0.1", int(port)), timeout=1):
-        sys.exit(f"stickyloop: {host}:{port} is already in use (a server from an earlier make run?); stop it with Ctrl-C, or set BIND to another address")
+        sys.exit(f"stickyloop: {host}:{port} is already in use (a server from an earlier make run?); stop it with Ctrl-C in its terminal or `pkill -f 'gunicorn -c service/gunicorn_conf.py'`, or set BIND to another address")
 except (OSError, ValueError):
     pass
 endef
