@@ -26,7 +26,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench.common import fresh_config, keys, prepare, running_ab, server_env, summary  # noqa: E402
 from bench.cpu import split_line  # noqa: E402
 from bench.load import median_ratio, report, rounds, run  # noqa: E402
+from bench.run_all import AIMS  # noqa: E402
 from tests.server import gunicorn  # noqa: E402
+
+# Each measured path's figure in the summary, and so its aim in `bench.run_all.AIMS`.
+_SUMMARY_KEYS = {"returning": "assignment_returning", "first exposures": "assignment_first",
+                 "targeted returning": "targeted_returning", "targeted first": "targeted_first"}
 
 
 def main() -> None:
@@ -76,14 +81,10 @@ def main() -> None:
         for k, (health, load) in enumerate(pairs, 1):
             print(report(f"round {k}: GET /healthz", health))
             print(report(f"round {k}: {name}", load, health))
-        print(f"{name}: median of {len(pairs)} rounds {median_ratio(pairs):.2f}x of /healthz")
+        aim = AIMS[_SUMMARY_KEYS[name]][1]
+        print(f"{name}: median of {len(pairs)} rounds {median_ratio(pairs):.2f}x of /healthz" + ("" if aim is None else f" (aim on PostgreSQL {aim}x)"))
     print("\n".join(line for line in splits if line))
-    summary(
-        assignment_returning=median_ratio(measured["returning"]),
-        assignment_first=median_ratio(measured["first exposures"]),
-        targeted_returning=median_ratio(measured["targeted returning"]),
-        targeted_first=median_ratio(measured["targeted first"]),
-    )
+    summary(**{_SUMMARY_KEYS[name]: median_ratio(pairs) for name, pairs in measured.items()})
 
 
 if __name__ == "__main__":

@@ -323,9 +323,9 @@ def test_editor_trains_activates_and_looks_up_a_user(visit, demo):
 def test_api_reference_runs_from_the_vendored_swagger_ui(visit, demo):
     page = visit()
     sign_in(page, demo, "storefront")
-    page.locator(".swagger-ui .info .title").wait_for()
-    assert "Stickyloop" in page.locator(".swagger-ui .info .title").inner_text()
     page.locator(".opblock").nth(20).wait_for()
+    assert page.locator(".opblock-tag:has-text('recommendations')").count() == 1
+    assert page.locator("h1").count() == 1  # the page's own, not Swagger UI's info block as well
     shot(page, "11-api-reference")
 
 

@@ -2,6 +2,8 @@
 window.addEventListener("DOMContentLoaded", function () {
   window.ui = SwaggerUIBundle({
     url: "/openapi.json", dom_id: "#swagger-ui", deepLinking: true, validatorUrl: null,
+    // The page's own h1 and introduction say what this is; Swagger UI's info block would be a second h1.
+    plugins: [function () { return { wrapComponents: { InfoContainer: function () { return function () { return null; }; } } }; }],
     // Swagger UI's server menu has a heading beside it but no label of its own: a screen reader would read it unnamed.
     onComplete: function () {
       var servers = document.getElementById("servers");
