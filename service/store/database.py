@@ -2,111 +2,19 @@
 from __future__ import annotations
 
 import os
-import re
-import sqlite3
-import threading
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
 
 from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
-from service.errors import Busy, HostCannot, Unavailable
+from service.errors import HostCannot
+from service.store.failures import ReadOnlyNow, StalePlan, lost_or_stale, unavailable_on_failure
+from service.store.thread_connections import ThreadConnections
 
-# What the drivers raise when the server is down, the connection was lost or a lock timed out.
-_DRIVER_DOWN: tuple[type[BaseException], ...] = (OperationalError, InterfaceError, sqlite3.OperationalError)
-try:
-    import psycopg
-
-    from service.store.prepared import PreparedStatements
-
-    _DRIVER_DOWN += (psycopg.OperationalError, psycopg.InterfaceError)
-except ImportError:  # SQLite-only installs
-    pass
-
-
-# PostgreSQL's read_only_sql_transaction: a write sent to a hot standby or a server made read-only.
-READ_ONLY = "25006"
-
-# What PostgreSQL says of a prepared statement whose table a migration changed (its class, 0A000, is any unsupported feature).
-STALE_PLAN = "cached plan must not change result type"
-
-
-def _lost_or_stale(exc: Exception) -> bool:
-    """Whether a statement failed with its connection (lost, or holding a plan a schema change outdated) rather than on its data.
-
-    Only then is a fresh connection worth a second try; a bad value would fail again, and
-    replacing the connection for it would let hostile input churn connections.
-    """
-    return isinstance(exc, _DRIVER_DOWN) or _stale_plan(exc)
-
-
-def _stale_plan(exc: BaseException) -> bool:
-    return getattr(exc, "sqlstate", None) == "0A000" and STALE_PLAN in str(exc)
-
-
-@contextmanager
-def unavailable_on_failure(writing: bool = False) -> Iterator[None]:
-    """Turn a driver's connection failure into the domain's Unavailable, in one clear line; `writing`: a
-    refusal to write (a standby, a server made read-only) is one too, where only a write could meet it."""
-    try:
-        yield
-    except Exception as exc:
-        orig = getattr(exc, "orig", None) or exc
-        if _no_such_table(orig):
-            # A server started before init-db, or an SQLite file moved away under it: every request
-            # failed with a 500 until someone read the log.
-            raise HostCannot(f"the database lacks this release's tables ({_first_line(orig)}); run `.venv/bin/flask --app wsgi init-db`") from exc
-        if _no_such_column(orig):  # a schema migrated down, or restored from an older release, under a running server
-            raise HostCannot(f"the database's schema is behind this release ({_first_line(orig)}); run `.venv/bin/flask --app wsgi init-db`") from exc
-        if _not_a_database(orig):
-            raise HostCannot(f"DATABASE_URL names a file that is not a usable SQLite database ({_first_line(orig)}); restore it from a "
-                             "backup or name another file") from exc
-        if isinstance(exc, _DRIVER_DOWN) and _REFUSED_BY_NAME.search(str(orig)):  # a retry would meet the same refusal
-            # Said to any client, so without the server's address or the names (the server logs its database as it starts).
-            raise HostCannot("the database server refuses this service: the database or role in DATABASE_URL does not exist, or the password is wrong") from exc
-        if isinstance(exc, _DRIVER_DOWN):
-            raise Unavailable(f"the database is unavailable ({_first_line(orig)}); try again shortly") from exc
-        if writing and getattr(orig, "sqlstate", None) == READ_ONLY:  # a standby after a failover, or a server put in read-only mode
-            raise ReadOnlyNow("the database accepts no writes now (a read-only server or standby); try again shortly") from exc
-        if _stale_plan(orig):
-            raise StalePlan("the database's schema changed under a prepared statement (a migration ran); try again shortly") from exc
-        raise
-
-
-class ReadOnlyNow(Unavailable):
-    """A write refused by a server that takes none now: its connections go, so that the next ones find the new primary."""
-
-
-class StalePlan(Busy):
-    """A statement prepared before a migration changed what it returns; its retry, on a fresh connection, succeeds."""
-
-
-def _first_line(exc: BaseException) -> str:
-    """The driver's own text: SQLAlchemy's wrapper adds the statement and a link on further lines."""
-    lines = str(exc).strip().splitlines()
-    return lines[0].strip() if lines else type(exc).__name__
-
-
-def _not_a_database(exc: BaseException) -> bool:
-    """SQLite's word for a file that is not one of its databases, or is one damaged: no retry mends either."""
-    return type(exc) is sqlite3.DatabaseError and str(exc).startswith(("file is not a database", "database disk image is malformed"))
-
-
-def _no_such_table(exc: BaseException) -> bool:
-    return getattr(exc, "sqlstate", None) == "42P01" or (isinstance(exc, sqlite3.OperationalError) and str(exc).startswith("no such table"))
-
-
-# What PostgreSQL answers a connection whose database or role does not exist, or whose password is wrong
-# (psycopg gives these no SQLSTATE).
-_REFUSED_BY_NAME = re.compile(r'FATAL:\s+(?:database "[^"]*" does not exist|role "[^"]*" does not exist|password authentication failed)')
-
-
-def _no_such_column(exc: BaseException) -> bool:
-    return getattr(exc, "sqlstate", None) == "42703" or (isinstance(exc, sqlite3.OperationalError) and str(exc).startswith("no such column"))
+__all__ = ["Database", "unavailable_on_failure"]
 
 
 def _sqlite_engine(url: str, busy_timeout_ms: int, begin: str) -> Engine:
@@ -136,91 +44,6 @@ def _sqlite_engine(url: str, busy_timeout_ms: int, begin: str) -> Engine:
         conn.exec_driver_sql(begin)
 
     return engine
-
-
-class _ThreadConnections:
-    """One DBAPI connection per thread, kept open, for single-statement reads.
-
-    Checking a connection out of the pool and back in costs more than a small
-    indexed read; a gthread worker's threads live as long as the worker, so
-    each keeps its own connection instead. Detached from the pool, they do not
-    count against its size. A forked child opens its own.
-    """
-
-    def __init__(self, engine: Engine) -> None:
-        self._engine = engine
-        self._local = threading.local()
-        self._opened: list[Any] = []
-        self._owners: dict[int, tuple[int, threading.Thread]] = {}  # id(conn): the process and thread it was opened for
-        self._lock = threading.Lock()
-
-    def get(self) -> Any:
-        """This thread's connection, opened on first use; connections of threads that have ended are closed then."""
-        local = self._local
-        if getattr(local, "pid", None) != os.getpid():
-            proxied = self._engine.raw_connection()
-            proxied.detach()
-            local.conn, local.pid, local.cursor, local.statements = proxied.dbapi_connection, os.getpid(), None, None
-            with self._lock:
-                # A short-lived thread (a training run under TRAINING_RUNNER=thread) left its connection open for good.
-                ended = [c for c in self._opened if self._ended(c)]
-                self._opened = [c for c in self._opened if c not in ended]
-                for c in ended:
-                    self._owners.pop(id(c), None)
-                self._opened.append(local.conn)
-                self._owners[id(local.conn)] = (os.getpid(), threading.current_thread())
-            for c in ended:
-                self._close(c)
-        return local.conn
-
-    def _ended(self, conn: Any) -> bool:
-        """Whether `conn` was opened in this process for a thread that has since ended (one inherited across a fork is not this process's to close)."""
-        owner = self._owners.get(id(conn))
-        return owner is not None and owner[0] == os.getpid() and not owner[1].is_alive()
-
-    def cursor(self) -> Any:
-        """This thread's cursor on its connection, kept between reads (PostgreSQL: creating one costs more than a small query)."""
-        conn = self.get()
-        local = self._local
-        if local.cursor is None:
-            local.cursor = conn.cursor()
-        return local.cursor
-
-    def statements(self) -> PreparedStatements | None:
-        """This thread's prepared statements on its PostgreSQL connection (None if its encoding is not UTF-8)."""
-        conn = self.get()
-        local = self._local
-        if local.statements is None:
-            local.statements = PreparedStatements.on(conn) or False
-        return local.statements or None
-
-    def discard(self) -> None:
-        """Close this thread's connection (it failed); the next read opens another."""
-        conn, self._local.pid = self._local.conn, None
-        self._forget(conn)
-
-    def close_all(self) -> None:
-        """Close every connection this process opened."""
-        with self._lock:
-            opened, self._opened = self._opened, []
-            self._owners.clear()
-        for conn in opened:
-            self._close(conn)
-        self._local = threading.local()
-
-    def _forget(self, conn: Any) -> None:
-        with self._lock:
-            if conn in self._opened:
-                self._opened.remove(conn)
-            self._owners.pop(id(conn), None)
-        self._close(conn)
-
-    @staticmethod
-    def _close(conn: Any) -> None:
-        try:
-            conn.close()
-        except Exception:  # noqa: BLE001 - a dead connection may refuse even to close
-            pass
 
 
 # How long PostgreSQL keeps a session that sits in a transaction without a statement: a host whose link
@@ -276,7 +99,7 @@ class Database:
             self.fetch_engine = create_engine(
                 url, isolation_level="AUTOCOMMIT", pool_reset_on_return=None, pool_size=pool_size, max_overflow=pool_size * 2, connect_args=connect_args
             )
-        self._fetch_connections = _ThreadConnections(self.fetch_engine)
+        self._fetch_connections = ThreadConnections(self.fetch_engine)
         self._write = sessionmaker(bind=self.engine, expire_on_commit=False)
         self._read = sessionmaker(bind=self.read_engine, expire_on_commit=False)
 
@@ -342,7 +165,7 @@ class Database:
                 cur.execute(sql.replace("?", "%s"), params)
                 return cur.fetchall() if cur.description is not None else []
             except Exception as exc:
-                if attempt == 2 or not _lost_or_stale(exc):
+                if attempt == 2 or not lost_or_stale(exc):
                     raise
                 self._fetch_connections.discard()
         raise AssertionError("unreachable")
