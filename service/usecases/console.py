@@ -12,7 +12,7 @@ from service.store.state import shared_state
 from service.text import bidi_escaped
 from service.timestamps import iso
 from service.usecases import assignment, experiments, recommendations, rewards
-from service.usecases.assignment import ExperimentCache
+from service.usecases.experiment_cache import ExperimentCache
 from service.usecases.attributes import BUILTIN_ATTRIBUTES, user_attributes
 from service.usecases.serving import ModelCache
 

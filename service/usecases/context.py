@@ -7,7 +7,7 @@ from service.config import Config
 from service.errors import HostCannot
 from service.store.database import Database, unavailable_on_failure
 from service.store.migrate import downgrade, schema_problem, upgrade
-from service.usecases.assignment import ExperimentCache
+from service.usecases.experiment_cache import ExperimentCache
 from service.usecases.keys import KeyVerifier
 from service.usecases.serving import ModelCache
 

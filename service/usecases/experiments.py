@@ -11,7 +11,7 @@ from service.store import outcomes as outcomes_store
 from service.store.database import Database
 from service.store.experiment_codec import to_json
 from service.store.experiments import Stamp, StartCheck
-from service.usecases.assignment import ExperimentCache
+from service.usecases.experiment_cache import ExperimentCache
 from service.usecases.recommendations import recommender_of
 
 log = logging.getLogger(__name__)

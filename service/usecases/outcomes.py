@@ -8,7 +8,7 @@ from service.errors import Invalid, NotFound
 from service.store import outcomes as store
 from service.store.database import Database
 from service.store.outcomes import Counts
-from service.usecases.assignment import ExperimentCache
+from service.usecases.experiment_cache import ExperimentCache
 
 
 def report(db: Database, cache: ExperimentCache, outcomes: Sequence[dict[str, Any]]) -> Counts:

@@ -9,7 +9,8 @@ from experiments.stats.power import SEQUENTIAL_TUNING, plan_sample_size
 from service.errors import Invalid
 from service.store.arm_moments import arm_moments
 from service.store.database import Database
-from service.usecases.assignment import ExperimentCache, every_arm_possible, no_positivity_note
+from service.usecases.bandit_allocation import every_arm_possible, no_positivity_note
+from service.usecases.experiment_cache import ExperimentCache
 from service.usecases.results import EMPTY, experiment_metric, interval
 
 PLAN_FIELDS = ("metric_kind", "baseline", "sd", "mde", "mde_type", "alpha", "power", "arms", "correction", "daily_users")

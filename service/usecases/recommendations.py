@@ -10,7 +10,8 @@ import numpy as np
 from service.store import catalogue
 from service.store.database import Database
 from service.store.state import shared_state, state_and_user_events
-from service.usecases.assignment import ExperimentCache, assign
+from service.usecases.assignment import assign
+from service.usecases.experiment_cache import ExperimentCache
 from service.usecases.serving import ModelCache
 
 

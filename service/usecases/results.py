@@ -19,7 +19,8 @@ from service.store.arm_moments import ArmMoments, adjusted_spread, arm_moments, 
 from service.store.database import Database
 from service.store.experiments import StoredDefinition
 from service.timestamps import iso
-from service.usecases.assignment import ExperimentCache, bandit_allocation, every_arm_possible, no_positivity_note
+from service.usecases.bandit_allocation import bandit_allocation, every_arm_possible, no_positivity_note
+from service.usecases.experiment_cache import ExperimentCache
 
 BANDIT_NOTE = (
     "Bandit allocation adapts to the data, so naive per-arm means, intervals and p-values are biased "

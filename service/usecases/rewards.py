@@ -10,7 +10,7 @@ from service.store import rewards as store
 from service.store.database import Database
 from service.store.rewards import ActionIn
 from service.timestamps import server_time
-from service.usecases.assignment import ExperimentCache
+from service.usecases.experiment_cache import ExperimentCache
 
 
 def reward(db: Database, cache: ExperimentCache, action: ActionIn) -> dict[str, Any]:

@@ -13,7 +13,7 @@ from service.store.experiments import StoredDefinition
 from experiments.definitions import RETENTION_DAYS
 from service.store.metrics import DAY, daily_rows, retention_rows
 from service.timestamps import iso
-from service.usecases.assignment import ExperimentCache
+from service.usecases.experiment_cache import ExperimentCache
 from service.usecases.results import experiment_metric, interval
 
 # The longest series answered: one exposure dated years back (an assignment's `timestamp` may be, to load

@@ -14,7 +14,7 @@ from service.http.app import create_app
 from service.store.experiments import Stamp
 from service.store.exposures import Exposure
 from service.store.tables import BanditArmStatsRow, ExperimentRow, ExposureRow
-from service.usecases.assignment import ExperimentCache
+from service.usecases.experiment_cache import ExperimentCache
 from tests.experiment_helpers import ab_definition, assign, bandit_definition, running
 from tests.helpers import post_ok
 

@@ -6,7 +6,7 @@ import time
 
 from service.store import outcomes as outcomes_store
 from service.usecases import series
-from service.usecases.assignment import ExperimentCache
+from service.usecases.experiment_cache import ExperimentCache
 from tests.experiment_helpers import ab_definition, assign, running
 from tests.helpers import get_ok, iso, post_ok
 

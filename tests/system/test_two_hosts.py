@@ -10,7 +10,7 @@ from concurrent.futures import ThreadPoolExecutor
 from sqlalchemy import func, select
 
 from service.store.tables import ExposureRow
-from service.usecases.assignment import STATUS_SECONDS
+from service.usecases.experiment_cache import STATUS_SECONDS
 from tests.experiment_helpers import ab_definition
 from tests.helpers import post_ok, train, two_tribes
 from tests.server import gunicorn

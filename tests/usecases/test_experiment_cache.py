@@ -1,20 +1,20 @@
 """The per-process experiment cache stays bounded: definitions of experiments deleted or long unread elsewhere are let go."""
 from __future__ import annotations
 
-from service.usecases import assignment
-from service.usecases.assignment import ExperimentCache
+from service.usecases import experiment_cache
+from service.usecases.experiment_cache import ExperimentCache
 from tests.experiment_helpers import ab_definition, running
 
 
 def loads_counted(monkeypatch) -> list[str]:
     loaded: list[str] = []
-    real = assignment.experiment_store.load_definition
-    monkeypatch.setattr(assignment.experiment_store, "load_definition", lambda db, key: loaded.append(key) or real(db, key))
+    real = experiment_cache.experiment_store.load_definition
+    monkeypatch.setattr(experiment_cache.experiment_store, "load_definition", lambda db, key: loaded.append(key) or real(db, key))
     return loaded
 
 
 def test_the_least_recently_read_definitions_go_beyond_the_count(client, auth, db, monkeypatch):
-    monkeypatch.setattr(assignment, "REMEMBERED_DEFINITIONS", 3)
+    monkeypatch.setattr(experiment_cache, "REMEMBERED_DEFINITIONS", 3)
     keys = [f"exp-{k}" for k in range(5)]
     for key in keys:
         running(client, auth("editor"), ab_definition(key))
@@ -26,7 +26,7 @@ def test_the_least_recently_read_definitions_go_beyond_the_count(client, auth, d
 
 
 def test_definitions_go_beyond_their_bytes_but_the_one_just_read_stays(client, auth, db, monkeypatch):
-    monkeypatch.setattr(assignment, "REMEMBERED_DEFINITION_BYTES", 20_000)
+    monkeypatch.setattr(experiment_cache, "REMEMBERED_DEFINITION_BYTES", 20_000)
     big = {"blob": "x" * 12_000}
     for key in ("big-a", "big-b"):
         body = ab_definition(key)
