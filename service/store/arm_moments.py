@@ -22,7 +22,7 @@ from sqlalchemy import text
 from experiments.definitions import RETENTION_DAYS
 from experiments.stats.ipw import PropensitySums
 from service.store.database import Database
-from service.store.outcomes import USER_VALUE
+from service.store.sql import USER_VALUE
 from service.store.rewards import AFTER_THE_STOP
 
 DAY = 86_400.0

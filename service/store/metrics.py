@@ -16,7 +16,7 @@ from experiments.definitions import Metric
 from experiments.definitions import RETENTION_DAYS
 from service.store.arm_moments import BOUGHT, DAY
 from service.store.database import Database
-from service.store.outcomes import USER_VALUE
+from service.store.sql import USER_VALUE
 
 __all__ = ["DAY", "daily_rows", "retention_rows"]
 

@@ -10,6 +10,9 @@ from service.store.tables import AppStateRow
 
 T = TypeVar("T")
 
+# A user's value of a reported metric, from their row of user_metric_totals named {t}.
+USER_VALUE = "({t}.total + {t}.total_low)"
+
 
 def run(session: Session, sql: str, params: Sequence[Any]) -> list[Any]:
     """Execute on the DBAPI cursor of the session's transaction; `?` marks parameters.

@@ -421,11 +421,11 @@ def test_a_refunded_outlier_leaves_a_bandits_moments_as_its_users_values_say(cli
 
 
 def test_refunds_among_equal_rewards_are_rounding_noise_and_scan_nothing(client, auth, monkeypatch):
-    from service.store import outcomes as outcome_store
+    from service.store import bandit_rewards
 
     recounts = []
-    recount = outcome_store._recount_moments
-    monkeypatch.setattr(outcome_store, "_recount_moments", lambda *a: (recounts.append(a), recount(*a)))
+    recount = bandit_rewards._recount_moments
+    monkeypatch.setattr(bandit_rewards, "_recount_moments", lambda *a: (recounts.append(a), recount(*a)))
     running(client, auth("editor"), bandit_definition(arms=2, metrics=[{"key": "spend", "kind": "continuous"}], primary_metric="spend"))
     shop = auth("storefront")
     users = [f"e{u}" for u in range(30)]
