@@ -4,7 +4,7 @@ The hot read is one query: the experiment's stamp (status, revision, salt) joine
 with the user's exposure. The exposure is written with INSERT ... ON CONFLICT DO
 NOTHING, and the stamp check inside the insert closes the race with a concurrent
 pause, stop or change (which, on PostgreSQL, also waits for the inserts in flight:
-`experiments._settle`); when two workers race on a user's first request,
+`settling.settle`); when two workers race on a user's first request,
 the loser reads the winner's row, so both answer the same arm.
 """
 from __future__ import annotations

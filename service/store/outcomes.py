@@ -79,7 +79,7 @@ def _exposures(session: Session, pairs: set[tuple[str, str]]) -> dict[tuple[str,
 def _stops(session: Session, keys: set[str]) -> dict[str, float]:
     """When each stopped experiment among `keys` stopped: an outcome dated from then on is stored and counts in no result.
 
-    A stop waits for the batches in flight and holds later ones until it commits (`experiments._settle`),
+    A stop waits for the batches in flight and holds later ones until it commits (`settling.settle`),
     so a batch reads either no stop, and its outcomes dated after it are taken back by the stop, or the stop.
     """
     if not keys:

@@ -117,7 +117,7 @@ def _stopped(session: Session, key: str) -> bool:
     """Whether the experiment is stopped, read after the user's state was locked.
 
     A stop waits for the reward actions being written and holds new ones back until it commits
-    (`experiments._settle`), so an action whose lock came after the stop reads it here, though the
+    (`settling.settle`), so an action whose lock came after the stop reads it here, though the
     experiment was running when the action arrived.
     """
     return session.scalar(select(ExperimentRow.status).where(ExperimentRow.key == key)) == "stopped"

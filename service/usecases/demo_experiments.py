@@ -9,7 +9,7 @@ from typing import Any, Iterator
 import numpy as np
 
 from service.errors import NotFound
-from service.store import experiments as experiment_store
+from service.store import lifecycle
 from service.store import state
 from service.store.events import purchases
 from service.store.outcomes import record
@@ -182,7 +182,7 @@ def load_demo_experiments(svc: Services, n_users: int) -> Iterator[str]:
             record(svc.db, outcomes, {key: exp})
         for action in comebacks:
             reward(svc.db, svc.experiment_cache, action)
-        experiment_store.start_from(svc.db, key, first_exposure)  # its simulated users arrived before it was loaded
+        lifecycle.start_from(svc.db, key, first_exposure)  # its simulated users arrived before it was loaded
         if any(arm.schedule is not None for arm in exp.arms):
             sent = _reward_purchases(svc, key, exposed_at) + len(comebacks)
             yield f"experiment {key}: {sent} purchases after exposure sent through the reward schedules"

@@ -7,10 +7,12 @@ from typing import Any, Callable
 from experiments.layers import free_share
 from service.errors import Conflict, Invalid
 from service.store import experiments as store
+from service.store import layers, lifecycle
 from service.store import outcomes as outcomes_store
 from service.store.database import Database
 from service.store.experiment_codec import to_json
-from service.store.experiments import Stamp, StartCheck
+from service.store.experiments import Stamp
+from service.store.lifecycle import StartCheck
 from service.usecases.experiment_cache import ExperimentCache
 from service.usecases.recommendations import recommender_of
 
@@ -118,7 +120,7 @@ def move(db: Database, cache: ExperimentCache, key: str, action: str, max_served
 
     A start may bring the model versions running and paused experiments name to at most `max_served_versions`."""
     check = _check_versions(max_served_versions) if action == "start" else None
-    moved = store.move(db, key, action, check_start=check, on_stop=outcomes_store.withdraw_from)
+    moved = lifecycle.move(db, key, action, check_start=check, on_stop=outcomes_store.withdraw_from)
     cache.changed(key, Stamp.of(moved))
     log.info("experiment moved", extra={"experiment": key, "action": action, "status": moved.status, "revision": moved.revision})
     return to_json(moved)
@@ -126,5 +128,5 @@ def move(db: Database, cache: ExperimentCache, key: str, action: str, max_served
 
 def layer(db: Database, name: str) -> dict[str, Any]:
     """The ranges running and paused experiments own in a layer, and the share still free."""
-    ranges = store.layer_ranges(db, name)
+    ranges = layers.layer_ranges(db, name)
     return {"layer": name, "ranges": [{"experiment": r.experiment, "start": r.start, "end": r.end} for r in ranges], "free": free_share(ranges)}

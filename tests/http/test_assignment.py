@@ -330,10 +330,10 @@ def test_a_stop_held_back_past_its_bound_answers_503_and_changes_nothing(app, au
     # On PostgreSQL a stop waits for the exposures table, and first exposures of every experiment queue
     # behind it meanwhile: past SETTLE_SECONDS it gives up rather than stall them. SQLite's writers
     # simply wait their turn.
-    from service.store import experiments as experiment_store
+    from service.store import settling
     from sqlalchemy import text
 
-    monkeypatch.setattr(experiment_store, "SETTLE_SECONDS", 1)
+    monkeypatch.setattr(settling, "SETTLE_SECONDS", 1)
     client, editor = app.test_client(), auth("editor")
     running(client, editor, ab_definition())
     holder = db.engine.connect()
