@@ -23,25 +23,13 @@ if str(ROOT) not in sys.path:
 from service.config import Config  # noqa: E402
 from service.http.app import create_app  # noqa: E402
 from service.http.openapi import build_openapi  # noqa: E402
+from service.http.spec import TAGS  # noqa: E402
 from experiments.definitions import KEY_PATTERN  # noqa: E402
 from service.http.schemas.common import ID_PATTERN, MAX_BATCH, MAX_MAGNITUDE  # noqa: E402
 from service.usecases.keys import KEY_CACHE_SECONDS, ROLES  # noqa: E402
 
 Schema = dict[str, Any]
 
-# Sections in the order a new reader meets them; a tag not listed here follows, in document order.
-TAG_TITLES = {
-    "system": "System",
-    "keys": "API keys",
-    "catalogue": "Catalogue and events",
-    "recommendations": "Recommendations",
-    "models": "Model versions",
-    "experiments": "Experiments",
-    "assignment": "Assignment",
-    "outcomes": "Outcomes",
-    "rewards": "Rewards",
-    "results": "Results",
-}
 # Patterns the schemas share, said in words.
 PATTERNS = {
     ID_PATTERN: "1-128 characters, no NUL",
@@ -387,8 +375,8 @@ def render(doc: dict[str, Any]) -> str:
     for path, ops in doc["paths"].items():
         for method, op in ops.items():
             by_tag.setdefault(op["tags"][0], []).append((path, method, op))
-    tags = [t for t in TAG_TITLES if t in by_tag] + [t for t in by_tag if t not in TAG_TITLES]
-    titles = {t: TAG_TITLES.get(t, t.capitalize()) for t in tags}
+    tags = [t for t in TAGS if t in by_tag]
+    titles = {t: TAGS[t] for t in tags}
     conventions = CONVENTIONS.replace("ROLE_TABLE", "\n".join(role_table(by_tag, titles)))
     lines = [conventions, "## Contents", ""]
     for tag in tags:

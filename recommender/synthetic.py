@@ -5,8 +5,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
-EVENT_TYPES = np.array(["view", "click", "add_to_cart", "purchase"])
-TYPE_SHARES = np.array([0.70, 0.15, 0.10, 0.05])
+from recommender.matrix import EVENT_TYPES as _TYPES
+
+# A storefront's usual funnel: most events are views, few are purchases. An event type the registry
+# gains is generated only once it has a share here.
+_SHARES = {"view": 0.70, "click": 0.15, "add_to_cart": 0.10, "purchase": 0.05}
+EVENT_TYPES = np.array([t for t in _TYPES if t in _SHARES])
+TYPE_SHARES = np.array([_SHARES[t] for t in EVENT_TYPES])
 
 
 @dataclass(frozen=True)
@@ -55,7 +60,7 @@ def generate(
             continue
         rows = np.flatnonzero(loyal & (user_pref[users] == c))
         items[rows] = rng.choice(by_cat[c], size=len(rows), p=cat_p[c])
-    types = EVENT_TYPES[rng.choice(4, size=n_events, p=TYPE_SHARES)]
+    types = EVENT_TYPES[rng.choice(len(EVENT_TYPES), size=n_events, p=TYPE_SHARES)]
     timestamps = np.sort(start + rng.random(n_events) * span_days * 86_400.0)
     values = np.where(types == "purchase", np.round(rng.lognormal(3.0, 0.6, n_events), 2), np.nan)
     return SyntheticData(users, items, types, timestamps, values, categories)

@@ -9,7 +9,7 @@ from pydantic.json_schema import JsonSchemaMode as JsonMode
 from pydantic.json_schema import models_json_schema
 
 from service.http.errors import HTTP_ERRORS
-from service.http.spec import CONVERTER, PATH_KINDS, EndpointSpec
+from service.http.spec import CONVERTER, PATH_KINDS, TAGS, EndpointSpec
 from service.http.schemas.common import ErrorBody
 from service.usecases.keys import ADMIN_ROLE
 
@@ -112,6 +112,7 @@ def build_openapi(app: Flask) -> dict[str, Any]:
             "description": "Recommendations and experiments over loyalty reward schedules. See README.md.",
         },
         "servers": [{"url": "/"}],
+        "tags": [{"name": name, "description": title} for name, title in TAGS.items()],
         "paths": paths,
         "components": {
             "schemas": defs.get("$defs", {}),

@@ -17,6 +17,21 @@ from service.http.schemas.common import ID_PATTERN, Query
 ID = re.compile(ID_PATTERN)
 PATH_KINDS = {"id": ID, "key": KEY_PATTERN}
 CONVERTER = re.compile(r"<(?:[a-z]+:)?([a-zA-Z_]+)>")
+# The sections endpoints are documented in, in the order a new reader meets them, with their titles:
+# /openapi.json lists them in this order and docs/http-reference.md takes its headings from them.
+TAGS = {
+    "system": "System",
+    "keys": "API keys",
+    "catalogue": "Catalogue and events",
+    "recommendations": "Recommendations",
+    "models": "Model versions",
+    "experiments": "Experiments",
+    "assignment": "Assignment",
+    "outcomes": "Outcomes",
+    "rewards": "Rewards",
+    "results": "Results",
+    "users": "Users",
+}
 
 
 @lru_cache(maxsize=None)
@@ -47,6 +62,8 @@ class EndpointSpec:
     records: bool = False
 
     def __post_init__(self) -> None:
+        if self.tag not in TAGS:
+            raise ValueError(f"tag {self.tag!r} is none of {', '.join(TAGS)}: add it to TAGS, which orders and titles the reference")
         # Declarations pass any iterable of roles and errors; the spec keeps tuples, hashable and fixed.
         if self.roles is not None:
             object.__setattr__(self, "roles", tuple(self.roles))

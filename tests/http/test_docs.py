@@ -5,6 +5,10 @@ import importlib.util
 from pathlib import Path
 from types import ModuleType
 
+import pytest
+
+from service.http.spec import TAGS, EndpointSpec
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -31,3 +35,11 @@ def test_the_reference_names_every_operation(tmp_path):
     for path, operations in doc["paths"].items():
         for method in operations:
             assert f"### `{method.upper()} {path}`" in text
+
+
+def test_every_section_has_operations_and_an_undeclared_section_is_refused(tmp_path):
+    doc = _generator().openapi_document(tmp_path)
+    used = {op["tags"][0] for operations in doc["paths"].values() for op in operations.values()}
+    assert [t["name"] for t in doc["tags"]] == list(TAGS) and used == set(TAGS)
+    with pytest.raises(ValueError, match="add it to TAGS"):
+        EndpointSpec("An endpoint in no section", roles=None, tag="misc")

@@ -10,6 +10,7 @@ import scipy.sparse as sp
 from recommender.base import best_first
 from recommender.evaluation import holdout_split, ranking_metrics
 from recommender.matrix import CodedEvents, MatrixSettings, build_matrix, row_for_events
+from recommender.models import ALGORITHMS
 from recommender.models.als import ALS
 from recommender.synthetic import generate
 
@@ -253,7 +254,7 @@ def test_settings_beyond_the_bound_are_refused_for_new_runs_but_stored_ones_stil
     assert loaded.settings == old
 
 
-@pytest.mark.parametrize("algorithm", ["als", "bpr", "item_knn", "ease", "popularity"])
+@pytest.mark.parametrize("algorithm", sorted(ALGORITHMS))
 def test_holdout_metrics_stay_within_0_and_1_on_a_catalogue_smaller_than_k(algorithm):
     from recommender.training import TrainingSettings, train
     from recommender.matrix import InteractionMatrix
