@@ -29,6 +29,12 @@ def _quantiles(alpha: float, power: float) -> tuple[float, float]:
     return float(sps.norm.isf(alpha / 2)), float(sps.norm.ppf(power))
 
 
+def _rates_spread(p1: float, p2: float, za: float, zb: float) -> float:
+    """The pooled z-test's numerator for rates p1 and p2: its variance under no effect, and the unpooled one under the effect."""
+    pbar = (p1 + p2) / 2
+    return za * math.sqrt(2 * pbar * (1 - pbar)) + zb * math.sqrt(p1 * (1 - p1) + p2 * (1 - p2))
+
+
 def _users(spread: float, mde: float, alpha: float, power: float, scale: float = 1.0) -> int:
     """ceil(scale (spread / mde)^2), refusing answers that are meaningless or beyond any population."""
     if not spread > 0:  # the test reaches that power with no users at all; NaN when both quantiles are infinite
@@ -46,9 +52,7 @@ def users_per_arm_proportion(baseline: float, mde: float, alpha: float = 0.05, p
     p1, p2 = baseline, baseline + mde
     if not (0 < p1 < 1 and 0 < p2 < 1):
         raise ValueError(f"baseline and baseline + mde must lie in (0, 1), got {p1} and {p2}")
-    za, zb = _quantiles(alpha, power)
-    pbar = (p1 + p2) / 2
-    return _users(za * math.sqrt(2 * pbar * (1 - pbar)) + zb * math.sqrt(p1 * (1 - p1) + p2 * (1 - p2)), mde, alpha, power)
+    return _users(_rates_spread(p1, p2, *_quantiles(alpha, power)), mde, alpha, power)
 
 
 def users_per_arm_mean(std: float, mde: float, alpha: float = 0.05, power: float = 0.8) -> int:
@@ -187,8 +191,7 @@ def plan_sample_size(
         if not 0 < p2 < 1:
             target = f"baseline x (1 + mde) = {p2:.6g}" if mde_type == "relative" else f"baseline + mde = {p2:.6g}"
             raise ValueError(f"mde: the rate to detect must lie in (0, 1), got {target}")
-        pbar = (p1 + p2) / 2
-        spread = za * math.sqrt(2 * pbar * (1 - pbar)) + zb * math.sqrt(p1 * (1 - p1) + p2 * (1 - p2))
+        spread = _rates_spread(p1, p2, za, zb)
         # The mde itself, not p2 - p1: near 1 that difference keeps few of its digits.
         per_arm = _plan_users(spread, effect, 1.0, power)
         variance_sum = p1 * (1 - p1) + p2 * (1 - p2)  # the unpooled variance the results' sequences use

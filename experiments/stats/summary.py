@@ -100,10 +100,6 @@ class Interval:
     low: float
     high: float
 
-    def as_list(self) -> list[float]:
-        """[low, high]."""
-        return [self.low, self.high]
-
 
 @dataclass(frozen=True)
 class TestResult:
