@@ -9,7 +9,8 @@ from werkzeug.wrappers import Response
 
 from service.errors import Invalid
 from service.http.console import bp
-from service.http.console.forms import page, plain_words
+from service.http.console.form_input import plain_words
+from service.http.console.session import page
 from service.http.endpoint import READ_EXPERIMENTS, services
 from service.http.errors import details_from_pydantic
 from service.http.schemas.users import AtRiskQuery

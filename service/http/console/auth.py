@@ -6,7 +6,7 @@ from typing import Any
 from flask import abort, flash, redirect, render_template, request, url_for
 
 from service.http.console import bp
-from service.http.console.forms import (
+from service.http.console.session import (
     RESUMED_FIELD,
     back,
     check_csrf,

@@ -13,7 +13,7 @@ from datetime import datetime, timezone
 from typing import Any, Callable, Mapping
 
 from experiments.schedules import SCHEDULES
-from service.http.console.forms import form_number, json_text, plain_words
+from service.http.console.form_input import form_number, parse_json_field, plain_words
 
 MAX_ROWS = 50  # the API's bound on arms and on metrics
 _ROW = re.compile(r"^(arms|metrics)\.(\d{1,2})\.")
@@ -109,7 +109,7 @@ def parse(form: Mapping[str, str]) -> Parsed:
 
     def load_json(name: str) -> Any:
         try:
-            return json_text(text(name)) if text(name) else None
+            return parse_json_field(text(name)) if text(name) else None
         except ValueError as exc:
             parsed.errors.setdefault(name, []).append(f"is not valid JSON ({exc})")
             return None

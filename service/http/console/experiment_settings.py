@@ -14,7 +14,8 @@ from pydantic import ValidationError
 from service.errors import ChangedMeanwhile, Conflict, Invalid
 from service.http.console import bp
 from service.http.console.experiment_form import edited, guardrails_and_analysis, values_of
-from service.http.console.forms import back, kept_over_a_change, form_number, kept_form, page, plain_words, typed_fields
+from service.http.console.form_input import form_number, kept_over_a_change, plain_words
+from service.http.console.session import back, kept_form, page, typed_fields
 from service.http.endpoint import EDITOR, services
 from service.http.errors import details_from_pydantic
 from service.http.schemas.experiments import ExperimentPatch

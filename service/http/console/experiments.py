@@ -12,7 +12,8 @@ from experiments.definitions import BUILTIN_METRICS, TRANSITIONS
 from service.errors import ChangedMeanwhile, Conflict, Invalid
 from service.http.console import bp
 from service.http.console.experiment_form import MAX_ROWS, POPULARITY, VERSION, edited, field_errors, input_name, parse, row_count, schedule_fields, values_of
-from service.http.console.forms import back, kept_form, kept_over_a_change, page, typed_fields
+from service.http.console.form_input import kept_over_a_change
+from service.http.console.session import back, kept_form, page, typed_fields
 from service.http.endpoint import EDITOR, READ_EXPERIMENTS, services
 from service.http.errors import details_from_pydantic
 from service.http.schemas.experiments import ExperimentIn

@@ -14,7 +14,8 @@ from recommender.tuning import MAX_TRIALS, METRICS, TuneSettings
 from service.errors import Conflict, Invalid
 from service.http.console import bp
 from service.http.console.charts import Series, line_chart
-from service.http.console.forms import back, form_number, json_text, kept_form, page, plain_words
+from service.http.console.form_input import form_number, parse_json_field, plain_words
+from service.http.console.session import back, kept_form, page
 from service.http.endpoint import EDITOR, services
 from service.http.errors import details_from_pydantic
 from service.http.schemas.catalogue import TrainRequest
@@ -118,7 +119,7 @@ def _number(values: dict[str, str], name: str) -> Any:
 def _json(values: dict[str, str], name: str, errors: dict[str, list[str]]) -> Any:
     """A JSON field's object ({} when empty); a parse error is noted under the field, so that every bad text is named at once."""
     try:
-        return json_text(values[name]) if values[name].strip() else {}
+        return parse_json_field(values[name]) if values[name].strip() else {}
     except ValueError as exc:
         errors[name] = [f"is not valid JSON ({exc})"]
         return {}

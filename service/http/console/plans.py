@@ -7,7 +7,8 @@ from pydantic import ValidationError
 
 from service.errors import Invalid
 from service.http.console import bp
-from service.http.console.forms import form_number, page, plain_words
+from service.http.console.form_input import form_number, plain_words
+from service.http.console.session import page
 from service.http.endpoint import READ_EXPERIMENTS
 from service.http.errors import details_from_pydantic
 from service.http.schemas.results import PlanIn

@@ -15,7 +15,8 @@ from service.http.console import bp
 from service.http.console.charts import Interval, Series, forest_plot, line_chart, number, pp_tick, signed_tick
 from service.http.console import formatting as fmt
 from service.http.console.formatting import level
-from service.http.console.forms import page, plain_words
+from service.http.console.form_input import plain_words
+from service.http.console.session import page
 from service.http.console.verdicts import verdicts
 from service.http.endpoint import ANALYST, services
 from service.http.errors import details_from_pydantic

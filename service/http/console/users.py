@@ -4,7 +4,7 @@ from __future__ import annotations
 from flask import render_template, request
 
 from service.http.console import bp
-from service.http.console.forms import page
+from service.http.console.session import page
 from service.http.endpoint import READ_EXPERIMENTS, services
 from service.http.spec import ID
 from service.usecases import console

@@ -15,7 +15,8 @@ from experiments.numbers import finite_number
 from experiments.stats.ipw import FEW_EFFECTIVE_USERS
 from service.errors import Invalid
 from service.http.console import bp
-from service.http.console.forms import form_number, page, plain_words
+from service.http.console.form_input import form_number, plain_words
+from service.http.console.session import page
 from service.http.console.results import is_lower_better, metric_choices, metric_kind
 from service.http.endpoint import ANALYST, services
 from service.http.errors import details_from_pydantic
