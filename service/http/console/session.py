@@ -212,49 +212,69 @@ def page(roles: tuple[str, ...] | None, refills: bool = False, stale_token_ok: b
             # Known before any refusal, so that a 403 page keeps the signed-in user's navigation and Sign out.
             g.principal = principal = current_principal()
             if request.method == "POST" and not _csrf_ok():
-                # Without a session there is nothing a forged post could do: from this console's own
-                # pages it goes to sign-in, which says why, like any form whose session ended.
-                if not ((refills or stale_token_ok or principal is None) and _same_origin()):
-                    check_csrf()
-                g.stale_form = True
-            if request.method == "POST" and request.form.get(RESUMED_FIELD) and not refills:
-                abort(400, "Only a long form comes back through the sign-in page; this page takes no such post.")
-            # A path no page can name (a NUL, which the database would refuse to compare) is not found, as a
-            # mistyped address is; the API answers such paths with a 422 of its own.
-            if any(isinstance(v, str) and not v.isprintable() for v in kwargs.values()):
-                abort(404, "There is no console page at this address. Check it, or start again from the experiments list.")
-            # The first of two values would win without a word (confirm=yes&confirm=no paused an experiment), as the API refuses too.
-            sent = [*request.args.lists(), *(request.form.lists() if request.method == "POST" else [])]
-            repeated = sorted({name for name, values in sent if len(values) > 1})
-            if repeated:
-                abort(422, f"{', '.join(repeated)} {'is' if len(repeated) == 1 else 'are'} given more than once; the console's links and forms send each once.")
+                _stale_token(lenient=refills or stale_token_ok or principal is None)
+            _refuse_malformed(kwargs, refills)
             if principal is None:
-                target = request.full_path.rstrip("?") if request.method == "GET" else None
-                if request.method == "GET" and g.get("session_ended"):
-                    flash("Your console session ended: you signed out (perhaps in another tab), its key was revoked, or its 8 hours passed. Sign in again to go back to the page.", "warn")
-                if request.method == "POST" and refills and _same_origin():
-                    # A long form keeps its typing through the sign-in (from this console's own pages only: a
-                    # form filled in elsewhere is not one to bring back).
-                    return _to_sign_in("Your console session ended (you signed out, perhaps in another tab; its key was revoked; or the "
-                                       "session expired). The form is kept, not saved: sign in again to get it back as you typed it.", 401)
-                if request.method == "POST" and request.endpoint != "console.sign_out_page":
-                    # The key was revoked or the session expired while the page was open: say why the
-                    # form went, and lead back to the page it was on.
-                    flash("Your console session ended (you signed out, perhaps in another tab; its key was revoked; or the session expired), so that form was not saved. "
-                          "Sign in again to go back to the page.", "warn")
-                    target = request.path
-                return redirect(url_for("console.sign_in", next=target), 303)
+                return _not_signed_in(refills)
             if roles is not None and not allowed(principal.role, roles):
-                if request.method == "POST" and refills and _same_origin():
-                    return _to_sign_in(f"This form needs {roles_needed(roles)}, but the console is now signed in with {a_key_of(principal.role)} "
-                                       "(perhaps in another tab). The form is kept, not saved: sign in with such a key to get it back as you typed it.", 403)
-                abort(403, f"{a_key_of(principal.role).capitalize()} cannot use this page; it needs {roles_needed(roles)}.")
+                return _wrong_role(principal, roles, refills)
             return fn(**kwargs)
 
         view.keeps_forms = refills  # type: ignore[attr-defined]  # read by `keeps_forms`
         return view
 
     return decorate
+
+
+def _stale_token(lenient: bool) -> None:
+    """A POST without this session's token: refused (403), or, if `lenient` and from this console's own pages, marked stale."""
+    # Without a session there is nothing a forged post could do: from this console's own
+    # pages it goes to sign-in, which says why, like any form whose session ended.
+    if not (lenient and _same_origin()):
+        check_csrf()
+    g.stale_form = True
+
+
+def _refuse_malformed(kwargs: dict[str, Any], refills: bool) -> None:
+    """Refuse what no console link or form sends: a form back from sign-in to a page without one, an unprintable path, a name given twice."""
+    if request.method == "POST" and request.form.get(RESUMED_FIELD) and not refills:
+        abort(400, "Only a long form comes back through the sign-in page; this page takes no such post.")
+    # A path no page can name (a NUL, which the database would refuse to compare) is not found, as a
+    # mistyped address is; the API answers such paths with a 422 of its own.
+    if any(isinstance(v, str) and not v.isprintable() for v in kwargs.values()):
+        abort(404, "There is no console page at this address. Check it, or start again from the experiments list.")
+    # The first of two values would win without a word (confirm=yes&confirm=no paused an experiment), as the API refuses too.
+    sent = [*request.args.lists(), *(request.form.lists() if request.method == "POST" else [])]
+    repeated = sorted({name for name, values in sent if len(values) > 1})
+    if repeated:
+        abort(422, f"{', '.join(repeated)} {'is' if len(repeated) == 1 else 'are'} given more than once; the console's links and forms send each once.")
+
+
+def _not_signed_in(refills: bool) -> tuple[str, int] | Response:
+    """Where a request without a session goes: to sign-in, saying why, and back to the page (a long form's post with its fields)."""
+    target = request.full_path.rstrip("?") if request.method == "GET" else None
+    if request.method == "GET" and g.get("session_ended"):
+        flash("Your console session ended: you signed out (perhaps in another tab), its key was revoked, or its 8 hours passed. Sign in again to go back to the page.", "warn")
+    if request.method == "POST" and refills and _same_origin():
+        # A long form keeps its typing through the sign-in (from this console's own pages only: a
+        # form filled in elsewhere is not one to bring back).
+        return _to_sign_in("Your console session ended (you signed out, perhaps in another tab; its key was revoked; or the "
+                           "session expired). The form is kept, not saved: sign in again to get it back as you typed it.", 401)
+    if request.method == "POST" and request.endpoint != "console.sign_out_page":
+        # The key was revoked or the session expired while the page was open: say why the
+        # form went, and lead back to the page it was on.
+        flash("Your console session ended (you signed out, perhaps in another tab; its key was revoked; or the session expired), so that form was not saved. "
+              "Sign in again to go back to the page.", "warn")
+        target = request.path
+    return redirect(url_for("console.sign_in", next=target), 303)
+
+
+def _wrong_role(principal: Principal, roles: tuple[str, ...], refills: bool) -> tuple[str, int]:
+    """A signed-in key without the page's role: refused (403), a long form's post kept through a sign-in with another key."""
+    if request.method == "POST" and refills and _same_origin():
+        return _to_sign_in(f"This form needs {roles_needed(roles)}, but the console is now signed in with {a_key_of(principal.role)} "
+                           "(perhaps in another tab). The form is kept, not saved: sign in with such a key to get it back as you typed it.", 403)
+    abort(403, f"{a_key_of(principal.role).capitalize()} cannot use this page; it needs {roles_needed(roles)}.")
 
 
 def can(roles: tuple[str, ...]) -> bool:
