@@ -9,7 +9,7 @@ from werkzeug.wrappers import Response
 
 from service.errors import Invalid
 from service.http.console import bp
-from service.http.console.form_input import plain_words
+from service.http.console.form_input import errors_by_field
 from service.http.console.session import page
 from service.http.endpoint import READ_EXPERIMENTS, services
 from service.http.errors import details_from_pydantic
@@ -26,10 +26,7 @@ def _query() -> tuple[AtRiskQuery | None, dict[str, str], dict[str, list[str]]]:
     try:
         return AtRiskQuery.model_validate(values), values, {}
     except ValidationError as exc:
-        errors: dict[str, list[str]] = {}
-        for d in details_from_pydantic(exc):
-            errors.setdefault(d["field"], []).append(plain_words(d["message"]))
-        return None, values, errors
+        return None, values, errors_by_field(details_from_pydantic(exc))
 
 
 @bp.get("/users/at-risk")
@@ -42,8 +39,7 @@ def at_risk_page() -> tuple[str, int]:
         try:
             listed = users.at_risk(services().db, query.idle_days, query.min_purchases, query.limit, query.cursor)
         except Invalid as exc:  # a cursor this service did not write
-            for d in exc.details:
-                errors.setdefault(d["field"].removeprefix("query."), []).append(d["message"])
+            errors_by_field(exc.details, into=errors)
     shown = {"idle_days": 30, "min_purchases": 1, "limit": 100, **values}
     return render_template("console/at_risk.html", values=shown, errors=errors, listed=listed,
                            csv_args={k: v for k, v in values.items() if k in FIELDS}), (422 if errors else 200)

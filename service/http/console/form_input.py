@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import re
-from typing import Any, Iterable, Mapping
+from typing import Any, Collection, Iterable, Mapping
 
 import pydantic_core
 
@@ -128,3 +128,14 @@ def plain_words(message: str) -> str:
         if message.startswith(opening):
             return plain + message[len(opening):]
     return message
+
+
+def errors_by_field(details: Iterable[Mapping[str, Any]], known: Collection[str] | None = None,
+                    into: dict[str, list[str]] | None = None) -> dict[str, list[str]]:
+    """Error details (the API's, or a schema's) in the form's words under the fields they name, added to `into` if given."""
+    errors = into if into is not None else {}
+    for d in details:
+        # A query's field is named "query.cursor", a nested one "allocation.b": the form shows one input for either.
+        name = str(d["field"]).removeprefix("query.").split(".")[0] or "form"
+        errors.setdefault(name if known is None or name in known else "form", []).append(plain_words(d["message"]))
+    return errors

@@ -7,7 +7,7 @@ from pydantic import ValidationError
 
 from service.errors import Invalid
 from service.http.console import bp
-from service.http.console.form_input import form_number, plain_words
+from service.http.console.form_input import errors_by_field, form_number
 from service.http.console.session import page
 from service.http.endpoint import READ_EXPERIMENTS
 from service.http.errors import details_from_pydantic
@@ -34,9 +34,7 @@ def plan_page() -> tuple[str, int]:
     try:
         answer = plan(PlanIn.model_validate_json(json.dumps(body)).model_dump())
     except ValidationError as exc:
-        for d in details_from_pydantic(exc):
-            errors.setdefault(d["field"] or "form", []).append(plain_words(d["message"]))
+        errors_by_field(details_from_pydantic(exc), PLAN_FIELDS, into=errors)
     except Invalid as exc:
-        for d in exc.details:
-            errors.setdefault(d["field"] if d["field"] in PLAN_FIELDS else "form", []).append(d["message"])
+        errors_by_field(exc.details, PLAN_FIELDS, into=errors)
     return render_template("console/plan.html", values=values, errors=errors, answer=answer), (422 if errors else 200)

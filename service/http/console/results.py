@@ -15,7 +15,7 @@ from service.http.console import bp
 from service.http.console.charts import Interval, Series, forest_plot, line_chart, number, pp_tick, signed_tick
 from service.http.console import formatting as fmt
 from service.http.console.formatting import level
-from service.http.console.form_input import plain_words
+from service.http.console.form_input import errors_by_field
 from service.http.console.session import page
 from service.http.console.verdicts import verdicts
 from service.http.endpoint import ANALYST, services
@@ -41,8 +41,7 @@ def _query() -> tuple[ResultsQuery, dict[str, list[str]]]:
     try:
         return ResultsQuery.model_validate(asked), errors
     except ValidationError as exc:
-        for d in details_from_pydantic(exc):
-            errors.setdefault(d["field"], []).append(plain_words(d["message"]))
+        errors_by_field(details_from_pydantic(exc), into=errors)
         return ResultsQuery.model_validate({k: v for k, v in asked.items() if k not in errors}), errors
 
 
@@ -97,7 +96,7 @@ def _retention_days(errors: dict[str, list[str]]) -> int:
     try:
         return RetentionQuery.model_validate({"days": request.args.get("days") or RETENTION_CHART_DAYS}).days
     except ValidationError as exc:
-        errors["days"] = [plain_words(d["message"]) for d in details_from_pydantic(exc)]
+        errors_by_field(details_from_pydantic(exc), into=errors)
         return RETENTION_CHART_DAYS
 
 

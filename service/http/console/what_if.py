@@ -15,7 +15,7 @@ from experiments.numbers import finite_number
 from experiments.stats.ipw import FEW_EFFECTIVE_USERS
 from service.errors import Invalid
 from service.http.console import bp
-from service.http.console.form_input import form_number, plain_words
+from service.http.console.form_input import errors_by_field, form_number
 from service.http.console.session import page
 from service.http.console.results import is_lower_better, metric_choices, metric_kind
 from service.http.endpoint import ANALYST, services
@@ -84,11 +84,9 @@ def what_if_page(key: str) -> tuple[str, int]:
         if not errors:
             answer = planning.evaluate(svc.db, svc.experiment_cache, key, body.allocation, body.metric, body.alpha, lowest_is_best=lower_is_better)
     except ValidationError as exc:
-        for d in details_from_pydantic(exc):
-            errors.setdefault(d["field"].split(".")[0] or "form", []).append(plain_words(d["message"]))
+        errors_by_field(details_from_pydantic(exc), into=errors)
     except Invalid as exc:
-        for d in exc.details:
-            errors.setdefault(str(d["field"]).split(".")[0] or "form", []).append(d["message"])
+        errors_by_field(exc.details, into=errors)
     served = [(a["key"], answer["allocation"][a["key"]]) for a in exp["arms"] if answer["allocation"].get(a["key"])] if answer else []
     return render_template(
         "console/what_if.html", served=served, exp=exp, metrics=[(m, m) for m in metrics], values=values, errors=errors, answer=answer,
