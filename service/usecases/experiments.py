@@ -4,13 +4,14 @@ from __future__ import annotations
 import logging
 from typing import Any, Callable
 
+from experiments.definitions import BUILTIN_METRICS, Metric
 from experiments.layers import free_share
 from service.errors import Conflict, Invalid
 from service.store import experiments as store
 from service.store import layers, lifecycle
 from service.store import outcomes as outcomes_store
 from service.store.database import Database
-from service.store.experiment_codec import to_json
+from service.store.experiment_codec import from_row, to_json
 from service.store.experiments import Stamp
 from service.store.lifecycle import StartCheck
 from service.usecases.experiment_cache import ExperimentCache
@@ -93,6 +94,13 @@ def create(db: Database, fields: dict[str, Any]) -> dict[str, Any]:
 def get(db: Database, key: str) -> dict[str, Any]:
     """One experiment."""
     return to_json(store.get(db, key))
+
+
+def get_with_metrics(db: Database, key: str) -> tuple[dict[str, Any], dict[str, Metric]]:
+    """One experiment, and every metric it can be read on by key: its own, then the built-in ones it does not redefine."""
+    row = store.get(db, key)
+    exp = from_row(row)
+    return to_json(row), {name: exp.metric(name) for name in dict.fromkeys([*(m.key for m in exp.metrics), *BUILTIN_METRICS])}
 
 
 def list_all(db: Database, status: str | None = None) -> list[dict[str, Any]]:

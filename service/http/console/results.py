@@ -7,7 +7,7 @@ from flask import redirect, render_template, request, url_for
 from pydantic import ValidationError
 from werkzeug.wrappers import Response
 
-from experiments.definitions import BUILTIN_METRICS
+from experiments.definitions import RETENTION_DAYS
 from experiments.stats.analysis import FEW_EVENTS
 from experiments.stats.ipw import FEW_EFFECTIVE_USERS
 from service.errors import Invalid
@@ -56,7 +56,7 @@ def _daily_chart(key: str, answer: dict[str, Any], started_at: str | None) -> tu
     and for a rate in an A/B test, each arm's difference from the control day by day, with its confidence sequence."""
     svc = services()
     metric, kind = answer["metric"], answer["metric_kind"]
-    if metric in BUILTIN_METRICS and metric.startswith("retention_"):
+    if metric in RETENTION_DAYS:
         return None, "Retention is read by exposure cohort, not by calendar day: the curves under Retention by arm show it day by day since exposure.", None
     try:
         daily = series.daily(svc.db, svc.experiment_cache, key, metric, alpha=answer["alpha"])
@@ -124,7 +124,7 @@ def _retention_chart(key: str, days: int, alpha: float) -> tuple[Any, bool, int]
 @page(ANALYST)
 def results_page(key: str) -> tuple[str, int]:
     """Every arm against the control on one metric, with charts."""
-    exp = experiments.get(services().db, key)
+    exp, metrics = experiments.get_with_metrics(services().db, key)
     query, errors = _query()
     try:
         answer = _answer(key, query)
@@ -148,13 +148,13 @@ def results_page(key: str) -> tuple[str, int]:
     days = _retention_days(errors)
     retention, retention_has_data, retention_last = _retention_chart(key, days, answer["alpha"])
     rough = _rough_comparisons(answer) if binary else set()
-    guardrail_kinds = {g: metric_kind(exp, g) for g in exp["guardrails"]}
+    guardrail_kinds: dict[str, str] = {g: metrics[g].kind for g in exp["guardrails"]}
     return render_template(
         "console/results.html",
         exp=exp,
         answer=answer,
         errors=errors,
-        metrics=metric_choices(exp),
+        metrics=list(metrics),
         has_points=any(a.get("points_per_user") is not None for a in answer["arms"]),
         no_reward_actions={a["arm"] for a in answer["arms"] if results.NO_REWARD_ACTIONS in a["notes"]},
         # Whose cost is not known yet: an arm compared with a control, either of which has recorded no reward actions or
@@ -237,22 +237,6 @@ def _rough_comparisons(answer: dict[str, Any]) -> set[str]:
 def _switch(value: bool | None) -> str | None:
     """A query override as the page's select sends it back: 'true', 'false', or None for the experiment's own setting."""
     return None if value is None else str(value).lower()
-
-
-def metric_choices(exp: dict[str, Any]) -> list[str]:
-    """The metrics an experiment can be read on: its own, then the built-in ones it does not redefine."""
-    return [m["key"] for m in exp["metrics"]] + [m for m in BUILTIN_METRICS if m not in {x["key"] for x in exp["metrics"]}]
-
-
-def is_lower_better(exp: dict[str, Any], metric: str) -> bool:
-    """Whether the experiment declares `metric` one where lower is better (complaints, refunds); built-in ones are not."""
-    return any(m["key"] == metric and m.get("higher_is_better") is False for m in exp["metrics"])
-
-
-def metric_kind(exp: dict[str, Any], metric: str) -> str:
-    """A metric's kind, as the experiment declares it or as built in."""
-    declared = {m["key"]: m.get("kind", "binary") for m in exp["metrics"]}
-    return declared.get(metric) or BUILTIN_METRICS.get(metric, "binary")
 
 
 @bp.get("/experiments/<key>/results.csv")

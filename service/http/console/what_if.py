@@ -17,7 +17,6 @@ from service.errors import Invalid
 from service.http.console import bp
 from service.http.console.form_input import errors_by_field, form_number
 from service.http.console.session import page
-from service.http.console.results import is_lower_better, metric_choices, metric_kind
 from service.http.endpoint import ANALYST, services
 from service.http.errors import details_from_pydantic
 from service.http.schemas.results import EvaluateIn
@@ -71,12 +70,13 @@ def _values(exp: dict[str, Any], metrics: list[str], errors: dict[str, list[str]
 def what_if_page(key: str) -> tuple[str, int]:
     """The estimate for the allocation asked for; serving only the best arm when nothing is asked yet."""
     svc = services()
-    exp = experiments.get(svc.db, key)
-    metrics = metric_choices(exp)
+    exp, metrics = experiments.get_with_metrics(svc.db, key)
     errors: dict[str, list[str]] = {}
-    values = _values(exp, metrics, errors)
+    values = _values(exp, list(metrics), errors)
     allocation = _weights(exp, values, errors) if values["allocation"] == SHARES else BEST_ARM
-    lower_is_better = is_lower_better(exp, values["metric"])
+    # A metric the experiment does not have is named among the errors; until then it reads as a rate where higher is better.
+    chosen = metrics.get(values["metric"])
+    lower_is_better = chosen is not None and not chosen.higher_is_better
     answer = None
     try:
         # Bad weights are named already; the rest is checked all the same, so that every error shows at once.
@@ -90,6 +90,6 @@ def what_if_page(key: str) -> tuple[str, int]:
     served = [(a["key"], answer["allocation"][a["key"]]) for a in exp["arms"] if answer["allocation"].get(a["key"])] if answer else []
     return render_template(
         "console/what_if.html", served=served, exp=exp, metrics=[(m, m) for m in metrics], values=values, errors=errors, answer=answer,
-        kind=metric_kind(exp, values["metric"]), lower_is_better=lower_is_better, few_effective_users=FEW_EFFECTIVE_USERS, best_arm=BEST_ARM, shares=SHARES, weight=WEIGHT,
+        kind=chosen.kind if chosen is not None else "binary", lower_is_better=lower_is_better, few_effective_users=FEW_EFFECTIVE_USERS, best_arm=BEST_ARM, shares=SHARES, weight=WEIGHT,
         field_ids={WEIGHT + a["key"]: f"weight-{i}" for i, a in enumerate(exp["arms"])},
     ), (422 if errors else 200)
