@@ -1,4 +1,4 @@
-"""Model versions: request a training run, cancel, activate, roll back, and read them with dead runs settled.
+"""Model versions: request a training run (and start it), cancel, activate, roll back, and read them with dead runs settled.
 
 A run records itself as `host:pid` and refreshes a heartbeat (`training_run`); any
 reader fails a `training` run that has gone silent. Hosts sharing one database
@@ -22,6 +22,7 @@ from service.store.model_versions import ModelRecord
 from service.store.state import shared_state
 from service.timestamps import iso
 from service.usecases.training_plan import plan, within_bound
+from service.usecases.training_run import start_training
 
 log = logging.getLogger(__name__)
 # A child process may take this long to import its libraries and send its first heartbeat.
@@ -48,6 +49,16 @@ def request_training(
         db, new_version(), algorithm, dict(params), dict(matrix or {}), dict(evaluation or {}), activate, stored_tune,
         config.training_max_runs, config.training_stale_seconds, max(config.training_stale_seconds, START_GRACE_SECONDS),
     )
+
+
+def train(
+    db: Database, config: Config, algorithm: str, params: Mapping[str, Any], activate: bool, matrix: Mapping[str, Any] | None = None,
+    evaluation: Mapping[str, Any] | None = None, tune: Mapping[str, Any] | None = None,
+) -> ModelRecord:
+    """Record a training run and start it in the background (`request_training`, then `training_run.start_training`)."""
+    record = request_training(db, config, algorithm, params, activate, matrix, evaluation, tune)
+    start_training(db, config, record.version)
+    return record
 
 
 def cancel(db: Database, version: str) -> ModelRecord:

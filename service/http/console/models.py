@@ -21,7 +21,6 @@ from service.http.errors import details_from_pydantic
 from service.http.schemas.catalogue import TrainRequest
 from service.usecases import console as console_views
 from service.usecases import model_training as training
-from service.usecases import training_run
 
 
 def _when(moments: list[float]) -> list[str]:
@@ -149,8 +148,7 @@ def model_new() -> Any:
         body = TrainRequest.model_validate_json(json.dumps(sent))
         svc = services()
         settings = body.tune.model_dump() if body.tune is not None else None
-        record = training.request_training(svc.db, svc.config, body.algorithm, body.params, body.activate, body.matrix, body.evaluation, settings)
-        training_run.start_training(svc.db, svc.config, record.version)
+        record = training.train(svc.db, svc.config, body.algorithm, body.params, body.activate, body.matrix, body.evaluation, settings)
     except ValidationError as exc:
         return _form(values, _by_field(details_from_pydantic(exc)), 422)
     except Invalid as exc:

@@ -7,7 +7,6 @@ from service.http.endpoint import EDITOR, endpoint, services
 from service.http.schemas.catalogue import ModelList, ModelOut, TrainAccepted, TrainRequest, TrialOut
 from service.timestamps import iso
 from service.usecases import model_training as training
-from service.usecases import training_run
 from service.usecases.model_training import ModelRecord
 
 bp = Blueprint("models", __name__)
@@ -48,8 +47,7 @@ def train(body: TrainRequest) -> TrainAccepted:
     """Record the run, start it, answer at once."""
     svc = services()
     tune = body.tune.model_dump() if body.tune is not None else None
-    record = training.request_training(svc.db, svc.config, body.algorithm, body.params, body.activate, body.matrix, body.evaluation, tune)
-    training_run.start_training(svc.db, svc.config, record.version)
+    record = training.train(svc.db, svc.config, body.algorithm, body.params, body.activate, body.matrix, body.evaluation, tune)
     return TrainAccepted(version=record.version, status="training")
 
 
