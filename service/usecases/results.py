@@ -8,7 +8,7 @@ from typing import Any, Literal, Sequence
 
 from experiments.definitions import RETENTION_DAYS, AnalysisSettings, Experiment, Metric
 from experiments.stats import ArmSummary, analyse, sample_ratio_mismatch
-from experiments.stats.analysis import NO_ARM_USERS, NO_USERS, Analysis
+from experiments.stats.analysis import NO_ARM_USERS, NO_USERS, Analysis, ArmResult
 from experiments.stats.corrections import Correction
 from experiments.stats.cuped import CupedArm, CupedResult, cuped
 from experiments.stats.ipw import ipw_arm
@@ -222,35 +222,34 @@ def _sample_size(kind: str, control: ArmSummary, req: ResultsRequest, arms: int)
     return out
 
 
-def results(db: Database, cache: ExperimentCache, key: str, req: ResultsRequest) -> dict[str, Any]:
-    """The whole `/results` answer for one metric (the primary one by default)."""
-    d, status, metric = experiment_metric(db, cache, key, req.metric)
-    exp = d.experiment
-    settings = _settings(exp, req)
-    now = time.time()
-    computed = _compute(db, exp, metric, settings, req.alpha, req.correction, now, d.stopped_at)
+def _arm_row(result: ArmResult, m: ArmMoments, kind: str) -> dict[str, Any]:
+    """One arm's figures against the control, as the answer gives them."""
+    return {
+        "arm": result.arm,
+        "users": result.users,
+        "total": m.total if kind == "continuous" else float(m.positives),
+        "mean": finite_or_none(result.mean),
+        "ci": interval(result.ci),
+        "diff": result.diff,
+        "diff_ci": interval(result.diff_ci),
+        "lift": result.lift,
+        "lift_ci": interval(result.lift_ci),
+        "p_value": result.p_value,
+        "p_value_adjusted": result.p_value_adjusted,
+        "significant": result.significant,
+        "chance_to_beat_control": result.chance_to_beat_control,
+        "notes": list(result.notes),
+    }
+
+
+def _arm_rows(db: Database, exp: Experiment, metric: Metric, computed: _Computed, alpha: float, positivity: bool) -> list[dict[str, Any]]:
+    """Every arm's row: its figures, a bandit's weighted estimates, and where arms have reward schedules what their points cost."""
     total_users = sum(m.users for _, m in computed.per_arm)
-    positivity = exp.type != "bandit" or every_arm_possible(exp)
     rows = []
-    for result, (name, m) in zip(computed.analysis.arms, computed.per_arm):
-        row: dict[str, Any] = {
-            "arm": result.arm,
-            "users": result.users,
-            "total": m.total if metric.kind == "continuous" else float(m.positives),
-            "mean": finite_or_none(result.mean),
-            "ci": interval(result.ci),
-            "diff": result.diff,
-            "diff_ci": interval(result.diff_ci),
-            "lift": result.lift,
-            "lift_ci": interval(result.lift_ci),
-            "p_value": result.p_value,
-            "p_value_adjusted": result.p_value_adjusted,
-            "significant": result.significant,
-            "chance_to_beat_control": result.chance_to_beat_control,
-            "notes": list(result.notes),
-        }
+    for result, (_, m) in zip(computed.analysis.arms, computed.per_arm):
+        row = _arm_row(result, m, metric.kind)
         if exp.type == "bandit":
-            est = ipw_arm(m.propensity_sums(), total_users, req.alpha, intervals=positivity)
+            est = ipw_arm(m.propensity_sums(), total_users, alpha, intervals=positivity)
             row.update({"ipw_mean": est.ipw_mean, "ipw_ci": interval(est.ipw_ci), "snipw_mean": est.snipw_mean, "snipw_ci": interval(est.snipw_ci),
                         "ipw_effective_users": est.effective_users})
             row["notes"] += [n for n in est.notes if n not in row["notes"]]
@@ -259,6 +258,39 @@ def results(db: Database, cache: ExperimentCache, key: str, req: ResultsRequest)
     if any(a.schedule is not None for a in exp.arms):
         scheduled = {a.key for a in exp.arms if a.schedule is not None}
         _costs(rows, computed.per_arm, points_per_arm(db, exp.key), exposures_per_arm(db, exp.key), scheduled)
+    return rows
+
+
+def _window_notes(metric: str, stopped_at: float | None) -> list[str]:
+    """Which users and days the figures leave out: those too recent for a retention metric, and all after a stop."""
+    notes = []
+    if metric in RETENTION_DAYS:
+        days = RETENTION_DAYS[metric]
+        ago = "days ago" if stopped_at is None else "days before the stop"
+        notes.append(f"{metric} counts only users exposed at least {days + 1} {ago}, whose day-{days} window has closed")
+    if stopped_at is not None:
+        notes.append(f"stopped at {iso(stopped_at)}: what users did from then on counts for no arm")
+    return notes
+
+
+def _srm(db: Database, exp: Experiment, metric: str, per_arm: list[tuple[str, ArmMoments]]) -> dict[str, Any] | None:
+    """An A/B test's sample-ratio check of its assignments against the arms' weights; None until it can be made."""
+    # The split is of assignments: a retention metric's users are only those old enough for it.
+    exposed = exposures_per_arm(db, exp.key) if metric in RETENTION_DAYS else {name: m.users for name, m in per_arm}
+    srm = sample_ratio_mismatch([exposed.get(arm.key, 0) for arm in exp.arms], [arm.weight for arm in exp.arms])
+    if srm is None:
+        return None
+    return {"p_value": srm.p_value, "observed": srm.observed, "expected": srm.expected, "mismatch": srm.mismatch, "statistic": srm.statistic}
+
+
+def results(db: Database, cache: ExperimentCache, key: str, req: ResultsRequest) -> dict[str, Any]:
+    """The whole `/results` answer for one metric (the primary one by default)."""
+    d, status, metric = experiment_metric(db, cache, key, req.metric)
+    exp = d.experiment
+    settings = _settings(exp, req)
+    now = time.time()
+    computed = _compute(db, exp, metric, settings, req.alpha, req.correction, now, d.stopped_at)
+    positivity = exp.type != "bandit" or every_arm_possible(exp)
     out: dict[str, Any] = {
         "experiment": exp.key,
         "status": status,
@@ -271,26 +303,16 @@ def results(db: Database, cache: ExperimentCache, key: str, req: ResultsRequest)
         "test": computed.analysis.test,
         "correction": req.correction,
         "control": exp.control.key,
-        "arms": rows,
+        "arms": _arm_rows(db, exp, metric, computed, req.alpha, positivity),
         "srm": None,
         "sequential": {"tuning": settings.sequential_tuning} if settings.sequential else None,
         "cuped": {"theta": computed.cuped.theta, "days": settings.cuped_days, "variance_reduction": computed.cuped.variance_reduction} if computed.cuped else None,
         "guardrails": _guardrails(db, exp, settings, req.alpha, req.correction, now, d.stopped_at),
         "computed_at": iso(now),
-        "notes": computed.notes,
+        "notes": computed.notes + _window_notes(metric.key, d.stopped_at),
     }
-    if metric.key in RETENTION_DAYS:
-        days = RETENTION_DAYS[metric.key]
-        ago = "days ago" if d.stopped_at is None else "days before the stop"
-        out["notes"].append(f"{metric.key} counts only users exposed at least {days + 1} {ago}, whose day-{days} window has closed")
-    if d.stopped_at is not None:
-        out["notes"].append(f"stopped at {iso(d.stopped_at)}: what users did from then on counts for no arm")
     if exp.type == "ab":
-        # The split is of assignments: a retention metric's users are only those old enough for it.
-        exposed = exposures_per_arm(db, exp.key) if metric.key in RETENTION_DAYS else {name: m.users for name, m in computed.per_arm}
-        srm = sample_ratio_mismatch([exposed.get(arm.key, 0) for arm in exp.arms], [arm.weight for arm in exp.arms])
-        if srm is not None:
-            out["srm"] = {"p_value": srm.p_value, "observed": srm.observed, "expected": srm.expected, "mismatch": srm.mismatch, "statistic": srm.statistic}
+        out["srm"] = _srm(db, exp, metric.key, computed.per_arm)
     else:
         out["allocation"] = {arm.key: float(p) for arm, p in zip(exp.arms, bandit_allocation(db, d))}
         out["safe_to_compare"] = ["ipw_mean", "snipw_mean"] if positivity else []
