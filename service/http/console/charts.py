@@ -171,25 +171,62 @@ def line_chart(
     if not x_labels or not values:
         return _svg(width, 60, title, "no data yet", [f'<text x="{left}" y="34" fill="#222">No data yet.</text>'])
     ticks = nice_ticks(min(values + [0.0] * zero), max(values + [0.0] * zero))
-    lo, hi = ticks[0], ticks[-1]
+    plot = _Plot(left, top, plot_w, plot_h, ticks[0], ticks[-1], len(x_labels))
+    body = _y_grid(plot, ticks, tick_format, percent, zero) + _x_labels(plot, x_labels)
+    if y_label:
+        body.append(f'<text x="12" y="{top + plot_h / 2:.1f}" transform="rotate(-90 12 {top + plot_h / 2:.1f})" text-anchor="middle" fill="{AXIS}">{escape(y_label)}</text>')
+    body.append(f'<line x1="{left}" y1="{top + plot_h}" x2="{left + plot_w}" y2="{top + plot_h}" stroke="{AXIS}"/>')
+    body += _series_marks(plot, series)
+    body.extend(legend)
+    full = height + int(legend_h) + 4
+    summary = _summary(series, x_labels, y_format)
+    return _svg(width, full, title, summary + "; every figure is in the table under the chart", body) + _table(title, x_name, x_labels, series, y_format)
 
-    def inside(v: float) -> float:
-        return min(max(v, lo), hi)
-    step = plot_w / max(len(x_labels) - 1, 1)
 
-    def px(i: int) -> float:
-        return left + (i * step if len(x_labels) > 1 else plot_w / 2)
+@dataclass(frozen=True)
+class _Plot:
+    """A line chart's plot area in pixels, its range of values, and how many x positions it spreads over it."""
 
-    def py(v: float) -> float:
-        return top + plot_h * (1 - (v - lo) / (hi - lo))
+    left: int
+    top: int
+    width: int
+    height: int
+    lo: float
+    hi: float
+    count: int
 
+    def x(self, i: int) -> float:
+        """The x pixel of position i (one position alone sits in the middle)."""
+        return self.left + (i * self.step if self.count > 1 else self.width / 2)
+
+    def y(self, v: float) -> float:
+        """The y pixel of value v."""
+        return self.top + self.height * (1 - (v - self.lo) / (self.hi - self.lo))
+
+    def inside(self, v: float) -> float:
+        """v, cut to the range shown."""
+        return min(max(v, self.lo), self.hi)
+
+    @property
+    def step(self) -> float:
+        """Pixels between neighbouring x positions."""
+        return self.width / max(self.count - 1, 1)
+
+
+def _y_grid(plot: _Plot, ticks: Sequence[float], tick_format: Format | None, percent: bool, zero: bool) -> list[str]:
+    """A gridline and a label for each tick, and with `zero` a dashed line at 0."""
     body = []
     for t in ticks:
-        body.append(f'<line x1="{left}" y1="{py(t):.1f}" x2="{left + plot_w}" y2="{py(t):.1f}" stroke="{GRID}"/>')
+        body.append(f'<line x1="{plot.left}" y1="{plot.y(t):.1f}" x2="{plot.left + plot.width}" y2="{plot.y(t):.1f}" stroke="{GRID}"/>')
         shown_tick = tick_format(t) if tick_format else tick(t, 100, "%") if percent else tick(t)
-        body.append(f'<text x="{left - 6}" y="{py(t) + 4:.1f}" text-anchor="end" fill="{AXIS}">{escape(shown_tick)}</text>')
+        body.append(f'<text x="{plot.left - 6}" y="{plot.y(t) + 4:.1f}" text-anchor="end" fill="{AXIS}">{escape(shown_tick)}</text>')
     if zero:
-        body.append(f'<line x1="{left}" y1="{py(0.0):.1f}" x2="{left + plot_w}" y2="{py(0.0):.1f}" stroke="#222" stroke-dasharray="4 3"/>')
+        body.append(f'<line x1="{plot.left}" y1="{plot.y(0.0):.1f}" x2="{plot.left + plot.width}" y2="{plot.y(0.0):.1f}" stroke="#222" stroke-dasharray="4 3"/>')
+    return body
+
+
+def _x_labels(plot: _Plot, x_labels: Sequence[str]) -> list[str]:
+    """About eight x labels, evenly spaced, and always the last."""
     every = max(1, math.ceil(len(x_labels) / 8))
     last = len(x_labels) - 1
     shown = set(range(0, len(x_labels), every))
@@ -197,21 +234,25 @@ def line_chart(
         # The newest label always shows; the regular one before it goes when the two would overlap
         # (the last is anchored at its end, the other at its middle: 1.5 labels' width between them).
         before = last - last % every
-        if (last - before) * step < 1.5 * _LABEL_CHAR_PX * max(len(x_labels[last]), len(x_labels[before])) + 6 and before > 0:
+        if (last - before) * plot.step < 1.5 * _LABEL_CHAR_PX * max(len(x_labels[last]), len(x_labels[before])) + 6 and before > 0:
             shown.discard(before)
         shown.add(last)
+    body = []
     for i in sorted(shown):
         # The ends are anchored inward, so that a long first or last label is not cut by the frame.
         anchor = "start" if i == 0 and last > 0 else "end" if i == last and last > 0 else "middle"
-        body.append(f'<text x="{px(i):.1f}" y="{top + plot_h + 16}" text-anchor="{anchor}" fill="{AXIS}">{escape(x_labels[i])}</text>')
-    if y_label:
-        body.append(f'<text x="12" y="{top + plot_h / 2:.1f}" transform="rotate(-90 12 {top + plot_h / 2:.1f})" text-anchor="middle" fill="{AXIS}">{escape(y_label)}</text>')
-    body.append(f'<line x1="{left}" y1="{top + plot_h}" x2="{left + plot_w}" y2="{top + plot_h}" stroke="{AXIS}"/>')
+        body.append(f'<text x="{plot.x(i):.1f}" y="{plot.top + plot.height + 16}" text-anchor="{anchor}" fill="{AXIS}">{escape(x_labels[i])}</text>')
+    return body
+
+
+def _series_marks(plot: _Plot, series: Sequence[Series]) -> list[str]:
+    """Each series' band, its lines, and a marker for each point that stands alone."""
+    body = []
     for k, s in enumerate(series):
         colour, dash = PALETTE[k % len(PALETTE)], DASHES[k % len(DASHES)]
         if s.band:
-            upper = [(px(i), py(inside(b[1]))) for i, b in enumerate(s.band) if b]
-            lower = [(px(i), py(inside(b[0]))) for i, b in enumerate(s.band) if b]
+            upper = [(plot.x(i), plot.y(plot.inside(b[1]))) for i, b in enumerate(s.band) if b]
+            lower = [(plot.x(i), plot.y(plot.inside(b[0]))) for i, b in enumerate(s.band) if b]
             if len(upper) > 1:
                 points = " ".join(f"{x:.1f},{y:.1f}" for x, y in upper + lower[::-1])
                 body.append(f'<polygon points="{points}" fill="{colour}" fill-opacity="0.12" stroke="none"/>')
@@ -219,21 +260,24 @@ def line_chart(
                 (x, high), (_, low) = upper[0], lower[0]
                 body.append(f'<line class="band" x1="{x:.1f}" y1="{high:.1f}" x2="{x:.1f}" y2="{low:.1f}" stroke="{colour}" stroke-opacity="0.5" stroke-width="6"/>')
         for run in _runs(s.values):
-            points = " ".join(f"{px(i):.1f},{py(v):.1f}" for i, v in run)
+            points = " ".join(f"{plot.x(i):.1f},{plot.y(v):.1f}" for i, v in run)
             if len(run) == 1:
-                body.append(_marker(k, px(run[0][0]), py(run[0][1]), colour))
+                body.append(_marker(k, plot.x(run[0][0]), plot.y(run[0][1]), colour))
             else:
                 body.append(f'<polyline points="{points}" fill="none" stroke="{colour}" stroke-width="2.5" stroke-dasharray="{dash}"/>')
+    return body
+
+
+def _summary(series: Sequence[Series], x_labels: Sequence[str], y_format: Format) -> str:
+    """What the chart's description says: the points it spans and each series' last value."""
+    last = len(x_labels) - 1
     # A series may end before the axis does (no user is old enough for the last days yet): its last value names its point.
     latest = {s.name: next(((i, v) for i, v in reversed(list(enumerate(s.values))) if v is not None), None) for s in series}
     span = f"1 point, {x_labels[0]}" if len(x_labels) == 1 else f"{len(x_labels)} points from {x_labels[0]} to {x_labels[-1]}"
-    summary = f"{span}; last values: " + ", ".join(
+    return f"{span}; last values: " + ", ".join(
         f"{name} {y_format(found[1])}{'' if found[0] == last else f' at {x_labels[found[0]]}'}" if found is not None else f"{name} none"
         for name, found in latest.items()
     )
-    body.extend(legend)
-    full = height + int(legend_h) + 4
-    return _svg(width, full, title, summary + "; every figure is in the table under the chart", body) + _table(title, x_name, x_labels, series, y_format)
 
 
 def _table(title: str, x_name: str, x_labels: Sequence[str], series: Sequence[Series], y_format: Format) -> Markup:
