@@ -7,7 +7,7 @@ from flask import redirect, render_template, request, url_for
 from pydantic import ValidationError
 from werkzeug.wrappers import Response
 
-from experiments.definitions import RETENTION_DAYS
+from experiments.definitions import RETENTION_DAYS, Metric
 from experiments.stats.analysis import FEW_EVENTS
 from experiments.stats.ipw import FEW_EFFECTIVE_USERS
 from service.errors import Invalid
@@ -133,62 +133,70 @@ def results_page(key: str) -> tuple[str, int]:
         errors.setdefault("metric", []).extend([d["message"] for d in exc.details] or [exc.message])
         query = query.model_copy(update={"metric": None})
         answer = _answer(key, query)
+    args = _template_args(key, exp, metrics, query, answer, errors)  # notes a retention window it cannot use among the errors
+    return render_template("console/results.html", **args), (422 if errors else 200)
+
+
+def _template_args(
+    key: str, exp: dict[str, Any], metrics: dict[str, Metric], query: ResultsQuery, answer: dict[str, Any], errors: dict[str, list[str]],
+) -> dict[str, Any]:
+    """What the results page shows of an answer: the figures within their possible values, the charts, and how to read each arm."""
     answer, cut = _within_possible_values(answer)
+    guardrail_kinds: dict[str, str] = {g: metrics[g].kind for g in exp["guardrails"]}
+    days = _retention_days(errors)
+    lower_is_better = not answer["higher_is_better"]
+    rough = _rough_comparisons(answer) if answer["metric_kind"] == "binary" else set()
+    return {
+        "exp": exp,
+        "answer": answer,
+        "errors": errors,
+        "metrics": list(metrics),
+        "has_points": any(a.get("points_per_user") is not None for a in answer["arms"]),
+        "no_reward_actions": {a["arm"] for a in answer["arms"] if results.NO_REWARD_ACTIONS in a["notes"]},
+        # Whose cost is not known yet: an arm compared with a control, either of which has recorded no reward actions or
+        # granted nothing for them.
+        "unpaid": {a["arm"] for a in answer["arms"][1:] if _cost_unknown(a) or _cost_unknown(answer["arms"][0])},
+        # For a metric where lower is better, more of it is not a gain to pay for: no column of what it would cost.
+        "has_cost": not lower_is_better and any(a.get("cost_per_incremental") is not None for a in answer["arms"]),
+        **_charts(key, answer, exp.get("started_at"), days),
+        # The query as applied, for links to the same figures with one setting changed.
+        "applied_args": {k: v for k, v in (("metric", answer["metric"]), ("alpha", answer["alpha"]), ("correction", answer["correction"]),
+                                           ("cuped", _switch(query.cuped)), ("sequential", _switch(query.sequential)),
+                                           ("days", days if days != RETENTION_CHART_DAYS else None)) if v is not None},
+        "overrides": {"cuped": _switch(query.cuped), "sequential": _switch(query.sequential)},
+        "analysis": exp.get("analysis") or {},
+        "few_effective_users": FEW_EFFECTIVE_USERS,
+        "few_events": FEW_EVENTS,
+        "rough": rough,
+        "cut": cut,
+        "guardrail_kinds": guardrail_kinds,
+        # The API's chance is of exceeding the control; for a metric where lower is better the page reads it the other way.
+        "lower_is_better": lower_is_better,
+        "verdicts": verdicts(answer, lower_is_better, rough, guardrail_kinds),
+        # What each arm's users are shown, where arms compare recommenders: the table names arms only.
+        "recommenders": console.arm_recommenders(services().db, exp),
+    }
+
+
+def _charts(key: str, answer: dict[str, Any], started_at: str | None, days: int) -> dict[str, Any]:
+    """The forest plot of differences from the control, the daily charts and the retention curves, with what the page says of them."""
+    binary = answer["metric_kind"] == "binary"
     # The difference, not the lift: a lift's interval also carries the control's own uncertainty, and
     # with a small control it straddled zero beside a significant p-value, telling a reader two things.
     differences = [Interval(a["arm"], a["diff"], *(a["diff_ci"] or (None, None))) for a in answer["arms"][1:]]
-    binary = answer["metric_kind"] == "binary"
     unit = " (percentage points)" if binary else ""
     title = f"Difference in {answer['metric']}{unit} from {answer['control']} ({level(answer['alpha'])} intervals)"
     # The chart's title and description, which a screen reader reads, give the table's own figures.
     kind = answer["metric_kind"]
-    lower_is_better = not answer["higher_is_better"]
-    forest = forest_plot(title, differences, x_format=lambda v: fmt.difference(v, kind), tick_format=pp_tick if binary else signed_tick, lower_is_better=lower_is_better)
-    daily, daily_note, daily_difference = _daily_chart(key, answer, exp.get("started_at"))
-    days = _retention_days(errors)
+    forest = forest_plot(title, differences, x_format=lambda v: fmt.difference(v, kind), tick_format=pp_tick if binary else signed_tick,
+                         lower_is_better=not answer["higher_is_better"])
+    daily, daily_note, daily_difference = _daily_chart(key, answer, started_at)
     retention, retention_has_data, retention_last = _retention_chart(key, days, answer["alpha"])
-    rough = _rough_comparisons(answer) if binary else set()
-    guardrail_kinds: dict[str, str] = {g: metrics[g].kind for g in exp["guardrails"]}
-    return render_template(
-        "console/results.html",
-        exp=exp,
-        answer=answer,
-        errors=errors,
-        metrics=list(metrics),
-        has_points=any(a.get("points_per_user") is not None for a in answer["arms"]),
-        no_reward_actions={a["arm"] for a in answer["arms"] if results.NO_REWARD_ACTIONS in a["notes"]},
-        # Whose cost is not known yet: an arm compared with a control, either of which has recorded no reward actions or
-        # granted nothing for them.
-        unpaid={a["arm"] for a in answer["arms"][1:] if _cost_unknown(a) or _cost_unknown(answer["arms"][0])},
-        # For a metric where lower is better, more of it is not a gain to pay for: no column of what it would cost.
-        has_cost=not lower_is_better and any(a.get("cost_per_incremental") is not None for a in answer["arms"]),
-        forest=forest,
-        daily=daily,
-        daily_note=daily_note,
-        daily_difference=daily_difference,
-        retention=retention,
-        retention_has_data=retention_has_data,
-        retention_last=retention_last,
-        retention_min_users=RETENTION_MIN_USERS,
-        days=days,
-        day_choices=sorted({*RETENTION_CHOICES, days}),
-        # The query as applied, for links to the same figures with one setting changed.
-        applied_args={k: v for k, v in (("metric", answer["metric"]), ("alpha", answer["alpha"]), ("correction", answer["correction"]),
-                                        ("cuped", _switch(query.cuped)), ("sequential", _switch(query.sequential)),
-                                        ("days", days if days != RETENTION_CHART_DAYS else None)) if v is not None},
-        overrides={"cuped": _switch(query.cuped), "sequential": _switch(query.sequential)},
-        analysis=exp.get("analysis") or {},
-        few_effective_users=FEW_EFFECTIVE_USERS,
-        few_events=FEW_EVENTS,
-        rough=rough,
-        cut=cut,
-        guardrail_kinds=guardrail_kinds,
-        # The API's chance is of exceeding the control; for a metric where lower is better the page reads it the other way.
-        lower_is_better=lower_is_better,
-        verdicts=verdicts(answer, lower_is_better, rough, guardrail_kinds),
-        # What each arm's users are shown, where arms compare recommenders: the table names arms only.
-        recommenders=console.arm_recommenders(services().db, exp),
-    ), (422 if errors else 200)
+    return {
+        "forest": forest, "daily": daily, "daily_note": daily_note, "daily_difference": daily_difference,
+        "retention": retention, "retention_has_data": retention_has_data, "retention_last": retention_last, "retention_min_users": RETENTION_MIN_USERS,
+        "days": days, "day_choices": sorted({*RETENTION_CHOICES, days}),
+    }
 
 
 # What a rate's figures can be, whatever an interval's formula gives: a difference of rates lies within
