@@ -21,6 +21,11 @@ MAX_SETTING = 1e12
 # An hour: at a shorter half-life an event a day old weighs under 2^-24 and a training set is the last
 # minutes' events alone (5e-324 days had trained a "ready" model on one user that served nothing).
 MIN_HALF_LIFE_DAYS = 1 / 24
+# An event decayed below this weighs less than float32, which holds the confidences, can tell from nothing
+# beside a fresh one (24 half-lives): it is left out. Kept, an event some 150 half-lives old had a confidence
+# of exactly 0, and a user with only such events was "personalized" from nothing (an empty list, or the
+# catalogue in its order).
+MIN_DECAY = 2.0**-24
 
 
 @dataclass(frozen=True)
@@ -55,6 +60,8 @@ class MatrixSettings:
         for name, value in numbers.items():
             if value is not None and not value <= MAX_SETTING:
                 raise ValueError(f"{name} must be at most {MAX_SETTING:g}")
+        if not self.epsilon >= 1 / MAX_SETTING:  # strength / epsilon would overflow to an infinite confidence
+            raise ValueError(f"epsilon must be at least {1 / MAX_SETTING:g}, got {self.epsilon:g}")
         if self.half_life_days is not None and self.half_life_days < MIN_HALF_LIFE_DAYS:
             raise ValueError(f"half_life_days must be at least {MIN_HALF_LIFE_DAYS:.4g} (an hour), got {self.half_life_days:g}")
 
@@ -90,7 +97,7 @@ class MatrixSettings:
         return strength, confidence
 
     def decay(self, ts: np.ndarray, now: float) -> np.ndarray:
-        """Exponential time decay of each event's weight, 1 when decay is off."""
+        """Exponential time decay of each event's weight, 1 when decay is off; below MIN_DECAY an event is left out."""
         if self.half_life_days is None:
             return np.ones(len(ts))
         age_days = np.maximum(now - ts, 0.0) / SECONDS_PER_DAY
@@ -162,13 +169,14 @@ def _compact(codes: np.ndarray, ids: np.ndarray) -> tuple[np.ndarray, list[str]]
 def build_matrix(events: CodedEvents, settings: MatrixSettings, now: float) -> InteractionMatrix:
     """The confidence matrix of the events; duplicate (user, item) pairs sum their strength.
 
-    Only users and items with a positive-weight event get a row or column, so
-    someone who only did what carries no weight stays unknown to the model
-    (and is folded in) rather than known with nothing learned.
+    Only users and items with a positive-weight event not decayed below MIN_DECAY get a row or
+    column, so someone who only did what carries no weight, or did it long ago, stays unknown to
+    the model (and is folded in) rather than known with nothing learned.
     """
     weights = settings.type_weights(EVENT_TYPES)[events.types]
-    decayed = weights * settings.decay(events.ts, now)
-    keep = decayed > 0
+    decay = settings.decay(events.ts, now)
+    decayed = weights * decay
+    keep = (decayed > 0) & (decay >= MIN_DECAY)
     rows, user_ids = _compact(events.users[keep], events.user_ids)
     cols, item_ids = _compact(events.items[keep], events.item_ids)
     strength, confidence = settings.cells(rows, cols, weights[keep], decayed[keep], (len(user_ids), len(item_ids)))
@@ -186,7 +194,8 @@ def row_for_events(
         return sp.csr_matrix((1, n_items), dtype=np.float32)
     cols = np.array([k[0] for k in known], dtype=np.int64)
     weights = settings.type_weights([k[1] for k in known])
-    decayed = weights * settings.decay(np.array([k[2] for k in known], dtype=np.float64), now)
-    keep = decayed > 0
+    decay = settings.decay(np.array([k[2] for k in known], dtype=np.float64), now)
+    decayed = weights * decay
+    keep = (decayed > 0) & (decay >= MIN_DECAY)
     _, row = settings.cells(np.zeros(int(keep.sum()), dtype=np.int64), cols[keep], weights[keep], decayed[keep], (1, n_items))
     return row

@@ -58,7 +58,8 @@ class FactorModel(Recommender):
         if largest < COLLAPSED_SCORE:
             raise CannotTrain(
                 f"{self.name}: the fit shrank every factor to about zero (no score can exceed {largest:.1g}), "
-                "so it ranks nothing; lower regularization"
+                "so it ranks nothing; lower regularization, or give the events more weight (a longer half_life_days, "
+                "larger event weights or alpha)"
             )
 
     def _between_iterations(self, *_progress: Any) -> None:

@@ -1,11 +1,13 @@
 """Recommendations, similar and popular items through the HTTP API."""
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from service.usecases.model_training import request_training
 from service.usecases.training_run import run_training
-from tests.helpers import get_ok, post_ok, train, two_tribes
+from tests.helpers import get_ok, iso, post_ok, train, two_tribes
 
 
 @pytest.fixture
@@ -191,6 +193,7 @@ def test_a_failed_training_leaves_the_active_model_serving(client, auth, trained
         ({"matrix": {"weights": {"view": 1e308}}}, "matrix"),
         ({"matrix": {"alpha": 1e13}}, "matrix"),
         ({"matrix": {"epsilon": 1e300}}, "matrix"),
+        ({"matrix": {"epsilon": 5e-324}}, "matrix"),  # strength / epsilon overflowed: a "ready" model that served empty lists
         ({"params": {"factors": 64.5}}, "params"),
         ({"params": {"factors": True}}, "params"),
         ({"params": {"factors": "64"}}, "params"),
@@ -313,3 +316,22 @@ def test_a_fit_shrunk_to_zero_fails_saying_so_rather_than_serving_zeros_as_perso
     assert failed["status"] == "failed" and "shrank every factor to about zero" in failed["error"] and "lower regularization" in failed["error"]
     served = get_ok(client, "/v1/users/a0/recommendations", auth("storefront"))
     assert served["strategy"] == "popular"  # no model is active, so the live popular list answers
+
+
+@pytest.mark.parametrize("algorithm", ["bpr", "als"])
+def test_a_user_whose_events_have_all_faded_gets_popular_items_not_an_empty_personal_list(client, auth, algorithm):
+    # Events some 150 half-lives old had kept confidences of exactly 0: BPR served such a user an empty
+    # "personalized" list, ALS the catalogue in its order. 24 half-lives on (MIN_DECAY) they are left out.
+    h = auth("storefront")
+    two_tribes(client, h)  # dated 2026-11-01, dozens of one-day half-lives ago
+    recent = iso(time.time() - 3600)
+    fresh = [{"event_id": f"r-{u}-{i}", "user_id": f"ua{u}", "item_id": f"a{i}", "type": "purchase", "value": 1, "timestamp": recent}
+             for u in range(20) for i in range(u % 6, u % 6 + 4)]
+    post_ok(client, "/v1/events", {"events": fresh}, h)
+    params = {"factors": 8, "iterations": 10, **({"regularization": 0.01} if algorithm == "als" else {})}
+    model = train(client, auth("editor"), {"algorithm": algorithm, "matrix": {"half_life_days": 1}, "params": params})
+    assert model["status"] == "ready", model
+    assert model["data"]["users"] == 20
+    faded = recs(client, auth, "ub1")
+    assert faded["strategy"] == "popular" and ids(faded)[:3] == ["a3", "a4", "a5"]  # the most bought of the last day
+    assert recs(client, auth, "ua1")["strategy"] == "personalized"

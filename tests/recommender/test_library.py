@@ -52,21 +52,38 @@ def test_decay_fades_a_cells_confidence_not_only_its_strength_and_serving_reads_
     # The base of 1 every seen cell gets had stayed whatever the decay: a view 50 days old under a one-day
     # half-life weighed 1.0 against a fresh view's 1.118, then vanished once its weight underflowed.
     day = 86_400.0
-    events = CodedEvents.from_ids(["a"] * 4, ["fresh", "old", "old", "yesterday"], ["view", "view", "purchase", "view"], [100 * day, 50 * day, 60 * day, 99 * day])
+    # An event 24 half-lives old or more (MIN_DECAY) is left out: some 150 on, its confidence had been exactly 0.
+    events = CodedEvents.from_ids(["a"] * 5, ["fresh", "old", "old", "yesterday", "ancient"], ["view", "view", "purchase", "view", "purchase"],
+                                  [100 * day, 80 * day, 84 * day, 99 * day, 70 * day])
     settings = MatrixSettings(half_life_days=1.0)
     m = build_matrix(events, settings, now=100 * day)
     got = dict(zip(m.item_ids, m.confidence.toarray()[0].tolist()))
-    old = 2.0**-50 + 8 * 2.0**-40  # a view 50 days old and a purchase 40 days old, in one cell
+    old = 2.0**-20 + 8 * 2.0**-16  # a view 20 days old and a purchase 16 days old, in one cell
+    assert sorted(got) == ["fresh", "old", "yesterday"]
     assert got["fresh"] == pytest.approx(1 + math.log1p(1 / 8), rel=1e-6)
-    assert got["old"] == pytest.approx(old / 9 + math.log1p(old / 8), rel=1e-5) and got["old"] < 1e-10
+    assert got["old"] == pytest.approx(old / 9 + math.log1p(old / 8), rel=1e-5) and got["old"] < 1e-4
     assert got["yesterday"] == pytest.approx(0.5 + math.log1p(0.5 / 8), rel=1e-6)
     served = row_for_events(settings, {item: i for i, item in enumerate(m.item_ids)}, len(m.item_ids), [
-        ("fresh", "view", 100 * day), ("old", "view", 50 * day), ("old", "purchase", 60 * day), ("yesterday", "view", 99 * day), ("gone", "view", 100 * day)], 100 * day)
+        ("fresh", "view", 100 * day), ("old", "view", 80 * day), ("old", "purchase", 84 * day), ("yesterday", "view", 99 * day), ("gone", "view", 100 * day)], 100 * day)
     assert served.toarray()[0].tolist() == m.confidence.toarray()[0].tolist()
     # Without decay, nothing changes: 1 + ln(1 + strength / 8).
     undecayed = build_matrix(events, MatrixSettings(), now=100 * day)
     assert dict(zip(undecayed.item_ids, undecayed.confidence.toarray()[0].tolist())) == pytest.approx(
-        {"fresh": 1 + math.log1p(1 / 8), "old": 1 + math.log1p(9 / 8), "yesterday": 1 + math.log1p(1 / 8)}, rel=1e-6)
+        {"fresh": 1 + math.log1p(1 / 8), "old": 1 + math.log1p(9 / 8), "yesterday": 1 + math.log1p(1 / 8), "ancient": 1 + math.log1p(1)}, rel=1e-6)
+
+
+def test_a_user_whose_every_event_has_faded_is_new_to_the_model_and_served_popular_items():
+    day = 86_400.0
+    events = CodedEvents.from_ids(["fresh", "fresh", "lapsed"], ["x", "y", "x"], ["purchase", "view", "purchase"], [100 * day, 99 * day, 60 * day])
+    m = build_matrix(events, MatrixSettings(half_life_days=1.0), now=100 * day)
+    assert m.user_ids == ["fresh"]
+    served = row_for_events(MatrixSettings(half_life_days=1.0), {"x": 0, "y": 1}, 2, [("x", "purchase", 60 * day)], 100 * day)
+    assert served.nnz == 0  # folded in with nothing: the index answers popular items
+
+
+def test_an_epsilon_that_would_make_confidences_infinite_is_refused():
+    with pytest.raises(ValueError, match="epsilon must be at least 1e-12"):
+        MatrixSettings(epsilon=5e-324).check_bounds()
 
 
 def test_a_full_split_puts_every_interaction_on_exactly_one_side():
