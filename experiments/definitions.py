@@ -9,7 +9,7 @@ import math
 import re
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Any, Literal, Mapping, Sequence
+from typing import Any, Literal, Mapping, Sequence, get_args
 
 from experiments.problems import Problems
 from experiments.schedules import Schedule
@@ -19,6 +19,9 @@ KEY_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,63}$")
 ExperimentType = Literal["ab", "bandit"]
 MetricKind = Literal["binary", "continuous"]
 Status = Literal["draft", "running", "paused", "stopped"]
+# The same options as values, for checks at run time and for the schemas and forms that offer them.
+EXPERIMENT_TYPES: tuple[ExperimentType, ...] = get_args(ExperimentType)
+METRIC_KINDS: tuple[MetricKind, ...] = get_args(MetricKind)
 
 # Metrics computed from /v1/events after each user's exposure; never reported as outcomes.
 BUILTIN_METRICS: dict[str, MetricKind] = {
@@ -32,11 +35,13 @@ BUILTIN_METRICS: dict[str, MetricKind] = {
 RETENTION_DAYS: dict[str, int] = {"retention_d1": 1, "retention_d7": 7, "retention_d30": 30}
 
 # Which lifecycle moves are allowed: action -> {from status: to status}.
-TRANSITIONS: dict[str, dict[str, Status]] = {
+TRANSITIONS: dict[str, dict[Status, Status]] = {
     "start": {"draft": "running", "paused": "running"},
     "pause": {"running": "paused"},
     "stop": {"running": "stopped", "paused": "stopped"},
 }
+# Started and not stopped yet: the statuses a stop moves from (running, then paused).
+LIVE: tuple[Status, ...] = tuple(TRANSITIONS["stop"])
 
 
 class DefinitionError(Problems):
@@ -45,6 +50,11 @@ class DefinitionError(Problems):
 
 class TransitionError(ValueError):
     """A lifecycle move that the current status does not allow."""
+
+
+def _either(options: Sequence[str]) -> str:
+    """The options as a refusal names them: 'a' or 'b'."""
+    return " or ".join(repr(o) for o in options)
 
 
 def _repeated(keys: list[str]) -> tuple[str, int] | None:
@@ -110,8 +120,8 @@ class Metric:
         if builtin is not None and builtin != self.kind:
             raise DefinitionError("kind", f"the built-in metric {self.key!r} is {builtin}, and derived from events: it is always available "
                                           "without declaring it (a metric reported through outcomes needs a key of its own)")
-        if self.kind not in ("binary", "continuous"):
-            raise DefinitionError("kind", "must be 'binary' or 'continuous'")
+        if self.kind not in METRIC_KINDS:
+            raise DefinitionError("kind", f"must be {_either(METRIC_KINDS)}")
 
     @property
     def builtin(self) -> bool:
@@ -184,8 +194,8 @@ class Experiment:
         # Every check that does not need another to pass is made, and all they find is said at once, so
         # that a form shows every problem in one pass rather than one per submit.
         problems = _key_problems("key", self.key) + (_key_problems("layer", self.layer) if self.layer is not None else [])
-        if self.type not in ("ab", "bandit"):
-            problems.append(("type", "must be 'ab' or 'bandit'"))
+        if self.type not in EXPERIMENT_TYPES:
+            problems.append(("type", f"must be {_either(EXPERIMENT_TYPES)}"))
         if not (0 < self.traffic <= 1):
             problems.append(("traffic", f"must satisfy 0 < traffic <= 1, got {self.traffic}"))
         if len(self.arms) < 2:
@@ -201,7 +211,7 @@ class Experiment:
         if repeated is not None:
             problems.append(("metrics", f"metric keys must be unique: {repeated[0]!r} is declared {repeated[1]} times"))
         problems += reference_problems([m.key for m in self.metrics], self.primary_metric, self.guardrails)
-        if self.type in ("ab", "bandit"):
+        if self.type in EXPERIMENT_TYPES:
             problems += self._bandit_problems()
         if problems:
             raise DefinitionError(*problems[0], more=problems[1:])

@@ -3,10 +3,11 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Literal, get_args
 
 from scipy import stats as sps
 
-from experiments.definitions import AnalysisSettings
+from experiments.definitions import METRIC_KINDS, AnalysisSettings
 from experiments.numbers import finite_number
 from experiments.stats.sequential import half_width
 
@@ -63,9 +64,10 @@ def users_per_arm_mean(std: float, mde: float, alpha: float = 0.05, power: float
 # The planner's ceiling on total users: far beyond any population, still exact as a JSON number.
 MAX_PLAN_USERS = 10**15
 # The options, checked at run time: the planner takes plain strings straight from a request.
-METRIC_KINDS = ("binary", "continuous")
-MDE_TYPES = ("absolute", "relative")
-PLAN_CORRECTIONS = ("holm", "bonferroni", "none")
+MdeType = Literal["absolute", "relative"]
+PlanCorrection = Literal["holm", "bonferroni", "none"]
+MDE_TYPES: tuple[MdeType, ...] = get_args(MdeType)
+PLAN_CORRECTIONS: tuple[PlanCorrection, ...] = get_args(PlanCorrection)
 
 
 @dataclass(frozen=True)
