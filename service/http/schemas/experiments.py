@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal, Union
 from pydantic import ConfigDict, Field, StringConstraints, create_model, field_validator
 
 from bandits.registry import POLICIES
-from experiments.definitions import BUILTIN_METRICS, DESIGN_FIELDS
+from experiments.definitions import BUILTIN_METRICS, DESIGN_FIELDS, ExperimentType, MetricKind, Status
 from experiments.schedules import SCHEDULES, Schedule
 from service.http.schemas.common import MAX_BATCH, FiniteFloat, Id, Input, JsonObject, Key, Output, PositiveFloat, Query, StoredJsonObject, Text, Timestamp
 
@@ -59,7 +59,7 @@ class MetricIn(Input):
     """A metric reported through /v1/outcomes; the built-in event metrics need no declaring."""
 
     key: Key
-    kind: Literal["binary", "continuous"] = "binary"
+    kind: MetricKind = "binary"
     higher_is_better: bool = Field(
         default=True,
         description="false for a metric that gets worse as it rises (complaints, refunds): a guardrail on it fails when the difference lies wholly above 0; a bandit's primary metric must be true",
@@ -99,7 +99,7 @@ class ExperimentIn(Input):
     key: Key
     name: Text = Field(min_length=1, max_length=256)
     description: Text = Field(default="", max_length=10_000)
-    type: Literal["ab", "bandit"] = "ab"
+    type: ExperimentType = "ab"
     traffic: float = Field(default=1.0, gt=0, le=1, allow_inf_nan=False)
     arms: list[ArmIn] = Field(min_length=2, max_length=50)
     metrics: list[MetricIn] = Field(default_factory=list, max_length=50)
@@ -128,7 +128,7 @@ class ExperimentPatch(Input):
 
     name: Text | None = Field(default=None, min_length=1, max_length=256)
     description: Text | None = Field(default=None, max_length=10_000)
-    type: Literal["ab", "bandit"] | None = None
+    type: ExperimentType | None = None
     traffic: float | None = Field(default=None, gt=0, le=1, allow_inf_nan=False)
     arms: list[ArmIn] | None = Field(default=None, min_length=2, max_length=50)
     metrics: list[MetricIn] | None = Field(default=None, max_length=50)
@@ -183,7 +183,7 @@ class ExperimentList(Output):
 class ExperimentFilter(Query):
     """Optional status filter."""
 
-    status: Literal["draft", "running", "paused", "stopped"] | None = None
+    status: Status | None = None
 
 
 class AssignmentQuery(Query):
