@@ -129,6 +129,12 @@ class Metric:
         return self.key in BUILTIN_METRICS
 
 
+# The settings' bounds beyond a probability's own: checked here, and declared by the HTTP schemas.
+MAX_ATTRIBUTION_HOURS = 8760  # a year
+SEQUENTIAL_TUNING_RANGE = (1, 1e9)
+CUPED_DAYS_RANGE = (1, 365)
+
+
 @dataclass(frozen=True)
 class BanditSettings:
     """Which policy allocates users, and the least probability any arm keeps.
@@ -147,8 +153,8 @@ class BanditSettings:
     def __post_init__(self) -> None:
         if not self.algorithm:
             raise DefinitionError("bandit.algorithm", "must name a policy")
-        if self.attribution_hours is not None and not (math.isfinite(self.attribution_hours) and 0 < self.attribution_hours <= 8760):
-            raise DefinitionError("bandit.attribution_hours", f"must lie in (0, 8760], got {self.attribution_hours}")
+        if self.attribution_hours is not None and not (math.isfinite(self.attribution_hours) and 0 < self.attribution_hours <= MAX_ATTRIBUTION_HOURS):
+            raise DefinitionError("bandit.attribution_hours", f"must lie in (0, {MAX_ATTRIBUTION_HOURS}], got {self.attribution_hours}")
         if not 0 <= self.epsilon <= 1:
             raise DefinitionError("bandit.epsilon", f"must lie in [0, 1], got {self.epsilon}")
         if not 0 <= self.min_probability < 1:
@@ -165,10 +171,11 @@ class AnalysisSettings:
     cuped_days: int = 14
 
     def __post_init__(self) -> None:
-        if not (math.isfinite(self.sequential_tuning) and 1 <= self.sequential_tuning <= 1e9):
-            raise DefinitionError("analysis.sequential_tuning", f"must lie in [1, 1e9], got {self.sequential_tuning}")
-        if not 1 <= self.cuped_days <= 365:
-            raise DefinitionError("analysis.cuped_days", f"must lie in [1, 365], got {self.cuped_days}")
+        low, high = SEQUENTIAL_TUNING_RANGE
+        if not (math.isfinite(self.sequential_tuning) and low <= self.sequential_tuning <= high):
+            raise DefinitionError("analysis.sequential_tuning", f"must lie in [{low}, {high:g}], got {self.sequential_tuning}")
+        if not CUPED_DAYS_RANGE[0] <= self.cuped_days <= CUPED_DAYS_RANGE[1]:
+            raise DefinitionError("analysis.cuped_days", f"must lie in [{CUPED_DAYS_RANGE[0]}, {CUPED_DAYS_RANGE[1]}], got {self.cuped_days}")
 
 
 @dataclass(frozen=True)

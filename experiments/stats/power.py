@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Literal, get_args
+from typing import Any, Literal, get_args
 
 from scipy import stats as sps
 
@@ -68,6 +68,8 @@ MdeType = Literal["absolute", "relative"]
 PlanCorrection = Literal["holm", "bonferroni", "none"]
 MDE_TYPES: tuple[MdeType, ...] = get_args(MdeType)
 PLAN_CORRECTIONS: tuple[PlanCorrection, ...] = get_args(PlanCorrection)
+# What a plan assumes for a field its question leaves out: the API's defaults, and the console's.
+PLAN_DEFAULTS: dict[str, Any] = {"mde_type": "absolute", "alpha": 0.05, "power": 0.8, "arms": 2, "correction": "holm"}
 
 
 @dataclass(frozen=True)

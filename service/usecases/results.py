@@ -12,7 +12,7 @@ from experiments.stats.analysis import NO_ARM_USERS, NO_USERS, Analysis
 from experiments.stats.corrections import Correction
 from experiments.stats.cuped import CupedArm, CupedResult, cuped
 from experiments.stats.ipw import ipw_arm
-from experiments.stats.power import MdeType, plan_sample_size
+from experiments.stats.power import PLAN_DEFAULTS, MdeType, plan_sample_size
 from experiments.stats.summary import Interval, finite_or_none
 from service.errors import Invalid
 from service.store.arm_moments import ArmMoments, adjusted_spread, arm_moments, exposures_per_arm, points_per_arm
@@ -38,8 +38,8 @@ class ResultsRequest:
     alpha: float = 0.05
     correction: Correction = "holm"
     mde: float | None = None
-    mde_type: MdeType = "absolute"
-    power: float = 0.8
+    mde_type: MdeType = PLAN_DEFAULTS["mde_type"]
+    power: float = PLAN_DEFAULTS["power"]
     sequential: bool | None = None
     sequential_tuning: float | None = None
     cuped: bool | None = None

@@ -6,7 +6,10 @@ from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal, Union
 from pydantic import ConfigDict, Field, StringConstraints, create_model, field_validator
 
 from bandits.registry import POLICIES
-from experiments.definitions import BUILTIN_METRICS, DESIGN_FIELDS, ExperimentType, MetricKind, Status
+from experiments.definitions import (
+    BUILTIN_METRICS, CUPED_DAYS_RANGE, DESIGN_FIELDS, MAX_ATTRIBUTION_HOURS, SEQUENTIAL_TUNING_RANGE, AnalysisSettings, BanditSettings, ExperimentType,
+    MetricKind, Status,
+)
 from experiments.schedules import SCHEDULES, Schedule
 from service.http.schemas.common import MAX_BATCH, FiniteFloat, Id, Input, JsonObject, Key, Output, PositiveFloat, Query, StoredJsonObject, Text, Timestamp
 
@@ -69,11 +72,11 @@ class MetricIn(Input):
 class BanditIn(Input):
     """The bandit policy and the least probability every arm keeps."""
 
-    algorithm: BanditAlgorithm = "thompson"
-    epsilon: float = Field(default=0.1, ge=0, le=1, allow_inf_nan=False)
-    min_probability: float = Field(default=0.01, ge=0, lt=1, allow_inf_nan=False)
+    algorithm: BanditAlgorithm = BanditSettings.algorithm
+    epsilon: float = Field(default=BanditSettings.epsilon, ge=0, le=1, allow_inf_nan=False)
+    min_probability: float = Field(default=BanditSettings.min_probability, ge=0, lt=1, allow_inf_nan=False)
     attribution_hours: float | None = Field(
-        default=None, gt=0, le=8760, allow_inf_nan=False,
+        default=BanditSettings.attribution_hours, gt=0, le=MAX_ATTRIBUTION_HOURS, allow_inf_nan=False,
         description="count a pull once its outcome arrived or this many hours passed since exposure; at exposure when null",
     )
 
@@ -81,10 +84,13 @@ class BanditIn(Input):
 class AnalysisIn(Input):
     """How results are computed unless a request overrides it."""
 
-    sequential: bool = Field(default=False, description="always-valid confidence sequences, safe to check every day")
-    sequential_tuning: float = Field(default=5000, ge=1, le=1e9, allow_inf_nan=False, description="the sample size the sequences are tightest at")
-    cuped: bool = Field(default=True, description="variance reduction from each user's behaviour before exposure (event-derived metrics)")
-    cuped_days: int = Field(default=14, ge=1, le=365)
+    sequential: bool = Field(default=AnalysisSettings.sequential, description="always-valid confidence sequences, safe to check every day")
+    sequential_tuning: float = Field(
+        default=AnalysisSettings.sequential_tuning, ge=SEQUENTIAL_TUNING_RANGE[0], le=SEQUENTIAL_TUNING_RANGE[1], allow_inf_nan=False,
+        description="the sample size the sequences are tightest at",
+    )
+    cuped: bool = Field(default=AnalysisSettings.cuped, description="variance reduction from each user's behaviour before exposure (event-derived metrics)")
+    cuped_days: int = Field(default=AnalysisSettings.cuped_days, ge=CUPED_DAYS_RANGE[0], le=CUPED_DAYS_RANGE[1])
 
 
 PRIMARY_METRIC = (
