@@ -10,7 +10,7 @@ from recommender.matrix import EVENT_TYPES
 from recommender.models import ALGORITHMS, DEFAULT_ALGORITHM
 from recommender.tuning import MAX_TRIALS, Metric, TuneSettings
 from service.http.schemas.common import MAX_BATCH, EpochTimestamp, FiniteFloat, Id, Input, JsonObject, Key, Output, Query, StoredJsonObject, Text
-from service.http.schemas.experiments import NotEnrolled
+from service.http.schemas.assignment import NotEnrolled
 
 if TYPE_CHECKING:
     EventType = str
