@@ -9,7 +9,7 @@ import math
 import re
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Any, Literal, Mapping, Sequence
+from typing import Any, Literal, Mapping, Sequence, get_args
 
 from experiments.problems import Problems
 from experiments.schedules import Schedule
@@ -19,6 +19,9 @@ KEY_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,63}$")
 ExperimentType = Literal["ab", "bandit"]
 MetricKind = Literal["binary", "continuous"]
 Status = Literal["draft", "running", "paused", "stopped"]
+# The same options as values, for checks at run time and for the schemas and forms that offer them.
+EXPERIMENT_TYPES: tuple[ExperimentType, ...] = get_args(ExperimentType)
+METRIC_KINDS: tuple[MetricKind, ...] = get_args(MetricKind)
 
 # Metrics computed from /v1/events after each user's exposure; never reported as outcomes.
 BUILTIN_METRICS: dict[str, MetricKind] = {
@@ -32,11 +35,13 @@ BUILTIN_METRICS: dict[str, MetricKind] = {
 RETENTION_DAYS: dict[str, int] = {"retention_d1": 1, "retention_d7": 7, "retention_d30": 30}
 
 # Which lifecycle moves are allowed: action -> {from status: to status}.
-TRANSITIONS: dict[str, dict[str, Status]] = {
+TRANSITIONS: dict[str, dict[Status, Status]] = {
     "start": {"draft": "running", "paused": "running"},
     "pause": {"running": "paused"},
     "stop": {"running": "stopped", "paused": "stopped"},
 }
+# Started and not stopped yet: the statuses a stop moves from (running, then paused).
+LIVE: tuple[Status, ...] = tuple(TRANSITIONS["stop"])
 
 
 class DefinitionError(Problems):
@@ -45,6 +50,11 @@ class DefinitionError(Problems):
 
 class TransitionError(ValueError):
     """A lifecycle move that the current status does not allow."""
+
+
+def _either(options: Sequence[str]) -> str:
+    """The options as a refusal names them: 'a' or 'b'."""
+    return " or ".join(repr(o) for o in options)
 
 
 def _repeated(keys: list[str]) -> tuple[str, int] | None:
@@ -110,13 +120,19 @@ class Metric:
         if builtin is not None and builtin != self.kind:
             raise DefinitionError("kind", f"the built-in metric {self.key!r} is {builtin}, and derived from events: it is always available "
                                           "without declaring it (a metric reported through outcomes needs a key of its own)")
-        if self.kind not in ("binary", "continuous"):
-            raise DefinitionError("kind", "must be 'binary' or 'continuous'")
+        if self.kind not in METRIC_KINDS:
+            raise DefinitionError("kind", f"must be {_either(METRIC_KINDS)}")
 
     @property
     def builtin(self) -> bool:
         """Whether the service derives this metric from events rather than outcomes."""
         return self.key in BUILTIN_METRICS
+
+
+# The settings' bounds beyond a probability's own: checked here, and declared by the HTTP schemas.
+MAX_ATTRIBUTION_HOURS = 8760  # a year
+SEQUENTIAL_TUNING_RANGE = (1, 1e9)
+CUPED_DAYS_RANGE = (1, 365)
 
 
 @dataclass(frozen=True)
@@ -137,8 +153,8 @@ class BanditSettings:
     def __post_init__(self) -> None:
         if not self.algorithm:
             raise DefinitionError("bandit.algorithm", "must name a policy")
-        if self.attribution_hours is not None and not (math.isfinite(self.attribution_hours) and 0 < self.attribution_hours <= 8760):
-            raise DefinitionError("bandit.attribution_hours", f"must lie in (0, 8760], got {self.attribution_hours}")
+        if self.attribution_hours is not None and not (math.isfinite(self.attribution_hours) and 0 < self.attribution_hours <= MAX_ATTRIBUTION_HOURS):
+            raise DefinitionError("bandit.attribution_hours", f"must lie in (0, {MAX_ATTRIBUTION_HOURS}], got {self.attribution_hours}")
         if not 0 <= self.epsilon <= 1:
             raise DefinitionError("bandit.epsilon", f"must lie in [0, 1], got {self.epsilon}")
         if not 0 <= self.min_probability < 1:
@@ -155,10 +171,11 @@ class AnalysisSettings:
     cuped_days: int = 14
 
     def __post_init__(self) -> None:
-        if not (math.isfinite(self.sequential_tuning) and 1 <= self.sequential_tuning <= 1e9):
-            raise DefinitionError("analysis.sequential_tuning", f"must lie in [1, 1e9], got {self.sequential_tuning}")
-        if not 1 <= self.cuped_days <= 365:
-            raise DefinitionError("analysis.cuped_days", f"must lie in [1, 365], got {self.cuped_days}")
+        low, high = SEQUENTIAL_TUNING_RANGE
+        if not (math.isfinite(self.sequential_tuning) and low <= self.sequential_tuning <= high):
+            raise DefinitionError("analysis.sequential_tuning", f"must lie in [{low}, {high:g}], got {self.sequential_tuning}")
+        if not CUPED_DAYS_RANGE[0] <= self.cuped_days <= CUPED_DAYS_RANGE[1]:
+            raise DefinitionError("analysis.cuped_days", f"must lie in [{CUPED_DAYS_RANGE[0]}, {CUPED_DAYS_RANGE[1]}], got {self.cuped_days}")
 
 
 @dataclass(frozen=True)
@@ -184,8 +201,8 @@ class Experiment:
         # Every check that does not need another to pass is made, and all they find is said at once, so
         # that a form shows every problem in one pass rather than one per submit.
         problems = _key_problems("key", self.key) + (_key_problems("layer", self.layer) if self.layer is not None else [])
-        if self.type not in ("ab", "bandit"):
-            problems.append(("type", "must be 'ab' or 'bandit'"))
+        if self.type not in EXPERIMENT_TYPES:
+            problems.append(("type", f"must be {_either(EXPERIMENT_TYPES)}"))
         if not (0 < self.traffic <= 1):
             problems.append(("traffic", f"must satisfy 0 < traffic <= 1, got {self.traffic}"))
         if len(self.arms) < 2:
@@ -201,7 +218,7 @@ class Experiment:
         if repeated is not None:
             problems.append(("metrics", f"metric keys must be unique: {repeated[0]!r} is declared {repeated[1]} times"))
         problems += reference_problems([m.key for m in self.metrics], self.primary_metric, self.guardrails)
-        if self.type in ("ab", "bandit"):
+        if self.type in EXPERIMENT_TYPES:
             problems += self._bandit_problems()
         if problems:
             raise DefinitionError(*problems[0], more=problems[1:])

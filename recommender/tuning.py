@@ -36,7 +36,7 @@ class TuneSettings:
     """How many trials, which metric to maximise, range overrides per parameter, and the seed of the search."""
 
     trials: int = 30
-    metric: str = "ndcg_at_10"
+    metric: Metric = "ndcg_at_10"
     space: Mapping[str, Any] = field(default_factory=dict)
     seed: int = 1
 

@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Literal, Sequence
+from typing import Sequence
 
+from experiments.definitions import MetricKind
 from experiments.stats.bayes import beta_chance_to_beat, normal_chance_to_beat
 from experiments.stats.corrections import Correction, adjust
 from experiments.stats.cuped import CupedResult
@@ -22,7 +23,6 @@ from experiments.stats.proportions import two_proportion_z, wald_difference, wil
 from experiments.stats.sequential import always_valid_p_value, confidence_sequence
 from experiments.stats.summary import ArmSummary, Interval, finite_or_none
 
-Kind = Literal["binary", "continuous"]
 TESTS = {"binary": "two_proportion_z", "continuous": "welch_t"}
 
 
@@ -52,7 +52,7 @@ class ArmResult:
 class Analysis:
     """All arms of one metric."""
 
-    kind: Kind
+    kind: MetricKind
     test: str
     alpha: float
     correction: Correction
@@ -63,7 +63,7 @@ class Analysis:
 NO_ARM_USERS = "no exposed users yet"
 
 
-def _arm_alone(arm: ArmSummary, kind: Kind, alpha: float) -> tuple[Interval | None, list[str]]:
+def _arm_alone(arm: ArmSummary, kind: MetricKind, alpha: float) -> tuple[Interval | None, list[str]]:
     notes = []
     if arm.users == 0:
         return None, [NO_ARM_USERS]
@@ -94,7 +94,7 @@ class _Comparison:
 class _Options:
     """How to compare: the formulas' kind, the level, and whether intervals are confidence sequences."""
 
-    kind: Kind
+    kind: MetricKind
     alpha: float
     sequential: bool
     tuning: float
@@ -137,7 +137,7 @@ def _sequence_se(control: ArmSummary, treat: ArmSummary, binary: bool) -> float 
     return se if se is not None and 0 < se < math.inf else None
 
 
-def difference_sequence(control: ArmSummary, treat: ArmSummary, kind: Kind, alpha: float, tuning: float) -> tuple[float | None, Interval | None]:
+def difference_sequence(control: ArmSummary, treat: ArmSummary, kind: MetricKind, alpha: float, tuning: float) -> tuple[float | None, Interval | None]:
     """The difference of means and its confidence sequence as `analyse(..., sequential=True)` gives them, without
     the always-valid p-value's search: cheap enough for every day of a series. None where `analyse` has none."""
     diff = treat.mean_difference(control)
@@ -235,7 +235,7 @@ def _summaries(arms: Sequence[tuple[str, ArmSummary]], cuped: CupedResult | None
 
 def analyse(
     arms: Sequence[tuple[str, ArmSummary]],
-    kind: Kind,
+    kind: MetricKind,
     alpha: float = 0.05,
     correction: Correction = "holm",
     *,

@@ -1,9 +1,10 @@
 """Multiple-testing corrections over the treatment-vs-control p-values."""
 from __future__ import annotations
 
-from typing import Literal, Sequence
+from typing import Literal, Sequence, get_args
 
 Correction = Literal["holm", "bh", "none"]
+CORRECTIONS: tuple[Correction, ...] = get_args(Correction)
 
 
 def holm(p_values: Sequence[float]) -> list[float]:
@@ -40,7 +41,7 @@ def adjust(p_values: Sequence[float | None], method: Correction) -> list[float |
     elif method == "bh":
         values = benjamini_hochberg(values)
     elif method != "none":
-        raise ValueError(f"correction must be holm, bh or none, got {method!r}")
+        raise ValueError(f"correction must be {', '.join(CORRECTIONS[:-1])} or {CORRECTIONS[-1]}, got {method!r}")
     out: list[float | None] = [None] * len(p_values)
     for i, v in zip(present, values):
         out[i] = v

@@ -3,10 +3,11 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Any, Literal, get_args
 
 from scipy import stats as sps
 
-from experiments.definitions import AnalysisSettings
+from experiments.definitions import METRIC_KINDS, AnalysisSettings
 from experiments.numbers import finite_number
 from experiments.stats.sequential import half_width
 
@@ -67,9 +68,12 @@ def users_per_arm_mean(std: float, mde: float, alpha: float = 0.05, power: float
 # The planner's ceiling on total users: far beyond any population, still exact as a JSON number.
 MAX_PLAN_USERS = 10**15
 # The options, checked at run time: the planner takes plain strings straight from a request.
-METRIC_KINDS = ("binary", "continuous")
-MDE_TYPES = ("absolute", "relative")
-PLAN_CORRECTIONS = ("holm", "bonferroni", "none")
+MdeType = Literal["absolute", "relative"]
+PlanCorrection = Literal["holm", "bonferroni", "none"]
+MDE_TYPES: tuple[MdeType, ...] = get_args(MdeType)
+PLAN_CORRECTIONS: tuple[PlanCorrection, ...] = get_args(PlanCorrection)
+# What a plan assumes for a field its question leaves out: the API's defaults, and the console's.
+PLAN_DEFAULTS: dict[str, Any] = {"mde_type": "absolute", "alpha": 0.05, "power": 0.8, "arms": 2, "correction": "holm"}
 
 
 @dataclass(frozen=True)

@@ -17,6 +17,8 @@ ALGORITHMS: dict[str, type[Recommender]] = {
     "item_knn": ItemKNN,
     "popularity": Popularity,
 }
+# What a training request that names no algorithm trains.
+DEFAULT_ALGORITHM = "als"
 
 
 def make_recommender(algorithm: str, params: Mapping[str, Any] | None = None) -> Recommender:

@@ -11,7 +11,7 @@ import click
 from flask import Flask
 from flask.cli import with_appcontext
 
-from recommender.models import ALGORITHMS
+from recommender.models import ALGORITHMS, DEFAULT_ALGORITHM
 from recommender.tuning import METRICS as TUNING_METRICS
 from recommender.tuning import TuneSettings
 from service.errors import ServiceError
@@ -139,14 +139,14 @@ def demo_keys_cmd(base_url: str) -> None:
 
 
 @click.command("train")
-@click.option("--algorithm", default="als", show_default=True, type=click.Choice(sorted(ALGORITHMS)))
+@click.option("--algorithm", default=DEFAULT_ALGORITHM, show_default=True, type=click.Choice(sorted(ALGORITHMS)))
 @click.option("--param", "params", multiple=True, help="A model parameter, KEY=JSON_VALUE, e.g. --param factors=32")
 @click.option("--matrix", "matrix", multiple=True, help="A matrix setting, e.g. --matrix half_life_days=30")
 @click.option("--evaluation", "evaluation", multiple=True, help="An evaluation setting, e.g. --evaluation test_fraction=0.1")
 @click.option("--activate/--no-activate", default=True, show_default=True)
 @click.option("--tune-trials", type=click.IntRange(1), default=None, help="Search the parameters first, with this many trials.")
 @click.option("--tune-metric", type=click.Choice(TUNING_METRICS), default=TuneSettings.metric, show_default=True)
-@click.option("--tune-seed", type=int, default=1, show_default=True)
+@click.option("--tune-seed", type=int, default=TuneSettings.seed, show_default=True)
 @click.option("--tune-space", "space", multiple=True, help='A range to search, NAME=JSON, e.g. --tune-space \'factors=[16, 128]\'')
 @click.option("--unless-active", is_flag=True, help="Do nothing when a model is already served (make run uses it, so a second run keeps your choice).")
 @with_appcontext

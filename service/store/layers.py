@@ -4,6 +4,7 @@ from __future__ import annotations
 from sqlalchemy import select, text
 from sqlalchemy.orm import Session
 
+from experiments.definitions import LIVE
 from experiments.layers import Range, first_fit, free_share, largest_gap
 from service.errors import Conflict
 from service.store.database import Database
@@ -13,7 +14,7 @@ def owned(session: Session, layer: str, but: str | None = None) -> list[Range]:
     """The ranges that running and paused experiments own in a layer."""
     rows = session.execute(
         select(ExperimentRow.key, ExperimentRow.layer_start, ExperimentRow.layer_end).where(
-            ExperimentRow.layer == layer, ExperimentRow.status.in_(("running", "paused")), ExperimentRow.layer_start.is_not(None)
+            ExperimentRow.layer == layer, ExperimentRow.status.in_(LIVE), ExperimentRow.layer_start.is_not(None)
         )
     ).all()
     return [Range(k, float(a), float(b)) for k, a, b in rows if k != but and a is not None and b is not None]

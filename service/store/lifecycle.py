@@ -6,7 +6,7 @@ from typing import Any, Callable
 from sqlalchemy import select, text, update
 from sqlalchemy.orm import Session
 
-from experiments.definitions import TransitionError, transition
+from experiments.definitions import LIVE, TransitionError, transition
 from experiments.targeting import TargetingError, parse_rule, require_values
 from service.errors import Conflict, NotFound
 from service.store.database import Database
@@ -51,7 +51,7 @@ class StartCheck:
         writers), so that a limit over all of them holds."""
         if self._session.get_bind().dialect.name == "postgresql":
             self._session.execute(text("SELECT pg_advisory_xact_lock(hashtextextended('start:running-arms', 7))"))
-        rows = self._session.execute(select(ExperimentRow.arms).where(ExperimentRow.status.in_(("running", "paused")), ExperimentRow.key != self._key))
+        rows = self._session.execute(select(ExperimentRow.arms).where(ExperimentRow.status.in_(LIVE), ExperimentRow.key != self._key))
         return [list(arms) for (arms,) in rows]
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from experiments.definitions import LIVE
 from experiments.stats import sample_ratio_mismatch
 from service.store import console as store
 from service.store import model_versions
@@ -81,7 +82,7 @@ def following_active(db: Database) -> list[tuple[str, list[tuple[str, bool]]]]:
     """Running and paused experiments of recommender arms, each with its arms that serve whatever model is active
     and whether each serves popular items: activating another version changes what those arms' users are shown."""
     out = []
-    for status in ("running", "paused"):
+    for status in LIVE:
         for exp in experiments.list_all(db, status):
             if _names_recommenders(exp):
                 sources = [(a["key"], recommendations.recommender_of(a.get("payload"))) for a in exp["arms"]]

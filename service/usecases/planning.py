@@ -5,7 +5,7 @@ import time
 from typing import Any, Mapping
 
 from experiments.stats.ipw import best_arm_target, evaluate_allocation, ipw_arm
-from experiments.stats.power import SEQUENTIAL_TUNING, plan_sample_size
+from experiments.stats.power import PLAN_DEFAULTS, SEQUENTIAL_TUNING, plan_sample_size
 from service.errors import Invalid
 from service.store.arm_moments import arm_moments
 from service.store.database import Database
@@ -19,10 +19,9 @@ PLAN_FIELDS = ("metric_kind", "baseline", "sd", "mde", "mde_type", "alpha", "pow
 def plan(question: Mapping[str, Any]) -> dict[str, Any]:
     """Users per arm, total users and days for a test; Invalid names the input that makes it impossible."""
     try:
-        q = dict(question)
+        q = {**PLAN_DEFAULTS, **question}
         p = plan_sample_size(
-            q["metric_kind"], q["baseline"], q.get("sd"), q["mde"], q.get("mde_type", "absolute"), q.get("alpha", 0.05),
-            q.get("power", 0.8), q.get("arms", 2), q.get("correction", "holm"), q.get("daily_users"),
+            q["metric_kind"], q["baseline"], q.get("sd"), q["mde"], q["mde_type"], q["alpha"], q["power"], q["arms"], q["correction"], q.get("daily_users"),
         )
     except ValueError as exc:
         message = str(exc)

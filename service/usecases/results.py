@@ -12,7 +12,7 @@ from experiments.stats.analysis import NO_ARM_USERS, NO_USERS, Analysis, ArmResu
 from experiments.stats.corrections import Correction
 from experiments.stats.cuped import CupedArm, CupedResult, cuped
 from experiments.stats.ipw import ipw_arm
-from experiments.stats.power import plan_sample_size
+from experiments.stats.power import PLAN_DEFAULTS, MdeType, plan_sample_size
 from experiments.stats.summary import Interval, finite_or_none
 from service.errors import Invalid
 from service.store.arm_moments import ArmMoments, adjusted_spread, arm_moments, exposures_per_arm, points_per_arm
@@ -28,6 +28,7 @@ BANDIT_NOTE = (
     "logged assignment probabilities; treat the naive figures as descriptive."
 )
 EMPTY = ArmMoments(0, 0.0, 0.0, 0)
+GuardrailStatus = Literal["ok", "warn", "fail"]
 
 
 @dataclass(frozen=True)
@@ -38,8 +39,8 @@ class ResultsRequest:
     alpha: float = 0.05
     correction: Correction = "holm"
     mde: float | None = None
-    mde_type: Literal["absolute", "relative"] = "absolute"
-    power: float = 0.8
+    mde_type: MdeType = PLAN_DEFAULTS["mde_type"]
+    power: float = PLAN_DEFAULTS["power"]
     sequential: bool | None = None
     sequential_tuning: float | None = None
     cuped: bool | None = None
@@ -131,7 +132,7 @@ def _arm_notes(notes: Sequence[str], metric: str) -> list[str]:
     return [instead.get(note, note) for note in notes]
 
 
-def guardrail_status(diff: float | None, diff_ci: Interval | None, higher_is_better: bool) -> Literal["ok", "warn", "fail"]:
+def guardrail_status(diff: float | None, diff_ci: Interval | None, higher_is_better: bool) -> GuardrailStatus:
     """fail when the interval lies wholly on the worse side of 0, warn when the difference does; for most
     metrics the worse side is below 0, for one declared with higher_is_better false above it."""
     sign = 1.0 if higher_is_better else -1.0

@@ -152,8 +152,8 @@ def test_a_plain_answer_that_strays_from_its_declared_model_fails_under_test(app
     from service.http.schemas.catalogue import PopularItems
 
     exact = {"model_version": "v1", "items": [{"item_id": "a", "score": 0.5}]}
-    app.add_url_rule("/v1/exact", "exact", endpoint("x", roles=None, tag="x", response=PopularItems)(lambda: exact))
-    app.add_url_rule("/v1/stray", "stray", endpoint("x", roles=None, tag="x", response=PopularItems)(lambda: answer))
+    app.add_url_rule("/v1/exact", "exact", endpoint("x", roles=None, tag="system", response=PopularItems)(lambda: exact))
+    app.add_url_rule("/v1/stray", "stray", endpoint("x", roles=None, tag="system", response=PopularItems)(lambda: answer))
     client = app.test_client()
     assert client.get("/v1/exact").get_json() == exact
     assert_error(client.get("/v1/stray"), 500, "internal_error")

@@ -18,7 +18,7 @@ from werkzeug.wrappers import Response
 
 from service.config import Config
 from service.errors import ServiceError
-from service.http.console import formatting
+from service.http.console import choices, formatting
 from service.http.console.session import CSRF_FIELD, can, csrf_token
 from service.http.endpoint import ADMIN, ANALYST, EDITOR, READ_EXPERIMENTS
 from service.http.errors import told
@@ -87,6 +87,7 @@ def _helpers() -> dict[str, Any]:
         "ANALYST": ANALYST,
         "ADMIN": ADMIN,
         "fmt": formatting,
+        "choices": choices,
     }
 
 

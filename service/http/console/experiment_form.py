@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Callable, Mapping
 
+from experiments.definitions import AnalysisSettings, BanditSettings
 from experiments.schedules import SCHEDULES
 from service.http.console.form_input import form_number, parse_json_field, plain_words
 
@@ -126,7 +127,7 @@ def parse(form: Mapping[str, str]) -> Parsed:
         f["primary_metric"] = text("primary_metric")
     f["bandit"] = None
     if f["type"] == "bandit":
-        f["bandit"] = {"algorithm": text("bandit.algorithm") or "thompson"}
+        f["bandit"] = {"algorithm": text("bandit.algorithm") or BanditSettings.algorithm}
         put(f["bandit"], "epsilon", "bandit.epsilon")
         put(f["bandit"], "min_probability", "bandit.min_probability")
         put(f["bandit"], "attribution_hours", "bandit.attribution_hours")
@@ -345,11 +346,13 @@ def values_of(exp: Mapping[str, Any]) -> dict[str, str]:
         if not metric.get("higher_is_better", True):
             v[f"metrics.{i}.lower_is_better"] = "yes"
     v["guardrails"] = ", ".join(exp.get("guardrails") or [])
-    analysis = exp.get("analysis") or {}
-    for name in ("sequential", "cuped"):
-        if analysis.get(name):
-            v[f"analysis.{name}"] = "yes"
-    v["analysis.cuped_days"] = _plain(analysis.get("cuped_days", 14))
+    return {**v, **analysis_values(exp.get("analysis") or {})}
+
+
+def analysis_values(analysis: Mapping[str, Any]) -> dict[str, str]:
+    """Analysis settings as the form's field values; those left out read as the defaults' cuped_days."""
+    v = {f"analysis.{name}": "yes" for name in ("sequential", "cuped") if analysis.get(name)}
+    v["analysis.cuped_days"] = _plain(analysis.get("cuped_days", AnalysisSettings.cuped_days))
     return v
 
 

@@ -11,6 +11,7 @@ from typing import Any, Mapping
 from flask import abort, flash, render_template, request
 from pydantic import ValidationError
 
+from experiments.definitions import LIVE
 from service.errors import ChangedMeanwhile, Conflict, Invalid
 from service.http.console import bp
 from service.http.console.experiment_form import edited, guardrails_and_analysis, values_of
@@ -35,7 +36,7 @@ def _changes(form: Mapping[str, str], exp: Mapping[str, Any]) -> dict[str, Any]:
         if typed is not None:
             changes[name] = typed if name == "description" else typed.strip()
     # Sent only when changed: a layered experiment's traffic is frozen, and saving a new guardrail must not touch it.
-    if exp["status"] in ("running", "paused") and text("traffic") and form_number(text("traffic")) != exp["traffic"]:
+    if exp["status"] in LIVE and text("traffic") and form_number(text("traffic")) != exp["traffic"]:
         changes["traffic"] = form_number(text("traffic"))
     if exp["status"] != "stopped":  # a stopped experiment's reading stays as it was at the stop
         changes["guardrails"], analysis = guardrails_and_analysis(form)
@@ -54,7 +55,7 @@ def _errors(details: list[dict[str, Any]]) -> dict[str, list[str]]:
 
 
 def _page(exp: Mapping[str, Any], values: Mapping[str, str], errors: dict[str, list[str]], status: int = 200) -> tuple[str, int]:
-    return render_template("console/experiment_settings.html", exp=exp, values=values, errors=errors), status
+    return render_template("console/experiment_settings.html", exp=exp, values=values, errors=errors, live=exp["status"] in LIVE), status
 
 
 @bp.route("/experiments/<key>/settings", methods=["GET", "POST"])

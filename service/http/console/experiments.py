@@ -2,16 +2,19 @@
 from __future__ import annotations
 
 import json
+from dataclasses import asdict
 from typing import Any, Mapping
 
 from flask import Response, abort, flash, render_template, request
 from pydantic import BaseModel, ValidationError
 
 from bandits.registry import POLICIES
-from experiments.definitions import BUILTIN_METRICS, TRANSITIONS
+from experiments.definitions import BUILTIN_METRICS, TRANSITIONS, AnalysisSettings, BanditSettings
 from service.errors import ChangedMeanwhile, Conflict, Invalid
 from service.http.console import bp
-from service.http.console.experiment_form import MAX_ROWS, POPULARITY, VERSION, edited, field_errors, input_name, parse, row_count, schedule_fields, values_of
+from service.http.console.experiment_form import (
+    MAX_ROWS, POPULARITY, VERSION, analysis_values, edited, field_errors, input_name, parse, row_count, schedule_fields, values_of,
+)
 from service.http.console.form_input import kept_over_a_change
 from service.http.console.session import back, kept_form, page, typed_fields
 from service.http.endpoint import EDITOR, READ_EXPERIMENTS, services
@@ -71,6 +74,7 @@ def _form(values: dict[str, str], errors: dict[str, list[str]], exp: dict[str, A
         exp=exp,
         schedules=schedule_fields(),
         policies=list(POLICIES),
+        default_policy=BanditSettings.algorithm,
         builtin_metrics=list(BUILTIN_METRICS),
         arm_rows=arm_rows,
         metric_rows=metric_rows,
@@ -153,7 +157,7 @@ def experiment_new() -> Any:
     if request.method == "POST":
         return _save(None)
     return _form({"type": "ab", "traffic": "1", "arms.0.key": "control", "arms.0.weight": "1", "arms.1.key": "", "arms.1.weight": "1",
-                  "analysis.cuped": "yes", "analysis.cuped_days": "14"}, {}, None)
+                  **analysis_values(asdict(AnalysisSettings()))}, {}, None)
 
 
 @bp.route("/experiments/<key>/edit", methods=["GET", "POST"])

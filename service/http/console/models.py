@@ -8,7 +8,7 @@ from typing import Any, Callable
 from flask import flash, render_template, request, session
 from pydantic import ValidationError
 
-from recommender.models import ALGORITHMS
+from recommender.models import ALGORITHMS, DEFAULT_ALGORITHM
 from recommender.search_space import Choice, Dimension
 from recommender.tuning import MAX_TRIALS, METRICS, TuneSettings
 from service.errors import Conflict, Invalid
@@ -83,7 +83,7 @@ RELOAD = "models_reload"
 TUNE_FIELDS = ("tune.trials", "tune.metric", "tune.seed", "tune.space")
 FIELDS = ("algorithm", "params", "activate", "tune", *TUNE_FIELDS)
 # What a new form shows, and what an emptied number stands for: the API's own defaults.
-BLANK = {"algorithm": "als", "params": "", "activate": "", "tune": "", "tune.trials": str(TuneSettings.trials), "tune.metric": TuneSettings.metric,
+BLANK = {"algorithm": DEFAULT_ALGORITHM, "params": "", "activate": "", "tune": "", "tune.trials": str(TuneSettings.trials), "tune.metric": TuneSettings.metric,
          "tune.seed": str(TuneSettings.seed), "tune.space": ""}
 
 

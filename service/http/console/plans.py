@@ -5,6 +5,7 @@ import json
 from flask import render_template, request
 from pydantic import ValidationError
 
+from experiments.stats.power import PLAN_DEFAULTS
 from service.errors import Invalid
 from service.http.console import bp
 from service.http.console.form_input import errors_by_field, form_number
@@ -15,8 +16,7 @@ from service.http.schemas.results import PlanIn
 from service.usecases.planning import PLAN_FIELDS, plan
 
 # What the form shows before anything is asked: the API's own defaults, and an example to start from.
-DEFAULTS = {"metric_kind": "binary", "baseline": "0.1", "sd": "", "mde": "0.01", "mde_type": "absolute", "alpha": "0.05",
-            "power": "0.8", "arms": "2", "correction": "holm", "daily_users": ""}
+DEFAULTS = {"metric_kind": "binary", "baseline": "0.1", "sd": "", "mde": "0.01", **{k: str(v) for k, v in PLAN_DEFAULTS.items()}, "daily_users": ""}
 _CHOICES = ("metric_kind", "mde_type", "correction")
 
 

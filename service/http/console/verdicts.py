@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from experiments.definitions import RETENTION_DAYS
+from experiments.definitions import LIVE, RETENTION_DAYS
 from experiments.stats.ipw import FEW_EFFECTIVE_USERS
 from service.http.console import formatting as fmt
 from service.usecases import results
@@ -119,7 +119,7 @@ def _overall(answer: dict[str, Any]) -> list[Verdict]:
         out.append(Verdict("warn", "Do not decide on these figures: the arms' sizes do not match their weights (sample ratio mismatch), "
                                    "so something other than the arm may separate them."))
     # A bandit's intervals are naive whichever kind they are, so sequential ones would not make them safe to read.
-    if answer["status"] in ("running", "paused") and answer["type"] != "bandit" and not answer["test"].endswith("_sequential"):
+    if answer["status"] in LIVE and answer["type"] != "bandit" and not answer["test"].endswith("_sequential"):
         out.append(Verdict("info", "These intervals hold for one look at a planned sample size. If you check them every day, switch on "
                                    "sequential intervals (above), which stay valid however often you look."))
     if answer["status"] == "stopped":

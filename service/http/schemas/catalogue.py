@@ -7,10 +7,10 @@ from pydantic import ConfigDict, Field, field_validator, with_config
 from typing_extensions import NotRequired, TypedDict
 
 from recommender.matrix import EVENT_TYPES
-from recommender.models import ALGORITHMS
-from recommender.tuning import MAX_TRIALS, Metric
+from recommender.models import ALGORITHMS, DEFAULT_ALGORITHM
+from recommender.tuning import MAX_TRIALS, Metric, TuneSettings
 from service.http.schemas.common import MAX_BATCH, EpochTimestamp, FiniteFloat, Id, Input, JsonObject, Key, Output, Query, StoredJsonObject, Text
-from service.http.schemas.experiments import NotEnrolled
+from service.http.schemas.assignment import NotEnrolled
 
 if TYPE_CHECKING:
     EventType = str
@@ -83,19 +83,19 @@ class EventsAccepted(Output):
 class TuneRequest(Input):
     """A seeded search for the model's parameters before the final fit."""
 
-    trials: int = Field(default=30, ge=1, le=MAX_TRIALS, description="candidate parameter sets, each fitted and scored on one holdout split")
-    metric: Metric = Field(default="ndcg_at_10", description="what the search maximises on that split")
+    trials: int = Field(default=TuneSettings.trials, ge=1, le=MAX_TRIALS, description="candidate parameter sets, each fitted and scored on one holdout split")
+    metric: Metric = Field(default=TuneSettings.metric, description="what the search maximises on that split")
     space: JsonObject = Field(
         default_factory=dict,
         description='ranges that replace the algorithm\'s default ones, per parameter: [low, high], [low, high, "log"] or {"choices": [...]}',
     )
-    seed: int = Field(default=1, ge=0, le=2**32 - 1, description="seeds the sampler and the tuning split")
+    seed: int = Field(default=TuneSettings.seed, ge=0, le=2**32 - 1, description="seeds the sampler and the tuning split")
 
 
 class TrainRequest(Input):
     """What to train; everything is optional."""
 
-    algorithm: Algorithm = "als"
+    algorithm: Algorithm = DEFAULT_ALGORITHM
     params: JsonObject = Field(default_factory=dict, description="the model's own parameters (factors, regularization, ...)")
     matrix: JsonObject = Field(default_factory=dict, description="how events become confidence: weights, half_life_days, scaling, alpha, epsilon")
     evaluation: JsonObject = Field(default_factory=dict, description="the holdout evaluation: evaluate, test_fraction, eval_users, seed")

@@ -1,14 +1,17 @@
-"""Experiments, reward schedules, assignment, outcomes and rewards."""
+"""Experiments and their reward schedules."""
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal, Union
+from typing import TYPE_CHECKING, Annotated, Any, Literal, Union
 
-from pydantic import ConfigDict, Field, StringConstraints, create_model, field_validator
+from pydantic import ConfigDict, Field, create_model, field_validator
 
 from bandits.registry import POLICIES
-from experiments.definitions import BUILTIN_METRICS, DESIGN_FIELDS
+from experiments.definitions import (
+    BUILTIN_METRICS, CUPED_DAYS_RANGE, DESIGN_FIELDS, MAX_ATTRIBUTION_HOURS, SEQUENTIAL_TUNING_RANGE, AnalysisSettings, BanditSettings, ExperimentType,
+    MetricKind, Status,
+)
 from experiments.schedules import SCHEDULES, Schedule
-from service.http.schemas.common import MAX_BATCH, FiniteFloat, Id, Input, JsonObject, Key, Output, PositiveFloat, Query, StoredJsonObject, Text, Timestamp
+from service.http.schemas.common import Input, JsonObject, Key, Output, PositiveFloat, Query, StoredJsonObject, Text, Timestamp
 
 
 
@@ -59,7 +62,7 @@ class MetricIn(Input):
     """A metric reported through /v1/outcomes; the built-in event metrics need no declaring."""
 
     key: Key
-    kind: Literal["binary", "continuous"] = "binary"
+    kind: MetricKind = "binary"
     higher_is_better: bool = Field(
         default=True,
         description="false for a metric that gets worse as it rises (complaints, refunds): a guardrail on it fails when the difference lies wholly above 0; a bandit's primary metric must be true",
@@ -69,11 +72,11 @@ class MetricIn(Input):
 class BanditIn(Input):
     """The bandit policy and the least probability every arm keeps."""
 
-    algorithm: BanditAlgorithm = "thompson"
-    epsilon: float = Field(default=0.1, ge=0, le=1, allow_inf_nan=False)
-    min_probability: float = Field(default=0.01, ge=0, lt=1, allow_inf_nan=False)
+    algorithm: BanditAlgorithm = BanditSettings.algorithm
+    epsilon: float = Field(default=BanditSettings.epsilon, ge=0, le=1, allow_inf_nan=False)
+    min_probability: float = Field(default=BanditSettings.min_probability, ge=0, lt=1, allow_inf_nan=False)
     attribution_hours: float | None = Field(
-        default=None, gt=0, le=8760, allow_inf_nan=False,
+        default=BanditSettings.attribution_hours, gt=0, le=MAX_ATTRIBUTION_HOURS, allow_inf_nan=False,
         description="count a pull once its outcome arrived or this many hours passed since exposure; at exposure when null",
     )
 
@@ -81,10 +84,13 @@ class BanditIn(Input):
 class AnalysisIn(Input):
     """How results are computed unless a request overrides it."""
 
-    sequential: bool = Field(default=False, description="always-valid confidence sequences, safe to check every day")
-    sequential_tuning: float = Field(default=5000, ge=1, le=1e9, allow_inf_nan=False, description="the sample size the sequences are tightest at")
-    cuped: bool = Field(default=True, description="variance reduction from each user's behaviour before exposure (event-derived metrics)")
-    cuped_days: int = Field(default=14, ge=1, le=365)
+    sequential: bool = Field(default=AnalysisSettings.sequential, description="always-valid confidence sequences, safe to check every day")
+    sequential_tuning: float = Field(
+        default=AnalysisSettings.sequential_tuning, ge=SEQUENTIAL_TUNING_RANGE[0], le=SEQUENTIAL_TUNING_RANGE[1], allow_inf_nan=False,
+        description="the sample size the sequences are tightest at",
+    )
+    cuped: bool = Field(default=AnalysisSettings.cuped, description="variance reduction from each user's behaviour before exposure (event-derived metrics)")
+    cuped_days: int = Field(default=AnalysisSettings.cuped_days, ge=CUPED_DAYS_RANGE[0], le=CUPED_DAYS_RANGE[1])
 
 
 PRIMARY_METRIC = (
@@ -99,7 +105,7 @@ class ExperimentIn(Input):
     key: Key
     name: Text = Field(min_length=1, max_length=256)
     description: Text = Field(default="", max_length=10_000)
-    type: Literal["ab", "bandit"] = "ab"
+    type: ExperimentType = "ab"
     traffic: float = Field(default=1.0, gt=0, le=1, allow_inf_nan=False)
     arms: list[ArmIn] = Field(min_length=2, max_length=50)
     metrics: list[MetricIn] = Field(default_factory=list, max_length=50)
@@ -128,7 +134,7 @@ class ExperimentPatch(Input):
 
     name: Text | None = Field(default=None, min_length=1, max_length=256)
     description: Text | None = Field(default=None, max_length=10_000)
-    type: Literal["ab", "bandit"] | None = None
+    type: ExperimentType | None = None
     traffic: float | None = Field(default=None, gt=0, le=1, allow_inf_nan=False)
     arms: list[ArmIn] | None = Field(default=None, min_length=2, max_length=50)
     metrics: list[MetricIn] | None = Field(default=None, max_length=50)
@@ -183,138 +189,4 @@ class ExperimentList(Output):
 class ExperimentFilter(Query):
     """Optional status filter."""
 
-    status: Literal["draft", "running", "paused", "stopped"] | None = None
-
-
-class AssignmentQuery(Query):
-    """Who is asking, and optionally when the exposure happened (default now)."""
-
-    recurs: ClassVar[bool] = False
-    user_id: Id
-    timestamp: Timestamp | None = Field(
-        default=None,
-        description="when the storefront showed the arm, for an exposure logged late (default: now); stored as given, also before "
-        "the experiment's start or ahead of the server's clock, so the user's events from then on count as after exposure",
-    )
-
-
-# Why a user is not enrolled: the assignment's answer, and a recommendation request's with ?experiment=.
-NotEnrolled = Literal["traffic", "not_running", "layer", "targeting"]
-
-
-class AssignmentOut(Output):
-    """A user's arm, or why they are not enrolled."""
-
-    experiment: str
-    user_id: str
-    enrolled: bool
-    arm: str | None
-    payload: dict[str, Any] | None = None
-    schedule: dict[str, Any] | None = None
-    probability: float | None = None
-    reason: NotEnrolled | None = None
-    exposed_at: str | None = None
-
-
-AttributeName = Annotated[str, StringConstraints(pattern=r"^[^\x00]{1,128}$")]
-AttributeValue = Union[bool, FiniteFloat, Annotated[str, StringConstraints(pattern=r"^[^\x00]{0,1000}$")]]
-
-
-class AssignmentsIn(Input):
-    """One user, many experiments, and attributes for targeting rules."""
-
-    user_id: Id
-    experiments: list[Key] = Field(min_length=1, max_length=100)
-    timestamp: Timestamp | None = None
-    attributes: dict[AttributeName, AttributeValue] = Field(
-        default_factory=dict, max_length=50,
-        description="what targeting rules read besides the built-in attributes: at most 50, names of 1 to 128 characters, values strings of at most 1,000 characters, numbers at most 1e12 in magnitude, or booleans",
-    )
-
-
-class AssignmentsOut(Output):
-    """One answer per experiment, in the order asked."""
-
-    assignments: list[AssignmentOut]
-
-
-class OutcomeIn(Input):
-    """One outcome of one user on one metric; `outcome_id` makes it idempotent."""
-
-    outcome_id: Id
-    experiment: Key
-    user_id: Id
-    metric: Key
-    value: FiniteFloat = 1.0
-    timestamp: Timestamp | None = None
-
-
-class OutcomeBatch(Input):
-    """Up to 10,000 outcomes, validated whole and stored in one transaction."""
-
-    outcomes: list[OutcomeIn] = Field(max_length=MAX_BATCH)
-
-
-class OutcomesAccepted(Output):
-    """Exact counts: new, replayed, and outcomes of users never exposed."""
-
-    accepted: int
-    duplicates: int
-    ignored: int
-
-
-class RewardIn(Input):
-    """One reward-earning action; `action_id` makes it idempotent."""
-
-    action_id: Id
-    user_id: Id
-    experiment: Key
-    action: Key = "purchase"
-    value: FiniteFloat | None = Field(default=None, description="money for a purchase; a negative value is a return, which no schedule counts or rewards")
-    timestamp: Timestamp | None = Field(
-        default=None,
-        description="when the action happened (omitted: now); one dated ahead of the server's clock happens, and is recorded, when it arrives, "
-        "so that no date sent ahead holds later rewards back or opens a multiplier window early",
-    )
-
-
-class RewardOut(Output):
-    """What the action earned under the user's arm's schedule."""
-
-    action_id: str
-    experiment: str
-    user_id: str
-    arm: str | None
-    enrolled: bool
-    rewarded: bool
-    points: float = Field(description="what this action earned, multiplier included, at most 1e12 (a larger product is capped, and `reason` says so)")
-    balance: float
-    sequence: int = Field(
-        description="the user's qualifying actions so far, this one included when it qualifies (the n of 'every nth'); "
-        "an action that does not qualify, or arrives after the stop, repeats the count before it"
-    )
-    reason: str
-    duplicate: bool
-    timestamp: str
-    recorded: bool = Field(description="false when nothing was stored (a user never exposed to the experiment): the action_id stays free, so the same action sent after the user's assignment is applied then")
-
-
-class LedgerQuery(Query):
-    """Which page of the history."""
-
-    limit: int = Field(default=1000, ge=1, le=1000)
-    cursor: str | None = Field(default=None, pattern=r"^[0-9]{1,18}$", description="next_cursor of the previous page")
-
-
-class LedgerOut(Output):
-    """A user's balance and a page of their reward history in one experiment, in the order the actions were recorded; next_cursor is null on the last page."""
-
-    experiment: str
-    user_id: str
-    arm: str | None = Field(description="the user's arm, whether or not they have earned anything yet; null when they are not enrolled")
-    balance: float
-    actions: int
-    rewards: int
-    history: list[RewardOut]
-    next_cursor: str | None
-
+    status: Status | None = None

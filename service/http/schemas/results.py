@@ -5,20 +5,24 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field
 
+from experiments.definitions import SEQUENTIAL_TUNING_RANGE, MetricKind
+from experiments.stats.corrections import Correction
+from experiments.stats.power import PLAN_DEFAULTS, MdeType, PlanCorrection
 from service.http.schemas.common import MAX_MAGNITUDE, MIN_ALPHA, Input, Key, Output, Query
+from service.usecases.results import GuardrailStatus, ResultsRequest
 
 
 class ResultsQuery(Query):
     """Which metric, at which level, with which correction; `mde` adds a sample-size estimate."""
 
     metric: Key | None = None
-    alpha: float = Field(default=0.05, ge=MIN_ALPHA, lt=1, allow_inf_nan=False)
-    correction: Literal["holm", "bh", "none"] = "holm"
+    alpha: float = Field(default=ResultsRequest.alpha, ge=MIN_ALPHA, lt=1, allow_inf_nan=False)
+    correction: Correction = ResultsRequest.correction
     mde: float | None = Field(default=None, gt=0, le=MAX_MAGNITUDE, allow_inf_nan=False)
-    mde_type: Literal["absolute", "relative"] = "absolute"
-    power: float = Field(default=0.8, gt=0, lt=1, allow_inf_nan=False)
+    mde_type: MdeType = ResultsRequest.mde_type
+    power: float = Field(default=ResultsRequest.power, gt=0, lt=1, allow_inf_nan=False)
     sequential: bool | None = Field(default=None, description="override the experiment's analysis.sequential")
-    sequential_tuning: float | None = Field(default=None, ge=1, le=1e9, allow_inf_nan=False)
+    sequential_tuning: float | None = Field(default=None, ge=SEQUENTIAL_TUNING_RANGE[0], le=SEQUENTIAL_TUNING_RANGE[1], allow_inf_nan=False)
     cuped: bool | None = Field(default=None, description="override the experiment's analysis.cuped")
 
 
@@ -79,7 +83,7 @@ class GuardrailOut(Output):
     metric: str
     diff: float | None
     diff_ci: list[float] | None
-    status: Literal["ok", "warn", "fail"]
+    status: GuardrailStatus
     higher_is_better: bool = Field(description="false when a rise is what makes this metric worse: then `fail` means diff_ci lies wholly above 0 and `warn` that diff > 0")
     note: str | None = Field(
         description="why there is no difference or no interval yet (then `ok` rests on no evidence), or that a binary metric's status rests on "
@@ -198,15 +202,15 @@ class RetentionOut(Output):
 class PlanIn(Input):
     """A sample-size question before launch."""
 
-    metric_kind: Literal["binary", "continuous"]
+    metric_kind: MetricKind
     baseline: float = Field(allow_inf_nan=False, ge=-MAX_MAGNITUDE, le=MAX_MAGNITUDE, description="the control's rate (binary) or mean (continuous)")
     sd: float | None = Field(default=None, gt=0, le=MAX_MAGNITUDE, allow_inf_nan=False, description="standard deviation per user (continuous)")
     mde: float = Field(gt=0, le=MAX_MAGNITUDE, allow_inf_nan=False)
-    mde_type: Literal["absolute", "relative"] = "absolute"
-    alpha: float = Field(default=0.05, ge=MIN_ALPHA, lt=1, allow_inf_nan=False)
-    power: float = Field(default=0.8, gt=0, lt=1, allow_inf_nan=False)
-    arms: int = Field(default=2, ge=2, le=50)
-    correction: Literal["holm", "bonferroni", "none"] = "holm"
+    mde_type: MdeType = PLAN_DEFAULTS["mde_type"]
+    alpha: float = Field(default=PLAN_DEFAULTS["alpha"], ge=MIN_ALPHA, lt=1, allow_inf_nan=False)
+    power: float = Field(default=PLAN_DEFAULTS["power"], gt=0, lt=1, allow_inf_nan=False)
+    arms: int = Field(default=PLAN_DEFAULTS["arms"], ge=2, le=50)
+    correction: PlanCorrection = PLAN_DEFAULTS["correction"]
     daily_users: float | None = Field(default=None, gt=0, le=MAX_MAGNITUDE, allow_inf_nan=False)
 
 

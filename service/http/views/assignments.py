@@ -8,7 +8,7 @@ from flask import Blueprint
 
 from service.http.endpoint import STOREFRONT, endpoint, services
 from service.http.request_input import QUERY_ATTRIBUTES_RULE
-from service.http.schemas.experiments import AssignmentOut, AssignmentQuery, AssignmentsIn, AssignmentsOut
+from service.http.schemas.assignment import AssignmentOut, AssignmentQuery, AssignmentsIn, AssignmentsOut
 from service.timestamps import server_time
 from service.usecases.assignment import assign, assign_many
 

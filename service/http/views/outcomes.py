@@ -4,7 +4,7 @@ from __future__ import annotations
 from flask import Blueprint
 
 from service.http.endpoint import STOREFRONT, endpoint, services
-from service.http.schemas.experiments import OutcomeBatch, OutcomesAccepted
+from service.http.schemas.outcomes import OutcomeBatch, OutcomesAccepted
 from service.timestamps import server_time
 from service.usecases import outcomes
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 from flask import Blueprint
 
 from service.http.endpoint import STOREFRONT, endpoint, services
-from service.http.schemas.experiments import LedgerOut, LedgerQuery, RewardIn, RewardOut
+from service.http.schemas.rewards import LedgerOut, LedgerQuery, RewardIn, RewardOut
 from service.timestamps import server_time
 from service.usecases import rewards
 from service.usecases.rewards import ActionIn
