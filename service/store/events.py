@@ -78,13 +78,16 @@ _CODED = (
     "SELECT a.id, u.code, i.code, a.type, a.ts FROM accepted_events a "
     "JOIN user_codes u ON u.user_id = a.user_id JOIN item_codes i ON i.item_id = a.item_id ORDER BY a.id"
 )
+# A batch's revenue per user summed exactly in numeric (each value as the shortest decimal that reads back as
+# it), then as two doubles: the sum correctly rounded and what that rounded away. A float8 SUM had turned
+# 0.01, 1e12 and -1e12 into 0.010009765625.
 _ACTIVITY = (
-    "INSERT INTO user_activity (user_id, first_seen, last_seen, purchases, revenue) "
-    "SELECT user_id, LEAST(MIN(ts), %(now)s), LEAST(MAX(ts), %(now)s), SUM(CASE WHEN type = 'purchase' AND (value IS NULL OR value >= 0) THEN 1 ELSE 0 END), "
-    "SUM(CASE WHEN type = 'purchase' THEN COALESCE(value, 0) ELSE 0 END) FROM accepted_events GROUP BY user_id ORDER BY user_id "
-    "ON CONFLICT (user_id) DO UPDATE SET "
-    "first_seen = LEAST(user_activity.first_seen, excluded.first_seen), last_seen = GREATEST(user_activity.last_seen, excluded.last_seen), "
-    "purchases = user_activity.purchases + excluded.purchases, revenue = user_activity.revenue + excluded.revenue"
+    "INSERT INTO user_activity (user_id, first_seen, last_seen, purchases, revenue, revenue_low) "
+    "SELECT user_id, first_seen, last_seen, purchases, total::float8, (total - total::float8::text::numeric)::float8 FROM ("
+    "SELECT user_id, LEAST(MIN(ts), %(now)s) AS first_seen, LEAST(MAX(ts), %(now)s) AS last_seen, "
+    "SUM(CASE WHEN type = 'purchase' AND (value IS NULL OR value >= 0) THEN 1 ELSE 0 END) AS purchases, "
+    "COALESCE(SUM(CASE WHEN type = 'purchase' THEN value::text::numeric END), 0) AS total FROM accepted_events GROUP BY user_id) batch "
+    f"ORDER BY user_id {user_activity.ADD_TO_STORED}"
 )
 
 

@@ -24,7 +24,7 @@ from experiments.definitions import Experiment
 from service.store.database import Database
 from service.store.bandit_rewards import update_bandits
 from service.store.exposures import counting_lock
-from service.store.sql import USER_VALUE, chunks, run
+from service.store.sql import ROUNDING_ERROR, USER_VALUE, chunks, exact_sum, run
 
 # Multi-row statements with RETURNING: one round trip per chunk, and the database
 # says exactly which rows it wrote, also when concurrent batches overlap.
@@ -34,16 +34,15 @@ _INSERT = (
     "ON CONFLICT (outcome_id) DO NOTHING RETURNING outcome_id"
 )
 _INSERT_ROW = "(?, ?, ?, ?, ?, ?, ?)"
-# What a + b loses to rounding, exactly (Fast2Sum: the larger operand first). Added up in `total_low`, it
-# keeps a user's value the sum of their outcomes however they were batched, to about 32 digits (total_low
-# rounds too): 1e12, 1e-5 and -1e12 in three batches had left a total of 0, not converted, where one
-# batch of the three gives 1e-5.
-_ROUNDING_ERROR = "(CASE WHEN ABS({a}) >= ABS({b}) THEN ({a} - ({a} + {b})) + {b} ELSE ({b} - ({a} + {b})) + {a} END)"
+# What each addition to a total loses to rounding (sql.ROUNDING_ERROR), added up in `total_low`, keeps a
+# user's value the sum of their outcomes however they were batched, to about 32 digits (total_low rounds
+# too): 1e12, 1e-5 and -1e12 in three batches had left a total of 0, not converted, where one batch of the
+# three gives 1e-5.
 _ADD = (
     "INSERT INTO user_metric_totals (experiment_key, metric, user_id, arm, total, first_positive_ts) VALUES {rows} "
     "ON CONFLICT (experiment_key, metric, user_id) DO UPDATE SET "
     "total = user_metric_totals.total + excluded.total, "
-    f"total_low = user_metric_totals.total_low + {_ROUNDING_ERROR.format(a='user_metric_totals.total', b='excluded.total')}, "
+    f"total_low = user_metric_totals.total_low + {ROUNDING_ERROR.format(a='user_metric_totals.total', b='excluded.total')}, "
     # The earliest positive outcome whatever the order batches arrive in (the daily series dates a conversion by it).
     "first_positive_ts = CASE WHEN user_metric_totals.first_positive_ts IS NULL "
     "OR excluded.first_positive_ts < user_metric_totals.first_positive_ts THEN excluded.first_positive_ts "
@@ -114,15 +113,9 @@ def withdraw_from(session: Session, key: str, stopped_at: float) -> None:
             if (metric, user) in before and float(ts) < stopped_at:
                 before[(metric, user)].append((float(value), float(ts)))
     for (metric, user), kept in sorted(before.items()):
-        high, low = _exact_sum([v for v, _ in kept])
+        high, low = exact_sum([v for v, _ in kept])
         first = min((ts for v, ts in kept if v > 0), default=None)
         session.execute(_SET_TOTAL, {"high": high, "low": low, "first": first, "key": key, "metric": metric, "user": user})
-
-
-def _exact_sum(values: list[float]) -> tuple[float, float]:
-    """The sum of `values` as two doubles, the rounded sum and what it rounded away: about twice a double's precision."""
-    high = math.fsum(values)
-    return high, math.fsum([*values, -high])
 
 
 def _insert_new(session: Session, outcomes: list[dict[str, Any]], now: float) -> set[str]:
@@ -172,7 +165,7 @@ def record(db: Database, outcomes: Sequence[dict[str, Any]], definitions: dict[s
         # A batch's change is its exact sum as two doubles, added one after the other: a user's value is then the
         # sum of their outcomes however they were batched (1e12 and 1e-5 in one batch had lost the 1e-5), the
         # same as a stop counts it again (`withdraw_from`). The second part is 0 for a lone outcome.
-        parts = {k: _exact_sum(v) for k, v in values.items()}
+        parts = {k: exact_sum(v) for k, v in values.items()}
         deltas = [(k, arms[(k[0], k[2])], parts[k][0], first_positive.get(k)) for k in sorted(parts)]
         rewarding = [k for k, _, _, _ in deltas if definitions[k[0]].rewards_bandit(k[1])]
         counting_lock(session, {k[0] for k in rewarding})

@@ -1,6 +1,7 @@
 """Dialect helpers: the portable parts of INSERT ... ON CONFLICT, and bulk statements through the driver."""
 from __future__ import annotations
 
+import math
 from typing import Any, Iterator, Sequence, TypeVar
 
 from sqlalchemy.dialects import postgresql, sqlite
@@ -12,6 +13,14 @@ T = TypeVar("T")
 
 # A user's value of a reported metric, from their row of user_metric_totals named {t}.
 USER_VALUE = "({t}.total + {t}.total_low)"
+# What a + b loses to rounding, exactly (Fast2Sum: the larger operand first), in SQL over two expressions.
+ROUNDING_ERROR = "(CASE WHEN ABS({a}) >= ABS({b}) THEN ({a} - ({a} + {b})) + {b} ELSE ({b} - ({a} + {b})) + {a} END)"
+
+
+def exact_sum(values: list[float]) -> tuple[float, float]:
+    """The sum of `values` as two doubles, the rounded sum and what it rounded away: about twice a double's precision."""
+    high = math.fsum(values)
+    return high, math.fsum([*values, -high])
 
 
 def run(session: Session, sql: str, params: Sequence[Any]) -> list[Any]:

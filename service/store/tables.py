@@ -110,6 +110,8 @@ class UserActivityRow(Base):
     last_seen: Mapped[float] = mapped_column(Epoch)
     purchases: Mapped[int] = mapped_column(BigInteger, default=0)
     revenue: Mapped[float] = mapped_column(Float, default=0.0)
+    # What rounding took from `revenue`, which each batch keeps the correctly rounded total (`user_activity.record`).
+    revenue_low: Mapped[float] = mapped_column(Epoch, default=0.0, server_default="0")
     # The at-risk list's order, so that a page is an index range scan.
     __table_args__ = (Index("ix_user_activity_value", revenue.desc(), purchases.desc(), "user_id"),)
 

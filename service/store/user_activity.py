@@ -15,17 +15,25 @@ from typing import Any, Sequence
 from sqlalchemy.orm import Session
 
 from service.store.database import Database
-from service.store.sql import chunks, run
+from service.store.sql import ROUNDING_ERROR, chunks, exact_sum, run
 from service.text import encodable
 
-_CHUNK = 1000  # 5 parameters a row, well under SQLite's 32,766 a statement
-_UPSERT = (
-    "INSERT INTO user_activity (user_id, first_seen, last_seen, purchases, revenue) VALUES {rows} "
+_CHUNK = 1000  # 6 parameters a row, well under SQLite's 32,766 a statement
+# Revenue as two doubles, kept normalised: `revenue` the total correctly rounded (what every reader and the
+# at-risk index read), `revenue_low` what it rounded away. Stored plus batch: s = H + h and its exact error,
+# t = L + l + that error, then the new pair is s + t and what that sum rounds away. Plain addition had
+# turned 0.01, 1e12 and -1e12 into 0.010009765625.
+_SUM = "(user_activity.revenue + excluded.revenue)"
+_REST = f"((user_activity.revenue_low + excluded.revenue_low) + {ROUNDING_ERROR.format(a='user_activity.revenue', b='excluded.revenue')})"
+# What an upsert sets on a user seen before; `events` adds PostgreSQL's batches with it too.
+ADD_TO_STORED = (
     "ON CONFLICT (user_id) DO UPDATE SET "
     "first_seen = CASE WHEN excluded.first_seen < user_activity.first_seen THEN excluded.first_seen ELSE user_activity.first_seen END, "
     "last_seen = CASE WHEN excluded.last_seen > user_activity.last_seen THEN excluded.last_seen ELSE user_activity.last_seen END, "
-    "purchases = user_activity.purchases + excluded.purchases, revenue = user_activity.revenue + excluded.revenue"
+    f"purchases = user_activity.purchases + excluded.purchases, revenue = {_SUM} + {_REST}, "
+    f"revenue_low = {ROUNDING_ERROR.format(a=_SUM, b=_REST)}"
 )
+_UPSERT = "INSERT INTO user_activity (user_id, first_seen, last_seen, purchases, revenue, revenue_low) VALUES {rows} " + ADD_TO_STORED
 _ONE = "SELECT first_seen, last_seen, purchases, revenue FROM user_activity WHERE user_id = ?"
 # Seen as `record` counts an event: at its time, or when it arrived if that was earlier.
 _AS_OF = (
@@ -61,15 +69,16 @@ def record(session: Session, accepted: Sequence[tuple[Any, ...]], received_at: f
     per_user: dict[str, list[Any]] = {}
     for _, user, _, kind, when, value in accepted:
         ts = min(when, received_at)
-        entry = per_user.setdefault(user, [ts, ts, 0, 0.0])
+        entry = per_user.setdefault(user, [ts, ts, 0, []])
         entry[0], entry[1] = min(entry[0], ts), max(entry[1], ts)
         if kind == "purchase":
             entry[2] += value is None or value >= 0  # a negative purchase is a return: it nets off revenue, and buys nothing
-            entry[3] += value or 0.0
+            if value:
+                entry[3].append(value)
     rows = sorted(per_user.items())  # one lock order, so that concurrent batches cannot deadlock on PostgreSQL
     for chunk in chunks(rows, _CHUNK):
-        params = [x for user, (first, last, purchases, revenue) in chunk for x in (user, first, last, purchases, revenue)]
-        run(session, _UPSERT.format(rows=", ".join(["(?, ?, ?, ?, ?)"] * len(chunk))), params)
+        params = [x for user, (first, last, purchases, values) in chunk for x in (user, first, last, purchases, *exact_sum(values))]
+        run(session, _UPSERT.format(rows=", ".join(["(?, ?, ?, ?, ?, ?)"] * len(chunk))), params)
 
 
 def of_user(db: Database, user_id: str) -> Activity | None:

@@ -150,10 +150,14 @@ def test_0016_rebuilds_activity_from_events_dated_ahead_and_returns(empty_db):
         {"event_id": "r1", "user_id": "returner", "item_id": "i", "type": "purchase", "ts": now - 86_400, "value": -5.0},
         {"event_id": "p1", "user_id": "plain", "item_id": "i", "type": "purchase", "ts": now - 86_400, "value": 7.0},
     ]
-    insert_events(empty_db, events)
-    with empty_db.engine.begin() as conn:  # the rows as releases before 0016 wrote them
-        conn.execute(text("UPDATE user_activity SET last_seen = :far WHERE user_id = 'ahead'"), {"far": now + 50 * 365 * 86_400})
-        conn.execute(text("UPDATE user_activity SET purchases = 1 WHERE user_id = 'returner'"))
+    with empty_db.engine.begin() as conn:  # the rows as releases before 0016 wrote them (today's ingestion writes columns 0015 lacks)
+        conn.execute(text("INSERT INTO events (event_id, user_id, item_id, type, ts, value, received_at) VALUES (:event_id, :user_id, :item_id, :type, :ts, :value, :now)"),
+                     [{"value": None, **e, "now": now} for e in events])
+        conn.execute(text("INSERT INTO user_activity (user_id, first_seen, last_seen, purchases, revenue) VALUES (:u, :first, :last, 1, :revenue)"), [
+            {"u": "ahead", "first": now - 40 * 86_400, "last": now + 50 * 365 * 86_400, "revenue": 5.0},
+            {"u": "returner", "first": now - 86_400, "last": now - 86_400, "revenue": -5.0},
+            {"u": "plain", "first": now - 86_400, "last": now - 86_400, "revenue": 7.0},
+        ])
     upgrade(empty_db)
     with empty_db.engine.connect() as conn:
         rows = {r[0]: r[1:] for r in conn.execute(text("SELECT user_id, first_seen, last_seen, purchases, revenue FROM user_activity"))}
