@@ -21,6 +21,11 @@ MAX_CONDITIONS = 100
 # Request attributes are numbers of at most this magnitude (the service's bound on every number it
 # takes), so a rule's own numbers are held to it too.
 VALUE_BOUND = 1e12
+# What a service computes from stored behaviour rather than takes from a request (it wins over a request
+# attribute of the same name, which a client could spoof), and `points_balance.<experiment>`, a user's points
+# in that experiment's ledger.
+BUILTIN_ATTRIBUTES = ("idle_days", "purchases", "revenue", "days_since_first_seen")
+BALANCE_PREFIX = "points_balance."
 # The longest attribute value a request may send (the service's bound on `attr.*` and body attributes): a rule's
 # text beyond it could never be equal to one (so eq and in never hold, and ne and not_in always do).
 MAX_TEXT = 1000
@@ -196,8 +201,8 @@ def parse_rule(spec: Any, path: str = "targeting") -> Group:
 def require_values(rule: Group, path: str = "targeting") -> None:
     """Refuse a condition whose value is null or left out, and a null in a list: such a rule matches
     nobody, so the experiment would enrol no one without a word (`exists` tests presence). Refuse a
-    number beyond VALUE_BOUND too: no attribute reaches it, so the condition could never, or would
-    always, hold.
+    number beyond VALUE_BOUND too, but on a sum over a user's history: no request attribute reaches
+    it, so the condition could never, or would always, hold.
 
     Checked on rules being written, not on stored ones: a rule stored before this check must still be read.
     """
@@ -214,17 +219,25 @@ def require_values(rule: Group, path: str = "targeting") -> None:
     _raise_all(problems)
 
 
+def _summed(attribute: str) -> bool:
+    """Whether a built-in attribute adds up a user's history, and so has no bound but a double's."""
+    return attribute in ("purchases", "revenue") or attribute.startswith(BALANCE_PREFIX)
+
+
 def _require_value(part: Condition, where: str) -> None:
     values = part.value if isinstance(part.value, tuple) else (part.value,)
     if OPERATORS[part.op][1] in ("scalar", "list") and None in values:
         raise TargetingError(f"{where}.value", f"{part.op} needs {'a list of ' if OPERATORS[part.op][1] == 'list' else 'a '}string, number or boolean, not null (exists tests that an attribute is there)")
-    # Numeric text too: a rule compares "1e13" as the number it spells.
+    # Numeric text too: a rule compares "1e13" as the number it spells. A sum over a user's history (revenue,
+    # purchases, a points balance) grows past any request attribute's bound: only finite there.
+    bound = math.inf if _summed(part.attribute) else VALUE_BOUND
     if any(
-        (isinstance(v, (int, float)) and not isinstance(v, bool) and not -VALUE_BOUND <= v <= VALUE_BOUND)
-        or (isinstance(v, str) and _NUMERIC_TEXT.fullmatch(v) is not None and not -VALUE_BOUND <= float(v) <= VALUE_BOUND)
+        (isinstance(v, (int, float)) and not isinstance(v, bool) and not -bound <= v <= bound)
+        or (isinstance(v, str) and _NUMERIC_TEXT.fullmatch(v) is not None and not -bound <= float(v) <= bound)
         for v in values
     ):
-        raise TargetingError(f"{where}.value", f"numbers in a rule are at most {VALUE_BOUND:.0e} in magnitude, as the attributes it tests are")
+        said = "must be finite numbers" if bound == math.inf else f"are at most {VALUE_BOUND:.0e} in magnitude, as the attributes it tests are"
+        raise TargetingError(f"{where}.value", f"numbers in a rule {said}")
     if any(isinstance(v, str) and (len(v) > MAX_TEXT or "\x00" in v) for v in values):
         raise TargetingError(f"{where}.value", f"each text value in a rule is at most {MAX_TEXT:,} characters, without NUL, as the attribute values a request sends are")
     if "\x00" in part.attribute:

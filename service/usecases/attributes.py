@@ -1,18 +1,16 @@
 """The attributes targeting rules read: what the storefront sent, and what the service knows from stored behaviour."""
 from __future__ import annotations
 
+__all__ = ["BALANCE_PREFIX", "BUILTIN_ATTRIBUTES", "user_attributes"]
+
 from typing import Any, Mapping
 
+from experiments.targeting import BALANCE_PREFIX, BUILTIN_ATTRIBUTES
 from service.store import rewards as reward_store
 from service.store import user_activity
 from service.store.database import Database
 
 DAY = 86_400.0
-# Computed from stored events; they win over request attributes of the same name, which a client could spoof.
-BUILTIN_ATTRIBUTES = ("idle_days", "purchases", "revenue", "days_since_first_seen")
-# `points_balance.<experiment>`: the user's points in that experiment's ledger.
-BALANCE_PREFIX = "points_balance."
-
 
 def user_attributes(db: Database, user_id: str, now: float, sent: Mapping[str, Any], needed: set[str]) -> dict[str, Any]:
     """The request's attributes with the built-in ones a rule needs; reads the store only for those."""

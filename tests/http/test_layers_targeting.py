@@ -196,6 +196,19 @@ def test_a_rules_numbers_are_bounded_as_the_attributes_it_tests(client, auth, va
             post_ok(client, "/v1/experiments", ab_definition(targeting={"all": [{"attribute": "spend", "op": "gt", "value": 1e12}]}), auth("editor"), status=201)
 
 
+def test_a_rule_on_a_sum_of_history_may_go_past_a_request_attributes_bound(client, auth):
+    # Revenue adds up purchases of up to 1e12 each: "revenue gt 2e12" had been refused, though users reach it.
+    shop = auth("storefront")
+    purchases = [{"event_id": f"{user}-{k}", "user_id": user, "item_id": "i1", "type": "purchase", "value": 1e12}
+                 for user, n in (("whale", 3), ("big", 1)) for k in range(n)]
+    post_ok(client, "/v1/events", {"events": purchases}, shop)
+    running(client, auth("editor"), ab_definition(targeting={"all": [{"attribute": "revenue", "op": "gt", "value": 2e12}, {"attribute": "purchases", "op": "lt", "value": 1e15}]}))
+    assert assign(client, shop, "points-q4", "whale")["enrolled"] is True
+    assert assign(client, shop, "points-q4", "big")["reason"] == "targeting"
+    resp = client.post("/v1/experiments", json=ab_definition("inf", targeting={"all": [{"attribute": "revenue", "op": "gt", "value": "1e400"}]}), headers=auth("editor"))
+    assert resp.status_code == 422 and "finite" in resp.get_json()["error"]["details"][0]["message"]
+
+
 def test_a_rule_stored_before_values_were_required_is_still_read(client, auth, db):
     running(client, auth("editor"), ab_definition(targeting={"all": [{"attribute": "tier", "op": "eq", "value": "gold"}]}))
     with db.write() as session:  # as an earlier version stored it: a condition without its value
