@@ -78,17 +78,15 @@ _CODED = (
     "SELECT a.id, u.code, i.code, a.type, a.ts FROM accepted_events a "
     "JOIN user_codes u ON u.user_id = a.user_id JOIN item_codes i ON i.item_id = a.item_id ORDER BY a.id"
 )
-# A batch's revenue per user summed exactly in numeric (each value as the shortest decimal that reads back as
-# it), then as two doubles: the sum correctly rounded and what that rounded away. A float8 SUM had turned
-# 0.01, 1e12 and -1e12 into 0.010009765625.
+# Revenue is added after, from the purchases' values summed exactly in Python (`user_activity.add_revenue`):
+# PostgreSQL has no exact sum of doubles (float8 SUM had turned 0.01, 1e12 and -1e12 into 0.010009765625,
+# and numeric reads a double as at most 15 digits).
 _ACTIVITY = (
     "INSERT INTO user_activity (user_id, first_seen, last_seen, purchases, revenue, revenue_low) "
-    "SELECT user_id, first_seen, last_seen, purchases, total::float8, (total - total::float8::text::numeric)::float8 FROM ("
-    "SELECT user_id, LEAST(MIN(ts), %(now)s) AS first_seen, LEAST(MAX(ts), %(now)s) AS last_seen, "
-    "SUM(CASE WHEN type = 'purchase' AND (value IS NULL OR value >= 0) THEN 1 ELSE 0 END) AS purchases, "
-    "COALESCE(SUM(CASE WHEN type = 'purchase' THEN value::text::numeric END), 0) AS total FROM accepted_events GROUP BY user_id) batch "
-    f"ORDER BY user_id {user_activity.ADD_TO_STORED}"
+    "SELECT user_id, LEAST(MIN(ts), %(now)s), LEAST(MAX(ts), %(now)s), SUM(CASE WHEN type = 'purchase' AND (value IS NULL OR value >= 0) THEN 1 ELSE 0 END), 0, 0 "
+    f"FROM accepted_events GROUP BY user_id ORDER BY user_id {user_activity.ADD_TO_STORED}"
 )
+_REVENUE = "SELECT user_id, array_agg(value) FROM accepted_events WHERE type = 'purchase' AND value <> 0 GROUP BY user_id"
 
 
 def _insert_copied(db: Database, rows: Sequence[dict[str, Any]], now: float) -> int:
@@ -105,8 +103,11 @@ def _insert_copied(db: Database, rows: Sequence[dict[str, Any]], now: float) -> 
             cursor.execute(_CODED)
             coded = cursor.fetchall()
             cursor.execute(_ACTIVITY, {"now": now})
+            cursor.execute(_REVENUE)
+            revenue = cursor.fetchall()
         finally:
             cursor.close()
+        user_activity.add_revenue(session, revenue)
         if coded:
             ids, users, items, types, ts = zip(*coded)
             event_log.append_coded(

@@ -23,15 +23,22 @@ _CHUNK = 1000  # 6 parameters a row, well under SQLite's 32,766 a statement
 # at-risk index read), `revenue_low` what it rounded away. Stored plus batch: s = H + h and its exact error,
 # t = L + l + that error, then the new pair is s + t and what that sum rounds away. Plain addition had
 # turned 0.01, 1e12 and -1e12 into 0.010009765625.
-_SUM = "(user_activity.revenue + excluded.revenue)"
-_REST = f"((user_activity.revenue_low + excluded.revenue_low) + {ROUNDING_ERROR.format(a='user_activity.revenue', b='excluded.revenue')})"
+
+
+def _renormalised(batch: str) -> tuple[str, str]:
+    """SQL for the new (revenue, revenue_low) of a stored row plus the pair in the row named `batch`."""
+    total = f"(user_activity.revenue + {batch}.revenue)"
+    rest = f"((user_activity.revenue_low + {batch}.revenue_low) + {ROUNDING_ERROR.format(a='user_activity.revenue', b=f'{batch}.revenue')})"
+    return f"{total} + {rest}", ROUNDING_ERROR.format(a=total, b=rest)
+
+
+_REVENUE, _REVENUE_LOW = _renormalised("excluded")
 # What an upsert sets on a user seen before; `events` adds PostgreSQL's batches with it too.
 ADD_TO_STORED = (
     "ON CONFLICT (user_id) DO UPDATE SET "
     "first_seen = CASE WHEN excluded.first_seen < user_activity.first_seen THEN excluded.first_seen ELSE user_activity.first_seen END, "
     "last_seen = CASE WHEN excluded.last_seen > user_activity.last_seen THEN excluded.last_seen ELSE user_activity.last_seen END, "
-    f"purchases = user_activity.purchases + excluded.purchases, revenue = {_SUM} + {_REST}, "
-    f"revenue_low = {ROUNDING_ERROR.format(a=_SUM, b=_REST)}"
+    f"purchases = user_activity.purchases + excluded.purchases, revenue = {_REVENUE}, revenue_low = {_REVENUE_LOW}"
 )
 _UPSERT = "INSERT INTO user_activity (user_id, first_seen, last_seen, purchases, revenue, revenue_low) VALUES {rows} " + ADD_TO_STORED
 _ONE = "SELECT first_seen, last_seen, purchases, revenue FROM user_activity WHERE user_id = ?"
@@ -79,6 +86,16 @@ def record(session: Session, accepted: Sequence[tuple[Any, ...]], received_at: f
     for chunk in chunks(rows, _CHUNK):
         params = [x for user, (first, last, purchases, values) in chunk for x in (user, first, last, purchases, *exact_sum(values))]
         run(session, _UPSERT.format(rows=", ".join(["(?, ?, ?, ?, ?, ?)"] * len(chunk))), params)
+
+_ADD_REVENUE = "UPDATE user_activity SET revenue = {revenue}, revenue_low = {low} FROM (VALUES {rows}) AS batch (user_id, revenue, revenue_low) WHERE user_activity.user_id = batch.user_id"
+
+
+def add_revenue(session: Session, values: Sequence[tuple[str, Sequence[float]]]) -> None:
+    """Add each user's purchase values, summed exactly, to their stored revenue; their rows exist already. In user order."""
+    revenue, low = _renormalised("batch")
+    for chunk in chunks(sorted(values), _CHUNK):
+        params = [x for user, vs in chunk for x in (user, *exact_sum(list(vs)))]
+        run(session, _ADD_REVENUE.format(revenue=revenue, low=low, rows=", ".join(["(?, ?, ?)"] * len(chunk))), params)
 
 
 def of_user(db: Database, user_id: str) -> Activity | None:

@@ -213,16 +213,19 @@ def test_a_return_nets_off_revenue_and_is_no_purchase_on_the_at_risk_list(client
 def test_revenue_is_the_exact_sum_of_purchases_however_they_were_batched(client, auth):
     # Plain float addition had turned 0.01, 1e12 and -1e12 into 0.010009765625, in one batch or in three.
     then = datetime.now(timezone.utc) - timedelta(days=40)
-    values = [0.01, 1e12, -1e12, 0.12345678901234568, 3e-17, 1e12, -1e12]
-
-    def purchase(user, k, value):
-        return {"event_id": f"{user}-{k}", "user_id": user, "item_id": "i1", "type": "purchase", "value": value, "timestamp": iso(then + timedelta(seconds=k))}
-
+    batchings = {
+        "one-batch": [[0.01, 1e12, -1e12, 0.12345678901234568, 3e-17, 1e12, -1e12]],
+        "batch-each": [[v] for v in (0.01, 1e12, -1e12, 0.12345678901234568, 3e-17, 1e12, -1e12)],
+        "cancelled-later": [[1e12, 0.01], [-1e12]],
+        "tenths": [[0.1, 0.2], [1e12, -1e12]],
+    }
     shop = auth("storefront")
-    post_ok(client, "/v1/events", {"events": [purchase("one-batch", k, v) for k, v in enumerate(values)]}, shop)
-    for k, v in enumerate(values):
-        post_ok(client, "/v1/events", {"events": [purchase("batch-each", k, v)]}, shop)
+    for user, batches in batchings.items():
+        for b, values in enumerate(batches):
+            events = [{"event_id": f"{user}-{b}-{k}", "user_id": user, "item_id": "i1", "type": "purchase", "value": v,
+                       "timestamp": iso(then + timedelta(seconds=k))} for k, v in enumerate(values)]
+            post_ok(client, "/v1/events", {"events": events}, shop)
     listed = {u["user_id"]: u["revenue"] for u in get_ok(client, "/v1/users/at-risk?idle_days=30&min_purchases=0", auth("analyst"))["users"]}
-    exact = float(sum(Fraction(v) for v in values))  # the exact sum of the doubles, rounded once
-    assert listed["one-batch"] == pytest.approx(exact, rel=1e-15) and listed["batch-each"] == pytest.approx(exact, rel=1e-15)
-    assert exact == pytest.approx(0.13345678901234568, rel=1e-15)
+    for user, batches in batchings.items():  # the exact sum of the doubles, rounded once
+        assert listed[user] == float(sum(Fraction(v) for values in batches for v in values)), user
+    assert (listed["cancelled-later"], listed["tenths"]) == (0.01, 0.30000000000000004)

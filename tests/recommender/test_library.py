@@ -52,7 +52,7 @@ def test_decay_fades_a_cells_confidence_not_only_its_strength_and_serving_reads_
     # The base of 1 every seen cell gets had stayed whatever the decay: a view 50 days old under a one-day
     # half-life weighed 1.0 against a fresh view's 1.118, then vanished once its weight underflowed.
     day = 86_400.0
-    # An event 24 half-lives old or more (MIN_DECAY) is left out: some 150 on, its confidence had been exactly 0.
+    # An event older than 24 half-lives (MIN_DECAY) is left out: some 150 on, its confidence had been exactly 0.
     events = CodedEvents.from_ids(["a"] * 5, ["fresh", "old", "old", "yesterday", "ancient"], ["view", "view", "purchase", "view", "purchase"],
                                   [100 * day, 80 * day, 84 * day, 99 * day, 70 * day])
     settings = MatrixSettings(half_life_days=1.0)

@@ -269,3 +269,16 @@ def test_a_row_orphaned_before_a_migration_does_not_block_it(tmp_path):
     assert upgrade(db)[1] == head_revision()
     assert upgrade(db)[1] == head_revision()
     db.dispose()
+
+
+def test_0021_downgrade_keeps_the_at_risk_index_in_its_order(empty_db):
+    # SQLite rebuilds the table to drop a column, and had rebuilt the index without DESC: pages sorted in a temporary tree.
+    upgrade(empty_db)
+    downgrade(empty_db, "0020")
+    sql = ("SELECT sql FROM sqlite_master WHERE name = 'ix_user_activity_value'" if empty_db.is_sqlite
+           else "SELECT indexdef FROM pg_indexes WHERE indexname = 'ix_user_activity_value'")
+    with empty_db.engine.connect() as conn:
+        definition = conn.execute(text(sql)).scalar_one()
+    assert definition.replace('"', "").count("DESC") == 2, definition
+    upgrade(empty_db)
+    assert current_revision(empty_db) == head_revision()

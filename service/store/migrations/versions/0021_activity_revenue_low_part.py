@@ -27,3 +27,6 @@ def upgrade() -> None:
 def downgrade() -> None:
     with op.batch_alter_table('user_activity') as batch:
         batch.drop_column('revenue_low')
+    if op.get_bind().dialect.name == "sqlite":  # SQLite rebuilt the table, and its index without the DESC order at-risk pages read by
+        op.drop_index('ix_user_activity_value', 'user_activity')
+        op.create_index('ix_user_activity_value', 'user_activity', [sa.text('revenue DESC'), sa.text('purchases DESC'), 'user_id'])
