@@ -43,11 +43,10 @@ ADD_TO_STORED = (
 _UPSERT = "INSERT INTO user_activity (user_id, first_seen, last_seen, purchases, revenue, revenue_low) VALUES {rows} " + ADD_TO_STORED
 _ONE = "SELECT first_seen, last_seen, purchases, revenue FROM user_activity WHERE user_id = ?"
 # Seen as `record` counts an event: at its time, or when it arrived if that was earlier.
-_AS_OF = (
-    "SELECT MIN(seen), MAX(seen), SUM(CASE WHEN type = 'purchase' AND (value IS NULL OR value >= 0) THEN 1 ELSE 0 END), "
-    "SUM(CASE WHEN type = 'purchase' THEN COALESCE(value, 0) ELSE 0 END) FROM ("
-    "SELECT CASE WHEN ts < received_at THEN ts ELSE received_at END AS seen, type, value FROM events WHERE user_id = ?) e WHERE seen < ?"
-)
+_SEEN_BEFORE = "(SELECT CASE WHEN ts < received_at THEN ts ELSE received_at END AS seen, type, value FROM events WHERE user_id = ?) e WHERE seen < ?"
+_AS_OF = f"SELECT MIN(seen), MAX(seen), SUM(CASE WHEN type = 'purchase' AND (value IS NULL OR value >= 0) THEN 1 ELSE 0 END) FROM {_SEEN_BEFORE}"
+# The values, summed in Python as `record` sums them: neither database adds doubles exactly.
+_VALUES_AS_OF = f"SELECT value FROM {_SEEN_BEFORE} AND type = 'purchase' AND value <> 0"
 _AT_RISK = (
     "SELECT user_id, last_seen, purchases, revenue FROM user_activity "
     "WHERE last_seen <= ? AND purchases >= ? {after} ORDER BY revenue DESC, purchases DESC, user_id LIMIT ?"
@@ -112,8 +111,9 @@ def as_of(db: Database, user_id: str, moment: float) -> Activity | None:
     rows = db.fetch(_AS_OF, (user_id, moment))
     if not rows or rows[0][0] is None:
         return None
-    first, last, purchases, revenue = rows[0]
-    return Activity(user_id, float(first), float(last), int(purchases), float(revenue))
+    first, last, purchases = rows[0]
+    revenue = exact_sum([float(v) for (v,) in db.fetch(_VALUES_AS_OF, (user_id, moment))])[0]
+    return Activity(user_id, float(first), float(last), int(purchases), revenue)
 
 
 def encode_cursor(activity: Activity) -> str:

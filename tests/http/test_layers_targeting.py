@@ -150,6 +150,16 @@ def test_an_exposure_logged_late_is_targeted_on_behaviour_as_it_was_then(client,
     assert assign(client, shop, "win-back", "lapsed-too")["reason"] == "targeting"  # now: bought an hour ago
 
 
+def test_revenue_as_it_was_then_is_the_exact_sum_too(client, auth):
+    shop = auth("storefront")
+    shown_at = time.time() - 7200
+    values = [(1e12, -3600), (0.01, -3000), (-1e12, -2400), (7.0, 3600)]  # the last after the exposure: read as of then
+    post_ok(client, "/v1/events", {"events": [{"event_id": f"x-{k}", "user_id": "exact", "item_id": "i", "type": "purchase", "value": v,
+                                               "timestamp": iso(shown_at + dt)} for k, (v, dt) in enumerate(values)]}, shop)
+    running(client, auth("editor"), ab_definition(key="cents", targeting={"all": [{"attribute": "revenue", "op": "eq", "value": 0.01}]}))
+    assert assign(client, shop, "cents", "exact", timestamp=iso(shown_at))["enrolled"] is True  # a float SUM gave 0.010009765625
+
+
 def test_targeting_on_a_points_balance(client, auth):
     shop = auth("storefront")
     running(client, auth("editor"), ab_definition(key="points-q4", weights=(1, 0.000001, 0.000001)))
