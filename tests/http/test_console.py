@@ -1833,7 +1833,8 @@ def test_a_charts_ticks_name_their_gridlines_exactly():
     assert "3 points from 1 to 3; last values: control 40.0% at 2, t 30.0%" in ended
     # The forest plot's axis too: 12.5 pp had read "+12 pp", 1,000 "+1e+03".
     from service.http.console import formatting as fmt
-    from service.http.console.charts import Interval, forest_plot, pp_tick, signed_tick
+    from service.http.console.chart_ticks import pp_tick, signed_tick
+    from service.http.console.charts import Interval, forest_plot
 
     def differences(kind):
         return lambda v: fmt.difference(v, kind)
@@ -1861,7 +1862,8 @@ def test_a_line_chart_carries_every_figure_as_a_table_and_a_lone_point_its_serie
 
 
 def test_a_confidence_sequence_s_wide_first_days_do_not_set_the_chart_s_range():
-    from service.http.console.charts import Series, line_chart, pp_tick
+    from service.http.console.chart_ticks import pp_tick
+    from service.http.console.charts import Series, line_chart
 
     days = [str(d) for d in range(1, 9)]
     band = [(-0.9, 0.95), (-0.5, 0.6), (-0.08, 0.12), (-0.05, 0.09), (-0.04, 0.08), (-0.03, 0.07), (-0.02, 0.06), (-0.01, 0.05)]

@@ -12,7 +12,8 @@ from experiments.stats.analysis import FEW_EVENTS
 from experiments.stats.ipw import FEW_EFFECTIVE_USERS
 from service.errors import Invalid
 from service.http.console import bp
-from service.http.console.charts import Interval, Series, forest_plot, line_chart, number, pp_tick, signed_tick
+from service.http.console.chart_ticks import number, pp_tick, signed_tick
+from service.http.console.charts import Interval, Series, forest_plot, line_chart
 from service.http.console import formatting as fmt
 from service.http.console.formatting import level
 from service.http.console.form_input import errors_by_field
