@@ -112,7 +112,8 @@ def build_openapi(app: Flask) -> dict[str, Any]:
             "description": "Recommendations and experiments over loyalty reward schedules. See README.md.",
         },
         "servers": [{"url": "/"}],
-        "tags": [{"name": name, "description": title} for name, title in TAGS.items()],
+        # Names alone: Swagger UI would show a description beside each name ("keys API keys").
+        "tags": [{"name": name} for name in TAGS],
         "paths": paths,
         "components": {
             "schemas": defs.get("$defs", {}),

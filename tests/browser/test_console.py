@@ -253,7 +253,7 @@ def test_editor_trains_activates_and_looks_up_a_user(visit, demo):
     assert page.locator(".flash").inner_text().startswith("Started training ")
     tuned = page.locator("tbody tr:has-text('item_knn')")
     assert tuned.count() == 1
-    assert "tuned on ndcg_at_10: 2 trials" in tuned.inner_text()
+    assert "tuned on NDCG@10: 2 trials" in tuned.inner_text()
     tuned.locator("summary").click()
     assert tuned.locator("table.trials tbody tr").count() == 2
     shot(page, "09-models")
@@ -326,6 +326,7 @@ def test_api_reference_runs_from_the_vendored_swagger_ui(visit, demo):
     page.locator(".opblock").nth(20).wait_for()
     assert page.locator(".opblock-tag:has-text('recommendations')").count() == 1
     assert page.locator("h1").count() == 1  # the page's own, not Swagger UI's info block as well
+    assert page.locator("h1").bounding_box()["x"] >= 8  # in the console's column, as on every page (its wrapper is a div here)
     shot(page, "11-api-reference")
 
 

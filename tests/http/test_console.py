@@ -380,6 +380,7 @@ def test_a_tuned_run_starts_from_the_training_form_and_its_bad_settings_are_name
     assert '<option value="recall" selected>' in editor.post("/ui/models/new", data={**sent, "tune.metric": "recall"}).get_data(as_text=True)
     both = editor.post("/ui/models/new", data={**sent, "params": "{", "tune.space": "[", "tune.trials": "1_0"}).get_data(as_text=True)
     assert 'id="f-params-error"' in both and 'id="f-tune-space-error"' in both  # every bad JSON text at once
+    assert 'id="f-tune-trials-error"' in both  # and the other fields' problems beside them
     assert 'id="f-tune-trials-error"' in editor.post("/ui/models/new", data={**sent, "tune.trials": "1_0"}).get_data(as_text=True)
     assert get_ok(client, "/v1/models", headers)["models"] == []
     two_tribes(client, auth("storefront"))
@@ -1552,7 +1553,7 @@ def test_the_planner_answers_as_the_api_does_and_names_a_bad_input_beside_it(as_
     assert f"{api['users_per_arm']:,} users per arm, {api['total_users']:,} in all: {api['days']:,} days at 500 users a day" in html
     seq = api["sequential"]
     assert f"plan for <strong>{seq['users_per_arm']:,} users per arm, {seq['total_users']:,} in all</strong>, {seq['days']:,} days" in html
-    assert "split by the holm correction" in html
+    assert "split by the Holm correction" in html
     bad = analyst.get("/ui/plan", query_string={**question, "mde": "-1", "power": "1e308"})
     text = bad.get_data(as_text=True)
     assert bad.status_code == 422 and 'id="f-mde-error"' in text and 'id="f-power-error"' in text and 'value="1e308"' in text
@@ -1690,7 +1691,7 @@ def test_the_models_page_shows_a_tuned_runs_trials_and_its_best(as_role, client,
     done = train(client, auth("editor"), {"algorithm": "als", "params": {"iterations": 5, "regularization": 0.1}, "tune": tune})
     html = as_role("editor").get("/ui/models").get_data(as_text=True)
     best = max(t["metric"] for t in done["tuning"])
-    assert f"tuned on precision_at_10: 3 trials, best {best:.4g}" in html and "the parameters above are the best trial's" in html
+    assert f"tuned on precision@10: 3 trials, best {best:.4g}" in html and "the parameters above are the best trial's" in html
     trials = html.split("<summary>Trials", 1)[1].split("</details>", 1)[0]
     assert trials.count("<tr><td class=\"num\">") == 3 and all(f'"factors": {t["params"]["factors"]}' in trials for t in done["tuning"])
 

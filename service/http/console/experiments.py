@@ -8,7 +8,6 @@ from typing import Any, Mapping
 from flask import Response, abort, flash, render_template, request
 from pydantic import BaseModel, ValidationError
 
-from bandits.registry import POLICIES
 from experiments.definitions import BUILTIN_METRICS, TRANSITIONS, AnalysisSettings, BanditSettings
 from service.errors import ChangedMeanwhile, Conflict, Invalid
 from service.http.console import bp
@@ -73,7 +72,6 @@ def _form(values: dict[str, str], errors: dict[str, list[str]], exp: dict[str, A
         input_name=lambda name: input_name(name, values),
         exp=exp,
         schedules=schedule_fields(),
-        policies=list(POLICIES),
         default_policy=BanditSettings.algorithm,
         builtin_metrics=list(BUILTIN_METRICS),
         arm_rows=arm_rows,

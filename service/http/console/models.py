@@ -10,9 +10,9 @@ from pydantic import ValidationError
 
 from recommender.models import ALGORITHMS, DEFAULT_ALGORITHM
 from recommender.search_space import Choice, Dimension
-from recommender.tuning import MAX_TRIALS, METRICS, TuneSettings
+from recommender.tuning import MAX_TRIALS, TuneSettings
 from service.errors import Conflict, Invalid
-from service.http.console import bp
+from service.http.console import bp, choices
 from service.http.console.charts import Series, line_chart
 from service.http.console.form_input import form_number, parse_json_field, plain_words
 from service.http.console.session import back, kept_form, page
@@ -98,15 +98,10 @@ def _default_ranges() -> list[tuple[str, list[tuple[str, str]]]]:
     return [(name, [(p, _spelled(dim)) for p, dim in cls.SEARCH_SPACE.items()]) for name, cls in sorted(ALGORITHMS.items())]
 
 
-def _metric_label(metric: str) -> str:
-    """ndcg_at_10 as NDCG@10, precision_at_10 as precision@10."""
-    name, _, k = metric.partition("_at_")
-    return f"{'NDCG' if name == 'ndcg' else name}@{k}"
-
 
 def _form(values: dict[str, str], errors: dict[str, list[str]], status: int = 200) -> tuple[str, int]:
     return render_template(
-        "console/model_train.html", algorithms=sorted(ALGORITHMS), metric_options=[(m, _metric_label(m)) for m in METRICS], ranges=_default_ranges(), max_trials=MAX_TRIALS,
+        "console/model_train.html", algorithms=sorted(ALGORITHMS), metric_options=choices.TUNING_METRICS, ranges=_default_ranges(), max_trials=MAX_TRIALS,
         max_seed=2**32 - 1, blank=BLANK, values=values, errors=errors,
     ), status
 
@@ -141,10 +136,15 @@ def model_new() -> Any:
     if values["tune"]:
         space = _json(values, "tune.space", errors)
         tune = {"trials": _number(values, "tune.trials"), "metric": values["tune.metric"], "seed": _number(values, "tune.seed"), "space": space}
-    if errors:
+    sent = {"algorithm": values["algorithm"], "params": params, "activate": values["activate"] == "yes", "tune": tune}
+    if errors:  # the other fields' problems too, in the same answer (what the unreadable text holds is not checked)
+        try:
+            TrainRequest.model_validate_json(json.dumps(sent))
+        except ValidationError as exc:
+            for field, messages in _by_field(details_from_pydantic(exc)).items():
+                errors.setdefault(field, messages)
         return _form(values, errors, 422)
     try:
-        sent = {"algorithm": values["algorithm"], "params": params, "activate": values["activate"] == "yes", "tune": tune}
         body = TrainRequest.model_validate_json(json.dumps(sent))
         svc = services()
         settings = body.tune.model_dump() if body.tune is not None else None
