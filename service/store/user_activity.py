@@ -19,14 +19,16 @@ from service.store.sql import ROUNDING_ERROR, chunks, exact_sum, run
 from service.text import encodable
 
 _CHUNK = 1000  # 6 parameters a row, well under SQLite's 32,766 a statement
-# Revenue as two doubles, kept normalised: `revenue` the total correctly rounded (what every reader and the
-# at-risk index read), `revenue_low` what it rounded away. Stored plus batch: s = H + h and its exact error,
-# t = L + l + that error, then the new pair is s + t and what that sum rounds away. Plain addition had
-# turned 0.01, 1e12 and -1e12 into 0.010009765625.
 
 
 def _renormalised(batch: str) -> tuple[str, str]:
-    """SQL for the new (revenue, revenue_low) of a stored row plus the pair in the row named `batch`."""
+    """SQL for the new (revenue, revenue_low) of a stored row plus the pair in the row named `batch`.
+
+    Revenue is two doubles kept normalised: `revenue` the total correctly rounded (what every reader and
+    the at-risk index read), `revenue_low` what it rounded away. Stored plus batch: s = H + h and its exact
+    error, t = L + l + that error, then the new pair is s + t and what that sum rounds away. Plain addition
+    had turned 0.01, 1e12 and -1e12 into 0.010009765625.
+    """
     total = f"(user_activity.revenue + {batch}.revenue)"
     rest = f"((user_activity.revenue_low + {batch}.revenue_low) + {ROUNDING_ERROR.format(a='user_activity.revenue', b=f'{batch}.revenue')})"
     return f"{total} + {rest}", ROUNDING_ERROR.format(a=total, b=rest)
@@ -86,13 +88,14 @@ def record(session: Session, accepted: Sequence[tuple[Any, ...]], received_at: f
         params = [x for user, (first, last, purchases, values) in chunk for x in (user, first, last, purchases, *exact_sum(values))]
         run(session, _UPSERT.format(rows=", ".join(["(?, ?, ?, ?, ?, ?)"] * len(chunk))), params)
 
+
 _ADD_REVENUE = "UPDATE user_activity SET revenue = {revenue}, revenue_low = {low} FROM (VALUES {rows}) AS batch (user_id, revenue, revenue_low) WHERE user_activity.user_id = batch.user_id"
 
 
 def add_revenue(session: Session, values: Sequence[tuple[str, Sequence[float]]]) -> None:
     """Add each user's purchase values, summed exactly, to their stored revenue; their rows exist already. In user order."""
     revenue, low = _renormalised("batch")
-    for chunk in chunks(sorted(values), _CHUNK):
+    for chunk in chunks(sorted(values, key=lambda row: row[0]), _CHUNK):
         params = [x for user, vs in chunk for x in (user, *exact_sum(list(vs)))]
         run(session, _ADD_REVENUE.format(revenue=revenue, low=low, rows=", ".join(["(?, ?, ?)"] * len(chunk))), params)
 
