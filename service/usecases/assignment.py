@@ -13,13 +13,14 @@ from typing import Any, Callable, Mapping
 
 from experiments.assignment import ab_arm, bandit_draw, enrolled, pick
 from experiments.layers import position
+from experiments.targeting import BALANCE_PREFIX, BUILTIN_ATTRIBUTES
 from service.errors import NotFound
 from service.store import experiments as experiment_store
 from service.store import exposures
 from service.store.database import Database
 from service.store.experiments import Stamp, StoredDefinition
 from service.timestamps import iso
-from service.usecases.attributes import BALANCE_PREFIX, BUILTIN_ATTRIBUTES, user_attributes
+from service.usecases.attributes import user_attributes
 from service.usecases.bandit_allocation import bandit_allocation
 from service.usecases.experiment_cache import ExperimentCache
 

@@ -1,8 +1,6 @@
 """The attributes targeting rules read: what the storefront sent, and what the service knows from stored behaviour."""
 from __future__ import annotations
 
-__all__ = ["BALANCE_PREFIX", "BUILTIN_ATTRIBUTES", "user_attributes"]
-
 from typing import Any, Mapping
 
 from experiments.targeting import BALANCE_PREFIX, BUILTIN_ATTRIBUTES

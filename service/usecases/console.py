@@ -6,6 +6,7 @@ from typing import Any
 
 from experiments.definitions import LIVE
 from experiments.stats import sample_ratio_mismatch
+from experiments.targeting import BUILTIN_ATTRIBUTES
 from service.store import console as store
 from service.store import model_versions
 from service.store.database import Database
@@ -14,7 +15,7 @@ from service.text import bidi_escaped
 from service.timestamps import iso
 from service.usecases import assignment, experiments, recommendations, rewards
 from service.usecases.experiment_cache import ExperimentCache
-from service.usecases.attributes import BUILTIN_ATTRIBUTES, user_attributes
+from service.usecases.attributes import user_attributes
 from service.usecases.serving import ModelCache
 
 RECENT_EVENTS = 50
