@@ -32,6 +32,8 @@ _EXPOSE = text(
 )
 _PULL = text("UPDATE bandit_arm_stats SET pulls = pulls + 1 WHERE experiment_key = :key AND arm = :arm")
 _EXPOSED = text("SELECT arm, probability, exposed_at FROM exposures WHERE experiment_key = :key AND user_id = :user")
+# Served by ix_exposures_arm (experiment_key, arm): an index-only scan, no table rows.
+_EXPOSURE_COUNTS = "SELECT experiment_key, arm, COUNT(*) FROM exposures GROUP BY experiment_key, arm"
 
 
 @dataclass(frozen=True)
@@ -72,6 +74,14 @@ def _with_zeros(pulls: int, total: float, m2: float, rewarded: int) -> float:
         return m2
     mean = total / rewarded
     return m2 + mean * mean * rewarded * zeros / pulls
+
+
+def exposure_counts(db: Database) -> dict[str, dict[str, int]]:
+    """Exposed users per experiment and arm."""
+    counts: dict[str, dict[str, int]] = {}
+    for key, arm, users in db.fetch(_EXPOSURE_COUNTS):
+        counts.setdefault(key, {})[arm] = int(users)
+    return counts
 
 
 # PostgreSQL: the exposure, the bandit pull and the answer in one autocommit statement; a row stored

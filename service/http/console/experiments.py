@@ -19,7 +19,7 @@ from service.http.console.session import back, kept_form, page, typed_fields
 from service.http.endpoint import EDITOR, READ_EXPERIMENTS, services
 from service.http.errors import details_from_pydantic
 from service.http.schemas.experiments import ExperimentIn
-from service.usecases import console, experiments
+from service.usecases import experiment_overview, experiments
 from service.usecases import model_training as training
 
 # What each lifecycle move does, said on its confirmation page.
@@ -43,7 +43,7 @@ RESUME = "Exposed users keep their arms, and new users are enrolled again as bef
 @page(READ_EXPERIMENTS)
 def experiment_list() -> str:
     """Every experiment with its status, users so far and SRM warning."""
-    return render_template("console/experiments.html", experiments=console.experiments_overview(services().db))
+    return render_template("console/experiments.html", experiments=experiment_overview.experiments_overview(services().db))
 
 
 @bp.get("/experiments/<key>")
@@ -52,7 +52,7 @@ def experiment_detail(key: str) -> str:
     """One experiment's definition, with the moves its status allows."""
     exp = experiments.get(services().db, key)
     moves = [action for action, allowed_from in TRANSITIONS.items() if exp["status"] in allowed_from]
-    recommenders = console.arm_recommenders(services().db, exp)
+    recommenders = experiment_overview.arm_recommenders(services().db, exp)
     return render_template("console/experiment.html", exp=exp, moves=moves, recommenders=recommenders)
 
 

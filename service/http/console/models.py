@@ -19,7 +19,7 @@ from service.http.console.session import back, kept_form, page
 from service.http.endpoint import EDITOR, services
 from service.http.errors import details_from_pydantic
 from service.http.schemas.catalogue import TrainRequest
-from service.usecases import console as console_views
+from service.usecases import experiment_overview
 from service.usecases import model_training as training
 
 
@@ -192,7 +192,7 @@ def model_activate(version: str) -> Any:
     error, status = outcome
     # A run that was to go live when ready will not, once this activation is made: say so before.
     pending = [v.version for v in training.list_versions(svc.db, svc.config) if v.status == "training" and v.activate_when_ready]
-    following = console_views.following_active(svc.db)
+    following = experiment_overview.following_active(svc.db)
     # What the version would replace scored too: a rollback to a weaker model should not be a surprise.
     served = training.get_version(svc.db, svc.config, active) if active is not None else None
     return render_template("console/activate.html", record=record, active=active, served=served, error=error, pending=pending, following=following), status

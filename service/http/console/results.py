@@ -23,7 +23,7 @@ from service.http.endpoint import ANALYST, services
 from service.http.errors import details_from_pydantic
 from service.http.schemas.results import ResultsQuery, RetentionQuery
 from service.http.views import results as api_results
-from service.usecases import console, experiments, results, series
+from service.usecases import experiment_overview, experiments, results, series
 
 # Two weeks by default: 30 days costs twice the query time on PostgreSQL, and a switch offers it.
 RETENTION_CHART_DAYS = 14
@@ -175,7 +175,7 @@ def _template_args(
         "lower_is_better": lower_is_better,
         "verdicts": verdicts(answer, lower_is_better, rough, guardrail_kinds),
         # What each arm's users are shown, where arms compare recommenders: the table names arms only.
-        "recommenders": console.arm_recommenders(services().db, exp),
+        "recommenders": experiment_overview.arm_recommenders(services().db, exp),
     }
 
 

@@ -7,7 +7,7 @@ from service.http.console import bp
 from service.http.console.session import page
 from service.http.endpoint import READ_EXPERIMENTS, services
 from service.http.spec import ID
-from service.usecases import console
+from service.usecases import user_profile
 
 
 @bp.get("/users")
@@ -22,4 +22,4 @@ def user_lookup() -> tuple[str, int]:
         said = "A user id cannot contain a NUL character." if "\x00" in user_id else "A user id is 1 to 128 characters."
         return render_template("console/users.html", user_id=user_id[:128].replace("\x00", ""), profile=None, error=said), 422
     svc = services()
-    return render_template("console/users.html", user_id=user_id, profile=console.user_profile(svc.db, svc.models, svc.experiment_cache, user_id), error=None), 200
+    return render_template("console/users.html", user_id=user_id, profile=user_profile.user_profile(svc.db, svc.models, svc.experiment_cache, user_id), error=None), 200

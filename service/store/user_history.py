@@ -1,12 +1,10 @@
-"""Reads only the console needs: exposure counts per arm, and one user's events and assignments."""
+"""One user's history as the console's user page reads it: their newest events and every experiment they were exposed to."""
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 from service.store.database import Database
 
-# Served by ix_exposures_arm (experiment_key, arm): an index-only scan, no table rows.
-_EXPOSURE_COUNTS = "SELECT experiment_key, arm, COUNT(*) FROM exposures GROUP BY experiment_key, arm"
 # Served by ix_events_user_recent (user_id, ts, ...), newest first.
 _RECENT_EVENTS = "SELECT event_id, item_id, type, ts, value FROM events WHERE user_id = ? ORDER BY ts DESC LIMIT ?"
 # exposures has no index on user_id alone; starting from the few experiments makes each
@@ -37,14 +35,6 @@ class UserExposure:
     arm: str
     probability: float
     exposed_at: float
-
-
-def exposure_counts(db: Database) -> dict[str, dict[str, int]]:
-    """Exposed users per experiment and arm."""
-    counts: dict[str, dict[str, int]] = {}
-    for key, arm, users in db.fetch(_EXPOSURE_COUNTS):
-        counts.setdefault(key, {})[arm] = int(users)
-    return counts
 
 
 def recent_events(db: Database, user_id: str, limit: int) -> list[UserEvent]:
