@@ -406,6 +406,10 @@ def test_schedule_types_and_fields_come_from_the_registry(as_role):
             assert f'name="arms.0.schedule.{kind}.{f.name}"' in html
     css = as_role("editor").get("/ui/schedule-fields.css").get_data(as_text=True)
     assert all(f".params-{kind}" in css for kind in SCHEDULES)
+    # Each type's inputs are a group named by its type, so a label reads as the parameter alone ("Every", not
+    # "every (fixed ratio)"), and bounds read in digits: "at most 1,000,000,000" had read "1e+09".
+    assert '<legend>Fixed ratio</legend>' in html and '>Every</label>' in html and '>Points per unit</label>' in html
+    assert "(fixed ratio)" not in html and "e+" not in html and "and at most 1,000,000,000" in html
 
 
 def test_everything_displayed_is_escaped(as_role, client, auth):
