@@ -6,10 +6,12 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timezone
+from typing import Any
 
 import numpy as np
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import event, func, select
+from sqlalchemy.engine import Engine
 
 from service.store.rewards import AFTER_THE_STOP
 from service.store.tables import BanditArmStatsRow, ExposureRow, UserMetricTotalRow
@@ -466,11 +468,21 @@ def test_a_stop_waits_for_the_reward_action_being_written_and_the_next_one_reads
         stopper.start()
         time.sleep(0.5)
 
-    with before_first("INSERT INTO reward_ledger", stop_while_writing):
-        first = reward(client, shop, "mid-1", "u-mid", iso(time.time()))
-    written = time.time()
+    committing: list[float] = []  # when the action's transaction, the one holding its ledger row, began to commit
+
+    def note_commit(conn: Any) -> None:
+        if written and not committing and threading.current_thread() is threading.main_thread():
+            committing.append(time.time())
+
+    # Timed at the commit itself, not when the response is back: the stop, released by that commit, can finish first.
+    with before_first("INSERT INTO reward_ledger", stop_while_writing) as written:
+        event.listen(Engine, "commit", note_commit)
+        try:
+            first = reward(client, shop, "mid-1", "u-mid", iso(time.time()))
+        finally:
+            event.remove(Engine, "commit", note_commit)
     stopper.join(30)
-    assert first["points"] == 10 and stopped and stopped[0] >= written - 0.05
+    assert first["points"] == 10 and stopped and committing and stopped[0] >= committing[0]
     late = reward(client, shop, "mid-2", "u-mid", iso(time.time()))
     assert (late["points"], late["reason"]) == (0, AFTER_THE_STOP)
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 import csv
 import io
 import math
-from datetime import datetime, timedelta, timezone
+from datetime import date, datetime, timedelta, timezone
 
 import numpy as np
 import pytest
@@ -307,18 +307,25 @@ def test_a_conversion_is_dated_by_the_first_positive_outcome_whatever_order_the_
     assert [converted(T0), converted(T0 + timedelta(days=1)), converted(T0 + timedelta(days=19))] == [0, 2, 2]
 
 
+def daily_ending_today(client, analyst: dict[str, str]) -> tuple[list[dict], date]:
+    """The spend series, and the day it ends on, checked to be today (either side of midnight, UTC, when the request crossed it)."""
+    before = datetime.now(timezone.utc).date()
+    days = get_ok(client, "/v1/experiments/points-q4/results/daily?metric=spend", analyst)["days"]
+    today = date.fromisoformat(days[-1]["date"])
+    assert today in (before, datetime.now(timezone.utc).date())
+    return days, today
+
+
 def test_the_daily_series_ends_today_and_counts_what_is_dated_later_on_it(client, auth):
     shop = auth("storefront")
     running(client, auth("editor"), ab_definition())
-    today = datetime.now(timezone.utc).strftime("%Y-%m-%d")
     arm = assign(client, shop, "points-q4", "early", timestamp=iso(T0))["arm"]
     late = assign(client, shop, "points-q4", "late", timestamp="2120-01-01T00:00:00Z")["arm"]
     post_ok(client, "/v1/outcomes", {"outcomes": [  # a client whose clock is a century ahead
         {"outcome_id": "far", "experiment": "points-q4", "user_id": "early", "metric": "spend", "value": 7, "timestamp": "2125-06-01T00:00:00Z"},
     ]}, shop)
-    days = get_ok(client, "/v1/experiments/points-q4/results/daily?metric=spend", auth("analyst"))["days"]
-    assert days[0]["date"] == iso(T0)[:10] and days[-1]["date"] == today
-    assert len(days) == (datetime.now(timezone.utc).date() - T0.date()).days + 1
+    days, today = daily_ending_today(client, auth("analyst"))
+    assert days[0]["date"] == iso(T0)[:10] and len(days) == (today - T0.date()).days + 1
     last = {a["arm"]: a for a in days[-1]["arms"]}
     assert last[arm]["total"] == 7 and sum(a["users"] for a in last.values()) == 2 and last[late]["users"] >= 1
     totals = {r["arm"]: (r["users"], r["total"]) for r in get_ok(client, "/v1/experiments/points-q4/results?metric=spend", auth("analyst"))["arms"]}
@@ -333,9 +340,8 @@ def test_an_exposure_dated_years_back_keeps_the_daily_series_to_its_last_thousan
     post_ok(client, "/v1/outcomes", {"outcomes": [
         {"outcome_id": "then", "experiment": "points-q4", "user_id": "loaded", "metric": "spend", "value": 4, "timestamp": "2000-01-02T00:00:00Z"},
     ]}, shop)
-    days = get_ok(client, "/v1/experiments/points-q4/results/daily?metric=spend", auth("analyst"))["days"]
-    today = datetime.now(timezone.utc).date()
-    assert len(days) == 1000 and days[-1]["date"] == today.isoformat() and days[0]["date"] == (today - timedelta(days=999)).isoformat()
+    days, today = daily_ending_today(client, auth("analyst"))
+    assert len(days) == 1000 and days[0]["date"] == (today - timedelta(days=999)).isoformat()
     first = {a["arm"]: a for a in days[0]["arms"]}
     assert first[old]["users"] == 1 and first[old]["total"] == 4  # what is dated earlier counts on the first day
     assert sum(a["users"] for a in days[-1]["arms"]) == 2

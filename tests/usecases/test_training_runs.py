@@ -142,6 +142,12 @@ def test_a_killed_training_process_is_reported_failed_and_a_late_finish_cannot_r
         killed = time.monotonic()
         if orphan is not None:
             orphan.wait()  # as init would
+        else:
+            # The worker's reaper records the signal; a poll that came first, once the heartbeat is stale and
+            # the pid gone, would record "is gone" instead, by timing alone.
+            for thread in threading.enumerate():
+                if thread.name == f"reap-{record.version}":
+                    thread.join(30)
         headers = auth("editor")
         failed = wait_until(lambda: (b := client.get(f"/v1/models/{record.version}", headers=headers).get_json())["status"] != "training" and b, timeout=config.training_stale_seconds + 5)
         assert time.monotonic() - killed < config.training_stale_seconds + 3
