@@ -173,7 +173,8 @@ def balance(db: Database, key: str, user_id: str) -> float:
 
 def ledger(db: Database, key: str, user_id: str, limit: int, after: int = 0, latest: bool = False) -> dict[str, Any]:
     """A user's balance and `limit` ledger entries, oldest first: the first recorded after entry `after`, or
-    with `latest` the newest. `more_after` is the last entry's id when later entries were left out, else None."""
+    with `latest` the newest. `left_out` says whether entries beyond these were (later ones, or with `latest` earlier ones);
+    `more_after` is then the last entry's id, the next page's start, where later ones were."""
     with db.read() as session:
         state = session.get(RewardStateRow, (key, user_id))
         rows = list(session.scalars(
@@ -196,5 +197,6 @@ def ledger(db: Database, key: str, user_id: str, limit: int, after: int = 0, lat
         "actions": state.actions if state else 0,
         "rewards": state.rewards if state else 0,
         "history": [ledger_json(r) for r in rows],
+        "left_out": more,
         "more_after": rows[-1].id if more and not latest and rows else None,
     }

@@ -47,12 +47,14 @@ def ledger(db: Database, key: str, user_id: str, limit: int = 1000, cursor: str 
     names the next page, None on the last. NotFound for an unknown experiment."""
     experiment_store.stamp(db, key)
     page = store.ledger(db, key, user_id, limit, after=int(cursor or 0))  # the cursor: the last entry's row id
+    page.pop("left_out")
     more_after = page.pop("more_after")
     return {**page, "next_cursor": None if more_after is None else str(more_after)}
 
 
 def latest_ledger(db: Database, key: str, user_id: str, limit: int) -> dict[str, Any]:
-    """A user's balance and newest `limit` ledger entries, oldest first."""
+    """A user's balance and newest `limit` ledger entries, oldest first; `older` says whether earlier ones were left out."""
     page = store.ledger(db, key, user_id, limit, latest=True)
     page.pop("more_after")
+    page["older"] = page.pop("left_out")
     return page

@@ -79,8 +79,8 @@ def _difference(control: dict[str, Any], arm: dict[str, Any], kind: str, alpha: 
     if not (control["users"] and arm["users"]):
         return None, None
     conversions = [round(side["total"]) for side in (control, arm)]
-    # A conversion dated before its user's exposure counts from its own day, the user from theirs: on the
-    # days between, an arm can hold more conversions than users, and has no rate to compare.
+    # A conversion dated before its user's exposure counts from the exposure's day (store.metrics), so a day's
+    # conversions never outnumber its users; should a total ever not be such a count, there is no rate to compare.
     if kind != "binary" or not all(0 <= x <= side["users"] for x, side in zip(conversions, (control, arm))):
         return arm["mean"] - control["mean"], None
     diff, sequence = difference_sequence(ArmSummary.binary(control["users"], conversions[0]), ArmSummary.binary(arm["users"], conversions[1]),

@@ -1791,6 +1791,10 @@ def test_the_user_page_shows_the_newest_twenty_reward_actions_newest_first(as_ro
     page = as_role("analyst").get("/ui/users", query_string={"user_id": "u-busy"}).get_data(as_text=True)
     assert re.findall(r"<code>(a-\d\d)</code>", page) == [f"a-{i:02}" for i in range(24, 4, -1)]
     assert "points-q4: balance 25 points" in page  # the balance is the whole ledger's
+    assert "the newest 20 entries below" in page  # so that nobody adds the rows up to the balance and finds them short
+    assign(client, shop, "points-q4", "u-quiet")
+    post_ok(client, "/v1/rewards", {"action_id": "q-1", "user_id": "u-quiet", "experiment": "points-q4", "value": 1}, shop)
+    assert "entries below" not in as_role("analyst").get("/ui/users", query_string={"user_id": "u-quiet"}).get_data(as_text=True)
 
 
 def test_a_bandit_s_ipw_rate_interval_is_shown_from_zero_but_never_capped_at_100_percent(as_role, client, auth):
@@ -1948,6 +1952,28 @@ def test_a_guardrail_status_on_a_handful_of_conversions_shows_with_its_note(as_r
     html = as_role("analyst").get("/ui/experiments/points-q4/results").get_data(as_text=True)
     guardrail = re.search(r'<li><span class="badge[^"]*">([^<]+)</span> every5 on purchase_conversion[^<]*<span class="muted">\(([^)]+)\)', html)
     assert guardrail and guardrail.group(1) == status and "this arm has 0 conversions of" in guardrail.group(2)  # the control may be thin too
+
+
+def test_a_guardrail_that_leans_worse_without_an_interval_shows_its_warn(as_role, client, auth):
+    """An arm of one user has a difference but no interval: the API says warn, and so does the badge (it had said
+    "no evidence yet", which is for a guardrail the API calls ok for want of an interval)."""
+    shop = auth("storefront")
+    running(client, auth("editor"), ab_definition(weights=(1, 1, 0.000001), guardrails=["spend"]))
+    arms: dict[str, list[str]] = {"control": [], "every5": []}
+    u = 0
+    while not arms["every5"] or len(arms["control"]) < 2:
+        arms[assign(client, shop, "points-q4", f"s{u}")["arm"]].append(f"s{u}")
+        u += 1
+    keep = {"control": arms["control"], "every5": arms["every5"][:1]}  # every5's first user alone spends
+    outcomes = [{"outcome_id": f"o-{user}", "experiment": "points-q4", "user_id": user, "metric": "spend", "value": (1.0 if arm == "every5" else 3.0 + i)}
+                for arm, users in keep.items() for i, user in enumerate(users)]
+    post_ok(client, "/v1/outcomes", {"outcomes": outcomes}, shop)
+    api = get_ok(client, "/v1/experiments/points-q4/results", auth("analyst"))["guardrails"]
+    assert len(arms["every5"]) == 1 and [(g["status"], g["diff_ci"]) for g in api if g["arm"] == "every5"] == [("warn", None)]
+    html = as_role("analyst").get("/ui/experiments/points-q4/results").get_data(as_text=True)
+    badges = dict((arm, badge) for badge, arm in re.findall(r'<li><span class="badge[^"]*">([^<]+)</span> (\w+) on spend', html))
+    assert badges == {g["arm"]: ("no evidence yet" if g["diff_ci"] is None and g["status"] == "ok" else g["status"]) for g in api}
+    assert badges["every5"] == "warn" and badges["lottery"] == "no evidence yet"  # lottery has nobody yet
 
 
 def test_the_cost_of_an_arm_whose_schedule_has_granted_nothing_yet_is_not_known_on_every_reading(as_role, client, auth):
