@@ -70,7 +70,6 @@ def _layered(key: str, name: str, treatment: str, schedule: dict[str, Any]) -> d
     }
 
 
-WEEK = 7 * DAY
 CHECKOUT_DOUBLE = _layered("checkout-double", "Double points at checkout this week", "double", {**PLAIN, "multiplier": {"factor": 2, "start": "2026-01-01T00:00:00Z", "end": "2036-01-01T00:00:00Z"}})
 CHECKOUT_STREAK = _layered("checkout-streak", "A bonus on every 3rd checkout", "every-3rd", {"type": "fixed_ratio", "every": 3, "points": 50})
 WIN_BACK: dict[str, Any] = {
