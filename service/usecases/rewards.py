@@ -53,8 +53,7 @@ def ledger(db: Database, key: str, user_id: str, limit: int = 1000, cursor: str 
 
 
 def latest_ledger(db: Database, key: str, user_id: str, limit: int) -> dict[str, Any]:
-    """A user's balance and newest `limit` ledger entries, oldest first; `older` says whether earlier ones were left out."""
+    """A user's balance and newest `limit` ledger entries, oldest first; `left_out` says whether earlier ones were."""
     page = store.ledger(db, key, user_id, limit, latest=True)
     page.pop("more_after")
-    page["older"] = page.pop("left_out")
     return page

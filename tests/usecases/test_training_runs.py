@@ -148,6 +148,7 @@ def test_a_killed_training_process_is_reported_failed_and_a_late_finish_cannot_r
             for thread in threading.enumerate():
                 if thread.name == f"reap-{record.version}":
                     thread.join(30)
+                    assert not thread.is_alive()
         headers = auth("editor")
         failed = wait_until(lambda: (b := client.get(f"/v1/models/{record.version}", headers=headers).get_json())["status"] != "training" and b, timeout=config.training_stale_seconds + 5)
         assert time.monotonic() - killed < config.training_stale_seconds + 3

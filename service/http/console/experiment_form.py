@@ -15,7 +15,7 @@ from typing import Any, Callable, Mapping
 from experiments.definitions import AnalysisSettings, BanditSettings
 from experiments.schedules import SCHEDULES
 from service.http.console.form_input import form_number, parse_json_field, plain_words
-from service.http.console.formatting import num
+from service.http.console.formatting import amount
 
 MAX_ROWS = 50  # the API's bound on arms and on metrics
 _ROW = re.compile(r"^(arms|metrics)\.(\d{1,2})\.")
@@ -38,8 +38,8 @@ class ParamField:
         """The bounds in words."""
         kind = "a whole number" if self.integer else "a number"
         if self.minimum is None:
-            return f"{kind} up to {num(self.maximum)}"
-        return f"{kind} {'above' if self.exclusive else 'at least'} {num(self.minimum)} and at most {num(self.maximum)}"
+            return f"{kind} up to {amount(self.maximum)}"
+        return f"{kind} {'above' if self.exclusive else 'at least'} {amount(self.minimum)} and at most {amount(self.maximum)}"
 
 
 def schedule_fields() -> dict[str, list[ParamField]]:

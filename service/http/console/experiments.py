@@ -232,10 +232,5 @@ def experiment_delete(key: str) -> Any:
 def schedule_css() -> Response:
     """Show only the chosen schedule type's inputs (CSS :has, no JavaScript), one rule per registered type."""
     rules = "\n".join(f'  .schedule:has(option[value="{kind}"]:checked) .params-{kind} {{ display: block; }}' for kind in schedule_fields())
-    # Browsers without :has show every type's inputs, each group under its type's legend; only the chosen type's are
-    # read. Where only the chosen group shows, the Type select above already names it: its legend is for screen readers.
-    hidden = "position: absolute; width: 1px; height: 1px; padding: 0; overflow: hidden; clip: rect(0 0 0 0); white-space: nowrap;"
-    return Response(
-        f"@supports selector(:has(*)) {{\n  .schedule .params {{ display: none; }}\n  .schedule .params > legend {{ {hidden} }}\n{rules}\n}}\n",
-        mimetype="text/css",
-    )
+    # Browsers without :has show every type's inputs, each group under its type's legend; only the chosen type's are read.
+    return Response(f"@supports selector(:has(*)) {{\n  .schedule .params {{ display: none; }}\n{rules}\n}}\n", mimetype="text/css")

@@ -59,8 +59,9 @@ def verdicts(
         own = [g for g in answer.get("guardrails") or [] if g["arm"] == a["arm"]]
         hurt = [f"{g['metric']} {fmt.difference(g['diff'], guardrail_kinds.get(g['metric'], 'number'))}"
                 for g in own if g.get("status") == "fail"]
-        # The API calls a guardrail without an interval "ok": nothing shows it failing, and nothing shows it holding.
-        unread = [g["metric"] for g in own if g.get("diff_ci") is None]
+        # Without an interval nothing shows a guardrail failing, and nothing shows it holding (the API's "ok"); a "warn"
+        # says only that its difference leans the worse way so far.
+        unread = [g["metric"] + (", worse so far" if g.get("status") == "warn" else "") for g in own if g.get("diff_ci") is None]
         out.append(_arm(a, arms[0], kind, metric, lower_is_better, a["arm"] in rough, final, ", ".join(hurt), unread, bool(own), corrected, split_off))
     return out
 
