@@ -163,21 +163,7 @@ def plan_sample_size(
     daily_users: float | None,
 ) -> Plan:
     """Users per arm for a two-sided test of each treatment against the control; ValueError names an impossible field."""
-    _one_of("metric_kind", metric_kind, METRIC_KINDS)
-    _one_of("mde_type", mde_type, MDE_TYPES)
-    _one_of("correction", correction, PLAN_CORRECTIONS)
-    mde, alpha, power = (_number(n, v) for n, v in (("mde", mde), ("alpha", alpha), ("power", power)))
-    if not 0 < alpha < 1:
-        raise ValueError(f"alpha: must lie in (0, 1), got {alpha}")
-    if not 0 < power < 1:
-        raise ValueError(f"power: must lie in (0, 1), got {power}")
-    if not mde > 0:
-        raise ValueError(f"mde: must be above 0, got {mde}")
-    if isinstance(arms, bool) or not isinstance(arms, (int, float)) or not float(arms).is_integer() or arms < 2:
-        raise ValueError(f"arms: must be a whole number of at least 2, got {arms!r}")
-    arms = int(arms)
-    if daily_users is not None and not _number("daily_users", daily_users) > 0:
-        raise ValueError(f"daily_users: must be above 0, got {daily_users}")
+    mde, alpha, power, arms = _checked_plan(metric_kind, mde_type, correction, mde, alpha, power, arms, daily_users)
     comparisons = arms - 1
     split = comparisons > 1 and correction != "none"
     # Holm is sized as Bonferroni: its first step tests at alpha / k, so this is the conservative answer.
@@ -185,32 +171,9 @@ def plan_sample_size(
     if not power > a / 2:  # the test rejects that often with no users at all: the formula's square would hide the sign
         raise ValueError(f"power: must exceed alpha_per_test / 2 ({a / 2:g}), got {power}")
     za, zb = _quantiles(a, power)
-    if metric_kind == "binary" or mde_type == "relative":
-        baseline = _number("baseline", baseline)
-    effect = mde * baseline if mde_type == "relative" else mde
-    if metric_kind == "binary":
-        p1, p2 = baseline, baseline + effect
-        if not 0 < p1 < 1:
-            raise ValueError(f"baseline: a rate must lie in (0, 1), got {p1}")
-        if not 0 < p2 < 1:
-            target = f"baseline x (1 + mde) = {p2:.6g}" if mde_type == "relative" else f"baseline + mde = {p2:.6g}"
-            raise ValueError(f"mde: the rate to detect must lie in (0, 1), got {target}")
-        spread = _rates_spread(p1, p2, za, zb)
-        # The mde itself, not p2 - p1: near 1 that difference keeps few of its digits.
-        per_arm = _plan_users(spread, effect, 1.0, power)
-        variance_sum = p1 * (1 - p1) + p2 * (1 - p2)  # the unpooled variance the results' sequences use
-    else:
-        if sd is None:
-            raise ValueError("sd: the standard deviation is required for a continuous metric")
-        if not _number("sd", sd) > 0:
-            raise ValueError(f"sd: must be above 0, got {sd}")
-        if mde_type == "relative" and baseline == 0:
-            raise ValueError(f"baseline: a relative mde needs a baseline other than 0, got {baseline}")
-        per_arm = _plan_users(sd * (za + zb), abs(effect), 2.0, power)
-        # In units of sd: the size depends on effect / sd alone, and sd squared underflows to 0 below 1e-162.
-        variance_sum, effect = 2.0, abs(effect) / sd
+    per_arm, variance_sum, effect = _fixed_horizon(metric_kind, mde_type, baseline, sd, mde, za, zb, power)
     try:
-        sequential: int | None = sequential_users_per_arm(variance_sum, abs(effect), a, power)
+        sequential: int | None = sequential_users_per_arm(variance_sum, effect, a, power)
     except ValueError:  # beyond any population read sequentially, though not at a fixed horizon
         sequential = None
     total = per_arm * arms
@@ -230,3 +193,53 @@ def plan_sample_size(
     if sequential_total is not None and daily_users is not None and sequential_total / daily_users <= MAX_PLAN_USERS:
         sequential_days = math.ceil(sequential_total / daily_users)
     return Plan(per_arm, total, days, a, note, sequential, sequential_total, sequential_days)
+
+
+def _checked_plan(
+    metric_kind: str, mde_type: str, correction: str, mde: float, alpha: float, power: float, arms: int, daily_users: float | None,
+) -> tuple[float, float, float, int]:
+    """The plan's settings that need no baseline, checked: (mde, alpha, power, arms)."""
+    _one_of("metric_kind", metric_kind, METRIC_KINDS)
+    _one_of("mde_type", mde_type, MDE_TYPES)
+    _one_of("correction", correction, PLAN_CORRECTIONS)
+    mde, alpha, power = (_number(n, v) for n, v in (("mde", mde), ("alpha", alpha), ("power", power)))
+    if not 0 < alpha < 1:
+        raise ValueError(f"alpha: must lie in (0, 1), got {alpha}")
+    if not 0 < power < 1:
+        raise ValueError(f"power: must lie in (0, 1), got {power}")
+    if not mde > 0:
+        raise ValueError(f"mde: must be above 0, got {mde}")
+    if isinstance(arms, bool) or not isinstance(arms, (int, float)) or not float(arms).is_integer() or arms < 2:
+        raise ValueError(f"arms: must be a whole number of at least 2, got {arms!r}")
+    if daily_users is not None and not _number("daily_users", daily_users) > 0:
+        raise ValueError(f"daily_users: must be above 0, got {daily_users}")
+    return mde, alpha, power, int(arms)
+
+
+def _fixed_horizon(
+    metric_kind: str, mde_type: str, baseline: float, sd: float | None, mde: float, za: float, zb: float, power: float,
+) -> tuple[int, float, float]:
+    """Users per arm at a fixed horizon, with the variance sum and the effect (both in the same units) a sequential plan reads."""
+    if metric_kind == "binary" or mde_type == "relative":
+        baseline = _number("baseline", baseline)
+    effect = mde * baseline if mde_type == "relative" else mde
+    if metric_kind == "binary":
+        p1, p2 = baseline, baseline + effect
+        if not 0 < p1 < 1:
+            raise ValueError(f"baseline: a rate must lie in (0, 1), got {p1}")
+        if not 0 < p2 < 1:
+            target = f"baseline x (1 + mde) = {p2:.6g}" if mde_type == "relative" else f"baseline + mde = {p2:.6g}"
+            raise ValueError(f"mde: the rate to detect must lie in (0, 1), got {target}")
+        spread = _rates_spread(p1, p2, za, zb)
+        # The mde itself, not p2 - p1: near 1 that difference keeps few of its digits.
+        per_arm = _plan_users(spread, effect, 1.0, power)
+        return per_arm, p1 * (1 - p1) + p2 * (1 - p2), abs(effect)  # the unpooled variance the results' sequences use
+    if sd is None:
+        raise ValueError("sd: the standard deviation is required for a continuous metric")
+    if not _number("sd", sd) > 0:
+        raise ValueError(f"sd: must be above 0, got {sd}")
+    if mde_type == "relative" and baseline == 0:
+        raise ValueError(f"baseline: a relative mde needs a baseline other than 0, got {baseline}")
+    per_arm = _plan_users(sd * (za + zb), abs(effect), 2.0, power)
+    # In units of sd: the size depends on effect / sd alone, and sd squared underflows to 0 below 1e-162.
+    return per_arm, 2.0, abs(effect) / sd
