@@ -16,12 +16,13 @@ MAX_USERS_PER_ARM = 10**12
 
 
 def _check(alpha: float, power: float, mde: float) -> None:
+    """Each message begins with the field it names, as the planning endpoint reports it."""
     if not 0 < alpha < 1:
-        raise ValueError(f"alpha must lie in (0, 1), got {alpha}")
+        raise ValueError(f"alpha: must lie in (0, 1), got {alpha}")
     if not 0 < power < 1:
-        raise ValueError(f"power must lie in (0, 1), got {power}")
+        raise ValueError(f"power: must lie in (0, 1), got {power}")
     if not mde > 0:
-        raise ValueError(f"the minimum detectable effect must be above 0, got {mde}")
+        raise ValueError(f"mde: must be above 0, got {mde}")
 
 
 def _quantiles(alpha: float, power: float) -> tuple[float, float]:
@@ -203,12 +204,7 @@ def _checked_plan(
     _one_of("mde_type", mde_type, MDE_TYPES)
     _one_of("correction", correction, PLAN_CORRECTIONS)
     mde, alpha, power = (_number(n, v) for n, v in (("mde", mde), ("alpha", alpha), ("power", power)))
-    if not 0 < alpha < 1:
-        raise ValueError(f"alpha: must lie in (0, 1), got {alpha}")
-    if not 0 < power < 1:
-        raise ValueError(f"power: must lie in (0, 1), got {power}")
-    if not mde > 0:
-        raise ValueError(f"mde: must be above 0, got {mde}")
+    _check(alpha, power, mde)
     if isinstance(arms, bool) or not isinstance(arms, (int, float)) or not float(arms).is_integer() or arms < 2:
         raise ValueError(f"arms: must be a whole number of at least 2, got {arms!r}")
     if daily_users is not None and not _number("daily_users", daily_users) > 0:

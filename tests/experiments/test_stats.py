@@ -179,7 +179,7 @@ def test_sample_size():
     assert users_per_arm_proportion(0.10, 0.02) == 3841
     ref = NormalIndPower().solve_power(effect_size=0.5 / 4.0, alpha=0.05, power=0.9, ratio=1.0)
     assert users_per_arm_mean(4.0, 0.5, power=0.9) == math.ceil(ref)
-    with pytest.raises(ValueError, match="power must lie"):
+    with pytest.raises(ValueError, match="power: must lie"):
         users_per_arm_mean(1.0, 0.1, power=1.5)
 
 
