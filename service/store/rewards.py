@@ -173,8 +173,8 @@ def balance(db: Database, key: str, user_id: str) -> float:
 
 def ledger(db: Database, key: str, user_id: str, limit: int, after: int = 0, latest: bool = False) -> dict[str, Any]:
     """A user's balance and `limit` ledger entries, oldest first: the first recorded after entry `after`, or
-    with `latest` the newest. `left_out` says whether entries beyond these were (later ones, or with `latest` earlier ones);
-    `more_after` is then the last entry's id, the next page's start, where later ones were."""
+    with `latest` the newest. `left_out` says whether other entries were left out (later ones, or with `latest` earlier
+    ones); `more_after` is the last entry's id when later ones were (the next page starts after it), else None."""
     with db.read() as session:
         state = session.get(RewardStateRow, (key, user_id))
         rows = list(session.scalars(
