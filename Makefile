@@ -9,7 +9,7 @@ PG_URL ?= postgresql+psycopg://postgres@127.0.0.1:5432/postgres
 export PG_URL
 export OPENBLAS_NUM_THREADS := 1
 
-.PHONY: run test test-sqlite test-postgres install lock lint bench docs clean
+.PHONY: run not-serving test test-sqlite test-postgres install lock lint bench docs clean
 
 # One clear line instead of pip refusing the project deep in an install, or a half-made .venv that the
 # next make would reuse: an interpreter older than 3.11, or Debian's Python without its venv package.
@@ -33,26 +33,45 @@ install: $(VENV)/.installed
 
 # The console's session cookies are signed with SECRET_KEY: made once, kept in instance/ (git-ignored)
 # and shared by every worker, so sign-ins survive restarts; the echoed command names the file, not the key.
-# A second make run while the first one's server runs would revoke the keys pasted from it, then fail to bind.
-define BIND_FREE
+# A second make run while this folder's server runs would revoke the keys pasted from it (they share the
+# database), on any port: the server's pid file says whether it runs. The port is checked too, so that
+# what holds it is named before the demo is loaded.
+RUN_PID_FILE ?= instance/gunicorn.pid
+export RUN_PID_FILE
+define NOT_SERVING
 import os, socket, sys
+try:
+    pid = int(open(os.environ["RUN_PID_FILE"]).read().strip())
+    os.kill(pid, 0)
+except (OSError, ValueError):
+    pid = None  # no pid file, or what it names has gone (a server killed before it could remove the file)
+if pid is not None:
+    try:
+        running = b"gunicorn" in open(f"/proc/{pid}/cmdline", "rb").read()  # the pid may have been reused
+    except OSError:
+        running = not os.path.isdir("/proc")  # no /proc to ask: trust that the pid lives
+    if running:
+        sys.exit(f"stickyloop: this folder's server from an earlier make run is still running (gunicorn pid {pid}); a second one would revoke the keys printed for it. Stop it with Ctrl-C in its terminal or `kill {pid}`, then make run again")
 host, _, port = os.environ.get("BIND", "127.0.0.1:8000").rpartition(":")
 try:
     with socket.create_connection((host.strip("[]") or "127.0.0.1", int(port)), timeout=1):
-        sys.exit(f"stickyloop: {host}:{port} is already in use (a server from an earlier make run?); stop it with Ctrl-C in its terminal or `pkill -f 'gunicorn -c service/gunicorn_conf.py'`, or set BIND to another address")
+        sys.exit(f"stickyloop: {host}:{port} is already in use by another program; serve on another address with BIND, e.g. `BIND=127.0.0.1:8001 make run`")
 except (OSError, ValueError):
     pass
 endef
-export BIND_FREE
+export NOT_SERVING
 
-run: install
-	@$(BIN)/python -c "$$BIND_FREE"
+# Whether make run may start: not while this folder's server runs, nor on an address in use.
+not-serving: install
+	@$(BIN)/python -c "$$NOT_SERVING"
+
+run: not-serving
 	$(BIN)/flask --app wsgi init-db
 	$(BIN)/flask --app wsgi demo
 	$(BIN)/flask --app wsgi train --unless-active
 	@mkdir -p instance && test -s instance/secret_key || (umask 077 && $(BIN)/python -c 'import secrets; print(secrets.token_hex(32))' > instance/secret_key)
 	@$(BIN)/flask --app wsgi demo-keys --base-url http://$${BIND:-127.0.0.1:8000}
-	SECRET_KEY=$$(cat instance/secret_key) exec $(BIN)/gunicorn -c service/gunicorn_conf.py wsgi:app
+	SECRET_KEY=$$(cat instance/secret_key) exec $(BIN)/gunicorn -c service/gunicorn_conf.py --pid $(RUN_PID_FILE) wsgi:app
 
 lint: install
 	$(BIN)/mypy
