@@ -10,7 +10,7 @@ from service.config import Config
 from service.http.cli import register_commands
 from service.http.console import init_console
 from service.http.paths import IdConverter, KeepEscapedSlashes, VersionConverter
-from service.http.errors import register_error_handlers
+from service.http.errors import allow_header, register_error_handlers
 from service.http.observability import init_request_tracking
 from service.logs import configure_logging
 from service.usecases.context import Services
@@ -26,7 +26,7 @@ class _App(Flask):
         allowed = super().make_default_options_response().allow
         response = Response(status=204)
         del response.headers["Content-Type"]  # no body, so no type
-        response.allow.update(allowed)
+        response.headers["Allow"] = allow_header(allowed)
         return response
 
 

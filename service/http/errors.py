@@ -6,7 +6,7 @@ import logging
 import re
 import threading
 import time
-from typing import Any
+from typing import Any, Iterable
 
 from flask import Flask, Response, g, jsonify, request
 from gunicorn.http.errors import ParseException
@@ -114,6 +114,17 @@ def validation_error(exc: ValidationError, prefix: str = "") -> Invalid:
     return Invalid.many(details_from_pydantic(exc, prefix))
 
 
+# werkzeug keeps a route's methods in a set, whose order follows the process's string hashing: the same
+# path listed them in another order after each restart.
+_METHOD_ORDER = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
+
+
+def allow_header(methods: Iterable[str]) -> str:
+    """`methods` as an `Allow` header, in one order on every worker and host."""
+    known = {m.upper() for m in methods}
+    return ", ".join([m for m in _METHOD_ORDER if m in known] + sorted(known.difference(_METHOD_ORDER)))
+
+
 def error_response(status: int, code: str, message: str, details: list[Any] | None = None) -> Response:
     """Serialise an error in the contract's shape."""
     body = {"error": {"code": code, "message": message, "details": details or []}}
@@ -198,7 +209,7 @@ def register_error_handlers(app: Flask) -> None:
             message = "request body is larger than this service accepts"
         response = error_response(status, _HTTP_CODES.get(status, "error"), message)
         if status == 405 and exc.valid_methods:  # type: ignore[attr-defined]
-            response.headers["Allow"] = ", ".join(exc.valid_methods)  # type: ignore[attr-defined]
+            response.headers["Allow"] = allow_header(exc.valid_methods)  # type: ignore[attr-defined]
         return response
 
     @app.errorhandler(ParseException)
