@@ -118,6 +118,18 @@ def test_design_is_frozen_outside_draft_but_name_and_traffic_may_change(client, 
     assert changed.status_code == 200 and changed.get_json()["name"] == "Renamed" and changed.get_json()["traffic"] == 0.5
 
 
+def test_a_patch_takes_null_exactly_where_the_published_schema_says_it_may(client, auth):
+    # The schema had typed every field "or null" while the server refused null for most of them.
+    editor = auth("editor")
+    post_ok(client, "/v1/experiments", ab_definition(), editor, status=201)
+    fields = client.get("/openapi.json").get_json()["components"]["schemas"]["ExperimentPatch"]["properties"]
+    for name, field in fields.items():
+        takes_null = {"type": "null"} in field.get("anyOf", [])
+        resp = client.patch("/v1/experiments/points-q4", json={name: None}, headers=editor)
+        assert resp.status_code == (200 if takes_null else 422), (name, resp.get_json())
+    assert sorted(n for n, f in fields.items() if {"type": "null"} in f.get("anyOf", [])) == ["bandit", "layer", "targeting"]
+
+
 def test_a_started_experiment_takes_its_definition_sent_back_with_only_a_new_name(client, auth):
     # A client that reads, renames and writes back had been refused (409) for the arms it sent unchanged.
     editor = auth("editor")

@@ -117,6 +117,28 @@ class ExperimentIn(Input):
     targeting: JsonObject | None = Field(default=None, description='{"all" | "any": [{"attribute", "op", "value"} | group]}, at most 3 groups deep')
 
 
+# The fields a PATCH may leave out but not set to null; `bandit`, `layer` and `targeting` take null to drop them.
+_NOT_NULL = ("name", "description", "type", "traffic", "arms", "metrics", "primary_metric", "analysis", "guardrails")
+
+_PATCH_DESCRIPTION = (
+    "Fields to change. " + ", ".join(f"`{f}`" for f in sorted(DESIGN_FIELDS)) + " can change only while the experiment is a "
+    "draft (409 otherwise; one sent as it reads is no change), and `traffic` of a layered experiment too; `analysis` and `guardrails` only until the experiment stops (409 after: "
+    "the reading a decision rested on stays as it was; `/results` reads it another way per request). A field left out keeps its value; `bandit`, `layer` and `targeting` may be "
+    "set to null (to drop them). An object sent (`analysis`, `bandit`) replaces the stored one whole: its fields left out take their defaults. "
+    "A change that leaves every field as it reads (defaults filled in) is no change: the revision and `updated_at` stay."
+)
+
+
+def _patch_schema(schema: dict[str, Any]) -> None:
+    """The patch's schema as the server reads it: a field that refuses null is typed without it, and has no default."""
+    schema["description"] = _PATCH_DESCRIPTION
+    for name in _NOT_NULL:
+        field = schema["properties"][name]
+        field.pop("default")
+        (kept,) = [option for option in field.pop("anyOf") if option != {"type": "null"}]
+        field.update(kept)
+
+
 class ExperimentPatch(Input):
     """Fields to change; the design fields only while draft (see below).
 
@@ -124,13 +146,7 @@ class ExperimentPatch(Input):
     An object sent (`analysis`, `bandit`) replaces the stored one whole: its fields left out take their defaults.
     """
 
-    model_config = ConfigDict(json_schema_extra={
-        "description": "Fields to change. " + ", ".join(f"`{f}`" for f in sorted(DESIGN_FIELDS)) + " can change only while the experiment is a "
-        "draft (409 otherwise; one sent as it reads is no change), and `traffic` of a layered experiment too; `analysis` and `guardrails` only until the experiment stops (409 after: "
-        "the reading a decision rested on stays as it was; `/results` reads it another way per request). A field left out keeps its value; `bandit`, `layer` and `targeting` may be "
-        "set to null (to drop them). An object sent (`analysis`, `bandit`) replaces the stored one whole: its fields left out take their defaults. "
-        "A change that leaves every field as it reads (defaults filled in) is no change: the revision and `updated_at` stay.",
-    })
+    model_config = ConfigDict(json_schema_extra=_patch_schema)
 
     name: Text | None = Field(default=None, min_length=1, max_length=256)
     description: Text | None = Field(default=None, max_length=10_000)
@@ -147,7 +163,7 @@ class ExperimentPatch(Input):
 
     # After, not before: a before-validator would make pydantic check the field in strict Python
     # mode, which refuses the ISO timestamps JSON carries (in a multiplier window, for instance).
-    @field_validator("name", "description", "type", "traffic", "arms", "metrics", "primary_metric", "analysis", "guardrails", mode="after")
+    @field_validator(*_NOT_NULL, mode="after")
     @classmethod
     def _not_null(cls, value: Any) -> Any:
         if value is None:
