@@ -349,11 +349,38 @@ def test_hostile_form_values_are_named_on_the_page_not_a_server_error(as_role, f
     assert resp.status_code == 422 and f'id="f-{field.replace(".", "-")}-error"' in resp.get_data(as_text=True)
 
 
+def test_a_payload_or_targeting_nested_past_what_a_definition_allows_is_named_beside_its_box(as_role, client, auth):
+    # Each box parses alone, so nesting one level short of the parser's bound passed it; the definition
+    # as a whole, checked as the API checks a body, then went past it, and the page was a server error.
+    editor = as_role("editor")
+    nested = lambda depth: '{"a":' * depth + "1" + "}" * depth  # noqa: E731
+    for field, depth in (("arms.1.payload", 198), ("arms.1.payload", 200), ("targeting", 200)):
+        resp = editor.post("/ui/new-experiment", data={**form_of(**{field: nested(depth)}), "csrf_token": csrf(editor, "/ui/new-experiment")})
+        html = resp.get_data(as_text=True)
+        assert resp.status_code == 422 and f'id="f-{field.replace(".", "-")}-error"' in html, (field, depth)
+        assert f"nests {depth} levels deep, too deep for the request it is part of" in html
+    assert client.get("/v1/experiments/console-ab", headers=auth("editor")).status_code == 404
+    # One level less is a definition the API takes as well, and it saves.
+    saved = editor.post("/ui/new-experiment", data={**form_of(**{"arms.1.payload": nested(197)}), "csrf_token": csrf(editor, "/ui/new-experiment")})
+    assert saved.status_code == 303, saved.get_data(as_text=True)[:2000]
+
+
 @pytest.mark.parametrize("params", ["[" * 50_000, '{"factors": ' + "9" * 5000 + "}", '{"factors": NaN}'])
 def test_hostile_model_parameters_are_named_on_the_page(as_role, params):
     editor = as_role("editor")
     resp = editor.post("/ui/models/new", data={"csrf_token": csrf(editor, "/ui/models/new"), "algorithm": "als", "params": params})
     assert resp.status_code == 422 and 'id="f-params-error"' in resp.get_data(as_text=True)
+
+
+def test_model_parameters_nested_past_what_a_request_allows_are_named_with_their_depth(as_role):
+    # The box parses alone, so its text passed at a depth the whole request then went past: the page
+    # had shown the parser's "body: Invalid JSON: recursion limit exceeded at line 1 column 1232".
+    editor = as_role("editor")
+    params = '{"a":' * 200 + "1" + "}" * 200
+    resp = editor.post("/ui/models/new", data={"csrf_token": csrf(editor, "/ui/models/new"), "algorithm": "als", "params": params})
+    html = resp.get_data(as_text=True)
+    assert resp.status_code == 422 and 'id="f-params-error"' in html and "nests 200 levels deep, too deep for the request" in html
+    assert "line 1 column" not in html
 
 
 def test_a_tuned_run_starts_from_the_training_form_and_its_bad_settings_are_named(as_role, client, auth):

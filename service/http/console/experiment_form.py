@@ -252,6 +252,11 @@ def _choose_recommender(arm: dict[str, Any], choice: str, row: int, parsed: Pars
         parsed.chosen_recommenders.add(row)
 
 
+def json_boxes(fields: dict[str, Any]) -> list[tuple[str, Any]]:
+    """A definition's fields typed as JSON, by name: the targeting and each arm's payload."""
+    return [("targeting", fields.get("targeting")), *((f"arms.{i}.payload", arm.get("payload")) for i, arm in enumerate(fields.get("arms") or []))]
+
+
 def field_errors(details: list[dict[str, Any]], parsed: Parsed) -> dict[str, list[str]]:
     """Errors keyed by the form field they name: arm and metric indices become form rows, schedule type tags are dropped."""
     errors = {k: list(v) for k, v in parsed.errors.items()}
@@ -263,7 +268,7 @@ def field_errors(details: list[dict[str, Any]], parsed: Parsed) -> dict[str, lis
             rows = parsed.arm_rows if parts[0] == "arms" else parsed.metric_rows
             if int(parts[1]) < len(rows):
                 parts[1] = str(rows[int(parts[1])])
-        if parts[0] == "guardrails":
+        if parts[:1] == ["guardrails"]:
             parts = parts[:1]  # one input holds them all, and each message names its metric
         if len(parts) > 3 and parts[2] == "schedule" and parts[3] in SCHEDULES:
             del parts[3]  # the schema's union tag: the form has one input per parameter name

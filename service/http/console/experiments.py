@@ -12,9 +12,9 @@ from experiments.definitions import BUILTIN_METRICS, TRANSITIONS, AnalysisSettin
 from service.errors import ChangedMeanwhile, Conflict, Invalid
 from service.http.console import bp
 from service.http.console.experiment_form import (
-    MAX_ROWS, POPULARITY, VERSION, analysis_values, edited, field_errors, input_name, parse, row_count, schedule_fields, values_of,
+    MAX_ROWS, POPULARITY, VERSION, analysis_values, edited, field_errors, input_name, json_boxes, parse, row_count, schedule_fields, values_of,
 )
-from service.http.console.form_input import kept_over_a_change
+from service.http.console.form_input import kept_over_a_change, validated_whole
 from service.http.console.session import back, kept_form, page, typed_fields
 from service.http.endpoint import EDITOR, READ_EXPERIMENTS, services
 from service.http.errors import details_from_pydantic
@@ -98,7 +98,7 @@ def _recommender_choices() -> list[tuple[str, str]]:
 
 def _validated(schema: type[BaseModel], fields: dict[str, Any]) -> BaseModel:
     """The same schema check as the API's request body."""
-    return schema.model_validate_json(json.dumps(fields))
+    return validated_whole(schema, fields, json_boxes(fields))
 
 
 def _save(exp: dict[str, Any] | None) -> Any:

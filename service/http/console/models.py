@@ -14,7 +14,7 @@ from recommender.tuning import MAX_TRIALS, TuneSettings
 from service.errors import Conflict, Invalid
 from service.http.console import bp, choices
 from service.http.console.charts import Series, line_chart
-from service.http.console.form_input import form_number, parse_json_field, plain_words
+from service.http.console.form_input import form_number, parse_json_field, plain_words, validated_whole
 from service.http.console.session import back, kept_form, page
 from service.http.endpoint import EDITOR, services
 from service.http.errors import details_from_pydantic
@@ -137,15 +137,16 @@ def model_new() -> Any:
         space = _json(values, "tune.space", errors)
         tune = {"trials": _number(values, "tune.trials"), "metric": values["tune.metric"], "seed": _number(values, "tune.seed"), "space": space}
     sent = {"algorithm": values["algorithm"], "params": params, "activate": values["activate"] == "yes", "tune": tune}
+    boxes = [("params", params), ("tune.space", tune["space"] if tune else None)]
     if errors:  # the other fields' problems too, in the same answer (what the unreadable text holds is not checked)
         try:
-            TrainRequest.model_validate_json(json.dumps(sent))
-        except ValidationError as exc:
-            for field, messages in _by_field(details_from_pydantic(exc)).items():
+            validated_whole(TrainRequest, sent, boxes)
+        except (ValidationError, Invalid) as exc:
+            for field, messages in _by_field(details_from_pydantic(exc) if isinstance(exc, ValidationError) else exc.details).items():
                 errors.setdefault(field, messages)
         return _form(values, errors, 422)
     try:
-        body = TrainRequest.model_validate_json(json.dumps(sent))
+        body = validated_whole(TrainRequest, sent, boxes)
         svc = services()
         settings = body.tune.model_dump() if body.tune is not None else None
         record = training.train(svc.db, svc.config, body.algorithm, body.params, body.activate, body.matrix, body.evaluation, settings)
