@@ -56,11 +56,15 @@ class _PortTaken(Exception):
 
 @contextmanager
 def gunicorn(
-    env: dict[str, str], workers: int = 2, extra_args: list[str] | None = None, timeout: float = 60.0, app: str = "wsgi:app"
+    env: dict[str, str], workers: int = 2, extra_args: list[str] | None = None, timeout: float = 60.0, app: str = "wsgi:app",
+    log_dir: Path | None = None,
 ) -> Iterator[Server]:
-    """Start gunicorn with the project's config on `app`, wait until /healthz answers, stop it afterwards."""
+    """Start gunicorn with the project's config on `app`, wait until /healthz answers, stop it afterwards.
+
+    Its output goes to a file in `log_dir`, by default the parent of `env`'s MODEL_DIR.
+    """
     for attempt in range(3):
-        server, log = _start(env, workers, extra_args or [], app)
+        server, log = _start(env, workers, extra_args or [], app, log_dir)
         try:
             _wait_until_ready(server, workers, timeout)
             break
@@ -77,9 +81,9 @@ def gunicorn(
         _stop(server, log)
 
 
-def _start(env: dict[str, str], workers: int, extra_args: list[str], app: str) -> tuple[Server, IO[bytes]]:
+def _start(env: dict[str, str], workers: int, extra_args: list[str], app: str, log_dir: Path | None) -> tuple[Server, IO[bytes]]:
     port = free_port()
-    log_path = Path(env.get("MODEL_DIR", "/tmp")) / f"gunicorn-{port}.log"
+    log_path = (log_dir or Path(env.get("MODEL_DIR", "/tmp"))) / f"gunicorn-{port}.log"
     log_path.parent.mkdir(parents=True, exist_ok=True)
     full_env = {**os.environ, **env, "BIND": f"127.0.0.1:{port}", "WEB_CONCURRENCY": str(workers), "OPENBLAS_NUM_THREADS": "1"}
     full_env.pop("PROMETHEUS_MULTIPROC_DIR", None)

@@ -608,23 +608,12 @@ def test_a_bad_environment_or_an_unreachable_database_is_one_line(tmp_path):
 
 def test_a_gunicorn_whose_model_folder_cannot_be_written_says_so_at_start_and_serves(tmp_path):
     (tmp_path / "a-file").write_text("")
-    port = free_port()
-    env = {**os.environ, "DATABASE_URL": f"sqlite:///{tmp_path / 'x.db'}", "MODEL_DIR": str(tmp_path / "a-file" / "models"), "TMPDIR": str(tmp_path),
-           "HOME": str(tmp_path), "BIND": f"127.0.0.1:{port}", "WEB_CONCURRENCY": "1"}
-    env.pop("PROMETHEUS_MULTIPROC_DIR", None)
-    subprocess.run([sys.executable, "-m", "flask", "--app", "wsgi", "init-db"], cwd=ROOT, env=env, check=True, capture_output=True, timeout=60)
-    server = subprocess.Popen([sys.executable, "-m", "gunicorn", "-c", "service/gunicorn_conf.py", "wsgi:app"], cwd=ROOT, env=env, stderr=subprocess.PIPE, text=True)
-    ready, deadline = False, time.monotonic() + 60
-    try:
-        while not ready and time.monotonic() < deadline:
-            try:
-                ready = _send(f"http://127.0.0.1:{port}", "/readyz", {})[0] == 200
-            except OSError:
-                time.sleep(0.05)
-    finally:
-        server.terminate()
-        log = server.communicate(timeout=60)[1]
-    assert ready and log.count("MODEL_DIR") == 1 and "cannot be written" in log and "Traceback" not in log, log
+    env = {"DATABASE_URL": f"sqlite:///{tmp_path / 'x.db'}", "MODEL_DIR": str(tmp_path / "a-file" / "models"), "TMPDIR": str(tmp_path), "HOME": str(tmp_path)}
+    subprocess.run([sys.executable, "-m", "flask", "--app", "wsgi", "init-db"], cwd=ROOT, env={**os.environ, **env}, check=True, capture_output=True, timeout=60)
+    with gunicorn(env, workers=1, log_dir=tmp_path) as server:
+        assert server.request("GET", "/readyz")[0] == 200
+    log = server.log_path.read_text()
+    assert log.count("MODEL_DIR") == 1 and "cannot be written" in log and "Traceback" not in log, log
 
 
 def test_gunicorns_access_log_stays_one_json_object_a_line_whatever_the_request_line_holds(tmp_path):
