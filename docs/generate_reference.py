@@ -263,13 +263,16 @@ def constraints(schema: Schema) -> str:
     parts: list[str] = [bytes_bound] if bytes_bound else []
     for option in _without_null(schema)[0]:
         if option.get("format") == "date-time":
-            parts.append("ISO 8601 with a zone")
+            window = f", {option['formatMinimum']} to {option['x-maxYearsAhead']} years after the server's clock" if "formatMinimum" in option else ""
+            parts.append("ISO 8601 with a zone" + window)
         for part in (_range(option), _sized(option, "minLength", "maxLength", "characters"), _sized(option, "minItems", "maxItems", "entries")):
             if part:
                 parts.append(part)
         pattern = option.get("pattern")
         if pattern:
             parts.append(PATTERNS.get(pattern, f"pattern `{pattern}`"))
+        if option.get("uniqueItems"):
+            parts.append("no entry twice")
         items = option.get("items")
         if isinstance(items, dict) and "$ref" not in items and constraints(items):
             parts.append(f"each: {constraints(items)}")

@@ -29,7 +29,7 @@ HTTP_ERRORS: dict[int, tuple[str, str | None]] = {
     409: ("conflict", "Wrong state for this change"),
     413: ("payload_too_large", "Batch or body too large"),
     414: ("uri_too_long", "Request line over 8,190 bytes; refused by the HTTP server before the app, in the same error shape"),
-    415: ("unsupported_media_type", None),
+    415: ("unsupported_media_type", "The body came with a Content-Encoding (gzip, br, ...): send the JSON itself"),
     417: ("expectation_failed", None),
     422: ("validation_error", "Failed validation; details name each bad field"),
     431: ("headers_too_large", "A header over 8,190 bytes or over 100 headers; refused by the HTTP server before the app, in the same error shape"),
@@ -90,7 +90,11 @@ def details_from_pydantic(exc: ValidationError, prefix: str = "") -> list[dict[s
             loc.insert(0, prefix)
         # A list's position (an int in pydantic's location), not a key a client chose: "7" and "¹" name fields.
         index = next((p for p in err["loc"] if isinstance(p, int)), None)
-        details.append(detail(".".join(loc) or "body", _plain_message(err), index))
+        message = _plain_message(err)
+        if loc[-1:] == ["[key]"]:  # pydantic's mark for a name, not a value, that failed: `attributes.x.[key]`
+            loc.pop()
+            message = f"as a name: {message}"
+        details.append(detail(".".join(loc) or "body", message, index))
     return details
 
 

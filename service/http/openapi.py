@@ -64,15 +64,28 @@ def _responses(spec: EndpointSpec, schemas: dict[Any, Any], method: str) -> dict
     if spec.roles is not None:
         codes |= {401, 403, 422, 503}  # the key is checked against the database; an unknown query parameter is refused
     if spec.body is not None:
-        codes |= {400, 413, 422}
+        codes |= {400, 413, 415, 422}
     elif method in ("POST", "PUT", "PATCH", "DELETE") and spec.roles is not None:
-        codes |= {400, 422}  # an action without a body refuses one (`request_input.refuse_body`)
+        codes |= {400, 413, 415, 422}  # an action without a body reads one to refuse it (`request_input.refuse_body`)
     if spec.query is not None or spec.path:
         codes.add(422)
     error = {"application/json": {"schema": {"$ref": _REF.format(model="ErrorBody")}}}
     for code in sorted(codes):
         responses[str(code)] = {"description": spec.error_text.get(code) or _ERROR_TEXT.get(code, "Error"), "content": error}
     return responses
+
+
+def _closed(schema: Any) -> None:
+    """A map whose names pydantic constrains is described by `patternProperties`, which alone lets any other
+    name through; the server refuses such a name, so the schema says so (`additionalProperties: false`)."""
+    if isinstance(schema, dict):
+        if "patternProperties" in schema:
+            schema.setdefault("additionalProperties", False)
+        for value in schema.values():
+            _closed(value)
+    elif isinstance(schema, list):
+        for value in schema:
+            _closed(value)
 
 
 def build_openapi(app: Flask) -> dict[str, Any]:
@@ -104,6 +117,7 @@ def build_openapi(app: Flask) -> dict[str, Any]:
                     "content": {"application/json": {"schema": schemas[(spec.body, "validation")]}},
                 }
             paths.setdefault(path, {})[method.lower()] = op
+    _closed(defs)
     return {
         "openapi": "3.1.0",
         "info": {

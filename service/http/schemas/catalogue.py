@@ -9,7 +9,7 @@ from typing_extensions import NotRequired, TypedDict
 from recommender.matrix import EVENT_TYPES
 from recommender.models import ALGORITHMS, DEFAULT_ALGORITHM
 from recommender.tuning import MAX_TRIALS, Metric, TuneSettings
-from service.http.schemas.common import MAX_BATCH, EpochTimestamp, FiniteFloat, Id, Input, JsonObject, Key, Output, Query, StoredJsonObject, Text
+from service.http.schemas.common import MAX_BATCH, EpochTimestamp, FiniteFloat, Id, Input, JsonObject, Key, Output, Query, StoredJsonObject, Text, WholeNumber
 from service.http.schemas.assignment import NotEnrolled
 
 if TYPE_CHECKING:
@@ -83,13 +83,13 @@ class EventsAccepted(Output):
 class TuneRequest(Input):
     """A seeded search for the model's parameters before the final fit."""
 
-    trials: int = Field(default=TuneSettings.trials, ge=1, le=MAX_TRIALS, description="candidate parameter sets, each fitted and scored on one holdout split")
+    trials: WholeNumber = Field(default=TuneSettings.trials, ge=1, le=MAX_TRIALS, description="candidate parameter sets, each fitted and scored on one holdout split")
     metric: Metric = Field(default=TuneSettings.metric, description="what the search maximises on that split")
     space: JsonObject = Field(
         default_factory=dict,
         description='ranges that replace the algorithm\'s default ones, per parameter: [low, high], [low, high, "log"] or {"choices": [...]}',
     )
-    seed: int = Field(default=TuneSettings.seed, ge=0, le=2**32 - 1, description="seeds the sampler and the tuning split")
+    seed: WholeNumber = Field(default=TuneSettings.seed, ge=0, le=2**32 - 1, description="seeds the sampler and the tuning split")
 
 
 class TrainRequest(Input):

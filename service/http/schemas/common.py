@@ -4,14 +4,14 @@ from __future__ import annotations
 import math
 import re
 import sys
-from datetime import datetime
+from datetime import datetime, timezone
 from types import UnionType
 from typing import Annotated, Any, ClassVar, Iterator, Union, get_args, get_origin
 
 from pydantic import AfterValidator, AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Field, Strict, StringConstraints, ValidationInfo, field_validator
 
 from experiments.definitions import KEY_PATTERN
-from service.timestamps import window_error
+from service.timestamps import EARLIEST, HORIZON_YEARS, window_error
 
 MAX_BATCH = 10_000
 # Every number a client sends stays within this magnitude unless its field says otherwise,
@@ -66,11 +66,23 @@ def _iso_text(value: Any) -> Any:
     return value
 
 
-# ISO 8601 with a zone, from 2000-01-01T00:00:00Z to 100 years after the server's now.
+# ISO 8601 with a zone, from 2000-01-01T00:00:00Z to 100 years after the server's now. The window is in
+# the schema too: `formatMinimum` as validators of formats read it, the moving end as this service's own keyword.
+_WINDOW = Field(json_schema_extra={"formatMinimum": datetime.fromtimestamp(EARLIEST, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+                                   "x-maxYearsAhead": HORIZON_YEARS})
 # Lax once the text is known to be ISO 8601: strict bodies would refuse text for a datetime after a before-validator.
-Timestamp = Annotated[AwareDatetime, Strict(False), BeforeValidator(_iso_text), AfterValidator(_in_window)]
+Timestamp = Annotated[AwareDatetime, Strict(False), BeforeValidator(_iso_text), AfterValidator(_in_window), _WINDOW]
 # The same on the wire, read straight to epoch seconds: a 10,000-event batch skips as many datetimes.
-EpochTimestamp = Annotated[AwareDatetime, Strict(False), BeforeValidator(_iso_text), AfterValidator(_epoch_in_window)]
+EpochTimestamp = Annotated[AwareDatetime, Strict(False), BeforeValidator(_iso_text), AfterValidator(_epoch_in_window), _WINDOW]
+
+
+def _whole(value: Any) -> Any:
+    # JSON has one kind of number: 5.0 is the integer 5 to JSON Schema, and what a client that holds
+    # numbers as doubles may write. Any other float stays one, for the strict check to refuse.
+    return int(value) if type(value) is float and value.is_integer() else value
+
+
+WholeNumber = Annotated[int, BeforeValidator(_whole)]
 
 
 _LARGEST_DOUBLE = int(sys.float_info.max)

@@ -11,7 +11,7 @@ from experiments.definitions import (
     MetricKind, Status,
 )
 from experiments.schedules import SCHEDULES, Schedule
-from service.http.schemas.common import Input, JsonObject, Key, Output, PositiveFloat, Query, StoredJsonObject, Text, Timestamp
+from service.http.schemas.common import Input, JsonObject, Key, Output, PositiveFloat, Query, StoredJsonObject, Text, Timestamp, WholeNumber
 
 
 
@@ -34,8 +34,12 @@ def _schedule_model(cls: type[Schedule]) -> type[Input]:
     for f in cls.parameters():
         meta = f.metadata
         bounds = {k: meta[k] for k in ("gt", "ge", "le") if meta[k] is not None}
-        kind = int if meta["integer"] else float
-        fields[f.name] = (Annotated[kind, Field(allow_inf_nan=False, description=meta["doc"], **bounds)], ...)  # type: ignore[valid-type]
+        # The bounds as the field's own, not in an Annotated around WholeNumber: there pydantic still checks
+        # them but writes them into the schema as "ge" and "le", which no JSON Schema reader knows.
+        if meta["integer"]:
+            fields[f.name] = (WholeNumber, Field(..., description=meta["doc"], **bounds))
+        else:
+            fields[f.name] = (float, Field(..., allow_inf_nan=False, description=meta["doc"], **bounds))
     name = "".join(part.title() for part in cls.type.split("_")) + "In"
     return create_model(name, __base__=_ScheduleBase, __doc__=cls.__doc__, **fields)  # type: ignore[no-any-return, call-overload]
 
@@ -90,7 +94,7 @@ class AnalysisIn(Input):
         description="the sample size the sequences are tightest at",
     )
     cuped: bool = Field(default=AnalysisSettings.cuped, description="variance reduction from each user's behaviour before exposure (event-derived metrics)")
-    cuped_days: int = Field(default=AnalysisSettings.cuped_days, ge=CUPED_DAYS_RANGE[0], le=CUPED_DAYS_RANGE[1])
+    cuped_days: WholeNumber = Field(default=AnalysisSettings.cuped_days, ge=CUPED_DAYS_RANGE[0], le=CUPED_DAYS_RANGE[1])
 
 
 PRIMARY_METRIC = (
@@ -113,7 +117,7 @@ class ExperimentIn(Input):
     bandit: BanditIn | None = None
     layer: Key | None = Field(default=None, description="a layer shared with other experiments: a user is in at most one of them")
     analysis: AnalysisIn | None = None
-    guardrails: list[Key] = Field(default_factory=list, max_length=20, description="metrics that must not get worse: lower for most, higher for a metric declared with higher_is_better false")
+    guardrails: list[Key] = Field(default_factory=list, max_length=20, json_schema_extra={"uniqueItems": True}, description="metrics that must not get worse: lower for most, higher for a metric declared with higher_is_better false")
     targeting: JsonObject | None = Field(default=None, description='{"all" | "any": [{"attribute", "op", "value"} | group]}, at most 3 groups deep')
 
 
@@ -130,13 +134,14 @@ _PATCH_DESCRIPTION = (
 
 
 def _patch_schema(schema: dict[str, Any]) -> None:
-    """The patch's schema as the server reads it: a field that refuses null is typed without it, and has no default."""
+    """The patch's schema as the server reads it: no field has a default, since one left out keeps its value
+    (a client that filled in a null default would drop a layer); a field that refuses null is typed without it."""
     schema["description"] = _PATCH_DESCRIPTION
-    for name in _NOT_NULL:
-        field = schema["properties"][name]
+    for name, field in schema["properties"].items():
         field.pop("default")
-        (kept,) = [option for option in field.pop("anyOf") if option != {"type": "null"}]
-        field.update(kept)
+        if name in _NOT_NULL:
+            (kept,) = [option for option in field.pop("anyOf") if option != {"type": "null"}]
+            field.update(kept)
 
 
 class ExperimentPatch(Input):
@@ -159,7 +164,7 @@ class ExperimentPatch(Input):
     layer: Key | None = None
     targeting: JsonObject | None = None
     analysis: AnalysisIn | None = None
-    guardrails: list[Key] | None = Field(default=None, max_length=20)
+    guardrails: list[Key] | None = Field(default=None, max_length=20, json_schema_extra={"uniqueItems": True})
 
     # After, not before: a before-validator would make pydantic check the field in strict Python
     # mode, which refuses the ISO timestamps JSON carries (in a multiplier window, for instance).

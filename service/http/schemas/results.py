@@ -8,7 +8,7 @@ from pydantic import Field
 from experiments.definitions import SEQUENTIAL_TUNING_RANGE, MetricKind
 from experiments.stats.corrections import Correction
 from experiments.stats.power import PLAN_DEFAULTS, MdeType, PlanCorrection
-from service.http.schemas.common import MAX_MAGNITUDE, MIN_ALPHA, Input, Key, Output, Query
+from service.http.schemas.common import MAX_MAGNITUDE, MIN_ALPHA, Input, Key, Output, Query, WholeNumber
 from service.usecases.results import GuardrailStatus, ResultsRequest
 
 
@@ -209,7 +209,7 @@ class PlanIn(Input):
     mde_type: MdeType = PLAN_DEFAULTS["mde_type"]
     alpha: float = Field(default=PLAN_DEFAULTS["alpha"], ge=MIN_ALPHA, lt=1, allow_inf_nan=False)
     power: float = Field(default=PLAN_DEFAULTS["power"], gt=0, lt=1, allow_inf_nan=False)
-    arms: int = Field(default=PLAN_DEFAULTS["arms"], ge=2, le=50)
+    arms: WholeNumber = Field(default=PLAN_DEFAULTS["arms"], ge=2, le=50)
     correction: PlanCorrection = PLAN_DEFAULTS["correction"]
     daily_users: float | None = Field(default=None, gt=0, le=MAX_MAGNITUDE, allow_inf_nan=False)
 
