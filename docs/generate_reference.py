@@ -113,7 +113,8 @@ ROLE_TABLE
   or 431), in the same error shape.
 - **Validation.** A request is validated whole before anything is stored, and a batch is then
   stored in one transaction: bad input never stores anything partially and never causes a 500.
-  Bodies refuse unknown fields and do not coerce types (`"value": "12"` is a 422). Query
+  Bodies refuse unknown fields and do not coerce types (`"value": "12"` is a 422; an integer field takes
+  `5` or `5.0`, which JSON Schema counts as the same integer, but not `5.5`). Query
   parameters are read from text: numbers in plain digits (`n=5` or `n=5.0`, `alpha=0.05`, `alpha=5e-2`;
   not `5_0` or `+5`); booleans as `true`/`false` (also `1`/`0`, `yes`/`no`, `on`/`off`); a `+` in a
   timestamp escaped as `%2B`, since a bare `+` in a query reads as a space. A body is read as UTF-8
