@@ -937,6 +937,29 @@ def test_an_arm_with_few_conversions_is_flagged_on_the_results_page(as_role, cli
     assert f"<strong>every5</strong>: {note}" in html.replace("&#39;", "'")
 
 
+def test_a_stale_form_whatever_its_fields_hold_is_the_conflict_page_not_a_server_error(as_role, client, auth):
+    # Comparing a stale form with the stored version read each field: "[" * 100_000 overflowed the
+    # standard JSON parser, and a row named "²" or 5,000 nines failed int().
+    running(client, auth("editor"), ab_definition())
+    editor = as_role("editor")
+    form = editor.get("/ui/experiments/points-q4/settings").get_data(as_text=True)
+    revision = re.search(r'name="revision" value="(\d+)"', form).group(1)
+    posted = {"csrf_token": csrf(editor, "/ui/experiments/points-q4/settings"), "revision": revision, "name": "Q4 points", "description": "",
+              "guardrails": "", "analysis.cuped": "yes", "analysis.cuped_days": "14"}
+    assert editor.post("/ui/experiments/points-q4/settings", data={**posted, "name": "Saved first"}).status_code == 303
+    for field, value in (("description", "[" * 100_000), ("name", '{"a":' * 10_000), ("analysis.cuped_days", "[" * 1000)):
+        stale = editor.post("/ui/experiments/points-q4/settings", data={**posted, field: value})
+        assert stale.status_code == 409 and "It changed since this page was opened" in stale.get_data(as_text=True), field
+    post_ok(client, "/v1/experiments", ab_definition(key="draft-1"), auth("editor"), status=201)
+    page = editor.get("/ui/experiments/draft-1/edit").get_data(as_text=True)
+    draft = {**form_of(key="draft-1"), "csrf_token": csrf(editor, "/ui/experiments/draft-1/edit"), "revision": re.search(r'name="revision" value="(\d+)"', page).group(1)}
+    assert client.patch("/v1/experiments/draft-1", json={"name": "Changed elsewhere"}, headers=auth("editor")).status_code == 200
+    for extra in ({"arms.\u00b2.key": "x"}, {"metrics.\u00b9.key": "x"}, {"arms." + "9" * 5000 + ".key": "x"}, {"targeting": '{"a":' * 10_000}):
+        stale = editor.post("/ui/experiments/draft-1/edit", data={**draft, **extra})
+        assert stale.status_code == 409 and "It changed since this page was opened" in stale.get_data(as_text=True), list(extra)[0][:20]
+    assert get_ok(client, "/v1/experiments/points-q4", auth("analyst"))["name"] == "Saved first"
+
+
 def test_a_started_experiment_changes_its_guardrails_and_analysis_from_its_settings_page(as_role, client, auth):
     running(client, auth("editor"), ab_definition(layer="checkout", traffic=0.5))
     editor = as_role("editor")
@@ -1616,6 +1639,10 @@ def test_the_planner_answers_as_the_api_does_and_names_a_bad_input_beside_it(as_
     shown = analyst.get(back.headers["Location"])
     assert shown.status_code == 422 and 'id="f-alpha-error"' in shown.get_data(as_text=True)
     assert analyst.get("/ui/experiments/points-q4/results.csv", query_string={"bogus": "1"}).status_code == 303
+    # A metric the experiment does not have is the use case's to refuse: the page names it too.
+    unknown = analyst.get("/ui/experiments/points-q4/results.csv", query_string={"metric": "complaints"})
+    assert unknown.status_code == 303 and unknown.headers["Location"] == "/ui/experiments/points-q4/results?metric=complaints"
+    assert analyst.get(unknown.headers["Location"]).status_code == 422
     odd = analyst.get("/ui/experiments/points-q4/results.csv?alpha=2&key=y&_external=1")  # names url_for would have taken as its own
     assert odd.status_code == 303 and odd.headers["Location"] == "/ui/experiments/points-q4/results?alpha=2&key=y&_external=1"
     switch = analyst.get("/ui/experiments/points-q4/results", query_string={"cuped": "maybe"})
@@ -1659,6 +1686,11 @@ def test_the_at_risk_page_lists_pages_and_downloads_as_the_api_does(as_role, cli
     assert bad.status_code == 422 and 'id="f-idle_days-error"' in bad.get_data(as_text=True)
     tampered = analyst.get("/ui/users/at-risk", query_string={"cursor": "bm9wZQ"})
     assert tampered.status_code == 422 and "not a cursor this service gave out" in tampered.get_data(as_text=True)
+    # A CSV link with settings the list cannot use goes back to the page, which says what is wrong beside each field.
+    for asked in ("limit=0", "cursor=zzz", "cursor=bm9wZQ"):
+        back = analyst.get(f"/ui/users/at-risk.csv?{asked}")
+        assert back.status_code == 303 and back.headers["Location"] == f"/ui/users/at-risk?{asked}", asked
+        assert analyst.get(back.headers["Location"]).status_code == 422
     assert as_role("storefront").get("/ui/users/at-risk").status_code == 403
 
 

@@ -10,7 +10,7 @@ from werkzeug.wrappers import Response
 from service.errors import Invalid
 from service.http.console import bp
 from service.http.console.form_input import errors_by_field
-from service.http.console.session import page
+from service.http.console.session import back_with_query, page
 from service.http.endpoint import READ_EXPERIMENTS, services
 from service.http.errors import details_from_pydantic
 from service.http.schemas.users import AtRiskQuery
@@ -49,7 +49,10 @@ def at_risk_page() -> tuple[str, int]:
 @page(READ_EXPERIMENTS)
 def at_risk_csv() -> Response:
     """The API's CSV for the signed-in key, which a browser cannot send as a bearer header."""
-    query, _, errors = _query()
+    query, _, _ = _query()
     if query is None:
-        raise Invalid.many([{"field": f, "message": "; ".join(m)} for f, m in errors.items()])
-    return api_users.csv_response(query)
+        return back_with_query("console.at_risk_page")
+    try:
+        return api_users.csv_response(query)
+    except Invalid:  # a cursor this service did not write
+        return back_with_query("console.at_risk_page")

@@ -52,12 +52,16 @@ def pct(value: Any, signed: bool = False) -> str:
     return f"{value:+.1%}" if signed else f"{value:.1%}"
 
 
+_ROW_NUMBER = re.compile(r"[0-9]{1,9}")
+
+
 def field_label(name: str) -> str:
     """A form field's path as its labels read: arms.1.schedule.every is "Arm 2 › schedule › every"."""
     parts = name.split(".")
     words: list[str] = []
     for i, part in enumerate(parts):
-        if part.isdigit() and i > 0 and parts[i - 1] in ("arms", "metrics"):
+        # ASCII digits alone, and few: a hand-made post may name a row "²" or 5,000 nines, which int() refuses.
+        if _ROW_NUMBER.fullmatch(part) and i > 0 and parts[i - 1] in ("arms", "metrics"):
             words[-1] = f"{'Arm' if parts[i - 1] == 'arms' else 'Metric'} {int(part) + 1}"
         else:
             words.append(part.replace("_", " "))

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import redirect, render_template, request, url_for
+from flask import render_template, request
 from pydantic import ValidationError
 from werkzeug.wrappers import Response
 
@@ -17,7 +17,7 @@ from service.http.console.charts import Interval, Series, forest_plot, line_char
 from service.http.console import formatting as fmt
 from service.http.console.formatting import level
 from service.http.console.form_input import errors_by_field
-from service.http.console.session import page
+from service.http.console.session import back_with_query, page
 from service.http.console.verdicts import verdicts
 from service.http.endpoint import ANALYST, services
 from service.http.errors import details_from_pydantic
@@ -257,9 +257,11 @@ def results_csv(key: str) -> Response:
     page with them, which says what is wrong beside each field, instead of to an error page."""
     query, errors = _query()
     if errors:
-        sent = request.query_string.decode("latin-1")  # as sent: repeated names and any name (key=, _external=) kept
-        return redirect(url_for("console.results_page", key=key) + (f"?{sent}" if sent else ""), 303)  # type: ignore[return-value]
-    return api_results.csv_response(key, query)
+        return back_with_query("console.results_page", key=key)
+    try:
+        return api_results.csv_response(key, query)
+    except Invalid:  # a metric the experiment does not have, which the page names beside its menu
+        return back_with_query("console.results_page", key=key)
 
 
 def _cost_unknown(arm: dict[str, Any]) -> bool:

@@ -291,3 +291,10 @@ def back(endpoint: str, **values: Any) -> Response:
     user to a page that has no such field.
     """
     return redirect(url_for(endpoint, _anchor="top", **values), 303)
+
+
+def back_with_query(endpoint: str, **values: Any) -> Response:
+    """To a page with this request's query string (303): a CSV link whose settings cannot be used goes to the
+    page that shows what is wrong beside each field, instead of to an error page."""
+    sent = request.query_string.decode("latin-1")  # as sent: repeated names and any name (key=, _external=) kept
+    return redirect(url_for(endpoint, **values) + (f"?{sent}" if sent else ""), 303)
