@@ -349,6 +349,24 @@ def test_hostile_form_values_are_named_on_the_page_not_a_server_error(as_role, f
     assert resp.status_code == 422 and f'id="f-{field.replace(".", "-")}-error"' in resp.get_data(as_text=True)
 
 
+def test_a_hand_made_posts_errors_point_at_fields_the_form_draws(as_role, client, auth):
+    # A schedule type the select does not offer was linked from the summary to "#f-arms-0-schedule",
+    # which no element has; a year past 9999, which the date picker offers, was "not ISO 8601"; a row
+    # past the 50 the form draws had its error only in the summary.
+    editor = as_role("editor")
+    odd = editor.post("/ui/new-experiment", data={**form_of(**{"arms.0.schedule.type": "0"}), "csrf_token": csrf(editor, "/ui/new-experiment")})
+    html = odd.get_data(as_text=True)
+    assert odd.status_code == 422 and 'href="#f-arms-0-schedule-type"' in html and 'id="f-arms-0-schedule-type"' in html
+    far = {"arms.1.schedule.multiplier.factor": "2", "arms.1.schedule.multiplier.start": "2030-01-01T00:00", "arms.1.schedule.multiplier.end": "275760-09-13T00:00"}
+    late = editor.post("/ui/new-experiment", data={**form_of(**far), "csrf_token": csrf(editor, "/ui/new-experiment")})
+    assert late.status_code == 422 and 'id="f-arms-1-schedule-multiplier-end-error"' in late.get_data(as_text=True)
+    assert "lies past the year 9999" in late.get_data(as_text=True) and "ISO 8601" not in late.get_data(as_text=True)
+    beyond = editor.post("/ui/new-experiment", data={**form_of(**{"arms.99.key": "Bad", "metrics.77.key": "Bad"}), "csrf_token": csrf(editor, "/ui/new-experiment")})
+    assert beyond.status_code == 303, beyond.get_data(as_text=True)[:2000]
+    stored = get_ok(client, "/v1/experiments/console-ab", auth("editor"))
+    assert [a["key"] for a in stored["arms"]] == ["control", "every-3rd"] and [m["key"] for m in stored["metrics"]] == ["conversion"]
+
+
 def test_a_payload_or_targeting_nested_past_what_a_definition_allows_is_named_beside_its_box(as_role, client, auth):
     # Each box parses alone, so nesting one level short of the parser's bound passed it; the definition
     # as a whole, checked as the API checks a body, then went past it, and the page was a server error.

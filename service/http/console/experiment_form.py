@@ -18,8 +18,9 @@ from service.http.console.form_input import form_number, parse_json_field, plain
 from service.http.console.formatting import amount
 
 MAX_ROWS = 50  # the API's bound on arms and on metrics
-_ROW = re.compile(r"^(arms|metrics)\.(\d{1,2})\.")
+_ROW = re.compile(r"^(arms|metrics)\.([0-9]{1,2})\.")
 _BREAKS = re.compile(r"[\r\n]")
+_PAST_9999 = re.compile(r"^[0-9]{5,}-")
 
 
 @dataclass(frozen=True)
@@ -94,8 +95,10 @@ def _moment(iso: str) -> datetime | None:
 
 
 def _rows(form: Mapping[str, str], group: str) -> list[int]:
+    # The form draws rows 0 to 49 (the API's bound): a row beyond them, which only a hand-made post has, is
+    # not the form's, like any other name it does not draw; read, its errors would point at no field.
     found = {int(m.group(2)) for name in form for m in [_ROW.match(name)] if m and m.group(1) == group}
-    return sorted(found)  # at most 100 rows (two digits); the schema refuses more than 50
+    return sorted(row for row in found if row < MAX_ROWS)
 
 
 def parse(form: Mapping[str, str]) -> Parsed:
@@ -166,6 +169,9 @@ def _whole_window(arm: dict[str, Any], row: int, parsed: Parsed) -> None:
         if multiplier[part] == "":
             parsed.errors.setdefault(f"arms.{row}.schedule.multiplier.{part}", []).append(
                 f"is required for a multiplier ({what}); clear all three fields for none")
+        elif part != "factor" and _PAST_9999.match(str(multiplier[part])):  # the picker goes to year 275760
+            parsed.errors.setdefault(f"arms.{row}.schedule.multiplier.{part}", []).append(
+                "lies past the year 9999: a time must be at most 100 years after the server's current time")
 
 
 def edited(form: Mapping[str, str], name: str, stored: str | None) -> str | None:
@@ -290,6 +296,8 @@ def field_errors(details: list[dict[str, Any]], parsed: Parsed) -> dict[str, lis
 def input_name(error_field: str, values: Mapping[str, str]) -> str:
     """The input an error's field names: a schedule parameter's input is under the chosen type (for the summary's links)."""
     parts = error_field.split(".")
+    if len(parts) == 3 and parts[0] == "arms" and parts[2] == "schedule":
+        return f"arms.{parts[1]}.schedule.type"  # the schedule as a whole (a type not offered): its Type select
     if len(parts) == 4 and parts[0] == "arms" and parts[2] == "schedule" and parts[3] not in ("type", "action", "multiplier"):
         kind = values.get(f"arms.{parts[1]}.schedule.type", "")
         if kind in SCHEDULES:
