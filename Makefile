@@ -34,28 +34,39 @@ install: $(VENV)/.installed
 # The console's session cookies are signed with SECRET_KEY: made once, kept in instance/ (git-ignored)
 # and shared by every worker, so sign-ins survive restarts; the echoed command names the file, not the key.
 # A second make run while this folder's server runs would revoke the keys pasted from it (they share the
-# database), on any port: the server's pid file says whether it runs. The port is checked too, so that
-# what holds it is named before the demo is loaded.
+# database), on any port: the server's pid file says whether it runs. A pid file whose server has gone is
+# removed, since gunicorn would refuse to start over it. The port is checked too, before the demo loads.
 RUN_PID_FILE ?= instance/gunicorn.pid
 export RUN_PID_FILE
 define NOT_SERVING
-import os, socket, sys
-try:
-    pid = int(open(os.environ["RUN_PID_FILE"]).read().strip())
-    os.kill(pid, 0)
-except (OSError, ValueError):
-    pid = None  # no pid file, or what it names has gone (a server killed before it could remove the file)
-if pid is not None:
+import os, socket, subprocess, sys
+def command_of(pid):  # what the process runs: "" if there is none, None if this system cannot say
     try:
-        running = b"gunicorn" in open(f"/proc/{pid}/cmdline", "rb").read()  # the pid may have been reused
+        return open(f"/proc/{pid}/cmdline", "rb").read().decode(errors="replace")
+    except FileNotFoundError:
+        if os.path.isdir("/proc"):
+            return ""
     except OSError:
-        running = not os.path.isdir("/proc")  # no /proc to ask: trust that the pid lives
-    if running:
-        sys.exit(f"stickyloop: this folder's server from an earlier make run is still running (gunicorn pid {pid}); a second one would revoke the keys printed for it. Stop it with Ctrl-C in its terminal or `kill {pid}`, then make run again")
+        pass
+    try:  # no /proc (macOS): ps answers there
+        asked = subprocess.run(["ps", "-p", str(pid), "-o", "command="], capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return asked.stdout if asked.returncode == 0 else ""
+path = os.environ["RUN_PID_FILE"]
+try:
+    pid = int(open(path).read().strip())
+except (OSError, ValueError):
+    pid = None
+if pid is not None:
+    command = command_of(pid) if pid > 0 else ""
+    if command is None or "gunicorn" in command:
+        sys.exit(f"stickyloop: this folder's server from an earlier make run is still running (gunicorn pid {pid}); a second one would revoke the keys printed for it. Stop it with Ctrl-C in its terminal or `kill {pid}`, then make run again (if no such server runs, delete {path})")
+    os.remove(path)  # its server was killed before it could remove the file, and the pid may since name another program
 host, _, port = os.environ.get("BIND", "127.0.0.1:8000").rpartition(":")
 try:
     with socket.create_connection((host.strip("[]") or "127.0.0.1", int(port)), timeout=1):
-        sys.exit(f"stickyloop: {host}:{port} is already in use by another program; serve on another address with BIND, e.g. `BIND=127.0.0.1:8001 make run`")
+        sys.exit(f"stickyloop: {host}:{port} is already in use; stop what serves there (a server from an earlier make run stops with Ctrl-C in its terminal), or serve elsewhere with BIND, e.g. `BIND=127.0.0.1:8001 make run`")
 except (OSError, ValueError):
     pass
 endef

@@ -264,7 +264,7 @@ def constraints(schema: Schema) -> str:
     parts: list[str] = [bytes_bound] if bytes_bound else []
     for option in _without_null(schema)[0]:
         if option.get("format") == "date-time":
-            window = f", {option['formatMinimum']} to {option['x-maxYearsAhead']} years after the server's clock" if "formatMinimum" in option else ""
+            window = f", {option['x-formatMinimum']} to {option['x-maxYearsAhead']} years after the server's clock" if "x-formatMinimum" in option else ""
             parts.append("ISO 8601 with a zone" + window)
         for part in (_range(option), _sized(option, "minLength", "maxLength", "characters"), _sized(option, "minItems", "maxItems", "entries")):
             if part:

@@ -84,18 +84,36 @@ UNAVAILABLE = "the database is unavailable; try again shortly"
 def details_from_pydantic(exc: ValidationError, prefix: str = "") -> list[dict[str, Any]]:
     """Name each bad field, with its index when it sits in a batch."""
     details = []
-    for err in exc.errors(include_url=False, include_input=False):
+    for err in exc.errors(include_url=False):
         loc = _request_path(err["loc"])
         if prefix:
             loc.insert(0, prefix)
         # A list's position (an int in pydantic's location), not a key a client chose: "7" and "¹" name fields.
         index = next((p for p in err["loc"] if isinstance(p, int)), None)
         message = _plain_message(err)
-        if loc[-1:] == ["[key]"]:  # pydantic's mark for a name, not a value, that failed: `attributes.x.[key]`
-            loc.pop()
-            message = f"as a name: {message}"
+        name = _failed_name(err)
+        if name is not None:  # the map is the field: a name that failed may be empty, or too long to be a path
+            del loc[-2:]
+            message = f"a name, {_shown(name)}: {message}"
         details.append(detail(".".join(loc) or "body", message, index))
     return details
+
+
+def _failed_name(err: Any) -> str | None:
+    """The name in a map that failed its own check, or None when a value failed.
+
+    pydantic marks a name's failure by appending "[key]" to the path that ends in the name itself; a
+    value held under the name "[key]" ends its path the same way, but the value is not its own name.
+    """
+    loc = err["loc"]
+    if len(loc) >= 2 and loc[-1] == "[key]" and isinstance(loc[-2], str) and err.get("input") == loc[-2]:
+        return loc[-2]
+    return None
+
+
+def _shown(name: str, most: int = 40) -> str:
+    """A name as a message quotes it: in full when short, else its start."""
+    return repr(name) if len(name) <= most else repr(name[:most]) + "..."
 
 
 def _plain_message(err: Any) -> str:

@@ -78,14 +78,18 @@ def _responses(spec: EndpointSpec, schemas: dict[Any, Any], method: str) -> dict
 def _closed(schema: Any) -> None:
     """A map whose names pydantic constrains is described by `patternProperties`, which alone lets any other
     name through; the server refuses such a name, so the schema says so (`additionalProperties: false`)."""
-    if isinstance(schema, dict):
+    if isinstance(schema, list):
+        for item in schema:
+            _closed(item)
+    elif isinstance(schema, dict):
         if "patternProperties" in schema:
             schema.setdefault("additionalProperties", False)
-        for value in schema.values():
-            _closed(value)
-    elif isinstance(schema, list):
-        for value in schema:
-            _closed(value)
+        for key, value in schema.items():
+            if key in ("properties", "patternProperties", "$defs"):  # names mapped to schemas: each a schema, not the names
+                for inner in value.values():
+                    _closed(inner)
+            elif key not in ("default", "examples", "enum", "const"):  # values, not schemas
+                _closed(value)
 
 
 def build_openapi(app: Flask) -> dict[str, Any]:
@@ -117,7 +121,7 @@ def build_openapi(app: Flask) -> dict[str, Any]:
                     "content": {"application/json": {"schema": schemas[(spec.body, "validation")]}},
                 }
             paths.setdefault(path, {})[method.lower()] = op
-    _closed(defs)
+    _closed(list(defs.get("$defs", {}).values()))
     return {
         "openapi": "3.1.0",
         "info": {

@@ -377,6 +377,10 @@ def test_a_payload_or_targeting_nested_past_what_a_definition_allows_is_named_be
         html = resp.get_data(as_text=True)
         assert resp.status_code == 422 and f'id="f-{field.replace(".", "-")}-error"' in html, (field, depth)
         assert f"nests {depth} levels deep, too deep for the request it is part of" in html
+    # Of two deep boxes, the one whose path goes deepest in the whole: a payload sits two levels lower than targeting.
+    both = editor.post("/ui/new-experiment", data={**form_of(**{"arms.1.payload": nested(199), "targeting": nested(199)}),
+                                                   "csrf_token": csrf(editor, "/ui/new-experiment")}).get_data(as_text=True)
+    assert 'id="f-arms-1-payload-error"' in both and 'id="f-targeting-error"' not in both
     assert client.get("/v1/experiments/console-ab", headers=auth("editor")).status_code == 404
     # One level less is a definition the API takes as well, and it saves.
     saved = editor.post("/ui/new-experiment", data={**form_of(**{"arms.1.payload": nested(197)}), "csrf_token": csrf(editor, "/ui/new-experiment")})

@@ -57,6 +57,15 @@ def test_reading_a_model_action_is_405_not_a_version_named_after_it(client, auth
     assert_error(client.get("/v1/models/a%2Fb", headers=auth("editor")), 404, "not_found")
 
 
+def test_allow_lists_methods_in_one_order_whatever_order_they_come_in():
+    # werkzeug's own order followed the process's string hashing: the header changed between restarts.
+    from service.http.errors import allow_header
+
+    for methods in (["OPTIONS", "POST", "GET", "HEAD"], ["HEAD", "GET", "OPTIONS", "POST"], {"POST", "OPTIONS", "HEAD", "GET"}):
+        assert allow_header(methods) == "GET, HEAD, POST, OPTIONS"
+    assert allow_header(["options", "PROPFIND", "get", "LOCK"]) == "GET, OPTIONS, LOCK, PROPFIND"
+
+
 def test_options_answers_the_methods_with_no_body(client):
     # Flask's own answer was a 200 with an empty text/html body.
     # In one order, as the reference lists them: werkzeug's own followed the process's string hashing.

@@ -102,16 +102,21 @@ Model = TypeVar("Model", bound=BaseModel)
 def validated_whole(schema: type[Model], sent: dict[str, Any], boxes: Iterable[tuple[str, Any]]) -> Model:
     """`sent` checked by `schema` as the API checks a request body: as one JSON text.
 
-    Each of the form's JSON boxes (`boxes`: its field's name and what it parsed to) was parsed on
-    its own, so the whole can nest past the parser's bound where no box does; the deepest box is
-    then named, with its depth, instead of the parser's "line 1 column 1476".
+    Each of the form's JSON boxes (`boxes`: its field's dotted name in `sent` and what it parsed to)
+    was parsed on its own, so the whole can nest past the parser's bound where no box does. The box
+    on the deepest path is then named, with its depth, instead of the parser's "line 1 column 1476".
     """
     try:
         return schema.model_validate_json(json.dumps(sent))
     except ValidationError as exc:
         if not any(e["type"] == "json_invalid" for e in exc.errors()):  # json.dumps wrote it: only its nesting can be at fault
             raise
-        name, depth = max(((name, _nesting(value)) for name, value in boxes), key=lambda box: box[1])
+        # A box named a.b.c sits inside as many levels of `sent` as its name has parts.
+        deepest = _nesting(sent)
+        found = [(name, _nesting(value)) for name, value in boxes if _nesting(value) + len(name.split(".")) == deepest]
+        if not found:
+            raise
+        name, depth = found[0]
         raise Invalid.field(name, f"nests {depth} levels deep, too deep for the request it is part of (the API refuses a body that nests past about 190 levels in all)") from None
 
 

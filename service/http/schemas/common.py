@@ -67,8 +67,8 @@ def _iso_text(value: Any) -> Any:
 
 
 # ISO 8601 with a zone, from 2000-01-01T00:00:00Z to 100 years after the server's now. The window is in
-# the schema too: `formatMinimum` as validators of formats read it, the moving end as this service's own keyword.
-_WINDOW = Field(json_schema_extra={"formatMinimum": datetime.fromtimestamp(EARLIEST, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+# the schema too, in keywords of this service's own: JSON Schema has none for a range of times.
+_WINDOW = Field(json_schema_extra={"x-formatMinimum": datetime.fromtimestamp(EARLIEST, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
                                    "x-maxYearsAhead": HORIZON_YEARS})
 # Lax once the text is known to be ISO 8601: strict bodies would refuse text for a datetime after a before-validator.
 Timestamp = Annotated[AwareDatetime, Strict(False), BeforeValidator(_iso_text), AfterValidator(_in_window), _WINDOW]
