@@ -27,6 +27,10 @@ class CupedArm:
     m2_x: float  # sum((x - xbar_a)^2)
     m2_y: float  # sum((y - ybar_a)^2)
     c_xy: float  # sum((x - xbar_a)(y - ybar_a))
+    # What each mean's rounding to a double left out (see ArmSummary.residual): far from zero the arms'
+    # means differ in digits an ulp drops (1.5e-5 at 1e11), and theta and the adjusted means use those differences.
+    residual_x: float = 0.0
+    residual_y: float = 0.0
 
     def __post_init__(self) -> None:
         if self.users < 0:
@@ -45,7 +49,20 @@ class CupedArm:
         dx, dy = xs - mx, ys - my
         # Corrected two-pass sums: the second term removes the error of each rounded mean.
         sx, sy = math.fsum(dx), math.fsum(dy)
-        return cls(n, mx, my, max(math.fsum(dx * dx) - sx * sx / n, 0.0), max(math.fsum(dy * dy) - sy * sy / n, 0.0), math.fsum(dx * dy) - sx * sy / n)
+        return cls(n, mx, my, max(math.fsum(dx * dx) - sx * sx / n, 0.0), max(math.fsum(dy * dy) - sy * sy / n, 0.0), math.fsum(dx * dy) - sx * sy / n,
+                   _dropped(xs, mx), _dropped(ys, my))
+
+
+def _dropped(values: npt.NDArray[np.float64], mean: float) -> float:
+    """What the double `mean` leaves out of the values' exact mean: their exact sum less n times it, over n."""
+    return math.fsum([*values.tolist(), *([-mean] * len(values))]) / len(values)
+
+
+def _less(mean: float, amount: float) -> tuple[float, float]:
+    """mean - amount as a double, and what that rounding dropped (Knuth's two-sum, exact)."""
+    centre = mean - amount
+    kept = centre - mean
+    return centre, (mean - (centre - kept)) + (-amount - kept)
 
 
 @dataclass(frozen=True)
@@ -74,9 +91,9 @@ def _pooled(arms: Sequence[CupedArm]) -> _Pooled:
     # close), so far from zero xbar_a - xbar keeps its digits where n_a * xbar_a, rounded at 1e12, would not.
     present = [a for a in arms if a.users > 0]
     total = sum(a.users for a in present)
-    cx, cy = present[0].mean_x, present[0].mean_y
-    dx = [a.mean_x - cx for a in arms]
-    dy = [a.mean_y - cy for a in arms]
+    first = present[0]
+    dx = [(a.mean_x - first.mean_x) + (a.residual_x - first.residual_x) for a in arms]
+    dy = [(a.mean_y - first.mean_y) + (a.residual_y - first.residual_y) for a in arms]
     shift_x = math.fsum(a.users * d for a, d in zip(arms, dx) if a.users) / total
     shift_y = math.fsum(a.users * d for a, d in zip(arms, dy) if a.users) / total
     ox = [d - shift_x for d in dx]
@@ -173,7 +190,8 @@ def cuped(arms: Sequence[CupedArm], exact_spread: ExactSpread | None = None) -> 
         if a.users == 0:
             adjusted.append(ArmSummary.of_moments(0, 0.0, 0.0))
             continue
-        adjusted.append(ArmSummary.of_moments(a.users, a.mean_y - theta * offset, m2))
+        centre, dropped = _less(a.mean_y, theta * offset)
+        adjusted.append(ArmSummary.of_moments(a.users, centre, m2, a.residual_y + dropped))
     # With the pooled least-squares theta, 1 - Syy'/Syy = Sxy^2 / (Sxx Syy): the squared pooled correlation, with no cancellation.
     if syy > 0:
         reduction: float | None = min(max((sxy / sxx) * (sxy / syy), 0.0), 1.0)

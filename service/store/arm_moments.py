@@ -150,8 +150,9 @@ class ArmMoments:
     centre: float | None = None
     # The weighted sums wy, w2y and w2y2 are of v - shift (see PropensitySums).
     shift: float = 0.0
-    # What `centre` could not hold of the mean (see experiments.stats.ArmSummary.residual).
+    # What `centre` could not hold of the mean (see experiments.stats.ArmSummary.residual), and `mean_x` of the covariate's.
     residual: float = 0.0
+    residual_x: float = 0.0
 
     @property
     def mean(self) -> float:
@@ -234,10 +235,11 @@ def arm_moments(
         if any(r is None for r in rows):
             rows = [_recentred(r) for r in session.execute(text(_MOMENTS.format(per_user=per_user)), params)]
     out = {}
-    for arm, n, total, mean, mean_x, positives, w, wy, w2, w2y, w2y2, m2, m2_x, c_xy, shift, residual in rows:  # type: ignore[misc]
+    for arm, n, total, mean, mean_x, positives, w, wy, w2, w2y, w2y2, m2, m2_x, c_xy, shift, residual, residual_x in rows:  # type: ignore[misc]
         numbers = [float(v or 0) for v in (total, w, wy, w2, w2y, w2y2, m2, m2_x, c_xy)]
         total, w, wy, w2, w2y, w2y2, m2, m2_x, c_xy = numbers
-        out[arm] = ArmMoments(int(n), total, m2, int(positives or 0), mean_x, m2_x, c_xy, w, wy, w2, w2y, w2y2, centre=mean, shift=shift, residual=residual)
+        out[arm] = ArmMoments(int(n), total, m2, int(positives or 0), mean_x, m2_x, c_xy, w, wy, w2, w2y, w2y2, centre=mean, shift=shift, residual=residual,
+                              residual_x=residual_x)
     return out
 
 
@@ -288,7 +290,7 @@ def _centred(row: Any) -> tuple[Any, ...] | None:
     for square, spread in ((total * total / n, m2), (total_x * total_x / n, m2_x), weighted):
         if square > 0 and (spread <= 0 or square / spread > _SAFE_RATIO):
             return None
-    return (arm, n, total, total / n, total_x / n, positives, w, wy, w2, w2y, w2y2, max(m2, 0.0), max(m2_x, 0.0), xv - total * total_x / n, 0.0, 0.0)
+    return (arm, n, total, total / n, total_x / n, positives, w, wy, w2, w2y, w2y2, max(m2, 0.0), max(m2_x, 0.0), xv - total * total_x / n, 0.0, 0.0, 0.0)
 
 
 def _recentred(row: Any) -> tuple[Any, ...]:
@@ -300,9 +302,9 @@ def _recentred(row: Any) -> tuple[Any, ...]:
     n = int(n)
     mv, mx, vv, xx, xv, dv, dx = (float(v or 0) for v in (mv, mx, vv, xx, xv, dv, dx))
     mean_v, m2, residual = _moved(n, mv, vv, dv)
-    mean_x, m2_x, _ = _moved(n, mx, xx, dx)
+    mean_x, m2_x, residual_x = _moved(n, mx, xx, dx)
     # Sum((x - mx)(v - mv)) = Sum((x - x̄)(v - v̄)) + n (x̄ - mx)(v̄ - mv)
-    return (arm, n, total, mean_v, mean_x, positives, w, wy, w2, w2y, w2y2, m2, m2_x, xv - dx * dv / n, mv, residual)
+    return (arm, n, total, mean_v, mean_x, positives, w, wy, w2, w2y, w2y2, m2, m2_x, xv - dx * dv / n, mv, residual, residual_x)
 
 
 def exposures_per_arm(db: Database, key: str) -> dict[str, int]:

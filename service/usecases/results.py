@@ -103,7 +103,7 @@ def _compute(
             spread = adjusted_spread(db, exp.key, metric.key, now, settings.cuped_days, theta, centres, until)
             return [spread.get(name, 0.0) for name, _ in per_arm]
 
-        result = cuped([CupedArm(m.users, m.mean_x, m.mean, m.m2_x, m.m2, m.c_xy) for _, m in per_arm], exact_spread)
+        result = cuped([CupedArm(m.users, m.mean_x, m.mean, m.m2_x, m.m2, m.c_xy, m.residual_x, m.residual) for _, m in per_arm], exact_spread)
         if result.theta is None and metric.key in RETENTION_DAYS and not any(m.users for _, m in per_arm):
             notes.append(f"CUPED skipped: no user was exposed {RETENTION_DAYS[metric.key] + 1} or more days ago yet")
         elif result.theta is None:

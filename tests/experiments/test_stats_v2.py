@@ -11,6 +11,7 @@ in the reference (`_slack`); at offset 0 that is nothing.
 from __future__ import annotations
 
 import math
+from fractions import Fraction
 from typing import Callable
 
 import numpy as np
@@ -467,6 +468,30 @@ def test_cuped_matches_numpy_on_raw_users(seed):
     for arm, mean, var, s_mean, s_var in zip(result.adjusted, ref["mean"], ref["variance"], slack["mean"], slack["variance"]):
         _close(arm.mean, mean, s_mean)
         _close(arm.variance, var, s_var)
+
+
+def _exact_cuped(xs: list[np.ndarray], ys: list[np.ndarray]) -> tuple[Fraction, list[Fraction]]:
+    """theta and each arm's mean of y - theta (x - xbar), in exact arithmetic on the doubles given."""
+    xs_, ys_ = [[Fraction(float(v)) for v in x] for x in xs], [[Fraction(float(v)) for v in y] for y in ys]
+    every_x, every_y = [v for x in xs_ for v in x], [v for y in ys_ for v in y]
+    mx, my = sum(every_x) / len(every_x), sum(every_y) / len(every_y)
+    theta = sum((a - mx) * (b - my) for a, b in zip(every_x, every_y)) / sum((a - mx) ** 2 for a in every_x)
+    return theta, [sum(b - theta * (a - mx) for a, b in zip(x, y)) / len(x) for x, y in zip(xs_, ys_)]
+
+
+@pytest.mark.parametrize("offset", [1e9, 1e11, -1e12])
+def test_cuped_far_from_zero_keeps_theta_and_the_adjusted_differences_to_the_last_digits(offset):
+    # Each arm's means had been kept only as rounded doubles: at 1e11 an ulp is 1.5e-5, and the arms'
+    # means differ by tenths, so theta lost 7 digits and the p-value its fourth.
+    rng = np.random.default_rng(11)
+    hs = [rng.normal(size=30) for _ in range(3)]
+    xs = [offset + h for h in hs]
+    ys = [offset + 0.5 * h + rng.normal(size=30) + shift for h, shift in zip(hs, (0.0, 0.1, -0.05))]
+    result = cuped([CupedArm.of_values(x, y) for x, y in zip(xs, ys)])
+    theta, means = _exact_cuped(xs, ys)
+    assert result.theta == pytest.approx(float(theta), rel=1e-12)
+    for arm, mean in zip(result.adjusted[1:], means[1:]):
+        assert arm.mean_difference(result.adjusted[0]) == pytest.approx(float(mean - means[0]), rel=1e-10, abs=1e-12)
 
 
 def test_cuped_without_pre_period_variation_leaves_y_alone():

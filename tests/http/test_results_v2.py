@@ -90,6 +90,40 @@ def test_cuped_on_revenue_matches_numpy(client, auth, shoppers):
     assert {r["arm"]: r for r in off["arms"]}["every5"]["p_value"] == pytest.approx(welch(raw_c, raw_t, 0.05)[2], rel=1e-7)
 
 
+def test_cuped_on_revenue_far_from_zero_keeps_every_digit_a_double_can(client, auth):
+    # Purchases of 1e11 and a spread of one: each arm's means had reached CUPED as rounded doubles (an ulp
+    # of 1e11 is 1.5e-5), so theta lost 7 digits and the p-value its fourth. The reference is exact
+    # arithmetic on the values sent, moved near zero only to hand scipy numbers it can sum.
+    offset = 1e11
+    running(client, auth("editor"), ab_definition())
+    shop = auth("storefront")
+    rng = np.random.default_rng(5)
+    now = datetime.now(timezone.utc).timestamp()
+    users: dict[str, tuple[str, float, float]] = {}
+    events = []
+    for u in range(90):
+        user, exposed = f"f{u}", now - 3 * DAY
+        arm = assign(client, shop, "points-q4", user, timestamp=iso(exposed))["arm"]
+        habit = float(rng.normal())
+        x, y = offset + habit, offset + 0.5 * habit + float(rng.normal()) + (0.3 if arm == "every5" else 0.0)
+        events += [{"event_id": f"fx{u}", "user_id": user, "item_id": "i1", "type": "purchase", "value": x, "timestamp": iso(exposed - DAY)},
+                   {"event_id": f"fy{u}", "user_id": user, "item_id": "i1", "type": "purchase", "value": y, "timestamp": iso(exposed + DAY)}]
+        users[user] = (arm, x, y)
+    post_ok(client, "/v1/events", {"events": events}, shop)
+    body = get_ok(client, "/v1/experiments/points-q4/results?metric=revenue", auth("analyst"))
+    exact = [(arm, Fraction(x), Fraction(y)) for arm, x, y in users.values()]
+    mx, my = sum(x for _, x, _ in exact) / len(exact), sum(y for _, _, y in exact) / len(exact)
+    theta = sum((x - mx) * (y - my) for _, x, y in exact) / sum((x - mx) ** 2 for _, x, _ in exact)
+    adjusted = {a: np.array([float(y - theta * (x - mx) - Fraction(offset)) for arm, x, y in exact if arm == a]) for a in ("control", "every5", "lottery")}
+    assert body["test"] == "welch_t_cuped" and body["cuped"]["theta"] == pytest.approx(float(theta), rel=1e-12)
+    rows = {r["arm"]: r for r in body["arms"]}
+    for arm in ("every5", "lottery"):
+        diff, _, p, ci = welch(adjusted["control"], adjusted[arm], 0.05)
+        assert rows[arm]["diff"] == pytest.approx(diff, rel=1e-10, abs=1e-12)
+        assert rows[arm]["p_value"] == pytest.approx(p, rel=1e-9)
+        assert rows[arm]["diff_ci"] == pytest.approx(ci, rel=1e-10, abs=1e-12)
+
+
 def test_one_extreme_purchase_turns_cuped_off_with_a_note_instead_of_wrecking_every_arm(client, auth, shoppers):
     shop = auth("storefront")
     now = datetime.now(timezone.utc).timestamp()
