@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import math
+from fractions import Fraction
 
 import numpy as np
 import pytest
@@ -135,6 +136,24 @@ def test_beta_chance_to_beat_matches_the_exact_sum(seed):
     ours = beta_chance_to_beat(xc, int(nc), xt, int(nt))
     ref = _closed_form_beta(1 + xc, 1 + int(nc) - xc, 1 + xt, 1 + int(nt) - xt)
     assert ours == pytest.approx(ref, rel=1e-7, abs=1e-12)
+
+
+def _exact_beta(xc: int, nc: int, xt: int, nt: int) -> Fraction:
+    """Evan Miller's sum for P(theta_t > theta_c) under Beta(1, 1) priors, in exact rational arithmetic."""
+    def beta(a: int, b: int) -> Fraction:
+        return Fraction(math.factorial(a - 1) * math.factorial(b - 1), math.factorial(a + b - 1))
+
+    a1, b1, a2, b2 = 1 + xc, 1 + nc - xc, 1 + xt, 1 + nt - xt
+    return sum((beta(a1 + i, b1 + b2) / ((b2 + i) * beta(1 + i, b2) * beta(a1, b1)) for i in range(a2)), Fraction(0))
+
+
+@pytest.mark.parametrize("counts", [(21, 60, 0, 60), (20, 20, 0, 30), (21, 60, 3, 60), (0, 60, 21, 60), (0, 30, 20, 20), (5, 100, 7, 100),
+                                    (50, 1000, 70, 1000), (3, 3, 0, 3), (0, 0, 0, 0)])
+def test_beta_chance_to_beat_keeps_its_digits_however_small_or_near_one(counts):
+    # 1e-13 of the treatment's mass was left out at each end: 3e-6 of a chance of 2.4e-8, and all of one of 5e-15.
+    exact = _exact_beta(*counts)
+    assert beta_chance_to_beat(*counts) == pytest.approx(float(exact), rel=1e-12, abs=0)
+    assert beta_chance_to_beat(*counts) == pytest.approx(float(exact), abs=5e-15)  # near 1, to some ulps of 1
 
 
 @pytest.mark.parametrize("counts", [(50_000, 1_000_000, 50_600, 1_000_000), (10, 1_000_000, 30, 1_000_000), (3, 10, 900, 1000)])
