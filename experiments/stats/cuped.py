@@ -14,7 +14,7 @@ from typing import Callable, Sequence
 import numpy as np
 import numpy.typing as npt
 
-from experiments.stats.summary import ArmSummary
+from experiments.stats.summary import ArmSummary, mean_rounding, two_sum
 
 
 @dataclass(frozen=True)
@@ -50,19 +50,7 @@ class CupedArm:
         # Corrected two-pass sums: the second term removes the error of each rounded mean.
         sx, sy = math.fsum(dx), math.fsum(dy)
         return cls(n, mx, my, max(math.fsum(dx * dx) - sx * sx / n, 0.0), max(math.fsum(dy * dy) - sy * sy / n, 0.0), math.fsum(dx * dy) - sx * sy / n,
-                   _dropped(xs, mx), _dropped(ys, my))
-
-
-def _dropped(values: npt.NDArray[np.float64], mean: float) -> float:
-    """What the double `mean` leaves out of the values' exact mean: their exact sum less n times it, over n."""
-    return math.fsum([*values.tolist(), *([-mean] * len(values))]) / len(values)
-
-
-def _less(mean: float, amount: float) -> tuple[float, float]:
-    """mean - amount as a double, and what that rounding dropped (Knuth's two-sum, exact)."""
-    centre = mean - amount
-    kept = centre - mean
-    return centre, (mean - (centre - kept)) + (-amount - kept)
+                   mean_rounding(xs, mx), mean_rounding(ys, my))
 
 
 @dataclass(frozen=True)
@@ -190,7 +178,7 @@ def cuped(arms: Sequence[CupedArm], exact_spread: ExactSpread | None = None) -> 
         if a.users == 0:
             adjusted.append(ArmSummary.of_moments(0, 0.0, 0.0))
             continue
-        centre, dropped = _less(a.mean_y, theta * offset)
+        centre, dropped = two_sum(a.mean_y, -theta * offset)
         adjusted.append(ArmSummary.of_moments(a.users, centre, m2, a.residual_y + dropped))
     # With the pooled least-squares theta, 1 - Syy'/Syy = Sxy^2 / (Sxx Syy): the squared pooled correlation, with no cancellation.
     if syy > 0:

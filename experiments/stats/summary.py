@@ -13,6 +13,18 @@ def finite_or_none(value: float | None) -> float | None:
     return value if value is not None and math.isfinite(value) else None
 
 
+def two_sum(a: float, b: float) -> tuple[float, float]:
+    """a + b as a double, and exactly what its rounding dropped (Knuth's two-sum)."""
+    total = a + b
+    kept = total - a
+    return total, (a - (total - kept)) + (b - kept)
+
+
+def mean_rounding(values: npt.NDArray[np.float64], mean: float) -> float:
+    """What the double `mean` leaves out of the values' exact mean: their exact sum less n times it, over n."""
+    return math.fsum([*values.tolist(), *([-mean] * len(values))]) / len(values)
+
+
 @dataclass(frozen=True)
 class ArmSummary:
     """Users, the sum of their values and the sum of squares, with the centred moments when known."""
@@ -63,9 +75,9 @@ class ArmSummary:
         # The corrected two-pass sum: subtracting (sum d)^2 / n removes the error of the rounded mean.
         s = math.fsum(d)
         m2 = max(math.fsum(d * d) - s * s / n, 0.0)
-        # What the rounded mean dropped: the exact sum less n times the mean (the rounded deviations' own
-        # sum, s, is noise when values dwarf their mean: 1e16 and -1e16 + 2 beside 1 and 3).
-        return cls.of_moments(n, mean, m2, math.fsum([*v.tolist(), *([-mean] * n)]) / n)
+        # What the rounded mean dropped (the rounded deviations' own sum, s, is noise when values dwarf
+        # their mean: 1e16 and -1e16 + 2 beside 1 and 3).
+        return cls.of_moments(n, mean, m2, mean_rounding(v, mean))
 
     @property
     def mean(self) -> float | None:

@@ -21,6 +21,7 @@ from sqlalchemy import text
 
 from experiments.definitions import RETENTION_DAYS
 from experiments.stats.ipw import PropensitySums
+from experiments.stats.summary import two_sum
 from service.store.database import Database
 from service.store.sql import USER_VALUE
 from service.store.rewards import AFTER_THE_STOP
@@ -209,9 +210,7 @@ def _moved(n: int, reference: float, squares: float, deviations: float) -> tuple
     the rounding error comes back exactly (Knuth's two-sum), so a difference of two arms' means keeps it.
     """
     shift = deviations / n
-    mean = reference + shift
-    kept = mean - reference
-    residual = (reference - (mean - kept)) + (shift - kept)
+    mean, residual = two_sum(reference, shift)
     return mean, max(squares - n * shift * shift, 0.0), residual
 
 
