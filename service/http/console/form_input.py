@@ -113,7 +113,8 @@ def validated_whole(schema: type[Model], sent: dict[str, Any], boxes: Iterable[t
             raise
         # A box named a.b.c sits inside as many levels of `sent` as its name has parts.
         deepest = _nesting(sent)
-        found = [(name, _nesting(value)) for name, value in boxes if _nesting(value) + len(name.split(".")) == deepest]
+        depths = [(name, _nesting(value)) for name, value in boxes]
+        found = [(name, depth) for name, depth in depths if depth + len(name.split(".")) == deepest]
         if not found:
             raise
         name, depth = found[0]
